@@ -1,0 +1,257 @@
+//! `weir topics`: list, describe, create, delete.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+use weir::ConnectionConfig;
+use weir::admin::{Admin, NewTopic, TopicDescription, TopicSummary};
+
+use super::usage;
+
+/// Topic administration.
+#[derive(Debug, clap::Args)]
+pub struct TopicsArgs {
+    /// Output format: text for people, json (one document) for scripts.
+    #[arg(short, long, value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// What to do with topics.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// List the topics of the cluster.
+    List,
+    /// Partitions (leader, replicas, earliest and latest offset) and configs of a topic.
+    Describe {
+        /// Topic name.
+        topic: String,
+    },
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        topic: String,
+        /// Number of partitions.
+        #[arg(short, long, default_value_t = 1)]
+        partitions: i32,
+        /// Replication factor.
+        #[arg(short, long, default_value_t = 1)]
+        replication_factor: i16,
+        /// Topic config KEY=VALUE (repeatable), e.g. cleanup.policy=compact.
+        #[arg(short, long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// Delete a topic.
+    Delete {
+        /// Topic name.
+        topic: String,
+    },
+}
+
+/// Parses `KEY=VALUE` pairs from `--config`.
+fn parse_configs(topic: &str, raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+            _ => Err(usage(format!(
+                "--config \"{kv}\" for topic \"{topic}\" is not KEY=VALUE (e.g. cleanup.policy=compact)"
+            ))),
+        })
+        .collect()
+}
+
+impl Verb {
+    /// Validates a `create` into a [`NewTopic`].
+    fn new_topic(
+        topic: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[String],
+    ) -> anyhow::Result<NewTopic> {
+        if topic.is_empty() {
+            return Err(usage("topic name is empty"));
+        }
+        if partitions < 1 {
+            return Err(usage(format!(
+                "--partitions {partitions} for topic \"{topic}\": a topic needs at least 1 partition"
+            )));
+        }
+        if replication_factor < 1 {
+            return Err(usage(format!(
+                "--replication-factor {replication_factor} for topic \"{topic}\": at least 1 replica is needed"
+            )));
+        }
+        Ok(NewTopic {
+            name: topic.to_owned(),
+            partitions,
+            replication_factor,
+            configs: parse_configs(topic, configs)?,
+        })
+    }
+}
+
+/// Runs `weir topics`.
+///
+/// # Errors
+///
+/// Usage errors before connecting; connection and broker errors naming the
+/// topic otherwise.
+pub async fn run(args: TopicsArgs, config: ConnectionConfig) -> anyhow::Result<()> {
+    // Validate before touching the network.
+    let new_topic = match &args.verb {
+        Verb::Create {
+            topic,
+            partitions,
+            replication_factor,
+            configs,
+        } => Some(Verb::new_topic(
+            topic,
+            *partitions,
+            *replication_factor,
+            configs,
+        )?),
+        _ => None,
+    };
+
+    let mut admin = Admin::connect(&config).await?;
+    let mut out = std::io::stdout().lock();
+    match args.verb {
+        Verb::List => {
+            let topics = admin.list_topics().await?;
+            print_list(&mut out, args.output, &topics)?;
+        }
+        Verb::Describe { topic } => {
+            let description = admin.describe_topic(&topic).await?;
+            print_description(&mut out, args.output, &description)?;
+        }
+        Verb::Create { topic, .. } => {
+            let new_topic = new_topic.expect("validated above");
+            admin.create_topic(&new_topic).await?;
+            print_done(&mut out, args.output, &topic, "created")?;
+        }
+        Verb::Delete { topic } => {
+            admin.delete_topic(&topic).await?;
+            print_done(&mut out, args.output, &topic, "deleted")?;
+        }
+    }
+    out.flush().context("writing to stdout")?;
+    Ok(())
+}
+
+fn print_list(out: &mut impl Write, output: Output, topics: &[TopicSummary]) -> anyhow::Result<()> {
+    match output {
+        Output::Json => {
+            serde_json::to_writer(&mut *out, &serde_json::json!({ "topics": topics }))?;
+            writeln!(out)?;
+        }
+        Output::Text => {
+            let width = topics
+                .iter()
+                .map(|t| t.topic.len())
+                .max()
+                .unwrap_or(0)
+                .max(5);
+            writeln!(out, "{:<width$}  PARTITIONS", "TOPIC")?;
+            for t in topics {
+                let internal = if t.internal { "  (internal)" } else { "" };
+                writeln!(out, "{:<width$}  {}{internal}", t.topic, t.partitions)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_description(
+    out: &mut impl Write,
+    output: Output,
+    d: &TopicDescription,
+) -> anyhow::Result<()> {
+    if output == Output::Json {
+        serde_json::to_writer(&mut *out, d)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let replication = d.partitions.first().map_or(0, |p| p.replicas.len());
+    writeln!(out, "Topic: {}", d.topic)?;
+    writeln!(out, "Partitions: {}", d.partitions.len())?;
+    writeln!(out, "Replication factor: {replication}")?;
+    let overrides: Vec<String> = d
+        .configs
+        .iter()
+        .filter(|c| c.is_topic_override())
+        .map(|c| format!("{}={}", c.name, c.value.as_deref().unwrap_or("(hidden)")))
+        .collect();
+    writeln!(out, "Configs: {}", overrides.join(","))?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:>9}  {:>6}  {:<12}  {:<12}  {:>12}  {:>12}",
+        "PARTITION", "LEADER", "REPLICAS", "ISR", "EARLIEST", "LATEST"
+    )?;
+    let ids = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    for p in &d.partitions {
+        writeln!(
+            out,
+            "{:>9}  {:>6}  {:<12}  {:<12}  {:>12}  {:>12}",
+            p.partition,
+            p.leader,
+            ids(&p.replicas),
+            ids(&p.isr),
+            p.earliest,
+            p.latest
+        )?;
+    }
+    Ok(())
+}
+
+fn print_done(out: &mut impl Write, output: Output, topic: &str, what: &str) -> anyhow::Result<()> {
+    match output {
+        Output::Json => {
+            serde_json::to_writer(
+                &mut *out,
+                &serde_json::json!({ "topic": topic, "result": what }),
+            )?;
+            writeln!(out)?;
+        }
+        Output::Text => writeln!(out, "{what} topic \"{topic}\"")?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_parse_and_name_the_topic_when_malformed() {
+        let ok = parse_configs("t", &["cleanup.policy=compact".into(), "a=b=c".into()]).unwrap();
+        assert_eq!(ok[0], ("cleanup.policy".into(), "compact".into()));
+        assert_eq!(ok[1], ("a".into(), "b=c".into()));
+        let err = parse_configs("orders", &["cleanup.policy".into()]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("orders") && msg.contains("cleanup.policy"),
+            "{msg}"
+        );
+        assert!(err.downcast_ref::<super::super::UsageError>().is_some());
+    }
+
+    #[test]
+    fn zero_partitions_is_a_usage_error() {
+        let err = Verb::new_topic("t", 0, 1, &[]).unwrap_err();
+        assert!(err.downcast_ref::<super::super::UsageError>().is_some());
+        assert!(err.to_string().contains("--partitions 0"));
+    }
+}

@@ -1,0 +1,371 @@
+//! Connection options shared by every command, and the clients built from
+//! them.
+//!
+//! A [`ConnectionConfig`] names the bootstrap brokers, the client id, the
+//! deadline for connecting and retrying, and optional TLS and SASL. From it
+//! weir builds both an [`rskafka::client::Client`] (for producing and
+//! fetching) and [`wire`](crate::wire) connections (for the requests
+//! rskafka cannot send). Both honour the same deadline: rskafka on its own
+//! retries retryable errors forever, weir never does.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::BackoffConfig;
+use rskafka::client::{Client, ClientBuilder, Credentials};
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::time::Instant;
+
+use crate::wire::{self, WireError};
+
+/// Default bootstrap broker, the address `just broker` listens on.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
+/// Default client id sent to brokers.
+pub const DEFAULT_CLIENT_ID: &str = concat!("weir/", env!("CARGO_PKG_VERSION"));
+
+/// Default deadline for connecting and for retries (the issue's `--timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How weir reaches a Kafka cluster.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Bootstrap brokers as `host:port`.
+    pub brokers: Vec<String>,
+    /// Client id sent with every request.
+    pub client_id: String,
+    /// Deadline for connecting and for retrying retryable errors.
+    pub timeout: Duration,
+    /// TLS, when the listener speaks it.
+    pub tls: Option<TlsOptions>,
+    /// SASL authentication, when the listener requires it.
+    pub sasl: Option<SaslOptions>,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            brokers: vec![DEFAULT_BROKERS.to_owned()],
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            tls: None,
+            sasl: None,
+        }
+    }
+}
+
+/// TLS options. Without a CA file the trust roots compiled into weir (the
+/// Mozilla set from `webpki-roots`) are used, so no `/etc/ssl` is needed.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// PEM file with the CA certificates to trust instead of the defaults.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A client certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// PEM file with the client certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM file with the client's private key.
+    pub key_file: PathBuf,
+}
+
+/// SASL mechanisms weir speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaslMechanism {
+    /// `PLAIN` (RFC 4616): only sensible over TLS.
+    Plain,
+    /// `SCRAM-SHA-256` (RFC 7677).
+    ScramSha256,
+    /// `SCRAM-SHA-512`.
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The mechanism's name as Kafka spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl fmt::Display for SaslMechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SaslMechanism {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "PLAIN" => Ok(Self::Plain),
+            "SCRAM-SHA-256" => Ok(Self::ScramSha256),
+            "SCRAM-SHA-512" => Ok(Self::ScramSha512),
+            _ => Err(format!(
+                "unknown SASL mechanism \"{s}\" (expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
+            )),
+        }
+    }
+}
+
+/// SASL credentials.
+#[derive(Debug, Clone)]
+pub struct SaslOptions {
+    /// Mechanism to authenticate with.
+    pub mechanism: SaslMechanism,
+    /// User name.
+    pub username: String,
+    /// Password; never printed.
+    pub password: Password,
+}
+
+/// A password that never shows in `Debug` output, logs or errors.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    /// The password itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Errors raised while preparing or opening connections.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// A TLS file could not be read or holds nothing usable.
+    #[error("cannot use {what} \"{path}\": {reason}")]
+    TlsFile {
+        /// Which file (`--tls-ca`, `--tls-cert`, `--tls-key`).
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the assembled configuration.
+    #[error("invalid TLS configuration: {0}")]
+    TlsConfig(#[from] rustls::Error),
+    /// No broker could be reached, or the handshake failed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// rskafka could not build its client.
+    #[error("cannot connect to {brokers}: {reason}")]
+    Client {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// rskafka's error.
+        reason: String,
+    },
+}
+
+impl ConnectionConfig {
+    /// The bootstrap brokers joined by commas, for messages.
+    pub fn brokers_display(&self) -> String {
+        self.brokers.join(",")
+    }
+
+    /// The rustls client configuration, when TLS is on.
+    ///
+    /// # Errors
+    ///
+    /// A CA, certificate or key file that cannot be read or parsed.
+    pub fn rustls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, ConnectError> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let mut roots = RootCertStore::empty();
+        match &tls.ca_file {
+            Some(path) => {
+                let certs = read_certs(path, "--tls-ca")?;
+                for cert in certs {
+                    roots.add(cert).map_err(|e| ConnectError::TlsFile {
+                        what: "--tls-ca",
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let config = match &tls.client_auth {
+            Some(auth) => {
+                let chain = read_certs(&auth.cert_file, "--tls-cert")?;
+                let key = PrivateKeyDer::from_pem_file(&auth.key_file).map_err(|e| {
+                    ConnectError::TlsFile {
+                        what: "--tls-key",
+                        path: auth.key_file.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                builder.with_client_auth_cert(chain, key)?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(Some(Arc::new(config)))
+    }
+
+    /// The retry policy handed to rskafka: short backoffs, and a deadline so
+    /// that it gives up instead of retrying forever.
+    pub fn backoff(&self, remaining: Duration) -> BackoffConfig {
+        BackoffConfig {
+            // rskafka's own defaults are 100ms initial, 500s maximum; a CLI
+            // waits at most --timeout, so cap single sleeps at one second.
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            base: 3.0,
+            deadline: Some(remaining),
+        }
+    }
+
+    /// Connects to the cluster with rskafka.
+    ///
+    /// A first handshake through [`wire`] checks reachability, TLS and SASL
+    /// with precise errors and within the deadline; rskafka then connects
+    /// with the time that is left.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`] naming the brokers when none can be reached within
+    /// the deadline, or the TLS or SASL failure.
+    pub async fn client(&self) -> Result<Client, ConnectError> {
+        let deadline = Instant::now() + self.timeout;
+        let tls = self.rustls_config()?;
+        drop(wire::connect_any(self, tls.clone(), deadline).await?);
+
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut builder = ClientBuilder::new(self.brokers.clone())
+            .client_id(self.client_id.as_str())
+            .backoff_config(self.backoff(remaining));
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls);
+        }
+        if let Some(sasl) = &self.sasl {
+            let credentials =
+                Credentials::new(sasl.username.clone(), sasl.password.expose().to_owned());
+            builder = builder.sasl_config(match sasl.mechanism {
+                SaslMechanism::Plain => rskafka::client::SaslConfig::Plain(credentials),
+                SaslMechanism::ScramSha256 => rskafka::client::SaslConfig::ScramSha256(credentials),
+                SaslMechanism::ScramSha512 => rskafka::client::SaslConfig::ScramSha512(credentials),
+            });
+        }
+        let brokers = self.brokers_display();
+        match tokio::time::timeout_at(deadline, builder.build()).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(ConnectError::Client {
+                brokers,
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(ConnectError::Client {
+                brokers,
+                reason: format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.timeout)
+                ),
+            }),
+        }
+    }
+}
+
+fn read_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, ConnectError> {
+    let err = |reason: String| ConnectError::TlsFile {
+        what,
+        path: path.to_owned(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate in it".to_owned()));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_redacted_in_debug() {
+        let sasl = SaslOptions {
+            mechanism: SaslMechanism::ScramSha512,
+            username: "alice".into(),
+            password: Password::new("s3cret-value"),
+        };
+        let shown = format!("{sasl:?}");
+        assert!(shown.contains("alice"));
+        assert!(!shown.contains("s3cret-value"), "{shown}");
+    }
+
+    #[test]
+    fn mechanism_names_round_trip() {
+        for m in [
+            SaslMechanism::Plain,
+            SaslMechanism::ScramSha256,
+            SaslMechanism::ScramSha512,
+        ] {
+            assert_eq!(m.as_str().parse::<SaslMechanism>().unwrap(), m);
+        }
+        assert!("scram-sha-512".parse::<SaslMechanism>().is_ok());
+        assert!("GSSAPI".parse::<SaslMechanism>().is_err());
+    }
+
+    #[test]
+    fn missing_ca_file_names_the_flag_and_path() {
+        let config = ConnectionConfig {
+            tls: Some(TlsOptions {
+                ca_file: Some("/nonexistent/ca.pem".into()),
+                client_auth: None,
+            }),
+            ..Default::default()
+        };
+        let err = config.rustls_config().unwrap_err().to_string();
+        assert!(err.contains("--tls-ca"), "{err}");
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn default_roots_are_compiled_in() {
+        let config = ConnectionConfig {
+            tls: Some(TlsOptions::default()),
+            ..Default::default()
+        };
+        assert!(config.rustls_config().unwrap().is_some());
+        assert!(!webpki_roots::TLS_SERVER_ROOTS.is_empty());
+    }
+}

@@ -1,0 +1,34 @@
+//! weir: real-time data processing on Apache Kafka in pure Rust.
+//!
+//! weir is a library and a single static binary built on the
+//! [`rskafka`] client, with no librdkafka and no C Kafka library. It adds
+//! what rskafka leaves out on purpose: administrative requests that carry
+//! topic configs, Java-compatible key partitioning, explicit per-partition
+//! consumers and offsets that weir commits into a compacted topic of its own.
+//!
+//! The binary (`src/main.rs` and `src/cli/`) is a thin shell: it parses the
+//! command line into the typed configs defined here and calls the library.
+//! This crate never depends on clap.
+//!
+//! # Layout
+//!
+//! - [`connect`]: [`ConnectionConfig`](connect::ConnectionConfig), the
+//!   options every command shares (brokers, client id, deadline, TLS, SASL),
+//!   and the [`rskafka::client::Client`] built from them.
+//! - [`wire`]: a small Kafka protocol connection (TCP or TLS, SASL) for the
+//!   requests rskafka cannot send, encoded with the `kafka-protocol` crate.
+//! - [`admin`]: topics: list, describe (leaders, watermarks, configs),
+//!   create with configs, delete.
+//!
+//! Errors are typed per module (`thiserror`) and name the broker, topic or
+//! partition involved; the binary adds context with `anyhow`.
+
+#![deny(rust_2018_idioms, unsafe_code)]
+#![warn(missing_debug_implementations, missing_docs)]
+
+pub mod admin;
+pub mod connect;
+pub mod wire;
+
+pub use admin::Admin;
+pub use connect::ConnectionConfig;

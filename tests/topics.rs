@@ -1,0 +1,211 @@
+//! `weir topics` against a real broker: every verb, the error cases, and
+//! the connection deadline.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{random_topic, timeout, weir_run};
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::record::Record;
+use serde_json::Value;
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn listed(topic: &str) -> bool {
+    let run = weir_run(&["topics", "list", "--output", "json"]);
+    run.ok();
+    json(&run.stdout)["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["topic"] == topic)
+}
+
+#[test]
+fn create_list_describe_delete() {
+    let topic = random_topic("topics");
+    weir_run(&["topics", "create", &topic, "--partitions", "3"]).ok();
+    assert!(listed(&topic), "{topic} not listed after create");
+
+    let text = weir_run(&["topics", "list"]);
+    text.ok();
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(topic.as_str()))
+        .unwrap_or_else(|| panic!("{topic} missing from text list:\n{}", text.stdout));
+    assert_eq!(line.split_whitespace().nth(1), Some("3"), "{line}");
+
+    let run = weir_run(&["topics", "describe", &topic, "-o", "json"]);
+    run.ok();
+    let d = json(&run.stdout);
+    assert_eq!(d["topic"], topic.as_str());
+    let partitions = d["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 3);
+    for (i, p) in partitions.iter().enumerate() {
+        assert_eq!(p["partition"], i as i64);
+        assert!(p["leader"].as_i64().unwrap() >= 0, "{p}");
+        assert_eq!(p["earliest"], 0, "{p}");
+        assert_eq!(p["latest"], 0, "{p}");
+    }
+
+    weir_run(&["topics", "delete", &topic]).ok();
+    assert!(!listed(&topic), "{topic} still listed after delete");
+    let gone = weir_run(&["topics", "describe", &topic]);
+    gone.expect_code(1);
+    assert!(gone.stderr.contains(&format!("topic \"{topic}\" does not exist")), "{}", gone.stderr);
+}
+
+#[test]
+fn create_with_compaction_config_shows_in_describe() {
+    let topic = random_topic("compact");
+    weir_run(&[
+        "topics",
+        "create",
+        &topic,
+        "--partitions",
+        "2",
+        "--config",
+        "cleanup.policy=compact",
+    ])
+    .ok();
+
+    let text = weir_run(&["topics", "describe", &topic]);
+    text.ok();
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("Configs:") && l.contains("cleanup.policy=compact")),
+        "{}",
+        text.stdout
+    );
+
+    let run = weir_run(&["topics", "describe", &topic, "--output", "json"]);
+    run.ok();
+    let d = json(&run.stdout);
+    let policy = d["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "cleanup.policy")
+        .unwrap_or_else(|| panic!("no cleanup.policy in {d}"));
+    assert_eq!(policy["value"], "compact");
+}
+
+/// Watermarks in `describe` are the broker's: produce a few records with
+/// rskafka through weir's connection and read them back.
+#[tokio::test]
+async fn describe_reports_watermarks() {
+    let topic = random_topic("marks");
+    weir_run(&["topics", "create", &topic, "--partitions", "2"]).ok();
+
+    let config = weir::ConnectionConfig {
+        brokers: vec![common::brokers().to_owned()],
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let client = timeout("connect", config.client()).await.unwrap();
+    let partition = timeout(
+        "partition client",
+        client.partition_client(topic.clone(), 1, UnknownTopicHandling::Retry),
+    )
+    .await
+    .unwrap();
+    let records: Vec<Record> = (0..5)
+        .map(|i| Record {
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(b"v".to_vec()),
+            headers: Default::default(),
+            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+        })
+        .collect();
+    timeout("produce", partition.produce(records, Compression::NoCompression))
+        .await
+        .unwrap();
+
+    let run = tokio::task::spawn_blocking(move || weir_run(&["topics", "describe", &topic, "-o", "json"]))
+        .await
+        .unwrap();
+    run.ok();
+    let d = json(&run.stdout);
+    assert_eq!(d["partitions"][0]["latest"], 0, "{d}");
+    assert_eq!(d["partitions"][1]["earliest"], 0, "{d}");
+    assert_eq!(d["partitions"][1]["latest"], 5, "{d}");
+}
+
+#[test]
+fn create_existing_topic_fails_naming_it() {
+    let topic = random_topic("dup");
+    weir_run(&["topics", "create", &topic]).ok();
+    let run = weir_run(&["topics", "create", &topic]);
+    run.expect_code(1);
+    assert!(run.stderr.contains(&format!("topic \"{topic}\" already exists")), "{}", run.stderr);
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn delete_or_describe_missing_topic_fails() {
+    let topic = random_topic("missing");
+    for verb in ["delete", "describe"] {
+        let run = weir_run(&["topics", verb, &topic]);
+        run.expect_code(1);
+        assert!(run.stderr.contains(&format!("topic \"{topic}\" does not exist")), "{verb}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn zero_partitions_is_usage_error() {
+    let topic = random_topic("zero");
+    let run = weir_run(&["topics", "create", &topic, "--partitions", "0"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("--partitions 0") && run.stderr.contains(&topic), "{}", run.stderr);
+    assert!(!listed(&topic));
+}
+
+#[test]
+fn replication_factor_above_broker_count_fails() {
+    let topic = random_topic("rf");
+    let run = weir_run(&["topics", "create", &topic, "--replication-factor", "1000"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains(&topic) && run.stderr.contains("replication factor 1000"), "{}", run.stderr);
+    assert!(!listed(&topic));
+}
+
+#[test]
+fn malformed_config_is_usage_error() {
+    let topic = random_topic("badcfg");
+    let run = weir_run(&["topics", "create", &topic, "--config", "cleanup.policy"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("--config \"cleanup.policy\"") && run.stderr.contains(&topic), "{}", run.stderr);
+    assert!(!listed(&topic));
+}
+
+#[test]
+fn unreachable_broker_fails_within_timeout() {
+    let mut cmd = common::weir();
+    cmd.args(["topics", "list", "-b", "127.0.0.1:1", "--timeout", "3s"]);
+    let run = common::run(&mut cmd);
+    run.expect_code(1);
+    assert!(run.elapsed < Duration::from_secs(10), "took {:?}", run.elapsed);
+    assert!(run.elapsed >= Duration::from_secs(2), "gave up early: {:?}", run.elapsed);
+    assert!(run.stderr.contains("127.0.0.1:1"), "{}", run.stderr);
+}
+
+#[test]
+fn unreachable_broker_through_rskafka_client_fails_within_timeout() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let config = weir::ConnectionConfig {
+        brokers: vec!["127.0.0.1:1".into()],
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let start = std::time::Instant::now();
+    let err = rt
+        .block_on(timeout("client", config.client()))
+        .expect_err("connected to a closed port");
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
