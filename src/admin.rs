@@ -197,25 +197,31 @@ impl Admin {
         })
     }
 
-    /// Sends a request to the broker at `address`, connecting if needed,
-    /// within the configured timeout.
-    async fn call<R: Request + Message>(
-        &mut self,
-        address: &str,
-        request: &R,
-    ) -> Result<R::Response, AdminError> {
-        let deadline = Instant::now() + self.config.timeout;
+    /// The connection to the broker at `address`, opened if needed.
+    async fn connection(&mut self, address: &str) -> Result<&mut BrokerConnection, AdminError> {
         if !self.connections.contains_key(address) {
+            let deadline = Instant::now() + self.config.timeout;
             let conn = wire::connect_to(&self.config, address, self.tls.clone(), deadline)
                 .await
                 .map_err(ConnectError::from)?;
             self.connections.insert(address.to_owned(), conn);
         }
-        let conn = self.connections.get_mut(address).expect("inserted above");
-        match tokio::time::timeout_at(deadline, conn.request(request)).await {
+        Ok(self.connections.get_mut(address).expect("inserted above"))
+    }
+
+    /// Sends a request to the broker at `address` within the configured
+    /// timeout. A connection that failed is dropped; the next call reopens it.
+    async fn call<R: Request + Message>(
+        &mut self,
+        address: &str,
+        request: &R,
+    ) -> Result<R::Response, AdminError> {
+        let timeout = self.config.timeout;
+        let conn = self.connection(address).await?;
+        let result = tokio::time::timeout(timeout, conn.request(request)).await;
+        match result {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => {
-                // The connection may be broken; the next call reconnects.
                 self.connections.remove(address);
                 Err(e.into())
             }
@@ -223,21 +229,10 @@ impl Admin {
                 self.connections.remove(address);
                 Err(AdminError::RequestTimeout {
                     broker: address.to_owned(),
-                    api: format!("{:?}", kafka_protocol::messages::ApiKey::try_from(R::KEY)),
-                    timeout: self.config.timeout,
+                    api: api_name::<R>(),
+                    timeout,
                 })
             }
-        }
-    }
-
-    /// Version the bootstrap broker would use for `R`.
-    fn version_for<R: Request + Message>(&self) -> Result<i16, AdminError> {
-        let conn = self.connections.get(&self.bootstrap);
-        match conn {
-            Some(conn) => Ok(conn.version_for::<R>()?),
-            // Reconnected later; the highest version weir knows is a guess
-            // that the next request corrects by failing clearly.
-            None => Ok(R::VERSIONS.max),
         }
     }
 
@@ -561,7 +556,11 @@ impl Admin {
         let timeout_ms = i32::try_from(self.config.timeout.as_millis()).unwrap_or(i32::MAX);
         let mut request = DeleteTopicsRequest::default().with_timeout_ms(timeout_ms);
         // Version 6 moved names from `topic_names` into `topics`.
-        if self.version_for::<DeleteTopicsRequest>()? >= 6 {
+        let version = self
+            .connection(&controller)
+            .await?
+            .version_for::<DeleteTopicsRequest>()?;
+        if version >= 6 {
             request.topics = vec![DeleteTopicState::default().with_name(Some(topic_name(topic)))];
         } else {
             request.topic_names = vec![topic_name(topic)];
@@ -607,6 +606,11 @@ impl Admin {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
+}
+
+fn api_name<R: Request>() -> String {
+    kafka_protocol::messages::ApiKey::try_from(R::KEY)
+        .map_or_else(|_| format!("API {}", R::KEY), |k| format!("{k:?}"))
 }
 
 fn topic_name(name: &str) -> TopicName {

@@ -56,7 +56,12 @@ fn create_list_describe_delete() {
     assert!(!listed(&topic), "{topic} still listed after delete");
     let gone = weir_run(&["topics", "describe", &topic]);
     gone.expect_code(1);
-    assert!(gone.stderr.contains(&format!("topic \"{topic}\" does not exist")), "{}", gone.stderr);
+    assert!(
+        gone.stderr
+            .contains(&format!("topic \"{topic}\" does not exist")),
+        "{}",
+        gone.stderr
+    );
 }
 
 #[test]
@@ -122,13 +127,18 @@ async fn describe_reports_watermarks() {
             timestamp: rskafka::chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
         })
         .collect();
-    timeout("produce", partition.produce(records, Compression::NoCompression))
-        .await
-        .unwrap();
+    timeout(
+        "produce",
+        partition.produce(records, Compression::NoCompression),
+    )
+    .await
+    .unwrap();
 
-    let run = tokio::task::spawn_blocking(move || weir_run(&["topics", "describe", &topic, "-o", "json"]))
-        .await
-        .unwrap();
+    let run = tokio::task::spawn_blocking(move || {
+        weir_run(&["topics", "describe", &topic, "-o", "json"])
+    })
+    .await
+    .unwrap();
     run.ok();
     let d = json(&run.stdout);
     assert_eq!(d["partitions"][0]["latest"], 0, "{d}");
@@ -142,7 +152,12 @@ fn create_existing_topic_fails_naming_it() {
     weir_run(&["topics", "create", &topic]).ok();
     let run = weir_run(&["topics", "create", &topic]);
     run.expect_code(1);
-    assert!(run.stderr.contains(&format!("topic \"{topic}\" already exists")), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("topic \"{topic}\" already exists")),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
 }
 
@@ -152,7 +167,12 @@ fn delete_or_describe_missing_topic_fails() {
     for verb in ["delete", "describe"] {
         let run = weir_run(&["topics", verb, &topic]);
         run.expect_code(1);
-        assert!(run.stderr.contains(&format!("topic \"{topic}\" does not exist")), "{verb}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("topic \"{topic}\" does not exist")),
+            "{verb}: {}",
+            run.stderr
+        );
     }
 }
 
@@ -161,7 +181,11 @@ fn zero_partitions_is_usage_error() {
     let topic = random_topic("zero");
     let run = weir_run(&["topics", "create", &topic, "--partitions", "0"]);
     run.expect_code(2);
-    assert!(run.stderr.contains("--partitions 0") && run.stderr.contains(&topic), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--partitions 0") && run.stderr.contains(&topic),
+        "{}",
+        run.stderr
+    );
     assert!(!listed(&topic));
 }
 
@@ -170,7 +194,11 @@ fn replication_factor_above_broker_count_fails() {
     let topic = random_topic("rf");
     let run = weir_run(&["topics", "create", &topic, "--replication-factor", "1000"]);
     run.expect_code(1);
-    assert!(run.stderr.contains(&topic) && run.stderr.contains("replication factor 1000"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&topic) && run.stderr.contains("replication factor 1000"),
+        "{}",
+        run.stderr
+    );
     assert!(!listed(&topic));
 }
 
@@ -179,7 +207,11 @@ fn malformed_config_is_usage_error() {
     let topic = random_topic("badcfg");
     let run = weir_run(&["topics", "create", &topic, "--config", "cleanup.policy"]);
     run.expect_code(2);
-    assert!(run.stderr.contains("--config \"cleanup.policy\"") && run.stderr.contains(&topic), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--config \"cleanup.policy\"") && run.stderr.contains(&topic),
+        "{}",
+        run.stderr
+    );
     assert!(!listed(&topic));
 }
 
@@ -189,8 +221,16 @@ fn unreachable_broker_fails_within_timeout() {
     cmd.args(["topics", "list", "-b", "127.0.0.1:1", "--timeout", "3s"]);
     let run = common::run(&mut cmd);
     run.expect_code(1);
-    assert!(run.elapsed < Duration::from_secs(10), "took {:?}", run.elapsed);
-    assert!(run.elapsed >= Duration::from_secs(2), "gave up early: {:?}", run.elapsed);
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        run.elapsed
+    );
+    assert!(
+        run.elapsed >= Duration::from_secs(2),
+        "gave up early: {:?}",
+        run.elapsed
+    );
     assert!(run.stderr.contains("127.0.0.1:1"), "{}", run.stderr);
 }
 
@@ -206,6 +246,10 @@ fn unreachable_broker_through_rskafka_client_fails_within_timeout() {
     let err = rt
         .block_on(timeout("client", config.client()))
         .expect_err("connected to a closed port");
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
 }

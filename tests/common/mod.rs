@@ -125,12 +125,19 @@ impl Nisshi {
         let deadline = Instant::now() + STEP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("nisshi exited with {status} before accepting connections:\n{}", self.logs());
+                panic!(
+                    "nisshi exited with {status} before accepting connections:\n{}",
+                    self.logs()
+                );
             }
             if TcpStream::connect(&self.address).is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "nisshi did not listen on {} in time", self.address);
+            assert!(
+                Instant::now() < deadline,
+                "nisshi did not listen on {} in time",
+                self.address
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

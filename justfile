@@ -1,0 +1,27 @@
+# weir's tasks. `just demo` shows the main job; `just test` runs every test.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Run a local broker (nisshi) on 127.0.0.1:PORT in the foreground; STORAGE is memory or sqlite:FILE.db.
+broker port="9092" storage="memory":
+    scripts/nisshi.sh run {{port}} {{storage}}
+
+# The main job, end to end, against a local broker it starts itself.
+demo:
+    scripts/demo.sh
+
+# Format and lint checks, the static build, and every test against a real broker.
+test:
+    scripts/nisshi.sh install >/dev/null
+    cargo fmt --check
+    cargo clippy --locked --all-targets -- -D warnings
+    scripts/static.sh
+    WEIR_NISSHI="$(scripts/nisshi.sh install)" cargo test --locked
+
+# Build the fully static x86_64 musl binary.
+static:
+    scripts/static.sh
