@@ -292,11 +292,12 @@ impl Admin {
         Ok(Self::topic_partitions(&metadata, topic)?.len())
     }
 
-    /// Partition index, leader id, replicas and ISR of `topic`, sorted.
+    /// The partitions of `topic` from metadata, sorted, with watermarks
+    /// not yet known (-1).
     fn topic_partitions(
         metadata: &MetadataResponse,
         topic: &str,
-    ) -> Result<Vec<(i32, i32, Vec<i32>, Vec<i32>)>, AdminError> {
+    ) -> Result<Vec<PartitionDescription>, AdminError> {
         let t = metadata
             .topics
             .iter()
@@ -322,16 +323,16 @@ impl Admin {
         let mut partitions: Vec<_> = t
             .partitions
             .iter()
-            .map(|p| {
-                (
-                    p.partition_index,
-                    p.leader_id.0,
-                    p.replica_nodes.iter().map(|b| b.0).collect(),
-                    p.isr_nodes.iter().map(|b| b.0).collect(),
-                )
+            .map(|p| PartitionDescription {
+                partition: p.partition_index,
+                leader: p.leader_id.0,
+                replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                earliest: -1,
+                latest: -1,
             })
             .collect();
-        partitions.sort_by_key(|p| p.0);
+        partitions.sort_by_key(|p| p.partition);
         Ok(partitions)
     }
 
@@ -345,15 +346,14 @@ impl Admin {
     #[instrument(skip(self))]
     pub async fn describe_topic(&mut self, topic: &str) -> Result<TopicDescription, AdminError> {
         let metadata = self.metadata(Some(&[topic])).await?;
-        let partitions = Self::topic_partitions(&metadata, topic)?;
+        let mut partitions = Self::topic_partitions(&metadata, topic)?;
         let addresses = Self::broker_addresses(&metadata);
 
         // ListOffsets must go to each partition's leader.
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-        for (partition, leader, _, _) in &partitions {
-            by_leader.entry(*leader).or_default().push(*partition);
+        for p in &partitions {
+            by_leader.entry(p.leader).or_default().push(p.partition);
         }
-        let mut watermarks: HashMap<i32, (i64, i64)> = HashMap::new();
         for (leader, ids) in by_leader {
             let Some(address) = addresses.get(&leader).cloned() else {
                 debug!(topic, leader, "leader unknown, watermarks left out");
@@ -361,31 +361,16 @@ impl Admin {
             };
             let earliest = self.list_offsets(&address, topic, &ids, EARLIEST).await?;
             let latest = self.list_offsets(&address, topic, &ids, LATEST).await?;
-            for id in ids {
-                let e = earliest.get(&id).copied().unwrap_or(-1);
-                let l = latest.get(&id).copied().unwrap_or(-1);
-                watermarks.insert(id, (e, l));
+            for p in partitions.iter_mut().filter(|p| p.leader == leader) {
+                p.earliest = earliest.get(&p.partition).copied().unwrap_or(-1);
+                p.latest = latest.get(&p.partition).copied().unwrap_or(-1);
             }
         }
 
         let configs = self.topic_configs(topic).await?;
         Ok(TopicDescription {
             topic: topic.to_owned(),
-            partitions: partitions
-                .into_iter()
-                .map(|(partition, leader, replicas, isr)| {
-                    let (earliest, latest) =
-                        watermarks.get(&partition).copied().unwrap_or((-1, -1));
-                    PartitionDescription {
-                        partition,
-                        leader,
-                        replicas,
-                        isr,
-                        earliest,
-                        latest,
-                    }
-                })
-                .collect(),
+            partitions,
             configs,
         })
     }
@@ -595,7 +580,7 @@ impl Admin {
             let metadata = self.metadata(Some(&[topic])).await?;
             let ready = match Self::topic_partitions(&metadata, topic) {
                 Ok(partitions) => {
-                    present && partitions.iter().all(|p| p.1 >= 0) && !partitions.is_empty()
+                    present && partitions.iter().all(|p| p.leader >= 0) && !partitions.is_empty()
                 }
                 Err(AdminError::UnknownTopic { .. }) => !present,
                 Err(e) => return Err(e),
