@@ -18,29 +18,36 @@ pub const PASSWORD_ENV: &str = "WEIR_SASL_PASSWORD";
 #[command(next_help_heading = "Connection")]
 pub struct ConnectArgs {
     /// Bootstrap brokers, host:port, comma-separated.
-    #[arg(short, long, env = "WEIR_BROKERS", default_value = weir::connect::DEFAULT_BROKERS, global = true)]
+    #[arg(short, long, env = "WEIR_BROKERS", hide_env_values = true, default_value = weir::connect::DEFAULT_BROKERS, global = true)]
     pub brokers: String,
 
     /// Client id sent to the brokers.
-    #[arg(long, env = "WEIR_CLIENT_ID", default_value = DEFAULT_CLIENT_ID, global = true)]
+    #[arg(long, env = "WEIR_CLIENT_ID", hide_env_values = true, default_value = DEFAULT_CLIENT_ID, global = true)]
     pub client_id: String,
 
     /// Deadline for connecting and for retries (e.g. 500ms, 30s, 2m).
-    #[arg(long, env = "WEIR_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "WEIR_TIMEOUT", hide_env_values = true, default_value = "30s", value_parser = parse_duration, global = true)]
     pub timeout: Duration,
 
     /// Connect with TLS (trusting the CA roots compiled into weir unless --tls-ca is given).
-    #[arg(long, env = "WEIR_TLS", global = true)]
+    #[arg(long, env = "WEIR_TLS", hide_env_values = true, global = true)]
     pub tls: bool,
 
     /// PEM file with the CA certificates to trust (implies --tls).
-    #[arg(long, env = "WEIR_TLS_CA", value_name = "FILE", global = true)]
+    #[arg(
+        long,
+        env = "WEIR_TLS_CA",
+        hide_env_values = true,
+        value_name = "FILE",
+        global = true
+    )]
     pub tls_ca: Option<PathBuf>,
 
     /// PEM client certificate for mutual TLS (implies --tls; needs --tls-key).
     #[arg(
         long,
         env = "WEIR_TLS_CERT",
+        hide_env_values = true,
         value_name = "FILE",
         requires = "tls_key",
         global = true
@@ -51,6 +58,7 @@ pub struct ConnectArgs {
     #[arg(
         long,
         env = "WEIR_TLS_KEY",
+        hide_env_values = true,
         value_name = "FILE",
         requires = "tls_cert",
         global = true
@@ -62,19 +70,27 @@ pub struct ConnectArgs {
     #[arg(
         long,
         env = "WEIR_SASL_MECHANISM",
+        hide_env_values = true,
         value_name = "MECHANISM",
         global = true
     )]
     pub sasl_mechanism: Option<String>,
 
     /// SASL user name.
-    #[arg(long, env = "WEIR_SASL_USERNAME", value_name = "NAME", global = true)]
+    #[arg(
+        long,
+        env = "WEIR_SASL_USERNAME",
+        hide_env_values = true,
+        value_name = "NAME",
+        global = true
+    )]
     pub sasl_username: Option<String>,
 
     /// File whose first line is the SASL password.
     #[arg(
         long,
         env = "WEIR_SASL_PASSWORD_FILE",
+        hide_env_values = true,
         value_name = "FILE",
         global = true
     )]
