@@ -360,6 +360,39 @@ mod tests {
     }
 
     #[test]
+    fn client_certificate_loads_and_bad_key_names_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert_file = dir.path().join("client.pem");
+        let key_file = dir.path().join("client.key");
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let mut config = ConnectionConfig {
+            tls: Some(TlsOptions {
+                ca_file: None,
+                client_auth: Some(ClientAuth {
+                    cert_file,
+                    key_file: key_file.clone(),
+                }),
+            }),
+            ..Default::default()
+        };
+        let tls = config.rustls_config().unwrap().unwrap();
+        assert!(tls.client_auth_cert_resolver.has_certs());
+
+        std::fs::write(&key_file, "not a key").unwrap();
+        if let Some(tls) = config.tls.as_mut() {
+            tls.client_auth.as_mut().unwrap().key_file = key_file;
+        }
+        let err = config.rustls_config().unwrap_err().to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+    }
+
+    #[test]
     fn default_roots_are_compiled_in() {
         let config = ConnectionConfig {
             tls: Some(TlsOptions::default()),
