@@ -19,6 +19,14 @@
 //!   requests rskafka cannot send, encoded with the `kafka-protocol` crate.
 //! - [`admin`]: topics: list, describe (leaders, watermarks, configs),
 //!   create with configs, delete.
+//! - [`partitioner`]: which partition a record goes to: murmur2 as the Java
+//!   client, CRC-32 as librdkafka's `consistent`, sticky null keys, random
+//!   and round-robin.
+//! - [`producer`]: the keyed producer: routing, per-partition batches with
+//!   linger, compression, one request in flight per partition, and a
+//!   delivery report (offset or error) for every record.
+//! - [`record`]: input parsing for `weir produce`: delimiters, key
+//!   delimiter, fixed key and headers, JSON lines with base64 fields.
 //!
 //! Errors are typed per module (`thiserror`) and name the broker, topic or
 //! partition involved; the binary adds context with `anyhow`.
@@ -28,6 +36,9 @@
 
 pub mod admin;
 pub mod connect;
+pub mod partitioner;
+pub mod producer;
+pub mod record;
 pub mod wire;
 
 pub use admin::Admin;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -47,5 +48,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.connect.to_config()?;
     match cli.command {
         Command::Topics(args) => cli::topics::run(args, config).await,
+        Command::Produce(args) => cli::produce::run(args, config, shutdown_signal()).await,
     }
+}
+
+/// Resolves on the first SIGINT or SIGTERM: long jobs stop gracefully.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("signal received, stopping");
 }

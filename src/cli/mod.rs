@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod connect;
+pub mod produce;
 pub mod topics;
 
 /// A command line that parsed but makes no sense: exit code 2.
@@ -61,4 +62,6 @@ impl LogArgs {
 pub enum Command {
     /// List, describe, create and delete topics.
     Topics(topics::TopicsArgs),
+    /// Produce records from stdin or files to a topic.
+    Produce(produce::ProduceArgs),
 }

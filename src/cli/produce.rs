@@ -1,0 +1,552 @@
+//! `weir produce`: records from stdin or files into a topic.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::ValueEnum;
+use rskafka::client::partition::Compression;
+use tokio::sync::mpsc;
+use weir::ConnectionConfig;
+use weir::admin::{Admin, AdminError, NewTopic};
+use weir::partitioner::PartitionerKind;
+use weir::producer::{DEFAULT_BATCH_BYTES, Delivery, ProduceError, Producer, ProducerConfig};
+use weir::record::{DelimitedReader, InputFormat, ParseError, RecordParser, unescape};
+
+use super::connect::parse_duration;
+use super::usage;
+
+/// Produce records, one per line (or per delimiter), to a topic.
+#[derive(Debug, clap::Args)]
+pub struct ProduceArgs {
+    /// Topic to produce to.
+    #[arg(short, long)]
+    pub topic: String,
+
+    /// Input files, read in order; none or "-" reads stdin.
+    pub files: Vec<PathBuf>,
+
+    /// Send every record to this partition (overrides the partitioner).
+    #[arg(short, long)]
+    pub partition: Option<i32>,
+
+    /// How keyed records are placed: murmur2 (Java's default), crc32
+    /// (librdkafka's consistent), random, round-robin.
+    #[arg(long, default_value = "murmur2")]
+    pub partitioner: String,
+
+    /// Record delimiter; escapes \n \t \r \0 are understood.
+    #[arg(short = 'D', long, default_value = "\\n")]
+    pub delimiter: String,
+
+    /// Split key and value at the first occurrence of SEP (kcat's -K).
+    #[arg(short = 'K', long, value_name = "SEP")]
+    pub key_delimiter: Option<String>,
+
+    /// The same key for every record.
+    #[arg(short, long, conflicts_with = "key_delimiter")]
+    pub key: Option<String>,
+
+    /// Header for every record (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "KEY=VALUE")]
+    pub headers: Vec<String>,
+
+    /// Input format: raw records, or JSON lines with key, value (or
+    /// key_b64, value_b64), headers, partition, timestamp (ms).
+    #[arg(long, value_enum, default_value_t = Format::Raw)]
+    pub format: Format,
+
+    /// Send empty values as null (tombstones).
+    #[arg(long)]
+    pub null_empty: bool,
+
+    /// How long a partition waits for more records before sending a batch.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    pub linger: Duration,
+
+    /// Largest batch in bytes (at most 1 MiB minus request overhead).
+    #[arg(long, default_value_t = DEFAULT_BATCH_BYTES)]
+    pub batch_bytes: usize,
+
+    /// Batch compression.
+    #[arg(long, value_enum, default_value_t = Codec::None)]
+    pub compression: Codec,
+
+    /// Print one JSON line per record to stdout: line, partition, offset or error.
+    #[arg(long)]
+    pub report: bool,
+
+    /// What a bad input line does: fail stops reading (records already
+    /// sent stay sent), skip counts it and goes on.
+    #[arg(long, value_enum, default_value_t = OnError::Fail)]
+    pub on_error: OnError,
+
+    /// Create the topic first if it does not exist.
+    #[arg(long)]
+    pub create_topic: bool,
+
+    /// Partitions of a topic made by --create-topic.
+    #[arg(long, default_value_t = 1, requires = "create_topic")]
+    pub partitions: i32,
+
+    /// Replication factor of a topic made by --create-topic.
+    #[arg(long, default_value_t = 1, requires = "create_topic")]
+    pub replication_factor: i16,
+}
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The record is the value (or key SEP value with -K).
+    Raw,
+    /// One JSON object per record.
+    Json,
+}
+
+/// Compression codecs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Codec {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// LZ4.
+    Lz4,
+    /// Snappy.
+    Snappy,
+    /// Zstandard.
+    Zstd,
+}
+
+impl From<Codec> for Compression {
+    fn from(c: Codec) -> Self {
+        match c {
+            Codec::None => Self::NoCompression,
+            Codec::Gzip => Self::Gzip,
+            Codec::Lz4 => Self::Lz4,
+            Codec::Snappy => Self::Snappy,
+            Codec::Zstd => Self::Zstd,
+        }
+    }
+}
+
+/// Bad-input policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnError {
+    /// Stop reading at the first bad line.
+    Fail,
+    /// Skip bad lines and go on.
+    Skip,
+}
+
+/// Records read in one go by the input thread.
+const CHUNK: usize = 1024;
+
+/// An input record and where it came from.
+struct Input {
+    source: usize,
+    line: u64,
+    parsed: Result<weir::producer::ProduceRecord, ParseError>,
+}
+
+/// Tags pack the input index and line number: 24 bits of file, 40 of line.
+fn tag(source: usize, line: u64) -> u64 {
+    ((source as u64) << 40) | (line & ((1 << 40) - 1))
+}
+
+fn untag(tag: u64) -> (usize, u64) {
+    ((tag >> 40) as usize, tag & ((1 << 40) - 1))
+}
+
+impl ProduceArgs {
+    fn parser(&self) -> anyhow::Result<RecordParser> {
+        let mut headers = BTreeMap::new();
+        for h in &self.headers {
+            let (k, v) = h
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| usage(format!("--header \"{h}\" is not KEY=VALUE")))?;
+            headers.insert(k.to_owned(), v.as_bytes().to_vec());
+        }
+        let key_delimiter = match &self.key_delimiter {
+            Some(sep) if sep.is_empty() => return Err(usage("--key-delimiter is empty")),
+            Some(sep) => Some(unescape(sep)),
+            None => None,
+        };
+        if key_delimiter.is_some() && self.format == Format::Json {
+            return Err(usage("--key-delimiter does not apply to --format json"));
+        }
+        Ok(RecordParser {
+            format: match self.format {
+                Format::Raw => InputFormat::Raw,
+                Format::Json => InputFormat::Json,
+            },
+            key_delimiter,
+            fixed_key: self.key.as_ref().map(|k| k.as_bytes().to_vec()),
+            headers,
+            null_empty: self.null_empty,
+        })
+    }
+
+    fn sources(&self) -> Vec<String> {
+        if self.files.is_empty() {
+            vec!["-".to_owned()]
+        } else {
+            self.files.iter().map(|f| f.display().to_string()).collect()
+        }
+    }
+}
+
+/// Counters shared with the delivery reader.
+#[derive(Default)]
+struct Tally {
+    acked: AtomicU64,
+    failed: AtomicU64,
+    bytes: AtomicU64,
+    delivery_failed: AtomicBool,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+/// `--report` output, shared by the delivery reader and the input loop.
+type ReportOut = Arc<std::sync::Mutex<std::io::BufWriter<std::io::Stdout>>>;
+
+fn write_report(
+    out: &ReportOut,
+    obj: serde_json::Map<String, serde_json::Value>,
+) -> std::io::Result<()> {
+    let mut out = out
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    serde_json::to_writer(&mut *out, &obj)?;
+    out.write_all(b"\n")
+}
+
+/// Runs `weir produce`.
+///
+/// # Errors
+///
+/// Usage errors; an unknown topic; failed records (the count and the first
+/// error); a bad input line under `--on-error fail`.
+pub async fn run(
+    args: ProduceArgs,
+    config: ConnectionConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let parser = args.parser()?;
+    let partitioner: PartitionerKind = args
+        .partitioner
+        .parse()
+        .map_err(|e: String| usage(format!("--partitioner: {e}")))?;
+    if args.batch_bytes == 0 || args.batch_bytes > DEFAULT_BATCH_BYTES {
+        return Err(usage(format!(
+            "--batch-bytes {} is out of range (1..={DEFAULT_BATCH_BYTES}: the broker rejects requests over 1 MiB)",
+            args.batch_bytes
+        )));
+    }
+    let delimiter = unescape(&args.delimiter);
+    if delimiter.is_empty() {
+        return Err(usage("--delimiter is empty"));
+    }
+    let sources = args.sources();
+    let readers = open_sources(&sources)?;
+
+    let partitions = topic_partitions(&args, &config).await?;
+    if let Some(p) = args.partition {
+        if !(0..partitions).contains(&p) {
+            return Err(usage(format!(
+                "topic \"{}\" has {partitions} partitions, --partition {p} is out of range",
+                args.topic
+            )));
+        }
+    }
+    let client = config.client().await?;
+    let producer_config = ProducerConfig {
+        linger: args.linger,
+        batch_bytes: args.batch_bytes,
+        compression: args.compression.into(),
+        partitioner,
+    };
+    let (mut producer, deliveries) =
+        Producer::new(&client, &args.topic, partitions, producer_config).await?;
+
+    let tally = Arc::new(Tally::default());
+    let report_out: Option<ReportOut> = args.report.then(|| {
+        Arc::new(std::sync::Mutex::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stdout(),
+        )))
+    });
+    let reporter = tokio::spawn(report_deliveries(
+        deliveries,
+        Arc::clone(&tally),
+        report_out.clone(),
+        sources.clone(),
+    ));
+
+    // Input is read and parsed on a blocking thread, in chunks.
+    let (chunks_tx, mut chunks) = mpsc::channel::<Vec<Input>>(16);
+    let stop_reading = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = Arc::clone(&stop_reading);
+        std::thread::spawn(move || read_inputs(readers, delimiter, parser, chunks_tx, stop))
+    };
+    let progress = std::io::stderr().is_terminal() && !std::io::stdin().is_terminal();
+
+    let started = Instant::now();
+    let mut accepted: u64 = 0;
+    let mut skipped: u64 = 0;
+    let mut bad_input: Option<String> = None;
+    let mut interrupted = false;
+    let mut last_progress = Instant::now();
+    tokio::pin!(shutdown);
+    'read: loop {
+        let chunk = tokio::select! {
+            chunk = chunks.recv() => chunk,
+            () = &mut shutdown => {
+                interrupted = true;
+                None
+            }
+        };
+        let Some(chunk) = chunk else { break };
+        for input in chunk {
+            if tally.delivery_failed.load(Ordering::Relaxed) {
+                break 'read;
+            }
+            let where_ = format!("{}:{}", sources[input.source], input.line);
+            let result = match input.parsed {
+                Ok(record) => {
+                    let size = record.value.as_ref().map_or(0, Vec::len) as u64;
+                    match producer.send(tag(input.source, input.line), record).await {
+                        Ok(_) => {
+                            accepted += 1;
+                            tally.bytes.fetch_add(size, Ordering::Relaxed);
+                            Ok(())
+                        }
+                        Err(
+                            e @ (ProduceError::RecordTooLarge { .. }
+                            | ProduceError::PartitionOutOfRange { .. }),
+                        ) => Err(e.to_string()),
+                        Err(e) => return Err(e).context(where_),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(message) = result {
+                let message = format!("{where_}: {message}");
+                if let Some(out) = &report_out {
+                    let mut obj = serde_json::Map::new();
+                    if sources.len() > 1 {
+                        obj.insert("file".into(), sources[input.source].clone().into());
+                    }
+                    obj.insert("line".into(), input.line.into());
+                    obj.insert("error".into(), message.clone().into());
+                    write_report(out, obj).context("writing --report")?;
+                }
+                match args.on_error {
+                    OnError::Skip => {
+                        tracing::warn!("skipped {message}");
+                        skipped += 1;
+                    }
+                    OnError::Fail => {
+                        bad_input = Some(message);
+                        break 'read;
+                    }
+                }
+            }
+        }
+        if progress && last_progress.elapsed() > Duration::from_millis(200) {
+            last_progress = Instant::now();
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            eprint!(
+                "\r{accepted} records read, {:.0} records/s   ",
+                accepted as f64 / secs
+            );
+        }
+    }
+    stop_reading.store(true, Ordering::Relaxed);
+    drop(chunks);
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+    producer.close().await;
+    reporter.await.context("delivery reporter")??;
+    if let Some(out) = &report_out {
+        out.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .flush()
+            .context("writing --report")?;
+    }
+    let read_error = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("input thread panicked"))?;
+
+    let elapsed = started.elapsed();
+    let acked = tally.acked.load(Ordering::Relaxed);
+    let failed = tally.failed.load(Ordering::Relaxed);
+    let bytes = tally.bytes.load(Ordering::Relaxed);
+    eprintln!(
+        "weir: produced {acked} records ({bytes} bytes of values) to topic \"{}\" ({partitions} partitions) in {:.2}s, {:.0} records/s{}{}{}",
+        args.topic,
+        elapsed.as_secs_f64(),
+        acked as f64 / elapsed.as_secs_f64().max(1e-9),
+        if failed > 0 {
+            format!("; {failed} failed")
+        } else {
+            String::new()
+        },
+        if skipped > 0 {
+            format!("; {skipped} bad input records skipped")
+        } else {
+            String::new()
+        },
+        if interrupted { "; interrupted" } else { "" },
+    );
+    debug_assert_eq!(acked + failed, accepted);
+
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    if failed > 0 {
+        let first = tally
+            .first_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
+        anyhow::bail!("{failed} of {accepted} records failed; first error: {first}");
+    }
+    if let Some(message) = bad_input {
+        anyhow::bail!(
+            "{message} (records before it were sent; --on-error skip goes on past bad input)"
+        );
+    }
+    Ok(())
+}
+
+/// The topic's partition count, creating it when asked to.
+async fn topic_partitions(args: &ProduceArgs, config: &ConnectionConfig) -> anyhow::Result<i32> {
+    let mut admin = Admin::connect(config).await?;
+    match admin.partition_count(&args.topic).await {
+        Ok(n) => Ok(i32::try_from(n)?),
+        Err(AdminError::UnknownTopic { topic }) if args.create_topic => {
+            admin
+                .create_topic(&NewTopic {
+                    name: topic,
+                    partitions: args.partitions,
+                    replication_factor: args.replication_factor,
+                    configs: Vec::new(),
+                })
+                .await?;
+            Ok(args.partitions)
+        }
+        Err(AdminError::UnknownTopic { topic }) => Err(anyhow::anyhow!(
+            "topic \"{topic}\" does not exist (weir does not create topics on its own: pass --create-topic --partitions N, or run weir topics create)"
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn open_sources(sources: &[String]) -> anyhow::Result<Vec<Box<dyn BufRead + Send>>> {
+    sources
+        .iter()
+        .map(|s| -> anyhow::Result<Box<dyn BufRead + Send>> {
+            if s == "-" {
+                Ok(Box::new(BufReader::with_capacity(
+                    1 << 20,
+                    std::io::stdin(),
+                )))
+            } else {
+                let f =
+                    File::open(s).map_err(|e| usage(format!("cannot open input \"{s}\": {e}")))?;
+                Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+            }
+        })
+        .collect()
+}
+
+/// Reads and parses every input; returns a read error, if any.
+fn read_inputs(
+    readers: Vec<Box<dyn BufRead + Send>>,
+    delimiter: Vec<u8>,
+    parser: RecordParser,
+    chunks: mpsc::Sender<Vec<Input>>,
+    stop: Arc<AtomicBool>,
+) -> Option<anyhow::Error> {
+    let mut buf = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for (source, reader) in readers.into_iter().enumerate() {
+        let mut reader = DelimitedReader::new(reader, delimiter.clone());
+        let mut line = 0;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            match reader.next_record(&mut buf) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Some(anyhow::anyhow!("reading input {source}: {e}")),
+            }
+            line += 1;
+            chunk.push(Input {
+                source,
+                line,
+                parsed: parser.parse(&buf),
+            });
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if chunks.blocking_send(full).is_err() {
+                    return None;
+                }
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.blocking_send(chunk).ok();
+    }
+    None
+}
+
+async fn report_deliveries(
+    mut deliveries: mpsc::UnboundedReceiver<Delivery>,
+    tally: Arc<Tally>,
+    report: Option<ReportOut>,
+    sources: Vec<String>,
+) -> anyhow::Result<()> {
+    let many = sources.len() > 1;
+    while let Some(d) = deliveries.recv().await {
+        let (source, line) = untag(d.tag);
+        match &d.result {
+            Ok(_) => {
+                tally.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tally.failed.fetch_add(1, Ordering::Relaxed);
+                tally.delivery_failed.store(true, Ordering::Relaxed);
+                let mut first = tally
+                    .first_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                first.get_or_insert_with(|| format!("{}:{line}: {e}", sources[source]));
+            }
+        }
+        if let Some(out) = &report {
+            let mut obj = serde_json::Map::new();
+            if many {
+                obj.insert("file".into(), sources[source].clone().into());
+            }
+            obj.insert("line".into(), line.into());
+            obj.insert("partition".into(), d.partition.into());
+            match &d.result {
+                Ok(offset) => obj.insert("offset".into(), (*offset).into()),
+                Err(e) => obj.insert("error".into(), e.to_string().into()),
+            };
+            write_report(out, obj).context("writing --report")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,483 @@
+//! Keyed producer: route, batch per partition, deliver in order, report
+//! every record's outcome.
+//!
+//! rskafka gives one [`PartitionClient`] per partition and nothing else.
+//! [`Producer`] adds the rest: a [`Partitioner`] picks each record's
+//! partition, one task per partition collects records into batches (up to
+//! [`ProducerConfig::batch_bytes`], or for at most
+//! [`ProducerConfig::linger`] after the first record) and sends them one
+//! request at a time, so records of one partition, and therefore of one key,
+//! land in the order they were given. Partitions are written concurrently.
+//!
+//! Every record gets a [`Delivery`]: its partition and offset, or the error
+//! that failed it. rskafka retries retryable errors until the connection's
+//! deadline; a batch that still fails fails all its records, and the
+//! partition fails every record after it without trying, so a dead broker
+//! ends a run quickly with an exact count of what was not written.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rskafka::chrono::{DateTime, Utc};
+use rskafka::client::Client;
+use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::record::Record;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, instrument, warn};
+
+use crate::partitioner::{Partitioner, PartitionerKind};
+
+/// Largest produce request the broker accepts by default
+/// (`message.max.bytes`, 1 MiB).
+pub const BROKER_MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Room left in a request for the request, topic and batch headers.
+const REQUEST_OVERHEAD_BYTES: usize = 16 * 1024;
+
+/// Default batch size: as large as the broker accepts, less the overhead.
+pub const DEFAULT_BATCH_BYTES: usize = BROKER_MAX_REQUEST_BYTES - REQUEST_OVERHEAD_BYTES;
+
+/// Default linger, as librdkafka's `linger.ms` (5 ms).
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+
+/// Records queued per partition before [`Producer::send`] waits.
+const QUEUE_RECORDS: usize = 64 * 1024;
+
+/// How the producer batches and compresses.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// How long a partition waits after its first record for more.
+    pub linger: Duration,
+    /// Largest batch, in rskafka's estimate of the encoded size.
+    pub batch_bytes: usize,
+    /// Batch compression.
+    pub compression: Compression,
+    /// How records without an explicit partition are placed.
+    pub partitioner: PartitionerKind,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            linger: DEFAULT_LINGER,
+            batch_bytes: DEFAULT_BATCH_BYTES,
+            compression: Compression::NoCompression,
+            partitioner: PartitionerKind::Murmur2,
+        }
+    }
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, Default)]
+pub struct ProduceRecord {
+    /// Key; `None` is a null key (sticky partition).
+    pub key: Option<Vec<u8>>,
+    /// Value; `None` is a null value (a tombstone under compaction).
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: BTreeMap<String, Vec<u8>>,
+    /// Create time in ms since the epoch; `None` means now.
+    pub timestamp_ms: Option<i64>,
+    /// Explicit partition, overriding the partitioner.
+    pub partition: Option<i32>,
+}
+
+impl ProduceRecord {
+    /// rskafka's estimate of the record's encoded size.
+    pub fn approximate_size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 32
+    }
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The caller's tag given to [`Producer::send`] (e.g. an input line).
+    pub tag: u64,
+    /// The partition the record was routed to.
+    pub partition: i32,
+    /// Its offset, or why it was not written.
+    pub result: Result<i64, Arc<ProduceError>>,
+}
+
+/// Errors of the producer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProduceError {
+    /// The topic could not be opened.
+    #[error("cannot produce to topic \"{topic}\": {reason}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// An explicit partition outside the topic.
+    #[error("topic \"{topic}\" has {partitions} partitions, partition {partition} is out of range")]
+    PartitionOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: i32,
+        /// How many it has.
+        partitions: i32,
+    },
+    /// A record larger than a batch may be.
+    #[error(
+        "record of about {size} bytes is larger than the {limit}-byte batch limit for topic \"{topic}\" (the broker rejects larger requests)"
+    )]
+    RecordTooLarge {
+        /// The topic.
+        topic: String,
+        /// The record's estimated size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The broker did not take a batch before the deadline.
+    #[error("producing to topic \"{topic}\" partition {partition} failed: {reason}")]
+    Send {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// rskafka's error.
+        reason: String,
+    },
+    /// An earlier batch of the same partition failed, so this record was
+    /// not sent: sending it would break the partition's order.
+    #[error("not sent to topic \"{topic}\" partition {partition}: an earlier batch failed")]
+    Abandoned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// The producer was closed.
+    #[error("the producer for topic \"{topic}\" is closed")]
+    Closed {
+        /// The topic.
+        topic: String,
+    },
+}
+
+/// A record on its way to a partition task.
+struct Pending {
+    tag: u64,
+    record: Record,
+}
+
+/// A producer for one topic. Send with [`send`](Self::send), read outcomes
+/// from the receiver [`new`](Self::new) returns, end with
+/// [`close`](Self::close).
+#[derive(Debug)]
+pub struct Producer {
+    topic: String,
+    queues: Vec<mpsc::Sender<Pending>>,
+    partitioner: Partitioner,
+    kind: PartitionerKind,
+    /// Batches sent per partition, to move the sticky partition on.
+    batches_sent: Arc<[AtomicU64]>,
+    /// The sticky partition and its batch count when it was chosen.
+    sticky_seen: Option<(i32, u64)>,
+    batch_bytes: usize,
+    tasks: JoinSet<()>,
+}
+
+impl Producer {
+    /// Opens one partition client per partition of `topic`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProduceError::Topic`] when the topic does not exist or cannot be
+    /// reached.
+    #[instrument(skip(client, config))]
+    pub async fn new(
+        client: &Client,
+        topic: &str,
+        partitions: i32,
+        config: ProducerConfig,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Delivery>), ProduceError> {
+        let (reports, deliveries) = mpsc::unbounded_channel();
+        let batches_sent: Arc<[AtomicU64]> = (0..partitions).map(|_| AtomicU64::new(0)).collect();
+        let batch_bytes = config.batch_bytes.min(DEFAULT_BATCH_BYTES);
+        let mut queues = Vec::new();
+        let mut tasks = JoinSet::new();
+        for partition in 0..partitions {
+            let pc = client
+                .partition_client(topic, partition, UnknownTopicHandling::Error)
+                .await
+                .map_err(|e| ProduceError::Topic {
+                    topic: topic.to_owned(),
+                    reason: e.to_string(),
+                })?;
+            let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
+            queues.push(tx);
+            let task = PartitionTask {
+                client: pc,
+                topic: topic.to_owned(),
+                partition,
+                linger: config.linger,
+                batch_bytes,
+                compression: config.compression,
+                reports: reports.clone(),
+                batches_sent: Arc::clone(&batches_sent),
+            };
+            tasks.spawn(task.run(rx));
+        }
+        Ok((
+            Self {
+                topic: topic.to_owned(),
+                queues,
+                partitioner: Partitioner::new(config.partitioner),
+                kind: config.partitioner,
+                batches_sent,
+                sticky_seen: None,
+                batch_bytes,
+                tasks,
+            },
+            deliveries,
+        ))
+    }
+
+    /// Number of partitions of the topic.
+    pub fn partitions(&self) -> i32 {
+        i32::try_from(self.queues.len()).unwrap_or(i32::MAX)
+    }
+
+    /// Routes `record` to its partition and queues it; waits when that
+    /// partition's queue is full. Returns the partition.
+    ///
+    /// # Errors
+    ///
+    /// A record that can never be sent (too large, partition out of range)
+    /// is refused here and gets no [`Delivery`].
+    pub async fn send(&mut self, tag: u64, record: ProduceRecord) -> Result<i32, ProduceError> {
+        let size = record.approximate_size();
+        if size > self.batch_bytes {
+            return Err(ProduceError::RecordTooLarge {
+                topic: self.topic.clone(),
+                size,
+                limit: self.batch_bytes,
+            });
+        }
+        let partitions = self.partitions();
+        let partition = match record.partition {
+            Some(p) if (0..partitions).contains(&p) => p,
+            Some(p) => {
+                return Err(ProduceError::PartitionOutOfRange {
+                    topic: self.topic.clone(),
+                    partition: p,
+                    partitions,
+                });
+            }
+            None => self.route(record.key.as_deref(), partitions),
+        };
+        let timestamp = record
+            .timestamp_ms
+            .and_then(DateTime::from_timestamp_millis)
+            .unwrap_or_else(now);
+        let pending = Pending {
+            tag,
+            record: Record {
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+                timestamp,
+            },
+        };
+        self.queues[partition as usize]
+            .send(pending)
+            .await
+            .map_err(|_| ProduceError::Closed {
+                topic: self.topic.clone(),
+            })?;
+        Ok(partition)
+    }
+
+    fn route(&mut self, key: Option<&[u8]>, partitions: i32) -> i32 {
+        let sticky = match self.kind {
+            PartitionerKind::Murmur2 | PartitionerKind::Crc32 => key.is_none(),
+            PartitionerKind::Random => true,
+            PartitionerKind::RoundRobin => false,
+        };
+        if !sticky {
+            return self.partitioner.partition(key, partitions);
+        }
+        // Move the sticky partition on once its open batch has been sent.
+        let mut refresh = self.sticky_seen.is_none();
+        if let Some((p, seen)) = self.sticky_seen {
+            if self.batches_sent[p as usize].load(Ordering::Relaxed) != seen {
+                self.partitioner.batch_sent(p);
+                refresh = true;
+            }
+        }
+        let p = self.partitioner.partition(key, partitions);
+        if refresh || self.sticky_seen.map(|(q, _)| q) != Some(p) {
+            self.sticky_seen = Some((p, self.batches_sent[p as usize].load(Ordering::Relaxed)));
+        }
+        p
+    }
+
+    /// Sends what is queued and waits until every record has its
+    /// [`Delivery`].
+    pub async fn close(mut self) {
+        self.queues.clear();
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(e) = result {
+                warn!(topic = self.topic.as_str(), error = %e, "partition task ended abnormally");
+            }
+        }
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Sends one partition's batches, one request at a time.
+struct PartitionTask {
+    client: PartitionClient,
+    topic: String,
+    partition: i32,
+    linger: Duration,
+    batch_bytes: usize,
+    compression: Compression,
+    reports: mpsc::UnboundedSender<Delivery>,
+    batches_sent: Arc<[AtomicU64]>,
+}
+
+impl PartitionTask {
+    async fn run(self, mut queue: mpsc::Receiver<Pending>) {
+        let mut failed: Option<Arc<ProduceError>> = None;
+        let mut carry: Option<Pending> = None;
+        loop {
+            let first = match carry.take() {
+                Some(p) => p,
+                None => match queue.recv().await {
+                    Some(p) => p,
+                    None => return,
+                },
+            };
+            let mut bytes = first.record.approximate_size();
+            let mut batch = vec![first];
+            let deadline = Instant::now() + self.linger;
+            let mut closed = false;
+            while bytes < self.batch_bytes {
+                let next = match queue.try_recv() {
+                    Ok(p) => Some(p),
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        None
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, queue.recv()).await {
+                            Ok(Some(p)) => Some(p),
+                            Ok(None) => {
+                                closed = true;
+                                None
+                            }
+                            Err(_) => None,
+                        }
+                    }
+                };
+                let Some(next) = next else { break };
+                let size = next.record.approximate_size();
+                if bytes + size > self.batch_bytes {
+                    carry = Some(next);
+                    break;
+                }
+                bytes += size;
+                batch.push(next);
+            }
+
+            self.batches_sent[self.partition as usize].fetch_add(1, Ordering::Relaxed);
+            match &failed {
+                Some(_) => self.report_all(batch, || {
+                    Arc::new(ProduceError::Abandoned {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                    })
+                }),
+                None => {
+                    if let Err(e) = self.send(batch).await {
+                        failed = Some(e);
+                    }
+                }
+            }
+            if closed && carry.is_none() {
+                return;
+            }
+        }
+    }
+
+    async fn send(&self, batch: Vec<Pending>) -> Result<(), Arc<ProduceError>> {
+        let mut tags = Vec::with_capacity(batch.len());
+        let records = batch
+            .into_iter()
+            .map(|p| {
+                tags.push(p.tag);
+                p.record
+            })
+            .collect();
+        debug!(
+            topic = self.topic.as_str(),
+            partition = self.partition,
+            records = tags.len(),
+            "sending batch"
+        );
+        match self.client.produce(records, self.compression).await {
+            Ok(offsets) => {
+                for (tag, offset) in tags.into_iter().zip(offsets) {
+                    let _ = self.reports.send(Delivery {
+                        tag,
+                        partition: self.partition,
+                        result: Ok(offset),
+                    });
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let error = Arc::new(ProduceError::Send {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    reason: e.to_string(),
+                });
+                warn!(error = %error, records = tags.len(), "batch failed");
+                for tag in tags {
+                    let _ = self.reports.send(Delivery {
+                        tag,
+                        partition: self.partition,
+                        result: Err(Arc::clone(&error)),
+                    });
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn report_all(&self, batch: Vec<Pending>, error: impl Fn() -> Arc<ProduceError>) {
+        let error = error();
+        for p in batch {
+            let _ = self.reports.send(Delivery {
+                tag: p.tag,
+                partition: self.partition,
+                result: Err(Arc::clone(&error)),
+            });
+        }
+    }
+}
