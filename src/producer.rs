@@ -45,7 +45,7 @@ pub const DEFAULT_BATCH_BYTES: usize = BROKER_MAX_REQUEST_BYTES - REQUEST_OVERHE
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 
 /// Records queued per partition before [`Producer::send`] waits.
-const QUEUE_RECORDS: usize = 64 * 1024;
+const QUEUE_RECORDS: usize = 8 * 1024;
 
 /// How the producer batches and compresses.
 #[derive(Debug, Clone)]
@@ -58,6 +58,10 @@ pub struct ProducerConfig {
     pub compression: Compression,
     /// How records without an explicit partition are placed.
     pub partitioner: PartitionerKind,
+    /// How long one batch may take, retries included, before its records
+    /// fail. rskafka's own retry deadlines nest (a connect retry inside a
+    /// request retry), so weir bounds the whole send itself.
+    pub delivery_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -67,6 +71,7 @@ impl Default for ProducerConfig {
             batch_bytes: DEFAULT_BATCH_BYTES,
             compression: Compression::NoCompression,
             partitioner: PartitionerKind::Murmur2,
+            delivery_timeout: crate::connect::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -87,17 +92,41 @@ pub struct ProduceRecord {
 }
 
 impl ProduceRecord {
-    /// rskafka's estimate of the record's encoded size.
+    /// Upper estimate of the record's encoded size in a batch.
     pub fn approximate_size(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len)
-            + self.value.as_ref().map_or(0, Vec::len)
-            + self
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()
-            + 32
+        encoded_size(self.key.as_deref(), self.value.as_deref(), &self.headers)
     }
+}
+
+/// Upper estimate of a record's encoded size inside a record batch: its
+/// bytes plus the varint framing (length, attributes, timestamp and offset
+/// deltas, lengths). The broker checks the whole batch against
+/// `max.message.bytes`, so this must not undercount; rskafka's own
+/// `approximate_size` leaves the framing out.
+fn encoded_size(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &BTreeMap<String, Vec<u8>>,
+) -> usize {
+    // length ≤ 5, attributes 1, timestamp delta ≤ 5 within a batch's
+    // hours, offset delta ≤ 3, key and value lengths ≤ 5 each, header
+    // count ≤ 1 for few headers: 25 bytes.
+    const FRAMING: usize = 25;
+    key.map_or(0, <[u8]>::len)
+        + value.map_or(0, <[u8]>::len)
+        + headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 10)
+            .sum::<usize>()
+        + FRAMING
+}
+
+fn record_size(record: &Record) -> usize {
+    encoded_size(
+        record.key.as_deref(),
+        record.value.as_deref(),
+        &record.headers,
+    )
 }
 
 /// What happened to one record.
@@ -231,6 +260,7 @@ impl Producer {
                 linger: config.linger,
                 batch_bytes,
                 compression: config.compression,
+                delivery_timeout: config.delivery_timeout,
                 reports: reports.clone(),
                 batches_sent: Arc::clone(&batches_sent),
             };
@@ -357,6 +387,7 @@ struct PartitionTask {
     linger: Duration,
     batch_bytes: usize,
     compression: Compression,
+    delivery_timeout: Duration,
     reports: mpsc::UnboundedSender<Delivery>,
     batches_sent: Arc<[AtomicU64]>,
 }
@@ -373,7 +404,7 @@ impl PartitionTask {
                     None => return,
                 },
             };
-            let mut bytes = first.record.approximate_size();
+            let mut bytes = record_size(&first.record);
             let mut batch = vec![first];
             let deadline = Instant::now() + self.linger;
             let mut closed = false;
@@ -396,7 +427,7 @@ impl PartitionTask {
                     }
                 };
                 let Some(next) = next else { break };
-                let size = next.record.approximate_size();
+                let size = record_size(&next.record);
                 if bytes + size > self.batch_bytes {
                     carry = Some(next);
                     break;
@@ -440,7 +471,19 @@ impl PartitionTask {
             records = tags.len(),
             "sending batch"
         );
-        match self.client.produce(records, self.compression).await {
+        let sent = tokio::time::timeout(
+            self.delivery_timeout,
+            self.client.produce(records, self.compression),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "no acknowledgement within {} (--timeout)",
+                humantime::format_duration(self.delivery_timeout)
+            )
+        })
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        match sent {
             Ok(offsets) => {
                 for (tag, offset) in tags.into_iter().zip(offsets) {
                     let _ = self.reports.send(Delivery {
@@ -451,11 +494,11 @@ impl PartitionTask {
                 }
                 Ok(())
             }
-            Err(e) => {
+            Err(reason) => {
                 let error = Arc::new(ProduceError::Send {
                     topic: self.topic.clone(),
                     partition: self.partition,
-                    reason: e.to_string(),
+                    reason,
                 });
                 warn!(error = %error, records = tags.len(), "batch failed");
                 for tag in tags {

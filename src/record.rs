@@ -180,6 +180,11 @@ impl<R: BufRead> DelimitedReader<R> {
         Self { inner, delimiter }
     }
 
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// Reads the next record into `buf` (cleared first), without its
     /// delimiter. Returns `false` at the end of input. A last record
     /// without a trailing delimiter is still a record; a trailing `\r` is

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -207,7 +207,6 @@ impl ProduceArgs {
 struct Tally {
     acked: AtomicU64,
     failed: AtomicU64,
-    bytes: AtomicU64,
     delivery_failed: AtomicBool,
     first_error: std::sync::Mutex<Option<String>>,
 }
@@ -270,6 +269,7 @@ pub async fn run(
         batch_bytes: args.batch_bytes,
         compression: args.compression.into(),
         partitioner,
+        delivery_timeout: config.timeout,
     };
     let (mut producer, deliveries) =
         Producer::new(&client, &args.topic, partitions, producer_config).await?;
@@ -299,6 +299,7 @@ pub async fn run(
 
     let started = Instant::now();
     let mut accepted: u64 = 0;
+    let mut bytes: u64 = 0;
     let mut skipped: u64 = 0;
     let mut bad_input: Option<String> = None;
     let mut interrupted = false;
@@ -324,7 +325,7 @@ pub async fn run(
                     match producer.send(tag(input.source, input.line), record).await {
                         Ok(_) => {
                             accepted += 1;
-                            tally.bytes.fetch_add(size, Ordering::Relaxed);
+                            bytes += size;
                             Ok(())
                         }
                         Err(
@@ -388,24 +389,23 @@ pub async fn run(
     let elapsed = started.elapsed();
     let acked = tally.acked.load(Ordering::Relaxed);
     let failed = tally.failed.load(Ordering::Relaxed);
-    let bytes = tally.bytes.load(Ordering::Relaxed);
-    eprintln!(
-        "weir: produced {acked} records ({bytes} bytes of values) to topic \"{}\" ({partitions} partitions) in {:.2}s, {:.0} records/s{}{}{}",
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let mut summary = format!(
+        "weir: produced {acked} records to topic \"{}\" ({partitions} partitions) in {secs:.2}s, {:.0} records/s, {:.1} MB/s of values",
         args.topic,
-        elapsed.as_secs_f64(),
-        acked as f64 / elapsed.as_secs_f64().max(1e-9),
-        if failed > 0 {
-            format!("; {failed} failed")
-        } else {
-            String::new()
-        },
-        if skipped > 0 {
-            format!("; {skipped} bad input records skipped")
-        } else {
-            String::new()
-        },
-        if interrupted { "; interrupted" } else { "" },
+        acked as f64 / secs,
+        bytes as f64 / secs / 1e6,
     );
+    if failed > 0 {
+        summary.push_str(&format!("; {failed} failed"));
+    }
+    if skipped > 0 {
+        summary.push_str(&format!("; {skipped} bad input records skipped"));
+    }
+    if interrupted {
+        summary.push_str("; interrupted");
+    }
+    eprintln!("{summary}");
     debug_assert_eq!(acked + failed, accepted);
 
     if let Some(e) = read_error {
@@ -451,27 +451,27 @@ async fn topic_partitions(args: &ProduceArgs, config: &ConnectionConfig) -> anyh
     }
 }
 
-fn open_sources(sources: &[String]) -> anyhow::Result<Vec<Box<dyn BufRead + Send>>> {
+type Source = BufReader<Box<dyn Read + Send>>;
+
+fn open_sources(sources: &[String]) -> anyhow::Result<Vec<Source>> {
     sources
         .iter()
-        .map(|s| -> anyhow::Result<Box<dyn BufRead + Send>> {
-            if s == "-" {
-                Ok(Box::new(BufReader::with_capacity(
-                    1 << 20,
-                    std::io::stdin(),
-                )))
+        .map(|s| -> anyhow::Result<Source> {
+            let inner: Box<dyn Read + Send> = if s == "-" {
+                Box::new(std::io::stdin())
             } else {
-                let f =
-                    File::open(s).map_err(|e| usage(format!("cannot open input \"{s}\": {e}")))?;
-                Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
-            }
+                Box::new(
+                    File::open(s).map_err(|e| usage(format!("cannot open input \"{s}\": {e}")))?,
+                )
+            };
+            Ok(BufReader::with_capacity(1 << 20, inner))
         })
         .collect()
 }
 
 /// Reads and parses every input; returns a read error, if any.
 fn read_inputs(
-    readers: Vec<Box<dyn BufRead + Send>>,
+    readers: Vec<Source>,
     delimiter: Vec<u8>,
     parser: RecordParser,
     chunks: mpsc::Sender<Vec<Input>>,
@@ -497,7 +497,9 @@ fn read_inputs(
                 line,
                 parsed: parser.parse(&buf),
             });
-            if chunk.len() == CHUNK {
+            // Hand over a full chunk, or whatever is read when the next
+            // read may block (a pipe or terminal that is slow to write).
+            if chunk.len() == CHUNK || reader.get_ref().buffer().is_empty() {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                 if chunks.blocking_send(full).is_err() {
                     return None;

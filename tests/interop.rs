@@ -1,0 +1,210 @@
+//! weir against another Kafka client, confluent-kafka (librdkafka), run from
+//! the virtualenv of `scripts/pyenv.sh` through `tests/py/interop.py`: both
+//! clients put every key on the same partition, and librdkafka reads back
+//! every record weir wrote, with every codec.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::{brokers, random_topic, weir, weir_run};
+use serde_json::Value;
+use weir::partitioner::{crc32_partition, murmur2_partition};
+
+/// The venv's python, installing confluent-kafka on first use.
+fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pyenv.sh");
+            // Installing from PyPI the first time may take a few minutes.
+            let run =
+                common::run_with_deadline(&mut Command::new(script), Duration::from_secs(600));
+            run.ok();
+            PathBuf::from(run.stdout.trim())
+        })
+        .clone()
+}
+
+/// Runs `tests/py/interop.py ARGS` with the shared broker and returns its
+/// stdout lines parsed as JSON.
+fn interop(args: &[&str], limit: Duration) -> Vec<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/interop.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(script).arg(args[0]).arg(brokers()).args(&args[1..]);
+    let run = common::run_with_deadline(&mut cmd, limit);
+    run.ok();
+    run.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Runs `weir produce` with `input` on stdin (from a file, so a large
+/// input cannot fill a pipe and stall).
+fn produce(args: &[&str], input: &[u8]) -> common::Run {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(input).unwrap();
+    let mut cmd = weir();
+    cmd.arg("produce").args(args).args(["-b", brokers()]);
+    cmd.stdin(std::fs::File::open(file.path()).unwrap());
+    let run = common::run(&mut cmd);
+    run.ok();
+    run
+}
+
+/// Where librdkafka's `partitioner` and weir's `--partitioner` put keys
+/// `key-0` .. `key-{n-1}`, produced by both to one fresh topic: key index
+/// to (librdkafka's partition, weir's partition).
+fn placements(
+    partitions: i32,
+    n: usize,
+    librdkafka: &str,
+    partitioner: &str,
+) -> BTreeMap<usize, (i32, i32)> {
+    let topic = random_topic(&format!("interop-{librdkafka}"));
+    let count = partitions.to_string();
+    weir_run(&["topics", "create", &topic, "--partitions", &count]).ok();
+
+    let mut theirs = BTreeMap::new();
+    let n_arg = n.to_string();
+    for v in interop(
+        &["produce", &topic, &n_arg, librdkafka],
+        common::STEP_TIMEOUT,
+    ) {
+        let key = v["key"].as_str().unwrap();
+        let i: usize = key.strip_prefix("key-").unwrap().parse().unwrap();
+        theirs.insert(i, v["partition"].as_i64().unwrap() as i32);
+    }
+    assert_eq!(theirs.len(), n, "librdkafka reported every key once");
+
+    let input: String = (0..n).map(|i| format!("key-{i}\tv-{i}\n")).collect();
+    let run = produce(
+        &[
+            "-t",
+            &topic,
+            "-K",
+            "\\t",
+            "--partitioner",
+            partitioner,
+            "--report",
+        ],
+        input.as_bytes(),
+    );
+    let mut both = BTreeMap::new();
+    for line in run.stdout.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(v.get("error").is_none(), "weir failed a record: {line}");
+        let i = v["line"].as_u64().unwrap() as usize - 1;
+        let ours = v["partition"].as_i64().unwrap() as i32;
+        let theirs = theirs[&i];
+        assert!(both.insert(i, (theirs, ours)).is_none(), "line {i} twice");
+    }
+    assert_eq!(both.len(), n, "weir reported every line once");
+    both
+}
+
+#[test]
+fn placement_matches_librdkafka_murmur2_random() {
+    for (i, (theirs, ours)) in placements(12, 2000, "murmur2_random", "murmur2") {
+        let key = format!("key-{i}");
+        assert_eq!(
+            ours, theirs,
+            "{key}: weir murmur2 vs librdkafka murmur2_random"
+        );
+        assert_eq!(ours, murmur2_partition(key.as_bytes(), 12), "{key}");
+    }
+    // Both partitioners are checked, and they disagree on most keys, so the
+    // comparison above cannot pass by both clients ignoring the setting.
+    let mut differ = 0;
+    for (i, (theirs, ours)) in placements(12, 500, "consistent", "crc32") {
+        let key = format!("key-{i}");
+        assert_eq!(ours, theirs, "{key}: weir crc32 vs librdkafka consistent");
+        assert_eq!(ours, crc32_partition(key.as_bytes(), 12), "{key}");
+        differ += usize::from(ours != murmur2_partition(key.as_bytes(), 12));
+    }
+    assert!(
+        differ > 250,
+        "crc32 and murmur2 agree on {differ} of 500 keys"
+    );
+}
+
+#[test]
+fn weir_records_read_back_by_confluent_kafka_with_every_codec() {
+    let n = 10_000;
+    let input: String = (0..n)
+        .map(|i| format!("k{}\tvalue-{i}\n", i % 50))
+        .collect();
+    for codec in ["none", "gzip", "lz4", "snappy", "zstd"] {
+        let topic = random_topic(&format!("interop-{codec}"));
+        weir_run(&["topics", "create", &topic, "--partitions", "6"]).ok();
+        let run = produce(
+            &[
+                "-t",
+                &topic,
+                "-K",
+                "\\t",
+                "-H",
+                "source=weir",
+                "--compression",
+                codec,
+            ],
+            input.as_bytes(),
+        );
+        assert!(
+            run.stderr.contains(&format!("produced {n} records")),
+            "{}",
+            run.stderr
+        );
+
+        // Longer than the script's own 60 s limit, so its message is seen.
+        let mut records = interop(
+            &["consume", &topic, "6", &n.to_string()],
+            common::STEP_TIMEOUT * 2,
+        );
+        assert_eq!(records.len(), n, "{codec}: record count");
+        records.sort_by_key(|r| (r["partition"].as_i64(), r["offset"].as_i64()));
+
+        let mut seen = BTreeSet::new();
+        let mut offsets = BTreeSet::new();
+        let mut last: BTreeMap<String, usize> = BTreeMap::new();
+        for r in &records {
+            let decode = |field: &str| {
+                let text = r[field].as_str().unwrap_or_else(|| panic!("{field}: {r}"));
+                String::from_utf8(B64.decode(text).unwrap()).unwrap()
+            };
+            let partition = r["partition"].as_i64().unwrap() as i32;
+            assert!(offsets.insert((partition, r["offset"].as_i64().unwrap())));
+            let key = decode("key_b64");
+            let value = decode("value_b64");
+            let i: usize = value
+                .strip_prefix("value-")
+                .and_then(|i| i.parse().ok())
+                .unwrap_or_else(|| panic!("{codec}: bad value {value:?}"));
+            assert!(i < n && seen.insert(i), "{codec}: value-{i} twice");
+            assert_eq!(key, format!("k{}", i % 50), "{codec}: key of value-{i}");
+            assert_eq!(
+                r["headers"],
+                serde_json::json!({ "source": B64.encode("weir") }),
+                "{codec}: headers of value-{i}"
+            );
+            assert_eq!(
+                partition,
+                murmur2_partition(key.as_bytes(), 6),
+                "{codec}: partition of {key}"
+            );
+            // Offsets within a partition follow input order, key by key.
+            if let Some(prev) = last.insert(key, i) {
+                assert!(prev < i, "{codec}: value-{i} before value-{prev}");
+            }
+        }
+        assert_eq!(seen.len(), n, "{codec}: every value exactly once");
+    }
+}

@@ -1,0 +1,190 @@
+//! The broker dies in the middle of `weir produce`: the run ends with exit
+//! 1 and an exact count of failed records, and every record reported as
+//! sent is really in the topic (checked after restarting the broker on the
+//! same sqlite database).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Nisshi, STEP_TIMEOUT, Storage, free_port, random_topic, run, weir};
+
+fn describe_latest(broker: &str, topic: &str) -> i64 {
+    let mut cmd = weir();
+    cmd.args(["topics", "describe", topic, "-o", "json", "-b", broker]);
+    let out = run(&mut cmd);
+    out.ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["latest"].as_i64().unwrap())
+        .sum()
+}
+
+#[test]
+fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let db = Storage::Sqlite("produce.db".into());
+    let mut broker = Nisshi::start_on(port, db.clone(), &[], Some(dir.path()));
+    let address = broker.address.clone();
+    let topic = random_topic("dies");
+    let mut cmd = weir();
+    cmd.args([
+        "topics",
+        "create",
+        &topic,
+        "--partitions",
+        "3",
+        "-b",
+        &address,
+    ]);
+    run(&mut cmd).ok();
+
+    let mut child = weir()
+        .args([
+            "produce",
+            "-t",
+            &topic,
+            "-K",
+            ":",
+            "--report",
+            "--timeout",
+            "3s",
+        ])
+        .args(["-b", &address])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reports = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(&l.unwrap()).unwrap())
+            .collect::<Vec<_>>()
+    });
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+
+    // A first part, acknowledged before the broker goes away.
+    let first = 1_000;
+    for i in 1..=first {
+        writeln!(stdin, "k{}:v{i}", i % 17).unwrap();
+    }
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while describe_latest(&address, &topic) < first {
+        assert!(Instant::now() < deadline, "first records never landed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    broker.stop();
+
+    // More input after the broker died; weir may stop reading early.
+    let total = 3_000;
+    let mut written = first;
+    for i in first + 1..=total {
+        if writeln!(stdin, "k{}:v{i}", i % 17).is_err() {
+            break;
+        }
+        written = i;
+    }
+    drop(stdin);
+
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("weir produce did not end after the broker died");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let reports = reports.join().unwrap();
+    let stderr = errors.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+
+    let acked: BTreeMap<u64, (i32, i64)> = reports
+        .iter()
+        .filter(|r| r.get("offset").is_some())
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                (
+                    r["partition"].as_i64().unwrap() as i32,
+                    r["offset"].as_i64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    let failed = reports.iter().filter(|r| r.get("error").is_some()).count();
+    assert!(
+        acked.len() as i64 >= first,
+        "the first part was acknowledged"
+    );
+    assert!(failed > 0, "records after the stop failed: {stderr}");
+    let accepted = acked.len() + failed;
+    assert!(accepted as i64 <= written, "no record reported twice");
+    assert!(
+        stderr.contains(&format!("{failed} of {accepted} records failed")),
+        "exact count in: {stderr}"
+    );
+
+    // Every acknowledged record is in the topic, with its value.
+    let _restarted = Nisshi::start_on(port, db, &[], Some(dir.path()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stored = rt.block_on(common::timeout("read back", async {
+        let config = weir::ConnectionConfig {
+            brokers: vec![address.clone()],
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let client = config.client().await.unwrap();
+        let mut stored = BTreeMap::new();
+        for p in 0..3 {
+            let pc = client
+                .partition_client(
+                    topic.as_str(),
+                    p,
+                    rskafka::client::partition::UnknownTopicHandling::Retry,
+                )
+                .await
+                .unwrap();
+            let high = pc
+                .get_offset(rskafka::client::partition::OffsetAt::Latest)
+                .await
+                .unwrap();
+            let mut offset = 0;
+            while offset < high {
+                let (batch, _) = pc
+                    .fetch_records(offset, 1..10_000_000, 1_000)
+                    .await
+                    .unwrap();
+                for r in batch {
+                    offset = r.offset + 1;
+                    stored.insert((p, r.offset), r.record.value.unwrap());
+                }
+            }
+        }
+        stored
+    }));
+    for (line, at) in &acked {
+        let value = stored
+            .get(at)
+            .unwrap_or_else(|| panic!("line {line} reported at {at:?} is not in the topic"));
+        assert_eq!(
+            value,
+            format!("v{line}").as_bytes(),
+            "line {line} at {at:?}"
+        );
+    }
+}
