@@ -22,6 +22,10 @@ test:
     scripts/static.sh
     WEIR_NISSHI="$(scripts/nisshi.sh install)" cargo test --locked
 
+# Producer benchmark: 1M x 100 B records into 1 and 6 partitions (records/s, MB/s, CPU, peak RSS).
+bench:
+    scripts/bench-produce.sh
+
 # Build the fully static x86_64 musl binary.
 static:
     scripts/static.sh
