@@ -208,3 +208,48 @@ fn json_input_with_binary_values_and_explicit_partition() {
     assert_eq!(r[0].record.headers["h"], b"1");
     assert_eq!(r[1].record.value, None, "null value is a tombstone");
 }
+
+/// SIGINT while stdin stays open: stop reading, deliver what was read,
+/// print the summary, exit 0.
+#[test]
+fn sigint_stops_gracefully_with_stdin_still_open() {
+    use std::process::Stdio;
+    use std::time::Instant;
+
+    let topic = random_topic("sigint");
+    weir_run(&["topics", "create", &topic]).ok();
+    let mut child = weir()
+        .args(["produce", "-t", &topic, "-b", brokers()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..100 {
+        writeln!(stdin, "line {i}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + common::STEP_TIMEOUT;
+    while read_all(&topic, 1)[&0].len() < 100 {
+        assert!(Instant::now() < deadline, "records never landed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "weir did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = err.join().unwrap();
+    drop(stdin);
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("produced 100 records") && err.contains("interrupted"), "{err}");
+}

@@ -289,12 +289,17 @@ pub async fn run(
     ));
 
     // Input is read and parsed on a blocking thread, in chunks.
-    let (chunks_tx, mut chunks) = mpsc::channel::<Vec<Input>>(16);
+    // The thread is never joined: on a signal it may sit in a blocking
+    // read of stdin, and the process ends without it.
+    let (chunks_tx, mut chunks) = mpsc::channel::<Result<Vec<Input>, String>>(16);
     let stop_reading = Arc::new(AtomicBool::new(false));
-    let reader = {
+    {
         let stop = Arc::clone(&stop_reading);
-        std::thread::spawn(move || read_inputs(readers, delimiter, parser, chunks_tx, stop))
-    };
+        let names = sources.clone();
+        std::thread::spawn(move || {
+            read_inputs(readers, &names, delimiter, parser, chunks_tx, stop)
+        });
+    }
     let progress = std::io::stderr().is_terminal() && !std::io::stdin().is_terminal();
 
     let started = Instant::now();
@@ -303,6 +308,7 @@ pub async fn run(
     let mut skipped: u64 = 0;
     let mut bad_input: Option<String> = None;
     let mut interrupted = false;
+    let mut read_error: Option<String> = None;
     let mut last_progress = Instant::now();
     tokio::pin!(shutdown);
     'read: loop {
@@ -313,7 +319,14 @@ pub async fn run(
                 None
             }
         };
-        let Some(chunk) = chunk else { break };
+        let chunk = match chunk {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
+                read_error = Some(e);
+                break;
+            }
+            None => break,
+        };
         for input in chunk {
             if tally.delivery_failed.load(Ordering::Relaxed) {
                 break 'read;
@@ -382,9 +395,6 @@ pub async fn run(
             .flush()
             .context("writing --report")?;
     }
-    let read_error = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("input thread panicked"))?;
 
     let elapsed = started.elapsed();
     let acked = tally.acked.load(Ordering::Relaxed);
@@ -409,7 +419,7 @@ pub async fn run(
     debug_assert_eq!(acked + failed, accepted);
 
     if let Some(e) = read_error {
-        return Err(e);
+        anyhow::bail!("{e} (records before it were sent)");
     }
     if failed > 0 {
         let first = tally
@@ -469,14 +479,16 @@ fn open_sources(sources: &[String]) -> anyhow::Result<Vec<Source>> {
         .collect()
 }
 
-/// Reads and parses every input; returns a read error, if any.
+/// Reads and parses every input into chunks; a read error is the last
+/// message sent.
 fn read_inputs(
     readers: Vec<Source>,
+    names: &[String],
     delimiter: Vec<u8>,
     parser: RecordParser,
-    chunks: mpsc::Sender<Vec<Input>>,
+    chunks: mpsc::Sender<Result<Vec<Input>, String>>,
     stop: Arc<AtomicBool>,
-) -> Option<anyhow::Error> {
+) {
     let mut buf = Vec::new();
     let mut chunk = Vec::with_capacity(CHUNK);
     for (source, reader) in readers.into_iter().enumerate() {
@@ -484,12 +496,20 @@ fn read_inputs(
         let mut line = 0;
         loop {
             if stop.load(Ordering::Relaxed) {
-                return None;
+                return;
             }
             match reader.next_record(&mut buf) {
                 Ok(true) => {}
                 Ok(false) => break,
-                Err(e) => return Some(anyhow::anyhow!("reading input {source}: {e}")),
+                Err(e) => {
+                    let full = std::mem::take(&mut chunk);
+                    let _ = chunks.blocking_send(Ok(full));
+                    let _ = chunks.blocking_send(Err(format!(
+                        "cannot read input \"{}\" after line {line}: {e}",
+                        names[source]
+                    )));
+                    return;
+                }
             }
             line += 1;
             chunk.push(Input {
@@ -501,16 +521,15 @@ fn read_inputs(
             // read may block (a pipe or terminal that is slow to write).
             if chunk.len() == CHUNK || reader.get_ref().buffer().is_empty() {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                if chunks.blocking_send(full).is_err() {
-                    return None;
+                if chunks.blocking_send(Ok(full)).is_err() {
+                    return;
                 }
             }
         }
     }
     if !chunk.is_empty() {
-        chunks.blocking_send(chunk).ok();
+        let _ = chunks.blocking_send(Ok(chunk));
     }
-    None
 }
 
 async fn report_deliveries(
