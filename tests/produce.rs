@@ -251,5 +251,8 @@ fn sigint_stops_gracefully_with_stdin_still_open() {
     let err = err.join().unwrap();
     drop(stdin);
     assert_eq!(status.code(), Some(0), "{err}");
-    assert!(err.contains("produced 100 records") && err.contains("interrupted"), "{err}");
+    assert!(
+        err.contains("produced 100 records") && err.contains("interrupted"),
+        "{err}"
+    );
 }
