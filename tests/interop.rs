@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -14,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{brokers, random_topic, weir, weir_run};
+use common::{brokers, random_topic, weir_run};
 use serde_json::Value;
 use weir::partitioner::{crc32_partition, murmur2_partition};
 
@@ -47,15 +46,9 @@ fn interop(args: &[&str], limit: Duration) -> Vec<Value> {
         .collect()
 }
 
-/// Runs `weir produce` with `input` on stdin (from a file, so a large
-/// input cannot fill a pipe and stall).
+/// Runs `weir produce` and requires success.
 fn produce(args: &[&str], input: &[u8]) -> common::Run {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(input).unwrap();
-    let mut cmd = weir();
-    cmd.arg("produce").args(args).args(["-b", brokers()]);
-    cmd.stdin(std::fs::File::open(file.path()).unwrap());
-    let run = common::run(&mut cmd);
+    let run = common::produce(args, input);
     run.ok();
     run
 }

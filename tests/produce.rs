@@ -8,57 +8,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{brokers, random_topic, weir, weir_run};
-use rskafka::client::partition::UnknownTopicHandling;
+use common::{brokers, produce, random_topic, weir, weir_run};
 use rskafka::record::RecordAndOffset;
 
-/// Runs `weir produce` with `input` on stdin (from a file, so a large
-/// input cannot fill a pipe and stall).
-fn produce(args: &[&str], input: &[u8]) -> common::Run {
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(input).unwrap();
-    let mut cmd = weir();
-    cmd.arg("produce").args(args).args(["-b", brokers()]);
-    cmd.stdin(std::fs::File::open(file.path()).unwrap());
-    common::run(&mut cmd)
-}
-
-/// Every record of every partition of `topic`, read with rskafka.
 fn read_all(topic: &str, partitions: i32) -> BTreeMap<i32, Vec<RecordAndOffset>> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(common::timeout("read back", async {
-        let config = weir::ConnectionConfig {
-            brokers: vec![brokers().to_owned()],
-            timeout: Duration::from_secs(20),
-            ..Default::default()
-        };
-        let client = config.client().await.unwrap();
-        let mut all = BTreeMap::new();
-        for p in 0..partitions {
-            let pc = client
-                .partition_client(topic, p, UnknownTopicHandling::Retry)
-                .await
-                .unwrap();
-            let high = pc
-                .get_offset(rskafka::client::partition::OffsetAt::Latest)
-                .await
-                .unwrap();
-            let mut records = Vec::new();
-            let mut offset = 0;
-            while offset < high {
-                let (batch, _) = pc
-                    .fetch_records(offset, 1..10_000_000, 1_000)
-                    .await
-                    .unwrap();
-                for r in batch {
-                    offset = r.offset + 1;
-                    records.push(r);
-                }
-            }
-            all.insert(p, records);
-        }
-        all
-    }))
+    common::read_all(brokers(), topic, partitions)
 }
 
 #[test]

@@ -141,42 +141,14 @@ fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
 
     // Every acknowledged record is in the topic, with its value.
     let _restarted = Nisshi::start_on(port, db, &[], Some(dir.path()));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let stored = rt.block_on(common::timeout("read back", async {
-        let config = weir::ConnectionConfig {
-            brokers: vec![address.clone()],
-            timeout: Duration::from_secs(20),
-            ..Default::default()
-        };
-        let client = config.client().await.unwrap();
-        let mut stored = BTreeMap::new();
-        for p in 0..3 {
-            let pc = client
-                .partition_client(
-                    topic.as_str(),
-                    p,
-                    rskafka::client::partition::UnknownTopicHandling::Retry,
-                )
-                .await
-                .unwrap();
-            let high = pc
-                .get_offset(rskafka::client::partition::OffsetAt::Latest)
-                .await
-                .unwrap();
-            let mut offset = 0;
-            while offset < high {
-                let (batch, _) = pc
-                    .fetch_records(offset, 1..10_000_000, 1_000)
-                    .await
-                    .unwrap();
-                for r in batch {
-                    offset = r.offset + 1;
-                    stored.insert((p, r.offset), r.record.value.unwrap());
-                }
-            }
-        }
-        stored
-    }));
+    let stored: BTreeMap<(i32, i64), Vec<u8>> = common::read_all(&address, &topic, 3)
+        .into_iter()
+        .flat_map(|(p, records)| {
+            records
+                .into_iter()
+                .map(move |r| ((p, r.offset), r.record.value.unwrap()))
+        })
+        .collect();
     for (line, at) in &acked {
         let value = stored
             .get(at)

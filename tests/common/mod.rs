@@ -315,3 +315,56 @@ pub async fn timeout<F: std::future::Future>(what: &str, fut: F) -> F::Output {
         Err(_) => panic!("{what} did not finish within {STEP_TIMEOUT:?}"),
     }
 }
+
+/// Runs `weir produce ARGS -b <shared broker>` with `input` on stdin (from
+/// a file, so a large input cannot fill a pipe and stall).
+pub fn produce(args: &[&str], input: &[u8]) -> Run {
+    use std::io::Write;
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(input).unwrap();
+    let mut cmd = weir();
+    cmd.arg("produce").args(args).args(["-b", brokers()]);
+    cmd.stdin(std::fs::File::open(file.path()).unwrap());
+    run(&mut cmd)
+}
+
+/// Every record of every partition of `topic` on `broker`, read with
+/// rskafka up to each partition's high watermark.
+pub fn read_all(
+    broker: &str,
+    topic: &str,
+    partitions: i32,
+) -> std::collections::BTreeMap<i32, Vec<rskafka::record::RecordAndOffset>> {
+    use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(timeout("read back", async {
+        let config = weir::ConnectionConfig {
+            brokers: vec![broker.to_owned()],
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let client = config.client().await.unwrap();
+        let mut all = std::collections::BTreeMap::new();
+        for p in 0..partitions {
+            let pc = client
+                .partition_client(topic, p, UnknownTopicHandling::Retry)
+                .await
+                .unwrap();
+            let high = pc.get_offset(OffsetAt::Latest).await.unwrap();
+            let mut records = Vec::new();
+            let mut offset = 0;
+            while offset < high {
+                let (batch, _) = pc
+                    .fetch_records(offset, 1..10_000_000, 1_000)
+                    .await
+                    .unwrap();
+                for r in batch {
+                    offset = r.offset + 1;
+                    records.push(r);
+                }
+            }
+            all.insert(p, records);
+        }
+        all
+    }))
+}
