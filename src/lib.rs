@@ -36,6 +36,9 @@
 
 pub mod admin;
 pub mod connect;
+pub mod consumer;
+pub mod filter;
+pub mod output;
 pub mod partitioner;
 pub mod producer;
 pub mod record;

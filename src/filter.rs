@@ -1,0 +1,1 @@
+//! Content filters (being written).
