@@ -14,8 +14,16 @@
 //! deadline; a batch that still fails fails all its records, and the
 //! partition fails every record after it without trying, so a dead broker
 //! ends a run quickly with an exact count of what was not written.
+//!
+//! The partition count is refreshed in the background (every
+//! [`ProducerConfig::metadata_max_age`], and at once after a failed batch),
+//! so partitions added while a producer runs are used from then on. Keys
+//! then move to their new partitions, as with the Java client.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,10 +32,10 @@ use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::Client;
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::record::Record;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::partitioner::{Partitioner, PartitionerKind};
 
@@ -43,6 +51,10 @@ pub const DEFAULT_BATCH_BYTES: usize = BROKER_MAX_REQUEST_BYTES - REQUEST_OVERHE
 
 /// Default linger, as librdkafka's `linger.ms` (5 ms).
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+
+/// Default time between partition-count refreshes, as the Java client's
+/// `metadata.max.age.ms` (5 minutes).
+pub const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// Records queued per partition before [`Producer::send`] waits.
 const QUEUE_RECORDS: usize = 8 * 1024;
@@ -62,6 +74,8 @@ pub struct ProducerConfig {
     /// fail. rskafka's own retry deadlines nest (a connect retry inside a
     /// request retry), so weir bounds the whole send itself.
     pub delivery_timeout: Duration,
+    /// How often the topic's partition count is read again.
+    pub metadata_max_age: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -72,6 +86,7 @@ impl Default for ProducerConfig {
             compression: Compression::NoCompression,
             partitioner: PartitionerKind::Murmur2,
             delivery_timeout: crate::connect::DEFAULT_TIMEOUT,
+            metadata_max_age: DEFAULT_METADATA_MAX_AGE,
         }
     }
 }
@@ -201,6 +216,37 @@ pub enum ProduceError {
     },
 }
 
+/// Where the producer learns a topic's partition count. rskafka's
+/// [`Client`] implements it with a metadata request; tests substitute
+/// their own.
+pub trait TopicMetadata: Send + Sync + fmt::Debug {
+    /// The topic's current number of partitions.
+    ///
+    /// # Errors
+    ///
+    /// A description of why the count could not be read.
+    fn partition_count<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<i32, String>> + Send + 'a>>;
+}
+
+impl TopicMetadata for Client {
+    fn partition_count<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<i32, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let topics = self.list_topics().await.map_err(|e| e.to_string())?;
+            let found = topics
+                .into_iter()
+                .find(|t| t.name == topic)
+                .ok_or_else(|| format!("topic \"{topic}\" is not in the metadata"))?;
+            i32::try_from(found.partitions.len()).map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// A record on its way to a partition task.
 struct Pending {
     tag: u64,
@@ -213,11 +259,19 @@ struct Pending {
 #[derive(Debug)]
 pub struct Producer {
     topic: String,
+    client: Arc<Client>,
+    config: ProducerConfig,
     queues: Vec<mpsc::Sender<Pending>>,
+    reports: mpsc::UnboundedSender<Delivery>,
+    /// Partition counts seen by the refresh task.
+    partition_count: watch::Receiver<i32>,
+    refresh: tokio::task::AbortHandle,
     partitioner: Partitioner,
     kind: PartitionerKind,
     /// Batches sent per partition, to move the sticky partition on.
-    batches_sent: Arc<[AtomicU64]>,
+    batches_sent: Vec<Arc<AtomicU64>>,
+    /// Set by a partition task after a failed batch: refresh now.
+    stale: Arc<Notify>,
     /// The sticky partition and its batch count when it was chosen.
     sticky_seen: Option<(i32, u64)>,
     batch_bytes: usize,
@@ -225,60 +279,100 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Opens one partition client per partition of `topic`.
+    /// Opens one partition client per partition of `topic`; `partitions`
+    /// is the count the caller has just read. The count is refreshed from
+    /// `client`'s metadata.
     ///
     /// # Errors
     ///
     /// [`ProduceError::Topic`] when the topic does not exist or cannot be
     /// reached.
-    #[instrument(skip(client, config))]
     pub async fn new(
-        client: &Client,
+        client: Arc<Client>,
+        topic: &str,
+        partitions: i32,
+        config: ProducerConfig,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Delivery>), ProduceError> {
+        let metadata: Arc<dyn TopicMetadata> = Arc::clone(&client) as _;
+        Self::with_metadata(client, metadata, topic, partitions, config).await
+    }
+
+    /// As [`new`](Self::new), with the partition count refreshed from
+    /// `metadata`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProduceError::Topic`] when the topic does not exist or cannot be
+    /// reached.
+    #[instrument(skip(client, metadata, config))]
+    pub async fn with_metadata(
+        client: Arc<Client>,
+        metadata: Arc<dyn TopicMetadata>,
         topic: &str,
         partitions: i32,
         config: ProducerConfig,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Delivery>), ProduceError> {
         let (reports, deliveries) = mpsc::unbounded_channel();
-        let batches_sent: Arc<[AtomicU64]> = (0..partitions).map(|_| AtomicU64::new(0)).collect();
-        let batch_bytes = config.batch_bytes.min(DEFAULT_BATCH_BYTES);
-        let mut queues = Vec::new();
-        let mut tasks = JoinSet::new();
-        for partition in 0..partitions {
-            let pc = client
-                .partition_client(topic, partition, UnknownTopicHandling::Error)
+        let (count_tx, partition_count) = watch::channel(partitions);
+        let stale = Arc::new(Notify::new());
+        let refresh = tokio::spawn(refresh_partition_count(
+            metadata,
+            topic.to_owned(),
+            config.metadata_max_age,
+            Arc::clone(&stale),
+            count_tx,
+        ))
+        .abort_handle();
+        let mut producer = Self {
+            topic: topic.to_owned(),
+            client,
+            partitioner: Partitioner::new(config.partitioner),
+            kind: config.partitioner,
+            batch_bytes: config.batch_bytes.min(DEFAULT_BATCH_BYTES),
+            config,
+            queues: Vec::new(),
+            reports,
+            partition_count,
+            refresh,
+            batches_sent: Vec::new(),
+            stale,
+            sticky_seen: None,
+            tasks: JoinSet::new(),
+        };
+        producer.grow(partitions).await?;
+        Ok((producer, deliveries))
+    }
+
+    /// Starts partition tasks up to `partitions`.
+    async fn grow(&mut self, partitions: i32) -> Result<(), ProduceError> {
+        for partition in self.partitions()..partitions {
+            let pc = self
+                .client
+                .partition_client(self.topic.as_str(), partition, UnknownTopicHandling::Error)
                 .await
                 .map_err(|e| ProduceError::Topic {
-                    topic: topic.to_owned(),
+                    topic: self.topic.clone(),
                     reason: e.to_string(),
                 })?;
             let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
-            queues.push(tx);
+            let batches_sent = Arc::new(AtomicU64::new(0));
             let task = PartitionTask {
                 client: pc,
-                topic: topic.to_owned(),
+                topic: self.topic.clone(),
                 partition,
-                linger: config.linger,
-                batch_bytes,
-                compression: config.compression,
-                delivery_timeout: config.delivery_timeout,
-                reports: reports.clone(),
+                linger: self.config.linger,
+                batch_bytes: self.batch_bytes,
+                compression: self.config.compression,
+                delivery_timeout: self.config.delivery_timeout,
+                reports: self.reports.clone(),
                 batches_sent: Arc::clone(&batches_sent),
+                stale: Arc::clone(&self.stale),
             };
-            tasks.spawn(task.run(rx));
+            self.tasks.spawn(task.run(rx));
+            self.queues.push(tx);
+            self.batches_sent.push(batches_sent);
         }
-        Ok((
-            Self {
-                topic: topic.to_owned(),
-                queues,
-                partitioner: Partitioner::new(config.partitioner),
-                kind: config.partitioner,
-                batches_sent,
-                sticky_seen: None,
-                batch_bytes,
-                tasks,
-            },
-            deliveries,
-        ))
+        Ok(())
     }
 
     /// Number of partitions of the topic.
@@ -301,6 +395,18 @@ impl Producer {
                 size,
                 limit: self.batch_bytes,
             });
+        }
+        if self.partition_count.has_changed().unwrap_or(false) {
+            let count = *self.partition_count.borrow_and_update();
+            if count > self.partitions() {
+                info!(
+                    topic = self.topic.as_str(),
+                    from = self.partitions(),
+                    to = count,
+                    "partition count grew"
+                );
+                self.grow(count).await?;
+            }
         }
         let partitions = self.partitions();
         let partition = match record.partition {
@@ -363,11 +469,44 @@ impl Producer {
     /// Sends what is queued and waits until every record has its
     /// [`Delivery`].
     pub async fn close(mut self) {
+        self.refresh.abort();
         self.queues.clear();
         while let Some(result) = self.tasks.join_next().await {
             if let Err(e) = result {
                 warn!(topic = self.topic.as_str(), error = %e, "partition task ended abnormally");
             }
+        }
+    }
+}
+
+/// Reads the partition count every `max_age`, or at once when a partition
+/// task reports trouble, and publishes growth.
+async fn refresh_partition_count(
+    metadata: Arc<dyn TopicMetadata>,
+    topic: String,
+    max_age: Duration,
+    stale: Arc<Notify>,
+    counts: watch::Sender<i32>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(max_age) => {}
+            () = stale.notified() => {}
+        }
+        match metadata.partition_count(&topic).await {
+            Ok(count) if count > *counts.borrow() => {
+                if counts.send(count).is_err() {
+                    return;
+                }
+            }
+            Ok(count) if count < *counts.borrow() => {
+                warn!(
+                    topic,
+                    count, "the metadata shows fewer partitions than before; ignored"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => debug!(topic, error, "partition count refresh failed"),
         }
     }
 }
@@ -389,7 +528,8 @@ struct PartitionTask {
     compression: Compression,
     delivery_timeout: Duration,
     reports: mpsc::UnboundedSender<Delivery>,
-    batches_sent: Arc<[AtomicU64]>,
+    batches_sent: Arc<AtomicU64>,
+    stale: Arc<Notify>,
 }
 
 impl PartitionTask {
@@ -436,7 +576,7 @@ impl PartitionTask {
                 batch.push(next);
             }
 
-            self.batches_sent[self.partition as usize].fetch_add(1, Ordering::Relaxed);
+            self.batches_sent.fetch_add(1, Ordering::Relaxed);
             match &failed {
                 Some(_) => self.report_all(batch, || {
                     Arc::new(ProduceError::Abandoned {
@@ -501,6 +641,7 @@ impl PartitionTask {
                     reason,
                 });
                 warn!(error = %error, records = tags.len(), "batch failed");
+                self.stale.notify_one();
                 for tag in tags {
                     let _ = self.reports.send(Delivery {
                         tag,

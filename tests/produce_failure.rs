@@ -160,3 +160,90 @@ fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
         );
     }
 }
+
+/// The broker restarts within `--timeout`: the producer reconnects, finds
+/// the partition leaders again and delivers every record, in order per key.
+#[test]
+fn broker_restarted_mid_run_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let db = Storage::Sqlite("restart.db".into());
+    let mut broker = Nisshi::start_on(port, db.clone(), &[], Some(dir.path()));
+    let address = broker.address.clone();
+    let topic = random_topic("restart");
+    let mut cmd = weir();
+    cmd.args(["topics", "create", &topic, "--partitions", "3"])
+        .args(["-b", &address]);
+    run(&mut cmd).ok();
+
+    let mut child = weir()
+        .args(["produce", "-t", &topic, "-K", ":", "--timeout", "40s"])
+        .args(["-b", &address])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+
+    let first: u64 = 1_000;
+    for i in 1..=first {
+        writeln!(stdin, "k{}:{i}", i % 17).unwrap();
+    }
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while describe_latest(&address, &topic) < first as i64 {
+        assert!(Instant::now() < deadline, "first records never landed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    broker.stop();
+    let total: u64 = 3_000;
+    for i in first + 1..=total {
+        writeln!(stdin, "k{}:{i}", i % 17).unwrap();
+    }
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let _restarted = Nisshi::start_on(port, db, &[], Some(dir.path()));
+    drop(stdin);
+
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("weir produce did not end after the broker came back");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = errors.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("produced {total} records")),
+        "{stderr}"
+    );
+
+    // Every line is there; per key the values only go up (a batch whose
+    // acknowledgement was lost may be written twice: at-least-once).
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, records) in common::read_all(&address, &topic, 3) {
+        let mut last: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for r in records {
+            let key = r.record.key.unwrap();
+            let value: u64 = String::from_utf8(r.record.value.unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            let previous = last.insert(key.clone(), value).unwrap_or(0);
+            assert!(
+                value > previous || seen.contains(&value),
+                "key {key:?}: {value} after {previous}"
+            );
+            seen.insert(value);
+        }
+    }
+    assert_eq!(seen, (1..=total).collect(), "every line was written");
+}

@@ -270,9 +270,10 @@ pub async fn run(
         compression: args.compression.into(),
         partitioner,
         delivery_timeout: config.timeout,
+        ..ProducerConfig::default()
     };
     let (mut producer, deliveries) =
-        Producer::new(&client, &args.topic, partitions, producer_config).await?;
+        Producer::new(Arc::new(client), &args.topic, partitions, producer_config).await?;
 
     let tally = Arc::new(Tally::default());
     let report_out: Option<ReportOut> = args.report.then(|| {
