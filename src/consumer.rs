@@ -1,7 +1,51 @@
-//! Explicit per-partition consumers.
+//! Explicit per-partition consumers: one fetch task per assigned partition,
+//! merged into one bounded stream for the caller.
+//!
+//! rskafka reads one partition at a time and nothing more. [`Consumer`]
+//! resolves where each partition starts ([`StartOffset`], clamped to the
+//! partition's watermarks because some brokers never answer
+//! `OffsetOutOfRange` and just wait), where it stops ([`Until`]), and runs
+//! one task per partition that fetches with a long poll, grows its fetch
+//! size when a record does not fit, and retries a lost broker until
+//! [`ConsumerConfig::retry_timeout`]. Records of one partition arrive in
+//! offset order; partitions interleave.
+//!
+//! The stream is bounded: tasks wait while the caller is behind, so memory
+//! stays at a few fetches per partition. The fetch side is the small
+//! [`PartitionFetch`] trait, so the loop is tested without a broker.
+//!
+//! Positions are "next offset to read": the caller that commits progress
+//! takes `last.offset + 1` of the records it has written, or the
+//! `next_offset` of [`ConsumerEvent::Reached`], or the start of a
+//! partition it has seen nothing from ([`Consumer::positions`]).
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use rskafka::chrono::DateTime;
+use rskafka::client::Client;
+use rskafka::client::error::{Error as ClientError, ProtocolError};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::record::RecordAndOffset;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Default fetch size per partition, as the Java consumer's
+/// `max.partition.fetch.bytes` (1 MiB).
+pub const DEFAULT_FETCH_BYTES: i32 = 1024 * 1024;
+
+/// Largest fetch size a partition grows to when a record does not fit.
+pub const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
+
+/// Default long-poll wait, as the Java consumer's `fetch.max.wait.ms`
+/// (500 ms). The broker answers as soon as one byte is there.
+pub const DEFAULT_FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
 
 /// One record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,4 +64,1116 @@ pub struct ConsumedRecord {
     pub value: Option<Vec<u8>>,
     /// Headers.
     pub headers: BTreeMap<String, Vec<u8>>,
+}
+
+/// Where a partition starts when no committed offset says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOffset {
+    /// The low watermark (`earliest`, `beginning`).
+    Earliest,
+    /// The high watermark: only new records (`latest`, `end`).
+    Latest,
+    /// An absolute offset.
+    Offset(i64),
+    /// N records before the high watermark (`-N`).
+    FromEnd(i64),
+    /// The first record at or after this time, ms since the epoch
+    /// (`@2024-05-01T12:00:00Z`, `@1714564800000`, or a duration ago:
+    /// `15m`).
+    Timestamp(i64),
+}
+
+/// A `--from`/`--to` value that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalid position \"{input}\": {reason} (expected earliest, latest, an offset, -N, @<RFC 3339 time or epoch ms>, or a duration such as 15m)"
+)]
+pub struct PositionError {
+    input: String,
+    reason: String,
+}
+
+impl FromStr for StartOffset {
+    type Err = PositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let error = |reason: &str| PositionError {
+            input: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match s {
+            "earliest" | "beginning" | "start" | "oldest" => return Ok(Self::Earliest),
+            "latest" | "end" | "newest" => return Ok(Self::Latest),
+            _ => {}
+        }
+        if let Some(time) = s.strip_prefix('@') {
+            return parse_time(time).map(Self::Timestamp).map_err(|e| error(&e));
+        }
+        if let Some(n) = s.strip_prefix('-') {
+            return match n.parse::<i64>() {
+                Ok(n) => Ok(Self::FromEnd(n)),
+                Err(_) => Err(error("not a number after '-'")),
+            };
+        }
+        if let Ok(offset) = s.parse::<i64>() {
+            return Ok(Self::Offset(offset));
+        }
+        match humantime::parse_duration(s) {
+            Ok(ago) => Ok(Self::Timestamp(
+                now_ms().saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)),
+            )),
+            Err(_) => Err(error("not a known form")),
+        }
+    }
+}
+
+/// Parses an RFC 3339 time (UTC, `Z`) or epoch milliseconds.
+///
+/// # Errors
+///
+/// A description of what is wrong.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let time = humantime::parse_rfc3339_weak(s).map_err(|e| format!("{e}"))?;
+    let since = time
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| "before 1970".to_owned())?;
+    i64::try_from(since.as_millis()).map_err(|e| e.to_string())
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Where a partition stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Until {
+    /// Never: follow new records (tail).
+    #[default]
+    Never,
+    /// The high watermark taken at start.
+    End,
+    /// The first record at or after this time (ms since the epoch), which
+    /// is not delivered; or, when the partition has nothing newer, once
+    /// the clock passes the time.
+    Timestamp(i64),
+}
+
+/// Partition `p` belongs to instance `index` of `count` when
+/// `p % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instance {
+    /// This instance, from 0.
+    pub index: u32,
+    /// How many instances share the partitions.
+    pub count: u32,
+}
+
+impl FromStr for Instance {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parsed = s
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)));
+        match parsed {
+            Some((index, count)) if count > 0 && index < count => Ok(Self { index, count }),
+            _ => Err(format!(
+                "invalid instance \"{s}\": expected i/N with 0 <= i < N, e.g. 0/2"
+            )),
+        }
+    }
+}
+
+impl Instance {
+    /// Whether `partition` is this instance's.
+    pub fn owns(self, partition: i32) -> bool {
+        u32::try_from(partition).is_ok_and(|p| p % self.count == self.index)
+    }
+}
+
+/// Which partitions of which topics to read.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Topics.
+    pub topics: Vec<String>,
+    /// Partitions (of every topic); `None` is all.
+    pub partitions: Option<Vec<i32>>,
+    /// Only this instance's share of them.
+    pub instance: Option<Instance>,
+}
+
+/// How the consumer fetches.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Where partitions without an explicit start begin.
+    pub start: StartOffset,
+    /// Where partitions stop.
+    pub until: Until,
+    /// First fetch size per partition; it grows when a record is larger.
+    pub fetch_bytes: i32,
+    /// Long-poll wait of each fetch.
+    pub fetch_max_wait: Duration,
+    /// Fetched batches the stream holds before tasks wait.
+    pub buffered_batches: usize,
+    /// How long a partition keeps retrying without one good fetch before
+    /// it fails.
+    pub retry_timeout: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            start: StartOffset::Earliest,
+            until: Until::Never,
+            fetch_bytes: DEFAULT_FETCH_BYTES,
+            fetch_max_wait: DEFAULT_FETCH_MAX_WAIT,
+            buffered_batches: 4,
+            retry_timeout: crate::connect::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// One partition to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Next offset to read, e.g. a committed one; `None` uses
+    /// [`ConsumerConfig::start`].
+    pub start: Option<i64>,
+}
+
+/// Where an assigned partition starts and stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPosition {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Low watermark at start.
+    pub low: i64,
+    /// High watermark at start.
+    pub high: i64,
+    /// First offset read.
+    pub start: i64,
+    /// Offset where reading stops (`--until end`).
+    pub end: Option<i64>,
+}
+
+/// What the stream yields.
+#[derive(Debug)]
+pub enum ConsumerEvent {
+    /// Records of one partition, in offset order.
+    Records(Vec<ConsumedRecord>),
+    /// A partition reached its stop; `next_offset` is where it stopped.
+    Reached {
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+        /// The next offset to read.
+        next_offset: i64,
+    },
+    /// A partition failed and stopped.
+    Failed(ConsumeError),
+}
+
+/// Errors of the consumer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumeError {
+    /// A topic that does not exist.
+    #[error("topic \"{topic}\" does not exist")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// A partition outside the topic.
+    #[error("topic \"{topic}\" has {partitions} partitions, partition {partition} is out of range")]
+    PartitionOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: i32,
+        /// How many there are.
+        partitions: i32,
+    },
+    /// The selection leaves nothing to read.
+    #[error("no partitions to read: {0}")]
+    NothingAssigned(String),
+    /// The cluster's metadata could not be read.
+    #[error("cannot read the topic list: {0}")]
+    Metadata(String),
+    /// A partition could not be read.
+    #[error("reading topic \"{topic}\" partition {partition} failed: {reason}")]
+    Fetch {
+        /// The topic.
+        topic: Arc<str>,
+        /// The partition.
+        partition: i32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a fetch failed, as far as the loop cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The offset is outside the partition's log.
+    OutOfRange,
+    /// Anything else (after rskafka's own retries).
+    Other(String),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfRange => f.write_str("offset out of range"),
+            Self::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<ClientError> for FetchError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                ..
+            } => Self::OutOfRange,
+            e => Self::Other(e.to_string()),
+        }
+    }
+}
+
+/// The fetch side of one partition: rskafka's [`PartitionClient`], or a
+/// test's stand-in.
+pub trait PartitionFetch: Send + Sync + 'static {
+    /// Records from `offset` on, up to about `max_bytes`, waiting up to
+    /// `max_wait_ms` for the first; and the high watermark.
+    fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>>;
+
+    /// The offset at `at` (watermarks, or the first at a time).
+    fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>>;
+}
+
+impl PartitionFetch for PartitionClient {
+    fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
+        Box::pin(async move {
+            Ok(self
+                .fetch_records(offset, 1..max_bytes, max_wait_ms)
+                .await?)
+        })
+    }
+
+    fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
+        Box::pin(async move { Ok(self.get_offset(at).await?) })
+    }
+}
+
+/// The partitions `selection` names, checked against the cluster's
+/// metadata, in topic then partition order.
+///
+/// # Errors
+///
+/// An unknown topic, a partition out of range, or nothing left to read.
+pub async fn assign(
+    client: &Client,
+    selection: &Selection,
+) -> Result<Vec<Assignment>, ConsumeError> {
+    let topics = client
+        .list_topics()
+        .await
+        .map_err(|e| ConsumeError::Metadata(e.to_string()))?;
+    let mut assigned = Vec::new();
+    for name in &selection.topics {
+        let topic =
+            topics
+                .iter()
+                .find(|t| &t.name == name)
+                .ok_or_else(|| ConsumeError::UnknownTopic {
+                    topic: name.clone(),
+                })?;
+        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        let wanted: Vec<i32> = match &selection.partitions {
+            Some(list) => {
+                for &p in list {
+                    if !(0..count).contains(&p) {
+                        return Err(ConsumeError::PartitionOutOfRange {
+                            topic: name.clone(),
+                            partition: p,
+                            partitions: count,
+                        });
+                    }
+                }
+                let mut list = list.clone();
+                list.sort_unstable();
+                list.dedup();
+                list
+            }
+            None => (0..count).collect(),
+        };
+        let topic: Arc<str> = Arc::from(name.as_str());
+        assigned.extend(
+            wanted
+                .into_iter()
+                .filter(|&p| selection.instance.is_none_or(|i| i.owns(p)))
+                .map(|partition| Assignment {
+                    topic: Arc::clone(&topic),
+                    partition,
+                    start: None,
+                }),
+        );
+    }
+    if assigned.is_empty() {
+        return Err(ConsumeError::NothingAssigned(match selection.instance {
+            Some(i) => format!(
+                "instance {}/{} owns none of the selected partitions",
+                i.index, i.count
+            ),
+            None => "the selection is empty".to_owned(),
+        }));
+    }
+    Ok(assigned)
+}
+
+/// A running consumer: read its events with [`next`](Self::next).
+#[derive(Debug)]
+pub struct Consumer {
+    events: mpsc::Receiver<ConsumerEvent>,
+    positions: Vec<PartitionPosition>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Consumer {
+    /// Opens a partition client for each assignment and starts reading.
+    ///
+    /// # Errors
+    ///
+    /// A partition that cannot be opened or whose watermarks cannot be
+    /// read.
+    pub async fn start(
+        client: &Client,
+        assignments: Vec<Assignment>,
+        config: ConsumerConfig,
+    ) -> Result<Self, ConsumeError> {
+        let mut fetchers = Vec::with_capacity(assignments.len());
+        for a in assignments {
+            let pc = client
+                .partition_client(a.topic.as_ref(), a.partition, UnknownTopicHandling::Error)
+                .await
+                .map_err(|e| ConsumeError::Fetch {
+                    topic: Arc::clone(&a.topic),
+                    partition: a.partition,
+                    reason: e.to_string(),
+                })?;
+            fetchers.push((a, pc));
+        }
+        Self::start_with(fetchers, config).await
+    }
+
+    /// Starts reading with the given fetch sides.
+    ///
+    /// # Errors
+    ///
+    /// A partition whose watermarks cannot be read.
+    pub async fn start_with<F: PartitionFetch>(
+        fetchers: Vec<(Assignment, F)>,
+        config: ConsumerConfig,
+    ) -> Result<Self, ConsumeError> {
+        let resolved =
+            futures::future::try_join_all(fetchers.iter().map(|(a, f)| resolve(a, f, &config)))
+                .await?;
+        let (tx, events) = mpsc::channel(config.buffered_batches.max(1));
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for ((_, fetch), position) in fetchers.into_iter().zip(&resolved) {
+            let task = PartitionTask {
+                fetch,
+                topic: Arc::clone(&position.topic),
+                partition: position.partition,
+                next: position.start,
+                end: position.end,
+                until_time: match config.until {
+                    Until::Timestamp(t) => Some(t),
+                    _ => None,
+                },
+                config: config.clone(),
+                events: tx.clone(),
+                stopped: stopped.clone(),
+            };
+            tasks.spawn(task.run());
+        }
+        Ok(Self {
+            events,
+            positions: resolved,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Where each partition started (and stops), in assignment order.
+    pub fn positions(&self) -> &[PartitionPosition] {
+        &self.positions
+    }
+
+    /// The next event; `None` once every partition has stopped.
+    pub async fn next(&mut self) -> Option<ConsumerEvent> {
+        self.events.recv().await
+    }
+
+    /// The next event if one is ready now.
+    pub fn try_next(&mut self) -> Option<ConsumerEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// Stops every partition task; events not yet read are dropped.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        self.events.close();
+        while self.events.try_recv().is_ok() {}
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(e) = result {
+                if e.is_panic() {
+                    warn!(error = %e, "a partition task panicked");
+                }
+            }
+        }
+    }
+}
+
+/// Resolves a partition's start and end against its watermarks.
+async fn resolve<F: PartitionFetch>(
+    assignment: &Assignment,
+    fetch: &F,
+    config: &ConsumerConfig,
+) -> Result<PartitionPosition, ConsumeError> {
+    let topic = &assignment.topic;
+    let partition = assignment.partition;
+    let failed = |e: FetchError| ConsumeError::Fetch {
+        topic: Arc::clone(topic),
+        partition,
+        reason: format!("cannot read its watermarks: {e}"),
+    };
+    let low = fetch.offset_at(OffsetAt::Earliest).await.map_err(&failed)?;
+    let high = fetch.offset_at(OffsetAt::Latest).await.map_err(&failed)?;
+    let wanted = match (assignment.start, config.start) {
+        (Some(offset), _) | (None, StartOffset::Offset(offset)) => offset,
+        (None, StartOffset::Earliest) => low,
+        (None, StartOffset::Latest) => high,
+        (None, StartOffset::FromEnd(n)) => high.saturating_sub(n).max(low),
+        (None, StartOffset::Timestamp(ms)) => {
+            let at = DateTime::from_timestamp_millis(ms).unwrap_or_default();
+            match fetch.offset_at(OffsetAt::Timestamp(at)).await {
+                // -1: no record at or after the time.
+                Ok(offset) if offset >= 0 => offset,
+                Ok(_) => high,
+                Err(e) => return Err(failed(e)),
+            }
+        }
+    };
+    let start = wanted.clamp(low, high.max(low));
+    if start != wanted {
+        info!(
+            topic = topic.as_ref(),
+            partition,
+            wanted,
+            low,
+            high,
+            start,
+            "start offset outside the partition's log; clamped to its watermarks"
+        );
+    }
+    let end = (config.until == Until::End).then_some(high);
+    debug!(
+        topic = topic.as_ref(),
+        partition,
+        low,
+        high,
+        start,
+        ?end,
+        "assigned"
+    );
+    Ok(PartitionPosition {
+        topic: Arc::clone(topic),
+        partition,
+        low,
+        high,
+        start,
+        end,
+    })
+}
+
+/// Reads one partition into the shared stream.
+struct PartitionTask<F> {
+    fetch: F,
+    topic: Arc<str>,
+    partition: i32,
+    next: i64,
+    end: Option<i64>,
+    until_time: Option<i64>,
+    config: ConsumerConfig,
+    events: mpsc::Sender<ConsumerEvent>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl<F: PartitionFetch> PartitionTask<F> {
+    async fn run(mut self) {
+        let mut max_bytes = self.config.fetch_bytes.max(1);
+        let max_wait_ms = i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
+        let mut failing_since: Option<Instant> = None;
+        let mut warned_empty = false;
+        loop {
+            if self.end.is_some_and(|end| self.next >= end) {
+                self.reached().await;
+                return;
+            }
+            let fetched = tokio::select! {
+                biased;
+                _ = self.stopped.changed() => return,
+                r = self.fetch.fetch(self.next, max_bytes, max_wait_ms) => r,
+            };
+            let (records, high) = match fetched {
+                Ok(r) => {
+                    failing_since = None;
+                    r
+                }
+                Err(FetchError::OutOfRange) => {
+                    let before = self.next;
+                    if !self.clamp().await {
+                        return;
+                    }
+                    if self.next == before && !self.pause(self.config.fetch_max_wait).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(FetchError::Other(reason)) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.config.retry_timeout {
+                        let _ = self
+                            .events
+                            .send(ConsumerEvent::Failed(ConsumeError::Fetch {
+                                topic: Arc::clone(&self.topic),
+                                partition: self.partition,
+                                reason: format!(
+                                    "{reason} (retried for {})",
+                                    humantime::format_duration(self.config.retry_timeout)
+                                ),
+                            }))
+                            .await;
+                        return;
+                    }
+                    warn!(
+                        topic = self.topic.as_ref(),
+                        partition = self.partition,
+                        offset = self.next,
+                        error = reason.as_str(),
+                        "fetch failed; retrying"
+                    );
+                    if !self.pause(Duration::from_millis(500)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+
+            let Some(last) = records.last().map(|r| r.offset) else {
+                if self.next < high {
+                    // Records are there but none came back: the next one
+                    // is larger than the fetch size, or only control
+                    // records lie between here and the high watermark.
+                    if max_bytes < MAX_FETCH_BYTES {
+                        max_bytes = max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
+                        debug!(
+                            topic = self.topic.as_ref(),
+                            partition = self.partition,
+                            max_bytes,
+                            "nothing fit; fetch size grown"
+                        );
+                        continue;
+                    }
+                    if !warned_empty {
+                        warned_empty = true;
+                        warn!(
+                            topic = self.topic.as_ref(),
+                            partition = self.partition,
+                            offset = self.next,
+                            high,
+                            "no records returned below the high watermark"
+                        );
+                    }
+                    if self.end.is_some() {
+                        // Nothing readable is left before the end.
+                        self.next = high.min(self.end.unwrap_or(high));
+                        self.reached().await;
+                        return;
+                    }
+                    if !self.pause(self.config.fetch_max_wait).await {
+                        return;
+                    }
+                } else if self.until_time.is_some_and(|t| now_ms() >= t) {
+                    self.reached().await;
+                    return;
+                }
+                continue;
+            };
+
+            let mut reached = false;
+            let mut batch = Vec::with_capacity(records.len());
+            for r in records {
+                if r.offset < self.next {
+                    continue;
+                }
+                if self.end.is_some_and(|end| r.offset >= end) {
+                    break;
+                }
+                let timestamp_ms = r.record.timestamp.timestamp_millis();
+                if self.until_time.is_some_and(|t| timestamp_ms >= t) {
+                    reached = true;
+                    self.next = r.offset;
+                    break;
+                }
+                batch.push(ConsumedRecord {
+                    topic: Arc::clone(&self.topic),
+                    partition: self.partition,
+                    offset: r.offset,
+                    timestamp_ms,
+                    key: r.record.key,
+                    value: r.record.value,
+                    headers: r.record.headers,
+                });
+            }
+            if !reached {
+                self.next = match self.end {
+                    Some(end) => (last + 1).min(end),
+                    None => last + 1,
+                };
+            }
+            if !batch.is_empty()
+                && self
+                    .events
+                    .send(ConsumerEvent::Records(batch))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            if reached {
+                self.reached().await;
+                return;
+            }
+        }
+    }
+
+    async fn reached(&self) {
+        let _ = self
+            .events
+            .send(ConsumerEvent::Reached {
+                topic: Arc::clone(&self.topic),
+                partition: self.partition,
+                next_offset: self.next,
+            })
+            .await;
+    }
+
+    /// Sleeps unless stopped; false when stopped.
+    async fn pause(&mut self, duration: Duration) -> bool {
+        tokio::select! {
+            _ = self.stopped.changed() => false,
+            () = tokio::time::sleep(duration) => true,
+        }
+    }
+
+    /// After `OffsetOutOfRange`: moves to the nearest watermark. False when
+    /// the watermarks cannot be read either (the failure is reported).
+    async fn clamp(&mut self) -> bool {
+        let watermarks = async {
+            let low = self.fetch.offset_at(OffsetAt::Earliest).await?;
+            let high = self.fetch.offset_at(OffsetAt::Latest).await?;
+            Ok::<_, FetchError>((low, high))
+        };
+        match watermarks.await {
+            Ok((low, high)) => {
+                let next = self.next.clamp(low, high.max(low));
+                warn!(
+                    topic = self.topic.as_ref(),
+                    partition = self.partition,
+                    offset = self.next,
+                    low,
+                    high,
+                    next,
+                    "offset out of range; moved to the nearest watermark"
+                );
+                self.next = next;
+                true
+            }
+            Err(e) => {
+                let _ = self
+                    .events
+                    .send(ConsumerEvent::Failed(ConsumeError::Fetch {
+                        topic: Arc::clone(&self.topic),
+                        partition: self.partition,
+                        reason: format!("offset {} out of range, and {e}", self.next),
+                    }))
+                    .await;
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use rskafka::record::Record;
+
+    use super::*;
+
+    /// An in-memory partition: `log` holds (offset, value size, timestamp).
+    struct FakeLog {
+        log: Mutex<Vec<(i64, usize, i64)>>,
+        low: i64,
+        /// Fetches that fail before the log answers.
+        failures: Mutex<usize>,
+        fetches: Mutex<Vec<(i64, i32)>>,
+    }
+
+    impl FakeLog {
+        fn new(offsets: impl IntoIterator<Item = i64>) -> Self {
+            Self {
+                log: Mutex::new(offsets.into_iter().map(|o| (o, 10, o * 1000)).collect()),
+                low: 0,
+                failures: Mutex::new(0),
+                fetches: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn high(&self) -> i64 {
+            self.log
+                .lock()
+                .unwrap()
+                .last()
+                .map_or(self.low, |r| r.0 + 1)
+        }
+    }
+
+    impl PartitionFetch for Arc<FakeLog> {
+        fn fetch(
+            &self,
+            offset: i64,
+            max_bytes: i32,
+            max_wait_ms: i32,
+        ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
+            Box::pin(async move {
+                self.fetches.lock().unwrap().push((offset, max_bytes));
+                {
+                    let mut failures = self.failures.lock().unwrap();
+                    if *failures > 0 {
+                        *failures -= 1;
+                        return Err(FetchError::Other("broker gone".into()));
+                    }
+                }
+                if offset < self.low || offset > self.high() {
+                    return Err(FetchError::OutOfRange);
+                }
+                let mut out = Vec::new();
+                let mut bytes = 0;
+                for &(o, size, ts) in self.log.lock().unwrap().iter() {
+                    if o < offset {
+                        continue;
+                    }
+                    if bytes + size > max_bytes as usize {
+                        break;
+                    }
+                    bytes += size;
+                    out.push(RecordAndOffset {
+                        record: Record {
+                            key: None,
+                            value: Some(vec![b'x'; size]),
+                            headers: BTreeMap::new(),
+                            timestamp: DateTime::from_timestamp_millis(ts).unwrap(),
+                        },
+                        offset: o,
+                    });
+                }
+                if out.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
+                }
+                Ok((out, self.high()))
+            })
+        }
+
+        fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
+            Box::pin(async move {
+                Ok(match at {
+                    OffsetAt::Earliest => self.low,
+                    OffsetAt::Latest => self.high(),
+                    OffsetAt::Timestamp(t) => self
+                        .log
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|r| r.2 >= t.timestamp_millis())
+                        .map_or(-1, |r| r.0),
+                })
+            })
+        }
+    }
+
+    fn assignment(start: Option<i64>) -> Assignment {
+        Assignment {
+            topic: Arc::from("t"),
+            partition: 0,
+            start,
+        }
+    }
+
+    fn config(start: StartOffset, until: Until) -> ConsumerConfig {
+        ConsumerConfig {
+            start,
+            until,
+            fetch_max_wait: Duration::from_millis(10),
+            ..ConsumerConfig::default()
+        }
+    }
+
+    /// Offsets delivered until the stream ends, and the reached offset.
+    async fn drain(mut consumer: Consumer) -> (Vec<i64>, Option<i64>) {
+        let mut offsets = Vec::new();
+        let mut reached = None;
+        while let Some(event) = consumer.next().await {
+            match event {
+                ConsumerEvent::Records(records) => {
+                    offsets.extend(records.iter().map(|r| r.offset));
+                }
+                ConsumerEvent::Reached { next_offset, .. } => reached = Some(next_offset),
+                ConsumerEvent::Failed(e) => panic!("{e}"),
+            }
+        }
+        (offsets, reached)
+    }
+
+    async fn read(
+        log: &Arc<FakeLog>,
+        start: Option<i64>,
+        from: StartOffset,
+        until: Until,
+    ) -> (Vec<i64>, Option<i64>) {
+        let consumer = Consumer::start_with(
+            vec![(assignment(start), Arc::clone(log))],
+            config(from, until),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), drain(consumer))
+            .await
+            .expect("the consumer ended")
+    }
+
+    #[test]
+    fn positions_parse() {
+        assert_eq!(
+            "earliest".parse::<StartOffset>().unwrap(),
+            StartOffset::Earliest
+        );
+        assert_eq!("end".parse::<StartOffset>().unwrap(), StartOffset::Latest);
+        assert_eq!(
+            "42".parse::<StartOffset>().unwrap(),
+            StartOffset::Offset(42)
+        );
+        assert_eq!(
+            "-5".parse::<StartOffset>().unwrap(),
+            StartOffset::FromEnd(5)
+        );
+        assert_eq!(
+            "@1700000000000".parse::<StartOffset>().unwrap(),
+            StartOffset::Timestamp(1_700_000_000_000)
+        );
+        assert_eq!(
+            "@2023-11-14T22:13:20Z".parse::<StartOffset>().unwrap(),
+            StartOffset::Timestamp(1_700_000_000_000)
+        );
+        let StartOffset::Timestamp(t) = "15m".parse::<StartOffset>().unwrap() else {
+            panic!("a duration is a time");
+        };
+        assert!((now_ms() - 15 * 60_000 - t).abs() < 5_000);
+        let e = "soon".parse::<StartOffset>().unwrap_err().to_string();
+        assert!(e.contains("\"soon\""), "{e}");
+        assert!("-x".parse::<StartOffset>().is_err());
+    }
+
+    #[test]
+    fn instances_split_partitions() {
+        let a: Instance = "0/2".parse().unwrap();
+        let b: Instance = "1/2".parse().unwrap();
+        for p in 0..7 {
+            assert!(a.owns(p) != b.owns(p), "partition {p} has one owner");
+        }
+        assert!("2/2".parse::<Instance>().is_err());
+        assert!("1/0".parse::<Instance>().is_err());
+        assert!("1".parse::<Instance>().is_err());
+    }
+
+    #[tokio::test]
+    async fn every_start_form_is_resolved_and_clamped() {
+        let log = Arc::new(FakeLog::new(0..10));
+        let end = Until::End;
+        let from = |f| read(&log, None, f, end);
+        assert_eq!(
+            from(StartOffset::Earliest).await,
+            ((0..10).collect(), Some(10))
+        );
+        assert_eq!(from(StartOffset::Latest).await, (vec![], Some(10)));
+        assert_eq!(
+            from(StartOffset::Offset(7)).await,
+            (vec![7, 8, 9], Some(10))
+        );
+        assert_eq!(from(StartOffset::FromEnd(2)).await, (vec![8, 9], Some(10)));
+        assert_eq!(
+            from(StartOffset::FromEnd(99)).await.0,
+            (0..10).collect::<Vec<_>>()
+        );
+        assert_eq!(from(StartOffset::Timestamp(6_500)).await.0, vec![7, 8, 9]);
+        assert_eq!(
+            from(StartOffset::Timestamp(99_000)).await.0,
+            Vec::<i64>::new()
+        );
+        // Beyond the watermarks: clamped.
+        assert_eq!(from(StartOffset::Offset(50)).await, (vec![], Some(10)));
+        assert_eq!(
+            read(&log, Some(-3), StartOffset::Latest, end).await.0.len(),
+            10
+        );
+        // An explicit (committed) start wins over --from.
+        assert_eq!(
+            read(&log, Some(9), StartOffset::Earliest, end).await.0,
+            vec![9]
+        );
+    }
+
+    #[tokio::test]
+    async fn until_end_ignores_records_written_after_the_start() {
+        let log = Arc::new(FakeLog::new(0..5));
+        let consumer = Consumer::start_with(
+            vec![(assignment(None), Arc::clone(&log))],
+            config(StartOffset::Earliest, Until::End),
+        )
+        .await
+        .unwrap();
+        log.log.lock().unwrap().extend((5..8).map(|o| (o, 10, 0)));
+        assert_eq!(drain(consumer).await, ((0..5).collect(), Some(5)));
+    }
+
+    #[tokio::test]
+    async fn until_time_stops_before_the_first_later_record() {
+        let log = Arc::new(FakeLog::new(0..10));
+        let (offsets, reached) =
+            read(&log, None, StartOffset::Earliest, Until::Timestamp(4_000)).await;
+        assert_eq!(offsets, vec![0, 1, 2, 3]);
+        assert_eq!(reached, Some(4));
+        // Nothing newer: stops once caught up, the time being past.
+        let (offsets, _) = read(&log, None, StartOffset::Earliest, Until::Timestamp(50_000)).await;
+        assert_eq!(offsets.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn fetch_size_grows_for_a_large_record() {
+        let log = Arc::new(FakeLog::new(0..3));
+        log.log.lock().unwrap()[1].1 = 5_000;
+        let mut config = config(StartOffset::Earliest, Until::End);
+        config.fetch_bytes = 100;
+        let consumer = Consumer::start_with(vec![(assignment(None), Arc::clone(&log))], config)
+            .await
+            .unwrap();
+        assert_eq!(drain(consumer).await.0, vec![0, 1, 2]);
+        let sizes: Vec<i32> = log.fetches.lock().unwrap().iter().map(|f| f.1).collect();
+        assert!(sizes.contains(&6_400), "grew by doubling: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn gaps_in_offsets_are_skipped() {
+        // A compacted log: offsets 3, 4 and 8 are gone.
+        let log = Arc::new(FakeLog::new([0, 1, 2, 5, 6, 7, 9]));
+        let (offsets, reached) = read(&log, Some(3), StartOffset::Earliest, Until::End).await;
+        assert_eq!(offsets, vec![5, 6, 7, 9]);
+        assert_eq!(reached, Some(10));
+    }
+
+    #[tokio::test]
+    async fn failed_fetches_are_retried_without_gaps_or_duplicates() {
+        let log = Arc::new(FakeLog::new(0..4));
+        *log.failures.lock().unwrap() = 2;
+        let (offsets, _) = read(&log, None, StartOffset::Earliest, Until::End).await;
+        assert_eq!(offsets, vec![0, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_partition_that_keeps_failing_reports_it() {
+        let log = Arc::new(FakeLog::new(0..4));
+        *log.failures.lock().unwrap() = usize::MAX;
+        let mut config = config(StartOffset::Earliest, Until::End);
+        config.retry_timeout = Duration::from_millis(100);
+        let mut consumer = Consumer::start_with(vec![(assignment(None), Arc::clone(&log))], config)
+            .await
+            .unwrap();
+        match consumer.next().await {
+            Some(ConsumerEvent::Failed(e)) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("topic \"t\" partition 0") && e.contains("broker gone"),
+                    "{e}"
+                );
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn out_of_range_moves_to_the_low_watermark() {
+        // Records below 3 were deleted after the start (1) was resolved.
+        let mut deleted = FakeLog::new(3..6);
+        deleted.low = 3;
+        let (tx, mut rx) = mpsc::channel(4);
+        let (_stop, stopped) = watch::channel(false);
+        let task = PartitionTask {
+            fetch: Arc::new(deleted),
+            topic: Arc::from("t"),
+            partition: 0,
+            next: 1,
+            end: Some(6),
+            until_time: None,
+            config: config(StartOffset::Earliest, Until::End),
+            events: tx,
+            stopped,
+        };
+        tokio::spawn(task.run());
+        let mut offsets = Vec::new();
+        while let Some(event) = rx.recv().await {
+            if let ConsumerEvent::Records(records) = event {
+                offsets.extend(records.iter().map(|r| r.offset));
+            }
+        }
+        assert_eq!(offsets, vec![3, 4, 5]);
+    }
 }

@@ -36,6 +36,7 @@
 
 pub mod admin;
 pub mod connect;
+pub mod consume;
 pub mod consumer;
 pub mod filter;
 pub mod output;

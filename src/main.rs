@@ -46,9 +46,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.connect.to_config()?;
+    let quiet = cli.log.quiet > 0;
     match cli.command {
         Command::Topics(args) => cli::topics::run(args, config).await,
         Command::Produce(args) => cli::produce::run(args, config, shutdown_signal()).await,
+        Command::Consume(args) => cli::consume::run(args, config, quiet, shutdown_signal()).await,
     }
 }
 

@@ -1,1 +1,709 @@
-//! Output formatting (being written).
+//! Writing consumed records for `weir consume`: the raw value (kcat's
+//! default), a `-f` template, or JSON lines (`--json`).
+//!
+//! [`RecordWriter`] formats each record straight into the [`Write`] it is
+//! given, without building a string per record; the caller supplies the
+//! buffering (a [`std::io::BufWriter`]) and decides when to flush.
+
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::consumer::ConsumedRecord;
+
+/// The fields a template may name, as written in the template.
+const VALID_FIELDS: &str = "{topic}, {partition}, {offset}, {timestamp}, {key}, {value}, {headers}";
+
+/// Why a template was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// `{name}` with a name that is not a record field.
+    #[error(
+        "unknown field \"{{{field}}}\" in template \"{template}\"; valid fields: {VALID_FIELDS}"
+    )]
+    UnknownField {
+        /// The name between the braces.
+        field: String,
+        /// The template as given.
+        template: String,
+    },
+    /// A `{` without its `}`.
+    #[error(
+        "unclosed '{{' at byte {position} in template \"{template}\"; write \"{{{{\" for a literal brace"
+    )]
+    UnclosedBrace {
+        /// Byte offset of the `{`.
+        position: usize,
+        /// The template as given.
+        template: String,
+    },
+    /// A `}` that closes nothing.
+    #[error(
+        "unmatched '}}' at byte {position} in template \"{template}\"; write \"}}}}\" for a literal brace"
+    )]
+    UnmatchedBrace {
+        /// Byte offset of the `}`.
+        position: usize,
+        /// The template as given.
+        template: String,
+    },
+    /// A backslash followed by anything but `n`, `t`, `r` or `\`, or at
+    /// the end of the template.
+    #[error("bad escape \"{escape}\" in template \"{template}\"; valid escapes: \\n \\t \\r \\\\")]
+    BadEscape {
+        /// The backslash and the character after it, if any.
+        escape: String,
+        /// The template as given.
+        template: String,
+    },
+}
+
+/// How each record is written.
+#[derive(Debug, Clone, Default)]
+pub enum OutputFormat {
+    /// The value bytes and `\n`; a null value is an empty line (kcat's
+    /// default).
+    #[default]
+    Value,
+    /// A `-f` template; see [`Template`].
+    Template(Template),
+    /// One JSON object per line (`--json`); see [`RecordWriter`].
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Topic,
+    Partition,
+    Offset,
+    Timestamp,
+    Key,
+    Value,
+    Headers,
+}
+
+impl Field {
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "topic" => Self::Topic,
+            "partition" => Self::Partition,
+            "offset" => Self::Offset,
+            "timestamp" => Self::Timestamp,
+            "key" => Self::Key,
+            "value" => Self::Value,
+            "headers" => Self::Headers,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Literal(Vec<u8>),
+    Field(Field),
+}
+
+/// A `-f` output template such as `{key}\t{value}\n`.
+///
+/// Fields: `{topic}`, `{partition}`, `{offset}`, `{timestamp}` (ms since
+/// the epoch), `{key}` and `{value}` (raw bytes; null writes nothing), and
+/// `{headers}` (`k=v` pairs joined by `,`, raw bytes). Escapes: `\n`, `\t`,
+/// `\r`, `\\`; `{{` and `}}` are literal braces.
+///
+/// One record per line: unless the template ends with a newline (the `\n`
+/// escape or a newline character), a `\n` is appended after each record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pieces: Vec<Piece>,
+    append_newline: bool,
+}
+
+impl FromStr for Template {
+    type Err = OutputError;
+
+    fn from_str(template: &str) -> Result<Self, Self::Err> {
+        let bytes = template.as_bytes();
+        let mut pieces = Vec::new();
+        let mut literal = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => {
+                    let escaped = match bytes.get(i + 1) {
+                        Some(b'n') => b'\n',
+                        Some(b't') => b'\t',
+                        Some(b'r') => b'\r',
+                        Some(b'\\') => b'\\',
+                        _ => {
+                            let next = template[i + 1..].chars().next();
+                            return Err(OutputError::BadEscape {
+                                escape: format!("\\{}", next.map(String::from).unwrap_or_default()),
+                                template: template.to_owned(),
+                            });
+                        }
+                    };
+                    literal.push(escaped);
+                    i += 2;
+                }
+                b'{' if bytes.get(i + 1) == Some(&b'{') => {
+                    literal.push(b'{');
+                    i += 2;
+                }
+                b'}' if bytes.get(i + 1) == Some(&b'}') => {
+                    literal.push(b'}');
+                    i += 2;
+                }
+                b'{' => {
+                    let Some(len) = template[i + 1..].find('}') else {
+                        return Err(OutputError::UnclosedBrace {
+                            position: i,
+                            template: template.to_owned(),
+                        });
+                    };
+                    let name = &template[i + 1..i + 1 + len];
+                    let field =
+                        Field::from_name(name).ok_or_else(|| OutputError::UnknownField {
+                            field: name.to_owned(),
+                            template: template.to_owned(),
+                        })?;
+                    if !literal.is_empty() {
+                        pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                    }
+                    pieces.push(Piece::Field(field));
+                    i += len + 2;
+                }
+                b'}' => {
+                    return Err(OutputError::UnmatchedBrace {
+                        position: i,
+                        template: template.to_owned(),
+                    });
+                }
+                b => {
+                    literal.push(b);
+                    i += 1;
+                }
+            }
+        }
+        if !literal.is_empty() {
+            pieces.push(Piece::Literal(literal));
+        }
+        let append_newline =
+            !matches!(pieces.last(), Some(Piece::Literal(l)) if l.last() == Some(&b'\n'));
+        Ok(Self {
+            pieces,
+            append_newline,
+        })
+    }
+}
+
+/// Writes records in an [`OutputFormat`] to `W`.
+///
+/// `--json` writes one object per line with the keys in this order:
+///
+/// ```text
+/// {"topic":"t","partition":0,"offset":5,"timestamp":1700000000000,"key":"k","value":"v","headers":{"h":"v"}}
+/// ```
+///
+/// A null key or value is `null`. A key or value that is not valid UTF-8
+/// is written base64 encoded (standard alphabet, padded) as `key_b64` or
+/// `value_b64` instead, as `weir produce --format json` reads them. Header
+/// values that are not UTF-8 go, base64 encoded, into a separate
+/// `headers_b64` object that is only present when needed; `headers` is
+/// always present.
+#[derive(Debug)]
+pub struct RecordWriter<W> {
+    out: W,
+    format: OutputFormat,
+    /// Reused for base64 so binary payloads allocate nothing per record.
+    b64: String,
+    /// A JSON line is assembled here, then written at once: appending to a
+    /// `Vec` is cheaper than many small writes through `W`.
+    line: Vec<u8>,
+}
+
+impl<W: Write> RecordWriter<W> {
+    /// Writes to `out`, which should be buffered.
+    pub fn new(out: W, format: OutputFormat) -> Self {
+        Self {
+            out,
+            format,
+            b64: String::new(),
+            line: Vec::new(),
+        }
+    }
+
+    /// Writes one record, newline included.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors of the writer; see [`is_broken_pipe`].
+    pub fn write(&mut self, record: &ConsumedRecord) -> io::Result<()> {
+        let out = &mut self.out;
+        match &self.format {
+            OutputFormat::Value => {
+                if let Some(value) = &record.value {
+                    out.write_all(value)?;
+                }
+                out.write_all(b"\n")
+            }
+            OutputFormat::Template(template) => write_template(out, template, record),
+            OutputFormat::Json => {
+                self.line.clear();
+                write_json(&mut self.line, &mut self.b64, record)?;
+                out.write_all(&self.line)
+            }
+        }
+    }
+
+    /// Flushes the writer.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors of the writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// The writer.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
+    /// The writer, mutably.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Unwraps the writer, without flushing it.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// True when writing failed because the reader went away
+/// (`weir consume ... | head`), which ends the command quietly.
+pub fn is_broken_pipe(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
+}
+
+fn write_template(
+    out: &mut impl Write,
+    template: &Template,
+    record: &ConsumedRecord,
+) -> io::Result<()> {
+    for piece in &template.pieces {
+        match piece {
+            Piece::Literal(bytes) => out.write_all(bytes)?,
+            Piece::Field(Field::Topic) => out.write_all(record.topic.as_bytes())?,
+            Piece::Field(Field::Partition) => write_int(out, record.partition.into())?,
+            Piece::Field(Field::Offset) => write_int(out, record.offset)?,
+            Piece::Field(Field::Timestamp) => write_int(out, record.timestamp_ms)?,
+            Piece::Field(Field::Key) => out.write_all(record.key.as_deref().unwrap_or_default())?,
+            Piece::Field(Field::Value) => {
+                out.write_all(record.value.as_deref().unwrap_or_default())?;
+            }
+            Piece::Field(Field::Headers) => {
+                for (i, (k, v)) in record.headers.iter().enumerate() {
+                    if i > 0 {
+                        out.write_all(b",")?;
+                    }
+                    out.write_all(k.as_bytes())?;
+                    out.write_all(b"=")?;
+                    out.write_all(v)?;
+                }
+            }
+        }
+    }
+    if template.append_newline {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn write_json(out: &mut impl Write, b64: &mut String, record: &ConsumedRecord) -> io::Result<()> {
+    out.write_all(b"{\"topic\":")?;
+    write_json_str(out, &record.topic)?;
+    out.write_all(b",\"partition\":")?;
+    write_int(out, record.partition.into())?;
+    out.write_all(b",\"offset\":")?;
+    write_int(out, record.offset)?;
+    out.write_all(b",\"timestamp\":")?;
+    write_int(out, record.timestamp_ms)?;
+    write_json_bytes(
+        out,
+        b64,
+        b",\"key\":",
+        b",\"key_b64\":",
+        record.key.as_deref(),
+    )?;
+    write_json_bytes(
+        out,
+        b64,
+        b",\"value\":",
+        b",\"value_b64\":",
+        record.value.as_deref(),
+    )?;
+
+    out.write_all(b",\"headers\":{")?;
+    let mut first = true;
+    let mut any_binary = false;
+    for (k, v) in &record.headers {
+        let Ok(v) = std::str::from_utf8(v) else {
+            any_binary = true;
+            continue;
+        };
+        if !std::mem::take(&mut first) {
+            out.write_all(b",")?;
+        }
+        write_json_str(out, k)?;
+        out.write_all(b":")?;
+        write_json_str(out, v)?;
+    }
+    out.write_all(b"}")?;
+    if any_binary {
+        out.write_all(b",\"headers_b64\":{")?;
+        let mut first = true;
+        for (k, v) in &record.headers {
+            if std::str::from_utf8(v).is_ok() {
+                continue;
+            }
+            if !std::mem::take(&mut first) {
+                out.write_all(b",")?;
+            }
+            write_json_str(out, k)?;
+            out.write_all(b":")?;
+            write_base64(out, b64, v)?;
+        }
+        out.write_all(b"}")?;
+    }
+    out.write_all(b"}\n")
+}
+
+/// Writes `text_key` and a JSON string, `b64_key` and base64, or
+/// `text_key` and `null`.
+fn write_json_bytes(
+    out: &mut impl Write,
+    b64: &mut String,
+    text_key: &[u8],
+    b64_key: &[u8],
+    bytes: Option<&[u8]>,
+) -> io::Result<()> {
+    match bytes.map(std::str::from_utf8) {
+        None => {
+            out.write_all(text_key)?;
+            out.write_all(b"null")
+        }
+        Some(Ok(text)) => {
+            out.write_all(text_key)?;
+            write_json_str(out, text)
+        }
+        Some(Err(_)) => {
+            out.write_all(b64_key)?;
+            write_base64(out, b64, bytes.unwrap_or_default())
+        }
+    }
+}
+
+fn write_base64(out: &mut impl Write, buf: &mut String, bytes: &[u8]) -> io::Result<()> {
+    buf.clear();
+    BASE64.encode_string(bytes, buf);
+    // The base64 alphabet needs no JSON escaping.
+    out.write_all(b"\"")?;
+    out.write_all(buf.as_bytes())?;
+    out.write_all(b"\"")
+}
+
+/// Writes `s` as a JSON string: quotes, backslashes and control characters
+/// escaped, everything else (valid UTF-8 by type) copied in runs.
+fn write_json_str(out: &mut impl Write, s: &str) -> io::Result<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.write_all(b"\"")?;
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.write_all(&bytes[start..i])?;
+        start = i + 1;
+        let unicode;
+        out.write_all(match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            _ => {
+                unicode = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ];
+                &unicode
+            }
+        })?;
+    }
+    out.write_all(&bytes[start..])?;
+    out.write_all(b"\"")
+}
+
+/// Writes `n` in decimal without going through `fmt`.
+fn write_int(out: &mut impl Write, n: i64) -> io::Result<()> {
+    // 19 digits for |i64::MIN| and a sign.
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        i -= 1;
+        // `rest % 10` is a single digit.
+        buf[i] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    out.write_all(&buf[i..])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn record(key: Option<&[u8]>, value: Option<&[u8]>) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: "t".into(),
+            partition: 3,
+            offset: 42,
+            timestamp_ms: 1_700_000_000_000,
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers: BTreeMap::new(),
+        }
+    }
+
+    fn render(format: OutputFormat, records: &[ConsumedRecord]) -> Vec<u8> {
+        let mut w = RecordWriter::new(Vec::new(), format);
+        for r in records {
+            w.write(r).unwrap();
+        }
+        w.flush().unwrap();
+        w.into_inner()
+    }
+
+    fn template(t: &str, r: &ConsumedRecord) -> String {
+        let format = OutputFormat::Template(t.parse().unwrap());
+        String::from_utf8(render(format, std::slice::from_ref(r))).unwrap()
+    }
+
+    fn json_line(r: &ConsumedRecord) -> Value {
+        let out = render(OutputFormat::Json, std::slice::from_ref(r));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(out.last(), Some(&b'\n'));
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn value_format_writes_raw_value_and_null_as_empty_line() {
+        let out = render(
+            OutputFormat::Value,
+            &[
+                record(Some(b"k"), Some(b"a\x00\xff")),
+                record(None, None),
+                record(None, Some(b"")),
+                record(None, Some(b"z")),
+            ],
+        );
+        assert_eq!(out, b"a\x00\xff\n\n\nz\n");
+    }
+
+    #[test]
+    fn template_fields_escapes_and_literal_braces() {
+        let mut r = record(Some(b"k1"), Some(b"v\x001"));
+        r.headers.insert("a".into(), b"1".to_vec());
+        r.headers.insert("b".into(), b"x=y".to_vec());
+        let t = r"{topic}/{partition}@{offset} {timestamp}\t{key}={value}\r[{headers}] {{x}} \\n\n";
+        assert_eq!(
+            template(t, &r),
+            "t/3@42 1700000000000\tk1=v\x001\r[a=1,b=x=y] {x} \\n\n"
+        );
+        assert_eq!(template("{{{key}}}", &r), "{k1}\n");
+    }
+
+    #[test]
+    fn template_null_fields_write_nothing_and_integers_keep_sign() {
+        let mut r = record(None, None);
+        r.timestamp_ms = -1;
+        r.offset = i64::MIN;
+        r.partition = i32::MAX;
+        assert_eq!(
+            template(
+                "[{key}][{value}][{headers}] {timestamp} {offset} {partition}",
+                &r
+            ),
+            "[][][] -1 -9223372036854775808 2147483647\n"
+        );
+        r.offset = 0;
+        assert_eq!(template("{offset}", &r), "0\n");
+    }
+
+    #[test]
+    fn template_gets_a_newline_unless_it_ends_with_one() {
+        let r = record(None, Some(b"v"));
+        assert_eq!(template("{value}", &r), "v\n");
+        assert_eq!(template(r"{value}\n", &r), "v\n");
+        assert_eq!(template("{value}\n", &r), "v\n");
+        assert_eq!(template(r"{value}\n\n", &r), "v\n\n");
+        assert_eq!(template(r"{value}\t", &r), "v\t\n");
+        assert_eq!(template(r"{value}\\n", &r), "v\\n\n");
+        assert_eq!(template("", &r), "\n");
+    }
+
+    #[test]
+    fn template_errors_name_the_problem() {
+        let e = "{key} {vaule}".parse::<Template>().unwrap_err();
+        assert_eq!(
+            e,
+            OutputError::UnknownField {
+                field: "vaule".into(),
+                template: "{key} {vaule}".into()
+            }
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("\"{vaule}\"") && msg.contains("{timestamp}"),
+            "{msg}"
+        );
+        assert!(matches!(
+            "{}".parse::<Template>(),
+            Err(OutputError::UnknownField { field, .. }) if field.is_empty()
+        ));
+
+        let e = "ab {key".parse::<Template>().unwrap_err();
+        assert!(
+            matches!(e, OutputError::UnclosedBrace { position: 3, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("\"ab {key\""), "{e}");
+
+        let e = "a}b".parse::<Template>().unwrap_err();
+        assert!(
+            matches!(e, OutputError::UnmatchedBrace { position: 1, .. }),
+            "{e:?}"
+        );
+
+        let e = r"{value}\q".parse::<Template>().unwrap_err();
+        assert!(
+            matches!(&e, OutputError::BadEscape { escape, .. } if escape == r"\q"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(r"\q"), "{e}");
+        let e = r"{value}\".parse::<Template>().unwrap_err();
+        assert!(
+            matches!(&e, OutputError::BadEscape { escape, .. } if escape == r"\"),
+            "{e:?}"
+        );
+        let e = r"\é".parse::<Template>().unwrap_err();
+        assert!(
+            matches!(&e, OutputError::BadEscape { escape, .. } if escape == r"\é"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn json_text_record_has_fixed_key_order() {
+        let mut r = record(Some(b"k"), Some(b"v"));
+        r.headers.insert("h".into(), b"v".to_vec());
+        let out = render(OutputFormat::Json, &[r, record(None, None)]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            concat!(
+                r#"{"topic":"t","partition":3,"offset":42,"timestamp":1700000000000,"key":"k","value":"v","headers":{"h":"v"}}"#,
+                "\n",
+                r#"{"topic":"t","partition":3,"offset":42,"timestamp":1700000000000,"key":null,"value":null,"headers":{}}"#,
+                "\n",
+            )
+        );
+    }
+
+    #[test]
+    fn json_binary_payloads_round_trip_through_base64() {
+        let value: Vec<u8> = (0..=255).collect();
+        let mut r = record(Some(&[0, 0xff]), Some(&value));
+        r.headers.insert("bin".into(), vec![0xc3, 0x28]);
+        r.headers.insert("text".into(), "é".as_bytes().to_vec());
+        r.headers.insert("zbin".into(), vec![0x80]);
+        let doc = json_line(&r);
+
+        assert_eq!(doc["key_b64"], "AP8=");
+        assert!(doc.get("key").is_none() && doc.get("value").is_none());
+        let decode = |v: &Value| BASE64.decode(v.as_str().unwrap()).unwrap();
+        assert_eq!(decode(&doc["value_b64"]), value);
+        assert_eq!(doc["headers"], json!({"text": "é"}));
+        let b64 = doc["headers_b64"].as_object().unwrap();
+        assert_eq!(b64.len(), 2);
+        assert_eq!(decode(&b64["bin"]), [0xc3, 0x28]);
+        assert_eq!(decode(&b64["zbin"]), [0x80]);
+
+        // Text headers only: no headers_b64 at all.
+        let mut r = record(None, Some(b""));
+        r.headers.insert("a".into(), b"1".to_vec());
+        let doc = json_line(&r);
+        assert!(doc.get("headers_b64").is_none());
+        assert_eq!(doc["value"], "");
+    }
+
+    #[test]
+    fn json_escapes_quotes_backslashes_and_control_characters() {
+        let nasty: String = "q\"b\\s/ n\nr\rt\tb\x08f\x0c nul\x00 us\x1f del\x7f é 😀 \u{2028}"
+            .to_owned()
+            + &(0u8..0x20).map(char::from).collect::<String>();
+        let mut r = record(Some(nasty.as_bytes()), Some(nasty.as_bytes()));
+        r.topic = "to\"pic".into();
+        r.headers.insert("h\"\n".into(), nasty.clone().into_bytes());
+        let doc = json_line(&r);
+        assert_eq!(doc["topic"], "to\"pic");
+        assert_eq!(doc["key"], nasty.as_str());
+        assert_eq!(doc["value"], nasty.as_str());
+        assert_eq!(doc["headers"]["h\"\n"], nasty.as_str());
+
+        let mut out = Vec::new();
+        write_json_str(&mut out, "a\"b\\c\nd\u{1}e\u{1f}é").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""a\"b\\c\nd\u0001e\u001fé""#
+        );
+    }
+
+    #[test]
+    fn broken_pipe_is_recognised() {
+        assert!(is_broken_pipe(&io::Error::from(io::ErrorKind::BrokenPipe)));
+        assert!(!is_broken_pipe(&io::Error::from(io::ErrorKind::WriteZero)));
+        assert!(!is_broken_pipe(&io::Error::other("pipe")));
+    }
+
+    #[test]
+    fn writer_exposes_its_output() {
+        let mut w = RecordWriter::new(Vec::new(), OutputFormat::default());
+        w.write(&record(None, Some(b"x"))).unwrap();
+        assert_eq!(w.get_ref(), b"x\n");
+        w.get_mut().clear();
+        w.write(&record(None, Some(b"y"))).unwrap();
+        assert_eq!(w.into_inner(), b"y\n");
+    }
+}

@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod connect;
+pub mod consume;
 pub mod produce;
 pub mod topics;
 
@@ -64,4 +65,6 @@ pub enum Command {
     Topics(topics::TopicsArgs),
     /// Produce records from stdin or files to a topic.
     Produce(produce::ProduceArgs),
+    /// Read records from topics to stdout, filtered and formatted.
+    Consume(consume::ConsumeArgs),
 }

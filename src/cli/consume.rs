@@ -1,0 +1,264 @@
+//! `weir consume`: records from topics to stdout, filtered and formatted.
+
+use std::future::Future;
+use std::io::Write;
+use std::time::Duration;
+
+use weir::ConnectionConfig;
+use weir::consume::{ConsumeJob, ConsumeSummary, StopReason};
+use weir::consumer::{
+    self, Consumer, ConsumerConfig, DEFAULT_FETCH_BYTES, Instance, Selection, StartOffset, Until,
+};
+use weir::filter::{Filter, FilterConfig, WhereClause, parse_regex};
+use weir::output::{OutputFormat, RecordWriter, Template};
+
+use super::connect::parse_duration;
+use super::usage;
+
+/// Read records from topics, one task per partition, to stdout.
+#[derive(Debug, clap::Args)]
+pub struct ConsumeArgs {
+    /// Topic to read (repeatable).
+    #[arg(short, long = "topic", required = true)]
+    pub topics: Vec<String>,
+
+    /// Only these partitions, e.g. 0,3,5 (default: all).
+    #[arg(short, long, value_delimiter = ',')]
+    pub partitions: Option<Vec<i32>>,
+
+    /// Only this instance's share: partition p when p % N == i.
+    #[arg(long, value_name = "i/N")]
+    pub instance: Option<String>,
+
+    /// Where to start: earliest, latest, OFFSET, -N (N before the end),
+    /// @TIME (RFC 3339 or epoch ms), or a duration ago such as 15m.
+    #[arg(
+        short = 'o',
+        long,
+        default_value = "earliest",
+        allow_hyphen_values = true
+    )]
+    pub from: String,
+
+    /// Where to stop: end (the high watermarks at start) or @TIME.
+    /// Without it, new records are followed.
+    #[arg(long, value_name = "end|@TIME")]
+    pub until: Option<String>,
+
+    /// Same as --until end (kcat's -e).
+    #[arg(short = 'e', conflicts_with = "until")]
+    pub exit_at_end: bool,
+
+    /// Stop after writing N records.
+    #[arg(short = 'c', long)]
+    pub count: Option<u64>,
+
+    /// Output template with fields {topic} {partition} {offset}
+    /// {timestamp} {key} {value} {headers} and escapes \n \t; a newline
+    /// is added unless it ends with \n.
+    #[arg(short, long, conflicts_with = "json")]
+    pub format: Option<String>,
+
+    /// One JSON object per record; bytes that are not UTF-8 are base64
+    /// under key_b64, value_b64, headers_b64.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only records whose value matches REGEX.
+    #[arg(long, value_name = "REGEX")]
+    pub grep: Option<String>,
+
+    /// Only records whose key matches REGEX.
+    #[arg(long, value_name = "REGEX")]
+    pub grep_key: Option<String>,
+
+    /// Only records whose JSON value has FIELD equal to VALUE; FIELD is a
+    /// JSON pointer (/level) or a dotted path (http.status). Repeatable.
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    pub wheres: Vec<String>,
+
+    /// Write the records the filters reject instead.
+    #[arg(long)]
+    pub invert: bool,
+
+    /// First fetch size per partition in bytes; it grows when a record
+    /// does not fit.
+    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES)]
+    pub fetch_bytes: i32,
+
+    /// Longest a fetch waits for new records.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub fetch_max_wait: Duration,
+}
+
+/// The library's configs, from the flags.
+struct Plan {
+    selection: Selection,
+    config: ConsumerConfig,
+    filter: FilterConfig,
+    format: OutputFormat,
+}
+
+impl ConsumeArgs {
+    fn plan(&self, timeout: Duration) -> anyhow::Result<Plan> {
+        let start: StartOffset = self
+            .from
+            .parse()
+            .map_err(|e| usage(format!("--from: {e}")))?;
+        let until = match (self.exit_at_end, self.until.as_deref()) {
+            (true, _) | (false, Some("end")) => Until::End,
+            (false, None) => Until::Never,
+            (false, Some(t)) => match t.strip_prefix('@').map(consumer::parse_time) {
+                Some(Ok(ms)) => Until::Timestamp(ms),
+                Some(Err(e)) => return Err(usage(format!("--until \"{t}\": {e}"))),
+                None => {
+                    return Err(usage(format!(
+                        "--until \"{t}\": expected end or @TIME (RFC 3339 or epoch ms)"
+                    )));
+                }
+            },
+        };
+        let instance = self
+            .instance
+            .as_deref()
+            .map(str::parse::<Instance>)
+            .transpose()
+            .map_err(|e| usage(format!("--instance: {e}")))?;
+        if self.fetch_bytes < 1 {
+            return Err(usage("--fetch-bytes must be at least 1"));
+        }
+        let regex = |flag: &str, pattern: &Option<String>| {
+            pattern
+                .as_deref()
+                .map(parse_regex)
+                .transpose()
+                .map_err(|e| usage(format!("{flag}: {e}")))
+        };
+        let filter = FilterConfig {
+            grep: regex("--grep", &self.grep)?,
+            grep_key: regex("--grep-key", &self.grep_key)?,
+            wheres: self
+                .wheres
+                .iter()
+                .map(|w| w.parse::<WhereClause>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| usage(format!("--where: {e}")))?,
+            invert: self.invert,
+        };
+        let format = match (&self.format, self.json) {
+            (_, true) => OutputFormat::Json,
+            (Some(t), false) => OutputFormat::Template(
+                t.parse::<Template>()
+                    .map_err(|e| usage(format!("--format: {e}")))?,
+            ),
+            (None, false) => OutputFormat::Value,
+        };
+        Ok(Plan {
+            selection: Selection {
+                topics: self.topics.clone(),
+                partitions: self.partitions.clone(),
+                instance,
+            },
+            config: ConsumerConfig {
+                start,
+                until,
+                fetch_bytes: self.fetch_bytes,
+                fetch_max_wait: self.fetch_max_wait,
+                retry_timeout: timeout,
+                ..ConsumerConfig::default()
+            },
+            filter,
+            format,
+        })
+    }
+}
+
+/// Runs `weir consume`.
+pub async fn run(
+    args: ConsumeArgs,
+    config: ConnectionConfig,
+    quiet: bool,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let plan = args.plan(config.timeout)?;
+    let client = config.client().await?;
+    let assignments = consumer::assign(&client, &plan.selection).await?;
+    let consumer = Consumer::start(&client, assignments, plan.config).await?;
+    let job = ConsumeJob {
+        filter: Filter::new(plan.filter),
+        count: args.count,
+    };
+    let stdout = std::io::stdout().lock();
+    let mut writer = RecordWriter::new(
+        std::io::BufWriter::with_capacity(1 << 16, stdout),
+        plan.format,
+    );
+    let stop = async {
+        tokio::select! {
+            () = shutdown => StopReason::Shutdown,
+            () = stdout_closed() => StopReason::OutputClosed,
+        }
+    };
+    let summary = weir::consume::run(consumer, job, &mut writer, stop).await?;
+    if !quiet && summary.stop != StopReason::OutputClosed {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+/// Resolves when stdout is a pipe whose reader has gone, so a quiet
+/// `weir consume | head` ends without waiting for a record to fail on.
+async fn stdout_closed() {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let stdout = rustix::stdio::stdout();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if poll(&mut fds, Some(&zero)).is_ok()
+            && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+        {
+            return;
+        }
+    }
+}
+
+fn print_summary(summary: &ConsumeSummary) {
+    let records: u64 = summary.partitions.values().map(|t| t.records).sum();
+    let bytes: u64 = summary.partitions.values().map(|t| t.bytes).sum();
+    let secs = summary.elapsed.as_secs_f64().max(1e-9);
+    let mut line = format!(
+        "weir: consumed {records} records ({:.1} MB) in {secs:.2}s, {:.0} records/s; wrote {}",
+        bytes as f64 / 1e6,
+        records as f64 / secs,
+        summary.written,
+    );
+    if summary.filtered > 0 {
+        line.push_str(&format!("; {} filtered out", summary.filtered));
+    }
+    if summary.unparsed > 0 {
+        line.push_str(&format!(
+            "; {} skipped as not JSON (--where)",
+            summary.unparsed
+        ));
+    }
+    if summary.stop == StopReason::Shutdown {
+        line.push_str("; interrupted");
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+    for ((topic, partition), tally) in &summary.partitions {
+        let next = summary.positions.get(&(topic.clone(), *partition));
+        let _ = writeln!(
+            err,
+            "  {topic}/{partition}: {} records, {} bytes{}",
+            tally.records,
+            tally.bytes,
+            next.map(|n| format!(", next offset {n}"))
+                .unwrap_or_default()
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! The `weir consume` job: a [`Consumer`] into a [`Filter`] into a
+//! [`RecordWriter`], with a tally per partition and the position of what
+//! has been written and flushed.
+//!
+//! Output is buffered and flushed whenever the consumer has nothing more
+//! ready, so a fast stream is written in large blocks and a slow one
+//! appears at once. A closed output (`weir consume | head`) ends the job
+//! as a success.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::time::Instant;
+
+use crate::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
+use crate::filter::{Filter, Verdict};
+use crate::output::{RecordWriter, is_broken_pipe};
+
+/// What to do with the records.
+#[derive(Debug)]
+pub struct ConsumeJob {
+    /// Which records are written.
+    pub filter: Filter,
+    /// Stop after this many records have been written.
+    pub count: Option<u64>,
+}
+
+/// Records and bytes (keys and values) read from one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionTally {
+    /// Records read.
+    pub records: u64,
+    /// Key and value bytes read.
+    pub bytes: u64,
+}
+
+/// Why the job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Every partition reached its stop (`--until`).
+    Reached,
+    /// `--count` records were written.
+    Count,
+    /// The shutdown future completed (a signal).
+    Shutdown,
+    /// The output was closed by its reader.
+    OutputClosed,
+}
+
+/// The end of a job.
+#[derive(Debug, Clone)]
+pub struct ConsumeSummary {
+    /// Per partition, what was read.
+    pub partitions: BTreeMap<(Arc<str>, i32), PartitionTally>,
+    /// Records written.
+    pub written: u64,
+    /// Records the filter rejected.
+    pub filtered: u64,
+    /// Records skipped because a JSON filter could not parse them.
+    pub unparsed: u64,
+    /// Per partition, the next offset after what was written and flushed
+    /// (or skipped by the filter before it).
+    pub positions: BTreeMap<(Arc<str>, i32), i64>,
+    /// How long the job ran.
+    pub elapsed: Duration,
+    /// Why it ended.
+    pub stop: StopReason,
+}
+
+/// Errors of the job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumeJobError {
+    /// A partition failed.
+    #[error(transparent)]
+    Consumer(#[from] ConsumeError),
+    /// The output could not be written.
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// Runs `job` over `consumer`'s records into `writer` until the consumer
+/// ends, `job.count` records are written, the output is closed, or
+/// `shutdown` completes with its reason ([`StopReason::Shutdown`] for a
+/// signal, [`StopReason::OutputClosed`] when the caller sees the reader of
+/// an idle output gone). The consumer is stopped before returning.
+///
+/// # Errors
+///
+/// A partition that failed (after its retries) or an output that could
+/// not be written. What was written before is flushed.
+pub async fn run<W: Write>(
+    mut consumer: Consumer,
+    job: ConsumeJob,
+    writer: &mut RecordWriter<W>,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<ConsumeSummary, ConsumeJobError> {
+    let started = Instant::now();
+    let mut state = State {
+        partitions: BTreeMap::new(),
+        positions: consumer
+            .positions()
+            .iter()
+            .map(|p| ((Arc::clone(&p.topic), p.partition), p.start))
+            .collect(),
+        written: 0,
+        filtered: 0,
+        unparsed: 0,
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+    let outcome = loop {
+        if let Some(reason) = (&mut shutdown).now_or_never() {
+            break Ok(reason);
+        }
+        let event = match consumer.try_next() {
+            Some(event) => event,
+            None => {
+                if let Err(e) = writer.flush() {
+                    break output_error(e);
+                }
+                tokio::select! {
+                    biased;
+                    reason = &mut shutdown => break Ok(reason),
+                    event = consumer.next() => match event {
+                        Some(event) => event,
+                        None => break Ok(StopReason::Reached),
+                    },
+                }
+            }
+        };
+        match event {
+            ConsumerEvent::Records(records) => match state.write(&records, &job, writer) {
+                Ok(None) => {}
+                Ok(Some(stop)) => break Ok(stop),
+                Err(e) => break output_error(e),
+            },
+            ConsumerEvent::Reached {
+                topic,
+                partition,
+                next_offset,
+            } => {
+                state.positions.insert((topic, partition), next_offset);
+            }
+            ConsumerEvent::Failed(e) => break Err(ConsumeJobError::Consumer(e)),
+        }
+    };
+    consumer.stop().await;
+    let stop = match outcome {
+        Ok(StopReason::OutputClosed) => StopReason::OutputClosed,
+        Ok(stop) => match writer.flush() {
+            Ok(()) => stop,
+            Err(e) if is_broken_pipe(&e) => StopReason::OutputClosed,
+            Err(e) => return Err(ConsumeJobError::Output(e)),
+        },
+        Err(e) => {
+            let _ = writer.flush();
+            return Err(e);
+        }
+    };
+    Ok(ConsumeSummary {
+        partitions: state.partitions,
+        written: state.written,
+        filtered: state.filtered,
+        unparsed: state.unparsed,
+        positions: state.positions,
+        elapsed: started.elapsed(),
+        stop,
+    })
+}
+
+fn output_error(e: std::io::Error) -> Result<StopReason, ConsumeJobError> {
+    if is_broken_pipe(&e) {
+        Ok(StopReason::OutputClosed)
+    } else {
+        Err(ConsumeJobError::Output(e))
+    }
+}
+
+struct State {
+    partitions: BTreeMap<(Arc<str>, i32), PartitionTally>,
+    positions: BTreeMap<(Arc<str>, i32), i64>,
+    written: u64,
+    filtered: u64,
+    unparsed: u64,
+}
+
+impl State {
+    /// Writes one partition's records; `Some` when the job should stop.
+    fn write<W: Write>(
+        &mut self,
+        records: &[ConsumedRecord],
+        job: &ConsumeJob,
+        writer: &mut RecordWriter<W>,
+    ) -> std::io::Result<Option<StopReason>> {
+        let Some(first) = records.first() else {
+            return Ok(None);
+        };
+        let key = (Arc::clone(&first.topic), first.partition);
+        let noop = job.filter.is_noop();
+        let mut tally = PartitionTally::default();
+        let mut next = None;
+        let mut stop = None;
+        for record in records {
+            tally.records += 1;
+            tally.bytes += (record.key.as_ref().map_or(0, Vec::len)
+                + record.value.as_ref().map_or(0, Vec::len)) as u64;
+            let verdict = if noop {
+                Verdict::Pass
+            } else {
+                job.filter.check(record)
+            };
+            match verdict {
+                Verdict::Pass => {
+                    if let Err(e) = writer.write(record) {
+                        self.add(&key, tally, next);
+                        return Err(e);
+                    }
+                    self.written += 1;
+                }
+                Verdict::Reject => self.filtered += 1,
+                Verdict::Unparsed => self.unparsed += 1,
+            }
+            next = Some(record.offset + 1);
+            if job.count.is_some_and(|n| self.written >= n) {
+                stop = Some(StopReason::Count);
+                break;
+            }
+        }
+        self.add(&key, tally, next);
+        Ok(stop)
+    }
+
+    fn add(&mut self, key: &(Arc<str>, i32), tally: PartitionTally, next: Option<i64>) {
+        let total = self.partitions.entry(key.clone()).or_default();
+        total.records += tally.records;
+        total.bytes += tally.bytes;
+        if let Some(next) = next {
+            self.positions.insert(key.clone(), next);
+        }
+    }
+}
