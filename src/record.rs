@@ -17,7 +17,9 @@ pub enum InputFormat {
     #[default]
     Raw,
     /// One JSON object per record: `key`, `value` (or `key_b64`,
-    /// `value_b64`), `headers`, `partition`, `timestamp` (ms).
+    /// `value_b64`), `headers` (and `headers_b64`), `partition`,
+    /// `timestamp` (ms); `topic` and `offset`, as `weir consume --json`
+    /// writes them, are ignored.
     Json,
 }
 
@@ -73,9 +75,17 @@ struct JsonRecord {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     #[serde(default)]
+    headers_b64: BTreeMap<String, String>,
+    #[serde(default)]
     partition: Option<i32>,
     #[serde(default)]
     timestamp: Option<i64>,
+    /// Written by `weir consume --json`; ignored, so its output can be
+    /// produced again as it is.
+    #[serde(default, rename = "topic")]
+    _topic: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "offset")]
+    _offset: Option<serde::de::IgnoredAny>,
 }
 
 impl RecordParser {
@@ -141,14 +151,24 @@ impl RecordParser {
                 }
                 (None, None) => Ok(None),
             };
+        let mut headers: BTreeMap<String, Vec<u8>> = json
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        for (k, v) in json.headers_b64 {
+            let v = BASE64
+                .decode(v.as_bytes())
+                .map_err(|e| ParseError::Base64 {
+                    field: "headers_b64",
+                    reason: format!("header \"{k}\": {e}"),
+                })?;
+            headers.insert(k, v);
+        }
         Ok(ProduceRecord {
             key: pick(json.key, json.key_b64, "key_b64")?,
             value: pick(json.value, json.value_b64, "value_b64")?,
-            headers: json
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k, v.into_bytes()))
-                .collect(),
+            headers,
             timestamp_ms: json.timestamp,
             partition: json.partition,
         })

@@ -201,3 +201,172 @@ fn weir_records_read_back_by_confluent_kafka_with_every_codec() {
         assert_eq!(seen.len(), n, "{codec}: every value exactly once");
     }
 }
+
+/// A record as both sides describe it: partition, offset, base64 key,
+/// value and header values.
+type Described = (
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    BTreeMap<String, String>,
+);
+
+/// weir's `--json` line in the shape the script prints: text fields are
+/// base64-encoded, `*_b64` fields are taken as they are.
+fn described_by_weir(v: &Value) -> Described {
+    let field = |name: &str| -> Option<String> {
+        match (&v[name], &v[format!("{name}_b64")]) {
+            (Value::String(text), _) => Some(B64.encode(text)),
+            (_, Value::String(b64)) => Some(b64.clone()),
+            _ => None,
+        }
+    };
+    let mut headers = BTreeMap::new();
+    for (name, value) in v["headers"].as_object().into_iter().flatten() {
+        headers.insert(name.clone(), B64.encode(value.as_str().unwrap()));
+    }
+    for (name, value) in v
+        .get("headers_b64")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        headers.insert(name.clone(), value.as_str().unwrap().to_owned());
+    }
+    (
+        v["partition"].as_i64().unwrap(),
+        v["offset"].as_i64().unwrap(),
+        field("key"),
+        field("value"),
+        headers,
+    )
+}
+
+fn described_by_script(v: &Value) -> Described {
+    let text = |f: &str| v[f].as_str().map(str::to_owned);
+    (
+        v["partition"].as_i64().unwrap(),
+        v["offset"].as_i64().unwrap(),
+        text("key_b64"),
+        text("value_b64"),
+        v["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect(),
+    )
+}
+
+/// `weir consume --json -e ARGS` on `topic`, in output order.
+fn weir_consume(topic: &str, args: &[&str]) -> Vec<Described> {
+    let mut all = vec!["consume", "-t", topic, "--json", "-e"];
+    all.extend_from_slice(args);
+    let run = weir_run(&all);
+    run.ok();
+    run.stdout
+        .lines()
+        .map(|l| described_by_weir(&serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))))
+        .collect()
+}
+
+/// Each partition's records in output order must be exactly `expected`'s
+/// records of that partition that `keep` selects, in offset order.
+fn assert_read(
+    form: &str,
+    got: &[Described],
+    expected: &[(Described, i64)],
+    keep: impl Fn(&Described, i64) -> bool,
+) {
+    let mut want: BTreeMap<i64, Vec<&Described>> = BTreeMap::new();
+    for (d, ts) in expected {
+        if keep(d, *ts) {
+            want.entry(d.0).or_default().push(d);
+        }
+    }
+    for records in want.values_mut() {
+        records.sort_by_key(|d| d.1);
+    }
+    let mut have: BTreeMap<i64, Vec<&Described>> = BTreeMap::new();
+    for d in got {
+        have.entry(d.0).or_default().push(d);
+    }
+    let count = |m: &BTreeMap<i64, Vec<&Described>>| m.values().map(Vec::len).sum::<usize>();
+    assert_eq!(count(&have), count(&want), "--from {form}: record count");
+    for (partition, want) in &want {
+        let have = have.get(partition).map_or(&[][..], Vec::as_slice);
+        if let Some(i) = (0..want.len()).find(|&i| have.get(i) != Some(&want[i])) {
+            panic!(
+                "--from {form}: partition {partition}, record {i}: weir wrote {:?}, expected {:?}",
+                have.get(i),
+                want[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn librdkafka_records_read_back_by_weir_with_every_codec_and_start() {
+    let topic = random_topic("interop-consume");
+    weir_run(&["topics", "create", &topic, "--partitions", "6"]).ok();
+    let mut expected = Vec::new();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        for v in interop(
+            &["produce-binary", &topic, "600", codec],
+            common::STEP_TIMEOUT,
+        ) {
+            expected.push((described_by_script(&v), v["timestamp"].as_i64().unwrap()));
+        }
+    }
+    assert_eq!(expected.len(), 3000);
+    let high: BTreeMap<i64, i64> = expected.iter().fold(BTreeMap::new(), |mut m, (d, _)| {
+        let h = m.entry(d.0).or_insert(0);
+        *h = (*h).max(d.1 + 1);
+        m
+    });
+    assert_eq!(high.len(), 6, "every partition has records");
+    // A time in the middle: the first record of the third codec.
+    let middle = expected[1200].1;
+
+    let all = |_: &Described, _: i64| true;
+    assert_read("earliest", &weir_consume(&topic, &[]), &expected, all);
+    assert_read(
+        "earliest",
+        &weir_consume(&topic, &["--from", "earliest"]),
+        &expected,
+        all,
+    );
+    assert_read(
+        "1h (ago)",
+        &weir_consume(&topic, &["--from", "1h"]),
+        &expected,
+        all,
+    );
+    assert_read(
+        "latest",
+        &weir_consume(&topic, &["--from", "latest"]),
+        &expected,
+        |_, _| false,
+    );
+    assert_read(
+        "100",
+        &weir_consume(&topic, &["--from", "100"]),
+        &expected,
+        |d, _| d.1 >= 100,
+    );
+    assert_read(
+        "-7",
+        &weir_consume(&topic, &["--from", "-7"]),
+        &expected,
+        |d, _| d.1 >= high[&d.0] - 7,
+    );
+    let at = format!("@{middle}");
+    assert_read(
+        &at,
+        &weir_consume(&topic, &["--from", &at]),
+        &expected,
+        |_, ts| ts >= middle,
+    );
+    assert_eq!(weir_consume(&topic, &["--from", &at]).len(), 1800);
+}

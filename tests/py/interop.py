@@ -13,6 +13,14 @@ Run with the python of scripts/pyenv.sh:
         record: {"partition", "offset", "key_b64", "value_b64", "headers"},
         with base64 key, value (null when absent) and header values.
 
+    interop.py produce-binary BROKER TOPIC N COMPRESSION
+        Produces N records with binary keys and values (bytes that are not
+        UTF-8), a text header and a binary header, compressed with
+        COMPRESSION (none, gzip, snappy, lz4, zstd), partitioner
+        murmur2_random. After the flush, prints one JSON line per record:
+        {"partition", "offset", "timestamp", "key_b64", "value_b64",
+        "headers": {name: base64}}.
+
 Exits non-zero on any delivery or consumer error, and when consuming takes
 more than 60 seconds.
 """
@@ -52,6 +60,49 @@ def produce(broker, topic, n, partitioner):
         print(json.dumps({"key": key, "partition": placed[key]}))
 
 
+def produce_binary(broker, topic, n, compression):
+    producer = Producer(
+        {
+            "bootstrap.servers": broker,
+            "partitioner": "murmur2_random",
+            "compression.type": compression,
+            "linger.ms": 5,
+        }
+    )
+    delivered_records, errors, sent_headers = [], [], {}
+
+    def delivered(err, msg):
+        if err is not None:
+            errors.append(f"{msg.key()!r}: {err}")
+        else:
+            # librdkafka does not hand headers back in every delivery
+            # report; the ones sent are the truth.
+            delivered_records.append(
+                {
+                    "partition": msg.partition(),
+                    "offset": msg.offset(),
+                    "timestamp": msg.timestamp()[1],
+                    "key_b64": b64(msg.key()),
+                    "value_b64": b64(msg.value()),
+                    "headers": sent_headers[msg.key()],
+                }
+            )
+
+    tag = compression.encode()
+    for i in range(n):
+        key = bytes([0xFF, i % 256, 0x00]) + tag + str(i).encode()
+        value = bytes([0x80, 0xFE]) + f"{compression}-{i}".encode() * (1 + i % 5)
+        headers = [("codec", tag), ("raw", bytes([0xC3, 0x28, i % 256]))]
+        sent_headers[key] = {name: b64(value) for name, value in headers}
+        producer.produce(topic, key=key, value=value, headers=headers, on_delivery=delivered)
+        producer.poll(0)
+    left = producer.flush(60)
+    if errors or left or len(delivered_records) != n:
+        sys.exit(f"delivery failed: {left} undelivered, errors: {errors[:10]}")
+    for record in delivered_records:
+        print(json.dumps(record))
+
+
 def consume(broker, topic, partitions, expected):
     consumer = Consumer(
         {
@@ -89,6 +140,8 @@ def consume(broker, topic, partitions, expected):
 def main(argv):
     if len(argv) == 5 and argv[0] == "produce":
         produce(argv[1], argv[2], int(argv[3]), argv[4])
+    elif len(argv) == 5 and argv[0] == "produce-binary":
+        produce_binary(argv[1], argv[2], int(argv[3]), argv[4])
     elif len(argv) == 5 and argv[0] == "consume":
         consume(argv[1], argv[2], int(argv[3]), int(argv[4]))
     else:

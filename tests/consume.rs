@@ -1,0 +1,558 @@
+//! `weir consume` against a real broker: stop positions, instances, output
+//! formats, filters, closed pipes, signals, large records and a broker
+//! restart in the middle of a run.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::{
+    Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, weir, weir_bin, weir_run,
+};
+use serde_json::Value;
+
+/// A fresh topic with `partitions` partitions holding `input` (one record
+/// per line, `key:value`).
+fn topic_with(prefix: &str, partitions: u32, input: &str) -> String {
+    let topic = random_topic(prefix);
+    weir_run(&[
+        "topics",
+        "create",
+        &topic,
+        "--partitions",
+        &partitions.to_string(),
+    ])
+    .ok();
+    common::produce(&["-t", &topic, "-K", ":"], input.as_bytes()).ok();
+    topic
+}
+
+fn keyed(n: usize) -> String {
+    (0..n).map(|i| format!("k{}:v{i}\n", i % 13)).collect()
+}
+
+fn consume(args: &[&str]) -> common::Run {
+    let mut all = vec!["consume"];
+    all.extend_from_slice(args);
+    weir_run(&all)
+}
+
+/// `partition offset` pairs from `-f '{partition} {offset}'` output.
+fn positions(stdout: &str) -> Vec<(i32, i64)> {
+    stdout
+        .lines()
+        .map(|l| {
+            let (p, o) = l
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            (p.parse().unwrap(), o.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Every partition's offsets must be 0..n without gaps or repeats, in
+/// order; returns n per partition.
+fn contiguous(pairs: &[(i32, i64)]) -> BTreeMap<i32, i64> {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for &(p, o) in pairs {
+        let expected = next.entry(p).or_insert(0);
+        assert_eq!(
+            o, *expected,
+            "partition {p}: offset {o} where {expected} was due"
+        );
+        *expected += 1;
+    }
+    next
+}
+
+fn high_watermarks(topic: &str) -> BTreeMap<i32, i64> {
+    let out = weir_run(&["topics", "describe", topic, "-o", "json"]);
+    out.ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["partition"].as_i64().unwrap() as i32,
+                p["latest"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn default_output_is_each_value_on_a_line_and_a_summary() {
+    let topic = topic_with("plain", 1, "a:one\nb:two\nc:three\n");
+    let run = consume(&["-t", &topic, "-e"]);
+    run.ok();
+    assert_eq!(run.stdout, "one\ntwo\nthree\n");
+    assert!(run.stderr.contains("consumed 3 records"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{topic}/0: 3 records")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn template_fields_and_escapes() {
+    let topic = topic_with("template", 1, "k1:v1\n");
+    let run = consume(&[
+        "-t",
+        &topic,
+        "-e",
+        "-f",
+        "{topic}\\t{partition}\\t{offset}\\t{key}={value}\\n",
+    ]);
+    run.ok();
+    assert_eq!(run.stdout, format!("{topic}\t0\t0\tk1=v1\n"));
+    let bad = consume(&["-t", &topic, "-e", "-f", "{nope}"]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("nope"), "{}", bad.stderr);
+}
+
+#[test]
+fn until_end_stops_at_the_watermarks_taken_at_start_while_writes_go_on() {
+    let topic = topic_with("until-end", 6, &keyed(3_000));
+    let before = high_watermarks(&topic);
+
+    // A producer keeps writing for the whole read.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writer = weir()
+        .args([
+            "produce",
+            "-t",
+            &topic,
+            "-K",
+            ":",
+            "--linger",
+            "1ms",
+            "-b",
+            brokers(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = writer.stdin.take().unwrap();
+    let feeding = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            for i in 0..200_000 {
+                if stop.load(Ordering::Relaxed) || writeln!(stdin, "k{}:late{i}", i % 13).is_err() {
+                    break;
+                }
+                if i % 100 == 0 {
+                    stdin.flush().ok();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while high_watermarks(&topic).values().sum::<i64>() <= before.values().sum::<i64>() {
+        assert!(Instant::now() < deadline, "the writer never wrote");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let during = high_watermarks(&topic);
+    let run = consume(&["-t", &topic, "--until", "end", "-f", "{partition} {offset}"]);
+    let after = high_watermarks(&topic);
+    stop.store(true, Ordering::Relaxed);
+    feeding.join().unwrap();
+    writer.wait().unwrap();
+    run.ok();
+
+    let read = contiguous(&positions(&run.stdout));
+    for p in 0..6 {
+        let n = read.get(&p).copied().unwrap_or(0);
+        assert!(
+            during[&p] <= n && n <= after[&p],
+            "partition {p}: read {n}, high watermark {} before and {} after the run",
+            during[&p],
+            after[&p]
+        );
+    }
+    assert!(
+        after.values().sum::<i64>() > read.values().sum::<i64>(),
+        "writes went on past the end the consumer stopped at"
+    );
+}
+
+#[test]
+fn until_end_on_empty_partitions_exits_at_once() {
+    let topic = random_topic("empty");
+    weir_run(&["topics", "create", &topic, "--partitions", "4"]).ok();
+    let run = consume(&["-t", &topic, "-e"]);
+    run.ok();
+    assert_eq!(run.stdout, "");
+    assert!(run.elapsed < Duration::from_secs(20), "{:?}", run.elapsed);
+}
+
+#[test]
+fn count_stops_after_n_records() {
+    let topic = topic_with("count", 3, &keyed(500));
+    let run = consume(&["-t", &topic, "-c", "7"]);
+    run.ok();
+    assert_eq!(run.stdout.lines().count(), 7);
+}
+
+#[test]
+fn instances_share_the_partitions_once() {
+    let topic = topic_with("instances", 6, &keyed(1_200));
+    let mut seen = BTreeSet::new();
+    let mut by_instance = Vec::new();
+    for instance in ["0/2", "1/2"] {
+        let run = consume(&[
+            "-t",
+            &topic,
+            "-e",
+            "--instance",
+            instance,
+            "-f",
+            "{partition} {offset}",
+        ]);
+        run.ok();
+        let pairs = positions(&run.stdout);
+        let partitions: BTreeSet<i32> = pairs.iter().map(|p| p.0).collect();
+        for pair in pairs {
+            assert!(seen.insert(pair), "{pair:?} read twice");
+        }
+        by_instance.push(partitions);
+    }
+    assert_eq!(by_instance[0], BTreeSet::from([0, 2, 4]));
+    assert_eq!(by_instance[1], BTreeSet::from([1, 3, 5]));
+    assert_eq!(seen.len(), 1_200, "every record once");
+
+    let run = consume(&[
+        "-t",
+        &topic,
+        "-e",
+        "-p",
+        "1,4",
+        "-f",
+        "{partition} {offset}",
+    ]);
+    run.ok();
+    let partitions: BTreeSet<i32> = positions(&run.stdout).iter().map(|p| p.0).collect();
+    assert_eq!(partitions, BTreeSet::from([1, 4]));
+}
+
+#[test]
+fn json_output_round_trips_binary_payloads() {
+    let topic = random_topic("json");
+    weir_run(&["topics", "create", &topic, "--partitions", "2"]).ok();
+    let binary = [0u8, 0xFF, 0xFE, b'"', b'\n', 0xC3, 0x28];
+    let input = format!(
+        "{}\n{}\n",
+        serde_json::json!({"key_b64": B64.encode(binary), "value": "plain \"text\"\n", "headers": {"h": "v"}}),
+        serde_json::json!({"key": "text", "value_b64": B64.encode(binary), "headers_b64": {"raw": B64.encode(binary)}}),
+    );
+    common::produce(&["-t", &topic, "--format", "json"], input.as_bytes()).ok();
+    let run = consume(&["-t", &topic, "-e", "--json"]);
+    run.ok();
+    let records: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(records.len(), 2);
+    let first = records.iter().find(|r| r["value"].is_string()).unwrap();
+    assert_eq!(
+        B64.decode(first["key_b64"].as_str().unwrap()).unwrap(),
+        binary
+    );
+    assert_eq!(first["value"], "plain \"text\"\n");
+    assert_eq!(first["headers"]["h"], "v");
+    let second = records.iter().find(|r| r["key"] == "text").unwrap();
+    assert_eq!(
+        B64.decode(second["value_b64"].as_str().unwrap()).unwrap(),
+        binary
+    );
+    assert_eq!(
+        B64.decode(second["headers_b64"]["raw"].as_str().unwrap())
+            .unwrap(),
+        binary
+    );
+
+    // The output is input for `weir produce --format json`: a copy.
+    let copy = random_topic("json-copy");
+    weir_run(&["topics", "create", &copy, "--partitions", "2"]).ok();
+    common::produce(&["-t", &copy, "--format", "json"], run.stdout.as_bytes()).ok();
+    let again = consume(&["-t", &copy, "-e", "--json"]);
+    again.ok();
+    let strip = |out: &str| -> BTreeSet<String> {
+        out.lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("topic");
+                v.to_string()
+            })
+            .collect()
+    };
+    assert_eq!(strip(&again.stdout), strip(&run.stdout));
+}
+
+#[test]
+fn filters_combine_and_count_what_they_skip() {
+    let topic = random_topic("filters");
+    weir_run(&["topics", "create", &topic, "--partitions", "1"]).ok();
+    let input = [
+        r#"web|{"level":"ERROR","http":{"status":500},"msg":"boom"}"#,
+        r#"web|{"level":"INFO","http":{"status":200},"msg":"fine"}"#,
+        r#"db|{"level":"ERROR","http":{"status":"500"},"msg":"disk"}"#,
+        "db|not json at all",
+        r#"web|{"level":"WARN","msg":"slow"}"#,
+    ]
+    .join("\n");
+    common::produce(&["-t", &topic, "-K", "|"], input.as_bytes()).ok();
+    let values = |args: &[&str]| {
+        let mut all = vec!["-t", topic.as_str(), "-e", "-f", "{offset}"];
+        all.extend_from_slice(args);
+        let run = consume(&all);
+        run.ok();
+        (
+            run.stdout.lines().map(str::to_owned).collect::<Vec<_>>(),
+            run.stderr,
+        )
+    };
+    assert_eq!(values(&["--grep", "ERROR"]).0, ["0", "2"]);
+    assert_eq!(values(&["--grep-key", "^db$"]).0, ["2", "3"]);
+    assert_eq!(values(&["--grep", "ERROR", "--grep-key", "web"]).0, ["0"]);
+    let (out, stderr) = values(&["--where", "/level=ERROR"]);
+    assert_eq!(out, ["0", "2"]);
+    assert!(stderr.contains("1 skipped as not JSON"), "{stderr}");
+    assert_eq!(values(&["--where", "http.status=500"]).0, ["0", "2"]);
+    assert_eq!(
+        values(&["--where", "level=ERROR", "--where", "msg=disk"]).0,
+        ["2"]
+    );
+    let (out, stderr) = values(&["--where", "level=ERROR", "--invert"]);
+    assert_eq!(out, ["1", "4"]);
+    assert!(stderr.contains("2 filtered out"), "{stderr}");
+    assert_eq!(values(&["--grep", "ERROR", "--invert"]).0, ["1", "3", "4"]);
+    let bad = consume(&["-t", &topic, "-e", "--grep", "("]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("--grep"), "{}", bad.stderr);
+}
+
+/// `weir consume ... | head -1`, through a shell; returns weir's exit
+/// code, head's output and weir's stderr.
+fn piped_to_head(args: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let err = dir.path().join("stderr");
+    let script = format!(
+        "{} consume -b {} {args} 2>{} | head -1; exit ${{PIPESTATUS[0]}}",
+        weir_bin().display(),
+        brokers(),
+        err.display()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &script]);
+    let run = run(&mut cmd);
+    (
+        run.code.unwrap_or(-1),
+        run.stdout,
+        std::fs::read_to_string(err).unwrap(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    let topic = topic_with("head", 2, &keyed(50_000));
+    let (code, out, stderr) = piped_to_head(&format!("-t {topic} -e"));
+    assert_eq!((code, out.lines().count(), stderr.as_str()), (0, 1, ""));
+    // Following the topic: nothing more arrives after head has gone.
+    let small = topic_with("head-tail", 1, "k:only\n");
+    let (code, out, stderr) = piped_to_head(&format!("-t {small}"));
+    assert_eq!((code, out.as_str(), stderr.as_str()), (0, "only\n", ""));
+}
+
+#[test]
+fn a_record_larger_than_the_fetch_size_is_read() {
+    let topic = random_topic("large");
+    weir_run(&["topics", "create", &topic, "--partitions", "1"]).ok();
+    let big = "x".repeat(300_000);
+    common::produce(&["-t", &topic], format!("small\n{big}\nafter\n").as_bytes()).ok();
+    let run = consume(&["-t", &topic, "-e", "--fetch-bytes", "1000"]);
+    run.ok();
+    assert_eq!(run.stdout, format!("small\n{big}\nafter\n"));
+}
+
+#[test]
+fn bad_selections_name_the_topic_or_flag() {
+    let missing = random_topic("missing");
+    let run = consume(&["-t", &missing, "-e"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains(&format!("topic \"{missing}\" does not exist")),
+        "{}",
+        run.stderr
+    );
+    let topic = topic_with("range", 2, "k:v\n");
+    let run = consume(&["-t", &topic, "-e", "-p", "7"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("partition 7 is out of range"),
+        "{}",
+        run.stderr
+    );
+    for (flag, value) in [
+        ("--from", "yesterday"),
+        ("--until", "tomorrow"),
+        ("--instance", "3/2"),
+    ] {
+        let run = consume(&["-t", &topic, flag, value]);
+        run.expect_code(2);
+        assert!(run.stderr.contains(flag), "{flag}: {}", run.stderr);
+    }
+}
+
+/// Spawns `weir consume ARGS` following a topic, with stdout read line by
+/// line into a channel.
+fn follow(args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = weir()
+        .arg("consume")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn receive(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut lines = Vec::new();
+    while lines.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(e) => panic!("{} of {n} lines, then {e}", lines.len()),
+        }
+    }
+    lines
+}
+
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("weir consume did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigint_flushes_and_exits_zero() {
+    let topic = topic_with("sigint", 2, &keyed(100));
+    let (mut child, rx) = follow(&["-t", &topic, "-b", brokers()]);
+    let lines = receive(&rx, 100);
+    assert_eq!(lines.len(), 100);
+    // SAFETY: signalling our own child process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(0));
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(
+        stderr.contains("consumed 100 records") && stderr.contains("interrupted"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn broker_restart_mid_run_continues_without_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let db = Storage::Sqlite("consume.db".into());
+    let mut broker = Nisshi::start_on(port, db.clone(), &[], Some(dir.path()));
+    let address = broker.address.clone();
+    let topic = random_topic("restart");
+    let produce = |from: usize, to: usize| {
+        let input: String = (from..to).map(|i| format!("k{}:{i}\n", i % 5)).collect();
+        let mut cmd = weir();
+        cmd.args(["produce", "-t", &topic, "-K", ":", "-b", &address]);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), input).unwrap();
+        cmd.stdin(std::fs::File::open(file.path()).unwrap());
+        run(&mut cmd).ok();
+    };
+    let mut cmd = weir();
+    cmd.args([
+        "topics",
+        "create",
+        &topic,
+        "--partitions",
+        "3",
+        "-b",
+        &address,
+    ]);
+    run(&mut cmd).ok();
+    produce(0, 500);
+
+    let (mut child, rx) = follow(&[
+        "-t",
+        &topic,
+        "-b",
+        &address,
+        "-c",
+        "1000",
+        "-f",
+        "{partition} {offset} {value}",
+        "--timeout",
+        "60s",
+    ]);
+    let mut lines = receive(&rx, 500);
+    broker.stop();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let _restarted = Nisshi::start_on(port, db, &[], Some(dir.path()));
+    produce(500, 1_000);
+    lines.extend(receive(&rx, 500));
+    let status = wait_exit(&mut child);
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let pairs: Vec<(i32, i64)> = lines
+        .iter()
+        .map(|l| {
+            let mut it = l.split(' ');
+            (
+                it.next().unwrap().parse().unwrap(),
+                it.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    contiguous(&pairs);
+    let values: BTreeSet<usize> = lines
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(values, (0..1_000).collect(), "every record once");
+}
