@@ -1,9 +1,10 @@
 //! Writing consumed records for `weir consume`: the raw value (kcat's
 //! default), a `-f` template, or JSON lines (`--json`).
 //!
-//! [`RecordWriter`] formats each record straight into the [`Write`] it is
-//! given, without building a string per record; the caller supplies the
-//! buffering (a [`std::io::BufWriter`]) and decides when to flush.
+//! [`RecordWriter`] allocates nothing per record: the value and template
+//! formats write straight into the [`Write`] it is given, JSON lines are
+//! assembled in one reused buffer. The caller supplies the buffering (a
+//! [`std::io::BufWriter`]) and decides when to flush.
 
 use std::io::{self, Write};
 use std::str::FromStr;
@@ -252,7 +253,7 @@ impl<W: Write> RecordWriter<W> {
             OutputFormat::Template(template) => write_template(out, template, record),
             OutputFormat::Json => {
                 self.line.clear();
-                write_json(&mut self.line, &mut self.b64, record)?;
+                write_json(&mut self.line, &mut self.b64, record);
                 out.write_all(&self.line)
             }
         }
@@ -323,31 +324,19 @@ fn write_template(
     Ok(())
 }
 
-fn write_json(out: &mut impl Write, b64: &mut String, record: &ConsumedRecord) -> io::Result<()> {
-    out.write_all(b"{\"topic\":")?;
-    write_json_str(out, &record.topic)?;
-    out.write_all(b",\"partition\":")?;
-    write_int(out, record.partition.into())?;
-    out.write_all(b",\"offset\":")?;
-    write_int(out, record.offset)?;
-    out.write_all(b",\"timestamp\":")?;
-    write_int(out, record.timestamp_ms)?;
-    write_json_bytes(
-        out,
-        b64,
-        b",\"key\":",
-        b",\"key_b64\":",
-        record.key.as_deref(),
-    )?;
-    write_json_bytes(
-        out,
-        b64,
-        b",\"value\":",
-        b",\"value_b64\":",
-        record.value.as_deref(),
-    )?;
+fn write_json(out: &mut Vec<u8>, b64: &mut String, record: &ConsumedRecord) {
+    out.extend_from_slice(b"{\"topic\":");
+    write_json_str(out, &record.topic);
+    out.extend_from_slice(b",\"partition\":");
+    push_int(out, record.partition.into());
+    out.extend_from_slice(b",\"offset\":");
+    push_int(out, record.offset);
+    out.extend_from_slice(b",\"timestamp\":");
+    push_int(out, record.timestamp_ms);
+    write_json_bytes(out, b64, "key", record.key.as_deref());
+    write_json_bytes(out, b64, "value", record.value.as_deref());
 
-    out.write_all(b",\"headers\":{")?;
+    out.extend_from_slice(b",\"headers\":{");
     let mut first = true;
     let mut any_binary = false;
     for (k, v) in &record.headers {
@@ -356,109 +345,106 @@ fn write_json(out: &mut impl Write, b64: &mut String, record: &ConsumedRecord) -
             continue;
         };
         if !std::mem::take(&mut first) {
-            out.write_all(b",")?;
+            out.push(b',');
         }
-        write_json_str(out, k)?;
-        out.write_all(b":")?;
-        write_json_str(out, v)?;
+        write_json_str(out, k);
+        out.push(b':');
+        write_json_str(out, v);
     }
-    out.write_all(b"}")?;
+    out.push(b'}');
     if any_binary {
-        out.write_all(b",\"headers_b64\":{")?;
+        out.extend_from_slice(b",\"headers_b64\":{");
         let mut first = true;
         for (k, v) in &record.headers {
             if std::str::from_utf8(v).is_ok() {
                 continue;
             }
             if !std::mem::take(&mut first) {
-                out.write_all(b",")?;
+                out.push(b',');
             }
-            write_json_str(out, k)?;
-            out.write_all(b":")?;
-            write_base64(out, b64, v)?;
+            write_json_str(out, k);
+            out.push(b':');
+            write_base64(out, b64, v);
         }
-        out.write_all(b"}")?;
+        out.push(b'}');
     }
-    out.write_all(b"}\n")
+    out.extend_from_slice(b"}\n");
 }
 
-/// Writes `text_key` and a JSON string, `b64_key` and base64, or
-/// `text_key` and `null`.
-fn write_json_bytes(
-    out: &mut impl Write,
-    b64: &mut String,
-    text_key: &[u8],
-    b64_key: &[u8],
-    bytes: Option<&[u8]>,
-) -> io::Result<()> {
-    match bytes.map(std::str::from_utf8) {
-        None => {
-            out.write_all(text_key)?;
-            out.write_all(b"null")
+/// Writes `,"name":` and a JSON string, `,"name_b64":` and base64, or
+/// `,"name":null`.
+fn write_json_bytes(out: &mut Vec<u8>, b64: &mut String, name: &str, bytes: Option<&[u8]>) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    match bytes.map(|b| (b, std::str::from_utf8(b))) {
+        None => out.extend_from_slice(b"\":null"),
+        Some((_, Ok(text))) => {
+            out.extend_from_slice(b"\":");
+            write_json_str(out, text);
         }
-        Some(Ok(text)) => {
-            out.write_all(text_key)?;
-            write_json_str(out, text)
-        }
-        Some(Err(_)) => {
-            out.write_all(b64_key)?;
-            write_base64(out, b64, bytes.unwrap_or_default())
+        Some((bytes, Err(_))) => {
+            out.extend_from_slice(b"_b64\":");
+            write_base64(out, b64, bytes);
         }
     }
 }
 
-fn write_base64(out: &mut impl Write, buf: &mut String, bytes: &[u8]) -> io::Result<()> {
+fn write_base64(out: &mut Vec<u8>, buf: &mut String, bytes: &[u8]) {
     buf.clear();
     BASE64.encode_string(bytes, buf);
     // The base64 alphabet needs no JSON escaping.
-    out.write_all(b"\"")?;
-    out.write_all(buf.as_bytes())?;
-    out.write_all(b"\"")
+    out.push(b'"');
+    out.extend_from_slice(buf.as_bytes());
+    out.push(b'"');
 }
 
 /// Writes `s` as a JSON string: quotes, backslashes and control characters
 /// escaped, everything else (valid UTF-8 by type) copied in runs.
-fn write_json_str(out: &mut impl Write, s: &str) -> io::Result<()> {
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
-    out.write_all(b"\"")?;
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if b >= 0x20 && b != b'"' && b != b'\\' {
             continue;
         }
-        out.write_all(&bytes[start..i])?;
+        out.extend_from_slice(&bytes[start..i]);
         start = i + 1;
-        let unicode;
-        out.write_all(match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            _ => {
-                unicode = [
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 0xf)],
-                ];
-                &unicode
-            }
-        })?;
+        out.push(b'\\');
+        match b {
+            b'"' | b'\\' => out.push(b),
+            b'\n' => out.push(b'n'),
+            b'\r' => out.push(b'r'),
+            b'\t' => out.push(b't'),
+            0x08 => out.push(b'b'),
+            0x0c => out.push(b'f'),
+            _ => out.extend_from_slice(&[
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
     }
-    out.write_all(&bytes[start..])?;
-    out.write_all(b"\"")
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// Writes `n` in decimal without going through `fmt`.
 fn write_int(out: &mut impl Write, n: i64) -> io::Result<()> {
-    // 19 digits for |i64::MIN| and a sign.
-    let mut buf = [0u8; 20];
+    out.write_all(format_int(&mut [0; 20], n))
+}
+
+fn push_int(out: &mut Vec<u8>, n: i64) {
+    out.extend_from_slice(format_int(&mut [0; 20], n));
+}
+
+/// `n` in decimal, in the tail of `buf`: 19 digits for |i64::MIN| and a
+/// sign fit.
+fn format_int(buf: &mut [u8; 20], n: i64) -> &[u8] {
     let mut i = buf.len();
     let mut rest = n.unsigned_abs();
     loop {
@@ -474,7 +460,7 @@ fn write_int(out: &mut impl Write, n: i64) -> io::Result<()> {
         i -= 1;
         buf[i] = b'-';
     }
-    out.write_all(&buf[i..])
+    &buf[i..]
 }
 
 #[cfg(test)]
@@ -683,7 +669,7 @@ mod tests {
         assert_eq!(doc["headers"]["h\"\n"], nasty.as_str());
 
         let mut out = Vec::new();
-        write_json_str(&mut out, "a\"b\\c\nd\u{1}e\u{1f}é").unwrap();
+        write_json_str(&mut out, "a\"b\\c\nd\u{1}e\u{1f}é");
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#""a\"b\\c\nd\u0001e\u001fé""#
