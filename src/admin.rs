@@ -282,6 +282,15 @@ impl Admin {
         Ok(topics)
     }
 
+    /// Number of brokers in the cluster.
+    ///
+    /// # Errors
+    ///
+    /// Connection and protocol errors.
+    pub async fn broker_count(&mut self) -> Result<usize, AdminError> {
+        Ok(self.metadata(None).await?.brokers.len())
+    }
+
     /// Number of partitions of `topic`.
     ///
     /// # Errors

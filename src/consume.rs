@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
 use crate::filter::{Filter, Verdict};
+use crate::offsets::{GroupSession, OffsetsError};
 use crate::output::{RecordWriter, is_broken_pipe};
 
 /// What to do with the records.
@@ -27,6 +28,20 @@ pub struct ConsumeJob {
     pub filter: Filter,
     /// Stop after this many records have been written.
     pub count: Option<u64>,
+    /// Commit the group's positions as the job goes.
+    pub commits: Option<Commits>,
+}
+
+/// Periodic commits of a group's positions (at-least-once: a position is
+/// committed only after the output before it is flushed).
+#[derive(Debug)]
+pub struct Commits {
+    /// The group's session with the offsets store.
+    pub session: GroupSession,
+    /// Time between commits.
+    pub interval: Duration,
+    /// Fail when another instance commits one of these partitions.
+    pub exclusive: bool,
 }
 
 /// Records and bytes (keys and values) read from one partition.
@@ -65,6 +80,8 @@ pub struct ConsumeSummary {
     /// Per partition, the next offset after what was written and flushed
     /// (or skipped by the filter before it).
     pub positions: BTreeMap<(Arc<str>, i32), i64>,
+    /// Commits acknowledged by the offsets store.
+    pub commits: u64,
     /// How long the job ran.
     pub elapsed: Duration,
     /// Why it ended.
@@ -81,6 +98,27 @@ pub enum ConsumeJobError {
     /// The output could not be written.
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
+    /// The final commit failed.
+    #[error(transparent)]
+    Offsets(#[from] OffsetsError),
+    /// Another instance commits a partition this one reads (`--exclusive`).
+    #[error(
+        "group \"{group}\": instance {other} committed topic \"{topic}\" partition {partition} (offset {offset}), which this instance ({instance}) is reading"
+    )]
+    Conflict {
+        /// The group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The other instance.
+        other: String,
+        /// The offset it committed.
+        offset: i64,
+        /// This instance.
+        instance: String,
+    },
 }
 
 /// Runs `job` over `consumer`'s records into `writer` until the consumer
@@ -95,33 +133,51 @@ pub enum ConsumeJobError {
 /// not be written. What was written before is flushed.
 pub async fn run<W: Write>(
     mut consumer: Consumer,
-    job: ConsumeJob,
+    mut job: ConsumeJob,
     writer: &mut RecordWriter<W>,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<ConsumeSummary, ConsumeJobError> {
     let started = Instant::now();
+    let positions: BTreeMap<_, _> = consumer
+        .positions()
+        .iter()
+        .map(|p| ((Arc::clone(&p.topic), p.partition), p.start))
+        .collect();
     let mut state = State {
         partitions: BTreeMap::new(),
-        positions: consumer
-            .positions()
-            .iter()
-            .map(|p| ((Arc::clone(&p.topic), p.partition), p.start))
-            .collect(),
+        flushed: positions.clone(),
+        positions,
         written: 0,
         filtered: 0,
         unparsed: 0,
+        commits: 0,
     };
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_commit = Instant::now();
     let outcome = loop {
         if let Some(reason) = (&mut shutdown).now_or_never() {
             break Ok(reason);
         }
+        if let Some(commits) = &mut job.commits {
+            if last_commit.elapsed() >= commits.interval {
+                last_commit = Instant::now();
+                if let Err(e) = state.flush(writer) {
+                    break output_error(e);
+                }
+                if let Err(e) = state.commit(commits, false).await {
+                    break Err(e);
+                }
+            }
+        }
         let event = match consumer.try_next() {
             Some(event) => event,
             None => {
-                if let Err(e) = writer.flush() {
+                if let Err(e) = state.flush(writer) {
                     break output_error(e);
                 }
+                let until_commit = job.commits.as_ref().map_or(Duration::MAX, |c| {
+                    c.interval.saturating_sub(last_commit.elapsed())
+                });
                 tokio::select! {
                     biased;
                     reason = &mut shutdown => break Ok(reason),
@@ -129,6 +185,7 @@ pub async fn run<W: Write>(
                         Some(event) => event,
                         None => break Ok(StopReason::Reached),
                     },
+                    () = tokio::time::sleep(until_commit) => continue,
                 }
             }
         };
@@ -151,22 +208,27 @@ pub async fn run<W: Write>(
     consumer.stop().await;
     let stop = match outcome {
         Ok(StopReason::OutputClosed) => StopReason::OutputClosed,
-        Ok(stop) => match writer.flush() {
+        Ok(stop) => match state.flush(writer) {
             Ok(()) => stop,
             Err(e) if is_broken_pipe(&e) => StopReason::OutputClosed,
             Err(e) => return Err(ConsumeJobError::Output(e)),
         },
         Err(e) => {
-            let _ = writer.flush();
+            let _ = state.flush(writer);
             return Err(e);
         }
     };
+    // A graceful stop of any kind commits what was flushed.
+    if let Some(commits) = &mut job.commits {
+        state.commit(commits, true).await?;
+    }
     Ok(ConsumeSummary {
         partitions: state.partitions,
         written: state.written,
         filtered: state.filtered,
         unparsed: state.unparsed,
-        positions: state.positions,
+        positions: state.flushed,
+        commits: state.commits,
         elapsed: started.elapsed(),
         stop,
     })
@@ -182,13 +244,58 @@ fn output_error(e: std::io::Error) -> Result<StopReason, ConsumeJobError> {
 
 struct State {
     partitions: BTreeMap<(Arc<str>, i32), PartitionTally>,
+    /// Next offsets after what was handed to the writer.
     positions: BTreeMap<(Arc<str>, i32), i64>,
+    /// Next offsets after what the writer has flushed: what may be
+    /// committed.
+    flushed: BTreeMap<(Arc<str>, i32), i64>,
     written: u64,
     filtered: u64,
     unparsed: u64,
+    commits: u64,
 }
 
 impl State {
+    fn flush<W: Write>(&mut self, writer: &mut RecordWriter<W>) -> std::io::Result<()> {
+        writer.flush()?;
+        if self.flushed != self.positions {
+            self.flushed.clone_from(&self.positions);
+        }
+        Ok(())
+    }
+
+    /// Commits the flushed positions. A failed commit is retried at the
+    /// next interval, except the last one (`last`), which fails the job.
+    async fn commit(&mut self, commits: &mut Commits, last: bool) -> Result<(), ConsumeJobError> {
+        match commits.session.commit(&self.flushed, |_, _| None).await {
+            Ok(conflicts) => {
+                self.commits += 1;
+                for c in conflicts {
+                    let error = ConsumeJobError::Conflict {
+                        group: commits.session.group().to_owned(),
+                        topic: c.topic,
+                        partition: c.partition,
+                        other: c.instance,
+                        offset: c.offset,
+                        instance: commits.session.instance().to_owned(),
+                    };
+                    if commits.exclusive {
+                        return Err(error);
+                    }
+                    tracing::warn!(
+                        "{error}; two processes reading one partition both write its records (use --instance or --partitions to split them)"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) if !last => {
+                tracing::warn!(error = %e, "commit failed; retrying at the next interval");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes one partition's records; `Some` when the job should stop.
     fn write<W: Write>(
         &mut self,

@@ -561,6 +561,39 @@ impl Consumer {
     }
 }
 
+/// Where `start` puts `topic`/`partition` now, clamped to its
+/// watermarks, as a consumer starting there would resolve it.
+///
+/// # Errors
+///
+/// The partition cannot be opened or its watermarks cannot be read.
+pub async fn resolve_start(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    start: StartOffset,
+) -> Result<PartitionPosition, ConsumeError> {
+    let topic: Arc<str> = Arc::from(topic);
+    let pc = client
+        .partition_client(topic.as_ref(), partition, UnknownTopicHandling::Error)
+        .await
+        .map_err(|e| ConsumeError::Fetch {
+            topic: Arc::clone(&topic),
+            partition,
+            reason: e.to_string(),
+        })?;
+    let assignment = Assignment {
+        topic,
+        partition,
+        start: None,
+    };
+    let config = ConsumerConfig {
+        start,
+        ..ConsumerConfig::default()
+    };
+    resolve(&assignment, &pc, &config).await
+}
+
 /// Resolves a partition's start and end against its watermarks.
 async fn resolve<F: PartitionFetch>(
     assignment: &Assignment,

@@ -39,6 +39,7 @@ pub mod connect;
 pub mod consume;
 pub mod consumer;
 pub mod filter;
+pub mod offsets;
 pub mod output;
 pub mod partitioner;
 pub mod producer;

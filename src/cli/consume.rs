@@ -4,15 +4,20 @@ use std::future::Future;
 use std::io::Write;
 use std::time::Duration;
 
+use std::sync::Arc;
 use weir::ConnectionConfig;
-use weir::consume::{ConsumeJob, ConsumeSummary, StopReason};
+
+use weir::admin::Admin;
+use weir::consume::{Commits, ConsumeJob, ConsumeSummary, StopReason};
 use weir::consumer::{
     self, Consumer, ConsumerConfig, DEFAULT_FETCH_BYTES, Instance, Selection, StartOffset, Until,
 };
 use weir::filter::{Filter, FilterConfig, WhereClause, parse_regex};
+use weir::offsets::{GroupSession, OffsetStore, OffsetsError, instance_id};
 use weir::output::{OutputFormat, RecordWriter, Template};
 
 use super::connect::parse_duration;
+use super::offsets::StoreArgs;
 use super::usage;
 
 /// Read records from topics, one task per partition, to stdout.
@@ -89,6 +94,27 @@ pub struct ConsumeArgs {
     /// Longest a fetch waits for new records.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub fetch_max_wait: Duration,
+
+    /// Resume from, and commit to, this group's offsets in weir's offsets
+    /// topic (--from applies to partitions without a commit).
+    #[arg(short, long)]
+    pub group: Option<String>,
+
+    /// Time between commits.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "group")]
+    pub commit_interval: Duration,
+
+    /// Start from the group's offsets but never commit.
+    #[arg(long, requires = "group")]
+    pub no_commit: bool,
+
+    /// Exit 1 when another instance commits a partition this one reads
+    /// (otherwise a warning).
+    #[arg(long, requires = "group")]
+    pub exclusive: bool,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// The library's configs, from the flags.
@@ -181,12 +207,53 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let plan = args.plan(config.timeout)?;
-    let client = config.client().await?;
-    let assignments = consumer::assign(&client, &plan.selection).await?;
+    let client = Arc::new(config.client().await?);
+    let mut assignments = consumer::assign(&client, &plan.selection).await?;
+    let mut commits = None;
+    if let Some(group) = &args.group {
+        let mut admin = Admin::connect(&config).await?;
+        let store = OffsetStore::open(
+            Arc::clone(&client),
+            &mut admin,
+            &args.store.config(!args.no_commit)?,
+            config.timeout,
+        )
+        .await;
+        match store {
+            Ok(store) => {
+                let (session, offsets) = GroupSession::start(store, group, instance_id()).await?;
+                let mut resumed = 0;
+                for a in &mut assignments {
+                    if let Some(c) = offsets.get(&(a.topic.to_string(), a.partition)) {
+                        a.start = Some(c.offset);
+                        resumed += 1;
+                    }
+                }
+                tracing::debug!(
+                    group = group.as_str(),
+                    resumed,
+                    new = assignments.len() - resumed,
+                    instance = session.instance(),
+                    "group offsets loaded"
+                );
+                if !args.no_commit {
+                    commits = Some(Commits {
+                        session,
+                        interval: args.commit_interval,
+                        exclusive: args.exclusive,
+                    });
+                }
+            }
+            // --no-commit on a cluster where no group committed yet.
+            Err(OffsetsError::NoStore { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let consumer = Consumer::start(&client, assignments, plan.config).await?;
     let job = ConsumeJob {
         filter: Filter::new(plan.filter),
         count: args.count,
+        commits,
     };
     let stdout = std::io::stdout().lock();
     let mut writer = RecordWriter::new(

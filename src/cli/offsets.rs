@@ -1,0 +1,396 @@
+//! `weir offsets`: the groups in the offsets store, their positions and
+//! lag, resets and deletes (what kafka-consumer-groups does for Kafka's
+//! own groups).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::Subcommand;
+use serde::Serialize;
+use weir::ConnectionConfig;
+use weir::admin::Admin;
+use weir::consumer::{self, StartOffset};
+use weir::offsets::{
+    Commit, DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, OffsetKey, OffsetStore,
+    OffsetsError, StoreConfig, instance_id,
+};
+
+use super::topics::Output;
+use super::usage;
+
+/// Where the offsets store is; shared by `consume --group` and `offsets`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// The compacted topic weir keeps group offsets in.
+    #[arg(long, default_value = DEFAULT_OFFSETS_TOPIC, env = "WEIR_OFFSETS_TOPIC")]
+    pub offsets_topic: String,
+
+    /// Partitions of the offsets topic when weir creates it.
+    #[arg(long, default_value_t = DEFAULT_OFFSETS_PARTITIONS)]
+    pub offsets_partitions: i32,
+}
+
+impl StoreArgs {
+    /// The store config; `create` for writers.
+    pub fn config(&self, create: bool) -> anyhow::Result<StoreConfig> {
+        if self.offsets_partitions < 1 {
+            return Err(usage("--offsets-partitions must be at least 1"));
+        }
+        Ok(StoreConfig {
+            topic: self.offsets_topic.clone(),
+            partitions: self.offsets_partitions,
+            create,
+        })
+    }
+}
+
+/// Consumer-group offsets kept by weir.
+#[derive(Debug, clap::Args)]
+pub struct OffsetsArgs {
+    /// Output format: text for people, json (one document) for scripts.
+    #[arg(short, long, value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// What to do with offsets.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// The groups that have committed offsets.
+    Groups,
+    /// A group's committed offset, high watermark and lag per partition.
+    Show {
+        /// The group.
+        #[arg(short, long)]
+        group: String,
+        /// Only this topic.
+        #[arg(short, long)]
+        topic: Option<String>,
+    },
+    /// Move a group's positions (kafka-consumer-groups --reset-offsets).
+    Set {
+        /// The group.
+        #[arg(short, long)]
+        group: String,
+        /// The topic.
+        #[arg(short, long)]
+        topic: String,
+        /// earliest, latest, OFFSET, -N (N before the end), @TIME (RFC 3339
+        /// or epoch ms) or a duration ago such as 1h.
+        #[arg(long, allow_hyphen_values = true)]
+        to: String,
+        /// Only these partitions, e.g. 0,3 (default: all).
+        #[arg(short, long, value_delimiter = ',')]
+        partitions: Option<Vec<i32>>,
+        /// Show what would change without writing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Forget a group's offsets (all topics, or one).
+    Delete {
+        /// The group.
+        #[arg(short, long)]
+        group: String,
+        /// Only this topic.
+        #[arg(short, long)]
+        topic: Option<String>,
+    },
+}
+
+/// One row of `show`.
+#[derive(Debug, Serialize)]
+struct Row {
+    topic: String,
+    partition: i32,
+    committed: Option<i64>,
+    high_watermark: Option<i64>,
+    lag: Option<i64>,
+    committed_at: Option<String>,
+    instance: Option<String>,
+}
+
+/// Opens the store for reading or writing; `None` when it does not exist
+/// yet and a reader asked.
+async fn open(
+    config: &ConnectionConfig,
+    store: &StoreArgs,
+    create: bool,
+) -> anyhow::Result<(Option<OffsetStore>, Arc<rskafka::client::Client>, Admin)> {
+    let mut admin = Admin::connect(config).await?;
+    let client = Arc::new(config.client().await?);
+    let opened = OffsetStore::open(
+        Arc::clone(&client),
+        &mut admin,
+        &store.config(create)?,
+        config.timeout,
+    )
+    .await;
+    match opened {
+        Ok(s) => Ok((Some(s), client, admin)),
+        Err(OffsetsError::NoStore { .. }) if !create => Ok((None, client, admin)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Runs `weir offsets`.
+pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match args.verb {
+        Verb::Groups => {
+            let (store, _, _) = open(&config, &args.store, false).await?;
+            let groups = match &store {
+                Some(store) => store.load_all().await?,
+                None => BTreeMap::new(),
+            };
+            let rows: Vec<serde_json::Value> = groups
+                .iter()
+                .map(|(group, offsets)| {
+                    let mut topics: Vec<&str> = offsets.keys().map(|(t, _)| t.as_str()).collect();
+                    topics.dedup();
+                    let last = offsets.values().map(|c| c.committed_at).max().unwrap_or(0);
+                    serde_json::json!({
+                        "group": group,
+                        "topics": topics,
+                        "partitions": offsets.len(),
+                        "last_commit": rfc3339(last),
+                    })
+                })
+                .collect();
+            if args.output == Output::Json {
+                serde_json::to_writer(&mut out, &serde_json::json!({ "groups": rows }))?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<30} {:>10}  {:<24}  TOPICS",
+                    "GROUP", "PARTITIONS", "LAST COMMIT"
+                )?;
+                for r in &rows {
+                    let topics: Vec<&str> = r["topics"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str())
+                        .collect();
+                    writeln!(
+                        out,
+                        "{:<30} {:>10}  {:<24}  {}",
+                        r["group"].as_str().unwrap_or(""),
+                        r["partitions"].as_u64().unwrap_or(0),
+                        r["last_commit"].as_str().unwrap_or(""),
+                        topics.join(",")
+                    )?;
+                }
+            }
+        }
+        Verb::Show { group, topic } => {
+            let (store, _, mut admin) = open(&config, &args.store, false).await?;
+            let offsets = match &store {
+                Some(store) => store.load(&group).await?,
+                None => BTreeMap::new(),
+            };
+            let mut topics: Vec<String> = offsets.keys().map(|(t, _)| t.clone()).collect();
+            topics.dedup();
+            if let Some(t) = &topic {
+                topics.retain(|x| x == t);
+                if topics.is_empty() {
+                    topics.push(t.clone());
+                }
+            }
+            let mut rows = Vec::new();
+            for t in &topics {
+                let description = admin.describe_topic(t).await.ok();
+                let mut partitions: BTreeMap<i32, Option<i64>> = description
+                    .iter()
+                    .flat_map(|d| d.partitions.iter().map(|p| (p.partition, Some(p.latest))))
+                    .collect();
+                for (_, p) in offsets.keys().filter(|(x, _)| x == t) {
+                    partitions.entry(*p).or_insert(None);
+                }
+                for (partition, high) in partitions {
+                    let commit = offsets.get(&(t.clone(), partition));
+                    rows.push(Row {
+                        topic: t.clone(),
+                        partition,
+                        committed: commit.map(|c| c.offset),
+                        high_watermark: high,
+                        lag: match (commit, high) {
+                            (Some(c), Some(h)) => Some((h - c.offset).max(0)),
+                            _ => None,
+                        },
+                        committed_at: commit.map(|c| rfc3339(c.committed_at)),
+                        instance: commit.map(|c| c.instance.clone()),
+                    });
+                }
+            }
+            if args.output == Output::Json {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "group": group, "partitions": rows }),
+                )?;
+                writeln!(out)?;
+            } else if rows.is_empty() {
+                writeln!(out, "group \"{group}\" has no committed offsets")?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:>9} {:>12} {:>14} {:>10}  {:<24}  INSTANCE",
+                    "TOPIC", "PARTITION", "COMMITTED", "HIGH-WATERMARK", "LAG", "COMMITTED AT"
+                )?;
+                let dash = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
+                for r in &rows {
+                    writeln!(
+                        out,
+                        "{:<24} {:>9} {:>12} {:>14} {:>10}  {:<24}  {}",
+                        r.topic,
+                        r.partition,
+                        dash(r.committed),
+                        dash(r.high_watermark),
+                        dash(r.lag),
+                        r.committed_at.as_deref().unwrap_or("-"),
+                        r.instance.as_deref().unwrap_or("-"),
+                    )?;
+                }
+            }
+        }
+        Verb::Set {
+            group,
+            topic,
+            to,
+            partitions,
+            dry_run,
+        } => {
+            let start: StartOffset = to.parse().map_err(|e| usage(format!("--to: {e}")))?;
+            let (store, client, mut admin) = open(&config, &args.store, !dry_run).await?;
+            let count = i32::try_from(admin.partition_count(&topic).await?).unwrap_or(i32::MAX);
+            let partitions = match partitions {
+                Some(list) => {
+                    if let Some(p) = list.iter().find(|p| !(0..count).contains(*p)) {
+                        anyhow::bail!(
+                            "topic \"{topic}\" has {count} partitions, partition {p} is out of range"
+                        );
+                    }
+                    list
+                }
+                None => (0..count).collect(),
+            };
+            let before = match &store {
+                Some(store) => store.load(&group).await?,
+                None => BTreeMap::new(),
+            };
+            let instance = format!("offsets-set:{}", instance_id());
+            let mut commits = Vec::new();
+            let mut rows = Vec::new();
+            for p in partitions {
+                let position = consumer::resolve_start(&client, &topic, p, start).await?;
+                let old = before.get(&(topic.clone(), p)).map(|c| c.offset);
+                rows.push(serde_json::json!({
+                    "topic": topic, "partition": p, "from": old, "to": position.start,
+                }));
+                commits.push((
+                    OffsetKey {
+                        group: group.clone(),
+                        topic: topic.clone(),
+                        partition: p,
+                    },
+                    Some(Commit {
+                        offset: position.start,
+                        committed_at: consumer::now_ms(),
+                        instance: instance.clone(),
+                        state: None,
+                    }),
+                ));
+            }
+            if let (Some(store), false) = (&store, dry_run) {
+                store.commit(&group, &commits).await?;
+            }
+            print_changes(&mut out, args.output, &group, &rows, dry_run)?;
+        }
+        Verb::Delete { group, topic } => {
+            let (store, _, _) = open(&config, &args.store, false).await?;
+            let mut deleted = 0;
+            if let Some(store) = &store {
+                let offsets = store.load(&group).await?;
+                let tombstones: Vec<(OffsetKey, Option<Commit>)> = offsets
+                    .keys()
+                    .filter(|(t, _)| topic.as_ref().is_none_or(|x| x == t))
+                    .map(|(t, p)| {
+                        (
+                            OffsetKey {
+                                group: group.clone(),
+                                topic: t.clone(),
+                                partition: *p,
+                            },
+                            None,
+                        )
+                    })
+                    .collect();
+                deleted = tombstones.len();
+                store.commit(&group, &tombstones).await?;
+            }
+            if args.output == Output::Json {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "group": group, "deleted": deleted }),
+                )?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "deleted {deleted} committed offsets of group \"{group}\""
+                )?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_changes(
+    out: &mut impl Write,
+    output: Output,
+    group: &str,
+    rows: &[serde_json::Value],
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    if output == Output::Json {
+        serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({ "group": group, "dry_run": dry_run, "partitions": rows }),
+        )?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<24} {:>9} {:>12} {:>12}",
+        "TOPIC", "PARTITION", "FROM", "TO"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<24} {:>9} {:>12} {:>12}",
+            r["topic"].as_str().unwrap_or(""),
+            r["partition"].as_i64().unwrap_or(0),
+            r["from"].as_i64().map_or("-".to_owned(), |v| v.to_string()),
+            r["to"].as_i64().unwrap_or(0),
+        )?;
+    }
+    if dry_run {
+        writeln!(out, "(dry run: nothing written)")?;
+    }
+    Ok(())
+}

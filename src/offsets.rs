@@ -1,0 +1,689 @@
+//! Consumer-group offsets kept as records in a compacted topic that weir
+//! owns (`__weir_offsets`), since rskafka has no offset-commit API and
+//! weir has no group protocol.
+//!
+//! - A group's records all live on partition `murmur2(group) % P` of the
+//!   store, so loading a group reads one partition, from its earliest
+//!   offset to the high watermark taken when loading starts.
+//! - Key: the JSON array `[1, group, topic, partition]` (format version
+//!   first). JSON escaping makes it unambiguous for any group or topic
+//!   name, and it reads well in any console consumer.
+//! - Value: a JSON [`Commit`]: the next offset to read, the commit time,
+//!   the committing instance and optional state. A null value deletes.
+//! - The last record per key wins, so loading gives the same answer
+//!   before and after the broker compacts the topic.
+//! - A commit is one produce request with `acks=all` for all of a group's
+//!   partitions; it counts only once acknowledged.
+//!
+//! Records weir cannot read are skipped with a warning naming their
+//! offset; they never stop a load.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::chrono::DateTime;
+use rskafka::client::Client;
+use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::record::Record;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, instrument, warn};
+
+use crate::admin::{Admin, AdminError, NewTopic};
+use crate::consumer::{
+    Assignment, ConsumedRecord, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until, now_ms,
+};
+use crate::partitioner::murmur2_partition;
+
+/// The store's topic unless `--offsets-topic` says otherwise.
+pub const DEFAULT_OFFSETS_TOPIC: &str = "__weir_offsets";
+
+/// Partitions of a store weir creates, as Kafka's own
+/// `offsets.topic.num.partitions` would be for a small cluster.
+pub const DEFAULT_OFFSETS_PARTITIONS: i32 = 6;
+
+/// Version of the key and value format.
+const FORMAT_VERSION: u8 = 1;
+
+/// Which group, topic and partition a commit belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OffsetKey {
+    /// Group.
+    pub group: String,
+    /// Topic consumed.
+    pub topic: String,
+    /// Partition consumed.
+    pub partition: i32,
+}
+
+impl OffsetKey {
+    /// The record key: `[1,"group","topic",partition]`.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(&(FORMAT_VERSION, &self.group, &self.topic, self.partition))
+            .unwrap_or_default()
+    }
+
+    /// Reads a record key.
+    ///
+    /// # Errors
+    ///
+    /// A description of what is wrong with it.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let (version, group, topic, partition): (u8, String, String, i32) =
+            serde_json::from_slice(bytes).map_err(|e| format!("unreadable key: {e}"))?;
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "key format version {version} is not {FORMAT_VERSION}"
+            ));
+        }
+        Ok(Self {
+            group,
+            topic,
+            partition,
+        })
+    }
+}
+
+/// One committed position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    /// The next offset to read.
+    pub offset: i64,
+    /// When it was committed, ms since the epoch.
+    pub committed_at: i64,
+    /// Which process committed it.
+    pub instance: String,
+    /// State saved with the offset (aggregation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<serde_json::Value>,
+}
+
+/// A group's commits by (topic, partition).
+pub type GroupOffsets = BTreeMap<(String, i32), Commit>;
+
+/// How the store is found or created.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The store topic.
+    pub topic: String,
+    /// Partitions when weir creates it.
+    pub partitions: i32,
+    /// Whether to create it when missing (readers such as `offsets show`
+    /// do not).
+    pub create: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            topic: DEFAULT_OFFSETS_TOPIC.to_owned(),
+            partitions: DEFAULT_OFFSETS_PARTITIONS,
+            create: true,
+        }
+    }
+}
+
+/// Errors of the offsets store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OffsetsError {
+    /// The store topic is missing and may not be created.
+    #[error("the offsets topic \"{topic}\" does not exist (no group has committed yet)")]
+    NoStore {
+        /// The store topic.
+        topic: String,
+    },
+    /// Creating or describing the store failed.
+    #[error("offsets topic \"{topic}\": {source}")]
+    Admin {
+        /// The store topic.
+        topic: String,
+        /// Why.
+        #[source]
+        source: AdminError,
+    },
+    /// Reading the store failed.
+    #[error("reading offsets topic \"{topic}\" partition {partition}: {reason}")]
+    Read {
+        /// The store topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Why.
+        reason: String,
+    },
+    /// A commit was not acknowledged.
+    #[error(
+        "committing group \"{group}\" to offsets topic \"{topic}\" partition {partition} failed: {reason}"
+    )]
+    Commit {
+        /// The group.
+        group: String,
+        /// The store topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The offsets store: a compacted topic of commits.
+#[derive(Debug)]
+pub struct OffsetStore {
+    client: Arc<Client>,
+    topic: String,
+    partitions: i32,
+    /// Partition clients by store partition, opened on first use.
+    writers: tokio::sync::Mutex<BTreeMap<i32, Arc<PartitionClient>>>,
+    timeout: Duration,
+}
+
+impl OffsetStore {
+    /// Finds the store topic, creating it (compacted) when missing and
+    /// `config.create` is set; warns when it exists without compaction.
+    ///
+    /// # Errors
+    ///
+    /// [`OffsetsError::NoStore`] when missing and not to be created; admin
+    /// errors.
+    #[instrument(skip_all, fields(topic = config.topic.as_str()))]
+    pub async fn open(
+        client: Arc<Client>,
+        admin: &mut Admin,
+        config: &StoreConfig,
+        timeout: Duration,
+    ) -> Result<Self, OffsetsError> {
+        let admin_error = |source| OffsetsError::Admin {
+            topic: config.topic.clone(),
+            source,
+        };
+        let partitions = match admin.describe_topic(&config.topic).await {
+            Ok(description) => {
+                let policy = description
+                    .configs
+                    .iter()
+                    .find(|c| c.name == "cleanup.policy")
+                    .and_then(|c| c.value.clone())
+                    .unwrap_or_default();
+                if !policy.split(',').any(|p| p.trim() == "compact") {
+                    warn!(
+                        topic = config.topic.as_str(),
+                        policy = policy.as_str(),
+                        "the offsets topic is not compacted (cleanup.policy=compact); it will keep every commit"
+                    );
+                }
+                i32::try_from(description.partitions.len()).unwrap_or(i32::MAX)
+            }
+            Err(AdminError::UnknownTopic { .. }) if config.create => {
+                let brokers = admin.broker_count().await.map_err(admin_error)?;
+                let replication_factor = i16::try_from(brokers.clamp(1, 3)).unwrap_or(1);
+                let created = admin
+                    .create_topic(&NewTopic {
+                        name: config.topic.clone(),
+                        partitions: config.partitions,
+                        replication_factor,
+                        configs: vec![("cleanup.policy".to_owned(), "compact".to_owned())],
+                    })
+                    .await;
+                match created {
+                    Ok(()) => info!(
+                        topic = config.topic.as_str(),
+                        partitions = config.partitions,
+                        replication_factor,
+                        "created the offsets topic"
+                    ),
+                    // Another process created it first: fine.
+                    Err(AdminError::TopicExists { .. }) => {}
+                    Err(e) => return Err(admin_error(e)),
+                }
+                i32::try_from(
+                    admin
+                        .partition_count(&config.topic)
+                        .await
+                        .map_err(admin_error)?,
+                )
+                .unwrap_or(i32::MAX)
+            }
+            Err(AdminError::UnknownTopic { .. }) => {
+                return Err(OffsetsError::NoStore {
+                    topic: config.topic.clone(),
+                });
+            }
+            Err(e) => return Err(admin_error(e)),
+        };
+        Ok(Self {
+            client,
+            topic: config.topic.clone(),
+            partitions,
+            writers: tokio::sync::Mutex::new(BTreeMap::new()),
+            timeout,
+        })
+    }
+
+    /// The store topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The store partition holding `group`'s records.
+    pub fn partition_for(&self, group: &str) -> i32 {
+        murmur2_partition(group.as_bytes(), self.partitions)
+    }
+
+    /// `group`'s commits: its store partition read from the earliest
+    /// offset to the high watermark at the start of the load.
+    ///
+    /// # Errors
+    ///
+    /// The store partition could not be read.
+    pub async fn load(&self, group: &str) -> Result<GroupOffsets, OffsetsError> {
+        let partition = self.partition_for(group);
+        let mut offsets = GroupOffsets::new();
+        self.read(partition, None, |key, commit, _| {
+            if key.group == group {
+                apply(&mut offsets, key, commit);
+            }
+        })
+        .await?;
+        Ok(offsets)
+    }
+
+    /// Every group's commits (all store partitions).
+    ///
+    /// # Errors
+    ///
+    /// A store partition could not be read.
+    pub async fn load_all(&self) -> Result<BTreeMap<String, GroupOffsets>, OffsetsError> {
+        let mut groups: BTreeMap<String, GroupOffsets> = BTreeMap::new();
+        for partition in 0..self.partitions {
+            self.read(partition, None, |key, commit, _| {
+                let group = groups.entry(key.group.clone()).or_default();
+                apply(group, key, commit);
+            })
+            .await?;
+        }
+        groups.retain(|_, offsets| !offsets.is_empty());
+        Ok(groups)
+    }
+
+    /// Reads store `partition` from `from` (default: earliest) to its high
+    /// watermark now, calling `each` with every readable record (`None`
+    /// for a tombstone) and its offset. Returns the next offset.
+    async fn read(
+        &self,
+        partition: i32,
+        from: Option<i64>,
+        mut each: impl FnMut(OffsetKey, Option<Commit>, i64),
+    ) -> Result<i64, OffsetsError> {
+        let failed = |reason: String| OffsetsError::Read {
+            topic: self.topic.clone(),
+            partition,
+            reason,
+        };
+        let config = ConsumerConfig {
+            start: StartOffset::Earliest,
+            until: Until::End,
+            fetch_max_wait: Duration::from_millis(100),
+            retry_timeout: self.timeout,
+            ..ConsumerConfig::default()
+        };
+        let assignment = Assignment {
+            topic: Arc::from(self.topic.as_str()),
+            partition,
+            start: from,
+        };
+        let mut consumer = Consumer::start(&self.client, vec![assignment], config)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let mut next = consumer.positions()[0].start;
+        while let Some(event) = consumer.next().await {
+            match event {
+                ConsumerEvent::Records(records) => {
+                    for record in records {
+                        next = record.offset + 1;
+                        match parse(&record) {
+                            Ok((key, commit)) => each(key, commit, record.offset),
+                            Err(reason) => warn!(
+                                topic = self.topic.as_str(),
+                                partition,
+                                offset = record.offset,
+                                reason = reason.as_str(),
+                                "skipping a record of the offsets topic"
+                            ),
+                        }
+                    }
+                }
+                ConsumerEvent::Reached { next_offset, .. } => next = next_offset,
+                ConsumerEvent::Failed(e) => return Err(failed(e.to_string())),
+            }
+        }
+        Ok(next)
+    }
+
+    /// Writes `commits` of `group` in one produce request and waits for
+    /// the acknowledgement of all replicas. Returns the store offset of the
+    /// last record written.
+    ///
+    /// # Errors
+    ///
+    /// [`OffsetsError::Commit`] when the broker did not take them.
+    pub async fn commit(
+        &self,
+        group: &str,
+        commits: &[(OffsetKey, Option<Commit>)],
+    ) -> Result<Option<i64>, OffsetsError> {
+        if commits.is_empty() {
+            return Ok(None);
+        }
+        let partition = self.partition_for(group);
+        let failed = |reason: String| OffsetsError::Commit {
+            group: group.to_owned(),
+            topic: self.topic.clone(),
+            partition,
+            reason,
+        };
+        let writer = self.writer(partition).await.map_err(&failed)?;
+        let timestamp = DateTime::from_timestamp_millis(now_ms()).unwrap_or_default();
+        let records = commits
+            .iter()
+            .map(|(key, commit)| Record {
+                key: Some(key.encode()),
+                value: commit
+                    .as_ref()
+                    .map(|c| serde_json::to_vec(c).unwrap_or_default()),
+                headers: BTreeMap::new(),
+                timestamp,
+            })
+            .collect();
+        let offsets = tokio::time::timeout(
+            self.timeout,
+            writer.produce(records, Compression::NoCompression),
+        )
+        .await
+        .map_err(|_| failed("no acknowledgement before the timeout".to_owned()))?
+        .map_err(|e| failed(e.to_string()))?;
+        debug!(group, records = commits.len(), partition, "committed");
+        Ok(offsets.last().copied())
+    }
+
+    async fn writer(&self, partition: i32) -> Result<Arc<PartitionClient>, String> {
+        let mut writers = self.writers.lock().await;
+        if let Some(w) = writers.get(&partition) {
+            return Ok(Arc::clone(w));
+        }
+        let client = self
+            .client
+            .partition_client(self.topic.as_str(), partition, UnknownTopicHandling::Retry)
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = Arc::new(client);
+        writers.insert(partition, Arc::clone(&client));
+        Ok(client)
+    }
+}
+
+fn apply(offsets: &mut GroupOffsets, key: OffsetKey, commit: Option<Commit>) {
+    let at = (key.topic, key.partition);
+    match commit {
+        Some(c) => {
+            offsets.insert(at, c);
+        }
+        None => {
+            offsets.remove(&at);
+        }
+    }
+}
+
+fn parse(record: &ConsumedRecord) -> Result<(OffsetKey, Option<Commit>), String> {
+    let key = OffsetKey::decode(record.key.as_deref().ok_or("no key")?)?;
+    let commit = match &record.value {
+        None => None,
+        Some(v) => Some(
+            serde_json::from_slice::<Commit>(v).map_err(|e| format!("unreadable value: {e}"))?,
+        ),
+    };
+    Ok((key, commit))
+}
+
+/// Another instance committed a partition this one is reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The other instance.
+    pub instance: String,
+    /// The offset it committed.
+    pub offset: i64,
+}
+
+/// One process's commits for a group: what it last committed, and what
+/// it has read of the store since, to notice another instance on the
+/// same partitions.
+#[derive(Debug)]
+pub struct GroupSession {
+    store: OffsetStore,
+    group: String,
+    instance: String,
+    /// Next store offset not yet looked at.
+    read_to: i64,
+    /// What this session last committed, per partition.
+    committed: BTreeMap<(Arc<str>, i32), i64>,
+}
+
+impl GroupSession {
+    /// Loads `group`'s commits and starts a session as `instance`.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read.
+    pub async fn start(
+        store: OffsetStore,
+        group: &str,
+        instance: String,
+    ) -> Result<(Self, GroupOffsets), OffsetsError> {
+        let partition = store.partition_for(group);
+        let mut offsets = GroupOffsets::new();
+        let read_to = store
+            .read(partition, None, |key, commit, _| {
+                if key.group == group {
+                    apply(&mut offsets, key, commit);
+                }
+            })
+            .await?;
+        let session = Self {
+            store,
+            group: group.to_owned(),
+            instance,
+            read_to,
+            committed: BTreeMap::new(),
+        };
+        Ok((session, offsets))
+    }
+
+    /// The group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// This process's instance id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The store.
+    pub fn store(&self) -> &OffsetStore {
+        &self.store
+    }
+
+    /// Commits the positions that moved since the last commit (all of
+    /// them the first time), with `state` per partition when given. First
+    /// reads what others wrote to the store since the last look and
+    /// returns their commits on these partitions as conflicts.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or the commit was not acknowledged.
+    pub async fn commit(
+        &mut self,
+        positions: &BTreeMap<(Arc<str>, i32), i64>,
+        mut state: impl FnMut(&str, i32) -> Option<serde_json::Value>,
+    ) -> Result<Vec<Conflict>, OffsetsError> {
+        let partition = self.store.partition_for(&self.group);
+        let mut conflicts = Vec::new();
+        let group = self.group.as_str();
+        let instance = self.instance.as_str();
+        self.read_to = self
+            .store
+            .read(partition, Some(self.read_to), |key, commit, _| {
+                let Some(commit) = commit else { return };
+                if key.group == group
+                    && commit.instance != instance
+                    && positions.contains_key(&(Arc::from(key.topic.as_str()), key.partition))
+                {
+                    conflicts.push(Conflict {
+                        topic: key.topic,
+                        partition: key.partition,
+                        instance: commit.instance,
+                        offset: commit.offset,
+                    });
+                }
+            })
+            .await?;
+        let now = now_ms();
+        let changed: Vec<(OffsetKey, Option<Commit>)> = positions
+            .iter()
+            .filter(|(at, offset)| self.committed.get(*at) != Some(*offset))
+            .map(|((topic, partition), &offset)| {
+                (
+                    OffsetKey {
+                        group: self.group.clone(),
+                        topic: topic.to_string(),
+                        partition: *partition,
+                    },
+                    Some(Commit {
+                        offset,
+                        committed_at: now,
+                        instance: self.instance.clone(),
+                        state: state(topic, *partition),
+                    }),
+                )
+            })
+            .collect();
+        if let Some(last) = self.store.commit(&self.group, &changed).await? {
+            // Our own records need no second look.
+            self.read_to = self.read_to.max(last + 1);
+        }
+        for (key, commit) in changed {
+            if let Some(c) = commit {
+                self.committed
+                    .insert((Arc::from(key.topic.as_str()), key.partition), c.offset);
+            }
+        }
+        Ok(conflicts)
+    }
+}
+
+/// An instance id for this process: host name, process id and a few
+/// random bits, so two processes never share one.
+pub fn instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "weir".to_owned());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{host}-{}-{:05x}", std::process::id(), nanos & 0xfffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_any_name() {
+        for (group, topic) in [
+            ("g", "t"),
+            ("a/b\\c\"d", "topic.with-dots_and"),
+            ("grüße 🚀", "t"),
+            ("", "x"),
+            ("[1,\"g\",\"t\",0]", "y"),
+        ] {
+            let key = OffsetKey {
+                group: group.to_owned(),
+                topic: topic.to_owned(),
+                partition: 7,
+            };
+            assert_eq!(OffsetKey::decode(&key.encode()).unwrap(), key);
+        }
+        let key = OffsetKey {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 3,
+        };
+        assert_eq!(key.encode(), br#"[1,"g","t",3]"#);
+        assert!(OffsetKey::decode(br#"[2,"g","t",3]"#).is_err());
+        assert!(OffsetKey::decode(b"garbage").is_err());
+    }
+
+    #[test]
+    fn keys_of_different_groups_never_collide() {
+        // A separator-based key would make these two equal.
+        let a = OffsetKey {
+            group: "a,b".into(),
+            topic: "c".into(),
+            partition: 0,
+        };
+        let b = OffsetKey {
+            group: "a".into(),
+            topic: "b,c".into(),
+            partition: 0,
+        };
+        assert_ne!(a.encode(), b.encode());
+    }
+
+    #[test]
+    fn last_record_wins_and_null_deletes() {
+        let mut offsets = GroupOffsets::new();
+        let key = || OffsetKey {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+        };
+        let commit = |offset| Commit {
+            offset,
+            committed_at: 0,
+            instance: "i".into(),
+            state: None,
+        };
+        apply(&mut offsets, key(), Some(commit(5)));
+        apply(&mut offsets, key(), Some(commit(9)));
+        assert_eq!(offsets[&("t".to_owned(), 0)].offset, 9);
+        apply(&mut offsets, key(), None);
+        assert!(offsets.is_empty());
+    }
+
+    #[test]
+    fn commit_values_are_json_with_optional_state() {
+        let c = Commit {
+            offset: 42,
+            committed_at: 1_700_000_000_000,
+            instance: "host-1-abc".into(),
+            state: None,
+        };
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            text,
+            r#"{"offset":42,"committed_at":1700000000000,"instance":"host-1-abc"}"#
+        );
+        let with_state: Commit =
+            serde_json::from_str(r#"{"offset":1,"committed_at":2,"instance":"i","state":{"n":3}}"#)
+                .unwrap();
+        assert_eq!(with_state.state, Some(serde_json::json!({"n": 3})));
+    }
+}
