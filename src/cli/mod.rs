@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod connect;
 pub mod consume;
+pub mod offsets;
 pub mod produce;
 pub mod topics;
 
@@ -67,4 +68,6 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Read records from topics to stdout, filtered and formatted.
     Consume(consume::ConsumeArgs),
+    /// Consumer-group offsets kept by weir: groups, show, set, delete.
+    Offsets(offsets::OffsetsArgs),
 }
