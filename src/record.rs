@@ -36,6 +36,8 @@ pub struct RecordParser {
     pub headers: BTreeMap<String, Vec<u8>>,
     /// Send empty values as null (tombstones).
     pub null_empty: bool,
+    /// A partition for every record (`-p`), over the JSON `partition`.
+    pub partition: Option<i32>,
 }
 
 /// Why an input record was refused. The caller adds the line number.
@@ -101,6 +103,9 @@ impl RecordParser {
         };
         if let Some(key) = &self.fixed_key {
             record.key = Some(key.clone());
+        }
+        if self.partition.is_some() {
+            record.partition = self.partition;
         }
         for (k, v) in &self.headers {
             record.headers.entry(k.clone()).or_insert_with(|| v.clone());
@@ -286,6 +291,7 @@ mod tests {
     #[test]
     fn key_delimiter_splits_at_first_occurrence() {
         let p = RecordParser {
+            partition: None,
             key_delimiter: Some(b":".to_vec()),
             ..Default::default()
         };
@@ -305,6 +311,7 @@ mod tests {
     #[test]
     fn json_records_with_base64_headers_partition_timestamp() {
         let p = RecordParser {
+            partition: None,
             format: InputFormat::Json,
             ..Default::default()
         };
@@ -331,6 +338,7 @@ mod tests {
     #[test]
     fn fixed_key_headers_and_null_empty() {
         let p = RecordParser {
+            partition: None,
             fixed_key: Some(b"K".to_vec()),
             headers: BTreeMap::from([("src".to_owned(), b"weir".to_vec())]),
             null_empty: true,

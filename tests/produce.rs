@@ -210,3 +210,20 @@ fn sigint_stops_gracefully_with_stdin_still_open() {
         "{err}"
     );
 }
+
+#[test]
+fn explicit_partition_overrides_the_partitioner_and_json() {
+    let topic = random_topic("explicit");
+    weir_run(&["topics", "create", &topic, "--partitions", "4"]).ok();
+    let input: String = (0..40).map(|i| format!("key{i}:v{i}\n")).collect();
+    produce(&["-t", &topic, "-K", ":", "-p", "2"], input.as_bytes()).ok();
+    let json = r#"{"key":"a","value":"b","partition":1}"#;
+    produce(
+        &["-t", &topic, "--format", "json", "-p", "3"],
+        json.as_bytes(),
+    )
+    .ok();
+    let all = read_all(&topic, 4);
+    let counts: Vec<usize> = (0..4).map(|p| all[&p].len()).collect();
+    assert_eq!(counts, [0, 0, 40, 1]);
+}

@@ -190,6 +190,7 @@ impl ProduceArgs {
             fixed_key: self.key.as_ref().map(|k| k.as_bytes().to_vec()),
             headers,
             null_empty: self.null_empty,
+            partition: self.partition,
         })
     }
 

@@ -1,0 +1,514 @@
+//! Group offsets in weir's compacted topic: resume, crash, show/set/delete,
+//! compaction by the broker, malformed records and two instances.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{
+    Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, weir, weir_run,
+};
+use serde_json::Value;
+use weir::partitioner::murmur2_partition;
+
+/// A topic with `n` keyed records over `partitions` partitions, and a
+/// private offsets topic for the test.
+fn setup(prefix: &str, partitions: u32, n: usize) -> (String, String) {
+    let topic = random_topic(prefix);
+    weir_run(&[
+        "topics",
+        "create",
+        &topic,
+        "--partitions",
+        &partitions.to_string(),
+    ])
+    .ok();
+    let input: String = (0..n).map(|i| format!("k{}:{i}\n", i % 17)).collect();
+    common::produce(&["-t", &topic, "-K", ":"], input.as_bytes()).ok();
+    (topic, random_topic("offsets"))
+}
+
+fn consume(store: &str, args: &[&str]) -> common::Run {
+    let mut all = vec![
+        "consume",
+        "--offsets-topic",
+        store,
+        "-f",
+        "{partition} {offset}",
+    ];
+    all.extend_from_slice(args);
+    weir_run(&all)
+}
+
+fn pairs(stdout: &str) -> Vec<(i32, i64)> {
+    stdout
+        .lines()
+        .map(|l| {
+            let (p, o) = l.split_once(' ').unwrap();
+            (p.parse().unwrap(), o.parse().unwrap())
+        })
+        .collect()
+}
+
+fn show(store: &str, group: &str) -> Value {
+    let run = weir_run(&[
+        "offsets",
+        "--offsets-topic",
+        store,
+        "show",
+        "-g",
+        group,
+        "-o",
+        "json",
+    ]);
+    run.ok();
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+/// Committed offset per partition from `offsets show`.
+fn committed(store: &str, group: &str) -> BTreeMap<i32, i64> {
+    show(store, group)["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| Some((r["partition"].as_i64()? as i32, r["committed"].as_i64()?)))
+        .collect()
+}
+
+#[test]
+fn a_group_resumes_at_exactly_the_next_record() {
+    let (topic, store) = setup("resume", 6, 10_000);
+    let group = random_topic("g");
+    let first = consume(&store, &["-t", &topic, "-g", &group, "-c", "3000"]);
+    first.ok();
+    let second = consume(&store, &["-t", &topic, "-g", &group, "-e"]);
+    second.ok();
+    let a = pairs(&first.stdout);
+    let b = pairs(&second.stdout);
+    assert_eq!((a.len(), b.len()), (3_000, 7_000));
+    let mut all = BTreeSet::new();
+    for pair in a.iter().chain(&b) {
+        assert!(all.insert(*pair), "{pair:?} read twice");
+    }
+    // Per partition, the second run starts right after the first.
+    for p in 0..6 {
+        let last_first = a.iter().filter(|x| x.0 == p).map(|x| x.1).max();
+        let first_second = b.iter().filter(|x| x.0 == p).map(|x| x.1).min();
+        if let (Some(l), Some(f)) = (last_first, first_second) {
+            assert_eq!(f, l + 1, "partition {p}");
+        }
+    }
+    assert_eq!(all.len(), 10_000);
+}
+
+#[test]
+fn show_set_and_delete() {
+    let (topic, store) = setup("show", 6, 6_000);
+    let group = random_topic("g");
+    consume(&store, &["-t", &topic, "-g", &group, "-c", "2500"]).ok();
+
+    let shown = show(&store, &group);
+    let rows = shown["partitions"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    let mut total = 0;
+    for r in rows {
+        let c = r["committed"].as_i64().unwrap();
+        assert_eq!(
+            r["lag"].as_i64().unwrap(),
+            r["high_watermark"].as_i64().unwrap() - c,
+            "{r}"
+        );
+        assert!(r["instance"].as_str().is_some_and(|i| !i.is_empty()));
+        total += c;
+    }
+    assert_eq!(total, 2_500, "committed offsets add up to what was written");
+
+    // A dry run changes nothing.
+    let before = committed(&store, &group);
+    let dry = weir_run(&[
+        "offsets",
+        "--offsets-topic",
+        &store,
+        "set",
+        "-g",
+        &group,
+        "-t",
+        &topic,
+        "--to",
+        "-5",
+        "-p",
+        "0",
+        "--dry-run",
+    ]);
+    dry.ok();
+    assert!(dry.stdout.contains("dry run"), "{}", dry.stdout);
+    assert_eq!(committed(&store, &group), before);
+
+    // -N on one partition.
+    weir_run(&[
+        "offsets",
+        "--offsets-topic",
+        &store,
+        "set",
+        "-g",
+        &group,
+        "-t",
+        &topic,
+        "--to",
+        "-5",
+        "-p",
+        "0",
+    ])
+    .ok();
+    let high0 = rows.iter().find(|r| r["partition"] == 0).unwrap()["high_watermark"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(committed(&store, &group)[&0], high0 - 5);
+
+    // earliest: the next run reads everything again.
+    weir_run(&[
+        "offsets",
+        "--offsets-topic",
+        &store,
+        "set",
+        "-g",
+        &group,
+        "-t",
+        &topic,
+        "--to",
+        "earliest",
+    ])
+    .ok();
+    assert!(committed(&store, &group).values().all(|&c| c == 0));
+    let again = consume(&store, &["-t", &topic, "-g", &group, "-e"]);
+    again.ok();
+    assert_eq!(pairs(&again.stdout).len(), 6_000);
+
+    // delete: the group is new; with --from latest it reads nothing.
+    let deleted = weir_run(&["offsets", "--offsets-topic", &store, "delete", "-g", &group]);
+    deleted.ok();
+    assert!(deleted.stdout.contains("deleted 6"), "{}", deleted.stdout);
+    assert!(committed(&store, &group).is_empty());
+    let groups = weir_run(&["offsets", "--offsets-topic", &store, "groups", "-o", "json"]);
+    groups.ok();
+    assert!(!groups.stdout.contains(&group), "{}", groups.stdout);
+    let fresh = consume(
+        &store,
+        &["-t", &topic, "-g", &group, "-e", "--from", "latest"],
+    );
+    fresh.ok();
+    assert_eq!(fresh.stdout, "");
+}
+
+#[test]
+fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
+    let (topic, store) = setup("crash", 3, 2_000);
+    let group = random_topic("g");
+
+    // A producer keeps adding records while the consumer is killed and
+    // restarted, so kills land mid-stream.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writer = weir()
+        .args([
+            "produce",
+            "-t",
+            &topic,
+            "-K",
+            ":",
+            "--linger",
+            "1ms",
+            "-b",
+            brokers(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = writer.stdin.take().unwrap();
+    let feeding = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            for i in 2_000..40_000 {
+                if stop.load(Ordering::Relaxed) || writeln!(stdin, "k{}:{i}", i % 17).is_err() {
+                    break;
+                }
+                if i % 20 == 0 {
+                    stdin.flush().ok();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        })
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    let kills = [350u64, 800, 250, 600, 450];
+    for (round, after) in kills.iter().enumerate() {
+        let file = dir.path().join(format!("out-{round}"));
+        let mut child = weir()
+            .args([
+                "consume",
+                "-t",
+                &topic,
+                "-g",
+                &group,
+                "--offsets-topic",
+                &store,
+            ])
+            .args([
+                "--commit-interval",
+                "200ms",
+                "-f",
+                "{partition} {offset}",
+                "-b",
+                brokers(),
+            ])
+            .stdout(std::fs::File::create(&file).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(*after));
+        child.kill().unwrap(); // SIGKILL: no final commit, no flush.
+        child.wait().unwrap();
+        let written = pairs(&std::fs::read_to_string(&file).unwrap());
+        // Never committed past what reached the file: the next run starts
+        // at or before the first record this one did not write.
+        let commits = committed(&store, &group);
+        for (p, c) in &commits {
+            let last = written.iter().filter(|x| x.0 == *p).map(|x| x.1).max();
+            let start = outputs
+                .iter()
+                .flat_map(|o: &Vec<(i32, i64)>| o.iter())
+                .filter(|x| x.0 == *p)
+                .map(|x| x.1 + 1)
+                .max()
+                .unwrap_or(0);
+            assert!(
+                *c <= last.map_or(start, |l| l + 1).max(start),
+                "round {round}: partition {p} committed {c} beyond the output ({last:?})"
+            );
+        }
+        outputs.push(written);
+    }
+    stop.store(true, Ordering::Relaxed);
+    feeding.join().unwrap();
+    writer.wait().unwrap();
+
+    // A last run reads to the end.
+    let last = weir_run(&[
+        "consume",
+        "-t",
+        &topic,
+        "-g",
+        &group,
+        "--offsets-topic",
+        &store,
+        "-e",
+        "-f",
+        "{partition} {offset}",
+    ]);
+    last.ok();
+    outputs.push(pairs(&last.stdout));
+
+    let high: BTreeMap<i32, i64> = committed(&store, &group);
+    let mut seen: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    for pair in outputs.iter().flatten() {
+        *seen.entry(*pair).or_default() += 1;
+    }
+    for (p, h) in &high {
+        for o in 0..*h {
+            assert!(
+                seen.contains_key(&(*p, o)),
+                "partition {p} offset {o} never written"
+            );
+        }
+    }
+    let total: i64 = high.values().sum();
+    assert!(total > 2_000, "the consumer got past the first records");
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    // Each kill repeats at most what was written after the last commit.
+    println!(
+        "{total} records, {duplicates} written twice over {} kills",
+        kills.len()
+    );
+    assert!(
+        duplicates < total as usize,
+        "{duplicates} duplicates for {total} records"
+    );
+}
+
+#[test]
+fn another_instance_on_the_same_partitions_is_noticed() {
+    let (topic, store) = setup("two", 2, 100);
+    let group = random_topic("g");
+    let mut a = weir()
+        .args([
+            "consume",
+            "-t",
+            &topic,
+            "-g",
+            &group,
+            "--offsets-topic",
+            &store,
+        ])
+        .args(["--commit-interval", "200ms", "--exclusive", "-b", brokers()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a's first commit, then b commits the same partitions.
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while committed(&store, &group).is_empty() {
+        assert!(Instant::now() < deadline, "no first commit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    consume(
+        &store,
+        &["-t", &topic, "-g", &group, "-e", "--from", "earliest"],
+    )
+    .ok();
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = a.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            a.kill().ok();
+            panic!("the first instance did not notice the second");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::io::read_to_string(a.stderr.take().unwrap()).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("group \"{group}\": instance"))
+            && stderr.contains("which this instance"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unreadable_records_in_the_store_are_skipped() {
+    let (topic, store) = setup("malformed", 1, 50);
+    let group = random_topic("g");
+    consume(&store, &["-t", &topic, "-g", &group, "-c", "20"]).ok();
+    // Another client writes garbage to the group's store partition.
+    let partition = murmur2_partition(group.as_bytes(), 6).to_string();
+    let garbage = format!(
+        "garbage-key|x\n[1,\"{group}\",\"{topic}\",0]|not json\n[1,\"{group}\",\"{topic}\",0]|{{\"offset\":\"x\"}}\n"
+    );
+    common::produce(
+        &["-t", &store, "-p", &partition, "-K", "|"],
+        garbage.as_bytes(),
+    )
+    .ok();
+    let rest = consume(&store, &["-t", &topic, "-g", &group, "-e"]);
+    rest.ok();
+    let read = pairs(&rest.stdout);
+    assert_eq!(read.first(), Some(&(0, 20)), "resumed at the commit");
+    assert_eq!(read.len(), 30);
+    assert_eq!(
+        rest.stderr
+            .matches("skipping a record of the offsets topic")
+            .count(),
+        3,
+        "{}",
+        rest.stderr
+    );
+    assert!(rest.stderr.contains("offset="), "{}", rest.stderr);
+}
+
+#[test]
+fn loading_after_the_broker_compacted_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Nisshi::start_on(
+        free_port(),
+        Storage::Sqlite("offsets.db".into()),
+        &[],
+        Some(dir.path()),
+    );
+    let address = broker.address.clone();
+    let topic = random_topic("compacted");
+    let group = random_topic("g");
+    let weir_on = |args: &[&str]| {
+        let mut cmd = weir();
+        cmd.args(args).args(["-b", &address]);
+        run(&mut cmd)
+    };
+    weir_on(&["topics", "create", &topic, "--partitions", "2"]).ok();
+    let mut produced = 0;
+    for round in 0..25 {
+        let input: String = (0..8).map(|i| format!("k{i}:{round}\n")).collect();
+        let mut cmd = weir();
+        cmd.args(["produce", "-t", &topic, "-K", ":", "-b", &address]);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), input).unwrap();
+        cmd.stdin(std::fs::File::open(file.path()).unwrap());
+        run(&mut cmd).ok();
+        produced += 8;
+        let out = weir_on(&[
+            "consume", "-t", &topic, "-g", &group, "-e", "-f", "{offset}",
+        ]);
+        out.ok();
+        assert_eq!(
+            out.stdout.lines().count(),
+            8,
+            "round {round} read only the new records"
+        );
+    }
+    // Wait until the broker has compacted the group's store partition.
+    let partition = murmur2_partition(group.as_bytes(), 6);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let described = weir_on(&["topics", "describe", "__weir_offsets", "-o", "json"]);
+        described.ok();
+        let v: Value = serde_json::from_str(&described.stdout).unwrap();
+        let p = &v["partitions"][partition as usize];
+        let (earliest, latest) = (
+            p["earliest"].as_i64().unwrap(),
+            p["latest"].as_i64().unwrap(),
+        );
+        let stored = weir_on(&[
+            "consume",
+            "-t",
+            "__weir_offsets",
+            "-p",
+            &partition.to_string(),
+            "-e",
+            "-f",
+            "{offset}",
+        ]);
+        stored.ok();
+        let kept = stored.stdout.lines().count() as i64;
+        if earliest > 0 || kept < latest - earliest {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store was never compacted ({kept} of {latest} kept)"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let shown = weir_on(&["offsets", "show", "-g", &group, "-o", "json"]);
+    shown.ok();
+    let v: Value = serde_json::from_str(&shown.stdout).unwrap();
+    let total: i64 = v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["lag"], 0, "{r}");
+            r["committed"].as_i64().unwrap()
+        })
+        .sum();
+    assert_eq!(total, produced);
+    let out = weir_on(&["consume", "-t", &topic, "-g", &group, "-e"]);
+    out.ok();
+    assert_eq!(out.stdout, "", "nothing new after compaction");
+}
