@@ -248,6 +248,20 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut outputs = Vec::new();
+    // Each run must start exactly at the previous run's last commit: what
+    // it repeats is what was written after that commit, and no more.
+    let mut previous: BTreeMap<i32, i64> = BTreeMap::new();
+    let starts_at_commit = |written: &[(i32, i64)], previous: &BTreeMap<i32, i64>, round: usize| {
+        for p in 0..3 {
+            if let Some(first) = written.iter().find(|x| x.0 == p) {
+                assert_eq!(
+                    first.1,
+                    previous.get(&p).copied().unwrap_or(0),
+                    "round {round}: partition {p} did not resume at its commit"
+                );
+            }
+        }
+    };
     let kills = [350u64, 800, 250, 600, 450];
     for (round, after) in kills.iter().enumerate() {
         let file = dir.path().join(format!("out-{round}"));
@@ -277,6 +291,7 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
         child.kill().unwrap(); // SIGKILL: no final commit, no flush.
         child.wait().unwrap();
         let written = pairs(&std::fs::read_to_string(&file).unwrap());
+        starts_at_commit(&written, &previous, round);
         // Never committed past what reached the file: the next run starts
         // at or before the first record this one did not write.
         let commits = committed(&store, &group);
@@ -295,6 +310,7 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
             );
         }
         outputs.push(written);
+        previous = commits;
     }
     stop.store(true, Ordering::Relaxed);
     feeding.join().unwrap();
@@ -314,7 +330,9 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
         "{partition} {offset}",
     ]);
     last.ok();
-    outputs.push(pairs(&last.stdout));
+    let written = pairs(&last.stdout);
+    starts_at_commit(&written, &previous, kills.len());
+    outputs.push(written);
 
     let high: BTreeMap<i32, i64> = committed(&store, &group);
     let mut seen: BTreeMap<(i32, i64), usize> = BTreeMap::new();
