@@ -530,3 +530,68 @@ fn loading_after_the_broker_compacted_the_store() {
     out.ok();
     assert_eq!(out.stdout, "", "nothing new after compaction");
 }
+
+#[test]
+fn no_commit_sigint_and_an_uncompacted_store() {
+    let (topic, store) = setup("flags", 2, 300);
+    let group = random_topic("g");
+    // A store that exists without compaction: used, with a warning.
+    weir_run(&["topics", "create", &store, "--partitions", "6"]).ok();
+    let first = consume(&store, &["-t", &topic, "-g", &group, "-c", "100"]);
+    first.ok();
+    assert!(first.stderr.contains("not compacted"), "{}", first.stderr);
+    let groups = weir_run(&["offsets", "--offsets-topic", &store, "groups", "-o", "json"]);
+    groups.ok();
+    let listed: Value = serde_json::from_str(&groups.stdout).unwrap();
+    assert_eq!(listed["groups"][0]["group"], group.as_str(), "{listed}");
+    let before = committed(&store, &group);
+    assert_eq!(before.values().sum::<i64>(), 100);
+
+    // --no-commit reads from the group's offsets and leaves them alone.
+    let peek = consume(&store, &["-t", &topic, "-g", &group, "-e", "--no-commit"]);
+    peek.ok();
+    assert_eq!(pairs(&peek.stdout).len(), 200);
+    assert_eq!(committed(&store, &group), before);
+
+    // SIGINT: the last commit covers everything written.
+    let mut child = weir()
+        .args([
+            "consume",
+            "-t",
+            &topic,
+            "-g",
+            &group,
+            "--offsets-topic",
+            &store,
+        ])
+        .args(["--commit-interval", "1h", "-b", brokers()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    // Wait until all 200 are out: the store shows nothing new until then.
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let written = lines.join().unwrap().lines().count() as i64;
+    let after = committed(&store, &group);
+    assert_eq!(
+        after.values().sum::<i64>(),
+        100 + written,
+        "commit on SIGINT"
+    );
+}
