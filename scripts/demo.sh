@@ -40,3 +40,18 @@ $weir topics list
 echo
 echo "== weir topics describe logs"
 $weir topics describe logs
+echo
+echo "== weir produce -t logs -K '\\t' testdata/logs.tsv     (key = service, value = a JSON log line)"
+$weir produce -t logs -K '\t' testdata/logs.tsv
+echo
+echo "== weir consume -t logs -e --where level=ERROR -c 5 -f '{partition}:{offset} {key} {value}'"
+$weir consume -t logs -e --where level=ERROR -c 5 -f '{partition}:{offset} {key} {value}'
+echo
+group=demo-$$
+echo "== weir consume -t logs -g $group -c 50 >/dev/null    (a group reads 50 records and commits)"
+$weir consume -t logs -g "$group" -c 50 -q >/dev/null
+echo "== weir offsets show -g $group"
+$weir offsets show -g "$group"
+echo
+echo "== weir consume -t logs -g $group -e | wc -l           (the next run resumes after those 50)"
+$weir consume -t logs -g "$group" -e -q | wc -l
