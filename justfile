@@ -14,18 +14,23 @@ broker port="9092" storage="memory":
 demo:
     scripts/demo.sh
 
-# Format and lint checks, the static build, and every test against a real broker.
+# Format and lint checks, the static builds, and every test against a real broker.
 test:
     scripts/nisshi.sh install >/dev/null
     cargo fmt --check
     cargo clippy --locked --all-targets -- -D warnings
     scripts/static.sh
-    WEIR_NISSHI="$(scripts/nisshi.sh install)" cargo test --locked
+    scripts/cross.sh
+    WEIR_STATIC_BIN="$(scripts/static.sh)" WEIR_AARCH64_BIN="$(scripts/cross.sh)" WEIR_NISSHI="$(scripts/nisshi.sh install)" cargo test --locked
 
 # Producer benchmark: 1M x 100 B records into 1 and 6 partitions (records/s, MB/s, CPU, peak RSS).
 bench:
     scripts/bench-produce.sh
 
-# Build the fully static x86_64 musl binary.
+# Build the fully static x86_64 musl binary; prints its path.
 static:
     scripts/static.sh
+
+# Cross-build the fully static aarch64 musl binary (cargo-zigbuild, zig as C compiler); prints its path.
+cross:
+    scripts/cross.sh
