@@ -266,7 +266,17 @@ async fn connect_with_retry(
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     if last == "no broker given" {
-                        last = format!("connecting to \"{broker}\" did not complete");
+                        last = if broker.parse::<std::net::SocketAddr>().is_ok() {
+                            format!("connecting to \"{broker}\" did not complete")
+                        } else {
+                            // musl's resolver without /etc/resolv.conf can
+                            // take longer than a short --timeout to give up.
+                            format!(
+                                "connecting to \"{broker}\" did not complete (if name resolution \
+                                 is unavailable, as in a scratch container, give the broker as \
+                                 an IP address)"
+                            )
+                        };
                     }
                     break;
                 }
