@@ -23,9 +23,9 @@ test:
     scripts/cross.sh
     WEIR_STATIC_BIN="$(scripts/static.sh)" WEIR_AARCH64_BIN="$(scripts/cross.sh)" WEIR_NISSHI="$(scripts/nisshi.sh install)" cargo test --locked
 
-# Producer benchmark: 1M x 100 B records into 1 and 6 partitions (records/s, MB/s, CPU, peak RSS).
+# weir vs rust-rdkafka on one local broker: produce, consume, latency (see BENCHMARKS.md).
 bench:
-    scripts/bench-produce.sh
+    scripts/bench.sh
 
 # Build the fully static x86_64 musl binary; prints its path.
 static:

@@ -27,6 +27,8 @@
 //!   delivery report (offset or error) for every record.
 //! - [`record`]: input parsing for `weir produce`: delimiters, key
 //!   delimiter, fixed key and headers, JSON lines with base64 fields.
+//! - [`bench`]: `weir bench`: producer throughput, consumer throughput and
+//!   end-to-end latency, with a fixed-memory latency histogram.
 //!
 //! Errors are typed per module (`thiserror`) and name the broker, topic or
 //! partition involved; the binary adds context with `anyhow`.
@@ -35,6 +37,7 @@
 #![warn(missing_debug_implementations, missing_docs)]
 
 pub mod admin;
+pub mod bench;
 pub mod connect;
 pub mod consume;
 pub mod consumer;

@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod connect;
 pub mod consume;
 pub mod offsets;
@@ -70,4 +71,6 @@ pub enum Command {
     Consume(consume::ConsumeArgs),
     /// Consumer-group offsets kept by weir: groups, show, set, delete.
     Offsets(offsets::OffsetsArgs),
+    /// Measure producer and consumer throughput and end-to-end latency.
+    Bench(bench::BenchArgs),
 }

@@ -1,0 +1,884 @@
+//! Benchmarks of weir's own producer and consumer, as Kafka's
+//! `kafka-producer-perf-test` and `kafka-consumer-perf-test` measure a
+//! client: [`produce`], [`consume`] and end-to-end [`latency`].
+//!
+//! What each one times, exactly (the rust-rdkafka baseline in
+//! `bench/rdkafka-baseline/` times the same things):
+//!
+//! - **produce**: N records of SIZE bytes, one payload generated once and
+//!   copied into every record. Throughput is N over the time from the
+//!   first send to the last acknowledgement; a record's latency is from
+//!   the moment it is handed to [`Producer::send`] to the moment its
+//!   [`Delivery`] arrives (acks=all).
+//! - **consume**: N records read from the earliest offset of every
+//!   partition. The clock starts before the consumer resolves its start
+//!   offsets and stops when the N-th record is in hand.
+//! - **latency**: N records sent at a fixed rate while a consumer in the
+//!   same process reads them. A record's latency is from the moment it is
+//!   handed to the producer to the moment the consumer has it: the delay
+//!   a user sees end to end (linger, produce request, broker, fetch). The
+//!   send time travels in the first 8 bytes of the value, so nothing is
+//!   stored per record.
+//!
+//! Latencies go into a [`Histogram`] with fixed memory (log-linear buckets,
+//! within 1/64 of the true value), so a run of any length costs the same
+//! few kilobytes. Every loop is bounded by the record count, and the
+//! latency run also by a deadline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use rskafka::client::Client;
+use rskafka::client::partition::Compression;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::admin::{Admin, AdminError, NewTopic};
+use crate::connect::ConnectionConfig;
+use crate::consumer::{
+    self, ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until,
+};
+use crate::producer::{Delivery, ProduceError, ProduceRecord, Producer, ProducerConfig};
+
+/// Default record count, as the scenarios (1M records).
+pub const DEFAULT_RECORDS: u64 = 1_000_000;
+
+/// Default value size in bytes, as `kafka-producer-perf-test` examples.
+pub const DEFAULT_SIZE: usize = 100;
+
+/// Default rate of the latency benchmark, records per second.
+pub const DEFAULT_RATE: u64 = 10_000;
+
+/// Bytes at the start of a latency record's value that carry its send time.
+pub const STAMP_BYTES: usize = 8;
+
+/// Default wait, after the last send, for the latency consumer to catch up.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which benchmark a report comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// [`produce`].
+    Produce,
+    /// [`consume`].
+    Consume,
+    /// [`latency`].
+    Latency,
+}
+
+/// The producer benchmark.
+#[derive(Debug, Clone)]
+pub struct ProduceBench {
+    /// Topic to write (it must exist: see [`prepare_topic`]).
+    pub topic: String,
+    /// Records to send.
+    pub records: u64,
+    /// Value size in bytes.
+    pub size: usize,
+    /// Give each record a key (its index in decimal); null keys otherwise.
+    pub keys: bool,
+    /// Batching and compression.
+    pub producer: ProducerConfig,
+}
+
+/// The consumer benchmark.
+#[derive(Debug, Clone)]
+pub struct ConsumeBench {
+    /// Topic to read, from the earliest offset of every partition.
+    pub topic: String,
+    /// Records to read.
+    pub records: u64,
+    /// Fetch sizes; the start and stop positions are set by the benchmark.
+    pub consumer: ConsumerConfig,
+}
+
+/// The end-to-end latency benchmark.
+#[derive(Debug, Clone)]
+pub struct LatencyBench {
+    /// Topic to write and read (it must exist: see [`prepare_topic`]).
+    pub topic: String,
+    /// Records to send.
+    pub records: u64,
+    /// Value size in bytes, at least [`STAMP_BYTES`].
+    pub size: usize,
+    /// Records per second.
+    pub rate: u64,
+    /// Give each record a key (its index in decimal).
+    pub keys: bool,
+    /// Batching and compression.
+    pub producer: ProducerConfig,
+    /// Fetch sizes and wait; the positions are set by the benchmark.
+    pub consumer: ConsumerConfig,
+    /// How long, after the last send, the consumer may take to see the rest.
+    pub drain_timeout: Duration,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatencySummary {
+    /// Mean.
+    pub avg: f64,
+    /// Largest.
+    pub max: f64,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p99_9: f64,
+}
+
+/// The numbers of one run; `--json` prints it as it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Always `"weir"` (the baseline writes its own name).
+    pub tool: &'static str,
+    /// Which benchmark.
+    pub mode: Mode,
+    /// The topic.
+    pub topic: String,
+    /// Its partitions.
+    pub partitions: i32,
+    /// Batch compression of what was produced (`none` for consume).
+    pub compression: &'static str,
+    /// Records sent (acknowledged) or read.
+    pub records: u64,
+    /// Value and key bytes of those records.
+    pub bytes: u64,
+    /// Records that failed (produce and latency).
+    pub failed: u64,
+    /// Seconds from the start of the work to its end (see the module doc).
+    pub elapsed_s: f64,
+    /// `records / elapsed_s`.
+    pub records_per_sec: f64,
+    /// `bytes / elapsed_s` in MiB (2^20), as the Kafka perf tests count.
+    pub mb_per_sec: f64,
+    /// Per-record latency, for produce and latency runs: send to
+    /// acknowledgement for produce, send to consume for latency.
+    pub latency_ms: Option<LatencySummary>,
+    /// Send to acknowledgement, for latency runs.
+    pub ack_latency_ms: Option<LatencySummary>,
+    /// Whether a signal cut the run short.
+    pub interrupted: bool,
+}
+
+impl BenchReport {
+    fn new(mode: Mode, topic: &str, partitions: i32, compression: Compression) -> Self {
+        Self {
+            tool: "weir",
+            mode,
+            topic: topic.to_owned(),
+            partitions,
+            compression: codec_name(compression),
+            records: 0,
+            bytes: 0,
+            failed: 0,
+            elapsed_s: 0.0,
+            records_per_sec: 0.0,
+            mb_per_sec: 0.0,
+            latency_ms: None,
+            ack_latency_ms: None,
+            interrupted: false,
+        }
+    }
+
+    fn finish(&mut self, records: u64, bytes: u64, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        self.records = records;
+        self.bytes = bytes;
+        self.elapsed_s = secs;
+        self.records_per_sec = records as f64 / secs;
+        self.mb_per_sec = bytes as f64 / secs / (1024.0 * 1024.0);
+    }
+}
+
+/// The name of a codec as `--compression` spells it.
+pub fn codec_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::NoCompression => "none",
+        Compression::Gzip => "gzip",
+        Compression::Lz4 => "lz4",
+        Compression::Snappy => "snappy",
+        Compression::Zstd => "zstd",
+    }
+}
+
+/// Errors of the benchmarks.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// The topic could not be looked up or created.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// The producer could not start.
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    /// The consumer could not start, or a partition failed.
+    #[error(transparent)]
+    Consume(#[from] ConsumeError),
+    /// Records were not acknowledged.
+    #[error("{failed} of {records} records failed; first error: {first}")]
+    Failed {
+        /// How many failed.
+        failed: u64,
+        /// How many were sent.
+        records: u64,
+        /// The first error.
+        first: String,
+    },
+    /// Fewer records than asked for arrived.
+    #[error("topic \"{topic}\": {got} of {expected} records read; {why}")]
+    Short {
+        /// The topic.
+        topic: String,
+        /// Records asked for.
+        expected: u64,
+        /// Records read.
+        got: u64,
+        /// Why no more came.
+        why: String,
+    },
+    /// A value too small to carry the send time.
+    #[error("the latency benchmark needs values of at least {STAMP_BYTES} bytes, not {0}")]
+    TooSmall(usize),
+}
+
+/// The partition count of `topic`, which is created with `partitions`
+/// partitions (replication factor 1) when it does not exist.
+///
+/// # Errors
+///
+/// [`BenchError::Admin`] when the cluster cannot be reached or the topic
+/// cannot be created.
+pub async fn prepare_topic(
+    config: &ConnectionConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<i32, BenchError> {
+    let mut admin = Admin::connect(config).await?;
+    match admin.partition_count(topic).await {
+        Ok(n) => Ok(i32::try_from(n).unwrap_or(i32::MAX)),
+        Err(AdminError::UnknownTopic { .. }) => {
+            admin
+                .create_topic(&NewTopic {
+                    name: topic.to_owned(),
+                    partitions,
+                    replication_factor: 1,
+                    configs: Vec::new(),
+                })
+                .await?;
+            Ok(partitions)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The value every record carries: `size` bytes of uppercase letters from
+/// a fixed xorshift sequence, as `kafka-producer-perf-test` fills its
+/// payload with random letters. The baseline generates the same bytes, so
+/// compression sees the same data.
+pub fn payload(size: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            b'A' + (state % 26) as u8
+        })
+        .collect()
+}
+
+/// How often (in records) a sending loop looks at the shutdown future.
+const SHUTDOWN_CHECK: u64 = 1024;
+
+/// Sends `bench.records` records as fast as the producer takes them.
+///
+/// # Errors
+///
+/// The producer could not start, or records failed ([`BenchError::Failed`]).
+pub async fn produce(
+    client: Arc<Client>,
+    partitions: i32,
+    bench: &ProduceBench,
+    shutdown: impl Future<Output = ()>,
+) -> Result<BenchReport, BenchError> {
+    let mut report = BenchReport::new(
+        Mode::Produce,
+        &bench.topic,
+        partitions,
+        bench.producer.compression,
+    );
+    let value = payload(bench.size);
+    let (mut producer, deliveries) =
+        Producer::new(client, &bench.topic, partitions, bench.producer.clone()).await?;
+    let started = Instant::now();
+    let acks = tokio::spawn(collect_acks(deliveries, started));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut bytes = 0;
+    for i in 0..bench.records {
+        if i % SHUTDOWN_CHECK == 0 && (&mut shutdown).now_or_never().is_some() {
+            report.interrupted = true;
+            break;
+        }
+        let key = bench.keys.then(|| i.to_string().into_bytes());
+        bytes += (value.len() + key.as_ref().map_or(0, Vec::len)) as u64;
+        let record = ProduceRecord {
+            key,
+            value: Some(value.clone()),
+            ..ProduceRecord::default()
+        };
+        producer.send(micros_since(started), record).await?;
+    }
+    producer.close().await;
+    let elapsed = started.elapsed();
+    let acks = acks.await.unwrap_or_default();
+    let acked = acks.latency.count();
+    // Bytes of acknowledged records only: all records are the same size
+    // but for their keys, whose length differs by a few bytes at most.
+    let bytes = bytes
+        .checked_mul(acked)
+        .and_then(|b| b.checked_div(acked + acks.failed))
+        .unwrap_or(0);
+    report.finish(acked, bytes, elapsed);
+    report.failed = acks.failed;
+    report.latency_ms = Some(acks.latency.summary());
+    match acks.first_error {
+        Some(first) => Err(BenchError::Failed {
+            failed: acks.failed,
+            records: acked + acks.failed,
+            first,
+        }),
+        None => Ok(report),
+    }
+}
+
+/// What the delivery reader saw.
+#[derive(Debug, Default)]
+struct Acks {
+    latency: Histogram,
+    failed: u64,
+    first_error: Option<String>,
+}
+
+/// Reads deliveries until the producer is closed. A delivery's tag is its
+/// send time in microseconds since `started`.
+async fn collect_acks(
+    mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
+    started: Instant,
+) -> Acks {
+    let mut acks = Acks::default();
+    let mut batch = Vec::with_capacity(1024);
+    while deliveries.recv_many(&mut batch, 1024).await > 0 {
+        let now = micros_since(started);
+        for delivery in batch.drain(..) {
+            match delivery.result {
+                Ok(_) => acks.latency.record(now.saturating_sub(delivery.tag)),
+                Err(e) => {
+                    acks.failed += 1;
+                    acks.first_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+    acks
+}
+
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Reads `bench.records` records from the earliest offset of every
+/// partition of `bench.topic`.
+///
+/// # Errors
+///
+/// An unknown topic, a partition that failed, or a topic that holds fewer
+/// records ([`BenchError::Short`]).
+pub async fn consume(
+    client: &Client,
+    bench: &ConsumeBench,
+    shutdown: impl Future<Output = ()>,
+) -> Result<BenchReport, BenchError> {
+    let selection = Selection {
+        topics: vec![bench.topic.clone()],
+        ..Selection::default()
+    };
+    let assignments = consumer::assign(client, &selection).await?;
+    let partitions = i32::try_from(assignments.len()).unwrap_or(i32::MAX);
+    let mut report = BenchReport::new(
+        Mode::Consume,
+        &bench.topic,
+        partitions,
+        Compression::NoCompression,
+    );
+    let config = ConsumerConfig {
+        start: StartOffset::Earliest,
+        until: Until::End,
+        ..bench.consumer.clone()
+    };
+    let started = Instant::now();
+    let mut consumer = Consumer::start(client, assignments, config).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let mut failure = None;
+    while records < bench.records {
+        let event = tokio::select! {
+            biased;
+            () = &mut shutdown => {
+                report.interrupted = true;
+                break;
+            }
+            event = consumer.next() => event,
+        };
+        match event {
+            Some(ConsumerEvent::Records(batch)) => {
+                for r in batch.iter().take((bench.records - records) as usize) {
+                    records += 1;
+                    bytes += (r.key.as_ref().map_or(0, Vec::len)
+                        + r.value.as_ref().map_or(0, Vec::len)) as u64;
+                }
+            }
+            Some(ConsumerEvent::Reached { .. }) => {}
+            Some(ConsumerEvent::Failed(e)) => {
+                failure = Some(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    let elapsed = started.elapsed();
+    consumer.stop().await;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    report.finish(records, bytes, elapsed);
+    if records < bench.records && !report.interrupted {
+        return Err(BenchError::Short {
+            topic: bench.topic.clone(),
+            expected: bench.records,
+            got: records,
+            why: "every partition reached its end (produce more first)".to_owned(),
+        });
+    }
+    Ok(report)
+}
+
+/// Sends `bench.records` records at `bench.rate` per second while a
+/// consumer in this process reads them, from the high watermarks taken
+/// before the first send.
+///
+/// # Errors
+///
+/// The producer or consumer could not start, records failed, or not all
+/// arrived within `bench.drain_timeout` of the last send.
+pub async fn latency(
+    client: Arc<Client>,
+    partitions: i32,
+    bench: &LatencyBench,
+    shutdown: impl Future<Output = ()>,
+) -> Result<BenchReport, BenchError> {
+    if bench.size < STAMP_BYTES {
+        return Err(BenchError::TooSmall(bench.size));
+    }
+    let mut report = BenchReport::new(
+        Mode::Latency,
+        &bench.topic,
+        partitions,
+        bench.producer.compression,
+    );
+    let selection = Selection {
+        topics: vec![bench.topic.clone()],
+        ..Selection::default()
+    };
+    let assignments = consumer::assign(&client, &selection).await?;
+    let config = ConsumerConfig {
+        start: StartOffset::Latest,
+        until: Until::Never,
+        ..bench.consumer.clone()
+    };
+    let consumer = Consumer::start(&client, assignments, config).await?;
+    let (mut producer, deliveries) =
+        Producer::new(client, &bench.topic, partitions, bench.producer.clone()).await?;
+
+    let started = Instant::now();
+    let acks = tokio::spawn(collect_acks(deliveries, started));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(read_stamped(consumer, bench.records, started, stop_rx));
+
+    let mut value = payload(bench.size);
+    let interval_ns = 1_000_000_000 / bench.rate.max(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    for i in 0..bench.records {
+        let due = started + Duration::from_nanos(i.saturating_mul(interval_ns));
+        tokio::select! {
+            biased;
+            () = &mut shutdown => {
+                report.interrupted = true;
+                break;
+            }
+            () = tokio::time::sleep_until(due) => {}
+        }
+        let key = bench.keys.then(|| i.to_string().into_bytes());
+        let sent = micros_since(started);
+        value[..STAMP_BYTES].copy_from_slice(&sent.to_le_bytes());
+        let record = ProduceRecord {
+            key,
+            value: Some(value.clone()),
+            ..ProduceRecord::default()
+        };
+        producer.send(sent, record).await?;
+    }
+    let sending = started.elapsed();
+    producer.close().await;
+    let acks = acks.await.unwrap_or_default();
+    let deadline = tokio::time::sleep(bench.drain_timeout);
+    let mut reader = std::pin::pin!(reader);
+    let read = tokio::select! {
+        biased;
+        read = &mut reader => read,
+        () = deadline => {
+            let _ = stop_tx.send(());
+            reader.await
+        }
+        () = &mut shutdown, if !report.interrupted => {
+            report.interrupted = true;
+            let _ = stop_tx.send(());
+            reader.await
+        }
+    };
+    let read = read.unwrap_or_else(|e| Read {
+        failure: Some(format!("the reader task ended abnormally: {e}")),
+        ..Read::default()
+    });
+    report.finish(read.records, read.bytes, sending);
+    report.failed = acks.failed;
+    report.latency_ms = Some(read.latency.summary());
+    report.ack_latency_ms = Some(acks.latency.summary());
+    if let Some(first) = acks.first_error {
+        return Err(BenchError::Failed {
+            failed: acks.failed,
+            records: bench.records,
+            first,
+        });
+    }
+    let expected = acks.latency.count();
+    if read.records < expected && !report.interrupted {
+        return Err(BenchError::Short {
+            topic: bench.topic.clone(),
+            expected,
+            got: read.records,
+            why: read.failure.unwrap_or_else(|| {
+                format!(
+                    "the rest did not arrive within {} of the last send",
+                    humantime::format_duration(bench.drain_timeout)
+                )
+            }),
+        });
+    }
+    Ok(report)
+}
+
+/// What the latency reader saw.
+#[derive(Debug, Default)]
+struct Read {
+    records: u64,
+    bytes: u64,
+    latency: Histogram,
+    failure: Option<String>,
+}
+
+/// Reads until `records` stamped records have arrived, the stream ends, or
+/// `stop` fires.
+async fn read_stamped(
+    mut consumer: Consumer,
+    records: u64,
+    started: Instant,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Read {
+    let mut read = Read::default();
+    while read.records < records {
+        let event = tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            event = consumer.next() => event,
+        };
+        match event {
+            Some(ConsumerEvent::Records(batch)) => {
+                let now = micros_since(started);
+                for r in &batch {
+                    let Some(stamp) = r
+                        .value
+                        .as_deref()
+                        .and_then(|v| v.get(..STAMP_BYTES))
+                        .and_then(|b| <[u8; STAMP_BYTES]>::try_from(b).ok())
+                    else {
+                        continue;
+                    };
+                    read.records += 1;
+                    read.bytes += (r.key.as_ref().map_or(0, Vec::len)
+                        + r.value.as_ref().map_or(0, Vec::len))
+                        as u64;
+                    read.latency
+                        .record(now.saturating_sub(u64::from_le_bytes(stamp)));
+                }
+            }
+            Some(ConsumerEvent::Reached { .. }) => {}
+            Some(ConsumerEvent::Failed(e)) => {
+                read.failure = Some(e.to_string());
+                break;
+            }
+            None => break,
+        }
+    }
+    consumer.stop().await;
+    read
+}
+
+/// Sub-buckets per power of two: values below this are exact, larger ones
+/// are within 1/(SUB_BUCKETS/2) of their bucket.
+const SUB_BUCKETS: u64 = 128;
+const HALF: u64 = SUB_BUCKETS / 2;
+/// 128 exact buckets, then 64 per power of two from 2^7 to 2^63.
+const BUCKETS: usize = (SUB_BUCKETS + (64 - 7) * HALF) as usize;
+
+/// A latency histogram in microseconds with log-linear buckets: values
+/// below 128 are kept exactly, larger ones within 1/64 (1.6 %). Count,
+/// sum, minimum and maximum are exact. 29 KiB whatever the count.
+#[derive(Clone)]
+pub struct Histogram {
+    counts: Box<[u64]>,
+    count: u64,
+    sum: u128,
+    min: u64,
+    max: u64,
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Histogram")
+            .field("count", &self.count)
+            .field("min", &self.min)
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; BUCKETS].into_boxed_slice(),
+            count: 0,
+            sum: 0,
+            min: u64::MAX,
+            max: 0,
+        }
+    }
+}
+
+impl Histogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn index(value: u64) -> usize {
+        if value < SUB_BUCKETS {
+            return value as usize;
+        }
+        // The highest set bit is at 7 or above; keep the 6 bits below it.
+        let shift = 63 - u64::from(value.leading_zeros()) - 6;
+        (SUB_BUCKETS + (shift - 1) * HALF + ((value >> shift) - HALF)) as usize
+    }
+
+    /// The smallest and largest value of bucket `index`.
+    fn bounds(index: usize) -> (u64, u64) {
+        let index = index as u64;
+        if index < SUB_BUCKETS {
+            return (index, index);
+        }
+        let shift = (index - SUB_BUCKETS) / HALF + 1;
+        let sub = (index - SUB_BUCKETS) % HALF + HALF;
+        let low = sub << shift;
+        (low, low + ((1u64 << shift) - 1))
+    }
+
+    /// Adds one value.
+    pub fn record(&mut self, micros: u64) {
+        self.counts[Self::index(micros)] += 1;
+        self.count += 1;
+        self.sum += u128::from(micros);
+        self.min = self.min.min(micros);
+        self.max = self.max.max(micros);
+    }
+
+    /// How many values were added.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The mean, 0 when empty.
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
+    }
+
+    /// The largest value, 0 when empty.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The nearest-rank `q`-th percentile (0 < q ≤ 100): the value at rank
+    /// ⌈q/100 · count⌉, as the middle of its bucket, kept within the
+    /// observed minimum and maximum. 0 when empty.
+    pub fn percentile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q / 100.0 * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (index, &n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let (low, high) = Self::bounds(index);
+                return (low + (high - low) / 2).clamp(self.min, self.max);
+            }
+        }
+        self.max
+    }
+
+    /// Mean, maximum and percentiles in milliseconds.
+    pub fn summary(&self) -> LatencySummary {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        LatencySummary {
+            avg: self.mean() / 1000.0,
+            max: ms(self.max),
+            p50: ms(self.percentile(50.0)),
+            p95: ms(self.percentile(95.0)),
+            p99: ms(self.percentile(99.0)),
+            p99_9: ms(self.percentile(99.9)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_values_are_exact() {
+        let mut h = Histogram::new();
+        for v in 1..=100 {
+            h.record(v);
+        }
+        assert_eq!(h.count(), 100);
+        assert_eq!(h.percentile(50.0), 50);
+        assert_eq!(h.percentile(95.0), 95);
+        assert_eq!(h.percentile(99.0), 99);
+        assert_eq!(h.percentile(99.9), 100);
+        assert_eq!(h.percentile(100.0), 100);
+        assert_eq!(h.max(), 100);
+        assert!((h.mean() - 50.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn nearest_rank_rounds_up() {
+        let mut h = Histogram::new();
+        for v in [10, 20, 30] {
+            h.record(v);
+        }
+        // Rank ceil(0.5 * 3) = 2.
+        assert_eq!(h.percentile(50.0), 20);
+        // Rank ceil(0.01 * 3) = 1: the smallest.
+        assert_eq!(h.percentile(1.0), 10);
+        assert_eq!(h.percentile(99.9), 30);
+    }
+
+    #[test]
+    fn large_values_are_within_a_sixty_fourth() {
+        let mut h = Histogram::new();
+        let values: Vec<u64> = (0..10_000u64).map(|i| 1_000 + i * 997).collect();
+        for &v in &values {
+            h.record(v);
+        }
+        for q in [50.0, 95.0, 99.0, 99.9] {
+            let rank = (q / 100.0 * values.len() as f64).ceil() as usize;
+            let exact = values[rank - 1] as f64;
+            let got = h.percentile(q) as f64;
+            assert!(
+                (got - exact).abs() / exact <= 1.0 / 64.0,
+                "p{q}: {got} vs {exact}"
+            );
+        }
+        assert_eq!(h.max(), *values.last().unwrap());
+    }
+
+    #[test]
+    fn buckets_cover_every_value_without_gaps() {
+        // Each bucket starts one past the previous one's end.
+        let mut next = 0;
+        for index in 0..BUCKETS {
+            let (low, high) = Histogram::bounds(index);
+            assert_eq!(low, next, "bucket {index}");
+            assert!(high >= low);
+            assert_eq!(Histogram::index(low), index);
+            assert_eq!(Histogram::index(high), index);
+            next = high.wrapping_add(1);
+        }
+        assert_eq!(next, 0, "the last bucket ends at u64::MAX");
+        assert_eq!(Histogram::index(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn percentiles_stay_within_the_observed_range() {
+        let mut h = Histogram::new();
+        h.record(1_000_001);
+        // The bucket's middle would be above the only value.
+        assert_eq!(h.percentile(50.0), 1_000_001);
+        assert_eq!(Histogram::new().percentile(99.0), 0);
+        assert_eq!(Histogram::new().summary().avg, 0.0);
+    }
+
+    #[test]
+    fn summary_is_in_milliseconds() {
+        let mut h = Histogram::new();
+        for v in [1_000, 2_000, 3_000, 4_000] {
+            h.record(v);
+        }
+        let s = h.summary();
+        assert!((s.avg - 2.5).abs() < 1e-9);
+        assert!((s.max - 4.0).abs() < 1e-9);
+        assert!((s.p50 - 2.0).abs() / 2.0 <= 1.0 / 64.0, "{}", s.p50);
+        assert!((s.p99 - 4.0).abs() / 4.0 <= 1.0 / 64.0, "{}", s.p99);
+    }
+
+    #[test]
+    fn throughput_counts_mebibytes() {
+        let mut r = BenchReport::new(Mode::Produce, "t", 1, Compression::Lz4);
+        r.finish(1_000_000, 100_000_000, Duration::from_millis(500));
+        assert!((r.records_per_sec - 2_000_000.0).abs() < 1e-6);
+        assert!((r.mb_per_sec - 190.734_863_281_25).abs() < 1e-6);
+        assert_eq!(r.compression, "lz4");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["mode"], "produce");
+        assert_eq!(json["tool"], "weir");
+    }
+
+    #[test]
+    fn payload_is_fixed_letters() {
+        let p = payload(100);
+        assert_eq!(p.len(), 100);
+        assert!(p.iter().all(u8::is_ascii_uppercase));
+        assert_eq!(p, payload(100));
+        // Not one letter repeated: lz4 must see realistic data.
+        assert!(p.iter().collect::<std::collections::BTreeSet<_>>().len() > 10);
+    }
+}

@@ -1,0 +1,347 @@
+//! `weir bench produce|consume|latency`: the Kafka perf tests' numbers for
+//! weir's own producer and consumer (see [`weir::bench`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::Subcommand;
+use weir::ConnectionConfig;
+use weir::bench::{
+    self, BenchReport, ConsumeBench, DEFAULT_RATE, DEFAULT_RECORDS, DEFAULT_SIZE, LatencyBench,
+    ProduceBench, STAMP_BYTES,
+};
+use weir::consumer::{ConsumerConfig, DEFAULT_FETCH_BYTES};
+use weir::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
+
+use super::connect::parse_duration;
+use super::produce::Codec;
+use super::usage;
+
+/// Measure weir's producer and consumer the way kafka-producer-perf-test
+/// and kafka-consumer-perf-test do.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub job: Job,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum Job {
+    /// Send N records as fast as possible; throughput and send-to-ack
+    /// latency.
+    Produce(ProduceBenchArgs),
+    /// Read N records from the earliest offsets; throughput.
+    Consume(ConsumeBenchArgs),
+    /// Send N records at --rate per second and read them back in the same
+    /// process; send-to-consume latency.
+    Latency(LatencyBenchArgs),
+}
+
+/// Flags every benchmark has.
+#[derive(Debug, clap::Args)]
+pub struct Shared {
+    /// Topic (default: weir-bench-<P>p, or weir-bench-latency-<P>p for
+    /// latency), created with --partitions when it does not exist.
+    #[arg(short, long)]
+    pub topic: Option<String>,
+
+    /// Partitions of a topic the benchmark creates [default: 1].
+    #[arg(short, long)]
+    pub partitions: Option<i32>,
+
+    /// Print one JSON object with every number instead of the summary line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Producer flags.
+#[derive(Debug, clap::Args)]
+pub struct ProducerFlags {
+    /// Value size in bytes.
+    #[arg(short, long, default_value_t = DEFAULT_SIZE)]
+    pub size: usize,
+
+    /// Batch compression.
+    #[arg(long, value_enum, default_value_t = Codec::None)]
+    pub compression: Codec,
+
+    /// Largest batch in bytes (at most 1 MiB minus request overhead).
+    #[arg(long, default_value_t = DEFAULT_BATCH_BYTES)]
+    pub batch_bytes: usize,
+
+    /// How long a partition waits for more records before sending a batch.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    pub linger: Duration,
+
+    /// Key each record with its index; records have null keys otherwise.
+    #[arg(long)]
+    pub keys: bool,
+}
+
+/// Consumer flags.
+#[derive(Debug, clap::Args)]
+pub struct ConsumerFlags {
+    /// First fetch size per partition in bytes.
+    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES)]
+    pub fetch_bytes: i32,
+
+    /// Longest a fetch waits for new records.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub fetch_max_wait: Duration,
+}
+
+/// `weir bench produce`.
+#[derive(Debug, clap::Args)]
+pub struct ProduceBenchArgs {
+    #[command(flatten)]
+    pub shared: Shared,
+
+    /// Records to send.
+    #[arg(short = 'n', long, default_value_t = DEFAULT_RECORDS)]
+    pub records: u64,
+
+    #[command(flatten)]
+    pub producer: ProducerFlags,
+}
+
+/// `weir bench consume`.
+#[derive(Debug, clap::Args)]
+pub struct ConsumeBenchArgs {
+    #[command(flatten)]
+    pub shared: Shared,
+
+    /// Records to read.
+    #[arg(short = 'n', long, default_value_t = DEFAULT_RECORDS)]
+    pub records: u64,
+
+    #[command(flatten)]
+    pub consumer: ConsumerFlags,
+}
+
+/// `weir bench latency`.
+#[derive(Debug, clap::Args)]
+pub struct LatencyBenchArgs {
+    #[command(flatten)]
+    pub shared: Shared,
+
+    /// Records to send.
+    #[arg(short = 'n', long, default_value_t = 100_000)]
+    pub records: u64,
+
+    /// Records per second.
+    #[arg(long, default_value_t = DEFAULT_RATE)]
+    pub rate: u64,
+
+    /// How long, after the last send, the rest may take to arrive.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    #[command(flatten)]
+    pub producer: ProducerFlags,
+
+    #[command(flatten)]
+    pub consumer: ConsumerFlags,
+}
+
+impl Shared {
+    fn topic(&self, prefix: &str) -> String {
+        self.topic
+            .clone()
+            .unwrap_or_else(|| format!("{prefix}-{}p", self.partitions()))
+    }
+
+    fn partitions(&self) -> i32 {
+        self.partitions.unwrap_or(1)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.partitions() < 1 {
+            return Err(usage("--partitions must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl ProducerFlags {
+    fn config(&self, timeout: Duration) -> anyhow::Result<ProducerConfig> {
+        if self.batch_bytes == 0 || self.batch_bytes > DEFAULT_BATCH_BYTES {
+            return Err(usage(format!(
+                "--batch-bytes {} is out of range (1..={DEFAULT_BATCH_BYTES}: the broker rejects requests over 1 MiB)",
+                self.batch_bytes
+            )));
+        }
+        Ok(ProducerConfig {
+            linger: self.linger,
+            batch_bytes: self.batch_bytes,
+            compression: self.compression.into(),
+            delivery_timeout: timeout,
+            ..ProducerConfig::default()
+        })
+    }
+}
+
+impl ConsumerFlags {
+    fn config(&self, timeout: Duration) -> anyhow::Result<ConsumerConfig> {
+        if self.fetch_bytes < 1 {
+            return Err(usage("--fetch-bytes must be at least 1"));
+        }
+        Ok(ConsumerConfig {
+            fetch_bytes: self.fetch_bytes,
+            fetch_max_wait: self.fetch_max_wait,
+            retry_timeout: timeout,
+            ..ConsumerConfig::default()
+        })
+    }
+}
+
+/// Runs `weir bench`.
+///
+/// # Errors
+///
+/// Usage errors, a broker that cannot be reached, records that failed or
+/// did not arrive.
+pub async fn run(
+    args: BenchArgs,
+    config: ConnectionConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    match args.job {
+        Job::Produce(a) => {
+            a.shared.check()?;
+            let bench = ProduceBench {
+                topic: a.shared.topic("weir-bench"),
+                records: a.records,
+                size: a.producer.size,
+                keys: a.producer.keys,
+                producer: a.producer.config(config.timeout)?,
+            };
+            let partitions = topic(&config, &bench.topic, a.shared.partitions).await?;
+            let client = Arc::new(config.client().await?);
+            let report = bench::produce(client, partitions, &bench, shutdown).await?;
+            print(&report, a.shared.json, || produce_line(&report, "sent"));
+        }
+        Job::Consume(a) => {
+            a.shared.check()?;
+            let bench = ConsumeBench {
+                topic: a.shared.topic("weir-bench"),
+                records: a.records,
+                consumer: a.consumer.config(config.timeout)?,
+            };
+            let client = config.client().await?;
+            let start = SystemTime::now();
+            let report = bench::consume(&client, &bench, shutdown).await?;
+            let end = SystemTime::now();
+            print(&report, a.shared.json, || {
+                consume_lines(&report, start, end)
+            });
+        }
+        Job::Latency(a) => {
+            a.shared.check()?;
+            if a.producer.size < STAMP_BYTES {
+                return Err(usage(format!(
+                    "--size must be at least {STAMP_BYTES} for latency: the send time travels in the value"
+                )));
+            }
+            if a.rate == 0 {
+                return Err(usage("--rate must be at least 1"));
+            }
+            let bench = LatencyBench {
+                topic: a.shared.topic("weir-bench-latency"),
+                records: a.records,
+                size: a.producer.size,
+                rate: a.rate,
+                keys: a.producer.keys,
+                producer: a.producer.config(config.timeout)?,
+                consumer: a.consumer.config(config.timeout)?,
+                drain_timeout: a.drain_timeout,
+            };
+            let partitions = topic(&config, &bench.topic, a.shared.partitions).await?;
+            let client = Arc::new(config.client().await?);
+            let report = bench::latency(client, partitions, &bench, shutdown).await?;
+            print(&report, a.shared.json, || {
+                produce_line(&report, "received (end-to-end: send to consume)")
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The topic's partition count, creating it first when it is missing.
+async fn topic(
+    config: &ConnectionConfig,
+    topic: &str,
+    partitions: Option<i32>,
+) -> anyhow::Result<i32> {
+    let found = bench::prepare_topic(config, topic, partitions.unwrap_or(1)).await?;
+    if let Some(partitions) = partitions.filter(|&p| p != found) {
+        tracing::warn!(
+            topic,
+            partitions = found,
+            "the topic exists with {found} partitions; --partitions {partitions} is ignored"
+        );
+    }
+    Ok(found)
+}
+
+fn print(report: &BenchReport, json: bool, line: impl FnOnce() -> String) {
+    if json {
+        match serde_json::to_string(report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("weir: cannot write the report as JSON: {e}"),
+        }
+    } else {
+        println!("{}", line());
+    }
+    if report.interrupted {
+        eprintln!("weir: interrupted; the numbers cover what was done before the signal");
+    }
+}
+
+/// Milliseconds as the Kafka perf tests print them, with decimals for
+/// sub-10 ms values that would otherwise all read 0 or 1.
+fn ms(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// kafka-producer-perf-test's closing line.
+fn produce_line(r: &BenchReport, verb: &str) -> String {
+    let mut line = format!(
+        "{} records {verb}, {:.1} records/sec ({:.2} MB/sec)",
+        r.records, r.records_per_sec, r.mb_per_sec
+    );
+    if let Some(l) = r.latency_ms {
+        line.push_str(&format!(
+            ", {:.1} ms avg latency, {:.1} ms max latency, {} ms 50th, {} ms 95th, {} ms 99th, {} ms 99.9th",
+            l.avg,
+            l.max,
+            ms(l.p50),
+            ms(l.p95),
+            ms(l.p99),
+            ms(l.p99_9)
+        ));
+    }
+    line.push('.');
+    line
+}
+
+/// kafka-consumer-perf-test's header and row.
+fn consume_lines(r: &BenchReport, start: SystemTime, end: SystemTime) -> String {
+    format!(
+        "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec\n\
+         {}, {}, {:.4}, {:.4}, {}, {:.4}",
+        humantime::format_rfc3339_millis(start),
+        humantime::format_rfc3339_millis(end),
+        r.bytes as f64 / (1024.0 * 1024.0),
+        r.mb_per_sec,
+        r.records,
+        r.records_per_sec,
+    )
+}
