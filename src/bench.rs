@@ -339,12 +339,7 @@ pub async fn produce(
     let elapsed = started.elapsed();
     let acks = acks.await.unwrap_or_default();
     let acked = acks.latency.count();
-    // Bytes of acknowledged records only: all records are the same size
-    // but for their keys, whose length differs by a few bytes at most.
-    let bytes = bytes
-        .checked_mul(acked)
-        .and_then(|b| b.checked_div(acked + acks.failed))
-        .unwrap_or(0);
+    // With failures the run is an error, so `bytes` is what was acknowledged.
     report.finish(acked, bytes, elapsed);
     report.failed = acks.failed;
     report.latency_ms = Some(acks.latency.summary());

@@ -27,6 +27,17 @@
 //!   delivery report (offset or error) for every record.
 //! - [`record`]: input parsing for `weir produce`: delimiters, key
 //!   delimiter, fixed key and headers, JSON lines with base64 fields.
+//! - [`consumer`]: explicit per-partition consumers: start positions
+//!   clamped to the watermarks, `--until` stops, one fetch task per
+//!   partition merged into one bounded stream.
+//! - [`filter`]: content filters: regular expressions on keys and values,
+//!   JSON field matches.
+//! - [`output`]: writing consumed records: raw values, templates, JSON
+//!   lines with base64 for bytes that are not UTF-8.
+//! - [`consume`]: the `weir consume` job: consumer, filter, output, tally
+//!   and the at-least-once commit of flushed positions.
+//! - [`offsets`]: group offsets as records in a compacted topic
+//!   ([`OffsetStore`](offsets::OffsetStore)).
 //! - [`bench`]: `weir bench`: producer throughput, consumer throughput and
 //!   end-to-end latency, with a fixed-memory latency histogram.
 //!
