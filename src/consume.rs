@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
 use crate::filter::{Filter, Verdict};
-use crate::offsets::{GroupSession, OffsetsError};
+use crate::offsets::{Conflict, GroupSession, OffsetsError};
 use crate::output::{RecordWriter, is_broken_pipe};
 
 /// What to do with the records.
@@ -234,7 +234,33 @@ pub async fn run<W: Write>(
     })
 }
 
-fn output_error(e: std::io::Error) -> Result<StopReason, ConsumeJobError> {
+/// Turns another instance's commits on this session's partitions into a
+/// warning, or with `exclusive` into [`ConsumeJobError::Conflict`].
+pub(crate) fn check_conflicts(
+    session: &GroupSession,
+    conflicts: Vec<Conflict>,
+    exclusive: bool,
+) -> Result<(), ConsumeJobError> {
+    for c in conflicts {
+        let error = ConsumeJobError::Conflict {
+            group: session.group().to_owned(),
+            topic: c.topic,
+            partition: c.partition,
+            other: c.instance,
+            offset: c.offset,
+            instance: session.instance().to_owned(),
+        };
+        if exclusive {
+            return Err(error);
+        }
+        tracing::warn!(
+            "{error}; two processes reading one partition both write its records (use --instance or --partitions to split them)"
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn output_error(e: std::io::Error) -> Result<StopReason, ConsumeJobError> {
     if is_broken_pipe(&e) {
         Ok(StopReason::OutputClosed)
     } else {
@@ -270,23 +296,7 @@ impl State {
         match commits.session.commit(&self.flushed, |_, _| None).await {
             Ok(conflicts) => {
                 self.commits += 1;
-                for c in conflicts {
-                    let error = ConsumeJobError::Conflict {
-                        group: commits.session.group().to_owned(),
-                        topic: c.topic,
-                        partition: c.partition,
-                        other: c.instance,
-                        offset: c.offset,
-                        instance: commits.session.instance().to_owned(),
-                    };
-                    if commits.exclusive {
-                        return Err(error);
-                    }
-                    tracing::warn!(
-                        "{error}; two processes reading one partition both write its records (use --instance or --partitions to split them)"
-                    );
-                }
-                Ok(())
+                check_conflicts(&commits.session, conflicts, commits.exclusive)
             }
             Err(e) if !last => {
                 tracing::warn!(error = %e, "commit failed; retrying at the next interval");

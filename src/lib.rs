@@ -38,6 +38,9 @@
 //!   and the at-least-once commit of flushed positions.
 //! - [`offsets`]: group offsets as records in a compacted topic
 //!   ([`OffsetStore`](offsets::OffsetStore)).
+//! - [`aggregate`]: `weir count`: windowed counts per key whose state is
+//!   checkpointed with the input offsets, so a crash neither loses nor
+//!   double-counts.
 //! - [`bench`]: `weir bench`: producer throughput, consumer throughput and
 //!   end-to-end latency, with a fixed-memory latency histogram.
 //!
@@ -48,6 +51,7 @@
 #![warn(missing_debug_implementations, missing_docs)]
 
 pub mod admin;
+pub mod aggregate;
 pub mod bench;
 pub mod connect;
 pub mod consume;

@@ -84,6 +84,53 @@ impl OffsetKey {
     }
 }
 
+/// One piece of a state too large for its commit record, written before
+/// the commit that references it: key `[1,group,topic,partition,checkpoint,index]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChunkKey {
+    /// Group.
+    pub group: String,
+    /// Topic consumed.
+    pub topic: String,
+    /// Partition consumed.
+    pub partition: i32,
+    /// The checkpoint the chunk belongs to.
+    pub checkpoint: String,
+    /// Its place among the checkpoint's chunks, from 0.
+    pub index: u32,
+}
+
+impl ChunkKey {
+    /// The record key.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(&(
+            FORMAT_VERSION,
+            &self.group,
+            &self.topic,
+            self.partition,
+            &self.checkpoint,
+            self.index,
+        ))
+        .unwrap_or_default()
+    }
+}
+
+/// A record of the store, read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreRecord {
+    /// A commit (`None`: deleted).
+    Commit(OffsetKey, Option<Commit>),
+    /// A state chunk (`None`: deleted).
+    Chunk(ChunkKey, Option<Vec<u8>>),
+}
+
+/// Chunks of a group's checkpointed state, by key.
+pub type Chunks = BTreeMap<ChunkKey, Vec<u8>>;
+
+/// A produce request to the store stays under this many bytes: brokers
+/// reject requests over 1 MiB by default.
+pub const MAX_REQUEST_BYTES: usize = 900 * 1024;
+
 /// One committed position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Commit {
@@ -280,9 +327,11 @@ impl OffsetStore {
     pub async fn load(&self, group: &str) -> Result<GroupOffsets, OffsetsError> {
         let partition = self.partition_for(group);
         let mut offsets = GroupOffsets::new();
-        self.read(partition, None, |key, commit, _| {
-            if key.group == group {
-                apply(&mut offsets, key, commit);
+        self.read(partition, None, |record, _| {
+            if let StoreRecord::Commit(key, commit) = record {
+                if key.group == group {
+                    apply(&mut offsets, key, commit);
+                }
             }
         })
         .await?;
@@ -297,9 +346,11 @@ impl OffsetStore {
     pub async fn load_all(&self) -> Result<BTreeMap<String, GroupOffsets>, OffsetsError> {
         let mut groups: BTreeMap<String, GroupOffsets> = BTreeMap::new();
         for partition in 0..self.partitions {
-            self.read(partition, None, |key, commit, _| {
-                let group = groups.entry(key.group.clone()).or_default();
-                apply(group, key, commit);
+            self.read(partition, None, |record, _| {
+                if let StoreRecord::Commit(key, commit) = record {
+                    let group = groups.entry(key.group.clone()).or_default();
+                    apply(group, key, commit);
+                }
             })
             .await?;
         }
@@ -308,13 +359,13 @@ impl OffsetStore {
     }
 
     /// Reads store `partition` from `from` (default: earliest) to its high
-    /// watermark now, calling `each` with every readable record (`None`
-    /// for a tombstone) and its offset. Returns the next offset.
+    /// watermark now, calling `each` with every readable record and its
+    /// offset. Returns the next offset.
     async fn read(
         &self,
         partition: i32,
         from: Option<i64>,
-        mut each: impl FnMut(OffsetKey, Option<Commit>, i64),
+        mut each: impl FnMut(StoreRecord, i64),
     ) -> Result<i64, OffsetsError> {
         let failed = |reason: String| OffsetsError::Read {
             topic: self.topic.clone(),
@@ -341,13 +392,14 @@ impl OffsetStore {
             match event {
                 ConsumerEvent::Records(records) => {
                     for record in records {
-                        next = record.offset + 1;
-                        match parse(&record) {
-                            Ok((key, commit)) => each(key, commit, record.offset),
+                        let offset = record.offset;
+                        next = offset + 1;
+                        match parse(record) {
+                            Ok(record) => each(record, offset),
                             Err(reason) => warn!(
                                 topic = self.topic.as_str(),
                                 partition,
-                                offset = record.offset,
+                                offset,
                                 reason = reason.as_str(),
                                 "skipping a record of the offsets topic"
                             ),
@@ -373,9 +425,45 @@ impl OffsetStore {
         group: &str,
         commits: &[(OffsetKey, Option<Commit>)],
     ) -> Result<Option<i64>, OffsetsError> {
-        if commits.is_empty() {
-            return Ok(None);
-        }
+        let records = commits
+            .iter()
+            .map(|(key, commit)| {
+                let value = commit
+                    .as_ref()
+                    .map(|c| serde_json::to_vec(c).unwrap_or_default());
+                (key.encode(), value)
+            })
+            .collect();
+        self.write(group, records, true).await
+    }
+
+    /// Writes state chunks (or, with `None`, deletes them), in as many
+    /// produce requests as their size needs.
+    ///
+    /// # Errors
+    ///
+    /// [`OffsetsError::Commit`] when the broker did not take them.
+    pub async fn write_chunks(
+        &self,
+        group: &str,
+        chunks: Vec<(ChunkKey, Option<Vec<u8>>)>,
+    ) -> Result<Option<i64>, OffsetsError> {
+        let records = chunks
+            .into_iter()
+            .map(|(key, value)| (key.encode(), value))
+            .collect();
+        self.write(group, records, false).await
+    }
+
+    /// Produces `records` to `group`'s store partition with acks=all: in
+    /// one request when `atomic`, else in requests of at most
+    /// [`MAX_REQUEST_BYTES`]. Returns the offset of the last one.
+    async fn write(
+        &self,
+        group: &str,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        atomic: bool,
+    ) -> Result<Option<i64>, OffsetsError> {
         let partition = self.partition_for(group);
         let failed = |reason: String| OffsetsError::Commit {
             group: group.to_owned(),
@@ -383,28 +471,48 @@ impl OffsetStore {
             partition,
             reason,
         };
-        let writer = self.writer(partition).await.map_err(&failed)?;
         let timestamp = DateTime::from_timestamp_millis(now_ms()).unwrap_or_default();
-        let records = commits
-            .iter()
-            .map(|(key, commit)| Record {
-                key: Some(key.encode()),
-                value: commit
-                    .as_ref()
-                    .map(|c| serde_json::to_vec(c).unwrap_or_default()),
+        let mut requests: Vec<Vec<Record>> = Vec::new();
+        let mut bytes = 0;
+        for (key, value) in records {
+            // Record framing and headers of a batch are well under 100
+            // bytes per record.
+            let size = key.len() + value.as_ref().map_or(0, Vec::len) + 100;
+            if requests.is_empty() || (!atomic && bytes + size > MAX_REQUEST_BYTES) {
+                requests.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            requests.last_mut().unwrap_or(&mut Vec::new()).push(Record {
+                key: Some(key),
+                value,
                 headers: BTreeMap::new(),
                 timestamp,
-            })
-            .collect();
-        let offsets = tokio::time::timeout(
-            self.timeout,
-            writer.produce(records, Compression::NoCompression),
-        )
-        .await
-        .map_err(|_| failed("no acknowledgement before the timeout".to_owned()))?
-        .map_err(|e| failed(e.to_string()))?;
-        debug!(group, records = commits.len(), partition, "committed");
-        Ok(offsets.last().copied())
+            });
+        }
+        if requests.is_empty() {
+            return Ok(None);
+        }
+        let writer = self.writer(partition).await.map_err(&failed)?;
+        let mut last = None;
+        for records in requests {
+            let count = records.len();
+            let offsets = tokio::time::timeout(
+                self.timeout,
+                writer.produce(records, Compression::NoCompression),
+            )
+            .await
+            .map_err(|_| failed("no acknowledgement before the timeout".to_owned()))?
+            .map_err(|e| failed(e.to_string()))?;
+            debug!(
+                group,
+                records = count,
+                partition,
+                "written to the offsets topic"
+            );
+            last = offsets.last().copied().or(last);
+        }
+        Ok(last)
     }
 
     async fn writer(&self, partition: i32) -> Result<Arc<PartitionClient>, String> {
@@ -435,15 +543,33 @@ fn apply(offsets: &mut GroupOffsets, key: OffsetKey, commit: Option<Commit>) {
     }
 }
 
-fn parse(record: &ConsumedRecord) -> Result<(OffsetKey, Option<Commit>), String> {
-    let key = OffsetKey::decode(record.key.as_deref().ok_or("no key")?)?;
+fn parse(record: ConsumedRecord) -> Result<StoreRecord, String> {
+    let key = record.key.as_deref().ok_or("no key")?;
+    if let Ok((version, group, topic, partition, checkpoint, index)) =
+        serde_json::from_slice::<(u8, String, String, i32, String, u32)>(key)
+    {
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "key format version {version} is not {FORMAT_VERSION}"
+            ));
+        }
+        let key = ChunkKey {
+            group,
+            topic,
+            partition,
+            checkpoint,
+            index,
+        };
+        return Ok(StoreRecord::Chunk(key, record.value));
+    }
+    let key = OffsetKey::decode(key)?;
     let commit = match &record.value {
         None => None,
         Some(v) => Some(
             serde_json::from_slice::<Commit>(v).map_err(|e| format!("unreadable value: {e}"))?,
         ),
     };
-    Ok((key, commit))
+    Ok(StoreRecord::Commit(key, commit))
 }
 
 /// Another instance committed a partition this one is reading.
@@ -471,6 +597,19 @@ pub struct GroupSession {
     read_to: i64,
     /// What this session last committed, per partition.
     committed: BTreeMap<(Arc<str>, i32), i64>,
+    /// The group's state chunks found at the start.
+    chunks: Chunks,
+}
+
+/// A commit of positions with state, for [`GroupSession::checkpoint`].
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    /// Per (topic, partition): the next offset and the state to keep with it.
+    pub partitions: Vec<((Arc<str>, i32), i64, Option<serde_json::Value>)>,
+    /// State chunks the commit refers to, written before it.
+    pub chunks: Vec<(ChunkKey, Vec<u8>)>,
+    /// Chunks no longer referred to once the commit is acknowledged.
+    pub obsolete: Vec<ChunkKey>,
 }
 
 impl GroupSession {
@@ -486,11 +625,21 @@ impl GroupSession {
     ) -> Result<(Self, GroupOffsets), OffsetsError> {
         let partition = store.partition_for(group);
         let mut offsets = GroupOffsets::new();
+        let mut chunks = Chunks::new();
         let read_to = store
-            .read(partition, None, |key, commit, _| {
-                if key.group == group {
+            .read(partition, None, |record, _| match record {
+                StoreRecord::Commit(key, commit) if key.group == group => {
                     apply(&mut offsets, key, commit);
                 }
+                StoreRecord::Chunk(key, value) if key.group == group => match value {
+                    Some(v) => {
+                        chunks.insert(key, v);
+                    }
+                    None => {
+                        chunks.remove(&key);
+                    }
+                },
+                _ => {}
             })
             .await?;
         let session = Self {
@@ -499,6 +648,7 @@ impl GroupSession {
             instance,
             read_to,
             committed: BTreeMap::new(),
+            chunks,
         };
         Ok((session, offsets))
     }
@@ -518,6 +668,11 @@ impl GroupSession {
         &self.store
     }
 
+    /// The group's state chunks found at the start (taken once).
+    pub fn take_chunks(&mut self) -> Chunks {
+        std::mem::take(&mut self.chunks)
+    }
+
     /// Commits the positions that moved since the last commit (all of
     /// them the first time), with `state` per partition when given. First
     /// reads what others wrote to the store since the last look and
@@ -531,17 +686,50 @@ impl GroupSession {
         positions: &BTreeMap<(Arc<str>, i32), i64>,
         mut state: impl FnMut(&str, i32) -> Option<serde_json::Value>,
     ) -> Result<Vec<Conflict>, OffsetsError> {
+        let partitions = positions
+            .iter()
+            .filter(|(at, offset)| self.committed.get(*at) != Some(*offset))
+            .map(|(at, &offset)| (at.clone(), offset, state(&at.0, at.1)))
+            .collect();
+        self.checkpoint(Checkpoint {
+            partitions,
+            ..Checkpoint::default()
+        })
+        .await
+    }
+
+    /// Writes `checkpoint`: its chunks, then its commits in one request
+    /// (so a crash before that leaves the previous commits in force), then
+    /// tombstones for the obsolete chunks. Returns the conflicts found
+    /// first, as [`commit`](Self::commit) does.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or the commit was not acknowledged. A
+    /// failure to delete obsolete chunks is only logged.
+    pub async fn checkpoint(
+        &mut self,
+        checkpoint: Checkpoint,
+    ) -> Result<Vec<Conflict>, OffsetsError> {
         let partition = self.store.partition_for(&self.group);
         let mut conflicts = Vec::new();
         let group = self.group.as_str();
         let instance = self.instance.as_str();
+        let ours: std::collections::BTreeSet<(&str, i32)> = checkpoint
+            .partitions
+            .iter()
+            .map(|((topic, partition), _, _)| (&**topic, *partition))
+            .chain(self.committed.keys().map(|(t, p)| (&**t, *p)))
+            .collect();
         self.read_to = self
             .store
-            .read(partition, Some(self.read_to), |key, commit, _| {
-                let Some(commit) = commit else { return };
+            .read(partition, Some(self.read_to), |record, _| {
+                let StoreRecord::Commit(key, Some(commit)) = record else {
+                    return;
+                };
                 if key.group == group
                     && commit.instance != instance
-                    && positions.contains_key(&(Arc::from(key.topic.as_str()), key.partition))
+                    && ours.contains(&(key.topic.as_str(), key.partition))
                 {
                     conflicts.push(Conflict {
                         topic: key.topic,
@@ -552,34 +740,51 @@ impl GroupSession {
                 }
             })
             .await?;
+        if !checkpoint.chunks.is_empty() {
+            let chunks = checkpoint
+                .chunks
+                .into_iter()
+                .map(|(key, value)| (key, Some(value)))
+                .collect();
+            self.store.write_chunks(&self.group, chunks).await?;
+        }
         let now = now_ms();
-        let changed: Vec<(OffsetKey, Option<Commit>)> = positions
-            .iter()
-            .filter(|(at, offset)| self.committed.get(*at) != Some(*offset))
-            .map(|((topic, partition), &offset)| {
-                (
-                    OffsetKey {
-                        group: self.group.clone(),
-                        topic: topic.to_string(),
-                        partition: *partition,
-                    },
-                    Some(Commit {
-                        offset,
-                        committed_at: now,
-                        instance: self.instance.clone(),
-                        state: state(topic, *partition),
-                    }),
-                )
+        let commits: Vec<(OffsetKey, Option<Commit>)> = checkpoint
+            .partitions
+            .into_iter()
+            .map(|((topic, partition), offset, state)| {
+                let key = OffsetKey {
+                    group: self.group.clone(),
+                    topic: topic.to_string(),
+                    partition,
+                };
+                let commit = Commit {
+                    offset,
+                    committed_at: now,
+                    instance: self.instance.clone(),
+                    state,
+                };
+                (key, Some(commit))
             })
             .collect();
-        if let Some(last) = self.store.commit(&self.group, &changed).await? {
+        if let Some(last) = self.store.commit(&self.group, &commits).await? {
             // Our own records need no second look.
             self.read_to = self.read_to.max(last + 1);
         }
-        for (key, commit) in changed {
+        for (key, commit) in commits {
             if let Some(c) = commit {
                 self.committed
                     .insert((Arc::from(key.topic.as_str()), key.partition), c.offset);
+            }
+        }
+        if !checkpoint.obsolete.is_empty() {
+            let tombstones = checkpoint
+                .obsolete
+                .into_iter()
+                .map(|key| (key, None))
+                .collect();
+            if let Err(e) = self.store.write_chunks(&self.group, tombstones).await {
+                warn!(error = %e, "cannot delete old state chunks; they stay in the offsets topic, unused");
             }
         }
         Ok(conflicts)

@@ -1,0 +1,718 @@
+//! `weir count`: counts per extracted key in tumbling event-time windows
+//! (or running totals), exact across crashes.
+//!
+//! - State is kept per input partition ([`PartitionCounts`]). At every
+//!   checkpoint the partition's counts and its next offset are written in
+//!   the same commit record of the offsets store, so a restart restores
+//!   counts and position from one instant: nothing is lost or counted
+//!   twice.
+//! - A state too large for its commit record is written first as chunks
+//!   named by a checkpoint id; the commit that follows refers to them. A
+//!   crash between the two leaves the previous checkpoint in force. The
+//!   chunks of a replaced checkpoint are deleted (tombstones) after the
+//!   commit.
+//! - A window closes in a partition when the partition's watermark (the
+//!   largest timestamp it has seen, minus the grace period) passes the
+//!   window's end; later records for it are counted as late and not
+//!   applied. A window is emitted, summed across partitions, once it has
+//!   closed in every partition that has records (a partition that was
+//!   empty at the start does not hold windows back).
+//! - Order at a checkpoint: emit, wait for the output (flushed, or
+//!   acknowledged by the output topic), then commit. A crash in between
+//!   emits the same rows again; in an output topic keyed by (window, key)
+//!   the repeat replaces the first under compaction.
+
+mod emit;
+mod extract;
+mod state;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub use emit::{JsonLines, Row, RowSink, Table, rfc3339, table_line};
+pub use extract::{Extractor, KeyReader};
+pub use state::{Applied, PartitionCounts, TOTALS, WindowCounts, Windowing};
+
+use crate::consume::{ConsumeJobError, StopReason, check_conflicts, output_error};
+use crate::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
+use crate::offsets::{Checkpoint, ChunkKey, Chunks, GroupOffsets, GroupSession, OffsetsError};
+use crate::producer::{Delivery, ProduceRecord, Producer};
+
+/// When counts are emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    /// Each window once, when it closes (and every open window at a stop).
+    Final,
+    /// The counts that changed, at every checkpoint.
+    Updates,
+}
+
+/// What to count and when to emit.
+#[derive(Debug, Clone)]
+pub struct CountConfig {
+    /// The key each record is counted under.
+    pub extractor: Extractor,
+    /// Windows or running totals.
+    pub windowing: Windowing,
+    /// When rows are emitted.
+    pub emit: EmitMode,
+    /// Stop after this many records.
+    pub count: Option<u64>,
+    /// Time between checkpoints (emission, then commit).
+    pub checkpoint_interval: Duration,
+}
+
+/// Rows also go to a topic, one record per (window, key).
+#[derive(Debug)]
+pub struct OutputTopic {
+    topic: String,
+    producer: Producer,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+}
+
+impl OutputTopic {
+    /// Rows to `topic` through `producer`, whose delivery reports are
+    /// `deliveries`.
+    pub fn new(
+        topic: &str,
+        producer: Producer,
+        deliveries: mpsc::UnboundedReceiver<Delivery>,
+    ) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            producer,
+            deliveries,
+        }
+    }
+
+    /// Produces `rows` and waits until every one is acknowledged.
+    async fn emit(&mut self, rows: &[Row]) -> Result<(), CountError> {
+        let failed = |reason: String| CountError::Produce {
+            topic: self.topic.clone(),
+            reason,
+        };
+        let mut sent = 0;
+        for row in rows {
+            let record = ProduceRecord {
+                key: Some(row.topic_key()),
+                value: Some(row.to_json()),
+                headers: BTreeMap::new(),
+                timestamp_ms: row.window_start,
+                partition: None,
+            };
+            self.producer
+                .send(sent, record)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            sent += 1;
+        }
+        for _ in 0..sent {
+            match self.deliveries.recv().await {
+                Some(Delivery { result: Ok(_), .. }) => {}
+                Some(Delivery { result: Err(e), .. }) => return Err(failed(e.to_string())),
+                None => return Err(failed("the producer stopped".to_owned())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoints into the offsets store.
+#[derive(Debug)]
+pub struct Checkpoints {
+    /// The group's session.
+    pub session: GroupSession,
+    /// Fail when another instance commits one of these partitions.
+    pub exclusive: bool,
+}
+
+/// The job: what to count, where rows go, where state is kept.
+pub struct CountJob {
+    /// What to count.
+    pub config: CountConfig,
+    /// Rows to stdout or any writer.
+    pub sink: Option<Box<dyn RowSink>>,
+    /// Rows to a topic.
+    pub topic: Option<OutputTopic>,
+    /// State and positions to the offsets store; `None` keeps nothing.
+    pub checkpoints: Option<Checkpoints>,
+}
+
+impl std::fmt::Debug for CountJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountJob")
+            .field("config", &self.config)
+            .field("sink", &self.sink.is_some())
+            .field("topic", &self.topic)
+            .field("checkpoints", &self.checkpoints)
+            .finish()
+    }
+}
+
+/// Errors of `weir count`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CountError {
+    /// Consuming, writing or committing failed.
+    #[error(transparent)]
+    Job(#[from] ConsumeJobError),
+    /// A partition's saved state cannot be used.
+    #[error("group \"{group}\", topic \"{topic}\" partition {partition}: {reason}")]
+    State {
+        /// The group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Why.
+        reason: String,
+    },
+    /// The output topic did not take the rows.
+    #[error("writing counts to topic \"{topic}\": {reason}")]
+    Produce {
+        /// The output topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<ConsumeError> for CountError {
+    fn from(e: ConsumeError) -> Self {
+        Self::Job(e.into())
+    }
+}
+
+impl From<OffsetsError> for CountError {
+    fn from(e: OffsetsError) -> Self {
+        Self::Job(e.into())
+    }
+}
+
+/// Saved counts, read back from the offsets store.
+#[derive(Debug, Default)]
+pub struct Restored {
+    counts: BTreeMap<(Arc<str>, i32), PartitionCounts>,
+    /// The chunks each partition's saved state is made of.
+    chunks: BTreeMap<(Arc<str>, i32), Vec<ChunkKey>>,
+    /// Chunks of these partitions that no commit refers to (a crash
+    /// between chunks and commit, or a failed delete).
+    orphans: Vec<ChunkKey>,
+}
+
+impl Restored {
+    /// Partitions with saved counts.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// No saved counts.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
+/// Where a checkpoint's state lives when it is too large to be inline.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ChunkedState {
+    checkpoint: String,
+    chunks: u32,
+    bytes: usize,
+}
+
+/// Reads the saved counts of `partitions` from `offsets` (the group's
+/// commits) and the session's chunks.
+///
+/// # Errors
+///
+/// [`CountError::State`] for a commit without count state (the group was
+/// used by `weir consume`), or a state that is unreadable or misses a
+/// chunk.
+pub fn restore(
+    session: &mut GroupSession,
+    offsets: &GroupOffsets,
+    partitions: &[(Arc<str>, i32)],
+) -> Result<Restored, CountError> {
+    let mut chunks: Chunks = session.take_chunks();
+    let mut restored = Restored::default();
+    for (topic, partition) in partitions {
+        let error = |reason: String| CountError::State {
+            group: session.group().to_owned(),
+            topic: topic.to_string(),
+            partition: *partition,
+            reason,
+        };
+        let Some(commit) = offsets.get(&(topic.to_string(), *partition)) else {
+            continue;
+        };
+        let Some(state) = &commit.state else {
+            return Err(error(format!(
+                "committed offset {} carries no counts (was the group used by weir consume?); use another group or `weir offsets delete`",
+                commit.offset
+            )));
+        };
+        let counts = match serde_json::from_value::<ChunkedState>(state.clone()) {
+            Ok(chunked) => {
+                let mut bytes = Vec::with_capacity(chunked.bytes);
+                let mut keys = Vec::new();
+                for index in 0..chunked.chunks {
+                    let key = ChunkKey {
+                        group: session.group().to_owned(),
+                        topic: topic.to_string(),
+                        partition: *partition,
+                        checkpoint: chunked.checkpoint.clone(),
+                        index,
+                    };
+                    let chunk = chunks.remove(&key).ok_or_else(|| {
+                        error(format!(
+                            "chunk {index} of checkpoint {} is missing from the offsets topic",
+                            chunked.checkpoint
+                        ))
+                    })?;
+                    bytes.extend_from_slice(&chunk);
+                    keys.push(key);
+                }
+                if bytes.len() != chunked.bytes {
+                    return Err(error(format!(
+                        "checkpoint {} has {} bytes in its chunks, not {}",
+                        chunked.checkpoint,
+                        bytes.len(),
+                        chunked.bytes
+                    )));
+                }
+                restored
+                    .chunks
+                    .insert((Arc::clone(topic), *partition), keys);
+                PartitionCounts::from_json(&bytes).map_err(error)?
+            }
+            Err(_) => {
+                let bytes = serde_json::to_vec(state).unwrap_or_default();
+                PartitionCounts::from_json(&bytes).map_err(error)?
+            }
+        };
+        restored
+            .counts
+            .insert((Arc::clone(topic), *partition), counts);
+    }
+    let ours: BTreeSet<(&str, i32)> = partitions.iter().map(|(t, p)| (&**t, *p)).collect();
+    restored.orphans = chunks
+        .into_keys()
+        .filter(|k| ours.contains(&(k.topic.as_str(), k.partition)))
+        .collect();
+    Ok(restored)
+}
+
+/// The end of a run.
+#[derive(Debug, Clone)]
+pub struct CountSummary {
+    /// Records read and counted (late ones included), per partition.
+    pub records: BTreeMap<(Arc<str>, i32), u64>,
+    /// Records the extractor could not read (the unparsed bucket).
+    pub unparsed: u64,
+    /// Records that arrived for a closed window, across partitions,
+    /// including earlier runs of the group.
+    pub late: u64,
+    /// Rows emitted.
+    pub rows: u64,
+    /// Checkpoints committed.
+    pub commits: u64,
+    /// How long it ran.
+    pub elapsed: Duration,
+    /// Why it ended.
+    pub stop: StopReason,
+}
+
+/// State chunks are this large.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// States are inline in their commit records while the commit request
+/// stays under this; the rest are chunked.
+const INLINE_BUDGET: usize = 256 * 1024;
+
+struct Part {
+    counts: PartitionCounts,
+    /// Next offset to read.
+    position: i64,
+    /// Empty at the start and no record since: holds no window back.
+    idle: bool,
+    /// Changed since the last commit.
+    dirty: bool,
+    /// The chunks the committed state is made of.
+    chunks: Vec<ChunkKey>,
+    records: u64,
+}
+
+/// Runs `job` over `consumer` from the `restored` counts until the
+/// consumer ends, `count` records are read, or `shutdown` completes with
+/// its reason. Emits every open window and commits before returning.
+///
+/// # Errors
+///
+/// A partition failed, the output could not be written, or the final
+/// commit failed.
+pub async fn run(
+    mut consumer: Consumer,
+    mut job: CountJob,
+    mut restored: Restored,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<CountSummary, CountError> {
+    let started = Instant::now();
+    let mut parts: BTreeMap<(Arc<str>, i32), Part> = consumer
+        .positions()
+        .iter()
+        .map(|p| {
+            let at = (Arc::clone(&p.topic), p.partition);
+            let counts = restored.counts.remove(&at).unwrap_or_default();
+            let part = Part {
+                idle: p.start >= p.high && counts.closable_before(&job.config.windowing).is_none(),
+                counts,
+                position: p.start,
+                dirty: false,
+                chunks: restored.chunks.remove(&at).unwrap_or_default(),
+                records: 0,
+            };
+            (at, part)
+        })
+        .collect();
+    let mut run = Run {
+        reader: KeyReader::new(job.config.extractor.clone()),
+        unparsed: 0,
+        total: 0,
+        rows: 0,
+        commits: 0,
+        checkpoint_seq: 0,
+        orphans: std::mem::take(&mut restored.orphans),
+    };
+    let interval = job.config.checkpoint_interval;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut last_checkpoint = Instant::now();
+    let outcome: Result<StopReason, CountError> = loop {
+        if let Some(reason) = (&mut shutdown).now_or_never() {
+            break Ok(reason);
+        }
+        if last_checkpoint.elapsed() >= interval {
+            last_checkpoint = Instant::now();
+            match run.checkpoint(&mut job, &mut parts, false).await {
+                Ok(None) => {}
+                Ok(Some(stop)) => break Ok(stop),
+                Err(e) => break Err(e),
+            }
+        }
+        let event = match consumer.try_next() {
+            Some(event) => event,
+            None => tokio::select! {
+                biased;
+                reason = &mut shutdown => break Ok(reason),
+                event = consumer.next() => match event {
+                    Some(event) => event,
+                    None => break Ok(StopReason::Reached),
+                },
+                () = tokio::time::sleep(interval.saturating_sub(last_checkpoint.elapsed())) => continue,
+            },
+        };
+        match event {
+            ConsumerEvent::Records(records) => {
+                if run.apply(&records, &job.config, &mut parts) {
+                    break Ok(StopReason::Count);
+                }
+            }
+            ConsumerEvent::Reached {
+                topic,
+                partition,
+                next_offset,
+            } => {
+                if let Some(part) = parts.get_mut(&(topic, partition)) {
+                    if part.position != next_offset {
+                        part.position = next_offset;
+                        part.dirty = true;
+                    }
+                }
+            }
+            ConsumerEvent::Failed(e) => break Err(e.into()),
+        }
+    };
+    consumer.stop().await;
+    let stop = match outcome {
+        Ok(stop) => stop,
+        Err(e) => return Err(e),
+    };
+    // Every graceful stop emits the open windows and commits.
+    let stop = match run.checkpoint(&mut job, &mut parts, true).await? {
+        Some(closed) => closed,
+        None => stop,
+    };
+    Ok(CountSummary {
+        records: parts
+            .iter()
+            .map(|(at, p)| (at.clone(), p.records))
+            .collect(),
+        unparsed: run.unparsed,
+        late: parts.values().map(|p| p.counts.late()).sum(),
+        rows: run.rows,
+        commits: run.commits,
+        elapsed: started.elapsed(),
+        stop,
+    })
+}
+
+struct Run {
+    reader: KeyReader,
+    unparsed: u64,
+    total: u64,
+    rows: u64,
+    commits: u64,
+    checkpoint_seq: u64,
+    orphans: Vec<ChunkKey>,
+}
+
+impl Run {
+    /// Counts one partition's records; true when `--count` is reached.
+    fn apply(
+        &mut self,
+        records: &[ConsumedRecord],
+        config: &CountConfig,
+        parts: &mut BTreeMap<(Arc<str>, i32), Part>,
+    ) -> bool {
+        let Some(first) = records.first() else {
+            return false;
+        };
+        let Some(part) = parts.get_mut(&(Arc::clone(&first.topic), first.partition)) else {
+            return false;
+        };
+        for record in records {
+            let key = self.reader.read(record);
+            if key.is_none() {
+                self.unparsed += 1;
+            }
+            part.counts
+                .apply(&config.windowing, record.timestamp_ms, key.as_deref());
+            part.position = record.offset + 1;
+            part.records += 1;
+            part.idle = false;
+            part.dirty = true;
+            self.total += 1;
+            if config.count.is_some_and(|n| self.total >= n) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Emits what is due, closes windows, and commits. `Some` when the
+    /// output was closed by its reader.
+    async fn checkpoint(
+        &mut self,
+        job: &mut CountJob,
+        parts: &mut BTreeMap<(Arc<str>, i32), Part>,
+        stopping: bool,
+    ) -> Result<Option<StopReason>, CountError> {
+        let windowing = job.config.windowing;
+        let boundary = close_boundary(parts.values(), &windowing);
+        let rows = if stopping {
+            full_rows(parts.values(), &windowing, |_| true)
+        } else {
+            match job.config.emit {
+                EmitMode::Final => match boundary {
+                    Some(b) => full_rows(parts.values(), &windowing, |end| {
+                        end.is_some_and(|end| end <= b)
+                    }),
+                    None => Vec::new(),
+                },
+                EmitMode::Updates => changed_rows(parts.values_mut(), &windowing),
+            }
+        };
+        let mut closed = None;
+        if !rows.is_empty() {
+            if let Some(sink) = &mut job.sink {
+                if let Err(e) = sink.emit(&rows, stopping) {
+                    // A closed output ends the run; nothing is committed
+                    // past what it took.
+                    output_error(e)?;
+                    closed = Some(StopReason::OutputClosed);
+                }
+            }
+            if closed.is_none() {
+                if let Some(topic) = &mut job.topic {
+                    topic.emit(&rows).await?;
+                }
+                self.rows += rows.len() as u64;
+            }
+        }
+        if closed.is_some() {
+            return Ok(closed);
+        }
+        if let Some(b) = boundary {
+            for part in parts.values_mut() {
+                if part.counts.close_before(&windowing, b) {
+                    part.dirty = true;
+                }
+            }
+        }
+        if let Some(checkpoints) = &mut job.checkpoints {
+            match self.commit(checkpoints, parts).await {
+                Ok(()) => {}
+                Err(e) if !stopping => {
+                    tracing::warn!(error = %e, "checkpoint failed; retrying at the next interval");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Commits the changed partitions' positions and counts.
+    async fn commit(
+        &mut self,
+        checkpoints: &mut Checkpoints,
+        parts: &mut BTreeMap<(Arc<str>, i32), Part>,
+    ) -> Result<(), CountError> {
+        let session = &mut checkpoints.session;
+        self.checkpoint_seq += 1;
+        let id = format!("{}-{}", session.instance(), self.checkpoint_seq);
+        let mut checkpoint = Checkpoint {
+            obsolete: self.orphans.clone(),
+            ..Checkpoint::default()
+        };
+        let mut new_chunks: BTreeMap<(Arc<str>, i32), Vec<ChunkKey>> = BTreeMap::new();
+        let mut inline_bytes = 0;
+        for (at, part) in parts.iter().filter(|(_, p)| p.dirty) {
+            let json = part.counts.to_json();
+            let state = if inline_bytes + json.len() <= INLINE_BUDGET {
+                inline_bytes += json.len();
+                serde_json::from_slice(&json).unwrap_or_default()
+            } else {
+                let mut keys = Vec::new();
+                for (index, piece) in json.chunks(CHUNK_BYTES).enumerate() {
+                    let key = ChunkKey {
+                        group: session.group().to_owned(),
+                        topic: at.0.to_string(),
+                        partition: at.1,
+                        checkpoint: id.clone(),
+                        index: u32::try_from(index).unwrap_or(u32::MAX),
+                    };
+                    checkpoint.chunks.push((key.clone(), piece.to_vec()));
+                    keys.push(key);
+                }
+                let chunked = ChunkedState {
+                    checkpoint: id.clone(),
+                    chunks: u32::try_from(keys.len()).unwrap_or(u32::MAX),
+                    bytes: json.len(),
+                };
+                new_chunks.insert(at.clone(), keys);
+                serde_json::to_value(chunked).unwrap_or_default()
+            };
+            checkpoint.obsolete.extend(part.chunks.iter().cloned());
+            checkpoint
+                .partitions
+                .push((at.clone(), part.position, Some(state)));
+        }
+        if checkpoint.partitions.is_empty() {
+            return Ok(());
+        }
+        let conflicts = session.checkpoint(checkpoint).await?;
+        self.commits += 1;
+        self.orphans.clear();
+        for (at, part) in parts.iter_mut().filter(|(_, p)| p.dirty) {
+            part.dirty = false;
+            part.chunks = new_chunks.remove(at).unwrap_or_default();
+        }
+        check_conflicts(session, conflicts, checkpoints.exclusive)?;
+        Ok(())
+    }
+}
+
+/// Windows ending at or before the returned time have closed in every
+/// partition; `None` when a partition with records to come has none yet,
+/// or without windows.
+fn close_boundary<'a>(parts: impl Iterator<Item = &'a Part>, windowing: &Windowing) -> Option<i64> {
+    windowing.size_ms?;
+    let mut boundary: Option<i64> = None;
+    for part in parts {
+        match part.counts.closable_before(windowing) {
+            Some(b) => boundary = Some(boundary.map_or(b, |x| x.min(b))),
+            None if part.idle => {}
+            None => return None,
+        }
+    }
+    boundary
+}
+
+/// Every key of the windows `pick` selects (by window end), summed across
+/// partitions; sorted by window, then count (largest first), then key.
+fn full_rows<'a>(
+    parts: impl Iterator<Item = &'a Part>,
+    windowing: &Windowing,
+    pick: impl Fn(Option<i64>) -> bool,
+) -> Vec<Row> {
+    let mut sums: BTreeMap<i64, HashMap<Option<&str>, u64>> = BTreeMap::new();
+    for part in parts {
+        for (&start, counts) in part.counts.windows() {
+            if !pick(windowing.end(start)) {
+                continue;
+            }
+            let window = sums.entry(start).or_default();
+            for (key, n) in counts.iter() {
+                *window.entry(key).or_default() += n;
+            }
+        }
+    }
+    let mut rows: Vec<Row> = sums
+        .into_iter()
+        .flat_map(|(start, keys)| {
+            keys.into_iter()
+                .map(move |(key, count)| row(windowing, start, key.map(str::to_owned), count))
+        })
+        .collect();
+    sort_rows(&mut rows);
+    rows
+}
+
+/// The (window, key) counts that changed in any partition since the last
+/// call, summed across partitions.
+fn changed_rows<'a>(parts: impl Iterator<Item = &'a mut Part>, windowing: &Windowing) -> Vec<Row> {
+    let parts: Vec<&mut Part> = parts.collect();
+    let mut changed = Vec::new();
+    let mut parts = parts;
+    for part in &mut parts {
+        part.counts.take_changed(&mut changed);
+    }
+    changed.sort();
+    changed.dedup();
+    let mut rows: Vec<Row> = changed
+        .into_iter()
+        .map(|(start, key)| {
+            let count = parts
+                .iter()
+                .map(|p| p.counts.get(start, key.as_deref()))
+                .sum();
+            row(windowing, start, key.map(String::from), count)
+        })
+        .collect();
+    sort_rows(&mut rows);
+    rows
+}
+
+fn row(windowing: &Windowing, start: i64, key: Option<String>, count: u64) -> Row {
+    Row {
+        window_start: (start != TOTALS).then_some(start),
+        window_end: windowing.end(start),
+        key,
+        count,
+    }
+}
+
+fn sort_rows(rows: &mut [Row]) {
+    rows.sort_by(|a, b| {
+        a.window_start
+            .cmp(&b.window_start)
+            .then(b.count.cmp(&a.count))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+}
