@@ -5,24 +5,28 @@ use std::io::Write;
 use std::time::Duration;
 
 use std::sync::Arc;
+
+use rskafka::client::Client;
 use weir::ConnectionConfig;
 
 use weir::admin::Admin;
 use weir::consume::{Commits, ConsumeJob, ConsumeSummary, StopReason};
 use weir::consumer::{
-    self, Consumer, ConsumerConfig, DEFAULT_FETCH_BYTES, Instance, Selection, StartOffset, Until,
+    self, Assignment, Consumer, ConsumerConfig, DEFAULT_FETCH_BYTES, Instance, Selection,
+    StartOffset, Until,
 };
 use weir::filter::{Filter, FilterConfig, WhereClause, parse_regex};
-use weir::offsets::{GroupSession, OffsetStore, OffsetsError, instance_id};
+use weir::offsets::{GroupOffsets, GroupSession, OffsetStore, OffsetsError, instance_id};
 use weir::output::{OutputFormat, RecordWriter, Template};
 
 use super::connect::parse_duration;
 use super::offsets::StoreArgs;
 use super::usage;
 
-/// Read records from topics, one task per partition, to stdout.
+/// Which partitions are read, from where to where: the flags `weir
+/// consume` and `weir count` share.
 #[derive(Debug, clap::Args)]
-pub struct ConsumeArgs {
+pub struct SelectionArgs {
     /// Topic to read (repeatable).
     #[arg(short, long = "topic", required = true)]
     pub topics: Vec<String>,
@@ -53,6 +57,22 @@ pub struct ConsumeArgs {
     /// Same as --until end (kcat's -e).
     #[arg(short = 'e', conflicts_with = "until")]
     pub exit_at_end: bool,
+
+    /// First fetch size per partition in bytes; it grows when a record
+    /// does not fit.
+    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES)]
+    pub fetch_bytes: i32,
+
+    /// Longest a fetch waits for new records.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub fetch_max_wait: Duration,
+}
+
+/// Read records from topics, one task per partition, to stdout.
+#[derive(Debug, clap::Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
 
     /// Stop after writing N records.
     #[arg(short = 'c', long)]
@@ -86,15 +106,6 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub invert: bool,
 
-    /// First fetch size per partition in bytes; it grows when a record
-    /// does not fit.
-    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES)]
-    pub fetch_bytes: i32,
-
-    /// Longest a fetch waits for new records.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
-    pub fetch_max_wait: Duration,
-
     /// Resume from, and commit to, this group's offsets in weir's offsets
     /// topic (--from applies to partitions without a commit).
     #[arg(short, long)]
@@ -117,16 +128,9 @@ pub struct ConsumeArgs {
     pub store: StoreArgs,
 }
 
-/// The library's configs, from the flags.
-struct Plan {
-    selection: Selection,
-    config: ConsumerConfig,
-    filter: FilterConfig,
-    format: OutputFormat,
-}
-
-impl ConsumeArgs {
-    fn plan(&self, timeout: Duration) -> anyhow::Result<Plan> {
+impl SelectionArgs {
+    /// The partitions to read and the consumer's config.
+    pub fn plan(&self, timeout: Duration) -> anyhow::Result<(Selection, ConsumerConfig)> {
         let start: StartOffset = self
             .from
             .parse()
@@ -153,6 +157,25 @@ impl ConsumeArgs {
         if self.fetch_bytes < 1 {
             return Err(usage("--fetch-bytes must be at least 1"));
         }
+        let selection = Selection {
+            topics: self.topics.clone(),
+            partitions: self.partitions.clone(),
+            instance,
+        };
+        let config = ConsumerConfig {
+            start,
+            until,
+            fetch_bytes: self.fetch_bytes,
+            fetch_max_wait: self.fetch_max_wait,
+            retry_timeout: timeout,
+            ..ConsumerConfig::default()
+        };
+        Ok((selection, config))
+    }
+}
+
+impl ConsumeArgs {
+    fn filter(&self) -> anyhow::Result<FilterConfig> {
         let regex = |flag: &str, pattern: &Option<String>| {
             pattern
                 .as_deref()
@@ -160,7 +183,7 @@ impl ConsumeArgs {
                 .transpose()
                 .map_err(|e| usage(format!("{flag}: {e}")))
         };
-        let filter = FilterConfig {
+        Ok(FilterConfig {
             grep: regex("--grep", &self.grep)?,
             grep_key: regex("--grep-key", &self.grep_key)?,
             wheres: self
@@ -170,33 +193,62 @@ impl ConsumeArgs {
                 .collect::<Result<_, _>>()
                 .map_err(|e| usage(format!("--where: {e}")))?,
             invert: self.invert,
-        };
-        let format = match (&self.format, self.json) {
+        })
+    }
+
+    fn format(&self) -> anyhow::Result<OutputFormat> {
+        Ok(match (&self.format, self.json) {
             (_, true) => OutputFormat::Json,
             (Some(t), false) => OutputFormat::Template(
                 t.parse::<Template>()
                     .map_err(|e| usage(format!("--format: {e}")))?,
             ),
             (None, false) => OutputFormat::Value,
-        };
-        Ok(Plan {
-            selection: Selection {
-                topics: self.topics.clone(),
-                partitions: self.partitions.clone(),
-                instance,
-            },
-            config: ConsumerConfig {
-                start,
-                until,
-                fetch_bytes: self.fetch_bytes,
-                fetch_max_wait: self.fetch_max_wait,
-                retry_timeout: timeout,
-                ..ConsumerConfig::default()
-            },
-            filter,
-            format,
         })
     }
+}
+
+/// Opens `group`'s session with the offsets store and moves each
+/// assignment to the group's committed offset where it has one. `None`
+/// when the store does not exist and `create` is off.
+pub async fn join_group(
+    client: &Arc<Client>,
+    config: &ConnectionConfig,
+    store: &StoreArgs,
+    group: &str,
+    create: bool,
+    assignments: &mut [Assignment],
+) -> anyhow::Result<Option<(GroupSession, GroupOffsets)>> {
+    let mut admin = Admin::connect(config).await?;
+    let store = OffsetStore::open(
+        Arc::clone(client),
+        &mut admin,
+        &store.config(create)?,
+        config.timeout,
+    )
+    .await;
+    let store = match store {
+        Ok(store) => store,
+        // --no-commit on a cluster where no group committed yet.
+        Err(OffsetsError::NoStore { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let (session, offsets) = GroupSession::start(store, group, instance_id()).await?;
+    let mut resumed = 0;
+    for a in assignments.iter_mut() {
+        if let Some(c) = offsets.get(&(a.topic.to_string(), a.partition)) {
+            a.start = Some(c.offset);
+            resumed += 1;
+        }
+    }
+    tracing::debug!(
+        group,
+        resumed,
+        new = assignments.len() - resumed,
+        instance = session.instance(),
+        "group offsets loaded"
+    );
+    Ok(Some((session, offsets)))
 }
 
 /// Runs `weir consume`.
@@ -206,60 +258,40 @@ pub async fn run(
     quiet: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let plan = args.plan(config.timeout)?;
+    let (selection, consumer_config) = args.selection.plan(config.timeout)?;
+    let filter = args.filter()?;
+    let format = args.format()?;
     let client = Arc::new(config.client().await?);
-    let mut assignments = consumer::assign(&client, &plan.selection).await?;
+    let mut assignments = consumer::assign(&client, &selection).await?;
     let mut commits = None;
     if let Some(group) = &args.group {
-        let mut admin = Admin::connect(&config).await?;
-        let store = OffsetStore::open(
-            Arc::clone(&client),
-            &mut admin,
-            &args.store.config(!args.no_commit)?,
-            config.timeout,
+        let joined = join_group(
+            &client,
+            &config,
+            &args.store,
+            group,
+            !args.no_commit,
+            &mut assignments,
         )
-        .await;
-        match store {
-            Ok(store) => {
-                let (session, offsets) = GroupSession::start(store, group, instance_id()).await?;
-                let mut resumed = 0;
-                for a in &mut assignments {
-                    if let Some(c) = offsets.get(&(a.topic.to_string(), a.partition)) {
-                        a.start = Some(c.offset);
-                        resumed += 1;
-                    }
-                }
-                tracing::debug!(
-                    group = group.as_str(),
-                    resumed,
-                    new = assignments.len() - resumed,
-                    instance = session.instance(),
-                    "group offsets loaded"
-                );
-                if !args.no_commit {
-                    commits = Some(Commits {
-                        session,
-                        interval: args.commit_interval,
-                        exclusive: args.exclusive,
-                    });
-                }
+        .await?;
+        if let Some((session, _)) = joined {
+            if !args.no_commit {
+                commits = Some(Commits {
+                    session,
+                    interval: args.commit_interval,
+                    exclusive: args.exclusive,
+                });
             }
-            // --no-commit on a cluster where no group committed yet.
-            Err(OffsetsError::NoStore { .. }) => {}
-            Err(e) => return Err(e.into()),
         }
     }
-    let consumer = Consumer::start(&client, assignments, plan.config).await?;
+    let consumer = Consumer::start(&client, assignments, consumer_config).await?;
     let job = ConsumeJob {
-        filter: Filter::new(plan.filter),
+        filter: Filter::new(filter),
         count: args.count,
         commits,
     };
     let stdout = std::io::stdout().lock();
-    let mut writer = RecordWriter::new(
-        std::io::BufWriter::with_capacity(1 << 16, stdout),
-        plan.format,
-    );
+    let mut writer = RecordWriter::new(std::io::BufWriter::with_capacity(1 << 16, stdout), format);
     let stop = async {
         tokio::select! {
             () = shutdown => StopReason::Shutdown,
@@ -275,7 +307,7 @@ pub async fn run(
 
 /// Resolves when stdout is a pipe whose reader has gone, so a quiet
 /// `weir consume | head` ends without waiting for a record to fail on.
-async fn stdout_closed() {
+pub async fn stdout_closed() {
     use rustix::event::{PollFd, PollFlags, poll};
     let stdout = rustix::stdio::stdout();
     loop {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod connect;
 pub mod consume;
+pub mod count;
 pub mod offsets;
 pub mod produce;
 pub mod topics;
@@ -69,6 +70,8 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Read records from topics to stdout, filtered and formatted.
     Consume(consume::ConsumeArgs),
+    /// Count records per key in time windows, exactly, across restarts.
+    Count(count::CountArgs),
     /// Consumer-group offsets kept by weir: groups, show, set, delete.
     Offsets(offsets::OffsetsArgs),
     /// Measure producer and consumer throughput and end-to-end latency.

@@ -1,0 +1,323 @@
+//! `weir count`: counts per key in time windows, checkpointed with the
+//! group's offsets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir::ConnectionConfig;
+use weir::admin::{Admin, AdminError, NewTopic};
+use weir::aggregate::{
+    self, Checkpoints, CountConfig, CountJob, CountSummary, EmitMode, Extractor, JsonLines,
+    OutputTopic, Restored, Row, RowSink, Table, Windowing, rfc3339, table_line,
+};
+use weir::consume::StopReason;
+use weir::consumer::{self, Consumer};
+use weir::producer::{Producer, ProducerConfig};
+
+use super::connect::parse_duration;
+use super::consume::{SelectionArgs, join_group, stdout_closed};
+use super::offsets::StoreArgs;
+use super::usage;
+
+/// Count records per key in time windows, exactly, across restarts.
+#[derive(Debug, clap::Args)]
+pub struct CountArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    /// What a record is counted under: value, key, json:/POINTER (a field
+    /// of the JSON value) or regex:PATTERN (its first capture group).
+    /// Records it cannot read are counted under "(unparsed)" (JSON: null).
+    #[arg(long, value_name = "EXTRACTOR")]
+    pub by: String,
+
+    /// Tumbling windows of this length, aligned to the epoch, by record
+    /// timestamp (event time). Without it: running totals.
+    #[arg(long, value_parser = parse_duration)]
+    pub window: Option<Duration>,
+
+    /// How long a window stays open behind the partition's newest
+    /// timestamp; records for a closed window count as late.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "window")]
+    pub grace: Duration,
+
+    /// final: each window once, when it closes (default with --window);
+    /// updates: the changed counts at every checkpoint (default for
+    /// totals and on a terminal).
+    #[arg(long, value_parser = ["final", "updates"])]
+    pub emit: Option<String>,
+
+    /// Stop after reading N records.
+    #[arg(short = 'c', long)]
+    pub count: Option<u64>,
+
+    /// Keep counts and offsets in this group (weir's offsets topic), so a
+    /// restart resumes them exactly.
+    #[arg(short, long)]
+    pub group: Option<String>,
+
+    /// Time between checkpoints: emission, then commit.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub commit_interval: Duration,
+
+    /// Exit 1 when another instance commits a partition this one reads.
+    #[arg(long, requires = "group")]
+    pub exclusive: bool,
+
+    /// Rows as JSON lines: window_start, window_end (RFC 3339 or null),
+    /// key, count.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Rows also (with --no-stdout: only) to this topic, one record
+    /// per (window, key) keyed by both, so a repeat replaces itself under
+    /// compaction. Created compacted when missing.
+    #[arg(long, value_name = "TOPIC")]
+    pub to_topic: Option<String>,
+
+    /// Write no rows to stdout (with --to-topic).
+    #[arg(long, requires = "to_topic")]
+    pub no_stdout: bool,
+
+    /// Rows shown by the live view on a terminal.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Runs `weir count`.
+pub async fn run(
+    args: CountArgs,
+    config: ConnectionConfig,
+    quiet: bool,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (selection, consumer_config) = args.selection.plan(config.timeout)?;
+    let extractor: Extractor = args.by.parse().map_err(|e| usage(format!("--by: {e}")))?;
+    let size_ms = match args.window {
+        Some(w) if w.as_millis() == 0 => return Err(usage("--window must be at least 1ms")),
+        Some(w) => Some(i64::try_from(w.as_millis()).unwrap_or(i64::MAX)),
+        None => None,
+    };
+    let terminal = std::io::stdout().is_terminal() && !args.json && !args.no_stdout;
+    let emit = match args.emit.as_deref() {
+        Some("final") => EmitMode::Final,
+        Some(_) => EmitMode::Updates,
+        None if size_ms.is_some() && !terminal => EmitMode::Final,
+        None => EmitMode::Updates,
+    };
+    let windowing = Windowing {
+        size_ms,
+        grace_ms: i64::try_from(args.grace.as_millis()).unwrap_or(i64::MAX),
+    };
+
+    let client = Arc::new(config.client().await?);
+    let mut assignments = consumer::assign(&client, &selection).await?;
+    let mut checkpoints = None;
+    let mut restored = Restored::default();
+    if let Some(group) = &args.group {
+        let joined =
+            join_group(&client, &config, &args.store, group, true, &mut assignments).await?;
+        if let Some((mut session, offsets)) = joined {
+            let partitions: Vec<_> = assignments
+                .iter()
+                .map(|a| (Arc::clone(&a.topic), a.partition))
+                .collect();
+            restored = aggregate::restore(&mut session, &offsets, &partitions)?;
+            tracing::debug!(
+                group = group.as_str(),
+                partitions = restored.len(),
+                "counts restored"
+            );
+            checkpoints = Some(Checkpoints {
+                session,
+                exclusive: args.exclusive,
+            });
+        }
+    }
+    let topic = match &args.to_topic {
+        Some(name) => Some(output_topic(&client, &config, name, &assignments).await?),
+        None => None,
+    };
+    let stdout = std::io::stdout();
+    let sink: Option<Box<dyn RowSink>> = match (args.no_stdout, args.json, terminal) {
+        (true, _, _) => None,
+        (false, true, _) => Some(Box::new(JsonLines(std::io::BufWriter::new(stdout)))),
+        (false, false, true) => Some(Box::new(LiveView::new(stdout, args.top))),
+        (false, false, false) => Some(Box::new(Table::new(std::io::BufWriter::new(stdout)))),
+    };
+    let consumer = Consumer::start(&client, assignments, consumer_config).await?;
+    let job = CountJob {
+        config: CountConfig {
+            extractor,
+            windowing,
+            emit,
+            count: args.count,
+            checkpoint_interval: args.commit_interval,
+        },
+        sink,
+        topic,
+        checkpoints,
+    };
+    let stop = async {
+        tokio::select! {
+            () = shutdown => StopReason::Shutdown,
+            () = stdout_closed() => StopReason::OutputClosed,
+        }
+    };
+    let summary = aggregate::run(consumer, job, restored, stop).await?;
+    if !quiet && summary.stop != StopReason::OutputClosed {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+/// The `--to-topic` producer; creates the topic (compacted, as many
+/// partitions as the first input topic) when missing.
+async fn output_topic(
+    client: &Arc<rskafka::client::Client>,
+    config: &ConnectionConfig,
+    name: &str,
+    assignments: &[consumer::Assignment],
+) -> anyhow::Result<OutputTopic> {
+    let mut admin = Admin::connect(config).await?;
+    let partitions = match admin.partition_count(name).await {
+        Ok(n) => n,
+        Err(AdminError::UnknownTopic { .. }) => {
+            let partitions = match assignments.first() {
+                Some(a) => admin.partition_count(&a.topic).await?,
+                None => 1,
+            };
+            let partitions = i32::try_from(partitions).unwrap_or(1);
+            let created = admin
+                .create_topic(&NewTopic {
+                    name: name.to_owned(),
+                    partitions,
+                    replication_factor: 1,
+                    configs: vec![("cleanup.policy".to_owned(), "compact".to_owned())],
+                })
+                .await;
+            match created {
+                Ok(()) | Err(AdminError::TopicExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(
+                topic = name,
+                partitions,
+                "created the output topic (compacted)"
+            );
+            admin.partition_count(name).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let producer_config = ProducerConfig {
+        linger: Duration::from_millis(1),
+        delivery_timeout: config.timeout,
+        ..ProducerConfig::default()
+    };
+    let (producer, deliveries) = Producer::new(
+        Arc::clone(client),
+        name,
+        i32::try_from(partitions).unwrap_or(1),
+        producer_config,
+    )
+    .await?;
+    Ok(OutputTopic::new(name, producer, deliveries))
+}
+
+/// Latest count per key (`None`: unparsed).
+type KeyCounts = HashMap<Option<String>, u64>;
+
+/// On a terminal: the top rows of the newest window (or of the totals),
+/// redrawn at every emission.
+struct LiveView<W> {
+    out: W,
+    top: usize,
+    /// Latest count per key, per window start (`None`: totals).
+    windows: BTreeMap<Option<i64>, (Option<i64>, KeyCounts)>,
+}
+
+impl<W> LiveView<W> {
+    fn new(out: W, top: usize) -> Self {
+        Self {
+            out,
+            top,
+            windows: BTreeMap::new(),
+        }
+    }
+}
+
+impl<W: Write + Send> RowSink for LiveView<W> {
+    fn emit(&mut self, rows: &[Row], stopping: bool) -> std::io::Result<()> {
+        for row in rows {
+            let (_, keys) = self
+                .windows
+                .entry(row.window_start)
+                .or_insert_with(|| (row.window_end, HashMap::new()));
+            keys.insert(row.key.clone(), row.count);
+        }
+        // Two windows are enough to show: the newest, and the one before
+        // it while it may still change.
+        while self.windows.len() > 2 {
+            self.windows.pop_first();
+        }
+        let Some((&start, (end, keys))) = self.windows.last_key_value() else {
+            return Ok(());
+        };
+        let mut top: Vec<(&Option<String>, &u64)> = keys.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let windowed = start.is_some();
+        let mut screen = String::from("\x1b[H\x1b[2J");
+        if let (Some(s), Some(e)) = (start, end) {
+            screen.push_str(&format!("window {} .. {}\n", rfc3339(s), rfc3339(*e)));
+        }
+        screen.push_str(&table_line(None, windowed));
+        screen.push('\n');
+        for (key, &count) in top.into_iter().take(self.top) {
+            let row = Row {
+                window_start: start,
+                window_end: *end,
+                key: key.clone(),
+                count,
+            };
+            screen.push_str(&table_line(Some(&row), windowed));
+            screen.push('\n');
+        }
+        if stopping {
+            screen.push_str("(stopped)\n");
+        }
+        self.out.write_all(screen.as_bytes())?;
+        self.out.flush()
+    }
+}
+
+fn print_summary(summary: &CountSummary) {
+    let records: u64 = summary.records.values().sum();
+    let secs = summary.elapsed.as_secs_f64().max(1e-9);
+    let mut line = format!(
+        "weir: counted {records} records in {secs:.2}s, {:.0} records/s; {} rows emitted",
+        records as f64 / secs,
+        summary.rows,
+    );
+    if summary.unparsed > 0 {
+        line.push_str(&format!("; {} unparsed", summary.unparsed));
+    }
+    if summary.late > 0 {
+        line.push_str(&format!(
+            "; {} late (window already closed, not counted)",
+            summary.late
+        ));
+    }
+    if summary.commits > 0 {
+        line.push_str(&format!("; {} checkpoints", summary.commits));
+    }
+    if summary.stop == StopReason::Shutdown {
+        line.push_str("; interrupted");
+    }
+    eprintln!("{line}");
+}
