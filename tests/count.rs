@@ -1,0 +1,571 @@
+//! `weir count` against a real broker: exact counts against a reference
+//! computed here, SIGKILL at random moments (and a broker restart) without
+//! loss or double counting, state larger than one request, late records.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, weir};
+use serde_json::Value;
+
+const MINUTE: i64 = 60_000;
+const LEVEL: &str = r"regex:^\S+ (\w+)";
+
+/// (window start in ms or None, key or None) -> count.
+type Counts = BTreeMap<(Option<i64>, Option<String>), u64>;
+
+/// Sample logs from the repository's generator: JSON lines for
+/// `weir produce --format json`.
+fn generate_logs(lines: usize, minutes: u32, start_ms: i64) -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-logs.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--lines", &lines.to_string()])
+        .args(["--minutes", &minutes.to_string()])
+        .args(["--start", &start_ms.to_string()])
+        .output()
+        .expect("python3 runs scripts/gen-logs.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The reference: per one-minute window, the second word of each line
+/// (the level), read without weir's extractor.
+fn reference(lines: &[String]) -> Counts {
+    let mut counts = Counts::new();
+    for line in lines {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let ts = record["timestamp"].as_i64().unwrap();
+        let value = record["value"].as_str().unwrap();
+        let level = value.split(' ').nth(1).filter(|_| value.contains(' '));
+        let window = ts - ts.rem_euclid(MINUTE);
+        *counts
+            .entry((Some(window), level.map(str::to_owned)))
+            .or_default() += 1;
+    }
+    counts
+}
+
+fn time_ms(rfc3339: &Value) -> Option<i64> {
+    let text = rfc3339.as_str()?;
+    let t = humantime::parse_rfc3339(text).unwrap();
+    Some(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64)
+}
+
+/// Rows of `weir count --json` in order; the last row per (window, key)
+/// is the count that stands.
+fn rows(json_lines: &str) -> Vec<((Option<i64>, Option<String>), u64)> {
+    json_lines
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            let key = row["key"].as_str().map(str::to_owned);
+            (
+                (time_ms(&row["window_start"]), key),
+                row["count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn last_per_key(rows: impl IntoIterator<Item = ((Option<i64>, Option<String>), u64)>) -> Counts {
+    rows.into_iter().collect()
+}
+
+fn create_topic(address: &str, topic: &str, partitions: u32) {
+    let mut cmd = weir();
+    cmd.args([
+        "topics",
+        "create",
+        topic,
+        "--partitions",
+        &partitions.to_string(),
+    ])
+    .args(["-b", address]);
+    run(&mut cmd).ok();
+}
+
+fn produce_json(address: &str, topic: &str, lines: &[String]) {
+    let mut input = lines.join("\n");
+    input.push('\n');
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(input.as_bytes()).unwrap();
+    let mut cmd = weir();
+    cmd.args(["produce", "-t", topic, "--format", "json", "-b", address])
+        .stdin(std::fs::File::open(file.path()).unwrap());
+    run(&mut cmd).ok();
+}
+
+fn count(address: &str, args: &[&str]) -> common::Run {
+    let mut cmd = weir();
+    cmd.arg("count").args(args).args(["-b", address]);
+    run(&mut cmd)
+}
+
+/// An hour ago, on a minute boundary, so a real Kafka's retention keeps
+/// the records.
+fn recent_start() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let start = now - 60 * MINUTE;
+    start - start.rem_euclid(MINUTE)
+}
+
+#[test]
+fn counts_equal_an_independent_reference() {
+    let topic = random_topic("count");
+    let store = random_topic("offsets");
+    create_topic(brokers(), &topic, 6);
+    let start = recent_start();
+    let mut lines = generate_logs(30_000, 10, start);
+    // Records the extractor cannot read go to the unparsed bucket.
+    let end = start + 10 * MINUTE;
+    for i in 0..7 {
+        lines.push(format!(
+            r#"{{"key":"x{i}","value":"garbage","timestamp":{end}}}"#
+        ));
+    }
+    lines.push(format!(r#"{{"key":"x","value":null,"timestamp":{end}}}"#));
+    produce_json(brokers(), &topic, &lines);
+    let mut expected = reference(&lines[..30_000]);
+    expected.insert((Some(end), None), 8);
+
+    let group = random_topic("g");
+    let run = count(
+        brokers(),
+        &[
+            "-t",
+            &topic,
+            "-e",
+            "--by",
+            LEVEL,
+            "--window",
+            "1m",
+            "--json",
+            "-g",
+            &group,
+            "--offsets-topic",
+            &store,
+            "--commit-interval",
+            "50ms",
+        ],
+    );
+    run.ok();
+    let emitted = rows(&run.stdout);
+    // Each window is emitted once, when it closes or at the stop.
+    let counted = last_per_key(emitted.clone());
+    assert_eq!(emitted.len(), counted.len(), "a row was emitted twice");
+    assert_eq!(counted, expected);
+    assert!(run.stderr.contains("8 unparsed"), "{}", run.stderr);
+
+    // A second run resumes the counts and emits the same open window.
+    let again = count(
+        brokers(),
+        &[
+            "-t",
+            &topic,
+            "-e",
+            "--by",
+            LEVEL,
+            "--window",
+            "1m",
+            "--json",
+            "-g",
+            &group,
+            "--offsets-topic",
+            &store,
+        ],
+    );
+    again.ok();
+    let last: Counts = last_per_key(rows(&again.stdout));
+    assert_eq!(last, BTreeMap::from([((Some(end), None), 8)]));
+    assert!(
+        again.stderr.contains("counted 0 records"),
+        "{}",
+        again.stderr
+    );
+
+    // Running totals by key, as a table.
+    let table = count(brokers(), &["-t", &topic, "-e", "--by", "key"]);
+    table.ok();
+    let header = table.stdout.lines().next().unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["count", "key"]
+    );
+    let total: u64 = table
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, lines.len() as u64);
+}
+
+#[test]
+fn late_records_are_counted_apart_and_leave_closed_windows_alone() {
+    let topic = random_topic("late");
+    create_topic(brokers(), &topic, 1);
+    let t0 = recent_start();
+    let at = |ms: i64, key: &str| format!(r#"{{"value":"{key}","timestamp":{}}}"#, t0 + ms);
+    let lines = vec![
+        at(10_000, "a"),
+        at(20_000, "a"),
+        at(2 * MINUTE, "b"),
+        // Watermark 2m - grace 30s = 1m30s: window [0, 1m) has closed.
+        at(30_000, "a"),
+        // Window [1m, 2m) ends after 1m30s: still open.
+        at(MINUTE + 45_000, "c"),
+    ];
+    produce_json(brokers(), &topic, &lines);
+    let run = count(
+        brokers(),
+        &[
+            "-t", &topic, "-e", "--by", "value", "--window", "1m", "--grace", "30s", "--json",
+        ],
+    );
+    run.ok();
+    let counted = last_per_key(rows(&run.stdout));
+    let expected = BTreeMap::from([
+        ((Some(t0), Some("a".to_owned())), 2),
+        ((Some(t0 + MINUTE), Some("c".to_owned())), 1),
+        ((Some(t0 + 2 * MINUTE), Some("b".to_owned())), 1),
+    ]);
+    assert_eq!(counted, expected);
+    assert!(run.stderr.contains("1 late"), "{}", run.stderr);
+}
+
+#[test]
+fn state_larger_than_a_request_is_chunked_and_restored() {
+    let topic = random_topic("big");
+    let store = random_topic("offsets");
+    let group = random_topic("g");
+    create_topic(brokers(), &topic, 1);
+    let keys = 60_000;
+    let key = |i: usize| format!("customer-{i:06}-with-a-rather-long-identifier");
+    let first: Vec<String> = (0..keys)
+        .map(|i| format!(r#"{{"value":"{}"}}"#, key(i)))
+        .collect();
+    produce_json(brokers(), &topic, &first);
+    let args = [
+        "-t",
+        &topic,
+        "-e",
+        "--by",
+        "value",
+        "--json",
+        "-g",
+        &group,
+        "--offsets-topic",
+        &store,
+    ];
+    count(brokers(), &args).ok();
+
+    // The state (60,000 keys, over 3 MB as JSON) went out in chunks.
+    let mut cmd = weir();
+    cmd.args([
+        "consume",
+        "-t",
+        &store,
+        "-e",
+        "-f",
+        "{key}",
+        "-b",
+        brokers(),
+    ]);
+    let store_keys = run(&mut cmd);
+    store_keys.ok();
+    let chunks = store_keys
+        .stdout
+        .lines()
+        .filter(|k| serde_json::from_str::<Vec<Value>>(k).is_ok_and(|a| a.len() == 6))
+        .count();
+    assert!(chunks >= 12, "{chunks} chunk records in the store");
+
+    // Every key again, and a new one: the restored state adds up.
+    let mut second = first.clone();
+    second.push(r#"{"value":"newcomer"}"#.to_owned());
+    produce_json(brokers(), &topic, &second);
+    let run = count(brokers(), &args);
+    run.ok();
+    let counted = last_per_key(rows(&run.stdout));
+    assert_eq!(counted.len(), keys + 1);
+    for i in 0..keys {
+        assert_eq!(counted[&(None, Some(key(i)))], 2, "{}", key(i));
+    }
+    assert_eq!(counted[&(None, Some("newcomer".to_owned()))], 1);
+}
+
+/// Feeds `lines` to a `weir produce` child at a bounded pace.
+struct Feeder {
+    child: Child,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Feeder {
+    fn start(address: &str, topic: &str, lines: Vec<String>, per_ms: usize) -> Self {
+        let mut child = weir()
+            .args([
+                "produce", "-t", topic, "--format", "json", "--linger", "1ms",
+            ])
+            .args(["--timeout", "50s", "-b", address])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for chunk in lines.chunks(per_ms) {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    for line in chunk {
+                        writeln!(stdin, "{line}").unwrap();
+                    }
+                    stdin.flush().unwrap();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        Self {
+            child,
+            thread: Some(thread),
+            stop,
+        }
+    }
+
+    /// Waits until every line is written and acknowledged.
+    fn finish(mut self) {
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "the feeding producer failed");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the feeding producer did not end"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.child.kill().ok();
+    }
+}
+
+/// Kills `weir count` with SIGKILL at several moments while records keep
+/// arriving (restarting the broker once when `broker` is given), then runs
+/// it to the end: what was emitted, last row per (window, key), equals the
+/// reference, on stdout and in the output topic.
+fn crash_and_compare(
+    address: &str,
+    mut broker: Option<(&mut Nisshi, u16, Storage, &Path)>,
+    lines: usize,
+    kills: &[u64],
+) {
+    let topic = random_topic("crash");
+    let out_topic = random_topic("counts");
+    let store = random_topic("offsets");
+    let group = random_topic("g");
+    create_topic(address, &topic, 6);
+    let lines = generate_logs(lines, 20, recent_start());
+    let expected = reference(&lines);
+    // Every service's partition has records before the first run starts.
+    produce_json(address, &topic, &lines[..5_000]);
+    let feeder = Feeder::start(address, &topic, lines[5_000..].to_vec(), 10);
+
+    let dir = tempfile::tempdir().unwrap();
+    let args = |extra: &[&str]| {
+        let mut cmd = weir();
+        cmd.args(["count", "-t", &topic, "--by", LEVEL, "--window", "1m"])
+            .args(["--json", "-g", &group, "--offsets-topic", &store])
+            .args(["--commit-interval", "200ms", "--to-topic", &out_topic])
+            .args(["--timeout", "50s", "-b", address])
+            .args(extra);
+        cmd
+    };
+    let mut outputs = Vec::new();
+    let mut restarted = None;
+    // Rounds after which the committed positions had moved on: the test
+    // means something only if restarts resume from saved counts.
+    let mut progress = 0;
+    let mut committed = 0;
+    let total = lines.len() as i64;
+    for (round, &after) in kills.iter().enumerate() {
+        let file = dir.path().join(format!("out-{round}"));
+        let mut child = args(&[])
+            .stdout(std::fs::File::create(&file).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if round == 2 {
+            if let Some((broker, port, storage, workdir)) = broker.take() {
+                std::thread::sleep(Duration::from_millis(after));
+                broker.stop();
+                std::thread::sleep(Duration::from_millis(300));
+                restarted = Some(Nisshi::start_on(port, storage, &[], Some(workdir)));
+            }
+        }
+        // Each run commits at least once (unless everything is committed
+        // already), then dies `after` ms later, at a moment of its own.
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let now = loop {
+            let now = committed_total(address, &store, &group);
+            if now > committed || now == total {
+                break now;
+            }
+            assert!(Instant::now() < deadline, "round {round}: no commit");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if now > committed {
+            progress += 1;
+            committed = now;
+        }
+        std::thread::sleep(Duration::from_millis(after));
+        child.kill().unwrap(); // SIGKILL: no final emission, no commit.
+        child.wait().unwrap();
+        outputs.push(file);
+    }
+    assert!(
+        progress >= 2,
+        "only {progress} killed runs committed anything"
+    );
+    feeder.finish();
+    let last = args(&["-e"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let last = wait_output(last.unwrap());
+    assert!(last.0, "the last run failed: {}", last.2);
+    assert!(
+        !last.2.contains(&format!("counted {} records", lines.len())),
+        "the last run started from scratch: {}",
+        last.2
+    );
+
+    let mut emitted = Vec::new();
+    for file in &outputs {
+        let text = std::fs::read_to_string(file).unwrap();
+        // A kill can cut the last line short.
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..=end],
+            None => "",
+        };
+        emitted.extend(rows(complete));
+    }
+    emitted.extend(rows(&last.1));
+    assert_eq!(last_per_key(emitted), expected, "stdout rows");
+
+    // The output topic, last record per key.
+    let mut cmd = weir();
+    cmd.args([
+        "consume", "-t", &out_topic, "-e", "-f", "{value}", "-b", address,
+    ]);
+    let out = run(&mut cmd);
+    out.ok();
+    assert_eq!(last_per_key(rows(&out.stdout)), expected, "output topic");
+    drop(restarted);
+}
+
+/// The sum of a group's committed offsets.
+fn committed_total(address: &str, store: &str, group: &str) -> i64 {
+    let mut cmd = weir();
+    cmd.args([
+        "offsets",
+        "--offsets-topic",
+        store,
+        "show",
+        "-g",
+        group,
+        "-o",
+        "json",
+    ])
+    .args(["-b", address]);
+    let show = run(&mut cmd);
+    show.ok();
+    let show: Value = serde_json::from_str(&show.stdout).unwrap();
+    show["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["committed"].as_i64())
+        .sum()
+}
+
+fn wait_output(mut child: Child) -> (bool, String, String) {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || std::io::read_to_string(&mut stdout).unwrap());
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufReader::new(&mut stderr).lines() {
+            text.push_str(&line.unwrap());
+            text.push('\n');
+        }
+        text
+    });
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("weir count did not finish: {}", err.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), out.join().unwrap(), err.join().unwrap())
+}
+
+#[test]
+fn killed_counts_resume_exactly() {
+    crash_and_compare(brokers(), None, 60_000, &[170, 30, 290, 110, 230]);
+}
+
+#[test]
+fn killed_counts_resume_exactly_across_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let storage = Storage::Sqlite("count.db".into());
+    let mut broker = Nisshi::start_on(port, storage.clone(), &[], Some(dir.path()));
+    let address = broker.address.clone();
+    // The sqlite engine serves a few ten thousand records a second.
+    crash_and_compare(
+        &address,
+        Some((&mut broker, port, storage, dir.path())),
+        30_000,
+        &[170, 30, 290, 110, 230],
+    );
+}
