@@ -18,8 +18,11 @@ use serde_json::Value;
 const MINUTE: i64 = 60_000;
 const LEVEL: &str = r"regex:^\S+ (\w+)";
 
-/// (window start in ms or None, key or None) -> count.
-type Counts = BTreeMap<(Option<i64>, Option<String>), u64>;
+/// Window start in ms (None for totals) and key (None: unparsed).
+type At = (Option<i64>, Option<String>);
+
+/// Count per window and key.
+type Counts = BTreeMap<At, u64>;
 
 /// Sample logs from the repository's generator: JSON lines for
 /// `weir produce --format json`.
@@ -69,7 +72,7 @@ fn time_ms(rfc3339: &Value) -> Option<i64> {
 
 /// Rows of `weir count --json` in order; the last row per (window, key)
 /// is the count that stands.
-fn rows(json_lines: &str) -> Vec<((Option<i64>, Option<String>), u64)> {
+fn rows(json_lines: &str) -> Vec<(At, u64)> {
     json_lines
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -84,7 +87,7 @@ fn rows(json_lines: &str) -> Vec<((Option<i64>, Option<String>), u64)> {
         .collect()
 }
 
-fn last_per_key(rows: impl IntoIterator<Item = ((Option<i64>, Option<String>), u64)>) -> Counts {
+fn last_per_key(rows: impl IntoIterator<Item = (At, u64)>) -> Counts {
     rows.into_iter().collect()
 }
 
