@@ -515,38 +515,47 @@ impl Run {
     ) -> Result<Option<StopReason>, CountError> {
         let windowing = job.config.windowing;
         let boundary = close_boundary(parts.values(), &windowing);
-        let rows = if stopping {
-            full_rows(parts.values(), &windowing, |_| true)
-        } else {
-            match job.config.emit {
-                EmitMode::Final => match boundary {
-                    Some(b) => full_rows(parts.values(), &windowing, |end| {
-                        end.is_some_and(|end| end <= b)
-                    }),
-                    None => Vec::new(),
-                },
-                EmitMode::Updates => changed_rows(parts.values_mut(), &windowing),
+        // Whole windows are summed and written one at a time, so the
+        // output never holds more than one window's rows.
+        let batches: Vec<Option<i64>> = match (stopping, job.config.emit, boundary) {
+            (true, _, _) | (false, EmitMode::Final, Some(_)) => {
+                let due = |start: i64| {
+                    stopping
+                        || windowing
+                            .end(start)
+                            .zip(boundary)
+                            .is_some_and(|(end, b)| end <= b)
+                };
+                let starts: BTreeSet<i64> = parts
+                    .values()
+                    .flat_map(|p| p.counts.windows().keys().copied())
+                    .filter(|&start| due(start))
+                    .collect();
+                starts.into_iter().map(Some).collect()
             }
+            (false, EmitMode::Final, None) => Vec::new(),
+            (false, EmitMode::Updates, _) => vec![None],
         };
-        let mut closed = None;
-        if !rows.is_empty() {
+        for batch in batches {
+            let rows = match batch {
+                Some(start) => window_rows(parts.values(), &windowing, start),
+                None => changed_rows(parts.values_mut(), &windowing),
+            };
+            if rows.is_empty() {
+                continue;
+            }
             if let Some(sink) = &mut job.sink {
                 if let Err(e) = sink.emit(&rows, stopping) {
                     // A closed output ends the run; nothing is committed
                     // past what it took.
                     output_error(e)?;
-                    closed = Some(StopReason::OutputClosed);
+                    return Ok(Some(StopReason::OutputClosed));
                 }
             }
-            if closed.is_none() {
-                if let Some(topic) = &mut job.topic {
-                    topic.emit(&rows).await?;
-                }
-                self.rows += rows.len() as u64;
+            if let Some(topic) = &mut job.topic {
+                topic.emit(&rows).await?;
             }
-        }
-        if closed.is_some() {
-            return Ok(closed);
+            self.rows += rows.len() as u64;
         }
         if let Some(b) = boundary {
             for part in parts.values_mut() {
@@ -644,31 +653,24 @@ fn close_boundary<'a>(parts: impl Iterator<Item = &'a Part>, windowing: &Windowi
     boundary
 }
 
-/// Every key of the windows `pick` selects (by window end), summed across
-/// partitions; sorted by window, then count (largest first), then key.
-fn full_rows<'a>(
+/// Every key of the window starting at `start`, summed across partitions,
+/// largest count first.
+fn window_rows<'a>(
     parts: impl Iterator<Item = &'a Part>,
     windowing: &Windowing,
-    pick: impl Fn(Option<i64>) -> bool,
+    start: i64,
 ) -> Vec<Row> {
-    let mut sums: BTreeMap<i64, HashMap<Option<&str>, u64>> = BTreeMap::new();
+    let mut sums: HashMap<Option<&str>, u64> = HashMap::new();
     for part in parts {
-        for (&start, counts) in part.counts.windows() {
-            if !pick(windowing.end(start)) {
-                continue;
-            }
-            let window = sums.entry(start).or_default();
+        if let Some(counts) = part.counts.windows().get(&start) {
             for (key, n) in counts.iter() {
-                *window.entry(key).or_default() += n;
+                *sums.entry(key).or_default() += n;
             }
         }
     }
     let mut rows: Vec<Row> = sums
         .into_iter()
-        .flat_map(|(start, keys)| {
-            keys.into_iter()
-                .map(move |(key, count)| row(windowing, start, key.map(str::to_owned), count))
-        })
+        .map(|(key, count)| row(windowing, start, key.map(str::to_owned), count))
         .collect();
     sort_rows(&mut rows);
     rows
