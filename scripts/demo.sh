@@ -28,30 +28,55 @@ if ! (exec 3<>"/dev/tcp/${host%:*}/$port") 2>/dev/null; then
     done
 fi
 
+# The sample logs: generated here (not downloaded), deterministic.
+logs=testdata/logs.jsonl
+if [ ! -s "$logs" ]; then
+    echo "== scripts/gen-logs.py > $logs   (300,000 log lines over 5 minutes)"
+    python3 scripts/gen-logs.py --lines 300000 --minutes 5 --start 2026-11-24T09:00:00Z >"$logs.tmp"
+    mv "$logs.tmp" "$logs"
+fi
+echo "== head -2 $logs"
+head -2 "$logs"
+echo
+
 echo "== weir topics create logs --partitions 6"
 if $weir topics describe logs >/dev/null 2>&1; then
-    echo "(topic \"logs\" already exists)"
+    echo "(topic \"logs\" already exists: counting what it holds)"
+    fresh=
 else
-    $weir topics create logs --partitions 6 --config retention.ms=86400000
+    $weir topics create logs --partitions 6 --config retention.ms=-1
+    fresh=1
 fi
 echo
-echo "== weir topics list"
-$weir topics list
+if [ -n "$fresh" ]; then
+    echo "== weir produce -t logs --format json $logs"
+    $weir produce -t logs --format json "$logs"
+    echo
+fi
+
+group=demo-count-$$
+echo "== weir count -t logs -e --by 'regex:^\S+ (\w+)' --window 1m -g $group"
+$weir count -t logs -e --by 'regex:^\S+ (\w+)' --window 1m -g "$group"
 echo
-echo "== weir topics describe logs"
-$weir topics describe logs
-echo
-echo "== weir produce -t logs -K '\\t' testdata/logs.tsv     (key = service, value = a JSON log line)"
-$weir produce -t logs -K '\t' testdata/logs.tsv
-echo
-echo "== weir consume -t logs -e --where level=ERROR -c 5 -f '{partition}:{offset} {key} {value}'"
-$weir consume -t logs -e --where level=ERROR -c 5 -f '{partition}:{offset} {key} {value}'
-echo
-group=demo-$$
-echo "== weir consume -t logs -g $group -c 50 >/dev/null    (a group reads 50 records and commits)"
-$weir consume -t logs -g "$group" -c 50 -q >/dev/null
-echo "== weir offsets show -g $group"
+echo "== weir offsets show -g $group     (counts and offsets were checkpointed together)"
 $weir offsets show -g "$group"
 echo
-echo "== weir consume -t logs -g $group -e | wc -l           (the next run resumes after those 50)"
-$weir consume -t logs -g "$group" -e -q | wc -l
+
+echo "== weir topics create events --partitions 3"
+if $weir topics describe events >/dev/null 2>&1; then
+    echo "(topic \"events\" already exists)"
+else
+    $weir topics create events --partitions 3
+fi
+echo
+echo "== weir produce -t events -K '\\t' testdata/logs.tsv     (key = service, value = a JSON log line)"
+$weir produce -t events -K '\t' testdata/logs.tsv
+echo
+echo "== weir consume -t events -e --where level=ERROR -c 5 -f '{partition}:{offset} {key} {value}'"
+$weir consume -t events -e --where level=ERROR -c 5 -f '{partition}:{offset} {key} {value}'
+echo
+group=demo-$$
+echo "== weir consume -t events -g $group -c 50 >/dev/null    (a group reads 50 records and commits)"
+$weir consume -t events -g "$group" -c 50 -q >/dev/null
+echo "== weir consume -t events -g $group -e | wc -l           (the next run resumes after those 50)"
+$weir consume -t events -g "$group" -e -q | wc -l

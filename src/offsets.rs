@@ -601,11 +601,14 @@ pub struct GroupSession {
     chunks: Chunks,
 }
 
+/// (topic, partition), the next offset, and the state kept with it.
+pub type PartitionCommit = ((Arc<str>, i32), i64, Option<serde_json::Value>);
+
 /// A commit of positions with state, for [`GroupSession::checkpoint`].
 #[derive(Debug, Default)]
 pub struct Checkpoint {
     /// Per (topic, partition): the next offset and the state to keep with it.
-    pub partitions: Vec<((Arc<str>, i32), i64, Option<serde_json::Value>)>,
+    pub partitions: Vec<PartitionCommit>,
     /// State chunks the commit refers to, written before it.
     pub chunks: Vec<(ChunkKey, Vec<u8>)>,
     /// Chunks no longer referred to once the commit is acknowledged.

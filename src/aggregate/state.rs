@@ -262,6 +262,9 @@ impl PartitionCounts {
 
 const STATE_VERSION: u8 = 1;
 
+/// A key (null: unparsed) and its count.
+type StoredCount<'a> = (Option<Cow<'a, str>>, u64);
+
 /// The JSON form of [`PartitionCounts`]: windows as `[start or null,
 /// [[key or null, count], …]]`.
 #[derive(Serialize, Deserialize)]
@@ -271,7 +274,7 @@ struct Stored<'a> {
     closed_before: Option<i64>,
     late: u64,
     #[serde(borrow)]
-    windows: Vec<(Option<i64>, Vec<(Option<Cow<'a, str>>, u64)>)>,
+    windows: Vec<(Option<i64>, Vec<StoredCount<'a>>)>,
 }
 
 #[cfg(test)]
