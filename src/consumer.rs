@@ -43,6 +43,27 @@ pub const DEFAULT_FETCH_BYTES: i32 = 1024 * 1024;
 /// Largest fetch size a partition grows to when a record does not fit.
 pub const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
 
+/// How many times the fetch size a fetch's records may take once decoded
+/// (keys and values) before the next fetch asks for less. The fetch size
+/// counts bytes on the wire; a compressed topic's records can take 10-50
+/// times that in memory, and each of the few fetches a partition holds
+/// (see [`ConsumerConfig::buffered_batches`]) would. Uncompressed and
+/// ordinarily compressed records stay below half of it, so their fetch
+/// size ends at the configured one.
+pub const DECODED_FETCH_FACTOR: usize = 4;
+
+/// A partition's first fetch size, when the configured one is larger: the
+/// size doubles from there, fetch by fetch, while records decode to less
+/// than half of [`DECODED_FETCH_FACTOR`] times the configured size, so
+/// that the first fetch of a compressed topic cannot take 50 times its
+/// size in memory.
+pub const START_FETCH_BYTES: i32 = 64 * 1024;
+
+/// Smallest fetch size the decoded-size rule shrinks to. A broker returns
+/// a whole first batch even when it is larger, and a fetch that returns
+/// nothing grows again (and stops the rule from going that low again).
+pub const MIN_FETCH_BYTES: i32 = 16 * 1024;
+
 /// Default long-poll wait, as the Java consumer's `fetch.max.wait.ms`
 /// (500 ms). The broker answers as soon as one byte is there.
 pub const DEFAULT_FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
@@ -215,7 +236,10 @@ pub struct ConsumerConfig {
     pub start: StartOffset,
     /// Where partitions stop.
     pub until: Until,
-    /// First fetch size per partition; it grows when a record is larger.
+    /// Fetch size per partition, in bytes on the wire. Fetches start at
+    /// [`START_FETCH_BYTES`] and double up to it unless their records
+    /// decode to more than [`DECODED_FETCH_FACTOR`] times it (a highly
+    /// compressed topic); a record larger than the fetch size grows it.
     pub fetch_bytes: i32,
     /// Long-poll wait of each fetch.
     pub fetch_max_wait: Duration,
@@ -656,6 +680,25 @@ async fn resolve<F: PartitionFetch>(
     })
 }
 
+/// The fetch size after a fetch of `current` bytes whose records took
+/// `decoded` bytes: smaller in proportion when they took more than
+/// [`DECODED_FETCH_FACTOR`] times `configured` (never below `floor`),
+/// twice as large (up to `configured`) when they took less than half that.
+fn next_fetch_bytes(current: i32, floor: i32, configured: i32, decoded: usize) -> i32 {
+    let target = usize::try_from(configured)
+        .unwrap_or(0)
+        .saturating_mul(DECODED_FETCH_FACTOR);
+    if decoded > target {
+        let scaled = i64::from(current) * target as i64 / decoded.max(1) as i64;
+        let scaled = i32::try_from(scaled).unwrap_or(current);
+        scaled.max(floor).min(current)
+    } else if decoded < target / 2 && current < configured {
+        current.saturating_mul(2).min(configured)
+    } else {
+        current
+    }
+}
+
 /// Reads one partition into the shared stream.
 struct PartitionTask<F> {
     fetch: F,
@@ -671,7 +714,11 @@ struct PartitionTask<F> {
 
 impl<F: PartitionFetch> PartitionTask<F> {
     async fn run(mut self) {
-        let mut max_bytes = self.config.fetch_bytes.max(1);
+        let fetch_bytes = self.config.fetch_bytes.max(1);
+        let mut max_bytes = fetch_bytes.min(START_FETCH_BYTES);
+        // The decoded-size rule shrinks no lower than this; a fetch that
+        // returned nothing because a batch did not fit raises it.
+        let mut floor = MIN_FETCH_BYTES.min(fetch_bytes);
         let max_wait_ms = i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
         let mut failing_since: Option<Instant> = None;
         let mut warned_empty = false;
@@ -737,6 +784,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     // records lie between here and the high watermark.
                     if max_bytes < MAX_FETCH_BYTES {
                         max_bytes = max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
+                        floor = floor.max(max_bytes);
                         debug!(
                             topic = self.topic.as_ref(),
                             partition = self.partition,
@@ -770,6 +818,26 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 }
                 continue;
             };
+
+            let decoded = records
+                .iter()
+                .map(|r| {
+                    r.record.key.as_ref().map_or(0, Vec::len)
+                        + r.record.value.as_ref().map_or(0, Vec::len)
+                })
+                .sum();
+            let next_bytes = next_fetch_bytes(max_bytes, floor, fetch_bytes, decoded);
+            if next_bytes != max_bytes {
+                debug!(
+                    topic = self.topic.as_ref(),
+                    partition = self.partition,
+                    decoded,
+                    from = max_bytes,
+                    to = next_bytes,
+                    "fetch size follows the decoded size"
+                );
+                max_bytes = next_bytes;
+            }
 
             let mut reached = false;
             let mut batch = Vec::with_capacity(records.len());
@@ -887,6 +955,8 @@ mod tests {
     struct FakeLog {
         log: Mutex<Vec<(i64, usize, i64)>>,
         low: i64,
+        /// A value of `size` bytes takes `size / compression` on the wire.
+        compression: usize,
         /// Fetches that fail before the log answers.
         failures: Mutex<usize>,
         fetches: Mutex<Vec<(i64, i32)>>,
@@ -897,6 +967,7 @@ mod tests {
             Self {
                 log: Mutex::new(offsets.into_iter().map(|o| (o, 10, o * 1000)).collect()),
                 low: 0,
+                compression: 1,
                 failures: Mutex::new(0),
                 fetches: Mutex::new(Vec::new()),
             }
@@ -936,10 +1007,11 @@ mod tests {
                     if o < offset {
                         continue;
                     }
-                    if bytes + size > max_bytes as usize {
+                    let wire = size / self.compression;
+                    if bytes + wire > max_bytes as usize {
                         break;
                     }
-                    bytes += size;
+                    bytes += wire;
                     out.push(RecordAndOffset {
                         record: Record {
                             key: None,
@@ -1142,6 +1214,82 @@ mod tests {
         assert_eq!(drain(consumer).await.0, vec![0, 1, 2]);
         let sizes: Vec<i32> = log.fetches.lock().unwrap().iter().map(|f| f.1).collect();
         assert!(sizes.contains(&6_400), "grew by doubling: {sizes:?}");
+    }
+
+    #[test]
+    fn fetch_size_follows_the_decoded_size() {
+        let mib = 1024 * 1024;
+        // Uncompressed, or compressed a few times: unchanged.
+        assert_eq!(next_fetch_bytes(mib, 16_384, mib, mib as usize), mib);
+        assert_eq!(next_fetch_bytes(mib, 16_384, mib, 3 * mib as usize), mib);
+        // 25 times the wire size: 4/25 of it, to decode to 4 times the
+        // configured size.
+        assert_eq!(
+            next_fetch_bytes(mib, 16_384, mib, 25 * mib as usize),
+            mib * 4 / 25
+        );
+        // Never below the floor.
+        assert_eq!(
+            next_fetch_bytes(mib, 200_000, mib, 100 * mib as usize),
+            200_000
+        );
+        // Decoding to between 2 and 4 times the configured size: it stays.
+        for decoded in [2 * mib as usize, 4 * mib as usize] {
+            assert_eq!(next_fetch_bytes(50_000, 16_384, mib, decoded), 50_000);
+        }
+        // Doubling (from the start size, or back up) below that.
+        assert_eq!(next_fetch_bytes(65_536, 16_384, mib, 65_536), 131_072);
+        assert_eq!(
+            next_fetch_bytes(100_000, 16_384, mib, mib as usize),
+            200_000
+        );
+        assert_eq!(next_fetch_bytes(900_000, 16_384, mib, 1_000), mib);
+        // A size grown past the configured one for a large record stays.
+        assert_eq!(next_fetch_bytes(4 * mib, 4 * mib, mib, 1_000), 4 * mib);
+    }
+
+    #[tokio::test]
+    async fn fetch_size_starts_small_and_doubles() {
+        let mut log = FakeLog::new(0..20_000);
+        for r in log.log.get_mut().unwrap().iter_mut() {
+            r.1 = 100;
+        }
+        let log = Arc::new(log);
+        let consumer = Consumer::start_with(
+            vec![(assignment(None), Arc::clone(&log))],
+            config(StartOffset::Earliest, Until::End),
+        )
+        .await
+        .unwrap();
+        assert_eq!(drain(consumer).await.0.len(), 20_000);
+        let sizes: Vec<i32> = log.fetches.lock().unwrap().iter().map(|f| f.1).collect();
+        let mib = 1024 * 1024;
+        assert_eq!(
+            sizes[..5],
+            [START_FETCH_BYTES, 131_072, 262_144, 524_288, mib],
+            "{sizes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn fetch_size_shrinks_for_records_that_decode_large() {
+        // 1000-byte values that take 50 bytes each on the wire.
+        let mut log = FakeLog::new(0..3_000);
+        log.compression = 20;
+        for r in log.log.get_mut().unwrap().iter_mut() {
+            r.1 = 1_000;
+        }
+        let log = Arc::new(log);
+        let mut config = config(StartOffset::Earliest, Until::End);
+        config.fetch_bytes = 100_000;
+        let consumer = Consumer::start_with(vec![(assignment(None), Arc::clone(&log))], config)
+            .await
+            .unwrap();
+        assert_eq!(drain(consumer).await.0, (0..3_000).collect::<Vec<_>>());
+        let sizes: Vec<i32> = log.fetches.lock().unwrap().iter().map(|f| f.1).collect();
+        // The first fetch (at the start size): 1310 records, 1.31 MB
+        // decoded where 400 kB are allowed; then fetches of 400 records.
+        assert_eq!(sizes[..3], [START_FETCH_BYTES, 20_010, 20_010], "{sizes:?}");
     }
 
     #[tokio::test]
