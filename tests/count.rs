@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -152,25 +152,12 @@ fn counts_equal_an_independent_reference() {
     expected.insert((Some(end), None), 8);
 
     let group = random_topic("g");
-    let run = count(
-        brokers(),
-        &[
-            "-t",
-            &topic,
-            "-e",
-            "--by",
-            LEVEL,
-            "--window",
-            "1m",
-            "--json",
-            "-g",
-            &group,
-            "--offsets-topic",
-            &store,
-            "--commit-interval",
-            "50ms",
-        ],
-    );
+    #[rustfmt::skip]
+    let args = [
+        "-t", &topic, "-e", "--by", LEVEL, "--window", "1m", "--json", "-g", &group,
+        "--offsets-topic", &store, "--commit-interval", "50ms",
+    ];
+    let run = count(brokers(), &args);
     run.ok();
     let emitted = rows(&run.stdout);
     // Each window is emitted once, when it closes or at the stop.
@@ -180,23 +167,7 @@ fn counts_equal_an_independent_reference() {
     assert!(run.stderr.contains("8 unparsed"), "{}", run.stderr);
 
     // A second run resumes the counts and emits the same open window.
-    let again = count(
-        brokers(),
-        &[
-            "-t",
-            &topic,
-            "-e",
-            "--by",
-            LEVEL,
-            "--window",
-            "1m",
-            "--json",
-            "-g",
-            &group,
-            "--offsets-topic",
-            &store,
-        ],
-    );
+    let again = count(brokers(), &args);
     again.ok();
     let last: Counts = last_per_key(rows(&again.stdout));
     assert_eq!(last, BTreeMap::from([((Some(end), None), 8)]));
@@ -268,6 +239,7 @@ fn state_larger_than_a_request_is_chunked_and_restored() {
         .map(|i| format!(r#"{{"value":"{}"}}"#, key(i)))
         .collect();
     produce_json(brokers(), &topic, &first);
+    #[rustfmt::skip]
     let args = [
         "-t",
         &topic,
@@ -465,16 +437,14 @@ fn crash_and_compare(
         "only {progress} killed runs committed anything"
     );
     feeder.finish();
-    let last = args(&["-e"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let last = wait_output(last.unwrap());
-    assert!(last.0, "the last run failed: {}", last.2);
+    let last = run(&mut args(&["-e"]));
+    last.ok();
     assert!(
-        !last.2.contains(&format!("counted {} records", lines.len())),
+        !last
+            .stderr
+            .contains(&format!("counted {} records", lines.len())),
         "the last run started from scratch: {}",
-        last.2
+        last.stderr
     );
 
     let mut emitted = Vec::new();
@@ -487,7 +457,7 @@ fn crash_and_compare(
         };
         emitted.extend(rows(complete));
     }
-    emitted.extend(rows(&last.1));
+    emitted.extend(rows(&last.stdout));
     assert_eq!(last_per_key(emitted), expected, "stdout rows");
 
     // The output topic, last record per key.
@@ -524,32 +494,6 @@ fn committed_total(address: &str, store: &str, group: &str) -> i64 {
         .iter()
         .filter_map(|p| p["committed"].as_i64())
         .sum()
-}
-
-fn wait_output(mut child: Child) -> (bool, String, String) {
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || std::io::read_to_string(&mut stdout).unwrap());
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        for line in std::io::BufReader::new(&mut stderr).lines() {
-            text.push_str(&line.unwrap());
-            text.push('\n');
-        }
-        text
-    });
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("weir count did not finish: {}", err.join().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.success(), out.join().unwrap(), err.join().unwrap())
 }
 
 #[test]
