@@ -274,6 +274,10 @@ pub struct Producer {
     stale: Arc<Notify>,
     /// The sticky partition and its batch count when it was chosen.
     sticky_seen: Option<(i32, u64)>,
+    /// The last create time given to a record, so that records sent within
+    /// the same millisecond (a thousand at full speed) share one
+    /// conversion to a date.
+    clock: Clock,
     batch_bytes: usize,
     tasks: JoinSet<()>,
 }
@@ -337,6 +341,7 @@ impl Producer {
             batches_sent: Vec::new(),
             stale,
             sticky_seen: None,
+            clock: Clock::default(),
             tasks: JoinSet::new(),
         };
         producer.grow(partitions).await?;
@@ -423,7 +428,7 @@ impl Producer {
         let timestamp = record
             .timestamp_ms
             .and_then(DateTime::from_timestamp_millis)
-            .unwrap_or_else(now);
+            .unwrap_or_else(|| self.clock.now());
         let pending = Pending {
             tag,
             record: Record {
@@ -511,11 +516,25 @@ async fn refresh_partition_count(
     }
 }
 
-fn now() -> DateTime<Utc> {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+/// Now, in whole milliseconds (a record's create time), converted to a
+/// date only when the millisecond changes.
+#[derive(Debug, Default)]
+struct Clock {
+    ms: i64,
+    time: DateTime<Utc>,
+}
+
+impl Clock {
+    fn now(&mut self) -> DateTime<Utc> {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        if ms != self.ms {
+            self.ms = ms;
+            self.time = DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        }
+        self.time
+    }
 }
 
 /// Sends one partition's batches, one request at a time.
@@ -662,6 +681,30 @@ impl PartitionTask {
                 partition: self.partition,
                 result: Err(Arc::clone(&error)),
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch_ms() -> i64 {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        i64::try_from(since.as_millis()).unwrap()
+    }
+
+    #[test]
+    fn clock_reads_now_to_the_millisecond() {
+        let mut clock = Clock::default();
+        for _ in 0..3 {
+            let before = epoch_ms();
+            let t = clock.now().timestamp_millis();
+            let after = epoch_ms();
+            assert!(before <= t && t <= after, "{before} <= {t} <= {after}");
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
