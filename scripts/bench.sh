@@ -67,6 +67,8 @@ results=$out/results.jsonl
     echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
     echo "weir $("$weir" --version | cut -d' ' -f2) ($(rustc --version | cut -d' ' -f1-2)); $("$baseline" version); nisshi 0.8.1, memory storage, 127.0.0.1"
     echo "$rounds rounds; $records records of $size B; latency: $latency_records records at $rate/s, fetch wait $fetch_wait"
+    # Other work on the machine shows here; the alternation keeps the ratios.
+    echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out/machine.txt" >&2
 
 tools=(weir rdkafka-defaults rdkafka-tuned)
@@ -164,7 +166,8 @@ for what in $scenarios; do
     *) echo "unknown scenario \"$what\" (produce, consume, latency)" >&2; exit 2 ;;
     esac
 done
-echo "== $(($(date +%s) - started)) s of measurements" >&2
+echo "$(($(date +%s) - started)) s of measurements; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" |
+    tee -a "$out/machine.txt" >&2
 
 python3 - "$results" <<'EOF' | tee "$out/table.md"
 import json, statistics, sys

@@ -51,10 +51,10 @@ const TUNED_PRODUCER: &[(&str, &str)] = &[
     ("queue.buffering.max.kbytes", "1048576"),
 ];
 
-/// Consumer settings of the tuned profile: a prefetch queue ten times the
-/// default (queued.min.messages 100000, queued.max.messages.kbytes 64 MiB)
-/// and fetches ten times larger (max.partition.fetch.bytes 1 MiB,
-/// fetch.max.bytes 50 MiB).
+/// Consumer settings of the tuned profile, against librdkafka 2.x's
+/// defaults: a prefetch queue of a million messages (default 100000) and
+/// 1 GiB (default 64 MiB), fetches of up to 10 MiB per partition (default
+/// 1 MiB) and 100 MiB per request (default 50 MiB).
 const TUNED_CONSUMER: &[(&str, &str)] = &[
     ("queued.min.messages", "1000000"),
     ("queued.max.messages.kbytes", "1048576"),
