@@ -83,7 +83,9 @@ pub struct ProducerFlags {
 /// Consumer flags.
 #[derive(Debug, clap::Args)]
 pub struct ConsumerFlags {
-    /// First fetch size per partition in bytes.
+    /// Fetch size per partition in bytes: fetches start at 64 KiB and
+    /// double up to it, and ask for less when records decode to more than
+    /// 4 times it (compressed topics).
     #[arg(long, default_value_t = DEFAULT_FETCH_BYTES)]
     pub fetch_bytes: i32,
 
