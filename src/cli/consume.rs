@@ -58,8 +58,9 @@ pub struct SelectionArgs {
     #[arg(short = 'e', conflicts_with = "until")]
     pub exit_at_end: bool,
 
-    /// First fetch size per partition in bytes; it grows when a record
-    /// does not fit.
+    /// Fetch size per partition in bytes: fetches start at 64 KiB and
+    /// double up to it, ask for less when records decode to more than 4
+    /// times it, and grow when a record does not fit.
     #[arg(long, default_value_t = DEFAULT_FETCH_BYTES)]
     pub fetch_bytes: i32,
 
