@@ -170,64 +170,54 @@ where
     W: Write,
 {
     fn write(&self, writer: &mut W) -> Result<(), WriteError> {
-        // ============================================================================================
-        // ======================================== inner data ========================================
-        // write data to buffer because we need to prepend the length
-        let mut data = vec![];
-
-        // attributes
-        Int8(0).write(&mut data)?;
-
-        // timestampDelta
-        Varlong(self.timestamp_delta).write(&mut data)?;
-
-        // offsetDelta
-        Varint(self.offset_delta).write(&mut data)?;
-
-        // key
-        match &self.key {
-            Some(key) => {
-                let l = i32::try_from(key.len()).map_err(|e| WriteError::Malformed(Box::new(e)))?;
-                Varint(l).write(&mut data)?;
-                data.write_all(key)?;
-            }
-            None => {
-                Varint(-1).write(&mut data)?;
-            }
+        // weir: the length is computed first and the fields written
+        // straight to `writer`; upstream built every record in its own
+        // `Vec` to learn its length (an allocation and a copy per record).
+        fn bytes_len(b: Option<&[u8]>) -> Result<usize, WriteError> {
+            Ok(match b {
+                Some(b) => varint_len(i64::from(i32::try_from(b.len())?)) + b.len(),
+                None => 1,
+            })
         }
-
-        // value
-        match &self.value {
-            Some(value) => {
-                let l =
-                    i32::try_from(value.len()).map_err(|e| WriteError::Malformed(Box::new(e)))?;
-                Varint(l).write(&mut data)?;
-                data.write_all(value)?;
-            }
-            None => {
-                Varint(-1).write(&mut data)?;
-            }
-        }
-
-        // headers
-        // Note: This is NOT a normal array but uses a Varint instead.
-        let l =
-            i32::try_from(self.headers.len()).map_err(|e| WriteError::Malformed(Box::new(e)))?;
-        Varint(l).write(&mut data)?;
+        let n_headers = i32::try_from(self.headers.len())?;
+        let mut len = 1 // attributes
+            + varint_len(self.timestamp_delta)
+            + varint_len(i64::from(self.offset_delta))
+            + bytes_len(self.key.as_deref())?
+            + bytes_len(self.value.as_deref())?
+            + varint_len(i64::from(n_headers));
         for header in &self.headers {
-            header.write(&mut data)?;
+            len += bytes_len(Some(header.key.as_bytes()))? + bytes_len(Some(&header.value))?;
         }
 
-        // ============================================================================================
-        // ============================================================================================
-
-        // now write accumulated data
-        let l = i32::try_from(data.len()).map_err(|e| WriteError::Malformed(Box::new(e)))?;
-        Varint(l).write(writer)?;
-        writer.write_all(&data)?;
-
+        Varint(i32::try_from(len)?).write(writer)?;
+        // attributes
+        Int8(0).write(writer)?;
+        Varlong(self.timestamp_delta).write(writer)?;
+        Varint(self.offset_delta).write(writer)?;
+        for field in [&self.key, &self.value] {
+            match field {
+                Some(b) => {
+                    Varint(i32::try_from(b.len())?).write(writer)?;
+                    writer.write_all(b)?;
+                }
+                None => Varint(-1).write(writer)?,
+            }
+        }
+        // Note: This is NOT a normal array but uses a Varint instead.
+        Varint(n_headers).write(writer)?;
+        for header in &self.headers {
+            header.write(writer)?;
+        }
         Ok(())
     }
+}
+
+/// Encoded length of a zig-zag varint.
+fn varint_len(v: i64) -> usize {
+    let zigzag = ((v << 1) ^ (v >> 63)) as u64;
+    let bits = 64 - (zigzag | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
 }
 
 /// Control Batch Record
@@ -394,18 +384,9 @@ where
 
         // ==========================================================================================
         // ======================================== CRC data ========================================
-        let mut data = Cursor::new(data);
-        let body = RecordBatchBody::read(&mut data)?;
-
-        // check if there is any trailing data because this is likely a bug
-        let bytes_read = data.position();
-        let bytes_total = u64::try_from(data.into_inner().len()).map_err(ReadError::Overflow)?;
-        let bytes_left = bytes_total - bytes_read;
-        if bytes_left != 0 {
-            return Err(ReadError::Malformed(
-                format!("Found {} trailing bytes after RecordBatch", bytes_left).into(),
-            ));
-        }
+        // weir: parsed from the slice (see `RecordBatchBody::parse`), which
+        // also rejects trailing bytes.
+        let body = RecordBatchBody::parse(&data)?;
 
         // ==========================================================================================
         // ==========================================================================================
@@ -510,40 +491,17 @@ pub struct RecordBatchBody {
 }
 
 impl RecordBatchBody {
-    fn read_records<R>(
-        reader: &mut R,
-        is_control: bool,
-        n_records: usize,
-    ) -> Result<ControlBatchOrRecords, ReadError>
-    where
-        R: Read,
-    {
-        if is_control {
-            if n_records != 1 {
-                return Err(ReadError::Malformed(
-                    format!("Expected 1 control record but got {}", n_records).into(),
-                ));
-            }
+    /// Parses a batch body (everything after the CRC) from memory.
+    ///
+    /// weir: upstream decodes field by field through `std::io::Read`, and a
+    /// compressed batch through the decompressor's `Read`, a few bytes per
+    /// call. Here the uncompressed records are parsed straight from the
+    /// fetched bytes, and a compressed batch is first decompressed whole.
+    pub(crate) fn parse(data: &[u8]) -> Result<Self, ReadError> {
+        let mut s = Slice(data);
 
-            let record = ControlBatchRecord::read(reader)?;
-            Ok(ControlBatchOrRecords::ControlBatch(record))
-        } else {
-            let mut records = VecBuilder::new(n_records);
-            for _ in 0..n_records {
-                records.push(Record::read(reader)?);
-            }
-            Ok(ControlBatchOrRecords::Records(records.into()))
-        }
-    }
-}
-
-impl<R> ReadType<R> for RecordBatchBody
-where
-    R: Read,
-{
-    fn read(reader: &mut R) -> Result<Self, ReadError> {
         // attributes
-        let attributes = Int16::read(reader)?.0;
+        let attributes = s.i16()?;
         let compression = match attributes & 0x7 {
             0 => RecordBatchCompression::NoCompression,
             1 => RecordBatchCompression::Gzip,
@@ -564,139 +522,38 @@ where
         let is_transactional = ((attributes >> 4) & 0x1) == 1;
         let is_control = ((attributes >> 5) & 0x1) == 1;
 
-        // lastOffsetDelta
-        let last_offset_delta = Int32::read(reader)?.0;
-
-        // firstTimestamp
-        let first_timestamp = Int64::read(reader)?.0;
-
-        // maxTimestamp
-        let max_timestamp = Int64::read(reader)?.0;
-
-        // producerId
-        let producer_id = Int64::read(reader)?.0;
-
-        // producerEpoch
-        let producer_epoch = Int16::read(reader)?.0;
-
-        // baseSequence
-        let base_sequence = Int32::read(reader)?.0;
+        let last_offset_delta = s.i32()?;
+        let first_timestamp = s.i64()?;
+        let max_timestamp = s.i64()?;
+        let producer_id = s.i64()?;
+        let producer_epoch = s.i16()?;
+        let base_sequence = s.i32()?;
 
         // records
-        let n_records = match Int32::read(reader)?.0 {
+        let n_records = match s.i32()? {
             -1 => 0,
             n => usize::try_from(n)?,
         };
         let records = match compression {
             RecordBatchCompression::NoCompression => {
-                Self::read_records(reader, is_control, n_records)?
-            }
-            #[cfg(feature = "compression-gzip")]
-            RecordBatchCompression::Gzip => {
-                use flate2::read::GzDecoder;
-
-                let mut decoder = GzDecoder::new(reader);
-                let records = Self::read_records(&mut decoder, is_control, n_records)?;
-
-                ensure_eof(&mut decoder, "Data left in gzip block")?;
-
+                let records = Self::parse_records(&mut s, is_control, n_records)?;
+                if !s.0.is_empty() {
+                    return Err(ReadError::Malformed(
+                        format!("Found {} trailing bytes after RecordBatch", s.0.len()).into(),
+                    ));
+                }
                 records
             }
-            #[cfg(feature = "compression-lz4")]
-            RecordBatchCompression::Lz4 => {
-                use lz4::Decoder;
-
-                let mut decoder = Decoder::new(reader)?;
-                let records = Self::read_records(&mut decoder, is_control, n_records)?;
-
-                // the lz4 decoder requires us to consume the whole inner stream until we reach EOF
-                ensure_eof(&mut decoder, "Data left in LZ4 block")?;
-
-                let (_reader, res) = decoder.finish();
-                res?;
-
+            compressed => {
+                let plain = decompress(compressed, s.0)?;
+                let mut s = Slice(&plain);
+                let records = Self::parse_records(&mut s, is_control, n_records)?;
+                if !s.0.is_empty() {
+                    return Err(ReadError::Malformed(
+                        format!("Data left in {:?} block", compressed).into(),
+                    ));
+                }
                 records
-            }
-            #[cfg(feature = "compression-snappy")]
-            RecordBatchCompression::Snappy => {
-                use crate::protocol::vec_builder::DEFAULT_BLOCK_SIZE;
-
-                // Construct the input for the raw decoder.
-                let mut input = vec![];
-                reader.read_to_end(&mut input)?;
-
-                const JAVA_MAGIC: &[u8] = &[0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
-
-                // There are "normal" compression libs, and there is Java
-                // See https://github.com/edenhill/librdkafka/blob/2b76b65212e5efda213961d5f84e565038036270/src/rdkafka_msgset_reader.c#L307-L318
-                let output = if input.starts_with(JAVA_MAGIC) {
-                    let cursor_content = &input[JAVA_MAGIC.len()..];
-                    let mut cursor = Cursor::new(cursor_content);
-
-                    let mut buf_version = [0u8; 4];
-                    cursor.read_exact(&mut buf_version)?;
-                    if buf_version != [0, 0, 0, 1] {
-                        return Err(ReadError::Malformed(
-                            format!("Detected Java-specific Snappy compression, but got unknown version: {buf_version:?}").into(),
-                        ));
-                    }
-
-                    let mut buf_compatible = [0u8; 4];
-                    cursor.read_exact(&mut buf_compatible)?;
-                    if buf_compatible != [0, 0, 0, 1] {
-                        return Err(ReadError::Malformed(
-                            format!("Detected Java-specific Snappy compression, but got unknown compat flags: {buf_compatible:?}").into(),
-                        ));
-                    }
-
-                    let mut output = vec![];
-                    while cursor.position() < cursor.get_ref().len() as u64 {
-                        let mut buf_chunk_length = [0u8; 4];
-                        cursor.read_exact(&mut buf_chunk_length)?;
-                        let chunk_length = u32::from_be_bytes(buf_chunk_length) as usize;
-                        let bytes_left = cursor_content.len() - (cursor.position() as usize);
-                        if chunk_length > bytes_left {
-                            // do NOT try to allocate massive buffer for `chunk_data` but instead fail early
-                            return Err(ReadError::Malformed(format!("Java-specific Snappy-compressed data has illegal chunk length, got {chunk_length} bytes but only {bytes_left} bytes are left.").into()));
-                        }
-
-                        let mut chunk_data = vec![0u8; chunk_length];
-                        cursor.read_exact(&mut chunk_data)?;
-
-                        let mut buf = carefully_decompress_snappy(&chunk_data, DEFAULT_BLOCK_SIZE)?;
-                        output.append(&mut buf);
-                    }
-
-                    output
-                } else {
-                    carefully_decompress_snappy(&input, DEFAULT_BLOCK_SIZE)?
-                };
-
-                // Read uncompressed records.
-                let mut decoder = Cursor::new(output);
-                let records = Self::read_records(&mut decoder, is_control, n_records)?;
-
-                // Check that there's no data left within the uncompressed block.
-                ensure_eof(&mut decoder, "Data left in Snappy block")?;
-
-                records
-            }
-            #[cfg(feature = "compression-zstd")]
-            RecordBatchCompression::Zstd => {
-                use zstd::Decoder;
-
-                let mut decoder = Decoder::new(reader)?;
-                let records = Self::read_records(&mut decoder, is_control, n_records)?;
-
-                ensure_eof(&mut decoder, "Data left in zstd block")?;
-
-                records
-            }
-            #[allow(unreachable_patterns)]
-            _ => {
-                return Err(ReadError::Malformed(
-                    format!("Unimplemented compression: {:?}", compression).into(),
-                ));
             }
         };
 
@@ -713,6 +570,236 @@ where
             records,
         })
     }
+
+    fn parse_records(
+        s: &mut Slice<'_>,
+        is_control: bool,
+        n_records: usize,
+    ) -> Result<ControlBatchOrRecords, ReadError> {
+        if is_control {
+            if n_records != 1 {
+                return Err(ReadError::Malformed(
+                    format!("Expected 1 control record but got {}", n_records).into(),
+                ));
+            }
+            // weir: a control batch holds one ordinary record whose key is
+            // the control type (version, type); upstream read those four
+            // bytes where the record's length is.
+            let record = s.record()?;
+            let key = record.key.unwrap_or_default();
+            let record = ControlBatchRecord::read(&mut key.as_slice())?;
+            return Ok(ControlBatchOrRecords::ControlBatch(record));
+        }
+        // Every record takes at least 7 bytes, so a corrupt count cannot
+        // make this allocate more than the data could hold.
+        let mut records = Vec::with_capacity(n_records.min(s.0.len() / 7));
+        for _ in 0..n_records {
+            records.push(s.record()?);
+        }
+        Ok(ControlBatchOrRecords::Records(records))
+    }
+}
+
+impl<R> ReadType<R> for RecordBatchBody
+where
+    R: Read,
+{
+    fn read(reader: &mut R) -> Result<Self, ReadError> {
+        let mut data = vec![];
+        reader.read_to_end(&mut data)?;
+        Self::parse(&data)
+    }
+}
+
+/// Bytes being parsed; each read advances past what it read.
+struct Slice<'a>(&'a [u8]);
+
+impl<'a> Slice<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
+        if n > self.0.len() {
+            return Err(ReadError::Malformed(
+                format!(
+                    "record batch ends early: {} bytes wanted, {} left",
+                    n,
+                    self.0.len()
+                )
+                .into(),
+            ));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ReadError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn i16(&mut self) -> Result<i16, ReadError> {
+        Ok(i16::from_be_bytes(self.array()?))
+    }
+
+    fn i32(&mut self) -> Result<i32, ReadError> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, ReadError> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+
+    /// A zig-zag varint of up to 10 bytes (Kafka's VARLONG).
+    fn varlong(&mut self) -> Result<i64, ReadError> {
+        let mut raw: u64 = 0;
+        for (i, &b) in self.0.iter().take(10).enumerate() {
+            raw |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.0 = &self.0[i + 1..];
+                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
+        Err(ReadError::Malformed(
+            "unterminated varint in record batch".into(),
+        ))
+    }
+
+    fn varint(&mut self) -> Result<i32, ReadError> {
+        Ok(i32::try_from(self.varlong()?)?)
+    }
+
+    /// Varint-length-prefixed bytes; length -1 is null.
+    fn bytes(&mut self) -> Result<Option<&'a [u8]>, ReadError> {
+        match self.varint()? {
+            -1 => Ok(None),
+            len => Ok(Some(self.take(usize::try_from(len)?)?)),
+        }
+    }
+
+    fn record(&mut self) -> Result<Record, ReadError> {
+        let len = usize::try_from(self.varint()?)?;
+        let mut r = Slice(self.take(len)?);
+
+        // attributes (unused)
+        r.take(1)?;
+        let timestamp_delta = r.varlong()?;
+        let offset_delta = r.varint()?;
+        let key = r.bytes()?.map(<[u8]>::to_vec);
+        let value = r.bytes()?.map(<[u8]>::to_vec);
+
+        // Note: the header count is a varint, not a normal array length.
+        let n_headers = usize::try_from(r.varint()?)?;
+        let mut headers = Vec::with_capacity(n_headers.min(r.0.len() / 2));
+        for _ in 0..n_headers {
+            let key = r.bytes()?.unwrap_or_default();
+            let key = String::from_utf8(key.to_vec())
+                .map_err(|e| ReadError::Malformed(Box::new(e)))?;
+            // weir: a null header value (allowed by Kafka, sent by the Java
+            // client) is read as empty rather than failing the fetch.
+            let value = r.bytes()?.unwrap_or_default().to_vec();
+            headers.push(RecordHeader { key, value });
+        }
+
+        if !r.0.is_empty() {
+            return Err(ReadError::Malformed(
+                format!("Found {} trailing bytes after Record", r.0.len()).into(),
+            ));
+        }
+        Ok(Record {
+            timestamp_delta,
+            offset_delta,
+            key,
+            value,
+            headers,
+        })
+    }
+}
+
+/// Decompresses a whole batch's records.
+#[allow(unused_variables, unused_mut)] // without every compression feature
+fn decompress(compression: RecordBatchCompression, input: &[u8]) -> Result<Vec<u8>, ReadError> {
+    // Room for a typical ratio; `read_to_end` grows it when that is short.
+    let mut out = Vec::with_capacity(input.len().saturating_mul(4));
+    match compression {
+        #[cfg(feature = "compression-gzip")]
+        RecordBatchCompression::Gzip => {
+            flate2::read::GzDecoder::new(input).read_to_end(&mut out)?;
+        }
+        #[cfg(feature = "compression-lz4")]
+        RecordBatchCompression::Lz4 => {
+            let mut decoder = lz4::Decoder::new(input)?;
+            decoder.read_to_end(&mut out)?;
+            let (_input, res) = decoder.finish();
+            res?;
+        }
+        #[cfg(feature = "compression-snappy")]
+        RecordBatchCompression::Snappy => {
+            out = decompress_snappy(input)?;
+        }
+        #[cfg(feature = "compression-zstd")]
+        RecordBatchCompression::Zstd => {
+            zstd::stream::read::Decoder::with_buffer(input)?.read_to_end(&mut out)?;
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            return Err(ReadError::Malformed(
+                format!("Unimplemented compression: {:?}", compression).into(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Snappy as librdkafka and the Java client write it (raw, or Java's
+/// chunked framing).
+#[cfg(feature = "compression-snappy")]
+fn decompress_snappy(input: &[u8]) -> Result<Vec<u8>, ReadError> {
+    use crate::protocol::vec_builder::DEFAULT_BLOCK_SIZE;
+
+    const JAVA_MAGIC: &[u8] = &[0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+
+    // There are "normal" compression libs, and there is Java
+    // See https://github.com/edenhill/librdkafka/blob/2b76b65212e5efda213961d5f84e565038036270/src/rdkafka_msgset_reader.c#L307-L318
+    if !input.starts_with(JAVA_MAGIC) {
+        return carefully_decompress_snappy(input, DEFAULT_BLOCK_SIZE);
+    }
+    let cursor_content = &input[JAVA_MAGIC.len()..];
+    let mut cursor = Cursor::new(cursor_content);
+
+    let mut buf_version = [0u8; 4];
+    cursor.read_exact(&mut buf_version)?;
+    if buf_version != [0, 0, 0, 1] {
+        return Err(ReadError::Malformed(
+            format!("Detected Java-specific Snappy compression, but got unknown version: {buf_version:?}").into(),
+        ));
+    }
+
+    let mut buf_compatible = [0u8; 4];
+    cursor.read_exact(&mut buf_compatible)?;
+    if buf_compatible != [0, 0, 0, 1] {
+        return Err(ReadError::Malformed(
+            format!("Detected Java-specific Snappy compression, but got unknown compat flags: {buf_compatible:?}").into(),
+        ));
+    }
+
+    let mut output = vec![];
+    while cursor.position() < cursor.get_ref().len() as u64 {
+        let mut buf_chunk_length = [0u8; 4];
+        cursor.read_exact(&mut buf_chunk_length)?;
+        let chunk_length = u32::from_be_bytes(buf_chunk_length) as usize;
+        let bytes_left = cursor_content.len() - (cursor.position() as usize);
+        if chunk_length > bytes_left {
+            // do NOT try to allocate massive buffer for `chunk_data` but instead fail early
+            return Err(ReadError::Malformed(format!("Java-specific Snappy-compressed data has illegal chunk length, got {chunk_length} bytes but only {bytes_left} bytes are left.").into()));
+        }
+
+        let mut chunk_data = vec![0u8; chunk_length];
+        cursor.read_exact(&mut chunk_data)?;
+
+        let mut buf = carefully_decompress_snappy(&chunk_data, DEFAULT_BLOCK_SIZE)?;
+        output.append(&mut buf);
+    }
+    Ok(output)
 }
 
 impl<W> WriteType<W> for RecordBatchBody
@@ -759,7 +846,20 @@ impl RecordBatchBodyRef<'_> {
         W: Write,
     {
         match records {
-            ControlBatchOrRecords::ControlBatch(control_batch) => control_batch.write(writer),
+            ControlBatchOrRecords::ControlBatch(control_batch) => {
+                // weir: one ordinary record, the control type as its key
+                // and (version 0, coordinator epoch 0) as its value.
+                let mut key = vec![];
+                control_batch.write(&mut key)?;
+                Record {
+                    timestamp_delta: 0,
+                    offset_delta: 0,
+                    key: Some(key),
+                    value: Some(vec![0; 6]),
+                    headers: vec![],
+                }
+                .write(writer)
+            }
             ControlBatchOrRecords::Records(records) => {
                 for record in records {
                     record.write(writer)?;
@@ -821,29 +921,45 @@ where
             ControlBatchOrRecords::Records(records) => records.len(),
         };
         Int32(i32::try_from(n_records)?).write(writer)?;
+        if self.compression == RecordBatchCompression::NoCompression {
+            return Self::write_records(writer, self.records);
+        }
+        // weir: the records are encoded into one buffer and compressed in
+        // one call; upstream fed the compressor a few bytes per call.
+        let mut plain = Vec::with_capacity(match self.records {
+            ControlBatchOrRecords::Records(records) => records
+                .iter()
+                .map(|r| {
+                    24 + r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len)
+                })
+                .sum(),
+            ControlBatchOrRecords::ControlBatch(_) => 32,
+        });
+        Self::write_records(&mut plain, self.records)?;
         match self.compression {
-            RecordBatchCompression::NoCompression => {
-                Self::write_records(writer, self.records)?;
-            }
+            RecordBatchCompression::NoCompression => unreachable!("written above"),
             #[cfg(feature = "compression-gzip")]
             RecordBatchCompression::Gzip => {
                 use flate2::{Compression, write::GzEncoder};
 
                 let mut encoder = GzEncoder::new(writer, Compression::default());
-                Self::write_records(&mut encoder, self.records)?;
+                encoder.write_all(&plain)?;
                 encoder.finish()?;
             }
             #[cfg(feature = "compression-lz4")]
             RecordBatchCompression::Lz4 => {
-                use lz4::{EncoderBuilder, liblz4::BlockMode};
+                use lz4::{ContentChecksum, EncoderBuilder, liblz4::BlockMode};
 
                 let mut encoder = EncoderBuilder::new()
                     .block_mode(
                         // the only one supported by Kafka
                         BlockMode::Independent,
                     )
+                    // weir: no content checksum, as librdkafka writes it; the
+                    // batch's CRC-32C already covers these bytes.
+                    .checksum(ContentChecksum::NoChecksum)
                     .build(writer)?;
-                Self::write_records(&mut encoder, self.records)?;
+                encoder.write_all(&plain)?;
                 let (_writer, res) = encoder.finish();
                 res?;
             }
@@ -851,23 +967,18 @@ where
             RecordBatchCompression::Snappy => {
                 use snap::raw::{Encoder, max_compress_len};
 
-                let mut input = vec![];
-                Self::write_records(&mut input, self.records)?;
-
                 let mut encoder = Encoder::new();
-                let mut output = vec![0; max_compress_len(input.len())];
+                let mut output = vec![0; max_compress_len(plain.len())];
                 let len = encoder
-                    .compress(&input, &mut output)
+                    .compress(&plain, &mut output)
                     .map_err(|e| WriteError::Malformed(Box::new(e)))?;
 
                 writer.write_all(&output[..len])?;
             }
             #[cfg(feature = "compression-zstd")]
             RecordBatchCompression::Zstd => {
-                use zstd::Encoder;
-
-                let mut encoder = Encoder::new(writer, 0)?;
-                Self::write_records(&mut encoder, self.records)?;
+                let mut encoder = zstd::Encoder::new(writer, 0)?;
+                encoder.write_all(&plain)?;
                 encoder.finish()?;
             }
             #[allow(unreachable_patterns)]
@@ -879,21 +990,6 @@ where
         }
 
         Ok(())
-    }
-}
-
-/// Ensure that given reader is at EOF.
-#[allow(dead_code)] // only use by some features
-fn ensure_eof<R>(reader: &mut R, msg: &str) -> Result<(), ReadError>
-where
-    R: Read,
-{
-    let mut buf = [0u8; 1];
-    match reader.read(&mut buf) {
-        Ok(0) => Ok(()),
-        Ok(_) => Err(ReadError::Malformed(msg.to_string().into())),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(()),
-        Err(e) => Err(ReadError::IO(e)),
     }
 }
 
