@@ -22,6 +22,8 @@ test:
     scripts/static.sh
     scripts/cross.sh
     WEIR_STATIC_BIN="$(scripts/static.sh)" WEIR_AARCH64_BIN="$(scripts/cross.sh)" WEIR_NISSHI="$(scripts/nisshi.sh install)" cargo test --locked
+    # weir's changes to the vendored rskafka: its record batch codec tests.
+    cargo test --locked --manifest-path vendor/rskafka/Cargo.toml --lib protocol::record
 
 # weir vs rust-rdkafka on one local broker: produce, consume, latency (see BENCHMARKS.md).
 bench:

@@ -1152,6 +1152,93 @@ mod tests {
 
     test_roundtrip!(RecordBatch, test_record_batch_roundtrip);
 
+    /// weir: a transaction marker as the Java client and librdkafka's
+    /// brokers write it: one record, key (version 0, type), value (version
+    /// 0, coordinator epoch).
+    const COMMIT_MARKER_RECORD: &[u8] = &[
+        0x20, // record length 16
+        0x00, 0x00, 0x00, // attributes, timestamp delta, offset delta
+        0x08, 0x00, 0x00, 0x00, 0x01, // key: 4 bytes, version 0, type 1 (commit)
+        0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // value: 6 bytes
+        0x00, // no headers
+    ];
+
+    fn body_header(attributes: i16, n_records: i32) -> Vec<u8> {
+        let mut out = vec![];
+        Int16(attributes).write(&mut out).unwrap();
+        Int32(0).write(&mut out).unwrap(); // last offset delta
+        Int64(1_700_000_000_000).write(&mut out).unwrap();
+        Int64(1_700_000_000_000).write(&mut out).unwrap();
+        Int64(7).write(&mut out).unwrap(); // producer id
+        Int16(0).write(&mut out).unwrap();
+        Int32(-1).write(&mut out).unwrap();
+        Int32(n_records).write(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn test_control_batch_is_read_as_kafka_writes_it() {
+        // transactional (bit 4) and control (bit 5)
+        let data = [body_header(0x30, 1), COMMIT_MARKER_RECORD.to_vec()].concat();
+        let body = RecordBatchBody::parse(&data).unwrap();
+        assert_eq!(
+            body.records,
+            ControlBatchOrRecords::ControlBatch(ControlBatchRecord::Commit)
+        );
+        assert!(body.is_transactional);
+
+        let mut written = vec![];
+        RecordBatchBodyRef::write_records(&mut written, &body.records).unwrap();
+        assert_eq!(written, COMMIT_MARKER_RECORD);
+    }
+
+    #[test]
+    fn test_null_header_value_is_read_as_empty() {
+        let record = [
+            0x12, // record length 9
+            0x00, 0x00, 0x00, // attributes, timestamp delta, offset delta
+            0x01, 0x01, // null key, null value
+            0x02, // one header
+            0x02, b'h', // key "h"
+            0x01, // null value
+        ];
+        let data = [body_header(0, 1), record[..].to_vec()].concat();
+        let body = RecordBatchBody::parse(&data).unwrap();
+        let ControlBatchOrRecords::Records(records) = body.records else {
+            panic!("not records");
+        };
+        assert_eq!(
+            records[0].headers,
+            vec![RecordHeader {
+                key: "h".to_owned(),
+                value: vec![]
+            }]
+        );
+    }
+
+    #[test]
+    fn test_truncated_and_trailing_bytes_are_malformed() {
+        let data = [body_header(0x30, 1), COMMIT_MARKER_RECORD.to_vec()].concat();
+        for cut in [1, 5, 20] {
+            let err = RecordBatchBody::parse(&data[..data.len() - cut]).unwrap_err();
+            assert_matches!(err, ReadError::Malformed(_));
+        }
+        let mut longer = data.clone();
+        longer.push(0);
+        let err = RecordBatchBody::parse(&longer).unwrap_err();
+        assert_matches!(err, ReadError::Malformed(_));
+    }
+
+    #[test]
+    fn test_varint_lengths() {
+        for v in [0, 1, -1, 63, 64, -64, -65, 8191, 8192, i64::MAX, i64::MIN] {
+            let mut out = vec![];
+            Varlong(v).write(&mut out).unwrap();
+            assert_eq!(varint_len(v), out.len(), "{v}");
+            assert_eq!(Slice(&out).varlong().unwrap(), v);
+        }
+    }
+
     #[test]
     fn test_decode_fixture_nocompression() {
         // This data was obtained by watching rdkafka.
