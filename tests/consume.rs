@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{
-    Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, weir, weir_bin, weir_run,
+    Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir,
+    weir_bin, weir_run,
 };
 use serde_json::Value;
 
@@ -453,20 +454,6 @@ fn receive(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
     lines
 }
 
-fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("weir consume did not stop");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sigint_flushes_and_exits_zero() {
     let topic = topic_with("sigint", 2, &keyed(100));
@@ -478,7 +465,7 @@ fn sigint_flushes_and_exits_zero() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
-    let status = wait_exit(&mut child);
+    let status = wait_exit(&mut child, "weir consume");
     assert_eq!(status.code(), Some(0));
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
     assert!(
@@ -535,7 +522,7 @@ fn broker_restart_mid_run_continues_without_gaps_or_duplicates() {
     let _restarted = Nisshi::start_on(port, db, &[], Some(dir.path()));
     produce(500, 1_000);
     lines.extend(receive(&rx, 500));
-    let status = wait_exit(&mut child);
+    let status = wait_exit(&mut child, "weir consume");
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
 

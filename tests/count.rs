@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, weir};
+use common::{
+    Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir,
+};
 use serde_json::Value;
 
 const MINUTE: i64 = 60_000;
@@ -337,18 +339,8 @@ impl Feeder {
         if let Some(thread) = self.thread.take() {
             thread.join().unwrap();
         }
-        let deadline = Instant::now() + STEP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "the feeding producer failed");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the feeding producer did not end"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = wait_exit(&mut self.child, "the feeding producer");
+        assert!(status.success(), "the feeding producer failed");
     }
 }
 

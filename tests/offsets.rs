@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, weir, weir_run,
+    Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir, weir_run,
 };
 use serde_json::Value;
 use weir::partitioner::murmur2_partition;
@@ -391,17 +391,7 @@ fn another_instance_on_the_same_partitions_is_noticed() {
         &["-t", &topic, "-g", &group, "-e", "--from", "earliest"],
     )
     .ok();
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    let status = loop {
-        if let Some(status) = a.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            a.kill().ok();
-            panic!("the first instance did not notice the second");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut a, "the first instance, after the second started");
     let stderr = std::io::read_to_string(a.stderr.take().unwrap()).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
@@ -571,7 +561,6 @@ fn no_commit_sigint_and_an_uncompacted_store() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let lines = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
-    let deadline = Instant::now() + STEP_TIMEOUT;
     // Wait until all 200 are out: the store shows nothing new until then.
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: signalling our own child process.
@@ -579,13 +568,7 @@ fn no_commit_sigint_and_an_uncompacted_store() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, "weir consume after SIGINT");
     assert_eq!(status.code(), Some(0));
     let written = lines.join().unwrap().lines().count() as i64;
     let after = committed(&store, &group);

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{brokers, produce, random_topic, weir, weir_run};
+use common::{brokers, produce, random_topic, wait_exit, weir, weir_run};
 use rskafka::record::RecordAndOffset;
 
 fn read_all(topic: &str, partitions: i32) -> BTreeMap<i32, Vec<RecordAndOffset>> {
@@ -195,13 +195,7 @@ fn sigint_stops_gracefully_with_stdin_still_open() {
     }
     let stderr = child.stderr.take().unwrap();
     let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "weir did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, "weir produce after SIGINT");
     let err = err.join().unwrap();
     drop(stdin);
     assert_eq!(status.code(), Some(0), "{err}");

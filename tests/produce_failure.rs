@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Nisshi, STEP_TIMEOUT, Storage, free_port, random_topic, run, weir};
+use common::{Nisshi, STEP_TIMEOUT, Storage, free_port, random_topic, run, wait_exit, weir};
 
 fn describe_latest(broker: &str, topic: &str) -> i64 {
     let mut cmd = weir();
@@ -98,17 +98,7 @@ fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
     }
     drop(stdin);
 
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("weir produce did not end after the broker died");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, "weir produce after the broker died");
     let reports = reports.join().unwrap();
     let stderr = errors.join().unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
@@ -208,17 +198,7 @@ fn broker_restarted_mid_run_loses_nothing() {
     let _restarted = Nisshi::start_on(port, db, &[], Some(dir.path()));
     drop(stdin);
 
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("weir produce did not end after the broker came back");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, "weir produce after the broker came back");
     let stderr = errors.join().unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(

@@ -15,7 +15,7 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -255,6 +255,29 @@ pub fn run(cmd: &mut Command) -> Run {
     run_with_deadline(cmd, STEP_TIMEOUT)
 }
 
+/// Waits for `child` to exit; after `limit` kills it and returns `None`.
+pub fn wait_until(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits up to [`STEP_TIMEOUT`] for `child` to exit; panics, naming `what`,
+/// when it does not.
+pub fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
+    wait_until(child, STEP_TIMEOUT)
+        .unwrap_or_else(|| panic!("{what}: no exit within {STEP_TIMEOUT:?}"))
+}
+
 /// Runs a command to completion, killing it after `limit`.
 pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Run {
     let start = Instant::now();
@@ -275,17 +298,9 @@ pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Run {
         stderr.read_to_end(&mut s).ok();
         s
     });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > limit {
-            child.kill().ok();
-            let status = child.wait().unwrap();
-            let err = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
-            panic!("{cmd:?} did not finish within {limit:?} ({status}); stderr:\n{err}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let Some(status) = wait_until(&mut child, limit) else {
+        let err = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
+        panic!("{cmd:?} did not finish within {limit:?}; stderr:\n{err}");
     };
     let elapsed = start.elapsed();
     Run {
