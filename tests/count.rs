@@ -1,6 +1,7 @@
 //! `weir count` against a real broker: exact counts against a reference
 //! computed here, SIGKILL at random moments (and a broker restart) without
-//! loss or double counting, state larger than one request, late records.
+//! loss or double counting, state larger than one request, late records,
+//! the idle timeout.
 
 mod common;
 
@@ -227,6 +228,133 @@ fn late_records_are_counted_apart_and_leave_closed_windows_alone() {
     ]);
     assert_eq!(counted, expected);
     assert!(run.stderr.contains("1 late"), "{}", run.stderr);
+}
+
+/// Runs `weir count ARGS` until `ready` holds for its stdout lines so far
+/// (or for at most `limit`), then stops it with SIGINT. The lines read
+/// before the SIGINT, those after, and stderr.
+fn count_until(
+    args: &[&str],
+    limit: Duration,
+    mut ready: impl FnMut(&[String]) -> bool,
+) -> (Vec<String>, Vec<String>, String) {
+    let mut child = weir()
+        .arg("count")
+        .args(args)
+        .args(["-b", brokers()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + limit;
+    let mut before = Vec::new();
+    while !ready(&before) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => before.push(line),
+            Err(_) => break,
+        }
+    }
+    before.extend(rx.try_iter());
+    // SAFETY: kill(2) on our own child's pid.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = wait_exit(&mut child, "weir count after SIGINT");
+    out.join().unwrap();
+    let after: Vec<String> = rx.try_iter().collect();
+    let err = err.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    (before, after, err)
+}
+
+#[test]
+fn a_quiet_partition_stops_holding_windows_back_after_the_idle_timeout() {
+    let topic = random_topic("idle");
+    create_topic(brokers(), &topic, 2);
+    let t0 = recent_start();
+    let at = |partition: u32, ms: i64, key: &str| {
+        format!(
+            r#"{{"value":"{key}","timestamp":{},"partition":{partition}}}"#,
+            t0 + ms
+        )
+    };
+    // Partition 1 has one record in the first window, then goes quiet.
+    produce_json(
+        brokers(),
+        &topic,
+        &[at(1, 10_000, "q"), at(0, 10_000, "a"), at(0, 20_000, "a")],
+    );
+    // Partition 0 goes on into the second window, a record a millisecond.
+    let busy =
+        |from: i64| -> Vec<String> { (0..20_000).map(|i| at(0, MINUTE + from + i, "b")).collect() };
+    let in_first = |lines: &[String]| -> Vec<(At, u64)> {
+        rows(&lines.join("\n"))
+            .into_iter()
+            .filter(|((start, _), _)| *start == Some(t0))
+            .collect()
+    };
+    let expected_first = [
+        ((Some(t0), Some("a".to_owned())), 2),
+        ((Some(t0), Some("q".to_owned())), 1),
+    ];
+    let args = ["-t", &topic, "--by", "value", "--window", "1m", "--json"];
+    let often = ["--commit-interval", "100ms"];
+
+    // Without an idle timeout the quiet partition holds the first window
+    // open as long as the run lasts.
+    let feeder = Feeder::start(brokers(), &topic, busy(0), 1);
+    let (before, after, _) = count_until(
+        &[&args[..], &often].concat(),
+        Duration::from_secs(3),
+        |_| false,
+    );
+    drop(feeder);
+    assert!(before.is_empty(), "emitted while running: {before:?}");
+    assert_eq!(in_first(&after), expected_first, "{after:?}");
+
+    // With one, the first window closes by partition 0's timestamps while
+    // the run goes on. A record for it arriving at partition 1 afterwards
+    // is late: the window is not emitted again.
+    let feeder = Feeder::start(brokers(), &topic, busy(20_000), 1);
+    let mut late_sent = false;
+    let (before, after, err) = count_until(
+        &[&args[..], &often, &["--idle-timeout", "1s"]].concat(),
+        STEP_TIMEOUT,
+        |lines| {
+            if in_first(lines).len() < 2 {
+                return false;
+            }
+            if !late_sent {
+                late_sent = true;
+                produce_json(brokers(), &topic, &[at(1, 30_000, "q")]);
+                // Several checkpoints: a counted late record would show.
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            true
+        },
+    );
+    drop(feeder);
+    assert_eq!(in_first(&before), expected_first, "{before:?}");
+    assert!(in_first(&after).is_empty(), "emitted again: {after:?}");
+    assert!(
+        rows(&after.join("\n"))
+            .iter()
+            .any(|((start, key), _)| *start == Some(t0 + MINUTE) && key.as_deref() == Some("b")),
+        "the open window at the stop: {after:?}"
+    );
+    assert!(err.contains("1 late"), "{err}");
 }
 
 #[test]

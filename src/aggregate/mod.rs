@@ -15,8 +15,11 @@
 //!   largest timestamp it has seen, minus the grace period) passes the
 //!   window's end; later records for it are counted as late and not
 //!   applied. A window is emitted, summed across partitions, once it has
-//!   closed in every partition that has records (a partition that was
-//!   empty at the start does not hold windows back).
+//!   closed in every partition that has records. A partition that was
+//!   empty at the start does not hold windows back, nor, with an idle
+//!   timeout, one that has had no record for that long; windows that
+//!   close past it are closed in it too, so its later records for them
+//!   are late, never counted after their window was emitted.
 //! - Order at a checkpoint: emit, wait for the output (flushed, or
 //!   acknowledged by the output topic), then commit. A crash in between
 //!   emits the same rows again; in an output topic keyed by (window, key)
@@ -66,6 +69,8 @@ pub struct CountConfig {
     pub count: Option<u64>,
     /// Time between checkpoints (emission, then commit).
     pub checkpoint_interval: Duration,
+    /// A partition without records for this long holds no window back.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Rows also go to a topic, one record per (window, key).
@@ -342,6 +347,8 @@ struct Part {
     position: i64,
     /// Empty at the start and no record since: holds no window back.
     idle: bool,
+    /// When its last record arrived (the start, before any).
+    last_record: Instant,
     /// Changed since the last commit.
     dirty: bool,
     /// The chunks the committed state is made of.
@@ -372,6 +379,7 @@ pub async fn run(
             let counts = restored.counts.remove(&at).unwrap_or_default();
             let part = Part {
                 idle: p.start >= p.high && counts.closable_before(&job.config.windowing).is_none(),
+                last_record: started,
                 counts,
                 position: p.start,
                 dirty: false,
@@ -486,6 +494,7 @@ impl Run {
         let Some(part) = parts.get_mut(&(Arc::clone(&first.topic), first.partition)) else {
             return false;
         };
+        part.last_record = Instant::now();
         for record in records {
             let key = self.reader.read(record);
             if key.is_none() {
@@ -514,7 +523,11 @@ impl Run {
         stopping: bool,
     ) -> Result<Option<StopReason>, CountError> {
         let windowing = job.config.windowing;
-        let boundary = close_boundary(parts.values(), &windowing);
+        let quiet_since = job
+            .config
+            .idle_timeout
+            .and_then(|t| Instant::now().checked_sub(t));
+        let boundary = close_boundary(parts.values(), &windowing, quiet_since);
         // Whole windows are summed and written one at a time, so the
         // output never holds more than one window's rows.
         let batches: Vec<Option<i64>> = match (stopping, job.config.emit, boundary) {
@@ -638,17 +651,23 @@ impl Run {
 }
 
 /// Windows ending at or before the returned time have closed in every
-/// partition; `None` when a partition with records to come has none yet,
-/// or without windows.
-fn close_boundary<'a>(parts: impl Iterator<Item = &'a Part>, windowing: &Windowing) -> Option<i64> {
+/// partition that holds windows back; `None` when one of those has no
+/// record yet, when none holds windows back, or without windows.
+/// Partitions idle from the start, and with `quiet_since` those without a
+/// record since then, hold nothing back.
+fn close_boundary<'a>(
+    parts: impl Iterator<Item = &'a Part>,
+    windowing: &Windowing,
+    quiet_since: Option<Instant>,
+) -> Option<i64> {
     windowing.size_ms?;
     let mut boundary: Option<i64> = None;
     for part in parts {
-        match part.counts.closable_before(windowing) {
-            Some(b) => boundary = Some(boundary.map_or(b, |x| x.min(b))),
-            None if part.idle => {}
-            None => return None,
+        if part.idle || quiet_since.is_some_and(|q| part.last_record <= q) {
+            continue;
         }
+        let b = part.counts.closable_before(windowing)?;
+        boundary = Some(boundary.map_or(b, |x| x.min(b)));
     }
     boundary
 }

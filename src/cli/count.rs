@@ -44,6 +44,13 @@ pub struct CountArgs {
     #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "window")]
     pub grace: Duration,
 
+    /// A partition that has had no record for this long stops holding
+    /// windows back: they close by the other partitions' timestamps, and
+    /// its later records for them count as late. Without it a quiet
+    /// partition holds windows open until it has a newer record.
+    #[arg(long, value_parser = parse_duration, requires = "window")]
+    pub idle_timeout: Option<Duration>,
+
     /// final: each window once, when it closes (default with --window);
     /// updates: the changed counts at every checkpoint (default for
     /// totals and on a terminal).
@@ -159,6 +166,7 @@ pub async fn run(
             emit,
             count: args.count,
             checkpoint_interval: args.commit_interval,
+            idle_timeout: args.idle_timeout,
         },
         sink,
         topic,
