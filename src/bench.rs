@@ -95,6 +95,18 @@ pub struct ConsumeBench {
     pub consumer: ConsumerConfig,
 }
 
+/// The clients of [`latency`]: one for the producer, one for the consumer,
+/// as two applications (and the baseline) have. A broker serves one
+/// connection's requests one at a time, so on a shared connection a
+/// produce request waits behind the consumer's long-polling fetch.
+#[derive(Debug)]
+pub struct LatencyClients {
+    /// Client of the producer.
+    pub producer: Arc<Client>,
+    /// Client of the consumer.
+    pub consumer: Arc<Client>,
+}
+
 /// The end-to-end latency benchmark.
 #[derive(Debug, Clone)]
 pub struct LatencyBench {
@@ -473,7 +485,7 @@ pub async fn consume(
 /// The producer or consumer could not start, records failed, or not all
 /// arrived within `bench.drain_timeout` of the last send.
 pub async fn latency(
-    client: Arc<Client>,
+    clients: LatencyClients,
     partitions: i32,
     bench: &LatencyBench,
     shutdown: impl Future<Output = ()>,
@@ -491,15 +503,20 @@ pub async fn latency(
         topics: vec![bench.topic.clone()],
         ..Selection::default()
     };
-    let assignments = consumer::assign(&client, &selection).await?;
+    let assignments = consumer::assign(&clients.consumer, &selection).await?;
     let config = ConsumerConfig {
         start: StartOffset::Latest,
         until: Until::Never,
         ..bench.consumer.clone()
     };
-    let consumer = Consumer::start(&client, assignments, config).await?;
-    let (mut producer, deliveries) =
-        Producer::new(client, &bench.topic, partitions, bench.producer.clone()).await?;
+    let consumer = Consumer::start(&clients.consumer, assignments, config).await?;
+    let (mut producer, deliveries) = Producer::new(
+        clients.producer,
+        &bench.topic,
+        partitions,
+        bench.producer.clone(),
+    )
+    .await?;
 
     let started = Instant::now();
     let acks = tokio::spawn(collect_acks(deliveries, started));

@@ -56,6 +56,9 @@ pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 /// `metadata.max.age.ms` (5 minutes).
 pub const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(300);
 
+/// Resolution of tokio's timers.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 /// Records queued per partition before [`Producer::send`] waits.
 const QUEUE_RECORDS: usize = 8 * 1024;
 
@@ -251,6 +254,11 @@ impl TopicMetadata for Client {
 struct Pending {
     tag: u64,
     record: Record,
+    /// When it was queued, for a record that found its queue empty: it may
+    /// start a batch, and a batch's linger counts from its first record
+    /// (as librdkafka's `linger.ms`), not from when the partition task
+    /// gets to it after the previous batch's acknowledgement.
+    queued_at: Option<Instant>,
 }
 
 /// A producer for one topic. Send with [`send`](Self::send), read outcomes
@@ -429,6 +437,10 @@ impl Producer {
             .timestamp_ms
             .and_then(DateTime::from_timestamp_millis)
             .unwrap_or_else(|| self.clock.now());
+        let queue = &self.queues[partition as usize];
+        // One clock read per batch at most: under load queues are seldom
+        // empty.
+        let queued_at = (queue.capacity() == queue.max_capacity()).then(Instant::now);
         let pending = Pending {
             tag,
             record: Record {
@@ -437,8 +449,9 @@ impl Producer {
                 headers: record.headers,
                 timestamp,
             },
+            queued_at,
         };
-        self.queues[partition as usize]
+        queue
             .send(pending)
             .await
             .map_err(|_| ProduceError::Closed {
@@ -564,8 +577,13 @@ impl PartitionTask {
                 },
             };
             let mut bytes = record_size(&first.record);
+            // tokio's timers fire on the first millisecond tick at or after
+            // their deadline; half a millisecond early centres that on the
+            // linger instead of adding 0-1 ms to it.
+            let deadline = (first.queued_at.unwrap_or_else(Instant::now) + self.linger)
+                .checked_sub(TIMER_TICK / 2)
+                .unwrap_or_else(Instant::now);
             let mut batch = vec![first];
-            let deadline = Instant::now() + self.linger;
             let mut closed = false;
             while bytes < self.batch_bytes {
                 let next = match queue.try_recv() {

@@ -260,8 +260,11 @@ pub async fn run(
                 drain_timeout: a.drain_timeout,
             };
             let partitions = topic(&config, &bench.topic, a.shared.partitions).await?;
-            let client = Arc::new(config.client().await?);
-            let report = bench::latency(client, partitions, &bench, shutdown).await?;
+            let clients = bench::LatencyClients {
+                producer: Arc::new(config.client().await?),
+                consumer: Arc::new(config.client().await?),
+            };
+            let report = bench::latency(clients, partitions, &bench, shutdown).await?;
             print(&report, a.shared.json, || {
                 produce_line(&report, "received (end-to-end: send to consume)")
             });
