@@ -71,7 +71,8 @@ pub struct ProducerFlags {
     #[arg(long, default_value_t = DEFAULT_BATCH_BYTES)]
     pub batch_bytes: usize,
 
-    /// How long a partition waits for more records before sending a batch.
+    /// How long a batch waits for more records after its first record
+    /// arrives (as librdkafka's linger.ms).
     #[arg(long, default_value = "5ms", value_parser = parse_duration)]
     pub linger: Duration,
 

@@ -65,7 +65,8 @@ pub struct ProduceArgs {
     #[arg(long)]
     pub null_empty: bool,
 
-    /// How long a partition waits for more records before sending a batch.
+    /// How long a batch waits for more records after its first record
+    /// arrives (as librdkafka's linger.ms).
     #[arg(long, default_value = "5ms", value_parser = parse_duration)]
     pub linger: Duration,
 
