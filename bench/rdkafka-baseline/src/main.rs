@@ -20,6 +20,9 @@
 //! `--profile tuned` adds the settings in [`TUNED_PRODUCER`] and
 //! [`TUNED_CONSUMER`].
 
+// weir's own histogram source, so both tools compute percentiles alike.
+#[allow(dead_code)]
+#[path = "../../../src/bench/histogram.rs"]
 mod histogram;
 
 use std::process::ExitCode;

@@ -1,5 +1,5 @@
-//! The latency histogram, the same code as `weir::bench::Histogram`, so
-//! both tools compute percentiles identically.
+//! The latency histogram of `weir bench`. bench/rdkafka-baseline compiles
+//! this same file (`#[path]`), so both tools compute percentiles alike.
 
 /// Sub-buckets per power of two: values below this are exact, larger ones
 /// are within 1/(SUB_BUCKETS/2) of their bucket.
@@ -44,7 +44,6 @@ impl Default for Histogram {
 
 impl Histogram {
     /// An empty histogram.
-    #[allow(dead_code)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -115,5 +114,80 @@ impl Histogram {
             }
         }
         self.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_values_are_exact() {
+        let mut h = Histogram::new();
+        for v in 1..=100 {
+            h.record(v);
+        }
+        assert_eq!(h.count(), 100);
+        assert_eq!(h.percentile(50.0), 50);
+        assert_eq!(h.percentile(95.0), 95);
+        assert_eq!(h.percentile(99.0), 99);
+        assert_eq!(h.percentile(99.9), 100);
+        assert_eq!(h.percentile(100.0), 100);
+        assert_eq!(h.max(), 100);
+        assert!((h.mean() - 50.5).abs() < 1e-9);
+    }
+    #[test]
+    fn nearest_rank_rounds_up() {
+        let mut h = Histogram::new();
+        for v in [10, 20, 30] {
+            h.record(v);
+        }
+        // Rank ceil(0.5 * 3) = 2.
+        assert_eq!(h.percentile(50.0), 20);
+        // Rank ceil(0.01 * 3) = 1: the smallest.
+        assert_eq!(h.percentile(1.0), 10);
+        assert_eq!(h.percentile(99.9), 30);
+    }
+    #[test]
+    fn large_values_are_within_a_sixty_fourth() {
+        let mut h = Histogram::new();
+        let values: Vec<u64> = (0..10_000u64).map(|i| 1_000 + i * 997).collect();
+        for &v in &values {
+            h.record(v);
+        }
+        for q in [50.0, 95.0, 99.0, 99.9] {
+            let rank = (q / 100.0 * values.len() as f64).ceil() as usize;
+            let exact = values[rank - 1] as f64;
+            let got = h.percentile(q) as f64;
+            assert!(
+                (got - exact).abs() / exact <= 1.0 / 64.0,
+                "p{q}: {got} vs {exact}"
+            );
+        }
+        assert_eq!(h.max(), *values.last().unwrap());
+    }
+    #[test]
+    fn buckets_cover_every_value_without_gaps() {
+        // Each bucket starts one past the previous one's end.
+        let mut next = 0;
+        for index in 0..BUCKETS {
+            let (low, high) = Histogram::bounds(index);
+            assert_eq!(low, next, "bucket {index}");
+            assert!(high >= low);
+            assert_eq!(Histogram::index(low), index);
+            assert_eq!(Histogram::index(high), index);
+            next = high.wrapping_add(1);
+        }
+        assert_eq!(next, 0, "the last bucket ends at u64::MAX");
+        assert_eq!(Histogram::index(u64::MAX), BUCKETS - 1);
+    }
+    #[test]
+    fn percentiles_stay_within_the_observed_range() {
+        let mut h = Histogram::new();
+        h.record(1_000_001);
+        // The bucket's middle would be above the only value.
+        assert_eq!(h.percentile(50.0), 1_000_001);
+        assert_eq!(Histogram::new().percentile(99.0), 0);
+        assert_eq!(Histogram::new().summary().avg, 0.0);
     }
 }
