@@ -5,16 +5,14 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{
-    Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir,
+    Feeder, Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir,
     weir_bin, weir_run,
 };
 use serde_json::Value;
@@ -127,39 +125,12 @@ fn until_end_stops_at_the_watermarks_taken_at_start_while_writes_go_on() {
     let before = high_watermarks(&topic);
 
     // A producer keeps writing for the whole read.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writer = weir()
-        .args([
-            "produce",
-            "-t",
-            &topic,
-            "-K",
-            ":",
-            "--linger",
-            "1ms",
-            "-b",
-            brokers(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = writer.stdin.take().unwrap();
-    let feeding = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            for i in 0..200_000 {
-                if stop.load(Ordering::Relaxed) || writeln!(stdin, "k{}:late{i}", i % 13).is_err() {
-                    break;
-                }
-                if i % 100 == 0 {
-                    stdin.flush().ok();
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-        })
-    };
+    let writer = Feeder::start(
+        &["-t", &topic, "-K", ":", "--linger", "1ms", "-b", brokers()],
+        (0..200_000).map(|i| format!("k{}:late{i}", i % 13)),
+        100,
+        Duration::from_millis(2),
+    );
     let deadline = Instant::now() + STEP_TIMEOUT;
     while high_watermarks(&topic).values().sum::<i64>() <= before.values().sum::<i64>() {
         assert!(Instant::now() < deadline, "the writer never wrote");
@@ -168,9 +139,7 @@ fn until_end_stops_at_the_watermarks_taken_at_start_while_writes_go_on() {
     let during = high_watermarks(&topic);
     let run = consume(&["-t", &topic, "--until", "end", "-f", "{partition} {offset}"]);
     let after = high_watermarks(&topic);
-    stop.store(true, Ordering::Relaxed);
-    feeding.join().unwrap();
-    writer.wait().unwrap();
+    writer.stop();
     run.ok();
 
     let read = contiguous(&positions(&run.stdout));

@@ -8,13 +8,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir,
+    Feeder, Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir,
 };
 use serde_json::Value;
 
@@ -116,6 +114,22 @@ fn produce_json(address: &str, topic: &str, lines: &[String]) {
     cmd.args(["produce", "-t", topic, "--format", "json", "-b", address])
         .stdin(std::fs::File::open(file.path()).unwrap());
     run(&mut cmd).ok();
+}
+
+/// `weir produce` arguments for a [`Feeder`] of JSON lines.
+fn feed<'a>(address: &'a str, topic: &'a str) -> [&'a str; 10] {
+    [
+        "-t",
+        topic,
+        "--format",
+        "json",
+        "--linger",
+        "1ms",
+        "--timeout",
+        "50s",
+        "-b",
+        address,
+    ]
 }
 
 fn count(address: &str, args: &[&str]) -> common::Run {
@@ -314,7 +328,12 @@ fn a_quiet_partition_stops_holding_windows_back_after_the_idle_timeout() {
 
     // Without an idle timeout the quiet partition holds the first window
     // open as long as the run lasts.
-    let feeder = Feeder::start(brokers(), &topic, busy(0), 1);
+    let feeder = Feeder::start(
+        &feed(brokers(), &topic),
+        busy(0),
+        1,
+        Duration::from_millis(1),
+    );
     let (before, after, _) = count_until(
         &[&args[..], &often].concat(),
         Duration::from_secs(3),
@@ -327,7 +346,12 @@ fn a_quiet_partition_stops_holding_windows_back_after_the_idle_timeout() {
     // With one, the first window closes by partition 0's timestamps while
     // the run goes on. A record for it arriving at partition 1 afterwards
     // is late: the window is not emitted again.
-    let feeder = Feeder::start(brokers(), &topic, busy(20_000), 1);
+    let feeder = Feeder::start(
+        &feed(brokers(), &topic),
+        busy(20_000),
+        1,
+        Duration::from_millis(1),
+    );
     let mut late_sent = false;
     let (before, after, err) = count_until(
         &[&args[..], &often, &["--idle-timeout", "1s"]].concat(),
@@ -419,66 +443,6 @@ fn state_larger_than_a_request_is_chunked_and_restored() {
     assert_eq!(counted[&(None, Some("newcomer".to_owned()))], 1);
 }
 
-/// Feeds `lines` to a `weir produce` child at a bounded pace.
-struct Feeder {
-    child: Child,
-    thread: Option<std::thread::JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Feeder {
-    fn start(address: &str, topic: &str, lines: Vec<String>, per_ms: usize) -> Self {
-        let mut child = weir()
-            .args([
-                "produce", "-t", topic, "--format", "json", "--linger", "1ms",
-            ])
-            .args(["--timeout", "50s", "-b", address])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                for chunk in lines.chunks(per_ms) {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    for line in chunk {
-                        writeln!(stdin, "{line}").unwrap();
-                    }
-                    stdin.flush().unwrap();
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            })
-        };
-        Self {
-            child,
-            thread: Some(thread),
-            stop,
-        }
-    }
-
-    /// Waits until every line is written and acknowledged.
-    fn finish(mut self) {
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-        let status = wait_exit(&mut self.child, "the feeding producer");
-        assert!(status.success(), "the feeding producer failed");
-    }
-}
-
-impl Drop for Feeder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.child.kill().ok();
-    }
-}
-
 /// Kills `weir count` with SIGKILL at several moments while records keep
 /// arriving (restarting the broker once when `broker` is given), then runs
 /// it to the end: what was emitted, last row per (window, key), equals the
@@ -498,7 +462,12 @@ fn crash_and_compare(
     let expected = reference(&lines);
     // Every service's partition has records before the first run starts.
     produce_json(address, &topic, &lines[..5_000]);
-    let feeder = Feeder::start(address, &topic, lines[5_000..].to_vec(), 10);
+    let feeder = Feeder::start(
+        &feed(address, &topic),
+        lines[5_000..].to_vec(),
+        10,
+        Duration::from_millis(1),
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let args = |extra: &[&str]| {
@@ -556,7 +525,7 @@ fn crash_and_compare(
         progress >= 2,
         "only {progress} killed runs committed anything"
     );
-    feeder.finish();
+    assert!(feeder.finish().success(), "the feeding producer failed");
     let last = run(&mut args(&["-e"]));
     last.ok();
     assert!(

@@ -4,14 +4,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir, weir_run,
+    Feeder, Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir,
+    weir_run,
 };
 use serde_json::Value;
 use weir::partitioner::murmur2_partition;
@@ -212,39 +210,12 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
 
     // A producer keeps adding records while the consumer is killed and
     // restarted, so kills land mid-stream.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writer = weir()
-        .args([
-            "produce",
-            "-t",
-            &topic,
-            "-K",
-            ":",
-            "--linger",
-            "1ms",
-            "-b",
-            brokers(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = writer.stdin.take().unwrap();
-    let feeding = {
-        let stop = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            for i in 2_000..40_000 {
-                if stop.load(Ordering::Relaxed) || writeln!(stdin, "k{}:{i}", i % 17).is_err() {
-                    break;
-                }
-                if i % 20 == 0 {
-                    stdin.flush().ok();
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        })
-    };
+    let writer = Feeder::start(
+        &["-t", &topic, "-K", ":", "--linger", "1ms", "-b", brokers()],
+        (2_000..40_000).map(|i| format!("k{}:{i}", i % 17)),
+        20,
+        Duration::from_millis(1),
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let mut outputs = Vec::new();
@@ -312,9 +283,7 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
         outputs.push(written);
         previous = commits;
     }
-    stop.store(true, Ordering::Relaxed);
-    feeding.join().unwrap();
-    writer.wait().unwrap();
+    writer.stop();
 
     // A last run reads to the end.
     let last = weir_run(&[

@@ -11,13 +11,14 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Deadline for one weir invocation or one network await in a test.
@@ -382,4 +383,78 @@ pub fn read_all(
         }
         all
     }))
+}
+
+/// A `weir produce PRODUCE_ARGS` fed from a thread: `lines` are written
+/// `per_pause` at a time with `pause` between, until they run out or the
+/// feeder is stopped.
+pub struct Feeder {
+    child: Child,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Feeder {
+    pub fn start(
+        produce_args: &[&str],
+        lines: impl IntoIterator<Item = String> + Send + 'static,
+        per_pause: usize,
+        pause: Duration,
+    ) -> Self {
+        let mut child = weir()
+            .arg("produce")
+            .args(produce_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut lines = lines.into_iter().peekable();
+                while lines.peek().is_some() && !stop.load(Ordering::Relaxed) {
+                    for line in lines.by_ref().take(per_pause.max(1)) {
+                        if writeln!(stdin, "{line}").is_err() {
+                            return;
+                        }
+                    }
+                    if stdin.flush().is_err() {
+                        return;
+                    }
+                    std::thread::sleep(pause);
+                }
+            })
+        };
+        Self {
+            child,
+            thread: Some(thread),
+            stop,
+        }
+    }
+
+    /// Stops feeding, closes the producer's input and waits for it to
+    /// deliver what it was given.
+    pub fn stop(self) -> ExitStatus {
+        self.stop.store(true, Ordering::Relaxed);
+        self.finish()
+    }
+
+    /// Waits until every line is written and the producer has exited.
+    pub fn finish(mut self) -> ExitStatus {
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        wait_exit(&mut self.child, "the feeding producer")
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
 }
