@@ -6,9 +6,13 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
-# Run a local broker (nisshi) on 127.0.0.1:PORT in the foreground; STORAGE is memory or sqlite:FILE.db.
-broker port="9092" storage="memory":
-    scripts/nisshi.sh run {{port}} {{storage}}
+# Run one local Apache Kafka node (KRaft) on 127.0.0.1:PORT in the foreground, on fresh data.
+broker port="9092":
+    scripts/kafka.sh run {{port}}
+
+# Run N local Apache Kafka nodes in the foreground; node i on 127.0.0.1:PORT+10*i.
+cluster nodes="3" port="9092":
+    scripts/kafka.sh cluster {{nodes}} {{port}}
 
 # The main job, end to end, against a local broker it starts itself.
 demo:
@@ -16,16 +20,16 @@ demo:
 
 # Format and lint checks, the static builds, and every test against a real broker.
 test:
-    scripts/nisshi.sh install >/dev/null
+    scripts/kafka.sh install >/dev/null
     cargo fmt --check
     cargo clippy --locked --all-targets -- -D warnings
     scripts/static.sh
     scripts/cross.sh
-    WEIR_STATIC_BIN="$(scripts/static.sh)" WEIR_AARCH64_BIN="$(scripts/cross.sh)" WEIR_NISSHI="$(scripts/nisshi.sh install)" cargo test --locked
+    WEIR_STATIC_BIN="$(scripts/static.sh)" WEIR_AARCH64_BIN="$(scripts/cross.sh)" cargo test --locked
     # weir's changes to the vendored rskafka: its record batch codec tests.
     cargo test --locked --manifest-path vendor/rskafka/Cargo.toml --lib protocol::record
 
-# weir vs rust-rdkafka on one local broker: produce, consume, latency (see BENCHMARKS.md).
+# weir vs rust-rdkafka on a fresh local Kafka node: produce, consume, latency (see BENCHMARKS.md).
 bench:
     scripts/bench.sh
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{
-    Feeder, Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir,
+    Feeder, Kafka, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir,
     weir_bin, weir_run,
 };
 use serde_json::Value;
@@ -445,11 +445,8 @@ fn sigint_flushes_and_exits_zero() {
 
 #[test]
 fn broker_restart_mid_run_continues_without_gaps_or_duplicates() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let db = Storage::Sqlite("consume.db".into());
-    let mut broker = Nisshi::start_on(port, db.clone(), &[], Some(dir.path()));
-    let address = broker.address.clone();
+    let mut kafka = Kafka::start(1);
+    let address = kafka.address();
     let topic = random_topic("restart");
     let produce = |from: usize, to: usize| {
         let input: String = (from..to).map(|i| format!("k{}:{i}\n", i % 5)).collect();
@@ -486,9 +483,9 @@ fn broker_restart_mid_run_continues_without_gaps_or_duplicates() {
         "60s",
     ]);
     let mut lines = receive(&rx, 500);
-    broker.stop();
+    kafka.kill(0);
     std::thread::sleep(Duration::from_millis(1_500));
-    let _restarted = Nisshi::start_on(port, db, &[], Some(dir.path()));
+    kafka.restart(0);
     produce(500, 1_000);
     lines.extend(receive(&rx, 500));
     let status = wait_exit(&mut child, "weir consume");

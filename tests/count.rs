@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Feeder, Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir,
+    Feeder, Kafka, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir,
 };
 use serde_json::Value;
 
@@ -449,7 +449,7 @@ fn state_larger_than_a_request_is_chunked_and_restored() {
 /// reference, on stdout and in the output topic.
 fn crash_and_compare(
     address: &str,
-    mut broker: Option<(&mut Nisshi, u16, Storage, &Path)>,
+    mut broker: Option<&mut Kafka>,
     lines: usize,
     kills: &[u64],
 ) {
@@ -480,7 +480,8 @@ fn crash_and_compare(
         cmd
     };
     let mut outputs = Vec::new();
-    let mut restarted = None;
+    let restart_wanted = broker.is_some();
+    let mut restarted = false;
     // Rounds after which the committed positions had moved on: the test
     // means something only if restarts resume from saved counts.
     let mut progress = 0;
@@ -494,11 +495,12 @@ fn crash_and_compare(
             .spawn()
             .unwrap();
         if round == 2 {
-            if let Some((broker, port, storage, workdir)) = broker.take() {
+            if let Some(kafka) = broker.take() {
                 std::thread::sleep(Duration::from_millis(after));
-                broker.stop();
+                kafka.kill(0);
                 std::thread::sleep(Duration::from_millis(300));
-                restarted = Some(Nisshi::start_on(port, storage, &[], Some(workdir)));
+                kafka.restart(0);
+                restarted = true;
             }
         }
         // Each run commits at least once (unless everything is committed
@@ -557,7 +559,7 @@ fn crash_and_compare(
     let out = run(&mut cmd);
     out.ok();
     assert_eq!(last_per_key(rows(&out.stdout)), expected, "output topic");
-    drop(restarted);
+    assert_eq!(restarted, restart_wanted, "the broker restart happened");
 }
 
 /// The sum of a group's committed offsets.
@@ -592,15 +594,11 @@ fn killed_counts_resume_exactly() {
 
 #[test]
 fn killed_counts_resume_exactly_across_a_broker_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let storage = Storage::Sqlite("count.db".into());
-    let mut broker = Nisshi::start_on(port, storage.clone(), &[], Some(dir.path()));
-    let address = broker.address.clone();
-    // The sqlite engine serves a few ten thousand records a second.
+    let mut kafka = Kafka::start(1);
+    let address = kafka.address();
     crash_and_compare(
         &address,
-        Some((&mut broker, port, storage, dir.path())),
+        Some(&mut kafka),
         30_000,
         &[170, 30, 290, 110, 230],
     );

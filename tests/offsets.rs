@@ -8,8 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    Feeder, Nisshi, STEP_TIMEOUT, Storage, brokers, free_port, random_topic, run, wait_exit, weir,
-    weir_run,
+    Feeder, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir, weir_run,
 };
 use serde_json::Value;
 use weir::partitioner::murmur2_partition;
@@ -403,27 +402,40 @@ fn unreadable_records_in_the_store_are_skipped() {
 
 #[test]
 fn loading_after_the_broker_compacted_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Nisshi::start_on(
-        free_port(),
-        Storage::Sqlite("offsets.db".into()),
-        &[],
-        Some(dir.path()),
-    );
-    let address = broker.address.clone();
+    let address = brokers();
     let topic = random_topic("compacted");
     let group = random_topic("g");
+    let store = random_topic("store");
     let weir_on = |args: &[&str]| {
         let mut cmd = weir();
-        cmd.args(args).args(["-b", &address]);
+        cmd.args(args).args(["--offsets-topic", &store, "-b", address]);
         run(&mut cmd)
     };
     weir_on(&["topics", "create", &topic, "--partitions", "2"]).ok();
+    // Kafka compacts only closed segments: a store whose segments close
+    // after 100 ms and are cleaned at once, so the broker's log cleaner
+    // (which wakes every 15 s) compacts it while the test waits.
+    weir_on(&[
+        "topics",
+        "create",
+        &store,
+        "--partitions",
+        "6",
+        "--config",
+        "cleanup.policy=compact",
+        "--config",
+        "segment.ms=100",
+        "--config",
+        "min.cleanable.dirty.ratio=0.01",
+        "--config",
+        "delete.retention.ms=100",
+    ])
+    .ok();
     let mut produced = 0;
     for round in 0..25 {
         let input: String = (0..8).map(|i| format!("k{i}:{round}\n")).collect();
         let mut cmd = weir();
-        cmd.args(["produce", "-t", &topic, "-K", ":", "-b", &address]);
+        cmd.args(["produce", "-t", &topic, "-K", ":", "-b", address]);
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), input).unwrap();
         cmd.stdin(std::fs::File::open(file.path()).unwrap());
@@ -443,7 +455,16 @@ fn loading_after_the_broker_compacted_the_store() {
     let partition = murmur2_partition(group.as_bytes(), 6);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let described = weir_on(&["topics", "describe", "__weir_offsets", "-o", "json"]);
+        // A commit to the same store partition rolls the segment before
+        // it, once 100 ms have passed.
+        let roll = loop {
+            let name = random_topic("roll");
+            if murmur2_partition(name.as_bytes(), 6) == partition {
+                break name;
+            }
+        };
+        weir_on(&["offsets", "set", "-g", &roll, "-t", &topic, "--to", "earliest"]).ok();
+        let described = weir_on(&["topics", "describe", &store, "-o", "json"]);
         described.ok();
         let v: Value = serde_json::from_str(&described.stdout).unwrap();
         let p = &v["partitions"][partition as usize];
@@ -454,7 +475,7 @@ fn loading_after_the_broker_compacted_the_store() {
         let stored = weir_on(&[
             "consume",
             "-t",
-            "__weir_offsets",
+            &store,
             "-p",
             &partition.to_string(),
             "-e",

@@ -1,7 +1,7 @@
 //! The broker dies in the middle of `weir produce`: the run ends with exit
 //! 1 and an exact count of failed records, and every record reported as
-//! sent is really in the topic (checked after restarting the broker on the
-//! same sqlite database).
+//! sent is really in the topic (checked after restarting the broker on its
+//! data).
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Nisshi, STEP_TIMEOUT, Storage, free_port, random_topic, run, wait_exit, weir};
+use common::{Kafka, STEP_TIMEOUT, random_topic, run, wait_exit, weir};
 
 fn describe_latest(broker: &str, topic: &str) -> i64 {
     let mut cmd = weir();
@@ -28,11 +28,8 @@ fn describe_latest(broker: &str, topic: &str) -> i64 {
 
 #[test]
 fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let db = Storage::Sqlite("produce.db".into());
-    let mut broker = Nisshi::start_on(port, db.clone(), &[], Some(dir.path()));
-    let address = broker.address.clone();
+    let mut kafka = Kafka::start(1);
+    let address = kafka.address();
     let topic = random_topic("dies");
     let mut cmd = weir();
     cmd.args([
@@ -85,7 +82,7 @@ fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
         assert!(Instant::now() < deadline, "first records never landed");
         std::thread::sleep(Duration::from_millis(50));
     }
-    broker.stop();
+    kafka.kill(0);
 
     // More input after the broker died; weir may stop reading early.
     let total = 3_000;
@@ -130,7 +127,7 @@ fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
     );
 
     // Every acknowledged record is in the topic, with its value.
-    let _restarted = Nisshi::start_on(port, db, &[], Some(dir.path()));
+    kafka.restart(0);
     let stored: BTreeMap<(i32, i64), Vec<u8>> = common::read_all(&address, &topic, 3)
         .into_iter()
         .flat_map(|(p, records)| {
@@ -155,11 +152,8 @@ fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
 /// the partition leaders again and delivers every record, in order per key.
 #[test]
 fn broker_restarted_mid_run_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let db = Storage::Sqlite("restart.db".into());
-    let mut broker = Nisshi::start_on(port, db.clone(), &[], Some(dir.path()));
-    let address = broker.address.clone();
+    let mut kafka = Kafka::start(1);
+    let address = kafka.address();
     let topic = random_topic("restart");
     let mut cmd = weir();
     cmd.args(["topics", "create", &topic, "--partitions", "3"])
@@ -188,14 +182,14 @@ fn broker_restarted_mid_run_loses_nothing() {
         assert!(Instant::now() < deadline, "first records never landed");
         std::thread::sleep(Duration::from_millis(50));
     }
-    broker.stop();
+    kafka.kill(0);
     let total: u64 = 3_000;
     for i in first + 1..=total {
         writeln!(stdin, "k{}:{i}", i % 17).unwrap();
     }
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let _restarted = Nisshi::start_on(port, db, &[], Some(dir.path()));
+    kafka.restart(0);
     drop(stdin);
 
     let status = wait_exit(&mut child, "weir produce after the broker came back");

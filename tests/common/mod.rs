@@ -1,10 +1,14 @@
 //! Test harness shared by the broker-backed tests.
 //!
 //! `WEIR_TEST_BROKERS=host:port` points the tests at any Kafka. Otherwise
-//! the cached nisshi (installed by `scripts/nisshi.sh install`) is started
-//! on a free port once per test binary, and dies with the test process: it
-//! is spawned from a thread that lives as long as the process, with
-//! `PR_SET_PDEATHSIG`, so no broker outlives the tests.
+//! one Apache Kafka node, installed by `scripts/kafka.sh install` and
+//! prepared by `scripts/kafka.sh prepare`, is started on free ports once
+//! per test binary; tests that kill or restart brokers, or need the SASL
+//! and SSL listeners, start a [`Kafka`] of their own (three nodes for the
+//! fault tests). Every node dies with the test process: it is spawned with
+//! `PR_SET_PDEATHSIG` (the script `exec`s the JVM, which keeps it), from a
+//! thread that lives as long as what started it, so no broker outlives the
+//! tests, even an interrupted or failed run.
 //!
 //! Every call that touches the network has a deadline, so a hang fails the
 //! test instead of stalling the suite.
@@ -24,6 +28,13 @@ use std::time::{Duration, Instant};
 /// Deadline for one weir invocation or one network await in a test.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Deadline for a Kafka node to start serving (a cold JVM on a busy
+/// 2-core machine, three of them at once for a cluster).
+pub const KAFKA_START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The PLAIN user that `scripts/kafka.sh prepare` configures.
+pub const PLAIN_USER: (&str, &str) = ("alice", "alice-secret");
+
 /// The address of the broker shared by this test binary.
 pub fn brokers() -> &'static str {
     static BROKERS: OnceLock<String> = OnceLock::new();
@@ -37,134 +48,289 @@ pub fn brokers() -> &'static str {
         // kernel kills the child when its spawning thread exits.
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let broker = Nisshi::start(Storage::Memory, &[]);
-            tx.send(broker.address.clone()).unwrap();
-            let _keep = broker;
+            let kafka = Kafka::start(1);
+            tx.send(kafka.address()).unwrap();
+            let _keep = kafka;
             loop {
                 std::thread::park();
             }
         });
-        rx.recv_timeout(STEP_TIMEOUT)
-            .expect("the shared broker did not start in time")
+        rx.recv_timeout(KAFKA_START_TIMEOUT + STEP_TIMEOUT)
+            .expect("the shared Kafka did not start in time")
     })
 }
 
-/// Path of the cached nisshi binary, installing it when missing.
-pub fn nisshi_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("WEIR_NISSHI") {
-        return PathBuf::from(p);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/nisshi.sh");
-    let out = Command::new(&script)
-        .arg("install")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/nisshi.sh install");
-    assert!(out.status.success(), "scripts/nisshi.sh install failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+/// `scripts/kafka.sh`.
+pub fn kafka_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh")
 }
 
-/// How a test broker stores data.
-#[derive(Debug, Clone)]
-pub enum Storage {
-    /// In memory, gone when the broker stops.
-    Memory,
-    /// In a sqlite database file (relative to the broker's working dir).
-    Sqlite(PathBuf),
+/// Runs one of Kafka's command-line tools (`org.apache.kafka.tools.*`)
+/// from the installed jars, with a deadline.
+pub fn kafka_tool(class: &str, args: &[&str]) -> Run {
+    let mut cmd = Command::new(kafka_script());
+    cmd.arg("tool").arg(class).args(args).stdin(Stdio::null());
+    run(&mut cmd)
 }
 
-/// A nisshi process owned by a test; killed when dropped.
-pub struct Nisshi {
-    pub address: String,
-    pub port: u16,
-    child: Child,
-    log: PathBuf,
-    _dir: Option<tempfile::TempDir>,
+/// Apache Kafka nodes (combined broker and controller, KRaft) owned by a
+/// test, on 127.0.0.1; every node is killed when this is dropped.
+///
+/// Node `i` listens on `base + 10 * i`: PLAINTEXT there, the controller
+/// on +1, SASL_PLAINTEXT on +2 and SSL with client authentication
+/// required on +3.
+pub struct Kafka {
+    dir: tempfile::TempDir,
+    base: u16,
+    nodes: Vec<Option<Child>>,
 }
 
-impl Nisshi {
-    /// Starts nisshi on a free port with extra arguments and waits until it
-    /// accepts connections.
-    pub fn start(storage: Storage, extra: &[&str]) -> Self {
-        Self::start_on(free_port(), storage, extra, None)
-    }
-
-    /// Starts nisshi on `port`, running in `workdir` (for sqlite files).
-    pub fn start_on(port: u16, storage: Storage, extra: &[&str], workdir: Option<&Path>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let workdir = workdir.unwrap_or(dir.path()).to_owned();
-        let log = dir.path().join("nisshi.log");
-        let engine = match &storage {
-            Storage::Memory => "memory://nisshi/".to_owned(),
-            Storage::Sqlite(file) => format!("sqlite://{}?maintenance_interval=5s", file.display()),
+impl Kafka {
+    /// Prepares and starts `nodes` nodes and waits until every one of them
+    /// serves metadata that lists them all.
+    pub fn start(nodes: usize) -> Self {
+        let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
+        let base = free_port_block(nodes);
+        let mut prepare = Command::new(kafka_script());
+        prepare
+            .arg("prepare")
+            .arg(dir.path())
+            .arg(nodes.to_string())
+            .arg(base.to_string())
+            .stdin(Stdio::null());
+        let prepared = run_with_deadline(&mut prepare, KAFKA_START_TIMEOUT);
+        assert_eq!(
+            prepared.code,
+            Some(0),
+            "scripts/kafka.sh prepare failed:\n{}{}",
+            prepared.stdout,
+            prepared.stderr
+        );
+        let mut kafka = Self {
+            dir,
+            base,
+            nodes: (0..nodes).map(|_| None).collect(),
         };
-        let listener = format!("tcp://127.0.0.1:{port}");
-        let mut cmd = Command::new(nisshi_bin());
-        cmd.arg("broker")
-            .args(["--listener-url", &listener])
-            .args(["--advertised-listener-url", &listener])
-            .args(["--storage-engine", &engine])
-            .args(extra)
-            .current_dir(&workdir)
+        for i in 0..nodes {
+            kafka.spawn(i);
+        }
+        let all: Vec<usize> = (0..nodes).collect();
+        for i in 0..nodes {
+            kafka.wait_serving(i, &all);
+        }
+        kafka
+    }
+
+    fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node-{i}"))
+    }
+
+    fn spawn(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is already running");
+        let dir = self.node_dir(i);
+        let mut cmd = Command::new(kafka_script());
+        cmd.arg("start")
+            .arg(&dir)
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("nisshi.err")).unwrap());
+            .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
         die_with_parent(&mut cmd);
-        let child = cmd.spawn().expect("spawn nisshi");
-        let mut broker = Self {
-            address: format!("127.0.0.1:{port}"),
-            port,
-            child,
-            log,
-            _dir: Some(dir),
-        };
-        broker.wait_ready();
-        broker
+        self.nodes[i] = Some(cmd.spawn().expect("spawn scripts/kafka.sh start"));
     }
 
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + STEP_TIMEOUT;
+    /// Waits until node `i` answers a metadata request that lists every
+    /// node of `expected` (indexes) as a broker.
+    fn wait_serving(&mut self, i: usize, expected: &[usize]) {
+        let address = self.node_address(i);
+        let want: Vec<i32> = expected.iter().map(|&n| Self::node_id(n)).collect();
+        let deadline = Instant::now() + KAFKA_START_TIMEOUT;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut last = String::from("nothing tried");
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.nodes[i].as_mut().unwrap().try_wait().unwrap() {
                 panic!(
-                    "nisshi exited with {status} before accepting connections:\n{}",
-                    self.logs()
+                    "Kafka node {i} exited with {status} before serving:\n{}",
+                    self.logs(i)
                 );
             }
-            if TcpStream::connect(&self.address).is_ok() {
-                return;
+            if TcpStream::connect(&address).is_ok() {
+                match rt.block_on(broker_ids(&address)) {
+                    Ok(ids) if want.iter().all(|id| ids.contains(id)) => return,
+                    Ok(ids) => last = format!("metadata lists brokers {ids:?}, waiting for {want:?}"),
+                    Err(e) => last = e,
+                }
             }
             assert!(
                 Instant::now() < deadline,
-                "nisshi did not listen on {} in time",
-                self.address
+                "Kafka node {i} did not serve on {address} within {KAFKA_START_TIMEOUT:?} ({last}):\n{}",
+                self.logs(i)
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    /// What the broker printed, for failure messages.
-    pub fn logs(&self) -> String {
+    /// The broker id of node `i`.
+    pub fn node_id(i: usize) -> i32 {
+        i as i32 + 1
+    }
+
+    /// The node index of broker id `id`.
+    pub fn node_index(id: i32) -> usize {
+        (id - 1) as usize
+    }
+
+    /// The PLAINTEXT port of node `i`.
+    pub fn port(&self, i: usize) -> u16 {
+        self.base + 10 * i as u16
+    }
+
+    /// The PLAINTEXT address of node `i`.
+    pub fn node_address(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.port(i))
+    }
+
+    /// Every node's PLAINTEXT address, comma-separated: a bootstrap list.
+    pub fn address(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| self.node_address(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node 0's SASL_PLAINTEXT address (PLAIN, SCRAM-SHA-256/512).
+    pub fn sasl_address(&self) -> String {
+        format!("127.0.0.1:{}", self.port(0) + 2)
+    }
+
+    /// Node 0's SSL address (client certificate required).
+    pub fn ssl_address(&self) -> String {
+        format!("127.0.0.1:{}", self.port(0) + 3)
+    }
+
+    /// A file of the cluster's TLS material: `ca.pem`, `client.pem`,
+    /// `client.key`.
+    pub fn tls_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join("tls").join(name)
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether node `i` runs.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].is_some()
+    }
+
+    /// SIGKILL to node `i`, and waits for it to be gone.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// SIGTERM to node `i` (a controlled shutdown: leadership moves away
+    /// first), and waits for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].take() {
+            // SAFETY: kill(2) on a child we own and have not reaped.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            if wait_until(&mut child, STEP_TIMEOUT).is_none() {
+                panic!("Kafka node {i} did not stop within {STEP_TIMEOUT:?} of SIGTERM");
+            }
+        }
+    }
+
+    /// Starts node `i` again on its data and waits until it serves and the
+    /// running nodes see it.
+    pub fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        let running: Vec<usize> = (0..self.nodes.len()).filter(|&n| self.is_running(n)).collect();
+        self.wait_serving(i, &running);
+    }
+
+    /// The end of node `i`'s log, for failure messages.
+    pub fn logs(&self, i: usize) -> String {
+        let dir = self.node_dir(i);
         let mut text = String::new();
-        for name in ["nisshi.log", "nisshi.err"] {
-            if let Ok(mut f) = std::fs::File::open(self.log.with_file_name(name)) {
-                f.read_to_string(&mut text).ok();
+        for name in ["server.log", "stdout.log", "stderr.log"] {
+            if let Ok(mut f) = std::fs::File::open(dir.join(name)) {
+                let mut all = String::new();
+                f.read_to_string(&mut all).ok();
+                let tail: Vec<&str> = all.lines().rev().take(40).collect();
+                text.push_str(&format!("--- {name}\n"));
+                for line in tail.into_iter().rev() {
+                    text.push_str(line);
+                    text.push('\n');
+                }
             }
         }
         text
     }
+}
 
-    /// Stops the broker and waits for it to exit.
-    pub fn stop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
+impl Drop for Kafka {
+    fn drop(&mut self) {
+        for node in self.nodes.iter_mut() {
+            if let Some(mut child) = node.take() {
+                child.kill().ok();
+                child.wait().ok();
+            }
+        }
     }
 }
 
-impl Drop for Nisshi {
-    fn drop(&mut self) {
-        self.stop();
+/// The ids of the brokers that `address` lists in its metadata.
+async fn broker_ids(address: &str) -> Result<Vec<i32>, String> {
+    use kafka_protocol::messages::MetadataRequest;
+    let config = weir::ConnectionConfig {
+        brokers: vec![address.to_owned()],
+        timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let work = async {
+        let mut conn = weir::wire::connect_to(&config, address, None, deadline)
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = MetadataRequest::default()
+            .with_topics(Some(Vec::new()))
+            .with_allow_auto_topic_creation(false);
+        let response = conn.request(&request).await.map_err(|e| e.to_string())?;
+        Ok(response.brokers.iter().map(|b| b.node_id.0).collect())
+    };
+    tokio::time::timeout(Duration::from_secs(3), work)
+        .await
+        .unwrap_or_else(|_| Err("metadata request timed out".to_owned()))
+}
+
+/// A base port such that `base + 10 * i + 0..4` are free for `nodes` nodes.
+fn free_port_block(nodes: usize) -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seed = std::process::id() ^ std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Below the kernel's ephemeral range (32768-60999), so a client's
+        // outgoing connection cannot take a port a node restarts on.
+        let base = 20_000 + ((seed.wrapping_add(n * 7919)) % 1200) as u16 * 10;
+        let free = (0..nodes).all(|i| {
+            (0..4).all(|k| TcpListener::bind(("127.0.0.1", base + 10 * i as u16 + k)).is_ok())
+        });
+        if free {
+            return base;
+        }
     }
+    panic!("no free block of ports for {nodes} Kafka nodes");
 }
 
 /// Makes the kernel kill the child when the spawning thread dies, so a
