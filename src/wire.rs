@@ -7,12 +7,14 @@
 //! crate, one at a time, at the highest version both sides support.
 //!
 //! Connecting retries only what can get better by waiting (a refused or
-//! reset connection) and only until the deadline; a rejected certificate or
-//! a failed login ends at once with an error that says so.
+//! reset connection) and only until the deadline; a rejected certificate
+//! (the broker's or the client's) or a failed login ends at once with an
+//! error that says so.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Cursor;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -328,6 +330,11 @@ impl BrokerConnection {
         })?;
         tcp.set_nodelay(true).ok();
 
+        let client_cert = config
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_auth.as_ref())
+            .map(|a| a.cert_file.as_path());
         let transport = match tls {
             None => Transport::Tcp(tcp),
             Some(tls) => {
@@ -342,7 +349,7 @@ impl BrokerConnection {
                     .await
                     .map_err(|e| WireError::Tls {
                         broker: broker.to_owned(),
-                        reason: describe_tls_error(&e),
+                        reason: describe_tls_error(&e, client_cert),
                     })?;
                 Transport::Tls(Box::new(stream))
             }
@@ -355,7 +362,9 @@ impl BrokerConnection {
             correlation_id: 0,
             versions: HashMap::new(),
         };
-        conn.sync_versions().await?;
+        conn.sync_versions()
+            .await
+            .map_err(|e| client_certificate_refused(e, client_cert))?;
         if let Some(sasl) = &config.sasl {
             conn.authenticate(sasl).await?;
         }
@@ -524,11 +533,24 @@ impl BrokerConnection {
         };
         self.stream.write_all(&buf).await.map_err(io)?;
         self.stream.flush().await.map_err(io)?;
-        let len = self.stream.read_i32().await.map_err(io)?;
+        let mut prefix = [0; 4];
+        self.stream.read_exact(&mut prefix).await.map_err(io)?;
+        let len = i32::from_be_bytes(prefix);
         let len = usize::try_from(len)
             .ok()
             .filter(|&l| l <= MAX_RESPONSE_BYTES)
-            .ok_or_else(|| protocol(format!("response length {len} out of range")))?;
+            .ok_or_else(|| {
+                // A TLS listener answers plain Kafka bytes with a TLS alert
+                // or handshake record: content type 21 or 22, version 3.x.
+                if matches!(prefix, [0x15 | 0x16, 0x03, ..]) {
+                    protocol(
+                        "the broker answered with TLS: this listener needs --tls (or --tls-ca)"
+                            .to_owned(),
+                    )
+                } else {
+                    protocol(format!("response length {len} out of range"))
+                }
+            })?;
         let mut body = vec![0; len];
         self.stream.read_exact(&mut body).await.map_err(io)?;
 
@@ -575,8 +597,11 @@ fn api_name(key: i16) -> String {
     ApiKey::try_from(key).map_or_else(|_| format!("API {key}"), |k| format!("{k:?}"))
 }
 
-/// Says plainly when a TLS failure was the certificate, and what to do.
-fn describe_tls_error(e: &std::io::Error) -> String {
+/// Says plainly when a TLS failure was a certificate, and what to do.
+fn describe_tls_error(e: &std::io::Error, client_cert: Option<&Path>) -> String {
+    if let Some(reason) = client_certificate_alert(e, client_cert) {
+        return reason;
+    }
     let rustls_error = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
@@ -591,5 +616,125 @@ fn describe_tls_error(e: &std::io::Error) -> String {
                 .to_owned()
         }
         None => e.to_string(),
+    }
+}
+
+/// Turns a broken first request into the TLS error it is when the broker
+/// refused the client certificate.
+///
+/// In TLS 1.3 the client's side of the handshake ends before the broker
+/// has checked the client's certificate, so the broker's refusal arrives
+/// as an alert on the first read (ApiVersions). As an I/O error it would be
+/// retried until the deadline, though no retry can change the answer.
+fn client_certificate_refused(e: WireError, client_cert: Option<&Path>) -> WireError {
+    match e {
+        WireError::Io {
+            broker,
+            api,
+            source,
+        } => match client_certificate_alert(&source, client_cert) {
+            Some(reason) => WireError::Tls { broker, reason },
+            None => WireError::Io {
+                broker,
+                api,
+                source,
+            },
+        },
+        other => other,
+    }
+}
+
+/// When `e` is an alert by which the broker refuses the client certificate
+/// (or its absence), says so, naming the certificate or the flags that
+/// give one.
+fn client_certificate_alert(e: &std::io::Error, client_cert: Option<&Path>) -> Option<String> {
+    use rustls::AlertDescription as Alert;
+    let alert = match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => *alert,
+        _ => return None,
+    };
+    // The alerts RFC 8446 (6.2) gives for a certificate the peer refuses
+    // (Java sends bad_certificate for a missing one, certificate_unknown
+    // for one it cannot verify; TLS 1.3 peers may send
+    // certificate_required).
+    if !matches!(
+        alert,
+        Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA
+            | Alert::CertificateRequired
+    ) {
+        return None;
+    }
+    Some(match client_cert {
+        None => format!(
+            "the broker requires a client certificate and none was given (alert {alert:?}); \
+             pass one with --tls-cert and --tls-key"
+        ),
+        Some(path) => format!(
+            "the broker rejected the client certificate \"{}\" (alert {alert:?}); is it signed \
+             by a CA the broker trusts, and valid?",
+            path.display()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(description: rustls::AlertDescription) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(description),
+        )
+    }
+
+    fn io_error(source: std::io::Error) -> WireError {
+        WireError::Io {
+            broker: "127.0.0.1:9093".to_owned(),
+            api: "ApiVersions".to_owned(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_refused_client_certificate_is_a_tls_error_not_retried() {
+        let missing = client_certificate_refused(
+            io_error(alert(rustls::AlertDescription::BadCertificate)),
+            None,
+        );
+        assert!(!missing.is_retryable());
+        let text = missing.to_string();
+        assert!(text.contains("127.0.0.1:9093"), "{text}");
+        assert!(text.contains("none was given"), "{text}");
+        assert!(
+            text.contains("--tls-cert") && text.contains("--tls-key"),
+            "{text}"
+        );
+
+        let wrong = client_certificate_refused(
+            io_error(alert(rustls::AlertDescription::CertificateUnknown)),
+            Some(Path::new("/certs/me.pem")),
+        );
+        assert!(!wrong.is_retryable());
+        let text = wrong.to_string();
+        assert!(text.contains("rejected the client certificate"), "{text}");
+        assert!(text.contains("/certs/me.pem"), "{text}");
+    }
+
+    #[test]
+    fn other_broken_connections_stay_retryable() {
+        let reset =
+            client_certificate_refused(io_error(std::io::ErrorKind::ConnectionReset.into()), None);
+        assert!(reset.is_retryable(), "{reset}");
+        let other_alert = client_certificate_refused(
+            io_error(alert(rustls::AlertDescription::HandshakeFailure)),
+            None,
+        );
+        assert!(matches!(other_alert, WireError::Io { .. }), "{other_alert}");
     }
 }
