@@ -349,7 +349,7 @@ impl BrokerConnection {
                     .await
                     .map_err(|e| WireError::Tls {
                         broker: broker.to_owned(),
-                        reason: describe_tls_error(&e, client_cert),
+                        reason: describe_tls_error(&e, config, client_cert),
                     })?;
                 Transport::Tls(Box::new(stream))
             }
@@ -598,7 +598,11 @@ fn api_name(key: i16) -> String {
 }
 
 /// Says plainly when a TLS failure was a certificate, and what to do.
-fn describe_tls_error(e: &std::io::Error, client_cert: Option<&Path>) -> String {
+fn describe_tls_error(
+    e: &std::io::Error,
+    config: &ConnectionConfig,
+    client_cert: Option<&Path>,
+) -> String {
     if let Some(reason) = client_certificate_alert(e, client_cert) {
         return reason;
     }
@@ -606,10 +610,19 @@ fn describe_tls_error(e: &std::io::Error, client_cert: Option<&Path>) -> String 
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_error {
-        Some(rustls::Error::InvalidCertificate(cert)) => format!(
-            "the broker's certificate was rejected ({cert:?}); if it is signed by a private CA, \
-             pass that CA with --tls-ca"
-        ),
+        Some(rustls::Error::InvalidCertificate(cert)) => {
+            match config.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+                Some(ca) => format!(
+                    "the broker's certificate was rejected ({cert:?}) against the CAs in \
+                     --tls-ca \"{}\"",
+                    ca.display()
+                ),
+                None => format!(
+                    "the broker's certificate was rejected ({cert:?}) against the default CA \
+                     roots; if it is signed by a private CA, pass that CA with --tls-ca"
+                ),
+            }
+        }
         Some(other) => other.to_string(),
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             "the broker closed the connection during the handshake (is the listener TLS?)"
