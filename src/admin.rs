@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -90,6 +91,20 @@ pub enum AdminError {
     },
 }
 
+/// An attempt's error: worth another try (a leader being elected or
+/// moved), or final.
+#[derive(Debug)]
+enum Retry {
+    Again(AdminError),
+    Fail(AdminError),
+}
+
+impl<E: Into<AdminError>> From<E> for Retry {
+    fn from(e: E) -> Self {
+        Self::Fail(e.into())
+    }
+}
+
 /// A topic in [`Admin::list_topics`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicSummary {
@@ -162,6 +177,30 @@ pub struct NewTopic {
     pub replication_factor: i16,
     /// Topic configs, e.g. `cleanup.policy=compact`.
     pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    /// A compacted topic that weir creates for its own records (the
+    /// offsets store, `count --to-topic`), replicated as Kafka replicates
+    /// its `__consumer_offsets`: on 3 brokers (`offsets.topic.replication.factor`),
+    /// or on every broker of a smaller cluster, so that it outlives a
+    /// broker. `min.insync.replicas` is one less than the replication
+    /// factor (at least 1): an `acks=all` write counts once two of three
+    /// replicas have it, so a broker lost after the acknowledgement loses
+    /// nothing, and one broker down stops no commit.
+    pub fn compacted_replicated(name: &str, partitions: i32, brokers: usize) -> Self {
+        let replication = brokers.clamp(1, 3);
+        let min_insync = (replication - 1).max(1);
+        Self {
+            name: name.to_owned(),
+            partitions,
+            replication_factor: i16::try_from(replication).unwrap_or(1),
+            configs: vec![
+                ("cleanup.policy".to_owned(), "compact".to_owned()),
+                ("min.insync.replicas".to_owned(), min_insync.to_string()),
+            ],
+        }
+    }
 }
 
 /// An administrative session with a cluster.
@@ -354,6 +393,26 @@ impl Admin {
     /// protocol errors.
     #[instrument(skip(self))]
     pub async fn describe_topic(&mut self, topic: &str) -> Result<TopicDescription, AdminError> {
+        // Kafka answers ListOffsets with NOT_LEADER_OR_FOLLOWER (or
+        // LEADER_NOT_AVAILABLE) while a new topic's leaders are being
+        // elected or after a leader moved: as the Java admin client, look
+        // up the leaders again and retry until the deadline.
+        let deadline = Instant::now() + self.config.timeout;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.describe_topic_once(topic).await {
+                Err(Retry::Again(e)) if Instant::now() + backoff < deadline => {
+                    debug!(topic, error = %e, "retrying describe");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(Retry::Again(e) | Retry::Fail(e)) => return Err(e),
+                Ok(description) => return Ok(description),
+            }
+        }
+    }
+
+    async fn describe_topic_once(&mut self, topic: &str) -> Result<TopicDescription, Retry> {
         let metadata = self.metadata(Some(&[topic])).await?;
         let mut partitions = Self::topic_partitions(&metadata, topic)?;
         let addresses = Self::broker_addresses(&metadata);
@@ -390,7 +449,7 @@ impl Admin {
         topic: &str,
         partitions: &[i32],
         timestamp: i64,
-    ) -> Result<HashMap<i32, i64>, AdminError> {
+    ) -> Result<HashMap<i32, i64>, Retry> {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![
@@ -413,10 +472,15 @@ impl Admin {
         for t in response.topics {
             for p in t.partitions {
                 if let Some(e) = ResponseError::try_from_code(p.error_code) {
-                    return Err(AdminError::Refused {
+                    let error = AdminError::Refused {
                         action: "list offsets of",
                         topic: topic.to_owned(),
                         reason: format!("partition {}: {e}", p.partition_index),
+                    };
+                    return Err(if e.is_retriable() {
+                        Retry::Again(error)
+                    } else {
+                        Retry::Fail(error)
                     });
                 }
                 offsets.insert(p.partition_index, p.offset);

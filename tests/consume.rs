@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{
-    Feeder, Kafka, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir,
-    weir_bin, weir_run,
+    Feeder, Kafka, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir, weir_bin, weir_run,
 };
 use serde_json::Value;
 

@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{
-    Feeder, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir, weir_run,
-};
+use common::{Feeder, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir, weir_run};
 use serde_json::Value;
 use weir::partitioner::murmur2_partition;
 
@@ -408,7 +406,7 @@ fn loading_after_the_broker_compacted_the_store() {
     let store = random_topic("store");
     let weir_on = |args: &[&str]| {
         let mut cmd = weir();
-        cmd.args(args).args(["--offsets-topic", &store, "-b", address]);
+        cmd.args(args).args(["-b", address]);
         run(&mut cmd)
     };
     weir_on(&["topics", "create", &topic, "--partitions", "2"]).ok();
@@ -442,7 +440,16 @@ fn loading_after_the_broker_compacted_the_store() {
         run(&mut cmd).ok();
         produced += 8;
         let out = weir_on(&[
-            "consume", "-t", &topic, "-g", &group, "-e", "-f", "{offset}",
+            "consume",
+            "-t",
+            &topic,
+            "-g",
+            &group,
+            "--offsets-topic",
+            &store,
+            "-e",
+            "-f",
+            "{offset}",
         ]);
         out.ok();
         assert_eq!(
@@ -463,7 +470,19 @@ fn loading_after_the_broker_compacted_the_store() {
                 break name;
             }
         };
-        weir_on(&["offsets", "set", "-g", &roll, "-t", &topic, "--to", "earliest"]).ok();
+        weir_on(&[
+            "offsets",
+            "--offsets-topic",
+            &store,
+            "set",
+            "-g",
+            &roll,
+            "-t",
+            &topic,
+            "--to",
+            "earliest",
+        ])
+        .ok();
         let described = weir_on(&["topics", "describe", &store, "-o", "json"]);
         described.ok();
         let v: Value = serde_json::from_str(&described.stdout).unwrap();
@@ -493,7 +512,16 @@ fn loading_after_the_broker_compacted_the_store() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let shown = weir_on(&["offsets", "show", "-g", &group, "-o", "json"]);
+    let shown = weir_on(&[
+        "offsets",
+        "--offsets-topic",
+        &store,
+        "show",
+        "-g",
+        &group,
+        "-o",
+        "json",
+    ]);
     shown.ok();
     let v: Value = serde_json::from_str(&shown.stdout).unwrap();
     let total: i64 = v["partitions"]
@@ -506,7 +534,16 @@ fn loading_after_the_broker_compacted_the_store() {
         })
         .sum();
     assert_eq!(total, produced);
-    let out = weir_on(&["consume", "-t", &topic, "-g", &group, "-e"]);
+    let out = weir_on(&[
+        "consume",
+        "-t",
+        &topic,
+        "-g",
+        &group,
+        "--offsets-topic",
+        &store,
+        "-e",
+    ]);
     out.ok();
     assert_eq!(out.stdout, "", "nothing new after compaction");
 }
