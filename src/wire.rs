@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Cursor;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -37,7 +36,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tracing::{debug, instrument};
 
-use crate::connect::{ConnectionConfig, SaslOptions};
+use crate::connect::{ConnectionConfig, SaslOptions, TlsOptions};
 
 /// Largest response weir accepts, as a guard against garbage lengths.
 const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
@@ -141,7 +140,7 @@ pub enum WireError {
 
 impl WireError {
     /// Whether waiting and trying again may help.
-    fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Self::Connect { .. } | Self::Io { .. } => true,
             Self::Broker { error, .. } => error.is_retriable(),
@@ -330,11 +329,6 @@ impl BrokerConnection {
         })?;
         tcp.set_nodelay(true).ok();
 
-        let client_cert = config
-            .tls
-            .as_ref()
-            .and_then(|t| t.client_auth.as_ref())
-            .map(|a| a.cert_file.as_path());
         let transport = match tls {
             None => Transport::Tcp(tcp),
             Some(tls) => {
@@ -349,7 +343,7 @@ impl BrokerConnection {
                     .await
                     .map_err(|e| WireError::Tls {
                         broker: broker.to_owned(),
-                        reason: describe_tls_error(&e, config, client_cert),
+                        reason: describe_tls_error(&e, config.tls.as_ref()),
                     })?;
                 Transport::Tls(Box::new(stream))
             }
@@ -364,7 +358,7 @@ impl BrokerConnection {
         };
         conn.sync_versions()
             .await
-            .map_err(|e| client_certificate_refused(e, client_cert))?;
+            .map_err(|e| client_certificate_refused(e, config.tls.as_ref()))?;
         if let Some(sasl) = &config.sasl {
             conn.authenticate(sasl).await?;
         }
@@ -598,12 +592,8 @@ fn api_name(key: i16) -> String {
 }
 
 /// Says plainly when a TLS failure was a certificate, and what to do.
-fn describe_tls_error(
-    e: &std::io::Error,
-    config: &ConnectionConfig,
-    client_cert: Option<&Path>,
-) -> String {
-    if let Some(reason) = client_certificate_alert(e, client_cert) {
+fn describe_tls_error(e: &std::io::Error, options: Option<&TlsOptions>) -> String {
+    if let Some(reason) = client_certificate_alert(e, options) {
         return reason;
     }
     let rustls_error = e
@@ -611,7 +601,7 @@ fn describe_tls_error(
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_error {
         Some(rustls::Error::InvalidCertificate(cert)) => {
-            match config.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+            match options.and_then(|t| t.ca_file.as_ref()) {
                 Some(ca) => format!(
                     "the broker's certificate was rejected ({cert:?}) against the CAs in \
                      --tls-ca \"{}\"",
@@ -639,13 +629,13 @@ fn describe_tls_error(
 /// has checked the client's certificate, so the broker's refusal arrives
 /// as an alert on the first read (ApiVersions). As an I/O error it would be
 /// retried until the deadline, though no retry can change the answer.
-fn client_certificate_refused(e: WireError, client_cert: Option<&Path>) -> WireError {
+fn client_certificate_refused(e: WireError, options: Option<&TlsOptions>) -> WireError {
     match e {
         WireError::Io {
             broker,
             api,
             source,
-        } => match client_certificate_alert(&source, client_cert) {
+        } => match client_certificate_alert(&source, options) {
             Some(reason) => WireError::Tls { broker, reason },
             None => WireError::Io {
                 broker,
@@ -660,7 +650,7 @@ fn client_certificate_refused(e: WireError, client_cert: Option<&Path>) -> WireE
 /// When `e` is an alert by which the broker refuses the client certificate
 /// (or its absence), says so, naming the certificate or the flags that
 /// give one.
-fn client_certificate_alert(e: &std::io::Error, client_cert: Option<&Path>) -> Option<String> {
+fn client_certificate_alert(e: &std::io::Error, options: Option<&TlsOptions>) -> Option<String> {
     use rustls::AlertDescription as Alert;
     let alert = match e.get_ref()?.downcast_ref::<rustls::Error>()? {
         rustls::Error::AlertReceived(alert) => *alert,
@@ -682,15 +672,15 @@ fn client_certificate_alert(e: &std::io::Error, client_cert: Option<&Path>) -> O
     ) {
         return None;
     }
-    Some(match client_cert {
+    Some(match options.and_then(|t| t.client_auth.as_ref()) {
         None => format!(
             "the broker requires a client certificate and none was given (alert {alert:?}); \
              pass one with --tls-cert and --tls-key"
         ),
-        Some(path) => format!(
+        Some(auth) => format!(
             "the broker rejected the client certificate \"{}\" (alert {alert:?}); is it signed \
              by a CA the broker trusts, and valid?",
-            path.display()
+            auth.cert_file.display()
         ),
     })
 }
@@ -731,7 +721,13 @@ mod tests {
 
         let wrong = client_certificate_refused(
             io_error(alert(rustls::AlertDescription::CertificateUnknown)),
-            Some(Path::new("/certs/me.pem")),
+            Some(&TlsOptions {
+                ca_file: None,
+                client_auth: Some(crate::connect::ClientAuth {
+                    cert_file: "/certs/me.pem".into(),
+                    key_file: "/certs/me.key".into(),
+                }),
+            }),
         );
         assert!(!wrong.is_retryable());
         let text = wrong.to_string();
