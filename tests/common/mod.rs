@@ -73,6 +73,19 @@ pub fn kafka_tool(class: &str, args: &[&str]) -> Run {
     run(&mut cmd)
 }
 
+/// [`kafka_tool`] with `input` on stdin (from a file, so a large input
+/// cannot fill a pipe and stall), as the console producer reads it.
+pub fn kafka_tool_with_input(class: &str, args: &[&str], input: &[u8]) -> Run {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(input).unwrap();
+    let mut cmd = Command::new(kafka_script());
+    cmd.arg("tool")
+        .arg(class)
+        .args(args)
+        .stdin(std::fs::File::open(file.path()).unwrap());
+    run(&mut cmd)
+}
+
 /// Apache Kafka nodes (combined broker and controller, KRaft) owned by a
 /// test, on 127.0.0.1; every node is killed when this is dropped.
 ///
