@@ -147,18 +147,26 @@ fn unknown_topic_is_refused_unless_created() {
 fn json_input_with_binary_values_and_explicit_partition() {
     let topic = random_topic("json");
     weir_run(&["topics", "create", &topic, "--partitions", "2"]).ok();
-    let input = concat!(
-        r#"{"key":"a","value_b64":"AAEC/w==","partition":1,"headers":{"h":"1"},"timestamp":1700000000000}"#,
-        "\n",
+    // An hour ago: Kafka's retention (7 days by default) would delete an
+    // older record from under the test.
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3_600_000;
+    let input = format!(
+        "{}\n{}\n",
+        format_args!(
+            r#"{{"key":"a","value_b64":"AAEC/w==","partition":1,"headers":{{"h":"1"}},"timestamp":{ts}}}"#
+        ),
         r#"{"key":"b","value":null,"partition":1}"#,
-        "\n",
     );
     produce(&["-t", &topic, "--format", "json"], input.as_bytes()).ok();
     let all = read_all(&topic, 2);
     assert!(all[&0].is_empty());
     let r = &all[&1];
     assert_eq!(r[0].record.value.as_deref(), Some(&[0u8, 1, 2, 255][..]));
-    assert_eq!(r[0].record.timestamp.timestamp_millis(), 1_700_000_000_000);
+    assert_eq!(r[0].record.timestamp.timestamp_millis(), ts);
     assert_eq!(r[0].record.headers["h"], b"1");
     assert_eq!(r[1].record.value, None, "null value is a tombstone");
 }

@@ -124,7 +124,8 @@ async fn describe_reports_watermarks() {
             key: Some(format!("k{i}").into_bytes()),
             value: Some(b"v".to_vec()),
             headers: Default::default(),
-            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+            // Recent: Kafka's retention would delete an old record.
+            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(now_ms()).unwrap(),
         })
         .collect();
     timeout(
@@ -252,4 +253,11 @@ fn unreachable_broker_through_rskafka_client_fails_within_timeout() {
         start.elapsed()
     );
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

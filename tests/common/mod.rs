@@ -102,7 +102,11 @@ impl Kafka {
     /// Prepares and starts `nodes` nodes and waits until every one of them
     /// serves metadata that lists them all.
     pub fn start(nodes: usize) -> Self {
-        let dir = tempfile::Builder::new().prefix("weir-kafka-").tempdir().unwrap();
+        remove_stale_kafka_dirs();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("weir-kafka-{}-", std::process::id()))
+            .tempdir()
+            .unwrap();
         let base = free_port_block(nodes);
         let mut prepare = Command::new(kafka_script());
         prepare
@@ -172,7 +176,9 @@ impl Kafka {
             if TcpStream::connect(&address).is_ok() {
                 match rt.block_on(broker_ids(&address)) {
                     Ok(ids) if want.iter().all(|id| ids.contains(id)) => return,
-                    Ok(ids) => last = format!("metadata lists brokers {ids:?}, waiting for {want:?}"),
+                    Ok(ids) => {
+                        last = format!("metadata lists brokers {ids:?}, waiting for {want:?}")
+                    }
                     Err(e) => last = e,
                 }
             }
@@ -265,7 +271,9 @@ impl Kafka {
     /// running nodes see it.
     pub fn restart(&mut self, i: usize) {
         self.spawn(i);
-        let running: Vec<usize> = (0..self.nodes.len()).filter(|&n| self.is_running(n)).collect();
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&n| self.is_running(n))
+            .collect();
         self.wait_serving(i, &running);
     }
 
@@ -300,6 +308,27 @@ impl Drop for Kafka {
     }
 }
 
+/// Removes the data folders of Kafka nodes whose test process is gone: the
+/// shared node of a test binary lives until the process exits, so its
+/// folder is never dropped; the next run cleans it up.
+fn remove_stale_kafka_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("weir-kafka-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            std::fs::remove_dir_all(entry.path()).ok();
+        }
+    }
+}
+
 /// The ids of the brokers that `address` lists in its metadata.
 async fn broker_ids(address: &str) -> Result<Vec<i32>, String> {
     use kafka_protocol::messages::MetadataRequest;
@@ -327,10 +356,11 @@ async fn broker_ids(address: &str) -> Result<Vec<i32>, String> {
 /// A base port such that `base + 10 * i + 0..4` are free for `nodes` nodes.
 fn free_port_block(nodes: usize) -> u16 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let seed = std::process::id() ^ std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
     for _ in 0..1000 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         // Below the kernel's ephemeral range (32768-60999), so a client's
