@@ -91,6 +91,22 @@ pub enum AdminError {
     },
 }
 
+/// How long a request to a partition leader tries to connect before the
+/// leaders are looked up again.
+const LEADER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether `e` says the broker could not be reached or stopped answering,
+/// rather than refused the request.
+fn unreachable(e: &AdminError) -> bool {
+    match e {
+        AdminError::Connect(ConnectError::Wire(w)) | AdminError::Wire(w) => {
+            matches!(w, WireError::Timeout { .. }) || w.is_retryable()
+        }
+        AdminError::RequestTimeout { .. } => true,
+        _ => false,
+    }
+}
+
 /// An attempt's error: worth another try (a leader being elected or
 /// moved), or final.
 #[derive(Debug)]
@@ -236,10 +252,15 @@ impl Admin {
         })
     }
 
-    /// The connection to the broker at `address`, opened if needed.
-    async fn connection(&mut self, address: &str) -> Result<&mut BrokerConnection, AdminError> {
+    /// The connection to the broker at `address`, opened if needed, trying
+    /// to connect for at most `limit`.
+    async fn connection(
+        &mut self,
+        address: &str,
+        limit: Duration,
+    ) -> Result<&mut BrokerConnection, AdminError> {
         if !self.connections.contains_key(address) {
-            let deadline = Instant::now() + self.config.timeout;
+            let deadline = Instant::now() + limit;
             let conn = wire::connect_to(&self.config, address, self.tls.clone(), deadline)
                 .await
                 .map_err(ConnectError::from)?;
@@ -255,8 +276,20 @@ impl Admin {
         address: &str,
         request: &R,
     ) -> Result<R::Response, AdminError> {
+        self.call_within(address, request, self.config.timeout)
+            .await
+    }
+
+    /// As [`call`](Self::call), trying to connect for at most
+    /// `connect_limit`.
+    async fn call_within<R: Request + Message>(
+        &mut self,
+        address: &str,
+        request: &R,
+        connect_limit: Duration,
+    ) -> Result<R::Response, AdminError> {
         let timeout = self.config.timeout;
-        let conn = self.connection(address).await?;
+        let conn = self.connection(address, connect_limit).await?;
         let result = tokio::time::timeout(timeout, conn.request(request)).await;
         match result {
             Ok(Ok(response)) => Ok(response),
@@ -467,7 +500,18 @@ impl Admin {
                             .collect(),
                     ),
             ]);
-        let response = self.call(address, &request).await?;
+        // The metadata can name a leader that is gone: a broker that died
+        // is fenced by the controller only when its session expires
+        // (broker.session.timeout.ms, 9 s), and only then is a new leader
+        // elected. As the Java admin client, a leader that cannot be
+        // reached is looked up again (`describe_topic` retries), instead
+        // of being dialled until the deadline.
+        let limit = self.config.timeout.min(LEADER_CONNECT_TIMEOUT);
+        let response = match self.call_within(address, &request, limit).await {
+            Ok(response) => response,
+            Err(e) if unreachable(&e) => return Err(Retry::Again(e)),
+            Err(e) => return Err(Retry::Fail(e)),
+        };
         let mut offsets = HashMap::new();
         for t in response.topics {
             for p in t.partitions {
@@ -615,7 +659,7 @@ impl Admin {
         let mut request = DeleteTopicsRequest::default().with_timeout_ms(timeout_ms);
         // Version 6 moved names from `topic_names` into `topics`.
         let version = self
-            .connection(&controller)
+            .connection(&controller, self.config.timeout)
             .await?
             .version_for::<DeleteTopicsRequest>()?;
         if version >= 6 {

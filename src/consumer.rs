@@ -502,8 +502,13 @@ impl Consumer {
     ) -> Result<Self, ConsumeError> {
         let mut fetchers = Vec::with_capacity(assignments.len());
         for a in assignments {
+            // The partitions were just read from the metadata, so they
+            // exist. Each broker learns of new topics and partitions on its
+            // own, a little after the controller: the one asked next may
+            // not know them yet, and answers UNKNOWN_TOPIC_OR_PARTITION,
+            // which the Java client retries as any stale metadata.
             let pc = client
-                .partition_client(a.topic.as_ref(), a.partition, UnknownTopicHandling::Error)
+                .partition_client(a.topic.as_ref(), a.partition, UnknownTopicHandling::Retry)
                 .await
                 .map_err(|e| ConsumeError::Fetch {
                     topic: Arc::clone(&a.topic),
@@ -598,8 +603,10 @@ pub async fn resolve_start(
     start: StartOffset,
 ) -> Result<PartitionPosition, ConsumeError> {
     let topic: Arc<str> = Arc::from(topic);
+    // The caller has just read the partition count: retried as in
+    // `Consumer::start`, for a broker that does not know the topic yet.
     let pc = client
-        .partition_client(topic.as_ref(), partition, UnknownTopicHandling::Error)
+        .partition_client(topic.as_ref(), partition, UnknownTopicHandling::Retry)
         .await
         .map_err(|e| ConsumeError::Fetch {
             topic: Arc::clone(&topic),

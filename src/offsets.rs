@@ -2,6 +2,9 @@
 //! owns (`__weir_offsets`), since rskafka has no offset-commit API and
 //! weir has no group protocol.
 //!
+//! - Created when missing, compacted and replicated as Kafka's own
+//!   `__consumer_offsets` ([`NewTopic::compacted_replicated`]), so commits
+//!   outlive a broker.
 //! - A group's records all live on partition `murmur2(group) % P` of the
 //!   store, so loading a group reads one partition, from its earliest
 //!   offset to the high watermark taken when loading starts.
@@ -264,20 +267,13 @@ impl OffsetStore {
             }
             Err(AdminError::UnknownTopic { .. }) if config.create => {
                 let brokers = admin.broker_count().await.map_err(admin_error)?;
-                let replication_factor = i16::try_from(brokers.clamp(1, 3)).unwrap_or(1);
-                let created = admin
-                    .create_topic(&NewTopic {
-                        name: config.topic.clone(),
-                        partitions: config.partitions,
-                        replication_factor,
-                        configs: vec![("cleanup.policy".to_owned(), "compact".to_owned())],
-                    })
-                    .await;
-                match created {
+                let topic =
+                    NewTopic::compacted_replicated(&config.topic, config.partitions, brokers);
+                match admin.create_topic(&topic).await {
                     Ok(()) => info!(
                         topic = config.topic.as_str(),
                         partitions = config.partitions,
-                        replication_factor,
+                        replication_factor = topic.replication_factor,
                         "created the offsets topic"
                     ),
                     // Another process created it first: fine.

@@ -359,9 +359,14 @@ impl Producer {
     /// Starts partition tasks up to `partitions`.
     async fn grow(&mut self, partitions: i32) -> Result<(), ProduceError> {
         for partition in self.partitions()..partitions {
+            // The count comes from the metadata, so the partitions exist;
+            // a broker that has not yet applied their creation answers
+            // UNKNOWN_TOPIC_OR_PARTITION for a moment (brokers learn of
+            // new topics and partitions each on its own), which the Java
+            // client retries.
             let pc = self
                 .client
-                .partition_client(self.topic.as_str(), partition, UnknownTopicHandling::Error)
+                .partition_client(self.topic.as_str(), partition, UnknownTopicHandling::Retry)
                 .await
                 .map_err(|e| ProduceError::Topic {
                     topic: self.topic.clone(),

@@ -202,13 +202,12 @@ async fn output_topic(
                 None => 1,
             };
             let partitions = i32::try_from(partitions).unwrap_or(1);
+            // Replicated as the offsets store: a checkpoint commits only
+            // after its rows are acknowledged here, so a broker loss must
+            // neither lose them nor stop the job.
+            let brokers = admin.broker_count().await?;
             let created = admin
-                .create_topic(&NewTopic {
-                    name: name.to_owned(),
-                    partitions,
-                    replication_factor: 1,
-                    configs: vec![("cleanup.policy".to_owned(), "compact".to_owned())],
-                })
+                .create_topic(&NewTopic::compacted_replicated(name, partitions, brokers))
                 .await;
             match created {
                 Ok(()) | Err(AdminError::TopicExists { .. }) => {}

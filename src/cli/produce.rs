@@ -70,6 +70,12 @@ pub struct ProduceArgs {
     #[arg(long, default_value = "5ms", value_parser = parse_duration)]
     pub linger: Duration,
 
+    /// How often the topic's partition count is read again, so that
+    /// partitions added while weir runs are used (as the Java client's
+    /// metadata.max.age.ms).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub metadata_max_age: Duration,
+
     /// Largest batch in bytes (at most 1 MiB minus request overhead).
     #[arg(long, default_value_t = DEFAULT_BATCH_BYTES)]
     pub batch_bytes: usize,
@@ -249,6 +255,9 @@ pub async fn run(
             args.batch_bytes
         )));
     }
+    if args.metadata_max_age.is_zero() {
+        return Err(usage("--metadata-max-age must be longer than 0"));
+    }
     let delimiter = unescape(&args.delimiter);
     if delimiter.is_empty() {
         return Err(usage("--delimiter is empty"));
@@ -272,7 +281,7 @@ pub async fn run(
         compression: args.compression.into(),
         partitioner,
         delivery_timeout: config.timeout,
-        ..ProducerConfig::default()
+        metadata_max_age: args.metadata_max_age,
     };
     let (mut producer, deliveries) =
         Producer::new(Arc::new(client), &args.topic, partitions, producer_config).await?;

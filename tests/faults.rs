@@ -1,0 +1,934 @@
+//! Fault tolerance on a three-node Kafka cluster, every topic with
+//! replication factor 3 and `min.insync.replicas=2`:
+//!
+//! - the leader of a partition SIGKILLed in the middle of `weir produce`,
+//!   `weir consume -g` and `weir count -g`: weir follows the new leaders by
+//!   itself and nothing is lost (a produce retry may write a batch twice:
+//!   the producer is not idempotent yet, so the repeats are counted);
+//! - a broker stopped cleanly and restarted, then a preferred-leader
+//!   election, while weir produces and consumes;
+//! - partitions added while `weir produce` runs: records go to them after
+//!   the next metadata refresh, on the partition the Java client picks.
+//!
+//! A SIGKILLed broker is fenced by the controller only after
+//! `broker.session.timeout.ms` (9 s), so the partitions it led have no
+//! leader for about that long; weir runs with a `--timeout` well above it.
+//!
+//! The tests share one cluster and take turns; each gets it with every node
+//! running (a node a test killed is restarted for the next).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{KAFKA_START_TIMEOUT, Kafka, STEP_TIMEOUT, random_topic, run, wait_exit, weir};
+use rskafka::record::RecordAndOffset;
+use serde_json::Value;
+use weir::partitioner::murmur2_partition;
+
+/// weir's deadline for retries: well above the ~10 s a killed leader's
+/// partitions stay without a leader.
+const WEIR_TIMEOUT: &str = "60s";
+
+/// Distinct keys of the keyed inputs.
+const KEYS: u64 = 64;
+
+/// Partitions of the topics.
+const PARTITIONS: i32 = 6;
+
+/// Input line `i`: key `k{i % KEYS}`, and as value that key's own count
+/// so far, so each key's values are 0, 1, 2, ...
+fn keyed(i: u64) -> String {
+    format!("k{}:{}", i % KEYS, i / KEYS)
+}
+
+// ---------------------------------------------------------------------
+// The cluster
+
+type Work = Box<dyn FnOnce(&mut Kafka) + Send>;
+
+/// Three Kafka nodes owned by a thread that lives as long as the test
+/// binary: a node dies with the thread that spawned it, so every start and
+/// restart happens there, sent as a job.
+struct Cluster {
+    jobs: mpsc::Sender<Work>,
+    /// The bootstrap list of all three nodes.
+    address: String,
+}
+
+impl Cluster {
+    fn get() -> &'static Cluster {
+        static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+        CLUSTER.get_or_init(|| {
+            let (jobs, queue) = mpsc::channel::<Work>();
+            let (ready, started) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut kafka = Kafka::start(3);
+                ready.send(kafka.address()).unwrap();
+                for job in queue {
+                    job(&mut kafka);
+                }
+            });
+            let address = started
+                .recv_timeout(KAFKA_START_TIMEOUT + STEP_TIMEOUT)
+                .expect("the three-node cluster did not start");
+            Cluster { jobs, address }
+        })
+    }
+
+    /// Runs `f` on the cluster's thread; its panic is raised here.
+    fn with<R: Send + 'static>(&self, f: impl FnOnce(&mut Kafka) -> R + Send + 'static) -> R {
+        let (tx, rx) = mpsc::channel();
+        let job: Work = Box::new(move |kafka| {
+            let _ = tx.send(std::panic::catch_unwind(AssertUnwindSafe(|| f(kafka))));
+        });
+        self.jobs.send(job).expect("the cluster's thread is gone");
+        match rx.recv().expect("the cluster's thread is gone") {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// SIGKILL to the node of broker `id`.
+    fn kill(&self, id: i32) {
+        self.with(move |kafka| kafka.kill(Kafka::node_index(id)));
+    }
+
+    /// SIGTERM to the node of broker `id` (controlled shutdown).
+    fn stop(&self, id: i32) {
+        self.with(move |kafka| kafka.stop(Kafka::node_index(id)));
+    }
+
+    /// Starts the node of broker `id` again and waits until it serves.
+    fn restart(&self, id: i32) {
+        self.with(move |kafka| kafka.restart(Kafka::node_index(id)));
+    }
+
+    /// The address of a running node, for clients that take one broker.
+    fn live_node(&self) -> String {
+        self.with(|kafka| {
+            let i = (0..kafka.len())
+                .find(|&i| kafka.is_running(i))
+                .expect("a running node");
+            kafka.node_address(i)
+        })
+    }
+}
+
+/// The cluster for one test, with every node running; the other tests wait
+/// until the guard is dropped.
+fn cluster() -> (MutexGuard<'static, ()>, &'static Cluster) {
+    static TURN: Mutex<()> = Mutex::new(());
+    let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let cluster = Cluster::get();
+    cluster.with(|kafka| {
+        for i in 0..kafka.len() {
+            if !kafka.is_running(i) {
+                kafka.restart(i);
+            }
+        }
+    });
+    (turn, cluster)
+}
+
+// ---------------------------------------------------------------------
+// Topics
+
+fn create_topic(address: &str, topic: &str, partitions: i32) {
+    let mut cmd = weir();
+    cmd.args(["topics", "create", topic])
+        .args(["--partitions", &partitions.to_string()])
+        .args(["--replication-factor", "3"])
+        .args(["--config", "min.insync.replicas=2"])
+        .args(["-b", address]);
+    run(&mut cmd).ok();
+}
+
+/// `weir topics describe -o json`.
+fn describe(address: &str, topic: &str) -> Value {
+    let mut cmd = weir();
+    cmd.args(["topics", "describe", topic, "-o", "json", "-b", address]);
+    let out = run(&mut cmd);
+    out.ok();
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+fn partitions(description: &Value) -> &Vec<Value> {
+    description["partitions"].as_array().unwrap()
+}
+
+/// The broker id leading `partition`.
+fn leader(address: &str, topic: &str, partition: i32) -> i32 {
+    partitions(&describe(address, topic))[partition as usize]["leader"]
+        .as_i64()
+        .unwrap() as i32
+}
+
+/// The number of records in the topic (sum of the high watermarks).
+fn stored(address: &str, topic: &str) -> i64 {
+    partitions(&describe(address, topic))
+        .iter()
+        .map(|p| p["latest"].as_i64().unwrap_or(0))
+        .sum()
+}
+
+/// Polls `done` every 100 ms until it holds; panics after
+/// [`STEP_TIMEOUT`], naming `what`.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {STEP_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn text(bytes: Option<&Vec<u8>>) -> String {
+    String::from_utf8(bytes.cloned().unwrap_or_default()).unwrap()
+}
+
+/// Checks a topic written with `keyed(0..lines)`: per key, once repeats of
+/// values already seen are dropped, the values are 0, 1, 2, ... with no
+/// gap, up to the key's last line. Returns the number of repeats
+/// (at-least-once: a batch whose acknowledgement was lost is sent again).
+fn check_keyed(records: &BTreeMap<i32, Vec<RecordAndOffset>>, lines: u64) -> u64 {
+    let mut next: BTreeMap<String, u64> = BTreeMap::new();
+    let mut repeats = 0;
+    for (partition, records) in records {
+        for r in records {
+            let key = text(r.record.key.as_ref());
+            let value: u64 = text(r.record.value.as_ref()).parse().unwrap();
+            let expected = next.entry(key.clone()).or_default();
+            if value < *expected {
+                repeats += 1;
+                continue;
+            }
+            assert_eq!(
+                value,
+                *expected,
+                "partition {partition} offset {}: key {key} goes from {} to {value}: records are missing",
+                r.offset,
+                expected.wrapping_sub(1)
+            );
+            *expected += 1;
+        }
+    }
+    for k in 0..KEYS {
+        let count = lines / KEYS + u64::from(k < lines % KEYS);
+        let got = next.get(&format!("k{k}")).copied().unwrap_or(0);
+        assert_eq!(got, count, "key k{k}: values 0..{count} expected");
+    }
+    repeats
+}
+
+// ---------------------------------------------------------------------
+// weir processes
+
+/// `weir produce` fed `line(0)`, `line(1)`, ... from a thread,
+/// `per_pause` lines at a time with `pause` between, up to `limit` lines
+/// or until stopped.
+struct Producing {
+    child: Child,
+    writer: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Producing {
+    fn start(
+        args: &[&str],
+        limit: u64,
+        per_pause: u64,
+        pause: Duration,
+        line: impl Fn(u64) -> String + Send + 'static,
+    ) -> Self {
+        let mut child = weir()
+            .arg("produce")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
+        let stderr = child.stderr.take().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (stop, written) = (Arc::clone(&stop), Arc::clone(&written));
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while i < limit && !stop.load(Ordering::Relaxed) {
+                    let end = (i + per_pause).min(limit);
+                    for n in i..end {
+                        if writeln!(stdin, "{}", line(n)).is_err() {
+                            return;
+                        }
+                    }
+                    if stdin.flush().is_err() {
+                        return;
+                    }
+                    i = end;
+                    written.store(i, Ordering::Relaxed);
+                    std::thread::sleep(pause);
+                }
+            })
+        };
+        Self {
+            child,
+            writer: Some(writer),
+            stop,
+            written,
+            stderr: Some(std::thread::spawn(move || {
+                std::io::read_to_string(stderr).unwrap_or_default()
+            })),
+        }
+    }
+
+    /// Lines handed to weir so far.
+    fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `lines` lines have been handed to weir.
+    fn feed_past(&self, lines: u64) {
+        wait_for("weir produce taking its input", || self.written() >= lines);
+    }
+
+    /// Waits until every line is written (or, with `stop`, stops writing),
+    /// closes weir's input and waits for it to exit. Returns its status,
+    /// its stderr and the number of lines it was given.
+    fn finish(mut self, stop: bool) -> (ExitStatus, String, u64) {
+        self.stop.store(stop, Ordering::Relaxed);
+        self.writer.take().unwrap().join().unwrap();
+        let status = wait_exit(&mut self.child, "weir produce");
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, stderr, self.written())
+    }
+}
+
+impl Drop for Producing {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// `weir produce` arguments for keyed lines (`key:value`) to `topic`.
+fn produce_args<'a>(topic: &'a str, address: &'a str) -> [&'a str; 8] {
+    [
+        "-t",
+        topic,
+        "-K",
+        ":",
+        "--timeout",
+        WEIR_TIMEOUT,
+        "-b",
+        address,
+    ]
+}
+
+/// A long-running weir job (`consume` or `count`) whose stdout goes to a
+/// file.
+struct Job {
+    child: Child,
+    out: PathBuf,
+    stderr: Option<JoinHandle<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Job {
+    fn start(cmd: &mut Command) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("stdout");
+        let mut child = cmd
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            stderr.read_to_string(&mut text).ok();
+            text
+        });
+        Self {
+            child,
+            out,
+            stderr: Some(stderr),
+            _dir: dir,
+        }
+    }
+
+    /// Complete lines written so far.
+    fn lines(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete.lines().map(str::to_owned).collect()
+    }
+
+    /// Panics, with its stderr, when the job has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            let stderr = self.stderr.take().unwrap().join().unwrap();
+            panic!("weir exited early with {status}:\n{stderr}");
+        }
+    }
+
+    /// SIGTERM (a graceful stop: flush, commit); returns the exit status,
+    /// stderr and every line written.
+    fn stop(mut self) -> (ExitStatus, String, Vec<String>) {
+        // SAFETY: kill(2) on a child we own and have not reaped.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = wait_exit(&mut self.child, "weir after SIGTERM");
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, stderr, self.lines())
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// `weir consume -g GROUP` following `topic`, one line per record:
+/// partition, offset, key, value.
+fn consume(address: &str, topic: &str, group: &str, store: &str) -> Job {
+    Job::start(
+        weir()
+            .args([
+                "consume",
+                "-t",
+                topic,
+                "-g",
+                group,
+                "--offsets-topic",
+                store,
+            ])
+            .args(["--commit-interval", "500ms"])
+            .args(["-f", "{partition} {offset} {key} {value}"])
+            .args(["--timeout", WEIR_TIMEOUT, "-b", address]),
+    )
+}
+
+/// Waits until `job` has written `lines` lines, checking that it still
+/// runs.
+fn wait_lines(job: &mut Job, lines: usize, what: &str) {
+    wait_for(what, || {
+        job.assert_running();
+        job.lines().len() >= lines
+    });
+}
+
+/// The consumer's output holds every record of the topic exactly once, in
+/// offset order per partition: no gap, no repeat.
+fn check_consumed(lines: &[String], topic: &BTreeMap<i32, Vec<RecordAndOffset>>) {
+    let mut got: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    for line in lines {
+        let mut fields = line.splitn(3, ' ');
+        let partition: i32 = fields.next().unwrap().parse().unwrap();
+        let offset: i64 = fields.next().unwrap().parse().unwrap();
+        let rest = fields.next().unwrap_or_default().to_owned();
+        got.entry(partition).or_default().push((offset, rest));
+    }
+    for (partition, records) in topic {
+        let got = got.remove(partition).unwrap_or_default();
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(
+                r.offset, i as i64,
+                "partition {partition}: offsets of the topic"
+            );
+            let want = format!(
+                "{} {}",
+                text(r.record.key.as_ref()),
+                text(r.record.value.as_ref())
+            );
+            match got.get(i) {
+                Some((offset, value)) => assert!(
+                    *offset == r.offset && *value == want,
+                    "partition {partition}: output line {i} is offset {offset} \"{value}\", expected offset {} \"{want}\"",
+                    r.offset
+                ),
+                None => panic!(
+                    "partition {partition}: the output stops at offset {i} of {}",
+                    records.len()
+                ),
+            }
+        }
+        assert_eq!(
+            got.len(),
+            records.len(),
+            "partition {partition}: output beyond the topic's records"
+        );
+    }
+    assert!(got.is_empty(), "output for unknown partitions: {got:?}");
+}
+
+// ---------------------------------------------------------------------
+// The cases
+
+#[test]
+fn produce_survives_a_killed_leader() {
+    let (_turn, cluster) = cluster();
+    let address = &cluster.address;
+    let topic = random_topic("kill-produce");
+    create_topic(address, &topic, PARTITIONS);
+
+    let total: u64 = 200_000;
+    let producing = Producing::start(
+        &produce_args(&topic, address),
+        total,
+        100,
+        Duration::from_millis(1),
+        keyed,
+    );
+    wait_for("a tenth of the records in the topic", || {
+        stored(address, &topic) >= (total / 10) as i64
+    });
+    let victim = leader(address, &topic, 0);
+    cluster.kill(victim);
+    let written_at_kill = producing.written();
+    let (status, stderr, written) = producing.finish(false);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(written, total);
+    assert!(
+        written_at_kill < total,
+        "the kill came after the last line was handed to weir"
+    );
+    assert!(
+        stderr.contains(&format!("produced {total} records")),
+        "{stderr}"
+    );
+
+    let reader = cluster.live_node();
+    let records = common::read_all(&reader, &topic, PARTITIONS);
+    let repeats = check_keyed(&records, total);
+    eprintln!("faults: produce leader kill: {total} records, {repeats} duplicates");
+}
+
+#[test]
+fn consume_follows_a_new_leader() {
+    let (_turn, cluster) = cluster();
+    let address = &cluster.address;
+    let topic = random_topic("kill-consume");
+    let group = random_topic("g");
+    let store = random_topic("offsets");
+    create_topic(address, &topic, PARTITIONS);
+
+    let mut consumer = consume(address, &topic, &group, &store);
+    let producing = Producing::start(
+        &produce_args(&topic, address),
+        u64::MAX,
+        10,
+        Duration::from_millis(1),
+        keyed,
+    );
+    wait_lines(&mut consumer, 5_000, "records consumed before the kill");
+    let victim = leader(address, &topic, 0);
+    cluster.kill(victim);
+    let consumed_at_kill = consumer.lines().len();
+    producing.feed_past(producing.written() + 10_000);
+    let (status, stderr, total) = producing.finish(true);
+    assert_eq!(status.code(), Some(0), "the feeding producer: {stderr}");
+
+    let in_topic = stored(address, &topic);
+    assert!(
+        consumed_at_kill < in_topic as usize,
+        "the kill came after the consumer had read everything"
+    );
+    wait_lines(
+        &mut consumer,
+        in_topic as usize,
+        "the consumer reaching the end after the leader kill",
+    );
+    let (status, stderr, output) = consumer.stop();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let reader = cluster.live_node();
+    let records = common::read_all(&reader, &topic, PARTITIONS);
+    let repeats = check_keyed(&records, total);
+    check_consumed(&output, &records);
+    eprintln!(
+        "faults: consume leader kill: {in_topic} records consumed once each, the feeding producer wrote {repeats} duplicates"
+    );
+}
+
+/// Log levels of [`log_line`].
+const LEVELS: [&str; 4] = ["INFO", "WARN", "ERROR", "DEBUG"];
+
+/// Input line `i` for `weir produce -K :`: a host as key, a log line as
+/// value whose second word is the level, chosen by a hash of `i`.
+fn log_line(i: u64) -> String {
+    let level = LEVELS[((i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) % 4) as usize];
+    format!("host-{}:{i} {level} GET /item/{}", i % 12, i % 97)
+}
+
+/// The reference for `weir count --by regex:^\S+ (\w+)`: records per
+/// second word of the value, counted here from the topic's records.
+fn level_counts(records: &BTreeMap<i32, Vec<RecordAndOffset>>) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for r in records.values().flatten() {
+        let value = text(r.record.value.as_ref());
+        let level = value.split(' ').nth(1).unwrap().to_owned();
+        *counts.entry(level).or_default() += 1;
+    }
+    counts
+}
+
+/// The last count per key of `weir count --json` rows (running totals).
+fn last_totals<'a>(rows: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, u64> {
+    rows.into_iter()
+        .map(|row| {
+            let row: Value = serde_json::from_str(row).unwrap_or_else(|e| panic!("{e}: {row}"));
+            assert!(row["window_start"].is_null(), "a total: {row}");
+            (
+                row["key"].as_str().unwrap().to_owned(),
+                row["count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The sum of a group's committed offsets.
+fn committed_total(address: &str, store: &str, group: &str) -> i64 {
+    let mut cmd = weir();
+    cmd.args(["offsets", "--offsets-topic", store, "show", "-g", group])
+        .args(["-o", "json", "-b", address]);
+    let show = run(&mut cmd);
+    show.ok();
+    let show: Value = serde_json::from_str(&show.stdout).unwrap();
+    show["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["committed"].as_i64())
+        .sum()
+}
+
+#[test]
+fn count_stays_exact_across_a_killed_leader() {
+    let (_turn, cluster) = cluster();
+    let address = &cluster.address;
+    let topic = random_topic("kill-count");
+    let out_topic = random_topic("counts");
+    let group = random_topic("g");
+    let store = random_topic("offsets");
+    create_topic(address, &topic, PARTITIONS);
+
+    let count = |extra: &[&str]| {
+        let mut cmd = weir();
+        cmd.args(["count", "-t", &topic, "--by", r"regex:^\S+ (\w+)", "--json"])
+            .args(["-g", &group, "--offsets-topic", &store])
+            .args(["--commit-interval", "200ms", "--to-topic", &out_topic])
+            .args(["--timeout", WEIR_TIMEOUT, "-b", address])
+            .args(extra);
+        cmd
+    };
+    let producing = Producing::start(
+        &produce_args(&topic, address),
+        u64::MAX,
+        10,
+        Duration::from_millis(1),
+        log_line,
+    );
+    let mut counting = Job::start(&mut count(&[]));
+    wait_for("a first commit", || {
+        counting.assert_running();
+        committed_total(address, &store, &group) > 0
+    });
+
+    // The store was created by weir, replicated as Kafka's own
+    // __consumer_offsets on three brokers.
+    let description = describe(address, &store);
+    for p in partitions(&description) {
+        assert_eq!(p["replicas"].as_array().unwrap().len(), 3, "{p}");
+    }
+    let min_isr = description["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "min.insync.replicas")
+        .map(|c| c["value"].clone());
+    assert_eq!(
+        min_isr,
+        Some(Value::from("2")),
+        "the store's min.insync.replicas"
+    );
+
+    // The kill takes the group's store partition and input partitions.
+    let store_partition =
+        murmur2_partition(group.as_bytes(), partitions(&description).len() as i32);
+    let victim = leader(address, &store, store_partition);
+    let input = describe(address, &topic);
+    assert!(
+        partitions(&input).iter().any(|p| p["leader"] == victim),
+        "broker {victim} leads no input partition: {input}"
+    );
+    cluster.kill(victim);
+    producing.feed_past(producing.written() + 10_000);
+    let (status, stderr, _) = producing.finish(true);
+    assert_eq!(status.code(), Some(0), "the feeding producer: {stderr}");
+
+    let in_topic = stored(address, &topic);
+    wait_for("every record committed after the leader kill", || {
+        counting.assert_running();
+        committed_total(address, &store, &group) == in_topic
+    });
+    // SIGKILL: the restart below sees only what the last commit saved.
+    let rows = counting.lines();
+    drop(counting);
+
+    let reader = cluster.live_node();
+    let expected = level_counts(&common::read_all(&reader, &topic, PARTITIONS));
+    assert_eq!(expected.values().sum::<u64>(), in_topic as u64);
+    assert_eq!(
+        last_totals(rows.iter().map(String::as_str)),
+        expected,
+        "rows of the run that saw the kill"
+    );
+
+    let resumed = run(&mut count(&["-e"]));
+    resumed.ok();
+    assert_eq!(
+        last_totals(resumed.stdout.lines()),
+        expected,
+        "totals restored from the last commit; {}",
+        resumed.stderr
+    );
+    let output: Vec<String> = common::read_all(&reader, &out_topic, PARTITIONS)
+        .into_values()
+        .flatten()
+        .map(|r| text(r.record.value.as_ref()))
+        .collect();
+    assert_eq!(
+        last_totals(output.iter().map(String::as_str)),
+        expected,
+        "the output topic"
+    );
+    eprintln!(
+        "faults: count leader kill: {in_topic} records, totals {expected:?} exact (broker {victim} led store partition {store_partition})"
+    );
+}
+
+#[test]
+fn a_restarted_broker_and_a_leader_election_lose_nothing() {
+    let (_turn, cluster) = cluster();
+    let address = &cluster.address;
+    let topic = random_topic("restart");
+    let group = random_topic("g");
+    let store = random_topic("offsets");
+    create_topic(address, &topic, PARTITIONS);
+
+    let mut consumer = consume(address, &topic, &group, &store);
+    let producing = Producing::start(
+        &produce_args(&topic, address),
+        u64::MAX,
+        10,
+        Duration::from_millis(1),
+        keyed,
+    );
+    wait_lines(&mut consumer, 2_000, "records consumed at the start");
+
+    // A controlled shutdown: the broker hands its leaderships over first.
+    let moved = leader(address, &topic, 0);
+    cluster.stop(moved);
+    let seen = consumer.lines().len();
+    wait_lines(
+        &mut consumer,
+        seen + 2_000,
+        "records consumed while a broker is stopped",
+    );
+    cluster.restart(moved);
+    wait_for("the restarted broker back in every ISR", || {
+        partitions(&describe(address, &topic))
+            .iter()
+            .all(|p| p["isr"].as_array().unwrap().len() == 3)
+    });
+
+    // Partition 0 goes back to its preferred leader, the restarted broker.
+    let before = partitions(&describe(address, &topic))[0].clone();
+    assert_eq!(before["replicas"][0], moved, "{before}");
+    assert_ne!(before["leader"], moved, "partition 0 moved back by itself");
+    let election = common::kafka_tool(
+        "org.apache.kafka.tools.LeaderElectionCommand",
+        &[
+            "--bootstrap-server",
+            address,
+            "--election-type",
+            "PREFERRED",
+            "--topic",
+            &topic,
+            "--partition",
+            "0",
+        ],
+    );
+    assert_eq!(election.code, Some(0), "{election:?}");
+    wait_for("partition 0 led by its preferred replica", || {
+        leader(address, &topic, 0) == moved
+    });
+    let seen = consumer.lines().len();
+    wait_lines(
+        &mut consumer,
+        seen + 2_000,
+        "records consumed after the election",
+    );
+
+    let (status, stderr, total) = producing.finish(true);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("produced {total} records")),
+        "{stderr}"
+    );
+    let in_topic = stored(address, &topic);
+    wait_lines(
+        &mut consumer,
+        in_topic as usize,
+        "the consumer reaching the end",
+    );
+    let (status, stderr, output) = consumer.stop();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let records = common::read_all(&cluster.live_node(), &topic, PARTITIONS);
+    let repeats = check_keyed(&records, total);
+    check_consumed(&output, &records);
+    eprintln!(
+        "faults: broker {moved} stopped, restarted and re-elected: {total} records produced ({repeats} duplicates), {in_topic} consumed once each"
+    );
+}
+
+/// Input line `i`: one of 997 keys, `i` as the value.
+fn spread(i: u64) -> String {
+    format!("key-{}:{i}", i % 997)
+}
+
+#[test]
+fn partitions_added_mid_run_are_used_where_java_puts_the_keys() {
+    let (_turn, cluster) = cluster();
+    let address = &cluster.address;
+    let topic = random_topic("grow");
+    create_topic(address, &topic, 3);
+
+    let mut args = produce_args(&topic, address).to_vec();
+    args.extend(["--metadata-max-age", "500ms"]);
+    let producing = Producing::start(&args, u64::MAX, 10, Duration::from_millis(1), spread);
+    wait_for("records in the topic", || stored(address, &topic) >= 2_000);
+    let grown = common::kafka_tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--bootstrap-server",
+            address,
+            "--alter",
+            "--topic",
+            &topic,
+            "--partitions",
+            "6",
+        ],
+    );
+    assert_eq!(grown.code, Some(0), "{grown:?}");
+    let fed_at_growth = producing.written();
+    wait_for("records on the new partitions", || {
+        partitions(&describe(address, &topic))[3..]
+            .iter()
+            .map(|p| p["latest"].as_i64().unwrap_or(0))
+            .sum::<i64>()
+            >= 2_000
+    });
+    let (status, stderr, total) = producing.finish(true);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    // Every line once; up to some line keys go where 3 partitions put
+    // them, from that line on where 6 do.
+    let mut placed: BTreeMap<u64, (String, i32)> = BTreeMap::new();
+    for (partition, records) in common::read_all(&cluster.live_node(), &topic, 6) {
+        for r in records {
+            let i: u64 = text(r.record.value.as_ref()).parse().unwrap();
+            let key = text(r.record.key.as_ref());
+            assert!(
+                placed.insert(i, (key, partition)).is_none(),
+                "line {i} written twice"
+            );
+        }
+    }
+    assert_eq!(
+        placed.keys().copied().collect::<Vec<_>>(),
+        (0..total).collect::<Vec<_>>(),
+        "every line in the topic"
+    );
+    let switch = placed
+        .iter()
+        .find(|(_, (key, p))| *p != murmur2_partition(key.as_bytes(), 3))
+        .map(|(&i, _)| i)
+        .expect("a record placed by the new partition count");
+    let mut after: BTreeMap<String, i32> = BTreeMap::new();
+    for (&i, (key, partition)) in &placed {
+        let count = if i < switch { 3 } else { 6 };
+        assert_eq!(
+            *partition,
+            murmur2_partition(key.as_bytes(), count),
+            "line {i}, key {key}: placed for {count} partitions (the switch was at line {switch})"
+        );
+        if i >= switch {
+            after.insert(key.clone(), *partition);
+        }
+    }
+
+    // Kafka's own Java producer puts each key where weir did.
+    let input: String = (0..997).map(|k| format!("key-{k}:java\n")).collect();
+    let java = common::kafka_tool_with_input(
+        "org.apache.kafka.tools.ConsoleProducer",
+        &[
+            "--bootstrap-server",
+            address,
+            "--topic",
+            &topic,
+            "--reader-property",
+            "parse.key=true",
+            "--reader-property",
+            "key.separator=:",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(java.code, Some(0), "{java:?}");
+    let mut compared = 0;
+    for (partition, records) in common::read_all(&cluster.live_node(), &topic, 6) {
+        for r in records
+            .iter()
+            .filter(|r| r.record.value.as_deref() == Some(b"java"))
+        {
+            let key = text(r.record.key.as_ref());
+            assert_eq!(
+                partition,
+                murmur2_partition(key.as_bytes(), 6),
+                "Java put key {key} on partition {partition}"
+            );
+            if let Some(&weir_partition) = after.get(&key) {
+                assert_eq!(partition, weir_partition, "key {key}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(
+        compared >= 500,
+        "only {compared} keys written by both after the growth"
+    );
+    eprintln!(
+        "faults: 3 -> 6 partitions: {total} records, the switch at line {switch} ({} lines after the alter returned); {compared} keys on the same partition as Java's producer",
+        switch as i64 - fed_at_growth as i64
+    );
+}
