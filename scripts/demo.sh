@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `just demo`: weir's main job end to end against a local broker.
+# `just demo`: weir's main job end to end against a local Kafka.
 # Uses a broker already listening on $WEIR_BROKERS (default 127.0.0.1:9092,
-# e.g. from `just broker`), or starts one there for the demo's duration.
+# e.g. from `just broker`), or starts a local Apache Kafka node there
+# (scripts/kafka.sh run) for the demo's duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,18 +15,27 @@ cargo build --release --locked --quiet --bin weir
 weir=target/release/weir
 
 broker_pid=
-cleanup() { [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null; true; }
+cleanup() {
+    # SIGTERM: Kafka shuts down cleanly (its wait status is 143).
+    if [ -n "$broker_pid" ]; then
+        kill "$broker_pid" 2>/dev/null || true
+        wait "$broker_pid" 2>/dev/null || true
+    fi
+}
 trap cleanup EXIT
 
 if ! (exec 3<>"/dev/tcp/${host%:*}/$port") 2>/dev/null; then
-    scripts/nisshi.sh install >/dev/null
-    echo "== starting a local broker on 127.0.0.1:$port"
-    scripts/nisshi.sh run "$port" memory &
+    scripts/kafka.sh install >/dev/null
+    echo "== starting a local Apache Kafka on 127.0.0.1:$port"
+    scripts/kafka.sh run "$port" &
     broker_pid=$!
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-        sleep 0.1
+    # A JVM takes a few seconds; the broker serves once it is unfenced.
+    for _ in $(seq 1 120); do
+        $weir topics list --timeout 1s >/dev/null 2>&1 && break
+        kill -0 "$broker_pid" 2>/dev/null || { echo "Kafka did not start" >&2; exit 1; }
+        sleep 1
     done
+    echo
 fi
 
 # The sample logs: generated here (not downloaded), deterministic.
