@@ -3,8 +3,9 @@
 //!
 //! rskafka reads one partition at a time and nothing more. [`Consumer`]
 //! resolves where each partition starts ([`StartOffset`], clamped to the
-//! partition's watermarks because some brokers never answer
-//! `OffsetOutOfRange` and just wait), where it stops ([`Until`]), and runs
+//! partition's watermarks up front, and again when the broker answers
+//! `OffsetOutOfRange` as Kafka does for a position outside the log, e.g.
+//! after retention deleted it), where it stops ([`Until`]), and runs
 //! one task per partition that fetches with a long poll, grows its fetch
 //! size when a record does not fit, and retries a lost broker until
 //! [`ConsumerConfig::retry_timeout`]. Records of one partition arrive in
