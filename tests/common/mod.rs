@@ -70,6 +70,7 @@ pub fn kafka_script() -> PathBuf {
 pub fn kafka_tool(class: &str, args: &[&str]) -> Run {
     let mut cmd = Command::new(kafka_script());
     cmd.arg("tool").arg(class).args(args).stdin(Stdio::null());
+    die_with_parent(&mut cmd);
     run(&mut cmd)
 }
 
@@ -83,6 +84,7 @@ pub fn kafka_tool_with_input(class: &str, args: &[&str], input: &[u8]) -> Run {
         .arg(class)
         .args(args)
         .stdin(std::fs::File::open(file.path()).unwrap());
+    die_with_parent(&mut cmd);
     run(&mut cmd)
 }
 
