@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # weir against rust-rdkafka (librdkafka), on the same local broker, in one run.
 #
-# Builds `weir` and bench/rdkafka-baseline in release mode, starts nisshi
-# (memory storage) on a free 127.0.0.1 port, and runs every scenario for
+# Builds `weir` and bench/rdkafka-baseline in release mode, starts a fresh
+# single-node Apache Kafka (scripts/kafka.sh) on free 127.0.0.1 ports, and
+# runs every scenario for
 # weir, rdkafka with librdkafka's defaults and rdkafka tuned for
 # throughput, alternately (the order rotates each round), ROUNDS times.
 # Each run is its own process under GNU time (client CPU user+sys, peak
 # RSS). Prints a markdown table of medians (peak RSS: the largest) and the
 # issue's targets; raw results go to target/bench/results.jsonl.
 #
-#   ROUNDS=3 RECORDS=1000000 SIZE=100 RATE=10000 LATENCY_RECORDS=50000 FETCH_WAIT=10ms
+#   ROUNDS=3 RECORDS=1000000 SIZE=100 RATE=10000 LATENCY_RECORDS=50000
+#   FETCH_WAIT=     (unset: each client's default fetch wait, as a user runs it)
 #   SCENARIOS="produce consume latency"   (a subset runs only those)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,11 +20,9 @@ records=${RECORDS:-1000000}
 size=${SIZE:-100}
 rate=${RATE:-10000}
 latency_records=${LATENCY_RECORDS:-50000}
-# nisshi answers a fetch at the end of the log by polling its storage,
-# sleeping half the fetch's remaining wait each time, instead of as soon as
-# a record arrives; with the clients' 500 ms default the latency scenario
-# would measure that schedule. Both tools get the same shorter wait.
-fetch_wait=${FETCH_WAIT:-10ms}
+# Kafka answers a fetch as soon as data arrives, so the latency scenario
+# runs with each client's default maximum fetch wait unless asked.
+fetch_wait=${FETCH_WAIT:-}
 scenarios=${SCENARIOS:-produce consume latency}
 out=target/bench
 mkdir -p "$out"
@@ -49,24 +49,38 @@ cargo build --release --locked --quiet --bin weir
 cargo build --release --locked --quiet --manifest-path bench/rdkafka-baseline/Cargo.toml
 weir=$PWD/target/release/weir
 baseline=$PWD/bench/rdkafka-baseline/target/release/rdkafka-baseline
-nisshi=$(scripts/nisshi.sh install)
+scripts/kafka.sh install >/dev/null
 
 work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$nisshi" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine memory://nisshi/ --silent >"$work/broker.log" 2>&1 &
+port=$(python3 -c '
+import random, socket
+for _ in range(1000):
+    base = random.randrange(20000, 32000, 10)
+    try:
+        for k in range(4):
+            s = socket.socket(); s.bind(("127.0.0.1", base + k)); s.close()
+        print(base); break
+    except OSError:
+        pass')
+scripts/kafka.sh prepare "$work/kafka" 1 "$port" >/dev/null
+scripts/kafka.sh start "$work/kafka/node-0" >"$work/broker.log" 2>&1 &
 broker=$!
-trap 'kill $broker 2>/dev/null; rm -rf "$work"' EXIT
+trap 'status=$?; kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true; rm -rf "$work"; exit $status' EXIT
 export WEIR_BROKERS=127.0.0.1:$port
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 120); do
+    "$weir" topics list --timeout 1s >/dev/null 2>&1 && break
+    kill -0 "$broker" 2>/dev/null || { cat "$work/kafka/node-0/server.log" >&2; exit 1; }
+    sleep 1
+done
 "$weir" topics list >/dev/null
+kafka_version=$(basename "$(dirname "$(scripts/kafka.sh install)")")
 
 results=$out/results.jsonl
 : >"$results"
 {
     echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
-    echo "weir $("$weir" --version | cut -d' ' -f2) ($(rustc --version | cut -d' ' -f1-2)); $("$baseline" version); nisshi 0.8.1, memory storage, 127.0.0.1"
-    echo "$rounds rounds; $records records of $size B; latency: $latency_records records at $rate/s, fetch wait $fetch_wait"
+    echo "weir $("$weir" --version | cut -d' ' -f2) ($(rustc --version | cut -d' ' -f1-2)); $("$baseline" version); Apache Kafka ${kafka_version#kafka-} (one KRaft node, heap 512 MiB), 127.0.0.1"
+    echo "$rounds rounds; $records records of $size B; latency: $latency_records records at $rate/s, fetch wait ${fetch_wait:-each client default}"
     # Other work on the machine shows here; the alternation keeps the ratios.
     echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out/machine.txt" >&2
@@ -157,7 +171,7 @@ for what in $scenarios; do
                     topic=bench-latency-$p-$tool-$round
                     "$weir" topics create "$topic" --partitions "$p" >/dev/null
                     run "$scenario" "$tool" "$round" latency -t "$topic" -p "$p" -n "$latency_records" \
-                        --size "$size" --rate "$rate" --fetch-max-wait "$fetch_wait"
+                        --size "$size" --rate "$rate" ${fetch_wait:+--fetch-max-wait "$fetch_wait"}
                     "$weir" topics delete "$topic" >/dev/null
                 done
             done

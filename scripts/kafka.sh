@@ -97,7 +97,12 @@ prepare() {
     done
     local rf=$((nodes < 3 ? nodes : 3)) isr=$((nodes < 2 ? 1 : 2))
     local cluster_id
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    # 16 random bytes in URL-safe base64, as Kafka's Uuid; one starting
+    # with "-" would be read as an option (Kafka's own random ids avoid it).
+    cluster_id=-
+    while [ "${cluster_id#-}" != "$cluster_id" ]; do
+        cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    done
     local pids=()
     for ((i = 0; i < nodes; i++)); do
         local node=$dir/node-$i base=$((port + 10 * i))
