@@ -8,7 +8,10 @@
 //! - a broker stopped cleanly and restarted, then a preferred-leader
 //!   election, while weir produces and consumes;
 //! - partitions added while `weir produce` runs: records go to them after
-//!   the next metadata refresh, on the partition the Java client picks.
+//!   the next metadata refresh, on the partition the Java client picks;
+//! - a broker down under `min.insync.replicas=3`: the leaders refuse
+//!   writes until it is back, and weir waits for it as the Java producer
+//!   does.
 //!
 //! A SIGKILLed broker is fenced by the controller only after
 //! `broker.session.timeout.ms` (9 s), so the partitions it led have no
@@ -142,12 +145,19 @@ fn cluster() -> (MutexGuard<'static, ()>, &'static Cluster) {
 // ---------------------------------------------------------------------
 // Topics
 
+/// A topic with replication factor 3 and `min.insync.replicas=2`: an
+/// acknowledged write is on two brokers, and one broker down stops
+/// nothing.
 fn create_topic(address: &str, topic: &str, partitions: i32) {
+    create_topic_with_min_isr(address, topic, partitions, 2);
+}
+
+fn create_topic_with_min_isr(address: &str, topic: &str, partitions: i32, min_isr: u32) {
     let mut cmd = weir();
     cmd.args(["topics", "create", topic])
         .args(["--partitions", &partitions.to_string()])
         .args(["--replication-factor", "3"])
-        .args(["--config", "min.insync.replicas=2"])
+        .args(["--config", &format!("min.insync.replicas={min_isr}")])
         .args(["-b", address]);
     run(&mut cmd).ok();
 }
@@ -178,6 +188,44 @@ fn stored(address: &str, topic: &str) -> i64 {
         .iter()
         .map(|p| p["latest"].as_i64().unwrap_or(0))
         .sum()
+}
+
+/// The number of in-sync replicas of each partition, from a metadata
+/// request to `node`. (`weir topics describe` also asks the leaders for
+/// the watermarks, which a leader with fewer in-sync replicas than
+/// `min.insync.replicas` cannot give: its high watermark stands still.)
+fn in_sync_replicas(node: &str, topic: &str) -> Vec<usize> {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{MetadataRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(common::timeout("a metadata request", async {
+        let config = weir::ConnectionConfig {
+            brokers: vec![node.to_owned()],
+            ..Default::default()
+        };
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        let mut conn = weir::wire::connect_to(&config, node, None, deadline)
+            .await
+            .unwrap();
+        let name = TopicName(StrBytes::from_string(topic.to_owned()));
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name)),
+            ]))
+            .with_allow_auto_topic_creation(false);
+        let response = conn.request(&request).await.unwrap();
+        let mut partitions: Vec<(i32, usize)> = response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.isr_nodes.len()))
+            .collect();
+        partitions.sort_unstable();
+        partitions.into_iter().map(|(_, n)| n).collect()
+    }))
 }
 
 /// Polls `done` every 100 ms until it holds; panics after
@@ -301,9 +349,16 @@ impl Producing {
         self.written.load(Ordering::Relaxed)
     }
 
-    /// Waits until `lines` lines have been handed to weir.
-    fn feed_past(&self, lines: u64) {
-        wait_for("weir produce taking its input", || self.written() >= lines);
+    /// Waits until `lines` lines have been handed to weir; panics, with
+    /// its stderr, if it exits first.
+    fn feed_past(&mut self, lines: u64) {
+        wait_for("weir produce taking its input", || {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let stderr = self.stderr.take().unwrap().join().unwrap();
+                panic!("weir produce exited early with {status}:\n{stderr}");
+            }
+            self.written() >= lines
+        });
     }
 
     /// Waits until every line is written (or, with `stop`, stops writing),
@@ -489,6 +544,7 @@ fn produce_survives_a_killed_leader() {
     let address = &cluster.address;
     let topic = random_topic("kill-produce");
     create_topic(address, &topic, PARTITIONS);
+    let victim = leader(address, &topic, 0);
 
     let total: u64 = 200_000;
     let producing = Producing::start(
@@ -501,7 +557,6 @@ fn produce_survives_a_killed_leader() {
     wait_for("a tenth of the records in the topic", || {
         stored(address, &topic) >= (total / 10) as i64
     });
-    let victim = leader(address, &topic, 0);
     cluster.kill(victim);
     let written_at_kill = producing.written();
     let (status, stderr, written) = producing.finish(false);
@@ -530,9 +585,10 @@ fn consume_follows_a_new_leader() {
     let group = random_topic("g");
     let store = random_topic("offsets");
     create_topic(address, &topic, PARTITIONS);
+    let victim = leader(address, &topic, 0);
 
     let mut consumer = consume(address, &topic, &group, &store);
-    let producing = Producing::start(
+    let mut producing = Producing::start(
         &produce_args(&topic, address),
         u64::MAX,
         10,
@@ -540,7 +596,6 @@ fn consume_follows_a_new_leader() {
         keyed,
     );
     wait_lines(&mut consumer, 5_000, "records consumed before the kill");
-    let victim = leader(address, &topic, 0);
     cluster.kill(victim);
     let consumed_at_kill = consumer.lines().len();
     producing.feed_past(producing.written() + 10_000);
@@ -640,7 +695,7 @@ fn count_stays_exact_across_a_killed_leader() {
             .args(extra);
         cmd
     };
-    let producing = Producing::start(
+    let mut producing = Producing::start(
         &produce_args(&topic, address),
         u64::MAX,
         10,
@@ -928,7 +983,50 @@ fn partitions_added_mid_run_are_used_where_java_puts_the_keys() {
         "only {compared} keys written by both after the growth"
     );
     eprintln!(
-        "faults: 3 -> 6 partitions: {total} records, the switch at line {switch} ({} lines after the alter returned); {compared} keys on the same partition as Java's producer",
-        switch as i64 - fed_at_growth as i64
+        "faults: 3 -> 6 partitions: {total} records, the switch at line {switch} (line {fed_at_growth} was being fed when the alter command returned); {compared} keys on the same partition as Java's producer"
+    );
+}
+
+/// With `min.insync.replicas=3`, a broker down makes the leaders refuse
+/// writes (NOT_ENOUGH_REPLICAS, or NOT_ENOUGH_REPLICAS_AFTER_APPEND for a
+/// write already appended), errors the Java producer retries until its
+/// delivery timeout: weir waits the same way and delivers every record
+/// once the broker is back within `--timeout`.
+#[test]
+fn produce_waits_for_enough_in_sync_replicas() {
+    let (_turn, cluster) = cluster();
+    let address = &cluster.address;
+    let topic = random_topic("min-isr");
+    create_topic_with_min_isr(address, &topic, 3, 3);
+    let victim = leader(address, &topic, 0);
+
+    let mut producing = Producing::start(
+        &produce_args(&topic, address),
+        u64::MAX,
+        10,
+        Duration::from_millis(1),
+        keyed,
+    );
+    wait_for("records in the topic", || stored(address, &topic) >= 2_000);
+    cluster.kill(victim);
+    // Writes are refused once the controller has fenced the broker and
+    // taken it out of every ISR.
+    let node = cluster.live_node();
+    wait_for("the killed broker out of every ISR", || {
+        in_sync_replicas(&node, &topic).iter().all(|&n| n == 2)
+    });
+    // weir's input is held up since the kill (every partition waits for
+    // the dead replica); the broker stays down a moment longer, so that
+    // its requests are refused.
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.restart(victim);
+    producing.feed_past(producing.written() + 2_000);
+    let (status, stderr, total) = producing.finish(true);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let records = common::read_all(&cluster.live_node(), &topic, 3);
+    let repeats = check_keyed(&records, total);
+    eprintln!(
+        "faults: min.insync.replicas=3 with a broker down: {total} records delivered after it came back, {repeats} duplicates"
     );
 }

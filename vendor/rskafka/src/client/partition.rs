@@ -597,14 +597,43 @@ where
                         | ProtocolError::OffsetNotAvailable,
                     ..
                 } => true,
+                // weir: errors Kafka marks retriable and the Java producer
+                // retries until its delivery timeout, which upstream treats
+                // as fatal. A leader refuses writes with fewer in-sync
+                // replicas than `min.insync.replicas` (NOT_ENOUGH_REPLICAS),
+                // or has appended them but cannot get enough replicas to
+                // acknowledge them (NOT_ENOUGH_REPLICAS_AFTER_APPEND), or
+                // waited longer than the request's timeout for them
+                // (REQUEST_TIMED_OUT, e.g. for a follower that died and is
+                // still in the ISR until the controller fences it): all
+                // pass once the replicas are back. A retry of the last two
+                // can store the batch twice, as the Java producer without
+                // idempotence does.
                 Error::ServerError {
-                    protocol_error: ProtocolError::NotLeaderOrFollower,
+                    protocol_error:
+                        ProtocolError::NotEnoughReplicas
+                        | ProtocolError::NotEnoughReplicasAfterAppend
+                        | ProtocolError::RequestTimedOut,
+                    ..
+                } => true,
+                // weir: as NOT_LEADER_OR_FOLLOWER, these say the cached
+                // leader is stale (a leader epoch the broker has moved past
+                // or not reached yet, a log directory gone offline on the
+                // leader, a broken connection on the broker's side): the
+                // Java client refreshes its metadata and retries.
+                Error::ServerError {
+                    protocol_error:
+                        ProtocolError::NotLeaderOrFollower
+                        | ProtocolError::FencedLeaderEpoch
+                        | ProtocolError::UnknownLeaderEpoch
+                        | ProtocolError::KafkaStorageError
+                        | ProtocolError::NetworkException,
                     ..
                 } => {
                     if let Some(cache_gen) = cache_gen {
                         broker_cache
                             .invalidate(
-                                "partition client: server error: not leader or follower",
+                                "partition client: server error: stale leader",
                                 cache_gen,
                             )
                             .await;
