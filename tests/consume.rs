@@ -70,23 +70,6 @@ fn contiguous(pairs: &[(i32, i64)]) -> BTreeMap<i32, i64> {
     next
 }
 
-fn high_watermarks(topic: &str) -> BTreeMap<i32, i64> {
-    let out = weir_run(&["topics", "describe", topic, "-o", "json"]);
-    out.ok();
-    let v: Value = serde_json::from_str(&out.stdout).unwrap();
-    v["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["partition"].as_i64().unwrap() as i32,
-                p["latest"].as_i64().unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn default_output_is_each_value_on_a_line_and_a_summary() {
     let topic = topic_with("plain", 1, "a:one\nb:two\nc:three\n");
@@ -121,7 +104,7 @@ fn template_fields_and_escapes() {
 #[test]
 fn until_end_stops_at_the_watermarks_taken_at_start_while_writes_go_on() {
     let topic = topic_with("until-end", 6, &keyed(3_000));
-    let before = high_watermarks(&topic);
+    let before = common::high_watermarks(brokers(), &topic);
 
     // A producer keeps writing for the whole read.
     let writer = Feeder::start(
@@ -131,13 +114,13 @@ fn until_end_stops_at_the_watermarks_taken_at_start_while_writes_go_on() {
         Duration::from_millis(2),
     );
     let deadline = Instant::now() + STEP_TIMEOUT;
-    while high_watermarks(&topic).values().sum::<i64>() <= before.values().sum::<i64>() {
+    while common::topic_end(brokers(), &topic) <= before.values().sum::<i64>() {
         assert!(Instant::now() < deadline, "the writer never wrote");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let during = high_watermarks(&topic);
+    let during = common::high_watermarks(brokers(), &topic);
     let run = consume(&["-t", &topic, "--until", "end", "-f", "{partition} {offset}"]);
-    let after = high_watermarks(&topic);
+    let after = common::high_watermarks(brokers(), &topic);
     writer.stop();
     run.ok();
 

@@ -517,10 +517,10 @@ fn crash_and_compare(address: &str, mut broker: Option<&mut Kafka>, lines: usize
         // already), then dies `after` ms later, at a moment of its own.
         let deadline = Instant::now() + STEP_TIMEOUT;
         let now = loop {
-            let now = committed_total(address, &store, &group);
+            let now = common::committed_total(address, &store, &group);
             // Everything in the topic committed (a count above the input
             // lines when a lost acknowledgement stored a batch twice).
-            if now > committed || now == topic_end(address, &topic) {
+            if now > committed || now == common::topic_end(address, &topic) {
                 break now;
             }
             assert!(
@@ -591,46 +591,6 @@ fn crash_and_compare(address: &str, mut broker: Option<&mut Kafka>, lines: usize
     out.ok();
     assert_eq!(last_per_key(rows(&out.stdout)), expected, "output topic");
     assert_eq!(restarted, restart_wanted, "the broker restart happened");
-}
-
-/// The sum of `topic`'s high watermarks.
-fn topic_end(address: &str, topic: &str) -> i64 {
-    let mut cmd = weir();
-    cmd.args(["topics", "describe", topic, "-o", "json", "-b", address]);
-    let out = run(&mut cmd);
-    out.ok();
-    let v: Value = serde_json::from_str(&out.stdout).unwrap();
-    v["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["latest"].as_i64().unwrap())
-        .sum()
-}
-
-/// The sum of a group's committed offsets.
-fn committed_total(address: &str, store: &str, group: &str) -> i64 {
-    let mut cmd = weir();
-    cmd.args([
-        "offsets",
-        "--offsets-topic",
-        store,
-        "show",
-        "-g",
-        group,
-        "-o",
-        "json",
-    ])
-    .args(["-b", address]);
-    let show = run(&mut cmd);
-    show.ok();
-    let show: Value = serde_json::from_str(&show.stdout).unwrap();
-    show["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["committed"].as_i64())
-        .sum()
 }
 
 #[test]

@@ -660,22 +660,6 @@ fn last_totals<'a>(rows: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, 
         .collect()
 }
 
-/// The sum of a group's committed offsets.
-fn committed_total(address: &str, store: &str, group: &str) -> i64 {
-    let mut cmd = weir();
-    cmd.args(["offsets", "--offsets-topic", store, "show", "-g", group])
-        .args(["-o", "json", "-b", address]);
-    let show = run(&mut cmd);
-    show.ok();
-    let show: Value = serde_json::from_str(&show.stdout).unwrap();
-    show["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["committed"].as_i64())
-        .sum()
-}
-
 #[test]
 fn count_stays_exact_across_a_killed_leader() {
     let (_turn, cluster) = cluster();
@@ -705,7 +689,7 @@ fn count_stays_exact_across_a_killed_leader() {
     let mut counting = Job::start(&mut count(&[]));
     wait_for("a first commit", || {
         counting.assert_running();
-        committed_total(address, &store, &group) > 0
+        common::committed_total(address, &store, &group) > 0
     });
 
     // The store was created by weir, replicated as Kafka's own
@@ -743,7 +727,7 @@ fn count_stays_exact_across_a_killed_leader() {
     let in_topic = stored(address, &topic);
     wait_for("every record committed after the leader kill", || {
         counting.assert_running();
-        committed_total(address, &store, &group) == in_topic
+        common::committed_total(address, &store, &group) == in_topic
     });
     // SIGKILL: the restart below sees only what the last commit saved.
     let rows = counting.lines();

@@ -12,20 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::{Kafka, STEP_TIMEOUT, random_topic, run, wait_exit, weir};
 
-fn describe_latest(broker: &str, topic: &str) -> i64 {
-    let mut cmd = weir();
-    cmd.args(["topics", "describe", topic, "-o", "json", "-b", broker]);
-    let out = run(&mut cmd);
-    out.ok();
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    v["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["latest"].as_i64().unwrap())
-        .sum()
-}
-
 #[test]
 fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
     let mut kafka = Kafka::start(1);
@@ -78,7 +64,7 @@ fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
     }
     stdin.flush().unwrap();
     let deadline = Instant::now() + STEP_TIMEOUT;
-    while describe_latest(&address, &topic) < first {
+    while common::topic_end(&address, &topic) < first {
         assert!(Instant::now() < deadline, "first records never landed");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -178,7 +164,7 @@ fn broker_restarted_mid_run_loses_nothing() {
     }
     stdin.flush().unwrap();
     let deadline = Instant::now() + STEP_TIMEOUT;
-    while describe_latest(&address, &topic) < first as i64 {
+    while common::topic_end(&address, &topic) < first as i64 {
         assert!(Instant::now() < deadline, "first records never landed");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -523,6 +523,48 @@ pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Run {
     }
 }
 
+/// Each partition's high watermark of `topic`, from `weir topics describe`.
+pub fn high_watermarks(address: &str, topic: &str) -> std::collections::BTreeMap<i32, i64> {
+    let mut cmd = weir();
+    cmd.args(["topics", "describe", topic, "-o", "json", "-b", address]);
+    let out = run(&mut cmd);
+    out.ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    v["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["partition"].as_i64().unwrap() as i32,
+                p["latest"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The number of records in `topic`: the sum of its high watermarks.
+pub fn topic_end(address: &str, topic: &str) -> i64 {
+    high_watermarks(address, topic).values().sum()
+}
+
+/// The sum of `group`'s committed offsets in the offsets topic `store`,
+/// from `weir offsets show`.
+pub fn committed_total(address: &str, store: &str, group: &str) -> i64 {
+    let mut cmd = weir();
+    cmd.args(["offsets", "--offsets-topic", store, "show", "-g", group])
+        .args(["-o", "json", "-b", address]);
+    let show = run(&mut cmd);
+    show.ok();
+    let show: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    show["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["committed"].as_i64())
+        .sum()
+}
+
 /// Runs `weir ARGS -b <shared broker>`.
 pub fn weir_run(args: &[&str]) -> Run {
     let mut cmd = weir();
