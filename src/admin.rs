@@ -317,8 +317,24 @@ impl Admin {
                     .collect()
             }))
             .with_allow_auto_topic_creation(false);
-        let bootstrap = self.bootstrap.clone();
-        self.call(&bootstrap, &request).await
+        // A broker restarting under a job closes its connections: reconnect
+        // to any bootstrap broker and ask again, until the deadline, as the
+        // Java clients do with a metadata request that found no broker.
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            let bootstrap = self.bootstrap.clone();
+            match self.call(&bootstrap, &request).await {
+                Err(e) if unreachable(&e) && Instant::now() < deadline => {
+                    debug!(broker = bootstrap.as_str(), error = %e, "metadata failed; reconnecting");
+                    let conn = wire::connect_any(&self.config, self.tls.clone(), deadline)
+                        .await
+                        .map_err(ConnectError::from)?;
+                    self.bootstrap = conn.broker().to_owned();
+                    self.connections.insert(self.bootstrap.clone(), conn);
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Addresses of the cluster's brokers by id.

@@ -1,11 +1,11 @@
-//! `weir topics` against a real broker: every verb, the error cases, and
-//! the connection deadline.
+//! `weir topics` against a real broker: every verb, the error cases, the
+//! connection deadline, and an admin session that outlives a broker restart.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{random_topic, timeout, weir_run};
+use common::{Kafka, random_topic, timeout, weir_run};
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
 use serde_json::Value;
@@ -260,4 +260,30 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// The broker an admin session talks to restarts: the next request
+/// reconnects (Kafka refuses connections while it is down) and is answered,
+/// rather than failing on the closed connection.
+#[test]
+fn admin_requests_survive_a_broker_restart() {
+    let mut kafka = Kafka::start(1);
+    let config = weir::ConnectionConfig {
+        brokers: vec![kafka.address()],
+        timeout: Duration::from_secs(90),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut admin = rt
+        .block_on(timeout("connect", weir::Admin::connect(&config)))
+        .unwrap();
+    rt.block_on(timeout("list", admin.list_topics())).unwrap();
+    kafka.kill(0);
+    // The request is under way while the broker is down; the node is
+    // restarted from this thread, which it must not outlive.
+    let asking = std::thread::spawn(move || rt.block_on(admin.list_topics()));
+    std::thread::sleep(Duration::from_millis(500));
+    kafka.restart(0);
+    let listed = asking.join().unwrap();
+    assert!(listed.is_ok(), "{listed:?}");
 }
