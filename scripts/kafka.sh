@@ -210,8 +210,21 @@ wait_port() {
     done
 }
 
+# Refuses ports something already listens on: the fresh data folder of a
+# node is named after its port, and would be wiped under a running one.
+ports_free() {
+    local p
+    for p in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "something already listens on 127.0.0.1:$p (another Kafka?); pick another port" >&2
+            exit 1
+        fi
+    done
+}
+
 cluster() {
-    local nodes=${1:-3} port=${2:-9092}
+    local nodes=${1:-3} port=${2:-9092} i
+    for ((i = 0; i < nodes; i++)); do ports_free $((port + 10 * i)) $((port + 10 * i + 1)) $((port + 10 * i + 2)) $((port + 10 * i + 3)); done
     local dir=$CACHE/cluster-$port
     rm -rf "$dir"
     prepare "$dir" "$nodes" "$port"
@@ -233,6 +246,7 @@ cluster() {
 
 run() {
     local port=${1:-9092}
+    ports_free "$port" $((port + 1)) $((port + 2)) $((port + 3))
     local dir=$CACHE/run-$port
     rm -rf "$dir"
     prepare "$dir" 1 "$port"

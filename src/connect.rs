@@ -297,6 +297,29 @@ impl ConnectionConfig {
     }
 }
 
+/// One line for an rskafka error: the innermost failure, without the
+/// nested "All retries failed" chain of rskafka's retry loops or the
+/// Debug-formatted request context of its server errors. A connection
+/// failure names its broker.
+pub fn brief_error(e: &rskafka::client::error::Error) -> String {
+    use rskafka::client::error::Error as ClientError;
+    let mut innermost: &(dyn std::error::Error + 'static) = e;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    match innermost.downcast_ref::<ClientError>() {
+        Some(ClientError::ServerError {
+            protocol_error,
+            error_message: Some(message),
+            ..
+        }) if !message.is_empty() => format!("the broker answered {protocol_error}: {message}"),
+        Some(ClientError::ServerError { protocol_error, .. }) => {
+            format!("the broker answered {protocol_error}")
+        }
+        _ => innermost.to_string(),
+    }
+}
+
 fn read_certs(
     path: &Path,
     what: &'static str,

@@ -354,6 +354,11 @@ pub enum ConsumeError {
 pub enum FetchError {
     /// The offset is outside the partition's log.
     OutOfRange,
+    /// The broker does not know the topic or partition: deleted, or not
+    /// yet learnt from the controller.
+    UnknownTopic,
+    /// No answer by the deadline.
+    TimedOut,
     /// Anything else (after rskafka's own retries).
     Other(String),
 }
@@ -362,6 +367,8 @@ impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::OutOfRange => f.write_str("offset out of range"),
+            Self::UnknownTopic => f.write_str("the broker does not know the topic or partition"),
+            Self::TimedOut => f.write_str("no answer from the broker"),
             Self::Other(e) => f.write_str(e),
         }
     }
@@ -374,7 +381,11 @@ impl From<ClientError> for FetchError {
                 protocol_error: ProtocolError::OffsetOutOfRange,
                 ..
             } => Self::OutOfRange,
-            e => Self::Other(e.to_string()),
+            ClientError::ServerError {
+                protocol_error: ProtocolError::UnknownTopicOrPartition,
+                ..
+            } => Self::UnknownTopic,
+            e => Self::Other(crate::connect::brief_error(&e)),
         }
     }
 }
@@ -393,6 +404,16 @@ pub trait PartitionFetch: Send + Sync + 'static {
 
     /// The offset at `at` (watermarks, or the first at a time).
     fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>>;
+
+    /// Whether the topic still exists, after [`FetchError::UnknownTopic`].
+    fn topic_exists(&self) -> BoxFuture<'_, Result<bool, FetchError>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    /// The partition leader's `host:port` as last known, for messages.
+    fn leader(&self) -> Option<String> {
+        None
+    }
 }
 
 impl PartitionFetch for PartitionClient {
@@ -411,6 +432,14 @@ impl PartitionFetch for PartitionClient {
 
     fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
         Box::pin(async move { Ok(self.get_offset(at).await?) })
+    }
+
+    fn topic_exists(&self) -> BoxFuture<'_, Result<bool, FetchError>> {
+        Box::pin(async move { Ok(PartitionClient::topic_exists(self).await?) })
+    }
+
+    fn leader(&self) -> Option<String> {
+        self.leader_address()
     }
 }
 
@@ -508,14 +537,12 @@ impl Consumer {
             // own, a little after the controller: the one asked next may
             // not know them yet, and answers UNKNOWN_TOPIC_OR_PARTITION,
             // which the Java client retries as any stale metadata.
-            let pc = client
-                .partition_client(a.topic.as_ref(), a.partition, UnknownTopicHandling::Retry)
-                .await
-                .map_err(|e| ConsumeError::Fetch {
-                    topic: Arc::clone(&a.topic),
-                    partition: a.partition,
-                    reason: e.to_string(),
-                })?;
+            // Once open, the leader knows the partition: an unknown topic
+            // from then on is reported at once, to be told apart from a
+            // deleted one (`PartitionTask::run`).
+            let mut pc =
+                open_partition(client, &a.topic, a.partition, config.retry_timeout).await?;
+            pc.set_unknown_topic_handling(UnknownTopicHandling::Error);
             fetchers.push((a, pc));
         }
         Self::start_with(fetchers, config).await
@@ -606,14 +633,7 @@ pub async fn resolve_start(
     let topic: Arc<str> = Arc::from(topic);
     // The caller has just read the partition count: retried as in
     // `Consumer::start`, for a broker that does not know the topic yet.
-    let pc = client
-        .partition_client(topic.as_ref(), partition, UnknownTopicHandling::Retry)
-        .await
-        .map_err(|e| ConsumeError::Fetch {
-            topic: Arc::clone(&topic),
-            partition,
-            reason: e.to_string(),
-        })?;
+    let pc = open_partition(client, &topic, partition, crate::connect::DEFAULT_TIMEOUT).await?;
     let assignment = Assignment {
         topic,
         partition,
@@ -624,6 +644,50 @@ pub async fn resolve_start(
         ..ConsumerConfig::default()
     };
     resolve(&assignment, &pc, &config).await
+}
+
+/// `request`'s answer, or a failure saying none came by `deadline`, which
+/// is `timeout` (the `--timeout` it stands for) after the wait began.
+async fn within<T>(
+    deadline: Instant,
+    timeout: Duration,
+    request: impl std::future::Future<Output = Result<T, FetchError>>,
+) -> Result<T, FetchError> {
+    match tokio::time::timeout_at(deadline, request).await {
+        Ok(answer) => answer,
+        Err(_) => Err(FetchError::Other(format!(
+            "no answer within {} (--timeout)",
+            humantime::format_duration(timeout)
+        ))),
+    }
+}
+
+/// Opens a client for one partition, retrying a broker that does not know
+/// it yet, for at most `timeout`.
+async fn open_partition(
+    client: &Client,
+    topic: &Arc<str>,
+    partition: i32,
+    timeout: Duration,
+) -> Result<PartitionClient, ConsumeError> {
+    let failed = |reason: String| ConsumeError::Fetch {
+        topic: Arc::clone(topic),
+        partition,
+        reason: format!("cannot find its leader: {reason}"),
+    };
+    match tokio::time::timeout(
+        timeout,
+        client.partition_client(topic.as_ref(), partition, UnknownTopicHandling::Retry),
+    )
+    .await
+    {
+        Ok(Ok(pc)) => Ok(pc),
+        Ok(Err(e)) => Err(failed(crate::connect::brief_error(&e))),
+        Err(_) => Err(failed(format!(
+            "no answer within {} (--timeout)",
+            humantime::format_duration(timeout)
+        ))),
+    }
 }
 
 /// Resolves a partition's start and end against its watermarks.
@@ -639,8 +703,14 @@ async fn resolve<F: PartitionFetch>(
         partition,
         reason: format!("cannot read its watermarks: {e}"),
     };
-    let low = fetch.offset_at(OffsetAt::Earliest).await.map_err(&failed)?;
-    let high = fetch.offset_at(OffsetAt::Latest).await.map_err(&failed)?;
+    let deadline = Instant::now() + config.retry_timeout;
+    let timeout = config.retry_timeout;
+    let low = within(deadline, timeout, fetch.offset_at(OffsetAt::Earliest))
+        .await
+        .map_err(&failed)?;
+    let high = within(deadline, timeout, fetch.offset_at(OffsetAt::Latest))
+        .await
+        .map_err(&failed)?;
     let wanted = match (assignment.start, config.start) {
         (Some(offset), _) | (None, StartOffset::Offset(offset)) => offset,
         (None, StartOffset::Earliest) => low,
@@ -648,7 +718,7 @@ async fn resolve<F: PartitionFetch>(
         (None, StartOffset::FromEnd(n)) => high.saturating_sub(n).max(low),
         (None, StartOffset::Timestamp(ms)) => {
             let at = DateTime::from_timestamp_millis(ms).unwrap_or_default();
-            match fetch.offset_at(OffsetAt::Timestamp(at)).await {
+            match within(deadline, timeout, fetch.offset_at(OffsetAt::Timestamp(at))).await {
                 // -1: no record at or after the time.
                 Ok(offset) if offset >= 0 => offset,
                 Ok(_) => high,
@@ -729,20 +799,55 @@ impl<F: PartitionFetch> PartitionTask<F> {
         let mut floor = MIN_FETCH_BYTES.min(fetch_bytes);
         let max_wait_ms = i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
         let mut failing_since: Option<Instant> = None;
+        let mut last_error: Option<String> = None;
         let mut warned_empty = false;
         loop {
             if self.end.is_some_and(|end| self.next >= end) {
                 self.reached().await;
                 return;
             }
+            // A fetch ends by the deadline whatever rskafka's own retry
+            // loops (nested: request, leader lookup, connection) would do:
+            // one long poll plus --timeout from a good state, and --timeout
+            // from the first failure once failing.
+            let started = Instant::now();
+            let timeout = self.config.retry_timeout;
+            let deadline = match failing_since {
+                Some(since) => since + timeout,
+                None => started + timeout + self.config.fetch_max_wait,
+            };
             let fetched = tokio::select! {
                 biased;
                 _ = self.stopped.changed() => return,
-                r = self.fetch.fetch(self.next, max_bytes, max_wait_ms) => r,
+                r = tokio::time::timeout_at(deadline, self.fetch.fetch(self.next, max_bytes, max_wait_ms)) => {
+                    r.unwrap_or(Err(FetchError::TimedOut))
+                }
+            };
+            let fetched = match fetched {
+                Err(FetchError::UnknownTopic) => {
+                    let exists = tokio::select! {
+                        biased;
+                        _ = self.stopped.changed() => return,
+                        r = tokio::time::timeout(timeout, self.fetch.topic_exists()) => {
+                            r.unwrap_or(Err(FetchError::TimedOut))
+                        }
+                    };
+                    match exists {
+                        Ok(false) => {
+                            self.fail(format!("the topic was deleted (at offset {})", self.next))
+                                .await;
+                            return;
+                        }
+                        Ok(true) => Err(FetchError::Other(FetchError::UnknownTopic.to_string())),
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
             };
             let (records, high) = match fetched {
                 Ok(r) => {
                     failing_since = None;
+                    last_error = None;
                     r
                 }
                 Err(FetchError::OutOfRange) => {
@@ -755,22 +860,29 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     }
                     continue;
                 }
-                Err(FetchError::Other(reason)) => {
-                    let since = *failing_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= self.config.retry_timeout {
-                        let _ = self
-                            .events
-                            .send(ConsumerEvent::Failed(ConsumeError::Fetch {
-                                topic: Arc::clone(&self.topic),
-                                partition: self.partition,
-                                reason: format!(
-                                    "{reason} (retried for {})",
-                                    humantime::format_duration(self.config.retry_timeout)
-                                ),
-                            }))
-                            .await;
+                Err(e) => {
+                    let since = *failing_since.get_or_insert(started);
+                    // The error before a wait cut short says more than
+                    // the cut.
+                    if e != FetchError::TimedOut || last_error.is_none() {
+                        last_error = Some(e.to_string());
+                    }
+                    if since.elapsed() >= timeout || e == FetchError::TimedOut {
+                        let leader = self
+                            .fetch
+                            .leader()
+                            .map(|l| format!(" from leader {l}"))
+                            .unwrap_or_default();
+                        self.fail(format!(
+                            "no good fetch{leader} at offset {} for {} (--timeout); last error: {}",
+                            self.next,
+                            humantime::format_duration(timeout),
+                            last_error.as_deref().unwrap_or_default()
+                        ))
+                        .await;
                         return;
                     }
+                    let reason = e.to_string();
                     warn!(
                         topic = self.topic.as_ref(),
                         partition = self.partition,
@@ -905,6 +1017,18 @@ impl<F: PartitionFetch> PartitionTask<F> {
             .await;
     }
 
+    /// Reports this partition's failure; the task ends after it.
+    async fn fail(&self, reason: String) {
+        let _ = self
+            .events
+            .send(ConsumerEvent::Failed(ConsumeError::Fetch {
+                topic: Arc::clone(&self.topic),
+                partition: self.partition,
+                reason,
+            }))
+            .await;
+    }
+
     /// Sleeps unless stopped; false when stopped.
     async fn pause(&mut self, duration: Duration) -> bool {
         tokio::select! {
@@ -921,7 +1045,8 @@ impl<F: PartitionFetch> PartitionTask<F> {
             let high = self.fetch.offset_at(OffsetAt::Latest).await?;
             Ok::<_, FetchError>((low, high))
         };
-        match watermarks.await {
+        let timeout = self.config.retry_timeout;
+        match within(Instant::now() + timeout, timeout, watermarks).await {
             Ok((low, high)) => {
                 let next = self.next.clamp(low, high.max(low));
                 warn!(

@@ -36,6 +36,22 @@ fn tune_allocator() {
     }
 }
 
+/// Runs before `main`, and so before the Rust runtime puts `/dev/null` in
+/// place of a closed standard descriptor: records whether stdout was
+/// closed (`weir consume >&-`), so that a consumer does not commit offsets
+/// for output that went nowhere.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CHECK_STDOUT: extern "C" fn() = check_stdout;
+
+extern "C" fn check_stdout() {
+    // SAFETY: fd 1 is only asked for its flags, never used or closed.
+    let fd = unsafe { rustix::fd::BorrowedFd::borrow_raw(1) };
+    if rustix::io::fcntl_getfd(fd).is_err() {
+        cli::STDOUT_CLOSED_AT_START.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 fn main() -> ExitCode {
     #[cfg(target_env = "gnu")]
     tune_allocator();
@@ -55,14 +71,17 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("weir: cannot start the async runtime: {e}");
+            cli::eprint_line(&format!("weir: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of the output went away: the output ends, as for
+        // any Unix filter (`weir topics list | head -1`).
+        Err(e) if cli::output_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("weir: {e:#}");
+            cli::eprint_line(&format!("weir: {e:#}"));
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -227,6 +227,10 @@ pub struct OffsetStore {
     /// Partition clients by store partition, opened on first use.
     writers: tokio::sync::Mutex<BTreeMap<i32, Arc<PartitionClient>>>,
     timeout: Duration,
+    /// Unreadable records already warned about, by (partition, offset):
+    /// a command that reads a store partition more than once (offsets,
+    /// then state) warns once.
+    warned: std::sync::Mutex<std::collections::BTreeSet<(i32, i64)>>,
 }
 
 impl OffsetStore {
@@ -301,6 +305,7 @@ impl OffsetStore {
             partitions,
             writers: tokio::sync::Mutex::new(BTreeMap::new()),
             timeout,
+            warned: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         })
     }
 
@@ -392,13 +397,22 @@ impl OffsetStore {
                         next = offset + 1;
                         match parse(record) {
                             Ok(record) => each(record, offset),
-                            Err(reason) => warn!(
-                                topic = self.topic.as_str(),
-                                partition,
-                                offset,
-                                reason = reason.as_str(),
-                                "skipping a record of the offsets topic"
-                            ),
+                            Err(reason) => {
+                                let first = self
+                                    .warned
+                                    .lock()
+                                    .map(|mut w| w.insert((partition, offset)))
+                                    .unwrap_or(true);
+                                if first {
+                                    warn!(
+                                        topic = self.topic.as_str(),
+                                        partition,
+                                        offset,
+                                        reason = reason.as_str(),
+                                        "skipping an unreadable record of the offsets topic"
+                                    );
+                                }
+                            }
                         }
                     }
                 }
@@ -498,8 +512,13 @@ impl OffsetStore {
                 writer.produce(records, Compression::NoCompression),
             )
             .await
-            .map_err(|_| failed("no acknowledgement before the timeout".to_owned()))?
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|_| {
+                failed(format!(
+                    "no acknowledgement within {} (--timeout)",
+                    humantime::format_duration(self.timeout)
+                ))
+            })?
+            .map_err(|e| failed(crate::connect::brief_error(&e)))?;
             debug!(
                 group,
                 records = count,
@@ -516,11 +535,22 @@ impl OffsetStore {
         if let Some(w) = writers.get(&partition) {
             return Ok(Arc::clone(w));
         }
-        let client = self
-            .client
-            .partition_client(self.topic.as_str(), partition, UnknownTopicHandling::Retry)
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = tokio::time::timeout(
+            self.timeout,
+            self.client.partition_client(
+                self.topic.as_str(),
+                partition,
+                UnknownTopicHandling::Retry,
+            ),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "cannot find its leader within {} (--timeout)",
+                humantime::format_duration(self.timeout)
+            )
+        })?
+        .map_err(|e| crate::connect::brief_error(&e))?;
         let client = Arc::new(client);
         writers.insert(partition, Arc::clone(&client));
         Ok(client)

@@ -364,14 +364,26 @@ impl Producer {
             // UNKNOWN_TOPIC_OR_PARTITION for a moment (brokers learn of
             // new topics and partitions each on its own), which the Java
             // client retries.
-            let pc = self
-                .client
-                .partition_client(self.topic.as_str(), partition, UnknownTopicHandling::Retry)
-                .await
-                .map_err(|e| ProduceError::Topic {
-                    topic: self.topic.clone(),
-                    reason: e.to_string(),
-                })?;
+            let failed = |reason: String| ProduceError::Topic {
+                topic: self.topic.clone(),
+                reason: format!("partition {partition}: {reason}"),
+            };
+            let pc = tokio::time::timeout(
+                self.config.delivery_timeout,
+                self.client.partition_client(
+                    self.topic.as_str(),
+                    partition,
+                    UnknownTopicHandling::Retry,
+                ),
+            )
+            .await
+            .map_err(|_| {
+                failed(format!(
+                    "cannot find its leader within {} (--timeout)",
+                    humantime::format_duration(self.config.delivery_timeout)
+                ))
+            })?
+            .map_err(|e| failed(crate::connect::brief_error(&e)))?;
             let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
             let batches_sent = Arc::new(AtomicU64::new(0));
             let task = PartitionTask {
@@ -663,8 +675,18 @@ impl PartitionTask {
                 "no acknowledgement within {} (--timeout)",
                 humantime::format_duration(self.delivery_timeout)
             )
-        })
-        .and_then(|r| r.map_err(|e| e.to_string()));
+        });
+        // UNKNOWN_TOPIC_OR_PARTITION is retried (a broker may learn of a
+        // partition late) until the deadline; then a deleted topic is
+        // named as the reason.
+        let sent = match sent {
+            Ok(Ok(offsets)) => Ok(offsets),
+            Ok(Err(e)) => Err(self
+                .deleted()
+                .await
+                .unwrap_or_else(|| crate::connect::brief_error(&e))),
+            Err(reason) => Err(self.deleted().await.unwrap_or(reason)),
+        };
         match sent {
             Ok(offsets) => {
                 for (tag, offset) in tags.into_iter().zip(offsets) {
@@ -694,6 +716,15 @@ impl PartitionTask {
                 Err(error)
             }
         }
+    }
+
+    /// After a failed batch: "the topic was deleted" when it was. One
+    /// metadata request, given a second at most: a broker that is down
+    /// has already had the batch's --timeout.
+    async fn deleted(&self) -> Option<String> {
+        let limit = self.delivery_timeout.min(Duration::from_secs(1));
+        let exists = tokio::time::timeout(limit, self.client.topic_exists()).await;
+        matches!(exists, Ok(Ok(false))).then(|| "the topic was deleted".to_owned())
     }
 
     fn report_all(&self, batch: Vec<Pending>, error: impl Fn() -> Arc<ProduceError>) {

@@ -2,9 +2,11 @@
 //! weir's own producer and consumer (see [`weir::bench`]).
 
 use std::future::Future;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use anyhow::Context as _;
 use clap::Subcommand;
 use weir::ConnectionConfig;
 use weir::bench::{
@@ -223,7 +225,7 @@ pub async fn run(
             let partitions = topic(&config, &bench.topic, a.shared.partitions).await?;
             let client = Arc::new(config.client().await?);
             let report = bench::produce(client, partitions, &bench, shutdown).await?;
-            print(&report, a.shared.json, || produce_line(&report, "sent"));
+            print(&report, a.shared.json, || produce_line(&report, "sent"))?;
         }
         Job::Consume(a) => {
             a.shared.check()?;
@@ -238,7 +240,7 @@ pub async fn run(
             let end = SystemTime::now();
             print(&report, a.shared.json, || {
                 consume_lines(&report, start, end)
-            });
+            })?;
         }
         Job::Latency(a) => {
             a.shared.check()?;
@@ -268,7 +270,7 @@ pub async fn run(
             let report = bench::latency(clients, partitions, &bench, shutdown).await?;
             print(&report, a.shared.json, || {
                 produce_line(&report, "received (end-to-end: send to consume)")
-            });
+            })?;
         }
     }
     Ok(())
@@ -291,18 +293,17 @@ async fn topic(
     Ok(found)
 }
 
-fn print(report: &BenchReport, json: bool, line: impl FnOnce() -> String) {
-    if json {
-        match serde_json::to_string(report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("weir: cannot write the report as JSON: {e}"),
-        }
+fn print(report: &BenchReport, json: bool, line: impl FnOnce() -> String) -> anyhow::Result<()> {
+    let text = if json {
+        serde_json::to_string(report).context("writing the report as JSON")?
     } else {
-        println!("{}", line());
-    }
+        line()
+    };
+    writeln!(super::stdout(), "{text}")?;
     if report.interrupted {
-        eprintln!("weir: interrupted; the numbers cover what was done before the signal");
+        super::eprint_line("weir: interrupted; the numbers cover what was done before the signal");
     }
+    Ok(())
 }
 
 /// Milliseconds as the Kafka perf tests print them, with decimals for

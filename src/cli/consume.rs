@@ -259,6 +259,7 @@ pub async fn run(
     quiet: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    super::require_stdout("the records")?;
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
     let filter = args.filter()?;
     let format = args.format()?;

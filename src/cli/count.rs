@@ -104,6 +104,9 @@ pub async fn run(
     quiet: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    if !args.no_stdout {
+        super::require_stdout("the counts (--no-stdout writes only to --to-topic)")?;
+    }
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
     let extractor: Extractor = args.by.parse().map_err(|e| usage(format!("--by: {e}")))?;
     let size_ms = match args.window {
@@ -326,5 +329,5 @@ fn print_summary(summary: &CountSummary) {
     if summary.stop == StopReason::Shutdown {
         line.push_str("; interrupted");
     }
-    eprintln!("{line}");
+    super::eprint_line(&line);
 }

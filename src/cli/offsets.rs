@@ -146,8 +146,7 @@ fn rfc3339(ms: i64) -> String {
 
 /// Runs `weir offsets`.
 pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = super::stdout();
     match args.verb {
         Verb::Groups => {
             let (store, _, _) = open(&config, &args.store, false).await?;

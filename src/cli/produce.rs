@@ -220,7 +220,56 @@ struct Tally {
 }
 
 /// `--report` output, shared by the delivery reader and the input loop.
-type ReportOut = Arc<std::sync::Mutex<std::io::BufWriter<std::io::Stdout>>>;
+type ReportOut = Arc<std::sync::Mutex<Report>>;
+
+/// The `--report` stream. Reports are a side channel of the records: when
+/// their reader goes away (`--report | head`), reports stop with a warning
+/// and producing goes on to the end of the input; the summary and the exit
+/// code still say what was delivered.
+struct Report {
+    out: std::io::BufWriter<std::io::Stdout>,
+    written: u64,
+    closed: bool,
+}
+
+impl Report {
+    fn new() -> Self {
+        let closed = super::STDOUT_CLOSED_AT_START.load(Ordering::Relaxed);
+        if closed {
+            tracing::warn!("stdout is closed: --report has nowhere to go");
+        }
+        Self {
+            out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()),
+            written: 0,
+            closed,
+        }
+    }
+
+    /// Handles a failed write: a closed stream ends the reports.
+    fn failed(&mut self, e: std::io::Error) -> std::io::Result<()> {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e);
+        }
+        if !self.closed {
+            self.closed = true;
+            tracing::warn!(
+                "the --report reader closed stdout after about {} reports; producing goes on without them",
+                self.written
+            );
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.out.flush() {
+            Ok(()) => Ok(()),
+            Err(e) => self.failed(e),
+        }
+    }
+}
 
 fn write_report(
     out: &ReportOut,
@@ -229,8 +278,19 @@ fn write_report(
     let mut out = out
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    serde_json::to_writer(&mut *out, &obj)?;
-    out.write_all(b"\n")
+    if out.closed {
+        return Ok(());
+    }
+    let written = serde_json::to_writer(&mut out.out, &obj)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.out.write_all(b"\n"));
+    match written {
+        Ok(()) => {
+            out.written += 1;
+            Ok(())
+        }
+        Err(e) => out.failed(e),
+    }
 }
 
 /// Runs `weir produce`.
@@ -287,12 +347,9 @@ pub async fn run(
         Producer::new(Arc::new(client), &args.topic, partitions, producer_config).await?;
 
     let tally = Arc::new(Tally::default());
-    let report_out: Option<ReportOut> = args.report.then(|| {
-        Arc::new(std::sync::Mutex::new(std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::io::stdout(),
-        )))
-    });
+    let report_out: Option<ReportOut> = args
+        .report
+        .then(|| Arc::new(std::sync::Mutex::new(Report::new())));
     let reporter = tokio::spawn(report_deliveries(
         deliveries,
         Arc::clone(&tally),
@@ -388,7 +445,8 @@ pub async fn run(
         if progress && last_progress.elapsed() > Duration::from_millis(200) {
             last_progress = Instant::now();
             let secs = started.elapsed().as_secs_f64().max(1e-9);
-            eprint!(
+            let _ = write!(
+                std::io::stderr(),
                 "\r{accepted} records read, {:.0} records/s   ",
                 accepted as f64 / secs
             );
@@ -397,7 +455,7 @@ pub async fn run(
     stop_reading.store(true, Ordering::Relaxed);
     drop(chunks);
     if progress {
-        eprint!("\r\x1b[K");
+        let _ = write!(std::io::stderr(), "\r\x1b[K");
     }
     producer.close().await;
     reporter.await.context("delivery reporter")??;
@@ -427,7 +485,7 @@ pub async fn run(
     if interrupted {
         summary.push_str("; interrupted");
     }
-    eprintln!("{summary}");
+    super::eprint_line(&summary);
     debug_assert_eq!(acked + failed, accepted);
 
     if let Some(e) = read_error {

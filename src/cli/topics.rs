@@ -126,7 +126,7 @@ pub async fn run(args: TopicsArgs, config: ConnectionConfig) -> anyhow::Result<(
     };
 
     let mut admin = Admin::connect(&config).await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = super::stdout();
     match args.verb {
         Verb::List => {
             let topics = admin.list_topics().await?;

@@ -13,7 +13,7 @@ use crate::connection::topology::{Broker, BrokerTopology};
 use crate::connection::transport::Transport;
 use crate::messenger::{Messenger, RequestError};
 use crate::protocol::messages::{MetadataRequest, MetadataRequestTopic, MetadataResponse};
-use crate::protocol::primitives::String_;
+use crate::protocol::primitives::{Boolean, String_};
 use crate::throttle::maybe_throttle;
 use crate::{
     backoff::{Backoff, BackoffConfig, BackoffError},
@@ -293,7 +293,12 @@ impl BrokerConnector {
                     .map(|x| MetadataRequestTopic { name: String_(x) })
                     .collect()
             }),
-            allow_auto_topic_creation: None,
+            // weir: never let a metadata request create a topic. Upstream
+            // sent None, which version 4 and later write as `true`: a
+            // broker with `auto.create.topics.enable=true` (Kafka's
+            // default) then re-created a topic deleted under a running
+            // consumer, or created one a user only meant to read.
+            allow_auto_topic_creation: Some(Boolean(false)),
         };
 
         let response = metadata_request_with_retry(metadata_mode, &request, backoff, self).await?;
@@ -316,6 +321,14 @@ impl BrokerConnector {
         r#gen: MetadataCacheGeneration,
     ) {
         self.cached_metadata.invalidate(reason, r#gen)
+    }
+
+    /// weir: `host:port` of the broker with the provided id, if known.
+    pub async fn broker_address(&self, broker_id: i32) -> Option<String> {
+        self.topology
+            .get_broker(broker_id)
+            .await
+            .map(|b| b.to_string())
     }
 
     /// Returns a new connection to the broker with the provided id

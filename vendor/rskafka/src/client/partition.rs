@@ -129,6 +129,9 @@ pub struct PartitionClient {
     /// Current broker connection if any
     current_broker: Mutex<CurrentBroker>,
 
+    /// weir: the address of the last leader found, for error messages.
+    leader_address: parking_lot::Mutex<Option<String>>,
+
     unknown_topic_handling: UnknownTopicHandling,
 }
 
@@ -157,6 +160,7 @@ impl PartitionClient {
                 gen_leader_from_arbitrary: None,
                 gen_leader_from_self: None,
             }),
+            leader_address: parking_lot::Mutex::new(None),
             unknown_topic_handling,
         };
 
@@ -188,6 +192,35 @@ impl PartitionClient {
     /// Partition
     pub fn partition(&self) -> i32 {
         self.partition
+    }
+
+    /// weir: how later requests treat UNKNOWN_TOPIC_OR_PARTITION. A client
+    /// opened with [`UnknownTopicHandling::Retry`] (a topic just created,
+    /// which some brokers learn of a moment later) can switch to `Error`
+    /// once it reads, so that a topic deleted under it fails its next
+    /// request at once instead of after every retry.
+    pub fn set_unknown_topic_handling(&mut self, handling: UnknownTopicHandling) {
+        self.unknown_topic_handling = handling;
+    }
+
+    /// weir: `host:port` of the last leader this client found, if any.
+    pub fn leader_address(&self) -> Option<String> {
+        self.leader_address.lock().clone()
+    }
+
+    /// weir: whether the topic still exists, asked of any broker with a
+    /// metadata request that cannot create it.
+    pub async fn topic_exists(&self) -> Result<bool> {
+        let (metadata, _gen) = self
+            .brokers
+            .request_metadata(
+                &MetadataLookupMode::ArbitraryBroker,
+                Some(vec![self.topic.clone()]),
+            )
+            .await?;
+        Ok(metadata.topics.iter().any(|t| {
+            t.name.0 == self.topic && t.error != Some(ProtocolError::UnknownTopicOrPartition)
+        }))
     }
 
     /// Produce a batch of records to the partition
@@ -440,6 +473,9 @@ impl BrokerCache for &PartitionClient {
         //
         let (leader, gen_leader_from_arbitrary) =
             self.get_leader(MetadataLookupMode::CachedArbitrary).await?;
+        if let Some(address) = self.brokers.broker_address(leader).await {
+            *self.leader_address.lock() = Some(address);
+        }
         let broker = match self.brokers.connect(leader).await {
             Ok(Some(c)) => Ok(c),
             Ok(None) => {

@@ -51,13 +51,10 @@ where
         let v = version.0.0;
         assert!(v <= 4);
 
-        if v < 4 && self.allow_auto_topic_creation.is_some() {
-            return Err(WriteVersionedError::FieldNotAvailable {
-                version,
-                field: "allow_auto_topic_creation".to_string(),
-            });
-        }
-
+        // weir: versions before 4 have no field for it and always allow
+        // auto-creation; a broker that speaks only those (older than Kafka
+        // 1.0) cannot be told, so the field is left out rather than
+        // failing every metadata request.
         write_versioned_array(writer, version, self.topics.as_deref())?;
         if v >= 4 {
             match self.allow_auto_topic_creation {
