@@ -20,7 +20,6 @@
 //! `next_offset` of [`ConsumerEvent::Reached`], or the start of a
 //! partition it has seen nothing from ([`Consumer::positions`]).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -36,6 +35,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+
+use crate::Header;
 
 /// Default fetch size per partition, as the Java consumer's
 /// `max.partition.fetch.bytes` (1 MiB).
@@ -84,8 +85,8 @@ pub struct ConsumedRecord {
     pub key: Option<Vec<u8>>,
     /// Value; `None` is a null value (tombstone).
     pub value: Option<Vec<u8>>,
-    /// Headers.
-    pub headers: BTreeMap<String, Vec<u8>>,
+    /// Headers, in the record's order (see [`Header`]).
+    pub headers: Vec<Header>,
 }
 
 /// Where a partition starts when no committed offset says otherwise.
@@ -1024,7 +1025,7 @@ mod tests {
                         record: Record {
                             key: None,
                             value: Some(vec![b'x'; size]),
-                            headers: BTreeMap::new(),
+                            headers: Vec::new(),
                             timestamp: DateTime::from_timestamp_millis(ts).unwrap(),
                         },
                         offset: o,

@@ -482,7 +482,7 @@ impl OffsetStore {
             requests.last_mut().unwrap_or(&mut Vec::new()).push(Record {
                 key: Some(key),
                 value,
-                headers: BTreeMap::new(),
+                headers: Vec::new(),
                 timestamp,
             });
         }

@@ -20,7 +20,6 @@
 //! so partitions added while a producer runs are used from then on. Keys
 //! then move to their new partitions, as with the Java client.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -37,6 +36,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, instrument, warn};
 
+use crate::Header;
 use crate::partitioner::{Partitioner, PartitionerKind};
 
 /// Largest produce request the broker accepts by default
@@ -101,8 +101,8 @@ pub struct ProduceRecord {
     pub key: Option<Vec<u8>>,
     /// Value; `None` is a null value (a tombstone under compaction).
     pub value: Option<Vec<u8>>,
-    /// Headers.
-    pub headers: BTreeMap<String, Vec<u8>>,
+    /// Headers, in order; a key may repeat (see [`Header`]).
+    pub headers: Vec<Header>,
     /// Create time in ms since the epoch; `None` means now.
     pub timestamp_ms: Option<i64>,
     /// Explicit partition, overriding the partitioner.
@@ -121,11 +121,7 @@ impl ProduceRecord {
 /// deltas, lengths). The broker checks the whole batch against
 /// `max.message.bytes`, so this must not undercount; rskafka's own
 /// `approximate_size` leaves the framing out.
-fn encoded_size(
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    headers: &BTreeMap<String, Vec<u8>>,
-) -> usize {
+fn encoded_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
     // length ≤ 5, attributes 1, timestamp delta ≤ 5 within a batch's
     // hours, offset delta ≤ 3, key and value lengths ≤ 5 each, header
     // count ≤ 1 for few headers: 25 bytes.
@@ -134,7 +130,7 @@ fn encoded_size(
         + value.map_or(0, <[u8]>::len)
         + headers
             .iter()
-            .map(|(k, v)| k.len() + v.len() + 10)
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 10)
             .sum::<usize>()
         + FRAMING
 }

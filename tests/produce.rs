@@ -59,8 +59,8 @@ fn keyed_round_trip_with_every_codec() {
                     String::from_utf8_lossy(&key)
                 );
                 assert_eq!(
-                    r.record.headers.get("source").map(Vec::as_slice),
-                    Some(&b"weir"[..])
+                    r.record.headers,
+                    [("source".to_owned(), Some(b"weir".to_vec()))]
                 );
                 let value = String::from_utf8(r.record.value.clone().unwrap()).unwrap();
                 let i: usize = value.trim_start_matches("value-").parse().unwrap();
@@ -167,7 +167,7 @@ fn json_input_with_binary_values_and_explicit_partition() {
     let r = &all[&1];
     assert_eq!(r[0].record.value.as_deref(), Some(&[0u8, 1, 2, 255][..]));
     assert_eq!(r[0].record.timestamp.timestamp_millis(), ts);
-    assert_eq!(r[0].record.headers["h"], b"1");
+    assert_eq!(r[0].record.headers, [("h".to_owned(), Some(b"1".to_vec()))]);
     assert_eq!(r[1].record.value, None, "null value is a tombstone");
 }
 

@@ -107,7 +107,7 @@ impl OutputTopic {
             let record = ProduceRecord {
                 key: Some(row.topic_key()),
                 value: Some(row.to_json()),
-                headers: BTreeMap::new(),
+                headers: Vec::new(),
                 timestamp_ms: row.window_start,
                 partition: None,
             };

@@ -1,6 +1,5 @@
 //! `weir produce`: records from stdin or files into a topic.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -12,11 +11,11 @@ use anyhow::Context;
 use clap::ValueEnum;
 use rskafka::client::partition::Compression;
 use tokio::sync::mpsc;
-use weir::ConnectionConfig;
 use weir::admin::{Admin, AdminError, NewTopic};
 use weir::partitioner::PartitionerKind;
 use weir::producer::{DEFAULT_BATCH_BYTES, Delivery, ProduceError, Producer, ProducerConfig};
 use weir::record::{DelimitedReader, InputFormat, ParseError, RecordParser, unescape};
+use weir::{ConnectionConfig, Header};
 
 use super::connect::parse_duration;
 use super::usage;
@@ -52,12 +51,15 @@ pub struct ProduceArgs {
     #[arg(short, long, conflicts_with = "key_delimiter")]
     pub key: Option<String>,
 
-    /// Header for every record (repeatable).
-    #[arg(short = 'H', long = "header", value_name = "KEY=VALUE")]
+    /// Header for every record, after the record's own; repeat it for
+    /// more, in order (a key may repeat). KEY alone, without "=", is a
+    /// null value (as kcat's -H); KEY= is an empty one.
+    #[arg(short = 'H', long = "header", value_name = "KEY[=VALUE]")]
     pub headers: Vec<String>,
 
     /// Input format: raw records, or JSON lines with key, value (or
-    /// key_b64, value_b64), headers, partition, timestamp (ms).
+    /// key_b64, value_b64), headers (a list as weir consume --json writes
+    /// it, [key, value] pairs, or an object), partition, timestamp (ms).
     #[arg(long, value_enum, default_value_t = Format::Raw)]
     pub format: Format,
 
@@ -172,14 +174,11 @@ fn untag(tag: u64) -> (usize, u64) {
 
 impl ProduceArgs {
     fn parser(&self) -> anyhow::Result<RecordParser> {
-        let mut headers = BTreeMap::new();
-        for h in &self.headers {
-            let (k, v) = h
-                .split_once('=')
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| usage(format!("--header \"{h}\" is not KEY=VALUE")))?;
-            headers.insert(k.to_owned(), v.as_bytes().to_vec());
-        }
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let key_delimiter = match &self.key_delimiter {
             Some(sep) if sep.is_empty() => return Err(usage("--key-delimiter is empty")),
             Some(sep) => Some(unescape(sep)),
@@ -208,6 +207,20 @@ impl ProduceArgs {
             self.files.iter().map(|f| f.display().to_string()).collect()
         }
     }
+}
+
+/// One `-H` argument: `KEY=VALUE`, or `KEY` alone for a null value.
+fn parse_header(arg: &str) -> anyhow::Result<Header> {
+    let (key, value) = match arg.split_once('=') {
+        Some((k, v)) => (k, Some(v.as_bytes().to_vec())),
+        None => (arg, None),
+    };
+    if key.is_empty() {
+        return Err(usage(format!(
+            "--header \"{arg}\" has an empty key: expected KEY=VALUE, or KEY for a null value"
+        )));
+    }
+    Ok((key.to_owned(), value))
 }
 
 /// Counters shared with the delivery reader.
