@@ -44,6 +44,9 @@
 //!   double-counts.
 //! - [`bench`]: `weir bench`: producer throughput, consumer throughput and
 //!   end-to-end latency, with a fixed-memory latency histogram.
+//! - [`timestamp`]: record timestamps at the edges: the create times a
+//!   topic accepts, checked per record before it is batched, and RFC 3339
+//!   text before 1970 and after 9999 included.
 //!
 //! Errors are typed per module (`thiserror`) and name the broker, topic or
 //! partition involved; the binary adds context with `anyhow`.
@@ -63,6 +66,7 @@ pub mod output;
 pub mod partitioner;
 pub mod producer;
 pub mod record;
+pub mod timestamp;
 pub mod wire;
 
 pub use admin::Admin;

@@ -38,7 +38,7 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use emit::{JsonLines, Row, RowSink, Table, rfc3339, table_line};
+pub use emit::{JsonLines, Row, RowSink, Table, table_line};
 pub use extract::{Extractor, KeyReader};
 pub use state::{Applied, PartitionCounts, TOTALS, WindowCounts, Windowing};
 

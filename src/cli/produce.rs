@@ -15,6 +15,7 @@ use weir::admin::{Admin, AdminError, NewTopic};
 use weir::partitioner::PartitionerKind;
 use weir::producer::{DEFAULT_BATCH_BYTES, Delivery, ProduceError, Producer, ProducerConfig};
 use weir::record::{DelimitedReader, InputFormat, ParseError, RecordParser, unescape};
+use weir::timestamp::TimestampLimits;
 use weir::{ConnectionConfig, Header};
 
 use super::connect::parse_duration;
@@ -278,7 +279,7 @@ pub async fn run(
     let sources = args.sources();
     let readers = open_sources(&sources)?;
 
-    let partitions = topic_partitions(&args, &config).await?;
+    let (partitions, timestamps) = topic_partitions(&args, &config).await?;
     if let Some(p) = args.partition {
         if !(0..partitions).contains(&p) {
             return Err(usage(format!(
@@ -295,6 +296,7 @@ pub async fn run(
         partitioner,
         delivery_timeout: config.timeout,
         metadata_max_age: args.metadata_max_age,
+        timestamps,
     };
     let (mut producer, deliveries) =
         Producer::new(Arc::new(client), &args.topic, partitions, producer_config).await?;
@@ -368,7 +370,8 @@ pub async fn run(
                         }
                         Err(
                             e @ (ProduceError::RecordTooLarge { .. }
-                            | ProduceError::PartitionOutOfRange { .. }),
+                            | ProduceError::PartitionOutOfRange { .. }
+                            | ProduceError::Timestamp { .. }),
                         ) => Err(e.to_string()),
                         Err(e) => return Err(e).context(where_),
                     }
@@ -463,11 +466,15 @@ pub async fn run(
     Ok(())
 }
 
-/// The topic's partition count, creating it when asked to.
-async fn topic_partitions(args: &ProduceArgs, config: &ConnectionConfig) -> anyhow::Result<i32> {
+/// The topic's partition count, creating it when asked to, and the create
+/// times it accepts.
+async fn topic_partitions(
+    args: &ProduceArgs,
+    config: &ConnectionConfig,
+) -> anyhow::Result<(i32, TimestampLimits)> {
     let mut admin = Admin::connect(config).await?;
-    match admin.partition_count(&args.topic).await {
-        Ok(n) => Ok(i32::try_from(n)?),
+    let partitions = match admin.partition_count(&args.topic).await {
+        Ok(n) => i32::try_from(n)?,
         Err(AdminError::UnknownTopic { topic }) if args.create_topic => {
             admin
                 .create_topic(&NewTopic {
@@ -477,13 +484,32 @@ async fn topic_partitions(args: &ProduceArgs, config: &ConnectionConfig) -> anyh
                     configs: Vec::new(),
                 })
                 .await?;
-            Ok(args.partitions)
+            args.partitions
         }
-        Err(AdminError::UnknownTopic { topic }) => Err(anyhow::anyhow!(
+        Err(AdminError::UnknownTopic { topic }) => anyhow::bail!(
             "topic \"{topic}\" does not exist (weir does not create topics on its own: pass --create-topic --partitions N, or run weir topics create)"
-        )),
-        Err(e) => Err(e.into()),
-    }
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    // A principal allowed to write may still be denied DescribeConfigs:
+    // Kafka's defaults are then the best guess, and the broker still has
+    // the last word.
+    let timestamps = match admin.topic_configs(&args.topic).await {
+        Ok(configs) => TimestampLimits::from_configs(
+            configs
+                .iter()
+                .map(|c| (c.name.as_str(), c.value.as_deref())),
+        ),
+        Err(e) => {
+            tracing::warn!(
+                topic = args.topic.as_str(),
+                error = %e,
+                "cannot read the topic's timestamp limits; assuming Kafka's defaults"
+            );
+            TimestampLimits::default()
+        }
+    };
+    Ok((partitions, timestamps))
 }
 
 type Source = BufReader<Box<dyn Read + Send>>;
