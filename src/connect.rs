@@ -297,27 +297,50 @@ impl ConnectionConfig {
     }
 }
 
-/// One line for an rskafka error: the innermost failure, without the
-/// nested "All retries failed" chain of rskafka's retry loops or the
-/// Debug-formatted request context of its server errors. A connection
-/// failure names its broker.
-pub fn brief_error(e: &rskafka::client::error::Error) -> String {
-    use rskafka::client::error::Error as ClientError;
+/// An rskafka error as one sentence: the innermost failure, without the
+/// nested "All retries failed" chain of rskafka's retry loops. A broker's
+/// refusal is named as Kafka names it (`INVALID_TIMESTAMP`), with the
+/// broker's own message; rskafka's text for it adds a `Debug` dump of its
+/// request context, which the caller's error, naming topic and partition,
+/// says better. A connection failure names its broker.
+pub fn client_error_text(e: &rskafka::client::error::Error) -> String {
+    use rskafka::client::error::{Error, ProtocolError};
+
     let mut innermost: &(dyn std::error::Error + 'static) = e;
     while let Some(source) = innermost.source() {
         innermost = source;
     }
-    match innermost.downcast_ref::<ClientError>() {
-        Some(ClientError::ServerError {
+    match innermost.downcast_ref::<Error>() {
+        Some(Error::ServerError {
             protocol_error,
-            error_message: Some(message),
+            error_message,
             ..
-        }) if !message.is_empty() => format!("the broker answered {protocol_error}: {message}"),
-        Some(ClientError::ServerError { protocol_error, .. }) => {
-            format!("the broker answered {protocol_error}")
+        }) => {
+            let name = match protocol_error {
+                ProtocolError::Unknown(code) => format!("error code {code}"),
+                known => kafka_error_name(&format!("{known:?}")),
+            };
+            match error_message.as_deref().map(str::trim) {
+                Some(message) if !message.is_empty() => {
+                    format!("the broker refused it: {name}: {message}")
+                }
+                _ => format!("the broker refused it: {name}"),
+            }
         }
         _ => innermost.to_string(),
     }
+}
+
+/// `InvalidTimestamp` as Kafka's protocol docs write it: `INVALID_TIMESTAMP`.
+fn kafka_error_name(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
 }
 
 fn read_certs(
@@ -342,6 +365,38 @@ fn read_certs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_refusals_read_as_kafka_names_them() {
+        use rskafka::client::error::{Error, ProtocolError, RequestContext};
+
+        let refused = |protocol_error, error_message: Option<&str>| Error::ServerError {
+            protocol_error,
+            error_message: error_message.map(str::to_owned),
+            request: RequestContext::Partition("t".into(), 0),
+            response: None,
+            is_virtual: false,
+        };
+        let e = refused(
+            ProtocolError::InvalidTimestamp,
+            Some("One or more records have been rejected due to invalid timestamp"),
+        );
+        assert_eq!(
+            client_error_text(&e),
+            "the broker refused it: INVALID_TIMESTAMP: One or more records have been rejected due to invalid timestamp"
+        );
+        // rskafka's own text dumps its request context.
+        assert!(e.to_string().contains("Partition(\"t\", 0)"));
+        assert_eq!(
+            client_error_text(&refused(ProtocolError::NotEnoughReplicasAfterAppend, None)),
+            "the broker refused it: NOT_ENOUGH_REPLICAS_AFTER_APPEND"
+        );
+        assert_eq!(
+            client_error_text(&refused(ProtocolError::Unknown(999), Some(" "))),
+            "the broker refused it: error code 999"
+        );
+        assert_eq!(client_error_text(&Error::Timeout), "Timeout");
+    }
 
     #[test]
     fn password_is_redacted_in_debug() {

@@ -20,7 +20,6 @@
 //! `next_offset` of [`ConsumerEvent::Reached`], or the start of a
 //! partition it has seen nothing from ([`Consumer::positions`]).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -36,6 +35,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+
+use crate::Header;
 
 /// Default fetch size per partition, as the Java consumer's
 /// `max.partition.fetch.bytes` (1 MiB).
@@ -84,8 +85,8 @@ pub struct ConsumedRecord {
     pub key: Option<Vec<u8>>,
     /// Value; `None` is a null value (tombstone).
     pub value: Option<Vec<u8>>,
-    /// Headers.
-    pub headers: BTreeMap<String, Vec<u8>>,
+    /// Headers, in the record's order (see [`Header`]).
+    pub headers: Vec<Header>,
 }
 
 /// Where a partition starts when no committed offset says otherwise.
@@ -141,21 +142,36 @@ impl FromStr for StartOffset {
             return Ok(Self::Offset(offset));
         }
         match humantime::parse_duration(s) {
-            Ok(ago) => Ok(Self::Timestamp(
-                now_ms().saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)),
-            )),
+            // Longer ago than 1970 is the whole log: a negative time would
+            // be one of Kafka's special positions.
+            Ok(ago) => Ok(
+                match now_ms().saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)) {
+                    ms if ms < 0 => Self::Earliest,
+                    ms => Self::Timestamp(ms),
+                },
+            ),
             Err(_) => Err(error("not a known form")),
         }
     }
 }
 
-/// Parses an RFC 3339 time (UTC, `Z`) or epoch milliseconds.
+/// Parses an RFC 3339 time (UTC, `Z`) or epoch milliseconds, from 1970 on.
+///
+/// Kafka looks offsets up by times from 1970 on: a negative time in a
+/// ListOffsets request is one of its special positions (-1 latest, -2
+/// earliest), so `@-1` would silently mean "latest".
 ///
 /// # Errors
 ///
 /// A description of what is wrong.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(ms) = s.parse::<i64>() {
+        if ms < 0 {
+            return Err("before 1970".to_owned());
+        }
+        if DateTime::from_timestamp_millis(ms).is_none() {
+            return Err("later than any date a record can carry".to_owned());
+        }
         return Ok(ms);
     }
     let time = humantime::parse_rfc3339_weak(s).map_err(|e| format!("{e}"))?;
@@ -385,7 +401,7 @@ impl From<ClientError> for FetchError {
                 protocol_error: ProtocolError::UnknownTopicOrPartition,
                 ..
             } => Self::UnknownTopic,
-            e => Self::Other(crate::connect::brief_error(&e)),
+            e => Self::Other(crate::connect::client_error_text(&e)),
         }
     }
 }
@@ -682,7 +698,7 @@ async fn open_partition(
     .await
     {
         Ok(Ok(pc)) => Ok(pc),
-        Ok(Err(e)) => Err(failed(crate::connect::brief_error(&e))),
+        Ok(Err(e)) => Err(failed(crate::connect::client_error_text(&e))),
         Err(_) => Err(failed(format!(
             "no answer within {} (--timeout)",
             humantime::format_duration(timeout)
@@ -1149,7 +1165,7 @@ mod tests {
                         record: Record {
                             key: None,
                             value: Some(vec![b'x'; size]),
-                            headers: BTreeMap::new(),
+                            headers: Vec::new(),
                             timestamp: DateTime::from_timestamp_millis(ts).unwrap(),
                         },
                         offset: o,
@@ -1256,6 +1272,15 @@ mod tests {
             panic!("a duration is a time");
         };
         assert!((now_ms() - 15 * 60_000 - t).abs() < 5_000);
+        // Kafka's special positions are never reached through a time.
+        for bad in ["@-1", "@-2", "@9223372036854775807"] {
+            let e = bad.parse::<StartOffset>().unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+        assert_eq!(
+            "100000y".parse::<StartOffset>().unwrap(),
+            StartOffset::Earliest
+        );
         let e = "soon".parse::<StartOffset>().unwrap_err().to_string();
         assert!(e.contains("\"soon\""), "{e}");
         assert!("-x".parse::<StartOffset>().is_err());

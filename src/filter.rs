@@ -467,8 +467,6 @@ impl<'de, 'a> Visitor<'de> for ChildKey<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn record(key: Option<&[u8]>, value: Option<&[u8]>) -> ConsumedRecord {
@@ -479,7 +477,7 @@ mod tests {
             timestamp_ms: 0,
             key: key.map(<[u8]>::to_vec),
             value: value.map(<[u8]>::to_vec),
-            headers: BTreeMap::new(),
+            headers: Vec::new(),
         }
     }
 

@@ -26,7 +26,8 @@
 //!   linger, compression, one request in flight per partition, and a
 //!   delivery report (offset or error) for every record.
 //! - [`record`]: input parsing for `weir produce`: delimiters, key
-//!   delimiter, fixed key and headers, JSON lines with base64 fields.
+//!   delimiter, fixed key and headers, JSON lines with base64 fields and
+//!   headers as an ordered list ([`Header`]).
 //! - [`consumer`]: explicit per-partition consumers: start positions
 //!   clamped to the watermarks, `--until` stops, one fetch task per
 //!   partition merged into one bounded stream.
@@ -43,6 +44,9 @@
 //!   double-counts.
 //! - [`bench`]: `weir bench`: producer throughput, consumer throughput and
 //!   end-to-end latency, with a fixed-memory latency histogram.
+//! - [`timestamp`]: record timestamps at the edges: the create times a
+//!   topic accepts, checked per record before it is batched, and RFC 3339
+//!   text before 1970 and after 9999 included.
 //!
 //! Errors are typed per module (`thiserror`) and name the broker, topic or
 //! partition involved; the binary adds context with `anyhow`.
@@ -62,7 +66,15 @@ pub mod output;
 pub mod partitioner;
 pub mod producer;
 pub mod record;
+pub mod timestamp;
 pub mod wire;
 
 pub use admin::Admin;
 pub use connect::ConnectionConfig;
+
+/// A record header: its key and its value, `None` for a null value.
+///
+/// A record's headers are a `Vec<Header>` in the record's order, a repeated
+/// key as often as it was given, as Kafka keeps them. The type is
+/// rskafka's, so records move between the two without a copy.
+pub type Header = rskafka::record::Header;

@@ -496,7 +496,7 @@ impl OffsetStore {
             requests.last_mut().unwrap_or(&mut Vec::new()).push(Record {
                 key: Some(key),
                 value,
-                headers: BTreeMap::new(),
+                headers: Vec::new(),
                 timestamp,
             });
         }
@@ -518,7 +518,7 @@ impl OffsetStore {
                     humantime::format_duration(self.timeout)
                 ))
             })?
-            .map_err(|e| failed(crate::connect::brief_error(&e)))?;
+            .map_err(|e| failed(crate::connect::client_error_text(&e)))?;
             debug!(
                 group,
                 records = count,
@@ -550,7 +550,7 @@ impl OffsetStore {
                 humantime::format_duration(self.timeout)
             )
         })?
-        .map_err(|e| crate::connect::brief_error(&e))?;
+        .map_err(|e| crate::connect::client_error_text(&e))?;
         let client = Arc::new(client);
         writers.insert(partition, Arc::clone(&client));
         Ok(client)

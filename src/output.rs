@@ -111,8 +111,9 @@ enum Piece {
 ///
 /// Fields: `{topic}`, `{partition}`, `{offset}`, `{timestamp}` (ms since
 /// the epoch), `{key}` and `{value}` (raw bytes; null writes nothing), and
-/// `{headers}` (`k=v` pairs joined by `,`, raw bytes). Escapes: `\n`, `\t`,
-/// `\r`, `\\`; `{{` and `}}` are literal braces.
+/// `{headers}` (`k=v` pairs in the record's order joined by `,`, raw bytes;
+/// a null value is the key alone, as `weir produce -H k` reads it).
+/// Escapes: `\n`, `\t`, `\r`, `\\`; `{{` and `}}` are literal braces.
 ///
 /// One record per line: unless the template ends with a newline (the `\n`
 /// escape or a newline character), a `\n` is appended after each record.
@@ -205,15 +206,16 @@ impl FromStr for Template {
 /// `--json` writes one object per line with the keys in this order:
 ///
 /// ```text
-/// {"topic":"t","partition":0,"offset":5,"timestamp":1700000000000,"key":"k","value":"v","headers":{"h":"v"}}
+/// {"topic":"t","partition":0,"offset":5,"timestamp":1700000000000,"key":"k","value":"v","headers":[{"key":"h","value":"v"}]}
 /// ```
 ///
 /// A null key or value is `null`. A key or value that is not valid UTF-8
 /// is written base64 encoded (standard alphabet, padded) as `key_b64` or
-/// `value_b64` instead, as `weir produce --format json` reads them. Header
-/// values that are not UTF-8 go, base64 encoded, into a separate
-/// `headers_b64` object that is only present when needed; `headers` is
-/// always present.
+/// `value_b64` instead, as `weir produce --format json` reads them.
+/// `headers` is always present: a list in the record's order, a repeated
+/// key as often as the record has it, each header `{"key":K,"value":V}`
+/// with `V` a string or `null`, or `{"key":K,"value_b64":B}` for a value
+/// that is not UTF-8, as for the record's own key and value.
 #[derive(Debug)]
 pub struct RecordWriter<W> {
     out: W,
@@ -312,8 +314,10 @@ fn write_template(
                         out.write_all(b",")?;
                     }
                     out.write_all(k.as_bytes())?;
-                    out.write_all(b"=")?;
-                    out.write_all(v)?;
+                    if let Some(v) = v {
+                        out.write_all(b"=")?;
+                        out.write_all(v)?;
+                    }
                 }
             }
         }
@@ -336,38 +340,17 @@ fn write_json(out: &mut Vec<u8>, b64: &mut String, record: &ConsumedRecord) {
     write_json_bytes(out, b64, "key", record.key.as_deref());
     write_json_bytes(out, b64, "value", record.value.as_deref());
 
-    out.extend_from_slice(b",\"headers\":{");
-    let mut first = true;
-    let mut any_binary = false;
-    for (k, v) in &record.headers {
-        let Ok(v) = std::str::from_utf8(v) else {
-            any_binary = true;
-            continue;
-        };
-        if !std::mem::take(&mut first) {
+    out.extend_from_slice(b",\"headers\":[");
+    for (i, (k, v)) in record.headers.iter().enumerate() {
+        if i > 0 {
             out.push(b',');
         }
+        out.extend_from_slice(b"{\"key\":");
         write_json_str(out, k);
-        out.push(b':');
-        write_json_str(out, v);
-    }
-    out.push(b'}');
-    if any_binary {
-        out.extend_from_slice(b",\"headers_b64\":{");
-        let mut first = true;
-        for (k, v) in &record.headers {
-            if std::str::from_utf8(v).is_ok() {
-                continue;
-            }
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-            write_json_str(out, k);
-            out.push(b':');
-            write_base64(out, b64, v);
-        }
+        write_json_bytes(out, b64, "value", v.as_deref());
         out.push(b'}');
     }
+    out.push(b']');
     out.extend_from_slice(b"}\n");
 }
 
@@ -465,11 +448,16 @@ fn format_int(buf: &mut [u8; 20], n: i64) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::Header;
+
+    fn headers(list: &[(&str, Option<&[u8]>)]) -> Vec<Header> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), v.map(<[u8]>::to_vec)))
+            .collect()
+    }
 
     fn record(key: Option<&[u8]>, value: Option<&[u8]>) -> ConsumedRecord {
         ConsumedRecord {
@@ -479,7 +467,7 @@ mod tests {
             timestamp_ms: 1_700_000_000_000,
             key: key.map(<[u8]>::to_vec),
             value: value.map(<[u8]>::to_vec),
-            headers: BTreeMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -521,12 +509,12 @@ mod tests {
     #[test]
     fn template_fields_escapes_and_literal_braces() {
         let mut r = record(Some(b"k1"), Some(b"v\x001"));
-        r.headers.insert("a".into(), b"1".to_vec());
-        r.headers.insert("b".into(), b"x=y".to_vec());
+        r.headers = headers(&[("b", Some(b"x=y")), ("a", Some(b"1")), ("b", Some(b"2"))]);
         let t = r"{topic}/{partition}@{offset} {timestamp}\t{key}={value}\r[{headers}] {{x}} \\n\n";
+        // Headers in the record's order, a repeated key each time.
         assert_eq!(
             template(t, &r),
-            "t/3@42 1700000000000\tk1=v\x001\r[a=1,b=x=y] {x} \\n\n"
+            "t/3@42 1700000000000\tk1=v\x001\r[b=x=y,a=1,b=2] {x} \\n\n"
         );
         assert_eq!(template("{{{key}}}", &r), "{k1}\n");
     }
@@ -546,6 +534,10 @@ mod tests {
         );
         r.offset = 0;
         assert_eq!(template("{offset}", &r), "0\n");
+
+        // A null header value is the key alone; an empty one is `k=`.
+        r.headers = headers(&[("n", None), ("e", Some(b"")), ("n", Some(b"1"))]);
+        assert_eq!(template("{headers}", &r), "n,e=,n=1\n");
     }
 
     #[test]
@@ -614,16 +606,39 @@ mod tests {
     #[test]
     fn json_text_record_has_fixed_key_order() {
         let mut r = record(Some(b"k"), Some(b"v"));
-        r.headers.insert("h".into(), b"v".to_vec());
+        r.headers = headers(&[("h", Some(b"v"))]);
         let out = render(OutputFormat::Json, &[r, record(None, None)]);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             concat!(
-                r#"{"topic":"t","partition":3,"offset":42,"timestamp":1700000000000,"key":"k","value":"v","headers":{"h":"v"}}"#,
+                r#"{"topic":"t","partition":3,"offset":42,"timestamp":1700000000000,"key":"k","value":"v","headers":[{"key":"h","value":"v"}]}"#,
                 "\n",
-                r#"{"topic":"t","partition":3,"offset":42,"timestamp":1700000000000,"key":null,"value":null,"headers":{}}"#,
+                r#"{"topic":"t","partition":3,"offset":42,"timestamp":1700000000000,"key":null,"value":null,"headers":[]}"#,
                 "\n",
             )
+        );
+    }
+
+    #[test]
+    fn json_headers_keep_order_repeated_keys_and_null() {
+        let mut r = record(None, Some(b"v"));
+        r.headers = headers(&[
+            ("a", Some(b"1")),
+            ("n", None),
+            ("a", Some(b"2")),
+            ("bin", Some(&[0xc3, 0x28])),
+            ("e", Some(b"")),
+        ]);
+        let out = render(OutputFormat::Json, std::slice::from_ref(&r));
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.ends_with(concat!(
+                r#""headers":[{"key":"a","value":"1"},{"key":"n","value":null},"#,
+                r#"{"key":"a","value":"2"},{"key":"bin","value_b64":"wyg="},"#,
+                r#"{"key":"e","value":""}]}"#,
+                "\n"
+            )),
+            "{line}"
         );
     }
 
@@ -631,26 +646,28 @@ mod tests {
     fn json_binary_payloads_round_trip_through_base64() {
         let value: Vec<u8> = (0..=255).collect();
         let mut r = record(Some(&[0, 0xff]), Some(&value));
-        r.headers.insert("bin".into(), vec![0xc3, 0x28]);
-        r.headers.insert("text".into(), "é".as_bytes().to_vec());
-        r.headers.insert("zbin".into(), vec![0x80]);
+        r.headers = headers(&[
+            ("bin", Some(&[0xc3, 0x28])),
+            ("text", Some("é".as_bytes())),
+            ("zbin", Some(&[0x80])),
+        ]);
         let doc = json_line(&r);
 
         assert_eq!(doc["key_b64"], "AP8=");
         assert!(doc.get("key").is_none() && doc.get("value").is_none());
         let decode = |v: &Value| BASE64.decode(v.as_str().unwrap()).unwrap();
         assert_eq!(decode(&doc["value_b64"]), value);
-        assert_eq!(doc["headers"], json!({"text": "é"}));
-        let b64 = doc["headers_b64"].as_object().unwrap();
-        assert_eq!(b64.len(), 2);
-        assert_eq!(decode(&b64["bin"]), [0xc3, 0x28]);
-        assert_eq!(decode(&b64["zbin"]), [0x80]);
-
-        // Text headers only: no headers_b64 at all.
-        let mut r = record(None, Some(b""));
-        r.headers.insert("a".into(), b"1".to_vec());
-        let doc = json_line(&r);
+        let h = doc["headers"].as_array().unwrap();
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[0]["key"], "bin");
+        assert_eq!(decode(&h[0]["value_b64"]), [0xc3, 0x28]);
+        assert!(h[0].get("value").is_none());
+        assert_eq!(h[1], json!({"key": "text", "value": "é"}));
+        assert_eq!(decode(&h[2]["value_b64"]), [0x80]);
         assert!(doc.get("headers_b64").is_none());
+
+        let doc = json_line(&record(None, Some(b"")));
+        assert_eq!(doc["headers"], json!([]));
         assert_eq!(doc["value"], "");
     }
 
@@ -661,12 +678,15 @@ mod tests {
             + &(0u8..0x20).map(char::from).collect::<String>();
         let mut r = record(Some(nasty.as_bytes()), Some(nasty.as_bytes()));
         r.topic = "to\"pic".into();
-        r.headers.insert("h\"\n".into(), nasty.clone().into_bytes());
+        r.headers = vec![("h\"\n".into(), Some(nasty.clone().into_bytes()))];
         let doc = json_line(&r);
         assert_eq!(doc["topic"], "to\"pic");
         assert_eq!(doc["key"], nasty.as_str());
         assert_eq!(doc["value"], nasty.as_str());
-        assert_eq!(doc["headers"]["h\"\n"], nasty.as_str());
+        assert_eq!(
+            doc["headers"],
+            json!([{"key": "h\"\n", "value": nasty.as_str()}])
+        );
 
         let mut out = Vec::new();
         write_json_str(&mut out, "a\"b\\c\nd\u{1}e\u{1f}é");

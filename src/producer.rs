@@ -20,7 +20,6 @@
 //! so partitions added while a producer runs are used from then on. Keys
 //! then move to their new partitions, as with the Java client.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -37,7 +36,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, instrument, warn};
 
+use crate::Header;
 use crate::partitioner::{Partitioner, PartitionerKind};
+use crate::timestamp::{TimestampLimits, TimestampProblem};
 
 /// Largest produce request the broker accepts by default
 /// (`message.max.bytes`, 1 MiB).
@@ -79,6 +80,9 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// How often the topic's partition count is read again.
     pub metadata_max_age: Duration,
+    /// The create times the topic accepts; a record outside them is
+    /// refused by [`Producer::send`] rather than failing its batch.
+    pub timestamps: TimestampLimits,
 }
 
 impl Default for ProducerConfig {
@@ -90,6 +94,7 @@ impl Default for ProducerConfig {
             partitioner: PartitionerKind::Murmur2,
             delivery_timeout: crate::connect::DEFAULT_TIMEOUT,
             metadata_max_age: DEFAULT_METADATA_MAX_AGE,
+            timestamps: TimestampLimits::default(),
         }
     }
 }
@@ -101,8 +106,8 @@ pub struct ProduceRecord {
     pub key: Option<Vec<u8>>,
     /// Value; `None` is a null value (a tombstone under compaction).
     pub value: Option<Vec<u8>>,
-    /// Headers.
-    pub headers: BTreeMap<String, Vec<u8>>,
+    /// Headers, in order; a key may repeat (see [`Header`]).
+    pub headers: Vec<Header>,
     /// Create time in ms since the epoch; `None` means now.
     pub timestamp_ms: Option<i64>,
     /// Explicit partition, overriding the partitioner.
@@ -121,11 +126,7 @@ impl ProduceRecord {
 /// deltas, lengths). The broker checks the whole batch against
 /// `max.message.bytes`, so this must not undercount; rskafka's own
 /// `approximate_size` leaves the framing out.
-fn encoded_size(
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    headers: &BTreeMap<String, Vec<u8>>,
-) -> usize {
+fn encoded_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
     // length ≤ 5, attributes 1, timestamp delta ≤ 5 within a batch's
     // hours, offset delta ≤ 3, key and value lengths ≤ 5 each, header
     // count ≤ 1 for few headers: 25 bytes.
@@ -134,7 +135,7 @@ fn encoded_size(
         + value.map_or(0, <[u8]>::len)
         + headers
             .iter()
-            .map(|(k, v)| k.len() + v.len() + 10)
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 10)
             .sum::<usize>()
         + FRAMING
 }
@@ -210,6 +211,17 @@ pub enum ProduceError {
         topic: String,
         /// The partition.
         partition: i32,
+    },
+    /// A create time the topic would refuse, or a record cannot carry
+    /// (see [`TimestampLimits`]).
+    #[error("timestamp {timestamp_ms} ({}) for topic \"{topic}\" {problem}", crate::timestamp::rfc3339(*.timestamp_ms))]
+    Timestamp {
+        /// The topic.
+        topic: String,
+        /// The record's create time, ms since the epoch.
+        timestamp_ms: i64,
+        /// What is wrong with it.
+        problem: TimestampProblem,
     },
     /// The producer was closed.
     #[error("the producer for topic \"{topic}\" is closed")]
@@ -383,7 +395,7 @@ impl Producer {
                     humantime::format_duration(self.config.delivery_timeout)
                 ))
             })?
-            .map_err(|e| failed(crate::connect::brief_error(&e)))?;
+            .map_err(|e| failed(crate::connect::client_error_text(&e)))?;
             let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
             let batches_sent = Arc::new(AtomicU64::new(0));
             let task = PartitionTask {
@@ -415,8 +427,9 @@ impl Producer {
     ///
     /// # Errors
     ///
-    /// A record that can never be sent (too large, partition out of range)
-    /// is refused here and gets no [`Delivery`].
+    /// A record that can never be sent (too large, partition out of range,
+    /// a create time the topic refuses) is refused here and gets no
+    /// [`Delivery`].
     pub async fn send(&mut self, tag: u64, record: ProduceRecord) -> Result<i32, ProduceError> {
         let size = record.approximate_size();
         if size > self.batch_bytes {
@@ -450,10 +463,22 @@ impl Producer {
             }
             None => self.route(record.key.as_deref(), partitions),
         };
-        let timestamp = record
-            .timestamp_ms
-            .and_then(DateTime::from_timestamp_millis)
-            .unwrap_or_else(|| self.clock.now());
+        let timestamp = match record.timestamp_ms {
+            None => self.clock.now(),
+            Some(ms) => {
+                let refused = |problem| ProduceError::Timestamp {
+                    topic: self.topic.clone(),
+                    timestamp_ms: ms,
+                    problem,
+                };
+                self.config
+                    .timestamps
+                    .check(ms, crate::consumer::now_ms())
+                    .map_err(refused)?;
+                DateTime::from_timestamp_millis(ms)
+                    .ok_or_else(|| refused(TimestampProblem::Unrepresentable))?
+            }
+        };
         let queue = &self.queues[partition as usize];
         // One clock read per batch at most: under load queues are seldom
         // empty.
@@ -556,9 +581,7 @@ struct Clock {
 
 impl Clock {
     fn now(&mut self) -> DateTime<Utc> {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let ms = crate::consumer::now_ms();
         if ms != self.ms {
             self.ms = ms;
             self.time = DateTime::from_timestamp_millis(ms).unwrap_or_default();
@@ -684,7 +707,7 @@ impl PartitionTask {
             Ok(Err(e)) => Err(self
                 .deleted()
                 .await
-                .unwrap_or_else(|| crate::connect::brief_error(&e))),
+                .unwrap_or_else(|| crate::connect::client_error_text(&e))),
             Err(reason) => Err(self.deleted().await.unwrap_or(reason)),
         };
         match sent {
@@ -760,5 +783,20 @@ mod tests {
             assert!(before <= t && t <= after, "{before} <= {t} <= {after}");
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    #[test]
+    fn timestamp_error_names_topic_time_and_limit() {
+        let e = ProduceError::Timestamp {
+            topic: "events".into(),
+            timestamp_ms: 253_402_300_800_000,
+            problem: TimestampProblem::TooNew {
+                limit_ms: 3_600_000,
+            },
+        };
+        assert_eq!(
+            e.to_string(),
+            "timestamp 253402300800000 (+10000-01-01T00:00:00Z) for topic \"events\" is more than 1h after now: the topic's message.timestamp.after.max.ms is 3600000"
+        );
     }
 }

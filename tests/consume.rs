@@ -224,14 +224,19 @@ fn json_output_round_trips_binary_payloads() {
         binary
     );
     assert_eq!(first["value"], "plain \"text\"\n");
-    assert_eq!(first["headers"]["h"], "v");
+    assert_eq!(
+        first["headers"],
+        serde_json::json!([{"key": "h", "value": "v"}])
+    );
     let second = records.iter().find(|r| r["key"] == "text").unwrap();
     assert_eq!(
         B64.decode(second["value_b64"].as_str().unwrap()).unwrap(),
         binary
     );
+    // The older headers_b64 input comes out in the header list.
+    assert_eq!(second["headers"][0]["key"], "raw");
     assert_eq!(
-        B64.decode(second["headers_b64"]["raw"].as_str().unwrap())
+        B64.decode(second["headers"][0]["value_b64"].as_str().unwrap())
             .unwrap(),
         binary
     );

@@ -260,6 +260,52 @@ fn late_records_are_counted_apart_and_leave_closed_windows_alone() {
     assert!(run.stderr.contains("1 late"), "{}", run.stderr);
 }
 
+/// Windows before 1970 are dates like any other: Kafka stores such create
+/// times, and -1 (a record without one) falls in the minute before 1970.
+#[test]
+fn windows_before_1970_are_written_as_rfc3339() {
+    let topic = random_topic("count-1969");
+    // No retention: Kafka deletes records this old from under a test.
+    let mut cmd = weir();
+    cmd.args(["topics", "create", &topic, "-c", "retention.ms=-1"])
+        .args(["-b", brokers()]);
+    run(&mut cmd).ok();
+    let recent = recent_start();
+    let at = |ts: i64, key: &str| format!(r#"{{"value":"{key}","timestamp":{ts}}}"#);
+    produce_json(
+        brokers(),
+        &topic,
+        &[
+            at(-60_001, "b"),
+            at(-60_000, "a"),
+            at(-1, "a"),
+            at(recent, "c"),
+        ],
+    );
+    let run = count(
+        brokers(),
+        &[
+            "-t", &topic, "-e", "--by", "value", "--window", "1m", "--json",
+        ],
+    );
+    run.ok();
+    let rows: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let since_epoch = |ms: i64| {
+        let t = std::time::UNIX_EPOCH + Duration::from_millis(ms as u64);
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    let expected = [
+        serde_json::json!({"window_start": "1969-12-31T23:58:00Z", "window_end": "1969-12-31T23:59:00Z", "key": "b", "count": 1}),
+        serde_json::json!({"window_start": "1969-12-31T23:59:00Z", "window_end": "1970-01-01T00:00:00Z", "key": "a", "count": 2}),
+        serde_json::json!({"window_start": since_epoch(recent), "window_end": since_epoch(recent + MINUTE), "key": "c", "count": 1}),
+    ];
+    assert_eq!(rows, expected, "{}", run.stdout);
+}
+
 /// Runs `weir count ARGS` until `ready` holds for its stdout lines so far
 /// (or for at most `limit`), then stops it with SIGINT. The lines read
 /// before the SIGINT, those after, and stderr.

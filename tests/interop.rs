@@ -12,9 +12,11 @@
 //! confluent-kafka (librdkafka), run from the virtualenv of
 //! `scripts/pyenv.sh` through `tests/py/interop.py`: its `murmur2_random`
 //! and `consistent` partitioners place keys as weir's `murmur2` and `crc32`
-//! do, librdkafka reads back every record weir wrote with every codec, and
-//! weir reads librdkafka's binary records with every codec from every kind
-//! of `--from`.
+//! do, librdkafka reads back every record weir wrote with every codec
+//! (headers from repeated `-H` flags and a null one in order), and weir
+//! reads librdkafka's binary records (binary headers, a repeated key, a
+//! null value) with every codec from every kind of `--from`, and copies
+//! them exactly with `weir consume --json | weir produce --format json`.
 
 mod common;
 
@@ -374,7 +376,7 @@ fn java_producer_records_read_back_by_weir_exactly_with_every_codec() {
                 headers.push(("empty", String::new()));
             }
             // A null header value, as the Java client may send: weir reads
-            // it as empty (the vendored rskafka's documented change).
+            // it as null.
             if i % 11 == 0 {
                 headers.push(("nothing", NULL.to_owned()));
             }
@@ -388,10 +390,7 @@ fn java_producer_records_read_back_by_weir_exactly_with_every_codec() {
             ));
             let headers = headers
                 .into_iter()
-                .map(|(k, v)| {
-                    let v = if v == NULL { String::new() } else { v };
-                    (k.to_owned(), B64.encode(v))
-                })
+                .map(|(k, v)| (k.to_owned(), (v != NULL).then(|| B64.encode(v))))
                 .collect();
             let b64 = |s: Option<String>| s.map(|s| B64.encode(s));
             expected.insert(
@@ -432,7 +431,8 @@ fn java_producer_records_read_back_by_weir_exactly_with_every_codec() {
     for d in &got {
         let header = |name: &str| {
             let v =
-                d.4.get(name)
+                d.4.iter()
+                    .find_map(|(k, v)| (k == name).then_some(v.as_ref()).flatten())
                     .unwrap_or_else(|| panic!("no {name} header: {d:?}"));
             String::from_utf8(B64.decode(v).unwrap()).unwrap()
         };
@@ -467,7 +467,7 @@ fn java_producer_records_read_back_by_weir_exactly_with_every_codec() {
                     .record
                     .headers
                     .into_iter()
-                    .map(|(k, v)| (k, B64.encode(v)))
+                    .map(|(k, v)| (k, v.map(|v| B64.encode(v))))
                     .collect();
                 let d = (
                     i64::from(p),
@@ -888,8 +888,14 @@ fn weir_records_read_back_by_confluent_kafka_with_every_codec() {
                 &topic,
                 "-K",
                 "\\t",
+                // Every -H in order: a repeated key and a null value
+                // (KEY alone) reach librdkafka as given.
                 "-H",
                 "source=weir",
+                "-H",
+                "nothing",
+                "-H",
+                "source=again",
                 "--compression",
                 codec,
             ],
@@ -929,7 +935,11 @@ fn weir_records_read_back_by_confluent_kafka_with_every_codec() {
             assert_eq!(key, format!("k{}", i % 50), "{codec}: key of value-{i}");
             assert_eq!(
                 r["headers"],
-                serde_json::json!({ "source": B64.encode("weir") }),
+                serde_json::json!([
+                    ["source", B64.encode("weir")],
+                    ["nothing", null],
+                    ["source", B64.encode("again")],
+                ]),
                 "{codec}: headers of value-{i}"
             );
             assert_eq!(
@@ -946,15 +956,12 @@ fn weir_records_read_back_by_confluent_kafka_with_every_codec() {
     }
 }
 
+/// Headers in the record's order: name and base64 value, `None` for null.
+type Headers = Vec<(String, Option<String>)>;
+
 /// A record as both sides describe it: partition, offset, base64 key,
-/// value and header values.
-type Described = (
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-    BTreeMap<String, String>,
-);
+/// value and headers.
+type Described = (i64, i64, Option<String>, Option<String>, Headers);
 
 /// weir's `--json` line in the shape the script prints: text fields are
 /// base64-encoded, `*_b64` fields are taken as they are.
@@ -966,18 +973,21 @@ fn described_by_weir(v: &Value) -> Described {
             _ => None,
         }
     };
-    let mut headers = BTreeMap::new();
-    for (name, value) in v["headers"].as_object().into_iter().flatten() {
-        headers.insert(name.clone(), B64.encode(value.as_str().unwrap()));
-    }
-    for (name, value) in v
-        .get("headers_b64")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        headers.insert(name.clone(), value.as_str().unwrap().to_owned());
-    }
+    let headers = v["headers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("headers are not a list: {v}"))
+        .iter()
+        .map(|h| {
+            let name = h["key"].as_str().unwrap().to_owned();
+            let value = match (&h["value"], &h["value_b64"]) {
+                (Value::String(text), Value::Null) => Some(B64.encode(text)),
+                (Value::Null, Value::String(b64)) => Some(b64.clone()),
+                (Value::Null, Value::Null) => None,
+                _ => panic!("not a header: {h}"),
+            };
+            (name, value)
+        })
+        .collect();
     (
         v["partition"].as_i64().unwrap(),
         v["offset"].as_i64().unwrap(),
@@ -995,10 +1005,13 @@ fn described_by_script(v: &Value) -> Described {
         text("key_b64"),
         text("value_b64"),
         v["headers"]
-            .as_object()
+            .as_array()
             .unwrap()
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .map(|h| {
+                let name = h[0].as_str().unwrap().to_owned();
+                (name, h[1].as_str().map(str::to_owned))
+            })
             .collect(),
     )
 }
@@ -1118,4 +1131,20 @@ fn librdkafka_records_read_back_by_weir_with_every_codec_and_start() {
         |_, ts| ts >= middle,
     );
     assert_eq!(weir_consume(&topic, &["--from", &at]).len(), 1800);
+
+    // `weir consume --json | weir produce --format json` copies
+    // librdkafka's records exactly, binary headers, a repeated key and a
+    // null value included: the same partitions, and in a fresh topic the
+    // same offsets.
+    let copy = random_topic("interop-copy");
+    weir_run(&["topics", "create", &copy, "--partitions", "6"]).ok();
+    let json = weir_run(&["consume", "-t", &topic, "--json", "-e", "-q"]);
+    json.ok();
+    produce(&["-t", &copy, "--format", "json"], json.stdout.as_bytes());
+    assert_read(
+        "earliest (the copy)",
+        &weir_consume(&copy, &[]),
+        &expected,
+        all,
+    );
 }

@@ -59,8 +59,8 @@ fn keyed_round_trip_with_every_codec() {
                     String::from_utf8_lossy(&key)
                 );
                 assert_eq!(
-                    r.record.headers.get("source").map(Vec::as_slice),
-                    Some(&b"weir"[..])
+                    r.record.headers,
+                    [("source".to_owned(), Some(b"weir".to_vec()))]
                 );
                 let value = String::from_utf8(r.record.value.clone().unwrap()).unwrap();
                 let i: usize = value.trim_start_matches("value-").parse().unwrap();
@@ -122,6 +122,171 @@ fn oversized_record_fails_with_its_line_and_others_land() {
     assert_eq!(all[&0].len(), 3, "first, second and fourth land");
 }
 
+/// Create times at the edges: each one a record cannot carry or the topic
+/// refuses is bad input of its own line (the `--on-error` policy), never
+/// a failed batch, and never silently replaced by the current time.
+#[test]
+fn out_of_range_timestamps_fail_their_own_line() {
+    // No retention: Kafka deletes records this old from under a test.
+    let topic = random_topic("timestamps");
+    weir_run(&["topics", "create", &topic, "-c", "retention.ms=-1"]).ok();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let line = |value: &str, ts: i64| format!(r#"{{"value":"{value}","timestamp":{ts}}}"#);
+    let input = [
+        line("recent", now - 60_000),
+        // Beyond any date: once silently the current time.
+        line("max", i64::MAX),
+        // Year 10000: a date, but past the topic's default
+        // message.timestamp.after.max.ms (1 hour); once it failed every
+        // record of its batch.
+        line("year-10000", 253_402_300_800_000),
+        // Kafka 4.4 stores times before 1970 (message.timestamp.before.max.ms
+        // is unbounded by default) and -1, a record without a create time.
+        line("before-1970", -60_000),
+        line("no-time", -1),
+        r#"{"value":"now"}"#.to_owned(),
+    ]
+    .join("\n");
+    // A long linger puts every record in one batch.
+    let run = produce(
+        &[
+            "-t",
+            &topic,
+            "--format",
+            "json",
+            "--linger",
+            "300ms",
+            "--report",
+            "--on-error",
+            "skip",
+        ],
+        input.as_bytes(),
+    );
+    run.ok();
+    let errors: Vec<(u64, String)> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("error").is_some())
+        .map(|v| {
+            (
+                v["line"].as_u64().unwrap(),
+                v["error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].0, 2);
+    assert!(
+        errors[0]
+            .1
+            .starts_with("-:2: timestamp 9223372036854775807")
+            && errors[0].1.contains(&format!("topic \"{topic}\"")),
+        "{errors:?}"
+    );
+    assert_eq!(errors[1].0, 3);
+    assert!(
+        errors[1].1.contains("+10000-01-01T00:00:00Z")
+            && errors[1].1.contains("message.timestamp.after.max.ms"),
+        "{errors:?}"
+    );
+    assert!(
+        run.stderr.contains("2 bad input records skipped"),
+        "{}",
+        run.stderr
+    );
+    let landed: Vec<(String, i64)> = read_all(&topic, 1)[&0]
+        .iter()
+        .map(|r| {
+            let value = String::from_utf8(r.record.value.clone().unwrap()).unwrap();
+            (value, r.record.timestamp.timestamp_millis())
+        })
+        .collect();
+    let names: Vec<&str> = landed.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(names, ["recent", "before-1970", "no-time", "now"]);
+    assert_eq!(landed[0].1, now - 60_000);
+    assert_eq!(landed[1].1, -60_000);
+    assert_eq!(landed[2].1, -1);
+    assert!(landed[3].1 >= now, "{landed:?}");
+
+    // Under the default --on-error fail, the bad line stops the run with
+    // its line number, after the lines before it were sent.
+    let run = produce(&["-t", &topic, "--format", "json"], input.as_bytes());
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("-:2: timestamp 9223372036854775807"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(read_all(&topic, 1)[&0].len(), 5);
+}
+
+/// The limits are the topic's own: a topic that keeps only a day's create
+/// times refuses older ones, each on its line.
+#[test]
+fn a_topics_timestamp_limits_are_read_from_its_configs() {
+    let topic = random_topic("timestamps-day");
+    weir_run(&[
+        "topics",
+        "create",
+        &topic,
+        "-c",
+        "message.timestamp.before.max.ms=86400000",
+        "-c",
+        "message.timestamp.after.max.ms=60000",
+    ])
+    .ok();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let input = [
+        now - 3_600_000,
+        now - 2 * 86_400_000,
+        -60_000,
+        now + 3_600_000,
+        now,
+    ]
+    .map(|ts| format!(r#"{{"value":"{ts}","timestamp":{ts}}}"#))
+    .join("\n");
+    let run = produce(
+        &[
+            "-t",
+            &topic,
+            "--format",
+            "json",
+            "--linger",
+            "300ms",
+            "--on-error",
+            "skip",
+        ],
+        input.as_bytes(),
+    );
+    run.ok();
+    for (line, limit) in [
+        (2, "message.timestamp.before.max.ms is 86400000"),
+        (3, "message.timestamp.before.max.ms is 86400000"),
+        (4, "message.timestamp.after.max.ms is 60000"),
+    ] {
+        let prefix = format!("-:{line}: timestamp");
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(&prefix) && l.contains(limit)),
+            "line {line}: {}",
+            run.stderr
+        );
+    }
+    let landed: Vec<i64> = read_all(&topic, 1)[&0]
+        .iter()
+        .map(|r| r.record.timestamp.timestamp_millis())
+        .collect();
+    assert_eq!(landed, [now - 3_600_000, now]);
+}
+
 #[test]
 fn unknown_topic_is_refused_unless_created() {
     let topic = random_topic("nope");
@@ -167,7 +332,7 @@ fn json_input_with_binary_values_and_explicit_partition() {
     let r = &all[&1];
     assert_eq!(r[0].record.value.as_deref(), Some(&[0u8, 1, 2, 255][..]));
     assert_eq!(r[0].record.timestamp.timestamp_millis(), ts);
-    assert_eq!(r[0].record.headers["h"], b"1");
+    assert_eq!(r[0].record.headers, [("h".to_owned(), Some(b"1".to_vec()))]);
     assert_eq!(r[1].record.value, None, "null value is a tombstone");
 }
 

@@ -5,6 +5,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::timestamp::rfc3339;
+
 /// One (window, key) count, summed across the input partitions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Row {
@@ -16,20 +18,6 @@ pub struct Row {
     pub key: Option<String>,
     /// The count.
     pub count: u64,
-}
-
-/// `ms` as RFC 3339 in UTC, with milliseconds only when there are any.
-/// Times before 1970 are written as plain ms.
-pub fn rfc3339(ms: i64) -> String {
-    let Ok(after) = u64::try_from(ms) else {
-        return ms.to_string();
-    };
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(after);
-    if after % 1000 == 0 {
-        humantime::format_rfc3339_seconds(time).to_string()
-    } else {
-        humantime::format_rfc3339_millis(time).to_string()
-    }
 }
 
 #[derive(Serialize)]
@@ -171,7 +159,24 @@ mod tests {
             String::from_utf8(totals.to_json()).unwrap(),
             r#"{"window_start":null,"window_end":null,"key":null,"count":1}"#
         );
-        assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01.500Z");
+
+        // A window before 1970 (a record with timestamp -1 falls in the
+        // minute from -60000) is a date too, never bare ms.
+        let early = Row {
+            window_start: Some(-60_000),
+            window_end: Some(0),
+            key: Some("k".into()),
+            count: 1,
+        };
+        assert_eq!(
+            String::from_utf8(early.to_json()).unwrap(),
+            r#"{"window_start":"1969-12-31T23:59:00Z","window_end":"1970-01-01T00:00:00Z","key":"k","count":1}"#
+        );
+        assert_eq!(
+            String::from_utf8(early.topic_key()).unwrap(),
+            r#"["1969-12-31T23:59:00Z","k"]"#
+        );
+        assert!(table_line(Some(&early), true).starts_with("1969-12-31T23:59:00Z "));
     }
 
     #[test]

@@ -38,7 +38,7 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use emit::{JsonLines, Row, RowSink, Table, rfc3339, table_line};
+pub use emit::{JsonLines, Row, RowSink, Table, table_line};
 pub use extract::{Extractor, KeyReader};
 pub use state::{Applied, PartitionCounts, TOTALS, WindowCounts, Windowing};
 
@@ -107,7 +107,7 @@ impl OutputTopic {
             let record = ProduceRecord {
                 key: Some(row.topic_key()),
                 value: Some(row.to_json()),
-                headers: BTreeMap::new(),
+                headers: Vec::new(),
                 timestamp_ms: row.window_start,
                 partition: None,
             };

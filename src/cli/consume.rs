@@ -81,12 +81,14 @@ pub struct ConsumeArgs {
 
     /// Output template with fields {topic} {partition} {offset}
     /// {timestamp} {key} {value} {headers} and escapes \n \t; a newline
-    /// is added unless it ends with \n.
+    /// is added unless it ends with \n. {headers} is k=v,k=v in the
+    /// record's order, a null value as the key alone.
     #[arg(short, long, conflicts_with = "json")]
     pub format: Option<String>,
 
     /// One JSON object per record; bytes that are not UTF-8 are base64
-    /// under key_b64, value_b64, headers_b64.
+    /// under key_b64, value_b64. Headers are a list in the record's order:
+    /// {"key":K,"value":V or null} or {"key":K,"value_b64":B}.
     #[arg(long)]
     pub json: bool,
 

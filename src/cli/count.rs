@@ -11,11 +11,12 @@ use weir::ConnectionConfig;
 use weir::admin::{Admin, AdminError, NewTopic};
 use weir::aggregate::{
     self, Checkpoints, CountConfig, CountJob, CountSummary, EmitMode, Extractor, JsonLines,
-    OutputTopic, Restored, Row, RowSink, Table, Windowing, rfc3339, table_line,
+    OutputTopic, Restored, Row, RowSink, Table, Windowing, table_line,
 };
 use weir::consume::StopReason;
 use weir::consumer::{self, Consumer};
 use weir::producer::{Producer, ProducerConfig};
+use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;
 use super::consume::{SelectionArgs, join_group, stdout_closed};

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -16,6 +15,7 @@ use weir::offsets::{
     Commit, DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, OffsetKey, OffsetStore,
     OffsetsError, StoreConfig, instance_id,
 };
+use weir::timestamp::rfc3339_millis;
 
 use super::topics::Output;
 use super::usage;
@@ -139,11 +139,6 @@ async fn open(
     }
 }
 
-fn rfc3339(ms: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
 /// Runs `weir offsets`.
 pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<()> {
     let mut out = super::stdout();
@@ -164,7 +159,7 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                         "group": group,
                         "topics": topics,
                         "partitions": offsets.len(),
-                        "last_commit": rfc3339(last),
+                        "last_commit": rfc3339_millis(last),
                     })
                 })
                 .collect();
@@ -230,7 +225,7 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                             (Some(c), Some(h)) => Some((h - c.offset).max(0)),
                             _ => None,
                         },
-                        committed_at: commit.map(|c| rfc3339(c.committed_at)),
+                        committed_at: commit.map(|c| rfc3339_millis(c.committed_at)),
                         instance: commit.map(|c| c.instance.clone()),
                     });
                 }

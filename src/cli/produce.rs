@@ -1,6 +1,5 @@
 //! `weir produce`: records from stdin or files into a topic.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -12,11 +11,12 @@ use anyhow::Context;
 use clap::ValueEnum;
 use rskafka::client::partition::Compression;
 use tokio::sync::mpsc;
-use weir::ConnectionConfig;
 use weir::admin::{Admin, AdminError, NewTopic};
 use weir::partitioner::PartitionerKind;
 use weir::producer::{DEFAULT_BATCH_BYTES, Delivery, ProduceError, Producer, ProducerConfig};
 use weir::record::{DelimitedReader, InputFormat, ParseError, RecordParser, unescape};
+use weir::timestamp::TimestampLimits;
+use weir::{ConnectionConfig, Header};
 
 use super::connect::parse_duration;
 use super::usage;
@@ -52,12 +52,15 @@ pub struct ProduceArgs {
     #[arg(short, long, conflicts_with = "key_delimiter")]
     pub key: Option<String>,
 
-    /// Header for every record (repeatable).
-    #[arg(short = 'H', long = "header", value_name = "KEY=VALUE")]
+    /// Header for every record, after the record's own; repeat it for
+    /// more, in order (a key may repeat). KEY alone, without "=", is a
+    /// null value (as kcat's -H); KEY= is an empty one.
+    #[arg(short = 'H', long = "header", value_name = "KEY[=VALUE]")]
     pub headers: Vec<String>,
 
     /// Input format: raw records, or JSON lines with key, value (or
-    /// key_b64, value_b64), headers, partition, timestamp (ms).
+    /// key_b64, value_b64), headers (a list as weir consume --json writes
+    /// it, [key, value] pairs, or an object), partition, timestamp (ms).
     #[arg(long, value_enum, default_value_t = Format::Raw)]
     pub format: Format,
 
@@ -172,14 +175,11 @@ fn untag(tag: u64) -> (usize, u64) {
 
 impl ProduceArgs {
     fn parser(&self) -> anyhow::Result<RecordParser> {
-        let mut headers = BTreeMap::new();
-        for h in &self.headers {
-            let (k, v) = h
-                .split_once('=')
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| usage(format!("--header \"{h}\" is not KEY=VALUE")))?;
-            headers.insert(k.to_owned(), v.as_bytes().to_vec());
-        }
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let key_delimiter = match &self.key_delimiter {
             Some(sep) if sep.is_empty() => return Err(usage("--key-delimiter is empty")),
             Some(sep) => Some(unescape(sep)),
@@ -208,6 +208,20 @@ impl ProduceArgs {
             self.files.iter().map(|f| f.display().to_string()).collect()
         }
     }
+}
+
+/// One `-H` argument: `KEY=VALUE`, or `KEY` alone for a null value.
+fn parse_header(arg: &str) -> anyhow::Result<Header> {
+    let (key, value) = match arg.split_once('=') {
+        Some((k, v)) => (k, Some(v.as_bytes().to_vec())),
+        None => (arg, None),
+    };
+    if key.is_empty() {
+        return Err(usage(format!(
+            "--header \"{arg}\" has an empty key: expected KEY=VALUE, or KEY for a null value"
+        )));
+    }
+    Ok((key.to_owned(), value))
 }
 
 /// Counters shared with the delivery reader.
@@ -325,7 +339,7 @@ pub async fn run(
     let sources = args.sources();
     let readers = open_sources(&sources)?;
 
-    let partitions = topic_partitions(&args, &config).await?;
+    let (partitions, timestamps) = topic_partitions(&args, &config).await?;
     if let Some(p) = args.partition {
         if !(0..partitions).contains(&p) {
             return Err(usage(format!(
@@ -342,6 +356,7 @@ pub async fn run(
         partitioner,
         delivery_timeout: config.timeout,
         metadata_max_age: args.metadata_max_age,
+        timestamps,
     };
     let (mut producer, deliveries) =
         Producer::new(Arc::new(client), &args.topic, partitions, producer_config).await?;
@@ -412,7 +427,8 @@ pub async fn run(
                         }
                         Err(
                             e @ (ProduceError::RecordTooLarge { .. }
-                            | ProduceError::PartitionOutOfRange { .. }),
+                            | ProduceError::PartitionOutOfRange { .. }
+                            | ProduceError::Timestamp { .. }),
                         ) => Err(e.to_string()),
                         Err(e) => return Err(e).context(where_),
                     }
@@ -508,11 +524,15 @@ pub async fn run(
     Ok(())
 }
 
-/// The topic's partition count, creating it when asked to.
-async fn topic_partitions(args: &ProduceArgs, config: &ConnectionConfig) -> anyhow::Result<i32> {
+/// The topic's partition count, creating it when asked to, and the create
+/// times it accepts.
+async fn topic_partitions(
+    args: &ProduceArgs,
+    config: &ConnectionConfig,
+) -> anyhow::Result<(i32, TimestampLimits)> {
     let mut admin = Admin::connect(config).await?;
-    match admin.partition_count(&args.topic).await {
-        Ok(n) => Ok(i32::try_from(n)?),
+    let partitions = match admin.partition_count(&args.topic).await {
+        Ok(n) => i32::try_from(n)?,
         Err(AdminError::UnknownTopic { topic }) if args.create_topic => {
             admin
                 .create_topic(&NewTopic {
@@ -522,13 +542,32 @@ async fn topic_partitions(args: &ProduceArgs, config: &ConnectionConfig) -> anyh
                     configs: Vec::new(),
                 })
                 .await?;
-            Ok(args.partitions)
+            args.partitions
         }
-        Err(AdminError::UnknownTopic { topic }) => Err(anyhow::anyhow!(
+        Err(AdminError::UnknownTopic { topic }) => anyhow::bail!(
             "topic \"{topic}\" does not exist (weir does not create topics on its own: pass --create-topic --partitions N, or run weir topics create)"
-        )),
-        Err(e) => Err(e.into()),
-    }
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    // A principal allowed to write may still be denied DescribeConfigs:
+    // Kafka's defaults are then the best guess, and the broker still has
+    // the last word.
+    let timestamps = match admin.topic_configs(&args.topic).await {
+        Ok(configs) => TimestampLimits::from_configs(
+            configs
+                .iter()
+                .map(|c| (c.name.as_str(), c.value.as_deref())),
+        ),
+        Err(e) => {
+            tracing::warn!(
+                topic = args.topic.as_str(),
+                error = %e,
+                "cannot read the topic's timestamp limits; assuming Kafka's defaults"
+            );
+            TimestampLimits::default()
+        }
+    };
+    Ok((partitions, timestamps))
 }
 
 type Source = BufReader<Box<dyn Read + Send>>;

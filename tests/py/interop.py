@@ -11,15 +11,17 @@ Run with the python of scripts/pyenv.sh:
         Reads every partition from the beginning (explicit assign, no group
         offsets) until EXPECTED records are read. Prints one JSON line per
         record: {"partition", "offset", "key_b64", "value_b64", "headers"},
-        with base64 key, value (null when absent) and header values.
+        with base64 key, value (null when absent) and headers as a list of
+        [name, base64 value or null] pairs in the record's order.
 
     interop.py produce-binary BROKER TOPIC N COMPRESSION
         Produces N records with binary keys and values (bytes that are not
-        UTF-8), a text header and a binary header, compressed with
-        COMPRESSION (none, gzip, snappy, lz4, zstd), partitioner
-        murmur2_random. After the flush, prints one JSON line per record:
-        {"partition", "offset", "timestamp", "key_b64", "value_b64",
-        "headers": {name: base64}}.
+        UTF-8), a text header, a binary header twice (a repeated key) and a
+        header with a null value, compressed with COMPRESSION (none, gzip,
+        snappy, lz4, zstd), partitioner murmur2_random. After the flush,
+        prints one JSON line per record: {"partition", "offset",
+        "timestamp", "key_b64", "value_b64", "headers": [[name, base64 or
+        null]]}.
 
 Exits non-zero on any delivery or consumer error, and when consuming takes
 more than 60 seconds.
@@ -92,8 +94,13 @@ def produce_binary(broker, topic, n, compression):
     for i in range(n):
         key = bytes([0xFF, i % 256, 0x00]) + tag + str(i).encode()
         value = bytes([0x80, 0xFE]) + f"{compression}-{i}".encode() * (1 + i % 5)
-        headers = [("codec", tag), ("raw", bytes([0xC3, 0x28, i % 256]))]
-        sent_headers[key] = {name: b64(value) for name, value in headers}
+        headers = [
+            ("codec", tag),
+            ("raw", bytes([0xC3, 0x28, i % 256])),
+            ("nothing", None),
+            ("raw", bytes([0x80, i % 7])),
+        ]
+        sent_headers[key] = [[name, b64(value)] for name, value in headers]
         producer.produce(topic, key=key, value=value, headers=headers, on_delivery=delivered)
         producer.poll(0)
     left = producer.flush(60)
@@ -124,7 +131,7 @@ def consume(broker, topic, partitions, expected):
             continue
         if msg.error() is not None:
             sys.exit(f"consumer error: {msg.error()}")
-        headers = {name: b64(value) for name, value in msg.headers() or []}
+        headers = [[name, b64(value)] for name, value in msg.headers() or []]
         record = {
             "partition": msg.partition(),
             "offset": msg.offset(),

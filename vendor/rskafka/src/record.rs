@@ -1,13 +1,20 @@
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
+
+/// A record header: its key and its value, `None` for a null value.
+///
+/// weir: upstream kept headers in a `BTreeMap<String, Vec<u8>>`, which
+/// kept only the last value of a repeated key, sorted the keys and had no
+/// null value. Kafka's headers are an ordered list of (key, nullable
+/// value) pairs, and a record read and written again must keep them so.
+pub type Header = (String, Option<Vec<u8>>);
 
 /// High-level record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
-    pub headers: BTreeMap<String, Vec<u8>>,
+    /// weir: a list, in the record's order (see [`Header`]).
+    pub headers: Vec<Header>,
     pub timestamp: DateTime<Utc>,
 }
 
@@ -19,7 +26,7 @@ impl Record {
             + self
                 .headers
                 .iter()
-                .map(|(k, v)| k.len() + v.len())
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
                 .sum::<usize>()
     }
 }
@@ -42,12 +49,14 @@ mod tests {
         let record = Record {
             key: Some(vec![0; 23]),
             value: Some(vec![0; 45]),
-            headers: vec![("a".to_string(), vec![0; 5]), ("b".to_string(), vec![0; 7])]
-                .into_iter()
-                .collect(),
+            headers: vec![
+                ("a".to_string(), Some(vec![0; 5])),
+                ("b".to_string(), Some(vec![0; 7])),
+                ("c".to_string(), None),
+            ],
             timestamp: Utc.timestamp_millis_opt(1337).unwrap(),
         };
 
-        assert_eq!(record.approximate_size(), 23 + 45 + 1 + 5 + 1 + 7);
+        assert_eq!(record.approximate_size(), 23 + 45 + 1 + 5 + 1 + 7 + 1);
     }
 }

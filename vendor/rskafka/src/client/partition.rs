@@ -732,6 +732,7 @@ fn build_produce_request(
                 value: record.value,
                 timestamp_delta: (record.timestamp - first_timestamp).num_milliseconds(),
                 offset_delta: offset_delta as i32,
+                // weir: the headers are a list of (key, nullable value).
                 headers: record
                     .headers
                     .into_iter()
@@ -948,6 +949,8 @@ fn extract_records(
                         record: Record {
                             key: record.key,
                             value: record.value,
+                            // weir: in order, repeated keys and null
+                            // values kept (upstream: a map).
                             headers: record
                                 .headers
                                 .into_iter()

@@ -52,7 +52,6 @@
 //! };
 //! use chrono::{TimeZone, Utc};
 //! use std::{
-//!     collections::BTreeMap,
 //!     sync::Arc,
 //!     time::Duration,
 //! };
@@ -79,9 +78,9 @@
 //! let record = Record {
 //!     key: None,
 //!     value: Some(b"hello kafka".to_vec()),
-//!     headers: BTreeMap::from([
-//!         ("foo".to_owned(), b"bar".to_vec()),
-//!     ]),
+//!     headers: vec![
+//!         ("foo".to_owned(), Some(b"bar".to_vec())),
+//!     ],
 //!     timestamp: Utc.timestamp_millis(42),
 //! };
 //! producer.produce(record.clone()).await.unwrap();
@@ -111,7 +110,6 @@
 //! };
 //! use chrono::{TimeZone, Utc};
 //! use std::{
-//!     collections::BTreeMap,
 //!     sync::Arc,
 //!     time::Duration,
 //! };
@@ -153,9 +151,9 @@
 //!             Record {
 //!                 key: None,
 //!                 value: Some(data),
-//!                 headers: BTreeMap::from([
-//!                     ("foo".to_owned(), b"bar".to_vec()),
-//!                 ]),
+//!                 headers: vec![
+//!                     ("foo".to_owned(), Some(b"bar".to_vec())),
+//!                 ],
 //!                 timestamp: Utc.timestamp_millis(42),
 //!             },
 //!         ];

@@ -38,7 +38,9 @@ use super::{
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct RecordHeader {
     pub key: String,
-    pub value: Vec<u8>,
+    /// weir: `None` is a null value (length -1), which Kafka allows and the
+    /// Java client sends; upstream had no null and failed the fetch.
+    pub value: Option<Vec<u8>>,
 }
 
 impl<R> ReadType<R> for RecordHeader
@@ -53,12 +55,16 @@ where
         buf = buf.read_exact(reader)?;
         let key = String::from_utf8(buf.into()).map_err(|e| ReadError::Malformed(Box::new(e)))?;
 
-        // value
-        let len = Varint::read(reader)?;
-        let len = usize::try_from(len.0).map_err(|e| ReadError::Malformed(Box::new(e)))?;
-        let mut value = VecBuilder::new(len);
-        value = value.read_exact(reader)?;
-        let value = value.into();
+        // value; weir: length -1 is a null value
+        let len = Varint::read(reader)?.0;
+        let value = if len == -1 {
+            None
+        } else {
+            let len = usize::try_from(len).map_err(|e| ReadError::Malformed(Box::new(e)))?;
+            let mut value = VecBuilder::new(len);
+            value = value.read_exact(reader)?;
+            Some(value.into())
+        };
 
         Ok(Self { key, value })
     }
@@ -74,10 +80,16 @@ where
         Varint(l).write(writer)?;
         writer.write_all(self.key.as_bytes())?;
 
-        // value
-        let l = i32::try_from(self.value.len()).map_err(|e| WriteError::Malformed(Box::new(e)))?;
-        Varint(l).write(writer)?;
-        writer.write_all(&self.value)?;
+        // value; weir: a null value is written as length -1
+        match &self.value {
+            Some(value) => {
+                let l =
+                    i32::try_from(value.len()).map_err(|e| WriteError::Malformed(Box::new(e)))?;
+                Varint(l).write(writer)?;
+                writer.write_all(value)?;
+            }
+            None => Varint(-1).write(writer)?,
+        }
 
         Ok(())
     }
@@ -187,7 +199,7 @@ where
             + bytes_len(self.value.as_deref())?
             + varint_len(i64::from(n_headers));
         for header in &self.headers {
-            len += bytes_len(Some(header.key.as_bytes()))? + bytes_len(Some(&header.value))?;
+            len += bytes_len(Some(header.key.as_bytes()))? + bytes_len(header.value.as_deref())?;
         }
 
         Varint(i32::try_from(len)?).write(writer)?;
@@ -695,8 +707,8 @@ impl<'a> Slice<'a> {
             let key = String::from_utf8(key.to_vec())
                 .map_err(|e| ReadError::Malformed(Box::new(e)))?;
             // weir: a null header value (allowed by Kafka, sent by the Java
-            // client) is read as empty rather than failing the fetch.
-            let value = r.bytes()?.unwrap_or_default().to_vec();
+            // client) is kept as null rather than failing the fetch.
+            let value = r.bytes()?.map(<[u8]>::to_vec);
             headers.push(RecordHeader { key, value });
         }
 
@@ -1192,28 +1204,45 @@ mod tests {
         assert_eq!(written, COMMIT_MARKER_RECORD);
     }
 
+    /// weir: headers are a list: a null value stays null (length -1, as
+    /// the Java client writes it), a repeated key and the order are kept,
+    /// and writing the record back gives the same bytes.
     #[test]
-    fn test_null_header_value_is_read_as_empty() {
+    fn test_null_and_repeated_headers_are_kept_and_written_back() {
         let record = [
-            0x12, // record length 9
+            0x20, // record length 16
             0x00, 0x00, 0x00, // attributes, timestamp delta, offset delta
             0x01, 0x01, // null key, null value
-            0x02, // one header
-            0x02, b'h', // key "h"
-            0x01, // null value
+            0x06, // three headers
+            0x02, b'h', 0x01, // "h": null
+            0x02, b'h', 0x02, b'x', // "h": "x"
+            0x02, b'e', 0x00, // "e": empty
         ];
         let data = [body_header(0, 1), record[..].to_vec()].concat();
         let body = RecordBatchBody::parse(&data).unwrap();
-        let ControlBatchOrRecords::Records(records) = body.records else {
+        let ControlBatchOrRecords::Records(records) = &body.records else {
             panic!("not records");
+        };
+        let header = |key: &str, value: Option<&[u8]>| RecordHeader {
+            key: key.to_owned(),
+            value: value.map(<[u8]>::to_vec),
         };
         assert_eq!(
             records[0].headers,
-            vec![RecordHeader {
-                key: "h".to_owned(),
-                value: vec![]
-            }]
+            vec![
+                header("h", None),
+                header("h", Some(b"x")),
+                header("e", Some(b"")),
+            ]
         );
+
+        let mut written = vec![];
+        RecordBatchBodyRef::write_records(&mut written, &body.records).unwrap();
+        assert_eq!(written, record);
+
+        // The `ReadType` path reads the same.
+        let read = Record::read(&mut Cursor::new(&record[..])).unwrap();
+        assert_eq!(read.headers, records[0].headers);
     }
 
     #[test]
@@ -1269,7 +1298,7 @@ mod tests {
                 value: Some(b"hello kafka".to_vec()),
                 headers: vec![RecordHeader {
                     key: "foo".to_owned(),
-                    value: b"bar".to_vec(),
+                    value: Some(b"bar".to_vec()),
                 }],
             }]),
             compression: RecordBatchCompression::NoCompression,
@@ -1315,7 +1344,7 @@ mod tests {
                 value: Some(b"hello kafka".to_vec()),
                 headers: vec![RecordHeader {
                     key: "foo".to_owned(),
-                    value: b"bar".to_vec(),
+                    value: Some(b"bar".to_vec()),
                 }],
             }]),
             compression: RecordBatchCompression::Gzip,
@@ -1365,7 +1394,7 @@ mod tests {
                 value: Some(b"hello kafka".to_vec()),
                 headers: vec![RecordHeader {
                     key: "foo".to_owned(),
-                    value: b"bar".to_vec(),
+                    value: Some(b"bar".to_vec()),
                 }],
             }]),
             compression: RecordBatchCompression::Lz4,
@@ -1418,7 +1447,7 @@ mod tests {
                     value: Some(b"hello kafka".to_vec()),
                     headers: vec![RecordHeader {
                         key: "foo".to_owned(),
-                        value: b"bar".to_vec(),
+                        value: Some(b"bar".to_vec()),
                     }],
                 }]),
                 compression: RecordBatchCompression::Snappy,
@@ -1472,7 +1501,7 @@ mod tests {
                         value: Some(b"hello kafka".to_vec()),
                         headers: vec![RecordHeader {
                             key: "foo".to_owned(),
-                            value: b"bar".to_vec(),
+                            value: Some(b"bar".to_vec()),
                         }],
                     },
                     Record {
@@ -1482,7 +1511,7 @@ mod tests {
                         value: Some(b"some value".to_vec()),
                         headers: vec![RecordHeader {
                             key: "foo".to_owned(),
-                            value: b"bar".to_vec(),
+                            value: Some(b"bar".to_vec()),
                         }],
                     },
                 ]),
@@ -1590,7 +1619,7 @@ mod tests {
                 value: Some(b"hello kafka".to_vec()),
                 headers: vec![RecordHeader {
                     key: "foo".to_owned(),
-                    value: b"bar".to_vec(),
+                    value: Some(b"bar".to_vec()),
                 }],
             }]),
             compression: RecordBatchCompression::Zstd,
@@ -1659,11 +1688,11 @@ mod tests {
                 headers: vec![
                     RecordHeader {
                         key: "content-type".to_owned(),
-                        value: br#"application/x-protobuf; schema="influxdata.iox.write_buffer.v1.WriteBufferPayload""#.to_vec(),
+                        value: Some(br#"application/x-protobuf; schema="influxdata.iox.write_buffer.v1.WriteBufferPayload""#.to_vec()),
                     },
                     RecordHeader {
                         key: "iox-namespace".to_owned(),
-                        value: b"namespace".to_vec(),
+                        value: Some(b"namespace".to_vec()),
                     },
                 ],
             }]),
