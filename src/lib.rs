@@ -66,3 +66,25 @@ pub mod wire;
 
 pub use admin::Admin;
 pub use connect::ConnectionConfig;
+
+/// A count and its noun for messages, singular for 1: `"1 partition"`,
+/// `"6 partitions"`. Only for nouns whose plural adds an "s".
+pub fn plural(count: impl Into<i64>, noun: &str) -> String {
+    let count = count.into();
+    if count == 1 {
+        format!("{count} {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plural_is_singular_for_one_only() {
+        assert_eq!(super::plural(1, "partition"), "1 partition");
+        assert_eq!(super::plural(0, "partition"), "0 partitions");
+        assert_eq!(super::plural(6, "partition"), "6 partitions");
+        assert_eq!(super::plural(-1, "partition"), "-1 partitions");
+    }
+}
