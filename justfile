@@ -26,8 +26,8 @@ test:
     scripts/static.sh
     scripts/cross.sh
     WEIR_STATIC_BIN="$(scripts/static.sh)" WEIR_AARCH64_BIN="$(scripts/cross.sh)" cargo test --locked
-    # weir's changes to the vendored rskafka: its record batch codec tests.
-    cargo test --locked --manifest-path vendor/rskafka/Cargo.toml --lib protocol::record
+    # weir's changes to the vendored rskafka: its record batch codec and frame tests.
+    cargo test --locked --manifest-path vendor/rskafka/Cargo.toml --lib -- protocol::record protocol::frame
 
 # weir vs rust-rdkafka on a fresh local Kafka node: produce, consume, latency (see BENCHMARKS.md).
 bench:

@@ -140,7 +140,7 @@ for what in $scenarios; do
                 for tool in $(rotated "$round"); do
                     topic=bench-produce-$p-$codec-$tool-$round
                     "$weir" topics create "$topic" --partitions "$p" >/dev/null
-                    run "$scenario" "$tool" "$round" produce -t "$topic" -p "$p" -n "$records" \
+                    run "$scenario" "$tool" "$round" produce -t "$topic" --partitions "$p" -n "$records" \
                         --size "$size" --compression "$codec"
                     "$weir" topics delete "$topic" >/dev/null
                 done
@@ -153,7 +153,7 @@ for what in $scenarios; do
             scenario="consume ${p}p $codec"
             topic=bench-consume-$p-$codec
             echo "== $scenario: $records x $size B (produced once by weir)" >&2
-            "$weir" bench produce -t "$topic" -p "$p" -n "$records" --size "$size" --compression "$codec" >/dev/null
+            "$weir" bench produce -t "$topic" --partitions "$p" -n "$records" --size "$size" --compression "$codec" >/dev/null
             for round in $(seq 1 "$rounds"); do
                 for tool in $(rotated "$round"); do
                     run "$scenario" "$tool" "$round" consume -t "$topic" -n "$records"
@@ -170,7 +170,7 @@ for what in $scenarios; do
                 for tool in $(rotated "$round"); do
                     topic=bench-latency-$p-$tool-$round
                     "$weir" topics create "$topic" --partitions "$p" >/dev/null
-                    run "$scenario" "$tool" "$round" latency -t "$topic" -p "$p" -n "$latency_records" \
+                    run "$scenario" "$tool" "$round" latency -t "$topic" --partitions "$p" -n "$latency_records" \
                         --size "$size" --rate "$rate" ${fetch_wait:+--fetch-max-wait "$fetch_wait"}
                     "$weir" topics delete "$topic" >/dev/null
                 done

@@ -125,7 +125,8 @@ pub enum ConsumeJobError {
 /// ends, `job.count` records are written, the output is closed, or
 /// `shutdown` completes with its reason ([`StopReason::Shutdown`] for a
 /// signal, [`StopReason::OutputClosed`] when the caller sees the reader of
-/// an idle output gone). The consumer is stopped before returning.
+/// an idle output gone). The consumer is stopped before returning. A
+/// count of 0 writes nothing and commits nothing.
 ///
 /// # Errors
 ///
@@ -154,7 +155,12 @@ pub async fn run<W: Write>(
     };
     let mut shutdown = std::pin::pin!(shutdown);
     let mut last_commit = Instant::now();
+    // A record's count is checked after it is written, so 0 is checked here.
+    let nothing = job.count == Some(0);
     let outcome = loop {
+        if nothing {
+            break Ok(StopReason::Count);
+        }
         if let Some(reason) = (&mut shutdown).now_or_never() {
             break Ok(reason);
         }
@@ -218,8 +224,9 @@ pub async fn run<W: Write>(
             return Err(e);
         }
     };
-    // A graceful stop of any kind commits what was flushed.
-    if let Some(commits) = &mut job.commits {
+    // A graceful stop of any kind commits what was flushed; a count of 0
+    // moves no position, not even a new group's start.
+    if let (Some(commits), false) = (&mut job.commits, nothing) {
         state.commit(commits, true).await?;
     }
     Ok(ConsumeSummary {
@@ -358,5 +365,103 @@ impl State {
         if let Some(next) = next {
             self.positions.insert(key.clone(), next);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::future::BoxFuture;
+    use rskafka::chrono::DateTime;
+    use rskafka::client::partition::OffsetAt;
+    use rskafka::record::{Record, RecordAndOffset};
+
+    use super::*;
+    use crate::consumer::{Assignment, ConsumerConfig, FetchError, PartitionFetch};
+    use crate::filter::FilterConfig;
+    use crate::output::OutputFormat;
+
+    /// A partition holding the values "0", "1", "2" at offsets 0..3.
+    struct ThreeRecords;
+
+    impl PartitionFetch for ThreeRecords {
+        fn fetch(
+            &self,
+            offset: i64,
+            _max_bytes: i32,
+            max_wait_ms: i32,
+        ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
+            Box::pin(async move {
+                let records: Vec<_> = (offset.max(0)..3)
+                    .map(|o| RecordAndOffset {
+                        record: Record {
+                            key: None,
+                            value: Some(o.to_string().into_bytes()),
+                            headers: BTreeMap::new(),
+                            timestamp: DateTime::from_timestamp_millis(o).unwrap(),
+                        },
+                        offset: o,
+                    })
+                    .collect();
+                if records.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
+                }
+                Ok((records, 3))
+            })
+        }
+
+        fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
+            Box::pin(async move {
+                Ok(match at {
+                    OffsetAt::Earliest => 0,
+                    _ => 3,
+                })
+            })
+        }
+    }
+
+    /// What a job with `count` writes, reading without an end.
+    async fn written(count: Option<u64>) -> (String, ConsumeSummary) {
+        let assignment = Assignment {
+            topic: Arc::from("t"),
+            partition: 0,
+            start: None,
+        };
+        let config = ConsumerConfig {
+            fetch_max_wait: Duration::from_millis(10),
+            ..ConsumerConfig::default()
+        };
+        let consumer = Consumer::start_with(vec![(assignment, ThreeRecords)], config)
+            .await
+            .unwrap();
+        let job = ConsumeJob {
+            filter: Filter::new(FilterConfig::default()),
+            count,
+            commits: None,
+        };
+        let mut writer = RecordWriter::new(Vec::new(), OutputFormat::Value);
+        // The log never ends (no --until): only the count stops the job.
+        let summary = tokio::time::timeout(
+            Duration::from_secs(10),
+            run(consumer, job, &mut writer, std::future::pending()),
+        )
+        .await
+        .expect("the job did not stop at its count")
+        .unwrap();
+        let out = String::from_utf8(writer.into_inner()).unwrap();
+        (out, summary)
+    }
+
+    #[tokio::test]
+    async fn count_stops_after_that_many_records_and_zero_writes_none() {
+        let (out, summary) = written(Some(2)).await;
+        assert_eq!(out, "0\n1\n");
+        assert_eq!(summary.stop, StopReason::Count);
+
+        let (out, summary) = written(Some(0)).await;
+        assert_eq!(out, "");
+        assert_eq!(summary.written, 0);
+        assert_eq!(summary.stop, StopReason::Count);
+        // Nothing read, so every position is where it started.
+        assert_eq!(summary.positions.get(&(Arc::from("t"), 0)), Some(&0));
     }
 }

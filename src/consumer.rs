@@ -338,7 +338,7 @@ pub enum ConsumeError {
         topic: String,
     },
     /// A partition outside the topic.
-    #[error("topic \"{topic}\" has {partitions} partitions, partition {partition} is out of range")]
+    #[error("topic \"{topic}\" has {}, partition {partition} is out of range", crate::plural(*.partitions, "partition"))]
     PartitionOutOfRange {
         /// The topic.
         topic: String,

@@ -78,3 +78,25 @@ pub use connect::ConnectionConfig;
 /// key as often as it was given, as Kafka keeps them. The type is
 /// rskafka's, so records move between the two without a copy.
 pub type Header = rskafka::record::Header;
+
+/// A count and its noun for messages, singular for 1: `"1 partition"`,
+/// `"6 partitions"`. Only for nouns whose plural adds an "s".
+pub fn plural(count: impl Into<i64>, noun: &str) -> String {
+    let count = count.into();
+    if count == 1 {
+        format!("{count} {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plural_is_singular_for_one_only() {
+        assert_eq!(super::plural(1, "partition"), "1 partition");
+        assert_eq!(super::plural(0, "partition"), "0 partitions");
+        assert_eq!(super::plural(6, "partition"), "6 partitions");
+        assert_eq!(super::plural(-1, "partition"), "-1 partitions");
+    }
+}

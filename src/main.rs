@@ -5,7 +5,6 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, UsageError};
@@ -55,7 +54,7 @@ extern "C" fn check_stdout() {
 fn main() -> ExitCode {
     #[cfg(target_env = "gnu")]
     tune_allocator();
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli.log.filter()));
     tracing_subscriber::fmt()

@@ -172,7 +172,7 @@ pub enum ProduceError {
         reason: String,
     },
     /// An explicit partition outside the topic.
-    #[error("topic \"{topic}\" has {partitions} partitions, partition {partition} is out of range")]
+    #[error("topic \"{topic}\" has {}, partition {partition} is out of range", crate::plural(*.partitions, "partition"))]
     PartitionOutOfRange {
         /// The topic.
         topic: String,

@@ -106,6 +106,16 @@ pub enum WireError {
         /// What could not be encoded or decoded.
         reason: String,
     },
+    /// What answered is not Kafka: its first bytes, read as a length
+    /// prefix, give a negative or absurd length (an HTTP server's status
+    /// line or error page, an SSH banner).
+    #[error("\"{broker}\" is not a Kafka broker (it answered {answer})")]
+    NotKafka {
+        /// `host:port` that was given as a broker.
+        broker: String,
+        /// The start of what it answered, as text or hex.
+        answer: String,
+    },
     /// The broker does not offer an API weir needs.
     #[error("broker \"{broker}\" does not support {api} at any version weir knows")]
     Unsupported {
@@ -406,13 +416,10 @@ impl BrokerConnection {
             )
             .await?;
         if handshake.error_code != 0 {
-            let offered: Vec<_> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
+            let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
             return Err(fail(
                 self,
-                format!(
-                    "the broker does not offer it (it offers: {})",
-                    offered.join(", ")
-                ),
+                handshake_refused(handshake.error_code, &offered),
             ));
         }
 
@@ -530,21 +537,20 @@ impl BrokerConnection {
         let mut prefix = [0; 4];
         self.stream.read_exact(&mut prefix).await.map_err(io)?;
         let len = i32::from_be_bytes(prefix);
-        let len = usize::try_from(len)
+        let Some(len) = usize::try_from(len)
             .ok()
             .filter(|&l| l <= MAX_RESPONSE_BYTES)
-            .ok_or_else(|| {
-                // A TLS listener answers plain Kafka bytes with a TLS alert
-                // or handshake record: content type 21 or 22, version 3.x.
-                if matches!(prefix, [0x15 | 0x16, 0x03, ..]) {
-                    protocol(
-                        "the broker answered with TLS: this listener needs --tls (or --tls-ca)"
-                            .to_owned(),
-                    )
-                } else {
-                    protocol(format!("response length {len} out of range"))
-                }
-            })?;
+        else {
+            // A TLS listener answers plain Kafka bytes with a TLS alert or
+            // handshake record: content type 21 or 22, version 3.x.
+            if matches!(prefix, [0x15 | 0x16, 0x03, ..]) {
+                return Err(protocol(
+                    "the broker answered with TLS: this listener needs --tls (or --tls-ca)"
+                        .to_owned(),
+                ));
+            }
+            return Err(self.not_kafka(prefix).await);
+        };
         let mut body = vec![0; len];
         self.stream.read_exact(&mut body).await.map_err(io)?;
 
@@ -571,6 +577,22 @@ impl BrokerConnection {
         Ok(response)
     }
 
+    /// [`WireError::NotKafka`], with as much of the answer after its
+    /// first 4 bytes as has arrived or arrives at once: enough to show an
+    /// HTTP status line.
+    async fn not_kafka(&mut self, prefix: [u8; 4]) -> WireError {
+        let mut answer = prefix.to_vec();
+        let mut more = [0; 80];
+        let read = tokio::time::timeout(Duration::from_millis(100), self.stream.read(&mut more));
+        if let Ok(Ok(n)) = read.await {
+            answer.extend_from_slice(&more[..n]);
+        }
+        WireError::NotKafka {
+            broker: self.broker.clone(),
+            answer: describe_answer(&answer),
+        }
+    }
+
     /// A [`WireError::Broker`] for this connection.
     pub fn broker_error(
         &self,
@@ -583,6 +605,54 @@ impl BrokerConnection {
             api: api.to_owned(),
             error,
             message,
+        }
+    }
+}
+
+/// The first line of a foreign answer, quoted, when it reads as text
+/// (`"HTTP/1.1 400 Bad Request"`); its first bytes in hex otherwise.
+fn describe_answer(bytes: &[u8]) -> String {
+    const SHOWN: usize = 60;
+    let line = bytes
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    if line.len() >= 4 && line.iter().all(|b| (0x20..0x7f).contains(b)) {
+        let text = String::from_utf8_lossy(&line[..line.len().min(SHOWN)]);
+        let more = if line.len() > SHOWN { "..." } else { "" };
+        format!("{text:?}{more}")
+    } else {
+        let hex: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("the bytes {}", hex.join(" "))
+    }
+}
+
+/// Why a SaslHandshake was refused, from its error code and the
+/// mechanisms the broker listed (empty when the listener has none, or
+/// blank names from an odd broker).
+fn handshake_refused(error_code: i16, offered: &[&str]) -> String {
+    let offered: Vec<&str> = offered
+        .iter()
+        .map(|m| m.trim())
+        .filter(|m| !m.is_empty())
+        .collect();
+    let error = ResponseError::try_from_code(error_code);
+    match (error, offered.is_empty()) {
+        (Some(ResponseError::UnsupportedSaslMechanism), false) => format!(
+            "the broker does not offer it (it offers: {})",
+            offered.join(", ")
+        ),
+        (Some(ResponseError::UnsupportedSaslMechanism), true) => {
+            "the broker does not offer it, and names no mechanism it does offer".to_owned()
+        }
+        (error, _) => {
+            let code = error.map_or_else(|| format!("error code {error_code}"), |e| e.to_string());
+            let listed = if offered.is_empty() {
+                "it names no SASL mechanism: is this a SASL listener?".to_owned()
+            } else {
+                format!("it offers: {}", offered.join(", "))
+            };
+            format!("the broker refused the SASL handshake with {code}; {listed}")
         }
     }
 }
@@ -733,6 +803,54 @@ mod tests {
         let text = wrong.to_string();
         assert!(text.contains("rejected the client certificate"), "{text}");
         assert!(text.contains("/certs/me.pem"), "{text}");
+    }
+
+    #[test]
+    fn a_foreign_answer_shows_its_first_line_or_bytes() {
+        assert_eq!(
+            describe_answer(b"HTTP/1.0 400 Bad Request\r\nServer: x\r\n\r\n"),
+            "\"HTTP/1.0 400 Bad Request\""
+        );
+        // python3 -m http.server answers a request it cannot parse in
+        // HTTP/0.9 style: the error page alone.
+        assert_eq!(
+            describe_answer(b"<!DOCTYPE HTML>\n<html lang=\"en\">"),
+            "\"<!DOCTYPE HTML>\""
+        );
+        let long = format!("SSH-2.0-{}", "x".repeat(100));
+        assert!(describe_answer(long.as_bytes()).ends_with("xxx\"..."));
+        assert_eq!(
+            describe_answer(&[0x7f, 0xff, 0, 1, 2, 3, 4, 5, 6, 7]),
+            "the bytes 7f ff 00 01 02 03 04 05"
+        );
+        let error = WireError::NotKafka {
+            broker: "127.0.0.1:8000".to_owned(),
+            answer: describe_answer(b"HTTP/1.1 404 Not Found\r\n"),
+        };
+        assert!(!error.is_retryable());
+        assert_eq!(
+            error.to_string(),
+            "\"127.0.0.1:8000\" is not a Kafka broker (it answered \"HTTP/1.1 404 Not Found\")"
+        );
+    }
+
+    #[test]
+    fn a_refused_sasl_handshake_says_what_the_broker_offers_if_anything() {
+        let unsupported = ResponseError::UnsupportedSaslMechanism.code();
+        assert_eq!(
+            handshake_refused(unsupported, &["PLAIN", "SCRAM-SHA-256"]),
+            "the broker does not offer it (it offers: PLAIN, SCRAM-SHA-256)"
+        );
+        let none = handshake_refused(unsupported, &[]);
+        assert!(!none.contains("offers: )"), "{none}");
+        assert!(none.contains("names no mechanism"), "{none}");
+        let blank = handshake_refused(unsupported, &["", " "]);
+        assert_eq!(blank, none);
+        let illegal = handshake_refused(ResponseError::IllegalSaslState.code(), &[]);
+        assert!(illegal.contains("IllegalSaslState"), "{illegal}");
+        assert!(illegal.contains("is this a SASL listener?"), "{illegal}");
+        let unknown = handshake_refused(-2, &[]);
+        assert!(unknown.contains("-2"), "{unknown}");
     }
 
     #[test]

@@ -159,6 +159,50 @@ fn count_stops_after_n_records() {
 }
 
 #[test]
+fn count_zero_writes_nothing_and_commits_nothing() {
+    let topic = topic_with("count-zero", 3, &keyed(50));
+    // No -e: only the count can end it, at once.
+    let run = consume(&["-t", &topic, "-c", "0"]);
+    run.ok();
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("wrote 0"), "{}", run.stderr);
+
+    // With a group: no commit, and no offsets topic made for one.
+    let store = random_topic("count-zero-store");
+    let group = random_topic("count-zero-group");
+    let run = consume(&[
+        "-t",
+        &topic,
+        "-c",
+        "0",
+        "-g",
+        &group,
+        "--offsets-topic",
+        &store,
+    ]);
+    run.ok();
+    assert_eq!(run.stdout, "");
+    weir_run(&["topics", "describe", &store]).expect_code(1);
+
+    // The group's first real read starts at the beginning.
+    let run = consume(&[
+        "-t",
+        &topic,
+        "-c",
+        "50",
+        "-g",
+        &group,
+        "--offsets-topic",
+        &store,
+        "-f",
+        "{partition} {offset}",
+    ]);
+    run.ok();
+    let read = contiguous(&positions(&run.stdout));
+    assert_eq!(read.values().sum::<i64>(), 50, "{read:?}");
+}
+
+#[test]
 fn instances_share_the_partitions_once() {
     let topic = topic_with("instances", 6, &keyed(1_200));
     let mut seen = BTreeSet::new();
@@ -364,6 +408,17 @@ fn bad_selections_name_the_topic_or_flag() {
         "{}",
         run.stderr
     );
+    // One partition is "1 partition"; the same mistake in produce (there
+    // with --partition) is the same runtime failure, exit 1.
+    let single = topic_with("range-1", 1, "k:v\n");
+    let run = consume(&["-t", &single, "-e", "-p", "1"]);
+    run.expect_code(1);
+    let expected = format!("topic \"{single}\" has 1 partition, partition 1 is out of range");
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+    let run = common::produce(&["-t", &single, "-p", "1"], b"v\n");
+    run.expect_code(1);
+    let expected = format!("topic \"{single}\" has 1 partition, --partition 1 is out of range");
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
     for (flag, value) in [
         ("--from", "yesterday"),
         ("--until", "tomorrow"),

@@ -228,6 +228,62 @@ fn counts_equal_an_independent_reference() {
 }
 
 #[test]
+fn count_zero_counts_nothing_and_checkpoints_nothing() {
+    let topic = random_topic("count-zero");
+    let store = random_topic("offsets");
+    create_topic(brokers(), &topic, 2);
+    let start = recent_start();
+    produce_json(brokers(), &topic, &generate_logs(200, 2, start));
+    let group = random_topic("g");
+    #[rustfmt::skip]
+    let args = [
+        "-t", &topic, "--by", LEVEL, "--window", "1m", "--json", "-g", &group,
+        "--offsets-topic", &store,
+    ];
+    let all: Vec<&str> = args.iter().copied().chain(["-e"]).collect();
+    count(brokers(), &all).ok();
+    let committed = common::committed_total(brokers(), &store, &group);
+    assert_eq!(committed, 200);
+
+    // A record the group has not counted, and open windows it restores:
+    // -c 0 (without -e, so only the count ends it) counts and emits
+    // neither, and commits nothing.
+    produce_json(brokers(), &topic, &generate_logs(1, 1, start + 3 * MINUTE));
+    let zero: Vec<&str> = args.iter().copied().chain(["-c", "0"]).collect();
+    let nothing = count(brokers(), &zero);
+    nothing.ok();
+    assert_eq!(nothing.stdout, "", "rows were emitted");
+    assert_eq!(
+        common::committed_total(brokers(), &store, &group),
+        committed
+    );
+
+    // The next run counts that record.
+    count(brokers(), &all).ok();
+    assert_eq!(
+        common::committed_total(brokers(), &store, &group),
+        committed + 1
+    );
+
+    // A new group with -c 0 makes no offsets topic.
+    let unused = random_topic("offsets");
+    let fresh = random_topic("g");
+    #[rustfmt::skip]
+    count(brokers(), &[
+        "-t", &topic, "--by", "key", "-g", &fresh, "--offsets-topic", &unused, "-c", "0",
+    ]).ok();
+    let mut describe = weir();
+    describe.args(["topics", "describe", &unused, "-b", brokers()]);
+    let described = run(&mut describe);
+    described.expect_code(1);
+    assert!(
+        described.stderr.contains("does not exist"),
+        "{}",
+        described.stderr
+    );
+}
+
+#[test]
 fn late_records_are_counted_apart_and_leave_closed_windows_alone() {
     let topic = random_topic("late");
     create_topic(brokers(), &topic, 1);

@@ -165,7 +165,9 @@ fn create_topic_with_min_isr(address: &str, topic: &str, partitions: i32, min_is
 /// `weir topics describe -o json`.
 fn describe(address: &str, topic: &str) -> Value {
     let mut cmd = weir();
-    cmd.args(["topics", "describe", topic, "-o", "json", "-b", address]);
+    cmd.args([
+        "topics", "describe", topic, "--output", "json", "-b", address,
+    ]);
     let out = run(&mut cmd);
     out.ok();
     serde_json::from_str(&out.stdout).unwrap()

@@ -631,7 +631,7 @@ fn kafka_admin_tools_see_what_weir_created() {
         &weir_group,
         "-t",
         &topic,
-        "-o",
+        "--output",
         "json",
     ]);
     let show: Value = serde_json::from_str(&show.ok().stdout).unwrap();

@@ -58,7 +58,7 @@ fn show(store: &str, group: &str) -> Value {
         "show",
         "-g",
         group,
-        "-o",
+        "--output",
         "json",
     ]);
     run.ok();
@@ -189,7 +189,14 @@ fn show_set_and_delete() {
     deleted.ok();
     assert!(deleted.stdout.contains("deleted 6"), "{}", deleted.stdout);
     assert!(committed(&store, &group).is_empty());
-    let groups = weir_run(&["offsets", "--offsets-topic", &store, "groups", "-o", "json"]);
+    let groups = weir_run(&[
+        "offsets",
+        "--offsets-topic",
+        &store,
+        "groups",
+        "--output",
+        "json",
+    ]);
     groups.ok();
     assert!(!groups.stdout.contains(&group), "{}", groups.stdout);
     let fresh = consume(
@@ -198,6 +205,52 @@ fn show_set_and_delete() {
     );
     fresh.ok();
     assert_eq!(fresh.stdout, "");
+}
+
+#[test]
+fn show_fails_for_a_topic_that_does_not_exist() {
+    let (topic, store) = setup("show-missing", 2, 100);
+    let group = random_topic("g");
+    consume(&store, &["-t", &topic, "-g", &group, "-e"]).ok();
+    let show_topic = |t: &str| {
+        weir_run(&[
+            "offsets",
+            "--offsets-topic",
+            &store,
+            "show",
+            "-g",
+            &group,
+            "-t",
+            t,
+            "--output",
+            "json",
+        ])
+    };
+    let missing = random_topic("nosuch");
+    let run = show_topic(&missing);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains(&format!("topic \"{missing}\" does not exist")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "");
+
+    // A topic deleted after the group committed to it still shows its
+    // commits, without a high watermark.
+    weir_run(&["topics", "delete", &topic]).ok();
+    let run = show_topic(&topic);
+    run.ok();
+    let shown: Value = serde_json::from_str(&run.stdout).unwrap();
+    let rows = shown["partitions"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{shown}");
+    let total: i64 = rows.iter().map(|r| r["committed"].as_i64().unwrap()).sum();
+    assert_eq!(total, 100);
+    assert!(
+        rows.iter().all(|r| r["high_watermark"].is_null()),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -483,7 +536,7 @@ fn loading_after_the_broker_compacted_the_store() {
             "earliest",
         ])
         .ok();
-        let described = weir_on(&["topics", "describe", &store, "-o", "json"]);
+        let described = weir_on(&["topics", "describe", &store, "--output", "json"]);
         described.ok();
         let v: Value = serde_json::from_str(&described.stdout).unwrap();
         let p = &v["partitions"][partition as usize];
@@ -519,7 +572,7 @@ fn loading_after_the_broker_compacted_the_store() {
         "show",
         "-g",
         &group,
-        "-o",
+        "--output",
         "json",
     ]);
     shown.ok();
@@ -557,7 +610,14 @@ fn no_commit_sigint_and_an_uncompacted_store() {
     let first = consume(&store, &["-t", &topic, "-g", &group, "-c", "100"]);
     first.ok();
     assert!(first.stderr.contains("not compacted"), "{}", first.stderr);
-    let groups = weir_run(&["offsets", "--offsets-topic", &store, "groups", "-o", "json"]);
+    let groups = weir_run(&[
+        "offsets",
+        "--offsets-topic",
+        &store,
+        "groups",
+        "--output",
+        "json",
+    ]);
     groups.ok();
     let listed: Value = serde_json::from_str(&groups.stdout).unwrap();
     assert_eq!(listed["groups"][0]["group"], group.as_str(), "{listed}");

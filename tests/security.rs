@@ -340,6 +340,30 @@ fn sasl_scram_sha_512() {
 }
 
 #[test]
+fn sasl_against_the_plaintext_listener_says_it_offers_no_mechanism() {
+    // Kafka answers a SaslHandshake on a PLAINTEXT listener with
+    // ILLEGAL_SASL_STATE and an empty list of mechanisms.
+    let secure = kafka();
+    let (user, password) = PLAIN_USER;
+    let mut cmd = weir();
+    cmd.args(["topics", "list", "--timeout", FAIL_TIMEOUT_ARG])
+        .args(["-b", &secure.plaintext, "--sasl-mechanism", "PLAIN"])
+        .args(["--sasl-username", user])
+        .env("WEIR_SASL_PASSWORD", password);
+    let refused = run(&mut cmd);
+    let line = fails_at_once(&refused, "SASL against the PLAINTEXT listener");
+    for needle in [
+        "SASL PLAIN",
+        &secure.plaintext,
+        "names no SASL mechanism",
+        "is this a SASL listener?",
+    ] {
+        says(line, needle);
+    }
+    assert!(!line.contains("offers: )"), "{line}");
+}
+
+#[test]
 fn sasl_without_a_password_is_a_usage_error_and_help_shows_none() {
     // Checked before connecting: no broker is needed.
     let broker = format!("127.0.0.1:{}", common::free_port());

@@ -202,7 +202,7 @@ fn smoke(target: &Target, name: &str) {
     let topic = random_topic(name);
     let partitions = 3;
     target
-        .weir(&["topics", "create", &topic, "-p", "3", "-b", b])
+        .weir(&["topics", "create", &topic, "--partitions", "3", "-b", b])
         .ok();
     // Configured as in a container: through the environment, no flags.
     let listed = run(target
@@ -245,7 +245,7 @@ fn smoke(target: &Target, name: &str) {
         )
         .ok();
 
-    let describe = target.weir(&["topics", "describe", &topic, "-o", "json", "-b", b]);
+    let describe = target.weir(&["topics", "describe", &topic, "--output", "json", "-b", b]);
     describe.ok();
     let doc: serde_json::Value = serde_json::from_str(&describe.stdout).unwrap();
     let stored: i64 = doc["partitions"]

@@ -39,7 +39,7 @@ fn create_list_describe_delete() {
         .unwrap_or_else(|| panic!("{topic} missing from text list:\n{}", text.stdout));
     assert_eq!(line.split_whitespace().nth(1), Some("3"), "{line}");
 
-    let run = weir_run(&["topics", "describe", &topic, "-o", "json"]);
+    let run = weir_run(&["topics", "describe", &topic, "--output", "json"]);
     run.ok();
     let d = json(&run.stdout);
     assert_eq!(d["topic"], topic.as_str());
@@ -136,7 +136,7 @@ async fn describe_reports_watermarks() {
     .unwrap();
 
     let run = tokio::task::spawn_blocking(move || {
-        weir_run(&["topics", "describe", &topic, "-o", "json"])
+        weir_run(&["topics", "describe", &topic, "--output", "json"])
     })
     .await
     .unwrap();

@@ -358,7 +358,8 @@ struct Part {
 
 /// Runs `job` over `consumer` from the `restored` counts until the
 /// consumer ends, `count` records are read, or `shutdown` completes with
-/// its reason. Emits every open window and commits before returning.
+/// its reason. Emits every open window and commits before returning,
+/// except with a count of 0, which reads, emits and commits nothing.
 ///
 /// # Errors
 ///
@@ -401,7 +402,12 @@ pub async fn run(
     let interval = job.config.checkpoint_interval;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
+    // A record's count is checked after it is counted, so 0 is checked here.
+    let nothing = job.config.count == Some(0);
     let outcome: Result<StopReason, CountError> = loop {
+        if nothing {
+            break Ok(StopReason::Count);
+        }
         if let Some(reason) = (&mut shutdown).now_or_never() {
             break Ok(reason);
         }
@@ -451,10 +457,14 @@ pub async fn run(
         Ok(stop) => stop,
         Err(e) => return Err(e),
     };
-    // Every graceful stop emits the open windows and commits.
-    let stop = match run.checkpoint(&mut job, &mut parts, true).await? {
-        Some(closed) => closed,
-        None => stop,
+    // Every graceful stop emits the open windows and commits; a count of 0
+    // emits none of the restored ones and moves no position.
+    let stop = if nothing {
+        stop
+    } else {
+        run.checkpoint(&mut job, &mut parts, true)
+            .await?
+            .unwrap_or(stop)
     };
     Ok(CountSummary {
         records: parts

@@ -18,7 +18,7 @@ use weir::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
 
 use super::connect::parse_duration;
 use super::produce::Codec;
-use super::usage;
+use super::{non_negative, usage};
 
 /// Measure weir's producer and consumer the way kafka-producer-perf-test
 /// and kafka-consumer-perf-test do.
@@ -50,7 +50,8 @@ pub struct Shared {
     pub topic: Option<String>,
 
     /// Partitions of a topic the benchmark creates [default: 1].
-    #[arg(short, long)]
+    // No -p: across weir's commands -p picks partitions by number.
+    #[arg(long, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
     pub partitions: Option<i32>,
 
     /// Print one JSON object with every number instead of the summary line.
@@ -62,7 +63,7 @@ pub struct Shared {
 #[derive(Debug, clap::Args)]
 pub struct ProducerFlags {
     /// Value size in bytes.
-    #[arg(short, long, default_value_t = DEFAULT_SIZE)]
+    #[arg(short, long, default_value_t = DEFAULT_SIZE, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
     pub size: usize,
 
     /// Batch compression.
@@ -70,12 +71,12 @@ pub struct ProducerFlags {
     pub compression: Codec,
 
     /// Largest batch in bytes (at most 1 MiB minus request overhead).
-    #[arg(long, default_value_t = DEFAULT_BATCH_BYTES)]
+    #[arg(long, default_value_t = DEFAULT_BATCH_BYTES, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
     pub batch_bytes: usize,
 
     /// How long a batch waits for more records after its first record
     /// arrives (as librdkafka's linger.ms).
-    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "5ms", value_parser = parse_duration, allow_hyphen_values = true)]
     pub linger: Duration,
 
     /// Key each record with its index; records have null keys otherwise.
@@ -89,11 +90,11 @@ pub struct ConsumerFlags {
     /// Fetch size per partition in bytes: fetches start at 64 KiB and
     /// double up to it, and ask for less when records decode to more than
     /// 4 times it (compressed topics).
-    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES)]
+    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
     pub fetch_bytes: i32,
 
     /// Longest a fetch waits for new records.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, allow_hyphen_values = true)]
     pub fetch_max_wait: Duration,
 }
 
@@ -104,7 +105,7 @@ pub struct ProduceBenchArgs {
     pub shared: Shared,
 
     /// Records to send.
-    #[arg(short = 'n', long, default_value_t = DEFAULT_RECORDS)]
+    #[arg(short = 'n', long, default_value_t = DEFAULT_RECORDS, value_parser = non_negative::<u64>, allow_negative_numbers = true)]
     pub records: u64,
 
     #[command(flatten)]
@@ -118,7 +119,7 @@ pub struct ConsumeBenchArgs {
     pub shared: Shared,
 
     /// Records to read.
-    #[arg(short = 'n', long, default_value_t = DEFAULT_RECORDS)]
+    #[arg(short = 'n', long, default_value_t = DEFAULT_RECORDS, value_parser = non_negative::<u64>, allow_negative_numbers = true)]
     pub records: u64,
 
     #[command(flatten)]
@@ -132,15 +133,15 @@ pub struct LatencyBenchArgs {
     pub shared: Shared,
 
     /// Records to send.
-    #[arg(short = 'n', long, default_value_t = 100_000)]
+    #[arg(short = 'n', long, default_value_t = 100_000, value_parser = non_negative::<u64>, allow_negative_numbers = true)]
     pub records: u64,
 
     /// Records per second.
-    #[arg(long, default_value_t = DEFAULT_RATE)]
+    #[arg(long, default_value_t = DEFAULT_RATE, value_parser = non_negative::<u64>, allow_negative_numbers = true)]
     pub rate: u64,
 
     /// How long, after the last send, the rest may take to arrive.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub drain_timeout: Duration,
 
     #[command(flatten)]
@@ -161,9 +162,16 @@ impl Shared {
         self.partitions.unwrap_or(1)
     }
 
-    fn check(&self) -> anyhow::Result<()> {
+    /// `records` is the job's `-n`: a benchmark of no records has no
+    /// numbers to give (its rates and percentiles would be 0 or NaN).
+    fn check(&self, records: u64) -> anyhow::Result<()> {
         if self.partitions() < 1 {
             return Err(usage("--partitions must be at least 1"));
+        }
+        if records == 0 {
+            return Err(usage(
+                "--records 0: a benchmark needs at least 1 record to measure",
+            ));
         }
         Ok(())
     }
@@ -214,7 +222,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match args.job {
         Job::Produce(a) => {
-            a.shared.check()?;
+            a.shared.check(a.records)?;
             let bench = ProduceBench {
                 topic: a.shared.topic("weir-bench"),
                 records: a.records,
@@ -228,7 +236,7 @@ pub async fn run(
             print(&report, a.shared.json, || produce_line(&report, "sent"))?;
         }
         Job::Consume(a) => {
-            a.shared.check()?;
+            a.shared.check(a.records)?;
             let bench = ConsumeBench {
                 topic: a.shared.topic("weir-bench"),
                 records: a.records,
@@ -243,7 +251,7 @@ pub async fn run(
             })?;
         }
         Job::Latency(a) => {
-            a.shared.check()?;
+            a.shared.check(a.records)?;
             if a.producer.size < STAMP_BYTES {
                 return Err(usage(format!(
                     "--size must be at least {STAMP_BYTES} for latency: the send time travels in the value"
@@ -287,7 +295,8 @@ async fn topic(
         tracing::warn!(
             topic,
             partitions = found,
-            "the topic exists with {found} partitions; --partitions {partitions} is ignored"
+            "the topic exists with {}; --partitions {partitions} is ignored",
+            weir::plural(found, "partition")
         );
     }
     Ok(found)

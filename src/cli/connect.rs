@@ -26,11 +26,12 @@ pub struct ConnectArgs {
     pub client_id: String,
 
     /// Deadline for connecting and for retries (e.g. 500ms, 30s, 2m).
-    #[arg(long, env = "WEIR_TIMEOUT", hide_env_values = true, default_value = "30s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "WEIR_TIMEOUT", hide_env_values = true, default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true, global = true)]
     pub timeout: Duration,
 
-    /// Connect with TLS (trusting the CA roots compiled into weir unless --tls-ca is given).
-    #[arg(long, env = "WEIR_TLS", hide_env_values = true, global = true)]
+    /// Connect with TLS (trusting the CA roots compiled into weir unless
+    /// --tls-ca is given). WEIR_TLS takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "WEIR_TLS", hide_env_values = true, action = clap::ArgAction::SetTrue, value_parser = super::boolish, global = true)]
     pub tls: bool,
 
     /// PEM file with the CA certificates to trust (implies --tls).
@@ -97,9 +98,21 @@ pub struct ConnectArgs {
     pub sasl_password_file: Option<PathBuf>,
 }
 
-/// Parses durations such as `3s`, `500ms`, `2m`.
+/// Parses durations such as `3s`, `500ms`, `2m`. Flags that take one set
+/// `allow_hyphen_values`, so that `-3s` reaches this and is refused as
+/// negative rather than read as a flag.
+///
+/// # Errors
+///
+/// A negative duration, or text that is not one.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration \"{s}\": {e}"))
+    if let Some(magnitude) = s.strip_prefix('-') {
+        if humantime::parse_duration(magnitude).is_ok() {
+            return Err("a duration cannot be negative".to_owned());
+        }
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("not a duration such as 500ms, 30s or 2m ({e})"))
 }
 
 impl ConnectArgs {

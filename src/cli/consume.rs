@@ -21,7 +21,7 @@ use weir::output::{OutputFormat, RecordWriter, Template};
 
 use super::connect::parse_duration;
 use super::offsets::StoreArgs;
-use super::usage;
+use super::{non_negative, usage};
 
 /// Which partitions are read, from where to where: the flags `weir
 /// consume` and `weir count` share.
@@ -32,11 +32,11 @@ pub struct SelectionArgs {
     pub topics: Vec<String>,
 
     /// Only these partitions, e.g. 0,3,5 (default: all).
-    #[arg(short, long, value_delimiter = ',')]
+    #[arg(short, long, value_delimiter = ',', value_parser = non_negative::<i32>, allow_hyphen_values = true)]
     pub partitions: Option<Vec<i32>>,
 
     /// Only this instance's share: partition p when p % N == i.
-    #[arg(long, value_name = "i/N")]
+    #[arg(long, value_name = "i/N", allow_hyphen_values = true)]
     pub instance: Option<String>,
 
     /// Where to start: earliest, latest, OFFSET, -N (N before the end),
@@ -51,7 +51,7 @@ pub struct SelectionArgs {
 
     /// Where to stop: end (the high watermarks at start) or @TIME.
     /// Without it, new records are followed.
-    #[arg(long, value_name = "end|@TIME")]
+    #[arg(long, value_name = "end|@TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
 
     /// Same as --until end (kcat's -e).
@@ -61,11 +61,11 @@ pub struct SelectionArgs {
     /// Fetch size per partition in bytes: fetches start at 64 KiB and
     /// double up to it, ask for less when records decode to more than 4
     /// times it, and grow when a record does not fit.
-    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES)]
+    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
     pub fetch_bytes: i32,
 
     /// Longest a fetch waits for new records.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, allow_hyphen_values = true)]
     pub fetch_max_wait: Duration,
 }
 
@@ -75,8 +75,8 @@ pub struct ConsumeArgs {
     #[command(flatten)]
     pub selection: SelectionArgs,
 
-    /// Stop after writing N records.
-    #[arg(short = 'c', long)]
+    /// Stop after writing N records (0: write none and exit).
+    #[arg(short = 'c', long, value_parser = non_negative::<u64>, allow_negative_numbers = true)]
     pub count: Option<u64>,
 
     /// Output template with fields {topic} {partition} {offset}
@@ -115,7 +115,7 @@ pub struct ConsumeArgs {
     pub group: Option<String>,
 
     /// Time between commits.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "group")]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true, requires = "group")]
     pub commit_interval: Duration,
 
     /// Start from the group's offsets but never commit.
@@ -269,12 +269,14 @@ pub async fn run(
     let mut assignments = consumer::assign(&client, &selection).await?;
     let mut commits = None;
     if let Some(group) = &args.group {
+        // --count 0 commits nothing, so it creates no offsets topic either.
+        let writes = !args.no_commit && args.count != Some(0);
         let joined = join_group(
             &client,
             &config,
             &args.store,
             group,
-            !args.no_commit,
+            writes,
             &mut assignments,
         )
         .await?;

@@ -21,7 +21,7 @@ use weir::timestamp::rfc3339;
 use super::connect::parse_duration;
 use super::consume::{SelectionArgs, join_group, stdout_closed};
 use super::offsets::StoreArgs;
-use super::usage;
+use super::{non_negative, usage};
 
 /// Count records per key in time windows, exactly, across restarts.
 #[derive(Debug, clap::Args)]
@@ -37,19 +37,19 @@ pub struct CountArgs {
 
     /// Tumbling windows of this length, aligned to the epoch, by record
     /// timestamp (event time). Without it: running totals.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub window: Option<Duration>,
 
     /// How long a window stays open behind the partition's newest
     /// timestamp; records for a closed window count as late.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, requires = "window")]
+    #[arg(long, default_value = "0s", value_parser = parse_duration, allow_hyphen_values = true, requires = "window")]
     pub grace: Duration,
 
     /// A partition that has had no record for this long stops holding
     /// windows back: they close by the other partitions' timestamps, and
     /// its later records for them count as late. Without it a quiet
     /// partition holds windows open until it has a newer record.
-    #[arg(long, value_parser = parse_duration, requires = "window")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, requires = "window")]
     pub idle_timeout: Option<Duration>,
 
     /// final: each window once, when it closes (default with --window);
@@ -58,8 +58,8 @@ pub struct CountArgs {
     #[arg(long, value_parser = ["final", "updates"])]
     pub emit: Option<String>,
 
-    /// Stop after reading N records.
-    #[arg(short = 'c', long)]
+    /// Stop after reading N records (0: count none and exit).
+    #[arg(short = 'c', long, value_parser = non_negative::<u64>, allow_negative_numbers = true)]
     pub count: Option<u64>,
 
     /// Keep counts and offsets in this group (weir's offsets topic), so a
@@ -68,7 +68,7 @@ pub struct CountArgs {
     pub group: Option<String>,
 
     /// Time between checkpoints: emission, then commit.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub commit_interval: Duration,
 
     /// Exit 1 when another instance commits a partition this one reads.
@@ -91,7 +91,7 @@ pub struct CountArgs {
     pub no_stdout: bool,
 
     /// Rows shown by the live view on a terminal.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
     pub top: usize,
 
     #[command(flatten)]
@@ -132,8 +132,17 @@ pub async fn run(
     let mut checkpoints = None;
     let mut restored = Restored::default();
     if let Some(group) = &args.group {
-        let joined =
-            join_group(&client, &config, &args.store, group, true, &mut assignments).await?;
+        // --count 0 commits nothing, so it creates no offsets topic either.
+        let writes = args.count != Some(0);
+        let joined = join_group(
+            &client,
+            &config,
+            &args.store,
+            group,
+            writes,
+            &mut assignments,
+        )
+        .await?;
         if let Some((mut session, offsets)) = joined {
             let partitions: Vec<_> = assignments
                 .iter()

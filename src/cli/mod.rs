@@ -2,6 +2,9 @@
 //! library's typed configs. Validation errors are raised here, as
 //! [`UsageError`], and end the process with exit code 2.
 
+use std::str::FromStr;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, Subcommand};
 
 pub mod bench;
@@ -97,6 +100,94 @@ pub fn eprint_line(line: &str) {
     let _ = err.write_all(b"\n");
 }
 
+/// Parses the command line. A value that a flag's parser refused (`-c -1`,
+/// `--timeout -3s`) is one line naming the flag, as weir's other usage
+/// errors are, and exits 2; everything else (unknown flags, `--help`) is
+/// clap's own.
+pub fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match refused_value(&e) {
+            Some(line) => {
+                eprint_line(&format!("weir: {line}"));
+                std::process::exit(2);
+            }
+            None => e.exit(),
+        },
+    }
+}
+
+/// `--flag VALUE: why` for an error raised by a value parser.
+fn refused_value(e: &clap::Error) -> Option<String> {
+    if e.kind() != ErrorKind::ValueValidation {
+        return None;
+    }
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    // "--count <COUNT>": the flag without its value name.
+    let flag = text(ContextKind::InvalidArg)?.split_whitespace().next()?;
+    let value = text(ContextKind::InvalidValue)?;
+    let why = std::error::Error::source(e)?;
+    Some(match env_source(flag, value) {
+        Some(var) => format!("{var}={value} ({flag}): {why}"),
+        None => format!("{flag} {value}: {why}"),
+    })
+}
+
+/// The environment variable `flag`'s refused `value` came from, if it
+/// holds that value: a bad `WEIR_TLS` should be named as such.
+fn env_source(flag: &str, value: &str) -> Option<String> {
+    use clap::CommandFactory;
+    let long = flag.strip_prefix("--")?;
+    let cli = Cli::command();
+    let var = std::iter::once(&cli)
+        .chain(cli.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long() == Some(long))?
+        .get_env()?;
+    (std::env::var_os(var)? == value).then(|| var.to_string_lossy().into_owned())
+}
+
+/// Value parser for a whole number that is never negative: a count, a
+/// size, a partition or its number. Zero is left to the conversion, which
+/// knows whether it makes sense.
+///
+/// # Errors
+///
+/// "cannot be negative" for `-1`, where clap's own parser would say
+/// "invalid digit found in string".
+pub fn non_negative<T>(s: &str) -> Result<T, String>
+where
+    T: FromStr<Err = std::num::ParseIntError> + Default + PartialOrd,
+{
+    let negative = s
+        .strip_prefix('-')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    match s.parse::<T>() {
+        Ok(n) if n < T::default() => Err("cannot be negative".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) if negative => Err("cannot be negative".to_owned()),
+        Err(e) => Err(format!("not a whole number ({e})")),
+    }
+}
+
+/// Value parser for on/off flags that also come from the environment
+/// (`WEIR_TLS=1`): 1/0, true/false, yes/no, on/off in any case; empty is
+/// off, as an unset variable.
+///
+/// # Errors
+///
+/// Any other word.
+pub fn boolish(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "y" | "on" => Ok(true),
+        "0" | "false" | "no" | "n" | "off" | "" => Ok(false),
+        _ => Err("expected 1, 0, true, false, yes, no, on or off".to_owned()),
+    }
+}
+
 /// weir: real-time data processing on Apache Kafka, in one static binary.
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about, propagate_version = true)]
@@ -154,4 +245,178 @@ pub enum Command {
     Offsets(offsets::OffsetsArgs),
     /// Measure producer and consumer throughput and end-to-end latency.
     Bench(bench::BenchArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every argument of every subcommand, with its command path.
+    fn all_args() -> Vec<(String, clap::Arg)> {
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+            for arg in cmd.get_arguments() {
+                out.push((path.to_owned(), arg.clone()));
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&Cli::command(), "weir", &mut out);
+        out
+    }
+
+    #[test]
+    fn each_short_flag_means_one_thing_in_every_subcommand() {
+        // The README's table of short flags: -p picks partitions by number
+        // (one to produce to, or a list to read), as kcat's -p.
+        let meaning: BTreeMap<char, &[&str]> = [
+            ('b', &["brokers"][..]),
+            ('v', &["verbose"]),
+            ('q', &["quiet"]),
+            ('t', &["topic"]),
+            ('p', &["partition", "partitions"]),
+            ('o', &["from"]),
+            ('e', &[]),
+            ('c', &["count"]),
+            ('f', &["format"]),
+            ('g', &["group"]),
+            ('k', &["key"]),
+            ('K', &["key-delimiter"]),
+            ('D', &["delimiter"]),
+            ('H', &["header"]),
+            ('r', &["replication-factor"]),
+            ('n', &["records"]),
+            ('s', &["size"]),
+        ]
+        .into_iter()
+        .collect();
+        let mut seen: BTreeMap<char, BTreeSet<String>> = BTreeMap::new();
+        for (path, arg) in all_args() {
+            let Some(short) = arg.get_short() else {
+                continue;
+            };
+            let long = arg.get_long().unwrap_or_default().to_owned();
+            let allowed = meaning
+                .get(&short)
+                .unwrap_or_else(|| panic!("{path}: -{short} (--{long}) is not in the table"));
+            assert!(
+                allowed.contains(&long.as_str()) || (allowed.is_empty() && long.is_empty()),
+                "{path}: -{short} is --{long}, elsewhere {allowed:?}"
+            );
+            seen.entry(short).or_default().insert(path);
+        }
+        // A number of partitions to create is never -p.
+        for (path, arg) in all_args() {
+            let creates = ["weir topics create", "weir produce", "weir bench"]
+                .iter()
+                .any(|p| path.starts_with(p));
+            if creates && arg.get_long() == Some("partitions") {
+                assert_eq!(arg.get_short(), None, "{path} --partitions");
+            }
+        }
+        assert!(seen[&'o'].contains("weir consume") && seen[&'o'].contains("weir count"));
+    }
+
+    #[test]
+    fn every_boolean_flag_with_an_environment_variable_takes_1_0_yes_no() {
+        let mut checked = Vec::new();
+        for (path, arg) in all_args() {
+            let Some(var) = arg.get_env() else {
+                continue;
+            };
+            if !matches!(
+                arg.get_action(),
+                clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
+            ) {
+                continue;
+            }
+            // The variable's value goes through the flag's value parser;
+            // as an option taking a value, the same parser can be fed
+            // without touching the process environment.
+            let long = arg.get_long().unwrap_or_default().to_owned();
+            let id = arg.get_id().clone();
+            let parse = |value: &str| {
+                clap::Command::new("t")
+                    .arg(
+                        arg.clone()
+                            .action(clap::ArgAction::Set)
+                            .env(clap::builder::Resettable::Reset),
+                    )
+                    .try_get_matches_from(["t", &format!("--{long}={value}")])
+                    .ok()
+                    .and_then(|m| m.get_one::<bool>(id.as_str()).copied())
+            };
+            for (value, expected) in [
+                ("1", true),
+                ("true", true),
+                ("TRUE", true),
+                ("yes", true),
+                ("Yes", true),
+                ("on", true),
+                ("0", false),
+                ("false", false),
+                ("False", false),
+                ("no", false),
+                ("NO", false),
+                ("off", false),
+                ("", false),
+            ] {
+                assert_eq!(
+                    parse(value),
+                    Some(expected),
+                    "{path} --{long} from {var:?}={value:?}"
+                );
+            }
+            assert_eq!(parse("maybe"), None, "{path} {var:?}=maybe");
+            checked.push(var.to_string_lossy().into_owned());
+        }
+        assert_eq!(checked, ["WEIR_TLS"]);
+    }
+
+    #[test]
+    fn negative_numbers_are_refused_by_name() {
+        assert_eq!(non_negative::<u64>("7"), Ok(7));
+        assert_eq!(non_negative::<i32>("0"), Ok(0));
+        assert_eq!(
+            non_negative::<u64>("-1"),
+            Err("cannot be negative".to_owned())
+        );
+        assert_eq!(
+            non_negative::<i32>("-3"),
+            Err("cannot be negative".to_owned())
+        );
+        assert!(
+            non_negative::<u64>("x")
+                .unwrap_err()
+                .contains("whole number")
+        );
+        assert!(
+            non_negative::<u64>("-")
+                .unwrap_err()
+                .contains("whole number")
+        );
+
+        // As the user sees it: one line naming the flag and the value.
+        let err = Cli::try_parse_from(["weir", "consume", "-t", "x", "-c", "-1"]).unwrap_err();
+        assert_eq!(
+            refused_value(&err).as_deref(),
+            Some("--count -1: cannot be negative")
+        );
+        let err = Cli::try_parse_from(["weir", "topics", "list", "--timeout", "-3s"]).unwrap_err();
+        assert_eq!(
+            refused_value(&err).as_deref(),
+            Some("--timeout -3s: a duration cannot be negative")
+        );
+        // -N for --from stays a position.
+        let cli = Cli::try_parse_from(["weir", "consume", "-t", "x", "-o", "-5"]).unwrap();
+        let Command::Consume(args) = cli.command else {
+            panic!("not consume");
+        };
+        assert_eq!(args.selection.from, "-5");
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 use serde::Serialize;
 use weir::ConnectionConfig;
-use weir::admin::Admin;
+use weir::admin::{Admin, AdminError};
 use weir::consumer::{self, StartOffset};
 use weir::offsets::{
     Commit, DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, OffsetKey, OffsetStore,
@@ -18,7 +18,7 @@ use weir::offsets::{
 use weir::timestamp::rfc3339_millis;
 
 use super::topics::Output;
-use super::usage;
+use super::{non_negative, usage};
 
 /// Where the offsets store is; shared by `consume --group` and `offsets`.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,7 +28,7 @@ pub struct StoreArgs {
     pub offsets_topic: String,
 
     /// Partitions of the offsets topic when weir creates it.
-    #[arg(long, default_value_t = DEFAULT_OFFSETS_PARTITIONS)]
+    #[arg(long, default_value_t = DEFAULT_OFFSETS_PARTITIONS, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
     pub offsets_partitions: i32,
 }
 
@@ -50,7 +50,8 @@ impl StoreArgs {
 #[derive(Debug, clap::Args)]
 pub struct OffsetsArgs {
     /// Output format: text for people, json (one document) for scripts.
-    #[arg(short, long, value_enum, default_value_t = Output::Text, global = true)]
+    // No -o: across weir's commands -o is --from, as kcat's -o.
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
 
     #[command(flatten)]
@@ -87,7 +88,7 @@ pub enum Verb {
         #[arg(long, allow_hyphen_values = true)]
         to: String,
         /// Only these partitions, e.g. 0,3 (default: all).
-        #[arg(short, long, value_delimiter = ',')]
+        #[arg(short, long, value_delimiter = ',', value_parser = non_negative::<i32>, allow_hyphen_values = true)]
         partitions: Option<Vec<i32>>,
         /// Show what would change without writing it.
         #[arg(long)]
@@ -206,7 +207,16 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
             }
             let mut rows = Vec::new();
             for t in &topics {
-                let description = admin.describe_topic(t).await.ok();
+                let description = match admin.describe_topic(t).await {
+                    Ok(d) => Some(d),
+                    // A topic deleted since the group committed to it: its
+                    // commits show, without watermarks. A topic the group
+                    // never read (-t with a typo) is an error.
+                    Err(AdminError::UnknownTopic { .. }) if offsets.keys().any(|(x, _)| x == t) => {
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let mut partitions: BTreeMap<i32, Option<i64>> = description
                     .iter()
                     .flat_map(|d| d.partitions.iter().map(|p| (p.partition, Some(p.latest))))
@@ -274,7 +284,8 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                 Some(list) => {
                     if let Some(p) = list.iter().find(|p| !(0..count).contains(*p)) {
                         anyhow::bail!(
-                            "topic \"{topic}\" has {count} partitions, partition {p} is out of range"
+                            "topic \"{topic}\" has {}, partition {p} is out of range",
+                            weir::plural(count, "partition")
                         );
                     }
                     list

@@ -19,7 +19,7 @@ use weir::timestamp::TimestampLimits;
 use weir::{ConnectionConfig, Header};
 
 use super::connect::parse_duration;
-use super::usage;
+use super::{non_negative, usage};
 
 /// Produce records, one per line (or per delimiter), to a topic.
 #[derive(Debug, clap::Args)]
@@ -32,7 +32,7 @@ pub struct ProduceArgs {
     pub files: Vec<PathBuf>,
 
     /// Send every record to this partition (overrides the partitioner).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
     pub partition: Option<i32>,
 
     /// How keyed records are placed: murmur2 (Java's default), crc32
@@ -49,7 +49,12 @@ pub struct ProduceArgs {
     pub key_delimiter: Option<String>,
 
     /// The same key for every record.
-    #[arg(short, long, conflicts_with = "key_delimiter")]
+    #[arg(
+        short,
+        long,
+        conflicts_with = "key_delimiter",
+        allow_hyphen_values = true
+    )]
     pub key: Option<String>,
 
     /// Header for every record, after the record's own; repeat it for
@@ -70,17 +75,17 @@ pub struct ProduceArgs {
 
     /// How long a batch waits for more records after its first record
     /// arrives (as librdkafka's linger.ms).
-    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "5ms", value_parser = parse_duration, allow_hyphen_values = true)]
     pub linger: Duration,
 
     /// How often the topic's partition count is read again, so that
     /// partitions added while weir runs are used (as the Java client's
     /// metadata.max.age.ms).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = parse_duration, allow_hyphen_values = true)]
     pub metadata_max_age: Duration,
 
     /// Largest batch in bytes (at most 1 MiB minus request overhead).
-    #[arg(long, default_value_t = DEFAULT_BATCH_BYTES)]
+    #[arg(long, default_value_t = DEFAULT_BATCH_BYTES, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
     pub batch_bytes: usize,
 
     /// Batch compression.
@@ -101,11 +106,11 @@ pub struct ProduceArgs {
     pub create_topic: bool,
 
     /// Partitions of a topic made by --create-topic.
-    #[arg(long, default_value_t = 1, requires = "create_topic")]
+    #[arg(long, default_value_t = 1, requires = "create_topic", value_parser = non_negative::<i32>, allow_negative_numbers = true)]
     pub partitions: i32,
 
     /// Replication factor of a topic made by --create-topic.
-    #[arg(long, default_value_t = 1, requires = "create_topic")]
+    #[arg(long, default_value_t = 1, requires = "create_topic", value_parser = non_negative::<i16>, allow_negative_numbers = true)]
     pub replication_factor: i16,
 }
 
@@ -332,6 +337,18 @@ pub async fn run(
     if args.metadata_max_age.is_zero() {
         return Err(usage("--metadata-max-age must be longer than 0"));
     }
+    if args.partitions < 1 {
+        return Err(usage(format!(
+            "--partitions {} for topic \"{}\": a topic needs at least 1 partition",
+            args.partitions, args.topic
+        )));
+    }
+    if args.replication_factor < 1 {
+        return Err(usage(format!(
+            "--replication-factor {} for topic \"{}\": at least 1 replica is needed",
+            args.replication_factor, args.topic
+        )));
+    }
     let delimiter = unescape(&args.delimiter);
     if delimiter.is_empty() {
         return Err(usage("--delimiter is empty"));
@@ -340,12 +357,15 @@ pub async fn run(
     let readers = open_sources(&sources)?;
 
     let (partitions, timestamps) = topic_partitions(&args, &config).await?;
+    // Out of range is a fact of the cluster (partitions can be added), not
+    // of the command line: a runtime failure, as in `weir consume -p`.
     if let Some(p) = args.partition {
         if !(0..partitions).contains(&p) {
-            return Err(usage(format!(
-                "topic \"{}\" has {partitions} partitions, --partition {p} is out of range",
-                args.topic
-            )));
+            anyhow::bail!(
+                "topic \"{}\" has {}, --partition {p} is out of range",
+                args.topic,
+                weir::plural(partitions, "partition")
+            );
         }
     }
     let client = config.client().await?;
@@ -487,8 +507,9 @@ pub async fn run(
     let failed = tally.failed.load(Ordering::Relaxed);
     let secs = elapsed.as_secs_f64().max(1e-9);
     let mut summary = format!(
-        "weir: produced {acked} records to topic \"{}\" ({partitions} partitions) in {secs:.2}s, {:.0} records/s, {:.1} MB/s of values",
+        "weir: produced {acked} records to topic \"{}\" ({}) in {secs:.2}s, {:.0} records/s, {:.1} MB/s of values",
         args.topic,
+        weir::plural(partitions, "partition"),
         acked as f64 / secs,
         bytes as f64 / secs / 1e6,
     );

@@ -7,13 +7,14 @@ use clap::{Subcommand, ValueEnum};
 use weir::ConnectionConfig;
 use weir::admin::{Admin, NewTopic, TopicDescription, TopicSummary};
 
-use super::usage;
+use super::{non_negative, usage};
 
 /// Topic administration.
 #[derive(Debug, clap::Args)]
 pub struct TopicsArgs {
     /// Output format: text for people, json (one document) for scripts.
-    #[arg(short, long, value_enum, default_value_t = Output::Text, global = true)]
+    // No -o: across weir's commands -o is --from, as kcat's -o.
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
 
     #[command(subcommand)]
@@ -44,13 +45,15 @@ pub enum Verb {
         /// Topic name.
         topic: String,
         /// Number of partitions.
-        #[arg(short, long, default_value_t = 1)]
+        // No -p: across weir's commands -p picks partitions by number.
+        #[arg(long, default_value_t = 1, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
         partitions: i32,
         /// Replication factor.
-        #[arg(short, long, default_value_t = 1)]
+        #[arg(short, long, default_value_t = 1, value_parser = non_negative::<i16>, allow_negative_numbers = true)]
         replication_factor: i16,
         /// Topic config KEY=VALUE (repeatable), e.g. cleanup.policy=compact.
-        #[arg(short, long = "config", value_name = "KEY=VALUE")]
+        // No -c: across weir's commands -c is --count.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
     },
     /// Delete a topic.

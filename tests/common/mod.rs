@@ -526,7 +526,9 @@ pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Run {
 /// Each partition's high watermark of `topic`, from `weir topics describe`.
 pub fn high_watermarks(address: &str, topic: &str) -> std::collections::BTreeMap<i32, i64> {
     let mut cmd = weir();
-    cmd.args(["topics", "describe", topic, "-o", "json", "-b", address]);
+    cmd.args([
+        "topics", "describe", topic, "--output", "json", "-b", address,
+    ]);
     let out = run(&mut cmd);
     out.ok();
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -553,7 +555,7 @@ pub fn topic_end(address: &str, topic: &str) -> i64 {
 pub fn committed_total(address: &str, store: &str, group: &str) -> i64 {
     let mut cmd = weir();
     cmd.args(["offsets", "--offsets-topic", store, "show", "-g", group])
-        .args(["-o", "json", "-b", address]);
+        .args(["--output", "json", "-b", address]);
     let show = run(&mut cmd);
     show.ok();
     let show: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();

@@ -24,6 +24,10 @@ pub enum ReadError {
 
     #[error("Message too large, limit is {limit} bytes but got {actual} bytes")]
     MessageTooLarge { limit: usize, actual: usize },
+
+    /// weir: text where the length belongs (see `read_message`).
+    #[error("the peer is not a Kafka broker (it answered {answer:?})")]
+    NotKafka { answer: String },
 }
 
 pub trait AsyncMessageRead {
@@ -41,11 +45,32 @@ where
     async fn read_message(&mut self, max_message_size: usize) -> Result<Vec<u8>, ReadError> {
         let mut len_buf = vec![0u8; 4];
         self.read_exact(&mut len_buf).await?;
+        let text = len_buf.iter().all(|b| (0x20..0x7f).contains(b));
+        let prefix = len_buf.clone();
         let len = Int32::read(&mut Cursor::new(len_buf))
             .expect("Reading Int32 from in-mem buffer should always work");
 
         let len =
             usize::try_from(len.0).map_err(|_| ReadError::NegativeMessageSize { size: len.0 })?;
+
+        // weir: four bytes of text where a length belongs are not Kafka
+        // (an HTTP status line or error page, an SSH banner), and name at
+        // least 538 MB; rather than read that much "message" until the peer
+        // hangs up, say what it is, with what else has arrived of the line.
+        if text && len > max_message_size {
+            let mut answer = prefix;
+            let mut more = [0u8; 60];
+            if let Ok(n) = self.read(&mut more).await {
+                answer.extend_from_slice(&more[..n]);
+            }
+            let line = answer
+                .split(|&b| b == b'\r' || b == b'\n')
+                .next()
+                .unwrap_or_default();
+            return Err(ReadError::NotKafka {
+                answer: String::from_utf8_lossy(line).into_owned(),
+            });
+        }
 
         // check max message size to not blow up memory
         if len > max_message_size {
@@ -145,6 +170,21 @@ mod tests {
         // second message should still be readable
         let data = stream.read_message(3).await.unwrap();
         assert_eq!(&data, "bar".as_bytes());
+    }
+
+    #[tokio::test]
+    async fn test_read_not_kafka() {
+        // weir: an HTTP server's answer is refused at once, with its first
+        // line, not read as a 1.2 GB message.
+        let data = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec();
+        let err = Cursor::new(data)
+            .read_message(100 * 1024 * 1024)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the peer is not a Kafka broker (it answered \"HTTP/1.1 400 Bad Request\")"
+        );
     }
 
     #[tokio::test]
