@@ -396,7 +396,7 @@ mod tests {
                         record: Record {
                             key: None,
                             value: Some(o.to_string().into_bytes()),
-                            headers: BTreeMap::new(),
+                            headers: Vec::new(),
                             timestamp: DateTime::from_timestamp_millis(o).unwrap(),
                         },
                         offset: o,
