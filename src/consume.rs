@@ -257,6 +257,12 @@ pub(crate) fn check_conflicts(
             offset: c.offset,
             instance: session.instance().to_owned(),
         };
+        if exclusive && c.started_later {
+            // The later instance yields: the one that was running keeps
+            // its partitions.
+            tracing::warn!("{error}; it started later, so it is the one to exit (--exclusive)");
+            continue;
+        }
         if exclusive {
             return Err(error);
         }

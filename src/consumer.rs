@@ -727,7 +727,25 @@ async fn resolve<F: PartitionFetch>(
     let high = within(deadline, timeout, fetch.offset_at(OffsetAt::Latest))
         .await
         .map_err(&failed)?;
-    let wanted = match (assignment.start, config.start) {
+    // A committed offset outside the log (the topic was deleted and
+    // re-created, or truncated, or retention passed it) is not trusted:
+    // as the Java consumer with an out-of-range position, the reset policy
+    // (`--from`) decides.
+    let committed = assignment.start.filter(|&offset| {
+        let inside = (low..=high).contains(&offset);
+        if !inside {
+            warn!(
+                topic = topic.as_ref(),
+                partition,
+                committed = offset,
+                low,
+                high,
+                "committed offset outside the partition's log (topic re-created or truncated?); starting where --from says"
+            );
+        }
+        inside
+    });
+    let wanted = match (committed, config.start) {
         (Some(offset), _) | (None, StartOffset::Offset(offset)) => offset,
         (None, StartOffset::Earliest) => low,
         (None, StartOffset::Latest) => high,

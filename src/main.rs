@@ -75,6 +75,11 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
+        // Stopped by Ctrl-C: everything up to the signal was written and
+        // committed, and a script can still tell, as from any program
+        // ended by SIGINT (128 + 2). SIGTERM, a service manager's request
+        // to stop, ends with 0 when the stop went well.
+        Ok(()) if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         // The reader of the output went away: the output ends, as for
         // any Unix filter (`weir topics list | head -1`).
@@ -103,6 +108,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Set when a job stopped on SIGINT.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Resolves on the first SIGINT or SIGTERM: long jobs stop gracefully.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -111,11 +119,14 @@ async fn shutdown_signal() {
         Err(e) => {
             tracing::warn!("cannot watch SIGTERM: {e}");
             let _ = tokio::signal::ctrl_c().await;
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
             return;
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = tokio::signal::ctrl_c() => {
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         _ = term.recv() => {}
     }
     tracing::info!("signal received, stopping");

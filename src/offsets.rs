@@ -143,6 +143,10 @@ pub struct Commit {
     pub committed_at: i64,
     /// Which process committed it.
     pub instance: String,
+    /// When that process's session began, ms since the epoch: of two
+    /// `--exclusive` instances on one partition, the later one yields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
     /// State saved with the offset (aggregation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<serde_json::Value>,
@@ -609,6 +613,9 @@ pub struct Conflict {
     pub instance: String,
     /// The offset it committed.
     pub offset: i64,
+    /// Whether the other instance started after this one (so it is the
+    /// one to yield under `--exclusive`).
+    pub started_later: bool,
 }
 
 /// One process's commits for a group: what it last committed, and what
@@ -625,6 +632,8 @@ pub struct GroupSession {
     committed: BTreeMap<(Arc<str>, i32), i64>,
     /// The group's state chunks found at the start.
     chunks: Chunks,
+    /// When the session began, ms since the epoch.
+    started_at: i64,
 }
 
 /// (topic, partition), the next offset, and the state kept with it.
@@ -652,6 +661,7 @@ impl GroupSession {
         group: &str,
         instance: String,
     ) -> Result<(Self, GroupOffsets), OffsetsError> {
+        let started_at = now_ms();
         let partition = store.partition_for(group);
         let mut offsets = GroupOffsets::new();
         let mut chunks = Chunks::new();
@@ -678,6 +688,7 @@ impl GroupSession {
             read_to,
             committed: BTreeMap::new(),
             chunks,
+            started_at,
         };
         Ok((session, offsets))
     }
@@ -744,6 +755,7 @@ impl GroupSession {
         let mut conflicts = Vec::new();
         let group = self.group.as_str();
         let instance = self.instance.as_str();
+        let started_at = self.started_at;
         let ours: std::collections::BTreeSet<(&str, i32)> = checkpoint
             .partitions
             .iter()
@@ -760,11 +772,17 @@ impl GroupSession {
                     && commit.instance != instance
                     && ours.contains(&(key.topic.as_str(), key.partition))
                 {
+                    // A commit without a start time is from an older weir,
+                    // taken as the earlier one.
+                    let started_later = commit
+                        .started_at
+                        .is_some_and(|t| (t, commit.instance.as_str()) > (started_at, instance));
                     conflicts.push(Conflict {
                         topic: key.topic,
                         partition: key.partition,
                         instance: commit.instance,
                         offset: commit.offset,
+                        started_later,
                     });
                 }
             })
@@ -791,6 +809,7 @@ impl GroupSession {
                     offset,
                     committed_at: now,
                     instance: self.instance.clone(),
+                    started_at: Some(self.started_at),
                     state,
                 };
                 (key, Some(commit))
@@ -893,6 +912,7 @@ mod tests {
             offset,
             committed_at: 0,
             instance: "i".into(),
+            started_at: None,
             state: None,
         };
         apply(&mut offsets, key(), Some(commit(5)));
@@ -908,6 +928,7 @@ mod tests {
             offset: 42,
             committed_at: 1_700_000_000_000,
             instance: "host-1-abc".into(),
+            started_at: None,
             state: None,
         };
         let text = serde_json::to_string(&c).unwrap();

@@ -722,6 +722,10 @@ impl PartitionTask {
                 Ok(())
             }
             Err(reason) => {
+                let reason = match self.client.leader_address() {
+                    Some(leader) => format!("leader {leader}: {reason}"),
+                    None => reason,
+                };
                 let error = Arc::new(ProduceError::Send {
                     topic: self.topic.clone(),
                     partition: self.partition,

@@ -47,6 +47,10 @@ pub struct RecordParser {
     pub null_empty: bool,
     /// A partition for every record (`-p`), over the JSON `partition`.
     pub partition: Option<i32>,
+    /// Drop a JSON record's `partition`, so that the partitioner places
+    /// it (copying into a topic with fewer partitions, or re-partitioning
+    /// by key).
+    pub ignore_json_partition: bool,
 }
 
 /// Why an input record was refused. The caller adds the line number.
@@ -277,7 +281,7 @@ impl RecordParser {
         if let Some(key) = &self.fixed_key {
             record.key = Some(key.clone());
         }
-        if self.partition.is_some() {
+        if self.partition.is_some() || self.ignore_json_partition {
             record.partition = self.partition;
         }
         record.headers.extend(self.headers.iter().cloned());

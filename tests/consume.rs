@@ -466,7 +466,7 @@ fn receive(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
 }
 
 #[test]
-fn sigint_flushes_and_exits_zero() {
+fn sigint_flushes_and_exits_130() {
     let topic = topic_with("sigint", 2, &keyed(100));
     let (mut child, rx) = follow(&["-t", &topic, "-b", brokers()]);
     let lines = receive(&rx, 100);
@@ -477,7 +477,8 @@ fn sigint_flushes_and_exits_zero() {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
     let status = wait_exit(&mut child, "weir consume");
-    assert_eq!(status.code(), Some(0));
+    // 128 + SIGINT: interrupted, after a clean stop.
+    assert_eq!(status.code(), Some(130));
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
     assert!(
         stderr.contains("consumed 100 records") && stderr.contains("interrupted"),

@@ -407,7 +407,8 @@ fn count_until(
     out.join().unwrap();
     let after: Vec<String> = rx.try_iter().collect();
     let err = err.join().unwrap();
-    assert_eq!(status.code(), Some(0), "{err}");
+    // 128 + SIGINT: interrupted, after a clean stop.
+    assert_eq!(status.code(), Some(130), "{err}");
     (before, after, err)
 }
 

@@ -656,7 +656,7 @@ fn no_commit_sigint_and_an_uncompacted_store() {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
     let status = wait_exit(&mut child, "weir consume after SIGINT");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(130));
     let written = lines.join().unwrap().lines().count() as i64;
     let after = committed(&store, &group);
     assert_eq!(

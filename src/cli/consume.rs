@@ -122,8 +122,8 @@ pub struct ConsumeArgs {
     #[arg(long, requires = "group")]
     pub no_commit: bool,
 
-    /// Exit 1 when another instance commits a partition this one reads
-    /// (otherwise a warning).
+    /// Exit 1 when an instance that started earlier commits a partition
+    /// this one reads: of two, the later one yields (otherwise a warning).
     #[arg(long, requires = "group")]
     pub exclusive: bool,
 

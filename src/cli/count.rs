@@ -71,7 +71,8 @@ pub struct CountArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub commit_interval: Duration,
 
-    /// Exit 1 when another instance commits a partition this one reads.
+    /// Exit 1 when an instance that started earlier commits a partition
+    /// this one reads: of two, the later one yields.
     #[arg(long, requires = "group")]
     pub exclusive: bool,
 

@@ -112,7 +112,13 @@ struct Row {
     partition: i32,
     committed: Option<i64>,
     high_watermark: Option<i64>,
+    /// High watermark minus committed: negative when the commit lies past
+    /// the end of the log.
     lag: Option<i64>,
+    /// The commit lies outside the partition's log (past its high
+    /// watermark, or before its low one): the next run does not trust it
+    /// and starts where `--from` says.
+    out_of_range: bool,
     committed_at: Option<String>,
     instance: Option<String>,
 }
@@ -217,28 +223,45 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let mut partitions: BTreeMap<i32, Option<i64>> = description
+                let mut partitions: BTreeMap<i32, Option<(i64, i64)>> = description
                     .iter()
-                    .flat_map(|d| d.partitions.iter().map(|p| (p.partition, Some(p.latest))))
+                    .flat_map(|d| {
+                        d.partitions
+                            .iter()
+                            .map(|p| (p.partition, Some((p.earliest, p.latest))))
+                    })
                     .collect();
                 for (_, p) in offsets.keys().filter(|(x, _)| x == t) {
                     partitions.entry(*p).or_insert(None);
                 }
-                for (partition, high) in partitions {
+                for (partition, watermarks) in partitions {
                     let commit = offsets.get(&(t.clone(), partition));
+                    let high = watermarks.map(|(_, high)| high);
                     rows.push(Row {
                         topic: t.clone(),
                         partition,
                         committed: commit.map(|c| c.offset),
                         high_watermark: high,
                         lag: match (commit, high) {
-                            (Some(c), Some(h)) => Some((h - c.offset).max(0)),
+                            (Some(c), Some(h)) => Some(h - c.offset),
                             _ => None,
+                        },
+                        out_of_range: match (commit, watermarks) {
+                            (Some(c), Some((low, high))) => !(low..=high).contains(&c.offset),
+                            _ => false,
                         },
                         committed_at: commit.map(|c| rfc3339_millis(c.committed_at)),
                         instance: commit.map(|c| c.instance.clone()),
                     });
                 }
+            }
+            for r in rows.iter().filter(|r| r.out_of_range) {
+                tracing::warn!(
+                    "group \"{group}\" topic \"{}\" partition {}: committed offset {} lies outside the log (re-created or truncated?); the next run starts where --from says (default earliest)",
+                    r.topic,
+                    r.partition,
+                    r.committed.unwrap_or_default()
+                );
             }
             if args.output == Output::Json {
                 serde_json::to_writer(
@@ -315,6 +338,7 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                         offset: position.start,
                         committed_at: consumer::now_ms(),
                         instance: instance.clone(),
+                        started_at: None,
                         state: None,
                     }),
                 ));

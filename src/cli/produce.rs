@@ -35,6 +35,12 @@ pub struct ProduceArgs {
     #[arg(short, long, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
     pub partition: Option<i32>,
 
+    /// With --format json: keep each record's "partition" (json), or let
+    /// the partitioner place it by key (none: copying into a topic with
+    /// fewer partitions, or re-partitioning).
+    #[arg(long, value_enum, default_value = "json")]
+    pub partition_from: PartitionFrom,
+
     /// How keyed records are placed: murmur2 (Java's default), crc32
     /// (librdkafka's consistent), random, round-robin.
     #[arg(long, default_value = "murmur2")]
@@ -123,6 +129,15 @@ pub enum Format {
     Json,
 }
 
+/// Where a JSON record's partition comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PartitionFrom {
+    /// Its "partition" field, when it has one.
+    Json,
+    /// The partitioner, by key, whatever the field says.
+    None,
+}
+
 /// Compression codecs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Codec {
@@ -203,6 +218,7 @@ impl ProduceArgs {
             headers,
             null_empty: self.null_empty,
             partition: self.partition,
+            ignore_json_partition: self.partition_from == PartitionFrom::None,
         })
     }
 
@@ -444,6 +460,13 @@ pub async fn run(
                             accepted += 1;
                             bytes += size;
                             Ok(())
+                        }
+                        Err(e @ ProduceError::PartitionOutOfRange { .. })
+                            if args.format == Format::Json && args.partition.is_none() =>
+                        {
+                            Err(format!(
+                                "{e} (--partition-from none lets the partitioner place records by key)"
+                            ))
                         }
                         Err(
                             e @ (ProduceError::RecordTooLarge { .. }
