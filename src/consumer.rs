@@ -1342,8 +1342,13 @@ mod tests {
         );
         // Beyond the watermarks: clamped.
         assert_eq!(from(StartOffset::Offset(50)).await, (vec![], Some(10)));
+        // A committed start outside the log is not trusted: --from decides.
         assert_eq!(
             read(&log, Some(-3), StartOffset::Latest, end).await.0.len(),
+            0
+        );
+        assert_eq!(
+            read(&log, Some(50), StartOffset::Earliest, end).await.0.len(),
             10
         );
         // An explicit (committed) start wins over --from.
