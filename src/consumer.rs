@@ -1348,7 +1348,10 @@ mod tests {
             0
         );
         assert_eq!(
-            read(&log, Some(50), StartOffset::Earliest, end).await.0.len(),
+            read(&log, Some(50), StartOffset::Earliest, end)
+                .await
+                .0
+                .len(),
             10
         );
         // An explicit (committed) start wins over --from.
