@@ -323,7 +323,7 @@ fn windows_before_1970_are_written_as_rfc3339() {
     let topic = random_topic("count-1969");
     // No retention: Kafka deletes records this old from under a test.
     let mut cmd = weir();
-    cmd.args(["topics", "create", &topic, "-c", "retention.ms=-1"])
+    cmd.args(["topics", "create", &topic, "--config", "retention.ms=-1"])
         .args(["-b", brokers()]);
     run(&mut cmd).ok();
     let recent = recent_start();

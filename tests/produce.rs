@@ -129,7 +129,7 @@ fn oversized_record_fails_with_its_line_and_others_land() {
 fn out_of_range_timestamps_fail_their_own_line() {
     // No retention: Kafka deletes records this old from under a test.
     let topic = random_topic("timestamps");
-    weir_run(&["topics", "create", &topic, "-c", "retention.ms=-1"]).ok();
+    weir_run(&["topics", "create", &topic, "--config", "retention.ms=-1"]).ok();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -233,9 +233,9 @@ fn a_topics_timestamp_limits_are_read_from_its_configs() {
         "topics",
         "create",
         &topic,
-        "-c",
+        "--config",
         "message.timestamp.before.max.ms=86400000",
-        "-c",
+        "--config",
         "message.timestamp.after.max.ms=60000",
     ])
     .ok();
