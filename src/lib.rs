@@ -25,6 +25,9 @@
 //! - [`producer`]: the keyed producer: routing, per-partition batches with
 //!   linger, compression, one request in flight per partition, and a
 //!   delivery report (offset or error) for every record.
+//! - [`produce`]: the `weir produce` job: inputs read and parsed on a
+//!   thread, the bad-input policy, a delivery report per record, and the
+//!   topic found (or created) first.
 //! - [`record`]: input parsing for `weir produce`: delimiters, key
 //!   delimiter, fixed key and headers, JSON lines with base64 fields and
 //!   headers as an ordered list ([`Header`]).
@@ -64,6 +67,7 @@ pub mod filter;
 pub mod offsets;
 pub mod output;
 pub mod partitioner;
+pub mod produce;
 pub mod producer;
 pub mod record;
 pub mod timestamp;

@@ -1,0 +1,678 @@
+//! The `weir produce` job: inputs read and parsed on a thread of their
+//! own, records handed to the [`Producer`], a delivery report per record,
+//! and the bad-input policy.
+//!
+//! Inputs are read in order (files, or stdin), split at a delimiter and
+//! parsed by a [`RecordParser`]. Each record carries a tag (input and line)
+//! through the producer, so a delivery, good or failed, names the line it
+//! came from. A bad line (unparsable, too large, a partition or timestamp
+//! the topic refuses) stops reading under [`OnError::Fail`] or is skipped
+//! and counted under [`OnError::Skip`]. Once a record fails delivery,
+//! reading stops: what was read is still delivered or failed, never lost
+//! silently.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::admin::{Admin, AdminError, NewTopic};
+use crate::producer::{Delivery, ProduceError, ProduceRecord, Producer};
+use crate::record::{DelimitedReader, ParseError, RecordParser};
+use crate::timestamp::TimestampLimits;
+
+/// Records read in one go by the input thread.
+const CHUNK: usize = 1024;
+
+/// Where records are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    /// Standard input, named `-`.
+    Stdin,
+    /// A file.
+    File(PathBuf),
+}
+
+impl InputSource {
+    /// The name used in messages and reports: `-` or the path.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Stdin => "-".to_owned(),
+            Self::File(path) => path.display().to_string(),
+        }
+    }
+
+    fn open(&self) -> Result<Box<dyn Read + Send>, ProduceJobError> {
+        Ok(match self {
+            Self::Stdin => Box::new(std::io::stdin()),
+            Self::File(path) => {
+                Box::new(File::open(path).map_err(|source| ProduceJobError::Open {
+                    input: self.name(),
+                    source,
+                })?)
+            }
+        })
+    }
+}
+
+/// What a bad input line does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Stop reading at the first bad line.
+    #[default]
+    Fail,
+    /// Skip bad lines, count them and go on.
+    Skip,
+}
+
+/// Progress while reading: records accepted so far and the time since the
+/// start.
+pub type Progress = Box<dyn FnMut(u64, Duration) + Send>;
+
+/// The job's inputs and policies.
+pub struct ProduceJob {
+    /// Inputs, read in order.
+    pub inputs: Vec<InputSource>,
+    /// Record delimiter.
+    pub delimiter: Vec<u8>,
+    /// How a record is read from its bytes.
+    pub parser: RecordParser,
+    /// Bad-input policy.
+    pub on_error: OnError,
+    /// Where one JSON line per record goes (`--report`), if anywhere. A
+    /// report stream its reader closed ends the reports with a warning;
+    /// producing goes on.
+    pub report: Option<Box<dyn Write + Send>>,
+    /// Called about five times a second while reading, and with `None`
+    /// semantics left to the caller (`weir produce` draws a progress line).
+    pub progress: Option<Progress>,
+    /// A hint added to a partition-out-of-range error of a JSON record
+    /// (the CLI names its flag).
+    pub partition_hint: Option<String>,
+}
+
+impl std::fmt::Debug for ProduceJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProduceJob")
+            .field("inputs", &self.inputs)
+            .field("on_error", &self.on_error)
+            .field("report", &self.report.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProduceSummary {
+    /// Records handed to the producer.
+    pub accepted: u64,
+    /// Records the broker acknowledged.
+    pub acked: u64,
+    /// Records that failed delivery.
+    pub failed: u64,
+    /// Bad input lines skipped (`OnError::Skip`).
+    pub skipped: u64,
+    /// Bytes of values accepted.
+    pub bytes: u64,
+    /// Time from the start to the last acknowledgement.
+    pub elapsed: Duration,
+    /// Stopped by the shutdown future.
+    pub interrupted: bool,
+    /// The first failed delivery, `input:line: error`.
+    pub first_error: Option<String>,
+    /// An input that could not be read further.
+    pub read_error: Option<String>,
+    /// The bad line that stopped reading (`OnError::Fail`).
+    pub bad_input: Option<String>,
+}
+
+impl ProduceSummary {
+    /// The run's failure, if any: an unreadable input, failed deliveries,
+    /// or the bad line that stopped it.
+    ///
+    /// # Errors
+    ///
+    /// That failure.
+    pub fn outcome(&self) -> Result<(), ProduceJobError> {
+        if let Some(e) = &self.read_error {
+            return Err(ProduceJobError::Read(e.clone()));
+        }
+        if self.failed > 0 {
+            return Err(ProduceJobError::Delivery {
+                failed: self.failed,
+                accepted: self.accepted,
+                first: self.first_error.clone().unwrap_or_default(),
+            });
+        }
+        if let Some(message) = &self.bad_input {
+            return Err(ProduceJobError::BadInput(message.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the produce job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProduceJobError {
+    /// An input file could not be opened.
+    #[error("cannot open input \"{input}\"")]
+    Open {
+        /// The input.
+        input: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An input could not be read to its end.
+    #[error("{0} (records before it were sent)")]
+    Read(String),
+    /// Records failed delivery.
+    #[error("{failed} of {accepted} records failed; first error: {first}")]
+    Delivery {
+        /// How many failed.
+        failed: u64,
+        /// How many were handed to the producer.
+        accepted: u64,
+        /// The first failure, with its input line.
+        first: String,
+    },
+    /// A bad line stopped reading.
+    #[error("{0} (records before it were sent; --on-error skip goes on past bad input)")]
+    BadInput(String),
+    /// The producer refused a record for a reason that is not the record's.
+    #[error("{input}")]
+    Produce {
+        /// `input:line`.
+        input: String,
+        /// Why.
+        #[source]
+        source: ProduceError,
+    },
+    /// The report stream failed (other than being closed).
+    #[error("writing the delivery report")]
+    Report(#[source] std::io::Error),
+}
+
+/// Opens every input, failing before anything is sent when one cannot be
+/// opened.
+///
+/// # Errors
+///
+/// [`ProduceJobError::Open`] naming the input.
+pub fn open_inputs(inputs: &[InputSource]) -> Result<Vec<Box<dyn Read + Send>>, ProduceJobError> {
+    inputs.iter().map(InputSource::open).collect()
+}
+
+/// Runs the job: reads `readers` (opened from `job.inputs`, in order) into
+/// `producer`, whose `deliveries` it tallies, until the inputs end, a bad
+/// line stops it, a delivery fails, or `shutdown` resolves. Everything
+/// accepted is delivered or failed before it returns.
+///
+/// # Errors
+///
+/// A record the producer refused for a reason that is not the record's
+/// (the producer closed), or a failing report stream. Bad input and failed
+/// deliveries are in the summary ([`ProduceSummary::outcome`]).
+pub async fn run(
+    mut producer: Producer,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    readers: Vec<Box<dyn Read + Send>>,
+    job: ProduceJob,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<ProduceSummary, ProduceJobError> {
+    let names: Vec<String> = job.inputs.iter().map(InputSource::name).collect();
+    let tally = Arc::new(Tally::default());
+    let report = job
+        .report
+        .map(|out| Arc::new(std::sync::Mutex::new(Report::new(out))));
+    let reporter = tokio::spawn(report_deliveries(
+        deliveries,
+        Arc::clone(&tally),
+        report.clone(),
+        names.clone(),
+    ));
+
+    // Input is read and parsed on a blocking thread, in chunks. The thread
+    // is never joined: on a signal it may sit in a blocking read of stdin,
+    // and the process ends without it.
+    let (chunks_tx, mut chunks) = mpsc::channel::<Result<Vec<Input>, String>>(16);
+    let stop_reading = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop_reading);
+        let names = names.clone();
+        let parser = job.parser;
+        let delimiter = job.delimiter;
+        std::thread::spawn(move || {
+            read_inputs(readers, &names, &delimiter, &parser, &chunks_tx, &stop);
+        });
+    }
+
+    let mut progress = job.progress;
+    let started = Instant::now();
+    let mut summary = ProduceSummary::default();
+    let mut last_progress = Instant::now();
+    tokio::pin!(shutdown);
+    'read: loop {
+        let chunk = tokio::select! {
+            chunk = chunks.recv() => chunk,
+            () = &mut shutdown => {
+                summary.interrupted = true;
+                None
+            }
+        };
+        let chunk = match chunk {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => {
+                summary.read_error = Some(e);
+                break;
+            }
+            None => break,
+        };
+        for input in chunk {
+            if tally.delivery_failed.load(Ordering::Relaxed) {
+                break 'read;
+            }
+            let at = format!("{}:{}", names[input.source], input.line);
+            let refused = match input.parsed {
+                Ok(record) => {
+                    let size = record.value.as_ref().map_or(0, Vec::len) as u64;
+                    match producer.send(tag(input.source, input.line), record).await {
+                        Ok(_) => {
+                            summary.accepted += 1;
+                            summary.bytes += size;
+                            None
+                        }
+                        Err(e @ ProduceError::PartitionOutOfRange { .. }) => {
+                            Some(match &job.partition_hint {
+                                Some(hint) => format!("{e} ({hint})"),
+                                None => e.to_string(),
+                            })
+                        }
+                        Err(
+                            e @ (ProduceError::RecordTooLarge { .. }
+                            | ProduceError::Timestamp { .. }),
+                        ) => Some(e.to_string()),
+                        Err(source) => {
+                            return Err(ProduceJobError::Produce { input: at, source });
+                        }
+                    }
+                }
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(message) = refused {
+                let message = format!("{at}: {message}");
+                if let Some(out) = &report {
+                    let mut obj = serde_json::Map::new();
+                    if names.len() > 1 {
+                        obj.insert("file".into(), names[input.source].clone().into());
+                    }
+                    obj.insert("line".into(), input.line.into());
+                    obj.insert("error".into(), message.clone().into());
+                    write_report(out, &obj).map_err(ProduceJobError::Report)?;
+                }
+                match job.on_error {
+                    OnError::Skip => {
+                        warn!("skipped {message}");
+                        summary.skipped += 1;
+                    }
+                    OnError::Fail => {
+                        summary.bad_input = Some(message);
+                        break 'read;
+                    }
+                }
+            }
+        }
+        if let Some(progress) = progress.as_mut() {
+            if last_progress.elapsed() > Duration::from_millis(200) {
+                last_progress = Instant::now();
+                progress(summary.accepted, started.elapsed());
+            }
+        }
+    }
+    stop_reading.store(true, Ordering::Relaxed);
+    drop(chunks);
+    producer.close().await;
+    match reporter.await {
+        Ok(result) => result.map_err(ProduceJobError::Report)?,
+        Err(e) => {
+            return Err(ProduceJobError::Report(std::io::Error::other(format!(
+                "the delivery reporter stopped: {e}"
+            ))));
+        }
+    }
+    if let Some(out) = &report {
+        out.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .flush()
+            .map_err(ProduceJobError::Report)?;
+    }
+    summary.elapsed = started.elapsed();
+    summary.acked = tally.acked.load(Ordering::Relaxed);
+    summary.failed = tally.failed.load(Ordering::Relaxed);
+    summary.first_error = tally
+        .first_error
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    debug_assert_eq!(summary.acked + summary.failed, summary.accepted);
+    Ok(summary)
+}
+
+/// How a topic to produce to is found.
+#[derive(Debug, Clone)]
+pub struct TopicPlan {
+    /// The topic.
+    pub name: String,
+    /// Create it with these partitions and replicas when it is missing.
+    pub create: Option<(i32, i16)>,
+}
+
+/// Errors finding the topic to produce to.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// The topic does not exist, and was not to be created.
+    #[error(
+        "topic \"{0}\" does not exist (weir does not create topics on its own: pass --create-topic --partitions N, or run weir topics create)"
+    )]
+    Missing(String),
+    /// An admin request failed.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+}
+
+/// The topic's partition count, creating it first when `plan` says so,
+/// and the create times it accepts.
+///
+/// # Errors
+///
+/// [`TopicError::Missing`], or the admin request's failure.
+pub async fn prepare_topic(
+    admin: &mut Admin,
+    plan: &TopicPlan,
+) -> Result<(i32, TimestampLimits), TopicError> {
+    let partitions = match admin.partition_count(&plan.name).await {
+        Ok(n) => i32::try_from(n).unwrap_or(i32::MAX),
+        Err(AdminError::UnknownTopic { topic }) => match plan.create {
+            Some((partitions, replication_factor)) => {
+                admin
+                    .create_topic(&NewTopic {
+                        name: topic,
+                        partitions,
+                        replication_factor,
+                        configs: Vec::new(),
+                    })
+                    .await?;
+                partitions
+            }
+            None => return Err(TopicError::Missing(topic)),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    // A principal allowed to write may still be denied DescribeConfigs:
+    // Kafka's defaults are then the best guess, and the broker still has
+    // the last word.
+    let timestamps = match admin.topic_configs(&plan.name).await {
+        Ok(configs) => TimestampLimits::from_configs(
+            configs
+                .iter()
+                .map(|c| (c.name.as_str(), c.value.as_deref())),
+        ),
+        Err(e) => {
+            warn!(
+                topic = plan.name.as_str(),
+                error = %e,
+                "cannot read the topic's timestamp limits; assuming Kafka's defaults"
+            );
+            TimestampLimits::default()
+        }
+    };
+    Ok((partitions, timestamps))
+}
+
+/// An input record and where it came from.
+struct Input {
+    source: usize,
+    line: u64,
+    parsed: Result<ProduceRecord, ParseError>,
+}
+
+/// Tags pack the input index and line number: 24 bits of input, 40 of line.
+fn tag(source: usize, line: u64) -> u64 {
+    ((source as u64) << 40) | (line & ((1 << 40) - 1))
+}
+
+fn untag(tag: u64) -> (usize, u64) {
+    ((tag >> 40) as usize, tag & ((1 << 40) - 1))
+}
+
+/// Counters shared with the delivery reader.
+#[derive(Default)]
+struct Tally {
+    acked: AtomicU64,
+    failed: AtomicU64,
+    delivery_failed: AtomicBool,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+/// The report stream, shared by the delivery reader and the input loop.
+/// Reports are a side channel of the records: when their reader goes away
+/// (`--report | head`), reports stop with a warning and producing goes on
+/// to the end of the input; the summary still says what was delivered.
+struct Report {
+    out: std::io::BufWriter<Box<dyn Write + Send>>,
+    written: u64,
+    closed: bool,
+}
+
+impl Report {
+    fn new(out: Box<dyn Write + Send>) -> Self {
+        Self {
+            out: std::io::BufWriter::with_capacity(1 << 16, out),
+            written: 0,
+            closed: false,
+        }
+    }
+
+    /// Handles a failed write: a closed stream ends the reports.
+    fn failed(&mut self, e: std::io::Error) -> std::io::Result<()> {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e);
+        }
+        if !self.closed {
+            self.closed = true;
+            warn!(
+                "the --report reader closed stdout after about {} reports; producing goes on without them",
+                self.written
+            );
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.out.flush() {
+            Ok(()) => Ok(()),
+            Err(e) => self.failed(e),
+        }
+    }
+}
+
+fn write_report(
+    out: &std::sync::Mutex<Report>,
+    obj: &serde_json::Map<String, serde_json::Value>,
+) -> std::io::Result<()> {
+    let mut out = out
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if out.closed {
+        return Ok(());
+    }
+    let written = serde_json::to_writer(&mut out.out, obj)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.out.write_all(b"\n"));
+    match written {
+        Ok(()) => {
+            out.written += 1;
+            Ok(())
+        }
+        Err(e) => out.failed(e),
+    }
+}
+
+/// Reads and parses every input into chunks; a read error is the last
+/// message sent.
+fn read_inputs(
+    readers: Vec<Box<dyn Read + Send>>,
+    names: &[String],
+    delimiter: &[u8],
+    parser: &RecordParser,
+    chunks: &mpsc::Sender<Result<Vec<Input>, String>>,
+    stop: &AtomicBool,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for (source, reader) in readers.into_iter().enumerate() {
+        let reader = BufReader::with_capacity(1 << 20, reader);
+        let mut reader = DelimitedReader::new(reader, delimiter.to_vec());
+        let mut line = 0;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            match reader.next_record(&mut buf) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    let full = std::mem::take(&mut chunk);
+                    let _ = chunks.blocking_send(Ok(full));
+                    let _ = chunks.blocking_send(Err(format!(
+                        "cannot read input \"{}\" after line {line}: {e}",
+                        names[source]
+                    )));
+                    return;
+                }
+            }
+            line += 1;
+            chunk.push(Input {
+                source,
+                line,
+                parsed: parser.parse(&buf),
+            });
+            // Hand over a full chunk, or whatever is read when the next
+            // read may block (a pipe or terminal that is slow to write).
+            if chunk.len() == CHUNK || reader.get_ref().buffer().is_empty() {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if chunks.blocking_send(Ok(full)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = chunks.blocking_send(Ok(chunk));
+    }
+}
+
+async fn report_deliveries(
+    mut deliveries: mpsc::UnboundedReceiver<Delivery>,
+    tally: Arc<Tally>,
+    report: Option<Arc<std::sync::Mutex<Report>>>,
+    names: Vec<String>,
+) -> std::io::Result<()> {
+    let many = names.len() > 1;
+    while let Some(d) = deliveries.recv().await {
+        let (source, line) = untag(d.tag);
+        match &d.result {
+            Ok(_) => {
+                tally.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tally.failed.fetch_add(1, Ordering::Relaxed);
+                tally.delivery_failed.store(true, Ordering::Relaxed);
+                let mut first = tally
+                    .first_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                first.get_or_insert_with(|| format!("{}:{line}: {e}", names[source]));
+            }
+        }
+        if let Some(out) = &report {
+            let mut obj = serde_json::Map::new();
+            if many {
+                obj.insert("file".into(), names[source].clone().into());
+            }
+            obj.insert("line".into(), line.into());
+            obj.insert("partition".into(), d.partition.into());
+            match &d.result {
+                Ok(offset) => obj.insert("offset".into(), (*offset).into()),
+                Err(e) => obj.insert("error".into(), e.to_string().into()),
+            };
+            write_report(out, &obj)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_carry_input_and_line() {
+        for (source, line) in [(0, 1), (3, 1_000_000), (0xff_ffff, (1 << 40) - 1)] {
+            assert_eq!(untag(tag(source, line)), (source, line));
+        }
+    }
+
+    #[test]
+    fn summary_outcome_prefers_read_errors_then_deliveries_then_bad_input() {
+        let ok = ProduceSummary::default();
+        assert!(ok.outcome().is_ok());
+        let bad = ProduceSummary {
+            bad_input: Some("-:3: invalid JSON".into()),
+            ..ProduceSummary::default()
+        };
+        assert!(bad.outcome().unwrap_err().to_string().contains("-:3"));
+        let failed = ProduceSummary {
+            accepted: 10,
+            failed: 2,
+            first_error: Some("-:4: boom".into()),
+            ..bad.clone()
+        };
+        assert_eq!(
+            failed.outcome().unwrap_err().to_string(),
+            "2 of 10 records failed; first error: -:4: boom"
+        );
+    }
+
+    #[test]
+    fn a_closed_report_stream_stops_reports_only() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        let report = std::sync::Mutex::new(Report::new(Box::new(Closed)));
+        let mut obj = serde_json::Map::new();
+        obj.insert("line".into(), 1.into());
+        // Buffered until the buffer fills or is flushed.
+        for _ in 0..10_000 {
+            write_report(&report, &obj).unwrap();
+        }
+        report.lock().unwrap().flush().unwrap();
+        assert!(report.lock().unwrap().closed);
+    }
+}
