@@ -40,6 +40,8 @@
 //!   lines with base64 for bytes that are not UTF-8.
 //! - [`consume`]: the `weir consume` job: consumer, filter, output, tally
 //!   and the at-least-once commit of flushed positions.
+//! - [`group`]: a group's session with the offsets store and where its
+//!   partitions resume; `weir offsets set` and `delete`.
 //! - [`offsets`]: group offsets as records in a compacted topic
 //!   ([`OffsetStore`](offsets::OffsetStore)).
 //! - [`aggregate`]: `weir count`: windowed counts per key whose state is
@@ -64,6 +66,7 @@ pub mod connect;
 pub mod consume;
 pub mod consumer;
 pub mod filter;
+pub mod group;
 pub mod offsets;
 pub mod output;
 pub mod partitioner;

@@ -6,17 +6,13 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use rskafka::client::Client;
 use weir::ConnectionConfig;
 
-use weir::admin::Admin;
 use weir::consume::{Commits, ConsumeJob, ConsumeSummary, StopReason};
 use weir::consumer::{
-    self, Assignment, Consumer, ConsumerConfig, DEFAULT_FETCH_BYTES, Instance, Selection,
-    StartOffset, Until,
+    self, Consumer, ConsumerConfig, DEFAULT_FETCH_BYTES, Instance, Selection, StartOffset, Until,
 };
 use weir::filter::{Filter, FilterConfig, WhereClause, parse_regex};
-use weir::offsets::{GroupOffsets, GroupSession, OffsetStore, OffsetsError, instance_id};
 use weir::output::{OutputFormat, RecordWriter, Template};
 
 use super::connect::parse_duration;
@@ -211,49 +207,6 @@ impl ConsumeArgs {
     }
 }
 
-/// Opens `group`'s session with the offsets store and moves each
-/// assignment to the group's committed offset where it has one. `None`
-/// when the store does not exist and `create` is off.
-pub async fn join_group(
-    client: &Arc<Client>,
-    config: &ConnectionConfig,
-    store: &StoreArgs,
-    group: &str,
-    create: bool,
-    assignments: &mut [Assignment],
-) -> anyhow::Result<Option<(GroupSession, GroupOffsets)>> {
-    let mut admin = Admin::connect(config).await?;
-    let store = OffsetStore::open(
-        Arc::clone(client),
-        &mut admin,
-        &store.config(create)?,
-        config.timeout,
-    )
-    .await;
-    let store = match store {
-        Ok(store) => store,
-        // --no-commit on a cluster where no group committed yet.
-        Err(OffsetsError::NoStore { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let (session, offsets) = GroupSession::start(store, group, instance_id()).await?;
-    let mut resumed = 0;
-    for a in assignments.iter_mut() {
-        if let Some(c) = offsets.get(&(a.topic.to_string(), a.partition)) {
-            a.start = Some(c.offset);
-            resumed += 1;
-        }
-    }
-    tracing::debug!(
-        group,
-        resumed,
-        new = assignments.len() - resumed,
-        instance = session.instance(),
-        "group offsets loaded"
-    );
-    Ok(Some((session, offsets)))
-}
-
 /// Runs `weir consume`.
 pub async fn run(
     args: ConsumeArgs,
@@ -271,15 +224,8 @@ pub async fn run(
     if let Some(group) = &args.group {
         // --count 0 commits nothing, so it creates no offsets topic either.
         let writes = !args.no_commit && args.count != Some(0);
-        let joined = join_group(
-            &client,
-            &config,
-            &args.store,
-            group,
-            writes,
-            &mut assignments,
-        )
-        .await?;
+        let store = args.store.config(writes)?;
+        let joined = weir::group::join(&client, &config, &store, group, &mut assignments).await?;
         if let Some((session, _)) = joined {
             if !args.no_commit {
                 commits = Some(Commits {

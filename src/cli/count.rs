@@ -19,7 +19,7 @@ use weir::producer::{Producer, ProducerConfig};
 use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;
-use super::consume::{SelectionArgs, join_group, stdout_closed};
+use super::consume::{SelectionArgs, stdout_closed};
 use super::offsets::StoreArgs;
 use super::{non_negative, usage};
 
@@ -135,15 +135,8 @@ pub async fn run(
     if let Some(group) = &args.group {
         // --count 0 commits nothing, so it creates no offsets topic either.
         let writes = args.count != Some(0);
-        let joined = join_group(
-            &client,
-            &config,
-            &args.store,
-            group,
-            writes,
-            &mut assignments,
-        )
-        .await?;
+        let store = args.store.config(writes)?;
+        let joined = weir::group::join(&client, &config, &store, group, &mut assignments).await?;
         if let Some((mut session, offsets)) = joined {
             let partitions: Vec<_> = assignments
                 .iter()

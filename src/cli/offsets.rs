@@ -10,10 +10,10 @@ use clap::Subcommand;
 use serde::Serialize;
 use weir::ConnectionConfig;
 use weir::admin::{Admin, AdminError};
-use weir::consumer::{self, StartOffset};
+use weir::consumer::StartOffset;
+use weir::group::OffsetChange;
 use weir::offsets::{
-    Commit, DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, OffsetKey, OffsetStore,
-    OffsetsError, StoreConfig, instance_id,
+    DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, OffsetStore, OffsetsError, StoreConfig,
 };
 use weir::timestamp::rfc3339_millis;
 
@@ -105,6 +105,15 @@ pub enum Verb {
     },
 }
 
+/// One row of `groups`.
+#[derive(Debug, Serialize)]
+struct GroupRow<'a> {
+    group: &'a str,
+    topics: Vec<&'a str>,
+    partitions: usize,
+    last_commit: String,
+}
+
 /// One row of `show`.
 #[derive(Debug, Serialize)]
 struct Row {
@@ -156,18 +165,18 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                 Some(store) => store.load_all().await?,
                 None => BTreeMap::new(),
             };
-            let rows: Vec<serde_json::Value> = groups
+            let rows: Vec<GroupRow<'_>> = groups
                 .iter()
                 .map(|(group, offsets)| {
                     let mut topics: Vec<&str> = offsets.keys().map(|(t, _)| t.as_str()).collect();
                     topics.dedup();
                     let last = offsets.values().map(|c| c.committed_at).max().unwrap_or(0);
-                    serde_json::json!({
-                        "group": group,
-                        "topics": topics,
-                        "partitions": offsets.len(),
-                        "last_commit": rfc3339_millis(last),
-                    })
+                    GroupRow {
+                        group,
+                        topics,
+                        partitions: offsets.len(),
+                        last_commit: rfc3339_millis(last),
+                    }
                 })
                 .collect();
             if args.output == Output::Json {
@@ -180,19 +189,13 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                     "GROUP", "PARTITIONS", "LAST COMMIT"
                 )?;
                 for r in &rows {
-                    let topics: Vec<&str> = r["topics"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|t| t.as_str())
-                        .collect();
                     writeln!(
                         out,
                         "{:<30} {:>10}  {:<24}  {}",
-                        r["group"].as_str().unwrap_or(""),
-                        r["partitions"].as_u64().unwrap_or(0),
-                        r["last_commit"].as_str().unwrap_or(""),
-                        topics.join(",")
+                        r.group,
+                        r.partitions,
+                        r.last_commit,
+                        r.topics.join(",")
                     )?;
                 }
             }
@@ -315,61 +318,24 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                 }
                 None => (0..count).collect(),
             };
-            let before = match &store {
-                Some(store) => store.load(&group).await?,
-                None => BTreeMap::new(),
-            };
-            let instance = format!("offsets-set:{}", instance_id());
-            let mut commits = Vec::new();
-            let mut rows = Vec::new();
-            for p in partitions {
-                let position = consumer::resolve_start(&client, &topic, p, start).await?;
-                let old = before.get(&(topic.clone(), p)).map(|c| c.offset);
-                rows.push(serde_json::json!({
-                    "topic": topic, "partition": p, "from": old, "to": position.start,
-                }));
-                commits.push((
-                    OffsetKey {
-                        group: group.clone(),
-                        topic: topic.clone(),
-                        partition: p,
-                    },
-                    Some(Commit {
-                        offset: position.start,
-                        committed_at: consumer::now_ms(),
-                        instance: instance.clone(),
-                        started_at: None,
-                        state: None,
-                    }),
-                ));
-            }
-            if let (Some(store), false) = (&store, dry_run) {
-                store.commit(&group, &commits).await?;
-            }
+            let rows = weir::group::set_offsets(
+                &client,
+                store.as_ref(),
+                &group,
+                &topic,
+                &partitions,
+                start,
+                dry_run,
+            )
+            .await?;
             print_changes(&mut out, args.output, &group, &rows, dry_run)?;
         }
         Verb::Delete { group, topic } => {
             let (store, _, _) = open(&config, &args.store, false).await?;
-            let mut deleted = 0;
-            if let Some(store) = &store {
-                let offsets = store.load(&group).await?;
-                let tombstones: Vec<(OffsetKey, Option<Commit>)> = offsets
-                    .keys()
-                    .filter(|(t, _)| topic.as_ref().is_none_or(|x| x == t))
-                    .map(|(t, p)| {
-                        (
-                            OffsetKey {
-                                group: group.clone(),
-                                topic: t.clone(),
-                                partition: *p,
-                            },
-                            None,
-                        )
-                    })
-                    .collect();
-                deleted = tombstones.len();
-                store.commit(&group, &tombstones).await?;
-            }
+            let deleted = match &store {
+                Some(store) => weir::group::delete_offsets(store, &group, topic.as_deref()).await?,
+                None => 0,
+            };
             if args.output == Output::Json {
                 serde_json::to_writer(
                     &mut out,
@@ -392,7 +358,7 @@ fn print_changes(
     out: &mut impl Write,
     output: Output,
     group: &str,
-    rows: &[serde_json::Value],
+    rows: &[OffsetChange],
     dry_run: bool,
 ) -> anyhow::Result<()> {
     if output == Output::Json {
@@ -412,10 +378,10 @@ fn print_changes(
         writeln!(
             out,
             "{:<24} {:>9} {:>12} {:>12}",
-            r["topic"].as_str().unwrap_or(""),
-            r["partition"].as_i64().unwrap_or(0),
-            r["from"].as_i64().map_or("-".to_owned(), |v| v.to_string()),
-            r["to"].as_i64().unwrap_or(0),
+            r.topic,
+            r.partition,
+            r.from.map_or("-".to_owned(), |v| v.to_string()),
+            r.to,
         )?;
     }
     if dry_run {
