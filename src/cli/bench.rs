@@ -13,11 +13,12 @@ use weir::bench::{
     self, BenchReport, ConsumeBench, DEFAULT_RATE, DEFAULT_RECORDS, DEFAULT_SIZE, LatencyBench,
     ProduceBench, STAMP_BYTES,
 };
-use weir::consumer::{ConsumerConfig, DEFAULT_FETCH_BYTES};
-use weir::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
+
+use weir::producer::ProducerConfig;
 
 use super::connect::parse_duration;
-use super::produce::Codec;
+use super::flags::{BatchFlags, FetchFlags};
+
 use super::{non_negative, usage};
 
 /// Measure weir's producer and consumer the way kafka-producer-perf-test
@@ -66,36 +67,12 @@ pub struct ProducerFlags {
     #[arg(short, long, default_value_t = DEFAULT_SIZE, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
     pub size: usize,
 
-    /// Batch compression.
-    #[arg(long, value_enum, default_value_t = Codec::None)]
-    pub compression: Codec,
-
-    /// Largest batch in bytes (at most 1 MiB minus request overhead).
-    #[arg(long, default_value_t = DEFAULT_BATCH_BYTES, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
-    pub batch_bytes: usize,
-
-    /// How long a batch waits for more records after its first record
-    /// arrives (as librdkafka's linger.ms).
-    #[arg(long, default_value = "5ms", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub linger: Duration,
+    #[command(flatten)]
+    pub batch: BatchFlags,
 
     /// Key each record with its index; records have null keys otherwise.
     #[arg(long)]
     pub keys: bool,
-}
-
-/// Consumer flags.
-#[derive(Debug, clap::Args)]
-pub struct ConsumerFlags {
-    /// Fetch size per partition in bytes: fetches start at 64 KiB and
-    /// double up to it, and ask for less when records decode to more than
-    /// 4 times it (compressed topics).
-    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
-    pub fetch_bytes: i32,
-
-    /// Longest a fetch waits for new records.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub fetch_max_wait: Duration,
 }
 
 /// `weir bench produce`.
@@ -123,7 +100,7 @@ pub struct ConsumeBenchArgs {
     pub records: u64,
 
     #[command(flatten)]
-    pub consumer: ConsumerFlags,
+    pub consumer: FetchFlags,
 }
 
 /// `weir bench latency`.
@@ -148,7 +125,7 @@ pub struct LatencyBenchArgs {
     pub producer: ProducerFlags,
 
     #[command(flatten)]
-    pub consumer: ConsumerFlags,
+    pub consumer: FetchFlags,
 }
 
 impl Shared {
@@ -179,33 +156,7 @@ impl Shared {
 
 impl ProducerFlags {
     fn config(&self, timeout: Duration) -> anyhow::Result<ProducerConfig> {
-        if self.batch_bytes == 0 || self.batch_bytes > DEFAULT_BATCH_BYTES {
-            return Err(usage(format!(
-                "--batch-bytes {} is out of range (1..={DEFAULT_BATCH_BYTES}: the broker rejects requests over 1 MiB)",
-                self.batch_bytes
-            )));
-        }
-        Ok(ProducerConfig {
-            linger: self.linger,
-            batch_bytes: self.batch_bytes,
-            compression: self.compression.into(),
-            delivery_timeout: timeout,
-            ..ProducerConfig::default()
-        })
-    }
-}
-
-impl ConsumerFlags {
-    fn config(&self, timeout: Duration) -> anyhow::Result<ConsumerConfig> {
-        if self.fetch_bytes < 1 {
-            return Err(usage("--fetch-bytes must be at least 1"));
-        }
-        Ok(ConsumerConfig {
-            fetch_bytes: self.fetch_bytes,
-            fetch_max_wait: self.fetch_max_wait,
-            retry_timeout: timeout,
-            ..ConsumerConfig::default()
-        })
+        self.batch.config(timeout)
     }
 }
 

@@ -9,13 +9,12 @@ use std::sync::Arc;
 use weir::ConnectionConfig;
 
 use weir::consume::{Commits, ConsumeJob, ConsumeSummary, StopReason};
-use weir::consumer::{
-    self, Consumer, ConsumerConfig, DEFAULT_FETCH_BYTES, Instance, Selection, StartOffset, Until,
-};
+use weir::consumer::{self, Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until};
 use weir::filter::{Filter, FilterConfig, WhereClause, parse_regex};
 use weir::output::{OutputFormat, RecordWriter, Template};
 
 use super::connect::parse_duration;
+use super::flags::FetchFlags;
 use super::offsets::StoreArgs;
 use super::{non_negative, usage};
 
@@ -54,15 +53,8 @@ pub struct SelectionArgs {
     #[arg(short = 'e', conflicts_with = "until")]
     pub exit_at_end: bool,
 
-    /// Fetch size per partition in bytes: fetches start at 64 KiB and
-    /// double up to it, ask for less when records decode to more than 4
-    /// times it, and grow when a record does not fit.
-    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
-    pub fetch_bytes: i32,
-
-    /// Longest a fetch waits for new records.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub fetch_max_wait: Duration,
+    #[command(flatten)]
+    pub fetch: FetchFlags,
 }
 
 /// Read records from topics, one task per partition, to stdout.
@@ -153,9 +145,6 @@ impl SelectionArgs {
             .map(str::parse::<Instance>)
             .transpose()
             .map_err(|e| usage(format!("--instance: {e}")))?;
-        if self.fetch_bytes < 1 {
-            return Err(usage("--fetch-bytes must be at least 1"));
-        }
         let selection = Selection {
             topics: self.topics.clone(),
             partitions: self.partitions.clone(),
@@ -164,10 +153,7 @@ impl SelectionArgs {
         let config = ConsumerConfig {
             start,
             until,
-            fetch_bytes: self.fetch_bytes,
-            fetch_max_wait: self.fetch_max_wait,
-            retry_timeout: timeout,
-            ..ConsumerConfig::default()
+            ..self.fetch.config(timeout)?
         };
         Ok((selection, config))
     }

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod connect;
 pub mod consume;
 pub mod count;
+pub mod flags;
 pub mod offsets;
 pub mod produce;
 pub mod topics;

@@ -11,11 +11,12 @@ use rskafka::client::partition::Compression;
 use weir::admin::Admin;
 use weir::partitioner::PartitionerKind;
 use weir::produce::{self, InputSource, ProduceJob, TopicPlan};
-use weir::producer::{DEFAULT_BATCH_BYTES, Producer, ProducerConfig};
+use weir::producer::{Producer, ProducerConfig};
 use weir::record::{InputFormat, RecordParser, unescape};
 use weir::{ConnectionConfig, Header};
 
 use super::connect::parse_duration;
+use super::flags::BatchFlags;
 use super::{non_negative, usage};
 
 /// Produce records, one per line (or per delimiter), to a topic.
@@ -76,24 +77,14 @@ pub struct ProduceArgs {
     #[arg(long)]
     pub null_empty: bool,
 
-    /// How long a batch waits for more records after its first record
-    /// arrives (as librdkafka's linger.ms).
-    #[arg(long, default_value = "5ms", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub linger: Duration,
-
     /// How often the topic's partition count is read again, so that
     /// partitions added while weir runs are used (as the Java client's
     /// metadata.max.age.ms).
     #[arg(long, default_value = "5m", value_parser = parse_duration, allow_hyphen_values = true)]
     pub metadata_max_age: Duration,
 
-    /// Largest batch in bytes (at most 1 MiB minus request overhead).
-    #[arg(long, default_value_t = DEFAULT_BATCH_BYTES, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
-    pub batch_bytes: usize,
-
-    /// Batch compression.
-    #[arg(long, value_enum, default_value_t = Codec::None)]
-    pub compression: Codec,
+    #[command(flatten)]
+    pub batch: BatchFlags,
 
     /// Print one JSON line per record to stdout: line, partition, offset or error.
     #[arg(long)]
@@ -254,12 +245,7 @@ pub async fn run(
         .partitioner
         .parse()
         .map_err(|e: String| usage(format!("--partitioner: {e}")))?;
-    if args.batch_bytes == 0 || args.batch_bytes > DEFAULT_BATCH_BYTES {
-        return Err(usage(format!(
-            "--batch-bytes {} is out of range (1..={DEFAULT_BATCH_BYTES}: the broker rejects requests over 1 MiB)",
-            args.batch_bytes
-        )));
-    }
+    let batching = args.batch.config(config.timeout)?;
     if args.metadata_max_age.is_zero() {
         return Err(usage("--metadata-max-age must be longer than 0"));
     }
@@ -304,13 +290,10 @@ pub async fn run(
     }
     let client = config.client().await?;
     let producer_config = ProducerConfig {
-        linger: args.linger,
-        batch_bytes: args.batch_bytes,
-        compression: args.compression.into(),
         partitioner,
-        delivery_timeout: config.timeout,
         metadata_max_age: args.metadata_max_age,
         timestamps,
+        ..batching
     };
     let (producer, deliveries) =
         Producer::new(Arc::new(client), &args.topic, partitions, producer_config).await?;

@@ -1,0 +1,86 @@
+//! Flag groups shared by several subcommands, defined once with their
+//! checks.
+
+use std::time::Duration;
+
+use weir::consumer::{ConsumerConfig, DEFAULT_FETCH_BYTES};
+use weir::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
+
+use super::connect::parse_duration;
+use super::produce::Codec;
+use super::{non_negative, usage};
+
+/// How the producer batches (`weir produce`, `weir bench`).
+#[derive(Debug, clap::Args)]
+pub struct BatchFlags {
+    /// How long a batch waits for more records after its first record
+    /// arrives (as librdkafka's linger.ms).
+    #[arg(long, default_value = "5ms", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub linger: Duration,
+
+    /// Largest batch in bytes (at most 1 MiB minus request overhead).
+    #[arg(long, default_value_t = DEFAULT_BATCH_BYTES, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
+    pub batch_bytes: usize,
+
+    /// Batch compression.
+    #[arg(long, value_enum, default_value_t = Codec::None)]
+    pub compression: Codec,
+}
+
+impl BatchFlags {
+    /// The producer configuration with these flags and `timeout` as the
+    /// delivery deadline.
+    ///
+    /// # Errors
+    ///
+    /// A batch size out of range.
+    pub fn config(&self, timeout: Duration) -> anyhow::Result<ProducerConfig> {
+        if self.batch_bytes == 0 || self.batch_bytes > DEFAULT_BATCH_BYTES {
+            return Err(usage(format!(
+                "--batch-bytes {} is out of range (1..={DEFAULT_BATCH_BYTES}: the broker rejects requests over 1 MiB)",
+                self.batch_bytes
+            )));
+        }
+        Ok(ProducerConfig {
+            linger: self.linger,
+            batch_bytes: self.batch_bytes,
+            compression: self.compression.into(),
+            delivery_timeout: timeout,
+            ..ProducerConfig::default()
+        })
+    }
+}
+
+/// How partitions are fetched (`weir consume`, `weir count`, `weir bench`).
+#[derive(Debug, clap::Args)]
+pub struct FetchFlags {
+    /// Fetch size per partition in bytes: fetches start at 64 KiB and
+    /// double up to it, ask for less when records decode to more than 4
+    /// times it, and grow when a record does not fit.
+    #[arg(long, default_value_t = DEFAULT_FETCH_BYTES, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
+    pub fetch_bytes: i32,
+
+    /// Longest a fetch waits for new records.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub fetch_max_wait: Duration,
+}
+
+impl FetchFlags {
+    /// The consumer configuration with these flags and `timeout` as the
+    /// retry deadline.
+    ///
+    /// # Errors
+    ///
+    /// A fetch size below 1.
+    pub fn config(&self, timeout: Duration) -> anyhow::Result<ConsumerConfig> {
+        if self.fetch_bytes < 1 {
+            return Err(usage("--fetch-bytes must be at least 1"));
+        }
+        Ok(ConsumerConfig {
+            fetch_bytes: self.fetch_bytes,
+            fetch_max_wait: self.fetch_max_wait,
+            retry_timeout: timeout,
+            ..ConsumerConfig::default()
+        })
+    }
+}
