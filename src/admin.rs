@@ -727,8 +727,7 @@ impl Admin {
 }
 
 fn api_name<R: Request>() -> String {
-    kafka_protocol::messages::ApiKey::try_from(R::KEY)
-        .map_or_else(|_| format!("API {}", R::KEY), |k| format!("{k:?}"))
+    crate::wire::api_name(R::KEY)
 }
 
 fn topic_name(name: &str) -> TopicName {

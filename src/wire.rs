@@ -657,7 +657,8 @@ fn handshake_refused(error_code: i16, offered: &[&str]) -> String {
     }
 }
 
-fn api_name(key: i16) -> String {
+/// An API key as Kafka names it (`Metadata`, `CreateTopics`), for messages.
+pub(crate) fn api_name(key: i16) -> String {
     ApiKey::try_from(key).map_or_else(|_| format!("API {key}"), |k| format!("{k:?}"))
 }
 
