@@ -305,7 +305,7 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
         starts_at_commit(&written, &previous, round);
         // Never committed past what reached the file: the next run starts
         // at or before the first record this one did not write.
-        let commits = Cluster::shared().committed(&store, &group);
+        let commits = cluster.committed(&store, &group);
         for (p, c) in &commits {
             let last = written.iter().filter(|x| x.0 == *p).map(|x| x.1).max();
             let start = outputs
@@ -348,7 +348,7 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
     starts_at_commit(&written, &previous, kills.len());
     outputs.push(written);
 
-    let high: BTreeMap<i32, i64> = Cluster::shared().committed(&store, &group);
+    let high: BTreeMap<i32, i64> = cluster.committed(&store, &group);
     let mut seen: BTreeMap<(i32, i64), usize> = BTreeMap::new();
     for pair in outputs.iter().flatten() {
         *seen.entry(*pair).or_default() += 1;
