@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::Client;
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
@@ -262,6 +263,51 @@ impl TopicMetadata for Client {
     }
 }
 
+/// The produce side of one partition: rskafka's [`PartitionClient`], or a
+/// test's stand-in, so that a partition task's batching, ordering and
+/// failure handling are unit-tested without a broker (as the consumer's
+/// `PartitionFetch`).
+trait PartitionProduce: Send + Sync + 'static {
+    /// Writes `records` as one batch: their offsets in order, or why not.
+    fn produce(
+        &self,
+        records: Vec<Record>,
+        compression: Compression,
+    ) -> BoxFuture<'_, Result<Vec<i64>, String>>;
+
+    /// Whether the topic still exists, after a failed batch.
+    fn topic_exists(&self) -> BoxFuture<'_, Result<bool, String>>;
+
+    /// The partition leader's `host:port` as last known, for messages.
+    fn leader(&self) -> Option<String>;
+}
+
+impl PartitionProduce for PartitionClient {
+    fn produce(
+        &self,
+        records: Vec<Record>,
+        compression: Compression,
+    ) -> BoxFuture<'_, Result<Vec<i64>, String>> {
+        Box::pin(async move {
+            PartitionClient::produce(self, records, compression)
+                .await
+                .map_err(|e| crate::connect::client_error_text(&e))
+        })
+    }
+
+    fn topic_exists(&self) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move {
+            PartitionClient::topic_exists(self)
+                .await
+                .map_err(|e| crate::connect::client_error_text(&e))
+        })
+    }
+
+    fn leader(&self) -> Option<String> {
+        self.leader_address()
+    }
+}
+
 /// A record on its way to a partition task.
 struct Pending {
     tag: u64,
@@ -399,7 +445,7 @@ impl Producer {
             let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
             let batches_sent = Arc::new(AtomicU64::new(0));
             let task = PartitionTask {
-                client: pc,
+                client: Box::new(pc),
                 topic: self.topic.clone(),
                 partition,
                 linger: self.config.linger,
@@ -592,7 +638,7 @@ impl Clock {
 
 /// Sends one partition's batches, one request at a time.
 struct PartitionTask {
-    client: PartitionClient,
+    client: Box<dyn PartitionProduce>,
     topic: String,
     partition: i32,
     linger: Duration,
@@ -704,11 +750,7 @@ impl PartitionTask {
         // named as the reason.
         let sent = match sent {
             Ok(Ok(offsets)) => Ok(offsets),
-            Ok(Err(e)) => Err(self
-                .deleted()
-                .await
-                .unwrap_or_else(|| crate::connect::client_error_text(&e))),
-            Err(reason) => Err(self.deleted().await.unwrap_or(reason)),
+            Ok(Err(reason)) | Err(reason) => Err(self.deleted().await.unwrap_or(reason)),
         };
         match sent {
             Ok(offsets) => {
@@ -722,7 +764,7 @@ impl PartitionTask {
                 Ok(())
             }
             Err(reason) => {
-                let reason = match self.client.leader_address() {
+                let reason = match self.client.leader() {
                     Some(leader) => format!("leader {leader}: {reason}"),
                     None => reason,
                 };
@@ -769,6 +811,203 @@ impl PartitionTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// A partition log in memory: each batch it was given, with the
+    /// (paused) time it came; batch number `fail_at` fails.
+    #[derive(Debug, Default)]
+    struct FakePartition {
+        batches: Mutex<Vec<(Instant, Vec<String>)>>,
+        fail_at: Option<usize>,
+    }
+
+    impl PartitionProduce for Arc<FakePartition> {
+        fn produce(
+            &self,
+            records: Vec<Record>,
+            _compression: Compression,
+        ) -> BoxFuture<'_, Result<Vec<i64>, String>> {
+            Box::pin(async move {
+                let mut batches = self.batches.lock().unwrap();
+                let values: Vec<String> = records
+                    .iter()
+                    .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+                    .collect();
+                let n = batches.len();
+                batches.push((Instant::now(), values.clone()));
+                if self.fail_at == Some(n) {
+                    return Err("the fake broker refused it".to_owned());
+                }
+                let start: i64 = batches[..n].iter().map(|b| b.1.len() as i64).sum();
+                Ok((start..start + values.len() as i64).collect())
+            })
+        }
+
+        fn topic_exists(&self) -> BoxFuture<'_, Result<bool, String>> {
+            Box::pin(async { Ok(true) })
+        }
+
+        fn leader(&self) -> Option<String> {
+            Some("fake:9092".to_owned())
+        }
+    }
+
+    /// A record whose value is `value`, queued now.
+    fn pending(tag: u64, value: String) -> Pending {
+        Pending {
+            tag,
+            record: Record {
+                key: None,
+                value: Some(value.into_bytes()),
+                headers: Vec::new(),
+                timestamp: DateTime::default(),
+            },
+            queued_at: Some(Instant::now()),
+        }
+    }
+
+    /// A partition task over `log`, its queue and its deliveries.
+    fn task(
+        log: &Arc<FakePartition>,
+        linger: Duration,
+        batch_bytes: usize,
+    ) -> (
+        mpsc::Sender<Pending>,
+        tokio::task::JoinHandle<()>,
+        mpsc::UnboundedReceiver<Delivery>,
+    ) {
+        let (reports, deliveries) = mpsc::unbounded_channel();
+        let task = PartitionTask {
+            client: Box::new(Arc::clone(log)),
+            topic: "events".to_owned(),
+            partition: 3,
+            linger,
+            batch_bytes,
+            compression: Compression::NoCompression,
+            delivery_timeout: Duration::from_secs(30),
+            reports,
+            batches_sent: Arc::new(AtomicU64::new(0)),
+            stale: Arc::new(Notify::new()),
+        };
+        let (queue, rx) = mpsc::channel(QUEUE_RECORDS);
+        (queue, tokio::spawn(task.run(rx)), deliveries)
+    }
+
+    fn values(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| format!("v{i:03}")).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_for_the_linger_and_closing_flushes_at_once() {
+        let log = Arc::new(FakePartition::default());
+        let linger = Duration::from_millis(5);
+        let (queue, running, mut deliveries) = task(&log, linger, DEFAULT_BATCH_BYTES);
+        let start = Instant::now();
+        for (tag, v) in values(0..3).into_iter().enumerate() {
+            queue.send(pending(tag as u64, v)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for (tag, v) in values(3..5).into_iter().enumerate() {
+            queue.send(pending(3 + tag as u64, v)).await.unwrap();
+        }
+        drop(queue);
+        running.await.unwrap();
+
+        let batches = log.batches.lock().unwrap().clone();
+        assert_eq!(batches.len(), 2, "{batches:?}");
+        // The first batch left one linger after its first record, within
+        // a timer tick; the second at once, as the queue closed.
+        let first = batches[0].0 - start;
+        assert!(
+            first >= linger - TIMER_TICK && first <= linger + TIMER_TICK,
+            "first batch after {first:?}"
+        );
+        assert_eq!(batches[0].1, values(0..3));
+        assert_eq!(batches[1].0 - start, Duration::from_millis(20));
+        assert_eq!(batches[1].1, values(3..5));
+
+        let mut got = Vec::new();
+        while let Ok(d) = deliveries.try_recv() {
+            assert_eq!(d.partition, 3);
+            got.push((d.tag, d.result.unwrap()));
+        }
+        assert_eq!(got, (0..5).map(|i| (i, i as i64)).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn full_batches_leave_at_once_in_order() {
+        let log = Arc::new(FakePartition::default());
+        let one = record_size(&pending(0, values(0..1).remove(0)).record);
+        // Three records to a batch; a linger no test would wait out.
+        let (queue, running, mut deliveries) = task(&log, Duration::from_secs(3600), 3 * one);
+        let start = Instant::now();
+        for (tag, v) in values(0..10).into_iter().enumerate() {
+            queue.send(pending(tag as u64, v)).await.unwrap();
+        }
+        // Three full batches go without waiting; the fourth, one record,
+        // waits for the linger or the end of the input.
+        while log.batches.lock().unwrap().len() < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(Instant::now(), start, "a full batch waited");
+        drop(queue);
+        running.await.unwrap();
+
+        let batches = log.batches.lock().unwrap().clone();
+        let sizes: Vec<usize> = batches.iter().map(|b| b.1.len()).collect();
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        let sent: Vec<String> = batches.into_iter().flat_map(|b| b.1).collect();
+        assert_eq!(sent, values(0..10), "the partition's order");
+        let mut tags = Vec::new();
+        while let Ok(d) = deliveries.try_recv() {
+            assert_eq!(d.result.unwrap(), d.tag as i64);
+            tags.push(d.tag);
+        }
+        assert_eq!(tags, (0..10).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_failed_batch_later_records_are_abandoned_unsent() {
+        let log = Arc::new(FakePartition {
+            fail_at: Some(1),
+            ..FakePartition::default()
+        });
+        let one = record_size(&pending(0, values(0..1).remove(0)).record);
+        let (queue, running, mut deliveries) = task(&log, Duration::from_millis(5), 2 * one);
+        for (tag, v) in values(0..6).into_iter().enumerate() {
+            queue.send(pending(tag as u64, v)).await.unwrap();
+        }
+        drop(queue);
+        running.await.unwrap();
+
+        // Batches 0 and 1 were sent (1 failed); 2 was never tried.
+        let sent: Vec<Vec<String>> = log
+            .batches
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b.1.clone())
+            .collect();
+        assert_eq!(sent, [values(0..2), values(2..4)]);
+        let mut outcomes = Vec::new();
+        while let Ok(d) = deliveries.try_recv() {
+            outcomes.push((d.tag, d.result.map_err(|e| e.to_string())));
+        }
+        let failed = "producing to topic \"events\" partition 3 failed: \
+                      leader fake:9092: the fake broker refused it";
+        let abandoned = "not sent to topic \"events\" partition 3: an earlier batch failed";
+        assert_eq!(
+            outcomes,
+            [
+                (0, Ok(0)),
+                (1, Ok(1)),
+                (2, Err(failed.to_owned())),
+                (3, Err(failed.to_owned())),
+                (4, Err(abandoned.to_owned())),
+                (5, Err(abandoned.to_owned())),
+            ]
+        );
+    }
 
     fn epoch_ms() -> i64 {
         let since = std::time::SystemTime::now()

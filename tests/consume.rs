@@ -12,28 +12,14 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{
-    Feeder, Kafka, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir, weir_bin, weir_run,
+    Cluster, Feeder, KEYED, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir, weir_bin,
+    weir_run,
 };
 use serde_json::Value;
 
-/// A fresh topic with `partitions` partitions holding `input` (one record
-/// per line, `key:value`).
-fn topic_with(prefix: &str, partitions: u32, input: &str) -> String {
-    let topic = random_topic(prefix);
-    weir_run(&[
-        "topics",
-        "create",
-        &topic,
-        "--partitions",
-        &partitions.to_string(),
-    ])
-    .ok();
-    common::produce(&["-t", &topic, "-K", ":"], input.as_bytes()).ok();
-    topic
-}
-
-fn keyed(n: usize) -> String {
-    (0..n).map(|i| format!("k{}:v{i}\n", i % 13)).collect()
+/// `n` records over 13 keys.
+fn keyed(n: usize) -> impl Iterator<Item = String> {
+    (0..n).map(|i| format!("k{}:v{i}", i % 13))
 }
 
 fn consume(args: &[&str]) -> common::Run {
@@ -72,7 +58,7 @@ fn contiguous(pairs: &[(i32, i64)]) -> BTreeMap<i32, i64> {
 
 #[test]
 fn default_output_is_each_value_on_a_line_and_a_summary() {
-    let topic = topic_with("plain", 1, "a:one\nb:two\nc:three\n");
+    let topic = Cluster::shared().create_and_fill("plain", 1, KEYED, ["a:one", "b:two", "c:three"]);
     let run = consume(&["-t", &topic, "-e"]);
     run.ok();
     assert_eq!(run.stdout, "one\ntwo\nthree\n");
@@ -86,7 +72,7 @@ fn default_output_is_each_value_on_a_line_and_a_summary() {
 
 #[test]
 fn template_fields_and_escapes() {
-    let topic = topic_with("template", 1, "k1:v1\n");
+    let topic = Cluster::shared().create_and_fill("template", 1, KEYED, ["k1:v1"]);
     let run = consume(&[
         "-t",
         &topic,
@@ -103,8 +89,8 @@ fn template_fields_and_escapes() {
 
 #[test]
 fn until_end_stops_at_the_watermarks_taken_at_start_while_writes_go_on() {
-    let topic = topic_with("until-end", 6, &keyed(3_000));
-    let before = common::high_watermarks(brokers(), &topic);
+    let topic = Cluster::shared().create_and_fill("until-end", 6, KEYED, keyed(3_000));
+    let before = Cluster::shared().high_watermarks(&topic);
 
     // A producer keeps writing for the whole read.
     let writer = Feeder::start(
@@ -114,13 +100,13 @@ fn until_end_stops_at_the_watermarks_taken_at_start_while_writes_go_on() {
         Duration::from_millis(2),
     );
     let deadline = Instant::now() + STEP_TIMEOUT;
-    while common::topic_end(brokers(), &topic) <= before.values().sum::<i64>() {
+    while Cluster::shared().topic_end(&topic) <= before.values().sum::<i64>() {
         assert!(Instant::now() < deadline, "the writer never wrote");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let during = common::high_watermarks(brokers(), &topic);
+    let during = Cluster::shared().high_watermarks(&topic);
     let run = consume(&["-t", &topic, "--until", "end", "-f", "{partition} {offset}"]);
-    let after = common::high_watermarks(brokers(), &topic);
+    let after = Cluster::shared().high_watermarks(&topic);
     writer.stop();
     run.ok();
 
@@ -152,7 +138,7 @@ fn until_end_on_empty_partitions_exits_at_once() {
 
 #[test]
 fn count_stops_after_n_records() {
-    let topic = topic_with("count", 3, &keyed(500));
+    let topic = Cluster::shared().create_and_fill("count", 3, KEYED, keyed(500));
     let run = consume(&["-t", &topic, "-c", "7"]);
     run.ok();
     assert_eq!(run.stdout.lines().count(), 7);
@@ -160,7 +146,7 @@ fn count_stops_after_n_records() {
 
 #[test]
 fn count_zero_writes_nothing_and_commits_nothing() {
-    let topic = topic_with("count-zero", 3, &keyed(50));
+    let topic = Cluster::shared().create_and_fill("count-zero", 3, KEYED, keyed(50));
     // No -e: only the count can end it, at once.
     let run = consume(&["-t", &topic, "-c", "0"]);
     run.ok();
@@ -204,7 +190,7 @@ fn count_zero_writes_nothing_and_commits_nothing() {
 
 #[test]
 fn instances_share_the_partitions_once() {
-    let topic = topic_with("instances", 6, &keyed(1_200));
+    let topic = Cluster::shared().create_and_fill("instances", 6, KEYED, keyed(1_200));
     let mut seen = BTreeSet::new();
     let mut by_instance = Vec::new();
     for instance in ["0/2", "1/2"] {
@@ -369,11 +355,11 @@ fn piped_to_head(args: &str) -> (i32, String, String) {
 
 #[test]
 fn a_closed_stdout_ends_the_run_quietly() {
-    let topic = topic_with("head", 2, &keyed(50_000));
+    let topic = Cluster::shared().create_and_fill("head", 2, KEYED, keyed(50_000));
     let (code, out, stderr) = piped_to_head(&format!("-t {topic} -e"));
     assert_eq!((code, out.lines().count(), stderr.as_str()), (0, 1, ""));
     // Following the topic: nothing more arrives after head has gone.
-    let small = topic_with("head-tail", 1, "k:only\n");
+    let small = Cluster::shared().create_and_fill("head-tail", 1, KEYED, ["k:only"]);
     let (code, out, stderr) = piped_to_head(&format!("-t {small}"));
     assert_eq!((code, out.as_str(), stderr.as_str()), (0, "only\n", ""));
 }
@@ -400,7 +386,7 @@ fn bad_selections_name_the_topic_or_flag() {
         "{}",
         run.stderr
     );
-    let topic = topic_with("range", 2, "k:v\n");
+    let topic = Cluster::shared().create_and_fill("range", 2, KEYED, ["k:v"]);
     let run = consume(&["-t", &topic, "-e", "-p", "7"]);
     run.expect_code(1);
     assert!(
@@ -410,7 +396,7 @@ fn bad_selections_name_the_topic_or_flag() {
     );
     // One partition is "1 partition"; the same mistake in produce (there
     // with --partition) is the same runtime failure, exit 1.
-    let single = topic_with("range-1", 1, "k:v\n");
+    let single = Cluster::shared().create_and_fill("range-1", 1, KEYED, ["k:v"]);
     let run = consume(&["-t", &single, "-e", "-p", "1"]);
     run.expect_code(1);
     let expected = format!("topic \"{single}\" has 1 partition, partition 1 is out of range");
@@ -467,7 +453,7 @@ fn receive(rx: &std::sync::mpsc::Receiver<String>, n: usize) -> Vec<String> {
 
 #[test]
 fn sigint_flushes_and_exits_130() {
-    let topic = topic_with("sigint", 2, &keyed(100));
+    let topic = Cluster::shared().create_and_fill("sigint", 2, KEYED, keyed(100));
     let (mut child, rx) = follow(&["-t", &topic, "-b", brokers()]);
     let lines = receive(&rx, 100);
     assert_eq!(lines.len(), 100);
@@ -488,30 +474,12 @@ fn sigint_flushes_and_exits_130() {
 
 #[test]
 fn broker_restart_mid_run_continues_without_gaps_or_duplicates() {
-    let mut kafka = Kafka::start(1);
-    let address = kafka.address();
+    let mut cluster = Cluster::start(1);
+    let address = cluster.address().to_owned();
     let topic = random_topic("restart");
-    let produce = |from: usize, to: usize| {
-        let input: String = (from..to).map(|i| format!("k{}:{i}\n", i % 5)).collect();
-        let mut cmd = weir();
-        cmd.args(["produce", "-t", &topic, "-K", ":", "-b", &address]);
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), input).unwrap();
-        cmd.stdin(std::fs::File::open(file.path()).unwrap());
-        run(&mut cmd).ok();
-    };
-    let mut cmd = weir();
-    cmd.args([
-        "topics",
-        "create",
-        &topic,
-        "--partitions",
-        "3",
-        "-b",
-        &address,
-    ]);
-    run(&mut cmd).ok();
-    produce(0, 500);
+    let records = |from: usize, to: usize| (from..to).map(|i| format!("k{}:{i}", i % 5));
+    cluster.create_topic(&topic, 3);
+    cluster.fill(&topic, KEYED, records(0, 500));
 
     let (mut child, rx) = follow(&[
         "-t",
@@ -526,10 +494,10 @@ fn broker_restart_mid_run_continues_without_gaps_or_duplicates() {
         "60s",
     ]);
     let mut lines = receive(&rx, 500);
-    kafka.kill(0);
+    cluster.kafka().kill(0);
     std::thread::sleep(Duration::from_millis(1_500));
-    kafka.restart(0);
-    produce(500, 1_000);
+    cluster.kafka().restart(0);
+    cluster.fill(&topic, KEYED, records(500, 1_000));
     lines.extend(receive(&rx, 500));
     let status = wait_exit(&mut child, "weir consume");
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();

@@ -6,12 +6,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use common::{Feeder, Kafka, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir};
+use common::{Cluster, Feeder, JSON, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir};
 use serde_json::Value;
 
 const MINUTE: i64 = 60_000;
@@ -88,9 +88,9 @@ fn rows(json_lines: &str) -> Vec<(At, u64)> {
 
 /// Counts per (minute, level) of every record in `topic`, read with
 /// rskafka, by the records' own timestamps.
-fn reference_from_topic(address: &str, topic: &str, partitions: i32) -> Counts {
+fn reference_from_topic(cluster: &Cluster, topic: &str, partitions: i32) -> Counts {
     let mut counts = Counts::new();
-    for records in common::read_all(address, topic, partitions).into_values() {
+    for records in cluster.read_all(topic, partitions).into_values() {
         for r in records {
             let ts = r.record.timestamp.timestamp_millis();
             let value = String::from_utf8(r.record.value.unwrap()).unwrap();
@@ -106,30 +106,6 @@ fn reference_from_topic(address: &str, topic: &str, partitions: i32) -> Counts {
 
 fn last_per_key(rows: impl IntoIterator<Item = (At, u64)>) -> Counts {
     rows.into_iter().collect()
-}
-
-fn create_topic(address: &str, topic: &str, partitions: u32) {
-    let mut cmd = weir();
-    cmd.args([
-        "topics",
-        "create",
-        topic,
-        "--partitions",
-        &partitions.to_string(),
-    ])
-    .args(["-b", address]);
-    run(&mut cmd).ok();
-}
-
-fn produce_json(address: &str, topic: &str, lines: &[String]) {
-    let mut input = lines.join("\n");
-    input.push('\n');
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(input.as_bytes()).unwrap();
-    let mut cmd = weir();
-    cmd.args(["produce", "-t", topic, "--format", "json", "-b", address])
-        .stdin(std::fs::File::open(file.path()).unwrap());
-    run(&mut cmd).ok();
 }
 
 /// `weir produce` arguments for a [`Feeder`] of JSON lines.
@@ -148,10 +124,9 @@ fn feed<'a>(address: &'a str, topic: &'a str) -> [&'a str; 10] {
     ]
 }
 
-fn count(address: &str, args: &[&str]) -> common::Run {
-    let mut cmd = weir();
-    cmd.arg("count").args(args).args(["-b", address]);
-    run(&mut cmd)
+/// Runs `weir count ARGS` on the shared node.
+fn count(args: &[&str]) -> common::Run {
+    Cluster::shared().weir(&[&["count"][..], args].concat())
 }
 
 /// An hour ago, on a minute boundary, so a real Kafka's retention keeps
@@ -169,7 +144,7 @@ fn recent_start() -> i64 {
 fn counts_equal_an_independent_reference() {
     let topic = random_topic("count");
     let store = random_topic("offsets");
-    create_topic(brokers(), &topic, 6);
+    Cluster::shared().create_topic(&topic, 6);
     let start = recent_start();
     let mut lines = generate_logs(30_000, 10, start);
     // Records the extractor cannot read go to the unparsed bucket.
@@ -180,7 +155,7 @@ fn counts_equal_an_independent_reference() {
         ));
     }
     lines.push(format!(r#"{{"key":"x","value":null,"timestamp":{end}}}"#));
-    produce_json(brokers(), &topic, &lines);
+    Cluster::shared().fill(&topic, JSON, &lines);
     let mut expected = reference(&lines[..30_000]);
     expected.insert((Some(end), None), 8);
 
@@ -190,7 +165,7 @@ fn counts_equal_an_independent_reference() {
         "-t", &topic, "-e", "--by", LEVEL, "--window", "1m", "--json", "-g", &group,
         "--offsets-topic", &store, "--commit-interval", "50ms",
     ];
-    let run = count(brokers(), &args);
+    let run = count(&args);
     run.ok();
     let emitted = rows(&run.stdout);
     // Each window is emitted once, when it closes or at the stop.
@@ -200,7 +175,7 @@ fn counts_equal_an_independent_reference() {
     assert!(run.stderr.contains("8 unparsed"), "{}", run.stderr);
 
     // A second run resumes the counts and emits the same open window.
-    let again = count(brokers(), &args);
+    let again = count(&args);
     again.ok();
     let last: Counts = last_per_key(rows(&again.stdout));
     assert_eq!(last, BTreeMap::from([((Some(end), None), 8)]));
@@ -211,7 +186,7 @@ fn counts_equal_an_independent_reference() {
     );
 
     // Running totals by key, as a table.
-    let table = count(brokers(), &["-t", &topic, "-e", "--by", "key"]);
+    let table = count(&["-t", &topic, "-e", "--by", "key"]);
     table.ok();
     let header = table.stdout.lines().next().unwrap();
     assert_eq!(
@@ -231,9 +206,9 @@ fn counts_equal_an_independent_reference() {
 fn count_zero_counts_nothing_and_checkpoints_nothing() {
     let topic = random_topic("count-zero");
     let store = random_topic("offsets");
-    create_topic(brokers(), &topic, 2);
+    Cluster::shared().create_topic(&topic, 2);
     let start = recent_start();
-    produce_json(brokers(), &topic, &generate_logs(200, 2, start));
+    Cluster::shared().fill(&topic, JSON, generate_logs(200, 2, start));
     let group = random_topic("g");
     #[rustfmt::skip]
     let args = [
@@ -241,27 +216,24 @@ fn count_zero_counts_nothing_and_checkpoints_nothing() {
         "--offsets-topic", &store,
     ];
     let all: Vec<&str> = args.iter().copied().chain(["-e"]).collect();
-    count(brokers(), &all).ok();
-    let committed = common::committed_total(brokers(), &store, &group);
+    count(&all).ok();
+    let committed = Cluster::shared().committed_total(&store, &group);
     assert_eq!(committed, 200);
 
     // A record the group has not counted, and open windows it restores:
     // -c 0 (without -e, so only the count ends it) counts and emits
     // neither, and commits nothing.
-    produce_json(brokers(), &topic, &generate_logs(1, 1, start + 3 * MINUTE));
+    Cluster::shared().fill(&topic, JSON, generate_logs(1, 1, start + 3 * MINUTE));
     let zero: Vec<&str> = args.iter().copied().chain(["-c", "0"]).collect();
-    let nothing = count(brokers(), &zero);
+    let nothing = count(&zero);
     nothing.ok();
     assert_eq!(nothing.stdout, "", "rows were emitted");
-    assert_eq!(
-        common::committed_total(brokers(), &store, &group),
-        committed
-    );
+    assert_eq!(Cluster::shared().committed_total(&store, &group), committed);
 
     // The next run counts that record.
-    count(brokers(), &all).ok();
+    count(&all).ok();
     assert_eq!(
-        common::committed_total(brokers(), &store, &group),
+        Cluster::shared().committed_total(&store, &group),
         committed + 1
     );
 
@@ -269,12 +241,10 @@ fn count_zero_counts_nothing_and_checkpoints_nothing() {
     let unused = random_topic("offsets");
     let fresh = random_topic("g");
     #[rustfmt::skip]
-    count(brokers(), &[
+    count(&[
         "-t", &topic, "--by", "key", "-g", &fresh, "--offsets-topic", &unused, "-c", "0",
     ]).ok();
-    let mut describe = weir();
-    describe.args(["topics", "describe", &unused, "-b", brokers()]);
-    let described = run(&mut describe);
+    let described = Cluster::shared().weir(&["topics", "describe", &unused]);
     described.expect_code(1);
     assert!(
         described.stderr.contains("does not exist"),
@@ -286,7 +256,7 @@ fn count_zero_counts_nothing_and_checkpoints_nothing() {
 #[test]
 fn late_records_are_counted_apart_and_leave_closed_windows_alone() {
     let topic = random_topic("late");
-    create_topic(brokers(), &topic, 1);
+    Cluster::shared().create_topic(&topic, 1);
     let t0 = recent_start();
     let at = |ms: i64, key: &str| format!(r#"{{"value":"{key}","timestamp":{}}}"#, t0 + ms);
     let lines = vec![
@@ -298,13 +268,10 @@ fn late_records_are_counted_apart_and_leave_closed_windows_alone() {
         // Window [1m, 2m) ends after 1m30s: still open.
         at(MINUTE + 45_000, "c"),
     ];
-    produce_json(brokers(), &topic, &lines);
-    let run = count(
-        brokers(),
-        &[
-            "-t", &topic, "-e", "--by", "value", "--window", "1m", "--grace", "30s", "--json",
-        ],
-    );
+    Cluster::shared().fill(&topic, JSON, &lines);
+    let run = count(&[
+        "-t", &topic, "-e", "--by", "value", "--window", "1m", "--grace", "30s", "--json",
+    ]);
     run.ok();
     let counted = last_per_key(rows(&run.stdout));
     let expected = BTreeMap::from([
@@ -328,9 +295,9 @@ fn windows_before_1970_are_written_as_rfc3339() {
     run(&mut cmd).ok();
     let recent = recent_start();
     let at = |ts: i64, key: &str| format!(r#"{{"value":"{key}","timestamp":{ts}}}"#);
-    produce_json(
-        brokers(),
+    Cluster::shared().fill(
         &topic,
+        JSON,
         &[
             at(-60_001, "b"),
             at(-60_000, "a"),
@@ -338,12 +305,9 @@ fn windows_before_1970_are_written_as_rfc3339() {
             at(recent, "c"),
         ],
     );
-    let run = count(
-        brokers(),
-        &[
-            "-t", &topic, "-e", "--by", "value", "--window", "1m", "--json",
-        ],
-    );
+    let run = count(&[
+        "-t", &topic, "-e", "--by", "value", "--window", "1m", "--json",
+    ]);
     run.ok();
     let rows: Vec<Value> = run
         .stdout
@@ -363,11 +327,11 @@ fn windows_before_1970_are_written_as_rfc3339() {
 }
 
 /// Runs `weir count ARGS` until `ready` holds for its stdout lines so far
-/// (or for at most `limit`), then stops it with SIGINT. The lines read
-/// before the SIGINT, those after, and stderr.
+/// (asked at every line and every 100 ms; a panic after [`STEP_TIMEOUT`]),
+/// then stops it with SIGINT. The lines read before the SIGINT, those
+/// after, and stderr.
 fn count_until(
     args: &[&str],
-    limit: Duration,
     mut ready: impl FnMut(&[String]) -> bool,
 ) -> (Vec<String>, Vec<String>, String) {
     let mut child = weir()
@@ -389,12 +353,20 @@ fn count_until(
             }
         }
     });
-    let deadline = Instant::now() + limit;
+    let deadline = Instant::now() + STEP_TIMEOUT;
     let mut before = Vec::new();
     while !ready(&before) {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("weir count {args:?}: not ready within {STEP_TIMEOUT:?}; wrote {before:?}");
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(line) => before.push(line),
-            Err(_) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                child.kill().ok();
+                panic!("weir count {args:?} closed its output early; wrote {before:?}");
+            }
         }
     }
     before.extend(rx.try_iter());
@@ -415,7 +387,7 @@ fn count_until(
 #[test]
 fn a_quiet_partition_stops_holding_windows_back_after_the_idle_timeout() {
     let topic = random_topic("idle");
-    create_topic(brokers(), &topic, 2);
+    Cluster::shared().create_topic(&topic, 2);
     let t0 = recent_start();
     let at = |partition: u32, ms: i64, key: &str| {
         format!(
@@ -424,9 +396,9 @@ fn a_quiet_partition_stops_holding_windows_back_after_the_idle_timeout() {
         )
     };
     // Partition 1 has one record in the first window, then goes quiet.
-    produce_json(
-        brokers(),
+    Cluster::shared().fill(
         &topic,
+        JSON,
         &[at(1, 10_000, "q"), at(0, 10_000, "a"), at(0, 20_000, "a")],
     );
     // Partition 0 goes on into the second window, a record a millisecond.
@@ -443,21 +415,30 @@ fn a_quiet_partition_stops_holding_windows_back_after_the_idle_timeout() {
         ((Some(t0), Some("q".to_owned())), 1),
     ];
     let args = ["-t", &topic, "--by", "value", "--window", "1m", "--json"];
-    let often = ["--commit-interval", "100ms"];
+    // Groups only so the test can see what a run has read: a commit
+    // follows the emission of everything due at its checkpoint.
+    let store = random_topic("offsets");
+    let often = ["--commit-interval", "100ms", "--offsets-topic", &store];
+    let committed = |group: &str, partition: i32| {
+        let offsets = Cluster::shared().committed(&store, group);
+        offsets.get(&partition).copied().unwrap_or(0)
+    };
 
     // Without an idle timeout the quiet partition holds the first window
-    // open as long as the run lasts.
+    // open as long as the run lasts: longer than the idle timeout below,
+    // and past the checkpoint after partition 0 read into the second
+    // window (its records from offset 2 on), which would have emitted it.
     let feeder = Feeder::start(
         &feed(brokers(), &topic),
         busy(0),
         1,
         Duration::from_millis(1),
     );
-    let (before, after, _) = count_until(
-        &[&args[..], &often].concat(),
-        Duration::from_secs(3),
-        |_| false,
-    );
+    let held = random_topic("g");
+    let started = Instant::now();
+    let (before, after, _) = count_until(&[&args[..], &often, &["-g", &held]].concat(), |_| {
+        started.elapsed() > Duration::from_secs(3) && committed(&held, 0) > 3
+    });
     drop(feeder);
     assert!(before.is_empty(), "emitted while running: {before:?}");
     assert_eq!(in_first(&after), expected_first, "{after:?}");
@@ -472,20 +453,20 @@ fn a_quiet_partition_stops_holding_windows_back_after_the_idle_timeout() {
         Duration::from_millis(1),
     );
     let mut late_sent = false;
+    let closing = random_topic("g");
     let (before, after, err) = count_until(
-        &[&args[..], &often, &["--idle-timeout", "1s"]].concat(),
-        STEP_TIMEOUT,
+        &[&args[..], &often, &["-g", &closing, "--idle-timeout", "1s"]].concat(),
         |lines| {
             if in_first(lines).len() < 2 {
                 return false;
             }
             if !late_sent {
                 late_sent = true;
-                produce_json(brokers(), &topic, &[at(1, 30_000, "q")]);
-                // Several checkpoints: a counted late record would show.
-                std::thread::sleep(Duration::from_millis(500));
+                Cluster::shared().fill(&topic, JSON, &[at(1, 30_000, "q")]);
             }
-            true
+            // The checkpoint that commits past the late record (partition
+            // 1, offset 1) has emitted whatever it caused.
+            committed(&closing, 1) >= 2
         },
     );
     drop(feeder);
@@ -505,13 +486,13 @@ fn state_larger_than_a_request_is_chunked_and_restored() {
     let topic = random_topic("big");
     let store = random_topic("offsets");
     let group = random_topic("g");
-    create_topic(brokers(), &topic, 1);
+    Cluster::shared().create_topic(&topic, 1);
     let keys = 60_000;
     let key = |i: usize| format!("customer-{i:06}-with-a-rather-long-identifier");
     let first: Vec<String> = (0..keys)
         .map(|i| format!(r#"{{"value":"{}"}}"#, key(i)))
         .collect();
-    produce_json(brokers(), &topic, &first);
+    Cluster::shared().fill(&topic, JSON, &first);
     #[rustfmt::skip]
     let args = [
         "-t",
@@ -525,7 +506,7 @@ fn state_larger_than_a_request_is_chunked_and_restored() {
         "--offsets-topic",
         &store,
     ];
-    count(brokers(), &args).ok();
+    count(&args).ok();
 
     // The state (60,000 keys, over 3 MB as JSON) went out in chunks.
     let mut cmd = weir();
@@ -551,8 +532,8 @@ fn state_larger_than_a_request_is_chunked_and_restored() {
     // Every key again, and a new one: the restored state adds up.
     let mut second = first.clone();
     second.push(r#"{"value":"newcomer"}"#.to_owned());
-    produce_json(brokers(), &topic, &second);
-    let run = count(brokers(), &args);
+    Cluster::shared().fill(&topic, JSON, &second);
+    let run = count(&args);
     run.ok();
     let counted = last_per_key(rows(&run.stdout));
     assert_eq!(counted.len(), keys + 1);
@@ -563,19 +544,21 @@ fn state_larger_than_a_request_is_chunked_and_restored() {
 }
 
 /// Kills `weir count` with SIGKILL at several moments while records keep
-/// arriving (restarting the broker once when `broker` is given), then runs
+/// arriving (restarting the cluster's node once when `restart`), then runs
 /// it to the end: what was emitted, last row per (window, key), equals the
 /// reference, on stdout and in the output topic.
-fn crash_and_compare(address: &str, mut broker: Option<&mut Kafka>, lines: usize, kills: &[u64]) {
+fn crash_and_compare(cluster: &mut Cluster, restart: bool, lines: usize, kills: &[u64]) {
+    let address = cluster.address().to_owned();
+    let address = address.as_str();
     let topic = random_topic("crash");
     let out_topic = random_topic("counts");
     let store = random_topic("offsets");
     let group = random_topic("g");
-    create_topic(address, &topic, 6);
+    cluster.create_topic(&topic, 6);
     let lines = generate_logs(lines, 20, recent_start());
     let from_lines = reference(&lines);
     // Every service's partition has records before the first run starts.
-    produce_json(address, &topic, &lines[..5_000]);
+    cluster.fill(&topic, JSON, &lines[..5_000]);
     let feeder = Feeder::start(
         &feed(address, &topic),
         lines[5_000..].to_vec(),
@@ -594,7 +577,6 @@ fn crash_and_compare(address: &str, mut broker: Option<&mut Kafka>, lines: usize
         cmd
     };
     let mut outputs = Vec::new();
-    let restart_wanted = broker.is_some();
     let mut restarted = false;
     // Rounds after which the committed positions had moved on: the test
     // means something only if restarts resume from saved counts.
@@ -607,23 +589,22 @@ fn crash_and_compare(address: &str, mut broker: Option<&mut Kafka>, lines: usize
             .stderr(std::fs::File::create(file.with_extension("err")).unwrap())
             .spawn()
             .unwrap();
-        if round == 2 {
-            if let Some(kafka) = broker.take() {
-                std::thread::sleep(Duration::from_millis(after));
-                kafka.kill(0);
-                std::thread::sleep(Duration::from_millis(300));
-                kafka.restart(0);
-                restarted = true;
-            }
+        if round == 2 && restart {
+            let kafka = cluster.kafka();
+            std::thread::sleep(Duration::from_millis(after));
+            kafka.kill(0);
+            std::thread::sleep(Duration::from_millis(300));
+            kafka.restart(0);
+            restarted = true;
         }
         // Each run commits at least once (unless everything is committed
         // already), then dies `after` ms later, at a moment of its own.
         let deadline = Instant::now() + STEP_TIMEOUT;
         let now = loop {
-            let now = common::committed_total(address, &store, &group);
+            let now = cluster.committed_total(&store, &group);
             // Everything in the topic committed (a count above the input
             // lines when a lost acknowledgement stored a batch twice).
-            if now > committed || now == common::topic_end(address, &topic) {
+            if now > committed || now == cluster.topic_end(&topic) {
                 break now;
             }
             assert!(
@@ -650,7 +631,7 @@ fn crash_and_compare(address: &str, mut broker: Option<&mut Kafka>, lines: usize
     // The reference is what the topic holds, read independently: a batch
     // whose acknowledgement was lost in a broker restart is stored twice
     // (the producer is at-least-once), and weir must count it twice too.
-    let expected = reference_from_topic(address, &topic, 6);
+    let expected = reference_from_topic(cluster, &topic, 6);
     let (stored, generated): (u64, u64) = (expected.values().sum(), from_lines.values().sum());
     for (at, n) in &from_lines {
         assert!(
@@ -693,21 +674,24 @@ fn crash_and_compare(address: &str, mut broker: Option<&mut Kafka>, lines: usize
     let out = run(&mut cmd);
     out.ok();
     assert_eq!(last_per_key(rows(&out.stdout)), expected, "output topic");
-    assert_eq!(restarted, restart_wanted, "the broker restart happened");
+    assert_eq!(restarted, restart, "the broker restart happened");
 }
 
 #[test]
 fn killed_counts_resume_exactly() {
-    crash_and_compare(brokers(), None, 60_000, &[170, 30, 290, 110, 230]);
+    crash_and_compare(
+        &mut Cluster::shared(),
+        false,
+        60_000,
+        &[170, 30, 290, 110, 230],
+    );
 }
 
 #[test]
 fn killed_counts_resume_exactly_across_a_broker_restart() {
-    let mut kafka = Kafka::start(1);
-    let address = kafka.address();
     crash_and_compare(
-        &address,
-        Some(&mut kafka),
+        &mut Cluster::start(1),
+        true,
         30_000,
         &[170, 30, 290, 110, 230],
     );

@@ -8,24 +8,17 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Feeder, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir, weir_run};
+use common::{
+    Cluster, Feeder, KEYED, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir, weir_run,
+};
 use serde_json::Value;
 use weir::partitioner::murmur2_partition;
 
 /// A topic with `n` keyed records over `partitions` partitions, and a
 /// private offsets topic for the test.
 fn setup(prefix: &str, partitions: u32, n: usize) -> (String, String) {
-    let topic = random_topic(prefix);
-    weir_run(&[
-        "topics",
-        "create",
-        &topic,
-        "--partitions",
-        &partitions.to_string(),
-    ])
-    .ok();
-    let input: String = (0..n).map(|i| format!("k{}:{i}\n", i % 17)).collect();
-    common::produce(&["-t", &topic, "-K", ":"], input.as_bytes()).ok();
+    let lines = (0..n).map(|i| format!("k{}:{i}", i % 17));
+    let topic = Cluster::shared().create_and_fill(prefix, partitions, KEYED, lines);
     (topic, random_topic("offsets"))
 }
 
@@ -48,31 +41,6 @@ fn pairs(stdout: &str) -> Vec<(i32, i64)> {
             let (p, o) = l.split_once(' ').unwrap();
             (p.parse().unwrap(), o.parse().unwrap())
         })
-        .collect()
-}
-
-fn show(store: &str, group: &str) -> Value {
-    let run = weir_run(&[
-        "offsets",
-        "--offsets-topic",
-        store,
-        "show",
-        "-g",
-        group,
-        "--output",
-        "json",
-    ]);
-    run.ok();
-    serde_json::from_str(&run.stdout).unwrap()
-}
-
-/// Committed offset per partition from `offsets show`.
-fn committed(store: &str, group: &str) -> BTreeMap<i32, i64> {
-    show(store, group)["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| Some((r["partition"].as_i64()? as i32, r["committed"].as_i64()?)))
         .collect()
 }
 
@@ -108,7 +76,7 @@ fn show_set_and_delete() {
     let group = random_topic("g");
     consume(&store, &["-t", &topic, "-g", &group, "-c", "2500"]).ok();
 
-    let shown = show(&store, &group);
+    let shown = Cluster::shared().offsets_show(&store, &group);
     let rows = shown["partitions"].as_array().unwrap();
     assert_eq!(rows.len(), 6);
     let mut total = 0;
@@ -125,7 +93,7 @@ fn show_set_and_delete() {
     assert_eq!(total, 2_500, "committed offsets add up to what was written");
 
     // A dry run changes nothing.
-    let before = committed(&store, &group);
+    let before = Cluster::shared().committed(&store, &group);
     let dry = weir_run(&[
         "offsets",
         "--offsets-topic",
@@ -143,7 +111,7 @@ fn show_set_and_delete() {
     ]);
     dry.ok();
     assert!(dry.stdout.contains("dry run"), "{}", dry.stdout);
-    assert_eq!(committed(&store, &group), before);
+    assert_eq!(Cluster::shared().committed(&store, &group), before);
 
     // -N on one partition.
     weir_run(&[
@@ -164,7 +132,7 @@ fn show_set_and_delete() {
     let high0 = rows.iter().find(|r| r["partition"] == 0).unwrap()["high_watermark"]
         .as_i64()
         .unwrap();
-    assert_eq!(committed(&store, &group)[&0], high0 - 5);
+    assert_eq!(Cluster::shared().committed(&store, &group)[&0], high0 - 5);
 
     // earliest: the next run reads everything again.
     weir_run(&[
@@ -180,7 +148,12 @@ fn show_set_and_delete() {
         "earliest",
     ])
     .ok();
-    assert!(committed(&store, &group).values().all(|&c| c == 0));
+    assert!(
+        Cluster::shared()
+            .committed(&store, &group)
+            .values()
+            .all(|&c| c == 0)
+    );
     let again = consume(&store, &["-t", &topic, "-g", &group, "-e"]);
     again.ok();
     assert_eq!(pairs(&again.stdout).len(), 6_000);
@@ -189,7 +162,7 @@ fn show_set_and_delete() {
     let deleted = weir_run(&["offsets", "--offsets-topic", &store, "delete", "-g", &group]);
     deleted.ok();
     assert!(deleted.stdout.contains("deleted 6"), "{}", deleted.stdout);
-    assert!(committed(&store, &group).is_empty());
+    assert!(Cluster::shared().committed(&store, &group).is_empty());
     let groups = weir_run(&[
         "offsets",
         "--offsets-topic",
@@ -260,11 +233,13 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
     let group = random_topic("g");
 
     // A producer keeps adding records while the consumer is killed and
-    // restarted, so kills land mid-stream.
+    // restarted, so kills land mid-stream: about 4,500 a second, for
+    // longer than the five rounds take (at 20 a millisecond it ran out
+    // after the second round, and the later runs had nothing to commit).
     let writer = Feeder::start(
         &["-t", &topic, "-K", ":", "--linger", "1ms", "-b", brokers()],
         (2_000..40_000).map(|i| format!("k{}:{i}", i % 17)),
-        20,
+        5,
         Duration::from_millis(1),
     );
 
@@ -284,6 +259,9 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
             }
         }
     };
+    let cluster = Cluster::shared();
+    // Killed runs that moved the committed offsets on.
+    let mut progress = 0;
     let kills = [350u64, 800, 250, 600, 450];
     for (round, after) in kills.iter().enumerate() {
         let file = dir.path().join(format!("out-{round}"));
@@ -309,6 +287,19 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Each run commits at least once (unless everything in the topic
+        // is committed already), then dies `after` ms later: runs killed
+        // before their first commit would resume nothing, and every check
+        // below would hold without testing anything.
+        let before = previous.values().sum::<i64>();
+        let mut now = before;
+        common::wait_for(&format!("round {round}: a commit"), || {
+            now = cluster.committed_total(&store, &group);
+            now > before || now == cluster.topic_end(&topic)
+        });
+        if now > before {
+            progress += 1;
+        }
         std::thread::sleep(Duration::from_millis(*after));
         child.kill().unwrap(); // SIGKILL: no final commit, no flush.
         child.wait().unwrap();
@@ -316,7 +307,7 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
         starts_at_commit(&written, &previous, round);
         // Never committed past what reached the file: the next run starts
         // at or before the first record this one did not write.
-        let commits = committed(&store, &group);
+        let commits = cluster.committed(&store, &group);
         for (p, c) in &commits {
             let last = written.iter().filter(|x| x.0 == *p).map(|x| x.1).max();
             let start = outputs
@@ -335,6 +326,11 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
         previous = commits;
     }
     writer.stop();
+    assert_eq!(
+        progress,
+        kills.len(),
+        "killed runs that committed anything before the kill"
+    );
 
     // A last run reads to the end.
     let last = weir_run(&[
@@ -354,7 +350,7 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
     starts_at_commit(&written, &previous, kills.len());
     outputs.push(written);
 
-    let high: BTreeMap<i32, i64> = committed(&store, &group);
+    let high: BTreeMap<i32, i64> = cluster.committed(&store, &group);
     let mut seen: BTreeMap<(i32, i64), usize> = BTreeMap::new();
     for pair in outputs.iter().flatten() {
         *seen.entry(*pair).or_default() += 1;
@@ -372,7 +368,7 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     // Each kill repeats at most what was written after the last commit.
     println!(
-        "{total} records, {duplicates} written twice over {} kills",
+        "{total} records, {duplicates} written twice over {} kills, {progress} after a commit",
         kills.len()
     );
     assert!(
@@ -402,7 +398,7 @@ fn another_instance_on_the_same_partitions_is_noticed() {
         .unwrap();
     // Wait for a's first commit, then b commits the same partitions.
     let deadline = Instant::now() + STEP_TIMEOUT;
-    while committed(&store, &group).is_empty() {
+    while Cluster::shared().committed(&store, &group).is_empty() {
         assert!(Instant::now() < deadline, "no first commit");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -638,14 +634,14 @@ fn no_commit_sigint_and_an_uncompacted_store() {
     groups.ok();
     let listed: Value = serde_json::from_str(&groups.stdout).unwrap();
     assert_eq!(listed["groups"][0]["group"], group.as_str(), "{listed}");
-    let before = committed(&store, &group);
+    let before = Cluster::shared().committed(&store, &group);
     assert_eq!(before.values().sum::<i64>(), 100);
 
     // --no-commit reads from the group's offsets and leaves them alone.
     let peek = consume(&store, &["-t", &topic, "-g", &group, "-e", "--no-commit"]);
     peek.ok();
     assert_eq!(pairs(&peek.stdout).len(), 200);
-    assert_eq!(committed(&store, &group), before);
+    assert_eq!(Cluster::shared().committed(&store, &group), before);
 
     // SIGINT: the last commit covers everything written.
     let mut child = weir()
@@ -664,9 +660,25 @@ fn no_commit_sigint_and_an_uncompacted_store() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let lines = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
-    // Wait until all 200 are out: the store shows nothing new until then.
-    std::thread::sleep(Duration::from_millis(300));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::thread::spawn(move || {
+        let mut count = 0;
+        for _ in BufReader::new(stdout).lines().map_while(Result::ok) {
+            count += 1;
+            tx.send(count).ok();
+        }
+        count
+    });
+    // Wait until all 200 are out (the store shows nothing new until then:
+    // the commit interval is an hour), so the SIGINT commit has records to
+    // cover.
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let mut out = 0;
+    while out < 200 {
+        out = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("only {out} of 200 records written before the SIGINT"));
+    }
     // SAFETY: signalling our own child process.
     #[allow(unsafe_code)]
     unsafe {
@@ -674,8 +686,8 @@ fn no_commit_sigint_and_an_uncompacted_store() {
     }
     let status = wait_exit(&mut child, "weir consume after SIGINT");
     assert_eq!(status.code(), Some(130));
-    let written = lines.join().unwrap().lines().count() as i64;
-    let after = committed(&store, &group);
+    let written = lines.join().unwrap() as i64;
+    let after = Cluster::shared().committed(&store, &group);
     assert_eq!(
         after.values().sum::<i64>(),
         100 + written,

@@ -8,26 +8,16 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Kafka, STEP_TIMEOUT, random_topic, run, wait_exit, weir};
+use common::{Cluster, random_topic, wait_exit, weir};
 
 #[test]
 fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
-    let mut kafka = Kafka::start(1);
-    let address = kafka.address();
+    let mut cluster = Cluster::start(1);
+    let address = cluster.address().to_owned();
     let topic = random_topic("dies");
-    let mut cmd = weir();
-    cmd.args([
-        "topics",
-        "create",
-        &topic,
-        "--partitions",
-        "3",
-        "-b",
-        &address,
-    ]);
-    run(&mut cmd).ok();
+    cluster.create_topic(&topic, 3);
 
     let mut child = weir()
         .args([
@@ -63,12 +53,10 @@ fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
         writeln!(stdin, "k{}:v{i}", i % 17).unwrap();
     }
     stdin.flush().unwrap();
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while common::topic_end(&address, &topic) < first {
-        assert!(Instant::now() < deadline, "first records never landed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kafka.kill(0);
+    common::wait_for("the first records landing", || {
+        cluster.topic_end(&topic) >= first
+    });
+    cluster.kafka().kill(0);
 
     // More input after the broker died; weir may stop reading early.
     let total = 3_000;
@@ -113,8 +101,9 @@ fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
     );
 
     // Every acknowledged record is in the topic, with its value.
-    kafka.restart(0);
-    let stored: BTreeMap<(i32, i64), Vec<u8>> = common::read_all(&address, &topic, 3)
+    cluster.kafka().restart(0);
+    let stored: BTreeMap<(i32, i64), Vec<u8>> = cluster
+        .read_all(&topic, 3)
         .into_iter()
         .flat_map(|(p, records)| {
             records
@@ -138,13 +127,10 @@ fn broker_stopped_mid_run_fails_exactly_the_unsent_records() {
 /// the partition leaders again and delivers every record, in order per key.
 #[test]
 fn broker_restarted_mid_run_loses_nothing() {
-    let mut kafka = Kafka::start(1);
-    let address = kafka.address();
+    let mut cluster = Cluster::start(1);
+    let address = cluster.address().to_owned();
     let topic = random_topic("restart");
-    let mut cmd = weir();
-    cmd.args(["topics", "create", &topic, "--partitions", "3"])
-        .args(["-b", &address]);
-    run(&mut cmd).ok();
+    cluster.create_topic(&topic, 3);
 
     let mut child = weir()
         .args(["produce", "-t", &topic, "-K", ":", "--timeout", "40s"])
@@ -163,19 +149,17 @@ fn broker_restarted_mid_run_loses_nothing() {
         writeln!(stdin, "k{}:{i}", i % 17).unwrap();
     }
     stdin.flush().unwrap();
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while common::topic_end(&address, &topic) < first as i64 {
-        assert!(Instant::now() < deadline, "first records never landed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    kafka.kill(0);
+    common::wait_for("the first records landing", || {
+        cluster.topic_end(&topic) >= first as i64
+    });
+    cluster.kafka().kill(0);
     let total: u64 = 3_000;
     for i in first + 1..=total {
         writeln!(stdin, "k{}:{i}", i % 17).unwrap();
     }
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    kafka.restart(0);
+    cluster.kafka().restart(0);
     drop(stdin);
 
     let status = wait_exit(&mut child, "weir produce after the broker came back");
@@ -189,7 +173,7 @@ fn broker_restarted_mid_run_loses_nothing() {
     // Every line is there; per key the values only go up (a batch whose
     // acknowledgement was lost may be written twice: at-least-once).
     let mut seen = std::collections::BTreeSet::new();
-    for (_, records) in common::read_all(&address, &topic, 3) {
+    for (_, records) in cluster.read_all(&topic, 3) {
         let mut last: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         for r in records {
             let key = r.record.key.unwrap();

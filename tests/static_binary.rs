@@ -7,6 +7,8 @@
 //! `just test` builds both first (`scripts/static.sh`, `scripts/cross.sh`)
 //! and passes their paths in `WEIR_STATIC_BIN` and `WEIR_AARCH64_BIN`;
 //! without those, the default `target/<triple>/release/weir` is used.
+//! A test whose binary or qemu is missing fails and says what to run;
+//! with `WEIR_ALLOW_SKIP=1` it prints a SKIPPED line instead.
 
 mod common;
 
@@ -30,35 +32,34 @@ struct Target {
 }
 
 impl Target {
-    /// The x86_64 musl build, run natively in an empty root.
-    fn x86_64() -> Self {
+    /// The x86_64 musl build, run natively in an empty root; `None` when
+    /// it is missing and `WEIR_ALLOW_SKIP=1` (see [`common::cannot_run`]).
+    fn x86_64(test: &str) -> Option<Self> {
         let binary = built_binary(
+            test,
             "WEIR_STATIC_BIN",
             "x86_64-unknown-linux-musl",
             "just static",
-        );
-        Self::in_empty_root(binary, None)
+        )?;
+        Some(Self::in_empty_root(binary, None))
     }
 
-    /// The aarch64 musl build, run by qemu-aarch64-static in an empty root,
-    /// or `None` (with the reason printed) when qemu is not installed and
-    /// cannot be here.
-    fn aarch64() -> Option<Self> {
+    /// The aarch64 musl build, run by qemu-aarch64-static in an empty root;
+    /// `None` when either is missing and `WEIR_ALLOW_SKIP=1`.
+    fn aarch64(test: &str) -> Option<Self> {
         let binary = built_binary(
+            test,
             "WEIR_AARCH64_BIN",
             "aarch64-unknown-linux-musl",
             "just cross",
-        );
+        )?;
         let Some(qemu) = find_program("qemu-aarch64-static") else {
             // scripts/cross.sh installs qemu-user-static where it can (as
-            // root with apt-get); anywhere else the test cannot run.
-            assert!(
-                !can_install_packages(),
-                "qemu-aarch64-static is missing: run `just cross`, which installs qemu-user-static"
-            );
-            eprintln!(
-                "SKIPPED: qemu-aarch64-static is not installed and cannot be installed here \
-                 (not root): sudo apt-get install qemu-user-static"
+            // root with apt-get).
+            common::cannot_run(
+                test,
+                "qemu-aarch64-static is not installed: run `just cross` as root, \
+                 or sudo apt-get install qemu-user-static",
             );
             return None;
         };
@@ -112,9 +113,10 @@ impl Target {
     }
 }
 
-/// The binary from `env_var`, else `target/<triple>/release/weir`; panics
-/// with the recipe that builds it when it is missing.
-fn built_binary(env_var: &str, triple: &str, recipe: &str) -> PathBuf {
+/// The binary from `env_var`, else `target/<triple>/release/weir`. When it
+/// is missing, `test` fails naming the recipe that builds it, or with
+/// `WEIR_ALLOW_SKIP=1` is skipped (`None`).
+fn built_binary(test: &str, env_var: &str, triple: &str, recipe: &str) -> Option<PathBuf> {
     let path = match std::env::var_os(env_var) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => {
@@ -124,12 +126,18 @@ fn built_binary(env_var: &str, triple: &str, recipe: &str) -> PathBuf {
             target_dir.join(triple).join("release/weir")
         }
     };
-    assert!(
-        path.exists(),
-        "{} is missing: run `{recipe}` (or `just test`, which builds it)",
-        path.display()
-    );
-    path
+    if !path.exists() {
+        common::cannot_run(
+            test,
+            &format!(
+                "{} is missing: run `{recipe}` and pass its path in {env_var} \
+                 (`just test` does both)",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    Some(path)
 }
 
 /// The first of the usual places holding `name`, or any directory on PATH.
@@ -145,14 +153,6 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 fn chroot_program() -> PathBuf {
     find_program("chroot").expect("chroot (coreutils) is needed for this test")
-}
-
-/// Whether a missing Debian package could have been installed here: the
-/// build scripts do that as root with apt-get.
-fn can_install_packages() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    root && find_program("apt-get").is_some()
 }
 
 /// `file`'s description of `binary`.
@@ -350,14 +350,18 @@ fn smoke(target: &Target, name: &str) {
 
 #[test]
 fn x86_64_static_binary_is_statically_linked() {
-    let target = Target::x86_64();
+    let Some(target) = Target::x86_64("x86_64_static_binary_is_statically_linked") else {
+        return;
+    };
     let text = assert_statically_linked(&target.binary);
     assert!(text.contains("x86-64"), "{text}");
 }
 
 #[test]
 fn x86_64_static_binary_works_in_an_empty_root() {
-    let target = Target::x86_64();
+    let Some(target) = Target::x86_64("x86_64_static_binary_works_in_an_empty_root") else {
+        return;
+    };
     let entries = std::fs::read_dir(target.root.path()).unwrap().count();
     assert_eq!(entries, 1, "the root holds only the binary");
     smoke(&target, "scratch-x86-64");
@@ -365,18 +369,22 @@ fn x86_64_static_binary_works_in_an_empty_root() {
 
 #[test]
 fn aarch64_static_binary_is_statically_linked() {
-    let binary = built_binary(
+    let Some(binary) = built_binary(
+        "aarch64_static_binary_is_statically_linked",
         "WEIR_AARCH64_BIN",
         "aarch64-unknown-linux-musl",
         "just cross",
-    );
+    ) else {
+        return;
+    };
     let text = assert_statically_linked(&binary);
     assert!(text.contains("ARM aarch64"), "{text}");
 }
 
 #[test]
 fn aarch64_static_binary_works_under_qemu_in_an_empty_root() {
-    let Some(target) = Target::aarch64() else {
+    let Some(target) = Target::aarch64("aarch64_static_binary_works_under_qemu_in_an_empty_root")
+    else {
         return;
     };
     let entries = std::fs::read_dir(target.root.path()).unwrap().count();
@@ -389,7 +397,9 @@ fn aarch64_static_binary_works_under_qemu_in_an_empty_root() {
 /// hanging or failing with a bare resolver error.
 #[test]
 fn host_name_without_etc_fails_with_a_hint() {
-    let target = Target::x86_64();
+    let Some(target) = Target::x86_64("host_name_without_etc_fails_with_a_hint") else {
+        return;
+    };
     let port = broker_addr().port();
     let broker = format!("localhost:{port}");
     // The default --timeout (30s): musl, without resolv.conf, asks a name
@@ -413,7 +423,9 @@ fn host_name_without_etc_fails_with_a_hint() {
 /// container) is all a host name needs.
 #[test]
 fn host_name_resolves_with_an_etc_hosts_in_the_root() {
-    let target = Target::x86_64();
+    let Some(target) = Target::x86_64("host_name_resolves_with_an_etc_hosts_in_the_root") else {
+        return;
+    };
     let addr = broker_addr();
     target.add_file("etc/hosts", &format!("{} weir-test-broker\n", addr.ip()));
     let broker = format!("weir-test-broker:{}", addr.port());

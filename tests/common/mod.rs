@@ -10,11 +10,17 @@
 //! thread that lives as long as what started it, so no broker outlives the
 //! tests, even an interrupted or failed run.
 //!
+//! [`Cluster`] is what a test does with either: create and fill topics,
+//! read high watermarks and a group's committed offsets, kill and restart
+//! the nodes it owns. [`wait_for`] waits for a condition instead of
+//! sleeping; [`cannot_run`] fails a test whose tool is missing.
+//!
 //! Every call that touches the network has a deadline, so a hang fails the
 //! test instead of stalling the suite.
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -523,48 +529,254 @@ pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Run {
     }
 }
 
-/// Each partition's high watermark of `topic`, from `weir topics describe`.
-pub fn high_watermarks(address: &str, topic: &str) -> std::collections::BTreeMap<i32, i64> {
-    let mut cmd = weir();
-    cmd.args([
-        "topics", "describe", topic, "--output", "json", "-b", address,
-    ]);
-    let out = run(&mut cmd);
-    out.ok();
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    v["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["partition"].as_i64().unwrap() as i32,
-                p["latest"].as_i64().unwrap(),
-            )
-        })
-        .collect()
+/// One Kafka as a test uses it: the node shared by this test binary, or
+/// nodes of the test's own, which it may kill and restart. Every helper
+/// runs weir (or rskafka, to read independently of weir) against
+/// [`Cluster::address`], with a deadline.
+pub struct Cluster {
+    address: String,
+    own: Option<Kafka>,
 }
 
-/// The number of records in `topic`: the sum of its high watermarks.
+/// `weir produce` arguments for `key:value` lines.
+pub const KEYED: &[&str] = &["-K", ":"];
+
+/// `weir produce` arguments for JSON lines (`{"key":..,"value":..}`).
+pub const JSON: &[&str] = &["--format", "json"];
+
+impl Cluster {
+    /// The node shared by every test of this binary ([`brokers`]); it
+    /// cannot be killed or restarted.
+    pub fn shared() -> Self {
+        Self::at(brokers())
+    }
+
+    /// Whatever Kafka listens at `address` (a bootstrap list); it cannot
+    /// be killed or restarted from here.
+    pub fn at(address: &str) -> Self {
+        Self {
+            address: address.to_owned(),
+            own: None,
+        }
+    }
+
+    /// `nodes` nodes of the test's own ([`Kafka::start`]), killed when
+    /// this is dropped; [`Cluster::kafka`] kills and restarts them.
+    pub fn start(nodes: usize) -> Self {
+        let kafka = Kafka::start(nodes);
+        Self {
+            address: kafka.address(),
+            own: Some(kafka),
+        }
+    }
+
+    /// The bootstrap list, for `-b`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The nodes, to kill and restart; `None` for a cluster the test does
+    /// not own.
+    pub fn restartable(&mut self) -> Option<&mut Kafka> {
+        self.own.as_mut()
+    }
+
+    /// The nodes, to kill and restart.
+    ///
+    /// # Panics
+    ///
+    /// For a cluster the test does not own ([`Cluster::shared`],
+    /// [`Cluster::at`]).
+    pub fn kafka(&mut self) -> &mut Kafka {
+        self.own
+            .as_mut()
+            .expect("only a Cluster::start cluster can be killed or restarted")
+    }
+
+    /// Runs `weir ARGS -b <address>`.
+    pub fn weir(&self, args: &[&str]) -> Run {
+        let mut cmd = weir();
+        cmd.args(args).args(["-b", &self.address]);
+        run(&mut cmd)
+    }
+
+    /// Creates `topic` with `partitions` partitions; panics when weir
+    /// fails.
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        self.weir(&[
+            "topics",
+            "create",
+            topic,
+            "--partitions",
+            &partitions.to_string(),
+        ])
+        .ok();
+    }
+
+    /// Runs `weir produce ARGS` with `input` on stdin (from a file, so a
+    /// large input cannot fill a pipe and stall).
+    pub fn produce(&self, args: &[&str], input: &[u8]) -> Run {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(input).unwrap();
+        let mut cmd = weir();
+        cmd.arg("produce")
+            .args(args)
+            .args(["-b", &self.address])
+            .stdin(std::fs::File::open(file.path()).unwrap());
+        run(&mut cmd)
+    }
+
+    /// Produces `lines` (one record each, read as `format` says: [`KEYED`],
+    /// [`JSON`], or `&[]` for plain values) to `topic`; panics when weir
+    /// fails.
+    pub fn fill<S: AsRef<str>>(
+        &self,
+        topic: &str,
+        format: &[&str],
+        lines: impl IntoIterator<Item = S>,
+    ) {
+        let mut input = String::new();
+        for line in lines {
+            input.push_str(line.as_ref());
+            input.push('\n');
+        }
+        let args = [&["-t", topic][..], format].concat();
+        self.produce(&args, input.as_bytes()).ok();
+    }
+
+    /// A fresh topic (named after `prefix`) with `partitions` partitions,
+    /// holding `lines` as [`Cluster::fill`] writes them.
+    pub fn create_and_fill<S: AsRef<str>>(
+        &self,
+        prefix: &str,
+        partitions: u32,
+        format: &[&str],
+        lines: impl IntoIterator<Item = S>,
+    ) -> String {
+        let topic = random_topic(prefix);
+        self.create_topic(&topic, partitions);
+        self.fill(&topic, format, lines);
+        topic
+    }
+
+    /// Each partition's high watermark of `topic`, from `weir topics
+    /// describe`.
+    pub fn high_watermarks(&self, topic: &str) -> BTreeMap<i32, i64> {
+        let out = self.weir(&["topics", "describe", topic, "--output", "json"]);
+        out.ok();
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["partition"].as_i64().unwrap() as i32,
+                    p["latest"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The number of records in `topic`: the sum of its high watermarks.
+    pub fn topic_end(&self, topic: &str) -> i64 {
+        self.high_watermarks(topic).values().sum()
+    }
+
+    /// `weir offsets show` for `group` in the offsets topic `store`, as
+    /// JSON.
+    pub fn offsets_show(&self, store: &str, group: &str) -> serde_json::Value {
+        let show = self.weir(&[
+            "offsets",
+            "--offsets-topic",
+            store,
+            "show",
+            "-g",
+            group,
+            "--output",
+            "json",
+        ]);
+        show.ok();
+        serde_json::from_str(&show.stdout).unwrap()
+    }
+
+    /// `group`'s committed offset (the next offset to read) per partition
+    /// in the offsets topic `store`; partitions without a commit are left
+    /// out.
+    pub fn committed(&self, store: &str, group: &str) -> BTreeMap<i32, i64> {
+        self.offsets_show(store, group)["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| Some((r["partition"].as_i64()? as i32, r["committed"].as_i64()?)))
+            .collect()
+    }
+
+    /// The sum of `group`'s committed offsets in the offsets topic `store`.
+    pub fn committed_total(&self, store: &str, group: &str) -> i64 {
+        self.committed(store, group).values().sum()
+    }
+
+    /// Every record of partitions `0..partitions` of `topic`, read with
+    /// rskafka up to each partition's high watermark.
+    pub fn read_all(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> BTreeMap<i32, Vec<rskafka::record::RecordAndOffset>> {
+        read_all(&self.address, topic, partitions)
+    }
+}
+
+/// Polls `condition` until it holds; panics, naming `what`, when it still
+/// does not after [`STEP_TIMEOUT`]. For what a test must see happen before
+/// it goes on, instead of a sleep that is usually long enough.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {STEP_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `WEIR_ALLOW_SKIP=1` lets a test that cannot run here pass after
+/// saying so.
+pub fn skipping_allowed() -> bool {
+    std::env::var("WEIR_ALLOW_SKIP").is_ok_and(|v| v == "1")
+}
+
+/// A test cannot run here because `missing` is missing: fails, naming it,
+/// unless `WEIR_ALLOW_SKIP=1`, where it prints a SKIPPED line and the
+/// caller returns. The harness has no skipped state, and a test that
+/// passes without running reads as a test that ran.
+pub fn cannot_run(test: &str, missing: &str) {
+    assert!(
+        skipping_allowed(),
+        "{test} cannot run: {missing} (WEIR_ALLOW_SKIP=1 reports it as skipped instead)"
+    );
+    // Past the harness's capture of eprintln!, so that a passing test
+    // still shows it was skipped.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {missing}");
+}
+
+/// Each partition's high watermark of `topic` on `address`
+/// ([`Cluster::high_watermarks`]).
+pub fn high_watermarks(address: &str, topic: &str) -> BTreeMap<i32, i64> {
+    Cluster::at(address).high_watermarks(topic)
+}
+
+/// The number of records in `topic` on `address` ([`Cluster::topic_end`]).
 pub fn topic_end(address: &str, topic: &str) -> i64 {
-    high_watermarks(address, topic).values().sum()
+    Cluster::at(address).topic_end(topic)
 }
 
-/// The sum of `group`'s committed offsets in the offsets topic `store`,
-/// from `weir offsets show`.
+/// The sum of `group`'s committed offsets in the offsets topic `store` on
+/// `address` ([`Cluster::committed_total`]).
 pub fn committed_total(address: &str, store: &str, group: &str) -> i64 {
-    let mut cmd = weir();
-    cmd.args(["offsets", "--offsets-topic", store, "show", "-g", group])
-        .args(["--output", "json", "-b", address]);
-    let show = run(&mut cmd);
-    show.ok();
-    let show: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
-    show["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["committed"].as_i64())
-        .sum()
+    Cluster::at(address).committed_total(store, group)
 }
 
 /// Runs `weir ARGS -b <shared broker>`.
@@ -587,16 +799,10 @@ pub async fn timeout<F: std::future::Future>(what: &str, fut: F) -> F::Output {
     }
 }
 
-/// Runs `weir produce ARGS -b <shared broker>` with `input` on stdin (from
-/// a file, so a large input cannot fill a pipe and stall).
+/// Runs `weir produce ARGS -b <shared broker>` with `input` on stdin
+/// ([`Cluster::produce`]).
 pub fn produce(args: &[&str], input: &[u8]) -> Run {
-    use std::io::Write;
-    let mut file = tempfile::NamedTempFile::new().unwrap();
-    file.write_all(input).unwrap();
-    let mut cmd = weir();
-    cmd.arg("produce").args(args).args(["-b", brokers()]);
-    cmd.stdin(std::fs::File::open(file.path()).unwrap());
-    run(&mut cmd)
+    Cluster::shared().produce(args, input)
 }
 
 /// Every record of every partition of `topic` on `broker`, read with
@@ -605,7 +811,7 @@ pub fn read_all(
     broker: &str,
     topic: &str,
     partitions: i32,
-) -> std::collections::BTreeMap<i32, Vec<rskafka::record::RecordAndOffset>> {
+) -> BTreeMap<i32, Vec<rskafka::record::RecordAndOffset>> {
     use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(timeout("read back", async {
@@ -615,7 +821,7 @@ pub fn read_all(
             ..Default::default()
         };
         let client = config.client().await.unwrap();
-        let mut all = std::collections::BTreeMap::new();
+        let mut all = BTreeMap::new();
         for p in 0..partitions {
             let pc = client
                 .partition_client(topic, p, UnknownTopicHandling::Retry)
