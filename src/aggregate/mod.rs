@@ -34,7 +34,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -42,8 +41,8 @@ pub use emit::{JsonLines, Row, RowSink, Table, table_line};
 pub use extract::{Extractor, KeyReader};
 pub use state::{Applied, PartitionCounts, TOTALS, WindowCounts, Windowing};
 
-use crate::consume::{ConsumeJobError, StopReason, check_conflicts, output_error};
-use crate::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
+use crate::consumer::{ConsumeError, ConsumedRecord, Consumer};
+use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
 use crate::offsets::{Checkpoint, ChunkKey, Chunks, GroupOffsets, GroupSession, OffsetsError};
 use crate::producer::{Delivery, ProduceRecord, Producer};
 
@@ -166,7 +165,7 @@ impl std::fmt::Debug for CountJob {
 pub enum CountError {
     /// Consuming, writing or committing failed.
     #[error(transparent)]
-    Job(#[from] ConsumeJobError),
+    Job(#[from] JobError),
     /// A partition's saved state cannot be used.
     #[error("group \"{group}\", topic \"{topic}\" partition {partition}: {reason}")]
     State {
@@ -366,13 +365,13 @@ struct Part {
 /// A partition failed, the output could not be written, or the final
 /// commit failed.
 pub async fn run(
-    mut consumer: Consumer,
-    mut job: CountJob,
+    consumer: Consumer,
+    job: CountJob,
     mut restored: Restored,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<CountSummary, CountError> {
     let started = Instant::now();
-    let mut parts: BTreeMap<(Arc<str>, i32), Part> = consumer
+    let parts: BTreeMap<(Arc<str>, i32), Part> = consumer
         .positions()
         .iter()
         .map(|p| {
@@ -390,8 +389,11 @@ pub async fn run(
             (at, part)
         })
         .collect();
+    let interval = job.config.checkpoint_interval;
     let mut run = Run {
         reader: KeyReader::new(job.config.extractor.clone()),
+        job,
+        parts,
         unparsed: 0,
         total: 0,
         rows: 0,
@@ -399,80 +401,22 @@ pub async fn run(
         checkpoint_seq: 0,
         orphans: std::mem::take(&mut restored.orphans),
     };
-    let interval = job.config.checkpoint_interval;
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut last_checkpoint = Instant::now();
-    // A record's count is checked after it is counted, so 0 is checked here.
-    let nothing = job.config.count == Some(0);
-    let outcome: Result<StopReason, CountError> = loop {
-        if nothing {
-            break Ok(StopReason::Count);
-        }
-        if let Some(reason) = (&mut shutdown).now_or_never() {
-            break Ok(reason);
-        }
-        if last_checkpoint.elapsed() >= interval {
-            last_checkpoint = Instant::now();
-            match run.checkpoint(&mut job, &mut parts, false).await {
-                Ok(None) => {}
-                Ok(Some(stop)) => break Ok(stop),
-                Err(e) => break Err(e),
-            }
-        }
-        let event = match consumer.try_next() {
-            Some(event) => event,
-            None => tokio::select! {
-                biased;
-                reason = &mut shutdown => break Ok(reason),
-                event = consumer.next() => match event {
-                    Some(event) => event,
-                    None => break Ok(StopReason::Reached),
-                },
-                () = tokio::time::sleep(interval.saturating_sub(last_checkpoint.elapsed())) => continue,
-            },
-        };
-        match event {
-            ConsumerEvent::Records(records) => {
-                if run.apply(&records, &job.config, &mut parts) {
-                    break Ok(StopReason::Count);
-                }
-            }
-            ConsumerEvent::Reached {
-                topic,
-                partition,
-                next_offset,
-            } => {
-                if let Some(part) = parts.get_mut(&(topic, partition)) {
-                    if part.position != next_offset {
-                        part.position = next_offset;
-                        part.dirty = true;
-                    }
-                }
-            }
-            ConsumerEvent::Failed(e) => break Err(e.into()),
-        }
-    };
-    consumer.stop().await;
-    let stop = match outcome {
-        Ok(stop) => stop,
-        Err(e) => return Err(e),
-    };
-    // Every graceful stop emits the open windows and commits; a count of 0
-    // emits none of the restored ones and moves no position.
-    let stop = if nothing {
-        stop
+    // A record's count is checked after it is counted, so 0 is checked
+    // here: it emits none of the restored windows and moves no position.
+    let stop = if run.job.config.count == Some(0) {
+        consumer.stop().await;
+        StopReason::Count
     } else {
-        run.checkpoint(&mut job, &mut parts, true)
-            .await?
-            .unwrap_or(stop)
+        job::run(consumer, &mut run, Some(interval), shutdown).await?
     };
     Ok(CountSummary {
-        records: parts
+        records: run
+            .parts
             .iter()
             .map(|(at, p)| (at.clone(), p.records))
             .collect(),
         unparsed: run.unparsed,
-        late: parts.values().map(|p| p.counts.late()).sum(),
+        late: run.parts.values().map(|p| p.counts.late()).sum(),
         rows: run.rows,
         commits: run.commits,
         elapsed: started.elapsed(),
@@ -480,7 +424,10 @@ pub async fn run(
     })
 }
 
+/// The job as the loop drives it.
 struct Run {
+    job: CountJob,
+    parts: BTreeMap<(Arc<str>, i32), Part>,
     reader: KeyReader,
     unparsed: u64,
     total: u64,
@@ -490,18 +437,43 @@ struct Run {
     orphans: Vec<ChunkKey>,
 }
 
+impl Job for Run {
+    type Error = CountError;
+
+    fn records(&mut self, records: &[ConsumedRecord]) -> Step<CountError> {
+        Ok(self.apply(records).then_some(StopReason::Count))
+    }
+
+    fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
+        if let Some(part) = self.parts.get_mut(&(topic, partition)) {
+            if part.position != next_offset {
+                part.position = next_offset;
+                part.dirty = true;
+            }
+        }
+    }
+
+    async fn checkpoint(&mut self) -> Step<CountError> {
+        self.checkpoint(false).await
+    }
+
+    async fn finish(&mut self, _stop: StopReason) -> Step<CountError> {
+        // Every graceful stop emits the open windows and commits.
+        self.checkpoint(true).await
+    }
+}
+
 impl Run {
     /// Counts one partition's records; true when `--count` is reached.
-    fn apply(
-        &mut self,
-        records: &[ConsumedRecord],
-        config: &CountConfig,
-        parts: &mut BTreeMap<(Arc<str>, i32), Part>,
-    ) -> bool {
+    fn apply(&mut self, records: &[ConsumedRecord]) -> bool {
+        let config = &self.job.config;
         let Some(first) = records.first() else {
             return false;
         };
-        let Some(part) = parts.get_mut(&(Arc::clone(&first.topic), first.partition)) else {
+        let Some(part) = self
+            .parts
+            .get_mut(&(Arc::clone(&first.topic), first.partition))
+        else {
             return false;
         };
         part.last_record = Instant::now();
@@ -524,14 +496,10 @@ impl Run {
         false
     }
 
-    /// Emits what is due, closes windows, and commits. `Some` when the
-    /// output was closed by its reader.
-    async fn checkpoint(
-        &mut self,
-        job: &mut CountJob,
-        parts: &mut BTreeMap<(Arc<str>, i32), Part>,
-        stopping: bool,
-    ) -> Result<Option<StopReason>, CountError> {
+    /// Emits what is due, closes windows, and commits. A closed output
+    /// ends the run; nothing is committed past what it took.
+    async fn checkpoint(&mut self, stopping: bool) -> Step<CountError> {
+        let Self { job, parts, .. } = self;
         let windowing = job.config.windowing;
         let quiet_since = job
             .config
@@ -568,12 +536,7 @@ impl Run {
                 continue;
             }
             if let Some(sink) = &mut job.sink {
-                if let Err(e) = sink.emit(&rows, stopping) {
-                    // A closed output ends the run; nothing is committed
-                    // past what it took.
-                    output_error(e)?;
-                    return Ok(Some(StopReason::OutputClosed));
-                }
+                sink.emit(&rows, stopping).map_err(StepError::Output)?;
             }
             if let Some(topic) = &mut job.topic {
                 topic.emit(&rows).await?;
@@ -587,24 +550,24 @@ impl Run {
                 }
             }
         }
-        if let Some(checkpoints) = &mut job.checkpoints {
-            match self.commit(checkpoints, parts).await {
+        if job.checkpoints.is_some() {
+            match self.commit().await {
                 Ok(()) => {}
                 Err(e) if !stopping => {
                     tracing::warn!(error = %e, "checkpoint failed; retrying at the next interval");
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(None)
     }
 
     /// Commits the changed partitions' positions and counts.
-    async fn commit(
-        &mut self,
-        checkpoints: &mut Checkpoints,
-        parts: &mut BTreeMap<(Arc<str>, i32), Part>,
-    ) -> Result<(), CountError> {
+    async fn commit(&mut self) -> Result<(), CountError> {
+        let Some(checkpoints) = &mut self.job.checkpoints else {
+            return Ok(());
+        };
+        let parts = &mut self.parts;
         let session = &mut checkpoints.session;
         self.checkpoint_seq += 1;
         let id = format!("{}-{}", session.instance(), self.checkpoint_seq);

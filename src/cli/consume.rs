@@ -10,12 +10,13 @@ use rskafka::client::Client;
 use weir::ConnectionConfig;
 
 use weir::admin::Admin;
-use weir::consume::{Commits, ConsumeJob, ConsumeSummary, StopReason};
+use weir::consume::{Commits, ConsumeJob, ConsumeSummary};
 use weir::consumer::{
     self, Assignment, Consumer, ConsumerConfig, DEFAULT_FETCH_BYTES, Instance, Selection,
     StartOffset, Until,
 };
 use weir::filter::{Filter, FilterConfig, WhereClause, parse_regex};
+use weir::job::StopReason;
 use weir::offsets::{GroupOffsets, GroupSession, OffsetStore, OffsetsError, instance_id};
 use weir::output::{OutputFormat, RecordWriter, Template};
 

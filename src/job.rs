@@ -1,0 +1,292 @@
+//! The loop every job shares: a [`Consumer`]'s events into a [`Job`],
+//! until a stop.
+//!
+//! - The loop waits on three things at once: the consumer's next event,
+//!   the shutdown future and, when the job has one, the checkpoint
+//!   interval (a [`tokio::time::Interval`] with
+//!   [`MissedTickBehavior::Delay`], so a slow checkpoint pushes the next
+//!   one back instead of firing a burst of them).
+//! - Events already waiting are handled without a look at the timer; when
+//!   none is ready the job may [`flush`](Job::flush) first, so a fast
+//!   stream is written in large blocks and a slow one appears at once.
+//! - A stop has a [`StopReason`]: every partition reached its end, the
+//!   job's `--count`, the shutdown future (a signal, or the caller seeing
+//!   an idle output's reader gone), or a closed output. Any of them ends
+//!   in [`Job::finish`] (emit, flush, commit); a failure ends the job
+//!   without it.
+//! - A closed output (EPIPE, `weir consume | head`) is not a failure: the
+//!   step that hit it stops the loop with [`StopReason::OutputClosed`],
+//!   and the job commits nothing past what the output took.
+//!
+//! The consumer's fetch side is a trait ([`PartitionFetch`]), and time is
+//! tokio's, so the loop is unit-tested with a fake log and a paused clock.
+//!
+//! [`PartitionFetch`]: crate::consumer::PartitionFetch
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
+use crate::offsets::{Conflict, GroupSession, OffsetsError};
+use crate::output::is_broken_pipe;
+
+/// Why a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Every partition reached its stop (`--until`).
+    Reached,
+    /// `--count` records were written (or read).
+    Count,
+    /// The shutdown future completed (a signal).
+    Shutdown,
+    /// The output was closed by its reader.
+    OutputClosed,
+}
+
+/// Errors every job shares.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// A partition failed.
+    #[error(transparent)]
+    Consumer(#[from] ConsumeError),
+    /// The output could not be written.
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+    /// The final commit failed.
+    #[error(transparent)]
+    Offsets(#[from] OffsetsError),
+    /// Another instance commits a partition this one reads (`--exclusive`).
+    #[error(
+        "group \"{group}\": instance {other} committed topic \"{topic}\" partition {partition} (offset {offset}), which this instance ({instance}) is reading"
+    )]
+    Conflict {
+        /// The group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The other instance.
+        other: String,
+        /// The offset it committed.
+        offset: i64,
+        /// This instance.
+        instance: String,
+    },
+}
+
+/// How a step of a job failed: its output, which the loop inspects for a
+/// closed pipe, or anything else.
+#[derive(Debug)]
+pub enum StepError<E> {
+    /// Writing the output failed; a closed pipe stops the job quietly.
+    Output(std::io::Error),
+    /// Any other failure of the job.
+    Job(E),
+}
+
+impl<E> From<E> for StepError<E> {
+    fn from(e: E) -> Self {
+        Self::Job(e)
+    }
+}
+
+/// What a step returns: `Some` when the job should stop, and why.
+pub type Step<E> = Result<Option<StopReason>, StepError<E>>;
+
+/// What a job does with the consumer's events. The [`run`] loop calls
+/// these; none of them waits on the consumer.
+pub trait Job {
+    /// The job's errors; the loop's own ([`JobError`]) convert into them.
+    type Error: From<JobError>;
+
+    /// Handles records of one partition, in offset order.
+    ///
+    /// # Errors
+    ///
+    /// The output could not be written, or the job failed.
+    fn records(&mut self, records: &[ConsumedRecord]) -> Step<Self::Error>;
+
+    /// A partition reached its stop; `next_offset` is where it stopped.
+    fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64);
+
+    /// No event is ready: write out what is buffered. Also called, its
+    /// error ignored, when the job fails, so what was written before is
+    /// not lost.
+    ///
+    /// # Errors
+    ///
+    /// The output could not be written.
+    fn flush(&mut self) -> Result<(), StepError<Self::Error>> {
+        Ok(())
+    }
+
+    /// The checkpoint interval ticked: emit, flush, commit. A failed
+    /// commit here is the job's to retry (or not) at the next tick.
+    ///
+    /// # Errors
+    ///
+    /// The output could not be written, or the job failed.
+    fn checkpoint(&mut self) -> impl Future<Output = Step<Self::Error>>;
+
+    /// The loop stopped for `stop` and the consumer is stopped: the last
+    /// emission, flush and commit. Returns another reason when it found
+    /// one (the output closed meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// The output could not be written, or the final commit failed.
+    fn finish(&mut self, stop: StopReason) -> impl Future<Output = Step<Self::Error>>;
+}
+
+/// Runs `job` over `consumer`'s events until every partition reached its
+/// stop, the job asks to stop, the output closes, or `shutdown` completes
+/// with its reason. With `checkpoint_every`, [`Job::checkpoint`] runs at
+/// that interval (a zero interval as often as the timer allows). The
+/// consumer is stopped before [`Job::finish`], which every stop but a
+/// failure ends with. Returns why it stopped.
+///
+/// # Errors
+///
+/// A partition failed, the output could not be written (other than
+/// closed), or the job failed.
+pub async fn run<J: Job>(
+    mut consumer: Consumer,
+    job: &mut J,
+    checkpoint_every: Option<Duration>,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<StopReason, J::Error> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut ticks = checkpoint_every.map(|every| {
+        // tokio's intervals cannot be zero; the timer's resolution is 1ms.
+        let every = every.max(Duration::from_millis(1));
+        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticks
+    });
+    let outcome: Result<StopReason, StepError<J::Error>> = loop {
+        if let Some(reason) = (&mut shutdown).now_or_never() {
+            break Ok(reason);
+        }
+        let due = ticks
+            .as_mut()
+            .is_some_and(|t| t.tick().now_or_never().is_some());
+        if due {
+            match job.checkpoint().await {
+                Ok(None) => {}
+                Ok(Some(stop)) => break Ok(stop),
+                Err(e) => break Err(e),
+            }
+        }
+        let event = match consumer.try_next() {
+            Some(event) => event,
+            None => {
+                if let Err(e) = job.flush() {
+                    break Err(e);
+                }
+                tokio::select! {
+                    biased;
+                    reason = &mut shutdown => break Ok(reason),
+                    event = consumer.next() => match event {
+                        Some(event) => event,
+                        None => break Ok(StopReason::Reached),
+                    },
+                    () = tick(&mut ticks) => match job.checkpoint().await {
+                        Ok(None) => continue,
+                        Ok(Some(stop)) => break Ok(stop),
+                        Err(e) => break Err(e),
+                    },
+                }
+            }
+        };
+        let step = match event {
+            ConsumerEvent::Records(records) => job.records(&records),
+            ConsumerEvent::Reached {
+                topic,
+                partition,
+                next_offset,
+            } => {
+                job.reached(topic, partition, next_offset);
+                Ok(None)
+            }
+            ConsumerEvent::Failed(e) => Err(StepError::Job(JobError::Consumer(e).into())),
+        };
+        match step {
+            Ok(None) => {}
+            Ok(Some(stop)) => break Ok(stop),
+            Err(e) => break Err(e),
+        }
+    };
+    consumer.stop().await;
+    let stop = match stopped(outcome) {
+        Ok(stop) => stop,
+        Err(e) => {
+            let _ = job.flush();
+            return Err(e);
+        }
+    };
+    stopped(job.finish(stop).await.map(|s| s.unwrap_or(stop)))
+}
+
+/// How the loop takes a step's end: a closed output is a stop, other
+/// output errors are [`JobError::Output`].
+fn stopped<E: From<JobError>>(outcome: Result<StopReason, StepError<E>>) -> Result<StopReason, E> {
+    match outcome {
+        Ok(stop) => Ok(stop),
+        Err(StepError::Output(e)) if is_broken_pipe(&e) => Ok(StopReason::OutputClosed),
+        Err(StepError::Output(e)) => Err(JobError::Output(e).into()),
+        Err(StepError::Job(e)) => Err(e),
+    }
+}
+
+/// The next checkpoint tick; never without an interval.
+async fn tick(ticks: &mut Option<Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Turns another instance's commits on this session's partitions into a
+/// warning, or with `exclusive` into [`JobError::Conflict`].
+///
+/// # Errors
+///
+/// [`JobError::Conflict`] with `exclusive`, unless the other instance
+/// started later (it is the one to yield).
+pub fn check_conflicts(
+    session: &GroupSession,
+    conflicts: Vec<Conflict>,
+    exclusive: bool,
+) -> Result<(), JobError> {
+    for c in conflicts {
+        let error = JobError::Conflict {
+            group: session.group().to_owned(),
+            topic: c.topic,
+            partition: c.partition,
+            other: c.instance,
+            offset: c.offset,
+            instance: session.instance().to_owned(),
+        };
+        if exclusive && c.started_later {
+            // The later instance yields: the one that was running keeps
+            // its partitions.
+            tracing::warn!("{error}; it started later, so it is the one to exit (--exclusive)");
+            continue;
+        }
+        if exclusive {
+            return Err(error);
+        }
+        tracing::warn!(
+            "{error}; two processes reading one partition both write its records (use --instance or --partitions to split them)"
+        );
+    }
+    Ok(())
+}
