@@ -827,44 +827,10 @@ impl GroupSession {
                 states.insert(at.clone(), None);
                 continue;
             };
-            let bytes = match serde_json::from_value::<ChunkedState>(state.clone()) {
-                Ok(chunked) => {
-                    let mut bytes = Vec::with_capacity(chunked.bytes);
-                    let mut keys = Vec::new();
-                    for index in 0..chunked.chunks {
-                        let key = ChunkKey {
-                            group: self.group.clone(),
-                            topic: topic.to_string(),
-                            partition: *partition,
-                            checkpoint: chunked.checkpoint.clone(),
-                            index,
-                        };
-                        let chunk =
-                            chunks
-                                .remove(&key)
-                                .ok_or_else(|| StateError::MissingChunk {
-                                    topic: topic.to_string(),
-                                    partition: *partition,
-                                    checkpoint: chunked.checkpoint.clone(),
-                                    index,
-                                })?;
-                        bytes.extend_from_slice(&chunk);
-                        keys.push(key);
-                    }
-                    if bytes.len() != chunked.bytes {
-                        return Err(StateError::Length {
-                            topic: topic.to_string(),
-                            partition: *partition,
-                            checkpoint: chunked.checkpoint,
-                            found: bytes.len(),
-                            expected: chunked.bytes,
-                        });
-                    }
-                    self.state_chunks.insert(at.clone(), keys);
-                    bytes
-                }
-                Err(_) => serde_json::to_vec(state).unwrap_or_default(),
-            };
+            let (bytes, keys) = join_state(&mut chunks, &self.group, at, state)?;
+            if !keys.is_empty() {
+                self.state_chunks.insert(at.clone(), keys);
+            }
             states.insert(at.clone(), Some(bytes));
         }
         let ours: std::collections::BTreeSet<(&str, i32)> =
@@ -908,25 +874,10 @@ impl GroupSession {
                 inline_bytes += json.len();
                 serde_json::from_slice(&json).unwrap_or_default()
             } else {
-                let mut keys = Vec::new();
-                for (index, piece) in json.chunks(CHUNK_BYTES).enumerate() {
-                    let key = ChunkKey {
-                        group: self.group.clone(),
-                        topic: at.0.to_string(),
-                        partition: at.1,
-                        checkpoint: id.clone(),
-                        index: u32::try_from(index).unwrap_or(u32::MAX),
-                    };
-                    checkpoint.chunks.push((key.clone(), piece.to_vec()));
-                    keys.push(key);
-                }
-                let chunked = ChunkedState {
-                    checkpoint: id.clone(),
-                    chunks: u32::try_from(keys.len()).unwrap_or(u32::MAX),
-                    bytes: json.len(),
-                };
-                new_chunks.insert(at.clone(), keys);
-                serde_json::to_value(chunked).unwrap_or_default()
+                let (state, pieces) = split_state(&self.group, &at, &id, &json);
+                new_chunks.insert(at.clone(), pieces.iter().map(|(k, _)| k.clone()).collect());
+                checkpoint.chunks.extend(pieces);
+                state
             };
             if let Some(old) = self.state_chunks.get(&at) {
                 checkpoint.obsolete.extend(old.iter().cloned());
@@ -1072,6 +1023,83 @@ impl GroupSession {
     }
 }
 
+/// Splits `json`, the state of `at` in checkpoint `id`, into chunks:
+/// returns the state its commit carries instead (a [`ChunkedState`]) and
+/// the chunks, to be written before that commit.
+fn split_state(
+    group: &str,
+    at: &(Arc<str>, i32),
+    id: &str,
+    json: &[u8],
+) -> (serde_json::Value, Vec<(ChunkKey, Vec<u8>)>) {
+    let pieces: Vec<_> = json
+        .chunks(CHUNK_BYTES)
+        .enumerate()
+        .map(|(index, piece)| {
+            let key = ChunkKey {
+                group: group.to_owned(),
+                topic: at.0.to_string(),
+                partition: at.1,
+                checkpoint: id.to_owned(),
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+            };
+            (key, piece.to_vec())
+        })
+        .collect();
+    let chunked = ChunkedState {
+        checkpoint: id.to_owned(),
+        chunks: u32::try_from(pieces.len()).unwrap_or(u32::MAX),
+        bytes: json.len(),
+    };
+    (serde_json::to_value(chunked).unwrap_or_default(), pieces)
+}
+
+/// The bytes of `state`, the state a commit of `at` carries: an inline
+/// one as it is, a [`ChunkedState`] put back together from `chunks`
+/// (which it takes, and whose keys it returns).
+fn join_state(
+    chunks: &mut Chunks,
+    group: &str,
+    at: &(Arc<str>, i32),
+    state: &serde_json::Value,
+) -> Result<(Vec<u8>, Vec<ChunkKey>), StateError> {
+    let Ok(chunked) = serde_json::from_value::<ChunkedState>(state.clone()) else {
+        return Ok((serde_json::to_vec(state).unwrap_or_default(), Vec::new()));
+    };
+    let (topic, partition) = (at.0.to_string(), at.1);
+    let mut bytes = Vec::with_capacity(chunked.bytes);
+    let mut keys = Vec::new();
+    for index in 0..chunked.chunks {
+        let key = ChunkKey {
+            group: group.to_owned(),
+            topic: topic.clone(),
+            partition,
+            checkpoint: chunked.checkpoint.clone(),
+            index,
+        };
+        let chunk = chunks
+            .remove(&key)
+            .ok_or_else(|| StateError::MissingChunk {
+                topic: topic.clone(),
+                partition,
+                checkpoint: chunked.checkpoint.clone(),
+                index,
+            })?;
+        bytes.extend_from_slice(&chunk);
+        keys.push(key);
+    }
+    if bytes.len() != chunked.bytes {
+        return Err(StateError::Length {
+            topic,
+            partition,
+            checkpoint: chunked.checkpoint,
+            found: bytes.len(),
+            expected: chunked.bytes,
+        });
+    }
+    Ok((bytes, keys))
+}
+
 /// An instance id for this process: host name, process id and a few
 /// random bits, so two processes never share one.
 pub fn instance_id() -> String {
@@ -1153,6 +1181,62 @@ mod tests {
         assert_eq!(offsets[&("t".to_owned(), 0)].offset, 9);
         apply(&mut offsets, key(), None);
         assert!(offsets.is_empty());
+    }
+
+    #[test]
+    fn a_chunked_state_comes_back_byte_for_byte() {
+        let at = (Arc::from("t"), 3);
+        // JSON larger than two chunks, with multi-byte text across a cut.
+        let text = "é".repeat(CHUNK_BYTES);
+        let json = serde_json::to_vec(&serde_json::json!({ "k": text })).unwrap();
+        let (state, pieces) = split_state("g", &at, "i-7", &json);
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(
+            state,
+            serde_json::json!({"checkpoint": "i-7", "chunks": 3, "bytes": json.len()})
+        );
+        let keys: Vec<_> = pieces.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            keys[2].encode(),
+            br#"[1,"g","t",3,"i-7",2]"#,
+            "chunk keys name group, topic, partition, checkpoint and index"
+        );
+        let mut chunks: Chunks = pieces.into_iter().collect();
+        let (bytes, used) = join_state(&mut chunks, "g", &at, &state).unwrap();
+        assert_eq!(bytes, json);
+        assert_eq!(used, keys);
+        assert!(chunks.is_empty(), "the chunks used are taken");
+
+        // An inline state is the commit's JSON itself.
+        let inline = serde_json::json!({"n": 3});
+        let (bytes, used) = join_state(&mut Chunks::new(), "g", &at, &inline).unwrap();
+        assert_eq!(bytes, br#"{"n":3}"#);
+        assert!(used.is_empty());
+    }
+
+    #[test]
+    fn a_missing_or_short_chunk_is_an_error_naming_it() {
+        let at = (Arc::from("t"), 0);
+        let json = vec![b'1'; CHUNK_BYTES + 10];
+        let (state, pieces) = split_state("g", &at, "i-1", &json);
+        let mut missing: Chunks = pieces.iter().skip(1).cloned().collect();
+        let err = join_state(&mut missing, "g", &at, &state).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "chunk 0 of checkpoint i-1 is missing from the offsets topic"
+        );
+        assert_eq!(err.partition(), ("t", 0));
+        let mut short: Chunks = pieces.into_iter().collect();
+        short.values_mut().last().unwrap().pop();
+        let err = join_state(&mut short, "g", &at, &state).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "checkpoint i-1 has {} bytes in its chunks, not {}",
+                json.len() - 1,
+                json.len()
+            )
+        );
     }
 
     #[test]
