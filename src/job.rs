@@ -162,21 +162,12 @@ pub async fn run<J: Job>(
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<StopReason, J::Error> {
     let mut shutdown = std::pin::pin!(shutdown);
-    let mut ticks = checkpoint_every.map(|every| {
-        // tokio's intervals cannot be zero; the timer's resolution is 1ms.
-        let every = every.max(Duration::from_millis(1));
-        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        ticks
-    });
+    let mut ticks = checkpoint_every.map(Ticks::new);
     let outcome: Result<StopReason, StepError<J::Error>> = loop {
         if let Some(reason) = (&mut shutdown).now_or_never() {
             break Ok(reason);
         }
-        let due = ticks
-            .as_mut()
-            .is_some_and(|t| t.tick().now_or_never().is_some());
-        if due {
+        if ticks.as_mut().is_some_and(Ticks::due) {
             match job.checkpoint().await {
                 Ok(None) => {}
                 Ok(Some(stop)) => break Ok(stop),
@@ -244,12 +235,55 @@ fn stopped<E: From<JobError>>(outcome: Result<StopReason, StepError<E>>) -> Resu
     }
 }
 
-/// The next checkpoint tick; never without an interval.
-async fn tick(ticks: &mut Option<Interval>) {
-    match ticks {
-        Some(ticks) => {
-            ticks.tick().await;
+/// The checkpoint interval: a tokio [`Interval`] to wait on, and its
+/// deadline to compare with the clock while events keep the loop busy.
+/// Polling the interval there would not do: each ready poll of a timer
+/// spends tokio's cooperative budget, and once it is spent the timer stays
+/// pending until the loop waits, which under a steady stream may be never.
+struct Ticks {
+    interval: Interval,
+    every: Duration,
+    /// When the next checkpoint is due.
+    due: Instant,
+}
+
+impl Ticks {
+    fn new(every: Duration) -> Self {
+        // tokio's intervals cannot be zero; the timer's resolution is 1ms.
+        let every = every.max(Duration::from_millis(1));
+        let due = Instant::now() + every;
+        let mut interval = tokio::time::interval_at(due, every);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self {
+            interval,
+            every,
+            due,
         }
+    }
+
+    /// Whether a checkpoint is due now; if so, the next is an interval
+    /// from now, as [`MissedTickBehavior::Delay`] has it.
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.due {
+            return false;
+        }
+        self.interval.reset();
+        self.due = now + self.every;
+        true
+    }
+
+    /// Waits for the next tick.
+    async fn tick(&mut self) {
+        self.interval.tick().await;
+        self.due = Instant::now() + self.every;
+    }
+}
+
+/// The next checkpoint tick; never without an interval.
+async fn tick(ticks: &mut Option<Ticks>) {
+    match ticks {
+        Some(ticks) => ticks.tick().await,
         None => std::future::pending().await,
     }
 }
@@ -316,6 +350,7 @@ mod tests {
         ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
             Box::pin(async move {
                 let records: Vec<_> = (offset.max(0)..self.len)
+                    .take(100)
                     .map(|o| RecordAndOffset {
                         record: Record {
                             key: None,
@@ -386,6 +421,9 @@ mod tests {
         write_fails: Option<(i64, std::io::ErrorKind)>,
         /// This checkpoint (from 0) finds the output closed.
         closed_at_checkpoint: Option<usize>,
+        /// Each batch of records takes this long to write (blocking, as
+        /// a write to a slow pipe).
+        write_time: Duration,
     }
 
     impl Probe {
@@ -403,6 +441,7 @@ mod tests {
                 first_checkpoint: Duration::ZERO,
                 write_fails: None,
                 closed_at_checkpoint: None,
+                write_time: Duration::ZERO,
             }
         }
 
@@ -416,6 +455,9 @@ mod tests {
         type Error = JobError;
 
         fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
+            if !self.write_time.is_zero() {
+                std::thread::sleep(self.write_time);
+            }
             for record in records {
                 if let Some((offset, kind)) = self.write_fails {
                     if record.offset == offset {
@@ -498,6 +540,27 @@ mod tests {
         // (MissedTickBehavior::Delay). A burst would run three at 4.5s;
         // a skip would wait for 5s.
         assert_eq!(probe.checkpoint_ms(), [1000, 4500, 5500, 6500]);
+    }
+
+    /// Real time: a log that always has more keeps the loop from ever
+    /// waiting, and checkpoints must still come at their interval.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoints_keep_their_interval_while_records_never_stop() {
+        let consumer = consumer(i64::MAX, Until::Never).await;
+        let mut probe = Probe::new();
+        probe.write_time = Duration::from_millis(1);
+        let every = Some(Duration::from_millis(20));
+        run(consumer, &mut probe, every, shutdown_after(600))
+            .await
+            .unwrap();
+        // About 30; a loop that only noticed ticks when idle would have
+        // one or two.
+        assert!(
+            probe.checkpoints.len() >= 10,
+            "{} checkpoints in 600ms at 20ms, {} records",
+            probe.checkpoints.len(),
+            probe.records.len()
+        );
     }
 
     #[tokio::test(start_paused = true)]
