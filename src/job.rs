@@ -6,8 +6,9 @@
 //!   interval (a [`tokio::time::Interval`] with
 //!   [`MissedTickBehavior::Delay`], so a slow checkpoint pushes the next
 //!   one back instead of firing a burst of them).
-//! - Events already waiting are handled without a look at the timer; when
-//!   none is ready the job may [`flush`](Job::flush) first, so a fast
+//! - Events already waiting are handled without waiting on anything, the
+//!   shutdown future and the checkpoint deadline looked at between them;
+//!   when none is ready the job may [`flush`](Job::flush) first, so a fast
 //!   stream is written in large blocks and a slow one appears at once.
 //! - A stop has a [`StopReason`]: every partition reached its end, the
 //!   job's `--count`, the shutdown future (a signal, or the caller seeing
