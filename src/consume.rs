@@ -13,12 +13,12 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::time::Instant;
 
-use crate::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
+use crate::consumer::{ConsumedRecord, Consumer};
 use crate::filter::{Filter, Verdict};
-use crate::offsets::{Conflict, GroupSession, OffsetsError};
+use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
+use crate::offsets::GroupSession;
 use crate::output::{RecordWriter, is_broken_pipe};
 
 /// What to do with the records.
@@ -53,19 +53,6 @@ pub struct PartitionTally {
     pub bytes: u64,
 }
 
-/// Why the job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// Every partition reached its stop (`--until`).
-    Reached,
-    /// `--count` records were written.
-    Count,
-    /// The shutdown future completed (a signal).
-    Shutdown,
-    /// The output was closed by its reader.
-    OutputClosed,
-}
-
 /// The end of a job.
 #[derive(Debug, Clone)]
 pub struct ConsumeSummary {
@@ -88,39 +75,6 @@ pub struct ConsumeSummary {
     pub stop: StopReason,
 }
 
-/// Errors of the job.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConsumeJobError {
-    /// A partition failed.
-    #[error(transparent)]
-    Consumer(#[from] ConsumeError),
-    /// The output could not be written.
-    #[error("cannot write the output: {0}")]
-    Output(#[source] std::io::Error),
-    /// The final commit failed.
-    #[error(transparent)]
-    Offsets(#[from] OffsetsError),
-    /// Another instance commits a partition this one reads (`--exclusive`).
-    #[error(
-        "group \"{group}\": instance {other} committed topic \"{topic}\" partition {partition} (offset {offset}), which this instance ({instance}) is reading"
-    )]
-    Conflict {
-        /// The group.
-        group: String,
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
-        /// The other instance.
-        other: String,
-        /// The offset it committed.
-        offset: i64,
-        /// This instance.
-        instance: String,
-    },
-}
-
 /// Runs `job` over `consumer`'s records into `writer` until the consumer
 /// ends, `job.count` records are written, the output is closed, or
 /// `shutdown` completes with its reason ([`StopReason::Shutdown`] for a
@@ -133,102 +87,45 @@ pub enum ConsumeJobError {
 /// A partition that failed (after its retries) or an output that could
 /// not be written. What was written before is flushed.
 pub async fn run<W: Write>(
-    mut consumer: Consumer,
-    mut job: ConsumeJob,
+    consumer: Consumer,
+    job: ConsumeJob,
     writer: &mut RecordWriter<W>,
     shutdown: impl Future<Output = StopReason>,
-) -> Result<ConsumeSummary, ConsumeJobError> {
+) -> Result<ConsumeSummary, JobError> {
     let started = Instant::now();
     let positions: BTreeMap<_, _> = consumer
         .positions()
         .iter()
         .map(|p| ((Arc::clone(&p.topic), p.partition), p.start))
         .collect();
-    let mut state = State {
-        partitions: BTreeMap::new(),
-        flushed: positions.clone(),
-        positions,
-        written: 0,
-        filtered: 0,
-        unparsed: 0,
-        commits: 0,
-    };
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut last_commit = Instant::now();
-    // A record's count is checked after it is written, so 0 is checked here.
-    let nothing = job.count == Some(0);
-    let outcome = loop {
-        if nothing {
-            break Ok(StopReason::Count);
-        }
-        if let Some(reason) = (&mut shutdown).now_or_never() {
-            break Ok(reason);
-        }
-        if let Some(commits) = &mut job.commits {
-            if last_commit.elapsed() >= commits.interval {
-                last_commit = Instant::now();
-                if let Err(e) = state.flush(writer) {
-                    break output_error(e);
-                }
-                if let Err(e) = state.commit(commits, false).await {
-                    break Err(e);
-                }
-            }
-        }
-        let event = match consumer.try_next() {
-            Some(event) => event,
-            None => {
-                if let Err(e) = state.flush(writer) {
-                    break output_error(e);
-                }
-                let until_commit = job.commits.as_ref().map_or(Duration::MAX, |c| {
-                    c.interval.saturating_sub(last_commit.elapsed())
-                });
-                tokio::select! {
-                    biased;
-                    reason = &mut shutdown => break Ok(reason),
-                    event = consumer.next() => match event {
-                        Some(event) => event,
-                        None => break Ok(StopReason::Reached),
-                    },
-                    () = tokio::time::sleep(until_commit) => continue,
-                }
-            }
-        };
-        match event {
-            ConsumerEvent::Records(records) => match state.write(&records, &job, writer) {
-                Ok(None) => {}
-                Ok(Some(stop)) => break Ok(stop),
-                Err(e) => break output_error(e),
-            },
-            ConsumerEvent::Reached {
-                topic,
-                partition,
-                next_offset,
-            } => {
-                state.positions.insert((topic, partition), next_offset);
-            }
-            ConsumerEvent::Failed(e) => break Err(ConsumeJobError::Consumer(e)),
-        }
-    };
-    consumer.stop().await;
-    let stop = match outcome {
-        Ok(StopReason::OutputClosed) => StopReason::OutputClosed,
-        Ok(stop) => match state.flush(writer) {
-            Ok(()) => stop,
-            Err(e) if is_broken_pipe(&e) => StopReason::OutputClosed,
-            Err(e) => return Err(ConsumeJobError::Output(e)),
+    let interval = job.commits.as_ref().map(|c| c.interval);
+    let mut run = Run {
+        job,
+        writer,
+        state: State {
+            partitions: BTreeMap::new(),
+            flushed: positions.clone(),
+            positions,
+            written: 0,
+            filtered: 0,
+            unparsed: 0,
+            commits: 0,
         },
-        Err(e) => {
-            let _ = state.flush(writer);
-            return Err(e);
-        }
     };
-    // A graceful stop of any kind commits what was flushed; a count of 0
-    // moves no position, not even a new group's start.
-    if let (Some(commits), false) = (&mut job.commits, nothing) {
-        state.commit(commits, true).await?;
-    }
+    // A record's count is checked after it is written, so 0 is checked
+    // here: it reads, writes and commits nothing, not even a new group's
+    // start.
+    let stop = if run.job.count == Some(0) {
+        consumer.stop().await;
+        match run.state.flush(run.writer) {
+            Ok(()) => StopReason::Count,
+            Err(e) if is_broken_pipe(&e) => StopReason::OutputClosed,
+            Err(e) => return Err(JobError::Output(e)),
+        }
+    } else {
+        job::run(consumer, &mut run, interval, shutdown).await?
+    };
+    let state = run.state;
     Ok(ConsumeSummary {
         partitions: state.partitions,
         written: state.written,
@@ -241,43 +138,52 @@ pub async fn run<W: Write>(
     })
 }
 
-/// Turns another instance's commits on this session's partitions into a
-/// warning, or with `exclusive` into [`ConsumeJobError::Conflict`].
-pub(crate) fn check_conflicts(
-    session: &GroupSession,
-    conflicts: Vec<Conflict>,
-    exclusive: bool,
-) -> Result<(), ConsumeJobError> {
-    for c in conflicts {
-        let error = ConsumeJobError::Conflict {
-            group: session.group().to_owned(),
-            topic: c.topic,
-            partition: c.partition,
-            other: c.instance,
-            offset: c.offset,
-            instance: session.instance().to_owned(),
-        };
-        if exclusive && c.started_later {
-            // The later instance yields: the one that was running keeps
-            // its partitions.
-            tracing::warn!("{error}; it started later, so it is the one to exit (--exclusive)");
-            continue;
-        }
-        if exclusive {
-            return Err(error);
-        }
-        tracing::warn!(
-            "{error}; two processes reading one partition both write its records (use --instance or --partitions to split them)"
-        );
-    }
-    Ok(())
+/// The job as the loop drives it.
+struct Run<'w, W: Write> {
+    job: ConsumeJob,
+    writer: &'w mut RecordWriter<W>,
+    state: State,
 }
 
-pub(crate) fn output_error(e: std::io::Error) -> Result<StopReason, ConsumeJobError> {
-    if is_broken_pipe(&e) {
-        Ok(StopReason::OutputClosed)
-    } else {
-        Err(ConsumeJobError::Output(e))
+impl<W: Write> Job for Run<'_, W> {
+    type Error = JobError;
+
+    fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
+        self.state
+            .write(records, &self.job, self.writer)
+            .map_err(StepError::Output)
+    }
+
+    fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
+        self.state.positions.insert((topic, partition), next_offset);
+    }
+
+    fn flush(&mut self) -> Result<(), StepError<JobError>> {
+        self.state.flush(self.writer).map_err(StepError::Output)
+    }
+
+    async fn checkpoint(&mut self) -> Step<JobError> {
+        self.flush()?;
+        if let Some(commits) = &mut self.job.commits {
+            self.state.commit(commits, false).await?;
+        }
+        Ok(None)
+    }
+
+    async fn finish(&mut self, stop: StopReason) -> Step<JobError> {
+        let mut stop = stop;
+        if stop != StopReason::OutputClosed {
+            match self.state.flush(self.writer) {
+                Ok(()) => {}
+                Err(e) if is_broken_pipe(&e) => stop = StopReason::OutputClosed,
+                Err(e) => return Err(StepError::Output(e)),
+            }
+        }
+        // A graceful stop of any kind commits what was flushed.
+        if let Some(commits) = &mut self.job.commits {
+            self.state.commit(commits, true).await?;
+        }
+        Ok(Some(stop))
     }
 }
 
@@ -305,8 +211,10 @@ impl State {
 
     /// Commits the flushed positions. A failed commit is retried at the
     /// next interval, except the last one (`last`), which fails the job.
-    async fn commit(&mut self, commits: &mut Commits, last: bool) -> Result<(), ConsumeJobError> {
-        match commits.session.commit(&self.flushed, |_, _| None).await {
+    async fn commit(&mut self, commits: &mut Commits, last: bool) -> Result<(), JobError> {
+        // Boxed: the store's read and write futures nest deep enough to
+        // pass the compiler's layout query depth inside the job loop.
+        match Box::pin(commits.session.commit(&self.flushed, |_, _| None)).await {
             Ok(conflicts) => {
                 self.commits += 1;
                 check_conflicts(&commits.session, conflicts, commits.exclusive)

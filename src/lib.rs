@@ -38,6 +38,9 @@
 //!   JSON field matches.
 //! - [`output`]: writing consumed records: raw values, templates, JSON
 //!   lines with base64 for bytes that are not UTF-8.
+//! - [`job`]: the loop every job shares: the consumer's events, the
+//!   shutdown future, the checkpoint interval, stop reasons, a closed
+//!   output, and conflicts with other instances (`--exclusive`).
 //! - [`consume`]: the `weir consume` job: consumer, filter, output, tally
 //!   and the at-least-once commit of flushed positions.
 //! - [`group`]: a group's session with the offsets store and where its
@@ -67,6 +70,7 @@ pub mod consume;
 pub mod consumer;
 pub mod filter;
 pub mod group;
+pub mod job;
 pub mod offsets;
 pub mod output;
 pub mod partitioner;

@@ -17,6 +17,15 @@
 //!   before and after the broker compacts the topic.
 //! - A commit is one produce request with `acks=all` for all of a group's
 //!   partitions; it counts only once acknowledged.
+//! - State saved with an offset (`weir count`'s counts) is inline in the
+//!   commit while the request stays small. A larger state is written first
+//!   as chunks, keyed `[1, group, topic, partition, checkpoint, index]`,
+//!   and the commit that follows refers to them by checkpoint id; a crash
+//!   between the two leaves the previous commit, and its chunks, in force.
+//!   Chunks of a replaced checkpoint are deleted (tombstones) after the
+//!   commit. [`GroupSession::restore_states`] and
+//!   [`GroupSession::commit_states`] are the whole protocol: a job hands
+//!   over its state as bytes and gets the same bytes back.
 //!
 //! Records weir cannot read are skipped with a warning naming their
 //! offset; they never stop a load.
@@ -128,7 +137,23 @@ pub enum StoreRecord {
 }
 
 /// Chunks of a group's checkpointed state, by key.
-pub type Chunks = BTreeMap<ChunkKey, Vec<u8>>;
+type Chunks = BTreeMap<ChunkKey, Vec<u8>>;
+
+/// State chunks are this large.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// States are inline in their commit records while the commit request
+/// stays under this; the rest are chunked.
+const INLINE_BUDGET: usize = 256 * 1024;
+
+/// A commit's state when it is in chunks: which checkpoint's, how many,
+/// and their total size.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChunkedState {
+    checkpoint: String,
+    chunks: u32,
+    bytes: usize,
+}
 
 /// A produce request to the store stays under this many bytes: brokers
 /// reject requests over 1 MiB by default.
@@ -220,6 +245,52 @@ pub enum OffsetsError {
         /// Why.
         reason: String,
     },
+}
+
+/// A partition's saved state that cannot be put back together.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A chunk the commit refers to is not in the store.
+    #[error("chunk {index} of checkpoint {checkpoint} is missing from the offsets topic")]
+    MissingChunk {
+        /// Topic consumed.
+        topic: String,
+        /// Partition consumed.
+        partition: i32,
+        /// The checkpoint the commit refers to.
+        checkpoint: String,
+        /// The missing chunk's index.
+        index: u32,
+    },
+    /// The chunks do not add up to the size the commit gives.
+    #[error("checkpoint {checkpoint} has {found} bytes in its chunks, not {expected}")]
+    Length {
+        /// Topic consumed.
+        topic: String,
+        /// Partition consumed.
+        partition: i32,
+        /// The checkpoint the commit refers to.
+        checkpoint: String,
+        /// Bytes in the chunks.
+        found: usize,
+        /// Bytes the commit gives.
+        expected: usize,
+    },
+}
+
+impl StateError {
+    /// The topic and partition whose state it is.
+    pub fn partition(&self) -> (&str, i32) {
+        match self {
+            Self::MissingChunk {
+                topic, partition, ..
+            }
+            | Self::Length {
+                topic, partition, ..
+            } => (topic, *partition),
+        }
+    }
 }
 
 /// The offsets store: a compacted topic of commits.
@@ -630,24 +701,42 @@ pub struct GroupSession {
     read_to: i64,
     /// What this session last committed, per partition.
     committed: BTreeMap<(Arc<str>, i32), i64>,
-    /// The group's state chunks found at the start.
+    /// The group's state chunks found at the start, until
+    /// [`restore_states`](Self::restore_states) takes them.
     chunks: Chunks,
+    /// The chunks each partition's committed state is made of.
+    state_chunks: BTreeMap<(Arc<str>, i32), Vec<ChunkKey>>,
+    /// Chunks of restored partitions that no commit refers to (a crash
+    /// between chunks and commit, or a failed delete): deleted with the
+    /// next state commit.
+    orphans: Vec<ChunkKey>,
+    /// State commits so far: checkpoint ids are `instance-seq`.
+    checkpoint_seq: u64,
     /// When the session began, ms since the epoch.
     started_at: i64,
 }
+
+/// (topic, partition), the next offset, and the state kept with it as
+/// JSON bytes, for [`GroupSession::commit_states`].
+pub type PartitionState = ((Arc<str>, i32), i64, Vec<u8>);
+
+/// Per (topic, partition) with a commit, its saved state as JSON bytes
+/// (`None`: the commit carries none), from
+/// [`GroupSession::restore_states`].
+pub type SavedStates = BTreeMap<(Arc<str>, i32), Option<Vec<u8>>>;
 
 /// (topic, partition), the next offset, and the state kept with it.
 pub type PartitionCommit = ((Arc<str>, i32), i64, Option<serde_json::Value>);
 
 /// A commit of positions with state, for [`GroupSession::checkpoint`].
 #[derive(Debug, Default)]
-pub struct Checkpoint {
+struct Checkpoint {
     /// Per (topic, partition): the next offset and the state to keep with it.
-    pub partitions: Vec<PartitionCommit>,
+    partitions: Vec<PartitionCommit>,
     /// State chunks the commit refers to, written before it.
-    pub chunks: Vec<(ChunkKey, Vec<u8>)>,
+    chunks: Vec<(ChunkKey, Vec<u8>)>,
     /// Chunks no longer referred to once the commit is acknowledged.
-    pub obsolete: Vec<ChunkKey>,
+    obsolete: Vec<ChunkKey>,
 }
 
 impl GroupSession {
@@ -688,6 +777,9 @@ impl GroupSession {
             read_to,
             committed: BTreeMap::new(),
             chunks,
+            state_chunks: BTreeMap::new(),
+            orphans: Vec::new(),
+            checkpoint_seq: 0,
             started_at,
         };
         Ok((session, offsets))
@@ -708,9 +800,104 @@ impl GroupSession {
         &self.store
     }
 
-    /// The group's state chunks found at the start (taken once).
-    pub fn take_chunks(&mut self) -> Chunks {
-        std::mem::take(&mut self.chunks)
+    /// The states saved with `offsets` (the group's commits, as
+    /// [`start`](Self::start) loaded them) for `partitions`, as the bytes
+    /// [`commit_states`](Self::commit_states) was given: inline ones as
+    /// they are, chunked ones put back together. A partition without a
+    /// commit is absent; one whose commit carries no state maps to `None`.
+    /// Called once, at the start: chunks of these partitions that no commit
+    /// refers to are deleted with the next state commit.
+    ///
+    /// # Errors
+    ///
+    /// [`StateError`] for a chunk that is missing or chunks that do not
+    /// add up.
+    pub fn restore_states(
+        &mut self,
+        offsets: &GroupOffsets,
+        partitions: &[(Arc<str>, i32)],
+    ) -> Result<SavedStates, StateError> {
+        let mut chunks = std::mem::take(&mut self.chunks);
+        let mut states = BTreeMap::new();
+        for at @ (topic, partition) in partitions {
+            let Some(commit) = offsets.get(&(topic.to_string(), *partition)) else {
+                continue;
+            };
+            let Some(state) = &commit.state else {
+                states.insert(at.clone(), None);
+                continue;
+            };
+            let (bytes, keys) = join_state(&mut chunks, &self.group, at, state)?;
+            if !keys.is_empty() {
+                self.state_chunks.insert(at.clone(), keys);
+            }
+            states.insert(at.clone(), Some(bytes));
+        }
+        let ours: std::collections::BTreeSet<(&str, i32)> =
+            partitions.iter().map(|(t, p)| (&**t, *p)).collect();
+        self.orphans = chunks
+            .into_keys()
+            .filter(|k| ours.contains(&(k.topic.as_str(), k.partition)))
+            .collect();
+        Ok(states)
+    }
+
+    /// Commits each partition's next offset with its state (JSON bytes),
+    /// as one checkpoint: states inline while the commit request stays
+    /// small, the rest in chunks written before the commit. The chunks
+    /// the partitions' previous states were made of, and orphans found by
+    /// [`restore_states`](Self::restore_states), are deleted after it.
+    /// Returns the conflicts found first, as [`commit`](Self::commit) does.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or the commit was not acknowledged;
+    /// the previous checkpoint then stays in force, and the next call
+    /// deletes what this one would have.
+    pub async fn commit_states(
+        &mut self,
+        states: Vec<PartitionState>,
+    ) -> Result<Vec<Conflict>, OffsetsError> {
+        self.checkpoint_seq += 1;
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let id = format!("{}-{}", self.instance, self.checkpoint_seq);
+        let mut checkpoint = Checkpoint {
+            obsolete: self.orphans.clone(),
+            ..Checkpoint::default()
+        };
+        let mut new_chunks: BTreeMap<(Arc<str>, i32), Vec<ChunkKey>> = BTreeMap::new();
+        let mut inline_bytes = 0;
+        for (at, offset, json) in states {
+            let state = if inline_bytes + json.len() <= INLINE_BUDGET {
+                inline_bytes += json.len();
+                serde_json::from_slice(&json).unwrap_or_default()
+            } else {
+                let (state, pieces) = split_state(&self.group, &at, &id, &json);
+                new_chunks.insert(at.clone(), pieces.iter().map(|(k, _)| k.clone()).collect());
+                checkpoint.chunks.extend(pieces);
+                state
+            };
+            if let Some(old) = self.state_chunks.get(&at) {
+                checkpoint.obsolete.extend(old.iter().cloned());
+            }
+            checkpoint.partitions.push((at, offset, Some(state)));
+        }
+        let committed: Vec<_> = checkpoint
+            .partitions
+            .iter()
+            .map(|(at, _, _)| at.clone())
+            .collect();
+        let conflicts = self.checkpoint(checkpoint).await?;
+        self.orphans.clear();
+        for at in committed {
+            match new_chunks.remove(&at) {
+                Some(keys) => self.state_chunks.insert(at, keys),
+                None => self.state_chunks.remove(&at),
+            };
+        }
+        Ok(conflicts)
     }
 
     /// Commits the positions that moved since the last commit (all of
@@ -747,10 +934,7 @@ impl GroupSession {
     ///
     /// The store could not be read or the commit was not acknowledged. A
     /// failure to delete obsolete chunks is only logged.
-    pub async fn checkpoint(
-        &mut self,
-        checkpoint: Checkpoint,
-    ) -> Result<Vec<Conflict>, OffsetsError> {
+    async fn checkpoint(&mut self, checkpoint: Checkpoint) -> Result<Vec<Conflict>, OffsetsError> {
         let partition = self.store.partition_for(&self.group);
         let mut conflicts = Vec::new();
         let group = self.group.as_str();
@@ -839,6 +1023,83 @@ impl GroupSession {
     }
 }
 
+/// Splits `json`, the state of `at` in checkpoint `id`, into chunks:
+/// returns the state its commit carries instead (a [`ChunkedState`]) and
+/// the chunks, to be written before that commit.
+fn split_state(
+    group: &str,
+    at: &(Arc<str>, i32),
+    id: &str,
+    json: &[u8],
+) -> (serde_json::Value, Vec<(ChunkKey, Vec<u8>)>) {
+    let pieces: Vec<_> = json
+        .chunks(CHUNK_BYTES)
+        .enumerate()
+        .map(|(index, piece)| {
+            let key = ChunkKey {
+                group: group.to_owned(),
+                topic: at.0.to_string(),
+                partition: at.1,
+                checkpoint: id.to_owned(),
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+            };
+            (key, piece.to_vec())
+        })
+        .collect();
+    let chunked = ChunkedState {
+        checkpoint: id.to_owned(),
+        chunks: u32::try_from(pieces.len()).unwrap_or(u32::MAX),
+        bytes: json.len(),
+    };
+    (serde_json::to_value(chunked).unwrap_or_default(), pieces)
+}
+
+/// The bytes of `state`, the state a commit of `at` carries: an inline
+/// one as it is, a [`ChunkedState`] put back together from `chunks`
+/// (which it takes, and whose keys it returns).
+fn join_state(
+    chunks: &mut Chunks,
+    group: &str,
+    at: &(Arc<str>, i32),
+    state: &serde_json::Value,
+) -> Result<(Vec<u8>, Vec<ChunkKey>), StateError> {
+    let Ok(chunked) = serde_json::from_value::<ChunkedState>(state.clone()) else {
+        return Ok((serde_json::to_vec(state).unwrap_or_default(), Vec::new()));
+    };
+    let (topic, partition) = (at.0.to_string(), at.1);
+    let mut bytes = Vec::with_capacity(chunked.bytes);
+    let mut keys = Vec::new();
+    for index in 0..chunked.chunks {
+        let key = ChunkKey {
+            group: group.to_owned(),
+            topic: topic.clone(),
+            partition,
+            checkpoint: chunked.checkpoint.clone(),
+            index,
+        };
+        let chunk = chunks
+            .remove(&key)
+            .ok_or_else(|| StateError::MissingChunk {
+                topic: topic.clone(),
+                partition,
+                checkpoint: chunked.checkpoint.clone(),
+                index,
+            })?;
+        bytes.extend_from_slice(&chunk);
+        keys.push(key);
+    }
+    if bytes.len() != chunked.bytes {
+        return Err(StateError::Length {
+            topic,
+            partition,
+            checkpoint: chunked.checkpoint,
+            found: bytes.len(),
+            expected: chunked.bytes,
+        });
+    }
+    Ok((bytes, keys))
+}
+
 /// An instance id for this process: host name, process id and a few
 /// random bits, so two processes never share one.
 pub fn instance_id() -> String {
@@ -920,6 +1181,62 @@ mod tests {
         assert_eq!(offsets[&("t".to_owned(), 0)].offset, 9);
         apply(&mut offsets, key(), None);
         assert!(offsets.is_empty());
+    }
+
+    #[test]
+    fn a_chunked_state_comes_back_byte_for_byte() {
+        let at = (Arc::from("t"), 3);
+        // JSON larger than two chunks, with multi-byte text across a cut.
+        let text = "é".repeat(CHUNK_BYTES);
+        let json = serde_json::to_vec(&serde_json::json!({ "k": text })).unwrap();
+        let (state, pieces) = split_state("g", &at, "i-7", &json);
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(
+            state,
+            serde_json::json!({"checkpoint": "i-7", "chunks": 3, "bytes": json.len()})
+        );
+        let keys: Vec<_> = pieces.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            keys[2].encode(),
+            br#"[1,"g","t",3,"i-7",2]"#,
+            "chunk keys name group, topic, partition, checkpoint and index"
+        );
+        let mut chunks: Chunks = pieces.into_iter().collect();
+        let (bytes, used) = join_state(&mut chunks, "g", &at, &state).unwrap();
+        assert_eq!(bytes, json);
+        assert_eq!(used, keys);
+        assert!(chunks.is_empty(), "the chunks used are taken");
+
+        // An inline state is the commit's JSON itself.
+        let inline = serde_json::json!({"n": 3});
+        let (bytes, used) = join_state(&mut Chunks::new(), "g", &at, &inline).unwrap();
+        assert_eq!(bytes, br#"{"n":3}"#);
+        assert!(used.is_empty());
+    }
+
+    #[test]
+    fn a_missing_or_short_chunk_is_an_error_naming_it() {
+        let at = (Arc::from("t"), 0);
+        let json = vec![b'1'; CHUNK_BYTES + 10];
+        let (state, pieces) = split_state("g", &at, "i-1", &json);
+        let mut missing: Chunks = pieces.iter().skip(1).cloned().collect();
+        let err = join_state(&mut missing, "g", &at, &state).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "chunk 0 of checkpoint i-1 is missing from the offsets topic"
+        );
+        assert_eq!(err.partition(), ("t", 0));
+        let mut short: Chunks = pieces.into_iter().collect();
+        short.values_mut().last().unwrap().pop();
+        let err = join_state(&mut short, "g", &at, &state).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "checkpoint i-1 has {} bytes in its chunks, not {}",
+                json.len() - 1,
+                json.len()
+            )
+        );
     }
 
     #[test]

@@ -6,11 +6,10 @@
 //!   the same commit record of the offsets store, so a restart restores
 //!   counts and position from one instant: nothing is lost or counted
 //!   twice.
-//! - A state too large for its commit record is written first as chunks
-//!   named by a checkpoint id; the commit that follows refers to them. A
-//!   crash between the two leaves the previous checkpoint in force. The
-//!   chunks of a replaced checkpoint are deleted (tombstones) after the
-//!   commit.
+//! - A state too large for its commit record is written as chunks the
+//!   commit refers to; the offsets store does that
+//!   ([`GroupSession::commit_states`]): this module hands it each
+//!   partition's counts as JSON and gets them back on restore.
 //! - A window closes in a partition when the partition's watermark (the
 //!   largest timestamp it has seen, minus the grace period) passes the
 //!   window's end; later records for it are counted as late and not
@@ -34,7 +33,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -42,9 +40,9 @@ pub use emit::{JsonLines, Row, RowSink, Table, table_line};
 pub use extract::{Extractor, KeyReader};
 pub use state::{Applied, PartitionCounts, TOTALS, WindowCounts, Windowing};
 
-use crate::consume::{ConsumeJobError, StopReason, check_conflicts, output_error};
-use crate::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
-use crate::offsets::{Checkpoint, ChunkKey, Chunks, GroupOffsets, GroupSession, OffsetsError};
+use crate::consumer::{ConsumeError, ConsumedRecord, Consumer};
+use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
+use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState};
 use crate::producer::{Delivery, ProduceRecord, Producer};
 
 /// When counts are emitted.
@@ -166,7 +164,7 @@ impl std::fmt::Debug for CountJob {
 pub enum CountError {
     /// Consuming, writing or committing failed.
     #[error(transparent)]
-    Job(#[from] ConsumeJobError),
+    Job(#[from] JobError),
     /// A partition's saved state cannot be used.
     #[error("group \"{group}\", topic \"{topic}\" partition {partition}: {reason}")]
     State {
@@ -205,11 +203,6 @@ impl From<OffsetsError> for CountError {
 #[derive(Debug, Default)]
 pub struct Restored {
     counts: BTreeMap<(Arc<str>, i32), PartitionCounts>,
-    /// The chunks each partition's saved state is made of.
-    chunks: BTreeMap<(Arc<str>, i32), Vec<ChunkKey>>,
-    /// Chunks of these partitions that no commit refers to (a crash
-    /// between chunks and commit, or a failed delete).
-    orphans: Vec<ChunkKey>,
 }
 
 impl Restored {
@@ -224,16 +217,8 @@ impl Restored {
     }
 }
 
-/// Where a checkpoint's state lives when it is too large to be inline.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct ChunkedState {
-    checkpoint: String,
-    chunks: u32,
-    bytes: usize,
-}
-
 /// Reads the saved counts of `partitions` from `offsets` (the group's
-/// commits) and the session's chunks.
+/// commits) through the session, which puts chunked states back together.
 ///
 /// # Errors
 ///
@@ -245,72 +230,34 @@ pub fn restore(
     offsets: &GroupOffsets,
     partitions: &[(Arc<str>, i32)],
 ) -> Result<Restored, CountError> {
-    let mut chunks: Chunks = session.take_chunks();
+    let group = session.group().to_owned();
+    let error = |topic: &str, partition: i32, reason: String| CountError::State {
+        group: group.clone(),
+        topic: topic.to_owned(),
+        partition,
+        reason,
+    };
+    let states = session.restore_states(offsets, partitions).map_err(|e| {
+        let (topic, partition) = e.partition();
+        error(topic, partition, e.to_string())
+    })?;
     let mut restored = Restored::default();
-    for (topic, partition) in partitions {
-        let error = |reason: String| CountError::State {
-            group: session.group().to_owned(),
-            topic: topic.to_string(),
-            partition: *partition,
-            reason,
+    for (at, state) in states {
+        let Some(bytes) = state else {
+            let offset = offsets
+                .get(&(at.0.to_string(), at.1))
+                .map_or(0, |c| c.offset);
+            return Err(error(
+                &at.0,
+                at.1,
+                format!(
+                    "committed offset {offset} carries no counts (was the group used by weir consume?); use another group or `weir offsets delete`"
+                ),
+            ));
         };
-        let Some(commit) = offsets.get(&(topic.to_string(), *partition)) else {
-            continue;
-        };
-        let Some(state) = &commit.state else {
-            return Err(error(format!(
-                "committed offset {} carries no counts (was the group used by weir consume?); use another group or `weir offsets delete`",
-                commit.offset
-            )));
-        };
-        let counts = match serde_json::from_value::<ChunkedState>(state.clone()) {
-            Ok(chunked) => {
-                let mut bytes = Vec::with_capacity(chunked.bytes);
-                let mut keys = Vec::new();
-                for index in 0..chunked.chunks {
-                    let key = ChunkKey {
-                        group: session.group().to_owned(),
-                        topic: topic.to_string(),
-                        partition: *partition,
-                        checkpoint: chunked.checkpoint.clone(),
-                        index,
-                    };
-                    let chunk = chunks.remove(&key).ok_or_else(|| {
-                        error(format!(
-                            "chunk {index} of checkpoint {} is missing from the offsets topic",
-                            chunked.checkpoint
-                        ))
-                    })?;
-                    bytes.extend_from_slice(&chunk);
-                    keys.push(key);
-                }
-                if bytes.len() != chunked.bytes {
-                    return Err(error(format!(
-                        "checkpoint {} has {} bytes in its chunks, not {}",
-                        chunked.checkpoint,
-                        bytes.len(),
-                        chunked.bytes
-                    )));
-                }
-                restored
-                    .chunks
-                    .insert((Arc::clone(topic), *partition), keys);
-                PartitionCounts::from_json(&bytes).map_err(error)?
-            }
-            Err(_) => {
-                let bytes = serde_json::to_vec(state).unwrap_or_default();
-                PartitionCounts::from_json(&bytes).map_err(error)?
-            }
-        };
-        restored
-            .counts
-            .insert((Arc::clone(topic), *partition), counts);
+        let counts = PartitionCounts::from_json(&bytes).map_err(|e| error(&at.0, at.1, e))?;
+        restored.counts.insert(at, counts);
     }
-    let ours: BTreeSet<(&str, i32)> = partitions.iter().map(|(t, p)| (&**t, *p)).collect();
-    restored.orphans = chunks
-        .into_keys()
-        .filter(|k| ours.contains(&(k.topic.as_str(), k.partition)))
-        .collect();
     Ok(restored)
 }
 
@@ -334,13 +281,6 @@ pub struct CountSummary {
     pub stop: StopReason,
 }
 
-/// State chunks are this large.
-const CHUNK_BYTES: usize = 256 * 1024;
-
-/// States are inline in their commit records while the commit request
-/// stays under this; the rest are chunked.
-const INLINE_BUDGET: usize = 256 * 1024;
-
 struct Part {
     counts: PartitionCounts,
     /// Next offset to read.
@@ -351,8 +291,6 @@ struct Part {
     last_record: Instant,
     /// Changed since the last commit.
     dirty: bool,
-    /// The chunks the committed state is made of.
-    chunks: Vec<ChunkKey>,
     records: u64,
 }
 
@@ -366,13 +304,13 @@ struct Part {
 /// A partition failed, the output could not be written, or the final
 /// commit failed.
 pub async fn run(
-    mut consumer: Consumer,
-    mut job: CountJob,
+    consumer: Consumer,
+    job: CountJob,
     mut restored: Restored,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<CountSummary, CountError> {
     let started = Instant::now();
-    let mut parts: BTreeMap<(Arc<str>, i32), Part> = consumer
+    let parts: BTreeMap<(Arc<str>, i32), Part> = consumer
         .positions()
         .iter()
         .map(|p| {
@@ -384,95 +322,37 @@ pub async fn run(
                 counts,
                 position: p.start,
                 dirty: false,
-                chunks: restored.chunks.remove(&at).unwrap_or_default(),
                 records: 0,
             };
             (at, part)
         })
         .collect();
+    let interval = job.config.checkpoint_interval;
     let mut run = Run {
         reader: KeyReader::new(job.config.extractor.clone()),
+        job,
+        parts,
         unparsed: 0,
         total: 0,
         rows: 0,
         commits: 0,
-        checkpoint_seq: 0,
-        orphans: std::mem::take(&mut restored.orphans),
     };
-    let interval = job.config.checkpoint_interval;
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut last_checkpoint = Instant::now();
-    // A record's count is checked after it is counted, so 0 is checked here.
-    let nothing = job.config.count == Some(0);
-    let outcome: Result<StopReason, CountError> = loop {
-        if nothing {
-            break Ok(StopReason::Count);
-        }
-        if let Some(reason) = (&mut shutdown).now_or_never() {
-            break Ok(reason);
-        }
-        if last_checkpoint.elapsed() >= interval {
-            last_checkpoint = Instant::now();
-            match run.checkpoint(&mut job, &mut parts, false).await {
-                Ok(None) => {}
-                Ok(Some(stop)) => break Ok(stop),
-                Err(e) => break Err(e),
-            }
-        }
-        let event = match consumer.try_next() {
-            Some(event) => event,
-            None => tokio::select! {
-                biased;
-                reason = &mut shutdown => break Ok(reason),
-                event = consumer.next() => match event {
-                    Some(event) => event,
-                    None => break Ok(StopReason::Reached),
-                },
-                () = tokio::time::sleep(interval.saturating_sub(last_checkpoint.elapsed())) => continue,
-            },
-        };
-        match event {
-            ConsumerEvent::Records(records) => {
-                if run.apply(&records, &job.config, &mut parts) {
-                    break Ok(StopReason::Count);
-                }
-            }
-            ConsumerEvent::Reached {
-                topic,
-                partition,
-                next_offset,
-            } => {
-                if let Some(part) = parts.get_mut(&(topic, partition)) {
-                    if part.position != next_offset {
-                        part.position = next_offset;
-                        part.dirty = true;
-                    }
-                }
-            }
-            ConsumerEvent::Failed(e) => break Err(e.into()),
-        }
-    };
-    consumer.stop().await;
-    let stop = match outcome {
-        Ok(stop) => stop,
-        Err(e) => return Err(e),
-    };
-    // Every graceful stop emits the open windows and commits; a count of 0
-    // emits none of the restored ones and moves no position.
-    let stop = if nothing {
-        stop
+    // A record's count is checked after it is counted, so 0 is checked
+    // here: it emits none of the restored windows and moves no position.
+    let stop = if run.job.config.count == Some(0) {
+        consumer.stop().await;
+        StopReason::Count
     } else {
-        run.checkpoint(&mut job, &mut parts, true)
-            .await?
-            .unwrap_or(stop)
+        job::run(consumer, &mut run, Some(interval), shutdown).await?
     };
     Ok(CountSummary {
-        records: parts
+        records: run
+            .parts
             .iter()
             .map(|(at, p)| (at.clone(), p.records))
             .collect(),
         unparsed: run.unparsed,
-        late: parts.values().map(|p| p.counts.late()).sum(),
+        late: run.parts.values().map(|p| p.counts.late()).sum(),
         rows: run.rows,
         commits: run.commits,
         elapsed: started.elapsed(),
@@ -480,28 +360,54 @@ pub async fn run(
     })
 }
 
+/// The job as the loop drives it.
 struct Run {
+    job: CountJob,
+    parts: BTreeMap<(Arc<str>, i32), Part>,
     reader: KeyReader,
     unparsed: u64,
     total: u64,
     rows: u64,
     commits: u64,
-    checkpoint_seq: u64,
-    orphans: Vec<ChunkKey>,
+}
+
+impl Job for Run {
+    type Error = CountError;
+
+    fn records(&mut self, records: &[ConsumedRecord]) -> Step<CountError> {
+        Ok(self.apply(records).then_some(StopReason::Count))
+    }
+
+    fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
+        if let Some(part) = self.parts.get_mut(&(topic, partition)) {
+            if part.position != next_offset {
+                part.position = next_offset;
+                part.dirty = true;
+            }
+        }
+    }
+
+    async fn checkpoint(&mut self) -> Step<CountError> {
+        self.checkpoint(false).await
+    }
+
+    async fn finish(&mut self, _stop: StopReason) -> Step<CountError> {
+        // Every graceful stop emits the open windows and commits.
+        self.checkpoint(true).await
+    }
 }
 
 impl Run {
     /// Counts one partition's records; true when `--count` is reached.
-    fn apply(
-        &mut self,
-        records: &[ConsumedRecord],
-        config: &CountConfig,
-        parts: &mut BTreeMap<(Arc<str>, i32), Part>,
-    ) -> bool {
+    fn apply(&mut self, records: &[ConsumedRecord]) -> bool {
+        let config = &self.job.config;
         let Some(first) = records.first() else {
             return false;
         };
-        let Some(part) = parts.get_mut(&(Arc::clone(&first.topic), first.partition)) else {
+        let Some(part) = self
+            .parts
+            .get_mut(&(Arc::clone(&first.topic), first.partition))
+        else {
             return false;
         };
         part.last_record = Instant::now();
@@ -524,14 +430,10 @@ impl Run {
         false
     }
 
-    /// Emits what is due, closes windows, and commits. `Some` when the
-    /// output was closed by its reader.
-    async fn checkpoint(
-        &mut self,
-        job: &mut CountJob,
-        parts: &mut BTreeMap<(Arc<str>, i32), Part>,
-        stopping: bool,
-    ) -> Result<Option<StopReason>, CountError> {
+    /// Emits what is due, closes windows, and commits. A closed output
+    /// ends the run; nothing is committed past what it took.
+    async fn checkpoint(&mut self, stopping: bool) -> Step<CountError> {
+        let Self { job, parts, .. } = self;
         let windowing = job.config.windowing;
         let quiet_since = job
             .config
@@ -568,12 +470,7 @@ impl Run {
                 continue;
             }
             if let Some(sink) = &mut job.sink {
-                if let Err(e) = sink.emit(&rows, stopping) {
-                    // A closed output ends the run; nothing is committed
-                    // past what it took.
-                    output_error(e)?;
-                    return Ok(Some(StopReason::OutputClosed));
-                }
+                sink.emit(&rows, stopping).map_err(StepError::Output)?;
             }
             if let Some(topic) = &mut job.topic {
                 topic.emit(&rows).await?;
@@ -587,75 +484,39 @@ impl Run {
                 }
             }
         }
-        if let Some(checkpoints) = &mut job.checkpoints {
-            match self.commit(checkpoints, parts).await {
+        if job.checkpoints.is_some() {
+            match self.commit().await {
                 Ok(()) => {}
                 Err(e) if !stopping => {
                     tracing::warn!(error = %e, "checkpoint failed; retrying at the next interval");
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(None)
     }
 
     /// Commits the changed partitions' positions and counts.
-    async fn commit(
-        &mut self,
-        checkpoints: &mut Checkpoints,
-        parts: &mut BTreeMap<(Arc<str>, i32), Part>,
-    ) -> Result<(), CountError> {
-        let session = &mut checkpoints.session;
-        self.checkpoint_seq += 1;
-        let id = format!("{}-{}", session.instance(), self.checkpoint_seq);
-        let mut checkpoint = Checkpoint {
-            obsolete: self.orphans.clone(),
-            ..Checkpoint::default()
+    async fn commit(&mut self) -> Result<(), CountError> {
+        let Some(checkpoints) = &mut self.job.checkpoints else {
+            return Ok(());
         };
-        let mut new_chunks: BTreeMap<(Arc<str>, i32), Vec<ChunkKey>> = BTreeMap::new();
-        let mut inline_bytes = 0;
-        for (at, part) in parts.iter().filter(|(_, p)| p.dirty) {
-            let json = part.counts.to_json();
-            let state = if inline_bytes + json.len() <= INLINE_BUDGET {
-                inline_bytes += json.len();
-                serde_json::from_slice(&json).unwrap_or_default()
-            } else {
-                let mut keys = Vec::new();
-                for (index, piece) in json.chunks(CHUNK_BYTES).enumerate() {
-                    let key = ChunkKey {
-                        group: session.group().to_owned(),
-                        topic: at.0.to_string(),
-                        partition: at.1,
-                        checkpoint: id.clone(),
-                        index: u32::try_from(index).unwrap_or(u32::MAX),
-                    };
-                    checkpoint.chunks.push((key.clone(), piece.to_vec()));
-                    keys.push(key);
-                }
-                let chunked = ChunkedState {
-                    checkpoint: id.clone(),
-                    chunks: u32::try_from(keys.len()).unwrap_or(u32::MAX),
-                    bytes: json.len(),
-                };
-                new_chunks.insert(at.clone(), keys);
-                serde_json::to_value(chunked).unwrap_or_default()
-            };
-            checkpoint.obsolete.extend(part.chunks.iter().cloned());
-            checkpoint
-                .partitions
-                .push((at.clone(), part.position, Some(state)));
-        }
-        if checkpoint.partitions.is_empty() {
+        let states: Vec<PartitionState> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.dirty)
+            .map(|(at, p)| (at.clone(), p.position, p.counts.to_json()))
+            .collect();
+        let any = !states.is_empty();
+        let conflicts = checkpoints.session.commit_states(states).await?;
+        if !any {
             return Ok(());
         }
-        let conflicts = session.checkpoint(checkpoint).await?;
         self.commits += 1;
-        self.orphans.clear();
-        for (at, part) in parts.iter_mut().filter(|(_, p)| p.dirty) {
+        for part in self.parts.values_mut() {
             part.dirty = false;
-            part.chunks = new_chunks.remove(at).unwrap_or_default();
         }
-        check_conflicts(session, conflicts, checkpoints.exclusive)?;
+        check_conflicts(&checkpoints.session, conflicts, checkpoints.exclusive)?;
         Ok(())
     }
 }

@@ -13,8 +13,8 @@ use weir::aggregate::{
     self, Checkpoints, CountConfig, CountJob, CountSummary, EmitMode, Extractor, JsonLines,
     OutputTopic, Restored, Row, RowSink, Table, Windowing, table_line,
 };
-use weir::consume::StopReason;
 use weir::consumer::{self, Consumer};
+use weir::job::StopReason;
 use weir::producer::{Producer, ProducerConfig};
 use weir::timestamp::rfc3339;
 
