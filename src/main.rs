@@ -60,6 +60,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // On a failed write the subscriber would report it with
+        // `eprintln!`, which panics on a closed stderr (and weir aborts
+        // on a panic): a log line that cannot be written is lost, nothing
+        // else.
+        .log_internal_errors(false)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

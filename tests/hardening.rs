@@ -280,6 +280,12 @@ fn closed_stdout_and_stderr_are_never_a_crash() {
 
     assert_eq!(with_closed(&["topics", "list"], true, false, None), Some(0));
     assert_eq!(with_closed(&["topics", "list"], true, true, None), Some(0));
+    // Log lines into a closed stderr: the subscriber's own error report
+    // used `eprintln!`, which panicked.
+    assert_eq!(
+        with_closed(&["topics", "list", "-v"], true, true, None),
+        Some(0)
+    );
     assert_eq!(
         with_closed(&["topics", "describe", &topic], true, true, None),
         Some(0)
