@@ -37,12 +37,12 @@ use rskafka::client::partition::Compression;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::admin::{Admin, AdminError, NewTopic};
-use crate::connect::ConnectionConfig;
-use crate::consumer::{
+use crate::consume::consumer::{
     self, ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until,
 };
-use crate::producer::{Delivery, ProduceError, ProduceRecord, Producer, ProducerConfig};
+use crate::kafka::admin::{Admin, AdminError, NewTopic};
+use crate::kafka::connect::ConnectionConfig;
+use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer, ProducerConfig};
 
 pub use histogram::Histogram;
 

@@ -12,8 +12,8 @@ use rskafka::client::Client;
 use serde::Serialize;
 
 use crate::ConnectionConfig;
-use crate::admin::{Admin, AdminError};
-use crate::consumer::{self, Assignment, ConsumeError, StartOffset};
+use crate::consume::consumer::{self, Assignment, ConsumeError, StartOffset};
+use crate::kafka::admin::{Admin, AdminError};
 use crate::offsets::{
     Commit, GroupOffsets, GroupSession, OffsetKey, OffsetStore, OffsetsError, StoreConfig,
     instance_id,

@@ -12,45 +12,46 @@
 //!
 //! # Layout
 //!
-//! - [`connect`]: [`ConnectionConfig`](connect::ConnectionConfig), the
-//!   options every command shares (brokers, client id, deadline, TLS, SASL),
-//!   and the [`rskafka::client::Client`] built from them.
-//! - [`wire`]: a small Kafka protocol connection (TCP or TLS, SASL) for the
-//!   requests rskafka cannot send, encoded with the `kafka-protocol` crate.
-//! - [`admin`]: topics: list, describe (leaders, watermarks, configs),
-//!   create with configs, delete.
-//! - [`partitioner`]: which partition a record goes to: murmur2 as the Java
-//!   client, CRC-32 as librdkafka's `consistent`, sticky null keys, random
-//!   and round-robin.
-//! - [`producer`]: the keyed producer: routing, per-partition batches with
-//!   linger, compression, one request in flight per partition, and a
-//!   delivery report (offset or error) for every record.
-//! - [`produce`]: the `weir produce` job: inputs read and parsed on a
-//!   thread, the bad-input policy, a delivery report per record, and the
-//!   topic found (or created) first.
-//! - [`record`]: input parsing for `weir produce`: delimiters, key
-//!   delimiter, fixed key and headers, JSON lines with base64 fields and
-//!   headers as an ordered list ([`Header`]).
-//! - [`consumer`]: explicit per-partition consumers: start positions
-//!   clamped to the watermarks, `--until` stops, one fetch task per
-//!   partition merged into one bounded stream.
-//! - [`filter`]: content filters: regular expressions on keys and values,
-//!   JSON field matches.
-//! - [`output`]: writing consumed records: raw values, templates, JSON
-//!   lines with base64 for bytes that are not UTF-8.
+//! The folders are the layers; data flows down this list and back up only
+//! as return values.
+//!
+//! - [`kafka`]: reaching the cluster.
+//!   [`connect`](kafka::connect): [`ConnectionConfig`], the options every
+//!   command shares (brokers, client id, deadline, TLS, SASL), and the
+//!   [`rskafka::client::Client`] built from them;
+//!   [`wire`](kafka::wire): a small Kafka protocol connection (TCP or TLS,
+//!   SASL) for the requests rskafka cannot send;
+//!   [`admin`](kafka::admin): topics: list, describe (leaders, watermarks,
+//!   configs), create with configs, delete.
+//! - [`produce`]: the `weir produce` job (inputs read and parsed on a
+//!   thread, the bad-input policy, a delivery report per record), with
+//!   [`partitioner`](produce::partitioner) (murmur2 as the Java client,
+//!   CRC-32 as librdkafka's `consistent`, sticky null keys, random,
+//!   round-robin), [`producer`](produce::producer) (routing, per-partition
+//!   batches with linger, compression, one request in flight per
+//!   partition, a delivery report for every record) and
+//!   [`input`](produce::input) (delimiters, key delimiter, fixed key and
+//!   headers, JSON lines with base64 fields and headers as an ordered list,
+//!   [`Header`]).
+//! - [`consume`]: the `weir consume` job (filter, output, tally, the
+//!   at-least-once commit of flushed positions), with
+//!   [`consumer`](consume::consumer) (explicit per-partition consumers:
+//!   start positions, `--until` stops, one fetch task per partition merged
+//!   into one bounded stream), [`filter`](consume::filter) (regular
+//!   expressions on keys and values, JSON field matches) and
+//!   [`output`](consume::output) (raw values, templates, JSON lines).
 //! - [`job`]: the loop every job shares: the consumer's events, the
 //!   shutdown future, the checkpoint interval, stop reasons, a closed
 //!   output, and conflicts with other instances (`--exclusive`).
-//! - [`consume`]: the `weir consume` job: consumer, filter, output, tally
-//!   and the at-least-once commit of flushed positions.
+//! - [`offsets`]: group offsets and aggregation state as records in a
+//!   compacted topic ([`OffsetStore`](offsets::OffsetStore)), chunked state
+//!   included.
 //! - [`group`]: a group's session with the offsets store and where its
 //!   partitions resume; `weir offsets set` and `delete`.
-//! - [`offsets`]: group offsets as records in a compacted topic
-//!   ([`OffsetStore`](offsets::OffsetStore)).
 //! - [`aggregate`]: `weir count`: windowed counts per key whose state is
 //!   checkpointed with the input offsets, so a crash neither loses nor
 //!   double-counts.
-//! - [`bench`]: `weir bench`: producer throughput, consumer throughput and
+//! - [`bench`](mod@bench): `weir bench`: producer throughput, consumer throughput and
 //!   end-to-end latency, with a fixed-memory latency histogram.
 //! - [`timestamp`]: record timestamps at the edges: the create times a
 //!   topic accepts, checked per record before it is batched, and RFC 3339
@@ -62,26 +63,18 @@
 #![deny(rust_2018_idioms, unsafe_code)]
 #![warn(missing_debug_implementations, missing_docs)]
 
-pub mod admin;
 pub mod aggregate;
 pub mod bench;
-pub mod connect;
 pub mod consume;
-pub mod consumer;
-pub mod filter;
 pub mod group;
 pub mod job;
+pub mod kafka;
 pub mod offsets;
-pub mod output;
-pub mod partitioner;
 pub mod produce;
-pub mod producer;
-pub mod record;
 pub mod timestamp;
-pub mod wire;
 
-pub use admin::Admin;
-pub use connect::ConnectionConfig;
+pub use kafka::admin::Admin;
+pub use kafka::connect::ConnectionConfig;
 
 /// A record header: its key and its value, `None` for a null value.
 ///

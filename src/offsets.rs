@@ -41,11 +41,11 @@ use rskafka::record::Record;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, instrument, warn};
 
-use crate::admin::{Admin, AdminError, NewTopic};
-use crate::consumer::{
+use crate::consume::consumer::{
     Assignment, ConsumedRecord, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until, now_ms,
 };
-use crate::partitioner::murmur2_partition;
+use crate::kafka::admin::{Admin, AdminError, NewTopic};
+use crate::produce::partitioner::murmur2_partition;
 
 /// The store's topic unless `--offsets-topic` says otherwise.
 pub const DEFAULT_OFFSETS_TOPIC: &str = "__weir_offsets";
@@ -593,7 +593,7 @@ impl OffsetStore {
                     humantime::format_duration(self.timeout)
                 ))
             })?
-            .map_err(|e| failed(crate::connect::client_error_text(&e)))?;
+            .map_err(|e| failed(crate::kafka::connect::client_error_text(&e)))?;
             debug!(
                 group,
                 records = count,
@@ -625,7 +625,7 @@ impl OffsetStore {
                 humantime::format_duration(self.timeout)
             )
         })?
-        .map_err(|e| crate::connect::client_error_text(&e))?;
+        .map_err(|e| crate::kafka::connect::client_error_text(&e))?;
         let client = Arc::new(client);
         writers.insert(partition, Arc::clone(&client));
         Ok(client)

@@ -100,7 +100,7 @@ fn limit_text(ms: i64) -> String {
 
 impl TimestampLimits {
     /// The limits in a topic's configs, as `(name, value)` pairs (from
-    /// [`Admin::topic_configs`](crate::admin::Admin::topic_configs), which
+    /// [`Admin::topic_configs`](crate::kafka::admin::Admin::topic_configs), which
     /// gives the values in force). A missing or unreadable value keeps
     /// Kafka's default; a broker before Kafka 3.6 has one
     /// `message.timestamp.difference.max.ms` for both directions instead.

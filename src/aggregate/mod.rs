@@ -40,10 +40,10 @@ pub use emit::{JsonLines, Row, RowSink, Table, table_line};
 pub use extract::{Extractor, KeyReader};
 pub use state::{Applied, PartitionCounts, TOTALS, WindowCounts, Windowing};
 
-use crate::consumer::{ConsumeError, ConsumedRecord, Consumer};
+use crate::consume::consumer::{ConsumeError, ConsumedRecord, Consumer};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
 use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState};
-use crate::producer::{Delivery, ProduceRecord, Producer};
+use crate::produce::producer::{Delivery, ProduceRecord, Producer};
 
 /// When counts are emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use weir::bench::{
     ProduceBench, STAMP_BYTES,
 };
 
-use weir::producer::ProducerConfig;
+use weir::produce::producer::ProducerConfig;
 
 use super::connect::parse_duration;
 use super::flags::{BatchFlags, FetchFlags};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use weir::connect::{
+use weir::kafka::connect::{
     ClientAuth, ConnectionConfig, DEFAULT_CLIENT_ID, Password, SaslMechanism, SaslOptions,
     TlsOptions,
 };
@@ -18,7 +18,7 @@ pub const PASSWORD_ENV: &str = "WEIR_SASL_PASSWORD";
 #[command(next_help_heading = "Connection")]
 pub struct ConnectArgs {
     /// Bootstrap brokers, host:port, comma-separated.
-    #[arg(short, long, env = "WEIR_BROKERS", hide_env_values = true, default_value = weir::connect::DEFAULT_BROKERS, global = true)]
+    #[arg(short, long, env = "WEIR_BROKERS", hide_env_values = true, default_value = weir::kafka::connect::DEFAULT_BROKERS, global = true)]
     pub brokers: String,
 
     /// Client id sent to the brokers.

@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use weir::ConnectionConfig;
 
+use weir::consume::consumer::{
+    self, Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until,
+};
+use weir::consume::filter::{Filter, FilterConfig, WhereClause, parse_regex};
+use weir::consume::output::{OutputFormat, RecordWriter, Template};
 use weir::consume::{Commits, ConsumeJob, ConsumeSummary};
-use weir::consumer::{self, Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until};
-use weir::filter::{Filter, FilterConfig, WhereClause, parse_regex};
 use weir::job::StopReason;
-use weir::output::{OutputFormat, RecordWriter, Template};
 
 use super::connect::parse_duration;
 use super::flags::FetchFlags;

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir::ConnectionConfig;
-use weir::admin::{Admin, AdminError, NewTopic};
 use weir::aggregate::{
     self, Checkpoints, CountConfig, CountJob, CountSummary, EmitMode, Extractor, JsonLines,
     OutputTopic, Restored, Row, RowSink, Table, Windowing, table_line,
 };
-use weir::consumer::{self, Consumer};
+use weir::consume::consumer::{self, Consumer};
 use weir::job::StopReason;
-use weir::producer::{Producer, ProducerConfig};
+use weir::kafka::admin::{Admin, AdminError, NewTopic};
+use weir::produce::producer::{Producer, ProducerConfig};
 use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use weir::consumer::{ConsumerConfig, DEFAULT_FETCH_BYTES};
-use weir::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
+use weir::consume::consumer::{ConsumerConfig, DEFAULT_FETCH_BYTES};
+use weir::produce::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
 
 use super::connect::parse_duration;
 use super::produce::Codec;

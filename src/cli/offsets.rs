@@ -9,9 +9,9 @@ use std::sync::Arc;
 use clap::Subcommand;
 use serde::Serialize;
 use weir::ConnectionConfig;
-use weir::admin::{Admin, AdminError};
-use weir::consumer::StartOffset;
+use weir::consume::consumer::StartOffset;
 use weir::group::OffsetChange;
+use weir::kafka::admin::{Admin, AdminError};
 use weir::offsets::{
     DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, OffsetStore, OffsetsError, StoreConfig,
 };

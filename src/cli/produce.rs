@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use rskafka::client::partition::Compression;
-use weir::admin::Admin;
-use weir::partitioner::PartitionerKind;
+use weir::kafka::admin::Admin;
+use weir::produce::input::{InputFormat, RecordParser, unescape};
+use weir::produce::partitioner::PartitionerKind;
+use weir::produce::producer::{Producer, ProducerConfig};
 use weir::produce::{self, InputSource, ProduceJob, TopicPlan};
-use weir::producer::{Producer, ProducerConfig};
-use weir::record::{InputFormat, RecordParser, unescape};
 use weir::{ConnectionConfig, Header};
 
 use super::connect::parse_duration;

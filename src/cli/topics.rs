@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use weir::ConnectionConfig;
-use weir::admin::{Admin, NewTopic, TopicDescription, TopicSummary};
+use weir::kafka::admin::{Admin, NewTopic, TopicDescription, TopicSummary};
 
 use super::{non_negative, usage};
 

@@ -7,6 +7,10 @@
 //! appears at once. A closed output (`weir consume | head`) ends the job
 //! as a success.
 
+pub mod consumer;
+pub mod filter;
+pub mod output;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
@@ -15,11 +19,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::consumer::{ConsumedRecord, Consumer};
-use crate::filter::{Filter, Verdict};
+use crate::consume::consumer::{ConsumedRecord, Consumer};
+use crate::consume::filter::{Filter, Verdict};
+use crate::consume::output::{RecordWriter, is_broken_pipe};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
 use crate::offsets::GroupSession;
-use crate::output::{RecordWriter, is_broken_pipe};
 
 /// What to do with the records.
 #[derive(Debug)]
@@ -290,9 +294,9 @@ mod tests {
     use rskafka::record::{Record, RecordAndOffset};
 
     use super::*;
-    use crate::consumer::{Assignment, ConsumerConfig, FetchError, PartitionFetch};
-    use crate::filter::FilterConfig;
-    use crate::output::OutputFormat;
+    use crate::consume::consumer::{Assignment, ConsumerConfig, FetchError, PartitionFetch};
+    use crate::consume::filter::FilterConfig;
+    use crate::consume::output::OutputFormat;
 
     /// A partition holding the values "0", "1", "2" at offsets 0..3.
     struct ThreeRecords;

@@ -4,7 +4,7 @@
 //! A [`ConnectionConfig`] names the bootstrap brokers, the client id, the
 //! deadline for connecting and retrying, and optional TLS and SASL. From it
 //! weir builds both an [`rskafka::client::Client`] (for producing and
-//! fetching) and [`wire`](crate::wire) connections (for the requests
+//! fetching) and [`wire`] connections (for the requests
 //! rskafka cannot send). Both honour the same deadline: rskafka on its own
 //! retries retryable errors forever, weir never does.
 
@@ -21,7 +21,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::time::Instant;
 
-use crate::wire::{self, WireError};
+use crate::kafka::wire::{self, WireError};
 
 /// Default bootstrap broker, the address `just broker` listens on.
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";

@@ -38,7 +38,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, instrument, warn};
 
 use crate::Header;
-use crate::partitioner::{Partitioner, PartitionerKind};
+use crate::produce::partitioner::{Partitioner, PartitionerKind};
 use crate::timestamp::{TimestampLimits, TimestampProblem};
 
 /// Largest produce request the broker accepts by default
@@ -93,7 +93,7 @@ impl Default for ProducerConfig {
             batch_bytes: DEFAULT_BATCH_BYTES,
             compression: Compression::NoCompression,
             partitioner: PartitionerKind::Murmur2,
-            delivery_timeout: crate::connect::DEFAULT_TIMEOUT,
+            delivery_timeout: crate::kafka::connect::DEFAULT_TIMEOUT,
             metadata_max_age: DEFAULT_METADATA_MAX_AGE,
             timestamps: TimestampLimits::default(),
         }
@@ -291,7 +291,7 @@ impl PartitionProduce for PartitionClient {
         Box::pin(async move {
             PartitionClient::produce(self, records, compression)
                 .await
-                .map_err(|e| crate::connect::client_error_text(&e))
+                .map_err(|e| crate::kafka::connect::client_error_text(&e))
         })
     }
 
@@ -299,7 +299,7 @@ impl PartitionProduce for PartitionClient {
         Box::pin(async move {
             PartitionClient::topic_exists(self)
                 .await
-                .map_err(|e| crate::connect::client_error_text(&e))
+                .map_err(|e| crate::kafka::connect::client_error_text(&e))
         })
     }
 
@@ -441,7 +441,7 @@ impl Producer {
                     humantime::format_duration(self.config.delivery_timeout)
                 ))
             })?
-            .map_err(|e| failed(crate::connect::client_error_text(&e)))?;
+            .map_err(|e| failed(crate::kafka::connect::client_error_text(&e)))?;
             let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
             let batches_sent = Arc::new(AtomicU64::new(0));
             let task = PartitionTask {
@@ -519,7 +519,7 @@ impl Producer {
                 };
                 self.config
                     .timestamps
-                    .check(ms, crate::consumer::now_ms())
+                    .check(ms, crate::consume::consumer::now_ms())
                     .map_err(refused)?;
                 DateTime::from_timestamp_millis(ms)
                     .ok_or_else(|| refused(TimestampProblem::Unrepresentable))?
@@ -627,7 +627,7 @@ struct Clock {
 
 impl Clock {
     fn now(&mut self) -> DateTime<Utc> {
-        let ms = crate::consumer::now_ms();
+        let ms = crate::consume::consumer::now_ms();
         if ms != self.ms {
             self.ms = ms;
             self.time = DateTime::from_timestamp_millis(ms).unwrap_or_default();

@@ -275,7 +275,7 @@ impl Default for ConsumerConfig {
             fetch_bytes: DEFAULT_FETCH_BYTES,
             fetch_max_wait: DEFAULT_FETCH_MAX_WAIT,
             buffered_batches: 4,
-            retry_timeout: crate::connect::DEFAULT_TIMEOUT,
+            retry_timeout: crate::kafka::connect::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -401,7 +401,7 @@ impl From<ClientError> for FetchError {
                 protocol_error: ProtocolError::UnknownTopicOrPartition,
                 ..
             } => Self::UnknownTopic,
-            e => Self::Other(crate::connect::client_error_text(&e)),
+            e => Self::Other(crate::kafka::connect::client_error_text(&e)),
         }
     }
 }
@@ -649,7 +649,13 @@ pub async fn resolve_start(
     let topic: Arc<str> = Arc::from(topic);
     // The caller has just read the partition count: retried as in
     // `Consumer::start`, for a broker that does not know the topic yet.
-    let pc = open_partition(client, &topic, partition, crate::connect::DEFAULT_TIMEOUT).await?;
+    let pc = open_partition(
+        client,
+        &topic,
+        partition,
+        crate::kafka::connect::DEFAULT_TIMEOUT,
+    )
+    .await?;
     let assignment = Assignment {
         topic,
         partition,
@@ -698,7 +704,7 @@ async fn open_partition(
     .await
     {
         Ok(Ok(pc)) => Ok(pc),
-        Ok(Err(e)) => Err(failed(crate::connect::client_error_text(&e))),
+        Ok(Err(e)) => Err(failed(crate::kafka::connect::client_error_text(&e))),
         Err(_) => Err(failed(format!(
             "no answer within {} (--timeout)",
             humantime::format_duration(timeout)

@@ -36,7 +36,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tracing::{debug, instrument};
 
-use crate::connect::{ConnectionConfig, SaslOptions, TlsOptions};
+use crate::kafka::connect::{ConnectionConfig, SaslOptions, TlsOptions};
 
 /// Largest response weir accepts, as a guard against garbage lengths.
 const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
@@ -794,7 +794,7 @@ mod tests {
             io_error(alert(rustls::AlertDescription::CertificateUnknown)),
             Some(&TlsOptions {
                 ca_file: None,
-                client_auth: Some(crate::connect::ClientAuth {
+                client_auth: Some(crate::kafka::connect::ClientAuth {
                     cert_file: "/certs/me.pem".into(),
                     key_file: "/certs/me.key".into(),
                 }),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::Header;
-use crate::producer::ProduceRecord;
+use crate::produce::producer::ProduceRecord;
 
 /// How input records are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -668,8 +668,8 @@ mod tests {
     /// header exactly: what the writer writes, the parser reads back.
     #[test]
     fn consumed_json_headers_are_produced_exactly() {
-        use crate::consumer::ConsumedRecord;
-        use crate::output::{OutputFormat, RecordWriter};
+        use crate::consume::consumer::ConsumedRecord;
+        use crate::consume::output::{OutputFormat, RecordWriter};
 
         let record = ConsumedRecord {
             topic: "t".into(),

@@ -3,7 +3,7 @@
 //! rskafka's `create_topic` cannot pass topic configs and it has no
 //! DescribeConfigs, yet weir's offsets store needs `cleanup.policy=compact`.
 //! [`Admin`] therefore speaks the protocol itself over
-//! [`wire`](crate::wire) connections that honour the same TLS, SASL and
+//! [`wire`] connections that honour the same TLS, SASL and
 //! deadline as everything else.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,8 +25,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{debug, instrument};
 
-use crate::connect::{ConnectError, ConnectionConfig};
-use crate::wire::{self, BrokerConnection, WireError};
+use crate::kafka::connect::{ConnectError, ConnectionConfig};
+use crate::kafka::wire::{self, BrokerConnection, WireError};
 
 /// DescribeConfigs resource type of a topic (Kafka's `ConfigResource.Type`).
 const RESOURCE_TOPIC: i8 = 2;
@@ -727,7 +727,7 @@ impl Admin {
 }
 
 fn api_name<R: Request>() -> String {
-    crate::wire::api_name(R::KEY)
+    crate::kafka::wire::api_name(R::KEY)
 }
 
 fn topic_name(name: &str) -> TopicName {

@@ -11,6 +11,10 @@
 //! reading stops: what was read is still delivered or failed, never lost
 //! silently.
 
+pub mod input;
+pub mod partitioner;
+pub mod producer;
+
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
@@ -21,9 +25,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::admin::{Admin, AdminError, NewTopic};
-use crate::producer::{Delivery, ProduceError, ProduceRecord, Producer};
-use crate::record::{DelimitedReader, ParseError, RecordParser};
+use crate::kafka::admin::{Admin, AdminError, NewTopic};
+use crate::produce::input::{DelimitedReader, ParseError, RecordParser};
+use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
 use crate::timestamp::TimestampLimits;
 
 /// Records read in one go by the input thread.
