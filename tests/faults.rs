@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use common::{KAFKA_START_TIMEOUT, Kafka, STEP_TIMEOUT, random_topic, run, wait_exit, weir};
 use rskafka::record::RecordAndOffset;
 use serde_json::Value;
-use weir::partitioner::murmur2_partition;
+use weir::produce::partitioner::murmur2_partition;
 
 /// weir's deadline for retries: well above the ~10 s a killed leader's
 /// partitions stay without a leader.
@@ -210,7 +210,7 @@ fn in_sync_replicas(node: &str, topic: &str) -> Vec<usize> {
             ..Default::default()
         };
         let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
-        let mut conn = weir::wire::connect_to(&config, node, None, deadline)
+        let mut conn = weir::kafka::wire::connect_to(&config, node, None, deadline)
             .await
             .unwrap();
         let name = TopicName(StrBytes::from_string(topic.to_owned()));

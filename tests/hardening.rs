@@ -529,7 +529,7 @@ fn copying_into_fewer_partitions_repartitions_by_key() {
     let mut expected = BTreeMap::new();
     for i in 0..40 {
         let key = format!("k{i}");
-        let p = weir::partitioner::murmur2_partition(key.as_bytes(), 2);
+        let p = weir::produce::partitioner::murmur2_partition(key.as_bytes(), 2);
         expected.insert(key, p);
     }
     let got: BTreeMap<String, i32> = placed

@@ -30,7 +30,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{brokers, random_topic, weir_run};
 use serde_json::Value;
-use weir::partitioner::{crc32_partition, murmur2_partition};
+use weir::produce::partitioner::{crc32_partition, murmur2_partition};
 
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 

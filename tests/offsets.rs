@@ -12,7 +12,7 @@ use common::{
     Cluster, Feeder, KEYED, STEP_TIMEOUT, brokers, random_topic, run, wait_exit, weir, weir_run,
 };
 use serde_json::Value;
-use weir::partitioner::murmur2_partition;
+use weir::produce::partitioner::murmur2_partition;
 
 /// A topic with `n` keyed records over `partitions` partitions, and a
 /// private offsets topic for the test.

@@ -53,7 +53,7 @@ fn keyed_round_trip_with_every_codec() {
             for r in records {
                 let key = r.record.key.clone().unwrap();
                 assert_eq!(
-                    weir::partitioner::murmur2_partition(&key, 6),
+                    weir::produce::partitioner::murmur2_partition(&key, 6),
                     *partition,
                     "{codec}: key {:?} on the wrong partition",
                     String::from_utf8_lossy(&key)

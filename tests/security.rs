@@ -17,7 +17,7 @@ use common::{
     KAFKA_START_TIMEOUT, Kafka, PLAIN_USER, Run, STEP_TIMEOUT, kafka_tool, random_topic, run, weir,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use weir::connect::{
+use weir::kafka::connect::{
     ClientAuth, ConnectionConfig, Password, SaslMechanism, SaslOptions, TlsOptions,
 };
 

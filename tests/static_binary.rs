@@ -261,7 +261,7 @@ fn smoke(target: &Target, name: &str) {
     let mut placed: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for i in 0..records {
         let key = format!("key-{}", i % 97);
-        let p = weir::partitioner::murmur2_partition(key.as_bytes(), partitions);
+        let p = weir::produce::partitioner::murmur2_partition(key.as_bytes(), partitions);
         placed
             .entry(p)
             .or_default()

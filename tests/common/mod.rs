@@ -347,7 +347,7 @@ async fn broker_ids(address: &str) -> Result<Vec<i32>, String> {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     let work = async {
-        let mut conn = weir::wire::connect_to(&config, address, None, deadline)
+        let mut conn = weir::kafka::wire::connect_to(&config, address, None, deadline)
             .await
             .map_err(|e| e.to_string())?;
         let request = MetadataRequest::default()
