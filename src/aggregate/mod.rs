@@ -27,6 +27,9 @@
 mod emit;
 mod extract;
 mod state;
+mod topic;
+
+pub use topic::{OutputTopicError, open_output_topic};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;

@@ -10,12 +10,10 @@ use std::time::Duration;
 use weir::ConnectionConfig;
 use weir::aggregate::{
     self, Checkpoints, CountConfig, CountJob, CountSummary, EmitMode, Extractor, JsonLines,
-    OutputTopic, Restored, Row, RowSink, Table, Windowing, table_line,
+    Restored, Row, RowSink, Table, Windowing, table_line,
 };
 use weir::consume::consumer::{self, Consumer};
 use weir::job::StopReason;
-use weir::kafka::admin::{Admin, AdminError, NewTopic};
-use weir::produce::producer::{Producer, ProducerConfig};
 use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;
@@ -155,7 +153,9 @@ pub async fn run(
         }
     }
     let topic = match &args.to_topic {
-        Some(name) => Some(output_topic(&client, &config, name, &assignments).await?),
+        Some(name) => {
+            Some(weir::aggregate::open_output_topic(&client, &config, name, &assignments).await?)
+        }
         None => None,
     };
     let stdout = std::io::stdout();
@@ -190,58 +190,6 @@ pub async fn run(
         print_summary(&summary);
     }
     Ok(())
-}
-
-/// The `--to-topic` producer; creates the topic (compacted, as many
-/// partitions as the first input topic) when missing.
-async fn output_topic(
-    client: &Arc<rskafka::client::Client>,
-    config: &ConnectionConfig,
-    name: &str,
-    assignments: &[consumer::Assignment],
-) -> anyhow::Result<OutputTopic> {
-    let mut admin = Admin::connect(config).await?;
-    let partitions = match admin.partition_count(name).await {
-        Ok(n) => n,
-        Err(AdminError::UnknownTopic { .. }) => {
-            let partitions = match assignments.first() {
-                Some(a) => admin.partition_count(&a.topic).await?,
-                None => 1,
-            };
-            let partitions = i32::try_from(partitions).unwrap_or(1);
-            // Replicated as the offsets store: a checkpoint commits only
-            // after its rows are acknowledged here, so a broker loss must
-            // neither lose them nor stop the job.
-            let brokers = admin.broker_count().await?;
-            let created = admin
-                .create_topic(&NewTopic::compacted_replicated(name, partitions, brokers))
-                .await;
-            match created {
-                Ok(()) | Err(AdminError::TopicExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            tracing::info!(
-                topic = name,
-                partitions,
-                "created the output topic (compacted)"
-            );
-            admin.partition_count(name).await?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let producer_config = ProducerConfig {
-        linger: Duration::from_millis(1),
-        delivery_timeout: config.timeout,
-        ..ProducerConfig::default()
-    };
-    let (producer, deliveries) = Producer::new(
-        Arc::clone(client),
-        name,
-        i32::try_from(partitions).unwrap_or(1),
-        producer_config,
-    )
-    .await?;
-    Ok(OutputTopic::new(name, producer, deliveries))
 }
 
 /// Latest count per key (`None`: unparsed).

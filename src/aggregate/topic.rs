@@ -1,0 +1,83 @@
+//! The `--to-topic` output of `weir count`: found, or created compacted and
+//! replicated, and a producer for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::Client;
+
+use super::OutputTopic;
+use crate::ConnectionConfig;
+use crate::consume::consumer::Assignment;
+use crate::kafka::admin::{Admin, AdminError, NewTopic};
+use crate::produce::producer::{ProduceError, Producer, ProducerConfig};
+
+/// Errors opening the output topic.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputTopicError {
+    /// The topic could not be found or created.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// Its producer could not start.
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+}
+
+/// The producer for output topic `name`; creates the topic (compacted, as
+/// many partitions as the first input topic, replicated as the offsets
+/// store) when it is missing.
+///
+/// # Errors
+///
+/// The topic cannot be described or created, or its producer cannot
+/// start.
+pub async fn open_output_topic(
+    client: &Arc<Client>,
+    config: &ConnectionConfig,
+    name: &str,
+    assignments: &[Assignment],
+) -> Result<OutputTopic, OutputTopicError> {
+    let mut admin = Admin::connect(config).await?;
+    let partitions = match admin.partition_count(name).await {
+        Ok(n) => n,
+        Err(AdminError::UnknownTopic { .. }) => {
+            let partitions = match assignments.first() {
+                Some(a) => admin.partition_count(&a.topic).await?,
+                None => 1,
+            };
+            let partitions = i32::try_from(partitions).unwrap_or(1);
+            // Replicated as the offsets store: a checkpoint commits only
+            // after its rows are acknowledged here, so a broker loss must
+            // neither lose them nor stop the job.
+            let brokers = admin.broker_count().await?;
+            let created = admin
+                .create_topic(&NewTopic::compacted_replicated(name, partitions, brokers))
+                .await;
+            match created {
+                Ok(()) | Err(AdminError::TopicExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(
+                topic = name,
+                partitions,
+                "created the output topic (compacted)"
+            );
+            admin.partition_count(name).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let producer_config = ProducerConfig {
+        linger: Duration::from_millis(1),
+        delivery_timeout: config.timeout,
+        ..ProducerConfig::default()
+    };
+    let (producer, deliveries) = Producer::new(
+        Arc::clone(client),
+        name,
+        i32::try_from(partitions).unwrap_or(1),
+        producer_config,
+    )
+    .await?;
+    Ok(OutputTopic::new(name, producer, deliveries))
+}
