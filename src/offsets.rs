@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use rskafka::chrono::DateTime;
 use rskafka::client::Client;
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{Compression, PartitionClient};
 use rskafka::record::Record;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, instrument, warn};
@@ -610,22 +610,13 @@ impl OffsetStore {
         if let Some(w) = writers.get(&partition) {
             return Ok(Arc::clone(w));
         }
-        let client = tokio::time::timeout(
+        let client = crate::kafka::connect::partition_client_within(
+            &self.client,
+            &self.topic,
+            partition,
             self.timeout,
-            self.client.partition_client(
-                self.topic.as_str(),
-                partition,
-                UnknownTopicHandling::Retry,
-            ),
         )
-        .await
-        .map_err(|_| {
-            format!(
-                "cannot find its leader within {} (--timeout)",
-                humantime::format_duration(self.timeout)
-            )
-        })?
-        .map_err(|e| crate::kafka::connect::client_error_text(&e))?;
+        .await?;
         let client = Arc::new(client);
         writers.insert(partition, Arc::clone(&client));
         Ok(client)

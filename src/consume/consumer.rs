@@ -692,24 +692,13 @@ async fn open_partition(
     partition: i32,
     timeout: Duration,
 ) -> Result<PartitionClient, ConsumeError> {
-    let failed = |reason: String| ConsumeError::Fetch {
-        topic: Arc::clone(topic),
-        partition,
-        reason: format!("cannot find its leader: {reason}"),
-    };
-    match tokio::time::timeout(
-        timeout,
-        client.partition_client(topic.as_ref(), partition, UnknownTopicHandling::Retry),
-    )
-    .await
-    {
-        Ok(Ok(pc)) => Ok(pc),
-        Ok(Err(e)) => Err(failed(crate::kafka::connect::client_error_text(&e))),
-        Err(_) => Err(failed(format!(
-            "no answer within {} (--timeout)",
-            humantime::format_duration(timeout)
-        ))),
-    }
+    crate::kafka::connect::partition_client_within(client, topic, partition, timeout)
+        .await
+        .map_err(|reason| ConsumeError::Fetch {
+            topic: Arc::clone(topic),
+            partition,
+            reason,
+        })
 }
 
 /// Resolves a partition's start and end against its watermarks.

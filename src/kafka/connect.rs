@@ -297,6 +297,35 @@ impl ConnectionConfig {
     }
 }
 
+/// A client for `topic`/`partition` whose leader is found within
+/// `timeout`, retrying a broker that does not know the partition yet
+/// (brokers learn of new topics a little after the controller). The error
+/// is one sentence: the broker's answer, or that none came in time.
+///
+/// # Errors
+///
+/// No leader found, or no answer within `timeout`.
+pub async fn partition_client_within(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<rskafka::client::partition::PartitionClient, String> {
+    let opened = client.partition_client(
+        topic,
+        partition,
+        rskafka::client::partition::UnknownTopicHandling::Retry,
+    );
+    match tokio::time::timeout(timeout, opened).await {
+        Ok(Ok(pc)) => Ok(pc),
+        Ok(Err(e)) => Err(format!("cannot find its leader: {}", client_error_text(&e))),
+        Err(_) => Err(format!(
+            "cannot find its leader within {} (--timeout)",
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
 /// An rskafka error as one sentence: the innermost failure, without the
 /// nested "All retries failed" chain of rskafka's retry loops. A broker's
 /// refusal is named as Kafka names it (`INVALID_TIMESTAMP`), with the

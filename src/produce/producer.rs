@@ -30,7 +30,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::Client;
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{Compression, PartitionClient};
 use rskafka::record::Record;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
@@ -426,22 +426,14 @@ impl Producer {
                 topic: self.topic.clone(),
                 reason: format!("partition {partition}: {reason}"),
             };
-            let pc = tokio::time::timeout(
+            let pc = crate::kafka::connect::partition_client_within(
+                &self.client,
+                &self.topic,
+                partition,
                 self.config.delivery_timeout,
-                self.client.partition_client(
-                    self.topic.as_str(),
-                    partition,
-                    UnknownTopicHandling::Retry,
-                ),
             )
             .await
-            .map_err(|_| {
-                failed(format!(
-                    "cannot find its leader within {} (--timeout)",
-                    humantime::format_duration(self.config.delivery_timeout)
-                ))
-            })?
-            .map_err(|e| failed(crate::kafka::connect::client_error_text(&e)))?;
+            .map_err(failed)?;
             let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
             let batches_sent = Arc::new(AtomicU64::new(0));
             let task = PartitionTask {
