@@ -83,6 +83,35 @@ pub use kafka::connect::ConnectionConfig;
 /// rskafka's, so records move between the two without a copy.
 pub type Header = rskafka::record::Header;
 
+/// A partition of a topic: the unit of assignment, positions, committed
+/// offsets and aggregation state.
+///
+/// Ordered by topic name, then partition number. Displays as messages name
+/// it: `topic "orders" partition 3`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// The topic's name, shared by all partitions of a topic.
+    pub topic: std::sync::Arc<str>,
+    /// The partition number.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// The partition `partition` of `topic`.
+    pub fn new(topic: impl Into<std::sync::Arc<str>>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "topic \"{}\" partition {}", self.topic, self.partition)
+    }
+}
+
 /// A count and its noun for messages, singular for 1: `"1 partition"`,
 /// `"6 partitions"`. Only for nouns whose plural adds an "s".
 pub fn plural(count: impl Into<i64>, noun: &str) -> String {
@@ -96,6 +125,20 @@ pub fn plural(count: impl Into<i64>, noun: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn topic_partitions_order_by_topic_then_partition_and_name_both() {
+        use super::TopicPartition;
+        let mut all = vec![
+            TopicPartition::new("b", 0),
+            TopicPartition::new("a", 10),
+            TopicPartition::new("a", 2),
+        ];
+        all.sort();
+        assert_eq!(all[0], TopicPartition::new("a", 2));
+        assert_eq!(all[2], TopicPartition::new("b", 0));
+        assert_eq!(all[1].to_string(), "topic \"a\" partition 10");
+    }
+
     #[test]
     fn plural_is_singular_for_one_only() {
         assert_eq!(super::plural(1, "partition"), "1 partition");
