@@ -197,9 +197,6 @@ fn stored(address: &str, topic: &str) -> i64 {
 /// the watermarks, which a leader with fewer in-sync replicas than
 /// `min.insync.replicas` cannot give: its high watermark stands still.)
 fn in_sync_replicas(node: &str, topic: &str) -> Vec<usize> {
-    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-    use kafka_protocol::messages::{MetadataRequest, TopicName};
-    use kafka_protocol::protocol::StrBytes;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -207,26 +204,12 @@ fn in_sync_replicas(node: &str, topic: &str) -> Vec<usize> {
     rt.block_on(common::timeout("a metadata request", async {
         let config = weir::ConnectionConfig {
             brokers: vec![node.to_owned()],
+            timeout: STEP_TIMEOUT,
             ..Default::default()
         };
-        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
-        let mut conn = weir::kafka::wire::connect_to(&config, node, None, deadline)
-            .await
-            .unwrap();
-        let name = TopicName(StrBytes::from_string(topic.to_owned()));
-        let request = MetadataRequest::default()
-            .with_topics(Some(vec![
-                MetadataRequestTopic::default().with_name(Some(name)),
-            ]))
-            .with_allow_auto_topic_creation(false);
-        let response = conn.request(&request).await.unwrap();
-        let mut partitions: Vec<(i32, usize)> = response.topics[0]
-            .partitions
-            .iter()
-            .map(|p| (p.partition_index, p.isr_nodes.len()))
-            .collect();
-        partitions.sort_unstable();
-        partitions.into_iter().map(|(_, n)| n).collect()
+        let mut admin = weir::Admin::connect(&config).await.unwrap();
+        let partitions = admin.partitions(topic).await.unwrap();
+        partitions.into_iter().map(|p| p.isr.len()).collect()
     }))
 }
 

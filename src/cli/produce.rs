@@ -12,7 +12,7 @@ use weir::kafka::admin::Admin;
 use weir::produce::input::{InputFormat, RecordParser, unescape};
 use weir::produce::partitioner::PartitionerKind;
 use weir::produce::producer::{Producer, ProducerConfig};
-use weir::produce::{self, InputSource, ProduceJob, TopicPlan};
+use weir::produce::{self, InputSource, ProduceJob, TopicError, TopicPlan};
 use weir::{ConnectionConfig, Header};
 
 use super::connect::parse_duration;
@@ -244,7 +244,7 @@ pub async fn run(
     let partitioner: PartitionerKind = args
         .partitioner
         .parse()
-        .map_err(|e: String| usage(format!("--partitioner: {e}")))?;
+        .map_err(|e| usage(format!("--partitioner: {e}")))?;
     let batching = args.batch.config(config.timeout)?;
     if args.metadata_max_age.is_zero() {
         return Err(usage("--metadata-max-age must be longer than 0"));
@@ -275,7 +275,13 @@ pub async fn run(
             .create_topic
             .then_some((args.partitions, args.replication_factor)),
     };
-    let (partitions, timestamps) = produce::prepare_topic(&mut admin, &plan).await?;
+    let (partitions, timestamps) = match produce::prepare_topic(&mut admin, &plan).await {
+        Err(TopicError::Missing(topic)) => anyhow::bail!(
+            "topic \"{topic}\" does not exist (weir does not create topics on its own: pass \
+             --create-topic --partitions N, or run weir topics create)"
+        ),
+        found => found?,
+    };
     drop(admin);
     // Out of range is a fact of the cluster (partitions can be added), not
     // of the command line: a runtime failure, as in `weir consume -p`.

@@ -8,9 +8,7 @@
 //! rskafka cannot send). Both honour the same deadline: rskafka on its own
 //! retries retryable errors forever, weir never does.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +19,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::time::Instant;
 
-use crate::kafka::wire::{self, WireError};
+pub use crate::kafka::security::{
+    ClientAuth, Password, SaslMechanism, SaslOptions, TlsOptions, UnknownSaslMechanism,
+};
+use crate::kafka::wire::{self, WireError, WireOptions, WireTls};
 
 /// Default bootstrap broker, the address `just broker` listens on.
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
@@ -59,102 +60,6 @@ impl Default for ConnectionConfig {
     }
 }
 
-/// TLS options. Without a CA file the trust roots compiled into weir (the
-/// Mozilla set from `webpki-roots`) are used, so no `/etc/ssl` is needed.
-#[derive(Debug, Clone, Default)]
-pub struct TlsOptions {
-    /// PEM file with the CA certificates to trust instead of the defaults.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate and key for mutual TLS.
-    pub client_auth: Option<ClientAuth>,
-}
-
-/// A client certificate chain and its private key, both PEM files.
-#[derive(Debug, Clone)]
-pub struct ClientAuth {
-    /// PEM file with the client certificate chain.
-    pub cert_file: PathBuf,
-    /// PEM file with the client's private key.
-    pub key_file: PathBuf,
-}
-
-/// SASL mechanisms weir speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SaslMechanism {
-    /// `PLAIN` (RFC 4616): only sensible over TLS.
-    Plain,
-    /// `SCRAM-SHA-256` (RFC 7677).
-    ScramSha256,
-    /// `SCRAM-SHA-512`.
-    ScramSha512,
-}
-
-impl SaslMechanism {
-    /// The mechanism's name as Kafka spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Plain => "PLAIN",
-            Self::ScramSha256 => "SCRAM-SHA-256",
-            Self::ScramSha512 => "SCRAM-SHA-512",
-        }
-    }
-}
-
-impl fmt::Display for SaslMechanism {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SaslMechanism {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_uppercase().as_str() {
-            "PLAIN" => Ok(Self::Plain),
-            "SCRAM-SHA-256" => Ok(Self::ScramSha256),
-            "SCRAM-SHA-512" => Ok(Self::ScramSha512),
-            _ => Err(format!(
-                "unknown SASL mechanism \"{s}\" (expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
-            )),
-        }
-    }
-}
-
-/// SASL credentials.
-#[derive(Debug, Clone)]
-pub struct SaslOptions {
-    /// Mechanism to authenticate with.
-    pub mechanism: SaslMechanism,
-    /// User name.
-    pub username: String,
-    /// Password; never printed.
-    pub password: Password,
-}
-
-/// A password that never shows in `Debug` output, logs or errors.
-#[derive(Clone)]
-pub struct Password(String);
-
-impl Password {
-    /// Wraps a password.
-    pub fn new(password: impl Into<String>) -> Self {
-        Self(password.into())
-    }
-
-    /// The password itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(***)")
-    }
-}
-
 /// Errors raised while preparing or opening connections.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -176,12 +81,20 @@ pub enum ConnectError {
     #[error(transparent)]
     Wire(#[from] WireError),
     /// rskafka could not build its client.
-    #[error("cannot connect to {brokers}: {reason}")]
+    #[error("cannot connect to {brokers}")]
     Client {
         /// The bootstrap brokers.
         brokers: String,
         /// rskafka's error.
-        reason: String,
+        source: ClientError,
+    },
+    /// rskafka's client did not connect before the deadline.
+    #[error("cannot connect to {brokers}: no answer within {}", humantime::format_duration(*.timeout))]
+    ClientTimeout {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// The deadline.
+        timeout: Duration,
     },
 }
 
@@ -248,6 +161,28 @@ impl ConnectionConfig {
         }
     }
 
+    /// The options of weir's own wire connections: the client id, the
+    /// deadline, TLS (the rustls configuration built here) and SASL.
+    ///
+    /// # Errors
+    ///
+    /// A CA, certificate or key file that cannot be read or parsed.
+    pub(crate) fn wire_options(&self) -> Result<WireOptions, ConnectError> {
+        let tls = match (self.rustls_config()?, &self.tls) {
+            (Some(config), Some(files)) => Some(WireTls {
+                config,
+                files: files.clone(),
+            }),
+            _ => None,
+        };
+        Ok(WireOptions {
+            client_id: self.client_id.clone(),
+            timeout: self.timeout,
+            tls,
+            sasl: self.sasl.clone(),
+        })
+    }
+
     /// Connects to the cluster with rskafka.
     ///
     /// A first handshake through [`wire`] checks reachability, TLS and SASL
@@ -260,8 +195,9 @@ impl ConnectionConfig {
     /// the deadline, or the TLS or SASL failure.
     pub async fn client(&self) -> Result<Client, ConnectError> {
         let deadline = Instant::now() + self.timeout;
-        let tls = self.rustls_config()?;
-        drop(wire::connect_any(self, tls.clone(), deadline).await?);
+        let options = self.wire_options()?;
+        drop(wire::connect_any(&options, &self.brokers, deadline).await?);
+        let tls = options.tls.map(|tls| tls.config);
 
         let remaining = deadline.saturating_duration_since(Instant::now());
         let mut builder = ClientBuilder::new(self.brokers.clone())
@@ -284,14 +220,11 @@ impl ConnectionConfig {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => Err(ConnectError::Client {
                 brokers,
-                reason: e.to_string(),
+                source: e.into(),
             }),
-            Err(_) => Err(ConnectError::Client {
+            Err(_) => Err(ConnectError::ClientTimeout {
                 brokers,
-                reason: format!(
-                    "no answer within {}",
-                    humantime::format_duration(self.timeout)
-                ),
+                timeout: self.timeout,
             }),
         }
     }
@@ -323,6 +256,18 @@ pub async fn partition_client_within(
             "cannot find its leader within {} (--timeout)",
             humantime::format_duration(timeout)
         )),
+    }
+}
+
+/// An rskafka client error, shown as one sentence ([`client_error_text`]):
+/// the innermost failure, or the broker's refusal as Kafka names it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", client_error_text(.0))]
+pub struct ClientError(Box<rskafka::client::error::Error>);
+
+impl From<rskafka::client::error::Error> for ClientError {
+    fn from(e: rskafka::client::error::Error) -> Self {
+        Self(Box::new(e))
     }
 }
 

@@ -1,7 +1,11 @@
 //! Reaching Kafka: connection options and the rskafka client built from
-//! them ([`connect`]), weir's own protocol connection for the requests
-//! rskafka cannot send ([`wire`]), and topics admin ([`admin`]).
+//! them ([`connect`]), how connections are secured ([`security`]), weir's
+//! own protocol connection for the requests rskafka cannot send (`wire`,
+//! private to the crate), and cluster and topics admin ([`admin`]).
 
 pub mod admin;
 pub mod connect;
-pub mod wire;
+pub mod security;
+pub(crate) mod wire;
+
+pub use wire::WireError;

@@ -176,8 +176,13 @@ impl fmt::Display for PartitionerKind {
     }
 }
 
+/// A partitioner name weir does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown partitioner \"{0}\" (expected murmur2, crc32, consistent, random or round-robin)")]
+pub struct UnknownPartitioner(pub String);
+
 impl FromStr for PartitionerKind {
-    type Err = String;
+    type Err = UnknownPartitioner;
 
     /// Parses `murmur2`, `crc32` (or librdkafka's name for it, `consistent`),
     /// `random` or `round-robin`, ignoring ASCII case.
@@ -187,9 +192,7 @@ impl FromStr for PartitionerKind {
             "crc32" | "consistent" => Ok(Self::Crc32),
             "random" => Ok(Self::Random),
             "round-robin" => Ok(Self::RoundRobin),
-            _ => Err(format!(
-                "unknown partitioner \"{s}\" (expected murmur2, crc32, consistent, random or round-robin)"
-            )),
+            _ => Err(UnknownPartitioner(s.to_owned())),
         }
     }
 }
@@ -531,7 +534,7 @@ mod tests {
         assert_eq!("consistent".parse(), Ok(PartitionerKind::Crc32));
         assert_eq!("Murmur2".parse(), Ok(PartitionerKind::Murmur2));
         assert_eq!(PartitionerKind::default(), PartitionerKind::Murmur2);
-        let err = "fnv1a".parse::<PartitionerKind>().unwrap_err();
+        let err = "fnv1a".parse::<PartitionerKind>().unwrap_err().to_string();
         assert!(err.contains("\"fnv1a\""), "{err}");
         assert!(err.contains("round-robin"), "{err}");
     }

@@ -339,22 +339,17 @@ fn remove_stale_kafka_dirs() {
 
 /// The ids of the brokers that `address` lists in its metadata.
 async fn broker_ids(address: &str) -> Result<Vec<i32>, String> {
-    use kafka_protocol::messages::MetadataRequest;
     let config = weir::ConnectionConfig {
         brokers: vec![address.to_owned()],
         timeout: Duration::from_secs(2),
         ..Default::default()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     let work = async {
-        let mut conn = weir::kafka::wire::connect_to(&config, address, None, deadline)
+        let mut admin = weir::Admin::connect(&config)
             .await
             .map_err(|e| e.to_string())?;
-        let request = MetadataRequest::default()
-            .with_topics(Some(Vec::new()))
-            .with_allow_auto_topic_creation(false);
-        let response = conn.request(&request).await.map_err(|e| e.to_string())?;
-        Ok(response.brokers.iter().map(|b| b.node_id.0).collect())
+        let brokers = admin.brokers().await.map_err(|e| e.to_string())?;
+        Ok(brokers.iter().map(|b| b.id).collect())
     };
     tokio::time::timeout(Duration::from_secs(3), work)
         .await

@@ -13,30 +13,28 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Cursor;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
-    SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{
     Decodable, HeaderVersion, Message, Request, StrBytes, encode_request_header_into_buffer,
 };
-use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use tracing::{debug, instrument};
 
-use crate::kafka::connect::{ConnectionConfig, SaslOptions, TlsOptions};
+use crate::kafka::security::{SaslOptions, TlsOptions};
+
+mod sasl;
+mod tls;
+
+use tls::Transport;
 
 /// Largest response weir accepts, as a guard against garbage lengths.
 const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
@@ -55,14 +53,14 @@ pub enum WireError {
     },
     /// The broker's address could not be resolved.
     #[error(
-        "cannot resolve broker address \"{broker}\": {reason} (name resolution needs /etc/resolv.conf \
+        "cannot resolve broker address \"{broker}\" (name resolution needs /etc/resolv.conf \
          and /etc/hosts; in a scratch container give the broker as an IP address)"
     )]
     Resolve {
         /// `host:port` of the broker.
         broker: String,
         /// Why resolution failed.
-        reason: String,
+        source: std::io::Error,
     },
     /// The TLS handshake failed; most often the certificate was rejected.
     #[error("TLS handshake with broker \"{broker}\" failed: {reason}")]
@@ -159,50 +157,30 @@ impl WireError {
     }
 }
 
-/// TCP or TLS, behind one type so the connection code does not care.
-enum Transport {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+/// What a connection needs besides the broker's address: who weir is,
+/// how to secure and authenticate the connection, and the deadline that
+/// timeout errors name. Built from a `ConnectionConfig` by the `connect`
+/// module; this module knows nothing of it.
+#[derive(Debug, Clone)]
+pub struct WireOptions {
+    /// Client id sent with every request.
+    pub client_id: String,
+    /// The deadline for connecting, as the user gave it (for messages).
+    pub timeout: Duration,
+    /// TLS, when the listener speaks it.
+    pub tls: Option<WireTls>,
+    /// SASL authentication, when the listener requires it.
+    pub sasl: Option<SaslOptions>,
 }
 
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
+/// TLS for a wire connection: the rustls configuration, and the files it
+/// came from, which failure messages name.
+#[derive(Debug, Clone)]
+pub struct WireTls {
+    /// The assembled rustls client configuration.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The CA and client certificate files it was built from.
+    pub files: TlsOptions,
 }
 
 /// One authenticated connection to one broker.
@@ -231,11 +209,11 @@ impl fmt::Debug for BrokerConnection {
 /// A TLS or SASL failure at once; [`WireError::Timeout`] with the last error
 /// when no broker answered in time.
 pub async fn connect_any(
-    config: &ConnectionConfig,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    options: &WireOptions,
+    brokers: &[String],
     deadline: Instant,
 ) -> Result<BrokerConnection, WireError> {
-    connect_with_retry(config, &config.brokers, tls, deadline).await
+    connect_with_retry(options, brokers, deadline).await
 }
 
 /// Connects to one broker (a leader or the controller), retrying until
@@ -245,29 +223,24 @@ pub async fn connect_any(
 ///
 /// As [`connect_any`].
 pub async fn connect_to(
-    config: &ConnectionConfig,
+    options: &WireOptions,
     broker: &str,
-    tls: Option<Arc<rustls::ClientConfig>>,
     deadline: Instant,
 ) -> Result<BrokerConnection, WireError> {
-    connect_with_retry(config, &[broker.to_owned()], tls, deadline).await
+    connect_with_retry(options, &[broker.to_owned()], deadline).await
 }
 
 async fn connect_with_retry(
-    config: &ConnectionConfig,
+    options: &WireOptions,
     brokers: &[String],
-    tls: Option<Arc<rustls::ClientConfig>>,
     deadline: Instant,
 ) -> Result<BrokerConnection, WireError> {
     let mut backoff = Duration::from_millis(50);
     let mut last = String::from("no broker given");
     loop {
         for broker in brokers {
-            match tokio::time::timeout_at(
-                deadline,
-                BrokerConnection::connect(config, broker, tls.clone()),
-            )
-            .await
+            match tokio::time::timeout_at(deadline, BrokerConnection::connect(options, broker))
+                .await
             {
                 Ok(Ok(conn)) => return Ok(conn),
                 Ok(Err(e)) if e.is_retryable() => {
@@ -296,7 +269,7 @@ async fn connect_with_retry(
         if Instant::now() + backoff >= deadline {
             return Err(WireError::Timeout {
                 brokers: brokers.join(","),
-                timeout: config.timeout,
+                timeout: options.timeout,
                 last,
             });
         }
@@ -308,17 +281,13 @@ async fn connect_with_retry(
 impl BrokerConnection {
     /// Opens a connection to `broker`: TCP, TLS if configured, ApiVersions,
     /// SASL if configured. One attempt, no retries.
-    #[instrument(skip(config, tls))]
-    async fn connect(
-        config: &ConnectionConfig,
-        broker: &str,
-        tls: Option<Arc<rustls::ClientConfig>>,
-    ) -> Result<Self, WireError> {
+    #[instrument(skip(options))]
+    async fn connect(options: &WireOptions, broker: &str) -> Result<Self, WireError> {
         let addrs: Vec<_> = tokio::net::lookup_host(broker)
             .await
-            .map_err(|e| WireError::Resolve {
+            .map_err(|source| WireError::Resolve {
                 broker: broker.to_owned(),
-                reason: e.to_string(),
+                source,
             })?
             .collect();
         let mut last_err = None;
@@ -339,37 +308,22 @@ impl BrokerConnection {
         })?;
         tcp.set_nodelay(true).ok();
 
-        let transport = match tls {
+        let transport = match &options.tls {
             None => Transport::Tcp(tcp),
-            Some(tls) => {
-                let host = broker.rsplit_once(':').map_or(broker, |(h, _)| h);
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let name = ServerName::try_from(host.to_owned()).map_err(|e| WireError::Tls {
-                    broker: broker.to_owned(),
-                    reason: format!("invalid server name \"{host}\": {e}"),
-                })?;
-                let stream = TlsConnector::from(tls)
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| WireError::Tls {
-                        broker: broker.to_owned(),
-                        reason: describe_tls_error(&e, config.tls.as_ref()),
-                    })?;
-                Transport::Tls(Box::new(stream))
-            }
+            Some(tls) => tls::handshake(tcp, broker, tls).await?,
         };
 
         let mut conn = Self {
             broker: broker.to_owned(),
             stream: BufStream::new(transport),
-            client_id: StrBytes::from_string(config.client_id.clone()),
+            client_id: StrBytes::from_string(options.client_id.clone()),
             correlation_id: 0,
             versions: HashMap::new(),
         };
-        conn.sync_versions()
-            .await
-            .map_err(|e| client_certificate_refused(e, config.tls.as_ref()))?;
-        if let Some(sasl) = &config.sasl {
+        conn.sync_versions().await.map_err(|e| {
+            tls::client_certificate_refused(e, options.tls.as_ref().map(|t| &t.files))
+        })?;
+        if let Some(sasl) = &options.sasl {
             conn.authenticate(sasl).await?;
         }
         Ok(conn)
@@ -399,74 +353,6 @@ impl BrokerConnection {
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
         Ok(())
-    }
-
-    async fn authenticate(&mut self, sasl: &SaslOptions) -> Result<(), WireError> {
-        let mechanism = sasl.mechanism.as_str();
-        let fail = |conn: &Self, reason: String| WireError::Authentication {
-            broker: conn.broker.clone(),
-            mechanism,
-            username: sasl.username.clone(),
-            reason,
-        };
-        let handshake = self
-            .request(
-                &SaslHandshakeRequest::default()
-                    .with_mechanism(StrBytes::from_static_str(mechanism)),
-            )
-            .await?;
-        if handshake.error_code != 0 {
-            let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
-            return Err(fail(
-                self,
-                handshake_refused(handshake.error_code, &offered),
-            ));
-        }
-
-        let config = rsasl::config::SASLConfig::with_credentials(
-            None,
-            sasl.username.clone(),
-            sasl.password.expose().to_owned(),
-        )
-        .map_err(|e| fail(self, e.to_string()))?;
-        let mechname = rsasl::mechname::Mechname::parse(mechanism.as_bytes())
-            .map_err(|e| fail(self, e.to_string()))?;
-        let mut session = rsasl::prelude::SASLClient::new(config)
-            .start_suggested(&[mechname])
-            .map_err(|e| fail(self, e.to_string()))?;
-        let mut received: Option<Vec<u8>> = None;
-        loop {
-            let mut out = Cursor::new(Vec::new());
-            let state = session
-                .step(received.as_deref(), &mut out)
-                .map_err(|e| fail(self, format!("the broker's answer did not verify: {e}")))?;
-            if state.has_sent_message() {
-                let request = SaslAuthenticateRequest::default()
-                    .with_auth_bytes(Bytes::from(out.into_inner()));
-                let response = match self.request(&request).await {
-                    Ok(r) => r,
-                    // Some brokers just close the connection on a bad login.
-                    Err(WireError::Io { .. }) => {
-                        return Err(fail(self, "the broker closed the connection".to_owned()));
-                    }
-                    Err(e) => return Err(e),
-                };
-                if response.error_code != 0 {
-                    let code = ResponseError::try_from_code(response.error_code)
-                        .map_or_else(|| response.error_code.to_string(), |e| e.to_string());
-                    let message = response
-                        .error_message
-                        .as_ref()
-                        .map(|m| format!(": {}", m.as_str()))
-                        .unwrap_or_default();
-                    return Err(fail(self, format!("{code}{message}")));
-                }
-                received = Some(response.auth_bytes.to_vec());
-            }
-            if state.is_finished() {
-                return Ok(());
-            }
-        }
     }
 
     /// Sends `request` at the highest version both weir and the broker
@@ -627,184 +513,14 @@ fn describe_answer(bytes: &[u8]) -> String {
     }
 }
 
-/// Why a SaslHandshake was refused, from its error code and the
-/// mechanisms the broker listed (empty when the listener has none, or
-/// blank names from an odd broker).
-fn handshake_refused(error_code: i16, offered: &[&str]) -> String {
-    let offered: Vec<&str> = offered
-        .iter()
-        .map(|m| m.trim())
-        .filter(|m| !m.is_empty())
-        .collect();
-    let error = ResponseError::try_from_code(error_code);
-    match (error, offered.is_empty()) {
-        (Some(ResponseError::UnsupportedSaslMechanism), false) => format!(
-            "the broker does not offer it (it offers: {})",
-            offered.join(", ")
-        ),
-        (Some(ResponseError::UnsupportedSaslMechanism), true) => {
-            "the broker does not offer it, and names no mechanism it does offer".to_owned()
-        }
-        (error, _) => {
-            let code = error.map_or_else(|| format!("error code {error_code}"), |e| e.to_string());
-            let listed = if offered.is_empty() {
-                "it names no SASL mechanism: is this a SASL listener?".to_owned()
-            } else {
-                format!("it offers: {}", offered.join(", "))
-            };
-            format!("the broker refused the SASL handshake with {code}; {listed}")
-        }
-    }
-}
-
 /// An API key as Kafka names it (`Metadata`, `CreateTopics`), for messages.
 pub(crate) fn api_name(key: i16) -> String {
     ApiKey::try_from(key).map_or_else(|_| format!("API {key}"), |k| format!("{k:?}"))
 }
 
-/// Says plainly when a TLS failure was a certificate, and what to do.
-fn describe_tls_error(e: &std::io::Error, options: Option<&TlsOptions>) -> String {
-    if let Some(reason) = client_certificate_alert(e, options) {
-        return reason;
-    }
-    let rustls_error = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match rustls_error {
-        Some(rustls::Error::InvalidCertificate(cert)) => {
-            match options.and_then(|t| t.ca_file.as_ref()) {
-                Some(ca) => format!(
-                    "the broker's certificate was rejected ({cert:?}) against the CAs in \
-                     --tls-ca \"{}\"",
-                    ca.display()
-                ),
-                None => format!(
-                    "the broker's certificate was rejected ({cert:?}) against the default CA \
-                     roots; if it is signed by a private CA, pass that CA with --tls-ca"
-                ),
-            }
-        }
-        Some(other) => other.to_string(),
-        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "the broker closed the connection during the handshake (is the listener TLS?)"
-                .to_owned()
-        }
-        None => e.to_string(),
-    }
-}
-
-/// Turns a broken first request into the TLS error it is when the broker
-/// refused the client certificate.
-///
-/// In TLS 1.3 the client's side of the handshake ends before the broker
-/// has checked the client's certificate, so the broker's refusal arrives
-/// as an alert on the first read (ApiVersions). As an I/O error it would be
-/// retried until the deadline, though no retry can change the answer.
-fn client_certificate_refused(e: WireError, options: Option<&TlsOptions>) -> WireError {
-    match e {
-        WireError::Io {
-            broker,
-            api,
-            source,
-        } => match client_certificate_alert(&source, options) {
-            Some(reason) => WireError::Tls { broker, reason },
-            None => WireError::Io {
-                broker,
-                api,
-                source,
-            },
-        },
-        other => other,
-    }
-}
-
-/// When `e` is an alert by which the broker refuses the client certificate
-/// (or its absence), says so, naming the certificate or the flags that
-/// give one.
-fn client_certificate_alert(e: &std::io::Error, options: Option<&TlsOptions>) -> Option<String> {
-    use rustls::AlertDescription as Alert;
-    let alert = match e.get_ref()?.downcast_ref::<rustls::Error>()? {
-        rustls::Error::AlertReceived(alert) => *alert,
-        _ => return None,
-    };
-    // The alerts RFC 8446 (6.2) gives for a certificate the peer refuses
-    // (Java sends bad_certificate for a missing one, certificate_unknown
-    // for one it cannot verify; TLS 1.3 peers may send
-    // certificate_required).
-    if !matches!(
-        alert,
-        Alert::BadCertificate
-            | Alert::UnsupportedCertificate
-            | Alert::CertificateRevoked
-            | Alert::CertificateExpired
-            | Alert::CertificateUnknown
-            | Alert::UnknownCA
-            | Alert::CertificateRequired
-    ) {
-        return None;
-    }
-    Some(match options.and_then(|t| t.client_auth.as_ref()) {
-        None => format!(
-            "the broker requires a client certificate and none was given (alert {alert:?}); \
-             pass one with --tls-cert and --tls-key"
-        ),
-        Some(auth) => format!(
-            "the broker rejected the client certificate \"{}\" (alert {alert:?}); is it signed \
-             by a CA the broker trusts, and valid?",
-            auth.cert_file.display()
-        ),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn alert(description: rustls::AlertDescription) -> std::io::Error {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls::Error::AlertReceived(description),
-        )
-    }
-
-    fn io_error(source: std::io::Error) -> WireError {
-        WireError::Io {
-            broker: "127.0.0.1:9093".to_owned(),
-            api: "ApiVersions".to_owned(),
-            source,
-        }
-    }
-
-    #[test]
-    fn a_refused_client_certificate_is_a_tls_error_not_retried() {
-        let missing = client_certificate_refused(
-            io_error(alert(rustls::AlertDescription::BadCertificate)),
-            None,
-        );
-        assert!(!missing.is_retryable());
-        let text = missing.to_string();
-        assert!(text.contains("127.0.0.1:9093"), "{text}");
-        assert!(text.contains("none was given"), "{text}");
-        assert!(
-            text.contains("--tls-cert") && text.contains("--tls-key"),
-            "{text}"
-        );
-
-        let wrong = client_certificate_refused(
-            io_error(alert(rustls::AlertDescription::CertificateUnknown)),
-            Some(&TlsOptions {
-                ca_file: None,
-                client_auth: Some(crate::kafka::connect::ClientAuth {
-                    cert_file: "/certs/me.pem".into(),
-                    key_file: "/certs/me.key".into(),
-                }),
-            }),
-        );
-        assert!(!wrong.is_retryable());
-        let text = wrong.to_string();
-        assert!(text.contains("rejected the client certificate"), "{text}");
-        assert!(text.contains("/certs/me.pem"), "{text}");
-    }
 
     #[test]
     fn a_foreign_answer_shows_its_first_line_or_bytes() {
@@ -833,36 +549,5 @@ mod tests {
             error.to_string(),
             "\"127.0.0.1:8000\" is not a Kafka broker (it answered \"HTTP/1.1 404 Not Found\")"
         );
-    }
-
-    #[test]
-    fn a_refused_sasl_handshake_says_what_the_broker_offers_if_anything() {
-        let unsupported = ResponseError::UnsupportedSaslMechanism.code();
-        assert_eq!(
-            handshake_refused(unsupported, &["PLAIN", "SCRAM-SHA-256"]),
-            "the broker does not offer it (it offers: PLAIN, SCRAM-SHA-256)"
-        );
-        let none = handshake_refused(unsupported, &[]);
-        assert!(!none.contains("offers: )"), "{none}");
-        assert!(none.contains("names no mechanism"), "{none}");
-        let blank = handshake_refused(unsupported, &["", " "]);
-        assert_eq!(blank, none);
-        let illegal = handshake_refused(ResponseError::IllegalSaslState.code(), &[]);
-        assert!(illegal.contains("IllegalSaslState"), "{illegal}");
-        assert!(illegal.contains("is this a SASL listener?"), "{illegal}");
-        let unknown = handshake_refused(-2, &[]);
-        assert!(unknown.contains("-2"), "{unknown}");
-    }
-
-    #[test]
-    fn other_broken_connections_stay_retryable() {
-        let reset =
-            client_certificate_refused(io_error(std::io::ErrorKind::ConnectionReset.into()), None);
-        assert!(reset.is_retryable(), "{reset}");
-        let other_alert = client_certificate_refused(
-            io_error(alert(rustls::AlertDescription::HandshakeFailure)),
-            None,
-        );
-        assert!(matches!(other_alert, WireError::Io { .. }), "{other_alert}");
     }
 }

@@ -1,0 +1,106 @@
+//! How a connection is secured and authenticated: TLS files and SASL
+//! credentials. Both the rskafka client and weir's own wire connections
+//! take these, so they sit below both.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// TLS options. Without a CA file the trust roots compiled into weir (the
+/// Mozilla set from `webpki-roots`) are used, so no `/etc/ssl` is needed.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// PEM file with the CA certificates to trust instead of the defaults.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A client certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// PEM file with the client certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM file with the client's private key.
+    pub key_file: PathBuf,
+}
+
+/// SASL mechanisms weir speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaslMechanism {
+    /// `PLAIN` (RFC 4616): only sensible over TLS.
+    Plain,
+    /// `SCRAM-SHA-256` (RFC 7677).
+    ScramSha256,
+    /// `SCRAM-SHA-512`.
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The mechanism's name as Kafka spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl fmt::Display for SaslMechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A SASL mechanism name weir does not speak.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown SASL mechanism \"{0}\" (expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")]
+pub struct UnknownSaslMechanism(pub String);
+
+impl FromStr for SaslMechanism {
+    type Err = UnknownSaslMechanism;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "PLAIN" => Ok(Self::Plain),
+            "SCRAM-SHA-256" => Ok(Self::ScramSha256),
+            "SCRAM-SHA-512" => Ok(Self::ScramSha512),
+            _ => Err(UnknownSaslMechanism(s.to_owned())),
+        }
+    }
+}
+
+/// SASL credentials.
+#[derive(Debug, Clone)]
+pub struct SaslOptions {
+    /// Mechanism to authenticate with.
+    pub mechanism: SaslMechanism,
+    /// User name.
+    pub username: String,
+    /// Password; never printed.
+    pub password: Password,
+}
+
+/// A password that never shows in `Debug` output, logs or errors.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    /// The password itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}

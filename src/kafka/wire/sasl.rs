@@ -1,0 +1,137 @@
+//! SASL authentication on a wire connection: the handshake, then the
+//! mechanism's exchange (rsasl), with failures that say what the broker
+//! offers.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{BrokerConnection, WireError};
+use crate::kafka::security::SaslOptions;
+
+impl BrokerConnection {
+    pub(super) async fn authenticate(&mut self, sasl: &SaslOptions) -> Result<(), WireError> {
+        let mechanism = sasl.mechanism.as_str();
+        let fail = |conn: &Self, reason: String| WireError::Authentication {
+            broker: conn.broker.clone(),
+            mechanism,
+            username: sasl.username.clone(),
+            reason,
+        };
+        let handshake = self
+            .request(
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(mechanism)),
+            )
+            .await?;
+        if handshake.error_code != 0 {
+            let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(fail(
+                self,
+                handshake_refused(handshake.error_code, &offered),
+            ));
+        }
+
+        let config = rsasl::config::SASLConfig::with_credentials(
+            None,
+            sasl.username.clone(),
+            sasl.password.expose().to_owned(),
+        )
+        .map_err(|e| fail(self, e.to_string()))?;
+        let mechname = rsasl::mechname::Mechname::parse(mechanism.as_bytes())
+            .map_err(|e| fail(self, e.to_string()))?;
+        let mut session = rsasl::prelude::SASLClient::new(config)
+            .start_suggested(&[mechname])
+            .map_err(|e| fail(self, e.to_string()))?;
+        let mut received: Option<Vec<u8>> = None;
+        loop {
+            let mut out = Cursor::new(Vec::new());
+            let state = session
+                .step(received.as_deref(), &mut out)
+                .map_err(|e| fail(self, format!("the broker's answer did not verify: {e}")))?;
+            if state.has_sent_message() {
+                let request = SaslAuthenticateRequest::default()
+                    .with_auth_bytes(Bytes::from(out.into_inner()));
+                let response = match self.request(&request).await {
+                    Ok(r) => r,
+                    // Some brokers just close the connection on a bad login.
+                    Err(WireError::Io { .. }) => {
+                        return Err(fail(self, "the broker closed the connection".to_owned()));
+                    }
+                    Err(e) => return Err(e),
+                };
+                if response.error_code != 0 {
+                    let code = ResponseError::try_from_code(response.error_code)
+                        .map_or_else(|| response.error_code.to_string(), |e| e.to_string());
+                    let message = response
+                        .error_message
+                        .as_ref()
+                        .map(|m| format!(": {}", m.as_str()))
+                        .unwrap_or_default();
+                    return Err(fail(self, format!("{code}{message}")));
+                }
+                received = Some(response.auth_bytes.to_vec());
+            }
+            if state.is_finished() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Why a SaslHandshake was refused, from its error code and the
+/// mechanisms the broker listed (empty when the listener has none, or
+/// blank names from an odd broker).
+fn handshake_refused(error_code: i16, offered: &[&str]) -> String {
+    let offered: Vec<&str> = offered
+        .iter()
+        .map(|m| m.trim())
+        .filter(|m| !m.is_empty())
+        .collect();
+    let error = ResponseError::try_from_code(error_code);
+    match (error, offered.is_empty()) {
+        (Some(ResponseError::UnsupportedSaslMechanism), false) => format!(
+            "the broker does not offer it (it offers: {})",
+            offered.join(", ")
+        ),
+        (Some(ResponseError::UnsupportedSaslMechanism), true) => {
+            "the broker does not offer it, and names no mechanism it does offer".to_owned()
+        }
+        (error, _) => {
+            let code = error.map_or_else(|| format!("error code {error_code}"), |e| e.to_string());
+            let listed = if offered.is_empty() {
+                "it names no SASL mechanism: is this a SASL listener?".to_owned()
+            } else {
+                format!("it offers: {}", offered.join(", "))
+            };
+            format!("the broker refused the SASL handshake with {code}; {listed}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_sasl_handshake_says_what_the_broker_offers_if_anything() {
+        let unsupported = ResponseError::UnsupportedSaslMechanism.code();
+        assert_eq!(
+            handshake_refused(unsupported, &["PLAIN", "SCRAM-SHA-256"]),
+            "the broker does not offer it (it offers: PLAIN, SCRAM-SHA-256)"
+        );
+        let none = handshake_refused(unsupported, &[]);
+        assert!(!none.contains("offers: )"), "{none}");
+        assert!(none.contains("names no mechanism"), "{none}");
+        let blank = handshake_refused(unsupported, &["", " "]);
+        assert_eq!(blank, none);
+        let illegal = handshake_refused(ResponseError::IllegalSaslState.code(), &[]);
+        assert!(illegal.contains("IllegalSaslState"), "{illegal}");
+        assert!(illegal.contains("is this a SASL listener?"), "{illegal}");
+        let unknown = handshake_refused(-2, &[]);
+        assert!(unknown.contains("-2"), "{unknown}");
+    }
+}

@@ -1,0 +1,239 @@
+//! The TLS side of a wire connection: the handshake, and failures that
+//! say which certificate was refused and what to do about it.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::{WireError, WireTls};
+use crate::kafka::security::TlsOptions;
+
+/// TCP or TLS, behind one type so the connection code does not care.
+pub(super) enum Transport {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The TLS handshake on `tcp` with `broker`.
+pub(super) async fn handshake(
+    tcp: TcpStream,
+    broker: &str,
+    tls: &WireTls,
+) -> Result<Transport, WireError> {
+    let host = broker.rsplit_once(':').map_or(broker, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| WireError::Tls {
+        broker: broker.to_owned(),
+        reason: format!("invalid server name \"{host}\": {e}"),
+    })?;
+    let stream = TlsConnector::from(tls.config.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| WireError::Tls {
+            broker: broker.to_owned(),
+            reason: describe_tls_error(&e, Some(&tls.files)),
+        })?;
+    Ok(Transport::Tls(Box::new(stream)))
+}
+
+/// Says plainly when a TLS failure was a certificate, and what to do.
+fn describe_tls_error(e: &std::io::Error, options: Option<&TlsOptions>) -> String {
+    if let Some(reason) = client_certificate_alert(e, options) {
+        return reason;
+    }
+    let rustls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(cert)) => {
+            match options.and_then(|t| t.ca_file.as_ref()) {
+                Some(ca) => format!(
+                    "the broker's certificate was rejected ({cert:?}) against the CAs in \
+                     --tls-ca \"{}\"",
+                    ca.display()
+                ),
+                None => format!(
+                    "the broker's certificate was rejected ({cert:?}) against the default CA \
+                     roots; if it is signed by a private CA, pass that CA with --tls-ca"
+                ),
+            }
+        }
+        Some(other) => other.to_string(),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the broker closed the connection during the handshake (is the listener TLS?)"
+                .to_owned()
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Turns a broken first request into the TLS error it is when the broker
+/// refused the client certificate.
+///
+/// In TLS 1.3 the client's side of the handshake ends before the broker
+/// has checked the client's certificate, so the broker's refusal arrives
+/// as an alert on the first read (ApiVersions). As an I/O error it would be
+/// retried until the deadline, though no retry can change the answer.
+pub(super) fn client_certificate_refused(e: WireError, options: Option<&TlsOptions>) -> WireError {
+    match e {
+        WireError::Io {
+            broker,
+            api,
+            source,
+        } => match client_certificate_alert(&source, options) {
+            Some(reason) => WireError::Tls { broker, reason },
+            None => WireError::Io {
+                broker,
+                api,
+                source,
+            },
+        },
+        other => other,
+    }
+}
+
+/// When `e` is an alert by which the broker refuses the client certificate
+/// (or its absence), says so, naming the certificate or the flags that
+/// give one.
+fn client_certificate_alert(e: &std::io::Error, options: Option<&TlsOptions>) -> Option<String> {
+    use rustls::AlertDescription as Alert;
+    let alert = match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => *alert,
+        _ => return None,
+    };
+    // The alerts RFC 8446 (6.2) gives for a certificate the peer refuses
+    // (Java sends bad_certificate for a missing one, certificate_unknown
+    // for one it cannot verify; TLS 1.3 peers may send
+    // certificate_required).
+    if !matches!(
+        alert,
+        Alert::BadCertificate
+            | Alert::UnsupportedCertificate
+            | Alert::CertificateRevoked
+            | Alert::CertificateExpired
+            | Alert::CertificateUnknown
+            | Alert::UnknownCA
+            | Alert::CertificateRequired
+    ) {
+        return None;
+    }
+    Some(match options.and_then(|t| t.client_auth.as_ref()) {
+        None => format!(
+            "the broker requires a client certificate and none was given (alert {alert:?}); \
+             pass one with --tls-cert and --tls-key"
+        ),
+        Some(auth) => format!(
+            "the broker rejected the client certificate \"{}\" (alert {alert:?}); is it signed \
+             by a CA the broker trusts, and valid?",
+            auth.cert_file.display()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(description: rustls::AlertDescription) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(description),
+        )
+    }
+
+    fn io_error(source: std::io::Error) -> WireError {
+        WireError::Io {
+            broker: "127.0.0.1:9093".to_owned(),
+            api: "ApiVersions".to_owned(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_refused_client_certificate_is_a_tls_error_not_retried() {
+        let missing = client_certificate_refused(
+            io_error(alert(rustls::AlertDescription::BadCertificate)),
+            None,
+        );
+        assert!(!missing.is_retryable());
+        let text = missing.to_string();
+        assert!(text.contains("127.0.0.1:9093"), "{text}");
+        assert!(text.contains("none was given"), "{text}");
+        assert!(
+            text.contains("--tls-cert") && text.contains("--tls-key"),
+            "{text}"
+        );
+
+        let wrong = client_certificate_refused(
+            io_error(alert(rustls::AlertDescription::CertificateUnknown)),
+            Some(&TlsOptions {
+                ca_file: None,
+                client_auth: Some(crate::kafka::connect::ClientAuth {
+                    cert_file: "/certs/me.pem".into(),
+                    key_file: "/certs/me.key".into(),
+                }),
+            }),
+        );
+        assert!(!wrong.is_retryable());
+        let text = wrong.to_string();
+        assert!(text.contains("rejected the client certificate"), "{text}");
+        assert!(text.contains("/certs/me.pem"), "{text}");
+    }
+
+    #[test]
+    fn other_broken_connections_stay_retryable() {
+        let reset =
+            client_certificate_refused(io_error(std::io::ErrorKind::ConnectionReset.into()), None);
+        assert!(reset.is_retryable(), "{reset}");
+        let other_alert = client_certificate_refused(
+            io_error(alert(rustls::AlertDescription::HandshakeFailure)),
+            None,
+        );
+        assert!(matches!(other_alert, WireError::Io { .. }), "{other_alert}");
+    }
+}
