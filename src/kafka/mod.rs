@@ -4,6 +4,7 @@
 //! private to the crate), and cluster and topics admin ([`admin`]).
 
 pub mod admin;
+pub mod assignor;
 pub mod connect;
 pub mod security;
 pub(crate) mod wire;
