@@ -231,7 +231,8 @@ pub fn assign(
     }
 
     // The rest go to the members with the fewest, up to their quota; the
-    // extra slots left are handed out on the way.
+    // extra slots left are handed out on the way (the partitions left
+    // number exactly the open places plus the extra slots left).
     let taken: BTreeSet<&TopicPartition> = kept.iter().flatten().copied().collect();
     for tp in all.iter().filter(|tp| !taken.contains(*tp)) {
         let open = (0..n)
@@ -244,7 +245,6 @@ pub fn assign(
                     .filter(|&i| quota[i] == base)
                     .min_by_key(|&i| kept[i].len())
                     .expect("the partitions fill the quotas exactly");
-                extra -= 1;
                 quota[i] = base + 1;
                 i
             }
