@@ -734,7 +734,7 @@ fn dynamic_configs(out: &str) -> BTreeMap<String, BTreeMap<String, String>> {
 }
 
 /// `kafka-consumer-groups --describe`: partition to [CURRENT-OFFSET,
-/// LOG-END-OFFSET, LAG] of `group` on `topic`.
+/// LOG-END-OFFSET, LAG] of `group` on `topic`; -1 for none (`-`).
 fn group_offsets(out: &str, group: &str, topic: &str) -> BTreeMap<i32, [i64; 3]> {
     let mut lines = out.lines().skip_while(|l| !l.starts_with("GROUP "));
     let header: Vec<&str> = lines
@@ -753,7 +753,10 @@ fn group_offsets(out: &str, group: &str, topic: &str) -> BTreeMap<i32, [i64; 3]>
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
         .filter(|row| row.len() == header.len() && row[g] == group && row[t] == topic)
         .map(|row| {
-            let n = |i: usize| row[i].parse().unwrap_or_else(|_| panic!("{row:?}"));
+            let n = |i: usize| match row[i] {
+                "-" => -1,
+                text => text.parse().unwrap_or_else(|_| panic!("{row:?}")),
+            };
             (row[p].parse().unwrap(), numbers.map(n))
         })
         .collect()
@@ -1147,4 +1150,130 @@ fn librdkafka_records_read_back_by_weir_with_every_codec_and_start() {
         &expected,
         all,
     );
+}
+
+// Groups through the broker's coordinator.
+
+/// `kafka-consumer-groups --describe --members`: consumer id to its
+/// partition count.
+fn group_members(out: &str) -> BTreeMap<String, usize> {
+    let mut lines = out.lines().skip_while(|l| !l.starts_with("GROUP "));
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_else(|| panic!("no table from kafka-consumer-groups:\n{out}"))
+        .split_whitespace()
+        .collect();
+    let column = |name: &str| header.iter().position(|&h| h == name).unwrap();
+    let (id, count) = (column("CONSUMER-ID"), column("#PARTITIONS"));
+    lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|row| row.len() == header.len())
+        .map(|row| (row[id].to_owned(), row[count].parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn group_members_split_partitions_through_the_coordinator_and_kafka_tools_see_them() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use weir::kafka::membership::{Member, MembershipConfig, Standing};
+
+    let topic = random_topic("members");
+    let group = random_topic("members-group");
+    java(
+        TOPIC_COMMAND,
+        &["--create", "--topic", &topic, "--partitions", "6"],
+    );
+    let connection = weir::ConnectionConfig {
+        brokers: vec![brokers().to_owned()],
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let membership = MembershipConfig {
+        session_timeout: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_millis(300),
+        rebalance_timeout: Duration::from_secs(10),
+        ..MembershipConfig::new(group.clone(), vec![topic.clone()])
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // A alone has every partition.
+    let mut a = rt
+        .block_on(Member::join(&connection, membership.clone()))
+        .unwrap();
+    assert_eq!(a.assignment().len(), 6, "{:?}", a.assignment());
+    assert!(a.is_leader());
+
+    // A heartbeats on its own task and rejoins when told to; it reports
+    // every assignment it gets.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen_tx, seen) = std::sync::mpsc::channel::<Vec<weir::TopicPartition>>();
+    let a_task = {
+        let stop = Arc::clone(&stop);
+        rt.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                match a.heartbeat().await.unwrap() {
+                    Standing::Member => {}
+                    Standing::Rebalance | Standing::Fenced => {
+                        a.rejoin().await.unwrap();
+                        seen_tx.send(a.assignment().to_vec()).unwrap();
+                    }
+                }
+            }
+            a
+        })
+    };
+
+    // B joins: the partitions split 3 and 3, disjoint, all covered.
+    let mut b = rt
+        .block_on(Member::join(&connection, membership.clone()))
+        .unwrap();
+    let a_now = seen.recv_timeout(Duration::from_secs(30)).unwrap();
+    let b_now = b.assignment().to_vec();
+    assert_eq!((a_now.len(), b_now.len()), (3, 3), "{a_now:?} {b_now:?}");
+    let mut all: Vec<_> = a_now.iter().chain(&b_now).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 6, "{a_now:?} {b_now:?}");
+
+    // B's commit under its generation is the group's position.
+    let commits: Vec<_> = b_now.iter().map(|tp| (tp.clone(), 0)).collect();
+    assert_eq!(rt.block_on(b.commit(&commits)).unwrap(), Standing::Member);
+    let members = group_members(
+        &java(
+            GROUP_COMMAND,
+            &["--describe", "--group", &group, "--members"],
+        )
+        .stdout,
+    );
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(members.values().all(|&n| n == 3), "{members:?}");
+    assert_eq!(members.get(b.member_id()), Some(&3), "{members:?}");
+    let offsets = group_offsets(
+        &java(GROUP_COMMAND, &["--describe", "--group", &group]).stdout,
+        &group,
+        &topic,
+    );
+    for tp in &b_now {
+        assert_eq!(
+            offsets.get(&tp.partition).map(|o| o[0]),
+            Some(0),
+            "{offsets:?}"
+        );
+    }
+
+    // B leaves: A gets everything back long before B's session would
+    // have expired.
+    let left = std::time::Instant::now();
+    rt.block_on(b.leave()).unwrap();
+    let a_after = seen.recv_timeout(Duration::from_secs(8)).unwrap();
+    assert_eq!(a_after.len(), 6, "{a_after:?}");
+    assert!(left.elapsed() < Duration::from_secs(8));
+    // A kept the partitions it had.
+    assert!(a_now.iter().all(|tp| a_after.contains(tp)));
+
+    stop.store(true, Ordering::Relaxed);
+    let a = rt.block_on(a_task).unwrap();
+    rt.block_on(a.leave()).unwrap();
 }

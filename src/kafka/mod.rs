@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod assignor;
 pub mod connect;
+pub mod membership;
 pub mod security;
 pub(crate) mod wire;
 

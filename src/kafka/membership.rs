@@ -1,0 +1,667 @@
+//! Membership in a Kafka consumer group through the broker's group
+//! coordinator, as the Java consumer does it with the classic protocol:
+//! FindCoordinator, JoinGroup (protocol type `consumer`, the
+//! [`sticky`](super::assignor) assignor), SyncGroup, Heartbeat, LeaveGroup,
+//! and OffsetCommit with the member's generation so that standard tools see
+//! the group's position.
+//!
+//! A [`Member`] is one member of one group. It is driven by its owner: the
+//! owner heartbeats every [`MembershipConfig::heartbeat_interval`], and when
+//! a heartbeat (or a commit) answers [`Standing::Rebalance`] it finishes
+//! with its partitions (flush, checkpoint) and calls [`Member::rejoin`]; a
+//! [`Standing::Fenced`] member has already lost them and must not write for
+//! them again. Rebalancing is eager: every member gives up its partitions
+//! before rejoining, and the sticky assignor hands most of them back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    MetadataRequest, OffsetCommitRequest, SyncGroupRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::TopicPartition;
+use crate::kafka::admin::BrokerRefusal;
+use crate::kafka::assignor::{self, ProtocolError, STICKY, Subscription};
+use crate::kafka::connect::{ConnectError, ConnectionConfig};
+use crate::kafka::wire::{self, BrokerConnection, WireError, WireOptions};
+
+/// The Java consumer's `session.timeout.ms` (45 s since Kafka 3.0).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+/// The Java consumer's `heartbeat.interval.ms`.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+/// The Java consumer's `max.poll.interval.ms`, which it sends as the
+/// rebalance timeout: how long the coordinator waits for members to
+/// rejoin.
+pub const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
+
+/// A group to join and how.
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    /// The group id.
+    pub group: String,
+    /// The topics to read.
+    pub topics: Vec<String>,
+    /// A member not heard from for this long is removed.
+    pub session_timeout: Duration,
+    /// How often the owner heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long a rebalance waits for members to rejoin.
+    pub rebalance_timeout: Duration,
+}
+
+impl MembershipConfig {
+    /// Membership of `group` for `topics`, with the Java consumer's
+    /// timeouts.
+    pub fn new(group: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            group: group.into(),
+            topics,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            rebalance_timeout: DEFAULT_MAX_POLL_INTERVAL,
+        }
+    }
+}
+
+/// Where a member stands after a heartbeat or a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Still a member of the current generation.
+    Member,
+    /// A rebalance started: finish with the partitions, then rejoin.
+    Rebalance,
+    /// The coordinator no longer knows this member or generation (its
+    /// session expired): its partitions are someone else's already.
+    Fenced,
+}
+
+/// Errors of group membership. Each names the group.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// The cluster could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A request failed on the wire.
+    #[error("group \"{group}\"")]
+    Wire {
+        /// The group.
+        group: String,
+        /// The failure.
+        source: WireError,
+    },
+    /// The coordinator refused a request for good.
+    #[error("group \"{group}\": {api} refused")]
+    Refused {
+        /// The group.
+        group: String,
+        /// The request.
+        api: &'static str,
+        /// The broker's error.
+        source: BrokerRefusal,
+    },
+    /// A member's subscription or assignment could not be read.
+    #[error("group \"{group}\"")]
+    Protocol {
+        /// The group.
+        group: String,
+        /// What could not be decoded.
+        source: ProtocolError,
+    },
+    /// No coordinator answered, or joining did not finish, in time.
+    #[error("group \"{group}\": {what} not within {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The group.
+        group: String,
+        /// What did not happen.
+        what: &'static str,
+        /// The deadline.
+        timeout: Duration,
+    },
+}
+
+/// One member of one consumer group.
+#[derive(Debug)]
+pub struct Member {
+    config: MembershipConfig,
+    brokers: Vec<String>,
+    wire: WireOptions,
+    /// The deadline for finding and reaching the coordinator.
+    timeout: Duration,
+    coordinator: Option<BrokerConnection>,
+    member_id: String,
+    generation: i32,
+    leader: bool,
+    assigned: Vec<TopicPartition>,
+}
+
+impl Member {
+    /// Joins the group and waits for the first assignment.
+    ///
+    /// # Errors
+    ///
+    /// [`MembershipError`] when no coordinator answers within the
+    /// connection's timeout, or the coordinator refuses the member (for
+    /// example a group whose members use another assignor).
+    pub async fn join(
+        connection: &ConnectionConfig,
+        config: MembershipConfig,
+    ) -> Result<Self, MembershipError> {
+        let mut member = Self {
+            wire: connection.wire_options()?,
+            brokers: connection.brokers.clone(),
+            timeout: connection.timeout,
+            config,
+            coordinator: None,
+            member_id: String::new(),
+            generation: -1,
+            leader: false,
+            assigned: Vec::new(),
+        };
+        member.rejoin().await?;
+        Ok(member)
+    }
+
+    /// The partitions of the current generation, sorted.
+    pub fn assignment(&self) -> &[TopicPartition] {
+        &self.assigned
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> i32 {
+        self.generation
+    }
+
+    /// The id the coordinator gave this member.
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    /// Whether this member computed the current assignment.
+    pub fn is_leader(&self) -> bool {
+        self.leader
+    }
+
+    /// The group this member belongs to.
+    pub fn group(&self) -> &str {
+        &self.config.group
+    }
+
+    /// Joins again after a rebalance or fencing, offering the partitions
+    /// owned until now, and waits for the new assignment. The caller must
+    /// have finished with its partitions (flushed and checkpointed).
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join).
+    pub async fn rejoin(&mut self) -> Result<(), MembershipError> {
+        // JoinGroup waits at the coordinator until every member rejoined
+        // or the rebalance timeout passed.
+        let limit = self.config.rebalance_timeout + self.timeout;
+        let deadline = Instant::now() + limit;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.join_and_sync().await {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Again(why)) if Instant::now() + backoff < deadline => {
+                    debug!(group = self.config.group.as_str(), why, "joining again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(Attempt::Again(_)) => {
+                    return Err(MembershipError::Timeout {
+                        group: self.config.group.clone(),
+                        what: "joining",
+                        timeout: limit,
+                    });
+                }
+                Err(Attempt::Fail(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Tells the coordinator this member is alive.
+    ///
+    /// # Errors
+    ///
+    /// A coordinator that cannot be reached within the session timeout,
+    /// or a refusal that waiting cannot change.
+    pub async fn heartbeat(&mut self) -> Result<Standing, MembershipError> {
+        let request = HeartbeatRequest::default()
+            .with_group_id(self.group_id())
+            .with_generation_id(self.generation)
+            .with_member_id(StrBytes::from_string(self.member_id.clone()));
+        let code = match self.call(&request).await? {
+            Some(response) => response.error_code,
+            None => return Ok(Standing::Member),
+        };
+        self.standing("Heartbeat", code)
+    }
+
+    /// Commits `offsets` to the broker's group offsets under this member's
+    /// generation, so `kafka-consumer-groups` and lag exporters see them.
+    /// A commit refused for the generation says where the member stands.
+    ///
+    /// # Errors
+    ///
+    /// A coordinator that cannot be reached, or a refusal that waiting
+    /// cannot change.
+    pub async fn commit(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<Standing, MembershipError> {
+        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for (tp, offset) in offsets {
+            topics.entry(&tp.topic).or_default().push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_committed_offset(*offset),
+            );
+        }
+        let request = OffsetCommitRequest::default()
+            .with_group_id(self.group_id())
+            .with_generation_id_or_member_epoch(self.generation)
+            .with_member_id(StrBytes::from_string(self.member_id.clone()))
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(topic_name(topic))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let Some(response) = self.call(&request).await? else {
+            return Ok(Standing::Member);
+        };
+        let mut standing = Standing::Member;
+        for topic in &response.topics {
+            for partition in &topic.partitions {
+                match self.standing("OffsetCommit", partition.error_code)? {
+                    Standing::Member => {}
+                    other => standing = other,
+                }
+            }
+        }
+        Ok(standing)
+    }
+
+    /// Leaves the group, so the others take the partitions over at once
+    /// rather than after the session timeout.
+    ///
+    /// # Errors
+    ///
+    /// A coordinator that cannot be reached within the timeout.
+    pub async fn leave(mut self) -> Result<(), MembershipError> {
+        if self.member_id.is_empty() {
+            return Ok(());
+        }
+        let member_id = StrBytes::from_string(self.member_id.clone());
+        let mut request = LeaveGroupRequest::default().with_group_id(self.group_id());
+        // Version 3 moved the member into a list (KIP-345).
+        let version = match self.coordinator().await {
+            Ok(conn) => conn.version_for::<LeaveGroupRequest>(),
+            Err(attempt) => return Err(self.unreachable(attempt)),
+        };
+        if version.map_err(|e| self.wire_error(e))? >= 3 {
+            request.members = vec![MemberIdentity::default().with_member_id(member_id)];
+        } else {
+            request.member_id = member_id;
+        }
+        if let Some(response) = self.call(&request).await? {
+            // A member the coordinator already dropped has left anyway.
+            if let Some(error) = ResponseError::try_from_code(response.error_code)
+                .filter(|e| *e != ResponseError::UnknownMemberId)
+            {
+                return Err(self.refused("LeaveGroup", error));
+            }
+        }
+        info!(
+            group = self.config.group.as_str(),
+            member = self.member_id.as_str(),
+            "left the group"
+        );
+        Ok(())
+    }
+
+    /// One round of JoinGroup and SyncGroup.
+    async fn join_and_sync(&mut self) -> Result<(), Attempt> {
+        let subscription = Subscription {
+            topics: self.config.topics.clone(),
+            owned: self.assigned.clone(),
+            generation: self.generation,
+        };
+        let request = JoinGroupRequest::default()
+            .with_group_id(self.group_id())
+            .with_session_timeout_ms(millis(self.config.session_timeout))
+            .with_rebalance_timeout_ms(millis(self.config.rebalance_timeout))
+            .with_member_id(StrBytes::from_string(self.member_id.clone()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str(STICKY))
+                    .with_metadata(subscription.encode()),
+            ]);
+        let joined = self.send(&request).await?;
+        match ResponseError::try_from_code(joined.error_code) {
+            None => {}
+            // KIP-394: the first JoinGroup only hands out the member id.
+            Some(ResponseError::MemberIdRequired) => {
+                self.member_id = joined.member_id.to_string();
+                return Err(Attempt::Again("member id assigned".to_owned()));
+            }
+            Some(ResponseError::UnknownMemberId | ResponseError::IllegalGeneration) => {
+                self.forget();
+                return Err(Attempt::Again("unknown member".to_owned()));
+            }
+            Some(e) => return Err(self.judge("JoinGroup", e)),
+        }
+        self.member_id = joined.member_id.to_string();
+        self.generation = joined.generation_id;
+        self.leader = joined.leader == joined.member_id;
+
+        let assignments = if self.leader {
+            let mut members = Vec::with_capacity(joined.members.len());
+            for m in &joined.members {
+                let subscription = Subscription::decode(m.metadata.clone()).map_err(|source| {
+                    Attempt::Fail(MembershipError::Protocol {
+                        group: self.config.group.clone(),
+                        source,
+                    })
+                })?;
+                members.push((m.member_id.to_string(), subscription));
+            }
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut topics: Vec<String> = members
+                .iter()
+                .flat_map(|(_, s)| s.topics.iter().cloned())
+                .collect();
+            topics.sort();
+            topics.dedup();
+            let partitions = self.partitions_of(&topics).await?;
+            assignor::assign(&members, &partitions)
+                .into_iter()
+                .map(|(member, partitions)| {
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(StrBytes::from_string(member))
+                        .with_assignment(assignor::encode_assignment(&partitions))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+
+        let mut sync = SyncGroupRequest::default()
+            .with_group_id(self.group_id())
+            .with_generation_id(self.generation)
+            .with_member_id(StrBytes::from_string(self.member_id.clone()))
+            .with_assignments(assignments);
+        let version = self.coordinator().await?.version_for::<SyncGroupRequest>();
+        if version.is_ok_and(|v| v >= 5) {
+            sync.protocol_type = Some(StrBytes::from_static_str("consumer"));
+            sync.protocol_name = Some(StrBytes::from_static_str(STICKY));
+        }
+        let synced = self.send(&sync).await?;
+        match ResponseError::try_from_code(synced.error_code) {
+            None => {}
+            Some(ResponseError::RebalanceInProgress) => {
+                return Err(Attempt::Again("rebalance in progress".to_owned()));
+            }
+            Some(ResponseError::UnknownMemberId | ResponseError::IllegalGeneration) => {
+                self.forget();
+                return Err(Attempt::Again("unknown member".to_owned()));
+            }
+            Some(e) => return Err(self.judge("SyncGroup", e)),
+        }
+        self.assigned = assignor::decode_assignment(synced.assignment).map_err(|source| {
+            Attempt::Fail(MembershipError::Protocol {
+                group: self.config.group.clone(),
+                source,
+            })
+        })?;
+        info!(
+            group = self.config.group.as_str(),
+            member = self.member_id.as_str(),
+            generation = self.generation,
+            leader = self.leader,
+            partitions = self.assigned.len(),
+            "joined"
+        );
+        Ok(())
+    }
+
+    /// Every partition of `topics`, from the coordinator's metadata; a
+    /// topic that does not exist has none.
+    async fn partitions_of(&mut self, topics: &[String]) -> Result<Vec<TopicPartition>, Attempt> {
+        let request = MetadataRequest::default()
+            .with_topics(Some(
+                topics
+                    .iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
+                    .collect(),
+            ))
+            .with_allow_auto_topic_creation(false);
+        let metadata = self.send(&request).await?;
+        let mut partitions = Vec::new();
+        for topic in &metadata.topics {
+            let Some(name) = &topic.name else { continue };
+            if topic.error_code != 0 {
+                debug!(
+                    topic = name.0.as_str(),
+                    code = topic.error_code,
+                    "topic left out"
+                );
+                continue;
+            }
+            let name: std::sync::Arc<str> = name.0.as_str().into();
+            partitions.extend(
+                topic
+                    .partitions
+                    .iter()
+                    .map(|p| TopicPartition::new(name.clone(), p.partition_index)),
+            );
+        }
+        partitions.sort();
+        Ok(partitions)
+    }
+
+    /// The connection to the group's coordinator, found and opened if
+    /// needed.
+    async fn coordinator(&mut self) -> Result<&mut BrokerConnection, Attempt> {
+        if self.coordinator.is_none() {
+            let deadline = Instant::now() + self.timeout;
+            let mut any = wire::connect_any(&self.wire, &self.brokers, deadline)
+                .await
+                .map_err(|e| Attempt::Fail(self.wire_error(e)))?;
+            let version = any
+                .version_for::<FindCoordinatorRequest>()
+                .map_err(|e| Attempt::Fail(self.wire_error(e)))?;
+            let mut request = FindCoordinatorRequest::default();
+            // Version 4 asks for a list of keys (KIP-699); key type 0 is a
+            // group.
+            if version >= 4 {
+                request.coordinator_keys = vec![StrBytes::from_string(self.config.group.clone())];
+            } else {
+                request.key = StrBytes::from_string(self.config.group.clone());
+            }
+            let response = any
+                .request(&request)
+                .await
+                .map_err(|e| Attempt::Again(e.to_string()))?;
+            let (code, host, port) = match response.coordinators.first() {
+                Some(c) if version >= 4 => (c.error_code, c.host.to_string(), c.port),
+                _ => (
+                    response.error_code,
+                    response.host.to_string(),
+                    response.port,
+                ),
+            };
+            if let Some(error) = ResponseError::try_from_code(code) {
+                return Err(self.judge("FindCoordinator", error));
+            }
+            let address = format!("{host}:{port}");
+            let conn = wire::connect_to(&self.wire, &address, deadline)
+                .await
+                .map_err(|e| Attempt::Again(e.to_string()))?;
+            debug!(
+                group = self.config.group.as_str(),
+                coordinator = address,
+                "coordinator found"
+            );
+            self.coordinator = Some(conn);
+        }
+        Ok(self.coordinator.as_mut().expect("opened above"))
+    }
+
+    /// Sends `request` to the coordinator; a broken connection is dropped
+    /// and reported as worth another try.
+    async fn send<R>(&mut self, request: &R) -> Result<R::Response, Attempt>
+    where
+        R: kafka_protocol::protocol::Request + kafka_protocol::protocol::Message,
+    {
+        let conn = self.coordinator().await?;
+        match conn.request(request).await {
+            Ok(response) => Ok(response),
+            Err(e) => {
+                self.coordinator = None;
+                if e.is_retryable() {
+                    Err(Attempt::Again(e.to_string()))
+                } else {
+                    Err(Attempt::Fail(self.wire_error(e)))
+                }
+            }
+        }
+    }
+
+    /// As [`send`](Self::send), for heartbeats, commits and leaving: a
+    /// coordinator that cannot be reached now is not an error yet (`None`),
+    /// unless it fails for good.
+    async fn call<R>(&mut self, request: &R) -> Result<Option<R::Response>, MembershipError>
+    where
+        R: kafka_protocol::protocol::Request + kafka_protocol::protocol::Message,
+    {
+        match self.send(request).await {
+            Ok(response) => Ok(Some(response)),
+            Err(Attempt::Again(why)) => {
+                debug!(
+                    group = self.config.group.as_str(),
+                    why, "coordinator not reached"
+                );
+                Ok(None)
+            }
+            Err(Attempt::Fail(e)) => Err(e),
+        }
+    }
+
+    /// What an error code of a heartbeat or a commit means for the member.
+    fn standing(&mut self, api: &'static str, code: i16) -> Result<Standing, MembershipError> {
+        match ResponseError::try_from_code(code) {
+            None => Ok(Standing::Member),
+            Some(ResponseError::RebalanceInProgress) => Ok(Standing::Rebalance),
+            Some(
+                ResponseError::UnknownMemberId
+                | ResponseError::IllegalGeneration
+                | ResponseError::FencedInstanceId,
+            ) => {
+                self.forget();
+                Ok(Standing::Fenced)
+            }
+            Some(
+                ResponseError::NotCoordinator
+                | ResponseError::CoordinatorNotAvailable
+                | ResponseError::CoordinatorLoadInProgress,
+            ) => {
+                self.coordinator = None;
+                Ok(Standing::Member)
+            }
+            Some(e) => Err(self.refused(api, e)),
+        }
+    }
+
+    /// A member the coordinator does not know any more starts over.
+    fn forget(&mut self) {
+        self.member_id.clear();
+        self.generation = -1;
+        self.assigned.clear();
+    }
+
+    /// An error code as another try (a coordinator moving or loading) or
+    /// a failure.
+    fn judge(&mut self, api: &'static str, error: ResponseError) -> Attempt {
+        match error {
+            ResponseError::NotCoordinator
+            | ResponseError::CoordinatorNotAvailable
+            | ResponseError::CoordinatorLoadInProgress => {
+                self.coordinator = None;
+                Attempt::Again("coordinator moved".to_owned())
+            }
+            ResponseError::RebalanceInProgress => {
+                Attempt::Again("rebalance in progress".to_owned())
+            }
+            e if e.is_retriable() => Attempt::Again("retriable error".to_owned()),
+            e => Attempt::Fail(self.refused(api, e)),
+        }
+    }
+
+    fn refused(&self, api: &'static str, error: ResponseError) -> MembershipError {
+        MembershipError::Refused {
+            group: self.config.group.clone(),
+            api,
+            source: BrokerRefusal {
+                error,
+                message: None,
+            },
+        }
+    }
+
+    fn wire_error(&self, source: WireError) -> MembershipError {
+        MembershipError::Wire {
+            group: self.config.group.clone(),
+            source,
+        }
+    }
+
+    fn unreachable(&self, attempt: Attempt) -> MembershipError {
+        match attempt {
+            Attempt::Fail(e) => e,
+            Attempt::Again(_) => MembershipError::Timeout {
+                group: self.config.group.clone(),
+                what: "finding the coordinator",
+                timeout: self.timeout,
+            },
+        }
+    }
+
+    fn group_id(&self) -> GroupId {
+        GroupId(StrBytes::from_string(self.config.group.clone()))
+    }
+}
+
+/// An attempt's failure: worth another try, or final.
+#[derive(Debug)]
+enum Attempt {
+    Again(String),
+    Fail(MembershipError),
+}
+
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
