@@ -4,7 +4,6 @@
 //! private to the crate), and cluster and topics admin ([`admin`]).
 
 pub mod admin;
-pub mod assignor;
 pub mod connect;
 pub mod membership;
 pub mod security;

@@ -1,17 +1,4 @@
-//! Membership in a Kafka consumer group through the broker's group
-//! coordinator, as the Java consumer does it with the classic protocol:
-//! FindCoordinator, JoinGroup (protocol type `consumer`, the
-//! [`sticky`](super::assignor) assignor), SyncGroup, Heartbeat, LeaveGroup,
-//! and OffsetCommit with the member's generation so that standard tools see
-//! the group's position.
-//!
-//! A [`Member`] is one member of one group. It is driven by its owner: the
-//! owner heartbeats every [`MembershipConfig::heartbeat_interval`], and when
-//! a heartbeat (or a commit) answers [`Standing::Rebalance`] it finishes
-//! with its partitions (flush, checkpoint) and calls [`Member::rejoin`]; a
-//! [`Standing::Fenced`] member has already lost them and must not write for
-//! them again. Rebalancing is eager: every member gives up its partitions
-//! before rejoining, and the sticky assignor hands most of them back.
+//! One member of one group and its requests to the coordinator.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,106 +19,12 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use super::assignor::{self, STICKY, Subscription};
+use super::{Lease, MembershipConfig, MembershipError, Standing};
 use crate::TopicPartition;
 use crate::kafka::admin::BrokerRefusal;
-use crate::kafka::assignor::{self, ProtocolError, STICKY, Subscription};
-use crate::kafka::connect::{ConnectError, ConnectionConfig};
+use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::wire::{self, BrokerConnection, WireError, WireOptions};
-
-/// The Java consumer's `session.timeout.ms` (45 s since Kafka 3.0).
-pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
-/// The Java consumer's `heartbeat.interval.ms`.
-pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
-/// The Java consumer's `max.poll.interval.ms`, which it sends as the
-/// rebalance timeout: how long the coordinator waits for members to
-/// rejoin.
-pub const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
-
-/// A group to join and how.
-#[derive(Debug, Clone)]
-pub struct MembershipConfig {
-    /// The group id.
-    pub group: String,
-    /// The topics to read.
-    pub topics: Vec<String>,
-    /// A member not heard from for this long is removed.
-    pub session_timeout: Duration,
-    /// How often the owner heartbeats.
-    pub heartbeat_interval: Duration,
-    /// How long a rebalance waits for members to rejoin.
-    pub rebalance_timeout: Duration,
-}
-
-impl MembershipConfig {
-    /// Membership of `group` for `topics`, with the Java consumer's
-    /// timeouts.
-    pub fn new(group: impl Into<String>, topics: Vec<String>) -> Self {
-        Self {
-            group: group.into(),
-            topics,
-            session_timeout: DEFAULT_SESSION_TIMEOUT,
-            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
-            rebalance_timeout: DEFAULT_MAX_POLL_INTERVAL,
-        }
-    }
-}
-
-/// Where a member stands after a heartbeat or a commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
-    /// Still a member of the current generation.
-    Member,
-    /// A rebalance started: finish with the partitions, then rejoin.
-    Rebalance,
-    /// The coordinator no longer knows this member or generation (its
-    /// session expired): its partitions are someone else's already.
-    Fenced,
-}
-
-/// Errors of group membership. Each names the group.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MembershipError {
-    /// The cluster could not be reached.
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    /// A request failed on the wire.
-    #[error("group \"{group}\"")]
-    Wire {
-        /// The group.
-        group: String,
-        /// The failure.
-        source: WireError,
-    },
-    /// The coordinator refused a request for good.
-    #[error("group \"{group}\": {api} refused")]
-    Refused {
-        /// The group.
-        group: String,
-        /// The request.
-        api: &'static str,
-        /// The broker's error.
-        source: BrokerRefusal,
-    },
-    /// A member's subscription or assignment could not be read.
-    #[error("group \"{group}\"")]
-    Protocol {
-        /// The group.
-        group: String,
-        /// What could not be decoded.
-        source: ProtocolError,
-    },
-    /// No coordinator answered, or joining did not finish, in time.
-    #[error("group \"{group}\": {what} not within {}", humantime::format_duration(*.timeout))]
-    Timeout {
-        /// The group.
-        group: String,
-        /// What did not happen.
-        what: &'static str,
-        /// The deadline.
-        timeout: Duration,
-    },
-}
 
 /// One member of one consumer group.
 #[derive(Debug)]
@@ -146,6 +39,7 @@ pub struct Member {
     generation: i32,
     leader: bool,
     assigned: Vec<TopicPartition>,
+    lease: Lease,
 }
 
 impl Member {
@@ -170,6 +64,7 @@ impl Member {
             generation: -1,
             leader: false,
             assigned: Vec::new(),
+            lease: Lease::default(),
         };
         member.rejoin().await?;
         Ok(member)
@@ -198,6 +93,21 @@ impl Member {
     /// The group this member belongs to.
     pub fn group(&self) -> &str {
         &self.config.group
+    }
+
+    /// The member's lease on its partitions, shared with whoever writes
+    /// for them.
+    pub fn lease(&self) -> Lease {
+        self.lease.clone()
+    }
+
+    /// The lease runs on from `sent`, when a request the coordinator
+    /// answered in good standing was sent.
+    fn confirmed(&self, sent: Instant) {
+        let margin = self.config.heartbeat_interval;
+        self.lease.set(Some(
+            sent + self.config.session_timeout.saturating_sub(margin),
+        ));
     }
 
     /// Joins again after a rebalance or fencing, offering the partitions
@@ -244,11 +154,16 @@ impl Member {
             .with_group_id(self.group_id())
             .with_generation_id(self.generation)
             .with_member_id(StrBytes::from_string(self.member_id.clone()));
+        let sent = Instant::now();
         let code = match self.call(&request).await? {
             Some(response) => response.error_code,
             None => return Ok(Standing::Member),
         };
-        self.standing("Heartbeat", code)
+        let standing = self.standing("Heartbeat", code)?;
+        if standing == Standing::Member {
+            self.confirmed(sent);
+        }
+        Ok(standing)
     }
 
     /// Commits `offsets` to the broker's group offsets under this member's
@@ -285,6 +200,7 @@ impl Member {
                     })
                     .collect(),
             );
+        let sent = Instant::now();
         let Some(response) = self.call(&request).await? else {
             return Ok(Standing::Member);
         };
@@ -296,6 +212,9 @@ impl Member {
                     other => standing = other,
                 }
             }
+        }
+        if standing == Standing::Member {
+            self.confirmed(sent);
         }
         Ok(standing)
     }
@@ -415,6 +334,7 @@ impl Member {
             sync.protocol_type = Some(StrBytes::from_static_str("consumer"));
             sync.protocol_name = Some(StrBytes::from_static_str(STICKY));
         }
+        let sent = Instant::now();
         let synced = self.send(&sync).await?;
         match ResponseError::try_from_code(synced.error_code) {
             None => {}
@@ -433,6 +353,7 @@ impl Member {
                 source,
             })
         })?;
+        self.confirmed(sent);
         info!(
             group = self.config.group.as_str(),
             member = self.member_id.as_str(),
@@ -594,6 +515,7 @@ impl Member {
 
     /// A member the coordinator does not know any more starts over.
     fn forget(&mut self) {
+        self.lease.set(None);
         self.member_id.clear();
         self.generation = -1;
         self.assigned.clear();

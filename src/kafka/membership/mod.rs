@@ -1,0 +1,157 @@
+//! Membership in a Kafka consumer group through the broker's group
+//! coordinator, as the Java consumer does it with the classic protocol:
+//! FindCoordinator, JoinGroup (protocol type `consumer`, the
+//! [`sticky`](assignor) assignor), SyncGroup, Heartbeat, LeaveGroup,
+//! and OffsetCommit with the member's generation so that standard tools see
+//! the group's position.
+//!
+//! A [`Member`] is one member of one group. It is driven by its owner: the
+//! owner heartbeats every [`MembershipConfig::heartbeat_interval`], and when
+//! a heartbeat (or a commit) answers [`Standing::Rebalance`] it finishes
+//! with its partitions (flush, checkpoint) and calls [`Member::rejoin`]; a
+//! [`Standing::Fenced`] member has already lost them and must not write for
+//! them again. Rebalancing is eager: every member gives up its partitions
+//! before rejoining, and the sticky assignor hands most of them back.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub mod assignor;
+mod member;
+mod task;
+
+pub use member::Member;
+pub use task::{Generation, Membership};
+
+use crate::kafka::admin::BrokerRefusal;
+use crate::kafka::connect::ConnectError;
+use crate::kafka::wire::WireError;
+use assignor::ProtocolError;
+
+/// The Java consumer's `session.timeout.ms` (45 s since Kafka 3.0).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+/// The Java consumer's `heartbeat.interval.ms`.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+/// The Java consumer's `max.poll.interval.ms`, which it sends as the
+/// rebalance timeout: how long the coordinator waits for members to
+/// rejoin.
+pub const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
+
+/// A group to join and how.
+#[derive(Debug, Clone)]
+pub struct MembershipConfig {
+    /// The group id.
+    pub group: String,
+    /// The topics to read.
+    pub topics: Vec<String>,
+    /// A member not heard from for this long is removed.
+    pub session_timeout: Duration,
+    /// How often the owner heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long a rebalance waits for members to rejoin.
+    pub rebalance_timeout: Duration,
+}
+
+impl MembershipConfig {
+    /// Membership of `group` for `topics`, with the Java consumer's
+    /// timeouts.
+    pub fn new(group: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            group: group.into(),
+            topics,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            rebalance_timeout: DEFAULT_MAX_POLL_INTERVAL,
+        }
+    }
+}
+
+/// Where a member stands after a heartbeat or a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Still a member of the current generation.
+    Member,
+    /// A rebalance started: finish with the partitions, then rejoin.
+    Rebalance,
+    /// The coordinator no longer knows this member or generation (its
+    /// session expired): its partitions are someone else's already.
+    Fenced,
+}
+
+/// Errors of group membership. Each names the group.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// The cluster could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A request failed on the wire.
+    #[error("group \"{group}\"")]
+    Wire {
+        /// The group.
+        group: String,
+        /// The failure.
+        source: WireError,
+    },
+    /// The coordinator refused a request for good.
+    #[error("group \"{group}\": {api} refused")]
+    Refused {
+        /// The group.
+        group: String,
+        /// The request.
+        api: &'static str,
+        /// The broker's error.
+        source: BrokerRefusal,
+    },
+    /// A member's subscription or assignment could not be read.
+    #[error("group \"{group}\"")]
+    Protocol {
+        /// The group.
+        group: String,
+        /// What could not be decoded.
+        source: ProtocolError,
+    },
+    /// No coordinator answered, or joining did not finish, in time.
+    #[error("group \"{group}\": {what} not within {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The group.
+        group: String,
+        /// What did not happen.
+        what: &'static str,
+        /// The deadline.
+        timeout: Duration,
+    },
+}
+
+/// How long a member may go on writing for its partitions: until the
+/// session timeout after the last request the coordinator answered as
+/// from a member in good standing (counted from when it was sent, so the
+/// coordinator's own clock can only end the session later), less one
+/// heartbeat interval of margin. A process that was frozen (SIGSTOP) or
+/// cut off finds its lease lapsed and stops before it writes again for
+/// partitions that may be someone else's by now.
+#[derive(Debug, Clone, Default)]
+pub struct Lease(std::sync::Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl Lease {
+    /// Whether the member may still write for its partitions.
+    pub fn valid(&self) -> bool {
+        self.until().is_some_and(|until| Instant::now() < until)
+    }
+
+    /// When the lease lapses, if the member holds one.
+    pub fn until(&self) -> Option<Instant> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn set(&self, until: Option<Instant>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = until;
+    }
+}

@@ -1,0 +1,244 @@
+//! A [`Member`] kept alive on a task of its own, as the Java consumer's
+//! heartbeat thread: it heartbeats on time however busy the job is, and
+//! tells the job when its generation ends.
+//!
+//! The job's side is [`Membership`]: it reads a [`Generation`], works on
+//! its partitions until [`ended`](Membership::ended) says a rebalance (or
+//! fencing) came, finishes with them, and calls
+//! [`released`](Membership::released) to rejoin and get the next one.
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, warn};
+
+use super::{Lease, Member, MembershipConfig, MembershipError, Standing};
+use crate::TopicPartition;
+use crate::kafka::connect::ConnectionConfig;
+
+/// One generation of the group, as this member sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// The generation id.
+    pub generation: i32,
+    /// This member's id.
+    pub member_id: String,
+    /// The partitions this member reads in it, sorted.
+    pub partitions: Vec<TopicPartition>,
+}
+
+enum Command {
+    /// Mirror these positions to the broker's group offsets.
+    Commit(Vec<(TopicPartition, i64)>),
+    /// The job is done with its partitions: rejoin.
+    Released,
+    /// Leave the group and end the task.
+    Leave(oneshot::Sender<Result<(), MembershipError>>),
+}
+
+enum Event {
+    /// The next generation, after [`Command::Released`].
+    Assigned(Generation),
+    /// The current generation ended: a rebalance, or this member was
+    /// fenced.
+    Ended(Standing),
+    /// The member failed for good.
+    Failed(MembershipError),
+}
+
+/// The job's handle on its group membership.
+#[derive(Debug)]
+pub struct Membership {
+    commands: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedReceiver<Event>,
+    lease: Lease,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Commit(_) => "Commit",
+            Self::Released => "Released",
+            Self::Leave(_) => "Leave",
+        })
+    }
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Assigned(g) => write!(f, "Assigned({})", g.generation),
+            Self::Ended(s) => write!(f, "Ended({s:?})"),
+            Self::Failed(e) => write!(f, "Failed({e})"),
+        }
+    }
+}
+
+impl Membership {
+    /// Joins the group, starts heartbeating, and returns the first
+    /// generation.
+    ///
+    /// # Errors
+    ///
+    /// As [`Member::join`].
+    pub async fn join(
+        connection: &ConnectionConfig,
+        config: MembershipConfig,
+    ) -> Result<(Self, Generation), MembershipError> {
+        let interval = config.heartbeat_interval;
+        let member = Member::join(connection, config).await?;
+        let first = generation(&member);
+        let lease = member.lease();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(keep_alive(member, interval, commands_rx, events_tx));
+        Ok((
+            Self {
+                commands,
+                events,
+                lease,
+                task,
+            },
+            first,
+        ))
+    }
+
+    /// The member's lease: check it before writing for its partitions.
+    pub fn lease(&self) -> Lease {
+        self.lease.clone()
+    }
+
+    /// Resolves when the current generation ends:
+    /// [`Standing::Rebalance`] (finish with the partitions: flush and
+    /// commit, then [`released`](Self::released)) or [`Standing::Fenced`]
+    /// (they are gone: commit nothing, then `released`).
+    ///
+    /// # Errors
+    ///
+    /// The member failed for good.
+    pub async fn ended(&mut self) -> Result<Standing, MembershipError> {
+        loop {
+            match self.events.recv().await {
+                Some(Event::Ended(standing)) => return Ok(standing),
+                Some(Event::Failed(e)) => return Err(e),
+                Some(Event::Assigned(g)) => {
+                    debug!(
+                        generation = g.generation,
+                        "assignment while working; ignored"
+                    );
+                }
+                None => return std::future::pending().await,
+            }
+        }
+    }
+
+    /// Rejoins after the job finished with its partitions, and returns
+    /// the next generation.
+    ///
+    /// # Errors
+    ///
+    /// The member could not rejoin.
+    pub async fn released(&mut self) -> Result<Generation, MembershipError> {
+        let _ = self.commands.send(Command::Released);
+        loop {
+            match self.events.recv().await {
+                Some(Event::Assigned(g)) => return Ok(g),
+                Some(Event::Failed(e)) => return Err(e),
+                Some(Event::Ended(_)) => {}
+                None => return std::future::pending().await,
+            }
+        }
+    }
+
+    /// Mirrors committed positions to the broker's group offsets (for
+    /// `kafka-consumer-groups` and lag exporters), in the background.
+    pub fn commit(&self, offsets: Vec<(TopicPartition, i64)>) {
+        let _ = self.commands.send(Command::Commit(offsets));
+    }
+
+    /// Leaves the group, so the others take over at once.
+    ///
+    /// # Errors
+    ///
+    /// The coordinator could not be told.
+    pub async fn leave(self) -> Result<(), MembershipError> {
+        let (reply, answer) = oneshot::channel();
+        let _ = self.commands.send(Command::Leave(reply));
+        let left = answer.await.unwrap_or(Ok(()));
+        let _ = self.task.await;
+        left
+    }
+}
+
+fn generation(member: &Member) -> Generation {
+    Generation {
+        generation: member.generation(),
+        member_id: member.member_id().to_owned(),
+        partitions: member.assignment().to_vec(),
+    }
+}
+
+/// The member's task: heartbeats every `interval`, mirrors commits,
+/// rejoins when released, leaves when told (or when the handle is gone).
+async fn keep_alive(
+    mut member: Member,
+    interval: std::time::Duration,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks.reset();
+    // Whether the job was told its generation ended and has not released
+    // its partitions yet.
+    let mut ended = false;
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Commit(offsets)) => {
+                    match member.commit(&offsets).await {
+                        Ok(Standing::Member) => {}
+                        Ok(standing) => end(&events, &mut ended, standing),
+                        Err(e) => warn!(error = %crate::error_chain(&e), "mirroring the commit to the group failed"),
+                    }
+                }
+                Some(Command::Released) => {
+                    ended = false;
+                    let event = match member.rejoin().await {
+                        Ok(()) => Event::Assigned(generation(&member)),
+                        Err(e) => Event::Failed(e),
+                    };
+                    let _ = events.send(event);
+                    ticks.reset();
+                }
+                Some(Command::Leave(reply)) => {
+                    let _ = reply.send(member.leave().await);
+                    return;
+                }
+                None => {
+                    if let Err(e) = member.leave().await {
+                        debug!(error = %e, "leaving the group failed");
+                    }
+                    return;
+                }
+            },
+            _ = ticks.tick() => match member.heartbeat().await {
+                Ok(Standing::Member) => {}
+                Ok(standing) => end(&events, &mut ended, standing),
+                Err(e) => {
+                    let _ = events.send(Event::Failed(e));
+                }
+            },
+        }
+    }
+}
+
+/// Tells the job its generation ended, once per generation; fencing is
+/// told even after a rebalance was, since it takes the commit away.
+fn end(events: &mpsc::UnboundedSender<Event>, ended: &mut bool, standing: Standing) {
+    if !*ended || standing == Standing::Fenced {
+        *ended = true;
+        let _ = events.send(Event::Ended(standing));
+    }
+}
