@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn topic_partitions_order_by_topic_then_partition_and_name_both() {
         use super::TopicPartition;
-        let mut all = vec![
+        let mut all = [
             TopicPartition::new("b", 0),
             TopicPartition::new("a", 10),
             TopicPartition::new("a", 2),
