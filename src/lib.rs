@@ -51,8 +51,10 @@
 //! - [`aggregate`]: `weir count`: windowed counts per key whose state is
 //!   checkpointed with the input offsets, so a crash neither loses nor
 //!   double-counts.
-//! - [`bench`](mod@bench): `weir bench`: producer throughput, consumer throughput and
-//!   end-to-end latency, with a fixed-memory latency histogram.
+//! - [`bench`](mod@bench): `weir bench`, one file per scenario: producer
+//!   throughput, consumer throughput and end-to-end latency, with a
+//!   fixed-memory latency [`Histogram`](bench::Histogram) (its file is
+//!   shared with the rust-rdkafka baseline).
 //! - [`timestamp`]: record timestamps at the edges: the create times a
 //!   topic accepts, checked per record before it is batched, and RFC 3339
 //!   text before 1970 and after 9999 included.
