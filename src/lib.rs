@@ -44,10 +44,14 @@
 //!   shutdown future, the checkpoint interval, stop reasons, a closed
 //!   output, and conflicts with other instances (`--exclusive`).
 //! - [`offsets`]: group offsets and aggregation state as records in a
-//!   compacted topic ([`OffsetStore`](offsets::OffsetStore)), chunked state
-//!   included.
-//! - [`group`]: a group's session with the offsets store and where its
-//!   partitions resume; `weir offsets set` and `delete`.
+//!   compacted topic: the records (keys, commit values, a large state split
+//!   into chunks and joined back), the store
+//!   ([`OffsetStore`](offsets::OffsetStore): found or created, read,
+//!   written with acks=all), one process's session with it
+//!   ([`GroupSession`](offsets::GroupSession): commits, checkpoints with
+//!   state, other instances' commits), and [`group`](offsets::group):
+//!   joining a group (where its partitions resume), `weir offsets set` and
+//!   `delete`.
 //! - [`aggregate`]: `weir count`: windowed counts per key whose state is
 //!   checkpointed with the input offsets, so a crash neither loses nor
 //!   double-counts.
@@ -68,7 +72,6 @@
 pub mod aggregate;
 pub mod bench;
 pub mod consume;
-pub mod group;
 pub mod job;
 pub mod kafka;
 pub mod offsets;

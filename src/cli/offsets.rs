@@ -10,8 +10,8 @@ use clap::Subcommand;
 use serde::Serialize;
 use weir::ConnectionConfig;
 use weir::consume::consumer::StartOffset;
-use weir::group::OffsetChange;
 use weir::kafka::admin::{Admin, AdminError};
+use weir::offsets::group::OffsetChange;
 use weir::offsets::{
     DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, OffsetStore, OffsetsError, StoreConfig,
 };
@@ -318,7 +318,7 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                 }
                 None => (0..count).collect(),
             };
-            let rows = weir::group::set_offsets(
+            let rows = weir::offsets::group::set_offsets(
                 &client,
                 store.as_ref(),
                 &group,
@@ -333,7 +333,9 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
         Verb::Delete { group, topic } => {
             let (store, _, _) = open(&config, &args.store, false).await?;
             let deleted = match &store {
-                Some(store) => weir::group::delete_offsets(store, &group, topic.as_deref()).await?,
+                Some(store) => {
+                    weir::offsets::group::delete_offsets(store, &group, topic.as_deref()).await?
+                }
                 None => 0,
             };
             if args.output == Output::Json {

@@ -2,7 +2,7 @@
 //! where its partitions resume, and the offset resets and deletes of
 //! `weir offsets set` and `delete`.
 //!
-//! A group's offsets live in weir's compacted topic ([`crate::offsets`]);
+//! A group's offsets live in weir's compacted topic ([`OffsetStore`]);
 //! joining one loads its commits and moves each assigned partition to its
 //! committed offset.
 

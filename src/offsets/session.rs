@@ -1,0 +1,380 @@
+//! One process's commits for a group ([`GroupSession`]): its positions,
+//! checkpoints of positions with state (chunked when large), and the
+//! commits of other instances on the same partitions ([`Conflict`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::codec::{
+    ChunkKey, Chunks, Commit, INLINE_BUDGET, OffsetKey, StateError, StoreRecord, join_state,
+    split_state,
+};
+use super::store::{GroupOffsets, OffsetStore, OffsetsError, apply};
+use crate::consume::consumer::now_ms;
+
+/// Another instance committed a partition this one is reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The other instance.
+    pub instance: String,
+    /// The offset it committed.
+    pub offset: i64,
+    /// Whether the other instance started after this one (so it is the
+    /// one to yield under `--exclusive`).
+    pub started_later: bool,
+}
+
+/// One process's commits for a group: what it last committed, and what
+/// it has read of the store since, to notice another instance on the
+/// same partitions.
+#[derive(Debug)]
+pub struct GroupSession {
+    store: OffsetStore,
+    group: String,
+    instance: String,
+    /// Next store offset not yet looked at.
+    read_to: i64,
+    /// What this session last committed, per partition.
+    committed: BTreeMap<(Arc<str>, i32), i64>,
+    /// The group's state chunks found at the start, until
+    /// [`restore_states`](Self::restore_states) takes them.
+    chunks: Chunks,
+    /// The chunks each partition's committed state is made of.
+    state_chunks: BTreeMap<(Arc<str>, i32), Vec<ChunkKey>>,
+    /// Chunks of restored partitions that no commit refers to (a crash
+    /// between chunks and commit, or a failed delete): deleted with the
+    /// next state commit.
+    orphans: Vec<ChunkKey>,
+    /// State commits so far: checkpoint ids are `instance-seq`.
+    checkpoint_seq: u64,
+    /// When the session began, ms since the epoch.
+    started_at: i64,
+}
+
+/// (topic, partition), the next offset, and the state kept with it as
+/// JSON bytes, for [`GroupSession::commit_states`].
+pub type PartitionState = ((Arc<str>, i32), i64, Vec<u8>);
+
+/// Per (topic, partition) with a commit, its saved state as JSON bytes
+/// (`None`: the commit carries none), from
+/// [`GroupSession::restore_states`].
+pub type SavedStates = BTreeMap<(Arc<str>, i32), Option<Vec<u8>>>;
+
+/// (topic, partition), the next offset, and the state kept with it.
+pub type PartitionCommit = ((Arc<str>, i32), i64, Option<serde_json::Value>);
+
+/// A commit of positions with state, for [`GroupSession::checkpoint`].
+#[derive(Debug, Default)]
+struct Checkpoint {
+    /// Per (topic, partition): the next offset and the state to keep with it.
+    partitions: Vec<PartitionCommit>,
+    /// State chunks the commit refers to, written before it.
+    chunks: Vec<(ChunkKey, Vec<u8>)>,
+    /// Chunks no longer referred to once the commit is acknowledged.
+    obsolete: Vec<ChunkKey>,
+}
+
+impl GroupSession {
+    /// Loads `group`'s commits and starts a session as `instance`.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read.
+    pub async fn start(
+        store: OffsetStore,
+        group: &str,
+        instance: String,
+    ) -> Result<(Self, GroupOffsets), OffsetsError> {
+        let started_at = now_ms();
+        let partition = store.partition_for(group);
+        let mut offsets = GroupOffsets::new();
+        let mut chunks = Chunks::new();
+        let read_to = store
+            .read(partition, None, |record, _| match record {
+                StoreRecord::Commit(key, commit) if key.group == group => {
+                    apply(&mut offsets, key, commit);
+                }
+                StoreRecord::Chunk(key, value) if key.group == group => match value {
+                    Some(v) => {
+                        chunks.insert(key, v);
+                    }
+                    None => {
+                        chunks.remove(&key);
+                    }
+                },
+                _ => {}
+            })
+            .await?;
+        let session = Self {
+            store,
+            group: group.to_owned(),
+            instance,
+            read_to,
+            committed: BTreeMap::new(),
+            chunks,
+            state_chunks: BTreeMap::new(),
+            orphans: Vec::new(),
+            checkpoint_seq: 0,
+            started_at,
+        };
+        Ok((session, offsets))
+    }
+
+    /// The group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// This process's instance id.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The store.
+    pub fn store(&self) -> &OffsetStore {
+        &self.store
+    }
+
+    /// The states saved with `offsets` (the group's commits, as
+    /// [`start`](Self::start) loaded them) for `partitions`, as the bytes
+    /// [`commit_states`](Self::commit_states) was given: inline ones as
+    /// they are, chunked ones put back together. A partition without a
+    /// commit is absent; one whose commit carries no state maps to `None`.
+    /// Called once, at the start: chunks of these partitions that no commit
+    /// refers to are deleted with the next state commit.
+    ///
+    /// # Errors
+    ///
+    /// [`StateError`] for a chunk that is missing or chunks that do not
+    /// add up.
+    pub fn restore_states(
+        &mut self,
+        offsets: &GroupOffsets,
+        partitions: &[(Arc<str>, i32)],
+    ) -> Result<SavedStates, StateError> {
+        let mut chunks = std::mem::take(&mut self.chunks);
+        let mut states = BTreeMap::new();
+        for at @ (topic, partition) in partitions {
+            let Some(commit) = offsets.get(&(topic.to_string(), *partition)) else {
+                continue;
+            };
+            let Some(state) = &commit.state else {
+                states.insert(at.clone(), None);
+                continue;
+            };
+            let (bytes, keys) = join_state(&mut chunks, &self.group, at, state)?;
+            if !keys.is_empty() {
+                self.state_chunks.insert(at.clone(), keys);
+            }
+            states.insert(at.clone(), Some(bytes));
+        }
+        let ours: std::collections::BTreeSet<(&str, i32)> =
+            partitions.iter().map(|(t, p)| (&**t, *p)).collect();
+        self.orphans = chunks
+            .into_keys()
+            .filter(|k| ours.contains(&(k.topic.as_str(), k.partition)))
+            .collect();
+        Ok(states)
+    }
+
+    /// Commits each partition's next offset with its state (JSON bytes),
+    /// as one checkpoint: states inline while the commit request stays
+    /// small, the rest in chunks written before the commit. The chunks
+    /// the partitions' previous states were made of, and orphans found by
+    /// [`restore_states`](Self::restore_states), are deleted after it.
+    /// Returns the conflicts found first, as [`commit`](Self::commit) does.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or the commit was not acknowledged;
+    /// the previous checkpoint then stays in force, and the next call
+    /// deletes what this one would have.
+    pub async fn commit_states(
+        &mut self,
+        states: Vec<PartitionState>,
+    ) -> Result<Vec<Conflict>, OffsetsError> {
+        self.checkpoint_seq += 1;
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let id = format!("{}-{}", self.instance, self.checkpoint_seq);
+        let mut checkpoint = Checkpoint {
+            obsolete: self.orphans.clone(),
+            ..Checkpoint::default()
+        };
+        let mut new_chunks: BTreeMap<(Arc<str>, i32), Vec<ChunkKey>> = BTreeMap::new();
+        let mut inline_bytes = 0;
+        for (at, offset, json) in states {
+            let state = if inline_bytes + json.len() <= INLINE_BUDGET {
+                inline_bytes += json.len();
+                serde_json::from_slice(&json).unwrap_or_default()
+            } else {
+                let (state, pieces) = split_state(&self.group, &at, &id, &json);
+                new_chunks.insert(at.clone(), pieces.iter().map(|(k, _)| k.clone()).collect());
+                checkpoint.chunks.extend(pieces);
+                state
+            };
+            if let Some(old) = self.state_chunks.get(&at) {
+                checkpoint.obsolete.extend(old.iter().cloned());
+            }
+            checkpoint.partitions.push((at, offset, Some(state)));
+        }
+        let committed: Vec<_> = checkpoint
+            .partitions
+            .iter()
+            .map(|(at, _, _)| at.clone())
+            .collect();
+        let conflicts = self.checkpoint(checkpoint).await?;
+        self.orphans.clear();
+        for at in committed {
+            match new_chunks.remove(&at) {
+                Some(keys) => self.state_chunks.insert(at, keys),
+                None => self.state_chunks.remove(&at),
+            };
+        }
+        Ok(conflicts)
+    }
+
+    /// Commits the positions that moved since the last commit (all of
+    /// them the first time), with `state` per partition when given. First
+    /// reads what others wrote to the store since the last look and
+    /// returns their commits on these partitions as conflicts.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or the commit was not acknowledged.
+    pub async fn commit(
+        &mut self,
+        positions: &BTreeMap<(Arc<str>, i32), i64>,
+        mut state: impl FnMut(&str, i32) -> Option<serde_json::Value>,
+    ) -> Result<Vec<Conflict>, OffsetsError> {
+        let partitions = positions
+            .iter()
+            .filter(|(at, offset)| self.committed.get(*at) != Some(*offset))
+            .map(|(at, &offset)| (at.clone(), offset, state(&at.0, at.1)))
+            .collect();
+        self.checkpoint(Checkpoint {
+            partitions,
+            ..Checkpoint::default()
+        })
+        .await
+    }
+
+    /// Writes `checkpoint`: its chunks, then its commits in one request
+    /// (so a crash before that leaves the previous commits in force), then
+    /// tombstones for the obsolete chunks. Returns the conflicts found
+    /// first, as [`commit`](Self::commit) does.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or the commit was not acknowledged. A
+    /// failure to delete obsolete chunks is only logged.
+    async fn checkpoint(&mut self, checkpoint: Checkpoint) -> Result<Vec<Conflict>, OffsetsError> {
+        let partition = self.store.partition_for(&self.group);
+        let mut conflicts = Vec::new();
+        let group = self.group.as_str();
+        let instance = self.instance.as_str();
+        let started_at = self.started_at;
+        let ours: std::collections::BTreeSet<(&str, i32)> = checkpoint
+            .partitions
+            .iter()
+            .map(|((topic, partition), _, _)| (&**topic, *partition))
+            .chain(self.committed.keys().map(|(t, p)| (&**t, *p)))
+            .collect();
+        self.read_to = self
+            .store
+            .read(partition, Some(self.read_to), |record, _| {
+                let StoreRecord::Commit(key, Some(commit)) = record else {
+                    return;
+                };
+                if key.group == group
+                    && commit.instance != instance
+                    && ours.contains(&(key.topic.as_str(), key.partition))
+                {
+                    // A commit without a start time is from an older weir,
+                    // taken as the earlier one.
+                    let started_later = commit
+                        .started_at
+                        .is_some_and(|t| (t, commit.instance.as_str()) > (started_at, instance));
+                    conflicts.push(Conflict {
+                        topic: key.topic,
+                        partition: key.partition,
+                        instance: commit.instance,
+                        offset: commit.offset,
+                        started_later,
+                    });
+                }
+            })
+            .await?;
+        if !checkpoint.chunks.is_empty() {
+            let chunks = checkpoint
+                .chunks
+                .into_iter()
+                .map(|(key, value)| (key, Some(value)))
+                .collect();
+            self.store.write_chunks(&self.group, chunks).await?;
+        }
+        let now = now_ms();
+        let commits: Vec<(OffsetKey, Option<Commit>)> = checkpoint
+            .partitions
+            .into_iter()
+            .map(|((topic, partition), offset, state)| {
+                let key = OffsetKey {
+                    group: self.group.clone(),
+                    topic: topic.to_string(),
+                    partition,
+                };
+                let commit = Commit {
+                    offset,
+                    committed_at: now,
+                    instance: self.instance.clone(),
+                    started_at: Some(self.started_at),
+                    state,
+                };
+                (key, Some(commit))
+            })
+            .collect();
+        if let Some(last) = self.store.commit(&self.group, &commits).await? {
+            // Our own records need no second look.
+            self.read_to = self.read_to.max(last + 1);
+        }
+        for (key, commit) in commits {
+            if let Some(c) = commit {
+                self.committed
+                    .insert((Arc::from(key.topic.as_str()), key.partition), c.offset);
+            }
+        }
+        if !checkpoint.obsolete.is_empty() {
+            let tombstones = checkpoint
+                .obsolete
+                .into_iter()
+                .map(|key| (key, None))
+                .collect();
+            if let Err(e) = self.store.write_chunks(&self.group, tombstones).await {
+                warn!(error = %e, "cannot delete old state chunks; they stay in the offsets topic, unused");
+            }
+        }
+        Ok(conflicts)
+    }
+}
+
+/// An instance id for this process: host name, process id and a few
+/// random bits, so two processes never share one.
+pub fn instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "weir".to_owned());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{host}-{}-{:05x}", std::process::id(), nanos & 0xfffff)
+}
