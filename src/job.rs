@@ -31,6 +31,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::TopicPartition;
 use crate::consume::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
 use crate::consume::output::is_broken_pipe;
 use crate::offsets::{Conflict, GroupSession, OffsetsError};
@@ -56,22 +57,20 @@ pub enum JobError {
     #[error(transparent)]
     Consumer(#[from] ConsumeError),
     /// The output could not be written.
-    #[error("cannot write the output: {0}")]
+    #[error("cannot write the output")]
     Output(#[source] std::io::Error),
     /// The final commit failed.
     #[error(transparent)]
     Offsets(#[from] OffsetsError),
     /// Another instance commits a partition this one reads (`--exclusive`).
     #[error(
-        "group \"{group}\": instance {other} committed topic \"{topic}\" partition {partition} (offset {offset}), which this instance ({instance}) is reading"
+        "group \"{group}\": instance {other} committed {partition} (offset {offset}), which this instance ({instance}) is reading"
     )]
     Conflict {
         /// The group.
         group: String,
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
+        /// The partition.
+        partition: TopicPartition,
         /// The other instance.
         other: String,
         /// The offset it committed.
@@ -304,7 +303,6 @@ pub fn check_conflicts(
     for c in conflicts {
         let error = JobError::Conflict {
             group: session.group().to_owned(),
-            topic: c.topic,
             partition: c.partition,
             other: c.instance,
             offset: c.offset,

@@ -128,6 +128,24 @@ pub fn plural(count: impl Into<i64>, noun: &str) -> String {
     }
 }
 
+/// An error and its sources on one line, `outer: inner`, as anyhow's
+/// `{:#}` prints them: for a log field (`error = %ErrorChain(&e)`), where
+/// `%e` would show the outermost message only.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -142,6 +160,23 @@ mod tests {
         assert_eq!(all[0], TopicPartition::new("a", 2));
         assert_eq!(all[2], TopicPartition::new("b", 0));
         assert_eq!(all[1].to_string(), "topic \"a\" partition 10");
+    }
+
+    #[test]
+    fn an_error_chain_prints_every_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading offsets topic \"o\" partition 2")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("no answer"));
+        assert_eq!(
+            super::ErrorChain(&e).to_string(),
+            "reading offsets topic \"o\" partition 2: no answer"
+        );
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(e)),
+            "reading offsets topic \"o\" partition 2: no answer",
+            "the same text as the binary prints"
+        );
     }
 
     #[test]

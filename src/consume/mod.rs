@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::TopicPartition;
 use crate::consume::consumer::{ConsumedRecord, Consumer};
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{RecordWriter, is_broken_pipe};
@@ -218,13 +219,20 @@ impl State {
     async fn commit(&mut self, commits: &mut Commits, last: bool) -> Result<(), JobError> {
         // Boxed: the store's read and write futures nest deep enough to
         // pass the compiler's layout query depth inside the job loop.
-        match Box::pin(commits.session.commit(&self.flushed, |_, _| None)).await {
+        let positions = self
+            .flushed
+            .iter()
+            .map(|((topic, partition), &offset)| {
+                (TopicPartition::new(Arc::clone(topic), *partition), offset)
+            })
+            .collect();
+        match Box::pin(commits.session.commit(&positions)).await {
             Ok(conflicts) => {
                 self.commits += 1;
                 check_conflicts(&commits.session, conflicts, commits.exclusive)
             }
             Err(e) if !last => {
-                tracing::warn!(error = %e, "commit failed; retrying at the next interval");
+                tracing::warn!(error = %crate::ErrorChain(&e), "commit failed; retrying at the next interval");
                 Ok(())
             }
             Err(e) => Err(e.into()),

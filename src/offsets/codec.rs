@@ -3,50 +3,44 @@
 //! state is split into chunks and put back together.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::TopicPartition;
 use crate::consume::consumer::ConsumedRecord;
 
 /// Version of the key and value format.
 const FORMAT_VERSION: u8 = 1;
 
-/// Which group, topic and partition a commit belongs to.
+/// Which group and partition a commit belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OffsetKey {
     /// Group.
     pub group: String,
-    /// Topic consumed.
-    pub topic: String,
-    /// Partition consumed.
-    pub partition: i32,
+    /// The partition consumed.
+    pub partition: TopicPartition,
 }
 
 impl OffsetKey {
     /// The record key: `[1,"group","topic",partition]`.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(&(FORMAT_VERSION, &self.group, &self.topic, self.partition))
-            .unwrap_or_default()
+        let TopicPartition { topic, partition } = &self.partition;
+        serde_json::to_vec(&(FORMAT_VERSION, &self.group, &**topic, partition)).unwrap_or_default()
     }
 
     /// Reads a record key.
     ///
     /// # Errors
     ///
-    /// A description of what is wrong with it.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+    /// [`RecordError::Key`] for anything but a JSON array of this form,
+    /// [`RecordError::Version`] for another format version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         let (version, group, topic, partition): (u8, String, String, i32) =
-            serde_json::from_slice(bytes).map_err(|e| format!("unreadable key: {e}"))?;
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "key format version {version} is not {FORMAT_VERSION}"
-            ));
-        }
+            serde_json::from_slice(bytes).map_err(RecordError::Key)?;
+        check_version(version)?;
         Ok(Self {
             group,
-            topic,
-            partition,
+            partition: TopicPartition::new(topic, partition),
         })
     }
 }
@@ -57,10 +51,8 @@ impl OffsetKey {
 pub struct ChunkKey {
     /// Group.
     pub group: String,
-    /// Topic consumed.
-    pub topic: String,
-    /// Partition consumed.
-    pub partition: i32,
+    /// The partition consumed.
+    pub partition: TopicPartition,
     /// The checkpoint the chunk belongs to.
     pub checkpoint: String,
     /// Its place among the checkpoint's chunks, from 0.
@@ -70,11 +62,12 @@ pub struct ChunkKey {
 impl ChunkKey {
     /// The record key.
     pub fn encode(&self) -> Vec<u8> {
+        let TopicPartition { topic, partition } = &self.partition;
         serde_json::to_vec(&(
             FORMAT_VERSION,
             &self.group,
-            &self.topic,
-            self.partition,
+            &**topic,
+            partition,
             &self.checkpoint,
             self.index,
         ))
@@ -89,6 +82,33 @@ pub enum StoreRecord {
     Commit(OffsetKey, Option<Commit>),
     /// A state chunk (`None`: deleted).
     Chunk(ChunkKey, Option<Vec<u8>>),
+}
+
+/// Why a record of the store cannot be read; such a record is skipped
+/// with a warning.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The record has a null key.
+    #[error("no key")]
+    NoKey,
+    /// The key is not a JSON array of the expected form.
+    #[error("unreadable key")]
+    Key(#[source] serde_json::Error),
+    /// The key is of another format version.
+    #[error("key format version {0} is not {FORMAT_VERSION}")]
+    Version(u8),
+    /// The value is not a JSON commit.
+    #[error("unreadable value")]
+    Value(#[source] serde_json::Error),
+}
+
+fn check_version(version: u8) -> Result<(), RecordError> {
+    if version == FORMAT_VERSION {
+        Ok(())
+    } else {
+        Err(RecordError::Version(version))
+    }
 }
 
 /// Chunks of a group's checkpointed state, by key.
@@ -135,10 +155,8 @@ pub enum StateError {
     /// A chunk the commit refers to is not in the store.
     #[error("chunk {index} of checkpoint {checkpoint} is missing from the offsets topic")]
     MissingChunk {
-        /// Topic consumed.
-        topic: String,
-        /// Partition consumed.
-        partition: i32,
+        /// The partition whose state it is.
+        partition: TopicPartition,
         /// The checkpoint the commit refers to.
         checkpoint: String,
         /// The missing chunk's index.
@@ -147,10 +165,8 @@ pub enum StateError {
     /// The chunks do not add up to the size the commit gives.
     #[error("checkpoint {checkpoint} has {found} bytes in its chunks, not {expected}")]
     Length {
-        /// Topic consumed.
-        topic: String,
-        /// Partition consumed.
-        partition: i32,
+        /// The partition whose state it is.
+        partition: TopicPartition,
         /// The checkpoint the commit refers to.
         checkpoint: String,
         /// Bytes in the chunks.
@@ -161,33 +177,29 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// The topic and partition whose state it is.
-    pub fn partition(&self) -> (&str, i32) {
+    /// The partition whose state it is.
+    pub fn partition(&self) -> &TopicPartition {
         match self {
-            Self::MissingChunk {
-                topic, partition, ..
-            }
-            | Self::Length {
-                topic, partition, ..
-            } => (topic, *partition),
+            Self::MissingChunk { partition, .. } | Self::Length { partition, .. } => partition,
         }
     }
 }
 
-pub(super) fn parse(record: ConsumedRecord) -> Result<StoreRecord, String> {
-    let key = record.key.as_deref().ok_or("no key")?;
+/// Reads a record of the store: a chunk when its key has a chunk's six
+/// fields, else a commit.
+///
+/// # Errors
+///
+/// A key or value weir cannot read, or of another format version.
+pub(super) fn parse(record: ConsumedRecord) -> Result<StoreRecord, RecordError> {
+    let key = record.key.as_deref().ok_or(RecordError::NoKey)?;
     if let Ok((version, group, topic, partition, checkpoint, index)) =
         serde_json::from_slice::<(u8, String, String, i32, String, u32)>(key)
     {
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "key format version {version} is not {FORMAT_VERSION}"
-            ));
-        }
+        check_version(version)?;
         let key = ChunkKey {
             group,
-            topic,
-            partition,
+            partition: TopicPartition::new(topic, partition),
             checkpoint,
             index,
         };
@@ -196,19 +208,17 @@ pub(super) fn parse(record: ConsumedRecord) -> Result<StoreRecord, String> {
     let key = OffsetKey::decode(key)?;
     let commit = match &record.value {
         None => None,
-        Some(v) => Some(
-            serde_json::from_slice::<Commit>(v).map_err(|e| format!("unreadable value: {e}"))?,
-        ),
+        Some(v) => Some(serde_json::from_slice::<Commit>(v).map_err(RecordError::Value)?),
     };
     Ok(StoreRecord::Commit(key, commit))
 }
 
-/// Splits `json`, the state of `at` in checkpoint `id`, into chunks:
-/// returns the state its commit carries instead (a [`ChunkedState`]) and
-/// the chunks, to be written before that commit.
+/// Splits `json`, the state of `partition` in checkpoint `id`, into
+/// chunks: returns the state its commit carries instead (a
+/// [`ChunkedState`]) and the chunks, to be written before that commit.
 pub(super) fn split_state(
     group: &str,
-    at: &(Arc<str>, i32),
+    partition: &TopicPartition,
     id: &str,
     json: &[u8],
 ) -> (serde_json::Value, Vec<(ChunkKey, Vec<u8>)>) {
@@ -218,8 +228,7 @@ pub(super) fn split_state(
         .map(|(index, piece)| {
             let key = ChunkKey {
                 group: group.to_owned(),
-                topic: at.0.to_string(),
-                partition: at.1,
+                partition: partition.clone(),
                 checkpoint: id.to_owned(),
                 index: u32::try_from(index).unwrap_or(u32::MAX),
             };
@@ -234,34 +243,31 @@ pub(super) fn split_state(
     (serde_json::to_value(chunked).unwrap_or_default(), pieces)
 }
 
-/// The bytes of `state`, the state a commit of `at` carries: an inline
-/// one as it is, a [`ChunkedState`] put back together from `chunks`
-/// (which it takes, and whose keys it returns).
+/// The bytes of `state`, the state a commit of `partition` carries: an
+/// inline one as it is, a [`ChunkedState`] put back together from
+/// `chunks` (which it takes, and whose keys it returns).
 pub(super) fn join_state(
     chunks: &mut Chunks,
     group: &str,
-    at: &(Arc<str>, i32),
+    partition: &TopicPartition,
     state: &serde_json::Value,
 ) -> Result<(Vec<u8>, Vec<ChunkKey>), StateError> {
     let Ok(chunked) = serde_json::from_value::<ChunkedState>(state.clone()) else {
         return Ok((serde_json::to_vec(state).unwrap_or_default(), Vec::new()));
     };
-    let (topic, partition) = (at.0.to_string(), at.1);
     let mut bytes = Vec::with_capacity(chunked.bytes);
     let mut keys = Vec::new();
     for index in 0..chunked.chunks {
         let key = ChunkKey {
             group: group.to_owned(),
-            topic: topic.clone(),
-            partition,
+            partition: partition.clone(),
             checkpoint: chunked.checkpoint.clone(),
             index,
         };
         let chunk = chunks
             .remove(&key)
             .ok_or_else(|| StateError::MissingChunk {
-                topic: topic.clone(),
-                partition,
+                partition: partition.clone(),
                 checkpoint: chunked.checkpoint.clone(),
                 index,
             })?;
@@ -270,8 +276,7 @@ pub(super) fn join_state(
     }
     if bytes.len() != chunked.bytes {
         return Err(StateError::Length {
-            topic,
-            partition,
+            partition: partition.clone(),
             checkpoint: chunked.checkpoint,
             found: bytes.len(),
             expected: chunked.bytes,
@@ -295,15 +300,13 @@ mod tests {
         ] {
             let key = OffsetKey {
                 group: group.to_owned(),
-                topic: topic.to_owned(),
-                partition: 7,
+                partition: TopicPartition::new(topic, 7),
             };
             assert_eq!(OffsetKey::decode(&key.encode()).unwrap(), key);
         }
         let key = OffsetKey {
             group: "g".into(),
-            topic: "t".into(),
-            partition: 3,
+            partition: TopicPartition::new("t", 3),
         };
         assert_eq!(key.encode(), br#"[1,"g","t",3]"#);
         assert!(OffsetKey::decode(br#"[2,"g","t",3]"#).is_err());
@@ -311,24 +314,33 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_key_says_why() {
+        let err = OffsetKey::decode(br#"[2,"g","t",3]"#).unwrap_err();
+        assert_eq!(err.to_string(), "key format version 2 is not 1");
+        let err = OffsetKey::decode(b"garbage").unwrap_err();
+        assert!(matches!(err, RecordError::Key(_)), "{err:?}");
+        // The warning for a skipped record prints the chain.
+        let text = crate::ErrorChain(&err).to_string();
+        assert!(text.starts_with("unreadable key: expected value"), "{text}");
+    }
+
+    #[test]
     fn keys_of_different_groups_never_collide() {
         // A separator-based key would make these two equal.
         let a = OffsetKey {
             group: "a,b".into(),
-            topic: "c".into(),
-            partition: 0,
+            partition: TopicPartition::new("c", 0),
         };
         let b = OffsetKey {
             group: "a".into(),
-            topic: "b,c".into(),
-            partition: 0,
+            partition: TopicPartition::new("b,c", 0),
         };
         assert_ne!(a.encode(), b.encode());
     }
 
     #[test]
     fn a_chunked_state_comes_back_byte_for_byte() {
-        let at = (Arc::from("t"), 3);
+        let at = TopicPartition::new("t", 3);
         // JSON larger than two chunks, with multi-byte text across a cut.
         let text = "é".repeat(CHUNK_BYTES);
         let json = serde_json::to_vec(&serde_json::json!({ "k": text })).unwrap();
@@ -359,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_missing_or_short_chunk_is_an_error_naming_it() {
-        let at = (Arc::from("t"), 0);
+        let at = TopicPartition::new("t", 0);
         let json = vec![b'1'; CHUNK_BYTES + 10];
         let (state, pieces) = split_state("g", &at, "i-1", &json);
         let mut missing: Chunks = pieces.iter().skip(1).cloned().collect();
@@ -368,7 +380,7 @@ mod tests {
             err.to_string(),
             "chunk 0 of checkpoint i-1 is missing from the offsets topic"
         );
-        assert_eq!(err.partition(), ("t", 0));
+        assert_eq!(err.partition(), &TopicPartition::new("t", 0));
         let mut short: Chunks = pieces.into_iter().collect();
         short.values_mut().last().unwrap().pop();
         let err = join_state(&mut short, "g", &at, &state).unwrap_err();

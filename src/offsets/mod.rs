@@ -48,7 +48,7 @@ pub mod group;
 mod session;
 mod store;
 
-pub use codec::{ChunkKey, Commit, OffsetKey, StateError, StoreRecord};
+pub use codec::{ChunkKey, Commit, OffsetKey, RecordError, StateError, StoreRecord};
 pub use session::{
     Conflict, GroupSession, PartitionCommit, PartitionState, SavedStates, instance_id,
 };

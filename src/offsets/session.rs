@@ -2,8 +2,7 @@
 //! checkpoints of positions with state (chunked when large), and the
 //! commits of other instances on the same partitions ([`Conflict`]).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tracing::warn;
 
@@ -12,15 +11,14 @@ use super::codec::{
     split_state,
 };
 use super::store::{GroupOffsets, OffsetStore, OffsetsError, apply};
+use crate::TopicPartition;
 use crate::consume::consumer::now_ms;
 
 /// Another instance committed a partition this one is reading.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
+    /// The partition.
+    pub partition: TopicPartition,
     /// The other instance.
     pub instance: String,
     /// The offset it committed.
@@ -41,12 +39,12 @@ pub struct GroupSession {
     /// Next store offset not yet looked at.
     read_to: i64,
     /// What this session last committed, per partition.
-    committed: BTreeMap<(Arc<str>, i32), i64>,
+    committed: BTreeMap<TopicPartition, i64>,
     /// The group's state chunks found at the start, until
     /// [`restore_states`](Self::restore_states) takes them.
     chunks: Chunks,
     /// The chunks each partition's committed state is made of.
-    state_chunks: BTreeMap<(Arc<str>, i32), Vec<ChunkKey>>,
+    state_chunks: BTreeMap<TopicPartition, Vec<ChunkKey>>,
     /// Chunks of restored partitions that no commit refers to (a crash
     /// between chunks and commit, or a failed delete): deleted with the
     /// next state commit.
@@ -57,22 +55,38 @@ pub struct GroupSession {
     started_at: i64,
 }
 
-/// (topic, partition), the next offset, and the state kept with it as
-/// JSON bytes, for [`GroupSession::commit_states`].
-pub type PartitionState = ((Arc<str>, i32), i64, Vec<u8>);
+/// A partition's next offset and the state kept with it, as JSON bytes,
+/// for [`GroupSession::commit_states`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The next offset to read.
+    pub offset: i64,
+    /// The state, JSON.
+    pub state: Vec<u8>,
+}
 
-/// Per (topic, partition) with a commit, its saved state as JSON bytes
-/// (`None`: the commit carries none), from
-/// [`GroupSession::restore_states`].
-pub type SavedStates = BTreeMap<(Arc<str>, i32), Option<Vec<u8>>>;
+/// Per partition with a commit, its saved state as JSON bytes (`None`:
+/// the commit carries none), from [`GroupSession::restore_states`].
+pub type SavedStates = BTreeMap<TopicPartition, Option<Vec<u8>>>;
 
-/// (topic, partition), the next offset, and the state kept with it.
-pub type PartitionCommit = ((Arc<str>, i32), i64, Option<serde_json::Value>);
+/// A partition's next offset and the state its commit record carries
+/// (inline, or which checkpoint's chunks hold it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionCommit {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The next offset to read.
+    pub offset: i64,
+    /// The state the commit carries, if any.
+    pub state: Option<serde_json::Value>,
+}
 
 /// A commit of positions with state, for [`GroupSession::checkpoint`].
 #[derive(Debug, Default)]
 struct Checkpoint {
-    /// Per (topic, partition): the next offset and the state to keep with it.
+    /// Per partition: the next offset and the state to keep with it.
     partitions: Vec<PartitionCommit>,
     /// State chunks the commit refers to, written before it.
     chunks: Vec<(ChunkKey, Vec<u8>)>,
@@ -156,29 +170,28 @@ impl GroupSession {
     pub fn restore_states(
         &mut self,
         offsets: &GroupOffsets,
-        partitions: &[(Arc<str>, i32)],
+        partitions: &[TopicPartition],
     ) -> Result<SavedStates, StateError> {
         let mut chunks = std::mem::take(&mut self.chunks);
         let mut states = BTreeMap::new();
-        for at @ (topic, partition) in partitions {
-            let Some(commit) = offsets.get(&(topic.to_string(), *partition)) else {
+        for partition in partitions {
+            let Some(commit) = offsets.get(partition) else {
                 continue;
             };
             let Some(state) = &commit.state else {
-                states.insert(at.clone(), None);
+                states.insert(partition.clone(), None);
                 continue;
             };
-            let (bytes, keys) = join_state(&mut chunks, &self.group, at, state)?;
+            let (bytes, keys) = join_state(&mut chunks, &self.group, partition, state)?;
             if !keys.is_empty() {
-                self.state_chunks.insert(at.clone(), keys);
+                self.state_chunks.insert(partition.clone(), keys);
             }
-            states.insert(at.clone(), Some(bytes));
+            states.insert(partition.clone(), Some(bytes));
         }
-        let ours: std::collections::BTreeSet<(&str, i32)> =
-            partitions.iter().map(|(t, p)| (&**t, *p)).collect();
+        let ours: BTreeSet<&TopicPartition> = partitions.iter().collect();
         self.orphans = chunks
             .into_keys()
-            .filter(|k| ours.contains(&(k.topic.as_str(), k.partition)))
+            .filter(|k| ours.contains(&k.partition))
             .collect();
         Ok(states)
     }
@@ -208,42 +221,52 @@ impl GroupSession {
             obsolete: self.orphans.clone(),
             ..Checkpoint::default()
         };
-        let mut new_chunks: BTreeMap<(Arc<str>, i32), Vec<ChunkKey>> = BTreeMap::new();
+        let mut new_chunks: BTreeMap<TopicPartition, Vec<ChunkKey>> = BTreeMap::new();
         let mut inline_bytes = 0;
-        for (at, offset, json) in states {
+        for PartitionState {
+            partition,
+            offset,
+            state: json,
+        } in states
+        {
             let state = if inline_bytes + json.len() <= INLINE_BUDGET {
                 inline_bytes += json.len();
                 serde_json::from_slice(&json).unwrap_or_default()
             } else {
-                let (state, pieces) = split_state(&self.group, &at, &id, &json);
-                new_chunks.insert(at.clone(), pieces.iter().map(|(k, _)| k.clone()).collect());
+                let (state, pieces) = split_state(&self.group, &partition, &id, &json);
+                let keys = pieces.iter().map(|(k, _)| k.clone()).collect();
+                new_chunks.insert(partition.clone(), keys);
                 checkpoint.chunks.extend(pieces);
                 state
             };
-            if let Some(old) = self.state_chunks.get(&at) {
+            if let Some(old) = self.state_chunks.get(&partition) {
                 checkpoint.obsolete.extend(old.iter().cloned());
             }
-            checkpoint.partitions.push((at, offset, Some(state)));
+            checkpoint.partitions.push(PartitionCommit {
+                partition,
+                offset,
+                state: Some(state),
+            });
         }
         let committed: Vec<_> = checkpoint
             .partitions
             .iter()
-            .map(|(at, _, _)| at.clone())
+            .map(|c| c.partition.clone())
             .collect();
         let conflicts = self.checkpoint(checkpoint).await?;
         self.orphans.clear();
-        for at in committed {
-            match new_chunks.remove(&at) {
-                Some(keys) => self.state_chunks.insert(at, keys),
-                None => self.state_chunks.remove(&at),
+        for partition in committed {
+            match new_chunks.remove(&partition) {
+                Some(keys) => self.state_chunks.insert(partition, keys),
+                None => self.state_chunks.remove(&partition),
             };
         }
         Ok(conflicts)
     }
 
-    /// Commits the positions that moved since the last commit (all of
-    /// them the first time), with `state` per partition when given. First
-    /// reads what others wrote to the store since the last look and
+    /// Commits `positions`, the next offsets to read, where they moved
+    /// since the last commit (all of them the first time), without state.
+    /// First reads what others wrote to the store since the last look and
     /// returns their commits on these partitions as conflicts.
     ///
     /// # Errors
@@ -251,13 +274,16 @@ impl GroupSession {
     /// The store could not be read or the commit was not acknowledged.
     pub async fn commit(
         &mut self,
-        positions: &BTreeMap<(Arc<str>, i32), i64>,
-        mut state: impl FnMut(&str, i32) -> Option<serde_json::Value>,
+        positions: &BTreeMap<TopicPartition, i64>,
     ) -> Result<Vec<Conflict>, OffsetsError> {
         let partitions = positions
             .iter()
-            .filter(|(at, offset)| self.committed.get(*at) != Some(*offset))
-            .map(|(at, &offset)| (at.clone(), offset, state(&at.0, at.1)))
+            .filter(|(partition, offset)| self.committed.get(*partition) != Some(*offset))
+            .map(|(partition, &offset)| PartitionCommit {
+                partition: partition.clone(),
+                offset,
+                state: None,
+            })
             .collect();
         self.checkpoint(Checkpoint {
             partitions,
@@ -281,11 +307,11 @@ impl GroupSession {
         let group = self.group.as_str();
         let instance = self.instance.as_str();
         let started_at = self.started_at;
-        let ours: std::collections::BTreeSet<(&str, i32)> = checkpoint
+        let ours: BTreeSet<&TopicPartition> = checkpoint
             .partitions
             .iter()
-            .map(|((topic, partition), _, _)| (&**topic, *partition))
-            .chain(self.committed.keys().map(|(t, p)| (&**t, *p)))
+            .map(|c| &c.partition)
+            .chain(self.committed.keys())
             .collect();
         self.read_to = self
             .store
@@ -295,7 +321,7 @@ impl GroupSession {
                 };
                 if key.group == group
                     && commit.instance != instance
-                    && ours.contains(&(key.topic.as_str(), key.partition))
+                    && ours.contains(&key.partition)
                 {
                     // A commit without a start time is from an older weir,
                     // taken as the earlier one.
@@ -303,7 +329,6 @@ impl GroupSession {
                         .started_at
                         .is_some_and(|t| (t, commit.instance.as_str()) > (started_at, instance));
                     conflicts.push(Conflict {
-                        topic: key.topic,
                         partition: key.partition,
                         instance: commit.instance,
                         offset: commit.offset,
@@ -324,18 +349,17 @@ impl GroupSession {
         let commits: Vec<(OffsetKey, Option<Commit>)> = checkpoint
             .partitions
             .into_iter()
-            .map(|((topic, partition), offset, state)| {
+            .map(|c| {
                 let key = OffsetKey {
                     group: self.group.clone(),
-                    topic: topic.to_string(),
-                    partition,
+                    partition: c.partition,
                 };
                 let commit = Commit {
-                    offset,
+                    offset: c.offset,
                     committed_at: now,
                     instance: self.instance.clone(),
                     started_at: Some(self.started_at),
-                    state,
+                    state: c.state,
                 };
                 (key, Some(commit))
             })
@@ -346,8 +370,7 @@ impl GroupSession {
         }
         for (key, commit) in commits {
             if let Some(c) = commit {
-                self.committed
-                    .insert((Arc::from(key.topic.as_str()), key.partition), c.offset);
+                self.committed.insert(key.partition, c.offset);
             }
         }
         if !checkpoint.obsolete.is_empty() {

@@ -15,17 +15,18 @@ use tracing::{debug, info, instrument, warn};
 use super::codec::{ChunkKey, Commit, OffsetKey, StoreRecord, parse};
 use super::{DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC};
 use crate::consume::consumer::{
-    Assignment, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until, now_ms,
+    Assignment, ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until, now_ms,
 };
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::produce::partitioner::murmur2_partition;
+use crate::{ErrorChain, TopicPartition};
 
 /// A produce request to the store stays under this many bytes: brokers
 /// reject requests over 1 MiB by default.
 pub const MAX_REQUEST_BYTES: usize = 900 * 1024;
 
-/// A group's commits by (topic, partition).
-pub type GroupOffsets = BTreeMap<(String, i32), Commit>;
+/// A group's commits by partition.
+pub type GroupOffsets = BTreeMap<TopicPartition, Commit>;
 
 /// How the store is found or created.
 #[derive(Debug, Clone)]
@@ -60,7 +61,7 @@ pub enum OffsetsError {
         topic: String,
     },
     /// Creating or describing the store failed.
-    #[error("offsets topic \"{topic}\": {source}")]
+    #[error("offsets topic \"{topic}\"")]
     Admin {
         /// The store topic.
         topic: String,
@@ -69,27 +70,25 @@ pub enum OffsetsError {
         source: AdminError,
     },
     /// Reading the store failed.
-    #[error("reading offsets topic \"{topic}\" partition {partition}: {reason}")]
+    #[error("reading offsets {partition}")]
     Read {
-        /// The store topic.
-        topic: String,
-        /// Its partition.
-        partition: i32,
+        /// The store partition.
+        partition: TopicPartition,
         /// Why.
-        reason: String,
+        #[source]
+        source: ConsumeError,
     },
     /// A commit was not acknowledged.
-    #[error(
-        "committing group \"{group}\" to offsets topic \"{topic}\" partition {partition} failed: {reason}"
-    )]
+    #[error("committing group \"{group}\" to offsets {partition} failed: {reason}")]
     Commit {
         /// The group.
         group: String,
-        /// The store topic.
-        topic: String,
-        /// Its partition.
-        partition: i32,
-        /// Why.
+        /// The store partition.
+        partition: TopicPartition,
+        /// Why, as one sentence: no leader, no acknowledgement in time, or
+        /// the broker's refusal as
+        /// [`client_error_text`](crate::kafka::connect::client_error_text)
+        /// words it (rskafka's own text nests its retries).
         reason: String,
     },
 }
@@ -244,10 +243,9 @@ impl OffsetStore {
         from: Option<i64>,
         mut each: impl FnMut(StoreRecord, i64),
     ) -> Result<i64, OffsetsError> {
-        let failed = |reason: String| OffsetsError::Read {
-            topic: self.topic.clone(),
-            partition,
-            reason,
+        let failed = |source| OffsetsError::Read {
+            partition: TopicPartition::new(self.topic.as_str(), partition),
+            source,
         };
         let config = ConsumerConfig {
             start: StartOffset::Earliest,
@@ -263,7 +261,7 @@ impl OffsetStore {
         };
         let mut consumer = Consumer::start(&self.client, vec![assignment], config)
             .await
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(failed)?;
         let mut next = consumer.positions()[0].start;
         while let Some(event) = consumer.next().await {
             match event {
@@ -273,13 +271,14 @@ impl OffsetStore {
                         next = offset + 1;
                         match parse(record) {
                             Ok(record) => each(record, offset),
-                            Err(reason) => {
+                            Err(e) => {
                                 let first = self
                                     .warned
                                     .lock()
                                     .map(|mut w| w.insert((partition, offset)))
                                     .unwrap_or(true);
                                 if first {
+                                    let reason = ErrorChain(&e).to_string();
                                     warn!(
                                         topic = self.topic.as_str(),
                                         partition,
@@ -293,7 +292,7 @@ impl OffsetStore {
                     }
                 }
                 ConsumerEvent::Reached { next_offset, .. } => next = next_offset,
-                ConsumerEvent::Failed(e) => return Err(failed(e.to_string())),
+                ConsumerEvent::Failed(e) => return Err(failed(e)),
             }
         }
         Ok(next)
@@ -353,8 +352,7 @@ impl OffsetStore {
         let partition = self.partition_for(group);
         let failed = |reason: String| OffsetsError::Commit {
             group: group.to_owned(),
-            topic: self.topic.clone(),
-            partition,
+            partition: TopicPartition::new(self.topic.as_str(), partition),
             reason,
         };
         let timestamp = DateTime::from_timestamp_millis(now_ms()).unwrap_or_default();
@@ -424,14 +422,15 @@ impl OffsetStore {
     }
 }
 
+/// Takes `key`'s record into `offsets`: the last commit wins, a null one
+/// deletes.
 pub(super) fn apply(offsets: &mut GroupOffsets, key: OffsetKey, commit: Option<Commit>) {
-    let at = (key.topic, key.partition);
     match commit {
         Some(c) => {
-            offsets.insert(at, c);
+            offsets.insert(key.partition, c);
         }
         None => {
-            offsets.remove(&at);
+            offsets.remove(&key.partition);
         }
     }
 }
@@ -445,8 +444,7 @@ mod tests {
         let mut offsets = GroupOffsets::new();
         let key = || OffsetKey {
             group: "g".into(),
-            topic: "t".into(),
-            partition: 0,
+            partition: TopicPartition::new("t", 0),
         };
         let commit = |offset| Commit {
             offset,
@@ -457,7 +455,7 @@ mod tests {
         };
         apply(&mut offsets, key(), Some(commit(5)));
         apply(&mut offsets, key(), Some(commit(9)));
-        assert_eq!(offsets[&("t".to_owned(), 0)].offset, 9);
+        assert_eq!(offsets[&TopicPartition::new("t", 0)].offset, 9);
         apply(&mut offsets, key(), None);
         assert!(offsets.is_empty());
     }
