@@ -19,22 +19,26 @@
 //!   step that hit it stops the loop with [`StopReason::OutputClosed`],
 //!   and the job commits nothing past what the output took.
 //!
-//! The consumer's fetch side is a trait ([`PartitionFetch`]), and time is
-//! tokio's, so the loop is unit-tested with a fake log and a paused clock.
+//! The consumer's fetch side is a trait ([`PartitionFetch`]), so is the
+//! store a job commits its positions to ([`GroupCommit`]), and time is
+//! tokio's, so the loop and its commits are unit-tested with a fake log, a
+//! fake store and a paused clock.
 //!
 //! [`PartitionFetch`]: crate::consume::consumer::PartitionFetch
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::TopicPartition;
 use crate::consume::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
 use crate::consume::output::is_broken_pipe;
 use crate::offsets::{Conflict, GroupSession, OffsetsError};
+use crate::{ErrorChain, TopicPartition};
 
 /// Why a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +292,78 @@ async fn tick(ticks: &mut Option<Ticks>) {
     }
 }
 
+/// Where a job commits its positions: a group's session with the offsets
+/// store ([`GroupSession`]), or a fake in unit tests. The seam on the
+/// commit side, as [`PartitionFetch`] is on the fetch side.
+///
+/// [`PartitionFetch`]: crate::consume::consumer::PartitionFetch
+pub trait GroupCommit {
+    /// The group.
+    fn group(&self) -> &str;
+
+    /// This process's instance id.
+    fn instance(&self) -> &str;
+
+    /// Commits `positions`, the next offsets to read; returns the commits
+    /// of other instances on these partitions found on the way.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or did not acknowledge the commit.
+    fn commit<'a>(
+        &'a mut self,
+        positions: &'a BTreeMap<TopicPartition, i64>,
+    ) -> BoxFuture<'a, Result<Vec<Conflict>, OffsetsError>>;
+}
+
+impl GroupCommit for GroupSession {
+    fn group(&self) -> &str {
+        GroupSession::group(self)
+    }
+
+    fn instance(&self) -> &str {
+        GroupSession::instance(self)
+    }
+
+    fn commit<'a>(
+        &'a mut self,
+        positions: &'a BTreeMap<TopicPartition, i64>,
+    ) -> BoxFuture<'a, Result<Vec<Conflict>, OffsetsError>> {
+        // Boxed, besides: the store's read and write futures nest deep
+        // enough to pass the compiler's layout query depth inside the loop.
+        Box::pin(GroupSession::commit(self, positions))
+    }
+}
+
+/// Commits `positions` to `store` at a checkpoint (`last`: the one at a
+/// stop) and checks what it found ([`check_conflicts`]). A failed commit
+/// before the last is logged and left to the next checkpoint, which
+/// commits the positions of then; the last one fails the job. Returns
+/// whether the store acknowledged the commit.
+///
+/// # Errors
+///
+/// The last commit failed ([`JobError::Offsets`]), or another instance
+/// commits these partitions under `exclusive` ([`JobError::Conflict`]).
+pub async fn commit_positions(
+    store: &mut impl GroupCommit,
+    positions: &BTreeMap<TopicPartition, i64>,
+    exclusive: bool,
+    last: bool,
+) -> Result<bool, JobError> {
+    match store.commit(positions).await {
+        Ok(conflicts) => {
+            check_conflicts(store, conflicts, exclusive)?;
+            Ok(true)
+        }
+        Err(e) if !last => {
+            tracing::warn!(error = %ErrorChain(&e), "commit failed; retrying at the next interval");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Turns another instance's commits on this session's partitions into a
 /// warning, or with `exclusive` into [`JobError::Conflict`].
 ///
@@ -296,7 +372,7 @@ async fn tick(ticks: &mut Option<Ticks>) {
 /// [`JobError::Conflict`] with `exclusive`, unless the other instance
 /// started later (it is the one to yield).
 pub fn check_conflicts(
-    session: &GroupSession,
+    session: &impl GroupCommit,
     conflicts: Vec<Conflict>,
     exclusive: bool,
 ) -> Result<(), JobError> {

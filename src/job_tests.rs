@@ -324,3 +324,273 @@ async fn a_shutdown_already_due_stops_before_any_record() {
     assert!(probe.records.is_empty());
     assert_eq!(probe.finished, Some(StopReason::Shutdown));
 }
+
+/// A partition whose record at offset `o` is written at `o` seconds and
+/// a half after the start, up to `len` records: positions move while the
+/// job runs.
+struct TimedLog {
+    started: Instant,
+    len: i64,
+}
+
+impl TimedLog {
+    /// The records written by now, as a fetch from `offset` sees them.
+    fn written(&self, offset: i64) -> Vec<RecordAndOffset> {
+        let elapsed = self.started.elapsed().as_millis() as i64;
+        let end = ((elapsed + 500) / 1000).min(self.len);
+        (offset.max(0)..end)
+            .map(|o| RecordAndOffset {
+                record: Record {
+                    key: None,
+                    value: Some(o.to_string().into_bytes()),
+                    headers: Vec::new(),
+                    timestamp: DateTime::from_timestamp_millis(o).unwrap(),
+                },
+                offset: o,
+            })
+            .collect()
+    }
+}
+
+impl PartitionFetch for TimedLog {
+    fn fetch(
+        &self,
+        offset: i64,
+        _max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
+        Box::pin(async move {
+            let records = self.written(offset);
+            if records.is_empty() {
+                tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
+            }
+            let high = records.last().map_or(offset.max(0), |r| r.offset + 1);
+            Ok((records, high))
+        })
+    }
+
+    fn offset_at(&self, _at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
+        Box::pin(async { Ok(0) })
+    }
+}
+
+async fn timed_consumer(len: i64) -> Consumer {
+    let assignment = Assignment {
+        topic: Arc::from("t"),
+        partition: 0,
+        start: None,
+    };
+    let config = ConsumerConfig {
+        until: Until::Never,
+        fetch_max_wait: Duration::from_millis(100),
+        ..ConsumerConfig::default()
+    };
+    let log = TimedLog {
+        started: Instant::now(),
+        len,
+    };
+    Consumer::start_with(vec![(assignment, log)], config)
+        .await
+        .unwrap()
+}
+
+/// A store that notes each commit asked of it and fails those it is told
+/// to.
+struct FakeStore {
+    started: Instant,
+    /// Per commit asked for: when (ms since the start) and the position
+    /// of `t` partition 0.
+    asked: Vec<(u128, Option<i64>)>,
+    /// Whether each was acknowledged.
+    acked: Vec<bool>,
+    /// These commits, counted from 0, fail.
+    failing: Vec<usize>,
+    /// What the first commit finds that another instance committed.
+    conflicts: Vec<Conflict>,
+}
+
+impl FakeStore {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            asked: Vec::new(),
+            acked: Vec::new(),
+            failing: Vec::new(),
+            conflicts: Vec::new(),
+        }
+    }
+}
+
+impl GroupCommit for FakeStore {
+    fn group(&self) -> &str {
+        "g"
+    }
+
+    fn instance(&self) -> &str {
+        "me-1"
+    }
+
+    fn commit<'a>(
+        &'a mut self,
+        positions: &'a BTreeMap<TopicPartition, i64>,
+    ) -> BoxFuture<'a, Result<Vec<Conflict>, OffsetsError>> {
+        Box::pin(async move {
+            let n = self.asked.len();
+            let position = positions.get(&TopicPartition::new("t", 0)).copied();
+            self.asked
+                .push((self.started.elapsed().as_millis(), position));
+            let acknowledged = !self.failing.contains(&n);
+            self.acked.push(acknowledged);
+            if !acknowledged {
+                return Err(OffsetsError::Commit {
+                    group: "g".to_owned(),
+                    partition: TopicPartition::new("__weir_offsets", 0),
+                    reason: "no acknowledgement within 5s (--timeout)".to_owned(),
+                });
+            }
+            Ok(std::mem::take(&mut self.conflicts))
+        })
+    }
+}
+
+/// A job that commits as `weir consume` does: the next offset after what
+/// it was handed, at every checkpoint and at the stop.
+struct Committer {
+    store: FakeStore,
+    positions: BTreeMap<TopicPartition, i64>,
+    exclusive: bool,
+}
+
+impl Committer {
+    fn new(store: FakeStore) -> Self {
+        Self {
+            store,
+            positions: BTreeMap::new(),
+            exclusive: false,
+        }
+    }
+}
+
+impl Job for Committer {
+    type Error = JobError;
+
+    fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
+        if let Some(last) = records.last() {
+            self.positions
+                .insert(TopicPartition::new("t", 0), last.offset + 1);
+        }
+        Ok(None)
+    }
+
+    fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
+        self.positions
+            .insert(TopicPartition::new(topic, partition), next_offset);
+    }
+
+    async fn checkpoint(&mut self) -> Step<JobError> {
+        commit_positions(&mut self.store, &self.positions, self.exclusive, false).await?;
+        Ok(None)
+    }
+
+    async fn finish(&mut self, _stop: StopReason) -> Step<JobError> {
+        commit_positions(&mut self.store, &self.positions, self.exclusive, true).await?;
+        Ok(None)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn commits_keep_their_interval_and_the_stop_commits_the_last_positions() {
+    let consumer = timed_consumer(10).await;
+    let mut job = Committer::new(FakeStore::new());
+    let every = Some(Duration::from_secs(1));
+    let stop = run(consumer, &mut job, every, shutdown_after(3200))
+        .await
+        .unwrap();
+    assert_eq!(stop, StopReason::Shutdown);
+    // Records 0, 1, 2 are written at 0.5s, 1.5s, 2.5s: each commit takes
+    // the positions of its time, and the stop commits once more.
+    assert_eq!(
+        job.store.asked,
+        [
+            (1000, Some(1)),
+            (2000, Some(2)),
+            (3000, Some(3)),
+            (3200, Some(3))
+        ]
+    );
+    assert_eq!(job.store.acked, [true; 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_commit_is_retried_at_the_next_interval_with_the_positions_of_then() {
+    let consumer = timed_consumer(10).await;
+    let mut store = FakeStore::new();
+    store.failing = vec![0];
+    let mut job = Committer::new(store);
+    let every = Some(Duration::from_secs(1));
+    let stop = run(consumer, &mut job, every, shutdown_after(2600))
+        .await
+        .unwrap();
+    // The failure neither stops the job nor brings the next commit
+    // forward.
+    assert_eq!(stop, StopReason::Shutdown);
+    assert_eq!(
+        job.store.asked,
+        [(1000, Some(1)), (2000, Some(2)), (2600, Some(3))]
+    );
+    assert_eq!(job.store.acked, [false, true, true]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_last_commit_fails_the_job_naming_the_store() {
+    let consumer = consumer(3, Until::End).await;
+    let mut store = FakeStore::new();
+    store.failing = vec![0];
+    let mut job = Committer::new(store);
+    let err = run(consumer, &mut job, None, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JobError::Offsets(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "committing group \"g\" to offsets topic \"__weir_offsets\" partition 0 failed: no acknowledgement within 5s (--timeout)"
+    );
+    // The end of the partition was the position to commit.
+    assert_eq!(job.store.asked, [(0, Some(3))]);
+}
+
+/// Runs a job whose first commit finds that instance `other-1` committed
+/// offset 7 of `t` partition 0.
+async fn run_with_a_conflict(exclusive: bool, started_later: bool) -> Result<StopReason, JobError> {
+    let consumer = consumer(3, Until::Never).await;
+    let mut store = FakeStore::new();
+    store.conflicts = vec![Conflict {
+        partition: TopicPartition::new("t", 0),
+        instance: "other-1".to_owned(),
+        offset: 7,
+        started_later,
+    }];
+    let mut job = Committer::new(store);
+    job.exclusive = exclusive;
+    let every = Some(Duration::from_secs(1));
+    run(consumer, &mut job, every, shutdown_after(1500)).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_instance_fails_the_job_only_under_exclusive_and_only_if_it_came_first() {
+    // Without --exclusive: a warning, and the job goes on.
+    assert_eq!(
+        run_with_a_conflict(false, false).await.unwrap(),
+        StopReason::Shutdown
+    );
+    // The later instance yields: the one that was running goes on.
+    assert_eq!(
+        run_with_a_conflict(true, true).await.unwrap(),
+        StopReason::Shutdown
+    );
+    let err = run_with_a_conflict(true, false).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "group \"g\": instance other-1 committed topic \"t\" partition 0 (offset 7), which this instance (me-1) is reading"
+    );
+}

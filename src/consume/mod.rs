@@ -23,7 +23,7 @@ use crate::TopicPartition;
 use crate::consume::consumer::{ConsumedRecord, Consumer};
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{RecordWriter, is_broken_pipe};
-use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
+use crate::job::{self, Job, JobError, Step, StepError, StopReason};
 use crate::offsets::GroupSession;
 
 /// What to do with the records.
@@ -217,8 +217,6 @@ impl State {
     /// Commits the flushed positions. A failed commit is retried at the
     /// next interval, except the last one (`last`), which fails the job.
     async fn commit(&mut self, commits: &mut Commits, last: bool) -> Result<(), JobError> {
-        // Boxed: the store's read and write futures nest deep enough to
-        // pass the compiler's layout query depth inside the job loop.
         let positions = self
             .flushed
             .iter()
@@ -226,17 +224,11 @@ impl State {
                 (TopicPartition::new(Arc::clone(topic), *partition), offset)
             })
             .collect();
-        match Box::pin(commits.session.commit(&positions)).await {
-            Ok(conflicts) => {
-                self.commits += 1;
-                check_conflicts(&commits.session, conflicts, commits.exclusive)
-            }
-            Err(e) if !last => {
-                tracing::warn!(error = %crate::ErrorChain(&e), "commit failed; retrying at the next interval");
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
+        let exclusive = commits.exclusive;
+        if job::commit_positions(&mut commits.session, &positions, exclusive, last).await? {
+            self.commits += 1;
         }
+        Ok(())
     }
 
     /// Writes one partition's records; `Some` when the job should stop.
