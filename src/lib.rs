@@ -42,7 +42,9 @@
 //!   [`output`](consume::output) (raw values, templates, JSON lines).
 //! - [`job`]: the loop every job shares: the consumer's events, the
 //!   shutdown future, the checkpoint interval, stop reasons, a closed
-//!   output, and conflicts with other instances (`--exclusive`).
+//!   output, commits through a store seam
+//!   ([`GroupCommit`](job::GroupCommit)), and conflicts with other
+//!   instances (`--exclusive`).
 //! - [`offsets`]: group offsets and aggregation state as records in a
 //!   compacted topic: the records (keys, commit values, a large state split
 //!   into chunks and joined back), the store
