@@ -19,21 +19,26 @@
 //!   step that hit it stops the loop with [`StopReason::OutputClosed`],
 //!   and the job commits nothing past what the output took.
 //!
-//! The consumer's fetch side is a trait ([`PartitionFetch`]), and time is
-//! tokio's, so the loop is unit-tested with a fake log and a paused clock.
+//! The consumer's fetch side is a trait ([`PartitionFetch`]), so is the
+//! store a job commits its positions to ([`GroupCommit`]), and time is
+//! tokio's, so the loop and its commits are unit-tested with a fake log, a
+//! fake store and a paused clock.
 //!
 //! [`PartitionFetch`]: crate::consume::consumer::PartitionFetch
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::consume::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
 use crate::consume::output::is_broken_pipe;
 use crate::offsets::{Conflict, GroupSession, OffsetsError};
+use crate::{ErrorChain, TopicPartition};
 
 /// Why a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,22 +61,20 @@ pub enum JobError {
     #[error(transparent)]
     Consumer(#[from] ConsumeError),
     /// The output could not be written.
-    #[error("cannot write the output: {0}")]
+    #[error("cannot write the output")]
     Output(#[source] std::io::Error),
     /// The final commit failed.
     #[error(transparent)]
     Offsets(#[from] OffsetsError),
     /// Another instance commits a partition this one reads (`--exclusive`).
     #[error(
-        "group \"{group}\": instance {other} committed topic \"{topic}\" partition {partition} (offset {offset}), which this instance ({instance}) is reading"
+        "group \"{group}\": instance {other} committed {partition} (offset {offset}), which this instance ({instance}) is reading"
     )]
     Conflict {
         /// The group.
         group: String,
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
+        /// The partition.
+        partition: TopicPartition,
         /// The other instance.
         other: String,
         /// The offset it committed.
@@ -289,6 +292,78 @@ async fn tick(ticks: &mut Option<Ticks>) {
     }
 }
 
+/// Where a job commits its positions: a group's session with the offsets
+/// store ([`GroupSession`]), or a fake in unit tests. The seam on the
+/// commit side, as [`PartitionFetch`] is on the fetch side.
+///
+/// [`PartitionFetch`]: crate::consume::consumer::PartitionFetch
+pub trait GroupCommit {
+    /// The group.
+    fn group(&self) -> &str;
+
+    /// This process's instance id.
+    fn instance(&self) -> &str;
+
+    /// Commits `positions`, the next offsets to read; returns the commits
+    /// of other instances on these partitions found on the way.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or did not acknowledge the commit.
+    fn commit<'a>(
+        &'a mut self,
+        positions: &'a BTreeMap<TopicPartition, i64>,
+    ) -> BoxFuture<'a, Result<Vec<Conflict>, OffsetsError>>;
+}
+
+impl GroupCommit for GroupSession {
+    fn group(&self) -> &str {
+        GroupSession::group(self)
+    }
+
+    fn instance(&self) -> &str {
+        GroupSession::instance(self)
+    }
+
+    fn commit<'a>(
+        &'a mut self,
+        positions: &'a BTreeMap<TopicPartition, i64>,
+    ) -> BoxFuture<'a, Result<Vec<Conflict>, OffsetsError>> {
+        // Boxed, besides: the store's read and write futures nest deep
+        // enough to pass the compiler's layout query depth inside the loop.
+        Box::pin(GroupSession::commit(self, positions))
+    }
+}
+
+/// Commits `positions` to `store` at a checkpoint (`last`: the one at a
+/// stop) and checks what it found ([`check_conflicts`]). A failed commit
+/// before the last is logged and left to the next checkpoint, which
+/// commits the positions of then; the last one fails the job. Returns
+/// whether the store acknowledged the commit.
+///
+/// # Errors
+///
+/// The last commit failed ([`JobError::Offsets`]), or another instance
+/// commits these partitions under `exclusive` ([`JobError::Conflict`]).
+pub async fn commit_positions(
+    store: &mut impl GroupCommit,
+    positions: &BTreeMap<TopicPartition, i64>,
+    exclusive: bool,
+    last: bool,
+) -> Result<bool, JobError> {
+    match store.commit(positions).await {
+        Ok(conflicts) => {
+            check_conflicts(store, conflicts, exclusive)?;
+            Ok(true)
+        }
+        Err(e) if !last => {
+            tracing::warn!(error = %ErrorChain(&e), "commit failed; retrying at the next interval");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Turns another instance's commits on this session's partitions into a
 /// warning, or with `exclusive` into [`JobError::Conflict`].
 ///
@@ -297,14 +372,13 @@ async fn tick(ticks: &mut Option<Ticks>) {
 /// [`JobError::Conflict`] with `exclusive`, unless the other instance
 /// started later (it is the one to yield).
 pub fn check_conflicts(
-    session: &GroupSession,
+    session: &impl GroupCommit,
     conflicts: Vec<Conflict>,
     exclusive: bool,
 ) -> Result<(), JobError> {
     for c in conflicts {
         let error = JobError::Conflict {
             group: session.group().to_owned(),
-            topic: c.topic,
             partition: c.partition,
             other: c.instance,
             offset: c.offset,
@@ -327,328 +401,5 @@ pub fn check_conflicts(
 }
 
 #[cfg(test)]
-mod tests {
-    use futures::future::BoxFuture;
-    use rskafka::chrono::DateTime;
-    use rskafka::client::partition::OffsetAt;
-    use rskafka::record::{Record, RecordAndOffset};
-
-    use super::*;
-    use crate::consume::consumer::{Assignment, ConsumerConfig, FetchError, PartitionFetch, Until};
-
-    /// A partition of `len` records at offsets `0..len`; a fetch past
-    /// them waits its `max_wait`, as a broker does.
-    struct FakeLog {
-        len: i64,
-    }
-
-    impl PartitionFetch for FakeLog {
-        fn fetch(
-            &self,
-            offset: i64,
-            _max_bytes: i32,
-            max_wait_ms: i32,
-        ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
-            Box::pin(async move {
-                let records: Vec<_> = (offset.max(0)..self.len)
-                    .take(100)
-                    .map(|o| RecordAndOffset {
-                        record: Record {
-                            key: None,
-                            value: Some(o.to_string().into_bytes()),
-                            headers: Vec::new(),
-                            timestamp: DateTime::from_timestamp_millis(o).unwrap(),
-                        },
-                        offset: o,
-                    })
-                    .collect();
-                if records.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
-                }
-                Ok((records, self.len))
-            })
-        }
-
-        fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
-            Box::pin(async move {
-                Ok(match at {
-                    OffsetAt::Earliest => 0,
-                    _ => self.len,
-                })
-            })
-        }
-    }
-
-    async fn consumer(len: i64, until: Until) -> Consumer {
-        let assignment = Assignment {
-            topic: Arc::from("t"),
-            partition: 0,
-            start: None,
-        };
-        let config = ConsumerConfig {
-            until,
-            fetch_max_wait: Duration::from_millis(100),
-            ..ConsumerConfig::default()
-        };
-        Consumer::start_with(vec![(assignment, FakeLog { len })], config)
-            .await
-            .unwrap()
-    }
-
-    fn broken_pipe() -> std::io::Error {
-        std::io::Error::from(std::io::ErrorKind::BrokenPipe)
-    }
-
-    /// A job that notes what the loop asks of it, and when.
-    struct Probe {
-        started: Instant,
-        /// Offsets of the records handed to it.
-        records: Vec<i64>,
-        /// Where partitions reached their stop.
-        reached: Vec<i64>,
-        /// When each checkpoint began, since the start.
-        checkpoints: Vec<Duration>,
-        /// Checkpoints that got as far as committing.
-        commits: usize,
-        /// How many records had been handed over at the last flush.
-        flushed: usize,
-        /// A step failed before the last flush.
-        flushed_after_failure: bool,
-        failed: bool,
-        finished: Option<StopReason>,
-        /// The first checkpoint takes this long.
-        first_checkpoint: Duration,
-        /// Writing the record at this offset fails with this error.
-        write_fails: Option<(i64, std::io::ErrorKind)>,
-        /// This checkpoint (from 0) finds the output closed.
-        closed_at_checkpoint: Option<usize>,
-        /// Each batch of records takes this long to write (blocking, as
-        /// a write to a slow pipe).
-        write_time: Duration,
-    }
-
-    impl Probe {
-        fn new() -> Self {
-            Self {
-                started: Instant::now(),
-                records: Vec::new(),
-                reached: Vec::new(),
-                checkpoints: Vec::new(),
-                commits: 0,
-                flushed: 0,
-                flushed_after_failure: false,
-                failed: false,
-                finished: None,
-                first_checkpoint: Duration::ZERO,
-                write_fails: None,
-                closed_at_checkpoint: None,
-                write_time: Duration::ZERO,
-            }
-        }
-
-        /// Checkpoint start times in whole milliseconds.
-        fn checkpoint_ms(&self) -> Vec<u128> {
-            self.checkpoints.iter().map(Duration::as_millis).collect()
-        }
-    }
-
-    impl Job for Probe {
-        type Error = JobError;
-
-        fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
-            if !self.write_time.is_zero() {
-                std::thread::sleep(self.write_time);
-            }
-            for record in records {
-                if let Some((offset, kind)) = self.write_fails {
-                    if record.offset == offset {
-                        self.failed = true;
-                        return Err(StepError::Output(kind.into()));
-                    }
-                }
-                self.records.push(record.offset);
-            }
-            Ok(None)
-        }
-
-        fn reached(&mut self, _topic: Arc<str>, _partition: i32, next_offset: i64) {
-            self.reached.push(next_offset);
-        }
-
-        fn flush(&mut self) -> Result<(), StepError<JobError>> {
-            self.flushed = self.records.len();
-            self.flushed_after_failure = self.failed;
-            Ok(())
-        }
-
-        async fn checkpoint(&mut self) -> Step<JobError> {
-            let n = self.checkpoints.len();
-            self.checkpoints.push(self.started.elapsed());
-            if n == 0 {
-                tokio::time::sleep(self.first_checkpoint).await;
-            }
-            if self.closed_at_checkpoint == Some(n) {
-                return Err(StepError::Output(broken_pipe()));
-            }
-            self.commits += 1;
-            Ok(None)
-        }
-
-        async fn finish(&mut self, stop: StopReason) -> Step<JobError> {
-            self.finished = Some(stop);
-            if stop != StopReason::OutputClosed {
-                self.commits += 1;
-            }
-            Ok(None)
-        }
-    }
-
-    async fn shutdown_after(ms: u64) -> StopReason {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        StopReason::Shutdown
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn interval_ticks_trigger_checkpoints_and_shutdown_ends_with_a_final_one() {
-        let consumer = consumer(3, Until::Never).await;
-        let mut probe = Probe::new();
-        let every = Some(Duration::from_secs(1));
-        let stop = run(consumer, &mut probe, every, shutdown_after(3500))
-            .await
-            .unwrap();
-        assert_eq!(stop, StopReason::Shutdown);
-        assert_eq!(probe.records, [0, 1, 2]);
-        // One checkpoint a second while the log is idle, none at the start.
-        assert_eq!(probe.checkpoint_ms(), [1000, 2000, 3000]);
-        // The stop commits once more.
-        assert_eq!(probe.finished, Some(StopReason::Shutdown));
-        assert_eq!(probe.commits, 4);
-        // The records were flushed when the log went idle.
-        assert_eq!(probe.flushed, 3);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_checkpoint_delays_the_next_ticks_instead_of_bursting() {
-        let consumer = consumer(0, Until::Never).await;
-        let mut probe = Probe::new();
-        probe.first_checkpoint = Duration::from_millis(3500);
-        let every = Some(Duration::from_secs(1));
-        run(consumer, &mut probe, every, shutdown_after(7000))
-            .await
-            .unwrap();
-        // The first runs 1s..4.5s: the missed tick fires once at once,
-        // and the next ones a whole interval apart from it
-        // (MissedTickBehavior::Delay). A burst would run three at 4.5s;
-        // a skip would wait for 5s.
-        assert_eq!(probe.checkpoint_ms(), [1000, 4500, 5500, 6500]);
-    }
-
-    /// Real time: a log that always has more keeps the loop from ever
-    /// waiting, and checkpoints must still come at their interval.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn checkpoints_keep_their_interval_while_records_never_stop() {
-        let consumer = consumer(i64::MAX, Until::Never).await;
-        let mut probe = Probe::new();
-        probe.write_time = Duration::from_millis(1);
-        let every = Some(Duration::from_millis(20));
-        run(consumer, &mut probe, every, shutdown_after(600))
-            .await
-            .unwrap();
-        // About 30; a loop that only noticed ticks when idle would have
-        // one or two.
-        assert!(
-            probe.checkpoints.len() >= 10,
-            "{} checkpoints in 600ms at 20ms, {} records",
-            probe.checkpoints.len(),
-            probe.records.len()
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn without_an_interval_there_are_no_checkpoints() {
-        let consumer = consumer(2, Until::Never).await;
-        let mut probe = Probe::new();
-        let stop = run(consumer, &mut probe, None, shutdown_after(10_000))
-            .await
-            .unwrap();
-        assert_eq!(stop, StopReason::Shutdown);
-        assert!(probe.checkpoints.is_empty());
-        assert_eq!(probe.finished, Some(StopReason::Shutdown));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn reaching_the_end_stops_with_reached() {
-        let consumer = consumer(3, Until::End).await;
-        let mut probe = Probe::new();
-        let every = Some(Duration::from_secs(60));
-        let stop = run(consumer, &mut probe, every, std::future::pending())
-            .await
-            .unwrap();
-        assert_eq!(stop, StopReason::Reached);
-        assert_eq!(probe.records, [0, 1, 2]);
-        assert_eq!(probe.reached, [3]);
-        assert_eq!(probe.finished, Some(StopReason::Reached));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_closed_output_stops_quietly_and_takes_nothing_more() {
-        let consumer = consumer(5, Until::Never).await;
-        let mut probe = Probe::new();
-        probe.write_fails = Some((2, std::io::ErrorKind::BrokenPipe));
-        let every = Some(Duration::from_secs(1));
-        let stop = run(consumer, &mut probe, every, std::future::pending())
-            .await
-            .unwrap();
-        assert_eq!(stop, StopReason::OutputClosed);
-        // Nothing after the record that found the pipe closed, no
-        // checkpoint, and a finish told why, which commits nothing.
-        assert_eq!(probe.records, [0, 1]);
-        assert!(probe.checkpoints.is_empty());
-        assert_eq!(probe.finished, Some(StopReason::OutputClosed));
-        assert_eq!(probe.commits, 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_output_closed_at_a_checkpoint_stops_there() {
-        let consumer = consumer(1, Until::Never).await;
-        let mut probe = Probe::new();
-        probe.closed_at_checkpoint = Some(1);
-        let every = Some(Duration::from_secs(1));
-        let stop = run(consumer, &mut probe, every, std::future::pending())
-            .await
-            .unwrap();
-        assert_eq!(stop, StopReason::OutputClosed);
-        assert_eq!(probe.checkpoint_ms(), [1000, 2000]);
-        // Only the first checkpoint committed.
-        assert_eq!(probe.commits, 1);
-        assert_eq!(probe.finished, Some(StopReason::OutputClosed));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn another_output_error_fails_the_job_without_a_finish() {
-        let consumer = consumer(3, Until::Never).await;
-        let mut probe = Probe::new();
-        probe.write_fails = Some((1, std::io::ErrorKind::PermissionDenied));
-        let err = run(consumer, &mut probe, None, std::future::pending())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, JobError::Output(_)), "{err}");
-        assert_eq!(probe.finished, None);
-        assert_eq!(probe.commits, 0);
-        // What was written before is flushed.
-        assert!(probe.flushed_after_failure);
-        assert_eq!(probe.flushed, 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_shutdown_already_due_stops_before_any_record() {
-        let consumer = consumer(3, Until::Never).await;
-        let mut probe = Probe::new();
-        let stop = run(consumer, &mut probe, None, async { StopReason::Shutdown })
-            .await
-            .unwrap();
-        assert_eq!(stop, StopReason::Shutdown);
-        assert!(probe.records.is_empty());
-        assert_eq!(probe.finished, Some(StopReason::Shutdown));
-    }
-}
+#[path = "job_tests.rs"]
+mod tests;

@@ -42,17 +42,25 @@
 //!   [`output`](consume::output) (raw values, templates, JSON lines).
 //! - [`job`]: the loop every job shares: the consumer's events, the
 //!   shutdown future, the checkpoint interval, stop reasons, a closed
-//!   output, and conflicts with other instances (`--exclusive`).
+//!   output, commits through a store seam
+//!   ([`GroupCommit`](job::GroupCommit)), and conflicts with other
+//!   instances (`--exclusive`).
 //! - [`offsets`]: group offsets and aggregation state as records in a
-//!   compacted topic ([`OffsetStore`](offsets::OffsetStore)), chunked state
-//!   included.
-//! - [`group`]: a group's session with the offsets store and where its
-//!   partitions resume; `weir offsets set` and `delete`.
+//!   compacted topic: the records (keys, commit values, a large state split
+//!   into chunks and joined back), the store
+//!   ([`OffsetStore`](offsets::OffsetStore): found or created, read,
+//!   written with acks=all), one process's session with it
+//!   ([`GroupSession`](offsets::GroupSession): commits, checkpoints with
+//!   state, other instances' commits), and [`group`](offsets::group):
+//!   joining a group (where its partitions resume), `weir offsets set` and
+//!   `delete`.
 //! - [`aggregate`]: `weir count`: windowed counts per key whose state is
 //!   checkpointed with the input offsets, so a crash neither loses nor
 //!   double-counts.
-//! - [`bench`](mod@bench): `weir bench`: producer throughput, consumer throughput and
-//!   end-to-end latency, with a fixed-memory latency histogram.
+//! - [`bench`](mod@bench): `weir bench`, one file per scenario: producer
+//!   throughput, consumer throughput and end-to-end latency, with a
+//!   fixed-memory latency [`Histogram`](bench::Histogram) (its file is
+//!   shared with the rust-rdkafka baseline).
 //! - [`timestamp`]: record timestamps at the edges: the create times a
 //!   topic accepts, checked per record before it is batched, and RFC 3339
 //!   text before 1970 and after 9999 included.
@@ -66,7 +74,6 @@
 pub mod aggregate;
 pub mod bench;
 pub mod consume;
-pub mod group;
 pub mod job;
 pub mod kafka;
 pub mod offsets;
@@ -136,6 +143,24 @@ pub fn plural(count: impl Into<i64>, noun: &str) -> String {
     }
 }
 
+/// An error and its sources on one line, `outer: inner`, as anyhow's
+/// `{:#}` prints them: for a log field (`error = %ErrorChain(&e)`), where
+/// `%e` would show the outermost message only.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -150,6 +175,23 @@ mod tests {
         assert_eq!(all[0], TopicPartition::new("a", 2));
         assert_eq!(all[2], TopicPartition::new("b", 0));
         assert_eq!(all[1].to_string(), "topic \"a\" partition 10");
+    }
+
+    #[test]
+    fn an_error_chain_prints_every_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading offsets topic \"o\" partition 2")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("no answer"));
+        assert_eq!(
+            super::ErrorChain(&e).to_string(),
+            "reading offsets topic \"o\" partition 2: no answer"
+        );
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(e)),
+            "reading offsets topic \"o\" partition 2: no answer",
+            "the same text as the binary prints"
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub use emit::{JsonLines, Row, RowSink, Table, table_line};
 pub use extract::{Extractor, KeyReader};
 pub use state::{Applied, PartitionCounts, TOTALS, WindowCounts, Windowing};
 
+use crate::TopicPartition;
 use crate::consume::consumer::{ConsumeError, ConsumedRecord, Consumer};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
 use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState};
@@ -240,26 +241,29 @@ pub fn restore(
         partition,
         reason,
     };
-    let states = session.restore_states(offsets, partitions).map_err(|e| {
-        let (topic, partition) = e.partition();
-        error(topic, partition, e.to_string())
+    let partitions: Vec<TopicPartition> = partitions
+        .iter()
+        .map(|(topic, partition)| TopicPartition::new(Arc::clone(topic), *partition))
+        .collect();
+    let states = session.restore_states(offsets, &partitions).map_err(|e| {
+        let at = e.partition();
+        error(&at.topic, at.partition, e.to_string())
     })?;
     let mut restored = Restored::default();
     for (at, state) in states {
         let Some(bytes) = state else {
-            let offset = offsets
-                .get(&(at.0.to_string(), at.1))
-                .map_or(0, |c| c.offset);
+            let offset = offsets.get(&at).map_or(0, |c| c.offset);
             return Err(error(
-                &at.0,
-                at.1,
+                &at.topic,
+                at.partition,
                 format!(
                     "committed offset {offset} carries no counts (was the group used by weir consume?); use another group or `weir offsets delete`"
                 ),
             ));
         };
-        let counts = PartitionCounts::from_json(&bytes).map_err(|e| error(&at.0, at.1, e))?;
-        restored.counts.insert(at, counts);
+        let counts =
+            PartitionCounts::from_json(&bytes).map_err(|e| error(&at.topic, at.partition, e))?;
+        restored.counts.insert((at.topic, at.partition), counts);
     }
     Ok(restored)
 }
@@ -491,7 +495,7 @@ impl Run {
             match self.commit().await {
                 Ok(()) => {}
                 Err(e) if !stopping => {
-                    tracing::warn!(error = %e, "checkpoint failed; retrying at the next interval");
+                    tracing::warn!(error = %crate::ErrorChain(&e), "checkpoint failed; retrying at the next interval");
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -508,7 +512,11 @@ impl Run {
             .parts
             .iter()
             .filter(|(_, p)| p.dirty)
-            .map(|(at, p)| (at.clone(), p.position, p.counts.to_json()))
+            .map(|(at, p)| PartitionState {
+                partition: TopicPartition::new(Arc::clone(&at.0), at.1),
+                offset: p.position,
+                state: p.counts.to_json(),
+            })
             .collect();
         let any = !states.is_empty();
         let conflicts = checkpoints.session.commit_states(states).await?;

@@ -214,7 +214,8 @@ pub async fn run(
         // --count 0 commits nothing, so it creates no offsets topic either.
         let writes = !args.no_commit && args.count != Some(0);
         let store = args.store.config(writes)?;
-        let joined = weir::group::join(&client, &config, &store, group, &mut assignments).await?;
+        let joined =
+            weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
         if let Some((session, _)) = joined {
             if !args.no_commit {
                 commits = Some(Commits {

@@ -134,7 +134,8 @@ pub async fn run(
         // --count 0 commits nothing, so it creates no offsets topic either.
         let writes = args.count != Some(0);
         let store = args.store.config(writes)?;
-        let joined = weir::group::join(&client, &config, &store, group, &mut assignments).await?;
+        let joined =
+            weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
         if let Some((mut session, offsets)) = joined {
             let partitions: Vec<_> = assignments
                 .iter()

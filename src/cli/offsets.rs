@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use serde::Serialize;
-use weir::ConnectionConfig;
 use weir::consume::consumer::StartOffset;
-use weir::group::OffsetChange;
 use weir::kafka::admin::{Admin, AdminError};
+use weir::offsets::group::OffsetChange;
 use weir::offsets::{
     DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, OffsetStore, OffsetsError, StoreConfig,
 };
 use weir::timestamp::rfc3339_millis;
+use weir::{ConnectionConfig, TopicPartition};
 
 use super::topics::Output;
 use super::{non_negative, usage};
@@ -168,7 +168,7 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
             let rows: Vec<GroupRow<'_>> = groups
                 .iter()
                 .map(|(group, offsets)| {
-                    let mut topics: Vec<&str> = offsets.keys().map(|(t, _)| t.as_str()).collect();
+                    let mut topics: Vec<&str> = offsets.keys().map(|p| &*p.topic).collect();
                     topics.dedup();
                     let last = offsets.values().map(|c| c.committed_at).max().unwrap_or(0);
                     GroupRow {
@@ -206,7 +206,7 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                 Some(store) => store.load(&group).await?,
                 None => BTreeMap::new(),
             };
-            let mut topics: Vec<String> = offsets.keys().map(|(t, _)| t.clone()).collect();
+            let mut topics: Vec<String> = offsets.keys().map(|p| p.topic.to_string()).collect();
             topics.dedup();
             if let Some(t) = &topic {
                 topics.retain(|x| x == t);
@@ -221,7 +221,9 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                     // A topic deleted since the group committed to it: its
                     // commits show, without watermarks. A topic the group
                     // never read (-t with a typo) is an error.
-                    Err(AdminError::UnknownTopic { .. }) if offsets.keys().any(|(x, _)| x == t) => {
+                    Err(AdminError::UnknownTopic { .. })
+                        if offsets.keys().any(|p| &*p.topic == t) =>
+                    {
                         None
                     }
                     Err(e) => return Err(e.into()),
@@ -234,11 +236,11 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                             .map(|p| (p.partition, Some((p.earliest, p.latest))))
                     })
                     .collect();
-                for (_, p) in offsets.keys().filter(|(x, _)| x == t) {
-                    partitions.entry(*p).or_insert(None);
+                for p in offsets.keys().filter(|p| &*p.topic == t) {
+                    partitions.entry(p.partition).or_insert(None);
                 }
                 for (partition, watermarks) in partitions {
-                    let commit = offsets.get(&(t.clone(), partition));
+                    let commit = offsets.get(&TopicPartition::new(t.as_str(), partition));
                     let high = watermarks.map(|(_, high)| high);
                     rows.push(Row {
                         topic: t.clone(),
@@ -318,7 +320,7 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                 }
                 None => (0..count).collect(),
             };
-            let rows = weir::group::set_offsets(
+            let rows = weir::offsets::group::set_offsets(
                 &client,
                 store.as_ref(),
                 &group,
@@ -333,7 +335,9 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
         Verb::Delete { group, topic } => {
             let (store, _, _) = open(&config, &args.store, false).await?;
             let deleted = match &store {
-                Some(store) => weir::group::delete_offsets(store, &group, topic.as_deref()).await?,
+                Some(store) => {
+                    weir::offsets::group::delete_offsets(store, &group, topic.as_deref()).await?
+                }
                 None => 0,
             };
             if args.output == Output::Json {

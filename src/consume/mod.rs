@@ -19,10 +19,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::TopicPartition;
 use crate::consume::consumer::{ConsumedRecord, Consumer};
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{RecordWriter, is_broken_pipe};
-use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
+use crate::job::{self, Job, JobError, Step, StepError, StopReason};
 use crate::offsets::GroupSession;
 
 /// What to do with the records.
@@ -216,19 +217,18 @@ impl State {
     /// Commits the flushed positions. A failed commit is retried at the
     /// next interval, except the last one (`last`), which fails the job.
     async fn commit(&mut self, commits: &mut Commits, last: bool) -> Result<(), JobError> {
-        // Boxed: the store's read and write futures nest deep enough to
-        // pass the compiler's layout query depth inside the job loop.
-        match Box::pin(commits.session.commit(&self.flushed, |_, _| None)).await {
-            Ok(conflicts) => {
-                self.commits += 1;
-                check_conflicts(&commits.session, conflicts, commits.exclusive)
-            }
-            Err(e) if !last => {
-                tracing::warn!(error = %e, "commit failed; retrying at the next interval");
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
+        let positions = self
+            .flushed
+            .iter()
+            .map(|((topic, partition), &offset)| {
+                (TopicPartition::new(Arc::clone(topic), *partition), offset)
+            })
+            .collect();
+        let exclusive = commits.exclusive;
+        if job::commit_positions(&mut commits.session, &positions, exclusive, last).await? {
+            self.commits += 1;
         }
+        Ok(())
     }
 
     /// Writes one partition's records; `Some` when the job should stop.

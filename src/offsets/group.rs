@@ -2,7 +2,7 @@
 //! where its partitions resume, and the offset resets and deletes of
 //! `weir offsets set` and `delete`.
 //!
-//! A group's offsets live in weir's compacted topic ([`crate::offsets`]);
+//! A group's offsets live in weir's compacted topic ([`OffsetStore`]);
 //! joining one loads its commits and moves each assigned partition to its
 //! committed offset.
 
@@ -11,13 +11,13 @@ use std::sync::Arc;
 use rskafka::client::Client;
 use serde::Serialize;
 
-use crate::ConnectionConfig;
 use crate::consume::consumer::{self, Assignment, ConsumeError, StartOffset};
 use crate::kafka::admin::{Admin, AdminError};
 use crate::offsets::{
     Commit, GroupOffsets, GroupSession, OffsetKey, OffsetStore, OffsetsError, StoreConfig,
     instance_id,
 };
+use crate::{ConnectionConfig, TopicPartition};
 
 /// Errors of joining a group or changing its offsets.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,7 @@ pub async fn join(
     let (session, offsets) = GroupSession::start(store, group, instance_id()).await?;
     let mut resumed = 0;
     for a in assignments.iter_mut() {
-        if let Some(c) = offsets.get(&(a.topic.to_string(), a.partition)) {
+        if let Some(c) = offsets.get(&TopicPartition::new(Arc::clone(&a.topic), a.partition)) {
             a.start = Some(c.offset);
             resumed += 1;
         }
@@ -127,17 +127,17 @@ pub async fn set_offsets(
     let mut changes = Vec::with_capacity(partitions.len());
     for &partition in partitions {
         let position = consumer::resolve_start(client, topic, partition, start).await?;
+        let at = TopicPartition::new(topic, partition);
         changes.push(OffsetChange {
             topic: topic.to_owned(),
             partition,
-            from: before.get(&(topic.to_owned(), partition)).map(|c| c.offset),
+            from: before.get(&at).map(|c| c.offset),
             to: position.start,
         });
         commits.push((
             OffsetKey {
                 group: group.to_owned(),
-                topic: topic.to_owned(),
-                partition,
+                partition: at,
             },
             Some(Commit {
                 offset: position.start,
@@ -167,17 +167,14 @@ pub async fn delete_offsets(
 ) -> Result<usize, GroupError> {
     let offsets = store.load(group).await?;
     let tombstones: Vec<(OffsetKey, Option<Commit>)> = offsets
-        .keys()
-        .filter(|(t, _)| topic.is_none_or(|x| x == t))
-        .map(|(t, p)| {
-            (
-                OffsetKey {
-                    group: group.to_owned(),
-                    topic: t.clone(),
-                    partition: *p,
-                },
-                None,
-            )
+        .into_keys()
+        .filter(|p| topic.is_none_or(|t| t == &*p.topic))
+        .map(|partition| {
+            let key = OffsetKey {
+                group: group.to_owned(),
+                partition,
+            };
+            (key, None)
         })
         .collect();
     let deleted = tombstones.len();
