@@ -119,19 +119,6 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
-/// An error and its causes as one line, `outer: cause: root cause`, as
-/// `anyhow` prints `{:#}`: for reports and logs that hold an error as text.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
-}
-
 /// A count and its noun for messages, singular for 1: `"1 partition"`,
 /// `"6 partitions"`. Only for nouns whose plural adds an "s".
 pub fn plural(count: impl Into<i64>, noun: &str) -> String {

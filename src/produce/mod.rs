@@ -537,7 +537,7 @@ async fn report_deliveries(
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 first.get_or_insert_with(|| {
-                    format!("{}:{line}: {}", names[source], crate::error_chain(&**e))
+                    format!("{}:{line}: {}", names[source], crate::ErrorChain(&**e))
                 });
             }
         }
@@ -550,7 +550,7 @@ async fn report_deliveries(
             obj.insert("partition".into(), d.partition.into());
             match &d.result {
                 Ok(offset) => obj.insert("offset".into(), (*offset).into()),
-                Err(e) => obj.insert("error".into(), crate::error_chain(&**e).into()),
+                Err(e) => obj.insert("error".into(), crate::ErrorChain(&**e).to_string().into()),
             };
             write_report(out, &obj)?;
         }

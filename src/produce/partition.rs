@@ -460,7 +460,10 @@ mod tests {
         assert_eq!(sent, [values(0..2), values(2..4)]);
         let mut outcomes = Vec::new();
         while let Ok(d) = deliveries.try_recv() {
-            outcomes.push((d.tag, d.result.map_err(|e| crate::error_chain(&*e))));
+            outcomes.push((
+                d.tag,
+                d.result.map_err(|e| crate::ErrorChain(&*e).to_string()),
+            ));
         }
         let failed = "producing to topic \"events\" partition 3 failed: \
                       leader fake:9092: the broker refused it: NOT_ENOUGH_REPLICAS";

@@ -200,7 +200,7 @@ async fn keep_alive(
                     match member.commit(&offsets).await {
                         Ok(Standing::Member) => {}
                         Ok(standing) => end(&events, &mut ended, standing),
-                        Err(e) => warn!(error = %crate::error_chain(&e), "mirroring the commit to the group failed"),
+                        Err(e) => warn!(error = %crate::ErrorChain(&e), "mirroring the commit to the group failed"),
                     }
                 }
                 Some(Command::Released) => {
