@@ -299,13 +299,21 @@ fn produce_line(r: &BenchReport, verb: &str) -> String {
     line
 }
 
+/// A wall-clock time as the record timestamps are written.
+fn rfc3339_millis(time: SystemTime) -> String {
+    let ms = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    weir::timestamp::rfc3339_millis(ms)
+}
+
 /// kafka-consumer-perf-test's header and row.
 fn consume_lines(r: &BenchReport, start: SystemTime, end: SystemTime) -> String {
     format!(
         "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec\n\
          {}, {}, {:.4}, {:.4}, {}, {:.4}",
-        humantime::format_rfc3339_millis(start),
-        humantime::format_rfc3339_millis(end),
+        rfc3339_millis(start),
+        rfc3339_millis(end),
         r.bytes as f64 / (1024.0 * 1024.0),
         r.mb_per_sec,
         r.records,
