@@ -90,30 +90,15 @@ impl Subscription {
     /// # Errors
     ///
     /// [`ProtocolError`] for bytes that are not a subscription.
-    pub fn decode(mut bytes: Bytes) -> Result<Self, ProtocolError> {
-        let error = |reason: String| ProtocolError {
-            what: "subscription",
-            reason,
-        };
-        if bytes.remaining() < 2 {
-            return Err(error("it is shorter than its version".to_owned()));
-        }
-        // Newer members may write newer versions: their leading fields are
-        // the same, so read them at the newest version weir knows.
-        let version = bytes.get_i16().clamp(0, 3);
-        let message = ConsumerProtocolSubscription::decode(&mut bytes, version)
-            .map_err(|e| error(e.to_string()))?;
+    pub fn decode(bytes: Bytes) -> Result<Self, ProtocolError> {
+        let (version, message) =
+            decode_versioned::<ConsumerProtocolSubscription>(bytes, "subscription")?;
         Ok(Self {
             topics: message.topics.iter().map(|t| t.to_string()).collect(),
             owned: message
                 .owned_partitions
                 .iter()
-                .flat_map(|t| {
-                    let topic: std::sync::Arc<str> = t.topic.0.as_str().into();
-                    t.partitions
-                        .iter()
-                        .map(move |&p| TopicPartition::new(topic.clone(), p))
-                })
+                .flat_map(|t| partitions_of(&t.topic, &t.partitions))
                 .collect(),
             generation: if version >= 2 {
                 message.generation_id
@@ -150,32 +135,45 @@ pub fn encode_assignment(partitions: &[TopicPartition]) -> Bytes {
 /// # Errors
 ///
 /// [`ProtocolError`] for bytes that are not an assignment.
-pub fn decode_assignment(mut bytes: Bytes) -> Result<Vec<TopicPartition>, ProtocolError> {
+pub fn decode_assignment(bytes: Bytes) -> Result<Vec<TopicPartition>, ProtocolError> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    let error = |reason: String| ProtocolError {
-        what: "assignment",
-        reason,
-    };
+    let (_, message) = decode_versioned::<ConsumerProtocolAssignment>(bytes, "assignment")?;
+    let mut partitions: Vec<TopicPartition> = message
+        .assigned_partitions
+        .iter()
+        .flat_map(|t| partitions_of(&t.topic, &t.partitions))
+        .collect();
+    partitions.sort();
+    Ok(partitions)
+}
+
+/// A consumer protocol message: its version, then the message at that
+/// version. Newer members may write newer versions; their leading fields
+/// are the same, so they are read at the newest version weir knows.
+fn decode_versioned<M: Decodable>(
+    mut bytes: Bytes,
+    what: &'static str,
+) -> Result<(i16, M), ProtocolError> {
+    let error = |reason: String| ProtocolError { what, reason };
     if bytes.remaining() < 2 {
         return Err(error("it is shorter than its version".to_owned()));
     }
     let version = bytes.get_i16().clamp(0, 3);
-    let message = ConsumerProtocolAssignment::decode(&mut bytes, version)
-        .map_err(|e| error(e.to_string()))?;
-    let mut partitions: Vec<TopicPartition> = message
-        .assigned_partitions
+    let message = M::decode(&mut bytes, version).map_err(|e| error(e.to_string()))?;
+    Ok((version, message))
+}
+
+/// The partitions of one topic entry.
+fn partitions_of<'a>(
+    topic: &TopicName,
+    partitions: &'a [i32],
+) -> impl Iterator<Item = TopicPartition> + 'a {
+    let topic: std::sync::Arc<str> = topic.0.as_str().into();
+    partitions
         .iter()
-        .flat_map(|t| {
-            let topic: std::sync::Arc<str> = t.topic.0.as_str().into();
-            t.partitions
-                .iter()
-                .map(move |&p| TopicPartition::new(topic.clone(), p))
-        })
-        .collect();
-    partitions.sort();
-    Ok(partitions)
+        .map(move |&p| TopicPartition::new(topic.clone(), p))
 }
 
 /// The sticky assignment of `partitions` to `members` (member id and
