@@ -37,8 +37,8 @@ use rskafka::client::partition::Compression;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::consume::consumer::{
-    self, ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until,
+use crate::consume::{
+    ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until, assign,
 };
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::kafka::connect::ConnectionConfig;
@@ -420,7 +420,7 @@ pub async fn consume(
         topics: vec![bench.topic.clone()],
         ..Selection::default()
     };
-    let assignments = consumer::assign(client, &selection).await?;
+    let assignments = assign(client, &selection).await?;
     let partitions = i32::try_from(assignments.len()).unwrap_or(i32::MAX);
     let mut report = BenchReport::new(
         Mode::Consume,
@@ -507,7 +507,7 @@ pub async fn latency(
         topics: vec![bench.topic.clone()],
         ..Selection::default()
     };
-    let assignments = consumer::assign(&clients.consumer, &selection).await?;
+    let assignments = assign(&clients.consumer, &selection).await?;
     let config = ConsumerConfig {
         start: StartOffset::Latest,
         until: Until::Never,

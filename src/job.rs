@@ -22,7 +22,7 @@
 //! The consumer's fetch side is a trait ([`PartitionFetch`]), and time is
 //! tokio's, so the loop is unit-tested with a fake log and a paused clock.
 //!
-//! [`PartitionFetch`]: crate::consume::consumer::PartitionFetch
+//! [`PartitionFetch`]: crate::consume::PartitionFetch
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,9 +31,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::consume::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
 use crate::consume::output::is_broken_pipe;
+use crate::consume::{ConsumeError, Consumer, ConsumerEvent};
 use crate::offsets::{Conflict, GroupSession, OffsetsError};
+use crate::record::ConsumedRecord;
 
 /// Why a job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,7 +335,7 @@ mod tests {
     use rskafka::record::{Record, RecordAndOffset};
 
     use super::*;
-    use crate::consume::consumer::{Assignment, ConsumerConfig, FetchError, PartitionFetch, Until};
+    use crate::consume::{Assignment, ConsumerConfig, FetchError, PartitionFetch, Until};
 
     /// A partition of `len` records at offsets `0..len`; a fetch past
     /// them waits its `max_wait`, as a broker does.

@@ -71,6 +71,7 @@ pub mod job;
 pub mod kafka;
 pub mod offsets;
 pub mod produce;
+pub mod record;
 pub mod timestamp;
 
 pub use kafka::admin::Admin;
@@ -128,7 +129,7 @@ mod tests {
     #[test]
     fn topic_partitions_order_by_topic_then_partition_and_name_both() {
         use super::TopicPartition;
-        let mut all = vec![
+        let mut all = [
             TopicPartition::new("b", 0),
             TopicPartition::new("a", 10),
             TopicPartition::new("a", 2),

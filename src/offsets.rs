@@ -41,11 +41,11 @@ use rskafka::record::Record;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, instrument, warn};
 
-use crate::consume::consumer::{
-    Assignment, ConsumedRecord, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until, now_ms,
-};
+use crate::consume::position::now_ms;
+use crate::consume::{Assignment, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until};
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::produce::partitioner::murmur2_partition;
+use crate::record::ConsumedRecord;
 
 /// The store's topic unless `--offsets-topic` says otherwise.
 pub const DEFAULT_OFFSETS_TOPIC: &str = "__weir_offsets";

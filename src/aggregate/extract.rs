@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use regex::bytes::{CaptureLocations, Regex};
 
-use crate::consume::consumer::ConsumedRecord;
 use crate::consume::filter::parse_regex;
+use crate::record::ConsumedRecord;
 
 /// Reads the counting key out of a record.
 #[derive(Debug, Clone)]

@@ -43,10 +43,11 @@ pub use emit::{JsonLines, Row, RowSink, Table, table_line};
 pub use extract::{Extractor, KeyReader};
 pub use state::{Applied, PartitionCounts, TOTALS, WindowCounts, Windowing};
 
-use crate::consume::consumer::{ConsumeError, ConsumedRecord, Consumer};
+use crate::consume::{ConsumeError, Consumer};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
 use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState};
 use crate::produce::producer::{Delivery, ProduceRecord, Producer};
+use crate::record::ConsumedRecord;
 
 /// When counts are emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

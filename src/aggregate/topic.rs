@@ -8,7 +8,7 @@ use rskafka::client::Client;
 
 use super::OutputTopic;
 use crate::ConnectionConfig;
-use crate::consume::consumer::Assignment;
+use crate::consume::Assignment;
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::produce::producer::{ProduceError, Producer, ProducerConfig};
 

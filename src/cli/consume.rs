@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use weir::ConnectionConfig;
 
-use weir::consume::consumer::{
-    self, Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until,
-};
 use weir::consume::filter::{Filter, FilterConfig, WhereClause, parse_regex};
 use weir::consume::output::{OutputFormat, RecordWriter, Template};
+use weir::consume::position::parse_time;
 use weir::consume::{Commits, ConsumeJob, ConsumeSummary};
+use weir::consume::{Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until, assign};
 use weir::job::StopReason;
 
 use super::connect::parse_duration;
@@ -132,7 +131,7 @@ impl SelectionArgs {
         let until = match (self.exit_at_end, self.until.as_deref()) {
             (true, _) | (false, Some("end")) => Until::End,
             (false, None) => Until::Never,
-            (false, Some(t)) => match t.strip_prefix('@').map(consumer::parse_time) {
+            (false, Some(t)) => match t.strip_prefix('@').map(parse_time) {
                 Some(Ok(ms)) => Until::Timestamp(ms),
                 Some(Err(e)) => return Err(usage(format!("--until \"{t}\": {e}"))),
                 None => {
@@ -208,7 +207,7 @@ pub async fn run(
     let filter = args.filter()?;
     let format = args.format()?;
     let client = Arc::new(config.client().await?);
-    let mut assignments = consumer::assign(&client, &selection).await?;
+    let mut assignments = assign(&client, &selection).await?;
     let mut commits = None;
     if let Some(group) = &args.group {
         // --count 0 commits nothing, so it creates no offsets topic either.

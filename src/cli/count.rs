@@ -12,7 +12,7 @@ use weir::aggregate::{
     self, Checkpoints, CountConfig, CountJob, CountSummary, EmitMode, Extractor, JsonLines,
     Restored, Row, RowSink, Table, Windowing, table_line,
 };
-use weir::consume::consumer::{self, Consumer};
+use weir::consume::{Consumer, assign};
 use weir::job::StopReason;
 use weir::timestamp::rfc3339;
 
@@ -127,7 +127,7 @@ pub async fn run(
     };
 
     let client = Arc::new(config.client().await?);
-    let mut assignments = consumer::assign(&client, &selection).await?;
+    let mut assignments = assign(&client, &selection).await?;
     let mut checkpoints = None;
     let mut restored = Restored::default();
     if let Some(group) = &args.group {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 use serde::Serialize;
 use weir::ConnectionConfig;
-use weir::consume::consumer::StartOffset;
+use weir::consume::StartOffset;
 use weir::group::OffsetChange;
 use weir::kafka::admin::{Admin, AdminError};
 use weir::offsets::{

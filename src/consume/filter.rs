@@ -13,7 +13,7 @@ use regex::bytes::Regex;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
-use crate::consume::consumer::ConsumedRecord;
+use crate::record::ConsumedRecord;
 
 /// Why a filter argument was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,9 +7,21 @@
 //! appears at once. A closed output (`weir consume | head`) ends the job
 //! as a success.
 
+pub mod assign;
 pub mod consumer;
+#[cfg(test)]
+mod fake_log;
+pub mod fetch;
 pub mod filter;
 pub mod output;
+pub mod position;
+pub mod start;
+
+pub use assign::{Assignment, Instance, Selection, assign};
+pub use consumer::{ConsumeError, Consumer, ConsumerConfig, ConsumerEvent};
+pub use fetch::{FetchError, PartitionFetch};
+pub use position::{StartOffset, Until};
+pub use start::{PartitionPosition, resolve_start};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -19,11 +31,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::consume::consumer::{ConsumedRecord, Consumer};
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{RecordWriter, is_broken_pipe};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
 use crate::offsets::GroupSession;
+use crate::record::ConsumedRecord;
 
 /// What to do with the records.
 #[derive(Debug)]
@@ -294,7 +306,6 @@ mod tests {
     use rskafka::record::{Record, RecordAndOffset};
 
     use super::*;
-    use crate::consume::consumer::{Assignment, ConsumerConfig, FetchError, PartitionFetch};
     use crate::consume::filter::FilterConfig;
     use crate::consume::output::OutputFormat;
 

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::consume::consumer::ConsumedRecord;
+use crate::record::ConsumedRecord;
 
 /// The fields a template may name, as written in the template.
 const VALID_FIELDS: &str = "{topic}, {partition}, {offset}, {timestamp}, {key}, {value}, {headers}";

@@ -511,7 +511,7 @@ impl Producer {
                 };
                 self.config
                     .timestamps
-                    .check(ms, crate::consume::consumer::now_ms())
+                    .check(ms, crate::consume::position::now_ms())
                     .map_err(refused)?;
                 DateTime::from_timestamp_millis(ms)
                     .ok_or_else(|| refused(TimestampProblem::Unrepresentable))?
@@ -619,7 +619,7 @@ struct Clock {
 
 impl Clock {
     fn now(&mut self) -> DateTime<Utc> {
-        let ms = crate::consume::consumer::now_ms();
+        let ms = crate::consume::position::now_ms();
         if ms != self.ms {
             self.ms = ms;
             self.time = DateTime::from_timestamp_millis(ms).unwrap_or_default();
