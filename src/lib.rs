@@ -68,6 +68,7 @@ pub mod bench;
 pub mod consume;
 pub mod group;
 pub mod job;
+pub mod json_path;
 pub mod kafka;
 pub mod offsets;
 pub mod produce;

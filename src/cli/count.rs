@@ -19,7 +19,7 @@ use weir::timestamp::rfc3339;
 use super::connect::parse_duration;
 use super::consume::{SelectionArgs, stdout_closed};
 use super::offsets::StoreArgs;
-use super::{non_negative, usage};
+use super::{non_negative, usage, usage_for};
 
 /// Count records per key in time windows, exactly, across restarts.
 #[derive(Debug, clap::Args)]
@@ -108,7 +108,7 @@ pub async fn run(
         super::require_stdout("the counts (--no-stdout writes only to --to-topic)")?;
     }
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
-    let extractor: Extractor = args.by.parse().map_err(|e| usage(format!("--by: {e}")))?;
+    let extractor: Extractor = args.by.parse().map_err(|e| usage_for("--by", e))?;
     let size_ms = match args.window {
         Some(w) if w.as_millis() == 0 => return Err(usage("--window must be at least 1ms")),
         Some(w) => Some(i64::try_from(w.as_millis()).unwrap_or(i64::MAX)),
