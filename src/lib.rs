@@ -75,6 +75,7 @@ pub mod produce;
 pub mod record;
 pub mod timestamp;
 
+pub use consume::Consumer;
 pub use kafka::admin::Admin;
 pub use kafka::connect::ConnectionConfig;
 
@@ -114,6 +115,23 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
+/// Displays an error with its causes, `outer: inner: innermost`, as
+/// anyhow's `{:#}` prints a chain: for the log lines and messages the
+/// library writes itself.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 /// A count and its noun for messages, singular for 1: `"1 partition"`,
 /// `"6 partitions"`. Only for nouns whose plural adds an "s".
 pub fn plural(count: impl Into<i64>, noun: &str) -> String {
@@ -139,6 +157,17 @@ mod tests {
         assert_eq!(all[0], TopicPartition::new("a", 2));
         assert_eq!(all[2], TopicPartition::new("b", 0));
         assert_eq!(all[1].to_string(), "topic \"a\" partition 10");
+    }
+
+    #[test]
+    fn a_chain_shows_every_cause_as_anyhow_does() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(super::Chain(&e).to_string(), "outer: inner");
+        let e = std::io::Error::other("alone");
+        assert_eq!(super::Chain(&e).to_string(), "alone");
     }
 
     #[test]

@@ -41,13 +41,13 @@ use tokio::time::Instant;
 
 pub use emit::{JsonLines, Row, RowSink, Table, table_line};
 pub use extract::{Extractor, KeyReader};
-pub use state::{Applied, PartitionCounts, TOTALS, WindowCounts, Windowing};
+pub use state::{Applied, CountsFormatError, PartitionCounts, TOTALS, WindowCounts, Windowing};
 
-use crate::consume::{ConsumeError, Consumer};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
-use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState};
-use crate::produce::producer::{Delivery, ProduceRecord, Producer};
+use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState, StateError};
+use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
 use crate::record::ConsumedRecord;
+use crate::{Consumer, TopicPartition};
 
 /// When counts are emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,9 +100,9 @@ impl OutputTopic {
 
     /// Produces `rows` and waits until every one is acknowledged.
     async fn emit(&mut self, rows: &[Row]) -> Result<(), CountError> {
-        let failed = |reason: String| CountError::Produce {
+        let failed = |cause: RowsRefused| CountError::Produce {
             topic: self.topic.clone(),
-            reason,
+            cause,
         };
         let mut sent = 0;
         for row in rows {
@@ -116,14 +116,16 @@ impl OutputTopic {
             self.producer
                 .send(sent, record)
                 .await
-                .map_err(|e| failed(e.to_string()))?;
+                .map_err(|e| failed(RowsRefused::Send(e)))?;
             sent += 1;
         }
         for _ in 0..sent {
             match self.deliveries.recv().await {
                 Some(Delivery { result: Ok(_), .. }) => {}
-                Some(Delivery { result: Err(e), .. }) => return Err(failed(e.to_string())),
-                None => return Err(failed("the producer stopped".to_owned())),
+                Some(Delivery { result: Err(e), .. }) => {
+                    return Err(failed(RowsRefused::Delivery(e)));
+                }
+                None => return Err(failed(RowsRefused::Stopped)),
             }
         }
         Ok(())
@@ -170,31 +172,60 @@ pub enum CountError {
     #[error(transparent)]
     Job(#[from] JobError),
     /// A partition's saved state cannot be used.
-    #[error("group \"{group}\", topic \"{topic}\" partition {partition}: {reason}")]
+    #[error("group \"{group}\", {at}")]
     State {
         /// The group.
         group: String,
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
-        /// Why.
-        reason: String,
+        /// The partition whose state it is.
+        at: TopicPartition,
+        /// What is wrong with it.
+        #[source]
+        cause: StateProblem,
     },
     /// The output topic did not take the rows.
-    #[error("writing counts to topic \"{topic}\": {reason}")]
+    #[error("writing counts to topic \"{topic}\"")]
     Produce {
         /// The output topic.
         topic: String,
         /// Why.
-        reason: String,
+        #[source]
+        cause: RowsRefused,
     },
 }
 
-impl From<ConsumeError> for CountError {
-    fn from(e: ConsumeError) -> Self {
-        Self::Job(e.into())
-    }
+/// Why a partition's saved state cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateProblem {
+    /// The state's chunks cannot be put back together.
+    #[error(transparent)]
+    Chunks(#[from] StateError),
+    /// The commit carries no counts: not a `weir count` group.
+    #[error(
+        "committed offset {offset} carries no counts (was the group used by weir consume?); use another group or `weir offsets delete`"
+    )]
+    NoCounts {
+        /// The committed offset.
+        offset: i64,
+    },
+    /// The counts cannot be read.
+    #[error(transparent)]
+    Format(#[from] CountsFormatError),
+}
+
+/// Why the output topic did not take the rows.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RowsRefused {
+    /// A row could not be sent.
+    #[error(transparent)]
+    Send(ProduceError),
+    /// A row was not acknowledged.
+    #[error(transparent)]
+    Delivery(Arc<ProduceError>),
+    /// The producer stopped before acknowledging every row.
+    #[error("the producer stopped")]
+    Stopped,
 }
 
 impl From<OffsetsError> for CountError {
@@ -206,7 +237,7 @@ impl From<OffsetsError> for CountError {
 /// Saved counts, read back from the offsets store.
 #[derive(Debug, Default)]
 pub struct Restored {
-    counts: BTreeMap<(Arc<str>, i32), PartitionCounts>,
+    counts: BTreeMap<TopicPartition, PartitionCounts>,
 }
 
 impl Restored {
@@ -232,35 +263,36 @@ impl Restored {
 pub fn restore(
     session: &mut GroupSession,
     offsets: &GroupOffsets,
-    partitions: &[(Arc<str>, i32)],
+    partitions: &[TopicPartition],
 ) -> Result<Restored, CountError> {
     let group = session.group().to_owned();
-    let error = |topic: &str, partition: i32, reason: String| CountError::State {
+    let error = |at: TopicPartition, cause: StateProblem| CountError::State {
         group: group.clone(),
-        topic: topic.to_owned(),
-        partition,
-        reason,
+        at,
+        cause,
     };
-    let states = session.restore_states(offsets, partitions).map_err(|e| {
+    // The offsets store keys partitions by (topic, partition).
+    let keys: Vec<(Arc<str>, i32)> = partitions
+        .iter()
+        .map(|at| (Arc::clone(&at.topic), at.partition))
+        .collect();
+    let states = session.restore_states(offsets, &keys).map_err(|e| {
         let (topic, partition) = e.partition();
-        error(topic, partition, e.to_string())
+        error(TopicPartition::new(topic, partition), e.into())
     })?;
     let mut restored = Restored::default();
-    for (at, state) in states {
+    for ((topic, partition), state) in states {
+        let at = TopicPartition::new(topic, partition);
         let Some(bytes) = state else {
             let offset = offsets
-                .get(&(at.0.to_string(), at.1))
+                .get(&(at.topic.to_string(), at.partition))
                 .map_or(0, |c| c.offset);
-            return Err(error(
-                &at.0,
-                at.1,
-                format!(
-                    "committed offset {offset} carries no counts (was the group used by weir consume?); use another group or `weir offsets delete`"
-                ),
-            ));
+            return Err(error(at, StateProblem::NoCounts { offset }));
         };
-        let counts = PartitionCounts::from_json(&bytes).map_err(|e| error(&at.0, at.1, e))?;
-        restored.counts.insert(at, counts);
+        match PartitionCounts::from_json(&bytes) {
+            Ok(counts) => restored.counts.insert(at, counts),
+            Err(e) => return Err(error(at, e.into())),
+        };
     }
     Ok(restored)
 }
@@ -269,7 +301,7 @@ pub fn restore(
 #[derive(Debug, Clone)]
 pub struct CountSummary {
     /// Records read and counted (late ones included), per partition.
-    pub records: BTreeMap<(Arc<str>, i32), u64>,
+    pub records: BTreeMap<TopicPartition, u64>,
     /// Records the extractor could not read (the unparsed bucket).
     pub unparsed: u64,
     /// Records that arrived for a closed window, across partitions,
@@ -314,11 +346,11 @@ pub async fn run(
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<CountSummary, CountError> {
     let started = Instant::now();
-    let parts: BTreeMap<(Arc<str>, i32), Part> = consumer
+    let parts: BTreeMap<TopicPartition, Part> = consumer
         .positions()
         .iter()
         .map(|p| {
-            let at = (Arc::clone(&p.topic), p.partition);
+            let at = p.topic_partition();
             let counts = restored.counts.remove(&at).unwrap_or_default();
             let part = Part {
                 idle: p.start >= p.high && counts.closable_before(&job.config.windowing).is_none(),
@@ -367,7 +399,7 @@ pub async fn run(
 /// The job as the loop drives it.
 struct Run {
     job: CountJob,
-    parts: BTreeMap<(Arc<str>, i32), Part>,
+    parts: BTreeMap<TopicPartition, Part>,
     reader: KeyReader,
     unparsed: u64,
     total: u64,
@@ -383,7 +415,7 @@ impl Job for Run {
     }
 
     fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
-        if let Some(part) = self.parts.get_mut(&(topic, partition)) {
+        if let Some(part) = self.parts.get_mut(&TopicPartition::new(topic, partition)) {
             if part.position != next_offset {
                 part.position = next_offset;
                 part.dirty = true;
@@ -408,10 +440,7 @@ impl Run {
         let Some(first) = records.first() else {
             return false;
         };
-        let Some(part) = self
-            .parts
-            .get_mut(&(Arc::clone(&first.topic), first.partition))
-        else {
+        let Some(part) = self.parts.get_mut(&first.topic_partition()) else {
             return false;
         };
         part.last_record = Instant::now();
@@ -492,7 +521,8 @@ impl Run {
             match self.commit().await {
                 Ok(()) => {}
                 Err(e) if !stopping => {
-                    tracing::warn!(error = %e, "checkpoint failed; retrying at the next interval");
+                    let error = crate::Chain(&e);
+                    tracing::warn!(%error, "checkpoint failed; retrying at the next interval");
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -509,7 +539,10 @@ impl Run {
             .parts
             .iter()
             .filter(|(_, p)| p.dirty)
-            .map(|(at, p)| (at.clone(), p.position, p.counts.to_json()))
+            .map(|(at, p)| {
+                let key = (Arc::clone(&at.topic), at.partition);
+                (key, p.position, p.counts.to_json())
+            })
             .collect();
         let any = !states.is_empty();
         let conflicts = checkpoints.session.commit_states(states).await?;

@@ -8,7 +8,6 @@ use rskafka::client::Client;
 
 use super::OutputTopic;
 use crate::ConnectionConfig;
-use crate::consume::Assignment;
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::produce::producer::{ProduceError, Producer, ProducerConfig};
 
@@ -25,8 +24,8 @@ pub enum OutputTopicError {
 }
 
 /// The producer for output topic `name`; creates the topic (compacted, as
-/// many partitions as the first input topic, replicated as the offsets
-/// store) when it is missing.
+/// many partitions as `input`, the first topic counted, replicated as the
+/// offsets store) when it is missing.
 ///
 /// # Errors
 ///
@@ -36,14 +35,14 @@ pub async fn open_output_topic(
     client: &Arc<Client>,
     config: &ConnectionConfig,
     name: &str,
-    assignments: &[Assignment],
+    input: Option<&str>,
 ) -> Result<OutputTopic, OutputTopicError> {
     let mut admin = Admin::connect(config).await?;
     let partitions = match admin.partition_count(name).await {
         Ok(n) => n,
         Err(AdminError::UnknownTopic { .. }) => {
-            let partitions = match assignments.first() {
-                Some(a) => admin.partition_count(&a.topic).await?,
+            let partitions = match input {
+                Some(topic) => admin.partition_count(topic).await?,
                 None => 1,
             };
             let partitions = i32::try_from(partitions).unwrap_or(1);

@@ -289,11 +289,13 @@ fn print_summary(summary: &ConsumeSummary) {
     }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{line}");
-    for ((topic, partition), tally) in &summary.partitions {
-        let next = summary.positions.get(&(topic.clone(), *partition));
+    for (at, tally) in &summary.partitions {
+        let next = summary.positions.get(at);
         let _ = writeln!(
             err,
-            "  {topic}/{partition}: {} records, {} bytes{}",
+            "  {}/{}: {} records, {} bytes{}",
+            at.topic,
+            at.partition,
             tally.records,
             tally.bytes,
             next.map(|n| format!(", next offset {n}"))

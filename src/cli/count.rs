@@ -136,10 +136,7 @@ pub async fn run(
         let store = args.store.config(writes)?;
         let joined = weir::group::join(&client, &config, &store, group, &mut assignments).await?;
         if let Some((mut session, offsets)) = joined {
-            let partitions: Vec<_> = assignments
-                .iter()
-                .map(|a| (Arc::clone(&a.topic), a.partition))
-                .collect();
+            let partitions: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
             restored = aggregate::restore(&mut session, &offsets, &partitions)?;
             tracing::debug!(
                 group = group.as_str(),
@@ -154,7 +151,8 @@ pub async fn run(
     }
     let topic = match &args.to_topic {
         Some(name) => {
-            Some(weir::aggregate::open_output_topic(&client, &config, name, &assignments).await?)
+            let input = assignments.first().map(|a| &*a.topic);
+            Some(weir::aggregate::open_output_topic(&client, &config, name, input).await?)
         }
         None => None,
     };

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rskafka::client::Client;
 
+use crate::TopicPartition;
 use crate::consume::consumer::ConsumeError;
 
 /// Partition `p` belongs to instance `index` of `count` when
@@ -63,6 +64,13 @@ pub struct Assignment {
     /// Next offset to read, e.g. a committed one; `None` uses
     /// [`ConsumerConfig::start`](crate::consume::ConsumerConfig::start).
     pub start: Option<i64>,
+}
+
+impl Assignment {
+    /// The partition.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(Arc::clone(&self.topic), self.partition)
+    }
 }
 
 /// The partitions `selection` names, checked against the cluster's

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::TopicPartition;
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{RecordWriter, is_broken_pipe};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
@@ -73,7 +74,7 @@ pub struct PartitionTally {
 #[derive(Debug, Clone)]
 pub struct ConsumeSummary {
     /// Per partition, what was read.
-    pub partitions: BTreeMap<(Arc<str>, i32), PartitionTally>,
+    pub partitions: BTreeMap<TopicPartition, PartitionTally>,
     /// Records written.
     pub written: u64,
     /// Records the filter rejected.
@@ -82,7 +83,7 @@ pub struct ConsumeSummary {
     pub unparsed: u64,
     /// Per partition, the next offset after what was written and flushed
     /// (or skipped by the filter before it).
-    pub positions: BTreeMap<(Arc<str>, i32), i64>,
+    pub positions: BTreeMap<TopicPartition, i64>,
     /// Commits acknowledged by the offsets store.
     pub commits: u64,
     /// How long the job ran.
@@ -112,7 +113,7 @@ pub async fn run<W: Write>(
     let positions: BTreeMap<_, _> = consumer
         .positions()
         .iter()
-        .map(|p| ((Arc::clone(&p.topic), p.partition), p.start))
+        .map(|p| (p.topic_partition(), p.start))
         .collect();
     let interval = job.commits.as_ref().map(|c| c.interval);
     let mut run = Run {
@@ -171,7 +172,9 @@ impl<W: Write> Job for Run<'_, W> {
     }
 
     fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
-        self.state.positions.insert((topic, partition), next_offset);
+        self.state
+            .positions
+            .insert(TopicPartition::new(topic, partition), next_offset);
     }
 
     fn flush(&mut self) -> Result<(), StepError<JobError>> {
@@ -204,12 +207,12 @@ impl<W: Write> Job for Run<'_, W> {
 }
 
 struct State {
-    partitions: BTreeMap<(Arc<str>, i32), PartitionTally>,
+    partitions: BTreeMap<TopicPartition, PartitionTally>,
     /// Next offsets after what was handed to the writer.
-    positions: BTreeMap<(Arc<str>, i32), i64>,
+    positions: BTreeMap<TopicPartition, i64>,
     /// Next offsets after what the writer has flushed: what may be
     /// committed.
-    flushed: BTreeMap<(Arc<str>, i32), i64>,
+    flushed: BTreeMap<TopicPartition, i64>,
     written: u64,
     filtered: u64,
     unparsed: u64,
@@ -230,13 +233,20 @@ impl State {
     async fn commit(&mut self, commits: &mut Commits, last: bool) -> Result<(), JobError> {
         // Boxed: the store's read and write futures nest deep enough to
         // pass the compiler's layout query depth inside the job loop.
-        match Box::pin(commits.session.commit(&self.flushed, |_, _| None)).await {
+        // The offsets store keys positions by (topic, partition).
+        let flushed: BTreeMap<(Arc<str>, i32), i64> = self
+            .flushed
+            .iter()
+            .map(|(at, &offset)| ((Arc::clone(&at.topic), at.partition), offset))
+            .collect();
+        match Box::pin(commits.session.commit(&flushed, |_, _| None)).await {
             Ok(conflicts) => {
                 self.commits += 1;
                 check_conflicts(&commits.session, conflicts, commits.exclusive)
             }
             Err(e) if !last => {
-                tracing::warn!(error = %e, "commit failed; retrying at the next interval");
+                let error = crate::Chain(&e);
+                tracing::warn!(%error, "commit failed; retrying at the next interval");
                 Ok(())
             }
             Err(e) => Err(e.into()),
@@ -253,7 +263,7 @@ impl State {
         let Some(first) = records.first() else {
             return Ok(None);
         };
-        let key = (Arc::clone(&first.topic), first.partition);
+        let key = first.topic_partition();
         let noop = job.filter.is_noop();
         let mut tally = PartitionTally::default();
         let mut next = None;
@@ -288,7 +298,7 @@ impl State {
         Ok(stop)
     }
 
-    fn add(&mut self, key: &(Arc<str>, i32), tally: PartitionTally, next: Option<i64>) {
+    fn add(&mut self, key: &TopicPartition, tally: PartitionTally, next: Option<i64>) {
         let total = self.partitions.entry(key.clone()).or_default();
         total.records += tally.records;
         total.bytes += tally.bytes;
@@ -391,6 +401,9 @@ mod tests {
         assert_eq!(summary.written, 0);
         assert_eq!(summary.stop, StopReason::Count);
         // Nothing read, so every position is where it started.
-        assert_eq!(summary.positions.get(&(Arc::from("t"), 0)), Some(&0));
+        assert_eq!(
+            summary.positions.get(&TopicPartition::new("t", 0)),
+            Some(&0)
+        );
     }
 }

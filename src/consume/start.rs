@@ -10,6 +10,7 @@ use rskafka::client::partition::OffsetAt;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::TopicPartition;
 use crate::consume::assign::Assignment;
 use crate::consume::consumer::{ConsumeError, ConsumerConfig};
 use crate::consume::fetch::{FetchError, PartitionFetch, open_partition, within};
@@ -30,6 +31,13 @@ pub struct PartitionPosition {
     pub start: i64,
     /// Offset where reading stops (`--until end`).
     pub end: Option<i64>,
+}
+
+impl PartitionPosition {
+    /// The partition.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(Arc::clone(&self.topic), self.partition)
+    }
 }
 
 /// Where `start` puts `topic`/`partition` now, clamped to its
