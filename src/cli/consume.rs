@@ -18,7 +18,7 @@ use weir::job::StopReason;
 use super::connect::parse_duration;
 use super::flags::FetchFlags;
 use super::offsets::StoreArgs;
-use super::{non_negative, usage};
+use super::{non_negative, usage, usage_for};
 
 /// Which partitions are read, from where to where: the flags `weir
 /// consume` and `weir count` share.
@@ -168,7 +168,7 @@ impl ConsumeArgs {
                 .as_deref()
                 .map(parse_regex)
                 .transpose()
-                .map_err(|e| usage(format!("{flag}: {e}")))
+                .map_err(|e| usage_for(flag, e))
         };
         Ok(FilterConfig {
             grep: regex("--grep", &self.grep)?,
@@ -178,7 +178,7 @@ impl ConsumeArgs {
                 .iter()
                 .map(|w| w.parse::<WhereClause>())
                 .collect::<Result<_, _>>()
-                .map_err(|e| usage(format!("--where: {e}")))?,
+                .map_err(|e| usage_for("--where", e))?,
             invert: self.invert,
         })
     }

@@ -20,8 +20,15 @@ pub struct Instance {
     pub count: u32,
 }
 
+/// An [`Instance`] that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid instance \"{input}\": expected i/N with 0 <= i < N, e.g. 0/2")]
+pub struct InstanceError {
+    input: String,
+}
+
 impl FromStr for Instance {
-    type Err = String;
+    type Err = InstanceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parsed = s
@@ -29,9 +36,9 @@ impl FromStr for Instance {
             .and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)));
         match parsed {
             Some((index, count)) if count > 0 && index < count => Ok(Self { index, count }),
-            _ => Err(format!(
-                "invalid instance \"{s}\": expected i/N with 0 <= i < N, e.g. 0/2"
-            )),
+            _ => Err(InstanceError {
+                input: s.to_owned(),
+            }),
         }
     }
 }

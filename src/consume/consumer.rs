@@ -28,9 +28,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::warn;
 
+use crate::TopicPartition;
 use crate::consume::assign::Assignment;
 use crate::consume::fetch::{
-    DEFAULT_FETCH_BYTES, DEFAULT_FETCH_MAX_WAIT, PartitionFetch, PartitionTask, open_partition,
+    DEFAULT_FETCH_BYTES, DEFAULT_FETCH_MAX_WAIT, FetchError, PartitionFetch, PartitionTask,
+    open_partition,
 };
 use crate::consume::position::{StartOffset, Until};
 use crate::consume::start::{PartitionPosition, resolve};
@@ -114,18 +116,63 @@ pub enum ConsumeError {
     /// The selection leaves nothing to read.
     #[error("no partitions to read: {0}")]
     NothingAssigned(String),
-    /// The cluster's metadata could not be read.
+    /// The cluster's metadata could not be read. As one sentence: rskafka's
+    /// errors repeat their causes in their own text.
     #[error("cannot read the topic list: {0}")]
     Metadata(String),
     /// A partition could not be read.
-    #[error("reading topic \"{topic}\" partition {partition} failed: {reason}")]
+    #[error("reading {at} failed")]
     Fetch {
-        /// The topic.
-        topic: Arc<str>,
         /// The partition.
-        partition: i32,
+        at: TopicPartition,
         /// Why.
-        reason: String,
+        #[source]
+        cause: FetchFailure,
+    },
+}
+
+/// Why a partition could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchFailure {
+    /// Its leader could not be found in time.
+    #[error("{0}")]
+    Leader(String),
+    /// Its watermarks could not be read.
+    #[error("cannot read its watermarks")]
+    Watermarks(#[source] FetchError),
+    /// The topic was deleted while it was read.
+    #[error("the topic was deleted (at offset {offset})")]
+    TopicDeleted {
+        /// The next offset it would have read.
+        offset: i64,
+    },
+    /// No fetch succeeded for the retry timeout.
+    #[error(
+        "no good fetch{} at offset {offset} within the retry timeout ({})",
+        .leader.as_ref().map(|l| format!(" from leader {l}")).unwrap_or_default(),
+        humantime::format_duration(*.timeout)
+    )]
+    NoGoodFetch {
+        /// The leader's `host:port` as last known.
+        leader: Option<String>,
+        /// The offset it tried to read.
+        offset: i64,
+        /// The retry timeout.
+        timeout: Duration,
+        /// The last fetch's error.
+        #[source]
+        last: FetchError,
+    },
+    /// The broker answered that the offset is out of range, and the
+    /// partition's watermarks could not be read to move into range.
+    #[error("offset {offset} out of range, and its watermarks cannot be read")]
+    OutOfRange {
+        /// The offset it tried to read.
+        offset: i64,
+        /// Why the watermarks could not be read.
+        #[source]
+        watermarks: FetchError,
     },
 }
 

@@ -9,7 +9,6 @@
 //! that does not know it yet, and retries a lost broker until the
 //! consumer's retry timeout passes without one good fetch.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::consume::consumer::{ConsumeError, ConsumerConfig, ConsumerEvent};
+use crate::TopicPartition;
+use crate::consume::consumer::{ConsumeError, ConsumerConfig, ConsumerEvent, FetchFailure};
 use crate::consume::position::now_ms;
 use crate::record::ConsumedRecord;
 
@@ -59,28 +59,26 @@ pub const MIN_FETCH_BYTES: i32 = 16 * 1024;
 pub const DEFAULT_FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
 
 /// Why a fetch failed, as far as the loop cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FetchError {
     /// The offset is outside the partition's log.
+    #[error("offset out of range")]
     OutOfRange,
     /// The broker does not know the topic or partition: deleted, or not
     /// yet learnt from the controller.
+    #[error("the broker does not know the topic or partition")]
     UnknownTopic,
     /// No answer by the deadline.
+    #[error("no answer from the broker")]
     TimedOut,
-    /// Anything else (after rskafka's own retries).
+    /// No answer within the consumer's retry timeout.
+    #[error("no answer within the retry timeout ({})", humantime::format_duration(*.0))]
+    NoAnswerWithin(Duration),
+    /// Anything else (after rskafka's own retries), as one sentence:
+    /// rskafka's errors repeat their causes in their own text.
+    #[error("{0}")]
     Other(String),
-}
-
-impl fmt::Display for FetchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::OutOfRange => f.write_str("offset out of range"),
-            Self::UnknownTopic => f.write_str("the broker does not know the topic or partition"),
-            Self::TimedOut => f.write_str("no answer from the broker"),
-            Self::Other(e) => f.write_str(e),
-        }
-    }
 }
 
 impl From<ClientError> for FetchError {
@@ -153,7 +151,7 @@ impl PartitionFetch for PartitionClient {
 }
 
 /// `request`'s answer, or a failure saying none came by `deadline`, which
-/// is `timeout` (the `--timeout` it stands for) after the wait began.
+/// is `timeout` (the retry timeout) after the wait began.
 pub(super) async fn within<T>(
     deadline: Instant,
     timeout: Duration,
@@ -161,10 +159,7 @@ pub(super) async fn within<T>(
 ) -> Result<T, FetchError> {
     match tokio::time::timeout_at(deadline, request).await {
         Ok(answer) => answer,
-        Err(_) => Err(FetchError::Other(format!(
-            "no answer within {} (--timeout)",
-            humantime::format_duration(timeout)
-        ))),
+        Err(_) => Err(FetchError::NoAnswerWithin(timeout)),
     }
 }
 
@@ -179,9 +174,8 @@ pub(super) async fn open_partition(
     crate::kafka::connect::partition_client_within(client, topic, partition, timeout)
         .await
         .map_err(|reason| ConsumeError::Fetch {
-            topic: Arc::clone(topic),
-            partition,
-            reason,
+            at: TopicPartition::new(Arc::clone(topic), partition),
+            cause: FetchFailure::Leader(reason),
         })
 }
 
@@ -230,7 +224,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
         let mut floor = MIN_FETCH_BYTES.min(fetch_bytes);
         let max_wait_ms = i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
         let mut failing_since: Option<Instant> = None;
-        let mut last_error: Option<String> = None;
+        let mut last_error: Option<FetchError> = None;
         let mut warned_empty = false;
         loop {
             if self.end.is_some_and(|end| self.next >= end) {
@@ -239,8 +233,8 @@ impl<F: PartitionFetch> PartitionTask<F> {
             }
             // A fetch ends by the deadline whatever rskafka's own retry
             // loops (nested: request, leader lookup, connection) would do:
-            // one long poll plus --timeout from a good state, and --timeout
-            // from the first failure once failing.
+            // one long poll plus the retry timeout from a good state, and
+            // the retry timeout from the first failure once failing.
             let started = Instant::now();
             let timeout = self.config.retry_timeout;
             let deadline = match failing_since {
@@ -265,8 +259,8 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     };
                     match exists {
                         Ok(false) => {
-                            self.fail(format!("the topic was deleted (at offset {})", self.next))
-                                .await;
+                            let offset = self.next;
+                            self.fail(FetchFailure::TopicDeleted { offset }).await;
                             return;
                         }
                         Ok(true) => Err(FetchError::Other(FetchError::UnknownTopic.to_string())),
@@ -296,20 +290,15 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     // The error before a wait cut short says more than
                     // the cut.
                     if e != FetchError::TimedOut || last_error.is_none() {
-                        last_error = Some(e.to_string());
+                        last_error = Some(e.clone());
                     }
                     if since.elapsed() >= timeout || e == FetchError::TimedOut {
-                        let leader = self
-                            .fetch
-                            .leader()
-                            .map(|l| format!(" from leader {l}"))
-                            .unwrap_or_default();
-                        self.fail(format!(
-                            "no good fetch{leader} at offset {} for {} (--timeout); last error: {}",
-                            self.next,
-                            humantime::format_duration(timeout),
-                            last_error.as_deref().unwrap_or_default()
-                        ))
+                        self.fail(FetchFailure::NoGoodFetch {
+                            leader: self.fetch.leader(),
+                            offset: self.next,
+                            timeout,
+                            last: last_error.unwrap_or(e),
+                        })
                         .await;
                         return;
                     }
@@ -449,13 +438,12 @@ impl<F: PartitionFetch> PartitionTask<F> {
     }
 
     /// Reports this partition's failure; the task ends after it.
-    async fn fail(&self, reason: String) {
+    async fn fail(&self, cause: FetchFailure) {
         let _ = self
             .events
             .send(ConsumerEvent::Failed(ConsumeError::Fetch {
-                topic: Arc::clone(&self.topic),
-                partition: self.partition,
-                reason,
+                at: TopicPartition::new(Arc::clone(&self.topic), self.partition),
+                cause,
             }))
             .await;
     }
@@ -492,14 +480,9 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 self.next = next;
                 true
             }
-            Err(e) => {
-                let _ = self
-                    .events
-                    .send(ConsumerEvent::Failed(ConsumeError::Fetch {
-                        topic: Arc::clone(&self.topic),
-                        partition: self.partition,
-                        reason: format!("offset {} out of range, and {e}", self.next),
-                    }))
+            Err(watermarks) => {
+                let offset = self.next;
+                self.fail(FetchFailure::OutOfRange { offset, watermarks })
                     .await;
                 false
             }

@@ -139,7 +139,7 @@ async fn a_partition_that_keeps_failing_reports_it() {
         .unwrap();
     match consumer.next().await {
         Some(ConsumerEvent::Failed(e)) => {
-            let e = e.to_string();
+            let e = crate::Chain(&e).to_string();
             assert!(
                 e.contains("topic \"t\" partition 0") && e.contains("broker gone"),
                 "{e}"

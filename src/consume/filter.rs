@@ -16,7 +16,7 @@ use crate::json_path::{Found, JsonPaths};
 use crate::record::ConsumedRecord;
 
 /// Why a filter argument was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FilterError {
     /// A where clause without `=`.
@@ -40,12 +40,13 @@ pub enum FilterError {
         arg: String,
     },
     /// A pattern that does not compile.
-    #[error("invalid regex \"{pattern}\": {reason}")]
+    #[error("invalid regex \"{pattern}\"")]
     Regex {
         /// The pattern as given.
         pattern: String,
         /// The compiler's complaint.
-        reason: String,
+        #[source]
+        source: regex::Error,
     },
 }
 
@@ -57,9 +58,9 @@ pub enum FilterError {
 ///
 /// [`FilterError::Regex`] naming the pattern.
 pub fn parse_regex(pattern: &str) -> Result<Regex, FilterError> {
-    Regex::new(pattern).map_err(|e| FilterError::Regex {
+    Regex::new(pattern).map_err(|source| FilterError::Regex {
         pattern: pattern.to_owned(),
-        reason: e.to_string(),
+        source,
     })
 }
 

@@ -17,10 +17,10 @@ pub mod output;
 pub mod position;
 pub mod start;
 
-pub use assign::{Assignment, Instance, Selection, assign};
-pub use consumer::{ConsumeError, Consumer, ConsumerConfig, ConsumerEvent};
+pub use assign::{Assignment, Instance, InstanceError, Selection, assign};
+pub use consumer::{ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, FetchFailure};
 pub use fetch::{FetchError, PartitionFetch};
-pub use position::{StartOffset, Until};
+pub use position::{PositionError, StartOffset, TimeError, Until};
 pub use start::{PartitionPosition, resolve_start};
 
 use std::collections::BTreeMap;

@@ -24,23 +24,56 @@ pub enum StartOffset {
     Timestamp(i64),
 }
 
-/// A `--from`/`--to` value that cannot be read.
-#[derive(Debug, thiserror::Error)]
+/// A [`StartOffset`] that cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
-    "invalid position \"{input}\": {reason} (expected earliest, latest, an offset, -N, @<RFC 3339 time or epoch ms>, or a duration such as 15m)"
+    "invalid position \"{input}\": {problem} (expected earliest, latest, an offset, -N, @<RFC 3339 time or epoch ms>, or a duration such as 15m)"
 )]
 pub struct PositionError {
     input: String,
-    reason: String,
+    problem: PositionProblem,
+}
+
+/// What is wrong with a position.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PositionProblem {
+    /// `@` and a time that cannot be read.
+    #[error(transparent)]
+    Time(#[from] TimeError),
+    /// `-` and no number.
+    #[error("not a number after '-'")]
+    NotANumber,
+    /// None of the forms.
+    #[error("not a known form")]
+    Unknown,
+}
+
+/// A time ([`parse_time`]) that cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimeError {
+    /// Before the epoch: Kafka would read it as a special position.
+    #[error("before 1970")]
+    BeforeEpoch,
+    /// Past the latest time a record's timestamp can hold.
+    #[error("later than any date a record can carry")]
+    TooLate,
+    /// Neither RFC 3339 nor epoch milliseconds.
+    #[error(transparent)]
+    Unreadable(#[from] humantime::TimestampError),
+    /// Too far in the future for milliseconds in an `i64`.
+    #[error(transparent)]
+    OutOfRange(#[from] std::num::TryFromIntError),
 }
 
 impl FromStr for StartOffset {
     type Err = PositionError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let error = |reason: &str| PositionError {
+        let error = |problem: PositionProblem| PositionError {
             input: s.to_owned(),
-            reason: reason.to_owned(),
+            problem,
         };
         match s {
             "earliest" | "beginning" | "start" | "oldest" => return Ok(Self::Earliest),
@@ -48,12 +81,14 @@ impl FromStr for StartOffset {
             _ => {}
         }
         if let Some(time) = s.strip_prefix('@') {
-            return parse_time(time).map(Self::Timestamp).map_err(|e| error(&e));
+            return parse_time(time)
+                .map(Self::Timestamp)
+                .map_err(|e| error(e.into()));
         }
         if let Some(n) = s.strip_prefix('-') {
             return match n.parse::<i64>() {
                 Ok(n) => Ok(Self::FromEnd(n)),
-                Err(_) => Err(error("not a number after '-'")),
+                Err(_) => Err(error(PositionProblem::NotANumber)),
             };
         }
         if let Ok(offset) = s.parse::<i64>() {
@@ -68,7 +103,7 @@ impl FromStr for StartOffset {
                     ms => Self::Timestamp(ms),
                 },
             ),
-            Err(_) => Err(error("not a known form")),
+            Err(_) => Err(error(PositionProblem::Unknown)),
         }
     }
 }
@@ -81,22 +116,22 @@ impl FromStr for StartOffset {
 ///
 /// # Errors
 ///
-/// A description of what is wrong.
-pub fn parse_time(s: &str) -> Result<i64, String> {
+/// [`TimeError`] saying what is wrong.
+pub fn parse_time(s: &str) -> Result<i64, TimeError> {
     if let Ok(ms) = s.parse::<i64>() {
         if ms < 0 {
-            return Err("before 1970".to_owned());
+            return Err(TimeError::BeforeEpoch);
         }
         if DateTime::from_timestamp_millis(ms).is_none() {
-            return Err("later than any date a record can carry".to_owned());
+            return Err(TimeError::TooLate);
         }
         return Ok(ms);
     }
-    let time = humantime::parse_rfc3339_weak(s).map_err(|e| format!("{e}"))?;
+    let time = humantime::parse_rfc3339_weak(s)?;
     let since = time
         .duration_since(UNIX_EPOCH)
-        .map_err(|_| "before 1970".to_owned())?;
-    i64::try_from(since.as_millis()).map_err(|e| e.to_string())
+        .map_err(|_| TimeError::BeforeEpoch)?;
+    Ok(i64::try_from(since.as_millis())?)
 }
 
 /// Milliseconds since the epoch, now.

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::TopicPartition;
 use crate::consume::assign::Assignment;
-use crate::consume::consumer::{ConsumeError, ConsumerConfig};
+use crate::consume::consumer::{ConsumeError, ConsumerConfig, FetchFailure};
 use crate::consume::fetch::{FetchError, PartitionFetch, open_partition, within};
 use crate::consume::position::{StartOffset, Until};
 
@@ -83,9 +83,8 @@ pub(super) async fn resolve<F: PartitionFetch>(
     let topic = &assignment.topic;
     let partition = assignment.partition;
     let failed = |e: FetchError| ConsumeError::Fetch {
-        topic: Arc::clone(topic),
-        partition,
-        reason: format!("cannot read its watermarks: {e}"),
+        at: assignment.topic_partition(),
+        cause: FetchFailure::Watermarks(e),
     };
     let deadline = Instant::now() + config.retry_timeout;
     let timeout = config.retry_timeout;
@@ -98,7 +97,7 @@ pub(super) async fn resolve<F: PartitionFetch>(
     // A committed offset outside the log (the topic was deleted and
     // re-created, or truncated, or retention passed it) is not trusted:
     // as the Java consumer with an out-of-range position, the reset policy
-    // (`--from`) decides.
+    // (the configured start) decides.
     let committed = assignment.start.filter(|&offset| {
         let inside = (low..=high).contains(&offset);
         if !inside {
@@ -108,7 +107,8 @@ pub(super) async fn resolve<F: PartitionFetch>(
                 committed = offset,
                 low,
                 high,
-                "committed offset outside the partition's log (topic re-created or truncated?); starting where --from says"
+                start = ?config.start,
+                "committed offset outside the partition's log (topic re-created or truncated?); starting at the configured start instead"
             );
         }
         inside
