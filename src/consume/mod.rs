@@ -6,6 +6,13 @@
 //! ready, so a fast stream is written in large blocks and a slow one
 //! appears at once. A closed output (`weir consume | head`) ends the job
 //! as a success.
+//!
+//! The consumer, which `weir count`, `weir bench` and the offsets store
+//! read with too, is split by concern: [`position`] (where a partition
+//! starts and stops, as written), [`assign`](mod@assign) (which partitions),
+//! [`start`] (resolved against the watermarks), [`fetch`] (one partition's
+//! task) and [`consumer`] (the tasks merged into one stream); its main
+//! types are re-exported here.
 
 pub mod assign;
 pub mod consumer;
