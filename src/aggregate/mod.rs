@@ -29,14 +29,13 @@ mod extract;
 mod state;
 mod topic;
 
-pub use topic::{OutputTopicError, open_output_topic};
+pub use topic::{OutputTopic, OutputTopicError, RowsRefused, open_output_topic};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use emit::{JsonLines, Row, RowSink, Table, table_line};
@@ -45,7 +44,6 @@ pub use state::{Applied, CountsFormatError, PartitionCounts, TOTALS, WindowCount
 
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
 use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState, StateError};
-use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
 use crate::record::ConsumedRecord;
 use crate::{Consumer, TopicPartition};
 
@@ -73,63 +71,6 @@ pub struct CountConfig {
     pub checkpoint_interval: Duration,
     /// A partition without records for this long holds no window back.
     pub idle_timeout: Option<Duration>,
-}
-
-/// Rows also go to a topic, one record per (window, key).
-#[derive(Debug)]
-pub struct OutputTopic {
-    topic: String,
-    producer: Producer,
-    deliveries: mpsc::UnboundedReceiver<Delivery>,
-}
-
-impl OutputTopic {
-    /// Rows to `topic` through `producer`, whose delivery reports are
-    /// `deliveries`.
-    pub fn new(
-        topic: &str,
-        producer: Producer,
-        deliveries: mpsc::UnboundedReceiver<Delivery>,
-    ) -> Self {
-        Self {
-            topic: topic.to_owned(),
-            producer,
-            deliveries,
-        }
-    }
-
-    /// Produces `rows` and waits until every one is acknowledged.
-    async fn emit(&mut self, rows: &[Row]) -> Result<(), CountError> {
-        let failed = |cause: RowsRefused| CountError::Produce {
-            topic: self.topic.clone(),
-            cause,
-        };
-        let mut sent = 0;
-        for row in rows {
-            let record = ProduceRecord {
-                key: Some(row.topic_key()),
-                value: Some(row.to_json()),
-                headers: Vec::new(),
-                timestamp_ms: row.window_start,
-                partition: None,
-            };
-            self.producer
-                .send(sent, record)
-                .await
-                .map_err(|e| failed(RowsRefused::Send(e)))?;
-            sent += 1;
-        }
-        for _ in 0..sent {
-            match self.deliveries.recv().await {
-                Some(Delivery { result: Ok(_), .. }) => {}
-                Some(Delivery { result: Err(e), .. }) => {
-                    return Err(failed(RowsRefused::Delivery(e)));
-                }
-                None => return Err(failed(RowsRefused::Stopped)),
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Checkpoints into the offsets store.
@@ -211,21 +152,6 @@ pub enum StateProblem {
     /// The counts cannot be read.
     #[error(transparent)]
     Format(#[from] CountsFormatError),
-}
-
-/// Why the output topic did not take the rows.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RowsRefused {
-    /// A row could not be sent.
-    #[error(transparent)]
-    Send(ProduceError),
-    /// A row was not acknowledged.
-    #[error(transparent)]
-    Delivery(Arc<ProduceError>),
-    /// The producer stopped before acknowledging every row.
-    #[error("the producer stopped")]
-    Stopped,
 }
 
 impl From<OffsetsError> for CountError {
