@@ -29,7 +29,7 @@ pub struct PartitionPosition {
     pub high: i64,
     /// First offset read.
     pub start: i64,
-    /// Offset where reading stops (`--until end`).
+    /// Offset where reading stops ([`Until::End`]).
     pub end: Option<i64>,
 }
 
