@@ -24,7 +24,7 @@
 //! tokio's, so the loop and its commits are unit-tested with a fake log, a
 //! fake store and a paused clock.
 //!
-//! [`PartitionFetch`]: crate::consume::consumer::PartitionFetch
+//! [`PartitionFetch`]: crate::consume::PartitionFetch
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -35,9 +35,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::consume::consumer::{ConsumeError, ConsumedRecord, Consumer, ConsumerEvent};
 use crate::consume::output::is_broken_pipe;
+use crate::consume::{ConsumeError, Consumer, ConsumerEvent};
 use crate::offsets::{Conflict, GroupSession, OffsetsError};
+use crate::record::ConsumedRecord;
 use crate::{ErrorChain, TopicPartition};
 
 /// Why a job ended.
@@ -296,7 +297,7 @@ async fn tick(ticks: &mut Option<Ticks>) {
 /// store ([`GroupSession`]), or a fake in unit tests. The seam on the
 /// commit side, as [`PartitionFetch`] is on the fetch side.
 ///
-/// [`PartitionFetch`]: crate::consume::consumer::PartitionFetch
+/// [`PartitionFetch`]: crate::consume::PartitionFetch
 pub trait GroupCommit {
     /// The group.
     fn group(&self) -> &str;

@@ -7,7 +7,7 @@ use rskafka::client::partition::OffsetAt;
 use rskafka::record::{Record, RecordAndOffset};
 
 use super::*;
-use crate::consume::consumer::{Assignment, ConsumerConfig, FetchError, PartitionFetch, Until};
+use crate::consume::{Assignment, ConsumerConfig, FetchError, PartitionFetch, Until};
 
 /// A partition of `len` records at offsets `0..len`; a fetch past
 /// them waits its `max_wait`, as a broker does.

@@ -34,10 +34,20 @@
 //!   headers, JSON lines with base64 fields and headers as an ordered list,
 //!   [`Header`]).
 //! - [`consume`]: the `weir consume` job (filter, output, tally, the
-//!   at-least-once commit of flushed positions), with
-//!   [`consumer`](consume::consumer) (explicit per-partition consumers:
-//!   start positions, `--until` stops, one fetch task per partition merged
-//!   into one bounded stream), [`filter`](consume::filter) (regular
+//!   at-least-once commit of flushed positions) and the explicit
+//!   per-partition [`Consumer`] that every reading job uses:
+//!   [`position`](consume::position) (where a partition starts and stops,
+//!   as written: [`StartOffset`](consume::StartOffset),
+//!   [`Until`](consume::Until), times),
+//!   [`assign`](mod@consume::assign) (topics, partitions and an instance's
+//!   share, checked against the metadata),
+//!   [`start`](consume::start) (a committed or configured start clamped to
+//!   the watermarks), [`fetch`](consume::fetch) (the
+//!   [`PartitionFetch`](consume::PartitionFetch) seam and the task that
+//!   reads one partition: long polls, fetch sizes, retries within the retry
+//!   timeout, out-of-range offsets, deleted topics) and
+//!   [`consumer`](consume::consumer) (one fetch task per partition merged
+//!   into one bounded stream); [`filter`](consume::filter) (regular
 //!   expressions on keys and values, JSON field matches) and
 //!   [`output`](consume::output) (raw values, templates, JSON lines).
 //! - [`job`]: the loop every job shares: the consumer's events, the
@@ -64,6 +74,12 @@
 //! - [`timestamp`]: record timestamps at the edges: the create times a
 //!   topic accepts, checked per record before it is batched, and RFC 3339
 //!   text before 1970 and after 9999 included.
+//! - [`record`]: [`ConsumedRecord`](record::ConsumedRecord), a record as
+//!   read from a partition: what the consumer yields, and what the filter,
+//!   the outputs, the aggregations and the offsets store take.
+//! - [`json_path`]: JSON pointers looked up in one streaming pass, without
+//!   building a `serde_json::Value`: the filter's `--where` and count's
+//!   `--by json:/POINTER`.
 //!
 //! Errors are typed per module (`thiserror`) and name the broker, topic or
 //! partition involved; the binary adds context with `anyhow`.
@@ -75,11 +91,14 @@ pub mod aggregate;
 pub mod bench;
 pub mod consume;
 pub mod job;
+pub mod json_path;
 pub mod kafka;
 pub mod offsets;
 pub mod produce;
+pub mod record;
 pub mod timestamp;
 
+pub use consume::Consumer;
 pub use kafka::admin::Admin;
 pub use kafka::connect::ConnectionConfig;
 

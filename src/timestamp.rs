@@ -171,6 +171,13 @@ pub fn rfc3339(ms: i64) -> String {
     format(ms, ms.rem_euclid(1000) != 0)
 }
 
+/// Milliseconds since the epoch, now: a record's create time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// As [`rfc3339`], always with milliseconds.
 pub fn rfc3339_millis(ms: i64) -> String {
     format(ms, true)

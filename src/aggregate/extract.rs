@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use regex::bytes::{CaptureLocations, Regex};
 
-use crate::consume::consumer::ConsumedRecord;
-use crate::consume::filter::parse_regex;
+use crate::json_path::JsonPaths;
+use crate::record::ConsumedRecord;
 
 /// Reads the counting key out of a record.
 #[derive(Debug, Clone)]
@@ -17,14 +17,44 @@ pub enum Extractor {
     /// The record key.
     Key,
     /// A field of the value parsed as JSON, by JSON pointer (RFC 6901).
+    /// A string is counted under its text, any other value under its
+    /// compact JSON text (`500`, `true`, `null`, `["a"]`).
     Json(String),
     /// The first capture group of a regular expression on the value (the
-    /// whole match when it has no group).
+    /// whole match when it has no group), as bytes: Unicode mode is on, and
+    /// `(?-u)` matches any byte.
     Regex(Regex),
 }
 
+/// An extractor that cannot be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtractorError {
+    /// `json:` with a pointer that does not start with `/`.
+    #[error("\"{input}\": a JSON pointer starts with / (json:/level, json:/http/status)")]
+    NotAPointer {
+        /// The extractor as given.
+        input: String,
+    },
+    /// `regex:` with a pattern that does not compile.
+    #[error("invalid regex \"{pattern}\"")]
+    Regex {
+        /// The pattern as given.
+        pattern: String,
+        /// The compiler's complaint.
+        #[source]
+        source: regex::Error,
+    },
+    /// None of the forms.
+    #[error("\"{input}\": expected value, key, json:/POINTER or regex:PATTERN")]
+    Unknown {
+        /// The extractor as given.
+        input: String,
+    },
+}
+
 impl FromStr for Extractor {
-    type Err = String;
+    type Err = ExtractorError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
@@ -34,20 +64,23 @@ impl FromStr for Extractor {
         }
         if let Some(pointer) = s.strip_prefix("json:") {
             if !pointer.starts_with('/') {
-                return Err(format!(
-                    "\"{s}\": a JSON pointer starts with / (json:/level, json:/http/status)"
-                ));
+                return Err(ExtractorError::NotAPointer {
+                    input: s.to_owned(),
+                });
             }
             return Ok(Self::Json(pointer.to_owned()));
         }
         if let Some(pattern) = s.strip_prefix("regex:") {
-            return parse_regex(pattern)
+            return Regex::new(pattern)
                 .map(Self::Regex)
-                .map_err(|e| e.to_string());
+                .map_err(|source| ExtractorError::Regex {
+                    pattern: pattern.to_owned(),
+                    source,
+                });
         }
-        Err(format!(
-            "\"{s}\": expected value, key, json:/POINTER or regex:PATTERN"
-        ))
+        Err(ExtractorError::Unknown {
+            input: s.to_owned(),
+        })
     }
 }
 
@@ -67,6 +100,8 @@ impl fmt::Display for Extractor {
 pub struct KeyReader {
     extractor: Extractor,
     locations: Option<CaptureLocations>,
+    /// The JSON pointer, looked up without building a `Value`.
+    json: Option<JsonPaths>,
 }
 
 impl KeyReader {
@@ -76,9 +111,18 @@ impl KeyReader {
             Extractor::Regex(re) => Some(re.capture_locations()),
             _ => None,
         };
+        // Read as a `Value` would be, so that a document is JSON, and a
+        // key reads, exactly as when each record was parsed whole.
+        let json = match &extractor {
+            Extractor::Json(pointer) => {
+                JsonPaths::new([pointer.as_str()]).map(JsonPaths::as_values)
+            }
+            _ => None,
+        };
         Self {
             extractor,
             locations,
+            json,
         }
     }
 
@@ -89,13 +133,14 @@ impl KeyReader {
         match &self.extractor {
             Extractor::Value => record.value.as_deref().map(String::from_utf8_lossy),
             Extractor::Key => record.key.as_deref().map(String::from_utf8_lossy),
-            Extractor::Json(pointer) => {
-                let doc: serde_json::Value =
-                    serde_json::from_slice(record.value.as_deref()?).ok()?;
-                match doc.pointer(pointer)? {
-                    serde_json::Value::String(s) => Some(Cow::Owned(s.clone())),
-                    other => Some(Cow::Owned(other.to_string())),
-                }
+            Extractor::Json(_) => {
+                let paths = self.json.as_ref()?;
+                let mut key = None;
+                let hits = paths.lookup(record.value.as_deref()?, |_, found| {
+                    key = Some(found.to_text());
+                    true
+                })?;
+                key.filter(|_| hits != 0).map(Cow::Owned)
             }
             Extractor::Regex(re) => {
                 let value = record.value.as_deref()?;
@@ -151,6 +196,29 @@ mod tests {
         assert_eq!(read("regex:^nomatch", &log), None);
         assert_eq!(read("json:/level", &log), None);
         assert_eq!(read("key", &log), None);
+    }
+
+    #[test]
+    fn json_keys_read_as_a_parsed_value_gives_them() {
+        let json = |value: &str| read("json:/k", &record(None, Some(value.as_bytes())));
+        // Objects in a `Value`'s key order, numbers as serde_json writes
+        // them, the last of a repeated key.
+        assert_eq!(
+            json(r#"{"k":{"z":1,"a":[2.50,{"y":null,"b":true}]}}"#).as_deref(),
+            Some(r#"{"a":[2.5,{"b":true,"y":null}],"z":1}"#)
+        );
+        assert_eq!(json(r#"{"k":1e2}"#).as_deref(), Some("100.0"));
+        assert_eq!(json(r#"{"k":"a\u00e9\n"}"#).as_deref(), Some("a\u{e9}\n"));
+        assert_eq!(json(r#"{"k":1,"k":"two"}"#).as_deref(), Some("two"));
+        assert_eq!(json(r#"{"k":{"x":1},"k":2}"#).as_deref(), Some("2"));
+        // What a `Value` refuses anywhere in the record is unparsed.
+        let deep = format!(r#"{{"k":"v","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+        for bad in [r#"{"k":"v"} x"#, r#"{"k":"v","x":1e400}"#, &deep] {
+            assert_eq!(json(bad), None, "{bad}");
+        }
+        let r = record(None, Some(br#"{"a":{"b":[1,{"c":"d"}]}}"#));
+        assert_eq!(read("json:/a/b/1/c", &r).as_deref(), Some("d"));
+        assert_eq!(read("json:/a/b/01/c", &r), None);
     }
 
     #[test]

@@ -29,25 +29,23 @@ mod extract;
 mod state;
 mod topic;
 
-pub use topic::{OutputTopicError, open_output_topic};
+pub use topic::{OutputTopic, OutputTopicError, RowsRefused, open_output_topic};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use emit::{JsonLines, Row, RowSink, Table, table_line};
 pub use extract::{Extractor, KeyReader};
-pub use state::{Applied, PartitionCounts, TOTALS, WindowCounts, Windowing};
+pub use state::{Applied, CountsFormatError, PartitionCounts, TOTALS, WindowCounts, Windowing};
 
-use crate::TopicPartition;
-use crate::consume::consumer::{ConsumeError, ConsumedRecord, Consumer};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
-use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState};
-use crate::produce::producer::{Delivery, ProduceRecord, Producer};
+use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState, StateError};
+use crate::record::ConsumedRecord;
+use crate::{Consumer, TopicPartition};
 
 /// When counts are emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,61 +71,6 @@ pub struct CountConfig {
     pub checkpoint_interval: Duration,
     /// A partition without records for this long holds no window back.
     pub idle_timeout: Option<Duration>,
-}
-
-/// Rows also go to a topic, one record per (window, key).
-#[derive(Debug)]
-pub struct OutputTopic {
-    topic: String,
-    producer: Producer,
-    deliveries: mpsc::UnboundedReceiver<Delivery>,
-}
-
-impl OutputTopic {
-    /// Rows to `topic` through `producer`, whose delivery reports are
-    /// `deliveries`.
-    pub fn new(
-        topic: &str,
-        producer: Producer,
-        deliveries: mpsc::UnboundedReceiver<Delivery>,
-    ) -> Self {
-        Self {
-            topic: topic.to_owned(),
-            producer,
-            deliveries,
-        }
-    }
-
-    /// Produces `rows` and waits until every one is acknowledged.
-    async fn emit(&mut self, rows: &[Row]) -> Result<(), CountError> {
-        let failed = |reason: String| CountError::Produce {
-            topic: self.topic.clone(),
-            reason,
-        };
-        let mut sent = 0;
-        for row in rows {
-            let record = ProduceRecord {
-                key: Some(row.topic_key()),
-                value: Some(row.to_json()),
-                headers: Vec::new(),
-                timestamp_ms: row.window_start,
-                partition: None,
-            };
-            self.producer
-                .send(sent, record)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            sent += 1;
-        }
-        for _ in 0..sent {
-            match self.deliveries.recv().await {
-                Some(Delivery { result: Ok(_), .. }) => {}
-                Some(Delivery { result: Err(e), .. }) => return Err(failed(e.to_string())),
-                None => return Err(failed("the producer stopped".to_owned())),
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Checkpoints into the offsets store.
@@ -170,31 +113,45 @@ pub enum CountError {
     #[error(transparent)]
     Job(#[from] JobError),
     /// A partition's saved state cannot be used.
-    #[error("group \"{group}\", topic \"{topic}\" partition {partition}: {reason}")]
+    #[error("group \"{group}\", {at}")]
     State {
         /// The group.
         group: String,
-        /// Topic.
-        topic: String,
-        /// Partition.
-        partition: i32,
-        /// Why.
-        reason: String,
+        /// The partition whose state it is.
+        at: TopicPartition,
+        /// What is wrong with it.
+        #[source]
+        cause: StateProblem,
     },
     /// The output topic did not take the rows.
-    #[error("writing counts to topic \"{topic}\": {reason}")]
+    #[error("writing counts to topic \"{topic}\"")]
     Produce {
         /// The output topic.
         topic: String,
         /// Why.
-        reason: String,
+        #[source]
+        cause: RowsRefused,
     },
 }
 
-impl From<ConsumeError> for CountError {
-    fn from(e: ConsumeError) -> Self {
-        Self::Job(e.into())
-    }
+/// Why a partition's saved state cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateProblem {
+    /// The state's chunks cannot be put back together.
+    #[error(transparent)]
+    Chunks(#[from] StateError),
+    /// The commit carries no counts: not a `weir count` group.
+    #[error(
+        "committed offset {offset} carries no counts (was the group used by weir consume?); use another group or `weir offsets delete`"
+    )]
+    NoCounts {
+        /// The committed offset.
+        offset: i64,
+    },
+    /// The counts cannot be read.
+    #[error(transparent)]
+    Format(#[from] CountsFormatError),
 }
 
 impl From<OffsetsError> for CountError {
@@ -206,7 +163,7 @@ impl From<OffsetsError> for CountError {
 /// Saved counts, read back from the offsets store.
 #[derive(Debug, Default)]
 pub struct Restored {
-    counts: BTreeMap<(Arc<str>, i32), PartitionCounts>,
+    counts: BTreeMap<TopicPartition, PartitionCounts>,
 }
 
 impl Restored {
@@ -232,38 +189,27 @@ impl Restored {
 pub fn restore(
     session: &mut GroupSession,
     offsets: &GroupOffsets,
-    partitions: &[(Arc<str>, i32)],
+    partitions: &[TopicPartition],
 ) -> Result<Restored, CountError> {
     let group = session.group().to_owned();
-    let error = |topic: &str, partition: i32, reason: String| CountError::State {
+    let error = |at: TopicPartition, cause: StateProblem| CountError::State {
         group: group.clone(),
-        topic: topic.to_owned(),
-        partition,
-        reason,
+        at,
+        cause,
     };
-    let partitions: Vec<TopicPartition> = partitions
-        .iter()
-        .map(|(topic, partition)| TopicPartition::new(Arc::clone(topic), *partition))
-        .collect();
-    let states = session.restore_states(offsets, &partitions).map_err(|e| {
-        let at = e.partition();
-        error(&at.topic, at.partition, e.to_string())
-    })?;
+    let states = session
+        .restore_states(offsets, partitions)
+        .map_err(|e| error(e.partition().clone(), e.into()))?;
     let mut restored = Restored::default();
     for (at, state) in states {
         let Some(bytes) = state else {
             let offset = offsets.get(&at).map_or(0, |c| c.offset);
-            return Err(error(
-                &at.topic,
-                at.partition,
-                format!(
-                    "committed offset {offset} carries no counts (was the group used by weir consume?); use another group or `weir offsets delete`"
-                ),
-            ));
+            return Err(error(at, StateProblem::NoCounts { offset }));
         };
-        let counts =
-            PartitionCounts::from_json(&bytes).map_err(|e| error(&at.topic, at.partition, e))?;
-        restored.counts.insert((at.topic, at.partition), counts);
+        match PartitionCounts::from_json(&bytes) {
+            Ok(counts) => restored.counts.insert(at, counts),
+            Err(e) => return Err(error(at, e.into())),
+        };
     }
     Ok(restored)
 }
@@ -272,7 +218,7 @@ pub fn restore(
 #[derive(Debug, Clone)]
 pub struct CountSummary {
     /// Records read and counted (late ones included), per partition.
-    pub records: BTreeMap<(Arc<str>, i32), u64>,
+    pub records: BTreeMap<TopicPartition, u64>,
     /// Records the extractor could not read (the unparsed bucket).
     pub unparsed: u64,
     /// Records that arrived for a closed window, across partitions,
@@ -317,11 +263,11 @@ pub async fn run(
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<CountSummary, CountError> {
     let started = Instant::now();
-    let parts: BTreeMap<(Arc<str>, i32), Part> = consumer
+    let parts: BTreeMap<TopicPartition, Part> = consumer
         .positions()
         .iter()
         .map(|p| {
-            let at = (Arc::clone(&p.topic), p.partition);
+            let at = p.topic_partition();
             let counts = restored.counts.remove(&at).unwrap_or_default();
             let part = Part {
                 idle: p.start >= p.high && counts.closable_before(&job.config.windowing).is_none(),
@@ -370,7 +316,7 @@ pub async fn run(
 /// The job as the loop drives it.
 struct Run {
     job: CountJob,
-    parts: BTreeMap<(Arc<str>, i32), Part>,
+    parts: BTreeMap<TopicPartition, Part>,
     reader: KeyReader,
     unparsed: u64,
     total: u64,
@@ -386,7 +332,7 @@ impl Job for Run {
     }
 
     fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
-        if let Some(part) = self.parts.get_mut(&(topic, partition)) {
+        if let Some(part) = self.parts.get_mut(&TopicPartition::new(topic, partition)) {
             if part.position != next_offset {
                 part.position = next_offset;
                 part.dirty = true;
@@ -411,10 +357,7 @@ impl Run {
         let Some(first) = records.first() else {
             return false;
         };
-        let Some(part) = self
-            .parts
-            .get_mut(&(Arc::clone(&first.topic), first.partition))
-        else {
+        let Some(part) = self.parts.get_mut(&first.topic_partition()) else {
             return false;
         };
         part.last_record = Instant::now();
@@ -513,7 +456,7 @@ impl Run {
             .iter()
             .filter(|(_, p)| p.dirty)
             .map(|(at, p)| PartitionState {
-                partition: TopicPartition::new(Arc::clone(&at.0), at.1),
+                partition: at.clone(),
                 offset: p.position,
                 state: p.counts.to_json(),
             })

@@ -225,14 +225,14 @@ impl PartitionCounts {
     /// # Errors
     ///
     /// What is wrong with it.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CountsFormatError> {
         let stored: Stored<'_> =
-            serde_json::from_slice(bytes).map_err(|e| format!("unreadable count state: {e}"))?;
+            serde_json::from_slice(bytes).map_err(CountsFormatError::Unreadable)?;
         if stored.v != STATE_VERSION {
-            return Err(format!(
-                "count state version {} is not {STATE_VERSION}",
-                stored.v
-            ));
+            return Err(CountsFormatError::Version {
+                found: stored.v,
+                expected: STATE_VERSION,
+            });
         }
         let windows = stored
             .windows
@@ -261,6 +261,23 @@ impl PartitionCounts {
 }
 
 const STATE_VERSION: u8 = 1;
+
+/// Counts in a checkpoint that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CountsFormatError {
+    /// Not the checkpoint form.
+    #[error("unreadable count state")]
+    Unreadable(#[source] serde_json::Error),
+    /// Written by another version of weir.
+    #[error("count state version {found} is not {expected}")]
+    Version {
+        /// The version it was written in.
+        found: u8,
+        /// The version this weir writes.
+        expected: u8,
+    },
+}
 
 /// A key (null: unparsed) and its count.
 type StoredCount<'a> = (Option<Cow<'a, str>>, u64);

@@ -1,16 +1,88 @@
 //! The `--to-topic` output of `weir count`: found, or created compacted and
-//! replicated, and a producer for it.
+//! replicated, a producer for it, and rows written to it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::Client;
+use tokio::sync::mpsc;
 
-use super::OutputTopic;
+use super::{CountError, Row};
 use crate::ConnectionConfig;
-use crate::consume::consumer::Assignment;
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
-use crate::produce::producer::{ProduceError, Producer, ProducerConfig};
+use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer, ProducerConfig};
+
+/// Rows also go to a topic, one record per (window, key).
+#[derive(Debug)]
+pub struct OutputTopic {
+    topic: String,
+    producer: Producer,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+}
+
+impl OutputTopic {
+    /// Rows to `topic` through `producer`, whose delivery reports are
+    /// `deliveries`.
+    pub fn new(
+        topic: &str,
+        producer: Producer,
+        deliveries: mpsc::UnboundedReceiver<Delivery>,
+    ) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            producer,
+            deliveries,
+        }
+    }
+
+    /// Produces `rows` and waits until every one is acknowledged.
+    pub(super) async fn emit(&mut self, rows: &[Row]) -> Result<(), CountError> {
+        let failed = |cause: RowsRefused| CountError::Produce {
+            topic: self.topic.clone(),
+            cause,
+        };
+        let mut sent = 0;
+        for row in rows {
+            let record = ProduceRecord {
+                key: Some(row.topic_key()),
+                value: Some(row.to_json()),
+                headers: Vec::new(),
+                timestamp_ms: row.window_start,
+                partition: None,
+            };
+            self.producer
+                .send(sent, record)
+                .await
+                .map_err(|e| failed(RowsRefused::Send(e)))?;
+            sent += 1;
+        }
+        for _ in 0..sent {
+            match self.deliveries.recv().await {
+                Some(Delivery { result: Ok(_), .. }) => {}
+                Some(Delivery { result: Err(e), .. }) => {
+                    return Err(failed(RowsRefused::Delivery(e)));
+                }
+                None => return Err(failed(RowsRefused::Stopped)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why the output topic did not take the rows.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RowsRefused {
+    /// A row could not be sent.
+    #[error(transparent)]
+    Send(ProduceError),
+    /// A row was not acknowledged.
+    #[error(transparent)]
+    Delivery(Arc<ProduceError>),
+    /// The producer stopped before acknowledging every row.
+    #[error("the producer stopped")]
+    Stopped,
+}
 
 /// Errors opening the output topic.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +97,8 @@ pub enum OutputTopicError {
 }
 
 /// The producer for output topic `name`; creates the topic (compacted, as
-/// many partitions as the first input topic, replicated as the offsets
-/// store) when it is missing.
+/// many partitions as `input`, the first topic counted, replicated as the
+/// offsets store) when it is missing.
 ///
 /// # Errors
 ///
@@ -36,14 +108,14 @@ pub async fn open_output_topic(
     client: &Arc<Client>,
     config: &ConnectionConfig,
     name: &str,
-    assignments: &[Assignment],
+    input: Option<&str>,
 ) -> Result<OutputTopic, OutputTopicError> {
     let mut admin = Admin::connect(config).await?;
     let partitions = match admin.partition_count(name).await {
         Ok(n) => n,
         Err(AdminError::UnknownTopic { .. }) => {
-            let partitions = match assignments.first() {
-                Some(a) => admin.partition_count(&a.topic).await?,
+            let partitions = match input {
+                Some(topic) => admin.partition_count(topic).await?,
                 None => 1,
             };
             let partitions = i32::try_from(partitions).unwrap_or(1);

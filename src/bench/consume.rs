@@ -9,8 +9,8 @@ use rskafka::client::partition::Compression;
 use tokio::time::Instant;
 
 use super::{BenchError, BenchReport, Mode};
-use crate::consume::consumer::{
-    self, Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until,
+use crate::consume::{
+    Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until, assign,
 };
 
 /// The consumer benchmark.
@@ -40,7 +40,7 @@ pub async fn consume(
         topics: vec![bench.topic.clone()],
         ..Selection::default()
     };
-    let assignments = consumer::assign(client, &selection).await?;
+    let assignments = assign(client, &selection).await?;
     let partitions = i32::try_from(assignments.len()).unwrap_or(i32::MAX);
     let mut report = BenchReport::new(
         Mode::Consume,

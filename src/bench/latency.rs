@@ -10,8 +10,8 @@ use rskafka::client::Client;
 use tokio::time::Instant;
 
 use super::{BenchError, BenchReport, Histogram, Mode, collect_acks, micros_since, payload};
-use crate::consume::consumer::{
-    self, Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until,
+use crate::consume::{
+    Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until, assign,
 };
 use crate::produce::producer::{ProduceRecord, Producer, ProducerConfig};
 
@@ -84,7 +84,7 @@ pub async fn latency(
         topics: vec![bench.topic.clone()],
         ..Selection::default()
     };
-    let assignments = consumer::assign(&clients.consumer, &selection).await?;
+    let assignments = assign(&clients.consumer, &selection).await?;
     let config = ConsumerConfig {
         start: StartOffset::Latest,
         until: Until::Never,
@@ -223,7 +223,7 @@ async fn read_stamped(
             }
             Some(ConsumerEvent::Reached { .. }) => {}
             Some(ConsumerEvent::Failed(e)) => {
-                read.failure = Some(e.to_string());
+                read.failure = Some(crate::ErrorChain(&e).to_string());
                 break;
             }
             None => break,

@@ -39,7 +39,7 @@ use rskafka::client::partition::Compression;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::consume::consumer::ConsumeError;
+use crate::consume::ConsumeError;
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::kafka::connect::ConnectionConfig;
 use crate::produce::producer::{Delivery, ProduceError};
@@ -270,7 +270,8 @@ async fn collect_acks(
                 Ok(_) => acks.latency.record(now.saturating_sub(delivery.tag)),
                 Err(e) => {
                     acks.failed += 1;
-                    acks.first_error.get_or_insert_with(|| e.to_string());
+                    acks.first_error
+                        .get_or_insert_with(|| crate::ErrorChain(&*e).to_string());
                 }
             }
         }

@@ -8,18 +8,17 @@ use std::sync::Arc;
 
 use weir::ConnectionConfig;
 
-use weir::consume::consumer::{
-    self, Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until,
-};
 use weir::consume::filter::{Filter, FilterConfig, WhereClause, parse_regex};
 use weir::consume::output::{OutputFormat, RecordWriter, Template};
+use weir::consume::position::parse_time;
 use weir::consume::{Commits, ConsumeJob, ConsumeSummary};
+use weir::consume::{Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until, assign};
 use weir::job::StopReason;
 
 use super::connect::parse_duration;
 use super::flags::FetchFlags;
 use super::offsets::StoreArgs;
-use super::{non_negative, usage};
+use super::{non_negative, usage, usage_for};
 
 /// Which partitions are read, from where to where: the flags `weir
 /// consume` and `weir count` share.
@@ -132,7 +131,7 @@ impl SelectionArgs {
         let until = match (self.exit_at_end, self.until.as_deref()) {
             (true, _) | (false, Some("end")) => Until::End,
             (false, None) => Until::Never,
-            (false, Some(t)) => match t.strip_prefix('@').map(consumer::parse_time) {
+            (false, Some(t)) => match t.strip_prefix('@').map(parse_time) {
                 Some(Ok(ms)) => Until::Timestamp(ms),
                 Some(Err(e)) => return Err(usage(format!("--until \"{t}\": {e}"))),
                 None => {
@@ -169,7 +168,7 @@ impl ConsumeArgs {
                 .as_deref()
                 .map(parse_regex)
                 .transpose()
-                .map_err(|e| usage(format!("{flag}: {e}")))
+                .map_err(|e| usage_for(flag, e))
         };
         Ok(FilterConfig {
             grep: regex("--grep", &self.grep)?,
@@ -179,7 +178,7 @@ impl ConsumeArgs {
                 .iter()
                 .map(|w| w.parse::<WhereClause>())
                 .collect::<Result<_, _>>()
-                .map_err(|e| usage(format!("--where: {e}")))?,
+                .map_err(|e| usage_for("--where", e))?,
             invert: self.invert,
         })
     }
@@ -208,7 +207,7 @@ pub async fn run(
     let filter = args.filter()?;
     let format = args.format()?;
     let client = Arc::new(config.client().await?);
-    let mut assignments = consumer::assign(&client, &selection).await?;
+    let mut assignments = assign(&client, &selection).await?;
     let mut commits = None;
     if let Some(group) = &args.group {
         // --count 0 commits nothing, so it creates no offsets topic either.
@@ -291,11 +290,13 @@ fn print_summary(summary: &ConsumeSummary) {
     }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{line}");
-    for ((topic, partition), tally) in &summary.partitions {
-        let next = summary.positions.get(&(topic.clone(), *partition));
+    for (at, tally) in &summary.partitions {
+        let next = summary.positions.get(at);
         let _ = writeln!(
             err,
-            "  {topic}/{partition}: {} records, {} bytes{}",
+            "  {}/{}: {} records, {} bytes{}",
+            at.topic,
+            at.partition,
             tally.records,
             tally.bytes,
             next.map(|n| format!(", next offset {n}"))

@@ -12,14 +12,14 @@ use weir::aggregate::{
     self, Checkpoints, CountConfig, CountJob, CountSummary, EmitMode, Extractor, JsonLines,
     Restored, Row, RowSink, Table, Windowing, table_line,
 };
-use weir::consume::consumer::{self, Consumer};
+use weir::consume::{Consumer, assign};
 use weir::job::StopReason;
 use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;
 use super::consume::{SelectionArgs, stdout_closed};
 use super::offsets::StoreArgs;
-use super::{non_negative, usage};
+use super::{non_negative, usage, usage_for};
 
 /// Count records per key in time windows, exactly, across restarts.
 #[derive(Debug, clap::Args)]
@@ -108,7 +108,7 @@ pub async fn run(
         super::require_stdout("the counts (--no-stdout writes only to --to-topic)")?;
     }
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
-    let extractor: Extractor = args.by.parse().map_err(|e| usage(format!("--by: {e}")))?;
+    let extractor: Extractor = args.by.parse().map_err(|e| usage_for("--by", e))?;
     let size_ms = match args.window {
         Some(w) if w.as_millis() == 0 => return Err(usage("--window must be at least 1ms")),
         Some(w) => Some(i64::try_from(w.as_millis()).unwrap_or(i64::MAX)),
@@ -127,7 +127,7 @@ pub async fn run(
     };
 
     let client = Arc::new(config.client().await?);
-    let mut assignments = consumer::assign(&client, &selection).await?;
+    let mut assignments = assign(&client, &selection).await?;
     let mut checkpoints = None;
     let mut restored = Restored::default();
     if let Some(group) = &args.group {
@@ -137,10 +137,7 @@ pub async fn run(
         let joined =
             weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
         if let Some((mut session, offsets)) = joined {
-            let partitions: Vec<_> = assignments
-                .iter()
-                .map(|a| (Arc::clone(&a.topic), a.partition))
-                .collect();
+            let partitions: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
             restored = aggregate::restore(&mut session, &offsets, &partitions)?;
             tracing::debug!(
                 group = group.as_str(),
@@ -155,7 +152,8 @@ pub async fn run(
     }
     let topic = match &args.to_topic {
         Some(name) => {
-            Some(weir::aggregate::open_output_topic(&client, &config, name, &assignments).await?)
+            let input = assignments.first().map(|a| &*a.topic);
+            Some(weir::aggregate::open_output_topic(&client, &config, name, input).await?)
         }
         None => None,
     };

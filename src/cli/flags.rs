@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use weir::consume::consumer::{ConsumerConfig, DEFAULT_FETCH_BYTES};
+use weir::consume::ConsumerConfig;
+use weir::consume::fetch::DEFAULT_FETCH_BYTES;
 use weir::produce::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
 
 use super::connect::parse_duration;

@@ -26,6 +26,15 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
 }
 
+/// A [`UsageError`] for `flag`, caused by the library's `error`: printed
+/// as `FLAG: ERROR` with the error's whole chain.
+pub fn usage_for(
+    flag: &str,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> anyhow::Error {
+    anyhow::Error::new(error).context(UsageError(flag.to_owned()))
+}
+
 /// A write to stdout refused because its reader went away (`weir ... |
 /// head`): the command's output ends there, and the process exits 0.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use serde::Serialize;
-use weir::consume::consumer::StartOffset;
+use weir::consume::StartOffset;
 use weir::kafka::admin::{Admin, AdminError};
 use weir::offsets::group::OffsetChange;
 use weir::offsets::{

@@ -6,10 +6,29 @@
 //! ready, so a fast stream is written in large blocks and a slow one
 //! appears at once. A closed output (`weir consume | head`) ends the job
 //! as a success.
+//!
+//! The consumer, which `weir count`, `weir bench` and the offsets store
+//! read with too, is split by concern: [`position`] (where a partition
+//! starts and stops, as written), [`assign`](mod@assign) (which partitions),
+//! [`start`] (resolved against the watermarks), [`fetch`] (one partition's
+//! task) and [`consumer`] (the tasks merged into one stream); its main
+//! types are re-exported here.
 
+pub mod assign;
 pub mod consumer;
+#[cfg(test)]
+mod fake_log;
+pub mod fetch;
 pub mod filter;
 pub mod output;
+pub mod position;
+pub mod start;
+
+pub use assign::{Assignment, Instance, InstanceError, Selection, assign};
+pub use consumer::{ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, FetchFailure};
+pub use fetch::{FetchError, PartitionFetch};
+pub use position::{PositionError, StartOffset, TimeError, Until};
+pub use start::{PartitionPosition, resolve_start};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,11 +39,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::TopicPartition;
-use crate::consume::consumer::{ConsumedRecord, Consumer};
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{RecordWriter, is_broken_pipe};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason};
 use crate::offsets::GroupSession;
+use crate::record::ConsumedRecord;
 
 /// What to do with the records.
 #[derive(Debug)]
@@ -62,7 +81,7 @@ pub struct PartitionTally {
 #[derive(Debug, Clone)]
 pub struct ConsumeSummary {
     /// Per partition, what was read.
-    pub partitions: BTreeMap<(Arc<str>, i32), PartitionTally>,
+    pub partitions: BTreeMap<TopicPartition, PartitionTally>,
     /// Records written.
     pub written: u64,
     /// Records the filter rejected.
@@ -71,7 +90,7 @@ pub struct ConsumeSummary {
     pub unparsed: u64,
     /// Per partition, the next offset after what was written and flushed
     /// (or skipped by the filter before it).
-    pub positions: BTreeMap<(Arc<str>, i32), i64>,
+    pub positions: BTreeMap<TopicPartition, i64>,
     /// Commits acknowledged by the offsets store.
     pub commits: u64,
     /// How long the job ran.
@@ -101,7 +120,7 @@ pub async fn run<W: Write>(
     let positions: BTreeMap<_, _> = consumer
         .positions()
         .iter()
-        .map(|p| ((Arc::clone(&p.topic), p.partition), p.start))
+        .map(|p| (p.topic_partition(), p.start))
         .collect();
     let interval = job.commits.as_ref().map(|c| c.interval);
     let mut run = Run {
@@ -160,7 +179,9 @@ impl<W: Write> Job for Run<'_, W> {
     }
 
     fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
-        self.state.positions.insert((topic, partition), next_offset);
+        self.state
+            .positions
+            .insert(TopicPartition::new(topic, partition), next_offset);
     }
 
     fn flush(&mut self) -> Result<(), StepError<JobError>> {
@@ -193,12 +214,12 @@ impl<W: Write> Job for Run<'_, W> {
 }
 
 struct State {
-    partitions: BTreeMap<(Arc<str>, i32), PartitionTally>,
+    partitions: BTreeMap<TopicPartition, PartitionTally>,
     /// Next offsets after what was handed to the writer.
-    positions: BTreeMap<(Arc<str>, i32), i64>,
+    positions: BTreeMap<TopicPartition, i64>,
     /// Next offsets after what the writer has flushed: what may be
     /// committed.
-    flushed: BTreeMap<(Arc<str>, i32), i64>,
+    flushed: BTreeMap<TopicPartition, i64>,
     written: u64,
     filtered: u64,
     unparsed: u64,
@@ -217,15 +238,8 @@ impl State {
     /// Commits the flushed positions. A failed commit is retried at the
     /// next interval, except the last one (`last`), which fails the job.
     async fn commit(&mut self, commits: &mut Commits, last: bool) -> Result<(), JobError> {
-        let positions = self
-            .flushed
-            .iter()
-            .map(|((topic, partition), &offset)| {
-                (TopicPartition::new(Arc::clone(topic), *partition), offset)
-            })
-            .collect();
         let exclusive = commits.exclusive;
-        if job::commit_positions(&mut commits.session, &positions, exclusive, last).await? {
+        if job::commit_positions(&mut commits.session, &self.flushed, exclusive, last).await? {
             self.commits += 1;
         }
         Ok(())
@@ -241,7 +255,7 @@ impl State {
         let Some(first) = records.first() else {
             return Ok(None);
         };
-        let key = (Arc::clone(&first.topic), first.partition);
+        let key = first.topic_partition();
         let noop = job.filter.is_noop();
         let mut tally = PartitionTally::default();
         let mut next = None;
@@ -276,7 +290,7 @@ impl State {
         Ok(stop)
     }
 
-    fn add(&mut self, key: &(Arc<str>, i32), tally: PartitionTally, next: Option<i64>) {
+    fn add(&mut self, key: &TopicPartition, tally: PartitionTally, next: Option<i64>) {
         let total = self.partitions.entry(key.clone()).or_default();
         total.records += tally.records;
         total.bytes += tally.bytes;
@@ -294,7 +308,6 @@ mod tests {
     use rskafka::record::{Record, RecordAndOffset};
 
     use super::*;
-    use crate::consume::consumer::{Assignment, ConsumerConfig, FetchError, PartitionFetch};
     use crate::consume::filter::FilterConfig;
     use crate::consume::output::OutputFormat;
 
@@ -380,6 +393,9 @@ mod tests {
         assert_eq!(summary.written, 0);
         assert_eq!(summary.stop, StopReason::Count);
         // Nothing read, so every position is where it started.
-        assert_eq!(summary.positions.get(&(Arc::from("t"), 0)), Some(&0));
+        assert_eq!(
+            summary.positions.get(&TopicPartition::new("t", 0)),
+            Some(&0)
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::TopicPartition;
-use crate::consume::consumer::ConsumedRecord;
+use crate::record::ConsumedRecord;
 
 /// Version of the key and value format.
 const FORMAT_VERSION: u8 = 1;

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use rskafka::client::Client;
 use serde::Serialize;
 
-use crate::consume::consumer::{self, Assignment, ConsumeError, StartOffset};
+use crate::consume::{Assignment, ConsumeError, StartOffset, resolve_start};
 use crate::kafka::admin::{Admin, AdminError};
 use crate::offsets::{
     Commit, GroupOffsets, GroupSession, OffsetKey, OffsetStore, OffsetsError, StoreConfig,
     instance_id,
 };
+use crate::timestamp::now_ms;
 use crate::{ConnectionConfig, TopicPartition};
 
 /// Errors of joining a group or changing its offsets.
@@ -126,7 +127,7 @@ pub async fn set_offsets(
     let mut commits = Vec::with_capacity(partitions.len());
     let mut changes = Vec::with_capacity(partitions.len());
     for &partition in partitions {
-        let position = consumer::resolve_start(client, topic, partition, start).await?;
+        let position = resolve_start(client, topic, partition, start).await?;
         let at = TopicPartition::new(topic, partition);
         changes.push(OffsetChange {
             topic: topic.to_owned(),
@@ -141,7 +142,7 @@ pub async fn set_offsets(
             },
             Some(Commit {
                 offset: position.start,
-                committed_at: consumer::now_ms(),
+                committed_at: now_ms(),
                 instance: instance.clone(),
                 started_at: None,
                 state: None,

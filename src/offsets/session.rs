@@ -12,7 +12,7 @@ use super::codec::{
 };
 use super::store::{GroupOffsets, OffsetStore, OffsetsError, apply};
 use crate::TopicPartition;
-use crate::consume::consumer::now_ms;
+use crate::timestamp::now_ms;
 
 /// Another instance committed a partition this one is reading.
 #[derive(Debug, Clone, PartialEq, Eq)]

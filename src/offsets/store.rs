@@ -14,11 +14,12 @@ use tracing::{debug, info, instrument, warn};
 
 use super::codec::{ChunkKey, Commit, OffsetKey, StoreRecord, parse};
 use super::{DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC};
-use crate::consume::consumer::{
-    Assignment, ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until, now_ms,
+use crate::consume::{
+    Assignment, ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until,
 };
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::produce::partitioner::murmur2_partition;
+use crate::timestamp::now_ms;
 use crate::{ErrorChain, TopicPartition};
 
 /// A produce request to the store stays under this many bytes: brokers
@@ -74,9 +75,9 @@ pub enum OffsetsError {
     Read {
         /// The store partition.
         partition: TopicPartition,
-        /// Why.
+        /// Why (boxed: a consumer's error is large).
         #[source]
-        source: ConsumeError,
+        source: Box<ConsumeError>,
     },
     /// A commit was not acknowledged.
     #[error("committing group \"{group}\" to offsets {partition} failed: {reason}")]
@@ -243,9 +244,9 @@ impl OffsetStore {
         from: Option<i64>,
         mut each: impl FnMut(StoreRecord, i64),
     ) -> Result<i64, OffsetsError> {
-        let failed = |source| OffsetsError::Read {
+        let failed = |source: ConsumeError| OffsetsError::Read {
             partition: TopicPartition::new(self.topic.as_str(), partition),
-            source,
+            source: Box::new(source),
         };
         let config = ConsumerConfig {
             start: StartOffset::Earliest,

@@ -464,7 +464,7 @@ impl Producer {
                 };
                 self.config
                     .timestamps
-                    .check(ms, crate::consume::consumer::now_ms())
+                    .check(ms, crate::timestamp::now_ms())
                     .map_err(refused)?;
                 DateTime::from_timestamp_millis(ms)
                     .ok_or_else(|| refused(TimestampProblem::Unrepresentable))?
@@ -572,7 +572,7 @@ struct Clock {
 
 impl Clock {
     fn now(&mut self) -> DateTime<Utc> {
-        let ms = crate::consume::consumer::now_ms();
+        let ms = crate::timestamp::now_ms();
         if ms != self.ms {
             self.ms = ms;
             self.time = DateTime::from_timestamp_millis(ms).unwrap_or_default();

@@ -397,8 +397,8 @@ mod tests {
     /// header exactly: what the writer writes, the parser reads back.
     #[test]
     fn consumed_json_headers_are_produced_exactly() {
-        use crate::consume::consumer::ConsumedRecord;
         use crate::consume::output::{OutputFormat, RecordWriter};
+        use crate::record::ConsumedRecord;
 
         let record = ConsumedRecord {
             topic: "t".into(),

@@ -1,0 +1,164 @@
+//! Which partitions a consumer reads: a [`Selection`] of topics,
+//! partitions and an [`Instance`]'s share of them, checked against the
+//! cluster's metadata into one [`Assignment`] per partition.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rskafka::client::Client;
+
+use crate::TopicPartition;
+use crate::consume::consumer::ConsumeError;
+
+/// Partition `p` belongs to instance `index` of `count` when
+/// `p % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instance {
+    /// This instance, from 0.
+    pub index: u32,
+    /// How many instances share the partitions.
+    pub count: u32,
+}
+
+/// An [`Instance`] that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid instance \"{input}\": expected i/N with 0 <= i < N, e.g. 0/2")]
+pub struct InstanceError {
+    input: String,
+}
+
+impl FromStr for Instance {
+    type Err = InstanceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parsed = s
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)));
+        match parsed {
+            Some((index, count)) if count > 0 && index < count => Ok(Self { index, count }),
+            _ => Err(InstanceError {
+                input: s.to_owned(),
+            }),
+        }
+    }
+}
+
+impl Instance {
+    /// Whether `partition` is this instance's.
+    pub fn owns(self, partition: i32) -> bool {
+        u32::try_from(partition).is_ok_and(|p| p % self.count == self.index)
+    }
+}
+
+/// Which partitions of which topics to read.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Topics.
+    pub topics: Vec<String>,
+    /// Partitions (of every topic); `None` is all.
+    pub partitions: Option<Vec<i32>>,
+    /// Only this instance's share of them.
+    pub instance: Option<Instance>,
+}
+
+/// One partition to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Next offset to read, e.g. a committed one; `None` uses
+    /// [`ConsumerConfig::start`](crate::consume::ConsumerConfig::start).
+    pub start: Option<i64>,
+}
+
+impl Assignment {
+    /// The partition.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(Arc::clone(&self.topic), self.partition)
+    }
+}
+
+/// The partitions `selection` names, checked against the cluster's
+/// metadata, in topic then partition order.
+///
+/// # Errors
+///
+/// An unknown topic, a partition out of range, or nothing left to read.
+pub async fn assign(
+    client: &Client,
+    selection: &Selection,
+) -> Result<Vec<Assignment>, ConsumeError> {
+    let topics = client
+        .list_topics()
+        .await
+        .map_err(|e| ConsumeError::Metadata(e.to_string()))?;
+    let mut assigned = Vec::new();
+    for name in &selection.topics {
+        let topic =
+            topics
+                .iter()
+                .find(|t| &t.name == name)
+                .ok_or_else(|| ConsumeError::UnknownTopic {
+                    topic: name.clone(),
+                })?;
+        let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        let wanted: Vec<i32> = match &selection.partitions {
+            Some(list) => {
+                for &p in list {
+                    if !(0..count).contains(&p) {
+                        return Err(ConsumeError::PartitionOutOfRange {
+                            topic: name.clone(),
+                            partition: p,
+                            partitions: count,
+                        });
+                    }
+                }
+                let mut list = list.clone();
+                list.sort_unstable();
+                list.dedup();
+                list
+            }
+            None => (0..count).collect(),
+        };
+        let topic: Arc<str> = Arc::from(name.as_str());
+        assigned.extend(
+            wanted
+                .into_iter()
+                .filter(|&p| selection.instance.is_none_or(|i| i.owns(p)))
+                .map(|partition| Assignment {
+                    topic: Arc::clone(&topic),
+                    partition,
+                    start: None,
+                }),
+        );
+    }
+    if assigned.is_empty() {
+        return Err(ConsumeError::NothingAssigned(match selection.instance {
+            Some(i) => format!(
+                "instance {}/{} owns none of the selected partitions",
+                i.index, i.count
+            ),
+            None => "the selection is empty".to_owned(),
+        }));
+    }
+    Ok(assigned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_split_partitions() {
+        let a: Instance = "0/2".parse().unwrap();
+        let b: Instance = "1/2".parse().unwrap();
+        for p in 0..7 {
+            assert!(a.owns(p) != b.owns(p), "partition {p} has one owner");
+        }
+        assert!("2/2".parse::<Instance>().is_err());
+        assert!("1/0".parse::<Instance>().is_err());
+        assert!("1".parse::<Instance>().is_err());
+    }
+}

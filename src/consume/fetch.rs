@@ -1,0 +1,495 @@
+//! The fetch side of one partition: the [`PartitionFetch`] trait (rskafka's
+//! [`PartitionClient`], or a test's log in memory) and the task that reads
+//! a partition into the consumer's stream.
+//!
+//! The task fetches with a long poll, grows its fetch size when a record
+//! does not fit and follows the decoded size of what it fetched (see
+//! [`DECODED_FETCH_FACTOR`]), moves to the nearest watermark when the
+//! broker answers `OffsetOutOfRange`, tells a deleted topic from a broker
+//! that does not know it yet, and retries a lost broker until the
+//! consumer's retry timeout passes without one good fetch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rskafka::client::Client;
+use rskafka::client::error::{Error as ClientError, ProtocolError};
+use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::record::RecordAndOffset;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::TopicPartition;
+use crate::consume::consumer::{ConsumeError, ConsumerConfig, ConsumerEvent, FetchFailure};
+use crate::record::ConsumedRecord;
+use crate::timestamp::now_ms;
+
+/// Default fetch size per partition, as the Java consumer's
+/// `max.partition.fetch.bytes` (1 MiB).
+pub const DEFAULT_FETCH_BYTES: i32 = 1024 * 1024;
+
+/// Largest fetch size a partition grows to when a record does not fit.
+pub const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
+
+/// How many times the fetch size a fetch's records may take once decoded
+/// (keys and values) before the next fetch asks for less. The fetch size
+/// counts bytes on the wire; a compressed topic's records can take 10-50
+/// times that in memory, and each of the few fetches a partition holds
+/// (see [`ConsumerConfig::buffered_batches`]) would. Uncompressed and
+/// ordinarily compressed records stay below half of it, so their fetch
+/// size ends at the configured one.
+pub const DECODED_FETCH_FACTOR: usize = 4;
+
+/// A partition's first fetch size, when the configured one is larger: the
+/// size doubles from there, fetch by fetch, while records decode to less
+/// than half of [`DECODED_FETCH_FACTOR`] times the configured size, so
+/// that the first fetch of a compressed topic cannot take 50 times its
+/// size in memory.
+pub const START_FETCH_BYTES: i32 = 64 * 1024;
+
+/// Smallest fetch size the decoded-size rule shrinks to. A broker returns
+/// a whole first batch even when it is larger, and a fetch that returns
+/// nothing grows again (and stops the rule from going that low again).
+pub const MIN_FETCH_BYTES: i32 = 16 * 1024;
+
+/// Default long-poll wait, as the Java consumer's `fetch.max.wait.ms`
+/// (500 ms). The broker answers as soon as one byte is there.
+pub const DEFAULT_FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
+
+/// Why a fetch failed, as far as the loop cares.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The offset is outside the partition's log.
+    #[error("offset out of range")]
+    OutOfRange,
+    /// The broker does not know the topic or partition: deleted, or not
+    /// yet learnt from the controller.
+    #[error("the broker does not know the topic or partition")]
+    UnknownTopic,
+    /// No answer by the deadline.
+    #[error("no answer from the broker")]
+    TimedOut,
+    /// No answer within the consumer's retry timeout.
+    #[error("no answer within the retry timeout ({})", humantime::format_duration(*.0))]
+    NoAnswerWithin(Duration),
+    /// Anything else (after rskafka's own retries), as one sentence:
+    /// rskafka's errors repeat their causes in their own text.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<ClientError> for FetchError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                ..
+            } => Self::OutOfRange,
+            ClientError::ServerError {
+                protocol_error: ProtocolError::UnknownTopicOrPartition,
+                ..
+            } => Self::UnknownTopic,
+            e => Self::Other(crate::kafka::connect::client_error_text(&e)),
+        }
+    }
+}
+
+/// The fetch side of one partition: rskafka's [`PartitionClient`], or a
+/// test's stand-in.
+pub trait PartitionFetch: Send + Sync + 'static {
+    /// Records from `offset` on, up to about `max_bytes`, waiting up to
+    /// `max_wait_ms` for the first; and the high watermark.
+    fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>>;
+
+    /// The offset at `at` (watermarks, or the first at a time).
+    fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>>;
+
+    /// Whether the topic still exists, after [`FetchError::UnknownTopic`].
+    fn topic_exists(&self) -> BoxFuture<'_, Result<bool, FetchError>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    /// The partition leader's `host:port` as last known, for messages.
+    fn leader(&self) -> Option<String> {
+        None
+    }
+}
+
+impl PartitionFetch for PartitionClient {
+    fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
+        Box::pin(async move {
+            Ok(self
+                .fetch_records(offset, 1..max_bytes, max_wait_ms)
+                .await?)
+        })
+    }
+
+    fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
+        Box::pin(async move { Ok(self.get_offset(at).await?) })
+    }
+
+    fn topic_exists(&self) -> BoxFuture<'_, Result<bool, FetchError>> {
+        Box::pin(async move { Ok(PartitionClient::topic_exists(self).await?) })
+    }
+
+    fn leader(&self) -> Option<String> {
+        self.leader_address()
+    }
+}
+
+/// `request`'s answer, or a failure saying none came by `deadline`, which
+/// is `timeout` (the retry timeout) after the wait began.
+pub(super) async fn within<T>(
+    deadline: Instant,
+    timeout: Duration,
+    request: impl std::future::Future<Output = Result<T, FetchError>>,
+) -> Result<T, FetchError> {
+    match tokio::time::timeout_at(deadline, request).await {
+        Ok(answer) => answer,
+        Err(_) => Err(FetchError::NoAnswerWithin(timeout)),
+    }
+}
+
+/// Opens a client for one partition, retrying a broker that does not know
+/// it yet, for at most `timeout`.
+pub(super) async fn open_partition(
+    client: &Client,
+    topic: &Arc<str>,
+    partition: i32,
+    timeout: Duration,
+) -> Result<PartitionClient, ConsumeError> {
+    crate::kafka::connect::partition_client_within(client, topic, partition, timeout)
+        .await
+        .map_err(|reason| ConsumeError::Fetch {
+            at: TopicPartition::new(Arc::clone(topic), partition),
+            cause: FetchFailure::Leader(reason),
+        })
+}
+
+/// The fetch size after a fetch of `current` bytes whose records took
+/// `decoded` bytes: smaller in proportion when they took more than
+/// [`DECODED_FETCH_FACTOR`] times `configured` (never below `floor`),
+/// twice as large (up to `configured`) when they took less than half that.
+fn next_fetch_bytes(current: i32, floor: i32, configured: i32, decoded: usize) -> i32 {
+    let target = usize::try_from(configured)
+        .unwrap_or(0)
+        .saturating_mul(DECODED_FETCH_FACTOR);
+    if decoded > target {
+        let scaled = i64::from(current) * target as i64 / decoded.max(1) as i64;
+        let scaled = i32::try_from(scaled).unwrap_or(current);
+        scaled.max(floor).min(current)
+    } else if decoded < target / 2 && current < configured {
+        current.saturating_mul(2).min(configured)
+    } else {
+        current
+    }
+}
+
+/// Reads one partition into the shared stream.
+pub(super) struct PartitionTask<F> {
+    pub(super) fetch: F,
+    pub(super) topic: Arc<str>,
+    pub(super) partition: i32,
+    /// The next offset to read.
+    pub(super) next: i64,
+    /// Where it stops (`Until::End`).
+    pub(super) end: Option<i64>,
+    /// Where it stops (`Until::Timestamp`).
+    pub(super) until_time: Option<i64>,
+    pub(super) config: ConsumerConfig,
+    pub(super) events: mpsc::Sender<ConsumerEvent>,
+    pub(super) stopped: watch::Receiver<bool>,
+}
+
+impl<F: PartitionFetch> PartitionTask<F> {
+    /// Reads until the partition's stop, a failure, or the consumer's stop.
+    pub(super) async fn run(mut self) {
+        let fetch_bytes = self.config.fetch_bytes.max(1);
+        let mut max_bytes = fetch_bytes.min(START_FETCH_BYTES);
+        // The decoded-size rule shrinks no lower than this; a fetch that
+        // returned nothing because a batch did not fit raises it.
+        let mut floor = MIN_FETCH_BYTES.min(fetch_bytes);
+        let max_wait_ms = i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
+        let mut failing_since: Option<Instant> = None;
+        let mut last_error: Option<FetchError> = None;
+        let mut warned_empty = false;
+        loop {
+            if self.end.is_some_and(|end| self.next >= end) {
+                self.reached().await;
+                return;
+            }
+            // A fetch ends by the deadline whatever rskafka's own retry
+            // loops (nested: request, leader lookup, connection) would do:
+            // one long poll plus the retry timeout from a good state, and
+            // the retry timeout from the first failure once failing.
+            let started = Instant::now();
+            let timeout = self.config.retry_timeout;
+            let deadline = match failing_since {
+                Some(since) => since + timeout,
+                None => started + timeout + self.config.fetch_max_wait,
+            };
+            let fetched = tokio::select! {
+                biased;
+                _ = self.stopped.changed() => return,
+                r = tokio::time::timeout_at(deadline, self.fetch.fetch(self.next, max_bytes, max_wait_ms)) => {
+                    r.unwrap_or(Err(FetchError::TimedOut))
+                }
+            };
+            let fetched = match fetched {
+                Err(FetchError::UnknownTopic) => {
+                    let exists = tokio::select! {
+                        biased;
+                        _ = self.stopped.changed() => return,
+                        r = tokio::time::timeout(timeout, self.fetch.topic_exists()) => {
+                            r.unwrap_or(Err(FetchError::TimedOut))
+                        }
+                    };
+                    match exists {
+                        Ok(false) => {
+                            let offset = self.next;
+                            self.fail(FetchFailure::TopicDeleted { offset }).await;
+                            return;
+                        }
+                        Ok(true) => Err(FetchError::Other(FetchError::UnknownTopic.to_string())),
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
+            };
+            let (records, high) = match fetched {
+                Ok(r) => {
+                    failing_since = None;
+                    last_error = None;
+                    r
+                }
+                Err(FetchError::OutOfRange) => {
+                    let before = self.next;
+                    if !self.clamp().await {
+                        return;
+                    }
+                    if self.next == before && !self.pause(self.config.fetch_max_wait).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    let since = *failing_since.get_or_insert(started);
+                    // The error before a wait cut short says more than
+                    // the cut.
+                    if e != FetchError::TimedOut || last_error.is_none() {
+                        last_error = Some(e.clone());
+                    }
+                    if since.elapsed() >= timeout || e == FetchError::TimedOut {
+                        self.fail(FetchFailure::NoGoodFetch {
+                            leader: self.fetch.leader(),
+                            offset: self.next,
+                            timeout,
+                            last: last_error.unwrap_or(e),
+                        })
+                        .await;
+                        return;
+                    }
+                    let reason = e.to_string();
+                    warn!(
+                        topic = self.topic.as_ref(),
+                        partition = self.partition,
+                        offset = self.next,
+                        error = reason.as_str(),
+                        "fetch failed; retrying"
+                    );
+                    if !self.pause(Duration::from_millis(500)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+
+            let Some(last) = records.last().map(|r| r.offset) else {
+                if self.next < high {
+                    // Records are there but none came back: the next one
+                    // is larger than the fetch size, or only control
+                    // records lie between here and the high watermark.
+                    if max_bytes < MAX_FETCH_BYTES {
+                        max_bytes = max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
+                        floor = floor.max(max_bytes);
+                        debug!(
+                            topic = self.topic.as_ref(),
+                            partition = self.partition,
+                            max_bytes,
+                            "nothing fit; fetch size grown"
+                        );
+                        continue;
+                    }
+                    if !warned_empty {
+                        warned_empty = true;
+                        warn!(
+                            topic = self.topic.as_ref(),
+                            partition = self.partition,
+                            offset = self.next,
+                            high,
+                            "no records returned below the high watermark"
+                        );
+                    }
+                    if self.end.is_some() {
+                        // Nothing readable is left before the end.
+                        self.next = high.min(self.end.unwrap_or(high));
+                        self.reached().await;
+                        return;
+                    }
+                    if !self.pause(self.config.fetch_max_wait).await {
+                        return;
+                    }
+                } else if self.until_time.is_some_and(|t| now_ms() >= t) {
+                    self.reached().await;
+                    return;
+                }
+                continue;
+            };
+
+            let decoded = records
+                .iter()
+                .map(|r| {
+                    r.record.key.as_ref().map_or(0, Vec::len)
+                        + r.record.value.as_ref().map_or(0, Vec::len)
+                })
+                .sum();
+            let next_bytes = next_fetch_bytes(max_bytes, floor, fetch_bytes, decoded);
+            if next_bytes != max_bytes {
+                debug!(
+                    topic = self.topic.as_ref(),
+                    partition = self.partition,
+                    decoded,
+                    from = max_bytes,
+                    to = next_bytes,
+                    "fetch size follows the decoded size"
+                );
+                max_bytes = next_bytes;
+            }
+
+            let mut reached = false;
+            let mut batch = Vec::with_capacity(records.len());
+            for r in records {
+                if r.offset < self.next {
+                    continue;
+                }
+                if self.end.is_some_and(|end| r.offset >= end) {
+                    break;
+                }
+                let timestamp_ms = r.record.timestamp.timestamp_millis();
+                if self.until_time.is_some_and(|t| timestamp_ms >= t) {
+                    reached = true;
+                    self.next = r.offset;
+                    break;
+                }
+                batch.push(ConsumedRecord {
+                    topic: Arc::clone(&self.topic),
+                    partition: self.partition,
+                    offset: r.offset,
+                    timestamp_ms,
+                    key: r.record.key,
+                    value: r.record.value,
+                    headers: r.record.headers,
+                });
+            }
+            if !reached {
+                self.next = match self.end {
+                    Some(end) => (last + 1).min(end),
+                    None => last + 1,
+                };
+            }
+            if !batch.is_empty()
+                && self
+                    .events
+                    .send(ConsumerEvent::Records(batch))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            if reached {
+                self.reached().await;
+                return;
+            }
+        }
+    }
+
+    async fn reached(&self) {
+        let _ = self
+            .events
+            .send(ConsumerEvent::Reached {
+                topic: Arc::clone(&self.topic),
+                partition: self.partition,
+                next_offset: self.next,
+            })
+            .await;
+    }
+
+    /// Reports this partition's failure; the task ends after it.
+    async fn fail(&self, cause: FetchFailure) {
+        let _ = self
+            .events
+            .send(ConsumerEvent::Failed(ConsumeError::Fetch {
+                at: TopicPartition::new(Arc::clone(&self.topic), self.partition),
+                cause,
+            }))
+            .await;
+    }
+
+    /// Sleeps unless stopped; false when stopped.
+    async fn pause(&mut self, duration: Duration) -> bool {
+        tokio::select! {
+            _ = self.stopped.changed() => false,
+            () = tokio::time::sleep(duration) => true,
+        }
+    }
+
+    /// After `OffsetOutOfRange`: moves to the nearest watermark. False when
+    /// the watermarks cannot be read either (the failure is reported).
+    async fn clamp(&mut self) -> bool {
+        let watermarks = async {
+            let low = self.fetch.offset_at(OffsetAt::Earliest).await?;
+            let high = self.fetch.offset_at(OffsetAt::Latest).await?;
+            Ok::<_, FetchError>((low, high))
+        };
+        let timeout = self.config.retry_timeout;
+        match within(Instant::now() + timeout, timeout, watermarks).await {
+            Ok((low, high)) => {
+                let next = self.next.clamp(low, high.max(low));
+                warn!(
+                    topic = self.topic.as_ref(),
+                    partition = self.partition,
+                    offset = self.next,
+                    low,
+                    high,
+                    next,
+                    "offset out of range; moved to the nearest watermark"
+                );
+                self.next = next;
+                true
+            }
+            Err(watermarks) => {
+                let offset = self.next;
+                self.fail(FetchFailure::OutOfRange { offset, watermarks })
+                    .await;
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "fetch_tests.rs"]
+mod tests;

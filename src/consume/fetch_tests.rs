@@ -1,0 +1,178 @@
+//! The partition task against a log in memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::*;
+use crate::consume::consumer::{Consumer, ConsumerEvent};
+use crate::consume::fake_log::{FakeLog, assignment, config, drain, read};
+use crate::consume::position::{StartOffset, Until};
+
+#[tokio::test]
+async fn until_time_stops_before_the_first_later_record() {
+    let log = Arc::new(FakeLog::new(0..10));
+    let (offsets, reached) = read(&log, None, StartOffset::Earliest, Until::Timestamp(4_000)).await;
+    assert_eq!(offsets, vec![0, 1, 2, 3]);
+    assert_eq!(reached, Some(4));
+    // Nothing newer: stops once caught up, the time being past.
+    let (offsets, _) = read(&log, None, StartOffset::Earliest, Until::Timestamp(50_000)).await;
+    assert_eq!(offsets.len(), 10);
+}
+
+#[tokio::test]
+async fn fetch_size_grows_for_a_large_record() {
+    let log = Arc::new(FakeLog::new(0..3));
+    log.log.lock().unwrap()[1].1 = 5_000;
+    let mut config = config(StartOffset::Earliest, Until::End);
+    config.fetch_bytes = 100;
+    let consumer = Consumer::start_with(vec![(assignment(None), Arc::clone(&log))], config)
+        .await
+        .unwrap();
+    assert_eq!(drain(consumer).await.0, vec![0, 1, 2]);
+    let sizes: Vec<i32> = log.fetches.lock().unwrap().iter().map(|f| f.1).collect();
+    assert!(sizes.contains(&6_400), "grew by doubling: {sizes:?}");
+}
+
+#[test]
+fn fetch_size_follows_the_decoded_size() {
+    let mib = 1024 * 1024;
+    // Uncompressed, or compressed a few times: unchanged.
+    assert_eq!(next_fetch_bytes(mib, 16_384, mib, mib as usize), mib);
+    assert_eq!(next_fetch_bytes(mib, 16_384, mib, 3 * mib as usize), mib);
+    // 25 times the wire size: 4/25 of it, to decode to 4 times the
+    // configured size.
+    assert_eq!(
+        next_fetch_bytes(mib, 16_384, mib, 25 * mib as usize),
+        mib * 4 / 25
+    );
+    // Never below the floor.
+    assert_eq!(
+        next_fetch_bytes(mib, 200_000, mib, 100 * mib as usize),
+        200_000
+    );
+    // Decoding to between 2 and 4 times the configured size: it stays.
+    for decoded in [2 * mib as usize, 4 * mib as usize] {
+        assert_eq!(next_fetch_bytes(50_000, 16_384, mib, decoded), 50_000);
+    }
+    // Doubling (from the start size, or back up) below that.
+    assert_eq!(next_fetch_bytes(65_536, 16_384, mib, 65_536), 131_072);
+    assert_eq!(
+        next_fetch_bytes(100_000, 16_384, mib, mib as usize),
+        200_000
+    );
+    assert_eq!(next_fetch_bytes(900_000, 16_384, mib, 1_000), mib);
+    // A size grown past the configured one for a large record stays.
+    assert_eq!(next_fetch_bytes(4 * mib, 4 * mib, mib, 1_000), 4 * mib);
+}
+
+#[tokio::test]
+async fn fetch_size_starts_small_and_doubles() {
+    let mut log = FakeLog::new(0..20_000);
+    for r in log.log.get_mut().unwrap().iter_mut() {
+        r.1 = 100;
+    }
+    let log = Arc::new(log);
+    let consumer = Consumer::start_with(
+        vec![(assignment(None), Arc::clone(&log))],
+        config(StartOffset::Earliest, Until::End),
+    )
+    .await
+    .unwrap();
+    assert_eq!(drain(consumer).await.0.len(), 20_000);
+    let sizes: Vec<i32> = log.fetches.lock().unwrap().iter().map(|f| f.1).collect();
+    let mib = 1024 * 1024;
+    assert_eq!(
+        sizes[..5],
+        [START_FETCH_BYTES, 131_072, 262_144, 524_288, mib],
+        "{sizes:?}"
+    );
+}
+
+#[tokio::test]
+async fn fetch_size_shrinks_for_records_that_decode_large() {
+    // 1000-byte values that take 50 bytes each on the wire.
+    let mut log = FakeLog::new(0..3_000);
+    log.compression = 20;
+    for r in log.log.get_mut().unwrap().iter_mut() {
+        r.1 = 1_000;
+    }
+    let log = Arc::new(log);
+    let mut config = config(StartOffset::Earliest, Until::End);
+    config.fetch_bytes = 100_000;
+    let consumer = Consumer::start_with(vec![(assignment(None), Arc::clone(&log))], config)
+        .await
+        .unwrap();
+    assert_eq!(drain(consumer).await.0, (0..3_000).collect::<Vec<_>>());
+    let sizes: Vec<i32> = log.fetches.lock().unwrap().iter().map(|f| f.1).collect();
+    // The first fetch (at the start size): 1310 records, 1.31 MB
+    // decoded where 400 kB are allowed; then fetches of 400 records.
+    assert_eq!(sizes[..3], [START_FETCH_BYTES, 20_010, 20_010], "{sizes:?}");
+}
+
+#[tokio::test]
+async fn gaps_in_offsets_are_skipped() {
+    // A compacted log: offsets 3, 4 and 8 are gone.
+    let log = Arc::new(FakeLog::new([0, 1, 2, 5, 6, 7, 9]));
+    let (offsets, reached) = read(&log, Some(3), StartOffset::Earliest, Until::End).await;
+    assert_eq!(offsets, vec![5, 6, 7, 9]);
+    assert_eq!(reached, Some(10));
+}
+
+#[tokio::test]
+async fn failed_fetches_are_retried_without_gaps_or_duplicates() {
+    let log = Arc::new(FakeLog::new(0..4));
+    *log.failures.lock().unwrap() = 2;
+    let (offsets, _) = read(&log, None, StartOffset::Earliest, Until::End).await;
+    assert_eq!(offsets, vec![0, 1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_partition_that_keeps_failing_reports_it() {
+    let log = Arc::new(FakeLog::new(0..4));
+    *log.failures.lock().unwrap() = usize::MAX;
+    let mut config = config(StartOffset::Earliest, Until::End);
+    config.retry_timeout = Duration::from_millis(100);
+    let mut consumer = Consumer::start_with(vec![(assignment(None), Arc::clone(&log))], config)
+        .await
+        .unwrap();
+    match consumer.next().await {
+        Some(ConsumerEvent::Failed(e)) => {
+            let e = crate::ErrorChain(&e).to_string();
+            assert!(
+                e.contains("topic \"t\" partition 0") && e.contains("broker gone"),
+                "{e}"
+            );
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn out_of_range_moves_to_the_low_watermark() {
+    // Records below 3 were deleted after the start (1) was resolved.
+    let mut deleted = FakeLog::new(3..6);
+    deleted.low = 3;
+    let (tx, mut rx) = mpsc::channel(4);
+    let (_stop, stopped) = watch::channel(false);
+    let task = PartitionTask {
+        fetch: Arc::new(deleted),
+        topic: Arc::from("t"),
+        partition: 0,
+        next: 1,
+        end: Some(6),
+        until_time: None,
+        config: config(StartOffset::Earliest, Until::End),
+        events: tx,
+        stopped,
+    };
+    tokio::spawn(task.run());
+    let mut offsets = Vec::new();
+    while let Some(event) = rx.recv().await {
+        if let ConsumerEvent::Records(records) = event {
+            offsets.extend(records.iter().map(|r| r.offset));
+        }
+    }
+    assert_eq!(offsets, vec![3, 4, 5]);
+}
