@@ -52,6 +52,12 @@ pub enum StopReason {
     Shutdown,
     /// The output was closed by its reader.
     OutputClosed,
+    /// The group is rebalancing: the job finishes with its partitions
+    /// (flush, commit) and hands them back.
+    Revoked,
+    /// The member lost its partitions (its session expired, or it was cut
+    /// off): the job stops writing at once and commits nothing.
+    Fenced,
 }
 
 /// Errors every job shares.
@@ -67,6 +73,12 @@ pub enum JobError {
     /// The final commit failed.
     #[error(transparent)]
     Offsets(#[from] OffsetsError),
+    /// A group's offsets could not be loaded.
+    #[error(transparent)]
+    Group(Box<crate::offsets::group::GroupError>),
+    /// Membership in the group failed.
+    #[error(transparent)]
+    Membership(Box<crate::kafka::membership::MembershipError>),
     /// Another instance commits a partition this one reads (`--exclusive`).
     #[error(
         "group \"{group}\": instance {other} committed {partition} (offset {offset}), which this instance ({instance}) is reading"
@@ -83,6 +95,18 @@ pub enum JobError {
         /// This instance.
         instance: String,
     },
+}
+
+impl From<crate::offsets::group::GroupError> for JobError {
+    fn from(e: crate::offsets::group::GroupError) -> Self {
+        Self::Group(Box::new(e))
+    }
+}
+
+impl From<crate::kafka::membership::MembershipError> for JobError {
+    fn from(e: crate::kafka::membership::MembershipError) -> Self {
+        Self::Membership(Box::new(e))
+    }
 }
 
 /// How a step of a job failed: its output, which the loop inspects for a

@@ -11,12 +11,12 @@ use weir::ConnectionConfig;
 use weir::consume::filter::{Filter, FilterConfig, WhereClause, parse_regex};
 use weir::consume::output::{OutputFormat, RecordWriter, Template};
 use weir::consume::position::parse_time;
-use weir::consume::{Commits, ConsumeJob, ConsumeSummary};
+use weir::consume::{Commits, ConsumeJob, ConsumeSummary, MemberPlan};
 use weir::consume::{Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until, assign};
 use weir::job::StopReason;
 
 use super::connect::parse_duration;
-use super::flags::FetchFlags;
+use super::flags::{FetchFlags, MembershipFlags};
 use super::offsets::StoreArgs;
 use super::{non_negative, usage, usage_for};
 
@@ -99,8 +99,11 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub invert: bool,
 
-    /// Resume from, and commit to, this group's offsets in weir's offsets
-    /// topic (--from applies to partitions without a commit).
+    /// Read as a member of Kafka group G: the broker's group coordinator
+    /// shares the partitions among the members (with --instance or
+    /// --partitions, or --no-commit, the partitions are chosen here
+    /// instead); resume from, and commit to, the group's offsets in weir's
+    /// offsets topic (--from applies to partitions without a commit).
     #[arg(short, long)]
     pub group: Option<String>,
 
@@ -119,9 +122,19 @@ pub struct ConsumeArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub membership: MembershipFlags,
 }
 
 impl SelectionArgs {
+    /// Whether a group (`-g`) reads as a member of the broker's group,
+    /// the partitions given by its coordinator: unless they are chosen
+    /// here (`--instance`, `--partitions`).
+    pub fn joins_group(&self) -> bool {
+        self.instance.is_none() && self.partitions.is_none()
+    }
+
     /// The partitions to read and the consumer's config.
     pub fn plan(&self, timeout: Duration) -> anyhow::Result<(Selection, ConsumerConfig)> {
         let start: StartOffset = self
@@ -207,11 +220,45 @@ pub async fn run(
     let filter = args.filter()?;
     let format = args.format()?;
     let client = Arc::new(config.client().await?);
+    let stdout = std::io::stdout().lock();
+    let mut writer = RecordWriter::new(std::io::BufWriter::with_capacity(1 << 16, stdout), format);
+    let stop = async {
+        tokio::select! {
+            () = shutdown => StopReason::Shutdown,
+            () = stdout_closed() => StopReason::OutputClosed,
+        }
+    };
+    // --count 0 commits nothing, so it creates no offsets topic and joins
+    // no group either.
+    let writes = !args.no_commit && args.count != Some(0);
+    if let Some(group) = args.group.as_ref().filter(|_| writes) {
+        if args.selection.joins_group() {
+            let plan = MemberPlan {
+                selection,
+                consumer: consumer_config,
+                store: args.store.config(true)?,
+                commit_interval: args.commit_interval,
+                membership: args.membership.config(group, &args.selection.topics)?,
+            };
+            let summary = weir::consume::run_member(
+                &client,
+                &config,
+                plan,
+                Filter::new(filter),
+                args.count,
+                &mut writer,
+                stop,
+            )
+            .await?;
+            if !quiet && summary.stop != StopReason::OutputClosed {
+                print_summary(&summary);
+            }
+            return Ok(());
+        }
+    }
     let mut assignments = assign(&client, &selection).await?;
     let mut commits = None;
     if let Some(group) = &args.group {
-        // --count 0 commits nothing, so it creates no offsets topic either.
-        let writes = !args.no_commit && args.count != Some(0);
         let store = args.store.config(writes)?;
         let joined =
             weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
@@ -230,14 +277,7 @@ pub async fn run(
         filter: Filter::new(filter),
         count: args.count,
         commits,
-    };
-    let stdout = std::io::stdout().lock();
-    let mut writer = RecordWriter::new(std::io::BufWriter::with_capacity(1 << 16, stdout), format);
-    let stop = async {
-        tokio::select! {
-            () = shutdown => StopReason::Shutdown,
-            () = stdout_closed() => StopReason::OutputClosed,
-        }
+        member: None,
     };
     let summary = weir::consume::run(consumer, job, &mut writer, stop).await?;
     if !quiet && summary.stop != StopReason::OutputClosed {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use weir::consume::ConsumerConfig;
 use weir::consume::fetch::DEFAULT_FETCH_BYTES;
+use weir::kafka::membership::MembershipConfig;
 use weir::produce::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
 
 use super::connect::parse_duration;
@@ -82,6 +83,50 @@ impl FetchFlags {
             fetch_max_wait: self.fetch_max_wait,
             retry_timeout: timeout,
             ..ConsumerConfig::default()
+        })
+    }
+}
+
+/// How a member of a group takes part in the broker's group protocol
+/// (`weir consume -g`, `weir count -g`), with the Java consumer's
+/// defaults.
+#[derive(Debug, clap::Args)]
+pub struct MembershipFlags {
+    /// A member not heard from for this long is removed and its
+    /// partitions move to the others (session.timeout.ms).
+    #[arg(long, default_value = "45s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub session_timeout: Duration,
+
+    /// How often a member heartbeats to the group coordinator
+    /// (heartbeat.interval.ms).
+    #[arg(long, default_value = "3s", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub heartbeat_interval: Duration,
+
+    /// How long a rebalance waits for members to finish with their
+    /// partitions and rejoin (max.poll.interval.ms).
+    #[arg(long, default_value = "5m", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub max_poll_interval: Duration,
+}
+
+impl MembershipFlags {
+    /// Membership of `group` for `topics` with these timeouts.
+    ///
+    /// # Errors
+    ///
+    /// A heartbeat interval that is not below the session timeout.
+    pub fn config(&self, group: &str, topics: &[String]) -> anyhow::Result<MembershipConfig> {
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.session_timeout {
+            return Err(usage(format!(
+                "--heartbeat-interval {} must be above 0 and below --session-timeout {}",
+                humantime::format_duration(self.heartbeat_interval),
+                humantime::format_duration(self.session_timeout)
+            )));
+        }
+        Ok(MembershipConfig {
+            session_timeout: self.session_timeout,
+            heartbeat_interval: self.heartbeat_interval,
+            rebalance_timeout: self.max_poll_interval,
+            ..MembershipConfig::new(group, topics.to_vec())
         })
     }
 }

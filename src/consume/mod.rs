@@ -20,6 +20,7 @@ pub mod consumer;
 mod fake_log;
 pub mod fetch;
 pub mod filter;
+mod member;
 pub mod output;
 pub mod position;
 pub mod start;
@@ -27,6 +28,7 @@ pub mod start;
 pub use assign::{Assignment, Instance, InstanceError, Selection, assign};
 pub use consumer::{ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, FetchFailure};
 pub use fetch::{FetchError, PartitionFetch};
+pub use member::{MemberPlan, run_member};
 pub use position::{PositionError, StartOffset, TimeError, Until};
 pub use start::{PartitionPosition, resolve_start};
 
@@ -42,6 +44,7 @@ use crate::TopicPartition;
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{RecordWriter, is_broken_pipe};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason};
+use crate::kafka::membership::MemberLink;
 use crate::offsets::GroupSession;
 use crate::record::ConsumedRecord;
 
@@ -54,6 +57,18 @@ pub struct ConsumeJob {
     pub count: Option<u64>,
     /// Commit the group's positions as the job goes.
     pub commits: Option<Commits>,
+    /// As a member of a group through the broker's coordinator: write and
+    /// commit only while the member holds its partitions, and mirror the
+    /// commits to the broker's group offsets.
+    pub member: Option<MemberLink>,
+}
+
+impl ConsumeJob {
+    /// Whether the job may still write for its partitions: always, unless
+    /// it is a group member whose lease lapsed.
+    fn holds_partitions(&self) -> bool {
+        self.member.as_ref().is_none_or(MemberLink::valid)
+    }
 }
 
 /// Periodic commits of a group's positions (at-least-once: a position is
@@ -97,6 +112,37 @@ pub struct ConsumeSummary {
     pub elapsed: Duration,
     /// Why it ended.
     pub stop: StopReason,
+}
+
+impl ConsumeSummary {
+    /// A summary of nothing yet, to add generations to.
+    fn empty() -> Self {
+        Self {
+            partitions: BTreeMap::new(),
+            written: 0,
+            filtered: 0,
+            unparsed: 0,
+            positions: BTreeMap::new(),
+            commits: 0,
+            elapsed: Duration::ZERO,
+            stop: StopReason::Reached,
+        }
+    }
+
+    /// Adds what a later run (a group's next generation) did.
+    fn absorb(&mut self, later: Self) {
+        for (at, tally) in later.partitions {
+            let total = self.partitions.entry(at).or_default();
+            total.records += tally.records;
+            total.bytes += tally.bytes;
+        }
+        self.positions.extend(later.positions);
+        self.written += later.written;
+        self.filtered += later.filtered;
+        self.unparsed += later.unparsed;
+        self.commits += later.commits;
+        self.stop = later.stop;
+    }
 }
 
 /// Runs `job` over `consumer`'s records into `writer` until the consumer
@@ -173,6 +219,9 @@ impl<W: Write> Job for Run<'_, W> {
     type Error = JobError;
 
     fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
+        if !self.job.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
         self.state
             .write(records, &self.job, self.writer)
             .map_err(StepError::Output)
@@ -190,8 +239,13 @@ impl<W: Write> Job for Run<'_, W> {
 
     async fn checkpoint(&mut self) -> Step<JobError> {
         self.flush()?;
+        if !self.job.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
         if let Some(commits) = &mut self.job.commits {
-            self.state.commit(commits, false).await?;
+            self.state
+                .commit(commits, self.job.member.as_ref(), false)
+                .await?;
         }
         Ok(None)
     }
@@ -205,9 +259,15 @@ impl<W: Write> Job for Run<'_, W> {
                 Err(e) => return Err(StepError::Output(e)),
             }
         }
-        // A graceful stop of any kind commits what was flushed.
+        // A graceful stop of any kind commits what was flushed; a member
+        // that lost its partitions commits nothing for them.
+        if stop == StopReason::Fenced || !self.job.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
         if let Some(commits) = &mut self.job.commits {
-            self.state.commit(commits, true).await?;
+            self.state
+                .commit(commits, self.job.member.as_ref(), true)
+                .await?;
         }
         Ok(Some(stop))
     }
@@ -237,10 +297,18 @@ impl State {
 
     /// Commits the flushed positions. A failed commit is retried at the
     /// next interval, except the last one (`last`), which fails the job.
-    async fn commit(&mut self, commits: &mut Commits, last: bool) -> Result<(), JobError> {
+    async fn commit(
+        &mut self,
+        commits: &mut Commits,
+        member: Option<&MemberLink>,
+        last: bool,
+    ) -> Result<(), JobError> {
         let exclusive = commits.exclusive;
         if job::commit_positions(&mut commits.session, &self.flushed, exclusive, last).await? {
             self.commits += 1;
+            if let Some(member) = member {
+                member.mirror(&self.flushed);
+            }
         }
         Ok(())
     }
@@ -368,6 +436,7 @@ mod tests {
             filter: Filter::new(FilterConfig::default()),
             count,
             commits: None,
+            member: None,
         };
         let mut writer = RecordWriter::new(Vec::new(), OutputFormat::Value);
         // The log never ends (no --until): only the count stops the job.

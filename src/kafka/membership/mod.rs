@@ -22,7 +22,7 @@ mod member;
 mod task;
 
 pub use member::Member;
-pub use task::{Generation, Membership};
+pub use task::{Generation, MemberLink, Membership};
 
 use crate::kafka::admin::BrokerRefusal;
 use crate::kafka::connect::ConnectError;

@@ -151,10 +151,13 @@ impl Membership {
         }
     }
 
-    /// Mirrors committed positions to the broker's group offsets (for
-    /// `kafka-consumer-groups` and lag exporters), in the background.
-    pub fn commit(&self, offsets: Vec<(TopicPartition, i64)>) {
-        let _ = self.commands.send(Command::Commit(offsets));
+    /// What the job holds while it works on a generation: the lease, and
+    /// the way to mirror its commits to the broker.
+    pub fn link(&self) -> MemberLink {
+        MemberLink {
+            lease: self.lease.clone(),
+            commands: self.commands.clone(),
+        }
     }
 
     /// Leaves the group, so the others take over at once.
@@ -168,6 +171,32 @@ impl Membership {
         let left = answer.await.unwrap_or(Ok(()));
         let _ = self.task.await;
         left
+    }
+}
+
+/// A job's link to its member: may it still write for its partitions,
+/// and where its commits are mirrored.
+#[derive(Debug, Clone)]
+pub struct MemberLink {
+    lease: Lease,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl MemberLink {
+    /// Whether the member still holds its partitions: check before
+    /// writing or committing for them.
+    pub fn valid(&self) -> bool {
+        self.lease.valid()
+    }
+
+    /// Mirrors committed positions to the broker's group offsets (for
+    /// `kafka-consumer-groups` and lag exporters), in the background.
+    pub fn mirror<'a>(&self, positions: impl IntoIterator<Item = (&'a TopicPartition, &'a i64)>) {
+        let offsets = positions
+            .into_iter()
+            .map(|(tp, &offset)| (tp.clone(), offset))
+            .collect();
+        let _ = self.commands.send(Command::Commit(offsets));
     }
 }
 
