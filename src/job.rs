@@ -31,6 +31,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod member;
+
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::time::{Instant, Interval, MissedTickBehavior};

@@ -26,6 +26,7 @@
 
 mod emit;
 mod extract;
+mod member;
 mod state;
 mod topic;
 
@@ -40,9 +41,11 @@ use tokio::time::Instant;
 
 pub use emit::{JsonLines, Row, RowSink, Table, table_line};
 pub use extract::{Extractor, KeyReader};
+pub use member::{CountMemberPlan, run_member};
 pub use state::{Applied, CountsFormatError, PartitionCounts, TOTALS, WindowCounts, Windowing};
 
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
+use crate::kafka::membership::MemberLink;
 use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState, StateError};
 use crate::record::ConsumedRecord;
 use crate::{Consumer, TopicPartition};
@@ -92,6 +95,18 @@ pub struct CountJob {
     pub topic: Option<OutputTopic>,
     /// State and positions to the offsets store; `None` keeps nothing.
     pub checkpoints: Option<Checkpoints>,
+    /// As a member of a group through the broker's coordinator: count,
+    /// emit and commit only while the member holds its partitions, and
+    /// mirror the commits to the broker's group offsets.
+    pub member: Option<MemberLink>,
+}
+
+impl CountJob {
+    /// Whether the job may still write for its partitions: always, unless
+    /// it is a group member whose lease lapsed.
+    fn holds_partitions(&self) -> bool {
+        self.member.as_ref().is_none_or(MemberLink::valid)
+    }
 }
 
 impl std::fmt::Debug for CountJob {
@@ -101,6 +116,7 @@ impl std::fmt::Debug for CountJob {
             .field("sink", &self.sink.is_some())
             .field("topic", &self.topic)
             .field("checkpoints", &self.checkpoints)
+            .field("member", &self.member.is_some())
             .finish()
     }
 }
@@ -234,6 +250,40 @@ pub struct CountSummary {
     pub stop: StopReason,
 }
 
+impl CountSummary {
+    /// A run that counted nothing.
+    fn empty(stop: StopReason) -> Self {
+        Self {
+            records: BTreeMap::new(),
+            unparsed: 0,
+            late: 0,
+            rows: 0,
+            commits: 0,
+            elapsed: Duration::ZERO,
+            stop,
+        }
+    }
+
+    /// Records counted, across partitions.
+    fn counted(&self) -> u64 {
+        self.records.values().sum()
+    }
+
+    /// Adds what a later run (a group's next generation) did. Late
+    /// records are kept with a partition's counts, so the later run's
+    /// figure includes what its partitions saw before.
+    fn absorb(&mut self, later: Self) {
+        for (at, n) in later.records {
+            *self.records.entry(at).or_default() += n;
+        }
+        self.unparsed += later.unparsed;
+        self.late = later.late;
+        self.rows += later.rows;
+        self.commits += later.commits;
+        self.stop = later.stop;
+    }
+}
+
 struct Part {
     counts: PartitionCounts,
     /// Next offset to read.
@@ -258,7 +308,18 @@ struct Part {
 /// commit failed.
 pub async fn run(
     consumer: Consumer,
-    job: CountJob,
+    mut job: CountJob,
+    restored: Restored,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<CountSummary, CountError> {
+    run_job(consumer, &mut job, restored, shutdown).await
+}
+
+/// As [`run`], leaving the job (its sinks) to the caller for another run:
+/// a group member's next generation.
+async fn run_job(
+    consumer: Consumer,
+    job: &mut CountJob,
     mut restored: Restored,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<CountSummary, CountError> {
@@ -314,8 +375,8 @@ pub async fn run(
 }
 
 /// The job as the loop drives it.
-struct Run {
-    job: CountJob,
+struct Run<'j> {
+    job: &'j mut CountJob,
     parts: BTreeMap<TopicPartition, Part>,
     reader: KeyReader,
     unparsed: u64,
@@ -324,10 +385,13 @@ struct Run {
     commits: u64,
 }
 
-impl Job for Run {
+impl Job for Run<'_> {
     type Error = CountError;
 
     fn records(&mut self, records: &[ConsumedRecord]) -> Step<CountError> {
+        if !self.job.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
         Ok(self.apply(records).then_some(StopReason::Count))
     }
 
@@ -341,16 +405,23 @@ impl Job for Run {
     }
 
     async fn checkpoint(&mut self) -> Step<CountError> {
-        self.checkpoint(false).await
+        self.checkpoint(false, false).await
     }
 
-    async fn finish(&mut self, _stop: StopReason) -> Step<CountError> {
-        // Every graceful stop emits the open windows and commits.
-        self.checkpoint(true).await
+    async fn finish(&mut self, stop: StopReason) -> Step<CountError> {
+        match stop {
+            // The partitions are someone else's: nothing more is written.
+            StopReason::Fenced => Ok(Some(stop)),
+            // Handed over: what is due is emitted and the state committed;
+            // the open windows go on counting at the next owner.
+            StopReason::Revoked => self.checkpoint(false, true).await,
+            // Every other graceful stop emits the open windows and commits.
+            _ => self.checkpoint(true, true).await,
+        }
     }
 }
 
-impl Run {
+impl Run<'_> {
     /// Counts one partition's records; true when `--count` is reached.
     fn apply(&mut self, records: &[ConsumedRecord]) -> bool {
         let config = &self.job.config;
@@ -380,9 +451,14 @@ impl Run {
         false
     }
 
-    /// Emits what is due, closes windows, and commits. A closed output
-    /// ends the run; nothing is committed past what it took.
-    async fn checkpoint(&mut self, stopping: bool) -> Step<CountError> {
+    /// Emits what is due (everything with `stopping`), closes windows,
+    /// and commits; a failed commit fails the run when it is the `last`.
+    /// A closed output ends the run; nothing is committed past what it
+    /// took. A member that no longer holds its partitions writes nothing.
+    async fn checkpoint(&mut self, stopping: bool, last: bool) -> Step<CountError> {
+        if !self.job.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
         let Self { job, parts, .. } = self;
         let windowing = job.config.windowing;
         let quiet_since = job
@@ -437,7 +513,7 @@ impl Run {
         if job.checkpoints.is_some() {
             match self.commit().await {
                 Ok(()) => {}
-                Err(e) if !stopping => {
+                Err(e) if !last => {
                     tracing::warn!(error = %crate::ErrorChain(&e), "checkpoint failed; retrying at the next interval");
                 }
                 Err(e) => return Err(e.into()),
@@ -469,6 +545,9 @@ impl Run {
         self.commits += 1;
         for part in self.parts.values_mut() {
             part.dirty = false;
+        }
+        if let Some(member) = &self.job.member {
+            member.mirror(self.parts.iter().map(|(at, p)| (at, &p.position)));
         }
         check_conflicts(&checkpoints.session, conflicts, checkpoints.exclusive)?;
         Ok(())

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use weir::ConnectionConfig;
 use weir::aggregate::{
-    self, Checkpoints, CountConfig, CountJob, CountSummary, EmitMode, Extractor, JsonLines,
-    Restored, Row, RowSink, Table, Windowing, table_line,
+    self, Checkpoints, CountConfig, CountJob, CountMemberPlan, CountSummary, EmitMode, Extractor,
+    JsonLines, Restored, Row, RowSink, Table, Windowing, table_line,
 };
 use weir::consume::{Consumer, assign};
 use weir::job::StopReason;
@@ -18,6 +18,7 @@ use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;
 use super::consume::{SelectionArgs, stdout_closed};
+use super::flags::MembershipFlags;
 use super::offsets::StoreArgs;
 use super::{non_negative, usage, usage_for};
 
@@ -60,8 +61,11 @@ pub struct CountArgs {
     #[arg(short = 'c', long, value_parser = non_negative::<u64>, allow_negative_numbers = true)]
     pub count: Option<u64>,
 
-    /// Keep counts and offsets in this group (weir's offsets topic), so a
-    /// restart resumes them exactly.
+    /// Count as a member of Kafka group G: the broker's group coordinator
+    /// shares the partitions among the members (with --instance or
+    /// --partitions they are chosen here instead); counts and offsets are
+    /// kept in the group's records in weir's offsets topic, so a restart,
+    /// or the member that takes a partition over, resumes them exactly.
     #[arg(short, long)]
     pub group: Option<String>,
 
@@ -95,6 +99,9 @@ pub struct CountArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub membership: MembershipFlags,
 }
 
 /// Runs `weir count`.
@@ -127,32 +134,9 @@ pub async fn run(
     };
 
     let client = Arc::new(config.client().await?);
-    let mut assignments = assign(&client, &selection).await?;
-    let mut checkpoints = None;
-    let mut restored = Restored::default();
-    if let Some(group) = &args.group {
-        // --count 0 commits nothing, so it creates no offsets topic either.
-        let writes = args.count != Some(0);
-        let store = args.store.config(writes)?;
-        let joined =
-            weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
-        if let Some((mut session, offsets)) = joined {
-            let partitions: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
-            restored = aggregate::restore(&mut session, &offsets, &partitions)?;
-            tracing::debug!(
-                group = group.as_str(),
-                partitions = restored.len(),
-                "counts restored"
-            );
-            checkpoints = Some(Checkpoints {
-                session,
-                exclusive: args.exclusive,
-            });
-        }
-    }
     let topic = match &args.to_topic {
         Some(name) => {
-            let input = assignments.first().map(|a| &*a.topic);
+            let input = selection.topics.first().map(String::as_str);
             Some(weir::aggregate::open_output_topic(&client, &config, name, input).await?)
         }
         None => None,
@@ -164,8 +148,7 @@ pub async fn run(
         (false, false, true) => Some(Box::new(LiveView::new(stdout, args.top))),
         (false, false, false) => Some(Box::new(Table::new(std::io::BufWriter::new(stdout)))),
     };
-    let consumer = Consumer::start(&client, assignments, consumer_config).await?;
-    let job = CountJob {
+    let mut job = CountJob {
         config: CountConfig {
             extractor,
             windowing,
@@ -176,7 +159,8 @@ pub async fn run(
         },
         sink,
         topic,
-        checkpoints,
+        checkpoints: None,
+        member: None,
     };
     let stop = async {
         tokio::select! {
@@ -184,6 +168,45 @@ pub async fn run(
             () = stdout_closed() => StopReason::OutputClosed,
         }
     };
+    // --count 0 commits nothing, so it creates no offsets topic and joins
+    // no group either.
+    let writes = args.count != Some(0);
+    if let Some(group) = args.group.as_ref().filter(|_| writes) {
+        if args.selection.joins_group() {
+            let plan = CountMemberPlan {
+                membership: args.membership.config(group, &selection.topics)?,
+                selection,
+                consumer: consumer_config,
+                store: args.store.config(true)?,
+            };
+            let summary = aggregate::run_member(&client, &config, plan, job, stop).await?;
+            if !quiet && summary.stop != StopReason::OutputClosed {
+                print_summary(&summary);
+            }
+            return Ok(());
+        }
+    }
+    let mut assignments = assign(&client, &selection).await?;
+    let mut restored = Restored::default();
+    if let Some(group) = &args.group {
+        let store = args.store.config(writes)?;
+        let joined =
+            weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
+        if let Some((mut session, offsets)) = joined {
+            let partitions: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
+            restored = aggregate::restore(&mut session, &offsets, &partitions)?;
+            tracing::debug!(
+                group = group.as_str(),
+                partitions = restored.len(),
+                "counts restored"
+            );
+            job.checkpoints = Some(Checkpoints {
+                session,
+                exclusive: args.exclusive,
+            });
+        }
+    }
+    let consumer = Consumer::start(&client, assignments, consumer_config).await?;
     let summary = aggregate::run(consumer, job, restored, stop).await?;
     if !quiet && summary.stop != StopReason::OutputClosed {
         print_summary(&summary);

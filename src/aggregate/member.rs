@@ -1,0 +1,132 @@
+//! `weir count -g G` as a member of Kafka group G
+//! ([`crate::job::member`]): each generation restores the counts and
+//! positions of its assigned partitions from the offsets store, counts on,
+//! and checkpoints them before handing the partitions back, so the next
+//! owner resumes exactly where this one stopped.
+//!
+//! A (window, key) row sums what one member counted: for one value per
+//! (window, key) across members, a key's records must all be in one
+//! partition (keyed by what is counted), as Kafka Streams' `groupByKey`
+//! needs them co-partitioned.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use rskafka::client::Client;
+use tokio::time::Instant;
+
+use super::{Checkpoints, CountError, CountJob, CountSummary, restore, run_job};
+use crate::consume::{Consumer, ConsumerConfig, Selection, assign};
+use crate::job::member::{Generations, run_member as run_generations};
+use crate::job::{JobError, StopReason};
+use crate::kafka::connect::ConnectionConfig;
+use crate::kafka::membership::{MemberLink, MembershipConfig};
+use crate::offsets::StoreConfig;
+use crate::{TopicPartition, offsets};
+
+/// How a member of a group counts.
+#[derive(Debug, Clone)]
+pub struct CountMemberPlan {
+    /// The topics, and where partitions without a commit start.
+    pub selection: Selection,
+    /// The consumer's config.
+    pub consumer: ConsumerConfig,
+    /// The offsets store.
+    pub store: StoreConfig,
+    /// The group, its topics and timeouts.
+    pub membership: MembershipConfig,
+}
+
+/// Runs `job` as a member of the plan's group until `shutdown` completes
+/// or the job ends; then leaves the group. `job.checkpoints` and
+/// `job.member` are set per generation.
+///
+/// # Errors
+///
+/// The group could not be joined, its state could not be restored or
+/// committed, a partition failed, or an output could not be written.
+pub async fn run_member(
+    client: &Arc<Client>,
+    connection: &ConnectionConfig,
+    plan: CountMemberPlan,
+    job: CountJob,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<CountSummary, CountError> {
+    let started = Instant::now();
+    let membership = plan.membership.clone();
+    let mut member = Member {
+        client,
+        connection,
+        plan,
+        job,
+        total: None,
+    };
+    let stop = run_generations(connection, membership, &mut member, shutdown).await?;
+    let mut total = member.total.unwrap_or_else(|| CountSummary::empty(stop));
+    total.elapsed = started.elapsed();
+    total.stop = stop;
+    Ok(total)
+}
+
+/// The count job, one generation at a time.
+struct Member<'a> {
+    client: &'a Arc<Client>,
+    connection: &'a ConnectionConfig,
+    plan: CountMemberPlan,
+    job: CountJob,
+    /// What the generations so far did.
+    total: Option<CountSummary>,
+}
+
+impl Generations for Member<'_> {
+    type Error = CountError;
+
+    async fn generation(
+        &mut self,
+        partitions: &[TopicPartition],
+        link: MemberLink,
+        stop: impl Future<Output = StopReason>,
+    ) -> Result<StopReason, CountError> {
+        let mut assignments = assign(self.client, &self.plan.selection)
+            .await
+            .map_err(JobError::from)?;
+        assignments.retain(|a| partitions.contains(&a.topic_partition()));
+        let group = &self.plan.membership.group;
+        let joined = offsets::group::join(
+            self.client,
+            self.connection,
+            &self.plan.store,
+            group,
+            &mut assignments,
+        )
+        .await
+        .map_err(JobError::from)?;
+        let mut restored = super::Restored::default();
+        self.job.checkpoints = match joined {
+            Some((mut session, offsets)) => {
+                let mine: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
+                restored = restore(&mut session, &offsets, &mine)?;
+                Some(Checkpoints {
+                    session,
+                    exclusive: false,
+                })
+            }
+            None => None,
+        };
+        self.job.member = Some(link);
+        if let Some(count) = &mut self.job.config.count {
+            let counted = self.total.as_ref().map_or(0, CountSummary::counted);
+            *count = count.saturating_sub(counted);
+        }
+        let consumer = Consumer::start(self.client, assignments, self.plan.consumer.clone())
+            .await
+            .map_err(JobError::from)?;
+        let summary = run_job(consumer, &mut self.job, restored, stop).await?;
+        let stop = summary.stop;
+        match &mut self.total {
+            Some(total) => total.absorb(summary),
+            None => self.total = Some(summary),
+        }
+        Ok(stop)
+    }
+}

@@ -1,0 +1,104 @@
+//! A job as a member of a Kafka group: the broker's group coordinator
+//! assigns the partitions, generation after generation; weir's offsets
+//! store keeps positions and state.
+//!
+//! Each generation runs the job on the partitions it assigns. When the
+//! group rebalances ([`StopReason::Revoked`]) the job finishes with them
+//! (flush, commit) and the member rejoins for the next generation; a
+//! member whose lease lapsed ([`StopReason::Fenced`]: frozen, cut off,
+//! its session expired) writes and commits nothing more for them, since
+//! they are someone else's by then. A stop of any other kind (a signal,
+//! `--count`, the end with `--until`, a closed output) ends the job and
+//! leaves the group, so the others take over at once.
+
+use std::future::Future;
+
+use tracing::{info, warn};
+
+use super::{JobError, StopReason};
+use crate::kafka::connect::ConnectionConfig;
+use crate::kafka::membership::{MemberLink, Membership, MembershipConfig, Standing};
+use crate::{ErrorChain, TopicPartition};
+
+/// A job that runs one generation at a time.
+pub trait Generations {
+    /// The job's errors; membership failures convert into them.
+    type Error: From<JobError>;
+
+    /// Runs the job on `partitions` (never empty) until it ends or `stop`
+    /// resolves, writing only while `link` says the member holds them.
+    /// Returns why it stopped.
+    fn generation(
+        &mut self,
+        partitions: &[TopicPartition],
+        link: MemberLink,
+        stop: impl Future<Output = StopReason>,
+    ) -> impl Future<Output = Result<StopReason, Self::Error>>;
+}
+
+/// Runs `job` as a member of `membership`'s group until a generation ends
+/// for a reason other than a rebalance, or `shutdown` completes; then
+/// leaves the group. Returns why it stopped.
+///
+/// # Errors
+///
+/// The group could not be joined or rejoined, or the job failed.
+pub async fn run_member<G: Generations>(
+    connection: &ConnectionConfig,
+    membership: MembershipConfig,
+    job: &mut G,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<StopReason, G::Error> {
+    let group = membership.group.clone();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (mut member, mut generation) = Membership::join(connection, membership)
+        .await
+        .map_err(JobError::from)?;
+    let stop = loop {
+        let link = member.link();
+        let mut failure = None;
+        let stop = {
+            let ended = async {
+                match member.ended().await {
+                    Ok(Standing::Fenced) => StopReason::Fenced,
+                    Ok(_) => StopReason::Revoked,
+                    Err(e) => {
+                        failure = Some(e);
+                        StopReason::Fenced
+                    }
+                }
+            };
+            let stop = async {
+                tokio::select! {
+                    stop = ended => stop,
+                    reason = &mut shutdown => reason,
+                }
+            };
+            if generation.partitions.is_empty() {
+                // More members than partitions: wait for the next one.
+                stop.await
+            } else {
+                job.generation(&generation.partitions, link, stop).await?
+            }
+        };
+        if let Some(e) = failure {
+            return Err(JobError::from(e).into());
+        }
+        if !matches!(stop, StopReason::Revoked | StopReason::Fenced) {
+            break stop;
+        }
+        info!(
+            group = group.as_str(),
+            ?stop,
+            "partitions handed back; rejoining"
+        );
+        generation = tokio::select! {
+            next = member.released() => next.map_err(JobError::from)?,
+            reason = &mut shutdown => break reason,
+        };
+    };
+    if let Err(e) = member.leave().await {
+        warn!(group = group.as_str(), error = %ErrorChain(&e), "leaving the group failed");
+    }
+    Ok(stop)
+}
