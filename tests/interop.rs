@@ -733,26 +733,10 @@ fn dynamic_configs(out: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     topics
 }
 
-/// The table `kafka-consumer-groups` prints: its header's columns, and
-/// its rows with as many columns.
-fn group_table(out: &str) -> (Vec<&str>, Vec<Vec<&str>>) {
-    let mut lines = out.lines().skip_while(|l| !l.starts_with("GROUP "));
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap_or_else(|| panic!("no table from kafka-consumer-groups:\n{out}"))
-        .split_whitespace()
-        .collect();
-    let rows = lines
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|row| row.len() == header.len())
-        .collect();
-    (header, rows)
-}
-
 /// `kafka-consumer-groups --describe`: partition to [CURRENT-OFFSET,
 /// LOG-END-OFFSET, LAG] of `group` on `topic`; -1 for none (`-`).
 fn group_offsets(out: &str, group: &str, topic: &str) -> BTreeMap<i32, [i64; 3]> {
-    let (header, rows) = group_table(out);
+    let (header, rows) = common::group_table(out);
     let column = |name: &str| header.iter().position(|&h| h == name).unwrap();
     let (g, t, p) = (column("GROUP"), column("TOPIC"), column("PARTITION"));
     let numbers = [
@@ -1167,7 +1151,7 @@ fn librdkafka_records_read_back_by_weir_with_every_codec_and_start() {
 /// `kafka-consumer-groups --describe --members`: consumer id to its
 /// partition count.
 fn group_members(out: &str) -> BTreeMap<String, usize> {
-    let (header, rows) = group_table(out);
+    let (header, rows) = common::group_table(out);
     let column = |name: &str| header.iter().position(|&h| h == name).unwrap();
     let (id, count) = (column("CONSUMER-ID"), column("#PARTITIONS"));
     rows.into_iter()

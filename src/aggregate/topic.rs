@@ -123,18 +123,14 @@ pub async fn open_output_topic(
             // after its rows are acknowledged here, so a broker loss must
             // neither lose them nor stop the job.
             let brokers = admin.broker_count().await?;
-            let created = admin
-                .create_topic(&NewTopic::compacted_replicated(name, partitions, brokers))
-                .await;
-            match created {
-                Ok(()) | Err(AdminError::TopicExists { .. }) => {}
-                Err(e) => return Err(e.into()),
+            let topic = NewTopic::compacted_replicated(name, partitions, brokers);
+            if admin.create_topic_if_missing(&topic).await? {
+                tracing::info!(
+                    topic = name,
+                    partitions,
+                    "created the output topic (compacted)"
+                );
             }
-            tracing::info!(
-                topic = name,
-                partitions,
-                "created the output topic (compacted)"
-            );
             admin.partition_count(name).await?
         }
         Err(e) => return Err(e.into()),

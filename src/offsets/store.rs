@@ -149,16 +149,17 @@ impl OffsetStore {
                 let brokers = admin.broker_count().await.map_err(admin_error)?;
                 let topic =
                     NewTopic::compacted_replicated(&config.topic, config.partitions, brokers);
-                match admin.create_topic(&topic).await {
-                    Ok(()) => info!(
+                let created = admin
+                    .create_topic_if_missing(&topic)
+                    .await
+                    .map_err(admin_error)?;
+                if created {
+                    info!(
                         topic = config.topic.as_str(),
                         partitions = config.partitions,
                         replication_factor = topic.replication_factor,
                         "created the offsets topic"
-                    ),
-                    // Another process created it first: fine.
-                    Err(AdminError::TopicExists { .. }) => {}
-                    Err(e) => return Err(admin_error(e)),
+                    );
                 }
                 i32::try_from(
                     admin

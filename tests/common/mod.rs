@@ -803,7 +803,7 @@ pub fn produce(args: &[&str], input: &[u8]) -> Run {
 /// Every record of every partition of `topic` on `broker`, read with
 /// rskafka up to each partition's high watermark.
 pub fn read_all(
-    broker: &str,
+    brokers: &str,
     topic: &str,
     partitions: i32,
 ) -> BTreeMap<i32, Vec<rskafka::record::RecordAndOffset>> {
@@ -811,7 +811,7 @@ pub fn read_all(
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(timeout("read back", async {
         let config = weir::ConnectionConfig {
-            brokers: vec![broker.to_owned()],
+            brokers: brokers.split(',').map(str::to_owned).collect(),
             timeout: Duration::from_secs(20),
             ..Default::default()
         };
@@ -913,4 +913,20 @@ impl Drop for Feeder {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// The table `kafka-consumer-groups` prints: its header's columns, and
+/// its rows with as many columns.
+pub fn group_table(out: &str) -> (Vec<&str>, Vec<Vec<&str>>) {
+    let mut lines = out.lines().skip_while(|l| !l.starts_with("GROUP "));
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_else(|| panic!("no table from kafka-consumer-groups:\n{out}"))
+        .split_whitespace()
+        .collect();
+    let rows = lines
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|row| row.len() == header.len())
+        .collect();
+    (header, rows)
 }

@@ -311,6 +311,26 @@ impl Admin {
         self.wait_for(&topic.name, true).await
     }
 
+    /// Creates `topic` unless it exists, and waits until the metadata
+    /// shows it with leaders, whoever created it: several processes
+    /// starting at once (members of a group) all find it. Returns whether
+    /// this call created it.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_topic`](Self::create_topic), but for
+    /// [`AdminError::TopicExists`].
+    pub async fn create_topic_if_missing(&mut self, topic: &NewTopic) -> Result<bool, AdminError> {
+        match self.create_topic(topic).await {
+            Ok(()) => Ok(true),
+            Err(AdminError::TopicExists { .. }) => {
+                self.wait_for(&topic.name, true).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes a topic and waits until its metadata is gone.
     ///
     /// # Errors

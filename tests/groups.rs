@@ -1,0 +1,399 @@
+//! Groups that scale out and fail over, on a three-node Kafka cluster:
+//! `weir count -g` and `weir consume -g` members share a topic's
+//! partitions through the broker's group coordinator while the input
+//! arrives, and go through the churn a deployment sees: a member
+//! SIGKILLed, one joining, one frozen (SIGSTOP) past its session timeout
+//! and thawed, one leaving on SIGTERM.
+//!
+//! - count: the final value per (window, key) in the output topic equals
+//!   a reference computed from the input read back independently;
+//! - consume: the members' outputs hold every offset, and an offset is
+//!   written twice only when one of the writers crashed or froze;
+//! - once membership is stable the partitions are spread evenly, and
+//!   `kafka-consumer-groups` shows the members and a lag of 0.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::{Cluster, group_table, kafka_tool, random_topic, wait_for, weir};
+
+/// The input's partitions.
+const PARTITIONS: i32 = 12;
+
+/// Input records, written by the Java console producer in this many
+/// batches while the members run.
+const RECORDS: usize = 300_000;
+const BATCHES: usize = 10;
+
+/// Distinct keys: the counted value, and the record key, so a key's
+/// records are in one partition.
+const KEYS: usize = 50;
+
+/// The members' session timeout (the broker's minimum is 6 s).
+const SESSION: Duration = Duration::from_secs(6);
+
+const GROUP_COMMAND: &str = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
+const CONSOLE_PRODUCER: &str = "org.apache.kafka.tools.ConsoleProducer";
+
+/// A member process, its stdout and stderr in files.
+struct Member {
+    name: String,
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Member {
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// SIGTERM, then its exit, which must be 0.
+    fn stop(mut self) -> PathBuf {
+        self.signal(libc::SIGTERM);
+        let status = common::wait_exit(&mut self.child, &self.name);
+        assert!(
+            status.success(),
+            "{}: {status}\n{}",
+            self.name,
+            self.stderr()
+        );
+        self.out.clone()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts member `name` of `args` (a weir command line, `-b` added).
+fn start(dir: &Path, cluster: &Cluster, name: &str, args: &[&str]) -> Member {
+    let out = dir.join(format!("{name}.out"));
+    let err = dir.join(format!("{name}.err"));
+    let child = weir()
+        .args(args)
+        .args(["-b", cluster.address()])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    Member {
+        name: name.to_owned(),
+        child,
+        out,
+        err,
+    }
+}
+
+/// `kafka-consumer-groups --describe --members`: partitions per member.
+fn members(cluster: &Cluster, group: &str) -> Vec<usize> {
+    let run = kafka_tool(
+        GROUP_COMMAND,
+        &[
+            "--bootstrap-server",
+            cluster.address(),
+            "--describe",
+            "--group",
+            group,
+            "--members",
+        ],
+    );
+    if run.code != Some(0) || !run.stdout.contains("#PARTITIONS") {
+        return Vec::new();
+    }
+    let (header, rows) = group_table(&run.stdout);
+    let count = header.iter().position(|&h| h == "#PARTITIONS").unwrap();
+    rows.iter().map(|row| row[count].parse().unwrap()).collect()
+}
+
+/// `kafka-consumer-groups --describe`: the lag of each partition (-1 for
+/// none shown).
+fn lags(cluster: &Cluster, group: &str) -> Vec<i64> {
+    let run = kafka_tool(
+        GROUP_COMMAND,
+        &[
+            "--bootstrap-server",
+            cluster.address(),
+            "--describe",
+            "--group",
+            group,
+        ],
+    );
+    if run.code != Some(0) || !run.stdout.contains("LAG") {
+        return Vec::new();
+    }
+    let (header, rows) = group_table(&run.stdout);
+    let lag = header.iter().position(|&h| h == "LAG").unwrap();
+    rows.iter()
+        .map(|row| row[lag].parse().unwrap_or(-1))
+        .collect()
+}
+
+/// [`common::wait_for`], showing the members' logs when it fails.
+fn wait(dir: &Path, what: &str, condition: impl FnMut() -> bool) {
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(what, condition);
+    }));
+    if let Err(panic) = waited {
+        let mut logs: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "err"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            eprintln!(
+                "--- {}\n{}",
+                log.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Whether `group` has `n` members with the partitions spread evenly.
+fn balanced(cluster: &Cluster, group: &str, n: usize) -> bool {
+    let counts = members(cluster, group);
+    counts.len() == n
+        && counts.iter().sum::<usize>() == PARTITIONS as usize
+        && counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1
+}
+
+#[test]
+fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
+    let cluster = Cluster::start(3);
+    let input = random_topic("groups-in");
+    let output = random_topic("groups-out");
+    cluster.create_topic(&input, PARTITIONS as u32);
+    let counting = random_topic("count-group");
+    let reading = random_topic("consume-group");
+    let dir = tempfile::tempdir().unwrap();
+    let session = format!("{}s", SESSION.as_secs());
+    let membership = [
+        "--session-timeout",
+        &session,
+        "--heartbeat-interval",
+        "500ms",
+        "--max-poll-interval",
+        "30s",
+        "--commit-interval",
+        "10s",
+        "--timeout",
+        "30s",
+    ];
+    let count_args: Vec<&str> = [
+        &[
+            "count",
+            "-t",
+            &input,
+            "-g",
+            &counting,
+            "--by",
+            "key",
+            "--window",
+            "1m",
+            "--to-topic",
+            &output,
+            "--no-stdout",
+        ][..],
+        &membership,
+    ]
+    .concat();
+    let consume_args: Vec<&str> = [
+        &[
+            "consume",
+            "-t",
+            &input,
+            "-g",
+            &reading,
+            "-f",
+            "{partition} {offset}\\n",
+        ][..],
+        &membership,
+    ]
+    .concat();
+    let start_both = |name: &str| {
+        (
+            start(dir.path(), &cluster, &format!("count-{name}"), &count_args),
+            start(
+                dir.path(),
+                &cluster,
+                &format!("consume-{name}"),
+                &consume_args,
+            ),
+        )
+    };
+
+    // The input arrives from the Java client while the members churn.
+    let producer = {
+        let address = cluster.address().to_owned();
+        let input = input.clone();
+        std::thread::spawn(move || {
+            for batch in 0..BATCHES {
+                let mut lines = String::new();
+                for i in 0..RECORDS / BATCHES {
+                    let n = batch * RECORDS / BATCHES + i;
+                    lines.push_str(&format!("svc{}:{n}\n", n * 7 % KEYS));
+                }
+                common::kafka_tool_with_input(
+                    CONSOLE_PRODUCER,
+                    &[
+                        "--bootstrap-server",
+                        &address,
+                        "--topic",
+                        &input,
+                        "--property",
+                        "parse.key=true",
+                        "--property",
+                        "key.separator=:",
+                    ],
+                    lines.as_bytes(),
+                )
+                .ok();
+            }
+        })
+    };
+
+    let (count_a, consume_a) = start_both("a");
+    let (count_b, consume_b) = start_both("b");
+    let (count_c, consume_c) = start_both("c");
+    wait(dir.path(), "three count members, evenly", || {
+        balanced(&cluster, &counting, 3)
+    });
+    wait(dir.path(), "three consume members, evenly", || {
+        balanced(&cluster, &reading, 3)
+    });
+
+    // A crashes; D joins.
+    count_a.signal(libc::SIGKILL);
+    consume_a.signal(libc::SIGKILL);
+    let (count_d, consume_d) = start_both("d");
+    // B freezes past its session timeout, then thaws: it must find its
+    // partitions gone and write nothing more for them.
+    count_b.signal(libc::SIGSTOP);
+    consume_b.signal(libc::SIGSTOP);
+    std::thread::sleep(SESSION + Duration::from_secs(3));
+    count_b.signal(libc::SIGCONT);
+    consume_b.signal(libc::SIGCONT);
+    // C leaves.
+    let consumed_c = consume_c.stop();
+    count_c.stop();
+
+    producer.join().unwrap();
+    let end: i64 = cluster.topic_end(&input);
+    assert_eq!(end, RECORDS as i64);
+    // B and D share the partitions evenly and read everything; the
+    // broker's group offsets (mirrored by weir) show no lag.
+    for group in [&counting, &reading] {
+        wait(dir.path(), "two members, evenly", || {
+            balanced(&cluster, group, 2)
+        });
+        wait(dir.path(), "every record committed", || {
+            cluster.committed_total("__weir_offsets", group) == end
+        });
+        wait(dir.path(), "lag 0 in kafka-consumer-groups", || {
+            let lags = lags(&cluster, group);
+            lags.len() == PARTITIONS as usize && lags.iter().all(|&l| l == 0)
+        });
+    }
+    let consumed_b = consume_b.stop();
+    let consumed_d = consume_d.stop();
+    count_b.stop();
+    count_d.stop();
+
+    // count: the last row per (window, key) equals the reference.
+    let mut reference: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    for records in cluster.read_all(&input, PARTITIONS).values() {
+        for r in records {
+            let key = String::from_utf8(r.record.key.clone().unwrap()).unwrap();
+            let ts = r.record.timestamp.timestamp_millis();
+            *reference
+                .entry((ts - ts.rem_euclid(60_000), key))
+                .or_default() += 1;
+        }
+    }
+    let out_partitions = cluster.high_watermarks(&output).len() as i32;
+    let mut last: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    for records in cluster.read_all(&output, out_partitions).values() {
+        for r in records {
+            let row: serde_json::Value =
+                serde_json::from_slice(r.record.value.as_ref().unwrap()).unwrap();
+            let start = chrono_ms(row["window_start"].as_str().unwrap());
+            let key = row["key"].as_str().unwrap().to_owned();
+            last.insert((start, key), row["count"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(last, reference, "final counts per (window, key)");
+
+    // consume: every offset at least once; twice only where a crashed
+    // (A) or frozen (B) member wrote it too.
+    let read = |path: &Path| -> Vec<(i32, i64)> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (p, o) = l.split_once(' ').unwrap();
+                (p.parse().unwrap(), o.parse().unwrap())
+            })
+            .collect()
+    };
+    let crashed: BTreeSet<(i32, i64)> = read(&consume_a.out)
+        .into_iter()
+        .chain(read(&consumed_b))
+        .collect();
+    let mut seen: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    for path in [&consume_a.out, &consumed_b, &consumed_c, &consumed_d] {
+        for at in read(path) {
+            *seen.entry(at).or_default() += 1;
+        }
+    }
+    let watermarks = cluster.high_watermarks(&input);
+    for (p, hw) in &watermarks {
+        for o in 0..*hw {
+            assert!(
+                seen.contains_key(&(*p, o)),
+                "partition {p} offset {o} never written"
+            );
+        }
+    }
+    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    for (at, _) in &duplicates {
+        assert!(
+            crashed.contains(at),
+            "{at:?} written twice, though no member that wrote it crashed"
+        );
+    }
+    eprintln!(
+        "consume: {} offsets, {} written twice (after the crash or the freeze)",
+        seen.len(),
+        duplicates.len()
+    );
+    drop(consume_a);
+    drop(count_a);
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time as weir writes them.
+fn chrono_ms(text: &str) -> i64 {
+    humantime::parse_rfc3339(text)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
