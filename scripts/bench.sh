@@ -23,7 +23,7 @@ latency_records=${LATENCY_RECORDS:-50000}
 # Kafka answers a fetch as soon as data arrives, so the latency scenario
 # runs with each client's default maximum fetch wait unless asked.
 fetch_wait=${FETCH_WAIT:-}
-scenarios=${SCENARIOS:-produce consume latency}
+scenarios=${SCENARIOS:-produce consume latency groups}
 out=target/bench
 mkdir -p "$out"
 
@@ -177,7 +177,11 @@ for what in $scenarios; do
             done
         done
         ;;
-    *) echo "unknown scenario \"$what\" (produce, consume, latency)" >&2; exit 2 ;;
+    groups)
+        echo "== groups: takeover after SIGKILL, SIGTERM and a join; one member against three" >&2
+        python3 bench/groups.py "$weir" "$out/groups.md" >&2
+        ;;
+    *) echo "unknown scenario \"$what\" (produce, consume, latency, groups)" >&2; exit 2 ;;
     esac
 done
 echo "$(($(date +%s) - started)) s of measurements; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" |

@@ -19,10 +19,17 @@
 //!   [`connect`](kafka::connect): [`ConnectionConfig`], the options every
 //!   command shares (brokers, client id, deadline, TLS, SASL), and the
 //!   [`rskafka::client::Client`] built from them;
-//!   [`wire`](kafka::wire): a small Kafka protocol connection (TCP or TLS,
-//!   SASL) for the requests rskafka cannot send;
-//!   [`admin`](kafka::admin): topics: list, describe (leaders, watermarks,
-//!   configs), create with configs, delete.
+//!   [`security`](kafka::security): TLS files and SASL credentials;
+//!   `wire` (private): a small Kafka protocol connection (TCP or TLS,
+//!   SASL) for the requests rskafka cannot send, with its own options;
+//!   [`admin`](kafka::admin): brokers, and topics: list, describe
+//!   (leaders, watermarks, configs), create with configs, delete, with one
+//!   mapping of the broker's error codes;
+//!   [`membership`](kafka::membership): a member of a Kafka consumer group
+//!   through the broker's coordinator (join, sync with the sticky
+//!   [`assignor`](kafka::membership::assignor), heartbeats on a task of
+//!   their own, a lease on the partitions, commits mirrored to the
+//!   broker's group offsets, leave).
 //! - [`produce`]: the `weir produce` job (inputs read and parsed on a
 //!   thread, the bad-input policy, a delivery report per record), with
 //!   [`partitioner`](produce::partitioner) (murmur2 as the Java client,
@@ -54,7 +61,9 @@
 //!   shutdown future, the checkpoint interval, stop reasons, a closed
 //!   output, commits through a store seam
 //!   ([`GroupCommit`](job::GroupCommit)), and conflicts with other
-//!   instances (`--exclusive`).
+//!   instances (`--exclusive`); [`job::member`]: the generations of a job
+//!   run as a member of a group (rebalances, fencing, leaving), which
+//!   `consume` and `count` each plug into.
 //! - [`offsets`]: group offsets and aggregation state as records in a
 //!   compacted topic: the records (keys, commit values, a large state split
 //!   into chunks and joined back), the store

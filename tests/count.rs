@@ -573,6 +573,9 @@ fn crash_and_compare(cluster: &mut Cluster, restart: bool, lines: usize, kills: 
             .args(["--json", "-g", &group, "--offsets-topic", &store])
             .args(["--commit-interval", "200ms", "--to-topic", &out_topic])
             .args(["--timeout", "50s", "-b", address])
+            // Each run joins the broker's group; a killed one stays in it
+            // until its session expires, and the next waits for that.
+            .args(["--session-timeout", "6s", "--heartbeat-interval", "500ms"])
             .args(extra);
         cmd
     };

@@ -101,47 +101,43 @@ fn start(dir: &Path, cluster: &Cluster, name: &str, args: &[&str]) -> Member {
     }
 }
 
-/// `kafka-consumer-groups --describe --members`: partitions per member.
-fn members(cluster: &Cluster, group: &str) -> Vec<usize> {
-    let run = kafka_tool(
-        GROUP_COMMAND,
+/// A column of `kafka-consumer-groups --describe --group GROUP [EXTRA]`,
+/// one value per row; empty while the group has no table to show.
+fn describe_column(cluster: &Cluster, group: &str, extra: &[&str], column: &str) -> Vec<String> {
+    let args = [
         &[
             "--bootstrap-server",
             cluster.address(),
             "--describe",
             "--group",
             group,
-            "--members",
-        ],
-    );
-    if run.code != Some(0) || !run.stdout.contains("#PARTITIONS") {
+        ][..],
+        extra,
+    ]
+    .concat();
+    let run = kafka_tool(GROUP_COMMAND, &args);
+    if run.code != Some(0) || !run.stdout.contains(column) {
         return Vec::new();
     }
     let (header, rows) = group_table(&run.stdout);
-    let count = header.iter().position(|&h| h == "#PARTITIONS").unwrap();
-    rows.iter().map(|row| row[count].parse().unwrap()).collect()
+    let at = header.iter().position(|&h| h == column).unwrap();
+    rows.iter().map(|row| row[at].to_owned()).collect()
+}
+
+/// `kafka-consumer-groups --describe --members`: partitions per member.
+fn members(cluster: &Cluster, group: &str) -> Vec<usize> {
+    describe_column(cluster, group, &["--members"], "#PARTITIONS")
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect()
 }
 
 /// `kafka-consumer-groups --describe`: the lag of each partition (-1 for
 /// none shown).
 fn lags(cluster: &Cluster, group: &str) -> Vec<i64> {
-    let run = kafka_tool(
-        GROUP_COMMAND,
-        &[
-            "--bootstrap-server",
-            cluster.address(),
-            "--describe",
-            "--group",
-            group,
-        ],
-    );
-    if run.code != Some(0) || !run.stdout.contains("LAG") {
-        return Vec::new();
-    }
-    let (header, rows) = group_table(&run.stdout);
-    let lag = header.iter().position(|&h| h == "LAG").unwrap();
-    rows.iter()
-        .map(|row| row[lag].parse().unwrap_or(-1))
+    describe_column(cluster, group, &[], "LAG")
+        .iter()
+        .map(|n| n.parse().unwrap_or(-1))
         .collect()
 }
 

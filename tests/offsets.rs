@@ -233,13 +233,15 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
     let group = random_topic("g");
 
     // A producer keeps adding records while the consumer is killed and
-    // restarted, so kills land mid-stream: about 4,500 a second, for
+    // restarted, so kills land mid-stream: about 1,000 a second, for
     // longer than the five rounds take (at 20 a millisecond it ran out
-    // after the second round, and the later runs had nothing to commit).
+    // after the second round, and the later runs had nothing to commit;
+    // each run now also waits up to the 6 s session timeout for the
+    // killed one to leave the broker's group).
     let writer = Feeder::start(
         &["-t", &topic, "-K", ":", "--linger", "1ms", "-b", brokers()],
         (2_000..40_000).map(|i| format!("k{}:{i}", i % 17)),
-        5,
+        1,
         Duration::from_millis(1),
     );
 
@@ -283,6 +285,9 @@ fn killed_consumers_lose_nothing_and_resume_at_the_commit() {
                 "-b",
                 brokers(),
             ])
+            // Each run joins the broker's group; a killed one stays in it
+            // until its session expires, and the next waits for that.
+            .args(["--session-timeout", "6s", "--heartbeat-interval", "500ms"])
             .stdout(std::fs::File::create(&file).unwrap())
             .stderr(Stdio::null())
             .spawn()

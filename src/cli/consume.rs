@@ -100,10 +100,11 @@ pub struct ConsumeArgs {
     pub invert: bool,
 
     /// Read as a member of Kafka group G: the broker's group coordinator
-    /// shares the partitions among the members (with --instance or
-    /// --partitions, or --no-commit, the partitions are chosen here
-    /// instead); resume from, and commit to, the group's offsets in weir's
-    /// offsets topic (--from applies to partitions without a commit).
+    /// shares the partitions among the members (with --instance,
+    /// --partitions, --until, -e or --no-commit, the partitions are chosen
+    /// here instead); resume from, and commit to, the group's offsets in
+    /// weir's offsets topic (--from applies to partitions without a
+    /// commit).
     #[arg(short, long)]
     pub group: Option<String>,
 
@@ -117,6 +118,8 @@ pub struct ConsumeArgs {
 
     /// Exit 1 when an instance that started earlier commits a partition
     /// this one reads: of two, the later one yields (otherwise a warning).
+    /// For instances that choose their partitions: with it, -g does not
+    /// join the broker's group.
     #[arg(long, requires = "group")]
     pub exclusive: bool,
 
@@ -130,9 +133,15 @@ pub struct ConsumeArgs {
 impl SelectionArgs {
     /// Whether a group (`-g`) reads as a member of the broker's group,
     /// the partitions given by its coordinator: unless they are chosen
-    /// here (`--instance`, `--partitions`).
+    /// here (`--instance`, `--partitions`), or the read is bounded
+    /// (`--until`, `-e`): a run that reads what is there and exits reads
+    /// every partition from the group's commits, whoever else is in the
+    /// group.
     pub fn joins_group(&self) -> bool {
-        self.instance.is_none() && self.partitions.is_none()
+        self.instance.is_none()
+            && self.partitions.is_none()
+            && self.until.is_none()
+            && !self.exit_at_end
     }
 
     /// The partitions to read and the consumer's config.
@@ -232,7 +241,7 @@ pub async fn run(
     // no group either.
     let writes = !args.no_commit && args.count != Some(0);
     if let Some(group) = args.group.as_ref().filter(|_| writes) {
-        if args.selection.joins_group() {
+        if args.selection.joins_group() && !args.exclusive {
             let plan = MemberPlan {
                 selection,
                 consumer: consumer_config,

@@ -62,8 +62,9 @@ pub struct CountArgs {
     pub count: Option<u64>,
 
     /// Count as a member of Kafka group G: the broker's group coordinator
-    /// shares the partitions among the members (with --instance or
-    /// --partitions they are chosen here instead); counts and offsets are
+    /// shares the partitions among the members (with --instance,
+    /// --partitions, --until or -e they are chosen here instead); counts
+    /// and offsets are
     /// kept in the group's records in weir's offsets topic, so a restart,
     /// or the member that takes a partition over, resumes them exactly.
     #[arg(short, long)]
@@ -172,7 +173,7 @@ pub async fn run(
     // no group either.
     let writes = args.count != Some(0);
     if let Some(group) = args.group.as_ref().filter(|_| writes) {
-        if args.selection.joins_group() {
+        if args.selection.joins_group() && !args.exclusive {
             let plan = CountMemberPlan {
                 membership: args.membership.config(group, &selection.topics)?,
                 selection,

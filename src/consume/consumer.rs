@@ -136,8 +136,8 @@ pub enum ConsumeError {
 #[non_exhaustive]
 pub enum FetchFailure {
     /// Its leader could not be found in time.
-    #[error("{0}")]
-    Leader(String),
+    #[error(transparent)]
+    Leader(#[from] crate::kafka::connect::LeaderLookupError),
     /// Its watermarks could not be read.
     #[error("cannot read its watermarks")]
     Watermarks(#[source] FetchError),

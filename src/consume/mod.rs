@@ -420,6 +420,14 @@ mod tests {
 
     /// What a job with `count` writes, reading without an end.
     async fn written(count: Option<u64>) -> (String, ConsumeSummary) {
+        written_as(count, None).await
+    }
+
+    /// As [`written`], as a group member holding `member`'s lease.
+    async fn written_as(
+        count: Option<u64>,
+        member: Option<MemberLink>,
+    ) -> (String, ConsumeSummary) {
         let assignment = Assignment {
             topic: Arc::from("t"),
             partition: 0,
@@ -436,7 +444,7 @@ mod tests {
             filter: Filter::new(FilterConfig::default()),
             count,
             commits: None,
-            member: None,
+            member,
         };
         let mut writer = RecordWriter::new(Vec::new(), OutputFormat::Value);
         // The log never ends (no --until): only the count stops the job.
@@ -466,5 +474,29 @@ mod tests {
             summary.positions.get(&TopicPartition::new("t", 0)),
             Some(&0)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_writes_while_its_lease_holds_and_nothing_once_it_lapsed() {
+        use crate::kafka::membership::Lease;
+
+        let lease = Lease::default();
+        lease.set(Some(Instant::now() + Duration::from_secs(60)));
+        let (out, summary) = written_as(Some(2), Some(MemberLink::with_lease(lease))).await;
+        assert_eq!(out, "0\n1\n");
+        assert_eq!(summary.stop, StopReason::Count);
+
+        // Frozen past the lease: the records it fetches are not written.
+        let lapsed = Lease::default();
+        lapsed.set(Some(Instant::now() + Duration::from_millis(5)));
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let (out, summary) = written_as(Some(2), Some(MemberLink::with_lease(lapsed))).await;
+        assert_eq!(out, "");
+        assert_eq!(summary.written, 0);
+        assert_eq!(summary.stop, StopReason::Fenced);
+
+        // A member that never held a lease (fenced) writes nothing either.
+        let (out, _) = written_as(Some(2), Some(MemberLink::with_lease(Lease::default()))).await;
+        assert_eq!(out, "");
     }
 }

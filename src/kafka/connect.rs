@@ -4,7 +4,7 @@
 //! A [`ConnectionConfig`] names the bootstrap brokers, the client id, the
 //! deadline for connecting and retrying, and optional TLS and SASL. From it
 //! weir builds both an [`rskafka::client::Client`] (for producing and
-//! fetching) and [`wire`] connections (for the requests
+//! fetching) and `wire` connections (for the requests
 //! rskafka cannot send). Both honour the same deadline: rskafka on its own
 //! retries retryable errors forever, weir never does.
 
@@ -185,7 +185,7 @@ impl ConnectionConfig {
 
     /// Connects to the cluster with rskafka.
     ///
-    /// A first handshake through [`wire`] checks reachability, TLS and SASL
+    /// A first handshake through `wire` checks reachability, TLS and SASL
     /// with precise errors and within the deadline; rskafka then connects
     /// with the time that is left.
     ///
@@ -230,10 +230,24 @@ impl ConnectionConfig {
     }
 }
 
+/// A partition whose leader could not be found.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaderLookupError {
+    /// The client gave up.
+    #[error("cannot find its leader")]
+    Failed(#[source] ClientError),
+    /// No leader was found before the deadline.
+    #[error("cannot find its leader within {} (--timeout)", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The deadline.
+        timeout: Duration,
+    },
+}
+
 /// A client for `topic`/`partition` whose leader is found within
 /// `timeout`, retrying a broker that does not know the partition yet
-/// (brokers learn of new topics a little after the controller). The error
-/// is one sentence: the broker's answer, or that none came in time.
+/// (brokers learn of new topics a little after the controller).
 ///
 /// # Errors
 ///
@@ -243,7 +257,7 @@ pub async fn partition_client_within(
     topic: &str,
     partition: i32,
     timeout: Duration,
-) -> Result<rskafka::client::partition::PartitionClient, String> {
+) -> Result<rskafka::client::partition::PartitionClient, LeaderLookupError> {
     let opened = client.partition_client(
         topic,
         partition,
@@ -251,11 +265,8 @@ pub async fn partition_client_within(
     );
     match tokio::time::timeout(timeout, opened).await {
         Ok(Ok(pc)) => Ok(pc),
-        Ok(Err(e)) => Err(format!("cannot find its leader: {}", client_error_text(&e))),
-        Err(_) => Err(format!(
-            "cannot find its leader within {} (--timeout)",
-            humantime::format_duration(timeout)
-        )),
+        Ok(Err(e)) => Err(LeaderLookupError::Failed(e.into())),
+        Err(_) => Err(LeaderLookupError::Timeout { timeout }),
     }
 }
 

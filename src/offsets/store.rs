@@ -417,7 +417,8 @@ impl OffsetStore {
             partition,
             self.timeout,
         )
-        .await?;
+        .await
+        .map_err(|e| ErrorChain(&e).to_string())?;
         let client = Arc::new(client);
         writers.insert(partition, Arc::clone(&client));
         Ok(client)

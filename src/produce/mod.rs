@@ -12,9 +12,11 @@
 //! silently.
 
 pub mod input;
+mod metadata;
 mod partition;
 pub mod partitioner;
 pub mod producer;
+mod report;
 mod topic;
 
 pub use topic::{TopicError, TopicPlan, prepare_topic};
@@ -31,6 +33,7 @@ use tracing::warn;
 
 use crate::produce::input::{DelimitedReader, ParseError, RecordParser};
 use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
+use crate::produce::report::{Report, write_report};
 
 /// Records read in one go by the input thread.
 const CHUNK: usize = 1024;
@@ -393,73 +396,6 @@ struct Tally {
     failed: AtomicU64,
     delivery_failed: AtomicBool,
     first_error: std::sync::Mutex<Option<String>>,
-}
-
-/// The report stream, shared by the delivery reader and the input loop.
-/// Reports are a side channel of the records: when their reader goes away
-/// (`--report | head`), reports stop with a warning and producing goes on
-/// to the end of the input; the summary still says what was delivered.
-struct Report {
-    out: std::io::BufWriter<Box<dyn Write + Send>>,
-    written: u64,
-    closed: bool,
-}
-
-impl Report {
-    fn new(out: Box<dyn Write + Send>) -> Self {
-        Self {
-            out: std::io::BufWriter::with_capacity(1 << 16, out),
-            written: 0,
-            closed: false,
-        }
-    }
-
-    /// Handles a failed write: a closed stream ends the reports.
-    fn failed(&mut self, e: std::io::Error) -> std::io::Result<()> {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e);
-        }
-        if !self.closed {
-            self.closed = true;
-            warn!(
-                "the --report reader closed stdout after about {} reports; producing goes on without them",
-                self.written
-            );
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        match self.out.flush() {
-            Ok(()) => Ok(()),
-            Err(e) => self.failed(e),
-        }
-    }
-}
-
-fn write_report(
-    out: &std::sync::Mutex<Report>,
-    obj: &serde_json::Map<String, serde_json::Value>,
-) -> std::io::Result<()> {
-    let mut out = out
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if out.closed {
-        return Ok(());
-    }
-    let written = serde_json::to_writer(&mut out.out, obj)
-        .map_err(std::io::Error::from)
-        .and_then(|()| out.out.write_all(b"\n"));
-    match written {
-        Ok(()) => {
-            out.written += 1;
-            Ok(())
-        }
-        Err(e) => out.failed(e),
-    }
 }
 
 /// Reads and parses every input into chunks; a read error is the last

@@ -1,7 +1,7 @@
 //! Keyed producer: route, batch per partition, deliver in order, report
 //! every record's outcome.
 //!
-//! rskafka gives one [`PartitionClient`] per partition and nothing else.
+//! rskafka gives one `PartitionClient` per partition and nothing else.
 //! [`Producer`] adds the rest: a [`Partitioner`] picks each record's
 //! partition, one task per partition collects records into batches (up to
 //! [`ProducerConfig::batch_bytes`], or for at most
@@ -20,9 +20,6 @@
 //! so partitions added while a producer runs are used from then on. Keys
 //! then move to their new partitions, as with the Java client.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -34,10 +31,12 @@ use rskafka::record::Record;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, info, instrument, warn};
+use tracing::{info, instrument, warn};
 
 use crate::Header;
-use crate::kafka::connect::ClientError;
+use crate::kafka::connect::{ClientError, LeaderLookupError};
+pub use crate::produce::metadata::TopicMetadata;
+use crate::produce::metadata::refresh_partition_count;
 use crate::produce::partition::{PartitionTask, Pending, QUEUE_RECORDS};
 use crate::produce::partitioner::{Partitioner, PartitionerKind};
 use crate::timestamp::{TimestampLimits, TimestampProblem};
@@ -170,13 +169,16 @@ pub struct Delivery {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProduceError {
-    /// The topic could not be opened.
-    #[error("cannot produce to topic \"{topic}\": {reason}")]
+    /// A partition of the topic could not be opened.
+    #[error("cannot produce to topic \"{topic}\" partition {partition}")]
     Topic {
         /// The topic.
         topic: String,
+        /// The partition.
+        partition: i32,
         /// Why.
-        reason: String,
+        #[source]
+        cause: LeaderLookupError,
     },
     /// An explicit partition outside the topic.
     #[error("topic \"{topic}\" has {}, partition {partition} is out of range", crate::plural(*.partitions, "partition"))]
@@ -239,37 +241,6 @@ pub enum ProduceError {
         /// The topic.
         topic: String,
     },
-}
-
-/// Where the producer learns a topic's partition count. rskafka's
-/// [`Client`] implements it with a metadata request; tests substitute
-/// their own.
-pub trait TopicMetadata: Send + Sync + fmt::Debug {
-    /// The topic's current number of partitions.
-    ///
-    /// # Errors
-    ///
-    /// A description of why the count could not be read.
-    fn partition_count<'a>(
-        &'a self,
-        topic: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<i32, String>> + Send + 'a>>;
-}
-
-impl TopicMetadata for Client {
-    fn partition_count<'a>(
-        &'a self,
-        topic: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<i32, String>> + Send + 'a>> {
-        Box::pin(async move {
-            let topics = self.list_topics().await.map_err(|e| e.to_string())?;
-            let found = topics
-                .into_iter()
-                .find(|t| t.name == topic)
-                .ok_or_else(|| format!("topic \"{topic}\" is not in the metadata"))?;
-            i32::try_from(found.partitions.len()).map_err(|e| e.to_string())
-        })
-    }
 }
 
 /// A producer for one topic. Send with [`send`](Self::send), read outcomes
@@ -375,9 +346,10 @@ impl Producer {
             // UNKNOWN_TOPIC_OR_PARTITION for a moment (brokers learn of
             // new topics and partitions each on its own), which the Java
             // client retries.
-            let failed = |reason: String| ProduceError::Topic {
+            let failed = |cause| ProduceError::Topic {
                 topic: self.topic.clone(),
-                reason: format!("partition {partition}: {reason}"),
+                partition,
+                cause,
             };
             let pc = crate::kafka::connect::partition_client_within(
                 &self.client,
@@ -526,38 +498,6 @@ impl Producer {
             if let Err(e) = result {
                 warn!(topic = self.topic.as_str(), error = %e, "partition task ended abnormally");
             }
-        }
-    }
-}
-
-/// Reads the partition count every `max_age`, or at once when a partition
-/// task reports trouble, and publishes growth.
-async fn refresh_partition_count(
-    metadata: Arc<dyn TopicMetadata>,
-    topic: String,
-    max_age: Duration,
-    stale: Arc<Notify>,
-    counts: watch::Sender<i32>,
-) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(max_age) => {}
-            () = stale.notified() => {}
-        }
-        match metadata.partition_count(&topic).await {
-            Ok(count) if count > *counts.borrow() => {
-                if counts.send(count).is_err() {
-                    return;
-                }
-            }
-            Ok(count) if count < *counts.borrow() => {
-                warn!(
-                    topic,
-                    count, "the metadata shows fewer partitions than before; ignored"
-                );
-            }
-            Ok(_) => {}
-            Err(error) => debug!(topic, error, "partition count refresh failed"),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! rskafka's `create_topic` cannot pass topic configs and it has no
 //! DescribeConfigs, yet weir's offsets store needs `cleanup.policy=compact`.
 //! [`Admin`] therefore speaks the protocol itself over
-//! [`wire`] connections that honour the same TLS, SASL and
+//! `wire` connections that honour the same TLS, SASL and
 //! deadline as everything else.
 
 use std::collections::{BTreeMap, HashMap};

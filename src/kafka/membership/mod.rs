@@ -148,7 +148,7 @@ impl Lease {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(super) fn set(&self, until: Option<Instant>) {
+    pub(crate) fn set(&self, until: Option<Instant>) {
         *self
             .0
             .lock()

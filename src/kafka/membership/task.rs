@@ -189,6 +189,13 @@ impl MemberLink {
         self.lease.valid()
     }
 
+    /// A link holding `lease` and mirroring nowhere, for tests of the jobs.
+    #[cfg(test)]
+    pub(crate) fn with_lease(lease: Lease) -> Self {
+        let (commands, _) = mpsc::unbounded_channel();
+        Self { lease, commands }
+    }
+
     /// Mirrors committed positions to the broker's group offsets (for
     /// `kafka-consumer-groups` and lag exporters), in the background.
     pub fn mirror<'a>(&self, positions: impl IntoIterator<Item = (&'a TopicPartition, &'a i64)>) {

@@ -39,7 +39,7 @@ use tls::Transport;
 /// Largest response weir accepts, as a guard against garbage lengths.
 const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
 
-/// Errors of a [`BrokerConnection`].
+/// Errors of weir's own connections to brokers.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
