@@ -7,8 +7,9 @@ Usage: groups.py WEIR OUT.md   (WEIR_BROKERS names the cluster)
    a producer fills at a steady rate (every record's value is its send time
    in ms). Each member's output lines are stamped with the time they were
    read. For a SIGKILL of a member, a SIGTERM of a member, and a member
-   joining, the outage is the longest any partition went unread around the
-   event: the time from the event until every partition is read again.
+   joining, the outage is the longest time any partition went unread
+   around the event (from 1 s before to 12 s after it): how long the
+   event stopped the reading of some partition.
 2. Scale-out: the records/s of one member and of three members reading
    the same 3,000,000 records, until the group's commits reach the end
    (joining, and commits every second, included), on this machine.
@@ -80,18 +81,17 @@ class Member:
         self.thread.join()
 
 
-def outage(members, at):
-    """The longest time a partition went unread after `at` (ms)."""
+def outage(members, at, window=12000):
+    """The longest time any partition went unread from 1 s before `at`
+    (ms) to `window` ms after it: the pause the event caused."""
     reads = sorted(r for m in members for r in m.reads)
     worst = 0.0
     for p in range(PARTITIONS):
-        times = [t for t, q in reads if q == p]
-        before = [t for t in times if t <= at]
-        after = [t for t in times if t > at]
-        if not after:
+        times = [t for t, q in reads if q == p and at - 1000 <= t <= at + window]
+        if not any(t > at for t in times):
             return float("inf")
-        start = before[-1] if before else at
-        worst = max(worst, after[0] - max(start, at))
+        times = [min(times[0], at)] + times
+        worst = max(worst, max(b - a for a, b in zip(times, times[1:])))
     return worst / 1000
 
 
