@@ -7,50 +7,8 @@ use rskafka::client::partition::OffsetAt;
 use rskafka::record::{Record, RecordAndOffset};
 
 use super::*;
+use crate::consume::fake_log::NumberedLog;
 use crate::consume::{Assignment, ConsumerConfig, FetchError, PartitionFetch, Until};
-
-/// A partition of `len` records at offsets `0..len`; a fetch past
-/// them waits its `max_wait`, as a broker does.
-struct FakeLog {
-    len: i64,
-}
-
-impl PartitionFetch for FakeLog {
-    fn fetch(
-        &self,
-        offset: i64,
-        _max_bytes: i32,
-        max_wait_ms: i32,
-    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
-        Box::pin(async move {
-            let records: Vec<_> = (offset.max(0)..self.len)
-                .take(100)
-                .map(|o| RecordAndOffset {
-                    record: Record {
-                        key: None,
-                        value: Some(o.to_string().into_bytes()),
-                        headers: Vec::new(),
-                        timestamp: DateTime::from_timestamp_millis(o).unwrap(),
-                    },
-                    offset: o,
-                })
-                .collect();
-            if records.is_empty() {
-                tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
-            }
-            Ok((records, self.len))
-        })
-    }
-
-    fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
-        Box::pin(async move {
-            Ok(match at {
-                OffsetAt::Earliest => 0,
-                _ => self.len,
-            })
-        })
-    }
-}
 
 async fn consumer(len: i64, until: Until) -> Consumer {
     let assignment = Assignment {
@@ -63,7 +21,7 @@ async fn consumer(len: i64, until: Until) -> Consumer {
         fetch_max_wait: Duration::from_millis(100),
         ..ConsumerConfig::default()
     };
-    Consumer::start_with(vec![(assignment, FakeLog { len })], config)
+    Consumer::start_with(vec![(assignment, NumberedLog { len })], config)
         .await
         .unwrap()
 }

@@ -112,6 +112,50 @@ impl PartitionFetch for Arc<FakeLog> {
     }
 }
 
+/// A partition of `len` records at offsets `0..len`, each value its
+/// offset as text; a fetch past them waits its `max_wait`, as a broker
+/// does.
+pub(crate) struct NumberedLog {
+    pub(crate) len: i64,
+}
+
+impl PartitionFetch for NumberedLog {
+    fn fetch(
+        &self,
+        offset: i64,
+        _max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
+        Box::pin(async move {
+            let records: Vec<_> = (offset.max(0)..self.len)
+                .take(100)
+                .map(|o| RecordAndOffset {
+                    record: Record {
+                        key: None,
+                        value: Some(o.to_string().into_bytes()),
+                        headers: Vec::new(),
+                        timestamp: DateTime::from_timestamp_millis(o).unwrap(),
+                    },
+                    offset: o,
+                })
+                .collect();
+            if records.is_empty() {
+                tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
+            }
+            Ok((records, self.len))
+        })
+    }
+
+    fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
+        Box::pin(async move {
+            Ok(match at {
+                OffsetAt::Earliest => 0,
+                _ => self.len,
+            })
+        })
+    }
+}
+
 /// Partition 0 of topic "t", from `start`.
 pub(crate) fn assignment(start: Option<i64>) -> Assignment {
     Assignment {

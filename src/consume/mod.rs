@@ -17,7 +17,7 @@
 pub mod assign;
 pub mod consumer;
 #[cfg(test)]
-mod fake_log;
+pub(crate) mod fake_log;
 pub mod fetch;
 pub mod filter;
 mod member;
@@ -370,53 +370,10 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use futures::future::BoxFuture;
-    use rskafka::chrono::DateTime;
-    use rskafka::client::partition::OffsetAt;
-    use rskafka::record::{Record, RecordAndOffset};
-
     use super::*;
+    use crate::consume::fake_log::NumberedLog;
     use crate::consume::filter::FilterConfig;
     use crate::consume::output::OutputFormat;
-
-    /// A partition holding the values "0", "1", "2" at offsets 0..3.
-    struct ThreeRecords;
-
-    impl PartitionFetch for ThreeRecords {
-        fn fetch(
-            &self,
-            offset: i64,
-            _max_bytes: i32,
-            max_wait_ms: i32,
-        ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
-            Box::pin(async move {
-                let records: Vec<_> = (offset.max(0)..3)
-                    .map(|o| RecordAndOffset {
-                        record: Record {
-                            key: None,
-                            value: Some(o.to_string().into_bytes()),
-                            headers: Vec::new(),
-                            timestamp: DateTime::from_timestamp_millis(o).unwrap(),
-                        },
-                        offset: o,
-                    })
-                    .collect();
-                if records.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
-                }
-                Ok((records, 3))
-            })
-        }
-
-        fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
-            Box::pin(async move {
-                Ok(match at {
-                    OffsetAt::Earliest => 0,
-                    _ => 3,
-                })
-            })
-        }
-    }
 
     /// What a job with `count` writes, reading without an end.
     async fn written(count: Option<u64>) -> (String, ConsumeSummary) {
@@ -437,7 +394,7 @@ mod tests {
             fetch_max_wait: Duration::from_millis(10),
             ..ConsumerConfig::default()
         };
-        let consumer = Consumer::start_with(vec![(assignment, ThreeRecords)], config)
+        let consumer = Consumer::start_with(vec![(assignment, NumberedLog { len: 3 })], config)
             .await
             .unwrap();
         let job = ConsumeJob {
