@@ -286,8 +286,13 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
     count_b.signal(libc::SIGSTOP);
     consume_b.signal(libc::SIGSTOP);
     std::thread::sleep(SESSION + Duration::from_secs(3));
+    let thawed = epoch_ms();
     count_b.signal(libc::SIGCONT);
     consume_b.signal(libc::SIGCONT);
+    let frozen = [
+        (counting.clone(), count_b.child.id(), count_b.err.clone()),
+        (reading.clone(), consume_b.child.id(), consume_b.err.clone()),
+    ];
     // C leaves.
     let consumed_c = consume_c.stop();
     count_c.stop();
@@ -313,6 +318,57 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
     let consumed_d = consume_d.stop();
     count_b.stop();
     count_d.stop();
+
+    // The frozen member, thawed, found its partitions gone and committed
+    // nothing (no counts, no positions) until it had rejoined.
+    let store = cluster.read_all("__weir_offsets", 6);
+    for (group, pid, err) in &frozen {
+        let log = std::fs::read_to_string(err).unwrap();
+        let rejoined = log
+            .lines()
+            .filter(|l| l.contains("joined") && !l.contains("left"))
+            .filter_map(|l| {
+                humantime::parse_rfc3339_weak(l.split(' ').next()?.trim_end_matches('Z')).ok()
+            })
+            .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64)
+            .find(|&t| t > thawed)
+            .unwrap_or_else(|| panic!("{group}: the thawed member never rejoined:\n{log}"));
+        assert!(log.contains("stop=Fenced"), "{group}: not fenced:\n{log}");
+        let marker = format!("-{pid}-");
+        let mut commits_of_b = 0;
+        for r in store.values().flatten() {
+            let key: serde_json::Value =
+                match serde_json::from_slice(r.record.key.as_deref().unwrap_or_default()) {
+                    Ok(key) => key,
+                    Err(_) => continue,
+                };
+            if key[1] != group.as_str() {
+                continue;
+            }
+            let Some(value) = r.record.value.as_deref() else {
+                continue;
+            };
+            let Ok(commit) = serde_json::from_slice::<serde_json::Value>(value) else {
+                continue;
+            };
+            let (Some(instance), Some(at)) =
+                (commit["instance"].as_str(), commit["committed_at"].as_i64())
+            else {
+                continue;
+            };
+            if instance.contains(&marker) {
+                commits_of_b += 1;
+                assert!(
+                    !(at > thawed && at < rejoined),
+                    "{group}: the thawed member committed {key} at {at}, before it rejoined at {rejoined}"
+                );
+            }
+        }
+        assert!(
+            commits_of_b > 0,
+            "{group}: no commit of the frozen member found"
+        );
+    }
 
     // count: the last row per (window, key) equals the reference.
     let mut reference: BTreeMap<(i64, String), u64> = BTreeMap::new();
@@ -383,6 +439,14 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
     );
     drop(consume_a);
     drop(count_a);
+}
+
+/// Milliseconds since the epoch, now.
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// Milliseconds since the epoch of an RFC 3339 time as weir writes them.
