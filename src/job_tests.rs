@@ -2,12 +2,11 @@
 //! that note what the loop asks of them.
 
 use futures::future::BoxFuture;
-use rskafka::chrono::DateTime;
 use rskafka::client::partition::OffsetAt;
-use rskafka::record::{Record, RecordAndOffset};
+use rskafka::record::RecordAndOffset;
 
 use super::*;
-use crate::consume::fake_log::NumberedLog;
+use crate::consume::fake_log::{NumberedLog, numbered};
 use crate::consume::{Assignment, ConsumerConfig, FetchError, PartitionFetch, Until};
 
 async fn consumer(len: i64, until: Until) -> Consumer {
@@ -296,17 +295,7 @@ impl TimedLog {
     fn written(&self, offset: i64) -> Vec<RecordAndOffset> {
         let elapsed = self.started.elapsed().as_millis() as i64;
         let end = ((elapsed + 500) / 1000).min(self.len);
-        (offset.max(0)..end)
-            .map(|o| RecordAndOffset {
-                record: Record {
-                    key: None,
-                    value: Some(o.to_string().into_bytes()),
-                    headers: Vec::new(),
-                    timestamp: DateTime::from_timestamp_millis(o).unwrap(),
-                },
-                offset: o,
-            })
-            .collect()
+        (offset.max(0)..end).map(numbered).collect()
     }
 }
 

@@ -127,18 +127,7 @@ impl PartitionFetch for NumberedLog {
         max_wait_ms: i32,
     ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
         Box::pin(async move {
-            let records: Vec<_> = (offset.max(0)..self.len)
-                .take(100)
-                .map(|o| RecordAndOffset {
-                    record: Record {
-                        key: None,
-                        value: Some(o.to_string().into_bytes()),
-                        headers: Vec::new(),
-                        timestamp: DateTime::from_timestamp_millis(o).unwrap(),
-                    },
-                    offset: o,
-                })
-                .collect();
+            let records: Vec<_> = (offset.max(0)..self.len).take(100).map(numbered).collect();
             if records.is_empty() {
                 tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
             }
@@ -153,6 +142,20 @@ impl PartitionFetch for NumberedLog {
                 _ => self.len,
             })
         })
+    }
+}
+
+/// The record at offset `o` of a numbered log: its value is `o` as text,
+/// its timestamp `o` ms.
+pub(crate) fn numbered(o: i64) -> RecordAndOffset {
+    RecordAndOffset {
+        record: Record {
+            key: None,
+            value: Some(o.to_string().into_bytes()),
+            headers: Vec::new(),
+            timestamp: DateTime::from_timestamp_millis(o).unwrap(),
+        },
+        offset: o,
     }
 }
 
