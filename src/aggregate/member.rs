@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rskafka::client::Client;
 use tokio::time::Instant;
 
-use super::{Checkpoints, CountError, CountJob, CountSummary, restore, run_job};
+use super::{Checkpoints, CountError, CountJob, CountSummary, Extractor, restore, run_job};
 use crate::consume::{Consumer, ConsumerConfig, Selection, assign};
 use crate::job::member::{Generations, run_member as run_generations};
 use crate::job::{JobError, StopReason};
@@ -90,7 +90,16 @@ impl Generations for Member<'_> {
         let mut assignments = assign(self.client, &self.plan.selection)
             .await
             .map_err(JobError::from)?;
+        let all = assignments.len();
         assignments.retain(|a| partitions.contains(&a.topic_partition()));
+        if assignments.len() < all && !matches!(self.job.config.extractor, Extractor::Key) {
+            tracing::warn!(
+                group = %self.plan.membership.group,
+                held = assignments.len(),
+                of = all,
+                "this member holds only part of the input: a (window, key) row sums what its partitions saw, exact only when all records of a key are in one partition"
+            );
+        }
         let group = &self.plan.membership.group;
         let joined = offsets::group::join(
             self.client,
