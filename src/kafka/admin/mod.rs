@@ -359,15 +359,23 @@ impl Admin {
                     .collect()
             }))
             .with_allow_auto_topic_creation(false);
-        // A broker restarting under a job closes its connections: reconnect
-        // to any bootstrap broker and ask again, until the deadline, as the
-        // Java clients do with a metadata request that found no broker.
+        self.call_any(&request).await
+    }
+
+    /// Sends a request any broker can answer to the bootstrap broker. A
+    /// broker restarting under a job closes its connections: reconnect to
+    /// any bootstrap broker and ask again, until the deadline, as the Java
+    /// clients do with a metadata request that found no broker.
+    async fn call_any<R: Request + Message>(
+        &mut self,
+        request: &R,
+    ) -> Result<R::Response, AdminError> {
         let deadline = Instant::now() + self.config.timeout;
         loop {
             let bootstrap = self.bootstrap.clone();
-            match self.call(&bootstrap, &request).await {
+            match self.call(&bootstrap, request).await {
                 Err(e) if unreachable(&e) && Instant::now() < deadline => {
-                    debug!(broker = bootstrap.as_str(), error = %e, "metadata failed; reconnecting");
+                    debug!(broker = bootstrap.as_str(), api = api_name::<R>(), error = %e, "request failed; reconnecting");
                     let conn = wire::connect_any(&self.wire, &self.config.brokers, deadline)
                         .await
                         .map_err(ConnectError::from)?;

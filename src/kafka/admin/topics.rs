@@ -233,8 +233,7 @@ impl Admin {
                 .with_resource_name(StrBytes::from_string(topic.to_owned()))
                 .with_configuration_keys(None),
         ]);
-        let bootstrap = self.bootstrap.clone();
-        let response = self.call(&bootstrap, &request).await?;
+        let response = self.call_any(&request).await?;
         let mut entries = Vec::new();
         for result in response.results {
             super::topic_result(
