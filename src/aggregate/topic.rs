@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::{CountError, Row};
 use crate::ConnectionConfig;
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
+use crate::kafka::idempotence::{ProducerIdError, init_producer_id};
 use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer, ProducerConfig};
 
 /// Rows also go to a topic, one record per (window, key).
@@ -94,6 +95,9 @@ pub enum OutputTopicError {
     /// Its producer could not start.
     #[error(transparent)]
     Produce(#[from] ProduceError),
+    /// No producer id for its idempotent producer.
+    #[error(transparent)]
+    ProducerId(#[from] ProducerIdError),
 }
 
 /// The producer for output topic `name`; creates the topic (compacted, as
@@ -138,6 +142,7 @@ pub async fn open_output_topic(
     let producer_config = ProducerConfig {
         linger: Duration::from_millis(1),
         delivery_timeout: config.timeout,
+        producer_id: Some(init_producer_id(config).await?),
         ..ProducerConfig::default()
     };
     let (producer, deliveries) = Producer::new(

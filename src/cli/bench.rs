@@ -155,8 +155,11 @@ impl Shared {
 }
 
 impl ProducerFlags {
-    fn config(&self, timeout: Duration) -> anyhow::Result<ProducerConfig> {
-        self.batch.config(timeout)
+    async fn config(&self, connection: &ConnectionConfig) -> anyhow::Result<ProducerConfig> {
+        Ok(ProducerConfig {
+            producer_id: self.batch.producer_id(connection).await?,
+            ..self.batch.config(connection.timeout)?
+        })
     }
 }
 
@@ -179,7 +182,7 @@ pub async fn run(
                 records: a.records,
                 size: a.producer.size,
                 keys: a.producer.keys,
-                producer: a.producer.config(config.timeout)?,
+                producer: a.producer.config(&config).await?,
             };
             let partitions = topic(&config, &bench.topic, a.shared.partitions).await?;
             let client = Arc::new(config.client().await?);
@@ -217,7 +220,7 @@ pub async fn run(
                 size: a.producer.size,
                 rate: a.rate,
                 keys: a.producer.keys,
-                producer: a.producer.config(config.timeout)?,
+                producer: a.producer.config(&config).await?,
                 consumer: a.consumer.config(config.timeout)?,
                 drain_timeout: a.drain_timeout,
             };

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use weir::consume::ConsumerConfig;
 use weir::consume::fetch::DEFAULT_FETCH_BYTES;
+use weir::kafka::connect::ConnectionConfig;
+use weir::kafka::idempotence::{ProducerId, ProducerIdError, init_producer_id};
 use weir::kafka::membership::MembershipConfig;
 use weir::produce::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
 
@@ -27,6 +29,13 @@ pub struct BatchFlags {
     /// Batch compression.
     #[arg(long, value_enum, default_value_t = Codec::None)]
     pub compression: Codec,
+
+    /// Produce without idempotence (for brokers older than 0.11, or a
+    /// principal without IdempotentWrite on clusters before 2.8): one
+    /// batch at a time per partition, and a batch retried after a lost
+    /// acknowledgement may be stored twice.
+    #[arg(long)]
+    pub no_idempotence: bool,
 }
 
 impl BatchFlags {
@@ -50,6 +59,29 @@ impl BatchFlags {
             delivery_timeout: timeout,
             ..ProducerConfig::default()
         })
+    }
+
+    /// The idempotent producer's id from the cluster, or `None` with
+    /// `--no-idempotence`.
+    ///
+    /// # Errors
+    ///
+    /// No broker reachable, or one that refuses InitProducerId.
+    pub async fn producer_id(
+        &self,
+        connection: &ConnectionConfig,
+    ) -> anyhow::Result<Option<ProducerId>> {
+        if self.no_idempotence {
+            return Ok(None);
+        }
+        match init_producer_id(connection).await {
+            Ok(id) => Ok(Some(id)),
+            Err(e @ ProducerIdError::Refused(_)) => Err(anyhow::anyhow!(
+                "{} (--no-idempotence produces without)",
+                weir::ErrorChain(&e)
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -299,6 +299,7 @@ pub async fn run(
         partitioner,
         metadata_max_age: args.metadata_max_age,
         timestamps,
+        producer_id: args.batch.producer_id(&config).await?,
         ..batching
     };
     let (producer, deliveries) =

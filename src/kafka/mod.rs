@@ -1,10 +1,12 @@
 //! Reaching Kafka: connection options and the rskafka client built from
 //! them ([`connect`]), how connections are secured ([`security`]), weir's
 //! own protocol connection for the requests rskafka cannot send (`wire`,
-//! private to the crate), and cluster and topics admin ([`admin`]).
+//! private to the crate), and cluster and topics admin ([`admin`]), the idempotent producer's id
+//! ([`idempotence`]).
 
 pub mod admin;
 pub mod connect;
+pub mod idempotence;
 pub mod membership;
 pub mod security;
 pub(crate) mod wire;

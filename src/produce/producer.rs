@@ -35,6 +35,7 @@ use tracing::{info, instrument, warn};
 
 use crate::Header;
 use crate::kafka::connect::{ClientError, LeaderLookupError};
+use crate::kafka::idempotence::ProducerId;
 pub use crate::produce::metadata::TopicMetadata;
 use crate::produce::metadata::refresh_partition_count;
 use crate::produce::partition::{PartitionTask, Pending, QUEUE_RECORDS};
@@ -78,6 +79,14 @@ pub struct ProducerConfig {
     /// The create times the topic accepts; a record outside them is
     /// refused by [`Producer::send`] rather than failing its batch.
     pub timestamps: TimestampLimits,
+    /// The idempotent producer's id ([`init_producer_id`]): batches carry
+    /// it with their sequence numbers, up to five on their way per
+    /// partition. `None`: not idempotent, one batch at a time per
+    /// partition, and a batch retried after a lost acknowledgement may be
+    /// stored twice.
+    ///
+    /// [`init_producer_id`]: crate::kafka::idempotence::init_producer_id
+    pub producer_id: Option<ProducerId>,
 }
 
 impl Default for ProducerConfig {
@@ -90,6 +99,7 @@ impl Default for ProducerConfig {
             delivery_timeout: crate::kafka::connect::DEFAULT_TIMEOUT,
             metadata_max_age: DEFAULT_METADATA_MAX_AGE,
             timestamps: TimestampLimits::default(),
+            producer_id: None,
         }
     }
 }
@@ -219,6 +229,17 @@ pub enum ProduceError {
     /// not sent: sending it would break the partition's order.
     #[error("not sent to topic \"{topic}\" partition {partition}: an earlier batch failed")]
     Abandoned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// An earlier batch of the same partition failed while this one was
+    /// on its way: its outcome is not known.
+    #[error(
+        "not acknowledged by topic \"{topic}\" partition {partition}: an earlier batch failed while this one was on its way (it may have been written)"
+    )]
+    Unconfirmed {
         /// The topic.
         topic: String,
         /// The partition.
@@ -362,7 +383,8 @@ impl Producer {
             let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
             let batches_sent = Arc::new(AtomicU64::new(0));
             let task = PartitionTask {
-                client: Box::new(pc),
+                client: Arc::new(pc),
+                producer_id: self.config.producer_id,
                 topic: self.topic.clone(),
                 partition,
                 linger: self.config.linger,
