@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rskafka::client::partition::{BatchIdentity, Compression, PartitionClient};
 use rskafka::record::Record;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -48,12 +48,14 @@ pub(super) fn record_size(record: &Record) -> usize {
 /// `PartitionFetch`).
 pub(super) trait PartitionProduce: Send + Sync + 'static {
     /// Writes `records` as one batch, as the producer `identity` when
-    /// given: their offsets in order, or why not.
+    /// given: their offsets in order, or why not. With an identity, each
+    /// retry waits for `settled` first.
     fn produce(
         &self,
         records: Vec<Record>,
         compression: Compression,
         identity: Option<BatchIdentity>,
+        settled: Settled,
     ) -> BoxFuture<'_, Result<Vec<i64>, ClientError>>;
 
     /// Whether the topic still exists, after a failed batch.
@@ -69,10 +71,14 @@ impl PartitionProduce for PartitionClient {
         records: Vec<Record>,
         compression: Compression,
         identity: Option<BatchIdentity>,
+        settled: Settled,
     ) -> BoxFuture<'_, Result<Vec<i64>, ClientError>> {
         Box::pin(async move {
             match identity {
-                Some(identity) => self.produce_as(records, compression, identity).await,
+                Some(identity) => {
+                    let wait = || settled.clone().wait();
+                    self.produce_as(records, compression, identity, wait).await
+                }
                 None => PartitionClient::produce(self, records, compression).await,
             }
             .map_err(ClientError::from)
@@ -125,6 +131,34 @@ enum Dispatch {
     Abandon,
 }
 
+/// Until every batch of a partition before batch `batch` has reported.
+#[derive(Clone)]
+pub(super) struct Settled {
+    reported: watch::Receiver<u64>,
+    batch: u64,
+}
+
+impl Settled {
+    /// Waits until the batches before this one have reported.
+    pub(super) async fn wait(mut self) {
+        let batch = self.batch;
+        let _ = self.reported.wait_for(|&r| r >= batch).await;
+    }
+}
+
+/// A batch's place among its partition's batches.
+struct Order {
+    /// Until the batches before it have reported.
+    settled: Settled,
+    /// Batches of the partition reported so far.
+    reported: Arc<watch::Sender<u64>>,
+    /// Whether a batch of the partition failed.
+    failed: watch::Receiver<bool>,
+    failed_tx: Arc<watch::Sender<bool>>,
+    /// Its room among the batches on their way.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// The next sequence number after `sequence` and `records` more, wrapping
 /// at `i32::MAX` to 0 as Kafka's record batches do.
 pub(super) fn next_sequence(sequence: i32, records: usize) -> i32 {
@@ -148,7 +182,8 @@ impl PartitionTask {
         let failed_tx = Arc::new(failed_tx);
         // Each batch reports after the one before it has: deliveries keep
         // the partition's order however the acknowledgements come.
-        let mut reported: Option<oneshot::Receiver<()>> = None;
+        let reported = Arc::new(watch::channel(0_u64).0);
+        let mut batches: u64 = 0;
         let mut sequence = 0;
         let mut carry: Option<Pending> = None;
         loop {
@@ -162,7 +197,10 @@ impl PartitionTask {
             let (batch, next, closed) = task.collect(first, &mut queue).await;
             carry = next;
             task.batches_sent.fetch_add(1, Ordering::Relaxed);
-            let permit = Arc::clone(&in_flight).acquire_owned().await;
+            // Never closed: acquiring cannot fail.
+            let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                break;
+            };
             let dispatch = if *failed.borrow() {
                 Dispatch::Abandon
             } else {
@@ -175,23 +213,34 @@ impl PartitionTask {
                 sequence = next_sequence(sequence, batch.len());
                 Dispatch::Send(identity)
             };
-            let (done, next_reported) = oneshot::channel();
-            let previous = reported.replace(next_reported);
-            let task = Arc::clone(&task);
+            let settled = Settled {
+                reported: reported.subscribe(),
+                batch: batches,
+            };
+            batches += 1;
             let (failed, failed_tx) = (failed.clone(), Arc::clone(&failed_tx));
-            tokio::spawn(async move {
-                let _permit = permit;
-                task.deliver(batch, dispatch, previous, failed, &failed_tx)
-                    .await;
-                let _ = done.send(());
-            });
+            let mut delivery = Box::pin(Arc::clone(&task).deliver(
+                batch,
+                dispatch,
+                Order {
+                    settled,
+                    reported: Arc::clone(&reported),
+                    failed,
+                    failed_tx,
+                    _permit: permit,
+                },
+            ));
+            // Its first poll queues the request on the leader's
+            // connection, so batches go out in their sequence order (a
+            // batch that overtook another would be refused and retried).
+            if futures::poll!(delivery.as_mut()).is_pending() {
+                tokio::spawn(delivery);
+            }
             if closed && carry.is_none() {
                 break;
             }
         }
-        if let Some(last) = reported {
-            let _ = last.await;
-        }
+        let _ = reported.subscribe().wait_for(|&r| r >= batches).await;
     }
 
     /// A batch starting with `first`: records until the batch is full, the
@@ -245,12 +294,25 @@ impl PartitionTask {
     /// an earlier one fails is not waited for: it cannot be appended after
     /// a gap in the sequence, and without idempotence it is never on its
     /// way with another.
-    async fn deliver(
+    async fn deliver(self: Arc<Self>, batch: Vec<Pending>, dispatch: Dispatch, order: Order) {
+        let Order {
+            settled,
+            reported,
+            mut failed,
+            failed_tx,
+            _permit,
+        } = order;
+        self.report_batch(batch, dispatch, settled, &mut failed, &failed_tx)
+            .await;
+        reported.send_modify(|r| *r += 1);
+    }
+
+    async fn report_batch(
         &self,
         batch: Vec<Pending>,
         dispatch: Dispatch,
-        previous: Option<oneshot::Receiver<()>>,
-        mut failed: watch::Receiver<bool>,
+        settled: Settled,
+        failed: &mut watch::Receiver<bool>,
         failed_tx: &watch::Sender<bool>,
     ) {
         let mut tags = Vec::with_capacity(batch.len());
@@ -266,13 +328,11 @@ impl PartitionTask {
             Dispatch::Abandon => None,
             Dispatch::Send(identity) => tokio::select! {
                 biased;
-                sent = self.send(records, identity) => Some(sent),
+                sent = self.send(records, identity, settled.clone()) => Some(sent),
                 _ = failed.wait_for(|f| *f) => None,
             },
         };
-        if let Some(previous) = previous {
-            let _ = previous.await;
-        }
+        settled.wait().await;
         let result = match outcome {
             Some(Ok(offsets)) => {
                 for (tag, offset) in tags.into_iter().zip(offsets) {
@@ -311,6 +371,7 @@ impl PartitionTask {
         &self,
         records: Vec<Record>,
         identity: Option<BatchIdentity>,
+        settled: Settled,
     ) -> Result<Vec<i64>, Arc<ProduceError>> {
         let n = records.len();
         debug!(
@@ -322,7 +383,8 @@ impl PartitionTask {
         );
         let sent = tokio::time::timeout(
             self.delivery_timeout,
-            self.client.produce(records, self.compression, identity),
+            self.client
+                .produce(records, self.compression, identity, settled),
         )
         .await
         .map_err(|_| SendFailure::NoAcknowledgement {

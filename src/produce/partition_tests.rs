@@ -22,6 +22,7 @@ impl PartitionProduce for Arc<FakePartition> {
         records: Vec<Record>,
         _compression: Compression,
         _identity: Option<BatchIdentity>,
+        _settled: Settled,
     ) -> BoxFuture<'_, Result<Vec<i64>, ClientError>> {
         Box::pin(async move {
             let mut batches = self.batches.lock().unwrap();
@@ -272,6 +273,7 @@ impl PartitionProduce for Arc<SlowLog> {
         records: Vec<Record>,
         _compression: Compression,
         identity: Option<BatchIdentity>,
+        _settled: Settled,
     ) -> BoxFuture<'_, Result<Vec<i64>, ClientError>> {
         Box::pin(async move {
             let values: Vec<String> = records

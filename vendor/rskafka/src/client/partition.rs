@@ -227,13 +227,22 @@ impl PartitionClient {
     /// the batch carries `identity`'s producer id, epoch and base
     /// sequence, so a retry of a batch the broker already appended is
     /// answered with the first append's offsets instead of storing it
-    /// twice. Retries send the same bytes.
-    pub async fn produce_as(
+    /// twice. Retries send the same bytes, each after `before_retry`
+    /// completes: the caller holds a retry back until the partition's
+    /// earlier batches are settled, so batches are retried in sequence
+    /// order (as the Java producer does), and a new leader without the
+    /// producer's state never takes a later batch first.
+    pub async fn produce_as<G, GF>(
         &self,
         records: Vec<Record>,
         compression: Compression,
         identity: BatchIdentity,
-    ) -> Result<Vec<i64>> {
+        before_retry: G,
+    ) -> Result<Vec<i64>>
+    where
+        G: Fn() -> GF + Send + Sync,
+        GF: std::future::Future<Output = ()> + Send,
+    {
         if records.is_empty() {
             return Ok(vec![]);
         }
@@ -241,12 +250,17 @@ impl PartitionClient {
         let mut request = build_produce_request(self.partition, &self.topic, records, compression);
         identity.stamp(&mut request);
         let request = &request;
+        let attempts = &std::sync::atomic::AtomicUsize::new(0);
+        let before_retry = &before_retry;
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
             self,
             "produce",
             || async move {
+                if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                    before_retry().await;
+                }
                 let (broker, r#gen) = self
                     .get()
                     .await
