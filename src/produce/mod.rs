@@ -489,6 +489,13 @@ async fn report_deliveries(
                 Err(e) => obj.insert("error".into(), crate::ErrorChain(&**e).to_string().into()),
             };
             write_report(out, &obj)?;
+            // Caught up: what is known goes out now, not when the buffer
+            // fills, so a reader follows the deliveries as they come.
+            if deliveries.is_empty() {
+                out.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .flush()?;
+            }
         }
     }
     Ok(())
