@@ -236,6 +236,14 @@ impl PartitionTask {
             if futures::poll!(delivery.as_mut()).is_pending() {
                 tokio::spawn(delivery);
             }
+            // The first batch goes alone: a leader with no state for this
+            // producer takes any sequence as its start, so a second batch
+            // that reached it while the first was refused (a broker that
+            // had not yet taken up a new topic's leadership) would be
+            // appended before it, and the first never after.
+            if batches == 1 && task.producer_id.is_some() {
+                let _ = reported.subscribe().wait_for(|&r| r >= 1).await;
+            }
             if closed && carry.is_none() {
                 break;
             }
