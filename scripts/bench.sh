@@ -89,6 +89,8 @@ tools=(weir rdkafka-defaults rdkafka-tuned)
 command_for() {
     case "$1" in
         weir) echo "$weir bench" ;;
+        # The producer before idempotence (one batch at a time per partition).
+        weir-no-idempotence) echo "$weir bench" ;;
         rdkafka-defaults) echo "$baseline --profile defaults" ;;
         rdkafka-tuned) echo "$baseline --profile tuned" ;;
     esac
@@ -137,11 +139,13 @@ for what in $scenarios; do
             scenario="produce ${p}p $codec"
             echo "== $scenario: $records x $size B" >&2
             for round in $(seq 1 "$rounds"); do
-                for tool in $(rotated "$round"); do
+                for tool in $(rotated "$round") weir-no-idempotence; do
                     topic=bench-produce-$p-$codec-$tool-$round
+                    extra=()
+                    [ "$tool" = weir-no-idempotence ] && extra=(--no-idempotence)
                     "$weir" topics create "$topic" --partitions "$p" >/dev/null
                     run "$scenario" "$tool" "$round" produce -t "$topic" --partitions "$p" -n "$records" \
-                        --size "$size" --compression "$codec"
+                        --size "$size" --compression "$codec" "${extra[@]}"
                     "$weir" topics delete "$topic" >/dev/null
                 done
             done
@@ -194,7 +198,7 @@ order = []
 for r in rows:
     if r["scenario"] not in order:
         order.append(r["scenario"])
-tools = ["weir", "rdkafka-defaults", "rdkafka-tuned"]
+tools = ["weir", "weir-no-idempotence", "rdkafka-defaults", "rdkafka-tuned"]
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 
 def stats(scenario, tool):
