@@ -1,10 +1,12 @@
 //! The fetch side of one partition: the [`PartitionFetch`] trait (rskafka's
-//! [`PartitionClient`], or a test's log in memory) and the task that reads
-//! a partition into the consumer's stream.
+//! [`PartitionClient`] at an isolation level, or a test's log in memory)
+//! and the task that reads a partition into the consumer's stream.
 //!
-//! The task fetches with a long poll, grows its fetch size when a record
-//! does not fit and follows the decoded size of what it fetched (see
-//! [`DECODED_FETCH_FACTOR`]), moves to the nearest watermark when the
+//! The task fetches with a long poll, starts each fetch past the batches
+//! of the one before (transaction markers and aborted transactions,
+//! which rskafka leaves out, included), grows its fetch size when a
+//! record does not fit and follows the decoded size of what it fetched
+//! (see [`DECODED_FETCH_FACTOR`]), moves to the nearest watermark when the
 //! broker answers `OffsetOutOfRange`, tells a deleted topic from a broker
 //! that does not know it yet, and retries a lost broker until the
 //! consumer's retry timeout passes without one good fetch.
