@@ -275,16 +275,6 @@ async fn a_follower_waits_at_the_stable_offset_without_growing_its_fetches() {
     )
     .await
     .unwrap();
-    let mut offsets = Vec::new();
-    while offsets.len() < 5 {
-        match consumer.next().await {
-            Some(ConsumerEvent::Records(records)) => {
-                offsets.extend(records.iter().map(|r| r.offset));
-            }
-            other => panic!("expected records, got {other:?}"),
-        }
-    }
-    assert_eq!(offsets, vec![0, 1, 2, 8, 9]);
     let waits = || {
         let fetches = log.fetches.lock().unwrap();
         fetches
@@ -293,9 +283,26 @@ async fn a_follower_waits_at_the_stable_offset_without_growing_its_fetches() {
             .copied()
             .collect::<Vec<_>>()
     };
-    while waits().len() < 5 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let read = async {
+        let mut offsets = Vec::new();
+        while offsets.len() < 5 {
+            match consumer.next().await {
+                Some(ConsumerEvent::Records(records)) => {
+                    offsets.extend(records.iter().map(|r| r.offset));
+                }
+                other => panic!("expected records, got {other:?}"),
+            }
+        }
+        while waits().len() < 5 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        offsets
+    };
+    // On the test's clock, which moves on whenever every task waits.
+    let offsets = tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("five records, then five fetches at the stable offset");
+    assert_eq!(offsets, vec![0, 1, 2, 8, 9]);
     // Nothing is readable at the stable offset: not a record too large
     // for the fetch size.
     let waits = waits();
