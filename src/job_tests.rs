@@ -7,7 +7,7 @@ use rskafka::record::RecordAndOffset;
 
 use super::*;
 use crate::consume::fake_log::{NumberedLog, numbered};
-use crate::consume::{Assignment, ConsumerConfig, FetchError, PartitionFetch, Until};
+use crate::consume::{Assignment, ConsumerConfig, FetchError, Fetched, PartitionFetch, Until};
 
 async fn consumer(len: i64, until: Until) -> Consumer {
     let assignment = Assignment {
@@ -305,14 +305,14 @@ impl PartitionFetch for TimedLog {
         offset: i64,
         _max_bytes: i32,
         max_wait_ms: i32,
-    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
+    ) -> BoxFuture<'_, Result<Fetched, FetchError>> {
         Box::pin(async move {
             let records = self.written(offset);
             if records.is_empty() {
                 tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
             }
             let high = records.last().map_or(offset.max(0), |r| r.offset + 1);
-            Ok((records, high))
+            Ok(Fetched::plain(records, offset, high))
         })
     }
 

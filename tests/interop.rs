@@ -21,14 +21,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{brokers, random_topic, weir_run};
+use common::{brokers, python, random_topic, weir_run};
 use serde_json::Value;
 use weir::produce::partitioner::{crc32_partition, murmur2_partition};
 
@@ -757,21 +756,6 @@ fn group_offsets(out: &str, group: &str, topic: &str) -> BTreeMap<i32, [i64; 3]>
 }
 
 // confluent-kafka (librdkafka), from the Python virtualenv.
-
-/// The venv's python, installing confluent-kafka on first use.
-fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pyenv.sh");
-            // Installing from PyPI the first time may take a few minutes.
-            let run =
-                common::run_with_deadline(&mut Command::new(script), Duration::from_secs(600));
-            run.ok();
-            PathBuf::from(run.stdout.trim())
-        })
-        .clone()
-}
 
 /// Runs `tests/py/interop.py ARGS` with the shared broker and returns its
 /// stdout lines parsed as JSON.

@@ -46,8 +46,9 @@ pub struct SelectionArgs {
     )]
     pub from: String,
 
-    /// Where to stop: end (the high watermarks at start) or @TIME.
-    /// Without it, new records are followed.
+    /// Where to stop: end (each partition's end at start: the last
+    /// stable offset under read_committed, else the high watermark) or
+    /// @TIME. Without it, new records are followed.
     #[arg(long, value_name = "end|@TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
 

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use rskafka::client::partition::IsolationLevel;
+
 use weir::consume::ConsumerConfig;
 use weir::consume::fetch::DEFAULT_FETCH_BYTES;
 use weir::kafka::connect::ConnectionConfig;
@@ -97,6 +99,33 @@ pub struct FetchFlags {
     /// Longest a fetch waits for new records.
     #[arg(long, default_value = "500ms", value_parser = parse_duration, allow_hyphen_values = true)]
     pub fetch_max_wait: Duration,
+
+    /// Which records of transactional producers are read: read_committed
+    /// leaves out aborted transactions and reads no further than the last
+    /// stable offset (the first record of a transaction still open);
+    /// read_uncommitted reads everything up to the high watermark.
+    #[arg(long, value_enum, default_value_t = Isolation::ReadCommitted)]
+    pub isolation: Isolation,
+}
+
+/// `--isolation`, spelled as Kafka's `isolation.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// Committed transactions and records outside transactions.
+    #[value(name = "read_committed", alias = "read-committed")]
+    ReadCommitted,
+    /// Every record, open and aborted transactions included.
+    #[value(name = "read_uncommitted", alias = "read-uncommitted")]
+    ReadUncommitted,
+}
+
+impl From<Isolation> for IsolationLevel {
+    fn from(isolation: Isolation) -> Self {
+        match isolation {
+            Isolation::ReadCommitted => Self::ReadCommitted,
+            Isolation::ReadUncommitted => Self::ReadUncommitted,
+        }
+    }
 }
 
 impl FetchFlags {
@@ -114,6 +143,7 @@ impl FetchFlags {
             fetch_bytes: self.fetch_bytes,
             fetch_max_wait: self.fetch_max_wait,
             retry_timeout: timeout,
+            isolation: self.isolation.into(),
             ..ConsumerConfig::default()
         })
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 use serde::Serialize;
 use weir::consume::StartOffset;
-use weir::kafka::admin::{Admin, AdminError};
+use weir::kafka::admin::{Admin, AdminError, PartitionDescription};
 use weir::offsets::group::OffsetChange;
 use weir::offsets::{
     DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, OffsetStore, OffsetsError, StoreConfig,
@@ -121,6 +121,10 @@ struct Row {
     partition: i32,
     committed: Option<i64>,
     high_watermark: Option<i64>,
+    /// Below the high watermark while a transaction is open: consumers
+    /// reading read_committed (weir's default) stop there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_stable_offset: Option<i64>,
     /// High watermark minus committed: negative when the commit lies past
     /// the end of the log.
     lag: Option<i64>,
@@ -228,25 +232,23 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let mut partitions: BTreeMap<i32, Option<(i64, i64)>> = description
+                let mut partitions: BTreeMap<i32, Option<&PartitionDescription>> = description
                     .iter()
-                    .flat_map(|d| {
-                        d.partitions
-                            .iter()
-                            .map(|p| (p.partition, Some((p.earliest, p.latest))))
-                    })
+                    .flat_map(|d| d.partitions.iter().map(|p| (p.partition, Some(p))))
                     .collect();
                 for p in offsets.keys().filter(|p| &*p.topic == t) {
                     partitions.entry(p.partition).or_insert(None);
                 }
-                for (partition, watermarks) in partitions {
+                for (partition, described) in partitions {
                     let commit = offsets.get(&TopicPartition::new(t.as_str(), partition));
+                    let watermarks = described.map(|p| (p.earliest, p.latest));
                     let high = watermarks.map(|(_, high)| high);
                     rows.push(Row {
                         topic: t.clone(),
                         partition,
                         committed: commit.map(|c| c.offset),
                         high_watermark: high,
+                        last_stable_offset: described.and_then(|p| p.last_stable),
                         lag: match (commit, high) {
                             (Some(c), Some(h)) => Some(h - c.offset),
                             _ => None,
@@ -277,20 +279,37 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
             } else if rows.is_empty() {
                 writeln!(out, "group \"{group}\" has no committed offsets")?;
             } else {
+                // The last stable offset only where a transaction is
+                // open: the usual table stays as it was.
+                let stable = rows.iter().any(|r| r.last_stable_offset.is_some());
+                let dash = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
+                let stable_cell = |text: String| {
+                    if stable {
+                        format!(" {text:>12}")
+                    } else {
+                        String::new()
+                    }
+                };
                 writeln!(
                     out,
-                    "{:<24} {:>9} {:>12} {:>14} {:>10}  {:<24}  INSTANCE",
-                    "TOPIC", "PARTITION", "COMMITTED", "HIGH-WATERMARK", "LAG", "COMMITTED AT"
+                    "{:<24} {:>9} {:>12} {:>14}{} {:>10}  {:<24}  INSTANCE",
+                    "TOPIC",
+                    "PARTITION",
+                    "COMMITTED",
+                    "HIGH-WATERMARK",
+                    stable_cell("LAST-STABLE".to_owned()),
+                    "LAG",
+                    "COMMITTED AT"
                 )?;
-                let dash = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
                 for r in &rows {
                     writeln!(
                         out,
-                        "{:<24} {:>9} {:>12} {:>14} {:>10}  {:<24}  {}",
+                        "{:<24} {:>9} {:>12} {:>14}{} {:>10}  {:<24}  {}",
                         r.topic,
                         r.partition,
                         dash(r.committed),
                         dash(r.high_watermark),
+                        stable_cell(dash(r.last_stable_offset)),
                         dash(r.lag),
                         r.committed_at.as_deref().unwrap_or("-"),
                         r.instance.as_deref().unwrap_or("-"),

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::Client;
-use rskafka::client::partition::UnknownTopicHandling;
+use rskafka::client::partition::{IsolationLevel, UnknownTopicHandling};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::warn;
@@ -31,8 +31,8 @@ use tracing::warn;
 use crate::TopicPartition;
 use crate::consume::assign::Assignment;
 use crate::consume::fetch::{
-    DEFAULT_FETCH_BYTES, DEFAULT_FETCH_MAX_WAIT, FetchError, PartitionFetch, PartitionTask,
-    open_partition,
+    DEFAULT_FETCH_BYTES, DEFAULT_FETCH_MAX_WAIT, FetchError, PartitionFetch, PartitionReader,
+    PartitionTask, open_partition,
 };
 use crate::consume::position::{StartOffset, Until};
 use crate::consume::start::{PartitionPosition, resolve};
@@ -60,6 +60,10 @@ pub struct ConsumerConfig {
     /// How long a partition keeps retrying without one good fetch before
     /// it fails.
     pub retry_timeout: Duration,
+    /// Which records are read, and where the log ends for
+    /// [`Until::End`] and [`StartOffset::Latest`]: the last stable offset
+    /// under read_committed, the high watermark under read_uncommitted.
+    pub isolation: IsolationLevel,
 }
 
 impl Default for ConsumerConfig {
@@ -71,6 +75,11 @@ impl Default for ConsumerConfig {
             fetch_max_wait: DEFAULT_FETCH_MAX_WAIT,
             buffered_batches: 4,
             retry_timeout: crate::kafka::connect::DEFAULT_TIMEOUT,
+            // As librdkafka (kcat) and Kafka Streams with exactly-once:
+            // records of aborted transactions are never shown, and neither
+            // is anything an open transaction may still abort. (The Java
+            // consumer defaults to read_uncommitted.)
+            isolation: IsolationLevel::ReadCommitted,
         }
     }
 }
@@ -210,7 +219,11 @@ impl Consumer {
             let mut pc =
                 open_partition(client, &a.topic, a.partition, config.retry_timeout).await?;
             pc.set_unknown_topic_handling(UnknownTopicHandling::Error);
-            fetchers.push((a, pc));
+            let reader = PartitionReader {
+                client: pc,
+                isolation: config.isolation,
+            };
+            fetchers.push((a, reader));
         }
         Self::start_with(fetchers, config).await
     }

@@ -11,7 +11,7 @@ use rskafka::record::{Record, RecordAndOffset};
 
 use crate::consume::assign::Assignment;
 use crate::consume::consumer::{Consumer, ConsumerConfig, ConsumerEvent};
-use crate::consume::fetch::{FetchError, PartitionFetch};
+use crate::consume::fetch::{FetchError, Fetched, PartitionFetch};
 use crate::consume::position::{StartOffset, Until};
 
 /// An in-memory partition: `log` holds (offset, value size, timestamp).
@@ -54,7 +54,7 @@ impl PartitionFetch for Arc<FakeLog> {
         offset: i64,
         max_bytes: i32,
         max_wait_ms: i32,
-    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
+    ) -> BoxFuture<'_, Result<Fetched, FetchError>> {
         Box::pin(async move {
             self.fetches.lock().unwrap().push((offset, max_bytes));
             {
@@ -91,7 +91,7 @@ impl PartitionFetch for Arc<FakeLog> {
             if out.is_empty() {
                 tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
             }
-            Ok((out, self.high()))
+            Ok(Fetched::plain(out, offset, self.high()))
         })
     }
 
@@ -125,13 +125,13 @@ impl PartitionFetch for NumberedLog {
         offset: i64,
         _max_bytes: i32,
         max_wait_ms: i32,
-    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
+    ) -> BoxFuture<'_, Result<Fetched, FetchError>> {
         Box::pin(async move {
             let records: Vec<_> = (offset.max(0)..self.len).take(100).map(numbered).collect();
             if records.is_empty() {
                 tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
             }
-            Ok((records, self.len))
+            Ok(Fetched::plain(records, offset, self.len))
         })
     }
 

@@ -1,10 +1,12 @@
 //! The fetch side of one partition: the [`PartitionFetch`] trait (rskafka's
-//! [`PartitionClient`], or a test's log in memory) and the task that reads
-//! a partition into the consumer's stream.
+//! [`PartitionClient`] at an isolation level, or a test's log in memory)
+//! and the task that reads a partition into the consumer's stream.
 //!
-//! The task fetches with a long poll, grows its fetch size when a record
-//! does not fit and follows the decoded size of what it fetched (see
-//! [`DECODED_FETCH_FACTOR`]), moves to the nearest watermark when the
+//! The task fetches with a long poll, starts each fetch past the batches
+//! of the one before (transaction markers and aborted transactions,
+//! which rskafka leaves out, included), grows its fetch size when a
+//! record does not fit and follows the decoded size of what it fetched
+//! (see [`DECODED_FETCH_FACTOR`]), moves to the nearest watermark when the
 //! broker answers `OffsetOutOfRange`, tells a deleted topic from a broker
 //! that does not know it yet, and retries a lost broker until the
 //! consumer's retry timeout passes without one good fetch.
@@ -15,7 +17,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rskafka::client::Client;
 use rskafka::client::error::{Error as ClientError, ProtocolError};
-use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::client::partition::{IsolationLevel, OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -97,19 +99,47 @@ impl From<ClientError> for FetchError {
     }
 }
 
-/// The fetch side of one partition: rskafka's [`PartitionClient`], or a
-/// test's stand-in.
+/// What one fetch returned, as far as the loop cares.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// The records to deliver, in offset order.
+    pub records: Vec<RecordAndOffset>,
+    /// Where the next fetch starts: past the last batch fetched,
+    /// transaction markers and records of aborted transactions included.
+    pub next_offset: i64,
+    /// Where the log ends for this isolation level now: the last stable
+    /// offset under read_committed, the high watermark under
+    /// read_uncommitted.
+    pub end: i64,
+}
+
+impl Fetched {
+    /// `records` fetched from `offset` of a log without transactions that
+    /// ends at `end`.
+    pub fn plain(records: Vec<RecordAndOffset>, offset: i64, end: i64) -> Self {
+        let next_offset = records.last().map_or(offset, |r| r.offset + 1);
+        Self {
+            records,
+            next_offset,
+            end,
+        }
+    }
+}
+
+/// The fetch side of one partition: rskafka's [`PartitionClient`] at an
+/// isolation level ([`PartitionReader`]), or a test's stand-in.
 pub trait PartitionFetch: Send + Sync + 'static {
     /// Records from `offset` on, up to about `max_bytes`, waiting up to
-    /// `max_wait_ms` for the first; and the high watermark.
+    /// `max_wait_ms` for the first; and where the log ends.
     fn fetch(
         &self,
         offset: i64,
         max_bytes: i32,
         max_wait_ms: i32,
-    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>>;
+    ) -> BoxFuture<'_, Result<Fetched, FetchError>>;
 
     /// The offset at `at` (watermarks, or the first at a time).
+    /// [`OffsetAt::Latest`] is where the log ends for the isolation level.
     fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>>;
 
     /// Whether the topic still exists, after [`FetchError::UnknownTopic`].
@@ -123,30 +153,54 @@ pub trait PartitionFetch: Send + Sync + 'static {
     }
 }
 
-impl PartitionFetch for PartitionClient {
+/// A partition read at an isolation level: under
+/// [`IsolationLevel::ReadCommitted`] records of aborted transactions are
+/// left out and the log ends at the last stable offset, as for the Java
+/// consumer with `isolation.level=read_committed`.
+#[derive(Debug)]
+pub struct PartitionReader {
+    /// The partition's client.
+    pub client: PartitionClient,
+    /// Which records it reads.
+    pub isolation: IsolationLevel,
+}
+
+impl PartitionFetch for PartitionReader {
     fn fetch(
         &self,
         offset: i64,
         max_bytes: i32,
         max_wait_ms: i32,
-    ) -> BoxFuture<'_, Result<(Vec<RecordAndOffset>, i64), FetchError>> {
+    ) -> BoxFuture<'_, Result<Fetched, FetchError>> {
         Box::pin(async move {
-            Ok(self
-                .fetch_records(offset, 1..max_bytes, max_wait_ms)
-                .await?)
+            let fetched = self
+                .client
+                .fetch_records_isolated(offset, 1..max_bytes, max_wait_ms, self.isolation)
+                .await?;
+            let end = match self.isolation {
+                IsolationLevel::ReadCommitted => {
+                    fetched.last_stable_offset.unwrap_or(fetched.high_watermark)
+                }
+                IsolationLevel::ReadUncommitted => fetched.high_watermark,
+            };
+            Ok(Fetched {
+                records: fetched.records,
+                next_offset: fetched.next_offset,
+                end,
+            })
         })
     }
 
     fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
-        Box::pin(async move { Ok(self.get_offset(at).await?) })
+        Box::pin(async move { Ok(self.client.get_offset_isolated(at, self.isolation).await?) })
     }
 
     fn topic_exists(&self) -> BoxFuture<'_, Result<bool, FetchError>> {
-        Box::pin(async move { Ok(PartitionClient::topic_exists(self).await?) })
+        Box::pin(async move { Ok(self.client.topic_exists().await?) })
     }
 
     fn leader(&self) -> Option<String> {
-        self.leader_address()
+        self.client.leader_address()
     }
 }
 
@@ -269,7 +323,11 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 }
                 other => other,
             };
-            let (records, high) = match fetched {
+            let Fetched {
+                records,
+                next_offset,
+                end: log_end,
+            } = match fetched {
                 Ok(r) => {
                     failing_since = None;
                     last_error = None;
@@ -318,10 +376,15 @@ impl<F: PartitionFetch> PartitionTask<F> {
             };
 
             let Some(last) = records.last().map(|r| r.offset) else {
-                if self.next < high {
+                if next_offset > self.next {
+                    // Only transaction markers or records of aborted
+                    // transactions: the next fetch starts past them.
+                    self.next = self.end.map_or(next_offset, |end| next_offset.min(end));
+                    continue;
+                }
+                if self.next < log_end {
                     // Records are there but none came back: the next one
-                    // is larger than the fetch size, or only control
-                    // records lie between here and the high watermark.
+                    // is larger than the fetch size.
                     if max_bytes < MAX_FETCH_BYTES {
                         max_bytes = max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
                         floor = floor.max(max_bytes);
@@ -339,13 +402,13 @@ impl<F: PartitionFetch> PartitionTask<F> {
                             topic = self.topic.as_ref(),
                             partition = self.partition,
                             offset = self.next,
-                            high,
-                            "no records returned below the high watermark"
+                            end = log_end,
+                            "no records returned below the end of the log"
                         );
                     }
-                    if self.end.is_some() {
+                    if let Some(end) = self.end {
                         // Nothing readable is left before the end.
-                        self.next = high.min(self.end.unwrap_or(high));
+                        self.next = log_end.min(end);
                         self.reached().await;
                         return;
                     }
@@ -405,10 +468,8 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 });
             }
             if !reached {
-                self.next = match self.end {
-                    Some(end) => (last + 1).min(end),
-                    None => last + 1,
-                };
+                let next = next_offset.max(last + 1);
+                self.next = self.end.map_or(next, |end| next.min(end));
             }
             if !batch.is_empty()
                 && self

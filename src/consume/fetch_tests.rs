@@ -1,13 +1,15 @@
 //! The partition task against a log in memory.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use rskafka::client::partition::OffsetAt;
 use tokio::sync::{mpsc, watch};
 
 use super::*;
 use crate::consume::consumer::{Consumer, ConsumerEvent};
-use crate::consume::fake_log::{FakeLog, assignment, config, drain, read};
+use crate::consume::fake_log::{FakeLog, assignment, config, drain, numbered, read};
 use crate::consume::position::{StartOffset, Until};
 
 #[tokio::test]
@@ -175,4 +177,136 @@ async fn out_of_range_moves_to_the_low_watermark() {
         }
     }
     assert_eq!(offsets, vec![3, 4, 5]);
+}
+
+/// A log with transactions as a read_committed fetch sees it: one batch
+/// per offset, shown or not (a transaction marker, a record of an aborted
+/// transaction), readable below `stable` (a transaction is open there).
+/// A fetch returns at most two batches.
+struct TransactionalLog {
+    batches: Vec<(i64, bool)>,
+    stable: i64,
+    /// Every fetch's offset and size.
+    fetches: Mutex<Vec<(i64, i32)>>,
+}
+
+impl TransactionalLog {
+    /// Committed 0-2 (marker 3), aborted 4-6 (marker 7), committed 8-9
+    /// (marker 10), open from 11 to the high watermark 14.
+    fn new() -> Arc<Self> {
+        let shown = |o: i64| matches!(o, 0..=2 | 8..=9 | 11..=13);
+        Arc::new(Self {
+            batches: (0..14).map(|o| (o, shown(o))).collect(),
+            stable: 11,
+            fetches: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl PartitionFetch for Arc<TransactionalLog> {
+    fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> BoxFuture<'_, Result<Fetched, FetchError>> {
+        Box::pin(async move {
+            self.fetches.lock().unwrap().push((offset, max_bytes));
+            let batches: Vec<_> = self
+                .batches
+                .iter()
+                .filter(|b| b.0 >= offset && b.0 < self.stable)
+                .take(2)
+                .collect();
+            if batches.is_empty() {
+                tokio::time::sleep(Duration::from_millis(max_wait_ms as u64)).await;
+            }
+            Ok(Fetched {
+                records: batches
+                    .iter()
+                    .filter(|b| b.1)
+                    .map(|b| numbered(b.0))
+                    .collect(),
+                next_offset: batches.last().map_or(offset, |b| b.0 + 1),
+                end: self.stable,
+            })
+        })
+    }
+
+    fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
+        Box::pin(async move {
+            Ok(match at {
+                OffsetAt::Earliest => 0,
+                OffsetAt::Latest => self.stable,
+                OffsetAt::Timestamp(_) => -1,
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn markers_and_aborted_records_are_passed_and_the_end_is_the_stable_offset() {
+    let log = TransactionalLog::new();
+    let consumer = Consumer::start_with(
+        vec![(assignment(None), Arc::clone(&log))],
+        config(StartOffset::Earliest, Until::End),
+    )
+    .await
+    .unwrap();
+    let (offsets, reached) = tokio::time::timeout(Duration::from_secs(10), drain(consumer))
+        .await
+        .expect("the consumer ended");
+    assert_eq!(offsets, vec![0, 1, 2, 8, 9]);
+    assert_eq!(reached, Some(11));
+    // Each fetch starts past the batches of the one before: one fetch
+    // per two batches, none asked again (with a larger size, as for a
+    // record that did not fit).
+    let fetches = log.fetches.lock().unwrap().clone();
+    let offsets: Vec<i64> = fetches.iter().map(|f| f.0).collect();
+    assert_eq!(offsets, vec![0, 2, 4, 6, 8, 10], "{fetches:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_waits_at_the_stable_offset_without_growing_its_fetches() {
+    let log = TransactionalLog::new();
+    let mut consumer = Consumer::start_with(
+        vec![(assignment(None), Arc::clone(&log))],
+        config(StartOffset::Earliest, Until::Never),
+    )
+    .await
+    .unwrap();
+    let waits = || {
+        let fetches = log.fetches.lock().unwrap();
+        fetches
+            .iter()
+            .filter(|f| f.0 == 11)
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    let read = async {
+        let mut offsets = Vec::new();
+        while offsets.len() < 5 {
+            match consumer.next().await {
+                Some(ConsumerEvent::Records(records)) => {
+                    offsets.extend(records.iter().map(|r| r.offset));
+                }
+                other => panic!("expected records, got {other:?}"),
+            }
+        }
+        while waits().len() < 5 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        offsets
+    };
+    // On the test's clock, which moves on whenever every task waits.
+    let offsets = tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("five records, then five fetches at the stable offset");
+    assert_eq!(offsets, vec![0, 1, 2, 8, 9]);
+    // Nothing is readable at the stable offset: not a record too large
+    // for the fetch size.
+    let waits = waits();
+    assert!(waits.iter().all(|f| f.1 == waits[0].1), "{waits:?}");
+    assert!(consumer.try_next().is_none());
+    consumer.stop().await;
 }

@@ -27,7 +27,7 @@ pub mod start;
 
 pub use assign::{Assignment, Instance, InstanceError, Selection, assign};
 pub use consumer::{ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, FetchFailure};
-pub use fetch::{FetchError, PartitionFetch};
+pub use fetch::{FetchError, Fetched, PartitionFetch, PartitionReader};
 pub use member::{MemberPlan, run_member};
 pub use position::{PositionError, StartOffset, TimeError, Until};
 pub use start::{PartitionPosition, resolve_start};

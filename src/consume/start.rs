@@ -1,6 +1,8 @@
 //! Where each assigned partition starts and stops: its committed offset,
 //! or the [`StartOffset`] the consumer is configured with, clamped to the
-//! partition's watermarks; the high watermark at start for [`Until::End`].
+//! partition's watermarks; the end of the log at start for [`Until::End`]
+//! (the last stable offset under read_committed, as the Java consumer's
+//! `endOffsets`).
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use tracing::{debug, info, warn};
 use crate::TopicPartition;
 use crate::consume::assign::Assignment;
 use crate::consume::consumer::{ConsumeError, ConsumerConfig, FetchFailure};
-use crate::consume::fetch::{FetchError, PartitionFetch, open_partition, within};
+use crate::consume::fetch::{FetchError, PartitionFetch, PartitionReader, open_partition, within};
 use crate::consume::position::{StartOffset, Until};
 
 /// Where an assigned partition starts and stops.
@@ -25,7 +27,8 @@ pub struct PartitionPosition {
     pub partition: i32,
     /// Low watermark at start.
     pub low: i64,
-    /// High watermark at start.
+    /// Where the log ended at start: the high watermark, or under
+    /// read_committed the last stable offset.
     pub high: i64,
     /// First offset read.
     pub start: i64,
@@ -71,7 +74,11 @@ pub async fn resolve_start(
         start,
         ..ConsumerConfig::default()
     };
-    resolve(&assignment, &pc, &config).await
+    let reader = PartitionReader {
+        client: pc,
+        isolation: config.isolation,
+    };
+    resolve(&assignment, &reader, &config).await
 }
 
 /// Resolves a partition's start and end against its watermarks.

@@ -723,6 +723,21 @@ impl Cluster {
     }
 }
 
+/// The python of the test venv (`scripts/pyenv.sh`), with confluent-kafka
+/// and kafka-python, installed on first use.
+pub fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pyenv.sh");
+            // Installing from PyPI the first time may take a few minutes.
+            let run = run_with_deadline(&mut Command::new(script), Duration::from_secs(600));
+            run.ok();
+            PathBuf::from(run.stdout.trim())
+        })
+        .clone()
+}
+
 /// Polls `condition` until it holds; panics, naming `what`, when it still
 /// does not after [`STEP_TIMEOUT`]. For what a test must see happen before
 /// it goes on, instead of a sleep that is usually long enough.

@@ -189,6 +189,11 @@ pub struct PartitionDescription {
     pub earliest: i64,
     /// Offset the next record will get (the high watermark).
     pub latest: i64,
+    /// The last stable offset (the first record of the oldest transaction
+    /// still open), when it lies below the high watermark; read_committed
+    /// consumers read no further.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_stable: Option<i64>,
 }
 
 /// A broker of the cluster, as its metadata lists it.

@@ -29,6 +29,11 @@ const RESOURCE_TOPIC: i8 = 2;
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 
+/// ListOffsets isolation levels: "latest" is the high watermark under
+/// read_uncommitted, the last stable offset under read_committed.
+const READ_UNCOMMITTED: i8 = 0;
+const READ_COMMITTED: i8 = 1;
+
 impl Admin {
     /// Lists the topics of the cluster, sorted by name.
     ///
@@ -78,6 +83,7 @@ impl Admin {
                 isr: p.isr_nodes.iter().map(|b| b.0).collect(),
                 earliest: -1,
                 latest: -1,
+                last_stable: None,
             })
             .collect();
         partitions.sort_by_key(|p| p.partition);
@@ -142,11 +148,22 @@ impl Admin {
                 debug!(topic, leader, "leader unknown, watermarks left out");
                 continue;
             };
-            let earliest = self.list_offsets(&address, topic, &ids, EARLIEST).await?;
-            let latest = self.list_offsets(&address, topic, &ids, LATEST).await?;
+            let earliest = self
+                .list_offsets(&address, topic, &ids, EARLIEST, READ_UNCOMMITTED)
+                .await?;
+            let latest = self
+                .list_offsets(&address, topic, &ids, LATEST, READ_UNCOMMITTED)
+                .await?;
+            let stable = self
+                .list_offsets(&address, topic, &ids, LATEST, READ_COMMITTED)
+                .await?;
             for p in partitions.iter_mut().filter(|p| p.leader == leader) {
                 p.earliest = earliest.get(&p.partition).copied().unwrap_or(-1);
                 p.latest = latest.get(&p.partition).copied().unwrap_or(-1);
+                p.last_stable = stable
+                    .get(&p.partition)
+                    .copied()
+                    .filter(|&s| s >= 0 && s != p.latest);
             }
         }
 
@@ -164,9 +181,11 @@ impl Admin {
         topic: &str,
         partitions: &[i32],
         timestamp: i64,
+        isolation: i8,
     ) -> Result<HashMap<i32, i64>, Retry> {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation)
             .with_topics(vec![
                 ListOffsetsTopic::default()
                     .with_name(topic_name(topic))

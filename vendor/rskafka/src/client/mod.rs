@@ -17,6 +17,8 @@ pub mod error;
 pub(crate) mod metadata_cache;
 pub mod partition;
 pub mod producer;
+// weir: aborted transactions left out of READ_COMMITTED fetches.
+mod transactions;
 
 use error::{Error, Result};
 

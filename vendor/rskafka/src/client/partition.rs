@@ -11,9 +11,9 @@ use crate::{
         messages::{
             DeleteRecordsRequest, DeleteRecordsResponse, DeleteRequestPartition,
             DeleteRequestTopic, DeleteResponsePartition, FetchRequest, FetchRequestPartition,
-            FetchRequestTopic, FetchResponse, FetchResponsePartition, IsolationLevel,
-            ListOffsetsRequest, ListOffsetsRequestPartition, ListOffsetsRequestTopic,
-            ListOffsetsResponse, ListOffsetsResponsePartition, NORMAL_CONSUMER, ProduceRequest,
+            FetchRequestTopic, FetchResponse, FetchResponsePartition, ListOffsetsRequest,
+            ListOffsetsRequestPartition, ListOffsetsRequestTopic, ListOffsetsResponse,
+            ListOffsetsResponsePartition, NORMAL_CONSUMER, ProduceRequest,
             ProduceRequestPartitionData, ProduceRequestTopicData, ProduceResponse,
         },
         primitives::*,
@@ -32,6 +32,11 @@ use tokio::sync::Mutex;
 use tracing::{debug, error, info};
 
 use super::{error::ServerErrorResponse, metadata_cache::MetadataCacheGeneration};
+// weir: aborted transactions left out of READ_COMMITTED fetches.
+use super::transactions::{AbortedTransactions, next_fetch_offset};
+// weir: the isolation level of `fetch_records_isolated` and
+// `get_offset_isolated`.
+pub use crate::protocol::messages::IsolationLevel;
 
 /// How strongly a [`PartitionClient`] is bound to a partition.
 ///
@@ -79,6 +84,25 @@ pub enum Compression {
     Snappy,
     #[cfg(feature = "compression-zstd")]
     Zstd,
+}
+
+/// weir: what a fetch returned, from
+/// [`PartitionClient::fetch_records_isolated`].
+#[derive(Debug)]
+pub struct FetchedRecords {
+    /// The records, in offset order: no transaction markers, and under
+    /// [`IsolationLevel::ReadCommitted`] none of aborted transactions.
+    pub records: Vec<RecordAndOffset>,
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+    /// The partition's last stable offset (the first offset of its
+    /// oldest open transaction, else the high watermark), if the broker
+    /// sent one.
+    pub last_stable_offset: Option<i64>,
+    /// Where the next fetch starts: past the last batch fetched,
+    /// transaction markers and aborted records included (the request's
+    /// offset when nothing was fetched).
+    pub next_offset: i64,
 }
 
 /// Which type of offset should be requested by [`PartitionClient::get_offset`].
@@ -317,6 +341,8 @@ impl PartitionClient {
     ///
     /// Returns the records, and the current high watermark.
     ///
+    /// weir: read committed, records of aborted transactions left out (see
+    /// [`fetch_records_isolated`](Self::fetch_records_isolated)).
     ///
     /// # Error Handling
     /// Fetching records outside the range known the to broker (marked by low and high watermark) will lead to a
@@ -328,7 +354,33 @@ impl PartitionClient {
         bytes: Range<i32>,
         max_wait_ms: i32,
     ) -> Result<(Vec<RecordAndOffset>, i64)> {
-        let request = &build_fetch_request(offset, bytes, max_wait_ms, self.partition, &self.topic);
+        let fetched = self
+            .fetch_records_isolated(offset, bytes, max_wait_ms, IsolationLevel::ReadCommitted)
+            .await?;
+        Ok((fetched.records, fetched.high_watermark))
+    }
+
+    /// weir: [`fetch_records`](Self::fetch_records) at `isolation`, with
+    /// the partition's state and where the next fetch starts. Under
+    /// [`IsolationLevel::ReadCommitted`] the broker returns records up to
+    /// the last stable offset, and the records of aborted transactions are
+    /// left out here, as the Java consumer does; transaction markers
+    /// (control batches) are never returned as records.
+    pub async fn fetch_records_isolated(
+        &self,
+        offset: i64,
+        bytes: Range<i32>,
+        max_wait_ms: i32,
+        isolation: IsolationLevel,
+    ) -> Result<FetchedRecords> {
+        let request = &build_fetch_request(
+            offset,
+            bytes,
+            max_wait_ms,
+            self.partition,
+            &self.topic,
+            isolation,
+        );
 
         let partition = maybe_retry(
             &self.backoff_config,
@@ -351,9 +403,26 @@ impl PartitionClient {
         )
         .await?;
 
-        let records = extract_records(partition.records.0, offset)?;
+        let batches = partition.records.0;
+        let next_offset = next_fetch_offset(&batches, offset);
+        let batches = match isolation {
+            IsolationLevel::ReadCommitted => {
+                AbortedTransactions::new(&partition.aborted_transactions).retain(batches)
+            }
+            IsolationLevel::ReadUncommitted => batches,
+        };
+        let records = extract_records(batches, offset)?;
 
-        Ok((records, partition.high_watermark.0))
+        Ok(FetchedRecords {
+            records,
+            high_watermark: partition.high_watermark.0,
+            // -1: unknown (Kafka before 0.11, or no answer for it).
+            last_stable_offset: partition
+                .last_stable_offset
+                .map(|o| o.0)
+                .filter(|&o| o >= 0),
+            next_offset,
+        })
     }
 
     /// Get offset for this partition.
@@ -364,7 +433,20 @@ impl PartitionClient {
     ///   [deleting records](Self::delete_records).
     /// - **[`OffsetAt::Latest`]:** Might be change at any time by [producing records](Self::produce).
     pub async fn get_offset(&self, at: OffsetAt) -> Result<i64> {
-        let request = &build_list_offsets_request(self.partition, &self.topic, at);
+        self.get_offset_isolated(at, IsolationLevel::ReadCommitted)
+            .await
+    }
+
+    /// weir: [`get_offset`](Self::get_offset) at `isolation`:
+    /// [`OffsetAt::Latest`] is the last stable offset under
+    /// [`IsolationLevel::ReadCommitted`], the high watermark under
+    /// [`IsolationLevel::ReadUncommitted`].
+    pub async fn get_offset_isolated(
+        &self,
+        at: OffsetAt,
+        isolation: IsolationLevel,
+    ) -> Result<i64> {
+        let request = &build_list_offsets_request(self.partition, &self.topic, at, isolation);
 
         let partition = maybe_retry(
             &self.backoff_config,
@@ -763,10 +845,7 @@ where
                 } => {
                     if let Some(cache_gen) = cache_gen {
                         broker_cache
-                            .invalidate(
-                                "partition client: server error: stale leader",
-                                cache_gen,
-                            )
+                            .invalidate("partition client: server error: stale leader", cache_gen)
                             .await;
                     }
                     true
@@ -926,13 +1005,15 @@ fn build_fetch_request(
     max_wait_ms: i32,
     partition: i32,
     topic: &str,
+    isolation: IsolationLevel,
 ) -> FetchRequest {
     FetchRequest {
         replica_id: NORMAL_CONSUMER,
         max_wait_ms: Int32(max_wait_ms),
         min_bytes: Int32(bytes.start),
         max_bytes: Some(Int32(bytes.end.saturating_sub(1))),
-        isolation_level: Some(IsolationLevel::ReadCommitted),
+        // weir: the caller's (upstream: always read committed).
+        isolation_level: Some(isolation),
         topics: vec![FetchRequestTopic {
             topic: String_(topic.to_string()),
             partitions: vec![FetchRequestPartition {
@@ -1063,7 +1144,12 @@ fn extract_records(
     Ok(records)
 }
 
-fn build_list_offsets_request(partition: i32, topic: &str, at: OffsetAt) -> ListOffsetsRequest {
+fn build_list_offsets_request(
+    partition: i32,
+    topic: &str,
+    at: OffsetAt,
+    isolation: IsolationLevel,
+) -> ListOffsetsRequest {
     let timestamp = match at {
         OffsetAt::Earliest => -2,
         OffsetAt::Latest => -1,
@@ -1072,7 +1158,8 @@ fn build_list_offsets_request(partition: i32, topic: &str, at: OffsetAt) -> List
 
     ListOffsetsRequest {
         replica_id: NORMAL_CONSUMER,
-        isolation_level: Some(IsolationLevel::ReadCommitted),
+        // weir: the caller's (upstream: always read committed).
+        isolation_level: Some(isolation),
         topics: vec![ListOffsetsRequestTopic {
             name: String_(topic.to_owned()),
             partitions: vec![ListOffsetsRequestPartition {

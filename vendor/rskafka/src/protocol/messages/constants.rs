@@ -14,9 +14,15 @@ pub const NORMAL_CONSUMER: Int32 = Int32(-1);
 /// Added in version 2.
 ///
 /// [KIP-98]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-98+-+Exactly+Once+Delivery+and+Transactional+Messaging
-#[derive(Debug, Clone, Copy)]
+// weir: compared (PartialEq, Eq) and documented: reachable as
+// `rskafka::client::partition::IsolationLevel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsolationLevel {
+    /// Records of committed transactions and outside transactions, up to
+    /// the last stable offset.
     ReadCommitted,
+    /// Every record up to the high watermark, open and aborted
+    /// transactions included.
     ReadUncommitted,
 }
 

@@ -1,0 +1,193 @@
+//! Reading committed data: a transactional producer of another client
+//! (confluent-kafka, `tests/py/transactions.py`) writes a committed, an
+//! aborted and another committed transaction, and leaves a fourth open
+//! while weir reads.
+//!
+//! `weir consume -e` (read_committed by default) shows the committed
+//! records in order and none of the aborted transaction, and ends at the
+//! last stable offset although a transaction is open; with `--isolation
+//! read_uncommitted` it shows every record up to the high watermark.
+//! `weir offsets show` reports the last stable offset below the high
+//! watermark while the transaction is open, and none once it is
+//! committed, when the default read shows its records too.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+use common::{Cluster, STEP_TIMEOUT, python, random_topic, wait_exit};
+use serde_json::Value;
+
+/// The transactional producer, alive while the test reads; killed when
+/// dropped (a failed test included).
+struct Producer {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Producer {
+    /// Starts `tests/py/transactions.py` on `topic` and waits until its
+    /// fourth transaction is written and open.
+    fn start(cluster: &Cluster, topic: &str) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/transactions.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .args([cluster.address(), topic, &format!("{topic}-tx")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start tests/py/transactions.py");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let producer = Self { child, lines };
+        producer.expect("open");
+        producer
+    }
+
+    /// Waits for the line `want` from the script.
+    fn expect(&self, want: &str) {
+        match self.lines.recv_timeout(STEP_TIMEOUT) {
+            Ok(line) => assert_eq!(line, want, "tests/py/transactions.py"),
+            Err(e) => panic!("tests/py/transactions.py: no \"{want}\" line ({e})"),
+        }
+    }
+
+    /// Commits the open transaction and waits for the script to exit.
+    fn commit(mut self) {
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        writeln!(stdin, "commit").expect("write to tests/py/transactions.py");
+        stdin.flush().expect("write to tests/py/transactions.py");
+        self.expect("done");
+        let status = wait_exit(&mut self.child, "tests/py/transactions.py");
+        assert!(status.success(), "tests/py/transactions.py: {status}");
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
+/// `weir consume -t TOPIC -e ARGS` as (offset, value) pairs. It warns
+/// of nothing: transaction markers and aborted records are passed, not
+/// taken for records too large for the fetch size.
+fn consume(cluster: &Cluster, topic: &str, args: &[&str]) -> Vec<(i64, String)> {
+    let mut all = vec!["consume", "-t", topic, "-e", "-f", "{offset} {value}"];
+    all.extend_from_slice(args);
+    let run = cluster.weir(&all);
+    run.ok();
+    assert!(!run.stderr.contains(" WARN "), "{args:?}: {}", run.stderr);
+    run.stdout
+        .lines()
+        .map(|l| {
+            let (offset, value) = l.split_once(' ').unwrap_or_else(|| panic!("line {l:?}"));
+            (offset.parse().unwrap(), value.to_owned())
+        })
+        .collect()
+}
+
+fn values(records: &[(i64, String)]) -> Vec<&str> {
+    records.iter().map(|r| r.1.as_str()).collect()
+}
+
+/// Partition 0 of `topic` in `weir offsets show --output json` (no
+/// commits: the group never read it).
+fn partition_offsets(cluster: &Cluster, topic: &str) -> Value {
+    let show = offsets_show(cluster, topic, "json");
+    let v: Value = serde_json::from_str(&show).expect("offsets show JSON");
+    v["partitions"][0].clone()
+}
+
+/// `weir offsets show -t TOPIC --output OUTPUT` for a group without
+/// commits, in an offsets topic of the test's own that is never created.
+fn offsets_show(cluster: &Cluster, topic: &str, output: &str) -> String {
+    let store = format!("{topic}-store");
+    let show = cluster.weir(&[
+        "offsets",
+        "--offsets-topic",
+        &store,
+        "show",
+        "-g",
+        "nobody",
+        "-t",
+        topic,
+        "--output",
+        output,
+    ]);
+    show.ok();
+    show.stdout
+}
+
+fn named(prefix: &str) -> Vec<String> {
+    (0..3).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+#[test]
+fn read_committed_leaves_out_aborted_and_open_transactions() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("isolation");
+    cluster.create_topic(&topic, 1);
+    let producer = Producer::start(&cluster, &topic);
+
+    // Default: read_committed. Ends (run has a deadline) although a
+    // transaction is open, at the last stable offset.
+    let committed = consume(&cluster, &topic, &[]);
+    let want: Vec<String> = [named("committed-1"), named("committed-2")].concat();
+    assert_eq!(values(&committed), want);
+    let explicit = consume(&cluster, &topic, &["--isolation", "read_committed"]);
+    assert_eq!(explicit, committed);
+
+    // Everything up to the high watermark, in order; markers are never
+    // records, so their offsets are gaps.
+    let all = consume(&cluster, &topic, &["--isolation", "read_uncommitted"]);
+    let want: Vec<String> = [
+        named("committed-1"),
+        named("aborted"),
+        named("committed-2"),
+        named("open"),
+    ]
+    .concat();
+    assert_eq!(values(&all), want);
+    let offsets: Vec<i64> = all.iter().map(|r| r.0).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    let open_first = all[9].0;
+    let open_last = all[11].0;
+
+    // The open transaction holds the last stable offset at its first
+    // record, below the high watermark.
+    let p = partition_offsets(&cluster, &topic);
+    assert_eq!(p["high_watermark"], open_last + 1, "{p}");
+    assert_eq!(p["last_stable_offset"], open_first, "{p}");
+    let table = offsets_show(&cluster, &topic, "text");
+    assert!(
+        table.lines().next().unwrap_or("").contains("LAST-STABLE"),
+        "{table}"
+    );
+
+    producer.commit();
+
+    // Committed: no last stable offset of its own, and the default read
+    // shows the transaction (the high watermark is past its marker).
+    let p = partition_offsets(&cluster, &topic);
+    assert!(p.get("last_stable_offset").is_none(), "{p}");
+    assert_eq!(p["high_watermark"], open_last + 2, "{p}");
+    let table = offsets_show(&cluster, &topic, "text");
+    assert!(!table.contains("LAST-STABLE"), "{table}");
+    let committed = consume(&cluster, &topic, &[]);
+    let want: Vec<String> = [named("committed-1"), named("committed-2"), named("open")].concat();
+    assert_eq!(values(&committed), want);
+}
