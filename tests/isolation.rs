@@ -191,3 +191,153 @@ fn read_committed_leaves_out_aborted_and_open_transactions() {
     let want: Vec<String> = [named("committed-1"), named("committed-2"), named("open")].concat();
     assert_eq!(values(&committed), want);
 }
+
+/// Records `{run}-{i}` for `i` in `from..to`, keys spread over the
+/// partitions.
+fn load_lines(run: &str, from: u64, to: u64) -> String {
+    (from..to)
+        .map(|i| format!("k{}:{run}-{i}\n", i % 13))
+        .collect()
+}
+
+/// Every value of `topic` as Kafka's own console consumer reads it with
+/// `isolation.level=read_committed` (the Java client's filtering, not
+/// weir's), sorted.
+fn java_read_committed(cluster: &Cluster, topic: &str, records: usize) -> Vec<String> {
+    let max = records.to_string();
+    let run = common::kafka_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            cluster.address(),
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--isolation-level",
+            "read_committed",
+            "--max-messages",
+            &max,
+            "--timeout-ms",
+            "10000",
+        ],
+    );
+    let mut values: Vec<String> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains('-') && !l.contains(' '))
+        .map(str::to_owned)
+        .collect();
+    values.sort();
+    values
+}
+
+fn sorted(records: &[(i64, String)]) -> Vec<String> {
+    let mut values: Vec<String> = records.iter().map(|r| r.1.clone()).collect();
+    values.sort();
+    values
+}
+
+/// `weir produce --transactional-id`: a load is one transaction. A
+/// complete one is committed (weir and the Java consumer reading
+/// committed see all of it); one that stops at bad input is aborted, and
+/// one killed half-way is aborted by the next run of the same id: neither
+/// is ever seen by a committed read, though their records are in the log.
+#[test]
+fn a_transactional_load_is_seen_whole_or_not_at_all() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("txload");
+    cluster.create_topic(&topic, 3);
+    let id = format!("{topic}-loader");
+    let load = |input: &str| {
+        cluster.produce(
+            &["-t", &topic, "-K", ":", "--transactional-id", &id],
+            input.as_bytes(),
+        )
+    };
+
+    // Committed.
+    let first = load(&load_lines("a", 0, 3000));
+    first.ok();
+    assert!(
+        first.stderr.contains("transaction committed"),
+        "{}",
+        first.stderr
+    );
+
+    // Bad input under --on-error fail: the 2,000 records before it are
+    // written, then aborted.
+    let bad = format!(
+        "{}no delimiter\n{}",
+        load_lines("b", 0, 2000),
+        load_lines("b", 2000, 2100)
+    );
+    let second = load(&bad);
+    second.expect_code(1);
+    assert!(
+        second.stderr.contains("transaction aborted"),
+        "{}",
+        second.stderr
+    );
+
+    // Killed half-way, then a new run of the same id.
+    let mut killed = common::weir()
+        .args([
+            "produce",
+            "-t",
+            &topic,
+            "-K",
+            ":",
+            "--transactional-id",
+            &id,
+        ])
+        .args(["-b", cluster.address(), "--linger", "1ms"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = killed.stdin.take().unwrap();
+    stdin
+        .write_all(load_lines("c", 0, 1500).as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let c_written = || {
+        consume(&cluster, &topic, &["--isolation", "read_uncommitted"])
+            .iter()
+            .filter(|r| r.1.starts_with("c-"))
+            .count()
+    };
+    common::wait_for("the killed run's records in the log", || {
+        c_written() == 1500
+    });
+    killed.kill().unwrap();
+    wait_exit(&mut killed, "the killed load");
+    let third = load(&load_lines("d", 0, 1000));
+    third.ok();
+
+    let mut expected: Vec<String> = (0..3000).map(|i| format!("a-{i}")).collect();
+    expected.extend((0..1000).map(|i| format!("d-{i}")));
+    expected.sort();
+    let committed = consume(&cluster, &topic, &[]);
+    assert_eq!(
+        sorted(&committed),
+        expected,
+        "weir consume (read_committed)"
+    );
+    assert_eq!(
+        java_read_committed(&cluster, &topic, expected.len()),
+        expected,
+        "the Java consumer, read_committed"
+    );
+    // The aborted records are in the log all the same.
+    let everything = consume(&cluster, &topic, &["--isolation", "read_uncommitted"]);
+    let count = |prefix: &str| {
+        everything
+            .iter()
+            .filter(|r| r.1.starts_with(prefix))
+            .count()
+    };
+    assert_eq!(
+        (count("a-"), count("b-"), count("c-"), count("d-")),
+        (3000, 2000, 1500, 1000)
+    );
+}

@@ -9,10 +9,11 @@ use std::time::Duration;
 use clap::ValueEnum;
 use rskafka::client::partition::Compression;
 use weir::kafka::admin::Admin;
+use weir::kafka::transaction::Transactions;
 use weir::produce::input::{InputFormat, RecordParser, unescape};
 use weir::produce::partitioner::PartitionerKind;
 use weir::produce::producer::{Producer, ProducerConfig};
-use weir::produce::{self, InputSource, ProduceJob, TopicError, TopicPlan};
+use weir::produce::{self, InputSource, ProduceJob, TopicError, TopicPlan, TransactionEnd};
 use weir::{ConnectionConfig, Header};
 
 use super::connect::parse_duration;
@@ -76,6 +77,19 @@ pub struct ProduceArgs {
     /// Send empty values as null (tombstones).
     #[arg(long)]
     pub null_empty: bool,
+
+    /// Write the whole run as one Kafka transaction of this id: committed
+    /// when every record read was delivered, aborted otherwise (a failed
+    /// record, bad input under --on-error fail, a signal). A later run
+    /// with the same id fences this one and aborts what it left open.
+    #[arg(long, value_name = "ID", conflicts_with = "no_idempotence")]
+    pub transactional_id: Option<String>,
+
+    /// How long the transaction may stay open before the coordinator
+    /// aborts it (Java's transaction.timeout.ms; at most the broker's
+    /// transaction.max.timeout.ms, 15 minutes by default).
+    #[arg(long, default_value = "1m", value_parser = parse_duration, requires = "transactional_id")]
+    pub transaction_timeout: Duration,
 
     /// How often the topic's partition count is read again, so that
     /// partitions added while weir runs are used (as the Java client's
@@ -299,8 +313,27 @@ pub async fn run(
         partitioner,
         metadata_max_age: args.metadata_max_age,
         timestamps,
-        producer_id: args.batch.producer_id(&config).await?,
         ..batching
+    };
+    // One transaction for the run: every partition of the topic is in it
+    // from the start (a partition without records gets only the marker).
+    let transaction = match &args.transactional_id {
+        Some(id) => {
+            let mut transaction = Transactions::init(&config, id, args.transaction_timeout).await?;
+            transaction
+                .add_partitions(&args.topic, 0..partitions)
+                .await?;
+            Some(transaction)
+        }
+        None => None,
+    };
+    let producer_config = ProducerConfig {
+        producer_id: match &transaction {
+            Some(t) => Some(t.producer_id()),
+            None => args.batch.producer_id(&config).await?,
+        },
+        transactional_id: args.transactional_id.clone(),
+        ..producer_config
     };
     let (producer, deliveries) =
         Producer::new(Arc::new(client), &args.topic, partitions, producer_config).await?;
@@ -335,6 +368,7 @@ pub async fn run(
         progress,
         partition_hint: (args.format == Format::Json && args.partition.is_none())
             .then(|| "--partition-from none lets the partitioner place records by key".to_owned()),
+        transaction,
     };
     let summary = produce::run(producer, deliveries, readers, job, shutdown).await?;
     if drew_progress {
@@ -358,6 +392,13 @@ pub async fn run(
     }
     if summary.interrupted {
         line.push_str("; interrupted");
+    }
+    match summary.transaction {
+        Some(TransactionEnd::Committed) => line.push_str("; transaction committed"),
+        Some(TransactionEnd::Aborted) => {
+            line.push_str("; transaction aborted: read_committed readers see none of it");
+        }
+        None => {}
     }
     super::eprint_line(&line);
     Ok(summary.outcome()?)

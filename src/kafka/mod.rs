@@ -9,6 +9,7 @@ pub mod connect;
 pub mod idempotence;
 pub mod membership;
 pub mod security;
+pub mod transaction;
 pub(crate) mod wire;
 
 pub use wire::WireError;

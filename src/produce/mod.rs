@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use crate::kafka::transaction::{TransactionError, Transactions};
 use crate::produce::input::{DelimitedReader, ParseError, RecordParser};
 use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
 use crate::produce::report::{Report, write_report};
@@ -103,6 +104,19 @@ pub struct ProduceJob {
     /// A hint added to a partition-out-of-range error of a JSON record
     /// (the CLI names its flag).
     pub partition_hint: Option<String>,
+    /// The whole run as one transaction of this producer (whose id the
+    /// producer's batches carry, and whose partitions it has added):
+    /// committed when every record read was delivered, aborted otherwise.
+    pub transaction: Option<Transactions>,
+}
+
+/// How a run's transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionEnd {
+    /// Everything became visible to `read_committed` readers at once.
+    Committed,
+    /// Nothing of the run will ever be visible to them.
+    Aborted,
 }
 
 impl std::fmt::Debug for ProduceJob {
@@ -134,6 +148,8 @@ pub struct ProduceSummary {
     pub interrupted: bool,
     /// The first failed delivery, `input:line: error`.
     pub first_error: Option<String>,
+    /// How the run's transaction ended, with one.
+    pub transaction: Option<TransactionEnd>,
     /// An input that could not be read further.
     pub read_error: Option<String>,
     /// The bad line that stopped reading (`OnError::Fail`).
@@ -181,6 +197,9 @@ pub enum ProduceJobError {
     /// An input could not be read to its end.
     #[error("{0} (records before it were sent)")]
     Read(String),
+    /// The run's transaction could not be ended.
+    #[error("ending the transaction")]
+    Transaction(#[source] Box<TransactionError>),
     /// Records failed delivery.
     #[error("{failed} of {accepted} records failed; first error: {first}")]
     Delivery {
@@ -236,6 +255,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<ProduceSummary, ProduceJobError> {
     let names: Vec<String> = job.inputs.iter().map(InputSource::name).collect();
+    let transaction = job.transaction;
     let tally = Arc::new(Tally::default());
     let report = job
         .report
@@ -370,6 +390,18 @@ pub async fn run(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     debug_assert_eq!(summary.acked + summary.failed, summary.accepted);
+    if let Some(mut transaction) = transaction {
+        let commit = summary.outcome().is_ok() && !summary.interrupted;
+        transaction
+            .end(commit)
+            .await
+            .map_err(|e| ProduceJobError::Transaction(Box::new(e)))?;
+        summary.transaction = Some(if commit {
+            TransactionEnd::Committed
+        } else {
+            TransactionEnd::Aborted
+        });
+    }
     Ok(summary)
 }
 

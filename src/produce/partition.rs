@@ -120,6 +120,8 @@ pub(super) struct PartitionTask {
     pub(super) delivery_timeout: Duration,
     /// The idempotent producer's id and epoch; `None` without idempotence.
     pub(super) producer_id: Option<ProducerId>,
+    /// The transaction's id, for a transactional producer.
+    pub(super) transactional_id: Option<String>,
     pub(super) reports: mpsc::UnboundedSender<Delivery>,
     pub(super) batches_sent: Arc<AtomicU64>,
     pub(super) stale: Arc<Notify>,
@@ -208,7 +210,7 @@ impl PartitionTask {
                     producer_id: id.id,
                     producer_epoch: id.epoch,
                     base_sequence: sequence,
-                    transactional_id: None,
+                    transactional_id: task.transactional_id.clone(),
                 });
                 sequence = next_sequence(sequence, batch.len());
                 Dispatch::Send(identity)

@@ -109,6 +109,7 @@ fn task_over(
         compression: Compression::NoCompression,
         delivery_timeout: Duration::from_secs(30),
         producer_id,
+        transactional_id: None,
         reports,
         batches_sent: Arc::new(AtomicU64::new(0)),
         stale: Arc::new(Notify::new()),

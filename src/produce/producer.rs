@@ -87,6 +87,10 @@ pub struct ProducerConfig {
     ///
     /// [`init_producer_id`]: crate::kafka::idempotence::init_producer_id
     pub producer_id: Option<ProducerId>,
+    /// The transactional id batches are written under (with the producer
+    /// id its coordinator gave, and every partition added to the open
+    /// transaction before records go to it).
+    pub transactional_id: Option<String>,
 }
 
 impl Default for ProducerConfig {
@@ -100,6 +104,7 @@ impl Default for ProducerConfig {
             metadata_max_age: DEFAULT_METADATA_MAX_AGE,
             timestamps: TimestampLimits::default(),
             producer_id: None,
+            transactional_id: None,
         }
     }
 }
@@ -385,6 +390,7 @@ impl Producer {
             let task = PartitionTask {
                 client: Arc::new(pc),
                 producer_id: self.config.producer_id,
+                transactional_id: self.config.transactional_id.clone(),
                 topic: self.topic.clone(),
                 partition,
                 linger: self.config.linger,

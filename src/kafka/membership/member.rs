@@ -12,8 +12,8 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-    MetadataRequest, OffsetCommitRequest, SyncGroupRequest, TopicName,
+    GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, MetadataRequest,
+    OffsetCommitRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
@@ -408,33 +408,17 @@ impl Member {
             let mut any = wire::connect_any(&self.wire, &self.brokers, deadline)
                 .await
                 .map_err(|e| Attempt::Fail(self.wire_error(e)))?;
-            let version = any
-                .version_for::<FindCoordinatorRequest>()
-                .map_err(|e| Attempt::Fail(self.wire_error(e)))?;
-            let mut request = FindCoordinatorRequest::default();
-            // Version 4 asks for a list of keys (KIP-699); key type 0 is a
-            // group.
-            if version >= 4 {
-                request.coordinator_keys = vec![StrBytes::from_string(self.config.group.clone())];
-            } else {
-                request.key = StrBytes::from_string(self.config.group.clone());
-            }
-            let response = any
-                .request(&request)
-                .await
-                .map_err(|e| Attempt::Again(e.to_string()))?;
-            let (code, host, port) = match response.coordinators.first() {
-                Some(c) if version >= 4 => (c.error_code, c.host.to_string(), c.port),
-                _ => (
-                    response.error_code,
-                    response.host.to_string(),
-                    response.port,
-                ),
+            // Key type 0: a group.
+            let address = match any.find_coordinator(&self.config.group, 0).await {
+                Ok(address) => address,
+                Err(WireError::Broker { error, .. }) => {
+                    return Err(self.judge("FindCoordinator", error));
+                }
+                Err(e @ WireError::Unsupported { .. }) => {
+                    return Err(Attempt::Fail(self.wire_error(e)));
+                }
+                Err(e) => return Err(Attempt::Again(e.to_string())),
             };
-            if let Some(error) = ResponseError::try_from_code(code) {
-                return Err(self.judge("FindCoordinator", error));
-            }
-            let address = format!("{host}:{port}");
             let conn = wire::connect_to(&self.wire, &address, deadline)
                 .await
                 .map_err(|e| Attempt::Again(e.to_string()))?;

@@ -19,7 +19,8 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest, RequestHeader,
+    ResponseHeader,
 };
 use kafka_protocol::protocol::{
     Decodable, HeaderVersion, Message, Request, StrBytes, encode_request_header_into_buffer,
@@ -370,6 +371,24 @@ impl BrokerConnection {
         self.send(request, version).await
     }
 
+    /// As [`request`](Self::request), at `max` at most: for requests
+    /// whose newer versions are for brokers only (AddPartitionsToTxn v4+).
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Self::request).
+    pub async fn request_up_to<R>(
+        &mut self,
+        request: &R,
+        max: i16,
+    ) -> Result<R::Response, WireError>
+    where
+        R: Request + Message,
+    {
+        let version = self.version_for::<R>()?;
+        self.send(request, version.min(max)).await
+    }
+
     /// The version [`request`](Self::request) would use for `R`.
     ///
     /// # Errors
@@ -476,6 +495,37 @@ impl BrokerConnection {
         WireError::NotKafka {
             broker: self.broker.clone(),
             answer: describe_answer(&answer),
+        }
+    }
+
+    /// The `host:port` of the coordinator of `key` (a group for key type
+    /// 0, a transactional id for 1).
+    ///
+    /// # Errors
+    ///
+    /// The request failed, or the broker answered with an error
+    /// ([`WireError::Broker`]).
+    pub async fn find_coordinator(&mut self, key: &str, key_type: i8) -> Result<String, WireError> {
+        let version = self.version_for::<FindCoordinatorRequest>()?;
+        let mut request = FindCoordinatorRequest::default().with_key_type(key_type);
+        // Version 4 asks for a list of keys (KIP-699).
+        if version >= 4 {
+            request.coordinator_keys = vec![StrBytes::from_string(key.to_owned())];
+        } else {
+            request.key = StrBytes::from_string(key.to_owned());
+        }
+        let response = self.request(&request).await?;
+        let (code, host, port) = match response.coordinators.first() {
+            Some(c) if version >= 4 => (c.error_code, c.host.to_string(), c.port),
+            _ => (
+                response.error_code,
+                response.host.to_string(),
+                response.port,
+            ),
+        };
+        match ResponseError::try_from_code(code) {
+            None => Ok(format!("{host}:{port}")),
+            Some(error) => Err(self.broker_error("FindCoordinator", error, None)),
         }
     }
 
