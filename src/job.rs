@@ -141,7 +141,7 @@ pub trait Job {
     /// # Errors
     ///
     /// The output could not be written, or the job failed.
-    fn records(&mut self, records: &[ConsumedRecord]) -> Step<Self::Error>;
+    fn records(&mut self, records: &[ConsumedRecord]) -> impl Future<Output = Step<Self::Error>>;
 
     /// A partition reached its stop; `next_offset` is where it stopped.
     fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64);
@@ -227,7 +227,7 @@ pub async fn run<J: Job>(
             }
         };
         let step = match event {
-            ConsumerEvent::Records(records) => job.records(&records),
+            ConsumerEvent::Records(records) => job.records(&records).await,
             ConsumerEvent::Reached {
                 topic,
                 partition,

@@ -85,7 +85,7 @@ impl Probe {
 impl Job for Probe {
     type Error = JobError;
 
-    fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
+    async fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
         if !self.write_time.is_zero() {
             std::thread::sleep(self.write_time);
         }
@@ -421,7 +421,7 @@ impl Committer {
 impl Job for Committer {
     type Error = JobError;
 
-    fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
+    async fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
         if let Some(last) = records.last() {
             self.positions
                 .insert(TopicPartition::new("t", 0), last.offset + 1);

@@ -103,6 +103,7 @@ pub mod job;
 pub mod json_path;
 pub mod kafka;
 pub mod offsets;
+pub mod pipe;
 pub mod produce;
 pub mod record;
 pub mod timestamp;

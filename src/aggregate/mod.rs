@@ -390,7 +390,7 @@ struct Run<'j> {
 impl Job for Run<'_> {
     type Error = CountError;
 
-    fn records(&mut self, records: &[ConsumedRecord]) -> Step<CountError> {
+    async fn records(&mut self, records: &[ConsumedRecord]) -> Step<CountError> {
         if !self.job.holds_partitions() {
             return Ok(Some(StopReason::Fenced));
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use weir::ConnectionConfig;
 
-use weir::consume::filter::{Filter, FilterConfig, WhereClause, parse_regex};
+use weir::consume::filter::Filter;
 use weir::consume::output::{OutputFormat, RecordWriter, Template};
 use weir::consume::position::parse_time;
 use weir::consume::{Commits, ConsumeJob, ConsumeSummary, MemberPlan};
@@ -16,9 +16,9 @@ use weir::consume::{Consumer, ConsumerConfig, Instance, Selection, StartOffset, 
 use weir::job::StopReason;
 
 use super::connect::parse_duration;
-use super::flags::{FetchFlags, MembershipFlags};
+use super::flags::{FetchFlags, FilterFlags, MembershipFlags};
 use super::offsets::StoreArgs;
-use super::{non_negative, usage, usage_for};
+use super::{non_negative, usage};
 
 /// Which partitions are read, from where to where: the flags `weir
 /// consume` and `weir count` share.
@@ -83,22 +83,8 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Only records whose value matches REGEX.
-    #[arg(long, value_name = "REGEX")]
-    pub grep: Option<String>,
-
-    /// Only records whose key matches REGEX.
-    #[arg(long, value_name = "REGEX")]
-    pub grep_key: Option<String>,
-
-    /// Only records whose JSON value has FIELD equal to VALUE; FIELD is a
-    /// JSON pointer (/level) or a dotted path (http.status). Repeatable.
-    #[arg(long = "where", value_name = "FIELD=VALUE")]
-    pub wheres: Vec<String>,
-
-    /// Write the records the filters reject instead.
-    #[arg(long)]
-    pub invert: bool,
+    #[command(flatten)]
+    pub filters: FilterFlags,
 
     /// Read as a member of Kafka group G: the broker's group coordinator
     /// shares the partitions among the members (with --instance,
@@ -185,27 +171,6 @@ impl SelectionArgs {
 }
 
 impl ConsumeArgs {
-    fn filter(&self) -> anyhow::Result<FilterConfig> {
-        let regex = |flag: &str, pattern: &Option<String>| {
-            pattern
-                .as_deref()
-                .map(parse_regex)
-                .transpose()
-                .map_err(|e| usage_for(flag, e))
-        };
-        Ok(FilterConfig {
-            grep: regex("--grep", &self.grep)?,
-            grep_key: regex("--grep-key", &self.grep_key)?,
-            wheres: self
-                .wheres
-                .iter()
-                .map(|w| w.parse::<WhereClause>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| usage_for("--where", e))?,
-            invert: self.invert,
-        })
-    }
-
     fn format(&self) -> anyhow::Result<OutputFormat> {
         Ok(match (&self.format, self.json) {
             (_, true) => OutputFormat::Json,
@@ -227,7 +192,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     super::require_stdout("the records")?;
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
-    let filter = args.filter()?;
+    let filter = args.filters.config()?;
     let format = args.format()?;
     let client = Arc::new(config.client().await?);
     let stdout = std::io::stdout().lock();

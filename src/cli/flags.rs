@@ -7,6 +7,7 @@ use rskafka::client::partition::IsolationLevel;
 
 use weir::consume::ConsumerConfig;
 use weir::consume::fetch::DEFAULT_FETCH_BYTES;
+use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
 use weir::kafka::connect::ConnectionConfig;
 use weir::kafka::idempotence::{ProducerId, ProducerIdError, init_producer_id};
 use weir::kafka::membership::MembershipConfig;
@@ -14,7 +15,7 @@ use weir::produce::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
 
 use super::connect::parse_duration;
 use super::produce::Codec;
-use super::{non_negative, usage};
+use super::{non_negative, usage, usage_for};
 
 /// How the producer batches (`weir produce`, `weir bench`).
 #[derive(Debug, clap::Args)]
@@ -189,6 +190,55 @@ impl MembershipFlags {
             heartbeat_interval: self.heartbeat_interval,
             rebalance_timeout: self.max_poll_interval,
             ..MembershipConfig::new(group, topics.to_vec())
+        })
+    }
+}
+
+/// Which records pass (`weir consume`, `weir pipe`).
+#[derive(Debug, clap::Args)]
+pub struct FilterFlags {
+    /// Only records whose value matches REGEX.
+    #[arg(long, value_name = "REGEX")]
+    pub grep: Option<String>,
+
+    /// Only records whose key matches REGEX.
+    #[arg(long, value_name = "REGEX")]
+    pub grep_key: Option<String>,
+
+    /// Only records whose JSON value has FIELD equal to VALUE; FIELD is a
+    /// JSON pointer (/level) or a dotted path (http.status). Repeatable.
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    pub wheres: Vec<String>,
+
+    /// Take the records the filters reject instead.
+    #[arg(long)]
+    pub invert: bool,
+}
+
+impl FilterFlags {
+    /// The filter these flags describe.
+    ///
+    /// # Errors
+    ///
+    /// A regex or a `--where` clause that cannot be read.
+    pub fn config(&self) -> anyhow::Result<FilterConfig> {
+        let regex = |flag: &str, pattern: &Option<String>| {
+            pattern
+                .as_deref()
+                .map(parse_regex)
+                .transpose()
+                .map_err(|e| usage_for(flag, e))
+        };
+        Ok(FilterConfig {
+            grep: regex("--grep", &self.grep)?,
+            grep_key: regex("--grep-key", &self.grep_key)?,
+            wheres: self
+                .wheres
+                .iter()
+                .map(|w| w.parse::<WhereClause>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| usage_for("--where", e))?,
+            invert: self.invert,
         })
     }
 }

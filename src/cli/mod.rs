@@ -13,6 +13,7 @@ pub mod consume;
 pub mod count;
 pub mod flags;
 pub mod offsets;
+pub mod pipe;
 pub mod produce;
 pub mod topics;
 
@@ -251,6 +252,8 @@ pub enum Command {
     Consume(consume::ConsumeArgs),
     /// Count records per key in time windows, exactly, across restarts.
     Count(count::CountArgs),
+    /// Records of topics, filtered, re-keyed and reshaped, into another topic.
+    Pipe(pipe::PipeArgs),
     /// Consumer-group offsets kept by weir: groups, show, set, delete.
     Offsets(offsets::OffsetsArgs),
     /// Measure producer and consumer throughput and end-to-end latency.

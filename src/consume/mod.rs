@@ -218,7 +218,7 @@ struct Run<'w, W: Write> {
 impl<W: Write> Job for Run<'_, W> {
     type Error = JobError;
 
-    fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
+    async fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
         if !self.job.holds_partitions() {
             return Ok(Some(StopReason::Fenced));
         }

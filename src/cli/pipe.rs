@@ -1,0 +1,198 @@
+//! `weir pipe`: parses its flags into a [`weir::pipe::PipeJob`].
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir::ConnectionConfig;
+use weir::aggregate::Extractor;
+use weir::consume::filter::Filter;
+use weir::consume::output::{OutputFormat, Template};
+use weir::consume::{Commits, Consumer, assign};
+use weir::job::StopReason;
+use weir::kafka::admin::{Admin, AdminError};
+use weir::pipe::{PipeJob, PipeSummary, Transform, ValueFrom};
+use weir::produce::producer::{Producer, ProducerConfig};
+
+use super::connect::parse_duration;
+use super::consume::SelectionArgs;
+use super::flags::{BatchFlags, FilterFlags};
+use super::offsets::StoreArgs;
+use super::{usage, usage_for};
+
+/// Records of topics, filtered and reshaped, into another topic.
+#[derive(Debug, clap::Args)]
+pub struct PipeArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    /// The topic records are produced to (it must exist).
+    #[arg(long = "to", value_name = "TOPIC")]
+    pub to: String,
+
+    #[command(flatten)]
+    pub filters: FilterFlags,
+
+    /// The output key, read from the input record as `weir count --by`
+    /// reads keys: key, value, json:/POINTER or regex:RE. A record it
+    /// cannot be read from is skipped and counted. Default: the input key.
+    #[arg(long, value_name = "EXTRACTOR")]
+    pub key_from: Option<String>,
+
+    /// The output value, read as --key-from reads keys (json:/payload).
+    /// Default: the input value.
+    #[arg(long, value_name = "EXTRACTOR", conflicts_with = "format")]
+    pub value: Option<String>,
+
+    /// The output value from a template, as `weir consume -f` writes a
+    /// record ("{key}={value}"), without the newline.
+    #[arg(short = 'f', long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+
+    /// Write each record to the partition number it was read from,
+    /// instead of placing it by its key (murmur2, as the Java client).
+    #[arg(long)]
+    pub keep_partition: bool,
+
+    /// Resume from, and commit to, group G's offsets in weir's offsets
+    /// topic; a position is committed only after the output topic
+    /// acknowledged every record before it. The partitions are chosen
+    /// here (every partition, or --instance, --partitions): pipe does not
+    /// join the broker's group.
+    #[arg(short, long)]
+    pub group: Option<String>,
+
+    /// Time between commits.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true, requires = "group")]
+    pub commit_interval: Duration,
+
+    /// Exit 1 when an instance that started earlier commits a partition
+    /// this one reads: of two, the later one yields (otherwise a warning).
+    #[arg(long, requires = "group")]
+    pub exclusive: bool,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub batch: BatchFlags,
+}
+
+impl PipeArgs {
+    fn transform(&self) -> anyhow::Result<Transform> {
+        let extractor = |flag: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(str::parse::<Extractor>)
+                .transpose()
+                .map_err(|e| usage_for(flag, e))
+        };
+        let value = match (extractor("--value", &self.value)?, &self.format) {
+            (Some(e), _) => Some(ValueFrom::Extract(e)),
+            (None, Some(t)) => Some(ValueFrom::Template(OutputFormat::Template(
+                t.parse::<Template>()
+                    .map_err(|e| usage(format!("--format: {e}")))?,
+            ))),
+            (None, None) => None,
+        };
+        Ok(Transform {
+            key: extractor("--key-from", &self.key_from)?,
+            value,
+            keep_partition: self.keep_partition,
+        })
+    }
+}
+
+/// Runs `weir pipe`.
+pub async fn run(
+    args: PipeArgs,
+    config: ConnectionConfig,
+    quiet: bool,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (selection, consumer_config) = args.selection.plan(config.timeout)?;
+    let filter = Filter::new(args.filters.config()?);
+    let transform = args.transform()?;
+    let batching = args.batch.config(config.timeout)?;
+    let client = Arc::new(config.client().await?);
+
+    let mut admin = Admin::connect(&config).await?;
+    let partitions = match admin.partition_count(&args.to).await {
+        Err(AdminError::UnknownTopic { .. }) => anyhow::bail!(
+            "output topic \"{}\" does not exist (weir does not create topics on its own: run weir topics create)",
+            args.to
+        ),
+        found => found?,
+    };
+    drop(admin);
+    let producer_config = ProducerConfig {
+        producer_id: args.batch.producer_id(&config).await?,
+        ..batching
+    };
+    let (producer, deliveries) = Producer::new(
+        Arc::clone(&client),
+        &args.to,
+        i32::try_from(partitions).unwrap_or(i32::MAX),
+        producer_config,
+    )
+    .await?;
+
+    let mut assignments = assign(&client, &selection).await?;
+    let mut commits = None;
+    if let Some(group) = &args.group {
+        let store = args.store.config(true)?;
+        let joined =
+            weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
+        if let Some((session, _)) = joined {
+            commits = Some(Commits {
+                session,
+                interval: args.commit_interval,
+                exclusive: args.exclusive,
+            });
+        }
+    }
+    let consumer = Consumer::start(&client, assignments, consumer_config).await?;
+    let job = PipeJob {
+        filter,
+        transform,
+        producer,
+        deliveries,
+        commits,
+        member: None,
+    };
+    let stop = async {
+        shutdown.await;
+        StopReason::Shutdown
+    };
+    let summary = weir::pipe::run(consumer, job, stop).await?;
+    if !quiet {
+        print_summary(&summary, &args.to);
+    }
+    Ok(())
+}
+
+fn print_summary(summary: &PipeSummary, to: &str) {
+    let secs = summary.elapsed.as_secs_f64().max(1e-9);
+    let mut line = format!(
+        "weir: piped {} of {} records read to topic \"{to}\" in {secs:.2}s, {:.0} records/s",
+        summary.written,
+        summary.read,
+        summary.read as f64 / secs,
+    );
+    if summary.filtered > 0 {
+        line.push_str(&format!("; {} filtered out", summary.filtered));
+    }
+    if summary.unparsed > 0 {
+        line.push_str(&format!(
+            "; {} skipped (no key, value or filter field could be read)",
+            summary.unparsed
+        ));
+    }
+    if summary.commits > 0 {
+        line.push_str(&format!("; {} commits", summary.commits));
+    }
+    if summary.stop == StopReason::Shutdown {
+        line.push_str("; interrupted");
+    }
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}

@@ -1,0 +1,337 @@
+//! `weir pipe`: records of one or more topics, filtered, re-keyed and
+//! reshaped, produced to another topic, at least once.
+//!
+//! Each record that passes the filter is transformed and handed to the
+//! producer (idempotent unless configured otherwise), headers and
+//! timestamp carried over. A checkpoint first waits until the output topic
+//! has acknowledged every record handed to it, then commits the input
+//! positions: a crash between the two produces the records since the last
+//! commit again, never loses one. Records of one input partition keep
+//! their order in each output partition.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::aggregate::{Extractor, KeyReader};
+use crate::consume::filter::{Filter, Verdict};
+use crate::consume::output::{OutputFormat, RecordWriter};
+use crate::consume::{Commits, Consumer};
+use crate::job::{self, Job, JobError, Step, StepError, StopReason};
+use crate::kafka::membership::MemberLink;
+use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
+use crate::record::ConsumedRecord;
+use crate::{ErrorChain, TopicPartition};
+
+/// How an output record is made from an input record.
+#[derive(Debug)]
+pub struct Transform {
+    /// The output key: `None` keeps the input's key.
+    pub key: Option<Extractor>,
+    /// The output value: `None` keeps the input's value.
+    pub value: Option<ValueFrom>,
+    /// Write to the input record's partition number instead of placing
+    /// by key.
+    pub keep_partition: bool,
+}
+
+/// Where an output value comes from.
+#[derive(Debug)]
+pub enum ValueFrom {
+    /// A field (or any extractor) of the input.
+    Extract(Extractor),
+    /// A template, as `weir consume -f` writes it (without its newline).
+    Template(OutputFormat),
+}
+
+/// The job: what passes, how it changes, where it goes.
+pub struct PipeJob {
+    /// Which input records are piped.
+    pub filter: Filter,
+    /// How each becomes an output record.
+    pub transform: Transform,
+    /// The output topic's producer.
+    pub producer: Producer,
+    /// Its deliveries.
+    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    /// Commit the group's positions, each after the output acknowledged
+    /// everything before it.
+    pub commits: Option<Commits>,
+    /// As a member of a group: write and commit only while it holds its
+    /// partitions.
+    pub member: Option<MemberLink>,
+}
+
+impl std::fmt::Debug for PipeJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipeJob")
+            .field("filter", &self.filter)
+            .field("transform", &self.transform)
+            .field("commits", &self.commits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors of `weir pipe`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipeError {
+    /// Consuming or committing failed.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The output topic did not take a record.
+    #[error("writing to the output topic (nothing after the last commit is committed)")]
+    Produce(#[source] Arc<ProduceError>),
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct PipeSummary {
+    /// Records read.
+    pub read: u64,
+    /// Records produced and acknowledged.
+    pub written: u64,
+    /// Records the filter rejected.
+    pub filtered: u64,
+    /// Records skipped: the filter, the key or the value could not be
+    /// read from them (not JSON, no such field, no regex match).
+    pub unparsed: u64,
+    /// Commits acknowledged by the offsets store.
+    pub commits: u64,
+    /// How long it ran.
+    pub elapsed: Duration,
+    /// Why it ended.
+    pub stop: StopReason,
+}
+
+/// Runs `job` over `consumer` until the consumer ends or `shutdown`
+/// completes with its reason; then waits for the output and commits.
+///
+/// # Errors
+///
+/// A partition failed, a record was refused by the output topic, or the
+/// final commit failed. Nothing is committed past an unacknowledged
+/// record.
+pub async fn run(
+    consumer: Consumer,
+    job: PipeJob,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<PipeSummary, PipeError> {
+    let started = Instant::now();
+    let positions: BTreeMap<_, _> = consumer
+        .positions()
+        .iter()
+        .map(|p| (p.topic_partition(), p.start))
+        .collect();
+    let interval = job.commits.as_ref().map(|c| c.interval);
+    let key_reader = job.transform.key.clone().map(KeyReader::new);
+    let value_reader = match &job.transform.value {
+        Some(ValueFrom::Extract(e)) => Some(KeyReader::new(e.clone())),
+        _ => None,
+    };
+    let mut run = Run {
+        job,
+        key_reader,
+        value_reader,
+        template: Vec::new(),
+        positions: positions.clone(),
+        acknowledged: positions,
+        handed: 0,
+        read: 0,
+        written: 0,
+        filtered: 0,
+        unparsed: 0,
+        commits: 0,
+    };
+    let stop = job::run(consumer, &mut run, interval, shutdown).await;
+    let stop = match stop {
+        Ok(stop) => stop,
+        Err(e) => return Err(e),
+    };
+    Ok(PipeSummary {
+        read: run.read,
+        written: run.written,
+        filtered: run.filtered,
+        unparsed: run.unparsed,
+        commits: run.commits,
+        elapsed: started.elapsed(),
+        stop,
+    })
+}
+
+/// The job as the loop drives it.
+struct Run {
+    job: PipeJob,
+    key_reader: Option<KeyReader>,
+    value_reader: Option<KeyReader>,
+    /// A template's output, reused.
+    template: Vec<u8>,
+    /// Per input partition, the next offset after what was handed on (or
+    /// skipped).
+    positions: BTreeMap<TopicPartition, i64>,
+    /// Per input partition, the next offset after what the output
+    /// acknowledged: what a commit may say.
+    acknowledged: BTreeMap<TopicPartition, i64>,
+    /// Records handed to the producer; `written` of them acknowledged.
+    handed: u64,
+    read: u64,
+    written: u64,
+    filtered: u64,
+    unparsed: u64,
+    commits: u64,
+}
+
+impl Job for Run {
+    type Error = PipeError;
+
+    async fn records(&mut self, records: &[ConsumedRecord]) -> Step<PipeError> {
+        if !self.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
+        for record in records {
+            self.read += 1;
+            self.positions
+                .insert(record.topic_partition(), record.offset + 1);
+            let verdict = if self.job.filter.is_noop() {
+                Verdict::Pass
+            } else {
+                self.job.filter.check(record)
+            };
+            match verdict {
+                Verdict::Pass => {}
+                Verdict::Reject => {
+                    self.filtered += 1;
+                    continue;
+                }
+                Verdict::Unparsed => {
+                    self.unparsed += 1;
+                    continue;
+                }
+            }
+            let Some(out) = self.transform(record) else {
+                self.unparsed += 1;
+                continue;
+            };
+            if let Err(cause) = self.job.producer.send(self.handed, out).await {
+                return Err(StepError::Job(PipeError::Produce(Arc::new(cause))));
+            }
+            self.handed += 1;
+        }
+        // Acknowledgements are taken as they come, so they never pile up
+        // between checkpoints, and a refusal ends the job at once.
+        while let Ok(delivery) = self.job.deliveries.try_recv() {
+            self.delivered(delivery)?;
+        }
+        Ok(None)
+    }
+
+    fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
+        self.positions
+            .insert(TopicPartition::new(topic, partition), next_offset);
+    }
+
+    async fn checkpoint(&mut self) -> Step<PipeError> {
+        self.acknowledge().await?;
+        if !self.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
+        self.commit(false).await?;
+        Ok(None)
+    }
+
+    async fn finish(&mut self, stop: StopReason) -> Step<PipeError> {
+        self.acknowledge().await?;
+        if stop == StopReason::Fenced || !self.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
+        self.commit(true).await?;
+        Ok(Some(stop))
+    }
+}
+
+impl Run {
+    fn holds_partitions(&self) -> bool {
+        self.job.member.as_ref().is_none_or(MemberLink::valid)
+    }
+
+    /// The output record for `record`; `None` when its key or value
+    /// cannot be read from it.
+    fn transform(&mut self, record: &ConsumedRecord) -> Option<ProduceRecord> {
+        let key = match &mut self.key_reader {
+            Some(reader) => Some(reader.read(record)?.into_owned().into_bytes()),
+            None => record.key.clone(),
+        };
+        let value = match (&mut self.value_reader, &self.job.transform.value) {
+            (Some(reader), _) => Some(reader.read(record)?.into_owned().into_bytes()),
+            (None, Some(ValueFrom::Template(format))) => {
+                let mut writer =
+                    RecordWriter::new(std::mem::take(&mut self.template), format.clone());
+                writer.write(record).ok()?;
+                let mut bytes = writer.into_inner();
+                if bytes.last() == Some(&b'\n') {
+                    bytes.pop();
+                }
+                let value = bytes.clone();
+                bytes.clear();
+                self.template = bytes;
+                Some(value)
+            }
+            (None, _) => record.value.clone(),
+        };
+        Some(ProduceRecord {
+            key,
+            value,
+            headers: record.headers.clone(),
+            timestamp_ms: Some(record.timestamp_ms),
+            partition: self
+                .job
+                .transform
+                .keep_partition
+                .then_some(record.partition),
+        })
+    }
+
+    /// Waits until the output acknowledged every record handed to it;
+    /// then what a commit may say is everything handed on.
+    async fn acknowledge(&mut self) -> Result<(), StepError<PipeError>> {
+        while self.written < self.handed {
+            let Some(delivery) = self.job.deliveries.recv().await else {
+                break;
+            };
+            self.delivered(delivery)?;
+        }
+        self.acknowledged.clone_from(&self.positions);
+        Ok(())
+    }
+
+    fn delivered(&mut self, delivery: Delivery) -> Result<(), StepError<PipeError>> {
+        match delivery.result {
+            Ok(_) => {
+                self.written += 1;
+                Ok(())
+            }
+            Err(cause) => {
+                tracing::warn!(error = %ErrorChain(&*cause), "a record was refused by the output topic");
+                Err(StepError::Job(PipeError::Produce(cause)))
+            }
+        }
+    }
+
+    async fn commit(&mut self, last: bool) -> Result<(), PipeError> {
+        let Some(commits) = &mut self.job.commits else {
+            return Ok(());
+        };
+        let exclusive = commits.exclusive;
+        if job::commit_positions(&mut commits.session, &self.acknowledged, exclusive, last).await? {
+            self.commits += 1;
+            if let Some(member) = &self.job.member {
+                member.mirror(&self.acknowledged);
+            }
+        }
+        Ok(())
+    }
+}
