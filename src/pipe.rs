@@ -122,7 +122,11 @@ pub async fn run(
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<PipeSummary, PipeError> {
     let started = Instant::now();
-    let positions = consumer.starts();
+    let positions: BTreeMap<_, _> = consumer
+        .positions()
+        .iter()
+        .map(|p| (p.topic_partition(), p.start))
+        .collect();
     let interval = job.commits.as_ref().map(|c| c.interval);
     let key_reader = job.transform.key.clone().map(KeyReader::new);
     let value_reader = match &job.transform.value {

@@ -232,21 +232,21 @@ pub async fn run(
         }
     }
     let mut assignments = assign(&client, &selection).await?;
-    let commits = match &args.group {
-        Some(group) => {
-            let plan = StaticCommits {
-                group,
-                store: &args.store,
-                writes,
-                interval: args.commit_interval,
-                exclusive: args.exclusive,
-            };
-            plan.join(&client, &config, &mut assignments)
-                .await?
-                .filter(|_| !args.no_commit)
+    let mut commits = None;
+    if let Some(group) = &args.group {
+        let store = args.store.config(writes)?;
+        let joined =
+            weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
+        if let Some((session, _)) = joined {
+            if !args.no_commit {
+                commits = Some(Commits {
+                    session,
+                    interval: args.commit_interval,
+                    exclusive: args.exclusive,
+                });
+            }
         }
-        None => None,
-    };
+    }
     let consumer = Consumer::start(&client, assignments, consumer_config).await?;
     let job = ConsumeJob {
         filter: Filter::new(filter),
@@ -259,38 +259,6 @@ pub async fn run(
         print_summary(&summary);
     }
     Ok(())
-}
-
-/// A group's commits for partitions chosen here (not by the broker's
-/// coordinator): `consume` and `pipe`.
-pub(super) struct StaticCommits<'a> {
-    pub(super) group: &'a str,
-    pub(super) store: &'a StoreArgs,
-    /// Whether the offsets topic may be created (nothing is written
-    /// without it).
-    pub(super) writes: bool,
-    pub(super) interval: Duration,
-    pub(super) exclusive: bool,
-}
-
-impl StaticCommits<'_> {
-    /// Starts `assignments` from the group's commits; the group's commits
-    /// from here on, `None` when there is no offsets topic to commit to.
-    pub(super) async fn join(
-        self,
-        client: &Arc<rskafka::client::Client>,
-        config: &ConnectionConfig,
-        assignments: &mut [weir::consume::Assignment],
-    ) -> anyhow::Result<Option<Commits>> {
-        let store = self.store.config(self.writes)?;
-        let joined =
-            weir::offsets::group::join(client, config, &store, self.group, assignments).await?;
-        Ok(joined.map(|(session, _)| Commits {
-            session,
-            interval: self.interval,
-            exclusive: self.exclusive,
-        }))
-    }
 }
 
 /// Resolves when stdout is a pipe whose reader has gone, so a quiet

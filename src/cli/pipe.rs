@@ -9,14 +9,14 @@ use weir::ConnectionConfig;
 use weir::aggregate::Extractor;
 use weir::consume::filter::Filter;
 use weir::consume::output::{OutputFormat, Template};
-use weir::consume::{Consumer, assign};
+use weir::consume::{Commits, Consumer, assign};
 use weir::job::StopReason;
 use weir::kafka::admin::{Admin, AdminError};
 use weir::pipe::{PipeJob, PipeSummary, Transform, ValueFrom};
 use weir::produce::producer::{Producer, ProducerConfig};
 
 use super::connect::parse_duration;
-use super::consume::{SelectionArgs, StaticCommits};
+use super::consume::SelectionArgs;
 use super::flags::{BatchFlags, FilterFlags};
 use super::offsets::StoreArgs;
 use super::{usage, usage_for};
@@ -138,19 +138,19 @@ pub async fn run(
     .await?;
 
     let mut assignments = assign(&client, &selection).await?;
-    let commits = match &args.group {
-        Some(group) => {
-            let plan = StaticCommits {
-                group,
-                store: &args.store,
-                writes: true,
+    let mut commits = None;
+    if let Some(group) = &args.group {
+        let store = args.store.config(true)?;
+        let joined =
+            weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
+        if let Some((session, _)) = joined {
+            commits = Some(Commits {
+                session,
                 interval: args.commit_interval,
                 exclusive: args.exclusive,
-            };
-            plan.join(&client, &config, &mut assignments).await?
+            });
         }
-        None => None,
-    };
+    }
     let consumer = Consumer::start(&client, assignments, consumer_config).await?;
     let job = PipeJob {
         filter,
