@@ -122,11 +122,7 @@ pub async fn run(
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<PipeSummary, PipeError> {
     let started = Instant::now();
-    let positions: BTreeMap<_, _> = consumer
-        .positions()
-        .iter()
-        .map(|p| (p.topic_partition(), p.start))
-        .collect();
+    let positions = consumer.starts();
     let interval = job.commits.as_ref().map(|c| c.interval);
     let key_reader = job.transform.key.clone().map(KeyReader::new);
     let value_reader = match &job.transform.value {
@@ -147,11 +143,7 @@ pub async fn run(
         unparsed: 0,
         commits: 0,
     };
-    let stop = job::run(consumer, &mut run, interval, shutdown).await;
-    let stop = match stop {
-        Ok(stop) => stop,
-        Err(e) => return Err(e),
-    };
+    let stop = job::run(consumer, &mut run, interval, shutdown).await?;
     Ok(PipeSummary {
         read: run.read,
         written: run.written,

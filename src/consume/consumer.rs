@@ -273,6 +273,14 @@ impl Consumer {
         &self.positions
     }
 
+    /// Each partition's start offset: where a job's positions begin.
+    pub fn starts(&self) -> std::collections::BTreeMap<TopicPartition, i64> {
+        self.positions
+            .iter()
+            .map(|p| (p.topic_partition(), p.start))
+            .collect()
+    }
+
     /// The next event; `None` once every partition has stopped.
     pub async fn next(&mut self) -> Option<ConsumerEvent> {
         self.events.recv().await

@@ -163,11 +163,7 @@ pub async fn run<W: Write>(
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<ConsumeSummary, JobError> {
     let started = Instant::now();
-    let positions: BTreeMap<_, _> = consumer
-        .positions()
-        .iter()
-        .map(|p| (p.topic_partition(), p.start))
-        .collect();
+    let positions = consumer.starts();
     let interval = job.commits.as_ref().map(|c| c.interval);
     let mut run = Run {
         job,
