@@ -292,7 +292,7 @@ pub fn client_error_text(e: &rskafka::client::error::Error) -> String {
     use rskafka::client::error::{Error, ProtocolError};
 
     let mut innermost: &(dyn std::error::Error + 'static) = e;
-    while let Some(source) = innermost.source() {
+    while let Some(source) = cause(innermost) {
         innermost = source;
     }
     match innermost.downcast_ref::<Error>() {
@@ -313,6 +313,17 @@ pub fn client_error_text(e: &rskafka::client::error::Error) -> String {
             }
         }
         _ => innermost.to_string(),
+    }
+}
+
+/// The error's cause. rskafka's connection error wraps its retry loop's
+/// error in its text but not as its `source`; this one is followed too.
+fn cause<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    match e.downcast_ref::<rskafka::ConnectionError>() {
+        Some(rskafka::ConnectionError::RetryFailed(backoff)) => Some(backoff),
+        _ => e.source(),
     }
 }
 
@@ -381,6 +392,21 @@ mod tests {
             "the broker refused it: error code 999"
         );
         assert_eq!(client_error_text(&Error::Timeout), "Timeout");
+    }
+
+    #[test]
+    fn a_connection_retry_chain_reads_as_its_last_failure() {
+        use rskafka::{BackoffError, ConnectionError, client::error::Error};
+
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::Connection(ConnectionError::RetryFailed(
+            BackoffError::DeadlineExceded {
+                deadline: Duration::from_secs(2),
+                source: Box::new(refused),
+            },
+        ));
+        assert!(e.to_string().contains("retries failed"), "{e}");
+        assert_eq!(client_error_text(&e), "refused");
     }
 
     #[test]
