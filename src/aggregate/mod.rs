@@ -540,7 +540,7 @@ impl Run<'_> {
             })
             .collect();
         let any = !states.is_empty();
-        let conflicts = checkpoints.session.commit_states(states).await?;
+        let conflicts = checkpoints.session.commit_states(states, None).await?;
         if !any {
             return Ok(());
         }

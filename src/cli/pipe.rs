@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir::ConnectionConfig;
+use weir::TopicPartition;
 use weir::aggregate::Extractor;
 use weir::consume::filter::Filter;
 use weir::consume::output::{OutputFormat, Template};
 use weir::consume::{Commits, Consumer, assign};
 use weir::job::StopReason;
 use weir::kafka::admin::{Admin, AdminError};
-use weir::pipe::{PipeJob, PipeSummary, Transform, ValueFrom};
+use weir::pipe::{Lanes, PipeJob, PipeOutput, PipeSummary, Transform, ValueFrom};
 use weir::produce::producer::{Producer, ProducerConfig};
 
 use super::connect::parse_duration;
@@ -66,6 +67,19 @@ pub struct PipeArgs {
     /// Time between commits.
     #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true, requires = "group")]
     pub commit_interval: Duration,
+
+    /// Each input partition's output records and the commit of its
+    /// position in one Kafka transaction (needs -g): readers with
+    /// read_committed see each input record's output once, across
+    /// crashes and restarts. A restarted instance fences its predecessor
+    /// and aborts what it left open.
+    #[arg(long, requires = "group", conflicts_with = "no_idempotence")]
+    pub exactly_once: bool,
+
+    /// How long the coordinator lets a transaction stay open before it
+    /// aborts it (the Java producer's transaction.timeout.ms).
+    #[arg(long, default_value = "1m", value_parser = parse_duration, requires = "exactly_once")]
+    pub transaction_timeout: Duration,
 
     /// Exit 1 when an instance that started earlier commits a partition
     /// this one reads: of two, the later one yields (otherwise a warning).
@@ -125,19 +139,34 @@ pub async fn run(
         found => found?,
     };
     drop(admin);
-    let producer_config = ProducerConfig {
-        producer_id: args.batch.producer_id(&config).await?,
-        ..batching
-    };
-    let (producer, deliveries) = Producer::new(
-        Arc::clone(&client),
-        &args.to,
-        i32::try_from(partitions).unwrap_or(i32::MAX),
-        producer_config,
-    )
-    .await?;
+    let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
 
     let mut assignments = assign(&client, &selection).await?;
+    // Exactly once, the transactional producers start first: each aborts
+    // what its predecessor left open, so the group's commits read next
+    // are the last ones committed.
+    let lanes = match (&args.group, args.exactly_once) {
+        (Some(group), true) => {
+            let inputs: Vec<TopicPartition> = assignments
+                .iter()
+                .map(|a| TopicPartition::new(Arc::clone(&a.topic), a.partition))
+                .collect();
+            Some(
+                Lanes::open(
+                    &client,
+                    &config,
+                    group,
+                    &args.to,
+                    partitions,
+                    &batching,
+                    &inputs,
+                    args.transaction_timeout,
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
     let mut commits = None;
     if let Some(group) = &args.group {
         let store = args.store.config(true)?;
@@ -151,12 +180,29 @@ pub async fn run(
             });
         }
     }
+    if lanes.is_some() && commits.is_none() {
+        anyhow::bail!("--exactly-once needs the offsets topic, which does not exist");
+    }
+    let output = match lanes {
+        Some(lanes) => PipeOutput::ExactlyOnce(lanes),
+        None => {
+            let producer_config = ProducerConfig {
+                producer_id: args.batch.producer_id(&config).await?,
+                ..batching
+            };
+            let (producer, deliveries) =
+                Producer::new(Arc::clone(&client), &args.to, partitions, producer_config).await?;
+            PipeOutput::AtLeastOnce {
+                producer,
+                deliveries,
+            }
+        }
+    };
     let consumer = Consumer::start(&client, assignments, consumer_config).await?;
     let job = PipeJob {
         filter,
         transform,
-        producer,
-        deliveries,
+        output,
         commits,
         member: None,
     };

@@ -142,6 +142,13 @@ pub trait PartitionFetch: Send + Sync + 'static {
     /// [`OffsetAt::Latest`] is where the log ends for the isolation level.
     fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>>;
 
+    /// The high watermark whatever the isolation level: under
+    /// read_committed, offsets between the last stable offset and it are
+    /// in the log too, only not yet readable.
+    fn high_watermark(&self) -> BoxFuture<'_, Result<i64, FetchError>> {
+        self.offset_at(OffsetAt::Latest)
+    }
+
     /// Whether the topic still exists, after [`FetchError::UnknownTopic`].
     fn topic_exists(&self) -> BoxFuture<'_, Result<bool, FetchError>> {
         Box::pin(async { Ok(true) })
@@ -193,6 +200,15 @@ impl PartitionFetch for PartitionReader {
 
     fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
         Box::pin(async move { Ok(self.client.get_offset_isolated(at, self.isolation).await?) })
+    }
+
+    fn high_watermark(&self) -> BoxFuture<'_, Result<i64, FetchError>> {
+        Box::pin(async move {
+            Ok(self
+                .client
+                .get_offset_isolated(OffsetAt::Latest, IsolationLevel::ReadUncommitted)
+                .await?)
+        })
     }
 
     fn topic_exists(&self) -> BoxFuture<'_, Result<bool, FetchError>> {

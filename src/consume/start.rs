@@ -101,12 +101,23 @@ pub(super) async fn resolve<F: PartitionFetch>(
     let high = within(deadline, timeout, fetch.offset_at(OffsetAt::Latest))
         .await
         .map_err(&failed)?;
+    // Under read_committed `high` is the last stable offset; a commit
+    // past it but within the high watermark (one written inside a
+    // transaction still open, as the offsets store's own) is in the log,
+    // to be read once the transaction ends.
+    let log_end = match assignment.start {
+        Some(offset) if offset > high => within(deadline, timeout, fetch.high_watermark())
+            .await
+            .map_err(&failed)?
+            .max(high),
+        _ => high,
+    };
     // A committed offset outside the log (the topic was deleted and
     // re-created, or truncated, or retention passed it) is not trusted:
     // as the Java consumer with an out-of-range position, the reset policy
     // (the configured start) decides.
     let committed = assignment.start.filter(|&offset| {
-        let inside = (low..=high).contains(&offset);
+        let inside = (low..=log_end).contains(&offset);
         if !inside {
             warn!(
                 topic = topic.as_ref(),
@@ -135,7 +146,10 @@ pub(super) async fn resolve<F: PartitionFetch>(
             }
         }
     };
-    let start = wanted.clamp(low, high.max(low));
+    let start = match committed {
+        Some(offset) => offset,
+        None => wanted.clamp(low, high.max(low)),
+    };
     if start != wanted {
         info!(
             topic = topic.as_ref(),

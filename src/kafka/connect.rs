@@ -276,6 +276,21 @@ pub async fn partition_client_within(
 #[error("{}", client_error_text(.0))]
 pub struct ClientError(Box<rskafka::client::error::Error>);
 
+impl ClientError {
+    /// Whether the broker refused the request because a newer producer of
+    /// the same transactional id started (the producer is fenced).
+    pub fn is_fenced(&self) -> bool {
+        use rskafka::client::error::{Error, ProtocolError};
+        matches!(
+            *self.0,
+            Error::ServerError {
+                protocol_error: ProtocolError::ProducerFenced | ProtocolError::InvalidProducerEpoch,
+                ..
+            }
+        )
+    }
+}
+
 impl From<rskafka::client::error::Error> for ClientError {
     fn from(e: rskafka::client::error::Error) -> Self {
         Self(Box::new(e))

@@ -7,7 +7,7 @@
 //! under it at once. Readers with `read_committed` see a transaction's
 //! records only once it is committed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
@@ -68,6 +68,21 @@ pub enum TransactionError {
         /// The deadline.
         timeout: Duration,
     },
+}
+
+impl TransactionError {
+    /// The transactional id, when the coordinator refused because a newer
+    /// producer of it started (this one is fenced for good).
+    pub fn fenced_id(&self) -> Option<&str> {
+        match self {
+            Self::Refused {
+                id,
+                error: ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch,
+                ..
+            } => Some(id),
+            _ => None,
+        }
+    }
 }
 
 fn fenced_hint(error: ResponseError) -> &'static str {
@@ -167,22 +182,41 @@ impl Transactions {
         topic: &str,
         partitions: impl IntoIterator<Item = i32>,
     ) -> Result<(), TransactionError> {
-        let new: Vec<i32> = partitions
-            .into_iter()
-            .filter(|&p| !self.added.contains(&(topic.to_owned(), p)))
-            .collect();
+        self.add(partitions.into_iter().map(|p| (topic, p))).await
+    }
+
+    /// Adds partitions of any topics to the open transaction, in one
+    /// request; partitions already in it are skipped.
+    ///
+    /// # Errors
+    ///
+    /// As [`add_partitions`](Self::add_partitions).
+    pub async fn add<'a>(
+        &mut self,
+        partitions: impl IntoIterator<Item = (&'a str, i32)>,
+    ) -> Result<(), TransactionError> {
+        let mut new: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (topic, p) in partitions {
+            if !self.added.contains(&(topic.to_owned(), p)) {
+                new.entry(topic).or_default().push(p);
+            }
+        }
         if new.is_empty() {
             return Ok(());
         }
+        let topics = new
+            .iter()
+            .map(|(topic, partitions)| {
+                AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_string((*topic).to_owned())))
+                    .with_partitions(partitions.clone())
+            })
+            .collect();
         let request = AddPartitionsToTxnRequest::default()
             .with_v3_and_below_transactional_id(self.wire_id())
             .with_v3_and_below_producer_id(WireProducerId(self.producer.id))
             .with_v3_and_below_producer_epoch(self.producer.epoch)
-            .with_v3_and_below_topics(vec![
-                AddPartitionsToTxnTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                    .with_partitions(new.clone()),
-            ]);
+            .with_v3_and_below_topics(topics);
         self.call(
             "AddPartitionsToTxn",
             &request,
@@ -197,9 +231,17 @@ impl Transactions {
             },
         )
         .await?;
-        self.added
-            .extend(new.into_iter().map(|p| (topic.to_owned(), p)));
+        for (topic, partitions) in new {
+            self.added
+                .extend(partitions.into_iter().map(|p| (topic.to_owned(), p)));
+        }
         Ok(())
+    }
+
+    /// Whether a transaction is open: partitions were added since it
+    /// last ended.
+    pub fn is_open(&self) -> bool {
+        !self.added.is_empty()
     }
 
     /// Commits (or aborts) the open transaction: every record written

@@ -150,7 +150,7 @@ pub async fn set_offsets(
         ));
     }
     if let (Some(store), false) = (store, dry_run) {
-        store.commit(group, &commits).await?;
+        store.commit(group, &commits, None).await?;
     }
     Ok(changes)
 }
@@ -180,7 +180,7 @@ pub async fn delete_offsets(
         .collect();
     let deleted = tombstones.len();
     if deleted > 0 {
-        store.commit(group, &tombstones).await?;
+        store.commit(group, &tombstones, None).await?;
     }
     Ok(deleted)
 }

@@ -52,7 +52,9 @@ pub use codec::{ChunkKey, Commit, OffsetKey, RecordError, StateError, StoreRecor
 pub use session::{
     Conflict, GroupSession, PartitionCommit, PartitionState, SavedStates, instance_id,
 };
-pub use store::{GroupOffsets, MAX_REQUEST_BYTES, OffsetStore, OffsetsError, StoreConfig};
+pub use store::{
+    GroupOffsets, MAX_REQUEST_BYTES, OffsetStore, OffsetsError, StoreConfig, StoreWriter,
+};
 
 /// The store's topic unless `--offsets-topic` says otherwise.
 pub const DEFAULT_OFFSETS_TOPIC: &str = "__weir_offsets";

@@ -10,7 +10,7 @@ use super::codec::{
     ChunkKey, Chunks, Commit, INLINE_BUDGET, OffsetKey, StateError, StoreRecord, join_state,
     split_state,
 };
-use super::store::{GroupOffsets, OffsetStore, OffsetsError, apply};
+use super::store::{GroupOffsets, OffsetStore, OffsetsError, StoreWriter, apply};
 use crate::TopicPartition;
 use crate::timestamp::now_ms;
 
@@ -155,6 +155,11 @@ impl GroupSession {
         &self.store
     }
 
+    /// What this session last committed for `partition`.
+    pub fn committed(&self, partition: &TopicPartition) -> Option<i64> {
+        self.committed.get(partition).copied()
+    }
+
     /// The states saved with `offsets` (the group's commits, as
     /// [`start`](Self::start) loaded them) for `partitions`, as the bytes
     /// [`commit_states`](Self::commit_states) was given: inline ones as
@@ -202,6 +207,7 @@ impl GroupSession {
     /// the partitions' previous states were made of, and orphans found by
     /// [`restore_states`](Self::restore_states), are deleted after it.
     /// Returns the conflicts found first, as [`commit`](Self::commit) does.
+    /// With `writer`, every record is written inside its transaction.
     ///
     /// # Errors
     ///
@@ -211,6 +217,7 @@ impl GroupSession {
     pub async fn commit_states(
         &mut self,
         states: Vec<PartitionState>,
+        writer: Option<&mut StoreWriter>,
     ) -> Result<Vec<Conflict>, OffsetsError> {
         self.checkpoint_seq += 1;
         if states.is_empty() {
@@ -253,7 +260,7 @@ impl GroupSession {
             .iter()
             .map(|c| c.partition.clone())
             .collect();
-        let conflicts = self.checkpoint(checkpoint).await?;
+        let conflicts = self.checkpoint(checkpoint, writer).await?;
         self.orphans.clear();
         for partition in committed {
             match new_chunks.remove(&partition) {
@@ -276,6 +283,20 @@ impl GroupSession {
         &mut self,
         positions: &BTreeMap<TopicPartition, i64>,
     ) -> Result<Vec<Conflict>, OffsetsError> {
+        self.commit_as(positions, None).await
+    }
+
+    /// As [`commit`](Self::commit); with `writer`, the commit is written
+    /// inside its transaction, and takes effect when that commits.
+    ///
+    /// # Errors
+    ///
+    /// The store could not be read or the commit was not acknowledged.
+    pub async fn commit_as(
+        &mut self,
+        positions: &BTreeMap<TopicPartition, i64>,
+        writer: Option<&mut StoreWriter>,
+    ) -> Result<Vec<Conflict>, OffsetsError> {
         let partitions = positions
             .iter()
             .filter(|(partition, offset)| self.committed.get(*partition) != Some(*offset))
@@ -285,10 +306,13 @@ impl GroupSession {
                 state: None,
             })
             .collect();
-        self.checkpoint(Checkpoint {
-            partitions,
-            ..Checkpoint::default()
-        })
+        self.checkpoint(
+            Checkpoint {
+                partitions,
+                ..Checkpoint::default()
+            },
+            writer,
+        )
         .await
     }
 
@@ -301,7 +325,11 @@ impl GroupSession {
     ///
     /// The store could not be read or the commit was not acknowledged. A
     /// failure to delete obsolete chunks is only logged.
-    async fn checkpoint(&mut self, checkpoint: Checkpoint) -> Result<Vec<Conflict>, OffsetsError> {
+    async fn checkpoint(
+        &mut self,
+        checkpoint: Checkpoint,
+        mut writer: Option<&mut StoreWriter>,
+    ) -> Result<Vec<Conflict>, OffsetsError> {
         let partition = self.store.partition_for(&self.group);
         let mut conflicts = Vec::new();
         let group = self.group.as_str();
@@ -343,7 +371,9 @@ impl GroupSession {
                 .into_iter()
                 .map(|(key, value)| (key, Some(value)))
                 .collect();
-            self.store.write_chunks(&self.group, chunks).await?;
+            self.store
+                .write_chunks(&self.group, chunks, writer.as_deref_mut())
+                .await?;
         }
         let now = now_ms();
         let commits: Vec<(OffsetKey, Option<Commit>)> = checkpoint
@@ -364,7 +394,11 @@ impl GroupSession {
                 (key, Some(commit))
             })
             .collect();
-        if let Some(last) = self.store.commit(&self.group, &commits).await? {
+        if let Some(last) = self
+            .store
+            .commit(&self.group, &commits, writer.as_deref_mut())
+            .await?
+        {
             // Our own records need no second look.
             self.read_to = self.read_to.max(last + 1);
         }
@@ -379,7 +413,11 @@ impl GroupSession {
                 .into_iter()
                 .map(|key| (key, None))
                 .collect();
-            if let Err(e) = self.store.write_chunks(&self.group, tombstones).await {
+            if let Err(e) = self
+                .store
+                .write_chunks(&self.group, tombstones, writer)
+                .await
+            {
                 warn!(error = %e, "cannot delete old state chunks; they stay in the offsets topic, unused");
             }
         }

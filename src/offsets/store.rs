@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use rskafka::chrono::DateTime;
 use rskafka::client::Client;
-use rskafka::client::partition::{Compression, PartitionClient};
+use rskafka::client::partition::{BatchIdentity, Compression, PartitionClient};
 use rskafka::record::Record;
 use tracing::{debug, info, instrument, warn};
 
@@ -18,6 +19,7 @@ use crate::consume::{
     Assignment, ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until,
 };
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
+use crate::kafka::idempotence::ProducerId;
 use crate::produce::partitioner::murmur2_partition;
 use crate::timestamp::now_ms;
 use crate::{ErrorChain, TopicPartition};
@@ -91,6 +93,19 @@ pub enum OffsetsError {
         /// [`client_error_text`](crate::kafka::connect::client_error_text)
         /// words it (rskafka's own text nests its retries).
         reason: String,
+    },
+    /// A commit inside a transaction was refused because a newer producer
+    /// of its transactional id started: the writer is fenced.
+    #[error(
+        "committing group \"{group}\" to offsets {partition} failed: fenced by a newer producer of transactional id \"{transactional_id}\""
+    )]
+    Fenced {
+        /// The group.
+        group: String,
+        /// The store partition.
+        partition: TopicPartition,
+        /// The writer's transactional id.
+        transactional_id: String,
     },
 }
 
@@ -311,6 +326,7 @@ impl OffsetStore {
         &self,
         group: &str,
         commits: &[(OffsetKey, Option<Commit>)],
+        writer: Option<&mut StoreWriter>,
     ) -> Result<Option<i64>, OffsetsError> {
         let records = commits
             .iter()
@@ -321,7 +337,7 @@ impl OffsetStore {
                 (key.encode(), value)
             })
             .collect();
-        self.write(group, records, true).await
+        self.write(group, records, true, writer).await
     }
 
     /// Writes state chunks (or, with `None`, deletes them), in as many
@@ -334,22 +350,25 @@ impl OffsetStore {
         &self,
         group: &str,
         chunks: Vec<(ChunkKey, Option<Vec<u8>>)>,
+        writer: Option<&mut StoreWriter>,
     ) -> Result<Option<i64>, OffsetsError> {
         let records = chunks
             .into_iter()
             .map(|(key, value)| (key.encode(), value))
             .collect();
-        self.write(group, records, false).await
+        self.write(group, records, false, writer).await
     }
 
     /// Produces `records` to `group`'s store partition with acks=all: in
     /// one request when `atomic`, else in requests of at most
-    /// [`MAX_REQUEST_BYTES`]. Returns the offset of the last one.
+    /// [`MAX_REQUEST_BYTES`]; as `writer`'s batches when given, inside its
+    /// open transaction. Returns the offset of the last one.
     async fn write(
         &self,
         group: &str,
         records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
         atomic: bool,
+        mut writer: Option<&mut StoreWriter>,
     ) -> Result<Option<i64>, OffsetsError> {
         let partition = self.partition_for(group);
         let failed = |reason: String| OffsetsError::Commit {
@@ -379,22 +398,43 @@ impl OffsetStore {
         if requests.is_empty() {
             return Ok(None);
         }
-        let writer = self.writer(partition).await.map_err(&failed)?;
+        let client = self.writer(partition).await.map_err(&failed)?;
         let mut last = None;
         for records in requests {
             let count = records.len();
-            let offsets = tokio::time::timeout(
-                self.timeout,
-                writer.produce(records, Compression::NoCompression),
-            )
-            .await
-            .map_err(|_| {
-                failed(format!(
-                    "no acknowledgement within {} (--timeout)",
-                    humantime::format_duration(self.timeout)
-                ))
-            })?
-            .map_err(|e| failed(crate::kafka::connect::client_error_text(&e)))?;
+            let produced = match writer.as_deref_mut() {
+                None => client.produce(records, Compression::NoCompression).boxed(),
+                Some(w) => {
+                    let identity = w.identity();
+                    w.sequence = w
+                        .sequence
+                        .wrapping_add(i32::try_from(count).unwrap_or(i32::MAX));
+                    client
+                        .produce_as(records, Compression::NoCompression, identity, || {
+                            std::future::ready(())
+                        })
+                        .boxed()
+                }
+            };
+            let offsets = tokio::time::timeout(self.timeout, produced)
+                .await
+                .map_err(|_| {
+                    failed(format!(
+                        "no acknowledgement within {} (--timeout)",
+                        humantime::format_duration(self.timeout)
+                    ))
+                })?
+                .map_err(|e| {
+                    let e = crate::kafka::connect::ClientError::from(e);
+                    match writer.as_deref() {
+                        Some(w) if e.is_fenced() => OffsetsError::Fenced {
+                            group: group.to_owned(),
+                            partition: TopicPartition::new(self.topic.as_str(), partition),
+                            transactional_id: w.transactional_id.clone(),
+                        },
+                        _ => failed(e.to_string()),
+                    }
+                })?;
             debug!(
                 group,
                 records = count,
@@ -422,6 +462,42 @@ impl OffsetStore {
         let client = Arc::new(client);
         writers.insert(partition, Arc::clone(&client));
         Ok(client)
+    }
+}
+
+/// A transactional producer's writes to the store: its batches carry its
+/// transactional id, producer id and epoch, and the next sequence number
+/// of the group's store partition, so they are part of its open
+/// transaction (the store partition must have been added to it) and seen
+/// by the store's `read_committed` readers only once it commits.
+#[derive(Debug, Clone)]
+pub struct StoreWriter {
+    /// The transactional id.
+    pub transactional_id: String,
+    /// Its producer id and epoch.
+    pub producer: ProducerId,
+    /// The sequence number of the next record written to the group's
+    /// store partition by this producer id and epoch.
+    pub sequence: i32,
+}
+
+impl StoreWriter {
+    /// A writer for a producer that has not written to the store yet.
+    pub fn new(transactional_id: &str, producer: ProducerId) -> Self {
+        Self {
+            transactional_id: transactional_id.to_owned(),
+            producer,
+            sequence: 0,
+        }
+    }
+
+    fn identity(&self) -> BatchIdentity {
+        BatchIdentity {
+            producer_id: self.producer.id,
+            producer_epoch: self.producer.epoch,
+            base_sequence: self.sequence,
+            transactional_id: Some(self.transactional_id.clone()),
+        }
     }
 }
 

@@ -169,6 +169,20 @@ pub enum SendFailure {
     TopicDeleted,
 }
 
+impl ProduceError {
+    /// Whether the broker refused the batch because a newer producer of
+    /// its transactional id started: this one is fenced for good.
+    pub fn is_fenced(&self) -> bool {
+        matches!(
+            self,
+            Self::Send {
+                cause: SendFailure::Client(e),
+                ..
+            } if e.is_fenced()
+        )
+    }
+}
+
 /// What happened to one record.
 #[derive(Debug, Clone)]
 pub struct Delivery {

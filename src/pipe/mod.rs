@@ -1,13 +1,15 @@
 //! `weir pipe`: records of one or more topics, filtered, re-keyed and
-//! reshaped, produced to another topic, at least once.
+//! reshaped, produced to another topic, at least once or exactly once.
 //!
 //! Each record that passes the filter is transformed and handed to the
 //! producer (idempotent unless configured otherwise), headers and
-//! timestamp carried over. A checkpoint first waits until the output topic
-//! has acknowledged every record handed to it, then commits the input
-//! positions: a crash between the two produces the records since the last
-//! commit again, never loses one. Records of one input partition keep
-//! their order in each output partition.
+//! timestamp carried over. At least once, a checkpoint first waits until
+//! the output topic has acknowledged every record handed to it, then
+//! commits the input positions: a crash between the two produces the
+//! records since the last commit again, never loses one. Exactly once
+//! ([`lanes`]), each input partition's output records and the commit of
+//! its position are one Kafka transaction. Records of one input partition
+//! keep their order in each output partition.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,9 +25,14 @@ use crate::consume::output::{OutputFormat, RecordWriter};
 use crate::consume::{Commits, Consumer};
 use crate::job::{self, Job, JobError, Step, StepError, StopReason};
 use crate::kafka::membership::MemberLink;
+use crate::kafka::transaction::TransactionError;
 use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
 use crate::record::ConsumedRecord;
 use crate::{ErrorChain, TopicPartition};
+
+pub mod lanes;
+
+pub use lanes::Lanes;
 
 /// How an output record is made from an input record.
 #[derive(Debug)]
@@ -54,16 +61,32 @@ pub struct PipeJob {
     pub filter: Filter,
     /// How each becomes an output record.
     pub transform: Transform,
-    /// The output topic's producer.
-    pub producer: Producer,
-    /// Its deliveries.
-    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    /// Where the records go.
+    pub output: PipeOutput,
     /// Commit the group's positions, each after the output acknowledged
-    /// everything before it.
+    /// everything before it (and, exactly once, in one transaction with
+    /// it).
     pub commits: Option<Commits>,
     /// As a member of a group: write and commit only while it holds its
     /// partitions.
     pub member: Option<MemberLink>,
+}
+
+/// The output topic's producers.
+#[derive(Debug)]
+// One per job: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum PipeOutput {
+    /// One producer; a commit waits for its acknowledgements.
+    AtLeastOnce {
+        /// The producer.
+        producer: Producer,
+        /// Its deliveries.
+        deliveries: mpsc::UnboundedReceiver<Delivery>,
+    },
+    /// A transactional producer per input partition; the job needs
+    /// [`PipeJob::commits`].
+    ExactlyOnce(Lanes),
 }
 
 impl std::fmt::Debug for PipeJob {
@@ -86,6 +109,30 @@ pub enum PipeError {
     /// The output topic did not take a record.
     #[error("writing to the output topic (nothing after the last commit is committed)")]
     Produce(#[source] Arc<ProduceError>),
+    /// A transaction could not be opened or ended.
+    #[error("the output's transaction (nothing after the last commit is committed)")]
+    Transaction(#[source] Box<TransactionError>),
+    /// Another instance took over an input partition's transactional id
+    /// (a restart or a replacement while this one was stalled).
+    #[error(
+        "fenced: another instance started with transactional id \"{id}\" since this one did, and took over its input partition; this one stops, and what it left open is aborted"
+    )]
+    Fenced {
+        /// The transactional id.
+        id: String,
+    },
+    /// A record of a partition that has no transactional producer.
+    #[error("no transactional producer for {0}")]
+    NoLane(TopicPartition),
+}
+
+impl From<TransactionError> for PipeError {
+    fn from(e: TransactionError) -> Self {
+        match e.fenced_id() {
+            Some(id) => Self::Fenced { id: id.to_owned() },
+            None => Self::Transaction(Box::new(e)),
+        }
+    }
 }
 
 /// What a run did.
@@ -143,10 +190,22 @@ pub async fn run(
         unparsed: 0,
         commits: 0,
     };
-    let stop = job::run(consumer, &mut run, interval, shutdown).await?;
+    let stop = match job::run(consumer, &mut run, interval, shutdown).await {
+        Ok(stop) => stop,
+        Err(e) => {
+            if let PipeOutput::ExactlyOnce(lanes) = &mut run.job.output {
+                lanes.abort().await;
+            }
+            return Err(e);
+        }
+    };
+    let written = match &run.job.output {
+        PipeOutput::AtLeastOnce { .. } => run.written,
+        PipeOutput::ExactlyOnce(lanes) => lanes.written(),
+    };
     Ok(PipeSummary {
         read: run.read,
-        written: run.written,
+        written,
         filtered: run.filtered,
         unparsed: run.unparsed,
         commits: run.commits,
@@ -208,15 +267,27 @@ impl Job for Run {
                 self.unparsed += 1;
                 continue;
             };
-            if let Err(cause) = self.job.producer.send(self.handed, out).await {
-                return Err(StepError::Job(PipeError::Produce(Arc::new(cause))));
+            match &mut self.job.output {
+                PipeOutput::AtLeastOnce { producer, .. } => {
+                    if let Err(cause) = producer.send(self.handed, out).await {
+                        return Err(StepError::Job(PipeError::Produce(Arc::new(cause))));
+                    }
+                }
+                PipeOutput::ExactlyOnce(lanes) => {
+                    lanes.send(&record.topic_partition(), out).await?;
+                }
             }
             self.handed += 1;
         }
         // Acknowledgements are taken as they come, so they never pile up
         // between checkpoints, and a refusal ends the job at once.
-        while let Ok(delivery) = self.job.deliveries.try_recv() {
-            self.delivered(delivery)?;
+        match &mut self.job.output {
+            PipeOutput::AtLeastOnce { deliveries, .. } => {
+                while let Ok(delivery) = deliveries.try_recv() {
+                    Self::delivered(&mut self.written, delivery)?;
+                }
+            }
+            PipeOutput::ExactlyOnce(lanes) => lanes.poll()?,
         }
         Ok(None)
     }
@@ -290,20 +361,24 @@ impl Run {
     /// Waits until the output acknowledged every record handed to it;
     /// then what a commit may say is everything handed on.
     async fn acknowledge(&mut self) -> Result<(), StepError<PipeError>> {
-        while self.written < self.handed {
-            let Some(delivery) = self.job.deliveries.recv().await else {
+        // Exactly once, each lane waits for its own at its commit.
+        while let PipeOutput::AtLeastOnce { deliveries, .. } = &mut self.job.output {
+            if self.written >= self.handed {
+                break;
+            }
+            let Some(delivery) = deliveries.recv().await else {
                 break;
             };
-            self.delivered(delivery)?;
+            Self::delivered(&mut self.written, delivery)?;
         }
         self.acknowledged.clone_from(&self.positions);
         Ok(())
     }
 
-    fn delivered(&mut self, delivery: Delivery) -> Result<(), StepError<PipeError>> {
+    fn delivered(written: &mut u64, delivery: Delivery) -> Result<(), StepError<PipeError>> {
         match delivery.result {
             Ok(_) => {
-                self.written += 1;
+                *written += 1;
                 Ok(())
             }
             Err(cause) => {
@@ -318,6 +393,16 @@ impl Run {
             return Ok(());
         };
         let exclusive = commits.exclusive;
+        if let PipeOutput::ExactlyOnce(lanes) = &mut self.job.output {
+            let committed = lanes
+                .commit(&mut commits.session, &self.positions, exclusive)
+                .await?;
+            self.commits += committed;
+            if let Some(member) = &self.job.member {
+                member.mirror(&self.positions);
+            }
+            return Ok(());
+        }
         if job::commit_positions(&mut commits.session, &self.acknowledged, exclusive, last).await? {
             self.commits += 1;
             if let Some(member) = &self.job.member {
