@@ -12,7 +12,11 @@
 #
 #   ROUNDS=3 RECORDS=1000000 SIZE=100 RATE=10000 LATENCY_RECORDS=50000
 #   FETCH_WAIT=     (unset: each client's default fetch wait, as a user runs it)
-#   SCENARIOS="produce consume latency"   (a subset runs only those)
+#   SCENARIOS="produce consume latency groups pipe"   (a subset runs only those)
+#
+# pipe is bench/pipe.sh on this broker: weir pipe against a Java
+# consume-transform-produce loop, with RECORDS, SIZE and ROUNDS; its table
+# goes to target/bench/pipe.md (about 2 minutes at the defaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
@@ -23,7 +27,7 @@ latency_records=${LATENCY_RECORDS:-50000}
 # Kafka answers a fetch as soon as data arrives, so the latency scenario
 # runs with each client's default maximum fetch wait unless asked.
 fetch_wait=${FETCH_WAIT:-}
-scenarios=${SCENARIOS:-produce consume latency groups}
+scenarios=${SCENARIOS:-produce consume latency groups pipe}
 out=target/bench
 mkdir -p "$out"
 
@@ -52,27 +56,10 @@ baseline=$PWD/bench/rdkafka-baseline/target/release/rdkafka-baseline
 scripts/kafka.sh install >/dev/null
 
 work=$(mktemp -d)
-port=$(python3 -c '
-import random, socket
-for _ in range(1000):
-    base = random.randrange(20000, 32000, 10)
-    try:
-        for k in range(4):
-            s = socket.socket(); s.bind(("127.0.0.1", base + k)); s.close()
-        print(base); break
-    except OSError:
-        pass')
-scripts/kafka.sh prepare "$work/kafka" 1 "$port" >/dev/null
-scripts/kafka.sh start "$work/kafka/node-0" >"$work/broker.log" 2>&1 &
-broker=$!
-trap 'status=$?; kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true; rm -rf "$work"; exit $status' EXIT
-export WEIR_BROKERS=127.0.0.1:$port
-for _ in $(seq 1 120); do
-    "$weir" topics list --timeout 1s >/dev/null 2>&1 && break
-    kill -0 "$broker" 2>/dev/null || { cat "$work/kafka/node-0/server.log" >&2; exit 1; }
-    sleep 1
-done
-"$weir" topics list >/dev/null
+# shellcheck source=scripts/bench-broker.sh
+. scripts/bench-broker.sh
+trap 'status=$?; bench_broker_stop; rm -rf "$work"; exit $status' EXIT
+bench_broker_start "$work" "$weir"
 kafka_version=$(basename "$(dirname "$(scripts/kafka.sh install)")")
 
 results=$out/results.jsonl
@@ -185,7 +172,11 @@ for what in $scenarios; do
         echo "== groups: takeover after SIGKILL, SIGTERM and a join; one member against three" >&2
         python3 bench/groups.py "$weir" "$out/groups.md" >&2
         ;;
-    *) echo "unknown scenario \"$what\" (produce, consume, latency, groups)" >&2; exit 2 ;;
+    pipe)
+        echo "== pipe: weir pipe against a Java consume-transform-produce loop (bench/pipe.sh)" >&2
+        BROKERS=$WEIR_BROKERS RECORDS=$records SIZE=$size ROUNDS=$rounds bench/pipe.sh >&2
+        ;;
+    *) echo "unknown scenario \"$what\" (produce, consume, latency, groups, pipe)" >&2; exit 2 ;;
     esac
 done
 echo "$(($(date +%s) - started)) s of measurements; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" |
