@@ -12,7 +12,7 @@
 # commits, and exits:
 #
 #   weir       weir pipe -t IN --to OUT -g G --grep MATCH -e       (at least once, 5 s commits)
-#   weir-eos   the same with --exactly-once, when `weir pipe --help` lists it
+#   weir-eos   the same with --exactly-once --commit-interval 100ms   (a transaction per input partition every 100 ms)
 #   java-alos  java -jar java-pipe.jar ... --records RECORDS       (flush + commitSync every 5 s)
 #   java-eos   the same with --exactly-once                         (a transaction every 100 ms)
 #
@@ -84,11 +84,7 @@ else
     bench_broker_start "$work" "$weir"
 fi
 
-tools=(weir java-alos java-eos)
-# weir pipe's exactly-once mode is being written: measured once it exists.
-if "$weir" pipe --help | grep -q -- '--exactly-once'; then
-    tools=(weir weir-eos java-alos java-eos)
-fi
+tools=(weir weir-eos java-alos java-eos)
 
 {
     echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
@@ -144,7 +140,7 @@ command_for() {
     local tool=$1 in=$2 to=$3 group=$4 n=$5
     case "$tool" in
         weir) echo "$weir pipe -t $in --to $to -g $group --grep $match -e" ;;
-        weir-eos) echo "$weir pipe -t $in --to $to -g $group --grep $match -e --exactly-once" ;;
+        weir-eos) echo "$weir pipe -t $in --to $to -g $group --grep $match -e --exactly-once --commit-interval 100ms" ;;
         java-alos) echo "java -jar $jar --brokers $WEIR_BROKERS --from $in --to $to --group $group --contains $match --records $n" ;;
         java-eos) echo "java -jar $jar --brokers $WEIR_BROKERS --from $in --to $to --group $group --contains $match --records $n --exactly-once" ;;
     esac
