@@ -1135,17 +1135,55 @@ fn signal(child: &Child, signal: i32) {
     }
 }
 
+/// A weir process whose stderr goes to a file, shown when a wait for it
+/// fails.
+struct Logged {
+    child: Child,
+    err: PathBuf,
+}
+
+impl Logged {
+    fn spawn(cmd: &mut Command, name: &str) -> Self {
+        let err = std::env::temp_dir().join(format!("{}.err", random_topic(name)));
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, err }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        let _ = std::fs::remove_file(&self.err);
+    }
+}
+
 /// Waits until `group`'s commits in `store` pass `above`; returns them.
-fn committed_past(address: &str, store: &str, group: &str, above: i64, child: &mut Child) -> i64 {
-    let mut now = 0;
-    wait_for("a commit past the last one", || {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("weir pipe exited early with {status}");
+fn committed_past(address: &str, store: &str, group: &str, above: i64, job: &mut Logged) -> i64 {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        if let Some(status) = job.child.try_wait().unwrap() {
+            panic!("weir exited early with {status}:\n{}", job.stderr());
         }
-        now = common::committed_total(address, store, group);
-        now > above
-    });
-    now
+        let now = common::committed_total(address, store, group);
+        if now > above {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no commit past {above} within {STEP_TIMEOUT:?}:\n{}",
+            job.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Checks `output` as read_committed readers see it, after a pipe of
@@ -1257,27 +1295,22 @@ fn pipe_exactly_once_across_kills_of_weir_and_a_broker() {
     let mut killed_mid_stream = 0;
     let mut victim = None;
     for round in 0..5 {
-        let mut child = pipe()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut job = Logged::spawn(&mut pipe(), "eos-pipe");
         if committed < total as i64 {
-            committed = committed_past(address, &store, &group, committed, &mut child);
+            committed = committed_past(address, &store, &group, committed, &mut job);
             if round == 2 {
                 let id = leader(address, &output, 0);
                 cluster.kill(id);
                 victim = Some(id);
-                committed = committed_past(address, &store, &group, committed, &mut child);
+                committed = committed_past(address, &store, &group, committed, &mut job);
             }
         }
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         std::thread::sleep(Duration::from_millis((seed >> 33) % 400));
-        if child.try_wait().unwrap().is_none() {
+        if job.child.try_wait().unwrap().is_none() {
             killed_mid_stream += u64::from(committed < total as i64);
         }
-        child.kill().unwrap(); // SIGKILL: the open transaction stays open.
-        child.wait().unwrap();
+        drop(job); // SIGKILL: the open transaction stays open.
         if let Some(id) = victim.take() {
             cluster.restart(id);
         }
@@ -1320,24 +1353,20 @@ fn a_stalled_exactly_once_pipe_is_fenced_by_its_replacement() {
         Duration::from_millis(10),
         keyed,
     );
-    let err = std::env::temp_dir().join(format!("{group}-zombie.err"));
-    let mut zombie = exactly_once_pipe(address, &input, &output, &group, &store)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
+    let mut zombie = Logged::spawn(
+        &mut exactly_once_pipe(address, &input, &output, &group, &store),
+        "zombie",
+    );
     let committed = committed_past(address, &store, &group, 0, &mut zombie);
-    signal(&zombie, libc::SIGSTOP);
-    let mut replacement = exactly_once_pipe(address, &input, &output, &group, &store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    signal(&zombie.child, libc::SIGSTOP);
+    let mut replacement = Logged::spawn(
+        &mut exactly_once_pipe(address, &input, &output, &group, &store),
+        "replacement",
+    );
     committed_past(address, &store, &group, committed, &mut replacement);
-    signal(&zombie, libc::SIGCONT);
-    let status = common::wait_until(&mut zombie, STEP_TIMEOUT);
-    let zombie_err = std::fs::read_to_string(&err).unwrap_or_default();
-    let _ = std::fs::remove_file(&err);
+    signal(&zombie.child, libc::SIGCONT);
+    let status = common::wait_until(&mut zombie.child, STEP_TIMEOUT);
+    let zombie_err = zombie.stderr();
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{zombie_err}");
     let last = zombie_err.lines().last().unwrap_or_default();
     assert!(
@@ -1350,18 +1379,161 @@ fn a_stalled_exactly_once_pipe_is_fenced_by_its_replacement() {
     wait_for("the replacement's commits at the end", || {
         common::committed_total(address, &store, &group) == total as i64
     });
-    signal(&replacement, libc::SIGTERM);
-    let status = wait_exit(&mut replacement, "the replacement pipe");
-    let mut replacement_err = String::new();
-    replacement
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut replacement_err)
-        .unwrap();
-    assert!(status.success(), "{replacement_err}");
+    signal(&replacement.child, libc::SIGTERM);
+    let status = wait_exit(&mut replacement.child, "the replacement pipe");
+    assert!(status.success(), "{}", replacement.stderr());
     let aborted = check_exactly_once(&cluster.live_node(), &output, total);
     eprintln!(
         "exactly-once pipe: a frozen instance fenced by its replacement; {aborted} records of its aborted transaction left out"
     );
+}
+
+/// Input line `i` for the exactly-once count: JSON for `weir produce
+/// --format json`, a host as key, a level as value, an event time `i`
+/// ms after `start_ms` (so windows of a second hold 1,000 records).
+fn timed_level(start_ms: i64, i: u64) -> String {
+    let level = LEVELS[((i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) % 4) as usize];
+    serde_json::json!({
+        "key": format!("host-{}", i % 12),
+        "value": level,
+        "timestamp": start_ms + i as i64,
+    })
+    .to_string()
+}
+
+#[test]
+fn count_exactly_once_across_kills_of_weir_and_a_broker() {
+    let (_turn, cluster) = cluster();
+    let address = &cluster.address;
+    let input = random_topic("eos-count-in");
+    let output = random_topic("eos-counts");
+    let store = random_topic("eos-count-offsets");
+    let group = random_topic("eos-count-g");
+    create_topic(address, &input, PARTITIONS);
+    let total: u64 = 300_000;
+    let produce_json = [
+        "-t",
+        &input,
+        "--format",
+        "json",
+        "--timeout",
+        WEIR_TIMEOUT,
+        "-b",
+        address,
+    ];
+    // An hour ago, on a second: recent enough for the topic's retention.
+    let start_ms = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3_600_000)
+        / 1000
+        * 1000;
+    let line = move |i| timed_level(start_ms, i);
+    let (status, stderr, _) =
+        Producing::start(&produce_json, total, total, Duration::ZERO, line).finish(false);
+    assert!(status.success(), "{stderr}");
+    // The reference: records per (window of a second, level).
+    let mut expected: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    for i in 0..total {
+        let line: Value = serde_json::from_str(&line(i)).unwrap();
+        let start = line["timestamp"].as_i64().unwrap() / 1000 * 1000;
+        let level = line["value"].as_str().unwrap().to_owned();
+        *expected.entry((start, level)).or_default() += 1;
+    }
+
+    let count = || {
+        let mut cmd = weir();
+        cmd.args(["count", "-t", &input, "--by", "value", "--window", "1s"])
+            .args(["--emit", "final", "--exclusive", "--exactly-once"])
+            .args(["-g", &group, "--offsets-topic", &store])
+            .args(["--commit-interval", "200ms", "--to-topic", &output])
+            .args(["--no-stdout", "--timeout", WEIR_TIMEOUT, "-b", address]);
+        cmd
+    };
+    let mut seed = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    );
+    eprintln!("exactly-once count: seed {seed}");
+    let mut committed = 0;
+    let mut killed_mid_stream = 0;
+    for round in 0..4 {
+        let mut job = Logged::spawn(&mut count(), "eos-count");
+        let mut victim = None;
+        if committed < total as i64 {
+            committed = committed_past(address, &store, &group, committed, &mut job);
+            if round == 1 {
+                let id = leader(address, &output, 0);
+                cluster.kill(id);
+                victim = Some(id);
+                committed = committed_past(address, &store, &group, committed, &mut job);
+            }
+        }
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        std::thread::sleep(Duration::from_millis((seed >> 33) % 150));
+        if job.child.try_wait().unwrap().is_none() {
+            killed_mid_stream += u64::from(committed < total as i64);
+        }
+        drop(job); // SIGKILL: the open transaction stays open.
+        if let Some(id) = victim {
+            cluster.restart(id);
+        }
+    }
+    assert!(
+        killed_mid_stream >= 2,
+        "only {killed_mid_stream} runs were killed before the end"
+    );
+    let mut last = count();
+    last.arg("-e");
+    run(&mut last).ok();
+
+    // Every (window, level) once, with its count, as read_committed
+    // readers see the output: Kafka's console consumer, and weir's.
+    let rows = expected.len().to_string();
+    let java = common::kafka_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            &cluster.live_node(),
+            "--topic",
+            &output,
+            "--from-beginning",
+            "--isolation-level",
+            "read_committed",
+            "--max-messages",
+            &rows,
+            "--timeout-ms",
+            "60000",
+        ],
+    );
+    java.ok();
+    let mut got: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    for line in java.stdout.lines().filter(|l| l.starts_with('{')) {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let start = chrono_ms(row["window_start"].as_str().unwrap());
+        let key = (start, row["key"].as_str().unwrap().to_owned());
+        let count = row["count"].as_u64().unwrap();
+        assert!(got.insert(key.clone(), count).is_none(), "{key:?} emitted twice");
+    }
+    assert_eq!(got, expected, "rows read_committed by the Java consumer");
+    let mut cmd = weir();
+    cmd.args(["consume", "-t", &output, "-e", "-q", "-b", address]);
+    let read = run(&mut cmd);
+    read.ok();
+    assert_eq!(read.stdout.lines().count(), expected.len(), "rows read by weir");
+    eprintln!(
+        "exactly-once count: {killed_mid_stream} SIGKILLs mid-stream and a broker SIGKILL; {} rows exact, each once",
+        expected.len()
+    );
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time as `weir count` writes
+/// window starts (`2023-11-14T22:13:20Z`, whole seconds).
+fn chrono_ms(rfc3339: &str) -> i64 {
+    rskafka::chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_millis()
 }

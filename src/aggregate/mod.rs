@@ -31,7 +31,10 @@ mod rows;
 mod state;
 mod topic;
 
-pub use topic::{OutputTopic, OutputTopicError, RowsRefused, open_output_topic};
+pub use topic::{
+    OutputTopic, OutputTopicError, RowsRefused, TransactionPlan, count_transactional_id,
+    open_output_topic,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -150,6 +153,26 @@ pub enum CountError {
         #[source]
         cause: RowsRefused,
     },
+    /// A transaction of the output could not be opened or ended.
+    #[error("the output's transaction (nothing after the last checkpoint is committed)")]
+    Transaction(#[source] Box<crate::kafka::transaction::TransactionError>),
+    /// Another instance with the same partitions started since this one.
+    #[error(
+        "fenced: another instance started with transactional id \"{id}\" since this one did, and took over its partitions; this one stops, and what it left open is aborted"
+    )]
+    Fenced {
+        /// The transactional id.
+        id: String,
+    },
+}
+
+impl CountError {
+    fn transaction(e: crate::kafka::transaction::TransactionError) -> Self {
+        match e.fenced_id() {
+            Some(id) => Self::Fenced { id: id.to_owned() },
+            None => Self::Transaction(Box::new(e)),
+        }
+    }
 }
 
 /// Why a partition's saved state cannot be used.
@@ -174,7 +197,14 @@ pub enum StateProblem {
 
 impl From<OffsetsError> for CountError {
     fn from(e: OffsetsError) -> Self {
-        Self::Job(e.into())
+        match e {
+            OffsetsError::Fenced {
+                transactional_id, ..
+            } => Self::Fenced {
+                id: transactional_id,
+            },
+            e => Self::Job(e.into()),
+        }
     }
 }
 
@@ -513,9 +543,12 @@ impl Run<'_> {
             }
         }
         if job.checkpoints.is_some() {
+            // Inside a transaction, a failed step leaves it in a state only
+            // an abort ends: the job stops, and its successor aborts it.
+            let transactional = job.topic.as_ref().is_some_and(OutputTopic::is_transactional);
             match self.commit().await {
                 Ok(()) => {}
-                Err(e) if !last => {
+                Err(e) if !last && !transactional => {
                     tracing::warn!(error = %crate::ErrorChain(&e), "checkpoint failed; retrying at the next interval");
                 }
                 Err(e) => return Err(e.into()),
@@ -540,7 +573,21 @@ impl Run<'_> {
             })
             .collect();
         let any = !states.is_empty();
-        let conflicts = checkpoints.session.commit_states(states, None).await?;
+        let writer = match (&mut self.job.topic, any) {
+            (Some(topic), true) => {
+                let store = checkpoints.session.store();
+                let (store_topic, partition) = (
+                    store.topic().to_owned(),
+                    store.partition_for(checkpoints.session.group()),
+                );
+                topic.store_writer(&store_topic, partition).await?
+            }
+            _ => None,
+        };
+        let conflicts = checkpoints.session.commit_states(states, writer).await?;
+        if let Some(topic) = &mut self.job.topic {
+            topic.commit_transaction().await?;
+        }
         if !any {
             return Ok(());
         }

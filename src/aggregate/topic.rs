@@ -1,5 +1,12 @@
 //! The `--to-topic` output of `weir count`: found, or created compacted and
 //! replicated, a producer for it, and rows written to it.
+//!
+//! With `--exactly-once` the producer is transactional: a checkpoint's rows
+//! and its commit of states and positions in the offsets store are one
+//! Kafka transaction ([`OutputTopic::store_writer`] and
+//! [`OutputTopic::commit_transaction`]). The transactional id names the
+//! group and the input partitions, so a restart of the same instance
+//! fences its predecessor and aborts what it left open.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +18,8 @@ use super::{CountError, Row};
 use crate::ConnectionConfig;
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::kafka::idempotence::{ProducerIdError, init_producer_id};
+use crate::kafka::transaction::{TransactionError, Transactions};
+use crate::offsets::StoreWriter;
 use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer, ProducerConfig};
 
 /// Rows also go to a topic, one record per (window, key).
@@ -19,6 +28,36 @@ pub struct OutputTopic {
     topic: String,
     producer: Producer,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
+    /// Exactly once: the producer's transactions and its writes to the
+    /// offsets store.
+    transaction: Option<(Transactions, StoreWriter)>,
+}
+
+/// The transactional id and timeout of an exactly-once output.
+#[derive(Debug, Clone)]
+pub struct TransactionPlan {
+    /// The transactional id.
+    pub id: String,
+    /// How long the coordinator lets a transaction stay open.
+    pub timeout: Duration,
+}
+
+/// The transactional id of `group`'s count over `partitions`: restarting
+/// the same instance (the same partitions) takes the same id.
+pub fn count_transactional_id(group: &str, partitions: &[crate::TopicPartition]) -> String {
+    let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+    for p in partitions {
+        by_topic.entry(&p.topic).or_default().push(p.partition);
+    }
+    let parts: Vec<String> = by_topic
+        .into_iter()
+        .map(|(topic, mut ps)| {
+            ps.sort_unstable();
+            let ps: Vec<String> = ps.iter().map(i32::to_string).collect();
+            format!("{topic}-{}", ps.join(","))
+        })
+        .collect();
+    format!("weir:{group}:count:{}", parts.join(";"))
 }
 
 impl OutputTopic {
@@ -33,6 +72,49 @@ impl OutputTopic {
             topic: topic.to_owned(),
             producer,
             deliveries,
+            transaction: None,
+        }
+    }
+
+    /// Whether rows and commits go in transactions.
+    pub fn is_transactional(&self) -> bool {
+        self.transaction.is_some()
+    }
+
+    /// Exactly once: adds the store's partition to the open transaction
+    /// (opening one) and returns the writer its commit goes through.
+    ///
+    /// # Errors
+    ///
+    /// The coordinator refused (fenced, or the transaction timed out).
+    pub(super) async fn store_writer(
+        &mut self,
+        store_topic: &str,
+        store_partition: i32,
+    ) -> Result<Option<&mut StoreWriter>, CountError> {
+        let Some((transactions, writer)) = &mut self.transaction else {
+            return Ok(None);
+        };
+        transactions
+            .add([(store_topic, store_partition)])
+            .await
+            .map_err(CountError::transaction)?;
+        Ok(Some(writer))
+    }
+
+    /// Exactly once: commits the open transaction, if any: the rows and
+    /// the checkpoint written since become visible together.
+    ///
+    /// # Errors
+    ///
+    /// The coordinator refused (fenced, or the transaction timed out).
+    pub(super) async fn commit_transaction(&mut self) -> Result<(), CountError> {
+        match &mut self.transaction {
+            Some((transactions, _)) => transactions
+                .end(true)
+                .await
+                .map_err(CountError::transaction),
+            None => Ok(()),
         }
     }
 
@@ -42,6 +124,13 @@ impl OutputTopic {
             topic: self.topic.clone(),
             cause,
         };
+        if let Some((transactions, _)) = &mut self.transaction {
+            let topic = self.topic.as_str();
+            transactions
+                .add((0..self.producer.partitions()).map(|p| (topic, p)))
+                .await
+                .map_err(CountError::transaction)?;
+        }
         let mut sent = 0;
         for row in rows {
             let record = ProduceRecord {
@@ -61,6 +150,11 @@ impl OutputTopic {
             match self.deliveries.recv().await {
                 Some(Delivery { result: Ok(_), .. }) => {}
                 Some(Delivery { result: Err(e), .. }) => {
+                    if let (true, Some((transactions, _))) = (e.is_fenced(), &self.transaction) {
+                        return Err(CountError::Fenced {
+                            id: transactions.id().to_owned(),
+                        });
+                    }
                     return Err(failed(RowsRefused::Delivery(e)));
                 }
                 None => return Err(failed(RowsRefused::Stopped)),
@@ -98,11 +192,16 @@ pub enum OutputTopicError {
     /// No producer id for its idempotent producer.
     #[error(transparent)]
     ProducerId(#[from] ProducerIdError),
+    /// Its transactional producer could not start.
+    #[error(transparent)]
+    Transaction(#[from] TransactionError),
 }
 
 /// The producer for output topic `name`; creates the topic (compacted, as
 /// many partitions as `input`, the first topic counted, replicated as the
-/// offsets store) when it is missing.
+/// offsets store) when it is missing. With `transaction`, the producer is
+/// transactional: its start fences earlier producers of the id and aborts
+/// what they left open, so call it before reading the group's commits.
 ///
 /// # Errors
 ///
@@ -113,6 +212,7 @@ pub async fn open_output_topic(
     config: &ConnectionConfig,
     name: &str,
     input: Option<&str>,
+    transaction: Option<TransactionPlan>,
 ) -> Result<OutputTopic, OutputTopicError> {
     let mut admin = Admin::connect(config).await?;
     let partitions = match admin.partition_count(name).await {
@@ -139,10 +239,18 @@ pub async fn open_output_topic(
         }
         Err(e) => return Err(e.into()),
     };
+    let transactions = match &transaction {
+        Some(plan) => Some(Transactions::init(config, &plan.id, plan.timeout).await?),
+        None => None,
+    };
     let producer_config = ProducerConfig {
         linger: Duration::from_millis(1),
         delivery_timeout: config.timeout,
-        producer_id: Some(init_producer_id(config).await?),
+        producer_id: Some(match &transactions {
+            Some(t) => t.producer_id(),
+            None => init_producer_id(config).await?,
+        }),
+        transactional_id: transaction.map(|plan| plan.id),
         ..ProducerConfig::default()
     };
     let (producer, deliveries) = Producer::new(
@@ -152,5 +260,10 @@ pub async fn open_output_topic(
         producer_config,
     )
     .await?;
-    Ok(OutputTopic::new(name, producer, deliveries))
+    let mut output = OutputTopic::new(name, producer, deliveries);
+    output.transaction = transactions.map(|t| {
+        let writer = StoreWriter::new(t.id(), t.producer_id());
+        (t, writer)
+    });
+    Ok(output)
 }

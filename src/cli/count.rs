@@ -10,7 +10,8 @@ use std::time::Duration;
 use weir::ConnectionConfig;
 use weir::aggregate::{
     self, Checkpoints, CountConfig, CountJob, CountMemberPlan, CountSummary, EmitMode, Extractor,
-    JsonLines, Restored, Row, RowSink, Table, Windowing, table_line,
+    JsonLines, Restored, Row, RowSink, Table, TransactionPlan, Windowing, count_transactional_id,
+    table_line,
 };
 use weir::consume::{Consumer, assign};
 use weir::job::StopReason;
@@ -90,6 +91,19 @@ pub struct CountArgs {
     #[arg(long, value_name = "TOPIC")]
     pub to_topic: Option<String>,
 
+    /// The rows of a checkpoint and its commit (counts and positions) in
+    /// one Kafka transaction (needs -g and --to-topic, and a static
+    /// assignment: --exclusive, --instance or --partitions): readers of
+    /// the output topic with read_committed see each row once, across
+    /// crashes. Rows on stdout stay at least once.
+    #[arg(long, requires_all = ["to_topic", "group"])]
+    pub exactly_once: bool,
+
+    /// How long the coordinator lets a transaction stay open before it
+    /// aborts it (the Java producer's transaction.timeout.ms).
+    #[arg(long, default_value = "1m", value_parser = parse_duration, requires = "exactly_once")]
+    pub transaction_timeout: Duration,
+
     /// Write no rows to stdout (with --to-topic).
     #[arg(long, requires = "to_topic")]
     pub no_stdout: bool,
@@ -134,13 +148,21 @@ pub async fn run(
         grace_ms: i64::try_from(args.grace.as_millis()).unwrap_or(i64::MAX),
     };
 
+    if args.exactly_once && args.selection.joins_group() && !args.exclusive {
+        return Err(usage(
+            "--exactly-once needs a static assignment (--exclusive, --instance or --partitions): its transactional id names the partitions it counts",
+        ));
+    }
     let client = Arc::new(config.client().await?);
-    let topic = match &args.to_topic {
-        Some(name) => {
-            let input = selection.topics.first().map(String::as_str);
-            Some(weir::aggregate::open_output_topic(&client, &config, name, input).await?)
-        }
-        None => None,
+    let input = selection.topics.first().cloned();
+    // Exactly once, the transactional output starts once the partitions
+    // are known, and before the group's commits are read.
+    let topic = match (&args.to_topic, args.exactly_once) {
+        (Some(name), false) => Some(
+            weir::aggregate::open_output_topic(&client, &config, name, input.as_deref(), None)
+                .await?,
+        ),
+        _ => None,
     };
     let stdout = std::io::stdout();
     let sink: Option<Box<dyn RowSink>> = match (args.no_stdout, args.json, terminal) {
@@ -188,6 +210,23 @@ pub async fn run(
         }
     }
     let mut assignments = assign(&client, &selection).await?;
+    if let (Some(name), Some(group), true) = (&args.to_topic, &args.group, args.exactly_once) {
+        let partitions: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
+        let plan = TransactionPlan {
+            id: count_transactional_id(group, &partitions),
+            timeout: args.transaction_timeout,
+        };
+        job.topic = Some(
+            weir::aggregate::open_output_topic(
+                &client,
+                &config,
+                name,
+                input.as_deref(),
+                Some(plan),
+            )
+            .await?,
+        );
+    }
     let mut restored = Restored::default();
     if let Some(group) = &args.group {
         let store = args.store.config(writes)?;
