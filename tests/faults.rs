@@ -1516,14 +1516,21 @@ fn count_exactly_once_across_kills_of_weir_and_a_broker() {
         let start = chrono_ms(row["window_start"].as_str().unwrap());
         let key = (start, row["key"].as_str().unwrap().to_owned());
         let count = row["count"].as_u64().unwrap();
-        assert!(got.insert(key.clone(), count).is_none(), "{key:?} emitted twice");
+        assert!(
+            got.insert(key.clone(), count).is_none(),
+            "{key:?} emitted twice"
+        );
     }
     assert_eq!(got, expected, "rows read_committed by the Java consumer");
     let mut cmd = weir();
     cmd.args(["consume", "-t", &output, "-e", "-q", "-b", address]);
     let read = run(&mut cmd);
     read.ok();
-    assert_eq!(read.stdout.lines().count(), expected.len(), "rows read by weir");
+    assert_eq!(
+        read.stdout.lines().count(),
+        expected.len(),
+        "rows read by weir"
+    );
     eprintln!(
         "exactly-once count: {killed_mid_stream} SIGKILLs mid-stream and a broker SIGKILL; {} rows exact, each once",
         expected.len()

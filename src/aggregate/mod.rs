@@ -545,7 +545,10 @@ impl Run<'_> {
         if job.checkpoints.is_some() {
             // Inside a transaction, a failed step leaves it in a state only
             // an abort ends: the job stops, and its successor aborts it.
-            let transactional = job.topic.as_ref().is_some_and(OutputTopic::is_transactional);
+            let transactional = job
+                .topic
+                .as_ref()
+                .is_some_and(OutputTopic::is_transactional);
             match self.commit().await {
                 Ok(()) => {}
                 Err(e) if !last && !transactional => {
