@@ -1186,6 +1186,63 @@ fn committed_past(address: &str, store: &str, group: &str, above: i64, job: &mut
     }
 }
 
+/// A crash loop: the job to kill, where it commits, and when.
+struct KillLoop<'a> {
+    address: &'a str,
+    store: &'a str,
+    group: &'a str,
+    /// The output topic: the leader of its partition 0 is SIGKILLed in
+    /// round `broker_round`.
+    output: &'a str,
+    /// The input records: the loop stops killing once all are committed.
+    total: u64,
+    rounds: u32,
+    broker_round: u32,
+    max_delay_ms: u64,
+}
+
+/// Runs `job()` `rounds` times, each SIGKILLed at a moment of its own: a
+/// pseudo-random 0 to `max_delay_ms` after its first commit (the seed is
+/// printed). In `broker_round`, the leader of the output's partition 0 is
+/// SIGKILLed first and the job must commit again without it; it is
+/// restarted after the round. Returns how many runs were killed before
+/// everything was committed.
+fn kill_loop(cluster: &Cluster, plan: &KillLoop<'_>, job: impl Fn() -> Command) -> u64 {
+    let mut seed = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    );
+    eprintln!("kill loop: seed {seed}");
+    let (address, store, group) = (plan.address, plan.store, plan.group);
+    let mut committed = 0;
+    let mut killed_mid_stream = 0;
+    for round in 0..plan.rounds {
+        let mut run = Logged::spawn(&mut job(), "killed");
+        let mut victim = None;
+        if committed < plan.total as i64 {
+            committed = committed_past(address, store, group, committed, &mut run);
+            if round == plan.broker_round {
+                let id = leader(address, plan.output, 0);
+                cluster.kill(id);
+                victim = Some(id);
+                committed = committed_past(address, store, group, committed, &mut run);
+            }
+        }
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        std::thread::sleep(Duration::from_millis((seed >> 33) % plan.max_delay_ms));
+        if run.child.try_wait().unwrap().is_none() {
+            killed_mid_stream += u64::from(committed < plan.total as i64);
+        }
+        drop(run); // SIGKILL: the open transaction stays open.
+        if let Some(id) = victim {
+            cluster.restart(id);
+        }
+    }
+    killed_mid_stream
+}
+
 /// Checks `output` as read_committed readers see it, after a pipe of
 /// `keyed(0..lines)` that kept the even keys: each even key's values 0,
 /// 1, 2, ... once each, in order, and nothing else, read by Kafka's own
@@ -1280,41 +1337,20 @@ fn pipe_exactly_once_across_kills_of_weir_and_a_broker() {
     assert!(status.success(), "{stderr}");
 
     let pipe = || exactly_once_pipe(address, &input, &output, &group, &store);
-    // SIGKILLs at moments of their own: after the run's first commit, a
-    // pseudo-random 0-400 ms later (the seed is printed). In round 2 the
-    // leader of an output partition is SIGKILLed first, and the run must
-    // commit again without it.
-    let mut seed = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos(),
+    let killed_mid_stream = kill_loop(
+        cluster,
+        &KillLoop {
+            address,
+            store: &store,
+            group: &group,
+            output: &output,
+            total,
+            rounds: 5,
+            broker_round: 2,
+            max_delay_ms: 400,
+        },
+        pipe,
     );
-    eprintln!("exactly-once pipe: seed {seed}");
-    let mut committed = 0;
-    let mut killed_mid_stream = 0;
-    let mut victim = None;
-    for round in 0..5 {
-        let mut job = Logged::spawn(&mut pipe(), "eos-pipe");
-        if committed < total as i64 {
-            committed = committed_past(address, &store, &group, committed, &mut job);
-            if round == 2 {
-                let id = leader(address, &output, 0);
-                cluster.kill(id);
-                victim = Some(id);
-                committed = committed_past(address, &store, &group, committed, &mut job);
-            }
-        }
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        std::thread::sleep(Duration::from_millis((seed >> 33) % 400));
-        if job.child.try_wait().unwrap().is_none() {
-            killed_mid_stream += u64::from(committed < total as i64);
-        }
-        drop(job); // SIGKILL: the open transaction stays open.
-        if let Some(id) = victim.take() {
-            cluster.restart(id);
-        }
-    }
     assert!(
         killed_mid_stream >= 2,
         "only {killed_mid_stream} runs were killed before the end"
@@ -1451,37 +1487,20 @@ fn count_exactly_once_across_kills_of_weir_and_a_broker() {
             .args(["--no-stdout", "--timeout", WEIR_TIMEOUT, "-b", address]);
         cmd
     };
-    let mut seed = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos(),
+    let killed_mid_stream = kill_loop(
+        cluster,
+        &KillLoop {
+            address,
+            store: &store,
+            group: &group,
+            output: &output,
+            total,
+            rounds: 4,
+            broker_round: 1,
+            max_delay_ms: 150,
+        },
+        count,
     );
-    eprintln!("exactly-once count: seed {seed}");
-    let mut committed = 0;
-    let mut killed_mid_stream = 0;
-    for round in 0..4 {
-        let mut job = Logged::spawn(&mut count(), "eos-count");
-        let mut victim = None;
-        if committed < total as i64 {
-            committed = committed_past(address, &store, &group, committed, &mut job);
-            if round == 1 {
-                let id = leader(address, &output, 0);
-                cluster.kill(id);
-                victim = Some(id);
-                committed = committed_past(address, &store, &group, committed, &mut job);
-            }
-        }
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        std::thread::sleep(Duration::from_millis((seed >> 33) % 150));
-        if job.child.try_wait().unwrap().is_none() {
-            killed_mid_stream += u64::from(committed < total as i64);
-        }
-        drop(job); // SIGKILL: the open transaction stays open.
-        if let Some(id) = victim {
-            cluster.restart(id);
-        }
-    }
     assert!(
         killed_mid_stream >= 2,
         "only {killed_mid_stream} runs were killed before the end"
