@@ -27,6 +27,10 @@ use super::wire::{self, BrokerConnection, WireError, WireOptions};
 /// FindCoordinator's key type of a transactional id.
 const TRANSACTION_KEY: i8 = 1;
 
+/// How long one try to connect to a coordinator lasts before it is looked
+/// up again.
+pub(crate) const COORDINATOR_CONNECT_TRY: Duration = Duration::from_secs(2);
+
 /// AddPartitionsToTxn versions above 3 are between brokers (KIP-890).
 const CLIENT_ADD_PARTITIONS_MAX: i16 = 3;
 
@@ -328,7 +332,11 @@ impl Transactions {
         if self.coordinator.is_none() {
             match self.find_coordinator(deadline).await {
                 Ok(conn) => self.coordinator = Some(conn),
-                Err(TransactionError::Wire { source, .. }) if source.is_retryable() => {
+                // The coordinator named may be a broker just killed that
+                // the controller has not fenced yet: ask again.
+                Err(TransactionError::Wire { source, .. })
+                    if source.is_retryable() || matches!(source, WireError::Timeout { .. }) =>
+                {
                     return Attempt::Again;
                 }
                 Err(e) => return Attempt::Fail(e),
@@ -381,9 +389,16 @@ impl Transactions {
                 api: "FindCoordinator",
                 source,
             })?;
-        wire::connect_to(&self.wire, &address, deadline)
+        // A short try: a coordinator that does not answer is asked for
+        // again rather than waited on until the deadline.
+        let try_deadline = deadline.min(Instant::now() + COORDINATOR_CONNECT_TRY);
+        wire::connect_to(&self.wire, &address, try_deadline)
             .await
-            .map_err(connect)
+            .map_err(|source| TransactionError::Wire {
+                id: self.id.clone(),
+                api: "connecting to the coordinator",
+                source,
+            })
     }
 }
 

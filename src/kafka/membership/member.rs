@@ -419,7 +419,11 @@ impl Member {
                 }
                 Err(e) => return Err(Attempt::Again(e.to_string())),
             };
-            let conn = wire::connect_to(&self.wire, &address, deadline)
+            // A coordinator just killed is named until the controller
+            // fences it: a short try, then it is looked up again.
+            let try_deadline =
+                deadline.min(Instant::now() + crate::kafka::transaction::COORDINATOR_CONNECT_TRY);
+            let conn = wire::connect_to(&self.wire, &address, try_deadline)
                 .await
                 .map_err(|e| Attempt::Again(e.to_string()))?;
             debug!(
