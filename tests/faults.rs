@@ -1110,8 +1110,23 @@ fn even_key(key: u64) -> bool {
 }
 
 /// `weir pipe --exactly-once` from `input` to `output`, keeping the even
-/// keys, as a member of `group` committing to `store`.
+/// keys, committing to `group` in `store`: every partition, chosen here
+/// (`--exclusive`, without joining the broker's group).
 fn exactly_once_pipe(
+    address: &str,
+    input: &str,
+    output: &str,
+    group: &str,
+    store: &str,
+) -> Command {
+    let mut cmd = exactly_once_member(address, input, output, group, store);
+    cmd.arg("--exclusive");
+    cmd
+}
+
+/// As [`exactly_once_pipe`], as a member of the broker's group `group`
+/// (session timeout 6 s).
+fn exactly_once_member(
     address: &str,
     input: &str,
     output: &str,
@@ -1120,6 +1135,7 @@ fn exactly_once_pipe(
 ) -> Command {
     let mut cmd = weir();
     cmd.args(["pipe", "-t", input, "--to", output, "-g", group])
+        .args(["--session-timeout", "6s"])
         .args(["--offsets-topic", store, "--commit-interval", "200ms"])
         .args(["--grep-key", EVEN_KEYS, "--exactly-once"])
         .args(["--timeout", WEIR_TIMEOUT, "-b", address]);
@@ -1562,4 +1578,66 @@ fn chrono_ms(rfc3339: &str) -> i64 {
     rskafka::chrono::DateTime::parse_from_rfc3339(rfc3339)
         .unwrap()
         .timestamp_millis()
+}
+
+#[test]
+fn exactly_once_pipe_members_share_partitions_and_fence_a_frozen_one() {
+    let (_turn, cluster) = cluster();
+    let address = &cluster.address;
+    let input = random_topic("eos-members-in");
+    let output = random_topic("eos-members-out");
+    let store = random_topic("eos-members-offsets");
+    let group = random_topic("eos-members-g");
+    create_topic(address, &input, PARTITIONS);
+    create_topic(address, &output, 4);
+    // About 5,000 lines/s for 18 s: input keeps coming through a freeze,
+    // a SIGKILL and a join.
+    let total: u64 = 90_000;
+    let feeding = Producing::start(
+        &produce_args(&input, address),
+        total,
+        50,
+        Duration::from_millis(10),
+        keyed,
+    );
+    let member = |name| {
+        Logged::spawn(
+            &mut exactly_once_member(address, &input, &output, &group, &store),
+            name,
+        )
+    };
+    let mut a = member("member-a");
+    let mut b = member("member-b");
+    let mut committed = committed_past(address, &store, &group, 0, &mut a);
+    // B frozen past its session (6 s): the group gives its partitions to
+    // A, whose lanes fence B's producers and abort B's open transactions.
+    signal(&b.child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(9));
+    committed = committed_past(address, &store, &group, committed, &mut a);
+    signal(&b.child, libc::SIGCONT);
+    // A killed mid-stream, C joins: B and C share the partitions.
+    committed = committed_past(address, &store, &group, committed, &mut a);
+    drop(a); // SIGKILL
+    let mut c = member("member-c");
+    committed_past(address, &store, &group, committed, &mut c);
+
+    let (status, stderr, _) = feeding.finish(false);
+    assert!(status.success(), "{stderr}");
+    wait_for("every record committed", || {
+        common::committed_total(address, &store, &group) == total as i64
+    });
+    for (name, job) in [("b", &mut b), ("c", &mut c)] {
+        signal(&job.child, libc::SIGTERM);
+        let status = wait_exit(&mut job.child, "a member");
+        assert!(status.success(), "member {name}: {}", job.stderr());
+    }
+    let thawed = b.stderr();
+    assert!(
+        thawed.to_lowercase().contains("fenced"),
+        "the frozen member says it was fenced:\n{thawed}"
+    );
+    let aborted = check_exactly_once(&cluster.live_node(), &output, total);
+    eprintln!(
+        "exactly-once pipe members: a frozen member fenced, one SIGKILLed, one joined; {aborted} records of aborted transactions left out"
+    );
 }

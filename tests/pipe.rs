@@ -69,7 +69,10 @@ fn filtered_rekeyed_records_arrive_at_least_once_in_order_across_kills() {
 
     let pipe = |extra: &[&str]| {
         let mut cmd = weir();
-        cmd.args(["pipe", "-t", &input, "--to", &out, "-g", &group])
+        // --exclusive: a static assignment, so a restart after a SIGKILL
+        // does not wait for the dead member's session to time out.
+        cmd.args(["pipe", "-t", &input, "--to", &out])
+            .args(["-g", &group, "--exclusive"])
             .args(["--offsets-topic", &store, "--commit-interval", "200ms"])
             .args(["--where", "kind=a", "--key-from", "json:/user"])
             .args(["-b", cluster.address()])

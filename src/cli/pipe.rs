@@ -13,12 +13,14 @@ use weir::consume::output::{OutputFormat, Template};
 use weir::consume::{Commits, Consumer, assign};
 use weir::job::StopReason;
 use weir::kafka::admin::{Admin, AdminError};
-use weir::pipe::{Lanes, PipeJob, PipeOutput, PipeSummary, Transform, ValueFrom};
+use weir::pipe::{
+    LanePlan, Lanes, PipeJob, PipeMemberPlan, PipeOutput, PipeSummary, Transform, ValueFrom,
+};
 use weir::produce::producer::{Producer, ProducerConfig};
 
 use super::connect::parse_duration;
 use super::consume::SelectionArgs;
-use super::flags::{BatchFlags, FilterFlags};
+use super::flags::{BatchFlags, FilterFlags, MembershipFlags};
 use super::offsets::StoreArgs;
 use super::{usage, usage_for};
 
@@ -56,11 +58,12 @@ pub struct PipeArgs {
     #[arg(long)]
     pub keep_partition: bool,
 
-    /// Resume from, and commit to, group G's offsets in weir's offsets
-    /// topic; a position is committed only after the output topic
-    /// acknowledged every record before it. The partitions are chosen
-    /// here (every partition, or --instance, --partitions): pipe does not
-    /// join the broker's group.
+    /// Pipe as a member of Kafka group G: the broker's group coordinator
+    /// shares the partitions among the members (with --instance,
+    /// --partitions, --until, -e or --exclusive they are chosen here
+    /// instead); positions are kept in the group's records in weir's
+    /// offsets topic, each committed only after the output topic
+    /// acknowledged every record before it.
     #[arg(short, long)]
     pub group: Option<String>,
 
@@ -91,6 +94,9 @@ pub struct PipeArgs {
 
     #[command(flatten)]
     pub batch: BatchFlags,
+
+    #[command(flatten)]
+    pub membership: MembershipFlags,
 }
 
 impl PipeArgs {
@@ -141,6 +147,58 @@ pub async fn run(
     drop(admin);
     let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
 
+    let stop = async {
+        shutdown.await;
+        StopReason::Shutdown
+    };
+    if let Some(group) = args.group.as_ref() {
+        if args.selection.joins_group() && !args.exclusive {
+            let exactly_once = args.exactly_once.then(|| LanePlan {
+                topic: args.to.clone(),
+                partitions,
+                producer: batching.clone(),
+                transaction_timeout: args.transaction_timeout,
+            });
+            let output = match &exactly_once {
+                // Each generation opens the lanes of its partitions.
+                Some(_) => PipeOutput::ExactlyOnce(
+                    Lanes::open(
+                        &client,
+                        &config,
+                        group,
+                        &args.to,
+                        partitions,
+                        &batching,
+                        &[],
+                        args.transaction_timeout,
+                    )
+                    .await?,
+                ),
+                None => at_least_once(&client, &config, &args, partitions, batching).await?,
+            };
+            let plan = PipeMemberPlan {
+                membership: args.membership.config(group, &selection.topics)?,
+                selection,
+                consumer: consumer_config,
+                store: args.store.config(true)?,
+                commit_interval: args.commit_interval,
+                exactly_once,
+            };
+            let job = PipeJob {
+                filter,
+                transform,
+                output,
+                commits: None,
+                member: None,
+            };
+            let summary = weir::pipe::run_member(&client, &config, plan, job, stop).await?;
+            if !quiet {
+                print_summary(&summary, &args.to);
+            }
+            return Ok(());
+        }
+    }
+
     let mut assignments = assign(&client, &selection).await?;
     // Exactly once, the transactional producers start first: each aborts
     // what its predecessor left open, so the group's commits read next
@@ -185,18 +243,7 @@ pub async fn run(
     }
     let output = match lanes {
         Some(lanes) => PipeOutput::ExactlyOnce(lanes),
-        None => {
-            let producer_config = ProducerConfig {
-                producer_id: args.batch.producer_id(&config).await?,
-                ..batching
-            };
-            let (producer, deliveries) =
-                Producer::new(Arc::clone(&client), &args.to, partitions, producer_config).await?;
-            PipeOutput::AtLeastOnce {
-                producer,
-                deliveries,
-            }
-        }
+        None => at_least_once(&client, &config, &args, partitions, batching).await?,
     };
     let consumer = Consumer::start(&client, assignments, consumer_config).await?;
     let job = PipeJob {
@@ -206,15 +253,32 @@ pub async fn run(
         commits,
         member: None,
     };
-    let stop = async {
-        shutdown.await;
-        StopReason::Shutdown
-    };
     let summary = weir::pipe::run(consumer, job, stop).await?;
     if !quiet {
         print_summary(&summary, &args.to);
     }
     Ok(())
+}
+
+/// The at-least-once output: one idempotent producer (unless
+/// `--no-idempotence`).
+async fn at_least_once(
+    client: &Arc<rskafka::client::Client>,
+    config: &ConnectionConfig,
+    args: &PipeArgs,
+    partitions: i32,
+    batching: ProducerConfig,
+) -> anyhow::Result<PipeOutput> {
+    let producer_config = ProducerConfig {
+        producer_id: args.batch.producer_id(config).await?,
+        ..batching
+    };
+    let (producer, deliveries) =
+        Producer::new(Arc::clone(client), &args.to, partitions, producer_config).await?;
+    Ok(PipeOutput::AtLeastOnce {
+        producer,
+        deliveries,
+    })
 }
 
 fn print_summary(summary: &PipeSummary, to: &str) {

@@ -31,8 +31,10 @@ use crate::record::ConsumedRecord;
 use crate::{ErrorChain, TopicPartition};
 
 pub mod lanes;
+pub mod member;
 
 pub use lanes::Lanes;
+pub use member::{LanePlan, PipeMemberPlan, run_member};
 
 /// How an output record is made from an input record.
 #[derive(Debug)]
@@ -155,6 +157,31 @@ pub struct PipeSummary {
     pub stop: StopReason,
 }
 
+impl PipeSummary {
+    /// A run that piped nothing.
+    pub fn empty(stop: StopReason) -> Self {
+        Self {
+            read: 0,
+            written: 0,
+            filtered: 0,
+            unparsed: 0,
+            commits: 0,
+            elapsed: Duration::ZERO,
+            stop,
+        }
+    }
+
+    /// Adds a later run's tallies (a group member's next generation).
+    pub fn absorb(&mut self, later: Self) {
+        self.read += later.read;
+        self.written += later.written;
+        self.filtered += later.filtered;
+        self.unparsed += later.unparsed;
+        self.commits += later.commits;
+        self.stop = later.stop;
+    }
+}
+
 /// Runs `job` over `consumer` until the consumer ends or `shutdown`
 /// completes with its reason; then waits for the output and commits.
 ///
@@ -165,7 +192,21 @@ pub struct PipeSummary {
 /// record.
 pub async fn run(
     consumer: Consumer,
-    job: PipeJob,
+    mut job: PipeJob,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<PipeSummary, PipeError> {
+    run_job(consumer, &mut job, shutdown).await
+}
+
+/// As [`run`], keeping `job` for another run (a group member's next
+/// generation).
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn run_job(
+    consumer: Consumer,
+    job: &mut PipeJob,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<PipeSummary, PipeError> {
     let started = Instant::now();
@@ -215,8 +256,8 @@ pub async fn run(
 }
 
 /// The job as the loop drives it.
-struct Run {
-    job: PipeJob,
+struct Run<'a> {
+    job: &'a mut PipeJob,
     key_reader: Option<KeyReader>,
     value_reader: Option<KeyReader>,
     /// A template's output, reused.
@@ -236,7 +277,7 @@ struct Run {
     commits: u64,
 }
 
-impl Job for Run {
+impl Job for Run<'_> {
     type Error = PipeError;
 
     async fn records(&mut self, records: &[ConsumedRecord]) -> Step<PipeError> {
@@ -316,7 +357,7 @@ impl Job for Run {
     }
 }
 
-impl Run {
+impl Run<'_> {
     fn holds_partitions(&self) -> bool {
         self.job.member.as_ref().is_none_or(MemberLink::valid)
     }

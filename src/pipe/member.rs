@@ -1,0 +1,178 @@
+//! `weir pipe -g G` as a member of Kafka group G ([`crate::job::member`]):
+//! each generation reads its assigned partitions from the group's commits
+//! in the offsets store and pipes them on.
+//!
+//! Exactly once, each generation first starts the lanes of its partitions
+//! ([`Lanes::open`]): a lane's transactional id names the group and the
+//! partition, so the member given a partition fences whoever had it
+//! before, and aborts what that one left open, before it reads the
+//! partition's commit. A member that was frozen past its session and
+//! finds its writes refused as fenced has lost those partitions: it
+//! rejoins rather than exits.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::Client;
+use tokio::time::Instant;
+
+use super::{Lanes, PipeError, PipeJob, PipeOutput, PipeSummary, run_job};
+use crate::consume::{Commits, Consumer, ConsumerConfig, Selection, assign};
+use crate::job::member::{Generations, run_member as run_generations};
+use crate::job::{JobError, StopReason};
+use crate::kafka::connect::ConnectionConfig;
+use crate::kafka::membership::{MemberLink, MembershipConfig};
+use crate::offsets::StoreConfig;
+use crate::produce::producer::ProducerConfig;
+use crate::{TopicPartition, offsets};
+
+/// How a member of a group pipes.
+#[derive(Debug, Clone)]
+pub struct PipeMemberPlan {
+    /// The topics, and where partitions without a commit start.
+    pub selection: Selection,
+    /// The consumer's config.
+    pub consumer: ConsumerConfig,
+    /// The offsets store.
+    pub store: StoreConfig,
+    /// Time between commits.
+    pub commit_interval: Duration,
+    /// The group, its topics and timeouts.
+    pub membership: MembershipConfig,
+    /// Exactly once: the lanes each generation opens.
+    pub exactly_once: Option<LanePlan>,
+}
+
+/// What an exactly-once member's lanes write to.
+#[derive(Debug, Clone)]
+pub struct LanePlan {
+    /// The output topic.
+    pub topic: String,
+    /// Its partition count.
+    pub partitions: i32,
+    /// Batching and compression.
+    pub producer: ProducerConfig,
+    /// How long the coordinator lets a transaction stay open.
+    pub transaction_timeout: Duration,
+}
+
+/// Runs `job` as a member of the plan's group until `shutdown` completes
+/// or every assigned partition reached its end; then leaves the group.
+/// `job.commits`, `job.member` and, exactly once, `job.output` are set per
+/// generation.
+///
+/// # Errors
+///
+/// The group could not be joined or its offsets read, a partition
+/// failed, or the output refused a record.
+pub async fn run_member(
+    client: &Arc<Client>,
+    connection: &ConnectionConfig,
+    plan: PipeMemberPlan,
+    job: PipeJob,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<PipeSummary, PipeError> {
+    let started = Instant::now();
+    let membership = plan.membership.clone();
+    let mut member = Member {
+        client,
+        connection,
+        plan,
+        job,
+        total: None,
+    };
+    let stop = run_generations(connection, membership, &mut member, shutdown).await?;
+    let mut total = member.total.unwrap_or_else(|| PipeSummary::empty(stop));
+    total.elapsed = started.elapsed();
+    total.stop = stop;
+    Ok(total)
+}
+
+/// The pipe job, one generation at a time.
+struct Member<'a> {
+    client: &'a Arc<Client>,
+    connection: &'a ConnectionConfig,
+    plan: PipeMemberPlan,
+    job: PipeJob,
+    /// What the generations so far did.
+    total: Option<PipeSummary>,
+}
+
+impl Generations for Member<'_> {
+    type Error = PipeError;
+
+    async fn generation(
+        &mut self,
+        partitions: &[TopicPartition],
+        link: MemberLink,
+        stop: impl Future<Output = StopReason>,
+    ) -> Result<StopReason, PipeError> {
+        let mut assignments = assign(self.client, &self.plan.selection)
+            .await
+            .map_err(JobError::from)?;
+        assignments.retain(|a| partitions.contains(&a.topic_partition()));
+        let group = &self.plan.membership.group;
+        if let Some(lanes) = &self.plan.exactly_once {
+            let inputs: Vec<TopicPartition> =
+                assignments.iter().map(|a| a.topic_partition()).collect();
+            let opened = Lanes::open(
+                self.client,
+                self.connection,
+                group,
+                &lanes.topic,
+                lanes.partitions,
+                &lanes.producer,
+                &inputs,
+                lanes.transaction_timeout,
+            )
+            .await?;
+            self.job.output = PipeOutput::ExactlyOnce(opened);
+        }
+        let joined = offsets::group::join(
+            self.client,
+            self.connection,
+            &self.plan.store,
+            group,
+            &mut assignments,
+        )
+        .await
+        .map_err(JobError::from)?;
+        self.job.commits = joined.map(|(session, _)| Commits {
+            session,
+            interval: self.plan.commit_interval,
+            exclusive: false,
+        });
+        if self.plan.exactly_once.is_some() && self.job.commits.is_none() {
+            return Err(PipeError::Job(JobError::Offsets(
+                crate::offsets::OffsetsError::NoStore {
+                    topic: self.plan.store.topic.clone(),
+                },
+            )));
+        }
+        self.job.member = Some(link);
+        let consumer = Consumer::start(self.client, assignments, self.plan.consumer.clone())
+            .await
+            .map_err(JobError::from)?;
+        let summary = match run_job(consumer, &mut self.job, stop).await {
+            Ok(summary) => summary,
+            // Another member was given a partition of this one's (its
+            // session expired while it was frozen): rejoin.
+            Err(PipeError::Fenced { id }) => {
+                tracing::warn!(
+                    group = group.as_str(),
+                    transactional_id = id.as_str(),
+                    "fenced: a partition of this member was given to another; rejoining"
+                );
+                return Ok(StopReason::Fenced);
+            }
+            Err(e) => return Err(e),
+        };
+        let stop = summary.stop;
+        match &mut self.total {
+            Some(total) => total.absorb(summary),
+            None => self.total = Some(summary),
+        }
+        Ok(stop)
+    }
+}
