@@ -186,20 +186,33 @@ impl Lanes {
     ) -> Result<u64, PipeError> {
         let store_topic = session.store().topic().to_owned();
         let store_partition = session.store().partition_for(session.group());
-        let mut committed = 0;
-        for (input, lane) in &mut self.lanes {
-            let Some(&position) = positions.get(input) else {
-                continue;
-            };
-            let moved = session.committed(input) != Some(position);
-            if !moved && !lane.transactions.is_open() {
-                continue;
-            }
-            lane.transactions
-                .add([(store_topic.as_str(), store_partition)])
-                .await?;
-            lane.acknowledge().await?;
-            let position = BTreeMap::from([(input.clone(), position)]);
+        let due: Vec<(&TopicPartition, i64, &mut Lane)> = self
+            .lanes
+            .iter_mut()
+            .filter_map(|(input, lane)| {
+                let position = *positions.get(input)?;
+                let moved = session.committed(input) != Some(position);
+                (moved || lane.transactions.is_open()).then_some((input, position, lane))
+            })
+            .collect();
+        // The lanes' transactions are independent: the store partition
+        // joins each, and their acknowledgements are awaited, all at once;
+        // the commits go to the store one after another (one session);
+        // then every transaction ends at once.
+        let mut due =
+            futures::future::try_join_all(due.into_iter().map(|(input, position, lane)| {
+                let store_topic = store_topic.as_str();
+                async move {
+                    lane.transactions
+                        .add([(store_topic, store_partition)])
+                        .await?;
+                    lane.acknowledge().await?;
+                    Ok::<_, PipeError>((input, position, lane))
+                }
+            }))
+            .await?;
+        for (input, position, lane) in &mut due {
+            let position = BTreeMap::from([((*input).clone(), *position)]);
             let conflicts = match session.commit_as(&position, Some(&mut lane.store)).await {
                 Ok(conflicts) => conflicts,
                 Err(OffsetsError::Fenced {
@@ -212,9 +225,13 @@ impl Lanes {
                 Err(e) => return Err(JobError::from(e).into()),
             };
             check_conflicts(session, conflicts, exclusive)?;
-            lane.transactions.end(true).await?;
-            committed += 1;
         }
+        let committed = due.len() as u64;
+        futures::future::try_join_all(
+            due.into_iter()
+                .map(|(_, _, lane)| async move { lane.transactions.end(true).await }),
+        )
+        .await?;
         Ok(committed)
     }
 
