@@ -77,6 +77,7 @@ pub async fn resolve_start(
     let reader = PartitionReader {
         client: pc,
         isolation: config.isolation,
+        batcher: None,
     };
     resolve(&assignment, &reader, &config).await
 }

@@ -14,6 +14,8 @@ use crate::{
 pub mod consumer;
 pub mod controller;
 pub mod error;
+// weir: fetches of several partitions of one broker in one request.
+pub mod fetch_batch;
 pub(crate) mod metadata_cache;
 pub mod partition;
 pub mod producer;
