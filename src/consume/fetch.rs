@@ -348,12 +348,6 @@ impl<F: PartitionFetch> PartitionTask<F> {
         // Where the log ended at the last fetch (or the stop, known before
         // the first): below it the broker answers at once.
         let mut known_end = self.end;
-        // Whether the last fetch's records took more than
-        // DECODED_FETCH_FACTOR times its size once decoded (a compressed
-        // topic). Such a partition fetches alone: a request carrying
-        // several of them would hold that many times more in memory at
-        // once, and its few requests per record cost the broker little.
-        let mut expands = false;
         loop {
             if self.end.is_some_and(|end| self.next >= end) {
                 self.reached().await;
@@ -373,7 +367,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 biased;
                 _ = self.stopped.changed() => return,
                 r = tokio::time::timeout_at(deadline, async {
-                    if !expands && known_end.is_some_and(|end| self.next < end) {
+                    if known_end.is_some_and(|end| self.next < end) {
                         self.fetch.fetch_behind(self.next, max_bytes, max_wait_ms).await
                     } else {
                         self.fetch.fetch(self.next, max_bytes, max_wait_ms).await
@@ -510,10 +504,6 @@ impl<F: PartitionFetch> PartitionTask<F> {
                         + r.record.value.as_ref().map_or(0, Vec::len)
                 })
                 .sum();
-            expands = decoded
-                > usize::try_from(max_bytes)
-                    .unwrap_or(0)
-                    .saturating_mul(DECODED_FETCH_FACTOR);
             let next_bytes = next_fetch_bytes(max_bytes, floor, fetch_bytes, decoded);
             if next_bytes != max_bytes {
                 debug!(

@@ -64,17 +64,10 @@ struct Waiter {
 
 #[derive(Default)]
 struct Lane {
-    /// Driver tasks of this lane, each with a request on its way or about
-    /// to send one (at most [`REQUESTS_IN_FLIGHT`]).
-    drivers: usize,
+    /// A request of this lane is on its way (its driver task runs).
+    busy: bool,
     queue: Vec<Waiter>,
 }
-
-/// Requests of one lane on their way at once. With one, the broker's
-/// answer is read and decoded before the next request leaves, and the
-/// connection idles meanwhile; with two, the next is sent (on another
-/// partition's connection) while one is decoded.
-const REQUESTS_IN_FLIGHT: usize = 2;
 
 /// Sends the fetches of several partitions with one leader as one request
 /// (see the module documentation). Cheap to clone; clones share the queues.
@@ -126,12 +119,7 @@ impl FetchBatcher {
                 connection,
                 answer: tx,
             });
-            if lane.drivers < REQUESTS_IN_FLIGHT {
-                lane.drivers += 1;
-                true
-            } else {
-                false
-            }
+            !std::mem::replace(&mut lane.busy, true)
         };
         if start {
             // A task of its own, not the caller's future: a caller may be
@@ -160,10 +148,8 @@ impl FetchBatcher {
                     return;
                 };
                 if lane.queue.is_empty() {
-                    lane.drivers -= 1;
-                    if lane.drivers == 0 {
-                        lanes.remove(&key);
-                    }
+                    lane.busy = false;
+                    lanes.remove(&key);
                     return;
                 }
                 std::mem::take(&mut lane.queue)
