@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::Client;
-use rskafka::client::fetch_batch::FetchBatcher;
 use rskafka::client::partition::{IsolationLevel, UnknownTopicHandling};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -208,9 +207,6 @@ impl Consumer {
         config: ConsumerConfig,
     ) -> Result<Self, ConsumeError> {
         let mut fetchers = Vec::with_capacity(assignments.len());
-        // One for the consumer: its partitions' fetches to one broker go
-        // as one request while they have records to read.
-        let batcher = FetchBatcher::new();
         for a in assignments {
             // The partitions were just read from the metadata, so they
             // exist. Each broker learns of new topics and partitions on its
@@ -226,7 +222,6 @@ impl Consumer {
             let reader = PartitionReader {
                 client: pc,
                 isolation: config.isolation,
-                batcher: Some(batcher.clone()),
             };
             fetchers.push((a, reader));
         }

@@ -17,8 +17,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rskafka::client::Client;
 use rskafka::client::error::{Error as ClientError, ProtocolError};
-use rskafka::client::fetch_batch::FetchBatcher;
-use rskafka::client::partition::{FetchedRecords, IsolationLevel, OffsetAt, PartitionClient};
+use rskafka::client::partition::{IsolationLevel, OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -139,21 +138,6 @@ pub trait PartitionFetch: Send + Sync + 'static {
         max_wait_ms: i32,
     ) -> BoxFuture<'_, Result<Fetched, FetchError>>;
 
-    /// [`fetch`](Self::fetch) where the caller knows records are there to
-    /// read (`offset` is below where the log ended at the last fetch), so
-    /// the broker answers at once: a reader may send it together with
-    /// other partitions' fetches to the same broker, one request for all
-    /// (see [`PartitionReader::batcher`]). The same as `fetch` unless a
-    /// reader says otherwise.
-    fn fetch_behind(
-        &self,
-        offset: i64,
-        max_bytes: i32,
-        max_wait_ms: i32,
-    ) -> BoxFuture<'_, Result<Fetched, FetchError>> {
-        self.fetch(offset, max_bytes, max_wait_ms)
-    }
-
     /// The offset at `at` (watermarks, or the first at a time).
     /// [`OffsetAt::Latest`] is where the log ends for the isolation level.
     fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>>;
@@ -186,31 +170,6 @@ pub struct PartitionReader {
     pub client: PartitionClient,
     /// Which records it reads.
     pub isolation: IsolationLevel,
-    /// Shared by the readers of one consumer: their
-    /// [`fetch_behind`](PartitionFetch::fetch_behind)s to the same broker
-    /// go as one request, as the Java client and librdkafka fetch, rather
-    /// than one request per partition (the broker's CPU per record read
-    /// from 6 partitions about halves). A fetch that may wait for new
-    /// records goes alone, so that it holds no other partition up. None:
-    /// every fetch alone.
-    pub batcher: Option<FetchBatcher>,
-}
-
-impl PartitionReader {
-    /// The answer of a fetch, as the loop wants it.
-    fn fetched(&self, fetched: FetchedRecords) -> Fetched {
-        let end = match self.isolation {
-            IsolationLevel::ReadCommitted => {
-                fetched.last_stable_offset.unwrap_or(fetched.high_watermark)
-            }
-            IsolationLevel::ReadUncommitted => fetched.high_watermark,
-        };
-        Fetched {
-            records: fetched.records,
-            next_offset: fetched.next_offset,
-            end,
-        }
-    }
 }
 
 impl PartitionFetch for PartitionReader {
@@ -225,25 +184,17 @@ impl PartitionFetch for PartitionReader {
                 .client
                 .fetch_records_isolated(offset, 1..max_bytes, max_wait_ms, self.isolation)
                 .await?;
-            Ok(self.fetched(fetched))
-        })
-    }
-
-    fn fetch_behind(
-        &self,
-        offset: i64,
-        max_bytes: i32,
-        max_wait_ms: i32,
-    ) -> BoxFuture<'_, Result<Fetched, FetchError>> {
-        let Some(batcher) = &self.batcher else {
-            return self.fetch(offset, max_bytes, max_wait_ms);
-        };
-        Box::pin(async move {
-            let fetched = self
-                .client
-                .fetch_records_batched(batcher, offset, 1..max_bytes, max_wait_ms, self.isolation)
-                .await?;
-            Ok(self.fetched(fetched))
+            let end = match self.isolation {
+                IsolationLevel::ReadCommitted => {
+                    fetched.last_stable_offset.unwrap_or(fetched.high_watermark)
+                }
+                IsolationLevel::ReadUncommitted => fetched.high_watermark,
+            };
+            Ok(Fetched {
+                records: fetched.records,
+                next_offset: fetched.next_offset,
+                end,
+            })
         })
     }
 
@@ -345,9 +296,6 @@ impl<F: PartitionFetch> PartitionTask<F> {
         let mut failing_since: Option<Instant> = None;
         let mut last_error: Option<FetchError> = None;
         let mut warned_empty = false;
-        // Where the log ended at the last fetch (or the stop, known before
-        // the first): below it the broker answers at once.
-        let mut known_end = self.end;
         loop {
             if self.end.is_some_and(|end| self.next >= end) {
                 self.reached().await;
@@ -366,13 +314,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
             let fetched = tokio::select! {
                 biased;
                 _ = self.stopped.changed() => return,
-                r = tokio::time::timeout_at(deadline, async {
-                    if known_end.is_some_and(|end| self.next < end) {
-                        self.fetch.fetch_behind(self.next, max_bytes, max_wait_ms).await
-                    } else {
-                        self.fetch.fetch(self.next, max_bytes, max_wait_ms).await
-                    }
-                }) => {
+                r = tokio::time::timeout_at(deadline, self.fetch.fetch(self.next, max_bytes, max_wait_ms)) => {
                     r.unwrap_or(Err(FetchError::TimedOut))
                 }
             };
@@ -405,7 +347,6 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 Ok(r) => {
                     failing_since = None;
                     last_error = None;
-                    known_end = Some(r.end);
                     r
                 }
                 Err(FetchError::OutOfRange) => {

@@ -77,7 +77,6 @@ pub async fn resolve_start(
     let reader = PartitionReader {
         client: pc,
         isolation: config.isolation,
-        batcher: None,
     };
     resolve(&assignment, &reader, &config).await
 }

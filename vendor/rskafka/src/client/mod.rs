@@ -14,8 +14,6 @@ use crate::{
 pub mod consumer;
 pub mod controller;
 pub mod error;
-// weir: fetches of several partitions of one broker in one request.
-pub mod fetch_batch;
 pub(crate) mod metadata_cache;
 pub mod partition;
 pub mod producer;

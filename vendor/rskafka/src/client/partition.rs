@@ -34,8 +34,6 @@ use tracing::{debug, error, info};
 use super::{error::ServerErrorResponse, metadata_cache::MetadataCacheGeneration};
 // weir: aborted transactions left out of READ_COMMITTED fetches.
 use super::transactions::{AbortedTransactions, next_fetch_offset};
-// weir: fetches of several partitions of one broker in one request.
-use super::fetch_batch::FetchBatcher;
 // weir: the isolation level of `fetch_records_isolated` and
 // `get_offset_isolated`.
 pub use crate::protocol::messages::IsolationLevel;
@@ -133,8 +131,6 @@ struct CurrentBroker {
     gen_broker: BrokerCacheGeneration,
     gen_leader_from_arbitrary: Option<MetadataCacheGeneration>,
     gen_leader_from_self: Option<MetadataCacheGeneration>,
-    /// weir: the broker id of `broker`, for [`FetchBatcher`] lanes.
-    leader: i32,
 }
 
 /// Many operations must be performed on the leader for a partition
@@ -187,7 +183,6 @@ impl PartitionClient {
                 gen_broker: BrokerCacheGeneration::START,
                 gen_leader_from_arbitrary: None,
                 gen_leader_from_self: None,
-                leader: -1,
             }),
             leader_address: parking_lot::Mutex::new(None),
             unknown_topic_handling,
@@ -408,57 +403,26 @@ impl PartitionClient {
         )
         .await?;
 
-        fetched_records(partition, offset, isolation)
-    }
+        let batches = partition.records.0;
+        let next_offset = next_fetch_offset(&batches, offset);
+        let batches = match isolation {
+            IsolationLevel::ReadCommitted => {
+                AbortedTransactions::new(&partition.aborted_transactions).retain(batches)
+            }
+            IsolationLevel::ReadUncommitted => batches,
+        };
+        let records = extract_records(batches, offset)?;
 
-    /// weir: [`fetch_records_isolated`](Self::fetch_records_isolated), sent
-    /// through `batcher` together with the fetches other partition clients
-    /// of the same leader hand it meanwhile: one request per broker rather
-    /// than one per partition. For fetches the broker answers at once
-    /// (records are there to read): one that waits for new records holds
-    /// the others up (see [`FetchBatcher`]). Errors and retries are this
-    /// partition's own, as for a fetch of its own.
-    pub async fn fetch_records_batched(
-        &self,
-        batcher: &FetchBatcher,
-        offset: i64,
-        bytes: Range<i32>,
-        max_wait_ms: i32,
-        isolation: IsolationLevel,
-    ) -> Result<FetchedRecords> {
-        let max_bytes = bytes.end.saturating_sub(1);
-        let partition = maybe_retry(
-            &self.backoff_config,
-            self.unknown_topic_handling,
-            self,
-            "fetch_records",
-            || async move {
-                let (broker, r#gen) = self
-                    .get()
-                    .await
-                    .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
-                let leader = self.current_broker.lock().await.leader;
-                let (response, throttle) = batcher
-                    .fetch(
-                        leader,
-                        broker,
-                        &self.topic,
-                        self.partition,
-                        offset,
-                        max_bytes,
-                        max_wait_ms,
-                        isolation,
-                    )
-                    .await
-                    .map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))))?;
-                maybe_throttle(throttle)?;
-                check_fetch_partition(self.partition, &self.topic, response, offset)
-                    .map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))))
-            },
-        )
-        .await?;
-
-        fetched_records(partition, offset, isolation)
+        Ok(FetchedRecords {
+            records,
+            high_watermark: partition.high_watermark.0,
+            // -1: unknown (Kafka before 0.11, or no answer for it).
+            last_stable_offset: partition
+                .last_stable_offset
+                .map(|o| o.0)
+                .filter(|&o| o >= 0),
+            next_offset,
+        })
     }
 
     /// Get offset for this partition.
@@ -715,7 +679,6 @@ impl BrokerCache for &PartitionClient {
             gen_broker: current_broker.gen_broker.bump(),
             gen_leader_from_arbitrary,
             gen_leader_from_self,
-            leader,
         };
 
         info!(
@@ -1085,17 +1048,6 @@ fn process_fetch_response(
         .exactly_one()
         .map_err(Error::exactly_one_partition)?;
 
-    check_fetch_partition(partition, topic, response_partition, request_offset)
-}
-
-/// weir: a partition's part of a fetch response, or its error (shared by
-/// the partition's own fetch and a batched one).
-fn check_fetch_partition(
-    partition: i32,
-    topic: &str,
-    response_partition: FetchResponsePartition,
-    request_offset: i64,
-) -> Result<FetchResponsePartition> {
     if response_partition.partition_index.0 != partition {
         return Err(Error::InvalidResponse(format!(
             "Expected data for partition {} but got data for partition {}",
@@ -1190,36 +1142,6 @@ fn extract_records(
     }
 
     Ok(records)
-}
-
-/// weir: the records of a partition's part of a fetch response, at
-/// `isolation` (shared by the partition's own fetch and a batched one).
-fn fetched_records(
-    partition: FetchResponsePartition,
-    offset: i64,
-    isolation: IsolationLevel,
-) -> Result<FetchedRecords> {
-    let batches = partition.records.0;
-    let next_offset = next_fetch_offset(&batches, offset);
-
-    let batches = match isolation {
-        IsolationLevel::ReadCommitted => {
-            AbortedTransactions::new(&partition.aborted_transactions).retain(batches)
-        }
-        IsolationLevel::ReadUncommitted => batches,
-    };
-    let records = extract_records(batches, offset)?;
-
-    Ok(FetchedRecords {
-        records,
-        high_watermark: partition.high_watermark.0,
-        // -1: unknown (Kafka before 0.11, or no answer for it).
-        last_stable_offset: partition
-            .last_stable_offset
-            .map(|o| o.0)
-            .filter(|&o| o >= 0),
-        next_offset,
-    })
 }
 
 fn build_list_offsets_request(
