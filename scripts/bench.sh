@@ -203,9 +203,8 @@ run() {
     fi
     b0=$(broker_cpu_ms)
     if ! /usr/bin/time -f "%U %S %M" -o "$work/time" "${cmd[@]}" >"$work/report" 2>"$work/err"; then
-        echo "!! $scenario $tool round $round failed:" >&2
-        cat "$work/err" >&2
-        return 1
+        failed "$scenario" "$tool" "$round"
+        return 0
     fi
     b1=$(broker_cpu_ms)
     if [ "$tool" = java ]; then
@@ -213,6 +212,15 @@ run() {
         mv "$work/report.json" "$work/report"
     fi
     record "$scenario" "$tool" "$round" $((b1 - b0))
+}
+
+# failed SCENARIO TOOL ROUND: a run that failed is shown, listed at the
+# end, and left out of the table; the other runs go on.
+failures=()
+failed() {
+    echo "!! $1 $2 round $3 failed:" >&2
+    tail -n 5 "$work/err" >&2
+    failures+=("$1, $2, round $3: $(tail -n 1 "$work/err" | cut -c1-200)")
 }
 
 # record SCENARIO TOOL ROUND BROKER_MS: the JSON report in $work/report and
@@ -265,9 +273,8 @@ cli_run() {
     shift 5
     b0=$(broker_cpu_ms)
     if ! /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" >"$output" 2>"$work/err"; then
-        echo "!! $scenario $tool round $round failed:" >&2
-        cat "$work/err" >&2
-        return 1
+        failed "$scenario" "$tool" "$round"
+        return 0
     fi
     b1=$(broker_cpu_ms)
     python3 -c '
@@ -335,7 +342,7 @@ EOF
                                 kcat -P -b "$brokers" -t "$topic" "${kflag[@]}" -l "$file" ;;
                         esac
                         n=$(high_watermarks "$topic")
-                        [ "$n" = "$records" ] || { echo "!! $tool wrote $n of $records records" >&2; return 1; }
+                        [ "$n" = "$records" ] || failures+=("$scenario, $tool, round $round: $n of $records records written")
                         "$weir" topics delete "$topic" >/dev/null
                         ;;
                     consume)
@@ -442,6 +449,10 @@ for what in $scenarios; do
 done
 echo "$(($(date +%s) - started)) s of measurements; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" |
     tee -a "$out/machine.txt" >&2
+if [ ${#failures[@]} -gt 0 ]; then
+    printf 'failed runs (left out of the table):\n' | tee -a "$out/machine.txt" >&2
+    printf '  %s\n' "${failures[@]}" | tee -a "$out/machine.txt" >&2
+fi
 
 python3 - "$results" <<'EOF' | tee "$out/table.md"
 import json, statistics, sys
