@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
-use confluent_kafka::common::serialization::{BytesDeserializer, ByteArraySerializer};
+use confluent_kafka::common::serialization::{ByteArraySerializer, BytesDeserializer};
 use confluent_kafka::common::{Error, TopicPartition};
 use confluent_kafka::consumer::{Consumer, ConsumerConfig, KafkaConsumer};
 use confluent_kafka::producer::{
@@ -317,8 +317,12 @@ impl Cli {
             (self.timeout_secs * 1000).to_string(),
         );
         let config = ProducerConfig::new(&self.finish(config)?).map_err(err("producer config"))?;
-        KafkaProducer::new(config, ByteArraySerializer::new(), ByteArraySerializer::new())
-            .map_err(err("producer"))
+        KafkaProducer::new(
+            config,
+            ByteArraySerializer::new(),
+            ByteArraySerializer::new(),
+        )
+        .map_err(err("producer"))
     }
 
     fn consumer(&self, flags: &ConsumerFlags) -> Result<KafkaConsumer<Bytes, Bytes>> {
@@ -667,9 +671,18 @@ async fn main() -> ExitCode {
             println!("confluent-kafka 1.0.0 (Confluent's Rust client)");
             return ExitCode::SUCCESS;
         }
-        Job::Produce(a) => (tokio::time::timeout(deadline, produce(&cli, a)).await, a.shared.json),
-        Job::Consume(a) => (tokio::time::timeout(deadline, consume(&cli, a)).await, a.shared.json),
-        Job::Latency(a) => (tokio::time::timeout(deadline, latency(&cli, a)).await, a.shared.json),
+        Job::Produce(a) => (
+            tokio::time::timeout(deadline, produce(&cli, a)).await,
+            a.shared.json,
+        ),
+        Job::Consume(a) => (
+            tokio::time::timeout(deadline, consume(&cli, a)).await,
+            a.shared.json,
+        ),
+        Job::Latency(a) => (
+            tokio::time::timeout(deadline, latency(&cli, a)).await,
+            a.shared.json,
+        ),
     };
     match result.unwrap_or_else(|_| Err(format!("not done within {}s", cli.timeout_secs))) {
         Ok(report) => {
