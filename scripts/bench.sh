@@ -324,7 +324,7 @@ EOF
         topic=bench-cli-read
         if [ "$what" = consume ]; then
             "$weir" topics create "$topic" --partitions "$p" >/dev/null
-            "$weir" produce -t "$topic" "$lines" 2>/dev/null
+            "$weir" produce -t "$topic" "$lines" >/dev/null 2>&1
             # Unmeasured: each tool reads it once, and reads all of it.
             for tool in weir kcat; do
                 case $tool in
