@@ -29,7 +29,7 @@ test:
     # weir's changes to the vendored rskafka: its record batch codec and frame tests.
     cargo test --locked --manifest-path vendor/rskafka/Cargo.toml --lib -- protocol::record protocol::frame
 
-# weir vs rust-rdkafka on a fresh local Kafka node: produce, consume, latency, groups; weir pipe vs a Java loop (see BENCHMARKS.md).
+# weir vs rust-rdkafka, Confluent's Rust client, Kafka's Java perf tools and kcat on a fresh local Kafka node: produce, consume, latency, cli, groups; weir pipe vs a Java loop (see BENCHMARKS.md).
 bench:
     scripts/bench.sh
 
