@@ -1202,6 +1202,30 @@ fn committed_past(address: &str, store: &str, group: &str, above: i64, job: &mut
     }
 }
 
+/// The topics and group of an exactly-once pipe test: an input of
+/// [`PARTITIONS`] partitions and an output of 4, both created here, and a
+/// store and group of their own.
+struct PipeTopics {
+    input: String,
+    output: String,
+    store: String,
+    group: String,
+}
+
+impl PipeTopics {
+    fn create(address: &str, prefix: &str) -> Self {
+        let topics = Self {
+            input: random_topic(&format!("{prefix}-in")),
+            output: random_topic(&format!("{prefix}-out")),
+            store: random_topic(&format!("{prefix}-offsets")),
+            group: random_topic(&format!("{prefix}-g")),
+        };
+        create_topic(address, &topics.input, PARTITIONS);
+        create_topic(address, &topics.output, 4);
+        topics
+    }
+}
+
 /// A crash loop: the job to kill, where it commits, and when.
 struct KillLoop<'a> {
     address: &'a str,
@@ -1335,12 +1359,12 @@ fn check_exactly_once(address: &str, output: &str, lines: u64) -> u64 {
 fn pipe_exactly_once_across_kills_of_weir_and_a_broker() {
     let (_turn, cluster) = cluster();
     let address = &cluster.address;
-    let input = random_topic("eos-in");
-    let output = random_topic("eos-out");
-    let store = random_topic("eos-offsets");
-    let group = random_topic("eos-g");
-    create_topic(address, &input, PARTITIONS);
-    create_topic(address, &output, 4);
+    let PipeTopics {
+        input,
+        output,
+        store,
+        group,
+    } = PipeTopics::create(address, "eos");
     let total: u64 = 300_000;
     let (status, stderr, _) = Producing::start(
         &produce_args(&input, address),
@@ -1389,12 +1413,12 @@ fn pipe_exactly_once_across_kills_of_weir_and_a_broker() {
 fn a_stalled_exactly_once_pipe_is_fenced_by_its_replacement() {
     let (_turn, cluster) = cluster();
     let address = &cluster.address;
-    let input = random_topic("zombie-in");
-    let output = random_topic("zombie-out");
-    let store = random_topic("zombie-offsets");
-    let group = random_topic("zombie-g");
-    create_topic(address, &input, PARTITIONS);
-    create_topic(address, &output, 4);
+    let PipeTopics {
+        input,
+        output,
+        store,
+        group,
+    } = PipeTopics::create(address, "zombie");
     // About 5,000 lines/s for 12 s: input keeps coming while the first
     // instance is frozen and after it is continued.
     let total: u64 = 60_000;
@@ -1584,12 +1608,12 @@ fn chrono_ms(rfc3339: &str) -> i64 {
 fn exactly_once_pipe_members_share_partitions_and_fence_a_frozen_one() {
     let (_turn, cluster) = cluster();
     let address = &cluster.address;
-    let input = random_topic("eos-members-in");
-    let output = random_topic("eos-members-out");
-    let store = random_topic("eos-members-offsets");
-    let group = random_topic("eos-members-g");
-    create_topic(address, &input, PARTITIONS);
-    create_topic(address, &output, 4);
+    let PipeTopics {
+        input,
+        output,
+        store,
+        group,
+    } = PipeTopics::create(address, "eos-members");
     // About 5,000 lines/s for 18 s: input keeps coming through a freeze,
     // a SIGKILL and a join.
     let total: u64 = 90_000;
