@@ -151,29 +151,20 @@ pub async fn run(
         shutdown.await;
         StopReason::Shutdown
     };
+    let lane_plan = LanePlan {
+        topic: args.to.clone(),
+        partitions,
+        producer: batching.clone(),
+        transaction_timeout: args.transaction_timeout,
+    };
     if let Some(group) = args.group.as_ref() {
         if args.selection.joins_group() && !args.exclusive {
-            let exactly_once = args.exactly_once.then(|| LanePlan {
-                topic: args.to.clone(),
-                partitions,
-                producer: batching.clone(),
-                transaction_timeout: args.transaction_timeout,
-            });
+            let exactly_once = args.exactly_once.then(|| lane_plan.clone());
             let output = match &exactly_once {
                 // Each generation opens the lanes of its partitions.
-                Some(_) => PipeOutput::ExactlyOnce(
-                    Lanes::open(
-                        &client,
-                        &config,
-                        group,
-                        &args.to,
-                        partitions,
-                        &batching,
-                        &[],
-                        args.transaction_timeout,
-                    )
-                    .await?,
-                ),
+                Some(plan) => {
+                    PipeOutput::ExactlyOnce(Lanes::open(&client, &config, group, plan, &[]).await?)
+                }
                 None => at_least_once(&client, &config, &args, partitions, batching).await?,
             };
             let plan = PipeMemberPlan {
@@ -209,19 +200,7 @@ pub async fn run(
                 .iter()
                 .map(|a| TopicPartition::new(Arc::clone(&a.topic), a.partition))
                 .collect();
-            Some(
-                Lanes::open(
-                    &client,
-                    &config,
-                    group,
-                    &args.to,
-                    partitions,
-                    &batching,
-                    &inputs,
-                    args.transaction_timeout,
-                )
-                .await?,
-            )
+            Some(Lanes::open(&client, &config, group, &lane_plan, &inputs).await?)
         }
         _ => None,
     };

@@ -34,6 +34,19 @@ pub fn transactional_id(group: &str, partition: &TopicPartition) -> String {
     format!("weir:{group}:{}-{}", partition.topic, partition.partition)
 }
 
+/// What an exactly-once pipe's lanes write to.
+#[derive(Debug, Clone)]
+pub struct LanePlan {
+    /// The output topic.
+    pub topic: String,
+    /// Its partition count.
+    pub partitions: i32,
+    /// Batching and compression.
+    pub producer: ProducerConfig,
+    /// How long the coordinator lets a transaction stay open.
+    pub transaction_timeout: Duration,
+}
+
 /// The output of an exactly-once pipe: a lane per input partition.
 pub struct Lanes {
     topic: String,
@@ -62,40 +75,37 @@ struct Lane {
 }
 
 impl Lanes {
-    /// Starts a transactional producer for each of `inputs` writing to
-    /// `topic` (of `partitions` partitions): each fences the earlier
-    /// producers of its id, and what they left open is aborted before
-    /// this returns. Call it before reading the group's commits, so that
-    /// none is still in an open transaction.
+    /// Starts a transactional producer for each of `inputs`, writing as
+    /// `plan` says: each fences the earlier producers of its id, and what
+    /// they left open is aborted before this returns. Call it before
+    /// reading the group's commits, so that none is still in an open
+    /// transaction.
     ///
     /// # Errors
     ///
     /// A coordinator could not be reached or refused, or the output topic
     /// could not be opened.
-    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         client: &Arc<Client>,
         connection: &ConnectionConfig,
         group: &str,
-        topic: &str,
-        partitions: i32,
-        config: &ProducerConfig,
+        plan: &LanePlan,
         inputs: &[TopicPartition],
-        transaction_timeout: Duration,
     ) -> Result<Self, PipeError> {
         let mut lanes = BTreeMap::new();
         for input in inputs {
             let id = transactional_id(group, input);
-            let transactions = Transactions::init(connection, &id, transaction_timeout).await?;
+            let transactions =
+                Transactions::init(connection, &id, plan.transaction_timeout).await?;
             let producer_id = transactions.producer_id();
             let (producer, deliveries) = Producer::new(
                 Arc::clone(client),
-                topic,
-                partitions,
+                &plan.topic,
+                plan.partitions,
                 ProducerConfig {
                     producer_id: Some(producer_id),
                     transactional_id: Some(id.clone()),
-                    ..config.clone()
+                    ..plan.producer.clone()
                 },
             )
             .await
@@ -113,7 +123,7 @@ impl Lanes {
             );
         }
         Ok(Self {
-            topic: topic.to_owned(),
+            topic: plan.topic.clone(),
             lanes,
         })
     }

@@ -17,14 +17,13 @@ use std::time::Duration;
 use rskafka::client::Client;
 use tokio::time::Instant;
 
-use super::{Lanes, PipeError, PipeJob, PipeOutput, PipeSummary, run_job};
+use super::{LanePlan, Lanes, PipeError, PipeJob, PipeOutput, PipeSummary, run_job};
 use crate::consume::{Commits, Consumer, ConsumerConfig, Selection, assign};
 use crate::job::member::{Generations, run_member as run_generations};
 use crate::job::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::membership::{MemberLink, MembershipConfig};
 use crate::offsets::StoreConfig;
-use crate::produce::producer::ProducerConfig;
 use crate::{TopicPartition, offsets};
 
 /// How a member of a group pipes.
@@ -42,19 +41,6 @@ pub struct PipeMemberPlan {
     pub membership: MembershipConfig,
     /// Exactly once: the lanes each generation opens.
     pub exactly_once: Option<LanePlan>,
-}
-
-/// What an exactly-once member's lanes write to.
-#[derive(Debug, Clone)]
-pub struct LanePlan {
-    /// The output topic.
-    pub topic: String,
-    /// Its partition count.
-    pub partitions: i32,
-    /// Batching and compression.
-    pub producer: ProducerConfig,
-    /// How long the coordinator lets a transaction stay open.
-    pub transaction_timeout: Duration,
 }
 
 /// Runs `job` as a member of the plan's group until `shutdown` completes
@@ -116,17 +102,7 @@ impl Generations for Member<'_> {
         if let Some(lanes) = &self.plan.exactly_once {
             let inputs: Vec<TopicPartition> =
                 assignments.iter().map(|a| a.topic_partition()).collect();
-            let opened = Lanes::open(
-                self.client,
-                self.connection,
-                group,
-                &lanes.topic,
-                lanes.partitions,
-                &lanes.producer,
-                &inputs,
-                lanes.transaction_timeout,
-            )
-            .await?;
+            let opened = Lanes::open(self.client, self.connection, group, lanes, &inputs).await?;
             self.job.output = PipeOutput::ExactlyOnce(opened);
         }
         let joined = offsets::group::join(

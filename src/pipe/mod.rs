@@ -33,8 +33,8 @@ use crate::{ErrorChain, TopicPartition};
 pub mod lanes;
 pub mod member;
 
-pub use lanes::Lanes;
-pub use member::{LanePlan, PipeMemberPlan, run_member};
+pub use lanes::{LanePlan, Lanes};
+pub use member::{PipeMemberPlan, run_member};
 
 /// How an output record is made from an input record.
 #[derive(Debug)]
