@@ -1226,6 +1226,18 @@ impl PipeTopics {
     }
 }
 
+/// `keyed(0..total)` into `input` at about 5,000 lines/s, so that input
+/// keeps coming while the test freezes, kills and starts pipes.
+fn feed_slowly(address: &str, input: &str, total: u64) -> Producing {
+    Producing::start(
+        &produce_args(input, address),
+        total,
+        50,
+        Duration::from_millis(10),
+        keyed,
+    )
+}
+
 /// A crash loop: the job to kill, where it commits, and when.
 struct KillLoop<'a> {
     address: &'a str,
@@ -1422,13 +1434,7 @@ fn a_stalled_exactly_once_pipe_is_fenced_by_its_replacement() {
     // About 5,000 lines/s for 12 s: input keeps coming while the first
     // instance is frozen and after it is continued.
     let total: u64 = 60_000;
-    let feeding = Producing::start(
-        &produce_args(&input, address),
-        total,
-        50,
-        Duration::from_millis(10),
-        keyed,
-    );
+    let feeding = feed_slowly(address, &input, total);
     let mut zombie = Logged::spawn(
         &mut exactly_once_pipe(address, &input, &output, &group, &store),
         "zombie",
@@ -1617,13 +1623,7 @@ fn exactly_once_pipe_members_share_partitions_and_fence_a_frozen_one() {
     // About 5,000 lines/s for 18 s: input keeps coming through a freeze,
     // a SIGKILL and a join.
     let total: u64 = 90_000;
-    let feeding = Producing::start(
-        &produce_args(&input, address),
-        total,
-        50,
-        Duration::from_millis(10),
-        keyed,
-    );
+    let feeding = feed_slowly(address, &input, total);
     let member = |name| {
         Logged::spawn(
             &mut exactly_once_member(address, &input, &output, &group, &store),
