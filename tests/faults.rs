@@ -1238,6 +1238,12 @@ fn feed_slowly(address: &str, input: &str, total: u64) -> Producing {
     )
 }
 
+/// Writes `line(0..)` with `weir produce ARGS` at up to 10,000 lines/s
+/// until [`kill_loop`] stops it (at most 3,000,000 lines, 5 minutes).
+fn feed_for_kills(args: &[&str], line: impl Fn(u64) -> String + Send + 'static) -> Producing {
+    Producing::start(args, 3_000_000, 100, Duration::from_millis(10), line)
+}
+
 /// A crash loop: the job to kill, where it commits, and when.
 struct KillLoop<'a> {
     address: &'a str,
@@ -1246,20 +1252,25 @@ struct KillLoop<'a> {
     /// The output topic: the leader of its partition 0 is SIGKILLed in
     /// round `broker_round`.
     output: &'a str,
-    /// The input records: the loop stops killing once all are committed.
-    total: u64,
     rounds: u32,
     broker_round: u32,
     max_delay_ms: u64,
 }
 
-/// Runs `job()` `rounds` times, each SIGKILLed at a moment of its own: a
-/// pseudo-random 0 to `max_delay_ms` after its first commit (the seed is
-/// printed). In `broker_round`, the leader of the output's partition 0 is
-/// SIGKILLed first and the job must commit again without it; it is
-/// restarted after the round. Returns how many runs were killed before
-/// everything was committed.
-fn kill_loop(cluster: &Cluster, plan: &KillLoop<'_>, job: impl Fn() -> Command) -> u64 {
+/// Runs `job()` `rounds` times while `feeding` keeps writing its input,
+/// each run SIGKILLed at a moment of its own: a pseudo-random 0 to
+/// `max_delay_ms` after a commit past the last run's (the seed is
+/// printed). Input keeps coming, so every kill lands mid-stream; a run
+/// that exits before its kill fails the test. In `broker_round`, the
+/// leader of the output's partition 0 is SIGKILLed first and the job must
+/// commit again without it; it is restarted after the round. Then stops
+/// the feed and returns the number of input lines it wrote.
+fn kill_loop(
+    cluster: &Cluster,
+    plan: &KillLoop<'_>,
+    mut feeding: Producing,
+    job: impl Fn() -> Command,
+) -> u64 {
     let mut seed = u64::from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -1269,30 +1280,33 @@ fn kill_loop(cluster: &Cluster, plan: &KillLoop<'_>, job: impl Fn() -> Command) 
     eprintln!("kill loop: seed {seed}");
     let (address, store, group) = (plan.address, plan.store, plan.group);
     let mut committed = 0;
-    let mut killed_mid_stream = 0;
     for round in 0..plan.rounds {
         let mut run = Logged::spawn(&mut job(), "killed");
+        committed = committed_past(address, store, group, committed, &mut run);
         let mut victim = None;
-        if committed < plan.total as i64 {
+        if round == plan.broker_round {
+            let id = leader(address, plan.output, 0);
+            cluster.kill(id);
+            victim = Some(id);
             committed = committed_past(address, store, group, committed, &mut run);
-            if round == plan.broker_round {
-                let id = leader(address, plan.output, 0);
-                cluster.kill(id);
-                victim = Some(id);
-                committed = committed_past(address, store, group, committed, &mut run);
-            }
         }
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         std::thread::sleep(Duration::from_millis((seed >> 33) % plan.max_delay_ms));
-        if run.child.try_wait().unwrap().is_none() {
-            killed_mid_stream += u64::from(committed < plan.total as i64);
+        if let Some(status) = run.child.try_wait().unwrap() {
+            panic!(
+                "weir exited before its kill with {status}:\n{}",
+                run.stderr()
+            );
         }
         drop(run); // SIGKILL: the open transaction stays open.
         if let Some(id) = victim {
             cluster.restart(id);
         }
+        feeding.feed_past(feeding.written() + 1);
     }
-    killed_mid_stream
+    let (status, stderr, written) = feeding.finish(true);
+    assert!(status.success(), "{stderr}");
+    written
 }
 
 /// Checks `output` as read_committed readers see it, after a pipe of
@@ -1377,36 +1391,18 @@ fn pipe_exactly_once_across_kills_of_weir_and_a_broker() {
         store,
         group,
     } = PipeTopics::create(address, "eos");
-    let total: u64 = 300_000;
-    let (status, stderr, _) = Producing::start(
-        &produce_args(&input, address),
-        total,
-        total,
-        Duration::ZERO,
-        keyed,
-    )
-    .finish(false);
-    assert!(status.success(), "{stderr}");
-
+    let feeding = feed_for_kills(&produce_args(&input, address), keyed);
     let pipe = || exactly_once_pipe(address, &input, &output, &group, &store);
-    let killed_mid_stream = kill_loop(
-        cluster,
-        &KillLoop {
-            address,
-            store: &store,
-            group: &group,
-            output: &output,
-            total,
-            rounds: 5,
-            broker_round: 2,
-            max_delay_ms: 400,
-        },
-        pipe,
-    );
-    assert!(
-        killed_mid_stream >= 2,
-        "only {killed_mid_stream} runs were killed before the end"
-    );
+    let plan = KillLoop {
+        address,
+        store: &store,
+        group: &group,
+        output: &output,
+        rounds: 5,
+        broker_round: 2,
+        max_delay_ms: 400,
+    };
+    let total = kill_loop(cluster, &plan, feeding, pipe);
     let mut last = pipe();
     last.arg("-e");
     run(&mut last).ok();
@@ -1417,7 +1413,8 @@ fn pipe_exactly_once_across_kills_of_weir_and_a_broker() {
 
     let aborted = check_exactly_once(&cluster.live_node(), &output, total);
     eprintln!(
-        "exactly-once pipe: {killed_mid_stream} SIGKILLs mid-stream and a broker SIGKILL; {aborted} records of aborted transactions left out by read_committed readers"
+        "exactly-once pipe: {} SIGKILLs mid-stream and a broker SIGKILL over {total} records; {aborted} records of aborted transactions left out by read_committed readers",
+        plan.rounds
     );
 }
 
@@ -1492,7 +1489,6 @@ fn count_exactly_once_across_kills_of_weir_and_a_broker() {
     let store = random_topic("eos-count-offsets");
     let group = random_topic("eos-count-g");
     create_topic(address, &input, PARTITIONS);
-    let total: u64 = 300_000;
     let produce_json = [
         "-t",
         &input,
@@ -1512,18 +1508,7 @@ fn count_exactly_once_across_kills_of_weir_and_a_broker() {
         / 1000
         * 1000;
     let line = move |i| timed_level(start_ms, i);
-    let (status, stderr, _) =
-        Producing::start(&produce_json, total, total, Duration::ZERO, line).finish(false);
-    assert!(status.success(), "{stderr}");
-    // The reference: records per (window of a second, level).
-    let mut expected: BTreeMap<(i64, String), u64> = BTreeMap::new();
-    for i in 0..total {
-        let line: Value = serde_json::from_str(&line(i)).unwrap();
-        let start = line["timestamp"].as_i64().unwrap() / 1000 * 1000;
-        let level = line["value"].as_str().unwrap().to_owned();
-        *expected.entry((start, level)).or_default() += 1;
-    }
-
+    let feeding = feed_for_kills(&produce_json, line);
     let count = || {
         let mut cmd = weir();
         cmd.args(["count", "-t", &input, "--by", "value", "--window", "1s"])
@@ -1533,24 +1518,24 @@ fn count_exactly_once_across_kills_of_weir_and_a_broker() {
             .args(["--no-stdout", "--timeout", WEIR_TIMEOUT, "-b", address]);
         cmd
     };
-    let killed_mid_stream = kill_loop(
-        cluster,
-        &KillLoop {
-            address,
-            store: &store,
-            group: &group,
-            output: &output,
-            total,
-            rounds: 4,
-            broker_round: 1,
-            max_delay_ms: 150,
-        },
-        count,
-    );
-    assert!(
-        killed_mid_stream >= 2,
-        "only {killed_mid_stream} runs were killed before the end"
-    );
+    let plan = KillLoop {
+        address,
+        store: &store,
+        group: &group,
+        output: &output,
+        rounds: 4,
+        broker_round: 1,
+        max_delay_ms: 150,
+    };
+    let total = kill_loop(cluster, &plan, feeding, count);
+    // The reference: records per (window of a second, level).
+    let mut expected: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    for i in 0..total {
+        let line: Value = serde_json::from_str(&line(i)).unwrap();
+        let start = line["timestamp"].as_i64().unwrap() / 1000 * 1000;
+        let level = line["value"].as_str().unwrap().to_owned();
+        *expected.entry((start, level)).or_default() += 1;
+    }
     let mut last = count();
     last.arg("-e");
     run(&mut last).ok();
@@ -1597,7 +1582,8 @@ fn count_exactly_once_across_kills_of_weir_and_a_broker() {
         "rows read by weir"
     );
     eprintln!(
-        "exactly-once count: {killed_mid_stream} SIGKILLs mid-stream and a broker SIGKILL; {} rows exact, each once",
+        "exactly-once count: {} SIGKILLs mid-stream and a broker SIGKILL over {total} records; {} rows exact, each once",
+        plan.rounds,
         expected.len()
     );
 }
