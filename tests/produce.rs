@@ -441,3 +441,91 @@ fn a_fresh_topic_takes_every_batch_of_the_idempotent_producer_in_order() {
         assert_eq!(stored, lines, "round {round}: records stored");
     }
 }
+
+/// Sends `values` to partition 0 through `producer` and returns each
+/// record's outcome, as an offset or the error's text.
+async fn send_all(
+    producer: &mut weir::produce::producer::Producer,
+    deliveries: &mut tokio::sync::mpsc::UnboundedReceiver<weir::produce::producer::Delivery>,
+    values: &[String],
+) -> Vec<Result<i64, String>> {
+    for (tag, value) in values.iter().enumerate() {
+        let record = weir::produce::producer::ProduceRecord {
+            value: Some(value.clone().into_bytes()),
+            partition: Some(0),
+            ..Default::default()
+        };
+        producer.send(tag as u64, record).await.unwrap();
+    }
+    let mut outcomes = vec![Err("no report".to_owned()); values.len()];
+    for _ in values {
+        let d = deliveries.recv().await.expect("a report for every record");
+        outcomes[d.tag as usize] = d.result.map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&*e);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            text
+        });
+    }
+    outcomes
+}
+
+/// A producer whose sequence the leader does not expect (here a second
+/// producer with the first one's id and epoch, starting again at sequence
+/// 0) is refused with OUT_OF_ORDER_SEQUENCE_NUMBER. As the Java producer
+/// since KIP-360, weir starts a new epoch from the refused batch and
+/// writes everything once; the producer still on the old epoch is fenced.
+#[test]
+fn a_refused_sequence_starts_a_new_epoch_and_writes_everything_once() {
+    use weir::produce::producer::{Producer, ProducerConfig};
+    let topic = random_topic("epoch-bump");
+    weir_run(&["topics", "create", &topic, "--partitions", "1"]).ok();
+    let values = |prefix: &str, n: usize| -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}-{i:0>100}")).collect()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (first, second, stale) = rt.block_on(async {
+        let connection = weir::ConnectionConfig {
+            brokers: vec![brokers().to_owned()],
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let id = weir::kafka::idempotence::init_producer_id(&connection)
+            .await
+            .unwrap();
+        let client = std::sync::Arc::new(connection.client().await.unwrap());
+        // One record to a batch: the leader keeps the last five batches
+        // of a producer to answer retries, and the second producer's
+        // first batch (sequence 0) must not be taken for one of them.
+        let config = ProducerConfig {
+            producer_id: Some(id),
+            batch_bytes: 150,
+            ..Default::default()
+        };
+        let open = || Producer::new(std::sync::Arc::clone(&client), &topic, 1, config.clone());
+        let (mut stale, mut stale_reports) = open().await.unwrap();
+        let first = send_all(&mut stale, &mut stale_reports, &values("first", 10)).await;
+        let (mut bumped, mut reports) = open().await.unwrap();
+        let second = send_all(&mut bumped, &mut reports, &values("second", 10)).await;
+        bumped.close().await;
+        let late = send_all(&mut stale, &mut stale_reports, &values("late", 1)).await;
+        stale.close().await;
+        (first, second, late)
+    });
+    assert_eq!(first, (0..10).map(Ok).collect::<Vec<_>>());
+    assert_eq!(second, (10..20).map(Ok).collect::<Vec<_>>());
+    let [Err(fenced)] = stale.as_slice() else {
+        panic!("the stale producer's record was written: {stale:?}")
+    };
+    assert!(fenced.contains("INVALID_PRODUCER_EPOCH"), "{fenced}");
+    let stored: Vec<String> = read_all(&topic, 1)[&0]
+        .iter()
+        .map(|r| String::from_utf8(r.record.value.clone().unwrap()).unwrap())
+        .collect();
+    let mut expected = values("first", 10);
+    expected.extend(values("second", 10));
+    assert_eq!(stored, expected);
+}

@@ -406,12 +406,13 @@ impl OffsetStore {
                 None => client.produce(records, Compression::NoCompression).boxed(),
                 Some(w) => {
                     let identity = w.identity();
-                    w.sequence = w
-                        .sequence
-                        .wrapping_add(i32::try_from(count).unwrap_or(i32::MAX));
+                    // Kafka's sequence numbers wrap from i32::MAX to 0.
+                    w.sequence = ((i64::from(w.sequence) + count as i64) % (1 << 31)) as i32;
+                    // A refused sequence fails the transaction, which is
+                    // aborted (no epoch bump inside a transaction).
                     client
-                        .produce_as(records, Compression::NoCompression, identity, || {
-                            std::future::ready(())
+                        .produce_as(records, Compression::NoCompression, move |a| {
+                            std::future::ready(a.refused.is_none().then(|| identity.clone()))
                         })
                         .boxed()
                 }

@@ -17,6 +17,7 @@ mod partition;
 pub mod partitioner;
 pub mod producer;
 mod report;
+mod sequence;
 mod topic;
 
 pub use topic::{TopicError, TopicPlan, prepare_topic};

@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use rskafka::client::partition::{BatchIdentity, Compression, PartitionClient};
+use rskafka::client::partition::{Compression, PartitionClient};
 use rskafka::record::Record;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::producer::{Delivery, ProduceError, SendFailure, encoded_size};
+use super::sequence::{Sequencing, Stamp};
 use crate::kafka::connect::ClientError;
 use crate::kafka::idempotence::ProducerId;
 
@@ -47,16 +48,15 @@ pub(super) fn record_size(record: &Record) -> usize {
 /// failure handling are unit-tested without a broker (as the consumer's
 /// `PartitionFetch`).
 pub(super) trait PartitionProduce: Send + Sync + 'static {
-    /// Writes `records` as one batch, as the producer `identity` when
-    /// given: their offsets in order, or why not. With an identity, each
-    /// retry waits for `settled` first.
-    fn produce(
-        &self,
+    /// Writes `records` as one batch, as an idempotent producer when
+    /// `stamp` is given (whose identity is asked before each attempt):
+    /// their offsets in order, or why not.
+    fn produce<'a>(
+        &'a self,
         records: Vec<Record>,
         compression: Compression,
-        identity: Option<BatchIdentity>,
-        settled: Settled,
-    ) -> BoxFuture<'_, Result<Vec<i64>, ClientError>>;
+        stamp: Option<&'a Stamp>,
+    ) -> BoxFuture<'a, Result<Vec<i64>, ClientError>>;
 
     /// Whether the topic still exists, after a failed batch.
     fn topic_exists(&self) -> BoxFuture<'_, Result<bool, ClientError>>;
@@ -66,18 +66,17 @@ pub(super) trait PartitionProduce: Send + Sync + 'static {
 }
 
 impl PartitionProduce for PartitionClient {
-    fn produce(
-        &self,
+    fn produce<'a>(
+        &'a self,
         records: Vec<Record>,
         compression: Compression,
-        identity: Option<BatchIdentity>,
-        settled: Settled,
-    ) -> BoxFuture<'_, Result<Vec<i64>, ClientError>> {
+        stamp: Option<&'a Stamp>,
+    ) -> BoxFuture<'a, Result<Vec<i64>, ClientError>> {
         Box::pin(async move {
-            match identity {
-                Some(identity) => {
-                    let wait = || settled.clone().wait();
-                    self.produce_as(records, compression, identity, wait).await
+            match stamp {
+                Some(stamp) => {
+                    self.produce_as(records, compression, |a| stamp.identity(a))
+                        .await
                 }
                 None => PartitionClient::produce(self, records, compression).await,
             }
@@ -127,9 +126,10 @@ pub(super) struct PartitionTask {
     pub(super) stale: Arc<Notify>,
 }
 
-/// Where a batch goes: sent as the `identity`, or abandoned unsent.
+/// Where a batch goes: sent (as an idempotent producer when it has a
+/// [`Stamp`]), or abandoned unsent.
 enum Dispatch {
-    Send(Option<BatchIdentity>),
+    Send(Option<Stamp>),
     Abandon,
 }
 
@@ -141,6 +141,11 @@ pub(super) struct Settled {
 }
 
 impl Settled {
+    /// Whether the batches before this one have reported.
+    pub(super) fn is_done(&self) -> bool {
+        *self.reported.borrow() >= self.batch
+    }
+
     /// Waits until the batches before this one have reported.
     pub(super) async fn wait(mut self) {
         let batch = self.batch;
@@ -161,17 +166,6 @@ struct Order {
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// The next sequence number after `sequence` and `records` more, wrapping
-/// at `i32::MAX` to 0 as Kafka's record batches do.
-pub(super) fn next_sequence(sequence: i32, records: usize) -> i32 {
-    let records = i32::try_from(records).unwrap_or(i32::MAX);
-    if sequence > i32::MAX - records {
-        records - (i32::MAX - sequence) - 1
-    } else {
-        sequence + records
-    }
-}
-
 impl PartitionTask {
     pub(super) async fn run(self, mut queue: mpsc::Receiver<Pending>) {
         let task = Arc::new(self);
@@ -186,7 +180,16 @@ impl PartitionTask {
         // the partition's order however the acknowledgements come.
         let reported = Arc::new(watch::channel(0_u64).0);
         let mut batches: u64 = 0;
-        let mut sequence = 0;
+        // Records of the partition dispatched so far, for sequence numbers.
+        let mut records: u64 = 0;
+        let sequencing = task.producer_id.map(|id| {
+            Arc::new(Sequencing::new(
+                id,
+                task.transactional_id.clone(),
+                &task.topic,
+                task.partition,
+            ))
+        });
         let mut carry: Option<Pending> = None;
         loop {
             let first = match carry.take() {
@@ -203,23 +206,24 @@ impl PartitionTask {
             let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
                 break;
             };
-            let dispatch = if *failed.borrow() {
-                Dispatch::Abandon
-            } else {
-                let identity = task.producer_id.map(|id| BatchIdentity {
-                    producer_id: id.id,
-                    producer_epoch: id.epoch,
-                    base_sequence: sequence,
-                    transactional_id: task.transactional_id.clone(),
-                });
-                sequence = next_sequence(sequence, batch.len());
-                Dispatch::Send(identity)
-            };
             let settled = Settled {
                 reported: reported.subscribe(),
                 batch: batches,
             };
             batches += 1;
+            let dispatch = if *failed.borrow() {
+                Dispatch::Abandon
+            } else {
+                let stamp = sequencing.as_ref().map(|s| Stamp {
+                    sequencing: Arc::clone(s),
+                    first: records,
+                    settled: settled.clone(),
+                    failed: failed.clone(),
+                    stamped: AtomicU64::new(0),
+                });
+                records += batch.len() as u64;
+                Dispatch::Send(stamp)
+            };
             let (failed, failed_tx) = (failed.clone(), Arc::clone(&failed_tx));
             let mut delivery = Box::pin(Arc::clone(&task).deliver(
                 batch,
@@ -336,9 +340,9 @@ impl PartitionTask {
         let abandoned = matches!(dispatch, Dispatch::Abandon);
         let outcome = match dispatch {
             Dispatch::Abandon => None,
-            Dispatch::Send(identity) => tokio::select! {
+            Dispatch::Send(stamp) => tokio::select! {
                 biased;
-                sent = self.send(records, identity, settled.clone()) => Some(sent),
+                sent = self.send(records, stamp.as_ref()) => Some(sent),
                 _ = failed.wait_for(|f| *f) => None,
             },
         };
@@ -380,21 +384,19 @@ impl PartitionTask {
     async fn send(
         &self,
         records: Vec<Record>,
-        identity: Option<BatchIdentity>,
-        settled: Settled,
+        stamp: Option<&Stamp>,
     ) -> Result<Vec<i64>, Arc<ProduceError>> {
         let n = records.len();
         debug!(
             topic = self.topic.as_str(),
             partition = self.partition,
             records = n,
-            sequence = identity.as_ref().map(|i| i.base_sequence),
+            first_record = stamp.map(|s| s.first),
             "sending batch"
         );
         let sent = tokio::time::timeout(
             self.delivery_timeout,
-            self.client
-                .produce(records, self.compression, identity, settled),
+            self.client.produce(records, self.compression, stamp),
         )
         .await
         .map_err(|_| SendFailure::NoAcknowledgement {

@@ -248,54 +248,93 @@ impl PartitionClient {
     }
 
     /// weir: produce a batch as an idempotent (or transactional) producer:
-    /// the batch carries `identity`'s producer id, epoch and base
-    /// sequence, so a retry of a batch the broker already appended is
-    /// answered with the first append's offsets instead of storing it
-    /// twice. Retries send the same bytes, each after `before_retry`
-    /// completes: the caller holds a retry back until the partition's
-    /// earlier batches are settled, so batches are retried in sequence
-    /// order (as the Java producer does), and a new leader without the
-    /// producer's state never takes a later batch first.
-    pub async fn produce_as<G, GF>(
+    /// the batch carries a producer id, epoch and base sequence, so a
+    /// retry of a batch the broker already appended is answered with the
+    /// first append's offsets instead of storing it twice.
+    ///
+    /// `stamp` gives the identity before every attempt, told which attempt
+    /// it is and the broker's refusal of the last one when that was about
+    /// the producer's sequence (OUT_OF_ORDER_SEQUENCE_NUMBER,
+    /// UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH), or `None` after any
+    /// other retriable error. The caller holds a retry back until the
+    /// partition's earlier batches are settled, so batches are retried in
+    /// sequence order (as the Java producer does) and a new leader without
+    /// the producer's state never takes a later batch first; after a
+    /// refusal it may give a new epoch and sequence (the Java producer's
+    /// epoch bump, KIP-360), or `None` to fail with the refusal.
+    pub async fn produce_as<S, SF>(
         &self,
         records: Vec<Record>,
         compression: Compression,
-        identity: BatchIdentity,
-        before_retry: G,
+        stamp: S,
     ) -> Result<Vec<i64>>
     where
-        G: Fn() -> GF + Send + Sync,
-        GF: std::future::Future<Output = ()> + Send,
+        S: Fn(ProduceAttempt) -> SF + Send + Sync,
+        SF: std::future::Future<Output = Option<BatchIdentity>> + Send,
     {
         if records.is_empty() {
             return Ok(vec![]);
         }
         let n = records.len() as i64;
-        let mut request = build_produce_request(self.partition, &self.topic, records, compression);
-        identity.stamp(&mut request);
-        let request = &request;
+        let request = &Mutex::new(build_produce_request(
+            self.partition,
+            &self.topic,
+            records,
+            compression,
+        ));
         let attempts = &std::sync::atomic::AtomicUsize::new(0);
-        let before_retry = &before_retry;
+        let refusal = &std::sync::Mutex::new(None::<Error>);
+        let stamp = &stamp;
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
             self,
             "produce",
             || async move {
-                if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
-                    before_retry().await;
+                loop {
+                    let number = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let refused = refusal
+                        .lock()
+                        .expect("not poisoned")
+                        .as_ref()
+                        .and_then(|e| match e {
+                            Error::ServerError { protocol_error, .. } => Some(*protocol_error),
+                            _ => None,
+                        });
+                    let Some(identity) = stamp(ProduceAttempt { number, refused }).await else {
+                        let error = refusal.lock().expect("not poisoned").take();
+                        let error = error.expect("given up after a refusal only");
+                        return Err(ErrorOrThrottle::Error((error, None)));
+                    };
+                    let mut request = request.lock().await;
+                    identity.stamp(&mut request);
+                    let (broker, r#gen) = self
+                        .get()
+                        .await
+                        .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
+                    let response = broker
+                        .request(&*request)
+                        .await
+                        .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
+                    maybe_throttle(response.throttle_time_ms)?;
+                    let answer = process_produce_response(self.partition, &self.topic, n, response);
+                    let sequence_refusal = matches!(
+                        answer,
+                        Err(Error::ServerError {
+                            protocol_error: ProtocolError::OutOfOrderSequenceNumber
+                                | ProtocolError::UnknownProducerId
+                                | ProtocolError::InvalidProducerEpoch,
+                            ..
+                        })
+                    );
+                    *refusal.lock().expect("not poisoned") = None;
+                    match answer {
+                        Err(e) if sequence_refusal => {
+                            *refusal.lock().expect("not poisoned") = Some(e);
+                        }
+                        answer => return answer.map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen)))),
+                    }
                 }
-                let (broker, r#gen) = self
-                    .get()
-                    .await
-                    .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
-                let response = broker
-                    .request(request)
-                    .await
-                    .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
-                maybe_throttle(response.throttle_time_ms)?;
-                process_produce_response(self.partition, &self.topic, n, response)
-                    .map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))))
             },
         )
         .await
@@ -734,6 +773,18 @@ pub struct BatchIdentity {
     pub base_sequence: i32,
     /// The transactional id, for a batch inside a transaction.
     pub transactional_id: Option<String>,
+}
+
+/// weir: an attempt of [`PartitionClient::produce_as`]: its number (0 for
+/// the first), and the broker's refusal of the one before when that was
+/// about the producer's identity or sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct ProduceAttempt {
+    /// 0 for the first attempt.
+    pub number: usize,
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID or
+    /// INVALID_PRODUCER_EPOCH from the attempt before.
+    pub refused: Option<ProtocolError>,
 }
 
 impl BatchIdentity {
