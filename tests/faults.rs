@@ -1473,7 +1473,7 @@ fn a_stalled_exactly_once_pipe_is_fenced_by_its_replacement() {
 fn timed_level(start_ms: i64, i: u64) -> String {
     let level = LEVELS[((i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) % 4) as usize];
     serde_json::json!({
-        "key": format!("host-{}", i % 12),
+        "key": format!("host-{}", i % HOSTS),
         "value": level,
         "timestamp": start_ms + i as i64,
     })
@@ -1484,72 +1484,216 @@ fn timed_level(start_ms: i64, i: u64) -> String {
 fn count_exactly_once_across_kills_of_weir_and_a_broker() {
     let (_turn, cluster) = cluster();
     let address = &cluster.address;
-    let input = random_topic("eos-count-in");
-    let output = random_topic("eos-counts");
-    let store = random_topic("eos-count-offsets");
-    let group = random_topic("eos-count-g");
-    create_topic(address, &input, PARTITIONS);
-    let produce_json = [
+    let topics = PipeTopics::create(address, "eos-count");
+    let (input, output, store, group) =
+        (&topics.input, &topics.output, &topics.store, &topics.group);
+    let start_ms = an_hour_ago();
+    let line = move |i| timed_level(start_ms, i);
+    let feeding = feed_for_kills(&produce_json(input, address), line);
+    let count = || {
+        let mut cmd = exactly_once_count(address, &topics, "value");
+        cmd.arg("--exclusive");
+        cmd
+    };
+    let plan = KillLoop {
+        address,
+        store,
+        group,
+        output,
+        rounds: 4,
+        broker_round: 1,
+        max_delay_ms: 150,
+    };
+    let total = kill_loop(cluster, &plan, feeding, count);
+    let mut last = count();
+    last.arg("-e");
+    run(&mut last).ok();
+    let rows = check_counts(&cluster.live_node(), output, total, |i| {
+        let line: Value = serde_json::from_str(&line(i)).unwrap();
+        (
+            line["timestamp"].as_i64().unwrap(),
+            line["value"].as_str().unwrap().to_owned(),
+        )
+    });
+    eprintln!(
+        "exactly-once count: {} SIGKILLs mid-stream and a broker SIGKILL over {total} records; {rows} rows exact, each once",
+        plan.rounds,
+    );
+}
+
+/// 12 hosts, whose records are all in one partition each (keyed by host).
+const HOSTS: u64 = 12;
+
+/// Members of a group counting exactly once, per host: one frozen past
+/// its session while the other takes its partitions (its transaction
+/// cannot commit for them any more: the group refuses its generation),
+/// then thawed to rejoin; one SIGKILLed and replaced. The last windows are
+/// emitted by a bounded run once the members are gone, which first waits
+/// for what their SIGKILLs left open. Every (window, host) row is read
+/// once, with its exact count, by a read_committed reader.
+#[test]
+fn count_exactly_once_members_share_partitions_and_fence_a_frozen_one() {
+    let (_turn, cluster) = cluster();
+    let address = &cluster.address;
+    let topics = PipeTopics::create(address, "eos-count-members");
+    let (store, group) = (&topics.store, &topics.group);
+    let start_ms = an_hour_ago();
+    let line = move |i| timed_level(start_ms, i);
+    // About 5,000 lines/s for 18 s: input keeps coming through a freeze,
+    // a SIGKILL and a join.
+    let total: u64 = 90_000;
+    let feeding = Producing::start(
+        &produce_json(&topics.input, address),
+        total,
+        50,
+        Duration::from_millis(10),
+        line,
+    );
+    let member = |name| {
+        let mut cmd = exactly_once_count(address, &topics, "key");
+        cmd.args(["--session-timeout", "6s", "--transaction-timeout", "10s"]);
+        Logged::spawn(&mut cmd, name)
+    };
+    let mut a = member("member-a");
+    let mut b = member("member-b");
+    let mut committed = committed_past(address, store, group, 0, &mut a);
+    // B frozen past its session: A takes its partitions.
+    signal(&b.child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(9));
+    committed = committed_past(address, store, group, committed, &mut a);
+    signal(&b.child, libc::SIGCONT);
+    // A killed mid-stream, C joins: B and C share the partitions.
+    committed = committed_past(address, store, group, committed, &mut a);
+    drop(a); // SIGKILL
+    let mut c = member("member-c");
+    committed_past(address, store, group, committed, &mut c);
+
+    let (status, stderr, _) = feeding.finish(false);
+    assert!(status.success(), "{stderr}");
+    wait_for("every record committed", || {
+        common::committed_total(address, store, group) == total as i64
+    });
+    for (name, job) in [("b", &mut b), ("c", &mut c)] {
+        assert!(
+            job.child.try_wait().is_ok_and(|s| s.is_none()),
+            "member {name} exited:\n{}",
+            job.stderr()
+        );
+    }
+    let thawed = b.stderr();
+    assert!(
+        thawed.contains("fenced: this member's partitions went to another"),
+        "the frozen member says it was fenced:\n{thawed}"
+    );
+    // SIGKILLed: a graceful stop would emit the open windows as they
+    // stand, and the other member, taking them over, again.
+    drop(b);
+    drop(c);
+    // The members' positions reached the group's own offsets inside
+    // their transactions, as standard tools read them.
+    assert_eq!(
+        group_offsets_total(&cluster.live_node(), group),
+        total as i64
+    );
+    let mut last = exactly_once_count(address, &topics, "key");
+    last.args(["--exclusive", "-e", "--transaction-timeout", "10s"]);
+    run(&mut last).ok();
+    let rows = check_counts(&cluster.live_node(), &topics.output, total, |i| {
+        let line: Value = serde_json::from_str(&line(i)).unwrap();
+        (
+            line["timestamp"].as_i64().unwrap(),
+            line["key"].as_str().unwrap().to_owned(),
+        )
+    });
+    eprintln!(
+        "exactly-once count members: a frozen member fenced, one SIGKILLed, one joined; {rows} rows exact, each once"
+    );
+}
+
+/// The sum of `group`'s committed offsets in the broker's group offsets,
+/// as `kafka-consumer-groups --describe` shows them.
+fn group_offsets_total(address: &str, group: &str) -> i64 {
+    let run = common::kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--bootstrap-server",
+            address,
+            "--describe",
+            "--group",
+            group,
+        ],
+    );
+    run.ok();
+    let mut lines = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("CURRENT-OFFSET"));
+    let header: Vec<&str> = lines.next().expect("a table").split_whitespace().collect();
+    let at = header.iter().position(|&h| h == "CURRENT-OFFSET").unwrap();
+    lines
+        .filter_map(|l| l.split_whitespace().nth(at)?.parse::<i64>().ok())
+        .sum()
+}
+
+/// An hour ago, on a second: recent enough for the topic's retention.
+fn an_hour_ago() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    (now - 3_600_000) / 1000 * 1000
+}
+
+/// `weir produce` of JSON lines into `topic`.
+fn produce_json<'a>(topic: &'a str, address: &'a str) -> [&'a str; 8] {
+    [
         "-t",
-        &input,
+        topic,
         "--format",
         "json",
         "--timeout",
         WEIR_TIMEOUT,
         "-b",
         address,
-    ];
-    // An hour ago, on a second: recent enough for the topic's retention.
-    let start_ms = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        - 3_600_000)
-        / 1000
-        * 1000;
-    let line = move |i| timed_level(start_ms, i);
-    let feeding = feed_for_kills(&produce_json, line);
-    let count = || {
-        let mut cmd = weir();
-        cmd.args(["count", "-t", &input, "--by", "value", "--window", "1s"])
-            .args(["--emit", "final", "--exclusive", "--exactly-once"])
-            .args(["-g", &group, "--offsets-topic", &store])
-            .args(["--commit-interval", "200ms", "--to-topic", &output])
-            .args(["--no-stdout", "--timeout", WEIR_TIMEOUT, "-b", address]);
-        cmd
-    };
-    let plan = KillLoop {
-        address,
-        store: &store,
-        group: &group,
-        output: &output,
-        rounds: 4,
-        broker_round: 1,
-        max_delay_ms: 150,
-    };
-    let total = kill_loop(cluster, &plan, feeding, count);
-    // The reference: records per (window of a second, level).
+    ]
+}
+
+/// `weir count --exactly-once` of `topics.input` by `by` in windows of a
+/// second, final rows to `topics.output`, committing every 200 ms; a
+/// member of the broker's group unless told otherwise.
+fn exactly_once_count(address: &str, topics: &PipeTopics, by: &str) -> Command {
+    let mut cmd = weir();
+    cmd.args(["count", "-t", &topics.input, "--by", by, "--window", "1s"])
+        .args(["--emit", "final", "--exactly-once"])
+        .args(["-g", &topics.group, "--offsets-topic", &topics.store])
+        .args(["--commit-interval", "200ms", "--to-topic", &topics.output])
+        .args(["--no-stdout", "--timeout", WEIR_TIMEOUT, "-b", address]);
+    cmd
+}
+
+/// Checks the rows in `output` as read_committed readers see them: every
+/// (window of a second, key) once, with the count of input lines
+/// `0..total` that `time_and_key` puts there, read by Kafka's console
+/// consumer, and as many rows read by `weir consume`. Returns the rows.
+fn check_counts(
+    address: &str,
+    output: &str,
+    total: u64,
+    time_and_key: impl Fn(u64) -> (i64, String),
+) -> usize {
     let mut expected: BTreeMap<(i64, String), u64> = BTreeMap::new();
     for i in 0..total {
-        let line: Value = serde_json::from_str(&line(i)).unwrap();
-        let start = line["timestamp"].as_i64().unwrap() / 1000 * 1000;
-        let level = line["value"].as_str().unwrap().to_owned();
-        *expected.entry((start, level)).or_default() += 1;
+        let (time, key) = time_and_key(i);
+        *expected.entry((time / 1000 * 1000, key)).or_default() += 1;
     }
-    let mut last = count();
-    last.arg("-e");
-    run(&mut last).ok();
-
-    // Every (window, level) once, with its count, as read_committed
-    // readers see the output: Kafka's console consumer, and weir's.
     let rows = expected.len().to_string();
     let java = common::kafka_tool(
         "org.apache.kafka.tools.consumer.ConsoleConsumer",
         &[
             "--bootstrap-server",
-            &cluster.live_node(),
+            address,
             "--topic",
-            &output,
+            output,
             "--from-beginning",
             "--isolation-level",
             "read_committed",
@@ -1573,7 +1717,7 @@ fn count_exactly_once_across_kills_of_weir_and_a_broker() {
     }
     assert_eq!(got, expected, "rows read_committed by the Java consumer");
     let mut cmd = weir();
-    cmd.args(["consume", "-t", &output, "-e", "-q", "-b", address]);
+    cmd.args(["consume", "-t", output, "-e", "-q", "-b", address]);
     let read = run(&mut cmd);
     read.ok();
     assert_eq!(
@@ -1581,11 +1725,7 @@ fn count_exactly_once_across_kills_of_weir_and_a_broker() {
         expected.len(),
         "rows read by weir"
     );
-    eprintln!(
-        "exactly-once count: {} SIGKILLs mid-stream and a broker SIGKILL over {total} records; {} rows exact, each once",
-        plan.rounds,
-        expected.len()
-    );
+    expected.len()
 }
 
 /// Milliseconds since the epoch of an RFC 3339 time as `weir count` writes

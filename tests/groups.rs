@@ -457,3 +457,51 @@ fn chrono_ms(text: &str) -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// A transaction that carries a member's positions to its group under a
+/// generation the group does not know (a member that lost its partitions
+/// in a rebalance: a zombie) is refused by the group's coordinator
+/// (KIP-447), which `weir count --exactly-once` as a member takes as the
+/// end of its generation: it aborts and rejoins.
+#[test]
+fn offsets_in_a_transaction_from_a_past_generation_are_refused() {
+    use weir::kafka::transaction::{GroupGeneration, Transactions};
+    let cluster = Cluster::shared();
+    let input = random_topic("zombie-in");
+    cluster.create_topic(&input, 2);
+    let group = random_topic("zombie-group");
+    let dir = tempfile::tempdir().unwrap();
+    let member = start(
+        dir.path(),
+        &cluster,
+        "member",
+        &["consume", "-t", &input, "-g", &group, "-q"],
+    );
+    wait(dir.path(), "the member joined", || {
+        members(&cluster, &group) == [2]
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let refused = rt.block_on(async {
+        let connection = weir::ConnectionConfig {
+            brokers: vec![cluster.address().to_owned()],
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let id = format!("{group}-zombie");
+        let mut transactions = Transactions::init(&connection, &id, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let zombie = GroupGeneration {
+            group: group.clone(),
+            generation: 1,
+            member_id: "a-member-the-group-dropped".to_owned(),
+        };
+        let at = weir::TopicPartition::new(input.as_str(), 0);
+        let refused = transactions.commit_offsets(&zombie, &[(at, 1)]).await;
+        transactions.end(false).await.unwrap();
+        refused
+    });
+    let error = refused.expect_err("offsets from outside the generation");
+    assert!(error.is_stale_generation(), "{error}");
+    member.stop();
+}

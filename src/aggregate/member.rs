@@ -4,6 +4,14 @@
 //! and checkpoints them before handing the partitions back, so the next
 //! owner resumes exactly where this one stopped.
 //!
+//! Exactly once ([`CountMemberPlan::exactly_once`]), each generation opens
+//! its transactional output under an id naming its partitions (fencing a
+//! predecessor that held the same ones) before it reads the group's
+//! commits, and commits its positions to the group's offsets inside each
+//! checkpoint's transaction under its generation, so that a member whose
+//! partitions a rebalance moved cannot commit for them (KIP-447). Reading
+//! the commits waits for transactions still open in the offsets store.
+//!
 //! A (window, key) row sums what one member counted: for one value per
 //! (window, key) across members, a key's records must all be in one
 //! partition (keyed by what is counted), as Kafka Streams' `groupByKey`
@@ -15,7 +23,10 @@ use std::sync::Arc;
 use rskafka::client::Client;
 use tokio::time::Instant;
 
-use super::{Checkpoints, CountError, CountJob, CountSummary, Extractor, restore, run_job};
+use super::{
+    Checkpoints, CountError, CountJob, CountSummary, Extractor, MemberOutput, TransactionPlan,
+    count_transactional_id, open_output_topic, restore, run_job,
+};
 use crate::consume::{Consumer, ConsumerConfig, Selection, assign};
 use crate::job::member::{Generations, run_member as run_generations};
 use crate::job::{JobError, StopReason};
@@ -35,6 +46,9 @@ pub struct CountMemberPlan {
     pub store: StoreConfig,
     /// The group, its topics and timeouts.
     pub membership: MembershipConfig,
+    /// Exactly once: the output each generation opens transactionally
+    /// (the job's `topic` is then set per generation).
+    pub exactly_once: Option<MemberOutput>,
 }
 
 /// Runs `job` as a member of the plan's group until `shutdown` completes
@@ -101,6 +115,25 @@ impl Generations for Member<'_> {
             );
         }
         let group = &self.plan.membership.group;
+        if let Some(output) = &self.plan.exactly_once {
+            let plan = TransactionPlan {
+                id: count_transactional_id(group, partitions),
+                timeout: output.transaction_timeout,
+            };
+            // Before the commits are read: a predecessor with the same
+            // partitions is fenced and what it left open aborted.
+            self.job.topic = None;
+            let topic = open_output_topic(
+                self.client,
+                self.connection,
+                &output.topic,
+                output.input.as_deref(),
+                Some(plan),
+            )
+            .await
+            .map_err(Box::new)?;
+            self.job.topic = Some(topic);
+        }
         let joined = offsets::group::join(
             self.client,
             self.connection,

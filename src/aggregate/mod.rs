@@ -32,8 +32,8 @@ mod state;
 mod topic;
 
 pub use topic::{
-    OutputTopic, OutputTopicError, RowsRefused, TransactionPlan, count_transactional_id,
-    open_output_topic,
+    MemberOutput, OutputTopic, OutputTopicError, RowsRefused, TransactionPlan,
+    count_transactional_id, open_output_topic,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -156,6 +156,20 @@ pub enum CountError {
     /// A transaction of the output could not be opened or ended.
     #[error("the output's transaction (nothing after the last checkpoint is committed)")]
     Transaction(#[source] Box<crate::kafka::transaction::TransactionError>),
+    /// A rebalance gave the member's partitions to another member before
+    /// its checkpoint committed: the checkpoint's transaction is aborted.
+    #[error(
+        "group \"{group}\": the coordinator refused this member's offsets for generation {generation}: a rebalance gave its partitions to another member"
+    )]
+    Rebalanced {
+        /// The group.
+        group: String,
+        /// The member's generation.
+        generation: i32,
+    },
+    /// The exactly-once output could not be opened for a generation.
+    #[error(transparent)]
+    Output(#[from] Box<OutputTopicError>),
     /// Another instance with the same partitions started since this one.
     #[error(
         "fenced: another instance started with transactional id \"{id}\" since this one did, and took over its partitions; this one stops, and what it left open is aborted"
@@ -167,7 +181,7 @@ pub enum CountError {
 }
 
 impl CountError {
-    fn transaction(e: crate::kafka::transaction::TransactionError) -> Self {
+    pub(crate) fn transaction(e: crate::kafka::transaction::TransactionError) -> Self {
         match e.fenced_id() {
             Some(id) => Self::Fenced { id: id.to_owned() },
             None => Self::Transaction(Box::new(e)),
@@ -389,7 +403,14 @@ async fn run_job(
         consumer.stop().await;
         StopReason::Count
     } else {
-        job::run(consumer, &mut run, Some(interval), shutdown).await?
+        let stop = job::run(consumer, &mut run, Some(interval), shutdown).await;
+        // A transaction left open by a failure or a lost lease is aborted
+        // now rather than by its timeout, which the partitions' next owner
+        // would wait for.
+        if let Some(topic) = &mut run.job.topic {
+            topic.abort_open_transaction().await;
+        }
+        stop?
     };
     Ok(CountSummary {
         records: run
@@ -554,6 +575,17 @@ impl Run<'_> {
                 Err(e) if !last && !transactional => {
                     tracing::warn!(error = %crate::ErrorChain(&e), "checkpoint failed; retrying at the next interval");
                 }
+                // A member whose partitions went to another (its generation
+                // ended, or the other's transactional id fenced this one's)
+                // writes nothing more for them: the run aborts the
+                // checkpoint's transaction, and the member rejoins and
+                // restores from what is committed.
+                Err(e @ (CountError::Rebalanced { .. } | CountError::Fenced { .. }))
+                    if self.job.member.is_some() =>
+                {
+                    tracing::warn!(error = %crate::ErrorChain(&e), "partitions lost before the checkpoint committed; rejoining");
+                    return Ok(Some(StopReason::Fenced));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -588,7 +620,22 @@ impl Run<'_> {
             _ => None,
         };
         let conflicts = checkpoints.session.commit_states(states, writer).await?;
-        if let Some(topic) = &mut self.job.topic {
+        let (topic, member) = (&mut self.job.topic, &self.job.member);
+        let transactional = topic.as_ref().is_some_and(OutputTopic::is_transactional);
+        if let Some(topic) = topic {
+            // A member's positions go to its group inside the transaction,
+            // under its generation: committed with the rows and state, and
+            // refused (so aborted) once a rebalance moved the partitions.
+            if let (true, Some(generation)) =
+                (any, member.as_ref().and_then(MemberLink::generation))
+            {
+                let positions: Vec<(TopicPartition, i64)> = self
+                    .parts
+                    .iter()
+                    .map(|(at, p)| (at.clone(), p.position))
+                    .collect();
+                topic.commit_offsets(generation, &positions).await?;
+            }
             topic.commit_transaction().await?;
         }
         if !any {
@@ -598,7 +645,7 @@ impl Run<'_> {
         for part in self.parts.values_mut() {
             part.dirty = false;
         }
-        if let Some(member) = &self.job.member {
+        if let (Some(member), false) = (&self.job.member, transactional) {
             member.mirror(self.parts.iter().map(|(at, p)| (at, &p.position)));
         }
         check_conflicts(&checkpoints.session, conflicts, checkpoints.exclusive)?;

@@ -7,6 +7,12 @@
 //! [`OutputTopic::commit_transaction`]). The transactional id names the
 //! group and the input partitions, so a restart of the same instance
 //! fences its predecessor and aborts what it left open.
+//!
+//! A member of a group opens its transactional output anew in each
+//! generation, named after the generation's partitions, and its
+//! transaction carries its positions to the group's offsets with its
+//! generation ([`OutputTopic::commit_offsets`], KIP-447): a member that
+//! lost its partitions in a rebalance cannot commit their rows or state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +24,7 @@ use super::{CountError, Row};
 use crate::ConnectionConfig;
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::kafka::idempotence::{ProducerIdError, init_producer_id};
-use crate::kafka::transaction::{TransactionError, Transactions};
+use crate::kafka::transaction::{GroupGeneration, TransactionError, Transactions};
 use crate::offsets::StoreWriter;
 use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer, ProducerConfig};
 
@@ -31,6 +37,19 @@ pub struct OutputTopic {
     /// Exactly once: the producer's transactions and its writes to the
     /// offsets store.
     transaction: Option<(Transactions, StoreWriter)>,
+}
+
+/// The output of a group member's exactly-once count, opened per
+/// generation ([`open_output_topic`] with the generation's
+/// [`count_transactional_id`]).
+#[derive(Debug, Clone)]
+pub struct MemberOutput {
+    /// The output topic.
+    pub topic: String,
+    /// The input topic it takes its partition count from when created.
+    pub input: Option<String>,
+    /// How long the coordinator lets a transaction stay open.
+    pub transaction_timeout: Duration,
 }
 
 /// The transactional id and timeout of an exactly-once output.
@@ -115,6 +134,51 @@ impl OutputTopic {
                 .await
                 .map_err(CountError::transaction),
             None => Ok(()),
+        }
+    }
+
+    /// Exactly once, as a group member: commits `positions` to the
+    /// member's group offsets inside the open transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`CountError::Rebalanced`] when the group's coordinator refused them
+    /// for a past generation; the coordinators' other refusals.
+    pub(super) async fn commit_offsets(
+        &mut self,
+        member: &GroupGeneration,
+        positions: &[(crate::TopicPartition, i64)],
+    ) -> Result<(), CountError> {
+        let Some((transactions, _)) = &mut self.transaction else {
+            return Ok(());
+        };
+        match transactions.commit_offsets(member, positions).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_stale_generation() => Err(CountError::Rebalanced {
+                group: member.group.clone(),
+                generation: member.generation,
+            }),
+            Err(e) => Err(CountError::transaction(e)),
+        }
+    }
+
+    /// Exactly once: aborts the open transaction, if any, so that its rows
+    /// and checkpoint are never read and the next owner of the partitions
+    /// need not wait for its timeout. A failure (fenced: already aborted by
+    /// a successor) is only logged.
+    pub(super) async fn abort_open_transaction(&mut self) {
+        if let Some((transactions, _)) = &mut self.transaction {
+            if transactions.is_open() {
+                match transactions.end(false).await {
+                    Ok(()) => {
+                        tracing::info!(id = transactions.id(), "aborted the open transaction")
+                    }
+                    Err(e) => tracing::debug!(
+                        error = %crate::ErrorChain(&e),
+                        "aborting the open transaction failed"
+                    ),
+                }
+            }
         }
     }
 

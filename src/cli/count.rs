@@ -10,8 +10,8 @@ use std::time::Duration;
 use weir::ConnectionConfig;
 use weir::aggregate::{
     self, Checkpoints, CountConfig, CountJob, CountMemberPlan, CountSummary, EmitMode, Extractor,
-    JsonLines, Restored, Row, RowSink, Table, TransactionPlan, Windowing, count_transactional_id,
-    table_line,
+    JsonLines, MemberOutput, Restored, Row, RowSink, Table, TransactionPlan, Windowing,
+    count_transactional_id, table_line,
 };
 use weir::consume::{Consumer, assign};
 use weir::job::StopReason;
@@ -92,10 +92,12 @@ pub struct CountArgs {
     pub to_topic: Option<String>,
 
     /// The rows of a checkpoint and its commit (counts and positions) in
-    /// one Kafka transaction (needs -g and --to-topic, and a static
-    /// assignment: --exclusive, --instance or --partitions): readers of
-    /// the output topic with read_committed see each row once, across
-    /// crashes. Rows on stdout stay at least once.
+    /// one Kafka transaction (needs -g and --to-topic): readers of the
+    /// output topic with read_committed see each row once, across crashes
+    /// and rebalances. As a group member, the transaction also commits the
+    /// positions to the group under the member's generation, so a member
+    /// that lost its partitions cannot commit for them. Rows on stdout
+    /// stay at least once.
     #[arg(long, requires_all = ["to_topic", "group"])]
     pub exactly_once: bool,
 
@@ -148,11 +150,6 @@ pub async fn run(
         grace_ms: i64::try_from(args.grace.as_millis()).unwrap_or(i64::MAX),
     };
 
-    if args.exactly_once && args.selection.joins_group() && !args.exclusive {
-        return Err(usage(
-            "--exactly-once needs a static assignment (--exclusive, --instance or --partitions): its transactional id names the partitions it counts",
-        ));
-    }
     let client = Arc::new(config.client().await?);
     let input = selection.topics.first().cloned();
     // Exactly once, the transactional output starts once the partitions
@@ -196,12 +193,20 @@ pub async fn run(
     let writes = args.count != Some(0);
     if let Some(group) = args.group.as_ref().filter(|_| writes) {
         if args.selection.joins_group() && !args.exclusive {
-            let plan = CountMemberPlan {
-                membership: args.membership.config(group, &selection.topics)?,
-                selection,
-                consumer: consumer_config,
-                store: args.store.config(true)?,
-            };
+            let plan =
+                CountMemberPlan {
+                    membership: args.membership.config(group, &selection.topics)?,
+                    selection,
+                    consumer: consumer_config,
+                    store: args.store.config(true)?,
+                    exactly_once: args.to_topic.clone().filter(|_| args.exactly_once).map(
+                        |topic| MemberOutput {
+                            topic,
+                            input: input.clone(),
+                            transaction_timeout: args.transaction_timeout,
+                        },
+                    ),
+                };
             let summary = aggregate::run_member(&client, &config, plan, job, stop).await?;
             if !quiet && summary.stop != StopReason::OutputClosed {
                 print_summary(&summary);

@@ -142,8 +142,13 @@ pub enum Until {
     /// Never: follow new records (tail).
     #[default]
     Never,
-    /// The high watermark taken at start.
+    /// The end of the log taken at start: the last stable offset under
+    /// read_committed, the high watermark under read_uncommitted.
     End,
+    /// The high watermark taken at start, under read_committed too: the
+    /// read waits for the transactions open below it to end, so it sees
+    /// everything committed before it started.
+    HighWatermark,
     /// The first record at or after this time (ms since the epoch), which
     /// is not delivered; or, when the partition has nothing newer, once
     /// the clock passes the time.

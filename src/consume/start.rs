@@ -161,7 +161,16 @@ pub(super) async fn resolve<F: PartitionFetch>(
             "start offset outside the partition's log; clamped to its watermarks"
         );
     }
-    let end = (config.until == Until::End).then_some(high);
+    let end = match config.until {
+        Until::End => Some(high),
+        Until::HighWatermark => Some(
+            within(deadline, timeout, fetch.high_watermark())
+                .await
+                .map_err(&failed)?
+                .max(high),
+        ),
+        Until::Never | Until::Timestamp(_) => None,
+    };
     debug!(
         topic = topic.as_ref(),
         partition,

@@ -55,7 +55,7 @@ pub async fn run_member<G: Generations>(
         .await
         .map_err(JobError::from)?;
     let stop = loop {
-        let link = member.link();
+        let link = member.link(&generation);
         let mut failure = None;
         let stop = {
             let ended = async {
@@ -87,11 +87,14 @@ pub async fn run_member<G: Generations>(
         if !matches!(stop, StopReason::Revoked | StopReason::Fenced) {
             break stop;
         }
-        info!(
-            group = group.as_str(),
-            ?stop,
-            "partitions handed back; rejoining"
-        );
+        if stop == StopReason::Fenced {
+            warn!(
+                group = group.as_str(),
+                "fenced: this member's partitions went to another (its session expired, or a rebalance moved them); rejoining"
+            );
+        } else {
+            info!(group = group.as_str(), "partitions handed back; rejoining");
+        }
         generation = tokio::select! {
             next = member.released() => next.map_err(JobError::from)?,
             reason = &mut shutdown => break reason,

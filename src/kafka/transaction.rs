@@ -6,15 +6,26 @@
 //! (AddPartitionsToTxn), and EndTxn commits or aborts everything written
 //! under it at once. Readers with `read_committed` see a transaction's
 //! records only once it is committed.
+//!
+//! A group member's transaction can also carry the member's positions to
+//! its group's offsets (AddOffsetsToTxn, then TxnOffsetCommit to the
+//! group's coordinator with the member's generation, KIP-447): the group
+//! coordinator refuses them from a member of a past generation, so a
+//! member that lost its partitions in a rebalance (a zombie) cannot commit
+//! the transaction that writes for them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, EndTxnRequest, InitProducerIdRequest, ProducerId as WireProducerId,
-    TopicName, TransactionalId,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId,
+    InitProducerIdRequest, ProducerId as WireProducerId, TopicName, TransactionalId,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Message, Request, StrBytes};
 use tokio::time::Instant;
@@ -26,6 +37,13 @@ use super::wire::{self, BrokerConnection, WireError, WireOptions};
 
 /// FindCoordinator's key type of a transactional id.
 const TRANSACTION_KEY: i8 = 1;
+
+/// FindCoordinator's key type of a group.
+const GROUP_KEY: i8 = 0;
+
+/// TxnOffsetCommit above 4 stands for AddOffsetsToTxn too, on brokers with
+/// transactions version 2 (KIP-890); weir sends AddOffsetsToTxn itself.
+const CLIENT_TXN_OFFSET_COMMIT_MAX: i16 = 4;
 
 /// How long one try to connect to a coordinator lasts before it is looked
 /// up again.
@@ -75,6 +93,21 @@ pub enum TransactionError {
 }
 
 impl TransactionError {
+    /// Whether the group's coordinator refused the member's offsets for
+    /// its generation: a rebalance gave its partitions to another member.
+    pub fn is_stale_generation(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused {
+                api: "TxnOffsetCommit",
+                error: ResponseError::IllegalGeneration
+                    | ResponseError::UnknownMemberId
+                    | ResponseError::FencedInstanceId,
+                ..
+            }
+        )
+    }
+
     /// The transactional id, when the coordinator refused because a newer
     /// producer of it started (this one is fenced for good).
     pub fn fenced_id(&self) -> Option<&str> {
@@ -98,6 +131,27 @@ fn fenced_hint(error: ResponseError) -> &'static str {
     }
 }
 
+/// A group member's place in its group, for offsets committed inside a
+/// transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupGeneration {
+    /// The group.
+    pub group: String,
+    /// The generation the member was assigned its partitions in.
+    pub generation: i32,
+    /// The member's id in it.
+    pub member_id: String,
+}
+
+/// Which coordinator a request goes to.
+#[derive(Clone, Copy)]
+enum Coordinator<'a> {
+    /// The transactional id's.
+    Transaction,
+    /// A group's.
+    Group(&'a str),
+}
+
 /// One producer's transactions, through its transactional id's
 /// coordinator.
 pub struct Transactions {
@@ -106,9 +160,13 @@ pub struct Transactions {
     timeout: Duration,
     id: String,
     coordinator: Option<BrokerConnection>,
+    /// The coordinator of the group whose offsets go in transactions.
+    group_coordinator: Option<(String, BrokerConnection)>,
     producer: ProducerId,
     /// Partitions in the open transaction.
     added: BTreeSet<(String, i32)>,
+    /// Whether the open transaction holds a group's offsets.
+    offsets_added: bool,
 }
 
 impl std::fmt::Debug for Transactions {
@@ -142,8 +200,10 @@ impl Transactions {
             timeout: connection.timeout,
             id: id.to_owned(),
             coordinator: None,
+            group_coordinator: None,
             producer: ProducerId { id: -1, epoch: -1 },
             added: BTreeSet::new(),
+            offsets_added: false,
         };
         let request = InitProducerIdRequest::default()
             .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.to_owned()))))
@@ -153,7 +213,13 @@ impl Transactions {
             .with_producer_id(WireProducerId(-1))
             .with_producer_epoch(-1);
         let response = transactions
-            .call("InitProducerId", &request, i16::MAX, |r| r.error_code)
+            .call(
+                "InitProducerId",
+                &request,
+                i16::MAX,
+                |r| r.error_code,
+                Coordinator::Transaction,
+            )
             .await?;
         transactions.producer = ProducerId {
             id: response.producer_id.0,
@@ -233,6 +299,7 @@ impl Transactions {
                     .find(|&c| c != 0)
                     .unwrap_or(r.error_code)
             },
+            Coordinator::Transaction,
         )
         .await?;
         for (topic, partitions) in new {
@@ -242,10 +309,86 @@ impl Transactions {
         Ok(())
     }
 
-    /// Whether a transaction is open: partitions were added since it
-    /// last ended.
+    /// Commits `offsets` (the next offset to read, per partition) to the
+    /// member's group inside the open transaction, as the Java producer's
+    /// `sendOffsetsToTransaction` with the consumer's group metadata: they
+    /// take effect when the transaction commits, and the group's
+    /// coordinator refuses them from a member of a past generation
+    /// ([`TransactionError::is_stale_generation`]), which must then abort.
+    ///
+    /// # Errors
+    ///
+    /// Either coordinator's refusal: fenced, a stale generation, or the
+    /// transaction aborted by its timeout.
+    pub async fn commit_offsets(
+        &mut self,
+        member: &GroupGeneration,
+        offsets: &[(crate::TopicPartition, i64)],
+    ) -> Result<(), TransactionError> {
+        let group = GroupId(StrBytes::from_string(member.group.clone()));
+        if !self.offsets_added {
+            let request = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(self.wire_id())
+                .with_producer_id(WireProducerId(self.producer.id))
+                .with_producer_epoch(self.producer.epoch)
+                .with_group_id(group.clone());
+            self.call(
+                "AddOffsetsToTxn",
+                &request,
+                3,
+                |r| r.error_code,
+                Coordinator::Transaction,
+            )
+            .await?;
+            self.offsets_added = true;
+        }
+        let mut topics: BTreeMap<&str, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
+        for (tp, offset) in offsets {
+            topics.entry(&tp.topic).or_default().push(
+                TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_committed_offset(*offset),
+            );
+        }
+        let request = TxnOffsetCommitRequest::default()
+            .with_transactional_id(self.wire_id())
+            .with_group_id(group)
+            .with_producer_id(WireProducerId(self.producer.id))
+            .with_producer_epoch(self.producer.epoch)
+            .with_generation_id(member.generation)
+            .with_member_id(StrBytes::from_string(member.member_id.clone()))
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        TxnOffsetCommitRequestTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        self.call(
+            "TxnOffsetCommit",
+            &request,
+            CLIENT_TXN_OFFSET_COMMIT_MAX,
+            |r| {
+                r.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.error_code)
+                    .find(|&c| c != 0)
+                    .unwrap_or(0)
+            },
+            Coordinator::Group(&member.group),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Whether a transaction is open: partitions or offsets were added
+    /// since it last ended.
     pub fn is_open(&self) -> bool {
-        !self.added.is_empty()
+        !self.added.is_empty() || self.offsets_added
     }
 
     /// Commits (or aborts) the open transaction: every record written
@@ -258,7 +401,7 @@ impl Transactions {
     /// The coordinator's refusal: fenced, or the transaction already
     /// aborted by its timeout.
     pub async fn end(&mut self, commit: bool) -> Result<(), TransactionError> {
-        if self.added.is_empty() {
+        if !self.is_open() {
             return Ok(());
         }
         let request = EndTxnRequest::default()
@@ -269,8 +412,16 @@ impl Transactions {
         // Version 5 (KIP-890) answers with a new epoch that a client must
         // then use; weir ends its producer after one transaction per id
         // and epoch, so it stays at 4.
-        self.call("EndTxn", &request, 4, |r| r.error_code).await?;
+        self.call(
+            "EndTxn",
+            &request,
+            4,
+            |r| r.error_code,
+            Coordinator::Transaction,
+        )
+        .await?;
         self.added.clear();
+        self.offsets_added = false;
         Ok(())
     }
 
@@ -286,6 +437,7 @@ impl Transactions {
         request: &R,
         max_version: i16,
         code: impl Fn(&R::Response) -> i16,
+        to: Coordinator<'_>,
     ) -> Result<R::Response, TransactionError>
     where
         R: Request + Message,
@@ -294,7 +446,7 @@ impl Transactions {
         let mut pause = Duration::from_millis(20);
         loop {
             match self
-                .attempt(api, request, max_version, &code, deadline)
+                .attempt(api, request, max_version, &code, to, deadline)
                 .await
             {
                 Attempt::Done(response) => return Ok(response),
@@ -319,6 +471,7 @@ impl Transactions {
         request: &R,
         max_version: i16,
         code: impl Fn(&R::Response) -> i16,
+        to: Coordinator<'_>,
         deadline: Instant,
     ) -> Attempt<R::Response>
     where
@@ -329,9 +482,31 @@ impl Transactions {
             api,
             source,
         };
-        if self.coordinator.is_none() {
-            match self.find_coordinator(deadline).await {
-                Ok(conn) => self.coordinator = Some(conn),
+        if let Coordinator::Group(group) = to {
+            if self
+                .group_coordinator
+                .as_ref()
+                .is_some_and(|(g, _)| g != group)
+            {
+                self.group_coordinator = None;
+            }
+        }
+        let missing = match to {
+            Coordinator::Transaction => self.coordinator.is_none(),
+            Coordinator::Group(_) => self.group_coordinator.is_none(),
+        };
+        if missing {
+            let (key, key_type) = match to {
+                Coordinator::Transaction => (self.id.as_str(), TRANSACTION_KEY),
+                Coordinator::Group(group) => (group, GROUP_KEY),
+            };
+            match self.find_coordinator(key, key_type, deadline).await {
+                Ok(conn) => match to {
+                    Coordinator::Transaction => self.coordinator = Some(conn),
+                    Coordinator::Group(group) => {
+                        self.group_coordinator = Some((group.to_owned(), conn));
+                    }
+                },
                 // The coordinator named may be a broker just killed that
                 // the controller has not fenced yet: ask again.
                 Err(TransactionError::Wire { source, .. })
@@ -342,13 +517,21 @@ impl Transactions {
                 Err(e) => return Attempt::Fail(e),
             }
         }
-        let Some(conn) = self.coordinator.as_mut() else {
+        let slot = match to {
+            Coordinator::Transaction => self.coordinator.as_mut(),
+            Coordinator::Group(_) => self.group_coordinator.as_mut().map(|(_, conn)| conn),
+        };
+        let Some(conn) = slot else {
             return Attempt::Again;
+        };
+        let lost = |this: &mut Self| match to {
+            Coordinator::Transaction => this.coordinator = None,
+            Coordinator::Group(_) => this.group_coordinator = None,
         };
         let response = match conn.request_up_to(request, max_version).await {
             Ok(response) => response,
             Err(e) if e.is_retryable() => {
-                self.coordinator = None;
+                lost(self);
                 return Attempt::Again;
             }
             Err(source) => return Attempt::Fail(wire_error(api, source)),
@@ -356,7 +539,7 @@ impl Transactions {
         match ResponseError::try_from_code(code(&response)) {
             None => Attempt::Done(response),
             Some(ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable) => {
-                self.coordinator = None;
+                lost(self);
                 Attempt::Again
             }
             // The coordinator is still ending a transaction (the one a
@@ -372,9 +555,12 @@ impl Transactions {
         }
     }
 
-    /// Finds the coordinator and connects to it.
+    /// Finds the coordinator of `key` (a transactional id or a group, by
+    /// `key_type`) and connects to it.
     async fn find_coordinator(
         &self,
+        key: &str,
+        key_type: i8,
         deadline: Instant,
     ) -> Result<BrokerConnection, TransactionError> {
         let connect = |e: WireError| TransactionError::Connect(e.into());
@@ -382,7 +568,7 @@ impl Transactions {
             .await
             .map_err(connect)?;
         let address = any
-            .find_coordinator(&self.id, TRANSACTION_KEY)
+            .find_coordinator(key, key_type)
             .await
             .map_err(|source| TransactionError::Wire {
                 id: self.id.clone(),

@@ -12,6 +12,7 @@ use super::codec::{
 };
 use super::store::{GroupOffsets, OffsetStore, OffsetsError, StoreWriter, apply};
 use crate::TopicPartition;
+use crate::consume::Until;
 use crate::timestamp::now_ms;
 
 /// Another instance committed a partition this one is reading.
@@ -110,20 +111,25 @@ impl GroupSession {
         let mut offsets = GroupOffsets::new();
         let mut chunks = Chunks::new();
         let read_to = store
-            .read(partition, None, |record, _| match record {
-                StoreRecord::Commit(key, commit) if key.group == group => {
-                    apply(&mut offsets, key, commit);
-                }
-                StoreRecord::Chunk(key, value) if key.group == group => match value {
-                    Some(v) => {
-                        chunks.insert(key, v);
+            .read(
+                partition,
+                None,
+                Until::HighWatermark,
+                |record, _| match record {
+                    StoreRecord::Commit(key, commit) if key.group == group => {
+                        apply(&mut offsets, key, commit);
                     }
-                    None => {
-                        chunks.remove(&key);
-                    }
+                    StoreRecord::Chunk(key, value) if key.group == group => match value {
+                        Some(v) => {
+                            chunks.insert(key, v);
+                        }
+                        None => {
+                            chunks.remove(&key);
+                        }
+                    },
+                    _ => {}
                 },
-                _ => {}
-            })
+            )
             .await?;
         let session = Self {
             store,
@@ -343,7 +349,8 @@ impl GroupSession {
             .collect();
         self.read_to = self
             .store
-            .read(partition, Some(self.read_to), |record, _| {
+            // Not past the open transactions: this job's own may be one.
+            .read(partition, Some(self.read_to), Until::End, |record, _| {
                 let StoreRecord::Commit(key, Some(commit)) = record else {
                     return;
                 };

@@ -212,7 +212,8 @@ impl OffsetStore {
     }
 
     /// `group`'s commits: its store partition read from the earliest
-    /// offset to the high watermark at the start of the load.
+    /// offset to the high watermark at the start of the load, waiting for
+    /// the transactions open below it to end (see [`Self::read`]).
     ///
     /// # Errors
     ///
@@ -220,7 +221,7 @@ impl OffsetStore {
     pub async fn load(&self, group: &str) -> Result<GroupOffsets, OffsetsError> {
         let partition = self.partition_for(group);
         let mut offsets = GroupOffsets::new();
-        self.read(partition, None, |record, _| {
+        self.read(partition, None, Until::HighWatermark, |record, _| {
             if let StoreRecord::Commit(key, commit) = record {
                 if key.group == group {
                     apply(&mut offsets, key, commit);
@@ -239,7 +240,7 @@ impl OffsetStore {
     pub async fn load_all(&self) -> Result<BTreeMap<String, GroupOffsets>, OffsetsError> {
         let mut groups: BTreeMap<String, GroupOffsets> = BTreeMap::new();
         for partition in 0..self.partitions {
-            self.read(partition, None, |record, _| {
+            self.read(partition, None, Until::End, |record, _| {
                 if let StoreRecord::Commit(key, commit) = record {
                     let group = groups.entry(key.group.clone()).or_default();
                     apply(group, key, commit);
@@ -251,13 +252,23 @@ impl OffsetStore {
         Ok(groups)
     }
 
-    /// Reads store `partition` from `from` (default: earliest) to its high
-    /// watermark now, calling `each` with every readable record and its
-    /// offset. Returns the next offset.
+    /// Reads store `partition` from `from` (default: earliest) to its end
+    /// now, calling `each` with every committed record and its offset.
+    /// Returns the next offset.
+    ///
+    /// Records written in a transaction (by `weir pipe --exactly-once`
+    /// and `weir count --exactly-once`) are read once it commits, never
+    /// when it aborts. [`Until::HighWatermark`] waits for the transactions
+    /// open below the high watermark to end (another instance's, ending at
+    /// its next checkpoint, or a dead one's, aborted by the coordinator
+    /// after the transaction timeout): what a job resumes from must hold
+    /// every commit made before it started, including those past an open
+    /// transaction. [`Until::End`] stops at the last stable offset.
     pub(super) async fn read(
         &self,
         partition: i32,
         from: Option<i64>,
+        until: Until,
         mut each: impl FnMut(StoreRecord, i64),
     ) -> Result<i64, OffsetsError> {
         let failed = |source: ConsumeError| OffsetsError::Read {
@@ -266,7 +277,7 @@ impl OffsetStore {
         };
         let config = ConsumerConfig {
             start: StartOffset::Earliest,
-            until: Until::End,
+            until,
             fetch_max_wait: Duration::from_millis(100),
             retry_timeout: self.timeout,
             ..ConsumerConfig::default()

@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 use super::{Lease, Member, MembershipConfig, MembershipError, Standing};
 use crate::TopicPartition;
 use crate::kafka::connect::ConnectionConfig;
+use crate::kafka::transaction::GroupGeneration;
 
 /// One generation of the group, as this member sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,7 @@ enum Event {
 /// The job's handle on its group membership.
 #[derive(Debug)]
 pub struct Membership {
+    group: String,
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<Event>,
     lease: Lease,
@@ -87,6 +89,7 @@ impl Membership {
         config: MembershipConfig,
     ) -> Result<(Self, Generation), MembershipError> {
         let interval = config.heartbeat_interval;
+        let group = config.group.clone();
         let member = Member::join(connection, config).await?;
         let first = generation(&member);
         let lease = member.lease();
@@ -95,6 +98,7 @@ impl Membership {
         let task = tokio::spawn(keep_alive(member, interval, commands_rx, events_tx));
         Ok((
             Self {
+                group,
                 commands,
                 events,
                 lease,
@@ -151,12 +155,18 @@ impl Membership {
         }
     }
 
-    /// What the job holds while it works on a generation: the lease, and
-    /// the way to mirror its commits to the broker.
-    pub fn link(&self) -> MemberLink {
+    /// What the job holds while it works on `generation`: the lease, the
+    /// way to mirror its commits to the broker, and its place in the
+    /// group for commits inside transactions.
+    pub fn link(&self, generation: &Generation) -> MemberLink {
         MemberLink {
             lease: self.lease.clone(),
             commands: self.commands.clone(),
+            generation: Some(GroupGeneration {
+                group: self.group.clone(),
+                generation: generation.generation,
+                member_id: generation.member_id.clone(),
+            }),
         }
     }
 
@@ -180,6 +190,7 @@ impl Membership {
 pub struct MemberLink {
     lease: Lease,
     commands: mpsc::UnboundedSender<Command>,
+    generation: Option<GroupGeneration>,
 }
 
 impl MemberLink {
@@ -193,7 +204,17 @@ impl MemberLink {
     #[cfg(test)]
     pub(crate) fn with_lease(lease: Lease) -> Self {
         let (commands, _) = mpsc::unbounded_channel();
-        Self { lease, commands }
+        Self {
+            lease,
+            commands,
+            generation: None,
+        }
+    }
+
+    /// The group, generation and member id the job works under, for
+    /// offsets committed inside a transaction; `None` in tests.
+    pub fn generation(&self) -> Option<&GroupGeneration> {
+        self.generation.as_ref()
     }
 
     /// Mirrors committed positions to the broker's group offsets (for
