@@ -73,9 +73,11 @@
 //!   state, other instances' commits), and [`group`](offsets::group):
 //!   joining a group (where its partitions resume), `weir offsets set` and
 //!   `delete`.
-//! - [`aggregate`]: `weir count`: windowed counts per key whose state is
-//!   checkpointed with the input offsets, so a crash neither loses nor
-//!   double-counts.
+//! - [`aggregate`]: `weir agg` and `weir count` (agg with `count` alone):
+//!   aggregates per key in tumbling, hopping or session windows, whose
+//!   state is checkpointed with the input offsets, so a crash neither
+//!   loses nor double-counts; [`aggregate::sketch`]: the mergeable sketches
+//!   of `distinct`, `topN` and percentiles.
 //! - [`bench`](mod@bench): `weir bench`, one file per scenario: producer
 //!   throughput, consumer throughput and end-to-end latency, with a
 //!   fixed-memory latency [`Histogram`](bench::Histogram) (its file is

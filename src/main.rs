@@ -107,7 +107,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics(args) => cli::topics::run(args, config).await,
         Command::Produce(args) => cli::produce::run(args, config, shutdown_signal()).await,
         Command::Consume(args) => cli::consume::run(args, config, quiet, shutdown_signal()).await,
-        Command::Count(args) => cli::count::run(args, config, quiet, shutdown_signal()).await,
+        Command::Count(args) | Command::Agg(args) => {
+            cli::count::run(args, config, quiet, shutdown_signal()).await
+        }
         Command::Pipe(args) => cli::pipe::run(args, config, quiet, shutdown_signal()).await,
         Command::Offsets(args) => cli::offsets::run(args, config).await,
         Command::Bench(args) => cli::bench::run(args, config, shutdown_signal()).await,

@@ -2,13 +2,15 @@
 //! plain table, or records of an output topic.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::timestamp::rfc3339;
 
-/// One (window, key) count, summed across the input partitions.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// One (window, key) row, merged across the input partitions.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     /// Window start, ms since the epoch; `None` for running totals.
     pub window_start: Option<i64>,
@@ -16,37 +18,111 @@ pub struct Row {
     pub window_end: Option<i64>,
     /// The key; `None` for the unparsed bucket.
     pub key: Option<String>,
-    /// The count.
+    /// The key is a JSON array (of several `--by` parts), written as one.
+    pub key_is_json: bool,
+    /// The records counted.
     pub count: u64,
+    /// The aggregates of `weir agg`; `None` for `count` alone, whose rows
+    /// are `weir count`'s.
+    pub agg: Option<AggValues>,
+}
+
+/// A row's aggregates, as named by their `--agg`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggValues {
+    /// The names, in order (`count`, `sum(json:/bytes)`, ...).
+    pub names: Arc<[String]>,
+    /// Each aggregate's value.
+    pub values: Vec<Value>,
+    /// Values each aggregate could not use (missing, or not a number),
+    /// for those with any.
+    pub unparsed: Vec<(String, u64)>,
 }
 
 #[derive(Serialize)]
 struct JsonRow<'a> {
     window_start: Option<String>,
     window_end: Option<String>,
-    key: Option<&'a str>,
+    key: &'a Value,
     count: u64,
 }
 
 impl Row {
+    /// The key as JSON: a string, an array of several `--by` parts, or
+    /// null for the unparsed bucket.
+    fn key_value(&self) -> Value {
+        match &self.key {
+            None => Value::Null,
+            Some(k) if self.key_is_json => {
+                serde_json::from_str(k).unwrap_or_else(|_| Value::String(k.clone()))
+            }
+            Some(k) => Value::String(k.clone()),
+        }
+    }
+
     /// `{"window_start": RFC 3339 or null, "window_end": …, "key": … or
-    /// null, "count": N}`.
+    /// null, "count": N}`; with aggregates, one field per aggregate
+    /// instead of `count`, named as its `--agg` (`"sum(json:/bytes)"`),
+    /// and `"unparsed": {NAME: N, …}` when values could not be used.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&JsonRow {
-            window_start: self.window_start.map(rfc3339),
-            window_end: self.window_end.map(rfc3339),
-            key: self.key.as_deref(),
-            count: self.count,
-        })
-        .unwrap_or_default()
+        let key = self.key_value();
+        let Some(agg) = &self.agg else {
+            return serde_json::to_vec(&JsonRow {
+                window_start: self.window_start.map(rfc3339),
+                window_end: self.window_end.map(rfc3339),
+                key: &key,
+                count: self.count,
+            })
+            .unwrap_or_default();
+        };
+        let text = |v: &dyn erased::ToJson| v.json();
+        let mut out = format!(
+            "{{\"window_start\":{},\"window_end\":{},\"key\":{}",
+            text(&self.window_start.map(rfc3339)),
+            text(&self.window_end.map(rfc3339)),
+            text(&key),
+        );
+        for (name, value) in agg.names.iter().zip(&agg.values) {
+            out.push(',');
+            out.push_str(&text(name));
+            out.push(':');
+            out.push_str(&text(value));
+        }
+        if !agg.unparsed.is_empty() {
+            out.push_str(",\"unparsed\":{");
+            for (i, (name, n)) in agg.unparsed.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&text(name));
+                out.push(':');
+                out.push_str(&n.to_string());
+            }
+            out.push('}');
+        }
+        out.push('}');
+        out.into_bytes()
     }
 
     /// The output topic's record key: `[window start or null, key or
     /// null]` as JSON, so that a row emitted again replaces itself under
     /// compaction.
     pub fn topic_key(&self) -> Vec<u8> {
-        serde_json::to_vec(&(self.window_start.map(rfc3339), self.key.as_deref()))
-            .unwrap_or_default()
+        serde_json::to_vec(&(self.window_start.map(rfc3339), self.key_value())).unwrap_or_default()
+    }
+}
+
+/// Serialising a few kinds of value through one closure.
+mod erased {
+    /// A value written as JSON.
+    pub(super) trait ToJson {
+        fn json(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> ToJson for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
     }
 }
 
@@ -112,18 +188,55 @@ pub fn table_line(row: Option<&Row>, windowed: bool) -> String {
     }
 }
 
+/// The table's text for a row of aggregates (and the header line, naming
+/// them, with `None`): the window, each aggregate, then the key.
+pub fn agg_table_line(row: Option<&Row>, names: &[String], windowed: bool) -> String {
+    let mut line = String::new();
+    if windowed {
+        let (start, end) = match row {
+            None => ("window_start".to_owned(), "window_end".to_owned()),
+            Some(r) => (
+                r.window_start.map(rfc3339).unwrap_or_default(),
+                r.window_end.map(rfc3339).unwrap_or_default(),
+            ),
+        };
+        line.push_str(&format!("{start:<24} {end:<24}"));
+    }
+    let values = row.and_then(|r| r.agg.as_ref()).map(|a| &a.values);
+    for (i, name) in names.iter().enumerate() {
+        let cell = match values.and_then(|v| v.get(i)) {
+            None if row.is_none() => name.clone(),
+            None | Some(Value::Null) => "-".to_owned(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+        };
+        line.push_str(&format!(" {cell:>12}"));
+    }
+    let key = match row {
+        None => "key".to_owned(),
+        Some(r) => r.key.clone().unwrap_or_else(|| "(unparsed)".to_owned()),
+    };
+    line.push_str("  ");
+    line.push_str(&key);
+    line.trim_start().to_owned()
+}
+
 impl<W: Write + Send> RowSink for Table<W> {
     fn emit(&mut self, rows: &[Row], _stopping: bool) -> std::io::Result<()> {
         let Some(first) = rows.first() else {
             return Ok(());
         };
         let windowed = first.window_start.is_some();
+        let line = |row: Option<&Row>| match &first.agg {
+            None => table_line(row, windowed),
+            Some(agg) => agg_table_line(row, &agg.names, windowed),
+        };
         if !self.header {
             self.header = true;
-            writeln!(self.out, "{}", table_line(None, windowed))?;
+            writeln!(self.out, "{}", line(None))?;
         }
         for row in rows {
-            writeln!(self.out, "{}", table_line(Some(row), windowed))?;
+            writeln!(self.out, "{}", line(Some(row)))?;
         }
         self.out.flush()
     }
@@ -139,7 +252,9 @@ mod tests {
             window_start: Some(1_764_000_000_000),
             window_end: Some(1_764_000_060_000),
             key: Some("ERROR".into()),
+            key_is_json: false,
             count: 7,
+            agg: None,
         };
         assert_eq!(
             String::from_utf8(row.to_json()).unwrap(),
@@ -153,7 +268,9 @@ mod tests {
             window_start: None,
             window_end: None,
             key: None,
+            key_is_json: false,
             count: 1,
+            agg: None,
         };
         assert_eq!(
             String::from_utf8(totals.to_json()).unwrap(),
@@ -166,7 +283,9 @@ mod tests {
             window_start: Some(-60_000),
             window_end: Some(0),
             key: Some("k".into()),
+            key_is_json: false,
             count: 1,
+            agg: None,
         };
         assert_eq!(
             String::from_utf8(early.to_json()).unwrap(),
@@ -186,7 +305,9 @@ mod tests {
             window_start: None,
             window_end: None,
             key: Some(key.into()),
+            key_is_json: false,
             count,
+            agg: None,
         };
         t.emit(&[row("a", 3)], false).unwrap();
         t.emit(&[row("b", 12)], true).unwrap();

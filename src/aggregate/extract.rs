@@ -153,6 +153,49 @@ impl KeyReader {
     }
 }
 
+/// Reads what a record is aggregated under, and the fields its
+/// aggregates take.
+#[derive(Debug)]
+pub struct RecordReader {
+    by: Vec<KeyReader>,
+    fields: Vec<KeyReader>,
+}
+
+impl RecordReader {
+    /// Reads the group key with `by` (several: a composite key) and one
+    /// field per extractor of `fields`.
+    pub fn new(by: &[Extractor], fields: impl IntoIterator<Item = Extractor>) -> Self {
+        Self {
+            by: by.iter().cloned().map(KeyReader::new).collect(),
+            fields: fields.into_iter().map(KeyReader::new).collect(),
+        }
+    }
+
+    /// Whether the key has several parts, written as a JSON array.
+    pub fn composite(&self) -> bool {
+        self.by.len() > 1
+    }
+
+    /// The group key of `record` (`None`: a part could not be read, the
+    /// unparsed bucket), and each field into `inputs` (cleared first).
+    pub fn read<'r>(
+        &mut self,
+        record: &'r ConsumedRecord,
+        inputs: &mut Vec<Option<Cow<'r, str>>>,
+    ) -> Option<Cow<'r, str>> {
+        inputs.clear();
+        inputs.extend(self.fields.iter_mut().map(|f| f.read(record)));
+        match self.by.as_mut_slice() {
+            [one] => one.read(record),
+            several => {
+                let parts: Option<Vec<Cow<'r, str>>> =
+                    several.iter_mut().map(|r| r.read(record)).collect();
+                serde_json::to_string(&parts?).ok().map(Cow::Owned)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -226,6 +269,21 @@ mod tests {
         let r = record(Some(&[0x66, 0xff]), Some(&[0xfe]));
         assert_eq!(read("key", &r).as_deref(), Some("f\u{fffd}"));
         assert_eq!(read("value", &r).as_deref(), Some("\u{fffd}"));
+    }
+
+    #[test]
+    fn several_extractors_make_a_composite_key() {
+        let by: Vec<Extractor> = vec!["json:/svc".parse().unwrap(), "key".parse().unwrap()];
+        let mut reader = RecordReader::new(&by, ["json:/ms".parse().unwrap()]);
+        assert!(reader.composite());
+        let mut inputs = Vec::new();
+        let r = record(Some(b"h1"), Some(br#"{"svc":"api","ms":12}"#));
+        let key = reader.read(&r, &mut inputs);
+        assert_eq!(key.as_deref(), Some(r#"["api","h1"]"#));
+        assert_eq!(inputs, [Some(Cow::Borrowed("12"))]);
+        let no_key = record(None, Some(br#"{"svc":"api"}"#));
+        assert_eq!(reader.read(&no_key, &mut inputs), None);
+        assert_eq!(inputs, [None]);
     }
 
     #[test]

@@ -106,7 +106,8 @@ impl Generations for Member<'_> {
             .map_err(JobError::from)?;
         let all = assignments.len();
         assignments.retain(|a| partitions.contains(&a.topic_partition()));
-        if assignments.len() < all && !matches!(self.job.config.extractor, Extractor::Key) {
+        let by_key = matches!(self.job.config.by.as_slice(), [Extractor::Key]);
+        if assignments.len() < all && !by_key {
             tracing::warn!(
                 group = %self.plan.membership.group,
                 held = assignments.len(),
@@ -147,7 +148,7 @@ impl Generations for Member<'_> {
         self.job.checkpoints = match joined {
             Some((mut session, offsets)) => {
                 let mine: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
-                restored = restore(&mut session, &offsets, &mine)?;
+                restored = restore(&mut session, &offsets, &mine, &self.job.config.aggs)?;
                 Some(Checkpoints {
                     session,
                     exclusive: false,

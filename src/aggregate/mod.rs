@@ -1,5 +1,10 @@
-//! `weir count`: counts per extracted key in tumbling event-time windows
-//! (or running totals), exact across crashes.
+//! `weir agg` and `weir count`: aggregates per extracted key (count, sum,
+//! min, max, avg, distinct, top-k, percentiles) in tumbling, hopping or
+//! session event-time windows (or running totals), exact across crashes.
+//! `count` is `agg` with the one aggregate `count`, through the same
+//! engine: `spec` reads `--agg`, `acc` keeps each (window, key)'s
+//! aggregates, `state` a partition's windows and sessions, `rows`
+//! merges them across partitions into rows.
 //!
 //! - State is kept per input partition ([`PartitionCounts`]). At every
 //!   checkpoint the partition's counts and its next offset are written in
@@ -24,10 +29,13 @@
 //!   emits the same rows again; in an output topic keyed by (window, key)
 //!   the repeat replaces the first under compaction.
 
+mod acc;
 mod emit;
 mod extract;
 mod member;
 mod rows;
+pub mod sketch;
+mod spec;
 mod state;
 mod topic;
 
@@ -43,9 +51,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use emit::{JsonLines, Row, RowSink, Table, table_line};
-pub use extract::{Extractor, KeyReader};
+pub use acc::{AggPlan, Aggs};
+pub use emit::{AggValues, JsonLines, Row, RowSink, Table, agg_table_line, table_line};
+
+pub use extract::{Extractor, KeyReader, RecordReader};
 pub use member::{CountMemberPlan, run_member};
+pub use spec::{AggKind, AggSpec, AggSpecError};
 pub use state::{Applied, CountsFormatError, PartitionCounts, TOTALS, WindowCounts, Windowing};
 
 use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
@@ -53,7 +64,7 @@ use crate::kafka::membership::MemberLink;
 use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState, StateError};
 use crate::record::ConsumedRecord;
 use crate::{Consumer, TopicPartition};
-use rows::{changed_rows, close_boundary, window_rows};
+use rows::{RowShape, changed_rows, close_boundary, session_rows, window_rows};
 
 /// When counts are emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +78,11 @@ pub enum EmitMode {
 /// What to count and when to emit.
 #[derive(Debug, Clone)]
 pub struct CountConfig {
-    /// The key each record is counted under.
-    pub extractor: Extractor,
+    /// What each record is grouped under: one extractor, or several for
+    /// a composite key.
+    pub by: Vec<Extractor>,
+    /// The aggregates per (window, key): `count` alone for `weir count`.
+    pub aggs: AggPlan,
     /// Windows or running totals.
     pub windowing: Windowing,
     /// When rows are emitted.
@@ -252,6 +266,7 @@ pub fn restore(
     session: &mut GroupSession,
     offsets: &GroupOffsets,
     partitions: &[TopicPartition],
+    plan: &AggPlan,
 ) -> Result<Restored, CountError> {
     let group = session.group().to_owned();
     let error = |at: TopicPartition, cause: StateProblem| CountError::State {
@@ -268,7 +283,7 @@ pub fn restore(
             let offset = offsets.get(&at).map_or(0, |c| c.offset);
             return Err(error(at, StateProblem::NoCounts { offset }));
         };
-        match PartitionCounts::from_json(&bytes) {
+        match PartitionCounts::from_json(&bytes, plan) {
             Ok(counts) => restored.counts.insert(at, counts),
             Err(e) => return Err(error(at, e.into())),
         };
@@ -388,8 +403,11 @@ async fn run_job(
         })
         .collect();
     let interval = job.config.checkpoint_interval;
+    let reader = RecordReader::new(&job.config.by, job.config.aggs.fields().cloned());
+    let shape = RowShape::new(job.config.aggs.clone(), reader.composite());
     let mut run = Run {
-        reader: KeyReader::new(job.config.extractor.clone()),
+        reader,
+        shape,
         job,
         parts,
         unparsed: 0,
@@ -431,7 +449,8 @@ async fn run_job(
 struct Run<'j> {
     job: &'j mut CountJob,
     parts: BTreeMap<TopicPartition, Part>,
-    reader: KeyReader,
+    reader: RecordReader,
+    shape: RowShape,
     unparsed: u64,
     total: u64,
     rows: u64,
@@ -485,13 +504,19 @@ impl Run<'_> {
             return false;
         };
         part.last_record = Instant::now();
+        let mut inputs = Vec::new();
         for record in records {
-            let key = self.reader.read(record);
+            let key = self.reader.read(record, &mut inputs);
             if key.is_none() {
                 self.unparsed += 1;
             }
-            part.counts
-                .apply(&config.windowing, record.timestamp_ms, key.as_deref());
+            part.counts.apply(
+                &config.windowing,
+                &config.aggs,
+                record.timestamp_ms,
+                key.as_deref(),
+                &inputs,
+            );
             part.position = record.offset + 1;
             part.records += 1;
             part.idle = false;
@@ -512,7 +537,9 @@ impl Run<'_> {
         if !self.job.holds_partitions() {
             return Ok(Some(StopReason::Fenced));
         }
-        let Self { job, parts, .. } = self;
+        let Self {
+            job, parts, shape, ..
+        } = self;
         let windowing = job.config.windowing;
         let quiet_since = job
             .config
@@ -522,6 +549,8 @@ impl Run<'_> {
         // Whole windows are summed and written one at a time, so the
         // output never holds more than one window's rows.
         let batches: Vec<Option<i64>> = match (stopping, job.config.emit, boundary) {
+            // Sessions are emitted below, all at once.
+            _ if windowing.session_gap_ms.is_some() => Vec::new(),
             (true, _, _) | (false, EmitMode::Final, Some(_)) => {
                 let due = |start: i64| {
                     stopping
@@ -542,8 +571,8 @@ impl Run<'_> {
         };
         for batch in batches {
             let rows = match batch {
-                Some(start) => window_rows(parts.values(), &windowing, start),
-                None => changed_rows(parts.values_mut(), &windowing),
+                Some(start) => window_rows(parts.values(), shape, &windowing, start),
+                None => changed_rows(parts.values_mut(), shape, &windowing),
             };
             if rows.is_empty() {
                 continue;
@@ -555,6 +584,24 @@ impl Run<'_> {
                 topic.emit(&rows).await?;
             }
             self.rows += rows.len() as u64;
+        }
+        if let Some(gap) = windowing.session_gap_ms {
+            let (rows, closed) = session_rows(parts.values(), shape, gap, boundary, stopping);
+            if !rows.is_empty() {
+                if let Some(sink) = &mut job.sink {
+                    sink.emit(&rows, stopping).map_err(StepError::Output)?;
+                }
+                if let Some(topic) = &mut job.topic {
+                    topic.emit(&rows).await?;
+                }
+                self.rows += rows.len() as u64;
+            }
+            for (key, from, to) in &closed {
+                for part in parts.values_mut() {
+                    part.counts.close_sessions(key, *from, *to);
+                    part.dirty = true;
+                }
+            }
         }
         if let Some(b) = boundary {
             for part in parts.values_mut() {
@@ -604,7 +651,7 @@ impl Run<'_> {
             .map(|(at, p)| PartitionState {
                 partition: at.clone(),
                 offset: p.position,
-                state: p.counts.to_json(),
+                state: p.counts.to_json(&self.job.config.aggs),
             })
             .collect();
         let any = !states.is_empty();

@@ -1,11 +1,15 @@
-//! The rows a count emits: per window and key, summed across the
+//! The rows a run emits: per window and key, merged across the
 //! partitions a run holds, and the boundary before which windows have
 //! closed everywhere.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::acc::{AggPlan, Aggs};
+use super::emit::AggValues;
+use super::state::{Key, Session};
 use super::{Part, Row, TOTALS, Windowing};
 
 /// Windows ending at or before the returned time have closed in every
@@ -18,7 +22,9 @@ pub(super) fn close_boundary<'a>(
     windowing: &Windowing,
     quiet_since: Option<Instant>,
 ) -> Option<i64> {
-    windowing.size_ms?;
+    if !windowing.closes() {
+        return None;
+    }
     let mut boundary: Option<i64> = None;
     for part in parts {
         if part.idle || quiet_since.is_some_and(|q| part.last_record <= q) {
@@ -30,38 +36,83 @@ pub(super) fn close_boundary<'a>(
     boundary
 }
 
-/// Every key of the window starting at `start`, summed across partitions,
-/// largest count first.
+/// How rows are built: the aggregates, and whether keys are composite
+/// (several `--by`: a JSON array of the parts).
+#[derive(Debug, Clone)]
+pub(super) struct RowShape {
+    pub(super) plan: AggPlan,
+    pub(super) names: Arc<[String]>,
+    pub(super) key_is_json: bool,
+}
+
+impl RowShape {
+    pub(super) fn new(plan: AggPlan, key_is_json: bool) -> Self {
+        let names = plan.names().into();
+        Self {
+            plan,
+            names,
+            key_is_json,
+        }
+    }
+
+    fn row(&self, windowing: &Windowing, start: i64, key: Option<String>, aggs: &Aggs) -> Row {
+        let agg = (!self.plan.is_count()).then(|| {
+            let (values, unparsed) = self.plan.finish(aggs);
+            AggValues {
+                names: Arc::clone(&self.names),
+                values,
+                unparsed,
+            }
+        });
+        Row {
+            window_start: (start != TOTALS).then_some(start),
+            window_end: windowing.end(start),
+            key,
+            key_is_json: self.key_is_json,
+            count: aggs.records,
+            agg,
+        }
+    }
+}
+
+/// Every key of the window starting at `start`, merged across partitions,
+/// most records first.
 pub(super) fn window_rows<'a>(
     parts: impl Iterator<Item = &'a Part>,
+    shape: &RowShape,
     windowing: &Windowing,
     start: i64,
 ) -> Vec<Row> {
-    let mut sums: HashMap<Option<&str>, u64> = HashMap::new();
+    let mut merged: HashMap<Option<&str>, Aggs> = HashMap::new();
     for part in parts {
         if let Some(counts) = part.counts.windows().get(&start) {
-            for (key, n) in counts.iter() {
-                *sums.entry(key).or_default() += n;
+            for (key, aggs) in counts.iter() {
+                match merged.get_mut(&key) {
+                    Some(m) => m.merge(aggs),
+                    None => {
+                        merged.insert(key, aggs.clone());
+                    }
+                }
             }
         }
     }
-    let mut rows: Vec<Row> = sums
+    let mut rows: Vec<Row> = merged
         .into_iter()
-        .map(|(key, count)| row(windowing, start, key.map(str::to_owned), count))
+        .map(|(key, aggs)| shape.row(windowing, start, key.map(str::to_owned), &aggs))
         .collect();
     sort_rows(&mut rows);
     rows
 }
 
-/// The (window, key) counts that changed in any partition since the last
-/// call, summed across partitions.
+/// The (window, key) aggregates that changed in any partition since the
+/// last call, merged across partitions.
 pub(super) fn changed_rows<'a>(
     parts: impl Iterator<Item = &'a mut Part>,
+    shape: &RowShape,
     windowing: &Windowing,
 ) -> Vec<Row> {
-    let parts: Vec<&mut Part> = parts.collect();
+    let mut parts: Vec<&mut Part> = parts.collect();
     let mut changed = Vec::new();
-    let mut parts = parts;
     for part in &mut parts {
         part.counts.take_changed(&mut changed);
     }
@@ -70,24 +121,75 @@ pub(super) fn changed_rows<'a>(
     let mut rows: Vec<Row> = changed
         .into_iter()
         .map(|(start, key)| {
-            let count = parts
-                .iter()
-                .map(|p| p.counts.get(start, key.as_deref()))
-                .sum();
-            row(windowing, start, key.map(String::from), count)
+            let mut merged = shape.plan.empty();
+            for p in &parts {
+                if let Some(aggs) = p.counts.aggs(start, key.as_deref()) {
+                    merged.merge(aggs);
+                }
+            }
+            shape.row(windowing, start, key.map(String::from), &merged)
         })
         .collect();
     sort_rows(&mut rows);
     rows
 }
 
-fn row(windowing: &Windowing, start: i64, key: Option<String>, count: u64) -> Row {
-    Row {
-        window_start: (start != TOTALS).then_some(start),
-        window_end: windowing.end(start),
-        key,
-        count,
+/// A session closed by an emission: its key and the times it spanned, to
+/// drop from every partition.
+pub(super) type ClosedSession = (Key, i64, i64);
+
+/// The sessions to emit, merged across partitions where those of a key
+/// meet (within `gap`): those whose gap after their last record has
+/// passed `boundary`, or every one when `stopping`. Returns the rows, and
+/// (unless stopping: open sessions stay open) the sessions they close.
+pub(super) fn session_rows<'a>(
+    parts: impl Iterator<Item = &'a Part>,
+    shape: &RowShape,
+    gap: i64,
+    boundary: Option<i64>,
+    stopping: bool,
+) -> (Vec<Row>, Vec<ClosedSession>) {
+    let mut by_key: HashMap<&Key, Vec<&Session>> = HashMap::new();
+    for part in parts {
+        for (key, sessions) in part.counts.sessions() {
+            by_key.entry(key).or_default().extend(sessions);
+        }
     }
+    let mut rows = Vec::new();
+    let mut closed = Vec::new();
+    for (key, mut sessions) in by_key {
+        sessions.sort_by_key(|s| s.start);
+        let mut chains: Vec<(i64, i64, Aggs)> = Vec::new();
+        for s in sessions {
+            match chains.last_mut() {
+                Some((_, end, aggs)) if s.start.saturating_sub(gap) <= *end => {
+                    *end = (*end).max(s.end);
+                    aggs.merge(&s.aggs);
+                }
+                _ => chains.push((s.start, s.end, s.aggs.clone())),
+            }
+        }
+        for (start, end, aggs) in chains {
+            let done = boundary.is_some_and(|b| end.saturating_add(gap) < b);
+            if !(stopping || done) {
+                continue;
+            }
+            let mut row = shape.row(
+                &Windowing::tumbling(None, 0),
+                start,
+                key.as_deref().map(str::to_owned),
+                &aggs,
+            );
+            row.window_start = Some(start);
+            row.window_end = Some(end);
+            rows.push(row);
+            if done && !stopping {
+                closed.push((key.clone(), start, end));
+            }
+        }
+    }
+    sort_rows(&mut rows);
+    (rows, closed)
 }
 
 fn sort_rows(rows: &mut [Row]) {

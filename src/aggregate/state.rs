@@ -1,10 +1,21 @@
-//! Per-partition counts: tumbling event-time windows or running totals,
-//! the partition's watermark and late records, and their checkpoint form.
+//! Per-partition aggregates: tumbling or hopping event-time windows,
+//! session windows per key, or running totals; the partition's watermark
+//! and late records; and their checkpoint form.
+//!
+//! A session of a key holds records no more than the gap apart: a record
+//! within the gap of one or more sessions of its key (at either end,
+//! inclusive) joins them into one. A session's row shows the time of its
+//! first and last record. It closes when the gap after its last record
+//! has passed the close boundary (the watermark less the grace period),
+//! so no record that is not late can join it any more: a record is late
+//! for sessions when its own time is before that boundary.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::acc::{AggPlan, Aggs, Inputs};
 
 /// The window start under which running totals are kept.
 pub const TOTALS: i64 = i64::MIN;
@@ -12,21 +23,68 @@ pub const TOTALS: i64 = i64::MIN;
 /// How records are grouped in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windowing {
-    /// Tumbling window length in ms, aligned to the epoch; `None` for
-    /// running totals.
+    /// Window length in ms, aligned to the epoch; `None` for running
+    /// totals.
     pub size_ms: Option<i64>,
+    /// Hopping windows: a window starts every `hop_ms` (a divisor of the
+    /// length or not), so a record is in every window that starts in
+    /// the length before it. `None`: tumbling, one window per record.
+    pub hop_ms: Option<i64>,
     /// How far behind the watermark a window stays open, in ms.
     pub grace_ms: i64,
+    /// Session windows per key with this gap in ms (`size_ms` is then
+    /// `None`).
+    pub session_gap_ms: Option<i64>,
 }
 
 impl Windowing {
-    /// The start of the window holding `timestamp_ms` ([`TOTALS`] without
-    /// windows).
-    pub fn start(&self, timestamp_ms: i64) -> i64 {
-        match self.size_ms {
-            Some(size) => timestamp_ms.div_euclid(size) * size,
-            None => TOTALS,
+    /// Tumbling windows of `size_ms` (running totals with `None`).
+    pub fn tumbling(size_ms: Option<i64>, grace_ms: i64) -> Self {
+        Self {
+            size_ms,
+            hop_ms: None,
+            grace_ms,
+            session_gap_ms: None,
         }
+    }
+
+    /// Whether windows close (time or session windows, not totals).
+    pub fn closes(&self) -> bool {
+        self.size_ms.is_some() || self.session_gap_ms.is_some()
+    }
+
+    /// The start of the latest window holding `timestamp_ms` ([`TOTALS`]
+    /// without windows).
+    pub fn start(&self, timestamp_ms: i64) -> i64 {
+        match (self.size_ms, self.hop_ms) {
+            (Some(_), Some(hop)) => timestamp_ms.div_euclid(hop) * hop,
+            (Some(size), None) => timestamp_ms.div_euclid(size) * size,
+            (None, _) => TOTALS,
+        }
+    }
+
+    /// The starts of every window holding `timestamp_ms`, earliest first:
+    /// one for tumbling windows and totals, up to length / hop (rounded
+    /// up) for hopping ones.
+    pub fn starts(&self, timestamp_ms: i64) -> impl Iterator<Item = i64> + use<> {
+        let latest = self.start(timestamp_ms);
+        let (first, hop) = match (self.size_ms, self.hop_ms) {
+            (Some(size), Some(hop)) => {
+                // Windows starting after `timestamp_ms - size` hold it.
+                let back = (size - 1).div_euclid(hop);
+                let first = latest.saturating_sub(back.saturating_mul(hop));
+                if first.saturating_add(size) <= timestamp_ms {
+                    (first.saturating_add(hop), hop)
+                } else {
+                    (first, hop)
+                }
+            }
+            // Tumbling windows and totals: the one start.
+            _ => (latest, 1),
+        };
+        (0..)
+            .map(move |i| first.saturating_add(i * hop))
+            .take_while(move |&s| s <= latest)
     }
 
     /// The end (exclusive) of the window starting at `start`; `None` for
@@ -36,57 +94,69 @@ impl Windowing {
     }
 }
 
-/// A counting key; `None` is the bucket of records the extractor could not
+/// A grouping key; `None` is the bucket of records whose key could not be
 /// read ("unparsed").
 pub type Key = Option<Box<str>>;
 
-/// One window's counts in one partition.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WindowCounts {
-    keys: HashMap<Box<str>, Count>,
-    unparsed: Count,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Count {
-    n: u64,
+/// One key's aggregates in one window.
+#[derive(Debug, Clone, PartialEq)]
+struct Cell {
+    aggs: Aggs,
     /// Changed since the last emission; not saved.
     changed: bool,
 }
 
+/// One window's aggregates per key in one partition.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowCounts {
+    keys: HashMap<Box<str>, Cell>,
+    unparsed: Option<Cell>,
+}
+
 impl WindowCounts {
-    fn add(&mut self, key: Option<&str>) {
-        let count = match key {
-            None => &mut self.unparsed,
+    fn add(&mut self, plan: &AggPlan, key: Option<&str>, inputs: &Inputs<'_>) {
+        let cell = match key {
+            None => self.unparsed.get_or_insert_with(|| Cell {
+                aggs: plan.empty(),
+                changed: false,
+            }),
             Some(k) => match self.keys.get_mut(k) {
                 Some(c) => c,
-                None => self.keys.entry(k.into()).or_default(),
+                None => self.keys.entry(k.into()).or_insert_with(|| Cell {
+                    aggs: plan.empty(),
+                    changed: false,
+                }),
             },
         };
-        count.n += 1;
-        count.changed = true;
+        cell.aggs.add(inputs);
+        cell.changed = true;
     }
 
-    /// The count of `key`.
-    pub fn get(&self, key: Option<&str>) -> u64 {
+    /// The aggregates of `key`.
+    pub fn get(&self, key: Option<&str>) -> Option<&Aggs> {
         match key {
-            None => self.unparsed.n,
-            Some(k) => self.keys.get(k).map_or(0, |c| c.n),
+            None => self.unparsed.as_ref().map(|c| &c.aggs),
+            Some(k) => self.keys.get(k).map(|c| &c.aggs),
         }
     }
 
-    /// Every key with its count; the unparsed bucket when not empty.
-    pub fn iter(&self) -> impl Iterator<Item = (Option<&str>, u64)> {
-        let unparsed = (self.unparsed.n > 0).then_some((None, self.unparsed.n));
+    /// The records counted under `key`.
+    pub fn count(&self, key: Option<&str>) -> u64 {
+        self.get(key).map_or(0, |a| a.records)
+    }
+
+    /// Every key with its aggregates; the unparsed bucket when not empty.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<&str>, &Aggs)> {
+        let unparsed = self.unparsed.as_ref().map(|c| (None, &c.aggs));
         self.keys
             .iter()
-            .map(|(k, c)| (Some(&**k), c.n))
+            .map(|(k, c)| (Some(&**k), &c.aggs))
             .chain(unparsed)
     }
 
     /// Distinct keys (the unparsed bucket included).
     pub fn len(&self) -> usize {
-        self.keys.len() + usize::from(self.unparsed.n > 0)
+        self.keys.len() + usize::from(self.unparsed.is_some())
     }
 
     /// No key at all.
@@ -100,57 +170,130 @@ impl WindowCounts {
                 into.push((start, Some(k.clone())));
             }
         }
-        if std::mem::take(&mut self.unparsed.changed) {
-            into.push((start, None));
+        if let Some(c) = &mut self.unparsed {
+            if std::mem::take(&mut c.changed) {
+                into.push((start, None));
+            }
         }
     }
+}
+
+/// Takes a record at `ts` into `sessions` (disjoint, by start): every
+/// session within `gap` of it joins it into one.
+fn join_session(
+    sessions: &mut Vec<Session>,
+    plan: &AggPlan,
+    gap: i64,
+    ts: i64,
+    inputs: &Inputs<'_>,
+) {
+    let meets = |s: &Session| s.start.saturating_sub(gap) <= ts && ts <= s.end.saturating_add(gap);
+    let first = sessions.partition_point(|s| s.end.saturating_add(gap) < ts);
+    let last = first + sessions[first..].iter().take_while(|s| meets(s)).count();
+    let mut joined = Session {
+        start: ts,
+        end: ts,
+        aggs: plan.empty(),
+    };
+    for s in sessions.drain(first..last) {
+        joined.start = joined.start.min(s.start);
+        joined.end = joined.end.max(s.end);
+        joined.aggs.merge(&s.aggs);
+    }
+    joined.aggs.add(inputs);
+    sessions.insert(first, joined);
 }
 
 /// What [`PartitionCounts::apply`] did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    /// Counted.
+    /// Taken into every window that holds it.
     Counted,
-    /// Its window was already closed: counted as late only.
+    /// One or more of its windows was already closed: counted as late,
+    /// and taken into the others (none for a tumbling window).
     Late,
 }
 
-/// The counts of one input partition.
+/// One session of one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    /// Its first record's time.
+    pub start: i64,
+    /// Its last record's time.
+    pub end: i64,
+    /// Its aggregates.
+    pub aggs: Aggs,
+}
+
+/// The aggregates of one input partition.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PartitionCounts {
     /// Per window start ([`TOTALS`] without windows).
     windows: BTreeMap<i64, WindowCounts>,
+    /// Per key, its open sessions, disjoint and by start.
+    sessions: HashMap<Key, Vec<Session>>,
     /// The largest record timestamp seen.
     watermark: Option<i64>,
     /// Windows ending at or before this were emitted as closed, for every
     /// partition: later records for them are late.
     closed_before: Option<i64>,
-    /// Records whose window was closed when they arrived.
+    /// Records that missed a window closed when they arrived.
     late: u64,
 }
 
 impl PartitionCounts {
-    /// Counts one record with timestamp `timestamp_ms` under `key`.
+    /// Takes one record with timestamp `timestamp_ms` under `key`, its
+    /// fields reading `inputs`, into every open window holding it.
     pub fn apply(
         &mut self,
         windowing: &Windowing,
+        plan: &AggPlan,
         timestamp_ms: i64,
         key: Option<&str>,
+        inputs: &Inputs<'_>,
     ) -> Applied {
-        let start = windowing.start(timestamp_ms);
-        if let Some(end) = windowing.end(start) {
-            let closed_here = self
-                .watermark
-                .is_some_and(|w| end <= w.saturating_sub(windowing.grace_ms));
-            let closed_everywhere = self.closed_before.is_some_and(|c| end <= c);
-            if closed_here || closed_everywhere {
+        let closed_here = self.watermark.map(|w| w.saturating_sub(windowing.grace_ms));
+        let closed = closed_here.max(self.closed_before);
+        if let Some(gap) = windowing.session_gap_ms {
+            if closed.is_some_and(|c| timestamp_ms < c) {
                 self.late += 1;
                 return Applied::Late;
             }
             self.watermark = Some(self.watermark.map_or(timestamp_ms, |w| w.max(timestamp_ms)));
+            let sessions = self.sessions.entry(key.map(Box::from)).or_default();
+            join_session(sessions, plan, gap, timestamp_ms, inputs);
+            return Applied::Counted;
         }
-        self.windows.entry(start).or_default().add(key);
-        Applied::Counted
+        if windowing.size_ms.is_none() {
+            self.windows
+                .entry(TOTALS)
+                .or_default()
+                .add(plan, key, inputs);
+            return Applied::Counted;
+        }
+        let mut missed = false;
+        let mut taken = false;
+        for start in windowing.starts(timestamp_ms) {
+            let end = windowing.end(start).unwrap_or(i64::MAX);
+            if closed.is_some_and(|c| end <= c) {
+                missed = true;
+                continue;
+            }
+            taken = true;
+            self.windows
+                .entry(start)
+                .or_default()
+                .add(plan, key, inputs);
+        }
+        if taken {
+            self.watermark = Some(self.watermark.map_or(timestamp_ms, |w| w.max(timestamp_ms)));
+        }
+        if missed {
+            self.late += 1;
+            Applied::Late
+        } else {
+            Applied::Counted
+        }
     }
 
     /// Where this partition lets windows close: windows ending at or
@@ -160,19 +303,40 @@ impl PartitionCounts {
         self.watermark.map(|w| w.saturating_sub(windowing.grace_ms))
     }
 
-    /// The counts per window start.
+    /// The aggregates per window start.
     pub fn windows(&self) -> &BTreeMap<i64, WindowCounts> {
         &self.windows
     }
 
-    /// The count of `key` in the window starting at `start`.
+    /// The records counted under `key` in the window starting at `start`.
     pub fn get(&self, start: i64, key: Option<&str>) -> u64 {
-        self.windows.get(&start).map_or(0, |w| w.get(key))
+        self.windows.get(&start).map_or(0, |w| w.count(key))
+    }
+
+    /// The aggregates of `key` in the window starting at `start`.
+    pub fn aggs(&self, start: i64, key: Option<&str>) -> Option<&Aggs> {
+        self.windows.get(&start).and_then(|w| w.get(key))
     }
 
     /// Records counted as late so far.
     pub fn late(&self) -> u64 {
         self.late
+    }
+
+    /// The open sessions per key.
+    pub fn sessions(&self) -> &HashMap<Key, Vec<Session>> {
+        &self.sessions
+    }
+
+    /// Drops the sessions of `key` that start and end within `from..=to`
+    /// (emitted as closed).
+    pub fn close_sessions(&mut self, key: &Key, from: i64, to: i64) {
+        if let Some(sessions) = self.sessions.get_mut(key) {
+            sessions.retain(|s| s.start < from || s.end > to);
+            if sessions.is_empty() {
+                self.sessions.remove(key);
+            }
+        }
     }
 
     /// Adds the (window, key) pairs changed since the last call to `into`.
@@ -197,10 +361,37 @@ impl PartitionCounts {
         changed || self.windows.len() != before
     }
 
-    /// The checkpoint form: compact JSON.
-    pub fn to_json(&self) -> Vec<u8> {
+    /// The checkpoint form: compact JSON. A key's entry is `[key,
+    /// records]` when `count` is the only aggregate (as `weir count` has
+    /// always saved it), else `[key, records, [[state, unparsed], …]]`.
+    pub fn to_json(&self, plan: &AggPlan) -> Vec<u8> {
+        let entry = |key: Option<&str>, aggs: &Aggs| -> Value {
+            if plan.is_count() {
+                serde_json::json!([key, aggs.records])
+            } else {
+                serde_json::json!([key, aggs.records, plan.save(aggs)])
+            }
+        };
+        let session = |s: &Session| -> Value {
+            if plan.is_count() {
+                serde_json::json!([s.start, s.end, s.aggs.records])
+            } else {
+                serde_json::json!([s.start, s.end, s.aggs.records, plan.save(&s.aggs)])
+            }
+        };
         let stored = Stored {
             v: STATE_VERSION,
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(key, sessions)| {
+                    (
+                        key.as_deref().map(str::to_owned),
+                        sessions.iter().map(session).collect(),
+                    )
+                })
+                .collect(),
+            aggs: (!plan.is_count()).then(|| plan.names()),
             watermark: self.watermark,
             closed_before: self.closed_before,
             late: self.late,
@@ -209,50 +400,110 @@ impl PartitionCounts {
                 .iter()
                 .map(|(&start, counts)| {
                     let start = (start != TOTALS).then_some(start);
-                    let counts = counts
-                        .iter()
-                        .map(|(k, n)| (k.map(Cow::Borrowed), n))
-                        .collect();
-                    (start, counts)
+                    let keys = counts.iter().map(|(k, a)| entry(k, a)).collect();
+                    (start, keys)
                 })
                 .collect(),
         };
         serde_json::to_vec(&stored).unwrap_or_default()
     }
 
-    /// Reads the checkpoint form.
+    /// Reads the checkpoint form, for the aggregates of `plan`.
     ///
     /// # Errors
     ///
-    /// What is wrong with it.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, CountsFormatError> {
-        let stored: Stored<'_> =
+    /// What is wrong with it: unreadable, another version, or saved for
+    /// other aggregates.
+    pub fn from_json(bytes: &[u8], plan: &AggPlan) -> Result<Self, CountsFormatError> {
+        let stored: Stored =
             serde_json::from_slice(bytes).map_err(CountsFormatError::Unreadable)?;
-        if stored.v != STATE_VERSION {
+        // Version 1 is `weir count`'s own: counts only.
+        if !(1..=STATE_VERSION).contains(&stored.v) {
             return Err(CountsFormatError::Version {
                 found: stored.v,
                 expected: STATE_VERSION,
             });
         }
-        let windows = stored
-            .windows
-            .into_iter()
-            .map(|(start, counts)| {
-                let mut window = WindowCounts::default();
-                for (key, n) in counts {
-                    let count = Count { n, changed: false };
-                    match key {
-                        None => window.unparsed = count,
-                        Some(k) => {
-                            window.keys.insert(Box::from(&*k), count);
-                        }
+        let saved_for = stored.aggs.unwrap_or_else(|| vec!["count".to_owned()]);
+        if saved_for != plan.names() {
+            return Err(CountsFormatError::OtherAggregates {
+                saved: saved_for.join(", "),
+                wanted: plan.names().join(", "),
+            });
+        }
+        let mut windows = BTreeMap::new();
+        for (start, keys) in stored.windows {
+            let mut window = WindowCounts::default();
+            for entry in keys {
+                let (key, records, saved): (Option<String>, u64, Option<Value>) = match entry {
+                    Value::Array(mut parts) if (2..=3).contains(&parts.len()) => {
+                        let saved = (parts.len() == 3).then(|| parts.pop().unwrap_or_default());
+                        let records = serde_json::from_value(parts.pop().unwrap_or_default())
+                            .map_err(CountsFormatError::Unreadable)?;
+                        let key = serde_json::from_value(parts.pop().unwrap_or_default())
+                            .map_err(CountsFormatError::Unreadable)?;
+                        (key, records, saved)
+                    }
+                    _ => return Err(CountsFormatError::Entry),
+                };
+                let aggs = match saved {
+                    Some(saved) => plan
+                        .load(records, saved)
+                        .map_err(CountsFormatError::Unreadable)?,
+                    None => {
+                        let mut aggs = plan.empty();
+                        aggs.records = records;
+                        aggs
+                    }
+                };
+                let cell = Cell {
+                    aggs,
+                    changed: false,
+                };
+                match key {
+                    None => window.unparsed = Some(cell),
+                    Some(k) => {
+                        window.keys.insert(k.into_boxed_str(), cell);
                     }
                 }
-                (start.unwrap_or(TOTALS), window)
-            })
-            .collect();
+            }
+            windows.insert(start.unwrap_or(TOTALS), window);
+        }
+        let mut sessions = HashMap::new();
+        for (key, saved) in stored.sessions {
+            let list = saved
+                .into_iter()
+                .map(|entry| {
+                    let (start, end, records, state): (i64, i64, u64, Option<Value>) =
+                        match serde_json::from_value::<Vec<Value>>(entry) {
+                            Ok(mut parts) if (3..=4).contains(&parts.len()) => {
+                                let state =
+                                    (parts.len() == 4).then(|| parts.pop().unwrap_or_default());
+                                let (start, end, records) =
+                                    serde_json::from_value(Value::Array(parts))
+                                        .map_err(CountsFormatError::Unreadable)?;
+                                (start, end, records, state)
+                            }
+                            _ => return Err(CountsFormatError::Entry),
+                        };
+                    let aggs = match state {
+                        Some(state) => plan
+                            .load(records, state)
+                            .map_err(CountsFormatError::Unreadable)?,
+                        None => {
+                            let mut aggs = plan.empty();
+                            aggs.records = records;
+                            aggs
+                        }
+                    };
+                    Ok(Session { start, end, aggs })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            sessions.insert(key.map(String::into_boxed_str), list);
+        }
         Ok(Self {
             windows,
+            sessions,
             watermark: stored.watermark,
             closed_before: stored.closed_before,
             late: stored.late,
@@ -260,38 +511,53 @@ impl PartitionCounts {
     }
 }
 
-const STATE_VERSION: u8 = 1;
+const STATE_VERSION: u8 = 2;
 
-/// Counts in a checkpoint that cannot be read back.
+/// State in a checkpoint that cannot be read back.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CountsFormatError {
     /// Not the checkpoint form.
     #[error("unreadable count state")]
     Unreadable(#[source] serde_json::Error),
+    /// A key's entry is not `[key, records(, states)]`.
+    #[error("unreadable count state: an entry is not [key, records, states]")]
+    Entry,
     /// Written by another version of weir.
     #[error("count state version {found} is not {expected}")]
     Version {
         /// The version it was written in.
         found: u8,
-        /// The version this weir writes.
+        /// The newest version this weir reads.
         expected: u8,
+    },
+    /// Saved by a run that computed other aggregates.
+    #[error(
+        "the group's state holds {saved}, not {wanted}: use another group (or `weir offsets delete`) to compute other aggregates"
+    )]
+    OtherAggregates {
+        /// What the state holds.
+        saved: String,
+        /// What this run computes.
+        wanted: String,
     },
 }
 
-/// A key (null: unparsed) and its count.
-type StoredCount<'a> = (Option<Cow<'a, str>>, u64);
-
 /// The JSON form of [`PartitionCounts`]: windows as `[start or null,
-/// [[key or null, count], …]]`.
+/// [entry, …]]`, an entry as in [`PartitionCounts::to_json`].
 #[derive(Serialize, Deserialize)]
-struct Stored<'a> {
+struct Stored {
     v: u8,
+    /// The aggregates' names; absent for `count` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aggs: Option<Vec<String>>,
     watermark: Option<i64>,
     closed_before: Option<i64>,
     late: u64,
-    #[serde(borrow)]
-    windows: Vec<(Option<i64>, Vec<StoredCount<'a>>)>,
+    windows: Vec<(Option<i64>, Vec<Value>)>,
+    /// Per key, its sessions as `[start, end, records(, states)]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sessions: Vec<(Option<String>, Vec<Value>)>,
 }
 
 #[cfg(test)]
@@ -301,10 +567,16 @@ mod tests {
     const MINUTE: i64 = 60_000;
 
     fn windowed(grace_ms: i64) -> Windowing {
-        Windowing {
-            size_ms: Some(MINUTE),
-            grace_ms,
-        }
+        Windowing::tumbling(Some(MINUTE), grace_ms)
+    }
+
+    fn count() -> AggPlan {
+        AggPlan::new(Vec::new())
+    }
+
+    /// Applies a record of `count()` (no fields to read).
+    fn apply(c: &mut PartitionCounts, w: &Windowing, ts: i64, key: Option<&str>) -> Applied {
+        c.apply(w, &count(), ts, key, &[])
     }
 
     #[test]
@@ -315,25 +587,70 @@ mod tests {
         assert_eq!(w.start(MINUTE), MINUTE);
         assert_eq!(w.start(-1), -MINUTE);
         assert_eq!(w.end(MINUTE), Some(2 * MINUTE));
-        let totals = Windowing {
-            size_ms: None,
-            grace_ms: 0,
-        };
+        assert_eq!(w.starts(MINUTE + 5).collect::<Vec<_>>(), [MINUTE]);
+        let totals = Windowing::tumbling(None, 0);
         assert_eq!(totals.start(123), TOTALS);
         assert_eq!(totals.end(TOTALS), None);
+        assert_eq!(totals.starts(123).collect::<Vec<_>>(), [TOTALS]);
+    }
+
+    #[test]
+    fn hopping_windows_hold_every_record_of_their_length() {
+        // Five minutes every minute: a record is in five windows.
+        let w = Windowing {
+            size_ms: Some(5 * MINUTE),
+            hop_ms: Some(MINUTE),
+            grace_ms: 0,
+            session_gap_ms: None,
+        };
+        let starts: Vec<i64> = w.starts(7 * MINUTE + 30_000).collect();
+        assert_eq!(starts, [3, 4, 5, 6, 7].map(|m| m * MINUTE));
+        // On a boundary: the window ending there does not hold it.
+        let starts: Vec<i64> = w.starts(7 * MINUTE).collect();
+        assert_eq!(starts, [3, 4, 5, 6, 7].map(|m| m * MINUTE));
+        let starts: Vec<i64> = w.starts(-1).collect();
+        assert_eq!(starts, [-5, -4, -3, -2, -1].map(|m| m * MINUTE));
+        // A hop that does not divide the length: 5 s every 2 s.
+        let odd = Windowing {
+            size_ms: Some(5_000),
+            hop_ms: Some(2_000),
+            grace_ms: 0,
+            session_gap_ms: None,
+        };
+        assert_eq!(odd.starts(4_500).collect::<Vec<_>>(), [0, 2_000, 4_000]);
+        assert_eq!(odd.starts(5_000).collect::<Vec<_>>(), [2_000, 4_000]);
+        // Hop longer than the length: gaps that hold nothing.
+        let sparse = Windowing {
+            size_ms: Some(1_000),
+            hop_ms: Some(3_000),
+            grace_ms: 0,
+            session_gap_ms: None,
+        };
+        assert_eq!(sparse.starts(3_500).collect::<Vec<_>>(), [3_000]);
+        assert_eq!(sparse.starts(1_500).count(), 0);
+        // A record in a closed window and an open one is late once.
+        let mut c = PartitionCounts::default();
+        apply(&mut c, &w, 10 * MINUTE, Some("a"));
+        assert_eq!(apply(&mut c, &w, 6 * MINUTE, Some("a")), Applied::Late);
+        assert_eq!(c.late(), 1);
+        assert_eq!(c.get(6 * MINUTE, Some("a")), 2);
+        assert_eq!(c.get(5 * MINUTE, Some("a")), 0);
     }
 
     #[test]
     fn records_behind_the_watermark_past_grace_are_late() {
         let w = windowed(10_000);
         let mut c = PartitionCounts::default();
-        assert_eq!(c.apply(&w, 5_000, Some("a")), Applied::Counted);
-        assert_eq!(c.apply(&w, MINUTE + 5_000, Some("a")), Applied::Counted);
+        assert_eq!(apply(&mut c, &w, 5_000, Some("a")), Applied::Counted);
+        assert_eq!(
+            apply(&mut c, &w, MINUTE + 5_000, Some("a")),
+            Applied::Counted
+        );
         // Watermark 65 s minus 10 s grace = 55 s: window [0, 60 s) is open.
-        assert_eq!(c.apply(&w, 59_000, Some("b")), Applied::Counted);
-        assert_eq!(c.apply(&w, MINUTE + 10_000, None), Applied::Counted);
+        assert_eq!(apply(&mut c, &w, 59_000, Some("b")), Applied::Counted);
+        assert_eq!(apply(&mut c, &w, MINUTE + 10_000, None), Applied::Counted);
         // Now 70 s - 10 s = 60 s: window [0, 60 s) has closed.
-        assert_eq!(c.apply(&w, 1_000, Some("a")), Applied::Late);
+        assert_eq!(apply(&mut c, &w, 1_000, Some("a")), Applied::Late);
         assert_eq!(c.late(), 1);
         assert_eq!(c.get(0, Some("a")), 1);
         assert_eq!(c.get(0, Some("b")), 1);
@@ -360,27 +677,24 @@ mod tests {
     fn closing_drops_windows_and_makes_their_records_late() {
         let w = windowed(0);
         let mut c = PartitionCounts::default();
-        c.apply(&w, 1, Some("a"));
-        c.apply(&w, MINUTE + 1, Some("a"));
+        apply(&mut c, &w, 1, Some("a"));
+        apply(&mut c, &w, MINUTE + 1, Some("a"));
         assert!(c.close_before(&w, MINUTE));
         assert!(!c.close_before(&w, MINUTE));
         assert_eq!(c.windows().keys().copied().collect::<Vec<_>>(), [MINUTE]);
         let mut empty = PartitionCounts::default();
         empty.close_before(&w, MINUTE);
         // A partition without records of its own follows the others.
-        assert_eq!(empty.apply(&w, 30_000, Some("x")), Applied::Late);
-        assert_eq!(empty.apply(&w, MINUTE, Some("x")), Applied::Counted);
+        assert_eq!(apply(&mut empty, &w, 30_000, Some("x")), Applied::Late);
+        assert_eq!(apply(&mut empty, &w, MINUTE, Some("x")), Applied::Counted);
     }
 
     #[test]
     fn totals_never_close() {
-        let w = Windowing {
-            size_ms: None,
-            grace_ms: 0,
-        };
+        let w = Windowing::tumbling(None, 0);
         let mut c = PartitionCounts::default();
-        c.apply(&w, 100, Some("a"));
-        c.apply(&w, 1, Some("a"));
+        apply(&mut c, &w, 100, Some("a"));
+        apply(&mut c, &w, 1, Some("a"));
         assert_eq!(c.get(TOTALS, Some("a")), 2);
         assert_eq!(c.late(), 0);
     }
@@ -389,28 +703,90 @@ mod tests {
     fn the_checkpoint_form_round_trips() {
         let w = windowed(0);
         let mut c = PartitionCounts::default();
-        c.apply(&w, 1, Some("a \"quoted\" ü"));
-        c.apply(&w, 2, None);
-        c.apply(&w, MINUTE * 3, Some("b"));
+        apply(&mut c, &w, 1, Some("a \"quoted\" ü"));
+        apply(&mut c, &w, 2, None);
+        apply(&mut c, &w, MINUTE * 3, Some("b"));
         c.close_before(&w, -5);
         c.take_changed(&mut Vec::new());
-        let json = c.to_json();
-        let back = PartitionCounts::from_json(&json).unwrap();
+        let json = c.to_json(&count());
+        let back = PartitionCounts::from_json(&json, &count()).unwrap();
         assert_eq!(back, c);
-        let totals = Windowing {
-            size_ms: None,
-            grace_ms: 0,
-        };
+        let totals = Windowing::tumbling(None, 0);
         let mut t = PartitionCounts::default();
-        t.apply(&totals, 1, Some("k"));
+        apply(&mut t, &totals, 1, Some("k"));
         t.take_changed(&mut Vec::new());
-        assert_eq!(PartitionCounts::from_json(&t.to_json()).unwrap(), t);
-        assert!(PartitionCounts::from_json(b"{}").is_err());
+        assert_eq!(
+            PartitionCounts::from_json(&t.to_json(&count()), &count()).unwrap(),
+            t
+        );
+        assert!(PartitionCounts::from_json(b"{}", &count()).is_err());
         assert!(
             PartitionCounts::from_json(
-                br#"{"v":9,"watermark":null,"closed_before":null,"late":0,"windows":[]}"#
+                br#"{"v":9,"watermark":null,"closed_before":null,"late":0,"windows":[]}"#,
+                &count()
             )
             .is_err()
         );
+        // `weir count`'s own version 1 reads as counts.
+        let v1 = br#"{"v":1,"watermark":5,"closed_before":null,"late":2,"windows":[[0,[["a",3],[null,1]]]]}"#;
+        let read = PartitionCounts::from_json(v1, &count()).unwrap();
+        assert_eq!(
+            (read.get(0, Some("a")), read.get(0, None), read.late()),
+            (3, 1, 2)
+        );
+    }
+
+    #[test]
+    fn sessions_join_records_within_the_gap_and_merge_when_they_meet() {
+        let w = Windowing {
+            size_ms: None,
+            hop_ms: None,
+            grace_ms: 20,
+            session_gap_ms: Some(10),
+        };
+        let mut c = PartitionCounts::default();
+        for ts in [100, 105, 130, 150, 140] {
+            apply(&mut c, &w, ts, Some("u"));
+        }
+        apply(&mut c, &w, 135, Some("v"));
+        // 100 and 105 are one session; 130 and 150 were two until 140
+        // joined them (130 + 10 >= 140 >= 150 - 10).
+        let spans = |c: &PartitionCounts, key: &str| -> Vec<(i64, i64, u64)> {
+            c.sessions()[&Some(Box::from(key))]
+                .iter()
+                .map(|s| (s.start, s.end, s.aggs.records))
+                .collect()
+        };
+        assert_eq!(spans(&c, "u"), [(100, 105, 2), (130, 150, 3)]);
+        assert_eq!(spans(&c, "v"), [(135, 135, 1)]);
+        // The watermark is 150: a record before 130 (grace 20) is late.
+        assert_eq!(apply(&mut c, &w, 129, Some("u")), Applied::Late);
+        assert_eq!(apply(&mut c, &w, 160, Some("u")), Applied::Counted);
+        assert_eq!(spans(&c, "u"), [(100, 105, 2), (130, 160, 4)]);
+        let json = c.to_json(&count());
+        assert_eq!(PartitionCounts::from_json(&json, &count()).unwrap(), c);
+        c.close_sessions(&Some(Box::from("u")), 100, 105);
+        assert_eq!(spans(&c, "u"), [(130, 160, 4)]);
+    }
+
+    #[test]
+    fn aggregates_are_saved_and_checked_against_the_run() {
+        let plan = AggPlan::new(vec!["count".parse().unwrap(), "sum:value".parse().unwrap()]);
+        let w = windowed(0);
+        let mut c = PartitionCounts::default();
+        let two = [Some(std::borrow::Cow::Borrowed("2"))];
+        c.apply(&w, &plan, 1, Some("a"), &two);
+        c.apply(&w, &plan, 2, Some("a"), &[None]);
+        c.take_changed(&mut Vec::new());
+        let json = c.to_json(&plan);
+        assert_eq!(PartitionCounts::from_json(&json, &plan).unwrap(), c);
+        let error = PartitionCounts::from_json(&json, &count()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the group's state holds count, sum(value), not count: use another group (or `weir offsets delete`) to compute other aggregates"
+        );
+        let (values, unparsed) = plan.finish(c.aggs(0, Some("a")).unwrap());
+        assert_eq!(values, [serde_json::json!(2), serde_json::json!(2)]);
+        assert_eq!(unparsed, [("sum(value)".to_owned(), 1)]);
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use weir::ConnectionConfig;
 use weir::aggregate::{
-    self, Checkpoints, CountConfig, CountJob, CountMemberPlan, CountSummary, EmitMode, Extractor,
-    JsonLines, MemberOutput, Restored, Row, RowSink, Table, TransactionPlan, Windowing,
-    count_transactional_id, table_line,
+    self, AggPlan, AggSpec, Checkpoints, CountConfig, CountJob, CountMemberPlan, CountSummary,
+    EmitMode, Extractor, JsonLines, MemberOutput, Restored, Row, RowSink, Table, TransactionPlan,
+    Windowing, agg_table_line, count_transactional_id, table_line,
 };
 use weir::consume::{Consumer, assign};
 use weir::job::StopReason;
@@ -23,33 +23,54 @@ use super::flags::MembershipFlags;
 use super::offsets::StoreArgs;
 use super::{non_negative, usage, usage_for};
 
-/// Count records per key in time windows, exactly, across restarts.
+/// Count (`weir count`) or aggregate (`weir agg`) records per key in time
+/// windows, exactly, across restarts: `count` is `agg` with one aggregate.
 #[derive(Debug, clap::Args)]
 pub struct CountArgs {
     #[command(flatten)]
     pub selection: SelectionArgs,
 
-    /// What a record is counted under: value, key, json:/POINTER (a field
+    /// What a record is grouped under: value, key, json:/POINTER (a field
     /// of the JSON value) or regex:PATTERN (its first capture group).
-    /// Records it cannot read are counted under "(unparsed)" (JSON: null).
-    #[arg(long, value_name = "EXTRACTOR")]
-    pub by: String,
+    /// Repeat it for a composite key (a JSON array of the parts). Records
+    /// it cannot read are grouped under "(unparsed)" (JSON: null).
+    #[arg(long, value_name = "EXTRACTOR", required = true)]
+    pub by: Vec<String>,
 
-    /// Tumbling windows of this length, aligned to the epoch, by record
-    /// timestamp (event time). Without it: running totals.
+    /// An aggregate per (window, key), repeatable: count, sum:F, min:F,
+    /// max:F, avg:F, distinct:F, topN:F (top10:json:/path) or pNN:F
+    /// (p50, p99, p99.9), F a field as --by takes it. Default: count.
+    #[arg(long, value_name = "AGG")]
+    pub agg: Vec<String>,
+
+    /// Windows of this length, aligned to the epoch, by record timestamp
+    /// (event time): tumbling, or hopping with --hop. Without it: running
+    /// totals.
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub window: Option<Duration>,
 
+    /// Hopping windows: a window of --window's length starts every HOP,
+    /// so a record is in each window that starts in the length before it.
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, requires = "window")]
+    pub hop: Option<Duration>,
+
+    /// Session windows per key: records no more than GAP apart are one
+    /// session, and sessions merge when a record joins them. A row shows
+    /// the first and last record's time; it is emitted (final) when GAP
+    /// has passed after the last record, by event time.
+    #[arg(long, value_name = "GAP", value_parser = parse_duration, allow_hyphen_values = true, conflicts_with = "window")]
+    pub session_gap: Option<Duration>,
+
     /// How long a window stays open behind the partition's newest
     /// timestamp; records for a closed window count as late.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, allow_hyphen_values = true, requires = "window")]
+    #[arg(long, default_value = "0s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub grace: Duration,
 
     /// A partition that has had no record for this long stops holding
     /// windows back: they close by the other partitions' timestamps, and
     /// its later records for them count as late. Without it a quiet
     /// partition holds windows open until it has a newer record.
-    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, requires = "window")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub idle_timeout: Option<Duration>,
 
     /// final: each window once, when it closes (default with --window);
@@ -132,22 +153,59 @@ pub async fn run(
         super::require_stdout("the counts (--no-stdout writes only to --to-topic)")?;
     }
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
-    let extractor: Extractor = args.by.parse().map_err(|e| usage_for("--by", e))?;
+    let by = args
+        .by
+        .iter()
+        .map(|b| b.parse::<Extractor>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| usage_for("--by", e))?;
+    let aggs = args
+        .agg
+        .iter()
+        .map(|a| a.parse::<AggSpec>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| usage_for("--agg", e))?;
+    let hop_ms = match args.hop {
+        Some(h) if h.as_millis() == 0 => return Err(usage("--hop must be at least 1ms")),
+        Some(h) => Some(i64::try_from(h.as_millis()).unwrap_or(i64::MAX)),
+        None => None,
+    };
     let size_ms = match args.window {
         Some(w) if w.as_millis() == 0 => return Err(usage("--window must be at least 1ms")),
         Some(w) => Some(i64::try_from(w.as_millis()).unwrap_or(i64::MAX)),
         None => None,
     };
+    let session_gap_ms = match args.session_gap {
+        Some(g) if g.as_millis() == 0 => return Err(usage("--session-gap must be at least 1ms")),
+        Some(g) => Some(i64::try_from(g.as_millis()).unwrap_or(i64::MAX)),
+        None => None,
+    };
+    if size_ms.is_none() && session_gap_ms.is_none() {
+        if !args.grace.is_zero() {
+            return Err(usage("--grace needs --window or --session-gap"));
+        }
+        if args.idle_timeout.is_some() {
+            return Err(usage("--idle-timeout needs --window or --session-gap"));
+        }
+    }
     let terminal = std::io::stdout().is_terminal() && !args.json && !args.no_stdout;
     let emit = match args.emit.as_deref() {
         Some("final") => EmitMode::Final,
+        Some(_) if session_gap_ms.is_some() => {
+            return Err(usage(
+                "--session-gap emits each session once, when it closes (--emit final)",
+            ));
+        }
         Some(_) => EmitMode::Updates,
+        None if session_gap_ms.is_some() => EmitMode::Final,
         None if size_ms.is_some() && !terminal => EmitMode::Final,
         None => EmitMode::Updates,
     };
     let windowing = Windowing {
         size_ms,
+        hop_ms,
         grace_ms: i64::try_from(args.grace.as_millis()).unwrap_or(i64::MAX),
+        session_gap_ms,
     };
 
     let client = Arc::new(config.client().await?);
@@ -170,7 +228,8 @@ pub async fn run(
     };
     let mut job = CountJob {
         config: CountConfig {
-            extractor,
+            by,
+            aggs: AggPlan::new(aggs),
             windowing,
             emit,
             count: args.count,
@@ -239,7 +298,7 @@ pub async fn run(
             weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
         if let Some((mut session, offsets)) = joined {
             let partitions: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
-            restored = aggregate::restore(&mut session, &offsets, &partitions)?;
+            restored = aggregate::restore(&mut session, &offsets, &partitions, &job.config.aggs)?;
             tracing::debug!(
                 group = group.as_str(),
                 partitions = restored.len(),
@@ -259,16 +318,16 @@ pub async fn run(
     Ok(())
 }
 
-/// Latest count per key (`None`: unparsed).
-type KeyCounts = HashMap<Option<String>, u64>;
+/// Latest row per key (`None`: unparsed).
+type KeyRows = HashMap<Option<String>, Row>;
 
-/// On a terminal: the top rows of the newest window (or of the totals),
-/// redrawn at every emission.
+/// On a terminal: the top rows (most records first) of the newest window
+/// (or of the totals), redrawn at every emission.
 struct LiveView<W> {
     out: W,
     top: usize,
-    /// Latest count per key, per window start (`None`: totals).
-    windows: BTreeMap<Option<i64>, (Option<i64>, KeyCounts)>,
+    /// Latest row per key, per window start (`None`: totals).
+    windows: BTreeMap<Option<i64>, (Option<i64>, KeyRows)>,
 }
 
 impl<W> LiveView<W> {
@@ -288,7 +347,7 @@ impl<W: Write + Send> RowSink for LiveView<W> {
                 .windows
                 .entry(row.window_start)
                 .or_insert_with(|| (row.window_end, HashMap::new()));
-            keys.insert(row.key.clone(), row.count);
+            keys.insert(row.key.clone(), row.clone());
         }
         // Two windows are enough to show: the newest, and the one before
         // it while it may still change.
@@ -298,23 +357,22 @@ impl<W: Write + Send> RowSink for LiveView<W> {
         let Some((&start, (end, keys))) = self.windows.last_key_value() else {
             return Ok(());
         };
-        let mut top: Vec<(&Option<String>, &u64)> = keys.iter().collect();
-        top.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let mut top: Vec<&Row> = keys.values().collect();
+        top.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
         let windowed = start.is_some();
+        let names = top.first().and_then(|r| r.agg.as_ref()).map(|a| &a.names);
+        let line = |row: Option<&Row>| match names {
+            None => table_line(row, windowed),
+            Some(names) => agg_table_line(row, names, windowed),
+        };
         let mut screen = String::from("\x1b[H\x1b[2J");
         if let (Some(s), Some(e)) = (start, end) {
             screen.push_str(&format!("window {} .. {}\n", rfc3339(s), rfc3339(*e)));
         }
-        screen.push_str(&table_line(None, windowed));
+        screen.push_str(&line(None));
         screen.push('\n');
-        for (key, &count) in top.into_iter().take(self.top) {
-            let row = Row {
-                window_start: start,
-                window_end: *end,
-                key: key.clone(),
-                count,
-            };
-            screen.push_str(&table_line(Some(&row), windowed));
+        for row in top.into_iter().take(self.top) {
+            screen.push_str(&line(Some(row)));
             screen.push('\n');
         }
         if stopping {

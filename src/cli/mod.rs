@@ -252,6 +252,9 @@ pub enum Command {
     Consume(consume::ConsumeArgs),
     /// Count records per key in time windows, exactly, across restarts.
     Count(count::CountArgs),
+    /// Aggregate records per key in time windows: count, sum, min, max,
+    /// avg, distinct, top-k and percentiles, exactly across restarts.
+    Agg(count::CountArgs),
     /// Records of topics, filtered, re-keyed and reshaped, into another topic.
     Pipe(pipe::PipeArgs),
     /// Consumer-group offsets kept by weir: groups, show, set, delete.

@@ -213,7 +213,7 @@ impl OffsetStore {
 
     /// `group`'s commits: its store partition read from the earliest
     /// offset to the high watermark at the start of the load, waiting for
-    /// the transactions open below it to end (see [`Self::read`]).
+    /// the transactions open below it to end (see `read`).
     ///
     /// # Errors
     ///

@@ -1,0 +1,439 @@
+//! `weir agg` against a real broker: every aggregate and window type equals
+//! a reference computed independently (tests/py/agg_reference.py, in
+//! Python over the records as the topic holds them), with timestamps out
+//! of order within the grace period and some records late; sketch-based
+//! aggregates within their stated error.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Feeder, STEP_TIMEOUT, random_topic, run, weir};
+use serde_json::{Value, json};
+
+/// Input records.
+const RECORDS: u64 = 30_000;
+
+/// The partitions of the input.
+const PARTITIONS: u32 = 3;
+
+/// The grace period of every windowed case, in ms.
+const GRACE_MS: i64 = 3_000;
+
+/// A splitmix64 step: the generator's randomness, the same every run.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Input line `i` for `weir produce --format json`: a service as key (so
+/// a key's records are in one partition), a latency (now and then a
+/// string, or missing: unparsed), bytes, a user and a path; event time 20
+/// ms apart from `start_ms`, one record in five up to 1.5 s early (out of
+/// order within the grace), one in a hundred a minute early (late).
+fn line(start_ms: i64, i: u64) -> String {
+    let r = mix(i);
+    let service = format!("svc{}", r % 8);
+    let mut value = json!({
+        "user": format!("u{}", (r >> 8) % 300),
+        "path": format!("/p{}", ((r >> 20) % 40).min((r >> 28) % 40)),
+        "bytes": (r >> 36) % 10_000,
+    });
+    match (r >> 48) % 50 {
+        0 => value["lat"] = json!("slow"),
+        1 => {}
+        _ => value["lat"] = json!(((r >> 12) % 5_000) as f64 / 10.0),
+    }
+    let mut ts = start_ms + (i as i64) * 20;
+    match (r >> 56) % 100 {
+        0 => ts -= 60_000,
+        1..=20 => ts -= ((r >> 4) % 1_500) as i64,
+        _ => {}
+    }
+    json!({"key": service, "value": value.to_string(), "timestamp": ts}).to_string()
+}
+
+/// A case: `weir agg` flags and the reference's spec.
+struct Case {
+    name: &'static str,
+    by: &'static [&'static str],
+    aggs: &'static [&'static str],
+    window_ms: Option<i64>,
+    hop_ms: Option<i64>,
+    session_gap_ms: Option<i64>,
+}
+
+impl Case {
+    fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for by in self.by {
+            args.extend(["--by".to_owned(), (*by).to_owned()]);
+        }
+        for agg in self.aggs {
+            args.extend(["--agg".to_owned(), (*agg).to_owned()]);
+        }
+        let ms = |n: i64| format!("{n}ms");
+        if let Some(w) = self.window_ms {
+            args.extend(["--window".to_owned(), ms(w)]);
+        }
+        if let Some(h) = self.hop_ms {
+            args.extend(["--hop".to_owned(), ms(h)]);
+        }
+        if let Some(g) = self.session_gap_ms {
+            args.extend(["--session-gap".to_owned(), ms(g)]);
+        }
+        if self.window_ms.is_some() || self.session_gap_ms.is_some() {
+            args.extend(["--grace".to_owned(), ms(GRACE_MS)]);
+        }
+        args
+    }
+
+    fn spec(&self) -> Value {
+        let windowed = self.window_ms.is_some() || self.session_gap_ms.is_some();
+        json!({
+            "by": self.by,
+            "aggs": self.aggs,
+            "window_ms": self.window_ms,
+            "hop_ms": self.hop_ms,
+            "session_gap_ms": self.session_gap_ms,
+            "grace_ms": if windowed { GRACE_MS } else { 0 },
+        })
+    }
+
+    /// The names of the aggregates as rows carry them.
+    fn names(&self) -> Vec<String> {
+        self.aggs
+            .iter()
+            .map(|a| match a.split_once(':') {
+                Some((name, field)) => format!("{name}({field})"),
+                None => (*a).to_owned(),
+            })
+            .collect()
+    }
+}
+
+const EVERY_AGG: &[&str] = &[
+    "count",
+    "sum:json:/bytes",
+    "min:json:/lat",
+    "max:json:/lat",
+    "avg:json:/lat",
+    "distinct:json:/user",
+    "top3:json:/path",
+    "p50:json:/lat",
+    "p99:json:/lat",
+    "p99.9:json:/lat",
+];
+
+/// Milliseconds since the epoch of a row's RFC 3339 time.
+fn ms(value: &Value) -> Option<i64> {
+    let text = value.as_str()?;
+    Some(
+        rskafka::chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis(),
+    )
+}
+
+/// Whether `got` is `expected` within `relative` error (both numbers or
+/// both null).
+fn close(got: &Value, expected: &Value, relative: f64) -> bool {
+    match (got.as_f64(), expected.as_f64()) {
+        (Some(g), Some(e)) => (g - e).abs() <= relative * e.abs().max(1e-12),
+        _ => got == expected,
+    }
+}
+
+#[test]
+fn every_aggregate_and_window_type_equals_the_reference() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("agg-in");
+    cluster.create_topic(&topic, PARTITIONS);
+    let start_ms = an_hour_ago();
+    let input: String = (0..RECORDS).map(|i| line(start_ms, i) + "\n").collect();
+    cluster
+        .produce(&["-t", &topic, "--format", "json"], input.as_bytes())
+        .ok();
+    let dir = tempfile::tempdir().unwrap();
+    // The records as the topic holds them, for the reference.
+    let read = cluster.weir(&["consume", "-t", &topic, "-e", "--json", "-q"]);
+    read.ok();
+    let records = dir.path().join("records.jsonl");
+    std::fs::write(&records, &read.stdout).unwrap();
+    assert_eq!(read.stdout.lines().count() as u64, RECORDS);
+
+    let cases = [
+        Case {
+            name: "tumbling",
+            by: &["key"],
+            aggs: EVERY_AGG,
+            window_ms: Some(60_000),
+            hop_ms: None,
+            session_gap_ms: None,
+        },
+        Case {
+            name: "hopping",
+            by: &["key"],
+            aggs: &["count", "sum:json:/bytes", "max:json:/lat", "p50:json:/lat"],
+            window_ms: Some(120_000),
+            hop_ms: Some(45_000),
+            session_gap_ms: None,
+        },
+        Case {
+            name: "session",
+            by: &["json:/user"],
+            aggs: &[
+                "count",
+                "sum:json:/bytes",
+                "distinct:json:/path",
+                "avg:json:/lat",
+            ],
+            window_ms: None,
+            hop_ms: None,
+            session_gap_ms: Some(2_000),
+        },
+        Case {
+            name: "totals, two keys",
+            by: &["key", "json:/path"],
+            aggs: &["count", "min:json:/bytes", "top2:json:/user"],
+            window_ms: None,
+            hop_ms: None,
+            session_gap_ms: None,
+        },
+        Case {
+            name: "totals, past the exact distinct bound",
+            by: &["key"],
+            aggs: &["count", "distinct:value", "distinct:json:/user"],
+            window_ms: None,
+            hop_ms: None,
+            session_gap_ms: None,
+        },
+    ];
+    for case in &cases {
+        check(&cluster, &topic, dir.path(), &records, case);
+    }
+}
+
+/// The reference's rows for `case` over `records` (the topic as
+/// `weir consume --json` reads it), by (window start, key as JSON text),
+/// and its count of late records.
+fn reference(dir: &Path, records: &Path, case: &Case) -> (BTreeMap<At, Value>, u64) {
+    let spec = dir.join("spec.json");
+    std::fs::write(&spec, case.spec().to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/agg_reference.py");
+    let reference = Command::new("python3")
+        .arg(script)
+        .arg(&spec)
+        .arg(records)
+        .output()
+        .expect("python3 runs tests/py/agg_reference.py");
+    assert!(
+        reference.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let mut expected = BTreeMap::new();
+    let mut late = 0;
+    for line in String::from_utf8(reference.stdout).unwrap().lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        if let Some(n) = row.get("late") {
+            late = n.as_u64().unwrap_or(0);
+            continue;
+        }
+        let at = (row["window_start"].as_i64(), row["key"].to_string());
+        expected.insert(at, row);
+    }
+    (expected, late)
+}
+
+/// A row's place: window start in ms (null for totals) and key as JSON.
+type At = (Option<i64>, String);
+
+/// weir's JSON rows by place; a later row for the same place replaces an
+/// earlier one (a window emitted again after a crash).
+fn rows_by_place(json_lines: &str) -> BTreeMap<At, Value> {
+    json_lines
+        .lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            ((ms(&row["window_start"]), row["key"].to_string()), row)
+        })
+        .collect()
+}
+
+/// Checks weir's `rows` against the reference's `expected`: the same
+/// places, and each aggregate equal (percentiles within 1%).
+fn compare(case: &Case, rows: &BTreeMap<At, Value>, expected: &BTreeMap<At, Value>) {
+    let names = case.names();
+    for (at, row) in rows {
+        let Some(want) = expected.get(at) else {
+            panic!("{}: a row the reference has not: {row}", case.name);
+        };
+        assert_eq!(
+            ms(&row["window_end"]),
+            want["window_end"].as_i64(),
+            "{}: {row}",
+            case.name
+        );
+        for (i, name) in names.iter().enumerate() {
+            let (got, exp) = (&row[name.as_str()], &want["aggs"][i]);
+            // Sketches within their stated error (distinct counts are
+            // exact up to 1,024); sums and means within float rounding;
+            // the rest exact.
+            let ok = if name.starts_with('p') {
+                close(got, exp, 0.01)
+            } else if name.starts_with("distinct") {
+                close(got, exp, 0.025)
+            } else {
+                close(got, exp, 1e-9)
+            };
+            assert!(
+                ok,
+                "{}: {name} is {got}, the reference {exp}: {row}",
+                case.name
+            );
+        }
+        let unparsed = row.get("unparsed").cloned().unwrap_or(json!({}));
+        assert_eq!(unparsed, want["unparsed"], "{}: {row}", case.name);
+    }
+    assert_eq!(rows.len(), expected.len(), "{}: rows", case.name);
+}
+
+/// Runs `case` over `topic` and compares its rows with the reference's.
+fn check(cluster: &Cluster, topic: &str, dir: &Path, records: &Path, case: &Case) {
+    let (expected, late) = reference(dir, records, case);
+    let mut cmd = weir();
+    cmd.args(["agg", "-t", topic, "-e", "--json", "-b", cluster.address()])
+        .args(case.args());
+    let out = run(&mut cmd);
+    out.ok();
+    assert_eq!(
+        out.stdout.lines().count(),
+        expected.len(),
+        "{}: each row once",
+        case.name
+    );
+    compare(case, &rows_by_place(&out.stdout), &expected);
+    if late > 0 {
+        assert!(
+            out.stderr.contains(&format!("; {late} late")),
+            "{}: {late} late records expected:\n{}",
+            case.name,
+            out.stderr
+        );
+    }
+    eprintln!(
+        "{}: {} rows equal the reference; {late} late",
+        case.name,
+        expected.len()
+    );
+}
+
+/// `weir agg` SIGKILLed five times at moments of its own while records
+/// arrive, each run resuming the group's state and positions, then run to
+/// the end: the last row per (window, key) equals the reference, sketches
+/// included (restored sketches go on as if never saved).
+#[test]
+fn killed_aggregates_resume_exactly() {
+    let cluster = Cluster::shared();
+    let address = cluster.address().to_owned();
+    let topic = random_topic("agg-crash");
+    let store = random_topic("agg-offsets");
+    let group = random_topic("agg-g");
+    cluster.create_topic(&topic, PARTITIONS);
+    let start_ms = an_hour_ago();
+    let lines: Vec<String> = (0..RECORDS).map(|i| line(start_ms, i)).collect();
+    // Every partition has records before the first run starts.
+    cluster.fill(&topic, &["--format", "json"], &lines[..3_000]);
+    let feeder = Feeder::start(
+        &["-t", &topic, "--format", "json", "-b", &address],
+        lines[3_000..].to_vec(),
+        10,
+        Duration::from_millis(1),
+    );
+    let case = Case {
+        name: "killed",
+        by: &["key"],
+        aggs: EVERY_AGG,
+        window_ms: Some(60_000),
+        hop_ms: None,
+        session_gap_ms: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let agg = |extra: &[&str]| {
+        let mut cmd = weir();
+        cmd.args(["agg", "-t", &topic, "--json", "-g", &group])
+            .args(["--offsets-topic", &store, "--commit-interval", "200ms"])
+            .args(["--exclusive", "-b", &address])
+            .args(case.args())
+            .args(extra);
+        cmd
+    };
+    let mut emitted = String::new();
+    let mut committed = 0;
+    let mut progress = 0;
+    for (round, after) in [170, 30, 290, 110, 230].into_iter().enumerate() {
+        let file = dir.path().join(format!("out-{round}"));
+        let mut child = agg(&[])
+            .stdout(std::fs::File::create(&file).unwrap())
+            .stderr(std::fs::File::create(file.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let now = loop {
+            let now = cluster.committed_total(&store, &group);
+            if now > committed || now == cluster.topic_end(&topic) {
+                break now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no commit; weir agg said:\n{}",
+                std::fs::read_to_string(file.with_extension("err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if now > committed {
+            progress += 1;
+            committed = now;
+        }
+        std::thread::sleep(Duration::from_millis(after));
+        child.kill().unwrap(); // SIGKILL: no final emission, no commit.
+        child.wait().unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        // A kill can cut the last line short.
+        emitted.push_str(&text[..text.rfind('\n').map_or(0, |end| end + 1)]);
+    }
+    assert!(
+        progress >= 2,
+        "only {progress} killed runs committed anything"
+    );
+    assert!(feeder.finish().success(), "the feeding producer failed");
+    let last = run(&mut agg(&["-e"]));
+    last.ok();
+    emitted.push_str(&last.stdout);
+
+    let read = cluster.weir(&["consume", "-t", &topic, "-e", "--json", "-q"]);
+    read.ok();
+    let records = dir.path().join("records.jsonl");
+    std::fs::write(&records, &read.stdout).unwrap();
+    let (expected, late) = reference(dir.path(), &records, &case);
+    compare(&case, &rows_by_place(&emitted), &expected);
+    eprintln!(
+        "killed agg: {} rows equal the reference after five SIGKILLs; {late} late",
+        expected.len()
+    );
+}
+
+/// An hour ago, on a minute: within the topic's retention.
+fn an_hour_ago() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    (now - 3_600_000) / 60_000 * 60_000
+}
