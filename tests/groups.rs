@@ -333,7 +333,10 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
             .map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64)
             .find(|&t| t > thawed)
             .unwrap_or_else(|| panic!("{group}: the thawed member never rejoined:\n{log}"));
-        assert!(log.contains("stop=Fenced"), "{group}: not fenced:\n{log}");
+        assert!(
+            log.contains("fenced: this member's partitions went to another"),
+            "{group}: not fenced:\n{log}"
+        );
         let marker = format!("-{pid}-");
         let mut commits_of_b = 0;
         for r in store.values().flatten() {
