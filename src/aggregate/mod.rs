@@ -644,6 +644,7 @@ impl Run<'_> {
         let Some(checkpoints) = &mut self.job.checkpoints else {
             return Ok(());
         };
+        let started = Instant::now();
         let states: Vec<PartitionState> = self
             .parts
             .iter()
@@ -655,6 +656,8 @@ impl Run<'_> {
             })
             .collect();
         let any = !states.is_empty();
+        let state_bytes: usize = states.iter().map(|s| s.state.len()).sum();
+        let serialised = started.elapsed();
         let writer = match (&mut self.job.topic, any) {
             (Some(topic), true) => {
                 let store = checkpoints.session.store();
@@ -666,7 +669,17 @@ impl Run<'_> {
             }
             _ => None,
         };
+        let partitions = states.len();
         let conflicts = checkpoints.session.commit_states(states, writer).await?;
+        if any {
+            tracing::debug!(
+                partitions,
+                state_bytes,
+                serialise_ms = serialised.as_millis() as u64,
+                total_ms = started.elapsed().as_millis() as u64,
+                "checkpoint written"
+            );
+        }
         let (topic, member) = (&mut self.job.topic, &self.job.member);
         let transactional = topic.as_ref().is_some_and(OutputTopic::is_transactional);
         if let Some(topic) = topic {
