@@ -435,27 +435,7 @@ impl PartitionCounts {
         for (start, keys) in stored.windows {
             let mut window = WindowCounts::default();
             for entry in keys {
-                let (key, records, saved): (Option<String>, u64, Option<Value>) = match entry {
-                    Value::Array(mut parts) if (2..=3).contains(&parts.len()) => {
-                        let saved = (parts.len() == 3).then(|| parts.pop().unwrap_or_default());
-                        let records = serde_json::from_value(parts.pop().unwrap_or_default())
-                            .map_err(CountsFormatError::Unreadable)?;
-                        let key = serde_json::from_value(parts.pop().unwrap_or_default())
-                            .map_err(CountsFormatError::Unreadable)?;
-                        (key, records, saved)
-                    }
-                    _ => return Err(CountsFormatError::Entry),
-                };
-                let aggs = match saved {
-                    Some(saved) => plan
-                        .load(records, saved)
-                        .map_err(CountsFormatError::Unreadable)?,
-                    None => {
-                        let mut aggs = plan.empty();
-                        aggs.records = records;
-                        aggs
-                    }
-                };
+                let ((key, _), aggs): ((Option<String>, u64), _) = read_entry(entry, plan)?;
                 let cell = Cell {
                     aggs,
                     changed: false,
@@ -474,28 +454,7 @@ impl PartitionCounts {
             let list = saved
                 .into_iter()
                 .map(|entry| {
-                    let (start, end, records, state): (i64, i64, u64, Option<Value>) =
-                        match serde_json::from_value::<Vec<Value>>(entry) {
-                            Ok(mut parts) if (3..=4).contains(&parts.len()) => {
-                                let state =
-                                    (parts.len() == 4).then(|| parts.pop().unwrap_or_default());
-                                let (start, end, records) =
-                                    serde_json::from_value(Value::Array(parts))
-                                        .map_err(CountsFormatError::Unreadable)?;
-                                (start, end, records, state)
-                            }
-                            _ => return Err(CountsFormatError::Entry),
-                        };
-                    let aggs = match state {
-                        Some(state) => plan
-                            .load(records, state)
-                            .map_err(CountsFormatError::Unreadable)?,
-                        None => {
-                            let mut aggs = plan.empty();
-                            aggs.records = records;
-                            aggs
-                        }
-                    };
+                    let ((start, end, _), aggs): ((i64, i64, u64), _) = read_entry(entry, plan)?;
                     Ok(Session { start, end, aggs })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -509,6 +468,51 @@ impl PartitionCounts {
             late: stored.late,
         })
     }
+}
+
+/// Counted records of a saved entry: its last fixed field.
+trait Records {
+    fn records(&self) -> u64;
+}
+
+impl Records for (Option<String>, u64) {
+    fn records(&self) -> u64 {
+        self.1
+    }
+}
+
+impl Records for (i64, i64, u64) {
+    fn records(&self) -> u64 {
+        self.2
+    }
+}
+
+/// Reads a saved entry, `[fixed fields…, records]` or `[fixed fields…,
+/// records, states]` (states only with aggregates other than `count`):
+/// the fixed fields (the records last among them) and the aggregates.
+fn read_entry<F>(entry: Value, plan: &AggPlan) -> Result<(F, Aggs), CountsFormatError>
+where
+    F: serde::de::DeserializeOwned + Records,
+{
+    let Value::Array(mut parts) = entry else {
+        return Err(CountsFormatError::Entry);
+    };
+    // The states are last, and only there with aggregates besides count.
+    let states = if plan.is_count() { None } else { parts.pop() };
+    let fixed: F =
+        serde_json::from_value(Value::Array(parts)).map_err(|_| CountsFormatError::Entry)?;
+    let records = fixed.records();
+    let aggs = match states {
+        Some(states) => plan
+            .load(records, states)
+            .map_err(CountsFormatError::Unreadable)?,
+        None => {
+            let mut aggs = plan.empty();
+            aggs.records = records;
+            aggs
+        }
+    };
+    Ok((fixed, aggs))
 }
 
 const STATE_VERSION: u8 = 2;

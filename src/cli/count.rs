@@ -165,21 +165,9 @@ pub async fn run(
         .map(|a| a.parse::<AggSpec>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| usage_for("--agg", e))?;
-    let hop_ms = match args.hop {
-        Some(h) if h.as_millis() == 0 => return Err(usage("--hop must be at least 1ms")),
-        Some(h) => Some(i64::try_from(h.as_millis()).unwrap_or(i64::MAX)),
-        None => None,
-    };
-    let size_ms = match args.window {
-        Some(w) if w.as_millis() == 0 => return Err(usage("--window must be at least 1ms")),
-        Some(w) => Some(i64::try_from(w.as_millis()).unwrap_or(i64::MAX)),
-        None => None,
-    };
-    let session_gap_ms = match args.session_gap {
-        Some(g) if g.as_millis() == 0 => return Err(usage("--session-gap must be at least 1ms")),
-        Some(g) => Some(i64::try_from(g.as_millis()).unwrap_or(i64::MAX)),
-        None => None,
-    };
+    let hop_ms = positive_ms(args.hop, "--hop")?;
+    let size_ms = positive_ms(args.window, "--window")?;
+    let session_gap_ms = positive_ms(args.session_gap, "--session-gap")?;
     if size_ms.is_none() && session_gap_ms.is_none() {
         if !args.grace.is_zero() {
             return Err(usage("--grace needs --window or --session-gap"));
@@ -316,6 +304,15 @@ pub async fn run(
         print_summary(&summary);
     }
     Ok(())
+}
+
+/// A duration flag in ms, refused below 1 ms.
+fn positive_ms(duration: Option<Duration>, flag: &str) -> anyhow::Result<Option<i64>> {
+    match duration {
+        Some(d) if d.as_millis() == 0 => Err(usage(format!("{flag} must be at least 1ms"))),
+        Some(d) => Ok(Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+        None => Ok(None),
+    }
 }
 
 /// Latest row per key (`None`: unparsed).
