@@ -283,7 +283,7 @@ pub fn restore(
             let offset = offsets.get(&at).map_or(0, |c| c.offset);
             return Err(error(at, StateProblem::NoCounts { offset }));
         };
-        match PartitionCounts::from_json(&bytes, plan) {
+        match PartitionCounts::from_pieces(&bytes, plan) {
             Ok(counts) => restored.counts.insert(at, counts),
             Err(e) => return Err(error(at, e.into())),
         };
@@ -639,25 +639,86 @@ impl Run<'_> {
         Ok(None)
     }
 
-    /// Commits the changed partitions' positions and counts.
+    /// Commits the changed partitions' positions and counts: each one's
+    /// whole state, or what changed since its last checkpoint
+    /// ([`PartitionCounts::checkpoint_json`]).
     async fn commit(&mut self) -> Result<(), CountError> {
-        let Some(checkpoints) = &mut self.job.checkpoints else {
+        if self.job.checkpoints.is_none() {
             return Ok(());
-        };
+        }
         let started = Instant::now();
+        let plan = &self.job.config.aggs;
+        let mut written = Vec::new();
         let states: Vec<PartitionState> = self
             .parts
-            .iter()
+            .iter_mut()
             .filter(|(_, p)| p.dirty)
-            .map(|(at, p)| PartitionState {
-                partition: at.clone(),
-                offset: p.position,
-                state: p.counts.to_json(&self.job.config.aggs),
+            .map(|(at, p)| {
+                let (state, delta) = p.counts.checkpoint_json(plan);
+                written.push((at.clone(), state.len(), delta));
+                PartitionState {
+                    partition: at.clone(),
+                    offset: p.position,
+                    state,
+                    delta,
+                }
             })
             .collect();
         let any = !states.is_empty();
         let state_bytes: usize = states.iter().map(|s| s.state.len()).sum();
+        let deltas = written.iter().filter(|w| w.2).count();
         let serialised = started.elapsed();
+        let outcome = self.write_checkpoint(states).await;
+        for (at, bytes, delta) in written {
+            if let Some(part) = self.parts.get_mut(&at) {
+                match &outcome {
+                    Ok(_) => part.counts.saved(bytes, delta),
+                    // The next checkpoint writes the whole state.
+                    Err(_) => part.counts.unsaved(),
+                }
+            }
+        }
+        let conflicts = outcome?;
+        if !any {
+            return Ok(());
+        }
+        tracing::debug!(
+            partitions = self.parts.values().filter(|p| p.dirty).count(),
+            deltas,
+            state_bytes,
+            serialise_ms = serialised.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "checkpoint written"
+        );
+        let transactional = self
+            .job
+            .topic
+            .as_ref()
+            .is_some_and(OutputTopic::is_transactional);
+        self.commits += 1;
+        for part in self.parts.values_mut() {
+            part.dirty = false;
+        }
+        if let (Some(member), false) = (&self.job.member, transactional) {
+            member.mirror(self.parts.iter().map(|(at, p)| (at, &p.position)));
+        }
+        if let Some(checkpoints) = &self.job.checkpoints {
+            check_conflicts(&checkpoints.session, conflicts, checkpoints.exclusive)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `states` to the offsets store, inside the output's
+    /// transaction when it has one (which it then commits, with the
+    /// member's positions for its group). Returns the conflicts found.
+    async fn write_checkpoint(
+        &mut self,
+        states: Vec<PartitionState>,
+    ) -> Result<Vec<crate::offsets::Conflict>, CountError> {
+        let Some(checkpoints) = &mut self.job.checkpoints else {
+            return Ok(Vec::new());
+        };
+        let any = !states.is_empty();
         let writer = match (&mut self.job.topic, any) {
             (Some(topic), true) => {
                 let store = checkpoints.session.store();
@@ -669,19 +730,8 @@ impl Run<'_> {
             }
             _ => None,
         };
-        let partitions = states.len();
         let conflicts = checkpoints.session.commit_states(states, writer).await?;
-        if any {
-            tracing::debug!(
-                partitions,
-                state_bytes,
-                serialise_ms = serialised.as_millis() as u64,
-                total_ms = started.elapsed().as_millis() as u64,
-                "checkpoint written"
-            );
-        }
         let (topic, member) = (&mut self.job.topic, &self.job.member);
-        let transactional = topic.as_ref().is_some_and(OutputTopic::is_transactional);
         if let Some(topic) = topic {
             // A member's positions go to its group inside the transaction,
             // under its generation: committed with the rows and state, and
@@ -698,17 +748,6 @@ impl Run<'_> {
             }
             topic.commit_transaction().await?;
         }
-        if !any {
-            return Ok(());
-        }
-        self.commits += 1;
-        for part in self.parts.values_mut() {
-            part.dirty = false;
-        }
-        if let (Some(member), false) = (&self.job.member, transactional) {
-            member.mirror(self.parts.iter().map(|(at, p)| (at, &p.position)));
-        }
-        check_conflicts(&checkpoints.session, conflicts, checkpoints.exclusive)?;
-        Ok(())
+        Ok(conflicts)
     }
 }

@@ -99,11 +99,21 @@ impl Windowing {
 pub type Key = Option<Box<str>>;
 
 /// One key's aggregates in one window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct Cell {
     aggs: Aggs,
     /// Changed since the last emission; not saved.
     changed: bool,
+    /// Changed since the last checkpoint: in the next delta.
+    unsaved: bool,
+}
+
+/// Equal when the aggregates are (what is emitted or saved since is
+/// bookkeeping).
+impl PartialEq for Cell {
+    fn eq(&self, other: &Self) -> bool {
+        self.aggs == other.aggs
+    }
 }
 
 /// One window's aggregates per key in one partition.
@@ -119,17 +129,20 @@ impl WindowCounts {
             None => self.unparsed.get_or_insert_with(|| Cell {
                 aggs: plan.empty(),
                 changed: false,
+                unsaved: false,
             }),
             Some(k) => match self.keys.get_mut(k) {
                 Some(c) => c,
                 None => self.keys.entry(k.into()).or_insert_with(|| Cell {
                     aggs: plan.empty(),
                     changed: false,
+                    unsaved: false,
                 }),
             },
         };
         cell.aggs.add(inputs);
         cell.changed = true;
+        cell.unsaved = true;
     }
 
     /// The aggregates of `key`.
@@ -226,7 +239,7 @@ pub struct Session {
 }
 
 /// The aggregates of one input partition.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct PartitionCounts {
     /// Per window start ([`TOTALS`] without windows).
     windows: BTreeMap<i64, WindowCounts>,
@@ -239,7 +252,38 @@ pub struct PartitionCounts {
     closed_before: Option<i64>,
     /// Records that missed a window closed when they arrived.
     late: u64,
+    /// What the checkpoints of this state hold, when one was committed
+    /// (or restored) in this run: the next checkpoint may be a delta.
+    saved: Option<Saved>,
+    /// Windows dropped since the last checkpoint, for the next delta.
+    dropped: Vec<i64>,
+    /// Keys whose sessions changed since the last checkpoint.
+    unsaved_sessions: std::collections::HashSet<Key>,
 }
+
+/// Equal when the windows, sessions, watermark, closed boundary and late
+/// count are (what is saved since is bookkeeping).
+impl PartialEq for PartitionCounts {
+    fn eq(&self, other: &Self) -> bool {
+        self.windows == other.windows
+            && self.sessions == other.sessions
+            && self.watermark == other.watermark
+            && self.closed_before == other.closed_before
+            && self.late == other.late
+    }
+}
+
+/// The committed chain of a partition's state: its snapshot's size and
+/// the deltas written on it since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Saved {
+    snapshot_bytes: usize,
+    delta_bytes: usize,
+    deltas: usize,
+}
+
+/// Deltas on one snapshot at most; then a new snapshot.
+const MAX_DELTAS: usize = 64;
 
 impl PartitionCounts {
     /// Takes one record with timestamp `timestamp_ms` under `key`, its
@@ -260,8 +304,10 @@ impl PartitionCounts {
                 return Applied::Late;
             }
             self.watermark = Some(self.watermark.map_or(timestamp_ms, |w| w.max(timestamp_ms)));
-            let sessions = self.sessions.entry(key.map(Box::from)).or_default();
+            let key: Key = key.map(Box::from);
+            let sessions = self.sessions.entry(key.clone()).or_default();
             join_session(sessions, plan, gap, timestamp_ms, inputs);
+            self.unsaved_sessions.insert(key);
             return Applied::Counted;
         }
         if windowing.size_ms.is_none() {
@@ -336,6 +382,7 @@ impl PartitionCounts {
             if sessions.is_empty() {
                 self.sessions.remove(key);
             }
+            self.unsaved_sessions.insert(key.clone());
         }
     }
 
@@ -356,38 +403,173 @@ impl PartitionCounts {
             changed = true;
         }
         let before = self.windows.len();
-        self.windows
-            .retain(|&start, _| windowing.end(start).is_none_or(|end| end > boundary));
+        let dropped = &mut self.dropped;
+        self.windows.retain(|&start, _| {
+            let keep = windowing.end(start).is_none_or(|end| end > boundary);
+            if !keep {
+                dropped.push(start);
+            }
+            keep
+        });
         changed || self.windows.len() != before
+    }
+
+    /// The state to checkpoint, as JSON: a delta (what changed since the
+    /// last checkpoint: changed keys, dropped windows, sessions of changed
+    /// keys) when a checkpoint was committed or restored in this run and
+    /// the deltas since the last snapshot stay smaller than it, else the
+    /// whole state (a snapshot). Returns it and whether it is a delta.
+    /// Call [`saved`](Self::saved) once it is committed, or
+    /// [`unsaved`](Self::unsaved) when it was not.
+    pub fn checkpoint_json(&mut self, plan: &AggPlan) -> (Vec<u8>, bool) {
+        if let Some(saved) = self.saved {
+            let delta = self.delta_json(plan);
+            let within = saved.delta_bytes + delta.len() <= saved.snapshot_bytes;
+            if within && saved.deltas < MAX_DELTAS {
+                return (delta, true);
+            }
+        }
+        (self.to_json(plan), false)
+    }
+
+    /// The checkpoint from [`checkpoint_json`](Self::checkpoint_json),
+    /// `bytes` long, was committed: what it holds is saved.
+    pub fn saved(&mut self, bytes: usize, delta: bool) {
+        self.saved = Some(match (self.saved, delta) {
+            (Some(s), true) => Saved {
+                delta_bytes: s.delta_bytes + bytes,
+                deltas: s.deltas + 1,
+                ..s
+            },
+            _ => Saved {
+                snapshot_bytes: bytes,
+                delta_bytes: 0,
+                deltas: 0,
+            },
+        });
+        self.dropped.clear();
+        self.unsaved_sessions.clear();
+        for window in self.windows.values_mut() {
+            for cell in window.keys.values_mut().chain(window.unparsed.as_mut()) {
+                cell.unsaved = false;
+            }
+        }
+    }
+
+    /// The checkpoint was not committed: the next one is a snapshot.
+    pub fn unsaved(&mut self) {
+        self.saved = None;
+    }
+
+    /// The changes since the last checkpoint, in the checkpoint form with
+    /// `"delta": true`.
+    fn delta_json(&self, plan: &AggPlan) -> Vec<u8> {
+        let stored = Stored {
+            v: STATE_VERSION,
+            aggs: (!plan.is_count()).then(|| plan.names()),
+            delta: true,
+            dropped: self.dropped.clone(),
+            watermark: self.watermark,
+            closed_before: self.closed_before,
+            late: self.late,
+            windows: self
+                .windows
+                .iter()
+                .filter_map(|(&start, counts)| {
+                    let keys: Vec<Value> = counts
+                        .keys
+                        .iter()
+                        .map(|(k, c)| (Some(&**k), c))
+                        .chain(counts.unparsed.as_ref().map(|c| (None, c)))
+                        .filter(|(_, c)| c.unsaved)
+                        .map(|(k, c)| entry_json(plan, k, &c.aggs))
+                        .collect();
+                    let start = (start != TOTALS).then_some(start);
+                    (!keys.is_empty()).then_some((start, keys))
+                })
+                .collect(),
+            sessions: self
+                .unsaved_sessions
+                .iter()
+                .map(|key| {
+                    let list = self.sessions.get(key).map_or(&[][..], Vec::as_slice);
+                    (
+                        key.as_deref().map(str::to_owned),
+                        list.iter().map(|s| session_json(plan, s)).collect(),
+                    )
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&stored).unwrap_or_default()
+    }
+
+    /// Reads a saved state: its snapshot, then each delta on it in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_json`](Self::from_json), for any piece.
+    pub fn from_pieces(pieces: &[Vec<u8>], plan: &AggPlan) -> Result<Self, CountsFormatError> {
+        let Some((snapshot, deltas)) = pieces.split_first() else {
+            return Err(CountsFormatError::Entry);
+        };
+        let mut state = Self::from_json(snapshot, plan)?;
+        for delta in deltas {
+            let delta = Self::from_json(delta, plan)?;
+            state.apply_delta(delta);
+        }
+        state.saved = Some(Saved {
+            snapshot_bytes: snapshot.len(),
+            delta_bytes: deltas.iter().map(Vec::len).sum(),
+            deltas: deltas.len(),
+        });
+        Ok(state)
+    }
+
+    /// Takes a delta read as a state (its `dropped` windows in
+    /// [`Self::dropped`]): its entries replace this state's, its sessions
+    /// replace those of their keys, its watermark, closed boundary and
+    /// late count replace this state's.
+    fn apply_delta(&mut self, delta: Self) {
+        for start in &delta.dropped {
+            self.windows.remove(start);
+        }
+        for (start, window) in delta.windows {
+            let into = self.windows.entry(start).or_default();
+            into.keys.extend(window.keys);
+            if window.unparsed.is_some() {
+                into.unparsed = window.unparsed;
+            }
+        }
+        for key in delta.unsaved_sessions {
+            match delta.sessions.get(&key) {
+                Some(list) if !list.is_empty() => {
+                    self.sessions.insert(key, list.clone());
+                }
+                _ => {
+                    self.sessions.remove(&key);
+                }
+            }
+        }
+        self.watermark = delta.watermark;
+        self.closed_before = delta.closed_before;
+        self.late = delta.late;
     }
 
     /// The checkpoint form: compact JSON. A key's entry is `[key,
     /// records]` when `count` is the only aggregate (as `weir count` has
     /// always saved it), else `[key, records, [[state, unparsed], …]]`.
     pub fn to_json(&self, plan: &AggPlan) -> Vec<u8> {
-        let entry = |key: Option<&str>, aggs: &Aggs| -> Value {
-            if plan.is_count() {
-                serde_json::json!([key, aggs.records])
-            } else {
-                serde_json::json!([key, aggs.records, plan.save(aggs)])
-            }
-        };
-        let session = |s: &Session| -> Value {
-            if plan.is_count() {
-                serde_json::json!([s.start, s.end, s.aggs.records])
-            } else {
-                serde_json::json!([s.start, s.end, s.aggs.records, plan.save(&s.aggs)])
-            }
-        };
         let stored = Stored {
             v: STATE_VERSION,
+            delta: false,
+            dropped: Vec::new(),
             sessions: self
                 .sessions
                 .iter()
                 .map(|(key, sessions)| {
                     (
                         key.as_deref().map(str::to_owned),
-                        sessions.iter().map(session).collect(),
+                        sessions.iter().map(|s| session_json(plan, s)).collect(),
                     )
                 })
                 .collect(),
@@ -400,7 +582,7 @@ impl PartitionCounts {
                 .iter()
                 .map(|(&start, counts)| {
                     let start = (start != TOTALS).then_some(start);
-                    let keys = counts.iter().map(|(k, a)| entry(k, a)).collect();
+                    let keys = counts.iter().map(|(k, a)| entry_json(plan, k, a)).collect();
                     (start, keys)
                 })
                 .collect(),
@@ -439,6 +621,7 @@ impl PartitionCounts {
                 let cell = Cell {
                     aggs,
                     changed: false,
+                    unsaved: false,
                 };
                 match key {
                     None => window.unparsed = Some(cell),
@@ -450,6 +633,7 @@ impl PartitionCounts {
             windows.insert(start.unwrap_or(TOTALS), window);
         }
         let mut sessions = HashMap::new();
+        let mut listed = std::collections::HashSet::new();
         for (key, saved) in stored.sessions {
             let list = saved
                 .into_iter()
@@ -458,7 +642,11 @@ impl PartitionCounts {
                     Ok(Session { start, end, aggs })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            sessions.insert(key.map(String::into_boxed_str), list);
+            let key: Key = key.map(String::into_boxed_str);
+            if stored.delta {
+                listed.insert(key.clone());
+            }
+            sessions.insert(key, list);
         }
         Ok(Self {
             windows,
@@ -466,6 +654,11 @@ impl PartitionCounts {
             watermark: stored.watermark,
             closed_before: stored.closed_before,
             late: stored.late,
+            saved: None,
+            // A delta's windows dropped and session keys changed, for
+            // `apply_delta`.
+            dropped: stored.dropped,
+            unsaved_sessions: listed,
         })
     }
 }
@@ -547,11 +740,35 @@ pub enum CountsFormatError {
     },
 }
 
+/// A key's entry in the checkpoint form.
+fn entry_json(plan: &AggPlan, key: Option<&str>, aggs: &Aggs) -> Value {
+    if plan.is_count() {
+        serde_json::json!([key, aggs.records])
+    } else {
+        serde_json::json!([key, aggs.records, plan.save(aggs)])
+    }
+}
+
+/// A session in the checkpoint form.
+fn session_json(plan: &AggPlan, s: &Session) -> Value {
+    if plan.is_count() {
+        serde_json::json!([s.start, s.end, s.aggs.records])
+    } else {
+        serde_json::json!([s.start, s.end, s.aggs.records, plan.save(&s.aggs)])
+    }
+}
+
 /// The JSON form of [`PartitionCounts`]: windows as `[start or null,
-/// [entry, …]]`, an entry as in [`PartitionCounts::to_json`].
+/// [entry, …]]`, an entry as in [`PartitionCounts::to_json`]. A delta
+/// holds the changed entries, the windows dropped, and the whole session
+/// list of each key whose sessions changed (empty: none left).
 #[derive(Serialize, Deserialize)]
 struct Stored {
     v: u8,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    delta: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    dropped: Vec<i64>,
     /// The aggregates' names; absent for `count` alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aggs: Option<Vec<String>>,
@@ -771,6 +988,75 @@ mod tests {
         assert_eq!(PartitionCounts::from_json(&json, &count()).unwrap(), c);
         c.close_sessions(&Some(Box::from("u")), 100, 105);
         assert_eq!(spans(&c, "u"), [(130, 160, 4)]);
+    }
+
+    #[test]
+    fn checkpoints_after_the_first_are_deltas_that_restore_the_same_state() {
+        let plan = AggPlan::new(vec!["count".parse().unwrap(), "max:value".parse().unwrap()]);
+        let w = windowed(0);
+        let add = |c: &mut PartitionCounts, ts: i64, key: &str, v: &str| {
+            c.apply(
+                &w,
+                &plan,
+                ts,
+                Some(key),
+                &[Some(std::borrow::Cow::Borrowed(v))],
+            );
+        };
+        let mut c = PartitionCounts::default();
+        for i in 0..1_000 {
+            add(&mut c, i, &format!("k{i}"), "1");
+        }
+        let (snapshot, delta) = c.checkpoint_json(&plan);
+        assert!(!delta, "the first checkpoint of a run is whole");
+        c.saved(snapshot.len(), delta);
+        // Two keys change, a new window opens, the first one closes.
+        add(&mut c, 5, "k5", "7");
+        add(&mut c, 6, "k6", "3");
+        add(&mut c, MINUTE + 1, "new", "2");
+        c.close_before(&w, MINUTE);
+        let (first, delta) = c.checkpoint_json(&plan);
+        assert!(delta);
+        assert!(first.len() < snapshot.len() / 10, "{} bytes", first.len());
+        c.saved(first.len(), delta);
+        add(&mut c, MINUTE + 2, "new", "9");
+        let (second, delta) = c.checkpoint_json(&plan);
+        assert!(delta);
+        let restored =
+            PartitionCounts::from_pieces(&[snapshot.clone(), first, second], &plan).unwrap();
+        assert_eq!(restored, c);
+        let (values, _) = plan.finish(restored.aggs(MINUTE, Some("new")).unwrap());
+        assert_eq!(values, [serde_json::json!(2), serde_json::json!(9)]);
+        // A restored state goes on with deltas; one that failed to commit
+        // writes the whole state next.
+        let mut again = PartitionCounts::from_pieces(&[snapshot], &plan).unwrap();
+        add(&mut again, 10, "k10", "1");
+        assert!(again.checkpoint_json(&plan).1);
+        again.unsaved();
+        assert!(!again.checkpoint_json(&plan).1);
+    }
+
+    #[test]
+    fn deltas_carry_the_sessions_of_changed_keys() {
+        let w = Windowing {
+            size_ms: None,
+            hop_ms: None,
+            grace_ms: 100,
+            session_gap_ms: Some(10),
+        };
+        let mut c = PartitionCounts::default();
+        for (i, key) in ["a", "b", "c"].iter().enumerate() {
+            apply(&mut c, &w, 100 + i as i64, Some(key));
+        }
+        let (snapshot, _) = c.checkpoint_json(&count());
+        c.saved(snapshot.len(), false);
+        apply(&mut c, &w, 105, Some("a"));
+        c.close_sessions(&Some(Box::from("b")), 101, 101);
+        let (delta, is_delta) = c.checkpoint_json(&count());
+        assert!(is_delta);
+        let restored = PartitionCounts::from_pieces(&[snapshot, delta], &count()).unwrap();
+        assert_eq!(restored, c);
+        assert!(!restored.sessions().contains_key(&Some(Box::from("b"))));
     }
 
     #[test]

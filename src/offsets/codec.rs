@@ -243,10 +243,40 @@ pub(super) fn split_state(
     (serde_json::to_value(chunked).unwrap_or_default(), pieces)
 }
 
-/// The bytes of `state`, the state a commit of `partition` carries: an
-/// inline one as it is, a [`ChunkedState`] put back together from
-/// `chunks` (which it takes, and whose keys it returns).
+/// A commit's state made of several pieces, in order: a snapshot, then
+/// deltas to apply to it (each inline or a [`ChunkedState`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct StateChain {
+    pub(super) chain: Vec<serde_json::Value>,
+}
+
+/// The pieces of `state`, the state a commit of `partition` carries, in
+/// order (one unless it is a [`StateChain`]), each put back together as
+/// [`join_piece`] does; with the chunk keys they took.
 pub(super) fn join_state(
+    chunks: &mut Chunks,
+    group: &str,
+    partition: &TopicPartition,
+    state: &serde_json::Value,
+) -> Result<(Vec<Vec<u8>>, Vec<ChunkKey>), StateError> {
+    let pieces = match serde_json::from_value::<StateChain>(state.clone()) {
+        Ok(chain) => chain.chain,
+        Err(_) => vec![state.clone()],
+    };
+    let mut all = Vec::with_capacity(pieces.len());
+    let mut keys = Vec::new();
+    for piece in &pieces {
+        let (bytes, piece_keys) = join_piece(chunks, group, partition, piece)?;
+        all.push(bytes);
+        keys.extend(piece_keys);
+    }
+    Ok((all, keys))
+}
+
+/// The bytes of one piece of a commit's state: an inline one as it is, a
+/// [`ChunkedState`] put back together from `chunks` (which it takes, and
+/// whose keys it returns).
+fn join_piece(
     chunks: &mut Chunks,
     group: &str,
     partition: &TopicPartition,
@@ -357,16 +387,28 @@ mod tests {
             "chunk keys name group, topic, partition, checkpoint and index"
         );
         let mut chunks: Chunks = pieces.into_iter().collect();
-        let (bytes, used) = join_state(&mut chunks, "g", &at, &state).unwrap();
-        assert_eq!(bytes, json);
+        let (pieces, used) = join_state(&mut chunks, "g", &at, &state).unwrap();
+        assert_eq!(pieces, [json]);
         assert_eq!(used, keys);
         assert!(chunks.is_empty(), "the chunks used are taken");
 
         // An inline state is the commit's JSON itself.
         let inline = serde_json::json!({"n": 3});
-        let (bytes, used) = join_state(&mut Chunks::new(), "g", &at, &inline).unwrap();
-        assert_eq!(bytes, br#"{"n":3}"#);
+        let (pieces, used) = join_state(&mut Chunks::new(), "g", &at, &inline).unwrap();
+        assert_eq!(pieces, [br#"{"n":3}"#.to_vec()]);
         assert!(used.is_empty());
+
+        // A chain: an inline snapshot, then a chunked delta.
+        let delta = b"[1,2,3]".to_vec();
+        let (piece, delta_chunks) = split_state("g", &at, "i-8", &delta);
+        let chain = serde_json::to_value(StateChain {
+            chain: vec![inline, piece],
+        })
+        .unwrap();
+        let mut chunks: Chunks = delta_chunks.into_iter().collect();
+        let (pieces, used) = join_state(&mut chunks, "g", &at, &chain).unwrap();
+        assert_eq!(pieces, [br#"{"n":3}"#.to_vec(), delta]);
+        assert_eq!(used.len(), 1);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use tracing::warn;
 
 use super::codec::{
-    ChunkKey, Chunks, Commit, INLINE_BUDGET, OffsetKey, StateError, StoreRecord, join_state,
-    split_state,
+    ChunkKey, Chunks, Commit, INLINE_BUDGET, OffsetKey, StateChain, StateError, StoreRecord,
+    join_state, split_state,
 };
 use super::store::{GroupOffsets, OffsetStore, OffsetsError, StoreWriter, apply};
 use crate::TopicPartition;
@@ -46,6 +46,10 @@ pub struct GroupSession {
     chunks: Chunks,
     /// The chunks each partition's committed state is made of.
     state_chunks: BTreeMap<TopicPartition, Vec<ChunkKey>>,
+    /// Each partition's committed state as its commit carries it: the
+    /// pieces of its chain (a snapshot, then deltas), for the next delta
+    /// to be appended to.
+    chains: BTreeMap<TopicPartition, Vec<serde_json::Value>>,
     /// Chunks of restored partitions that no commit refers to (a crash
     /// between chunks and commit, or a failed delete): deleted with the
     /// next state commit.
@@ -64,13 +68,22 @@ pub struct PartitionState {
     pub partition: TopicPartition,
     /// The next offset to read.
     pub offset: i64,
-    /// The state, JSON.
+    /// The state, JSON: the whole of it, or with `delta` what changed
+    /// since the last commit of the partition's state.
     pub state: Vec<u8>,
+    /// The state is a delta, appended to the partition's committed chain
+    /// (a snapshot and the deltas since) rather than replacing it: a
+    /// checkpoint then costs what changed, and a restore gets the chain's
+    /// pieces in order. Only after a state was committed or restored for
+    /// the partition in this session.
+    pub delta: bool,
 }
 
-/// Per partition with a commit, its saved state as JSON bytes (`None`:
-/// the commit carries none), from [`GroupSession::restore_states`].
-pub type SavedStates = BTreeMap<TopicPartition, Option<Vec<u8>>>;
+/// Per partition with a commit, its saved state (`None`: the commit
+/// carries none) as JSON pieces in the order they were committed: the
+/// last whole state, then each delta since, from
+/// [`GroupSession::restore_states`].
+pub type SavedStates = BTreeMap<TopicPartition, Option<Vec<Vec<u8>>>>;
 
 /// A partition's next offset and the state its commit record carries
 /// (inline, or which checkpoint's chunks hold it).
@@ -139,6 +152,7 @@ impl GroupSession {
             committed: BTreeMap::new(),
             chunks,
             state_chunks: BTreeMap::new(),
+            chains: BTreeMap::new(),
             orphans: Vec::new(),
             checkpoint_seq: 0,
             started_at,
@@ -193,11 +207,16 @@ impl GroupSession {
                 states.insert(partition.clone(), None);
                 continue;
             };
-            let (bytes, keys) = join_state(&mut chunks, &self.group, partition, state)?;
+            let (pieces, keys) = join_state(&mut chunks, &self.group, partition, state)?;
             if !keys.is_empty() {
                 self.state_chunks.insert(partition.clone(), keys);
             }
-            states.insert(partition.clone(), Some(bytes));
+            let chain = match serde_json::from_value::<StateChain>(state.clone()) {
+                Ok(chain) => chain.chain,
+                Err(_) => vec![state.clone()],
+            };
+            self.chains.insert(partition.clone(), chain);
+            states.insert(partition.clone(), Some(pieces));
         }
         let ours: BTreeSet<&TopicPartition> = partitions.iter().collect();
         self.orphans = chunks
@@ -235,26 +254,52 @@ impl GroupSession {
             ..Checkpoint::default()
         };
         let mut new_chunks: BTreeMap<TopicPartition, Vec<ChunkKey>> = BTreeMap::new();
+        let mut new_chains: BTreeMap<TopicPartition, Vec<serde_json::Value>> = BTreeMap::new();
         let mut inline_bytes = 0;
         for PartitionState {
             partition,
             offset,
             state: json,
+            delta,
         } in states
         {
-            let state = if inline_bytes + json.len() <= INLINE_BUDGET {
+            // A delta goes in chunks of its own, so the commit record only
+            // grows by a reference per delta; the chain's earlier pieces
+            // stay. A whole state replaces the chain.
+            let base = self.chains.get(&partition).filter(|_| delta);
+            let mut chain = base.cloned().unwrap_or_default();
+            let mut keys = match base {
+                Some(_) => self
+                    .state_chunks
+                    .get(&partition)
+                    .cloned()
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let piece = if base.is_none() && inline_bytes + json.len() <= INLINE_BUDGET {
                 inline_bytes += json.len();
                 serde_json::from_slice(&json).unwrap_or_default()
             } else {
-                let (state, pieces) = split_state(&self.group, &partition, &id, &json);
-                let keys = pieces.iter().map(|(k, _)| k.clone()).collect();
-                new_chunks.insert(partition.clone(), keys);
+                let (piece, pieces) = split_state(&self.group, &partition, &id, &json);
+                keys.extend(pieces.iter().map(|(k, _)| k.clone()));
                 checkpoint.chunks.extend(pieces);
-                state
+                piece
             };
-            if let Some(old) = self.state_chunks.get(&partition) {
-                checkpoint.obsolete.extend(old.iter().cloned());
+            chain.push(piece);
+            if base.is_none() {
+                if let Some(old) = self.state_chunks.get(&partition) {
+                    checkpoint.obsolete.extend(old.iter().cloned());
+                }
             }
+            let state = match chain.as_slice() {
+                [only] => only.clone(),
+                _ => serde_json::to_value(StateChain {
+                    chain: chain.clone(),
+                })
+                .unwrap_or_default(),
+            };
+            new_chunks.insert(partition.clone(), keys);
+            new_chains.insert(partition.clone(), chain);
             checkpoint.partitions.push(PartitionCommit {
                 partition,
                 offset,
@@ -269,10 +314,13 @@ impl GroupSession {
         let conflicts = self.checkpoint(checkpoint, writer).await?;
         self.orphans.clear();
         for partition in committed {
-            match new_chunks.remove(&partition) {
-                Some(keys) => self.state_chunks.insert(partition, keys),
+            match new_chunks.remove(&partition).filter(|k| !k.is_empty()) {
+                Some(keys) => self.state_chunks.insert(partition.clone(), keys),
                 None => self.state_chunks.remove(&partition),
             };
+            if let Some(chain) = new_chains.remove(&partition) {
+                self.chains.insert(partition, chain);
+            }
         }
         Ok(conflicts)
     }
