@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use super::acc::{AggPlan, Aggs, Inputs};
@@ -464,41 +464,35 @@ impl PartitionCounts {
     /// The changes since the last checkpoint, in the checkpoint form with
     /// `"delta": true`.
     fn delta_json(&self, plan: &AggPlan) -> Vec<u8> {
+        self.write_json(plan, true)
+    }
+
+    /// The checkpoint form (whole, or with `delta` what changed), written
+    /// straight from the state: no intermediate JSON tree, which for a
+    /// million keys would take several times the state's memory.
+    fn write_json(&self, plan: &AggPlan, delta: bool) -> Vec<u8> {
         let stored = Stored {
             v: STATE_VERSION,
+            delta,
+            dropped: if delta {
+                self.dropped.clone()
+            } else {
+                Vec::new()
+            },
             aggs: (!plan.is_count()).then(|| plan.names()),
-            delta: true,
-            dropped: self.dropped.clone(),
             watermark: self.watermark,
             closed_before: self.closed_before,
             late: self.late,
-            windows: self
-                .windows
-                .iter()
-                .filter_map(|(&start, counts)| {
-                    let keys: Vec<Value> = counts
-                        .keys
-                        .iter()
-                        .map(|(k, c)| (Some(&**k), c))
-                        .chain(counts.unparsed.as_ref().map(|c| (None, c)))
-                        .filter(|(_, c)| c.unsaved)
-                        .map(|(k, c)| entry_json(plan, k, &c.aggs))
-                        .collect();
-                    let start = (start != TOTALS).then_some(start);
-                    (!keys.is_empty()).then_some((start, keys))
-                })
-                .collect(),
-            sessions: self
-                .unsaved_sessions
-                .iter()
-                .map(|key| {
-                    let list = self.sessions.get(key).map_or(&[][..], Vec::as_slice);
-                    (
-                        key.as_deref().map(str::to_owned),
-                        list.iter().map(|s| session_json(plan, s)).collect(),
-                    )
-                })
-                .collect(),
+            windows: WindowsOut {
+                state: self,
+                plan,
+                delta,
+            },
+            sessions: SessionsOut {
+                state: self,
+                plan,
+                delta,
+            },
         };
         serde_json::to_vec(&stored).unwrap_or_default()
     }
@@ -559,35 +553,7 @@ impl PartitionCounts {
     /// records]` when `count` is the only aggregate (as `weir count` has
     /// always saved it), else `[key, records, [[state, unparsed], …]]`.
     pub fn to_json(&self, plan: &AggPlan) -> Vec<u8> {
-        let stored = Stored {
-            v: STATE_VERSION,
-            delta: false,
-            dropped: Vec::new(),
-            sessions: self
-                .sessions
-                .iter()
-                .map(|(key, sessions)| {
-                    (
-                        key.as_deref().map(str::to_owned),
-                        sessions.iter().map(|s| session_json(plan, s)).collect(),
-                    )
-                })
-                .collect(),
-            aggs: (!plan.is_count()).then(|| plan.names()),
-            watermark: self.watermark,
-            closed_before: self.closed_before,
-            late: self.late,
-            windows: self
-                .windows
-                .iter()
-                .map(|(&start, counts)| {
-                    let start = (start != TOTALS).then_some(start);
-                    let keys = counts.iter().map(|(k, a)| entry_json(plan, k, a)).collect();
-                    (start, keys)
-                })
-                .collect(),
-        };
-        serde_json::to_vec(&stored).unwrap_or_default()
+        self.write_json(plan, false)
     }
 
     /// Reads the checkpoint form, for the aggregates of `plan`.
@@ -597,7 +563,7 @@ impl PartitionCounts {
     /// What is wrong with it: unreadable, another version, or saved for
     /// other aggregates.
     pub fn from_json(bytes: &[u8], plan: &AggPlan) -> Result<Self, CountsFormatError> {
-        let stored: Stored =
+        let stored: StoredIn =
             serde_json::from_slice(bytes).map_err(CountsFormatError::Unreadable)?;
         // Version 1 is `weir count`'s own: counts only.
         if !(1..=STATE_VERSION).contains(&stored.v) {
@@ -740,30 +706,135 @@ pub enum CountsFormatError {
     },
 }
 
-/// A key's entry in the checkpoint form.
-fn entry_json(plan: &AggPlan, key: Option<&str>, aggs: &Aggs) -> Value {
-    if plan.is_count() {
-        serde_json::json!([key, aggs.records])
-    } else {
-        serde_json::json!([key, aggs.records, plan.save(aggs)])
+/// A key's entry in the checkpoint form: `[key, records]` for `count`
+/// alone, else `[key, records, states]`.
+struct EntryOut<'a> {
+    plan: &'a AggPlan,
+    key: Option<&'a str>,
+    aggs: &'a Aggs,
+}
+
+impl Serialize for EntryOut<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        let (key, records) = (self.key, self.aggs.records);
+        if self.plan.is_count() {
+            (key, records).serialize(out)
+        } else {
+            (key, records, self.plan.save(self.aggs)).serialize(out)
+        }
     }
 }
 
-/// A session in the checkpoint form.
-fn session_json(plan: &AggPlan, s: &Session) -> Value {
-    if plan.is_count() {
-        serde_json::json!([s.start, s.end, s.aggs.records])
-    } else {
-        serde_json::json!([s.start, s.end, s.aggs.records, plan.save(&s.aggs)])
+/// A session in the checkpoint form: `[start, end, records(, states)]`.
+struct SessionOut<'a> {
+    plan: &'a AggPlan,
+    session: &'a Session,
+}
+
+impl Serialize for SessionOut<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        let s = self.session;
+        if self.plan.is_count() {
+            (s.start, s.end, s.aggs.records).serialize(out)
+        } else {
+            (s.start, s.end, s.aggs.records, self.plan.save(&s.aggs)).serialize(out)
+        }
+    }
+}
+
+/// A state's windows as saved: every entry, or with `delta` the entries
+/// changed since the last checkpoint (windows without any left out).
+struct WindowsOut<'a> {
+    state: &'a PartitionCounts,
+    plan: &'a AggPlan,
+    delta: bool,
+}
+
+impl Serialize for WindowsOut<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        let delta = self.delta;
+        let windows = self.state.windows.iter().filter(|(_, w)| {
+            !delta
+                || w.keys
+                    .values()
+                    .chain(w.unparsed.as_ref())
+                    .any(|c| c.unsaved)
+        });
+        out.collect_seq(windows.map(|(&start, window)| {
+            let entries = window
+                .keys
+                .iter()
+                .map(|(k, c)| (Some(&**k), c))
+                .chain(window.unparsed.as_ref().map(|c| (None, c)))
+                .filter(move |(_, c)| !delta || c.unsaved)
+                .map(|(key, c)| EntryOut {
+                    plan: self.plan,
+                    key,
+                    aggs: &c.aggs,
+                });
+            ((start != TOTALS).then_some(start), Seq::new(entries))
+        }))
+    }
+}
+
+/// A state's sessions as saved, per key: every key's, or with `delta` the
+/// whole list of each key whose sessions changed (empty: none left).
+struct SessionsOut<'a> {
+    state: &'a PartitionCounts,
+    plan: &'a AggPlan,
+    delta: bool,
+}
+
+impl Serialize for SessionsOut<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        let state = self.state;
+        let keys: Box<dyn Iterator<Item = &Key>> = if self.delta {
+            Box::new(state.unsaved_sessions.iter())
+        } else {
+            Box::new(state.sessions.keys())
+        };
+        out.collect_seq(keys.map(|key| {
+            let list = state.sessions.get(key).map_or(&[][..], Vec::as_slice);
+            let sessions = list.iter().map(|session| SessionOut {
+                plan: self.plan,
+                session,
+            });
+            (key.as_deref(), Seq::new(sessions))
+        }))
+    }
+}
+
+/// An iterator written as a JSON array (once: serialising takes it).
+struct Seq<I>(std::cell::RefCell<Option<I>>);
+
+impl<I> Seq<I> {
+    fn new(items: I) -> Self {
+        Self(std::cell::RefCell::new(Some(items)))
+    }
+}
+
+impl<I> Serialize for Seq<I>
+where
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        match self.0.borrow_mut().take() {
+            Some(items) => out.collect_seq(items),
+            None => out.collect_seq(std::iter::empty::<I::Item>()),
+        }
     }
 }
 
 /// The JSON form of [`PartitionCounts`]: windows as `[start or null,
 /// [entry, …]]`, an entry as in [`PartitionCounts::to_json`]. A delta
 /// holds the changed entries, the windows dropped, and the whole session
-/// list of each key whose sessions changed (empty: none left).
+/// list of each key whose sessions changed (empty: none left). Written
+/// straight from the state ([`WindowsOut`], [`SessionsOut`]), read with a
+/// JSON value per entry ([`StoredIn`]).
 #[derive(Serialize, Deserialize)]
-struct Stored {
+#[serde(bound(serialize = "W: Serialize, S: Serialize + Emptiable"))]
+struct Stored<W, S> {
     v: u8,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     delta: bool,
@@ -775,10 +846,34 @@ struct Stored {
     watermark: Option<i64>,
     closed_before: Option<i64>,
     late: u64,
-    windows: Vec<(Option<i64>, Vec<Value>)>,
+    windows: W,
     /// Per key, its sessions as `[start, end, records(, states)]`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    sessions: Vec<(Option<String>, Vec<Value>)>,
+    #[serde(default, skip_serializing_if = "Emptiable::is_empty")]
+    sessions: S,
+}
+
+/// The checkpoint form as read.
+type StoredIn = Stored<Vec<(Option<i64>, Vec<Value>)>, Vec<(Option<String>, Vec<Value>)>>;
+
+/// What the checkpoint form leaves out when empty.
+trait Emptiable {
+    fn is_empty(&self) -> bool;
+}
+
+impl<T> Emptiable for Vec<T> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+impl Emptiable for SessionsOut<'_> {
+    fn is_empty(&self) -> bool {
+        if self.delta {
+            self.state.unsaved_sessions.is_empty()
+        } else {
+            self.state.sessions.is_empty()
+        }
+    }
 }
 
 #[cfg(test)]
