@@ -293,17 +293,17 @@ impl PartitionClient {
             || async move {
                 loop {
                     let number = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let refused = refusal
-                        .lock()
-                        .expect("not poisoned")
-                        .as_ref()
-                        .and_then(|e| match e {
-                            Error::ServerError { protocol_error, .. } => Some(*protocol_error),
-                            _ => None,
-                        });
+                    // Only the attempt just before counts: one that failed
+                    // otherwise since (a broken connection) may have been
+                    // appended, and an older refusal must not make the
+                    // caller start a new epoch and append it again.
+                    let last = refusal.lock().expect("not poisoned").take();
+                    let refused = last.as_ref().and_then(|e| match e {
+                        Error::ServerError { protocol_error, .. } => Some(*protocol_error),
+                        _ => None,
+                    });
                     let Some(identity) = stamp(ProduceAttempt { number, refused }).await else {
-                        let error = refusal.lock().expect("not poisoned").take();
-                        let error = error.expect("given up after a refusal only");
+                        let error = last.expect("given up after a refusal only");
                         return Err(ErrorOrThrottle::Error((error, None)));
                     };
                     let mut request = request.lock().await;
@@ -327,7 +327,6 @@ impl PartitionClient {
                             ..
                         })
                     );
-                    *refusal.lock().expect("not poisoned") = None;
                     match answer {
                         Err(e) if sequence_refusal => {
                             *refusal.lock().expect("not poisoned") = Some(e);
