@@ -1172,6 +1172,19 @@ impl Logged {
     fn stderr(&self) -> String {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
+
+    /// Waits until this group member's last join gave it partitions (a
+    /// member frozen before that has nothing to be fenced from).
+    fn wait_for_partitions(&mut self, name: &str) {
+        wait_for(&format!("{name} holds partitions"), || {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("{name} exited early with {status}:\n{}", self.stderr());
+            }
+            let log = self.stderr();
+            let last = log.lines().rev().find(|l| l.contains(" joined "));
+            last.is_some_and(|l| !l.contains("partitions=0"))
+        });
+    }
 }
 
 impl Drop for Logged {
@@ -1556,6 +1569,7 @@ fn count_exactly_once_members_share_partitions_and_fence_a_frozen_one() {
     };
     let mut a = member("member-a");
     let mut b = member("member-b");
+    b.wait_for_partitions("member b");
     let mut committed = committed_past(address, store, group, 0, &mut a);
     // B frozen past its session: A takes its partitions.
     signal(&b.child, libc::SIGSTOP);
@@ -1758,6 +1772,7 @@ fn exactly_once_pipe_members_share_partitions_and_fence_a_frozen_one() {
     };
     let mut a = member("member-a");
     let mut b = member("member-b");
+    b.wait_for_partitions("member b");
     let mut committed = committed_past(address, &store, &group, 0, &mut a);
     // B frozen past its session (6 s): the group gives its partitions to
     // A, whose lanes fence B's producers and abort B's open transactions.
