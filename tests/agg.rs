@@ -429,6 +429,116 @@ fn killed_aggregates_resume_exactly() {
     );
 }
 
+/// `weir agg` on a three-node cluster (input and store replicated three
+/// times, `min.insync.replicas=2`) while the broker leading the group's
+/// store partition is SIGKILLed mid-run: the job rides through the leader
+/// move without exiting, commits everything, and its rows (then a last
+/// run to the end) equal the reference.
+#[test]
+fn aggregates_stay_exact_when_a_broker_is_lost() {
+    let mut cluster = Cluster::start(3);
+    let address = cluster.address().to_owned();
+    let topic = random_topic("agg-loss");
+    let store = random_topic("agg-loss-offsets");
+    let group = random_topic("agg-loss-g");
+    cluster
+        .weir(&[
+            "topics",
+            "create",
+            &topic,
+            "--partitions",
+            &PARTITIONS.to_string(),
+            "--replication-factor",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ])
+        .ok();
+    let start_ms = an_hour_ago();
+    let lines: Vec<String> = (0..RECORDS).map(|i| line(start_ms, i)).collect();
+    cluster.fill(&topic, &["--format", "json"], &lines[..3_000]);
+    let feeder = Feeder::start(
+        &["-t", &topic, "--format", "json", "-b", &address],
+        lines[3_000..].to_vec(),
+        10,
+        // About 8 s of input: the kill lands mid-stream.
+        Duration::from_millis(3),
+    );
+    let case = Case {
+        name: "broker lost",
+        by: &["key"],
+        aggs: EVERY_AGG,
+        window_ms: Some(60_000),
+        hop_ms: None,
+        session_gap_ms: None,
+    };
+    let agg = |extra: &[&str]| {
+        let mut cmd = weir();
+        cmd.args(["agg", "-t", &topic, "--json", "-g", &group])
+            .args(["--offsets-topic", &store, "--commit-interval", "200ms"])
+            .args(["--exclusive", "--timeout", "30s", "-b", &address])
+            .args(case.args())
+            .args(extra);
+        cmd
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let err = out.with_extension("err");
+    let mut child = agg(&[])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let said = || std::fs::read_to_string(&err).unwrap_or_default();
+    let mut running = |what: &str| {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("weir agg exited {what} with {status}:\n{}", said());
+        }
+    };
+    common::wait_for("a first commit", || {
+        running("before the kill");
+        cluster.committed_total(&store, &group) > 0
+    });
+
+    // The broker leading the group's partition of the store.
+    let described = cluster.weir(&["topics", "describe", &store, "--output", "json"]);
+    described.ok();
+    let description: Value = serde_json::from_str(&described.stdout).unwrap();
+    let store_partitions = description["partitions"].as_array().unwrap();
+    let mine = weir::produce::partitioner::murmur2_partition(
+        group.as_bytes(),
+        store_partitions.len() as i32,
+    );
+    let victim = store_partitions[mine as usize]["leader"].as_i64().unwrap() as i32;
+    cluster.kafka().kill(common::Kafka::node_index(victim));
+
+    assert!(feeder.finish().success(), "the feeding producer failed");
+    let end = cluster.topic_end(&topic);
+    assert_eq!(end, RECORDS as i64);
+    common::wait_for("every record committed after the broker loss", || {
+        running("after the kill");
+        cluster.committed_total(&store, &group) == end
+    });
+    child.kill().unwrap(); // SIGKILL: the last run emits the rest.
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut emitted = text[..text.rfind('\n').map_or(0, |end| end + 1)].to_owned();
+    let last = run(&mut agg(&["-e"]));
+    last.ok();
+    emitted.push_str(&last.stdout);
+
+    let read = cluster.weir(&["consume", "-t", &topic, "-e", "--json", "-q"]);
+    read.ok();
+    let records = dir.path().join("records.jsonl");
+    std::fs::write(&records, &read.stdout).unwrap();
+    let (expected, late) = reference(dir.path(), &records, &case);
+    compare(&case, &rows_by_place(&emitted), &expected);
+    eprintln!(
+        "agg across a broker loss: {} rows equal the reference; broker {victim} killed; {late} late",
+        expected.len()
+    );
+}
+
 /// An hour ago, on a minute: within the topic's retention.
 fn an_hour_ago() -> i64 {
     let now = std::time::SystemTime::now()
