@@ -43,6 +43,7 @@ table) when a tool's rows differ from its closed windows or a SIGTERM did
 not stop it cleanly.
 """
 
+import datetime
 import json
 import os
 import signal
@@ -162,8 +163,11 @@ class Proc:
         # Kept after the run (the rows on stdout are not).
         self.err_path = os.path.join(OUT, "agg-logs", name + ".err")
         self.started = now_ms()
+        # weir: its default log filter, and the debug line that says when
+        # a restart has read its state back ("counts restored").
+        env = dict(ENV, RUST_LOG="warn,weir=info,weir::aggregate=debug,rskafka=off")
         self.proc = subprocess.Popen(argv, stdout=open(self.out_path, "w"), stderr=open(self.err_path, "w"),
-                                     stdin=subprocess.DEVNULL, env=ENV)
+                                     stdin=subprocess.DEVNULL, env=env)
         self.hwm_kib = 0
         self.cpu_s = 0.0
 
@@ -185,6 +189,17 @@ class Proc:
     def stderr(self):
         with open(self.err_path) as f:
             return f.read()
+
+    def weir_event_ms(self, message):
+        """The time (ms since the epoch) of weir's first log line whose
+        message is `message` (`TIME LEVEL MESSAGE FIELDS...`), or None."""
+        for line in self.stderr().splitlines():
+            fields = line.split()
+            if len(fields) > 2 and (" ".join(fields[2:]) + " ").startswith(message + " "):
+                stamp = fields[0].rstrip("Z")
+                t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc)
+                return t.timestamp() * 1000
+        return None
 
     def events(self, what):
         """Streams' log lines `streams-agg: WHAT MS ...`, split."""
@@ -361,6 +376,14 @@ def measure(tool, k, topic):
         starts = proc.events("restore-start")
         r["restore_only_s"] = ((max(float(e[0]) for e in ev) - min(float(e[0]) for e in starts)) / 1000
                                if ev and starts else 0.0)
+    else:
+        # After the restart: joined the group (the broker's wait for the
+        # killed member's session is behind it), then its state read back
+        # from the offsets topic.
+        joined = proc.weir_event_ms("joined")
+        restored = proc.weir_event_ms("counts restored")
+        r["restart_joined_s"] = (joined - proc.started) / 1000 if joined else None
+        r["restore_only_s"] = (restored - joined) / 1000 if joined and restored else None
     watch(proc, pos, tool, N + EXTRA, TIMEOUT)
     proc.sample()
     r["restart_rss_mib"] = proc.hwm_kib / 1024
@@ -430,6 +453,9 @@ def main():
     print("|--:|---|--:|--:|--:|--:|--:|--:|---|--:|---|")
     for r in results:
         extra = ""
+        if r["tool"] == "weir":
+            extra = "after the restart: s to join, of which restoring s: %s, %s" % (
+                fmt(r.get("restart_joined_s"), "%.2f"), fmt(r.get("restore_only_s"), "%.2f"))
         if r["tool"] == "streams":
             extra = "%s; %s, %.2f, %d" % (fmt(r.get("own_seconds"), "%.2f"), fmt(r.get("restart_first_input_s"), "%.2f"),
                                          r.get("restore_only_s", 0), r.get("restored_records", 0))

@@ -288,6 +288,11 @@ pub fn restore(
             Err(e) => return Err(error(at, e.into())),
         };
     }
+    tracing::debug!(
+        group = group.as_str(),
+        partitions = restored.len(),
+        "counts restored"
+    );
     Ok(restored)
 }
 

@@ -287,11 +287,6 @@ pub async fn run(
         if let Some((mut session, offsets)) = joined {
             let partitions: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
             restored = aggregate::restore(&mut session, &offsets, &partitions, &job.config.aggs)?;
-            tracing::debug!(
-                group = group.as_str(),
-                partitions = restored.len(),
-                "counts restored"
-            );
             job.checkpoints = Some(Checkpoints {
                 session,
                 exclusive: args.exclusive,
