@@ -19,7 +19,8 @@
 //!   largest timestamp it has seen, minus the grace period) passes the
 //!   window's end; later records for it are counted as late and not
 //!   applied. A window is emitted, summed across partitions, once it has
-//!   closed in every partition that has records. A partition that was
+//!   closed in every partition that has records (with `--emit final`, as
+//!   soon as it has, between checkpoints too). A partition that was
 //!   empty at the start does not hold windows back, nor, with an idle
 //!   timeout, one that has had no record for that long; windows that
 //!   close past it are closed in it too, so its later records for them
@@ -469,7 +470,14 @@ impl Job for Run<'_> {
         if !self.job.holds_partitions() {
             return Ok(Some(StopReason::Fenced));
         }
-        Ok(self.apply(records).then_some(StopReason::Count))
+        let reached = self.apply(records);
+        // A window that closed is emitted now, not at the next
+        // checkpoint: reading a backlog, an interval's records can span
+        // many windows, all held in memory until then.
+        if self.window_closed() {
+            self.emit_due(false).await?;
+        }
+        Ok(reached.then_some(StopReason::Count))
     }
 
     fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
@@ -542,15 +550,73 @@ impl Run<'_> {
         if !self.job.holds_partitions() {
             return Ok(Some(StopReason::Fenced));
         }
+        self.emit_due(stopping).await?;
+        if self.job.checkpoints.is_some() {
+            // Inside a transaction, a failed step leaves it in a state only
+            // an abort ends: the job stops, and its successor aborts it.
+            let transactional = self
+                .job
+                .topic
+                .as_ref()
+                .is_some_and(OutputTopic::is_transactional);
+            match self.commit().await {
+                Ok(()) => {}
+                Err(e) if !last && !transactional => {
+                    tracing::warn!(error = %crate::ErrorChain(&e), "checkpoint failed; retrying at the next interval");
+                }
+                // A member whose partitions went to another (its generation
+                // ended, or the other's transactional id fenced this one's)
+                // writes nothing more for them: the run aborts the
+                // checkpoint's transaction, and the member rejoins and
+                // restores from what is committed.
+                Err(e @ (CountError::Rebalanced { .. } | CountError::Fenced { .. }))
+                    if self.job.member.is_some() =>
+                {
+                    tracing::warn!(error = %crate::ErrorChain(&e), "partitions lost before the checkpoint committed; rejoining");
+                    return Ok(Some(StopReason::Fenced));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where windows close now across the partitions ([`close_boundary`]).
+    fn boundary(&self) -> Option<i64> {
+        let quiet_since = self
+            .job
+            .config
+            .idle_timeout
+            .and_then(|t| Instant::now().checked_sub(t));
+        close_boundary(self.parts.values(), &self.job.config.windowing, quiet_since)
+    }
+
+    /// Whether a window emitted when it closes (`--emit final`, not
+    /// sessions) has closed in every partition since the last emission.
+    fn window_closed(&self) -> bool {
+        let windowing = &self.job.config.windowing;
+        if self.job.config.emit != EmitMode::Final || windowing.session_gap_ms.is_some() {
+            return false;
+        }
+        let Some(boundary) = self.boundary() else {
+            return false;
+        };
+        self.parts.values().any(|p| {
+            let first = p.counts.windows().keys().next();
+            first
+                .and_then(|&start| windowing.end(start))
+                .is_some_and(|end| end <= boundary)
+        })
+    }
+
+    /// Emits what is due (everything with `stopping`) and closes the
+    /// windows and sessions emitted.
+    async fn emit_due(&mut self, stopping: bool) -> Result<(), StepError<CountError>> {
+        let boundary = self.boundary();
         let Self {
             job, parts, shape, ..
         } = self;
         let windowing = job.config.windowing;
-        let quiet_since = job
-            .config
-            .idle_timeout
-            .and_then(|t| Instant::now().checked_sub(t));
-        let boundary = close_boundary(parts.values(), &windowing, quiet_since);
         // Whole windows are summed and written one at a time, so the
         // output never holds more than one window's rows.
         let batches: Vec<Option<i64>> = match (stopping, job.config.emit, boundary) {
@@ -615,33 +681,7 @@ impl Run<'_> {
                 }
             }
         }
-        if job.checkpoints.is_some() {
-            // Inside a transaction, a failed step leaves it in a state only
-            // an abort ends: the job stops, and its successor aborts it.
-            let transactional = job
-                .topic
-                .as_ref()
-                .is_some_and(OutputTopic::is_transactional);
-            match self.commit().await {
-                Ok(()) => {}
-                Err(e) if !last && !transactional => {
-                    tracing::warn!(error = %crate::ErrorChain(&e), "checkpoint failed; retrying at the next interval");
-                }
-                // A member whose partitions went to another (its generation
-                // ended, or the other's transactional id fenced this one's)
-                // writes nothing more for them: the run aborts the
-                // checkpoint's transaction, and the member rejoins and
-                // restores from what is committed.
-                Err(e @ (CountError::Rebalanced { .. } | CountError::Fenced { .. }))
-                    if self.job.member.is_some() =>
-                {
-                    tracing::warn!(error = %crate::ErrorChain(&e), "partitions lost before the checkpoint committed; rejoining");
-                    return Ok(Some(StopReason::Fenced));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(None)
+        Ok(())
     }
 
     /// Commits the changed partitions' positions and counts: each one's
