@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -334,6 +334,103 @@ fn check(cluster: &Cluster, topic: &str, dir: &Path, records: &Path, case: &Case
     );
 }
 
+/// What the crash tests share: the generated input, fed while `weir agg`
+/// runs as a group member committing every 200 ms, and the check of its
+/// rows against the reference.
+struct CrashRun {
+    address: String,
+    topic: String,
+    store: String,
+    group: String,
+    case: Case,
+    dir: tempfile::TempDir,
+}
+
+impl CrashRun {
+    /// Fresh names (after `prefix`), every aggregate over 1-minute
+    /// tumbling windows; `topic` is created by the caller.
+    fn new(address: &str, prefix: &str) -> Self {
+        Self {
+            address: address.to_owned(),
+            topic: random_topic(&format!("{prefix}-in")),
+            store: random_topic(&format!("{prefix}-offsets")),
+            group: random_topic(&format!("{prefix}-g")),
+            case: Case {
+                name: "killed",
+                by: &["key"],
+                aggs: EVERY_AGG,
+                window_ms: Some(60_000),
+                hop_ms: None,
+                session_gap_ms: None,
+            },
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Writes the first 3,000 input lines (every partition has records
+    /// before the first run starts) and feeds the rest, 10 lines every
+    /// `pause`.
+    fn feed(&self, cluster: &Cluster, pause: Duration) -> Feeder {
+        let start_ms = an_hour_ago();
+        let lines: Vec<String> = (0..RECORDS).map(|i| line(start_ms, i)).collect();
+        cluster.fill(&self.topic, &["--format", "json"], &lines[..3_000]);
+        Feeder::start(
+            &["-t", &self.topic, "--format", "json", "-b", &self.address],
+            lines[3_000..].to_vec(),
+            10,
+            pause,
+        )
+    }
+
+    /// `weir agg` as the group's exclusive member, with `extra` flags.
+    fn agg(&self, extra: &[&str]) -> Command {
+        let mut cmd = weir();
+        cmd.args(["agg", "-t", &self.topic, "--json", "-g", &self.group])
+            .args(["--offsets-topic", &self.store, "--commit-interval", "200ms"])
+            .args(["--exclusive", "-b", &self.address])
+            .args(self.case.args())
+            .args(extra);
+        cmd
+    }
+
+    /// Starts a run with its stdout in `out-NAME` and stderr in
+    /// `out-NAME.err` of the test's directory.
+    fn spawn(&self, name: &str) -> (std::process::Child, PathBuf) {
+        let file = self.dir.path().join(format!("out-{name}"));
+        let child = self
+            .agg(&[])
+            .stdout(std::fs::File::create(&file).unwrap())
+            .stderr(std::fs::File::create(file.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        (child, file)
+    }
+
+    /// Runs `weir agg` to the end of the input after the killed runs,
+    /// whose whole rows are in `emitted`, and compares the last row per
+    /// (window, key) with the reference; returns the rows and late
+    /// records.
+    fn finish_and_compare(&self, cluster: &Cluster, mut emitted: String) -> (usize, u64) {
+        let last = run(&mut self.agg(&["-e"]));
+        last.ok();
+        emitted.push_str(&last.stdout);
+        let read = cluster.weir(&["consume", "-t", &self.topic, "-e", "--json", "-q"]);
+        read.ok();
+        let records = self.dir.path().join("records.jsonl");
+        std::fs::write(&records, &read.stdout).unwrap();
+        let (expected, late) = reference(self.dir.path(), &records, &self.case);
+        compare(&self.case, &rows_by_place(&emitted), &expected);
+        (expected.len(), late)
+    }
+}
+
+/// The whole lines a killed run wrote to `file` (a kill can cut the last
+/// one short).
+fn whole_lines(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    text[..text.rfind('\n').map_or(0, |end| end + 1)].to_owned()
+}
+
 /// `weir agg` SIGKILLed five times at moments of its own while records
 /// arrive, each run resuming the group's state and positions, then run to
 /// the end: the last row per (window, key) equals the reference, sketches
@@ -341,53 +438,19 @@ fn check(cluster: &Cluster, topic: &str, dir: &Path, records: &Path, case: &Case
 #[test]
 fn killed_aggregates_resume_exactly() {
     let cluster = Cluster::shared();
-    let address = cluster.address().to_owned();
-    let topic = random_topic("agg-crash");
-    let store = random_topic("agg-offsets");
-    let group = random_topic("agg-g");
-    cluster.create_topic(&topic, PARTITIONS);
-    let start_ms = an_hour_ago();
-    let lines: Vec<String> = (0..RECORDS).map(|i| line(start_ms, i)).collect();
-    // Every partition has records before the first run starts.
-    cluster.fill(&topic, &["--format", "json"], &lines[..3_000]);
-    let feeder = Feeder::start(
-        &["-t", &topic, "--format", "json", "-b", &address],
-        lines[3_000..].to_vec(),
-        10,
-        Duration::from_millis(1),
-    );
-    let case = Case {
-        name: "killed",
-        by: &["key"],
-        aggs: EVERY_AGG,
-        window_ms: Some(60_000),
-        hop_ms: None,
-        session_gap_ms: None,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let agg = |extra: &[&str]| {
-        let mut cmd = weir();
-        cmd.args(["agg", "-t", &topic, "--json", "-g", &group])
-            .args(["--offsets-topic", &store, "--commit-interval", "200ms"])
-            .args(["--exclusive", "-b", &address])
-            .args(case.args())
-            .args(extra);
-        cmd
-    };
+    let crash = CrashRun::new(cluster.address(), "agg-crash");
+    let (topic, store, group) = (&crash.topic, &crash.store, &crash.group);
+    cluster.create_topic(topic, PARTITIONS);
+    let feeder = crash.feed(&cluster, Duration::from_millis(1));
     let mut emitted = String::new();
     let mut committed = 0;
     let mut progress = 0;
     for (round, after) in [170, 30, 290, 110, 230].into_iter().enumerate() {
-        let file = dir.path().join(format!("out-{round}"));
-        let mut child = agg(&[])
-            .stdout(std::fs::File::create(&file).unwrap())
-            .stderr(std::fs::File::create(file.with_extension("err")).unwrap())
-            .spawn()
-            .unwrap();
+        let (mut child, file) = crash.spawn(&round.to_string());
         let deadline = Instant::now() + STEP_TIMEOUT;
         let now = loop {
-            let now = cluster.committed_total(&store, &group);
-            if now > committed || now == cluster.topic_end(&topic) {
+            let now = cluster.committed_total(store, group);
+            if now > committed || now == cluster.topic_end(topic) {
                 break now;
             }
             assert!(
@@ -404,29 +467,15 @@ fn killed_aggregates_resume_exactly() {
         std::thread::sleep(Duration::from_millis(after));
         child.kill().unwrap(); // SIGKILL: no final emission, no commit.
         child.wait().unwrap();
-        let text = std::fs::read_to_string(&file).unwrap();
-        // A kill can cut the last line short.
-        emitted.push_str(&text[..text.rfind('\n').map_or(0, |end| end + 1)]);
+        emitted.push_str(&whole_lines(&file));
     }
     assert!(
         progress >= 2,
         "only {progress} killed runs committed anything"
     );
     assert!(feeder.finish().success(), "the feeding producer failed");
-    let last = run(&mut agg(&["-e"]));
-    last.ok();
-    emitted.push_str(&last.stdout);
-
-    let read = cluster.weir(&["consume", "-t", &topic, "-e", "--json", "-q"]);
-    read.ok();
-    let records = dir.path().join("records.jsonl");
-    std::fs::write(&records, &read.stdout).unwrap();
-    let (expected, late) = reference(dir.path(), &records, &case);
-    compare(&case, &rows_by_place(&emitted), &expected);
-    eprintln!(
-        "killed agg: {} rows equal the reference after five SIGKILLs; {late} late",
-        expected.len()
-    );
+    let (rows, late) = crash.finish_and_compare(&cluster, emitted);
+    eprintln!("killed agg: {rows} rows equal the reference after five SIGKILLs; {late} late");
 }
 
 /// `weir agg` on a three-node cluster (input and store replicated three
@@ -437,15 +486,13 @@ fn killed_aggregates_resume_exactly() {
 #[test]
 fn aggregates_stay_exact_when_a_broker_is_lost() {
     let mut cluster = Cluster::start(3);
-    let address = cluster.address().to_owned();
-    let topic = random_topic("agg-loss");
-    let store = random_topic("agg-loss-offsets");
-    let group = random_topic("agg-loss-g");
+    let crash = CrashRun::new(cluster.address(), "agg-loss");
+    let (topic, store, group) = (&crash.topic, &crash.store, &crash.group);
     cluster
         .weir(&[
             "topics",
             "create",
-            &topic,
+            topic,
             "--partitions",
             &PARTITIONS.to_string(),
             "--replication-factor",
@@ -454,41 +501,10 @@ fn aggregates_stay_exact_when_a_broker_is_lost() {
             "min.insync.replicas=2",
         ])
         .ok();
-    let start_ms = an_hour_ago();
-    let lines: Vec<String> = (0..RECORDS).map(|i| line(start_ms, i)).collect();
-    cluster.fill(&topic, &["--format", "json"], &lines[..3_000]);
-    let feeder = Feeder::start(
-        &["-t", &topic, "--format", "json", "-b", &address],
-        lines[3_000..].to_vec(),
-        10,
-        // About 8 s of input: the kill lands mid-stream.
-        Duration::from_millis(3),
-    );
-    let case = Case {
-        name: "broker lost",
-        by: &["key"],
-        aggs: EVERY_AGG,
-        window_ms: Some(60_000),
-        hop_ms: None,
-        session_gap_ms: None,
-    };
-    let agg = |extra: &[&str]| {
-        let mut cmd = weir();
-        cmd.args(["agg", "-t", &topic, "--json", "-g", &group])
-            .args(["--offsets-topic", &store, "--commit-interval", "200ms"])
-            .args(["--exclusive", "--timeout", "30s", "-b", &address])
-            .args(case.args())
-            .args(extra);
-        cmd
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
+    // About 8 s of input: the kill lands mid-stream.
+    let feeder = crash.feed(&cluster, Duration::from_millis(3));
+    let (mut child, out) = crash.spawn("loss");
     let err = out.with_extension("err");
-    let mut child = agg(&[])
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
     let said = || std::fs::read_to_string(&err).unwrap_or_default();
     let mut running = |what: &str| {
         if let Some(status) = child.try_wait().unwrap() {
@@ -497,11 +513,11 @@ fn aggregates_stay_exact_when_a_broker_is_lost() {
     };
     common::wait_for("a first commit", || {
         running("before the kill");
-        cluster.committed_total(&store, &group) > 0
+        cluster.committed_total(store, group) > 0
     });
 
     // The broker leading the group's partition of the store.
-    let described = cluster.weir(&["topics", "describe", &store, "--output", "json"]);
+    let described = cluster.weir(&["topics", "describe", store, "--output", "json"]);
     described.ok();
     let description: Value = serde_json::from_str(&described.stdout).unwrap();
     let store_partitions = description["partitions"].as_array().unwrap();
@@ -513,29 +529,17 @@ fn aggregates_stay_exact_when_a_broker_is_lost() {
     cluster.kafka().kill(common::Kafka::node_index(victim));
 
     assert!(feeder.finish().success(), "the feeding producer failed");
-    let end = cluster.topic_end(&topic);
+    let end = cluster.topic_end(topic);
     assert_eq!(end, RECORDS as i64);
     common::wait_for("every record committed after the broker loss", || {
         running("after the kill");
-        cluster.committed_total(&store, &group) == end
+        cluster.committed_total(store, group) == end
     });
     child.kill().unwrap(); // SIGKILL: the last run emits the rest.
     child.wait().unwrap();
-    let text = std::fs::read_to_string(&out).unwrap();
-    let mut emitted = text[..text.rfind('\n').map_or(0, |end| end + 1)].to_owned();
-    let last = run(&mut agg(&["-e"]));
-    last.ok();
-    emitted.push_str(&last.stdout);
-
-    let read = cluster.weir(&["consume", "-t", &topic, "-e", "--json", "-q"]);
-    read.ok();
-    let records = dir.path().join("records.jsonl");
-    std::fs::write(&records, &read.stdout).unwrap();
-    let (expected, late) = reference(dir.path(), &records, &case);
-    compare(&case, &rows_by_place(&emitted), &expected);
+    let (rows, late) = crash.finish_and_compare(&cluster, whole_lines(&out));
     eprintln!(
-        "agg across a broker loss: {} rows equal the reference; broker {victim} killed; {late} late",
-        expected.len()
+        "agg across a broker loss: {rows} rows equal the reference; broker {victim} killed; {late} late"
     );
 }
 
