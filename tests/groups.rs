@@ -317,6 +317,18 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
     let consumed_b = consume_b.stop();
     let consumed_d = consume_d.stop();
     count_b.stop();
+    // D stops once it holds B's partitions too: a member stopped while it
+    // rejoins holds no windows to emit (they stay in the group's state
+    // for the next run).
+    wait(
+        dir.path(),
+        "the last count member holds every partition",
+        || {
+            let log = std::fs::read_to_string(&count_d.err).unwrap_or_default();
+            let last = log.lines().rev().find(|l| l.contains(" joined "));
+            last.is_some_and(|l| l.contains(&format!("partitions={PARTITIONS}")))
+        },
+    );
     count_d.stop();
 
     // The frozen member, thawed, found its partitions gone and committed
