@@ -105,6 +105,7 @@ pub mod job;
 pub mod json_path;
 pub mod kafka;
 pub mod offsets;
+pub mod pattern;
 pub mod pipe;
 pub mod produce;
 pub mod record;

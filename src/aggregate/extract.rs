@@ -43,7 +43,7 @@ pub enum ExtractorError {
         pattern: String,
         /// The compiler's complaint.
         #[source]
-        source: regex::Error,
+        source: crate::pattern::PatternError,
     },
     /// None of the forms.
     #[error("\"{input}\": expected value, key, json:/POINTER or regex:PATTERN")]
@@ -71,7 +71,7 @@ impl FromStr for Extractor {
             return Ok(Self::Json(pointer.to_owned()));
         }
         if let Some(pattern) = s.strip_prefix("regex:") {
-            return Regex::new(pattern)
+            return crate::pattern::compile(pattern)
                 .map(Self::Regex)
                 .map_err(|source| ExtractorError::Regex {
                     pattern: pattern.to_owned(),

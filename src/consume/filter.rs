@@ -46,7 +46,7 @@ pub enum FilterError {
         pattern: String,
         /// The compiler's complaint.
         #[source]
-        source: regex::Error,
+        source: crate::pattern::PatternError,
     },
 }
 
@@ -58,7 +58,7 @@ pub enum FilterError {
 ///
 /// [`FilterError::Regex`] naming the pattern.
 pub fn parse_regex(pattern: &str) -> Result<Regex, FilterError> {
-    Regex::new(pattern).map_err(|source| FilterError::Regex {
+    crate::pattern::compile(pattern).map_err(|source| FilterError::Regex {
         pattern: pattern.to_owned(),
         source,
     })
