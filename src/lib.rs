@@ -104,6 +104,7 @@ pub mod consume;
 pub mod job;
 pub mod json_path;
 pub mod kafka;
+pub mod metrics;
 pub mod offsets;
 pub mod pipe;
 pub mod produce;
