@@ -188,7 +188,8 @@ pub struct Metrics {
     /// first, and each time it was fenced).
     pub rebalances: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
-    /// Windows open across partitions (count/agg).
+    /// Windows open across partitions (count/agg; with sessions, keys
+    /// with an open session).
     pub windows_open: AtomicI64,
     /// Bytes of the aggregation state at the last checkpoint (count/agg).
     pub state_bytes: AtomicI64,
@@ -391,7 +392,7 @@ impl Metrics {
             (
                 "windows_open",
                 "gauge",
-                "Windows open across partitions (count/agg).",
+                "Windows open across partitions (count/agg; with --session-gap, keys with an open session).",
                 self.windows_open.load(Relaxed),
             ),
             (
