@@ -244,4 +244,24 @@ fn a_metrics_port_in_use_fails_at_start_naming_it() {
         bad.stderr
     );
     drop(taken);
+
+    // A consume that ends by itself has nothing to watch.
+    let bounded = common::run(weir().args([
+        "consume",
+        "-t",
+        "any",
+        "-e",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "-b",
+        "127.0.0.1:1",
+    ]));
+    bounded.expect_code(2);
+    assert!(
+        bounded
+            .stderr
+            .contains("--metrics-addr is for reads that run on"),
+        "{}",
+        bounded.stderr
+    );
 }
