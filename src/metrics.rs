@@ -487,7 +487,8 @@ pub enum MetricsError {
 /// The most a request's head may take; a longer one is refused (431).
 pub const MAX_REQUEST_BYTES: usize = 4096;
 
-/// How long a client has to send its request's head.
+/// How long a client has to send its request's head, and to read the
+/// answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections answered at once; more wait to be accepted.
@@ -568,8 +569,15 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
         ),
         Ok(Ok(true)) => respond(&head, metrics),
     };
-    stream.write_all(&response.to_bytes()).await?;
-    stream.shutdown().await
+    // A client that does not read its answer is given as long as one
+    // that does not send its request.
+    let write = async {
+        stream.write_all(&response.to_bytes()).await?;
+        stream.shutdown().await
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// Reads until the blank line that ends a request's head; false when it
