@@ -265,3 +265,56 @@ fn a_metrics_port_in_use_fails_at_start_naming_it() {
         bounded.stderr
     );
 }
+
+#[test]
+fn pipe_counts_what_it_filtered_and_produced() {
+    let cluster = Cluster::shared();
+    let lines: Vec<String> = (0..200).map(|i| format!("k{}:v{i}", i % 4)).collect();
+    let input = cluster.create_and_fill("metrics-in", 2, KEYED, &lines);
+    let output = random_topic("metrics-out");
+    cluster.create_topic(&output, 1);
+    let store = random_topic("metrics-store");
+    let group = random_topic("metrics-g");
+    let addr = format!("127.0.0.1:{}", free_port());
+    // Keys k1 and k3 pass: half the records.
+    #[rustfmt::skip]
+    let mut child = weir()
+        .args([
+            "pipe", "-t", &input, "--to", &output, "--grep-key", "^k[13]$", "-g", &group,
+            "--offsets-topic", &store, "--commit-interval", "100ms",
+            "--metrics-addr", &addr, "-b", brokers(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut families = Families::new();
+    wait_for("every record piped or filtered out", || {
+        let Some((200, text)) = get(&addr, "/metrics") else {
+            return false;
+        };
+        families = parse(&text);
+        let out: f64 = samples(&families, "weir_records_out_total")
+            .iter()
+            .map(|s| s.1)
+            .sum();
+        let filtered = samples(&families, "weir_records_filtered_total")[0].1;
+        out >= 100.0 && filtered >= 100.0
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    wait_exit(&mut child, "weir pipe after SIGINT");
+    let out = samples(&families, "weir_records_out_total");
+    assert_eq!(out.len(), 1, "one output partition: {out:?}");
+    assert_eq!(out[0].0["topic"], output);
+    assert_eq!(out[0].1, 100.0);
+    assert_eq!(
+        samples(&families, "weir_records_filtered_total")[0].1,
+        100.0
+    );
+    assert!(samples(&families, "weir_produce_duration_seconds_count")[0].1 >= 1.0);
+    assert_eq!(families["weir_produce_duration_seconds"].0, "summary");
+}
