@@ -14,9 +14,12 @@
 //! - The text format is written by hand: the `prometheus-client` crate
 //!   brings a registry of boxed metric families, its derive macros and
 //!   their dependencies for what is here a few `write!` calls, and the
-//!   static binary has no room to spare (it is within a few tens of KB of
-//!   its 8 MiB budget). The format is small: `# HELP` and `# TYPE` lines,
-//!   then one `name{labels} value` line per series.
+//!   static binary had no room to spare (about 40 KB under its 8 MiB
+//!   budget). The format is small: `# HELP` and `# TYPE` lines, then one
+//!   `name{labels} value` line per series. (The crate itself was not
+//!   built into weir to compare. This module, the server and the updates
+//!   in the jobs together cost 75 KB of the static x86_64 binary:
+//!   8,345,000 -> 8,420,488 bytes.)
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
