@@ -185,7 +185,7 @@ pub struct Metrics {
     pub commits: Timer,
     /// Produce requests acknowledged.
     pub produce: Timer,
-    /// Fetches and batches tried again after a failure.
+    /// Fetches and (idempotent) produce requests tried again.
     pub retries: AtomicU64,
     /// Rebalances this member went through (each generation after the
     /// first, and each time it was fenced).
@@ -374,7 +374,7 @@ impl Metrics {
             (
                 "retries_total",
                 "counter",
-                "Fetches tried again after a failure.",
+                "Fetches and (idempotent) produce requests tried again after a failure.",
                 self.retries.load(Relaxed) as i64,
             ),
             (
