@@ -244,6 +244,9 @@ pub async fn run<J: Job>(
             Err(e) => break Err(e),
         }
     };
+    if !matches!(outcome, Ok(StopReason::Revoked | StopReason::Fenced)) {
+        crate::metrics::global().set_phase(crate::metrics::Phase::Stopping);
+    }
     consumer.stop().await;
     let stop = match stopped(outcome) {
         Ok(stop) => stop,

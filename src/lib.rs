@@ -82,6 +82,12 @@
 //!   throughput, consumer throughput and end-to-end latency, with a
 //!   fixed-memory latency [`Histogram`](bench::Histogram) (its file is
 //!   shared with the rust-rdkafka baseline).
+//! - [`metrics`]: `--metrics-addr`: the process's registry of job
+//!   figures (records and bytes in and out, lag, commits, produce
+//!   latency, retries, errors, rebalances, windows, state), updated with
+//!   atomics per batch by the fetch tasks, the producer, the offsets
+//!   session, the group member and the aggregation; the Prometheus text
+//!   format; a small HTTP server for `/metrics`, `/healthz` and `/readyz`.
 //! - [`timestamp`]: record timestamps at the edges: the create times a
 //!   topic accepts, checked per record before it is batched, and RFC 3339
 //!   text before 1970 and after 9999 included.
@@ -104,6 +110,7 @@ pub mod consume;
 pub mod job;
 pub mod json_path;
 pub mod kafka;
+pub mod metrics;
 pub mod offsets;
 pub mod pattern;
 pub mod pipe;

@@ -48,6 +48,7 @@ pub use topic::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -517,7 +518,10 @@ impl Run<'_> {
             return false;
         };
         part.last_record = Instant::now();
+        let late_before = part.counts.late();
+        let unparsed_before = self.unparsed;
         let mut inputs = Vec::new();
+        let mut reached = false;
         for record in records {
             let key = self.reader.read(record, &mut inputs);
             if key.is_none() {
@@ -536,10 +540,31 @@ impl Run<'_> {
             part.dirty = true;
             self.total += 1;
             if config.count.is_some_and(|n| self.total >= n) {
-                return true;
+                reached = true;
+                break;
             }
         }
-        false
+        let metrics = crate::metrics::global();
+        metrics
+            .late
+            .fetch_add(part.counts.late().saturating_sub(late_before), Relaxed);
+        metrics
+            .unparsed
+            .fetch_add(self.unparsed - unparsed_before, Relaxed);
+        self.report_windows();
+        reached
+    }
+
+    /// Sets the open windows gauge (O(partitions): once per batch).
+    fn report_windows(&self) {
+        let open: usize = self
+            .parts
+            .values()
+            .map(|p| p.counts.windows().len() + p.counts.sessions().len())
+            .sum();
+        crate::metrics::global()
+            .windows_open
+            .store(open as i64, Relaxed);
     }
 
     /// Emits what is due (everything with `stopping`), closes windows,
@@ -681,6 +706,7 @@ impl Run<'_> {
                 }
             }
         }
+        self.report_windows();
         Ok(())
     }
 
@@ -723,6 +749,10 @@ impl Run<'_> {
                 }
             }
         }
+        let stored: usize = self.parts.values().map(|p| p.counts.stored_bytes()).sum();
+        crate::metrics::global()
+            .state_bytes
+            .store(stored as i64, Relaxed);
         let conflicts = outcome?;
         if !any {
             return Ok(());

@@ -456,6 +456,12 @@ impl PartitionCounts {
         }
     }
 
+    /// Bytes of this state in the offsets store: the last snapshot and
+    /// the deltas committed since; 0 before the first checkpoint.
+    pub fn stored_bytes(&self) -> usize {
+        self.saved.map_or(0, |s| s.snapshot_bytes + s.delta_bytes)
+    }
+
     /// The checkpoint was not committed: the next one is a snapshot.
     pub fn unsaved(&mut self) {
         self.saved = None;

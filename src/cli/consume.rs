@@ -16,7 +16,7 @@ use weir::consume::{Consumer, ConsumerConfig, Instance, Selection, StartOffset, 
 use weir::job::StopReason;
 
 use super::connect::parse_duration;
-use super::flags::{FetchFlags, FilterFlags, MembershipFlags};
+use super::flags::{FetchFlags, FilterFlags, MembershipFlags, MetricsFlags};
 use super::offsets::StoreArgs;
 use super::{non_negative, usage};
 
@@ -115,6 +115,9 @@ pub struct ConsumeArgs {
 
     #[command(flatten)]
     pub membership: MembershipFlags,
+
+    #[command(flatten)]
+    pub metrics: MetricsFlags,
 }
 
 impl SelectionArgs {
@@ -194,6 +197,15 @@ pub async fn run(
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
     let filter = args.filters.config()?;
     let format = args.format()?;
+    if args.metrics.metrics_addr.is_some()
+        && args.group.is_none()
+        && consumer_config.until != Until::Never
+    {
+        return Err(usage(
+            "--metrics-addr is for reads that run on: follow the topic (no --until or -e) or read as a group (-g)",
+        ));
+    }
+    let _metrics = args.metrics.serve().await?;
     let client = Arc::new(config.client().await?);
     let stdout = std::io::stdout().lock();
     let mut writer = RecordWriter::new(std::io::BufWriter::with_capacity(1 << 16, stdout), format);

@@ -19,7 +19,7 @@ use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;
 use super::consume::{SelectionArgs, stdout_closed};
-use super::flags::MembershipFlags;
+use super::flags::{MembershipFlags, MetricsFlags};
 use super::offsets::StoreArgs;
 use super::{non_negative, usage, usage_for};
 
@@ -131,6 +131,9 @@ pub struct CountArgs {
     #[arg(long, requires = "to_topic")]
     pub no_stdout: bool,
 
+    #[command(flatten)]
+    pub metrics: MetricsFlags,
+
     /// Rows shown by the live view on a terminal.
     #[arg(long, default_value_t = 20, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
     pub top: usize,
@@ -196,6 +199,7 @@ pub async fn run(
         session_gap_ms,
     };
 
+    let _metrics = args.metrics.serve().await?;
     let client = Arc::new(config.client().await?);
     let input = selection.topics.first().cloned();
     // Exactly once, the transactional output starts once the partitions

@@ -11,11 +11,46 @@ use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
 use weir::kafka::connect::ConnectionConfig;
 use weir::kafka::idempotence::{ProducerId, ProducerIdError, init_producer_id};
 use weir::kafka::membership::MembershipConfig;
+use weir::metrics::{self, MetricsServer};
 use weir::produce::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
 
 use super::connect::parse_duration;
 use super::produce::Codec;
 use super::{non_negative, usage, usage_for};
+
+/// The metrics endpoint of a long-running job (`consume`, `count`, `agg`,
+/// `pipe`).
+#[derive(Debug, clap::Args)]
+pub struct MetricsFlags {
+    /// Serve Prometheus metrics on HOST:PORT at /metrics, with /healthz
+    /// (alive) and /readyz (partitions assigned, no rebalance). Off by
+    /// default.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+}
+
+impl MetricsFlags {
+    /// Starts the endpoint when asked; it serves until dropped.
+    ///
+    /// # Errors
+    ///
+    /// An address that is not HOST:PORT (usage), or one that cannot be
+    /// listened on (in use).
+    pub async fn serve(&self) -> anyhow::Result<Option<MetricsServer>> {
+        let Some(addr) = &self.metrics_addr else {
+            return Ok(None);
+        };
+        let port = addr
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
+            return Err(usage(format!(
+                "--metrics-addr \"{addr}\": expected HOST:PORT (127.0.0.1:9464, [::]:9464)"
+            )));
+        }
+        Ok(Some(metrics::serve(addr, metrics::global()).await?))
+    }
+}
 
 /// How the producer batches (`weir produce`, `weir bench`).
 #[derive(Debug, clap::Args)]

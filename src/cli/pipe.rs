@@ -20,7 +20,7 @@ use weir::produce::producer::{Producer, ProducerConfig};
 
 use super::connect::parse_duration;
 use super::consume::SelectionArgs;
-use super::flags::{BatchFlags, FilterFlags, MembershipFlags};
+use super::flags::{BatchFlags, FilterFlags, MembershipFlags, MetricsFlags};
 use super::offsets::StoreArgs;
 use super::{usage, usage_for};
 
@@ -97,6 +97,9 @@ pub struct PipeArgs {
 
     #[command(flatten)]
     pub membership: MembershipFlags,
+
+    #[command(flatten)]
+    pub metrics: MetricsFlags,
 }
 
 impl PipeArgs {
@@ -134,6 +137,7 @@ pub async fn run(
     let filter = Filter::new(args.filters.config()?);
     let transform = args.transform()?;
     let batching = args.batch.config(config.timeout)?;
+    let _metrics = args.metrics.serve().await?;
     let client = Arc::new(config.client().await?);
 
     let mut admin = Admin::connect(&config).await?;

@@ -244,6 +244,9 @@ impl Consumer {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for ((_, fetch), position) in fetchers.into_iter().zip(&resolved) {
+            crate::metrics::global()
+                .input(&position.topic_partition())
+                .at(position.start, position.high);
             let task = PartitionTask {
                 fetch,
                 topic: Arc::clone(&position.topic),

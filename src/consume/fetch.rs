@@ -12,6 +12,7 @@
 //! consumer's retry timeout passes without one good fetch.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -296,6 +297,11 @@ impl<F: PartitionFetch> PartitionTask<F> {
         let mut failing_since: Option<Instant> = None;
         let mut last_error: Option<FetchError> = None;
         let mut warned_empty = false;
+        let metrics = crate::metrics::global().input(&TopicPartition::new(
+            Arc::clone(&self.topic),
+            self.partition,
+        ));
+        let _assigned = metrics.assign();
         loop {
             if self.end.is_some_and(|end| self.next >= end) {
                 self.reached().await;
@@ -347,6 +353,8 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 Ok(r) => {
                     failing_since = None;
                     last_error = None;
+                    metrics.set_failing(false);
+                    metrics.at(self.next, r.end);
                     r
                 }
                 Err(FetchError::OutOfRange) => {
@@ -360,6 +368,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     continue;
                 }
                 Err(e) => {
+                    metrics.set_failing(true);
                     let since = *failing_since.get_or_insert(started);
                     // The error before a wait cut short says more than
                     // the cut.
@@ -384,6 +393,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
                         error = reason.as_str(),
                         "fetch failed; retrying"
                     );
+                    crate::metrics::global().retries.fetch_add(1, Relaxed);
                     if !self.pause(Duration::from_millis(500)).await {
                         return;
                     }
@@ -487,6 +497,11 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 let next = next_offset.max(last + 1);
                 self.next = self.end.map_or(next, |end| next.min(end));
             }
+            let bytes = batch
+                .iter()
+                .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
+                .sum();
+            metrics.fetched(batch.len(), bytes, self.next);
             if !batch.is_empty()
                 && self
                     .events
@@ -516,6 +531,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
 
     /// Reports this partition's failure; the task ends after it.
     async fn fail(&self, cause: FetchFailure) {
+        crate::metrics::global().error(crate::metrics::ErrorKind::Fetch);
         let _ = self
             .events
             .send(ConsumerEvent::Failed(ConsumeError::Fetch {

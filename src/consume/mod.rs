@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -321,6 +322,7 @@ impl State {
         };
         let key = first.topic_partition();
         let noop = job.filter.is_noop();
+        let left_out = (self.filtered, self.unparsed);
         let mut tally = PartitionTally::default();
         let mut next = None;
         let mut stop = None;
@@ -350,6 +352,13 @@ impl State {
                 break;
             }
         }
+        let metrics = crate::metrics::global();
+        metrics
+            .filtered
+            .fetch_add(self.filtered - left_out.0, Relaxed);
+        metrics
+            .unparsed
+            .fetch_add(self.unparsed - left_out.1, Relaxed);
         self.add(&key, tally, next);
         Ok(stop)
     }

@@ -12,12 +12,14 @@
 //! leaves the group, so the others take over at once.
 
 use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
 
 use tracing::{info, warn};
 
 use super::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::membership::{MemberLink, Membership, MembershipConfig, Standing};
+use crate::metrics::{ErrorKind, Phase};
 use crate::{ErrorChain, TopicPartition};
 
 /// A job that runs one generation at a time.
@@ -50,11 +52,14 @@ pub async fn run_member<G: Generations>(
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<StopReason, G::Error> {
     let group = membership.group.clone();
+    let metrics = crate::metrics::global();
     let mut shutdown = std::pin::pin!(shutdown);
+    metrics.set_phase(Phase::Rebalancing);
     let (mut member, mut generation) = Membership::join(connection, membership)
         .await
-        .map_err(JobError::from)?;
+        .map_err(|e| membership_failed(e.into()))?;
     let stop = loop {
+        metrics.set_phase(Phase::Running);
         let link = member.link(&generation);
         let mut failure = None;
         let stop = {
@@ -82,12 +87,15 @@ pub async fn run_member<G: Generations>(
             }
         };
         if let Some(e) = failure {
-            return Err(JobError::from(e).into());
+            return Err(membership_failed(e.into()).into());
         }
         if !matches!(stop, StopReason::Revoked | StopReason::Fenced) {
             break stop;
         }
+        metrics.set_phase(Phase::Rebalancing);
+        metrics.rebalances.fetch_add(1, Relaxed);
         if stop == StopReason::Fenced {
+            metrics.error(ErrorKind::Membership);
             warn!(
                 group = group.as_str(),
                 "fenced: this member's partitions went to another (its session expired, or a rebalance moved them); rejoining"
@@ -96,12 +104,19 @@ pub async fn run_member<G: Generations>(
             info!(group = group.as_str(), "partitions handed back; rejoining");
         }
         generation = tokio::select! {
-            next = member.released() => next.map_err(JobError::from)?,
+            next = member.released() => next.map_err(|e| membership_failed(e.into()))?,
             reason = &mut shutdown => break reason,
         };
     };
+    metrics.set_phase(Phase::Stopping);
     if let Err(e) = member.leave().await {
         warn!(group = group.as_str(), error = %ErrorChain(&e), "leaving the group failed");
     }
     Ok(stop)
+}
+
+/// Counts a failure of the membership (`weir_errors_total{kind="membership"}`).
+fn membership_failed(e: JobError) -> JobError {
+    crate::metrics::global().error(ErrorKind::Membership);
+    e
 }

@@ -382,6 +382,24 @@ impl GroupSession {
     async fn checkpoint(
         &mut self,
         checkpoint: Checkpoint,
+        writer: Option<&mut StoreWriter>,
+    ) -> Result<Vec<Conflict>, OffsetsError> {
+        let metrics = crate::metrics::global();
+        let writes = !checkpoint.partitions.is_empty();
+        let started = std::time::Instant::now();
+        let written = self.write_checkpoint(checkpoint, writer).await;
+        match &written {
+            Ok(_) if writes => metrics.commits.observe(started.elapsed()),
+            Ok(_) => {}
+            Err(_) => metrics.error(crate::metrics::ErrorKind::Commit),
+        }
+        written
+    }
+
+    /// [`checkpoint`](Self::checkpoint) itself.
+    async fn write_checkpoint(
+        &mut self,
+        checkpoint: Checkpoint,
         mut writer: Option<&mut StoreWriter>,
     ) -> Result<Vec<Conflict>, OffsetsError> {
         let partition = self.store.partition_for(&self.group);

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -284,6 +285,45 @@ impl Job for Run<'_> {
         if !self.holds_partitions() {
             return Ok(Some(StopReason::Fenced));
         }
+        let left_out = (self.filtered, self.unparsed);
+        let outcome = self.pipe(records).await;
+        let metrics = crate::metrics::global();
+        metrics
+            .filtered
+            .fetch_add(self.filtered - left_out.0, Relaxed);
+        metrics
+            .unparsed
+            .fetch_add(self.unparsed - left_out.1, Relaxed);
+        outcome
+    }
+
+    fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
+        self.positions
+            .insert(TopicPartition::new(topic, partition), next_offset);
+    }
+
+    async fn checkpoint(&mut self) -> Step<PipeError> {
+        self.acknowledge().await?;
+        if !self.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
+        self.commit(false).await?;
+        Ok(None)
+    }
+
+    async fn finish(&mut self, stop: StopReason) -> Step<PipeError> {
+        self.acknowledge().await?;
+        if stop == StopReason::Fenced || !self.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
+        self.commit(true).await?;
+        Ok(Some(stop))
+    }
+}
+
+impl Run<'_> {
+    /// Filters, reshapes and hands one partition's records to the output.
+    async fn pipe(&mut self, records: &[ConsumedRecord]) -> Step<PipeError> {
         for record in records {
             self.read += 1;
             self.positions
@@ -333,31 +373,6 @@ impl Job for Run<'_> {
         Ok(None)
     }
 
-    fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
-        self.positions
-            .insert(TopicPartition::new(topic, partition), next_offset);
-    }
-
-    async fn checkpoint(&mut self) -> Step<PipeError> {
-        self.acknowledge().await?;
-        if !self.holds_partitions() {
-            return Ok(Some(StopReason::Fenced));
-        }
-        self.commit(false).await?;
-        Ok(None)
-    }
-
-    async fn finish(&mut self, stop: StopReason) -> Step<PipeError> {
-        self.acknowledge().await?;
-        if stop == StopReason::Fenced || !self.holds_partitions() {
-            return Ok(Some(StopReason::Fenced));
-        }
-        self.commit(true).await?;
-        Ok(Some(stop))
-    }
-}
-
-impl Run<'_> {
     fn holds_partitions(&self) -> bool {
         self.job.member.as_ref().is_none_or(MemberLink::valid)
     }

@@ -21,6 +21,7 @@ use tracing::{debug, warn};
 
 use super::producer::{Delivery, ProduceError, SendFailure, encoded_size};
 use super::sequence::{Sequencing, Stamp};
+use crate::TopicPartition;
 use crate::kafka::connect::ClientError;
 use crate::kafka::idempotence::ProducerId;
 
@@ -387,6 +388,11 @@ impl PartitionTask {
         stamp: Option<&Stamp>,
     ) -> Result<Vec<i64>, Arc<ProduceError>> {
         let n = records.len();
+        let bytes: usize = records
+            .iter()
+            .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        let started = Instant::now();
         debug!(
             topic = self.topic.as_str(),
             partition = self.partition,
@@ -406,7 +412,16 @@ impl PartitionTask {
         // partition late) until the deadline; then a deleted topic is
         // named as the reason.
         let cause = match sent {
-            Ok(Ok(offsets)) => return Ok(offsets),
+            Ok(Ok(offsets)) => {
+                // One registry lookup per acknowledged request, which
+                // took a round trip to the broker.
+                let metrics = crate::metrics::global();
+                metrics.produce.observe(started.elapsed());
+                metrics
+                    .output(&TopicPartition::new(self.topic.as_str(), self.partition))
+                    .produced(n, bytes);
+                return Ok(offsets);
+            }
             Ok(Err(e)) => self.deleted_or(e.into()).await,
             Err(e) => self.deleted_or(e).await,
         };
@@ -417,6 +432,7 @@ impl PartitionTask {
             cause,
         });
         warn!(error = %error, records = n, "batch failed");
+        crate::metrics::global().error(crate::metrics::ErrorKind::Produce);
         self.stale.notify_one();
         Err(error)
     }

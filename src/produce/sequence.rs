@@ -163,6 +163,9 @@ impl Stamp {
     pub(super) async fn identity(&self, attempt: ProduceAttempt) -> Option<BatchIdentity> {
         let s = &self.sequencing;
         if attempt.number > 0 {
+            crate::metrics::global()
+                .retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let acked_before = self.settled.is_done() && !*self.failed.borrow();
             self.settled.clone().wait().await;
             if *self.failed.borrow() {
