@@ -240,11 +240,14 @@ fn sasl_logs_in_and_refuses_a_wrong_password(mechanism: SaslMechanism, user: &st
     let config = ConnectionConfig {
         brokers: vec![secure.sasl.clone()],
         timeout: Duration::from_secs(20),
-        sasl: Some(SaslOptions {
-            mechanism,
-            username: user.to_owned(),
-            password: Password::new(password),
-        }),
+        sasl: Some(
+            SaslOptions {
+                mechanism,
+                username: user.to_owned(),
+                password: Password::new(password),
+            }
+            .into(),
+        ),
         ..Default::default()
     };
     assert!(rskafka_topics(&config).contains(&topic));
@@ -286,11 +289,14 @@ fn sasl_logs_in_and_refuses_a_wrong_password(mechanism: SaslMechanism, user: &st
 
     // rskafka's client is never built on a refused login.
     let config = ConnectionConfig {
-        sasl: Some(SaslOptions {
-            mechanism,
-            username: user.to_owned(),
-            password: Password::new(WRONG_PASSWORD),
-        }),
+        sasl: Some(
+            SaslOptions {
+                mechanism,
+                username: user.to_owned(),
+                password: Password::new(WRONG_PASSWORD),
+            }
+            .into(),
+        ),
         timeout: FAIL_TIMEOUT,
         ..config
     };
