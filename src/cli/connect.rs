@@ -123,8 +123,9 @@ pub struct ConnectArgs {
 
     /// Config file with named cluster profiles [default:
     /// $XDG_CONFIG_HOME/weir/config.toml, else ~/.config/weir/config.toml].
+    /// (`--config` is `topics create`'s topic setting, as in kafka-topics.)
     #[arg(
-        long,
+        long = "config-file",
         env = "WEIR_CONFIG",
         hide_env_values = true,
         value_name = "FILE",
@@ -279,13 +280,13 @@ impl ConnectArgs {
                 Some(path) if path.exists() => path,
                 Some(path) => {
                     return Err(usage(format!(
-                        "--profile {name}: there is no config file \"{}\" (--config names another)",
+                        "--profile {name}: there is no config file \"{}\" (--config-file names another)",
                         path.display()
                     )));
                 }
                 None => {
                     return Err(usage(format!(
-                        "--profile {name}: neither XDG_CONFIG_HOME nor HOME is set to find the config file (use --config)"
+                        "--profile {name}: neither XDG_CONFIG_HOME nor HOME is set to find the config file (use --config-file)"
                     )));
                 }
             },

@@ -405,6 +405,12 @@ mod tests {
     }
 
     #[test]
+    fn no_two_arguments_share_a_name() {
+        // clap checks this only in debug builds, when the command is built.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn negative_numbers_are_refused_by_name() {
         assert_eq!(non_negative::<u64>("7"), Ok(7));
         assert_eq!(non_negative::<i32>("0"), Ok(0));
