@@ -64,7 +64,15 @@ fn show(e: &Effective) -> String {
         humantime::format_duration(e.timeout.0).to_string(),
         origin(&e.timeout.1),
     ));
-    rows.push(("tls", e.tls.0.to_string(), origin(&e.tls.1)));
+    // --tls-ca and --tls-cert imply --tls, a token OAUTHBEARER: shown as
+    // in force, not as the switch was left.
+    let implied_tls = [("tls-ca", &e.tls_ca), ("tls-cert", &e.tls_cert)]
+        .into_iter()
+        .find_map(|(name, set)| set.as_ref().map(|_| name));
+    match implied_tls {
+        Some(by) if !e.tls.0 => rows.push(("tls", "true".to_owned(), format!("implied by {by}"))),
+        _ => rows.push(("tls", e.tls.0.to_string(), origin(&e.tls.1))),
+    }
     for (name, value) in [
         ("tls-ca", &e.tls_ca),
         ("tls-cert", &e.tls_cert),
@@ -74,8 +82,14 @@ fn show(e: &Effective) -> String {
             rows.push((name, path.display().to_string(), origin(o)));
         }
     }
-    if let Some((m, o)) = &e.sasl_mechanism {
-        rows.push(("sasl-mechanism", m.clone(), origin(o)));
+    match (&e.sasl_mechanism, &e.token) {
+        (Some((m, o)), _) => rows.push(("sasl-mechanism", m.clone(), origin(o))),
+        (None, Some(_)) => rows.push((
+            "sasl-mechanism",
+            "OAUTHBEARER".to_owned(),
+            "implied by the token".to_owned(),
+        )),
+        (None, None) => {}
     }
     if let Some((u, o)) = &e.sasl_username {
         rows.push(("sasl-username", u.clone(), origin(o)));
