@@ -551,11 +551,11 @@ impl Effective {
             };
         }
         if let Some((source, origin)) = self.token.as_ref().filter(|(_, o)| explicit(o)) {
-            let flag = match source {
-                TokenSource::Command(_) => "--sasl-token-command",
+            let flag = match (source, origin) {
+                (_, Origin::Env(var)) => var.as_str(),
+                (TokenSource::Command(_), _) => "--sasl-token-command",
                 _ => "--sasl-token-file",
             };
-            let _ = origin;
             return Err(usage(format!("{flag} is for OAUTHBEARER, not {mechanism}")));
         }
         let Some((username, _)) = &self.sasl_username else {
@@ -591,5 +591,90 @@ impl Effective {
                 "SASL needs a password: set {PASSWORD_ENV} or pass --sasl-password-file"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn effective(args: &[&str]) -> anyhow::Result<Effective> {
+        let command = Cli::command();
+        let matches = command.clone().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.connect.given = Given::from_matches(&matches, &command);
+        cli.connect.effective()
+    }
+
+    #[test]
+    fn flags_override_the_profile_setting_by_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[profiles.p]\nbrokers = \"k:1\"\ntimeout = \"5s\"\nsasl-token-file = \"t\"\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let e = effective(&[
+            "weir",
+            "--config-file",
+            file,
+            "--profile",
+            "p",
+            "topics",
+            "list",
+        ])
+        .unwrap();
+        assert_eq!(e.brokers, (vec!["k:1".to_owned()], Origin::Profile));
+        assert_eq!(e.timeout, (Duration::from_secs(5), Origin::Profile));
+        assert_eq!(e.client_id.1, Origin::Default);
+        assert!(
+            matches!(&e.token, Some((TokenSource::File(f), Origin::Profile)) if f == &dir.path().join("t"))
+        );
+        let config = e.to_config().unwrap();
+        assert_eq!(config.sasl.unwrap().mechanism(), SaslMechanism::OAuthBearer);
+
+        // After the subcommand too (the flags are global).
+        let e = effective(&[
+            "weir",
+            "topics",
+            "list",
+            "--config-file",
+            file,
+            "--profile",
+            "p",
+            "-b",
+            "x:2",
+            "--timeout",
+            "1s",
+        ])
+        .unwrap();
+        assert_eq!(e.brokers, (vec!["x:2".to_owned()], Origin::Flag));
+        assert_eq!(e.timeout, (Duration::from_secs(1), Origin::Flag));
+
+        // Without --profile, the file is read but no profile is used.
+        let e = effective(&["weir", "--config-file", file, "topics", "list"]).unwrap();
+        assert_eq!(e.brokers.1, Origin::Default);
+        assert!(e.token.is_none());
+
+        // A token flag with a password mechanism is a usage error.
+        let e = effective(&[
+            "weir",
+            "--sasl-mechanism",
+            "PLAIN",
+            "--sasl-username",
+            "u",
+            "--sasl-token-file",
+            "t",
+            "topics",
+            "list",
+        ])
+        .unwrap();
+        let err = e.to_config().unwrap_err().to_string();
+        assert_eq!(err, "--sasl-token-file is for OAUTHBEARER, not PLAIN");
     }
 }
