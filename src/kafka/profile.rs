@@ -10,7 +10,7 @@
 //! ```
 //!
 //! A profile's keys are the connection flags' names. The file is read
-//! by a small TOML reader of weir's own ([`toml`]): a TOML crate would
+//! by a small TOML reader of weir's own (`profile/toml.rs`): a TOML crate would
 //! cost the static binary 150-200 KB. It reads tables, strings, integers,
 //! booleans and arrays as TOML defines them, and refuses what a profile
 //! never needs (floats, dates, inline tables) with the line it is on.
