@@ -20,6 +20,10 @@
 //!   command shares (brokers, client id, deadline, TLS, SASL), and the
 //!   [`rskafka::client::Client`] built from them;
 //!   [`security`](kafka::security): TLS files and SASL credentials;
+//!   [`token`](kafka::token): OAUTHBEARER tokens from a file or a command,
+//!   refreshed as the Java client does;
+//!   [`profile`](kafka::profile): the config file's named cluster
+//!   profiles, read by a small TOML reader of weir's own;
 //!   `wire` (private): a small Kafka protocol connection (TCP or TLS,
 //!   SASL) for the requests rskafka cannot send, with its own options;
 //!   [`admin`](kafka::admin): brokers, and topics: list, describe

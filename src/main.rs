@@ -101,6 +101,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Config(args) = cli.command {
+        return cli::config::run(args, &cli.connect);
+    }
     let config = cli.connect.to_config()?;
     let quiet = cli.log.quiet > 0;
     match cli.command {
@@ -113,6 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipe(args) => cli::pipe::run(args, config, quiet, shutdown_signal()).await,
         Command::Offsets(args) => cli::offsets::run(args, config).await,
         Command::Bench(args) => cli::bench::run(args, config, shutdown_signal()).await,
+        Command::Config(_) => unreachable!("handled above"),
     }
 }
 

@@ -18,7 +18,8 @@ use common::{
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use weir::kafka::connect::{
-    ClientAuth, ConnectionConfig, Password, SaslMechanism, SaslOptions, TlsOptions,
+    BearerToken, ClientAuth, ConnectionConfig, Password, SaslMechanism, SaslOptions, TlsOptions,
+    TokenSource,
 };
 
 /// The SCRAM-SHA-256 user the shared node gets.
@@ -240,11 +241,14 @@ fn sasl_logs_in_and_refuses_a_wrong_password(mechanism: SaslMechanism, user: &st
     let config = ConnectionConfig {
         brokers: vec![secure.sasl.clone()],
         timeout: Duration::from_secs(20),
-        sasl: Some(SaslOptions {
-            mechanism,
-            username: user.to_owned(),
-            password: Password::new(password),
-        }),
+        sasl: Some(
+            SaslOptions {
+                mechanism,
+                username: user.to_owned(),
+                password: Password::new(password),
+            }
+            .into(),
+        ),
         ..Default::default()
     };
     assert!(rskafka_topics(&config).contains(&topic));
@@ -286,11 +290,14 @@ fn sasl_logs_in_and_refuses_a_wrong_password(mechanism: SaslMechanism, user: &st
 
     // rskafka's client is never built on a refused login.
     let config = ConnectionConfig {
-        sasl: Some(SaslOptions {
-            mechanism,
-            username: user.to_owned(),
-            password: Password::new(WRONG_PASSWORD),
-        }),
+        sasl: Some(
+            SaslOptions {
+                mechanism,
+                username: user.to_owned(),
+                password: Password::new(WRONG_PASSWORD),
+            }
+            .into(),
+        ),
         timeout: FAIL_TIMEOUT,
         ..config
     };
@@ -625,4 +632,247 @@ fn produce_and_consume_over_sasl() {
 fn produce_and_consume_over_mutual_tls() {
     let secure = kafka();
     round_trip(&secure.ssl, &mtls_flags(secure), &[]);
+}
+
+/// An unsecured JWS (`{"alg":"none"}`, no signature) for `sub`, issued
+/// now and expiring `exp_from_now` seconds from now (negative: expired),
+/// as Kafka's default OAUTHBEARER validator accepts them.
+fn unsecured_jwt(sub: &str, exp_from_now: i64) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = format!(
+        r#"{{"sub":"{sub}","iat":{},"exp":{}}}"#,
+        now - 120,
+        now + exp_from_now
+    );
+    format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&claims))
+}
+
+/// Asserts that `run` failed at runtime (exit 1) with one line on stderr,
+/// and returns it.
+fn one_line_failure<'a>(run: &'a Run, what: &str) -> &'a str {
+    run.expect_code(1);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: not one line:\n{}", run.stderr);
+    lines[0]
+}
+
+#[test]
+fn oauthbearer_with_a_token_file_connects_and_refuses_expired_or_malformed_tokens() {
+    let secure = kafka();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, unsecured_jwt("alice", 3600) + "\n").unwrap();
+    let token_arg = token.display().to_string();
+
+    // --sasl-token-file alone implies OAUTHBEARER; produce and consume
+    // also go through rskafka's connections, which ask for the token too.
+    round_trip(
+        &secure.sasl,
+        &["--sasl-token-file".to_owned(), token_arg.clone()],
+        &[],
+    );
+    let mut cmd = weir();
+    cmd.args(["topics", "list", "-b", &secure.sasl])
+        .args(["--sasl-mechanism", "OAUTHBEARER"])
+        .args(["--sasl-token-command", &format!("cat '{token_arg}'")]);
+    run(&mut cmd).ok();
+
+    for (what, text) in [
+        ("expired token", unsecured_jwt("alice", -60)),
+        ("malformed token", "not-a-jwt".to_owned()),
+    ] {
+        std::fs::write(&token, &text).unwrap();
+        let refused = weir_failing(
+            &secure.sasl,
+            &["topics", "list", "--sasl-token-file", &token_arg],
+        );
+        let line = one_line_failure(&refused, what);
+        for needle in ["OAUTHBEARER", &secure.sasl, "invalid_token"] {
+            says(line, needle);
+        }
+        assert!(!line.contains(&text), "the token is shown: {line}");
+    }
+    std::fs::write(&token, unsecured_jwt("alice", -60)).unwrap();
+    let expired = weir_failing(
+        &secure.sasl,
+        &["topics", "list", "--sasl-token-file", &token_arg],
+    );
+    says(one_line_failure(&expired, "expired token"), "expired");
+}
+
+#[test]
+fn oauthbearer_reads_a_rewritten_token_file_for_a_new_connection() {
+    let secure = kafka();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, unsecured_jwt("alice", 3600)).unwrap();
+    let config = ConnectionConfig {
+        brokers: vec![secure.sasl.clone()],
+        timeout: FAIL_TIMEOUT,
+        sasl: Some(BearerToken::new(TokenSource::File(token.clone())).into()),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let connect = || {
+        rt.block_on(common::timeout("connect with a token file", async {
+            config.client().await.map(drop)
+        }))
+    };
+    connect().unwrap();
+    // The same configuration, the file rotated to a token the broker
+    // refuses: the next connection reads it.
+    std::fs::write(&token, unsecured_jwt("alice", -60)).unwrap();
+    let err = connect().unwrap_err().to_string();
+    assert!(err.contains("OAUTHBEARER"), "{err}");
+    std::fs::write(&token, unsecured_jwt("alice", 3600)).unwrap();
+    connect().unwrap();
+}
+
+/// A config file in a new folder, with `mode`.
+fn config_file(dir: &Path, text: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[test]
+fn a_profile_selects_the_scram_cluster_and_flags_override_it() {
+    let secure = kafka();
+    let (user, password) = SCRAM_512_USER;
+    let (other_user, other_password) = SCRAM_256_USER;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("password"), format!("{password}\n")).unwrap();
+    let config = config_file(
+        dir.path(),
+        &format!(
+            "[profiles.scram]\nbrokers = [\"{}\"]\nsasl-mechanism = \"SCRAM-SHA-512\"\n\
+             sasl-username = \"{user}\"\nsasl-password-file = \"password\"  # beside this file\n",
+            secure.sasl
+        ),
+        0o644,
+    );
+    let config_arg = config.display().to_string();
+    let with_profile = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = weir();
+        cmd.args(args).args(["--config-file", &config_arg]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
+
+    // No connection flag at all: the profile is the whole connection. The
+    // file holds no secret itself, so its mode draws no warning.
+    let listed = with_profile(&["topics", "list", "--profile", "scram"], &[]);
+    listed.ok();
+    assert!(!listed.stderr.contains("chmod"), "{}", listed.stderr);
+    with_profile(&["topics", "list"], &[("WEIR_PROFILE", "scram")]).ok();
+
+    // Flags override the profile's user and mechanism...
+    with_profile(
+        &[
+            "topics",
+            "list",
+            "--profile",
+            "scram",
+            "--sasl-mechanism",
+            "SCRAM-SHA-256",
+            "--sasl-username",
+            other_user,
+        ],
+        &[("WEIR_SASL_PASSWORD", other_password)],
+    )
+    .ok();
+    // ...one by one: the other user with the profile's mechanism, for
+    // which that user has no credentials, is refused by name.
+    let mut cmd = weir();
+    cmd.args([
+        "topics",
+        "list",
+        "--profile",
+        "scram",
+        "--timeout",
+        FAIL_TIMEOUT_ARG,
+    ])
+    .args(["--config-file", &config_arg, "--sasl-username", other_user])
+    .env("WEIR_SASL_PASSWORD", other_password);
+    let refused = run(&mut cmd);
+    let line = one_line_failure(&refused, "overridden user");
+    says(line, "SCRAM-SHA-512");
+    says(line, other_user);
+
+    // An unknown profile: one line naming it and the file, exit 2.
+    let unknown = with_profile(&["topics", "list", "--profile", "nope"], &[]);
+    unknown.expect_code(2);
+    assert_eq!(unknown.stderr.lines().count(), 1, "{}", unknown.stderr);
+    says(&unknown.stderr, "\"nope\"");
+    says(&unknown.stderr, &config_arg);
+}
+
+#[test]
+fn config_show_masks_secrets_and_a_readable_file_with_one_is_warned_about() {
+    let secure = kafka();
+    let (user, password) = SCRAM_512_USER;
+    let text = format!(
+        "[profiles.scram]\nbrokers = \"{}\"\nsasl-mechanism = \"SCRAM-SHA-512\"\n\
+         sasl-username = \"{user}\"\nsasl-password = \"{password}\"\n",
+        secure.sasl
+    );
+    for (mode, warned) in [(0o644, true), (0o600, false), (0o640, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_file(dir.path(), &text, mode);
+        let config_arg = config.display().to_string();
+        let mut cmd = weir();
+        cmd.args([
+            "topics",
+            "list",
+            "--config-file",
+            &config_arg,
+            "--profile",
+            "scram",
+        ]);
+        let listed = run(&mut cmd);
+        listed.ok();
+        let warning = listed.stderr.lines().find(|l| l.contains("chmod 600"));
+        assert_eq!(
+            warning.is_some(),
+            warned,
+            "mode {mode:o}: {}",
+            listed.stderr
+        );
+        if let Some(line) = warning {
+            says(line, &config_arg);
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &text, 0o600);
+    let mut cmd = weir();
+    cmd.args(["config", "show", "--profile", "scram", "--client-id", "me"])
+        .arg("--config-file")
+        .arg(&config);
+    let shown = run(&mut cmd);
+    shown.ok();
+    assert!(!shown.stdout.contains(password), "{}", shown.stdout);
+    assert!(!shown.stderr.contains(password), "{}", shown.stderr);
+    let line = |name: &str| {
+        shown
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{}", shown.stdout))
+            .to_owned()
+    };
+    says(&line("sasl-password"), "********");
+    says(&line("sasl-password"), "(profile scram)");
+    says(&line("brokers"), &secure.sasl);
+    says(&line("client-id"), "me  (flag)");
+    says(&line("timeout"), "(default)");
 }

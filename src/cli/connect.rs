@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use weir::kafka::connect::{
-    ClientAuth, ConnectionConfig, DEFAULT_CLIENT_ID, Password, SaslMechanism, SaslOptions,
-    TlsOptions,
+    BearerToken, ClientAuth, ConnectionConfig, DEFAULT_CLIENT_ID, Password, SaslAuth,
+    SaslMechanism, SaslOptions, TlsOptions, TokenSource,
 };
+use weir::kafka::profile::{self, ConfigFile, Profile};
 
 use super::usage;
 
@@ -50,7 +51,6 @@ pub struct ConnectArgs {
         env = "WEIR_TLS_CERT",
         hide_env_values = true,
         value_name = "FILE",
-        requires = "tls_key",
         global = true
     )]
     pub tls_cert: Option<PathBuf>,
@@ -61,13 +61,14 @@ pub struct ConnectArgs {
         env = "WEIR_TLS_KEY",
         hide_env_values = true,
         value_name = "FILE",
-        requires = "tls_cert",
         global = true
     )]
     pub tls_key: Option<PathBuf>,
 
-    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. The password
-    /// comes from WEIR_SASL_PASSWORD or --sasl-password-file, never a flag.
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+    /// The password comes from WEIR_SASL_PASSWORD or --sasl-password-file,
+    /// never a flag; OAUTHBEARER's token from --sasl-token-file or
+    /// --sasl-token-command (either implies OAUTHBEARER).
     #[arg(
         long,
         env = "WEIR_SASL_MECHANISM",
@@ -96,6 +97,105 @@ pub struct ConnectArgs {
         global = true
     )]
     pub sasl_password_file: Option<PathBuf>,
+
+    /// File holding the OAUTHBEARER token (a JWT), read again for every
+    /// new connection, so a rotated token is picked up.
+    #[arg(
+        long,
+        env = "WEIR_SASL_TOKEN_FILE",
+        hide_env_values = true,
+        value_name = "FILE",
+        global = true
+    )]
+    pub sasl_token_file: Option<PathBuf>,
+
+    /// Shell command printing the OAUTHBEARER token; run again when 80% of
+    /// the token's lifetime (its exp claim) has passed.
+    #[arg(
+        long,
+        env = "WEIR_SASL_TOKEN_COMMAND",
+        hide_env_values = true,
+        value_name = "COMMAND",
+        conflicts_with = "sasl_token_file",
+        global = true
+    )]
+    pub sasl_token_command: Option<String>,
+
+    /// Config file with named cluster profiles [default:
+    /// $XDG_CONFIG_HOME/weir/config.toml, else ~/.config/weir/config.toml].
+    /// (`--config` is `topics create`'s topic setting, as in kafka-topics.)
+    #[arg(
+        long = "config-file",
+        env = "WEIR_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE",
+        global = true
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Cluster profile from the config file; flags and environment
+    /// variables override its settings.
+    #[arg(
+        long,
+        env = "WEIR_PROFILE",
+        hide_env_values = true,
+        value_name = "NAME",
+        global = true
+    )]
+    pub profile: Option<String>,
+
+    /// Where each setting given came from (filled from clap's matches).
+    #[arg(skip)]
+    pub given: Given,
+}
+
+/// Where a connection setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The command line.
+    Flag,
+    /// This environment variable.
+    Env(String),
+    /// The selected profile.
+    Profile,
+    /// weir's default.
+    Default,
+}
+
+/// The connection settings given on the command line or in the
+/// environment, by argument id, with where each came from: those
+/// override the profile's.
+#[derive(Debug, Clone, Default)]
+pub struct Given(Vec<(String, Origin)>);
+
+impl Given {
+    /// Reads the sources of the connection arguments from clap's matches.
+    pub fn from_matches(matches: &clap::ArgMatches, command: &clap::Command) -> Self {
+        let mut given = Vec::new();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            let origin = match matches
+                .try_get_raw(id)
+                .ok()
+                .flatten()
+                .and(matches.value_source(id))
+            {
+                Some(clap::parser::ValueSource::CommandLine) => Origin::Flag,
+                Some(clap::parser::ValueSource::EnvVariable) => Origin::Env(
+                    arg.get_env()
+                        .map(|v| v.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
+                _ => continue,
+            };
+            given.push((id.to_owned(), origin));
+        }
+        Self(given)
+    }
+
+    fn get(&self, id: &str) -> Option<&Origin> {
+        self.0.iter().find(|(i, _)| i == id).map(|(_, o)| o)
+    }
 }
 
 /// Parses durations such as `3s`, `500ms`, `2m`. Flags that take one set
@@ -115,94 +215,466 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("not a duration such as 500ms, 30s or 2m ({e})"))
 }
 
+/// The connection settings in force, each with where it came from:
+/// flags, then environment variables, then the profile, then defaults.
+#[derive(Debug)]
+pub struct Effective {
+    /// The config file read, if any.
+    pub file: Option<ConfigFile>,
+    /// The profile selected, if any.
+    pub profile: Option<(String, Origin)>,
+    /// Bootstrap brokers.
+    pub brokers: (Vec<String>, Origin),
+    /// Client id.
+    pub client_id: (String, Origin),
+    /// Deadline.
+    pub timeout: (Duration, Origin),
+    /// TLS asked for.
+    pub tls: (bool, Origin),
+    /// CA file.
+    pub tls_ca: Option<(PathBuf, Origin)>,
+    /// Client certificate.
+    pub tls_cert: Option<(PathBuf, Origin)>,
+    /// Client key.
+    pub tls_key: Option<(PathBuf, Origin)>,
+    /// SASL mechanism, as written.
+    pub sasl_mechanism: Option<(String, Origin)>,
+    /// SASL user.
+    pub sasl_username: Option<(String, Origin)>,
+    /// Where the password is.
+    pub password: Option<(Secret, Origin)>,
+    /// Where the OAUTHBEARER token is.
+    pub token: Option<(TokenSource, Origin)>,
+}
+
+/// Where a password comes from.
+#[derive(Debug, Clone)]
+pub enum Secret {
+    /// The first line of a file.
+    File(PathBuf),
+    /// `WEIR_SASL_PASSWORD`.
+    Env,
+    /// The config file itself.
+    Inline(Password),
+}
+
 impl ConnectArgs {
-    /// Validates the flags into a [`ConnectionConfig`].
+    /// The `(value, origin)` of a setting: the argument's when given on
+    /// the command line or in the environment, else the profile's, else
+    /// the argument's default.
+    fn pick<T>(&self, id: &str, arg: Option<T>, profile: Option<T>) -> Option<(T, Origin)> {
+        match self.given.get(id) {
+            Some(origin) => arg.map(|v| (v, origin.clone())),
+            None => profile
+                .map(|v| (v, Origin::Profile))
+                .or_else(|| arg.map(|v| (v, Origin::Default))),
+        }
+    }
+
+    /// The config file and profile asked for, loaded.
+    fn load_profile(&self) -> anyhow::Result<(Option<ConfigFile>, Option<Profile>)> {
+        let path = match (&self.config, &self.profile) {
+            (Some(path), _) => path.clone(),
+            (None, None) => return Ok((None, None)),
+            (None, Some(name)) => match profile::default_path() {
+                Some(path) if path.exists() => path,
+                Some(path) => {
+                    return Err(usage(format!(
+                        "--profile {name}: there is no config file \"{}\" (--config-file names another)",
+                        path.display()
+                    )));
+                }
+                None => {
+                    return Err(usage(format!(
+                        "--profile {name}: neither XDG_CONFIG_HOME nor HOME is set to find the config file (use --config-file)"
+                    )));
+                }
+            },
+        };
+        let file =
+            ConfigFile::load(&path).map_err(|e| usage(format!("{:#}", anyhow::Error::new(e))))?;
+        if file.exposes_secrets() {
+            tracing::warn!(
+                "config file \"{}\" holds a password or token and others than its owner can read it (mode {:04o}): chmod 600 it",
+                file.path.display(),
+                file.mode
+            );
+        }
+        let profile = match &self.profile {
+            Some(name) => Some(
+                file.profile(name)
+                    .map_err(|e| usage(e.to_string()))?
+                    .clone(),
+            ),
+            None => None,
+        };
+        Ok((Some(file), profile))
+    }
+
+    /// The settings in force and where each came from.
     ///
     /// # Errors
     ///
-    /// A usage error naming the flag at fault.
+    /// A config file that cannot be read or parsed, an unknown profile, or
+    /// a profile's timeout that is not a duration: usage errors.
+    pub fn effective(&self) -> anyhow::Result<Effective> {
+        let (file, profile) = self.load_profile()?;
+        let p = profile.clone().unwrap_or_default();
+        let in_profile = |key: &str| {
+            format!(
+                "profile \"{}\" in \"{}\": {key}",
+                p.name,
+                file.as_ref()
+                    .map(|f| f.path.display().to_string())
+                    .unwrap_or_default()
+            )
+        };
+        let profile_timeout = match &p.timeout {
+            Some(t) => Some(
+                parse_duration(t).map_err(|e| usage(format!("{}: {e}", in_profile("timeout"))))?,
+            ),
+            None => None,
+        };
+        let split = |b: &str| -> Vec<String> {
+            b.split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let password = match (
+            self.given.get("sasl_password_file"),
+            std::env::var(PASSWORD_ENV),
+        ) {
+            (Some(origin), _) => self
+                .sasl_password_file
+                .clone()
+                .map(|f| (Secret::File(f), origin.clone())),
+            (None, Ok(_)) => Some((Secret::Env, Origin::Env(PASSWORD_ENV.to_owned()))),
+            (None, Err(_)) => p
+                .sasl_password_file
+                .clone()
+                .map(Secret::File)
+                .or_else(|| p.sasl_password.clone().map(Secret::Inline))
+                .map(|s| (s, Origin::Profile)),
+        };
+        let token = match (
+            self.given.get("sasl_token_file"),
+            self.given.get("sasl_token_command"),
+        ) {
+            (Some(origin), _) => self
+                .sasl_token_file
+                .clone()
+                .map(|f| (TokenSource::File(f), origin.clone())),
+            (None, Some(origin)) => self
+                .sasl_token_command
+                .clone()
+                .map(|c| (TokenSource::Command(c), origin.clone())),
+            (None, None) => p
+                .sasl_token_file
+                .clone()
+                .map(TokenSource::File)
+                .or_else(|| p.sasl_token_command.clone().map(TokenSource::Command))
+                .or_else(|| p.sasl_token.clone().map(TokenSource::Fixed))
+                .map(|t| (t, Origin::Profile)),
+        };
+        let profile_name = self.profile.clone().map(|name| {
+            let origin = self
+                .given
+                .get("profile")
+                .cloned()
+                .unwrap_or(Origin::Default);
+            (name, origin)
+        });
+        Ok(Effective {
+            profile: profile_name,
+            brokers: self
+                .pick("brokers", Some(split(&self.brokers)), p.brokers.clone())
+                .expect("--brokers has a default"),
+            client_id: self
+                .pick(
+                    "client_id",
+                    Some(self.client_id.clone()),
+                    p.client_id.clone(),
+                )
+                .expect("--client-id has a default"),
+            timeout: self
+                .pick("timeout", Some(self.timeout), profile_timeout)
+                .expect("--timeout has a default"),
+            tls: self
+                .pick("tls", Some(self.tls), p.tls)
+                .expect("--tls has a default"),
+            tls_ca: self.pick("tls_ca", self.tls_ca.clone(), p.tls_ca.clone()),
+            tls_cert: self.pick("tls_cert", self.tls_cert.clone(), p.tls_cert.clone()),
+            tls_key: self.pick("tls_key", self.tls_key.clone(), p.tls_key.clone()),
+            sasl_mechanism: self.pick(
+                "sasl_mechanism",
+                self.sasl_mechanism.clone(),
+                p.sasl_mechanism.clone(),
+            ),
+            sasl_username: self.pick(
+                "sasl_username",
+                self.sasl_username.clone(),
+                p.sasl_username.clone(),
+            ),
+            password,
+            token,
+            file,
+        })
+    }
+
+    /// Validates the flags, environment and profile into a
+    /// [`ConnectionConfig`].
+    ///
+    /// # Errors
+    ///
+    /// A usage error naming the flag, variable or profile setting at fault.
     pub fn to_config(&self) -> anyhow::Result<ConnectionConfig> {
-        let brokers: Vec<String> = self
-            .brokers
-            .split(',')
-            .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if brokers.is_empty() {
-            return Err(usage("--brokers: no broker given"));
+        self.effective()?.to_config()
+    }
+}
+
+impl Effective {
+    /// How a setting is named in a message: `--brokers`, or the profile's
+    /// key with the profile and file.
+    fn name(&self, flag: &str, origin: &Origin) -> String {
+        match (origin, &self.profile, &self.file) {
+            (Origin::Profile, Some((name, _)), Some(file)) => format!(
+                "profile \"{name}\" in \"{}\": {}",
+                file.path.display(),
+                flag.trim_start_matches('-')
+            ),
+            _ => flag.to_owned(),
         }
-        for b in &brokers {
+    }
+
+    /// Validates the settings into a [`ConnectionConfig`].
+    ///
+    /// # Errors
+    ///
+    /// A usage error naming the setting at fault.
+    pub fn to_config(&self) -> anyhow::Result<ConnectionConfig> {
+        let (brokers, origin) = &self.brokers;
+        let name = self.name("--brokers", origin);
+        if brokers.is_empty() {
+            return Err(usage(format!("{name}: no broker given")));
+        }
+        for b in brokers {
             match b.rsplit_once(':') {
                 Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
                 _ => {
                     return Err(usage(format!(
-                        "--brokers: \"{b}\" is not host:port (e.g. 127.0.0.1:9092)"
+                        "{name}: \"{b}\" is not host:port (e.g. 127.0.0.1:9092)"
                     )));
                 }
             }
         }
-        if self.timeout.is_zero() {
+        if self.timeout.0.is_zero() {
             return Err(usage("--timeout must be greater than zero"));
         }
 
+        let client_auth = match (&self.tls_cert, &self.tls_key) {
+            (Some((cert, _)), Some((key, _))) => Some(ClientAuth {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+            }),
+            (Some((_, origin)), None) => {
+                return Err(usage(format!(
+                    "{} needs --tls-key",
+                    self.name("--tls-cert", origin)
+                )));
+            }
+            (None, Some((_, origin))) => {
+                return Err(usage(format!(
+                    "{} needs --tls-cert",
+                    self.name("--tls-key", origin)
+                )));
+            }
+            (None, None) => None,
+        };
         let tls =
-            (self.tls || self.tls_ca.is_some() || self.tls_cert.is_some()).then(|| TlsOptions {
-                ca_file: self.tls_ca.clone(),
-                client_auth: match (&self.tls_cert, &self.tls_key) {
-                    (Some(cert), Some(key)) => Some(ClientAuth {
-                        cert_file: cert.clone(),
-                        key_file: key.clone(),
-                    }),
-                    _ => None,
-                },
+            (self.tls.0 || self.tls_ca.is_some() || client_auth.is_some()).then(|| TlsOptions {
+                ca_file: self.tls_ca.as_ref().map(|(f, _)| f.clone()),
+                client_auth,
             });
 
-        let sasl = match (&self.sasl_mechanism, &self.sasl_username) {
-            (None, None) => None,
-            (None, Some(_)) => {
-                return Err(usage("--sasl-username needs --sasl-mechanism"));
-            }
-            (Some(_), None) => {
-                return Err(usage("--sasl-mechanism needs --sasl-username"));
-            }
-            (Some(mechanism), Some(username)) => {
-                let mechanism: SaslMechanism = mechanism
-                    .parse()
-                    .map_err(|e| usage(format!("--sasl-mechanism: {e}")))?;
-                Some(SaslOptions {
-                    mechanism,
-                    username: username.clone(),
-                    password: self.password()?,
-                })
-            }
-        };
-
         Ok(ConnectionConfig {
-            brokers,
-            client_id: self.client_id.clone(),
-            timeout: self.timeout,
+            brokers: brokers.clone(),
+            client_id: self.client_id.0.clone(),
+            timeout: self.timeout.0,
             tls,
-            sasl,
+            sasl: self.sasl()?,
         })
     }
 
-    fn password(&self) -> anyhow::Result<Password> {
-        if let Some(path) = &self.sasl_password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                usage(format!(
-                    "--sasl-password-file: cannot read \"{}\": {e}",
-                    path.display()
-                ))
-            })?;
-            let line = text.lines().next().unwrap_or_default();
-            return Ok(Password::new(line));
+    fn mechanism(&self) -> anyhow::Result<Option<(SaslMechanism, Origin)>> {
+        match &self.sasl_mechanism {
+            Some((m, origin)) => {
+                let mechanism = m.parse().map_err(|e| {
+                    usage(format!("{}: {e}", self.name("--sasl-mechanism", origin)))
+                })?;
+                Ok(Some((mechanism, origin.clone())))
+            }
+            // A token says which mechanism it is for.
+            None => Ok(self
+                .token
+                .as_ref()
+                .map(|(_, origin)| (SaslMechanism::OAuthBearer, origin.clone()))),
         }
-        match std::env::var(PASSWORD_ENV) {
-            Ok(p) => Ok(Password::new(p)),
-            Err(_) => Err(usage(format!(
+    }
+
+    fn sasl(&self) -> anyhow::Result<Option<SaslAuth>> {
+        let explicit = |origin: &Origin| *origin != Origin::Profile;
+        let Some((mechanism, _)) = self.mechanism()? else {
+            return match &self.sasl_username {
+                Some((_, origin)) => Err(usage(format!(
+                    "{} needs --sasl-mechanism",
+                    self.name("--sasl-username", origin)
+                ))),
+                None => Ok(None),
+            };
+        };
+        if mechanism == SaslMechanism::OAuthBearer {
+            if let Some((_, origin)) = self.sasl_username.as_ref().filter(|(_, o)| explicit(o)) {
+                return Err(usage(format!(
+                    "{} is not used with OAUTHBEARER: the token names the principal",
+                    self.name("--sasl-username", origin)
+                )));
+            }
+            return match &self.token {
+                Some((source, _)) => Ok(Some(SaslAuth::OAuthBearer(BearerToken::new(
+                    source.clone(),
+                )))),
+                None => Err(usage(
+                    "OAUTHBEARER needs a token: --sasl-token-file or --sasl-token-command",
+                )),
+            };
+        }
+        if let Some((source, origin)) = self.token.as_ref().filter(|(_, o)| explicit(o)) {
+            let flag = match (source, origin) {
+                (_, Origin::Env(var)) => var.as_str(),
+                (TokenSource::Command(_), _) => "--sasl-token-command",
+                _ => "--sasl-token-file",
+            };
+            return Err(usage(format!("{flag} is for OAUTHBEARER, not {mechanism}")));
+        }
+        let Some((username, _)) = &self.sasl_username else {
+            return Err(usage(format!(
+                "--sasl-mechanism {mechanism} needs --sasl-username"
+            )));
+        };
+        Ok(Some(SaslAuth::Password(SaslOptions {
+            mechanism,
+            username: username.clone(),
+            password: self.password()?,
+        })))
+    }
+
+    fn password(&self) -> anyhow::Result<Password> {
+        match &self.password {
+            Some((Secret::File(path), origin)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    usage(format!(
+                        "{}: cannot read \"{}\": {e}",
+                        self.name("--sasl-password-file", origin),
+                        path.display()
+                    ))
+                })?;
+                let line = text.lines().next().unwrap_or_default();
+                Ok(Password::new(line))
+            }
+            Some((Secret::Env, _)) => Ok(Password::new(
+                std::env::var(PASSWORD_ENV).unwrap_or_default(),
+            )),
+            Some((Secret::Inline(password), _)) => Ok(password.clone()),
+            None => Err(usage(format!(
                 "SASL needs a password: set {PASSWORD_ENV} or pass --sasl-password-file"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn effective(args: &[&str]) -> anyhow::Result<Effective> {
+        let command = Cli::command();
+        let matches = command.clone().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.connect.given = Given::from_matches(&matches, &command);
+        cli.connect.effective()
+    }
+
+    #[test]
+    fn flags_override_the_profile_setting_by_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[profiles.p]\nbrokers = \"k:1\"\ntimeout = \"5s\"\nsasl-token-file = \"t\"\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let e = effective(&[
+            "weir",
+            "--config-file",
+            file,
+            "--profile",
+            "p",
+            "topics",
+            "list",
+        ])
+        .unwrap();
+        assert_eq!(e.brokers, (vec!["k:1".to_owned()], Origin::Profile));
+        assert_eq!(e.timeout, (Duration::from_secs(5), Origin::Profile));
+        assert_eq!(e.client_id.1, Origin::Default);
+        assert!(
+            matches!(&e.token, Some((TokenSource::File(f), Origin::Profile)) if f == &dir.path().join("t"))
+        );
+        let config = e.to_config().unwrap();
+        assert_eq!(config.sasl.unwrap().mechanism(), SaslMechanism::OAuthBearer);
+
+        // After the subcommand too (the flags are global).
+        let e = effective(&[
+            "weir",
+            "topics",
+            "list",
+            "--config-file",
+            file,
+            "--profile",
+            "p",
+            "-b",
+            "x:2",
+            "--timeout",
+            "1s",
+        ])
+        .unwrap();
+        assert_eq!(e.brokers, (vec!["x:2".to_owned()], Origin::Flag));
+        assert_eq!(e.timeout, (Duration::from_secs(1), Origin::Flag));
+
+        // Without --profile, the file is read but no profile is used.
+        let e = effective(&["weir", "--config-file", file, "topics", "list"]).unwrap();
+        assert_eq!(e.brokers.1, Origin::Default);
+        assert!(e.token.is_none());
+
+        // A token flag with a password mechanism is a usage error.
+        let e = effective(&[
+            "weir",
+            "--sasl-mechanism",
+            "PLAIN",
+            "--sasl-username",
+            "u",
+            "--sasl-token-file",
+            "t",
+            "topics",
+            "list",
+        ])
+        .unwrap();
+        let err = e.to_config().unwrap_err().to_string();
+        assert_eq!(err, "--sasl-token-file is for OAUTHBEARER, not PLAIN");
     }
 }

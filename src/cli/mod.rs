@@ -8,6 +8,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod config;
 pub mod connect;
 pub mod consume;
 pub mod count;
@@ -116,7 +117,14 @@ pub fn eprint_line(line: &str) {
 /// errors are, and exits 2; everything else (unknown flags, `--help`) is
 /// clap's own.
 pub fn parse() -> Cli {
-    match Cli::try_parse() {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command();
+    let parsed = command.clone().try_get_matches().and_then(|matches| {
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.connect.given = connect::Given::from_matches(&matches, &command);
+        Ok(cli)
+    });
+    match parsed {
         Ok(cli) => cli,
         Err(e) => match refused_value(&e) {
             Some(line) => {
@@ -261,6 +269,8 @@ pub enum Command {
     Offsets(offsets::OffsetsArgs),
     /// Measure producer and consumer throughput and end-to-end latency.
     Bench(bench::BenchArgs),
+    /// Connection settings: `weir config show` prints those in force.
+    Config(config::ConfigArgs),
 }
 
 #[cfg(test)]
@@ -392,6 +402,12 @@ mod tests {
             checked.push(var.to_string_lossy().into_owned());
         }
         assert_eq!(checked, ["WEIR_TLS"]);
+    }
+
+    #[test]
+    fn no_two_arguments_share_a_name() {
+        // clap checks this only in debug builds, when the command is built.
+        Cli::command().debug_assert();
     }
 
     #[test]

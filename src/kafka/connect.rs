@@ -20,7 +20,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::time::Instant;
 
 pub use crate::kafka::security::{
-    ClientAuth, Password, SaslMechanism, SaslOptions, TlsOptions, UnknownSaslMechanism,
+    BearerToken, ClientAuth, Password, SaslAuth, SaslMechanism, SaslOptions, TlsOptions,
+    TokenSource, UnknownSaslMechanism,
 };
 use crate::kafka::wire::{self, WireError, WireOptions, WireTls};
 
@@ -45,7 +46,7 @@ pub struct ConnectionConfig {
     /// TLS, when the listener speaks it.
     pub tls: Option<TlsOptions>,
     /// SASL authentication, when the listener requires it.
-    pub sasl: Option<SaslOptions>,
+    pub sasl: Option<SaslAuth>,
 }
 
 impl Default for ConnectionConfig {
@@ -179,7 +180,7 @@ impl ConnectionConfig {
             client_id: self.client_id.clone(),
             timeout: self.timeout,
             tls,
-            sasl: self.sasl.clone(),
+            sasl: self.sasl(),
         })
     }
 
@@ -206,14 +207,8 @@ impl ConnectionConfig {
         if let Some(tls) = tls {
             builder = builder.tls_config(tls);
         }
-        if let Some(sasl) = &self.sasl {
-            let credentials =
-                Credentials::new(sasl.username.clone(), sasl.password.expose().to_owned());
-            builder = builder.sasl_config(match sasl.mechanism {
-                SaslMechanism::Plain => rskafka::client::SaslConfig::Plain(credentials),
-                SaslMechanism::ScramSha256 => rskafka::client::SaslConfig::ScramSha256(credentials),
-                SaslMechanism::ScramSha512 => rskafka::client::SaslConfig::ScramSha512(credentials),
-            });
+        if let Some(sasl) = options.sasl {
+            builder = builder.sasl_config(rskafka_sasl(sasl));
         }
         let brokers = self.brokers_display();
         match tokio::time::timeout_at(deadline, builder.build()).await {
@@ -227,6 +222,57 @@ impl ConnectionConfig {
                 timeout: self.timeout,
             }),
         }
+    }
+}
+
+impl ConnectionConfig {
+    /// The SASL options, with a password given for OAUTHBEARER taken as
+    /// a fixed token.
+    fn sasl(&self) -> Option<SaslAuth> {
+        match &self.sasl {
+            Some(SaslAuth::Password(options))
+                if options.mechanism == SaslMechanism::OAuthBearer =>
+            {
+                Some(SaslAuth::OAuthBearer(BearerToken::new(TokenSource::Fixed(
+                    options.password.clone(),
+                ))))
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+/// rskafka's SASL configuration. Its OAUTHBEARER callback asks the same
+/// token source for every connection it opens (rskafka reconnects after a
+/// broker restart, and connects to each partition leader).
+fn rskafka_sasl(sasl: SaslAuth) -> rskafka::client::SaslConfig {
+    use rskafka::client::{OauthBearerCredentials, SaslConfig};
+    match sasl {
+        SaslAuth::Password(options) => {
+            let credentials =
+                Credentials::new(options.username, options.password.expose().to_owned());
+            match options.mechanism {
+                SaslMechanism::Plain => SaslConfig::Plain(credentials),
+                SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(credentials),
+                // OAUTHBEARER with a password became a token in `sasl()`.
+                SaslMechanism::ScramSha512 | SaslMechanism::OAuthBearer => {
+                    SaslConfig::ScramSha512(credentials)
+                }
+            }
+        }
+        SaslAuth::OAuthBearer(tokens) => SaslConfig::Oauthbearer(OauthBearerCredentials {
+            callback: Arc::new(move || {
+                let tokens = tokens.clone();
+                Box::pin(async move {
+                    match tokens.token().await {
+                        Ok(token) => Ok(token.expose().to_owned()),
+                        Err(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                    }
+                })
+            }),
+            authz_id: None,
+            bearer_kvs: Vec::new(),
+        }),
     }
 }
 
@@ -442,6 +488,7 @@ mod tests {
             SaslMechanism::Plain,
             SaslMechanism::ScramSha256,
             SaslMechanism::ScramSha512,
+            SaslMechanism::OAuthBearer,
         ] {
             assert_eq!(m.as_str().parse::<SaslMechanism>().unwrap(), m);
         }

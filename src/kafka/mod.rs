@@ -2,13 +2,16 @@
 //! them ([`connect`]), how connections are secured ([`security`]), weir's
 //! own protocol connection for the requests rskafka cannot send (`wire`,
 //! private to the crate), and cluster and topics admin ([`admin`]), the idempotent producer's id
-//! ([`idempotence`]).
+//! ([`idempotence`]), OAUTHBEARER tokens ([`token`]) and the config
+//! file's named cluster profiles ([`profile`]).
 
 pub mod admin;
 pub mod connect;
 pub mod idempotence;
 pub mod membership;
+pub mod profile;
 pub mod security;
+pub mod token;
 pub mod transaction;
 pub(crate) mod wire;
 

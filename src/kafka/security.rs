@@ -6,6 +6,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+pub use crate::kafka::token::{BearerToken, Token, TokenError, TokenSource};
+
 /// TLS options. Without a CA file the trust roots compiled into weir (the
 /// Mozilla set from `webpki-roots`) are used, so no `/etc/ssl` is needed.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +37,8 @@ pub enum SaslMechanism {
     ScramSha256,
     /// `SCRAM-SHA-512`.
     ScramSha512,
+    /// `OAUTHBEARER` (RFC 7628): a bearer token instead of a password.
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -44,6 +48,7 @@ impl SaslMechanism {
             Self::Plain => "PLAIN",
             Self::ScramSha256 => "SCRAM-SHA-256",
             Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -56,7 +61,9 @@ impl fmt::Display for SaslMechanism {
 
 /// A SASL mechanism name weir does not speak.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown SASL mechanism \"{0}\" (expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")]
+#[error(
+    "unknown SASL mechanism \"{0}\" (expected PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER)"
+)]
 pub struct UnknownSaslMechanism(pub String);
 
 impl FromStr for SaslMechanism {
@@ -67,12 +74,45 @@ impl FromStr for SaslMechanism {
             "PLAIN" => Ok(Self::Plain),
             "SCRAM-SHA-256" => Ok(Self::ScramSha256),
             "SCRAM-SHA-512" => Ok(Self::ScramSha512),
+            "OAUTHBEARER" => Ok(Self::OAuthBearer),
             _ => Err(UnknownSaslMechanism(s.to_owned())),
         }
     }
 }
 
-/// SASL credentials.
+/// How a connection authenticates with SASL.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SaslAuth {
+    /// PLAIN or SCRAM: a user name and a password.
+    Password(SaslOptions),
+    /// OAUTHBEARER: a bearer token, fetched for each new connection.
+    OAuthBearer(BearerToken),
+}
+
+impl SaslAuth {
+    /// The mechanism used.
+    pub fn mechanism(&self) -> SaslMechanism {
+        match self {
+            Self::Password(options) => options.mechanism,
+            Self::OAuthBearer(_) => SaslMechanism::OAuthBearer,
+        }
+    }
+}
+
+impl From<SaslOptions> for SaslAuth {
+    fn from(options: SaslOptions) -> Self {
+        Self::Password(options)
+    }
+}
+
+impl From<BearerToken> for SaslAuth {
+    fn from(token: BearerToken) -> Self {
+        Self::OAuthBearer(token)
+    }
+}
+
+/// SASL credentials of the mechanisms that take a password.
 #[derive(Debug, Clone)]
 pub struct SaslOptions {
     /// Mechanism to authenticate with.

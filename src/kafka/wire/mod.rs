@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, instrument};
 
-use crate::kafka::security::{SaslOptions, TlsOptions};
+use crate::kafka::security::{SaslAuth, TlsOptions};
 
 mod sasl;
 mod tls;
@@ -84,6 +84,22 @@ pub enum WireError {
         username: String,
         /// The broker's reason.
         reason: String,
+    },
+    /// SASL OAUTHBEARER authentication failed: the broker refused the token.
+    #[error("SASL OAUTHBEARER authentication with broker \"{broker}\" failed: {reason}")]
+    BearerAuthentication {
+        /// `host:port` of the broker.
+        broker: String,
+        /// The broker's reason, and weir's guess at it.
+        reason: String,
+    },
+    /// No OAUTHBEARER token could be had for the connection.
+    #[error("SASL OAUTHBEARER with broker \"{broker}\": no token")]
+    NoToken {
+        /// `host:port` of the broker.
+        broker: String,
+        /// Why.
+        source: crate::kafka::token::TokenError,
     },
     /// The connection broke while a request was under way.
     #[error("connection to broker \"{broker}\" failed during {api}: {source}")]
@@ -171,7 +187,7 @@ pub struct WireOptions {
     /// TLS, when the listener speaks it.
     pub tls: Option<WireTls>,
     /// SASL authentication, when the listener requires it.
-    pub sasl: Option<SaslOptions>,
+    pub sasl: Option<SaslAuth>,
 }
 
 /// TLS for a wire connection: the rustls configuration, and the files it

@@ -1,6 +1,6 @@
 //! SASL authentication on a wire connection: the handshake, then the
-//! mechanism's exchange (rsasl), with failures that say what the broker
-//! offers.
+//! mechanism's exchange (rsasl for PLAIN and SCRAM, OAUTHBEARER's one
+//! message by hand), with failures that say what the broker offers.
 
 use std::io::Cursor;
 
@@ -10,17 +10,11 @@ use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{BrokerConnection, WireError};
-use crate::kafka::security::SaslOptions;
+use crate::kafka::security::{BearerToken, SaslAuth, SaslOptions};
 
 impl BrokerConnection {
-    pub(super) async fn authenticate(&mut self, sasl: &SaslOptions) -> Result<(), WireError> {
-        let mechanism = sasl.mechanism.as_str();
-        let fail = |conn: &Self, reason: String| WireError::Authentication {
-            broker: conn.broker.clone(),
-            mechanism,
-            username: sasl.username.clone(),
-            reason,
-        };
+    pub(super) async fn authenticate(&mut self, sasl: &SaslAuth) -> Result<(), WireError> {
+        let mechanism = sasl.mechanism().as_str();
         let handshake = self
             .request(
                 &SaslHandshakeRequest::default()
@@ -29,56 +23,118 @@ impl BrokerConnection {
             .await?;
         if handshake.error_code != 0 {
             let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
-            return Err(fail(
-                self,
-                handshake_refused(handshake.error_code, &offered),
-            ));
+            let reason = handshake_refused(handshake.error_code, &offered);
+            return Err(match sasl {
+                SaslAuth::Password(options) => self.password_refused(options, reason),
+                SaslAuth::OAuthBearer(_) => WireError::BearerAuthentication {
+                    broker: self.broker.clone(),
+                    reason,
+                },
+            });
         }
+        match sasl {
+            SaslAuth::Password(options) => self.password_exchange(options).await,
+            SaslAuth::OAuthBearer(tokens) => self.bearer_exchange(tokens).await,
+        }
+    }
 
+    fn password_refused(&self, sasl: &SaslOptions, reason: String) -> WireError {
+        WireError::Authentication {
+            broker: self.broker.clone(),
+            mechanism: sasl.mechanism.as_str(),
+            username: sasl.username.clone(),
+            reason,
+        }
+    }
+
+    /// PLAIN and SCRAM, through rsasl.
+    async fn password_exchange(&mut self, sasl: &SaslOptions) -> Result<(), WireError> {
+        let mechanism = sasl.mechanism.as_str();
         let config = rsasl::config::SASLConfig::with_credentials(
             None,
             sasl.username.clone(),
             sasl.password.expose().to_owned(),
         )
-        .map_err(|e| fail(self, e.to_string()))?;
+        .map_err(|e| self.password_refused(sasl, e.to_string()))?;
         let mechname = rsasl::mechname::Mechname::parse(mechanism.as_bytes())
-            .map_err(|e| fail(self, e.to_string()))?;
+            .map_err(|e| self.password_refused(sasl, e.to_string()))?;
         let mut session = rsasl::prelude::SASLClient::new(config)
             .start_suggested(&[mechname])
-            .map_err(|e| fail(self, e.to_string()))?;
+            .map_err(|e| self.password_refused(sasl, e.to_string()))?;
         let mut received: Option<Vec<u8>> = None;
         loop {
             let mut out = Cursor::new(Vec::new());
-            let state = session
-                .step(received.as_deref(), &mut out)
-                .map_err(|e| fail(self, format!("the broker's answer did not verify: {e}")))?;
+            let state = session.step(received.as_deref(), &mut out).map_err(|e| {
+                self.password_refused(sasl, format!("the broker's answer did not verify: {e}"))
+            })?;
             if state.has_sent_message() {
-                let request = SaslAuthenticateRequest::default()
-                    .with_auth_bytes(Bytes::from(out.into_inner()));
-                let response = match self.request(&request).await {
-                    Ok(r) => r,
-                    // Some brokers just close the connection on a bad login.
-                    Err(WireError::Io { .. }) => {
-                        return Err(fail(self, "the broker closed the connection".to_owned()));
-                    }
-                    Err(e) => return Err(e),
-                };
-                if response.error_code != 0 {
-                    let code = ResponseError::try_from_code(response.error_code)
-                        .map_or_else(|| response.error_code.to_string(), |e| e.to_string());
-                    let message = response
-                        .error_message
-                        .as_ref()
-                        .map(|m| format!(": {}", m.as_str()))
-                        .unwrap_or_default();
-                    return Err(fail(self, format!("{code}{message}")));
+                match self.sasl_message(out.into_inner()).await? {
+                    Ok(answer) => received = Some(answer),
+                    Err(reason) => return Err(self.password_refused(sasl, reason)),
                 }
-                received = Some(response.auth_bytes.to_vec());
             }
             if state.is_finished() {
                 return Ok(());
             }
         }
+    }
+
+    /// OAUTHBEARER (RFC 7628): one message with the token. A broker that
+    /// refuses it answers with an error JSON as a challenge (`{"status":
+    /// "invalid_token"}`); the client must then send a lone `^A`, after
+    /// which the broker fails the authentication (section 3.2.3).
+    async fn bearer_exchange(&mut self, tokens: &BearerToken) -> Result<(), WireError> {
+        let token = tokens.token().await.map_err(|source| WireError::NoToken {
+            broker: self.broker.clone(),
+            source,
+        })?;
+        let refused = |conn: &Self, reason: String| {
+            let hint = token
+                .refusal_hint(std::time::SystemTime::now())
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            WireError::BearerAuthentication {
+                broker: conn.broker.clone(),
+                reason: format!("{reason}{hint}"),
+            }
+        };
+        let challenge = match self.sasl_message(token.initial_response()).await? {
+            Ok(answer) if answer.is_empty() => return Ok(()),
+            Ok(answer) => answer,
+            Err(reason) => return Err(refused(self, reason)),
+        };
+        let status = String::from_utf8_lossy(&challenge).into_owned();
+        // The broker ends the exchange with its own error, which says
+        // less than the challenge: the status is what is reported.
+        let _ = self.sasl_message(vec![0x01]).await;
+        Err(refused(
+            self,
+            format!("the broker refused the token: {status}"),
+        ))
+    }
+
+    /// Sends one SASL message: the broker's answer, or its refusal as text.
+    async fn sasl_message(&mut self, bytes: Vec<u8>) -> Result<Result<Vec<u8>, String>, WireError> {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
+        let response = match self.request(&request).await {
+            Ok(r) => r,
+            // Some brokers just close the connection on a bad login.
+            Err(WireError::Io { .. }) => {
+                return Ok(Err("the broker closed the connection".to_owned()));
+            }
+            Err(e) => return Err(e),
+        };
+        if response.error_code != 0 {
+            let code = ResponseError::try_from_code(response.error_code)
+                .map_or_else(|| response.error_code.to_string(), |e| e.to_string());
+            let message = response
+                .error_message
+                .as_ref()
+                .map(|m| format!(": {}", m.as_str()))
+                .unwrap_or_default();
+            return Ok(Err(format!("{code}{message}")));
+        }
+        Ok(Ok(response.auth_bytes.to_vec()))
     }
 }
 

@@ -1,0 +1,382 @@
+//! The config file and its named cluster profiles.
+//!
+//! ```toml
+//! [profiles.prod]
+//! brokers = ["kafka-1.example.com:9093", "kafka-2.example.com:9093"]
+//! tls-ca = "certs/ca.pem"          # relative to the config file
+//! sasl-mechanism = "SCRAM-SHA-512"
+//! sasl-username = "alice"
+//! sasl-password-file = "~/.secrets/kafka-prod"
+//! ```
+//!
+//! A profile's keys are the connection flags' names. The file is read
+//! by a small TOML reader of weir's own (`profile/toml.rs`): a TOML crate would
+//! cost the static binary 150-200 KB. It reads tables, strings, integers,
+//! booleans and arrays as TOML defines them, and refuses what a profile
+//! never needs (floats, dates, inline tables) with the line it is on.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::kafka::security::Password;
+
+mod toml;
+
+pub use toml::Value;
+
+/// Default location of the config file below `$XDG_CONFIG_HOME` (or
+/// `~/.config`), as the XDG base directory specification puts it.
+pub const CONFIG_FILE: &str = "weir/config.toml";
+
+/// The config file weir reads when none is named:
+/// `$XDG_CONFIG_HOME/weir/config.toml`, else `~/.config/weir/config.toml`.
+/// `None` when neither variable is set.
+pub fn default_path() -> Option<PathBuf> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".config"),
+    };
+    Some(base.join(CONFIG_FILE))
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProfileError {
+    /// The file could not be read.
+    #[error("cannot read the config file \"{}\"", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not TOML, or not a config file.
+    #[error("config file \"{}\", line {line}: {message}", .path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The line at fault, from 1.
+        line: usize,
+        /// What is wrong there.
+        message: String,
+    },
+    /// No profile of that name.
+    #[error("no profile \"{name}\" in the config file \"{}\" ({})", .path.display(), known_profiles(.known))]
+    UnknownProfile {
+        /// The profile asked for.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// The profiles it has.
+        known: Vec<String>,
+    },
+}
+
+fn known_profiles(known: &[String]) -> String {
+    if known.is_empty() {
+        "it has none".to_owned()
+    } else {
+        format!("it has: {}", known.join(", "))
+    }
+}
+
+/// A parsed config file.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its profiles by name.
+    pub profiles: BTreeMap<String, Profile>,
+    /// Its permission bits (`st_mode & 0o777`).
+    pub mode: u32,
+}
+
+/// One named cluster: the connection settings it sets. Paths are
+/// absolute, resolved against the config file's folder and `~`.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Profile {
+    /// The profile's name.
+    pub name: String,
+    /// `brokers`: bootstrap brokers, `host:port`.
+    pub brokers: Option<Vec<String>>,
+    /// `client-id`.
+    pub client_id: Option<String>,
+    /// `timeout`, as written (`30s`).
+    pub timeout: Option<String>,
+    /// `tls`.
+    pub tls: Option<bool>,
+    /// `tls-ca`.
+    pub tls_ca: Option<PathBuf>,
+    /// `tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `sasl-mechanism`, as written.
+    pub sasl_mechanism: Option<String>,
+    /// `sasl-username`.
+    pub sasl_username: Option<String>,
+    /// `sasl-password-file`.
+    pub sasl_password_file: Option<PathBuf>,
+    /// `sasl-password`: a secret in the file itself.
+    pub sasl_password: Option<Password>,
+    /// `sasl-token-file`.
+    pub sasl_token_file: Option<PathBuf>,
+    /// `sasl-token-command`.
+    pub sasl_token_command: Option<String>,
+    /// `sasl-token`: a secret in the file itself.
+    pub sasl_token: Option<Password>,
+}
+
+impl Profile {
+    /// Whether the profile holds a password or token itself.
+    pub fn holds_secret(&self) -> bool {
+        self.sasl_password.is_some() || self.sasl_token.is_some()
+    }
+}
+
+impl ConfigFile {
+    /// Reads and parses `path`.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, is not TOML, or has a key or table a
+    /// config file does not have: [`ProfileError`] naming the file and
+    /// the line.
+    pub fn load(path: &Path) -> Result<Self, ProfileError> {
+        let read = |source| ProfileError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        let mode = {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(path).map_err(read)?.permissions().mode() & 0o777
+        };
+        Self::parse(path, &text, mode)
+    }
+
+    /// Parses `text` as the config file at `path` with permissions `mode`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConfigFile::load`].
+    pub fn parse(path: &Path, text: &str, mode: u32) -> Result<Self, ProfileError> {
+        let error = |line, message| ProfileError::Parse {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let root = toml::parse(text).map_err(|e| error(e.line, e.message))?;
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let mut profiles = BTreeMap::new();
+        for (key, entry) in root {
+            let Value::Table(table) = entry.value else {
+                return Err(error(
+                    entry.line,
+                    format!("\"{key}\" is not a config setting (profiles go in [profiles.NAME])"),
+                ));
+            };
+            if key != "profiles" {
+                return Err(error(
+                    entry.line,
+                    format!("unknown table [{key}] (profiles go in [profiles.NAME])"),
+                ));
+            }
+            for (name, entry) in table {
+                let Value::Table(settings) = entry.value else {
+                    return Err(error(
+                        entry.line,
+                        format!("profiles.{name} must be a table: [profiles.{name}]"),
+                    ));
+                };
+                let profile = read_profile(&name, settings, folder)
+                    .map_err(|(line, message)| error(line, message))?;
+                profiles.insert(name, profile);
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            profiles,
+            mode,
+        })
+    }
+
+    /// The profile called `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProfileError::UnknownProfile`], listing the profiles there are.
+    pub fn profile(&self, name: &str) -> Result<&Profile, ProfileError> {
+        self.profiles
+            .get(name)
+            .ok_or_else(|| ProfileError::UnknownProfile {
+                name: name.to_owned(),
+                path: self.path.clone(),
+                known: self.profiles.keys().cloned().collect(),
+            })
+    }
+
+    /// Whether the file holds a password or token and others than its
+    /// owner may read it: the caller warns.
+    pub fn exposes_secrets(&self) -> bool {
+        self.mode & 0o077 != 0 && self.profiles.values().any(Profile::holds_secret)
+    }
+}
+
+type Setting = (usize, String);
+
+fn read_profile(
+    name: &str,
+    settings: BTreeMap<String, toml::Entry>,
+    folder: &Path,
+) -> Result<Profile, Setting> {
+    let mut profile = Profile {
+        name: name.to_owned(),
+        ..Profile::default()
+    };
+    for (key, toml::Entry { value, line }) in settings {
+        let string = |value: Value| match value {
+            Value::String(s) => Ok(s),
+            other => Err((
+                line,
+                format!("{key} must be a string, not {}", other.kind()),
+            )),
+        };
+        let path = |value: Value| string(value).map(|s| resolve(folder, &s));
+        match key.as_str() {
+            "brokers" => {
+                profile.brokers = Some(match value {
+                    Value::String(s) => s.split(',').map(|b| b.trim().to_owned()).collect(),
+                    Value::Array(items) => items
+                        .into_iter()
+                        .map(string)
+                        .collect::<Result<Vec<_>, _>>()?,
+                    other => {
+                        return Err((
+                            line,
+                            format!(
+                                "brokers must be a string or an array of strings, not {}",
+                                other.kind()
+                            ),
+                        ));
+                    }
+                });
+            }
+            "client-id" => profile.client_id = Some(string(value)?),
+            "timeout" => profile.timeout = Some(string(value)?),
+            "tls" => match value {
+                Value::Bool(b) => profile.tls = Some(b),
+                other => {
+                    return Err((
+                        line,
+                        format!("tls must be true or false, not {}", other.kind()),
+                    ));
+                }
+            },
+            "tls-ca" => profile.tls_ca = Some(path(value)?),
+            "tls-cert" => profile.tls_cert = Some(path(value)?),
+            "tls-key" => profile.tls_key = Some(path(value)?),
+            "sasl-mechanism" => profile.sasl_mechanism = Some(string(value)?),
+            "sasl-username" => profile.sasl_username = Some(string(value)?),
+            "sasl-password-file" => profile.sasl_password_file = Some(path(value)?),
+            "sasl-password" => profile.sasl_password = Some(Password::new(string(value)?)),
+            "sasl-token-file" => profile.sasl_token_file = Some(path(value)?),
+            "sasl-token-command" => profile.sasl_token_command = Some(string(value)?),
+            "sasl-token" => profile.sasl_token = Some(Password::new(string(value)?)),
+            _ => {
+                return Err((
+                    line,
+                    format!("unknown setting \"{key}\" in profile \"{name}\""),
+                ));
+            }
+        }
+    }
+    Ok(profile)
+}
+
+/// `~/x` below `$HOME`, a relative path below the config file's folder.
+fn resolve(folder: &Path, path: &str) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    folder.join(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+# Two clusters.
+[profiles.prod]
+brokers = [
+  "k1:9093",  # the first
+  "k2:9093",
+]
+tls-ca = "certs/ca.pem"
+sasl-mechanism = "SCRAM-SHA-512"
+sasl-username = "alice"
+sasl-password-file = "/run/secrets/kafka"
+
+[profiles."dev box"]
+brokers = "127.0.0.1:9092, 127.0.0.1:9093"
+tls = false
+timeout = '5s'
+sasl-token = "a.b."
+"#;
+
+    #[test]
+    fn profiles_are_read_with_paths_resolved() {
+        let file = ConfigFile::parse(Path::new("/etc/weir/config.toml"), EXAMPLE, 0o600).unwrap();
+        let prod = file.profile("prod").unwrap();
+        assert_eq!(
+            prod.brokers.as_deref(),
+            Some(&["k1:9093".to_owned(), "k2:9093".to_owned()][..])
+        );
+        assert_eq!(
+            prod.tls_ca.as_deref(),
+            Some(Path::new("/etc/weir/certs/ca.pem"))
+        );
+        assert_eq!(prod.sasl_username.as_deref(), Some("alice"));
+        assert!(!prod.holds_secret());
+        let dev = file.profile("dev box").unwrap();
+        assert_eq!(dev.brokers.as_ref().unwrap().len(), 2);
+        assert_eq!(dev.tls, Some(false));
+        assert_eq!(dev.timeout.as_deref(), Some("5s"));
+        assert!(dev.holds_secret());
+        assert!(!file.exposes_secrets());
+        let open = ConfigFile::parse(Path::new("c.toml"), EXAMPLE, 0o644).unwrap();
+        assert!(open.exposes_secrets());
+
+        let err = file.profile("staging").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "no profile \"staging\" in the config file \"/etc/weir/config.toml\" (it has: dev box, prod)"
+        );
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_line() {
+        let at = |text: &str| {
+            ConfigFile::parse(Path::new("/c.toml"), text, 0o600)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            at("[profiles.a]\nbrokers = \"x:1\"\nsasl-pasword = \"p\"\n"),
+            "config file \"/c.toml\", line 3: unknown setting \"sasl-pasword\" in profile \"a\""
+        );
+        assert!(
+            at("[profiles.a]\ntls = \"yes\"\n")
+                .contains("line 2: tls must be true or false, not a string")
+        );
+        assert!(at("[server]\n").contains("line 1: unknown table [server]"));
+        assert!(
+            at("[profiles.a]\nbrokers = \"x:1\n").starts_with("config file \"/c.toml\", line 2:")
+        );
+    }
+}
