@@ -618,12 +618,21 @@ impl Run<'_> {
 
     /// Whether a window emitted when it closes (`--emit final`, not
     /// sessions) has closed in every partition since the last emission.
+    ///
+    /// Only when every partition has had records in this run: one that
+    /// was at its end when the run started (or is quiet past
+    /// `--idle-timeout`) stops holding windows back at a checkpoint, an
+    /// interval on, not at another partition's first batch, before its own
+    /// first fetch could bring records for them.
     fn window_closed(&self) -> bool {
         let windowing = &self.job.config.windowing;
-        if self.job.config.emit != EmitMode::Final || windowing.session_gap_ms.is_some() {
+        if self.job.config.emit != EmitMode::Final
+            || windowing.session_gap_ms.is_some()
+            || self.parts.values().any(|p| p.idle)
+        {
             return false;
         }
-        let Some(boundary) = self.boundary() else {
+        let Some(boundary) = close_boundary(self.parts.values(), windowing, None) else {
             return false;
         };
         self.parts.values().any(|p| {
