@@ -624,10 +624,21 @@ impl Run<'_> {
     /// `--idle-timeout`) stops holding windows back at a checkpoint, an
     /// interval on, not at another partition's first batch, before its own
     /// first fetch could bring records for them.
+    ///
+    /// Not with `--exactly-once`: there, windows are emitted at the
+    /// checkpoint, in its transaction, as before (a clean-clone run of the
+    /// exactly-once member test lost rows with early emission; the cause
+    /// is not found yet).
     fn window_closed(&self) -> bool {
         let windowing = &self.job.config.windowing;
+        let transactional = self
+            .job
+            .topic
+            .as_ref()
+            .is_some_and(OutputTopic::is_transactional);
         if self.job.config.emit != EmitMode::Final
             || windowing.session_gap_ms.is_some()
+            || transactional
             || self.parts.values().any(|p| p.idle)
         {
             return false;
