@@ -19,8 +19,9 @@
 //!   largest timestamp it has seen, minus the grace period) passes the
 //!   window's end; later records for it are counted as late and not
 //!   applied. A window is emitted, summed across partitions, once it has
-//!   closed in every partition that has records (with `--emit final`, as
-//!   soon as it has, between checkpoints too). A partition that was
+//!   closed in every partition that has records (with `--emit final` and
+//!   without `--exactly-once`, as soon as it has, between checkpoints
+//!   too). A partition that was
 //!   empty at the start does not hold windows back, nor, with an idle
 //!   timeout, one that has had no record for that long; windows that
 //!   close past it are closed in it too, so its later records for them
