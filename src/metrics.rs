@@ -243,6 +243,13 @@ impl Metrics {
         Arc::clone(outputs.entry(at.clone()).or_default())
     }
 
+    /// Adds records a filter left out and records that could not be
+    /// read, once per batch.
+    pub fn left_out(&self, filtered: u64, unparsed: u64) {
+        self.filtered.fetch_add(filtered, Relaxed);
+        self.unparsed.fetch_add(unparsed, Relaxed);
+    }
+
     /// Counts an error of `kind`.
     pub fn error(&self, kind: ErrorKind) {
         self.errors[kind as usize].fetch_add(1, Relaxed);

@@ -36,7 +36,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -352,13 +351,7 @@ impl State {
                 break;
             }
         }
-        let metrics = crate::metrics::global();
-        metrics
-            .filtered
-            .fetch_add(self.filtered - left_out.0, Relaxed);
-        metrics
-            .unparsed
-            .fetch_add(self.unparsed - left_out.1, Relaxed);
+        crate::metrics::global().left_out(self.filtered - left_out.0, self.unparsed - left_out.1);
         self.add(&key, tally, next);
         Ok(stop)
     }

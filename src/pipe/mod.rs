@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -287,13 +286,7 @@ impl Job for Run<'_> {
         }
         let left_out = (self.filtered, self.unparsed);
         let outcome = self.pipe(records).await;
-        let metrics = crate::metrics::global();
-        metrics
-            .filtered
-            .fetch_add(self.filtered - left_out.0, Relaxed);
-        metrics
-            .unparsed
-            .fetch_add(self.unparsed - left_out.1, Relaxed);
+        crate::metrics::global().left_out(self.filtered - left_out.0, self.unparsed - left_out.1);
         outcome
     }
 
