@@ -8,6 +8,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod cluster;
+pub mod completions;
 pub mod connect;
 pub mod consume;
 pub mod count;
@@ -102,13 +104,43 @@ pub fn require_stdout(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes one line to stderr. A closed or broken stderr loses the line
-/// and nothing else: `eprintln!` would panic, and weir aborts on a panic.
+/// Set by `main` under `--log-format json`: the lines weir writes to
+/// stderr itself (summaries, the final error) are JSON objects too, so
+/// that every line of stderr parses.
+pub static LOG_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes one line to stderr: a summary or a note, at level INFO under
+/// `--log-format json`. A closed or broken stderr loses the line and
+/// nothing else: `eprintln!` would panic, and weir aborts on a panic.
 pub fn eprint_line(line: &str) {
+    eprint_at("INFO", line);
+}
+
+/// As [`eprint_line`], for the error that ends the process: ERROR under
+/// `--log-format json`.
+pub fn eprint_error(line: &str) {
+    eprint_at("ERROR", line);
+}
+
+fn eprint_at(level: &str, line: &str) {
     use std::io::Write as _;
     let mut err = std::io::stderr().lock();
-    let _ = err.write_all(line.as_bytes());
-    let _ = err.write_all(b"\n");
+    if LOG_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        // The fields tracing's JSON lines have; the "weir: " prefix
+        // is for people reading several programs' output.
+        let timestamp = weir::timestamp::rfc3339_millis(weir::timestamp::now_ms());
+        let message = line.strip_prefix("weir: ").unwrap_or(line);
+        let object = serde_json::json!({
+            "timestamp": timestamp,
+            "level": level,
+            "message": message,
+            "target": "weir",
+        });
+        let _ = writeln!(err, "{object}");
+    } else {
+        let _ = err.write_all(line.as_bytes());
+        let _ = err.write_all(b"\n");
+    }
 }
 
 /// Parses the command line. A value that a flag's parser refused (`-c -1`,
@@ -120,7 +152,7 @@ pub fn parse() -> Cli {
         Ok(cli) => cli,
         Err(e) => match refused_value(&e) {
             Some(line) => {
-                eprint_line(&format!("weir: {line}"));
+                eprint_error(&format!("weir: {line}"));
                 std::process::exit(2);
             }
             None => e.exit(),
@@ -223,6 +255,21 @@ pub struct LogArgs {
     /// Less log output on stderr (-q errors only, -qq nothing).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
     pub quiet: u8,
+
+    /// Log lines as text for people, or as JSON, one object per line, for
+    /// log shippers.
+    #[arg(long, value_enum, env = "WEIR_LOG_FORMAT", default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines on stderr are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event: time, level, spans, message and fields.
+    Text,
+    /// One JSON object per event: `timestamp`, `level`, `target`,
+    /// `message` and the event's fields, `span` and `spans`.
+    Json,
 }
 
 impl LogArgs {
@@ -261,6 +308,16 @@ pub enum Command {
     Offsets(offsets::OffsetsArgs),
     /// Measure producer and consumer throughput and end-to-end latency.
     Bench(bench::BenchArgs),
+    /// The cluster: its id, controller, brokers, and how many topics and
+    /// partitions it holds (kcat -L).
+    #[command(after_help = cluster::EXAMPLES)]
+    Cluster(cluster::ClusterArgs),
+    /// Shell completions for bash, zsh, fish, powershell or elvish, on stdout.
+    #[command(after_help = completions::COMPLETIONS_EXAMPLES)]
+    Completions(completions::CompletionsArgs),
+    /// The man page (roff), on stdout.
+    #[command(after_help = completions::MANPAGE_EXAMPLES)]
+    Manpage,
 }
 
 #[cfg(test)]
