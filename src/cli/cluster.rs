@@ -9,13 +9,6 @@ use weir::kafka::admin::{Admin, ClusterDescription};
 
 use super::topics::Output;
 
-/// Shown after `weir cluster --help`.
-pub const EXAMPLES: &str = "\
-Examples:
-  weir cluster
-  weir cluster --output json | jq '.brokers[].address'
-  weir -b kafka.example.com:9093 --tls cluster";
-
 /// Arguments of `weir cluster`.
 #[derive(Debug, clap::Args)]
 pub struct ClusterArgs {

@@ -9,20 +9,6 @@ use clap_complete::Shell;
 
 use super::Cli;
 
-/// Shown after `weir completions --help`.
-pub const COMPLETIONS_EXAMPLES: &str = "\
-Examples:
-  weir completions bash > /etc/bash_completion.d/weir
-  weir completions zsh > \"${fpath[1]}/_weir\"
-  weir completions fish > ~/.config/fish/completions/weir.fish
-  weir completions powershell >> $PROFILE";
-
-/// Shown after `weir manpage --help`.
-pub const MANPAGE_EXAMPLES: &str = "\
-Examples:
-  weir manpage > /usr/local/share/man/man1/weir.1
-  weir manpage | man -l -";
-
 /// Arguments of `weir completions`.
 #[derive(Debug, clap::Args)]
 pub struct CompletionsArgs {

@@ -13,6 +13,7 @@ pub mod completions;
 pub mod connect;
 pub mod consume;
 pub mod count;
+pub mod examples;
 pub mod flags;
 pub mod offsets;
 pub mod pipe;
@@ -233,7 +234,7 @@ pub fn boolish(s: &str) -> Result<bool, String> {
 
 /// weir: real-time data processing on Apache Kafka, in one static binary.
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about, propagate_version = true)]
+#[command(name = "weir", version, about, propagate_version = true, after_help = examples::WEIR)]
 pub struct Cli {
     #[command(flatten)]
     pub connect: connect::ConnectArgs,
@@ -292,31 +293,39 @@ impl LogArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List, describe, create and delete topics.
+    #[command(after_help = examples::TOPICS)]
     Topics(topics::TopicsArgs),
     /// Produce records from stdin or files to a topic.
+    #[command(after_help = examples::PRODUCE)]
     Produce(produce::ProduceArgs),
     /// Read records from topics to stdout, filtered and formatted.
+    #[command(after_help = examples::CONSUME)]
     Consume(consume::ConsumeArgs),
     /// Count records per key in time windows, exactly, across restarts.
+    #[command(after_help = examples::COUNT)]
     Count(count::CountArgs),
     /// Aggregate records per key in time windows: count, sum, min, max,
     /// avg, distinct, top-k and percentiles, exactly across restarts.
+    #[command(after_help = examples::AGG)]
     Agg(count::CountArgs),
     /// Records of topics, filtered, re-keyed and reshaped, into another topic.
+    #[command(after_help = examples::PIPE)]
     Pipe(pipe::PipeArgs),
     /// Consumer-group offsets kept by weir: groups, show, set, delete.
+    #[command(after_help = examples::OFFSETS)]
     Offsets(offsets::OffsetsArgs),
     /// Measure producer and consumer throughput and end-to-end latency.
+    #[command(after_help = examples::BENCH)]
     Bench(bench::BenchArgs),
     /// The cluster: its id, controller, brokers, and how many topics and
     /// partitions it holds (kcat -L).
-    #[command(after_help = cluster::EXAMPLES)]
+    #[command(after_help = examples::CLUSTER)]
     Cluster(cluster::ClusterArgs),
     /// Shell completions for bash, zsh, fish, powershell or elvish, on stdout.
-    #[command(after_help = completions::COMPLETIONS_EXAMPLES)]
+    #[command(after_help = examples::COMPLETIONS)]
     Completions(completions::CompletionsArgs),
     /// The man page (roff), on stdout.
-    #[command(after_help = completions::MANPAGE_EXAMPLES)]
+    #[command(after_help = examples::MANPAGE)]
     Manpage,
 }
 
