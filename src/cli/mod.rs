@@ -131,12 +131,21 @@ fn eprint_at(level: &str, line: &str) {
         // is for people reading several programs' output.
         let timestamp = weir::timestamp::rfc3339_millis(weir::timestamp::now_ms());
         let message = line.strip_prefix("weir: ").unwrap_or(line);
-        let object = serde_json::json!({
-            "timestamp": timestamp,
-            "level": level,
-            "message": message,
-            "target": "weir",
-        });
+        // Fields in the order tracing's JSON lines have them.
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            timestamp: String,
+            level: &'a str,
+            message: &'a str,
+            target: &'a str,
+        }
+        let object = Line {
+            timestamp,
+            level,
+            message,
+            target: "weir",
+        };
+        let object = serde_json::to_string(&object).unwrap_or_default();
         let _ = writeln!(err, "{object}");
     } else {
         let _ = err.write_all(line.as_bytes());
