@@ -91,27 +91,23 @@ fn main() -> ExitCode {
 /// Logs to stderr, filtered by the flags or `RUST_LOG`, as text or JSON.
 fn install_tracing(log: &cli::LogArgs) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(log.filter()));
-    let builder = tracing_subscriber::fmt()
+    let ansi =
+        log.log_format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if log.log_format == LogFormat::Json {
+        cli::LOG_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // On a failed write the subscriber would report it with
         // `eprintln!`, which panics on a closed stderr (and weir aborts
         // on a panic): a log line that cannot be written is lost, nothing
         // else.
-        .log_internal_errors(false);
-    match log.log_format {
-        LogFormat::Text => builder
-            .with_target(false)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        // The event's fields beside `message` at the top level, where log
-        // shippers look for them; the spans' fields under `span` (the
-        // innermost) and `spans` (all, outermost first).
-        LogFormat::Json => {
-            cli::LOG_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
-            builder.json().flatten_event(true).with_ansi(false).init();
-        }
-    }
+        .log_internal_errors(false)
+        .with_ansi(ansi)
+        .fmt_fields(cli::log::Fields::new(log.log_format))
+        .event_format(cli::log::Lines::new(log.log_format, ansi))
+        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ pub mod consume;
 pub mod count;
 pub mod examples;
 pub mod flags;
+pub mod log;
 pub mod offsets;
 pub mod pipe;
 pub mod produce;
@@ -127,25 +128,16 @@ fn eprint_at(level: &str, line: &str) {
     use std::io::Write as _;
     let mut err = std::io::stderr().lock();
     if LOG_JSON.load(std::sync::atomic::Ordering::Relaxed) {
-        // The fields tracing's JSON lines have; the "weir: " prefix
-        // is for people reading several programs' output.
-        let timestamp = weir::timestamp::rfc3339_millis(weir::timestamp::now_ms());
+        // The "weir: " prefix is for people reading several programs'
+        // output.
         let message = line.strip_prefix("weir: ").unwrap_or(line);
-        // Fields in the order tracing's JSON lines have them.
-        #[derive(serde::Serialize)]
-        struct Line<'a> {
-            timestamp: String,
-            level: &'a str,
-            message: &'a str,
-            target: &'a str,
-        }
-        let object = Line {
-            timestamp,
+        let object = log::json_line(
             level,
-            message,
-            target: "weir",
-        };
-        let object = serde_json::to_string(&object).unwrap_or_default();
+            &[
+                ("message".to_owned(), message.into()),
+                ("target".to_owned(), "weir".into()),
+            ],
+        );
         let _ = writeln!(err, "{object}");
     } else {
         let _ = err.write_all(line.as_bytes());
