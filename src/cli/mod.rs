@@ -247,7 +247,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Logging flags; `RUST_LOG` overrides both.
+/// Logging flags; `RUST_LOG` overrides -v and -q.
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
     /// More log output on stderr (-v debug, -vv trace).
