@@ -26,7 +26,7 @@
 //!   profiles, read by a small TOML reader of weir's own;
 //!   `wire` (private): a small Kafka protocol connection (TCP or TLS,
 //!   SASL) for the requests rskafka cannot send, with its own options;
-//!   [`admin`](kafka::admin): brokers, and topics: list, describe
+//!   [`admin`](kafka::admin): the cluster (id, controller, brokers), and topics: list, describe
 //!   (leaders, watermarks, configs), create with configs, delete, with one
 //!   mapping of the broker's error codes;
 //!   [`membership`](kafka::membership): a member of a Kafka consumer group

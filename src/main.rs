@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
-use cli::{Cli, Command, UsageError};
+use cli::{Cli, Command, LogFormat, UsageError};
 
 /// The static (musl) builds use mimalloc: musl's allocator hands every
 /// large buffer back to the kernel and costs the consumer two thirds of its
@@ -55,19 +55,7 @@ fn main() -> ExitCode {
     #[cfg(target_env = "gnu")]
     tune_allocator();
     let cli = cli::parse();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(cli.log.filter()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // On a failed write the subscriber would report it with
-        // `eprintln!`, which panics on a closed stderr (and weir aborts
-        // on a panic): a log line that cannot be written is lost, nothing
-        // else.
-        .log_internal_errors(false)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    install_tracing(&cli.log);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -75,7 +63,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            cli::eprint_line(&format!("weir: cannot start the async runtime: {e}"));
+            cli::eprint_error(&format!("weir: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -90,7 +78,7 @@ fn main() -> ExitCode {
         // any Unix filter (`weir topics list | head -1`).
         Err(e) if cli::output_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            cli::eprint_line(&format!("weir: {e:#}"));
+            cli::eprint_error(&format!("weir: {e:#}"));
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -100,13 +88,45 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Config(args) = cli.command {
-        return cli::config::run(args, &cli.connect);
+/// Logs to stderr, filtered by the flags or `RUST_LOG`, as text or JSON.
+fn install_tracing(log: &cli::LogArgs) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(log.filter()));
+    let ansi =
+        log.log_format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if log.log_format == LogFormat::Json {
+        cli::LOG_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let config = cli.connect.to_config()?;
-    let quiet = cli.log.quiet > 0;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // On a failed write the subscriber would report it with
+        // `eprintln!`, which panics on a closed stderr (and weir aborts
+        // on a panic): a log line that cannot be written is lost, nothing
+        // else.
+        .log_internal_errors(false)
+        .with_ansi(ansi)
+        .fmt_fields(cli::log::Fields::new(log.log_format))
+        .event_format(cli::log::Lines::new(log.log_format, ansi))
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        // Made from the command line alone: no connection settings needed.
+        Command::Completions(args) => cli::completions::completions(&args),
+        Command::Manpage => cli::completions::manpage(),
+        Command::Config(args) => cli::config::run(args, &cli.connect),
+        command => run_connected(command, &cli.connect, cli.log.quiet > 0).await,
+    }
+}
+
+async fn run_connected(
+    command: Command,
+    connect: &cli::connect::ConnectArgs,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let config = connect.to_config()?;
+    match command {
         Command::Topics(args) => cli::topics::run(args, config).await,
         Command::Produce(args) => cli::produce::run(args, config, shutdown_signal()).await,
         Command::Consume(args) => cli::consume::run(args, config, quiet, shutdown_signal()).await,
@@ -116,7 +136,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipe(args) => cli::pipe::run(args, config, quiet, shutdown_signal()).await,
         Command::Offsets(args) => cli::offsets::run(args, config).await,
         Command::Bench(args) => cli::bench::run(args, config, shutdown_signal()).await,
-        Command::Config(_) => unreachable!("handled above"),
+        Command::Cluster(args) => cli::cluster::run(&args, &config).await,
+        Command::Completions(_) | Command::Manpage | Command::Config(_) => {
+            unreachable!("run() answers these")
+        }
     }
 }
 

@@ -1,7 +1,6 @@
 //! `weir consume`: records from topics to stdout, filtered and formatted.
 
 use std::future::Future;
-use std::io::Write;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -315,12 +314,10 @@ fn print_summary(summary: &ConsumeSummary) {
     if summary.stop == StopReason::Shutdown {
         line.push_str("; interrupted");
     }
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    super::eprint_line(&line);
     for (at, tally) in &summary.partitions {
         let next = summary.positions.get(at);
-        let _ = writeln!(
-            err,
+        super::eprint_line(&format!(
             "  {}/{}: {} records, {} bytes{}",
             at.topic,
             at.partition,
@@ -328,6 +325,6 @@ fn print_summary(summary: &ConsumeSummary) {
             tally.bytes,
             next.map(|n| format!(", next offset {n}"))
                 .unwrap_or_default()
-        );
+        ));
     }
 }

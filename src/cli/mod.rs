@@ -8,11 +8,15 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod cluster;
+pub mod completions;
 pub mod config;
 pub mod connect;
 pub mod consume;
 pub mod count;
+pub mod examples;
 pub mod flags;
+pub mod log;
 pub mod offsets;
 pub mod pipe;
 pub mod produce;
@@ -103,13 +107,43 @@ pub fn require_stdout(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes one line to stderr. A closed or broken stderr loses the line
-/// and nothing else: `eprintln!` would panic, and weir aborts on a panic.
+/// Set by `main` under `--log-format json`: the lines weir writes to
+/// stderr itself (summaries, the final error) are JSON objects too, so
+/// that every line of stderr parses.
+pub static LOG_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes one line to stderr: a summary or a note, at level INFO under
+/// `--log-format json`. A closed or broken stderr loses the line and
+/// nothing else: `eprintln!` would panic, and weir aborts on a panic.
 pub fn eprint_line(line: &str) {
+    eprint_at("INFO", line);
+}
+
+/// As [`eprint_line`], for the error that ends the process: ERROR under
+/// `--log-format json`.
+pub fn eprint_error(line: &str) {
+    eprint_at("ERROR", line);
+}
+
+fn eprint_at(level: &str, line: &str) {
     use std::io::Write as _;
     let mut err = std::io::stderr().lock();
-    let _ = err.write_all(line.as_bytes());
-    let _ = err.write_all(b"\n");
+    if LOG_JSON.load(std::sync::atomic::Ordering::Relaxed) {
+        // The "weir: " prefix is for people reading several programs'
+        // output.
+        let message = line.strip_prefix("weir: ").unwrap_or(line);
+        let object = log::json_line(
+            level,
+            &[
+                ("message".to_owned(), message.into()),
+                ("target".to_owned(), "weir".into()),
+            ],
+        );
+        let _ = writeln!(err, "{object}");
+    } else {
+        let _ = err.write_all(line.as_bytes());
+        let _ = err.write_all(b"\n");
+    }
 }
 
 /// Parses the command line. A value that a flag's parser refused (`-c -1`,
@@ -128,7 +162,7 @@ pub fn parse() -> Cli {
         Ok(cli) => cli,
         Err(e) => match refused_value(&e) {
             Some(line) => {
-                eprint_line(&format!("weir: {line}"));
+                eprint_error(&format!("weir: {line}"));
                 std::process::exit(2);
             }
             None => e.exit(),
@@ -209,7 +243,7 @@ pub fn boolish(s: &str) -> Result<bool, String> {
 
 /// weir: real-time data processing on Apache Kafka, in one static binary.
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about, propagate_version = true)]
+#[command(name = "weir", version, about, propagate_version = true, after_help = examples::WEIR)]
 pub struct Cli {
     #[command(flatten)]
     pub connect: connect::ConnectArgs,
@@ -221,7 +255,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Logging flags; `RUST_LOG` overrides both.
+/// Logging flags; `RUST_LOG` overrides -v and -q.
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
     /// More log output on stderr (-v debug, -vv trace).
@@ -231,6 +265,21 @@ pub struct LogArgs {
     /// Less log output on stderr (-q errors only, -qq nothing).
     #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
     pub quiet: u8,
+
+    /// Log lines as text for people, or as JSON, one object per line, for
+    /// log shippers.
+    #[arg(long, value_enum, env = "WEIR_LOG_FORMAT", default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines on stderr are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event: time, level, spans, message and fields.
+    Text,
+    /// One JSON object per event: `timestamp`, `level`, `target`,
+    /// `message` and the event's fields, `span` and `spans`.
+    Json,
 }
 
 impl LogArgs {
@@ -253,24 +302,42 @@ impl LogArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List, describe, create and delete topics.
+    #[command(after_help = examples::TOPICS)]
     Topics(topics::TopicsArgs),
     /// Produce records from stdin or files to a topic.
+    #[command(after_help = examples::PRODUCE)]
     Produce(produce::ProduceArgs),
     /// Read records from topics to stdout, filtered and formatted.
+    #[command(after_help = examples::CONSUME)]
     Consume(consume::ConsumeArgs),
     /// Count records per key in time windows, exactly, across restarts.
+    #[command(after_help = examples::COUNT)]
     Count(count::CountArgs),
     /// Aggregate records per key in time windows: count, sum, min, max,
     /// avg, distinct, top-k and percentiles, exactly across restarts.
+    #[command(after_help = examples::AGG)]
     Agg(count::CountArgs),
     /// Records of topics, filtered, re-keyed and reshaped, into another topic.
+    #[command(after_help = examples::PIPE)]
     Pipe(pipe::PipeArgs),
     /// Consumer-group offsets kept by weir: groups, show, set, delete.
+    #[command(after_help = examples::OFFSETS)]
     Offsets(offsets::OffsetsArgs),
     /// Measure producer and consumer throughput and end-to-end latency.
+    #[command(after_help = examples::BENCH)]
     Bench(bench::BenchArgs),
     /// Connection settings: `weir config show` prints those in force.
     Config(config::ConfigArgs),
+    /// The cluster: its id, controller, brokers, and how many topics and
+    /// partitions it holds (kcat -L).
+    #[command(after_help = examples::CLUSTER)]
+    Cluster(cluster::ClusterArgs),
+    /// Shell completions for bash, zsh, fish, powershell or elvish, on stdout.
+    #[command(after_help = examples::COMPLETIONS)]
+    Completions(completions::CompletionsArgs),
+    /// The man page (roff), on stdout.
+    #[command(after_help = examples::MANPAGE)]
+    Manpage,
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! `weir pipe`: parses its flags into a [`weir::pipe::PipeJob`].
 
 use std::future::Future;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -287,5 +286,5 @@ fn print_summary(summary: &PipeSummary, to: &str) {
     if summary.stop == StopReason::Shutdown {
         line.push_str("; interrupted");
     }
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    super::eprint_line(&line);
 }

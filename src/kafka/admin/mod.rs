@@ -20,7 +20,10 @@ use tracing::debug;
 use crate::kafka::connect::{ConnectError, ConnectionConfig};
 use crate::kafka::wire::{self, BrokerConnection, WireError, WireOptions};
 
+mod cluster;
 mod topics;
+
+pub use cluster::ClusterDescription;
 
 /// Errors of topic administration. Each names the topic involved.
 #[derive(Debug, thiserror::Error)]
@@ -416,18 +419,7 @@ impl Admin {
     ///
     /// Connection and protocol errors.
     pub async fn brokers(&mut self) -> Result<Vec<BrokerDescription>, AdminError> {
-        let metadata = self.metadata(None).await?;
-        let mut brokers: Vec<_> = metadata
-            .brokers
-            .iter()
-            .map(|b| BrokerDescription {
-                id: b.node_id.0,
-                address: format!("{}:{}", b.host.as_str(), b.port),
-                rack: b.rack.as_ref().map(|r| r.as_str().to_owned()),
-            })
-            .collect();
-        brokers.sort_by_key(|b| b.id);
-        Ok(brokers)
+        Ok(broker_descriptions(&self.metadata(None).await?))
     }
 
     /// Number of partitions of `topic`.
@@ -439,6 +431,21 @@ impl Admin {
         let metadata = self.metadata(Some(&[topic])).await?;
         Ok(Self::topic_partitions(&metadata, topic)?.len())
     }
+}
+
+/// The brokers a Metadata response lists, by id.
+fn broker_descriptions(metadata: &MetadataResponse) -> Vec<BrokerDescription> {
+    let mut brokers: Vec<_> = metadata
+        .brokers
+        .iter()
+        .map(|b| BrokerDescription {
+            id: b.node_id.0,
+            address: format!("{}:{}", b.host.as_str(), b.port),
+            rack: b.rack.as_ref().map(|r| r.as_str().to_owned()),
+        })
+        .collect();
+    brokers.sort_by_key(|b| b.id);
+    brokers
 }
 
 fn api_name<R: Request>() -> String {

@@ -1,0 +1,236 @@
+//! Everyday command-line conventions, against a real broker and the real
+//! binary: `--log-format json` lines that parse, shell completions that
+//! bash loads, the man page, and `weir cluster`.
+
+mod common;
+
+use std::sync::Mutex;
+
+use common::{Cluster, brokers, cannot_run, random_topic, run, weir};
+use serde_json::Value;
+
+/// Held by the tests here that create topics, so that `weir cluster`'s
+/// topic count can be compared exactly before and after a creation.
+static CREATING_TOPICS: Mutex<()> = Mutex::new(());
+
+fn json(what: &str, text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"))
+}
+
+/// Every line of `stderr` as a JSON object.
+fn json_lines(stderr: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .map(|line| {
+            let value = json("stderr line", line);
+            assert!(value.is_object(), "not an object: {line}");
+            value
+        })
+        .collect()
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_events_fields() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("ops-logs");
+    {
+        let _creating = CREATING_TOPICS.lock().unwrap_or_else(|e| e.into_inner());
+        cluster.create_topic(&topic, 1);
+    }
+    cluster.produce(&["-t", &topic], b"a\nb\nc\n").ok();
+
+    // Starting past the end of a 3-record partition is logged at info,
+    // with the topic and partition as fields.
+    let consume = ["consume", "-t", &topic, "-e", "--from", "100"];
+    let by_flag = cluster.weir(&[&consume[..], &["--log-format", "json"]].concat());
+    let mut cmd = weir();
+    cmd.args(consume)
+        .args(["-b", cluster.address()])
+        .env("WEIR_LOG_FORMAT", "json");
+    let by_env = run(&mut cmd);
+
+    for (how, run) in [
+        ("--log-format json", by_flag),
+        ("WEIR_LOG_FORMAT=json", by_env),
+    ] {
+        run.ok();
+        let lines = json_lines(&run.stderr);
+        let clamped = lines
+            .iter()
+            .find(|l| l["message"].as_str().is_some_and(|m| m.contains("clamped")))
+            .unwrap_or_else(|| panic!("{how}: no clamp event in\n{}", run.stderr));
+        assert_eq!(clamped["level"], "INFO", "{how}: {clamped}");
+        assert_eq!(clamped["topic"], topic.as_str(), "{how}: {clamped}");
+        assert_eq!(clamped["partition"], 0, "{how}: {clamped}");
+        assert_eq!(clamped["wanted"], 100, "{how}: {clamped}");
+        assert_eq!(clamped["start"], 3, "{how}: {clamped}");
+        assert!(clamped["timestamp"].is_string(), "{how}: {clamped}");
+        // weir's own summary line is an object too.
+        assert!(
+            lines.iter().any(|l| l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("consumed 0 records"))),
+            "{how}: no summary in\n{}",
+            run.stderr
+        );
+    }
+
+    // Text stays the default.
+    let text = cluster.weir(&consume);
+    text.ok();
+    let clamped = text
+        .stderr
+        .lines()
+        .find(|l| l.contains("clamped"))
+        .unwrap_or_else(|| panic!("no clamp line in\n{}", text.stderr));
+    assert!(serde_json::from_str::<Value>(clamped).is_err(), "{clamped}");
+}
+
+#[test]
+fn the_final_error_is_a_json_object_too() {
+    let run = run(weir().args([
+        "--log-format",
+        "json",
+        "topics",
+        "describe",
+        "no-such-topic-ops",
+        "-b",
+        brokers(),
+    ]));
+    run.expect_code(1);
+    let lines = json_lines(&run.stderr);
+    let last = lines.last().expect("an error line");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert!(
+        last["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"no-such-topic-ops\" does not exist")),
+        "{last}"
+    );
+}
+
+#[test]
+fn bash_loads_the_completions() {
+    let script = run(weir().args(["completions", "bash"]));
+    script.ok();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weir.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    let mut bash = std::process::Command::new("bash");
+    bash.arg("-c")
+        .arg(format!("source '{}' && complete -p weir", file.display()));
+    let loaded = match bash.output() {
+        Ok(out) => out,
+        Err(e) => return cannot_run("bash_loads_the_completions", &format!("bash: {e}")),
+    };
+    let stdout = String::from_utf8_lossy(&loaded.stdout);
+    assert!(
+        loaded.status.success(),
+        "complete -p weir failed: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert!(
+        stdout.trim_end().ends_with(" weir") && stdout.contains("-F _weir"),
+        "{stdout}"
+    );
+    // The subcommands are what it completes after `weir`.
+    for sub in ["topics", "consume", "cluster", "completions", "manpage"] {
+        assert!(script.stdout.contains(sub), "{sub} missing");
+    }
+
+    let bad = run(weir().args(["completions", "tcsh"]));
+    bad.expect_code(2);
+}
+
+#[test]
+fn the_man_page_is_roff_and_names_every_subcommand() {
+    let page = run(weir().arg("manpage"));
+    page.ok();
+    let th = page
+        .stdout
+        .lines()
+        .position(|l| l.starts_with(".TH weir 1"))
+        .unwrap_or_else(|| panic!("no .TH header:\n{}", page.stdout));
+    assert!(
+        page.stdout.lines().take(th).all(|l| l.starts_with('.')),
+        "text before the .TH header"
+    );
+    assert!(page.stdout.contains("\n.SH NAME\n"));
+    for sub in [
+        "topics",
+        "produce",
+        "consume",
+        "count",
+        "agg",
+        "pipe",
+        "offsets",
+        "bench",
+        "cluster",
+        "completions",
+        "manpage",
+    ] {
+        assert!(
+            page.stdout.contains(&format!("weir\\-{sub}(1)")),
+            "{sub} missing from the SUBCOMMANDS section"
+        );
+    }
+    assert!(
+        page.stdout.contains("WEIR_BROKERS"),
+        "no environment variables"
+    );
+}
+
+#[test]
+fn cluster_lists_the_brokers_and_counts_a_new_topic() {
+    let cluster = Cluster::shared();
+    let port = cluster
+        .address()
+        .rsplit(':')
+        .next()
+        .expect("host:port")
+        .to_owned();
+    let describe = || {
+        let run = cluster.weir(&["cluster", "--output", "json"]);
+        run.ok();
+        json("weir cluster --output json", &run.stdout)
+    };
+    let topic = random_topic("ops-cluster");
+    let (before, after) = {
+        let _creating = CREATING_TOPICS.lock().unwrap_or_else(|e| e.into_inner());
+        let before = describe();
+        cluster.create_topic(&topic, 3);
+        (before, describe())
+    };
+
+    let id = after["cluster_id"].as_str().expect("a cluster id");
+    assert!(!id.is_empty());
+    let brokers = after["brokers"].as_array().expect("brokers");
+    assert!(
+        brokers.iter().any(|b| b["address"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(&format!(":{port}")))),
+        "no broker on port {port}: {after}"
+    );
+    let ids: Vec<_> = brokers.iter().map(|b| b["id"].clone()).collect();
+    assert!(ids.contains(&after["controller"]), "{after}");
+    let count = |v: &Value, field: &str| v[field].as_u64().expect(field);
+    assert_eq!(count(&after, "topics"), count(&before, "topics") + 1);
+    assert_eq!(
+        count(&after, "partitions"),
+        count(&before, "partitions") + 3
+    );
+
+    // The same in text, for people.
+    let text = cluster.weir(&["cluster"]);
+    text.ok();
+    assert!(
+        text.stdout.contains(&format!("Cluster id: {id}\n")),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains(&format!(":{port} ")),
+        "{}",
+        text.stdout
+    );
+}
