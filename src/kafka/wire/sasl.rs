@@ -1,16 +1,16 @@
 //! SASL authentication on a wire connection: the handshake, then the
-//! mechanism's exchange (rsasl for PLAIN and SCRAM, OAUTHBEARER's one
-//! message by hand), with failures that say what the broker offers.
-
-use std::io::Cursor;
+//! mechanism's exchange (PLAIN and SCRAM from the vendored rskafka's
+//! `sasl`, OAUTHBEARER's one message here), with failures that say what
+//! the broker offers.
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
+use rskafka::sasl::{PasswordMechanism, PasswordSession, Step};
 
 use super::{BrokerConnection, WireError};
-use crate::kafka::security::{BearerToken, SaslAuth, SaslOptions};
+use crate::kafka::security::{BearerToken, SaslAuth, SaslMechanism, SaslOptions};
 
 impl BrokerConnection {
     pub(super) async fn authenticate(&mut self, sasl: &SaslAuth) -> Result<(), WireError> {
@@ -47,34 +47,29 @@ impl BrokerConnection {
         }
     }
 
-    /// PLAIN and SCRAM, through rsasl.
+    /// PLAIN and SCRAM (the mechanisms are in the vendored rskafka, which
+    /// uses them too).
     async fn password_exchange(&mut self, sasl: &SaslOptions) -> Result<(), WireError> {
-        let mechanism = sasl.mechanism.as_str();
-        let config = rsasl::config::SASLConfig::with_credentials(
-            None,
-            sasl.username.clone(),
-            sasl.password.expose().to_owned(),
-        )
-        .map_err(|e| self.password_refused(sasl, e.to_string()))?;
-        let mechname = rsasl::mechname::Mechname::parse(mechanism.as_bytes())
-            .map_err(|e| self.password_refused(sasl, e.to_string()))?;
-        let mut session = rsasl::prelude::SASLClient::new(config)
-            .start_suggested(&[mechname])
-            .map_err(|e| self.password_refused(sasl, e.to_string()))?;
+        let mechanism = match sasl.mechanism {
+            SaslMechanism::Plain => PasswordMechanism::Plain,
+            SaslMechanism::ScramSha256 => PasswordMechanism::ScramSha256,
+            // OAUTHBEARER with a password became a token (`connect`).
+            SaslMechanism::ScramSha512 | SaslMechanism::OAuthBearer => {
+                PasswordMechanism::ScramSha512
+            }
+        };
+        let mut session = PasswordSession::new(mechanism, &sasl.username, sasl.password.expose());
         let mut received: Option<Vec<u8>> = None;
         loop {
-            let mut out = Cursor::new(Vec::new());
-            let state = session.step(received.as_deref(), &mut out).map_err(|e| {
+            let step = session.step(received.as_deref()).map_err(|e| {
                 self.password_refused(sasl, format!("the broker's answer did not verify: {e}"))
             })?;
-            if state.has_sent_message() {
-                match self.sasl_message(out.into_inner()).await? {
-                    Ok(answer) => received = Some(answer),
-                    Err(reason) => return Err(self.password_refused(sasl, reason)),
-                }
-            }
-            if state.is_finished() {
+            let Step::Send(message) = step else {
                 return Ok(());
+            };
+            match self.sasl_message(message).await? {
+                Ok(answer) => received = Some(answer),
+                Err(reason) => return Err(self.password_refused(sasl, reason)),
             }
         }
     }

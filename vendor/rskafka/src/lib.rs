@@ -43,6 +43,9 @@ mod protocol;
 
 pub mod record;
 
+// weir: PLAIN and SCRAM without rsasl, also used by weir's own connection.
+pub mod sasl;
+
 mod throttle;
 
 pub mod topic;

@@ -12,10 +12,6 @@ use std::{
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use rsasl::{
-    mechname::MechanismNameError,
-    prelude::{Mechname, SASLError, SessionError},
-};
 use thiserror::Error;
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf},
@@ -195,14 +191,12 @@ pub enum SaslError {
     #[error("API error: {0}")]
     ApiError(#[from] ApiError),
 
-    #[error("Invalid sasl mechanism: {0}")]
-    InvalidSaslMechanism(#[from] MechanismNameError),
-
+    // weir: the mechanisms' own errors (src/sasl.rs), in place of rsasl's.
     #[error("Sasl session error: {0}")]
-    SaslSessionError(#[from] SessionError),
+    SaslSessionError(#[from] crate::sasl::MechanismError),
 
-    #[error("Invalid SASL config: {0}")]
-    InvalidConfig(#[from] SASLError),
+    #[error("the broker refused the token: {0}")]
+    TokenRefused(String),
 
     #[error("Error in user defined callback: {0}")]
     Callback(Box<dyn std::error::Error + Send + Sync>),
@@ -580,44 +574,48 @@ where
         Ok(resp)
     }
 
+    // weir: PLAIN, SCRAM and OAUTHBEARER written out (src/sasl.rs), in
+    // place of rsasl.
     pub async fn do_sasl(&self, config: SaslConfig) -> Result<(), SaslError> {
         let mechanism = config.mechanism();
         let resp = self.sasl_handshake(mechanism).await?;
-
-        let config = config.get_sasl_config().await?;
-        let sasl = rsasl::prelude::SASLClient::new(config);
-        let raw_mechanisms = resp.mechanisms.0.unwrap_or_default();
-        let mechanisms = raw_mechanisms
-            .iter()
-            .map(|mech| Mechname::parse(mech.0.as_bytes()).map_err(SaslError::InvalidSaslMechanism))
-            .collect::<Result<Vec<_>, SaslError>>()?;
-        debug!(?mechanisms, "Supported SASL mechanisms");
-        let prefer_mechanism =
-            Mechname::parse(mechanism.as_bytes()).map_err(SaslError::InvalidSaslMechanism)?;
-        if !mechanisms.contains(&prefer_mechanism) {
+        let offered = resp.mechanisms.0.unwrap_or_default();
+        debug!(?offered, "Supported SASL mechanisms");
+        if !offered.iter().any(|m| m.0 == mechanism) {
             return Err(SaslError::UnsupportedSaslMechanism);
         }
-        let mut session = sasl
-            .start_suggested(&[prefer_mechanism])
-            .map_err(|_| SaslError::UnsupportedSaslMechanism)?;
         debug!(?mechanism, "Using SASL Mechanism");
-        // we step through the auth process, starting on our side with NO data received so far
-        let mut data_received: Option<Vec<u8>> = None;
-        loop {
-            let mut to_sent = Cursor::new(Vec::new());
-            let state = session.step(data_received.as_deref(), &mut to_sent)?;
-
-            if state.has_sent_message() {
-                let authentication_response =
-                    self.sasl_authentication(to_sent.into_inner()).await?;
-                data_received = Some(authentication_response.auth_bytes.0);
+        let (kind, credentials) = match config {
+            SaslConfig::Oauthbearer(credentials) => {
+                let token = (*credentials.callback)()
+                    .await
+                    .map_err(SaslError::Callback)?;
+                let message = crate::sasl::oauthbearer_message(
+                    &token,
+                    credentials.authz_id.as_deref(),
+                    &credentials.bearer_kvs,
+                );
+                let answer = self.sasl_authentication(message).await?.auth_bytes.0;
+                if answer.is_empty() {
+                    return Ok(());
+                }
+                // An error JSON as a challenge: answered with a lone ^A,
+                // after which the broker fails the exchange (RFC 7628 3.2.3).
+                let _ = self.sasl_authentication(vec![0x01]).await;
+                return Err(SaslError::TokenRefused(
+                    String::from_utf8_lossy(&answer).into_owned(),
+                ));
             }
-
-            if state.is_finished() {
-                break;
-            }
+            SaslConfig::Plain(c) => (crate::sasl::PasswordMechanism::Plain, c),
+            SaslConfig::ScramSha256(c) => (crate::sasl::PasswordMechanism::ScramSha256, c),
+            SaslConfig::ScramSha512(c) => (crate::sasl::PasswordMechanism::ScramSha512, c),
+        };
+        let mut session =
+            crate::sasl::PasswordSession::new(kind, &credentials.username, &credentials.password);
+        let mut received: Option<Vec<u8>> = None;
+        while let crate::sasl::Step::Send(message) = session.step(received.as_deref())? {
+            received = Some(self.sasl_authentication(message).await?.auth_bytes.0);
         }
-
         Ok(())
     }
 }

@@ -1,13 +1,8 @@
 use std::{fmt::Debug, sync::Arc};
 
 use futures::future::BoxFuture;
-use rsasl::{
-    callback::SessionCallback,
-    config::SASLConfig,
-    property::{AuthzId, OAuthBearerKV, OAuthBearerToken},
-};
 
-use crate::messenger::SaslError;
+use crate::sasl::PasswordMechanism;
 
 #[derive(Debug, Clone)]
 pub enum SaslConfig {
@@ -46,73 +41,13 @@ impl Credentials {
 }
 
 impl SaslConfig {
-    pub(crate) async fn get_sasl_config(&self) -> Result<Arc<SASLConfig>, SaslError> {
+    // weir: mechanisms by name, without rsasl (src/sasl.rs).
+    pub(crate) fn mechanism(&self) -> &'static str {
         match self {
-            Self::Plain(credentials)
-            | Self::ScramSha256(credentials)
-            | Self::ScramSha512(credentials) => Ok(SASLConfig::with_credentials(
-                None,
-                credentials.username.clone(),
-                credentials.password.clone(),
-            )?),
-            Self::Oauthbearer(credentials) => {
-                // Fetch the token first, since that's an async call.
-                let token = (*credentials.callback)()
-                    .await
-                    .map_err(SaslError::Callback)?;
-
-                struct OauthProvider {
-                    authz_id: Option<String>,
-                    bearer_kvs: Vec<(String, String)>,
-                    token: String,
-                }
-
-                // Define a callback that is called while stepping through the SASL client
-                // to provide necessary data for oauth.
-                // Since this callback is synchronous, we fetch the token first. Generally
-                // speaking the SASL process should not take long enough for the token to
-                // expire, but we do need to check for token expiry each time we authenticate.
-                impl SessionCallback for OauthProvider {
-                    fn callback(
-                        &self,
-                        _session_data: &rsasl::callback::SessionData,
-                        _context: &rsasl::callback::Context<'_>,
-                        request: &mut rsasl::callback::Request<'_>,
-                    ) -> Result<(), rsasl::prelude::SessionError> {
-                        request
-                            .satisfy::<OAuthBearerKV>(
-                                &self
-                                    .bearer_kvs
-                                    .iter()
-                                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                                    .collect::<Vec<_>>(),
-                            )?
-                            .satisfy::<OAuthBearerToken>(&self.token)?;
-                        if let Some(authz_id) = &self.authz_id {
-                            request.satisfy::<AuthzId>(authz_id)?;
-                        }
-                        Ok(())
-                    }
-                }
-
-                Ok(SASLConfig::builder()
-                    .with_default_mechanisms()
-                    .with_callback(OauthProvider {
-                        authz_id: credentials.authz_id.clone(),
-                        bearer_kvs: credentials.bearer_kvs.clone(),
-                        token,
-                    })?)
-            }
-        }
-    }
-
-    pub(crate) fn mechanism(&self) -> &str {
-        use rsasl::mechanisms::*;
-        match self {
-            Self::Plain { .. } => plain::PLAIN.mechanism.as_str(),
-            Self::ScramSha256 { .. } => scram::SCRAM_SHA256.mechanism.as_str(),
-            Self::ScramSha512 { .. } => scram::SCRAM_SHA512.mechanism.as_str(),
-            Self::Oauthbearer { .. } => oauthbearer::OAUTHBEARER.mechanism.as_str(),
+            Self::Plain(_) => PasswordMechanism::Plain.name(),
+            Self::ScramSha256(_) => PasswordMechanism::ScramSha256.name(),
+            Self::ScramSha512(_) => PasswordMechanism::ScramSha512.name(),
+            Self::Oauthbearer(_) => "OAUTHBEARER",
         }
     }
 }
