@@ -194,6 +194,7 @@ pub async fn run<J: Job>(
 ) -> Result<StopReason, J::Error> {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut ticks = checkpoint_every.map(Ticks::new);
+    let mut handled = crate::metrics::Handled::default();
     let outcome: Result<StopReason, StepError<J::Error>> = loop {
         if let Some(reason) = (&mut shutdown).now_or_never() {
             break Ok(reason);
@@ -227,7 +228,11 @@ pub async fn run<J: Job>(
             }
         };
         let step = match event {
-            ConsumerEvent::Records(records) => job.records(&records).await,
+            ConsumerEvent::Records(records) => {
+                let step = job.records(&records).await;
+                handled.batch(&records);
+                step
+            }
             ConsumerEvent::Reached {
                 topic,
                 partition,

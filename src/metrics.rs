@@ -77,11 +77,20 @@ pub enum Phase {
     Stopping = 2,
 }
 
-/// A time summed and counted: a Prometheus summary without quantiles.
+/// The upper bounds of the latency histograms' buckets, in microseconds:
+/// 1 ms to 10 s, as Prometheus' default buckets.
+const BUCKETS_MICROS: [u64; 11] = [
+    1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    10_000_000,
+];
+
+/// Times, as a Prometheus histogram: a count per bucket, their sum.
 #[derive(Debug, Default)]
 pub struct Timer {
     count: AtomicU64,
     micros: AtomicU64,
+    /// Occurrences at or under each bound (not cumulative; `render` sums).
+    buckets: [AtomicU64; BUCKETS_MICROS.len()],
 }
 
 impl Timer {
@@ -89,6 +98,7 @@ impl Timer {
         Self {
             count: AtomicU64::new(0),
             micros: AtomicU64::new(0),
+            buckets: [const { AtomicU64::new(0) }; BUCKETS_MICROS.len()],
         }
     }
 
@@ -97,6 +107,9 @@ impl Timer {
         self.count.fetch_add(1, Relaxed);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.micros.fetch_add(micros, Relaxed);
+        if let Some(i) = BUCKETS_MICROS.iter().position(|&bound| micros <= bound) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -114,6 +127,15 @@ pub struct InputPartition {
     assigned: AtomicBool,
     /// Its fetches fail (and are being retried).
     failing: AtomicBool,
+    /// Of `records`, those the job has handled; the rest wait in the
+    /// consumer's queue and count as lag.
+    handled: AtomicU64,
+    /// Records a filter left out.
+    filtered: AtomicU64,
+    /// Records whose key or fields could not be read.
+    unparsed: AtomicU64,
+    /// Records for a window that had closed.
+    late: AtomicU64,
 }
 
 impl InputPartition {
@@ -136,8 +158,28 @@ impl InputPartition {
         self.failing.store(failing, Relaxed);
     }
 
-    /// Marks it read by a fetch task until the guard drops.
+    /// Adds records the job has handled (written, left out or counted).
+    pub fn handled(&self, records: usize) {
+        self.handled.fetch_add(records as u64, Relaxed);
+    }
+
+    /// Records behind the end of the log: from the fetch position, and
+    /// those fetched but not yet handled.
+    fn lag(&self) -> Option<i64> {
+        let end = self.end.load(Relaxed);
+        let queued = self
+            .records
+            .load(Relaxed)
+            .saturating_sub(self.handled.load(Relaxed));
+        (self.assigned.load(Relaxed) && end >= 0)
+            .then(|| (end - self.position.load(Relaxed)).max(0) + queued as i64)
+    }
+
+    /// Marks it read by a fetch task until the guard drops. What an
+    /// earlier task fetched and the job never handled was dropped with
+    /// that task, and is not queued.
     pub fn assign(self: &Arc<Self>) -> Assigned {
+        self.handled.store(self.records.load(Relaxed), Relaxed);
         self.assigned.store(true, Relaxed);
         Assigned(Arc::clone(self))
     }
@@ -152,6 +194,29 @@ impl Drop for Assigned {
     fn drop(&mut self) {
         self.0.assigned.store(false, Relaxed);
         self.0.failing.store(false, Relaxed);
+    }
+}
+
+/// The job loop's note of the records it handed to the job, per
+/// partition (its own map of the registry's entries, so no lock per batch).
+#[derive(Debug, Default)]
+pub struct Handled(BTreeMap<TopicPartition, Arc<InputPartition>>);
+
+impl Handled {
+    /// Notes a batch of one partition as handled.
+    pub fn batch(&mut self, records: &[crate::record::ConsumedRecord]) {
+        let Some(first) = records.first() else {
+            return;
+        };
+        let at = first.topic_partition();
+        match self.0.get(&at) {
+            Some(input) => input.handled(records.len()),
+            None => {
+                let input = global().input(&at);
+                input.handled(records.len());
+                self.0.insert(at, input);
+            }
+        }
     }
 }
 
@@ -175,12 +240,6 @@ impl OutputPartition {
 pub struct Metrics {
     inputs: Mutex<BTreeMap<TopicPartition, Arc<InputPartition>>>,
     outputs: Mutex<BTreeMap<TopicPartition, Arc<OutputPartition>>>,
-    /// Records a filter left out.
-    pub filtered: AtomicU64,
-    /// Records whose key or fields could not be read.
-    pub unparsed: AtomicU64,
-    /// Records for a window that had closed.
-    pub late: AtomicU64,
     /// Commits and checkpoints written to the offsets store.
     pub commits: Timer,
     /// Produce requests acknowledged.
@@ -211,9 +270,6 @@ impl Metrics {
         Self {
             inputs: Mutex::new(BTreeMap::new()),
             outputs: Mutex::new(BTreeMap::new()),
-            filtered: AtomicU64::new(0),
-            unparsed: AtomicU64::new(0),
-            late: AtomicU64::new(0),
             commits: Timer::new(),
             produce: Timer::new(),
             retries: AtomicU64::new(0),
@@ -243,11 +299,22 @@ impl Metrics {
         Arc::clone(outputs.entry(at.clone()).or_default())
     }
 
-    /// Adds records a filter left out and records that could not be
-    /// read, once per batch.
-    pub fn left_out(&self, filtered: u64, unparsed: u64) {
-        self.filtered.fetch_add(filtered, Relaxed);
-        self.unparsed.fetch_add(unparsed, Relaxed);
+    /// Adds records of `at` a filter left out and records that could not
+    /// be read, once per batch (the registry is looked up only when there
+    /// are some).
+    pub fn left_out(&self, at: &TopicPartition, filtered: u64, unparsed: u64) {
+        if filtered + unparsed > 0 {
+            let input = self.input(at);
+            input.filtered.fetch_add(filtered, Relaxed);
+            input.unparsed.fetch_add(unparsed, Relaxed);
+        }
+    }
+
+    /// Adds records of `at` for windows that had closed, once per batch.
+    pub fn late(&self, at: &TopicPartition, late: u64) {
+        if late > 0 {
+            self.input(at).late.fetch_add(late, Relaxed);
+        }
     }
 
     /// Counts an error of `kind`.
@@ -340,12 +407,29 @@ impl Metrics {
             &mut out,
             "consumer_lag",
             "gauge",
-            "Records behind the end of the log (high watermark, or last stable offset under read_committed, minus the consumer's position), per assigned partition.",
-            &|p| {
-                let end = p.end.load(Relaxed);
-                (p.assigned.load(Relaxed) && end >= 0)
-                    .then(|| (end - p.position.load(Relaxed)).max(0))
-            },
+            "Records behind the end of the log (high watermark, or last stable offset under read_committed, minus the offset after the last record the job handled), per assigned partition.",
+            &InputPartition::lag,
+        );
+        per_input(
+            &mut out,
+            "records_filtered_total",
+            "counter",
+            "Records a filter left out.",
+            &|p| Some(p.filtered.load(Relaxed) as i64),
+        );
+        per_input(
+            &mut out,
+            "records_unparsed_total",
+            "counter",
+            "Records whose key or fields could not be read.",
+            &|p| Some(p.unparsed.load(Relaxed) as i64),
+        );
+        per_input(
+            &mut out,
+            "records_late_total",
+            "counter",
+            "Records for a window that had closed (count/agg).",
+            &|p| Some(p.late.load(Relaxed) as i64),
         );
         per_output(
             &mut out,
@@ -360,24 +444,6 @@ impl Metrics {
             &|p| p.bytes.load(Relaxed),
         );
         let plain = [
-            (
-                "records_filtered_total",
-                "counter",
-                "Records a filter left out.",
-                self.filtered.load(Relaxed) as i64,
-            ),
-            (
-                "records_unparsed_total",
-                "counter",
-                "Records whose key or fields could not be read.",
-                self.unparsed.load(Relaxed) as i64,
-            ),
-            (
-                "records_late_total",
-                "counter",
-                "Records for a window that had closed (count/agg).",
-                self.late.load(Relaxed) as i64,
-            ),
             (
                 "retries_total",
                 "counter",
@@ -467,15 +533,33 @@ fn escape(out: &mut String, value: &str) {
 }
 
 fn timer(out: &mut String, name: &str, help: &str, timer: &Timer) {
-    family(out, name, "summary", help);
+    family(out, name, "histogram", help);
+    let mut cumulative = 0;
+    for (bound, bucket) in BUCKETS_MICROS.iter().zip(&timer.buckets) {
+        cumulative += bucket.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "weir_{name}_bucket{{le=\"{}\"}} {cumulative}",
+            seconds(*bound)
+        );
+    }
     let count = timer.count.load(Relaxed);
-    let micros = timer.micros.load(Relaxed);
     let _ = writeln!(
         out,
-        "weir_{name}_sum {}.{:06}\nweir_{name}_count {count}",
-        micros / 1_000_000,
-        micros % 1_000_000
+        "weir_{name}_bucket{{le=\"+Inf\"}} {count}\nweir_{name}_sum {}\nweir_{name}_count {count}",
+        seconds(timer.micros.load(Relaxed)),
     );
+}
+
+/// Microseconds as seconds, without trailing zeros: `0.005`, `2.5`, `1`.
+fn seconds(micros: u64) -> String {
+    let fraction = format!("{:06}", micros % 1_000_000);
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        (micros / 1_000_000).to_string()
+    } else {
+        format!("{}.{fraction}", micros / 1_000_000)
+    }
 }
 
 /// Errors of the metrics endpoint.

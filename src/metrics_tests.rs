@@ -103,18 +103,29 @@ fn ready_only_with_partitions_assigned_read_and_no_rebalance() {
 }
 
 #[test]
-fn renders_labelled_series_lag_for_assigned_partitions_only_and_summaries() {
+fn renders_labelled_series_lag_for_assigned_partitions_only_and_histograms() {
     let metrics = Metrics::new();
     let a = metrics.input(&TopicPartition::new("in", 1));
     let _held = a.assign();
     a.at(10, 25);
     a.fetched(5, 50, 15);
+    // Fetched, not yet handled: still behind.
+    assert!(
+        metrics
+            .render()
+            .contains("weir_consumer_lag{topic=\"in\",partition=\"1\"} 15\n")
+    );
+    a.handled(5);
+    metrics.left_out(&TopicPartition::new("in", 1), 2, 1);
+    metrics.late(&TopicPartition::new("in", 1), 4);
     let b = metrics.input(&TopicPartition::new("in\"x", 0));
     b.at(0, 7);
     metrics
         .output(&TopicPartition::new("out", 2))
         .produced(3, 30);
     metrics.commits.observe(Duration::from_micros(1_500_000));
+    metrics.commits.observe(Duration::from_micros(3_000));
+    metrics.commits.observe(Duration::from_secs(60));
     metrics.error(ErrorKind::Commit);
     let text = metrics.render();
     for line in [
@@ -126,8 +137,19 @@ fn renders_labelled_series_lag_for_assigned_partitions_only_and_summaries() {
         "weir_records_out_total{topic=\"out\",partition=\"2\"} 3",
         "weir_assigned_partitions 1",
         "weir_errors_total{kind=\"commit\"} 1",
-        "weir_commit_duration_seconds_sum 1.500000",
-        "weir_commit_duration_seconds_count 1",
+        "weir_records_filtered_total{topic=\"in\",partition=\"1\"} 2",
+        "weir_records_unparsed_total{topic=\"in\",partition=\"1\"} 1",
+        "weir_records_late_total{topic=\"in\",partition=\"1\"} 4",
+        "weir_records_late_total{topic=\"in\\\"x\",partition=\"0\"} 0",
+        "# TYPE weir_commit_duration_seconds histogram",
+        "weir_commit_duration_seconds_bucket{le=\"0.001\"} 0",
+        "weir_commit_duration_seconds_bucket{le=\"0.005\"} 1",
+        "weir_commit_duration_seconds_bucket{le=\"1\"} 1",
+        "weir_commit_duration_seconds_bucket{le=\"2.5\"} 2",
+        "weir_commit_duration_seconds_bucket{le=\"10\"} 2",
+        "weir_commit_duration_seconds_bucket{le=\"+Inf\"} 3",
+        "weir_commit_duration_seconds_sum 61.503",
+        "weir_commit_duration_seconds_count 3",
         "weir_ready 1",
     ] {
         assert!(
@@ -140,4 +162,17 @@ fn renders_labelled_series_lag_for_assigned_partitions_only_and_summaries() {
         "an unassigned partition has no lag: {text}"
     );
     assert_eq!(a.records.load(Relaxed), 5);
+    // A new fetch task: what the last one fetched and nobody handled was
+    // dropped with it.
+    a.fetched(3, 30, 18);
+    drop(_held);
+    let _held = a.assign();
+    assert!(text_has(
+        &metrics,
+        "weir_consumer_lag{topic=\"in\",partition=\"1\"} 7"
+    ));
+}
+
+fn text_has(metrics: &Metrics, line: &str) -> bool {
+    metrics.render().lines().any(|l| l == line)
 }

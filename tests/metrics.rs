@@ -298,7 +298,7 @@ fn pipe_counts_what_it_filtered_and_produced() {
             .iter()
             .map(|s| s.1)
             .sum();
-        let filtered = samples(&families, "weir_records_filtered_total")[0].1;
+        let filtered = total(&families, "weir_records_filtered_total");
         out >= 100.0 && filtered >= 100.0
     });
     // SAFETY: kill(2) on our own child's pid.
@@ -311,10 +311,25 @@ fn pipe_counts_what_it_filtered_and_produced() {
     assert_eq!(out.len(), 1, "one output partition: {out:?}");
     assert_eq!(out[0].0["topic"], output);
     assert_eq!(out[0].1, 100.0);
-    assert_eq!(
-        samples(&families, "weir_records_filtered_total")[0].1,
-        100.0
+    let filtered = samples(&families, "weir_records_filtered_total");
+    assert!(
+        filtered
+            .iter()
+            .all(|(labels, n)| labels["topic"] == input || *n == 0.0),
+        "{filtered:?}"
     );
+    assert_eq!(total(&families, "weir_records_filtered_total"), 100.0);
     assert!(samples(&families, "weir_produce_duration_seconds_count")[0].1 >= 1.0);
-    assert_eq!(families["weir_produce_duration_seconds"].0, "summary");
+    assert_eq!(families["weir_produce_duration_seconds"].0, "histogram");
+    let buckets = samples(&families, "weir_produce_duration_seconds_bucket");
+    assert_eq!(buckets.last().unwrap().0["le"], "+Inf");
+    assert_eq!(
+        buckets.last().unwrap().1,
+        samples(&families, "weir_produce_duration_seconds_count")[0].1
+    );
+}
+
+/// The sum of a family's samples across their labels.
+fn total(families: &Families, name: &str) -> f64 {
+    samples(families, name).iter().map(|s| s.1).sum()
 }

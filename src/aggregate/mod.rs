@@ -515,7 +515,8 @@ impl Run<'_> {
         let Some(first) = records.first() else {
             return false;
         };
-        let Some(part) = self.parts.get_mut(&first.topic_partition()) else {
+        let at = first.topic_partition();
+        let Some(part) = self.parts.get_mut(&at) else {
             return false;
         };
         part.last_record = Instant::now();
@@ -546,12 +547,8 @@ impl Run<'_> {
             }
         }
         let metrics = crate::metrics::global();
-        metrics
-            .late
-            .fetch_add(part.counts.late().saturating_sub(late_before), Relaxed);
-        metrics
-            .unparsed
-            .fetch_add(self.unparsed - unparsed_before, Relaxed);
+        metrics.late(&at, part.counts.late().saturating_sub(late_before));
+        metrics.left_out(&at, 0, self.unparsed - unparsed_before);
         self.report_windows();
         reached
     }

@@ -351,7 +351,11 @@ impl State {
                 break;
             }
         }
-        crate::metrics::global().left_out(self.filtered - left_out.0, self.unparsed - left_out.1);
+        crate::metrics::global().left_out(
+            &key,
+            self.filtered - left_out.0,
+            self.unparsed - left_out.1,
+        );
         self.add(&key, tally, next);
         Ok(stop)
     }

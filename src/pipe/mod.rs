@@ -286,7 +286,13 @@ impl Job for Run<'_> {
         }
         let left_out = (self.filtered, self.unparsed);
         let outcome = self.pipe(records).await;
-        crate::metrics::global().left_out(self.filtered - left_out.0, self.unparsed - left_out.1);
+        if let Some(first) = records.first() {
+            crate::metrics::global().left_out(
+                &first.topic_partition(),
+                self.filtered - left_out.0,
+                self.unparsed - left_out.1,
+            );
+        }
         outcome
     }
 
