@@ -64,6 +64,9 @@ pub struct ConsumerConfig {
     /// [`Until::End`] and [`StartOffset::Latest`]: the last stable offset
     /// under read_committed, the high watermark under read_uncommitted.
     pub isolation: IsolationLevel,
+    /// Whether its partitions show in the metrics ([`crate::metrics`]):
+    /// a job's input does, weir's reads of its own offsets topic do not.
+    pub metered: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -80,6 +83,7 @@ impl Default for ConsumerConfig {
             // is anything an open transaction may still abort. (The Java
             // consumer defaults to read_uncommitted.)
             isolation: IsolationLevel::ReadCommitted,
+            metered: true,
         }
     }
 }
@@ -244,10 +248,14 @@ impl Consumer {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for ((_, fetch), position) in fetchers.into_iter().zip(&resolved) {
-            crate::metrics::global()
-                .input(&position.topic_partition())
-                .at(position.start, position.high);
+            let metrics = if config.metered {
+                crate::metrics::global().input(&position.topic_partition())
+            } else {
+                Arc::default()
+            };
+            metrics.at(position.start, position.high);
             let task = PartitionTask {
+                metrics,
                 fetch,
                 topic: Arc::clone(&position.topic),
                 partition: position.partition,

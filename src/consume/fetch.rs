@@ -283,6 +283,8 @@ pub(super) struct PartitionTask<F> {
     pub(super) config: ConsumerConfig,
     pub(super) events: mpsc::Sender<ConsumerEvent>,
     pub(super) stopped: watch::Receiver<bool>,
+    /// Its figures in the metrics (or figures nobody shows).
+    pub(super) metrics: Arc<crate::metrics::InputPartition>,
 }
 
 impl<F: PartitionFetch> PartitionTask<F> {
@@ -297,10 +299,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
         let mut failing_since: Option<Instant> = None;
         let mut last_error: Option<FetchError> = None;
         let mut warned_empty = false;
-        let metrics = crate::metrics::global().input(&TopicPartition::new(
-            Arc::clone(&self.topic),
-            self.partition,
-        ));
+        let metrics = Arc::clone(&self.metrics);
         let _assigned = metrics.assign();
         loop {
             if self.end.is_some_and(|end| self.next >= end) {

@@ -168,6 +168,7 @@ async fn out_of_range_moves_to_the_low_watermark() {
         config: config(StartOffset::Earliest, Until::End),
         events: tx,
         stopped,
+        metrics: Arc::default(),
     };
     tokio::spawn(task.run());
     let mut offsets = Vec::new();

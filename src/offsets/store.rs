@@ -280,6 +280,7 @@ impl OffsetStore {
             until,
             fetch_max_wait: Duration::from_millis(100),
             retry_timeout: self.timeout,
+            metered: false,
             ..ConsumerConfig::default()
         };
         let assignment = Assignment {
