@@ -14,16 +14,24 @@
 # target/bench/results.jsonl.
 #
 #   ROUNDS=3 RECORDS=1000000 SIZE=100 RATE=10000 LATENCY_RECORDS=50000
+#   BIG=100000x10240   produce and consume also RECORDSxSIZE (empty: only RECORDS x SIZE)
+#   CODECS="none lz4 zstd"   PARTITIONS="1 6"   (produce and consume cases)
 #   FETCH_WAIT=     (unset: each client's default fetch wait, as a user runs it)
-#   SCENARIOS="produce consume latency cli groups pipe"   (a subset runs only those)
-#   TOOLS="weir rdkafka-defaults rdkafka-tuned confluent-defaults confluent-tuned java"
-#                   (produce, consume and latency; java has no latency job)
+#   SCENARIOS="produce consume latency cli rf3 groups pipe"   (a subset runs only those)
+#   TOOLS="weir rdkafka-defaults rdkafka-tuned confluent-defaults confluent-tuned java rskafka-raw"
+#                   (produce, consume and latency; java and rskafka-raw have no latency job;
+#                   rskafka-raw, bench/rskafka-raw, is the plainest loop on weir's own client
+#                   library: the reference for "weir reaches 90 % of it")
 #   CLI_PARTITIONS=1   partitions of the cli scenario's topics
 #
 # Every consume scenario reads two topics: one written by `weir bench
 # produce` (batches of up to 1 MiB) and one written by Kafka's own
 # ProducerPerformance with the Java client's defaults (batch.size 16 KiB,
 # linger.ms 5): topics as users have them.
+#
+# rf3 runs the produce cases again on three nodes (a fresh KRaft cluster
+# in place of the single node), topics with replication factor 3 and
+# min.insync.replicas=2, every tool with acks=all: the setting users run.
 #
 # cli times whole processes, as a user runs them, weir against kcat:
 # produce a file of RECORDS lines of SIZE bytes (with and without keys),
@@ -42,8 +50,11 @@ latency_records=${LATENCY_RECORDS:-50000}
 # Kafka answers a fetch as soon as data arrives, so the latency scenario
 # runs with each client's default maximum fetch wait unless asked.
 fetch_wait=${FETCH_WAIT:-}
-scenarios=${SCENARIOS:-produce consume latency cli groups pipe}
-read -r -a tools <<<"${TOOLS:-weir rdkafka-defaults rdkafka-tuned confluent-defaults confluent-tuned java}"
+scenarios=${SCENARIOS:-produce consume latency cli rf3 groups pipe}
+read -r -a codecs <<<"${CODECS:-none lz4 zstd}"
+read -r -a partition_counts <<<"${PARTITIONS:-1 6}"
+big=${BIG-100000x10240}
+read -r -a tools <<<"${TOOLS:-weir rdkafka-defaults rdkafka-tuned confluent-defaults confluent-tuned java rskafka-raw}"
 cli_partitions=${CLI_PARTITIONS:-1}
 out=target/bench
 mkdir -p "$out"
@@ -76,6 +87,10 @@ confluent=$PWD/bench/confluent-baseline/target/release/confluent-baseline
 cargo build --release --locked --quiet --manifest-path bench/rdkafka-baseline/Cargo.toml
 if wants confluent; then
     cargo build --release --locked --quiet --manifest-path bench/confluent-baseline/Cargo.toml
+fi
+raw=$PWD/bench/rskafka-raw/target/release/rskafka-raw
+if wants rskafka-raw; then
+    cargo build --release --locked --quiet --manifest-path bench/rskafka-raw/Cargo.toml
 fi
 kafka_libs=$(scripts/kafka.sh install)
 # Kafka's perf tools as bin/kafka-producer-perf-test.sh and
@@ -121,6 +136,7 @@ command_for() {
         rdkafka-tuned) echo "$baseline --profile tuned" ;;
         confluent-defaults) echo "$confluent --profile defaults" ;;
         confluent-tuned) echo "$confluent --profile tuned" ;;
+        rskafka-raw) echo "$raw" ;;
     esac
 }
 
@@ -130,7 +146,10 @@ command_for() {
 # has served a while (its JIT still compiling), so each consume scenario
 # reads its topics once before the measured rounds.
 broker_cpu_ms() {
-    cat /proc/"$bench_broker"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s / 1e6}'
+    local pid
+    for pid in $bench_broker; do
+        cat /proc/"$pid"/task/*/schedstat 2>/dev/null
+    done | awk '{s += $1} END {printf "%d", s / 1e6}'
 }
 
 # Kafka's perf tools with the settings a user tuning them would pass
@@ -297,8 +316,15 @@ print(json.dumps({"tool": tool, "mode": mode, "records": records, "bytes": nbyte
     record "$scenario" "$tool" "$round" $((b1 - b0))
 }
 
-# The cli scenario: weir's commands against kcat's, as whole processes.
+# The cli scenario: weir's commands against kcat's and Kafka's console
+# tools' (with their defaults, as kafka-console-producer.sh and
+# kafka-console-consumer.sh start them), as whole processes. The console
+# consumer stops after RECORDS records (it has no "until the end").
+cli_tools=(weir kcat java)
 cli() {
+    java_console_producer=("${java_tool[@]}" org.apache.kafka.tools.ConsoleProducer --bootstrap-server "$WEIR_BROKERS")
+    java_console_consumer=("${java_tool[@]}" org.apache.kafka.tools.consumer.ConsoleConsumer
+        --bootstrap-server "$WEIR_BROKERS" --from-beginning --max-messages "$records")
     local lines=$work/lines.txt keyed=$work/keyed.txt p=$cli_partitions round tool topic n
     local brokers=$WEIR_BROKERS
     python3 - "$records" "$size" "$lines" "$keyed" <<'EOF'
@@ -326,16 +352,20 @@ EOF
             "$weir" topics create "$topic" --partitions "$p" >/dev/null
             "$weir" produce -t "$topic" "$lines" >/dev/null 2>&1
             # Unmeasured: each tool reads it once, and reads all of it.
-            for tool in weir kcat; do
+            for tool in "${cli_tools[@]}"; do
                 case $tool in
                     weir) n=$("$weir" consume -t "$topic" -e | wc -l) ;;
                     kcat) n=$(kcat -C -b "$brokers" -t "$topic" -e -o beginning -q | wc -l) ;;
+                    java) n=$("${java_console_consumer[@]}" --topic "$topic" 2>/dev/null | wc -l) ;;
                 esac
                 [ "$n" = "$records" ] || { echo "!! $tool read $n of $records lines of $topic" >&2; return 1; }
             done
         fi
         for round in $(seq 1 "$rounds"); do
-            for tool in $( ((round % 2)) && echo weir kcat || echo kcat weir); do
+            for tool in $(for ((i = 0; i < ${#cli_tools[@]}; i++)); do
+                echo "${cli_tools[$(((round + i) % ${#cli_tools[@]}))]}"; done); do
+                # The console consumer has no JSON output.
+                [ "$tool" = java ] && [ "$what" = "consume json" ] && continue
                 case "$what" in
                     produce | "produce -K")
                         topic=bench-cli-$tool-$round
@@ -349,6 +379,11 @@ EOF
                                 "$weir" produce -t "$topic" "${kflag[@]}" "$file" ;;
                             kcat) cli_run "$scenario" kcat "$round" "$bytes" /dev/null \
                                 kcat -P -b "$brokers" -t "$topic" "${kflag[@]}" -l "$file" ;;
+                            java) java_kflag=()
+                                [ "$what" = "produce -K" ] && java_kflag=(--reader-property parse.key=true
+                                    --reader-property key.separator=:)
+                                cli_run "$scenario" java "$round" "$bytes" /dev/null \
+                                    "${java_console_producer[@]}" --topic "$topic" "${java_kflag[@]}" <"$file" ;;
                         esac
                         n=$(high_watermarks "$topic")
                         [ "$n" = "$records" ] || failures+=("$scenario, $tool, round $round: $n of $records records written")
@@ -360,6 +395,8 @@ EOF
                                 "$weir" consume -t "$topic" -e ;;
                             kcat) cli_run "$scenario" kcat "$round" $((records * size)) /dev/null \
                                 kcat -C -b "$brokers" -t "$topic" -e -o beginning -q ;;
+                            java) cli_run "$scenario" java "$round" $((records * size)) /dev/null \
+                                "${java_console_consumer[@]}" --topic "$topic" ;;
                         esac
                         ;;
                     "consume json")
@@ -377,54 +414,93 @@ EOF
     "$weir" topics delete bench-cli-read >/dev/null
 }
 
-cases=("1 none" "6 none" "1 lz4" "6 lz4")
-started=$(date +%s)
-for what in $scenarios; do
-    case "$what" in
-    produce)
+cases=()
+for codec in "${codecs[@]}"; do
+    for p in "${partition_counts[@]}"; do cases+=("$p $codec"); done
+done
+# The record shapes of produce and consume: RECORDS x SIZE, then BIG.
+shapes=("${records}x$size")
+[ -z "$big" ] || shapes+=("$big")
+base_records=$records base_size=$size
+# shape_suffix: the scenario name's mark of a shape other than the first.
+shape_suffix() {
+    [ "$records" = "$base_records" ] && [ "$size" = "$base_size" ] && return 0
+    if [ $((size % 1024)) = 0 ]; then echo " $((size / 1024))KiB"; else echo " ${size}B"; fi
+}
+
+# produce_cases SUFFIX TOPIC_FLAGS...: every produce case and shape, each
+# tool on a fresh topic (created with TOPIC_FLAGS) per run.
+produce_cases() {
+    local suffix=$1 shape p codec round tool topic extra
+    shift
+    for shape in "${shapes[@]}"; do
+        records=${shape%x*} size=${shape#*x}
         for c in "${cases[@]}"; do
             read -r p codec <<<"$c"
-            scenario="produce ${p}p $codec"
+            scenario="produce ${p}p $codec$(shape_suffix)$suffix"
             echo "== $scenario: $records x $size B" >&2
             for round in $(seq 1 "$rounds"); do
                 for tool in $(rotated "$round") $(wants weir && echo weir-no-idempotence); do
                     topic=bench-produce-$p-$codec-$tool-$round
                     extra=()
                     [ "$tool" = weir-no-idempotence ] && extra=(--no-idempotence)
-                    "$weir" topics create "$topic" --partitions "$p" >/dev/null
+                    "$weir" topics create "$topic" --partitions "$p" "$@" >/dev/null
                     run "$scenario" "$tool" "$round" produce -t "$topic" --partitions "$p" -n "$records" \
                         --size "$size" --compression "$codec" "${extra[@]}"
                     "$weir" topics delete "$topic" >/dev/null
                 done
             done
         done
+    done
+    records=$base_records size=$base_size
+}
+
+started=$(date +%s)
+for what in $scenarios; do
+    case "$what" in
+    produce)
+        produce_cases ""
+        ;;
+    rf3)
+        echo "== rf3: three nodes in place of the single one" >&2
+        bench_broker_stop
+        bench_broker_start "$work" "$weir" 3
+        "$weir" bench produce -t bench-warmup --partitions 6 -n "$records" --size "$size" >/dev/null
+        "$weir" topics delete bench-warmup >/dev/null
+        produce_cases " rf3" --replication-factor 3 --config min.insync.replicas=2
+        bench_broker_stop
+        bench_broker_start "$work" "$weir"
         ;;
     consume)
-        for c in "${cases[@]}"; do
-            read -r p codec <<<"$c"
-            for writer in weir java; do
-                topic=bench-consume-$p-$codec-$writer
-                if [ "$writer" = weir ]; then
-                    scenario="consume ${p}p $codec"
-                    echo "== $scenario: $records x $size B (produced once by weir bench: batches up to 1 MiB)" >&2
-                    "$weir" bench produce -t "$topic" --partitions "$p" -n "$records" --size "$size" \
-                        --compression "$codec" >/dev/null
-                else
-                    scenario="consume ${p}p $codec java-written"
-                    echo "== $scenario: $records x $size B (produced once by ProducerPerformance: 16 KiB batches)" >&2
-                    java_fill "$topic" "$p" "$codec"
-                fi
-                # Unmeasured: the broker's first read of a topic just written
-                # costs it more (see broker_cpu_ms), whichever tool comes first.
-                "$weir" bench consume -t "$topic" -n "$records" >/dev/null
-                for round in $(seq 1 "$rounds"); do
-                    for tool in $(rotated "$round"); do
-                        run "$scenario" "$tool" "$round" consume -t "$topic" -n "$records"
+        for shape in "${shapes[@]}"; do
+            records=${shape%x*} size=${shape#*x}
+            for c in "${cases[@]}"; do
+                read -r p codec <<<"$c"
+                for writer in weir java; do
+                    topic=bench-consume-$p-$codec-$writer
+                    if [ "$writer" = weir ]; then
+                        scenario="consume ${p}p $codec$(shape_suffix)"
+                        echo "== $scenario: $records x $size B (produced once by weir bench: batches up to 1 MiB)" >&2
+                        "$weir" bench produce -t "$topic" --partitions "$p" -n "$records" --size "$size" \
+                            --compression "$codec" >/dev/null
+                    else
+                        scenario="consume ${p}p $codec$(shape_suffix) java-written"
+                        echo "== $scenario: $records x $size B (produced once by ProducerPerformance: 16 KiB batches)" >&2
+                        java_fill "$topic" "$p" "$codec"
+                    fi
+                    # Unmeasured: the broker's first read of a topic just written
+                    # costs it more (see broker_cpu_ms), whichever tool comes first.
+                    "$weir" bench consume -t "$topic" -n "$records" >/dev/null
+                    for round in $(seq 1 "$rounds"); do
+                        for tool in $(rotated "$round"); do
+                            run "$scenario" "$tool" "$round" consume -t "$topic" -n "$records"
+                        done
                     done
+                    "$weir" topics delete "$topic" >/dev/null
                 done
-                "$weir" topics delete "$topic" >/dev/null
             done
         done
+        records=$base_records size=$base_size
         ;;
     latency)
         for p in 1 6; do
@@ -432,7 +508,7 @@ for what in $scenarios; do
             echo "== $scenario: $latency_records x $size B, send to consume" >&2
             for round in $(seq 1 "$rounds"); do
                 for tool in $(rotated "$round"); do
-                    [ "$tool" = java ] && continue
+                    [ "$tool" = java ] || [ "$tool" = rskafka-raw ] && continue
                     topic=bench-latency-$p-$tool-$round
                     "$weir" topics create "$topic" --partitions "$p" >/dev/null
                     run "$scenario" "$tool" "$round" latency -t "$topic" --partitions "$p" -n "$latency_records" \
@@ -453,7 +529,7 @@ for what in $scenarios; do
         echo "== pipe: weir pipe against a Java consume-transform-produce loop (bench/pipe.sh)" >&2
         BROKERS=$WEIR_BROKERS RECORDS=$records SIZE=$size ROUNDS=$rounds bench/pipe.sh >&2
         ;;
-    *) echo "unknown scenario \"$what\" (produce, consume, latency, cli, groups, pipe)" >&2; exit 2 ;;
+    *) echo "unknown scenario \"$what\" (produce, consume, latency, cli, rf3, groups, pipe)" >&2; exit 2 ;;
     esac
 done
 echo "$(($(date +%s) - started)) s of measurements; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" |
@@ -471,7 +547,7 @@ for r in rows:
     if r["scenario"] not in order:
         order.append(r["scenario"])
 tools = ["weir", "weir-no-idempotence", "rdkafka-defaults", "rdkafka-tuned", "confluent-defaults",
-         "confluent-tuned", "java", "kcat"]
+         "confluent-tuned", "java", "kcat", "rskafka-raw"]
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 
 def stats(scenario, tool):
@@ -487,11 +563,12 @@ def stats(scenario, tool):
         "broker": med([r.get("broker_cpu_s", float("nan")) for r in rs]),
         "p50": med([l["p50"] for l in lat]) if lat else None,
         "p99": med([l["p99"] for l in lat]) if lat else None,
+        "p999": med([l["p99_9"] for l in lat if l.get("p99_9") is not None]) if lat else None,
     }
 
 ms = lambda v: "–" if v is None else ("%.1f" % v if v >= 1 else "%.2f" % v)
-print("| scenario | tool | records/s | MB/s | CPU s | broker CPU s | peak RSS MiB | p50 ms | p99 ms | weir ÷ tool (records/s) |")
-print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+print("| scenario | tool | records/s | MB/s | CPU s | broker CPU s | peak RSS MiB | p50 ms | p99 ms | p99.9 ms | weir ÷ tool (records/s) |")
+print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 table = {}
 for s in order:
     for t in tools:
@@ -501,33 +578,57 @@ for s in order:
         table[s, t] = x
         w = table.get((s, "weir"))
         ratio = "" if t == "weir" or not w else "%.2f×" % (w["rps"] / x["rps"])
-        print("| %s | %s | %.0f | %.1f | %.2f | %.2f | %.0f | %s | %s | %s |" % (
-            s, t, x["rps"], x["mbps"], x["cpu"], x["broker"], x["rss"], ms(x["p50"]), ms(x["p99"]), ratio))
+        print("| %s | %s | %.0f | %.1f | %.2f | %.2f | %.0f | %s | %s | %s | %s |" % (
+            s, t, x["rps"], x["mbps"], x["cpu"], x["broker"], x["rss"], ms(x["p50"]), ms(x["p99"]),
+            ms(x["p999"]), ratio))
 
+# The issue's targets, against the best of the other clients in the same
+# scenario (not weir without idempotence, not kcat: the cli scenario is
+# whole processes): records/s produce >= 1.2x and consume >= 1.5x the
+# fastest, peak RSS <= 0.5x the smallest, p99 no worse than the lowest.
 print()
-print("Targets against rdkafka-tuned (records/s: consume ≥ 1.5×, produce ≥ 1.0×; peak RSS ≤ ¼; p99 no worse):")
+print("Targets against the best of the others (records/s: produce ≥ 1.2×, consume ≥ 1.5×; peak RSS ≤ 0.5×; p99 no worse):")
 print()
-print("| scenario | records/s weir ÷ tuned | peak RSS weir ÷ tuned | p99 weir − tuned ms | CPU s weir ÷ tuned |")
-print("|---|--:|--:|--:|--:|")
+print("| scenario | records/s weir ÷ fastest | peak RSS weir ÷ smallest | p99 weir − lowest ms | CPU s weir ÷ least | weir ÷ rskafka-raw (≥ 0.9) |")
+print("|---|--:|--:|--:|--:|--:|")
+others = ["rdkafka-defaults", "rdkafka-tuned", "confluent-defaults", "confluent-tuned", "java"]
 for s in order:
-    w, b = table.get((s, "weir")), table.get((s, "rdkafka-tuned"))
-    if not w or not b:
+    w = table.get((s, "weir"))
+    rest = [(t, table[s, t]) for t in others if (s, t) in table]
+    if not w or not rest:
         continue
     mark = lambda ok: "✓" if ok else "✗"
-    rps = w["rps"] / b["rps"]
     cells = []
     if s.startswith("latency"):
         cells.append("–")
     else:
-        need = 1.5 if s.startswith("consume") else 1.0
-        cells.append("%.2f× %s" % (rps, mark(rps >= need)))
-    rss = w["rss"] / b["rss"]
-    cells.append("%.2f %s" % (rss, mark(rss <= 0.25)))
-    if w["p99"] is not None and b["p99"] is not None:
+        t, b = max(rest, key=lambda r: r[1]["rps"])
+        need = 1.5 if s.startswith("consume") else 1.2
+        cells.append("%.2f× %s (%s)" % (w["rps"] / b["rps"], mark(w["rps"] / b["rps"] >= need), t))
+    t, b = min(rest, key=lambda r: r[1]["rss"])
+    cells.append("%.2f %s (%s)" % (w["rss"] / b["rss"], mark(w["rss"] / b["rss"] <= 0.5), t))
+    lat = [(t, x) for t, x in rest if x["p99"] is not None]
+    if w["p99"] is not None and lat:
+        t, b = min(lat, key=lambda r: r[1]["p99"])
         d = w["p99"] - b["p99"]
-        cells.append("%+.2f %s" % (d, mark(d <= 0)))
+        cells.append("%+.2f %s (%s)" % (d, mark(d <= 0), t))
     else:
         cells.append("–")
-    cells.append("%.2f" % (w["cpu"] / b["cpu"]))
+    t, b = min(rest, key=lambda r: r[1]["cpu"])
+    cells.append("%.2f (%s)" % (w["cpu"] / b["cpu"], t))
+    raw = table.get((s, "rskafka-raw"))
+    cells.append("%.2f %s" % (w["rps"] / raw["rps"], mark(w["rps"] / raw["rps"] >= 0.9)) if raw else "–")
     print("| %s | %s |" % (s, " | ".join(cells)))
+
+# The spread: min … max of records/s over the rounds, per scenario and tool.
+print()
+print("Spread over the rounds, records/s (min … max):")
+print()
+for s in order:
+    parts = []
+    for t in tools:
+        rs = [r["records_per_sec"] for r in rows if r["scenario"] == s and r["tool"] == t]
+        if rs:
+            parts.append("%s %.0f … %.0f" % (t, min(rs), max(rs)))
+    print("- %s: %s" % (s, "; ".join(parts)))
 EOF

@@ -76,6 +76,13 @@ Examples:
   weir bench consume -n 1000000 --partitions 6
   weir bench latency --rate 10000 --json";
 
+/// `weir config --help`.
+pub const CONFIG: &str = "\
+Examples:
+  weir config show                       # the settings in force and where each came from
+  weir --profile prod config show        # a profile of ~/.config/weir/config.toml
+  weir --config-file ./kafka.toml --profile staging config show";
+
 /// `weir cluster --help`.
 pub const CLUSTER: &str = "\
 Examples:

@@ -327,6 +327,7 @@ pub enum Command {
     #[command(after_help = examples::BENCH)]
     Bench(bench::BenchArgs),
     /// Connection settings: `weir config show` prints those in force.
+    #[command(after_help = examples::CONFIG)]
     Config(config::ConfigArgs),
     /// The cluster: its id, controller, brokers, and how many topics and
     /// partitions it holds (kcat -L).
