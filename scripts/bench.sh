@@ -135,12 +135,13 @@ command_for() {
         weir-no-idempotence) echo "$weir bench" ;;
         rdkafka-defaults) echo "$baseline --profile defaults" ;;
         rdkafka-tuned) echo "$baseline --profile tuned" ;;
-        # A 20 s deadline (delivery.timeout.ms, and the consume job's):
+        # A 35 s deadline (delivery.timeout.ms, at least linger.ms plus the
+        # 30 s request.timeout.ms, and the consume job's):
         # runs take 1-10 s, and the client's default producer leaves some
         # batches unsent until the deadline in most 6-partition runs
         # (BENCHMARKS.md), which at its 60 s would add a minute each.
-        confluent-defaults) echo "$confluent --timeout-secs 20 --profile defaults" ;;
-        confluent-tuned) echo "$confluent --timeout-secs 20 --profile tuned" ;;
+        confluent-defaults) echo "$confluent --timeout-secs 35 --profile defaults" ;;
+        confluent-tuned) echo "$confluent --timeout-secs 35 --profile tuned" ;;
         rskafka-raw) echo "$raw" ;;
     esac
 }
