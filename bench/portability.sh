@@ -36,10 +36,11 @@ row() {
         fi
         printf '| %s | %s | built in %s s | %s | %s |\n' "$name" "$target" "$took" "$(numfmt --grouping "$size")" "$linked"
     else
-        # The first error line, and the last line that says why (the linker's
-        # or the C build's own message is often only there).
+        # The first line that says why: the C compiler's own message (a
+        # build script's failure only says that it failed), else the first
+        # error, with the path cut to the file's name.
         local first
-        first=$(grep -m1 -E '^error' "$log" | cut -c1-160 || true)
+        first=$(grep -m1 -E 'fatal error|error:' "$log" | sed 's/^ *//; s|.*/\([^/]*:[0-9]*:[0-9]*: \)|\1|' | cut -c1-160 || true)
         printf '| %s | %s | failed after %s s: `%s` | – | – |\n' "$name" "$target" "$took" "${first:-$(tail -n1 "$log" | cut -c1-160)}"
     fi
 }
