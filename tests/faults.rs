@@ -1461,8 +1461,15 @@ fn a_stalled_exactly_once_pipe_is_fenced_by_its_replacement() {
     let zombie_err = zombie.stderr();
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{zombie_err}");
     let last = zombie_err.lines().last().unwrap_or_default();
+    // Kafka 4.4's coordinator has once answered the fenced instance's
+    // EndTxn with UNKNOWN_SERVER_ERROR instead of PRODUCER_FENCED (a
+    // clean-clone run of this test); weir then fails naming the
+    // transaction, also with exit 1 and nothing of it committed, which
+    // the output check below covers.
     assert!(
-        last.starts_with("weir: fenced: another instance started with transactional id"),
+        last.starts_with("weir: fenced: another instance started with transactional id")
+            || (last.contains("transactional id \"weir:")
+                && last.contains("EndTxn refused by the coordinator: UnknownServerError")),
         "{zombie_err}"
     );
 
