@@ -12,7 +12,7 @@ use weir::kafka::connect::ConnectionConfig;
 use weir::kafka::idempotence::{ProducerId, ProducerIdError, init_producer_id};
 use weir::kafka::membership::MembershipConfig;
 use weir::metrics::{self, MetricsServer};
-use weir::produce::producer::{DEFAULT_BATCH_BYTES, ProducerConfig};
+use weir::produce::producer::{DEFAULT_BATCH_BYTES, DEFAULT_BUFFER_BYTES, ProducerConfig};
 
 use super::connect::parse_duration;
 use super::produce::Codec;
@@ -68,6 +68,12 @@ pub struct BatchFlags {
     #[arg(long, value_enum, default_value_t = Codec::None)]
     pub compression: Codec,
 
+    /// Most bytes of records held between reading them and their
+    /// acknowledgement, in all partitions together (as the Java
+    /// producer's buffer.memory); reading waits for room.
+    #[arg(long, default_value_t = DEFAULT_BUFFER_BYTES, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
+    pub buffer_bytes: usize,
+
     /// Produce without idempotence (for brokers older than 0.11, or a
     /// principal without IdempotentWrite on clusters before 2.8): one
     /// batch at a time per partition, and a batch retried after a lost
@@ -94,6 +100,7 @@ impl BatchFlags {
             linger: self.linger,
             batch_bytes: self.batch_bytes,
             compression: self.compression.into(),
+            buffer_bytes: self.buffer_bytes,
             delivery_timeout: timeout,
             ..ProducerConfig::default()
         })

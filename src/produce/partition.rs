@@ -125,6 +125,9 @@ pub(super) struct PartitionTask {
     pub(super) reports: mpsc::UnboundedSender<Delivery>,
     pub(super) batches_sent: Arc<AtomicU64>,
     pub(super) stale: Arc<Notify>,
+    /// The producer's room for records held, given back for each batch
+    /// once it has reported (see `ProducerConfig::buffer_bytes`).
+    pub(super) memory: Arc<Semaphore>,
 }
 
 /// Where a batch goes: sent (as an idempotent producer when it has a
@@ -310,6 +313,7 @@ impl PartitionTask {
     /// a gap in the sequence, and without idempotence it is never on its
     /// way with another.
     async fn deliver(self: Arc<Self>, batch: Vec<Pending>, dispatch: Dispatch, order: Order) {
+        let held: usize = batch.iter().map(|p| record_size(&p.record)).sum();
         let Order {
             settled,
             reported,
@@ -319,6 +323,7 @@ impl PartitionTask {
         } = order;
         self.report_batch(batch, dispatch, settled, &mut failed, &failed_tx)
             .await;
+        self.memory.add_permits(held);
         reported.send_modify(|r| *r += 1);
     }
 

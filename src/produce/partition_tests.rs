@@ -105,6 +105,24 @@ fn task_over(
     tokio::task::JoinHandle<()>,
     mpsc::UnboundedReceiver<Delivery>,
 ) {
+    // Nothing is charged here: the producer's `send` charges.
+    let memory = Arc::new(Semaphore::new(0));
+    task_with_memory(client, linger, batch_bytes, producer_id, memory)
+}
+
+/// As [`task_over`], giving the bytes of reported batches back to
+/// `memory`.
+fn task_with_memory(
+    client: Arc<dyn PartitionProduce>,
+    linger: Duration,
+    batch_bytes: usize,
+    producer_id: Option<ProducerId>,
+    memory: Arc<Semaphore>,
+) -> (
+    mpsc::Sender<Pending>,
+    tokio::task::JoinHandle<()>,
+    mpsc::UnboundedReceiver<Delivery>,
+) {
     let (reports, deliveries) = mpsc::unbounded_channel();
     let task = PartitionTask {
         client,
@@ -119,6 +137,7 @@ fn task_over(
         reports,
         batches_sent: Arc::new(AtomicU64::new(0)),
         stale: Arc::new(Notify::new()),
+        memory,
     };
     let (queue, rx) = mpsc::channel(QUEUE_RECORDS);
     (queue, tokio::spawn(task.run(rx)), deliveries)
@@ -195,6 +214,50 @@ async fn full_batches_leave_at_once_in_order() {
         tags.push(d.tag);
     }
     assert_eq!(tags, (0..10).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_batch_gives_its_bytes_back_once_reported_failed_or_abandoned_too() {
+    let log = Arc::new(FakePartition {
+        fail_at: Some(1),
+        ..FakePartition::default()
+    });
+    let one = record_size(&pending(0, values(0..1).remove(0)).record);
+    let memory = Arc::new(Semaphore::new(0));
+    let client = Arc::new(Arc::clone(&log));
+    let (queue, running, mut deliveries) = task_with_memory(
+        client,
+        Duration::from_millis(5),
+        2 * one,
+        None,
+        Arc::clone(&memory),
+    );
+    queue
+        .send(pending(0, values(0..1).remove(0)))
+        .await
+        .unwrap();
+    queue
+        .send(pending(1, values(1..2).remove(0)))
+        .await
+        .unwrap();
+    // Held until the batch has reported.
+    assert_eq!(memory.available_permits(), 0);
+    assert_eq!(deliveries.recv().await.unwrap().tag, 0);
+    assert_eq!(deliveries.recv().await.unwrap().tag, 1);
+    tokio::task::yield_now().await;
+    assert_eq!(memory.available_permits(), 2 * one);
+    // A failed batch (2, 3) and an abandoned one (4, 5) give theirs back.
+    for (tag, v) in values(2..6).into_iter().enumerate() {
+        queue.send(pending(2 + tag as u64, v)).await.unwrap();
+    }
+    drop(queue);
+    running.await.unwrap();
+    let mut failed = 0;
+    while let Ok(d) = deliveries.try_recv() {
+        failed += usize::from(d.result.is_err());
+    }
+    assert_eq!(failed, 4);
+    assert_eq!(memory.available_permits(), 6 * one);
 }
 
 #[tokio::test(start_paused = true)]

@@ -28,7 +28,7 @@ use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::Client;
 use rskafka::client::partition::Compression;
 use rskafka::record::Record;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{info, instrument, warn};
@@ -52,6 +52,10 @@ const REQUEST_OVERHEAD_BYTES: usize = 16 * 1024;
 /// Default batch size: as large as the broker accepts, less the overhead.
 pub const DEFAULT_BATCH_BYTES: usize = BROKER_MAX_REQUEST_BYTES - REQUEST_OVERHEAD_BYTES;
 
+/// Default memory for records between `send` and their acknowledgement,
+/// as the Java producer's `buffer.memory` (32 MiB).
+pub const DEFAULT_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+
 /// Default linger, as librdkafka's `linger.ms` (5 ms).
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 
@@ -68,6 +72,11 @@ pub struct ProducerConfig {
     pub batch_bytes: usize,
     /// Batch compression.
     pub compression: Compression,
+    /// Most bytes of records (in the batch size's estimate) held from
+    /// [`Producer::send`] until their batch is acknowledged or failed, in
+    /// every partition together; `send` waits for room, as the Java
+    /// producer's `buffer.memory`. At least one batch's worth.
+    pub buffer_bytes: usize,
     /// How records without an explicit partition are placed.
     pub partitioner: PartitionerKind,
     /// How long one batch may take, retries included, before its records
@@ -99,6 +108,7 @@ impl Default for ProducerConfig {
             linger: DEFAULT_LINGER,
             batch_bytes: DEFAULT_BATCH_BYTES,
             compression: Compression::NoCompression,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
             partitioner: PartitionerKind::Murmur2,
             delivery_timeout: crate::kafka::connect::DEFAULT_TIMEOUT,
             metadata_max_age: DEFAULT_METADATA_MAX_AGE,
@@ -309,6 +319,9 @@ pub struct Producer {
     /// conversion to a date.
     clock: Clock,
     batch_bytes: usize,
+    /// Room for records held (see [`ProducerConfig::buffer_bytes`]), one
+    /// permit a byte.
+    memory: Arc<Semaphore>,
     tasks: JoinSet<()>,
 }
 
@@ -363,6 +376,11 @@ impl Producer {
             partitioner: Partitioner::new(config.partitioner),
             kind: config.partitioner,
             batch_bytes: config.batch_bytes.min(DEFAULT_BATCH_BYTES),
+            memory: Arc::new(Semaphore::new(
+                config
+                    .buffer_bytes
+                    .clamp(DEFAULT_BATCH_BYTES, Semaphore::MAX_PERMITS),
+            )),
             config,
             queues: Vec::new(),
             reports,
@@ -414,6 +432,7 @@ impl Producer {
                 reports: self.reports.clone(),
                 batches_sent: Arc::clone(&batches_sent),
                 stale: Arc::clone(&self.stale),
+                memory: Arc::clone(&self.memory),
             };
             self.tasks.spawn(task.run(rx));
             self.queues.push(tx);
@@ -484,6 +503,20 @@ impl Producer {
                     .ok_or_else(|| refused(TimestampProblem::Unrepresentable))?
             }
         };
+        // Held until the record's batch reports (the partition task gives
+        // it back); the size is below one batch, and so below the budget.
+        let charge = u32::try_from(size).unwrap_or(u32::MAX);
+        match self.memory.try_acquire_many(charge) {
+            Ok(permit) => permit.forget(),
+            Err(_) => self
+                .memory
+                .acquire_many(charge)
+                .await
+                .map_err(|_| ProduceError::Closed {
+                    topic: self.topic.clone(),
+                })?
+                .forget(),
+        }
         let queue = &self.queues[partition as usize];
         // One clock read per batch at most: under load queues are seldom
         // empty.
