@@ -529,3 +529,62 @@ fn a_refused_sequence_starts_a_new_epoch_and_writes_everything_once() {
     expected.extend(values("second", 10));
     assert_eq!(stored, expected);
 }
+
+/// With compression, a batch holds records by the ratio the partition's
+/// last batch compressed to, as the Java producer sizes `batch.size` in
+/// compressed bytes. Records that compress well, then records that
+/// compress far worse: the first batch of those, collected for the old
+/// ratio, would be above what the broker accepts, and is cut before it
+/// is sent. Every record lands once, in order.
+#[test]
+fn compressed_batches_are_sized_by_their_ratio_and_cut_when_it_worsens() {
+    let topic = random_topic("ratio");
+    weir_run(&["topics", "create", &topic, "--partitions", "1"]).ok();
+    // 6 MB that lz4 takes to a few percent, then 12 MB of base64 of
+    // random bytes (about three quarters), 300 bytes a line.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut input = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..60_000 {
+        let value = if i < 20_000 {
+            format!("{i:06} {}", "compressible ".repeat(22))
+        } else {
+            let noise: String = (0..292)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % 64) as usize] as char
+                })
+                .collect();
+            format!("{i:06} {noise}")
+        };
+        input.extend_from_slice(value.as_bytes());
+        input.push(b'\n');
+        expected.push(value);
+    }
+    // A long linger: batches are cut by size, not time.
+    let run = produce(
+        &["-t", &topic, "--compression", "lz4", "--linger", "2s", "-v"],
+        &input,
+    );
+    run.ok();
+    assert!(
+        run.stderr.contains("produced 60000 records"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("batch too large once compressed; cut"),
+        "no batch was cut: the test did not reach the case\n{}",
+        run.stderr
+    );
+    let all = read_all(&topic, 1);
+    let got: Vec<String> = all[&0]
+        .iter()
+        .map(|r| String::from_utf8(r.record.value.clone().unwrap()).unwrap())
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "records lost, repeated or out of order");
+}

@@ -60,7 +60,9 @@ pub struct BatchFlags {
     #[arg(long, default_value = "5ms", value_parser = parse_duration, allow_hyphen_values = true)]
     pub linger: Duration,
 
-    /// Largest batch in bytes (at most 1 MiB minus request overhead).
+    /// Largest batch in bytes as sent, compressed when compressing (as
+    /// the Java producer's batch.size; at most 1 MiB minus request
+    /// overhead).
     #[arg(long, default_value_t = DEFAULT_BATCH_BYTES, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
     pub batch_bytes: usize,
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use rskafka::chrono::DateTime;
 use rskafka::client::Client;
-use rskafka::client::partition::{BatchIdentity, Compression, PartitionClient};
+use rskafka::client::partition::{BatchIdentity, Compression, EncodedBatch, PartitionClient};
 use rskafka::record::Record;
 use tracing::{debug, info, instrument, warn};
 
@@ -422,11 +422,16 @@ impl OffsetStore {
                     w.sequence = ((i64::from(w.sequence) + count as i64) % (1 << 31)) as i32;
                     // A refused sequence fails the transaction, which is
                     // aborted (no epoch bump inside a transaction).
-                    client
-                        .produce_as(records, Compression::NoCompression, move |a| {
-                            std::future::ready(a.refused.is_none().then(|| identity.clone()))
-                        })
-                        .boxed()
+                    let client = &client;
+                    async move {
+                        let batch = EncodedBatch::encode(&records, Compression::NoCompression)?;
+                        client
+                            .produce_as(batch, move |a| {
+                                std::future::ready(a.refused.is_none().then(|| identity.clone()))
+                            })
+                            .await
+                    }
+                    .boxed()
                 }
             };
             let offsets = tokio::time::timeout(self.timeout, produced)

@@ -8,18 +8,19 @@
 //! partition's order; after a failed batch the rest of the partition's
 //! records are abandoned unsent.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use rskafka::client::partition::{Compression, PartitionClient};
+use rskafka::client::partition::{Compression, EncodedBatch, PartitionClient};
 use rskafka::record::Record;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::producer::{Delivery, ProduceError, SendFailure, encoded_size};
+use super::producer::{DEFAULT_BATCH_BYTES, Delivery, ProduceError, SendFailure, encoded_size};
 use super::sequence::{Sequencing, Stamp};
 use crate::TopicPartition;
 use crate::kafka::connect::ClientError;
@@ -36,6 +37,56 @@ pub(super) const QUEUE_RECORDS: usize = 8 * 1024;
 /// `max.in.flight.requests.per.connection` limit with idempotence).
 pub const IDEMPOTENT_IN_FLIGHT: usize = 5;
 
+/// Largest batch of uncompressed records a compressing producer
+/// collects, whatever the compression ratio.
+const MAX_PLAIN_BATCH_BYTES: usize = 2 * 1024 * 1024;
+
+/// The batch size's estimate of what a batch compresses to, as the Java
+/// producer's `CompressionRatioEstimator` (kept per partition here, and
+/// taken from the last batch: weir measures each batch exactly, and
+/// cuts one that comes out too large).
+#[derive(Debug, Clone, Copy)]
+struct Ratio(f64);
+
+impl Ratio {
+    /// As Java, a partition's first batch is taken not to compress.
+    const FIRST: Self = Self(1.0);
+
+    /// Room left for an estimate below the last batch's ratio (Java's
+    /// `COMPRESSION_RATE_ESTIMATION_FACTOR`).
+    const MARGIN: f64 = 1.05;
+
+    /// Most bytes of records (in [`record_size`]'s estimate) to collect for
+    /// a batch of `batch_bytes` on the wire.
+    fn plain_limit(self, batch_bytes: usize, compression: Compression) -> usize {
+        if matches!(compression, Compression::NoCompression) {
+            return batch_bytes;
+        }
+        let limit = batch_bytes as f64 / (self.0 * Self::MARGIN);
+        (limit as usize).min(MAX_PLAIN_BATCH_BYTES)
+    }
+
+    /// Takes the ratio of a batch: `wire` bytes sent for `plain` bytes of
+    /// records.
+    fn observe(&mut self, wire: usize, plain: usize) {
+        if plain > 0 {
+            self.0 = (wire as f64 / plain as f64).max(0.001);
+        }
+    }
+}
+
+/// A batch ready to go: its records' tags, written and compressed, and
+/// its sizes.
+struct Ready {
+    tags: Vec<u64>,
+    /// The encoded batch, or why it could not be written.
+    batch: Result<EncodedBatch, ClientError>,
+    /// Bytes of keys and values, for the metrics.
+    payload: usize,
+    /// [`record_size`] of its records: what the producer's `send` charged.
+    held: usize,
+}
+
 pub(super) fn record_size(record: &Record) -> usize {
     encoded_size(
         record.key.as_deref(),
@@ -49,13 +100,12 @@ pub(super) fn record_size(record: &Record) -> usize {
 /// failure handling are unit-tested without a broker (as the consumer's
 /// `PartitionFetch`).
 pub(super) trait PartitionProduce: Send + Sync + 'static {
-    /// Writes `records` as one batch, as an idempotent producer when
-    /// `stamp` is given (whose identity is asked before each attempt):
-    /// their offsets in order, or why not.
+    /// Writes `batch`, as an idempotent producer when `stamp` is given
+    /// (whose identity is asked before each attempt): its records'
+    /// offsets in order, or why not.
     fn produce<'a>(
         &'a self,
-        records: Vec<Record>,
-        compression: Compression,
+        batch: EncodedBatch,
         stamp: Option<&'a Stamp>,
     ) -> BoxFuture<'a, Result<Vec<i64>, ClientError>>;
 
@@ -69,17 +119,13 @@ pub(super) trait PartitionProduce: Send + Sync + 'static {
 impl PartitionProduce for PartitionClient {
     fn produce<'a>(
         &'a self,
-        records: Vec<Record>,
-        compression: Compression,
+        batch: EncodedBatch,
         stamp: Option<&'a Stamp>,
     ) -> BoxFuture<'a, Result<Vec<i64>, ClientError>> {
         Box::pin(async move {
             match stamp {
-                Some(stamp) => {
-                    self.produce_as(records, compression, |a| stamp.identity(a))
-                        .await
-                }
-                None => PartitionClient::produce(self, records, compression).await,
+                Some(stamp) => self.produce_as(batch, |a| stamp.identity(a)).await,
+                None => self.produce_encoded(batch).await,
             }
             .map_err(ClientError::from)
         })
@@ -194,17 +240,23 @@ impl PartitionTask {
                 task.partition,
             ))
         });
-        let mut carry: Option<Pending> = None;
+        // Records taken from the queue that did not fit the last batch.
+        let mut carry: VecDeque<Pending> = VecDeque::new();
+        let mut ratio = Ratio::FIRST;
+        let mut closed = false;
         loop {
-            let first = match carry.take() {
+            let first = match carry.pop_front() {
                 Some(p) => p,
+                None if closed => break,
                 None => match queue.recv().await {
                     Some(p) => p,
                     None => break,
                 },
             };
-            let (batch, next, closed) = task.collect(first, &mut queue).await;
-            carry = next;
+            let limit = ratio.plain_limit(task.batch_bytes, task.compression);
+            let (batch, queue_closed) = task.collect(first, limit, &mut carry, &mut queue).await;
+            closed |= queue_closed;
+            let batch = task.encode(batch, &mut carry, &mut ratio);
             task.batches_sent.fetch_add(1, Ordering::Relaxed);
             // Never closed: acquiring cannot fail.
             let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
@@ -225,7 +277,7 @@ impl PartitionTask {
                     failed: failed.clone(),
                     stamped: AtomicU64::new(0),
                 });
-                records += batch.len() as u64;
+                records += batch.tags.len() as u64;
                 Dispatch::Send(stamp)
             };
             let (failed, failed_tx) = (failed.clone(), Arc::clone(&failed_tx));
@@ -254,21 +306,25 @@ impl PartitionTask {
             if batches == 1 && task.producer_id.is_some() {
                 let _ = reported.subscribe().wait_for(|&r| r >= 1).await;
             }
-            if closed && carry.is_none() {
+            if closed && carry.is_empty() {
                 break;
             }
         }
         let _ = reported.subscribe().wait_for(|&r| r >= batches).await;
     }
 
-    /// A batch starting with `first`: records until the batch is full, the
-    /// linger after the first has passed, or the queue closes. Returns the
-    /// batch, a record that did not fit, and whether the queue closed.
+    /// A batch starting with `first`: records (from `carry`, then the
+    /// queue) until they reach `limit` bytes, the linger after the first
+    /// has passed, or the queue closes; a record that does not fit goes
+    /// back to the front of `carry`. Returns the batch and whether the
+    /// queue closed.
     async fn collect(
         &self,
         first: Pending,
+        limit: usize,
+        carry: &mut VecDeque<Pending>,
         queue: &mut mpsc::Receiver<Pending>,
-    ) -> (Vec<Pending>, Option<Pending>, bool) {
+    ) -> (Vec<Pending>, bool) {
         let mut bytes = record_size(&first.record);
         // tokio's timers fire on the first millisecond tick at or after
         // their deadline; half a millisecond early centres that on the
@@ -278,33 +334,100 @@ impl PartitionTask {
             .unwrap_or_else(Instant::now);
         let mut batch = vec![first];
         let mut closed = false;
-        while bytes < self.batch_bytes {
-            let next = match queue.try_recv() {
-                Ok(p) => Some(p),
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
-                    None
-                }
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, queue.recv()).await {
-                        Ok(Some(p)) => Some(p),
-                        Ok(None) => {
-                            closed = true;
-                            None
-                        }
-                        Err(_) => None,
+        while bytes < limit {
+            let next = match carry.pop_front() {
+                Some(p) => Some(p),
+                None => match queue.try_recv() {
+                    Ok(p) => Some(p),
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        None
                     }
-                }
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, queue.recv()).await {
+                            Ok(Some(p)) => Some(p),
+                            Ok(None) => {
+                                closed = true;
+                                None
+                            }
+                            Err(_) => None,
+                        }
+                    }
+                },
             };
             let Some(next) = next else { break };
             let size = record_size(&next.record);
-            if bytes + size > self.batch_bytes {
-                return (batch, Some(next), closed);
+            if bytes + size > limit {
+                carry.push_front(next);
+                break;
             }
             bytes += size;
             batch.push(next);
         }
-        (batch, None, closed)
+        (batch, closed)
+    }
+
+    /// Writes and compresses `batch`. One that comes out larger than the
+    /// broker takes (the ratio of the batch before it was too hopeful) is
+    /// cut, and its tail goes back to the front of `carry` for the next
+    /// batch; nothing has been sent. The ratio is updated from the batch.
+    fn encode(
+        &self,
+        batch: Vec<Pending>,
+        carry: &mut VecDeque<Pending>,
+        ratio: &mut Ratio,
+    ) -> Ready {
+        let mut tags = Vec::with_capacity(batch.len());
+        let mut records: Vec<Record> = batch
+            .into_iter()
+            .map(|p| {
+                tags.push(p.tag);
+                p.record
+            })
+            .collect();
+        loop {
+            let held: usize = records.iter().map(record_size).sum();
+            let encoded = EncodedBatch::encode(&records, self.compression);
+            let wire = match &encoded {
+                Ok(batch) => batch.len(),
+                Err(_) => 0,
+            };
+            if wire > DEFAULT_BATCH_BYTES && records.len() > 1 {
+                // Aim a tenth below the limit: records differ.
+                let keep = (records.len() * DEFAULT_BATCH_BYTES / wire * 9 / 10).max(1);
+                debug!(
+                    topic = self.topic.as_str(),
+                    partition = self.partition,
+                    records = records.len(),
+                    wire,
+                    keep,
+                    "batch too large once compressed; cut"
+                );
+                let rest = records.split_off(keep);
+                let rest_tags = tags.split_off(keep);
+                for (tag, record) in rest_tags.into_iter().zip(rest).rev() {
+                    carry.push_front(Pending {
+                        tag,
+                        record,
+                        queued_at: None,
+                    });
+                }
+                continue;
+            }
+            if encoded.is_ok() {
+                ratio.observe(wire, held);
+            }
+            let payload = records
+                .iter()
+                .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
+                .sum();
+            return Ready {
+                tags,
+                batch: encoded.map_err(ClientError::from),
+                payload,
+                held,
+            };
+        }
     }
 
     /// Sends (or abandons) a batch and reports its records once the batch
@@ -312,8 +435,8 @@ impl PartitionTask {
     /// an earlier one fails is not waited for: it cannot be appended after
     /// a gap in the sequence, and without idempotence it is never on its
     /// way with another.
-    async fn deliver(self: Arc<Self>, batch: Vec<Pending>, dispatch: Dispatch, order: Order) {
-        let held: usize = batch.iter().map(|p| record_size(&p.record)).sum();
+    async fn deliver(self: Arc<Self>, batch: Ready, dispatch: Dispatch, order: Order) {
+        let held = batch.held;
         let Order {
             settled,
             reported,
@@ -329,26 +452,25 @@ impl PartitionTask {
 
     async fn report_batch(
         &self,
-        batch: Vec<Pending>,
+        batch: Ready,
         dispatch: Dispatch,
         settled: Settled,
         failed: &mut watch::Receiver<bool>,
         failed_tx: &watch::Sender<bool>,
     ) {
-        let mut tags = Vec::with_capacity(batch.len());
-        let records: Vec<Record> = batch
-            .into_iter()
-            .map(|p| {
-                tags.push(p.tag);
-                p.record
-            })
-            .collect();
+        let Ready {
+            tags,
+            batch,
+            payload,
+            ..
+        } = batch;
+        let n = tags.len();
         let abandoned = matches!(dispatch, Dispatch::Abandon);
         let outcome = match dispatch {
             Dispatch::Abandon => None,
             Dispatch::Send(stamp) => tokio::select! {
                 biased;
-                sent = self.send(records, stamp.as_ref()) => Some(sent),
+                sent = self.send(batch, n, payload, stamp.as_ref()) => Some(sent),
                 _ = failed.wait_for(|f| *f) => None,
             },
         };
@@ -387,16 +509,16 @@ impl PartitionTask {
     }
 
     /// Sends one batch within the delivery timeout.
+    /// `n` records of `bytes` keys and values, in `batch`, or why they
+    /// could not be written.
     async fn send(
         &self,
-        records: Vec<Record>,
+        batch: Result<EncodedBatch, ClientError>,
+        n: usize,
+        bytes: usize,
         stamp: Option<&Stamp>,
     ) -> Result<Vec<i64>, Arc<ProduceError>> {
-        let n = records.len();
-        let bytes: usize = records
-            .iter()
-            .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
-            .sum();
+        let batch = batch.map_err(|e| self.failed(SendFailure::from(e), n))?;
         let started = Instant::now();
         debug!(
             topic = self.topic.as_str(),
@@ -405,14 +527,11 @@ impl PartitionTask {
             first_record = stamp.map(|s| s.first),
             "sending batch"
         );
-        let sent = tokio::time::timeout(
-            self.delivery_timeout,
-            self.client.produce(records, self.compression, stamp),
-        )
-        .await
-        .map_err(|_| SendFailure::NoAcknowledgement {
-            timeout: self.delivery_timeout,
-        });
+        let sent = tokio::time::timeout(self.delivery_timeout, self.client.produce(batch, stamp))
+            .await
+            .map_err(|_| SendFailure::NoAcknowledgement {
+                timeout: self.delivery_timeout,
+            });
         // UNKNOWN_TOPIC_OR_PARTITION is retried (a broker may learn of a
         // partition late) until the deadline; then a deleted topic is
         // named as the reason.
@@ -430,6 +549,12 @@ impl PartitionTask {
             Ok(Err(e)) => self.deleted_or(e.into()).await,
             Err(e) => self.deleted_or(e).await,
         };
+        Err(self.failed(cause, n))
+    }
+
+    /// The error of a batch of `n` records that failed for `cause`, after
+    /// a warning, its count in the metrics, and a metadata refresh.
+    fn failed(&self, cause: SendFailure, n: usize) -> Arc<ProduceError> {
         let error = Arc::new(ProduceError::Send {
             topic: self.topic.clone(),
             partition: self.partition,
@@ -439,7 +564,7 @@ impl PartitionTask {
         warn!(error = %error, records = n, "batch failed");
         crate::metrics::global().error(crate::metrics::ErrorKind::Produce);
         self.stale.notify_one();
-        Err(error)
+        error
     }
 
     /// After a failed batch: [`SendFailure::TopicDeleted`] when the topic

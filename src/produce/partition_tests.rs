@@ -21,16 +21,12 @@ struct FakePartition {
 impl PartitionProduce for Arc<FakePartition> {
     fn produce<'a>(
         &'a self,
-        records: Vec<Record>,
-        _compression: Compression,
+        batch: EncodedBatch,
         _stamp: Option<&'a Stamp>,
     ) -> BoxFuture<'a, Result<Vec<i64>, ClientError>> {
         Box::pin(async move {
             let mut batches = self.batches.lock().unwrap();
-            let values: Vec<String> = records
-                .iter()
-                .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
-                .collect();
+            let values = values_of(&batch);
             let n = batches.len();
             batches.push((Instant::now(), values.clone()));
             if self.fail_at == Some(n) {
@@ -48,6 +44,45 @@ impl PartitionProduce for Arc<FakePartition> {
     fn leader(&self) -> Option<String> {
         Some("fake:9092".to_owned())
     }
+}
+
+/// The values of an uncompressed batch's records, read back as a
+/// broker reads them (Kafka's record format: zig-zag varints).
+fn values_of(batch: &EncodedBatch) -> Vec<String> {
+    fn varint(bytes: &mut &[u8]) -> i64 {
+        let (mut value, mut shift) = (0_u64, 0);
+        loop {
+            let b = bytes[0];
+            *bytes = &bytes[1..];
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return (value >> 1) as i64 ^ -((value & 1) as i64);
+            }
+            shift += 7;
+        }
+    }
+    fn field<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let len = varint(bytes);
+        let len = usize::try_from(len).ok()?;
+        let (field, rest) = bytes.split_at(len);
+        *bytes = rest;
+        Some(field)
+    }
+    let mut bytes = batch.as_bytes();
+    let mut values = Vec::new();
+    while !bytes.is_empty() {
+        let len = varint(&mut bytes) as usize;
+        let (mut record, rest) = bytes.split_at(len);
+        bytes = rest;
+        record = &record[1..]; // attributes
+        varint(&mut record); // timestamp delta
+        varint(&mut record); // offset delta
+        field(&mut record); // key
+        let value = field(&mut record).expect("a value");
+        values.push(String::from_utf8(value.to_vec()).unwrap());
+    }
+    assert_eq!(values.len(), batch.records());
+    values
 }
 
 /// The broker's refusal of a batch: not enough in-sync replicas.
@@ -399,15 +434,11 @@ impl SlowLog {
 impl PartitionProduce for Arc<SlowLog> {
     fn produce<'a>(
         &'a self,
-        records: Vec<Record>,
-        _compression: Compression,
+        batch: EncodedBatch,
         stamp: Option<&'a Stamp>,
     ) -> BoxFuture<'a, Result<Vec<i64>, ClientError>> {
         Box::pin(async move {
-            let values: Vec<String> = records
-                .iter()
-                .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
-                .collect();
+            let values = values_of(&batch);
             let n = self.tried.fetch_add(1, Ordering::SeqCst);
             let now = self.on_way.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_on_way.fetch_max(now, Ordering::SeqCst);
@@ -641,4 +672,113 @@ async fn a_gap_after_acknowledged_batches_gets_a_new_epoch_and_nothing_twice() {
         .collect();
     assert_eq!(appended(&log), expected);
     assert!(got.iter().all(|(_, r)| r.is_ok()), "{got:?}");
+}
+
+/// A task with `compression` that is not run, for its `encode`.
+fn compressing(compression: Compression) -> PartitionTask {
+    let (reports, _) = mpsc::unbounded_channel();
+    PartitionTask {
+        client: Arc::new(Arc::new(FakePartition::default())),
+        topic: "events".to_owned(),
+        partition: 3,
+        linger: Duration::from_millis(5),
+        batch_bytes: DEFAULT_BATCH_BYTES,
+        compression,
+        delivery_timeout: Duration::from_secs(30),
+        producer_id: None,
+        transactional_id: None,
+        reports,
+        batches_sent: Arc::new(AtomicU64::new(0)),
+        stale: Arc::new(Notify::new()),
+        memory: Arc::new(Semaphore::new(0)),
+    }
+}
+
+/// `n` records of `size` bytes that do not compress (xorshift), tagged
+/// from 0.
+fn incompressible(n: u64, size: usize) -> Vec<Pending> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|tag| {
+            let value: Vec<u8> = (0..size)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            Pending {
+                tag,
+                record: Record {
+                    key: None,
+                    value: Some(value),
+                    headers: Vec::new(),
+                    timestamp: DateTime::default(),
+                },
+                queued_at: None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_too_large_once_compressed_is_cut_and_its_tail_carried_in_order() {
+    let task = compressing(Compression::Lz4);
+    let batch = incompressible(300, 10_000);
+    let sizes: Vec<usize> = batch.iter().map(|p| record_size(&p.record)).collect();
+    let mut carry = VecDeque::from([pending(1000, "later".to_owned())]);
+    // The last batch compressed to a tenth: this one, of 3 MB, was
+    // collected for it, and does not compress.
+    let mut ratio = Ratio(0.1);
+    let ready = task.encode(batch, &mut carry, &mut ratio);
+
+    let wire = ready.batch.as_ref().unwrap().len();
+    assert!(wire <= DEFAULT_BATCH_BYTES, "{wire}");
+    let kept = ready.tags.len();
+    // About 0.9 MiB of 10 KB records.
+    assert!((80..=100).contains(&kept), "{kept}");
+    assert_eq!(ready.tags, (0..kept as u64).collect::<Vec<_>>());
+    assert_eq!(ready.held, sizes[..kept].iter().sum::<usize>());
+    let carried: Vec<u64> = carry.iter().map(|p| p.tag).collect();
+    let expected: Vec<u64> = (kept as u64..300).chain([1000]).collect();
+    assert_eq!(carried, expected);
+    // The next batch is collected for what this one showed.
+    assert!(ratio.0 > 0.99, "{ratio:?}");
+}
+
+#[test]
+fn a_batch_within_the_limit_is_sent_whole_and_teaches_the_ratio() {
+    let task = compressing(Compression::Zstd);
+    let batch: Vec<Pending> = (0..1000)
+        .map(|tag| pending(tag, format!("value {tag} ").repeat(50)))
+        .collect();
+    let held: usize = batch.iter().map(|p| record_size(&p.record)).sum();
+    let mut carry = VecDeque::new();
+    let mut ratio = Ratio::FIRST;
+    let ready = task.encode(batch, &mut carry, &mut ratio);
+    assert_eq!(ready.tags.len(), 1000);
+    assert!(carry.is_empty());
+    let wire = ready.batch.as_ref().unwrap().len();
+    assert!(wire < held / 10, "{wire} of {held}");
+    assert!(
+        (ratio.0 - wire as f64 / held as f64).abs() < 1e-9,
+        "{ratio:?}"
+    );
+}
+
+#[test]
+fn compressing_batches_are_collected_by_the_last_ratio_within_bounds() {
+    let none = Compression::NoCompression;
+    let lz4 = Compression::Lz4;
+    let mut ratio = Ratio::FIRST;
+    assert_eq!(ratio.plain_limit(1_000_000, none), 1_000_000);
+    // The first batch as if it did not compress, with Java's margin.
+    assert_eq!(ratio.plain_limit(1_000_000, lz4), 952_380);
+    ratio.observe(500_000, 1_000_000);
+    assert_eq!(ratio.plain_limit(1_000_000, lz4), 1_904_761);
+    assert_eq!(ratio.plain_limit(1_000_000, none), 1_000_000);
+    // Well compressed: no more than 4 MiB of records a batch.
+    ratio.observe(10_000, 1_000_000);
+    assert_eq!(ratio.plain_limit(1_000_000, lz4), MAX_PLAIN_BATCH_BYTES);
 }

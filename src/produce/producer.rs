@@ -68,7 +68,11 @@ pub const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(300);
 pub struct ProducerConfig {
     /// How long a partition waits after its first record for more.
     pub linger: Duration,
-    /// Largest batch, in rskafka's estimate of the encoded size.
+    /// Largest batch as sent: records in their encoded size, or, when
+    /// compressing, compressed (as the Java producer's `batch.size`). A
+    /// compressing producer collects records by the ratio its last batch
+    /// of the partition compressed to (at most 2 MiB of them), and cuts a
+    /// batch that comes out above what the broker accepts.
     pub batch_bytes: usize,
     /// Batch compression.
     pub compression: Compression,

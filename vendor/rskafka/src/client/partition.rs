@@ -17,7 +17,7 @@ use crate::{
             ProduceRequestPartitionData, ProduceRequestTopicData, ProduceResponse,
         },
         primitives::*,
-        record::{Record as ProtocolRecord, *},
+        record::*,
     },
     record::{Record, RecordAndOffset},
     throttle::maybe_throttle,
@@ -262,26 +262,19 @@ impl PartitionClient {
     /// the producer's state never takes a later batch first; after a
     /// refusal it may give a new epoch and sequence (the Java producer's
     /// epoch bump, KIP-360), or `None` to fail with the refusal.
-    pub async fn produce_as<S, SF>(
-        &self,
-        records: Vec<Record>,
-        compression: Compression,
-        stamp: S,
-    ) -> Result<Vec<i64>>
+    ///
+    /// The batch was encoded ahead ([`EncodedBatch::encode`]): every
+    /// attempt sends the same bytes.
+    pub async fn produce_as<S, SF>(&self, batch: EncodedBatch, stamp: S) -> Result<Vec<i64>>
     where
         S: Fn(ProduceAttempt) -> SF + Send + Sync,
         SF: std::future::Future<Output = Option<BatchIdentity>> + Send,
     {
-        if records.is_empty() {
+        if batch.is_empty() {
             return Ok(vec![]);
         }
-        let n = records.len() as i64;
-        let request = &Mutex::new(build_produce_request(
-            self.partition,
-            &self.topic,
-            records,
-            compression,
-        ));
+        let n = batch.records() as i64;
+        let request = &Mutex::new(batch.into_request(self.partition, &self.topic));
         let attempts = &std::sync::atomic::AtomicUsize::new(0);
         let refusal = &std::sync::Mutex::new(None::<Error>);
         let stamp = &stamp;
@@ -331,7 +324,9 @@ impl PartitionClient {
                         Err(e) if sequence_refusal => {
                             *refusal.lock().expect("not poisoned") = Some(e);
                         }
-                        answer => return answer.map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen)))),
+                        answer => {
+                            return answer.map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))));
+                        }
                     }
                 }
             },
@@ -345,13 +340,20 @@ impl PartitionClient {
         records: Vec<Record>,
         compression: Compression,
     ) -> Result<Vec<i64>> {
+        // weir: encoded once, by the same code as `produce_as`'s batches.
+        self.produce_encoded(EncodedBatch::encode(&records, compression)?)
+            .await
+    }
+
+    /// weir: [`produce`](Self::produce) a batch encoded ahead.
+    pub async fn produce_encoded(&self, batch: EncodedBatch) -> Result<Vec<i64>> {
         // skip request entirely if `records` is empty
-        if records.is_empty() {
+        if batch.is_empty() {
             return Ok(vec![]);
         }
 
-        let n = records.len() as i64;
-        let request = &build_produce_request(self.partition, &self.topic, records, compression);
+        let n = batch.records() as i64;
+        let request = &batch.into_request(self.partition, &self.topic);
 
         maybe_retry(
             &self.backoff_config,
@@ -932,75 +934,125 @@ where
         .map_err(Error::RetryFailed)?
 }
 
-fn build_produce_request(
-    partition: i32,
-    topic: &str,
-    records: Vec<Record>,
-    compression: Compression,
-) -> ProduceRequest {
-    let n = records.len() as i32;
+/// weir: a batch of records written and compressed ahead of its
+/// request: its size on the wire is known before it is sent (a producer
+/// sizes its next batches by it, and cuts one the broker would refuse),
+/// and every attempt sends the same bytes instead of compressing again.
+#[derive(Debug, Clone)]
+pub struct EncodedBatch {
+    records: EncodedRecords,
+    compression: RecordBatchCompression,
+    first_timestamp: i64,
+    max_timestamp: i64,
+}
 
-    // TODO: Retry on failure
-
-    let first_timestamp = records.first().unwrap().timestamp;
-    let mut max_timestamp = first_timestamp;
-
-    let records = records
-        .into_iter()
-        .enumerate()
-        .map(|(offset_delta, record)| {
-            max_timestamp = max_timestamp.max(record.timestamp);
-
-            ProtocolRecord {
-                key: record.key,
-                value: record.value,
-                timestamp_delta: (record.timestamp - first_timestamp).num_milliseconds(),
+impl EncodedBatch {
+    /// Writes `records` in Kafka's record format and compresses them.
+    pub fn encode(records: &[Record], compression: Compression) -> Result<Self> {
+        let first_timestamp = records
+            .first()
+            .map_or(0, |r| r.timestamp.timestamp_millis());
+        let mut max_timestamp = first_timestamp;
+        let mut plain = 0;
+        for record in records {
+            max_timestamp = max_timestamp.max(record.timestamp.timestamp_millis());
+            plain += record.approximate_size() + 16;
+        }
+        let compression = batch_compression(compression);
+        let refs = records
+            .iter()
+            .enumerate()
+            .map(|(offset_delta, record)| RecordRef {
+                timestamp_delta: record.timestamp.timestamp_millis() - first_timestamp,
                 offset_delta: offset_delta as i32,
-                // weir: the headers are a list of (key, nullable value).
-                headers: record
-                    .headers
-                    .into_iter()
-                    .map(|(key, value)| RecordHeader { key, value })
-                    .collect(),
-            }
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                headers: &record.headers,
+            });
+        let records = EncodedRecords::encode(refs, plain, compression).map_err(|e| {
+            Error::Request(RequestError::WriteError(
+                crate::protocol::messages::WriteVersionedError::WriteError(e),
+            ))
+        })?;
+        Ok(Self {
+            records,
+            compression,
+            first_timestamp,
+            max_timestamp,
         })
-        .collect();
+    }
 
-    let record_batch = ProduceRequestPartitionData {
-        index: Int32(partition),
-        records: Records(vec![RecordBatch {
-            base_offset: 0,
-            partition_leader_epoch: 0,
-            last_offset_delta: n - 1,
-            is_transactional: false,
-            base_sequence: -1,
-            compression: match compression {
-                Compression::NoCompression => RecordBatchCompression::NoCompression,
-                #[cfg(feature = "compression-gzip")]
-                Compression::Gzip => RecordBatchCompression::Gzip,
-                #[cfg(feature = "compression-lz4")]
-                Compression::Lz4 => RecordBatchCompression::Lz4,
-                #[cfg(feature = "compression-snappy")]
-                Compression::Snappy => RecordBatchCompression::Snappy,
-                #[cfg(feature = "compression-zstd")]
-                Compression::Zstd => RecordBatchCompression::Zstd,
+    /// Bytes of the records on the wire (compressed when the batch is),
+    /// without the batch's header.
+    pub fn len(&self) -> usize {
+        self.records.bytes.len()
+    }
+
+    /// The records as written (compressed when the batch is).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.records.bytes
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.count == 0
+    }
+
+    /// How many records it holds.
+    pub fn records(&self) -> usize {
+        self.records.count
+    }
+
+    fn into_request(self, partition: i32, topic: &str) -> ProduceRequest {
+        let n = self.records.count as i32;
+        produce_request(
+            partition,
+            topic,
+            RecordBatch {
+                base_offset: 0,
+                partition_leader_epoch: 0,
+                last_offset_delta: n - 1,
+                is_transactional: false,
+                base_sequence: -1,
+                compression: self.compression,
+                timestamp_type: RecordBatchTimestampType::CreateTime,
+                producer_id: -1,
+                producer_epoch: -1,
+                first_timestamp: self.first_timestamp,
+                max_timestamp: self.max_timestamp,
+                records: ControlBatchOrRecords::Encoded(self.records),
             },
-            timestamp_type: RecordBatchTimestampType::CreateTime,
-            producer_id: -1,
-            producer_epoch: -1,
-            first_timestamp: first_timestamp.timestamp_millis(),
-            max_timestamp: max_timestamp.timestamp_millis(),
-            records: ControlBatchOrRecords::Records(records),
-        }]),
-    };
+        )
+    }
+}
 
+/// weir: the record batch's name for `compression`.
+fn batch_compression(compression: Compression) -> RecordBatchCompression {
+    match compression {
+        Compression::NoCompression => RecordBatchCompression::NoCompression,
+        #[cfg(feature = "compression-gzip")]
+        Compression::Gzip => RecordBatchCompression::Gzip,
+        #[cfg(feature = "compression-lz4")]
+        Compression::Lz4 => RecordBatchCompression::Lz4,
+        #[cfg(feature = "compression-snappy")]
+        Compression::Snappy => RecordBatchCompression::Snappy,
+        #[cfg(feature = "compression-zstd")]
+        Compression::Zstd => RecordBatchCompression::Zstd,
+    }
+}
+
+/// weir: a produce request of one batch to one partition.
+fn produce_request(partition: i32, topic: &str, batch: RecordBatch) -> ProduceRequest {
     ProduceRequest {
         transactional_id: crate::protocol::primitives::NullableString(None),
         acks: Int16(-1),
         timeout_ms: Int32(30_000),
         topic_data: vec![ProduceRequestTopicData {
             name: String_(topic.to_string()),
-            partition_data: vec![record_batch],
+            partition_data: vec![ProduceRequestPartitionData {
+                index: Int32(partition),
+                records: Records(vec![batch]),
+            }],
         }],
     }
 }
@@ -1133,7 +1185,8 @@ fn extract_records(
 
     for batch in partition_records {
         match batch.records {
-            ControlBatchOrRecords::ControlBatch(_) => {
+            // weir: a fetch reads no batch as `Encoded`.
+            ControlBatchOrRecords::ControlBatch(_) | ControlBatchOrRecords::Encoded(_) => {
                 // ignore
             }
             ControlBatchOrRecords::Records(protocol_records) => {

@@ -182,15 +182,8 @@ where
     W: Write,
 {
     fn write(&self, writer: &mut W) -> Result<(), WriteError> {
-        // weir: the length is computed first and the fields written
-        // straight to `writer`; upstream built every record in its own
-        // `Vec` to learn its length (an allocation and a copy per record).
-        fn bytes_len(b: Option<&[u8]>) -> Result<usize, WriteError> {
-            Ok(match b {
-                Some(b) => varint_len(i64::from(i32::try_from(b.len())?)) + b.len(),
-                None => 1,
-            })
-        }
+        // weir: the fields are written by `write_record`, which also
+        // writes records borrowed from the producer's (`RecordRef`).
         let n_headers = i32::try_from(self.headers.len())?;
         let mut len = 1 // attributes
             + varint_len(self.timestamp_delta)
@@ -201,21 +194,13 @@ where
         for header in &self.headers {
             len += bytes_len(Some(header.key.as_bytes()))? + bytes_len(header.value.as_deref())?;
         }
-
-        Varint(i32::try_from(len)?).write(writer)?;
-        // attributes
-        Int8(0).write(writer)?;
-        Varlong(self.timestamp_delta).write(writer)?;
-        Varint(self.offset_delta).write(writer)?;
-        for field in [&self.key, &self.value] {
-            match field {
-                Some(b) => {
-                    Varint(i32::try_from(b.len())?).write(writer)?;
-                    writer.write_all(b)?;
-                }
-                None => Varint(-1).write(writer)?,
-            }
-        }
+        write_fields(
+            writer,
+            len,
+            self.timestamp_delta,
+            self.offset_delta,
+            [self.key.as_deref(), self.value.as_deref()],
+        )?;
         // Note: This is NOT a normal array but uses a Varint instead.
         Varint(n_headers).write(writer)?;
         for header in &self.headers {
@@ -223,6 +208,74 @@ where
         }
         Ok(())
     }
+}
+
+/// weir: the encoded length of a nullable byte field.
+fn bytes_len(b: Option<&[u8]>) -> Result<usize, WriteError> {
+    Ok(match b {
+        Some(b) => varint_len(i64::from(i32::try_from(b.len())?)) + b.len(),
+        None => 1,
+    })
+}
+
+/// weir: a nullable byte field.
+fn write_bytes<W: Write>(writer: &mut W, b: Option<&[u8]>) -> Result<(), WriteError> {
+    match b {
+        Some(b) => {
+            Varint(i32::try_from(b.len())?).write(writer)?;
+            writer.write_all(b)?;
+        }
+        None => Varint(-1).write(writer)?,
+    }
+    Ok(())
+}
+
+/// weir: a record's length (computed first, so the fields go straight
+/// to `writer`; upstream built every record in its own `Vec` to learn
+/// its length), attributes, deltas, key and value.
+fn write_fields<W: Write>(
+    writer: &mut W,
+    len: usize,
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key_value: [Option<&[u8]>; 2],
+) -> Result<(), WriteError> {
+    Varint(i32::try_from(len)?).write(writer)?;
+    // attributes
+    Int8(0).write(writer)?;
+    Varlong(timestamp_delta).write(writer)?;
+    Varint(offset_delta).write(writer)?;
+    for field in key_value {
+        write_bytes(writer, field)?;
+    }
+    Ok(())
+}
+
+/// weir: a borrowed record, as [`Record`] writes an owned one.
+fn write_record<W: Write>(writer: &mut W, record: &RecordRef<'_>) -> Result<(), WriteError> {
+    let n_headers = i32::try_from(record.headers.len())?;
+    let mut len = 1 // attributes
+        + varint_len(record.timestamp_delta)
+        + varint_len(i64::from(record.offset_delta))
+        + bytes_len(record.key)?
+        + bytes_len(record.value)?
+        + varint_len(i64::from(n_headers));
+    for (key, value) in record.headers {
+        len += bytes_len(Some(key.as_bytes()))? + bytes_len(value.as_deref())?;
+    }
+    write_fields(
+        writer,
+        len,
+        record.timestamp_delta,
+        record.offset_delta,
+        [record.key, record.value],
+    )?;
+    Varint(n_headers).write(writer)?;
+    for (key, value) in record.headers {
+        write_bytes(writer, Some(key.as_bytes()))?;
+        write_bytes(writer, value.as_deref())?;
+    }
+    Ok(())
 }
 
 /// Encoded length of a zig-zag varint.
@@ -300,6 +353,57 @@ pub enum ControlBatchOrRecords {
         )
     )]
     Records(Vec<Record>),
+
+    /// weir: records written (and compressed as the batch says) ahead of
+    /// the request, by [`EncodedRecords::encode`]: a producer learns the
+    /// batch's size on the wire before sending it, and a retry writes the
+    /// same bytes again instead of compressing again. Written only.
+    #[cfg_attr(test, proptest(skip))]
+    Encoded(EncodedRecords),
+}
+
+/// weir: the records of a batch as they go on the wire: `count` records,
+/// written and compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedRecords {
+    pub count: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// weir: one record to encode, borrowed from the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(String, Option<Vec<u8>>)],
+}
+
+impl EncodedRecords {
+    /// Writes `records` and compresses them with `compression`; `plain`
+    /// is the uncompressed size, a hint for the buffer.
+    pub fn encode<'a>(
+        records: impl ExactSizeIterator<Item = RecordRef<'a>>,
+        plain: usize,
+        compression: RecordBatchCompression,
+    ) -> Result<Self, WriteError> {
+        let count = records.len();
+        let mut buffer = Vec::with_capacity(plain);
+        for record in records {
+            write_record(&mut buffer, &record)?;
+        }
+        if compression == RecordBatchCompression::NoCompression {
+            return Ok(Self {
+                count,
+                bytes: buffer,
+            });
+        }
+        // Compressed output is seldom larger than its input.
+        let mut bytes = Vec::with_capacity(buffer.len() / 2 + 64);
+        compress(compression, &buffer, &mut bytes)?;
+        Ok(Self { count, bytes })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -704,8 +808,8 @@ impl<'a> Slice<'a> {
         let mut headers = Vec::with_capacity(n_headers.min(r.0.len() / 2));
         for _ in 0..n_headers {
             let key = r.bytes()?.unwrap_or_default();
-            let key = String::from_utf8(key.to_vec())
-                .map_err(|e| ReadError::Malformed(Box::new(e)))?;
+            let key =
+                String::from_utf8(key.to_vec()).map_err(|e| ReadError::Malformed(Box::new(e)))?;
             // weir: a null header value (allowed by Kafka, sent by the Java
             // client) is kept as null rather than failing the fetch.
             let value = r.bytes()?.map(<[u8]>::to_vec);
@@ -878,6 +982,10 @@ impl RecordBatchBodyRef<'_> {
                 }
                 Ok(())
             }
+            ControlBatchOrRecords::Encoded(encoded) => {
+                writer.write_all(&encoded.bytes)?;
+                Ok(())
+            }
         }
     }
 }
@@ -931,9 +1039,12 @@ where
         let n_records = match &self.records {
             ControlBatchOrRecords::ControlBatch(_) => 1,
             ControlBatchOrRecords::Records(records) => records.len(),
+            ControlBatchOrRecords::Encoded(encoded) => encoded.count,
         };
         Int32(i32::try_from(n_records)?).write(writer)?;
-        if self.compression == RecordBatchCompression::NoCompression {
+        if self.compression == RecordBatchCompression::NoCompression
+            || matches!(self.records, ControlBatchOrRecords::Encoded(_))
+        {
             return Self::write_records(writer, self.records);
         }
         // weir: the records are encoded into one buffer and compressed in
@@ -945,64 +1056,73 @@ where
                     24 + r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len)
                 })
                 .sum(),
-            ControlBatchOrRecords::ControlBatch(_) => 32,
+            ControlBatchOrRecords::ControlBatch(_) | ControlBatchOrRecords::Encoded(_) => 32,
         });
         Self::write_records(&mut plain, self.records)?;
-        match self.compression {
-            RecordBatchCompression::NoCompression => unreachable!("written above"),
-            #[cfg(feature = "compression-gzip")]
-            RecordBatchCompression::Gzip => {
-                use flate2::{Compression, write::GzEncoder};
-
-                let mut encoder = GzEncoder::new(writer, Compression::default());
-                encoder.write_all(&plain)?;
-                encoder.finish()?;
-            }
-            #[cfg(feature = "compression-lz4")]
-            RecordBatchCompression::Lz4 => {
-                use lz4::{ContentChecksum, EncoderBuilder, liblz4::BlockMode};
-
-                let mut encoder = EncoderBuilder::new()
-                    .block_mode(
-                        // the only one supported by Kafka
-                        BlockMode::Independent,
-                    )
-                    // weir: no content checksum, as librdkafka writes it; the
-                    // batch's CRC-32C already covers these bytes.
-                    .checksum(ContentChecksum::NoChecksum)
-                    .build(writer)?;
-                encoder.write_all(&plain)?;
-                let (_writer, res) = encoder.finish();
-                res?;
-            }
-            #[cfg(feature = "compression-snappy")]
-            RecordBatchCompression::Snappy => {
-                use snap::raw::{Encoder, max_compress_len};
-
-                let mut encoder = Encoder::new();
-                let mut output = vec![0; max_compress_len(plain.len())];
-                let len = encoder
-                    .compress(&plain, &mut output)
-                    .map_err(|e| WriteError::Malformed(Box::new(e)))?;
-
-                writer.write_all(&output[..len])?;
-            }
-            #[cfg(feature = "compression-zstd")]
-            RecordBatchCompression::Zstd => {
-                let mut encoder = zstd::Encoder::new(writer, 0)?;
-                encoder.write_all(&plain)?;
-                encoder.finish()?;
-            }
-            #[allow(unreachable_patterns)]
-            _ => {
-                return Err(WriteError::Malformed(
-                    format!("Unimplemented compression: {:?}", self.compression).into(),
-                ));
-            }
-        }
-
-        Ok(())
+        compress(self.compression, &plain, writer)
     }
+}
+
+/// weir: `plain` compressed with `compression` to `writer`, in one call.
+fn compress<W: Write>(
+    compression: RecordBatchCompression,
+    plain: &[u8],
+    writer: &mut W,
+) -> Result<(), WriteError> {
+    match compression {
+        RecordBatchCompression::NoCompression => writer.write_all(plain)?,
+        #[cfg(feature = "compression-gzip")]
+        RecordBatchCompression::Gzip => {
+            use flate2::{Compression, write::GzEncoder};
+
+            let mut encoder = GzEncoder::new(writer, Compression::default());
+            encoder.write_all(plain)?;
+            encoder.finish()?;
+        }
+        #[cfg(feature = "compression-lz4")]
+        RecordBatchCompression::Lz4 => {
+            use lz4::{ContentChecksum, EncoderBuilder, liblz4::BlockMode};
+
+            let mut encoder = EncoderBuilder::new()
+                .block_mode(
+                    // the only one supported by Kafka
+                    BlockMode::Independent,
+                )
+                // weir: no content checksum, as librdkafka writes it; the
+                // batch's CRC-32C already covers these bytes.
+                .checksum(ContentChecksum::NoChecksum)
+                .build(writer)?;
+            encoder.write_all(plain)?;
+            let (_writer, res) = encoder.finish();
+            res?;
+        }
+        #[cfg(feature = "compression-snappy")]
+        RecordBatchCompression::Snappy => {
+            use snap::raw::{Encoder, max_compress_len};
+
+            let mut encoder = Encoder::new();
+            let mut output = vec![0; max_compress_len(plain.len())];
+            let len = encoder
+                .compress(plain, &mut output)
+                .map_err(|e| WriteError::Malformed(Box::new(e)))?;
+
+            writer.write_all(&output[..len])?;
+        }
+        #[cfg(feature = "compression-zstd")]
+        RecordBatchCompression::Zstd => {
+            let mut encoder = zstd::Encoder::new(writer, 0)?;
+            encoder.write_all(plain)?;
+            encoder.finish()?;
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            return Err(WriteError::Malformed(
+                format!("Unimplemented compression: {:?}", compression).into(),
+            ));
+        }
+    }
+
+    Ok(())
 }
 
 /// Try to decompress a snappy message without blindly believing the uncompressed size encoded at the start of the
@@ -1265,6 +1385,108 @@ mod tests {
             Varlong(v).write(&mut out).unwrap();
             assert_eq!(varint_len(v), out.len(), "{v}");
             assert_eq!(Slice(&out).varlong().unwrap(), v);
+        }
+    }
+
+    /// weir: a batch whose records were encoded ahead reads back as the
+    /// same batch written from its records, with every compression.
+    #[test]
+    fn encoded_records_read_back_as_the_records() {
+        let headers = vec![
+            ("h".to_owned(), Some(b"1".to_vec())),
+            ("h".to_owned(), None),
+        ];
+        let records: Vec<Record> = (0..200)
+            .map(|i| Record {
+                timestamp_delta: i64::from(i) * 3,
+                offset_delta: i,
+                key: (i % 7 != 0).then(|| format!("key-{}", i % 13).into_bytes()),
+                value: (i % 11 != 0).then(|| format!("value {i} ").repeat(20).into_bytes()),
+                headers: if i % 2 == 0 {
+                    headers
+                        .iter()
+                        .map(|(key, value)| RecordHeader {
+                            key: key.clone(),
+                            value: value.clone(),
+                        })
+                        .collect()
+                } else {
+                    vec![]
+                },
+            })
+            .collect();
+        let batch = |compression, records| RecordBatch {
+            base_offset: 0,
+            partition_leader_epoch: 0,
+            last_offset_delta: 199,
+            first_timestamp: 1_700_000_000_000,
+            max_timestamp: 1_700_000_000_597,
+            producer_id: 7,
+            producer_epoch: 1,
+            base_sequence: 42,
+            records,
+            compression,
+            is_transactional: false,
+            timestamp_type: RecordBatchTimestampType::CreateTime,
+        };
+        for compression in [
+            RecordBatchCompression::NoCompression,
+            RecordBatchCompression::Gzip,
+            RecordBatchCompression::Lz4,
+            RecordBatchCompression::Snappy,
+            RecordBatchCompression::Zstd,
+        ] {
+            let refs: Vec<RecordRef<'_>> = records
+                .iter()
+                .map(|r| RecordRef {
+                    timestamp_delta: r.timestamp_delta,
+                    offset_delta: r.offset_delta,
+                    key: r.key.as_deref(),
+                    value: r.value.as_deref(),
+                    headers: if r.headers.is_empty() { &[] } else { &headers },
+                })
+                .collect();
+            let encoded = EncodedRecords::encode(refs.iter().copied(), 0, compression).unwrap();
+            assert_eq!(encoded.count, 200);
+            let plain_len = EncodedRecords::encode(
+                refs.iter().copied(),
+                0,
+                RecordBatchCompression::NoCompression,
+            )
+            .unwrap()
+            .bytes
+            .len();
+            if compression != RecordBatchCompression::NoCompression {
+                assert!(encoded.bytes.len() < plain_len / 2, "{compression:?}");
+            }
+            let mut data = vec![];
+            batch(compression, ControlBatchOrRecords::Encoded(encoded))
+                .write(&mut data)
+                .unwrap();
+            let read = RecordBatch::read(&mut Cursor::new(data)).unwrap();
+            let expected = batch(
+                compression,
+                ControlBatchOrRecords::Records(
+                    records
+                        .iter()
+                        .map(|r| Record {
+                            timestamp_delta: r.timestamp_delta,
+                            offset_delta: r.offset_delta,
+                            key: r.key.clone(),
+                            value: r.value.clone(),
+                            headers: r
+                                .headers
+                                .iter()
+                                .map(|h| RecordHeader {
+                                    key: h.key.clone(),
+                                    value: h.value.clone(),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                ),
+            );
+            assert_eq!(read, expected, "{compression:?}");
         }
     }
 
