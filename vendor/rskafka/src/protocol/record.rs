@@ -477,21 +477,62 @@ where
 
         // magic
         let magic = Int8::read(reader)?.0;
-        if magic != 2 {
-            return Err(ReadError::Malformed(
-                format!("Invalid magic number in record batch: {}", magic).into(),
-            ));
-        }
 
         // crc
         let crc = Int32::read(reader)?.0;
-        let crc = u32::from_be_bytes(crc.to_be_bytes());
 
         // data
         let mut data = VecBuilder::new(len);
         data = data.read_exact(reader)?;
         let data: Vec<u8> = data.into();
-        let actual_crc = crc32c::crc32c(&data);
+        Self::from_parts(base_offset, partition_leader_epoch, magic, crc, &data)
+    }
+}
+
+impl RecordBatch {
+    /// weir: the batch at the start of `data` and its length, parsed in
+    /// place (no copy of the batch). A batch cut short (a fetch's last,
+    /// cut at its size limit) is an `UnexpectedEof` error.
+    pub fn parse(data: &[u8]) -> Result<(Self, usize), ReadError> {
+        let cut = || {
+            ReadError::IO(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "record batch cut short",
+            ))
+        };
+        let header = data.get(..21).ok_or_else(cut)?;
+        let mut header = Slice(header);
+        let base_offset = header.i64()?;
+        let len = usize::try_from(header.i32()?).map_err(|e| ReadError::Malformed(Box::new(e)))?;
+        let end = 12 + len;
+        let partition_leader_epoch = header.i32()?;
+        let magic = i8::from_be_bytes(header.array()?);
+        let crc = header.i32()?;
+        if len < 4 + 1 + 4 {
+            return Err(ReadError::Malformed(
+                format!("Record batch len too small: {}", len).into(),
+            ));
+        }
+        let body = data.get(21..end).ok_or_else(cut)?;
+        let batch = Self::from_parts(base_offset, partition_leader_epoch, magic, crc, body)?;
+        Ok((batch, end))
+    }
+
+    /// weir: a batch from its header's fields and the CRC-checked rest.
+    fn from_parts(
+        base_offset: i64,
+        partition_leader_epoch: i32,
+        magic: i8,
+        crc: i32,
+        data: &[u8],
+    ) -> Result<Self, ReadError> {
+        if magic != 2 {
+            return Err(ReadError::Malformed(
+                format!("Invalid magic number in record batch: {}", magic).into(),
+            ));
+        }
+        let crc = u32::from_be_bytes(crc.to_be_bytes());
+        let actual_crc = crc32c::crc32c(data);
         if crc != actual_crc {
             return Err(ReadError::Malformed(
                 format!("CRC error, got 0x{:x}, expected 0x{:x}", actual_crc, crc).into(),
@@ -502,7 +543,7 @@ where
         // ======================================== CRC data ========================================
         // weir: parsed from the slice (see `RecordBatchBody::parse`), which
         // also rejects trailing bytes.
-        let body = RecordBatchBody::parse(&data)?;
+        let body = RecordBatchBody::parse(data)?;
 
         // ==========================================================================================
         // ==========================================================================================

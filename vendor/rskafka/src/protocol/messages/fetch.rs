@@ -216,9 +216,11 @@ pub struct FetchResponsePartition {
     pub records: Records,
 }
 
+// weir: 'static, so that records are parsed in place from a response
+// in memory (`Records::read`).
 impl<R> ReadVersionedType<R> for FetchResponsePartition
 where
-    R: Read,
+    R: Read + 'static,
 {
     fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
         let v = version.0.0;
@@ -248,9 +250,11 @@ pub struct FetchResponseTopic {
     pub partitions: Vec<FetchResponsePartition>,
 }
 
+// weir: 'static, so that records are parsed in place from a response
+// in memory (`Records::read`).
 impl<R> ReadVersionedType<R> for FetchResponseTopic
 where
-    R: Read,
+    R: Read + 'static,
 {
     fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
         let v = version.0.0;
@@ -274,9 +278,11 @@ pub struct FetchResponse {
     pub responses: Vec<FetchResponseTopic>,
 }
 
+// weir: 'static, so that records are parsed in place from a response
+// in memory (`Records::read`).
 impl<R> ReadVersionedType<R> for FetchResponse
 where
-    R: Read,
+    R: Read + 'static,
 {
     fn read_versioned(reader: &mut R, version: ApiVersion) -> Result<Self, ReadVersionedError> {
         let v = version.0.0;
