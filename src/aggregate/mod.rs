@@ -129,6 +129,14 @@ impl CountJob {
     fn holds_partitions(&self) -> bool {
         self.member.as_ref().is_none_or(MemberLink::valid)
     }
+
+    /// Whether the output topic is written in transactions (exactly
+    /// once): rows, state and positions are then committed together.
+    fn is_transactional(&self) -> bool {
+        self.topic
+            .as_ref()
+            .is_some_and(OutputTopic::is_transactional)
+    }
 }
 
 impl std::fmt::Debug for CountJob {

@@ -12,8 +12,7 @@ use tokio::time::Instant;
 
 use super::rows::{RowShape, changed_rows, close_boundary, session_rows, window_rows};
 use super::{
-    CountError, CountJob, CountSummary, EmitMode, OutputTopic, PartitionCounts, RecordReader,
-    Restored,
+    CountError, CountJob, CountSummary, EmitMode, PartitionCounts, RecordReader, Restored, Row,
 };
 use crate::job::{self, Job, Step, StepError, StopReason, check_conflicts};
 use crate::kafka::membership::MemberLink;
@@ -119,6 +118,24 @@ pub(super) async fn run_job(
         elapsed: started.elapsed(),
         stop,
     })
+}
+
+impl CountJob {
+    /// Writes `rows` to the sink and to the output topic, whichever the
+    /// job has; `stopping` at the end of a run (every open window).
+    async fn write_rows(
+        &mut self,
+        rows: &[Row],
+        stopping: bool,
+    ) -> Result<(), StepError<CountError>> {
+        if let Some(sink) = &mut self.sink {
+            sink.emit(rows, stopping).map_err(StepError::Output)?;
+        }
+        if let Some(topic) = &mut self.topic {
+            topic.emit(rows).await?;
+        }
+        Ok(())
+    }
 }
 
 /// The job as the loop drives it.
@@ -245,11 +262,7 @@ impl Run<'_> {
         if self.job.checkpoints.is_some() {
             // Inside a transaction, a failed step leaves it in a state only
             // an abort ends: the job stops, and its successor aborts it.
-            let transactional = self
-                .job
-                .topic
-                .as_ref()
-                .is_some_and(OutputTopic::is_transactional);
+            let transactional = self.job.is_transactional();
             match self.commit().await {
                 Ok(()) => {}
                 Err(e) if !last && !transactional => {
@@ -297,11 +310,7 @@ impl Run<'_> {
     /// is not found yet).
     fn window_closed(&self) -> bool {
         let windowing = &self.job.config.windowing;
-        let transactional = self
-            .job
-            .topic
-            .as_ref()
-            .is_some_and(OutputTopic::is_transactional);
+        let transactional = self.job.is_transactional();
         if self.job.config.emit != EmitMode::Final
             || windowing.session_gap_ms.is_some()
             || transactional
@@ -359,23 +368,13 @@ impl Run<'_> {
             if rows.is_empty() {
                 continue;
             }
-            if let Some(sink) = &mut job.sink {
-                sink.emit(&rows, stopping).map_err(StepError::Output)?;
-            }
-            if let Some(topic) = &mut job.topic {
-                topic.emit(&rows).await?;
-            }
+            job.write_rows(&rows, stopping).await?;
             self.rows += rows.len() as u64;
         }
         if let Some(gap) = windowing.session_gap_ms {
             let (rows, closed) = session_rows(parts.values(), shape, gap, boundary, stopping);
             if !rows.is_empty() {
-                if let Some(sink) = &mut job.sink {
-                    sink.emit(&rows, stopping).map_err(StepError::Output)?;
-                }
-                if let Some(topic) = &mut job.topic {
-                    topic.emit(&rows).await?;
-                }
+                job.write_rows(&rows, stopping).await?;
                 self.rows += rows.len() as u64;
             }
             for (key, from, to) in &closed {
@@ -451,11 +450,7 @@ impl Run<'_> {
             total_ms = started.elapsed().as_millis() as u64,
             "checkpoint written"
         );
-        let transactional = self
-            .job
-            .topic
-            .as_ref()
-            .is_some_and(OutputTopic::is_transactional);
+        let transactional = self.job.is_transactional();
         self.commits += 1;
         for part in self.parts.values_mut() {
             part.dirty = false;
