@@ -66,6 +66,7 @@ pub use topic::{
 
 use crate::TopicPartition;
 use crate::job::StopReason;
+use crate::job::member::Summary;
 use crate::kafka::membership::MemberLink;
 use crate::offsets::GroupSession;
 
@@ -172,6 +173,17 @@ pub struct CountSummary {
 }
 
 impl CountSummary {
+    /// Records counted, across partitions.
+    fn counted(&self) -> u64 {
+        self.records.values().sum()
+    }
+}
+
+impl Summary for CountSummary {
+    fn ending(&mut self) -> (&mut Duration, &mut StopReason) {
+        (&mut self.elapsed, &mut self.stop)
+    }
+
     /// A run that counted nothing.
     fn empty(stop: StopReason) -> Self {
         Self {
@@ -183,11 +195,6 @@ impl CountSummary {
             elapsed: Duration::ZERO,
             stop,
         }
-    }
-
-    /// Records counted, across partitions.
-    fn counted(&self) -> u64 {
-        self.records.values().sum()
     }
 
     /// Adds what a later run (a group's next generation) did. Late

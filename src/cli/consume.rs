@@ -13,6 +13,7 @@ use weir::consume::position::parse_time;
 use weir::consume::{Commits, ConsumeJob, ConsumeSummary, MemberPlan};
 use weir::consume::{Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until, assign};
 use weir::job::StopReason;
+use weir::job::member::MemberInput;
 
 use super::connect::parse_duration;
 use super::flags::{FetchFlags, FilterFlags, MembershipFlags, MetricsFlags};
@@ -220,11 +221,13 @@ pub async fn run(
     if let Some(group) = args.group.as_ref().filter(|_| writes) {
         if args.selection.joins_group() && !args.exclusive {
             let plan = MemberPlan {
-                selection,
-                consumer: consumer_config,
-                store: args.store.config(true)?,
+                input: MemberInput {
+                    selection,
+                    consumer: consumer_config,
+                    store: args.store.config(true)?,
+                    membership: args.membership.config(group, &args.selection.topics)?,
+                },
                 commit_interval: args.commit_interval,
-                membership: args.membership.config(group, &args.selection.topics)?,
             };
             let summary = weir::consume::run_member(
                 &client,

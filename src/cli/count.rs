@@ -15,6 +15,7 @@ use weir::aggregate::{
 };
 use weir::consume::{Consumer, assign};
 use weir::job::StopReason;
+use weir::job::member::MemberInput;
 use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;
@@ -246,10 +247,12 @@ pub async fn run(
         if args.selection.joins_group() && !args.exclusive {
             let plan =
                 CountMemberPlan {
-                    membership: args.membership.config(group, &selection.topics)?,
-                    selection,
-                    consumer: consumer_config,
-                    store: args.store.config(true)?,
+                    input: MemberInput {
+                        membership: args.membership.config(group, &selection.topics)?,
+                        selection,
+                        consumer: consumer_config,
+                        store: args.store.config(true)?,
+                    },
                     exactly_once: args.to_topic.clone().filter(|_| args.exactly_once).map(
                         |topic| MemberOutput {
                             topic,

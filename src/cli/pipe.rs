@@ -11,6 +11,7 @@ use weir::consume::filter::Filter;
 use weir::consume::output::{OutputFormat, Template};
 use weir::consume::{Commits, Consumer, assign};
 use weir::job::StopReason;
+use weir::job::member::MemberInput;
 use weir::kafka::admin::{Admin, AdminError};
 use weir::pipe::{
     LanePlan, Lanes, PipeJob, PipeMemberPlan, PipeOutput, PipeSummary, Transform, ValueFrom,
@@ -171,10 +172,12 @@ pub async fn run(
                 None => at_least_once(&client, &config, &args, partitions, batching).await?,
             };
             let plan = PipeMemberPlan {
-                membership: args.membership.config(group, &selection.topics)?,
-                selection,
-                consumer: consumer_config,
-                store: args.store.config(true)?,
+                input: MemberInput {
+                    membership: args.membership.config(group, &selection.topics)?,
+                    selection,
+                    consumer: consumer_config,
+                    store: args.store.config(true)?,
+                },
                 commit_interval: args.commit_interval,
                 exactly_once,
             };

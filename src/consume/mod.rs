@@ -43,6 +43,7 @@ use tokio::time::Instant;
 use crate::TopicPartition;
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{RecordWriter, is_broken_pipe};
+use crate::job::member::Summary;
 use crate::job::{self, Job, JobError, Step, StepError, StopReason};
 use crate::kafka::membership::MemberLink;
 use crate::offsets::GroupSession;
@@ -114,9 +115,13 @@ pub struct ConsumeSummary {
     pub stop: StopReason,
 }
 
-impl ConsumeSummary {
-    /// A summary of nothing yet, to add generations to.
-    fn empty() -> Self {
+impl Summary for ConsumeSummary {
+    fn ending(&mut self) -> (&mut Duration, &mut StopReason) {
+        (&mut self.elapsed, &mut self.stop)
+    }
+
+    /// A run that read nothing.
+    fn empty(stop: StopReason) -> Self {
         Self {
             partitions: BTreeMap::new(),
             written: 0,
@@ -125,7 +130,7 @@ impl ConsumeSummary {
             positions: BTreeMap::new(),
             commits: 0,
             elapsed: Duration::ZERO,
-            stop: StopReason::Reached,
+            stop,
         }
     }
 

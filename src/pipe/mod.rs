@@ -23,6 +23,7 @@ use crate::aggregate::{Extractor, KeyReader};
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{OutputFormat, RecordWriter};
 use crate::consume::{Commits, Consumer};
+use crate::job::member::Summary;
 use crate::job::{self, Job, JobError, Step, StepError, StopReason};
 use crate::kafka::membership::MemberLink;
 use crate::kafka::transaction::TransactionError;
@@ -157,9 +158,13 @@ pub struct PipeSummary {
     pub stop: StopReason,
 }
 
-impl PipeSummary {
+impl Summary for PipeSummary {
+    fn ending(&mut self) -> (&mut Duration, &mut StopReason) {
+        (&mut self.elapsed, &mut self.stop)
+    }
+
     /// A run that piped nothing.
-    pub fn empty(stop: StopReason) -> Self {
+    fn empty(stop: StopReason) -> Self {
         Self {
             read: 0,
             written: 0,
@@ -172,7 +177,7 @@ impl PipeSummary {
     }
 
     /// Adds a later run's tallies (a group member's next generation).
-    pub fn absorb(&mut self, later: Self) {
+    fn absorb(&mut self, later: Self) {
         self.read += later.read;
         self.written += later.written;
         self.filtered += later.filtered;
