@@ -84,6 +84,30 @@ pub struct Commits {
     pub exclusive: bool,
 }
 
+impl Commits {
+    /// Commits `positions` and, for a group member, mirrors them to the
+    /// broker's group offsets. False when the commit failed and is left
+    /// to the next interval; the `last` one fails the job instead.
+    ///
+    /// # Errors
+    ///
+    /// The `last` commit failed, or another instance's commits conflict
+    /// with these ([`job::commit_positions`]).
+    pub(crate) async fn commit(
+        &mut self,
+        positions: &BTreeMap<TopicPartition, i64>,
+        member: Option<&MemberLink>,
+        last: bool,
+    ) -> Result<bool, JobError> {
+        let committed =
+            job::commit_positions(&mut self.session, positions, self.exclusive, last).await?;
+        if let (true, Some(member)) = (committed, member) {
+            member.mirror(positions);
+        }
+        Ok(committed)
+    }
+}
+
 /// Records and bytes (keys and values) read from one partition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PartitionTally {
@@ -304,12 +328,8 @@ impl State {
         member: Option<&MemberLink>,
         last: bool,
     ) -> Result<(), JobError> {
-        let exclusive = commits.exclusive;
-        if job::commit_positions(&mut commits.session, &self.flushed, exclusive, last).await? {
+        if commits.commit(&self.flushed, member, last).await? {
             self.commits += 1;
-            if let Some(member) = member {
-                member.mirror(&self.flushed);
-            }
         }
         Ok(())
     }

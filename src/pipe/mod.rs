@@ -452,10 +452,9 @@ impl Run<'_> {
         let Some(commits) = &mut self.job.commits else {
             return Ok(());
         };
-        let exclusive = commits.exclusive;
         if let PipeOutput::ExactlyOnce(lanes) = &mut self.job.output {
             let committed = lanes
-                .commit(&mut commits.session, &self.positions, exclusive)
+                .commit(&mut commits.session, &self.positions, commits.exclusive)
                 .await?;
             self.commits += committed;
             if let Some(member) = &self.job.member {
@@ -463,11 +462,11 @@ impl Run<'_> {
             }
             return Ok(());
         }
-        if job::commit_positions(&mut commits.session, &self.acknowledged, exclusive, last).await? {
+        if commits
+            .commit(&self.acknowledged, self.job.member.as_ref(), last)
+            .await?
+        {
             self.commits += 1;
-            if let Some(member) = &self.job.member {
-                member.mirror(&self.acknowledged);
-            }
         }
         Ok(())
     }
