@@ -299,25 +299,17 @@ fn print_summary(summary: &ConsumeSummary) {
     let records: u64 = summary.partitions.values().map(|t| t.records).sum();
     let bytes: u64 = summary.partitions.values().map(|t| t.bytes).sum();
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
-    let mut line = format!(
+    let head = format!(
         "weir: consumed {records} records ({:.1} MB) in {secs:.2}s, {:.0} records/s; wrote {}",
         bytes as f64 / 1e6,
         records as f64 / secs,
         summary.written,
     );
-    if summary.filtered > 0 {
-        line.push_str(&format!("; {} filtered out", summary.filtered));
-    }
-    if summary.unparsed > 0 {
-        line.push_str(&format!(
-            "; {} skipped as not JSON (--where)",
-            summary.unparsed
-        ));
-    }
-    if summary.stop == StopReason::Shutdown {
-        line.push_str("; interrupted");
-    }
-    super::eprint_line(&line);
+    let figures = [
+        (summary.filtered, "filtered out"),
+        (summary.unparsed, "skipped as not JSON (--where)"),
+    ];
+    super::eprint_summary(head, &figures, summary.stop == StopReason::Shutdown);
     for (at, tally) in &summary.partitions {
         let next = summary.positions.get(at);
         super::eprint_line(&format!(

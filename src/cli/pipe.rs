@@ -268,26 +268,19 @@ async fn at_least_once(
 
 fn print_summary(summary: &PipeSummary, to: &str) {
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
-    let mut line = format!(
+    let head = format!(
         "weir: piped {} of {} records read to topic \"{to}\" in {secs:.2}s, {:.0} records/s",
         summary.written,
         summary.read,
         summary.read as f64 / secs,
     );
-    if summary.filtered > 0 {
-        line.push_str(&format!("; {} filtered out", summary.filtered));
-    }
-    if summary.unparsed > 0 {
-        line.push_str(&format!(
-            "; {} skipped (no key, value or filter field could be read)",
-            summary.unparsed
-        ));
-    }
-    if summary.commits > 0 {
-        line.push_str(&format!("; {} commits", summary.commits));
-    }
-    if summary.stop == StopReason::Shutdown {
-        line.push_str("; interrupted");
-    }
-    super::eprint_line(&line);
+    let figures = [
+        (summary.filtered, "filtered out"),
+        (
+            summary.unparsed,
+            "skipped (no key, value or filter field could be read)",
+        ),
+        (summary.commits, "commits"),
+    ];
+    super::eprint_summary(head, &figures, summary.stop == StopReason::Shutdown);
 }
