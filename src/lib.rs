@@ -25,10 +25,17 @@
 //!   [`profile`](kafka::profile): the config file's named cluster
 //!   profiles, read by a small TOML reader of weir's own;
 //!   `wire` (private): a small Kafka protocol connection (TCP or TLS,
-//!   SASL) for the requests rskafka cannot send, with its own options;
-//!   [`admin`](kafka::admin): the cluster (id, controller, brokers), and topics: list, describe
-//!   (leaders, watermarks, configs), create with configs, delete, with one
-//!   mapping of the broker's error codes;
+//!   SASL) for the requests rskafka cannot send, with its own options and
+//!   errors (`wire/error.rs`);
+//!   [`admin`](kafka::admin): the cluster (id, controller, brokers), and
+//!   topics: list, describe (leaders, watermarks, configs), create with
+//!   configs, delete, with one mapping of the broker's error codes;
+//!   [`idempotence`](kafka::idempotence): the idempotent producer's id
+//!   and epoch;
+//!   [`transaction`](kafka::transaction): one producer's transactions
+//!   (fencing its predecessors, partitions and a member's offsets added,
+//!   commit or abort), its coordinators found and asked again until they
+//!   answer (`transaction/coordinator.rs`);
 //!   [`membership`](kafka::membership): a member of a Kafka consumer group
 //!   through the broker's coordinator (join, sync with the sticky
 //!   [`assignor`](kafka::membership::assignor), heartbeats on a task of
@@ -45,8 +52,9 @@
 //!   headers, JSON lines with base64 fields and headers as an ordered list,
 //!   [`Header`]).
 //! - [`consume`]: the `weir consume` job (filter, output, tally, the
-//!   at-least-once commit of flushed positions) and the explicit
-//!   per-partition [`Consumer`] that every reading job uses:
+//!   at-least-once commit of flushed positions,
+//!   [`Commits`](consume::Commits)) and the explicit per-partition
+//!   [`Consumer`] that every reading job uses:
 //!   [`position`](consume::position) (where a partition starts and stops,
 //!   as written: [`StartOffset`](consume::StartOffset),
 //!   [`Until`](consume::Until), times),
@@ -61,13 +69,19 @@
 //!   into one bounded stream); [`filter`](consume::filter) (regular
 //!   expressions on keys and values, JSON field matches) and
 //!   [`output`](consume::output) (raw values, templates, JSON lines).
+//! - [`pipe`]: `weir pipe`: records filtered, re-keyed and reshaped into
+//!   another topic, at least once (commits after the output acknowledged)
+//!   or exactly once ([`lanes`](pipe::lanes): a transaction per input
+//!   partition), and [`pipe::member`] for a group member's generations.
 //! - [`job`]: the loop every job shares: the consumer's events, the
 //!   shutdown future, the checkpoint interval, stop reasons, a closed
 //!   output, commits through a store seam
 //!   ([`GroupCommit`](job::GroupCommit)), and conflicts with other
 //!   instances (`--exclusive`); [`job::member`]: the generations of a job
-//!   run as a member of a group (rebalances, fencing, leaving), which
-//!   `consume` and `count` each plug into.
+//!   run as a member of a group (rebalances, fencing, leaving), what every
+//!   member reads ([`MemberInput`](job::member::MemberInput)) and its
+//!   summaries added up over the generations, which `consume`, `count`
+//!   and `pipe` each plug into.
 //! - [`offsets`]: group offsets and aggregation state as records in a
 //!   compacted topic: the records (keys, commit values, a large state split
 //!   into chunks and joined back), the store
@@ -80,8 +94,17 @@
 //! - [`aggregate`]: `weir agg` and `weir count` (agg with `count` alone):
 //!   aggregates per key in tumbling, hopping or session windows, whose
 //!   state is checkpointed with the input offsets, so a crash neither
-//!   loses nor double-counts; [`aggregate::sketch`]: the mergeable sketches
-//!   of `distinct`, `topN` and percentiles.
+//!   loses nor double-counts. Its files: `spec` (`--agg`), `extract` (what
+//!   a record is grouped under), `acc` (a (window, key)'s aggregates),
+//!   `state` (a partition's windows, sessions and watermark, pure and
+//!   unit-tested on its own; `state/checkpoint.rs` their checkpoint form,
+//!   snapshots and deltas), `rows` (partitions merged into rows), `emit`
+//!   (rows as JSON lines or a table), `topic` (rows to an output topic,
+//!   exactly once in its transactions), `run` (a run as the job loop
+//!   drives it: emission and checkpoints), `restore` (saved state read
+//!   back), `member` (a group member's generations) and `error`;
+//!   [`aggregate::sketch`]: the mergeable sketches of `distinct`, `topN`
+//!   and percentiles.
 //! - [`bench`](mod@bench): `weir bench`, one file per scenario: producer
 //!   throughput, consumer throughput and end-to-end latency, with a
 //!   fixed-memory latency [`Histogram`](bench::Histogram) (its file is
@@ -91,7 +114,8 @@
 //!   latency, retries, errors, rebalances, windows, state), updated with
 //!   atomics per batch by the fetch tasks, the producer, the offsets
 //!   session, the group member and the aggregation; the Prometheus text
-//!   format; a small HTTP server for `/metrics`, `/healthz` and `/readyz`.
+//!   format (`metrics/text.rs`); a small HTTP server for `/metrics`,
+//!   `/healthz` and `/readyz` (`metrics/server.rs`).
 //! - [`timestamp`]: record timestamps at the edges: the create times a
 //!   topic accepts, checked per record before it is batched, and RFC 3339
 //!   text before 1970 and after 9999 included.
@@ -101,6 +125,14 @@
 //! - [`json_path`]: JSON pointers looked up in one streaming pass, without
 //!   building a `serde_json::Value`: the filter's `--where` and count's
 //!   `--by json:/POINTER`.
+//! - [`pattern`]: regular expressions as weir compiles them (`--grep`,
+//!   `--grep-key`, `regex:` extractors), their syntax errors told in one
+//!   line.
+//!
+//! The binary's `src/cli/` has one file per subcommand, with the flags
+//! several share in `flags.rs` and the connection flags in `connect.rs`
+//! (their validation into a [`ConnectionConfig`] in
+//! `connect/effective.rs`).
 //!
 //! Errors are typed per module (`thiserror`) and name the broker, topic or
 //! partition involved; the binary adds context with `anyhow`.

@@ -246,32 +246,35 @@ impl<W: Write + Send> RowSink for Table<W> {
 mod tests {
     use super::*;
 
+    /// A row of `count` records under `key` in `window` (start, end), a
+    /// total without one.
+    fn row(window: Option<(i64, i64)>, key: Option<&str>, count: u64) -> Row {
+        Row {
+            window_start: window.map(|(start, _)| start),
+            window_end: window.map(|(_, end)| end),
+            key: key.map(Into::into),
+            key_is_json: false,
+            count,
+            agg: None,
+        }
+    }
+
     #[test]
     fn rows_as_json_and_topic_keys() {
-        let row = Row {
-            window_start: Some(1_764_000_000_000),
-            window_end: Some(1_764_000_060_000),
-            key: Some("ERROR".into()),
-            key_is_json: false,
-            count: 7,
-            agg: None,
-        };
+        let errors = row(
+            Some((1_764_000_000_000, 1_764_000_060_000)),
+            Some("ERROR"),
+            7,
+        );
         assert_eq!(
-            String::from_utf8(row.to_json()).unwrap(),
+            String::from_utf8(errors.to_json()).unwrap(),
             r#"{"window_start":"2025-11-24T16:00:00Z","window_end":"2025-11-24T16:01:00Z","key":"ERROR","count":7}"#
         );
         assert_eq!(
-            String::from_utf8(row.topic_key()).unwrap(),
+            String::from_utf8(errors.topic_key()).unwrap(),
             r#"["2025-11-24T16:00:00Z","ERROR"]"#
         );
-        let totals = Row {
-            window_start: None,
-            window_end: None,
-            key: None,
-            key_is_json: false,
-            count: 1,
-            agg: None,
-        };
+        let totals = row(None, None, 1);
         assert_eq!(
             String::from_utf8(totals.to_json()).unwrap(),
             r#"{"window_start":null,"window_end":null,"key":null,"count":1}"#
@@ -279,14 +282,7 @@ mod tests {
 
         // A window before 1970 (a record with timestamp -1 falls in the
         // minute from -60000) is a date too, never bare ms.
-        let early = Row {
-            window_start: Some(-60_000),
-            window_end: Some(0),
-            key: Some("k".into()),
-            key_is_json: false,
-            count: 1,
-            agg: None,
-        };
+        let early = row(Some((-60_000, 0)), Some("k"), 1);
         assert_eq!(
             String::from_utf8(early.to_json()).unwrap(),
             r#"{"window_start":"1969-12-31T23:59:00Z","window_end":"1970-01-01T00:00:00Z","key":"k","count":1}"#
@@ -301,16 +297,8 @@ mod tests {
     #[test]
     fn table_has_one_header() {
         let mut t = Table::new(Vec::new());
-        let row = |key: &str, count| Row {
-            window_start: None,
-            window_end: None,
-            key: Some(key.into()),
-            key_is_json: false,
-            count,
-            agg: None,
-        };
-        t.emit(&[row("a", 3)], false).unwrap();
-        t.emit(&[row("b", 12)], true).unwrap();
+        t.emit(&[row(None, Some("a"), 3)], false).unwrap();
+        t.emit(&[row(None, Some("b"), 12)], true).unwrap();
         let text = String::from_utf8(t.out).unwrap();
         assert_eq!(text, "     count  key\n         3  a\n        12  b\n");
     }

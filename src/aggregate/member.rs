@@ -21,31 +21,23 @@ use std::future::Future;
 use std::sync::Arc;
 
 use rskafka::client::Client;
-use tokio::time::Instant;
 
 use super::{
     Checkpoints, CountError, CountJob, CountSummary, Extractor, MemberOutput, TransactionPlan,
     count_transactional_id, open_output_topic, restore, run_job,
 };
-use crate::consume::{Consumer, ConsumerConfig, Selection, assign};
-use crate::job::member::{Generations, run_member as run_generations};
+use crate::consume::{Consumer, assign};
+use crate::job::member::{Cluster, Generations, MemberInput, Total, run_member as run_generations};
 use crate::job::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
-use crate::kafka::membership::{MemberLink, MembershipConfig};
-use crate::offsets::StoreConfig;
+use crate::kafka::membership::MemberLink;
 use crate::{TopicPartition, offsets};
 
 /// How a member of a group counts.
 #[derive(Debug, Clone)]
 pub struct CountMemberPlan {
-    /// The topics, and where partitions without a commit start.
-    pub selection: Selection,
-    /// The consumer's config.
-    pub consumer: ConsumerConfig,
-    /// The offsets store.
-    pub store: StoreConfig,
-    /// The group, its topics and timeouts.
-    pub membership: MembershipConfig,
+    /// The topics, consumer, offsets store and group.
+    pub input: MemberInput,
     /// Exactly once: the output each generation opens transactionally
     /// (the job's `topic` is then set per generation).
     pub exactly_once: Option<MemberOutput>,
@@ -66,42 +58,30 @@ pub async fn run_member(
     job: CountJob,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<CountSummary, CountError> {
-    let started = Instant::now();
-    let membership = plan.membership.clone();
-    let mut member = Member {
-        client,
-        connection,
-        plan,
-        job,
-        total: None,
-    };
-    let stop = run_generations(connection, membership, &mut member, shutdown).await?;
-    let mut total = member.total.unwrap_or_else(|| CountSummary::empty(stop));
-    total.elapsed = started.elapsed();
-    total.stop = stop;
-    Ok(total)
+    let membership = plan.input.membership.clone();
+    let member = Member { plan, job };
+    run_generations(client, connection, membership, member, shutdown).await
 }
 
 /// The count job, one generation at a time.
-struct Member<'a> {
-    client: &'a Arc<Client>,
-    connection: &'a ConnectionConfig,
+struct Member {
     plan: CountMemberPlan,
     job: CountJob,
-    /// What the generations so far did.
-    total: Option<CountSummary>,
 }
 
-impl Generations for Member<'_> {
+impl Generations for Member {
     type Error = CountError;
+    type Summary = CountSummary;
 
     async fn generation(
         &mut self,
+        cluster: Cluster<'_>,
         partitions: &[TopicPartition],
         link: MemberLink,
+        total: &mut Total<CountSummary>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<StopReason, CountError> {
-        let mut assignments = assign(self.client, &self.plan.selection)
+        let mut assignments = assign(cluster.client, &self.plan.input.selection)
             .await
             .map_err(JobError::from)?;
         let all = assignments.len();
@@ -109,13 +89,13 @@ impl Generations for Member<'_> {
         let by_key = matches!(self.job.config.by.as_slice(), [Extractor::Key]);
         if assignments.len() < all && !by_key {
             tracing::warn!(
-                group = %self.plan.membership.group,
+                group = %self.plan.input.membership.group,
                 held = assignments.len(),
                 of = all,
                 "this member holds only part of the input: a (window, key) row sums what its partitions saw, exact only when all records of a key are in one partition"
             );
         }
-        let group = &self.plan.membership.group;
+        let group = &self.plan.input.membership.group;
         if let Some(output) = &self.plan.exactly_once {
             let plan = TransactionPlan {
                 id: count_transactional_id(group, partitions),
@@ -125,8 +105,8 @@ impl Generations for Member<'_> {
             // partitions is fenced and what it left open aborted.
             self.job.topic = None;
             let topic = open_output_topic(
-                self.client,
-                self.connection,
+                cluster.client,
+                cluster.connection,
                 &output.topic,
                 output.input.as_deref(),
                 Some(plan),
@@ -136,9 +116,9 @@ impl Generations for Member<'_> {
             self.job.topic = Some(topic);
         }
         let joined = offsets::group::join(
-            self.client,
-            self.connection,
-            &self.plan.store,
+            cluster.client,
+            cluster.connection,
+            &self.plan.input.store,
             group,
             &mut assignments,
         )
@@ -158,18 +138,17 @@ impl Generations for Member<'_> {
         };
         self.job.member = Some(link);
         if let Some(count) = &mut self.job.config.count {
-            let counted = self.total.as_ref().map_or(0, CountSummary::counted);
+            let counted = total.so_far().map_or(0, CountSummary::counted);
             *count = count.saturating_sub(counted);
         }
-        let consumer = Consumer::start(self.client, assignments, self.plan.consumer.clone())
-            .await
-            .map_err(JobError::from)?;
+        let consumer = Consumer::start(
+            cluster.client,
+            assignments,
+            self.plan.input.consumer.clone(),
+        )
+        .await
+        .map_err(JobError::from)?;
         let summary = run_job(consumer, &mut self.job, restored, stop).await?;
-        let stop = summary.stop;
-        match &mut self.total {
-            Some(total) => total.absorb(summary),
-            None => self.total = Some(summary),
-        }
-        Ok(stop)
+        Ok(total.add(summary))
     }
 }

@@ -4,7 +4,9 @@
 //! `count` is `agg` with the one aggregate `count`, through the same
 //! engine: `spec` reads `--agg`, `acc` keeps each (window, key)'s
 //! aggregates, `state` a partition's windows and sessions, `rows`
-//! merges them across partitions into rows.
+//! merges them across partitions into rows, `run` drives a run (records
+//! in, rows out, checkpoints), `restore` reads the saved state back and
+//! `member` runs it as a member of a group.
 //!
 //! - State is kept per input partition ([`PartitionCounts`]). At every
 //!   checkpoint the partition's counts and its next offset are written in
@@ -33,41 +35,40 @@
 
 mod acc;
 mod emit;
+mod error;
 mod extract;
 mod member;
+mod restore;
 mod rows;
+mod run;
 pub mod sketch;
 mod spec;
 mod state;
 mod topic;
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub use acc::{AggPlan, Aggs};
+pub use emit::{AggValues, JsonLines, Row, RowSink, Table, agg_table_line, table_line};
+pub use error::{CountError, StateProblem};
+pub use extract::{Extractor, KeyReader, RecordReader};
+pub use member::{CountMemberPlan, run_member};
+pub use restore::{Restored, restore};
+pub use run::run;
+use run::run_job;
+pub use spec::{AggKind, AggSpec, AggSpecError};
+pub use state::{Applied, CountsFormatError, PartitionCounts, TOTALS, WindowCounts, Windowing};
 pub use topic::{
     MemberOutput, OutputTopic, OutputTopicError, RowsRefused, TransactionPlan,
     count_transactional_id, open_output_topic,
 };
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
-
-use tokio::time::Instant;
-
-pub use acc::{AggPlan, Aggs};
-pub use emit::{AggValues, JsonLines, Row, RowSink, Table, agg_table_line, table_line};
-
-pub use extract::{Extractor, KeyReader, RecordReader};
-pub use member::{CountMemberPlan, run_member};
-pub use spec::{AggKind, AggSpec, AggSpecError};
-pub use state::{Applied, CountsFormatError, PartitionCounts, TOTALS, WindowCounts, Windowing};
-
-use crate::job::{self, Job, JobError, Step, StepError, StopReason, check_conflicts};
+use crate::TopicPartition;
+use crate::job::StopReason;
+use crate::job::member::Summary;
 use crate::kafka::membership::MemberLink;
-use crate::offsets::{GroupOffsets, GroupSession, OffsetsError, PartitionState, StateError};
-use crate::record::ConsumedRecord;
-use crate::{Consumer, TopicPartition};
-use rows::{RowShape, changed_rows, close_boundary, session_rows, window_rows};
+use crate::offsets::GroupSession;
 
 /// When counts are emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +130,14 @@ impl CountJob {
     fn holds_partitions(&self) -> bool {
         self.member.as_ref().is_none_or(MemberLink::valid)
     }
+
+    /// Whether the output topic is written in transactions (exactly
+    /// once): rows, state and positions are then committed together.
+    fn is_transactional(&self) -> bool {
+        self.topic
+            .as_ref()
+            .is_some_and(OutputTopic::is_transactional)
+    }
 }
 
 impl std::fmt::Debug for CountJob {
@@ -141,162 +150,6 @@ impl std::fmt::Debug for CountJob {
             .field("member", &self.member.is_some())
             .finish()
     }
-}
-
-/// Errors of `weir count`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CountError {
-    /// Consuming, writing or committing failed.
-    #[error(transparent)]
-    Job(#[from] JobError),
-    /// A partition's saved state cannot be used.
-    #[error("group \"{group}\", {at}")]
-    State {
-        /// The group.
-        group: String,
-        /// The partition whose state it is.
-        at: TopicPartition,
-        /// What is wrong with it.
-        #[source]
-        cause: StateProblem,
-    },
-    /// The output topic did not take the rows.
-    #[error("writing counts to topic \"{topic}\"")]
-    Produce {
-        /// The output topic.
-        topic: String,
-        /// Why.
-        #[source]
-        cause: RowsRefused,
-    },
-    /// A transaction of the output could not be opened or ended.
-    #[error("the output's transaction (nothing after the last checkpoint is committed)")]
-    Transaction(#[source] Box<crate::kafka::transaction::TransactionError>),
-    /// A rebalance gave the member's partitions to another member before
-    /// its checkpoint committed: the checkpoint's transaction is aborted.
-    #[error(
-        "group \"{group}\": the coordinator refused this member's offsets for generation {generation}: a rebalance gave its partitions to another member"
-    )]
-    Rebalanced {
-        /// The group.
-        group: String,
-        /// The member's generation.
-        generation: i32,
-    },
-    /// The exactly-once output could not be opened for a generation.
-    #[error(transparent)]
-    Output(#[from] Box<OutputTopicError>),
-    /// Another instance with the same partitions started since this one.
-    #[error(
-        "fenced: another instance started with transactional id \"{id}\" since this one did, and took over its partitions; this one stops, and what it left open is aborted"
-    )]
-    Fenced {
-        /// The transactional id.
-        id: String,
-    },
-}
-
-impl CountError {
-    pub(crate) fn transaction(e: crate::kafka::transaction::TransactionError) -> Self {
-        match e.fenced_id() {
-            Some(id) => Self::Fenced { id: id.to_owned() },
-            None => Self::Transaction(Box::new(e)),
-        }
-    }
-}
-
-/// Why a partition's saved state cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StateProblem {
-    /// The state's chunks cannot be put back together.
-    #[error(transparent)]
-    Chunks(#[from] StateError),
-    /// The commit carries no counts: not a `weir count` group.
-    #[error(
-        "committed offset {offset} carries no counts (was the group used by weir consume?); use another group or `weir offsets delete`"
-    )]
-    NoCounts {
-        /// The committed offset.
-        offset: i64,
-    },
-    /// The counts cannot be read.
-    #[error(transparent)]
-    Format(#[from] CountsFormatError),
-}
-
-impl From<OffsetsError> for CountError {
-    fn from(e: OffsetsError) -> Self {
-        match e {
-            OffsetsError::Fenced {
-                transactional_id, ..
-            } => Self::Fenced {
-                id: transactional_id,
-            },
-            e => Self::Job(e.into()),
-        }
-    }
-}
-
-/// Saved counts, read back from the offsets store.
-#[derive(Debug, Default)]
-pub struct Restored {
-    counts: BTreeMap<TopicPartition, PartitionCounts>,
-}
-
-impl Restored {
-    /// Partitions with saved counts.
-    pub fn len(&self) -> usize {
-        self.counts.len()
-    }
-
-    /// No saved counts.
-    pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
-    }
-}
-
-/// Reads the saved counts of `partitions` from `offsets` (the group's
-/// commits) through the session, which puts chunked states back together.
-///
-/// # Errors
-///
-/// [`CountError::State`] for a commit without count state (the group was
-/// used by `weir consume`), or a state that is unreadable or misses a
-/// chunk.
-pub fn restore(
-    session: &mut GroupSession,
-    offsets: &GroupOffsets,
-    partitions: &[TopicPartition],
-    plan: &AggPlan,
-) -> Result<Restored, CountError> {
-    let group = session.group().to_owned();
-    let error = |at: TopicPartition, cause: StateProblem| CountError::State {
-        group: group.clone(),
-        at,
-        cause,
-    };
-    let states = session
-        .restore_states(offsets, partitions)
-        .map_err(|e| error(e.partition().clone(), e.into()))?;
-    let mut restored = Restored::default();
-    for (at, state) in states {
-        let Some(bytes) = state else {
-            let offset = offsets.get(&at).map_or(0, |c| c.offset);
-            return Err(error(at, StateProblem::NoCounts { offset }));
-        };
-        match PartitionCounts::from_pieces(&bytes, plan) {
-            Ok(counts) => restored.counts.insert(at, counts),
-            Err(e) => return Err(error(at, e.into())),
-        };
-    }
-    tracing::debug!(
-        group = group.as_str(),
-        partitions = restored.len(),
-        "counts restored"
-    );
-    Ok(restored)
 }
 
 /// The end of a run.
@@ -320,6 +173,17 @@ pub struct CountSummary {
 }
 
 impl CountSummary {
+    /// Records counted, across partitions.
+    fn counted(&self) -> u64 {
+        self.records.values().sum()
+    }
+}
+
+impl Summary for CountSummary {
+    fn ending(&mut self) -> (&mut Duration, &mut StopReason) {
+        (&mut self.elapsed, &mut self.stop)
+    }
+
     /// A run that counted nothing.
     fn empty(stop: StopReason) -> Self {
         Self {
@@ -331,11 +195,6 @@ impl CountSummary {
             elapsed: Duration::ZERO,
             stop,
         }
-    }
-
-    /// Records counted, across partitions.
-    fn counted(&self) -> u64 {
-        self.records.values().sum()
     }
 
     /// Adds what a later run (a group's next generation) did. Late
@@ -350,497 +209,5 @@ impl CountSummary {
         self.rows += later.rows;
         self.commits += later.commits;
         self.stop = later.stop;
-    }
-}
-
-pub(super) struct Part {
-    pub(super) counts: PartitionCounts,
-    /// Next offset to read.
-    pub(super) position: i64,
-    /// Empty at the start and no record since: holds no window back.
-    pub(super) idle: bool,
-    /// When its last record arrived (the start, before any).
-    pub(super) last_record: Instant,
-    /// Changed since the last commit.
-    pub(super) dirty: bool,
-    pub(super) records: u64,
-}
-
-/// Runs `job` over `consumer` from the `restored` counts until the
-/// consumer ends, `count` records are read, or `shutdown` completes with
-/// its reason. Emits every open window and commits before returning,
-/// except with a count of 0, which reads, emits and commits nothing.
-///
-/// # Errors
-///
-/// A partition failed, the output could not be written, or the final
-/// commit failed.
-pub async fn run(
-    consumer: Consumer,
-    mut job: CountJob,
-    restored: Restored,
-    shutdown: impl Future<Output = StopReason>,
-) -> Result<CountSummary, CountError> {
-    run_job(consumer, &mut job, restored, shutdown).await
-}
-
-/// As [`run`], leaving the job (its sinks) to the caller for another run:
-/// a group member's next generation.
-async fn run_job(
-    consumer: Consumer,
-    job: &mut CountJob,
-    mut restored: Restored,
-    shutdown: impl Future<Output = StopReason>,
-) -> Result<CountSummary, CountError> {
-    let started = Instant::now();
-    let parts: BTreeMap<TopicPartition, Part> = consumer
-        .positions()
-        .iter()
-        .map(|p| {
-            let at = p.topic_partition();
-            let counts = restored.counts.remove(&at).unwrap_or_default();
-            let part = Part {
-                idle: p.start >= p.high && counts.closable_before(&job.config.windowing).is_none(),
-                last_record: started,
-                counts,
-                position: p.start,
-                dirty: false,
-                records: 0,
-            };
-            (at, part)
-        })
-        .collect();
-    let interval = job.config.checkpoint_interval;
-    let reader = RecordReader::new(&job.config.by, job.config.aggs.fields().cloned());
-    let shape = RowShape::new(job.config.aggs.clone(), reader.composite());
-    let mut run = Run {
-        reader,
-        shape,
-        job,
-        parts,
-        unparsed: 0,
-        total: 0,
-        rows: 0,
-        commits: 0,
-    };
-    // A record's count is checked after it is counted, so 0 is checked
-    // here: it emits none of the restored windows and moves no position.
-    let stop = if run.job.config.count == Some(0) {
-        consumer.stop().await;
-        StopReason::Count
-    } else {
-        let stop = job::run(consumer, &mut run, Some(interval), shutdown).await;
-        // A transaction left open by a failure or a lost lease is aborted
-        // now rather than by its timeout, which the partitions' next owner
-        // would wait for.
-        if let Some(topic) = &mut run.job.topic {
-            topic.abort_open_transaction().await;
-        }
-        stop?
-    };
-    Ok(CountSummary {
-        records: run
-            .parts
-            .iter()
-            .map(|(at, p)| (at.clone(), p.records))
-            .collect(),
-        unparsed: run.unparsed,
-        late: run.parts.values().map(|p| p.counts.late()).sum(),
-        rows: run.rows,
-        commits: run.commits,
-        elapsed: started.elapsed(),
-        stop,
-    })
-}
-
-/// The job as the loop drives it.
-struct Run<'j> {
-    job: &'j mut CountJob,
-    parts: BTreeMap<TopicPartition, Part>,
-    reader: RecordReader,
-    shape: RowShape,
-    unparsed: u64,
-    total: u64,
-    rows: u64,
-    commits: u64,
-}
-
-impl Job for Run<'_> {
-    type Error = CountError;
-
-    async fn records(&mut self, records: &[ConsumedRecord]) -> Step<CountError> {
-        if !self.job.holds_partitions() {
-            return Ok(Some(StopReason::Fenced));
-        }
-        let reached = self.apply(records);
-        // A window that closed is emitted now, not at the next
-        // checkpoint: reading a backlog, an interval's records can span
-        // many windows, all held in memory until then.
-        if self.window_closed() {
-            self.emit_due(false).await?;
-        }
-        Ok(reached.then_some(StopReason::Count))
-    }
-
-    fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64) {
-        if let Some(part) = self.parts.get_mut(&TopicPartition::new(topic, partition)) {
-            if part.position != next_offset {
-                part.position = next_offset;
-                part.dirty = true;
-            }
-        }
-    }
-
-    async fn checkpoint(&mut self) -> Step<CountError> {
-        self.checkpoint(false, false).await
-    }
-
-    async fn finish(&mut self, stop: StopReason) -> Step<CountError> {
-        match stop {
-            // The partitions are someone else's: nothing more is written.
-            StopReason::Fenced => Ok(Some(stop)),
-            // Handed over: what is due is emitted and the state committed;
-            // the open windows go on counting at the next owner.
-            StopReason::Revoked => self.checkpoint(false, true).await,
-            // Every other graceful stop emits the open windows and commits.
-            _ => self.checkpoint(true, true).await,
-        }
-    }
-}
-
-impl Run<'_> {
-    /// Counts one partition's records; true when `--count` is reached.
-    fn apply(&mut self, records: &[ConsumedRecord]) -> bool {
-        let config = &self.job.config;
-        let Some(first) = records.first() else {
-            return false;
-        };
-        let at = first.topic_partition();
-        let Some(part) = self.parts.get_mut(&at) else {
-            return false;
-        };
-        part.last_record = Instant::now();
-        let late_before = part.counts.late();
-        let unparsed_before = self.unparsed;
-        let mut inputs = Vec::new();
-        let mut reached = false;
-        for record in records {
-            let key = self.reader.read(record, &mut inputs);
-            if key.is_none() {
-                self.unparsed += 1;
-            }
-            part.counts.apply(
-                &config.windowing,
-                &config.aggs,
-                record.timestamp_ms,
-                key.as_deref(),
-                &inputs,
-            );
-            part.position = record.offset + 1;
-            part.records += 1;
-            part.idle = false;
-            part.dirty = true;
-            self.total += 1;
-            if config.count.is_some_and(|n| self.total >= n) {
-                reached = true;
-                break;
-            }
-        }
-        let metrics = crate::metrics::global();
-        metrics.late(&at, part.counts.late().saturating_sub(late_before));
-        metrics.left_out(&at, 0, self.unparsed - unparsed_before);
-        self.report_windows();
-        reached
-    }
-
-    /// Sets the open windows gauge (O(partitions): once per batch).
-    fn report_windows(&self) {
-        let open: usize = self
-            .parts
-            .values()
-            .map(|p| p.counts.windows().len() + p.counts.sessions().len())
-            .sum();
-        crate::metrics::global()
-            .windows_open
-            .store(open as i64, Relaxed);
-    }
-
-    /// Emits what is due (everything with `stopping`), closes windows,
-    /// and commits; a failed commit fails the run when it is the `last`.
-    /// A closed output ends the run; nothing is committed past what it
-    /// took. A member that no longer holds its partitions writes nothing.
-    async fn checkpoint(&mut self, stopping: bool, last: bool) -> Step<CountError> {
-        if !self.job.holds_partitions() {
-            return Ok(Some(StopReason::Fenced));
-        }
-        self.emit_due(stopping).await?;
-        if self.job.checkpoints.is_some() {
-            // Inside a transaction, a failed step leaves it in a state only
-            // an abort ends: the job stops, and its successor aborts it.
-            let transactional = self
-                .job
-                .topic
-                .as_ref()
-                .is_some_and(OutputTopic::is_transactional);
-            match self.commit().await {
-                Ok(()) => {}
-                Err(e) if !last && !transactional => {
-                    tracing::warn!(error = %crate::ErrorChain(&e), "checkpoint failed; retrying at the next interval");
-                }
-                // A member whose partitions went to another (its generation
-                // ended, or the other's transactional id fenced this one's)
-                // writes nothing more for them: the run aborts the
-                // checkpoint's transaction, and the member rejoins and
-                // restores from what is committed.
-                Err(e @ (CountError::Rebalanced { .. } | CountError::Fenced { .. }))
-                    if self.job.member.is_some() =>
-                {
-                    tracing::warn!(error = %crate::ErrorChain(&e), "partitions lost before the checkpoint committed; rejoining");
-                    return Ok(Some(StopReason::Fenced));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(None)
-    }
-
-    /// Where windows close now across the partitions ([`close_boundary`]).
-    fn boundary(&self) -> Option<i64> {
-        let quiet_since = self
-            .job
-            .config
-            .idle_timeout
-            .and_then(|t| Instant::now().checked_sub(t));
-        close_boundary(self.parts.values(), &self.job.config.windowing, quiet_since)
-    }
-
-    /// Whether a window emitted when it closes (`--emit final`, not
-    /// sessions) has closed in every partition since the last emission.
-    ///
-    /// Only when every partition has had records in this run: one that
-    /// was at its end when the run started (or is quiet past
-    /// `--idle-timeout`) stops holding windows back at a checkpoint, an
-    /// interval on, not at another partition's first batch, before its own
-    /// first fetch could bring records for them.
-    ///
-    /// Not with `--exactly-once`: there, windows are emitted at the
-    /// checkpoint, in its transaction, as before (a clean-clone run of the
-    /// exactly-once member test lost rows with early emission; the cause
-    /// is not found yet).
-    fn window_closed(&self) -> bool {
-        let windowing = &self.job.config.windowing;
-        let transactional = self
-            .job
-            .topic
-            .as_ref()
-            .is_some_and(OutputTopic::is_transactional);
-        if self.job.config.emit != EmitMode::Final
-            || windowing.session_gap_ms.is_some()
-            || transactional
-            || self.parts.values().any(|p| p.idle)
-        {
-            return false;
-        }
-        let Some(boundary) = close_boundary(self.parts.values(), windowing, None) else {
-            return false;
-        };
-        self.parts.values().any(|p| {
-            let first = p.counts.windows().keys().next();
-            first
-                .and_then(|&start| windowing.end(start))
-                .is_some_and(|end| end <= boundary)
-        })
-    }
-
-    /// Emits what is due (everything with `stopping`) and closes the
-    /// windows and sessions emitted.
-    async fn emit_due(&mut self, stopping: bool) -> Result<(), StepError<CountError>> {
-        let boundary = self.boundary();
-        let Self {
-            job, parts, shape, ..
-        } = self;
-        let windowing = job.config.windowing;
-        // Whole windows are summed and written one at a time, so the
-        // output never holds more than one window's rows.
-        let batches: Vec<Option<i64>> = match (stopping, job.config.emit, boundary) {
-            // Sessions are emitted below, all at once.
-            _ if windowing.session_gap_ms.is_some() => Vec::new(),
-            (true, _, _) | (false, EmitMode::Final, Some(_)) => {
-                let due = |start: i64| {
-                    stopping
-                        || windowing
-                            .end(start)
-                            .zip(boundary)
-                            .is_some_and(|(end, b)| end <= b)
-                };
-                let starts: BTreeSet<i64> = parts
-                    .values()
-                    .flat_map(|p| p.counts.windows().keys().copied())
-                    .filter(|&start| due(start))
-                    .collect();
-                starts.into_iter().map(Some).collect()
-            }
-            (false, EmitMode::Final, None) => Vec::new(),
-            (false, EmitMode::Updates, _) => vec![None],
-        };
-        for batch in batches {
-            let rows = match batch {
-                Some(start) => window_rows(parts.values(), shape, &windowing, start),
-                None => changed_rows(parts.values_mut(), shape, &windowing),
-            };
-            if rows.is_empty() {
-                continue;
-            }
-            if let Some(sink) = &mut job.sink {
-                sink.emit(&rows, stopping).map_err(StepError::Output)?;
-            }
-            if let Some(topic) = &mut job.topic {
-                topic.emit(&rows).await?;
-            }
-            self.rows += rows.len() as u64;
-        }
-        if let Some(gap) = windowing.session_gap_ms {
-            let (rows, closed) = session_rows(parts.values(), shape, gap, boundary, stopping);
-            if !rows.is_empty() {
-                if let Some(sink) = &mut job.sink {
-                    sink.emit(&rows, stopping).map_err(StepError::Output)?;
-                }
-                if let Some(topic) = &mut job.topic {
-                    topic.emit(&rows).await?;
-                }
-                self.rows += rows.len() as u64;
-            }
-            for (key, from, to) in &closed {
-                for part in parts.values_mut() {
-                    part.counts.close_sessions(key, *from, *to);
-                    part.dirty = true;
-                }
-            }
-        }
-        if let Some(b) = boundary {
-            for part in parts.values_mut() {
-                if part.counts.close_before(&windowing, b) {
-                    part.dirty = true;
-                }
-            }
-        }
-        self.report_windows();
-        Ok(())
-    }
-
-    /// Commits the changed partitions' positions and counts: each one's
-    /// whole state, or what changed since its last checkpoint
-    /// ([`PartitionCounts::checkpoint_json`]).
-    async fn commit(&mut self) -> Result<(), CountError> {
-        if self.job.checkpoints.is_none() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let plan = &self.job.config.aggs;
-        let mut written = Vec::new();
-        let states: Vec<PartitionState> = self
-            .parts
-            .iter_mut()
-            .filter(|(_, p)| p.dirty)
-            .map(|(at, p)| {
-                let (state, delta) = p.counts.checkpoint_json(plan);
-                written.push((at.clone(), state.len(), delta));
-                PartitionState {
-                    partition: at.clone(),
-                    offset: p.position,
-                    state,
-                    delta,
-                }
-            })
-            .collect();
-        let any = !states.is_empty();
-        let state_bytes: usize = states.iter().map(|s| s.state.len()).sum();
-        let deltas = written.iter().filter(|w| w.2).count();
-        let serialised = started.elapsed();
-        let outcome = self.write_checkpoint(states).await;
-        for (at, bytes, delta) in written {
-            if let Some(part) = self.parts.get_mut(&at) {
-                match &outcome {
-                    Ok(_) => part.counts.saved(bytes, delta),
-                    // The next checkpoint writes the whole state.
-                    Err(_) => part.counts.unsaved(),
-                }
-            }
-        }
-        let stored: usize = self.parts.values().map(|p| p.counts.stored_bytes()).sum();
-        crate::metrics::global()
-            .state_bytes
-            .store(stored as i64, Relaxed);
-        let conflicts = outcome?;
-        if !any {
-            return Ok(());
-        }
-        tracing::debug!(
-            partitions = self.parts.values().filter(|p| p.dirty).count(),
-            deltas,
-            state_bytes,
-            serialise_ms = serialised.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
-            "checkpoint written"
-        );
-        let transactional = self
-            .job
-            .topic
-            .as_ref()
-            .is_some_and(OutputTopic::is_transactional);
-        self.commits += 1;
-        for part in self.parts.values_mut() {
-            part.dirty = false;
-        }
-        if let (Some(member), false) = (&self.job.member, transactional) {
-            member.mirror(self.parts.iter().map(|(at, p)| (at, &p.position)));
-        }
-        if let Some(checkpoints) = &self.job.checkpoints {
-            check_conflicts(&checkpoints.session, conflicts, checkpoints.exclusive)?;
-        }
-        Ok(())
-    }
-
-    /// Writes `states` to the offsets store, inside the output's
-    /// transaction when it has one (which it then commits, with the
-    /// member's positions for its group). Returns the conflicts found.
-    async fn write_checkpoint(
-        &mut self,
-        states: Vec<PartitionState>,
-    ) -> Result<Vec<crate::offsets::Conflict>, CountError> {
-        let Some(checkpoints) = &mut self.job.checkpoints else {
-            return Ok(Vec::new());
-        };
-        let any = !states.is_empty();
-        let writer = match (&mut self.job.topic, any) {
-            (Some(topic), true) => {
-                let store = checkpoints.session.store();
-                let (store_topic, partition) = (
-                    store.topic().to_owned(),
-                    store.partition_for(checkpoints.session.group()),
-                );
-                topic.store_writer(&store_topic, partition).await?
-            }
-            _ => None,
-        };
-        let conflicts = checkpoints.session.commit_states(states, writer).await?;
-        let (topic, member) = (&mut self.job.topic, &self.job.member);
-        if let Some(topic) = topic {
-            // A member's positions go to its group inside the transaction,
-            // under its generation: committed with the rows and state, and
-            // refused (so aborted) once a rebalance moved the partitions.
-            if let (true, Some(generation)) =
-                (any, member.as_ref().and_then(MemberLink::generation))
-            {
-                let positions: Vec<(TopicPartition, i64)> = self
-                    .parts
-                    .iter()
-                    .map(|(at, p)| (at.clone(), p.position))
-                    .collect();
-                topic.commit_offsets(generation, &positions).await?;
-            }
-            topic.commit_transaction().await?;
-        }
-        Ok(conflicts)
     }
 }

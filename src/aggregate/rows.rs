@@ -9,8 +9,9 @@ use tokio::time::Instant;
 
 use super::acc::{AggPlan, Aggs};
 use super::emit::AggValues;
+use super::run::Part;
 use super::state::{Key, Session};
-use super::{Part, Row, TOTALS, Windowing};
+use super::{Row, TOTALS, Windowing};
 
 /// Windows ending at or before the returned time have closed in every
 /// partition that holds windows back; `None` when one of those has no

@@ -13,6 +13,7 @@ use weir::consume::position::parse_time;
 use weir::consume::{Commits, ConsumeJob, ConsumeSummary, MemberPlan};
 use weir::consume::{Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until, assign};
 use weir::job::StopReason;
+use weir::job::member::MemberInput;
 
 use super::connect::parse_duration;
 use super::flags::{FetchFlags, FilterFlags, MembershipFlags, MetricsFlags};
@@ -220,11 +221,13 @@ pub async fn run(
     if let Some(group) = args.group.as_ref().filter(|_| writes) {
         if args.selection.joins_group() && !args.exclusive {
             let plan = MemberPlan {
-                selection,
-                consumer: consumer_config,
-                store: args.store.config(true)?,
+                input: MemberInput {
+                    selection,
+                    consumer: consumer_config,
+                    store: args.store.config(true)?,
+                    membership: args.membership.config(group, &args.selection.topics)?,
+                },
                 commit_interval: args.commit_interval,
-                membership: args.membership.config(group, &args.selection.topics)?,
             };
             let summary = weir::consume::run_member(
                 &client,
@@ -296,25 +299,17 @@ fn print_summary(summary: &ConsumeSummary) {
     let records: u64 = summary.partitions.values().map(|t| t.records).sum();
     let bytes: u64 = summary.partitions.values().map(|t| t.bytes).sum();
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
-    let mut line = format!(
+    let head = format!(
         "weir: consumed {records} records ({:.1} MB) in {secs:.2}s, {:.0} records/s; wrote {}",
         bytes as f64 / 1e6,
         records as f64 / secs,
         summary.written,
     );
-    if summary.filtered > 0 {
-        line.push_str(&format!("; {} filtered out", summary.filtered));
-    }
-    if summary.unparsed > 0 {
-        line.push_str(&format!(
-            "; {} skipped as not JSON (--where)",
-            summary.unparsed
-        ));
-    }
-    if summary.stop == StopReason::Shutdown {
-        line.push_str("; interrupted");
-    }
-    super::eprint_line(&line);
+    let figures = [
+        (summary.filtered, "filtered out"),
+        (summary.unparsed, "skipped as not JSON (--where)"),
+    ];
+    super::eprint_summary(head, &figures, summary.stop == StopReason::Shutdown);
     for (at, tally) in &summary.partitions {
         let next = summary.positions.get(at);
         super::eprint_line(&format!(

@@ -15,6 +15,7 @@ use weir::aggregate::{
 };
 use weir::consume::{Consumer, assign};
 use weir::job::StopReason;
+use weir::job::member::MemberInput;
 use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;
@@ -246,10 +247,12 @@ pub async fn run(
         if args.selection.joins_group() && !args.exclusive {
             let plan =
                 CountMemberPlan {
-                    membership: args.membership.config(group, &selection.topics)?,
-                    selection,
-                    consumer: consumer_config,
-                    store: args.store.config(true)?,
+                    input: MemberInput {
+                        membership: args.membership.config(group, &selection.topics)?,
+                        selection,
+                        consumer: consumer_config,
+                        store: args.store.config(true)?,
+                    },
                     exactly_once: args.to_topic.clone().filter(|_| args.exactly_once).map(
                         |topic| MemberOutput {
                             topic,
@@ -382,25 +385,15 @@ impl<W: Write + Send> RowSink for LiveView<W> {
 fn print_summary(summary: &CountSummary) {
     let records: u64 = summary.records.values().sum();
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
-    let mut line = format!(
+    let head = format!(
         "weir: counted {records} records in {secs:.2}s, {:.0} records/s; {} rows emitted",
         records as f64 / secs,
         summary.rows,
     );
-    if summary.unparsed > 0 {
-        line.push_str(&format!("; {} unparsed", summary.unparsed));
-    }
-    if summary.late > 0 {
-        line.push_str(&format!(
-            "; {} late (window already closed, not counted)",
-            summary.late
-        ));
-    }
-    if summary.commits > 0 {
-        line.push_str(&format!("; {} checkpoints", summary.commits));
-    }
-    if summary.stop == StopReason::Shutdown {
-        line.push_str("; interrupted");
-    }
-    super::eprint_line(&line);
+    let figures = [
+        (summary.unparsed, "unparsed"),
+        (summary.late, "late (window already closed, not counted)"),
+        (summary.commits, "checkpoints"),
+    ];
+    super::eprint_summary(head, &figures, summary.stop == StopReason::Shutdown);
 }

@@ -119,6 +119,22 @@ pub fn eprint_line(line: &str) {
     eprint_at("INFO", line);
 }
 
+/// Writes a job's summary line with [`eprint_line`]: `head`, then
+/// `; {n} {what}` for each figure that is not 0, then `; interrupted`
+/// when a signal stopped the job.
+pub fn eprint_summary(head: String, figures: &[(u64, &str)], interrupted: bool) {
+    let mut line = head;
+    for &(n, what) in figures {
+        if n > 0 {
+            line.push_str(&format!("; {n} {what}"));
+        }
+    }
+    if interrupted {
+        line.push_str("; interrupted");
+    }
+    eprint_line(&line);
+}
+
 /// As [`eprint_line`], for the error that ends the process: ERROR under
 /// `--log-format json`.
 pub fn eprint_error(line: &str) {

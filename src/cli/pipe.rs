@@ -11,6 +11,7 @@ use weir::consume::filter::Filter;
 use weir::consume::output::{OutputFormat, Template};
 use weir::consume::{Commits, Consumer, assign};
 use weir::job::StopReason;
+use weir::job::member::MemberInput;
 use weir::kafka::admin::{Admin, AdminError};
 use weir::pipe::{
     LanePlan, Lanes, PipeJob, PipeMemberPlan, PipeOutput, PipeSummary, Transform, ValueFrom,
@@ -171,10 +172,12 @@ pub async fn run(
                 None => at_least_once(&client, &config, &args, partitions, batching).await?,
             };
             let plan = PipeMemberPlan {
-                membership: args.membership.config(group, &selection.topics)?,
-                selection,
-                consumer: consumer_config,
-                store: args.store.config(true)?,
+                input: MemberInput {
+                    membership: args.membership.config(group, &selection.topics)?,
+                    selection,
+                    consumer: consumer_config,
+                    store: args.store.config(true)?,
+                },
                 commit_interval: args.commit_interval,
                 exactly_once,
             };
@@ -265,26 +268,19 @@ async fn at_least_once(
 
 fn print_summary(summary: &PipeSummary, to: &str) {
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
-    let mut line = format!(
+    let head = format!(
         "weir: piped {} of {} records read to topic \"{to}\" in {secs:.2}s, {:.0} records/s",
         summary.written,
         summary.read,
         summary.read as f64 / secs,
     );
-    if summary.filtered > 0 {
-        line.push_str(&format!("; {} filtered out", summary.filtered));
-    }
-    if summary.unparsed > 0 {
-        line.push_str(&format!(
-            "; {} skipped (no key, value or filter field could be read)",
-            summary.unparsed
-        ));
-    }
-    if summary.commits > 0 {
-        line.push_str(&format!("; {} commits", summary.commits));
-    }
-    if summary.stop == StopReason::Shutdown {
-        line.push_str("; interrupted");
-    }
-    super::eprint_line(&line);
+    let figures = [
+        (summary.filtered, "filtered out"),
+        (
+            summary.unparsed,
+            "skipped (no key, value or filter field could be read)",
+        ),
+        (summary.commits, "commits"),
+    ];
+    super::eprint_summary(head, &figures, summary.stop == StopReason::Shutdown);
 }

@@ -9,31 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::Client;
-use tokio::time::Instant;
 
 use super::filter::Filter;
 use super::output::RecordWriter;
-use super::{Commits, ConsumeJob, ConsumeSummary, Consumer, ConsumerConfig, Selection, assign};
-use crate::job::member::{Generations, run_member as run_generations};
+use super::{Commits, ConsumeJob, ConsumeSummary, Consumer, assign};
+use crate::job::member::{Cluster, Generations, MemberInput, Total, run_member as run_generations};
 use crate::job::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
-use crate::kafka::membership::{MemberLink, MembershipConfig};
-use crate::offsets::StoreConfig;
+use crate::kafka::membership::MemberLink;
 use crate::{TopicPartition, offsets};
 
 /// How a member of a group reads.
 #[derive(Debug, Clone)]
 pub struct MemberPlan {
-    /// The topics, and where partitions without a commit start.
-    pub selection: Selection,
-    /// The consumer's config.
-    pub consumer: ConsumerConfig,
-    /// The offsets store.
-    pub store: StoreConfig,
+    /// The topics, consumer, offsets store and group.
+    pub input: MemberInput,
     /// Time between commits.
     pub commit_interval: Duration,
-    /// The group, its topics and timeouts.
-    pub membership: MembershipConfig,
 }
 
 /// Runs `filter` into `writer` as a member of the plan's group until
@@ -53,58 +45,52 @@ pub async fn run_member<W: Write>(
     writer: &mut RecordWriter<W>,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<ConsumeSummary, JobError> {
-    let started = Instant::now();
-    let membership = plan.membership.clone();
-    let mut job = Member {
-        client,
-        connection,
+    let membership = plan.input.membership.clone();
+    let job = Member {
         plan,
         filter,
         count,
         writer,
-        total: ConsumeSummary::empty(),
     };
-    let stop = run_generations(connection, membership, &mut job, shutdown).await?;
-    let mut total = job.total;
-    total.elapsed = started.elapsed();
-    total.stop = stop;
-    Ok(total)
+    run_generations(client, connection, membership, job, shutdown).await
 }
 
 /// The consume job, one generation at a time.
 struct Member<'a, W: Write> {
-    client: &'a Arc<Client>,
-    connection: &'a ConnectionConfig,
     plan: MemberPlan,
     filter: Filter,
     count: Option<u64>,
     writer: &'a mut RecordWriter<W>,
-    /// What the generations so far did.
-    total: ConsumeSummary,
 }
 
 impl<W: Write> Generations for Member<'_, W> {
     type Error = JobError;
+    type Summary = ConsumeSummary;
 
     async fn generation(
         &mut self,
+        cluster: Cluster<'_>,
         partitions: &[TopicPartition],
         link: MemberLink,
+        total: &mut Total<ConsumeSummary>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<StopReason, JobError> {
-        let mut assignments = assign(self.client, &self.plan.selection).await?;
+        let mut assignments = assign(cluster.client, &self.plan.input.selection).await?;
         assignments.retain(|a| partitions.contains(&a.topic_partition()));
         let joined = offsets::group::join(
-            self.client,
-            self.connection,
-            &self.plan.store,
-            &self.plan.membership.group,
+            cluster.client,
+            cluster.connection,
+            &self.plan.input.store,
+            &self.plan.input.membership.group,
             &mut assignments,
         )
         .await?;
         let job = ConsumeJob {
             filter: self.filter.clone(),
-            count: self.count.map(|n| n.saturating_sub(self.total.written)),
+            count: self.count.map(|n| {
+                let written = total.so_far().map_or(0, |t| t.written);
+                n.saturating_sub(written)
+            }),
             commits: joined.map(|(session, _)| Commits {
                 session,
                 interval: self.plan.commit_interval,
@@ -112,11 +98,13 @@ impl<W: Write> Generations for Member<'_, W> {
             }),
             member: Some(link),
         };
-        let consumer =
-            Consumer::start(self.client, assignments, self.plan.consumer.clone()).await?;
+        let consumer = Consumer::start(
+            cluster.client,
+            assignments,
+            self.plan.input.consumer.clone(),
+        )
+        .await?;
         let summary = super::run(consumer, job, self.writer, stop).await?;
-        let stop = summary.stop;
-        self.total.absorb(summary);
-        Ok(stop)
+        Ok(total.add(summary))
     }
 }

@@ -43,6 +43,7 @@ use tokio::time::Instant;
 use crate::TopicPartition;
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{RecordWriter, is_broken_pipe};
+use crate::job::member::Summary;
 use crate::job::{self, Job, JobError, Step, StepError, StopReason};
 use crate::kafka::membership::MemberLink;
 use crate::offsets::GroupSession;
@@ -83,6 +84,30 @@ pub struct Commits {
     pub exclusive: bool,
 }
 
+impl Commits {
+    /// Commits `positions` and, for a group member, mirrors them to the
+    /// broker's group offsets. False when the commit failed and is left
+    /// to the next interval; the `last` one fails the job instead.
+    ///
+    /// # Errors
+    ///
+    /// The `last` commit failed, or another instance's commits conflict
+    /// with these ([`job::commit_positions`]).
+    pub(crate) async fn commit(
+        &mut self,
+        positions: &BTreeMap<TopicPartition, i64>,
+        member: Option<&MemberLink>,
+        last: bool,
+    ) -> Result<bool, JobError> {
+        let committed =
+            job::commit_positions(&mut self.session, positions, self.exclusive, last).await?;
+        if let (true, Some(member)) = (committed, member) {
+            member.mirror(positions);
+        }
+        Ok(committed)
+    }
+}
+
 /// Records and bytes (keys and values) read from one partition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PartitionTally {
@@ -114,9 +139,13 @@ pub struct ConsumeSummary {
     pub stop: StopReason,
 }
 
-impl ConsumeSummary {
-    /// A summary of nothing yet, to add generations to.
-    fn empty() -> Self {
+impl Summary for ConsumeSummary {
+    fn ending(&mut self) -> (&mut Duration, &mut StopReason) {
+        (&mut self.elapsed, &mut self.stop)
+    }
+
+    /// A run that read nothing.
+    fn empty(stop: StopReason) -> Self {
         Self {
             partitions: BTreeMap::new(),
             written: 0,
@@ -125,7 +154,7 @@ impl ConsumeSummary {
             positions: BTreeMap::new(),
             commits: 0,
             elapsed: Duration::ZERO,
-            stop: StopReason::Reached,
+            stop,
         }
     }
 
@@ -299,12 +328,8 @@ impl State {
         member: Option<&MemberLink>,
         last: bool,
     ) -> Result<(), JobError> {
-        let exclusive = commits.exclusive;
-        if job::commit_positions(&mut commits.session, &self.flushed, exclusive, last).await? {
+        if commits.commit(&self.flushed, member, last).await? {
             self.commits += 1;
-            if let Some(member) = member {
-                member.mirror(&self.flushed);
-            }
         }
         Ok(())
     }

@@ -10,52 +10,156 @@
 //! they are someone else's by then. A stop of any other kind (a signal,
 //! `--count`, the end with `--until`, a closed output) ends the job and
 //! leaves the group, so the others take over at once.
+//!
+//! What the job did is each generation's [`Summary`] added up ([`Total`]),
+//! timed from the join to the leave.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
+use rskafka::client::Client;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{JobError, StopReason};
+use crate::consume::{ConsumerConfig, Selection};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::membership::{MemberLink, Membership, MembershipConfig, Standing};
 use crate::metrics::{ErrorKind, Phase};
+use crate::offsets::StoreConfig;
 use crate::{ErrorChain, TopicPartition};
+
+/// What a member of a group reads, whatever its job: in every member's
+/// plan.
+#[derive(Debug, Clone)]
+pub struct MemberInput {
+    /// The topics, and where partitions without a commit start.
+    pub selection: Selection,
+    /// The consumer's config.
+    pub consumer: ConsumerConfig,
+    /// The offsets store.
+    pub store: StoreConfig,
+    /// The group, its topics and timeouts.
+    pub membership: MembershipConfig,
+}
+
+/// What a job's run did: one generation's, or added up over them.
+pub trait Summary {
+    /// A run that did nothing and stopped for `stop` (a member never
+    /// given a partition).
+    fn empty(stop: StopReason) -> Self;
+
+    /// Adds what a later run (the member's next generation) did.
+    fn absorb(&mut self, later: Self);
+
+    /// How long it ran and why it stopped: a member's total takes both
+    /// from the whole job.
+    fn ending(&mut self) -> (&mut Duration, &mut StopReason);
+}
+
+/// What a member's generations did so far, added up.
+#[derive(Debug)]
+pub struct Total<S>(Option<S>);
+
+impl<S> Default for Total<S> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<S: Summary> Total<S> {
+    /// The generations' summary so far; `None` before the first ended.
+    pub fn so_far(&self) -> Option<&S> {
+        self.0.as_ref()
+    }
+
+    /// Adds what a generation did; returns why it stopped.
+    pub fn add(&mut self, mut summary: S) -> StopReason {
+        let stop = *summary.ending().1;
+        match &mut self.0 {
+            Some(total) => total.absorb(summary),
+            None => self.0 = Some(summary),
+        }
+        stop
+    }
+
+    /// The job's summary: every generation's, over `elapsed`, stopped for
+    /// `stop`.
+    fn end(self, elapsed: Duration, stop: StopReason) -> S {
+        let mut total = self.0.unwrap_or_else(|| S::empty(stop));
+        *total.ending().0 = elapsed;
+        *total.ending().1 = stop;
+        total
+    }
+}
+
+/// What a member's generations reach the cluster through.
+#[derive(Debug, Clone, Copy)]
+pub struct Cluster<'a> {
+    /// The client the job reads (and writes) through.
+    pub client: &'a Arc<Client>,
+    /// The connection's settings, for the offsets store and transactions.
+    pub connection: &'a ConnectionConfig,
+}
 
 /// A job that runs one generation at a time.
 pub trait Generations {
     /// The job's errors; membership failures convert into them.
     type Error: From<JobError>;
 
+    /// What a generation's run did.
+    type Summary: Summary;
+
     /// Runs the job on `partitions` (never empty) until it ends or `stop`
-    /// resolves, writing only while `link` says the member holds them.
-    /// Returns why it stopped.
+    /// resolves, writing only while `link` says the member holds them,
+    /// and adds what it did to `total`. Returns why it stopped.
     fn generation(
         &mut self,
+        cluster: Cluster<'_>,
         partitions: &[TopicPartition],
         link: MemberLink,
+        total: &mut Total<Self::Summary>,
         stop: impl Future<Output = StopReason>,
     ) -> impl Future<Output = Result<StopReason, Self::Error>>;
 }
 
 /// Runs `job` as a member of `membership`'s group until a generation ends
 /// for a reason other than a rebalance, or `shutdown` completes; then
-/// leaves the group. Returns why it stopped.
+/// leaves the group. Returns what its generations did, timed from the
+/// join, and why it stopped.
 ///
 /// # Errors
 ///
 /// The group could not be joined or rejoined, or the job failed.
 pub async fn run_member<G: Generations>(
+    client: &Arc<Client>,
     connection: &ConnectionConfig,
     membership: MembershipConfig,
+    mut job: G,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<G::Summary, G::Error> {
+    let started = Instant::now();
+    let cluster = Cluster { client, connection };
+    let mut total = Total::default();
+    let stop = generations(cluster, membership, &mut job, &mut total, shutdown).await?;
+    Ok(total.end(started.elapsed(), stop))
+}
+
+/// The generations of [`run_member`]; returns why they stopped.
+async fn generations<G: Generations>(
+    cluster: Cluster<'_>,
+    membership: MembershipConfig,
     job: &mut G,
+    total: &mut Total<G::Summary>,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<StopReason, G::Error> {
     let group = membership.group.clone();
     let metrics = crate::metrics::global();
     let mut shutdown = std::pin::pin!(shutdown);
     metrics.set_phase(Phase::Rebalancing);
-    let (mut member, mut generation) = Membership::join(connection, membership)
+    let (mut member, mut generation) = Membership::join(cluster.connection, membership)
         .await
         .map_err(|e| membership_failed(e.into()))?;
     let stop = loop {
@@ -83,7 +187,8 @@ pub async fn run_member<G: Generations>(
                 // More members than partitions: wait for the next one.
                 stop.await
             } else {
-                job.generation(&generation.partitions, link, stop).await?
+                job.generation(cluster, &generation.partitions, link, total, stop)
+                    .await?
             }
         };
         if let Some(e) = failure {

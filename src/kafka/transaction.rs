@@ -13,6 +13,9 @@
 //! coordinator refuses them from a member of a past generation, so a
 //! member that lost its partitions in a rebalance (a zombie) cannot commit
 //! the transaction that writes for them.
+//!
+//! Finding each coordinator and asking it again until it answers is
+//! `coordinator`'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -27,27 +30,21 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, ProducerId as WireProducerId, TopicName, TransactionalId,
     TxnOffsetCommitRequest,
 };
-use kafka_protocol::protocol::{Message, Request, StrBytes};
-use tokio::time::Instant;
+use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
 use super::connect::{ConnectError, ConnectionConfig};
 use super::idempotence::ProducerId;
-use super::wire::{self, BrokerConnection, WireError, WireOptions};
+use super::wire::{BrokerConnection, WireError, WireOptions};
 
-/// FindCoordinator's key type of a transactional id.
-const TRANSACTION_KEY: i8 = 1;
+mod coordinator;
 
-/// FindCoordinator's key type of a group.
-const GROUP_KEY: i8 = 0;
+pub(crate) use coordinator::COORDINATOR_CONNECT_TRY;
+use coordinator::Coordinator;
 
 /// TxnOffsetCommit above 4 stands for AddOffsetsToTxn too, on brokers with
 /// transactions version 2 (KIP-890); weir sends AddOffsetsToTxn itself.
 const CLIENT_TXN_OFFSET_COMMIT_MAX: i16 = 4;
-
-/// How long one try to connect to a coordinator lasts before it is looked
-/// up again.
-pub(crate) const COORDINATOR_CONNECT_TRY: Duration = Duration::from_secs(2);
 
 /// AddPartitionsToTxn versions above 3 are between brokers (KIP-890).
 const CLIENT_ADD_PARTITIONS_MAX: i16 = 3;
@@ -141,15 +138,6 @@ pub struct GroupGeneration {
     pub generation: i32,
     /// The member's id in it.
     pub member_id: String,
-}
-
-/// Which coordinator a request goes to.
-#[derive(Clone, Copy)]
-enum Coordinator<'a> {
-    /// The transactional id's.
-    Transaction,
-    /// A group's.
-    Group(&'a str),
 }
 
 /// One producer's transactions, through its transactional id's
@@ -282,22 +270,19 @@ impl Transactions {
                     .with_partitions(partitions.clone())
             })
             .collect();
-        let request = AddPartitionsToTxnRequest::default()
-            .with_v3_and_below_transactional_id(self.wire_id())
-            .with_v3_and_below_producer_id(WireProducerId(self.producer.id))
-            .with_v3_and_below_producer_epoch(self.producer.epoch)
+        let request = self
+            .request::<AddPartitionsToTxnRequest>()
             .with_v3_and_below_topics(topics);
         self.call(
             "AddPartitionsToTxn",
             &request,
             CLIENT_ADD_PARTITIONS_MAX,
             |r| {
-                r.results_by_topic_v3_and_below
+                let partitions = r
+                    .results_by_topic_v3_and_below
                     .iter()
-                    .flat_map(|t| &t.results_by_partition)
-                    .map(|p| p.partition_error_code)
-                    .find(|&c| c != 0)
-                    .unwrap_or(r.error_code)
+                    .flat_map(|t| &t.results_by_partition);
+                partition_error(partitions.map(|p| p.partition_error_code), r.error_code)
             },
             Coordinator::Transaction,
         )
@@ -327,10 +312,8 @@ impl Transactions {
     ) -> Result<(), TransactionError> {
         let group = GroupId(StrBytes::from_string(member.group.clone()));
         if !self.offsets_added {
-            let request = AddOffsetsToTxnRequest::default()
-                .with_transactional_id(self.wire_id())
-                .with_producer_id(WireProducerId(self.producer.id))
-                .with_producer_epoch(self.producer.epoch)
+            let request = self
+                .request::<AddOffsetsToTxnRequest>()
                 .with_group_id(group.clone());
             self.call(
                 "AddOffsetsToTxn",
@@ -350,11 +333,9 @@ impl Transactions {
                     .with_committed_offset(*offset),
             );
         }
-        let request = TxnOffsetCommitRequest::default()
-            .with_transactional_id(self.wire_id())
+        let request = self
+            .request::<TxnOffsetCommitRequest>()
             .with_group_id(group)
-            .with_producer_id(WireProducerId(self.producer.id))
-            .with_producer_epoch(self.producer.epoch)
             .with_generation_id(member.generation)
             .with_member_id(StrBytes::from_string(member.member_id.clone()))
             .with_topics(
@@ -372,12 +353,9 @@ impl Transactions {
             &request,
             CLIENT_TXN_OFFSET_COMMIT_MAX,
             |r| {
-                r.topics
-                    .iter()
-                    .flat_map(|t| &t.partitions)
-                    .map(|p| p.error_code)
-                    .find(|&c| c != 0)
-                    .unwrap_or(0)
+                let partitions = r.topics.iter().flat_map(|t| &t.partitions);
+                // The response has no error of its own.
+                partition_error(partitions.map(|p| p.error_code), 0)
             },
             Coordinator::Group(&member.group),
         )
@@ -404,11 +382,7 @@ impl Transactions {
         if !self.is_open() {
             return Ok(());
         }
-        let request = EndTxnRequest::default()
-            .with_transactional_id(self.wire_id())
-            .with_producer_id(WireProducerId(self.producer.id))
-            .with_producer_epoch(self.producer.epoch)
-            .with_committed(commit);
+        let request = self.request::<EndTxnRequest>().with_committed(commit);
         // Version 5 (KIP-890) answers with a new epoch that a client must
         // then use; weir ends its producer after one transaction per id
         // and epoch, so it stays at 4.
@@ -425,172 +399,50 @@ impl Transactions {
         Ok(())
     }
 
-    fn wire_id(&self) -> TransactionalId {
-        TransactionalId(StrBytes::from_string(self.id.clone()))
-    }
-
-    /// Sends `request` to the coordinator until it is answered without a
-    /// retriable error, or the timeout passes.
-    async fn call<R>(
-        &mut self,
-        api: &'static str,
-        request: &R,
-        max_version: i16,
-        code: impl Fn(&R::Response) -> i16,
-        to: Coordinator<'_>,
-    ) -> Result<R::Response, TransactionError>
-    where
-        R: Request + Message,
-    {
-        let deadline = Instant::now() + self.timeout;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            match self
-                .attempt(api, request, max_version, &code, to, deadline)
-                .await
-            {
-                Attempt::Done(response) => return Ok(response),
-                Attempt::Fail(e) => return Err(e),
-                Attempt::Again => {}
-            }
-            if Instant::now() + pause >= deadline {
-                return Err(TransactionError::Timeout {
-                    id: self.id.clone(),
-                    api,
-                    timeout: self.timeout,
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
-        }
-    }
-
-    async fn attempt<R>(
-        &mut self,
-        api: &'static str,
-        request: &R,
-        max_version: i16,
-        code: impl Fn(&R::Response) -> i16,
-        to: Coordinator<'_>,
-        deadline: Instant,
-    ) -> Attempt<R::Response>
-    where
-        R: Request + Message,
-    {
-        let wire_error = |api, source| TransactionError::Wire {
-            id: self.id.clone(),
-            api,
-            source,
-        };
-        if let Coordinator::Group(group) = to {
-            if self
-                .group_coordinator
-                .as_ref()
-                .is_some_and(|(g, _)| g != group)
-            {
-                self.group_coordinator = None;
-            }
-        }
-        let missing = match to {
-            Coordinator::Transaction => self.coordinator.is_none(),
-            Coordinator::Group(_) => self.group_coordinator.is_none(),
-        };
-        if missing {
-            let (key, key_type) = match to {
-                Coordinator::Transaction => (self.id.as_str(), TRANSACTION_KEY),
-                Coordinator::Group(group) => (group, GROUP_KEY),
-            };
-            match self.find_coordinator(key, key_type, deadline).await {
-                Ok(conn) => match to {
-                    Coordinator::Transaction => self.coordinator = Some(conn),
-                    Coordinator::Group(group) => {
-                        self.group_coordinator = Some((group.to_owned(), conn));
-                    }
-                },
-                // The coordinator named may be a broker just killed that
-                // the controller has not fenced yet: ask again.
-                Err(TransactionError::Wire { source, .. })
-                    if source.is_retryable() || matches!(source, WireError::Timeout { .. }) =>
-                {
-                    return Attempt::Again;
-                }
-                Err(e) => return Attempt::Fail(e),
-            }
-        }
-        let slot = match to {
-            Coordinator::Transaction => self.coordinator.as_mut(),
-            Coordinator::Group(_) => self.group_coordinator.as_mut().map(|(_, conn)| conn),
-        };
-        let Some(conn) = slot else {
-            return Attempt::Again;
-        };
-        let lost = |this: &mut Self| match to {
-            Coordinator::Transaction => this.coordinator = None,
-            Coordinator::Group(_) => this.group_coordinator = None,
-        };
-        let response = match conn.request_up_to(request, max_version).await {
-            Ok(response) => response,
-            Err(e) if e.is_retryable() => {
-                lost(self);
-                return Attempt::Again;
-            }
-            Err(source) => return Attempt::Fail(wire_error(api, source)),
-        };
-        match ResponseError::try_from_code(code(&response)) {
-            None => Attempt::Done(response),
-            Some(ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable) => {
-                lost(self);
-                Attempt::Again
-            }
-            // The coordinator is still ending a transaction (the one a
-            // fenced producer left open), or loading its state.
-            Some(e) if e == ResponseError::ConcurrentTransactions || e.is_retriable() => {
-                Attempt::Again
-            }
-            Some(error) => Attempt::Fail(TransactionError::Refused {
-                id: self.id.clone(),
-                api,
-                error,
-            }),
-        }
-    }
-
-    /// Finds the coordinator of `key` (a transactional id or a group, by
-    /// `key_type`) and connects to it.
-    async fn find_coordinator(
-        &self,
-        key: &str,
-        key_type: i8,
-        deadline: Instant,
-    ) -> Result<BrokerConnection, TransactionError> {
-        let connect = |e: WireError| TransactionError::Connect(e.into());
-        let mut any = wire::connect_any(&self.wire, &self.brokers, deadline)
-            .await
-            .map_err(connect)?;
-        let address = any
-            .find_coordinator(key, key_type)
-            .await
-            .map_err(|source| TransactionError::Wire {
-                id: self.id.clone(),
-                api: "FindCoordinator",
-                source,
-            })?;
-        // A short try: a coordinator that does not answer is asked for
-        // again rather than waited on until the deadline.
-        let try_deadline = deadline.min(Instant::now() + COORDINATOR_CONNECT_TRY);
-        wire::connect_to(&self.wire, &address, try_deadline)
-            .await
-            .map_err(|source| TransactionError::Wire {
-                id: self.id.clone(),
-                api: "connecting to the coordinator",
-                source,
-            })
+    /// A request of this producer's: its transactional id, producer id
+    /// and epoch set.
+    fn request<R: ProducerRequest>(&self) -> R {
+        let id = TransactionalId(StrBytes::from_string(self.id.clone()));
+        R::default().for_producer(id, WireProducerId(self.producer.id), self.producer.epoch)
     }
 }
 
-/// One try's outcome.
-enum Attempt<T> {
-    Done(T),
-    Again,
-    Fail(TransactionError),
+/// A request on behalf of a transactional producer, which names it.
+trait ProducerRequest: Default {
+    fn for_producer(self, id: TransactionalId, producer: WireProducerId, epoch: i16) -> Self;
+}
+
+/// The requests whose producer fields have the plain names.
+macro_rules! producer_request {
+    ($($request:ty),*) => {$(
+        impl ProducerRequest for $request {
+            fn for_producer(self, id: TransactionalId, producer: WireProducerId, epoch: i16) -> Self {
+                self.with_transactional_id(id)
+                    .with_producer_id(producer)
+                    .with_producer_epoch(epoch)
+            }
+        }
+    )*};
+}
+
+producer_request!(
+    AddOffsetsToTxnRequest,
+    TxnOffsetCommitRequest,
+    EndTxnRequest
+);
+
+/// Versions 4 and above of AddPartitionsToTxn batch several producers'
+/// transactions (between brokers, KIP-890); a client sends 3 and below.
+impl ProducerRequest for AddPartitionsToTxnRequest {
+    fn for_producer(self, id: TransactionalId, producer: WireProducerId, epoch: i16) -> Self {
+        self.with_v3_and_below_transactional_id(id)
+            .with_v3_and_below_producer_id(producer)
+            .with_v3_and_below_producer_epoch(epoch)
+    }
+}
+
+/// The first partition's error code in a response with one per
+/// partition; `otherwise` (the response's own) when none failed.
+fn partition_error(codes: impl IntoIterator<Item = i16>, otherwise: i16) -> i16 {
+    codes.into_iter().find(|&c| c != 0).unwrap_or(otherwise)
 }

@@ -15,30 +15,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::Client;
-use tokio::time::Instant;
 
 use super::{LanePlan, Lanes, PipeError, PipeJob, PipeOutput, PipeSummary, run_job};
-use crate::consume::{Commits, Consumer, ConsumerConfig, Selection, assign};
-use crate::job::member::{Generations, run_member as run_generations};
+use crate::consume::{Commits, Consumer, assign};
+use crate::job::member::{Cluster, Generations, MemberInput, Total, run_member as run_generations};
 use crate::job::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
-use crate::kafka::membership::{MemberLink, MembershipConfig};
-use crate::offsets::StoreConfig;
+use crate::kafka::membership::MemberLink;
 use crate::{TopicPartition, offsets};
 
 /// How a member of a group pipes.
 #[derive(Debug, Clone)]
 pub struct PipeMemberPlan {
-    /// The topics, and where partitions without a commit start.
-    pub selection: Selection,
-    /// The consumer's config.
-    pub consumer: ConsumerConfig,
-    /// The offsets store.
-    pub store: StoreConfig,
+    /// The topics, consumer, offsets store and group.
+    pub input: MemberInput,
     /// Time between commits.
     pub commit_interval: Duration,
-    /// The group, its topics and timeouts.
-    pub membership: MembershipConfig,
     /// Exactly once: the lanes each generation opens.
     pub exactly_once: Option<LanePlan>,
 }
@@ -59,56 +51,45 @@ pub async fn run_member(
     job: PipeJob,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<PipeSummary, PipeError> {
-    let started = Instant::now();
-    let membership = plan.membership.clone();
-    let mut member = Member {
-        client,
-        connection,
-        plan,
-        job,
-        total: None,
-    };
-    let stop = run_generations(connection, membership, &mut member, shutdown).await?;
-    let mut total = member.total.unwrap_or_else(|| PipeSummary::empty(stop));
-    total.elapsed = started.elapsed();
-    total.stop = stop;
-    Ok(total)
+    let membership = plan.input.membership.clone();
+    let member = Member { plan, job };
+    run_generations(client, connection, membership, member, shutdown).await
 }
 
 /// The pipe job, one generation at a time.
-struct Member<'a> {
-    client: &'a Arc<Client>,
-    connection: &'a ConnectionConfig,
+struct Member {
     plan: PipeMemberPlan,
     job: PipeJob,
-    /// What the generations so far did.
-    total: Option<PipeSummary>,
 }
 
-impl Generations for Member<'_> {
+impl Generations for Member {
     type Error = PipeError;
+    type Summary = PipeSummary;
 
     async fn generation(
         &mut self,
+        cluster: Cluster<'_>,
         partitions: &[TopicPartition],
         link: MemberLink,
+        total: &mut Total<PipeSummary>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<StopReason, PipeError> {
-        let mut assignments = assign(self.client, &self.plan.selection)
+        let mut assignments = assign(cluster.client, &self.plan.input.selection)
             .await
             .map_err(JobError::from)?;
         assignments.retain(|a| partitions.contains(&a.topic_partition()));
-        let group = &self.plan.membership.group;
+        let group = &self.plan.input.membership.group;
         if let Some(lanes) = &self.plan.exactly_once {
             let inputs: Vec<TopicPartition> =
                 assignments.iter().map(|a| a.topic_partition()).collect();
-            let opened = Lanes::open(self.client, self.connection, group, lanes, &inputs).await?;
+            let opened =
+                Lanes::open(cluster.client, cluster.connection, group, lanes, &inputs).await?;
             self.job.output = PipeOutput::ExactlyOnce(opened);
         }
         let joined = offsets::group::join(
-            self.client,
-            self.connection,
-            &self.plan.store,
+            cluster.client,
+            cluster.connection,
+            &self.plan.input.store,
             group,
             &mut assignments,
         )
@@ -122,14 +103,18 @@ impl Generations for Member<'_> {
         if self.plan.exactly_once.is_some() && self.job.commits.is_none() {
             return Err(PipeError::Job(JobError::Offsets(
                 crate::offsets::OffsetsError::NoStore {
-                    topic: self.plan.store.topic.clone(),
+                    topic: self.plan.input.store.topic.clone(),
                 },
             )));
         }
         self.job.member = Some(link);
-        let consumer = Consumer::start(self.client, assignments, self.plan.consumer.clone())
-            .await
-            .map_err(JobError::from)?;
+        let consumer = Consumer::start(
+            cluster.client,
+            assignments,
+            self.plan.input.consumer.clone(),
+        )
+        .await
+        .map_err(JobError::from)?;
         let summary = match run_job(consumer, &mut self.job, stop).await {
             Ok(summary) => summary,
             // Another member was given a partition of this one's (its
@@ -144,11 +129,6 @@ impl Generations for Member<'_> {
             }
             Err(e) => return Err(e),
         };
-        let stop = summary.stop;
-        match &mut self.total {
-            Some(total) => total.absorb(summary),
-            None => self.total = Some(summary),
-        }
-        Ok(stop)
+        Ok(total.add(summary))
     }
 }

@@ -23,6 +23,7 @@ use crate::aggregate::{Extractor, KeyReader};
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{OutputFormat, RecordWriter};
 use crate::consume::{Commits, Consumer};
+use crate::job::member::Summary;
 use crate::job::{self, Job, JobError, Step, StepError, StopReason};
 use crate::kafka::membership::MemberLink;
 use crate::kafka::transaction::TransactionError;
@@ -157,9 +158,13 @@ pub struct PipeSummary {
     pub stop: StopReason,
 }
 
-impl PipeSummary {
+impl Summary for PipeSummary {
+    fn ending(&mut self) -> (&mut Duration, &mut StopReason) {
+        (&mut self.elapsed, &mut self.stop)
+    }
+
     /// A run that piped nothing.
-    pub fn empty(stop: StopReason) -> Self {
+    fn empty(stop: StopReason) -> Self {
         Self {
             read: 0,
             written: 0,
@@ -172,7 +177,7 @@ impl PipeSummary {
     }
 
     /// Adds a later run's tallies (a group member's next generation).
-    pub fn absorb(&mut self, later: Self) {
+    fn absorb(&mut self, later: Self) {
         self.read += later.read;
         self.written += later.written;
         self.filtered += later.filtered;
@@ -447,10 +452,9 @@ impl Run<'_> {
         let Some(commits) = &mut self.job.commits else {
             return Ok(());
         };
-        let exclusive = commits.exclusive;
         if let PipeOutput::ExactlyOnce(lanes) = &mut self.job.output {
             let committed = lanes
-                .commit(&mut commits.session, &self.positions, exclusive)
+                .commit(&mut commits.session, &self.positions, commits.exclusive)
                 .await?;
             self.commits += committed;
             if let Some(member) = &self.job.member {
@@ -458,11 +462,11 @@ impl Run<'_> {
             }
             return Ok(());
         }
-        if job::commit_positions(&mut commits.session, &self.acknowledged, exclusive, last).await? {
+        if commits
+            .commit(&self.acknowledged, self.job.member.as_ref(), last)
+            .await?
+        {
             self.commits += 1;
-            if let Some(member) = &self.job.member {
-                member.mirror(&self.acknowledged);
-            }
         }
         Ok(())
     }
