@@ -11,6 +11,7 @@
 //! reading stops: what was read is still delivered or failed, never lost
 //! silently.
 
+mod error;
 pub mod input;
 mod metadata;
 mod partition;

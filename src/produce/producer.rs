@@ -34,8 +34,8 @@ use tokio::time::Instant;
 use tracing::{info, instrument, warn};
 
 use crate::Header;
-use crate::kafka::connect::{ClientError, LeaderLookupError};
 use crate::kafka::idempotence::ProducerId;
+pub use crate::produce::error::{Delivery, ProduceError, SendFailure};
 pub use crate::produce::metadata::TopicMetadata;
 use crate::produce::metadata::refresh_partition_count;
 use crate::produce::partition::{PartitionTask, Pending, QUEUE_RECORDS};
@@ -162,139 +162,6 @@ pub(super) fn encoded_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[
             .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 10)
             .sum::<usize>()
         + FRAMING
-}
-
-/// Why a batch was not written.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendFailure {
-    /// The client gave up: the broker refused the batch, or could not be
-    /// reached until the deadline.
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    /// No acknowledgement came before the delivery deadline.
-    #[error("no acknowledgement within {} (--timeout)", humantime::format_duration(*.timeout))]
-    NoAcknowledgement {
-        /// The deadline.
-        timeout: Duration,
-    },
-    /// The topic was deleted while records were on their way.
-    #[error("the topic was deleted")]
-    TopicDeleted,
-}
-
-impl ProduceError {
-    /// Whether the broker refused the batch because a newer producer of
-    /// its transactional id started: this one is fenced for good.
-    pub fn is_fenced(&self) -> bool {
-        matches!(
-            self,
-            Self::Send {
-                cause: SendFailure::Client(e),
-                ..
-            } if e.is_fenced()
-        )
-    }
-}
-
-/// What happened to one record.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// The caller's tag given to [`Producer::send`] (e.g. an input line).
-    pub tag: u64,
-    /// The partition the record was routed to.
-    pub partition: i32,
-    /// Its offset, or why it was not written.
-    pub result: Result<i64, Arc<ProduceError>>,
-}
-
-/// Errors of the producer.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProduceError {
-    /// A partition of the topic could not be opened.
-    #[error("cannot produce to topic \"{topic}\" partition {partition}")]
-    Topic {
-        /// The topic.
-        topic: String,
-        /// The partition.
-        partition: i32,
-        /// Why.
-        #[source]
-        cause: LeaderLookupError,
-    },
-    /// An explicit partition outside the topic.
-    #[error("topic \"{topic}\" has {}, partition {partition} is out of range", crate::plural(*.partitions, "partition"))]
-    PartitionOutOfRange {
-        /// The topic.
-        topic: String,
-        /// The partition asked for.
-        partition: i32,
-        /// How many it has.
-        partitions: i32,
-    },
-    /// A record larger than a batch may be.
-    #[error(
-        "record of about {size} bytes is larger than the {limit}-byte batch limit for topic \"{topic}\" (the broker rejects larger requests)"
-    )]
-    RecordTooLarge {
-        /// The topic.
-        topic: String,
-        /// The record's estimated size.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// The broker did not take a batch before the deadline.
-    #[error("producing to topic \"{topic}\" partition {partition} failed{}", leader.as_deref().map(|l| format!(": leader {l}")).unwrap_or_default())]
-    Send {
-        /// The topic.
-        topic: String,
-        /// The partition.
-        partition: i32,
-        /// The partition leader's `host:port`, as last known.
-        leader: Option<String>,
-        /// Why.
-        #[source]
-        cause: SendFailure,
-    },
-    /// An earlier batch of the same partition failed, so this record was
-    /// not sent: sending it would break the partition's order.
-    #[error("not sent to topic \"{topic}\" partition {partition}: an earlier batch failed")]
-    Abandoned {
-        /// The topic.
-        topic: String,
-        /// The partition.
-        partition: i32,
-    },
-    /// An earlier batch of the same partition failed while this one was
-    /// on its way: its outcome is not known.
-    #[error(
-        "not acknowledged by topic \"{topic}\" partition {partition}: an earlier batch failed while this one was on its way (it may have been written)"
-    )]
-    Unconfirmed {
-        /// The topic.
-        topic: String,
-        /// The partition.
-        partition: i32,
-    },
-    /// A create time the topic would refuse, or a record cannot carry
-    /// (see [`TimestampLimits`]).
-    #[error("timestamp {timestamp_ms} ({}) for topic \"{topic}\" {problem}", crate::timestamp::rfc3339(*.timestamp_ms))]
-    Timestamp {
-        /// The topic.
-        topic: String,
-        /// The record's create time, ms since the epoch.
-        timestamp_ms: i64,
-        /// What is wrong with it.
-        problem: TimestampProblem,
-    },
-    /// The producer was closed.
-    #[error("the producer for topic \"{topic}\" is closed")]
-    Closed {
-        /// The topic.
-        topic: String,
-    },
 }
 
 /// A producer for one topic. Send with [`send`](Self::send), read outcomes
