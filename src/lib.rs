@@ -45,9 +45,12 @@
 //!   thread, the bad-input policy, a delivery report per record), with
 //!   [`partitioner`](produce::partitioner) (murmur2 as the Java client,
 //!   CRC-32 as librdkafka's `consistent`, sticky null keys, random,
-//!   round-robin), [`producer`](produce::producer) (routing, per-partition
-//!   batches with linger, compression, one request in flight per
-//!   partition, a delivery report for every record) and
+//!   round-robin), [`producer`](produce::producer) (routing, records held
+//!   within a memory budget, per-partition batches with linger sized in
+//!   bytes as sent, compressed and cut ahead of the request, up to five
+//!   requests in flight per partition with idempotence and the sequences
+//!   and epochs of KIP-360, a delivery report for every record and the
+//!   errors, in `produce/error.rs`) and
 //!   [`input`](produce::input) (delimiters, key delimiter, fixed key and
 //!   headers, JSON lines with base64 fields and headers as an ordered list,
 //!   [`Header`]).
