@@ -43,7 +43,7 @@ impl ProduceError {
 /// What happened to one record.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// The caller's tag given to [`Producer::send`] (e.g. an input line).
+    /// The caller's tag given to [`Producer::send`](crate::produce::producer::Producer::send) (e.g. an input line).
     pub tag: u64,
     /// The partition the record was routed to.
     pub partition: i32,
@@ -122,7 +122,7 @@ pub enum ProduceError {
         partition: i32,
     },
     /// A create time the topic would refuse, or a record cannot carry
-    /// (see [`TimestampLimits`]).
+    /// (see [`TimestampLimits`](crate::timestamp::TimestampLimits)).
     #[error("timestamp {timestamp_ms} ({}) for topic \"{topic}\" {problem}", crate::timestamp::rfc3339(*.timestamp_ms))]
     Timestamp {
         /// The topic.
