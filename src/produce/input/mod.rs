@@ -117,10 +117,11 @@ impl RecordParser {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > haystack.len() {
-        return None;
+    match needle {
+        [] => None,
+        [byte] => memchr::memchr(*byte, haystack),
+        _ => memchr::memmem::find(haystack, needle),
     }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Reads records separated by `delimiter` (any non-empty byte string).
@@ -161,6 +162,11 @@ impl<R: BufRead> DelimitedReader<R> {
             let n = self.inner.read_until(last, buf)?;
             if n == 0 {
                 return Ok(!buf.is_empty());
+            }
+            // One byte (the usual newline): `read_until` stopped at it.
+            if self.delimiter.len() == 1 && buf.last() == Some(&last) {
+                buf.pop();
+                return Ok(true);
             }
             if buf.ends_with(&self.delimiter) {
                 buf.truncate(buf.len() - self.delimiter.len());
