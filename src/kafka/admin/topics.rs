@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
-use tracing::{debug, instrument};
+use tracing::{debug, info, instrument};
 
 use super::{
     Admin, AdminError, ConfigEntry, LEADER_CONNECT_TIMEOUT, NewTopic, PartitionDescription, Retry,
@@ -316,17 +316,62 @@ impl Admin {
                             .collect(),
                     ),
             ]);
-        let response = self.call(&controller, &request).await?;
+        let response = match self.call(&controller, &request).await {
+            Err(e @ AdminError::RequestTimeout { .. }) => return self.created_late(topic, e).await,
+            answer => answer?,
+        };
         for result in response.topics {
-            super::topic_result(
+            let checked = super::topic_result(
                 "create",
                 &topic.name,
                 None,
                 result.error_code,
                 result.error_message.as_ref(),
-            )?;
+            );
+            match checked {
+                Err(
+                    e @ AdminError::Refused {
+                        refusal:
+                            super::BrokerRefusal {
+                                error: ResponseError::RequestTimedOut,
+                                ..
+                            },
+                        ..
+                    },
+                ) => return self.created_late(topic, e).await,
+                checked => checked?,
+            }
         }
         self.wait_for(&topic.name, true).await
+    }
+
+    /// After a CreateTopics that timed out: the controller may still be
+    /// creating the topic (Kafka's REQUEST_TIMED_OUT says so; a loaded
+    /// cluster takes longer than the deadline). Once it shows with leaders
+    /// and the partitions asked for, it was created; otherwise `timed_out`
+    /// stands. A retry would only have been told the topic exists.
+    async fn created_late(
+        &mut self,
+        topic: &NewTopic,
+        timed_out: AdminError,
+    ) -> Result<(), AdminError> {
+        self.wait_for(&topic.name, true).await?;
+        let metadata = self.metadata(Some(&[&topic.name])).await?;
+        match Self::topic_partitions(&metadata, &topic.name) {
+            Ok(partitions)
+                if !partitions.is_empty()
+                    && partitions.iter().all(|p| p.leader >= 0)
+                    && (topic.partitions < 1
+                        || usize::try_from(topic.partitions) == Ok(partitions.len())) =>
+            {
+                info!(
+                    topic = topic.name.as_str(),
+                    "created after the request timed out"
+                );
+                Ok(())
+            }
+            _ => Err(timed_out),
+        }
     }
 
     /// Creates `topic` unless it exists, and waits until the metadata
