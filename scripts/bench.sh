@@ -150,11 +150,15 @@ command_for() {
 # (/proc/PID/stat counts 10 ms ticks, too coarse for one run). A broker
 # just started, or just written to, spends more per record than one that
 # has served a while (its JIT still compiling), so each consume scenario
-# reads its topics once before the measured rounds.
+# reads its topics once before the measured rounds. A thread that ends
+# between the listing and the read is skipped (before, the failed read
+# ended the whole run without a message, under `set -e` and pipefail: the
+# three JVMs of rf3 start and end threads often); its time is then missing
+# from the sum, so a run's broker CPU can come out low, even negative.
 broker_cpu_ms() {
     local pid
     for pid in $bench_broker; do
-        cat /proc/"$pid"/task/*/schedstat 2>/dev/null
+        cat /proc/"$pid"/task/*/schedstat 2>/dev/null || true
     done | awk '{s += $1} END {printf "%d", s / 1e6}'
 }
 
