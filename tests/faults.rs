@@ -1708,7 +1708,11 @@ fn check_counts(
         *expected.entry((time / 1000 * 1000, key)).or_default() += 1;
     }
     let rows = expected.len().to_string();
-    let java = common::kafka_tool(
+    // Rows wait behind a SIGKILLed member's open transaction until the
+    // coordinator aborts it (its timeout, then the coordinator's next
+    // scan): the reader waits up to 60 s without a row, and a shortfall
+    // is reported row by row below.
+    let java = common::kafka_tool_within(
         "org.apache.kafka.tools.consumer.ConsoleConsumer",
         &[
             "--bootstrap-server",
@@ -1723,8 +1727,8 @@ fn check_counts(
             "--timeout-ms",
             "60000",
         ],
+        Duration::from_secs(120),
     );
-    java.ok();
     let mut got: BTreeMap<(i64, String), u64> = BTreeMap::new();
     for line in java.stdout.lines().filter(|l| l.starts_with('{')) {
         let row: Value = serde_json::from_str(line).unwrap();
@@ -1736,7 +1740,25 @@ fn check_counts(
             "{key:?} emitted twice"
         );
     }
-    assert_eq!(got, expected, "rows read_committed by the Java consumer");
+    if got != expected {
+        let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).collect();
+        let wrong: Vec<_> = got
+            .iter()
+            .filter(|(k, v)| expected.get(*k) != Some(*v))
+            .map(|(k, v)| (k, v, expected.get(k)))
+            .collect();
+        panic!(
+            "rows read_committed by the Java consumer: {} of {} rows; missing {:?}; \
+             wrong or unexpected (row, count, expected) {:?}; consumer exit {:?}, stderr:\n{}",
+            got.len(),
+            expected.len(),
+            missing,
+            wrong,
+            java.code,
+            java.stderr
+        );
+    }
+    java.ok();
     let mut cmd = weir();
     cmd.args(["consume", "-t", output, "-e", "-q", "-b", address]);
     let read = run(&mut cmd);

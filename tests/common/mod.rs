@@ -80,6 +80,15 @@ pub fn kafka_tool(class: &str, args: &[&str]) -> Run {
     run(&mut cmd)
 }
 
+/// [`kafka_tool`], killed after `limit` rather than the usual step limit:
+/// a consumer that waits for rows until its own idle timeout.
+pub fn kafka_tool_within(class: &str, args: &[&str], limit: Duration) -> Run {
+    let mut cmd = Command::new(kafka_script());
+    cmd.arg("tool").arg(class).args(args).stdin(Stdio::null());
+    die_with_parent(&mut cmd);
+    run_with_deadline(&mut cmd, limit)
+}
+
 /// [`kafka_tool`] with `input` on stdin (from a file, so a large input
 /// cannot fill a pipe and stall), as the console producer reads it.
 pub fn kafka_tool_with_input(class: &str, args: &[&str], input: &[u8]) -> Run {
