@@ -254,9 +254,10 @@ impl PartitionTask {
                 },
             };
             let limit = ratio.plain_limit(task.batch_bytes, task.compression);
-            let (batch, queue_closed) = task.collect(first, limit, &mut carry, &mut queue).await;
+            let (batch, held, queue_closed) =
+                task.collect(first, limit, &mut carry, &mut queue).await;
             closed |= queue_closed;
-            let batch = task.encode(batch, &mut carry, &mut ratio);
+            let batch = task.encode(batch, held, &mut carry, &mut ratio);
             task.batches_sent.fetch_add(1, Ordering::Relaxed);
             // Never closed: acquiring cannot fail.
             let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
@@ -316,15 +317,15 @@ impl PartitionTask {
     /// A batch starting with `first`: records (from `carry`, then the
     /// queue) until they reach `limit` bytes, the linger after the first
     /// has passed, or the queue closes; a record that does not fit goes
-    /// back to the front of `carry`. Returns the batch and whether the
-    /// queue closed.
+    /// back to the front of `carry`. Returns the batch, its bytes (in
+    /// [`record_size`]'s estimate) and whether the queue closed.
     async fn collect(
         &self,
         first: Pending,
         limit: usize,
         carry: &mut VecDeque<Pending>,
         queue: &mut mpsc::Receiver<Pending>,
-    ) -> (Vec<Pending>, bool) {
+    ) -> (Vec<Pending>, usize, bool) {
         let mut bytes = record_size(&first.record);
         // tokio's timers fire on the first millisecond tick at or after
         // their deadline; half a millisecond early centres that on the
@@ -364,16 +365,18 @@ impl PartitionTask {
             bytes += size;
             batch.push(next);
         }
-        (batch, closed)
+        (batch, bytes, closed)
     }
 
     /// Writes and compresses `batch`. One that comes out larger than the
     /// broker takes (the ratio of the batch before it was too hopeful) is
     /// cut, and its tail goes back to the front of `carry` for the next
     /// batch; nothing has been sent. The ratio is updated from the batch.
+    /// `held`: the batch's bytes, as [`collect`](Self::collect) counted.
     fn encode(
         &self,
         batch: Vec<Pending>,
+        mut held: usize,
         carry: &mut VecDeque<Pending>,
         ratio: &mut Ratio,
     ) -> Ready {
@@ -386,7 +389,6 @@ impl PartitionTask {
             })
             .collect();
         loop {
-            let held: usize = records.iter().map(record_size).sum();
             let encoded = EncodedBatch::encode(&records, self.compression);
             let wire = match &encoded {
                 Ok(batch) => batch.len(),
@@ -405,6 +407,7 @@ impl PartitionTask {
                 );
                 let rest = records.split_off(keep);
                 let rest_tags = tags.split_off(keep);
+                held -= rest.iter().map(record_size).sum::<usize>();
                 for (tag, record) in rest_tags.into_iter().zip(rest).rev() {
                     carry.push_front(Pending {
                         tag,

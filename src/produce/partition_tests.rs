@@ -401,7 +401,7 @@ fn a_batch_too_large_once_compressed_is_cut_and_its_tail_carried_in_order() {
     // The last batch compressed to a tenth: this one, of 3 MB, was
     // collected for it, and does not compress.
     let mut ratio = Ratio(0.1);
-    let ready = task.encode(batch, &mut carry, &mut ratio);
+    let ready = task.encode(batch, sizes.iter().sum(), &mut carry, &mut ratio);
 
     let wire = ready.batch.as_ref().unwrap().len();
     assert!(wire <= DEFAULT_BATCH_BYTES, "{wire}");
@@ -426,7 +426,7 @@ fn a_batch_within_the_limit_is_sent_whole_and_teaches_the_ratio() {
     let held: usize = batch.iter().map(|p| record_size(&p.record)).sum();
     let mut carry = VecDeque::new();
     let mut ratio = Ratio::FIRST;
-    let ready = task.encode(batch, &mut carry, &mut ratio);
+    let ready = task.encode(batch, held, &mut carry, &mut ratio);
     assert_eq!(ready.tags.len(), 1000);
     assert!(carry.is_empty());
     let wire = ready.batch.as_ref().unwrap().len();
