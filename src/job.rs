@@ -146,6 +146,10 @@ pub trait Job {
     /// A partition reached its stop; `next_offset` is where it stopped.
     fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64);
 
+    /// A fetch found a partition at the end of its log
+    /// ([`ConsumerEvent::CaughtUp`]).
+    fn caught_up(&mut self, _at: TopicPartition) {}
+
     /// No event is ready: write out what is buffered. Also called, its
     /// error ignored, when the job fails, so what was written before is
     /// not lost.
@@ -239,6 +243,10 @@ pub async fn run<J: Job>(
                 next_offset,
             } => {
                 job.reached(topic, partition, next_offset);
+                Ok(None)
+            }
+            ConsumerEvent::CaughtUp { topic, partition } => {
+                job.caught_up(TopicPartition::new(topic, partition));
                 Ok(None)
             }
             ConsumerEvent::Failed(e) => Err(StepError::Job(JobError::Consumer(e).into())),

@@ -23,9 +23,12 @@
 //!   applied. A window is emitted, summed across partitions, once it has
 //!   closed in every partition that has records (with `--emit final` and
 //!   without `--exactly-once`, as soon as it has, between checkpoints
-//!   too). A partition that was
-//!   empty at the start does not hold windows back, nor, with an idle
-//!   timeout, one that has had no record for that long; windows that
+//!   too). A partition without
+//!   a record in this run does not hold windows back once a fetch has
+//!   found it at the end of its log (never before: its first fetch may
+//!   not have answered, or its leader may be moving), nor one that reached
+//!   its stop, nor, with an idle timeout, one that has had no record for
+//!   that long; windows that
 //!   close past it are closed in it too, so its later records for them
 //!   are late, never counted after their window was emitted.
 //! - Order at a checkpoint: emit, wait for the output (flushed, or

@@ -16,8 +16,8 @@ use super::{Row, TOTALS, Windowing};
 /// Windows ending at or before the returned time have closed in every
 /// partition that holds windows back; `None` when one of those has no
 /// record yet, when none holds windows back, or without windows.
-/// Partitions idle from the start, and with `quiet_since` those without a
-/// record since then, hold nothing back.
+/// Idle partitions ([`Part::idle`]), and with `quiet_since` those without
+/// a record since then, hold nothing back.
 pub(super) fn close_boundary<'a>(
     parts: impl Iterator<Item = &'a Part>,
     windowing: &Windowing,

@@ -75,7 +75,7 @@ pub async fn consume(
                         + r.value.as_ref().map_or(0, Vec::len)) as u64;
                 }
             }
-            Some(ConsumerEvent::Reached { .. }) => {}
+            Some(ConsumerEvent::Reached { .. } | ConsumerEvent::CaughtUp { .. }) => {}
             Some(ConsumerEvent::Failed(e)) => {
                 failure = Some(e);
                 break;

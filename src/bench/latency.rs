@@ -221,7 +221,7 @@ async fn read_stamped(
                         .record(now.saturating_sub(u64::from_le_bytes(stamp)));
                 }
             }
-            Some(ConsumerEvent::Reached { .. }) => {}
+            Some(ConsumerEvent::Reached { .. } | ConsumerEvent::CaughtUp { .. }) => {}
             Some(ConsumerEvent::Failed(e)) => {
                 read.failure = Some(crate::ErrorChain(&e).to_string());
                 break;

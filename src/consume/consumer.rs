@@ -102,6 +102,15 @@ pub enum ConsumerEvent {
         /// The next offset to read.
         next_offset: i64,
     },
+    /// A fetch answered that a partition has nothing more to read for
+    /// now: it is at the end of its log (for the isolation level). Sent
+    /// when it gets there, again only after records came since.
+    CaughtUp {
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+    },
     /// A partition failed and stopped.
     Failed(ConsumeError),
 }

@@ -188,6 +188,7 @@ pub(crate) async fn drain(mut consumer: Consumer) -> (Vec<i64>, Option<i64>) {
                 offsets.extend(records.iter().map(|r| r.offset));
             }
             ConsumerEvent::Reached { next_offset, .. } => reached = Some(next_offset),
+            ConsumerEvent::CaughtUp { .. } => {}
             ConsumerEvent::Failed(e) => panic!("{e}"),
         }
     }

@@ -299,6 +299,8 @@ impl<F: PartitionFetch> PartitionTask<F> {
         let mut failing_since: Option<Instant> = None;
         let mut last_error: Option<FetchError> = None;
         let mut warned_empty = false;
+        // Reported at the end of the log since the last records.
+        let mut caught_up = false;
         let metrics = Arc::clone(&self.metrics);
         let _assigned = metrics.assign();
         loop {
@@ -443,6 +445,15 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 } else if self.until_time.is_some_and(|t| now_ms() >= t) {
                     self.reached().await;
                     return;
+                } else if !caught_up {
+                    caught_up = true;
+                    let event = ConsumerEvent::CaughtUp {
+                        topic: Arc::clone(&self.topic),
+                        partition: self.partition,
+                    };
+                    if self.events.send(event).await.is_err() {
+                        return;
+                    }
                 }
                 continue;
             };
@@ -501,6 +512,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
                 .sum();
             metrics.fetched(batch.len(), bytes, self.next);
+            caught_up &= batch.is_empty();
             if !batch.is_empty()
                 && self
                     .events

@@ -308,6 +308,14 @@ async fn a_follower_waits_at_the_stable_offset_without_growing_its_fetches() {
     // for the fetch size.
     let waits = waits();
     assert!(waits.iter().all(|f| f.1 == waits[0].1), "{waits:?}");
+    // At the end, said once for the five fetches there.
+    assert!(
+        matches!(
+            consumer.try_next(),
+            Some(ConsumerEvent::CaughtUp { partition: 0, .. })
+        ),
+        "caught up"
+    );
     assert!(consumer.try_next().is_none());
     consumer.stop().await;
 }

@@ -321,6 +321,7 @@ impl OffsetStore {
                     }
                 }
                 ConsumerEvent::Reached { next_offset, .. } => next = next_offset,
+                ConsumerEvent::CaughtUp { .. } => {}
                 ConsumerEvent::Failed(e) => return Err(failed(e)),
             }
         }

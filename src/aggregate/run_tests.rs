@@ -1,0 +1,168 @@
+//! Runs of the count over partitions in memory: when a partition without
+//! records holds windows back.
+
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rskafka::client::partition::OffsetAt;
+
+use super::*;
+use crate::aggregate::{AggPlan, CountConfig, CountJob, EmitMode, Extractor, Row, RowSink};
+use crate::consume::assign::Assignment;
+use crate::consume::fake_log::{FakeLog, config};
+use crate::consume::fetch::{FetchError, Fetched, PartitionFetch};
+use crate::consume::position::{StartOffset, Until};
+
+/// A partition whose log looks empty until its first fetch answers,
+/// after `delay`: one whose leader is slow to answer (a new connection,
+/// a leader moving), written to meanwhile.
+struct SlowFirstFetch {
+    log: Arc<FakeLog>,
+    delay: Duration,
+    answered: AtomicBool,
+}
+
+impl SlowFirstFetch {
+    fn new(log: FakeLog, delay: Duration) -> Self {
+        Self {
+            log: Arc::new(log),
+            delay,
+            answered: AtomicBool::new(delay.is_zero()),
+        }
+    }
+}
+
+impl PartitionFetch for SlowFirstFetch {
+    fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> BoxFuture<'_, Result<Fetched, FetchError>> {
+        Box::pin(async move {
+            if !self.answered.load(SeqCst) {
+                tokio::time::sleep(self.delay).await;
+                self.answered.store(true, SeqCst);
+            }
+            self.log.fetch(offset, max_bytes, max_wait_ms).await
+        })
+    }
+
+    fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
+        Box::pin(async move {
+            match at {
+                OffsetAt::Latest if !self.answered.load(SeqCst) => Ok(self.log.low),
+                at => self.log.offset_at(at).await,
+            }
+        })
+    }
+}
+
+/// Rows as emitted, each with whether it came at the stop.
+#[derive(Clone, Default)]
+struct Collected(Arc<Mutex<Vec<(Row, bool)>>>);
+
+impl RowSink for Collected {
+    fn emit(&mut self, rows: &[Row], stopping: bool) -> std::io::Result<()> {
+        let mut all = self.0.lock().unwrap();
+        all.extend(rows.iter().map(|r| (r.clone(), stopping)));
+        Ok(())
+    }
+}
+
+/// Counts partitions 0 and 1 of "t" by value in windows of a second,
+/// checkpointing every 20 ms, until `count` records or `stop_after`.
+async fn count(
+    partitions: [SlowFirstFetch; 2],
+    count: Option<u64>,
+    stop_after: Duration,
+) -> (Vec<(Row, bool)>, CountSummary) {
+    let fetchers = partitions
+        .into_iter()
+        .enumerate()
+        .map(|(i, fetch)| {
+            let assignment = Assignment {
+                topic: Arc::from("t"),
+                partition: i as i32,
+                start: None,
+            };
+            (assignment, fetch)
+        })
+        .collect();
+    let consumer = Consumer::start_with(fetchers, config(StartOffset::Earliest, Until::Never))
+        .await
+        .unwrap();
+    let rows = Collected::default();
+    let job = CountJob {
+        config: CountConfig {
+            by: vec![Extractor::Value],
+            aggs: AggPlan::new(Vec::new()),
+            windowing: crate::aggregate::Windowing::tumbling(Some(1000), 0),
+            emit: EmitMode::Final,
+            count,
+            checkpoint_interval: Duration::from_millis(20),
+            idle_timeout: None,
+        },
+        sink: Some(Box::new(rows.clone())),
+        topic: None,
+        checkpoints: None,
+        member: None,
+    };
+    let stop = async {
+        tokio::time::sleep(stop_after).await;
+        StopReason::Shutdown
+    };
+    let run = run(consumer, job, Restored::default(), stop);
+    let summary = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the run ended")
+        .unwrap();
+    let rows = rows.0.lock().unwrap().clone();
+    (rows, summary)
+}
+
+/// Each window's count across keys, in window order.
+fn per_window(rows: &[(Row, bool)]) -> Vec<(i64, u64)> {
+    let mut windows = BTreeMap::new();
+    for (row, _) in rows {
+        *windows.entry(row.window_start.unwrap()).or_default() += row.count;
+    }
+    windows.into_iter().collect()
+}
+
+#[tokio::test]
+async fn a_partition_whose_first_fetch_has_not_answered_holds_windows_back() {
+    // Ten records a second apart in each partition; partition 1 looked
+    // empty at the start, and its first fetch answers 300 ms on, long
+    // after partition 0's records passed every window's end.
+    let partitions = [
+        SlowFirstFetch::new(FakeLog::new(0..10), Duration::ZERO),
+        SlowFirstFetch::new(FakeLog::new(0..10), Duration::from_millis(300)),
+    ];
+    let (rows, summary) = count(partitions, Some(20), Duration::from_secs(10)).await;
+    assert_eq!(summary.late, 0, "records left out as late");
+    let expected: Vec<(i64, u64)> = (0..10).map(|w| (w * 1000, 2)).collect();
+    assert_eq!(per_window(&rows), expected);
+}
+
+#[tokio::test]
+async fn a_partition_found_at_its_end_holds_no_window_back() {
+    // Partition 1 stays empty: once a fetch has answered so, the windows
+    // partition 0 closed are emitted before the stop.
+    let partitions = [
+        SlowFirstFetch::new(FakeLog::new(0..10), Duration::ZERO),
+        SlowFirstFetch::new(FakeLog::new(0..0), Duration::ZERO),
+    ];
+    let (rows, summary) = count(partitions, None, Duration::from_millis(500)).await;
+    assert_eq!(summary.stop, StopReason::Shutdown);
+    let before_stop: Vec<i64> = rows
+        .iter()
+        .filter(|(_, stopping)| !stopping)
+        .map(|(row, _)| row.window_start.unwrap())
+        .collect();
+    assert_eq!(before_stop, (0..9).map(|w| w * 1000).collect::<Vec<_>>());
+    let expected: Vec<(i64, u64)> = (0..10).map(|w| (w * 1000, 1)).collect();
+    assert_eq!(per_window(&rows), expected);
+}
