@@ -1747,15 +1747,25 @@ fn check_counts(
             .filter(|(k, v)| expected.get(*k) != Some(*v))
             .map(|(k, v)| (k, v, expected.get(k)))
             .collect();
+        // A consumer killed at the limit printed its threads there.
+        let threads: Vec<&str> = java
+            .stdout
+            .lines()
+            .filter(|l| !l.starts_with('{'))
+            .take(400)
+            .collect();
         panic!(
             "rows read_committed by the Java consumer: {} of {} rows; missing {:?}; \
-             wrong or unexpected (row, count, expected) {:?}; consumer exit {:?}, stderr:\n{}",
+             wrong or unexpected (row, count, expected) {:?}; consumer exit {:?} after {:?}, \
+             stderr:\n{}\nother output:\n{}",
             got.len(),
             expected.len(),
             missing,
             wrong,
             java.code,
-            java.stderr
+            java.elapsed,
+            java.stderr,
+            threads.join("\n")
         );
     }
     java.ok();

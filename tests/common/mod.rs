@@ -80,13 +80,16 @@ pub fn kafka_tool(class: &str, args: &[&str]) -> Run {
     run(&mut cmd)
 }
 
-/// [`kafka_tool`], killed after `limit` rather than the usual step limit:
-/// a consumer that waits for rows until its own idle timeout.
+/// [`kafka_tool`] with `limit` rather than the usual step limit (a
+/// consumer that waits for rows until its own idle timeout), not failing
+/// at it: a tool still running then prints its threads (the JVM's dump on
+/// SIGQUIT, to stdout) and is killed, and the run comes back with no exit
+/// code and what it printed, for the caller to say what was missing.
 pub fn kafka_tool_within(class: &str, args: &[&str], limit: Duration) -> Run {
     let mut cmd = Command::new(kafka_script());
     cmd.arg("tool").arg(class).args(args).stdin(Stdio::null());
     die_with_parent(&mut cmd);
-    run_with_deadline(&mut cmd, limit)
+    run_within(&mut cmd, limit, Some(libc::SIGQUIT))
 }
 
 /// [`kafka_tool`] with `input` on stdin (from a file, so a large input
@@ -479,12 +482,22 @@ pub fn run(cmd: &mut Command) -> Run {
 
 /// Waits for `child` to exit; after `limit` kills it and returns `None`.
 pub fn wait_until(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    wait_until_or(child, limit, None)
+}
+
+/// [`wait_until`], sending `first` a second before the kill.
+fn wait_until_or(child: &mut Child, limit: Duration, first: Option<i32>) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return Some(status);
         }
         if Instant::now() > deadline {
+            if let Some(signal) = first {
+                // SAFETY: a signal to our own child, not yet reaped.
+                unsafe { libc::kill(child.id() as i32, signal) };
+                std::thread::sleep(Duration::from_secs(1));
+            }
             child.kill().ok();
             child.wait().ok();
             return None;
@@ -502,6 +515,19 @@ pub fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
 
 /// Runs a command to completion, killing it after `limit`.
 pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Run {
+    let run = run_within(cmd, limit, None);
+    assert!(
+        run.code.is_some() || run.elapsed < limit,
+        "{cmd:?} did not finish within {limit:?}; stderr:\n{}",
+        run.stderr
+    );
+    run
+}
+
+/// Runs a command until it exits or `limit` passes; then sends it `first`
+/// (a signal that makes it report, given a second to) and kills it. A
+/// killed run has no exit code.
+pub fn run_within(cmd: &mut Command, limit: Duration, first: Option<i32>) -> Run {
     let start = Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -520,13 +546,10 @@ pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Run {
         stderr.read_to_end(&mut s).ok();
         s
     });
-    let Some(status) = wait_until(&mut child, limit) else {
-        let err = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
-        panic!("{cmd:?} did not finish within {limit:?}; stderr:\n{err}");
-    };
+    let status = wait_until_or(&mut child, limit, first);
     let elapsed = start.elapsed();
     Run {
-        code: status.code(),
+        code: status.and_then(|s| s.code()),
         stdout: String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned(),
         stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
         elapsed,
