@@ -458,6 +458,15 @@ produce_cases() {
                     # made the topic; the retry then finds it there.
                     "$weir" topics create "$topic" --partitions "$p" "$@" >/dev/null 2>"$work/create" ||
                         grep -q "already exists" "$work/create" || { cat "$work/create" >&2; exit 1; }
+                    # Replicated: one record acknowledged by every replica
+                    # before the measured run. A topic just created has
+                    # followers not yet fetching from its leader, and the
+                    # first acks=all batches waited for them: runs that
+                    # began at once had a p99 near 1 s, runs 3 s later
+                    # none (BENCHMARKS.md, "A second full run").
+                    if [ $# -gt 0 ]; then
+                        echo warm-up | "$weir" produce -t "$topic" >/dev/null
+                    fi
                     run "$scenario" "$tool" "$round" produce -t "$topic" --partitions "$p" -n "$records" \
                         --size "$size" --compression "$codec" "${extra[@]}"
                     "$weir" topics delete "$topic" >/dev/null
