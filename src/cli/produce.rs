@@ -377,8 +377,8 @@ pub async fn run(
 
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     let mut line = format!(
-        "weir: produced {} records to topic \"{}\" ({}) in {secs:.2}s, {:.0} records/s, {:.1} MB/s of values",
-        summary.acked,
+        "weir: produced {} to topic \"{}\" ({}) in {secs:.2}s, {:.0} records/s, {:.1} MB/s of values",
+        weir::plural(i64::try_from(summary.acked).unwrap_or(i64::MAX), "record"),
         args.topic,
         weir::plural(partitions, "partition"),
         summary.acked as f64 / secs,
