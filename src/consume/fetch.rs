@@ -512,15 +512,16 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
                 .sum();
             metrics.fetched(batch.len(), bytes, self.next);
-            caught_up &= batch.is_empty();
-            if !batch.is_empty()
-                && self
+            if !batch.is_empty() {
+                caught_up = false;
+                if self
                     .events
                     .send(ConsumerEvent::Records(batch))
                     .await
                     .is_err()
-            {
-                return;
+                {
+                    return;
+                }
             }
             if reached {
                 self.reached().await;
