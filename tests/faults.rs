@@ -1774,7 +1774,7 @@ fn check_counts(
             .collect();
         panic!(
             "rows read_committed by the Java consumer: {} of {} rows; missing {:?}; \
-             wrong or unexpected (row, count, expected) {:?}; consumer exit {:?} after {:?}, \
+             wrong or unexpected (row, count, expected) {:?}; consumer exit {:?} after {:?} (killed at its limit: {}), \
              stderr:\n{}\nother output:\n{}",
             got.len(),
             expected.len(),
@@ -1782,6 +1782,7 @@ fn check_counts(
             wrong,
             java.code,
             java.elapsed,
+            java.killed,
             java.stderr,
             threads.join("\n")
         );

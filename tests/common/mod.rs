@@ -451,6 +451,8 @@ pub fn weir() -> Command {
 #[derive(Debug)]
 pub struct Run {
     pub code: Option<i32>,
+    /// Killed at its time limit ([`run_within`]).
+    pub killed: bool,
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
@@ -517,7 +519,7 @@ pub fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
 pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Run {
     let run = run_within(cmd, limit, None);
     assert!(
-        run.code.is_some() || run.elapsed < limit,
+        !run.killed,
         "{cmd:?} did not finish within {limit:?}; stderr:\n{}",
         run.stderr
     );
@@ -526,7 +528,7 @@ pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Run {
 
 /// Runs a command until it exits or `limit` passes; then sends it `first`
 /// (a signal that makes it report, given a second to) and kills it. A
-/// killed run has no exit code.
+/// killed run has no exit code and says [`Run::killed`].
 pub fn run_within(cmd: &mut Command, limit: Duration, first: Option<i32>) -> Run {
     let start = Instant::now();
     let mut child = cmd
@@ -549,6 +551,7 @@ pub fn run_within(cmd: &mut Command, limit: Duration, first: Option<i32>) -> Run
     let status = wait_until_or(&mut child, limit, first);
     let elapsed = start.elapsed();
     Run {
+        killed: status.is_none(),
         code: status.and_then(|s| s.code()),
         stdout: String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned(),
         stderr: String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned(),
