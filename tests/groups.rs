@@ -520,3 +520,92 @@ fn offsets_in_a_transaction_from_a_past_generation_are_refused() {
     assert!(error.is_stale_generation(), "{error}");
     member.stop();
 }
+
+/// A member whose transactional id another producer took (as a member
+/// given its partitions would, here a producer the test starts) learns it
+/// from its output's transaction before the group tells it anything: the
+/// rows of a closed window are refused. It aborts, rejoins and counts on,
+/// as Kafka Streams takes a fenced producer for a task that moved.
+#[test]
+fn a_member_fenced_through_its_transactional_id_rejoins() {
+    use weir::kafka::transaction::Transactions;
+    let cluster = Cluster::shared();
+    let input = random_topic("fenced-in");
+    cluster.create_topic(&input, 2);
+    let output = random_topic("fenced-out");
+    cluster.create_topic(&output, 1);
+    let store = random_topic("fenced-offsets");
+    let group = random_topic("fenced-group");
+    // Two seconds' lines a minute ago; the second second's close the
+    // first's window.
+    let start_ms = (epoch_ms() - 60_000) / 1000 * 1000;
+    let lines = |second: i64| {
+        (0..100).map(move |i| {
+            serde_json::json!({
+                "key": format!("k{}", i % 4),
+                "value": "x",
+                "timestamp": start_ms + second * 1000 + i,
+            })
+            .to_string()
+        })
+    };
+    cluster.fill(&input, common::JSON, lines(0));
+    let dir = tempfile::tempdir().unwrap();
+    let member = start(
+        dir.path(),
+        &cluster,
+        "member",
+        &[
+            "count",
+            "-t",
+            &input,
+            "--by",
+            "key",
+            "--window",
+            "1s",
+            "--emit",
+            "final",
+            "--exactly-once",
+            "-g",
+            &group,
+            "--offsets-topic",
+            &store,
+            "--to-topic",
+            &output,
+            "--commit-interval",
+            "200ms",
+            "--session-timeout",
+            "30s",
+            "--no-stdout",
+        ],
+    );
+    wait(dir.path(), "the first checkpoint", || {
+        cluster.committed_total(&store, &group) == 100
+    });
+    let partitions: Vec<_> = (0..2)
+        .map(|p| weir::TopicPartition::new(input.as_str(), p))
+        .collect();
+    let id = weir::aggregate::count_transactional_id(&group, &partitions);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let connection = weir::ConnectionConfig {
+            brokers: vec![cluster.address().to_owned()],
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        Transactions::init(&connection, &id, Duration::from_secs(10))
+            .await
+            .unwrap();
+    });
+    cluster.fill(&input, common::JSON, lines(1));
+    wait(dir.path(), "the rejoined member's checkpoint", || {
+        cluster.committed_total(&store, &group) == 200
+    });
+    let log = member.stderr();
+    assert!(
+        log.contains("fenced: another member took this one's partitions; rejoining"),
+        "{log}"
+    );
+    assert_eq!(log.matches("joined group").count(), 2, "{log}");
+    member.stop();
+}

@@ -148,7 +148,29 @@ impl Generations for Member {
         )
         .await
         .map_err(JobError::from)?;
-        let summary = run_job(consumer, &mut self.job, restored, stop).await?;
+        let summary = match run_job(consumer, &mut self.job, restored, stop).await {
+            Ok(summary) => summary,
+            // Another member was given this one's partitions (its session
+            // expired while it was frozen, or a rebalance moved them), and
+            // this one learnt it from its output's transaction before the
+            // group told it: its rows, its checkpoint or its offsets were
+            // refused. It writes nothing more for them: the run has aborted
+            // what it left open, and the member rejoins and restores from
+            // what is committed.
+            Err(CountError::Fenced { id }) => {
+                tracing::warn!(
+                    group = group.as_str(),
+                    transactional_id = id.as_str(),
+                    "fenced: another member took this one's partitions; rejoining"
+                );
+                return Ok(StopReason::Fenced);
+            }
+            Err(e @ CountError::Rebalanced { .. }) => {
+                tracing::warn!(error = %e, "partitions lost before the checkpoint committed; rejoining");
+                return Ok(StopReason::Fenced);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(total.add(summary))
     }
 }

@@ -283,17 +283,6 @@ impl Run<'_> {
                 Err(e) if !last && !transactional => {
                     tracing::warn!(error = %crate::ErrorChain(&e), "checkpoint failed; retrying at the next interval");
                 }
-                // A member whose partitions went to another (its generation
-                // ended, or the other's transactional id fenced this one's)
-                // writes nothing more for them: the run aborts the
-                // checkpoint's transaction, and the member rejoins and
-                // restores from what is committed.
-                Err(e @ (CountError::Rebalanced { .. } | CountError::Fenced { .. }))
-                    if self.job.member.is_some() =>
-                {
-                    tracing::warn!(error = %crate::ErrorChain(&e), "partitions lost before the checkpoint committed; rejoining");
-                    return Ok(Some(StopReason::Fenced));
-                }
                 Err(e) => return Err(e.into()),
             }
         }
