@@ -609,3 +609,74 @@ fn a_member_fenced_through_its_transactional_id_rejoins() {
     assert_eq!(log.matches("joined group").count(), 2, "{log}");
     member.stop();
 }
+
+/// The same for `weir pipe --exactly-once`: a member whose lane's
+/// transactional id another producer took rejoins and pipes on.
+#[test]
+fn a_pipe_member_fenced_through_a_lane_rejoins() {
+    use weir::kafka::transaction::Transactions;
+    let cluster = Cluster::shared();
+    let input = random_topic("fenced-pipe-in");
+    cluster.create_topic(&input, 2);
+    let output = random_topic("fenced-pipe-out");
+    cluster.create_topic(&output, 1);
+    let store = random_topic("fenced-pipe-offsets");
+    let group = random_topic("fenced-pipe-group");
+    let lines = |from: usize| (from..from + 100).map(|i| format!("k{}:{i}", i % 4));
+    cluster.fill(&input, common::KEYED, lines(0));
+    let dir = tempfile::tempdir().unwrap();
+    let member = start(
+        dir.path(),
+        &cluster,
+        "member",
+        &[
+            "pipe",
+            "-t",
+            &input,
+            "--to",
+            &output,
+            "--exactly-once",
+            "-g",
+            &group,
+            "--offsets-topic",
+            &store,
+            "--commit-interval",
+            "200ms",
+            "--session-timeout",
+            "30s",
+        ],
+    );
+    wait(dir.path(), "the first checkpoint", || {
+        cluster.committed_total(&store, &group) == 100
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let connection = weir::ConnectionConfig {
+            brokers: vec![cluster.address().to_owned()],
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        for p in 0..2 {
+            let lane = weir::TopicPartition::new(input.as_str(), p);
+            let id = weir::pipe::lanes::transactional_id(&group, &lane);
+            Transactions::init(&connection, &id, Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+    });
+    cluster.fill(&input, common::KEYED, lines(100));
+    wait(dir.path(), "the rejoined member's checkpoint", || {
+        cluster.committed_total(&store, &group) == 200
+    });
+    let log = member.stderr();
+    assert!(
+        log.contains("fenced: a partition of this member was given to another; rejoining"),
+        "{log}"
+    );
+    assert_eq!(log.matches("joined group").count(), 2, "{log}");
+    member.stop();
+    // Exactly once, as read_committed readers see it.
+    let read = common::weir_run(&["consume", "-t", &output, "--until", "end", "-q"]);
+    read.ok();
+    assert_eq!(read.stdout.lines().count(), 200, "{}", read.stderr);
+}
