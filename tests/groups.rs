@@ -521,6 +521,63 @@ fn offsets_in_a_transaction_from_a_past_generation_are_refused() {
     member.stop();
 }
 
+/// The topics and group of a fencing test: an input of 2 partitions, an
+/// output of 1, an offsets store and a group.
+struct Fencing {
+    input: String,
+    output: String,
+    store: String,
+    group: String,
+}
+
+impl Fencing {
+    fn create(cluster: &Cluster, prefix: &str) -> Self {
+        let fencing = Self {
+            input: random_topic(&format!("{prefix}-in")),
+            output: random_topic(&format!("{prefix}-out")),
+            store: random_topic(&format!("{prefix}-offsets")),
+            group: random_topic(&format!("{prefix}-group")),
+        };
+        cluster.create_topic(&fencing.input, 2);
+        cluster.create_topic(&fencing.output, 1);
+        fencing
+    }
+
+    /// Waits for the member's first checkpoint of the input's 100
+    /// records, starts a producer of each of `ids` (fencing the member's),
+    /// has `fill` write 100 more, and checks that the member rejoined
+    /// (saying `rejoining`) and committed them.
+    fn fence(
+        &self,
+        cluster: &Cluster,
+        dir: &Path,
+        member: Member,
+        ids: &[String],
+        fill: impl FnOnce(),
+        rejoining: &str,
+    ) {
+        use weir::kafka::transaction::Transactions;
+        let committed = |n| move || cluster.committed_total(&self.store, &self.group) == n;
+        wait(dir, "the first checkpoint", committed(100));
+        let connection = weir::ConnectionConfig {
+            brokers: vec![cluster.address().to_owned()],
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        for id in ids {
+            rt.block_on(Transactions::init(&connection, id, Duration::from_secs(10)))
+                .unwrap();
+        }
+        fill();
+        wait(dir, "the rejoined member's checkpoint", committed(200));
+        let log = member.stderr();
+        assert!(log.contains(rejoining), "{log}");
+        assert_eq!(log.matches("joined group").count(), 2, "{log}");
+        member.stop();
+    }
+}
+
 /// A member whose transactional id another producer took (as a member
 /// given its partitions would, here a producer the test starts) learns it
 /// from its output's transaction before the group tells it anything: the
@@ -528,14 +585,8 @@ fn offsets_in_a_transaction_from_a_past_generation_are_refused() {
 /// as Kafka Streams takes a fenced producer for a task that moved.
 #[test]
 fn a_member_fenced_through_its_transactional_id_rejoins() {
-    use weir::kafka::transaction::Transactions;
     let cluster = Cluster::shared();
-    let input = random_topic("fenced-in");
-    cluster.create_topic(&input, 2);
-    let output = random_topic("fenced-out");
-    cluster.create_topic(&output, 1);
-    let store = random_topic("fenced-offsets");
-    let group = random_topic("fenced-group");
+    let topics = Fencing::create(&cluster, "fenced");
     // Two seconds' lines a minute ago; the second second's close the
     // first's window.
     let start_ms = (epoch_ms() - 60_000) / 1000 * 1000;
@@ -549,7 +600,7 @@ fn a_member_fenced_through_its_transactional_id_rejoins() {
             .to_string()
         })
     };
-    cluster.fill(&input, common::JSON, lines(0));
+    cluster.fill(&topics.input, common::JSON, lines(0));
     let dir = tempfile::tempdir().unwrap();
     let member = start(
         dir.path(),
@@ -558,7 +609,7 @@ fn a_member_fenced_through_its_transactional_id_rejoins() {
         &[
             "count",
             "-t",
-            &input,
+            &topics.input,
             "--by",
             "key",
             "--window",
@@ -567,11 +618,11 @@ fn a_member_fenced_through_its_transactional_id_rejoins() {
             "final",
             "--exactly-once",
             "-g",
-            &group,
+            &topics.group,
             "--offsets-topic",
-            &store,
+            &topics.store,
             "--to-topic",
-            &output,
+            &topics.output,
             "--commit-interval",
             "200ms",
             "--session-timeout",
@@ -579,51 +630,29 @@ fn a_member_fenced_through_its_transactional_id_rejoins() {
             "--no-stdout",
         ],
     );
-    wait(dir.path(), "the first checkpoint", || {
-        cluster.committed_total(&store, &group) == 100
-    });
     let partitions: Vec<_> = (0..2)
-        .map(|p| weir::TopicPartition::new(input.as_str(), p))
+        .map(|p| weir::TopicPartition::new(topics.input.as_str(), p))
         .collect();
-    let id = weir::aggregate::count_transactional_id(&group, &partitions);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let connection = weir::ConnectionConfig {
-            brokers: vec![cluster.address().to_owned()],
-            timeout: Duration::from_secs(20),
-            ..Default::default()
-        };
-        Transactions::init(&connection, &id, Duration::from_secs(10))
-            .await
-            .unwrap();
-    });
-    cluster.fill(&input, common::JSON, lines(1));
-    wait(dir.path(), "the rejoined member's checkpoint", || {
-        cluster.committed_total(&store, &group) == 200
-    });
-    let log = member.stderr();
-    assert!(
-        log.contains("fenced: another member took this one's partitions; rejoining"),
-        "{log}"
+    let id = weir::aggregate::count_transactional_id(&topics.group, &partitions);
+    topics.fence(
+        &cluster,
+        dir.path(),
+        member,
+        &[id],
+        || cluster.fill(&topics.input, common::JSON, lines(1)),
+        "fenced: another member took this one's partitions; rejoining",
     );
-    assert_eq!(log.matches("joined group").count(), 2, "{log}");
-    member.stop();
 }
 
-/// The same for `weir pipe --exactly-once`: a member whose lane's
-/// transactional id another producer took rejoins and pipes on.
+/// The same for `weir pipe --exactly-once`: a member whose lanes'
+/// transactional ids another producer took rejoins and pipes on, and its
+/// output holds every record once.
 #[test]
 fn a_pipe_member_fenced_through_a_lane_rejoins() {
-    use weir::kafka::transaction::Transactions;
     let cluster = Cluster::shared();
-    let input = random_topic("fenced-pipe-in");
-    cluster.create_topic(&input, 2);
-    let output = random_topic("fenced-pipe-out");
-    cluster.create_topic(&output, 1);
-    let store = random_topic("fenced-pipe-offsets");
-    let group = random_topic("fenced-pipe-group");
+    let topics = Fencing::create(&cluster, "fenced-pipe");
     let lines = |from: usize| (from..from + 100).map(|i| format!("k{}:{i}", i % 4));
-    cluster.fill(&input, common::KEYED, lines(0));
+    cluster.fill(&topics.input, common::KEYED, lines(0));
     let dir = tempfile::tempdir().unwrap();
     let member = start(
         dir.path(),
@@ -632,51 +661,36 @@ fn a_pipe_member_fenced_through_a_lane_rejoins() {
         &[
             "pipe",
             "-t",
-            &input,
+            &topics.input,
             "--to",
-            &output,
+            &topics.output,
             "--exactly-once",
             "-g",
-            &group,
+            &topics.group,
             "--offsets-topic",
-            &store,
+            &topics.store,
             "--commit-interval",
             "200ms",
             "--session-timeout",
             "30s",
         ],
     );
-    wait(dir.path(), "the first checkpoint", || {
-        cluster.committed_total(&store, &group) == 100
-    });
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let connection = weir::ConnectionConfig {
-            brokers: vec![cluster.address().to_owned()],
-            timeout: Duration::from_secs(20),
-            ..Default::default()
-        };
-        for p in 0..2 {
-            let lane = weir::TopicPartition::new(input.as_str(), p);
-            let id = weir::pipe::lanes::transactional_id(&group, &lane);
-            Transactions::init(&connection, &id, Duration::from_secs(10))
-                .await
-                .unwrap();
-        }
-    });
-    cluster.fill(&input, common::KEYED, lines(100));
-    wait(dir.path(), "the rejoined member's checkpoint", || {
-        cluster.committed_total(&store, &group) == 200
-    });
-    let log = member.stderr();
-    assert!(
-        log.contains("fenced: a partition of this member was given to another; rejoining"),
-        "{log}"
+    let ids: Vec<_> = (0..2)
+        .map(|p| {
+            let lane = weir::TopicPartition::new(topics.input.as_str(), p);
+            weir::pipe::lanes::transactional_id(&topics.group, &lane)
+        })
+        .collect();
+    topics.fence(
+        &cluster,
+        dir.path(),
+        member,
+        &ids,
+        || cluster.fill(&topics.input, common::KEYED, lines(100)),
+        "fenced: a partition of this member was given to another; rejoining",
     );
-    assert_eq!(log.matches("joined group").count(), 2, "{log}");
-    member.stop();
     // Exactly once, as read_committed readers see it.
-    let read = common::weir_run(&["consume", "-t", &output, "--until", "end", "-q"]);
+    let read = common::weir_run(&["consume", "-t", &topics.output, "--until", "end", "-q"]);
     read.ok();
     assert_eq!(read.stdout.lines().count(), 200, "{}", read.stderr);
 }
