@@ -557,8 +557,15 @@ impl Fencing {
         rejoining: &str,
     ) {
         use weir::kafka::transaction::Transactions;
-        let committed = |n| move || cluster.committed_total(&self.store, &self.group) == n;
-        wait(dir, "the first checkpoint", committed(100));
+        let mut member = member;
+        // Fails at once when the member exits.
+        let mut committed = |n| {
+            if let Some(status) = member.child.try_wait().unwrap() {
+                panic!("{} exited with {status}", member.name);
+            }
+            cluster.committed_total(&self.store, &self.group) == n
+        };
+        wait(dir, "the first checkpoint", || committed(100));
         let connection = weir::ConnectionConfig {
             brokers: vec![cluster.address().to_owned()],
             timeout: Duration::from_secs(20),
@@ -570,7 +577,7 @@ impl Fencing {
                 .unwrap();
         }
         fill();
-        wait(dir, "the rejoined member's checkpoint", committed(200));
+        wait(dir, "the rejoined member's checkpoint", || committed(200));
         let log = member.stderr();
         assert!(log.contains(rejoining), "{log}");
         assert_eq!(log.matches("joined group").count(), 2, "{log}");
