@@ -700,4 +700,10 @@ fn a_pipe_member_fenced_through_a_lane_rejoins() {
     let read = common::weir_run(&["consume", "-t", &topics.output, "--until", "end", "-q"]);
     read.ok();
     assert_eq!(read.stdout.lines().count(), 200, "{}", read.stderr);
+    let stored: usize = cluster
+        .read_all(&topics.output, 1)
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(stored, 200, "records read back by rskafka");
 }

@@ -851,13 +851,14 @@ pub fn produce(args: &[&str], input: &[u8]) -> Run {
 }
 
 /// Every record of every partition of `topic` on `broker`, read with
-/// rskafka up to each partition's high watermark.
+/// rskafka up to each partition's high watermark (read_committed: past
+/// transaction markers, waiting for open transactions).
 pub fn read_all(
     brokers: &str,
     topic: &str,
     partitions: i32,
 ) -> BTreeMap<i32, Vec<rskafka::record::RecordAndOffset>> {
-    use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+    use rskafka::client::partition::{IsolationLevel, OffsetAt, UnknownTopicHandling};
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(timeout("read back", async {
         let config = weir::ConnectionConfig {
@@ -876,14 +877,19 @@ pub fn read_all(
             let mut records = Vec::new();
             let mut offset = 0;
             while offset < high {
-                let (batch, _) = pc
-                    .fetch_records(offset, 1..10_000_000, 1_000)
+                let fetched = pc
+                    .fetch_records_isolated(
+                        offset,
+                        1..10_000_000,
+                        1_000,
+                        IsolationLevel::ReadCommitted,
+                    )
                     .await
                     .unwrap();
-                for r in batch {
-                    offset = r.offset + 1;
-                    records.push(r);
-                }
+                // Past a batch of transaction markers too, which holds no
+                // record.
+                offset = fetched.next_offset;
+                records.extend(fetched.records);
             }
             all.insert(p, records);
         }
