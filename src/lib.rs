@@ -199,7 +199,7 @@ impl std::fmt::Display for TopicPartition {
 
 /// A count and its noun for messages, singular for 1: `"1 partition"`,
 /// `"6 partitions"`. Only for nouns whose plural adds an "s".
-pub fn plural(count: impl Into<i64>, noun: &str) -> String {
+pub fn plural(count: impl Into<i128>, noun: &str) -> String {
     let count = count.into();
     if count == 1 {
         format!("{count} {noun}")

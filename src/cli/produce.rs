@@ -378,7 +378,7 @@ pub async fn run(
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     let mut line = format!(
         "weir: produced {} to topic \"{}\" ({}) in {secs:.2}s, {:.0} records/s, {:.1} MB/s of values",
-        weir::plural(i64::try_from(summary.acked).unwrap_or(i64::MAX), "record"),
+        weir::plural(summary.acked, "record"),
         args.topic,
         weir::plural(partitions, "partition"),
         summary.acked as f64 / secs,
