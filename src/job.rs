@@ -24,7 +24,7 @@
 //! tokio's, so the loop and its commits are unit-tested with a fake log, a
 //! fake store and a paused clock.
 //!
-//! [`PartitionFetch`]: crate::consume::PartitionFetch
+//! [`PartitionFetch`]: crate::read::PartitionFetch
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -37,9 +37,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::consume::output::is_broken_pipe;
-use crate::consume::{ConsumeError, Consumer, ConsumerEvent};
+use crate::kafka::membership::MemberLink;
 use crate::offsets::{Conflict, GroupSession, OffsetsError};
+use crate::read::{ConsumeError, Consumer, ConsumerEvent};
 use crate::record::ConsumedRecord;
 use crate::{ErrorChain, TopicPartition};
 
@@ -339,7 +339,7 @@ async fn tick(ticks: &mut Option<Ticks>) {
 /// store ([`GroupSession`]), or a fake in unit tests. The seam on the
 /// commit side, as [`PartitionFetch`] is on the fetch side.
 ///
-/// [`PartitionFetch`]: crate::consume::PartitionFetch
+/// [`PartitionFetch`]: crate::read::PartitionFetch
 pub trait GroupCommit {
     /// The group.
     fn group(&self) -> &str;
@@ -441,6 +441,48 @@ pub fn check_conflicts(
         );
     }
     Ok(())
+}
+
+/// Periodic commits of a group's positions (at-least-once: a position is
+/// committed only after the output before it is flushed).
+#[derive(Debug)]
+pub struct Commits {
+    /// The group's session with the offsets store.
+    pub session: GroupSession,
+    /// Time between commits.
+    pub interval: Duration,
+    /// Fail when another instance commits one of these partitions.
+    pub exclusive: bool,
+}
+
+impl Commits {
+    /// Commits `positions` and, for a group member, mirrors them to the
+    /// broker's group offsets. False when the commit failed and is left
+    /// to the next interval; the `last` one fails the job instead.
+    ///
+    /// # Errors
+    ///
+    /// The `last` commit failed, or another instance's commits conflict
+    /// with these ([`commit_positions`]).
+    pub(crate) async fn commit(
+        &mut self,
+        positions: &BTreeMap<TopicPartition, i64>,
+        member: Option<&MemberLink>,
+        last: bool,
+    ) -> Result<bool, JobError> {
+        let committed =
+            commit_positions(&mut self.session, positions, self.exclusive, last).await?;
+        if let (true, Some(member)) = (committed, member) {
+            member.mirror(positions);
+        }
+        Ok(committed)
+    }
+}
+
+/// True when writing failed because the reader went away
+/// (`weir consume ... | head`), which ends the command quietly.
+pub fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use rskafka::client::partition::OffsetAt;
 use rskafka::record::RecordAndOffset;
 
 use super::*;
-use crate::consume::fake_log::{NumberedLog, numbered};
-use crate::consume::{Assignment, ConsumerConfig, FetchError, Fetched, PartitionFetch, Until};
+use crate::read::fake_log::{NumberedLog, numbered};
+use crate::read::{Assignment, ConsumerConfig, FetchError, Fetched, PartitionFetch, Until};
 
 async fn consumer(len: i64, until: Until) -> Consumer {
     let assignment = Assignment {
@@ -540,4 +540,15 @@ async fn another_instance_fails_the_job_only_under_exclusive_and_only_if_it_came
         err.to_string(),
         "group \"g\": instance other-1 committed topic \"t\" partition 0 (offset 7), which this instance (me-1) is reading"
     );
+}
+
+#[test]
+fn broken_pipe_is_recognised() {
+    assert!(is_broken_pipe(&std::io::Error::from(
+        std::io::ErrorKind::BrokenPipe
+    )));
+    assert!(!is_broken_pipe(&std::io::Error::from(
+        std::io::ErrorKind::WriteZero
+    )));
+    assert!(!is_broken_pipe(&std::io::Error::other("pipe")));
 }

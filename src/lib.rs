@@ -20,6 +20,7 @@
 //!   command shares (brokers, client id, deadline, TLS, SASL), and the
 //!   [`rskafka::client::Client`] built from them;
 //!   [`security`](kafka::security): TLS files and SASL credentials;
+//!   [`secret`](kafka::secret): a password that never shows in logs;
 //!   [`token`](kafka::token): OAUTHBEARER tokens from a file or a command,
 //!   refreshed as the Java client does;
 //!   [`profile`](kafka::profile): the config file's named cluster
@@ -50,35 +51,40 @@
 //!   bytes as sent, compressed and cut ahead of the request, up to five
 //!   requests in flight per partition with idempotence and the sequences
 //!   and epochs of KIP-360, a delivery report for every record and the
-//!   errors, in `produce/error.rs`) and
+//!   errors, in `produce/error.rs`; record and request sizes in
+//!   `produce/size.rs`) and
 //!   [`input`](produce::input) (delimiters, key delimiter, fixed key and
 //!   headers, JSON lines with base64 fields and headers as an ordered list,
 //!   [`Header`]).
-//! - [`consume`]: the `weir consume` job (filter, output, tally, the
-//!   at-least-once commit of flushed positions,
-//!   [`Commits`](consume::Commits)) and the explicit per-partition
-//!   [`Consumer`] that every reading job uses:
-//!   [`position`](consume::position) (where a partition starts and stops,
-//!   as written: [`StartOffset`](consume::StartOffset),
-//!   [`Until`](consume::Until), times),
-//!   [`assign`](mod@consume::assign) (topics, partitions and an instance's
+//! - [`read`]: the explicit per-partition [`Consumer`] that every reading
+//!   job uses, and that knows nothing of jobs:
+//!   [`position`](read::position) (where a partition starts and stops,
+//!   as written: [`StartOffset`](read::StartOffset),
+//!   [`Until`](read::Until), times),
+//!   [`assign`](mod@read::assign) (topics, partitions and an instance's
 //!   share, checked against the metadata),
-//!   [`start`](consume::start) (a committed or configured start clamped to
-//!   the watermarks), [`fetch`](consume::fetch) (the
-//!   [`PartitionFetch`](consume::PartitionFetch) seam and the task that
+//!   [`start`](read::start) (a committed or configured start clamped to
+//!   the watermarks), [`fetch`](read::fetch) (the
+//!   [`PartitionFetch`](read::PartitionFetch) seam and the task that
 //!   reads one partition: long polls, fetch sizes, retries within the retry
 //!   timeout, out-of-range offsets, deleted topics) and
-//!   [`consumer`](consume::consumer) (one fetch task per partition merged
-//!   into one bounded stream); [`filter`](consume::filter) (regular
-//!   expressions on keys and values, JSON field matches) and
-//!   [`output`](consume::output) (raw values, templates, JSON lines).
+//!   [`consumer`](read::consumer) (one fetch task per partition merged
+//!   into one bounded stream), with its [`config`](read::config),
+//!   [`error`](read::error)s and [`event`](read::event)s in files of
+//!   their own.
+//! - [`consume`]: the `weir consume` job (filter, output, tally, the
+//!   at-least-once commit of flushed positions):
+//!   [`filter`](consume::filter) (regular expressions on keys and values,
+//!   JSON field matches) and [`output`](consume::output) (raw values,
+//!   templates, JSON lines).
 //! - [`pipe`]: `weir pipe`: records filtered, re-keyed and reshaped into
 //!   another topic, at least once (commits after the output acknowledged)
 //!   or exactly once ([`lanes`](pipe::lanes): a transaction per input
 //!   partition), and [`pipe::member`] for a group member's generations.
 //! - [`job`]: the loop every job shares: the consumer's events, the
 //!   shutdown future, the checkpoint interval, stop reasons, a closed
-//!   output, commits through a store seam
+//!   output ([`is_broken_pipe`](job::is_broken_pipe)), periodic commits
+//!   ([`Commits`](job::Commits)) through a store seam
 //!   ([`GroupCommit`](job::GroupCommit)), and conflicts with other
 //!   instances (`--exclusive`); [`job::member`]: the generations of a job
 //!   run as a member of a group (rebalances, fencing, leaving), what every
@@ -154,12 +160,13 @@ pub mod offsets;
 pub mod pattern;
 pub mod pipe;
 pub mod produce;
+pub mod read;
 pub mod record;
 pub mod timestamp;
 
-pub use consume::Consumer;
 pub use kafka::admin::Admin;
 pub use kafka::connect::ConnectionConfig;
+pub use read::Consumer;
 
 /// A record header: its key and its value, `None` for a null value.
 ///

@@ -26,11 +26,11 @@ use super::{
     Checkpoints, CountError, CountJob, CountSummary, Extractor, MemberOutput, TransactionPlan,
     count_transactional_id, open_output_topic, restore, run_job,
 };
-use crate::consume::{Consumer, assign};
 use crate::job::member::{Cluster, Generations, MemberInput, Total, run_member as run_generations};
 use crate::job::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::membership::MemberLink;
+use crate::read::{Consumer, assign};
 use crate::{TopicPartition, offsets};
 
 /// How a member of a group counts.

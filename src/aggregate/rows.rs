@@ -9,9 +9,26 @@ use tokio::time::Instant;
 
 use super::acc::{AggPlan, Aggs};
 use super::emit::AggValues;
-use super::run::Part;
 use super::state::{Key, Session};
-use super::{Row, TOTALS, Windowing};
+use super::{PartitionCounts, Row, TOTALS, Windowing};
+
+/// One input partition of a run: its windows and where it stands.
+pub(super) struct Part {
+    pub(super) counts: PartitionCounts,
+    /// Next offset to read.
+    pub(super) position: i64,
+    /// Holds no window back: it has no record in this run (nor restored
+    /// windows) and a fetch found it at the end of its log, or it
+    /// reached its stop. Never while its fetches have not answered or
+    /// fail: a partition whose leader moves may have records for the
+    /// windows the others close.
+    pub(super) idle: bool,
+    /// When its last record arrived (the start, before any).
+    pub(super) last_record: Instant,
+    /// Changed since the last commit.
+    pub(super) dirty: bool,
+    pub(super) records: u64,
+}
 
 /// Windows ending at or before the returned time have closed in every
 /// partition that holds windows back; `None` when one of those has no

@@ -10,32 +10,13 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::time::Instant;
 
-use super::rows::{RowShape, changed_rows, close_boundary, session_rows, window_rows};
-use super::{
-    CountError, CountJob, CountSummary, EmitMode, PartitionCounts, RecordReader, Restored, Row,
-};
+use super::rows::{Part, RowShape, changed_rows, close_boundary, session_rows, window_rows};
+use super::{CountError, CountJob, CountSummary, EmitMode, RecordReader, Restored, Row};
 use crate::job::{self, Job, Step, StepError, StopReason, check_conflicts};
 use crate::kafka::membership::MemberLink;
 use crate::offsets::PartitionState;
 use crate::record::ConsumedRecord;
 use crate::{Consumer, TopicPartition};
-
-pub(super) struct Part {
-    pub(super) counts: PartitionCounts,
-    /// Next offset to read.
-    pub(super) position: i64,
-    /// Holds no window back: it has no record in this run (nor restored
-    /// windows) and a fetch found it at the end of its log, or it
-    /// reached its stop. Never while its fetches have not answered or
-    /// fail: a partition whose leader moves may have records for the
-    /// windows the others close.
-    pub(super) idle: bool,
-    /// When its last record arrived (the start, before any).
-    pub(super) last_record: Instant,
-    /// Changed since the last commit.
-    pub(super) dirty: bool,
-    pub(super) records: u64,
-}
 
 /// Runs `job` over `consumer` from the `restored` counts until the
 /// consumer ends, `count` records are read, or `shutdown` completes with

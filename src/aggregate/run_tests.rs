@@ -10,10 +10,10 @@ use rskafka::client::partition::OffsetAt;
 
 use super::*;
 use crate::aggregate::{AggPlan, CountConfig, CountJob, EmitMode, Extractor, Row, RowSink};
-use crate::consume::assign::Assignment;
-use crate::consume::fake_log::{FakeLog, config};
-use crate::consume::fetch::{FetchError, Fetched, PartitionFetch};
-use crate::consume::position::{StartOffset, Until};
+use crate::read::assign::Assignment;
+use crate::read::fake_log::{FakeLog, config};
+use crate::read::position::{StartOffset, Until};
+use crate::read::{FetchError, Fetched, PartitionFetch};
 
 /// A partition whose log looks empty until its first fetch answers,
 /// after `delay`: one whose leader is slow to answer (a new connection,

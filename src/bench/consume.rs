@@ -9,9 +9,7 @@ use rskafka::client::partition::Compression;
 use tokio::time::Instant;
 
 use super::{BenchError, BenchReport, Mode};
-use crate::consume::{
-    Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until, assign,
-};
+use crate::read::{Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until, assign};
 
 /// The consumer benchmark.
 #[derive(Debug, Clone)]

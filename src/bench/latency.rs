@@ -10,10 +10,8 @@ use rskafka::client::Client;
 use tokio::time::Instant;
 
 use super::{BenchError, BenchReport, Histogram, Mode, collect_acks, micros_since, payload};
-use crate::consume::{
-    Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until, assign,
-};
 use crate::produce::producer::{ProduceRecord, Producer, ProducerConfig};
+use crate::read::{Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until, assign};
 
 /// Default rate of the latency benchmark, records per second.
 pub const DEFAULT_RATE: u64 = 10_000;

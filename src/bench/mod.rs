@@ -39,10 +39,10 @@ use rskafka::client::partition::Compression;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::consume::ConsumeError;
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::kafka::connect::ConnectionConfig;
 use crate::produce::producer::{Delivery, ProduceError};
+use crate::read::ConsumeError;
 
 pub use consume::{ConsumeBench, consume};
 pub use histogram::Histogram;

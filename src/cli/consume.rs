@@ -9,11 +9,12 @@ use weir::ConnectionConfig;
 
 use weir::consume::filter::Filter;
 use weir::consume::output::{OutputFormat, RecordWriter, Template};
-use weir::consume::position::parse_time;
-use weir::consume::{Commits, ConsumeJob, ConsumeSummary, MemberPlan};
-use weir::consume::{Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until, assign};
+use weir::consume::{ConsumeJob, ConsumeSummary, MemberPlan};
+use weir::job::Commits;
 use weir::job::StopReason;
 use weir::job::member::MemberInput;
+use weir::read::position::parse_time;
+use weir::read::{Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until, assign};
 
 use super::connect::parse_duration;
 use super::flags::{FetchFlags, FilterFlags, MembershipFlags, MetricsFlags};

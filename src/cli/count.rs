@@ -13,9 +13,9 @@ use weir::aggregate::{
     EmitMode, Extractor, JsonLines, MemberOutput, Restored, Row, RowSink, Table, TransactionPlan,
     Windowing, agg_table_line, count_transactional_id, table_line,
 };
-use weir::consume::{Consumer, assign};
 use weir::job::StopReason;
 use weir::job::member::MemberInput;
+use weir::read::{Consumer, assign};
 use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;

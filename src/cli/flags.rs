@@ -3,19 +3,19 @@
 
 use std::time::Duration;
 
-use rskafka::client::partition::IsolationLevel;
+use clap::ValueEnum;
+use rskafka::client::partition::{Compression, IsolationLevel};
 
-use weir::consume::ConsumerConfig;
-use weir::consume::fetch::DEFAULT_FETCH_BYTES;
 use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
 use weir::kafka::connect::ConnectionConfig;
 use weir::kafka::idempotence::{ProducerId, ProducerIdError, init_producer_id};
 use weir::kafka::membership::MembershipConfig;
 use weir::metrics::{self, MetricsServer};
 use weir::produce::producer::{DEFAULT_BATCH_BYTES, DEFAULT_BUFFER_BYTES, ProducerConfig};
+use weir::read::ConsumerConfig;
+use weir::read::config::DEFAULT_FETCH_BYTES;
 
 use super::connect::parse_duration;
-use super::produce::Codec;
 use super::{non_negative, usage, usage_for};
 
 /// The metrics endpoint of a long-running job (`consume`, `count`, `agg`,
@@ -284,5 +284,32 @@ impl FilterFlags {
                 .map_err(|e| usage_for("--where", e))?,
             invert: self.invert,
         })
+    }
+}
+
+/// Compression codecs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Codec {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// LZ4.
+    Lz4,
+    /// Snappy.
+    Snappy,
+    /// Zstandard.
+    Zstd,
+}
+
+impl From<Codec> for Compression {
+    fn from(c: Codec) -> Self {
+        match c {
+            Codec::None => Self::NoCompression,
+            Codec::Gzip => Self::Gzip,
+            Codec::Lz4 => Self::Lz4,
+            Codec::Snappy => Self::Snappy,
+            Codec::Zstd => Self::Zstd,
+        }
     }
 }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use serde::Serialize;
-use weir::consume::StartOffset;
 use weir::kafka::admin::{Admin, AdminError, PartitionDescription};
 use weir::offsets::group::OffsetChange;
 use weir::offsets::{
     DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, OffsetStore, OffsetsError, StoreConfig,
 };
+use weir::read::StartOffset;
 use weir::timestamp::rfc3339_millis;
 use weir::{ConnectionConfig, TopicPartition};
 

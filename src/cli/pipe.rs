@@ -9,7 +9,7 @@ use weir::TopicPartition;
 use weir::aggregate::Extractor;
 use weir::consume::filter::Filter;
 use weir::consume::output::{OutputFormat, Template};
-use weir::consume::{Commits, Consumer, assign};
+use weir::job::Commits;
 use weir::job::StopReason;
 use weir::job::member::MemberInput;
 use weir::kafka::admin::{Admin, AdminError};
@@ -17,6 +17,7 @@ use weir::pipe::{
     LanePlan, Lanes, PipeJob, PipeMemberPlan, PipeOutput, PipeSummary, Transform, ValueFrom,
 };
 use weir::produce::producer::{Producer, ProducerConfig};
+use weir::read::{Consumer, assign};
 
 use super::connect::parse_duration;
 use super::consume::SelectionArgs;

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use rskafka::client::partition::Compression;
 use weir::kafka::admin::Admin;
 use weir::kafka::transaction::Transactions;
 use weir::produce::input::{InputFormat, RecordParser, unescape};
@@ -138,33 +137,6 @@ pub enum PartitionFrom {
     Json,
     /// The partitioner, by key, whatever the field says.
     None,
-}
-
-/// Compression codecs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Codec {
-    /// No compression.
-    None,
-    /// gzip.
-    Gzip,
-    /// LZ4.
-    Lz4,
-    /// Snappy.
-    Snappy,
-    /// Zstandard.
-    Zstd,
-}
-
-impl From<Codec> for Compression {
-    fn from(c: Codec) -> Self {
-        match c {
-            Codec::None => Self::NoCompression,
-            Codec::Gzip => Self::Gzip,
-            Codec::Lz4 => Self::Lz4,
-            Codec::Snappy => Self::Snappy,
-            Codec::Zstd => Self::Zstd,
-        }
-    }
 }
 
 /// Bad-input policy.

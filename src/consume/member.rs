@@ -12,11 +12,13 @@ use rskafka::client::Client;
 
 use super::filter::Filter;
 use super::output::RecordWriter;
-use super::{Commits, ConsumeJob, ConsumeSummary, Consumer, assign};
+use super::{ConsumeJob, ConsumeSummary};
+use crate::job::Commits;
 use crate::job::member::{Cluster, Generations, MemberInput, Total, run_member as run_generations};
 use crate::job::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::membership::MemberLink;
+use crate::read::{Consumer, assign};
 use crate::{TopicPartition, offsets};
 
 /// How a member of a group reads.

@@ -7,30 +7,13 @@
 //! appears at once. A closed output (`weir consume | head`) ends the job
 //! as a success.
 //!
-//! The consumer, which `weir count`, `weir bench` and the offsets store
-//! read with too, is split by concern: [`position`] (where a partition
-//! starts and stops, as written), [`assign`](mod@assign) (which partitions),
-//! [`start`] (resolved against the watermarks), [`fetch`] (one partition's
-//! task) and [`consumer`] (the tasks merged into one stream); its main
-//! types are re-exported here.
+//! The records come from the shared reader ([`crate::read`]).
 
-pub mod assign;
-pub mod consumer;
-#[cfg(test)]
-pub(crate) mod fake_log;
-pub mod fetch;
 pub mod filter;
 mod member;
 pub mod output;
-pub mod position;
-pub mod start;
 
-pub use assign::{Assignment, Instance, InstanceError, Selection, assign};
-pub use consumer::{ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, FetchFailure};
-pub use fetch::{FetchError, Fetched, PartitionFetch, PartitionReader};
 pub use member::{MemberPlan, run_member};
-pub use position::{PositionError, StartOffset, TimeError, Until};
-pub use start::{PartitionPosition, resolve_start};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -42,11 +25,11 @@ use tokio::time::Instant;
 
 use crate::TopicPartition;
 use crate::consume::filter::{Filter, Verdict};
-use crate::consume::output::{RecordWriter, is_broken_pipe};
+use crate::consume::output::RecordWriter;
 use crate::job::member::Summary;
-use crate::job::{self, Job, JobError, Step, StepError, StopReason};
+use crate::job::{Commits, Job, JobError, Step, StepError, StopReason, is_broken_pipe};
 use crate::kafka::membership::MemberLink;
-use crate::offsets::GroupSession;
+use crate::read::Consumer;
 use crate::record::ConsumedRecord;
 
 /// What to do with the records.
@@ -69,42 +52,6 @@ impl ConsumeJob {
     /// it is a group member whose lease lapsed.
     fn holds_partitions(&self) -> bool {
         self.member.as_ref().is_none_or(MemberLink::valid)
-    }
-}
-
-/// Periodic commits of a group's positions (at-least-once: a position is
-/// committed only after the output before it is flushed).
-#[derive(Debug)]
-pub struct Commits {
-    /// The group's session with the offsets store.
-    pub session: GroupSession,
-    /// Time between commits.
-    pub interval: Duration,
-    /// Fail when another instance commits one of these partitions.
-    pub exclusive: bool,
-}
-
-impl Commits {
-    /// Commits `positions` and, for a group member, mirrors them to the
-    /// broker's group offsets. False when the commit failed and is left
-    /// to the next interval; the `last` one fails the job instead.
-    ///
-    /// # Errors
-    ///
-    /// The `last` commit failed, or another instance's commits conflict
-    /// with these ([`job::commit_positions`]).
-    pub(crate) async fn commit(
-        &mut self,
-        positions: &BTreeMap<TopicPartition, i64>,
-        member: Option<&MemberLink>,
-        last: bool,
-    ) -> Result<bool, JobError> {
-        let committed =
-            job::commit_positions(&mut self.session, positions, self.exclusive, last).await?;
-        if let (true, Some(member)) = (committed, member) {
-            member.mirror(positions);
-        }
-        Ok(committed)
     }
 }
 
@@ -218,7 +165,7 @@ pub async fn run<W: Write>(
             Err(e) => return Err(JobError::Output(e)),
         }
     } else {
-        job::run(consumer, &mut run, interval, shutdown).await?
+        crate::job::run(consumer, &mut run, interval, shutdown).await?
     };
     let state = run.state;
     Ok(ConsumeSummary {
@@ -398,9 +345,10 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consume::fake_log::NumberedLog;
     use crate::consume::filter::FilterConfig;
     use crate::consume::output::OutputFormat;
+    use crate::read::fake_log::NumberedLog;
+    use crate::read::{Assignment, ConsumerConfig};
 
     /// What a job with `count` writes, reading without an end.
     async fn written(count: Option<u64>) -> (String, ConsumeSummary) {

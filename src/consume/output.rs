@@ -242,7 +242,7 @@ impl<W: Write> RecordWriter<W> {
     ///
     /// # Errors
     ///
-    /// I/O errors of the writer; see [`is_broken_pipe`].
+    /// I/O errors of the writer; see [`is_broken_pipe`](crate::job::is_broken_pipe).
     pub fn write(&mut self, record: &ConsumedRecord) -> io::Result<()> {
         let out = &mut self.out;
         match &self.format {
@@ -284,12 +284,6 @@ impl<W: Write> RecordWriter<W> {
     pub fn into_inner(self) -> W {
         self.out
     }
-}
-
-/// True when writing failed because the reader went away
-/// (`weir consume ... | head`), which ends the command quietly.
-pub fn is_broken_pipe(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::BrokenPipe
 }
 
 fn write_template(

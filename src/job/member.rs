@@ -24,11 +24,11 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{JobError, StopReason};
-use crate::consume::{ConsumerConfig, Selection};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::membership::{MemberLink, Membership, MembershipConfig, Standing};
 use crate::metrics::{ErrorKind, Phase};
 use crate::offsets::StoreConfig;
+use crate::read::{ConsumerConfig, Selection};
 use crate::{ErrorChain, TopicPartition};
 
 /// What a member of a group reads, whatever its job: in every member's

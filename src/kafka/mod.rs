@@ -10,6 +10,7 @@ pub mod connect;
 pub mod idempotence;
 pub mod membership;
 pub mod profile;
+pub mod secret;
 pub mod security;
 pub mod token;
 pub mod transaction;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+pub use crate::kafka::secret::Password;
 pub use crate::kafka::token::{BearerToken, Token, TokenError, TokenSource};
 
 /// TLS options. Without a CA file the trust roots compiled into weir (the
@@ -121,26 +122,4 @@ pub struct SaslOptions {
     pub username: String,
     /// Password; never printed.
     pub password: Password,
-}
-
-/// A password that never shows in `Debug` output, logs or errors.
-#[derive(Clone)]
-pub struct Password(String);
-
-impl Password {
-    /// Wraps a password.
-    pub fn new(password: impl Into<String>) -> Self {
-        Self(password.into())
-    }
-
-    /// The password itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(***)")
-    }
 }

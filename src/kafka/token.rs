@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
-use crate::kafka::security::Password;
+use crate::kafka::secret::Password;
 
 /// Share of a token's lifetime after which a command's token is fetched
 /// again: the Java client's `sasl.login.refresh.window.factor` default.

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use rskafka::client::Client;
 use serde::Serialize;
 
-use crate::consume::{Assignment, ConsumeError, StartOffset, resolve_start};
 use crate::kafka::admin::{Admin, AdminError};
 use crate::offsets::{
     Commit, GroupOffsets, GroupSession, OffsetKey, OffsetStore, OffsetsError, StoreConfig,
     instance_id,
 };
+use crate::read::{Assignment, ConsumeError, StartOffset, resolve_start};
 use crate::timestamp::now_ms;
 use crate::{ConnectionConfig, TopicPartition};
 

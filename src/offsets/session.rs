@@ -12,7 +12,7 @@ use super::codec::{
 };
 use super::store::{GroupOffsets, OffsetStore, OffsetsError, StoreWriter, apply};
 use crate::TopicPartition;
-use crate::consume::Until;
+use crate::read::Until;
 use crate::timestamp::now_ms;
 
 /// Another instance committed a partition this one is reading.

@@ -15,12 +15,12 @@ use tracing::{debug, info, instrument, warn};
 
 use super::codec::{ChunkKey, Commit, OffsetKey, StoreRecord, parse};
 use super::{DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC};
-use crate::consume::{
-    Assignment, ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until,
-};
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::kafka::idempotence::ProducerId;
 use crate::produce::partitioner::murmur2_partition;
+use crate::read::{
+    Assignment, ConsumeError, Consumer, ConsumerConfig, ConsumerEvent, StartOffset, Until,
+};
 use crate::timestamp::now_ms;
 use crate::{ErrorChain, TopicPartition};
 

@@ -17,11 +17,12 @@ use std::time::Duration;
 use rskafka::client::Client;
 
 use super::{LanePlan, Lanes, PipeError, PipeJob, PipeOutput, PipeSummary, run_job};
-use crate::consume::{Commits, Consumer, assign};
+use crate::job::Commits;
 use crate::job::member::{Cluster, Generations, MemberInput, Total, run_member as run_generations};
 use crate::job::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::membership::MemberLink;
+use crate::read::{Consumer, assign};
 use crate::{TopicPartition, offsets};
 
 /// How a member of a group pipes.

@@ -22,12 +22,13 @@ use tokio::time::Instant;
 use crate::aggregate::{Extractor, KeyReader};
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{OutputFormat, RecordWriter};
-use crate::consume::{Commits, Consumer};
+use crate::job::Commits;
 use crate::job::member::Summary;
 use crate::job::{self, Job, JobError, Step, StepError, StopReason};
 use crate::kafka::membership::MemberLink;
 use crate::kafka::transaction::TransactionError;
 use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
+use crate::read::Consumer;
 use crate::record::ConsumedRecord;
 use crate::{ErrorChain, TopicPartition};
 

@@ -19,6 +19,7 @@ pub mod partitioner;
 pub mod producer;
 mod report;
 mod sequence;
+mod size;
 mod topic;
 
 pub use topic::{TopicError, TopicPlan, prepare_topic};

@@ -20,8 +20,9 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::producer::{DEFAULT_BATCH_BYTES, Delivery, ProduceError, SendFailure, encoded_size};
-use super::sequence::{Sequencing, Stamp};
+use super::error::{Delivery, ProduceError, SendFailure};
+use super::sequence::{Sequencing, Settled, Stamp};
+use super::size::{DEFAULT_BATCH_BYTES, encoded_size};
 use crate::TopicPartition;
 use crate::kafka::connect::ClientError;
 use crate::kafka::idempotence::ProducerId;
@@ -181,26 +182,6 @@ pub(super) struct PartitionTask {
 enum Dispatch {
     Send(Option<Stamp>),
     Abandon,
-}
-
-/// Until every batch of a partition before batch `batch` has reported.
-#[derive(Clone)]
-pub(super) struct Settled {
-    reported: watch::Receiver<u64>,
-    batch: u64,
-}
-
-impl Settled {
-    /// Whether the batches before this one have reported.
-    pub(super) fn is_done(&self) -> bool {
-        *self.reported.borrow() >= self.batch
-    }
-
-    /// Waits until the batches before this one have reported.
-    pub(super) async fn wait(mut self) {
-        let batch = self.batch;
-        let _ = self.reported.wait_for(|&r| r >= batch).await;
-    }
 }
 
 /// A batch's place among its partition's batches.

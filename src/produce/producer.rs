@@ -40,17 +40,9 @@ pub use crate::produce::metadata::TopicMetadata;
 use crate::produce::metadata::refresh_partition_count;
 use crate::produce::partition::{PartitionTask, Pending, QUEUE_RECORDS};
 use crate::produce::partitioner::{Partitioner, PartitionerKind};
+use crate::produce::size::encoded_size;
+pub use crate::produce::size::{BROKER_MAX_REQUEST_BYTES, DEFAULT_BATCH_BYTES};
 use crate::timestamp::{TimestampLimits, TimestampProblem};
-
-/// Largest produce request the broker accepts by default
-/// (`message.max.bytes`, 1 MiB).
-pub const BROKER_MAX_REQUEST_BYTES: usize = 1024 * 1024;
-
-/// Room left in a request for the request, topic and batch headers.
-const REQUEST_OVERHEAD_BYTES: usize = 16 * 1024;
-
-/// Default batch size: as large as the broker accepts, less the overhead.
-pub const DEFAULT_BATCH_BYTES: usize = BROKER_MAX_REQUEST_BYTES - REQUEST_OVERHEAD_BYTES;
 
 /// Default memory for records between `send` and their acknowledgement,
 /// as the Java producer's `buffer.memory` (32 MiB).
@@ -143,25 +135,6 @@ impl ProduceRecord {
     pub fn approximate_size(&self) -> usize {
         encoded_size(self.key.as_deref(), self.value.as_deref(), &self.headers)
     }
-}
-
-/// Upper estimate of a record's encoded size inside a record batch: its
-/// bytes plus the varint framing (length, attributes, timestamp and offset
-/// deltas, lengths). The broker checks the whole batch against
-/// `max.message.bytes`, so this must not undercount; rskafka's own
-/// `approximate_size` leaves the framing out.
-pub(super) fn encoded_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
-    // length ≤ 5, attributes 1, timestamp delta ≤ 5 within a batch's
-    // hours, offset delta ≤ 3, key and value lengths ≤ 5 each, header
-    // count ≤ 1 for few headers: 25 bytes.
-    const FRAMING: usize = 25;
-    key.map_or(0, <[u8]>::len)
-        + value.map_or(0, <[u8]>::len)
-        + headers
-            .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 10)
-            .sum::<usize>()
-        + FRAMING
 }
 
 /// A producer for one topic. Send with [`send`](Self::send), read outcomes

@@ -32,7 +32,6 @@ use rskafka::client::partition::{BatchIdentity, ProduceAttempt};
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::partition::Settled;
 use crate::kafka::idempotence::ProducerId;
 
 /// The sequence of a record `records` after sequence 0: Kafka's sequence
@@ -199,6 +198,26 @@ impl Stamp {
         let epoch = *s.epoch.lock().expect("not poisoned");
         self.stamped.store(epoch.number, Ordering::Relaxed);
         Some(epoch.identity(self.first, s.transactional_id.as_ref()))
+    }
+}
+
+/// Until every batch of a partition before batch `batch` has reported.
+#[derive(Clone)]
+pub(super) struct Settled {
+    pub(super) reported: watch::Receiver<u64>,
+    pub(super) batch: u64,
+}
+
+impl Settled {
+    /// Whether the batches before this one have reported.
+    pub(super) fn is_done(&self) -> bool {
+        *self.reported.borrow() >= self.batch
+    }
+
+    /// Waits until the batches before this one have reported.
+    pub(super) async fn wait(mut self) {
+        let batch = self.batch;
+        let _ = self.reported.wait_for(|&r| r >= batch).await;
     }
 }
 

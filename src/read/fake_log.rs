@@ -9,10 +9,13 @@ use rskafka::chrono::DateTime;
 use rskafka::client::partition::OffsetAt;
 use rskafka::record::{Record, RecordAndOffset};
 
-use crate::consume::assign::Assignment;
-use crate::consume::consumer::{Consumer, ConsumerConfig, ConsumerEvent};
-use crate::consume::fetch::{FetchError, Fetched, PartitionFetch};
-use crate::consume::position::{StartOffset, Until};
+use crate::read::assign::Assignment;
+use crate::read::config::ConsumerConfig;
+use crate::read::consumer::Consumer;
+use crate::read::error::FetchError;
+use crate::read::event::ConsumerEvent;
+use crate::read::fetch::{Fetched, PartitionFetch};
+use crate::read::position::{StartOffset, Until};
 
 /// An in-memory partition: `log` holds (offset, value size, timestamp).
 pub(crate) struct FakeLog {

@@ -8,9 +8,10 @@ use rskafka::client::partition::OffsetAt;
 use tokio::sync::{mpsc, watch};
 
 use super::*;
-use crate::consume::consumer::{Consumer, ConsumerEvent};
-use crate::consume::fake_log::{FakeLog, assignment, config, drain, numbered, read};
-use crate::consume::position::{StartOffset, Until};
+use crate::read::consumer::Consumer;
+use crate::read::event::ConsumerEvent;
+use crate::read::fake_log::{FakeLog, assignment, config, drain, numbered, read};
+use crate::read::position::{StartOffset, Until};
 
 #[tokio::test]
 async fn until_time_stops_before_the_first_later_record() {

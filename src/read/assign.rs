@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rskafka::client::Client;
 
 use crate::TopicPartition;
-use crate::consume::consumer::ConsumeError;
+use crate::read::error::ConsumeError;
 
 /// Partition `p` belongs to instance `index` of `count` when
 /// `p % count == index`.
@@ -69,7 +69,7 @@ pub struct Assignment {
     /// Partition.
     pub partition: i32,
     /// Next offset to read, e.g. a committed one; `None` uses
-    /// [`ConsumerConfig::start`](crate::consume::ConsumerConfig::start).
+    /// [`ConsumerConfig::start`](crate::read::ConsumerConfig::start).
     pub start: Option<i64>,
 }
 

@@ -13,10 +13,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::TopicPartition;
-use crate::consume::assign::Assignment;
-use crate::consume::consumer::{ConsumeError, ConsumerConfig, FetchFailure};
-use crate::consume::fetch::{FetchError, PartitionFetch, PartitionReader, open_partition, within};
-use crate::consume::position::{StartOffset, Until};
+use crate::read::assign::Assignment;
+use crate::read::config::ConsumerConfig;
+use crate::read::error::{ConsumeError, FetchError, FetchFailure};
+use crate::read::fetch::{PartitionFetch, PartitionReader, open_partition, within};
+use crate::read::position::{StartOffset, Until};
 
 /// Where an assigned partition starts and stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,8 +196,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::consume::consumer::Consumer;
-    use crate::consume::fake_log::{FakeLog, assignment, config, drain, read};
+    use crate::read::consumer::Consumer;
+    use crate::read::fake_log::{FakeLog, assignment, config, drain, read};
 
     #[tokio::test]
     async fn every_start_form_is_resolved_and_clamped() {

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rskafka::client::Client;
-use rskafka::client::error::{Error as ClientError, ProtocolError};
 use rskafka::client::partition::{IsolationLevel, OffsetAt, PartitionClient};
 use rskafka::record::RecordAndOffset;
 use tokio::sync::{mpsc, watch};
@@ -25,80 +24,13 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::TopicPartition;
-use crate::consume::consumer::{ConsumeError, ConsumerConfig, ConsumerEvent, FetchFailure};
+use crate::read::config::{
+    ConsumerConfig, DECODED_FETCH_FACTOR, MAX_FETCH_BYTES, MIN_FETCH_BYTES, START_FETCH_BYTES,
+};
+use crate::read::error::{ConsumeError, FetchError, FetchFailure};
+use crate::read::event::ConsumerEvent;
 use crate::record::ConsumedRecord;
 use crate::timestamp::now_ms;
-
-/// Default fetch size per partition, as the Java consumer's
-/// `max.partition.fetch.bytes` (1 MiB).
-pub const DEFAULT_FETCH_BYTES: i32 = 1024 * 1024;
-
-/// Largest fetch size a partition grows to when a record does not fit.
-pub const MAX_FETCH_BYTES: i32 = 64 * 1024 * 1024;
-
-/// How many times the fetch size a fetch's records may take once decoded
-/// (keys and values) before the next fetch asks for less. The fetch size
-/// counts bytes on the wire; a compressed topic's records can take 10-50
-/// times that in memory, and each of the few fetches a partition holds
-/// (see [`ConsumerConfig::buffered_batches`]) would. Uncompressed and
-/// ordinarily compressed records stay below half of it, so their fetch
-/// size ends at the configured one.
-pub const DECODED_FETCH_FACTOR: usize = 4;
-
-/// A partition's first fetch size, when the configured one is larger: the
-/// size doubles from there, fetch by fetch, while records decode to less
-/// than half of [`DECODED_FETCH_FACTOR`] times the configured size, so
-/// that the first fetch of a compressed topic cannot take 50 times its
-/// size in memory.
-pub const START_FETCH_BYTES: i32 = 64 * 1024;
-
-/// Smallest fetch size the decoded-size rule shrinks to. A broker returns
-/// a whole first batch even when it is larger, and a fetch that returns
-/// nothing grows again (and stops the rule from going that low again).
-pub const MIN_FETCH_BYTES: i32 = 16 * 1024;
-
-/// Default long-poll wait, as the Java consumer's `fetch.max.wait.ms`
-/// (500 ms). The broker answers as soon as one byte is there.
-pub const DEFAULT_FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
-
-/// Why a fetch failed, as far as the loop cares.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum FetchError {
-    /// The offset is outside the partition's log.
-    #[error("offset out of range")]
-    OutOfRange,
-    /// The broker does not know the topic or partition: deleted, or not
-    /// yet learnt from the controller.
-    #[error("the broker does not know the topic or partition")]
-    UnknownTopic,
-    /// No answer by the deadline.
-    #[error("no answer from the broker")]
-    TimedOut,
-    /// No answer within the consumer's retry timeout.
-    #[error("no answer within the retry timeout ({})", humantime::format_duration(*.0))]
-    NoAnswerWithin(Duration),
-    /// Anything else (after rskafka's own retries), as one sentence:
-    /// rskafka's errors repeat their causes in their own text.
-    #[error("{0}")]
-    Other(String),
-}
-
-impl From<ClientError> for FetchError {
-    fn from(e: ClientError) -> Self {
-        match e {
-            ClientError::ServerError {
-                protocol_error: ProtocolError::OffsetOutOfRange,
-                ..
-            } => Self::OutOfRange,
-            ClientError::ServerError {
-                protocol_error: ProtocolError::UnknownTopicOrPartition,
-                ..
-            } => Self::UnknownTopic,
-            e => Self::Other(crate::kafka::connect::client_error_text(&e)),
-        }
-    }
-}
 
 /// What one fetch returned, as far as the loop cares.
 #[derive(Debug, Default)]

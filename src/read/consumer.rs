@@ -1,0 +1,165 @@
+//! Explicit per-partition consumers: one fetch task per assigned partition,
+//! merged into one bounded stream for the caller.
+//!
+//! rskafka reads one partition at a time and nothing more. [`Consumer`]
+//! resolves where each assigned partition starts and stops
+//! ([`start`](super::start): a committed offset or a [`StartOffset`](super::StartOffset),
+//! clamped to the partition's watermarks, and an [`Until`]), and runs one
+//! [`fetch`](super::fetch) task per partition that reads it with a long
+//! poll and retries a lost broker until
+//! [`ConsumerConfig::retry_timeout`]. Records of one partition arrive in
+//! offset order; partitions interleave.
+//!
+//! The stream is bounded: tasks wait while the caller is behind, so memory
+//! stays at a few fetches per partition. The fetch side is the small
+//! [`PartitionFetch`] trait, so the loop is tested without a broker.
+//!
+//! Positions are "next offset to read": the caller that commits progress
+//! takes `last.offset + 1` of the records it has written, or the
+//! `next_offset` of [`ConsumerEvent::Reached`], or the start of a
+//! partition it has seen nothing from ([`Consumer::positions`]).
+
+use std::sync::Arc;
+
+use rskafka::client::Client;
+use rskafka::client::partition::UnknownTopicHandling;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use crate::TopicPartition;
+use crate::read::assign::Assignment;
+use crate::read::config::ConsumerConfig;
+use crate::read::error::ConsumeError;
+use crate::read::event::ConsumerEvent;
+use crate::read::fetch::{PartitionFetch, PartitionReader, PartitionTask, open_partition};
+use crate::read::position::Until;
+use crate::read::start::{PartitionPosition, resolve};
+
+/// A running consumer: read its events with [`next`](Self::next).
+#[derive(Debug)]
+pub struct Consumer {
+    events: mpsc::Receiver<ConsumerEvent>,
+    positions: Vec<PartitionPosition>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Consumer {
+    /// Opens a partition client for each assignment and starts reading.
+    ///
+    /// # Errors
+    ///
+    /// A partition that cannot be opened or whose watermarks cannot be
+    /// read.
+    pub async fn start(
+        client: &Client,
+        assignments: Vec<Assignment>,
+        config: ConsumerConfig,
+    ) -> Result<Self, ConsumeError> {
+        let mut fetchers = Vec::with_capacity(assignments.len());
+        for a in assignments {
+            // The partitions were just read from the metadata, so they
+            // exist. Each broker learns of new topics and partitions on its
+            // own, a little after the controller: the one asked next may
+            // not know them yet, and answers UNKNOWN_TOPIC_OR_PARTITION,
+            // which the Java client retries as any stale metadata.
+            // Once open, the leader knows the partition: an unknown topic
+            // from then on is reported at once, to be told apart from a
+            // deleted one (`PartitionTask::run`).
+            let mut pc =
+                open_partition(client, &a.topic, a.partition, config.retry_timeout).await?;
+            pc.set_unknown_topic_handling(UnknownTopicHandling::Error);
+            let reader = PartitionReader {
+                client: pc,
+                isolation: config.isolation,
+            };
+            fetchers.push((a, reader));
+        }
+        Self::start_with(fetchers, config).await
+    }
+
+    /// Starts reading with the given fetch sides.
+    ///
+    /// # Errors
+    ///
+    /// A partition whose watermarks cannot be read.
+    pub async fn start_with<F: PartitionFetch>(
+        fetchers: Vec<(Assignment, F)>,
+        config: ConsumerConfig,
+    ) -> Result<Self, ConsumeError> {
+        let resolved =
+            futures::future::try_join_all(fetchers.iter().map(|(a, f)| resolve(a, f, &config)))
+                .await?;
+        let (tx, events) = mpsc::channel(config.buffered_batches.max(1));
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for ((_, fetch), position) in fetchers.into_iter().zip(&resolved) {
+            let metrics = if config.metered {
+                crate::metrics::global().input(&position.topic_partition())
+            } else {
+                Arc::default()
+            };
+            metrics.at(position.start, position.high);
+            let task = PartitionTask {
+                metrics,
+                fetch,
+                topic: Arc::clone(&position.topic),
+                partition: position.partition,
+                next: position.start,
+                end: position.end,
+                until_time: match config.until {
+                    Until::Timestamp(t) => Some(t),
+                    _ => None,
+                },
+                config: config.clone(),
+                events: tx.clone(),
+                stopped: stopped.clone(),
+            };
+            tasks.spawn(task.run());
+        }
+        Ok(Self {
+            events,
+            positions: resolved,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Where each partition started (and stops), in assignment order.
+    pub fn positions(&self) -> &[PartitionPosition] {
+        &self.positions
+    }
+
+    /// Each partition's start offset: where a job's positions begin.
+    pub fn starts(&self) -> std::collections::BTreeMap<TopicPartition, i64> {
+        self.positions
+            .iter()
+            .map(|p| (p.topic_partition(), p.start))
+            .collect()
+    }
+
+    /// The next event; `None` once every partition has stopped.
+    pub async fn next(&mut self) -> Option<ConsumerEvent> {
+        self.events.recv().await
+    }
+
+    /// The next event if one is ready now.
+    pub fn try_next(&mut self) -> Option<ConsumerEvent> {
+        self.events.try_recv().ok()
+    }
+
+    /// Stops every partition task; events not yet read are dropped.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        self.events.close();
+        while self.events.try_recv().is_ok() {}
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(e) = result {
+                if e.is_panic() {
+                    warn!(error = %e, "a partition task panicked");
+                }
+            }
+        }
+    }
+}

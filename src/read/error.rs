@@ -1,0 +1,130 @@
+//! What goes wrong reading: a fetch ([`FetchError`]), a partition
+//! ([`FetchFailure`]) and the consumer as a whole ([`ConsumeError`]).
+
+use std::time::Duration;
+
+use rskafka::client::error::{Error as ClientError, ProtocolError};
+
+use crate::TopicPartition;
+
+/// Why a fetch failed, as far as the loop cares.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The offset is outside the partition's log.
+    #[error("offset out of range")]
+    OutOfRange,
+    /// The broker does not know the topic or partition: deleted, or not
+    /// yet learnt from the controller.
+    #[error("the broker does not know the topic or partition")]
+    UnknownTopic,
+    /// No answer by the deadline.
+    #[error("no answer from the broker")]
+    TimedOut,
+    /// No answer within the consumer's retry timeout.
+    #[error("no answer within the retry timeout ({})", humantime::format_duration(*.0))]
+    NoAnswerWithin(Duration),
+    /// Anything else (after rskafka's own retries), as one sentence:
+    /// rskafka's errors repeat their causes in their own text.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<ClientError> for FetchError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                ..
+            } => Self::OutOfRange,
+            ClientError::ServerError {
+                protocol_error: ProtocolError::UnknownTopicOrPartition,
+                ..
+            } => Self::UnknownTopic,
+            e => Self::Other(crate::kafka::connect::client_error_text(&e)),
+        }
+    }
+}
+
+/// Errors of the consumer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumeError {
+    /// A topic that does not exist.
+    #[error("topic \"{topic}\" does not exist")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// A partition outside the topic.
+    #[error("topic \"{topic}\" has {}, partition {partition} is out of range", crate::plural(*.partitions, "partition"))]
+    PartitionOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: i32,
+        /// How many there are.
+        partitions: i32,
+    },
+    /// The selection leaves nothing to read.
+    #[error("no partitions to read: {0}")]
+    NothingAssigned(String),
+    /// The cluster's metadata could not be read. As one sentence: rskafka's
+    /// errors repeat their causes in their own text.
+    #[error("cannot read the topic list: {0}")]
+    Metadata(String),
+    /// A partition could not be read.
+    #[error("reading {at} failed")]
+    Fetch {
+        /// The partition.
+        at: TopicPartition,
+        /// Why.
+        #[source]
+        cause: FetchFailure,
+    },
+}
+
+/// Why a partition could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchFailure {
+    /// Its leader could not be found in time.
+    #[error(transparent)]
+    Leader(#[from] crate::kafka::connect::LeaderLookupError),
+    /// Its watermarks could not be read.
+    #[error("cannot read its watermarks")]
+    Watermarks(#[source] FetchError),
+    /// The topic was deleted while it was read.
+    #[error("the topic was deleted (at offset {offset})")]
+    TopicDeleted {
+        /// The next offset it would have read.
+        offset: i64,
+    },
+    /// No fetch succeeded for the retry timeout.
+    #[error(
+        "no good fetch{} at offset {offset} within the retry timeout ({})",
+        .leader.as_ref().map(|l| format!(" from leader {l}")).unwrap_or_default(),
+        humantime::format_duration(*.timeout)
+    )]
+    NoGoodFetch {
+        /// The leader's `host:port` as last known.
+        leader: Option<String>,
+        /// The offset it tried to read.
+        offset: i64,
+        /// The retry timeout.
+        timeout: Duration,
+        /// The last fetch's error.
+        #[source]
+        last: FetchError,
+    },
+    /// The broker answered that the offset is out of range, and the
+    /// partition's watermarks could not be read to move into range.
+    #[error("offset {offset} out of range, and its watermarks cannot be read")]
+    OutOfRange {
+        /// The offset it tried to read.
+        offset: i64,
+        /// Why the watermarks could not be read.
+        #[source]
+        watermarks: FetchError,
+    },
+}

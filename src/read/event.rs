@@ -1,0 +1,33 @@
+//! What a [`Consumer`](super::Consumer)'s stream yields.
+
+use std::sync::Arc;
+
+use super::error::ConsumeError;
+use crate::record::ConsumedRecord;
+
+/// What the stream yields.
+#[derive(Debug)]
+pub enum ConsumerEvent {
+    /// Records of one partition, in offset order.
+    Records(Vec<ConsumedRecord>),
+    /// A partition reached its stop; `next_offset` is where it stopped.
+    Reached {
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+        /// The next offset to read.
+        next_offset: i64,
+    },
+    /// A fetch answered that a partition has nothing more to read for
+    /// now: it is at the end of its log (for the isolation level). Sent
+    /// when it gets there, again only after records came since.
+    CaughtUp {
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+    },
+    /// A partition failed and stopped.
+    Failed(ConsumeError),
+}
