@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod member;
+pub mod runner;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -78,6 +79,12 @@ pub enum JobError {
     /// A group's offsets could not be loaded.
     #[error(transparent)]
     Group(Box<crate::offsets::group::GroupError>),
+    /// The cluster could not be reached.
+    #[error(transparent)]
+    Connect(Box<crate::kafka::connect::ConnectError>),
+    /// The metrics endpoint could not be served.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     /// Membership in the group failed.
     #[error(transparent)]
     Membership(Box<crate::kafka::membership::MembershipError>),
@@ -102,6 +109,12 @@ pub enum JobError {
 impl From<crate::offsets::group::GroupError> for JobError {
     fn from(e: crate::offsets::group::GroupError) -> Self {
         Self::Group(Box::new(e))
+    }
+}
+
+impl From<crate::kafka::connect::ConnectError> for JobError {
+    fn from(e: crate::kafka::connect::ConnectError) -> Self {
+        Self::Connect(Box::new(e))
     }
 }
 

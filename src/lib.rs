@@ -80,17 +80,20 @@
 //! - [`pipe`]: `weir pipe`: records filtered, re-keyed and reshaped into
 //!   another topic, at least once (commits after the output acknowledged)
 //!   or exactly once ([`lanes`](pipe::lanes): a transaction per input
-//!   partition), and [`pipe::member`] for a group member's generations.
+//!   partition), plugged into the job runner (`pipe/reading.rs`).
 //! - [`job`]: the loop every job shares: the consumer's events, the
 //!   shutdown future, the checkpoint interval, stop reasons, a closed
 //!   output ([`is_broken_pipe`](job::is_broken_pipe)), periodic commits
 //!   ([`Commits`](job::Commits)) through a store seam
 //!   ([`GroupCommit`](job::GroupCommit)), and conflicts with other
-//!   instances (`--exclusive`); [`job::member`]: the generations of a job
-//!   run as a member of a group (rebalances, fencing, leaving), what every
-//!   member reads ([`MemberInput`](job::member::MemberInput)) and its
-//!   summaries added up over the generations, which `consume`, `count`
-//!   and `pipe` each plug into.
+//!   instances (`--exclusive`); [`job::runner`]: the one runner that
+//!   starts any reading job ([`Reading`](job::runner::Reading):
+//!   `consume`, `count`/`agg` and `pipe` plug in) from a typed
+//!   [`ReadPlan`](job::runner::ReadPlan), standalone or as a group member:
+//!   the metrics server, the client, assignment, the exactly-once order
+//!   (outputs opened before the group's commits are read), the commits,
+//!   restore; [`job::member`]: the generations of a member of a group
+//!   (rebalances, fencing, leaving) and its summaries added up over them.
 //! - [`offsets`]: group offsets and aggregation state as records in a
 //!   compacted topic: the records (keys, commit values, a large state split
 //!   into chunks and joined back), the store
@@ -111,7 +114,8 @@
 //!   (rows as JSON lines or a table), `topic` (rows to an output topic,
 //!   exactly once in its transactions), `run` (a run as the job loop
 //!   drives it: emission and checkpoints), `restore` (saved state read
-//!   back), `member` (a group member's generations) and `error`;
+//!   back), `reading` (the job as the runner starts it, with the window
+//!   rules checked in [`WindowSpec`](aggregate::WindowSpec)) and `error`;
 //!   [`aggregate::sketch`]: the mergeable sketches of `distinct`, `topN`
 //!   and percentiles.
 //! - [`bench`](mod@bench): `weir bench`, one file per scenario: producer

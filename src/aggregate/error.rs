@@ -50,6 +50,10 @@ pub enum CountError {
     /// The exactly-once output could not be opened for a generation.
     #[error(transparent)]
     Output(#[from] Box<OutputTopicError>),
+    /// An exactly-once output without a group, whose offsets its
+    /// transactions commit.
+    #[error("an exactly-once output needs a group (-g), whose offsets its transactions commit")]
+    ExactlyOnceWithoutGroup,
     /// Another instance with the same partitions started since this one.
     #[error(
         "fenced: another instance started with transactional id \"{id}\" since this one did, and took over its partitions; this one stops, and what it left open is aborted"

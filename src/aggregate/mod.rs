@@ -6,7 +6,8 @@
 //! aggregates, `state` a partition's windows and sessions, `rows`
 //! merges them across partitions into rows, `run` drives a run (records
 //! in, rows out, checkpoints), `restore` reads the saved state back and
-//! `member` runs it as a member of a group.
+//! `reading` plugs it into the job runner, standalone or as a member of
+//! a group.
 //!
 //! - State is kept per input partition ([`PartitionCounts`]). At every
 //!   checkpoint the partition's counts and its next offset are written in
@@ -40,7 +41,7 @@ mod acc;
 mod emit;
 mod error;
 mod extract;
-mod member;
+mod reading;
 mod restore;
 mod rows;
 mod run;
@@ -56,15 +57,15 @@ pub use acc::{AggPlan, Aggs};
 pub use emit::{AggValues, JsonLines, Row, RowSink, Table, agg_table_line, table_line};
 pub use error::{CountError, StateProblem};
 pub use extract::{Extractor, KeyReader, RecordReader};
-pub use member::{CountMemberPlan, run_member};
+pub use reading::{CountOutput, count};
 pub use restore::{Restored, restore};
 pub use run::run;
 use run::run_job;
 pub use spec::{AggKind, AggSpec, AggSpecError};
 pub use state::{Applied, CountsFormatError, PartitionCounts, TOTALS, WindowCounts, Windowing};
 pub use topic::{
-    MemberOutput, OutputTopic, OutputTopicError, RowsRefused, TransactionPlan,
-    count_transactional_id, open_output_topic,
+    OutputTopic, OutputTopicError, RowsRefused, TransactionPlan, count_transactional_id,
+    open_output_topic,
 };
 
 use crate::TopicPartition;
@@ -80,6 +81,100 @@ pub enum EmitMode {
     Final,
     /// The counts that changed, at every checkpoint.
     Updates,
+}
+
+/// The windows and emission a count asks for, as given (`--window`,
+/// `--hop`, `--session-gap`, `--grace`, `--idle-timeout`, `--emit`):
+/// [`check`](Self::check) applies the rules between them.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct WindowSpec {
+    /// Window length: tumbling, or hopping with `hop`. Neither this nor
+    /// `session_gap`: running totals.
+    pub window: Option<Duration>,
+    /// Hopping windows: one starts every `hop`.
+    pub hop: Option<Duration>,
+    /// Session windows per key with this gap.
+    pub session_gap: Option<Duration>,
+    /// How long a window stays open behind the partition's newest
+    /// timestamp.
+    pub grace: Duration,
+    /// A partition without records for this long holds no window back.
+    pub idle_timeout: Option<Duration>,
+    /// When rows are emitted; `None` for the default.
+    pub emit: Option<EmitMode>,
+    /// Rows go to a live view on a terminal: updates by default, even
+    /// with windows.
+    pub live: bool,
+}
+
+/// Windows asked for that do not go together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WindowError {
+    /// A zero length.
+    #[error("--{flag} must be at least 1ms")]
+    Zero {
+        /// The flag: window, hop or session-gap.
+        flag: &'static str,
+    },
+    /// A grace or idle timeout without windows to apply it to.
+    #[error("--{flag} needs --window or --session-gap")]
+    NeedsWindows {
+        /// The flag: grace or idle-timeout.
+        flag: &'static str,
+    },
+    /// Session windows with updates.
+    #[error("--session-gap emits each session once, when it closes (--emit final)")]
+    SessionUpdates,
+}
+
+impl WindowSpec {
+    /// The windowing and emission these ask for. Without `emit`: each
+    /// window once when it closes (sessions always), updates for running
+    /// totals and on a live view.
+    ///
+    /// # Errors
+    ///
+    /// A zero length, a grace or idle timeout without windows, or session
+    /// windows with updates.
+    pub fn check(&self) -> Result<(Windowing, EmitMode), WindowError> {
+        let ms = |d: Option<Duration>, flag| match d {
+            Some(d) if d.as_millis() == 0 => Err(WindowError::Zero { flag }),
+            Some(d) => Ok(Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
+            None => Ok(None),
+        };
+        let hop_ms = ms(self.hop, "hop")?;
+        let size_ms = ms(self.window, "window")?;
+        let session_gap_ms = ms(self.session_gap, "session-gap")?;
+        if size_ms.is_none() && session_gap_ms.is_none() {
+            if !self.grace.is_zero() {
+                return Err(WindowError::NeedsWindows { flag: "grace" });
+            }
+            if self.idle_timeout.is_some() {
+                return Err(WindowError::NeedsWindows {
+                    flag: "idle-timeout",
+                });
+            }
+        }
+        let emit = match self.emit {
+            Some(EmitMode::Final) => EmitMode::Final,
+            Some(EmitMode::Updates) if session_gap_ms.is_some() => {
+                return Err(WindowError::SessionUpdates);
+            }
+            Some(EmitMode::Updates) => EmitMode::Updates,
+            None if session_gap_ms.is_some() => EmitMode::Final,
+            None if size_ms.is_some() && !self.live => EmitMode::Final,
+            None => EmitMode::Updates,
+        };
+        let windowing = Windowing {
+            size_ms,
+            hop_ms,
+            grace_ms: i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX),
+            session_gap_ms,
+        };
+        Ok((windowing, emit))
+    }
 }
 
 /// What to count and when to emit.
@@ -212,5 +307,83 @@ impl Summary for CountSummary {
         self.rows += later.rows;
         self.commits += later.commits;
         self.stop = later.stop;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(f: impl FnOnce(&mut WindowSpec)) -> Result<(Windowing, EmitMode), String> {
+        let mut spec = WindowSpec::default();
+        f(&mut spec);
+        spec.check().map_err(|e| e.to_string())
+    }
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn window_rules_refuse_what_does_not_go_together() {
+        assert_eq!(
+            spec(|s| s.window = Some(Duration::ZERO)).unwrap_err(),
+            "--window must be at least 1ms"
+        );
+        assert_eq!(
+            spec(|s| {
+                s.window = Some(MINUTE);
+                s.hop = Some(Duration::from_micros(10));
+            })
+            .unwrap_err(),
+            "--hop must be at least 1ms"
+        );
+        assert_eq!(
+            spec(|s| s.grace = Duration::from_secs(5)).unwrap_err(),
+            "--grace needs --window or --session-gap"
+        );
+        assert_eq!(
+            spec(|s| s.idle_timeout = Some(MINUTE)).unwrap_err(),
+            "--idle-timeout needs --window or --session-gap"
+        );
+        assert_eq!(
+            spec(|s| {
+                s.session_gap = Some(MINUTE);
+                s.emit = Some(EmitMode::Updates);
+            })
+            .unwrap_err(),
+            "--session-gap emits each session once, when it closes (--emit final)"
+        );
+    }
+
+    #[test]
+    fn emission_defaults_to_final_for_windows_off_a_terminal() {
+        let emit = |f: fn(&mut WindowSpec)| spec(f).unwrap().1;
+        assert_eq!(emit(|_| {}), EmitMode::Updates, "running totals");
+        assert_eq!(emit(|s| s.window = Some(MINUTE)), EmitMode::Final);
+        assert_eq!(
+            emit(|s| {
+                s.window = Some(MINUTE);
+                s.live = true;
+            }),
+            EmitMode::Updates,
+            "a live view"
+        );
+        assert_eq!(
+            emit(|s| {
+                s.session_gap = Some(MINUTE);
+                s.live = true;
+            }),
+            EmitMode::Final,
+            "sessions are final even on a terminal"
+        );
+        let (windowing, _) = spec(|s| {
+            s.window = Some(Duration::from_secs(300));
+            s.hop = Some(MINUTE);
+            s.grace = Duration::from_secs(5);
+        })
+        .unwrap();
+        assert_eq!(windowing.size_ms, Some(300_000));
+        assert_eq!(windowing.hop_ms, Some(60_000));
+        assert_eq!(windowing.grace_ms, 5_000);
+        assert_eq!(windowing.session_gap_ms, None);
     }
 }

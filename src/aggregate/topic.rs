@@ -39,19 +39,6 @@ pub struct OutputTopic {
     transaction: Option<(Transactions, StoreWriter)>,
 }
 
-/// The output of a group member's exactly-once count, opened per
-/// generation ([`open_output_topic`] with the generation's
-/// [`count_transactional_id`]).
-#[derive(Debug, Clone)]
-pub struct MemberOutput {
-    /// The output topic.
-    pub topic: String,
-    /// The input topic it takes its partition count from when created.
-    pub input: Option<String>,
-    /// How long the coordinator lets a transaction stay open.
-    pub transaction_timeout: Duration,
-}
-
 /// The transactional id and timeout of an exactly-once output.
 #[derive(Debug, Clone)]
 pub struct TransactionPlan {

@@ -3,18 +3,14 @@
 use std::future::Future;
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use weir::ConnectionConfig;
-
 use weir::consume::filter::Filter;
-use weir::consume::output::{OutputFormat, RecordWriter, Template};
-use weir::consume::{ConsumeJob, ConsumeSummary, MemberPlan};
-use weir::job::Commits;
+use weir::consume::output::{OutputFormat, RecordWriter, Template, stop_or_stdout_closed};
+use weir::consume::{ConsumeSummary, consume};
 use weir::job::StopReason;
-use weir::job::member::MemberInput;
+use weir::job::runner::{CommitPlan, GroupPlan, ReadPlan};
 use weir::read::position::parse_time;
-use weir::read::{Consumer, ConsumerConfig, Instance, Selection, StartOffset, Until, assign};
+use weir::read::{ConsumerConfig, Instance, Selection, StartOffset, Until};
 
 use super::connect::parse_duration;
 use super::flags::{FetchFlags, FilterFlags, MembershipFlags, MetricsFlags};
@@ -196,7 +192,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     super::require_stdout("the records")?;
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
-    let filter = args.filters.config()?;
+    let filter = Filter::new(args.filters.config()?);
     let format = args.format()?;
     if args.metrics.metrics_addr.is_some()
         && args.group.is_none()
@@ -206,94 +202,31 @@ pub async fn run(
             "--metrics-addr is for reads that run on: follow the topic (no --until or -e) or read as a group (-g)",
         ));
     }
-    let _metrics = args.metrics.serve().await?;
-    let client = Arc::new(config.client().await?);
+    let mut plan =
+        ReadPlan::new(selection, consumer_config).with_metrics_addr(args.metrics.addr()?);
+    if let Some(group) = &args.group {
+        // --count 0 commits nothing, so it creates no offsets topic and
+        // joins no group either.
+        let writes = !args.no_commit && args.count != Some(0);
+        let commits = (!args.no_commit).then_some(CommitPlan {
+            interval: args.commit_interval,
+            exclusive: args.exclusive,
+        });
+        let mut group_plan = GroupPlan::new(group, args.store.config(writes)?, commits);
+        if writes && args.selection.joins_group() && !args.exclusive {
+            group_plan =
+                group_plan.with_membership(args.membership.config(group, &args.selection.topics)?);
+        }
+        plan = plan.with_group(group_plan);
+    }
     let stdout = std::io::stdout().lock();
     let mut writer = RecordWriter::new(std::io::BufWriter::with_capacity(1 << 16, stdout), format);
-    let stop = async {
-        tokio::select! {
-            () = shutdown => StopReason::Shutdown,
-            () = stdout_closed() => StopReason::OutputClosed,
-        }
-    };
-    // --count 0 commits nothing, so it creates no offsets topic and joins
-    // no group either.
-    let writes = !args.no_commit && args.count != Some(0);
-    if let Some(group) = args.group.as_ref().filter(|_| writes) {
-        if args.selection.joins_group() && !args.exclusive {
-            let plan = MemberPlan {
-                input: MemberInput {
-                    selection,
-                    consumer: consumer_config,
-                    store: args.store.config(true)?,
-                    membership: args.membership.config(group, &args.selection.topics)?,
-                },
-                commit_interval: args.commit_interval,
-            };
-            let summary = weir::consume::run_member(
-                &client,
-                &config,
-                plan,
-                Filter::new(filter),
-                args.count,
-                &mut writer,
-                stop,
-            )
-            .await?;
-            if !quiet && summary.stop != StopReason::OutputClosed {
-                print_summary(&summary);
-            }
-            return Ok(());
-        }
-    }
-    let mut assignments = assign(&client, &selection).await?;
-    let mut commits = None;
-    if let Some(group) = &args.group {
-        let store = args.store.config(writes)?;
-        let joined =
-            weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
-        if let Some((session, _)) = joined {
-            if !args.no_commit {
-                commits = Some(Commits {
-                    session,
-                    interval: args.commit_interval,
-                    exclusive: args.exclusive,
-                });
-            }
-        }
-    }
-    let consumer = Consumer::start(&client, assignments, consumer_config).await?;
-    let job = ConsumeJob {
-        filter: Filter::new(filter),
-        count: args.count,
-        commits,
-        member: None,
-    };
-    let summary = weir::consume::run(consumer, job, &mut writer, stop).await?;
+    let stop = stop_or_stdout_closed(shutdown);
+    let summary = consume(&config, plan, filter, args.count, &mut writer, stop).await?;
     if !quiet && summary.stop != StopReason::OutputClosed {
         print_summary(&summary);
     }
     Ok(())
-}
-
-/// Resolves when stdout is a pipe whose reader has gone, so a quiet
-/// `weir consume | head` ends without waiting for a record to fail on.
-pub async fn stdout_closed() {
-    use rustix::event::{PollFd, PollFlags, poll};
-    let stdout = rustix::stdio::stdout();
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
-        let zero = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        if poll(&mut fds, Some(&zero)).is_ok()
-            && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
-        {
-            return;
-        }
-    }
 }
 
 fn print_summary(summary: &ConsumeSummary) {

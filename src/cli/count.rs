@@ -4,22 +4,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use weir::ConnectionConfig;
 use weir::aggregate::{
-    self, AggPlan, AggSpec, Checkpoints, CountConfig, CountJob, CountMemberPlan, CountSummary,
-    EmitMode, Extractor, JsonLines, MemberOutput, Restored, Row, RowSink, Table, TransactionPlan,
-    Windowing, agg_table_line, count_transactional_id, table_line,
+    AggPlan, AggSpec, CountConfig, CountOutput, CountSummary, EmitMode, Extractor, JsonLines, Row,
+    RowSink, Table, WindowSpec, agg_table_line, count, table_line,
 };
+use weir::consume::output::stop_or_stdout_closed;
 use weir::job::StopReason;
-use weir::job::member::MemberInput;
-use weir::read::{Consumer, assign};
+use weir::job::runner::{CommitPlan, GroupPlan, ReadPlan};
 use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;
-use super::consume::{SelectionArgs, stdout_closed};
+use super::consume::SelectionArgs;
 use super::flags::{MembershipFlags, MetricsFlags};
 use super::offsets::StoreArgs;
 use super::{non_negative, usage, usage_for};
@@ -169,49 +167,53 @@ pub async fn run(
         .map(|a| a.parse::<AggSpec>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| usage_for("--agg", e))?;
-    let hop_ms = positive_ms(args.hop, "--hop")?;
-    let size_ms = positive_ms(args.window, "--window")?;
-    let session_gap_ms = positive_ms(args.session_gap, "--session-gap")?;
-    if size_ms.is_none() && session_gap_ms.is_none() {
-        if !args.grace.is_zero() {
-            return Err(usage("--grace needs --window or --session-gap"));
-        }
-        if args.idle_timeout.is_some() {
-            return Err(usage("--idle-timeout needs --window or --session-gap"));
-        }
-    }
     let terminal = std::io::stdout().is_terminal() && !args.json && !args.no_stdout;
-    let emit = match args.emit.as_deref() {
-        Some("final") => EmitMode::Final,
-        Some(_) if session_gap_ms.is_some() => {
-            return Err(usage(
-                "--session-gap emits each session once, when it closes (--emit final)",
-            ));
-        }
-        Some(_) => EmitMode::Updates,
-        None if session_gap_ms.is_some() => EmitMode::Final,
-        None if size_ms.is_some() && !terminal => EmitMode::Final,
-        None => EmitMode::Updates,
+    let mut windows = WindowSpec::default();
+    windows.window = args.window;
+    windows.hop = args.hop;
+    windows.session_gap = args.session_gap;
+    windows.grace = args.grace;
+    windows.idle_timeout = args.idle_timeout;
+    windows.emit = args.emit.as_deref().map(|e| match e {
+        "final" => EmitMode::Final,
+        _ => EmitMode::Updates,
+    });
+    windows.live = terminal;
+    let (windowing, emit) = windows.check().map_err(|e| usage(e.to_string()))?;
+    let count_config = CountConfig {
+        by,
+        aggs: AggPlan::new(aggs),
+        windowing,
+        emit,
+        count: args.count,
+        checkpoint_interval: args.commit_interval,
+        idle_timeout: args.idle_timeout,
     };
-    let windowing = Windowing {
-        size_ms,
-        hop_ms,
-        grace_ms: i64::try_from(args.grace.as_millis()).unwrap_or(i64::MAX),
-        session_gap_ms,
-    };
-
-    let _metrics = args.metrics.serve().await?;
-    let client = Arc::new(config.client().await?);
     let input = selection.topics.first().cloned();
-    // Exactly once, the transactional output starts once the partitions
-    // are known, and before the group's commits are read.
-    let topic = match (&args.to_topic, args.exactly_once) {
-        (Some(name), false) => Some(
-            weir::aggregate::open_output_topic(&client, &config, name, input.as_deref(), None)
-                .await?,
-        ),
-        _ => None,
-    };
+    let output = args.to_topic.as_ref().map(|topic| {
+        let output = CountOutput::new(topic, input);
+        match args.exactly_once {
+            true => output.exactly_once(args.transaction_timeout),
+            false => output,
+        }
+    });
+    let mut plan =
+        ReadPlan::new(selection, consumer_config).with_metrics_addr(args.metrics.addr()?);
+    if let Some(group) = &args.group {
+        // --count 0 commits nothing, so it creates no offsets topic and
+        // joins no group either.
+        let writes = args.count != Some(0);
+        let commits = CommitPlan {
+            interval: args.commit_interval,
+            exclusive: args.exclusive,
+        };
+        let mut group_plan = GroupPlan::new(group, args.store.config(writes)?, Some(commits));
+        if writes && args.selection.joins_group() && !args.exclusive {
+            group_plan =
+                group_plan.with_membership(args.membership.config(group, &args.selection.topics)?);
+        }
+        plan = plan.with_group(group_plan);
+    }
     let stdout = std::io::stdout();
     let sink: Option<Box<dyn RowSink>> = match (args.no_stdout, args.json, terminal) {
         (true, _, _) => None,
@@ -219,102 +221,12 @@ pub async fn run(
         (false, false, true) => Some(Box::new(LiveView::new(stdout, args.top))),
         (false, false, false) => Some(Box::new(Table::new(std::io::BufWriter::new(stdout)))),
     };
-    let mut job = CountJob {
-        config: CountConfig {
-            by,
-            aggs: AggPlan::new(aggs),
-            windowing,
-            emit,
-            count: args.count,
-            checkpoint_interval: args.commit_interval,
-            idle_timeout: args.idle_timeout,
-        },
-        sink,
-        topic,
-        checkpoints: None,
-        member: None,
-    };
-    let stop = async {
-        tokio::select! {
-            () = shutdown => StopReason::Shutdown,
-            () = stdout_closed() => StopReason::OutputClosed,
-        }
-    };
-    // --count 0 commits nothing, so it creates no offsets topic and joins
-    // no group either.
-    let writes = args.count != Some(0);
-    if let Some(group) = args.group.as_ref().filter(|_| writes) {
-        if args.selection.joins_group() && !args.exclusive {
-            let plan =
-                CountMemberPlan {
-                    input: MemberInput {
-                        membership: args.membership.config(group, &selection.topics)?,
-                        selection,
-                        consumer: consumer_config,
-                        store: args.store.config(true)?,
-                    },
-                    exactly_once: args.to_topic.clone().filter(|_| args.exactly_once).map(
-                        |topic| MemberOutput {
-                            topic,
-                            input: input.clone(),
-                            transaction_timeout: args.transaction_timeout,
-                        },
-                    ),
-                };
-            let summary = aggregate::run_member(&client, &config, plan, job, stop).await?;
-            if !quiet && summary.stop != StopReason::OutputClosed {
-                print_summary(&summary);
-            }
-            return Ok(());
-        }
-    }
-    let mut assignments = assign(&client, &selection).await?;
-    if let (Some(name), Some(group), true) = (&args.to_topic, &args.group, args.exactly_once) {
-        let partitions: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
-        let plan = TransactionPlan {
-            id: count_transactional_id(group, &partitions),
-            timeout: args.transaction_timeout,
-        };
-        job.topic = Some(
-            weir::aggregate::open_output_topic(
-                &client,
-                &config,
-                name,
-                input.as_deref(),
-                Some(plan),
-            )
-            .await?,
-        );
-    }
-    let mut restored = Restored::default();
-    if let Some(group) = &args.group {
-        let store = args.store.config(writes)?;
-        let joined =
-            weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
-        if let Some((mut session, offsets)) = joined {
-            let partitions: Vec<_> = assignments.iter().map(|a| a.topic_partition()).collect();
-            restored = aggregate::restore(&mut session, &offsets, &partitions, &job.config.aggs)?;
-            job.checkpoints = Some(Checkpoints {
-                session,
-                exclusive: args.exclusive,
-            });
-        }
-    }
-    let consumer = Consumer::start(&client, assignments, consumer_config).await?;
-    let summary = aggregate::run(consumer, job, restored, stop).await?;
+    let stop = stop_or_stdout_closed(shutdown);
+    let summary = count(&config, plan, count_config, sink, output, stop).await?;
     if !quiet && summary.stop != StopReason::OutputClosed {
         print_summary(&summary);
     }
     Ok(())
-}
-
-/// A duration flag in ms, refused below 1 ms.
-fn positive_ms(duration: Option<Duration>, flag: &str) -> anyhow::Result<Option<i64>> {
-    match duration {
-        Some(d) if d.as_millis() == 0 => Err(usage(format!("{flag} must be at least 1ms"))),
-        Some(d) => Ok(Some(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
-        None => Ok(None),
-    }
 }
 
 /// Latest row per key (`None`: unparsed).

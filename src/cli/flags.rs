@@ -10,7 +10,6 @@ use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
 use weir::kafka::connect::ConnectionConfig;
 use weir::kafka::idempotence::{ProducerId, ProducerIdError, init_producer_id};
 use weir::kafka::membership::MembershipConfig;
-use weir::metrics::{self, MetricsServer};
 use weir::produce::producer::{DEFAULT_BATCH_BYTES, DEFAULT_BUFFER_BYTES, ProducerConfig};
 use weir::read::ConsumerConfig;
 use weir::read::config::DEFAULT_FETCH_BYTES;
@@ -30,13 +29,12 @@ pub struct MetricsFlags {
 }
 
 impl MetricsFlags {
-    /// Starts the endpoint when asked; it serves until dropped.
+    /// The endpoint's `HOST:PORT`, when asked for.
     ///
     /// # Errors
     ///
-    /// An address that is not HOST:PORT (usage), or one that cannot be
-    /// listened on (in use).
-    pub async fn serve(&self) -> anyhow::Result<Option<MetricsServer>> {
+    /// An address that is not HOST:PORT (usage).
+    pub fn addr(&self) -> anyhow::Result<Option<String>> {
         let Some(addr) = &self.metrics_addr else {
             return Ok(None);
         };
@@ -48,7 +46,7 @@ impl MetricsFlags {
                 "--metrics-addr \"{addr}\": expected HOST:PORT (127.0.0.1:9464, [::]:9464)"
             )));
         }
-        Ok(Some(metrics::serve(addr, metrics::global()).await?))
+        Ok(Some(addr.clone()))
     }
 }
 

@@ -1,23 +1,17 @@
-//! `weir pipe`: parses its flags into a [`weir::pipe::PipeJob`].
+//! `weir pipe`: parses its flags into a [`weir::pipe::PipeTo`] and a
+//! [`weir::job::runner::ReadPlan`].
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use weir::ConnectionConfig;
-use weir::TopicPartition;
 use weir::aggregate::Extractor;
 use weir::consume::filter::Filter;
 use weir::consume::output::{OutputFormat, Template};
-use weir::job::Commits;
 use weir::job::StopReason;
-use weir::job::member::MemberInput;
-use weir::kafka::admin::{Admin, AdminError};
-use weir::pipe::{
-    LanePlan, Lanes, PipeJob, PipeMemberPlan, PipeOutput, PipeSummary, Transform, ValueFrom,
-};
-use weir::produce::producer::{Producer, ProducerConfig};
-use weir::read::{Consumer, assign};
+use weir::job::runner::{CommitPlan, GroupPlan, ReadPlan};
+use weir::kafka::idempotence::ProducerIdError;
+use weir::pipe::{PipeError, PipeSummary, PipeTo, Transform, ValueFrom, pipe};
+use weir::{ConnectionConfig, ErrorChain};
 
 use super::connect::parse_duration;
 use super::consume::SelectionArgs;
@@ -137,134 +131,41 @@ pub async fn run(
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
     let filter = Filter::new(args.filters.config()?);
     let transform = args.transform()?;
-    let batching = args.batch.config(config.timeout)?;
-    let _metrics = args.metrics.serve().await?;
-    let client = Arc::new(config.client().await?);
-
-    let mut admin = Admin::connect(&config).await?;
-    let partitions = match admin.partition_count(&args.to).await {
-        Err(AdminError::UnknownTopic { .. }) => anyhow::bail!(
-            "output topic \"{}\" does not exist (weir does not create topics on its own: run weir topics create)",
-            args.to
-        ),
-        found => found?,
-    };
-    drop(admin);
-    let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
-
+    let mut to = PipeTo::new(&args.to, args.batch.config(config.timeout)?);
+    if args.batch.no_idempotence {
+        to = to.without_idempotence();
+    }
+    if args.exactly_once {
+        to = to.exactly_once(args.transaction_timeout);
+    }
+    let mut plan =
+        ReadPlan::new(selection, consumer_config).with_metrics_addr(args.metrics.addr()?);
+    if let Some(group) = &args.group {
+        let commits = CommitPlan {
+            interval: args.commit_interval,
+            exclusive: args.exclusive,
+        };
+        let mut group_plan = GroupPlan::new(group, args.store.config(true)?, Some(commits));
+        if args.selection.joins_group() && !args.exclusive {
+            group_plan =
+                group_plan.with_membership(args.membership.config(group, &args.selection.topics)?);
+        }
+        plan = plan.with_group(group_plan);
+    }
     let stop = async {
         shutdown.await;
         StopReason::Shutdown
     };
-    let lane_plan = LanePlan {
-        topic: args.to.clone(),
-        partitions,
-        producer: batching.clone(),
-        transaction_timeout: args.transaction_timeout,
-    };
-    if let Some(group) = args.group.as_ref() {
-        if args.selection.joins_group() && !args.exclusive {
-            let exactly_once = args.exactly_once.then(|| lane_plan.clone());
-            let output = match &exactly_once {
-                // Each generation opens the lanes of its partitions.
-                Some(plan) => {
-                    PipeOutput::ExactlyOnce(Lanes::open(&client, &config, group, plan, &[]).await?)
-                }
-                None => at_least_once(&client, &config, &args, partitions, batching).await?,
-            };
-            let plan = PipeMemberPlan {
-                input: MemberInput {
-                    membership: args.membership.config(group, &selection.topics)?,
-                    selection,
-                    consumer: consumer_config,
-                    store: args.store.config(true)?,
-                },
-                commit_interval: args.commit_interval,
-                exactly_once,
-            };
-            let job = PipeJob {
-                filter,
-                transform,
-                output,
-                commits: None,
-                member: None,
-            };
-            let summary = weir::pipe::run_member(&client, &config, plan, job, stop).await?;
-            if !quiet {
-                print_summary(&summary, &args.to);
-            }
-            return Ok(());
+    let summary = match pipe(&config, plan, filter, transform, to, stop).await {
+        Err(PipeError::ProducerId(e @ ProducerIdError::Refused(_))) => {
+            anyhow::bail!("{} (--no-idempotence produces without)", ErrorChain(&e))
         }
-    }
-
-    let mut assignments = assign(&client, &selection).await?;
-    // Exactly once, the transactional producers start first: each aborts
-    // what its predecessor left open, so the group's commits read next
-    // are the last ones committed.
-    let lanes = match (&args.group, args.exactly_once) {
-        (Some(group), true) => {
-            let inputs: Vec<TopicPartition> = assignments
-                .iter()
-                .map(|a| TopicPartition::new(Arc::clone(&a.topic), a.partition))
-                .collect();
-            Some(Lanes::open(&client, &config, group, &lane_plan, &inputs).await?)
-        }
-        _ => None,
+        summary => summary?,
     };
-    let mut commits = None;
-    if let Some(group) = &args.group {
-        let store = args.store.config(true)?;
-        let joined =
-            weir::offsets::group::join(&client, &config, &store, group, &mut assignments).await?;
-        if let Some((session, _)) = joined {
-            commits = Some(Commits {
-                session,
-                interval: args.commit_interval,
-                exclusive: args.exclusive,
-            });
-        }
-    }
-    if lanes.is_some() && commits.is_none() {
-        anyhow::bail!("--exactly-once needs the offsets topic, which does not exist");
-    }
-    let output = match lanes {
-        Some(lanes) => PipeOutput::ExactlyOnce(lanes),
-        None => at_least_once(&client, &config, &args, partitions, batching).await?,
-    };
-    let consumer = Consumer::start(&client, assignments, consumer_config).await?;
-    let job = PipeJob {
-        filter,
-        transform,
-        output,
-        commits,
-        member: None,
-    };
-    let summary = weir::pipe::run(consumer, job, stop).await?;
     if !quiet {
         print_summary(&summary, &args.to);
     }
     Ok(())
-}
-
-/// The at-least-once output: one idempotent producer (unless
-/// `--no-idempotence`).
-async fn at_least_once(
-    client: &Arc<rskafka::client::Client>,
-    config: &ConnectionConfig,
-    args: &PipeArgs,
-    partitions: i32,
-    batching: ProducerConfig,
-) -> anyhow::Result<PipeOutput> {
-    let producer_config = ProducerConfig {
-        producer_id: args.batch.producer_id(config).await?,
-        ..batching
-    };
-    let (producer, deliveries) =
-        Producer::new(Arc::clone(client), &args.to, partitions, producer_config).await?;
-    Ok(PipeOutput::AtLeastOnce {
-        producer,
-        deliveries,
-    })
 }
 
 fn print_summary(summary: &PipeSummary, to: &str) {

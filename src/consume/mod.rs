@@ -10,10 +10,10 @@
 //! The records come from the shared reader ([`crate::read`]).
 
 pub mod filter;
-mod member;
 pub mod output;
+mod reading;
 
-pub use member::{MemberPlan, run_member};
+pub use reading::consume;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -6,8 +6,10 @@
 //! assembled in one reused buffer. The caller supplies the buffering (a
 //! [`std::io::BufWriter`]) and decides when to flush.
 
+use std::future::Future;
 use std::io::{self, Write};
 use std::str::FromStr;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -443,3 +445,36 @@ fn format_int(buf: &mut [u8; 20], n: i64) -> &[u8] {
 #[cfg(test)]
 #[path = "output_tests.rs"]
 mod tests;
+
+/// A job's stop while it writes to stdout: `shutdown` completing (a
+/// signal, [`StopReason::Shutdown`]) or stdout's reader gone
+/// ([`StopReason::OutputClosed`]), whichever comes first.
+///
+/// [`StopReason::Shutdown`]: crate::job::StopReason::Shutdown
+/// [`StopReason::OutputClosed`]: crate::job::StopReason::OutputClosed
+pub async fn stop_or_stdout_closed(shutdown: impl Future<Output = ()>) -> crate::job::StopReason {
+    tokio::select! {
+        () = shutdown => crate::job::StopReason::Shutdown,
+        () = stdout_closed() => crate::job::StopReason::OutputClosed,
+    }
+}
+
+/// Resolves when stdout is a pipe whose reader has gone, so a quiet
+/// `weir consume | head` ends without waiting for a record to fail on.
+pub async fn stdout_closed() {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let stdout = rustix::stdio::stdout();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if poll(&mut fds, Some(&zero)).is_ok()
+            && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+        {
+            return;
+        }
+    }
+}

@@ -27,23 +27,7 @@ use super::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::membership::{MemberLink, Membership, MembershipConfig, Standing};
 use crate::metrics::{ErrorKind, Phase};
-use crate::offsets::StoreConfig;
-use crate::read::{ConsumerConfig, Selection};
 use crate::{ErrorChain, TopicPartition};
-
-/// What a member of a group reads, whatever its job: in every member's
-/// plan.
-#[derive(Debug, Clone)]
-pub struct MemberInput {
-    /// The topics, and where partitions without a commit start.
-    pub selection: Selection,
-    /// The consumer's config.
-    pub consumer: ConsumerConfig,
-    /// The offsets store.
-    pub store: StoreConfig,
-    /// The group, its topics and timeouts.
-    pub membership: MembershipConfig,
-}
 
 /// What a job's run did: one generation's, or added up over them.
 pub trait Summary {
@@ -73,6 +57,11 @@ impl<S: Summary> Total<S> {
     /// The generations' summary so far; `None` before the first ended.
     pub fn so_far(&self) -> Option<&S> {
         self.0.as_ref()
+    }
+
+    /// The summary added up; `None` before the first run ended.
+    pub fn into_inner(self) -> Option<S> {
+        self.0
     }
 
     /// Adds what a generation did; returns why it stopped.

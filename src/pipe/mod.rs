@@ -25,6 +25,8 @@ use crate::consume::output::{OutputFormat, RecordWriter};
 use crate::job::Commits;
 use crate::job::member::Summary;
 use crate::job::{self, Job, JobError, Step, StepError, StopReason};
+use crate::kafka::admin::AdminError;
+use crate::kafka::idempotence::ProducerIdError;
 use crate::kafka::membership::MemberLink;
 use crate::kafka::transaction::TransactionError;
 use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
@@ -33,10 +35,10 @@ use crate::record::ConsumedRecord;
 use crate::{ErrorChain, TopicPartition};
 
 pub mod lanes;
-pub mod member;
+mod reading;
 
 pub use lanes::{LanePlan, Lanes};
-pub use member::{PipeMemberPlan, run_member};
+pub use reading::{PipeTo, pipe};
 
 /// How an output record is made from an input record.
 #[derive(Debug)]
@@ -125,6 +127,24 @@ pub enum PipeError {
         /// The transactional id.
         id: String,
     },
+    /// The output topic does not exist.
+    #[error(
+        "output topic \"{topic}\" does not exist (weir does not create topics on its own: run weir topics create)"
+    )]
+    NoOutputTopic {
+        /// The output topic.
+        topic: String,
+    },
+    /// The output topic could not be described.
+    #[error(transparent)]
+    Admin(AdminError),
+    /// The idempotent producer's id could not be had.
+    #[error(transparent)]
+    ProducerId(#[from] ProducerIdError),
+    /// An exactly-once output without a group, whose offsets its
+    /// transactions commit.
+    #[error("an exactly-once output needs a group (-g), whose offsets its transactions commit")]
+    ExactlyOnceWithoutGroup,
     /// A record of a partition that has no transactional producer.
     #[error("no transactional producer for {0}")]
     NoLane(TopicPartition),

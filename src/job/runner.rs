@@ -1,0 +1,345 @@
+//! One runner for every reading job: `weir consume`, `count`/`agg` and
+//! `pipe` plug into it ([`Reading`]), standalone or as a member of a
+//! group, and it owns what they share:
+//!
+//! 1. the metrics server (`--metrics-addr`) and the client;
+//! 2. which partitions a run reads: the selection's, or, as a member of
+//!    the broker's group, each generation's share of them;
+//! 3. **the exactly-once order**: [`Reading::open`] comes before the
+//!    group's commits are read, so a transactional output opened there
+//!    fences its predecessor and aborts what that one left open, and the
+//!    commits read next are the last ones committed;
+//! 4. the group's commits ([`offsets::group::join`]): where each
+//!    partition resumes, and the session the job commits (and restores
+//!    its state) through;
+//! 5. the consumer, started from there, handed to [`Reading::run`];
+//! 6. as a member, the generations ([`super::member`]): a job that finds
+//!    its partitions taken through its output's transaction
+//!    ([`Reading::partitions_lost`]) rejoins rather than fails.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::member::{Cluster, Generations, Summary, Total, run_member};
+use super::{JobError, StopReason};
+use crate::kafka::connect::ConnectionConfig;
+use crate::kafka::membership::{MemberLink, MembershipConfig};
+use crate::offsets::{GroupOffsets, GroupSession, StoreConfig};
+use crate::read::{Assignment, Consumer, ConsumerConfig, Selection, assign};
+use crate::{ErrorChain, TopicPartition, offsets};
+
+/// What a reading job reads and how it keeps its place.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ReadPlan {
+    /// The topics and partitions.
+    pub selection: Selection,
+    /// How they are fetched, and where partitions without a commit start.
+    pub consumer: ConsumerConfig,
+    /// The group whose commits the job resumes from (and commits to).
+    pub group: Option<GroupPlan>,
+    /// Serve the metrics at this `HOST:PORT` while the job runs
+    /// (`--metrics-addr`).
+    pub metrics_addr: Option<String>,
+}
+
+impl ReadPlan {
+    /// Reads `selection` with `consumer`, in no group.
+    pub fn new(selection: Selection, consumer: ConsumerConfig) -> Self {
+        Self {
+            selection,
+            consumer,
+            group: None,
+            metrics_addr: None,
+        }
+    }
+
+    /// Resumes from, and commits to, `group`'s offsets.
+    #[must_use]
+    pub fn with_group(mut self, group: GroupPlan) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// Serves the metrics at `addr` while the job runs.
+    #[must_use]
+    pub fn with_metrics_addr(mut self, addr: Option<String>) -> Self {
+        self.metrics_addr = addr;
+        self
+    }
+}
+
+/// A group's offsets for a reading job.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GroupPlan {
+    /// The group.
+    pub name: String,
+    /// The offsets store (created when missing if `store.create`).
+    pub store: StoreConfig,
+    /// How the job commits; `None` reads the commits and never commits
+    /// (`--no-commit`).
+    pub commits: Option<CommitPlan>,
+    /// Join the broker's group, whose coordinator shares the partitions
+    /// among the members; `None` reads the selection's partitions.
+    pub membership: Option<MembershipConfig>,
+}
+
+impl GroupPlan {
+    /// `name`'s offsets in `store`, committed as `commits` says, the
+    /// partitions chosen by the selection.
+    pub fn new(name: impl Into<String>, store: StoreConfig, commits: Option<CommitPlan>) -> Self {
+        Self {
+            name: name.into(),
+            store,
+            commits,
+            membership: None,
+        }
+    }
+
+    /// As a member of the broker's group: its coordinator assigns the
+    /// partitions.
+    #[must_use]
+    pub fn with_membership(mut self, membership: MembershipConfig) -> Self {
+        self.membership = Some(membership);
+        self
+    }
+}
+
+/// How a job commits its positions.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitPlan {
+    /// Time between commits (checkpoints).
+    pub interval: Duration,
+    /// Fail when another instance commits one of these partitions.
+    pub exclusive: bool,
+}
+
+/// What a run is started with, before the group's commits are read.
+#[derive(Debug, Clone, Copy)]
+pub struct Opening<'a> {
+    /// The cluster.
+    pub cluster: Cluster<'a>,
+    /// The group, if any.
+    pub group: Option<&'a str>,
+    /// The partitions this run reads.
+    pub partitions: &'a [TopicPartition],
+    /// How many partitions the selection has: more than `partitions` when
+    /// this is a member holding its share of them.
+    pub selected: usize,
+    /// Whether this is a member of the broker's group.
+    pub member: bool,
+}
+
+/// What a run reads with, once the group's commits are read.
+#[derive(Debug)]
+pub struct Joined {
+    /// The partitions this run reads.
+    pub partitions: Vec<TopicPartition>,
+    /// The group's session with the offsets store and what it had
+    /// committed; `None` without a group, or when the store does not
+    /// exist and was not to be created.
+    pub session: Option<(GroupSession, GroupOffsets)>,
+    /// How to commit; `None` never commits.
+    pub commits: Option<CommitPlan>,
+    /// As a member: its hold on `partitions`.
+    pub member: Option<MemberLink>,
+}
+
+impl Joined {
+    /// The periodic commits of a job that commits positions alone
+    /// (without state): the session, committed as planned.
+    pub fn into_commits(self) -> Option<super::Commits> {
+        let (session, _) = self.session?;
+        let plan = self.commits?;
+        Some(super::Commits {
+            session,
+            interval: plan.interval,
+            exclusive: plan.exclusive,
+        })
+    }
+}
+
+/// A reading job, as the runner starts it.
+pub trait Reading {
+    /// The job's errors; the runner's own convert into them.
+    type Error: From<JobError> + std::error::Error + 'static;
+    /// What a run did.
+    type Summary: Summary;
+
+    /// Opens what must come before the group's commits are read: a
+    /// transactional output, which fences the run's predecessor on the
+    /// same partitions and aborts what it left open. Called before every
+    /// run (each generation of a member) with its partitions; outputs
+    /// that do not depend on them are opened once.
+    ///
+    /// # Errors
+    ///
+    /// An output could not be opened.
+    fn open(&mut self, opening: Opening<'_>) -> impl Future<Output = Result<(), Self::Error>>;
+
+    /// Reads `consumer` until it ends or `stop` resolves, from where
+    /// `joined` says (restoring the state saved with the commits).
+    /// `so_far` is what the earlier generations of a member did.
+    ///
+    /// # Errors
+    ///
+    /// The job failed.
+    fn run(
+        &mut self,
+        consumer: Consumer,
+        joined: Joined,
+        so_far: Option<&Self::Summary>,
+        stop: impl Future<Output = StopReason>,
+    ) -> impl Future<Output = Result<Self::Summary, Self::Error>>;
+
+    /// Whether `error` says that another member was given this one's
+    /// partitions (its output's transaction was fenced): the member
+    /// rejoins and restores from what is committed, rather than failing.
+    fn partitions_lost(_error: &Self::Error) -> bool {
+        false
+    }
+}
+
+/// Runs `job` by `plan` until it ends or `shutdown` completes with its
+/// reason: standalone, or as a member of the plan's group (leaving it at
+/// the end). Returns what it did.
+///
+/// # Errors
+///
+/// The metrics address could not be bound, the cluster not reached, the
+/// selection not assigned, the group not joined or its commits not read,
+/// or the job failed.
+pub async fn run<J: Reading>(
+    connection: &ConnectionConfig,
+    plan: ReadPlan,
+    job: J,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<J::Summary, J::Error> {
+    let _metrics = match &plan.metrics_addr {
+        Some(addr) => Some(
+            crate::metrics::serve(addr, crate::metrics::global())
+                .await
+                .map_err(JobError::from)?,
+        ),
+        None => None,
+    };
+    let client = Arc::new(connection.client().await.map_err(JobError::from)?);
+    let cluster = Cluster {
+        client: &client,
+        connection,
+    };
+    let membership = plan.group.as_ref().and_then(|g| g.membership.clone());
+    let mut runs = Runs { plan, job };
+    match membership {
+        Some(membership) => run_member(&client, connection, membership, runs, shutdown).await,
+        None => {
+            let mut total = Total::default();
+            runs.once(cluster, None, None, &mut total, shutdown).await?;
+            Ok(total
+                .into_inner()
+                .expect("a standalone run adds its summary"))
+        }
+    }
+}
+
+/// The job with its plan: one run standalone, one per generation as a
+/// member.
+struct Runs<J> {
+    plan: ReadPlan,
+    job: J,
+}
+
+impl<J: Reading> Runs<J> {
+    /// One run: assign, open, read the commits, start the consumer, run.
+    /// `held` narrows the selection to a member's partitions.
+    async fn once(
+        &mut self,
+        cluster: Cluster<'_>,
+        held: Option<&[TopicPartition]>,
+        link: Option<MemberLink>,
+        total: &mut Total<J::Summary>,
+        stop: impl Future<Output = StopReason>,
+    ) -> Result<StopReason, J::Error> {
+        let mut assignments = assign(cluster.client, &self.plan.selection)
+            .await
+            .map_err(JobError::from)?;
+        let selected = assignments.len();
+        if let Some(held) = held {
+            assignments.retain(|a| held.contains(&a.topic_partition()));
+        }
+        let partitions: Vec<TopicPartition> = assignments
+            .iter()
+            .map(Assignment::topic_partition)
+            .collect();
+        let group = self.plan.group.as_ref();
+        self.job
+            .open(Opening {
+                cluster,
+                group: group.map(|g| g.name.as_str()),
+                partitions: &partitions,
+                selected,
+                member: link.is_some(),
+            })
+            .await?;
+        let session = match group {
+            Some(g) => offsets::group::join(
+                cluster.client,
+                cluster.connection,
+                &g.store,
+                &g.name,
+                &mut assignments,
+            )
+            .await
+            .map_err(JobError::from)?,
+            None => None,
+        };
+        let joined = Joined {
+            partitions,
+            session,
+            commits: group.and_then(|g| g.commits),
+            member: link,
+        };
+        let consumer = Consumer::start(cluster.client, assignments, self.plan.consumer.clone())
+            .await
+            .map_err(JobError::from)?;
+        match self.job.run(consumer, joined, total.so_far(), stop).await {
+            Ok(summary) => Ok(total.add(summary)),
+            // Another member was given this one's partitions (its session
+            // expired while it was frozen, or a rebalance moved them), and
+            // this one learnt it from its output's transaction before the
+            // group told it. It writes nothing more for them: the run has
+            // aborted what it left open, and the member rejoins and
+            // restores from what is committed.
+            Err(e) if held.is_some() && J::partitions_lost(&e) => {
+                warn!(
+                    group = group.map_or("", |g| g.name.as_str()),
+                    error = %ErrorChain(&e),
+                    "fenced: another member took this one's partitions; rejoining"
+                );
+                Ok(StopReason::Fenced)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<J: Reading> Generations for Runs<J> {
+    type Error = J::Error;
+    type Summary = J::Summary;
+
+    async fn generation(
+        &mut self,
+        cluster: Cluster<'_>,
+        partitions: &[TopicPartition],
+        link: MemberLink,
+        total: &mut Total<J::Summary>,
+        stop: impl Future<Output = StopReason>,
+    ) -> Result<StopReason, J::Error> {
+        self.once(cluster, Some(partitions), Some(link), total, stop)
+            .await
+    }
+}

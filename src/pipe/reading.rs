@@ -1,0 +1,225 @@
+//! `weir pipe` as the runner ([`crate::job::runner`]) starts it,
+//! standalone or as a member of a group: each run reads its partitions
+//! from the group's commits and pipes them on.
+//!
+//! Exactly once, each run first starts the lanes of its partitions
+//! ([`Lanes::open`]): a lane's transactional id names the group and the
+//! partition, so the member given a partition fences whoever had it
+//! before, and aborts what that one left open, before the runner reads
+//! the partition's commit. A member that was frozen past its session and
+//! finds its writes refused as fenced has lost those partitions: it
+//! rejoins rather than exits.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{LanePlan, Lanes, PipeError, PipeJob, PipeOutput, PipeSummary, Transform, run_job};
+use crate::consume::filter::Filter;
+use crate::job::runner::{self, Joined, Opening, ReadPlan, Reading};
+use crate::job::{JobError, StopReason};
+use crate::kafka::admin::{Admin, AdminError};
+use crate::kafka::connect::ConnectionConfig;
+use crate::kafka::idempotence::init_producer_id;
+use crate::offsets::OffsetsError;
+use crate::produce::producer::{Producer, ProducerConfig};
+use crate::read::Consumer;
+
+/// Where a pipe's records go.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PipeTo {
+    /// The output topic, which must exist.
+    pub topic: String,
+    /// Batching and compression; its `producer_id` is asked of the
+    /// cluster here.
+    pub producer: ProducerConfig,
+    /// Idempotent (the Java producer's default since 3.0): a retried
+    /// batch is never stored twice.
+    pub idempotence: bool,
+    /// Exactly once (needs a group): each input partition's records and
+    /// its commit in one transaction, open for at most this long.
+    pub exactly_once: Option<Duration>,
+}
+
+impl PipeTo {
+    /// Records to `topic`, batched as `producer` says, idempotent, at
+    /// least once.
+    pub fn new(topic: impl Into<String>, producer: ProducerConfig) -> Self {
+        Self {
+            topic: topic.into(),
+            producer,
+            idempotence: true,
+            exactly_once: None,
+        }
+    }
+
+    /// Without idempotence (`--no-idempotence`).
+    #[must_use]
+    pub fn without_idempotence(mut self) -> Self {
+        self.idempotence = false;
+        self
+    }
+
+    /// Exactly once, transactions open for at most `timeout`.
+    #[must_use]
+    pub fn exactly_once(mut self, timeout: Duration) -> Self {
+        self.exactly_once = Some(timeout);
+        self
+    }
+}
+
+/// Pipes what `plan` reads, filtered by `filter` and reshaped by
+/// `transform`, to `to`, until `shutdown` completes or every partition
+/// reached its end; a member leaves its group at the end.
+///
+/// # Errors
+///
+/// The cluster could not be reached, the output topic does not exist,
+/// the group could not be joined or its offsets read, a partition failed,
+/// or the output refused a record.
+pub async fn pipe(
+    connection: &ConnectionConfig,
+    plan: ReadPlan,
+    filter: Filter,
+    transform: Transform,
+    to: PipeTo,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<PipeSummary, PipeError> {
+    let store = plan.group.as_ref().map(|g| g.store.topic.clone());
+    let job = Pipe {
+        filter,
+        transform: Some(transform),
+        to,
+        store,
+        partitions: None,
+        job: None,
+    };
+    runner::run(connection, plan, job, shutdown).await
+}
+
+/// The pipe job, one run at a time.
+struct Pipe {
+    filter: Filter,
+    /// Until the job is made.
+    transform: Option<Transform>,
+    to: PipeTo,
+    /// The offsets store's topic, with a group.
+    store: Option<String>,
+    /// The output topic's partition count, once known.
+    partitions: Option<i32>,
+    /// Made at the first run's opening.
+    job: Option<PipeJob>,
+}
+
+impl Pipe {
+    /// The output topic's partition count, asked once.
+    async fn partitions(&mut self, connection: &ConnectionConfig) -> Result<i32, PipeError> {
+        if let Some(n) = self.partitions {
+            return Ok(n);
+        }
+        let mut admin = Admin::connect(connection).await.map_err(PipeError::Admin)?;
+        let n = match admin.partition_count(&self.to.topic).await {
+            Err(AdminError::UnknownTopic { .. }) => {
+                return Err(PipeError::NoOutputTopic {
+                    topic: self.to.topic.clone(),
+                });
+            }
+            found => found.map_err(PipeError::Admin)?,
+        };
+        let n = i32::try_from(n).unwrap_or(i32::MAX);
+        self.partitions = Some(n);
+        Ok(n)
+    }
+}
+
+impl Reading for Pipe {
+    type Error = PipeError;
+    type Summary = PipeSummary;
+
+    async fn open(&mut self, opening: Opening<'_>) -> Result<(), PipeError> {
+        let connection = opening.cluster.connection;
+        let partitions = self.partitions(connection).await?;
+        let output = match (self.to.exactly_once, opening.group) {
+            // Each run opens the lanes of its partitions.
+            (Some(timeout), Some(group)) => {
+                let plan = LanePlan {
+                    topic: self.to.topic.clone(),
+                    partitions,
+                    producer: self.to.producer.clone(),
+                    transaction_timeout: timeout,
+                };
+                let lanes = Lanes::open(
+                    opening.cluster.client,
+                    connection,
+                    group,
+                    &plan,
+                    opening.partitions,
+                )
+                .await?;
+                PipeOutput::ExactlyOnce(lanes)
+            }
+            (Some(_), None) => return Err(PipeError::ExactlyOnceWithoutGroup),
+            // One producer for every run.
+            (None, _) if self.job.is_some() => return Ok(()),
+            (None, _) => {
+                let producer_id = match self.to.idempotence {
+                    true => Some(init_producer_id(connection).await?),
+                    false => None,
+                };
+                let config = ProducerConfig {
+                    producer_id,
+                    ..self.to.producer.clone()
+                };
+                let (producer, deliveries) = Producer::new(
+                    Arc::clone(opening.cluster.client),
+                    &self.to.topic,
+                    partitions,
+                    config,
+                )
+                .await
+                .map_err(|e| PipeError::Produce(Arc::new(e)))?;
+                PipeOutput::AtLeastOnce {
+                    producer,
+                    deliveries,
+                }
+            }
+        };
+        match (&mut self.job, self.transform.take()) {
+            (Some(job), _) => job.output = output,
+            (None, Some(transform)) => {
+                self.job = Some(PipeJob {
+                    filter: self.filter.clone(),
+                    transform,
+                    output,
+                    commits: None,
+                    member: None,
+                });
+            }
+            (None, None) => unreachable!("the transform stays until the job is made"),
+        }
+        Ok(())
+    }
+
+    async fn run(
+        &mut self,
+        consumer: Consumer,
+        joined: Joined,
+        _so_far: Option<&PipeSummary>,
+        stop: impl Future<Output = StopReason>,
+    ) -> Result<PipeSummary, PipeError> {
+        let job = self.job.as_mut().expect("the job is made when a run opens");
+        job.member = joined.member.clone();
+        job.commits = joined.into_commits();
+        if self.to.exactly_once.is_some() && job.commits.is_none() {
+            return Err(PipeError::Job(JobError::Offsets(OffsetsError::NoStore {
+                topic: self.store.clone().unwrap_or_default(),
+            })));
+        }
+        run_job(consumer, job, stop).await
+    }
+
+    fn partitions_lost(error: &PipeError) -> bool {
+        matches!(error, PipeError::Fenced { .. })
+    }
+}
