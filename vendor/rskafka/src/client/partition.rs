@@ -692,7 +692,13 @@ impl BrokerCache for &PartitionClient {
             .get_leader(MetadataLookupMode::SpecificBroker(Arc::clone(&broker)))
             .await?;
         if leader != leader_self {
-            if let Some(r#gen) = gen_leader_from_self {
+            // weir: upstream 2f67e11 (after v0.6.0): the generation to
+            // invalidate is that of the cached metadata which named the
+            // wrong leader, not that of the leader's own answer, fresh
+            // (never cached); upstream invalidated the latter, a no-op, so
+            // after a leader change every retry went to the old leader
+            // until something else refreshed the cache.
+            if let Some(r#gen) = gen_leader_from_arbitrary {
                 // The cached metadata identified an incorrect leader - it is stale and should be refreshed.
                 self.brokers.invalidate_metadata_cache(
                     "partition client: broker that should be leader does treat itself as a leader",

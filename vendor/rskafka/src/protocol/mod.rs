@@ -9,6 +9,8 @@ pub mod api_key;
 pub mod api_version;
 pub mod error;
 pub mod frame;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod messages;
 pub mod primitives;
 pub mod record;

@@ -522,7 +522,12 @@ where
     fn read(reader: &mut R) -> Result<Self, ReadError> {
         let len = UnsignedVarint::read(reader)?;
         let len = usize::try_from(len.0)?;
-        let len = len - 1;
+        // weir: upstream bfde122 (after v0.6.0): length 0 (null, which
+        // CompactBytes is not) from a malformed frame is an error; 0.6.0
+        // computed `len - 1`, a panic, and with `panic = "abort"` a crash.
+        let len = len.checked_sub(1).ok_or_else(|| {
+            ReadError::Malformed(format!("Must be able to substract 1 from len ({len})").into())
+        })?;
         let mut buf = VecBuilder::new(len);
         buf = buf.read_exact(reader)?;
         Ok(Self(buf.into()))
@@ -1056,6 +1061,21 @@ mod tests {
     test_roundtrip!(Bytes, test_bytes_roundtrip);
 
     test_roundtrip!(CompactBytes, test_compact_bytes_roundtrip);
+
+    /// weir: upstream bfde122.
+    #[test]
+    fn test_compact_read_negative_length() {
+        let mut buf = Cursor::new(Vec::<u8>::new());
+        UnsignedVarint(0).write(&mut buf).unwrap();
+        buf.set_position(0);
+
+        let err = CompactBytes::read(&mut buf).unwrap_err();
+        assert_matches!(err, ReadError::Malformed(_));
+        assert_eq!(
+            err.to_string(),
+            "Malformed data: Must be able to substract 1 from len (0)",
+        );
+    }
 
     test_roundtrip!(NullableBytes, test_nullable_bytes_roundtrip);
 

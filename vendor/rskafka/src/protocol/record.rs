@@ -1118,8 +1118,9 @@ where
     }
 }
 
-/// weir: `plain` compressed with `compression` to `writer`, in one call.
-fn compress<W: Write>(
+/// weir: `plain` compressed with `compression` to `writer`, in one call
+/// (crate-visible for the decoders' property tests, `fuzz_tests`).
+pub(crate) fn compress<W: Write>(
     compression: RecordBatchCompression,
     plain: &[u8],
     writer: &mut W,
