@@ -133,13 +133,15 @@ impl Reading for Count {
         // Exactly once, before the commits are read: a predecessor with
         // the same partitions is fenced and what it left open aborted.
         self.job.topic = None;
-        let topic = open_output_topic(
+        // Boxed: the admin, transaction and producer futures nest deep
+        // enough to pass the compiler's layout query depth.
+        let topic = Box::pin(open_output_topic(
             opening.cluster.client,
             opening.cluster.connection,
             &output.topic,
             output.input.as_deref(),
             transaction,
-        )
+        ))
         .await
         .map_err(Box::new)?;
         self.job.topic = Some(topic);

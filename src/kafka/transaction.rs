@@ -446,3 +446,7 @@ impl ProducerRequest for AddPartitionsToTxnRequest {
 fn partition_error(codes: impl IntoIterator<Item = i16>, otherwise: i16) -> i16 {
     codes.into_iter().find(|&c| c != 0).unwrap_or(otherwise)
 }
+
+#[cfg(test)]
+#[path = "transaction_tests.rs"]
+mod tests;

@@ -442,10 +442,31 @@ impl Member {
     where
         R: kafka_protocol::protocol::Request + kafka_protocol::protocol::Message,
     {
+        // JoinGroup (and a follower's SyncGroup) wait at the coordinator
+        // for the other members, up to the rebalance timeout, as the Java
+        // consumer allows them.
+        use kafka_protocol::protocol::Request as _;
+        let waits = [JoinGroupRequest::KEY, SyncGroupRequest::KEY].contains(&R::KEY);
+        let timeout = match waits {
+            true => self.config.rebalance_timeout + self.timeout,
+            false => self.timeout,
+        };
         let conn = self.coordinator().await?;
-        match conn.request(request).await {
-            Ok(response) => Ok(response),
-            Err(e) => {
+        // A coordinator that took the request and never answers (frozen,
+        // or behind a half-open connection) is given up after that and
+        // looked up again, so a heartbeat never waits longer than the
+        // connection's timeout: the lease lapses meanwhile, and the next
+        // answer says where the member stands.
+        match tokio::time::timeout(timeout, conn.request(request)).await {
+            Err(_elapsed) => {
+                self.coordinator = None;
+                Err(Attempt::Again(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                )))
+            }
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => {
                 self.coordinator = None;
                 if e.is_retryable() {
                     Err(Attempt::Again(e.to_string()))

@@ -155,3 +155,6 @@ impl Lease {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = until;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -130,13 +130,21 @@ impl Transactions {
             Coordinator::Transaction => this.coordinator = None,
             Coordinator::Group(_) => this.group_coordinator = None,
         };
-        let response = match conn.request_up_to(request, max_version).await {
-            Ok(response) => response,
-            Err(e) if e.is_retryable() => {
+        // A coordinator that took the request and never answers (frozen,
+        // or cut off behind a half-open connection) is left at the
+        // deadline, as one that refused.
+        let answer = tokio::time::timeout_at(deadline, conn.request_up_to(request, max_version));
+        let response = match answer.await {
+            Err(_elapsed) => {
                 lost(self);
                 return Attempt::Again;
             }
-            Err(source) => return Attempt::Fail(wire_error(api, source)),
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) if e.is_retryable() => {
+                lost(self);
+                return Attempt::Again;
+            }
+            Ok(Err(source)) => return Attempt::Fail(wire_error(api, source)),
         };
         match ResponseError::try_from_code(code(&response)) {
             None => Attempt::Done(response),

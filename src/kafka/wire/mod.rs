@@ -33,6 +33,8 @@ use tracing::{debug, instrument};
 use crate::kafka::security::{SaslAuth, TlsOptions};
 
 mod error;
+#[cfg(test)]
+pub(crate) mod fake;
 mod sasl;
 mod tls;
 
@@ -169,6 +171,10 @@ impl BrokerConnection {
     /// SASL if configured. One attempt, no retries.
     #[instrument(skip(options))]
     async fn connect(options: &WireOptions, broker: &str) -> Result<Self, WireError> {
+        #[cfg(test)]
+        if let Some(stream) = fake::connect(broker) {
+            return Self::handshake(options, broker, Transport::Memory(stream)).await;
+        }
         let addrs: Vec<_> = tokio::net::lookup_host(broker)
             .await
             .map_err(|source| WireError::Resolve {
@@ -198,7 +204,15 @@ impl BrokerConnection {
             None => Transport::Tcp(tcp),
             Some(tls) => tls::handshake(tcp, broker, tls).await?,
         };
+        Self::handshake(options, broker, transport).await
+    }
 
+    /// ApiVersions, then SASL if configured, on a connected transport.
+    async fn handshake(
+        options: &WireOptions,
+        broker: &str,
+        transport: Transport,
+    ) -> Result<Self, WireError> {
         let mut conn = Self {
             broker: broker.to_owned(),
             stream: BufStream::new(transport),

@@ -17,6 +17,9 @@ use crate::kafka::security::TlsOptions;
 pub(super) enum Transport {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// A scripted broker in the same process (`wire/fake.rs`).
+    #[cfg(test)]
+    Memory(tokio::io::DuplexStream),
 }
 
 impl AsyncRead for Transport {
@@ -28,6 +31,8 @@ impl AsyncRead for Transport {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(test)]
+            Self::Memory(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -41,6 +46,8 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(test)]
+            Self::Memory(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -48,6 +55,8 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_flush(cx),
             Self::Tls(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(test)]
+            Self::Memory(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -55,6 +64,8 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(test)]
+            Self::Memory(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -1,0 +1,297 @@
+//! A member against a scripted group coordinator ([`FakeBroker`]) on a
+//! paused clock: a fenced generation, a rebalance during a checkpoint, a
+//! lapsed lease after a freeze, a commit refused.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, MetadataResponse,
+    OffsetCommitResponse, RequestKind, ResponseKind, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+
+use super::{Generation, Membership, MembershipConfig, Standing};
+use crate::TopicPartition;
+use crate::kafka::wire::fake::{FakeBroker, Reply};
+
+const SESSION: Duration = Duration::from_secs(10);
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the coordinator answers heartbeats and commits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Answer {
+    Ok,
+    Error(ResponseError),
+    /// Takes the request and never answers.
+    Hang,
+}
+
+/// The group as the coordinator keeps it: one member.
+#[derive(Debug)]
+struct Group {
+    generation: i32,
+    member_id: Option<String>,
+    heartbeat: Answer,
+    commit: Answer,
+    /// The generation of each OffsetCommit, in order.
+    commits: Vec<i32>,
+    /// The generation each JoinGroup started, in order.
+    joins: Vec<i32>,
+}
+
+type Shared = Arc<Mutex<Group>>;
+
+fn coordinator() -> (FakeBroker, Shared) {
+    let group = Arc::new(Mutex::new(Group {
+        generation: 0,
+        member_id: None,
+        heartbeat: Answer::Ok,
+        commit: Answer::Ok,
+        commits: Vec::new(),
+        joins: Vec::new(),
+    }));
+    let state = Arc::clone(&group);
+    let broker = FakeBroker::start(move |request| {
+        let mut g = state.lock().unwrap();
+        answer(&mut g, request)
+    });
+    (broker, group)
+}
+
+fn answer(g: &mut Group, request: &RequestKind) -> Reply {
+    let reply = |kind| Reply::Answer(Box::new(kind));
+    match request {
+        RequestKind::JoinGroup(r) if r.member_id.is_empty() => {
+            // KIP-394: the first JoinGroup only hands out the member id.
+            let id = format!("m-{}", g.joins.len() + 1);
+            g.member_id = Some(id.clone());
+            reply(ResponseKind::JoinGroup(
+                JoinGroupResponse::default()
+                    .with_error_code(ResponseError::MemberIdRequired.code())
+                    .with_member_id(StrBytes::from_string(id)),
+            ))
+        }
+        RequestKind::JoinGroup(r) => {
+            g.generation += 1;
+            g.joins.push(g.generation);
+            let id = r.member_id.clone();
+            reply(ResponseKind::JoinGroup(
+                JoinGroupResponse::default()
+                    .with_generation_id(g.generation)
+                    .with_protocol_name(Some(StrBytes::from_static_str("sticky")))
+                    .with_leader(id.clone())
+                    .with_member_id(id.clone())
+                    .with_members(vec![
+                        JoinGroupResponseMember::default()
+                            .with_member_id(id)
+                            .with_metadata(r.protocols[0].metadata.clone()),
+                    ]),
+            ))
+        }
+        RequestKind::Metadata(_) => reply(ResponseKind::Metadata(
+            MetadataResponse::default().with_topics(vec![
+                MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("in"))))
+                    .with_partitions(
+                        (0..3)
+                            .map(|p| MetadataResponsePartition::default().with_partition_index(p))
+                            .collect(),
+                    ),
+            ]),
+        )),
+        RequestKind::SyncGroup(r) => {
+            let mine = r
+                .assignments
+                .iter()
+                .find(|a| a.member_id == r.member_id)
+                .map(|a| a.assignment.clone())
+                .unwrap_or_default();
+            reply(ResponseKind::SyncGroup(
+                SyncGroupResponse::default().with_assignment(mine),
+            ))
+        }
+        RequestKind::Heartbeat(_) => match g.heartbeat {
+            Answer::Hang => Reply::Hang,
+            Answer::Ok => reply(ResponseKind::Heartbeat(HeartbeatResponse::default())),
+            Answer::Error(e) => reply(ResponseKind::Heartbeat(
+                HeartbeatResponse::default().with_error_code(e.code()),
+            )),
+        },
+        RequestKind::OffsetCommit(r) => {
+            g.commits.push(r.generation_id_or_member_epoch);
+            let code = match g.commit {
+                Answer::Hang => return Reply::Hang,
+                Answer::Ok => 0,
+                Answer::Error(e) => e.code(),
+            };
+            reply(ResponseKind::OffsetCommit(
+                OffsetCommitResponse::default().with_topics(
+                    r.topics
+                        .iter()
+                        .map(|t| {
+                            OffsetCommitResponseTopic::default()
+                                .with_name(t.name.clone())
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            OffsetCommitResponsePartition::default()
+                                                .with_partition_index(p.partition_index)
+                                                .with_error_code(code)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+            ))
+        }
+        RequestKind::LeaveGroup(_) => {
+            reply(ResponseKind::LeaveGroup(LeaveGroupResponse::default()))
+        }
+        other => panic!("not a group request: {other:?}"),
+    }
+}
+
+fn config() -> MembershipConfig {
+    MembershipConfig {
+        session_timeout: SESSION,
+        heartbeat_interval: HEARTBEAT,
+        rebalance_timeout: Duration::from_secs(30),
+        ..MembershipConfig::new("g", vec!["in".to_owned()])
+    }
+}
+
+async fn join(broker: &FakeBroker) -> (Membership, Generation) {
+    Membership::join(&broker.connection(TIMEOUT), config())
+        .await
+        .unwrap()
+}
+
+fn positions() -> Vec<(TopicPartition, i64)> {
+    vec![(TopicPartition::new("in", 0), 10)]
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_alone_is_given_every_partition_and_keeps_its_lease() {
+    let (broker, group) = coordinator();
+    let (membership, first) = join(&broker).await;
+    assert_eq!(first.generation, 1);
+    assert_eq!(first.member_id, "m-1");
+    assert_eq!(first.partitions.len(), 3);
+    let link = membership.link(&first);
+    // Heartbeats keep the lease on, well past a session.
+    tokio::time::sleep(SESSION * 3).await;
+    assert!(link.valid());
+    assert!(group.lock().unwrap().joins == [1]);
+    membership.leave().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fenced_generation_ends_at_once_and_the_member_rejoins() {
+    let (broker, group) = coordinator();
+    let (mut membership, first) = join(&broker).await;
+    let link = membership.link(&first);
+    group.lock().unwrap().heartbeat = Answer::Error(ResponseError::IllegalGeneration);
+    let standing = tokio::time::timeout(HEARTBEAT * 3, membership.ended())
+        .await
+        .expect("the next heartbeat ends the generation")
+        .unwrap();
+    assert_eq!(standing, Standing::Fenced);
+    assert!(!link.valid(), "a fenced member holds nothing");
+    group.lock().unwrap().heartbeat = Answer::Ok;
+    let next = membership.released().await.unwrap();
+    assert_eq!(next.generation, 2);
+    assert_eq!(next.member_id, "m-2", "it starts over with a new id");
+    assert!(membership.link(&next).valid());
+    membership.leave().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rebalance_during_a_checkpoint_commits_under_the_old_generation_first() {
+    let (broker, group) = coordinator();
+    let (mut membership, first) = join(&broker).await;
+    let link = membership.link(&first);
+    group.lock().unwrap().heartbeat = Answer::Error(ResponseError::RebalanceInProgress);
+    let standing = membership.ended().await.unwrap();
+    assert_eq!(standing, Standing::Rebalance);
+    // The job finishes with its partitions: they are still its own until
+    // it rejoins, and its checkpoint goes to the group under generation 1.
+    assert!(link.valid());
+    link.mirror(positions().iter().map(|(tp, o)| (tp, o)));
+    group.lock().unwrap().heartbeat = Answer::Ok;
+    let next = membership.released().await.unwrap();
+    assert_eq!(next.generation, 2);
+    {
+        let g = group.lock().unwrap();
+        assert_eq!(
+            g.commits,
+            [1],
+            "the checkpoint's commit, under its generation"
+        );
+        assert_eq!(g.joins, [1, 2]);
+    }
+    let seen = broker.seen();
+    let committed = seen.iter().position(|k| *k == ApiKey::OffsetCommit);
+    let rejoined = seen.iter().rposition(|k| *k == ApiKey::JoinGroup);
+    assert!(
+        committed.unwrap() < rejoined.unwrap(),
+        "committed before rejoining: {seen:?}"
+    );
+    membership.leave().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_lapses_when_the_coordinator_is_out_of_reach_and_the_member_rejoins() {
+    let (broker, group) = coordinator();
+    let (mut membership, first) = join(&broker).await;
+    let link = membership.link(&first);
+    let cut = Instant::now();
+    // The coordinator stops answering (a freeze on either side, or a
+    // half-open connection): no heartbeat confirms the lease any more.
+    group.lock().unwrap().heartbeat = Answer::Hang;
+    tokio::time::sleep(SESSION - HEARTBEAT / 2).await;
+    assert!(!link.valid(), "the lease ends before the session could");
+    // Meanwhile the coordinator expired the session: once it answers
+    // again, it does not know the member.
+    group.lock().unwrap().heartbeat = Answer::Error(ResponseError::UnknownMemberId);
+    let standing = tokio::time::timeout(SESSION * 2, membership.ended())
+        .await
+        .expect("a heartbeat that is never answered is given up by the deadline")
+        .unwrap();
+    assert_eq!(standing, Standing::Fenced);
+    assert!(cut.elapsed() < SESSION + TIMEOUT * 2, "{:?}", cut.elapsed());
+    group.lock().unwrap().heartbeat = Answer::Ok;
+    let next = membership.released().await.unwrap();
+    assert_eq!(next.generation, 2);
+    assert!(membership.link(&next).valid());
+    membership.leave().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_refused_for_a_past_generation_fences_the_member() {
+    let (broker, group) = coordinator();
+    let (mut membership, first) = join(&broker).await;
+    let link = membership.link(&first);
+    group.lock().unwrap().commit = Answer::Error(ResponseError::IllegalGeneration);
+    link.mirror(positions().iter().map(|(tp, o)| (tp, o)));
+    let standing = tokio::time::timeout(HEARTBEAT, membership.ended())
+        .await
+        .expect("the refused commit ends the generation")
+        .unwrap();
+    assert_eq!(standing, Standing::Fenced);
+    assert!(!link.valid());
+    assert_eq!(group.lock().unwrap().commits, [1]);
+    membership.leave().await.unwrap();
+}
