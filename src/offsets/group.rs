@@ -33,6 +33,19 @@ pub enum GroupError {
     /// A partition's position could not be resolved.
     #[error(transparent)]
     Consume(#[from] ConsumeError),
+    /// The cluster could not be reached.
+    #[error(transparent)]
+    Connect(#[from] crate::kafka::connect::ConnectError),
+    /// A partition the topic does not have.
+    #[error("topic \"{topic}\" has {}, partition {partition} is out of range", crate::plural(*.partitions, "partition"))]
+    PartitionOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: i32,
+        /// How many it has.
+        partitions: i32,
+    },
 }
 
 /// Opens the offsets store: `None` when it does not exist and `store`

@@ -45,6 +45,7 @@
 
 mod codec;
 pub mod group;
+pub mod report;
 mod session;
 mod store;
 
