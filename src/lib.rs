@@ -28,6 +28,10 @@
 //!   `wire` (private): a small Kafka protocol connection (TCP or TLS,
 //!   SASL) for the requests rskafka cannot send, with its own options and
 //!   errors (`wire/error.rs`);
+//!   `retry` (private): the one loop behind every request tried again
+//!   until a deadline (connecting, describing a topic, InitProducerId,
+//!   joining a group, a coordinator's requests), with the Java client's
+//!   backoff: exponential from 100 ms, capped at 1 s, ±20 % jitter;
 //!   [`admin`](kafka::admin): the cluster (id, controller, brokers), and
 //!   topics: list, describe (leaders, watermarks, configs), create with
 //!   configs, delete, with one mapping of the broker's error codes;

@@ -12,7 +12,8 @@ use kafka_protocol::messages::InitProducerIdRequest;
 use kafka_protocol::messages::ProducerId as WireProducerId;
 
 use super::connect::{ConnectError, ConnectionConfig};
-use super::wire::{self, WireError};
+use super::retry::{Failure, Retry, RetryError};
+use super::wire::{self, WireError, WireOptions};
 
 /// A producer id and its epoch, as the broker gave them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,35 +49,52 @@ pub async fn init_producer_id(
 ) -> Result<ProducerId, ProducerIdError> {
     let options = connection.wire_options()?;
     let deadline = Instant::now() + connection.timeout;
+    let brokers = connection.brokers.as_slice();
+    Retry::until(deadline)
+        .run_with(
+            &mut (&options, brokers),
+            |(options, brokers), _| Box::pin(init_once(options, brokers, deadline)),
+            |failure, _| tracing::debug!(error = %failure, "InitProducerId failed; retrying"),
+        )
+        .await
+        .map_err(|e| match e {
+            RetryError::Fatal(e) => e,
+            RetryError::Deadline(failure) => ProducerIdError::Refused(failure),
+        })
+}
+
+/// One InitProducerId, through a connection to any broker: a refusal
+/// Kafka marks retriable may be tried again.
+async fn init_once(
+    options: &WireOptions,
+    brokers: &[String],
+    deadline: Instant,
+) -> Result<ProducerId, Failure<ProducerIdError, WireError>> {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(i32::MAX)
         .with_producer_id(WireProducerId(-1))
         .with_producer_epoch(-1);
-    let mut pause = std::time::Duration::from_millis(50);
-    loop {
-        let mut conn = wire::connect_any(&options, &connection.brokers, deadline)
-            .await
-            .map_err(ConnectError::from)?;
-        let failure = match conn.request(&request).await {
-            Ok(r) if r.error_code == 0 => {
-                return Ok(ProducerId {
-                    id: r.producer_id.0,
-                    epoch: r.producer_epoch,
-                });
-            }
-            Ok(r) => {
-                let error = ResponseError::try_from_code(r.error_code)
-                    .unwrap_or(ResponseError::UnknownServerError);
-                conn.broker_error("InitProducerId", error, None)
-            }
-            Err(e) => e,
-        };
-        if !failure.is_retryable() || Instant::now() + pause >= deadline {
-            return Err(ProducerIdError::Refused(failure));
+    let mut conn = wire::connect_any(options, brokers, deadline)
+        .await
+        .map_err(|e| ProducerIdError::from(ConnectError::from(e)))?;
+    let failure = match conn.request(&request).await {
+        Ok(r) if r.error_code == 0 => {
+            return Ok(ProducerId {
+                id: r.producer_id.0,
+                epoch: r.producer_epoch,
+            });
         }
-        tracing::debug!(error = %failure, "InitProducerId failed; retrying");
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        Ok(r) => {
+            let error = ResponseError::try_from_code(r.error_code)
+                .unwrap_or(ResponseError::UnknownServerError);
+            conn.broker_error("InitProducerId", error, None)
+        }
+        Err(e) => e,
+    };
+    if failure.is_retryable() {
+        Err(Failure::Retriable(failure))
+    } else {
+        Err(Failure::Fatal(ProducerIdError::Refused(failure)))
     }
 }

@@ -141,20 +141,6 @@ fn unreachable(e: &AdminError) -> bool {
     }
 }
 
-/// An attempt's error: worth another try (a leader being elected or
-/// moved), or final.
-#[derive(Debug)]
-enum Retry {
-    Again(AdminError),
-    Fail(AdminError),
-}
-
-impl<E: Into<AdminError>> From<E> for Retry {
-    fn from(e: E) -> Self {
-        Self::Fail(e.into())
-    }
-}
-
 /// A topic in [`Admin::list_topics`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicSummary {

@@ -2,7 +2,6 @@
 //! create with configs, delete.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -18,9 +17,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, instrument};
 
 use super::{
-    Admin, AdminError, ConfigEntry, LEADER_CONNECT_TIMEOUT, NewTopic, PartitionDescription, Retry,
+    Admin, AdminError, ConfigEntry, LEADER_CONNECT_TIMEOUT, NewTopic, PartitionDescription,
     TopicDescription, TopicSummary, topic_name, unreachable,
 };
+use crate::kafka::retry::{Failure, Retry, RetryError};
 
 /// DescribeConfigs resource type of a topic (Kafka's `ConfigResource.Type`).
 const RESOURCE_TOPIC: i8 = 2;
@@ -118,22 +118,20 @@ impl Admin {
         // LEADER_NOT_AVAILABLE) while a new topic's leaders are being
         // elected or after a leader moved: as the Java admin client, look
         // up the leaders again and retry until the deadline.
-        let deadline = Instant::now() + self.config.timeout;
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match self.describe_topic_once(topic).await {
-                Err(Retry::Again(e)) if Instant::now() + backoff < deadline => {
-                    debug!(topic, error = %e, "retrying describe");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                Err(Retry::Again(e) | Retry::Fail(e)) => return Err(e),
-                Ok(description) => return Ok(description),
-            }
-        }
+        Retry::until(Instant::now() + self.config.timeout)
+            .run_with(
+                &mut (self, topic),
+                |(admin, topic), _| Box::pin(admin.describe_topic_once(topic)),
+                |e, _| debug!(topic, error = %e, "retrying describe"),
+            )
+            .await
+            .map_err(RetryError::into_inner)
     }
 
-    async fn describe_topic_once(&mut self, topic: &str) -> Result<TopicDescription, Retry> {
+    async fn describe_topic_once(
+        &mut self,
+        topic: &str,
+    ) -> Result<TopicDescription, Failure<AdminError>> {
         let metadata = self.metadata(Some(&[topic])).await?;
         let mut partitions = Self::topic_partitions(&metadata, topic)?;
         let addresses = Self::broker_addresses(&metadata);
@@ -182,7 +180,7 @@ impl Admin {
         partitions: &[i32],
         timestamp: i64,
         isolation: i8,
-    ) -> Result<HashMap<i32, i64>, Retry> {
+    ) -> Result<HashMap<i32, i64>, Failure<AdminError>> {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_isolation_level(isolation)
@@ -210,8 +208,8 @@ impl Admin {
         let limit = self.config.timeout.min(LEADER_CONNECT_TIMEOUT);
         let response = match self.call_within(address, &request, limit).await {
             Ok(response) => response,
-            Err(e) if unreachable(&e) => return Err(Retry::Again(e)),
-            Err(e) => return Err(Retry::Fail(e)),
+            Err(e) if unreachable(&e) => return Err(Failure::Retriable(e)),
+            Err(e) => return Err(Failure::Fatal(e)),
         };
         let mut offsets = HashMap::new();
         for t in response.topics {
@@ -227,9 +225,9 @@ impl Admin {
                     let retriable = ResponseError::try_from_code(p.error_code)
                         .is_some_and(|e| e.is_retriable());
                     return Err(if retriable {
-                        Retry::Again(error)
+                        Failure::Retriable(error)
                     } else {
-                        Retry::Fail(error)
+                        Failure::Fatal(error)
                     });
                 }
                 offsets.insert(p.partition_index, p.offset);

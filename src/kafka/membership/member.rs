@@ -24,6 +24,7 @@ use super::{Lease, MembershipConfig, MembershipError, Standing};
 use crate::TopicPartition;
 use crate::kafka::admin::BrokerRefusal;
 use crate::kafka::connect::ConnectionConfig;
+use crate::kafka::retry::{Failure, Retry, RetryError};
 use crate::kafka::wire::{self, BrokerConnection, WireError, WireOptions};
 
 /// One member of one consumer group.
@@ -121,25 +122,22 @@ impl Member {
         // JoinGroup waits at the coordinator until every member rejoined
         // or the rebalance timeout passed.
         let limit = self.config.rebalance_timeout + self.timeout;
-        let deadline = Instant::now() + limit;
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match self.join_and_sync().await {
-                Ok(()) => return Ok(()),
-                Err(Attempt::Again(why)) if Instant::now() + backoff < deadline => {
-                    debug!(group = self.config.group.as_str(), why, "joining again");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                Err(Attempt::Again(_)) => {
-                    return Err(MembershipError::Timeout {
-                        group: self.config.group.clone(),
-                        what: "joining",
-                        timeout: limit,
-                    });
-                }
-                Err(Attempt::Fail(e)) => return Err(e),
-            }
+        let group = self.config.group.clone();
+        let joined = Retry::until(Instant::now() + limit)
+            .run_with(
+                self,
+                |member, _| Box::pin(member.join_and_sync()),
+                |why, _| debug!(group = group.as_str(), why, "joining again"),
+            )
+            .await;
+        match joined {
+            Ok(()) => Ok(()),
+            Err(RetryError::Deadline(_)) => Err(MembershipError::Timeout {
+                group,
+                what: "joining",
+                timeout: limit,
+            }),
+            Err(RetryError::Fatal(e)) => Err(e),
         }
     }
 
@@ -281,11 +279,11 @@ impl Member {
             // KIP-394: the first JoinGroup only hands out the member id.
             Some(ResponseError::MemberIdRequired) => {
                 self.member_id = joined.member_id.to_string();
-                return Err(Attempt::Again("member id assigned".to_owned()));
+                return Err(Attempt::Retriable("member id assigned".to_owned()));
             }
             Some(ResponseError::UnknownMemberId | ResponseError::IllegalGeneration) => {
                 self.forget();
-                return Err(Attempt::Again("unknown member".to_owned()));
+                return Err(Attempt::Retriable("unknown member".to_owned()));
             }
             Some(e) => return Err(self.judge("JoinGroup", e)),
         }
@@ -297,7 +295,7 @@ impl Member {
             let mut members = Vec::with_capacity(joined.members.len());
             for m in &joined.members {
                 let subscription = Subscription::decode(m.metadata.clone()).map_err(|source| {
-                    Attempt::Fail(MembershipError::Protocol {
+                    Attempt::Fatal(MembershipError::Protocol {
                         group: self.config.group.clone(),
                         source,
                     })
@@ -339,16 +337,16 @@ impl Member {
         match ResponseError::try_from_code(synced.error_code) {
             None => {}
             Some(ResponseError::RebalanceInProgress) => {
-                return Err(Attempt::Again("rebalance in progress".to_owned()));
+                return Err(Attempt::Retriable("rebalance in progress".to_owned()));
             }
             Some(ResponseError::UnknownMemberId | ResponseError::IllegalGeneration) => {
                 self.forget();
-                return Err(Attempt::Again("unknown member".to_owned()));
+                return Err(Attempt::Retriable("unknown member".to_owned()));
             }
             Some(e) => return Err(self.judge("SyncGroup", e)),
         }
         self.assigned = assignor::decode_assignment(synced.assignment).map_err(|source| {
-            Attempt::Fail(MembershipError::Protocol {
+            Attempt::Fatal(MembershipError::Protocol {
                 group: self.config.group.clone(),
                 source,
             })
@@ -407,7 +405,7 @@ impl Member {
             let deadline = Instant::now() + self.timeout;
             let mut any = wire::connect_any(&self.wire, &self.brokers, deadline)
                 .await
-                .map_err(|e| Attempt::Fail(self.wire_error(e)))?;
+                .map_err(|e| Attempt::Fatal(self.wire_error(e)))?;
             // Key type 0: a group.
             let address = match any.find_coordinator(&self.config.group, 0).await {
                 Ok(address) => address,
@@ -415,9 +413,9 @@ impl Member {
                     return Err(self.judge("FindCoordinator", error));
                 }
                 Err(e @ WireError::Unsupported { .. }) => {
-                    return Err(Attempt::Fail(self.wire_error(e)));
+                    return Err(Attempt::Fatal(self.wire_error(e)));
                 }
-                Err(e) => return Err(Attempt::Again(e.to_string())),
+                Err(e) => return Err(Attempt::Retriable(e.to_string())),
             };
             // A coordinator just killed is named until the controller
             // fences it: a short try, then it is looked up again.
@@ -425,7 +423,7 @@ impl Member {
                 deadline.min(Instant::now() + crate::kafka::transaction::COORDINATOR_CONNECT_TRY);
             let conn = wire::connect_to(&self.wire, &address, try_deadline)
                 .await
-                .map_err(|e| Attempt::Again(e.to_string()))?;
+                .map_err(|e| Attempt::Retriable(e.to_string()))?;
             debug!(
                 group = self.config.group.as_str(),
                 coordinator = address,
@@ -460,7 +458,7 @@ impl Member {
         match tokio::time::timeout(timeout, conn.request(request)).await {
             Err(_elapsed) => {
                 self.coordinator = None;
-                Err(Attempt::Again(format!(
+                Err(Attempt::Retriable(format!(
                     "no answer within {}",
                     humantime::format_duration(timeout)
                 )))
@@ -469,9 +467,9 @@ impl Member {
             Ok(Err(e)) => {
                 self.coordinator = None;
                 if e.is_retryable() {
-                    Err(Attempt::Again(e.to_string()))
+                    Err(Attempt::Retriable(e.to_string()))
                 } else {
-                    Err(Attempt::Fail(self.wire_error(e)))
+                    Err(Attempt::Fatal(self.wire_error(e)))
                 }
             }
         }
@@ -486,14 +484,14 @@ impl Member {
     {
         match self.send(request).await {
             Ok(response) => Ok(Some(response)),
-            Err(Attempt::Again(why)) => {
+            Err(Attempt::Retriable(why)) => {
                 debug!(
                     group = self.config.group.as_str(),
                     why, "coordinator not reached"
                 );
                 Ok(None)
             }
-            Err(Attempt::Fail(e)) => Err(e),
+            Err(Attempt::Fatal(e)) => Err(e),
         }
     }
 
@@ -538,13 +536,13 @@ impl Member {
             | ResponseError::CoordinatorNotAvailable
             | ResponseError::CoordinatorLoadInProgress => {
                 self.coordinator = None;
-                Attempt::Again("coordinator moved".to_owned())
+                Attempt::Retriable("coordinator moved".to_owned())
             }
             ResponseError::RebalanceInProgress => {
-                Attempt::Again("rebalance in progress".to_owned())
+                Attempt::Retriable("rebalance in progress".to_owned())
             }
-            e if e.is_retriable() => Attempt::Again("retriable error".to_owned()),
-            e => Attempt::Fail(self.refused(api, e)),
+            e if e.is_retriable() => Attempt::Retriable("retriable error".to_owned()),
+            e => Attempt::Fatal(self.refused(api, e)),
         }
     }
 
@@ -568,8 +566,8 @@ impl Member {
 
     fn unreachable(&self, attempt: Attempt) -> MembershipError {
         match attempt {
-            Attempt::Fail(e) => e,
-            Attempt::Again(_) => MembershipError::Timeout {
+            Attempt::Fatal(e) => e,
+            Attempt::Retriable(_) => MembershipError::Timeout {
                 group: self.config.group.clone(),
                 what: "finding the coordinator",
                 timeout: self.timeout,
@@ -582,12 +580,8 @@ impl Member {
     }
 }
 
-/// An attempt's failure: worth another try, or final.
-#[derive(Debug)]
-enum Attempt {
-    Again(String),
-    Fail(MembershipError),
-}
+/// An attempt's failure: another try, with why for the log, or final.
+type Attempt = Failure<MembershipError, String>;
 
 fn topic_name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_owned()))

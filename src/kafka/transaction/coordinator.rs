@@ -9,6 +9,7 @@ use kafka_protocol::protocol::{Message, Request};
 use tokio::time::Instant;
 
 use super::{TransactionError, Transactions};
+use crate::kafka::retry::{Backoff, Failure, Retry, RetryError};
 use crate::kafka::wire::{self, BrokerConnection, WireError};
 
 /// FindCoordinator's key type of a transactional id.
@@ -20,6 +21,14 @@ const GROUP_KEY: i8 = 0;
 /// How long one try to connect to a coordinator lasts before it is looked
 /// up again.
 pub(crate) const COORDINATOR_CONNECT_TRY: Duration = Duration::from_secs(2);
+
+/// Waits between tries, shorter than the Java client's default: a
+/// transaction's first AddPartitionsToTxn is often answered
+/// CONCURRENT_TRANSACTIONS while the coordinator still writes the last
+/// one's markers, and the Java producer tries that again after 20 ms
+/// (`TransactionManager.ADD_PARTITIONS_RETRY_BACKOFF_MS`, KAFKA-5482).
+const COORDINATOR_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
 
 /// Which coordinator a request goes to.
 #[derive(Clone, Copy)]
@@ -38,32 +47,29 @@ impl Transactions {
         api: &'static str,
         request: &R,
         max_version: i16,
-        code: impl Fn(&R::Response) -> i16,
+        code: impl Fn(&R::Response) -> i16 + Sync,
         to: Coordinator<'_>,
     ) -> Result<R::Response, TransactionError>
     where
-        R: Request + Message,
+        // Each attempt is a boxed `Send` future (`retry::Attempt`).
+        R: Request + Message + Sync,
+        R::Response: Send,
     {
         let deadline = Instant::now() + self.timeout;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            match self
-                .attempt(api, request, max_version, &code, to, deadline)
-                .await
-            {
-                Attempt::Done(response) => return Ok(response),
-                Attempt::Fail(e) => return Err(e),
-                Attempt::Again => {}
-            }
-            if Instant::now() + pause >= deadline {
-                return Err(TransactionError::Timeout {
-                    id: self.id.clone(),
-                    api,
-                    timeout: self.timeout,
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
+        let (id, timeout) = (self.id.clone(), self.timeout);
+        let answered = Retry::until(deadline)
+            .with_backoff(COORDINATOR_BACKOFF)
+            .run(
+                &mut (self, request, &code, to),
+                |(this, request, code, to), _| {
+                    Box::pin(this.attempt(api, *request, max_version, *code, *to, deadline))
+                },
+            )
+            .await;
+        match answered {
+            Ok(response) => Ok(response),
+            Err(RetryError::Fatal(e)) => Err(e),
+            Err(RetryError::Deadline(())) => Err(TransactionError::Timeout { id, api, timeout }),
         }
     }
 
@@ -72,12 +78,13 @@ impl Transactions {
         api: &'static str,
         request: &R,
         max_version: i16,
-        code: impl Fn(&R::Response) -> i16,
+        code: impl Fn(&R::Response) -> i16 + Sync,
         to: Coordinator<'_>,
         deadline: Instant,
-    ) -> Attempt<R::Response>
+    ) -> Result<R::Response, Failure<TransactionError, ()>>
     where
-        R: Request + Message,
+        R: Request + Message + Sync,
+        R::Response: Send,
     {
         let wire_error = |api, source| TransactionError::Wire {
             id: self.id.clone(),
@@ -114,9 +121,9 @@ impl Transactions {
                 Err(TransactionError::Wire { source, .. })
                     if source.is_retryable() || matches!(source, WireError::Timeout { .. }) =>
                 {
-                    return Attempt::Again;
+                    return Err(Failure::Retriable(()));
                 }
-                Err(e) => return Attempt::Fail(e),
+                Err(e) => return Err(Failure::Fatal(e)),
             }
         }
         let slot = match to {
@@ -124,7 +131,7 @@ impl Transactions {
             Coordinator::Group(_) => self.group_coordinator.as_mut().map(|(_, conn)| conn),
         };
         let Some(conn) = slot else {
-            return Attempt::Again;
+            return Err(Failure::Retriable(()));
         };
         let lost = |this: &mut Self| match to {
             Coordinator::Transaction => this.coordinator = None,
@@ -137,31 +144,31 @@ impl Transactions {
         let response = match answer.await {
             Err(_elapsed) => {
                 lost(self);
-                return Attempt::Again;
+                return Err(Failure::Retriable(()));
             }
             Ok(Ok(response)) => response,
             Ok(Err(e)) if e.is_retryable() => {
                 lost(self);
-                return Attempt::Again;
+                return Err(Failure::Retriable(()));
             }
-            Ok(Err(source)) => return Attempt::Fail(wire_error(api, source)),
+            Ok(Err(source)) => return Err(Failure::Fatal(wire_error(api, source))),
         };
         match ResponseError::try_from_code(code(&response)) {
-            None => Attempt::Done(response),
+            None => Ok(response),
             Some(ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable) => {
                 lost(self);
-                Attempt::Again
+                Err(Failure::Retriable(()))
             }
             // The coordinator is still ending a transaction (the one a
             // fenced producer left open), or loading its state.
             Some(e) if e == ResponseError::ConcurrentTransactions || e.is_retriable() => {
-                Attempt::Again
+                Err(Failure::Retriable(()))
             }
-            Some(error) => Attempt::Fail(TransactionError::Refused {
+            Some(error) => Err(Failure::Fatal(TransactionError::Refused {
                 id: self.id.clone(),
                 api,
                 error,
-            }),
+            })),
         }
     }
 
@@ -196,11 +203,4 @@ impl Transactions {
                 source,
             })
     }
-}
-
-/// One try's outcome.
-enum Attempt<T> {
-    Done(T),
-    Again,
-    Fail(TransactionError),
 }

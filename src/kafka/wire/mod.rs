@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, instrument};
 
+use crate::kafka::retry::{Failure, Retry, RetryError};
 use crate::kafka::security::{SaslAuth, TlsOptions};
 
 mod error;
@@ -123,47 +124,59 @@ async fn connect_with_retry(
     brokers: &[String],
     deadline: Instant,
 ) -> Result<BrokerConnection, WireError> {
-    let mut backoff = Duration::from_millis(50);
     let mut last = String::from("no broker given");
-    loop {
-        for broker in brokers {
-            match tokio::time::timeout_at(deadline, BrokerConnection::connect(options, broker))
-                .await
-            {
-                Ok(Ok(conn)) => return Ok(conn),
-                Ok(Err(e)) if e.is_retryable() => {
-                    debug!(broker = broker.as_str(), error = %e, "connection attempt failed");
-                    last = e.to_string();
+    let connected = Retry::until(deadline)
+        .run(
+            &mut (options, brokers, &mut last),
+            |(options, brokers, last), _| Box::pin(connect_once(options, brokers, deadline, last)),
+        )
+        .await;
+    match connected {
+        Ok(conn) => Ok(conn),
+        Err(RetryError::Fatal(e)) => Err(e),
+        Err(RetryError::Deadline(())) => Err(WireError::Timeout {
+            brokers: brokers.join(","),
+            timeout: options.timeout,
+            last,
+        }),
+    }
+}
+
+/// One pass over `brokers`: the first that answers, or the last error
+/// seen kept in `last` for the timeout's message.
+async fn connect_once(
+    options: &WireOptions,
+    brokers: &[String],
+    deadline: Instant,
+    last: &mut String,
+) -> Result<BrokerConnection, Failure<WireError, ()>> {
+    for broker in brokers {
+        match tokio::time::timeout_at(deadline, BrokerConnection::connect(options, broker)).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) if e.is_retryable() => {
+                debug!(broker = broker.as_str(), error = %e, "connection attempt failed");
+                *last = e.to_string();
+            }
+            Ok(Err(e)) => return Err(Failure::Fatal(e)),
+            Err(_) => {
+                if *last == "no broker given" {
+                    *last = if broker.parse::<std::net::SocketAddr>().is_ok() {
+                        format!("connecting to \"{broker}\" did not complete")
+                    } else {
+                        // musl's resolver without /etc/resolv.conf can
+                        // take longer than a short --timeout to give up.
+                        format!(
+                            "connecting to \"{broker}\" did not complete (if name resolution \
+                             is unavailable, as in a scratch container, give the broker as an \
+                             IP address)"
+                        )
+                    };
                 }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    if last == "no broker given" {
-                        last = if broker.parse::<std::net::SocketAddr>().is_ok() {
-                            format!("connecting to \"{broker}\" did not complete")
-                        } else {
-                            // musl's resolver without /etc/resolv.conf can
-                            // take longer than a short --timeout to give up.
-                            format!(
-                                "connecting to \"{broker}\" did not complete (if name resolution \
-                                 is unavailable, as in a scratch container, give the broker as \
-                                 an IP address)"
-                            )
-                        };
-                    }
-                    break;
-                }
+                break;
             }
         }
-        if Instant::now() + backoff >= deadline {
-            return Err(WireError::Timeout {
-                brokers: brokers.join(","),
-                timeout: options.timeout,
-                last,
-            });
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
+    Err(Failure::Retriable(()))
 }
 
 impl BrokerConnection {
