@@ -9,20 +9,20 @@
 //! sasl-password-file = "~/.secrets/kafka-prod"
 //! ```
 //!
-//! A profile's keys are the connection flags' names. The file is read
-//! by a small TOML reader of weir's own (`profile/toml.rs`): a TOML crate would
-//! cost the static binary 150-200 KB. It reads tables, strings, integers,
-//! booleans and arrays as TOML defines them, and refuses what a profile
-//! never needs (floats, dates, inline tables) with the line it is on.
+//! A profile's keys are the connection flags' names. The file is TOML,
+//! parsed by the `toml` crate into its spanned tables (`DeTable`: every key
+//! and value with its byte range in the file, no serde). A key's range gives
+//! the line that a message about its setting names; a syntax error comes
+//! with the range toml found it at. A setting of the wrong kind (a float, a
+//! date, an inline table where a string belongs) is refused with its line.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use toml::de::{DeTable, DeValue};
+
 use crate::kafka::security::Password;
-
-mod toml;
-
-pub use toml::Value;
 
 /// Default location of the config file below `$XDG_CONFIG_HOME` (or
 /// `~/.config`), as the XDG base directory specification puts it.
@@ -163,36 +163,46 @@ impl ConfigFile {
     ///
     /// As [`ConfigFile::load`].
     pub fn parse(path: &Path, text: &str, mode: u32) -> Result<Self, ProfileError> {
-        let error = |line, message| ProfileError::Parse {
+        // `at`: a byte offset into `text`, made a line here.
+        let error = |at: usize, message| ProfileError::Parse {
             path: path.to_owned(),
-            line,
+            line: line_of(text, at),
             message,
         };
-        let root = toml::parse(text).map_err(|e| error(e.line, e.message))?;
+        let root = DeTable::parse(text)
+            .map_err(|e| {
+                let (at, message) = syntax_error(text, &e);
+                error(at, message)
+            })?
+            .into_inner();
         let folder = path.parent().unwrap_or(Path::new("."));
         let mut profiles = BTreeMap::new();
         for (key, entry) in root {
-            let Value::Table(table) = entry.value else {
+            let at = key.span().start;
+            let key = key.get_ref();
+            let DeValue::Table(table) = entry.into_inner() else {
                 return Err(error(
-                    entry.line,
+                    at,
                     format!("\"{key}\" is not a config setting (profiles go in [profiles.NAME])"),
                 ));
             };
             if key != "profiles" {
                 return Err(error(
-                    entry.line,
+                    at,
                     format!("unknown table [{key}] (profiles go in [profiles.NAME])"),
                 ));
             }
             for (name, entry) in table {
-                let Value::Table(settings) = entry.value else {
+                let at = name.span().start;
+                let name = name.into_inner().into_owned();
+                let DeValue::Table(settings) = entry.into_inner() else {
                     return Err(error(
-                        entry.line,
+                        at,
                         format!("profiles.{name} must be a table: [profiles.{name}]"),
                     ));
                 };
                 let profile = read_profile(&name, settings, folder)
-                    .map_err(|(line, message)| error(line, message))?;
+                    .map_err(|(at, message)| error(at, message))?;
                 profiles.insert(name, profile);
             }
         }
@@ -225,40 +235,37 @@ impl ConfigFile {
     }
 }
 
-type Setting = (usize, String);
+/// A setting refused: the byte offset of its key, and why.
+type Refusal = (usize, String);
 
-fn read_profile(
-    name: &str,
-    settings: BTreeMap<String, toml::Entry>,
-    folder: &Path,
-) -> Result<Profile, Setting> {
+fn read_profile(name: &str, settings: DeTable<'_>, folder: &Path) -> Result<Profile, Refusal> {
     let mut profile = Profile {
         name: name.to_owned(),
         ..Profile::default()
     };
-    for (key, toml::Entry { value, line }) in settings {
-        let string = |value: Value| match value {
-            Value::String(s) => Ok(s),
-            other => Err((
-                line,
-                format!("{key} must be a string, not {}", other.kind()),
-            )),
+    for (key, value) in settings {
+        let at = key.span().start;
+        let key = key.get_ref();
+        let string = |value: DeValue<'_>| match value {
+            DeValue::String(s) => Ok(s.into_owned()),
+            other => Err((at, format!("{key} must be a string, not {}", kind(&other)))),
         };
-        let path = |value: Value| string(value).map(|s| resolve(folder, &s));
-        match key.as_str() {
+        let path = |value: DeValue<'_>| string(value).map(|s| resolve(folder, &s));
+        let value = value.into_inner();
+        match key.as_ref() {
             "brokers" => {
                 profile.brokers = Some(match value {
-                    Value::String(s) => s.split(',').map(|b| b.trim().to_owned()).collect(),
-                    Value::Array(items) => items
+                    DeValue::String(s) => s.split(',').map(|b| b.trim().to_owned()).collect(),
+                    DeValue::Array(items) => items
                         .into_iter()
-                        .map(string)
+                        .map(|item| string(item.into_inner()))
                         .collect::<Result<Vec<_>, _>>()?,
                     other => {
                         return Err((
-                            line,
+                            at,
                             format!(
                                 "brokers must be a string or an array of strings, not {}",
-                                other.kind()
+                                kind(&other)
                             ),
                         ));
                     }
@@ -267,11 +274,11 @@ fn read_profile(
             "client-id" => profile.client_id = Some(string(value)?),
             "timeout" => profile.timeout = Some(string(value)?),
             "tls" => match value {
-                Value::Bool(b) => profile.tls = Some(b),
+                DeValue::Boolean(b) => profile.tls = Some(b),
                 other => {
                     return Err((
-                        line,
-                        format!("tls must be true or false, not {}", other.kind()),
+                        at,
+                        format!("tls must be true or false, not {}", kind(&other)),
                     ));
                 }
             },
@@ -287,13 +294,56 @@ fn read_profile(
             "sasl-token" => profile.sasl_token = Some(Password::new(string(value)?)),
             _ => {
                 return Err((
-                    line,
+                    at,
                     format!("unknown setting \"{key}\" in profile \"{name}\""),
                 ));
             }
         }
     }
     Ok(profile)
+}
+
+/// The kind of a TOML value, for messages: "a string".
+fn kind(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date or time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// The line of byte offset `at` in `text`, from 1.
+fn line_of(text: &str, at: usize) -> usize {
+    let before = &text.as_bytes()[..at.min(text.len())];
+    memchr::memchr_iter(b'\n', before).count() + 1
+}
+
+/// Where a syntax error is (a byte offset) and what it says: toml's
+/// message, with the text it points at when that is short and on one line
+/// (`duplicate key (at "brokers")`). toml's own rendering (its `Display`)
+/// spans several lines and quotes the whole line at fault, a password's
+/// too; weir's errors are one line.
+fn syntax_error(text: &str, e: &toml::de::Error) -> (usize, String) {
+    // Without a place (only toml's nesting limit): the end of the file.
+    let Some(span) = e.span() else {
+        return (text.len(), e.message().to_owned());
+    };
+    let message = match found(text, span.clone()) {
+        Some(found) => format!("{} (at {found:?})", e.message()),
+        None => e.message().to_owned(),
+    };
+    (span.start, message)
+}
+
+/// The text of `span`, if it is a short piece of one line: a duplicated
+/// key, a string without quotes, a character out of place.
+fn found(text: &str, span: Range<usize>) -> Option<&str> {
+    let found = text.get(span)?;
+    (!found.is_empty() && found.len() <= 40 && !found.contains(['\n', '\r'])).then_some(found)
 }
 
 /// `~/x` below `$HOME`, a relative path below the config file's folder.
