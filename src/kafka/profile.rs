@@ -429,4 +429,104 @@ sasl-token = "a.b."
             at("[profiles.a]\nbrokers = \"x:1\n").starts_with("config file \"/c.toml\", line 2:")
         );
     }
+
+    fn error(text: &str) -> String {
+        ConfigFile::parse(Path::new("/c.toml"), text, 0o600)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line_and_what_is_there() {
+        // toml's words, with the key it points at: the line alone would not
+        // say which of two keys on it is the duplicate.
+        let duplicate = error("[profiles.a]\n  brokers = \"x\"\n  brokers = \"y\"\n");
+        assert!(
+            duplicate.starts_with("config file \"/c.toml\", line 3: ")
+                && duplicate.contains("(at \"brokers\")"),
+            "{duplicate}"
+        );
+        let table = error("[profiles.a]\ntls = true\n\n[profiles.a]\n");
+        assert!(
+            table.contains("line 4: ") && table.contains("(at \"a\")"),
+            "{table}"
+        );
+        // A point between characters has nothing to quote.
+        let unclosed = error("[profiles.a]\nbrokers = \"x:1\n");
+        assert!(!unclosed.contains("(at"), "{unclosed}");
+        // Lines are counted in bytes past multi-byte characters, and CRLF
+        // ends a line as LF does.
+        assert!(
+            error("# é ü\r\n[profiles.a]\r\nx = 1\r\n").contains("line 3: unknown setting \"x\"")
+        );
+        let missing_comma = "[profiles.a]\nbrokers = [\n  \"a\",\n  \"b\"\n  \"c\"]\n";
+        let lf = error(missing_comma);
+        assert!(lf.contains("line 5: "), "{lf}");
+        assert_eq!(error(&missing_comma.replace('\n', "\r\n")), lf);
+    }
+
+    #[test]
+    fn a_value_toml_has_but_a_setting_does_not_is_refused_with_its_line() {
+        assert!(
+            error("[profiles.a]\n\ntimeout = 1.5\n")
+                .contains("line 3: timeout must be a string, not a float")
+        );
+        assert!(
+            error("[profiles.a]\nclient-id = 1979-05-27\n")
+                .contains("line 2: client-id must be a string, not a date or time")
+        );
+        assert!(
+            error("[profiles.a]\nbrokers = { a = \"x:1\" }\n")
+                .contains("line 2: brokers must be a string or an array of strings, not a table")
+        );
+        assert!(
+            error("[profiles.a]\nbrokers = [\n  \"x:1\",\n  9092,\n]\n")
+                .contains("line 2: brokers must be a string, not an integer")
+        );
+        assert!(
+            error("[[profiles.a]]\nbrokers = \"x:1\"\n")
+                .contains("line 1: profiles.a must be a table: [profiles.a]")
+        );
+        assert!(
+            error("\nbrokers = \"x:1\"\n").contains("line 2: \"brokers\" is not a config setting")
+        );
+        // A setting inside an inline table has its own key's line.
+        assert!(
+            error("[profiles]\na = { brokers = \"x:1\",\n      tls = \"no\" }\n")
+                .contains("line 3: tls must be true or false, not a string")
+        );
+    }
+
+    #[test]
+    fn any_toml_spelling_of_a_profile_is_read() {
+        let text = "[profiles]\n\
+                    a.brokers = ['k:1', \"k\\u003a2\"]\n\
+                    b = { client-id = \"\"\"\nme\"\"\", tls = true }\n\
+                    [profiles.'c d']\n\
+                    tls-ca = 'C:\\ca.pem'\n";
+        let file = ConfigFile::parse(Path::new("/etc/c.toml"), text, 0o600).unwrap();
+        assert_eq!(
+            file.profile("a").unwrap().brokers.as_deref(),
+            Some(&["k:1".to_owned(), "k:2".to_owned()][..])
+        );
+        let b = file.profile("b").unwrap();
+        assert_eq!(b.client_id.as_deref(), Some("me"));
+        assert_eq!(b.tls, Some(true));
+        assert_eq!(
+            file.profile("c d").unwrap().tls_ca.as_deref(),
+            Some(Path::new("/etc/C:\\ca.pem"))
+        );
+    }
+
+    #[test]
+    fn only_a_short_piece_of_one_line_is_quoted() {
+        assert_eq!(found("a = b\n", 4..5), Some("b"));
+        assert_eq!(found("a = b\n", 4..4), None);
+        assert_eq!(found("a = b\nc", 4..7), None);
+        assert_eq!(found(&"x".repeat(41), 0..41), None);
+        // Not on a character boundary, or past the end: nothing, not a panic.
+        assert_eq!(found("é", 1..2), None);
+        assert_eq!(found("a", 0..5), None);
+        assert_eq!(line_of("a\nb", 99), 2);
+    }
 }
