@@ -24,7 +24,8 @@
 //!   [`token`](kafka::token): OAUTHBEARER tokens from a file or a command,
 //!   refreshed as the Java client does;
 //!   [`profile`](kafka::profile): the config file's named cluster
-//!   profiles, read by a small TOML reader of weir's own;
+//!   profiles, parsed by the `toml` crate, with the line of each key for
+//!   its messages;
 //!   `wire` (private): a small Kafka protocol connection (TCP or TLS,
 //!   SASL) for the requests rskafka cannot send, with its own options and
 //!   errors (`wire/error.rs`);

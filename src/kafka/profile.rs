@@ -9,20 +9,20 @@
 //! sasl-password-file = "~/.secrets/kafka-prod"
 //! ```
 //!
-//! A profile's keys are the connection flags' names. The file is read
-//! by a small TOML reader of weir's own (`profile/toml.rs`): a TOML crate would
-//! cost the static binary 150-200 KB. It reads tables, strings, integers,
-//! booleans and arrays as TOML defines them, and refuses what a profile
-//! never needs (floats, dates, inline tables) with the line it is on.
+//! A profile's keys are the connection flags' names. The file is TOML,
+//! parsed by the `toml` crate into its spanned tables (`DeTable`: every key
+//! and value with its byte range in the file, no serde). A key's range gives
+//! the line that a message about its setting names; a syntax error comes
+//! with the range toml found it at. A setting of the wrong kind (a float, a
+//! date, an inline table where a string belongs) is refused with its line.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use toml::de::{DeTable, DeValue};
+
 use crate::kafka::security::Password;
-
-mod toml;
-
-pub use toml::Value;
 
 /// Default location of the config file below `$XDG_CONFIG_HOME` (or
 /// `~/.config`), as the XDG base directory specification puts it.
@@ -163,36 +163,46 @@ impl ConfigFile {
     ///
     /// As [`ConfigFile::load`].
     pub fn parse(path: &Path, text: &str, mode: u32) -> Result<Self, ProfileError> {
-        let error = |line, message| ProfileError::Parse {
+        // `at`: a byte offset into `text`, made a line here.
+        let error = |at: usize, message| ProfileError::Parse {
             path: path.to_owned(),
-            line,
+            line: line_of(text, at),
             message,
         };
-        let root = toml::parse(text).map_err(|e| error(e.line, e.message))?;
+        let root = DeTable::parse(text)
+            .map_err(|e| {
+                let (at, message) = syntax_error(text, &e);
+                error(at, message)
+            })?
+            .into_inner();
         let folder = path.parent().unwrap_or(Path::new("."));
         let mut profiles = BTreeMap::new();
         for (key, entry) in root {
-            let Value::Table(table) = entry.value else {
+            let at = key.span().start;
+            let key = key.get_ref();
+            let DeValue::Table(table) = entry.into_inner() else {
                 return Err(error(
-                    entry.line,
+                    at,
                     format!("\"{key}\" is not a config setting (profiles go in [profiles.NAME])"),
                 ));
             };
             if key != "profiles" {
                 return Err(error(
-                    entry.line,
+                    at,
                     format!("unknown table [{key}] (profiles go in [profiles.NAME])"),
                 ));
             }
             for (name, entry) in table {
-                let Value::Table(settings) = entry.value else {
+                let at = name.span().start;
+                let name = name.into_inner().into_owned();
+                let DeValue::Table(settings) = entry.into_inner() else {
                     return Err(error(
-                        entry.line,
+                        at,
                         format!("profiles.{name} must be a table: [profiles.{name}]"),
                     ));
                 };
                 let profile = read_profile(&name, settings, folder)
-                    .map_err(|(line, message)| error(line, message))?;
+                    .map_err(|(at, message)| error(at, message))?;
                 profiles.insert(name, profile);
             }
         }
@@ -225,40 +235,37 @@ impl ConfigFile {
     }
 }
 
-type Setting = (usize, String);
+/// A setting refused: the byte offset of its key, and why.
+type Refusal = (usize, String);
 
-fn read_profile(
-    name: &str,
-    settings: BTreeMap<String, toml::Entry>,
-    folder: &Path,
-) -> Result<Profile, Setting> {
+fn read_profile(name: &str, settings: DeTable<'_>, folder: &Path) -> Result<Profile, Refusal> {
     let mut profile = Profile {
         name: name.to_owned(),
         ..Profile::default()
     };
-    for (key, toml::Entry { value, line }) in settings {
-        let string = |value: Value| match value {
-            Value::String(s) => Ok(s),
-            other => Err((
-                line,
-                format!("{key} must be a string, not {}", other.kind()),
-            )),
+    for (key, value) in settings {
+        let at = key.span().start;
+        let key = key.get_ref();
+        let string = |value: DeValue<'_>| match value {
+            DeValue::String(s) => Ok(s.into_owned()),
+            other => Err((at, format!("{key} must be a string, not {}", kind(&other)))),
         };
-        let path = |value: Value| string(value).map(|s| resolve(folder, &s));
-        match key.as_str() {
+        let path = |value: DeValue<'_>| string(value).map(|s| resolve(folder, &s));
+        let value = value.into_inner();
+        match key.as_ref() {
             "brokers" => {
                 profile.brokers = Some(match value {
-                    Value::String(s) => s.split(',').map(|b| b.trim().to_owned()).collect(),
-                    Value::Array(items) => items
+                    DeValue::String(s) => s.split(',').map(|b| b.trim().to_owned()).collect(),
+                    DeValue::Array(items) => items
                         .into_iter()
-                        .map(string)
+                        .map(|item| string(item.into_inner()))
                         .collect::<Result<Vec<_>, _>>()?,
                     other => {
                         return Err((
-                            line,
+                            at,
                             format!(
                                 "brokers must be a string or an array of strings, not {}",
-                                other.kind()
+                                kind(&other)
                             ),
                         ));
                     }
@@ -267,11 +274,11 @@ fn read_profile(
             "client-id" => profile.client_id = Some(string(value)?),
             "timeout" => profile.timeout = Some(string(value)?),
             "tls" => match value {
-                Value::Bool(b) => profile.tls = Some(b),
+                DeValue::Boolean(b) => profile.tls = Some(b),
                 other => {
                     return Err((
-                        line,
-                        format!("tls must be true or false, not {}", other.kind()),
+                        at,
+                        format!("tls must be true or false, not {}", kind(&other)),
                     ));
                 }
             },
@@ -287,13 +294,56 @@ fn read_profile(
             "sasl-token" => profile.sasl_token = Some(Password::new(string(value)?)),
             _ => {
                 return Err((
-                    line,
+                    at,
                     format!("unknown setting \"{key}\" in profile \"{name}\""),
                 ));
             }
         }
     }
     Ok(profile)
+}
+
+/// The kind of a TOML value, for messages: "a string".
+fn kind(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date or time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// The line of byte offset `at` in `text`, from 1.
+fn line_of(text: &str, at: usize) -> usize {
+    let before = &text.as_bytes()[..at.min(text.len())];
+    memchr::memchr_iter(b'\n', before).count() + 1
+}
+
+/// Where a syntax error is (a byte offset) and what it says: toml's
+/// message, with the text it points at when that is short and on one line
+/// (`duplicate key (at "brokers")`). toml's own rendering (its `Display`)
+/// spans several lines and quotes the whole line at fault, a password's
+/// too; weir's errors are one line.
+fn syntax_error(text: &str, e: &toml::de::Error) -> (usize, String) {
+    // Without a place (only toml's nesting limit): the end of the file.
+    let Some(span) = e.span() else {
+        return (text.len(), e.message().to_owned());
+    };
+    let message = match found(text, span.clone()) {
+        Some(found) => format!("{} (at {found:?})", e.message()),
+        None => e.message().to_owned(),
+    };
+    (span.start, message)
+}
+
+/// The text of `span`, if it is a short piece of one line: a duplicated
+/// key, a string without quotes, a character out of place.
+fn found(text: &str, span: Range<usize>) -> Option<&str> {
+    let found = text.get(span)?;
+    (!found.is_empty() && found.len() <= 40 && !found.contains(['\n', '\r'])).then_some(found)
 }
 
 /// `~/x` below `$HOME`, a relative path below the config file's folder.
@@ -378,5 +428,105 @@ sasl-token = "a.b."
         assert!(
             at("[profiles.a]\nbrokers = \"x:1\n").starts_with("config file \"/c.toml\", line 2:")
         );
+    }
+
+    fn error(text: &str) -> String {
+        ConfigFile::parse(Path::new("/c.toml"), text, 0o600)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line_and_what_is_there() {
+        // toml's words, with the key it points at: the line alone would not
+        // say which of two keys on it is the duplicate.
+        let duplicate = error("[profiles.a]\n  brokers = \"x\"\n  brokers = \"y\"\n");
+        assert!(
+            duplicate.starts_with("config file \"/c.toml\", line 3: ")
+                && duplicate.contains("(at \"brokers\")"),
+            "{duplicate}"
+        );
+        let table = error("[profiles.a]\ntls = true\n\n[profiles.a]\n");
+        assert!(
+            table.contains("line 4: ") && table.contains("(at \"a\")"),
+            "{table}"
+        );
+        // A point between characters has nothing to quote.
+        let unclosed = error("[profiles.a]\nbrokers = \"x:1\n");
+        assert!(!unclosed.contains("(at"), "{unclosed}");
+        // Lines are counted in bytes past multi-byte characters, and CRLF
+        // ends a line as LF does.
+        assert!(
+            error("# é ü\r\n[profiles.a]\r\nx = 1\r\n").contains("line 3: unknown setting \"x\"")
+        );
+        let missing_comma = "[profiles.a]\nbrokers = [\n  \"a\",\n  \"b\"\n  \"c\"]\n";
+        let lf = error(missing_comma);
+        assert!(lf.contains("line 5: "), "{lf}");
+        assert_eq!(error(&missing_comma.replace('\n', "\r\n")), lf);
+    }
+
+    #[test]
+    fn a_value_toml_has_but_a_setting_does_not_is_refused_with_its_line() {
+        assert!(
+            error("[profiles.a]\n\ntimeout = 1.5\n")
+                .contains("line 3: timeout must be a string, not a float")
+        );
+        assert!(
+            error("[profiles.a]\nclient-id = 1979-05-27\n")
+                .contains("line 2: client-id must be a string, not a date or time")
+        );
+        assert!(
+            error("[profiles.a]\nbrokers = { a = \"x:1\" }\n")
+                .contains("line 2: brokers must be a string or an array of strings, not a table")
+        );
+        assert!(
+            error("[profiles.a]\nbrokers = [\n  \"x:1\",\n  9092,\n]\n")
+                .contains("line 2: brokers must be a string, not an integer")
+        );
+        assert!(
+            error("[[profiles.a]]\nbrokers = \"x:1\"\n")
+                .contains("line 1: profiles.a must be a table: [profiles.a]")
+        );
+        assert!(
+            error("\nbrokers = \"x:1\"\n").contains("line 2: \"brokers\" is not a config setting")
+        );
+        // A setting inside an inline table has its own key's line.
+        assert!(
+            error("[profiles]\na = { brokers = \"x:1\",\n      tls = \"no\" }\n")
+                .contains("line 3: tls must be true or false, not a string")
+        );
+    }
+
+    #[test]
+    fn any_toml_spelling_of_a_profile_is_read() {
+        let text = "[profiles]\n\
+                    a.brokers = ['k:1', \"k\\u003a2\"]\n\
+                    b = { client-id = \"\"\"\nme\"\"\", tls = true }\n\
+                    [profiles.'c d']\n\
+                    tls-ca = 'C:\\ca.pem'\n";
+        let file = ConfigFile::parse(Path::new("/etc/c.toml"), text, 0o600).unwrap();
+        assert_eq!(
+            file.profile("a").unwrap().brokers.as_deref(),
+            Some(&["k:1".to_owned(), "k:2".to_owned()][..])
+        );
+        let b = file.profile("b").unwrap();
+        assert_eq!(b.client_id.as_deref(), Some("me"));
+        assert_eq!(b.tls, Some(true));
+        assert_eq!(
+            file.profile("c d").unwrap().tls_ca.as_deref(),
+            Some(Path::new("/etc/C:\\ca.pem"))
+        );
+    }
+
+    #[test]
+    fn only_a_short_piece_of_one_line_is_quoted() {
+        assert_eq!(found("a = b\n", 4..5), Some("b"));
+        assert_eq!(found("a = b\n", 4..4), None);
+        assert_eq!(found("a = b\nc", 4..7), None);
+        assert_eq!(found(&"x".repeat(41), 0..41), None);
+        // Not on a character boundary, or past the end: nothing, not a panic.
+        assert_eq!(found("é", 1..2), None);
+        assert_eq!(found("a", 0..5), None);
+        assert_eq!(line_of("a\nb", 99), 2);
     }
 }
