@@ -14,6 +14,7 @@ use weir::bench::{
     ProduceBench, STAMP_BYTES,
 };
 
+use weir::kafka::idempotence::{ProducerIdError, producer_id};
 use weir::produce::producer::ProducerConfig;
 
 use super::connect::parse_duration;
@@ -157,7 +158,12 @@ impl Shared {
 impl ProducerFlags {
     async fn config(&self, connection: &ConnectionConfig) -> anyhow::Result<ProducerConfig> {
         Ok(ProducerConfig {
-            producer_id: self.batch.producer_id(connection).await?,
+            producer_id: producer_id(connection, !self.batch.no_idempotence)
+                .await
+                .map_err(|e| match e {
+                    e @ ProducerIdError::Refused(_) => super::flags::without_idempotence_hint(e),
+                    e => e.into(),
+                })?,
             ..self.batch.config(connection.timeout)?
         })
     }

@@ -144,6 +144,47 @@ pub struct CountArgs {
     pub membership: MembershipFlags,
 }
 
+impl CountArgs {
+    /// What to count and when to emit; `live` for a live view on a
+    /// terminal.
+    fn config(&self, live: bool) -> anyhow::Result<CountConfig> {
+        let args = self;
+        let by = args
+            .by
+            .iter()
+            .map(|b| b.parse::<Extractor>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| usage_for("--by", e))?;
+        let aggs = args
+            .agg
+            .iter()
+            .map(|a| a.parse::<AggSpec>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| usage_for("--agg", e))?;
+        let mut windows = WindowSpec::default();
+        windows.window = args.window;
+        windows.hop = args.hop;
+        windows.session_gap = args.session_gap;
+        windows.grace = args.grace;
+        windows.idle_timeout = args.idle_timeout;
+        windows.emit = args.emit.as_deref().map(|e| match e {
+            "final" => EmitMode::Final,
+            _ => EmitMode::Updates,
+        });
+        windows.live = live;
+        let (windowing, emit) = windows.check().map_err(|e| usage(e.to_string()))?;
+        Ok(CountConfig {
+            by,
+            aggs: AggPlan::new(aggs),
+            windowing,
+            emit,
+            count: args.count,
+            checkpoint_interval: args.commit_interval,
+            idle_timeout: args.idle_timeout,
+        })
+    }
+}
+
 /// Runs `weir count`.
 pub async fn run(
     args: CountArgs,
@@ -155,40 +196,8 @@ pub async fn run(
         super::require_stdout("the counts (--no-stdout writes only to --to-topic)")?;
     }
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
-    let by = args
-        .by
-        .iter()
-        .map(|b| b.parse::<Extractor>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| usage_for("--by", e))?;
-    let aggs = args
-        .agg
-        .iter()
-        .map(|a| a.parse::<AggSpec>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| usage_for("--agg", e))?;
     let terminal = std::io::stdout().is_terminal() && !args.json && !args.no_stdout;
-    let mut windows = WindowSpec::default();
-    windows.window = args.window;
-    windows.hop = args.hop;
-    windows.session_gap = args.session_gap;
-    windows.grace = args.grace;
-    windows.idle_timeout = args.idle_timeout;
-    windows.emit = args.emit.as_deref().map(|e| match e {
-        "final" => EmitMode::Final,
-        _ => EmitMode::Updates,
-    });
-    windows.live = terminal;
-    let (windowing, emit) = windows.check().map_err(|e| usage(e.to_string()))?;
-    let count_config = CountConfig {
-        by,
-        aggs: AggPlan::new(aggs),
-        windowing,
-        emit,
-        count: args.count,
-        checkpoint_interval: args.commit_interval,
-        idle_timeout: args.idle_timeout,
-    };
+    let count_config = args.config(terminal)?;
     let input = selection.topics.first().cloned();
     let output = args.to_topic.as_ref().map(|topic| {
         let output = CountOutput::new(topic, input);

@@ -7,8 +7,7 @@ use clap::ValueEnum;
 use rskafka::client::partition::{Compression, IsolationLevel};
 
 use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
-use weir::kafka::connect::ConnectionConfig;
-use weir::kafka::idempotence::{ProducerId, ProducerIdError, init_producer_id};
+use weir::kafka::idempotence::ProducerIdError;
 use weir::kafka::membership::MembershipConfig;
 use weir::produce::producer::{DEFAULT_BATCH_BYTES, DEFAULT_BUFFER_BYTES, ProducerConfig};
 use weir::read::ConsumerConfig;
@@ -105,29 +104,14 @@ impl BatchFlags {
             ..ProducerConfig::default()
         })
     }
+}
 
-    /// The idempotent producer's id from the cluster, or `None` with
-    /// `--no-idempotence`.
-    ///
-    /// # Errors
-    ///
-    /// No broker reachable, or one that refuses InitProducerId.
-    pub async fn producer_id(
-        &self,
-        connection: &ConnectionConfig,
-    ) -> anyhow::Result<Option<ProducerId>> {
-        if self.no_idempotence {
-            return Ok(None);
-        }
-        match init_producer_id(connection).await {
-            Ok(id) => Ok(Some(id)),
-            Err(e @ ProducerIdError::Refused(_)) => Err(anyhow::anyhow!(
-                "{} (--no-idempotence produces without)",
-                weir::ErrorChain(&e)
-            )),
-            Err(e) => Err(e.into()),
-        }
-    }
+/// A refused InitProducerId, with the way around it.
+pub fn without_idempotence_hint(e: ProducerIdError) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} (--no-idempotence produces without)",
+        weir::ErrorChain(&e)
+    )
 }
 
 /// How partitions are fetched (`weir consume`, `weir count`, `weir bench`).

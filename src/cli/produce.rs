@@ -2,17 +2,18 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use weir::kafka::admin::Admin;
-use weir::kafka::transaction::Transactions;
+use weir::kafka::idempotence::ProducerIdError;
 use weir::produce::input::{InputFormat, RecordParser, unescape};
 use weir::produce::partitioner::PartitionerKind;
-use weir::produce::producer::{Producer, ProducerConfig};
-use weir::produce::{self, InputSource, ProduceJob, TopicError, TopicPlan, TransactionEnd};
+use weir::produce::producer::ProducerConfig;
+use weir::produce::{
+    self, InputSource, ProduceJob, ProducePlan, ProduceSummary, StartError, TopicError, TopicPlan,
+    TransactionEnd,
+};
 use weir::{ConnectionConfig, Header};
 
 use super::connect::parse_duration;
@@ -215,6 +216,51 @@ fn parse_header(arg: &str) -> anyhow::Result<Header> {
     Ok((key.to_owned(), value))
 }
 
+impl ProduceArgs {
+    /// What the run writes to, and how.
+    fn plan(&self, timeout: Duration) -> anyhow::Result<ProducePlan> {
+        let args = self;
+        let partitioner: PartitionerKind = args
+            .partitioner
+            .parse()
+            .map_err(|e| usage(format!("--partitioner: {e}")))?;
+        let batching = args.batch.config(timeout)?;
+        if args.metadata_max_age.is_zero() {
+            return Err(usage("--metadata-max-age must be longer than 0"));
+        }
+        if args.partitions < 1 {
+            return Err(usage(format!(
+                "--partitions {} for topic \"{}\": a topic needs at least 1 partition",
+                args.partitions, args.topic
+            )));
+        }
+        if args.replication_factor < 1 {
+            return Err(usage(format!(
+                "--replication-factor {} for topic \"{}\": at least 1 replica is needed",
+                args.replication_factor, args.topic
+            )));
+        }
+        let mut plan = ProducePlan::new(
+            TopicPlan {
+                name: args.topic.clone(),
+                create: args
+                    .create_topic
+                    .then_some((args.partitions, args.replication_factor)),
+            },
+            ProducerConfig {
+                partitioner,
+                metadata_max_age: args.metadata_max_age,
+                ..batching
+            },
+        );
+        plan.partition = args.partition;
+        plan.idempotence = !args.batch.no_idempotence;
+        plan.transactional_id = args.transactional_id.clone();
+        plan.transaction_timeout = args.transaction_timeout;
+        Ok(plan)
+    }
+}
+
 /// Runs `weir produce`.
 ///
 /// # Errors
@@ -227,26 +273,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let parser = args.parser()?;
-    let partitioner: PartitionerKind = args
-        .partitioner
-        .parse()
-        .map_err(|e| usage(format!("--partitioner: {e}")))?;
-    let batching = args.batch.config(config.timeout)?;
-    if args.metadata_max_age.is_zero() {
-        return Err(usage("--metadata-max-age must be longer than 0"));
-    }
-    if args.partitions < 1 {
-        return Err(usage(format!(
-            "--partitions {} for topic \"{}\": a topic needs at least 1 partition",
-            args.partitions, args.topic
-        )));
-    }
-    if args.replication_factor < 1 {
-        return Err(usage(format!(
-            "--replication-factor {} for topic \"{}\": at least 1 replica is needed",
-            args.replication_factor, args.topic
-        )));
-    }
+    let plan = args.plan(config.timeout)?;
     let delimiter = unescape(&args.delimiter);
     if delimiter.is_empty() {
         return Err(usage("--delimiter is empty"));
@@ -254,61 +281,17 @@ pub async fn run(
     let inputs = args.inputs();
     let readers = produce::open_inputs(&inputs).map_err(|e| usage(format!("{e:#}")))?;
 
-    let mut admin = Admin::connect(&config).await?;
-    let plan = TopicPlan {
-        name: args.topic.clone(),
-        create: args
-            .create_topic
-            .then_some((args.partitions, args.replication_factor)),
-    };
-    let (partitions, timestamps) = match produce::prepare_topic(&mut admin, &plan).await {
-        Err(TopicError::Missing(topic)) => anyhow::bail!(
+    let started = match produce::start(&config, plan).await {
+        Err(StartError::Topic(TopicError::Missing(topic))) => anyhow::bail!(
             "topic \"{topic}\" does not exist (weir does not create topics on its own: pass \
              --create-topic --partitions N, or run weir topics create)"
         ),
-        found => found?,
-    };
-    drop(admin);
-    // Out of range is a fact of the cluster (partitions can be added), not
-    // of the command line: a runtime failure, as in `weir consume -p`.
-    if let Some(p) = args.partition {
-        if !(0..partitions).contains(&p) {
-            anyhow::bail!(
-                "topic \"{}\" has {}, --partition {p} is out of range",
-                args.topic,
-                weir::plural(partitions, "partition")
-            );
+        Err(StartError::ProducerId(e @ ProducerIdError::Refused(_))) => {
+            return Err(super::flags::without_idempotence_hint(e));
         }
-    }
-    let client = config.client().await?;
-    let producer_config = ProducerConfig {
-        partitioner,
-        metadata_max_age: args.metadata_max_age,
-        timestamps,
-        ..batching
+        started => started?,
     };
-    // One transaction for the run: every partition of the topic is in it
-    // from the start (a partition without records gets only the marker).
-    let transaction = match &args.transactional_id {
-        Some(id) => {
-            let mut transaction = Transactions::init(&config, id, args.transaction_timeout).await?;
-            transaction
-                .add_partitions(&args.topic, 0..partitions)
-                .await?;
-            Some(transaction)
-        }
-        None => None,
-    };
-    let producer_config = ProducerConfig {
-        producer_id: match &transaction {
-            Some(t) => Some(t.producer_id()),
-            None => args.batch.producer_id(&config).await?,
-        },
-        transactional_id: args.transactional_id.clone(),
-        ..producer_config
-    };
-    let (producer, deliveries) =
-        Producer::new(Arc::new(client), &args.topic, partitions, producer_config).await?;
+    let partitions = started.partitions;
 
     let report: Option<Box<dyn Write + Send>> = match args.report {
         true if super::STDOUT_CLOSED_AT_START.load(Ordering::Relaxed) => {
@@ -340,18 +323,25 @@ pub async fn run(
         progress,
         partition_hint: (args.format == Format::Json && args.partition.is_none())
             .then(|| "--partition-from none lets the partitioner place records by key".to_owned()),
-        transaction,
+        transaction: started.transaction,
     };
-    let summary = produce::run(producer, deliveries, readers, job, shutdown).await?;
+    let summary =
+        produce::run(started.producer, started.deliveries, readers, job, shutdown).await?;
     if drew_progress {
         let _ = write!(std::io::stderr(), "\r\x1b[K");
     }
 
+    print_summary(&summary, &args.topic, partitions);
+    Ok(summary.outcome()?)
+}
+
+/// The run's one line on stderr.
+fn print_summary(summary: &ProduceSummary, topic: &str, partitions: i32) {
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     let mut line = format!(
         "weir: produced {} to topic \"{}\" ({}) in {secs:.2}s, {:.0} records/s, {:.1} MB/s of values",
         weir::plural(summary.acked, "record"),
-        args.topic,
+        topic,
         weir::plural(partitions, "partition"),
         summary.acked as f64 / secs,
         summary.bytes as f64 / secs / 1e6,
@@ -373,5 +363,4 @@ pub async fn run(
         None => {}
     }
     super::eprint_line(&line);
-    Ok(summary.outcome()?)
 }

@@ -36,6 +36,22 @@ pub enum ProducerIdError {
     Refused(#[source] WireError),
 }
 
+/// The idempotent producer's id from the cluster when `idempotence` is
+/// on; `None` without (`--no-idempotence`).
+///
+/// # Errors
+///
+/// As [`init_producer_id`].
+pub async fn producer_id(
+    connection: &ConnectionConfig,
+    idempotence: bool,
+) -> Result<Option<ProducerId>, ProducerIdError> {
+    match idempotence {
+        true => init_producer_id(connection).await.map(Some),
+        false => Ok(None),
+    }
+}
+
 /// Asks the cluster for a producer id, retrying what Kafka marks
 /// retriable until the connection's timeout.
 ///

@@ -20,7 +20,7 @@ use crate::job::runner::{self, Joined, Opening, ReadPlan, Reading};
 use crate::job::{JobError, StopReason};
 use crate::kafka::admin::{Admin, AdminError};
 use crate::kafka::connect::ConnectionConfig;
-use crate::kafka::idempotence::init_producer_id;
+use crate::kafka::idempotence::producer_id;
 use crate::offsets::OffsetsError;
 use crate::produce::producer::{Producer, ProducerConfig};
 use crate::read::Consumer;
@@ -163,10 +163,7 @@ impl Reading for Pipe {
             // One producer for every run.
             (None, _) if self.job.is_some() => return Ok(()),
             (None, _) => {
-                let producer_id = match self.to.idempotence {
-                    true => Some(init_producer_id(connection).await?),
-                    false => None,
-                };
+                let producer_id = producer_id(connection, self.to.idempotence).await?;
                 let config = ProducerConfig {
                     producer_id,
                     ..self.to.producer.clone()

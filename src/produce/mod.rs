@@ -20,8 +20,10 @@ pub mod producer;
 mod report;
 mod sequence;
 mod size;
+mod start;
 mod topic;
 
+pub use start::{ProducePlan, StartError, Started, start};
 pub use topic::{TopicError, TopicPlan, prepare_topic};
 
 use std::fs::File;
