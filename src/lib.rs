@@ -28,7 +28,10 @@
 //!   its messages;
 //!   `wire` (private): a small Kafka protocol connection (TCP or TLS,
 //!   SASL) for the requests rskafka cannot send, with its own options and
-//!   errors (`wire/error.rs`);
+//!   errors (`wire/error.rs`), and, in unit tests, a scripted broker in
+//!   the same process (`wire/fake.rs`): the seam under the group and
+//!   transaction coordinators, whose failure paths are tested on a paused
+//!   clock (`transaction_tests.rs`, `membership/tests.rs`);
 //!   `retry` (private): the one loop behind every request tried again
 //!   until a deadline (connecting, describing a topic, InitProducerId,
 //!   joining a group, a coordinator's requests), with the Java client's
@@ -57,7 +60,9 @@
 //!   requests in flight per partition with idempotence and the sequences
 //!   and epochs of KIP-360, a delivery report for every record and the
 //!   errors, in `produce/error.rs`; record and request sizes in
-//!   `produce/size.rs`) and
+//!   `produce/size.rs`), its start in order (`produce/start.rs`: the
+//!   topic, the partition asked for, the transaction or producer id, the
+//!   producer) and
 //!   [`input`](produce::input) (delimiters, key delimiter, fixed key and
 //!   headers, JSON lines with base64 fields and headers as an ordered list,
 //!   [`Header`]).
@@ -107,7 +112,8 @@
 //!   ([`GroupSession`](offsets::GroupSession): commits, checkpoints with
 //!   state, other instances' commits), and [`group`](offsets::group):
 //!   joining a group (where its partitions resume), `weir offsets set` and
-//!   `delete`.
+//!   `delete`, and [`report`](offsets::report): what `weir offsets` asks
+//!   (the groups, a group's positions against each partition's log).
 //! - [`aggregate`]: `weir agg` and `weir count` (agg with `count` alone):
 //!   aggregates per key in tumbling, hopping or session windows, whose
 //!   state is checkpointed with the input offsets, so a crash neither
