@@ -123,7 +123,7 @@ impl Admin {
         loop {
             match self.describe_topic_once(topic).await {
                 Err(Retry::Again(e)) if Instant::now() + backoff < deadline => {
-                    debug!(topic, error = %e, "retrying describe");
+                    debug!(topic, error = %crate::ErrorChain(&e), "retrying describe");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }

@@ -417,7 +417,7 @@ impl Member {
                 Err(e @ WireError::Unsupported { .. }) => {
                     return Err(Attempt::Fail(self.wire_error(e)));
                 }
-                Err(e) => return Err(Attempt::Again(e.to_string())),
+                Err(e) => return Err(Attempt::Again(crate::ErrorChain(&e).to_string())),
             };
             // A coordinator just killed is named until the controller
             // fences it: a short try, then it is looked up again.
@@ -425,7 +425,7 @@ impl Member {
                 deadline.min(Instant::now() + crate::kafka::transaction::COORDINATOR_CONNECT_TRY);
             let conn = wire::connect_to(&self.wire, &address, try_deadline)
                 .await
-                .map_err(|e| Attempt::Again(e.to_string()))?;
+                .map_err(|e| Attempt::Again(crate::ErrorChain(&e).to_string()))?;
             debug!(
                 group = self.config.group.as_str(),
                 coordinator = address,
@@ -448,7 +448,7 @@ impl Member {
             Err(e) => {
                 self.coordinator = None;
                 if e.is_retryable() {
-                    Err(Attempt::Again(e.to_string()))
+                    Err(Attempt::Again(crate::ErrorChain(&e).to_string()))
                 } else {
                     Err(Attempt::Fail(self.wire_error(e)))
                 }
