@@ -392,7 +392,9 @@ impl GroupCommit for FakeStore {
                 return Err(OffsetsError::Commit {
                     group: "g".to_owned(),
                     partition: TopicPartition::new("__weir_offsets", 0),
-                    reason: "no acknowledgement within 5s (--timeout)".to_owned(),
+                    cause: crate::offsets::CommitFailure::NoAcknowledgement {
+                        timeout: Duration::from_secs(5),
+                    },
                 });
             }
             Ok(std::mem::take(&mut self.conflicts))
@@ -499,7 +501,7 @@ async fn a_failed_last_commit_fails_the_job_naming_the_store() {
         .unwrap_err();
     assert!(matches!(err, JobError::Offsets(_)), "{err:?}");
     assert_eq!(
-        err.to_string(),
+        crate::ErrorChain(&err).to_string(),
         "committing group \"g\" to offsets topic \"__weir_offsets\" partition 0 failed: no acknowledgement within 5s (--timeout)"
     );
     // The end of the partition was the position to commit.

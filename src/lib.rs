@@ -281,6 +281,83 @@ mod tests {
         );
     }
 
+    /// Every message in `e`'s chain, outermost first.
+    fn messages(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        std::iter::successors(Some(e), |e| e.source())
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// `e` as the binary prints it (anyhow's `{:#}`) and as logs do
+    /// (`ErrorChain`), which must agree, with no message repeating its
+    /// cause's.
+    fn rendered<E: std::error::Error + Send + Sync + 'static>(e: E) -> String {
+        let chain = super::ErrorChain(&e).to_string();
+        let all = messages(&e);
+        for pair in all.windows(2) {
+            assert!(
+                !pair[0].contains(&pair[1]),
+                "{:?} repeats its cause {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+        assert_eq!(format!("{:#}", anyhow::Error::new(e)), chain);
+        chain
+    }
+
+    #[test]
+    fn a_nested_error_prints_each_cause_once() {
+        use crate::kafka::connect::ConnectError;
+        use crate::kafka::membership::MembershipError;
+        use crate::kafka::{LastAttempt, TlsFailure, WireError};
+        use std::io::{Error, ErrorKind};
+
+        // A member that found no broker: the wire's last failure, inside
+        // its timeout, inside the member's connect error, inside the job's.
+        let refused = || WireError::Connect {
+            broker: "127.0.0.1:1".to_owned(),
+            source: Error::new(ErrorKind::ConnectionRefused, "connection refused"),
+        };
+        let timeout = WireError::Timeout {
+            brokers: "127.0.0.1:1".to_owned(),
+            timeout: std::time::Duration::from_secs(2),
+            last: LastAttempt::Failed(Box::new(refused())),
+        };
+        let job = crate::job::JobError::from(MembershipError::Connect(ConnectError::Wire(timeout)));
+        let text = rendered(job);
+        assert_eq!(
+            text,
+            "no broker reachable at 127.0.0.1:1 within 2s: error connecting to broker \
+             \"127.0.0.1:1\": connection refused"
+        );
+        assert_eq!(text.matches("connection refused").count(), 1, "{text}");
+
+        // The same failure on the group's own wire connection, the group
+        // named once and the cause once.
+        let wire = crate::job::JobError::from(MembershipError::Wire {
+            group: "g".to_owned(),
+            source: refused(),
+        });
+        assert_eq!(
+            rendered(wire),
+            "group \"g\": error connecting to broker \"127.0.0.1:1\": connection refused"
+        );
+
+        // A TLS handshake cut by the socket: the broker, then the cause.
+        let tls = ConnectError::Wire(WireError::Tls {
+            broker: "b:9093".to_owned(),
+            failure: Box::new(TlsFailure::Io(Error::new(
+                ErrorKind::ConnectionReset,
+                "reset by peer",
+            ))),
+        });
+        assert_eq!(
+            rendered(tls),
+            "TLS handshake with broker \"b:9093\" failed: reset by peer"
+        );
+    }
+
     #[test]
     fn plural_is_singular_for_one_only() {
         assert_eq!(super::plural(1, "partition"), "1 partition");

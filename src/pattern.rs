@@ -11,9 +11,18 @@
 use regex::bytes::Regex;
 
 /// A pattern that does not compile: the compiler's complaint in one line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PatternError(String);
+///
+/// It keeps the regex crate's error, and has no `source`: that error's
+/// text is the pattern, a caret line and the complaint, which this one
+/// says on one line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", one_line(.pattern, .error))]
+pub struct PatternError {
+    /// The pattern, as given.
+    pub pattern: String,
+    /// The regex crate's error.
+    pub error: regex::Error,
+}
 
 /// Compiles `pattern` as a bytes regex.
 ///
@@ -21,7 +30,10 @@ pub struct PatternError(String);
 ///
 /// [`PatternError`] for a pattern that does not compile.
 pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
-    Regex::new(pattern).map_err(|e| PatternError(one_line(pattern, &e)))
+    Regex::new(pattern).map_err(|error| PatternError {
+        pattern: pattern.to_owned(),
+        error,
+    })
 }
 
 /// The regex crate's multi-line error (the pattern, a caret line, then

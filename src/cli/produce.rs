@@ -279,7 +279,9 @@ pub async fn run(
         return Err(usage("--delimiter is empty"));
     }
     let inputs = args.inputs();
-    let readers = produce::open_inputs(&inputs).map_err(|e| usage(format!("{e:#}")))?;
+    // The error's own Display does not follow its source (`#` is anyhow's).
+    let readers =
+        produce::open_inputs(&inputs).map_err(|e| usage(weir::ErrorChain(&e).to_string()))?;
 
     let started = match produce::start(&config, plan).await {
         Err(StartError::Topic(TopicError::Missing(topic))) => anyhow::bail!(

@@ -66,17 +66,18 @@ impl Default for ConnectionConfig {
 #[non_exhaustive]
 pub enum ConnectError {
     /// A TLS file could not be read or holds nothing usable.
-    #[error("cannot use {what} \"{path}\": {reason}")]
+    #[error("cannot use {what} \"{}\"", .path.display())]
     TlsFile {
         /// Which file (`--tls-ca`, `--tls-cert`, `--tls-key`).
         what: &'static str,
         /// Its path.
         path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
+        /// What is wrong with it (boxed: rustls's errors are large).
+        #[source]
+        problem: Box<TlsFileProblem>,
     },
     /// rustls refused the assembled configuration.
-    #[error("invalid TLS configuration: {0}")]
+    #[error("invalid TLS configuration")]
     TlsConfig(#[from] rustls::Error),
     /// No broker could be reached, or the handshake failed.
     #[error(transparent)]
@@ -97,6 +98,21 @@ pub enum ConnectError {
         /// The deadline.
         timeout: Duration,
     },
+}
+
+/// What is wrong with a TLS file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsFileProblem {
+    /// It cannot be read, or is not PEM.
+    #[error(transparent)]
+    Pem(#[from] rustls_pki_types::pem::Error),
+    /// It holds no certificate.
+    #[error("no PEM certificate in it")]
+    NoCertificate,
+    /// rustls refused a certificate in it.
+    #[error(transparent)]
+    Refused(#[from] rustls::Error),
 }
 
 impl ConnectionConfig {
@@ -122,7 +138,7 @@ impl ConnectionConfig {
                     roots.add(cert).map_err(|e| ConnectError::TlsFile {
                         what: "--tls-ca",
                         path: path.clone(),
-                        reason: e.to_string(),
+                        problem: Box::new(e.into()),
                     })?;
                 }
             }
@@ -139,7 +155,7 @@ impl ConnectionConfig {
                     ConnectError::TlsFile {
                         what: "--tls-key",
                         path: auth.key_file.clone(),
-                        reason: e.to_string(),
+                        problem: Box::new(e.into()),
                     }
                 })?;
                 builder.with_client_auth_cert(chain, key)?
@@ -318,9 +334,14 @@ pub async fn partition_client_within(
 
 /// An rskafka client error, shown as one sentence ([`client_error_text`]):
 /// the innermost failure, or the broker's refusal as Kafka names it.
-#[derive(Debug, thiserror::Error)]
+///
+/// It has no `source`: rskafka's errors write their causes into their own
+/// text (and its connection error hides its cause from `source`), so the
+/// one sentence is the whole chain, and `{:#}` prints each cause once.
+/// Clones share the error.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", client_error_text(.0))]
-pub struct ClientError(Box<rskafka::client::error::Error>);
+pub struct ClientError(Arc<rskafka::client::error::Error>);
 
 impl ClientError {
     /// Whether the broker refused the request because a newer producer of
@@ -339,7 +360,7 @@ impl ClientError {
 
 impl From<rskafka::client::error::Error> for ClientError {
     fn from(e: rskafka::client::error::Error) -> Self {
-        Self(Box::new(e))
+        Self(Arc::new(e))
     }
 }
 
@@ -404,17 +425,17 @@ fn read_certs(
     path: &Path,
     what: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, ConnectError> {
-    let err = |reason: String| ConnectError::TlsFile {
+    let err = |problem: TlsFileProblem| ConnectError::TlsFile {
         what,
         path: path.to_owned(),
-        reason,
+        problem: Box::new(problem),
     };
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| err(e.into()))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(e.into()))?;
     if certs.is_empty() {
-        return Err(err("no PEM certificate in it".to_owned()));
+        return Err(err(TlsFileProblem::NoCertificate));
     }
     Ok(certs)
 }

@@ -19,4 +19,4 @@ pub mod token;
 pub mod transaction;
 pub(crate) mod wire;
 
-pub use wire::WireError;
+pub use wire::{BearerRefusal, LastAttempt, ProtocolFault, SaslRefusal, TlsFailure, WireError};

@@ -117,10 +117,10 @@ pub enum TokenError {
         stderr: String,
     },
     /// The source gave no token.
-    #[error("{source_name} gave no token (it is empty)")]
+    #[error("{origin} gave no token (it is empty)")]
     Empty {
-        /// The source, as [`TokenSource`] displays.
-        source_name: String,
+        /// The source.
+        origin: TokenSource,
     },
 }
 
@@ -193,7 +193,7 @@ impl BearerToken {
         let text = text.trim();
         if text.is_empty() {
             return Err(TokenError::Empty {
-                source_name: self.source.to_string(),
+                origin: self.source.clone(),
             });
         }
         Ok(Token::parse(text))

@@ -54,7 +54,8 @@ pub use session::{
     Conflict, GroupSession, PartitionCommit, PartitionState, SavedStates, instance_id,
 };
 pub use store::{
-    GroupOffsets, MAX_REQUEST_BYTES, OffsetStore, OffsetsError, StoreConfig, StoreWriter,
+    CommitFailure, GroupOffsets, MAX_REQUEST_BYTES, OffsetStore, OffsetsError, StoreConfig,
+    StoreWriter,
 };
 
 /// The store's topic unless `--offsets-topic` says otherwise.

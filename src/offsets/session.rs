@@ -491,7 +491,7 @@ impl GroupSession {
                 .write_chunks(&self.group, tombstones, writer)
                 .await
             {
-                warn!(error = %e, "cannot delete old state chunks; they stay in the offsets topic, unused");
+                warn!(error = %crate::ErrorChain(&e), "cannot delete old state chunks; they stay in the offsets topic, unused");
             }
         }
         Ok(conflicts)

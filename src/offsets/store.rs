@@ -16,6 +16,7 @@ use tracing::{debug, info, instrument, warn};
 use super::codec::{ChunkKey, Commit, OffsetKey, StoreRecord, parse};
 use super::{DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC};
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
+use crate::kafka::connect::{ClientError, LeaderLookupError};
 use crate::kafka::idempotence::ProducerId;
 use crate::produce::partitioner::murmur2_partition;
 use crate::read::{
@@ -82,17 +83,16 @@ pub enum OffsetsError {
         source: Box<ConsumeError>,
     },
     /// A commit was not acknowledged.
-    #[error("committing group \"{group}\" to offsets {partition} failed: {reason}")]
+    #[error("committing group \"{group}\" to offsets {partition} failed")]
     Commit {
         /// The group.
         group: String,
         /// The store partition.
         partition: TopicPartition,
-        /// Why, as one sentence: no leader, no acknowledgement in time, or
-        /// the broker's refusal as
-        /// [`client_error_text`](crate::kafka::connect::client_error_text)
-        /// words it (rskafka's own text nests its retries).
-        reason: String,
+        /// Why: no leader, no acknowledgement in time, or the broker's
+        /// refusal.
+        #[source]
+        cause: CommitFailure,
     },
     /// A commit inside a transaction was refused because a newer producer
     /// of its transactional id started: the writer is fenced.
@@ -107,6 +107,24 @@ pub enum OffsetsError {
         /// The writer's transactional id.
         transactional_id: String,
     },
+}
+
+/// Why a commit to the store was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitFailure {
+    /// The store partition's leader could not be found.
+    #[error(transparent)]
+    Leader(#[from] LeaderLookupError),
+    /// No acknowledgement came by the deadline.
+    #[error("no acknowledgement within {} (--timeout)", humantime::format_duration(*.timeout))]
+    NoAcknowledgement {
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// The broker refused the records.
+    #[error(transparent)]
+    Refused(ClientError),
 }
 
 /// The offsets store: a compacted topic of commits.
@@ -384,10 +402,10 @@ impl OffsetStore {
         mut writer: Option<&mut StoreWriter>,
     ) -> Result<Option<i64>, OffsetsError> {
         let partition = self.partition_for(group);
-        let failed = |reason: String| OffsetsError::Commit {
+        let failed = |cause: CommitFailure| OffsetsError::Commit {
             group: group.to_owned(),
             partition: TopicPartition::new(self.topic.as_str(), partition),
-            reason,
+            cause,
         };
         let timestamp = DateTime::from_timestamp_millis(now_ms()).unwrap_or_default();
         let mut requests: Vec<Vec<Record>> = Vec::new();
@@ -411,7 +429,10 @@ impl OffsetStore {
         if requests.is_empty() {
             return Ok(None);
         }
-        let client = self.writer(partition).await.map_err(&failed)?;
+        let client = self
+            .writer(partition)
+            .await
+            .map_err(|e| failed(CommitFailure::Leader(e)))?;
         let mut last = None;
         for records in requests {
             let count = records.len();
@@ -438,20 +459,19 @@ impl OffsetStore {
             let offsets = tokio::time::timeout(self.timeout, produced)
                 .await
                 .map_err(|_| {
-                    failed(format!(
-                        "no acknowledgement within {} (--timeout)",
-                        humantime::format_duration(self.timeout)
-                    ))
+                    failed(CommitFailure::NoAcknowledgement {
+                        timeout: self.timeout,
+                    })
                 })?
                 .map_err(|e| {
-                    let e = crate::kafka::connect::ClientError::from(e);
+                    let e = ClientError::from(e);
                     match writer.as_deref() {
                         Some(w) if e.is_fenced() => OffsetsError::Fenced {
                             group: group.to_owned(),
                             partition: TopicPartition::new(self.topic.as_str(), partition),
                             transactional_id: w.transactional_id.clone(),
                         },
-                        _ => failed(e.to_string()),
+                        _ => failed(CommitFailure::Refused(e)),
                     }
                 })?;
             debug!(
@@ -465,7 +485,7 @@ impl OffsetStore {
         Ok(last)
     }
 
-    async fn writer(&self, partition: i32) -> Result<Arc<PartitionClient>, String> {
+    async fn writer(&self, partition: i32) -> Result<Arc<PartitionClient>, LeaderLookupError> {
         let mut writers = self.writers.lock().await;
         if let Some(w) = writers.get(&partition) {
             return Ok(Arc::clone(w));
@@ -476,8 +496,7 @@ impl OffsetStore {
             partition,
             self.timeout,
         )
-        .await
-        .map_err(|e| ErrorChain(&e).to_string())?;
+        .await?;
         let client = Arc::new(client);
         writers.insert(partition, Arc::clone(&client));
         Ok(client)

@@ -156,7 +156,7 @@ pub struct ProduceSummary {
     /// How the run's transaction ended, with one.
     pub transaction: Option<TransactionEnd>,
     /// An input that could not be read further.
-    pub read_error: Option<String>,
+    pub read_error: Option<InputReadError>,
     /// The bad line that stopped reading (`OnError::Fail`).
     pub bad_input: Option<String>,
 }
@@ -199,9 +199,10 @@ pub enum ProduceJobError {
         #[source]
         source: std::io::Error,
     },
-    /// An input could not be read to its end.
-    #[error("{0} (records before it were sent)")]
-    Read(String),
+    /// An input could not be read to its end (records before it were
+    /// sent).
+    #[error(transparent)]
+    Read(InputReadError),
     /// The run's transaction could not be ended.
     #[error("ending the transaction")]
     Transaction(#[source] Box<TransactionError>),
@@ -231,6 +232,33 @@ pub enum ProduceJobError {
     #[error("writing the delivery report")]
     Report(#[source] std::io::Error),
 }
+
+/// An input that could not be read to its end; the records before the
+/// failure were sent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot read input \"{input}\" after line {line} (records before it were sent)")]
+pub struct InputReadError {
+    /// The input, as named on the command line (`-` for stdin).
+    pub input: String,
+    /// The last line read whole.
+    pub line: u64,
+    /// The read's failure (shared: a summary is cloned).
+    #[source]
+    pub source: Arc<std::io::Error>,
+}
+
+/// The same input, line and failure (its kind and text: `io::Error` has
+/// no equality of its own).
+impl PartialEq for InputReadError {
+    fn eq(&self, other: &Self) -> bool {
+        self.input == other.input
+            && self.line == other.line
+            && self.source.kind() == other.source.kind()
+            && self.source.to_string() == other.source.to_string()
+    }
+}
+
+impl Eq for InputReadError {}
 
 /// Opens every input, failing before anything is sent when one cannot be
 /// opened.
@@ -275,7 +303,7 @@ pub async fn run(
     // Input is read and parsed on a blocking thread, in chunks. The thread
     // is never joined: on a signal it may sit in a blocking read of stdin,
     // and the process ends without it.
-    let (chunks_tx, mut chunks) = mpsc::channel::<Result<Vec<Input>, String>>(16);
+    let (chunks_tx, mut chunks) = mpsc::channel::<Result<Vec<Input>, InputReadError>>(16);
     let stop_reading = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop_reading);
@@ -337,7 +365,7 @@ pub async fn run(
                         }
                     }
                 }
-                Err(e) => Some(e.to_string()),
+                Err(e) => Some(crate::ErrorChain(&e).to_string()),
             };
             if let Some(message) = refused {
                 let message = format!("{at}: {message}");
@@ -442,7 +470,7 @@ fn read_inputs(
     names: &[String],
     delimiter: &[u8],
     parser: &RecordParser,
-    chunks: &mpsc::Sender<Result<Vec<Input>, String>>,
+    chunks: &mpsc::Sender<Result<Vec<Input>, InputReadError>>,
     stop: &AtomicBool,
 ) {
     let mut buf = Vec::new();
@@ -461,10 +489,11 @@ fn read_inputs(
                 Err(e) => {
                     let full = std::mem::take(&mut chunk);
                     let _ = chunks.blocking_send(Ok(full));
-                    let _ = chunks.blocking_send(Err(format!(
-                        "cannot read input \"{}\" after line {line}: {e}",
-                        names[source]
-                    )));
+                    let _ = chunks.blocking_send(Err(InputReadError {
+                        input: names[source].clone(),
+                        line,
+                        source: Arc::new(e),
+                    }));
                     return;
                 }
             }

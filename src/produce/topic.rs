@@ -67,7 +67,7 @@ pub async fn prepare_topic(
         Err(e) => {
             warn!(
                 topic = plan.name.as_str(),
-                error = %e,
+                error = %crate::ErrorChain(&e),
                 "cannot read the topic's timestamp limits; assuming Kafka's defaults"
             );
             TimestampLimits::default()

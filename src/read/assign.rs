@@ -93,7 +93,7 @@ pub async fn assign(
     let topics = client
         .list_topics()
         .await
-        .map_err(|e| ConsumeError::Metadata(e.to_string()))?;
+        .map_err(|e| ConsumeError::Metadata(e.into()))?;
     let mut assigned = Vec::new();
     for name in &selection.topics {
         let topic =
@@ -135,13 +135,9 @@ pub async fn assign(
         );
     }
     if assigned.is_empty() {
-        return Err(ConsumeError::NothingAssigned(match selection.instance {
-            Some(i) => format!(
-                "instance {}/{} owns none of the selected partitions",
-                i.index, i.count
-            ),
-            None => "the selection is empty".to_owned(),
-        }));
+        return Err(ConsumeError::NothingAssigned {
+            instance: selection.instance.map(|i| (i.index, i.count)),
+        });
     }
     Ok(assigned)
 }

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use rskafka::client::error::{Error as ClientError, ProtocolError};
+use rskafka::client::error::ProtocolError;
 
 use crate::TopicPartition;
+use crate::kafka::connect::ClientError;
 
 /// Why a fetch failed, as far as the loop cares.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
     /// The offset is outside the partition's log.
@@ -24,24 +25,26 @@ pub enum FetchError {
     /// No answer within the consumer's retry timeout.
     #[error("no answer within the retry timeout ({})", humantime::format_duration(*.0))]
     NoAnswerWithin(Duration),
-    /// Anything else (after rskafka's own retries), as one sentence:
-    /// rskafka's errors repeat their causes in their own text.
-    #[error("{0}")]
-    Other(String),
+    /// Anything else (after rskafka's own retries), as
+    /// [`ClientError`] words it: one sentence, as rskafka's errors repeat
+    /// their causes in their own text.
+    #[error(transparent)]
+    Client(ClientError),
 }
 
-impl From<ClientError> for FetchError {
-    fn from(e: ClientError) -> Self {
+impl From<rskafka::client::error::Error> for FetchError {
+    fn from(e: rskafka::client::error::Error) -> Self {
+        use rskafka::client::error::Error;
         match e {
-            ClientError::ServerError {
+            Error::ServerError {
                 protocol_error: ProtocolError::OffsetOutOfRange,
                 ..
             } => Self::OutOfRange,
-            ClientError::ServerError {
+            Error::ServerError {
                 protocol_error: ProtocolError::UnknownTopicOrPartition,
                 ..
             } => Self::UnknownTopic,
-            e => Self::Other(crate::kafka::connect::client_error_text(&e)),
+            e => Self::Client(e.into()),
         }
     }
 }
@@ -67,12 +70,18 @@ pub enum ConsumeError {
         partitions: i32,
     },
     /// The selection leaves nothing to read.
-    #[error("no partitions to read: {0}")]
-    NothingAssigned(String),
-    /// The cluster's metadata could not be read. As one sentence: rskafka's
-    /// errors repeat their causes in their own text.
-    #[error("cannot read the topic list: {0}")]
-    Metadata(String),
+    #[error("no partitions to read: {}", match .instance {
+        Some((index, count)) => format!("instance {index}/{count} owns none of the selected partitions"),
+        None => "the selection is empty".to_owned(),
+    })]
+    NothingAssigned {
+        /// The instance (`--instance index/count`) whose share is empty;
+        /// `None` when the selection itself is.
+        instance: Option<(u32, u32)>,
+    },
+    /// The cluster's metadata could not be read.
+    #[error("cannot read the topic list")]
+    Metadata(#[source] ClientError),
     /// A partition could not be read.
     #[error("reading {at} failed")]
     Fetch {

@@ -64,7 +64,10 @@ impl PartitionFetch for Arc<FakeLog> {
                 let mut failures = self.failures.lock().unwrap();
                 if *failures > 0 {
                     *failures -= 1;
-                    return Err(FetchError::Other("broker gone".into()));
+                    return Err(rskafka::client::error::Error::InvalidResponse(
+                        "broker gone".into(),
+                    )
+                    .into());
                 }
             }
             if offset < self.low || offset > self.high() {

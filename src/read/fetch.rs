@@ -272,7 +272,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
                             self.fail(FetchFailure::TopicDeleted { offset }).await;
                             return;
                         }
-                        Ok(true) => Err(FetchError::Other(FetchError::UnknownTopic.to_string())),
+                        Ok(true) => Err(FetchError::UnknownTopic),
                         Err(e) => Err(e),
                     }
                 }
@@ -305,10 +305,10 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     let since = *failing_since.get_or_insert(started);
                     // The error before a wait cut short says more than
                     // the cut.
-                    if e != FetchError::TimedOut || last_error.is_none() {
+                    if !matches!(e, FetchError::TimedOut) || last_error.is_none() {
                         last_error = Some(e.clone());
                     }
-                    if since.elapsed() >= timeout || e == FetchError::TimedOut {
+                    if since.elapsed() >= timeout || matches!(e, FetchError::TimedOut) {
                         self.fail(FetchFailure::NoGoodFetch {
                             leader: self.fetch.leader(),
                             offset: self.next,

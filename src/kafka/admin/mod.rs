@@ -369,7 +369,7 @@ impl Admin {
             let bootstrap = self.bootstrap.clone();
             match self.call(&bootstrap, request).await {
                 Err(e) if unreachable(&e) && Instant::now() < deadline => {
-                    debug!(broker = bootstrap.as_str(), api = api_name::<R>(), error = %e, "request failed; reconnecting");
+                    debug!(broker = bootstrap.as_str(), api = api_name::<R>(), error = %crate::ErrorChain(&e), "request failed; reconnecting");
                     let conn = wire::connect_any(&self.wire, &self.config.brokers, deadline)
                         .await
                         .map_err(ConnectError::from)?;

@@ -122,7 +122,7 @@ impl Admin {
             .run_with(
                 &mut (self, topic),
                 |(admin, topic), _| Box::pin(admin.describe_topic_once(topic)),
-                |e, _| debug!(topic, error = %e, "retrying describe"),
+                |e, _| debug!(topic, error = %crate::ErrorChain(e), "retrying describe"),
             )
             .await
             .map_err(RetryError::into_inner)

@@ -47,12 +47,25 @@ pub struct Subscription {
 
 /// A subscription or assignment that cannot be decoded.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot decode a member's {what}: {reason}")]
+#[error("cannot decode a member's {what}")]
 pub struct ProtocolError {
     /// `subscription` or `assignment`.
     pub what: &'static str,
     /// The decoder's complaint.
-    pub reason: String,
+    #[source]
+    pub fault: DecodeFault,
+}
+
+/// Why a consumer protocol message could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeFault {
+    /// It ends before its version.
+    #[error("it is shorter than its version")]
+    NoVersion,
+    /// The message after the version does not decode.
+    #[error(transparent)]
+    Message(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Subscription {
@@ -156,12 +169,13 @@ fn decode_versioned<M: Decodable>(
     mut bytes: Bytes,
     what: &'static str,
 ) -> Result<(i16, M), ProtocolError> {
-    let error = |reason: String| ProtocolError { what, reason };
+    let error = |fault: DecodeFault| ProtocolError { what, fault };
     if bytes.remaining() < 2 {
-        return Err(error("it is shorter than its version".to_owned()));
+        return Err(error(DecodeFault::NoVersion));
     }
     let version = bytes.get_i16().clamp(0, 3);
-    let message = M::decode(&mut bytes, version).map_err(|e| error(e.to_string()))?;
+    let message =
+        M::decode(&mut bytes, version).map_err(|e| error(DecodeFault::Message(e.into())))?;
     Ok((version, message))
 }
 

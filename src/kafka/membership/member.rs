@@ -415,7 +415,7 @@ impl Member {
                 Err(e @ WireError::Unsupported { .. }) => {
                     return Err(Attempt::Fatal(self.wire_error(e)));
                 }
-                Err(e) => return Err(Attempt::Retriable(e.to_string())),
+                Err(e) => return Err(Attempt::Retriable(crate::ErrorChain(&e).to_string())),
             };
             // A coordinator just killed is named until the controller
             // fences it: a short try, then it is looked up again.
@@ -423,7 +423,7 @@ impl Member {
                 deadline.min(Instant::now() + crate::kafka::transaction::COORDINATOR_CONNECT_TRY);
             let conn = wire::connect_to(&self.wire, &address, try_deadline)
                 .await
-                .map_err(|e| Attempt::Retriable(e.to_string()))?;
+                .map_err(|e| Attempt::Retriable(crate::ErrorChain(&e).to_string()))?;
             debug!(
                 group = self.config.group.as_str(),
                 coordinator = address,
@@ -467,7 +467,7 @@ impl Member {
             Ok(Err(e)) => {
                 self.coordinator = None;
                 if e.is_retryable() {
-                    Err(Attempt::Retriable(e.to_string()))
+                    Err(Attempt::Retriable(crate::ErrorChain(&e).to_string()))
                 } else {
                     Err(Attempt::Fatal(self.wire_error(e)))
                 }

@@ -275,7 +275,7 @@ async fn keep_alive(
                 }
                 None => {
                     if let Err(e) = member.leave().await {
-                        debug!(error = %e, "leaving the group failed");
+                        debug!(error = %crate::ErrorChain(&e), "leaving the group failed");
                     }
                     return;
                 }

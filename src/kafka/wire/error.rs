@@ -1,16 +1,18 @@
 //! The errors of weir's own connections to brokers, each naming the
 //! broker, and which of them waiting and trying again may cure.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
+use rustls::AlertDescription;
 
 /// Errors of weir's own connections to brokers.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
     /// The TCP connection could not be opened.
-    #[error("error connecting to broker \"{broker}\": {source}")]
+    #[error("error connecting to broker \"{broker}\"")]
     Connect {
         /// `host:port` of the broker.
         broker: String,
@@ -29,17 +31,17 @@ pub enum WireError {
         source: std::io::Error,
     },
     /// The TLS handshake failed; most often the certificate was rejected.
-    #[error("TLS handshake with broker \"{broker}\" failed: {reason}")]
+    #[error("TLS handshake with broker \"{broker}\" failed")]
     Tls {
         /// `host:port` of the broker.
         broker: String,
-        /// What went wrong, with a hint for certificate errors.
-        reason: String,
+        /// What went wrong, with a hint for certificate errors (boxed:
+        /// rustls's errors are large).
+        #[source]
+        failure: Box<TlsFailure>,
     },
     /// SASL authentication failed.
-    #[error(
-        "SASL {mechanism} authentication as \"{username}\" with broker \"{broker}\" failed: {reason}"
-    )]
+    #[error("SASL {mechanism} authentication as \"{username}\" with broker \"{broker}\" failed")]
     Authentication {
         /// `host:port` of the broker.
         broker: String,
@@ -47,16 +49,19 @@ pub enum WireError {
         mechanism: &'static str,
         /// The user name tried.
         username: String,
-        /// The broker's reason.
-        reason: String,
+        /// The broker's refusal (boxed: every error of a connection
+        /// carries this one's size).
+        #[source]
+        refusal: Box<SaslRefusal>,
     },
     /// SASL OAUTHBEARER authentication failed: the broker refused the token.
-    #[error("SASL OAUTHBEARER authentication with broker \"{broker}\" failed: {reason}")]
+    #[error("SASL OAUTHBEARER authentication with broker \"{broker}\" failed")]
     BearerAuthentication {
         /// `host:port` of the broker.
         broker: String,
-        /// The broker's reason, and weir's guess at it.
-        reason: String,
+        /// The broker's refusal, and weir's guess at it.
+        #[source]
+        refusal: BearerRefusal,
     },
     /// No OAUTHBEARER token could be had for the connection.
     #[error("SASL OAUTHBEARER with broker \"{broker}\": no token")]
@@ -67,7 +72,7 @@ pub enum WireError {
         source: crate::kafka::token::TokenError,
     },
     /// The connection broke while a request was under way.
-    #[error("connection to broker \"{broker}\" failed during {api}: {source}")]
+    #[error("connection to broker \"{broker}\" failed during {api}")]
     Io {
         /// `host:port` of the broker.
         broker: String,
@@ -77,14 +82,15 @@ pub enum WireError {
         source: std::io::Error,
     },
     /// A request could not be encoded or a response not decoded.
-    #[error("protocol error with broker \"{broker}\" in {api}: {reason}")]
+    #[error("protocol error with broker \"{broker}\" in {api}")]
     Protocol {
         /// `host:port` of the broker.
         broker: String,
         /// The request under way.
         api: String,
         /// What could not be encoded or decoded.
-        reason: String,
+        #[source]
+        fault: ProtocolFault,
     },
     /// What answered is not Kafka: its first bytes, read as a length
     /// prefix, give a negative or absurd length (an HTTP server's status
@@ -117,14 +123,15 @@ pub enum WireError {
         message: Option<String>,
     },
     /// No broker could be reached before the deadline.
-    #[error("no broker reachable at {brokers} within {}: {last}", humantime::format_duration(*.timeout))]
+    #[error("no broker reachable at {brokers} within {}", humantime::format_duration(*.timeout))]
     Timeout {
         /// The brokers tried.
         brokers: String,
         /// The deadline.
         timeout: Duration,
-        /// The last error seen.
-        last: String,
+        /// The last attempt's failure.
+        #[source]
+        last: LastAttempt,
     },
 }
 
@@ -137,4 +144,207 @@ impl WireError {
             _ => false,
         }
     }
+}
+
+/// Why a TLS handshake failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The broker's host is not a name or address TLS can verify.
+    #[error("invalid server name \"{host}\"")]
+    ServerName {
+        /// The host part of the broker's address.
+        host: String,
+        /// rustls's complaint.
+        source: rustls_pki_types::InvalidDnsNameError,
+    },
+    /// The broker's certificate did not verify.
+    #[error(
+        "the broker's certificate was rejected ({certificate:?}) against {}",
+        match .ca_file {
+            Some(ca) => format!("the CAs in --tls-ca \"{}\"", ca.display()),
+            None => "the default CA roots; if it is signed by a private CA, pass that CA with \
+                     --tls-ca".to_owned(),
+        }
+    )]
+    ServerCertificate {
+        /// What rustls found wrong with it.
+        certificate: rustls::CertificateError,
+        /// The CA file it was checked against, or `None` for the default
+        /// roots.
+        ca_file: Option<PathBuf>,
+    },
+    /// The broker wants a client certificate and none was given.
+    #[error(
+        "the broker requires a client certificate and none was given (alert {alert:?}); pass \
+         one with --tls-cert and --tls-key"
+    )]
+    ClientCertificateMissing {
+        /// The TLS alert the broker sent.
+        alert: AlertDescription,
+    },
+    /// The broker refused the client certificate given.
+    #[error(
+        "the broker rejected the client certificate \"{}\" (alert {alert:?}); is it signed by \
+         a CA the broker trusts, and valid?",
+        .cert_file.display()
+    )]
+    ClientCertificateRejected {
+        /// The certificate file (`--tls-cert`).
+        cert_file: PathBuf,
+        /// The TLS alert the broker sent.
+        alert: AlertDescription,
+    },
+    /// The connection ended before the handshake did.
+    #[error("the broker closed the connection during the handshake (is the listener TLS?)")]
+    Closed,
+    /// Any other TLS failure.
+    #[error(transparent)]
+    Rustls(rustls::Error),
+    /// The socket failed during the handshake.
+    #[error(transparent)]
+    Io(std::io::Error),
+}
+
+/// Why a broker refused a SASL authentication.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaslRefusal {
+    /// The broker does not offer the mechanism.
+    #[error("the broker does not offer it{}", if .offered.is_empty() {
+        ", and names no mechanism it does offer".to_owned()
+    } else {
+        format!(" (it offers: {})", .offered.join(", "))
+    })]
+    MechanismNotOffered {
+        /// The mechanisms it offers.
+        offered: Vec<String>,
+    },
+    /// The broker refused the SASL handshake with another error.
+    #[error("the broker refused the SASL handshake with {}; {}", error_name(*.error_code), if .offered.is_empty() {
+        "it names no SASL mechanism: is this a SASL listener?".to_owned()
+    } else {
+        format!("it offers: {}", .offered.join(", "))
+    })]
+    Handshake {
+        /// Its error code.
+        error_code: i16,
+        /// The mechanisms it offers.
+        offered: Vec<String>,
+    },
+    /// The broker's answer in the exchange did not verify.
+    #[error("the broker's answer did not verify")]
+    NotVerified(#[source] rskafka::sasl::MechanismError),
+    /// The broker closed the connection (some brokers do on a bad login).
+    #[error("the broker closed the connection")]
+    Closed,
+    /// The broker answered SaslAuthenticate with an error code.
+    #[error("{}{}", error_name(*.error_code), .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Refused {
+        /// Its error code.
+        error_code: i16,
+        /// Its message, when it sent one.
+        message: Option<String>,
+    },
+    /// The broker answered the token with an error (OAUTHBEARER's
+    /// challenge, RFC 7628 3.2.2).
+    #[error("the broker refused the token: {status}")]
+    Token {
+        /// The challenge, as text (`{"status":"invalid_token"}`).
+        status: String,
+    },
+}
+
+/// An OAUTHBEARER refusal, with weir's guess at its cause from the token
+/// (expired, or without an expiry to check).
+#[derive(Debug)]
+pub struct BearerRefusal {
+    /// The refusal.
+    pub refusal: SaslRefusal,
+    /// The guess, when there is one.
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for BearerRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.refusal)?;
+        match &self.hint {
+            Some(hint) => write!(f, " ({hint})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The refusal's own cause, as the refusal's: the hint follows the
+/// refusal's text, so the refusal is written here rather than chained.
+impl std::error::Error for BearerRefusal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.refusal)
+    }
+}
+
+/// A Kafka error code as Kafka names it, or the number for one weir does
+/// not know.
+fn error_name(code: i16) -> String {
+    ResponseError::try_from_code(code)
+        .map_or_else(|| format!("error code {code}"), |e| e.to_string())
+}
+
+/// What went wrong encoding a request or decoding its response.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolFault {
+    /// The request could not be encoded.
+    #[error("cannot encode the request")]
+    Encode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The request is larger than a Kafka frame can say.
+    #[error("the request is too large ({bytes} bytes)")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+    /// A TLS listener answered plain Kafka bytes.
+    #[error("the broker answered with TLS: this listener needs --tls (or --tls-ca)")]
+    TlsListener,
+    /// The response is to another request.
+    #[error("response correlation id {received} does not match request {sent}")]
+    Correlation {
+        /// The id in the response.
+        received: i32,
+        /// The id sent.
+        sent: i32,
+    },
+    /// The response could not be decoded.
+    #[error("cannot decode the response")]
+    Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The last failure before a connection's deadline passed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LastAttempt {
+    /// No broker was given to try.
+    #[error("no broker given")]
+    NoBroker,
+    /// The first attempt was still under way at the deadline.
+    #[error(
+        "connecting to \"{broker}\" did not complete{}",
+        if *.by_name {
+            // musl's resolver without /etc/resolv.conf can take longer
+            // than a short --timeout to give up.
+            " (if name resolution is unavailable, as in a scratch container, give the broker \
+             as an IP address)"
+        } else {
+            ""
+        }
+    )]
+    Unfinished {
+        /// `host:port` of the broker.
+        broker: String,
+        /// Whether it was given by name rather than as an IP address.
+        by_name: bool,
+    },
+    /// The last attempt that failed.
+    #[error(transparent)]
+    Failed(Box<WireError>),
 }

@@ -39,7 +39,7 @@ pub(crate) mod fake;
 mod sasl;
 mod tls;
 
-pub use error::WireError;
+pub use error::{BearerRefusal, LastAttempt, ProtocolFault, SaslRefusal, TlsFailure, WireError};
 
 use tls::Transport;
 
@@ -124,7 +124,7 @@ async fn connect_with_retry(
     brokers: &[String],
     deadline: Instant,
 ) -> Result<BrokerConnection, WireError> {
-    let mut last = String::from("no broker given");
+    let mut last = LastAttempt::NoBroker;
     let connected = Retry::until(deadline)
         .run(
             &mut (options, brokers, &mut last),
@@ -148,28 +148,21 @@ async fn connect_once(
     options: &WireOptions,
     brokers: &[String],
     deadline: Instant,
-    last: &mut String,
+    last: &mut LastAttempt,
 ) -> Result<BrokerConnection, Failure<WireError, ()>> {
     for broker in brokers {
         match tokio::time::timeout_at(deadline, BrokerConnection::connect(options, broker)).await {
             Ok(Ok(conn)) => return Ok(conn),
             Ok(Err(e)) if e.is_retryable() => {
-                debug!(broker = broker.as_str(), error = %e, "connection attempt failed");
-                *last = e.to_string();
+                debug!(broker = broker.as_str(), error = %crate::ErrorChain(&e), "connection attempt failed");
+                *last = LastAttempt::Failed(Box::new(e));
             }
             Ok(Err(e)) => return Err(Failure::Fatal(e)),
             Err(_) => {
-                if *last == "no broker given" {
-                    *last = if broker.parse::<std::net::SocketAddr>().is_ok() {
-                        format!("connecting to \"{broker}\" did not complete")
-                    } else {
-                        // musl's resolver without /etc/resolv.conf can
-                        // take longer than a short --timeout to give up.
-                        format!(
-                            "connecting to \"{broker}\" did not complete (if name resolution \
-                             is unavailable, as in a scratch container, give the broker as an \
-                             IP address)"
-                        )
+                if matches!(last, LastAttempt::NoBroker) {
+                    *last = LastAttempt::Unfinished {
+                        broker: broker.clone(),
+                        by_name: broker.parse::<std::net::SocketAddr>().is_err(),
                     };
                 }
                 break;
@@ -323,10 +316,10 @@ impl BrokerConnection {
         version: i16,
     ) -> Result<R::Response, WireError> {
         let api = api_name(R::KEY);
-        let protocol = |reason: String| WireError::Protocol {
+        let protocol = |fault: ProtocolFault| WireError::Protocol {
             broker: self.broker.clone(),
             api: api.clone(),
-            reason,
+            fault,
         };
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let header = RequestHeader::default()
@@ -337,11 +330,15 @@ impl BrokerConnection {
         let mut buf = BytesMut::new();
         buf.put_i32(0); // length, patched below
         encode_request_header_into_buffer(&mut buf, &header)
-            .map_err(|e| protocol(e.to_string()))?;
+            .map_err(|e| protocol(ProtocolFault::Encode(e.into())))?;
         request
             .encode(&mut buf, version)
-            .map_err(|e| protocol(e.to_string()))?;
-        let len = i32::try_from(buf.len() - 4).map_err(|e| protocol(e.to_string()))?;
+            .map_err(|e| protocol(ProtocolFault::Encode(e.into())))?;
+        let len = i32::try_from(buf.len() - 4).map_err(|_| {
+            protocol(ProtocolFault::TooLarge {
+                bytes: buf.len() - 4,
+            })
+        })?;
         buf[..4].copy_from_slice(&len.to_be_bytes());
 
         let io = |source: std::io::Error| WireError::Io {
@@ -361,10 +358,7 @@ impl BrokerConnection {
             // A TLS listener answers plain Kafka bytes with a TLS alert or
             // handshake record: content type 21 or 22, version 3.x.
             if matches!(prefix, [0x15 | 0x16, 0x03, ..]) {
-                return Err(protocol(
-                    "the broker answered with TLS: this listener needs --tls (or --tls-ca)"
-                        .to_owned(),
-                ));
+                return Err(protocol(ProtocolFault::TlsListener));
             }
             return Err(self.not_kafka(prefix).await);
         };
@@ -374,15 +368,15 @@ impl BrokerConnection {
         let mut body = Bytes::from(body);
         let header_version = R::Response::header_version(version);
         let header = ResponseHeader::decode(&mut body, header_version)
-            .map_err(|e| protocol(e.to_string()))?;
+            .map_err(|e| protocol(ProtocolFault::Decode(e.into())))?;
         if header.correlation_id != self.correlation_id {
-            return Err(protocol(format!(
-                "response correlation id {} does not match request {}",
-                header.correlation_id, self.correlation_id
-            )));
+            return Err(protocol(ProtocolFault::Correlation {
+                received: header.correlation_id,
+                sent: self.correlation_id,
+            }));
         }
-        let response =
-            R::Response::decode(&mut body, version).map_err(|e| protocol(e.to_string()))?;
+        let response = R::Response::decode(&mut body, version)
+            .map_err(|e| protocol(ProtocolFault::Decode(e.into())))?;
         if body.has_remaining() {
             debug!(
                 broker = self.broker.as_str(),

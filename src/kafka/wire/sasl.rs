@@ -9,6 +9,7 @@ use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 use rskafka::sasl::{PasswordMechanism, PasswordSession, Step};
 
+use super::error::{BearerRefusal, SaslRefusal};
 use super::{BrokerConnection, WireError};
 use crate::kafka::security::{BearerToken, SaslAuth, SaslMechanism, SaslOptions};
 
@@ -23,12 +24,15 @@ impl BrokerConnection {
             .await?;
         if handshake.error_code != 0 {
             let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
-            let reason = handshake_refused(handshake.error_code, &offered);
+            let refusal = handshake_refused(handshake.error_code, &offered);
             return Err(match sasl {
-                SaslAuth::Password(options) => self.password_refused(options, reason),
+                SaslAuth::Password(options) => self.password_refused(options, refusal),
                 SaslAuth::OAuthBearer(_) => WireError::BearerAuthentication {
                     broker: self.broker.clone(),
-                    reason,
+                    refusal: BearerRefusal {
+                        refusal,
+                        hint: None,
+                    },
                 },
             });
         }
@@ -38,12 +42,12 @@ impl BrokerConnection {
         }
     }
 
-    fn password_refused(&self, sasl: &SaslOptions, reason: String) -> WireError {
+    fn password_refused(&self, sasl: &SaslOptions, refusal: SaslRefusal) -> WireError {
         WireError::Authentication {
             broker: self.broker.clone(),
             mechanism: sasl.mechanism.as_str(),
             username: sasl.username.clone(),
-            reason,
+            refusal: Box::new(refusal),
         }
     }
 
@@ -61,15 +65,15 @@ impl BrokerConnection {
         let mut session = PasswordSession::new(mechanism, &sasl.username, sasl.password.expose());
         let mut received: Option<Vec<u8>> = None;
         loop {
-            let step = session.step(received.as_deref()).map_err(|e| {
-                self.password_refused(sasl, format!("the broker's answer did not verify: {e}"))
-            })?;
+            let step = session
+                .step(received.as_deref())
+                .map_err(|e| self.password_refused(sasl, SaslRefusal::NotVerified(e)))?;
             let Step::Send(message) = step else {
                 return Ok(());
             };
             match self.sasl_message(message).await? {
                 Ok(answer) => received = Some(answer),
-                Err(reason) => return Err(self.password_refused(sasl, reason)),
+                Err(refusal) => return Err(self.password_refused(sasl, refusal)),
             }
         }
     }
@@ -83,51 +87,44 @@ impl BrokerConnection {
             broker: self.broker.clone(),
             source,
         })?;
-        let refused = |conn: &Self, reason: String| {
-            let hint = token
-                .refusal_hint(std::time::SystemTime::now())
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            WireError::BearerAuthentication {
-                broker: conn.broker.clone(),
-                reason: format!("{reason}{hint}"),
-            }
+        let refused = |conn: &Self, refusal: SaslRefusal| WireError::BearerAuthentication {
+            broker: conn.broker.clone(),
+            refusal: BearerRefusal {
+                refusal,
+                hint: token.refusal_hint(std::time::SystemTime::now()),
+            },
         };
         let challenge = match self.sasl_message(token.initial_response()).await? {
             Ok(answer) if answer.is_empty() => return Ok(()),
             Ok(answer) => answer,
-            Err(reason) => return Err(refused(self, reason)),
+            Err(refusal) => return Err(refused(self, refusal)),
         };
         let status = String::from_utf8_lossy(&challenge).into_owned();
         // The broker ends the exchange with its own error, which says
         // less than the challenge: the status is what is reported.
         let _ = self.sasl_message(vec![0x01]).await;
-        Err(refused(
-            self,
-            format!("the broker refused the token: {status}"),
-        ))
+        Err(refused(self, SaslRefusal::Token { status }))
     }
 
-    /// Sends one SASL message: the broker's answer, or its refusal as text.
-    async fn sasl_message(&mut self, bytes: Vec<u8>) -> Result<Result<Vec<u8>, String>, WireError> {
+    /// Sends one SASL message: the broker's answer, or its refusal.
+    async fn sasl_message(
+        &mut self,
+        bytes: Vec<u8>,
+    ) -> Result<Result<Vec<u8>, SaslRefusal>, WireError> {
         let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
         let response = match self.request(&request).await {
             Ok(r) => r,
             // Some brokers just close the connection on a bad login.
             Err(WireError::Io { .. }) => {
-                return Ok(Err("the broker closed the connection".to_owned()));
+                return Ok(Err(SaslRefusal::Closed));
             }
             Err(e) => return Err(e),
         };
         if response.error_code != 0 {
-            let code = ResponseError::try_from_code(response.error_code)
-                .map_or_else(|| response.error_code.to_string(), |e| e.to_string());
-            let message = response
-                .error_message
-                .as_ref()
-                .map(|m| format!(": {}", m.as_str()))
-                .unwrap_or_default();
-            return Ok(Err(format!("{code}{message}")));
+            return Ok(Err(SaslRefusal::Refused {
+                error_code: response.error_code,
+                message: response.error_message.as_ref().map(|m| m.to_string()),
+            }));
         }
         Ok(Ok(response.auth_bytes.to_vec()))
     }
@@ -136,30 +133,21 @@ impl BrokerConnection {
 /// Why a SaslHandshake was refused, from its error code and the
 /// mechanisms the broker listed (empty when the listener has none, or
 /// blank names from an odd broker).
-fn handshake_refused(error_code: i16, offered: &[&str]) -> String {
-    let offered: Vec<&str> = offered
+fn handshake_refused(error_code: i16, offered: &[&str]) -> SaslRefusal {
+    let offered: Vec<String> = offered
         .iter()
         .map(|m| m.trim())
         .filter(|m| !m.is_empty())
+        .map(str::to_owned)
         .collect();
-    let error = ResponseError::try_from_code(error_code);
-    match (error, offered.is_empty()) {
-        (Some(ResponseError::UnsupportedSaslMechanism), false) => format!(
-            "the broker does not offer it (it offers: {})",
-            offered.join(", ")
-        ),
-        (Some(ResponseError::UnsupportedSaslMechanism), true) => {
-            "the broker does not offer it, and names no mechanism it does offer".to_owned()
+    match ResponseError::try_from_code(error_code) {
+        Some(ResponseError::UnsupportedSaslMechanism) => {
+            SaslRefusal::MechanismNotOffered { offered }
         }
-        (error, _) => {
-            let code = error.map_or_else(|| format!("error code {error_code}"), |e| e.to_string());
-            let listed = if offered.is_empty() {
-                "it names no SASL mechanism: is this a SASL listener?".to_owned()
-            } else {
-                format!("it offers: {}", offered.join(", "))
-            };
-            format!("the broker refused the SASL handshake with {code}; {listed}")
-        }
+        _ => SaslRefusal::Handshake {
+            error_code,
+            offered,
+        },
     }
 }
 
@@ -171,18 +159,18 @@ mod tests {
     fn a_refused_sasl_handshake_says_what_the_broker_offers_if_anything() {
         let unsupported = ResponseError::UnsupportedSaslMechanism.code();
         assert_eq!(
-            handshake_refused(unsupported, &["PLAIN", "SCRAM-SHA-256"]),
+            handshake_refused(unsupported, &["PLAIN", "SCRAM-SHA-256"]).to_string(),
             "the broker does not offer it (it offers: PLAIN, SCRAM-SHA-256)"
         );
-        let none = handshake_refused(unsupported, &[]);
+        let none = handshake_refused(unsupported, &[]).to_string();
         assert!(!none.contains("offers: )"), "{none}");
         assert!(none.contains("names no mechanism"), "{none}");
-        let blank = handshake_refused(unsupported, &["", " "]);
+        let blank = handshake_refused(unsupported, &["", " "]).to_string();
         assert_eq!(blank, none);
-        let illegal = handshake_refused(ResponseError::IllegalSaslState.code(), &[]);
+        let illegal = handshake_refused(ResponseError::IllegalSaslState.code(), &[]).to_string();
         assert!(illegal.contains("IllegalSaslState"), "{illegal}");
         assert!(illegal.contains("is this a SASL listener?"), "{illegal}");
-        let unknown = handshake_refused(-2, &[]);
+        let unknown = handshake_refused(-2, &[]).to_string();
         assert!(unknown.contains("-2"), "{unknown}");
     }
 }

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::error::TlsFailure;
 use super::{WireError, WireTls};
 use crate::kafka::security::TlsOptions;
 
@@ -78,48 +79,39 @@ pub(super) async fn handshake(
 ) -> Result<Transport, WireError> {
     let host = broker.rsplit_once(':').map_or(broker, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let name = ServerName::try_from(host.to_owned()).map_err(|e| WireError::Tls {
+    let name = ServerName::try_from(host.to_owned()).map_err(|source| WireError::Tls {
         broker: broker.to_owned(),
-        reason: format!("invalid server name \"{host}\": {e}"),
+        failure: Box::new(TlsFailure::ServerName {
+            host: host.to_owned(),
+            source,
+        }),
     })?;
     let stream = TlsConnector::from(tls.config.clone())
         .connect(name, tcp)
         .await
         .map_err(|e| WireError::Tls {
             broker: broker.to_owned(),
-            reason: describe_tls_error(&e, Some(&tls.files)),
+            failure: Box::new(describe_tls_error(e, Some(&tls.files))),
         })?;
     Ok(Transport::Tls(Box::new(stream)))
 }
 
 /// Says plainly when a TLS failure was a certificate, and what to do.
-fn describe_tls_error(e: &std::io::Error, options: Option<&TlsOptions>) -> String {
-    if let Some(reason) = client_certificate_alert(e, options) {
-        return reason;
+fn describe_tls_error(e: std::io::Error, options: Option<&TlsOptions>) -> TlsFailure {
+    if let Some(failure) = client_certificate_alert(&e, options) {
+        return failure;
     }
     let rustls_error = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls_error {
-        Some(rustls::Error::InvalidCertificate(cert)) => {
-            match options.and_then(|t| t.ca_file.as_ref()) {
-                Some(ca) => format!(
-                    "the broker's certificate was rejected ({cert:?}) against the CAs in \
-                     --tls-ca \"{}\"",
-                    ca.display()
-                ),
-                None => format!(
-                    "the broker's certificate was rejected ({cert:?}) against the default CA \
-                     roots; if it is signed by a private CA, pass that CA with --tls-ca"
-                ),
-            }
-        }
-        Some(other) => other.to_string(),
-        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "the broker closed the connection during the handshake (is the listener TLS?)"
-                .to_owned()
-        }
-        None => e.to_string(),
+        Some(rustls::Error::InvalidCertificate(certificate)) => TlsFailure::ServerCertificate {
+            certificate: certificate.clone(),
+            ca_file: options.and_then(|t| t.ca_file.clone()),
+        },
+        Some(other) => TlsFailure::Rustls(other.clone()),
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => TlsFailure::Closed,
+        None => TlsFailure::Io(e),
     }
 }
 
@@ -137,7 +129,10 @@ pub(super) fn client_certificate_refused(e: WireError, options: Option<&TlsOptio
             api,
             source,
         } => match client_certificate_alert(&source, options) {
-            Some(reason) => WireError::Tls { broker, reason },
+            Some(failure) => WireError::Tls {
+                broker,
+                failure: Box::new(failure),
+            },
             None => WireError::Io {
                 broker,
                 api,
@@ -151,7 +146,10 @@ pub(super) fn client_certificate_refused(e: WireError, options: Option<&TlsOptio
 /// When `e` is an alert by which the broker refuses the client certificate
 /// (or its absence), says so, naming the certificate or the flags that
 /// give one.
-fn client_certificate_alert(e: &std::io::Error, options: Option<&TlsOptions>) -> Option<String> {
+fn client_certificate_alert(
+    e: &std::io::Error,
+    options: Option<&TlsOptions>,
+) -> Option<TlsFailure> {
     use rustls::AlertDescription as Alert;
     let alert = match e.get_ref()?.downcast_ref::<rustls::Error>()? {
         rustls::Error::AlertReceived(alert) => *alert,
@@ -174,15 +172,11 @@ fn client_certificate_alert(e: &std::io::Error, options: Option<&TlsOptions>) ->
         return None;
     }
     Some(match options.and_then(|t| t.client_auth.as_ref()) {
-        None => format!(
-            "the broker requires a client certificate and none was given (alert {alert:?}); \
-             pass one with --tls-cert and --tls-key"
-        ),
-        Some(auth) => format!(
-            "the broker rejected the client certificate \"{}\" (alert {alert:?}); is it signed \
-             by a CA the broker trusts, and valid?",
-            auth.cert_file.display()
-        ),
+        None => TlsFailure::ClientCertificateMissing { alert },
+        Some(auth) => TlsFailure::ClientCertificateRejected {
+            cert_file: auth.cert_file.clone(),
+            alert,
+        },
     })
 }
 
@@ -212,7 +206,7 @@ mod tests {
             None,
         );
         assert!(!missing.is_retryable());
-        let text = missing.to_string();
+        let text = crate::ErrorChain(&missing).to_string();
         assert!(text.contains("127.0.0.1:9093"), "{text}");
         assert!(text.contains("none was given"), "{text}");
         assert!(
@@ -231,7 +225,7 @@ mod tests {
             }),
         );
         assert!(!wrong.is_retryable());
-        let text = wrong.to_string();
+        let text = crate::ErrorChain(&wrong).to_string();
         assert!(text.contains("rejected the client certificate"), "{text}");
         assert!(text.contains("/certs/me.pem"), "{text}");
     }

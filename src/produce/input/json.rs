@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::ParseError;
+use super::{JsonProblem, ParseError};
 use crate::Header;
 use crate::produce::producer::ProduceRecord;
 
@@ -206,29 +206,31 @@ impl<'de> Deserialize<'de> for HeaderEntry {
 
 /// Parses one JSON-lines record.
 pub(super) fn parse(input: &[u8]) -> Result<ProduceRecord, ParseError> {
-    let json: JsonRecord =
-        serde_json::from_slice(input).map_err(|e| ParseError::Json(e.to_string()))?;
+    let json: JsonRecord = serde_json::from_slice(input).map_err(|e| ParseError::Json(e.into()))?;
     let pick = |text: Option<String>, b64: Option<String>, field: &'static str| match (text, b64) {
-        (Some(_), Some(_)) => Err(ParseError::Json(format!(
-            "both \"{}\" and \"{field}\" are set",
-            field.trim_end_matches("_b64")
+        (Some(_), Some(_)) => Err(ParseError::Json(JsonProblem::BothSet(
+            field.trim_end_matches("_b64"),
         ))),
         (Some(t), None) => Ok(Some(t.into_bytes())),
-        (None, Some(b)) => BASE64
-            .decode(b.as_bytes())
-            .map(Some)
-            .map_err(|e| ParseError::Base64 {
-                field,
-                reason: e.to_string(),
-            }),
+        (None, Some(b)) => {
+            BASE64
+                .decode(b.as_bytes())
+                .map(Some)
+                .map_err(|source| ParseError::Base64 {
+                    field,
+                    header: None,
+                    source,
+                })
+        }
         (None, None) => Ok(None),
     };
     let decode = |field: &'static str, i: usize, key: &str, b64: &str| {
         BASE64
             .decode(b64.as_bytes())
-            .map_err(|e| ParseError::Base64 {
+            .map_err(|source| ParseError::Base64 {
                 field,
-                reason: format!("header {} \"{key}\": {e}", i + 1),
+                header: Some((i + 1, key.to_owned())),
+                source,
             })
     };
     let mut headers: Vec<Header> =
@@ -383,12 +385,12 @@ mod tests {
         let e =
             json_headers(r#"{"headers":[["a","1"],{"key":"k","value_b64":"!!"}]}"#).unwrap_err();
         assert!(
-            matches!(&e, ParseError::Base64 { field: "headers", reason } if reason.contains("header 2 \"k\"")),
+            matches!(&e, ParseError::Base64 { field: "headers", .. } if crate::ErrorChain(&e).to_string().contains("header 2 \"k\"")),
             "{e:?}"
         );
         let e = json_headers(r#"{"headers_b64":{"k":"!!"}}"#).unwrap_err();
         assert!(
-            matches!(&e, ParseError::Base64 { field: "headers_b64", reason } if reason.contains("\"k\"")),
+            matches!(&e, ParseError::Base64 { field: "headers_b64", .. } if crate::ErrorChain(&e).to_string().contains("\"k\"")),
             "{e:?}"
         );
     }

@@ -50,7 +50,7 @@ pub struct RecordParser {
 }
 
 /// Why an input record was refused. The caller adds the line number.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParseError {
     /// `-K` was given and the record does not contain the delimiter.
@@ -60,16 +60,35 @@ pub enum ParseError {
         delimiter: String,
     },
     /// Invalid JSON or a field of the wrong type.
-    #[error("invalid JSON record: {0}")]
-    Json(String),
+    #[error("invalid JSON record")]
+    Json(#[source] JsonProblem),
     /// A `*_b64` field that is not base64.
-    #[error("field \"{field}\" is not valid base64: {reason}")]
+    #[error(
+        "field \"{field}\" is not valid base64{}",
+        .header.as_ref().map(|(n, key)| format!(" (header {n} \"{key}\")")).unwrap_or_default()
+    )]
     Base64 {
         /// The field.
         field: &'static str,
+        /// The header whose value it is (its place from 1, and its
+        /// key), for the headers' fields.
+        header: Option<(usize, String)>,
         /// The decoder's complaint.
-        reason: String,
+        #[source]
+        source: base64::DecodeError,
     },
+}
+
+/// What is wrong with a JSON record as a whole.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsonProblem {
+    /// It is not JSON, or a field has the wrong type.
+    #[error(transparent)]
+    Syntax(#[from] serde_json::Error),
+    /// A field is given both as text and as base64.
+    #[error("both \"{0}\" and \"{0}_b64\" are set")]
+    BothSet(&'static str),
 }
 
 impl RecordParser {
@@ -240,12 +259,10 @@ mod tests {
         let r = p.parse(b"user-1:a:b").unwrap();
         assert_eq!(r.key.as_deref(), Some(&b"user-1"[..]));
         assert_eq!(r.value.as_deref(), Some(&b"a:b"[..]));
-        assert_eq!(
+        assert!(matches!(
             p.parse(b"no delimiter").unwrap_err(),
-            ParseError::MissingKeyDelimiter {
-                delimiter: ":".into()
-            }
-        );
+            ParseError::MissingKeyDelimiter { delimiter } if delimiter == ":"
+        ));
         // An empty key is a key, not a null key.
         assert_eq!(p.parse(b":v").unwrap().key.as_deref(), Some(&b""[..]));
     }
