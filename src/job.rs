@@ -412,6 +412,15 @@ pub async fn commit_positions(
             check_conflicts(store, conflicts, exclusive)?;
             Ok(true)
         }
+        // The member's partitions are gone: nothing was written, and the
+        // job stops for them at its next look at its lease.
+        Err(OffsetsError::LeaseLapsed { group }) => {
+            tracing::warn!(
+                group,
+                "the member's hold on its partitions lapsed; nothing committed"
+            );
+            Ok(false)
+        }
         Err(e) if !last => {
             tracing::warn!(error = %ErrorChain(&e), "commit failed; retrying at the next interval");
             Ok(false)

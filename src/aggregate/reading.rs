@@ -24,9 +24,10 @@ use super::{
     Checkpoints, CountConfig, CountError, CountJob, CountSummary, Extractor, Restored, RowSink,
     TransactionPlan, count_transactional_id, open_output_topic, restore, run_job,
 };
-use crate::job::StopReason;
 use crate::job::runner::{self, Joined, Opening, ReadPlan, Reading};
+use crate::job::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
+use crate::offsets::OffsetsError;
 use crate::read::Consumer;
 
 /// Where a count's rows go besides its sink: a topic, one record per
@@ -164,6 +165,9 @@ impl Reading for Count {
                 &joined.partitions,
                 &self.job.config.aggs,
             )?;
+            if let Some(member) = &joined.member {
+                session.hold_while(member.lease());
+            }
             self.job.checkpoints = joined.commits.map(|plan| Checkpoints {
                 session,
                 exclusive: plan.exclusive,
@@ -179,7 +183,9 @@ impl Reading for Count {
     fn partitions_lost(error: &CountError) -> bool {
         matches!(
             error,
-            CountError::Fenced { .. } | CountError::Rebalanced { .. }
+            CountError::Fenced { .. }
+                | CountError::Rebalanced { .. }
+                | CountError::Job(JobError::Offsets(OffsetsError::LeaseLapsed { .. }))
         )
     }
 }

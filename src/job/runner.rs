@@ -153,8 +153,11 @@ impl Joined {
     /// The periodic commits of a job that commits positions alone
     /// (without state): the session, committed as planned.
     pub fn into_commits(self) -> Option<super::Commits> {
-        let (session, _) = self.session?;
+        let (mut session, _) = self.session?;
         let plan = self.commits?;
+        if let Some(member) = &self.member {
+            session.hold_while(member.lease());
+        }
         Some(super::Commits {
             session,
             interval: plan.interval,

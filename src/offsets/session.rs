@@ -12,6 +12,7 @@ use super::codec::{
 };
 use super::store::{GroupOffsets, OffsetStore, OffsetsError, StoreWriter, apply};
 use crate::TopicPartition;
+use crate::kafka::membership::Lease;
 use crate::read::Until;
 use crate::timestamp::now_ms;
 
@@ -58,6 +59,9 @@ pub struct GroupSession {
     checkpoint_seq: u64,
     /// When the session began, ms since the epoch.
     started_at: i64,
+    /// A group member's hold on its partitions: nothing is written once
+    /// it lapsed.
+    hold: Option<Lease>,
 }
 
 /// A partition's next offset and the state kept with it, as JSON bytes,
@@ -109,6 +113,13 @@ struct Checkpoint {
 }
 
 impl GroupSession {
+    /// Writes only while `lease` holds: a member's commits stop when its
+    /// hold on the partitions lapses, even one that was under way when
+    /// the member froze ([`OffsetsError::LeaseLapsed`]).
+    pub fn hold_while(&mut self, lease: Lease) {
+        self.hold = Some(lease);
+    }
+
     /// Loads `group`'s commits and starts a session as `instance`.
     ///
     /// # Errors
@@ -156,6 +167,7 @@ impl GroupSession {
             orphans: Vec::new(),
             checkpoint_seq: 0,
             started_at,
+            hold: None,
         };
         Ok((session, offsets))
     }
@@ -438,6 +450,14 @@ impl GroupSession {
                 }
             })
             .await?;
+        // The read above can take long, or the process be frozen in it:
+        // the member's hold is looked at again just before anything is
+        // written.
+        if self.hold.as_ref().is_some_and(|lease| !lease.valid()) {
+            return Err(OffsetsError::LeaseLapsed {
+                group: self.group.clone(),
+            });
+        }
         if !checkpoint.chunks.is_empty() {
             let chunks = checkpoint
                 .chunks

@@ -58,6 +58,17 @@ impl Default for StoreConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OffsetsError {
+    /// A group member's hold on its partitions lapsed while it committed
+    /// (it was frozen past its session, or cut off from its coordinator):
+    /// the commit is not written, since the partitions may be another
+    /// member's by now.
+    #[error(
+        "group \"{group}\": this member's hold on its partitions lapsed before its commit was written (they may be another member's by now)"
+    )]
+    LeaseLapsed {
+        /// The group.
+        group: String,
+    },
     /// The store topic is missing and may not be created.
     #[error("the offsets topic \"{topic}\" does not exist (no group has committed yet)")]
     NoStore {

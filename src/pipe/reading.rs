@@ -217,6 +217,10 @@ impl Reading for Pipe {
     }
 
     fn partitions_lost(error: &PipeError) -> bool {
-        matches!(error, PipeError::Fenced { .. })
+        matches!(
+            error,
+            PipeError::Fenced { .. }
+                | PipeError::Job(JobError::Offsets(OffsetsError::LeaseLapsed { .. }))
+        )
     }
 }

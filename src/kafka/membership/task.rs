@@ -200,6 +200,11 @@ impl MemberLink {
         self.lease.valid()
     }
 
+    /// The member's lease on its partitions.
+    pub fn lease(&self) -> Lease {
+        self.lease.clone()
+    }
+
     /// A link holding `lease` and mirroring nowhere, for tests of the jobs.
     #[cfg(test)]
     pub(crate) fn with_lease(lease: Lease) -> Self {
