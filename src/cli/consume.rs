@@ -131,6 +131,26 @@ impl SelectionArgs {
             && !self.exit_at_end
     }
 
+    /// `group`'s plan for a reading job: commits as `commits` says
+    /// (`None`: never); with `writes` the store is created when missing
+    /// and, unless the partitions are chosen here or `--exclusive`, the
+    /// job joins the broker's group.
+    pub fn group_plan(
+        &self,
+        group: &str,
+        store: &StoreArgs,
+        membership: &MembershipFlags,
+        commits: Option<CommitPlan>,
+        writes: bool,
+    ) -> anyhow::Result<GroupPlan> {
+        let plan = GroupPlan::new(group, store.config(writes)?, commits);
+        let exclusive = commits.is_some_and(|c| c.exclusive);
+        Ok(match writes && self.joins_group() && !exclusive {
+            true => plan.with_membership(membership.config(group, &self.topics)?),
+            false => plan,
+        })
+    }
+
     /// The partitions to read and the consumer's config.
     pub fn plan(&self, timeout: Duration) -> anyhow::Result<(Selection, ConsumerConfig)> {
         let start: StartOffset = self
@@ -212,12 +232,13 @@ pub async fn run(
             interval: args.commit_interval,
             exclusive: args.exclusive,
         });
-        let mut group_plan = GroupPlan::new(group, args.store.config(writes)?, commits);
-        if writes && args.selection.joins_group() && !args.exclusive {
-            group_plan =
-                group_plan.with_membership(args.membership.config(group, &args.selection.topics)?);
-        }
-        plan = plan.with_group(group_plan);
+        plan = plan.with_group(args.selection.group_plan(
+            group,
+            &args.store,
+            &args.membership,
+            commits,
+            writes,
+        )?);
     }
     let stdout = std::io::stdout().lock();
     let mut writer = RecordWriter::new(std::io::BufWriter::with_capacity(1 << 16, stdout), format);

@@ -13,7 +13,7 @@ use weir::aggregate::{
 };
 use weir::consume::output::stop_or_stdout_closed;
 use weir::job::StopReason;
-use weir::job::runner::{CommitPlan, GroupPlan, ReadPlan};
+use weir::job::runner::{CommitPlan, ReadPlan};
 use weir::timestamp::rfc3339;
 
 use super::connect::parse_duration;
@@ -216,12 +216,13 @@ pub async fn run(
             interval: args.commit_interval,
             exclusive: args.exclusive,
         };
-        let mut group_plan = GroupPlan::new(group, args.store.config(writes)?, Some(commits));
-        if writes && args.selection.joins_group() && !args.exclusive {
-            group_plan =
-                group_plan.with_membership(args.membership.config(group, &args.selection.topics)?);
-        }
-        plan = plan.with_group(group_plan);
+        plan = plan.with_group(args.selection.group_plan(
+            group,
+            &args.store,
+            &args.membership,
+            Some(commits),
+            writes,
+        )?);
     }
     let stdout = std::io::stdout();
     let sink: Option<Box<dyn RowSink>> = match (args.no_stdout, args.json, terminal) {

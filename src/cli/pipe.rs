@@ -8,7 +8,7 @@ use weir::aggregate::Extractor;
 use weir::consume::filter::Filter;
 use weir::consume::output::{OutputFormat, Template};
 use weir::job::StopReason;
-use weir::job::runner::{CommitPlan, GroupPlan, ReadPlan};
+use weir::job::runner::{CommitPlan, ReadPlan};
 use weir::kafka::idempotence::ProducerIdError;
 use weir::pipe::{PipeError, PipeSummary, PipeTo, Transform, ValueFrom, pipe};
 use weir::{ConnectionConfig, ErrorChain};
@@ -145,12 +145,13 @@ pub async fn run(
             interval: args.commit_interval,
             exclusive: args.exclusive,
         };
-        let mut group_plan = GroupPlan::new(group, args.store.config(true)?, Some(commits));
-        if args.selection.joins_group() && !args.exclusive {
-            group_plan =
-                group_plan.with_membership(args.membership.config(group, &args.selection.topics)?);
-        }
-        plan = plan.with_group(group_plan);
+        plan = plan.with_group(args.selection.group_plan(
+            group,
+            &args.store,
+            &args.membership,
+            Some(commits),
+            true,
+        )?);
     }
     let stop = async {
         shutdown.await;
