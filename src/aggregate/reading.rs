@@ -180,12 +180,18 @@ impl Reading for Count {
         run_job(consumer, &mut self.job, restored, stop).await
     }
 
-    fn partitions_lost(error: &CountError) -> bool {
-        matches!(
-            error,
-            CountError::Fenced { .. }
-                | CountError::Rebalanced { .. }
-                | CountError::Job(JobError::Offsets(OffsetsError::LeaseLapsed { .. }))
-        )
+    fn partitions_lost(error: &CountError) -> Option<&'static str> {
+        match error {
+            CountError::Fenced { .. } => {
+                Some("fenced: another member took this one's partitions; rejoining")
+            }
+            CountError::Rebalanced { .. } => {
+                Some("partitions lost before the checkpoint committed; rejoining")
+            }
+            CountError::Job(JobError::Offsets(OffsetsError::LeaseLapsed { .. })) => {
+                Some("fenced: this member's hold on its partitions lapsed; rejoining")
+            }
+            _ => None,
+        }
     }
 }

@@ -200,10 +200,11 @@ pub trait Reading {
     ) -> impl Future<Output = Result<Self::Summary, Self::Error>>;
 
     /// Whether `error` says that another member was given this one's
-    /// partitions (its output's transaction was fenced): the member
-    /// rejoins and restores from what is committed, rather than failing.
-    fn partitions_lost(_error: &Self::Error) -> bool {
-        false
+    /// partitions (its output's transaction was fenced, its hold lapsed):
+    /// then what to log, and the member rejoins and restores from what is
+    /// committed, rather than failing.
+    fn partitions_lost(_error: &Self::Error) -> Option<&'static str> {
+        None
     }
 }
 
@@ -317,15 +318,17 @@ impl<J: Reading> Runs<J> {
             // group told it. It writes nothing more for them: the run has
             // aborted what it left open, and the member rejoins and
             // restores from what is committed.
-            Err(e) if held.is_some() && J::partitions_lost(&e) => {
-                warn!(
-                    group = group.map_or("", |g| g.name.as_str()),
-                    error = %ErrorChain(&e),
-                    "fenced: another member took this one's partitions; rejoining"
-                );
-                Ok(StopReason::Fenced)
-            }
-            Err(e) => Err(e),
+            Err(e) => match J::partitions_lost(&e).filter(|_| held.is_some()) {
+                Some(lost) => {
+                    warn!(
+                        group = group.map_or("", |g| g.name.as_str()),
+                        error = %ErrorChain(&e),
+                        "{lost}"
+                    );
+                    Ok(StopReason::Fenced)
+                }
+                None => Err(e),
+            },
         }
     }
 }

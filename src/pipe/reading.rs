@@ -216,11 +216,15 @@ impl Reading for Pipe {
         run_job(consumer, job, stop).await
     }
 
-    fn partitions_lost(error: &PipeError) -> bool {
-        matches!(
-            error,
-            PipeError::Fenced { .. }
-                | PipeError::Job(JobError::Offsets(OffsetsError::LeaseLapsed { .. }))
-        )
+    fn partitions_lost(error: &PipeError) -> Option<&'static str> {
+        match error {
+            PipeError::Fenced { .. } => {
+                Some("fenced: a partition of this member was given to another; rejoining")
+            }
+            PipeError::Job(JobError::Offsets(OffsetsError::LeaseLapsed { .. })) => {
+                Some("fenced: this member's hold on its partitions lapsed; rejoining")
+            }
+            _ => None,
+        }
     }
 }
