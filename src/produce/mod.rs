@@ -135,7 +135,7 @@ impl std::fmt::Debug for ProduceJob {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ProduceSummary {
     /// Records handed to the producer.
     pub accepted: u64,
@@ -151,14 +151,14 @@ pub struct ProduceSummary {
     pub elapsed: Duration,
     /// Stopped by the shutdown future.
     pub interrupted: bool,
-    /// The first failed delivery, `input:line: error`.
-    pub first_error: Option<String>,
+    /// The first failed delivery.
+    pub first_error: Option<LineError>,
     /// How the run's transaction ended, with one.
     pub transaction: Option<TransactionEnd>,
     /// An input that could not be read further.
     pub read_error: Option<InputReadError>,
     /// The bad line that stopped reading (`OnError::Fail`).
-    pub bad_input: Option<String>,
+    pub bad_input: Option<LineError>,
 }
 
 impl ProduceSummary {
@@ -176,11 +176,11 @@ impl ProduceSummary {
             return Err(ProduceJobError::Delivery {
                 failed: self.failed,
                 accepted: self.accepted,
-                first: self.first_error.clone().unwrap_or_default(),
+                first: self.first_error.clone(),
             });
         }
-        if let Some(message) = &self.bad_input {
-            return Err(ProduceJobError::BadInput(message.clone()));
+        if let Some(line) = &self.bad_input {
+            return Err(ProduceJobError::BadInput(line.clone()));
         }
         Ok(())
     }
@@ -207,18 +207,21 @@ pub enum ProduceJobError {
     #[error("ending the transaction")]
     Transaction(#[source] Box<TransactionError>),
     /// Records failed delivery.
-    #[error("{failed} of {accepted} records failed; first error: {first}")]
+    #[error("{failed} of {accepted} records failed; first error")]
     Delivery {
         /// How many failed.
         failed: u64,
         /// How many were handed to the producer.
         accepted: u64,
         /// The first failure, with its input line.
-        first: String,
+        #[source]
+        first: Option<LineError>,
     },
     /// A bad line stopped reading.
-    #[error("{0} (records before it were sent; --on-error skip goes on past bad input)")]
-    BadInput(String),
+    #[error(
+        "stopped at a bad line (records before it were sent; --on-error skip goes on past bad input)"
+    )]
+    BadInput(#[source] LineError),
     /// The producer refused a record for a reason that is not the record's.
     #[error("{input}")]
     Produce {
@@ -231,6 +234,40 @@ pub enum ProduceJobError {
     /// The report stream failed (other than being closed).
     #[error("writing the delivery report")]
     Report(#[source] std::io::Error),
+}
+
+/// Why one input line was not written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{input}:{line}")]
+pub struct LineError {
+    /// The input's name (`-` for stdin).
+    pub input: String,
+    /// The line, from 1.
+    pub line: u64,
+    /// Why.
+    #[source]
+    pub cause: LineCause,
+}
+
+/// Why an input line was not written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LineCause {
+    /// The line could not be parsed into a record.
+    #[error(transparent)]
+    Parse(Arc<ParseError>),
+    /// The producer refused its record (too large, a timestamp out of
+    /// range, a partition out of range), with a hint on getting past it.
+    #[error("{error}{}", .hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Refused {
+        /// The refusal.
+        error: Arc<ProduceError>,
+        /// How to get past it.
+        hint: Option<String>,
+    },
+    /// Its record was not delivered.
+    #[error(transparent)]
+    Delivery(Arc<ProduceError>),
 }
 
 /// An input that could not be read to its end; the records before the
@@ -341,6 +378,11 @@ pub async fn run(
                 break 'read;
             }
             let at = format!("{}:{}", names[input.source], input.line);
+            let line = |cause| LineError {
+                input: names[input.source].clone(),
+                line: input.line,
+                cause,
+            };
             let refused = match input.parsed {
                 Ok(record) => {
                     let size = record.value.as_ref().map_or(0, Vec::len) as u64;
@@ -351,24 +393,27 @@ pub async fn run(
                             None
                         }
                         Err(e @ ProduceError::PartitionOutOfRange { .. }) => {
-                            Some(match &job.partition_hint {
-                                Some(hint) => format!("{e} ({hint})"),
-                                None => e.to_string(),
-                            })
+                            Some(line(LineCause::Refused {
+                                error: Arc::new(e),
+                                hint: job.partition_hint.clone(),
+                            }))
                         }
                         Err(
                             e @ (ProduceError::RecordTooLarge { .. }
                             | ProduceError::Timestamp { .. }),
-                        ) => Some(e.to_string()),
+                        ) => Some(line(LineCause::Refused {
+                            error: Arc::new(e),
+                            hint: None,
+                        })),
                         Err(source) => {
                             return Err(ProduceJobError::Produce { input: at, source });
                         }
                     }
                 }
-                Err(e) => Some(crate::ErrorChain(&e).to_string()),
+                Err(e) => Some(line(LineCause::Parse(Arc::new(e)))),
             };
-            if let Some(message) = refused {
-                let message = format!("{at}: {message}");
+            if let Some(failure) = refused {
+                let message = crate::ErrorChain(&failure).to_string();
                 if let Some(out) = &report {
                     let mut obj = serde_json::Map::new();
                     if names.len() > 1 {
@@ -384,7 +429,7 @@ pub async fn run(
                         summary.skipped += 1;
                     }
                     OnError::Fail => {
-                        summary.bad_input = Some(message);
+                        summary.bad_input = Some(failure);
                         break 'read;
                     }
                 }
@@ -460,7 +505,7 @@ struct Tally {
     acked: AtomicU64,
     failed: AtomicU64,
     delivery_failed: AtomicBool,
-    first_error: std::sync::Mutex<Option<String>>,
+    first_error: std::sync::Mutex<Option<LineError>>,
 }
 
 /// Reads and parses every input into chunks; a read error is the last
@@ -538,8 +583,10 @@ async fn report_deliveries(
                     .first_error
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                first.get_or_insert_with(|| {
-                    format!("{}:{line}: {}", names[source], crate::ErrorChain(&**e))
+                first.get_or_insert_with(|| LineError {
+                    input: names[source].clone(),
+                    line,
+                    cause: LineCause::Delivery(Arc::clone(e)),
                 });
             }
         }
@@ -582,20 +629,31 @@ mod tests {
     fn summary_outcome_prefers_read_errors_then_deliveries_then_bad_input() {
         let ok = ProduceSummary::default();
         assert!(ok.outcome().is_ok());
+        let parse = |line| LineError {
+            input: "-".to_owned(),
+            line,
+            cause: LineCause::Parse(Arc::new(ParseError::MissingKeyDelimiter {
+                delimiter: ":".to_owned(),
+            })),
+        };
         let bad = ProduceSummary {
-            bad_input: Some("-:3: invalid JSON".into()),
+            bad_input: Some(parse(3)),
             ..ProduceSummary::default()
         };
-        assert!(bad.outcome().unwrap_err().to_string().contains("-:3"));
+        assert!(
+            crate::ErrorChain(&bad.outcome().unwrap_err())
+                .to_string()
+                .contains("-:3: key delimiter")
+        );
         let failed = ProduceSummary {
             accepted: 10,
             failed: 2,
-            first_error: Some("-:4: boom".into()),
+            first_error: Some(parse(4)),
             ..bad.clone()
         };
         assert_eq!(
-            failed.outcome().unwrap_err().to_string(),
-            "2 of 10 records failed; first error: -:4: boom"
+            crate::ErrorChain(&failed.outcome().unwrap_err()).to_string(),
+            "2 of 10 records failed; first error: -:4: key delimiter \":\" not found"
         );
     }
 
