@@ -92,7 +92,7 @@ pub async fn consume(
             topic: bench.topic.clone(),
             expected: bench.records,
             got: records,
-            why: "every partition reached its end (produce more first)".to_owned(),
+            why: super::Shortfall::Reached,
         });
     }
     Ok(report)

@@ -9,7 +9,9 @@ use std::time::Duration;
 use rskafka::client::Client;
 use tokio::time::Instant;
 
-use super::{BenchError, BenchReport, Histogram, Mode, collect_acks, micros_since, payload};
+use super::{
+    BenchError, BenchReport, Histogram, Mode, Shortfall, collect_acks, micros_since, payload,
+};
 use crate::produce::producer::{ProduceRecord, Producer, ProducerConfig};
 use crate::read::{Consumer, ConsumerConfig, ConsumerEvent, Selection, StartOffset, Until, assign};
 
@@ -144,7 +146,7 @@ pub async fn latency(
         }
     };
     let read = read.unwrap_or_else(|e| Read {
-        failure: Some(format!("the reader task ended abnormally: {e}")),
+        failure: Some(Shortfall::Reader(e)),
         ..Read::default()
     });
     report.finish(read.records, read.bytes, sending);
@@ -164,12 +166,9 @@ pub async fn latency(
             topic: bench.topic.clone(),
             expected,
             got: read.records,
-            why: read.failure.unwrap_or_else(|| {
-                format!(
-                    "the rest did not arrive within {} of the last send",
-                    humantime::format_duration(bench.drain_timeout)
-                )
-            }),
+            why: read
+                .failure
+                .unwrap_or(Shortfall::Drain(bench.drain_timeout)),
         });
     }
     Ok(report)
@@ -181,7 +180,7 @@ struct Read {
     records: u64,
     bytes: u64,
     latency: Histogram,
-    failure: Option<String>,
+    failure: Option<Shortfall>,
 }
 
 /// Reads until `records` stamped records have arrived, the stream ends, or
@@ -221,7 +220,7 @@ async fn read_stamped(
             }
             Some(ConsumerEvent::Reached { .. } | ConsumerEvent::CaughtUp { .. }) => {}
             Some(ConsumerEvent::Failed(e)) => {
-                read.failure = Some(crate::ErrorChain(&e).to_string());
+                read.failure = Some(Shortfall::Failed(e));
                 break;
             }
             None => break,

@@ -33,6 +33,7 @@ mod histogram;
 mod latency;
 mod produce;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::client::partition::Compression;
@@ -175,17 +176,18 @@ pub enum BenchError {
     #[error(transparent)]
     Consume(#[from] ConsumeError),
     /// Records were not acknowledged.
-    #[error("{failed} of {records} records failed; first error: {first}")]
+    #[error("{failed} of {records} records failed; first error")]
     Failed {
         /// How many failed.
         failed: u64,
         /// How many were sent.
         records: u64,
         /// The first error.
-        first: String,
+        #[source]
+        first: Arc<ProduceError>,
     },
     /// Fewer records than asked for arrived.
-    #[error("topic \"{topic}\": {got} of {expected} records read; {why}")]
+    #[error("topic \"{topic}\": {got} of {expected} records read")]
     Short {
         /// The topic.
         topic: String,
@@ -194,8 +196,15 @@ pub enum BenchError {
         /// Records read.
         got: u64,
         /// Why no more came.
-        why: String,
+        #[source]
+        why: Shortfall,
     },
+    /// The cluster could not be reached.
+    #[error(transparent)]
+    Connect(#[from] crate::kafka::connect::ConnectError),
+    /// The idempotent producer's id could not be had.
+    #[error(transparent)]
+    ProducerId(#[from] crate::kafka::idempotence::ProducerIdError),
     /// A value too small to carry the send time.
     #[error("the latency benchmark needs values of at least {STAMP_BYTES} bytes, not {0}")]
     TooSmall(usize),
@@ -231,6 +240,91 @@ pub async fn prepare_topic(
     }
 }
 
+/// The partition count of `topic`, created with `partitions` (1 without)
+/// when it does not exist; an existing topic is used as it is, with a
+/// warning when `partitions` asked for another count.
+///
+/// # Errors
+///
+/// As [`prepare_topic`].
+pub async fn topic_partitions(
+    config: &ConnectionConfig,
+    topic: &str,
+    partitions: Option<i32>,
+) -> Result<i32, BenchError> {
+    let found = prepare_topic(config, topic, partitions.unwrap_or(1)).await?;
+    if let Some(partitions) = partitions.filter(|&p| p != found) {
+        tracing::warn!(
+            topic,
+            partitions = found,
+            "the topic exists with {}; --partitions {partitions} is ignored",
+            crate::plural(found, "partition")
+        );
+    }
+    Ok(found)
+}
+
+/// [`produce`] on `config`'s cluster: the topic found or created (see
+/// [`topic_partitions`]), the idempotent producer's id had when
+/// `idempotence`, then the run.
+///
+/// # Errors
+///
+/// The cluster could not be reached or refused, or [`produce`]'s.
+pub async fn run_produce(
+    config: &ConnectionConfig,
+    bench: &ProduceBench,
+    partitions: Option<i32>,
+    idempotence: bool,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<BenchReport, BenchError> {
+    let mut bench = bench.clone();
+    bench.producer.producer_id =
+        crate::kafka::idempotence::producer_id(config, idempotence).await?;
+    let partitions = topic_partitions(config, &bench.topic, partitions).await?;
+    let client = Arc::new(config.client().await?);
+    produce(client, partitions, &bench, shutdown).await
+}
+
+/// [`consume`] on `config`'s cluster.
+///
+/// # Errors
+///
+/// The cluster could not be reached, or [`consume`]'s.
+pub async fn run_consume(
+    config: &ConnectionConfig,
+    bench: &ConsumeBench,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<BenchReport, BenchError> {
+    let client = config.client().await?;
+    consume(&client, bench, shutdown).await
+}
+
+/// [`latency`] on `config`'s cluster, its producer and consumer on a
+/// client each: the topic found or created, the idempotent producer's id
+/// had when `idempotence`, then the run.
+///
+/// # Errors
+///
+/// The cluster could not be reached or refused, or [`latency`]'s.
+pub async fn run_latency(
+    config: &ConnectionConfig,
+    bench: &LatencyBench,
+    partitions: Option<i32>,
+    idempotence: bool,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<BenchReport, BenchError> {
+    let mut bench = bench.clone();
+    bench.producer.producer_id =
+        crate::kafka::idempotence::producer_id(config, idempotence).await?;
+    let partitions = topic_partitions(config, &bench.topic, partitions).await?;
+    let clients = LatencyClients {
+        producer: Arc::new(config.client().await?),
+        consumer: Arc::new(config.client().await?),
+    };
+    latency(clients, partitions, &bench, shutdown).await
+}
+
 /// The value every record carries: `size` bytes of uppercase letters from
 /// a fixed xorshift sequence, as `kafka-producer-perf-test` fills its
 /// payload with random letters. The baseline generates the same bytes, so
@@ -252,7 +346,25 @@ pub fn payload(size: usize) -> Vec<u8> {
 struct Acks {
     latency: Histogram,
     failed: u64,
-    first_error: Option<String>,
+    first_error: Option<Arc<ProduceError>>,
+}
+
+/// Why fewer records arrived than were asked for.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Shortfall {
+    /// Every partition reached the end it had at the start.
+    #[error("every partition reached its end (produce more first)")]
+    Reached,
+    /// The rest did not arrive in time.
+    #[error("the rest did not arrive within {} of the last send", humantime::format_duration(*.0))]
+    Drain(Duration),
+    /// A partition failed.
+    #[error(transparent)]
+    Failed(#[from] ConsumeError),
+    /// The reading task ended abnormally.
+    #[error("the reader task ended abnormally")]
+    Reader(#[source] tokio::task::JoinError),
 }
 
 /// Reads deliveries until the producer is closed. A delivery's tag is its
@@ -270,8 +382,7 @@ async fn collect_acks(
                 Ok(_) => acks.latency.record(now.saturating_sub(delivery.tag)),
                 Err(e) => {
                     acks.failed += 1;
-                    acks.first_error
-                        .get_or_insert_with(|| crate::ErrorChain(&*e).to_string());
+                    acks.first_error.get_or_insert(e);
                 }
             }
         }

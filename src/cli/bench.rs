@@ -3,18 +3,17 @@
 
 use std::future::Future;
 use std::io::Write as _;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use clap::Subcommand;
 use weir::ConnectionConfig;
 use weir::bench::{
-    self, BenchReport, ConsumeBench, DEFAULT_RATE, DEFAULT_RECORDS, DEFAULT_SIZE, LatencyBench,
-    ProduceBench, STAMP_BYTES,
+    self, BenchError, BenchReport, ConsumeBench, DEFAULT_RATE, DEFAULT_RECORDS, DEFAULT_SIZE,
+    LatencyBench, ProduceBench, STAMP_BYTES,
 };
 
-use weir::kafka::idempotence::{ProducerIdError, producer_id};
+use weir::kafka::idempotence::ProducerIdError;
 use weir::produce::producer::ProducerConfig;
 
 use super::connect::parse_duration;
@@ -156,16 +155,18 @@ impl Shared {
 }
 
 impl ProducerFlags {
-    async fn config(&self, connection: &ConnectionConfig) -> anyhow::Result<ProducerConfig> {
-        Ok(ProducerConfig {
-            producer_id: producer_id(connection, !self.batch.no_idempotence)
-                .await
-                .map_err(|e| match e {
-                    e @ ProducerIdError::Refused(_) => super::flags::without_idempotence_hint(e),
-                    e => e.into(),
-                })?,
-            ..self.batch.config(connection.timeout)?
-        })
+    fn config(&self, timeout: Duration) -> anyhow::Result<ProducerConfig> {
+        self.batch.config(timeout)
+    }
+}
+
+/// A bench's failure, with the way around a refused producer id.
+fn failed(e: BenchError) -> anyhow::Error {
+    match e {
+        BenchError::ProducerId(e @ ProducerIdError::Refused(_)) => {
+            super::flags::without_idempotence_hint(e)
+        }
+        e => e.into(),
     }
 }
 
@@ -188,11 +189,13 @@ pub async fn run(
                 records: a.records,
                 size: a.producer.size,
                 keys: a.producer.keys,
-                producer: a.producer.config(&config).await?,
+                producer: a.producer.config(config.timeout)?,
             };
-            let partitions = topic(&config, &bench.topic, a.shared.partitions).await?;
-            let client = Arc::new(config.client().await?);
-            let report = bench::produce(client, partitions, &bench, shutdown).await?;
+            let idempotence = !a.producer.batch.no_idempotence;
+            let report =
+                bench::run_produce(&config, &bench, a.shared.partitions, idempotence, shutdown)
+                    .await
+                    .map_err(failed)?;
             print(&report, a.shared.json, || produce_line(&report, "sent"))?;
         }
         Job::Consume(a) => {
@@ -202,9 +205,10 @@ pub async fn run(
                 records: a.records,
                 consumer: a.consumer.config(config.timeout)?,
             };
-            let client = config.client().await?;
             let start = SystemTime::now();
-            let report = bench::consume(&client, &bench, shutdown).await?;
+            let report = bench::run_consume(&config, &bench, shutdown)
+                .await
+                .map_err(failed)?;
             let end = SystemTime::now();
             print(&report, a.shared.json, || {
                 consume_lines(&report, start, end)
@@ -226,40 +230,21 @@ pub async fn run(
                 size: a.producer.size,
                 rate: a.rate,
                 keys: a.producer.keys,
-                producer: a.producer.config(&config).await?,
+                producer: a.producer.config(config.timeout)?,
                 consumer: a.consumer.config(config.timeout)?,
                 drain_timeout: a.drain_timeout,
             };
-            let partitions = topic(&config, &bench.topic, a.shared.partitions).await?;
-            let clients = bench::LatencyClients {
-                producer: Arc::new(config.client().await?),
-                consumer: Arc::new(config.client().await?),
-            };
-            let report = bench::latency(clients, partitions, &bench, shutdown).await?;
+            let idempotence = !a.producer.batch.no_idempotence;
+            let report =
+                bench::run_latency(&config, &bench, a.shared.partitions, idempotence, shutdown)
+                    .await
+                    .map_err(failed)?;
             print(&report, a.shared.json, || {
                 produce_line(&report, "received (end-to-end: send to consume)")
             })?;
         }
     }
     Ok(())
-}
-
-/// The topic's partition count, creating it first when it is missing.
-async fn topic(
-    config: &ConnectionConfig,
-    topic: &str,
-    partitions: Option<i32>,
-) -> anyhow::Result<i32> {
-    let found = bench::prepare_topic(config, topic, partitions.unwrap_or(1)).await?;
-    if let Some(partitions) = partitions.filter(|&p| p != found) {
-        tracing::warn!(
-            topic,
-            partitions = found,
-            "the topic exists with {}; --partitions {partitions} is ignored",
-            weir::plural(found, "partition")
-        );
-    }
-    Ok(found)
 }
 
 fn print(report: &BenchReport, json: bool, line: impl FnOnce() -> String) -> anyhow::Result<()> {
