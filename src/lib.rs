@@ -51,7 +51,8 @@
 //!   their own, a lease on the partitions, commits mirrored to the
 //!   broker's group offsets, leave).
 //! - [`produce`]: the `weir produce` job (inputs read and parsed on a
-//!   thread, the bad-input policy, a delivery report per record), with
+//!   thread, the bad-input policy, a delivery report per record, its
+//!   failures and a line's in `produce/failure.rs`), with
 //!   [`partitioner`](produce::partitioner) (murmur2 as the Java client,
 //!   CRC-32 as librdkafka's `consistent`, sticky null keys, random,
 //!   round-robin), [`producer`](produce::producer) (routing, records held
