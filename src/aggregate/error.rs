@@ -54,6 +54,26 @@ pub enum CountError {
     /// transactions commit.
     #[error("an exactly-once output needs a group (-g), whose offsets its transactions commit")]
     ExactlyOnceWithoutGroup,
+    /// The group's internal topic could not be found or created.
+    #[error("the group's internal topic \"{topic}\"")]
+    InternalTopic {
+        /// The internal topic.
+        topic: String,
+        /// Why.
+        #[source]
+        source: crate::kafka::admin::AdminError,
+    },
+    /// Session windows across the members of a group.
+    #[error(
+        "group \"{group}\": --session-gap across group members needs every record of a key in one partition: use --by key on a topic keyed by what is counted, or one instance without -g"
+    )]
+    SessionsAcrossMembers {
+        /// The group.
+        group: String,
+    },
+    /// Partial aggregates to send, and no producer opened for them.
+    #[error("no producer for the partial aggregates was opened (a bug in weir)")]
+    NoPartialsProducer,
     /// Another instance with the same partitions started since this one.
     #[error(
         "fenced: another instance started with transactional id \"{id}\" since this one did, and took over its partitions; this one stops, and what it left open is aborted"
@@ -91,6 +111,9 @@ pub enum StateProblem {
     /// The counts cannot be read.
     #[error(transparent)]
     Format(#[from] CountsFormatError),
+    /// The second stage's state cannot be read.
+    #[error(transparent)]
+    Merge(#[from] super::PartialError),
 }
 
 impl From<OffsetsError> for CountError {

@@ -41,6 +41,8 @@ mod acc;
 mod emit;
 mod error;
 mod extract;
+mod merge;
+mod partial;
 mod reading;
 mod restore;
 mod rows;
@@ -58,6 +60,7 @@ pub use emit::{AggValues, JsonLines, Row, RowSink, Table, agg_table_line, table_
 pub use error::{CountError, StateProblem};
 pub use extract::{Extractor, KeyReader, RecordReader};
 pub use reading::{CountOutput, count};
+pub use partial::{PartialError, partials_topic};
 pub use restore::{Restored, restore};
 pub use run::run;
 use run::run_job;
@@ -220,6 +223,36 @@ pub struct CountJob {
     /// emit and commit only while the member holds its partitions, and
     /// mirror the commits to the broker's group offsets.
     pub member: Option<MemberLink>,
+    /// Across group members: partial aggregates through the group's
+    /// internal topic, merged there into rows ([`merge`]).
+    pub second_stage: Option<SecondStage>,
+}
+
+/// The second stage of a count across group members: the group's internal
+/// topic, partitioned by the grouping key, which each input partition
+/// sends its partial aggregates to and whose partitions merge them.
+#[derive(Debug)]
+pub struct SecondStage {
+    /// The internal topic.
+    pub topic: std::sync::Arc<str>,
+    /// Its partitions.
+    pub partitions: i32,
+    /// Every input partition: a window is final once each has passed it.
+    pub sources: Vec<TopicPartition>,
+    /// The partials' producer, unless the output's transactions carry them.
+    sender: Option<topic::Sender>,
+}
+
+impl SecondStage {
+    /// Partials to `topic` of `partitions`, from `sources`.
+    pub fn new(topic: &str, partitions: i32, sources: Vec<TopicPartition>) -> Self {
+        Self {
+            topic: topic.into(),
+            partitions,
+            sources,
+            sender: None,
+        }
+    }
 }
 
 impl CountJob {
@@ -246,6 +279,7 @@ impl std::fmt::Debug for CountJob {
             .field("topic", &self.topic)
             .field("checkpoints", &self.checkpoints)
             .field("member", &self.member.is_some())
+            .field("second_stage", &self.second_stage)
             .finish()
     }
 }

@@ -12,18 +12,24 @@
 //! partitions a rebalance moved cannot commit for them (KIP-447). Reading
 //! the commits waits for transactions still open in the offsets store.
 //!
-//! A (window, key) row sums what one member counted: for one value per
-//! (window, key) across members, a key's records must all be in one
-//! partition (keyed by what is counted), as Kafka Streams' `groupByKey`
-//! needs them co-partitioned.
+//! Across the members of a group, a (window, key) row is the aggregate
+//! over every input partition whatever `--by` is: the count runs in two
+//! stages through the group's internal topic ([`super::second`]),
+//! created here before the group is joined and added to what the
+//! members read. Grouped by the record key (`--by key`), a key's records
+//! are in one partition already, and the count keeps to one stage.
 
 use std::future::Future;
 use std::time::Duration;
 
+use super::topic::open_partials;
 use super::{
     Checkpoints, CountConfig, CountError, CountJob, CountSummary, Extractor, Restored, RowSink,
-    TransactionPlan, count_transactional_id, open_output_topic, restore, run_job,
+    SecondStage, TransactionPlan, count_transactional_id, open_output_topic, partials_topic,
+    restore, run_job,
 };
+use crate::TopicPartition;
+use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::job::runner::{self, Joined, Opening, ReadPlan, Reading};
 use crate::job::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
@@ -75,13 +81,15 @@ impl CountOutput {
 /// written.
 pub async fn count(
     connection: &ConnectionConfig,
-    plan: ReadPlan,
+    mut plan: ReadPlan,
     config: CountConfig,
     sink: Option<Box<dyn RowSink>>,
     output: Option<CountOutput>,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<CountSummary, CountError> {
     let count = config.count;
+    // Boxed, as the output's opening below: the admin futures nest deep.
+    let second_stage = Box::pin(second_stage(connection, &mut plan, &config)).await?;
     let job = Count {
         job: CountJob {
             config,
@@ -89,11 +97,88 @@ pub async fn count(
             topic: None,
             checkpoints: None,
             member: None,
+            second_stage,
         },
         output,
         count,
     };
     runner::run(connection, plan, job, shutdown).await
+}
+
+/// As members of a group, unless records are grouped by their key: the
+/// group's internal topic, found or created, and the plan reading it too
+/// (followed past any stop, from its start where nothing is committed)
+/// and subscribing the group to it.
+///
+/// # Errors
+///
+/// An input or the internal topic could not be described, or the
+/// internal topic not created.
+async fn second_stage(
+    connection: &ConnectionConfig,
+    plan: &mut ReadPlan,
+    config: &CountConfig,
+) -> Result<Option<SecondStage>, CountError> {
+    let Some(group) = &mut plan.group else {
+        return Ok(None);
+    };
+    let Some(membership) = &mut group.membership else {
+        return Ok(None);
+    };
+    if matches!(config.by.as_slice(), [Extractor::Key]) {
+        tracing::info!(
+            group = group.name.as_str(),
+            "one stage: grouped by the record key, whose records a key-partitioned topic holds in one partition"
+        );
+        return Ok(None);
+    }
+    if config.windowing.session_gap_ms.is_some() {
+        return Err(CountError::SessionsAcrossMembers {
+            group: group.name.clone(),
+        });
+    }
+    let topic = partials_topic(&group.store.topic, &group.name);
+    let failed = |source| CountError::InternalTopic {
+        topic: topic.clone(),
+        source,
+    };
+    let mut admin = Admin::connect(connection).await.map_err(failed)?;
+    let mut sources = Vec::new();
+    let mut most = 1;
+    for input in &plan.selection.topics {
+        let n = admin.partition_count(input).await.map_err(failed)?;
+        let n = i32::try_from(n).unwrap_or(i32::MAX);
+        sources.extend((0..n).map(|p| TopicPartition::new(input.as_str(), p)));
+        most = most.max(n);
+    }
+    let partitions = match admin.partition_count(&topic).await {
+        Ok(n) => n,
+        Err(AdminError::UnknownTopic { .. }) => {
+            let brokers = admin.broker_count().await.map_err(failed)?;
+            let new = NewTopic::internal_replicated(&topic, most, brokers);
+            if admin.create_topic_if_missing(&new).await.map_err(failed)? {
+                tracing::info!(
+                    topic = topic.as_str(),
+                    partitions = most,
+                    replication = new.replication_factor,
+                    "created the group's internal topic"
+                );
+            }
+            admin.partition_count(&topic).await.map_err(failed)?
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
+    tracing::info!(
+        group = group.name.as_str(),
+        topic = topic.as_str(),
+        partitions,
+        "two stages: each member sends partial aggregates through the group's internal topic, partitioned by the grouping key, where they are merged into rows"
+    );
+    plan.selection.topics.push(topic.clone());
+    membership.topics.push(topic.clone());
+    plan.consumer.follow.push(topic.clone());
+    Ok(Some(SecondStage::new(&topic, partitions, sources)))
 }
 
 /// The count job, one run at a time.
@@ -109,14 +194,24 @@ impl Reading for Count {
     type Summary = CountSummary;
 
     async fn open(&mut self, opening: Opening<'_>) -> Result<(), CountError> {
-        let by_key = matches!(self.job.config.by.as_slice(), [Extractor::Key]);
-        if opening.member && opening.partitions.len() < opening.selected && !by_key {
-            tracing::warn!(
-                group = opening.group.unwrap_or_default(),
-                held = opening.partitions.len(),
-                of = opening.selected,
-                "this member holds only part of the input: a (window, key) row sums what its partitions saw, exact only when all records of a key are in one partition"
-            );
+        if let Some(stage) = self
+            .job
+            .second_stage
+            .as_mut()
+            .filter(|s| s.sender.is_none())
+        {
+            let exactly_once = self.output.as_ref().and_then(|o| o.exactly_once);
+            if exactly_once.is_none() {
+                let sender = Box::pin(open_partials(
+                    opening.cluster.client,
+                    opening.cluster.connection,
+                    &stage.topic,
+                    stage.partitions,
+                ))
+                .await
+                .map_err(Box::new)?;
+                stage.sender = Some(sender);
+            }
         }
         let Some(output) = &self.output else {
             return Ok(());
@@ -131,6 +226,11 @@ impl Reading for Count {
             (None, _) if self.job.topic.is_some() => return Ok(()),
             (None, _) => None,
         };
+        let partials = self
+            .job
+            .second_stage
+            .as_ref()
+            .map(|s| (&*s.topic, s.partitions));
         // Exactly once, before the commits are read: a predecessor with
         // the same partitions is fenced and what it left open aborted.
         self.job.topic = None;
@@ -142,6 +242,7 @@ impl Reading for Count {
             &output.topic,
             output.input.as_deref(),
             transaction,
+            partials,
         ))
         .await
         .map_err(Box::new)?;
@@ -164,6 +265,7 @@ impl Reading for Count {
                 &offsets,
                 &joined.partitions,
                 &self.job.config.aggs,
+                self.job.second_stage.as_ref().map(|s| &*s.topic),
             )?;
             if let Some(member) = &joined.member {
                 session.hold_while(member.lease());

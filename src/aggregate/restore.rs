@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::merge::MergeCounts;
 use super::{AggPlan, CountError, PartitionCounts, StateProblem};
 use crate::TopicPartition;
 use crate::offsets::{GroupOffsets, GroupSession};
@@ -11,22 +12,25 @@ use crate::offsets::{GroupOffsets, GroupSession};
 #[derive(Debug, Default)]
 pub struct Restored {
     pub(super) counts: BTreeMap<TopicPartition, PartitionCounts>,
+    /// The second stage's, per partition of the internal topic.
+    pub(super) merges: BTreeMap<TopicPartition, MergeCounts>,
 }
 
 impl Restored {
     /// Partitions with saved counts.
     pub fn len(&self) -> usize {
-        self.counts.len()
+        self.counts.len() + self.merges.len()
     }
 
     /// No saved counts.
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.len() == 0
     }
 }
 
 /// Reads the saved counts of `partitions` from `offsets` (the group's
-/// commits) through the session, which puts chunked states back together.
+/// commits) through the session, which puts chunked states back together;
+/// those of the `internal` topic's partitions are the second stage's.
 ///
 /// # Errors
 ///
@@ -38,6 +42,7 @@ pub fn restore(
     offsets: &GroupOffsets,
     partitions: &[TopicPartition],
     plan: &AggPlan,
+    internal: Option<&str>,
 ) -> Result<Restored, CountError> {
     let group = session.group().to_owned();
     let error = |at: TopicPartition, cause: StateProblem| CountError::State {
@@ -54,6 +59,14 @@ pub fn restore(
             let offset = offsets.get(&at).map_or(0, |c| c.offset);
             return Err(error(at, StateProblem::NoCounts { offset }));
         };
+        if internal.is_some_and(|t| *at.topic == *t) {
+            // Always saved whole: the last piece is the state.
+            let last = bytes.last().map_or(&[][..], Vec::as_slice);
+            let merge =
+                MergeCounts::from_json(last, plan).map_err(|e| error(at.clone(), e.into()))?;
+            restored.merges.insert(at, merge);
+            continue;
+        }
         match PartitionCounts::from_pieces(&bytes, plan) {
             Ok(counts) => restored.counts.insert(at, counts),
             Err(e) => return Err(error(at, e.into())),

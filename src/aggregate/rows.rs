@@ -28,6 +28,11 @@ pub(super) struct Part {
     /// Changed since the last commit.
     pub(super) dirty: bool,
     pub(super) records: u64,
+    /// It reached its stop: no record can come in this run.
+    pub(super) ended: bool,
+    /// Across group members: the tick it last sent the second stage
+    /// (watermark, idle, ended); `None` before its first in this run.
+    pub(super) sent: Option<(Option<i64>, bool, bool)>,
 }
 
 /// Windows ending at or before the returned time have closed in every
@@ -73,7 +78,13 @@ impl RowShape {
         }
     }
 
-    fn row(&self, windowing: &Windowing, start: i64, key: Option<String>, aggs: &Aggs) -> Row {
+    pub(super) fn row(
+        &self,
+        windowing: &Windowing,
+        start: i64,
+        key: Option<String>,
+        aggs: &Aggs,
+    ) -> Row {
         let agg = (!self.plan.is_count()).then(|| {
             let (values, unparsed) = self.plan.finish(aggs);
             AggValues {
@@ -210,7 +221,7 @@ pub(super) fn session_rows<'a>(
     (rows, closed)
 }
 
-fn sort_rows(rows: &mut [Row]) {
+pub(super) fn sort_rows(rows: &mut [Row]) {
     rows.sort_by(|a, b| {
         a.window_start
             .cmp(&b.window_start)

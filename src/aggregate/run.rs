@@ -45,23 +45,29 @@ pub(super) async fn run_job(
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<CountSummary, CountError> {
     let started = Instant::now();
-    let parts: BTreeMap<TopicPartition, Part> = consumer
-        .positions()
-        .iter()
-        .map(|p| {
-            let at = p.topic_partition();
-            let counts = restored.counts.remove(&at).unwrap_or_default();
-            let part = Part {
-                idle: false,
-                last_record: started,
-                counts,
-                position: p.start,
-                dirty: false,
-                records: 0,
-            };
-            (at, part)
-        })
-        .collect();
+    let internal = job.second_stage.as_ref().map(|s| Arc::clone(&s.topic));
+    let mut parts = BTreeMap::new();
+    let mut merges = BTreeMap::new();
+    for p in consumer.positions() {
+        let at = p.topic_partition();
+        if internal.as_ref().is_some_and(|t| *t == p.topic) {
+            let counts = restored.merges.remove(&at).unwrap_or_default();
+            merges.insert(at, Merge::new(counts, p.start));
+            continue;
+        }
+        let counts = restored.counts.remove(&at).unwrap_or_default();
+        let part = Part {
+            idle: false,
+            last_record: started,
+            counts,
+            position: p.start,
+            dirty: false,
+            records: 0,
+            ended: false,
+            sent: None,
+        };
+        parts.insert(at, part);
+    }
     let interval = job.config.checkpoint_interval;
     let reader = RecordReader::new(&job.config.by, job.config.aggs.fields().cloned());
     let shape = RowShape::new(job.config.aggs.clone(), reader.composite());
@@ -70,6 +76,7 @@ pub(super) async fn run_job(
         shape,
         job,
         parts,
+        merges,
         unparsed: 0,
         total: 0,
         rows: 0,
@@ -97,7 +104,8 @@ pub(super) async fn run_job(
             .map(|(at, p)| (at.clone(), p.records))
             .collect(),
         unparsed: run.unparsed,
-        late: run.parts.values().map(|p| p.counts.late()).sum(),
+        late: run.parts.values().map(|p| p.counts.late()).sum::<u64>()
+            + run.merges.values().map(|m| m.counts.late()).sum::<u64>(),
         rows: run.rows,
         commits: run.commits,
         elapsed: started.elapsed(),
@@ -127,6 +135,9 @@ impl CountJob {
 struct Run<'j> {
     job: &'j mut CountJob,
     parts: BTreeMap<TopicPartition, Part>,
+    /// Across group members: the partitions of the internal topic this
+    /// run merges ([`second`]).
+    merges: BTreeMap<TopicPartition, Merge>,
     reader: RecordReader,
     shape: RowShape,
     unparsed: u64,
@@ -142,7 +153,15 @@ impl Job for Run<'_> {
         if !self.job.holds_partitions() {
             return Ok(Some(StopReason::Fenced));
         }
-        let reached = self.apply(records);
+        let internal = records
+            .first()
+            .is_some_and(|r| self.merges.contains_key(&r.topic_partition()));
+        let reached = if internal {
+            self.merge_records(records);
+            false
+        } else {
+            self.apply(records)
+        };
         // A window that closed is emitted now, not at the next
         // checkpoint: reading a backlog, an interval's records can span
         // many windows, all held in memory until then.
@@ -156,6 +175,7 @@ impl Job for Run<'_> {
         if let Some(part) = self.parts.get_mut(&TopicPartition::new(topic, partition)) {
             // No record of it can come in this run.
             part.idle = true;
+            part.ended = true;
             if part.position != next_offset {
                 part.position = next_offset;
                 part.dirty = true;
@@ -173,13 +193,23 @@ impl Job for Run<'_> {
     }
 
     async fn checkpoint(&mut self) -> Step<CountError> {
-        self.checkpoint(false, false).await
+        let stop = self.checkpoint(false, false).await?;
+        // Across members, the internal topic is followed past any stop:
+        // the run ends once its own input and every source of what it
+        // merges reached their stops.
+        if stop.is_none() && self.second_stage_done() {
+            return Ok(Some(StopReason::Reached));
+        }
+        Ok(stop)
     }
 
     async fn finish(&mut self, stop: StopReason) -> Step<CountError> {
         match stop {
             // The partitions are someone else's: nothing more is written.
             StopReason::Fenced => Ok(Some(stop)),
+            // Across members, the open windows are not final: they go on
+            // at the next owner (or the next start), never emitted early.
+            _ if self.job.second_stage.is_some() => self.checkpoint(false, true).await,
             // Handed over: what is due is emitted and the state committed;
             // the open windows go on counting at the next owner.
             StopReason::Revoked => self.checkpoint(false, true).await,
@@ -240,7 +270,12 @@ impl Run<'_> {
             .parts
             .values()
             .map(|p| p.counts.windows().len() + p.counts.sessions().len())
-            .sum();
+            .sum::<usize>()
+            + self
+                .merges
+                .values()
+                .map(|m| m.counts.open_windows())
+                .sum::<usize>();
         crate::metrics::global()
             .windows_open
             .store(open as i64, Relaxed);
@@ -299,6 +334,9 @@ impl Run<'_> {
         {
             return false;
         }
+        if self.job.second_stage.is_some() {
+            return self.second_stage_due();
+        }
         let Some(boundary) = close_boundary(self.parts.values(), windowing, None) else {
             return false;
         };
@@ -313,6 +351,10 @@ impl Run<'_> {
     /// Emits what is due (everything with `stopping`) and closes the
     /// windows and sessions emitted.
     async fn emit_due(&mut self, stopping: bool) -> Result<(), StepError<CountError>> {
+        if self.job.second_stage.is_some() {
+            self.send_partials().await?;
+            return self.emit_merged().await;
+        }
         let boundary = self.boundary();
         let Self {
             job, parts, shape, ..
@@ -401,6 +443,15 @@ impl Run<'_> {
                 }
             })
             .collect();
+        let mut states = states;
+        for (at, merge) in self.merges.iter().filter(|(_, m)| m.dirty) {
+            states.push(PartitionState {
+                partition: at.clone(),
+                offset: merge.position,
+                state: merge.counts.to_json(plan),
+                delta: false,
+            });
+        }
         let any = !states.is_empty();
         let state_bytes: usize = states.iter().map(|s| s.state.len()).sum();
         let deltas = written.iter().filter(|w| w.2).count();
@@ -436,8 +487,17 @@ impl Run<'_> {
         for part in self.parts.values_mut() {
             part.dirty = false;
         }
+        for merge in self.merges.values_mut() {
+            merge.dirty = false;
+        }
         if let (Some(member), false) = (&self.job.member, transactional) {
-            member.mirror(self.parts.iter().map(|(at, p)| (at, &p.position)));
+            let merged = self.merges.iter().map(|(at, m)| (at, &m.position));
+            member.mirror(
+                self.parts
+                    .iter()
+                    .map(|(at, p)| (at, &p.position))
+                    .chain(merged),
+            );
         }
         if let Some(checkpoints) = &self.job.checkpoints {
             check_conflicts(&checkpoints.session, conflicts, checkpoints.exclusive)?;
@@ -476,10 +536,12 @@ impl Run<'_> {
             if let (true, Some(generation)) =
                 (any, member.as_ref().and_then(MemberLink::generation))
             {
+                let merged = self.merges.iter().map(|(at, m)| (at.clone(), m.position));
                 let positions: Vec<(TopicPartition, i64)> = self
                     .parts
                     .iter()
                     .map(|(at, p)| (at.clone(), p.position))
+                    .chain(merged)
                     .collect();
                 topic.commit_offsets(generation, &positions).await?;
             }
@@ -488,6 +550,10 @@ impl Run<'_> {
         Ok(conflicts)
     }
 }
+
+#[path = "second.rs"]
+mod second;
+use second::Merge;
 
 #[cfg(test)]
 #[path = "run_tests.rs"]

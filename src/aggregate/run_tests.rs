@@ -109,6 +109,7 @@ async fn count(
         topic: None,
         checkpoints: None,
         member: None,
+        second_stage: None,
     };
     let stop = async {
         tokio::time::sleep(stop_after).await;

@@ -342,6 +342,11 @@ impl PartitionCounts {
         self.watermark.map(|w| w.saturating_sub(windowing.grace_ms))
     }
 
+    /// The largest record timestamp taken, if any.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
     /// The aggregates per window start.
     pub fn windows(&self) -> &BTreeMap<i64, WindowCounts> {
         &self.windows

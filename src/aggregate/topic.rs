@@ -31,12 +31,83 @@ use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer, 
 /// Rows also go to a topic, one record per (window, key).
 #[derive(Debug)]
 pub struct OutputTopic {
-    topic: String,
-    producer: Producer,
-    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    rows: Sender,
+    /// Across group members, exactly once: the partial aggregates, in the
+    /// rows' transactions.
+    partials: Option<Sender>,
     /// Exactly once: the producer's transactions and its writes to the
     /// offsets store.
     transaction: Option<(Transactions, StoreWriter)>,
+}
+
+/// A producer for one topic and its delivery reports: records sent, then
+/// waited for until every one is acknowledged.
+#[derive(Debug)]
+pub(super) struct Sender {
+    topic: String,
+    producer: Producer,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+}
+
+impl Sender {
+    /// Produces `records` and waits until every one is acknowledged;
+    /// `fenced_id` is the transactional id a fenced producer had.
+    async fn send_all(
+        &mut self,
+        records: impl IntoIterator<Item = ProduceRecord>,
+        fenced_id: Option<&str>,
+    ) -> Result<(), CountError> {
+        let failed = |topic: &str, cause: RowsRefused| CountError::Produce {
+            topic: topic.to_owned(),
+            cause,
+        };
+        let mut sent = 0;
+        for record in records {
+            self.producer
+                .send(sent, record)
+                .await
+                .map_err(|e| failed(&self.topic, RowsRefused::Send(e)))?;
+            sent += 1;
+        }
+        for _ in 0..sent {
+            match self.deliveries.recv().await {
+                Some(Delivery { result: Ok(_), .. }) => {}
+                Some(Delivery { result: Err(e), .. }) => {
+                    if let (true, Some(id)) = (e.is_fenced(), fenced_id) {
+                        return Err(CountError::Fenced { id: id.to_owned() });
+                    }
+                    return Err(failed(&self.topic, RowsRefused::Delivery(e)));
+                }
+                None => return Err(failed(&self.topic, RowsRefused::Stopped)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `partials` (internal partition, value) and waits for them.
+    ///
+    /// # Errors
+    ///
+    /// The internal topic did not take them.
+    pub(super) async fn send_partials(
+        &mut self,
+        partials: Vec<(i32, Vec<u8>)>,
+        fenced_id: Option<&str>,
+    ) -> Result<(), CountError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let records = partials.into_iter().map(|(partition, value)| ProduceRecord {
+            key: None,
+            value: Some(value),
+            headers: Vec::new(),
+            // Now, not the event time: the topic's retention counts from
+            // when a partial was sent, however old its records.
+            timestamp_ms: Some(now),
+            partition: Some(partition),
+        });
+        self.send_all(records, fenced_id).await
+    }
 }
 
 /// The transactional id and timeout of an exactly-once output.
@@ -75,11 +146,48 @@ impl OutputTopic {
         deliveries: mpsc::UnboundedReceiver<Delivery>,
     ) -> Self {
         Self {
-            topic: topic.to_owned(),
-            producer,
-            deliveries,
+            rows: Sender {
+                topic: topic.to_owned(),
+                producer,
+                deliveries,
+            },
+            partials: None,
             transaction: None,
         }
+    }
+
+    /// Whether this output carries a count's partial aggregates (exactly
+    /// once across group members).
+    pub(super) fn carries_partials(&self) -> bool {
+        self.partials.is_some()
+    }
+
+    /// Exactly once across group members: sends `partials` to the
+    /// internal topic inside the open transaction (opening one).
+    ///
+    /// # Errors
+    ///
+    /// The coordinator refused, or the internal topic did not take them.
+    pub(super) async fn send_partials(
+        &mut self,
+        partials: Vec<(i32, Vec<u8>)>,
+    ) -> Result<(), CountError> {
+        let Some(sender) = self.partials.as_mut() else {
+            return Err(CountError::NoPartialsProducer);
+        };
+        let Some((transactions, _)) = &mut self.transaction else {
+            return sender.send_partials(partials, None).await;
+        };
+        let topic = sender.topic.as_str();
+        let mut added: Vec<i32> = partials.iter().map(|(p, _)| *p).collect();
+        added.sort_unstable();
+        added.dedup();
+        transactions
+            .add(added.iter().map(|&p| (topic, p)))
+            .await
+            .map_err(CountError::transaction)?;
+        let id = transactions.id().to_owned();
+        sender.send_partials(partials, Some(&id)).await
     }
 
     /// Whether rows and commits go in transactions.
@@ -171,47 +279,25 @@ impl OutputTopic {
 
     /// Produces `rows` and waits until every one is acknowledged.
     pub(super) async fn emit(&mut self, rows: &[Row]) -> Result<(), CountError> {
-        let failed = |cause: RowsRefused| CountError::Produce {
-            topic: self.topic.clone(),
-            cause,
-        };
-        if let Some((transactions, _)) = &mut self.transaction {
-            let topic = self.topic.as_str();
-            transactions
-                .add((0..self.producer.partitions()).map(|p| (topic, p)))
-                .await
-                .map_err(CountError::transaction)?;
-        }
-        let mut sent = 0;
-        for row in rows {
-            let record = ProduceRecord {
-                key: Some(row.topic_key()),
-                value: Some(row.to_json()),
-                headers: Vec::new(),
-                timestamp_ms: row.window_start,
-                partition: None,
-            };
-            self.producer
-                .send(sent, record)
-                .await
-                .map_err(|e| failed(RowsRefused::Send(e)))?;
-            sent += 1;
-        }
-        for _ in 0..sent {
-            match self.deliveries.recv().await {
-                Some(Delivery { result: Ok(_), .. }) => {}
-                Some(Delivery { result: Err(e), .. }) => {
-                    if let (true, Some((transactions, _))) = (e.is_fenced(), &self.transaction) {
-                        return Err(CountError::Fenced {
-                            id: transactions.id().to_owned(),
-                        });
-                    }
-                    return Err(failed(RowsRefused::Delivery(e)));
-                }
-                None => return Err(failed(RowsRefused::Stopped)),
+        let id = match &mut self.transaction {
+            Some((transactions, _)) => {
+                let topic = self.rows.topic.as_str();
+                transactions
+                    .add((0..self.rows.producer.partitions()).map(|p| (topic, p)))
+                    .await
+                    .map_err(CountError::transaction)?;
+                Some(transactions.id().to_owned())
             }
-        }
-        Ok(())
+            None => None,
+        };
+        let records = rows.iter().map(|row| ProduceRecord {
+            key: Some(row.topic_key()),
+            value: Some(row.to_json()),
+            headers: Vec::new(),
+            timestamp_ms: row.window_start,
+            partition: None,
+        });
+        self.rows.send_all(records, id.as_deref()).await
     }
 }
 
@@ -253,6 +339,9 @@ pub enum OutputTopicError {
 /// offsets store) when it is missing. With `transaction`, the producer is
 /// transactional: its start fences earlier producers of the id and aborts
 /// what they left open, so call it before reading the group's commits.
+/// With `partials` (the internal topic and its partitions) and a
+/// transaction, it also carries a count's partial aggregates across
+/// group members.
 ///
 /// # Errors
 ///
@@ -264,6 +353,7 @@ pub async fn open_output_topic(
     name: &str,
     input: Option<&str>,
     transaction: Option<TransactionPlan>,
+    partials: Option<(&str, i32)>,
 ) -> Result<OutputTopic, OutputTopicError> {
     let mut admin = Admin::connect(config).await?;
     let partitions = match admin.partition_count(name).await {
@@ -304,6 +394,12 @@ pub async fn open_output_topic(
         transactional_id: transaction.map(|plan| plan.id),
         ..ProducerConfig::default()
     };
+    // Exactly once, the partials go in the rows' transactions: a second
+    // producer under the same id and epoch (sequences are per partition).
+    let partials = match (partials, &transactions) {
+        (Some((topic, n)), Some(_)) => Some(sender(client, topic, n, producer_config.clone()).await?),
+        _ => None,
+    };
     let (producer, deliveries) = Producer::new(
         Arc::clone(client),
         name,
@@ -312,9 +408,48 @@ pub async fn open_output_topic(
     )
     .await?;
     let mut output = OutputTopic::new(name, producer, deliveries);
+    output.partials = partials;
     output.transaction = transactions.map(|t| {
         let writer = StoreWriter::new(t.id(), t.producer_id());
         (t, writer)
     });
     Ok(output)
+}
+
+/// An idempotent producer for `topic`, of `partitions`, with `config`.
+async fn sender(
+    client: &Arc<Client>,
+    topic: &str,
+    partitions: i32,
+    config: ProducerConfig,
+) -> Result<Sender, OutputTopicError> {
+    let (producer, deliveries) = Producer::new(Arc::clone(client), topic, partitions, config).await?;
+    Ok(Sender {
+        topic: topic.to_owned(),
+        producer,
+        deliveries,
+    })
+}
+
+/// The producer of a count's partial aggregates across group members, to
+/// the internal `topic` of `partitions`, when they do not go in the
+/// output's transactions: idempotent, acknowledged by every in-sync
+/// replica.
+///
+/// # Errors
+///
+/// No producer id, or the producer could not start.
+pub(super) async fn open_partials(
+    client: &Arc<Client>,
+    config: &ConnectionConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<Sender, OutputTopicError> {
+    let producer_config = ProducerConfig {
+        linger: Duration::from_millis(1),
+        delivery_timeout: config.timeout,
+        producer_id: Some(init_producer_id(config).await?),
+        ..ProducerConfig::default()
+    };
+    sender(client, topic, partitions, producer_config).await
 }

@@ -68,6 +68,10 @@ pub struct ConsumerConfig {
     /// Whether its partitions show in the metrics ([`crate::metrics`]):
     /// a job's input does, weir's reads of its own offsets topic do not.
     pub metered: bool,
+    /// Topics read on past [`until`](Self::until), from their earliest
+    /// offset where nothing was committed: the internal topic between two
+    /// stages of a job, which never ends while a source may write to it.
+    pub follow: Vec<String>,
 }
 
 impl Default for ConsumerConfig {
@@ -85,6 +89,7 @@ impl Default for ConsumerConfig {
             // consumer defaults to read_uncommitted.)
             isolation: IsolationLevel::ReadCommitted,
             metered: true,
+            follow: Vec::new(),
         }
     }
 }

@@ -109,6 +109,7 @@ impl Consumer {
                 next: position.start,
                 end: position.end,
                 until_time: match config.until {
+                    _ if config.follow.iter().any(|t| **t == *position.topic) => None,
                     Until::Timestamp(t) => Some(t),
                     _ => None,
                 },

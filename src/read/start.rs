@@ -132,8 +132,11 @@ pub(super) async fn resolve<F: PartitionFetch>(
         }
         inside
     });
+    let follow = config.follow.iter().any(|t| **t == **topic);
     let wanted = match (committed, config.start) {
-        (Some(offset), _) | (None, StartOffset::Offset(offset)) => offset,
+        (Some(offset), _) => offset,
+        (None, _) if follow => low,
+        (None, StartOffset::Offset(offset)) => offset,
         (None, StartOffset::Earliest) => low,
         (None, StartOffset::Latest) => high,
         (None, StartOffset::FromEnd(n)) => high.saturating_sub(n).max(low),
@@ -163,6 +166,7 @@ pub(super) async fn resolve<F: PartitionFetch>(
         );
     }
     let end = match config.until {
+        _ if follow => None,
         Until::End => Some(high),
         Until::HighWatermark => Some(
             within(deadline, timeout, fetch.high_watermark())

@@ -255,6 +255,21 @@ impl NewTopic {
     }
 }
 
+impl NewTopic {
+    /// An internal topic of weir's that carries records between two
+    /// stages of a job (a count's partial aggregates across group
+    /// members): replicated as [`compacted_replicated`](Self::compacted_replicated),
+    /// deleted by retention (the broker's default) rather than compacted.
+    pub fn internal_replicated(name: &str, partitions: i32, brokers: usize) -> Self {
+        let mut topic = Self::compacted_replicated(name, partitions, brokers);
+        topic.configs.retain(|(k, _)| k != "cleanup.policy");
+        topic
+            .configs
+            .push(("cleanup.policy".to_owned(), "delete".to_owned()));
+        topic
+    }
+}
+
 /// An administrative session with a cluster.
 #[derive(Debug)]
 pub struct Admin {

@@ -1,0 +1,176 @@
+use super::*;
+use crate::aggregate::partial::Cell;
+
+const MINUTE: i64 = 60_000;
+
+fn windowing() -> Windowing {
+    Windowing::tumbling(Some(MINUTE), 5_000)
+}
+
+fn sources() -> Vec<TopicPartition> {
+    (0..3).map(|p| TopicPartition::new("in", p)).collect()
+}
+
+struct Send {
+    src: i32,
+    pos: i64,
+    wm: Option<i64>,
+    idle: bool,
+    end: bool,
+    cells: Vec<(i64, &'static str, u64)>,
+}
+
+fn send(src: i32, pos: i64, wm: Option<i64>) -> Send {
+    Send {
+        src,
+        pos,
+        wm,
+        idle: false,
+        end: false,
+        cells: Vec::new(),
+    }
+}
+
+impl Send {
+    fn cell(mut self, start: i64, key: &'static str, records: u64) -> Self {
+        self.cells.push((start, key, records));
+        self
+    }
+
+    fn into_partial(self, plan: &AggPlan) -> Partial {
+        Partial {
+            v: 1,
+            src: ("in".to_owned(), self.src),
+            pos: self.pos,
+            wm: self.wm,
+            idle: self.idle,
+            end: self.end,
+            cells: self
+                .cells
+                .into_iter()
+                .map(|(start, key, n)| {
+                    let mut aggs = plan.empty();
+                    for _ in 0..n {
+                        aggs.add(&[]);
+                    }
+                    Cell::new(plan, start, Some(key), &aggs)
+                })
+                .collect(),
+        }
+    }
+}
+
+fn apply(merge: &mut MergeCounts, s: Send) {
+    let plan = AggPlan::new(Vec::new());
+    merge
+        .apply(s.into_partial(&plan), &plan, &windowing(), &sources())
+        .unwrap();
+}
+
+fn sealed(merge: &mut MergeCounts) -> Vec<(i64, Vec<(String, u64)>)> {
+    let plan = AggPlan::new(Vec::new());
+    merge
+        .take_sealed(&plan, &windowing())
+        .into_iter()
+        .map(|(start, keys)| {
+            let mut keys: Vec<(String, u64)> = keys
+                .into_iter()
+                .map(|(k, a)| (k.unwrap().to_string(), a.records))
+                .collect();
+            keys.sort();
+            (start, keys)
+        })
+        .collect()
+}
+
+#[test]
+fn a_window_is_final_once_every_source_passed_it() {
+    let mut merge = MergeCounts::default();
+    apply(&mut merge, send(0, 10, Some(MINUTE + 6_000)).cell(0, "INFO", 4));
+    apply(&mut merge, send(1, 7, Some(MINUTE + 9_000)).cell(0, "INFO", 3));
+    assert!(sealed(&mut merge).is_empty(), "source 2 has not said where it is");
+    apply(&mut merge, send(2, 5, Some(MINUTE + 1_000)).cell(0, "INFO", 1));
+    assert!(sealed(&mut merge).is_empty(), "source 2 is inside the grace");
+    apply(&mut merge, send(2, 6, Some(MINUTE + 5_000)));
+    assert_eq!(sealed(&mut merge), vec![(0, vec![("INFO".to_owned(), 8)])]);
+}
+
+#[test]
+fn a_replayed_partial_changes_nothing_and_a_later_one_replaces() {
+    let mut merge = MergeCounts::default();
+    apply(&mut merge, send(0, 10, Some(1_000)).cell(0, "INFO", 4));
+    // The source crashed before its checkpoint and sends again from an
+    // earlier one: an older partial, then the same.
+    apply(&mut merge, send(0, 6, Some(900)).cell(0, "INFO", 2));
+    apply(&mut merge, send(0, 10, Some(1_000)).cell(0, "INFO", 4));
+    apply(&mut merge, send(0, 12, Some(1_200)).cell(0, "INFO", 5));
+    for src in 1..3 {
+        apply(&mut merge, send(src, 0, None).ended());
+    }
+    apply(&mut merge, send(0, 13, None).ended());
+    assert_eq!(sealed(&mut merge), vec![(0, vec![("INFO".to_owned(), 5)])]);
+}
+
+impl Send {
+    fn ended(mut self) -> Self {
+        self.idle = true;
+        self.end = true;
+        self
+    }
+
+    fn idle(mut self) -> Self {
+        self.idle = true;
+        self
+    }
+}
+
+#[test]
+fn idle_sources_hold_nothing_back_and_their_late_partials_are_counted_late() {
+    let mut merge = MergeCounts::default();
+    apply(&mut merge, send(0, 10, Some(2 * MINUTE)).cell(0, "INFO", 4));
+    apply(&mut merge, send(1, 0, None).idle());
+    apply(&mut merge, send(2, 0, None).idle());
+    assert_eq!(sealed(&mut merge), vec![(0, vec![("INFO".to_owned(), 4)])]);
+    // Source 1 wakes up with records for the closed window.
+    apply(&mut merge, send(1, 3, Some(30_000)).cell(0, "INFO", 3));
+    assert_eq!(merge.late(), 3);
+    // Source 0 replays its final partial of the closed window: not late.
+    apply(&mut merge, send(0, 10, Some(2 * MINUTE)).cell(0, "INFO", 4));
+    assert_eq!(merge.late(), 3);
+    assert!(sealed(&mut merge).is_empty());
+}
+
+#[test]
+fn every_window_is_final_once_every_source_ended() {
+    let mut merge = MergeCounts::default();
+    apply(&mut merge, send(0, 10, Some(10)).cell(0, "A", 1).cell(MINUTE, "B", 2));
+    assert!(!merge.complete(&sources()));
+    for src in 0..3 {
+        apply(&mut merge, send(src, 20, Some(10)).ended());
+    }
+    assert!(merge.complete(&sources()));
+    assert_eq!(
+        sealed(&mut merge),
+        vec![
+            (0, vec![("A".to_owned(), 1)]),
+            (MINUTE, vec![("B".to_owned(), 2)])
+        ]
+    );
+}
+
+#[test]
+fn the_checkpoint_form_reads_back_the_same_state() {
+    let mut merge = MergeCounts::default();
+    apply(&mut merge, send(0, 10, Some(MINUTE + 6_000)).cell(0, "INFO", 4));
+    apply(&mut merge, send(1, 7, None).idle().cell(MINUTE, "WARN", 1));
+    let plan = AggPlan::new(Vec::new());
+    let mut back = MergeCounts::from_json(&merge.to_json(&plan), &plan).unwrap();
+    merge.changed.clear();
+    assert_eq!(back, merge);
+    let other = AggPlan::new(vec!["sum:json:/x".parse().unwrap()]);
+    assert!(matches!(
+        MergeCounts::from_json(&merge.to_json(&plan), &other),
+        Err(PartialError::OtherAggregates { .. })
+    ));
+    assert_eq!(back.take_changed(&plan), Vec::new());
+}
