@@ -5,8 +5,11 @@
 //! SIGKILLed, one joining, one frozen (SIGSTOP) past its session timeout
 //! and thawed, one leaving on SIGTERM.
 //!
-//! - count: the final value per (window, key) in the output topic equals
-//!   a reference computed from the input read back independently;
+//! - count: grouped by a field of the value (not the record key, so each
+//!   key's records are spread over every member), the final value per
+//!   (window, key) in the output topic equals a reference computed from
+//!   the input read back independently: the members' partial aggregates
+//!   meet in the group's internal topic;
 //! - consume: the members' outputs hold every offset, and an offset is
 //!   written twice only when one of the writers crashed or froze;
 //! - once membership is stable the partitions are spread evenly, and
@@ -29,9 +32,11 @@ const PARTITIONS: i32 = 12;
 const RECORDS: usize = 300_000;
 const BATCHES: usize = 10;
 
-/// Distinct keys: the counted value, and the record key, so a key's
-/// records are in one partition.
+/// Distinct record keys, which place the records.
 const KEYS: usize = 50;
+
+/// Distinct values of the counted field, each in every partition.
+const LEVELS: usize = 4;
 
 /// The members' session timeout (the broker's minimum is 6 s).
 const SESSION: Duration = Duration::from_secs(6);
@@ -164,12 +169,23 @@ fn wait(dir: &Path, what: &str, condition: impl FnMut() -> bool) {
     }
 }
 
-/// Whether `group` has `n` members with the partitions spread evenly.
-fn balanced(cluster: &Cluster, group: &str, n: usize) -> bool {
+/// Whether `group` has `n` members with its `total` partitions spread
+/// evenly.
+fn balanced(cluster: &Cluster, group: &str, n: usize, total: usize) -> bool {
     let counts = members(cluster, group);
     counts.len() == n
-        && counts.iter().sum::<usize>() == PARTITIONS as usize
+        && counts.iter().sum::<usize>() == total
         && counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1
+}
+
+/// The partitions each group reads: the count's members read the
+/// group's internal topic too.
+fn partitions_of(group: &str, counting: &str) -> usize {
+    if group == counting {
+        2 * PARTITIONS as usize
+    } else {
+        PARTITIONS as usize
+    }
 }
 
 #[test]
@@ -202,7 +218,7 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
             "-g",
             &counting,
             "--by",
-            "key",
+            "json:/level",
             "--window",
             "1m",
             "--to-topic",
@@ -246,7 +262,11 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
                 let mut lines = String::new();
                 for i in 0..RECORDS / BATCHES {
                     let n = batch * RECORDS / BATCHES + i;
-                    lines.push_str(&format!("svc{}:{n}\n", n * 7 % KEYS));
+                    let level = n * 3 % LEVELS;
+                    lines.push_str(&format!(
+                        "svc{}|{{\"n\":{n},\"level\":\"L{level}\"}}\n",
+                        n * 7 % KEYS
+                    ));
                 }
                 common::kafka_tool_with_input(
                     CONSOLE_PRODUCER,
@@ -258,7 +278,7 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
                         "--property",
                         "parse.key=true",
                         "--property",
-                        "key.separator=:",
+                        "key.separator=|",
                     ],
                     lines.as_bytes(),
                 )
@@ -271,10 +291,10 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
     let (count_b, consume_b) = start_both("b");
     let (count_c, consume_c) = start_both("c");
     wait(dir.path(), "three count members, evenly", || {
-        balanced(&cluster, &counting, 3)
+        balanced(&cluster, &counting, 3, 2 * PARTITIONS as usize)
     });
     wait(dir.path(), "three consume members, evenly", || {
-        balanced(&cluster, &reading, 3)
+        balanced(&cluster, &reading, 3, PARTITIONS as usize)
     });
 
     // A crashes; D joins.
@@ -298,20 +318,39 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
     count_c.stop();
 
     producer.join().unwrap();
+    assert_eq!(cluster.topic_end(&input), RECORDS as i64);
+    // A record two minutes on in every partition closes every window of
+    // the input in every member (the open ones are not emitted at a stop:
+    // they are not final across the group).
+    let later = epoch_ms() + 120_000;
+    let flush: String = (0..PARTITIONS)
+        .map(|p| {
+            let line = serde_json::json!({
+                "key": null,
+                "value": r#"{"level":"FLUSH"}"#,
+                "timestamp": later,
+                "partition": p,
+            });
+            format!("{line}\n")
+        })
+        .collect();
+    let produced = cluster.produce(&["-t", &input, "--format", "json"], flush.as_bytes());
+    assert!(produced.code == Some(0), "{}", produced.stderr);
     let end: i64 = cluster.topic_end(&input);
-    assert_eq!(end, RECORDS as i64);
+    assert_eq!(end, RECORDS as i64 + i64::from(PARTITIONS));
     // B and D share the partitions evenly and read everything; the
     // broker's group offsets (mirrored by weir) show no lag.
     for group in [&counting, &reading] {
+        let total = partitions_of(group, &counting);
         wait(dir.path(), "two members, evenly", || {
-            balanced(&cluster, group, 2)
+            balanced(&cluster, group, 2, total)
         });
         wait(dir.path(), "every record committed", || {
             cluster.committed_total("__weir_offsets", group) == end
         });
         wait(dir.path(), "lag 0 in kafka-consumer-groups", || {
             let lags = lags(&cluster, group);
-            lags.len() == PARTITIONS as usize && lags.iter().all(|&l| l == 0)
+            lags.len() == total && lags.iter().all(|&l| l == 0)
         });
     }
     let consumed_b = consume_b.stop();
@@ -326,7 +365,7 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
         || {
             let log = std::fs::read_to_string(&count_d.err).unwrap_or_default();
             let last = log.lines().rev().find(|l| l.contains(" joined "));
-            last.is_some_and(|l| l.contains(&format!("partitions={PARTITIONS}")))
+            last.is_some_and(|l| l.contains(&format!("partitions={}", 2 * PARTITIONS)))
         },
     );
     count_d.stop();
@@ -389,7 +428,12 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
     let mut reference: BTreeMap<(i64, String), u64> = BTreeMap::new();
     for records in cluster.read_all(&input, PARTITIONS).values() {
         for r in records {
-            let key = String::from_utf8(r.record.key.clone().unwrap()).unwrap();
+            let value: serde_json::Value =
+                serde_json::from_slice(r.record.value.as_deref().unwrap()).unwrap();
+            let key = value["level"].as_str().unwrap().to_owned();
+            if key == "FLUSH" {
+                continue;
+            }
             let ts = r.record.timestamp.timestamp_millis();
             *reference
                 .entry((ts - ts.rem_euclid(60_000), key))
@@ -618,7 +662,7 @@ fn a_member_fenced_through_its_transactional_id_rejoins() {
             "-t",
             &topics.input,
             "--by",
-            "key",
+            "json:/level",
             "--window",
             "1s",
             "--emit",

@@ -147,7 +147,11 @@ impl MergeCounts {
     /// Where windows are final across `sources` ([module docs](self));
     /// `None` while one of them holds every window back, or without
     /// windows.
-    pub(super) fn boundary(&self, windowing: &Windowing, sources: &[TopicPartition]) -> Option<i64> {
+    pub(super) fn boundary(
+        &self,
+        windowing: &Windowing,
+        sources: &[TopicPartition],
+    ) -> Option<i64> {
         if !windowing.closes() {
             return None;
         }

@@ -86,11 +86,26 @@ fn sealed(merge: &mut MergeCounts) -> Vec<(i64, Vec<(String, u64)>)> {
 #[test]
 fn a_window_is_final_once_every_source_passed_it() {
     let mut merge = MergeCounts::default();
-    apply(&mut merge, send(0, 10, Some(MINUTE + 6_000)).cell(0, "INFO", 4));
-    apply(&mut merge, send(1, 7, Some(MINUTE + 9_000)).cell(0, "INFO", 3));
-    assert!(sealed(&mut merge).is_empty(), "source 2 has not said where it is");
-    apply(&mut merge, send(2, 5, Some(MINUTE + 1_000)).cell(0, "INFO", 1));
-    assert!(sealed(&mut merge).is_empty(), "source 2 is inside the grace");
+    apply(
+        &mut merge,
+        send(0, 10, Some(MINUTE + 6_000)).cell(0, "INFO", 4),
+    );
+    apply(
+        &mut merge,
+        send(1, 7, Some(MINUTE + 9_000)).cell(0, "INFO", 3),
+    );
+    assert!(
+        sealed(&mut merge).is_empty(),
+        "source 2 has not said where it is"
+    );
+    apply(
+        &mut merge,
+        send(2, 5, Some(MINUTE + 1_000)).cell(0, "INFO", 1),
+    );
+    assert!(
+        sealed(&mut merge).is_empty(),
+        "source 2 is inside the grace"
+    );
     apply(&mut merge, send(2, 6, Some(MINUTE + 5_000)));
     assert_eq!(sealed(&mut merge), vec![(0, vec![("INFO".to_owned(), 8)])]);
 }
@@ -143,7 +158,10 @@ fn idle_sources_hold_nothing_back_and_their_late_partials_are_counted_late() {
 #[test]
 fn every_window_is_final_once_every_source_ended() {
     let mut merge = MergeCounts::default();
-    apply(&mut merge, send(0, 10, Some(10)).cell(0, "A", 1).cell(MINUTE, "B", 2));
+    apply(
+        &mut merge,
+        send(0, 10, Some(10)).cell(0, "A", 1).cell(MINUTE, "B", 2),
+    );
     assert!(!merge.complete(&sources()));
     for src in 0..3 {
         apply(&mut merge, send(src, 20, Some(10)).ended());
@@ -161,7 +179,10 @@ fn every_window_is_final_once_every_source_ended() {
 #[test]
 fn the_checkpoint_form_reads_back_the_same_state() {
     let mut merge = MergeCounts::default();
-    apply(&mut merge, send(0, 10, Some(MINUTE + 6_000)).cell(0, "INFO", 4));
+    apply(
+        &mut merge,
+        send(0, 10, Some(MINUTE + 6_000)).cell(0, "INFO", 4),
+    );
     apply(&mut merge, send(1, 7, None).idle().cell(MINUTE, "WARN", 1));
     let plan = AggPlan::new(Vec::new());
     let mut back = MergeCounts::from_json(&merge.to_json(&plan), &plan).unwrap();

@@ -7,7 +7,8 @@
 //! same tick in each.
 //!
 //! The topic is named after the offsets store and the group
-//! ([`partials_topic`]), so a user never names or creates it.
+//! ([`crate::offsets::partials_topic`]), so a user never names or
+//! creates it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,23 +24,6 @@ const PARTIAL_VERSION: u32 = 1;
 /// Cells per record at most are sized to stay far below the broker's
 /// default `max.message.bytes` (1 MiB).
 const RECORD_BYTES: usize = 256 * 1024;
-
-/// The internal topic of `group`'s aggregation in the offsets store
-/// `store`: `<store>-<group>-partials`, with characters a topic name
-/// cannot hold replaced by `_`.
-pub fn partials_topic(store: &str, group: &str) -> String {
-    let name: String = format!("{store}-{group}-partials")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    name
-}
 
 /// The internal partition of `key` (the unparsed bucket: 0).
 pub(super) fn partition_for(key: Option<&str>, partitions: i32) -> i32 {
@@ -150,7 +134,8 @@ pub(super) fn records(
         loop {
             let next = cells.next();
             if let Some(cell) = &next {
-                bytes += cell.key.as_ref().map_or(0, String::len) + cell.aggs.to_string().len() + 32;
+                bytes +=
+                    cell.key.as_ref().map_or(0, String::len) + cell.aggs.to_string().len() + 32;
             }
             let full = bytes >= RECORD_BYTES;
             if let Some(cell) = next {
@@ -193,7 +178,9 @@ pub enum PartialError {
         found: u32,
     },
     /// Saved for other aggregates than this run's.
-    #[error("the second stage's state was saved for other aggregates ({saved}); use another group or `weir offsets delete`")]
+    #[error(
+        "the second stage's state was saved for other aggregates ({saved}); use another group or `weir offsets delete`"
+    )]
     OtherAggregates {
         /// The aggregates it was saved for.
         saved: String,
@@ -206,15 +193,6 @@ pub enum PartialError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_topic_is_named_after_the_store_and_the_group() {
-        assert_eq!(
-            partials_topic("__weir_offsets", "logs"),
-            "__weir_offsets-logs-partials"
-        );
-        assert_eq!(partials_topic("s", "a b/c"), "s-a_b_c-partials");
-    }
 
     #[test]
     fn cells_go_where_java_puts_their_key_and_ticks_everywhere() {
@@ -277,7 +255,8 @@ mod tests {
 
     #[test]
     fn another_version_is_refused() {
-        let bytes = br#"{"v":9,"src":["t",0],"pos":1,"wm":null,"idle":false,"end":false,"cells":[]}"#;
+        let bytes =
+            br#"{"v":9,"src":["t",0],"pos":1,"wm":null,"idle":false,"end":false,"cells":[]}"#;
         assert!(matches!(
             Partial::from_json(bytes),
             Err(PartialError::Version { found: 9 })

@@ -25,15 +25,15 @@ use std::time::Duration;
 use super::topic::open_partials;
 use super::{
     Checkpoints, CountConfig, CountError, CountJob, CountSummary, Extractor, Restored, RowSink,
-    SecondStage, TransactionPlan, count_transactional_id, open_output_topic, partials_topic,
-    restore, run_job,
+    SecondStage, TransactionPlan, count_transactional_id, open_output_topic, restore, run_job,
 };
 use crate::TopicPartition;
-use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::job::runner::{self, Joined, Opening, ReadPlan, Reading};
 use crate::job::{JobError, StopReason};
+use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::kafka::connect::ConnectionConfig;
 use crate::offsets::OffsetsError;
+use crate::offsets::partials_topic;
 use crate::read::Consumer;
 
 /// Where a count's rows go besides its sink: a topic, one record per

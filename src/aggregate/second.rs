@@ -105,7 +105,9 @@ impl Run<'_> {
         let windowing = config.windowing;
         let plan = &config.aggs;
         let updates = config.emit == EmitMode::Updates || !windowing.closes();
-        let quiet_since = config.idle_timeout.and_then(|t| Instant::now().checked_sub(t));
+        let quiet_since = config
+            .idle_timeout
+            .and_then(|t| Instant::now().checked_sub(t));
         let mut out = Vec::new();
         let mut ticks = Vec::new();
         for (at, part) in &mut self.parts {
@@ -145,7 +147,13 @@ impl Run<'_> {
                 continue;
             }
             let cells = cells.into_values().collect();
-            out.extend(partial::records(at, tick, cells, stage.partitions, everywhere));
+            out.extend(partial::records(
+                at,
+                tick,
+                cells,
+                stage.partitions,
+                everywhere,
+            ));
             ticks.push((at.clone(), mark, own));
         }
         if out.is_empty() {

@@ -97,15 +97,17 @@ impl Sender {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let records = partials.into_iter().map(|(partition, value)| ProduceRecord {
-            key: None,
-            value: Some(value),
-            headers: Vec::new(),
-            // Now, not the event time: the topic's retention counts from
-            // when a partial was sent, however old its records.
-            timestamp_ms: Some(now),
-            partition: Some(partition),
-        });
+        let records = partials
+            .into_iter()
+            .map(|(partition, value)| ProduceRecord {
+                key: None,
+                value: Some(value),
+                headers: Vec::new(),
+                // Now, not the event time: the topic's retention counts from
+                // when a partial was sent, however old its records.
+                timestamp_ms: Some(now),
+                partition: Some(partition),
+            });
         self.send_all(records, fenced_id).await
     }
 }
@@ -397,7 +399,9 @@ pub async fn open_output_topic(
     // Exactly once, the partials go in the rows' transactions: a second
     // producer under the same id and epoch (sequences are per partition).
     let partials = match (partials, &transactions) {
-        (Some((topic, n)), Some(_)) => Some(sender(client, topic, n, producer_config.clone()).await?),
+        (Some((topic, n)), Some(_)) => {
+            Some(sender(client, topic, n, producer_config.clone()).await?)
+        }
         _ => None,
     };
     let (producer, deliveries) = Producer::new(
@@ -423,7 +427,8 @@ async fn sender(
     partitions: i32,
     config: ProducerConfig,
 ) -> Result<Sender, OutputTopicError> {
-    let (producer, deliveries) = Producer::new(Arc::clone(client), topic, partitions, config).await?;
+    let (producer, deliveries) =
+        Producer::new(Arc::clone(client), topic, partitions, config).await?;
     Ok(Sender {
         topic: topic.to_owned(),
         producer,

@@ -123,6 +123,9 @@ struct Row<'a> {
     out_of_range: bool,
     committed_at: Option<String>,
     instance: Option<&'a str>,
+    /// The group's own internal topic, not an input.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    internal: bool,
 }
 
 /// Runs `weir offsets`.
@@ -153,12 +156,12 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
             print_changes(&mut out, args.output, &group, &rows, dry_run)?;
         }
         Verb::Delete { group, topic } => {
-            let deleted =
+            let (deleted, internal) =
                 report::delete_group_offsets(&config, &store, &group, topic.as_deref()).await?;
             if args.output == Output::Json {
                 serde_json::to_writer(
                     &mut out,
-                    &serde_json::json!({ "group": group, "deleted": deleted }),
+                    &serde_json::json!({ "group": group, "deleted": deleted, "internal_topic_deleted": internal }),
                 )?;
                 writeln!(out)?;
             } else {
@@ -166,6 +169,9 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                     out,
                     "deleted {deleted} committed offsets of group \"{group}\""
                 )?;
+                if let Some(t) = internal {
+                    writeln!(out, "deleted the group's internal topic \"{t}\"")?;
+                }
             }
         }
     }
@@ -228,6 +234,7 @@ fn print_positions(
             out_of_range: r.out_of_range,
             committed_at: r.committed_at_ms.map(rfc3339_millis),
             instance: r.instance.as_deref(),
+            internal: r.internal,
         })
         .collect();
     if output == Output::Json {

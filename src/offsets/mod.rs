@@ -64,3 +64,34 @@ pub const DEFAULT_OFFSETS_TOPIC: &str = "__weir_offsets";
 /// Partitions of a store weir creates, as Kafka's own
 /// `offsets.topic.num.partitions` would be for a small cluster.
 pub const DEFAULT_OFFSETS_PARTITIONS: i32 = 6;
+
+/// The internal topic of `group`'s aggregation in the offsets store
+/// `store`: `<store>-<group>-partials`, with characters a topic name
+/// cannot hold replaced by `_`.
+pub fn partials_topic(store: &str, group: &str) -> String {
+    let name: String = format!("{store}-{group}-partials")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    name
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::partials_topic;
+
+    #[test]
+    fn the_internal_topic_is_named_after_the_store_and_the_group() {
+        assert_eq!(
+            partials_topic("__weir_offsets", "logs"),
+            "__weir_offsets-logs-partials"
+        );
+        assert_eq!(partials_topic("s", "a b/c"), "s-a_b_c-partials");
+    }
+}

@@ -52,6 +52,9 @@ pub struct PartitionReport {
     pub committed_at_ms: Option<i64>,
     /// The instance that committed it.
     pub instance: Option<String>,
+    /// The group's own internal topic (the partial aggregates of a count
+    /// across members), not an input.
+    pub internal: bool,
 }
 
 /// Opens the store (created when `store.create`), the client and an admin
@@ -115,6 +118,7 @@ pub async fn describe_group(
     group: &str,
     topic: Option<&str>,
 ) -> Result<Vec<PartitionReport>, GroupError> {
+    let internal = super::partials_topic(&store.topic, group);
     let (store, _, mut admin) = open(connection, store).await?;
     let offsets = match &store {
         Some(store) => store.load(group).await?,
@@ -165,6 +169,7 @@ pub async fn describe_group(
                 },
                 committed_at_ms: commit.map(|c| c.committed_at),
                 instance: commit.map(|c| c.instance.clone()),
+                internal: *t == internal,
             });
         }
     }
@@ -228,20 +233,31 @@ pub async fn set_group_offsets(
 }
 
 /// Forgets `group`'s commits (of `topic` only, when given); returns how
-/// many.
+/// many, and, for the whole group, the internal topic deleted with them
+/// (a count's partial aggregates across members), if it had one.
 ///
 /// # Errors
 ///
-/// The cluster or the store could not be read or written.
+/// The cluster or the store could not be read or written, or the
+/// internal topic not deleted.
 pub async fn delete_group_offsets(
     connection: &ConnectionConfig,
     store: &StoreConfig,
     group: &str,
     topic: Option<&str>,
-) -> Result<usize, GroupError> {
-    let (store, _, _) = open(connection, store).await?;
-    match &store {
-        Some(store) => delete_offsets(store, group, topic).await,
-        None => Ok(0),
+) -> Result<(usize, Option<String>), GroupError> {
+    let internal = super::partials_topic(&store.topic, group);
+    let (store, _, mut admin) = open(connection, store).await?;
+    let deleted = match &store {
+        Some(store) => delete_offsets(store, group, topic).await?,
+        None => 0,
+    };
+    if topic.is_some() {
+        return Ok((deleted, None));
+    }
+    match admin.delete_topic(&internal).await {
+        Ok(()) => Ok((deleted, Some(internal))),
+        Err(AdminError::UnknownTopic { .. }) => Ok((deleted, None)),
+        Err(e) => Err(e.into()),
     }
 }

@@ -738,6 +738,8 @@ impl Cluster {
             .as_array()
             .unwrap()
             .iter()
+            // The group's own internal topic is not input.
+            .filter(|r| r["internal"] != true)
             .filter_map(|r| Some((r["partition"].as_i64()? as i32, r["committed"].as_i64()?)))
             .collect()
     }
