@@ -21,7 +21,11 @@ pub enum ConsumerEvent {
     },
     /// A fetch answered that a partition has nothing more to read for
     /// now: it is at the end of its log (for the isolation level). Sent
-    /// when it gets there, again only after records came since.
+    /// when it gets there, again only after records came since. Never
+    /// for a partition read to an offset ([`Until::End`]): short of it,
+    /// records are left; there, it has [`Reached`](Self::Reached) it.
+    ///
+    /// [`Until::End`]: super::Until::End
     CaughtUp {
         /// Topic.
         topic: Arc<str>,

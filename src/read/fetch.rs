@@ -377,7 +377,11 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 } else if self.until_time.is_some_and(|t| now_ms() >= t) {
                     self.reached().await;
                     return;
-                } else if !caught_up {
+                } else if !caught_up && self.end.is_none() {
+                    // With a stop (`-e`), records are known to be left
+                    // before it (the loop's top checks): the end this
+                    // fetch saw lags (a new leader's high watermark), and
+                    // saying so would let a job stop waiting for them.
                     caught_up = true;
                     let event = ConsumerEvent::CaughtUp {
                         topic: Arc::clone(&self.topic),

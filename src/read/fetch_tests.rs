@@ -320,3 +320,62 @@ async fn a_follower_waits_at_the_stable_offset_without_growing_its_fetches() {
     assert!(consumer.try_next().is_none());
     consumer.stop().await;
 }
+
+/// A log whose first fetch is answered by a leader whose high watermark
+/// lags (one just elected): nothing, the log ending where reading starts.
+struct LaggingLeader {
+    log: Arc<FakeLog>,
+    answered: Mutex<bool>,
+}
+
+impl PartitionFetch for Arc<LaggingLeader> {
+    fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> BoxFuture<'_, Result<Fetched, FetchError>> {
+        Box::pin(async move {
+            if !std::mem::replace(&mut *self.answered.lock().unwrap(), true) {
+                return Ok(Fetched::plain(Vec::new(), offset, offset));
+            }
+            self.log.fetch(offset, max_bytes, max_wait_ms).await
+        })
+    }
+
+    fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
+        self.log.offset_at(at)
+    }
+}
+
+#[tokio::test]
+async fn a_partition_short_of_its_stop_is_never_caught_up() {
+    let log = Arc::new(LaggingLeader {
+        log: Arc::new(FakeLog::new(0..5)),
+        answered: Mutex::new(false),
+    });
+    let mut consumer = Consumer::start_with(
+        vec![(assignment(None), Arc::clone(&log))],
+        config(StartOffset::Earliest, Until::End),
+    )
+    .await
+    .unwrap();
+    let mut events = Vec::new();
+    let read = async {
+        while let Some(event) = consumer.next().await {
+            events.push(event);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the consumer ended");
+    // The empty answer's end lags the stop (5): the records come, then
+    // the stop, and nothing said the partition was at its end before.
+    assert!(
+        matches!(
+            events.as_slice(),
+            [ConsumerEvent::Records(r), ConsumerEvent::Reached { next_offset: 5, .. }] if r.len() == 5
+        ),
+        "{events:?}"
+    );
+}
