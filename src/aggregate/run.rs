@@ -289,12 +289,12 @@ impl Run<'_> {
         if !self.job.holds_partitions() {
             return Ok(Some(StopReason::Fenced));
         }
-        self.emit_due(stopping).await?;
+        Box::pin(self.emit_due(stopping)).await?;
         if self.job.checkpoints.is_some() {
             // Inside a transaction, a failed step leaves it in a state only
             // an abort ends: the job stops, and its successor aborts it.
             let transactional = self.job.is_transactional();
-            match self.commit().await {
+            match Box::pin(self.commit()).await {
                 Ok(()) => {}
                 Err(e) if !last && !transactional => {
                     tracing::warn!(error = %crate::ErrorChain(&e), "checkpoint failed; retrying at the next interval");
@@ -352,8 +352,10 @@ impl Run<'_> {
     /// windows and sessions emitted.
     async fn emit_due(&mut self, stopping: bool) -> Result<(), StepError<CountError>> {
         if self.job.second_stage.is_some() {
-            self.send_partials().await?;
-            return self.emit_merged().await;
+            // Boxed: with the one-stage emission below, the futures nest
+            // past the compiler's layout query depth.
+            Box::pin(self.send_partials()).await?;
+            return Box::pin(self.emit_merged()).await;
         }
         let boundary = self.boundary();
         let Self {
@@ -456,7 +458,7 @@ impl Run<'_> {
         let state_bytes: usize = states.iter().map(|s| s.state.len()).sum();
         let deltas = written.iter().filter(|w| w.2).count();
         let serialised = started.elapsed();
-        let outcome = self.write_checkpoint(states).await;
+        let outcome = Box::pin(self.write_checkpoint(states)).await;
         for (at, bytes, delta) in written {
             if let Some(part) = self.parts.get_mut(&at) {
                 match &outcome {
@@ -523,11 +525,11 @@ impl Run<'_> {
                     store.topic().to_owned(),
                     store.partition_for(checkpoints.session.group()),
                 );
-                topic.store_writer(&store_topic, partition).await?
+                Box::pin(topic.store_writer(&store_topic, partition)).await?
             }
             _ => None,
         };
-        let conflicts = checkpoints.session.commit_states(states, writer).await?;
+        let conflicts = Box::pin(checkpoints.session.commit_states(states, writer)).await?;
         let (topic, member) = (&mut self.job.topic, &self.job.member);
         if let Some(topic) = topic {
             // A member's positions go to its group inside the transaction,
@@ -543,9 +545,9 @@ impl Run<'_> {
                     .map(|(at, p)| (at.clone(), p.position))
                     .chain(merged)
                     .collect();
-                topic.commit_offsets(generation, &positions).await?;
+                Box::pin(topic.commit_offsets(generation, &positions)).await?;
             }
-            topic.commit_transaction().await?;
+            Box::pin(topic.commit_transaction()).await?;
         }
         Ok(conflicts)
     }

@@ -108,7 +108,7 @@ impl Sender {
                 timestamp_ms: Some(now),
                 partition: Some(partition),
             });
-        self.send_all(records, fenced_id).await
+        Box::pin(self.send_all(records, fenced_id)).await
     }
 }
 
@@ -299,7 +299,9 @@ impl OutputTopic {
             timestamp_ms: row.window_start,
             partition: None,
         });
-        self.rows.send_all(records, id.as_deref()).await
+        // Boxed: the producer's futures nest deep enough to pass the
+        // compiler's layout query depth in the jobs that await this.
+        Box::pin(self.rows.send_all(records, id.as_deref())).await
     }
 }
 
@@ -383,7 +385,7 @@ pub async fn open_output_topic(
         Err(e) => return Err(e.into()),
     };
     let transactions = match &transaction {
-        Some(plan) => Some(Transactions::init(config, &plan.id, plan.timeout).await?),
+        Some(plan) => Some(Box::pin(Transactions::init(config, &plan.id, plan.timeout)).await?),
         None => None,
     };
     let producer_config = ProducerConfig {
@@ -400,16 +402,16 @@ pub async fn open_output_topic(
     // producer under the same id and epoch (sequences are per partition).
     let partials = match (partials, &transactions) {
         (Some((topic, n)), Some(_)) => {
-            Some(sender(client, topic, n, producer_config.clone()).await?)
+            Some(Box::pin(sender(client, topic, n, producer_config.clone())).await?)
         }
         _ => None,
     };
-    let (producer, deliveries) = Producer::new(
+    let (producer, deliveries) = Box::pin(Producer::new(
         Arc::clone(client),
         name,
         i32::try_from(partitions).unwrap_or(1),
         producer_config,
-    )
+    ))
     .await?;
     let mut output = OutputTopic::new(name, producer, deliveries);
     output.partials = partials;
