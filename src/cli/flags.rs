@@ -177,8 +177,8 @@ impl FetchFlags {
 }
 
 /// How a member of a group takes part in the broker's group protocol
-/// (`weir consume -g`, `weir count -g`), with the Java consumer's
-/// defaults.
+/// (`weir consume -g`, `weir count -g`, `weir agg -g`, `weir pipe -g`),
+/// with the Java consumer's defaults.
 #[derive(Debug, clap::Args)]
 pub struct MembershipFlags {
     /// A member not heard from for this long is removed and its
@@ -195,6 +195,16 @@ pub struct MembershipFlags {
     /// partitions and rejoin (max.poll.interval.ms).
     #[arg(long, default_value = "5m", value_parser = parse_duration, allow_hyphen_values = true)]
     pub max_poll_interval: Duration,
+
+    /// Join as a static member with this id (group.instance.id, KIP-345):
+    /// the group keeps the member's partitions for it until its session
+    /// times out, so a restart with the same id takes them back at once,
+    /// without a rebalance. A stop (SIGTERM) does not leave the group.
+    /// Each member needs an id of its own that stays the same across
+    /// restarts (in Kubernetes, a StatefulSet's pod name); a second
+    /// process with the same id stops the first.
+    #[arg(long, value_name = "ID", env = "WEIR_GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
 }
 
 impl MembershipFlags {
@@ -211,13 +221,37 @@ impl MembershipFlags {
                 humantime::format_duration(self.session_timeout)
             )));
         }
-        Ok(MembershipConfig {
+        let config = MembershipConfig {
             session_timeout: self.session_timeout,
             heartbeat_interval: self.heartbeat_interval,
             rebalance_timeout: self.max_poll_interval,
             ..MembershipConfig::new(group, topics.to_vec())
+        };
+        Ok(match &self.group_instance_id {
+            Some(id) => config.with_instance_id(instance_id(id)?),
+            None => config,
         })
     }
+}
+
+/// `id` as a group instance id, by the rules the Java client checks
+/// before it sends one (`JoinGroupRequest.validateGroupInstanceId`).
+fn instance_id(id: &str) -> anyhow::Result<&str> {
+    let why = if id.is_empty() {
+        "is empty"
+    } else if id == "." || id == ".." {
+        "cannot be \".\" or \"..\""
+    } else if id.len() > 249 {
+        "is longer than 249 characters"
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        "may hold only ASCII letters, digits, '.', '_' and '-'"
+    } else {
+        return Ok(id);
+    };
+    Err(usage(format!("--group-instance-id \"{id}\" {why}")))
 }
 
 /// Which records pass (`weir consume`, `weir pipe`).
