@@ -36,7 +36,7 @@ impl Member {
                 version,
             }));
         }
-        let request = JoinGroupRequest::default()
+        let mut request = JoinGroupRequest::default()
             .with_group_id(self.group_id())
             .with_group_instance_id(self.group_instance_id())
             .with_session_timeout_ms(millis(self.config.session_timeout))
@@ -48,10 +48,18 @@ impl Member {
                     .with_name(StrBytes::from_static_str(STICKY))
                     .with_metadata(subscription.encode()),
             ]);
-        let joined = self.send(&request).await?;
+        let mut joined = self.send(&request).await?;
+        // KIP-394: a dynamic member's first JoinGroup only hands out the
+        // member id; the join proper follows at once, as the Java
+        // consumer's does, without a retry's backoff. (A static member is
+        // known by its instance id and joins in one request.)
+        if joined.error_code == ResponseError::MemberIdRequired.code() {
+            self.member_id = joined.member_id.to_string();
+            request.member_id = joined.member_id.clone();
+            joined = self.send(&request).await?;
+        }
         match ResponseError::try_from_code(joined.error_code) {
             None => {}
-            // KIP-394: the first JoinGroup only hands out the member id.
             Some(ResponseError::MemberIdRequired) => {
                 self.member_id = joined.member_id.to_string();
                 return Err(Attempt::Retriable("member id assigned".to_owned()));

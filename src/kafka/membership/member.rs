@@ -234,6 +234,8 @@ impl Member {
     pub async fn close(self) -> Result<(), MembershipError> {
         match &self.config.instance_id {
             None => self.leave().await,
+            // Fenced, or never joined: nothing to keep.
+            Some(_) if self.member_id.is_empty() => Ok(()),
             Some(instance) => {
                 info!(
                     group = self.config.group.as_str(),
@@ -410,7 +412,7 @@ impl Member {
             // (as the Java consumer, which fails with
             // FencedInstanceIdException).
             Some(ResponseError::FencedInstanceId) => {
-                self.lease.set(None);
+                self.forget();
                 Err(self.fenced_instance(api))
             }
             Some(

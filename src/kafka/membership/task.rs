@@ -286,9 +286,10 @@ async fn keep_alive(
                         Ok(Standing::Member) => {}
                         Ok(standing) => end(&events, &mut ended, standing),
                         // Another process holds the instance id: the job
-                        // must stop.
+                        // must stop, and this member is done.
                         Err(e @ MembershipError::FencedInstance { .. }) => {
                             let _ = events.send(Event::Failed(e));
+                            return;
                         }
                         Err(e) => warn!(error = %crate::ErrorChain(&e), "mirroring the commit to the group failed"),
                     }
@@ -321,7 +322,11 @@ async fn keep_alive(
                 Ok(Standing::Member) => {}
                 Ok(standing) => end(&events, &mut ended, standing),
                 Err(e) => {
+                    let done = matches!(e, MembershipError::FencedInstance { .. });
                     let _ = events.send(Event::Failed(e));
+                    if done {
+                        return;
+                    }
                 }
             },
         }

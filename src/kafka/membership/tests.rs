@@ -268,7 +268,16 @@ fn positions() -> Vec<(TopicPartition, i64)> {
 #[tokio::test(start_paused = true)]
 async fn a_member_alone_is_given_every_partition_and_keeps_its_lease() {
     let (broker, group) = coordinator();
+    let started = Instant::now();
     let (membership, first) = join(&broker).await;
+    // MEMBER_ID_REQUIRED is answered at once, not after a retry's backoff
+    // (the paused clock moves only for timers).
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(broker.count(ApiKey::JoinGroup), 2);
     assert_eq!(first.generation, 1);
     assert_eq!(first.member_id, "m-1");
     assert_eq!(first.partitions.len(), 3);
