@@ -197,7 +197,9 @@ fn answer(g: &mut Group, request: &RequestKind) -> Reply {
                 .find(|a| a.member_id == r.member_id)
                 .map(|a| a.assignment.clone());
             // A stable group hands out the assignment it holds.
-            let mine = computed.or_else(|| g.assignment.clone()).unwrap_or_default();
+            let mine = computed
+                .or_else(|| g.assignment.clone())
+                .unwrap_or_default();
             g.assignment = Some(mine.clone());
             reply(ResponseKind::SyncGroup(
                 SyncGroupResponse::default().with_assignment(mine),
@@ -440,7 +442,14 @@ async fn a_dynamic_member_sends_no_instance_id_and_leaves_when_it_closes() {
     let (membership, _) = join(&broker).await;
     membership.close().await.unwrap();
     assert_eq!(broker.count(ApiKey::LeaveGroup), 1);
-    assert!(group.lock().unwrap().sent.iter().all(|(_, id)| id.is_none()));
+    assert!(
+        group
+            .lock()
+            .unwrap()
+            .sent
+            .iter()
+            .all(|(_, id)| id.is_none())
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -453,7 +462,11 @@ async fn a_restarted_static_leader_takes_its_partitions_back_without_assigning_a
     // The process dies: no LeaveGroup, the coordinator keeps the member.
     drop(membership);
     tokio::task::yield_now().await;
-    assert_eq!(broker.count(ApiKey::Metadata), 1, "the first leader assigned");
+    assert_eq!(
+        broker.count(ApiKey::Metadata),
+        1,
+        "the first leader assigned"
+    );
 
     let (membership, again) = Membership::join(&connection, static_config())
         .await
@@ -471,7 +484,10 @@ async fn a_restarted_static_leader_takes_its_partitions_back_without_assigning_a
     );
     assert!(membership.link(&again).valid());
     tokio::time::sleep(SESSION * 2).await;
-    assert!(membership.link(&again).valid(), "it heartbeats as the member");
+    assert!(
+        membership.link(&again).valid(),
+        "it heartbeats as the member"
+    );
     membership.close().await.unwrap();
     assert_eq!(broker.count(ApiKey::LeaveGroup), 0);
 }
