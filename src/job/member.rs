@@ -121,8 +121,8 @@ pub trait Generations {
 /// Runs `job` as a member of `membership`'s group until a generation ends
 /// for a reason other than a rebalance, or `shutdown` completes; then
 /// leaves the group (a dynamic member) or closes its membership (a static
-/// one, [`Membership::close`]). Returns what its generations did, timed from the
-/// join, and why it stopped.
+/// one, [`Membership::close`]). Returns what its generations did, timed
+/// from the join, and why it stopped.
 ///
 /// # Errors
 ///
