@@ -329,3 +329,47 @@ impl From<Codec> for Compression {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn membership(id: Option<&str>) -> MembershipFlags {
+        MembershipFlags {
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            group_instance_id: id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_group_instance_id_makes_a_static_member() {
+        let topics = ["t".to_owned()];
+        let config = membership(Some("weir-0.a_b")).config("g", &topics).unwrap();
+        assert_eq!(config.instance_id.as_deref(), Some("weir-0.a_b"));
+        assert!(!membership(None).config("g", &topics).unwrap().is_static());
+    }
+
+    #[test]
+    fn a_group_instance_id_is_checked_as_the_java_client_checks_it() {
+        let topics = ["t".to_owned()];
+        let long = "a".repeat(250);
+        for (id, why) in [
+            ("", "is empty"),
+            ("..", "cannot be"),
+            (long.as_str(), "longer than 249"),
+            ("pod/0", "may hold only"),
+            ("pod 0", "may hold only"),
+        ] {
+            let e = membership(Some(id)).config("g", &topics).unwrap_err();
+            assert!(e.is::<crate::cli::UsageError>(), "{id:?}: {e}");
+            assert!(e.to_string().contains(why), "{id:?}: {e}");
+        }
+        assert!(
+            membership(Some(&"a".repeat(249)))
+                .config("g", &topics)
+                .is_ok()
+        );
+    }
+}
