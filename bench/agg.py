@@ -34,6 +34,9 @@ Then each tool, in turn, from a fresh group, state and output topic:
    processed new records again and committed them (up to one commit
    interval of it is the commit's wait). Streams also logs when it
    processed its first record and how many changelog records it restored.
+   With STATIC=1 weir runs as a static member (--group-instance-id), so
+   the restart takes its partitions back at once instead of waiting out
+   the killed process's session.
    After it has caught up with the EXTRA records it is stopped with
    SIGTERM, which must end it cleanly within 60 s.
 
@@ -70,6 +73,7 @@ WEIR_BY = os.environ.get("WEIR_BY", "json:/key")
 STREAMS_JAVA_OPTS = os.environ.get("STREAMS_JAVA_OPTS", "").split()
 WIPE = os.environ.get("STREAMS_WIPE_STATE", "0") == "1"
 RETENTION_MS = os.environ.get("STREAMS_RETENTION_MS", "")
+STATIC = os.environ.get("STATIC", "0") == "1"
 PARTITIONS = 6
 FIELD = "/bytes"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -290,6 +294,9 @@ def command(tool, topic, out, group):
              "--commit-interval", "%dms" % COMMIT_MS]
     if GRACE_S:
         argv += ["--grace", "%ds" % GRACE_S]
+    if STATIC:
+        # The same id before and after the restart, as a pod's name.
+        argv += ["--group-instance-id", "bench-agg-0"]
     if EOS:
         argv.append("--exactly-once")
     return argv

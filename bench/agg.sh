@@ -27,7 +27,8 @@
 # in target/bench/agg.md; raw results in target/bench/agg.jsonl, each
 # process's stderr (Streams' timed events) in target/bench/agg-logs/.
 # Restarts after a SIGKILL include the broker group's session timeout (45 s
-# for both), as a restarted process meets it.
+# for both), as a restarted process meets it, unless weir runs as a static
+# member (STATIC=1).
 #
 #   N=1000000           records per input topic
 #   KEYS="100000 1000000"   distinct keys, one input topic each
@@ -50,6 +51,9 @@
 #   WEIR_AGG=count      run `weir count` (no sum) in place of `weir agg`, to try the
 #                       weir side of this script before weir agg exists
 #   WEIR_BY=json:/key   weir's --by (key: the record key, as Streams' groupByKey)
+#   STATIC=1            weir joins as a static member (--group-instance-id
+#                       bench-agg-0): the restart after the SIGKILL takes the
+#                       partitions back without waiting out the session
 #   TIMEOUT=900         seconds a tool may take to reach the end of its input
 #   BROKERS=HOST:PORT   a broker already running instead of a fresh one
 set -euo pipefail
@@ -107,7 +111,7 @@ fi
     echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
     echo "weir $("$weir" --version | cut -d' ' -f2); kafka-streams $kafka_version on $(java -version 2>&1 | head -1); Apache Kafka $kafka_version, $WEIR_BROKERS"
     echo "${N:-1000000} records per input (6 partitions), keys: ${KEYS:-100000 1000000}; windows ${WINDOW:-60} s, grace ${GRACE:-0} s, over ${SPAN:-600} s of event time;" \
-        "emit ${EMIT:-final}, ${GUARANTEE:-alos}, commits every ${COMMIT_MS:-1000} ms; tools: ${TOOLS:-weir streams}"
+        "emit ${EMIT:-final}, ${GUARANTEE:-alos}, commits every ${COMMIT_MS:-1000} ms; tools: ${TOOLS:-weir streams}${STATIC:+; STATIC=$STATIC}"
     echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out/agg.md" >&2
 

@@ -49,7 +49,8 @@
 //!   through the broker's coordinator (join, sync with the sticky
 //!   [`assignor`](kafka::membership::assignor), heartbeats on a task of
 //!   their own, a lease on the partitions, commits mirrored to the
-//!   broker's group offsets, leave).
+//!   broker's group offsets, leave; static members with a group instance
+//!   id, KIP-345, in `membership/join.rs` the join round).
 //! - [`produce`]: the `weir produce` job (inputs read and parsed on a
 //!   thread, the bad-input policy, a delivery report per record, its
 //!   failures and a line's in `produce/failure.rs`), with

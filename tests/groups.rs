@@ -13,9 +13,13 @@
 //! - consume: the members' outputs hold every offset, and an offset is
 //!   written twice only when one of the writers crashed or froze;
 //! - once membership is stable the partitions are spread evenly, and
-//!   `kafka-consumer-groups` shows the members and a lag of 0.
+//!   `kafka-consumer-groups` shows the members and a lag of 0;
+//! - static members ([`static_members`]) come back from a crash without
+//!   a rebalance.
 
 mod common;
+#[path = "groups/static_members.rs"]
+mod static_members;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

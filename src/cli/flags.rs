@@ -177,8 +177,8 @@ impl FetchFlags {
 }
 
 /// How a member of a group takes part in the broker's group protocol
-/// (`weir consume -g`, `weir count -g`), with the Java consumer's
-/// defaults.
+/// (`weir consume -g`, `weir count -g`, `weir agg -g`, `weir pipe -g`),
+/// with the Java consumer's defaults.
 #[derive(Debug, clap::Args)]
 pub struct MembershipFlags {
     /// A member not heard from for this long is removed and its
@@ -195,6 +195,16 @@ pub struct MembershipFlags {
     /// partitions and rejoin (max.poll.interval.ms).
     #[arg(long, default_value = "5m", value_parser = parse_duration, allow_hyphen_values = true)]
     pub max_poll_interval: Duration,
+
+    /// Join as a static member with this id (group.instance.id, KIP-345):
+    /// the group keeps the member's partitions for it until its session
+    /// times out, so a restart with the same id takes them back at once,
+    /// without a rebalance. A stop (SIGTERM) does not leave the group.
+    /// Each member needs an id of its own that stays the same across
+    /// restarts (in Kubernetes, a StatefulSet's pod name); a second
+    /// process with the same id stops the first.
+    #[arg(long, value_name = "ID", env = "WEIR_GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
 }
 
 impl MembershipFlags {
@@ -211,13 +221,37 @@ impl MembershipFlags {
                 humantime::format_duration(self.session_timeout)
             )));
         }
-        Ok(MembershipConfig {
+        let config = MembershipConfig {
             session_timeout: self.session_timeout,
             heartbeat_interval: self.heartbeat_interval,
             rebalance_timeout: self.max_poll_interval,
             ..MembershipConfig::new(group, topics.to_vec())
+        };
+        Ok(match &self.group_instance_id {
+            Some(id) => config.with_instance_id(instance_id(id)?),
+            None => config,
         })
     }
+}
+
+/// `id` as a group instance id, by the rules the Java client checks
+/// before it sends one (`JoinGroupRequest.validateGroupInstanceId`).
+fn instance_id(id: &str) -> anyhow::Result<&str> {
+    let why = if id.is_empty() {
+        "is empty"
+    } else if id == "." || id == ".." {
+        "cannot be \".\" or \"..\""
+    } else if id.len() > 249 {
+        "is longer than 249 characters"
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        "may hold only ASCII letters, digits, '.', '_' and '-'"
+    } else {
+        return Ok(id);
+    };
+    Err(usage(format!("--group-instance-id \"{id}\" {why}")))
 }
 
 /// Which records pass (`weir consume`, `weir pipe`).
@@ -293,5 +327,49 @@ impl From<Codec> for Compression {
             Codec::Snappy => Self::Snappy,
             Codec::Zstd => Self::Zstd,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn membership(id: Option<&str>) -> MembershipFlags {
+        MembershipFlags {
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            group_instance_id: id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_group_instance_id_makes_a_static_member() {
+        let topics = ["t".to_owned()];
+        let config = membership(Some("weir-0.a_b")).config("g", &topics).unwrap();
+        assert_eq!(config.instance_id.as_deref(), Some("weir-0.a_b"));
+        assert!(!membership(None).config("g", &topics).unwrap().is_static());
+    }
+
+    #[test]
+    fn a_group_instance_id_is_checked_as_the_java_client_checks_it() {
+        let topics = ["t".to_owned()];
+        let long = "a".repeat(250);
+        for (id, why) in [
+            ("", "is empty"),
+            ("..", "cannot be"),
+            (long.as_str(), "longer than 249"),
+            ("pod/0", "may hold only"),
+            ("pod 0", "may hold only"),
+        ] {
+            let e = membership(Some(id)).config("g", &topics).unwrap_err();
+            assert!(e.is::<crate::cli::UsageError>(), "{id:?}: {e}");
+            assert!(e.to_string().contains(why), "{id:?}: {e}");
+        }
+        assert!(
+            membership(Some(&"a".repeat(249)))
+                .config("g", &topics)
+                .is_ok()
+        );
     }
 }

@@ -9,7 +9,11 @@
 //! its session expired) writes and commits nothing more for them, since
 //! they are someone else's by then. A stop of any other kind (a signal,
 //! `--count`, the end with `--until`, a closed output) ends the job and
-//! leaves the group, so the others take over at once.
+//! closes its membership as the Java consumer does: a dynamic member
+//! leaves the group, so the others take over at once; a static one
+//! (`--group-instance-id`) stays in it until its session times out, so a
+//! restart with the same id takes its partitions back without a
+//! rebalance.
 //!
 //! What the job did is each generation's [`Summary`] added up ([`Total`]),
 //! timed from the join to the leave.
@@ -116,8 +120,9 @@ pub trait Generations {
 
 /// Runs `job` as a member of `membership`'s group until a generation ends
 /// for a reason other than a rebalance, or `shutdown` completes; then
-/// leaves the group. Returns what its generations did, timed from the
-/// join, and why it stopped.
+/// leaves the group (a dynamic member) or closes its membership (a static
+/// one, [`Membership::close`]). Returns what its generations did, timed
+/// from the join, and why it stopped.
 ///
 /// # Errors
 ///
@@ -203,7 +208,7 @@ async fn generations<G: Generations>(
         };
     };
     metrics.set_phase(Phase::Stopping);
-    if let Err(e) = member.leave().await {
+    if let Err(e) = member.close().await {
         warn!(group = group.as_str(), error = %ErrorChain(&e), "leaving the group failed");
     }
     Ok(stop)

@@ -4,22 +4,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
-use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, MetadataRequest,
-    OffsetCommitRequest, SyncGroupRequest, TopicName,
+    GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
+    SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::assignor::{self, STICKY, Subscription};
 use super::{Lease, MembershipConfig, MembershipError, Standing};
 use crate::TopicPartition;
 use crate::kafka::admin::BrokerRefusal;
@@ -30,16 +26,16 @@ use crate::kafka::wire::{self, BrokerConnection, WireError, WireOptions};
 /// One member of one consumer group.
 #[derive(Debug)]
 pub struct Member {
-    config: MembershipConfig,
+    pub(super) config: MembershipConfig,
     brokers: Vec<String>,
     wire: WireOptions,
     /// The deadline for finding and reaching the coordinator.
     timeout: Duration,
     coordinator: Option<BrokerConnection>,
-    member_id: String,
-    generation: i32,
-    leader: bool,
-    assigned: Vec<TopicPartition>,
+    pub(super) member_id: String,
+    pub(super) generation: i32,
+    pub(super) leader: bool,
+    pub(super) assigned: Vec<TopicPartition>,
     lease: Lease,
 }
 
@@ -96,6 +92,11 @@ impl Member {
         &self.config.group
     }
 
+    /// The group instance id of a static member.
+    pub fn instance_id(&self) -> Option<&str> {
+        self.config.instance_id.as_deref()
+    }
+
     /// The member's lease on its partitions, shared with whoever writes
     /// for them.
     pub fn lease(&self) -> Lease {
@@ -104,7 +105,7 @@ impl Member {
 
     /// The lease runs on from `sent`, when a request the coordinator
     /// answered in good standing was sent.
-    fn confirmed(&self, sent: Instant) {
+    pub(super) fn confirmed(&self, sent: Instant) {
         let margin = self.config.heartbeat_interval;
         self.lease.set(Some(
             sent + self.config.session_timeout.saturating_sub(margin),
@@ -151,7 +152,8 @@ impl Member {
         let request = HeartbeatRequest::default()
             .with_group_id(self.group_id())
             .with_generation_id(self.generation)
-            .with_member_id(StrBytes::from_string(self.member_id.clone()));
+            .with_member_id(StrBytes::from_string(self.member_id.clone()))
+            .with_group_instance_id(self.group_instance_id());
         let sent = Instant::now();
         let code = match self.call(&request).await? {
             Some(response) => response.error_code,
@@ -188,6 +190,7 @@ impl Member {
             .with_group_id(self.group_id())
             .with_generation_id_or_member_epoch(self.generation)
             .with_member_id(StrBytes::from_string(self.member_id.clone()))
+            .with_group_instance_id(self.group_instance_id())
             .with_topics(
                 topics
                     .into_iter()
@@ -217,12 +220,43 @@ impl Member {
         Ok(standing)
     }
 
-    /// Leaves the group, so the others take the partitions over at once
-    /// rather than after the session timeout.
+    /// Ends this member's part as the Java consumer's `close()` does: a
+    /// dynamic member [leaves](Self::leave), so the others take its
+    /// partitions over at once; a static member stays in the group until
+    /// its session times out, so a process restarted with the same
+    /// instance id within it takes the partitions back without a
+    /// rebalance (and a member gone for good is replaced after the
+    /// session timeout).
     ///
     /// # Errors
     ///
-    /// A coordinator that cannot be reached within the timeout.
+    /// As [`leave`](Self::leave), for a dynamic member.
+    pub async fn close(self) -> Result<(), MembershipError> {
+        match &self.config.instance_id {
+            None => self.leave().await,
+            // Fenced, or never joined: nothing to keep.
+            Some(_) if self.member_id.is_empty() => Ok(()),
+            Some(instance) => {
+                info!(
+                    group = self.config.group.as_str(),
+                    instance = instance.as_str(),
+                    session_timeout = %humantime::format_duration(self.config.session_timeout),
+                    "static member: not leaving the group; a restart with this instance id within the session timeout takes the partitions back"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Leaves the group, so the others take the partitions over at once
+    /// rather than after the session timeout; a static member is named by
+    /// its instance id too (KIP-345), as an admin's removal of it is.
+    ///
+    /// # Errors
+    ///
+    /// A coordinator that cannot be reached within the timeout, or
+    /// [`MembershipError::FencedInstance`] when another process holds the
+    /// instance id.
     pub async fn leave(mut self) -> Result<(), MembershipError> {
         if self.member_id.is_empty() {
             return Ok(());
@@ -235,16 +269,28 @@ impl Member {
             Err(attempt) => return Err(self.unreachable(attempt)),
         };
         if version.map_err(|e| self.wire_error(e))? >= 3 {
-            request.members = vec![MemberIdentity::default().with_member_id(member_id)];
+            request.members = vec![
+                MemberIdentity::default()
+                    .with_member_id(member_id)
+                    .with_group_instance_id(self.group_instance_id()),
+            ];
         } else {
             request.member_id = member_id;
         }
         if let Some(response) = self.call(&request).await? {
-            // A member the coordinator already dropped has left anyway.
-            if let Some(error) = ResponseError::try_from_code(response.error_code)
-                .filter(|e| *e != ResponseError::UnknownMemberId)
-            {
-                return Err(self.refused("LeaveGroup", error));
+            // v3+ answers per member too.
+            let codes = std::iter::once(response.error_code)
+                .chain(response.members.iter().map(|m| m.error_code));
+            for error in codes.filter_map(ResponseError::try_from_code) {
+                match error {
+                    // A member the coordinator already dropped has left
+                    // anyway.
+                    ResponseError::UnknownMemberId => {}
+                    ResponseError::FencedInstanceId => {
+                        return Err(self.fenced_instance("LeaveGroup"));
+                    }
+                    e => return Err(self.refused("LeaveGroup", e)),
+                }
             }
         }
         info!(
@@ -255,152 +301,9 @@ impl Member {
         Ok(())
     }
 
-    /// One round of JoinGroup and SyncGroup.
-    async fn join_and_sync(&mut self) -> Result<(), Attempt> {
-        let subscription = Subscription {
-            topics: self.config.topics.clone(),
-            owned: self.assigned.clone(),
-            generation: self.generation,
-        };
-        let request = JoinGroupRequest::default()
-            .with_group_id(self.group_id())
-            .with_session_timeout_ms(millis(self.config.session_timeout))
-            .with_rebalance_timeout_ms(millis(self.config.rebalance_timeout))
-            .with_member_id(StrBytes::from_string(self.member_id.clone()))
-            .with_protocol_type(StrBytes::from_static_str("consumer"))
-            .with_protocols(vec![
-                JoinGroupRequestProtocol::default()
-                    .with_name(StrBytes::from_static_str(STICKY))
-                    .with_metadata(subscription.encode()),
-            ]);
-        let joined = self.send(&request).await?;
-        match ResponseError::try_from_code(joined.error_code) {
-            None => {}
-            // KIP-394: the first JoinGroup only hands out the member id.
-            Some(ResponseError::MemberIdRequired) => {
-                self.member_id = joined.member_id.to_string();
-                return Err(Attempt::Retriable("member id assigned".to_owned()));
-            }
-            Some(ResponseError::UnknownMemberId | ResponseError::IllegalGeneration) => {
-                self.forget();
-                return Err(Attempt::Retriable("unknown member".to_owned()));
-            }
-            Some(e) => return Err(self.judge("JoinGroup", e)),
-        }
-        self.member_id = joined.member_id.to_string();
-        self.generation = joined.generation_id;
-        self.leader = joined.leader == joined.member_id;
-
-        let assignments = if self.leader {
-            let mut members = Vec::with_capacity(joined.members.len());
-            for m in &joined.members {
-                let subscription = Subscription::decode(m.metadata.clone()).map_err(|source| {
-                    Attempt::Fatal(MembershipError::Protocol {
-                        group: self.config.group.clone(),
-                        source,
-                    })
-                })?;
-                members.push((m.member_id.to_string(), subscription));
-            }
-            members.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut topics: Vec<String> = members
-                .iter()
-                .flat_map(|(_, s)| s.topics.iter().cloned())
-                .collect();
-            topics.sort();
-            topics.dedup();
-            let partitions = self.partitions_of(&topics).await?;
-            assignor::assign(&members, &partitions)
-                .into_iter()
-                .map(|(member, partitions)| {
-                    SyncGroupRequestAssignment::default()
-                        .with_member_id(StrBytes::from_string(member))
-                        .with_assignment(assignor::encode_assignment(&partitions))
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-
-        let mut sync = SyncGroupRequest::default()
-            .with_group_id(self.group_id())
-            .with_generation_id(self.generation)
-            .with_member_id(StrBytes::from_string(self.member_id.clone()))
-            .with_assignments(assignments);
-        let version = self.coordinator().await?.version_for::<SyncGroupRequest>();
-        if version.is_ok_and(|v| v >= 5) {
-            sync.protocol_type = Some(StrBytes::from_static_str("consumer"));
-            sync.protocol_name = Some(StrBytes::from_static_str(STICKY));
-        }
-        let sent = Instant::now();
-        let synced = self.send(&sync).await?;
-        match ResponseError::try_from_code(synced.error_code) {
-            None => {}
-            Some(ResponseError::RebalanceInProgress) => {
-                return Err(Attempt::Retriable("rebalance in progress".to_owned()));
-            }
-            Some(ResponseError::UnknownMemberId | ResponseError::IllegalGeneration) => {
-                self.forget();
-                return Err(Attempt::Retriable("unknown member".to_owned()));
-            }
-            Some(e) => return Err(self.judge("SyncGroup", e)),
-        }
-        self.assigned = assignor::decode_assignment(synced.assignment).map_err(|source| {
-            Attempt::Fatal(MembershipError::Protocol {
-                group: self.config.group.clone(),
-                source,
-            })
-        })?;
-        self.confirmed(sent);
-        info!(
-            group = self.config.group.as_str(),
-            member = self.member_id.as_str(),
-            generation = self.generation,
-            leader = self.leader,
-            partitions = self.assigned.len(),
-            "joined"
-        );
-        Ok(())
-    }
-
-    /// Every partition of `topics`, from the coordinator's metadata; a
-    /// topic that does not exist has none.
-    async fn partitions_of(&mut self, topics: &[String]) -> Result<Vec<TopicPartition>, Attempt> {
-        let request = MetadataRequest::default()
-            .with_topics(Some(
-                topics
-                    .iter()
-                    .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
-                    .collect(),
-            ))
-            .with_allow_auto_topic_creation(false);
-        let metadata = self.send(&request).await?;
-        let mut partitions = Vec::new();
-        for topic in &metadata.topics {
-            let Some(name) = &topic.name else { continue };
-            if topic.error_code != 0 {
-                debug!(
-                    topic = name.0.as_str(),
-                    code = topic.error_code,
-                    "topic left out"
-                );
-                continue;
-            }
-            let name: std::sync::Arc<str> = name.0.as_str().into();
-            partitions.extend(
-                topic
-                    .partitions
-                    .iter()
-                    .map(|p| TopicPartition::new(name.clone(), p.partition_index)),
-            );
-        }
-        partitions.sort();
-        Ok(partitions)
-    }
-
     /// The connection to the group's coordinator, found and opened if
     /// needed.
-    async fn coordinator(&mut self) -> Result<&mut BrokerConnection, Attempt> {
+    pub(super) async fn coordinator(&mut self) -> Result<&mut BrokerConnection, Attempt> {
         if self.coordinator.is_none() {
             let deadline = Instant::now() + self.timeout;
             let mut any = wire::connect_any(&self.wire, &self.brokers, deadline)
@@ -436,7 +339,7 @@ impl Member {
 
     /// Sends `request` to the coordinator; a broken connection is dropped
     /// and reported as worth another try.
-    async fn send<R>(&mut self, request: &R) -> Result<R::Response, Attempt>
+    pub(super) async fn send<R>(&mut self, request: &R) -> Result<R::Response, Attempt>
     where
         R: kafka_protocol::protocol::Request + kafka_protocol::protocol::Message,
     {
@@ -500,13 +403,17 @@ impl Member {
         match ResponseError::try_from_code(code) {
             None => Ok(Standing::Member),
             Some(ResponseError::RebalanceInProgress) => Ok(Standing::Rebalance),
-            Some(
-                ResponseError::UnknownMemberId
-                | ResponseError::IllegalGeneration
-                | ResponseError::FencedInstanceId,
-            ) => {
+            Some(ResponseError::UnknownMemberId | ResponseError::IllegalGeneration) => {
                 self.forget();
                 Ok(Standing::Fenced)
+            }
+            // Another process joined with this instance id and holds the
+            // partitions: this one must stop, not rejoin and fence it back
+            // (as the Java consumer, which fails with
+            // FencedInstanceIdException).
+            Some(ResponseError::FencedInstanceId) => {
+                self.forget();
+                Err(self.fenced_instance(api))
             }
             Some(
                 ResponseError::NotCoordinator
@@ -521,7 +428,7 @@ impl Member {
     }
 
     /// A member the coordinator does not know any more starts over.
-    fn forget(&mut self) {
+    pub(super) fn forget(&mut self) {
         self.lease.set(None);
         self.member_id.clear();
         self.generation = -1;
@@ -530,7 +437,7 @@ impl Member {
 
     /// An error code as another try (a coordinator moving or loading) or
     /// a failure.
-    fn judge(&mut self, api: &'static str, error: ResponseError) -> Attempt {
+    pub(super) fn judge(&mut self, api: &'static str, error: ResponseError) -> Attempt {
         match error {
             ResponseError::NotCoordinator
             | ResponseError::CoordinatorNotAvailable
@@ -557,7 +464,15 @@ impl Member {
         }
     }
 
-    fn wire_error(&self, source: WireError) -> MembershipError {
+    pub(super) fn fenced_instance(&self, api: &'static str) -> MembershipError {
+        MembershipError::FencedInstance {
+            group: self.config.group.clone(),
+            instance_id: self.config.instance_id.clone().unwrap_or_default(),
+            api,
+        }
+    }
+
+    pub(super) fn wire_error(&self, source: WireError) -> MembershipError {
         MembershipError::Wire {
             group: self.config.group.clone(),
             source,
@@ -575,18 +490,22 @@ impl Member {
         }
     }
 
-    fn group_id(&self) -> GroupId {
+    pub(super) fn group_id(&self) -> GroupId {
         GroupId(StrBytes::from_string(self.config.group.clone()))
+    }
+
+    pub(super) fn group_instance_id(&self) -> Option<StrBytes> {
+        self.config.instance_id.clone().map(StrBytes::from_string)
     }
 }
 
 /// An attempt's failure: another try, with why for the log, or final.
-type Attempt = Failure<MembershipError, String>;
+pub(super) type Attempt = Failure<MembershipError, String>;
 
-fn topic_name(topic: &str) -> TopicName {
+pub(super) fn topic_name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_owned()))
 }
 
-fn millis(d: Duration) -> i32 {
+pub(super) fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }

@@ -12,12 +12,22 @@
 //! [`Standing::Fenced`] member has already lost them and must not write for
 //! them again. Rebalancing is eager: every member gives up its partitions
 //! before rejoining, and the sticky assignor hands most of them back.
+//!
+//! A member with a group instance id ([`MembershipConfig::with_instance_id`],
+//! the Java consumer's `group.instance.id`, KIP-345) is *static*: the
+//! coordinator keeps its partitions for it until its session times out,
+//! so a process restarted with the same id within the session rejoins the
+//! running generation and gets them back without a rebalance. As the Java
+//! consumer, a static member does not leave the group when it closes
+//! ([`Membership::close`]); a second process with the same id fences the
+//! first ([`MembershipError::FencedInstance`]).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 pub mod assignor;
+mod join;
 mod member;
 mod task;
 
@@ -51,6 +61,9 @@ pub struct MembershipConfig {
     pub heartbeat_interval: Duration,
     /// How long a rebalance waits for members to rejoin.
     pub rebalance_timeout: Duration,
+    /// The group instance id of a static member (`group.instance.id`);
+    /// `None` (the Java consumer's default) joins as a dynamic member.
+    pub instance_id: Option<String>,
 }
 
 impl MembershipConfig {
@@ -63,7 +76,23 @@ impl MembershipConfig {
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             rebalance_timeout: DEFAULT_MAX_POLL_INTERVAL,
+            instance_id: None,
         }
+    }
+
+    /// Joins as the static member `id` (KIP-345): a restart with the same
+    /// id within the session timeout takes the partitions back without a
+    /// rebalance. The id must be unique in the group and stable across
+    /// restarts (in Kubernetes, a StatefulSet's pod name).
+    #[must_use]
+    pub fn with_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
+        self
+    }
+
+    /// Whether this is a static member.
+    pub fn is_static(&self) -> bool {
+        self.instance_id.is_some()
     }
 }
 
@@ -111,6 +140,31 @@ pub enum MembershipError {
         group: String,
         /// What could not be decoded.
         source: ProtocolError,
+    },
+    /// Another process joined the group with this member's instance id
+    /// (FENCED_INSTANCE_ID): two processes must not run with one id. The
+    /// later one keeps the partitions; this one must stop, not rejoin.
+    #[error(
+        "group \"{group}\": another member joined with group instance id \"{instance_id}\" ({api} answered FENCED_INSTANCE_ID); each member needs an id of its own"
+    )]
+    FencedInstance {
+        /// The group.
+        group: String,
+        /// The instance id.
+        instance_id: String,
+        /// The request that was refused.
+        api: &'static str,
+    },
+    /// The coordinator is older than static membership (JoinGroup v5,
+    /// Kafka 2.3).
+    #[error(
+        "group \"{group}\": the coordinator does not support group instance ids (JoinGroup v{version}, static membership needs v5: Kafka 2.3 or later)"
+    )]
+    StaticUnsupported {
+        /// The group.
+        group: String,
+        /// The highest JoinGroup version the coordinator takes.
+        version: i16,
     },
     /// No coordinator answered, or joining did not finish, in time.
     #[error("group \"{group}\": {what} not within {}", humantime::format_duration(*.timeout))]

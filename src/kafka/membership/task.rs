@@ -33,8 +33,12 @@ enum Command {
     Commit(Vec<(TopicPartition, i64)>),
     /// The job is done with its partitions: rejoin.
     Released,
-    /// Leave the group and end the task.
-    Leave(oneshot::Sender<Result<(), MembershipError>>),
+    /// End the task, leaving the group ([`Member::leave`]) or as the
+    /// Java consumer closes ([`Member::close`]: a static member stays).
+    Stop {
+        leave: bool,
+        reply: oneshot::Sender<Result<(), MembershipError>>,
+    },
 }
 
 enum Event {
@@ -62,7 +66,8 @@ impl std::fmt::Debug for Command {
         f.write_str(match self {
             Self::Commit(_) => "Commit",
             Self::Released => "Released",
-            Self::Leave(_) => "Leave",
+            Self::Stop { leave: true, .. } => "Leave",
+            Self::Stop { leave: false, .. } => "Close",
         })
     }
 }
@@ -170,14 +175,31 @@ impl Membership {
         }
     }
 
-    /// Leaves the group, so the others take over at once.
+    /// Leaves the group, so the others take over at once; a static
+    /// member too.
     ///
     /// # Errors
     ///
     /// The coordinator could not be told.
     pub async fn leave(self) -> Result<(), MembershipError> {
+        self.stop(true).await
+    }
+
+    /// Stops heartbeating as the Java consumer's `close()`: a dynamic
+    /// member leaves the group; a static member stays in it until its
+    /// session times out, so a restart with the same instance id takes
+    /// the partitions back without a rebalance ([`Member::close`]).
+    ///
+    /// # Errors
+    ///
+    /// A dynamic member could not tell the coordinator.
+    pub async fn close(self) -> Result<(), MembershipError> {
+        self.stop(false).await
+    }
+
+    async fn stop(self, leave: bool) -> Result<(), MembershipError> {
         let (reply, answer) = oneshot::channel();
-        let _ = self.commands.send(Command::Leave(reply));
+        let _ = self.commands.send(Command::Stop { leave, reply });
         let left = answer.await.unwrap_or(Ok(()));
         let _ = self.task.await;
         left
@@ -242,7 +264,8 @@ fn generation(member: &Member) -> Generation {
 }
 
 /// The member's task: heartbeats every `interval`, mirrors commits,
-/// rejoins when released, leaves when told (or when the handle is gone).
+/// rejoins when released, leaves or closes when told (closes when the
+/// handle is gone).
 async fn keep_alive(
     mut member: Member,
     interval: std::time::Duration,
@@ -262,6 +285,12 @@ async fn keep_alive(
                     match member.commit(&offsets).await {
                         Ok(Standing::Member) => {}
                         Ok(standing) => end(&events, &mut ended, standing),
+                        // Another process holds the instance id: the job
+                        // must stop, and this member is done.
+                        Err(e @ MembershipError::FencedInstance { .. }) => {
+                            let _ = events.send(Event::Failed(e));
+                            return;
+                        }
                         Err(e) => warn!(error = %crate::ErrorChain(&e), "mirroring the commit to the group failed"),
                     }
                 }
@@ -274,12 +303,16 @@ async fn keep_alive(
                     let _ = events.send(event);
                     ticks.reset();
                 }
-                Some(Command::Leave(reply)) => {
-                    let _ = reply.send(member.leave().await);
+                Some(Command::Stop { leave, reply }) => {
+                    let stopped = match leave {
+                        true => member.leave().await,
+                        false => member.close().await,
+                    };
+                    let _ = reply.send(stopped);
                     return;
                 }
                 None => {
-                    if let Err(e) = member.leave().await {
+                    if let Err(e) = member.close().await {
                         debug!(error = %crate::ErrorChain(&e), "leaving the group failed");
                     }
                     return;
@@ -289,7 +322,11 @@ async fn keep_alive(
                 Ok(Standing::Member) => {}
                 Ok(standing) => end(&events, &mut ended, standing),
                 Err(e) => {
+                    let done = matches!(e, MembershipError::FencedInstance { .. });
                     let _ = events.send(Event::Failed(e));
+                    if done {
+                        return;
+                    }
                 }
             },
         }
