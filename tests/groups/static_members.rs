@@ -78,7 +78,7 @@ fn a_static_member_restarted_with_its_id_resumes_without_a_rebalance() {
     let b = member("b", "b");
     let c = member("c", "c");
     wait(dir.path(), "three members, evenly", || {
-        balanced(&cluster, &group, 3)
+        balanced(&cluster, &group, 3, PARTITIONS as usize)
     });
     wait(dir.path(), "the three in one generation", || {
         last_generations(&[&a, &b, &c]).is_some_and(|g| g.iter().all(|&x| x == g[0]))
@@ -111,7 +111,10 @@ fn a_static_member_restarted_with_its_id_resumes_without_a_rebalance() {
         b.stderr(),
         c.stderr()
     );
-    assert!(balanced(&cluster, &group, 3), "three members still");
+    assert!(
+        balanced(&cluster, &group, 3, PARTITIONS as usize),
+        "three members still"
+    );
 
     // A second process with C's id takes C's place; C stops, naming why.
     let mut c = c;
