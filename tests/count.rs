@@ -418,7 +418,13 @@ fn a_quiet_partition_stops_holding_windows_back_after_the_idle_timeout() {
     // Groups only so the test can see what a run has read: a commit
     // follows the emission of everything due at its checkpoint.
     let store = random_topic("offsets");
-    let often = ["--commit-interval", "100ms", "--offsets-topic", &store];
+    let often = [
+        "--commit-interval",
+        "100ms",
+        "--offsets-topic",
+        &store,
+        "--exclusive",
+    ];
     let committed = |group: &str, partition: i32| {
         let offsets = Cluster::shared().committed(&store, group);
         offsets.get(&partition).copied().unwrap_or(0)
