@@ -630,3 +630,183 @@ fn hopping_windows_within_the_grace_count_every_record() {
         out.stderr
     );
 }
+
+/// Three `weir agg -g` members grouping by a field of the value (every
+/// partition holds every path), through a SIGKILL, a join and a leave
+/// while the records arrive; a record a minute past the last in every
+/// partition then closes every window. Each (window, path) is merged from
+/// the members' partial aggregates through the group's internal topic:
+/// every row written equals the reference (sketches within their error),
+/// and every closed window has its rows. With `exactly_once`, the rows
+/// are read back from the output topic as read_committed readers see
+/// them.
+fn members_aggregate_by_a_field(exactly_once: bool) {
+    let cluster = Cluster::shared();
+    let prefix = if exactly_once {
+        "agg-members-eos"
+    } else {
+        "agg-members"
+    };
+    let mut crash = CrashRun::new(cluster.address(), prefix);
+    crash.case = Case {
+        name: prefix,
+        by: &["json:/path"],
+        aggs: &[
+            "count",
+            "sum:json:/bytes",
+            "max:json:/lat",
+            "distinct:json:/user",
+            "p99:json:/lat",
+        ],
+        window_ms: Some(10_000),
+        hop_ms: Some(5_000),
+        session_gap_ms: None,
+    };
+    let output = random_topic(&format!("{prefix}-out"));
+    cluster.create_topic(&crash.topic, PARTITIONS);
+    let member = |name: &str| {
+        let file = crash.dir.path().join(format!("member-{name}"));
+        let mut cmd = weir();
+        cmd.args(["agg", "-t", &crash.topic, "--json", "-g", &crash.group])
+            .args([
+                "--offsets-topic",
+                &crash.store,
+                "--commit-interval",
+                "200ms",
+            ])
+            .args(["--session-timeout", "6s", "--heartbeat-interval", "500ms"])
+            .args(["--to-topic", &output, "-b", &crash.address])
+            .args(crash.case.args());
+        if exactly_once {
+            cmd.args(["--exactly-once", "--transaction-timeout", "10s"]);
+        }
+        let child = cmd
+            .stdout(std::fs::File::create(&file).unwrap())
+            .stderr(std::fs::File::create(file.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        (child, file)
+    };
+    let logs = |files: &[&PathBuf]| -> String {
+        files
+            .iter()
+            .map(|f| std::fs::read_to_string(f.with_extension("err")).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let progress = |from: i64, files: &[&PathBuf]| -> i64 {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let now = cluster.committed_total(&crash.store, &crash.group);
+            if now > from {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "no commit:\n{}", logs(files));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let feeder = crash.feed(&cluster, Duration::from_millis(5));
+    let (mut a, file_a) = member("a");
+    let (mut b, file_b) = member("b");
+    let (mut c, file_c) = member("c");
+    let mut committed = progress(0, &[&file_a, &file_b, &file_c]);
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    let (mut d, file_d) = member("d");
+    committed = progress(committed, &[&file_b, &file_c, &file_d]);
+    signal(&b, libc::SIGTERM);
+    assert!(b.wait().unwrap().success(), "{}", logs(&[&file_b]));
+    progress(committed, &[&file_c, &file_d]);
+    assert!(feeder.finish().success(), "the feeding producer failed");
+    // The last record is 30,000 × 20 ms after the start: a minute later
+    // every window has closed in every partition.
+    let later = an_hour_ago() + RECORDS as i64 * 20 + 60_000;
+    let flush: Vec<String> = (0..PARTITIONS)
+        .map(|p| {
+            let value = json!({"path": "flush", "bytes": 0, "user": "flush"}).to_string();
+            json!({"key": "flush", "value": value, "timestamp": later, "partition": p}).to_string()
+        })
+        .collect();
+    cluster.fill(&crash.topic, &["--format", "json"], &flush);
+
+    let read = cluster.weir(&["consume", "-t", &crash.topic, "-e", "--json", "-q"]);
+    read.ok();
+    let records = crash.dir.path().join("records.jsonl");
+    let input: String = read
+        .stdout
+        .lines()
+        .filter(|l| !l.contains(r#"\"path\":\"flush\""#))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&records, input).unwrap();
+    let (expected, _) = reference(crash.dir.path(), &records, &crash.case);
+    let files = [&file_a, &file_b, &file_c, &file_d];
+    let written = || -> String {
+        if exactly_once {
+            let out = cluster.weir(&["consume", "-t", &output, "-e", "-q", "-f", "{value}\\n"]);
+            out.ok();
+            out.stdout
+        } else {
+            files.iter().map(|f| whole_lines(f)).collect()
+        }
+    };
+    let deadline = Instant::now() + STEP_TIMEOUT * 2;
+    let rows = loop {
+        let rows = written();
+        let places = rows_by_place(&rows);
+        if expected.keys().all(|at| places.contains_key(at)) {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} (window, path) rows written:\n{}",
+            places.len(),
+            expected.len(),
+            logs(&files)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (child, file) in [(&mut c, &file_c), (&mut d, &file_d)] {
+        signal(child, libc::SIGTERM);
+        assert!(child.wait().unwrap().success(), "{}", logs(&[file]));
+    }
+    for err in files.map(|f| f.with_extension("err")) {
+        let log = std::fs::read_to_string(err).unwrap_or_default();
+        assert!(log.contains("two stages"), "the two-stage path:\n{log}");
+    }
+    // Every row written, not only the last per place, is the final one.
+    for line in rows.lines() {
+        let one = rows_by_place(line);
+        let at = one.keys().next().unwrap();
+        let want: BTreeMap<At, Value> = expected
+            .get(at)
+            .map(|v| (at.clone(), v.clone()))
+            .into_iter()
+            .collect();
+        compare(&crash.case, &one, &want);
+    }
+    compare(&crash.case, &rows_by_place(&rows), &expected);
+    eprintln!(
+        "{prefix}: {} (window, path) rows equal the reference across members, through a SIGKILL, a join and a leave",
+        expected.len()
+    );
+}
+
+/// SIGTERM or SIGKILL to a child.
+fn signal(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+}
+
+#[test]
+fn members_aggregate_exactly_by_a_field_of_the_value() {
+    members_aggregate_by_a_field(false);
+}
+
+#[test]
+fn exactly_once_members_aggregate_exactly_by_a_field_of_the_value() {
+    members_aggregate_by_a_field(true);
+}

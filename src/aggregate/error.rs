@@ -71,6 +71,17 @@ pub enum CountError {
         /// The group.
         group: String,
     },
+    /// A windowed run outside the group's membership, of a group whose
+    /// members counted in two stages.
+    #[error(
+        "group \"{group}\" was counted by its members in two stages (its internal topic \"{topic}\" has commits): a run outside the group (-e, --until, --instance, -p, --exclusive) would miss the windows its second stage holds; run it as a member, without those flags, or use another group"
+    )]
+    TwoStageGroup {
+        /// The group.
+        group: String,
+        /// Its internal topic.
+        topic: String,
+    },
     /// Partial aggregates to send, and no producer opened for them.
     #[error("no producer for the partial aggregates was opened (a bug in weir)")]
     NoPartialsProducer,

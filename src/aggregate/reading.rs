@@ -33,7 +33,7 @@ use crate::job::{JobError, StopReason};
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
 use crate::kafka::connect::ConnectionConfig;
 use crate::offsets::OffsetsError;
-use crate::offsets::partials_topic;
+use crate::offsets::{GroupOffsets, GroupSession, partials_topic};
 use crate::read::Consumer;
 
 /// Where a count's rows go besides its sink: a topic, one record per
@@ -181,6 +181,34 @@ async fn second_stage(
     Ok(Some(SecondStage::new(&topic, partitions, sources)))
 }
 
+impl Count {
+    /// A windowed run in one stage of a group whose members counted in
+    /// two: its input partitions' state no longer holds the windows they
+    /// sent the second stage, so its rows would miss them. Running totals
+    /// stay whole in the first stage, so they are read on.
+    ///
+    /// # Errors
+    ///
+    /// [`CountError::TwoStageGroup`].
+    fn refuse_one_stage_over_two(
+        &self,
+        session: &GroupSession,
+        offsets: &GroupOffsets,
+    ) -> Result<(), CountError> {
+        if self.job.second_stage.is_some() || !self.job.config.windowing.closes() {
+            return Ok(());
+        }
+        let internal = partials_topic(session.store().topic(), session.group());
+        if offsets.keys().any(|p| *p.topic == *internal) {
+            return Err(CountError::TwoStageGroup {
+                group: session.group().to_owned(),
+                topic: internal,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The count job, one run at a time.
 struct Count {
     job: CountJob,
@@ -260,6 +288,7 @@ impl Reading for Count {
         let mut restored = Restored::default();
         self.job.checkpoints = None;
         if let Some((mut session, offsets)) = joined.session {
+            self.refuse_one_stage_over_two(&session, &offsets)?;
             restored = restore(
                 &mut session,
                 &offsets,
