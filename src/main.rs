@@ -3,7 +3,11 @@
 
 mod cli;
 
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+
 use std::process::ExitCode;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use tracing_subscriber::EnvFilter;
 
@@ -67,12 +71,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let ran = runtime.block_on(async {
+        tokio::select! {
+            ran = run(cli) => Ok(ran),
+            code = early_signal() => Err(code),
+        }
+    });
+    let ran = match ran {
+        Ok(ran) => ran,
+        Err(code) => return code,
+    };
+    match ran {
         // Stopped by Ctrl-C: everything up to the signal was written and
         // committed, and a script can still tell, as from any program
         // ended by SIGINT (128 + 2). SIGTERM, a service manager's request
         // to stop, ends with 0 when the stop went well.
-        Ok(()) if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) => ExitCode::from(130),
+        Ok(()) if INTERRUPTED.load(Relaxed) => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         // The reader of the output went away: the output ends, as for
         // any Unix filter (`weir topics list | head -1`).
@@ -144,25 +158,59 @@ async fn run_connected(
 }
 
 /// Set when a job stopped on SIGINT.
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Set once a job waits for its shutdown signal: a signal from then on
+/// stops it gracefully. Before (a job still reaching the cluster, or a
+/// command with nothing to stop gracefully) the process ends at once.
+static WATCHED: AtomicBool = AtomicBool::new(false);
+
+/// A stream of `kind`, or `None` (logged) when it cannot be watched.
+fn watch(kind: SignalKind, name: &str) -> Option<Signal> {
+    signal(kind)
+        .inspect_err(|e| tracing::warn!("cannot watch {name}: {e}"))
+        .ok()
+}
+
+/// The next signal of `signal`; never without one.
+async fn next(signal: Option<&mut Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// Resolves on the first SIGINT or SIGTERM: long jobs stop gracefully.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
-            return;
+/// Both are watched from the call on, not from the first poll, so a
+/// signal while the job starts is not lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let mut term = watch(SignalKind::terminate(), "SIGTERM");
+    let mut int = watch(SignalKind::interrupt(), "SIGINT");
+    async move {
+        WATCHED.store(true, Relaxed);
+        tokio::select! {
+            _ = next(int.as_mut()) => INTERRUPTED.store(true, Relaxed),
+            _ = next(term.as_mut()) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {
-            INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        _ = term.recv() => {}
+        tracing::info!("signal received, stopping");
     }
-    tracing::info!("signal received, stopping");
+}
+
+/// Resolves with 128 + the signal's number on a SIGINT or SIGTERM that
+/// comes before any job waits for its shutdown signal: the status the
+/// signal's default action would give.
+async fn early_signal() -> ExitCode {
+    let mut term = watch(SignalKind::terminate(), "SIGTERM");
+    let mut int = watch(SignalKind::interrupt(), "SIGINT");
+    loop {
+        let code = tokio::select! {
+            _ = next(int.as_mut()) => 130,
+            _ = next(term.as_mut()) => 143,
+        };
+        if !WATCHED.load(Relaxed) {
+            return ExitCode::from(code);
+        }
+    }
 }

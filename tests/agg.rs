@@ -640,12 +640,12 @@ fn hopping_windows_within_the_grace_count_every_record() {
 /// and every closed window has its rows. With `exactly_once`, the rows
 /// are read back from the output topic as read_committed readers see
 /// them.
-fn members_aggregate_by_a_field(exactly_once: bool) {
+fn members_aggregate_by_a_field(exactly_once: bool, sessions: bool) {
     let cluster = Cluster::shared();
-    let prefix = if exactly_once {
-        "agg-members-eos"
-    } else {
-        "agg-members"
+    let prefix = match (exactly_once, sessions) {
+        (true, _) => "agg-members-eos",
+        (false, true) => "agg-members-sessions",
+        (false, false) => "agg-members",
     };
     let mut crash = CrashRun::new(cluster.address(), prefix);
     crash.case = Case {
@@ -658,9 +658,9 @@ fn members_aggregate_by_a_field(exactly_once: bool) {
             "distinct:json:/user",
             "p99:json:/lat",
         ],
-        window_ms: Some(10_000),
-        hop_ms: Some(5_000),
-        session_gap_ms: None,
+        window_ms: (!sessions).then_some(10_000),
+        hop_ms: (!sessions).then_some(5_000),
+        session_gap_ms: sessions.then_some(2_000),
     };
     let output = random_topic(&format!("{prefix}-out"));
     cluster.create_topic(&crash.topic, PARTITIONS);
@@ -715,7 +715,8 @@ fn members_aggregate_by_a_field(exactly_once: bool) {
     let (mut d, file_d) = member("d");
     committed = progress(committed, &[&file_b, &file_c, &file_d]);
     signal(&b, libc::SIGTERM);
-    assert!(b.wait().unwrap().success(), "{}", logs(&[&file_b]));
+    let status = b.wait().unwrap();
+    assert!(status.success(), "{status}: {}", logs(&[&file_b]));
     progress(committed, &[&file_c, &file_d]);
     assert!(feeder.finish().success(), "the feeding producer failed");
     // The last record is 30,000 × 20 ms after the start: a minute later
@@ -768,7 +769,8 @@ fn members_aggregate_by_a_field(exactly_once: bool) {
     };
     for (child, file) in [(&mut c, &file_c), (&mut d, &file_d)] {
         signal(child, libc::SIGTERM);
-        assert!(child.wait().unwrap().success(), "{}", logs(&[file]));
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status}: {}", logs(&[file]));
     }
     for err in files.map(|f| f.with_extension("err")) {
         let log = std::fs::read_to_string(err).unwrap_or_default();
@@ -803,10 +805,15 @@ fn signal(child: &std::process::Child, signal: i32) {
 
 #[test]
 fn members_aggregate_exactly_by_a_field_of_the_value() {
-    members_aggregate_by_a_field(false);
+    members_aggregate_by_a_field(false, false);
 }
 
 #[test]
 fn exactly_once_members_aggregate_exactly_by_a_field_of_the_value() {
-    members_aggregate_by_a_field(true);
+    members_aggregate_by_a_field(true, false);
+}
+
+#[test]
+fn members_join_sessions_of_a_key_across_partitions() {
+    members_aggregate_by_a_field(false, true);
 }

@@ -63,14 +63,6 @@ pub enum CountError {
         #[source]
         source: crate::kafka::admin::AdminError,
     },
-    /// Session windows across the members of a group.
-    #[error(
-        "group \"{group}\": --session-gap across group members needs every record of a key in one partition: use --by key on a topic keyed by what is counted, or one instance without -g"
-    )]
-    SessionsAcrossMembers {
-        /// The group.
-        group: String,
-    },
     /// A windowed run outside the group's membership, of a group whose
     /// members counted in two stages.
     #[error(

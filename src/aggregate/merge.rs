@@ -42,6 +42,35 @@ pub(super) struct Mark {
     pub(super) idle: bool,
     /// It reached its stop: no record will come from it.
     pub(super) end: bool,
+    /// Session windows: the earliest start of its open sessions.
+    #[serde(default)]
+    pub(super) open_from: Option<i64>,
+}
+
+impl Mark {
+    /// Sessions ending more than the gap before this are final at the
+    /// source: none of its open sessions nor later records can join them.
+    /// `None` when it bounds nothing (idle without sessions, or ended).
+    fn session_bound(&self, grace_ms: i64) -> Option<i64> {
+        if self.end {
+            return None;
+        }
+        let wm = (!self.idle).then_some(self.wm).flatten();
+        let wm = wm.map(|w| w.saturating_sub(grace_ms));
+        match (wm, self.open_from) {
+            (Some(w), Some(o)) => Some(w.min(o)),
+            (w, o) => w.or(o),
+        }
+    }
+}
+
+/// One source's final session of a key.
+#[derive(Debug, Clone, PartialEq)]
+struct SessionShare {
+    src: TopicPartition,
+    start: i64,
+    end: i64,
+    aggs: Aggs,
 }
 
 /// One source's partial aggregate of one (window, key).
@@ -58,6 +87,8 @@ pub(super) struct MergeCounts {
     /// Per window start ([`TOTALS`] without windows), per key, each
     /// source's latest partial.
     windows: BTreeMap<i64, HashMap<Key, Vec<Share>>>,
+    /// Per key, the sources' final sessions (session windows).
+    sessions: HashMap<Key, Vec<SessionShare>>,
     /// Each source's last tick.
     sources: BTreeMap<TopicPartition, Mark>,
     /// Windows ending at or before this are final (sealed).
@@ -89,6 +120,16 @@ impl MergeCounts {
             let aggs = plan
                 .load(cell.records, cell.aggs)
                 .map_err(PartialError::Aggregates)?;
+            if let (Some(end), Some(gap)) = (cell.end, windowing.session_gap_ms) {
+                let share = SessionShare {
+                    src: src.clone(),
+                    start,
+                    end,
+                    aggs,
+                };
+                self.take_session(cell.key.map(Box::from), share, before, gap, windowing);
+                continue;
+            }
             if let (Some(end), Some(closed)) = (windowing.end(start), self.closed_before) {
                 if end <= closed {
                     // Its source had passed the window already: the
@@ -128,6 +169,7 @@ impl MergeCounts {
             wm: partial.wm,
             idle: partial.idle,
             end: partial.end,
+            open_from: partial.open_from,
         };
         match self.sources.get_mut(&src) {
             Some(m) if m.pos > mark.pos => {}
@@ -144,9 +186,45 @@ impl MergeCounts {
         Ok(())
     }
 
+    /// A source's final session: kept once (a replay sends the same
+    /// again), unless the sessions it could join were emitted already:
+    /// then a replay when its source had already said it was final, else
+    /// late.
+    fn take_session(
+        &mut self,
+        key: Key,
+        share: SessionShare,
+        before: Option<Mark>,
+        gap: i64,
+        windowing: &Windowing,
+    ) {
+        if self
+            .closed_before
+            .is_some_and(|c| share.end.saturating_add(gap) < c)
+        {
+            let replay = before.is_some_and(|m| {
+                m.end
+                    || m.session_bound(windowing.grace_ms)
+                        .is_some_and(|b| share.end.saturating_add(gap) < b)
+            });
+            if !replay {
+                self.late += share.aggs.records;
+            }
+            return;
+        }
+        let shares = self.sessions.entry(key).or_default();
+        if !shares
+            .iter()
+            .any(|s| s.src == share.src && s.start == share.start)
+        {
+            shares.push(share);
+        }
+    }
+
     /// Where windows are final across `sources` ([module docs](self));
     /// `None` while one of them holds every window back, or without
-    /// windows.
+    /// windows. For sessions: a chain of sessions ending more than the
+    /// gap before it is final.
     pub(super) fn boundary(
         &self,
         windowing: &Windowing,
@@ -154,6 +232,24 @@ impl MergeCounts {
     ) -> Option<i64> {
         if !windowing.closes() {
             return None;
+        }
+        if windowing.session_gap_ms.is_some() {
+            let mut boundary: Option<i64> = None;
+            let mut ended = true;
+            for src in sources {
+                let mark = self.sources.get(src)?;
+                ended &= mark.end;
+                if !mark.end && !mark.idle && mark.wm.is_none() {
+                    return None;
+                }
+                if let Some(b) = mark.session_bound(windowing.grace_ms) {
+                    boundary = Some(boundary.map_or(b, |x| x.min(b)));
+                }
+            }
+            return match boundary {
+                None if ended => Some(i64::MAX),
+                b => b,
+            };
         }
         let mut boundary: Option<i64> = None;
         let mut ended = true;
@@ -218,6 +314,52 @@ impl MergeCounts {
             .collect()
     }
 
+    /// The chains of sessions final here, per key, each merged across
+    /// sources: (key, first record's time, last record's time,
+    /// aggregates). Their sessions are dropped.
+    pub(super) fn take_sealed_sessions(
+        &mut self,
+        plan: &AggPlan,
+        gap: i64,
+    ) -> Vec<(Key, i64, i64, Aggs)> {
+        let Some(closed) = self.closed_before else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        self.sessions.retain(|key, shares| {
+            shares.sort_by_key(|s| s.start);
+            let mut chains: Vec<(i64, i64, Vec<usize>)> = Vec::new();
+            for (i, s) in shares.iter().enumerate() {
+                match chains.last_mut() {
+                    Some((_, end, members)) if s.start.saturating_sub(gap) <= *end => {
+                        *end = (*end).max(s.end);
+                        members.push(i);
+                    }
+                    _ => chains.push((s.start, s.end, vec![i])),
+                }
+            }
+            let mut done = vec![false; shares.len()];
+            for (start, end, members) in chains {
+                if end.saturating_add(gap) >= closed {
+                    continue;
+                }
+                let mut aggs = plan.empty();
+                for &i in &members {
+                    aggs.merge(&shares[i].aggs);
+                    done[i] = true;
+                }
+                out.push((key.clone(), start, end, aggs));
+            }
+            let mut i = 0;
+            shares.retain(|_| {
+                i += 1;
+                !done[i - 1]
+            });
+            !shares.is_empty()
+        });
+        out
+    }
+
     /// The (window, key) aggregates changed since the last call, merged
     /// across sources.
     pub(super) fn take_changed(&mut self, plan: &AggPlan) -> Vec<(i64, Key, Aggs)> {
@@ -235,9 +377,9 @@ impl MergeCounts {
         self.late
     }
 
-    /// Open windows here.
+    /// Open windows (and keys with sessions) here.
     pub(super) fn open_windows(&self) -> usize {
-        self.windows.len()
+        self.windows.len() + self.sessions.len()
     }
 
     /// The checkpoint form: compact JSON.
@@ -274,6 +416,20 @@ impl MergeCounts {
                     })
                 })
                 .collect(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(key, shares)| {
+                    let shares = shares
+                        .iter()
+                        .map(|s| {
+                            let (t, p) = (s.src.topic.to_string(), s.src.partition);
+                            (t, p, s.start, s.end, s.aggs.records, plan.save(&s.aggs))
+                        })
+                        .collect();
+                    (key.as_deref().map(str::to_owned), shares)
+                })
+                .collect(),
         };
         serde_json::to_vec(&saved).unwrap_or_default()
     }
@@ -303,6 +459,18 @@ impl MergeCounts {
                 .collect(),
             ..Self::default()
         };
+        for (key, saved_shares) in saved.sessions {
+            let mut shares = Vec::with_capacity(saved_shares.len());
+            for (topic, partition, start, end, records, aggs) in saved_shares {
+                shares.push(SessionShare {
+                    src: TopicPartition::new(topic, partition),
+                    start,
+                    end,
+                    aggs: plan.load(records, aggs).map_err(PartialError::Aggregates)?,
+                });
+            }
+            merge.sessions.insert(key.map(Box::from), shares);
+        }
         for cell in saved.cells {
             let mut shares = Vec::with_capacity(cell.shares.len());
             for (topic, partition, pos, records, aggs) in cell.shares {
@@ -352,7 +520,12 @@ struct SavedMerge {
     late: u64,
     sources: Vec<(String, i32, Mark)>,
     cells: Vec<SavedCell>,
+    #[serde(default)]
+    sessions: Vec<(Option<String>, Vec<SavedSession>)>,
 }
+
+/// A source's final session: topic, partition, start, end, records, aggs.
+type SavedSession = (String, i32, i64, i64, u64, serde_json::Value);
 
 #[cfg(test)]
 #[path = "merge_tests.rs"]

@@ -45,6 +45,7 @@ impl Send {
             wm: self.wm,
             idle: self.idle,
             end: self.end,
+            open_from: None,
             cells: self
                 .cells
                 .into_iter()
@@ -194,4 +195,98 @@ fn the_checkpoint_form_reads_back_the_same_state() {
         Err(PartialError::OtherAggregates { .. })
     ));
     assert_eq!(back.take_changed(&plan), Vec::new());
+}
+
+fn sessions_windowing() -> Windowing {
+    Windowing {
+        size_ms: None,
+        hop_ms: None,
+        grace_ms: 0,
+        session_gap_ms: Some(1_000),
+    }
+}
+
+/// A tick from source `src` with its final `sessions` (start, end, key,
+/// records) and the earliest start of its open ones.
+fn session_partial(
+    src: i32,
+    pos: i64,
+    wm: Option<i64>,
+    open_from: Option<i64>,
+    sessions: &[(i64, i64, &str, u64)],
+) -> Partial {
+    let plan = AggPlan::new(Vec::new());
+    Partial {
+        v: 1,
+        src: ("in".to_owned(), src),
+        pos,
+        wm,
+        idle: false,
+        end: false,
+        open_from,
+        cells: sessions
+            .iter()
+            .map(|&(start, end, key, n)| {
+                let mut aggs = plan.empty();
+                for _ in 0..n {
+                    aggs.add(&[]);
+                }
+                Cell::session(&plan, start, end, Some(key), &aggs)
+            })
+            .collect(),
+    }
+}
+
+fn apply_session(merge: &mut MergeCounts, partial: Partial) {
+    let plan = AggPlan::new(Vec::new());
+    let two: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new("in", p)).collect();
+    merge
+        .apply(partial, &plan, &sessions_windowing(), &two)
+        .unwrap();
+}
+
+fn sealed_sessions(merge: &mut MergeCounts) -> Vec<(String, i64, i64, u64)> {
+    let plan = AggPlan::new(Vec::new());
+    let mut out: Vec<_> = merge
+        .take_sealed_sessions(&plan, 1_000)
+        .into_iter()
+        .map(|(k, s, e, a)| (k.unwrap().to_string(), s, e, a.records))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn sessions_of_a_key_from_two_sources_join_once_neither_can_grow_them() {
+    let mut merge = MergeCounts::default();
+    // Source 0's session of k ended at 1,000; source 1's starts within
+    // the gap of it, at 1,500, and is still open at source 1.
+    apply_session(
+        &mut merge,
+        session_partial(0, 5, Some(10_000), None, &[(0, 1_000, "k", 3)]),
+    );
+    apply_session(
+        &mut merge,
+        session_partial(1, 4, Some(10_000), Some(1_500), &[]),
+    );
+    assert!(
+        sealed_sessions(&mut merge).is_empty(),
+        "source 1's open session may join"
+    );
+    // Source 1's session is final: the two join into one.
+    apply_session(
+        &mut merge,
+        session_partial(1, 9, Some(10_000), None, &[(1_500, 2_000, "k", 2)]),
+    );
+    assert_eq!(
+        sealed_sessions(&mut merge),
+        vec![("k".to_owned(), 0, 2_000, 5)]
+    );
+    // Source 0 sends its final session again (a replay): nothing more.
+    apply_session(
+        &mut merge,
+        session_partial(0, 5, Some(10_000), None, &[(0, 1_000, "k", 3)]),
+    );
+    assert!(sealed_sessions(&mut merge).is_empty());
+    assert_eq!(merge.late(), 0);
 }

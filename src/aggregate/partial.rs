@@ -45,6 +45,10 @@ pub(super) struct Cell {
     /// The other aggregates, in their checkpoint form.
     #[serde(rename = "a")]
     pub(super) aggs: Value,
+    /// A session's last record's time (`start` is its first's); `None`
+    /// for windows and totals.
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub(super) end: Option<i64>,
 }
 
 impl Cell {
@@ -55,6 +59,21 @@ impl Cell {
             key: key.map(str::to_owned),
             records: aggs.records,
             aggs: plan.save(aggs),
+            end: None,
+        }
+    }
+
+    /// A session of `key` from `start` to `end`, final in its source.
+    pub(super) fn session(
+        plan: &AggPlan,
+        start: i64,
+        end: i64,
+        key: Option<&str>,
+        aggs: &Aggs,
+    ) -> Self {
+        Self {
+            end: Some(end),
+            ..Self::new(plan, start, key, aggs)
         }
     }
 }
@@ -73,6 +92,10 @@ pub(super) struct Partial {
     pub(super) idle: bool,
     /// The source reached its stop.
     pub(super) end: bool,
+    /// Session windows: the earliest start of the source's sessions that
+    /// are still open (none sent yet); `None` when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) open_from: Option<i64>,
     pub(super) cells: Vec<Cell>,
 }
 
@@ -103,6 +126,15 @@ pub(super) struct Tick {
     pub(super) wm: Option<i64>,
     pub(super) idle: bool,
     pub(super) end: bool,
+    pub(super) open_from: Option<i64>,
+}
+
+impl Tick {
+    /// What the tick says besides the position: a source sends it to
+    /// every internal partition when this changed.
+    pub(super) fn stand(&self) -> (Option<i64>, bool, bool, Option<i64>) {
+        (self.wm, self.idle, self.end, self.open_from)
+    }
 }
 
 /// The records `src` sends at a checkpoint: `cells` by the internal
@@ -150,6 +182,7 @@ pub(super) fn records(
                     wm: tick.wm,
                     idle: tick.idle,
                     end: tick.end,
+                    open_from: tick.open_from,
                     cells: std::mem::take(&mut chunk),
                 };
                 out.push((p, serde_json::to_vec(&partial).unwrap_or_default()));
@@ -206,6 +239,7 @@ mod tests {
             wm: Some(61_000),
             idle: false,
             end: false,
+            open_from: None,
         };
         let out = records(&src, tick, vec![cell("INFO"), cell("WARN")], 4, true);
         assert_eq!(out.len(), 4, "a tick to every partition");
@@ -240,6 +274,7 @@ mod tests {
             wm: None,
             idle: true,
             end: true,
+            open_from: None,
         };
         let out = records(&src, tick, cells, 1, false);
         assert!(out.len() > 1);

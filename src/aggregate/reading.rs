@@ -28,6 +28,7 @@ use super::{
     SecondStage, TransactionPlan, count_transactional_id, open_output_topic, restore, run_job,
 };
 use crate::TopicPartition;
+use crate::job::member::Summary;
 use crate::job::runner::{self, Joined, Opening, ReadPlan, Reading};
 use crate::job::{JobError, StopReason};
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
@@ -89,7 +90,12 @@ pub async fn count(
 ) -> Result<CountSummary, CountError> {
     let count = config.count;
     // Boxed, as the output's opening below: the admin futures nest deep.
-    let second_stage = Box::pin(second_stage(connection, &mut plan, &config)).await?;
+    // A stop while the internal topic is found ends the job there.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let second_stage = tokio::select! {
+        stage = Box::pin(second_stage(connection, &mut plan, &config)) => stage?,
+        reason = &mut shutdown => return Ok(CountSummary::empty(reason)),
+    };
     let job = Count {
         job: CountJob {
             config,
@@ -131,11 +137,6 @@ async fn second_stage(
             "one stage: grouped by the record key, whose records a key-partitioned topic holds in one partition"
         );
         return Ok(None);
-    }
-    if config.windowing.session_gap_ms.is_some() {
-        return Err(CountError::SessionsAcrossMembers {
-            group: group.name.clone(),
-        });
     }
     let topic = partials_topic(&group.store.topic, &group.name);
     let failed = |source| CountError::InternalTopic {

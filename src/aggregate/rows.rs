@@ -30,9 +30,10 @@ pub(super) struct Part {
     pub(super) records: u64,
     /// It reached its stop: no record can come in this run.
     pub(super) ended: bool,
-    /// Across group members: the tick it last sent the second stage
-    /// (watermark, idle, ended); `None` before its first in this run.
-    pub(super) sent: Option<(Option<i64>, bool, bool)>,
+    /// Across group members: what its last tick to the second stage said
+    /// (watermark, idle, ended, earliest open session); `None` before its
+    /// first in this run.
+    pub(super) sent: Option<(Option<i64>, bool, bool, Option<i64>)>,
 }
 
 /// Windows ending at or before the returned time have closed in every

@@ -21,7 +21,7 @@ use super::Run;
 use crate::aggregate::merge::MergeCounts;
 use crate::aggregate::partial::{self, Cell, Partial, Tick};
 use crate::aggregate::rows::sort_rows;
-use crate::aggregate::state::Key;
+use crate::aggregate::state::{Key, Windowing};
 use crate::aggregate::{CountError, EmitMode, SecondStage};
 use crate::job::StepError;
 use crate::record::ConsumedRecord;
@@ -124,7 +124,34 @@ impl Run<'_> {
                     }
                 }
             }
-            if let (false, Some(b)) = (updates, own) {
+            let mut sessions = Vec::new();
+            if let Some(gap) = windowing.session_gap_ms {
+                // A session is final here once the gap after it passed
+                // the watermark less the grace; all are once it ended.
+                let bound = if part.ended { Some(i64::MAX) } else { own };
+                for (key, list) in part.counts.sessions() {
+                    for s in list {
+                        if bound.is_some_and(|b| s.end.saturating_add(gap) < b) {
+                            let cell = Cell::session(plan, s.start, s.end, key.as_deref(), &s.aggs);
+                            cells.insert((s.start, key.clone()), cell);
+                            sessions.push((key.clone(), s.start, s.end));
+                        }
+                    }
+                }
+            }
+            let open_from = part
+                .counts
+                .sessions()
+                .values()
+                .flatten()
+                .filter(|s| {
+                    !sessions
+                        .iter()
+                        .any(|(_, start, end)| s.start == *start && s.end == *end)
+                })
+                .map(|s| s.start)
+                .min();
+            if let (false, Some(b), None) = (updates, own, windowing.session_gap_ms) {
                 for (&start, window) in part.counts.windows() {
                     if windowing.end(start).is_none_or(|end| end > b) {
                         break;
@@ -140,8 +167,9 @@ impl Run<'_> {
                 wm: part.counts.watermark(),
                 idle,
                 end: part.ended,
+                open_from,
             };
-            let mark = (tick.wm, tick.idle, tick.end);
+            let mark = tick.stand();
             let everywhere = part.sent != Some(mark);
             if cells.is_empty() && !everywhere {
                 continue;
@@ -154,17 +182,21 @@ impl Run<'_> {
                 stage.partitions,
                 everywhere,
             ));
-            ticks.push((at.clone(), mark, own));
+            ticks.push((at.clone(), mark, own, sessions));
         }
         if out.is_empty() {
             return Ok(());
         }
         self.job.send_partials(out).await?;
-        for (at, mark, own) in ticks {
+        for (at, mark, own, sessions) in ticks {
             let Some(part) = self.parts.get_mut(&at) else {
                 continue;
             };
             part.sent = Some(mark);
+            for (key, start, end) in &sessions {
+                part.counts.close_sessions(key, *start, *end);
+                part.dirty = true;
+            }
             if let Some(b) = own {
                 if part.counts.close_before(&windowing, b) {
                     part.dirty = true;
@@ -188,6 +220,20 @@ impl Run<'_> {
                     let key = key.map(String::from);
                     rows.push(self.shape.row(&windowing, start, key, &aggs));
                 }
+            }
+            if let Some(gap) = windowing.session_gap_ms {
+                let sealed = merge.counts.take_sealed_sessions(plan, gap);
+                merge.dirty |= !sealed.is_empty();
+                for (key, start, end, aggs) in sealed {
+                    let key = key.map(String::from);
+                    let mut row = self
+                        .shape
+                        .row(&Windowing::tumbling(None, 0), start, key, &aggs);
+                    row.window_start = Some(start);
+                    row.window_end = Some(end);
+                    rows.push(row);
+                }
+                continue;
             }
             let sealed = merge.counts.take_sealed(plan, &windowing);
             if sealed.is_empty() {
@@ -222,7 +268,7 @@ impl Run<'_> {
         let Some(stage) = &self.job.second_stage else {
             return false;
         };
-        let sent_end = |p: &super::Part| p.ended && p.sent.is_some_and(|(_, _, end)| end);
+        let sent_end = |p: &super::Part| p.ended && p.sent.is_some_and(|(_, _, end, _)| end);
         self.parts.values().all(sent_end)
             && self
                 .merges

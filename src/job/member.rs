@@ -153,9 +153,13 @@ async fn generations<G: Generations>(
     let metrics = crate::metrics::global();
     let mut shutdown = std::pin::pin!(shutdown);
     metrics.set_phase(Phase::Rebalancing);
-    let (mut member, mut generation) = Membership::join(cluster.connection, membership)
-        .await
-        .map_err(|e| membership_failed(e.into()))?;
+    // A stop while joining ends the job before it joined.
+    let (mut member, mut generation) = tokio::select! {
+        joined = Membership::join(cluster.connection, membership) => {
+            joined.map_err(|e| membership_failed(e.into()))?
+        }
+        reason = &mut shutdown => return Ok(reason),
+    };
     let stop = loop {
         metrics.set_phase(Phase::Running);
         let link = member.link(&generation);

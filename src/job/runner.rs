@@ -231,7 +231,12 @@ pub async fn run<J: Reading>(
         ),
         None => None,
     };
-    let client = Arc::new(connection.client().await.map_err(JobError::from)?);
+    // A stop while the cluster is still being reached ends the job there.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let client = tokio::select! {
+        client = connection.client() => Arc::new(client.map_err(JobError::from)?),
+        reason = &mut shutdown => return Ok(J::Summary::empty(reason)),
+    };
     let cluster = Cluster {
         client: &client,
         connection,
@@ -259,7 +264,8 @@ struct Runs<J> {
 
 impl<J: Reading> Runs<J> {
     /// One run: assign, open, read the commits, start the consumer, run.
-    /// `held` narrows the selection to a member's partitions.
+    /// `held` narrows the selection to a member's partitions. A `stop`
+    /// while it starts ends it before it reads.
     async fn once(
         &mut self,
         cluster: Cluster<'_>,
@@ -268,6 +274,44 @@ impl<J: Reading> Runs<J> {
         total: &mut Total<J::Summary>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<StopReason, J::Error> {
+        let mut stop = std::pin::pin!(stop);
+        let (consumer, joined) = tokio::select! {
+            started = self.start(cluster, held, link) => started?,
+            reason = &mut stop => return Ok(total.add(J::Summary::empty(reason))),
+        };
+        let group = self.plan.group.as_ref();
+        match self.job.run(consumer, joined, total.so_far(), stop).await {
+            Ok(summary) => Ok(total.add(summary)),
+            // Another member was given this one's partitions (its session
+            // expired while it was frozen, or a rebalance moved them), and
+            // this one learnt it from its output's transaction before the
+            // group told it. It writes nothing more for them: the run has
+            // aborted what it left open, and the member rejoins and
+            // restores from what is committed.
+            Err(e) => match J::partitions_lost(&e).filter(|_| held.is_some()) {
+                Some(lost) => {
+                    warn!(
+                        group = group.map_or("", |g| g.name.as_str()),
+                        error = %ErrorChain(&e),
+                        "{lost}"
+                    );
+                    Ok(StopReason::Fenced)
+                }
+                None => Err(e),
+            },
+        }
+    }
+}
+
+impl<J: Reading> Runs<J> {
+    /// Starts a run: assigns, opens, reads the commits, starts the
+    /// consumer.
+    async fn start(
+        &mut self,
+        cluster: Cluster<'_>,
+        held: Option<&[TopicPartition]>,
+        link: Option<MemberLink>,
+    ) -> Result<(Consumer, Joined), J::Error> {
         let mut assignments = assign(cluster.client, &self.plan.selection)
             .await
             .map_err(JobError::from)?;
@@ -310,26 +354,7 @@ impl<J: Reading> Runs<J> {
         let consumer = Consumer::start(cluster.client, assignments, self.plan.consumer.clone())
             .await
             .map_err(JobError::from)?;
-        match self.job.run(consumer, joined, total.so_far(), stop).await {
-            Ok(summary) => Ok(total.add(summary)),
-            // Another member was given this one's partitions (its session
-            // expired while it was frozen, or a rebalance moved them), and
-            // this one learnt it from its output's transaction before the
-            // group told it. It writes nothing more for them: the run has
-            // aborted what it left open, and the member rejoins and
-            // restores from what is committed.
-            Err(e) => match J::partitions_lost(&e).filter(|_| held.is_some()) {
-                Some(lost) => {
-                    warn!(
-                        group = group.map_or("", |g| g.name.as_str()),
-                        error = %ErrorChain(&e),
-                        "{lost}"
-                    );
-                    Ok(StopReason::Fenced)
-                }
-                None => Err(e),
-            },
-        }
+        Ok((consumer, joined))
     }
 }
 
