@@ -36,6 +36,13 @@
 //!   acknowledged by the output topic), then commit. A crash in between
 //!   emits the same rows again; in an output topic keyed by (window, key)
 //!   the repeat replaces the first under compaction.
+//! - Across the members of a group, unless grouped by the record key, a
+//!   run has two stages ([`SecondStage`]): its input partitions send
+//!   partial aggregates and ticks through the group's internal topic
+//!   (`partial`), partitioned by the grouping key, and its partitions of
+//!   that topic merge them (`merge`) into the rows, so a (window, key)
+//!   row is the aggregate over every input partition. `second` is a
+//!   run's side of it.
 
 mod acc;
 mod emit;

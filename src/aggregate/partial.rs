@@ -159,38 +159,33 @@ pub(super) fn records(
         by_partition.entry(p).or_default().push(cell);
     }
     let mut out = Vec::new();
+    let record = |p: i32, cells: Vec<Cell>| {
+        let partial = Partial {
+            v: PARTIAL_VERSION,
+            src: (src.topic.to_string(), src.partition),
+            pos: tick.pos,
+            wm: tick.wm,
+            idle: tick.idle,
+            end: tick.end,
+            open_from: tick.open_from,
+            cells,
+        };
+        (p, serde_json::to_vec(&partial).unwrap_or_default())
+    };
     for (p, cells) in by_partition {
         let mut chunk: Vec<Cell> = Vec::new();
         let mut bytes = 0;
-        let mut cells = cells.into_iter().peekable();
-        loop {
-            let next = cells.next();
-            if let Some(cell) = &next {
-                bytes +=
-                    cell.key.as_ref().map_or(0, String::len) + cell.aggs.to_string().len() + 32;
-            }
-            let full = bytes >= RECORD_BYTES;
-            if let Some(cell) = next {
-                chunk.push(cell);
-            }
-            let last = cells.peek().is_none();
-            if full || last {
-                let partial = Partial {
-                    v: PARTIAL_VERSION,
-                    src: (src.topic.to_string(), src.partition),
-                    pos: tick.pos,
-                    wm: tick.wm,
-                    idle: tick.idle,
-                    end: tick.end,
-                    open_from: tick.open_from,
-                    cells: std::mem::take(&mut chunk),
-                };
-                out.push((p, serde_json::to_vec(&partial).unwrap_or_default()));
+        for cell in cells {
+            bytes += cell.key.as_ref().map_or(0, String::len) + cell.aggs.to_string().len() + 32;
+            chunk.push(cell);
+            if bytes >= RECORD_BYTES {
+                out.push(record(p, std::mem::take(&mut chunk)));
                 bytes = 0;
             }
-            if last {
-                break;
-            }
+        }
+        // The last chunk, or the tick alone.
+        if !chunk.is_empty() || out.last().is_none_or(|(last, _)| *last != p) {
+            out.push(record(p, chunk));
         }
     }
     out
