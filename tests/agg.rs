@@ -632,8 +632,8 @@ fn hopping_windows_within_the_grace_count_every_record() {
 }
 
 /// Three `weir agg -g` members grouping by a field of the value (every
-/// partition holds every path), through a SIGKILL, a join and a leave
-/// while the records arrive; a record a minute past the last in every
+/// partition holds every path), through a SIGKILL, a join, a leave and a
+/// freeze past the session while the records arrive; a record a minute past the last in every
 /// partition then closes every window. Each (window, path) is merged from
 /// the members' partial aggregates through the group's internal topic:
 /// every row written equals the reference (sketches within their error),
@@ -698,7 +698,7 @@ fn members_aggregate_by_a_field(exactly_once: bool, sessions: bool) {
         let deadline = Instant::now() + STEP_TIMEOUT;
         loop {
             let now = cluster.committed_total(&crash.store, &crash.group);
-            if now > from {
+            if now > from || now == cluster.topic_end(&crash.topic) {
                 return now;
             }
             assert!(Instant::now() < deadline, "no commit:\n{}", logs(files));
@@ -717,6 +717,12 @@ fn members_aggregate_by_a_field(exactly_once: bool, sessions: bool) {
     signal(&b, libc::SIGTERM);
     let status = b.wait().unwrap();
     assert!(status.success(), "{status}: {}", logs(&[&file_b]));
+    committed = progress(committed, &[&file_c, &file_d]);
+    // C freezes past its session timeout, then thaws: its partitions went
+    // to D meanwhile, and it must write nothing more for them.
+    signal(&c, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(8));
+    signal(&c, libc::SIGCONT);
     progress(committed, &[&file_c, &file_d]);
     assert!(feeder.finish().success(), "the feeding producer failed");
     // The last record is 30,000 × 20 ms after the start: a minute later
@@ -789,12 +795,12 @@ fn members_aggregate_by_a_field(exactly_once: bool, sessions: bool) {
     }
     compare(&crash.case, &rows_by_place(&rows), &expected);
     eprintln!(
-        "{prefix}: {} (window, path) rows equal the reference across members, through a SIGKILL, a join and a leave",
+        "{prefix}: {} (window, path) rows equal the reference across members, through a SIGKILL, a join, a leave and a freeze",
         expected.len()
     );
 }
 
-/// SIGTERM or SIGKILL to a child.
+/// A signal to a child.
 fn signal(child: &std::process::Child, signal: i32) {
     // SAFETY: kill(2) on our own child's pid.
     #[allow(unsafe_code)]
