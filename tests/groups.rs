@@ -457,6 +457,44 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
     }
     assert_eq!(last, reference, "final counts per (window, key)");
 
+    // The count's internal topic: replicated on the three nodes with
+    // min.insync.replicas 2, listed by `weir offsets show` with its lag,
+    // and deleted with the group's offsets.
+    let internal = format!("__weir_offsets-{counting}-partials");
+    let described = cluster.weir(&["topics", "describe", &internal, "--output", "json"]);
+    described.ok();
+    let description: serde_json::Value = serde_json::from_str(&described.stdout).unwrap();
+    for p in description["partitions"].as_array().unwrap() {
+        assert_eq!(p["replicas"].as_array().unwrap().len(), 3, "{p}");
+    }
+    let min_isr = description["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "min.insync.replicas")
+        .map(|c| c["value"].clone());
+    assert_eq!(min_isr, Some(serde_json::json!("2")), "{description}");
+    let shown = cluster.offsets_show("__weir_offsets", &counting);
+    let internal_rows: Vec<&serde_json::Value> = shown["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["internal"] == true)
+        .collect();
+    assert_eq!(internal_rows.len(), PARTITIONS as usize, "{shown}");
+    assert!(internal_rows.iter().all(|r| r["lag"].is_i64()), "{shown}");
+    let deleted = cluster.weir(&["offsets", "delete", "-g", &counting]);
+    deleted.ok();
+    assert!(
+        deleted.stdout.contains(&format!(
+            "deleted the group's internal topic \"{internal}\""
+        )),
+        "{}",
+        deleted.stdout
+    );
+    let gone = cluster.weir(&["topics", "describe", &internal]);
+    assert_ne!(gone.code, Some(0), "{}", gone.stdout);
+
     // consume: every offset at least once; twice only where a crashed
     // (A) or frozen (B) member wrote it too.
     let read = |path: &Path| -> Vec<(i32, i64)> {
@@ -685,8 +723,16 @@ fn a_member_fenced_through_its_transactional_id_rejoins() {
             "--no-stdout",
         ],
     );
+    // The member holds the input's partitions and those of its second
+    // stage's internal topic (counted by a field of the value).
+    let internal = weir::offsets::partials_topic(&topics.store, &topics.group);
     let partitions: Vec<_> = (0..2)
-        .map(|p| weir::TopicPartition::new(topics.input.as_str(), p))
+        .flat_map(|p| {
+            [
+                weir::TopicPartition::new(topics.input.as_str(), p),
+                weir::TopicPartition::new(internal.as_str(), p),
+            ]
+        })
         .collect();
     let id = weir::aggregate::count_transactional_id(&topics.group, &partitions);
     topics.fence(

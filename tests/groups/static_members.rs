@@ -80,6 +80,9 @@ fn a_static_member_restarted_with_its_id_resumes_without_a_rebalance() {
     wait(dir.path(), "three members, evenly", || {
         balanced(&cluster, &group, 3, PARTITIONS as usize)
     });
+    // Counted by the record key, which places the records: no second
+    // stage, no internal topic.
+    assert!(a.stderr().contains("one stage"), "{}", a.stderr());
     wait(dir.path(), "the three in one generation", || {
         last_generations(&[&a, &b, &c]).is_some_and(|g| g.iter().all(|&x| x == g[0]))
     });
