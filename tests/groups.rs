@@ -596,6 +596,7 @@ fn offsets_in_a_transaction_from_a_past_generation_are_refused() {
             group: group.clone(),
             generation: 1,
             member_id: "a-member-the-group-dropped".to_owned(),
+            instance_id: None,
         };
         let at = weir::TopicPartition::new(input.as_str(), 0);
         let refused = transactions.commit_offsets(&zombie, &[(at, 1)]).await;

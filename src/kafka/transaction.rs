@@ -138,6 +138,8 @@ pub struct GroupGeneration {
     pub generation: i32,
     /// The member's id in it.
     pub member_id: String,
+    /// Its group instance id, when it is a static member.
+    pub instance_id: Option<String>,
 }
 
 /// One producer's transactions, through its transactional id's
@@ -338,6 +340,7 @@ impl Transactions {
             .with_group_id(group)
             .with_generation_id(member.generation)
             .with_member_id(StrBytes::from_string(member.member_id.clone()))
+            .with_group_instance_id(member.instance_id.clone().map(StrBytes::from_string))
             .with_topics(
                 topics
                     .into_iter()

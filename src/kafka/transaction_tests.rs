@@ -129,6 +129,7 @@ fn member() -> GroupGeneration {
         group: "g".to_owned(),
         generation: 3,
         member_id: "m-1".to_owned(),
+        instance_id: None,
     }
 }
 
@@ -340,4 +341,35 @@ async fn a_connection_dropped_mid_step_is_opened_again() {
     transaction(&mut t).await.unwrap();
     assert_eq!(broker.count(ApiKey::AddOffsetsToTxn), 2);
     assert!(!t.is_open());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_members_offsets_name_its_instance_id() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let broker = {
+        let seen = Arc::clone(&seen);
+        FakeBroker::start(move |request| {
+            if let RequestKind::TxnOffsetCommit(r) = request {
+                let id = r.group_instance_id.as_ref().map(|s| s.to_string());
+                seen.lock().unwrap().push((r.member_id.to_string(), id));
+            }
+            Reply::Answer(Box::new(answer(request, 0)))
+        })
+    };
+    let mut t = init(&broker).await;
+    let member = GroupGeneration {
+        instance_id: Some("pod-0".to_owned()),
+        ..member()
+    };
+    t.add_partitions("out", [0]).await.unwrap();
+    t.commit_offsets(&member, &offsets()).await.unwrap();
+    t.commit_offsets(&self::member(), &offsets()).await.unwrap();
+    t.end(true).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("m-1".to_owned(), Some("pod-0".to_owned())),
+            ("m-1".to_owned(), None)
+        ]
+    );
 }

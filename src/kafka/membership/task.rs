@@ -55,6 +55,8 @@ enum Event {
 #[derive(Debug)]
 pub struct Membership {
     group: String,
+    /// The member's group instance id (static membership).
+    instance_id: Option<String>,
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<Event>,
     lease: Lease,
@@ -95,6 +97,7 @@ impl Membership {
     ) -> Result<(Self, Generation), MembershipError> {
         let interval = config.heartbeat_interval;
         let group = config.group.clone();
+        let instance_id = config.instance_id.clone();
         let member = Member::join(connection, config).await?;
         let first = generation(&member);
         let lease = member.lease();
@@ -104,6 +107,7 @@ impl Membership {
         Ok((
             Self {
                 group,
+                instance_id,
                 commands,
                 events,
                 lease,
@@ -171,6 +175,7 @@ impl Membership {
                 group: self.group.clone(),
                 generation: generation.generation,
                 member_id: generation.member_id.clone(),
+                instance_id: self.instance_id.clone(),
             }),
         }
     }
