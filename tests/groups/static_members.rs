@@ -133,6 +133,14 @@ fn a_static_member_restarted_with_its_id_resumes_without_a_rebalance() {
         "{log}"
     );
     assert_eq!(generations(&twin), [stable], "{}", twin.stderr());
+    // More input, committed by every member: the twin reads C's
+    // partitions (a stop while it still started would end it before it
+    // held any window to emit).
+    cluster.fill(&input, common::KEYED, lines(6000));
+    let end = cluster.topic_end(&input);
+    wait(dir.path(), "every record committed, the twin's too", || {
+        cluster.committed_total("__weir_offsets", &group) == end
+    });
 
     // A stop leaves nothing out: the static members stop without leaving.
     for m in [a, b, twin] {
