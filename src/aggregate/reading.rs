@@ -107,6 +107,7 @@ pub async fn count(
         },
         output,
         count,
+        path_logged: false,
     };
     runner::run(connection, plan, job, shutdown).await
 }
@@ -132,10 +133,6 @@ async fn second_stage(
         return Ok(None);
     };
     if matches!(config.by.as_slice(), [Extractor::Key]) {
-        tracing::info!(
-            group = group.name.as_str(),
-            "one stage: grouped by the record key, whose records a key-partitioned topic holds in one partition"
-        );
         return Ok(None);
     }
     let topic = partials_topic(&group.store.topic, &group.name);
@@ -170,12 +167,6 @@ async fn second_stage(
         Err(e) => return Err(failed(e)),
     };
     let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
-    tracing::info!(
-        group = group.name.as_str(),
-        topic = topic.as_str(),
-        partitions,
-        "two stages: each member sends partial aggregates through the group's internal topic, partitioned by the grouping key, where they are merged into rows"
-    );
     plan.selection.topics.push(topic.clone());
     membership.topics.push(topic.clone());
     plan.consumer.follow.push(topic.clone());
@@ -213,6 +204,8 @@ impl Count {
 /// The count job, one run at a time.
 struct Count {
     job: CountJob,
+    /// Whether the startup log said which path the count takes.
+    path_logged: bool,
     output: Option<CountOutput>,
     /// Records to read in all, over every run.
     count: Option<u64>,
@@ -223,6 +216,22 @@ impl Reading for Count {
     type Summary = CountSummary;
 
     async fn open(&mut self, opening: Opening<'_>) -> Result<(), CountError> {
+        if opening.member && !self.path_logged {
+            self.path_logged = true;
+            let group = opening.group.unwrap_or_default();
+            match &self.job.second_stage {
+                Some(stage) => tracing::info!(
+                    group,
+                    topic = %stage.topic,
+                    partitions = stage.partitions,
+                    "two stages: each member sends partial aggregates through the group's internal topic, partitioned by the grouping key, where they are merged into rows"
+                ),
+                None => tracing::info!(
+                    group,
+                    "one stage: grouped by the record key, whose records a key-partitioned topic holds in one partition"
+                ),
+            }
+        }
         if let Some(stage) = self
             .job
             .second_stage

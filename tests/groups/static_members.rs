@@ -82,7 +82,9 @@ fn a_static_member_restarted_with_its_id_resumes_without_a_rebalance() {
     });
     // Counted by the record key, which places the records: no second
     // stage, no internal topic.
-    assert!(a.stderr().contains("one stage"), "{}", a.stderr());
+    wait(dir.path(), "the one-stage path in the log", || {
+        a.stderr().contains("one stage")
+    });
     wait(dir.path(), "the three in one generation", || {
         last_generations(&[&a, &b, &c]).is_some_and(|g| g.iter().all(|&x| x == g[0]))
     });
