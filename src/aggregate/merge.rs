@@ -48,6 +48,13 @@ pub(super) struct Mark {
 }
 
 impl Mark {
+    /// Windows ending at or before this are final at the source; `None`
+    /// when it holds none back (idle or ended).
+    fn window_bound(&self, grace_ms: i64) -> Option<i64> {
+        let wm = (!self.end && !self.idle).then_some(self.wm).flatten();
+        wm.map(|w| w.saturating_sub(grace_ms))
+    }
+
     /// Sessions ending more than the gap before this are final at the
     /// source: none of its open sessions nor later records can join them.
     /// `None` when it bounds nothing (idle without sessions, or ended).
@@ -233,34 +240,24 @@ impl MergeCounts {
         if !windowing.closes() {
             return None;
         }
-        if windowing.session_gap_ms.is_some() {
-            let mut boundary: Option<i64> = None;
-            let mut ended = true;
-            for src in sources {
-                let mark = self.sources.get(src)?;
-                ended &= mark.end;
-                if !mark.end && !mark.idle && mark.wm.is_none() {
-                    return None;
-                }
-                if let Some(b) = mark.session_bound(windowing.grace_ms) {
-                    boundary = Some(boundary.map_or(b, |x| x.min(b)));
-                }
-            }
-            return match boundary {
-                None if ended => Some(i64::MAX),
-                b => b,
-            };
-        }
+        let sessions = windowing.session_gap_ms.is_some();
         let mut boundary: Option<i64> = None;
         let mut ended = true;
         for src in sources {
             let mark = self.sources.get(src)?;
             ended &= mark.end;
-            if mark.end || mark.idle {
-                continue;
+            // Records will come, and none has yet: every window waits.
+            if !mark.end && !mark.idle && mark.wm.is_none() {
+                return None;
             }
-            let b = mark.wm?.saturating_sub(windowing.grace_ms);
-            boundary = Some(boundary.map_or(b, |x| x.min(b)));
+            let bound = if sessions {
+                mark.session_bound(windowing.grace_ms)
+            } else {
+                mark.window_bound(windowing.grace_ms)
+            };
+            if let Some(b) = bound {
+                boundary = Some(boundary.map_or(b, |x| x.min(b)));
+            }
         }
         match boundary {
             None if ended => Some(i64::MAX),
