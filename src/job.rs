@@ -160,8 +160,9 @@ pub trait Job {
     fn reached(&mut self, topic: Arc<str>, partition: i32, next_offset: i64);
 
     /// A fetch found a partition at the end of its log
-    /// ([`ConsumerEvent::CaughtUp`]).
-    fn caught_up(&mut self, _at: TopicPartition) {}
+    /// ([`ConsumerEvent::CaughtUp`]); `next_offset` is past the records
+    /// delivered before and any transaction markers after them.
+    fn caught_up(&mut self, _at: TopicPartition, _next_offset: i64) {}
 
     /// No event is ready: write out what is buffered. Also called, its
     /// error ignored, when the job fails, so what was written before is
@@ -258,8 +259,12 @@ pub async fn run<J: Job>(
                 job.reached(topic, partition, next_offset);
                 Ok(None)
             }
-            ConsumerEvent::CaughtUp { topic, partition } => {
-                job.caught_up(TopicPartition::new(topic, partition));
+            ConsumerEvent::CaughtUp {
+                topic,
+                partition,
+                next_offset,
+            } => {
+                job.caught_up(TopicPartition::new(topic, partition), next_offset);
                 Ok(None)
             }
             ConsumerEvent::Failed(e) => Err(StepError::Job(JobError::Consumer(e).into())),

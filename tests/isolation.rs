@@ -18,7 +18,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
-use common::{Cluster, STEP_TIMEOUT, python, random_topic, wait_exit};
+use common::{
+    Cluster, STEP_TIMEOUT, group_table, kafka_tool, python, random_topic, wait_exit, wait_for, weir,
+};
 use serde_json::Value;
 
 /// The transactional producer, alive while the test reads; killed when
@@ -64,8 +66,17 @@ impl Producer {
 
     /// Commits the open transaction and waits for the script to exit.
     fn commit(mut self) {
+        self.end("commit");
+    }
+
+    /// Aborts the open transaction and waits for the script to exit.
+    fn abort(mut self) {
+        self.end("abort");
+    }
+
+    fn end(&mut self, how: &str) {
         let stdin = self.child.stdin.as_mut().expect("piped stdin");
-        writeln!(stdin, "commit").expect("write to tests/py/transactions.py");
+        writeln!(stdin, "{how}").expect("write to tests/py/transactions.py");
         stdin.flush().expect("write to tests/py/transactions.py");
         self.expect("done");
         let status = wait_exit(&mut self.child, "tests/py/transactions.py");
@@ -340,4 +351,109 @@ fn a_transactional_load_is_seen_whole_or_not_at_all() {
         (count("a-"), count("b-"), count("c-"), count("d-")),
         (3000, 2000, 1500, 1000)
     );
+}
+
+/// `kafka-consumer-groups --describe --group GROUP`: per partition, the
+/// committed offset and the lag (empty while it shows no table).
+fn java_view(cluster: &Cluster, group: &str) -> Vec<(String, String)> {
+    let run = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--bootstrap-server",
+            cluster.address(),
+            "--describe",
+            "--group",
+            group,
+        ],
+    );
+    if run.code != Some(0) || !run.stdout.contains("LAG") {
+        return Vec::new();
+    }
+    let (header, rows) = group_table(&run.stdout);
+    let column = |name: &str| header.iter().position(|&h| h == name).unwrap();
+    let (offset, lag) = (column("CURRENT-OFFSET"), column("LAG"));
+    rows.iter()
+        .map(|row| (row[offset].to_owned(), row[lag].to_owned()))
+        .collect()
+}
+
+/// A group that read a transactional topic to its end, last a commit or
+/// an abort marker, commits the offset past the marker (the Java
+/// consumer's position), so it shows a lag of 0, in weir and in
+/// `kafka-consumer-groups`: following, and with `-e`.
+#[test]
+fn a_group_at_the_end_of_a_transactional_topic_has_no_lag() {
+    let cluster = Cluster::shared();
+    for ending in ["commit", "abort"] {
+        let topic = random_topic(&format!("markers-{ending}"));
+        cluster.create_topic(&topic, 1);
+        let producer = Producer::start(&cluster, &topic);
+        match ending {
+            "commit" => producer.commit(),
+            _ => producer.abort(),
+        }
+        // The marker is the last offset of the log.
+        let end = cluster.topic_end(&topic);
+        let records = consume(&cluster, &topic, &["--isolation", "read_uncommitted"]);
+        assert_eq!(records.last().map(|r| r.0 + 2), Some(end), "{ending}");
+
+        let store = format!("{topic}-store");
+        let follower = format!("{topic}-follow");
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let mut child = weir()
+            .args(["consume", "-b", cluster.address(), "-t", &topic])
+            .args(["-g", &follower, "--offsets-topic", &store])
+            .args(["--commit-interval", "100ms", "-v"])
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("the log file"))
+            .spawn()
+            .expect("start weir consume");
+        let mut committed = None;
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_for(&format!("{ending}: the follower commits {end}"), || {
+                committed = cluster.committed(&store, &follower).get(&0).copied();
+                committed == Some(end)
+            });
+        }));
+        if let Err(panic) = waited {
+            child.kill().ok();
+            child.wait().ok();
+            panic!(
+                "{}; last committed {committed:?}\n{}",
+                panic.downcast_ref::<String>().map_or("", String::as_str),
+                std::fs::read_to_string(log.path()).unwrap_or_default()
+            );
+        }
+        wait_for(
+            &format!("{ending}: kafka-consumer-groups shows lag 0"),
+            || java_view(&cluster, &follower) == vec![(end.to_string(), "0".to_owned())],
+        );
+        // SAFETY: kill(2) on our own child's pid.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let status = wait_exit(&mut child, "weir consume -g");
+        assert!(status.success(), "{ending}: weir consume -g: {status}");
+        let show = cluster.offsets_show(&store, &follower);
+        assert_eq!(show["partitions"][0]["lag"], 0, "{ending}: {show}");
+
+        let reader = format!("{topic}-to-end");
+        let run = cluster.weir(&[
+            "consume",
+            "-t",
+            &topic,
+            "-e",
+            "-g",
+            &reader,
+            "--offsets-topic",
+            &store,
+        ]);
+        run.ok();
+        assert_eq!(
+            cluster.committed(&store, &reader).get(&0),
+            Some(&end),
+            "{ending}: -e"
+        );
+    }
 }

@@ -183,11 +183,21 @@ impl Job for Run<'_> {
         }
     }
 
-    fn caught_up(&mut self, at: TopicPartition) {
+    fn caught_up(&mut self, at: TopicPartition, next_offset: i64) {
         let windowing = &self.job.config.windowing;
         if let Some(part) = self.parts.get_mut(&at) {
             if part.records == 0 && part.counts.closable_before(windowing).is_none() {
                 part.idle = true;
+            }
+            // Past transaction markers, so a caught-up group's lag is 0.
+            if next_offset > part.position {
+                part.position = next_offset;
+                part.dirty = true;
+            }
+        } else if let Some(merge) = self.merges.get_mut(&at) {
+            if next_offset > merge.position {
+                merge.position = next_offset;
+                merge.dirty = true;
             }
         }
     }

@@ -205,6 +205,13 @@ impl<W: Write> Job for Run<'_, W> {
             .insert(TopicPartition::new(topic, partition), next_offset);
     }
 
+    fn caught_up(&mut self, at: TopicPartition, next_offset: i64) {
+        // Past transaction markers: committed once what came before is
+        // flushed, as any position.
+        let position = self.state.positions.entry(at).or_insert(next_offset);
+        *position = (*position).max(next_offset);
+    }
+
     fn flush(&mut self) -> Result<(), StepError<JobError>> {
         self.state.flush(self.writer).map_err(StepError::Output)
     }

@@ -327,6 +327,13 @@ impl Job for Run<'_> {
             .insert(TopicPartition::new(topic, partition), next_offset);
     }
 
+    fn caught_up(&mut self, at: TopicPartition, next_offset: i64) {
+        // Past transaction markers: committed once what came before is
+        // acknowledged, as any position.
+        let position = self.positions.entry(at).or_insert(next_offset);
+        *position = (*position).max(next_offset);
+    }
+
     async fn checkpoint(&mut self) -> Step<PipeError> {
         self.acknowledge().await?;
         if !self.holds_partitions() {

@@ -25,12 +25,20 @@ pub enum ConsumerEvent {
     /// for a partition read to an offset ([`Until::End`]): short of it,
     /// records are left; there, it has [`Reached`](Self::Reached) it.
     ///
+    ///
+    /// `next_offset` is the position a caught-up consumer commits: past
+    /// the last record delivered and any transaction markers or aborted
+    /// records after it, as the Java consumer's `position()`, so a group
+    /// at the end of a transactional topic shows a lag of 0.
+    ///
     /// [`Until::End`]: super::Until::End
     CaughtUp {
         /// Topic.
         topic: Arc<str>,
         /// Partition.
         partition: i32,
+        /// The next offset to read.
+        next_offset: i64,
     },
     /// A partition failed and stopped.
     Failed(ConsumeError),

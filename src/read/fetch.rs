@@ -383,9 +383,16 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     // fetch saw lags (a new leader's high watermark), and
                     // saying so would let a job stop waiting for them.
                     caught_up = true;
+                    debug!(
+                        topic = self.topic.as_ref(),
+                        partition = self.partition,
+                        next = self.next,
+                        "caught up"
+                    );
                     let event = ConsumerEvent::CaughtUp {
                         topic: Arc::clone(&self.topic),
                         partition: self.partition,
+                        next_offset: self.next,
                     };
                     if self.events.send(event).await.is_err() {
                         return;
