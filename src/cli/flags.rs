@@ -9,7 +9,9 @@ use rskafka::client::partition::{Compression, IsolationLevel};
 use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
 use weir::kafka::idempotence::ProducerIdError;
 use weir::kafka::membership::MembershipConfig;
-use weir::produce::producer::{DEFAULT_BATCH_BYTES, DEFAULT_BUFFER_BYTES, ProducerConfig};
+use weir::produce::producer::{
+    DEFAULT_BATCH_BYTES, DEFAULT_BUFFER_BYTES, MAX_REQUEST_BYTES, ProducerConfig,
+};
 use weir::read::ConsumerConfig;
 use weir::read::config::DEFAULT_FETCH_BYTES;
 
@@ -58,8 +60,9 @@ pub struct BatchFlags {
     pub linger: Duration,
 
     /// Largest batch in bytes as sent, compressed when compressing (as
-    /// the Java producer's batch.size; at most 1 MiB minus request
-    /// overhead).
+    /// the Java producer's batch.size). Batches stay within the topic's
+    /// max.message.bytes; a record larger than this goes alone in its
+    /// batch.
     #[arg(long, default_value_t = DEFAULT_BATCH_BYTES, value_parser = non_negative::<usize>, allow_negative_numbers = true)]
     pub batch_bytes: usize,
 
@@ -89,9 +92,9 @@ impl BatchFlags {
     ///
     /// A batch size out of range.
     pub fn config(&self, timeout: Duration) -> anyhow::Result<ProducerConfig> {
-        if self.batch_bytes == 0 || self.batch_bytes > DEFAULT_BATCH_BYTES {
+        if self.batch_bytes == 0 || self.batch_bytes > MAX_REQUEST_BYTES {
             return Err(usage(format!(
-                "--batch-bytes {} is out of range (1..={DEFAULT_BATCH_BYTES}: the broker rejects requests over 1 MiB)",
+                "--batch-bytes {} is out of range (1..={MAX_REQUEST_BYTES}: a broker reads no request over its socket.request.max.bytes, 100 MiB by default)",
                 self.batch_bytes
             )));
         }

@@ -128,6 +128,12 @@ impl Pipe {
             found => found.map_err(PipeError::Admin)?,
         };
         let n = i32::try_from(n).unwrap_or(i32::MAX);
+        // Records up to what the output topic stores, alone in a batch
+        // when larger than one.
+        self.to.producer.max_message_bytes =
+            crate::produce::topic_limits(&mut admin, &self.to.topic)
+                .await
+                .max_message_bytes;
         self.partitions = Some(n);
         Ok(n)
     }

@@ -76,16 +76,16 @@ pub enum ProduceError {
         /// How many it has.
         partitions: i32,
     },
-    /// A record larger than a batch may be.
+    /// A record larger than the topic stores.
     #[error(
-        "record of about {size} bytes is larger than the {limit}-byte batch limit for topic \"{topic}\" (the broker rejects larger requests)"
+        "record of about {size} bytes is larger than topic \"{topic}\" stores: its max.message.bytes is {limit} (raise it for the topic with kafka-configs --alter --entity-type topics --entity-name {topic} --add-config max.message.bytes=N, or weir topics create --config max.message.bytes=N)"
     )]
     RecordTooLarge {
         /// The topic.
         topic: String,
         /// The record's estimated size.
         size: usize,
-        /// The limit.
+        /// The topic's `max.message.bytes`.
         limit: usize,
     },
     /// The broker did not take a batch before the deadline.

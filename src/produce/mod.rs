@@ -26,7 +26,7 @@ mod topic;
 
 pub use failure::{InputReadError, LineCause, LineError, ProduceJobError};
 pub use start::{ProducePlan, StartError, Started, start};
-pub use topic::{TopicError, TopicPlan, prepare_topic};
+pub use topic::{TopicError, TopicLimits, TopicPlan, prepare_topic, topic_limits};
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};

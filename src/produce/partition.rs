@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 
 use super::error::{Delivery, ProduceError, SendFailure};
 use super::sequence::{Sequencing, Settled, Stamp};
-use super::size::{DEFAULT_BATCH_BYTES, encoded_size};
+use super::size::encoded_size;
 use crate::TopicPartition;
 use crate::kafka::connect::ClientError;
 use crate::kafka::idempotence::ProducerId;
@@ -163,6 +163,8 @@ pub(super) struct PartitionTask {
     pub(super) partition: i32,
     pub(super) linger: Duration,
     pub(super) batch_bytes: usize,
+    /// The largest batch the topic stores (its `max.message.bytes`).
+    pub(super) max_batch_bytes: usize,
     pub(super) compression: Compression,
     pub(super) delivery_timeout: Duration,
     /// The idempotent producer's id and epoch; `None` without idempotence.
@@ -375,9 +377,9 @@ impl PartitionTask {
                 Ok(batch) => batch.len(),
                 Err(_) => 0,
             };
-            if wire > DEFAULT_BATCH_BYTES && records.len() > 1 {
+            if wire > self.max_batch_bytes && records.len() > 1 {
                 // Aim a tenth below the limit: records differ.
-                let keep = (records.len() * DEFAULT_BATCH_BYTES / wire * 9 / 10).max(1);
+                let keep = (records.len() * self.max_batch_bytes / wire * 9 / 10).max(1);
                 debug!(
                     topic = self.topic.as_str(),
                     partition = self.partition,

@@ -41,7 +41,10 @@ use crate::produce::metadata::refresh_partition_count;
 use crate::produce::partition::{PartitionTask, Pending, QUEUE_RECORDS};
 use crate::produce::partitioner::{Partitioner, PartitionerKind};
 use crate::produce::size::encoded_size;
-pub use crate::produce::size::{BROKER_MAX_REQUEST_BYTES, DEFAULT_BATCH_BYTES};
+use crate::produce::size::{BATCH_HEADER_BYTES, record_limit};
+pub use crate::produce::size::{
+    BROKER_MAX_REQUEST_BYTES, DEFAULT_BATCH_BYTES, DEFAULT_MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES,
+};
 use crate::timestamp::{TimestampLimits, TimestampProblem};
 
 /// Default memory for records between `send` and their acknowledgement,
@@ -66,6 +69,12 @@ pub struct ProducerConfig {
     /// of the partition compressed to (at most 2 MiB of them), and cuts a
     /// batch that comes out above what the broker accepts.
     pub batch_bytes: usize,
+    /// The topic's `max.message.bytes` (the broker's `message.max.bytes`
+    /// unless the topic sets it): the largest batch it stores. A record
+    /// larger than [`batch_bytes`](Self::batch_bytes) goes alone in its
+    /// batch; one larger than this is refused by [`Producer::send`].
+    /// [`prepare_topic`](crate::produce::prepare_topic) reads it.
+    pub max_message_bytes: usize,
     /// Batch compression.
     pub compression: Compression,
     /// Most bytes of records (in the batch size's estimate) held from
@@ -103,6 +112,7 @@ impl Default for ProducerConfig {
         Self {
             linger: DEFAULT_LINGER,
             batch_bytes: DEFAULT_BATCH_BYTES,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             compression: Compression::NoCompression,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             partitioner: PartitionerKind::Murmur2,
@@ -163,6 +173,8 @@ pub struct Producer {
     /// conversion to a date.
     clock: Clock,
     batch_bytes: usize,
+    /// The largest record the topic takes, alone in its batch.
+    record_limit: usize,
     /// Room for records held (see [`ProducerConfig::buffer_bytes`]), one
     /// permit a byte.
     memory: Arc<Semaphore>,
@@ -219,12 +231,15 @@ impl Producer {
             client,
             partitioner: Partitioner::new(config.partitioner),
             kind: config.partitioner,
-            batch_bytes: config.batch_bytes.min(DEFAULT_BATCH_BYTES),
-            memory: Arc::new(Semaphore::new(
-                config
-                    .buffer_bytes
-                    .clamp(DEFAULT_BATCH_BYTES, Semaphore::MAX_PERMITS),
-            )),
+            batch_bytes: config
+                .batch_bytes
+                .clamp(1, record_limit(config.max_message_bytes).max(1)),
+            record_limit: record_limit(config.max_message_bytes),
+            // Room for one batch, and for the largest record, at least.
+            memory: Arc::new(Semaphore::new(config.buffer_bytes.clamp(
+                DEFAULT_BATCH_BYTES.max(record_limit(config.max_message_bytes)),
+                Semaphore::MAX_PERMITS,
+            ))),
             config,
             queues: Vec::new(),
             reports,
@@ -271,6 +286,7 @@ impl Producer {
                 partition,
                 linger: self.config.linger,
                 batch_bytes: self.batch_bytes,
+                max_batch_bytes: self.record_limit + BATCH_HEADER_BYTES,
                 compression: self.config.compression,
                 delivery_timeout: self.config.delivery_timeout,
                 reports: self.reports.clone(),
@@ -300,11 +316,11 @@ impl Producer {
     /// [`Delivery`].
     pub async fn send(&mut self, tag: u64, record: ProduceRecord) -> Result<i32, ProduceError> {
         let size = record.approximate_size();
-        if size > self.batch_bytes {
+        if size > self.record_limit {
             return Err(ProduceError::RecordTooLarge {
                 topic: self.topic.clone(),
                 size,
-                limit: self.batch_bytes,
+                limit: self.config.max_message_bytes,
             });
         }
         if self.partition_count.has_changed().unwrap_or(false) {

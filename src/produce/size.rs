@@ -5,15 +5,35 @@
 
 use crate::Header;
 
-/// Largest produce request the broker accepts by default
-/// (`message.max.bytes`, 1 MiB).
+/// Kafka's default largest record batch (`message.max.bytes`, and a
+/// topic's `max.message.bytes` unless set): 1 MiB and 12 bytes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024 + 12;
+
+/// Kept for compatibility: the default request size weir's batches aim
+/// below (1 MiB).
 pub const BROKER_MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Largest request a broker reads by default (`socket.request.max.bytes`,
+/// 100 MiB): no batch can be larger, whatever a topic allows.
+pub const MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 
 /// Room left in a request for the request, topic and batch headers.
 const REQUEST_OVERHEAD_BYTES: usize = 16 * 1024;
 
-/// Default batch size: as large as the broker accepts, less the overhead.
+/// A record batch's header (format v2): 61 bytes before its records.
+pub const BATCH_HEADER_BYTES: usize = 61;
+
+/// Default batch size: below what the broker accepts by default, less the
+/// overhead.
 pub const DEFAULT_BATCH_BYTES: usize = BROKER_MAX_REQUEST_BYTES - REQUEST_OVERHEAD_BYTES;
+
+/// The largest record, in [`encoded_size`]'s estimate, that a topic whose
+/// batches may be `max_message_bytes` long accepts: alone in its batch.
+pub fn record_limit(max_message_bytes: usize) -> usize {
+    max_message_bytes
+        .min(MAX_REQUEST_BYTES - REQUEST_OVERHEAD_BYTES)
+        .saturating_sub(BATCH_HEADER_BYTES)
+}
 
 /// Upper estimate of a record's encoded size inside a record batch: its
 /// bytes plus the varint framing (length, attributes, timestamp and offset

@@ -111,7 +111,7 @@ pub async fn start(
     plan: ProducePlan,
 ) -> Result<Started, StartError> {
     let mut admin = Admin::connect(connection).await?;
-    let (partitions, timestamps) = prepare_topic(&mut admin, &plan.topic).await?;
+    let (partitions, limits) = prepare_topic(&mut admin, &plan.topic).await?;
     drop(admin);
     let topic = &plan.topic.name;
     // Out of range is a fact of the cluster (partitions can be added), not
@@ -140,7 +140,8 @@ pub async fn start(
         None => producer_id(connection, plan.idempotence).await?,
     };
     let config = ProducerConfig {
-        timestamps,
+        timestamps: limits.timestamps,
+        max_message_bytes: limits.max_message_bytes,
         producer_id,
         transactional_id: plan.transactional_id.clone(),
         ..plan.producer

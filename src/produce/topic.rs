@@ -4,6 +4,7 @@
 use tracing::warn;
 
 use crate::kafka::admin::{Admin, AdminError, NewTopic};
+use crate::produce::size::DEFAULT_MAX_MESSAGE_BYTES;
 use crate::timestamp::TimestampLimits;
 
 /// How a topic to produce to is found.
@@ -27,8 +28,48 @@ pub enum TopicError {
     Admin(#[from] AdminError),
 }
 
+/// What a topic accepts, from its configs: the create times and the
+/// largest batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicLimits {
+    /// The create times it accepts.
+    pub timestamps: TimestampLimits,
+    /// Its `max.message.bytes` (the broker's `message.max.bytes` unless
+    /// the topic sets it).
+    pub max_message_bytes: usize,
+}
+
+impl Default for TopicLimits {
+    fn default() -> Self {
+        Self {
+            timestamps: TimestampLimits::default(),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl TopicLimits {
+    /// The limits in a topic's configs, as `(name, value)` pairs (the
+    /// values in force); a missing or unreadable value keeps Kafka's
+    /// default.
+    pub fn from_configs<'a>(
+        configs: impl IntoIterator<Item = (&'a str, Option<&'a str>)> + Clone,
+    ) -> Self {
+        let max_message_bytes = configs
+            .clone()
+            .into_iter()
+            .find(|(name, _)| *name == "max.message.bytes")
+            .and_then(|(_, value)| value?.trim().parse::<usize>().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        Self {
+            timestamps: TimestampLimits::from_configs(configs),
+            max_message_bytes,
+        }
+    }
+}
+
 /// The topic's partition count, creating it first when `plan` says so,
-/// and the create times it accepts.
+/// and what it accepts.
 ///
 /// # Errors
 ///
@@ -36,7 +77,7 @@ pub enum TopicError {
 pub async fn prepare_topic(
     admin: &mut Admin,
     plan: &TopicPlan,
-) -> Result<(i32, TimestampLimits), TopicError> {
+) -> Result<(i32, TopicLimits), TopicError> {
     let partitions = match admin.partition_count(&plan.name).await {
         Ok(n) => i32::try_from(n).unwrap_or(i32::MAX),
         Err(AdminError::UnknownTopic { topic }) => match plan.create {
@@ -55,23 +96,43 @@ pub async fn prepare_topic(
         },
         Err(e) => return Err(e.into()),
     };
-    // A principal allowed to write may still be denied DescribeConfigs:
-    // Kafka's defaults are then the best guess, and the broker still has
-    // the last word.
-    let timestamps = match admin.topic_configs(&plan.name).await {
-        Ok(configs) => TimestampLimits::from_configs(
+    Ok((partitions, topic_limits(admin, &plan.name).await))
+}
+
+/// What `topic` accepts, from its configs. A principal allowed to write
+/// may still be denied DescribeConfigs: Kafka's defaults are then the
+/// best guess, and the broker still has the last word.
+pub async fn topic_limits(admin: &mut Admin, topic: &str) -> TopicLimits {
+    match admin.topic_configs(topic).await {
+        Ok(configs) => TopicLimits::from_configs(
             configs
                 .iter()
                 .map(|c| (c.name.as_str(), c.value.as_deref())),
         ),
         Err(e) => {
             warn!(
-                topic = plan.name.as_str(),
+                topic,
                 error = %crate::ErrorChain(&e),
-                "cannot read the topic's timestamp limits; assuming Kafka's defaults"
+                "cannot read the topic's limits (timestamps, max.message.bytes); assuming Kafka's defaults"
             );
-            TimestampLimits::default()
+            TopicLimits::default()
         }
-    };
-    Ok((partitions, timestamps))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_batch_is_read_from_the_topic_configs() {
+        let limits = TopicLimits::from_configs([
+            ("max.message.bytes", Some("10485760")),
+            ("message.timestamp.type", Some("LogAppendTime")),
+        ]);
+        assert_eq!(limits.max_message_bytes, 10_485_760);
+        assert!(limits.timestamps.log_append_time);
+        let unset = TopicLimits::from_configs([("max.message.bytes", None)]);
+        assert_eq!(unset.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+    }
 }
