@@ -133,7 +133,7 @@ ssl.truststore.location=$dir/tls/ca.pem
 listener.name.ssl.ssl.client.auth=required
 
 num.partitions=1
-default.replication.factor=1
+default.replication.factor=$rf
 offsets.topic.num.partitions=5
 offsets.topic.replication.factor=$rf
 transaction.state.log.num.partitions=5

@@ -479,7 +479,8 @@ fn killed_aggregates_resume_exactly() {
 }
 
 /// `weir agg` on a three-node cluster (input and store replicated three
-/// times, `min.insync.replicas=2`) while the broker leading the group's
+/// times, the input by the cluster's `default.replication.factor` as
+/// `kafka-topics` shows, `min.insync.replicas=2`) while the broker leading the group's
 /// store partition is SIGKILLed mid-run: the job rides through the leader
 /// move without exiting, commits everything, and its rows (then a last
 /// run to the end) equal the reference.
@@ -495,12 +496,26 @@ fn aggregates_stay_exact_when_a_broker_is_lost() {
             topic,
             "--partitions",
             &PARTITIONS.to_string(),
-            "--replication-factor",
-            "3",
             "--config",
             "min.insync.replicas=2",
         ])
         .ok();
+    // No --replication-factor: the cluster's default (3), as kafka-topics.
+    let described = common::kafka_tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--bootstrap-server",
+            cluster.address(),
+            "--describe",
+            "--topic",
+            topic,
+        ],
+    );
+    assert!(
+        described.stdout.contains("ReplicationFactor: 3"),
+        "{}",
+        described.stdout
+    );
     // About 8 s of input: the kill lands mid-stream.
     let feeder = crash.feed(&cluster, Duration::from_millis(3));
     let (mut child, out) = crash.spawn("loss");

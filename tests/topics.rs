@@ -287,3 +287,75 @@ fn admin_requests_survive_a_broker_restart() {
     let listed = asking.join().unwrap();
     assert!(listed.is_ok(), "{listed:?}");
 }
+
+/// Kafka's internal topics are never deleted: the request is refused
+/// before it is sent, and a Java group's offsets are still there
+/// (`kafka-consumer-groups`). weir's own offsets topic and its groups'
+/// internal topics are deleted only with `--force`.
+#[test]
+fn internal_topics_are_guarded() {
+    let topic = random_topic("guarded");
+    let group = format!("{topic}-java");
+    common::produce(&["-t", &topic, "--create-topic"], b"one\n").ok();
+    // A Java group commits, so __consumer_offsets holds something to lose.
+    let java = common::kafka_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            common::brokers(),
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--from-beginning",
+            "--max-messages",
+            "1",
+        ],
+    );
+    assert_eq!(java.code, Some(0), "{}", java.stderr);
+
+    for internal in ["__consumer_offsets", "__transaction_state"] {
+        let run = weir_run(&["topics", "delete", internal]);
+        run.expect_code(1);
+        assert!(
+            run.stderr.contains("internal to Kafka") && run.stderr.lines().count() == 1,
+            "{}",
+            run.stderr
+        );
+    }
+    let described = common::kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--bootstrap-server",
+            common::brokers(),
+            "--describe",
+            "--group",
+            &group,
+        ],
+    );
+    let (header, rows) = common::group_table(&described.stdout);
+    let offset = header.iter().position(|&h| h == "CURRENT-OFFSET").unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r[offset]).collect::<Vec<_>>(),
+        vec!["1"],
+        "{}",
+        described.stdout
+    );
+
+    // weir's own: refused without --force (a usage error), then deleted.
+    let partials = format!("__weir_offsets-{topic}-partials");
+    weir_run(&["topics", "create", &partials]).ok();
+    let run = weir_run(&["topics", "delete", &partials]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("--force"), "{}", run.stderr);
+    assert!(listed(&partials));
+    weir_run(&["topics", "delete", &partials, "--force"]).ok();
+    assert!(!listed(&partials));
+    let run = weir_run(&["topics", "delete", "__weir_offsets"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("committed offsets") && run.stderr.contains("--force"),
+        "{}",
+        run.stderr
+    );
+}

@@ -117,9 +117,10 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 1, requires = "create_topic", value_parser = non_negative::<i32>, allow_negative_numbers = true)]
     pub partitions: i32,
 
-    /// Replication factor of a topic made by --create-topic.
-    #[arg(long, default_value_t = 1, requires = "create_topic", value_parser = non_negative::<i16>, allow_negative_numbers = true)]
-    pub replication_factor: i16,
+    /// Replication factor of a topic made by --create-topic (default: the
+    /// cluster's default.replication.factor).
+    #[arg(long, requires = "create_topic", value_parser = non_negative::<i16>, allow_negative_numbers = true)]
+    pub replication_factor: Option<i16>,
 }
 
 /// Input formats.
@@ -234,18 +235,20 @@ impl ProduceArgs {
                 args.partitions, args.topic
             )));
         }
-        if args.replication_factor < 1 {
+        if let Some(replication_factor) = args.replication_factor.filter(|&r| r < 1) {
             return Err(usage(format!(
-                "--replication-factor {} for topic \"{}\": at least 1 replica is needed",
-                args.replication_factor, args.topic
+                "--replication-factor {replication_factor} for topic \"{}\": at least 1 replica is needed",
+                args.topic
             )));
         }
         let mut plan = ProducePlan::new(
             TopicPlan {
                 name: args.topic.clone(),
-                create: args
-                    .create_topic
-                    .then_some((args.partitions, args.replication_factor)),
+                create: args.create_topic.then_some((
+                    args.partitions,
+                    args.replication_factor
+                        .unwrap_or(weir::kafka::admin::NewTopic::DEFAULT_REPLICATION),
+                )),
             },
             ProducerConfig {
                 partitioner,

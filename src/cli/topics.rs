@@ -48,19 +48,39 @@ pub enum Verb {
         // No -p: across weir's commands -p picks partitions by number.
         #[arg(long, default_value_t = 1, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
         partitions: i32,
-        /// Replication factor.
-        #[arg(short, long, default_value_t = 1, value_parser = non_negative::<i16>, allow_negative_numbers = true)]
-        replication_factor: i16,
+        /// Replication factor (default: the cluster's
+        /// default.replication.factor, as kafka-topics).
+        #[arg(short, long, value_parser = non_negative::<i16>, allow_negative_numbers = true)]
+        replication_factor: Option<i16>,
         /// Topic config KEY=VALUE (repeatable), e.g. cleanup.policy=compact.
         // No -c: across weir's commands -c is --count.
         #[arg(long = "config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
     },
-    /// Delete a topic.
+    /// Delete a topic. Kafka's internal topics are never deleted; weir's
+    /// own offsets topic and its groups' internal topics only with --force.
     Delete {
         /// Topic name.
         topic: String,
+        /// Delete weir's offsets topic or a group's internal topic too:
+        /// what they hold is lost.
+        #[arg(long)]
+        force: bool,
     },
+}
+
+/// What one of weir's own topics holds: the default offsets topic, and
+/// the internal topics of its groups' aggregations.
+fn weir_internal(topic: &str) -> Option<&'static str> {
+    let store = weir::offsets::DEFAULT_OFFSETS_TOPIC;
+    if topic == store {
+        return Some("every weir group's committed offsets and saved window state");
+    }
+    let inner = topic.strip_prefix(store)?.strip_prefix('-')?;
+    inner
+        .strip_suffix("-partials")
+        .filter(|group| !group.is_empty())
+        .map(|_| "a weir group's partial aggregates on their way between its members")
 }
 
 /// Parses `KEY=VALUE` pairs from `--config`.
@@ -80,7 +100,7 @@ impl Verb {
     fn new_topic(
         topic: &str,
         partitions: i32,
-        replication_factor: i16,
+        replication_factor: Option<i16>,
         configs: &[String],
     ) -> anyhow::Result<NewTopic> {
         if topic.is_empty() {
@@ -91,7 +111,7 @@ impl Verb {
                 "--partitions {partitions} for topic \"{topic}\": a topic needs at least 1 partition"
             )));
         }
-        if replication_factor < 1 {
+        if let Some(replication_factor) = replication_factor.filter(|&r| r < 1) {
             return Err(usage(format!(
                 "--replication-factor {replication_factor} for topic \"{topic}\": at least 1 replica is needed"
             )));
@@ -99,7 +119,7 @@ impl Verb {
         Ok(NewTopic {
             name: topic.to_owned(),
             partitions,
-            replication_factor,
+            replication_factor: replication_factor.unwrap_or(NewTopic::DEFAULT_REPLICATION),
             configs: parse_configs(topic, configs)?,
         })
     }
@@ -144,7 +164,12 @@ pub async fn run(args: TopicsArgs, config: ConnectionConfig) -> anyhow::Result<(
             admin.create_topic(&new_topic).await?;
             print_done(&mut out, args.output, &topic, "created")?;
         }
-        Verb::Delete { topic } => {
+        Verb::Delete { topic, force } => {
+            if let Some(holds) = weir_internal(&topic).filter(|_| !force) {
+                return Err(usage(format!(
+                    "topic \"{topic}\" holds {holds}; deleting it loses them: add --force to delete it anyway"
+                )));
+            }
             admin.delete_topic(&topic).await?;
             print_done(&mut out, args.output, &topic, "deleted")?;
         }
@@ -253,7 +278,7 @@ mod tests {
 
     #[test]
     fn zero_partitions_is_a_usage_error() {
-        let err = Verb::new_topic("t", 0, 1, &[]).unwrap_err();
+        let err = Verb::new_topic("t", 0, Some(1), &[]).unwrap_err();
         assert!(err.downcast_ref::<super::super::UsageError>().is_some());
         assert!(err.to_string().contains("--partitions 0"));
     }

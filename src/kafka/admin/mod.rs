@@ -24,6 +24,7 @@ mod cluster;
 mod topics;
 
 pub use cluster::ClusterDescription;
+pub use topics::kafka_internal;
 
 /// Errors of topic administration. Each names the topic involved.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,16 @@ pub enum AdminError {
         requested: i16,
         /// Brokers in the cluster.
         available: usize,
+    },
+    /// One of Kafka's internal topics, which weir never deletes.
+    #[error(
+        "topic \"{topic}\" is internal to Kafka ({holds}); weir never deletes it (kafka-topics refuses it too)"
+    )]
+    InternalTopic {
+        /// The topic.
+        topic: String,
+        /// What it holds.
+        holds: &'static str,
     },
     /// The broker refused a request about a topic.
     #[error("cannot {action} topic \"{topic}\"{}", partition.map(|p| format!(" partition {p}")).unwrap_or_default())]
@@ -225,13 +236,20 @@ pub struct NewTopic {
     pub name: String,
     /// Number of partitions (at least 1).
     pub partitions: i32,
-    /// Replication factor (at least 1).
+    /// Replication factor (at least 1), or
+    /// [`DEFAULT_REPLICATION`](NewTopic::DEFAULT_REPLICATION) for the
+    /// cluster's `default.replication.factor`.
     pub replication_factor: i16,
     /// Topic configs, e.g. `cleanup.policy=compact`.
     pub configs: Vec<(String, String)>,
 }
 
 impl NewTopic {
+    /// A replication factor of -1: the cluster's
+    /// `default.replication.factor` (KIP-464, CreateTopics v4, Kafka 2.4),
+    /// as `kafka-topics --create` without `--replication-factor`.
+    pub const DEFAULT_REPLICATION: i16 = -1;
+
     /// A compacted topic that weir creates for its own records (the
     /// offsets store, `count --to-topic`), replicated as Kafka replicates
     /// its `__consumer_offsets`: on 3 brokers (`offsets.topic.replication.factor`),

@@ -283,7 +283,10 @@ impl Admin {
     pub async fn create_topic(&mut self, topic: &NewTopic) -> Result<(), AdminError> {
         let metadata = self.metadata(None).await?;
         let brokers = metadata.brokers.len();
-        if usize::try_from(topic.replication_factor).unwrap_or(0) > brokers {
+        // -1: the broker's default, which the broker checks.
+        if topic.replication_factor > 0
+            && usize::try_from(topic.replication_factor).unwrap_or(0) > brokers
+        {
             return Err(AdminError::ReplicationFactor {
                 topic: topic.name.clone(),
                 requested: topic.replication_factor,
@@ -400,8 +403,24 @@ impl Admin {
     /// refusal otherwise.
     #[instrument(skip(self))]
     pub async fn delete_topic(&mut self, topic: &str) -> Result<(), AdminError> {
+        if let Some(holds) = kafka_internal(topic) {
+            return Err(AdminError::InternalTopic {
+                topic: topic.to_owned(),
+                holds,
+            });
+        }
         let metadata = self.metadata(Some(&[topic])).await?;
         Self::topic_partitions(&metadata, topic)?;
+        let flagged = metadata
+            .topics
+            .iter()
+            .any(|t| t.is_internal && t.name.as_ref().is_some_and(|n| n.0.as_str() == topic));
+        if flagged {
+            return Err(AdminError::InternalTopic {
+                topic: topic.to_owned(),
+                holds: "the broker marks it internal",
+            });
+        }
         let controller = Self::broker_addresses(&metadata)
             .remove(&metadata.controller_id.0)
             .unwrap_or_else(|| self.bootstrap.clone());
@@ -465,5 +484,18 @@ fn config_source(code: i8) -> &'static str {
         7 => "client-metrics",
         8 => "group",
         _ => "unknown",
+    }
+}
+
+/// What one of Kafka's internal topics holds, by name; `None` for any
+/// other topic. (The broker also marks them internal in its metadata,
+/// all but the KRaft log, which it does not list.)
+pub fn kafka_internal(topic: &str) -> Option<&'static str> {
+    match topic {
+        "__consumer_offsets" => Some("every consumer group's committed offsets"),
+        "__transaction_state" => Some("every transactional producer's state"),
+        "__share_group_state" => Some("every share group's delivery state"),
+        "__cluster_metadata" => Some("the KRaft cluster's metadata log"),
+        _ => None,
     }
 }
