@@ -1248,3 +1248,79 @@ fn group_members_split_partitions_through_the_coordinator_and_kafka_tools_see_th
     let a = rt.block_on(a_task).unwrap();
     rt.block_on(a.leave()).unwrap();
 }
+
+/// On a topic with `message.timestamp.type=LogAppendTime` a record's
+/// timestamp is the broker's append time, whatever the producer set (here
+/// 2023): weir reads the time the Java console consumer prints after
+/// `LogAppendTime:`, and `weir count` windows by it.
+#[test]
+fn log_append_time_is_the_timestamp_of_such_a_topic() {
+    let topic = common::random_topic("append-time");
+    common::weir_run(&[
+        "topics",
+        "create",
+        &topic,
+        "--config",
+        "message.timestamp.type=LogAppendTime",
+    ])
+    .ok();
+    let created_2023: i64 = 1_690_000_000_000;
+    let before = now_ms();
+    let records: String = (0..3)
+        .map(|i| format!("{{\"key\":\"k{i}\",\"value\":\"v{i}\",\"timestamp\":{created_2023}}}\n"))
+        .collect();
+    produce(&["-t", &topic, "--format", "json"], records.as_bytes()).ok();
+    let after = now_ms();
+
+    let java = java(
+        CONSOLE_CONSUMER,
+        &[
+            "--topic",
+            &topic,
+            "--from-beginning",
+            "--max-messages",
+            "3",
+            "--formatter-property",
+            "print.timestamp=true",
+        ],
+    );
+    let java_times: Vec<i64> = java
+        .stdout
+        .lines()
+        .map(|l| {
+            l.split('\t')
+                .next()
+                .and_then(|t| t.strip_prefix("LogAppendTime:"))
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("not LogAppendTime:T: {l:?}"))
+        })
+        .collect();
+    assert_eq!(java_times.len(), 3, "{}", java.stdout);
+    assert!(
+        java_times.iter().all(|t| (before..=after).contains(t)),
+        "{java_times:?} not within {before}..={after}"
+    );
+
+    let weir = common::weir_run(&["consume", "-t", &topic, "-e", "-q", "-f", "{timestamp}\\n"]);
+    weir.ok();
+    let weir_times: Vec<i64> = weir.stdout.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(weir_times, java_times);
+
+    // Counted in the append time's window, not in 2023's.
+    let count = common::weir_run(&[
+        "count", "-t", &topic, "-e", "--by", "key", "--window", "1h", "--json", "-q",
+    ]);
+    count.ok();
+    let row: Value = serde_json::from_str(count.stdout.lines().next().unwrap_or("")).unwrap();
+    let start = row["window_start"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{row}"));
+    assert!(!start.starts_with("2023"), "{row}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}

@@ -1206,16 +1206,24 @@ fn extract_records(
                         continue;
                     }
 
-                    let timestamp_millis =
-                        match batch.first_timestamp.checked_add(record.timestamp_delta) {
-                            Some(ts) => ts,
-                            None => {
-                                return Err(Error::InvalidResponse(format!(
-                                    "Timestamp overflow (first_timestamp={}, delta={}",
-                                    batch.first_timestamp, record.timestamp_delta
-                                )));
-                            }
-                        };
+                    // weir: in a batch of a LogAppendTime topic every
+                    // record's timestamp is the batch's max timestamp, the
+                    // broker's append time (the records keep their create
+                    // times), as the Java consumer reads it.
+                    let appended = matches!(
+                        batch.timestamp_type,
+                        RecordBatchTimestampType::LogAppendTime
+                    );
+                    let timestamp_millis = match batch.first_timestamp.checked_add(record.timestamp_delta) {
+                        _ if appended => batch.max_timestamp,
+                        Some(ts) => ts,
+                        None => {
+                            return Err(Error::InvalidResponse(format!(
+                                "Timestamp overflow (first_timestamp={}, delta={}",
+                                batch.first_timestamp, record.timestamp_delta
+                            )));
+                        }
+                    };
                     let timestamp = match Utc.timestamp_millis_opt(timestamp_millis) {
                         LocalResult::None => {
                             return Err(Error::InvalidResponse(format!(
