@@ -115,6 +115,21 @@ pub enum PipeError {
     /// The output topic did not take a record.
     #[error("writing to the output topic (nothing after the last commit is committed)")]
     Produce(#[source] Arc<ProduceError>),
+    /// The output topic cannot take an input record (too large, outside
+    /// its timestamp limits, without a key for a compacted topic); it was
+    /// refused before it was sent.
+    #[error(
+        "the record at {at} offset {offset} cannot be written to the output (nothing after the last commit is committed)"
+    )]
+    Record {
+        /// The input partition.
+        at: TopicPartition,
+        /// The input record's offset.
+        offset: i64,
+        /// Why.
+        #[source]
+        source: Arc<ProduceError>,
+    },
     /// A transaction could not be opened or ended.
     #[error("the output's transaction (nothing after the last commit is committed)")]
     Transaction(#[source] Box<TransactionError>),
@@ -148,6 +163,21 @@ pub enum PipeError {
     /// A record of a partition that has no transactional producer.
     #[error("no transactional producer for {0}")]
     NoLane(TopicPartition),
+}
+
+impl PipeError {
+    /// A record the output refused before sending, named by the input
+    /// record it came from.
+    fn naming(self, record: &ConsumedRecord) -> Self {
+        match self {
+            Self::Produce(source) if source.is_record_refusal() => Self::Record {
+                at: record.topic_partition(),
+                offset: record.offset,
+                source,
+            },
+            other => other,
+        }
+    }
 }
 
 impl From<TransactionError> for PipeError {
@@ -383,11 +413,13 @@ impl Run<'_> {
             match &mut self.job.output {
                 PipeOutput::AtLeastOnce { producer, .. } => {
                     if let Err(cause) = producer.send(self.handed, out).await {
-                        return Err(StepError::Job(PipeError::Produce(Arc::new(cause))));
+                        let e = PipeError::Produce(Arc::new(cause));
+                        return Err(StepError::Job(e.naming(record)));
                     }
                 }
                 PipeOutput::ExactlyOnce(lanes) => {
-                    lanes.send(&record.topic_partition(), out).await?;
+                    let sent = lanes.send(&record.topic_partition(), out).await;
+                    sent.map_err(|e| StepError::Job(e.naming(record)))?;
                 }
             }
             self.handed += 1;
@@ -413,6 +445,9 @@ impl Run<'_> {
     /// cannot be read from it.
     fn transform(&mut self, record: &ConsumedRecord) -> Option<ProduceRecord> {
         let key = match &mut self.key_reader {
+            // The input key as it is, a null key included (the default's
+            // behaviour, spelled out).
+            _ if matches!(self.job.transform.key, Some(Extractor::Key)) => record.key.clone(),
             Some(reader) => Some(reader.read(record)?.into_owned().into_bytes()),
             None => record.key.clone(),
         };

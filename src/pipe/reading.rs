@@ -130,10 +130,13 @@ impl Pipe {
         let n = i32::try_from(n).unwrap_or(i32::MAX);
         // Records up to what the output topic stores, alone in a batch
         // when larger than one.
-        self.to.producer.max_message_bytes =
-            crate::produce::topic_limits(&mut admin, &self.to.topic)
-                .await
-                .max_message_bytes;
+        // Records the output topic refuses (outside its timestamp limits,
+        // without a key for a compacted one) are refused before they are
+        // sent, naming the input record, not with their batch.
+        let limits = crate::produce::topic_limits(&mut admin, &self.to.topic).await;
+        self.to.producer.max_message_bytes = limits.max_message_bytes;
+        self.to.producer.timestamps = limits.timestamps;
+        self.to.producer.keys_required = limits.compacted;
         self.partitions = Some(n);
         Ok(n)
     }

@@ -88,6 +88,15 @@ pub enum ProduceError {
         /// The topic's `max.message.bytes`.
         limit: usize,
     },
+    /// A record without a key for a compacted topic, which the broker
+    /// refuses (INVALID_RECORD) with the rest of its batch.
+    #[error(
+        "a record without a key cannot go to topic \"{topic}\": it is compacted (cleanup.policy=compact), and the broker refuses records without keys there"
+    )]
+    NullKeyCompacted {
+        /// The topic.
+        topic: String,
+    },
     /// The broker did not take a batch before the deadline.
     #[error("producing to topic \"{topic}\" partition {partition} failed{}", leader.as_deref().map(|l| format!(": leader {l}")).unwrap_or_default())]
     Send {
@@ -138,4 +147,20 @@ pub enum ProduceError {
         /// The topic.
         topic: String,
     },
+}
+
+impl ProduceError {
+    /// Whether [`Producer::send`](crate::produce::producer::Producer::send)
+    /// refused this one record before sending it (it is too large, out of
+    /// the topic's timestamp limits or partitions, or without a key for a
+    /// compacted topic); the producer goes on.
+    pub fn is_record_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::RecordTooLarge { .. }
+                | Self::Timestamp { .. }
+                | Self::NullKeyCompacted { .. }
+                | Self::PartitionOutOfRange { .. }
+        )
+    }
 }

@@ -291,6 +291,7 @@ pub async fn run(
                         }
                         Err(
                             e @ (ProduceError::RecordTooLarge { .. }
+                            | ProduceError::NullKeyCompacted { .. }
                             | ProduceError::Timestamp { .. }),
                         ) => Some(line(LineCause::Refused {
                             error: Arc::new(e),

@@ -75,6 +75,9 @@ pub struct ProducerConfig {
     /// batch; one larger than this is refused by [`Producer::send`].
     /// [`prepare_topic`](crate::produce::prepare_topic) reads it.
     pub max_message_bytes: usize,
+    /// The topic is compacted: a record without a key is refused by
+    /// [`Producer::send`] (the broker would refuse its whole batch).
+    pub keys_required: bool,
     /// Batch compression.
     pub compression: Compression,
     /// Most bytes of records (in the batch size's estimate) held from
@@ -113,6 +116,7 @@ impl Default for ProducerConfig {
             linger: DEFAULT_LINGER,
             batch_bytes: DEFAULT_BATCH_BYTES,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            keys_required: false,
             compression: Compression::NoCompression,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             partitioner: PartitionerKind::Murmur2,
@@ -316,6 +320,11 @@ impl Producer {
     /// [`Delivery`].
     pub async fn send(&mut self, tag: u64, record: ProduceRecord) -> Result<i32, ProduceError> {
         let size = record.approximate_size();
+        if record.key.is_none() && self.config.keys_required {
+            return Err(ProduceError::NullKeyCompacted {
+                topic: self.topic.clone(),
+            });
+        }
         if size > self.record_limit {
             return Err(ProduceError::RecordTooLarge {
                 topic: self.topic.clone(),

@@ -142,6 +142,7 @@ pub async fn start(
     let config = ProducerConfig {
         timestamps: limits.timestamps,
         max_message_bytes: limits.max_message_bytes,
+        keys_required: limits.compacted,
         producer_id,
         transactional_id: plan.transactional_id.clone(),
         ..plan.producer

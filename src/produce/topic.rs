@@ -37,6 +37,9 @@ pub struct TopicLimits {
     /// Its `max.message.bytes` (the broker's `message.max.bytes` unless
     /// the topic sets it).
     pub max_message_bytes: usize,
+    /// Whether it is compacted (`cleanup.policy` has `compact`): the
+    /// broker refuses a record without a key, and its batch with it.
+    pub compacted: bool,
 }
 
 impl Default for TopicLimits {
@@ -44,6 +47,7 @@ impl Default for TopicLimits {
         Self {
             timestamps: TimestampLimits::default(),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            compacted: false,
         }
     }
 }
@@ -61,9 +65,16 @@ impl TopicLimits {
             .find(|(name, _)| *name == "max.message.bytes")
             .and_then(|(_, value)| value?.trim().parse::<usize>().ok())
             .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        let compacted = configs
+            .clone()
+            .into_iter()
+            .find(|(name, _)| *name == "cleanup.policy")
+            .and_then(|(_, value)| value)
+            .is_some_and(|policy| policy.split(',').any(|p| p.trim() == "compact"));
         Self {
             timestamps: TimestampLimits::from_configs(configs),
             max_message_bytes,
+            compacted,
         }
     }
 }
@@ -132,7 +143,10 @@ mod tests {
         ]);
         assert_eq!(limits.max_message_bytes, 10_485_760);
         assert!(limits.timestamps.log_append_time);
+        assert!(!limits.compacted);
         let unset = TopicLimits::from_configs([("max.message.bytes", None)]);
         assert_eq!(unset.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+        let compacted = TopicLimits::from_configs([("cleanup.policy", Some("delete,compact"))]);
+        assert!(compacted.compacted);
     }
 }
