@@ -877,3 +877,21 @@ fn config_show_masks_secrets_and_a_readable_file_with_one_is_warned_about() {
     says(&line("client-id"), "me  (flag)");
     says(&line("timeout"), "(default)");
 }
+
+#[test]
+fn no_sasl_against_a_sasl_listener_says_so_at_once() {
+    // Kafka's SASL listener answers ApiVersions, then closes the
+    // connection at the first other request of a client that did not
+    // authenticate.
+    let secure = kafka();
+    for args in [
+        &["topics", "list"][..],
+        &["consume", "-t", "anything", "-e"][..],
+        &["produce", "-t", "anything"][..],
+    ] {
+        let run = weir_failing(&secure.sasl, args);
+        let line = fails_at_once(&run, &format!("{args:?} without SASL against SASL"));
+        says(line, &secure.sasl);
+        says(line, "does this listener need SASL or TLS?");
+    }
+}

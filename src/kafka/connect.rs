@@ -213,7 +213,20 @@ impl ConnectionConfig {
     pub async fn client(&self) -> Result<Client, ConnectError> {
         let deadline = Instant::now() + self.timeout;
         let options = self.wire_options()?;
-        drop(wire::connect_any(&options, &self.brokers, deadline).await?);
+        // A first request past ApiVersions: a SASL listener answers
+        // ApiVersions to a client that does not authenticate, then closes
+        // the connection at the next request, which rskafka would retry
+        // until the deadline.
+        let mut probe = wire::connect_any(&options, &self.brokers, deadline).await?;
+        let brokers_only = kafka_protocol::messages::MetadataRequest::default()
+            .with_topics(Some(Vec::new()))
+            .with_allow_auto_topic_creation(false);
+        match tokio::time::timeout_at(deadline, probe.request(&brokers_only)).await {
+            Ok(Err(e @ wire::WireError::Protocol { .. })) => return Err(e.into()),
+            // Anything else is rskafka's to meet, and to retry.
+            Ok(_) | Err(_) => {}
+        }
+        drop(probe);
         let tls = options.tls.map(|tls| tls.config);
 
         let remaining = deadline.saturating_duration_since(Instant::now());

@@ -303,6 +303,12 @@ pub enum ProtocolFault {
         /// Its size.
         bytes: usize,
     },
+    /// The broker answered ApiVersions, then closed the connection at the
+    /// first other request: the listener wants SASL (or TLS).
+    #[error(
+        "the broker closed the connection at once, after ApiVersions: does this listener need SASL or TLS? (--sasl-mechanism, --tls)"
+    )]
+    ClosedAtOnce,
     /// A TLS listener answered plain Kafka bytes.
     #[error("the broker answered with TLS: this listener needs --tls (or --tls-ca)")]
     TlsListener,

@@ -80,6 +80,10 @@ pub struct BrokerConnection {
     correlation_id: i32,
     /// Broker's supported version range per API key.
     versions: HashMap<i16, (i16, i16)>,
+    /// Responses read so far on this connection.
+    answered: u64,
+    /// Whether it authenticated with SASL.
+    authenticated: bool,
 }
 
 impl fmt::Debug for BrokerConnection {
@@ -225,12 +229,15 @@ impl BrokerConnection {
             client_id: StrBytes::from_string(options.client_id.clone()),
             correlation_id: 0,
             versions: HashMap::new(),
+            answered: 0,
+            authenticated: false,
         };
         conn.sync_versions().await.map_err(|e| {
             tls::client_certificate_refused(e, options.tls.as_ref().map(|t| &t.files))
         })?;
         if let Some(sasl) = &options.sasl {
             conn.authenticate(sasl).await?;
+            conn.authenticated = true;
         }
         Ok(conn)
     }
@@ -349,7 +356,19 @@ impl BrokerConnection {
         self.stream.write_all(&buf).await.map_err(io)?;
         self.stream.flush().await.map_err(io)?;
         let mut prefix = [0; 4];
-        self.stream.read_exact(&mut prefix).await.map_err(io)?;
+        if let Err(e) = self.stream.read_exact(&mut prefix).await {
+            // A SASL listener answers ApiVersions, then closes the
+            // connection at the first other request of a client that did
+            // not authenticate (so does a TLS listener's proxy, at times).
+            let closed = matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            );
+            if closed && self.answered == 1 && !self.authenticated {
+                return Err(protocol(ProtocolFault::ClosedAtOnce));
+            }
+            return Err(io(e));
+        }
         let len = i32::from_be_bytes(prefix);
         let Some(len) = usize::try_from(len)
             .ok()
@@ -385,6 +404,7 @@ impl BrokerConnection {
                 "trailing bytes in response"
             );
         }
+        self.answered += 1;
         Ok(response)
     }
 
