@@ -14,7 +14,10 @@ enum State {
     Sum(Option<f64>),
     Min(Option<f64>),
     Max(Option<f64>),
-    Avg { sum: f64, n: u64 },
+    Avg {
+        sum: f64,
+        n: u64,
+    },
     Distinct(Box<Distinct>),
     Top(Box<TopK>),
     Percentile(Box<Quantiles>),
@@ -430,10 +433,16 @@ mod tests {
         let mut left = nothing.clone();
         left.merge(&one);
         one.merge(&nothing);
-        assert_eq!(p.finish(&left).0, [json!(-2), json!(-2), json!(-2), json!(-2)]);
+        assert_eq!(
+            p.finish(&left).0,
+            [json!(-2), json!(-2), json!(-2), json!(-2)]
+        );
         assert_eq!(p.finish(&one).0, p.finish(&left).0);
         // A checkpoint from before, where a sum of nothing saved 0.
-        let old = p.load(1, json!([[0.0, 1], [null, 1], [[0.0, 0], 1], p.save(&p.empty())[3]]));
+        let old = p.load(
+            1,
+            json!([[0.0, 1], [null, 1], [[0.0, 0], 1], p.save(&p.empty())[3]]),
+        );
         assert_eq!(p.finish(&old.unwrap()).0[0], json!(0));
     }
 

@@ -546,7 +546,10 @@ mod tests {
         merged.merge(&old);
         assert_eq!(merged.quantile(1.0), Some(bucket_value(231)));
         assert_eq!(merged.quantile(0.0), Some(bucket_value(bucket_index(5.0))));
-        assert_eq!(serde_json::to_string(&merged).unwrap(), r#"{"pos":[[81,1],[231,1]]}"#);
+        assert_eq!(
+            serde_json::to_string(&merged).unwrap(),
+            r#"{"pos":[[81,1],[231,1]]}"#
+        );
     }
 
     #[test]
