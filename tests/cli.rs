@@ -336,8 +336,10 @@ fn a_hop_longer_than_the_window_is_refused_in_one_line() {
     // be in none.
     for sub in ["agg", "count"] {
         let mut cmd = weir();
-        cmd.args([sub, "-t", "t", "--by", "key", "--window", "1m", "--hop", "2m"])
-            .args(["-b", "127.0.0.1:9"]);
+        cmd.args([
+            sub, "-t", "t", "--by", "key", "--window", "1m", "--hop", "2m",
+        ])
+        .args(["-b", "127.0.0.1:9"]);
         let line = one_line(&run(&mut cmd), 2, sub);
         assert!(
             line.starts_with("weir: --hop (120s) is longer than --window (60s)"),
