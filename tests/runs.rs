@@ -1,16 +1,18 @@
-//! The one-line summaries of the jobs against a real broker: their time is
-//! the whole run, setup included, and a topic given twice is read once.
+//! How a job's run begins and ends, against a real broker: a topic given
+//! twice is read once, the summary's time is the whole run, setup
+//! included, and a second SIGINT ends the process at once.
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{Cluster, KEYED, random_topic, run, weir};
+use common::{Cluster, KEYED, STEP_TIMEOUT, brokers, random_topic, run, weir};
 
 /// How long [`SlowStart`] holds each connection before it relays it.
 const DELAY: Duration = Duration::from_secs(2);
@@ -174,4 +176,88 @@ fn a_topic_given_twice_is_read_once_with_one_warning() {
         })
         .sum();
     assert_eq!(total, 30, "{}", run.stdout);
+}
+
+/// A child process killed (if still running) and reaped when the test
+/// ends, also by a failed assertion.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+#[test]
+fn a_second_sigint_ends_at_once_even_with_stdout_blocked() {
+    use std::os::fd::AsRawFd;
+
+    // 300 KB of records: more than a pipe holds.
+    let value = "x".repeat(300);
+    let topic = Cluster::shared().create_and_fill(
+        "sigint2",
+        1,
+        KEYED,
+        (0..1000).map(|i| format!("k{i}:{value}")),
+    );
+    let mut child = Reaped(
+        weir()
+            .args(["consume", "-t", &topic, "-b", brokers()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
+    // Never read: weir's writes block once the pipe is full.
+    let stdout = child.stdout.take().unwrap();
+    let pending = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes the bytes waiting in our own pipe to n.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::ioctl(stdout.as_raw_fd(), libc::FIONREAD, &mut n) };
+        assert_eq!(rc, 0);
+        n
+    };
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while pending() < 60_000 {
+        assert!(Instant::now() < deadline, "the pipe did not fill");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let sigint = || {
+        // SAFETY: signalling our own child process.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+    };
+    sigint();
+    // The first is seen (and cannot be acted on while the write blocks).
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no line saying the signal was received");
+        if line.contains("signal received") {
+            assert!(line.contains("second Ctrl-C"), "{line}");
+            break;
+        }
+    }
+    sigint();
+    let status = common::wait_until(child, Duration::from_secs(10));
+    drop(stdout);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(130),
+        "no exit within 10 s of the second SIGINT"
+    );
 }
