@@ -71,6 +71,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // On the workers, not in `block_on`: the main thread may be blocked
+    // in a write to a full stdout.
+    runtime.spawn(second_interrupt());
     let ran = runtime.block_on(async {
         tokio::select! {
             ran = run(cli) => Ok(ran),
@@ -194,8 +197,38 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             _ = next(int.as_mut()) => INTERRUPTED.store(true, Relaxed),
             _ = next(term.as_mut()) => {}
         }
-        tracing::info!("signal received, stopping");
     }
+}
+
+/// Once a job stops on a signal, a further SIGINT ends the process at
+/// once with 130, as a second Ctrl-C ends most tools: even while the job
+/// cannot stop, its stdout a full pipe (`weir consume | (sleep 20; cat)`).
+/// Nothing more is written or committed, so the next run reads again what
+/// was not (at least once).
+async fn second_interrupt() {
+    let Some(mut int) = watch(SignalKind::interrupt(), "SIGINT") else {
+        return;
+    };
+    let mut term = watch(SignalKind::terminate(), "SIGTERM");
+    // The signal that stops the job gracefully; one before (early_signal)
+    // ends the process anyway.
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = next(term.as_mut()) => {}
+        }
+        if WATCHED.load(Relaxed) {
+            break;
+        }
+    }
+    tracing::info!("signal received, stopping (a second Ctrl-C ends weir at once)");
+    int.recv().await;
+    // std's exit flushes what stdout holds: into /dev/null, not a full
+    // pipe that would hold the exit back.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdout(&null);
+    }
+    std::process::exit(130);
 }
 
 /// Resolves with 128 + the signal's number on a SIGINT or SIGTERM that

@@ -328,3 +328,22 @@ fn a_benchmark_of_no_records_is_a_usage_error() {
         assert!(line.contains("--records 0"), "{job}: {line}");
     }
 }
+
+#[test]
+fn a_hop_longer_than_the_window_is_refused_in_one_line() {
+    // Refused before any broker is reached (Kafka Streams refuses an
+    // advance larger than the size): the records between windows would
+    // be in none.
+    for sub in ["agg", "count"] {
+        let mut cmd = weir();
+        cmd.args([
+            sub, "-t", "t", "--by", "key", "--window", "1m", "--hop", "2m",
+        ])
+        .args(["-b", "127.0.0.1:9"]);
+        let line = one_line(&run(&mut cmd), 2, sub);
+        assert!(
+            line.starts_with("weir: --hop (120s) is longer than --window (60s)"),
+            "{sub}: {line}"
+        );
+    }
+}

@@ -143,7 +143,7 @@ fn bash_loads_the_completions() {
 }
 
 #[test]
-fn the_man_page_is_roff_and_names_every_subcommand() {
+fn the_man_page_is_roff_and_documents_every_subcommand() {
     let page = run(weir().arg("manpage"));
     page.ok();
     let th = page
@@ -170,10 +170,22 @@ fn the_man_page_is_roff_and_names_every_subcommand() {
         "manpage",
     ] {
         assert!(
-            page.stdout.contains(&format!("weir\\-{sub}(1)")),
+            page.stdout.contains(&format!("\\fBweir {sub}\\fR")),
             "{sub} missing from the SUBCOMMANDS section"
         );
+        // Its own section in the same page, with its flags.
+        assert!(
+            page.stdout
+                .contains(&format!("\n.SH \"WEIR {}\"\n", sub.to_uppercase())),
+            "no section for {sub}"
+        );
     }
+    // One page: no other page is named, as none is made.
+    assert!(!page.stdout.contains("(1)"), "a reference to another page");
+    assert!(
+        page.stdout.contains("\\-\\-session\\-gap"),
+        "no flag of agg"
+    );
     assert!(
         page.stdout.contains("WEIR_BROKERS"),
         "no environment variables"

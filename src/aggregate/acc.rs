@@ -10,10 +10,14 @@ use super::spec::{AggKind, AggSpec};
 /// One aggregate's running state.
 #[derive(Debug, Clone, PartialEq)]
 enum State {
-    Sum(f64),
+    /// `None` until a number comes: a sum of nothing is null, as a min.
+    Sum(Option<f64>),
     Min(Option<f64>),
     Max(Option<f64>),
-    Avg { sum: f64, n: u64 },
+    Avg {
+        sum: f64,
+        n: u64,
+    },
     Distinct(Box<Distinct>),
     Top(Box<TopK>),
     Percentile(Box<Quantiles>),
@@ -50,7 +54,7 @@ impl State {
     fn new(kind: AggKind) -> Option<Self> {
         Some(match kind {
             AggKind::Count => return None,
-            AggKind::Sum => Self::Sum(0.0),
+            AggKind::Sum => Self::Sum(None),
             AggKind::Min => Self::Min(None),
             AggKind::Max => Self::Max(None),
             AggKind::Avg => Self::Avg { sum: 0.0, n: 0 },
@@ -70,7 +74,7 @@ impl State {
                     return false;
                 };
                 match numeric {
-                    Self::Sum(s) => *s += x,
+                    Self::Sum(s) => *s = Some(s.unwrap_or(0.0) + x),
                     Self::Min(m) => *m = Some(m.map_or(x, |m| m.min(x))),
                     Self::Max(m) => *m = Some(m.map_or(x, |m| m.max(x))),
                     Self::Avg { sum, n } => {
@@ -87,7 +91,7 @@ impl State {
 
     fn merge(&mut self, other: &Self) {
         match (self, other) {
-            (Self::Sum(a), Self::Sum(b)) => *a += b,
+            (Self::Sum(a), Self::Sum(b)) => *a = min_max(*a, *b, |a, b| a + b),
             (Self::Min(a), Self::Min(b)) => *a = min_max(*a, *b, f64::min),
             (Self::Max(a), Self::Max(b)) => *a = min_max(*a, *b, f64::max),
             (Self::Avg { sum, n }, Self::Avg { sum: s, n: m }) => {
@@ -105,8 +109,7 @@ impl State {
     /// The value a row shows.
     fn finish(&self, kind: AggKind) -> Value {
         match (self, kind) {
-            (Self::Sum(s), _) => json_number(*s),
-            (Self::Min(m) | Self::Max(m), _) => m.map_or(Value::Null, json_number),
+            (Self::Sum(m) | Self::Min(m) | Self::Max(m), _) => m.map_or(Value::Null, json_number),
             (Self::Avg { sum, n }, _) if *n > 0 => json_number(sum / *n as f64),
             (Self::Avg { .. }, _) => Value::Null,
             (Self::Distinct(d), _) => d.estimate().into(),
@@ -125,8 +128,9 @@ impl State {
     /// The checkpoint form.
     fn save(&self) -> Value {
         match self {
-            Self::Sum(s) => json!(s),
-            Self::Min(m) | Self::Max(m) => json!(m),
+            // A sum of nothing saves as null; checkpoints from before
+            // (a number, 0 for nothing) still load.
+            Self::Sum(m) | Self::Min(m) | Self::Max(m) => json!(m),
             Self::Avg { sum, n } => json!([sum, n]),
             Self::Distinct(d) => serde_json::to_value(d).unwrap_or_default(),
             Self::Top(t) => serde_json::to_value(t).unwrap_or_default(),
@@ -152,6 +156,7 @@ impl State {
     }
 }
 
+/// `pick` of both, or the one there is: merges sums, minima and maxima.
 fn min_max(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(pick(a, b)),
@@ -406,6 +411,39 @@ mod tests {
         let count = plan(&[]);
         assert!(count.is_count());
         assert_eq!(count.save(&count.empty()), json!([]));
+    }
+
+    #[test]
+    fn a_sum_of_nothing_numeric_is_null_also_merged_and_saved() {
+        let p = plan(&["sum:value", "min:value", "avg:value", "p50:value"]);
+        let mut nothing = p.empty();
+        for v in [Some("\"x\""), Some("abc"), None] {
+            add(&p, &mut nothing, v);
+        }
+        let nulls = vec![Value::Null; 4];
+        assert_eq!(p.finish(&nothing).0, nulls);
+        // Two members' partials that saw nothing numeric stay null merged,
+        // and through the checkpoint (and partial) form.
+        let mut merged = p.load(3, p.save(&nothing)).unwrap();
+        merged.merge(&nothing);
+        assert_eq!(p.finish(&merged).0, nulls);
+        // One that saw a number gives it, whichever side it is on.
+        let mut one = p.empty();
+        add(&p, &mut one, Some("-2"));
+        let mut left = nothing.clone();
+        left.merge(&one);
+        one.merge(&nothing);
+        assert_eq!(
+            p.finish(&left).0,
+            [json!(-2), json!(-2), json!(-2), json!(-2)]
+        );
+        assert_eq!(p.finish(&one).0, p.finish(&left).0);
+        // A checkpoint from before, where a sum of nothing saved 0.
+        let old = p.load(
+            1,
+            json!([[0.0, 1], [null, 1], [[0.0, 0], 1], p.save(&p.empty())[3]]),
+        );
+        assert_eq!(p.finish(&old.unwrap()).0[0], json!(0));
     }
 
     #[test]

@@ -290,3 +290,59 @@ fn sessions_of_a_key_from_two_sources_join_once_neither_can_grow_them() {
     assert!(sealed_sessions(&mut merge).is_empty());
     assert_eq!(merge.late(), 0);
 }
+
+#[test]
+fn sums_of_nothing_stay_null_and_p0_p100_stay_exact_across_members() {
+    use std::borrow::Cow;
+
+    let plan = AggPlan::new(
+        ["sum:value", "p0:value", "p100:value"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect(),
+    );
+    // Each source's partial of one window: "A" saw only text, "B" saw
+    // 0..=99 spread over the sources. The partials and the merge stage's
+    // checkpoint go through their JSON forms, as on the internal topic.
+    let partial = |src: i32| {
+        let mut a = plan.empty();
+        a.add(&[Some(Cow::Borrowed("x")), None, Some(Cow::Borrowed("y"))]);
+        let mut b = plan.empty();
+        for v in (0..100).filter(|v| v % 3 == src) {
+            let v: Cow<'_, str> = Cow::Owned(v.to_string());
+            b.add(&[Some(v.clone()), Some(v.clone()), Some(v)]);
+        }
+        let mut p = send(src, 10, Some(MINUTE + 6_000)).into_partial(&plan);
+        p.cells = vec![
+            Cell::new(&plan, 0, Some("A"), &a),
+            Cell::new(&plan, 0, Some("B"), &b),
+        ];
+        serde_json::from_slice::<Partial>(&serde_json::to_vec(&p).unwrap()).unwrap()
+    };
+    let mut merge = MergeCounts::default();
+    for src in 0..3 {
+        merge = MergeCounts::from_json(&merge.to_json(&plan), &plan).unwrap();
+        merge
+            .apply(partial(src), &plan, &windowing(), &sources())
+            .unwrap();
+    }
+    let sealed = merge.take_sealed(&plan, &windowing());
+    let (_, keys) = sealed.into_iter().next().expect("the window is final");
+    let row = |key: &str| {
+        let (_, aggs) = keys
+            .iter()
+            .find(|(k, _)| k.as_deref() == Some(key))
+            .unwrap();
+        plan.finish(aggs).0
+    };
+    assert_eq!(row("A"), vec![serde_json::Value::Null; 3]);
+    let sum: i64 = (0..100).sum();
+    assert_eq!(
+        row("B"),
+        vec![
+            serde_json::json!(sum),
+            serde_json::json!(0),
+            serde_json::json!(99)
+        ]
+    );
+}

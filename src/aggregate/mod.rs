@@ -137,6 +137,17 @@ pub enum WindowError {
     /// Session windows with updates.
     #[error("--session-gap emits each session once, when it closes (--emit final)")]
     SessionUpdates,
+    /// A hop longer than the window: the records between two windows
+    /// would be in none (Kafka Streams refuses the same advance).
+    #[error(
+        "--hop ({hop:?}) is longer than --window ({window:?}): the records between windows would be in none"
+    )]
+    HopAboveWindow {
+        /// The hop.
+        hop: Duration,
+        /// The window's length.
+        window: Duration,
+    },
 }
 
 impl WindowSpec {
@@ -146,8 +157,8 @@ impl WindowSpec {
     ///
     /// # Errors
     ///
-    /// A zero length, a grace or idle timeout without windows, or session
-    /// windows with updates.
+    /// A zero length, a hop longer than the window, a grace or idle
+    /// timeout without windows, or session windows with updates.
     pub fn check(&self) -> Result<(Windowing, EmitMode), WindowError> {
         let ms = |d: Option<Duration>, flag| match d {
             Some(d) if d.as_millis() == 0 => Err(WindowError::Zero { flag }),
@@ -157,6 +168,11 @@ impl WindowSpec {
         let hop_ms = ms(self.hop, "hop")?;
         let size_ms = ms(self.window, "window")?;
         let session_gap_ms = ms(self.session_gap, "session-gap")?;
+        if let (Some(hop), Some(window)) = (self.hop, self.window)
+            && hop > window
+        {
+            return Err(WindowError::HopAboveWindow { hop, window });
+        }
         if size_ms.is_none() && session_gap_ms.is_none() {
             if !self.grace.is_zero() {
                 return Err(WindowError::NeedsWindows { flag: "grace" });
@@ -376,6 +392,22 @@ mod tests {
             })
             .unwrap_err(),
             "--hop must be at least 1ms"
+        );
+        assert_eq!(
+            spec(|s| {
+                s.window = Some(MINUTE);
+                s.hop = Some(2 * MINUTE);
+            })
+            .unwrap_err(),
+            "--hop (120s) is longer than --window (60s): the records between windows would be in none"
+        );
+        assert!(
+            spec(|s| {
+                s.window = Some(MINUTE);
+                s.hop = Some(MINUTE);
+            })
+            .is_ok(),
+            "a hop equal to the window: tumbling windows"
         );
         assert_eq!(
             spec(|s| s.grace = Duration::from_secs(5)).unwrap_err(),

@@ -88,6 +88,7 @@ pub async fn count(
     output: Option<CountOutput>,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<CountSummary, CountError> {
+    let started = std::time::Instant::now();
     let count = config.count;
     // Boxed, as the output's opening below: the admin futures nest deep.
     // A stop while the internal topic is found ends the job there.
@@ -109,7 +110,10 @@ pub async fn count(
         count,
         path_logged: false,
     };
-    runner::run(connection, plan, job, shutdown).await
+    let mut summary = runner::run(connection, plan, job, shutdown).await?;
+    // The whole run, the second stage's topic included.
+    *summary.ending().0 = started.elapsed();
+    Ok(summary)
 }
 
 /// As members of a group, unless records are grouped by their key: the

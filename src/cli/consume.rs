@@ -146,12 +146,24 @@ impl SelectionArgs {
         let plan = GroupPlan::new(group, store.config(writes)?, commits);
         let exclusive = commits.is_some_and(|c| c.exclusive);
         Ok(match writes && self.joins_group() && !exclusive {
-            true => plan.with_membership(membership.config(group, &self.topics)?),
+            true => plan.with_membership(membership.config(group, &self.topics())?),
             false => plan,
         })
     }
 
-    /// The partitions to read and the consumer's config.
+    /// The topics to read, each once, in the order first given: a
+    /// repeated `-t` would read (and count) every record twice.
+    fn topics(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.topics
+            .iter()
+            .filter(|t| seen.insert(t.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// The partitions to read and the consumer's config; a repeated
+    /// topic is read once, with a warning.
     pub fn plan(&self, timeout: Duration) -> anyhow::Result<(Selection, ConsumerConfig)> {
         let start: StartOffset = self
             .from
@@ -176,8 +188,17 @@ impl SelectionArgs {
             .map(str::parse::<Instance>)
             .transpose()
             .map_err(|e| usage(format!("--instance: {e}")))?;
+        let topics = self.topics();
+        let repeated = repeated(&self.topics);
+        if !repeated.is_empty() {
+            let quoted: Vec<String> = repeated.iter().map(|t| format!("\"{t}\"")).collect();
+            tracing::warn!(
+                "-t {} given more than once: each topic is read once",
+                quoted.join(", ")
+            );
+        }
         let selection = Selection {
-            topics: self.topics.clone(),
+            topics,
             partitions: self.partitions.clone(),
             instance,
         };
@@ -188,6 +209,19 @@ impl SelectionArgs {
         };
         Ok((selection, config))
     }
+}
+
+/// The topics given more than once, each once, in the order first
+/// repeated.
+fn repeated(topics: &[String]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated = Vec::new();
+    for t in topics {
+        if !seen.insert(t.as_str()) && !repeated.contains(&t.as_str()) {
+            repeated.push(t.as_str());
+        }
+    }
+    repeated
 }
 
 impl ConsumeArgs {
@@ -276,5 +310,34 @@ fn print_summary(summary: &ConsumeSummary) {
             next.map(|n| format!(", next offset {n}"))
                 .unwrap_or_default()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+
+    #[test]
+    fn a_repeated_topic_is_read_once() {
+        for sub in ["consume", "count", "pipe"] {
+            let mut args = vec!["weir", sub, "-t", "a", "-t", "b", "-t", "a", "-t", "a"];
+            match sub {
+                "count" => args.extend(["--by", "key"]),
+                "pipe" => args.extend(["--to", "out"]),
+                _ => {}
+            }
+            let cli = Cli::try_parse_from(&args).unwrap();
+            let selection = match &cli.command {
+                Command::Consume(a) => &a.selection,
+                Command::Count(a) => &a.selection,
+                Command::Pipe(a) => &a.selection,
+                _ => unreachable!(),
+            };
+            let (plan, _) = selection.plan(std::time::Duration::from_secs(5)).unwrap();
+            assert_eq!(plan.topics, ["a", "b"], "{sub}");
+            assert_eq!(super::repeated(&selection.topics), ["a"], "{sub}");
+        }
     }
 }

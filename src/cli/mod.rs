@@ -352,7 +352,8 @@ pub enum Command {
     /// Shell completions for bash, zsh, fish, powershell or elvish, on stdout.
     #[command(after_help = examples::COMPLETIONS)]
     Completions(completions::CompletionsArgs),
-    /// The man page (roff), on stdout.
+    /// The man page (roff): weir and every subcommand with its flags, one
+    /// page, on stdout.
     #[command(after_help = examples::MANPAGE)]
     Manpage,
 }

@@ -275,6 +275,9 @@ pub async fn run(
     config: ConnectionConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // The summary's time is the whole run: reaching the cluster and the
+    // producer's start too.
+    let began = std::time::Instant::now();
     let parser = args.parser()?;
     let plan = args.plan(config.timeout)?;
     let delimiter = unescape(&args.delimiter);
@@ -330,8 +333,9 @@ pub async fn run(
             .then(|| "--partition-from none lets the partitioner place records by key".to_owned()),
         transaction: started.transaction,
     };
-    let summary =
+    let mut summary =
         produce::run(started.producer, started.deliveries, readers, job, shutdown).await?;
+    summary.elapsed = began.elapsed();
     if drew_progress {
         let _ = write!(std::io::stderr(), "\r\x1b[K");
     }

@@ -210,7 +210,8 @@ pub trait Reading {
 
 /// Runs `job` by `plan` until it ends or `shutdown` completes with its
 /// reason: standalone, or as a member of the plan's group (leaving it at
-/// the end). Returns what it did.
+/// the end). Returns what it did, timed from the call: reaching the
+/// cluster, joining, loading the store and restoring state included.
 ///
 /// # Errors
 ///
@@ -218,6 +219,19 @@ pub trait Reading {
 /// selection not assigned, the group not joined or its commits not read,
 /// or the job failed.
 pub async fn run<J: Reading>(
+    connection: &ConnectionConfig,
+    plan: ReadPlan,
+    job: J,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<J::Summary, J::Error> {
+    let started = std::time::Instant::now();
+    let mut summary = run_timed(connection, plan, job, shutdown).await?;
+    *summary.ending().0 = started.elapsed();
+    Ok(summary)
+}
+
+/// [`run`] without the whole run's time.
+async fn run_timed<J: Reading>(
     connection: &ConnectionConfig,
     plan: ReadPlan,
     job: J,

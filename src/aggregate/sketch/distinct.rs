@@ -473,7 +473,8 @@ mod tests {
     fn small_sketches_are_small_in_json() {
         let sizes = |json: String| json.len();
         assert!(sizes(serde_json::to_string(&Quantiles::default()).unwrap()) <= 2);
-        assert!(sizes(serde_json::to_string(&sketch_of(&[1.5])).unwrap()) <= 20);
+        // One bucket, and the exact least and greatest value.
+        assert!(sizes(serde_json::to_string(&sketch_of(&[1.5])).unwrap()) <= 40);
         assert!(sizes(serde_json::to_string(&distinct_of(0..1)).unwrap()) <= 30);
         let full = serde_json::to_string(&distinct_of(0..1_000_000)).unwrap();
         assert!(full.len() <= REGISTERS + 10, "{}", full.len());

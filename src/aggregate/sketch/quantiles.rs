@@ -1,5 +1,6 @@
 //! [`Quantiles`]: a DDSketch with logarithmic buckets, each sign kept to
-//! at most [`MAX_BUCKETS`] buckets, and its checkpoint form.
+//! at most [`MAX_BUCKETS`] buckets, the exact least and greatest value,
+//! and its checkpoint form.
 
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -32,10 +33,15 @@ const SPAN: i32 = MAX_BUCKETS as i32 - 1;
 /// [`RELATIVE_ACCURACY`] of every value in it. Each sign keeps at most
 /// [`MAX_BUCKETS`] buckets: magnitudes more than a factor of about 10^18
 /// below the largest of their sign are counted at the edge of that range
-/// and lose the accuracy. NaN and infinities are ignored.
+/// and lose the accuracy. NaN and infinities are ignored. The least and
+/// the greatest value are kept exactly, so q = 0 and q = 1 (p0, p100) are
+/// the exact minimum and maximum, and no quantile falls outside them.
 ///
-/// Checkpoint form: `{"neg":[[index,count],..],"zero":n,"pos":[..]}`, each
-/// part left out when empty (an empty sketch is `{}`).
+/// Checkpoint form: `{"neg":[[index,count],..],"zero":n,"pos":[..],
+/// "min":x,"max":y}`, each part left out when empty (an empty sketch is
+/// `{}`). A form without `min` and `max` (saved before they were kept)
+/// reads as a sketch whose extremes are not known: its p0 and p100 are the
+/// buckets' values, also once merged with others.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(from = "QuantilesForm")]
 pub struct Quantiles {
@@ -43,6 +49,45 @@ pub struct Quantiles {
     negative: Store,
     zeros: u64,
     positive: Store,
+    bounds: Bounds,
+}
+
+/// The least and greatest value a [`Quantiles`] counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Bounds {
+    /// Nothing counted.
+    #[default]
+    Empty,
+    /// The exact least and greatest values.
+    Known { min: f64, max: f64 },
+    /// Values counted, their extremes not kept (a checkpoint from before
+    /// they were, or a merge with one).
+    Unknown,
+}
+
+impl Bounds {
+    fn add(&mut self, x: f64) {
+        *self = match *self {
+            Self::Empty => Self::Known { min: x, max: x },
+            Self::Known { min, max } => Self::Known {
+                min: min.min(x),
+                max: max.max(x),
+            },
+            Self::Unknown => Self::Unknown,
+        };
+    }
+
+    fn merge(&mut self, other: Self) {
+        *self = match (*self, other) {
+            (Self::Empty, b) => b,
+            (a, Self::Empty) => a,
+            (Self::Known { min: a, max: b }, Self::Known { min: c, max: d }) => Self::Known {
+                min: a.min(c),
+                max: b.max(d),
+            },
+            _ => Self::Unknown,
+        };
+    }
 }
 
 impl Quantiles {
@@ -51,6 +96,7 @@ impl Quantiles {
         if !x.is_finite() {
             return;
         }
+        self.bounds.add(x);
         if x > 0.0 {
             self.positive.add(bucket_index(x), 1);
         } else if x < 0.0 {
@@ -67,10 +113,11 @@ impl Quantiles {
 
     /// The lower `q`-quantile: the value at 0-based rank
     /// `floor(q * (count - 1))` (computed in f64) of the sorted values, so
-    /// `q = 0` is the least value and `q = 1` the greatest. The result is
-    /// within [`RELATIVE_ACCURACY`] of the exact value at that rank (plus
-    /// float rounding), exactly 0 for a zero, unless the value was
-    /// collapsed (see [`MAX_BUCKETS`]).
+    /// `q = 0` is the least value and `q = 1` the greatest, both exact.
+    /// Any other rank is within [`RELATIVE_ACCURACY`] of the exact value
+    /// at that rank (plus float rounding), exactly 0 for a zero, unless
+    /// the value was collapsed (see [`MAX_BUCKETS`]), and never outside
+    /// the least and greatest value.
     ///
     /// `None` when the sketch is empty, or `q` is not in [0, 1].
     pub fn quantile(&self, q: f64) -> Option<f64> {
@@ -79,6 +126,13 @@ impl Quantiles {
         }
         let last = self.count().checked_sub(1)?;
         let rank = (q * last as f64).floor() as u64;
+        if let Bounds::Known { min, max } = self.bounds {
+            match rank {
+                0 => return Some(min),
+                r if r == last => return Some(max),
+                _ => {}
+            }
+        }
         let negatives = (self.negative.buckets.iter().rev()).map(|&(i, n)| (-bucket_value(i), n));
         let zeros = std::iter::once((0.0, self.zeros));
         let positives = self
@@ -87,13 +141,17 @@ impl Quantiles {
             .iter()
             .map(|&(i, n)| (bucket_value(i), n));
         let mut seen = 0;
-        negatives
+        let estimate = negatives
             .chain(zeros)
             .chain(positives)
             .find_map(|(value, n)| {
                 seen += n;
                 (seen > rank).then_some(value)
-            })
+            })?;
+        Some(match self.bounds {
+            Bounds::Known { min, max } => estimate.clamp(min, max),
+            Bounds::Empty | Bounds::Unknown => estimate,
+        })
     }
 
     /// Adds the values counted in `other`: the buckets are the same as if
@@ -102,6 +160,7 @@ impl Quantiles {
         self.negative.merge(&other.negative);
         self.zeros += other.zeros;
         self.positive.merge(&other.positive);
+        self.bounds.merge(other.bounds);
     }
 }
 
@@ -194,10 +253,16 @@ impl Store {
 
 impl Serialize for Quantiles {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (min, max) = match self.bounds {
+            Bounds::Known { min, max } => (Some(min), Some(max)),
+            Bounds::Empty | Bounds::Unknown => (None, None),
+        };
         QuantilesRef {
             neg: &self.negative.buckets,
             zero: self.zeros,
             pos: &self.positive.buckets,
+            min,
+            max,
         }
         .serialize(serializer)
     }
@@ -212,6 +277,10 @@ struct QuantilesRef<'a> {
     zero: u64,
     #[serde(skip_serializing_if = "no_buckets")]
     pos: &'a [(i32, u64)],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
 }
 
 fn no_buckets(buckets: &&[(i32, u64)]) -> bool {
@@ -232,14 +301,29 @@ struct QuantilesForm {
     zero: u64,
     #[serde(default)]
     pos: Vec<(i32, u64)>,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
 }
 
 impl From<QuantilesForm> for Quantiles {
     fn from(form: QuantilesForm) -> Self {
+        let negative = Store::from_pairs(form.neg);
+        let positive = Store::from_pairs(form.pos);
+        let counted = form.zero > 0 || !negative.buckets.is_empty() || !positive.buckets.is_empty();
+        let bounds = match (form.min, form.max) {
+            _ if !counted => Bounds::Empty,
+            (Some(min), Some(max)) if min.is_finite() && max.is_finite() && min <= max => {
+                Bounds::Known { min, max }
+            }
+            _ => Bounds::Unknown,
+        };
         Self {
-            negative: Store::from_pairs(form.neg),
+            negative,
             zeros: form.zero,
-            positive: Store::from_pairs(form.pos),
+            positive,
+            bounds,
         }
     }
 }
@@ -394,9 +478,12 @@ mod tests {
         assert_eq!(sketch.positive.buckets.len(), MAX_BUCKETS);
         // The top 2048 buckets span 18 of the 300 decades: the top 6 %.
         assert_accurate(&sketch, &values, &[0.95, 0.99, 0.999, 1.0]);
-        // Everything below is counted in the lowest bucket kept.
+        // Everything below is counted in the lowest bucket kept; the least
+        // value itself is kept apart.
         let lowest = bucket_value(sketch.positive.buckets[0].0);
-        assert_eq!(sketch.quantile(0.0), Some(lowest));
+        assert_eq!(sketch.quantile(0.01), Some(lowest));
+        let least = values.iter().copied().fold(f64::INFINITY, f64::min);
+        assert_eq!(sketch.quantile(0.0), Some(least));
     }
 
     #[test]
@@ -413,7 +500,56 @@ mod tests {
         assert_eq!(serde_json::from_str::<Quantiles>("{}").unwrap(), empty);
         // ceil(ln 100 / ln gamma) = 231.
         let one = sketch_of(&[100.0]);
-        assert_eq!(serde_json::to_string(&one).unwrap(), r#"{"pos":[[231,1]]}"#);
+        assert_eq!(
+            serde_json::to_string(&one).unwrap(),
+            r#"{"pos":[[231,1]],"min":100.0,"max":100.0}"#
+        );
+    }
+
+    #[test]
+    fn p0_and_p100_are_the_exact_least_and_greatest() {
+        // The issue's case: 0..=99, where the bucket of 99 stands for 98.5.
+        let values: Vec<f64> = (0..100).map(f64::from).collect();
+        let sketch = sketch_of(&values);
+        assert_eq!(sketch.quantile(0.0), Some(0.0));
+        assert_eq!(sketch.quantile(1.0), Some(99.0));
+        // Rank 0 and the last rank for q near the ends, too.
+        assert_eq!(sketch.quantile(0.005), Some(0.0));
+        let odd = [-7.3, 1e-3, 12.34, 5e5 + 0.1];
+        let sketch = sketch_of(&odd);
+        assert_eq!(sketch.quantile(0.0), Some(-7.3));
+        assert_eq!(sketch.quantile(1.0), Some(5e5 + 0.1));
+
+        // Merged from members' partials and read back from a checkpoint.
+        let (a, b) = values.split_at(37);
+        let mut merged = sketch_of(b);
+        merged.merge(&sketch_of(a));
+        let json = serde_json::to_string(&merged).unwrap();
+        let back: Quantiles = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, merged);
+        assert_eq!(back.quantile(0.0), Some(0.0));
+        assert_eq!(back.quantile(1.0), Some(99.0));
+        // No estimate outside them.
+        for q in [0.98, 0.99] {
+            assert!(back.quantile(q).unwrap() <= 99.0);
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_without_extremes_still_reads() {
+        // As saved before the extremes were kept: p100 is the bucket's.
+        let old: Quantiles = serde_json::from_str(r#"{"pos":[[231,1]]}"#).unwrap();
+        assert_eq!(old.quantile(1.0), Some(bucket_value(231)));
+        // Merged with a sketch that knows its extremes, the whole's are not
+        // known: the old one's values may be beyond them.
+        let mut merged = sketch_of(&[5.0]);
+        merged.merge(&old);
+        assert_eq!(merged.quantile(1.0), Some(bucket_value(231)));
+        assert_eq!(merged.quantile(0.0), Some(bucket_value(bucket_index(5.0))));
+        assert_eq!(
+            serde_json::to_string(&merged).unwrap(),
+            r#"{"pos":[[81,1],[231,1]]}"#
+        );
     }
 
     #[test]
