@@ -221,10 +221,11 @@ impl ConnectionConfig {
         let brokers_only = kafka_protocol::messages::MetadataRequest::default()
             .with_topics(Some(Vec::new()))
             .with_allow_auto_topic_creation(false);
-        match tokio::time::timeout_at(deadline, probe.request(&brokers_only)).await {
-            Ok(Err(e @ wire::WireError::Protocol { .. })) => return Err(e.into()),
-            // Anything else is rskafka's to meet, and to retry.
-            Ok(_) | Err(_) => {}
+        // Anything but a protocol fault is rskafka's to meet, and to retry.
+        if let Ok(Err(e @ wire::WireError::Protocol { .. })) =
+            tokio::time::timeout_at(deadline, probe.request(&brokers_only)).await
+        {
+            return Err(e.into());
         }
         drop(probe);
         let tls = options.tls.map(|tls| tls.config);
