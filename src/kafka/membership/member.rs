@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{Lease, MembershipConfig, MembershipError, Standing};
+use super::{Assignor, Lease, MembershipConfig, MembershipError, Standing};
 use crate::TopicPartition;
 use crate::kafka::admin::BrokerRefusal;
 use crate::kafka::connect::ConnectionConfig;
@@ -36,6 +36,11 @@ pub struct Member {
     pub(super) generation: i32,
     pub(super) leader: bool,
     pub(super) assigned: Vec<TopicPartition>,
+    /// The assignor the coordinator chose for the current generation.
+    pub(super) protocol: Option<Assignor>,
+    /// What the last SyncGroup took away from the partitions owned before
+    /// it (only a cooperative rebalance takes some and leaves others).
+    pub(super) revoked: Vec<TopicPartition>,
     lease: Lease,
 }
 
@@ -61,6 +66,8 @@ impl Member {
             generation: -1,
             leader: false,
             assigned: Vec::new(),
+            protocol: None,
+            revoked: Vec::new(),
             lease: Lease::default(),
         };
         member.rejoin().await?;
@@ -90,6 +97,24 @@ impl Member {
     /// The group this member belongs to.
     pub fn group(&self) -> &str {
         &self.config.group
+    }
+
+    /// The assignor the coordinator chose for the current generation.
+    pub fn protocol(&self) -> Option<Assignor> {
+        self.protocol
+    }
+
+    /// Whether rebalances are cooperative (KIP-429) in the current
+    /// generation: the member keeps its partitions while it rejoins.
+    pub fn is_cooperative(&self) -> bool {
+        self.protocol.is_some_and(Assignor::is_cooperative) && self.generation >= 0
+    }
+
+    /// The partitions the last rebalance took from this member while it
+    /// kept the rest (cooperative only): it must finish with them and
+    /// rejoin once more so that their new owner gets them.
+    pub fn revoked(&self) -> &[TopicPartition] {
+        &self.revoked
     }
 
     /// The group instance id of a static member.
@@ -433,6 +458,7 @@ impl Member {
         self.member_id.clear();
         self.generation = -1;
         self.assigned.clear();
+        self.revoked.clear();
     }
 
     /// An error code as another try (a coordinator moving or loading) or
