@@ -205,7 +205,9 @@ fn range(
         for (i, m) in takers.iter().enumerate() {
             let start = per * i + i.min(extra);
             let len = per + usize::from(i < extra);
-            let mine = result.get_mut(&m.member_id).expect("every member has an entry");
+            let mine = result
+                .get_mut(&m.member_id)
+                .expect("every member has an entry");
             mine.extend(list[start..start + len].iter().map(|tp| (*tp).clone()));
         }
     }

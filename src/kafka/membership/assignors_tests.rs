@@ -19,7 +19,9 @@ fn member(id: &str, topics: &[&str], owned: Vec<TopicPartition>, generation: i32
 }
 
 fn fresh(ids: &[&str], topics: &[&str]) -> Vec<GroupMember> {
-    ids.iter().map(|id| member(id, topics, vec![], -1)).collect()
+    ids.iter()
+        .map(|id| member(id, topics, vec![], -1))
+        .collect()
 }
 
 fn of(assignment: &BTreeMap<String, Vec<TopicPartition>>, id: &str) -> Vec<String> {
@@ -56,7 +58,10 @@ fn names_parse_as_java_spells_them() {
         Assignor::RoundRobin
     );
     let e = "uniform".parse::<Assignor>().unwrap_err().to_string();
-    assert!(e.contains("\"uniform\"") && e.contains("cooperative-sticky"), "{e}");
+    assert!(
+        e.contains("\"uniform\"") && e.contains("cooperative-sticky"),
+        "{e}"
+    );
     assert!(Assignor::CooperativeSticky.is_cooperative());
     assert!(!Assignor::Sticky.is_cooperative());
 }

@@ -13,8 +13,8 @@ use tracing::{debug, info};
 
 use super::assignor::{self, Subscription};
 use super::assignors::{Assignor, GroupMember};
-use super::{MembershipError, ProtocolError};
 use super::member::{Attempt, Member, millis, topic_name};
+use super::{MembershipError, ProtocolError};
 use crate::TopicPartition;
 
 impl Member {
@@ -103,7 +103,11 @@ impl Member {
                 source: ProtocolError {
                     what: "chosen assignor",
                     fault: assignor::DecodeFault::Message(
-                        format!("the coordinator chose {:?}, which weir did not offer", joined.protocol_name).into(),
+                        format!(
+                            "the coordinator chose {:?}, which weir did not offer",
+                            joined.protocol_name
+                        )
+                        .into(),
                     ),
                 },
             }));
@@ -239,7 +243,10 @@ impl Member {
             None => (
                 "unknown".to_owned(),
                 "protocols DescribeGroups did not tell".to_owned(),
-                format!("run kafka-consumer-groups --describe --group {} --members, and set --assignor to one its members offer", self.config.group),
+                format!(
+                    "run kafka-consumer-groups --describe --group {} --members, and set --assignor to one its members offer",
+                    self.config.group
+                ),
             ),
             Some(g) => {
                 let members = g.members.len();
@@ -252,8 +259,12 @@ impl Member {
                     "it is not a consumer group (a Kafka Connect or other client's group): use another group id".to_owned()
                 } else {
                     match Assignor::from_name(&name) {
-                        Some(a) => format!("offer it, e.g. --assignor {a} (WEIR_ASSIGNOR), or configure the other members to offer one of weir's"),
-                        None => format!("weir does not implement \"{name}\": configure the other members to offer one of weir's (e.g. partition.assignment.strategy=range), or use another group id"),
+                        Some(a) => format!(
+                            "offer it, e.g. --assignor {a} (WEIR_ASSIGNOR), or configure the other members to offer one of weir's"
+                        ),
+                        None => format!(
+                            "weir does not implement \"{name}\": configure the other members to offer one of weir's (e.g. partition.assignment.strategy=range), or use another group id"
+                        ),
                     }
                 };
                 (g.group_state.to_string(), uses, hint)
