@@ -18,6 +18,8 @@
 //!   a rebalance.
 
 mod common;
+#[path = "groups/assignors.rs"]
+mod assignors;
 #[path = "groups/static_members.rs"]
 mod static_members;
 

@@ -217,7 +217,7 @@ impl Member {
             instance = self.config.instance_id.as_deref(),
             generation = self.generation,
             leader = self.leader,
-            assignor = protocol.name(),
+            assignor = %protocol,
             partitions = self.assigned.len(),
             "joined"
         );
