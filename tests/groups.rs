@@ -17,9 +17,9 @@
 //! - static members ([`static_members`]) come back from a crash without
 //!   a rebalance.
 
-mod common;
 #[path = "groups/assignors.rs"]
 mod assignors;
+mod common;
 #[path = "groups/static_members.rs"]
 mod static_members;
 

@@ -119,7 +119,7 @@ fn read_once(members: &[&Member], n: usize) {
 /// The assignor of `member`'s last `joined` line.
 fn assignor(member: &Member) -> Option<String> {
     let log = member.stderr();
-    let line = log.lines().filter(|l| l.contains(" joined ")).last()?;
+    let line = log.lines().rfind(|l| l.contains(" joined "))?;
     let field = line.split(' ').find(|f| f.starts_with("assignor="))?;
     Some(field["assignor=".len()..].to_owned())
 }
@@ -186,7 +186,14 @@ fn a_weir_member_shares_a_group_with_a_default_librdkafka_consumer() {
 #[test]
 fn a_weir_member_shares_a_group_with_an_older_one_offering_only_sticky() {
     let chosen = shares_a_group_with(|dir, cluster, topic, group| {
-        weir_member(dir, cluster, "older", topic, group, &["--assignor", "sticky"])
+        weir_member(
+            dir,
+            cluster,
+            "older",
+            topic,
+            group,
+            &["--assignor", "sticky"],
+        )
     });
     assert_eq!(chosen.as_deref(), Some("sticky"));
 }
@@ -423,8 +430,21 @@ fn rebalance_gap() {
         // The Java consumer's timeouts (weir's defaults): a member hears
         // of a rebalance at its next heartbeat, within 3 s.
         let member = |name: &str| {
-            let args = ["consume", "-t", &topic, "-g", &group, "--assignor", assignor];
-            start(dir.path(), &cluster, name, &[&args[..], &["--json"]].concat())
+            let args = [
+                "consume",
+                "-t",
+                &topic,
+                "-g",
+                &group,
+                "--assignor",
+                assignor,
+            ];
+            start(
+                dir.path(),
+                &cluster,
+                name,
+                &[&args[..], &["--json"]].concat(),
+            )
         };
         let a = member("a");
         wait(dir.path(), "a alone", || members(&cluster, &group) == [4]);
