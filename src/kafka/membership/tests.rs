@@ -58,6 +58,8 @@ struct Group {
     sent: Vec<(ApiKey, Option<String>)>,
     /// How the coordinator answers JoinGroup, when not as usual.
     join_error: Option<ResponseError>,
+    /// The assignor the coordinator chooses.
+    protocol: &'static str,
 }
 
 type Shared = Arc<Mutex<Group>>;
@@ -74,6 +76,7 @@ fn coordinator() -> (FakeBroker, Shared) {
         assignment: None,
         sent: Vec::new(),
         join_error: None,
+        protocol: "sticky",
     }));
     let state = Arc::clone(&group);
     let broker = FakeBroker::start(move |request| {
@@ -169,7 +172,7 @@ fn answer(g: &mut Group, request: &RequestKind) -> Reply {
             reply(ResponseKind::JoinGroup(
                 JoinGroupResponse::default()
                     .with_generation_id(g.generation)
-                    .with_protocol_name(Some(StrBytes::from_static_str("sticky")))
+                    .with_protocol_name(Some(StrBytes::from_static_str(g.protocol)))
                     .with_leader(id.clone())
                     .with_member_id(id.clone())
                     .with_members(vec![
@@ -543,4 +546,25 @@ async fn a_join_refused_with_fenced_instance_id_fails_at_once() {
         "{error:?}"
     );
     assert_eq!(broker.count(ApiKey::JoinGroup), 1, "not tried again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cooperative_rebalance_that_moves_nothing_never_ends_the_jobs_generation() {
+    let (broker, group) = coordinator();
+    group.lock().unwrap().protocol = "cooperative-sticky";
+    let (mut membership, first) = join(&broker).await;
+    let link = membership.link(&first);
+    group.lock().unwrap().heartbeat = Answer::Error(ResponseError::RebalanceInProgress);
+    // The member rejoins on its own, owning its partitions...
+    while group.lock().unwrap().joins.len() < 2 {
+        tokio::time::sleep(HEARTBEAT / 4).await;
+    }
+    group.lock().unwrap().heartbeat = Answer::Ok;
+    // ...and the job, whose partitions stay the same, is never told.
+    let ended = tokio::time::timeout(HEARTBEAT * 5, membership.ended()).await;
+    assert!(ended.is_err(), "{ended:?}");
+    assert!(link.valid());
+    // Its transactions name the new generation.
+    assert_eq!(link.generation().unwrap().generation, 2);
+    membership.leave().await.unwrap();
 }
