@@ -423,8 +423,8 @@ impl Task {
 
     /// The job finished with its partitions.
     async fn released(&mut self) {
-        self.told = false;
-        if self.member.is_cooperative() {
+        let told = std::mem::replace(&mut self.told, false);
+        if told && self.member.is_cooperative() {
             // The next assignment is known already: the job goes on with
             // it at once, and the member rejoins afterwards if it gave
             // partitions up (their commit is mirrored by now: commands are
@@ -436,8 +436,17 @@ impl Task {
             }
             return;
         }
+        // Eager, fenced, or the job stopped by itself (its output was
+        // fenced, its lease lapsed): the member rejoins before the job
+        // goes on.
         self.rejoin = false;
-        let event = match self.member.rejoin().await {
+        let mut joined = self.member.rejoin().await;
+        if joined.is_ok() && self.member.is_cooperative() && !self.member.revoked().is_empty() {
+            // The job runs nothing now: what this join took away is
+            // finished with, and the follow-up hands it to its new owner.
+            joined = self.member.rejoin().await;
+        }
+        let event = match joined {
             Ok(()) => {
                 self.renew();
                 self.running = self.member.assignment().to_vec();
