@@ -148,7 +148,9 @@ impl Membership {
     /// Resolves when the current generation ends:
     /// [`Standing::Rebalance`] (finish with the partitions: flush and
     /// commit, then [`released`](Self::released)) or [`Standing::Fenced`]
-    /// (they are gone: commit nothing, then `released`).
+    /// (they are gone: commit nothing, then `released`). In a cooperative
+    /// generation a rebalance resolves it only when the job's partitions
+    /// change, once the new assignment is known.
     ///
     /// # Errors
     ///
