@@ -149,13 +149,16 @@ impl Member {
         // or the rebalance timeout passed.
         let limit = self.config.rebalance_timeout + self.timeout;
         let group = self.config.group.clone();
-        let joined = Retry::until(Instant::now() + limit)
-            .run_with(
-                self,
-                |member, _| Box::pin(member.join_and_sync()),
-                |why, _| debug!(group = group.as_str(), why, "joining again"),
-            )
-            .await;
+        let hold = self.is_cooperative().then(|| self.hold_while_joining());
+        let joining = Retry::until(Instant::now() + limit).run_with(
+            self,
+            |member, _| Box::pin(member.join_and_sync()),
+            |why, _| debug!(group = group.as_str(), why, "joining again"),
+        );
+        let joined = match hold {
+            None => joining.await,
+            Some(hold) => hold.over(joining).await,
+        };
         match joined {
             Ok(()) => Ok(()),
             Err(RetryError::Deadline(_)) => Err(MembershipError::Timeout {
@@ -164,6 +167,20 @@ impl Member {
                 timeout: limit,
             }),
             Err(RetryError::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// How a cooperative member's lease is held while it waits in
+    /// JoinGroup (its job reads on meanwhile).
+    fn hold_while_joining(&self) -> Hold {
+        Hold {
+            lease: self.lease.clone(),
+            span: self
+                .config
+                .session_timeout
+                .saturating_sub(self.config.heartbeat_interval),
+            every: self.config.heartbeat_interval,
+            until: Instant::now() + self.config.rebalance_timeout,
         }
     }
 
@@ -185,7 +202,9 @@ impl Member {
             None => return Ok(Standing::Member),
         };
         let standing = self.standing("Heartbeat", code)?;
-        if standing == Standing::Member {
+        // REBALANCE_IN_PROGRESS answers a member of the generation too:
+        // the coordinator renewed its session.
+        if standing != Standing::Fenced {
             self.confirmed(sent);
         }
         Ok(standing)
@@ -522,6 +541,38 @@ impl Member {
 
     pub(super) fn group_instance_id(&self) -> Option<StrBytes> {
         self.config.instance_id.clone().map(StrBytes::from_string)
+    }
+}
+
+/// A cooperative member's lease while it waits in JoinGroup: the
+/// coordinator does not expire a member awaiting the join (as a heartbeat
+/// would, its pending JoinGroup keeps its session), which can take as long
+/// as the slowest member needs to rejoin (up to the rebalance timeout), so
+/// the lease is renewed every heartbeat interval meanwhile, never past the
+/// rebalance timeout from the start. A lease the join itself ended (the
+/// member was forgotten: its partitions are lost) stays ended.
+struct Hold {
+    lease: Lease,
+    span: Duration,
+    every: Duration,
+    until: Instant,
+}
+
+impl Hold {
+    async fn over<T>(self, joining: impl std::future::Future<Output = T>) -> T {
+        let mut joining = std::pin::pin!(joining);
+        let mut ticks = tokio::time::interval(self.every);
+        loop {
+            tokio::select! {
+                done = &mut joining => return done,
+                _ = ticks.tick() => {
+                    let now = Instant::now();
+                    if self.lease.valid() && now < self.until {
+                        self.lease.set(Some((now + self.span).min(self.until)));
+                    }
+                }
+            }
+        }
     }
 }
 
