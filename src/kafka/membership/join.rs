@@ -9,7 +9,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::assignor::{self, Subscription};
 use super::assignors::{Assignor, GroupMember};
@@ -20,6 +20,8 @@ use crate::TopicPartition;
 impl Member {
     /// One round of JoinGroup and SyncGroup.
     pub(super) async fn join_and_sync(&mut self) -> Result<(), Attempt> {
+        // A cooperative member joins while its job reads on.
+        let was_cooperative = self.is_cooperative();
         let subscription = Subscription {
             topics: self.config.topics.clone(),
             owned: self.assigned.clone(),
@@ -113,8 +115,22 @@ impl Member {
             }));
         };
         self.protocol = Some(protocol);
-        // Waiting in JoinGroup counts as being heard from.
-        if protocol.is_cooperative() {
+        // A group that switched from cooperative-sticky to an eager
+        // assignor (members offering other assignors joined or left) may
+        // hand this member's partitions to another in this generation:
+        // they are given up at once, as lost, not committed (their next
+        // owner reads them from the last commit).
+        let switched = was_cooperative && !protocol.is_cooperative();
+        if switched {
+            warn!(
+                group = self.config.group.as_str(),
+                assignor = %protocol,
+                "the group's assignor is no longer cooperative-sticky: this member's partitions are given up at once"
+            );
+            self.lease().set(None);
+            self.lost = true;
+        } else if protocol.is_cooperative() {
+            // Waiting in JoinGroup counts as being heard from.
             self.confirmed(joining);
         }
 
@@ -210,7 +226,12 @@ impl Member {
             .cloned()
             .collect();
         self.assigned = assigned;
-        self.confirmed(sent);
+        // After a switch the lease stays ended until the job stopped and
+        // the member joined again.
+        if !switched {
+            self.lost = false;
+            self.confirmed(sent);
+        }
         info!(
             group = self.config.group.as_str(),
             member = self.member_id.as_str(),

@@ -41,6 +41,10 @@ pub struct Member {
     /// What the last SyncGroup took away from the partitions owned before
     /// it (only a cooperative rebalance takes some and leaves others).
     pub(super) revoked: Vec<TopicPartition>,
+    /// The partitions were given up as lost (the group switched to an
+    /// eager assignor mid-generation): no answer renews the lease until
+    /// the member joined again.
+    pub(super) lost: bool,
     lease: Lease,
 }
 
@@ -68,6 +72,7 @@ impl Member {
             assigned: Vec::new(),
             protocol: None,
             revoked: Vec::new(),
+            lost: false,
             lease: Lease::default(),
         };
         member.rejoin().await?;
@@ -131,6 +136,9 @@ impl Member {
     /// The lease runs on from `sent`, when a request the coordinator
     /// answered in good standing was sent.
     pub(super) fn confirmed(&self, sent: Instant) {
+        if self.lost {
+            return;
+        }
         let margin = self.config.heartbeat_interval;
         self.lease.set(Some(
             sent + self.config.session_timeout.saturating_sub(margin),

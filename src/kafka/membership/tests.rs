@@ -2,7 +2,8 @@
 //! paused clock: a fenced generation, a rebalance during a checkpoint, a
 //! lapsed lease after a freeze, a commit refused; a static member's
 //! instance id on every request, its restart without a rebalance, and
-//! two processes with one instance id.
+//! two processes with one instance id; cooperative rebalances
+//! ([`cooperative`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -548,23 +549,5 @@ async fn a_join_refused_with_fenced_instance_id_fails_at_once() {
     assert_eq!(broker.count(ApiKey::JoinGroup), 1, "not tried again");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_cooperative_rebalance_that_moves_nothing_never_ends_the_jobs_generation() {
-    let (broker, group) = coordinator();
-    group.lock().unwrap().protocol = "cooperative-sticky";
-    let (mut membership, first) = join(&broker).await;
-    let link = membership.link(&first);
-    group.lock().unwrap().heartbeat = Answer::Error(ResponseError::RebalanceInProgress);
-    // The member rejoins on its own, owning its partitions...
-    while group.lock().unwrap().joins.len() < 2 {
-        tokio::time::sleep(HEARTBEAT / 4).await;
-    }
-    group.lock().unwrap().heartbeat = Answer::Ok;
-    // ...and the job, whose partitions stay the same, is never told.
-    let ended = tokio::time::timeout(HEARTBEAT * 5, membership.ended()).await;
-    assert!(ended.is_err(), "{ended:?}");
-    assert!(link.valid());
-    // Its transactions name the new generation.
-    assert_eq!(link.generation().unwrap().generation, 2);
-    membership.leave().await.unwrap();
-}
+#[path = "cooperative_tests.rs"]
+mod cooperative;
