@@ -46,8 +46,9 @@
 //!   commit or abort), its coordinators found and asked again until they
 //!   answer (`transaction/coordinator.rs`);
 //!   [`membership`](kafka::membership): a member of a Kafka consumer group
-//!   through the broker's coordinator (join, sync with the sticky
-//!   [`assignor`](kafka::membership::assignor), heartbeats on a task of
+//!   through the broker's coordinator (join, sync with the chosen one of
+//!   its [`assignors`](kafka::membership::assignors), eager or
+//!   cooperative rebalances, heartbeats on a task of
 //!   their own, a lease on the partitions, commits mirrored to the
 //!   broker's group offsets, leave; static members with a group instance
 //!   id, KIP-345, in `membership/join.rs` the join round).

@@ -17,6 +17,8 @@
 //! - static members ([`static_members`]) come back from a crash without
 //!   a rebalance.
 
+#[path = "groups/assignors.rs"]
+mod assignors;
 mod common;
 #[path = "groups/static_members.rs"]
 mod static_members;

@@ -555,7 +555,7 @@ impl Run<'_> {
                     .map(|(at, p)| (at.clone(), p.position))
                     .chain(merged)
                     .collect();
-                Box::pin(topic.commit_offsets(generation, &positions)).await?;
+                Box::pin(topic.commit_offsets(&generation, &positions)).await?;
             }
             Box::pin(topic.commit_transaction()).await?;
         }

@@ -8,7 +8,8 @@ use rskafka::client::partition::{Compression, IsolationLevel};
 
 use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
 use weir::kafka::idempotence::ProducerIdError;
-use weir::kafka::membership::MembershipConfig;
+use weir::kafka::membership::assignors::UnknownAssignor;
+use weir::kafka::membership::{Assignor, MembershipConfig};
 use weir::produce::producer::{
     DEFAULT_BATCH_BYTES, DEFAULT_BUFFER_BYTES, MAX_REQUEST_BYTES, ProducerConfig,
 };
@@ -208,6 +209,28 @@ pub struct MembershipFlags {
     /// process with the same id stops the first.
     #[arg(long, value_name = "ID", env = "WEIR_GROUP_INSTANCE_ID")]
     pub group_instance_id: Option<String>,
+
+    /// The assignors to offer, in order of preference
+    /// (partition.assignment.strategy): range, roundrobin, sticky,
+    /// cooperative-sticky (or Java's class names). The broker picks one
+    /// every member offers. The default shares a group with default Java
+    /// and librdkafka consumers and with older weir members (sticky);
+    /// with cooperative-sticky, a rebalance pauses only the partitions
+    /// that move.
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "WEIR_ASSIGNOR",
+        value_delimiter = ',',
+        default_value = "cooperative-sticky,range,roundrobin,sticky",
+        value_parser = parse_assignor
+    )]
+    pub assignor: Vec<Assignor>,
+}
+
+/// One `--assignor` name.
+fn parse_assignor(name: &str) -> Result<Assignor, String> {
+    name.parse().map_err(|e: UnknownAssignor| e.to_string())
 }
 
 impl MembershipFlags {
@@ -229,7 +252,8 @@ impl MembershipFlags {
             heartbeat_interval: self.heartbeat_interval,
             rebalance_timeout: self.max_poll_interval,
             ..MembershipConfig::new(group, topics.to_vec())
-        };
+        }
+        .with_assignors(self.assignor.iter().copied());
         Ok(match &self.group_instance_id {
             Some(id) => config.with_instance_id(instance_id(id)?),
             None => config,
@@ -343,7 +367,36 @@ mod tests {
             heartbeat_interval: Duration::from_secs(3),
             max_poll_interval: Duration::from_secs(300),
             group_instance_id: id.map(str::to_owned),
+            assignor: weir::kafka::membership::DEFAULT_ASSIGNORS.to_vec(),
         }
+    }
+
+    #[test]
+    fn assignors_are_offered_in_the_order_given() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            membership: MembershipFlags,
+        }
+        let topics = ["t".to_owned()];
+        let cli = Cli::try_parse_from([
+            "weir",
+            "--assignor",
+            "range,CooperativeStickyAssignor,range",
+        ])
+        .unwrap();
+        let config = cli.membership.config("g", &topics).unwrap();
+        assert_eq!(
+            config.assignors,
+            [Assignor::Range, Assignor::CooperativeSticky]
+        );
+        let cli = Cli::try_parse_from(["weir"]).unwrap();
+        assert_eq!(
+            cli.membership.config("g", &topics).unwrap().assignors,
+            weir::kafka::membership::DEFAULT_ASSIGNORS
+        );
+        assert!(Cli::try_parse_from(["weir", "--assignor", "uniform"]).is_err());
     }
 
     #[test]

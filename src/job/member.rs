@@ -4,7 +4,12 @@
 //!
 //! Each generation runs the job on the partitions it assigns. When the
 //! group rebalances ([`StopReason::Revoked`]) the job finishes with them
-//! (flush, commit) and the member rejoins for the next generation; a
+//! (flush, commit) and the member rejoins for the next generation. With
+//! `cooperative-sticky` the member rejoins while the job runs on: a run
+//! whose partitions stay the same is never stopped, and one whose
+//! partitions change stops only once the new assignment is known and
+//! starts again on it at once (the member then rejoins once more if it
+//! gave partitions up, so that their new owner gets them); a
 //! member whose lease lapsed ([`StopReason::Fenced`]: frozen, cut off,
 //! its session expired) writes and commits nothing more for them, since
 //! they are someone else's by then. A stop of any other kind (a signal,
@@ -204,12 +209,21 @@ async fn generations<G: Generations>(
                 "fenced: this member's partitions went to another (its session expired, or a rebalance moved them); rejoining"
             );
         } else {
-            info!(group = group.as_str(), "partitions handed back; rejoining");
+            info!(
+                group = group.as_str(),
+                "partitions handed back for the rebalance"
+            );
         }
         generation = tokio::select! {
             next = member.released() => next.map_err(|e| membership_failed(e.into()))?,
             reason = &mut shutdown => break reason,
         };
+        info!(
+            group = group.as_str(),
+            generation = generation.generation,
+            partitions = generation.partitions.len(),
+            "running on the new assignment"
+        );
     };
     metrics.set_phase(Phase::Stopping);
     if let Err(e) = member.close().await {

@@ -4,19 +4,24 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
-use kafka_protocol::messages::{JoinGroupRequest, MetadataRequest, SyncGroupRequest};
+use kafka_protocol::messages::{
+    DescribeGroupsRequest, JoinGroupRequest, MetadataRequest, SyncGroupRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::MembershipError;
-use super::assignor::{self, STICKY, Subscription};
+use super::assignor::{self, Subscription};
+use super::assignors::{Assignor, GroupMember};
 use super::member::{Attempt, Member, millis, topic_name};
+use super::{MembershipError, ProtocolError};
 use crate::TopicPartition;
 
 impl Member {
     /// One round of JoinGroup and SyncGroup.
     pub(super) async fn join_and_sync(&mut self) -> Result<(), Attempt> {
+        // A cooperative member joins while its job reads on.
+        let was_cooperative = self.is_cooperative();
         let subscription = Subscription {
             topics: self.config.topics.clone(),
             owned: self.assigned.clone(),
@@ -43,11 +48,18 @@ impl Member {
             .with_rebalance_timeout_ms(millis(self.config.rebalance_timeout))
             .with_member_id(StrBytes::from_string(self.member_id.clone()))
             .with_protocol_type(StrBytes::from_static_str("consumer"))
-            .with_protocols(vec![
-                JoinGroupRequestProtocol::default()
-                    .with_name(StrBytes::from_static_str(STICKY))
-                    .with_metadata(subscription.encode()),
-            ]);
+            .with_protocols(
+                self.config
+                    .assignors
+                    .iter()
+                    .map(|a| {
+                        JoinGroupRequestProtocol::default()
+                            .with_name(StrBytes::from_static_str(a.name()))
+                            .with_metadata(subscription.encode())
+                    })
+                    .collect(),
+            );
+        let joining = Instant::now();
         let mut joined = self.send(&request).await?;
         // KIP-394: a dynamic member's first JoinGroup only hands out the
         // member id; the join proper follows at once, as the Java
@@ -73,11 +85,54 @@ impl Member {
             Some(ResponseError::FencedInstanceId) => {
                 return Err(Attempt::Fatal(self.fenced_instance("JoinGroup")));
             }
+            Some(ResponseError::InconsistentGroupProtocol) => {
+                return Err(Attempt::Fatal(self.no_common_protocol().await));
+            }
             Some(e) => return Err(self.judge("JoinGroup", e)),
         }
         self.member_id = joined.member_id.to_string();
         self.generation = joined.generation_id;
         self.leader = joined.leader == joined.member_id;
+        // Before JoinGroup v7 the answer names no protocol: one offered
+        // alone is the one chosen.
+        let protocol = match joined.protocol_name.as_ref() {
+            Some(name) => Assignor::from_name(name.as_str()),
+            None => self.config.assignors.first().copied(),
+        };
+        let Some(protocol) = protocol else {
+            return Err(Attempt::Fatal(MembershipError::Protocol {
+                group: self.config.group.clone(),
+                source: ProtocolError {
+                    what: "chosen assignor",
+                    fault: assignor::DecodeFault::Message(
+                        format!(
+                            "the coordinator chose {:?}, which weir did not offer",
+                            joined.protocol_name
+                        )
+                        .into(),
+                    ),
+                },
+            }));
+        };
+        self.protocol = Some(protocol);
+        // A group that switched from cooperative-sticky to an eager
+        // assignor (members offering other assignors joined or left) may
+        // hand this member's partitions to another in this generation:
+        // they are given up at once, as lost, not committed (their next
+        // owner reads them from the last commit).
+        let switched = was_cooperative && !protocol.is_cooperative();
+        if switched {
+            warn!(
+                group = self.config.group.as_str(),
+                assignor = %protocol,
+                "the group's assignor is no longer cooperative-sticky: this member's partitions are given up at once"
+            );
+            self.lease().set(None);
+            self.lost = true;
+        } else if protocol.is_cooperative() {
+            // Waiting in JoinGroup counts as being heard from.
+            self.confirmed(joining);
+        }
 
         // KIP-814 (JoinGroup v9): a static leader that rejoins a stable
         // group keeps the generation and its assignment; it must not
@@ -98,17 +153,28 @@ impl Member {
                         source,
                     })
                 })?;
-                members.push((m.member_id.to_string(), subscription));
+                members.push(GroupMember {
+                    member_id: m.member_id.to_string(),
+                    instance_id: m.group_instance_id.as_ref().map(ToString::to_string),
+                    subscription,
+                });
             }
-            members.sort_by(|a, b| a.0.cmp(&b.0));
             let mut topics: Vec<String> = members
                 .iter()
-                .flat_map(|(_, s)| s.topics.iter().cloned())
+                .flat_map(|m| m.subscription.topics.iter().cloned())
                 .collect();
             topics.sort();
             topics.dedup();
             let partitions = self.partitions_of(&topics).await?;
-            assignor::assign(&members, &partitions)
+            debug!(
+                group = self.config.group.as_str(),
+                assignor = protocol.name(),
+                members = members.len(),
+                partitions = partitions.len(),
+                "assigning as leader"
+            );
+            protocol
+                .assign(&members, &partitions)
                 .into_iter()
                 .map(|(member, partitions)| {
                     SyncGroupRequestAssignment::default()
@@ -129,7 +195,7 @@ impl Member {
         let version = self.coordinator().await?.version_for::<SyncGroupRequest>();
         if version.is_ok_and(|v| v >= 5) {
             sync.protocol_type = Some(StrBytes::from_static_str("consumer"));
-            sync.protocol_name = Some(StrBytes::from_static_str(STICKY));
+            sync.protocol_name = Some(StrBytes::from_static_str(protocol.name()));
         }
         let sent = Instant::now();
         let synced = self.send(&sync).await?;
@@ -147,23 +213,91 @@ impl Member {
             }
             Some(e) => return Err(self.judge("SyncGroup", e)),
         }
-        self.assigned = assignor::decode_assignment(synced.assignment).map_err(|source| {
+        let assigned = assignor::decode_assignment(synced.assignment).map_err(|source| {
             Attempt::Fatal(MembershipError::Protocol {
                 group: self.config.group.clone(),
                 source,
             })
         })?;
-        self.confirmed(sent);
+        self.revoked = self
+            .assigned
+            .iter()
+            .filter(|tp| assigned.binary_search(tp).is_err())
+            .cloned()
+            .collect();
+        self.assigned = assigned;
+        // After a switch the lease stays ended until the job stopped and
+        // the member joined again.
+        if !switched {
+            self.lost = false;
+            self.confirmed(sent);
+        }
         info!(
             group = self.config.group.as_str(),
             member = self.member_id.as_str(),
             instance = self.config.instance_id.as_deref(),
             generation = self.generation,
             leader = self.leader,
+            assignor = %protocol,
             partitions = self.assigned.len(),
             "joined"
         );
         Ok(())
+    }
+
+    /// The refusal of a JoinGroup whose protocols no member shares, with
+    /// what the group uses as DescribeGroups tells it.
+    async fn no_common_protocol(&mut self) -> MembershipError {
+        let offered = self
+            .config
+            .assignors
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(",");
+        let request = DescribeGroupsRequest::default().with_groups(vec![self.group_id()]);
+        let described = match self.send(&request).await {
+            Ok(response) => response.groups.into_iter().next(),
+            Err(_) => None,
+        };
+        let (state, uses, hint) = match described.filter(|g| g.error_code == 0) {
+            None => (
+                "unknown".to_owned(),
+                "protocols DescribeGroups did not tell".to_owned(),
+                format!(
+                    "run kafka-consumer-groups --describe --group {} --members, and set --assignor to one its members offer",
+                    self.config.group
+                ),
+            ),
+            Some(g) => {
+                let members = g.members.len();
+                let (kind, name) = (g.protocol_type.to_string(), g.protocol_data.to_string());
+                let uses = format!(
+                    "protocol type \"{kind}\" with assignor \"{name}\" ({members} member{})",
+                    if members == 1 { "" } else { "s" }
+                );
+                let hint = if !kind.is_empty() && kind != "consumer" {
+                    "it is not a consumer group (a Kafka Connect or other client's group): use another group id".to_owned()
+                } else {
+                    match Assignor::from_name(&name) {
+                        Some(a) => format!(
+                            "offer it, e.g. --assignor {a} (WEIR_ASSIGNOR), or configure the other members to offer one of weir's"
+                        ),
+                        None => format!(
+                            "weir does not implement \"{name}\": configure the other members to offer one of weir's (e.g. partition.assignment.strategy=range), or use another group id"
+                        ),
+                    }
+                };
+                (g.group_state.to_string(), uses, hint)
+            }
+        };
+        MembershipError::NoCommonProtocol {
+            group: self.config.group.clone(),
+            offered,
+            state,
+            uses,
+            hint,
+        }
     }
 
     /// Every partition of `topics`, from the coordinator's metadata; a

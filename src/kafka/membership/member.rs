@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{Lease, MembershipConfig, MembershipError, Standing};
+use super::{Assignor, Lease, MembershipConfig, MembershipError, Standing};
 use crate::TopicPartition;
 use crate::kafka::admin::BrokerRefusal;
 use crate::kafka::connect::ConnectionConfig;
@@ -36,6 +36,15 @@ pub struct Member {
     pub(super) generation: i32,
     pub(super) leader: bool,
     pub(super) assigned: Vec<TopicPartition>,
+    /// The assignor the coordinator chose for the current generation.
+    pub(super) protocol: Option<Assignor>,
+    /// What the last SyncGroup took away from the partitions owned before
+    /// it (only a cooperative rebalance takes some and leaves others).
+    pub(super) revoked: Vec<TopicPartition>,
+    /// The partitions were given up as lost (the group switched to an
+    /// eager assignor mid-generation): no answer renews the lease until
+    /// the member joined again.
+    pub(super) lost: bool,
     lease: Lease,
 }
 
@@ -61,6 +70,9 @@ impl Member {
             generation: -1,
             leader: false,
             assigned: Vec::new(),
+            protocol: None,
+            revoked: Vec::new(),
+            lost: false,
             lease: Lease::default(),
         };
         member.rejoin().await?;
@@ -92,6 +104,24 @@ impl Member {
         &self.config.group
     }
 
+    /// The assignor the coordinator chose for the current generation.
+    pub fn protocol(&self) -> Option<Assignor> {
+        self.protocol
+    }
+
+    /// Whether rebalances are cooperative (KIP-429) in the current
+    /// generation: the member keeps its partitions while it rejoins.
+    pub fn is_cooperative(&self) -> bool {
+        self.protocol.is_some_and(Assignor::is_cooperative) && self.generation >= 0
+    }
+
+    /// The partitions the last rebalance took from this member while it
+    /// kept the rest (cooperative only): it must finish with them and
+    /// rejoin once more so that their new owner gets them.
+    pub fn revoked(&self) -> &[TopicPartition] {
+        &self.revoked
+    }
+
     /// The group instance id of a static member.
     pub fn instance_id(&self) -> Option<&str> {
         self.config.instance_id.as_deref()
@@ -106,6 +136,9 @@ impl Member {
     /// The lease runs on from `sent`, when a request the coordinator
     /// answered in good standing was sent.
     pub(super) fn confirmed(&self, sent: Instant) {
+        if self.lost {
+            return;
+        }
         let margin = self.config.heartbeat_interval;
         self.lease.set(Some(
             sent + self.config.session_timeout.saturating_sub(margin),
@@ -124,13 +157,16 @@ impl Member {
         // or the rebalance timeout passed.
         let limit = self.config.rebalance_timeout + self.timeout;
         let group = self.config.group.clone();
-        let joined = Retry::until(Instant::now() + limit)
-            .run_with(
-                self,
-                |member, _| Box::pin(member.join_and_sync()),
-                |why, _| debug!(group = group.as_str(), why, "joining again"),
-            )
-            .await;
+        let hold = self.is_cooperative().then(|| self.hold_while_joining());
+        let joining = Retry::until(Instant::now() + limit).run_with(
+            self,
+            |member, _| Box::pin(member.join_and_sync()),
+            |why, _| debug!(group = group.as_str(), why, "joining again"),
+        );
+        let joined = match hold {
+            None => joining.await,
+            Some(hold) => hold.over(joining).await,
+        };
         match joined {
             Ok(()) => Ok(()),
             Err(RetryError::Deadline(_)) => Err(MembershipError::Timeout {
@@ -139,6 +175,20 @@ impl Member {
                 timeout: limit,
             }),
             Err(RetryError::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// How a cooperative member's lease is held while it waits in
+    /// JoinGroup (its job reads on meanwhile).
+    fn hold_while_joining(&self) -> Hold {
+        Hold {
+            lease: self.lease.clone(),
+            span: self
+                .config
+                .session_timeout
+                .saturating_sub(self.config.heartbeat_interval),
+            every: self.config.heartbeat_interval,
+            until: Instant::now() + self.config.rebalance_timeout,
         }
     }
 
@@ -160,7 +210,9 @@ impl Member {
             None => return Ok(Standing::Member),
         };
         let standing = self.standing("Heartbeat", code)?;
-        if standing == Standing::Member {
+        // REBALANCE_IN_PROGRESS answers a member of the generation too:
+        // the coordinator renewed its session.
+        if standing != Standing::Fenced {
             self.confirmed(sent);
         }
         Ok(standing)
@@ -433,6 +485,7 @@ impl Member {
         self.member_id.clear();
         self.generation = -1;
         self.assigned.clear();
+        self.revoked.clear();
     }
 
     /// An error code as another try (a coordinator moving or loading) or
@@ -496,6 +549,38 @@ impl Member {
 
     pub(super) fn group_instance_id(&self) -> Option<StrBytes> {
         self.config.instance_id.clone().map(StrBytes::from_string)
+    }
+}
+
+/// A cooperative member's lease while it waits in JoinGroup: the
+/// coordinator does not expire a member awaiting the join (as a heartbeat
+/// would, its pending JoinGroup keeps its session), which can take as long
+/// as the slowest member needs to rejoin (up to the rebalance timeout), so
+/// the lease is renewed every heartbeat interval meanwhile, never past the
+/// rebalance timeout from the start. A lease the join itself ended (the
+/// member was forgotten: its partitions are lost) stays ended.
+struct Hold {
+    lease: Lease,
+    span: Duration,
+    every: Duration,
+    until: Instant,
+}
+
+impl Hold {
+    async fn over<T>(self, joining: impl std::future::Future<Output = T>) -> T {
+        let mut joining = std::pin::pin!(joining);
+        let mut ticks = tokio::time::interval(self.every);
+        loop {
+            tokio::select! {
+                done = &mut joining => return done,
+                _ = ticks.tick() => {
+                    let now = Instant::now();
+                    if self.lease.valid() && now < self.until {
+                        self.lease.set(Some((now + self.span).min(self.until)));
+                    }
+                }
+            }
+        }
     }
 }
 

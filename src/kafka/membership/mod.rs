@@ -1,7 +1,7 @@
 //! Membership in a Kafka consumer group through the broker's group
 //! coordinator, as the Java consumer does it with the classic protocol:
-//! FindCoordinator, JoinGroup (protocol type `consumer`, the
-//! [`sticky`](assignor) assignor), SyncGroup, Heartbeat, LeaveGroup,
+//! FindCoordinator, JoinGroup (protocol type `consumer`, offering the
+//! [assignors] in the configured order), SyncGroup, Heartbeat, LeaveGroup,
 //! and OffsetCommit with the member's generation so that standard tools see
 //! the group's position.
 //!
@@ -10,8 +10,13 @@
 //! a heartbeat (or a commit) answers [`Standing::Rebalance`] it finishes
 //! with its partitions (flush, checkpoint) and calls [`Member::rejoin`]; a
 //! [`Standing::Fenced`] member has already lost them and must not write for
-//! them again. Rebalancing is eager: every member gives up its partitions
-//! before rejoining, and the sticky assignor hands most of them back.
+//! them again. With an eager assignor (`range`, `roundrobin`, `sticky`)
+//! every member gives up its partitions before rejoining. With
+//! `cooperative-sticky` (KIP-429) the member rejoins on its own, keeping
+//! what it owns: the job hears of the rebalance only when its assignment
+//! changed, once the new one is known ([`Membership`]); a partition that
+//! moves is given up by its owner first (which then rejoins once more, as
+//! the Java consumer does) and handed to its new owner in the follow-up.
 //!
 //! A member with a group instance id ([`MembershipConfig::with_instance_id`],
 //! the Java consumer's `group.instance.id`, KIP-345) is *static*: the
@@ -27,10 +32,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub mod assignor;
+pub mod assignors;
 mod join;
 mod member;
 mod task;
 
+pub use assignors::{Assignor, DEFAULT_ASSIGNORS};
 pub use member::Member;
 pub use task::{Generation, MemberLink, Membership};
 
@@ -64,6 +71,9 @@ pub struct MembershipConfig {
     /// The group instance id of a static member (`group.instance.id`);
     /// `None` (the Java consumer's default) joins as a dynamic member.
     pub instance_id: Option<String>,
+    /// The assignors offered in JoinGroup, in order of preference (the
+    /// Java consumer's `partition.assignment.strategy`).
+    pub assignors: Vec<Assignor>,
 }
 
 impl MembershipConfig {
@@ -77,7 +87,25 @@ impl MembershipConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             rebalance_timeout: DEFAULT_MAX_POLL_INTERVAL,
             instance_id: None,
+            assignors: DEFAULT_ASSIGNORS.to_vec(),
         }
+    }
+
+    /// Offers `assignors` in this order of preference (an empty list
+    /// keeps the default, [`DEFAULT_ASSIGNORS`]); a repeated one counts
+    /// once.
+    #[must_use]
+    pub fn with_assignors(mut self, assignors: impl IntoIterator<Item = Assignor>) -> Self {
+        let mut offered = Vec::new();
+        for a in assignors {
+            if !offered.contains(&a) {
+                offered.push(a);
+            }
+        }
+        if !offered.is_empty() {
+            self.assignors = offered;
+        }
+        self
     }
 
     /// Joins as the static member `id` (KIP-345): a restart with the same
@@ -165,6 +193,23 @@ pub enum MembershipError {
         group: String,
         /// The highest JoinGroup version the coordinator takes.
         version: i16,
+    },
+    /// The group's members use assignors or a protocol type weir does not
+    /// offer (INCONSISTENT_GROUP_PROTOCOL), as DescribeGroups tells.
+    #[error(
+        "group \"{group}\": JoinGroup refused (INCONSISTENT_GROUP_PROTOCOL): weir offered protocol type \"consumer\" with assignors {offered}; the group ({state}) uses {uses}; {hint}"
+    )]
+    NoCommonProtocol {
+        /// The group.
+        group: String,
+        /// The assignors weir offered, comma-separated.
+        offered: String,
+        /// The group's state (`Stable`, ...), or `unknown`.
+        state: String,
+        /// What the group uses: its protocol type and assignor.
+        uses: String,
+        /// How to change it.
+        hint: String,
     },
     /// No coordinator answered, or joining did not finish, in time.
     #[error("group \"{group}\": {what} not within {}", humantime::format_duration(*.timeout))]

@@ -6,11 +6,20 @@
 //! its partitions until [`ended`](Membership::ended) says a rebalance (or
 //! fencing) came, finishes with them, and calls
 //! [`released`](Membership::released) to rejoin and get the next one.
+//!
+//! In a cooperative generation (`cooperative-sticky`, KIP-429) the task
+//! rejoins by itself when a rebalance starts, while the job reads on; the
+//! job hears `ended` only when its partitions changed, once the new
+//! assignment is known, and `released` hands it that assignment at once.
+//! A member that gave partitions up rejoins once more after the job
+//! finished with them, so that their new owner gets them.
+
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::{Lease, Member, MembershipConfig, MembershipError, Standing};
 use crate::TopicPartition;
@@ -60,6 +69,7 @@ pub struct Membership {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<Event>,
     lease: Lease,
+    current: CurrentGeneration,
     task: JoinHandle<()>,
 }
 
@@ -101,9 +111,21 @@ impl Membership {
         let member = Member::join(connection, config).await?;
         let first = generation(&member);
         let lease = member.lease();
+        let current = Arc::new(Mutex::new(GroupGeneration {
+            group: group.clone(),
+            generation: first.generation,
+            member_id: first.member_id.clone(),
+            instance_id: instance_id.clone(),
+        }));
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(keep_alive(member, interval, commands_rx, events_tx));
+        let task = tokio::spawn(keep_alive(
+            member,
+            interval,
+            commands_rx,
+            events_tx,
+            current.clone(),
+        ));
         Ok((
             Self {
                 group,
@@ -111,6 +133,7 @@ impl Membership {
                 commands,
                 events,
                 lease,
+                current,
                 task,
             },
             first,
@@ -125,7 +148,9 @@ impl Membership {
     /// Resolves when the current generation ends:
     /// [`Standing::Rebalance`] (finish with the partitions: flush and
     /// commit, then [`released`](Self::released)) or [`Standing::Fenced`]
-    /// (they are gone: commit nothing, then `released`).
+    /// (they are gone: commit nothing, then `released`). In a cooperative
+    /// generation a rebalance resolves it only when the job's partitions
+    /// change, once the new assignment is known.
     ///
     /// # Errors
     ///
@@ -166,17 +191,23 @@ impl Membership {
 
     /// What the job holds while it works on `generation`: the lease, the
     /// way to mirror its commits to the broker, and its place in the
-    /// group for commits inside transactions.
+    /// group for commits inside transactions (renewed by cooperative
+    /// rebalances that leave the job's partitions as they are).
     pub fn link(&self, generation: &Generation) -> MemberLink {
+        {
+            let mut current = self
+                .current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            current.generation = generation.generation;
+            current.member_id.clone_from(&generation.member_id);
+            current.group.clone_from(&self.group);
+            current.instance_id.clone_from(&self.instance_id);
+        }
         MemberLink {
             lease: self.lease.clone(),
             commands: self.commands.clone(),
-            generation: Some(GroupGeneration {
-                group: self.group.clone(),
-                generation: generation.generation,
-                member_id: generation.member_id.clone(),
-                instance_id: self.instance_id.clone(),
-            }),
+            generation: Some(self.current.clone()),
         }
     }
 
@@ -217,7 +248,7 @@ impl Membership {
 pub struct MemberLink {
     lease: Lease,
     commands: mpsc::UnboundedSender<Command>,
-    generation: Option<GroupGeneration>,
+    generation: Option<CurrentGeneration>,
 }
 
 impl MemberLink {
@@ -243,10 +274,15 @@ impl MemberLink {
         }
     }
 
-    /// The group, generation and member id the job works under, for
+    /// The group, generation and member id the job works under now, for
     /// offsets committed inside a transaction; `None` in tests.
-    pub fn generation(&self) -> Option<&GroupGeneration> {
-        self.generation.as_ref()
+    pub fn generation(&self) -> Option<GroupGeneration> {
+        self.generation.as_ref().map(|current| {
+            current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        })
     }
 
     /// Mirrors committed positions to the broker's group offsets (for
@@ -269,66 +305,71 @@ fn generation(member: &Member) -> Generation {
 }
 
 /// The member's task: heartbeats every `interval`, mirrors commits,
-/// rejoins when released, leaves or closes when told (closes when the
-/// handle is gone).
+/// rejoins when released (or, in a cooperative generation, as soon as a
+/// rebalance starts), leaves or closes when told (closes when the handle
+/// is gone).
 async fn keep_alive(
-    mut member: Member,
+    member: Member,
     interval: std::time::Duration,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
+    current: CurrentGeneration,
 ) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticks.reset();
-    // Whether the job was told its generation ended and has not released
-    // its partitions yet.
-    let mut ended = false;
+    let mut task = Task {
+        running: member.assignment().to_vec(),
+        member,
+        events,
+        current,
+        told: false,
+        rejoin: false,
+    };
     loop {
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Commit(offsets)) => {
-                    match member.commit(&offsets).await {
+                    match task.member.commit(&offsets).await {
                         Ok(Standing::Member) => {}
-                        Ok(standing) => end(&events, &mut ended, standing),
+                        Ok(standing) => task.ended(standing).await,
                         // Another process holds the instance id: the job
                         // must stop, and this member is done.
                         Err(e @ MembershipError::FencedInstance { .. }) => {
-                            let _ = events.send(Event::Failed(e));
+                            let _ = task.events.send(Event::Failed(e));
                             return;
                         }
                         Err(e) => warn!(error = %crate::ErrorChain(&e), "mirroring the commit to the group failed"),
                     }
                 }
                 Some(Command::Released) => {
-                    ended = false;
-                    let event = match member.rejoin().await {
-                        Ok(()) => Event::Assigned(generation(&member)),
-                        Err(e) => Event::Failed(e),
-                    };
-                    let _ = events.send(event);
+                    task.released().await;
                     ticks.reset();
                 }
                 Some(Command::Stop { leave, reply }) => {
                     let stopped = match leave {
-                        true => member.leave().await,
-                        false => member.close().await,
+                        true => task.member.leave().await,
+                        false => task.member.close().await,
                     };
                     let _ = reply.send(stopped);
                     return;
                 }
                 None => {
-                    if let Err(e) = member.close().await {
+                    if let Err(e) = task.member.close().await {
                         debug!(error = %crate::ErrorChain(&e), "leaving the group failed");
                     }
                     return;
                 }
             },
-            _ = ticks.tick() => match member.heartbeat().await {
+            _ = ticks.tick() => match task.member.heartbeat().await {
                 Ok(Standing::Member) => {}
-                Ok(standing) => end(&events, &mut ended, standing),
+                Ok(standing) => {
+                    task.ended(standing).await;
+                    ticks.reset();
+                }
                 Err(e) => {
                     let done = matches!(e, MembershipError::FencedInstance { .. });
-                    let _ = events.send(Event::Failed(e));
+                    let _ = task.events.send(Event::Failed(e));
                     if done {
                         return;
                     }
@@ -338,11 +379,144 @@ async fn keep_alive(
     }
 }
 
-/// Tells the job its generation ended, once per generation; fencing is
-/// told even after a rebalance was, since it takes the commit away.
-fn end(events: &mpsc::UnboundedSender<Event>, ended: &mut bool, standing: Standing) {
-    if !*ended || standing == Standing::Fenced {
-        *ended = true;
-        let _ = events.send(Event::Ended(standing));
+/// The generation the job's commits inside transactions name: cooperative
+/// rebalances renew it while the job runs on.
+type CurrentGeneration = Arc<Mutex<GroupGeneration>>;
+
+/// The member's task's state.
+struct Task {
+    member: Member,
+    events: mpsc::UnboundedSender<Event>,
+    current: CurrentGeneration,
+    /// The partitions the job runs on (or was last handed).
+    running: Vec<TopicPartition>,
+    /// Whether the job was told its run ended and has not released its
+    /// partitions yet.
+    told: bool,
+    /// Whether to rejoin once the job released them: it gave up some in a
+    /// cooperative rebalance, or another rebalance started meanwhile.
+    rejoin: bool,
+}
+
+impl Task {
+    /// A heartbeat or commit said the generation ended.
+    async fn ended(&mut self, standing: Standing) {
+        if standing == Standing::Rebalance && self.member.is_cooperative() {
+            // KIP-429: the member rejoins at once, owning what it owns,
+            // and the job runs on; it hears of the rebalance only if its
+            // partitions change. Not while the job is still finishing
+            // with partitions it gave up: its commit must land before
+            // their next owner can be handed them.
+            match self.told {
+                true => self.rejoin = true,
+                false => self.cooperative_join().await,
+            }
+            return;
+        }
+        // Eager, or fenced: the job finishes with everything (or drops
+        // it), then releases, and only then does the member rejoin.
+        // Fencing is told even after a rebalance was, since it takes the
+        // commit away.
+        if !self.told || standing == Standing::Fenced {
+            self.told = true;
+            let _ = self.events.send(Event::Ended(standing));
+        }
+    }
+
+    /// The job finished with its partitions.
+    async fn released(&mut self) {
+        let told = std::mem::replace(&mut self.told, false);
+        if told && self.member.is_cooperative() {
+            // The next assignment is known already: the job goes on with
+            // it at once, and the member rejoins afterwards if it gave
+            // partitions up (their commit is mirrored by now: commands are
+            // taken in order).
+            self.running = self.member.assignment().to_vec();
+            let _ = self.events.send(Event::Assigned(generation(&self.member)));
+            if std::mem::take(&mut self.rejoin) {
+                self.cooperative_join().await;
+            }
+            return;
+        }
+        // Eager, fenced, or the job stopped by itself (its output was
+        // fenced, its lease lapsed): the member rejoins before the job
+        // goes on.
+        self.rejoin = false;
+        let mut joined = self.member.rejoin().await;
+        if joined.is_ok() && self.member.is_cooperative() && !self.member.revoked().is_empty() {
+            // The job runs nothing now: what this join took away is
+            // finished with, and the follow-up hands it to its new owner.
+            joined = self.member.rejoin().await;
+        }
+        let event = match joined {
+            Ok(()) => {
+                self.renew();
+                self.running = self.member.assignment().to_vec();
+                Event::Assigned(generation(&self.member))
+            }
+            Err(e) => Event::Failed(e),
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// Rejoins while the job runs on; tells the job only when its
+    /// partitions changed. A member that gave partitions up rejoins once
+    /// more after the job finished with them ([`released`](Self::released)).
+    async fn cooperative_join(&mut self) {
+        if let Err(e) = self.member.rejoin().await {
+            let _ = self.events.send(Event::Failed(e));
+            return;
+        }
+        self.renew();
+        let assigned = self.member.assignment();
+        let revoked = self.member.revoked();
+        let gained: Vec<&TopicPartition> = assigned
+            .iter()
+            .filter(|tp| self.running.binary_search(tp).is_err())
+            .collect();
+        let group = self.member.group().to_owned();
+        if assigned == self.running.as_slice() {
+            info!(
+                group = group.as_str(),
+                generation = self.member.generation(),
+                partitions = assigned.len(),
+                "cooperative rebalance: assignment unchanged, reading on"
+            );
+            return;
+        }
+        let kept = assigned.len() - gained.len();
+        info!(
+            group = group.as_str(),
+            generation = self.member.generation(),
+            kept,
+            revoked = %list(revoked),
+            gained = %list(gained.iter().copied()),
+            "cooperative rebalance: assignment changed"
+        );
+        self.rejoin = !revoked.is_empty();
+        self.told = true;
+        let _ = self.events.send(Event::Ended(Standing::Rebalance));
+    }
+
+    /// Names the member's current generation for the job's commits.
+    fn renew(&self) {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.generation = self.member.generation();
+        current.member_id = self.member.member_id().to_owned();
+    }
+}
+
+/// `t-0,t-3` for the log.
+fn list<'a>(partitions: impl IntoIterator<Item = &'a TopicPartition>) -> String {
+    let names: Vec<String> = partitions
+        .into_iter()
+        .map(|tp| format!("{}-{}", tp.topic, tp.partition))
+        .collect();
+    match names.is_empty() {
+        true => "none".to_owned(),
+        false => names.join(","),
     }
 }

@@ -2,7 +2,8 @@
 //! paused clock: a fenced generation, a rebalance during a checkpoint, a
 //! lapsed lease after a freeze, a commit refused; a static member's
 //! instance id on every request, its restart without a rebalance, and
-//! two processes with one instance id.
+//! two processes with one instance id; cooperative rebalances
+//! ([`cooperative`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,6 +59,8 @@ struct Group {
     sent: Vec<(ApiKey, Option<String>)>,
     /// How the coordinator answers JoinGroup, when not as usual.
     join_error: Option<ResponseError>,
+    /// The assignor the coordinator chooses.
+    protocol: &'static str,
 }
 
 type Shared = Arc<Mutex<Group>>;
@@ -74,6 +77,7 @@ fn coordinator() -> (FakeBroker, Shared) {
         assignment: None,
         sent: Vec::new(),
         join_error: None,
+        protocol: "sticky",
     }));
     let state = Arc::clone(&group);
     let broker = FakeBroker::start(move |request| {
@@ -169,7 +173,7 @@ fn answer(g: &mut Group, request: &RequestKind) -> Reply {
             reply(ResponseKind::JoinGroup(
                 JoinGroupResponse::default()
                     .with_generation_id(g.generation)
-                    .with_protocol_name(Some(StrBytes::from_static_str("sticky")))
+                    .with_protocol_name(Some(StrBytes::from_static_str(g.protocol)))
                     .with_leader(id.clone())
                     .with_member_id(id.clone())
                     .with_members(vec![
@@ -544,3 +548,6 @@ async fn a_join_refused_with_fenced_instance_id_fails_at_once() {
     );
     assert_eq!(broker.count(ApiKey::JoinGroup), 1, "not tried again");
 }
+
+#[path = "cooperative_tests.rs"]
+mod cooperative;
