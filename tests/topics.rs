@@ -359,3 +359,105 @@ fn internal_topics_are_guarded() {
         run.stderr
     );
 }
+
+/// `weir topics describe --output json`: (partition count, the configs
+/// set on the topic itself).
+fn described(topic: &str) -> (usize, Vec<(String, String)>) {
+    let run = weir_run(&["topics", "describe", topic, "--output", "json"]);
+    run.ok();
+    let d = json(&run.stdout);
+    let overrides = d["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["source"] == "topic")
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["value"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    (d["partitions"].as_array().unwrap().len(), overrides)
+}
+
+/// `weir topics alter`: configs set and deleted one key at a time (the
+/// others stay), partitions added, as Kafka's own tools see them; what
+/// Kafka refuses is refused naming the topic, and nothing to do is a usage
+/// error.
+#[test]
+fn alter_sets_and_deletes_configs_and_adds_partitions() {
+    let topic = random_topic("alter");
+    weir_run(&[
+        "topics",
+        "create",
+        &topic,
+        "--partitions",
+        "2",
+        "--config",
+        "cleanup.policy=compact",
+    ])
+    .ok();
+    weir_run(&[
+        "topics",
+        "alter",
+        &topic,
+        "--config",
+        "retention.ms=3600000",
+        "--partitions",
+        "4",
+    ])
+    .ok();
+    let (partitions, overrides) = described(&topic);
+    assert_eq!(partitions, 4);
+    assert_eq!(
+        overrides,
+        vec![
+            ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ("retention.ms".to_owned(), "3600000".to_owned()),
+        ]
+    );
+    let java = common::kafka_tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--bootstrap-server",
+            common::brokers(),
+            "--describe",
+            "--topic",
+            &topic,
+        ],
+    );
+    assert!(
+        java.stdout.contains("PartitionCount: 4") && java.stdout.contains("retention.ms=3600000"),
+        "{}",
+        java.stdout
+    );
+
+    weir_run(&["topics", "alter", &topic, "--delete-config", "retention.ms"]).ok();
+    assert_eq!(
+        described(&topic).1,
+        vec![("cleanup.policy".to_owned(), "compact".to_owned())]
+    );
+
+    // Kafka cannot take partitions away, and knows its config keys.
+    let fewer = weir_run(&["topics", "alter", &topic, "--partitions", "3"]);
+    fewer.expect_code(1);
+    assert!(fewer.stderr.contains(&topic), "{}", fewer.stderr);
+    let unknown = weir_run(&["topics", "alter", &topic, "--config", "no.such.key=1"]);
+    unknown.expect_code(1);
+    assert!(unknown.stderr.contains("no.such.key"), "{}", unknown.stderr);
+    let missing = weir_run(&[
+        "topics",
+        "alter",
+        &format!("{topic}-none"),
+        "--partitions",
+        "3",
+    ]);
+    missing.expect_code(1);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+    weir_run(&["topics", "alter", &topic]).expect_code(2);
+}

@@ -1,4 +1,4 @@
-//! `weir topics`: list, describe, create, delete.
+//! `weir topics`: list, describe, create, alter, delete.
 
 use std::io::Write;
 
@@ -57,6 +57,22 @@ pub enum Verb {
         #[arg(long = "config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
     },
+    /// Change a topic's configs or add partitions (as kafka-configs --alter
+    /// and kafka-topics --alter).
+    Alter {
+        /// Topic name.
+        topic: String,
+        /// Set config KEY=VALUE (repeatable); other configs stay as they are.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Remove config KEY (repeatable): back to the broker's default.
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
+        /// Raise the partition count to N (Kafka cannot remove
+        /// partitions; keyed records of existing keys may move).
+        #[arg(long, value_parser = non_negative::<i32>, allow_negative_numbers = true)]
+        partitions: Option<i32>,
+    },
     /// Delete a topic. Kafka's internal topics are never deleted; weir's
     /// own offsets topic and its groups' internal topics only with --force.
     Delete {
@@ -81,6 +97,35 @@ fn weir_internal(topic: &str) -> Option<&'static str> {
         .strip_suffix("-partials")
         .filter(|group| !group.is_empty())
         .map(|_| "a weir group's partial aggregates on their way between its members")
+}
+
+/// What `weir topics alter` changes: configs to set, to delete, and
+/// the partition count; at least one.
+type Alteration = (Vec<(String, String)>, Vec<String>, Option<i32>);
+
+fn alteration(
+    topic: &str,
+    configs: &[String],
+    delete: &[String],
+    partitions: Option<i32>,
+) -> anyhow::Result<Alteration> {
+    if configs.is_empty() && delete.is_empty() && partitions.is_none() {
+        return Err(usage(format!(
+            "nothing to alter for topic \"{topic}\": give --config KEY=VALUE, --delete-config KEY or --partitions N"
+        )));
+    }
+    if let Some(n) = partitions.filter(|&n| n < 1) {
+        return Err(usage(format!(
+            "--partitions {n} for topic \"{topic}\": a topic needs at least 1 partition"
+        )));
+    }
+    let set = parse_configs(topic, configs)?;
+    if let Some(key) = delete.iter().find(|k| set.iter().any(|(s, _)| s == *k)) {
+        return Err(usage(format!(
+            "config \"{key}\" of topic \"{topic}\" is both set and deleted"
+        )));
+    }
+    Ok((set, delete.to_vec(), partitions))
 }
 
 /// Parses `KEY=VALUE` pairs from `--config`.
@@ -133,6 +178,15 @@ impl Verb {
 /// topic otherwise.
 pub async fn run(args: TopicsArgs, config: ConnectionConfig) -> anyhow::Result<()> {
     // Validate before touching the network.
+    let alter = match &args.verb {
+        Verb::Alter {
+            topic,
+            configs,
+            delete_configs,
+            partitions,
+        } => Some(alteration(topic, configs, delete_configs, *partitions)?),
+        _ => None,
+    };
     let new_topic = match &args.verb {
         Verb::Create {
             topic,
@@ -163,6 +217,16 @@ pub async fn run(args: TopicsArgs, config: ConnectionConfig) -> anyhow::Result<(
             let new_topic = new_topic.expect("validated above");
             admin.create_topic(&new_topic).await?;
             print_done(&mut out, args.output, &topic, "created")?;
+        }
+        Verb::Alter { topic, .. } => {
+            let (set, delete, partitions) = alter.expect("validated above");
+            if !set.is_empty() || !delete.is_empty() {
+                admin.alter_topic_configs(&topic, &set, &delete).await?;
+            }
+            if let Some(count) = partitions {
+                admin.add_partitions(&topic, count).await?;
+            }
+            print_done(&mut out, args.output, &topic, "altered")?;
         }
         Verb::Delete { topic, force } => {
             if let Some(holds) = weir_internal(&topic).filter(|_| !force) {

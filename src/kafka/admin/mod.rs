@@ -20,6 +20,7 @@ use tracing::debug;
 use crate::kafka::connect::{ConnectError, ConnectionConfig};
 use crate::kafka::wire::{self, BrokerConnection, WireError, WireOptions};
 
+mod alter;
 mod cluster;
 mod topics;
 

@@ -23,7 +23,7 @@ use super::{
 use crate::kafka::retry::{Failure, Retry, RetryError};
 
 /// DescribeConfigs resource type of a topic (Kafka's `ConfigResource.Type`).
-const RESOURCE_TOPIC: i8 = 2;
+pub(super) const RESOURCE_TOPIC: i8 = 2;
 
 /// ListOffsets timestamps meaning "earliest" and "latest".
 const EARLIEST: i64 = -2;
@@ -453,7 +453,7 @@ impl Admin {
     /// Polls metadata until `topic` exists with leaders (or is gone), so a
     /// command that follows sees the change. Gives up quietly at the
     /// deadline: the broker already confirmed the change.
-    async fn wait_for(&mut self, topic: &str, present: bool) -> Result<(), AdminError> {
+    pub(super) async fn wait_for(&mut self, topic: &str, present: bool) -> Result<(), AdminError> {
         let deadline = Instant::now() + self.config.timeout;
         loop {
             let metadata = self.metadata(Some(&[topic])).await?;
