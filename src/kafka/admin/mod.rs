@@ -21,6 +21,7 @@ use crate::kafka::connect::{ConnectError, ConnectionConfig};
 use crate::kafka::wire::{self, BrokerConnection, WireError, WireOptions};
 
 mod cluster;
+pub mod groups;
 mod topics;
 
 pub use cluster::ClusterDescription;
