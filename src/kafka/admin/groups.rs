@@ -27,8 +27,8 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, DescribeGroupsRequest, GroupId,
-    ListGroupsRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    ConsumerProtocolAssignment, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::{Decodable, Message, Request, StrBytes};
 use serde::Serialize;
@@ -263,7 +263,10 @@ impl Admin {
         address: &str,
     ) -> Result<i16, GroupAdminError> {
         let timeout = self.config.timeout;
-        Ok(self.connection(address, timeout).await?.version_for::<R>()?)
+        Ok(self
+            .connection(address, timeout)
+            .await?
+            .version_for::<R>()?)
     }
 
     /// `group`'s committed offsets on the broker: of `topics` only, when
@@ -315,8 +318,8 @@ impl Admin {
                 ResponseError::try_from_code(group_code(r)).is_some_and(coordinator_moved)
             })
             .await?;
-        let refused = |topic: Option<&str>, partition: Option<i32>, error| {
-            GroupAdminError::Refused {
+        let refused =
+            |topic: Option<&str>, partition: Option<i32>, error| GroupAdminError::Refused {
                 action: "fetch the offsets of",
                 group: group.to_owned(),
                 topic: topic.map(str::to_owned),
@@ -326,8 +329,7 @@ impl Admin {
                     error,
                     message: None,
                 },
-            }
-        };
+            };
         if let Some(error) = ResponseError::try_from_code(group_code(&response)) {
             return Err(refused(None, None, error));
         }
@@ -474,7 +476,9 @@ impl Admin {
                     .with_partitions(
                         partitions
                             .iter()
-                            .map(|&p| OffsetDeleteRequestPartition::default().with_partition_index(p))
+                            .map(|&p| {
+                                OffsetDeleteRequestPartition::default().with_partition_index(p)
+                            })
                             .collect(),
                     ),
             ]);
@@ -599,9 +603,7 @@ impl Admin {
         let brokers = Self::broker_addresses(&metadata);
         let mut groups = Vec::new();
         for address in brokers.values() {
-            let response = self
-                .call(address, &ListGroupsRequest::default())
-                .await?;
+            let response = self.call(address, &ListGroupsRequest::default()).await?;
             if let Some(error) = ResponseError::try_from_code(response.error_code)
                 && !coordinator_moved(error)
             {
@@ -657,7 +659,10 @@ mod tests {
 
     #[test]
     fn weir_commits_carry_their_time() {
-        assert_eq!(weir_commit_time(&commit_metadata(1_700_000_000_123)), Some(1_700_000_000_123));
+        assert_eq!(
+            weir_commit_time(&commit_metadata(1_700_000_000_123)),
+            Some(1_700_000_000_123)
+        );
         assert_eq!(weir_commit_time(""), None);
         assert_eq!(weir_commit_time("java"), None);
         assert_eq!(weir_commit_time("weir x"), None);
