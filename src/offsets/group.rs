@@ -119,9 +119,10 @@ pub struct Resume {
 
 /// Where a partition resumes: weir's commit when there is one, else the
 /// broker's; when both exist and differ, the newer. A broker commit
-/// carrying weir's metadata has its time to compare; one without it was
-/// made by another client, after weir's last mirrored commit, so it is
-/// the newer.
+/// carrying weir's metadata has its time to compare; another client's is
+/// the newer unless the session that made weir's commit found it on the
+/// broker when it began ([`Commit::broker`]): weir's runs outside the
+/// broker's group (bounded, static) do not mirror their commits.
 pub fn resume_from(weir: Option<&Commit>, broker: Option<&BrokerOffset>) -> Option<Resume> {
     let resume = |offset, source, differ| Resume {
         offset,
@@ -135,10 +136,17 @@ pub fn resume_from(weir: Option<&Commit>, broker: Option<&BrokerOffset>) -> Opti
         (Some(c), Some(b)) if c.offset == b.offset => {
             Some(resume(c.offset, ResumeSource::Weir, false))
         }
-        (Some(c), Some(b)) => match b.weir_time() {
-            Some(at) if at <= c.committed_at => Some(resume(c.offset, ResumeSource::Weir, true)),
-            _ => Some(resume(b.offset, ResumeSource::Broker, true)),
-        },
+        (Some(c), Some(b)) => {
+            let weir_newer = match b.weir_time() {
+                Some(at) => at <= c.committed_at,
+                // The session that made weir's commit saw this one.
+                None => c.broker == Some(b.offset),
+            };
+            match weir_newer {
+                true => Some(resume(c.offset, ResumeSource::Weir, true)),
+                false => Some(resume(b.offset, ResumeSource::Broker, true)),
+            }
+        }
     }
 }
 
@@ -216,7 +224,14 @@ pub async fn join(
     let broker = broker_offsets(&mut admin, group, &partitions).await?;
     let (session, mut offsets) = match opened {
         Some(store) => {
-            let (session, offsets) = GroupSession::start(store, group, instance_id()).await?;
+            let (mut session, offsets) = GroupSession::start(store, group, instance_id()).await?;
+            session.saw_broker(
+                broker
+                    .iter()
+                    .filter(|(_, b)| b.weir_time().is_none())
+                    .map(|(at, b)| (at.clone(), b.offset))
+                    .collect(),
+            );
             (Some(session), offsets)
         }
         None => (None, GroupOffsets::new()),
@@ -363,6 +378,7 @@ pub async fn set_offsets(
                 committed_at: now,
                 instance: instance.clone(),
                 started_at: None,
+                broker: None,
                 state: None,
             }),
         ));
@@ -370,13 +386,36 @@ pub async fn set_offsets(
     if dry_run {
         return Ok(changes);
     }
+    // The broker first: a refusal (a group with live members that
+    // DescribeGroups does not show, as a KIP-848 group) leaves both as
+    // they were.
+    if broker {
+        let committed = admin
+            .commit_group_offsets(group, &broker_commits, &commit_metadata(now))
+            .await;
+        match committed {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.refusal(),
+                    Some(
+                        ResponseError::UnknownMemberId
+                            | ResponseError::IllegalGeneration
+                            | ResponseError::StaleMemberEpoch
+                    )
+                ) =>
+            {
+                return Err(GroupError::LiveMembers {
+                    group: group.to_owned(),
+                    state: "not Empty".to_owned(),
+                    members: format!("the broker refused the commit ({})", crate::ErrorChain(&e)),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     if let Some(store) = store {
         store.commit(group, &commits, None).await?;
-    }
-    if broker {
-        admin
-            .commit_group_offsets(group, &broker_commits, &commit_metadata(now))
-            .await?;
     }
     Ok(changes)
 }
@@ -445,6 +484,7 @@ mod tests {
             committed_at: at,
             instance: "i".to_owned(),
             started_at: None,
+            broker: None,
             state: None,
         }
     }
@@ -482,6 +522,13 @@ mod tests {
         assert_eq!(
             source(Some(&weir(5, 10)), Some(&broker(9, None))),
             Some((9, ResumeSource::Broker, true))
+        );
+        // A run outside the broker's group that began at the Java commit.
+        let mut after = weir(9, 10);
+        after.broker = Some(5);
+        assert_eq!(
+            source(Some(&after), Some(&broker(5, None))),
+            Some((9, ResumeSource::Weir, true))
         );
         // weir's own mirror, older than its store commit.
         assert_eq!(

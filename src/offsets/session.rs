@@ -62,6 +62,9 @@ pub struct GroupSession {
     /// A group member's hold on its partitions: nothing is written once
     /// it lapsed.
     hold: Option<Lease>,
+    /// Other clients' commits of the group on the broker when the session
+    /// began, kept with each commit ([`Commit::broker`]).
+    broker_seen: BTreeMap<TopicPartition, i64>,
 }
 
 /// A partition's next offset and the state kept with it, as JSON bytes,
@@ -120,6 +123,14 @@ impl GroupSession {
         self.hold = Some(lease);
     }
 
+    /// Notes the broker's committed offsets of the group made by other
+    /// clients, as found when the session began: each later commit of
+    /// the partition carries it, so that the next run knows no other
+    /// client committed since ([`Commit::broker`]).
+    pub fn saw_broker(&mut self, offsets: BTreeMap<TopicPartition, i64>) {
+        self.broker_seen = offsets;
+    }
+
     /// Loads `group`'s commits and starts a session as `instance`.
     ///
     /// # Errors
@@ -168,6 +179,7 @@ impl GroupSession {
             checkpoint_seq: 0,
             started_at,
             hold: None,
+            broker_seen: BTreeMap::new(),
         };
         Ok((session, offsets))
     }
@@ -482,6 +494,7 @@ impl GroupSession {
                     committed_at: now,
                     instance: self.instance.clone(),
                     started_at: Some(self.started_at),
+                    broker: self.broker_seen.get(&key.partition).copied(),
                     state: c.state,
                 };
                 (key, Some(commit))
