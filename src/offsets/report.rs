@@ -321,6 +321,11 @@ pub async fn set_group_offsets(
         create: !dry_run,
         ..store.clone()
     };
+    // Refused before anything is created.
+    let live = match dry_run {
+        true => false,
+        false => check_inactive(&mut Admin::connect(connection).await?, group, force).await?,
+    };
     let (store, client, mut admin) = open(connection, &store).await?;
     let count = i32::try_from(admin.partition_count(topic).await?).unwrap_or(i32::MAX);
     let partitions = match partitions {
@@ -335,10 +340,6 @@ pub async fn set_group_offsets(
             list
         }
         None => (0..count).collect(),
-    };
-    let live = match dry_run {
-        true => false,
-        false => check_inactive(&mut admin, group, force).await?,
     };
     let reset = OffsetReset {
         group,
