@@ -108,10 +108,13 @@ impl From<ConnectError> for GroupAdminError {
 }
 
 impl GroupAdminError {
-    /// The broker's error code, for a refusal.
+    /// The broker's error code, for a refusal (of the request, or of
+    /// finding the group's coordinator).
     pub fn refusal(&self) -> Option<ResponseError> {
         match self {
             Self::Refused { refusal, .. } => Some(refusal.error),
+            // FindCoordinator's own refusal (GroupAuthorizationFailed).
+            Self::Admin(AdminError::Wire(WireError::Broker { error, .. })) => Some(*error),
             _ => None,
         }
     }
