@@ -189,6 +189,27 @@ pub async fn broker_offsets(
         .collect())
 }
 
+/// Whether this process has not yet said where `at` resumes with these
+/// two commits: a member joins again at each rebalance, and says it once.
+fn first_time(
+    group: &str,
+    at: &TopicPartition,
+    weir: Option<&Commit>,
+    broker: Option<&BrokerOffset>,
+) -> bool {
+    type Said = (String, TopicPartition, Option<i64>, Option<i64>);
+    static SAID: std::sync::Mutex<std::collections::BTreeSet<Said>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    SAID.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert((
+            group.to_owned(),
+            at.clone(),
+            weir.map(|c| c.offset),
+            broker.map(|b| b.offset),
+        ))
+}
+
 /// Opens `group`'s session with the offsets store and moves each
 /// assignment to where the group resumes ([`resume_from`]): weir's commit,
 /// or the broker's committed offset for the group where weir has none or
@@ -244,7 +265,7 @@ pub async fn join(
         let Some(resume) = resume_from(weir, theirs) else {
             continue;
         };
-        if resume.differ {
+        if resume.differ && first_time(group, &at, weir, theirs) {
             let (w, b) = (
                 weir.map_or(-1, |c| c.offset),
                 theirs.map_or(-1, |b| b.offset),
@@ -259,7 +280,7 @@ pub async fn join(
                     a.topic,
                     a.partition
                 ),
-                ResumeSource::Weir => tracing::warn!(
+                ResumeSource::Weir => tracing::info!(
                     "group \"{group}\" topic \"{}\" partition {}: resuming from weir's committed offset {w} (the newer), not the broker's {b} ({whose})",
                     a.topic,
                     a.partition
