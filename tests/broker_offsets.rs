@@ -275,3 +275,85 @@ fn offsets_set_on_a_live_group_is_refused_naming_its_members() {
         .sum();
     assert_eq!(total, 10, "{offsets:?}");
 }
+
+/// `offsets set --force` on a group with a live weir member: the member
+/// stops committing the partitions (it does not undo the reset), and the
+/// next run starts from the reset.
+#[test]
+fn a_forced_reset_is_not_undone_by_a_live_weir_member() {
+    use std::io::{BufRead, BufReader};
+
+    let topic = topic_with("forced", 2, 100);
+    let group = random_topic("forced");
+    let mut child = common::weir()
+        .args(["consume", "-t", &topic, "-g", &group])
+        .args(["--commit-interval", "200ms", "-b", brokers()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let member = Killed(child);
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines_tx.send(l).ok();
+        }
+    });
+    let (log_tx, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log_tx.send(l).ok();
+        }
+    });
+    let mut read = 0;
+    while read < 100 {
+        lines
+            .recv_timeout(STEP_TIMEOUT)
+            .expect("the member's records");
+        read += 1;
+    }
+    // Its commit is mirrored to the broker: a live member of the group.
+    common::wait_for("the member's commit on the broker", || {
+        let offsets = java_offsets(&group, &topic);
+        offsets
+            .values()
+            .map(|o| o.parse::<i64>().unwrap_or(0))
+            .sum::<i64>()
+            == 100
+    });
+    let forced = weir_run(&[
+        "offsets", "set", "-g", &group, "-t", &topic, "--to", "earliest", "--force",
+    ]);
+    forced.ok();
+    // The member notices at its next commit, which more records bring.
+    append(&topic, 100, 110);
+    let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        let line = log
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the member's word on the reset");
+        if line.contains("by `weir offsets set --force`") {
+            break;
+        }
+    }
+    // Stopped with SIGINT: its last commit does not undo the reset either.
+    let mut member = member;
+    // SAFETY: signalling our own child process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(member.0.id() as i32, libc::SIGINT);
+    }
+    let status = common::wait_exit(&mut member.0, "weir consume after SIGINT");
+    assert_eq!(status.code(), Some(130));
+    // The reset stands: the next run reads everything again.
+    let shown = show(&group);
+    for r in shown["partitions"].as_array().unwrap() {
+        assert_eq!(r["resumes_from"], "weir", "{r}");
+        assert_eq!(r["committed"], 0, "{r}");
+    }
+    let again = weir_run(&["consume", "-t", &topic, "-g", &group, "-e"]);
+    let again: Vec<String> = again.ok().stdout.lines().map(str::to_owned).collect();
+    assert_once(&again, 110);
+}

@@ -92,8 +92,9 @@ pub enum Verb {
         /// Show what would change without writing it.
         #[arg(long)]
         dry_run: bool,
-        /// Write weir's offsets even while the group has live members (see
-        /// the README: they overwrite it at their next commit).
+        /// Write weir's offsets even while the group has live members: weir
+        /// members stop committing the partitions, and their next owner
+        /// starts there; the broker's offsets (Java members) do not move.
         #[arg(long)]
         force: bool,
     },

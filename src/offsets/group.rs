@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::kafka::admin::groups::{BrokerOffset, GroupAdminError, commit_metadata};
 use crate::kafka::admin::{Admin, AdminError};
+use crate::offsets::session::RESET_INSTANCE;
 use crate::offsets::{
     Commit, GroupOffsets, GroupSession, OffsetKey, OffsetStore, OffsetsError, StoreConfig,
     instance_id,
@@ -138,6 +139,9 @@ pub fn resume_from(weir: Option<&Commit>, broker: Option<&BrokerOffset>) -> Opti
         }
         (Some(c), Some(b)) => {
             let weir_newer = match b.weir_time() {
+                // A reset stands over weir's mirrors: members that held
+                // the partition when it was forced stopped committing it.
+                Some(_) if c.instance.starts_with(RESET_INSTANCE) => true,
                 Some(at) => at <= c.committed_at,
                 // The session that made weir's commit saw this one.
                 None => c.broker == Some(b.offset),
@@ -373,7 +377,7 @@ pub async fn set_offsets(
         .map(|&p| TopicPartition::new(topic, p))
         .collect();
     let broker_before = broker_offsets(admin, group, &at).await?;
-    let instance = format!("offsets-set:{}", instance_id());
+    let instance = format!("{RESET_INSTANCE}{}", instance_id());
     let now = now_ms();
     let mut commits = Vec::with_capacity(partitions.len());
     let mut changes = Vec::with_capacity(partitions.len());
@@ -550,6 +554,13 @@ mod tests {
         assert_eq!(
             source(Some(&after), Some(&broker(5, None))),
             Some((9, ResumeSource::Weir, true))
+        );
+        // A forced reset stands over a live member's later mirror.
+        let mut reset = weir(0, 10);
+        reset.instance = format!("{RESET_INSTANCE}x");
+        assert_eq!(
+            source(Some(&reset), Some(&broker(8, Some(commit_metadata(11))))),
+            Some((0, ResumeSource::Weir, true))
         );
         // weir's own mirror, older than its store commit.
         assert_eq!(

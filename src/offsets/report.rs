@@ -291,7 +291,7 @@ async fn check_inactive(admin: &mut Admin, group: &str, force: bool) -> Result<b
         });
     }
     tracing::warn!(
-        "group \"{group}\" has live members ({members}); --force: weir's offsets are written, the broker's are not (it refuses commits from outside a group with members), and live members overwrite the change at their next commit"
+        "group \"{group}\" has live members ({members}); --force: weir's offsets are written, the broker's are not (it refuses commits from outside a group with members); live weir members stop committing the partitions and the next owner starts from the new offsets, other clients' members are not moved"
     );
     Ok(true)
 }
