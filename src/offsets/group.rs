@@ -2,9 +2,10 @@
 //! where its partitions resume, and the offset resets and deletes of
 //! `weir offsets set` and `delete`.
 //!
-//! A group's offsets live in weir's compacted topic ([`OffsetStore`]);
-//! joining one loads its commits and moves each assigned partition to its
-//! committed offset.
+//! A group's offsets live in weir's compacted topic ([`OffsetStore`]) and
+//! on the broker (OffsetFetch); joining one loads both and moves each
+//! assigned partition to the newer commit ([`resume_from`]). `set` and
+//! `delete` write both.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
