@@ -247,7 +247,10 @@ pub async fn join(
         .iter()
         .map(Assignment::topic_partition)
         .collect();
-    let broker = broker_offsets(&mut admin, group, &partitions).await?;
+    let broker = match partitions.is_empty() {
+        true => BTreeMap::new(),
+        false => broker_offsets(&mut admin, group, &partitions).await?,
+    };
     let (session, mut offsets) = match opened {
         Some(store) => {
             let (mut session, offsets) = GroupSession::start(store, group, instance_id()).await?;
