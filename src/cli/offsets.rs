@@ -7,7 +7,7 @@ use std::io::Write;
 use clap::Subcommand;
 use serde::Serialize;
 use weir::ConnectionConfig;
-use weir::offsets::group::OffsetChange;
+use weir::offsets::group::{OffsetChange, ResumeSource};
 use weir::offsets::report::{self, GroupSummary, PartitionReport};
 use weir::offsets::{DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, StoreConfig};
 use weir::read::StartOffset;
@@ -60,7 +60,8 @@ pub struct OffsetsArgs {
 /// What to do with offsets.
 #[derive(Debug, Subcommand)]
 pub enum Verb {
-    /// The groups that have committed offsets.
+    /// The groups that have committed offsets, in weir's store or on the
+    /// broker.
     Groups,
     /// A group's committed offset, high watermark and lag per partition.
     Show {
@@ -71,7 +72,9 @@ pub enum Verb {
         #[arg(short, long)]
         topic: Option<String>,
     },
-    /// Move a group's positions (kafka-consumer-groups --reset-offsets).
+    /// Move a group's positions, weir's and the broker's
+    /// (kafka-consumer-groups --reset-offsets); refused while the group has
+    /// live members.
     Set {
         /// The group.
         #[arg(short, long)]
@@ -89,8 +92,14 @@ pub enum Verb {
         /// Show what would change without writing it.
         #[arg(long)]
         dry_run: bool,
+        /// Write weir's offsets even while the group has live members: weir
+        /// members stop committing the partitions, and their next owner
+        /// starts there; the broker's offsets (Java members) do not move.
+        #[arg(long)]
+        force: bool,
     },
-    /// Forget a group's offsets (all topics, or one).
+    /// Forget a group's offsets, weir's and the broker's (all topics, or
+    /// one); refused while the group has live members.
     Delete {
         /// The group.
         #[arg(short, long)]
@@ -98,6 +107,9 @@ pub enum Verb {
         /// Only this topic.
         #[arg(short, long)]
         topic: Option<String>,
+        /// Delete weir's offsets even while the group has live members.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -107,7 +119,10 @@ struct GroupRow<'a> {
     group: &'a str,
     topics: &'a [String],
     partitions: usize,
-    last_commit: String,
+    last_commit: Option<String>,
+    sources: &'a [ResumeSource],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a str>,
 }
 
 /// One row of `show`: the library's report with its times as text.
@@ -116,6 +131,10 @@ struct Row<'a> {
     topic: &'a str,
     partition: i32,
     committed: Option<i64>,
+    resumes_from: Option<ResumeSource>,
+    weir_committed: Option<i64>,
+    broker_committed: Option<i64>,
+    broker_by_weir: bool,
     high_watermark: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_stable_offset: Option<i64>,
@@ -147,17 +166,23 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
             to,
             partitions,
             dry_run,
+            force,
         } => {
             let start: StartOffset = to.parse().map_err(|e| usage(format!("--to: {e}")))?;
             let rows = report::set_group_offsets(
-                &config, &store, &group, &topic, partitions, start, dry_run,
+                &config, &store, &group, &topic, partitions, start, dry_run, force,
             )
             .await?;
             print_changes(&mut out, args.output, &group, &rows, dry_run)?;
         }
-        Verb::Delete { group, topic } => {
+        Verb::Delete {
+            group,
+            topic,
+            force,
+        } => {
             let (deleted, internal) =
-                report::delete_group_offsets(&config, &store, &group, topic.as_deref()).await?;
+                report::delete_group_offsets(&config, &store, &group, topic.as_deref(), force)
+                    .await?;
             if args.output == Output::Json {
                 serde_json::to_writer(
                     &mut out,
@@ -190,7 +215,9 @@ fn print_groups(
             group: &g.group,
             topics: &g.topics,
             partitions: g.partitions,
-            last_commit: rfc3339_millis(g.last_commit_ms),
+            last_commit: g.last_commit_ms.map(rfc3339_millis),
+            sources: &g.sources,
+            state: g.state.as_deref(),
         })
         .collect();
     if output == Output::Json {
@@ -200,16 +227,18 @@ fn print_groups(
     }
     writeln!(
         out,
-        "{:<30} {:>10}  {:<24}  TOPICS",
-        "GROUP", "PARTITIONS", "LAST COMMIT"
+        "{:<30} {:>10}  {:<24}  {:<11}  TOPICS",
+        "GROUP", "PARTITIONS", "LAST COMMIT", "OFFSETS IN"
     )?;
     for r in &rows {
+        let sources: Vec<String> = r.sources.iter().map(ToString::to_string).collect();
         writeln!(
             out,
-            "{:<30} {:>10}  {:<24}  {}",
+            "{:<30} {:>10}  {:<24}  {:<11}  {}",
             r.group,
             r.partitions,
-            r.last_commit,
+            r.last_commit.as_deref().unwrap_or("-"),
+            sources.join(","),
             r.topics.join(",")
         )?;
     }
@@ -228,6 +257,10 @@ fn print_positions(
             topic: &r.topic,
             partition: r.partition,
             committed: r.committed,
+            resumes_from: r.resumes_from,
+            weir_committed: r.weir_committed,
+            broker_committed: r.broker_committed,
+            broker_by_weir: r.broker_by_weir,
             high_watermark: r.high_watermark,
             last_stable_offset: r.last_stable_offset,
             lag: r.lag,
@@ -260,12 +293,33 @@ fn print_positions(
             String::new()
         }
     };
+    // Both offsets where weir's and the broker's differ.
+    let differ = rows
+        .iter()
+        .any(|r| r.weir_committed.is_some() && r.weir_committed != r.broker_committed);
+    let both = |r: &Row<'_>| {
+        if differ {
+            format!(
+                " {:>12} {:>12}",
+                dash(r.weir_committed),
+                dash(r.broker_committed)
+            )
+        } else {
+            String::new()
+        }
+    };
     writeln!(
         out,
-        "{:<24} {:>9} {:>12} {:>14}{} {:>10}  {:<24}  INSTANCE",
+        "{:<24} {:>9} {:>12} {:<6}{} {:>14}{} {:>10}  {:<24}  INSTANCE",
         "TOPIC",
         "PARTITION",
         "COMMITTED",
+        "FROM",
+        if differ {
+            format!(" {:>12} {:>12}", "WEIR", "BROKER")
+        } else {
+            String::new()
+        },
         "HIGH-WATERMARK",
         stable_cell("LAST-STABLE".to_owned()),
         "LAG",
@@ -274,10 +328,12 @@ fn print_positions(
     for r in &rows {
         writeln!(
             out,
-            "{:<24} {:>9} {:>12} {:>14}{} {:>10}  {:<24}  {}",
+            "{:<24} {:>9} {:>12} {:<6}{} {:>14}{} {:>10}  {:<24}  {}",
             r.topic,
             r.partition,
             dash(r.committed),
+            r.resumes_from.map_or("-".to_owned(), |s| s.to_string()),
+            both(r),
             dash(r.high_watermark),
             stable_cell(dash(r.last_stable_offset)),
             dash(r.lag),
@@ -305,16 +361,17 @@ fn print_changes(
     }
     writeln!(
         out,
-        "{:<24} {:>9} {:>12} {:>12}",
-        "TOPIC", "PARTITION", "FROM", "TO"
+        "{:<24} {:>9} {:>12} {:<6} {:>12}",
+        "TOPIC", "PARTITION", "FROM", "", "TO"
     )?;
     for r in rows {
         writeln!(
             out,
-            "{:<24} {:>9} {:>12} {:>12}",
+            "{:<24} {:>9} {:>12} {:<6} {:>12}",
             r.topic,
             r.partition,
             r.from.map_or("-".to_owned(), |v| v.to_string()),
+            r.from_source.map_or(String::new(), |s| format!("({s})")),
             r.to,
         )?;
     }

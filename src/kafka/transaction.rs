@@ -328,11 +328,14 @@ impl Transactions {
             self.offsets_added = true;
         }
         let mut topics: BTreeMap<&str, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
+        // Marks the commit as weir's, with its time (`weir offsets show`).
+        let metadata = crate::kafka::admin::groups::commit_metadata(crate::timestamp::now_ms());
         for (tp, offset) in offsets {
             topics.entry(&tp.topic).or_default().push(
                 TxnOffsetCommitRequestPartition::default()
                     .with_partition_index(tp.partition)
-                    .with_committed_offset(*offset),
+                    .with_committed_offset(*offset)
+                    .with_committed_metadata(Some(StrBytes::from_string(metadata.clone()))),
             );
         }
         let request = self

@@ -143,6 +143,12 @@ pub struct Commit {
     /// `--exclusive` instances on one partition, the later one yields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<i64>,
+    /// The broker's committed offset of the partition for the group
+    /// (another client's) when the committing session began: while the
+    /// broker still has it, no other client committed since, so this
+    /// commit is the newer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<i64>,
     /// State saved with the offset (aggregation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<serde_json::Value>,
@@ -443,6 +449,7 @@ mod tests {
             committed_at: 1_700_000_000_000,
             instance: "host-1-abc".into(),
             started_at: None,
+            broker: None,
             state: None,
         };
         let text = serde_json::to_string(&c).unwrap();

@@ -41,6 +41,12 @@
 //!   checkpoints of positions with state.
 //! - [`group`]: joining a group and `weir offsets set` and `delete`.
 //!
+//! A group also has offsets on the broker (those of the Java consumer,
+//! librdkafka, `kafka-consumer-groups`, and weir's mirrored commits):
+//! [`group::join`] resumes each partition from weir's commit or the
+//! broker's, whichever is newer ([`group::resume_from`]), and
+//! [`report`] shows, moves and deletes both.
+//!
 //! [`NewTopic::compacted_replicated`]: crate::kafka::admin::NewTopic::compacted_replicated
 
 mod codec;

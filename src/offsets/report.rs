@@ -2,19 +2,23 @@
 //! groups that committed, a group's positions against each partition's
 //! log, and moving or forgetting them. The binary only prints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rskafka::client::Client;
 use serde::Serialize;
 
-use super::group::{GroupError, OffsetChange, delete_offsets, set_offsets};
+use super::group::{
+    GroupError, OffsetChange, OffsetReset, ResumeSource, broker_offsets, delete_offsets,
+    resume_from, set_offsets,
+};
 use super::{OffsetStore, OffsetsError, StoreConfig};
 use crate::kafka::admin::{Admin, AdminError, PartitionDescription};
 use crate::read::StartOffset;
 use crate::{ConnectionConfig, TopicPartition};
 
-/// A group that committed offsets, in short.
+/// A group that committed offsets, in short: weir's commits, the
+/// broker's, or both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupSummary {
     /// The group.
@@ -23,8 +27,15 @@ pub struct GroupSummary {
     pub topics: Vec<String>,
     /// The partitions it committed for.
     pub partitions: usize,
-    /// When it last committed, in ms since the epoch.
-    pub last_commit_ms: i64,
+    /// When weir last committed for it, in ms since the epoch; `None` for
+    /// a group only the broker has offsets of (their time is not known).
+    pub last_commit_ms: Option<i64>,
+    /// Where its offsets are: `weir` (the offsets store), `broker` (the
+    /// broker's group offsets), in that order.
+    pub sources: Vec<ResumeSource>,
+    /// The broker's state of the group (`Empty`, `Stable`, …), for a group
+    /// the broker knows.
+    pub state: Option<String>,
 }
 
 /// A group's position in one partition, against the partition's log.
@@ -34,8 +45,18 @@ pub struct PartitionReport {
     pub topic: String,
     /// The partition.
     pub partition: i32,
-    /// The committed offset (the next to read), if any.
+    /// The offset the group resumes from (the next to read), if any:
+    /// weir's commit or the broker's, whichever is newer.
     pub committed: Option<i64>,
+    /// Where `committed` comes from: `weir` or `broker`.
+    pub resumes_from: Option<ResumeSource>,
+    /// weir's commit in the offsets store.
+    pub weir_committed: Option<i64>,
+    /// The broker's committed offset for the group (OffsetFetch), by
+    /// whichever client committed it.
+    pub broker_committed: Option<i64>,
+    /// The broker's commit was made by weir (its metadata says so).
+    pub broker_by_weir: bool,
     /// The partition's high watermark; `None` for a deleted topic.
     pub high_watermark: Option<i64>,
     /// Below the high watermark while a transaction is open: consumers
@@ -48,9 +69,9 @@ pub struct PartitionReport {
     /// watermark, or before its low one): the next run does not trust it
     /// and starts where `--from` says.
     pub out_of_range: bool,
-    /// When it was committed, in ms since the epoch.
+    /// When weir's commit was made, in ms since the epoch.
     pub committed_at_ms: Option<i64>,
-    /// The instance that committed it.
+    /// The weir instance that committed weir's commit.
     pub instance: Option<String>,
     /// The group's own internal topic (the partial aggregates of a count
     /// across members), not an input.
@@ -74,7 +95,9 @@ async fn open(
     }
 }
 
-/// Every group with committed offsets, by name.
+/// Every group with committed offsets, by name: the groups of the
+/// offsets store and the broker's consumer groups that have committed
+/// offsets (ListGroups, then OffsetFetch for each).
 ///
 /// # Errors
 ///
@@ -83,30 +106,81 @@ pub async fn list_groups(
     connection: &ConnectionConfig,
     store: &StoreConfig,
 ) -> Result<Vec<GroupSummary>, GroupError> {
-    let (store, _, _) = open(connection, store).await?;
+    let (store, _, mut admin) = open(connection, store).await?;
     let groups = match &store {
         Some(store) => store.load_all().await?,
         None => BTreeMap::new(),
     };
-    Ok(groups
+    let mut summaries: BTreeMap<String, (BTreeSet<TopicPartition>, GroupSummary)> = groups
         .into_iter()
         .map(|(group, offsets)| {
-            let mut topics: Vec<String> = offsets.keys().map(|p| p.topic.to_string()).collect();
-            topics.dedup();
-            GroupSummary {
-                group,
-                topics,
-                partitions: offsets.len(),
-                last_commit_ms: offsets.values().map(|c| c.committed_at).max().unwrap_or(0),
+            let summary = GroupSummary {
+                group: group.clone(),
+                topics: Vec::new(),
+                partitions: 0,
+                last_commit_ms: offsets.values().map(|c| c.committed_at).max(),
+                sources: vec![ResumeSource::Weir],
+                state: None,
+            };
+            (group, (offsets.into_keys().collect(), summary))
+        })
+        .collect();
+    for listed in admin.list_groups().await? {
+        // Consumer groups (classic or KIP-848), and groups of commits only.
+        if !matches!(listed.protocol_type.as_str(), "consumer" | "") {
+            continue;
+        }
+        let offsets = match admin.fetch_group_offsets(&listed.group, None).await {
+            Ok(offsets) => offsets,
+            Err(e) if e.refusal().is_some() => {
+                tracing::debug!(group = listed.group, error = %crate::ErrorChain(&e), "group skipped");
+                continue;
             }
+            Err(e) => return Err(e.into()),
+        };
+        let known = summaries.contains_key(&listed.group);
+        if offsets.is_empty() && !known {
+            continue;
+        }
+        let (partitions, summary) = summaries.entry(listed.group.clone()).or_insert_with(|| {
+            (
+                BTreeSet::new(),
+                GroupSummary {
+                    group: listed.group.clone(),
+                    topics: Vec::new(),
+                    partitions: 0,
+                    last_commit_ms: None,
+                    sources: Vec::new(),
+                    state: None,
+                },
+            )
+        });
+        if !offsets.is_empty() {
+            summary.sources.push(ResumeSource::Broker);
+        }
+        summary.state = Some(listed.state.clone()).filter(|s| !s.is_empty());
+        partitions.extend(
+            offsets
+                .iter()
+                .map(|b| TopicPartition::new(b.topic.as_str(), b.partition)),
+        );
+    }
+    Ok(summaries
+        .into_values()
+        .map(|(partitions, mut summary)| {
+            let mut topics: Vec<String> = partitions.iter().map(|p| p.topic.to_string()).collect();
+            topics.dedup();
+            summary.topics = topics;
+            summary.partitions = partitions.len();
+            summary
         })
         .collect())
 }
 
-/// `group`'s commits (of `topic` only, when given) against each
-/// partition's watermarks; a partition of a described topic without a
-/// commit shows too. Commits outside their partition's log are logged as
-/// a warning.
+/// `group`'s commits, weir's and the broker's (of `topic` only, when
+/// given), against each partition's watermarks, with where each partition
+/// resumes from; a partition of a described topic without a commit shows
+/// too. Commits outside their partition's log are logged as a warning.
 ///
 /// # Errors
 ///
@@ -124,7 +198,9 @@ pub async fn describe_group(
         Some(store) => store.load(group).await?,
         None => BTreeMap::new(),
     };
-    let mut topics: Vec<String> = offsets.keys().map(|p| p.topic.to_string()).collect();
+    let broker = broker_offsets(&mut admin, group, &[]).await?;
+    let committed: BTreeSet<&TopicPartition> = offsets.keys().chain(broker.keys()).collect();
+    let mut topics: Vec<String> = committed.iter().map(|p| p.topic.to_string()).collect();
     topics.dedup();
     if let Some(t) = topic {
         topics.retain(|x| x == t);
@@ -139,32 +215,42 @@ pub async fn describe_group(
             // A topic deleted since the group committed to it: its commits
             // show, without watermarks. A topic the group never read (-t
             // with a typo) is an error.
-            Err(AdminError::UnknownTopic { .. }) if offsets.keys().any(|p| &*p.topic == t) => None,
+            Err(AdminError::UnknownTopic { .. }) if committed.iter().any(|p| &*p.topic == t) => {
+                None
+            }
             Err(e) => return Err(e.into()),
         };
         let mut partitions: BTreeMap<i32, Option<&PartitionDescription>> = description
             .iter()
             .flat_map(|d| d.partitions.iter().map(|p| (p.partition, Some(p))))
             .collect();
-        for p in offsets.keys().filter(|p| &*p.topic == t) {
+        for p in committed.iter().filter(|p| &*p.topic == t) {
             partitions.entry(p.partition).or_insert(None);
         }
         for (partition, described) in partitions {
-            let commit = offsets.get(&TopicPartition::new(t.as_str(), partition));
+            let at = TopicPartition::new(t.as_str(), partition);
+            let commit = offsets.get(&at);
+            let theirs = broker.get(&at);
+            let resume = resume_from(commit, theirs);
+            let resumed = resume.map(|r| r.offset);
             let watermarks = described.map(|p| (p.earliest, p.latest));
             let high = watermarks.map(|(_, high)| high);
             rows.push(PartitionReport {
                 topic: t.clone(),
                 partition,
-                committed: commit.map(|c| c.offset),
+                committed: resumed,
+                resumes_from: resume.map(|r| r.source),
+                weir_committed: commit.map(|c| c.offset),
+                broker_committed: theirs.map(|b| b.offset),
+                broker_by_weir: theirs.is_some_and(|b| b.weir_time().is_some()),
                 high_watermark: high,
                 last_stable_offset: described.and_then(|p| p.last_stable),
-                lag: match (commit, high) {
-                    (Some(c), Some(h)) => Some(h - c.offset),
+                lag: match (resumed, high) {
+                    (Some(c), Some(h)) => Some(h - c),
                     _ => None,
                 },
-                out_of_range: match (commit, watermarks) {
-                    (Some(c), Some((low, high))) => !(low..=high).contains(&c.offset),
+                out_of_range: match (resumed, watermarks) {
+                    (Some(c), Some((low, high))) => !(low..=high).contains(&c),
                     _ => false,
                 },
                 committed_at_ms: commit.map(|c| c.committed_at),
@@ -184,14 +270,43 @@ pub async fn describe_group(
     Ok(rows)
 }
 
+/// `group` on the broker, refused with [`GroupError::LiveMembers`] while
+/// it has live members, unless `force`; returns whether it has them.
+async fn check_inactive(admin: &mut Admin, group: &str, force: bool) -> Result<bool, GroupError> {
+    let described = admin.describe_group(group).await?;
+    if !described.is_live() {
+        return Ok(false);
+    }
+    let members = described
+        .members
+        .iter()
+        .map(|m| format!("{} ({})", m.client_id, m.host))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !force {
+        return Err(GroupError::LiveMembers {
+            group: group.to_owned(),
+            state: described.state,
+            members,
+        });
+    }
+    tracing::warn!(
+        "group \"{group}\" has live members ({members}); --force: weir's offsets are written, the broker's are not (it refuses commits from outside a group with members); live weir members stop committing the partitions and the next owner starts from the new offsets, other clients' members are not moved"
+    );
+    Ok(true)
+}
+
 /// Moves `group`'s positions in `partitions` of `topic` (all, without a
-/// list) to `start`, resolved against each partition's watermarks now;
-/// with `dry_run` only says what would change.
+/// list) to `start`, resolved against each partition's watermarks now, in
+/// weir's store and the broker's group offsets; with `dry_run` only says
+/// what would change. A group with live members is refused unless
+/// `force` (then only weir's store is written).
 ///
 /// # Errors
 ///
-/// A partition out of the topic's range, or the cluster or the store
-/// could not be read or written.
+/// A partition out of the topic's range, a group with live members, or
+/// the cluster or the store could not be read or written.
+#[allow(clippy::too_many_arguments)]
 pub async fn set_group_offsets(
     connection: &ConnectionConfig,
     store: &StoreConfig,
@@ -200,10 +315,16 @@ pub async fn set_group_offsets(
     partitions: Option<Vec<i32>>,
     start: StartOffset,
     dry_run: bool,
+    force: bool,
 ) -> Result<Vec<OffsetChange>, GroupError> {
     let store = StoreConfig {
         create: !dry_run,
         ..store.clone()
+    };
+    // Refused before anything is created.
+    let live = match dry_run {
+        true => false,
+        false => check_inactive(&mut Admin::connect(connection).await?, group, force).await?,
     };
     let (store, client, mut admin) = open(connection, &store).await?;
     let count = i32::try_from(admin.partition_count(topic).await?).unwrap_or(i32::MAX);
@@ -220,38 +341,38 @@ pub async fn set_group_offsets(
         }
         None => (0..count).collect(),
     };
-    set_offsets(
-        &client,
-        store.as_ref(),
+    let reset = OffsetReset {
         group,
         topic,
-        &partitions,
+        partitions: &partitions,
         start,
         dry_run,
-    )
-    .await
+        broker: !live,
+    };
+    set_offsets(&client, &mut admin, store.as_ref(), &reset).await
 }
 
-/// Forgets `group`'s commits (of `topic` only, when given); returns how
-/// many, and, for the whole group, the internal topic deleted with them
-/// (a count's partial aggregates across members), if it had one.
+/// Forgets `group`'s commits (of `topic` only, when given), weir's and
+/// the broker's; returns how many partitions had one, and, for the whole
+/// group, the internal topic deleted with them (a count's partial
+/// aggregates across members), if it had one. A group with live members
+/// is refused unless `force` (then only weir's store is written).
 ///
 /// # Errors
 ///
-/// The cluster or the store could not be read or written, or the
-/// internal topic not deleted.
+/// A group with live members, the cluster or the store could not be read
+/// or written, or the internal topic not deleted.
 pub async fn delete_group_offsets(
     connection: &ConnectionConfig,
     store: &StoreConfig,
     group: &str,
     topic: Option<&str>,
+    force: bool,
 ) -> Result<(usize, Option<String>), GroupError> {
     let internal = super::partials_topic(&store.topic, group);
     let (store, _, mut admin) = open(connection, store).await?;
-    let deleted = match &store {
-        Some(store) => delete_offsets(store, group, topic).await?,
-        None => 0,
-    };
+    let live = check_inactive(&mut admin, group, force).await?;
+    let deleted = delete_offsets(&mut admin, store.as_ref(), group, topic, !live).await?;
     if topic.is_some() {
         return Ok((deleted, None));
     }

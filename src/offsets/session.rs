@@ -62,7 +62,17 @@ pub struct GroupSession {
     /// A group member's hold on its partitions: nothing is written once
     /// it lapsed.
     hold: Option<Lease>,
+    /// Other clients' commits of the group on the broker when the session
+    /// began, kept with each commit ([`Commit::broker`]).
+    broker_seen: BTreeMap<TopicPartition, i64>,
+    /// Partitions `weir offsets set --force` moved while this session
+    /// held them, with the offset: no longer committed, so that the reset
+    /// stays for the next owner.
+    reset: BTreeMap<TopicPartition, i64>,
 }
+
+/// How the instance of a commit by `weir offsets set` begins.
+pub(crate) const RESET_INSTANCE: &str = "offsets-set:";
 
 /// A partition's next offset and the state kept with it, as JSON bytes,
 /// for [`GroupSession::commit_states`].
@@ -120,6 +130,14 @@ impl GroupSession {
         self.hold = Some(lease);
     }
 
+    /// Notes the broker's committed offsets of the group made by other
+    /// clients, as found when the session began: each later commit of
+    /// the partition carries it, so that the next run knows no other
+    /// client committed since ([`Commit::broker`]).
+    pub fn saw_broker(&mut self, offsets: BTreeMap<TopicPartition, i64>) {
+        self.broker_seen = offsets;
+    }
+
     /// Loads `group`'s commits and starts a session as `instance`.
     ///
     /// # Errors
@@ -168,6 +186,8 @@ impl GroupSession {
             checkpoint_seq: 0,
             started_at,
             hold: None,
+            broker_seen: BTreeMap::new(),
+            reset: BTreeMap::new(),
         };
         Ok((session, offsets))
     }
@@ -416,6 +436,7 @@ impl GroupSession {
     ) -> Result<Vec<Conflict>, OffsetsError> {
         let partition = self.store.partition_for(&self.group);
         let mut conflicts = Vec::new();
+        let mut resets = Vec::new();
         let group = self.group.as_str();
         let instance = self.instance.as_str();
         let started_at = self.started_at;
@@ -433,6 +454,11 @@ impl GroupSession {
                     return;
                 };
                 if key.group == group
+                    && commit.instance.starts_with(RESET_INSTANCE)
+                    && ours.contains(&key.partition)
+                {
+                    resets.push((key.partition, commit.offset));
+                } else if key.group == group
                     && commit.instance != instance
                     && ours.contains(&key.partition)
                 {
@@ -458,6 +484,19 @@ impl GroupSession {
                 group: self.group.clone(),
             });
         }
+        for (partition, offset) in resets {
+            warn!(
+                "group \"{}\" topic \"{}\" partition {}: moved to offset {offset} by `weir offsets set --force`; this member no longer commits it, and the next owner (after a rebalance or restart) starts there",
+                self.group, partition.topic, partition.partition
+            );
+            self.reset.insert(partition, offset);
+        }
+        let mut checkpoint = checkpoint;
+        // A position without state is not committed over a reset (a
+        // state's chunks are already made; it is committed as it is).
+        checkpoint
+            .partitions
+            .retain(|c| c.state.is_some() || !self.reset.contains_key(&c.partition));
         if !checkpoint.chunks.is_empty() {
             let chunks = checkpoint
                 .chunks
@@ -482,6 +521,7 @@ impl GroupSession {
                     committed_at: now,
                     instance: self.instance.clone(),
                     started_at: Some(self.started_at),
+                    broker: self.broker_seen.get(&key.partition).copied(),
                     state: c.state,
                 };
                 (key, Some(commit))

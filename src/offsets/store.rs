@@ -579,6 +579,7 @@ mod tests {
             committed_at: 0,
             instance: "i".into(),
             started_at: None,
+            broker: None,
             state: None,
         };
         apply(&mut offsets, key(), Some(commit(5)));

@@ -22,6 +22,7 @@ use crate::kafka::wire::{self, BrokerConnection, WireError, WireOptions};
 
 mod alter;
 mod cluster;
+pub mod groups;
 mod topics;
 
 pub use cluster::ClusterDescription;

@@ -1,0 +1,203 @@
+//! What a broker's group is and who is in it: DescribeGroups and
+//! ListGroups.
+
+use std::collections::BTreeMap;
+
+use bytes::{Buf, Bytes};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ConsumerProtocolAssignment, DescribeGroupsRequest, ListGroupsRequest,
+};
+use kafka_protocol::protocol::Decodable;
+use serde::Serialize;
+
+use super::{GroupAdminError, coordinator_moved, group_id};
+use crate::kafka::admin::{Admin, BrokerRefusal};
+
+/// A group as DescribeGroups tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupDescription {
+    /// The group.
+    pub group: String,
+    /// `Empty`, `Stable`, `PreparingRebalance`, `CompletingRebalance`,
+    /// `Dead` (a group the broker does not know).
+    pub state: String,
+    /// `consumer` for consumer groups; empty for a group without members.
+    pub protocol_type: String,
+    /// The assignor the group chose, e.g. `range`.
+    pub protocol: String,
+    /// Its members.
+    pub members: Vec<GroupMemberDescription>,
+}
+
+impl GroupDescription {
+    /// Whether the group has members the broker considers alive.
+    pub fn is_live(&self) -> bool {
+        !self.members.is_empty() && !matches!(self.state.as_str(), "Empty" | "Dead")
+    }
+}
+
+/// One member of a [`GroupDescription`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupMemberDescription {
+    /// The coordinator's id for it.
+    pub member_id: String,
+    /// Its static instance id, if any.
+    pub instance_id: Option<String>,
+    /// Its `client.id`.
+    pub client_id: String,
+    /// Where it connects from.
+    pub host: String,
+    /// Its partitions, topic by topic, for a consumer-protocol member.
+    pub assignment: BTreeMap<String, Vec<i32>>,
+}
+
+/// A group as ListGroups tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListedGroup {
+    /// The group.
+    pub group: String,
+    /// `consumer` for consumer groups.
+    pub protocol_type: String,
+    /// Its state (ListGroups v4+; empty before).
+    pub state: String,
+}
+
+impl Admin {
+    /// `group` as its coordinator describes it: state, protocol and
+    /// members. A group the broker does not know is `Dead` with no members.
+    ///
+    /// # Errors
+    ///
+    /// The coordinator could not be found or refused.
+    pub async fn describe_group(
+        &mut self,
+        group: &str,
+    ) -> Result<GroupDescription, GroupAdminError> {
+        let request = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
+        let code = |r: &kafka_protocol::messages::DescribeGroupsResponse| {
+            r.groups.first().map_or(0, |g| g.error_code)
+        };
+        let (response, broker) = self
+            .group_call(group, &request, |r| {
+                ResponseError::try_from_code(code(r)).is_some_and(coordinator_moved)
+            })
+            .await?;
+        let Some(described) = response.groups.into_iter().next() else {
+            return Ok(GroupDescription {
+                group: group.to_owned(),
+                state: "Dead".to_owned(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            });
+        };
+        match ResponseError::try_from_code(described.error_code) {
+            None => {}
+            // Kafka 4 answers a group it does not know this way (v6).
+            Some(ResponseError::GroupIdNotFound) => {
+                return Ok(GroupDescription {
+                    group: group.to_owned(),
+                    state: "Dead".to_owned(),
+                    protocol_type: String::new(),
+                    protocol: String::new(),
+                    members: Vec::new(),
+                });
+            }
+            Some(error) => {
+                return Err(GroupAdminError::Refused {
+                    action: "describe",
+                    group: group.to_owned(),
+                    topic: None,
+                    partition: None,
+                    broker,
+                    refusal: BrokerRefusal {
+                        error,
+                        message: described
+                            .error_message
+                            .map(|m| m.to_string())
+                            .filter(|m| !m.is_empty()),
+                    },
+                });
+            }
+        }
+        let consumer = described.protocol_type.as_str() == "consumer";
+        let members = described
+            .members
+            .into_iter()
+            .map(|m| GroupMemberDescription {
+                member_id: m.member_id.to_string(),
+                instance_id: m.group_instance_id.map(|i| i.to_string()),
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                assignment: if consumer {
+                    decode_assignment(m.member_assignment)
+                } else {
+                    BTreeMap::new()
+                },
+            })
+            .collect();
+        Ok(GroupDescription {
+            group: group.to_owned(),
+            state: described.group_state.to_string(),
+            protocol_type: described.protocol_type.to_string(),
+            protocol: described.protocol_data.to_string(),
+            members,
+        })
+    }
+
+    /// Every group the cluster's brokers coordinate, sorted by name.
+    ///
+    /// # Errors
+    ///
+    /// A broker could not be reached or refused.
+    pub async fn list_groups(&mut self) -> Result<Vec<ListedGroup>, GroupAdminError> {
+        let metadata = self.metadata(Some(&[])).await?;
+        let brokers = Self::broker_addresses(&metadata);
+        let mut groups = Vec::new();
+        for address in brokers.values() {
+            let response = self.call(address, &ListGroupsRequest::default()).await?;
+            if let Some(error) = ResponseError::try_from_code(response.error_code)
+                && !coordinator_moved(error)
+            {
+                return Err(GroupAdminError::Refused {
+                    action: "list",
+                    group: String::new(),
+                    topic: None,
+                    partition: None,
+                    broker: address.clone(),
+                    refusal: BrokerRefusal {
+                        error,
+                        message: None,
+                    },
+                });
+            }
+            groups.extend(response.groups.into_iter().map(|g| ListedGroup {
+                group: g.group_id.0.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+                state: g.group_state.to_string(),
+            }));
+        }
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        groups.dedup_by(|a, b| a.group == b.group);
+        Ok(groups)
+    }
+}
+
+/// A consumer-protocol member's assignment, topic by topic; empty for
+/// bytes that are not one.
+fn decode_assignment(mut bytes: Bytes) -> BTreeMap<String, Vec<i32>> {
+    let mut topics = BTreeMap::new();
+    if bytes.remaining() < 2 {
+        return topics;
+    }
+    let version = bytes.get_i16().clamp(0, 3);
+    if let Ok(a) = ConsumerProtocolAssignment::decode(&mut bytes, version) {
+        for t in a.assigned_partitions {
+            let mut partitions = t.partitions;
+            partitions.sort_unstable();
+            topics.insert(t.topic.0.to_string(), partitions);
+        }
+    }
+    topics
+}
