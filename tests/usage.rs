@@ -81,7 +81,11 @@ fn config_show_refuses_what_every_command_refuses() {
         ("gssapi", &[], &["sasl-mechanism", "\"GSSAPI\""]),
         ("nobrokers", &[], &["brokers", "no broker given"]),
         ("certonly", &[], &["tls-cert", "needs --tls-key"]),
-        ("fine", &[("WEIR_TIMEOUT", "0s")], &["WEIR_TIMEOUT", "greater than zero"]),
+        (
+            "fine",
+            &[("WEIR_TIMEOUT", "0s")],
+            &["WEIR_TIMEOUT", "greater than zero"],
+        ),
     ];
     for (profile, env, parts) in cases {
         let command = |args: &[&str]| {
@@ -109,7 +113,14 @@ fn config_show_refuses_what_every_command_refuses() {
 
     // Settings a command accepts are shown with exit 0.
     let mut cmd = weir();
-    cmd.args(["--config-file", &file, "--profile", "fine", "config", "show"]);
+    cmd.args([
+        "--config-file",
+        &file,
+        "--profile",
+        "fine",
+        "config",
+        "show",
+    ]);
     let shown = run(&mut cmd);
     shown.ok();
     assert_eq!(shown.stderr, "");
@@ -172,7 +183,11 @@ fn an_empty_sasl_password_or_one_without_a_mechanism_is_a_usage_error() {
             &["topics", "list"][..],
             Some("secret"),
         ),
-        ("WEIR_SASL_PASSWORD", &["config", "show"][..], Some("secret")),
+        (
+            "WEIR_SASL_PASSWORD",
+            &["config", "show"][..],
+            Some("secret"),
+        ),
         (
             "--sasl-password-file",
             &[

@@ -131,9 +131,7 @@ fn numbers_equal(a: &Number, b: &Number) -> bool {
     if let (Some(a), Some(b)) = (a.as_u64(), b.as_u64()) {
         return a == b;
     }
-    a.as_f64()
-        .zip(b.as_f64())
-        .is_some_and(|(a, b)| a == b)
+    a.as_f64().zip(b.as_f64()).is_some_and(|(a, b)| a == b)
 }
 
 /// `text` read as a JSON number (`-1`, `1.0`, `1e2`), else `None`: only

@@ -219,7 +219,11 @@ fn where_compares_numbers_as_numbers_as_jq_does() {
         } else {
             Verdict::Reject
         };
-        assert_eq!(wheres(&[clause]).check(&json(doc)), verdict, "{clause} {doc}");
+        assert_eq!(
+            wheres(&[clause]).check(&json(doc)),
+            verdict,
+            "{clause} {doc}"
+        );
         let doc: Value = serde_json::from_str(doc).unwrap();
         assert_eq!(w.matches(&doc), expected, "{clause} {doc}");
     };

@@ -8,7 +8,8 @@
 pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 
 /// Kafka's rule, as one line for messages.
-const RULE: &str = "Kafka's rule: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-', not \".\" or \"..\"";
+const RULE: &str =
+    "Kafka's rule: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-', not \".\" or \"..\"";
 
 /// A topic name Kafka would refuse, and why. The name is shown quoted and
 /// escaped as Rust's `{:?}` writes it, so a message stays on one line.
@@ -128,6 +129,11 @@ mod tests {
             "topic name \"bad name!\" has ' ', which is not allowed (Kafka's rule: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-', not \".\" or \"..\")"
         );
         // One line, whatever the name holds.
-        assert!(!validate_topic_name("a\nb").unwrap_err().to_string().contains('\n'));
+        assert!(
+            !validate_topic_name("a\nb")
+                .unwrap_err()
+                .to_string()
+                .contains('\n')
+        );
     }
 }
