@@ -246,7 +246,14 @@ fn server_certificate_problem(
         } => {
             let is_for = match presented.as_slice() {
                 [] => "it names no host".to_owned(),
-                names => format!("it is for {}", names.join(", ")),
+                names => format!(
+                    "it is for {}",
+                    names
+                        .iter()
+                        .map(|n| presented_name(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             };
             format!(
                 "it is not valid for \"{}\", the name connected to; {is_for} (connect with -b \
@@ -260,6 +267,17 @@ fn server_certificate_problem(
         E::Revoked => "it has been revoked".to_owned(),
         other => format!("{other} (checked against {})", trusted()),
     }
+}
+
+/// A name a certificate presents, as rustls gives it (webpki's `Debug`:
+/// `DnsName("kafka-1")`, `IpAddress(10.0.0.7)`), without the wrapping.
+fn presented_name(name: &str) -> &str {
+    for (open, close) in [("DnsName(\"", "\")"), ("IpAddress(", ")")] {
+        if let Some(inner) = name.strip_prefix(open).and_then(|n| n.strip_suffix(close)) {
+            return inner;
+        }
+    }
+    name
 }
 
 /// A TLS alert as RFC 8446 names it (`bad_certificate`), not as rustls's

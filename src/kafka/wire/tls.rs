@@ -287,7 +287,11 @@ mod tests {
         let text = refusal(
             E::NotValidForNameContext {
                 expected: ip.clone(),
-                presented: vec!["kafka-1.example.com".to_owned(), "10.0.0.7".to_owned()],
+                // As webpki hands them to rustls.
+                presented: vec![
+                    "DnsName(\"kafka-1.example.com\")".to_owned(),
+                    "IpAddress(10.0.0.7)".to_owned(),
+                ],
             },
             None,
         );
