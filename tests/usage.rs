@@ -77,7 +77,9 @@ fn config_show_refuses_what_every_command_refuses() {
         b = broker.address()
     );
     let file = config_file(dir.path(), &text);
-    let cases: [(&str, &[(&str, &str)], &[&str]); 4] = [
+    /// A profile, the environment it runs with, what its line says.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case<'_>; 4] = [
         ("gssapi", &[], &["sasl-mechanism", "\"GSSAPI\""]),
         ("nobrokers", &[], &["brokers", "no broker given"]),
         ("certonly", &[], &["tls-cert", "needs --tls-key"]),
