@@ -18,6 +18,7 @@ pub struct ConfigArgs {
 pub enum ConfigCommand {
     /// Print the connection settings in force (flags, environment,
     /// profile, defaults) and where each came from; secrets are masked.
+    /// Settings every command would refuse then exit 2 with its message.
     Show,
 }
 
