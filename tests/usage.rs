@@ -220,7 +220,7 @@ fn invalid_topic_names_are_usage_errors_before_any_request() {
     let broker = Untouched::new();
     let b = broker.address();
     let long = "x".repeat(250);
-    let names = ["bad name!", ".", "..", long.as_str(), "é", "a/b"];
+    let names = ["bad name!", ".", "..", long.as_str(), "é", "a/b", ""];
     for name in names {
         let quoted = format!("{name:?}");
         let commands: Vec<Vec<&str>> = vec![

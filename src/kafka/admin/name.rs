@@ -17,7 +17,7 @@ const RULE: &str =
 #[non_exhaustive]
 pub enum InvalidTopicName {
     /// The empty name.
-    #[error("a topic name cannot be empty ({RULE})")]
+    #[error("topic name \"\" is empty ({RULE})")]
     Empty,
     /// `.` or `..`.
     #[error("topic name {name:?} is not allowed ({RULE})")]
