@@ -38,7 +38,8 @@
 //!   backoff: exponential from 100 ms, capped at 1 s, ±20 % jitter;
 //!   [`admin`](kafka::admin): the cluster (id, controller, brokers), and
 //!   topics: list, describe (leaders, watermarks, configs), create with
-//!   configs, delete, with one mapping of the broker's error codes;
+//!   configs, delete, with one mapping of the broker's error codes, and
+//!   Kafka's rule for topic names, checked before any request;
 //!   [`idempotence`](kafka::idempotence): the idempotent producer's id
 //!   and epoch;
 //!   [`transaction`](kafka::transaction): one producer's transactions

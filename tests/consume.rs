@@ -520,3 +520,35 @@ fn broker_restart_mid_run_continues_without_gaps_or_duplicates() {
         .collect();
     assert_eq!(values, (0..1_000).collect(), "every record once");
 }
+
+/// `--where` compares numbers as jq's `==` does, and `--invert` keeps what
+/// `--where` cannot read (not JSON, a tombstone, binary), as `grep -v`.
+#[test]
+fn where_compares_numbers_as_numbers_and_invert_keeps_what_it_cannot_read() {
+    let cluster = Cluster::shared();
+    let lines = [
+        r#"{"key":"int","value":"{\"n\":1,\"level\":\"ERROR\"}"}"#,
+        r#"{"key":"float","value":"{\"n\":1.0,\"level\":\"INFO\"}"}"#,
+        r#"{"key":"exp","value":"{\"n\":1e2,\"level\":\"ERROR\"}"}"#,
+        r#"{"key":"text","value":"{\"n\":\"1.0\",\"level\":\"INFO\"}"}"#,
+        r#"{"key":"plain","value":"not json"}"#,
+        r#"{"key":"tombstone","value":null}"#,
+        r#"{"key":"binary","value_b64":"gP8A"}"#,
+    ];
+    let topic = cluster.create_and_fill("where-numbers", 1, &["--format", "json"], lines);
+    let keys = |filter: &[&str]| -> Vec<String> {
+        let mut args = vec!["consume", "-t", &topic, "-e", "-f", "{key}"];
+        args.extend_from_slice(filter);
+        let out = cluster.weir(&args);
+        out.ok();
+        out.stdout.lines().map(str::to_owned).collect()
+    };
+    assert_eq!(keys(&["--where", "/n=1"]), ["int", "float"]);
+    assert_eq!(keys(&["--where", "n=100"]), ["exp"]);
+    assert_eq!(keys(&["--where", "/n=1.0"]), ["int", "float", "text"]);
+    assert_eq!(keys(&["--where", "/level=ERROR"]), ["int", "exp"]);
+    assert_eq!(
+        keys(&["--where", "/level=ERROR", "--invert"]),
+        ["float", "text", "plain", "tombstone", "binary"]
+    );
+}

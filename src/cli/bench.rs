@@ -47,7 +47,7 @@ pub enum Job {
 pub struct Shared {
     /// Topic (default: weir-bench-<P>p, or weir-bench-latency-<P>p for
     /// latency), created with --partitions when it does not exist.
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = super::topic_name)]
     pub topic: Option<String>,
 
     /// Partitions of a topic the benchmark creates [default: 1].

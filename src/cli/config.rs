@@ -18,6 +18,7 @@ pub struct ConfigArgs {
 pub enum ConfigCommand {
     /// Print the connection settings in force (flags, environment,
     /// profile, defaults) and where each came from; secrets are masked.
+    /// Settings every command would refuse then exit 2 with its message.
     Show,
 }
 
@@ -25,7 +26,8 @@ pub enum ConfigCommand {
 ///
 /// # Errors
 ///
-/// A config file or profile that cannot be used (usage errors), or a
+/// A config file or profile that cannot be used, or settings every
+/// command would refuse (usage errors, as the commands report them), or a
 /// failed write to stdout.
 pub fn run(args: ConfigArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
     match args.command {
@@ -34,6 +36,9 @@ pub fn run(args: ConfigArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
             let mut out = super::stdout();
             out.write_all(show(&effective).as_bytes())?;
             out.flush()?;
+            // What every command would refuse is refused here too, after
+            // the table that shows where the setting at fault came from.
+            effective.to_config()?;
             Ok(())
         }
     }

@@ -22,7 +22,7 @@ use super::{non_negative, usage};
 #[derive(Debug, clap::Args)]
 pub struct SelectionArgs {
     /// Topic to read (repeatable).
-    #[arg(short, long = "topic", required = true)]
+    #[arg(short, long = "topic", required = true, value_parser = super::topic_name)]
     pub topics: Vec<String>,
 
     /// Only these partitions, e.g. 0,3,5 (default: all).

@@ -108,7 +108,7 @@ pub struct CountArgs {
     /// Rows also (with --no-stdout: only) to this topic, one record
     /// per (window, key) keyed by both, so a repeat replaces itself under
     /// compaction. Created compacted when missing.
-    #[arg(long, value_name = "TOPIC")]
+    #[arg(long, value_name = "TOPIC", value_parser = super::topic_name)]
     pub to_topic: Option<String>,
 
     /// The rows of a checkpoint and its commit (counts and positions) in

@@ -199,10 +199,26 @@ fn refused_value(e: &clap::Error) -> Option<String> {
     let flag = text(ContextKind::InvalidArg)?.split_whitespace().next()?;
     let value = text(ContextKind::InvalidValue)?;
     let why = std::error::Error::source(e)?;
+    // A reason that quotes the value itself (a topic name) is not
+    // preceded by it again; an argument without a flag is not named.
+    let quoted = why.to_string().contains(&format!("{value:?}"));
     Some(match env_source(flag, value) {
+        Some(var) if quoted => format!("{var} ({flag}): {why}"),
         Some(var) => format!("{var}={value} ({flag}): {why}"),
+        None if quoted && flag.starts_with('<') => why.to_string(),
+        None if quoted => format!("{flag}: {why}"),
         None => format!("{flag} {value}: {why}"),
     })
+}
+
+/// Value parser for a topic named on the command line: Kafka's rule for
+/// topic names is checked before any request, as a usage error.
+///
+/// # Errors
+///
+/// The name and the rule it breaks.
+pub fn topic_name(s: &str) -> Result<String, weir::kafka::admin::InvalidTopicName> {
+    weir::kafka::admin::validate_topic_name(s).map(|()| s.to_owned())
 }
 
 /// The environment variable `flag`'s refused `value` came from, if it

@@ -20,7 +20,7 @@ use super::{non_negative, usage};
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// The compacted topic weir keeps group offsets in.
-    #[arg(long, default_value = DEFAULT_OFFSETS_TOPIC, env = "WEIR_OFFSETS_TOPIC")]
+    #[arg(long, default_value = DEFAULT_OFFSETS_TOPIC, env = "WEIR_OFFSETS_TOPIC", value_parser = super::topic_name)]
     pub offsets_topic: String,
 
     /// Partitions of the offsets topic when weir creates it.
@@ -69,7 +69,7 @@ pub enum Verb {
         #[arg(short, long)]
         group: String,
         /// Only this topic.
-        #[arg(short, long)]
+        #[arg(short, long, value_parser = super::topic_name)]
         topic: Option<String>,
     },
     /// Move a group's positions, weir's and the broker's
@@ -80,7 +80,7 @@ pub enum Verb {
         #[arg(short, long)]
         group: String,
         /// The topic.
-        #[arg(short, long)]
+        #[arg(short, long, value_parser = super::topic_name)]
         topic: String,
         /// earliest, latest, OFFSET, -N (N before the end), @TIME (RFC 3339
         /// or epoch ms) or a duration ago such as 1h.
@@ -105,7 +105,7 @@ pub enum Verb {
         #[arg(short, long)]
         group: String,
         /// Only this topic.
-        #[arg(short, long)]
+        #[arg(short, long, value_parser = super::topic_name)]
         topic: Option<String>,
         /// Delete weir's offsets even while the group has live members.
         #[arg(long)]

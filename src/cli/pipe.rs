@@ -26,7 +26,7 @@ pub struct PipeArgs {
     pub selection: SelectionArgs,
 
     /// The topic records are produced to (it must exist).
-    #[arg(long = "to", value_name = "TOPIC")]
+    #[arg(long = "to", value_name = "TOPIC", value_parser = super::topic_name)]
     pub to: String,
 
     #[command(flatten)]

@@ -24,7 +24,7 @@ use super::{non_negative, usage};
 #[derive(Debug, clap::Args)]
 pub struct ProduceArgs {
     /// Topic to produce to.
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = super::topic_name)]
     pub topic: String,
 
     /// Input files, read in order; none or "-" reads stdin.

@@ -38,11 +38,13 @@ pub enum Verb {
     /// Partitions (leader, replicas, earliest and latest offset) and configs of a topic.
     Describe {
         /// Topic name.
+        #[arg(value_parser = super::topic_name)]
         topic: String,
     },
     /// Create a topic.
     Create {
         /// Topic name.
+        #[arg(value_parser = super::topic_name)]
         topic: String,
         /// Number of partitions.
         // No -p: across weir's commands -p picks partitions by number.
@@ -77,6 +79,7 @@ pub enum Verb {
     /// own offsets topic and its groups' internal topics only with --force.
     Delete {
         /// Topic name.
+        #[arg(value_parser = super::topic_name)]
         topic: String,
         /// Delete weir's offsets topic or a group's internal topic too:
         /// what they hold is lost.

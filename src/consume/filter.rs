@@ -3,14 +3,16 @@
 //!
 //! Every given condition must hold (AND); `--invert` flips the combined
 //! result. Where clauses look at the value parsed as JSON, so a record whose
-//! value is not JSON cannot be judged by them: [`Filter::check`] reports it
-//! as [`Verdict::Unparsed`] and the caller skips and counts it.
+//! value is not JSON cannot be judged by them: it does not match. Without
+//! `--invert`, [`Filter::check`] reports it as [`Verdict::Unparsed`] and the
+//! caller skips and counts it; with `--invert` it passes, as `grep -v`
+//! keeps the lines `grep` would not print.
 
 use std::fmt;
 use std::str::FromStr;
 
 use regex::bytes::Regex;
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 use crate::json_path::{Found, JsonPaths};
 use crate::record::ConsumedRecord;
@@ -72,16 +74,20 @@ pub fn parse_regex(pattern: &str) -> Result<Regex, FilterError> {
 /// pointer form. The argument is split at its first `=`, so VALUE may
 /// contain `=`.
 ///
-/// The clause matches when the field is a JSON string equal to VALUE, or a
-/// number, boolean or null whose JSON text (as serde_json writes it) equals
-/// VALUE: `status=500` matches `500` and `"500"` but not `500.0`,
-/// `ok=true` matches `true`. Objects, arrays and missing fields never
-/// match.
+/// The clause matches when the field is a JSON string equal to VALUE; a
+/// number equal to VALUE read as a JSON number, compared as numbers as
+/// jq's `==` does (`n=1` matches `1` and `1.0`, `n=100` matches `1e2`); or
+/// a number, boolean or null whose JSON text (as serde_json writes it)
+/// equals VALUE (`ok=true` matches `true`). Strings are compared as text:
+/// `status=500` matches `500`, `500.0` and `"500"` but not `"500.0"`.
+/// Objects, arrays and missing fields never match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WhereClause {
     field: String,
     pointer: String,
     value: String,
+    /// VALUE read as a JSON number, when it is one.
+    number: Option<Number>,
 }
 
 impl WhereClause {
@@ -103,8 +109,41 @@ impl WhereClause {
     /// Whether `doc` satisfies this clause.
     pub fn matches(&self, doc: &Value) -> bool {
         doc.pointer(&self.pointer)
-            .is_some_and(|v| Found::from(v).text_is(&self.value))
+            .is_some_and(|v| self.holds(Found::from(v)))
     }
+
+    /// Whether the field's value `found` satisfies this clause.
+    fn holds(&self, found: Found<'_>) -> bool {
+        match (found, &self.number) {
+            (Found::Number(n), Some(expected)) => numbers_equal(n, expected),
+            (found, _) => found.text_is(&self.value),
+        }
+    }
+}
+
+/// `a == b` as jq compares numbers: integers exactly (so two large ones
+/// that one `f64` stands for are still told apart), anything else as
+/// `f64`, where `1 == 1.0` and `100 == 1e2`.
+fn numbers_equal(a: &Number, b: &Number) -> bool {
+    if let (Some(a), Some(b)) = (a.as_i64(), b.as_i64()) {
+        return a == b;
+    }
+    if let (Some(a), Some(b)) = (a.as_u64(), b.as_u64()) {
+        return a == b;
+    }
+    a.as_f64().zip(b.as_f64()).is_some_and(|(a, b)| a == b)
+}
+
+/// `text` read as a JSON number (`-1`, `1.0`, `1e2`), else `None`: only
+/// JSON's own grammar, with nothing around it (no `+1`, ` 1`, `0x10`,
+/// `NaN`).
+fn json_number(text: &str) -> Option<Number> {
+    let first = text.bytes().next()?;
+    let last = text.bytes().next_back()?;
+    if !(first == b'-' || first.is_ascii_digit()) || !last.is_ascii_digit() {
+        return None;
+    }
+    text.parse().ok()
 }
 
 impl FromStr for WhereClause {
@@ -141,6 +180,7 @@ impl FromStr for WhereClause {
             field: field.to_owned(),
             pointer,
             value: value.to_owned(),
+            number: json_number(value),
         })
     }
 }
@@ -171,8 +211,9 @@ pub enum Verdict {
     Pass,
     /// Drop the record.
     Reject,
-    /// Where clauses had to be evaluated but the value is null or not JSON.
-    /// Not subject to `--invert`; the caller skips and counts it.
+    /// Where clauses had to be evaluated but the value is null or not JSON,
+    /// and there is no `--invert` (under which such a record does not
+    /// match, so it passes); the caller skips and counts it.
     Unparsed,
 }
 
@@ -206,9 +247,11 @@ impl Filter {
     /// where clauses) only when they match: a record a regex already
     /// decides is [`Verdict::Pass`] or [`Verdict::Reject`] even if its value
     /// is not JSON. Otherwise a null or non-JSON value with where clauses is
-    /// [`Verdict::Unparsed`], with or without `--invert`.
+    /// [`Verdict::Unparsed`], or [`Verdict::Pass`] under `--invert` (it does
+    /// not match, so the inverted filter keeps it, as `grep -v` would).
     pub fn check(&self, record: &ConsumedRecord) -> Verdict {
         match self.matches(record) {
+            None if self.config.invert => Verdict::Pass,
             None => Verdict::Unparsed,
             Some(matched) if matched != self.config.invert => Verdict::Pass,
             Some(_) => Verdict::Reject,
@@ -247,7 +290,7 @@ impl Filter {
 /// when it is not JSON.
 fn all_hold(paths: &JsonPaths, wheres: &[WhereClause], value: &[u8]) -> Option<bool> {
     paths
-        .lookup(value, |i, found| found.text_is(&wheres[i].value))
+        .lookup(value, |i, found| wheres[i].holds(found))
         .map(|hits| hits == paths.all())
 }
 

@@ -118,7 +118,8 @@ fn where_compares_strings_numbers_bools_and_null() {
     assert_eq!(f.check(&json(r#"{"status":"500"}"#)), Verdict::Pass);
     assert_eq!(f.check(&json(r#"{"status":5000}"#)), Verdict::Reject);
     assert_eq!(f.check(&json(r#"{"status":50}"#)), Verdict::Reject);
-    assert_eq!(f.check(&json(r#"{"status":500.0}"#)), Verdict::Reject);
+    assert_eq!(f.check(&json(r#"{"status":500.0}"#)), Verdict::Pass);
+    assert_eq!(f.check(&json(r#"{"status":"500.0"}"#)), Verdict::Reject);
     assert_eq!(f.check(&json(r#"{"status":[500]}"#)), Verdict::Reject);
 
     let f = wheres(&["ok=true"]);
@@ -209,16 +210,69 @@ fn several_where_clauses_all_must_match() {
 }
 
 #[test]
-fn unparsed_values_with_where_clauses_ignore_invert() {
+fn where_compares_numbers_as_numbers_as_jq_does() {
+    // Both ways: streamed (the filter) and on a parsed `Value` (the clause).
+    let agree = |clause: &str, doc: &str, expected: bool| {
+        let w: WhereClause = clause.parse().unwrap();
+        let verdict = if expected {
+            Verdict::Pass
+        } else {
+            Verdict::Reject
+        };
+        assert_eq!(
+            wheres(&[clause]).check(&json(doc)),
+            verdict,
+            "{clause} {doc}"
+        );
+        let doc: Value = serde_json::from_str(doc).unwrap();
+        assert_eq!(w.matches(&doc), expected, "{clause} {doc}");
+    };
+    agree("/n=1", r#"{"n":1.0}"#, true);
+    agree("/n=1.0", r#"{"n":1}"#, true);
+    agree("/n=100", r#"{"n":1e2}"#, true);
+    agree("/n=1e2", r#"{"n":100}"#, true);
+    agree("/n=-0", r#"{"n":0}"#, true);
+    agree("/n=0.5", r#"{"n":5e-1}"#, true);
+    agree("/n=-3", r#"{"n":-3.0}"#, true);
+    agree("/n=1", r#"{"n":1.5}"#, false);
+    agree("/n=1", r#"{"n":10}"#, false);
+    // Integers are compared exactly, not through an f64 that holds both.
+    agree("/n=9007199254740993", r#"{"n":9007199254740992}"#, false);
+    agree(
+        "/n=18446744073709551615",
+        r#"{"n":18446744073709551615}"#,
+        true,
+    );
+    // Strings stay text.
+    agree("/n=1", r#"{"n":"1"}"#, true);
+    agree("/n=1", r#"{"n":"1.0"}"#, false);
+    agree("/n=1.0", r#"{"n":"1"}"#, false);
+    // Only JSON's number grammar is a number.
+    agree("/n=+1", r#"{"n":1}"#, false);
+    agree("/n= 1", r#"{"n":1}"#, false);
+    agree("/n=1.", r#"{"n":1}"#, false);
+    agree("/n=0x1", r#"{"n":1}"#, false);
+    agree("/n=NaN", r#"{"n":1}"#, false);
+}
+
+#[test]
+fn unparsed_values_with_where_clauses_pass_under_invert() {
     for invert in [false, true] {
         let f = Filter::new(FilterConfig {
             wheres: vec!["a=1".parse().unwrap()],
             invert,
             ..Default::default()
         });
-        assert_eq!(f.check(&json("{not json")), Verdict::Unparsed);
-        assert_eq!(f.check(&record(None, Some(b"\xff"))), Verdict::Unparsed);
-        assert_eq!(f.check(&record(None, None)), Verdict::Unparsed);
+        // Not JSON, not UTF-8, a tombstone: they do not match, so inverted
+        // they pass, as `grep -v` keeps what `grep` would not print.
+        let unreadable = if invert {
+            Verdict::Pass
+        } else {
+            Verdict::Unparsed
+        };
+        assert_eq!(f.check(&json("{not json")), unreadable);
+        assert_eq!(f.check(&record(None, Some(b"\xff"))), unreadable);
+        assert_eq!(f.check(&record(None, None)), unreadable);
         let expected = if invert {
             Verdict::Reject
         } else {
@@ -327,8 +381,9 @@ fn streaming_lookup_agrees_with_value_pointer() {
         }
         assert_eq!(tree.matches(&all, doc.as_bytes()), Some(false), "{doc}");
     }
-    // Both outcomes are exercised, not just misses.
-    assert_eq!(hits, 21);
+    // Both outcomes are exercised, not just misses (`n=100.0` on `1e2` and
+    // one of the `big` spellings hit as numbers).
+    assert_eq!(hits, 23);
     let tree = Streamed::tree(&[]);
     for bad in ["{", "{} x", "{\"a\":\"\u{1}\"}", "\"\\q\""] {
         assert_eq!(tree.matches(&[], bad.as_bytes()), None, "{bad}");

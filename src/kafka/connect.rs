@@ -8,15 +8,13 @@
 //! rskafka cannot send). Both honour the same deadline: rskafka on its own
 //! retries retryable errors forever, weir never does.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder, Credentials};
 use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::time::Instant;
 
 pub use crate::kafka::security::{
@@ -24,6 +22,10 @@ pub use crate::kafka::security::{
     TokenSource, UnknownSaslMechanism,
 };
 use crate::kafka::wire::{self, WireError, WireOptions, WireTls};
+
+mod tls_files;
+
+use tls_files::read_certs;
 
 /// Default bootstrap broker, the address `just broker` listens on.
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
@@ -79,6 +81,30 @@ pub enum ConnectError {
     /// rustls refused the assembled configuration.
     #[error("invalid TLS configuration")]
     TlsConfig(#[from] rustls::Error),
+    /// The client's private key is not the key of its certificate.
+    #[error(
+        "the private key in --tls-key \"{}\" does not belong to the certificate in --tls-cert \"{}\"",
+        .key_file.display(),
+        .cert_file.display()
+    )]
+    ClientKeyMismatch {
+        /// The certificate file (`--tls-cert`).
+        cert_file: PathBuf,
+        /// The key file (`--tls-key`).
+        key_file: PathBuf,
+    },
+    /// The client's certificate and key files given the other way round.
+    #[error(
+        "--tls-cert \"{}\" holds a private key and --tls-key \"{}\" a certificate: swap them",
+        .cert_file.display(),
+        .key_file.display()
+    )]
+    ClientFilesSwapped {
+        /// The file given as `--tls-cert` (a key).
+        cert_file: PathBuf,
+        /// The file given as `--tls-key` (a certificate).
+        key_file: PathBuf,
+    },
     /// No broker could be reached, or the handshake failed.
     #[error(transparent)]
     Wire(#[from] WireError),
@@ -113,6 +139,12 @@ pub enum TlsFileProblem {
     /// rustls refused a certificate in it.
     #[error(transparent)]
     Refused(#[from] rustls::Error),
+    /// A certificate where a private key belongs.
+    #[error("it holds a certificate, not a private key: is it the --tls-cert file?")]
+    CertificateNotKey,
+    /// A private key where a certificate belongs.
+    #[error("it holds a private key, not a certificate: is it the --tls-key file?")]
+    KeyNotCertificate,
 }
 
 impl ConnectionConfig {
@@ -149,17 +181,7 @@ impl ConnectionConfig {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots);
         let config = match &tls.client_auth {
-            Some(auth) => {
-                let chain = read_certs(&auth.cert_file, "--tls-cert")?;
-                let key = PrivateKeyDer::from_pem_file(&auth.key_file).map_err(|e| {
-                    ConnectError::TlsFile {
-                        what: "--tls-key",
-                        path: auth.key_file.clone(),
-                        problem: Box::new(e.into()),
-                    }
-                })?;
-                builder.with_client_auth_cert(chain, key)?
-            }
+            Some(auth) => tls_files::with_client_auth(builder, auth)?,
             None => builder.with_no_client_auth(),
         };
         Ok(Some(Arc::new(config)))
@@ -433,25 +455,6 @@ fn kafka_error_name(camel: &str) -> String {
         out.push(c.to_ascii_uppercase());
     }
     out
-}
-
-fn read_certs(
-    path: &Path,
-    what: &'static str,
-) -> Result<Vec<CertificateDer<'static>>, ConnectError> {
-    let err = |problem: TlsFileProblem| ConnectError::TlsFile {
-        what,
-        path: path.to_owned(),
-        problem: Box::new(problem),
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(e.into()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(e.into()))?;
-    if certs.is_empty() {
-        return Err(err(TlsFileProblem::NoCertificate));
-    }
-    Ok(certs)
 }
 
 #[cfg(test)]

@@ -255,7 +255,12 @@ fn read_profile(name: &str, settings: DeTable<'_>, folder: &Path) -> Result<Prof
         match key.as_ref() {
             "brokers" => {
                 profile.brokers = Some(match value {
-                    DeValue::String(s) => s.split(',').map(|b| b.trim().to_owned()).collect(),
+                    DeValue::String(s) => s
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|b| !b.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
                     DeValue::Array(items) => items
                         .into_iter()
                         .map(|item| string(item.into_inner()))

@@ -58,8 +58,9 @@ pub enum Secret {
 }
 
 impl Effective {
-    /// How a setting is named in a message: `--brokers`, or the profile's
-    /// key with the profile and file.
+    /// How a setting is named in a message: `--brokers`, the environment
+    /// variable it came from, or the profile's key with the profile and
+    /// file.
     fn name(&self, flag: &str, origin: &Origin) -> String {
         match (origin, &self.profile, &self.file) {
             (Origin::Profile, Some((name, _)), Some(file)) => format!(
@@ -67,7 +68,17 @@ impl Effective {
                 file.path.display(),
                 flag.trim_start_matches('-')
             ),
+            (Origin::Env(var), _, _) if !var.is_empty() => var.clone(),
             _ => flag.to_owned(),
+        }
+    }
+
+    /// How the password's source is named in a message.
+    fn password_name(&self, secret: &Secret, origin: &Origin) -> String {
+        match secret {
+            Secret::File(_) => self.name("--sasl-password-file", origin),
+            Secret::Env => PASSWORD_ENV.to_owned(),
+            Secret::Inline(_) => self.name("sasl-password", origin),
         }
     }
 
@@ -93,7 +104,10 @@ impl Effective {
             }
         }
         if self.timeout.0.is_zero() {
-            return Err(usage("--timeout must be greater than zero"));
+            return Err(usage(format!(
+                "{} must be greater than zero",
+                self.name("--timeout", &self.timeout.1)
+            )));
         }
 
         let client_auth = match (&self.tls_cert, &self.tls_key) {
@@ -149,10 +163,18 @@ impl Effective {
     fn sasl(&self) -> anyhow::Result<Option<SaslAuth>> {
         let explicit = |origin: &Origin| *origin != Origin::Profile;
         let Some((mechanism, _)) = self.mechanism()? else {
-            return match &self.sasl_username {
-                Some((_, origin)) => Err(usage(format!(
+            // A user or password without a mechanism would be dropped
+            // silently, and the client would connect without SASL.
+            if let Some((_, origin)) = &self.sasl_username {
+                return Err(usage(format!(
                     "{} needs --sasl-mechanism",
                     self.name("--sasl-username", origin)
+                )));
+            }
+            return match &self.password {
+                Some((secret, origin)) => Err(usage(format!(
+                    "{} needs --sasl-mechanism",
+                    self.password_name(secret, origin)
                 ))),
                 None => Ok(None),
             };
@@ -162,6 +184,12 @@ impl Effective {
                 return Err(usage(format!(
                     "{} is not used with OAUTHBEARER: the token names the principal",
                     self.name("--sasl-username", origin)
+                )));
+            }
+            if let Some((secret, origin)) = self.password.as_ref().filter(|(_, o)| explicit(o)) {
+                return Err(usage(format!(
+                    "{} is not used with OAUTHBEARER: the token is the credential",
+                    self.password_name(secret, origin)
                 )));
             }
             return match &self.token {
@@ -193,9 +221,16 @@ impl Effective {
         })))
     }
 
+    /// The password; an empty one is refused as a missing one is, before
+    /// the broker is asked (it would only say the login failed).
     fn password(&self) -> anyhow::Result<Password> {
-        match &self.password {
-            Some((Secret::File(path), origin)) => {
+        let Some((secret, origin)) = &self.password else {
+            return Err(usage(format!(
+                "SASL needs a password: set {PASSWORD_ENV} or pass --sasl-password-file"
+            )));
+        };
+        let password = match secret {
+            Secret::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     usage(format!(
                         "{}: cannot read \"{}\": {e}",
@@ -204,15 +239,24 @@ impl Effective {
                     ))
                 })?;
                 let line = text.lines().next().unwrap_or_default();
-                Ok(Password::new(line))
+                if line.is_empty() {
+                    return Err(usage(format!(
+                        "{}: the first line of \"{}\" is empty: SASL needs a password",
+                        self.name("--sasl-password-file", origin),
+                        path.display()
+                    )));
+                }
+                Password::new(line)
             }
-            Some((Secret::Env, _)) => Ok(Password::new(
-                std::env::var(PASSWORD_ENV).unwrap_or_default(),
-            )),
-            Some((Secret::Inline(password), _)) => Ok(password.clone()),
-            None => Err(usage(format!(
-                "SASL needs a password: set {PASSWORD_ENV} or pass --sasl-password-file"
-            ))),
+            Secret::Env => Password::new(std::env::var(PASSWORD_ENV).unwrap_or_default()),
+            Secret::Inline(password) => password.clone(),
+        };
+        if password.expose().is_empty() {
+            return Err(usage(format!(
+                "{} is empty: SASL needs a password",
+                self.password_name(secret, origin)
+            )));
         }
+        Ok(password)
     }
 }

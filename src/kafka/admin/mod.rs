@@ -1,4 +1,5 @@
-//! Topics: list, describe, create (with configs) and delete.
+//! Topics: list, describe, create (with configs) and delete, and Kafka's
+//! rule for their names ([`validate_topic_name`]).
 //!
 //! rskafka's `create_topic` cannot pass topic configs and it has no
 //! DescribeConfigs, yet weir's offsets store needs `cleanup.policy=compact`.
@@ -23,9 +24,11 @@ use crate::kafka::wire::{self, BrokerConnection, WireError, WireOptions};
 mod alter;
 mod cluster;
 pub mod groups;
+mod name;
 mod topics;
 
 pub use cluster::ClusterDescription;
+pub use name::{InvalidTopicName, MAX_TOPIC_NAME_LENGTH, validate_topic_name};
 pub use topics::kafka_internal;
 
 /// Errors of topic administration. Each names the topic involved.

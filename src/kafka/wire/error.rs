@@ -159,25 +159,21 @@ pub enum TlsFailure {
         source: rustls_pki_types::InvalidDnsNameError,
     },
     /// The broker's certificate did not verify.
-    #[error(
-        "the broker's certificate was rejected ({certificate:?}) against {}",
-        match .ca_file {
-            Some(ca) => format!("the CAs in --tls-ca \"{}\"", ca.display()),
-            None => "the default CA roots; if it is signed by a private CA, pass that CA with \
-                     --tls-ca".to_owned(),
-        }
-    )]
+    #[error("the broker's certificate was rejected: {}", server_certificate_problem(.certificate, .host, .ca_file.as_deref()))]
     ServerCertificate {
         /// What rustls found wrong with it.
         certificate: rustls::CertificateError,
+        /// The host name or address it was checked for.
+        host: String,
         /// The CA file it was checked against, or `None` for the default
         /// roots.
         ca_file: Option<PathBuf>,
     },
     /// The broker wants a client certificate and none was given.
     #[error(
-        "the broker requires a client certificate and none was given (alert {alert:?}); pass \
-         one with --tls-cert and --tls-key"
+        "the broker requires a client certificate and none was given (alert {}); pass \
+         one with --tls-cert and --tls-key",
+        alert_name(*.alert)
     )]
     ClientCertificateMissing {
         /// The TLS alert the broker sent.
@@ -185,9 +181,10 @@ pub enum TlsFailure {
     },
     /// The broker refused the client certificate given.
     #[error(
-        "the broker rejected the client certificate \"{}\" (alert {alert:?}); is it signed by \
+        "the broker rejected the client certificate \"{}\" (alert {}); is it signed by \
          a CA the broker trusts, and valid?",
-        .cert_file.display()
+        .cert_file.display(),
+        alert_name(*.alert)
     )]
     ClientCertificateRejected {
         /// The certificate file (`--tls-cert`).
@@ -204,6 +201,96 @@ pub enum TlsFailure {
     /// The socket failed during the handshake.
     #[error(transparent)]
     Io(std::io::Error),
+}
+
+/// What is wrong with the broker's certificate, in words and times a
+/// user reads (rustls's own text gives Unix seconds, its `Debug` its
+/// structures), with what to do where that is clear.
+fn server_certificate_problem(
+    certificate: &rustls::CertificateError,
+    host: &str,
+    ca_file: Option<&std::path::Path>,
+) -> String {
+    use rustls::CertificateError as E;
+    let time = |t: &rustls_pki_types::UnixTime| {
+        crate::timestamp::rfc3339(i64::try_from(t.as_secs()).unwrap_or(i64::MAX) * 1000)
+    };
+    let trusted = || match ca_file {
+        Some(ca) => format!("the CAs in --tls-ca \"{}\"", ca.display()),
+        None => "the default CA roots; if it is signed by a private CA, pass that CA with \
+                 --tls-ca"
+            .to_owned(),
+    };
+    match certificate {
+        E::ExpiredContext {
+            time: now,
+            not_after,
+        } => format!(
+            "it expired at {} (the clock here says {})",
+            time(not_after),
+            time(now)
+        ),
+        E::Expired => "it has expired".to_owned(),
+        E::NotValidYetContext {
+            time: now,
+            not_before,
+        } => format!(
+            "it is not valid before {} (the clock here says {})",
+            time(not_before),
+            time(now)
+        ),
+        E::NotValidYet => "it is not valid yet".to_owned(),
+        E::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let is_for = match presented.as_slice() {
+                [] => "it names no host".to_owned(),
+                names => format!(
+                    "it is for {}",
+                    names
+                        .iter()
+                        .map(|n| presented_name(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            format!(
+                "it is not valid for \"{}\", the name connected to; {is_for} (connect with -b \
+                 to a name it is for)",
+                expected.to_str()
+            )
+        }
+        E::NotValidForName => format!("it is not valid for \"{host}\", the name connected to"),
+        E::UnknownIssuer => format!("it is not signed by a CA trusted here, {}", trusted()),
+        E::BadSignature => format!("its signature does not verify against {}", trusted()),
+        E::Revoked => "it has been revoked".to_owned(),
+        other => format!("{other} (checked against {})", trusted()),
+    }
+}
+
+/// A name a certificate presents, as rustls gives it (webpki's `Debug`:
+/// `DnsName("kafka-1")`, `IpAddress(10.0.0.7)`), without the wrapping.
+fn presented_name(name: &str) -> &str {
+    for (open, close) in [("DnsName(\"", "\")"), ("IpAddress(", ")")] {
+        if let Some(inner) = name.strip_prefix(open).and_then(|n| n.strip_suffix(close)) {
+            return inner;
+        }
+    }
+    name
+}
+
+/// A TLS alert as RFC 8446 names it (`bad_certificate`), not as rustls's
+/// enum variant.
+fn alert_name(alert: AlertDescription) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{alert:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_lowercase());
+    }
+    name
 }
 
 /// Why a broker refused a SASL authentication.

@@ -91,13 +91,13 @@ pub(super) async fn handshake(
         .await
         .map_err(|e| WireError::Tls {
             broker: broker.to_owned(),
-            failure: Box::new(describe_tls_error(e, Some(&tls.files))),
+            failure: Box::new(describe_tls_error(e, host, Some(&tls.files))),
         })?;
     Ok(Transport::Tls(Box::new(stream)))
 }
 
 /// Says plainly when a TLS failure was a certificate, and what to do.
-fn describe_tls_error(e: std::io::Error, options: Option<&TlsOptions>) -> TlsFailure {
+fn describe_tls_error(e: std::io::Error, host: &str, options: Option<&TlsOptions>) -> TlsFailure {
     if let Some(failure) = client_certificate_alert(&e, options) {
         return failure;
     }
@@ -107,6 +107,7 @@ fn describe_tls_error(e: std::io::Error, options: Option<&TlsOptions>) -> TlsFai
     match rustls_error {
         Some(rustls::Error::InvalidCertificate(certificate)) => TlsFailure::ServerCertificate {
             certificate: certificate.clone(),
+            host: host.to_owned(),
             ca_file: options.and_then(|t| t.ca_file.clone()),
         },
         Some(other) => TlsFailure::Rustls(other.clone()),
@@ -228,6 +229,108 @@ mod tests {
         let text = crate::ErrorChain(&wrong).to_string();
         assert!(text.contains("rejected the client certificate"), "{text}");
         assert!(text.contains("/certs/me.pem"), "{text}");
+    }
+
+    /// The one line the binary prints for a handshake that failed so.
+    fn refusal(certificate: rustls::CertificateError, ca_file: Option<&str>) -> String {
+        let e = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(certificate),
+        );
+        let options = TlsOptions {
+            ca_file: ca_file.map(Into::into),
+            client_auth: None,
+        };
+        let failure = describe_tls_error(e, "127.0.0.1", Some(&options));
+        let text = crate::ErrorChain(&failure).to_string();
+        for internal in ["Context", "UnixTime", "IpAddress", "Ipv4Addr", "{", "(["] {
+            assert!(!text.contains(internal), "{internal:?} in: {text}");
+        }
+        assert!(!text.contains('\n'), "{text}");
+        text
+    }
+
+    #[test]
+    fn a_refused_broker_certificate_is_said_in_words() {
+        use rustls::CertificateError as E;
+        use rustls_pki_types::UnixTime;
+        let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+
+        // The issue's case: expired on 2020-02-01, checked on 2026-12-07.
+        let text = refusal(
+            E::ExpiredContext {
+                time: at(1_796_641_861),
+                not_after: at(1_580_515_200),
+            },
+            None,
+        );
+        assert_eq!(
+            text,
+            "the broker's certificate was rejected: it expired at 2020-02-01T00:00:00Z \
+             (the clock here says 2026-12-07T11:11:01Z)"
+        );
+        let text = refusal(
+            E::NotValidYetContext {
+                time: at(1_580_515_200),
+                not_before: at(1_796_641_861),
+            },
+            None,
+        );
+        assert!(
+            text.contains(
+                "not valid before 2026-12-07T11:11:01Z (the clock here says 2020-02-01T00:00:00Z)"
+            ),
+            "{text}"
+        );
+
+        let ip = ServerName::try_from("127.0.0.1").unwrap().to_owned();
+        let text = refusal(
+            E::NotValidForNameContext {
+                expected: ip.clone(),
+                // As webpki hands them to rustls.
+                presented: vec![
+                    "DnsName(\"kafka-1.example.com\")".to_owned(),
+                    "IpAddress(10.0.0.7)".to_owned(),
+                ],
+            },
+            None,
+        );
+        assert_eq!(
+            text,
+            "the broker's certificate was rejected: it is not valid for \"127.0.0.1\", the name \
+             connected to; it is for kafka-1.example.com, 10.0.0.7 (connect with -b to a name it \
+             is for)"
+        );
+        let text = refusal(
+            E::NotValidForNameContext {
+                expected: ip,
+                presented: Vec::new(),
+            },
+            None,
+        );
+        assert!(text.contains("it names no host"), "{text}");
+
+        let text = refusal(E::UnknownIssuer, Some("/certs/ca.pem"));
+        assert_eq!(
+            text,
+            "the broker's certificate was rejected: it is not signed by a CA trusted here, the \
+             CAs in --tls-ca \"/certs/ca.pem\""
+        );
+        let text = refusal(E::UnknownIssuer, None);
+        assert!(
+            text.contains("default CA roots") && text.contains("--tls-ca"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn alerts_read_as_the_rfc_names_them() {
+        let missing = client_certificate_refused(
+            io_error(alert(rustls::AlertDescription::CertificateRequired)),
+            None,
+        );
+        let text = crate::ErrorChain(&missing).to_string();
+        assert!(text.contains("(alert certificate_required)"), "{text}");
     }
 
     #[test]
