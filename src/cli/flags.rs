@@ -214,15 +214,15 @@ pub struct MembershipFlags {
     /// (partition.assignment.strategy): range, roundrobin, sticky,
     /// cooperative-sticky (or Java's class names). The broker picks one
     /// every member offers. The default shares a group with default Java
-    /// and librdkafka consumers and with older weir members (sticky);
-    /// with cooperative-sticky, a rebalance pauses only the partitions
-    /// that move.
+    /// and librdkafka consumers (range) and with older weir members
+    /// (sticky); with cooperative-sticky first on every member, a
+    /// rebalance pauses only the partitions that move.
     #[arg(
         long,
         value_name = "LIST",
         env = "WEIR_ASSIGNOR",
         value_delimiter = ',',
-        default_value = "cooperative-sticky,range,roundrobin,sticky",
+        default_value = "sticky,range,roundrobin,cooperative-sticky",
         value_parser = parse_assignor
     )]
     pub assignor: Vec<Assignor>,

@@ -44,16 +44,20 @@ pub enum Assignor {
 }
 
 /// What weir offers when not told otherwise, in order of preference:
-/// cooperative rebalances among weir members; `range` and `roundrobin`
-/// so that a default Java (`range, cooperative-sticky`) or librdkafka
-/// (`range, roundrobin`) consumer can share the group; `sticky` last, so
-/// that members of older weir versions (which offer only `sticky`) can
-/// too.
+/// `sticky` first, as weir's members always have (and older weir
+/// members offer only it); `range` and `roundrobin`, so that a default
+/// Java (`range, cooperative-sticky`) or librdkafka (`range, roundrobin`)
+/// consumer shares the group, and the vote picks `range` for both sides
+/// (the Java consumer's own choice among its defaults); then
+/// `cooperative-sticky`, which a group gets only when every member puts
+/// it first (`--assignor cooperative-sticky`). The group's protocol is
+/// then eager whoever joins, never switching between eager and
+/// cooperative as members come and go.
 pub const DEFAULT_ASSIGNORS: [Assignor; 4] = [
-    Assignor::CooperativeSticky,
+    Assignor::Sticky,
     Assignor::Range,
     Assignor::RoundRobin,
-    Assignor::Sticky,
+    Assignor::CooperativeSticky,
 ];
 
 /// An assignor name weir does not implement.
