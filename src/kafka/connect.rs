@@ -235,21 +235,10 @@ impl ConnectionConfig {
     pub async fn client(&self) -> Result<Client, ConnectError> {
         let deadline = Instant::now() + self.timeout;
         let options = self.wire_options()?;
-        // A first request past ApiVersions: a SASL listener answers
-        // ApiVersions to a client that does not authenticate, then closes
-        // the connection at the next request, which rskafka would retry
-        // until the deadline.
-        let mut probe = wire::connect_any(&options, &self.brokers, deadline).await?;
-        let brokers_only = kafka_protocol::messages::MetadataRequest::default()
-            .with_topics(Some(Vec::new()))
-            .with_allow_auto_topic_creation(false);
-        // Anything but a protocol fault is rskafka's to meet, and to retry.
-        if let Ok(Err(e @ wire::WireError::Protocol { .. })) =
-            tokio::time::timeout_at(deadline, probe.request(&brokers_only)).await
-        {
-            return Err(e.into());
-        }
-        drop(probe);
+        // Past ApiVersions: a SASL listener closes the connection of a
+        // client that does not authenticate there, which rskafka would
+        // retry until the deadline.
+        drop(wire::connect_checked(&options, &self.brokers, deadline).await?);
         let tls = options.tls.map(|tls| tls.config);
 
         let remaining = deadline.saturating_duration_since(Instant::now());

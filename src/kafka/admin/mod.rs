@@ -314,7 +314,7 @@ impl Admin {
     pub async fn connect(config: &ConnectionConfig) -> Result<Self, AdminError> {
         let wire = config.wire_options()?;
         let deadline = Instant::now() + config.timeout;
-        let conn = wire::connect_any(&wire, &config.brokers, deadline)
+        let conn = wire::connect_checked(&wire, &config.brokers, deadline)
             .await
             .map_err(ConnectError::from)?;
         let bootstrap = conn.broker().to_owned();

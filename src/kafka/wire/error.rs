@@ -140,6 +140,13 @@ impl WireError {
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Self::Connect { .. } | Self::Io { .. } => true,
+            // A broker going down closes connections too: only a listener
+            // that does so every time is taken for one that wants SASL
+            // (see `connect_checked`).
+            Self::Protocol {
+                fault: ProtocolFault::ClosedAtOnce,
+                ..
+            } => true,
             Self::Broker { error, .. } => error.is_retriable(),
             _ => false,
         }

@@ -109,6 +109,48 @@ pub async fn connect_any(
     connect_with_retry(options, brokers, deadline).await
 }
 
+/// As [`connect_any`], then one request past ApiVersions (Metadata for no
+/// topic): a SASL listener answers ApiVersions to a client that does not
+/// authenticate and closes the connection at the next request. A broker
+/// that does so on three connections in a row is taken for one
+/// ([`ProtocolFault::ClosedAtOnce`], which says so); once could be a
+/// broker going down.
+///
+/// # Errors
+///
+/// As [`connect_any`], and [`ProtocolFault::ClosedAtOnce`].
+pub async fn connect_checked(
+    options: &WireOptions,
+    brokers: &[String],
+    deadline: Instant,
+) -> Result<BrokerConnection, WireError> {
+    let brokers_only = kafka_protocol::messages::MetadataRequest::default()
+        .with_topics(Some(Vec::new()))
+        .with_allow_auto_topic_creation(false);
+    let mut closed = 0;
+    loop {
+        let mut conn = connect_any(options, brokers, deadline).await?;
+        match tokio::time::timeout_at(deadline, conn.request(&brokers_only)).await {
+            Ok(Err(
+                e @ WireError::Protocol {
+                    fault: ProtocolFault::ClosedAtOnce,
+                    ..
+                },
+            )) => {
+                closed += 1;
+                if closed >= 3 {
+                    return Err(e);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100 * closed)).await;
+            }
+            // At the deadline: the next connect says so.
+            Err(_) => {}
+            // Anything else is for the caller's own requests to meet.
+            Ok(_) => return Ok(conn),
+        }
+    }
+}
+
 /// Connects to one broker (a leader or the controller), retrying until
 /// `deadline`.
 ///
