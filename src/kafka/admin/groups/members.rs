@@ -31,6 +31,17 @@ pub struct GroupDescription {
 }
 
 impl GroupDescription {
+    /// A group the broker does not know.
+    fn dead(group: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            state: "Dead".to_owned(),
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        }
+    }
+
     /// Whether the group has members the broker considers alive.
     pub fn is_live(&self) -> bool {
         !self.members.is_empty() && !matches!(self.state.as_str(), "Empty" | "Dead")
@@ -84,26 +95,12 @@ impl Admin {
             })
             .await?;
         let Some(described) = response.groups.into_iter().next() else {
-            return Ok(GroupDescription {
-                group: group.to_owned(),
-                state: "Dead".to_owned(),
-                protocol_type: String::new(),
-                protocol: String::new(),
-                members: Vec::new(),
-            });
+            return Ok(GroupDescription::dead(group));
         };
         match ResponseError::try_from_code(described.error_code) {
             None => {}
             // Kafka 4 answers a group it does not know this way (v6).
-            Some(ResponseError::GroupIdNotFound) => {
-                return Ok(GroupDescription {
-                    group: group.to_owned(),
-                    state: "Dead".to_owned(),
-                    protocol_type: String::new(),
-                    protocol: String::new(),
-                    members: Vec::new(),
-                });
-            }
+            Some(ResponseError::GroupIdNotFound) => return Ok(GroupDescription::dead(group)),
             Some(error) => {
                 return Err(GroupAdminError::Refused {
                     action: "describe",
