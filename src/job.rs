@@ -61,6 +61,10 @@ pub enum StopReason {
     /// The member lost its partitions (its session expired, or it was cut
     /// off): the job stops writing at once and commits nothing.
     Fenced,
+    /// `weir offsets set --force` moved some of the group's positions
+    /// while the job held them: it finishes (flush, commit the others)
+    /// and the runner starts it again from the group's commits.
+    Moved,
 }
 
 /// Errors every job shares.
@@ -275,7 +279,10 @@ pub async fn run<J: Job>(
             Err(e) => break Err(e),
         }
     };
-    if !matches!(outcome, Ok(StopReason::Revoked | StopReason::Fenced)) {
+    if !matches!(
+        outcome,
+        Ok(StopReason::Revoked | StopReason::Fenced | StopReason::Moved)
+    ) {
         crate::metrics::global().set_phase(crate::metrics::Phase::Stopping);
     }
     consumer.stop().await;
@@ -503,6 +510,12 @@ impl Commits {
             member.mirror(positions);
         }
         Ok(committed)
+    }
+
+    /// Whether `weir offsets set --force` moved one of the positions: the
+    /// job should stop with [`StopReason::Moved`].
+    pub fn moved(&self) -> bool {
+        self.session.moved()
     }
 }
 

@@ -257,14 +257,14 @@ fn offsets_set_on_a_live_group_is_refused_naming_its_members() {
     delete.expect_code(1);
     assert!(delete.stderr.contains(&client), "{}", delete.stderr);
 
-    // --force writes weir's offsets only, and says so: the broker refuses
-    // commits from outside a group with members.
+    // --force is refused too: a Java member cannot be moved while it runs
+    // (the broker refuses commits from outside a group with members).
     let forced = weir_run(&[
         "offsets", "set", "-g", &group, "-t", &topic, "--to", "earliest", "--force",
     ]);
-    forced.ok();
+    forced.expect_code(1);
     assert!(
-        forced.stderr.contains("--force") && forced.stderr.contains(&client),
+        forced.stderr.contains("cannot pick up a forced change") && forced.stderr.contains(&client),
         "{}",
         forced.stderr
     );
@@ -277,10 +277,11 @@ fn offsets_set_on_a_live_group_is_refused_naming_its_members() {
 }
 
 /// `offsets set --force` on a group with a live weir member: the member
-/// stops committing the partitions (it does not undo the reset), and the
-/// next run starts from the reset.
+/// moves to the new offsets at its next commit and reads on from there;
+/// its commits go on from there (nothing undoes the reset), mirrored to
+/// the broker. `offsets delete` is refused under it.
 #[test]
-fn a_forced_reset_is_not_undone_by_a_live_weir_member() {
+fn a_forced_reset_moves_a_live_weir_member() {
     use std::io::{BufRead, BufReader};
 
     let topic = topic_with("forced", 2, 100);
@@ -294,26 +295,30 @@ fn a_forced_reset_is_not_undone_by_a_live_weir_member() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
-    let member = Killed(child);
+    let mut member = Killed(child);
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in BufReader::new(stdout).lines().map_while(Result::ok) {
             lines_tx.send(l).ok();
         }
     });
-    let (log_tx, log) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let logged = log.clone();
     std::thread::spawn(move || {
         for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            log_tx.send(l).ok();
+            let mut log = logged.lock().unwrap();
+            log.push_str(&l);
+            log.push('\n');
         }
     });
-    let mut read = 0;
-    while read < 100 {
-        lines
-            .recv_timeout(STEP_TIMEOUT)
-            .expect("the member's records");
-        read += 1;
-    }
+    let first: Vec<String> = (0..100)
+        .map(|_| {
+            lines
+                .recv_timeout(STEP_TIMEOUT)
+                .expect("the member's records")
+        })
+        .collect();
+    assert_once(&first, 100);
     // Its commit is mirrored to the broker: a live member of the group.
     common::wait_for("the member's commit on the broker", || {
         let offsets = java_offsets(&group, &topic);
@@ -323,23 +328,48 @@ fn a_forced_reset_is_not_undone_by_a_live_weir_member() {
             .sum::<i64>()
             == 100
     });
+    let deleted = weir_run(&["offsets", "delete", "-g", &group]);
+    deleted.expect_code(1);
+    assert!(
+        deleted.stderr.contains("offsets set --force"),
+        "{}",
+        deleted.stderr
+    );
     let forced = weir_run(&[
         "offsets", "set", "-g", &group, "-t", &topic, "--to", "earliest", "--force",
     ]);
     forced.ok();
-    // The member notices at its next commit, which more records bring.
+    assert!(forced.stderr.contains("next commit"), "{}", forced.stderr);
+    // The member notices at its next commit, which more records bring,
+    // and reads everything again from the reset.
     append(&topic, 100, 110);
-    let deadline = std::time::Instant::now() + STEP_TIMEOUT;
-    loop {
-        let line = log
-            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            .expect("the member's word on the reset");
-        if line.contains("by `weir offsets set --force`") {
-            break;
-        }
+    let mut again = BTreeSet::new();
+    while again.len() < 110 {
+        let line = lines.recv_timeout(STEP_TIMEOUT).unwrap_or_else(|_| {
+            panic!(
+                "the member did not read everything again ({} of 110):\n{}",
+                again.len(),
+                log.lock().unwrap()
+            )
+        });
+        again.insert(line);
     }
-    // Stopped with SIGINT: its last commit does not undo the reset either.
-    let mut member = member;
+    assert!(
+        log.lock()
+            .unwrap()
+            .contains("by `weir offsets set --force`; reading on from there"),
+        "{}",
+        log.lock().unwrap()
+    );
+    // Its commits go on from the reset: everything, on both sides.
+    common::wait_for("the member's commits after the reset", || {
+        let offsets = java_offsets(&group, &topic);
+        offsets
+            .values()
+            .map(|o| o.parse::<i64>().unwrap_or(0))
+            .sum::<i64>()
+            == 110
+    });
     // SAFETY: signalling our own child process.
     #[allow(unsafe_code)]
     unsafe {
@@ -347,13 +377,43 @@ fn a_forced_reset_is_not_undone_by_a_live_weir_member() {
     }
     let status = common::wait_exit(&mut member.0, "weir consume after SIGINT");
     assert_eq!(status.code(), Some(130));
-    // The reset stands: the next run reads everything again.
     let shown = show(&group);
-    for r in shown["partitions"].as_array().unwrap() {
-        assert_eq!(r["resumes_from"], "weir", "{r}");
-        assert_eq!(r["committed"], 0, "{r}");
-    }
-    let again = weir_run(&["consume", "-t", &topic, "-g", &group, "-e"]);
-    let again: Vec<String> = again.ok().stdout.lines().map(str::to_owned).collect();
-    assert_once(&again, 110);
+    let committed: i64 = shown["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["committed"].as_i64().unwrap())
+        .sum();
+    assert_eq!(committed, 110, "{shown}");
+}
+
+/// `offsets set --force` under a live `weir count` member is refused: its
+/// counts cannot move with its position.
+#[test]
+fn a_forced_reset_under_a_live_count_member_is_refused() {
+    let topic = topic_with("forced-count", 1, 20);
+    let group = random_topic("forced-count");
+    let child = common::weir()
+        .args([
+            "count", "-t", &topic, "-g", &group, "--by", "key", "--window", "1m",
+        ])
+        .args(["--commit-interval", "200ms", "-b", brokers()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _member = Killed(child);
+    common::wait_for("the count member's commit", || {
+        java_offsets(&group, &topic).values().any(|o| o == "20")
+    });
+    let forced = weir_run(&[
+        "offsets", "set", "-g", &group, "-t", &topic, "--to", "earliest", "--force",
+    ]);
+    forced.expect_code(1);
+    assert!(
+        forced.stderr.contains("count/agg") && forced.stderr.contains("stop them first"),
+        "{}",
+        forced.stderr
+    );
+    assert_eq!(forced.stderr.trim().lines().count(), 1, "{}", forced.stderr);
 }

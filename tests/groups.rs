@@ -20,6 +20,8 @@
 #[path = "groups/assignors.rs"]
 mod assignors;
 mod common;
+#[path = "groups/joining.rs"]
+mod joining;
 #[path = "groups/static_members.rs"]
 mod static_members;
 
@@ -243,6 +245,10 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
             &reading,
             "-f",
             "{partition} {offset}\\n",
+            // Cooperative rebalancing (KIP-429) through the churn; the
+            // count members stay on the default, eager `sticky`.
+            "--assignor",
+            "cooperative-sticky",
         ][..],
         &membership,
     ]

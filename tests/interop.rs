@@ -1211,7 +1211,11 @@ fn group_members_split_partitions_through_the_coordinator_and_kafka_tools_see_th
 
     // B's commit under its generation is the group's position.
     let commits: Vec<_> = b_now.iter().map(|tp| (tp.clone(), 0)).collect();
-    assert_eq!(rt.block_on(b.commit(&commits)).unwrap(), Standing::Member);
+    assert_eq!(
+        rt.block_on(b.commit(&commits, weir::timestamp::now_ms()))
+            .unwrap(),
+        Standing::Member
+    );
     let members = group_members(
         &java(
             GROUP_COMMAND,

@@ -92,9 +92,10 @@ pub enum Verb {
         /// Show what would change without writing it.
         #[arg(long)]
         dry_run: bool,
-        /// Write weir's offsets even while the group has live members: weir
-        /// members stop committing the partitions, and their next owner
-        /// starts there; the broker's offsets (Java members) do not move.
+        /// Move the group even while it has live members, when they are all
+        /// weir consume or pipe members: each moves to the new offsets at
+        /// its next commit (refused for other clients' members and for
+        /// count/agg members).
         #[arg(long)]
         force: bool,
     },
@@ -107,9 +108,6 @@ pub enum Verb {
         /// Only this topic.
         #[arg(short, long, value_parser = super::topic_name)]
         topic: Option<String>,
-        /// Delete weir's offsets even while the group has live members.
-        #[arg(long)]
-        force: bool,
     },
 }
 
@@ -175,14 +173,9 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
             .await?;
             print_changes(&mut out, args.output, &group, &rows, dry_run)?;
         }
-        Verb::Delete {
-            group,
-            topic,
-            force,
-        } => {
+        Verb::Delete { group, topic } => {
             let (deleted, internal) =
-                report::delete_group_offsets(&config, &store, &group, topic.as_deref(), force)
-                    .await?;
+                report::delete_group_offsets(&config, &store, &group, topic.as_deref()).await?;
             if args.output == Output::Json {
                 serde_json::to_writer(
                     &mut out,

@@ -225,6 +225,9 @@ impl<W: Write> Job for Run<'_, W> {
             self.state
                 .commit(commits, self.job.member.as_ref(), false)
                 .await?;
+            if commits.moved() {
+                return Ok(Some(StopReason::Moved));
+            }
         }
         Ok(None)
     }

@@ -158,12 +158,14 @@ async fn generations<G: Generations>(
     let metrics = crate::metrics::global();
     let mut shutdown = std::pin::pin!(shutdown);
     metrics.set_phase(Phase::Rebalancing);
-    // A stop while joining ends the job before it joined.
-    let (mut member, mut generation) = tokio::select! {
-        joined = Membership::join(cluster.connection, membership) => {
-            joined.map_err(|e| membership_failed(e.into()))?
-        }
-        reason = &mut shutdown => return Ok(reason),
+    // A stop while joining ends the job before it joined (leaving the
+    // group, which was holding a place for this member).
+    let joined = Membership::join_until(cluster.connection, membership, &mut shutdown)
+        .await
+        .map_err(|e| membership_failed(e.into()))?;
+    let (mut member, mut generation) = match joined {
+        Ok(joined) => joined,
+        Err(reason) => return Ok(reason),
     };
     let stop = loop {
         metrics.set_phase(Phase::Running);

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::member::{Cluster, Generations, Summary, Total, run_member};
 use super::{JobError, StopReason};
@@ -279,7 +279,9 @@ struct Runs<J> {
 impl<J: Reading> Runs<J> {
     /// One run: assign, open, read the commits, start the consumer, run.
     /// `held` narrows the selection to a member's partitions. A `stop`
-    /// while it starts ends it before it reads.
+    /// while it starts ends it before it reads. A run stopped because
+    /// `weir offsets set --force` moved its positions
+    /// ([`StopReason::Moved`]) starts again from the group's commits.
     async fn once(
         &mut self,
         cluster: Cluster<'_>,
@@ -289,6 +291,29 @@ impl<J: Reading> Runs<J> {
         stop: impl Future<Output = StopReason>,
     ) -> Result<StopReason, J::Error> {
         let mut stop = std::pin::pin!(stop);
+        loop {
+            let reason = self
+                .run(cluster, held, link.clone(), total, stop.as_mut())
+                .await?;
+            if reason != StopReason::Moved {
+                return Ok(reason);
+            }
+            info!(
+                group = self.plan.group.as_ref().map_or("", |g| g.name.as_str()),
+                "the group's offsets were moved: starting again from them"
+            );
+        }
+    }
+
+    /// One run of [`once`](Self::once).
+    async fn run(
+        &mut self,
+        cluster: Cluster<'_>,
+        held: Option<&[TopicPartition]>,
+        link: Option<MemberLink>,
+        total: &mut Total<J::Summary>,
+        mut stop: std::pin::Pin<&mut impl Future<Output = StopReason>>,
+    ) -> Result<StopReason, J::Error> {
         let (consumer, joined) = tokio::select! {
             started = self.start(cluster, held, link) => started?,
             reason = &mut stop => return Ok(total.add(J::Summary::empty(reason))),

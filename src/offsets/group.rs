@@ -46,7 +46,7 @@ pub enum GroupError {
     Connect(#[from] crate::kafka::connect::ConnectError),
     /// `weir offsets set` or `delete` of a group with live members.
     #[error(
-        "group \"{group}\" has live members: {members}; its offsets can only be changed while it is inactive (state {state}): stop them, or see --force"
+        "group \"{group}\" has live members: {members}; its offsets can only be changed while it is inactive (state {state}): stop them first (weir consume and pipe members move while they run with `weir offsets set --force`)"
     )]
     LiveMembers {
         /// The group.
@@ -55,6 +55,19 @@ pub enum GroupError {
         state: String,
         /// Its members: client id (host), comma-separated.
         members: String,
+    },
+    /// `weir offsets set --force` of a group with
+    /// live members that cannot pick the change up while they run.
+    #[error(
+        "group \"{group}\" has live members that cannot pick up a forced change: {members}; {why}"
+    )]
+    Unforceable {
+        /// The group.
+        group: String,
+        /// The members in question: client id (host), comma-separated.
+        members: String,
+        /// Why, and what to do.
+        why: &'static str,
     },
     /// A partition the topic does not have.
     #[error("topic \"{topic}\" has {}, partition {partition} is out of range", crate::plural(*.partitions, "partition"))]

@@ -12,7 +12,7 @@ use super::group::{
     GroupError, OffsetChange, OffsetReset, ResumeSource, broker_offsets, delete_offsets,
     resume_from, set_offsets,
 };
-use super::{OffsetStore, OffsetsError, StoreConfig};
+use super::{GroupOffsets, OffsetStore, OffsetsError, StoreConfig};
 use crate::kafka::admin::{Admin, AdminError, PartitionDescription};
 use crate::read::StartOffset;
 use crate::{ConnectionConfig, TopicPartition};
@@ -271,36 +271,58 @@ pub async fn describe_group(
 }
 
 /// `group` on the broker, refused with [`GroupError::LiveMembers`] while
-/// it has live members, unless `force`; returns whether it has them.
-async fn check_inactive(admin: &mut Admin, group: &str, force: bool) -> Result<bool, GroupError> {
+/// it has live members, unless `force`; returns them, if it has any.
+/// Forced, every member must be weir's (a client id starting with
+/// `weir`): only those pick a moved position up while they run.
+async fn check_inactive(
+    admin: &mut Admin,
+    group: &str,
+    force: bool,
+) -> Result<Option<String>, GroupError> {
     let described = admin.describe_group(group).await?;
     if !described.is_live() {
-        return Ok(false);
+        return Ok(None);
     }
-    let members = described
-        .members
-        .iter()
-        .map(|m| format!("{} ({})", m.client_id, m.host))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = |weirs: Option<bool>| {
+        described
+            .members
+            .iter()
+            .filter(|m| weirs.is_none_or(|w| m.client_id.starts_with("weir") == w))
+            .map(|m| format!("{} ({})", m.client_id, m.host))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if !force {
         return Err(GroupError::LiveMembers {
             group: group.to_owned(),
-            state: described.state,
-            members,
+            state: described.state.clone(),
+            members: list(None),
         });
     }
-    tracing::warn!(
-        "group \"{group}\" has live members ({members}); --force: weir's offsets are written, the broker's are not (it refuses commits from outside a group with members); live weir members stop committing the partitions and the next owner starts from the new offsets, other clients' members are not moved"
-    );
-    Ok(true)
+    let others = list(Some(false));
+    if !others.is_empty() {
+        return Err(GroupError::Unforceable {
+            group: group.to_owned(),
+            members: others,
+            why: "only weir's members (a client id starting with \"weir\") move while they run; the broker refuses commits from outside a group with members: stop these first",
+        });
+    }
+    Ok(Some(list(None)))
+}
+
+/// Whether the group keeps state with its positions (`weir count/agg`):
+/// its counts cannot be moved with them under live members.
+fn keeps_state(offsets: &GroupOffsets) -> bool {
+    offsets.values().any(|c| c.state.is_some())
 }
 
 /// Moves `group`'s positions in `partitions` of `topic` (all, without a
 /// list) to `start`, resolved against each partition's watermarks now, in
 /// weir's store and the broker's group offsets; with `dry_run` only says
 /// what would change. A group with live members is refused unless
-/// `force` (then only weir's store is written).
+/// `force` and every member is a weir member without state: then only
+/// weir's store is written, and the members move to it at their next
+/// commit.
 ///
 /// # Errors
 ///
@@ -323,10 +345,24 @@ pub async fn set_group_offsets(
     };
     // Refused before anything is created.
     let live = match dry_run {
-        true => false,
+        true => None,
         false => check_inactive(&mut Admin::connect(connection).await?, group, force).await?,
     };
     let (store, client, mut admin) = open(connection, &store).await?;
+    if let Some(members) = &live {
+        if let Some(store) = &store
+            && keeps_state(&store.load(group).await?)
+        {
+            return Err(GroupError::Unforceable {
+                group: group.to_owned(),
+                members: "weir count/agg members".to_owned(),
+                why: "their windows hold what was counted up to their positions, which a forced move would count again or skip: stop them first",
+            });
+        }
+        tracing::warn!(
+            "group \"{group}\" has live members ({members}); --force: each moves to the new offsets at its next commit (--commit-interval) and reads on from there"
+        );
+    }
     let count = i32::try_from(admin.partition_count(topic).await?).unwrap_or(i32::MAX);
     let partitions = match partitions {
         Some(list) => {
@@ -347,7 +383,7 @@ pub async fn set_group_offsets(
         partitions: &partitions,
         start,
         dry_run,
-        broker: !live,
+        broker: live.is_none(),
     };
     set_offsets(&client, &mut admin, store.as_ref(), &reset).await
 }
@@ -356,7 +392,7 @@ pub async fn set_group_offsets(
 /// the broker's; returns how many partitions had one, and, for the whole
 /// group, the internal topic deleted with them (a count's partial
 /// aggregates across members), if it had one. A group with live members
-/// is refused unless `force` (then only weir's store is written).
+/// is refused (a running member cannot pick up a deleted commit).
 ///
 /// # Errors
 ///
@@ -367,12 +403,11 @@ pub async fn delete_group_offsets(
     store: &StoreConfig,
     group: &str,
     topic: Option<&str>,
-    force: bool,
 ) -> Result<(usize, Option<String>), GroupError> {
     let internal = super::partials_topic(&store.topic, group);
     let (store, _, mut admin) = open(connection, store).await?;
-    let live = check_inactive(&mut admin, group, force).await?;
-    let deleted = delete_offsets(&mut admin, store.as_ref(), group, topic, !live).await?;
+    check_inactive(&mut admin, group, false).await?;
+    let deleted = delete_offsets(&mut admin, store.as_ref(), group, topic, true).await?;
     if topic.is_some() {
         return Ok((deleted, None));
     }

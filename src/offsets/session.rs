@@ -67,7 +67,9 @@ pub struct GroupSession {
     broker_seen: BTreeMap<TopicPartition, i64>,
     /// Partitions `weir offsets set --force` moved while this session
     /// held them, with the offset: no longer committed, so that the reset
-    /// stays for the next owner.
+    /// stands for the run that starts again from it ([`moved`]).
+    ///
+    /// [`moved`]: Self::moved
     reset: BTreeMap<TopicPartition, i64>,
 }
 
@@ -123,6 +125,13 @@ struct Checkpoint {
 }
 
 impl GroupSession {
+    /// Whether `weir offsets set --force` moved one of this session's
+    /// partitions: the job stops committing it and should start again
+    /// from the group's commits ([`crate::job::StopReason::Moved`]).
+    pub fn moved(&self) -> bool {
+        !self.reset.is_empty()
+    }
+
     /// Writes only while `lease` holds: a member's commits stop when its
     /// hold on the partitions lapses, even one that was under way when
     /// the member froze ([`OffsetsError::LeaseLapsed`]).
@@ -486,7 +495,7 @@ impl GroupSession {
         }
         for (partition, offset) in resets {
             warn!(
-                "group \"{}\" topic \"{}\" partition {}: moved to offset {offset} by `weir offsets set --force`; this member no longer commits it, and the next owner (after a rebalance or restart) starts there",
+                "group \"{}\" topic \"{}\" partition {}: moved to offset {offset} by `weir offsets set --force`; reading on from there",
                 self.group, partition.topic, partition.partition
             );
             self.reset.insert(partition, offset);

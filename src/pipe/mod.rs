@@ -370,6 +370,9 @@ impl Job for Run<'_> {
             return Ok(Some(StopReason::Fenced));
         }
         self.commit(false).await?;
+        if self.job.commits.as_ref().is_some_and(Commits::moved) {
+            return Ok(Some(StopReason::Moved));
+        }
         Ok(None)
     }
 

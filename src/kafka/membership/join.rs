@@ -67,6 +67,11 @@ impl Member {
         // known by its instance id and joins in one request.)
         if joined.error_code == ResponseError::MemberIdRequired.code() {
             self.member_id = joined.member_id.to_string();
+            info!(
+                group = self.config.group.as_str(),
+                member = self.member_id.as_str(),
+                "joining: the coordinator waits for the group's members to rejoin"
+            );
             request.member_id = joined.member_id.clone();
             joined = self.send(&request).await?;
         }

@@ -60,7 +60,22 @@ impl Member {
         connection: &ConnectionConfig,
         config: MembershipConfig,
     ) -> Result<Self, MembershipError> {
-        let mut member = Self {
+        let mut member = Self::new(connection, config)?;
+        member.rejoin().await?;
+        Ok(member)
+    }
+
+    /// A member of `config`'s group that has not joined yet: its first
+    /// [`rejoin`](Self::rejoin) joins.
+    ///
+    /// # Errors
+    ///
+    /// The connection's settings cannot be used.
+    pub(super) fn new(
+        connection: &ConnectionConfig,
+        config: MembershipConfig,
+    ) -> Result<Self, MembershipError> {
+        Ok(Self {
             wire: connection.wire_options()?,
             brokers: connection.brokers.clone(),
             timeout: connection.timeout,
@@ -74,9 +89,7 @@ impl Member {
             revoked: Vec::new(),
             lost: false,
             lease: Lease::default(),
-        };
-        member.rejoin().await?;
-        Ok(member)
+        })
     }
 
     /// The partitions of the current generation, sorted.
@@ -220,7 +233,10 @@ impl Member {
 
     /// Commits `offsets` to the broker's group offsets under this member's
     /// generation, so `kafka-consumer-groups` and lag exporters see them.
-    /// A commit refused for the generation says where the member stands.
+    /// `at` (ms since the epoch) is when weir committed them to its own
+    /// store: where a partition resumes, the newer of the two commits
+    /// wins. A commit refused for the generation says where the member
+    /// stands.
     ///
     /// # Errors
     ///
@@ -229,10 +245,11 @@ impl Member {
     pub async fn commit(
         &mut self,
         offsets: &[(TopicPartition, i64)],
+        at: i64,
     ) -> Result<Standing, MembershipError> {
         let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
         // Marks the commit as weir's, with its time (`weir offsets show`).
-        let metadata = crate::kafka::admin::groups::commit_metadata(crate::timestamp::now_ms());
+        let metadata = crate::kafka::admin::groups::commit_metadata(at);
         for (tp, offset) in offsets {
             topics.entry(&tp.topic).or_default().push(
                 OffsetCommitRequestPartition::default()
@@ -354,6 +371,14 @@ impl Member {
             "left the group"
         );
         Ok(())
+    }
+
+    /// Drops the connection to the coordinator: a request still pending
+    /// there (a JoinGroup the coordinator holds) is given up, and the next
+    /// request goes on a new connection rather than waiting behind it (a
+    /// broker answers one request per connection at a time).
+    pub(super) fn disconnect(&mut self) {
+        self.coordinator = None;
     }
 
     /// The connection to the group's coordinator, found and opened if

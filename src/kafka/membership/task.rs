@@ -38,8 +38,11 @@ pub struct Generation {
 }
 
 enum Command {
-    /// Mirror these positions to the broker's group offsets.
-    Commit(Vec<(TopicPartition, i64)>),
+    /// Mirror these positions to the broker's group offsets, stamped
+    /// with the time weir committed them (not the time the mirror is
+    /// sent: a mirror held up behind a rejoin must not look newer than a
+    /// later commit of weir's whose own mirror is refused).
+    Commit(Vec<(TopicPartition, i64)>, i64),
     /// The job is done with its partitions: rejoin.
     Released,
     /// End the task, leaving the group ([`Member::leave`]) or as the
@@ -76,7 +79,7 @@ pub struct Membership {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Commit(_) => "Commit",
+            Self::Commit(..) => "Commit",
             Self::Released => "Released",
             Self::Stop { leave: true, .. } => "Leave",
             Self::Stop { leave: false, .. } => "Close",
@@ -105,10 +108,66 @@ impl Membership {
         connection: &ConnectionConfig,
         config: MembershipConfig,
     ) -> Result<(Self, Generation), MembershipError> {
-        let interval = config.heartbeat_interval;
-        let group = config.group.clone();
-        let instance_id = config.instance_id.clone();
         let member = Member::join(connection, config).await?;
+        Ok(Self::start(member))
+    }
+
+    /// [`join`](Self::join), unless `stop` completes first: then a member
+    /// that the coordinator gave an id closes as the Java consumer does
+    /// (a dynamic one sends LeaveGroup, so the group stops waiting for
+    /// it), and `stop`'s output is returned. While the coordinator holds
+    /// the join (the other members have up to their rebalance timeout to
+    /// rejoin), it says so every ten seconds.
+    ///
+    /// # Errors
+    ///
+    /// As [`Member::join`].
+    pub async fn join_until<S: std::future::Future>(
+        connection: &ConnectionConfig,
+        config: MembershipConfig,
+        stop: S,
+    ) -> Result<Result<(Self, Generation), S::Output>, MembershipError> {
+        let group = config.group.clone();
+        let mut member = Member::new(connection, config)?;
+        let mut stop = std::pin::pin!(stop);
+        let stopped = {
+            let mut joining = std::pin::pin!(member.rejoin());
+            let every = std::time::Duration::from_secs(10);
+            let mut waiting = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            let started = std::time::Instant::now();
+            loop {
+                tokio::select! {
+                    joined = &mut joining => {
+                        joined?;
+                        break None;
+                    }
+                    reason = &mut stop => break Some(reason),
+                    _ = waiting.tick() => info!(
+                        group = group.as_str(),
+                        waited = %humantime::format_duration(std::time::Duration::from_secs(started.elapsed().as_secs())),
+                        "still joining: the coordinator waits for the group's members to rejoin (each has up to its rebalance timeout, --max-poll-interval)"
+                    ),
+                }
+            }
+        };
+        match stopped {
+            None => Ok(Ok(Self::start(member))),
+            Some(reason) => {
+                member.disconnect();
+                if let Err(e) = member.close().await {
+                    warn!(group = group.as_str(), error = %crate::ErrorChain(&e), "leaving the group failed");
+                }
+                Ok(Err(reason))
+            }
+        }
+    }
+
+    /// Starts heartbeating for `member`, just joined: its first
+    /// generation.
+    fn start(member: Member) -> (Self, Generation) {
+        let interval = member.config.heartbeat_interval;
+        let group = member.group().to_owned();
+        let instance_id = member.instance_id().map(str::to_owned);
         let first = generation(&member);
         let lease = member.lease();
         let current = Arc::new(Mutex::new(GroupGeneration {
@@ -126,7 +185,7 @@ impl Membership {
             events_tx,
             current.clone(),
         ));
-        Ok((
+        (
             Self {
                 group,
                 instance_id,
@@ -137,7 +196,7 @@ impl Membership {
                 task,
             },
             first,
-        ))
+        )
     }
 
     /// The member's lease: check it before writing for its partitions.
@@ -286,13 +345,15 @@ impl MemberLink {
     }
 
     /// Mirrors committed positions to the broker's group offsets (for
-    /// `kafka-consumer-groups` and lag exporters), in the background.
+    /// `kafka-consumer-groups` and lag exporters), in the background,
+    /// stamped with the time of this call: right after weir's commit.
     pub fn mirror<'a>(&self, positions: impl IntoIterator<Item = (&'a TopicPartition, &'a i64)>) {
         let offsets = positions
             .into_iter()
             .map(|(tp, &offset)| (tp.clone(), offset))
             .collect();
-        let _ = self.commands.send(Command::Commit(offsets));
+        let at = crate::timestamp::now_ms();
+        let _ = self.commands.send(Command::Commit(offsets, at));
     }
 }
 
@@ -329,8 +390,8 @@ async fn keep_alive(
     loop {
         tokio::select! {
             command = commands.recv() => match command {
-                Some(Command::Commit(offsets)) => {
-                    match task.member.commit(&offsets).await {
+                Some(Command::Commit(offsets, at)) => {
+                    match task.member.commit(&offsets, at).await {
                         Ok(Standing::Member) => {}
                         Ok(standing) => task.ended(standing).await,
                         // Another process holds the instance id: the job
