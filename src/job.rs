@@ -65,6 +65,11 @@ pub enum StopReason {
     /// while the job held them: it finishes (flush, commit the others)
     /// and the runner starts it again from the group's commits.
     Moved,
+    /// A topic began or ceased to match one of the job's topic patterns:
+    /// the job finishes as for a stop and the runner starts it again on
+    /// the topics matched now (a member leaves the group and rejoins
+    /// with the new subscription).
+    TopicsChanged,
 }
 
 /// Errors every job shares.
@@ -281,7 +286,10 @@ pub async fn run<J: Job>(
     };
     if !matches!(
         outcome,
-        Ok(StopReason::Revoked | StopReason::Fenced | StopReason::Moved)
+        Ok(StopReason::Revoked
+            | StopReason::Fenced
+            | StopReason::Moved
+            | StopReason::TopicsChanged)
     ) {
         crate::metrics::global().set_phase(crate::metrics::Phase::Stopping);
     }

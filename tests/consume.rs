@@ -553,3 +553,85 @@ fn where_compares_numbers_as_numbers_and_invert_keeps_what_it_cannot_read() {
         ["float", "text", "plain", "tombstone", "binary"]
     );
 }
+
+/// Topic patterns (`-t '^…'`): consume, count and pipe read every topic
+/// the pattern matches and none else; a member following a pattern reads a
+/// topic that begins matching while it runs (matched again every
+/// `--pattern-refresh`); a pattern that matches nothing, or is not a
+/// regular expression, is refused.
+#[test]
+fn a_pattern_reads_every_matching_topic_and_picks_up_new_ones() {
+    let cluster = Cluster::shared();
+    let prefix = random_topic("pattern");
+    let topic = |suffix: &str| format!("{prefix}-{suffix}");
+    let fill = |name: &str, partitions: u32, values: &[&str]| {
+        cluster.create_topic(name, partitions);
+        let input: String = values.iter().map(|v| format!("{v}\n")).collect();
+        cluster.produce(&["-t", name], input.as_bytes()).ok();
+    };
+    fill(&topic("a"), 2, &["a1", "a2", "a3"]);
+    fill(&topic("b"), 1, &["b1", "b2"]);
+    // Not matched: another prefix.
+    fill(&format!("{prefix}x-c"), 1, &["c1"]);
+    let pattern = format!("^{prefix}-.*");
+
+    let read = consume(&["-t", &pattern, "-e"]);
+    let values: BTreeSet<&str> = read.ok().stdout.lines().collect();
+    assert_eq!(
+        values,
+        BTreeSet::from(["a1", "a2", "a3", "b1", "b2"]),
+        "{}",
+        read.stderr
+    );
+    let counted = weir_run(&["count", "-t", &pattern, "--by", "value", "-e"]);
+    assert!(
+        counted.ok().stderr.contains("counted 5 records"),
+        "{}",
+        counted.stderr
+    );
+    let out = topic("out");
+    cluster.create_topic(&out, 1);
+    let piped = weir_run(&["pipe", "-t", &pattern, "--to", &out, "-e"]);
+    assert!(
+        piped.ok().stderr.contains("piped 5 of 5 records"),
+        "{}",
+        piped.stderr
+    );
+
+    // A member following the pattern (which now matches the output topic
+    // too) reads a topic created while it runs.
+    let group = random_topic("pattern-group");
+    let (mut child, rx) = follow(&[
+        "-t",
+        &pattern,
+        "-g",
+        &group,
+        "--pattern-refresh",
+        "300ms",
+        "-b",
+        brokers(),
+    ]);
+    let first: BTreeSet<String> = receive(&rx, 10).into_iter().collect();
+    assert_eq!(first.len(), 5, "{first:?}");
+    fill(&topic("d"), 1, &["d1"]);
+    assert_eq!(receive(&rx, 1), ["d1"]);
+    // SAFETY: signalling our own child process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert_eq!(wait_exit(&mut child, "weir consume").code(), Some(130));
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(stderr.contains("consumed 11 records"), "{stderr}");
+
+    let none = consume(&["-t", "^no-such-topic-.*", "-e"]);
+    none.expect_code(1);
+    assert!(none.stderr.contains("matches no topic"), "{}", none.stderr);
+    let invalid = consume(&["-t", "^logs-(", "-e"]);
+    invalid.expect_code(2);
+    assert!(
+        invalid.stderr.contains("not a valid regular expression"),
+        "{}",
+        invalid.stderr
+    );
+}

@@ -145,9 +145,17 @@ async fn second_stage(
         source,
     };
     let mut admin = Admin::connect(connection).await.map_err(failed)?;
+    // Patterns name the topics they match now; a topic that matches later
+    // starts the job again, and with it this.
+    let existing = admin.list_topics().await.map_err(failed)?;
+    let inputs = crate::read::pattern::resolve(
+        &plan.selection.topics,
+        existing.iter().map(|t| t.topic.as_str()),
+    )
+    .map_err(|e| JobError::from(crate::read::ConsumeError::from(e)))?;
     let mut sources = Vec::new();
     let mut most = 1;
-    for input in &plan.selection.topics {
+    for input in &inputs {
         let n = admin.partition_count(input).await.map_err(failed)?;
         let n = i32::try_from(n).unwrap_or(i32::MAX);
         sources.extend((0..n).map(|p| TopicPartition::new(input.as_str(), p)));
@@ -323,6 +331,18 @@ impl Reading for Count {
             .count
             .map(|n| n.saturating_sub(so_far.map_or(0, CountSummary::counted)));
         run_job(consumer, &mut self.job, restored, stop).await
+    }
+
+    fn selected(&mut self, all: &[TopicPartition]) {
+        // The input's partitions, as topic patterns match them now: the
+        // sources every window waits for across members.
+        if let Some(stage) = &mut self.job.second_stage {
+            stage.sources = all
+                .iter()
+                .filter(|tp| *tp.topic != *stage.topic)
+                .cloned()
+                .collect();
+        }
     }
 
     fn partitions_lost(error: &CountError) -> Option<&'static str> {

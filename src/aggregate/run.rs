@@ -221,8 +221,12 @@ impl Job for Run<'_> {
             // at the next owner (or the next start), never emitted early.
             _ if self.job.second_stage.is_some() => self.checkpoint(false, true).await,
             // Handed over: what is due is emitted and the state committed;
-            // the open windows go on counting at the next owner.
-            StopReason::Revoked => self.checkpoint(false, true).await,
+            // the open windows go on counting at the next owner (or at the
+            // next start, on the topics the patterns match now, or from the
+            // moved offsets).
+            StopReason::Revoked | StopReason::TopicsChanged | StopReason::Moved => {
+                self.checkpoint(false, true).await
+            }
             // Every other graceful stop emits the open windows and commits.
             _ => self.checkpoint(true, true).await,
         }

@@ -363,8 +363,21 @@ pub async fn open_output_topic(
     let partitions = match admin.partition_count(name).await {
         Ok(n) => n,
         Err(AdminError::UnknownTopic { .. }) => {
+            let input = match input {
+                // The first topic a pattern matches now.
+                Some(pattern) if crate::read::pattern::is_pattern(pattern) => {
+                    let existing = admin.list_topics().await?;
+                    crate::read::pattern::resolve(
+                        &[pattern.to_owned()],
+                        existing.iter().map(|t| t.topic.as_str()),
+                    )
+                    .ok()
+                    .and_then(|topics| topics.into_iter().next())
+                }
+                other => other.map(str::to_owned),
+            };
             let partitions = match input {
-                Some(topic) => admin.partition_count(topic).await?,
+                Some(topic) => admin.partition_count(&topic).await?,
                 None => 1,
             };
             let partitions = i32::try_from(partitions).unwrap_or(1);

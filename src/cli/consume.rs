@@ -21,9 +21,16 @@ use super::{non_negative, usage};
 /// consume` and `weir count` share.
 #[derive(Debug, clap::Args)]
 pub struct SelectionArgs {
-    /// Topic to read (repeatable).
-    #[arg(short, long = "topic", required = true, value_parser = super::topic_name)]
+    /// Topic to read (repeatable); one beginning with ^ is a regular
+    /// expression matched against whole topic names (internal topics,
+    /// named __*, excluded), e.g. '^logs-.*'.
+    #[arg(short, long = "topic", required = true, value_parser = super::topic_or_pattern)]
     pub topics: Vec<String>,
+
+    /// How often topic patterns are matched again: a topic that begins
+    /// or ends matching starts the job again on the new set.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub pattern_refresh: std::time::Duration,
 
     /// Only these partitions, e.g. 0,3,5 (default: all).
     #[arg(short, long, value_delimiter = ',', value_parser = non_negative::<i32>, allow_hyphen_values = true)]
@@ -256,8 +263,9 @@ pub async fn run(
             "--metrics-addr is for reads that run on: follow the topic (no --until or -e) or read as a group (-g)",
         ));
     }
-    let mut plan =
-        ReadPlan::new(selection, consumer_config).with_metrics_addr(args.metrics.addr()?);
+    let mut plan = ReadPlan::new(selection, consumer_config)
+        .with_metrics_addr(args.metrics.addr()?)
+        .with_pattern_refresh(args.selection.pattern_refresh);
     if let Some(group) = &args.group {
         // --count 0 commits nothing, so it creates no offsets topic and
         // joins no group either.

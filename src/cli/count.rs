@@ -206,8 +206,9 @@ pub async fn run(
             false => output,
         }
     });
-    let mut plan =
-        ReadPlan::new(selection, consumer_config).with_metrics_addr(args.metrics.addr()?);
+    let mut plan = ReadPlan::new(selection, consumer_config)
+        .with_metrics_addr(args.metrics.addr()?)
+        .with_pattern_refresh(args.selection.pattern_refresh);
     if let Some(group) = &args.group {
         // --count 0 commits nothing, so it creates no offsets topic and
         // joins no group either.

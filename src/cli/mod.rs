@@ -221,6 +221,16 @@ pub fn topic_name(s: &str) -> Result<String, weir::kafka::admin::InvalidTopicNam
     weir::kafka::admin::validate_topic_name(s).map(|()| s.to_owned())
 }
 
+/// A topic to read, or a pattern: one beginning with `^` is a regular
+/// expression, checked here.
+pub fn topic_or_pattern(s: &str) -> anyhow::Result<String> {
+    if weir::read::pattern::is_pattern(s) {
+        weir::read::pattern::compile(s)?;
+        return Ok(s.to_owned());
+    }
+    Ok(topic_name(s)?)
+}
+
 /// The environment variable `flag`'s refused `value` came from, if it
 /// holds that value: a bad `WEIR_TLS` should be named as such.
 fn env_source(flag: &str, value: &str) -> Option<String> {

@@ -138,8 +138,9 @@ pub async fn run(
     if args.exactly_once {
         to = to.exactly_once(args.transaction_timeout);
     }
-    let mut plan =
-        ReadPlan::new(selection, consumer_config).with_metrics_addr(args.metrics.addr()?);
+    let mut plan = ReadPlan::new(selection, consumer_config)
+        .with_metrics_addr(args.metrics.addr()?)
+        .with_pattern_refresh(args.selection.pattern_refresh);
     if let Some(group) = &args.group {
         let commits = CommitPlan {
             interval: args.commit_interval,

@@ -136,13 +136,13 @@ pub async fn run_member<G: Generations>(
     client: &Arc<Client>,
     connection: &ConnectionConfig,
     membership: MembershipConfig,
-    mut job: G,
+    job: &mut G,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<G::Summary, G::Error> {
     let started = Instant::now();
     let cluster = Cluster { client, connection };
     let mut total = Total::default();
-    let stop = generations(cluster, membership, &mut job, &mut total, shutdown).await?;
+    let stop = generations(cluster, membership, job, &mut total, shutdown).await?;
     Ok(total.end(started.elapsed(), stop))
 }
 

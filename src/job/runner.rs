@@ -19,6 +19,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
+
+use rskafka::client::Client;
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -28,8 +30,12 @@ use super::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::membership::{MemberLink, MembershipConfig};
 use crate::offsets::{GroupOffsets, GroupSession, StoreConfig};
-use crate::read::{Assignment, Consumer, ConsumerConfig, Selection, assign};
+use crate::read::{Assignment, ConsumeError, Consumer, ConsumerConfig, Selection, assign, pattern};
 use crate::{ErrorChain, TopicPartition, offsets};
+
+/// How often topic patterns are matched again by default (the Java
+/// consumer's `metadata.max.age.ms` is five minutes).
+pub const DEFAULT_PATTERN_REFRESH: Duration = Duration::from_secs(30);
 
 /// What a reading job reads and how it keeps its place.
 #[derive(Debug, Clone)]
@@ -44,6 +50,10 @@ pub struct ReadPlan {
     /// Serve the metrics at this `HOST:PORT` while the job runs
     /// (`--metrics-addr`).
     pub metrics_addr: Option<String>,
+    /// How often topic patterns are matched again: a topic that begins or
+    /// ends matching starts the job again on the new set
+    /// (`--pattern-refresh`).
+    pub pattern_refresh: Duration,
 }
 
 impl ReadPlan {
@@ -54,7 +64,15 @@ impl ReadPlan {
             consumer,
             group: None,
             metrics_addr: None,
+            pattern_refresh: DEFAULT_PATTERN_REFRESH,
         }
+    }
+
+    /// Matches topic patterns again every `every`.
+    #[must_use]
+    pub fn with_pattern_refresh(mut self, every: Duration) -> Self {
+        self.pattern_refresh = every;
+        self
     }
 
     /// Resumes from, and commits to, `group`'s offsets.
@@ -206,6 +224,11 @@ pub trait Reading {
     fn partitions_lost(_error: &Self::Error) -> Option<&'static str> {
         None
     }
+
+    /// Every partition of the selection, its patterns matched, before a
+    /// run starts (a member's are a share of them): what the job's
+    /// sources are.
+    fn selected(&mut self, _all: &[TopicPartition]) {}
 }
 
 /// Runs `job` by `plan` until it ends or `shutdown` completes with its
@@ -256,15 +279,79 @@ async fn run_timed<J: Reading>(
         connection,
     };
     let membership = plan.group.as_ref().and_then(|g| g.membership.clone());
+    let patterns: Vec<String> = plan.selection.topics.clone();
+    let refresh = plan.pattern_refresh;
     let mut runs = Runs { plan, job };
-    match membership {
-        Some(membership) => run_member(&client, connection, membership, runs, shutdown).await,
-        None => {
-            let mut total = Total::default();
-            runs.once(cluster, None, None, &mut total, shutdown).await?;
-            Ok(total
-                .into_inner()
-                .expect("a standalone run adds its summary"))
+    let mut total = Total::default();
+    loop {
+        // The topics the patterns match now; watched while the job runs.
+        let matched = matching(&client, &patterns).await?;
+        let changed = topics_changed(&client, &patterns, &matched, refresh);
+        let stop = async {
+            tokio::select! {
+                reason = &mut shutdown => reason,
+                reason = changed => reason,
+            }
+        };
+        let reason = match &membership {
+            Some(membership) => {
+                let mut membership = membership.clone();
+                membership.topics = matching(&client, &membership.topics).await?;
+                let summary = run_member(&client, connection, membership, &mut runs, stop).await?;
+                total.add(summary)
+            }
+            None => runs.once(cluster, None, None, &mut total, stop).await?,
+        };
+        if reason != StopReason::TopicsChanged {
+            break;
+        }
+        info!(
+            patterns = %patterns.join(","),
+            "the topics the patterns match changed: starting again on them"
+        );
+    }
+    Ok(total.into_inner().expect("every run adds its summary"))
+}
+
+/// The topics `wanted` names now, its patterns matched.
+async fn matching(client: &Client, wanted: &[String]) -> Result<Vec<String>, JobError> {
+    if !wanted.iter().any(|t| pattern::is_pattern(t)) {
+        return Ok(wanted.to_vec());
+    }
+    let topics = client
+        .list_topics()
+        .await
+        .map_err(|e| ConsumeError::Metadata(e.into()))?;
+    let matched = pattern::resolve(wanted, topics.iter().map(|t| t.name.as_str()))
+        .map_err(ConsumeError::from)?;
+    Ok(matched)
+}
+
+/// Completes with [`StopReason::TopicsChanged`] once the topics `wanted`'s
+/// patterns match differ from `matched`, looked at every `every`; never
+/// without patterns. A failed look is tried again at the next.
+async fn topics_changed(
+    client: &Client,
+    wanted: &[String],
+    matched: &[String],
+    every: Duration,
+) -> StopReason {
+    if !wanted.iter().any(|t| pattern::is_pattern(t)) {
+        return std::future::pending().await;
+    }
+    loop {
+        tokio::time::sleep(every).await;
+        match matching(client, wanted).await {
+            Ok(now) if now != matched => {
+                let added: Vec<&String> = now.iter().filter(|t| !matched.contains(t)).collect();
+                let gone: Vec<&String> = matched.iter().filter(|t| !now.contains(t)).collect();
+                info!(?added, ?gone, "the topics the patterns match changed");
+                return StopReason::TopicsChanged;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %ErrorChain(&e), "matching the topic patterns failed; trying again")
+            }
         }
     }
 }
@@ -355,6 +442,11 @@ impl<J: Reading> Runs<J> {
             .await
             .map_err(JobError::from)?;
         let selected = assignments.len();
+        let all: Vec<TopicPartition> = assignments
+            .iter()
+            .map(Assignment::topic_partition)
+            .collect();
+        self.job.selected(&all);
         if let Some(held) = held {
             assignments.retain(|a| held.contains(&a.topic_partition()));
         }

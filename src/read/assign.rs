@@ -1,6 +1,7 @@
-//! Which partitions a consumer reads: a [`Selection`] of topics,
-//! partitions and an [`Instance`]'s share of them, checked against the
-//! cluster's metadata into one [`Assignment`] per partition.
+//! Which partitions a consumer reads: a [`Selection`] of topics (or
+//! [patterns](super::pattern)), partitions and an [`Instance`]'s share of
+//! them, checked against the cluster's metadata into one [`Assignment`]
+//! per partition.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -53,7 +54,7 @@ impl Instance {
 /// Which partitions of which topics to read.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
-    /// Topics.
+    /// Topics; one beginning with `^` is a [pattern](super::pattern).
     pub topics: Vec<String>,
     /// Partitions (of every topic); `None` is all.
     pub partitions: Option<Vec<i32>>,
@@ -94,8 +95,9 @@ pub async fn assign(
         .list_topics()
         .await
         .map_err(|e| ConsumeError::Metadata(e.into()))?;
+    let names = super::pattern::resolve(&selection.topics, topics.iter().map(|t| t.name.as_str()))?;
     let mut assigned = Vec::new();
-    for name in &selection.topics {
+    for name in &names {
         let topic =
             topics
                 .iter()

@@ -91,6 +91,9 @@ pub enum ConsumeError {
         #[source]
         cause: FetchFailure,
     },
+    /// A topic pattern that is invalid or matches no topic.
+    #[error(transparent)]
+    Pattern(#[from] super::pattern::PatternError),
 }
 
 /// Why a partition could not be read.

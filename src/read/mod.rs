@@ -17,6 +17,7 @@ pub mod event;
 #[cfg(test)]
 pub(crate) mod fake_log;
 pub mod fetch;
+pub mod pattern;
 pub mod position;
 pub mod start;
 

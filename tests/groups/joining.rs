@@ -47,7 +47,7 @@ fn a_member_stopped_while_it_waits_to_join_leaves_the_group_with_a_summary() {
 
     let mut b = start(dir.path(), &cluster, "b", &args);
     wait(dir.path(), "B waiting to join", || {
-        b.stderr().contains("joining: the coordinator waits")
+        b.stderr().contains("joining the group")
     });
     b.signal(libc::SIGTERM);
     let status = common::wait_exit(&mut b.child, "b");

@@ -70,7 +70,7 @@ impl Member {
             info!(
                 group = self.config.group.as_str(),
                 member = self.member_id.as_str(),
-                "joining: the coordinator waits for the group's members to rejoin"
+                "joining the group"
             );
             request.member_id = joined.member_id.clone();
             joined = self.send(&request).await?;
