@@ -246,3 +246,57 @@ fn cluster_lists_the_brokers_and_counts_a_new_topic() {
         text.stdout
     );
 }
+
+/// `weir cluster --topics -t T` (kcat -L): each partition's leader,
+/// replicas and ISR, as Kafka's TopicCommand describes them; a topic that
+/// does not exist fails naming it.
+#[test]
+fn cluster_topics_lists_each_partitions_leader_replicas_and_isr() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("ops-layout");
+    {
+        let _creating = CREATING_TOPICS.lock().unwrap_or_else(|e| e.into_inner());
+        cluster.create_topic(&topic, 2);
+    }
+    let run = cluster.weir(&["cluster", "--topics", "-t", &topic, "--output", "json"]);
+    run.ok();
+    let v = json("weir cluster --topics", &run.stdout);
+    assert!(v["cluster_id"].is_string(), "{v}");
+    let topics = v["topic_partitions"].as_array().expect("topic_partitions");
+    assert_eq!(topics.len(), 1, "{v}");
+    assert_eq!(topics[0]["topic"], topic.as_str());
+    let partitions = topics[0]["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 2, "{v}");
+    let broker = v["brokers"][0]["id"].clone();
+    for (i, p) in partitions.iter().enumerate() {
+        assert_eq!(p["partition"], i as u64);
+        assert_eq!(p["leader"], broker, "{p}");
+        assert_eq!(p["replicas"], serde_json::json!([broker]), "{p}");
+        assert_eq!(p["isr"], serde_json::json!([broker]), "{p}");
+    }
+    // The same for people: the leader, replicas and ISR per partition.
+    let text = cluster.weir(&["cluster", "--topics", "-t", &topic]);
+    text.ok();
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&topic) && l.split_whitespace().nth(1) == Some("1"))
+        .unwrap_or_else(|| panic!("no row for partition 1:\n{}", text.stdout));
+    let cells: Vec<_> = line.split_whitespace().collect();
+    let id = broker.to_string();
+    assert_eq!(cells[2..], [&id, &id, &id, "-", "ok"], "{line}");
+    assert!(
+        text.stdout
+            .contains("Offline partitions: 0, under-replicated: 0"),
+        "{}",
+        text.stdout
+    );
+
+    let missing = cluster.weir(&["cluster", "--topics", "-t", &format!("{topic}-none")]);
+    missing.expect_code(1);
+    assert!(
+        missing.stderr.contains(&format!("{topic}-none")),
+        "{}",
+        missing.stderr
+    );
+}

@@ -88,6 +88,8 @@ pub const CLUSTER: &str = "\
 Examples:
   weir cluster
   weir cluster --output json | jq -r '.brokers[].address'
+  weir cluster --topics -t orders
+  weir cluster --topics --output json | jq '.topic_partitions[].partitions[] | select(.leader == null)'
   weir -b kafka.example.com:9093 --tls cluster";
 
 /// `weir completions --help`.

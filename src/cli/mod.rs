@@ -362,7 +362,8 @@ pub enum Command {
     #[command(after_help = examples::CONFIG)]
     Config(config::ConfigArgs),
     /// The cluster: its id, controller, brokers, and how many topics and
-    /// partitions it holds (kcat -L).
+    /// partitions it holds; with --topics each partition's leader,
+    /// replicas and ISR (kcat -L).
     #[command(after_help = examples::CLUSTER)]
     Cluster(cluster::ClusterArgs),
     /// Shell completions for bash, zsh, fish, powershell or elvish, on stdout.

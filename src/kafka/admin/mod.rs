@@ -27,7 +27,7 @@ pub mod groups;
 mod name;
 mod topics;
 
-pub use cluster::ClusterDescription;
+pub use cluster::{ClusterDescription, PartitionLayout, TopicLayout};
 pub use name::{InvalidTopicName, MAX_TOPIC_NAME_LENGTH, validate_topic_name};
 pub use topics::kafka_internal;
 
