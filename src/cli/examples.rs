@@ -67,7 +67,9 @@ Examples:
   weir offsets show -g billing        # committed offset, high watermark and lag per partition
   weir offsets set -g billing -t events --to @2026-11-24T08:00:00Z
   weir offsets set -g billing -t events --to -10 -p 0,1 --dry-run
-  weir offsets delete -g billing -t events";
+  weir offsets delete -g billing -t events
+  weir offsets at -t events @2026-11-24T08:00:00Z   # first offset at or after, per partition (kcat -Q)
+  weir offsets at -t events 15m";
 
 /// `weir bench --help`.
 pub const BENCH: &str = "\

@@ -352,7 +352,8 @@ pub enum Command {
     /// Records of topics, filtered, re-keyed and reshaped, into another topic.
     #[command(after_help = examples::PIPE)]
     Pipe(pipe::PipeArgs),
-    /// Consumer-group offsets kept by weir: groups, show, set, delete.
+    /// Consumer-group offsets kept by weir: groups, show, set, delete;
+    /// a topic's offsets for a time (at).
     #[command(after_help = examples::OFFSETS)]
     Offsets(offsets::OffsetsArgs),
     /// Measure producer and consumer throughput and end-to-end latency.

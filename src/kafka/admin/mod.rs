@@ -25,10 +25,12 @@ mod alter;
 mod cluster;
 pub mod groups;
 mod name;
+mod times;
 mod topics;
 
 pub use cluster::{ClusterDescription, PartitionLayout, TopicLayout};
 pub use name::{InvalidTopicName, MAX_TOPIC_NAME_LENGTH, validate_topic_name};
+pub use times::OffsetForTime;
 pub use topics::kafka_internal;
 
 /// Errors of topic administration. Each names the topic involved.
