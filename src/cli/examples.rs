@@ -37,6 +37,7 @@ Examples:
   weir consume -t events --from -10 -f '{partition}:{offset} {key}={value}\\n'
   weir consume -t events --from 15m --json | jq .    # the last 15 minutes, as JSON lines
   weir consume -t logs --where /level=ERROR --grep-key '^web'
+  weir consume -t events -e --null NULL -f '{date:%F %T} {timestamp_type} {key} {value_length}'
   weir consume -t events -g billing                  # resume where group billing stopped";
 
 /// `weir count --help`.
