@@ -300,3 +300,78 @@ fn cluster_topics_lists_each_partitions_leader_replicas_and_isr() {
         missing.stderr
     );
 }
+
+/// `-X key=value` with Java and librdkafka property names: the producer's,
+/// the consumer's and the group's settings reach the broker as their flags
+/// do (the group's offsets are committed under `group.id`); an unknown
+/// property names the nearest, and a property with its flag is refused.
+#[test]
+fn client_properties_stand_for_their_flags() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("ops-props");
+    {
+        let _creating = CREATING_TOPICS.lock().unwrap_or_else(|e| e.into_inner());
+        cluster.create_topic(&topic, 2);
+    }
+    let servers = format!("bootstrap.servers={}", cluster.address());
+    let group = random_topic("props-group");
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), "a\nb\nc\nd\ne\n").unwrap();
+    run(weir()
+        .args(["-X", &servers, "-X", "client.id=props-test"])
+        .args(["produce", "-t", &topic])
+        .args(["-X", "compression.type=gzip", "-X", "linger.ms=1"])
+        .args(["-X", "acks=all", "-X", "enable.idempotence=true"])
+        .stdin(std::fs::File::open(input.path()).unwrap()))
+    .ok();
+
+    let read = run(weir().args([
+        "-X",
+        &servers,
+        "consume",
+        "-t",
+        &topic,
+        "-e",
+        "-q",
+        "-X",
+        &format!("group.id={group}"),
+        "-X",
+        "auto.offset.reset=earliest",
+        "-X",
+        "isolation.level=read_committed",
+        "-X",
+        "session.timeout.ms=10000",
+    ]));
+    read.ok();
+    let mut values: Vec<_> = read.stdout.lines().collect();
+    values.sort_unstable();
+    assert_eq!(values, ["a", "b", "c", "d", "e"]);
+    let shown = cluster.weir(&["offsets", "show", "-g", &group, "--output", "json"]);
+    shown.ok();
+    let shown = json("offsets show", &shown.stdout);
+    let committed: i64 = shown["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["committed"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(committed, 5, "{shown}");
+
+    let unknown = run(weir().args(["-X", "bootstrap.server=x:1", "topics", "list"]));
+    unknown.expect_code(2);
+    assert!(
+        unknown.stderr.contains("the nearest is bootstrap.servers"),
+        "{}",
+        unknown.stderr
+    );
+    let both = cluster.weir(&["topics", "list", "-X", &servers]);
+    both.expect_code(2);
+    assert!(both.stderr.contains("--brokers"), "{}", both.stderr);
+    let misplaced = run(weir().args(["-X", &servers, "topics", "list", "-X", "linger.ms=5"]));
+    misplaced.expect_code(2);
+    assert!(
+        misplaced.stderr.contains("--linger"),
+        "{}",
+        misplaced.stderr
+    );
+}

@@ -454,6 +454,7 @@ fn tls_verifies_the_broker_with_tls_ca() {
                 cert_file: secure.client_cert.clone(),
                 key_file: secure.client_key.clone(),
             }),
+            skip_hostname_check: false,
         }),
         ..Default::default()
     };
@@ -561,6 +562,7 @@ fn mutual_tls_refuses_a_missing_or_unknown_client_certificate() {
         tls: Some(TlsOptions {
             ca_file: Some(secure.ca.clone()),
             client_auth: None,
+            skip_hostname_check: false,
         }),
         ..Default::default()
     };

@@ -20,6 +20,7 @@ pub mod log;
 pub mod offsets;
 pub mod pipe;
 pub mod produce;
+pub mod properties;
 pub mod topics;
 
 /// A command line that parsed but makes no sense: exit code 2.
@@ -169,14 +170,24 @@ fn eprint_at(level: &str, line: &str) {
 pub fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     let command = Cli::command();
-    let parsed = command.clone().try_get_matches().and_then(|matches| {
-        let mut cli = Cli::from_arg_matches(&matches)?;
-        cli.connect.given = connect::Given::from_matches(&matches, &command);
-        Ok(cli)
-    });
+    let (args, added) = match properties::expand(std::env::args_os().collect()) {
+        Ok(expanded) => expanded,
+        Err(e) => {
+            eprint_error(&format!("weir: {e}"));
+            std::process::exit(2);
+        }
+    };
+    let parsed = command
+        .clone()
+        .try_get_matches_from(args)
+        .and_then(|matches| {
+            let mut cli = Cli::from_arg_matches(&matches)?;
+            cli.connect.given = connect::Given::from_matches(&matches, &command);
+            Ok(cli)
+        });
     match parsed {
         Ok(cli) => cli,
-        Err(e) => match refused_value(&e) {
+        Err(e) => match refused_value(&e).or_else(|| misplaced_property(&e, &added)) {
             Some(line) => {
                 eprint_error(&format!("weir: {line}"));
                 std::process::exit(2);
@@ -184,6 +195,22 @@ pub fn parse() -> Cli {
             None => e.exit(),
         },
     }
+}
+
+/// `-X key=value: ...` for a property whose flag the subcommand does not
+/// take (`-X acks=all` to `weir consume`).
+fn misplaced_property(e: &clap::Error, added: &[properties::Added]) -> Option<String> {
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let added = added.iter().find(|a| a.flag == arg.as_str())?;
+    Some(format!(
+        "-X {}: this command has no {} (the flag it stands for)",
+        added.property, added.flag
+    ))
 }
 
 /// `--flag VALUE: why` for an error raised by a value parser.
@@ -283,8 +310,29 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 
+    #[command(flatten)]
+    pub properties: PropertyArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `-X`, for help, completions and the man page: the properties are
+/// rewritten into their flags before clap parses ([`properties::expand`]).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Connection")]
+pub struct PropertyArgs {
+    /// A Java client or librdkafka property for the weir flag it matches
+    /// (-X bootstrap.servers=k:9092, -X group.id=g, -X
+    /// ssl.endpoint.identification.algorithm=); the README lists them.
+    /// Given with its flag, or unknown, it is a usage error.
+    #[arg(
+        short = 'X',
+        long = "property",
+        value_name = "KEY=VALUE",
+        global = true
+    )]
+    pub property: Vec<String>,
 }
 
 /// Logging flags; `RUST_LOG` overrides -v and -q.
@@ -421,6 +469,7 @@ mod tests {
             ('r', &["replication-factor"]),
             ('n', &["records"]),
             ('s', &["size"]),
+            ('X', &["property"]),
         ]
         .into_iter()
         .collect();
@@ -504,7 +553,7 @@ mod tests {
             assert_eq!(parse("maybe"), None, "{path} {var:?}=maybe");
             checked.push(var.to_string_lossy().into_owned());
         }
-        assert_eq!(checked, ["WEIR_TLS"]);
+        assert_eq!(checked, ["WEIR_TLS", "WEIR_TLS_SKIP_HOSTNAME_CHECK"]);
     }
 
     #[test]
