@@ -282,7 +282,7 @@ fn lengths_are_minus_one_for_null_and_a_null_marker_differs_from_empty() {
     assert_eq!(marked(OutputFormat::Value, &empty), "\n");
     // JSON has its own null.
     assert_eq!(
-        String::from_utf8(render(OutputFormat::Json, &[null.clone()])).unwrap(),
+        String::from_utf8(render(OutputFormat::Json, std::slice::from_ref(&null))).unwrap(),
         String::from_utf8({
             let mut w = RecordWriter::new(Vec::new(), OutputFormat::Json).with_null("NULL");
             w.write(&null).unwrap();
