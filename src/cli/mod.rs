@@ -187,7 +187,7 @@ pub fn parse() -> Cli {
         });
     match parsed {
         Ok(cli) => cli,
-        Err(e) => match refused_value(&e).or_else(|| misplaced_property(&e, &added)) {
+        Err(e) => match refused_value(&e).or_else(|| properties::misplaced(&e, &added)) {
             Some(line) => {
                 eprint_error(&format!("weir: {line}"));
                 std::process::exit(2);
@@ -195,22 +195,6 @@ pub fn parse() -> Cli {
             None => e.exit(),
         },
     }
-}
-
-/// `-X key=value: ...` for a property whose flag the subcommand does not
-/// take (`-X acks=all` to `weir consume`).
-fn misplaced_property(e: &clap::Error, added: &[properties::Added]) -> Option<String> {
-    if e.kind() != ErrorKind::UnknownArgument {
-        return None;
-    }
-    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
-        return None;
-    };
-    let added = added.iter().find(|a| a.flag == arg.as_str())?;
-    Some(format!(
-        "-X {}: this command has no {} (the flag it stands for)",
-        added.property, added.flag
-    ))
 }
 
 /// `--flag VALUE: why` for an error raised by a value parser.
@@ -311,28 +295,10 @@ pub struct Cli {
     pub log: LogArgs,
 
     #[command(flatten)]
-    pub properties: PropertyArgs,
+    pub properties: properties::PropertyArgs,
 
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// `-X`, for help, completions and the man page: the properties are
-/// rewritten into their flags before clap parses ([`properties::expand`]).
-#[derive(Debug, clap::Args)]
-#[command(next_help_heading = "Connection")]
-pub struct PropertyArgs {
-    /// A Java client or librdkafka property for the weir flag it matches
-    /// (-X bootstrap.servers=k:9092, -X group.id=g, -X
-    /// ssl.endpoint.identification.algorithm=); the README lists them.
-    /// Given with its flag, or unknown, it is a usage error.
-    #[arg(
-        short = 'X',
-        long = "property",
-        value_name = "KEY=VALUE",
-        global = true
-    )]
-    pub property: Vec<String>,
 }
 
 /// Logging flags; `RUST_LOG` overrides -v and -q.

@@ -353,6 +353,41 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// `-X`, for help, completions and the man page: the properties are
+/// rewritten into their flags before clap parses ([`expand`]).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Connection")]
+pub struct PropertyArgs {
+    /// A Java client or librdkafka property for the weir flag it matches
+    /// (-X bootstrap.servers=k:9092, -X group.id=g, -X
+    /// ssl.endpoint.identification.algorithm=); the README lists them.
+    /// Given with its flag, or unknown, it is a usage error.
+    #[arg(
+        short = 'X',
+        long = "property",
+        value_name = "KEY=VALUE",
+        global = true
+    )]
+    pub property: Vec<String>,
+}
+
+/// `-X key=value: ...` for a property whose flag the subcommand does not
+/// take (`-X acks=all` to `weir consume`).
+pub fn misplaced(e: &clap::Error, added: &[Added]) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(clap::error::ContextValue::String(arg)) = e.get(clap::error::ContextKind::InvalidArg)
+    else {
+        return None;
+    };
+    let added = added.iter().find(|a| a.flag == arg.as_str())?;
+    Some(format!(
+        "-X {}: this command has no {} (the flag it stands for)",
+        added.property, added.flag
+    ))
+}
+
 /// Every property name with its flag, for tests and the README.
 #[cfg(test)]
 fn table() -> Vec<(&'static str, &'static str)> {
