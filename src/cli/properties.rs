@@ -371,21 +371,34 @@ pub struct PropertyArgs {
     pub property: Vec<String>,
 }
 
-/// `-X key=value: ...` for a property whose flag the subcommand does not
-/// take (`-X acks=all` to `weir consume`).
+/// `-X key=value: ...` for clap's refusal of a flag a property became:
+/// one the subcommand does not take (`-X linger.ms=5` to `weir consume`),
+/// or a value it does not (`-X isolation.level=snapshot`).
 pub fn misplaced(e: &clap::Error, added: &[Added]) -> Option<String> {
-    if e.kind() != clap::error::ErrorKind::UnknownArgument {
-        return None;
-    }
-    let Some(clap::error::ContextValue::String(arg)) = e.get(clap::error::ContextKind::InvalidArg)
-    else {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
         return None;
     };
-    let added = added.iter().find(|a| a.flag == arg.as_str())?;
-    Some(format!(
-        "-X {}: this command has no {} (the flag it stands for)",
-        added.property, added.flag
-    ))
+    // "--isolation <ISOLATION>": the flag without its value name.
+    let flag = arg.split_whitespace().next()?;
+    let added = added.iter().find(|a| a.flag == flag)?;
+    match e.kind() {
+        ErrorKind::UnknownArgument => Some(format!(
+            "-X {}: this command has no {} (the flag it stands for)",
+            added.property, added.flag
+        )),
+        ErrorKind::InvalidValue => {
+            let valid = match e.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(values)) => format!(": one of {}", values.join(", ")),
+                _ => String::new(),
+            };
+            Some(format!(
+                "-X {}: not a value {} takes{valid}",
+                added.property, added.flag
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Every property name with its flag, for tests and the README.
