@@ -8,6 +8,10 @@
 //! the flag it stands for (or two properties for one flag) cannot both be
 //! given: which one was meant is not guessed. An unknown property is a
 //! usage error naming the nearest known one.
+//!
+//! A value that is weir's default and has no flag of its own
+//! (`security.protocol=PLAINTEXT`, `acks=all`) adds no flag, so it does
+//! not undo what the environment or a profile set.
 
 use std::ffi::OsString;
 

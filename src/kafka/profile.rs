@@ -443,6 +443,20 @@ sasl-token = "a.b."
             at("[profiles.a]\ntls = \"yes\"\n")
                 .contains("line 2: tls must be true or false, not a string")
         );
+        assert!(
+            at("[profiles.a]\ntls-skip-hostname-check = 1\n")
+                .contains("line 2: tls-skip-hostname-check must be true or false, not an integer")
+        );
+        let file = ConfigFile::parse(
+            Path::new("/c.toml"),
+            "[profiles.a]\ntls-skip-hostname-check = true\n",
+            0o600,
+        )
+        .unwrap();
+        assert_eq!(
+            file.profile("a").unwrap().tls_skip_hostname_check,
+            Some(true)
+        );
         assert!(at("[server]\n").contains("line 1: unknown table [server]"));
         assert!(
             at("[profiles.a]\nbrokers = \"x:1\n").starts_with("config file \"/c.toml\", line 2:")
