@@ -637,6 +637,36 @@ fn produce_and_consume_over_mutual_tls() {
     round_trip(&secure.ssl, &mtls_flags(secure), &[]);
 }
 
+/// The same over mutual TLS and SASL with the Java client's property
+/// names (`-X`), as a `client.properties` gives them.
+#[test]
+fn produce_and_consume_with_client_properties() {
+    let secure = kafka();
+    let property = |key: &str, value: &Path| format!("{key}={}", value.display());
+    let tls: Vec<String> = [
+        "security.protocol=SSL".to_owned(),
+        property("ssl.ca.location", &secure.ca),
+        property("ssl.certificate.location", &secure.client_cert),
+        property("ssl.key.location", &secure.client_key),
+        "ssl.endpoint.identification.algorithm=https".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|p| ["-X".to_owned(), p])
+    .collect();
+    round_trip(&secure.ssl, &tls, &[]);
+
+    let (user, password) = SCRAM_512_USER;
+    let sasl: Vec<String> = [
+        "security.protocol=SASL_PLAINTEXT".to_owned(),
+        "sasl.mechanism=SCRAM-SHA-512".to_owned(),
+        format!("sasl.username={user}"),
+    ]
+    .into_iter()
+    .flat_map(|p| ["-X".to_owned(), p])
+    .collect();
+    round_trip(&secure.sasl, &sasl, &[("WEIR_SASL_PASSWORD", password)]);
+}
+
 /// An unsecured JWS (`{"alg":"none"}`, no signature) for `sub`, issued
 /// now and expiring `exp_from_now` seconds from now (negative: expired),
 /// as Kafka's default OAUTHBEARER validator accepts them.
