@@ -1,5 +1,6 @@
-//! Topics: list, describe, create (with configs) and delete, and Kafka's
-//! rule for their names ([`validate_topic_name`]).
+//! Topics: list, describe, create (with configs) and delete, the offsets
+//! for a time, and Kafka's rule for their names ([`validate_topic_name`]);
+//! the cluster and its partitions' placement.
 //!
 //! rskafka's `create_topic` cannot pass topic configs and it has no
 //! DescribeConfigs, yet weir's offsets store needs `cleanup.policy=compact`.
