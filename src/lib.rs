@@ -36,9 +36,10 @@
 //!   until a deadline (connecting, describing a topic, InitProducerId,
 //!   joining a group, a coordinator's requests), with the Java client's
 //!   backoff: exponential from 100 ms, capped at 1 s, ±20 % jitter;
-//!   [`admin`](kafka::admin): the cluster (id, controller, brokers), and
-//!   topics: list, describe (leaders, watermarks, configs), create with
-//!   configs, delete, with one mapping of the broker's error codes, and
+//!   [`admin`](kafka::admin): the cluster (id, controller, brokers, each
+//!   partition's leader, replicas and ISR), and topics: list, describe
+//!   (leaders, watermarks, configs), create with configs, delete, the
+//!   offsets for a time, with one mapping of the broker's error codes, and
 //!   Kafka's rule for topic names, checked before any request;
 //!   [`idempotence`](kafka::idempotence): the idempotent producer's id
 //!   and epoch;

@@ -17,12 +17,36 @@ pub struct ConsumedRecord {
     pub offset: i64,
     /// Its timestamp, ms since the epoch.
     pub timestamp_ms: i64,
+    /// Whose time `timestamp_ms` is: the producer's or the broker's.
+    pub timestamp_type: TimestampType,
     /// Key; `None` is a null key.
     pub key: Option<Vec<u8>>,
     /// Value; `None` is a null value (tombstone).
     pub value: Option<Vec<u8>>,
     /// Headers, in the record's order (see [`Header`]).
     pub headers: Vec<Header>,
+}
+
+/// Whose time a record's timestamp is (the topic's
+/// `message.timestamp.type`, as the record's batch says).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TimestampType {
+    /// The producer's create time.
+    #[default]
+    CreateTime,
+    /// The broker's append time: the topic has
+    /// `message.timestamp.type=LogAppendTime`.
+    LogAppendTime,
+}
+
+impl TimestampType {
+    /// Kafka's name for it, as the Java console consumer prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateTime => "CreateTime",
+            Self::LogAppendTime => "LogAppendTime",
+        }
+    }
 }
 
 impl ConsumedRecord {

@@ -207,6 +207,98 @@ fn format(ms: i64, millis: bool) -> String {
     out
 }
 
+/// A strftime-like format for a record's time, in UTC (`{date:FORMAT}`
+/// of `weir consume -f`): `%Y` year, `%m` month, `%d` day, `%H` hour,
+/// `%M` minute, `%S` second, `%L` milliseconds (three digits, as Ruby's
+/// strftime), `%s` seconds since the epoch, `%F` for `%Y-%m-%d`, `%T` for
+/// `%H:%M:%S`, `%z` `+0000`, `%Z` `UTC`, `%%` a percent sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateFormat {
+    pieces: Vec<DatePiece>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DatePiece {
+    Literal(String),
+    /// A conversion letter.
+    Spec(char),
+}
+
+/// A `%` conversion [`DateFormat`] does not know, or a `%` at the end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown date conversion \"%{0}\"; known: %Y %m %d %H %M %S %L (ms) %s (epoch seconds) %F %T %z %Z %%"
+)]
+pub struct DateFormatError(pub String);
+
+impl std::str::FromStr for DateFormat {
+    type Err = DateFormatError;
+
+    fn from_str(format: &str) -> Result<Self, Self::Err> {
+        let mut pieces = Vec::new();
+        let mut literal = String::new();
+        let mut chars = format.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                literal.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('%') => literal.push('%'),
+                Some(
+                    spec @ ('Y' | 'm' | 'd' | 'H' | 'M' | 'S' | 'L' | 's' | 'F' | 'T' | 'z' | 'Z'),
+                ) => {
+                    if !literal.is_empty() {
+                        pieces.push(DatePiece::Literal(std::mem::take(&mut literal)));
+                    }
+                    pieces.push(DatePiece::Spec(spec));
+                }
+                other => return Err(DateFormatError(other.map(String::from).unwrap_or_default())),
+            }
+        }
+        if !literal.is_empty() {
+            pieces.push(DatePiece::Literal(literal));
+        }
+        Ok(Self { pieces })
+    }
+}
+
+impl DateFormat {
+    /// `ms` since the epoch in this format, UTC, written to `out`.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors of `out`.
+    pub fn write(&self, ms: i64, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let (days, in_day) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS));
+        let (year, month, day) = civil_from_days(days);
+        let secs = in_day / 1000;
+        let (hour, minute, second) = (secs / 3600, secs / 60 % 60, secs % 60);
+        for piece in &self.pieces {
+            match piece {
+                DatePiece::Literal(text) => out.write_all(text.as_bytes())?,
+                DatePiece::Spec('Y') if (0..=9999).contains(&year) => write!(out, "{year:04}")?,
+                DatePiece::Spec('Y') => write!(out, "{year:+05}")?,
+                DatePiece::Spec('m') => write!(out, "{month:02}")?,
+                DatePiece::Spec('d') => write!(out, "{day:02}")?,
+                DatePiece::Spec('H') => write!(out, "{hour:02}")?,
+                DatePiece::Spec('M') => write!(out, "{minute:02}")?,
+                DatePiece::Spec('S') => write!(out, "{second:02}")?,
+                DatePiece::Spec('L') => write!(out, "{:03}", in_day % 1000)?,
+                DatePiece::Spec('s') => write!(out, "{}", ms.div_euclid(1000))?,
+                DatePiece::Spec('F') if (0..=9999).contains(&year) => {
+                    write!(out, "{year:04}-{month:02}-{day:02}")?;
+                }
+                DatePiece::Spec('F') => write!(out, "{year:+05}-{month:02}-{day:02}")?,
+                DatePiece::Spec('T') => write!(out, "{hour:02}:{minute:02}:{second:02}")?,
+                DatePiece::Spec('z') => out.write_all(b"+0000")?,
+                DatePiece::Spec(_) => out.write_all(b"UTC")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The proleptic Gregorian (year, month, day) of a day number counted from
 /// 1970-01-01 (Howard Hinnant's `civil_from_days`). Exact for every day an
 /// `i64` of milliseconds reaches.
@@ -231,6 +323,38 @@ mod tests {
     use rskafka::chrono::{Datelike, Timelike};
 
     use super::*;
+
+    #[test]
+    fn date_formats_write_utc_fields_and_refuse_unknown_conversions() {
+        let render = |format: &str, ms: i64| {
+            let mut out = Vec::new();
+            format
+                .parse::<DateFormat>()
+                .unwrap()
+                .write(ms, &mut out)
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        // 2023-11-14T22:13:20.042Z
+        let ms = 1_700_000_000_042;
+        assert_eq!(
+            render("%Y-%m-%d %H:%M:%S.%L", ms),
+            "2023-11-14 22:13:20.042"
+        );
+        assert_eq!(render("%FT%T%z %Z", ms), "2023-11-14T22:13:20+0000 UTC");
+        assert_eq!(render("%s 100%%", ms), "1700000000 100%");
+        // Before 1970 and after 9999, as rfc3339 writes them.
+        assert_eq!(render("%F %T.%L %s", -1), "1969-12-31 23:59:59.999 -1");
+        assert_eq!(render("%F", 253_402_300_800_000), "+10000-01-01");
+        assert_eq!(
+            "%Y-%q".parse::<DateFormat>(),
+            Err(DateFormatError("q".to_owned()))
+        );
+        assert_eq!(
+            "%".parse::<DateFormat>(),
+            Err(DateFormatError(String::new()))
+        );
+    }
 
     #[test]
     fn timestamp_limits_are_kafkas() {

@@ -541,6 +541,12 @@ fn aggregates_stay_exact_when_a_broker_is_lost() {
         store_partitions.len() as i32,
     );
     let victim = store_partitions[mine as usize]["leader"].as_i64().unwrap() as i32;
+    // A topic of one replica per partition: the victim's partition goes
+    // offline, which `weir cluster --topics` shows as no leader.
+    let single = format!("{topic}-single");
+    cluster
+        .weir(&["topics", "create", &single, "--partitions", "3", "-r", "1"])
+        .ok();
     cluster.kafka().kill(common::Kafka::node_index(victim));
 
     assert!(feeder.finish().success(), "the feeding producer failed");
@@ -552,6 +558,20 @@ fn aggregates_stay_exact_when_a_broker_is_lost() {
     });
     child.kill().unwrap(); // SIGKILL: the last run emits the rest.
     child.wait().unwrap();
+    common::wait_for(
+        "the victim's partition of the topic of one replica offline",
+        || {
+            let run = cluster.weir(&["cluster", "--topics", "-t", &single, "--output", "json"]);
+            run.ok();
+            let v: Value = serde_json::from_str(&run.stdout).unwrap();
+            let partitions = v["topic_partitions"][0]["partitions"].as_array().unwrap();
+            let offline: Vec<_> = partitions
+                .iter()
+                .filter(|p| p["leader"].is_null())
+                .collect();
+            offline.len() == 1 && offline[0]["replicas"] == serde_json::json!([victim])
+        },
+    );
     let (rows, late) = crash.finish_and_compare(&cluster, whole_lines(&out));
     eprintln!(
         "agg across a broker loss: {rows} rows equal the reference; broker {victim} killed; {late} late"

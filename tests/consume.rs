@@ -635,3 +635,80 @@ fn a_pattern_reads_every_matching_topic_and_picks_up_new_ones() {
         invalid.stderr
     );
 }
+
+/// The template fields kcat users reach for: a null marker distinct from
+/// an empty key or value (kcat -Z), lengths (-1 for null, kcat %K %S),
+/// the timestamp type (CreateTime, then LogAppendTime once the topic is
+/// altered) and a formatted date.
+#[test]
+fn template_null_marker_lengths_timestamp_type_and_date() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("template-kcat");
+    cluster.create_topic(&topic, 1);
+    // 2023-11-14T22:13:20.042Z, for CreateTime.
+    cluster
+        .produce(
+            &["-t", &topic, "--format", "json"],
+            concat!(
+                "{\"key\":null,\"value\":\"\",\"timestamp\":1700000000042}\n",
+                "{\"key\":\"\",\"value\":null,\"timestamp\":1700000000042}\n",
+                "{\"key\":\"k\",\"value\":\"abc\",\"timestamp\":1700000000042}\n",
+            )
+            .as_bytes(),
+        )
+        .ok();
+    cluster
+        .weir(&[
+            "topics",
+            "alter",
+            &topic,
+            "--config",
+            "message.timestamp.type=LogAppendTime",
+        ])
+        .ok();
+    cluster
+        .produce(
+            &["-t", &topic, "--format", "json"],
+            b"{\"key\":\"k\",\"value\":\"d\",\"timestamp\":1700000000042}\n",
+        )
+        .ok();
+    let run = consume(&[
+        "-t",
+        &topic,
+        "-e",
+        "-q",
+        "--null",
+        "NULL",
+        "-f",
+        "[{key}] {key_length} [{value}] {value_length} {timestamp_type} {date:%F %T.%L}",
+    ]);
+    run.ok();
+    let lines: Vec<_> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    assert_eq!(
+        lines[..3],
+        [
+            "[NULL] -1 [] 0 CreateTime 2023-11-14 22:13:20.042",
+            "[] 0 [NULL] -1 CreateTime 2023-11-14 22:13:20.042",
+            "[k] 1 [abc] 3 CreateTime 2023-11-14 22:13:20.042",
+        ]
+    );
+    // The broker's time, so not 2023.
+    assert!(
+        lines[3].starts_with("[k] 1 [d] 1 LogAppendTime "),
+        "{}",
+        lines[3]
+    );
+    assert!(
+        !lines[3].ends_with("2023-11-14 22:13:20.042"),
+        "{}",
+        lines[3]
+    );
+    // The default output marks a null value too.
+    let values = consume(&["-t", &topic, "-e", "-q", "--null", "NULL"]);
+    values.ok();
+    assert_eq!(values.stdout, "\nNULL\nabc\nd\n");
+    let bad = consume(&["-t", &topic, "-e", "-f", "{date:%Q}"]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("%Q"), "{}", bad.stderr);
+}

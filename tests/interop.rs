@@ -1310,6 +1310,23 @@ fn log_append_time_is_the_timestamp_of_such_a_topic() {
     weir.ok();
     let weir_times: Vec<i64> = weir.stdout.lines().map(|l| l.parse().unwrap()).collect();
     assert_eq!(weir_times, java_times);
+    // The type, as the Java consumer prints it.
+    let typed = common::weir_run(&[
+        "consume",
+        "-t",
+        &topic,
+        "-e",
+        "-q",
+        "-f",
+        "{timestamp_type}:{timestamp}",
+    ]);
+    typed.ok();
+    let java_typed: Vec<&str> = java
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(typed.stdout.lines().collect::<Vec<_>>(), java_typed);
 
     // Counted in the append time's window, not in 2023's.
     let count = common::weir_run(&[

@@ -704,3 +704,113 @@ fn no_commit_sigint_and_an_uncompacted_store() {
         "commit on SIGINT"
     );
 }
+
+/// `weir offsets at -t T @TIME` (kcat -Q): per partition the first offset
+/// at or after the time, as Kafka's GetOffsetShell finds it; a partition
+/// with no record that late gives its end offset, marked as the end.
+#[test]
+fn offsets_at_a_time_are_what_kafkas_get_offset_shell_finds() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("offsets-at");
+    cluster.create_topic(&topic, 2);
+    // An hour ago, within any timestamp limit.
+    let base = weir::timestamp::now_ms() - 3_600_000;
+    let lines = |times: &[i64]| -> String {
+        times
+            .iter()
+            .map(|t| format!("{{\"value\":\"v\",\"timestamp\":{}}}\n", base + t))
+            .collect()
+    };
+    cluster
+        .produce(
+            &["-t", &topic, "-p", "0", "--format", "json"],
+            lines(&[0, 1_000, 2_000]).as_bytes(),
+        )
+        .ok();
+    cluster
+        .produce(
+            &["-t", &topic, "-p", "1", "--format", "json"],
+            lines(&[5_000, 6_000]).as_bytes(),
+        )
+        .ok();
+
+    let at = |time: i64| -> Value {
+        let run = cluster.weir(&[
+            "offsets",
+            "at",
+            "-t",
+            &topic,
+            &format!("@{time}"),
+            "--output",
+            "json",
+        ]);
+        run.ok();
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    let rows = |v: &Value| -> Vec<(i64, Option<i64>, bool)> {
+        v["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["offset"].as_i64().unwrap(),
+                    p["timestamp_ms"].as_i64(),
+                    p["end"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let early = at(base + 1_500);
+    assert_eq!(
+        rows(&early),
+        [
+            (2, Some(base + 2_000), false),
+            (0, Some(base + 5_000), false)
+        ],
+        "{early}"
+    );
+    let late = at(base + 5_500);
+    assert_eq!(
+        rows(&late),
+        [(3, None, true), (1, Some(base + 6_000), false)],
+        "{late}"
+    );
+
+    // Kafka's own tool agrees where a record is that late.
+    let shell = common::kafka_tool(
+        "org.apache.kafka.tools.GetOffsetShell",
+        &[
+            "--bootstrap-server",
+            cluster.address(),
+            "--topic",
+            &topic,
+            "--time",
+            &(base + 1_500).to_string(),
+        ],
+    );
+    let mut java: Vec<_> = shell.stdout.lines().map(str::to_owned).collect();
+    java.sort();
+    assert_eq!(
+        java,
+        [format!("{topic}:0:2"), format!("{topic}:1:0")],
+        "{}",
+        shell.stderr
+    );
+
+    // The text table, and a duration ago.
+    let text = cluster.weir(&["offsets", "at", "-t", &topic, "2h"]);
+    text.ok();
+    assert!(text.stdout.contains("RECORD TIME"), "{}", text.stdout);
+    let first: Vec<_> = text
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(2).unwrap().to_owned())
+        .collect();
+    assert_eq!(first, ["0", "0"], "{}", text.stdout);
+    // A bare number is an offset elsewhere, so not a time here.
+    cluster
+        .weir(&["offsets", "at", "-t", &topic, "1700000000000"])
+        .expect_code(2);
+}

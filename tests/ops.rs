@@ -246,3 +246,132 @@ fn cluster_lists_the_brokers_and_counts_a_new_topic() {
         text.stdout
     );
 }
+
+/// `weir cluster --topics -t T` (kcat -L): each partition's leader,
+/// replicas and ISR, as Kafka's TopicCommand describes them; a topic that
+/// does not exist fails naming it.
+#[test]
+fn cluster_topics_lists_each_partitions_leader_replicas_and_isr() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("ops-layout");
+    {
+        let _creating = CREATING_TOPICS.lock().unwrap_or_else(|e| e.into_inner());
+        cluster.create_topic(&topic, 2);
+    }
+    let run = cluster.weir(&["cluster", "--topics", "-t", &topic, "--output", "json"]);
+    run.ok();
+    let v = json("weir cluster --topics", &run.stdout);
+    assert!(v["cluster_id"].is_string(), "{v}");
+    let topics = v["topic_partitions"].as_array().expect("topic_partitions");
+    assert_eq!(topics.len(), 1, "{v}");
+    assert_eq!(topics[0]["topic"], topic.as_str());
+    let partitions = topics[0]["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 2, "{v}");
+    let broker = v["brokers"][0]["id"].clone();
+    for (i, p) in partitions.iter().enumerate() {
+        assert_eq!(p["partition"], i as u64);
+        assert_eq!(p["leader"], broker, "{p}");
+        assert_eq!(p["replicas"], serde_json::json!([broker]), "{p}");
+        assert_eq!(p["isr"], serde_json::json!([broker]), "{p}");
+    }
+    // The same for people: the leader, replicas and ISR per partition.
+    let text = cluster.weir(&["cluster", "--topics", "-t", &topic]);
+    text.ok();
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&topic) && l.split_whitespace().nth(1) == Some("1"))
+        .unwrap_or_else(|| panic!("no row for partition 1:\n{}", text.stdout));
+    let cells: Vec<_> = line.split_whitespace().collect();
+    let id = broker.to_string();
+    assert_eq!(cells[2..], [&id, &id, &id, "-", "ok"], "{line}");
+    assert!(
+        text.stdout
+            .contains("Offline partitions: 0, under-replicated: 0"),
+        "{}",
+        text.stdout
+    );
+
+    let missing = cluster.weir(&["cluster", "--topics", "-t", &format!("{topic}-none")]);
+    missing.expect_code(1);
+    assert!(
+        missing.stderr.contains(&format!("{topic}-none")),
+        "{}",
+        missing.stderr
+    );
+}
+
+/// `-X key=value` with Java and librdkafka property names: the producer's,
+/// the consumer's and the group's settings reach the broker as their flags
+/// do (the group's offsets are committed under `group.id`); an unknown
+/// property names the nearest, and a property with its flag is refused.
+#[test]
+fn client_properties_stand_for_their_flags() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("ops-props");
+    {
+        let _creating = CREATING_TOPICS.lock().unwrap_or_else(|e| e.into_inner());
+        cluster.create_topic(&topic, 2);
+    }
+    let servers = format!("bootstrap.servers={}", cluster.address());
+    let group = random_topic("props-group");
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), "a\nb\nc\nd\ne\n").unwrap();
+    run(weir()
+        .args(["-X", &servers, "-X", "client.id=props-test"])
+        .args(["produce", "-t", &topic])
+        .args(["-X", "compression.type=gzip", "-X", "linger.ms=1"])
+        .args(["-X", "acks=all", "-X", "enable.idempotence=true"])
+        .stdin(std::fs::File::open(input.path()).unwrap()))
+    .ok();
+
+    let read = run(weir().args([
+        "-X",
+        &servers,
+        "consume",
+        "-t",
+        &topic,
+        "-e",
+        "-q",
+        "-X",
+        &format!("group.id={group}"),
+        "-X",
+        "auto.offset.reset=earliest",
+        "-X",
+        "isolation.level=read_committed",
+        "-X",
+        "session.timeout.ms=10000",
+    ]));
+    read.ok();
+    let mut values: Vec<_> = read.stdout.lines().collect();
+    values.sort_unstable();
+    assert_eq!(values, ["a", "b", "c", "d", "e"]);
+    let shown = cluster.weir(&["offsets", "show", "-g", &group, "--output", "json"]);
+    shown.ok();
+    let shown = json("offsets show", &shown.stdout);
+    let committed: i64 = shown["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["committed"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(committed, 5, "{shown}");
+
+    let unknown = run(weir().args(["-X", "bootstrap.server=x:1", "topics", "list"]));
+    unknown.expect_code(2);
+    assert!(
+        unknown.stderr.contains("the nearest is bootstrap.servers"),
+        "{}",
+        unknown.stderr
+    );
+    let both = cluster.weir(&["topics", "list", "-X", &servers]);
+    both.expect_code(2);
+    assert!(both.stderr.contains("--brokers"), "{}", both.stderr);
+    let misplaced = run(weir().args(["-X", &servers, "topics", "list", "-X", "linger.ms=5"]));
+    misplaced.expect_code(2);
+    assert!(
+        misplaced.stderr.contains("--linger"),
+        "{}",
+        misplaced.stderr
+    );
+}

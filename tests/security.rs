@@ -454,6 +454,7 @@ fn tls_verifies_the_broker_with_tls_ca() {
                 cert_file: secure.client_cert.clone(),
                 key_file: secure.client_key.clone(),
             }),
+            skip_hostname_check: false,
         }),
         ..Default::default()
     };
@@ -561,6 +562,7 @@ fn mutual_tls_refuses_a_missing_or_unknown_client_certificate() {
         tls: Some(TlsOptions {
             ca_file: Some(secure.ca.clone()),
             client_auth: None,
+            skip_hostname_check: false,
         }),
         ..Default::default()
     };
@@ -633,6 +635,36 @@ fn produce_and_consume_over_sasl() {
 fn produce_and_consume_over_mutual_tls() {
     let secure = kafka();
     round_trip(&secure.ssl, &mtls_flags(secure), &[]);
+}
+
+/// The same over mutual TLS and SASL with the Java client's property
+/// names (`-X`), as a `client.properties` gives them.
+#[test]
+fn produce_and_consume_with_client_properties() {
+    let secure = kafka();
+    let property = |key: &str, value: &Path| format!("{key}={}", value.display());
+    let tls: Vec<String> = [
+        "security.protocol=SSL".to_owned(),
+        property("ssl.ca.location", &secure.ca),
+        property("ssl.certificate.location", &secure.client_cert),
+        property("ssl.key.location", &secure.client_key),
+        "ssl.endpoint.identification.algorithm=https".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|p| ["-X".to_owned(), p])
+    .collect();
+    round_trip(&secure.ssl, &tls, &[]);
+
+    let (user, password) = SCRAM_512_USER;
+    let sasl: Vec<String> = [
+        "security.protocol=SASL_PLAINTEXT".to_owned(),
+        "sasl.mechanism=SCRAM-SHA-512".to_owned(),
+        format!("sasl.username={user}"),
+    ]
+    .into_iter()
+    .flat_map(|p| ["-X".to_owned(), p])
+    .collect();
+    round_trip(&secure.sasl, &sasl, &[("WEIR_SASL_PASSWORD", password)]);
 }
 
 /// An unsecured JWS (`{"alg":"none"}`, no signature) for `sub`, issued

@@ -242,3 +242,44 @@ fn client_certificate_and_key_files_that_do_not_go_together_say_which_holds_what
         )
     );
 }
+
+/// `-X ssl.endpoint.identification.algorithm=` (`--tls-skip-hostname-check`)
+/// forgives the name alone: a certificate for another name is taken, an
+/// expired one or one from an unknown CA is still refused.
+#[test]
+fn skipping_the_hostname_check_still_checks_the_chain_and_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let ca_arg = ca.file.display().to_string();
+    let skip = ["-X", "ssl.endpoint.identification.algorithm="];
+
+    let misnamed = TlsServer::start(ca.server(&["kafka-1.example.com"], None));
+    let mut cmd = weir();
+    cmd.args(["topics", "list", "-b", &misnamed.address, "--timeout", "1s"])
+        .args(["--tls-ca", &ca_arg])
+        .args(skip);
+    let taken = run(&mut cmd);
+    assert_eq!(taken.code, Some(1), "{}", taken.stderr);
+    assert!(
+        !taken.stderr.contains("certificate"),
+        "the name check was not skipped: {}",
+        taken.stderr
+    );
+
+    let expired =
+        TlsServer::start(ca.server(&["kafka-1.example.com"], Some(((2019, 1, 1), (2020, 2, 1)))));
+    let mut args = vec!["--tls-ca", ca_arg.as_str()];
+    args.extend(skip);
+    let refused = list_topics(&expired.address, &args);
+    says(
+        one_clean_line(&refused, "expired"),
+        "it expired at 2020-02-01",
+    );
+
+    // Without --tls-ca the test CA is unknown: still refused.
+    let refused = list_topics(&misnamed.address, &["--tls", "--tls-skip-hostname-check"]);
+    says(
+        one_clean_line(&refused, "unknown CA"),
+        "not signed by a CA trusted here",
+    );
+}

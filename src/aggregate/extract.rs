@@ -208,6 +208,7 @@ mod tests {
             partition: 0,
             offset: 0,
             timestamp_ms: 0,
+            timestamp_type: crate::record::TimestampType::CreateTime,
             key: key.map(<[u8]>::to_vec),
             value: value.map(<[u8]>::to_vec),
             headers: Default::default(),

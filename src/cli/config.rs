@@ -78,6 +78,13 @@ fn show(e: &Effective) -> String {
         Some(by) if !e.tls.0 => rows.push(("tls", "true".to_owned(), format!("implied by {by}"))),
         _ => rows.push(("tls", e.tls.0.to_string(), origin(&e.tls.1))),
     }
+    if e.tls_skip_hostname_check.0 {
+        rows.push((
+            "tls-skip-hostname-check",
+            "true".to_owned(),
+            origin(&e.tls_skip_hostname_check.1),
+        ));
+    }
     for (name, value) in [
         ("tls-ca", &e.tls_ca),
         ("tls-cert", &e.tls_cert),

@@ -69,6 +69,14 @@ pub struct ConnectArgs {
     )]
     pub tls_key: Option<PathBuf>,
 
+    /// Accept a broker certificate that does not name the host weir
+    /// connects to (Kafka's ssl.endpoint.identification.algorithm=, empty):
+    /// its chain, dates and key usage are still checked. For brokers
+    /// reached by an IP address or through a tunnel; not a fix for a wrong
+    /// certificate.
+    #[arg(long, env = "WEIR_TLS_SKIP_HOSTNAME_CHECK", hide_env_values = true, action = clap::ArgAction::SetTrue, value_parser = super::boolish, global = true)]
+    pub tls_skip_hostname_check: bool,
+
     /// SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
     /// The password comes from WEIR_SASL_PASSWORD or --sasl-password-file,
     /// never a flag; OAUTHBEARER's token from --sasl-token-file or
@@ -368,6 +376,13 @@ impl ConnectArgs {
             tls_ca: self.pick("tls_ca", self.tls_ca.clone(), p.tls_ca.clone()),
             tls_cert: self.pick("tls_cert", self.tls_cert.clone(), p.tls_cert.clone()),
             tls_key: self.pick("tls_key", self.tls_key.clone(), p.tls_key.clone()),
+            tls_skip_hostname_check: self
+                .pick(
+                    "tls_skip_hostname_check",
+                    Some(self.tls_skip_hostname_check),
+                    p.tls_skip_hostname_check,
+                )
+                .expect("--tls-skip-hostname-check has a default"),
             sasl_mechanism: self.pick(
                 "sasl_mechanism",
                 self.sasl_mechanism.clone(),

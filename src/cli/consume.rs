@@ -75,11 +75,20 @@ pub struct ConsumeArgs {
     pub count: Option<u64>,
 
     /// Output template with fields {topic} {partition} {offset}
-    /// {timestamp} {key} {value} {headers} and escapes \n \t; a newline
-    /// is added unless it ends with \n. {headers} is k=v,k=v in the
-    /// record's order, a null value as the key alone.
+    /// {timestamp} {timestamp_type} {date} {date:FORMAT} {key} {value}
+    /// {key_length} {value_length} {headers} and escapes \n \t; a newline
+    /// is added unless it ends with \n. {date} is RFC 3339 (UTC, ms);
+    /// FORMAT takes %Y %m %d %H %M %S %L (ms) %s %F %T %z %Z. Lengths are
+    /// -1 for null. {headers} is k=v,k=v in the record's order, a null
+    /// value as the key alone.
     #[arg(short, long, conflicts_with = "json")]
     pub format: Option<String>,
+
+    /// What a null key or value writes (in {key}, {value} and the default
+    /// output), so that it differs from an empty one; kcat's -Z is
+    /// --null NULL. Default: nothing.
+    #[arg(long, value_name = "TEXT", conflicts_with = "json")]
+    pub null: Option<String>,
 
     /// One JSON object per record; bytes that are not UTF-8 are base64
     /// under key_b64, value_b64. Headers are a list in the record's order:
@@ -283,7 +292,8 @@ pub async fn run(
         )?);
     }
     let stdout = std::io::stdout().lock();
-    let mut writer = RecordWriter::new(std::io::BufWriter::with_capacity(1 << 16, stdout), format);
+    let mut writer = RecordWriter::new(std::io::BufWriter::with_capacity(1 << 16, stdout), format)
+        .with_null(args.null.clone().unwrap_or_default());
     let stop = stop_or_stdout_closed(shutdown);
     let summary = consume(&config, plan, filter, args.count, &mut writer, stop).await?;
     if !quiet && summary.stop != StopReason::OutputClosed {

@@ -37,6 +37,7 @@ Examples:
   weir consume -t events --from -10 -f '{partition}:{offset} {key}={value}\\n'
   weir consume -t events --from 15m --json | jq .    # the last 15 minutes, as JSON lines
   weir consume -t logs --where /level=ERROR --grep-key '^web'
+  weir consume -t events -e --null NULL -f '{date:%F %T} {timestamp_type} {key} {value_length}'
   weir consume -t events -g billing                  # resume where group billing stopped";
 
 /// `weir count --help`.
@@ -67,7 +68,9 @@ Examples:
   weir offsets show -g billing        # committed offset, high watermark and lag per partition
   weir offsets set -g billing -t events --to @2026-11-24T08:00:00Z
   weir offsets set -g billing -t events --to -10 -p 0,1 --dry-run
-  weir offsets delete -g billing -t events";
+  weir offsets delete -g billing -t events
+  weir offsets at -t events @2026-11-24T08:00:00Z   # first offset at or after, per partition (kcat -Q)
+  weir offsets at -t events 15m";
 
 /// `weir bench --help`.
 pub const BENCH: &str = "\
@@ -88,6 +91,8 @@ pub const CLUSTER: &str = "\
 Examples:
   weir cluster
   weir cluster --output json | jq -r '.brokers[].address'
+  weir cluster --topics -t orders
+  weir cluster --topics --output json | jq '.topic_partitions[].partitions[] | select(.leader == null)'
   weir -b kafka.example.com:9093 --tls cluster";
 
 /// `weir completions --help`.

@@ -20,6 +20,7 @@ pub mod log;
 pub mod offsets;
 pub mod pipe;
 pub mod produce;
+pub mod properties;
 pub mod topics;
 
 /// A command line that parsed but makes no sense: exit code 2.
@@ -169,14 +170,24 @@ fn eprint_at(level: &str, line: &str) {
 pub fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     let command = Cli::command();
-    let parsed = command.clone().try_get_matches().and_then(|matches| {
-        let mut cli = Cli::from_arg_matches(&matches)?;
-        cli.connect.given = connect::Given::from_matches(&matches, &command);
-        Ok(cli)
-    });
+    let (args, added) = match properties::expand(std::env::args_os().collect()) {
+        Ok(expanded) => expanded,
+        Err(e) => {
+            eprint_error(&format!("weir: {e}"));
+            std::process::exit(2);
+        }
+    };
+    let parsed = command
+        .clone()
+        .try_get_matches_from(args)
+        .and_then(|matches| {
+            let mut cli = Cli::from_arg_matches(&matches)?;
+            cli.connect.given = connect::Given::from_matches(&matches, &command);
+            Ok(cli)
+        });
     match parsed {
         Ok(cli) => cli,
-        Err(e) => match refused_value(&e) {
+        Err(e) => match refused_value(&e).or_else(|| properties::misplaced(&e, &added)) {
             Some(line) => {
                 eprint_error(&format!("weir: {line}"));
                 std::process::exit(2);
@@ -293,6 +304,9 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 
+    #[command(flatten)]
+    pub properties: properties::PropertyArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -362,7 +376,8 @@ pub enum Command {
     /// Records of topics, filtered, re-keyed and reshaped, into another topic.
     #[command(after_help = examples::PIPE)]
     Pipe(pipe::PipeArgs),
-    /// Consumer-group offsets kept by weir: groups, show, set, delete.
+    /// Consumer-group offsets kept by weir: groups, show, set, delete;
+    /// a topic's offsets for a time (at).
     #[command(after_help = examples::OFFSETS)]
     Offsets(offsets::OffsetsArgs),
     /// Measure producer and consumer throughput and end-to-end latency.
@@ -372,7 +387,8 @@ pub enum Command {
     #[command(after_help = examples::CONFIG)]
     Config(config::ConfigArgs),
     /// The cluster: its id, controller, brokers, and how many topics and
-    /// partitions it holds (kcat -L).
+    /// partitions it holds; with --topics each partition's leader,
+    /// replicas and ISR (kcat -L).
     #[command(after_help = examples::CLUSTER)]
     Cluster(cluster::ClusterArgs),
     /// Shell completions for bash, zsh, fish, powershell or elvish, on stdout.
@@ -429,6 +445,7 @@ mod tests {
             ('r', &["replication-factor"]),
             ('n', &["records"]),
             ('s', &["size"]),
+            ('X', &["property"]),
         ]
         .into_iter()
         .collect();
@@ -512,7 +529,7 @@ mod tests {
             assert_eq!(parse("maybe"), None, "{path} {var:?}=maybe");
             checked.push(var.to_string_lossy().into_owned());
         }
-        assert_eq!(checked, ["WEIR_TLS"]);
+        assert_eq!(checked, ["WEIR_TLS", "WEIR_TLS_SKIP_HOSTNAME_CHECK"]);
     }
 
     #[test]

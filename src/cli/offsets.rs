@@ -7,6 +7,7 @@ use std::io::Write;
 use clap::Subcommand;
 use serde::Serialize;
 use weir::ConnectionConfig;
+use weir::kafka::admin::{Admin, OffsetForTime};
 use weir::offsets::group::{OffsetChange, ResumeSource};
 use weir::offsets::report::{self, GroupSummary, PartitionReport};
 use weir::offsets::{DEFAULT_OFFSETS_PARTITIONS, DEFAULT_OFFSETS_TOPIC, StoreConfig};
@@ -99,6 +100,16 @@ pub enum Verb {
         #[arg(long)]
         force: bool,
     },
+    /// Per partition of a topic, the first offset at or after a time
+    /// (kcat -Q); a partition with no record that late gives its end.
+    At {
+        /// The topic.
+        #[arg(short, long, value_parser = super::topic_name)]
+        topic: String,
+        /// @TIME (RFC 3339, or epoch ms) or a duration ago such as 1h.
+        #[arg(allow_hyphen_values = true)]
+        time: String,
+    },
     /// Forget a group's offsets, weir's and the broker's (all topics, or
     /// one); refused while the group has live members.
     Delete {
@@ -173,6 +184,12 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
             .await?;
             print_changes(&mut out, args.output, &group, &rows, dry_run)?;
         }
+        Verb::At { topic, time } => {
+            let at = time_arg(&time)?;
+            let mut admin = Admin::connect(&config).await?;
+            let found = admin.offsets_for_time(&topic, at).await?;
+            print_at(&mut out, args.output, &topic, at, &found)?;
+        }
         Verb::Delete { group, topic } => {
             let (deleted, internal) =
                 report::delete_group_offsets(&config, &store, &group, topic.as_deref()).await?;
@@ -194,6 +211,84 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// The time of `offsets at`: `@` and a time, or a duration ago, as
+/// `--from` takes them; a duration reaching before 1970 is 1970.
+fn time_arg(text: &str) -> anyhow::Result<i64> {
+    let wrong = || {
+        usage(format!(
+            "offsets at: \"{text}\" is not a time: give @TIME (RFC 3339 such as @2026-01-31T12:00:00Z, or epoch ms such as @1769860800000) or a duration ago such as 1h"
+        ))
+    };
+    match text.parse::<StartOffset>() {
+        Ok(StartOffset::Timestamp(ms)) => Ok(ms),
+        // A duration longer ago than 1970, not the word "earliest".
+        Ok(StartOffset::Earliest) if text.starts_with(|c: char| c.is_ascii_digit()) => Ok(0),
+        Ok(_) => Err(wrong()),
+        Err(e) if text.starts_with('@') => Err(usage(format!("offsets at: {e}"))),
+        Err(_) => Err(wrong()),
+    }
+}
+
+/// One row of `at`.
+#[derive(Debug, Serialize)]
+struct AtRow {
+    partition: i32,
+    offset: i64,
+    /// The record's time; `null` when no record is that late.
+    timestamp: Option<String>,
+    timestamp_ms: Option<i64>,
+    /// No record at or after the time: `offset` is the end.
+    end: bool,
+}
+
+fn print_at(
+    out: &mut impl Write,
+    output: Output,
+    topic: &str,
+    at: i64,
+    found: &[OffsetForTime],
+) -> anyhow::Result<()> {
+    let rows: Vec<AtRow> = found
+        .iter()
+        .map(|f| AtRow {
+            partition: f.partition,
+            offset: f.offset,
+            timestamp: f.timestamp.map(rfc3339_millis),
+            timestamp_ms: f.timestamp,
+            end: f.past_the_end(),
+        })
+        .collect();
+    if output == Output::Json {
+        serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({ "topic": topic, "time": rfc3339_millis(at), "time_ms": at, "partitions": rows }),
+        )?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<24} {:>9} {:>12}  RECORD TIME (first at or after {})",
+        "TOPIC",
+        "PARTITION",
+        "OFFSET",
+        rfc3339_millis(at)
+    )?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<24} {:>9} {:>12}  {}",
+            topic,
+            r.partition,
+            r.offset,
+            r.timestamp
+                .as_deref()
+                .unwrap_or("none: the end, no record is that late"),
+        )?;
+    }
     Ok(())
 }
 
@@ -372,4 +467,35 @@ fn print_changes(
         writeln!(out, "(dry run: nothing written)")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_is_an_at_time_or_a_duration_ago() {
+        assert_eq!(time_arg("@1700000000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            time_arg("@2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        let ago = time_arg("1h").unwrap();
+        let now = weir::timestamp::now_ms();
+        assert!(
+            (now - 3_600_000 - 5_000..=now - 3_600_000).contains(&ago),
+            "{ago}"
+        );
+        assert_eq!(time_arg("100000years").unwrap(), 0);
+        for wrong in [
+            "1700000000000",
+            "earliest",
+            "latest",
+            "-5",
+            "soon",
+            "@yesterday",
+        ] {
+            assert!(time_arg(wrong).is_err(), "{wrong}");
+        }
+    }
 }

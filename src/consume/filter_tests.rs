@@ -23,6 +23,7 @@ fn record(key: Option<&[u8]>, value: Option<&[u8]>) -> ConsumedRecord {
         partition: 0,
         offset: 0,
         timestamp_ms: 0,
+        timestamp_type: crate::record::TimestampType::CreateTime,
         key: key.map(<[u8]>::to_vec),
         value: value.map(<[u8]>::to_vec),
         headers: Vec::new(),

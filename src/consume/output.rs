@@ -15,9 +15,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::record::ConsumedRecord;
+use crate::timestamp::{DateFormat, DateFormatError, rfc3339_millis};
 
 /// The fields a template may name, as written in the template.
-const VALID_FIELDS: &str = "{topic}, {partition}, {offset}, {timestamp}, {key}, {value}, {headers}";
+const VALID_FIELDS: &str = "{topic}, {partition}, {offset}, {timestamp}, {timestamp_type}, {date}, {date:FORMAT}, {key}, {value}, {key_length}, {value_length}, {headers}";
 
 /// Why a template was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +33,17 @@ pub enum OutputError {
         field: String,
         /// The template as given.
         template: String,
+    },
+    /// `{date:FORMAT}` with a conversion the format does not know.
+    #[error("{{date:{format}}} in template \"{template}\": {source}")]
+    BadDate {
+        /// The format after `date:`.
+        format: String,
+        /// The template as given.
+        template: String,
+        /// What is wrong with it.
+        #[source]
+        source: DateFormatError,
     },
     /// A `{` without its `}`.
     #[error(
@@ -83,8 +95,12 @@ enum Field {
     Partition,
     Offset,
     Timestamp,
+    TimestampType,
+    Date,
     Key,
     Value,
+    KeyLength,
+    ValueLength,
     Headers,
 }
 
@@ -95,6 +111,10 @@ impl Field {
             "partition" => Self::Partition,
             "offset" => Self::Offset,
             "timestamp" => Self::Timestamp,
+            "timestamp_type" => Self::TimestampType,
+            "date" => Self::Date,
+            "key_length" => Self::KeyLength,
+            "value_length" => Self::ValueLength,
             "key" => Self::Key,
             "value" => Self::Value,
             "headers" => Self::Headers,
@@ -107,12 +127,19 @@ impl Field {
 enum Piece {
     Literal(Vec<u8>),
     Field(Field),
+    /// `{date:FORMAT}`.
+    Date(DateFormat),
 }
 
 /// A `-f` output template such as `{key}\t{value}\n`.
 ///
 /// Fields: `{topic}`, `{partition}`, `{offset}`, `{timestamp}` (ms since
-/// the epoch), `{key}` and `{value}` (raw bytes; null writes nothing), and
+/// the epoch), `{timestamp_type}` (`CreateTime`, or `LogAppendTime` when
+/// the broker set it), `{date}` (the timestamp as RFC 3339 in UTC with
+/// milliseconds) and `{date:FORMAT}` (strftime-like, see [`DateFormat`]),
+/// `{key}` and `{value}` (raw bytes; null writes nothing, or the writer's
+/// null marker, see [`RecordWriter::with_null`]), `{key_length}` and
+/// `{value_length}` (bytes; -1 for null, as kcat's `%K` and `%S`), and
 /// `{headers}` (`k=v` pairs in the record's order joined by `,`, raw bytes;
 /// a null value is the key alone, as `weir produce -H k` reads it).
 /// Escapes: `\n`, `\t`, `\r`, `\\`; `{{` and `}}` are literal braces.
@@ -168,15 +195,24 @@ impl FromStr for Template {
                         });
                     };
                     let name = &template[i + 1..i + 1 + len];
-                    let field =
-                        Field::from_name(name).ok_or_else(|| OutputError::UnknownField {
-                            field: name.to_owned(),
+                    let piece = if let Some(format) = name.strip_prefix("date:") {
+                        Piece::Date(format.parse().map_err(|source| OutputError::BadDate {
+                            format: format.to_owned(),
                             template: template.to_owned(),
-                        })?;
+                            source,
+                        })?)
+                    } else {
+                        Piece::Field(Field::from_name(name).ok_or_else(|| {
+                            OutputError::UnknownField {
+                                field: name.to_owned(),
+                                template: template.to_owned(),
+                            }
+                        })?)
+                    };
                     if !literal.is_empty() {
                         pieces.push(Piece::Literal(std::mem::take(&mut literal)));
                     }
-                    pieces.push(Piece::Field(field));
+                    pieces.push(piece);
                     i += len + 2;
                 }
                 b'}' => {
@@ -227,6 +263,8 @@ pub struct RecordWriter<W> {
     /// A JSON line is assembled here, then written at once: appending to a
     /// `Vec` is cheaper than many small writes through `W`.
     line: Vec<u8>,
+    /// What a null key or value writes in the value and template formats.
+    null: Vec<u8>,
 }
 
 impl<W: Write> RecordWriter<W> {
@@ -237,7 +275,18 @@ impl<W: Write> RecordWriter<W> {
             format,
             b64: String::new(),
             line: Vec::new(),
+            null: Vec::new(),
         }
+    }
+
+    /// What a null key or value writes in the value format and in a
+    /// template's `{key}` and `{value}`, so that it differs from an empty
+    /// one (kcat `-Z` writes `NULL`); by default nothing. `--json` writes
+    /// `null` whatever this is.
+    #[must_use]
+    pub fn with_null(mut self, marker: impl Into<Vec<u8>>) -> Self {
+        self.null = marker.into();
+        self
     }
 
     /// Writes one record, newline included.
@@ -249,12 +298,10 @@ impl<W: Write> RecordWriter<W> {
         let out = &mut self.out;
         match &self.format {
             OutputFormat::Value => {
-                if let Some(value) = &record.value {
-                    out.write_all(value)?;
-                }
+                out.write_all(record.value.as_deref().unwrap_or(&self.null))?;
                 out.write_all(b"\n")
             }
-            OutputFormat::Template(template) => write_template(out, template, record),
+            OutputFormat::Template(template) => write_template(out, template, record, &self.null),
             OutputFormat::Json => {
                 self.line.clear();
                 write_json(&mut self.line, &mut self.b64, record);
@@ -292,7 +339,9 @@ fn write_template(
     out: &mut impl Write,
     template: &Template,
     record: &ConsumedRecord,
+    null: &[u8],
 ) -> io::Result<()> {
+    let length = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(-1, |b| b.len() as i64);
     for piece in &template.pieces {
         match piece {
             Piece::Literal(bytes) => out.write_all(bytes)?,
@@ -300,10 +349,17 @@ fn write_template(
             Piece::Field(Field::Partition) => write_int(out, record.partition.into())?,
             Piece::Field(Field::Offset) => write_int(out, record.offset)?,
             Piece::Field(Field::Timestamp) => write_int(out, record.timestamp_ms)?,
-            Piece::Field(Field::Key) => out.write_all(record.key.as_deref().unwrap_or_default())?,
-            Piece::Field(Field::Value) => {
-                out.write_all(record.value.as_deref().unwrap_or_default())?;
+            Piece::Field(Field::TimestampType) => {
+                out.write_all(record.timestamp_type.as_str().as_bytes())?;
             }
+            Piece::Field(Field::Date) => {
+                out.write_all(rfc3339_millis(record.timestamp_ms).as_bytes())?
+            }
+            Piece::Date(format) => format.write(record.timestamp_ms, out)?,
+            Piece::Field(Field::Key) => out.write_all(record.key.as_deref().unwrap_or(null))?,
+            Piece::Field(Field::Value) => out.write_all(record.value.as_deref().unwrap_or(null))?,
+            Piece::Field(Field::KeyLength) => write_int(out, length(&record.key))?,
+            Piece::Field(Field::ValueLength) => write_int(out, length(&record.value))?,
             Piece::Field(Field::Headers) => {
                 for (i, (k, v)) in record.headers.iter().enumerate() {
                     if i > 0 {

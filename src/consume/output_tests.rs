@@ -17,6 +17,7 @@ fn record(key: Option<&[u8]>, value: Option<&[u8]>) -> ConsumedRecord {
         partition: 3,
         offset: 42,
         timestamp_ms: 1_700_000_000_000,
+        timestamp_type: crate::record::TimestampType::CreateTime,
         key: key.map(<[u8]>::to_vec),
         value: value.map(<[u8]>::to_vec),
         headers: Vec::new(),
@@ -256,4 +257,57 @@ fn writer_exposes_its_output() {
     w.get_mut().clear();
     w.write(&record(None, Some(b"y"))).unwrap();
     assert_eq!(w.into_inner(), b"y\n");
+}
+
+#[test]
+fn lengths_are_minus_one_for_null_and_a_null_marker_differs_from_empty() {
+    let t = "[{key}|{value}] {key_length} {value_length}";
+    let null = record(None, None);
+    let empty = record(Some(b""), Some(b""));
+    let full = record(Some(b"k1"), Some("v\u{e9}1".as_bytes()));
+    assert_eq!(template(t, &null), "[|] -1 -1\n");
+    assert_eq!(template(t, &empty), "[|] 0 0\n");
+    // Bytes, not characters.
+    assert_eq!(template(t, &full), "[k1|v\u{e9}1] 2 4\n");
+    // With a marker (kcat -Z), null and empty differ.
+    let marked = |format: OutputFormat, r: &ConsumedRecord| {
+        let mut w = RecordWriter::new(Vec::new(), format).with_null("NULL");
+        w.write(r).unwrap();
+        String::from_utf8(w.into_inner()).unwrap()
+    };
+    let parsed = || OutputFormat::Template(t.parse().unwrap());
+    assert_eq!(marked(parsed(), &null), "[NULL|NULL] -1 -1\n");
+    assert_eq!(marked(parsed(), &empty), "[|] 0 0\n");
+    assert_eq!(marked(OutputFormat::Value, &null), "NULL\n");
+    assert_eq!(marked(OutputFormat::Value, &empty), "\n");
+    // JSON has its own null.
+    assert_eq!(
+        String::from_utf8(render(OutputFormat::Json, std::slice::from_ref(&null))).unwrap(),
+        String::from_utf8({
+            let mut w = RecordWriter::new(Vec::new(), OutputFormat::Json).with_null("NULL");
+            w.write(&null).unwrap();
+            w.into_inner()
+        })
+        .unwrap()
+    );
+}
+
+#[test]
+fn the_timestamp_type_and_dates_are_fields() {
+    let mut r = record(None, Some(b"v"));
+    r.timestamp_ms = 1_700_000_000_042;
+    assert_eq!(
+        template("{timestamp_type}:{timestamp} {date}", &r),
+        "CreateTime:1700000000042 2023-11-14T22:13:20.042Z\n"
+    );
+    r.timestamp_type = crate::record::TimestampType::LogAppendTime;
+    assert_eq!(
+        template("{timestamp_type} {date:%Y-%m-%d %H:%M:%S.%L}", &r),
+        "LogAppendTime 2023-11-14 22:13:20.042\n"
+    );
+    let err = "{date:%q}".parse::<Template>().unwrap_err();
+    assert!(matches!(err, OutputError::BadDate { .. }), "{err}");
+    assert!(err.to_string().contains("%q"), "{err}");
+    let err = "{length}".parse::<Template>().unwrap_err();
+    assert!(err.to_string().contains("{key_length}"), "{err}");
 }

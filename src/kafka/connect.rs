@@ -23,6 +23,7 @@ pub use crate::kafka::security::{
 };
 use crate::kafka::wire::{self, WireError, WireOptions, WireTls};
 
+mod any_name;
 mod tls_files;
 
 use tls_files::read_certs;
@@ -177,9 +178,20 @@ impl ConnectionConfig {
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?;
+        let builder = if tls.skip_hostname_check {
+            let verifier = any_name::AnyName::new(roots, provider).map_err(|e| {
+                ConnectError::TlsConfig(rustls::Error::General(format!(
+                    "no certificate verifier: {e}"
+                )))
+            })?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+        } else {
+            builder.with_root_certificates(roots)
+        };
         let config = match &tls.client_auth {
             Some(auth) => tls_files::with_client_auth(builder, auth)?,
             None => builder.with_no_client_auth(),
@@ -529,6 +541,7 @@ mod tests {
             tls: Some(TlsOptions {
                 ca_file: Some("/nonexistent/ca.pem".into()),
                 client_auth: None,
+                skip_hostname_check: false,
             }),
             ..Default::default()
         };
@@ -556,6 +569,7 @@ mod tests {
                     cert_file,
                     key_file: key_file.clone(),
                 }),
+                skip_hostname_check: false,
             }),
             ..Default::default()
         };

@@ -113,6 +113,8 @@ pub struct Profile {
     pub tls_cert: Option<PathBuf>,
     /// `tls-key`.
     pub tls_key: Option<PathBuf>,
+    /// `tls-skip-hostname-check`.
+    pub tls_skip_hostname_check: Option<bool>,
     /// `sasl-mechanism`, as written.
     pub sasl_mechanism: Option<String>,
     /// `sasl-username`.
@@ -290,6 +292,18 @@ fn read_profile(name: &str, settings: DeTable<'_>, folder: &Path) -> Result<Prof
             "tls-ca" => profile.tls_ca = Some(path(value)?),
             "tls-cert" => profile.tls_cert = Some(path(value)?),
             "tls-key" => profile.tls_key = Some(path(value)?),
+            "tls-skip-hostname-check" => match value {
+                DeValue::Boolean(b) => profile.tls_skip_hostname_check = Some(b),
+                other => {
+                    return Err((
+                        at,
+                        format!(
+                            "tls-skip-hostname-check must be true or false, not {}",
+                            kind(&other)
+                        ),
+                    ));
+                }
+            },
             "sasl-mechanism" => profile.sasl_mechanism = Some(string(value)?),
             "sasl-username" => profile.sasl_username = Some(string(value)?),
             "sasl-password-file" => profile.sasl_password_file = Some(path(value)?),
@@ -428,6 +442,20 @@ sasl-token = "a.b."
         assert!(
             at("[profiles.a]\ntls = \"yes\"\n")
                 .contains("line 2: tls must be true or false, not a string")
+        );
+        assert!(
+            at("[profiles.a]\ntls-skip-hostname-check = 1\n")
+                .contains("line 2: tls-skip-hostname-check must be true or false, not an integer")
+        );
+        let file = ConfigFile::parse(
+            Path::new("/c.toml"),
+            "[profiles.a]\ntls-skip-hostname-check = true\n",
+            0o600,
+        )
+        .unwrap();
+        assert_eq!(
+            file.profile("a").unwrap().tls_skip_hostname_check,
+            Some(true)
         );
         assert!(at("[server]\n").contains("line 1: unknown table [server]"));
         assert!(

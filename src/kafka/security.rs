@@ -17,6 +17,10 @@ pub struct TlsOptions {
     pub ca_file: Option<PathBuf>,
     /// Client certificate and key for mutual TLS.
     pub client_auth: Option<ClientAuth>,
+    /// Accept a broker certificate that does not name the host connected
+    /// to (the Java client's `ssl.endpoint.identification.algorithm=`):
+    /// its chain, dates and usage are still checked.
+    pub skip_hostname_check: bool,
 }
 
 /// A client certificate chain and its private key, both PEM files.

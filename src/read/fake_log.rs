@@ -92,6 +92,7 @@ impl PartitionFetch for Arc<FakeLog> {
                         timestamp: DateTime::from_timestamp_millis(ts).unwrap(),
                     },
                     offset: o,
+                    log_append_time: false,
                 });
             }
             if out.is_empty() {
@@ -162,6 +163,7 @@ pub(crate) fn numbered(o: i64) -> RecordAndOffset {
             timestamp: DateTime::from_timestamp_millis(o).unwrap(),
         },
         offset: o,
+        log_append_time: false,
     }
 }
 

@@ -29,7 +29,7 @@ use crate::read::config::{
 };
 use crate::read::error::{ConsumeError, FetchError, FetchFailure};
 use crate::read::event::ConsumerEvent;
-use crate::record::ConsumedRecord;
+use crate::record::{ConsumedRecord, TimestampType};
 use crate::timestamp::now_ms;
 
 /// What one fetch returned, as far as the loop cares.
@@ -441,6 +441,11 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     partition: self.partition,
                     offset: r.offset,
                     timestamp_ms,
+                    timestamp_type: if r.log_append_time {
+                        TimestampType::LogAppendTime
+                    } else {
+                        TimestampType::CreateTime
+                    },
                     key: r.record.key,
                     value: r.record.value,
                     headers: r.record.headers,

@@ -36,6 +36,8 @@ pub struct Effective {
     pub tls_cert: Option<(PathBuf, Origin)>,
     /// Client key.
     pub tls_key: Option<(PathBuf, Origin)>,
+    /// Broker certificates need not name the host.
+    pub tls_skip_hostname_check: (bool, Origin),
     /// SASL mechanism, as written.
     pub sasl_mechanism: Option<(String, Origin)>,
     /// SASL user.
@@ -133,6 +135,7 @@ impl Effective {
             (self.tls.0 || self.tls_ca.is_some() || client_auth.is_some()).then(|| TlsOptions {
                 ca_file: self.tls_ca.as_ref().map(|(f, _)| f.clone()),
                 client_auth,
+                skip_hostname_check: self.tls_skip_hostname_check.0,
             });
 
         Ok(ConnectionConfig {

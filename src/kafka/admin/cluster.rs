@@ -1,5 +1,6 @@
 //! The cluster as a whole: its id, controller, brokers, and how many
-//! topics and partitions it holds, from one Metadata request.
+//! topics and partitions it holds, from one Metadata request; and each
+//! partition's leader, replicas and in-sync replicas (kcat -L).
 
 use kafka_protocol::messages::MetadataResponse;
 use serde::Serialize;
@@ -61,7 +62,102 @@ impl ClusterDescription {
     }
 }
 
+/// A topic's partitions as the cluster's metadata places them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicLayout {
+    /// The topic.
+    pub topic: String,
+    /// Whether the broker marks it internal (`__consumer_offsets`).
+    pub internal: bool,
+    /// Its partitions, by index.
+    pub partitions: Vec<PartitionLayout>,
+}
+
+/// Where one partition lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionLayout {
+    /// Partition index.
+    pub partition: i32,
+    /// The leader's broker id; `None` (the broker's -1) for an offline
+    /// partition, which no client can read or write.
+    pub leader: Option<i32>,
+    /// Broker ids of the replicas, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// Broker ids of the in-sync replicas.
+    pub isr: Vec<i32>,
+    /// Replicas on brokers that are offline (log directory failed or
+    /// broker gone), as the metadata lists them.
+    pub offline_replicas: Vec<i32>,
+}
+
+impl PartitionLayout {
+    /// No leader: the partition cannot be read or written.
+    pub fn is_offline(&self) -> bool {
+        self.leader.is_none()
+    }
+
+    /// Fewer in-sync replicas than replicas.
+    pub fn is_under_replicated(&self) -> bool {
+        self.isr.len() < self.replicas.len()
+    }
+}
+
+/// The layouts in a Metadata response, sorted by topic and partition; a
+/// topic with an error (being deleted, not authorized) is left out, as
+/// `topics list` leaves it out, unless it was asked for by name.
+fn layouts(
+    metadata: &MetadataResponse,
+    asked: Option<&[&str]>,
+) -> Result<Vec<TopicLayout>, AdminError> {
+    let mut topics = Vec::new();
+    for t in &metadata.topics {
+        let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
+            continue;
+        };
+        if asked.is_some() {
+            super::topic_result("describe", &name, None, t.error_code, None)?;
+        } else if t.error_code != 0 {
+            continue;
+        }
+        let mut partitions: Vec<_> = t
+            .partitions
+            .iter()
+            .map(|p| PartitionLayout {
+                partition: p.partition_index,
+                leader: Some(p.leader_id.0).filter(|&id| id >= 0),
+                replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                offline_replicas: p.offline_replicas.iter().map(|b| b.0).collect(),
+            })
+            .collect();
+        partitions.sort_by_key(|p| p.partition);
+        topics.push(TopicLayout {
+            topic: name,
+            internal: t.is_internal,
+            partitions,
+        });
+    }
+    topics.sort_by(|a, b| a.topic.cmp(&b.topic));
+    Ok(topics)
+}
+
 impl Admin {
+    /// Each partition's leader, replicas, in-sync and offline replicas,
+    /// of `topics` or (`None`) of every topic, internal ones included.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::UnknownTopic`] for a named topic that does not
+    /// exist; connection and protocol errors.
+    #[instrument(skip(self))]
+    pub async fn topic_layouts(
+        &mut self,
+        topics: Option<&[&str]>,
+    ) -> Result<Vec<TopicLayout>, AdminError> {
+        let metadata = self.metadata(topics).await?;
+        layouts(&metadata, topics)
+    }
+
     /// The cluster's id, controller and brokers, and the number of its
     /// topics and partitions.
     ///

@@ -1,5 +1,6 @@
-//! Topics: list, describe, create (with configs) and delete, and Kafka's
-//! rule for their names ([`validate_topic_name`]).
+//! Topics: list, describe, create (with configs) and delete, the offsets
+//! for a time, and Kafka's rule for their names ([`validate_topic_name`]);
+//! the cluster and its partitions' placement.
 //!
 //! rskafka's `create_topic` cannot pass topic configs and it has no
 //! DescribeConfigs, yet weir's offsets store needs `cleanup.policy=compact`.
@@ -25,10 +26,12 @@ mod alter;
 mod cluster;
 pub mod groups;
 mod name;
+mod times;
 mod topics;
 
-pub use cluster::ClusterDescription;
+pub use cluster::{ClusterDescription, PartitionLayout, TopicLayout};
 pub use name::{InvalidTopicName, MAX_TOPIC_NAME_LENGTH, validate_topic_name};
+pub use times::OffsetForTime;
 pub use topics::kafka_internal;
 
 /// Errors of topic administration. Each names the topic involved.

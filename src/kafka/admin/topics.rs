@@ -27,11 +27,11 @@ pub(super) const RESOURCE_TOPIC: i8 = 2;
 
 /// ListOffsets timestamps meaning "earliest" and "latest".
 const EARLIEST: i64 = -2;
-const LATEST: i64 = -1;
+pub(super) const LATEST: i64 = -1;
 
 /// ListOffsets isolation levels: "latest" is the high watermark under
 /// read_uncommitted, the last stable offset under read_committed.
-const READ_UNCOMMITTED: i8 = 0;
+pub(super) const READ_UNCOMMITTED: i8 = 0;
 const READ_COMMITTED: i8 = 1;
 
 impl Admin {
@@ -181,6 +181,23 @@ impl Admin {
         timestamp: i64,
         isolation: i8,
     ) -> Result<HashMap<i32, i64>, Failure<AdminError>> {
+        let found = self
+            .list_offsets_and_times(address, topic, partitions, timestamp, isolation)
+            .await?;
+        Ok(found.into_iter().map(|(p, (o, _))| (p, o)).collect())
+    }
+
+    /// ListOffsets to `address` (the partitions' leader): per partition
+    /// the offset and the timestamp the broker answers (-1, -1 for a time
+    /// after the last record).
+    pub(super) async fn list_offsets_and_times(
+        &mut self,
+        address: &str,
+        topic: &str,
+        partitions: &[i32],
+        timestamp: i64,
+        isolation: i8,
+    ) -> Result<HashMap<i32, (i64, i64)>, Failure<AdminError>> {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_isolation_level(isolation)
@@ -230,7 +247,7 @@ impl Admin {
                         Failure::Fatal(error)
                     });
                 }
-                offsets.insert(p.partition_index, p.offset);
+                offsets.insert(p.partition_index, (p.offset, p.timestamp));
             }
         }
         Ok(offsets)

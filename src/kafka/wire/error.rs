@@ -264,7 +264,7 @@ fn server_certificate_problem(
             };
             format!(
                 "it is not valid for \"{}\", the name connected to; {is_for} (connect with -b \
-                 to a name it is for)",
+                 to a name it is for, or skip the name check with --tls-skip-hostname-check)",
                 expected.to_str()
             )
         }

@@ -223,6 +223,7 @@ mod tests {
                     cert_file: "/certs/me.pem".into(),
                     key_file: "/certs/me.key".into(),
                 }),
+                skip_hostname_check: false,
             }),
         );
         assert!(!wrong.is_retryable());
@@ -240,6 +241,7 @@ mod tests {
         let options = TlsOptions {
             ca_file: ca_file.map(Into::into),
             client_auth: None,
+            skip_hostname_check: false,
         };
         let failure = describe_tls_error(e, "127.0.0.1", Some(&options));
         let text = crate::ErrorChain(&failure).to_string();
@@ -299,7 +301,7 @@ mod tests {
             text,
             "the broker's certificate was rejected: it is not valid for \"127.0.0.1\", the name \
              connected to; it is for kafka-1.example.com, 10.0.0.7 (connect with -b to a name it \
-             is for)"
+             is for, or skip the name check with --tls-skip-hostname-check)"
         );
         let text = refusal(
             E::NotValidForNameContext {

@@ -407,6 +407,7 @@ mod tests {
             partition: 1,
             offset: 7,
             timestamp_ms: 1_700_000_000_000,
+            timestamp_type: crate::record::TimestampType::CreateTime,
             key: Some(b"k".to_vec()),
             value: Some(vec![0xff]),
             headers: headers(&[

@@ -36,6 +36,9 @@ impl Record {
 pub struct RecordAndOffset {
     pub record: Record,
     pub offset: i64,
+    /// weir: the record's batch says the broker set its timestamp
+    /// (`LogAppendTime`); otherwise it is the producer's create time.
+    pub log_append_time: bool,
 }
 
 #[cfg(test)]

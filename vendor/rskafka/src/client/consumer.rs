@@ -444,6 +444,8 @@ mod tests {
                     buffer.push(RecordAndOffset {
                         record: record.clone(),
                         offset: record_offset as i64,
+                        // weir: the mock broker's records are create times.
+                        log_append_time: false,
                     });
                     buffered += size;
                 }
@@ -477,6 +479,8 @@ mod tests {
                                 buffer.push(RecordAndOffset {
                                     record,
                                     offset: record_offset,
+                                    // weir: as above.
+                                    log_append_time: false,
                                 });
                                 buffered += size
                             }

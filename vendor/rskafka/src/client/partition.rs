@@ -1252,6 +1252,7 @@ fn extract_records(
                             timestamp,
                         },
                         offset,
+                        log_append_time: appended,
                     })
                 }
             }
