@@ -588,3 +588,52 @@ fn compressed_batches_are_sized_by_their_ratio_and_cut_when_it_worsens() {
     assert_eq!(got.len(), expected.len());
     assert!(got == expected, "records lost, repeated or out of order");
 }
+
+/// A producer dropped without `close()` with records still queued sends
+/// them in the background: every record still gets its delivery, and
+/// every one is written.
+#[test]
+fn a_producer_dropped_without_close_still_delivers_every_record() {
+    use weir::produce::producer::{ProduceRecord, Producer, ProducerConfig};
+    let topic = random_topic("dropped");
+    weir_run(&["topics", "create", &topic, "--partitions", "3"]).ok();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let delivered = rt.block_on(async {
+        let connection = weir::ConnectionConfig {
+            brokers: vec![brokers().to_owned()],
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let client = std::sync::Arc::new(connection.client().await.unwrap());
+        // A long linger: nothing has gone out when the producer is dropped.
+        let config = ProducerConfig {
+            linger: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let (mut producer, mut deliveries) =
+            Producer::new(client, &topic, 3, config).await.unwrap();
+        for tag in 0..1000_u64 {
+            let record = ProduceRecord {
+                key: Some(format!("k{}", tag % 17).into_bytes()),
+                value: Some(format!("v{tag}").into_bytes()),
+                ..Default::default()
+            };
+            producer.send(tag, record).await.unwrap();
+        }
+        drop(producer);
+        let mut delivered = BTreeMap::new();
+        let deadline = tokio::time::Instant::now() + common::STEP_TIMEOUT;
+        while delivered.len() < 1000 {
+            let d = tokio::time::timeout_at(deadline, deliveries.recv())
+                .await
+                .expect("a delivery for every record in time")
+                .expect("a delivery for every record");
+            assert!(d.result.is_ok(), "{:?}", d.result);
+            delivered.insert(d.tag, d.partition);
+        }
+        delivered
+    });
+    assert_eq!(delivered.len(), 1000);
+    let stored: usize = read_all(&topic, 3).values().map(Vec::len).sum();
+    assert_eq!(stored, 1000);
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{Cluster, KEYED, STEP_TIMEOUT, brokers, random_topic, run, weir};
 
 /// How long [`SlowStart`] holds each connection before it relays it.
-const DELAY: Duration = Duration::from_secs(2);
+const DELAY: Duration = Duration::from_secs(1);
 
 /// A TCP relay to a broker that holds each connection for [`DELAY`]
 /// before relaying it: a client bootstrapped through it cannot have

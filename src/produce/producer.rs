@@ -10,7 +10,8 @@
 //! land in the order they were given. Partitions are written concurrently.
 //!
 //! Every record gets a [`Delivery`]: its partition and offset, or the error
-//! that failed it. rskafka retries retryable errors until the connection's
+//! that failed it, also when the producer is dropped without
+//! [`Producer::close`] (what is queued is sent in the background). rskafka retries retryable errors until the connection's
 //! deadline; a batch that still fails fails all its records, and the
 //! partition fails every record after it without trying, so a dead broker
 //! ends a run quickly with an exact count of what was not written.
@@ -443,6 +444,18 @@ impl Producer {
                 warn!(topic = self.topic.as_str(), error = %e, "partition task ended abnormally");
             }
         }
+    }
+}
+
+/// A producer dropped without [`close`](Producer::close) still sends what
+/// is queued, in the background, and every record still gets its
+/// [`Delivery`] (as long as the runtime runs): its partition tasks are let
+/// finish rather than aborted. `close` is how to wait for them.
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.refresh.abort();
+        self.queues.clear();
+        self.tasks.detach_all();
     }
 }
 
