@@ -215,6 +215,9 @@ pub(super) struct PartitionTask<F> {
     pub(super) config: ConsumerConfig,
     pub(super) events: mpsc::Sender<ConsumerEvent>,
     pub(super) stopped: watch::Receiver<bool>,
+    /// Set when a partition fails, before its [`ConsumerEvent::Failed`]
+    /// is sent: a job busy elsewhere (a commit) learns of it at once.
+    pub(super) failed: Arc<watch::Sender<bool>>,
     /// Its figures in the metrics (or figures nobody shows).
     pub(super) metrics: Arc<crate::metrics::InputPartition>,
 }
@@ -268,6 +271,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     };
                     match exists {
                         Ok(false) => {
+                            crate::metrics::global().error(crate::metrics::ErrorKind::Fetch);
                             let offset = self.next;
                             self.fail(FetchFailure::TopicDeleted { offset }).await;
                             return;
@@ -301,7 +305,11 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     continue;
                 }
                 Err(e) => {
+                    // Each failed attempt shows at once: the partition is
+                    // failing (`/readyz`) and an error is counted, the
+                    // last one included.
                     metrics.set_failing(true);
+                    crate::metrics::global().error(crate::metrics::ErrorKind::Fetch);
                     let since = *failing_since.get_or_insert(started);
                     // The error before a wait cut short says more than
                     // the cut.
@@ -484,9 +492,10 @@ impl<F: PartitionFetch> PartitionTask<F> {
             .await;
     }
 
-    /// Reports this partition's failure; the task ends after it.
+    /// Reports this partition's failure (counted as an error where it
+    /// happened); the task ends after it.
     async fn fail(&self, cause: FetchFailure) {
-        crate::metrics::global().error(crate::metrics::ErrorKind::Fetch);
+        self.failed.send_replace(true);
         let _ = self
             .events
             .send(ConsumerEvent::Failed(ConsumeError::Fetch {
@@ -529,6 +538,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 true
             }
             Err(watermarks) => {
+                crate::metrics::global().error(crate::metrics::ErrorKind::Fetch);
                 let offset = self.next;
                 self.fail(FetchFailure::OutOfRange { offset, watermarks })
                     .await;

@@ -169,6 +169,7 @@ async fn out_of_range_moves_to_the_low_watermark() {
         config: config(StartOffset::Earliest, Until::End),
         events: tx,
         stopped,
+        failed: Arc::new(watch::channel(false).0),
         metrics: Arc::default(),
     };
     tokio::spawn(task.run());
