@@ -10,7 +10,8 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, KEYED, STEP_TIMEOUT, free_port, random_topic, wait_for, weir};
+use common::proxy::{self, Proxy};
+use common::{Cluster, KEYED, STEP_TIMEOUT, free_port, random_topic, run_within, wait_for, weir};
 
 /// `GET path` on `addr`: the status code and the body.
 fn get(addr: &str, path: &str) -> Option<(u16, String)> {
@@ -130,7 +131,11 @@ fn a_killed_broker_shows_in_readiness_and_metrics_and_ends_the_job_within_the_ti
         reasons[0].contains("failing"),
         "readiness fails for the fetches first: {reasons:?}"
     );
-    for (what, at) in [("unready", unready), ("errors", errors), ("retries", retries)] {
+    for (what, at) in [
+        ("unready", unready),
+        ("errors", errors),
+        ("retries", retries),
+    ] {
         assert!(at < ended, "{what} only with the exit");
     }
     let last = stderr.lines().last().unwrap_or_default();
@@ -141,4 +146,86 @@ fn a_killed_broker_shows_in_readiness_and_metrics_and_ends_the_job_within_the_ti
             && last.contains(&topic),
         "{stderr}"
     );
+}
+
+#[test]
+fn damaged_fetch_responses_fail_the_fetch_within_the_timeout_in_kafkas_terms() {
+    let proxy = Proxy::start();
+    let cluster = Cluster::start_behind(&proxy);
+    let levels = ["info", "warn", "error"];
+    let lines: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"level":"{}","n":{i}}}"#, levels[i % 3]))
+        .collect();
+    let topic = cluster.create_and_fill("mr", 2, &[], &lines);
+    let count = |timeout: &str| {
+        #[rustfmt::skip]
+        let mut cmd = weir();
+        cmd.args([
+            "count",
+            "-t",
+            &topic,
+            "--by",
+            "json:/level",
+            "-e",
+            "--json",
+            "--timeout",
+            timeout,
+            "-b",
+            proxy.address(),
+        ]);
+        cmd
+    };
+
+    // Through the proxy, undamaged: every record counted.
+    let clean = run_within(&mut count("5s"), STEP_TIMEOUT, None);
+    assert_eq!(clean.code, Some(0), "{}", clean.stderr);
+    let counted: u64 = clean
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(counted, lines.len() as u64, "{}", clean.stdout);
+
+    let timeout = Duration::from_secs(2);
+    for seed in [7, 1234, 99991] {
+        proxy.corrupt(usize::MAX, Some(proxy::FETCH), seed);
+        let before = proxy.corrupted();
+        let started = Instant::now();
+        let damaged = run_within(&mut count("2s"), 3 * timeout, None);
+        let took = started.elapsed();
+        proxy.corrupt(0, None, seed);
+        let stderr = &damaged.stderr;
+        eprintln!(
+            "seed {seed}: exit {:?} after {took:?}, {} responses damaged; last line: {}",
+            damaged.code,
+            proxy.corrupted() - before,
+            stderr.lines().last().unwrap_or_default()
+        );
+        assert!(proxy.corrupted() > before, "nothing damaged");
+        assert_eq!(damaged.code, Some(1), "seed {seed}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(&format!("weir: reading topic \"{topic}\" partition "))
+                && last.contains(&format!("from leader {}", proxy.address()))
+                && last.contains("at offset 0 ")
+                && last.contains("within the retry timeout (2s)"),
+            "seed {seed}: one line naming the broker, topic, partition and offset: {stderr}"
+        );
+        for internal in [
+            "failed to fill whole buffer",
+            "out of range integral type conversion",
+            "Cannot read",
+            "poisoned",
+            "panicked",
+        ] {
+            assert!(
+                !stderr.contains(internal),
+                "seed {seed}: a decoder's words ({internal:?}) in: {stderr}"
+            );
+        }
+    }
 }

@@ -233,7 +233,6 @@ impl<F: PartitionFetch> PartitionTask<F> {
         let max_wait_ms = i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
         let mut failing_since: Option<Instant> = None;
         let mut last_error: Option<FetchError> = None;
-        let mut warned_empty = false;
         // Reported at the end of the log since the last records.
         let mut caught_up = false;
         let metrics = Arc::clone(&self.metrics);
@@ -280,6 +279,34 @@ impl<F: PartitionFetch> PartitionTask<F> {
                         Err(e) => Err(e),
                     }
                 }
+                // In range by the watermarks (the clamp leaves the offset
+                // where it was), out of range by the fetch: a failed
+                // attempt, which a lagging new leader gets over.
+                Err(FetchError::OutOfRange) => {
+                    let before = self.next;
+                    if !self.clamp().await {
+                        return;
+                    }
+                    if self.next != before {
+                        continue;
+                    }
+                    Err(FetchError::OutOfRange)
+                }
+                // Nothing below the end of the log at the largest fetch
+                // size: the answer is damaged (a batch whose length runs
+                // past the records reads as one cut at the size limit), a
+                // failed attempt rather than the end.
+                Ok(f)
+                    if f.records.is_empty()
+                        && f.next_offset <= self.next
+                        && self.next < f.end
+                        && max_bytes >= MAX_FETCH_BYTES =>
+                {
+                    Err(FetchError::NothingReturned {
+                        end: f.end,
+                        max_bytes,
+                    })
+                }
                 other => other,
             };
             let Fetched {
@@ -293,16 +320,6 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     metrics.set_failing(false);
                     metrics.at(self.next, r.end);
                     r
-                }
-                Err(FetchError::OutOfRange) => {
-                    let before = self.next;
-                    if !self.clamp().await {
-                        return;
-                    }
-                    if self.next == before && !self.pause(self.config.fetch_max_wait).await {
-                        return;
-                    }
-                    continue;
                 }
                 Err(e) => {
                     // Each failed attempt shows at once: the partition is
@@ -351,37 +368,17 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 }
                 if self.next < log_end {
                     // Records are there but none came back: the next one
-                    // is larger than the fetch size.
-                    if max_bytes < MAX_FETCH_BYTES {
-                        max_bytes = max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
-                        floor = floor.max(max_bytes);
-                        debug!(
-                            topic = self.topic.as_ref(),
-                            partition = self.partition,
-                            max_bytes,
-                            "nothing fit; fetch size grown"
-                        );
-                        continue;
-                    }
-                    if !warned_empty {
-                        warned_empty = true;
-                        warn!(
-                            topic = self.topic.as_ref(),
-                            partition = self.partition,
-                            offset = self.next,
-                            end = log_end,
-                            "no records returned below the end of the log"
-                        );
-                    }
-                    if let Some(end) = self.end {
-                        // Nothing readable is left before the end.
-                        self.next = log_end.min(end);
-                        self.reached().await;
-                        return;
-                    }
-                    if !self.pause(self.config.fetch_max_wait).await {
-                        return;
-                    }
+                    // is larger than the fetch size (below the largest:
+                    // at it, this was a failed attempt).
+                    max_bytes = max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
+                    floor = floor.max(max_bytes);
+                    debug!(
+                        topic = self.topic.as_ref(),
+                        partition = self.partition,
+                        max_bytes,
+                        "nothing fit; fetch size grown"
+                    );
+                    continue;
                 } else if self.until_time.is_some_and(|t| now_ms() >= t) {
                     self.reached().await;
                     return;
