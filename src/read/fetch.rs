@@ -9,7 +9,12 @@
 //! (see [`DECODED_FETCH_FACTOR`]), moves to the nearest watermark when the
 //! broker answers `OffsetOutOfRange`, tells a deleted topic from a broker
 //! that does not know it yet, and retries a lost broker until the
-//! consumer's retry timeout passes without one good fetch.
+//! consumer's retry timeout passes without one good fetch. rskafka returns
+//! each failed attempt at once (`set_caller_retries`), so a failure shows
+//! (counted, `/readyz`) when it happens and the timeout runs from it; an
+//! answer that cannot be decoded, or that contradicts itself (nothing
+//! below the end of the log at the largest fetch size, an offset out of
+//! range inside the watermarks), is a failed attempt too.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

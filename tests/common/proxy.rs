@@ -33,6 +33,8 @@ struct Shared {
     api: Mutex<i16>,
     /// The damage's random state (xorshift), from the test's seed.
     rng: AtomicU64,
+    /// Damage one frame in this many (1: every one).
+    one_in: AtomicU64,
     /// Frames damaged so far.
     corrupted: AtomicUsize,
     /// Set when the proxy is dropped: accept no more connections.
@@ -50,6 +52,7 @@ impl Proxy {
             to_corrupt: AtomicUsize::new(0),
             api: Mutex::new(-1),
             rng: AtomicU64::new(1),
+            one_in: AtomicU64::new(1),
             corrupted: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
         });
@@ -87,9 +90,18 @@ impl Proxy {
     /// length set to an extreme, or the body cut short (its length
     /// lowered to match, so that the frames after it stay in step).
     pub fn corrupt(&self, frames: usize, api: Option<i16>, seed: u64) {
+        self.shared.one_in.store(1, Relaxed);
         *self.shared.api.lock().unwrap() = api.unwrap_or(-1);
         self.shared.rng.store(seed.max(1), Relaxed);
         self.shared.to_corrupt.store(frames, Relaxed);
+    }
+
+    /// Damages about one response frame in `one_in` (answering `api`;
+    /// `None`: any) from now on, as [`Proxy::corrupt`] does, the choice
+    /// and the damage drawn from `seed`.
+    pub fn corrupt_some(&self, one_in: u64, api: Option<i16>, seed: u64) {
+        self.corrupt(usize::MAX, api, seed);
+        self.shared.one_in.store(one_in.max(1), Relaxed);
     }
 
     /// Response frames damaged so far.
@@ -151,6 +163,8 @@ impl Shared {
     fn takes(&self, api: i16) -> bool {
         let wanted = *self.api.lock().unwrap();
         (wanted < 0 || wanted == api)
+            && self.to_corrupt.load(Relaxed) > 0
+            && self.next() % self.one_in.load(Relaxed) == 0
             && self
                 .to_corrupt
                 .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))

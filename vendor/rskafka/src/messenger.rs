@@ -149,8 +149,10 @@ pub enum RequestError {
     #[error("Cannot read/write data: {0}")]
     IO(#[from] std::io::Error),
 
+    /// weir: said in Kafka's terms, as `Undecodable`.
     #[error(
-        "Data left at the end of the message. Got {message_size} bytes but only read {read} bytes. api_key={api_key:?} api_version={api_version}"
+        "the broker's {api_key:?} response (v{}) cannot be read: {} bytes follow its last field (at byte {read} of {message_size})",
+        api_version.0.0, message_size.saturating_sub(*read)
     )]
     TooMuchData {
         message_size: u64,
@@ -440,12 +442,16 @@ where
             .map_err(|e| undecodable(decode_problem(&e), response.data.position().min(len)))?;
 
         // check if we fully consumed the message, otherwise there might be a bug in our protocol code
+        // (`TooMuchData` as upstream: the version negotiation retries
+        // with an older version on it.)
         let read_bytes = response.data.position();
         if read_bytes != len {
-            return Err(undecodable(
-                format!("{} bytes follow its last field", len.saturating_sub(read_bytes)),
-                read_bytes,
-            ));
+            return Err(RequestError::TooMuchData {
+                message_size: len,
+                read: read_bytes,
+                api_key: R::API_KEY,
+                api_version: body_api_version,
+            });
         }
 
         Ok(body)
