@@ -579,6 +579,16 @@ where
                         );
                         continue 'iter_upper_bound;
                     }
+                    // weir: `Undecodable` is what `ReadVersionedError`
+                    // was (see `request_with_version_ranges`).
+                    Err(e @ RequestError::Undecodable { .. }) => {
+                        debug!(
+                            %e,
+                            version=upper_bound,
+                            "Cannot read ApiVersionResponse for version",
+                        );
+                        continue 'iter_upper_bound;
+                    }
                     Err(e @ RequestError::TooMuchData { .. }) => {
                         debug!(
                             %e,
