@@ -232,9 +232,11 @@ impl PartitionClient {
         self.unknown_topic_handling = handling;
     }
 
-    /// weir: whether the caller retries. With `true`, an error this
-    /// client would retry (a broken connection, a stale leader, a leader
-    /// not yet elected) is returned at once, after the cached leader is
+    /// weir: whether the caller retries fetches. With `true`, an error
+    /// this client would retry in
+    /// [`fetch_records_isolated`](Self::fetch_records_isolated) (a broken
+    /// connection, a stale leader, a leader not yet elected) is returned
+    /// at once, after the cached leader is
     /// dropped as for a retry, so that the next request looks it up
     /// again: a caller with its own deadline (weir's fetch loop) sees
     /// every failed attempt when it happens (to count it and report the
@@ -298,7 +300,7 @@ impl PartitionClient {
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
-            self.caller_retries,
+            false,
             self,
             "produce",
             || async move {
@@ -376,7 +378,7 @@ impl PartitionClient {
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
-            self.caller_retries,
+            false,
             self,
             "produce",
             || async move {
@@ -511,7 +513,7 @@ impl PartitionClient {
         let partition = maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
-            self.caller_retries,
+            false,
             self,
             "get_offset",
             || async move {
@@ -545,7 +547,7 @@ impl PartitionClient {
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
-            self.caller_retries,
+            false,
             self,
             "delete_records",
             || async move {
