@@ -226,8 +226,10 @@ pub async fn run<J: Job>(
         if let Some(reason) = (&mut shutdown).now_or_never() {
             break Ok(reason);
         }
-        if ticks.as_mut().is_some_and(Ticks::due) {
-            match job.checkpoint().await {
+        // Once a partition has failed, the loop only goes on to its
+        // failure: no checkpoint, whose commit would not outlast it.
+        if !consumer.has_failed() && ticks.as_mut().is_some_and(Ticks::due) {
+            match checkpoint(job, &mut consumer).await {
                 Ok(None) => {}
                 Ok(Some(stop)) => break Ok(stop),
                 Err(e) => break Err(e),
@@ -246,7 +248,7 @@ pub async fn run<J: Job>(
                         Some(event) => event,
                         None => break Ok(StopReason::Reached),
                     },
-                    () = tick(&mut ticks) => match job.checkpoint().await {
+                    () = tick(&mut ticks), if !consumer.has_failed() => match checkpoint(job, &mut consumer).await {
                         Ok(None) => continue,
                         Ok(Some(stop)) => break Ok(stop),
                         Err(e) => break Err(e),
@@ -302,6 +304,21 @@ pub async fn run<J: Job>(
         }
     };
     stopped(job.finish(stop).await.map(|s| s.unwrap_or(stop)))
+}
+
+/// [`Job::checkpoint`], given up when a partition fails meanwhile: the
+/// job ends at the consumer's deadline (one `--timeout` after its first
+/// failed fetch), not one commit's later, and the failure comes next
+/// among the events.
+async fn checkpoint<J: Job>(job: &mut J, consumer: &mut Consumer) -> Step<J::Error> {
+    tokio::select! {
+        biased;
+        () = consumer.failed() => {
+            tracing::debug!("checkpoint given up: a partition failed");
+            Ok(None)
+        }
+        step = job.checkpoint() => step,
+    }
 }
 
 /// How the loop takes a step's end: a closed output is a stop, other

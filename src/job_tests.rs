@@ -554,3 +554,42 @@ fn broken_pipe_is_recognised() {
     )));
     assert!(!is_broken_pipe(&std::io::Error::other("pipe")));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_checkpoint_under_way_gives_way_to_a_failed_partition() {
+    // Every fetch fails: the partition fails 2s (the retry timeout) after
+    // the first, while the checkpoint begun at 1s would take a minute (a
+    // commit to a broker that is gone).
+    let log = Arc::new(crate::read::fake_log::FakeLog::new(0..3));
+    *log.failures.lock().unwrap() = usize::MAX;
+    let assignment = Assignment {
+        topic: Arc::from("t"),
+        partition: 0,
+        start: None,
+    };
+    let config = ConsumerConfig {
+        until: Until::Never,
+        retry_timeout: Duration::from_secs(2),
+        ..ConsumerConfig::default()
+    };
+    let consumer = Consumer::start_with(vec![(assignment, log)], config)
+        .await
+        .unwrap();
+    let mut job = Probe::new();
+    job.first_checkpoint = Duration::from_secs(60);
+    let started = Instant::now();
+    let err = run(
+        consumer,
+        &mut job,
+        Some(Duration::from_secs(1)),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, JobError::Consumer(_)), "{err:?}");
+    assert_eq!(job.checkpoint_ms(), [1000]);
+    assert_eq!(job.commits, 0, "the checkpoint was given up");
+    // Before, the failure waited for the checkpoint's minute.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}

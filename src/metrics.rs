@@ -43,7 +43,8 @@ pub fn global() -> &'static Metrics {
 /// A kind of error, for `weir_errors_total{kind}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// A partition could not be read (a fetch failed for good).
+    /// A fetch failed: each attempt, retried or the last (a partition
+    /// fails after `--timeout` of them).
     Fetch,
     /// A batch could not be produced.
     Produce,

@@ -421,7 +421,13 @@ pub fn client_error_text(e: &rskafka::client::error::Error) -> String {
             ..
         }) => {
             let name = match protocol_error {
-                ProtocolError::Unknown(code) => format!("error code {code}"),
+                // Not a refusal: no Kafka error has this code, so the
+                // response is damaged (or from a broker newer than weir).
+                ProtocolError::Unknown(code) => {
+                    return format!(
+                        "the broker answered error code {code}, which Kafka does not define"
+                    );
+                }
                 known => kafka_error_name(&format!("{known:?}")),
             };
             match error_message.as_deref().map(str::trim) {
@@ -440,6 +446,12 @@ pub fn client_error_text(e: &rskafka::client::error::Error) -> String {
 fn cause<'a>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a (dyn std::error::Error + 'static)> {
+    use rskafka::client::error::RequestError;
+    if let Some(RequestError::Poisoned(first)) = e.downcast_ref::<RequestError>() {
+        // The error that broke the connection, not "Connection is
+        // poisoned: ..." around it.
+        return Some(first.as_ref());
+    }
     match e.downcast_ref::<rskafka::ConnectionError>() {
         Some(rskafka::ConnectionError::RetryFailed(backoff)) => Some(backoff),
         _ => e.source(),
@@ -489,7 +501,7 @@ mod tests {
         );
         assert_eq!(
             client_error_text(&refused(ProtocolError::Unknown(999), Some(" "))),
-            "the broker refused it: error code 999"
+            "the broker answered error code 999, which Kafka does not define"
         );
         assert_eq!(client_error_text(&Error::Timeout), "Timeout");
     }

@@ -10,7 +10,7 @@ use super::codec::{
     ChunkKey, Chunks, Commit, INLINE_BUDGET, OffsetKey, StateChain, StateError, StoreRecord,
     join_state, split_state,
 };
-use super::store::{GroupOffsets, OffsetStore, OffsetsError, StoreWriter, apply};
+use super::store::{CommitFailure, GroupOffsets, OffsetStore, OffsetsError, StoreWriter, apply};
 use crate::TopicPartition;
 use crate::kafka::membership::Lease;
 use crate::read::Until;
@@ -428,7 +428,20 @@ impl GroupSession {
         let metrics = crate::metrics::global();
         let writes = !checkpoint.partitions.is_empty();
         let started = std::time::Instant::now();
-        let written = self.write_checkpoint(checkpoint, writer).await;
+        // One deadline for the whole of it (the look at the store, the
+        // chunks, the commits, the tombstones), not one per request: a
+        // commit on a lost broker takes `--timeout`, not a multiple.
+        let timeout = self.store.timeout();
+        let partition = self.store.partition_for(&self.group);
+        let written = tokio::time::timeout(timeout, self.write_checkpoint(checkpoint, writer))
+            .await
+            .unwrap_or_else(|_| {
+                Err(OffsetsError::Commit {
+                    group: self.group.clone(),
+                    partition: TopicPartition::new(self.store.topic(), partition),
+                    cause: CommitFailure::NoAcknowledgement { timeout },
+                })
+            });
         match &written {
             Ok(_) if writes => metrics.commits.observe(started.elapsed()),
             Ok(_) => {}

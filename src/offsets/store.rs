@@ -230,6 +230,11 @@ impl OffsetStore {
         })
     }
 
+    /// The deadline of each of its requests (`--timeout`).
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+
     /// The store topic.
     pub fn topic(&self) -> &str {
         &self.topic

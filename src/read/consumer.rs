@@ -42,6 +42,8 @@ pub struct Consumer {
     events: mpsc::Receiver<ConsumerEvent>,
     positions: Vec<PartitionPosition>,
     stop: watch::Sender<bool>,
+    /// Set by a partition that failed, before its event is sent.
+    failed: watch::Receiver<bool>,
     tasks: JoinSet<()>,
 }
 
@@ -70,6 +72,9 @@ impl Consumer {
             let mut pc =
                 open_partition(client, &a.topic, a.partition, config.retry_timeout).await?;
             pc.set_unknown_topic_handling(UnknownTopicHandling::Error);
+            // The fetch loop retries under the consumer's deadline, and
+            // sees (counts, reports) each failed attempt.
+            pc.set_caller_retries(true);
             let reader = PartitionReader {
                 client: pc,
                 isolation: config.isolation,
@@ -93,6 +98,8 @@ impl Consumer {
                 .await?;
         let (tx, events) = mpsc::channel(config.buffered_batches.max(1));
         let (stop, stopped) = watch::channel(false);
+        let (failed_tx, failed) = watch::channel(false);
+        let failed_tx = Arc::new(failed_tx);
         let mut tasks = JoinSet::new();
         for ((_, fetch), position) in fetchers.into_iter().zip(&resolved) {
             let metrics = if config.metered {
@@ -116,6 +123,7 @@ impl Consumer {
                 config: config.clone(),
                 events: tx.clone(),
                 stopped: stopped.clone(),
+                failed: Arc::clone(&failed_tx),
             };
             tasks.spawn(task.run());
         }
@@ -123,6 +131,7 @@ impl Consumer {
             events,
             positions: resolved,
             stop,
+            failed,
             tasks,
         })
     }
@@ -148,6 +157,22 @@ impl Consumer {
     /// The next event if one is ready now.
     pub fn try_next(&mut self) -> Option<ConsumerEvent> {
         self.events.try_recv().ok()
+    }
+
+    /// Completes once a partition has failed, while its
+    /// [`ConsumerEvent::Failed`] may still wait behind other events: for a
+    /// caller busy with something else (a commit) that must not outlast
+    /// the consumer's deadline. Never completes while every partition
+    /// reads.
+    pub async fn failed(&mut self) {
+        if self.failed.wait_for(|failed| *failed).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether a partition has failed ([`failed`](Self::failed)).
+    pub fn has_failed(&self) -> bool {
+        *self.failed.borrow()
     }
 
     /// Stops every partition task; events not yet read are dropped.

@@ -19,6 +19,17 @@ pub enum FetchError {
     /// yet learnt from the controller.
     #[error("the broker does not know the topic or partition")]
     UnknownTopic,
+    /// The broker returned no records below the end of the log, even at
+    /// the largest fetch size: its answer was damaged.
+    #[error(
+        "the Fetch response had no records below the end of the log ({end}), at a fetch size of {max_bytes} bytes"
+    )]
+    NothingReturned {
+        /// The end of the log the response gave.
+        end: i64,
+        /// The fetch size asked for.
+        max_bytes: i32,
+    },
     /// No answer by the deadline.
     #[error("no answer from the broker")]
     TimedOut,

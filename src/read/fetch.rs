@@ -9,7 +9,12 @@
 //! (see [`DECODED_FETCH_FACTOR`]), moves to the nearest watermark when the
 //! broker answers `OffsetOutOfRange`, tells a deleted topic from a broker
 //! that does not know it yet, and retries a lost broker until the
-//! consumer's retry timeout passes without one good fetch.
+//! consumer's retry timeout passes without one good fetch. rskafka returns
+//! each failed attempt at once (`set_caller_retries`), so a failure shows
+//! (counted, `/readyz`) when it happens and the timeout runs from it; an
+//! answer that cannot be decoded, or that contradicts itself (nothing
+//! below the end of the log at the largest fetch size, an offset out of
+//! range inside the watermarks), is a failed attempt too.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -215,6 +220,9 @@ pub(super) struct PartitionTask<F> {
     pub(super) config: ConsumerConfig,
     pub(super) events: mpsc::Sender<ConsumerEvent>,
     pub(super) stopped: watch::Receiver<bool>,
+    /// Set when a partition fails, before its [`ConsumerEvent::Failed`]
+    /// is sent: a job busy elsewhere (a commit) learns of it at once.
+    pub(super) failed: Arc<watch::Sender<bool>>,
     /// Its figures in the metrics (or figures nobody shows).
     pub(super) metrics: Arc<crate::metrics::InputPartition>,
 }
@@ -230,7 +238,6 @@ impl<F: PartitionFetch> PartitionTask<F> {
         let max_wait_ms = i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
         let mut failing_since: Option<Instant> = None;
         let mut last_error: Option<FetchError> = None;
-        let mut warned_empty = false;
         // Reported at the end of the log since the last records.
         let mut caught_up = false;
         let metrics = Arc::clone(&self.metrics);
@@ -268,6 +275,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     };
                     match exists {
                         Ok(false) => {
+                            crate::metrics::global().error(crate::metrics::ErrorKind::Fetch);
                             let offset = self.next;
                             self.fail(FetchFailure::TopicDeleted { offset }).await;
                             return;
@@ -275,6 +283,34 @@ impl<F: PartitionFetch> PartitionTask<F> {
                         Ok(true) => Err(FetchError::UnknownTopic),
                         Err(e) => Err(e),
                     }
+                }
+                // In range by the watermarks (the clamp leaves the offset
+                // where it was), out of range by the fetch: a failed
+                // attempt, which a lagging new leader gets over.
+                Err(FetchError::OutOfRange) => {
+                    let before = self.next;
+                    if !self.clamp().await {
+                        return;
+                    }
+                    if self.next != before {
+                        continue;
+                    }
+                    Err(FetchError::OutOfRange)
+                }
+                // Nothing below the end of the log at the largest fetch
+                // size: the answer is damaged (a batch whose length runs
+                // past the records reads as one cut at the size limit), a
+                // failed attempt rather than the end.
+                Ok(f)
+                    if f.records.is_empty()
+                        && f.next_offset <= self.next
+                        && self.next < f.end
+                        && max_bytes >= MAX_FETCH_BYTES =>
+                {
+                    Err(FetchError::NothingReturned {
+                        end: f.end,
+                        max_bytes,
+                    })
                 }
                 other => other,
             };
@@ -290,18 +326,12 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     metrics.at(self.next, r.end);
                     r
                 }
-                Err(FetchError::OutOfRange) => {
-                    let before = self.next;
-                    if !self.clamp().await {
-                        return;
-                    }
-                    if self.next == before && !self.pause(self.config.fetch_max_wait).await {
-                        return;
-                    }
-                    continue;
-                }
                 Err(e) => {
+                    // Each failed attempt shows at once: the partition is
+                    // failing (`/readyz`) and an error is counted, the
+                    // last one included.
                     metrics.set_failing(true);
+                    crate::metrics::global().error(crate::metrics::ErrorKind::Fetch);
                     let since = *failing_since.get_or_insert(started);
                     // The error before a wait cut short says more than
                     // the cut.
@@ -343,37 +373,17 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 }
                 if self.next < log_end {
                     // Records are there but none came back: the next one
-                    // is larger than the fetch size.
-                    if max_bytes < MAX_FETCH_BYTES {
-                        max_bytes = max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
-                        floor = floor.max(max_bytes);
-                        debug!(
-                            topic = self.topic.as_ref(),
-                            partition = self.partition,
-                            max_bytes,
-                            "nothing fit; fetch size grown"
-                        );
-                        continue;
-                    }
-                    if !warned_empty {
-                        warned_empty = true;
-                        warn!(
-                            topic = self.topic.as_ref(),
-                            partition = self.partition,
-                            offset = self.next,
-                            end = log_end,
-                            "no records returned below the end of the log"
-                        );
-                    }
-                    if let Some(end) = self.end {
-                        // Nothing readable is left before the end.
-                        self.next = log_end.min(end);
-                        self.reached().await;
-                        return;
-                    }
-                    if !self.pause(self.config.fetch_max_wait).await {
-                        return;
-                    }
+                    // is larger than the fetch size (below the largest:
+                    // at it, this was a failed attempt).
+                    max_bytes = max_bytes.saturating_mul(2).min(MAX_FETCH_BYTES);
+                    floor = floor.max(max_bytes);
+                    debug!(
+                        topic = self.topic.as_ref(),
+                        partition = self.partition,
+                        max_bytes,
+                        "nothing fit; fetch size grown"
+                    );
+                    continue;
                 } else if self.until_time.is_some_and(|t| now_ms() >= t) {
                     self.reached().await;
                     return;
@@ -489,9 +499,10 @@ impl<F: PartitionFetch> PartitionTask<F> {
             .await;
     }
 
-    /// Reports this partition's failure; the task ends after it.
+    /// Reports this partition's failure (counted as an error where it
+    /// happened); the task ends after it.
     async fn fail(&self, cause: FetchFailure) {
-        crate::metrics::global().error(crate::metrics::ErrorKind::Fetch);
+        self.failed.send_replace(true);
         let _ = self
             .events
             .send(ConsumerEvent::Failed(ConsumeError::Fetch {
@@ -534,6 +545,7 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 true
             }
             Err(watermarks) => {
+                crate::metrics::global().error(crate::metrics::ErrorKind::Fetch);
                 let offset = self.next;
                 self.fail(FetchFailure::OutOfRange { offset, watermarks })
                     .await;

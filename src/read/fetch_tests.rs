@@ -169,6 +169,7 @@ async fn out_of_range_moves_to_the_low_watermark() {
         config: config(StartOffset::Earliest, Until::End),
         events: tx,
         stopped,
+        failed: Arc::new(watch::channel(false).0),
         metrics: Arc::default(),
     };
     tokio::spawn(task.run());
@@ -378,4 +379,58 @@ async fn a_partition_short_of_its_stop_is_never_caught_up() {
         ),
         "{events:?}"
     );
+}
+
+/// A partition whose fetches answer OFFSET_OUT_OF_RANGE, or nothing at
+/// all below the end of the log, while its watermarks say the offset is
+/// in range: damaged answers.
+struct Contradicting {
+    log: Arc<FakeLog>,
+    empty: bool,
+}
+
+impl PartitionFetch for Contradicting {
+    fn fetch(&self, offset: i64, _: i32, _: i32) -> BoxFuture<'_, Result<Fetched, FetchError>> {
+        Box::pin(async move {
+            if self.empty {
+                Ok(Fetched::plain(Vec::new(), offset, self.log.high()))
+            } else {
+                Err(FetchError::OutOfRange)
+            }
+        })
+    }
+
+    fn offset_at(&self, at: OffsetAt) -> BoxFuture<'_, Result<i64, FetchError>> {
+        self.log.offset_at(at)
+    }
+}
+
+#[tokio::test]
+async fn answers_that_contradict_the_watermarks_fail_after_the_retry_timeout() {
+    for (empty, says) in [
+        (false, "offset out of range"),
+        (true, "no records below the end of the log"),
+    ] {
+        let log = Arc::new(FakeLog::new(0..4));
+        let mut config = config(StartOffset::Earliest, Until::End);
+        config.retry_timeout = Duration::from_millis(100);
+        let fetch = Contradicting { log, empty };
+        let mut consumer = Consumer::start_with(vec![(assignment(None), fetch)], config)
+            .await
+            .unwrap();
+        // Before, each was asked again for ever.
+        let event = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .expect("the partition fails rather than retrying for ever");
+        match event {
+            Some(ConsumerEvent::Failed(e)) => {
+                let e = crate::ErrorChain(&e).to_string();
+                assert!(
+                    e.contains("no good fetch at offset 0") && e.contains(says),
+                    "{e}"
+                );
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
 }

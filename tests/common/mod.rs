@@ -20,6 +20,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -122,6 +124,27 @@ impl Kafka {
     /// Prepares and starts `nodes` nodes and waits until every one of them
     /// serves metadata that lists them all.
     pub fn start(nodes: usize) -> Self {
+        Self::start_with(nodes, |_| {})
+    }
+
+    /// One node behind `proxy`: it advertises the proxy's address as its
+    /// PLAINTEXT listener, so that a client bootstrapping through the
+    /// proxy stays on it; the proxy forwards to the node.
+    pub fn start_behind(proxy: &proxy::Proxy) -> Self {
+        Self::start_with(1, |kafka| {
+            proxy.forward_to(&kafka.node_address(0));
+            let path = kafka.node_dir(0).join("server.properties");
+            let config = std::fs::read_to_string(&path).unwrap();
+            let ours = format!("advertised.listeners=PLAINTEXT://{}", kafka.node_address(0));
+            assert!(config.contains(&ours), "{config}");
+            let theirs = format!("advertised.listeners=PLAINTEXT://{}", proxy.address());
+            std::fs::write(&path, config.replace(&ours, &theirs)).unwrap();
+        })
+    }
+
+    /// As [`Kafka::start`], with `configure` run on the prepared nodes
+    /// before they start.
+    fn start_with(nodes: usize, configure: impl FnOnce(&Self)) -> Self {
         remove_stale_kafka_dirs();
         let dir = tempfile::Builder::new()
             .prefix(&format!("weir-kafka-{}-", std::process::id()))
@@ -148,6 +171,7 @@ impl Kafka {
             base,
             nodes: (0..nodes).map(|_| None).collect(),
         };
+        configure(&kafka);
         for i in 0..nodes {
             kafka.spawn(i);
         }
@@ -594,6 +618,17 @@ impl Cluster {
     /// this is dropped; [`Cluster::kafka`] kills and restarts them.
     pub fn start(nodes: usize) -> Self {
         let kafka = Kafka::start(nodes);
+        Self {
+            address: kafka.address(),
+            own: Some(kafka),
+        }
+    }
+
+    /// One node of the test's own behind `proxy` ([`Kafka::start_behind`]);
+    /// [`Cluster::address`] is the node's own address, the proxy's
+    /// reaches it too.
+    pub fn start_behind(proxy: &proxy::Proxy) -> Self {
+        let kafka = Kafka::start_behind(proxy);
         Self {
             address: kafka.address(),
             own: Some(kafka),

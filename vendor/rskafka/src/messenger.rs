@@ -149,8 +149,10 @@ pub enum RequestError {
     #[error("Cannot read/write data: {0}")]
     IO(#[from] std::io::Error),
 
+    /// weir: said in Kafka's terms, as `Undecodable`.
     #[error(
-        "Data left at the end of the message. Got {message_size} bytes but only read {read} bytes. api_key={api_key:?} api_version={api_version}"
+        "the broker's {api_key:?} response (v{}) cannot be read: {} bytes follow its last field (at byte {read} of {message_size})",
+        api_version.0.0, message_size.saturating_sub(*read)
     )]
     TooMuchData {
         message_size: u64,
@@ -164,6 +166,40 @@ pub enum RequestError {
 
     #[error("Connection is poisoned: {0}")]
     Poisoned(Arc<RequestError>),
+
+    /// weir: a response that cannot be decoded, said in Kafka's terms:
+    /// which response (API and version), what was wrong, and where.
+    /// Without a `source`: the decoder's own error (`failed to fill whole
+    /// buffer`) is the text's `problem`, reworded.
+    #[error("the broker's {api:?} response (v{version}) cannot be read: {problem} (at byte {at} of {len})")]
+    Undecodable {
+        api: ApiKey,
+        version: i16,
+        problem: String,
+        at: u64,
+        len: u64,
+    },
+}
+
+/// weir: what a decoder's error says, in a response's terms.
+fn decode_problem(e: &ReadVersionedError) -> String {
+    use crate::protocol::traits::ReadError;
+    let ReadVersionedError::ReadError(e) = e;
+    match e {
+        ReadError::IO(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            // std's own text for a short read says nothing; a decoder's
+            // (`records cut short`) names the field.
+            let text = io.to_string();
+            if text == "failed to fill whole buffer" {
+                "it ends before its last field".to_owned()
+            } else {
+                format!("it ends early ({text})")
+            }
+        }
+        ReadError::IO(io) => io.to_string(),
+        ReadError::Overflow(_) => "a length or count field is out of range".to_owned(),
+        ReadError::Malformed(m) => m.to_string(),
+    }
 }
 
 #[derive(Error, Debug)]
@@ -392,14 +428,26 @@ where
         cleanup_on_cancel.message_sent();
 
         let mut response = rx.await.expect("Who closed this channel?!")?;
-        let body = R::ResponseBody::read_versioned(&mut response.data, body_api_version)?;
+        // weir: a response that cannot be decoded says which one, and
+        // what was wrong, in Kafka's terms (`RequestError::Undecodable`).
+        let len = response.data.get_ref().len() as u64;
+        let undecodable = |problem: String, at: u64| RequestError::Undecodable {
+            api: R::API_KEY,
+            version: body_api_version.0.0,
+            problem,
+            at,
+            len,
+        };
+        let body = R::ResponseBody::read_versioned(&mut response.data, body_api_version)
+            .map_err(|e| undecodable(decode_problem(&e), response.data.position().min(len)))?;
 
         // check if we fully consumed the message, otherwise there might be a bug in our protocol code
+        // (`TooMuchData` as upstream: the version negotiation retries
+        // with an older version on it.)
         let read_bytes = response.data.position();
-        let message_bytes = response.data.into_inner().len() as u64;
-        if read_bytes != message_bytes {
+        if read_bytes != len {
             return Err(RequestError::TooMuchData {
-                message_size: message_bytes,
+                message_size: len,
                 read: read_bytes,
                 api_key: R::API_KEY,
                 api_version: body_api_version,
@@ -524,6 +572,16 @@ where
                         continue 'iter_upper_bound;
                     }
                     Err(RequestError::ReadError(e)) => {
+                        debug!(
+                            %e,
+                            version=upper_bound,
+                            "Cannot read ApiVersionResponse for version",
+                        );
+                        continue 'iter_upper_bound;
+                    }
+                    // weir: `Undecodable` is what `ReadVersionedError`
+                    // was (see `request_with_version_ranges`).
+                    Err(e @ RequestError::Undecodable { .. }) => {
                         debug!(
                             %e,
                             version=upper_bound,

@@ -157,6 +157,9 @@ pub struct PartitionClient {
     leader_address: parking_lot::Mutex<Option<String>>,
 
     unknown_topic_handling: UnknownTopicHandling,
+
+    /// weir: see [`set_caller_retries`](Self::set_caller_retries).
+    caller_retries: bool,
 }
 
 impl std::fmt::Debug for PartitionClient {
@@ -186,6 +189,7 @@ impl PartitionClient {
             }),
             leader_address: parking_lot::Mutex::new(None),
             unknown_topic_handling,
+            caller_retries: false,
         };
 
         // Force discover and establish a cached connection to the leader
@@ -193,6 +197,7 @@ impl PartitionClient {
         maybe_retry(
             &p.backoff_config,
             p.unknown_topic_handling,
+            false,
             &*brokers,
             "leader_detection",
             || async move {
@@ -225,6 +230,20 @@ impl PartitionClient {
     /// request at once instead of after every retry.
     pub fn set_unknown_topic_handling(&mut self, handling: UnknownTopicHandling) {
         self.unknown_topic_handling = handling;
+    }
+
+    /// weir: whether the caller retries fetches. With `true`, an error
+    /// this client would retry in
+    /// [`fetch_records_isolated`](Self::fetch_records_isolated) (a broken
+    /// connection, a stale leader, a leader not yet elected) is returned
+    /// at once, after the cached leader is
+    /// dropped as for a retry, so that the next request looks it up
+    /// again: a caller with its own deadline (weir's fetch loop) sees
+    /// every failed attempt when it happens (to count it and report the
+    /// partition as failing) instead of the last one after rskafka's
+    /// backoff. Throttling is still waited out here.
+    pub fn set_caller_retries(&mut self, caller_retries: bool) {
+        self.caller_retries = caller_retries;
     }
 
     /// weir: `host:port` of the last leader this client found, if any.
@@ -281,6 +300,7 @@ impl PartitionClient {
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
+            false,
             self,
             "produce",
             || async move {
@@ -358,6 +378,7 @@ impl PartitionClient {
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
+            false,
             self,
             "produce",
             || async move {
@@ -425,6 +446,7 @@ impl PartitionClient {
         let partition = maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
+            self.caller_retries,
             self,
             "fetch_records",
             || async move {
@@ -491,6 +513,7 @@ impl PartitionClient {
         let partition = maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
+            false,
             self,
             "get_offset",
             || async move {
@@ -524,6 +547,7 @@ impl PartitionClient {
         maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
+            false,
             self,
             "delete_records",
             || async move {
@@ -816,6 +840,7 @@ impl BatchIdentity {
 async fn maybe_retry<B, R, F, T>(
     backoff_config: &BackoffConfig,
     unknown_topic_handling: UnknownTopicHandling,
+    caller_retries: bool,
     broker_cache: B,
     request_name: &str,
     f: R,
@@ -925,7 +950,11 @@ where
                 _ => false,
             };
 
-            if retry {
+            // weir: the caller retries (see `set_caller_retries`).
+            if retry && caller_retries {
+                debug!(e=%error, request_name, "request failed; the caller retries");
+                ControlFlow::Break(Err(error))
+            } else if retry {
                 ControlFlow::Continue(ErrorOrThrottle::Error(error))
             } else {
                 error!(

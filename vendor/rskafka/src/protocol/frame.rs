@@ -19,10 +19,12 @@ pub enum ReadError {
     #[error("Cannot read data: {0}")]
     IO(#[from] std::io::Error),
 
-    #[error("Negative message size: {size}")]
+    /// weir: messages in Kafka's terms (a response's `message_size`).
+    #[error("a response's message_size is negative ({size})")]
     NegativeMessageSize { size: i32 },
 
-    #[error("Message too large, limit is {limit} bytes but got {actual} bytes")]
+    /// weir: messages in Kafka's terms (a response's `message_size`).
+    #[error("a response's message_size is {actual} bytes, over the client's limit of {limit}")]
     MessageTooLarge { limit: usize, actual: usize },
 
     /// weir: text where the length belongs (see `read_message`).
@@ -74,20 +76,11 @@ where
 
         // check max message size to not blow up memory
         if len > max_message_size {
-            // We need to seek so that next message is readable. However `self.seek` would require `R: AsyncSeek` which
-            // doesn't hold for many types we want to work with. So do some manual seeking.
-            let mut to_read = len;
-            let mut buf = vec![]; // allocate empty buffer
-            while to_read > 0 {
-                let step = max_message_size.min(to_read);
-
-                // resize buffer if required
-                buf.resize(step, 0);
-
-                self.read_exact(&mut buf).await?;
-                to_read -= step;
-            }
-
+            // weir: no skipping past it (upstream read and dropped `len`
+            // bytes): a length over the limit is almost always a damaged
+            // one, and skipping would wait for bytes that never come (up
+            // to 2 GiB) or swallow the frames after it. The caller drops
+            // the connection.
             return Err(ReadError::MessageTooLarge {
                 limit: max_message_size,
                 actual: len,
@@ -149,7 +142,7 @@ mod tests {
 
         let err = Cursor::new(data).read_message(100).await.unwrap_err();
         assert_matches!(err, ReadError::NegativeMessageSize { .. });
-        assert_eq!(err.to_string(), "Negative message size: -1");
+        assert_eq!(err.to_string(), "a response's message_size is negative (-1)");
     }
 
     #[tokio::test]
@@ -164,12 +157,11 @@ mod tests {
         assert_matches!(err, ReadError::MessageTooLarge { .. });
         assert_eq!(
             err.to_string(),
-            "Message too large, limit is 3 bytes but got 5 bytes"
+            "a response's message_size is 5 bytes, over the client's limit of 3"
         );
-
-        // second message should still be readable
-        let data = stream.read_message(3).await.unwrap();
-        assert_eq!(&data, "bar".as_bytes());
+        // weir: at once, without reading past it (the caller drops the
+        // connection).
+        assert_eq!(stream.position(), 4);
     }
 
     #[tokio::test]

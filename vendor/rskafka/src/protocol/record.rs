@@ -535,7 +535,11 @@ impl RecordBatch {
         let actual_crc = crc32c::crc32c(data);
         if crc != actual_crc {
             return Err(ReadError::Malformed(
-                format!("CRC error, got 0x{:x}, expected 0x{:x}", actual_crc, crc).into(),
+                // weir: in Kafka's terms (the batch's `crc` field).
+                format!(
+                    "a record batch's crc is 0x{crc:08x}, its bytes give 0x{actual_crc:08x}"
+                )
+                .into(),
             ));
         }
 
