@@ -71,6 +71,13 @@ impl Member {
             self.member_id = new_member_id();
         }
         if self.generation <= 0 {
+            let version = self
+                .coordinator()
+                .await?
+                .version_for::<ConsumerGroupHeartbeatRequest>();
+            if version.is_err() {
+                return Err(Attempt::Fatal(unsupported(&self.config.group)));
+            }
             self.consumer_heartbeat(JOIN).await?;
             info!(
                 group = self.config.group.as_str(),
@@ -98,12 +105,17 @@ impl Member {
 
     /// KIP-848's heartbeat for the owner's [`heartbeat`](Member::heartbeat):
     /// [`Standing::Rebalance`] when the assignment changed.
-    pub(super) async fn consumer_heartbeat_standing(&mut self) -> Result<Standing, MembershipError> {
+    pub(super) async fn consumer_heartbeat_standing(
+        &mut self,
+    ) -> Result<Standing, MembershipError> {
         match self.consumer_heartbeat(self.generation).await {
             Ok(()) if self.target.is_some() => Ok(Standing::Rebalance),
             Ok(()) => Ok(Standing::Member),
             Err(Attempt::Retriable(why)) => {
-                debug!(group = self.config.group.as_str(), why, "heartbeat not answered");
+                debug!(
+                    group = self.config.group.as_str(),
+                    why, "heartbeat not answered"
+                );
                 Ok(Standing::Member)
             }
             Err(Attempt::Fatal(MembershipError::Refused { source, .. }))
@@ -129,7 +141,13 @@ impl Member {
             Some(_) => LEAVE_STATIC,
             None => LEAVE,
         };
-        self.consumer_heartbeat(epoch).await
+        self.consumer_heartbeat(epoch).await?;
+        info!(
+            group = self.config.group.as_str(),
+            member = self.member_id.as_str(),
+            "left the group (consumer protocol)"
+        );
+        Ok(())
     }
 
     /// One ConsumerGroupHeartbeat at `epoch`, stating the subscription and
@@ -141,7 +159,10 @@ impl Member {
         let ids = self.topic_ids().await?;
         let mut owned: BTreeMap<kafka_protocol::messages::TopicName, Vec<i32>> = BTreeMap::new();
         for tp in &self.assigned {
-            owned.entry(topic_name(&tp.topic)).or_default().push(tp.partition);
+            owned
+                .entry(topic_name(&tp.topic))
+                .or_default()
+                .push(tp.partition);
         }
         let owned = owned
             .into_iter()
@@ -179,7 +200,12 @@ impl Member {
         let response = self.send(&request).await?;
         if let Some(error) = ResponseError::try_from_code(response.error_code) {
             return Err(match error {
-                ResponseError::UnsupportedVersion | ResponseError::UnsupportedAssignor => {
+                // A Kafka 3.7-3.9 broker names the API but has the protocol
+                // off (group.coordinator.rebalance.protocols).
+                ResponseError::UnsupportedVersion => {
+                    Attempt::Fatal(unsupported(&self.config.group))
+                }
+                ResponseError::UnsupportedAssignor => {
                     Attempt::Fatal(self.refused("ConsumerGroupHeartbeat", error))
                 }
                 e => self.judge("ConsumerGroupHeartbeat", e),
@@ -229,10 +255,10 @@ impl Member {
 
     /// The ids of the subscribed topics (the assignment names topics by
     /// id), from the coordinator's metadata.
-    async fn topic_ids(
-        &mut self,
-    ) -> Result<BTreeMap<uuid::Uuid, String>, Attempt> {
-        if !self.topic_ids.is_empty() && self.topic_ids_at.elapsed() < self.config.heartbeat_interval * 10 {
+    async fn topic_ids(&mut self) -> Result<BTreeMap<uuid::Uuid, String>, Attempt> {
+        if !self.topic_ids.is_empty()
+            && self.topic_ids_at.elapsed() < self.config.heartbeat_interval * 10
+        {
             return Ok(self.topic_ids.clone());
         }
         let request = MetadataRequest::default()

@@ -129,7 +129,11 @@ impl MembershipConfig {
     /// Speaks `protocol`; with the consumer protocol, asks the broker for
     /// `remote_assignor` (`None`: its default).
     #[must_use]
-    pub fn with_protocol(mut self, protocol: GroupProtocol, remote_assignor: Option<String>) -> Self {
+    pub fn with_protocol(
+        mut self,
+        protocol: GroupProtocol,
+        remote_assignor: Option<String>,
+    ) -> Self {
         self.protocol = protocol;
         self.remote_assignor = remote_assignor;
         self
@@ -267,7 +271,9 @@ pub enum MembershipError {
     },
     /// `--group-protocol consumer` against a coordinator that does not
     /// take ConsumerGroupHeartbeat.
-    #[error("group \"{group}\": the broker does not speak the consumer group protocol (KIP-848: ConsumerGroupHeartbeat, generally available from Kafka 4.0; it is a preview in 3.7-3.9); use --group-protocol classic")]
+    #[error(
+        "group \"{group}\": the broker does not speak the consumer group protocol (KIP-848, ConsumerGroupHeartbeat: Kafka 4.0 and later; 3.7-3.9 only as a preview turned on by group.coordinator.rebalance.protocols); use --group-protocol classic"
+    )]
     ConsumerProtocolUnsupported {
         /// The group.
         group: String,
