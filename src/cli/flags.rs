@@ -385,6 +385,8 @@ mod tests {
             max_poll_interval: Duration::from_secs(300),
             group_instance_id: id.map(str::to_owned),
             assignor: weir::kafka::membership::DEFAULT_ASSIGNORS.to_vec(),
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
         }
     }
 
