@@ -9,7 +9,7 @@ use rskafka::client::partition::{Compression, IsolationLevel};
 use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
 use weir::kafka::idempotence::ProducerIdError;
 use weir::kafka::membership::assignors::UnknownAssignor;
-use weir::kafka::membership::{Assignor, MembershipConfig};
+use weir::kafka::membership::{Assignor, GroupProtocol, MembershipConfig};
 use weir::produce::producer::{
     DEFAULT_BATCH_BYTES, DEFAULT_BUFFER_BYTES, MAX_REQUEST_BYTES, ProducerConfig,
 };
@@ -226,6 +226,22 @@ pub struct MembershipFlags {
         value_parser = parse_assignor
     )]
     pub assignor: Vec<Assignor>,
+
+    /// The group protocol (group.protocol): classic (JoinGroup and
+    /// SyncGroup, every broker) or consumer (KIP-848, Kafka 4.0+: the
+    /// broker assigns, and only the partitions that move pause).
+    #[arg(
+        long,
+        value_name = "classic|consumer",
+        env = "WEIR_GROUP_PROTOCOL",
+        default_value = "classic"
+    )]
+    pub group_protocol: GroupProtocol,
+
+    /// With --group-protocol consumer, the broker's assignor
+    /// (group.remote.assignor): uniform or range; default the broker's.
+    #[arg(long, value_name = "NAME")]
+    pub group_remote_assignor: Option<String>,
 }
 
 /// One `--assignor` name.
@@ -253,7 +269,8 @@ impl MembershipFlags {
             rebalance_timeout: self.max_poll_interval,
             ..MembershipConfig::new(group, topics.to_vec())
         }
-        .with_assignors(self.assignor.iter().copied());
+        .with_assignors(self.assignor.iter().copied())
+        .with_protocol(self.group_protocol, self.group_remote_assignor.clone());
         Ok(match &self.group_instance_id {
             Some(id) => config.with_instance_id(instance_id(id)?),
             None => config,
@@ -368,6 +385,8 @@ mod tests {
             max_poll_interval: Duration::from_secs(300),
             group_instance_id: id.map(str::to_owned),
             assignor: weir::kafka::membership::DEFAULT_ASSIGNORS.to_vec(),
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
         }
     }
 

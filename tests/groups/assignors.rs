@@ -130,6 +130,14 @@ fn assignor(member: &Member) -> Option<String> {
 fn shares_a_group_with(
     other: impl FnOnce(&Path, &Cluster, &str, &str) -> Member,
 ) -> Option<String> {
+    shares_a_group_as(other, &[])
+}
+
+/// [`shares_a_group_with`], weir with `weir_flags`.
+fn shares_a_group_as(
+    other: impl FnOnce(&Path, &Cluster, &str, &str) -> Member,
+    weir_flags: &[&str],
+) -> Option<String> {
     let cluster = Cluster::shared();
     let topic = random_topic("assignors-in");
     let group = random_topic("assignors-group");
@@ -139,7 +147,7 @@ fn shares_a_group_with(
     wait(dir.path(), "the other client alone in the group", || {
         members(&cluster, &group) == [PARTITIONS as usize]
     });
-    let w = weir_member(dir.path(), &cluster, "weir", &topic, &group, &[]);
+    let w = weir_member(dir.path(), &cluster, "weir", &topic, &group, weir_flags);
     wait(dir.path(), "both members holding partitions", || {
         let m = members(&cluster, &group);
         m.len() == 2 && m.iter().all(|&n| n > 0) && m.iter().sum::<usize>() == 6
@@ -163,6 +171,25 @@ fn shares_a_group_with(
     );
     w.stop();
     chosen
+}
+
+/// KIP-848: weir on the consumer protocol and a Java consumer on it
+/// (`group.protocol=consumer`) in one group: the broker assigns both some
+/// partitions, and every record is read once between them.
+#[test]
+fn a_weir_member_shares_a_consumer_protocol_group_with_a_java_consumer() {
+    shares_a_group_as(
+        |dir, cluster, topic, group| {
+            java(
+                dir,
+                cluster,
+                topic,
+                group,
+                &["--consumer-property", "group.protocol=consumer"],
+            )
+        },
+        &["--group-protocol", "consumer"],
+    );
 }
 
 #[test]

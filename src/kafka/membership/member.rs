@@ -46,6 +46,12 @@ pub struct Member {
     /// the member joined again.
     pub(super) lost: bool,
     lease: Lease,
+    /// KIP-848: an assignment a heartbeat brought that differs from what
+    /// the member owns, taken up at the next [`rejoin`](Self::rejoin).
+    pub(super) target: Option<Vec<TopicPartition>>,
+    /// KIP-848: the subscribed topics by id, and when they were read.
+    pub(super) topic_ids: std::collections::BTreeMap<uuid::Uuid, String>,
+    pub(super) topic_ids_at: Instant,
 }
 
 impl Member {
@@ -89,6 +95,9 @@ impl Member {
             revoked: Vec::new(),
             lost: false,
             lease: Lease::default(),
+            target: None,
+            topic_ids: std::collections::BTreeMap::new(),
+            topic_ids_at: Instant::now(),
         })
     }
 
@@ -125,7 +134,11 @@ impl Member {
     /// Whether rebalances are cooperative (KIP-429) in the current
     /// generation: the member keeps its partitions while it rejoins.
     pub fn is_cooperative(&self) -> bool {
-        self.protocol.is_some_and(Assignor::is_cooperative) && self.generation >= 0
+        match self.speaks_consumer_protocol() {
+            // KIP-848 is incremental by design.
+            true => self.generation > 0,
+            false => self.protocol.is_some_and(Assignor::is_cooperative) && self.generation >= 0,
+        }
     }
 
     /// The partitions the last rebalance took from this member while it
@@ -173,7 +186,10 @@ impl Member {
         let hold = self.is_cooperative().then(|| self.hold_while_joining());
         let joining = Retry::until(Instant::now() + limit).run_with(
             self,
-            |member, _| Box::pin(member.join_and_sync()),
+            |member, _| match member.speaks_consumer_protocol() {
+                true => Box::pin(member.consumer_rejoin()),
+                false => Box::pin(member.join_and_sync()),
+            },
             |why, _| debug!(group = group.as_str(), why, "joining again"),
         );
         let joined = match hold {
@@ -212,6 +228,9 @@ impl Member {
     /// A coordinator that cannot be reached within the session timeout,
     /// or a refusal that waiting cannot change.
     pub async fn heartbeat(&mut self) -> Result<Standing, MembershipError> {
+        if self.speaks_consumer_protocol() {
+            return self.consumer_heartbeat_standing().await;
+        }
         let request = HeartbeatRequest::default()
             .with_group_id(self.group_id())
             .with_generation_id(self.generation)
@@ -303,7 +322,15 @@ impl Member {
     /// # Errors
     ///
     /// As [`leave`](Self::leave), for a dynamic member.
-    pub async fn close(self) -> Result<(), MembershipError> {
+    pub async fn close(mut self) -> Result<(), MembershipError> {
+        if self.speaks_consumer_protocol() {
+            // A static member leaves with epoch -2, which keeps its
+            // assignment for it until its session times out.
+            return match self.consumer_leave().await {
+                Ok(()) => Ok(()),
+                Err(attempt) => Err(self.unreachable(attempt)),
+            };
+        }
         match &self.config.instance_id {
             None => self.leave().await,
             // Fenced, or never joined: nothing to keep.
@@ -332,6 +359,13 @@ impl Member {
     pub async fn leave(mut self) -> Result<(), MembershipError> {
         if self.member_id.is_empty() {
             return Ok(());
+        }
+        if self.speaks_consumer_protocol() {
+            self.config.instance_id = None;
+            return match self.consumer_leave().await {
+                Ok(()) => Ok(()),
+                Err(attempt) => Err(self.unreachable(attempt)),
+            };
         }
         let member_id = StrBytes::from_string(self.member_id.clone());
         let mut request = LeaveGroupRequest::default().with_group_id(self.group_id());
@@ -534,7 +568,7 @@ impl Member {
         }
     }
 
-    fn refused(&self, api: &'static str, error: ResponseError) -> MembershipError {
+    pub(super) fn refused(&self, api: &'static str, error: ResponseError) -> MembershipError {
         MembershipError::Refused {
             group: self.config.group.clone(),
             api,

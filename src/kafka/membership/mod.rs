@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 pub mod assignor;
 pub mod assignors;
+mod consumer;
 mod join;
 mod member;
 mod task;
@@ -74,6 +75,38 @@ pub struct MembershipConfig {
     /// The assignors offered in JoinGroup, in order of preference (the
     /// Java consumer's `partition.assignment.strategy`).
     pub assignors: Vec<Assignor>,
+    /// The group protocol (the Java consumer's `group.protocol`).
+    pub protocol: GroupProtocol,
+    /// With the consumer protocol, the broker's assignor to use
+    /// (`group.remote.assignor`: `uniform` or `range`); `None` is the
+    /// broker's default.
+    pub remote_assignor: Option<String>,
+}
+
+/// The group protocol a member speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupProtocol {
+    /// JoinGroup and SyncGroup, the leader assigning (every broker since
+    /// Kafka 0.9, and Redpanda).
+    #[default]
+    Classic,
+    /// ConsumerGroupHeartbeat (KIP-848, Kafka 4.0): the broker assigns,
+    /// incrementally.
+    Consumer,
+}
+
+impl std::str::FromStr for GroupProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "classic" => Ok(Self::Classic),
+            "consumer" => Ok(Self::Consumer),
+            _ => Err(format!(
+                "unknown group protocol \"{s}\": classic or consumer"
+            )),
+        }
+    }
 }
 
 impl MembershipConfig {
@@ -88,7 +121,22 @@ impl MembershipConfig {
             rebalance_timeout: DEFAULT_MAX_POLL_INTERVAL,
             instance_id: None,
             assignors: DEFAULT_ASSIGNORS.to_vec(),
+            protocol: GroupProtocol::Classic,
+            remote_assignor: None,
         }
+    }
+
+    /// Speaks `protocol`; with the consumer protocol, asks the broker for
+    /// `remote_assignor` (`None`: its default).
+    #[must_use]
+    pub fn with_protocol(
+        mut self,
+        protocol: GroupProtocol,
+        remote_assignor: Option<String>,
+    ) -> Self {
+        self.protocol = protocol;
+        self.remote_assignor = remote_assignor;
+        self
     }
 
     /// Offers `assignors` in this order of preference (an empty list
@@ -220,6 +268,15 @@ pub enum MembershipError {
         what: &'static str,
         /// The deadline.
         timeout: Duration,
+    },
+    /// `--group-protocol consumer` against a coordinator that does not
+    /// take ConsumerGroupHeartbeat.
+    #[error(
+        "group \"{group}\": the broker does not speak the consumer group protocol (KIP-848, ConsumerGroupHeartbeat: Kafka 4.0 and later; 3.7-3.9 only as a preview turned on by group.coordinator.rebalance.protocols); use --group-protocol classic"
+    )]
+    ConsumerProtocolUnsupported {
+        /// The group.
+        group: String,
     },
 }
 
