@@ -245,10 +245,6 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
             &reading,
             "-f",
             "{partition} {offset}\\n",
-            // Cooperative rebalancing (KIP-429) through the churn; the
-            // count members stay on the default, eager `sticky`.
-            "--assignor",
-            "cooperative-sticky",
         ][..],
         &membership,
     ]
@@ -536,9 +532,33 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
     }
     let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     for (at, _) in &duplicates {
-        assert!(
-            crashed.contains(at),
-            "{at:?} written twice, though no member that wrote it crashed"
+        if crashed.contains(at) {
+            continue;
+        }
+        // Which members wrote it, and what they logged about the group.
+        let writers: Vec<String> = [
+            ("a", &consume_a.out),
+            ("b", &consumed_b),
+            ("c", &consumed_c),
+            ("d", &consumed_d),
+        ]
+        .iter()
+        .filter(|(_, path)| read(path).contains(at))
+        .map(|(name, _)| {
+            let err = dir.path().join(format!("consume-{name}.err"));
+            let log: String = std::fs::read_to_string(err)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.starts_with(' '))
+                .map(|l| format!("  {l}\n"))
+                .collect();
+            format!("consume-{name}:\n{log}")
+        })
+        .collect();
+        panic!(
+            "{at:?} written twice, though no member that wrote it crashed; {} such offsets; writers' logs:\n{}",
+            duplicates.iter().filter(|(a, _)| !crashed.contains(a)).count(),
+            writers.join("")
         );
     }
     eprintln!(
