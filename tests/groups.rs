@@ -236,6 +236,13 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
         &membership,
     ]
     .concat();
+    // WEIR_TEST_CONSUME_ASSIGNOR=cooperative-sticky runs the consume
+    // members with that assignor (the default is weir's, eager).
+    let assignor = std::env::var("WEIR_TEST_CONSUME_ASSIGNOR").unwrap_or_default();
+    let chosen: Vec<&str> = match assignor.is_empty() {
+        true => Vec::new(),
+        false => vec!["--assignor", &assignor],
+    };
     let consume_args: Vec<&str> = [
         &[
             "consume",
@@ -247,6 +254,7 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
             "{partition} {offset}\\n",
         ][..],
         &membership,
+        &chosen,
     ]
     .concat();
     let start_both = |name: &str| {
@@ -557,7 +565,10 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
         .collect();
         panic!(
             "{at:?} written twice, though no member that wrote it crashed; {} such offsets; writers' logs:\n{}",
-            duplicates.iter().filter(|(a, _)| !crashed.contains(a)).count(),
+            duplicates
+                .iter()
+                .filter(|(a, _)| !crashed.contains(a))
+                .count(),
             writers.join("")
         );
     }

@@ -59,7 +59,6 @@ impl Member {
                     })
                     .collect(),
             );
-        let joining = Instant::now();
         let mut joined = self.send(&request).await?;
         // KIP-394: a dynamic member's first JoinGroup only hands out the
         // member id; the join proper follows at once, as the Java
@@ -135,8 +134,14 @@ impl Member {
             self.lease().set(None);
             self.lost = true;
         } else if protocol.is_cooperative() {
-            // Waiting in JoinGroup counts as being heard from.
-            self.confirmed(joining);
+            // Waiting in JoinGroup counts as being heard from, up to its
+            // answer: the coordinator restarts every member's session when
+            // the join completes. (From when it was sent, a join that
+            // waited longer than the lease for a slow or frozen member
+            // would end with the lease lapsed, and the job, which reads on
+            // meanwhile, would stop as fenced with its last writes
+            // uncommitted: read again by their next owner.)
+            self.confirmed(Instant::now());
         }
 
         // KIP-814 (JoinGroup v9): a static leader that rejoins a stable
@@ -202,8 +207,10 @@ impl Member {
             sync.protocol_type = Some(StrBytes::from_static_str("consumer"));
             sync.protocol_name = Some(StrBytes::from_static_str(protocol.name()));
         }
-        let sent = Instant::now();
         let synced = self.send(&sync).await?;
+        // A follower's SyncGroup waits for the leader's; the coordinator
+        // restarts the sessions when it answers.
+        let sent = Instant::now();
         match ResponseError::try_from_code(synced.error_code) {
             None => {}
             Some(ResponseError::RebalanceInProgress) => {

@@ -61,6 +61,9 @@ struct Group {
     join_error: Option<ResponseError>,
     /// The assignor the coordinator chooses.
     protocol: &'static str,
+    /// How long the coordinator holds JoinGroup and SyncGroup (waiting
+    /// for other members) before it answers.
+    held: Option<(Duration, Duration)>,
 }
 
 type Shared = Arc<Mutex<Group>>;
@@ -78,6 +81,7 @@ fn coordinator() -> (FakeBroker, Shared) {
         sent: Vec::new(),
         join_error: None,
         protocol: "sticky",
+        held: None,
     }));
     let state = Arc::clone(&group);
     let broker = FakeBroker::start(move |request| {
@@ -105,6 +109,15 @@ fn instance_of(request: &RequestKind) -> (ApiKey, Option<String>) {
 }
 
 fn answer(g: &mut Group, request: &RequestKind) -> Reply {
+    let reply = answer_now(g, request);
+    match (g.held, request, reply) {
+        (Some((join, _)), RequestKind::JoinGroup(_), Reply::Answer(r)) => Reply::After(join, r),
+        (Some((_, sync)), RequestKind::SyncGroup(_), Reply::Answer(r)) => Reply::After(sync, r),
+        (_, _, reply) => reply,
+    }
+}
+
+fn answer_now(g: &mut Group, request: &RequestKind) -> Reply {
     let reply = |kind| Reply::Answer(Box::new(kind));
     g.sent.push(instance_of(request));
     match request {

@@ -34,6 +34,8 @@ use crate::kafka::connect::ConnectionConfig;
 pub(crate) enum Reply {
     /// Answers it.
     Answer(Box<ResponseKind>),
+    /// Answers it after a while (a coordinator holding a join).
+    After(std::time::Duration, Box<ResponseKind>),
     /// Never answers (the connection stays open).
     Hang,
     /// Closes the connection without answering.
@@ -149,6 +151,10 @@ async fn serve(mut stream: DuplexStream, script: Arc<Mutex<Script>>, me: (String
         };
         let response = match reply {
             Reply::Answer(response) => response,
+            Reply::After(wait, response) => {
+                tokio::time::sleep(wait).await;
+                response
+            }
             Reply::Hang => return std::future::pending().await,
             Reply::Drop => return,
         };
