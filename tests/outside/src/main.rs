@@ -23,7 +23,7 @@ async fn main() {
     // weir's typed error.
     let config = ConnectionConfig {
         brokers: vec!["127.0.0.1:1".to_owned()],
-        timeout: Duration::from_secs(2),
+        timeout: Duration::from_millis(500),
         ..ConnectionConfig::default()
     };
     match config.client().await {
