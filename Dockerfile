@@ -16,6 +16,7 @@ RUN rustup target add x86_64-unknown-linux-musl \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+COPY vendor/rskafka vendor/rskafka
 # The caches keep the registry and the dependencies' builds between image
 # builds; the binary is copied out of the cached target dir.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

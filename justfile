@@ -28,6 +28,9 @@ test:
     WEIR_STATIC_BIN="$(scripts/static.sh)" WEIR_AARCH64_BIN="$(scripts/cross.sh)" cargo test --locked
     # weir's changes to the vendored rskafka: its record batch codec (written ahead and read in place), frame and SASL mechanism tests, and every decoder weir uses fed random and damaged bytes (an error, never a panic).
     cargo test --locked --manifest-path vendor/rskafka/Cargo.toml --lib -- protocol::record protocol::primitives protocol::frame sasl:: protocol::fuzz_tests
+    # weir as a library user gets it: tests/outside, a crate of its own outside the workspace, depends on weir by path without the `cli` feature and with no [patch]; built offline from weir's lock file into the same target directory (only weir, weir-rskafka and itself compile again), then run (no broker).
+    cp Cargo.lock tests/outside/Cargo.lock
+    cargo run --offline --manifest-path tests/outside/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}"
 
 # weir vs rust-rdkafka, Confluent's Rust client, Kafka's Java perf tools and kcat on a fresh local Kafka node: produce, consume, latency, cli, groups; weir pipe vs a Java loop (see BENCHMARKS.md).
 bench:

@@ -8,7 +8,8 @@
 //!
 //! The binary (`src/main.rs` and `src/cli/`) is a thin shell: it parses the
 //! command line into the typed configs defined here and calls the library.
-//! This crate never depends on clap.
+//! Without its `cli` feature (the binary's, on by default) this crate never
+//! depends on clap.
 //!
 //! # Layout
 //!

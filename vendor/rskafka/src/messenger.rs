@@ -165,7 +165,7 @@ pub enum RequestError {
     ReadFramedMessageError(#[from] crate::protocol::frame::ReadError),
 
     #[error("Connection is poisoned: {0}")]
-    Poisoned(Arc<RequestError>),
+    Poisoned(Arc<Self>),
 
     /// weir: a response that cannot be decoded, said in Kafka's terms:
     /// which response (API and version), what was wrong, and where.

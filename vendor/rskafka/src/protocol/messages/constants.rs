@@ -16,13 +16,14 @@ pub const NORMAL_CONSUMER: Int32 = Int32(-1);
 /// [KIP-98]: https://cwiki.apache.org/confluence/display/KAFKA/KIP-98+-+Exactly+Once+Delivery+and+Transactional+Messaging
 // weir: compared (PartialEq, Eq) and documented: reachable as
 // `rskafka::client::partition::IsolationLevel`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IsolationLevel {
     /// Records of committed transactions and outside transactions, up to
     /// the last stable offset.
     ReadCommitted,
     /// Every record up to the high watermark, open and aborted
     /// transactions included.
+    #[default]
     ReadUncommitted,
 }
 
@@ -35,8 +36,3 @@ impl From<IsolationLevel> for Int8 {
     }
 }
 
-impl Default for IsolationLevel {
-    fn default() -> Self {
-        Self::ReadUncommitted
-    }
-}

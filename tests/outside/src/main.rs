@@ -1,0 +1,33 @@
+//! A library user's program: a few of weir's public items, from outside
+//! its workspace, without the `cli` feature. No broker: it checks that the
+//! dependency resolves, builds and links.
+
+use std::time::Duration;
+
+use weir::produce::partitioner::murmur2_partition;
+use weir::{ConnectionConfig, ErrorChain, Header, TopicPartition};
+
+#[tokio::main]
+async fn main() {
+    // Java's partition for the key "kafka" among 10 partitions.
+    assert_eq!(
+        murmur2_partition(b"kafka", 10),
+        (0xd067_cf64u32 & 0x7fff_ffff) as i32 % 10
+    );
+    let tp = TopicPartition::new("orders", 3);
+    assert_eq!(tp.to_string(), "topic \"orders\" partition 3");
+    let header: Header = ("trace".to_owned(), None);
+    assert!(header.1.is_none());
+
+    // Nothing listens on port 1: connecting fails within the deadline with
+    // weir's typed error.
+    let config = ConnectionConfig {
+        brokers: vec!["127.0.0.1:1".to_owned()],
+        timeout: Duration::from_millis(500),
+        ..ConnectionConfig::default()
+    };
+    match config.client().await {
+        Ok(_) => panic!("a client from a port nothing listens on"),
+        Err(e) => println!("weir from outside: {}", ErrorChain(&e)),
+    }
+}
