@@ -51,6 +51,14 @@ fn java_read(topic: &str, group: &str, expect: usize) -> Vec<String> {
         .collect()
 }
 
+/// The sum of [`java_offsets`]' offsets (a partition without one as 0).
+fn total(offsets: &BTreeMap<i32, String>) -> i64 {
+    offsets
+        .values()
+        .map(|o| o.parse::<i64>().unwrap_or(0))
+        .sum()
+}
+
 /// kafka-consumer-groups --describe: the group's committed offset per
 /// partition of `topic`.
 fn java_offsets(group: &str, topic: &str) -> BTreeMap<i32, String> {
@@ -145,11 +153,7 @@ fn a_weir_group_is_continued_by_java() {
     let first: Vec<String> = run.ok().stdout.lines().map(str::to_owned).collect();
     assert_once(&first, 300);
     let offsets = java_offsets(&group, &topic);
-    let total: i64 = offsets
-        .values()
-        .map(|o| o.parse::<i64>().unwrap_or(0))
-        .sum();
-    assert_eq!(total, 300, "kafka-consumer-groups: {offsets:?}");
+    assert_eq!(total(&offsets), 300, "kafka-consumer-groups: {offsets:?}");
 
     append(&topic, 300, 350);
     let second = java_read(&topic, &group, 50);
@@ -232,12 +236,7 @@ fn offsets_set_on_a_live_group_is_refused_naming_its_members() {
     // The member is in once kafka-consumer-groups shows its commit of all
     // 10 records (it commits what it read every 5 s).
     common::wait_for("the console consumer's commit", || {
-        let offsets = java_offsets(&group, &topic);
-        offsets
-            .values()
-            .map(|o| o.parse::<i64>().unwrap_or(0))
-            .sum::<i64>()
-            == 10
+        total(&java_offsets(&group, &topic)) == 10
     });
     let set = weir_run(&[
         "offsets", "set", "-g", &group, "-t", &topic, "--to", "earliest",
@@ -248,11 +247,7 @@ fn offsets_set_on_a_live_group_is_refused_naming_its_members() {
     assert_eq!(set.stderr.trim().lines().count(), 1, "{}", set.stderr);
     // Nothing moved.
     let offsets = java_offsets(&group, &topic);
-    let total: i64 = offsets
-        .values()
-        .map(|o| o.parse::<i64>().unwrap_or(0))
-        .sum();
-    assert_eq!(total, 10, "{offsets:?}");
+    assert_eq!(total(&offsets), 10, "{offsets:?}");
     let delete = weir_run(&["offsets", "delete", "-g", &group]);
     delete.expect_code(1);
     assert!(delete.stderr.contains(&client), "{}", delete.stderr);
@@ -269,11 +264,7 @@ fn offsets_set_on_a_live_group_is_refused_naming_its_members() {
         forced.stderr
     );
     let offsets = java_offsets(&group, &topic);
-    let total: i64 = offsets
-        .values()
-        .map(|o| o.parse::<i64>().unwrap_or(0))
-        .sum();
-    assert_eq!(total, 10, "{offsets:?}");
+    assert_eq!(total(&offsets), 10, "{offsets:?}");
 }
 
 /// `offsets set --force` on a group with a live weir member: the member
@@ -321,12 +312,7 @@ fn a_forced_reset_moves_a_live_weir_member() {
     assert_once(&first, 100);
     // Its commit is mirrored to the broker: a live member of the group.
     common::wait_for("the member's commit on the broker", || {
-        let offsets = java_offsets(&group, &topic);
-        offsets
-            .values()
-            .map(|o| o.parse::<i64>().unwrap_or(0))
-            .sum::<i64>()
-            == 100
+        total(&java_offsets(&group, &topic)) == 100
     });
     let deleted = weir_run(&["offsets", "delete", "-g", &group]);
     deleted.expect_code(1);
@@ -363,12 +349,7 @@ fn a_forced_reset_moves_a_live_weir_member() {
     );
     // Its commits go on from the reset: everything, on both sides.
     common::wait_for("the member's commits after the reset", || {
-        let offsets = java_offsets(&group, &topic);
-        offsets
-            .values()
-            .map(|o| o.parse::<i64>().unwrap_or(0))
-            .sum::<i64>()
-            == 110
+        total(&java_offsets(&group, &topic)) == 110
     });
     // SAFETY: signalling our own child process.
     #[allow(unsafe_code)]

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use super::{Assignor, Lease, MembershipConfig, MembershipError, Standing};
+use super::{Assignor, Hold, Lease, MembershipConfig, MembershipError, Standing};
 use crate::TopicPartition;
 use crate::kafka::admin::BrokerRefusal;
 use crate::kafka::connect::ConnectionConfig;
@@ -611,38 +611,6 @@ impl Member {
 
     pub(super) fn group_instance_id(&self) -> Option<StrBytes> {
         self.config.instance_id.clone().map(StrBytes::from_string)
-    }
-}
-
-/// A cooperative member's lease while it waits in JoinGroup: the
-/// coordinator does not expire a member awaiting the join (as a heartbeat
-/// would, its pending JoinGroup keeps its session), which can take as long
-/// as the slowest member needs to rejoin (up to the rebalance timeout), so
-/// the lease is renewed every heartbeat interval meanwhile, never past the
-/// rebalance timeout from the start. A lease the join itself ended (the
-/// member was forgotten: its partitions are lost) stays ended.
-struct Hold {
-    lease: Lease,
-    span: Duration,
-    every: Duration,
-    until: Instant,
-}
-
-impl Hold {
-    async fn over<T>(self, joining: impl std::future::Future<Output = T>) -> T {
-        let mut joining = std::pin::pin!(joining);
-        let mut ticks = tokio::time::interval(self.every);
-        loop {
-            tokio::select! {
-                done = &mut joining => return done,
-                _ = ticks.tick() => {
-                    let now = Instant::now();
-                    if self.lease.valid() && now < self.until {
-                        self.lease.set(Some((now + self.span).min(self.until)));
-                    }
-                }
-            }
-        }
     }
 }
 

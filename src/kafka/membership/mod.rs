@@ -312,5 +312,37 @@ impl Lease {
     }
 }
 
+/// A cooperative member's lease while it waits in JoinGroup: the
+/// coordinator does not expire a member awaiting the join (as a heartbeat
+/// would, its pending JoinGroup keeps its session), which can take as long
+/// as the slowest member needs to rejoin (up to the rebalance timeout), so
+/// the lease is renewed every heartbeat interval meanwhile, never past the
+/// rebalance timeout from the start. A lease the join itself ended (the
+/// member was forgotten: its partitions are lost) stays ended.
+pub(super) struct Hold {
+    pub(super) lease: Lease,
+    pub(super) span: Duration,
+    pub(super) every: Duration,
+    pub(super) until: Instant,
+}
+
+impl Hold {
+    pub(super) async fn over<T>(self, joining: impl std::future::Future<Output = T>) -> T {
+        let mut joining = std::pin::pin!(joining);
+        let mut ticks = tokio::time::interval(self.every);
+        loop {
+            tokio::select! {
+                done = &mut joining => return done,
+                _ = ticks.tick() => {
+                    let now = Instant::now();
+                    if self.lease.valid() && now < self.until {
+                        self.lease.set(Some((now + self.span).min(self.until)));
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
