@@ -192,8 +192,21 @@ async fn generations<G: Generations>(
                 // More members than partitions: wait for the next one.
                 stop.await
             } else {
-                job.generation(cluster, &generation.partitions, link, total, stop)
-                    .await?
+                match job
+                    .generation(cluster, &generation.partitions, link, total, stop)
+                    .await
+                {
+                    Ok(stop) => stop,
+                    // The job failed: the member closes (a dynamic one
+                    // leaves, so the others take over at once) before the
+                    // failure is reported, not in the background after it.
+                    Err(e) => {
+                        if let Err(left) = member.close().await {
+                            warn!(group = group.as_str(), error = %ErrorChain(&left), "leaving the group failed");
+                        }
+                        return Err(e);
+                    }
+                }
             }
         };
         if let Some(e) = failure {
