@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod member;
+pub mod rebalance;
 pub mod runner;
 
 use futures::FutureExt;
@@ -200,6 +201,33 @@ pub trait Job {
     ///
     /// The output could not be written, or the final commit failed.
     fn finish(&mut self, stop: StopReason) -> impl Future<Output = Step<Self::Error>>;
+
+    /// The changes of partitions a cooperative rebalance makes while the
+    /// job runs, taken once by the loop; `None` (the default) for a job
+    /// that stops instead.
+    fn rebalances(&mut self) -> Option<rebalance::Rebalances> {
+        None
+    }
+
+    /// A cooperative rebalance takes `revoked` away, no longer read: emit,
+    /// flush and commit what was done with them, then forget them.
+    ///
+    /// # Errors
+    ///
+    /// The output could not be written, or the commit failed.
+    fn release(&mut self, _revoked: &[TopicPartition]) -> impl Future<Output = Step<Self::Error>> {
+        async { Ok(Some(StopReason::Revoked)) }
+    }
+
+    /// A cooperative rebalance gave the job these partitions, read from
+    /// `starts`, and a session of the offsets store that covers every
+    /// partition it holds now.
+    fn adopt(
+        &mut self,
+        _starts: BTreeMap<TopicPartition, i64>,
+        _session: Option<(GroupSession, crate::offsets::GroupOffsets)>,
+    ) {
+    }
 }
 
 /// Runs `job` over `consumer`'s events until every partition reached its
@@ -222,9 +250,17 @@ pub async fn run<J: Job>(
     let mut shutdown = std::pin::pin!(shutdown);
     let mut ticks = checkpoint_every.map(Ticks::new);
     let mut handled = crate::metrics::Handled::default();
+    let mut rebalances = job.rebalances();
     let outcome: Result<StopReason, StepError<J::Error>> = loop {
         if let Some(reason) = (&mut shutdown).now_or_never() {
             break Ok(reason);
+        }
+        if let Some(change) = rebalances.as_mut().and_then(|r| r.try_recv().ok()) {
+            match rebalance(job, &mut consumer, change).await {
+                Ok(None) => continue,
+                Ok(Some(stop)) => break Ok(stop),
+                Err(e) => break Err(e),
+            }
         }
         // Once a partition has failed, the loop only goes on to its
         // failure: no checkpoint, whose commit would not outlast it.
@@ -249,6 +285,11 @@ pub async fn run<J: Job>(
                         None => break Ok(StopReason::Reached),
                     },
                     () = tick(&mut ticks), if !consumer.has_failed() => match checkpoint(job, &mut consumer).await {
+                        Ok(None) => continue,
+                        Ok(Some(stop)) => break Ok(stop),
+                        Err(e) => break Err(e),
+                    },
+                    change = rebalance::next(&mut rebalances) => match rebalance(job, &mut consumer, change).await {
                         Ok(None) => continue,
                         Ok(Some(stop)) => break Ok(stop),
                         Err(e) => break Err(e),
@@ -304,6 +345,34 @@ pub async fn run<J: Job>(
         }
     };
     stopped(job.finish(stop).await.map(|s| s.unwrap_or(stop)))
+}
+
+/// A cooperative rebalance's change: partitions revoked stop being read
+/// before the job finishes with them ([`Job::release`]); partitions
+/// gained start being read once the job knows where they start
+/// ([`Job::adopt`]).
+async fn rebalance<J: Job>(
+    job: &mut J,
+    consumer: &mut Consumer,
+    change: rebalance::Rebalance,
+) -> Step<J::Error> {
+    match change {
+        rebalance::Rebalance::Revoke { partitions, done } => {
+            consumer.remove(&partitions).await;
+            let step = job.release(&partitions).await;
+            if matches!(step, Ok(None)) {
+                let _ = done.send(());
+            }
+            step
+        }
+        rebalance::Rebalance::Gain(gained) => {
+            let gained = *gained;
+            let starts = gained.starts();
+            job.adopt(starts, gained.session);
+            consumer.add(gained.fetchers);
+            Ok(None)
+        }
+    }
 }
 
 /// [`Job::checkpoint`], given up when a partition fails meanwhile: the

@@ -27,8 +27,10 @@ use crate::TopicPartition;
 use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::RecordWriter;
 use crate::job::member::Summary;
+use crate::job::rebalance::Rebalances;
 use crate::job::{Commits, Job, JobError, Step, StepError, StopReason, is_broken_pipe};
 use crate::kafka::membership::MemberLink;
+use crate::offsets::{GroupOffsets, GroupSession};
 use crate::read::Consumer;
 use crate::record::ConsumedRecord;
 
@@ -138,12 +140,25 @@ pub async fn run<W: Write>(
     writer: &mut RecordWriter<W>,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<ConsumeSummary, JobError> {
+    run_steered(consumer, job, writer, shutdown, None).await
+}
+
+/// [`run`], taking the changes of partitions cooperative rebalances make
+/// while it runs.
+pub(crate) async fn run_steered<W: Write>(
+    consumer: Consumer,
+    job: ConsumeJob,
+    writer: &mut RecordWriter<W>,
+    shutdown: impl Future<Output = StopReason>,
+    rebalances: Option<Rebalances>,
+) -> Result<ConsumeSummary, JobError> {
     let started = Instant::now();
     let positions = consumer.starts();
     let interval = job.commits.as_ref().map(|c| c.interval);
     let mut run = Run {
         job,
         writer,
+        rebalances,
         state: State {
             partitions: BTreeMap::new(),
             flushed: positions.clone(),
@@ -184,6 +199,7 @@ pub async fn run<W: Write>(
 struct Run<'w, W: Write> {
     job: ConsumeJob,
     writer: &'w mut RecordWriter<W>,
+    rebalances: Option<Rebalances>,
     state: State,
 }
 
@@ -230,6 +246,42 @@ impl<W: Write> Job for Run<'_, W> {
             }
         }
         Ok(None)
+    }
+
+    fn rebalances(&mut self) -> Option<Rebalances> {
+        self.rebalances.take()
+    }
+
+    async fn release(&mut self, revoked: &[TopicPartition]) -> Step<JobError> {
+        // What was written of them is flushed and committed before the
+        // coordinator may give them to another member.
+        self.flush()?;
+        if !self.job.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
+        if let Some(commits) = &mut self.job.commits {
+            self.state
+                .commit(commits, self.job.member.as_ref(), true)
+                .await?;
+        }
+        self.state.positions.retain(|tp, _| !revoked.contains(tp));
+        self.state.flushed.retain(|tp, _| !revoked.contains(tp));
+        Ok(None)
+    }
+
+    fn adopt(
+        &mut self,
+        starts: BTreeMap<TopicPartition, i64>,
+        session: Option<(GroupSession, GroupOffsets)>,
+    ) {
+        self.state.positions.extend(starts.clone());
+        self.state.flushed.extend(starts);
+        if let (Some(commits), Some((mut session, _))) = (&mut self.job.commits, session) {
+            if let Some(member) = &self.job.member {
+                session.hold_while(member.lease());
+            }
+            commits.session = session;
+        }
     }
 
     async fn finish(&mut self, stop: StopReason) -> Step<JobError> {

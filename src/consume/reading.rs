@@ -57,11 +57,12 @@ impl<W: Write> Reading for Consume<'_, W> {
     async fn run(
         &mut self,
         consumer: Consumer,
-        joined: Joined,
+        mut joined: Joined,
         so_far: Option<&ConsumeSummary>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<ConsumeSummary, JobError> {
         let member = joined.member.clone();
+        let rebalances = joined.rebalances.take();
         let job = ConsumeJob {
             filter: self.filter.clone(),
             count: self.count.map(|n| {
@@ -71,6 +72,10 @@ impl<W: Write> Reading for Consume<'_, W> {
             commits: joined.into_commits(),
             member,
         };
-        super::run(consumer, job, self.writer, stop).await
+        super::run_steered(consumer, job, self.writer, stop, rebalances).await
+    }
+
+    fn incremental(&self) -> bool {
+        true
     }
 }

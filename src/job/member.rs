@@ -110,17 +110,143 @@ pub trait Generations {
     /// What a generation's run did.
     type Summary: Summary;
 
-    /// Runs the job on `partitions` (never empty) until it ends or `stop`
-    /// resolves, writing only while `link` says the member holds them,
-    /// and adds what it did to `total`. Returns why it stopped.
-    fn generation(
+    /// Runs the job on the partitions `steer` holds (never none) until it
+    /// ends or `steer` says to stop, writing only while `link` says the
+    /// member holds them, and adds what it did to `total`. Returns why it
+    /// stopped.
+    fn generation<S: Future<Output = StopReason>>(
         &mut self,
         cluster: Cluster<'_>,
-        partitions: &[TopicPartition],
         link: MemberLink,
         total: &mut Total<Self::Summary>,
-        stop: impl Future<Output = StopReason>,
+        steer: &mut Steer<'_, S>,
     ) -> impl Future<Output = Result<StopReason, Self::Error>>;
+}
+
+/// What a run hears while it runs: its stop (a signal, the end of its
+/// generation) or, for a member whose job can change its partitions while
+/// it runs, a cooperative rebalance's change of them.
+pub struct Steer<'a, S> {
+    member: Option<&'a mut Membership>,
+    stop: std::pin::Pin<&'a mut S>,
+    /// The partitions the job holds now; `None` standalone.
+    partitions: Option<Vec<TopicPartition>>,
+    /// The membership failed (the run was stopped as fenced).
+    failure: Option<crate::kafka::membership::MembershipError>,
+}
+
+impl<S> std::fmt::Debug for Steer<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Steer")
+            .field("member", &self.member.is_some())
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Steer::next`] heard.
+#[derive(Debug)]
+pub enum Steered {
+    /// Stop the run.
+    Stop(StopReason),
+    /// A cooperative rebalance changed the member's partitions: finish
+    /// with `revoked`, then [`Steer::released`], then read `gained` too.
+    Change {
+        /// Partitions given up.
+        revoked: Vec<TopicPartition>,
+        /// Partitions gained.
+        gained: Vec<TopicPartition>,
+    },
+}
+
+impl<'a, S: Future<Output = StopReason>> Steer<'a, S> {
+    /// A run in no group, stopped by `stop`.
+    pub fn standalone(stop: std::pin::Pin<&'a mut S>) -> Self {
+        Self {
+            member: None,
+            stop,
+            partitions: None,
+            failure: None,
+        }
+    }
+
+    /// The partitions a member holds now; `None` standalone.
+    pub fn held(&self) -> Option<&[TopicPartition]> {
+        self.partitions.as_deref()
+    }
+
+    /// Whether this is a member of the broker's group.
+    pub fn is_member(&self) -> bool {
+        self.member.is_some()
+    }
+
+    /// Waits for the run's stop.
+    pub async fn stop(&mut self) -> StopReason {
+        match self.next(false).await {
+            Steered::Stop(reason) => reason,
+            Steered::Change { .. } => StopReason::Revoked,
+        }
+    }
+
+    /// Waits for the run's stop or, `incremental`, a cooperative
+    /// rebalance's change of its partitions.
+    pub async fn next(&mut self, incremental: bool) -> Steered {
+        let Some(member) = self.member.as_deref_mut() else {
+            return Steered::Stop(self.stop.as_mut().await);
+        };
+        let ended = tokio::select! {
+            ended = member.ended() => ended,
+            reason = self.stop.as_mut() => return Steered::Stop(reason),
+        };
+        match ended {
+            Ok(Standing::Fenced) => Steered::Stop(StopReason::Fenced),
+            Ok(_) => match (incremental, member.changed(), &self.partitions) {
+                (true, Some(next), Some(held)) => Steered::Change {
+                    revoked: held
+                        .iter()
+                        .filter(|tp| !next.partitions.contains(tp))
+                        .cloned()
+                        .collect(),
+                    gained: next
+                        .partitions
+                        .iter()
+                        .filter(|tp| !held.contains(tp))
+                        .cloned()
+                        .collect(),
+                },
+                _ => Steered::Stop(StopReason::Revoked),
+            },
+            Err(e) => {
+                self.failure = Some(e);
+                Steered::Stop(StopReason::Fenced)
+            }
+        }
+    }
+
+    /// After a [`Steered::Change`], once the job finished with what it
+    /// gave up: tells the coordinator, and returns the partitions held
+    /// now.
+    ///
+    /// # Errors
+    ///
+    /// The member failed.
+    pub async fn released(&mut self) -> Result<Vec<TopicPartition>, JobError> {
+        let Some(member) = self.member.as_deref_mut() else {
+            return Ok(Vec::new());
+        };
+        let next = member
+            .released()
+            .await
+            .map_err(|e| membership_failed(e.into()))?;
+        info!(
+            group = member.group(),
+            generation = next.generation,
+            partitions = next.partitions.len(),
+            "reading on with the new assignment"
+        );
+        self.partitions = Some(next.partitions.clone());
+        Ok(next.partitions)
+    }
 }
 
 /// Runs `job` as a member of `membership`'s group until a generation ends
@@ -170,43 +296,30 @@ async fn generations<G: Generations>(
     let stop = loop {
         metrics.set_phase(Phase::Running);
         let link = member.link(&generation);
-        let mut failure = None;
-        let stop = {
-            let ended = async {
-                match member.ended().await {
-                    Ok(Standing::Fenced) => StopReason::Fenced,
-                    Ok(_) => StopReason::Revoked,
-                    Err(e) => {
-                        failure = Some(e);
-                        StopReason::Fenced
-                    }
+        let empty = generation.partitions.is_empty();
+        let mut steer = Steer {
+            member: Some(&mut member),
+            stop: shutdown.as_mut(),
+            partitions: Some(generation.partitions),
+            failure: None,
+        };
+        let stop = if empty {
+            // More members than partitions: wait for the next one.
+            Ok(steer.stop().await)
+        } else {
+            job.generation(cluster, link, total, &mut steer).await
+        };
+        let failure = steer.failure.take();
+        let stop = match stop {
+            Ok(stop) => stop,
+            // The job failed: the member closes (a dynamic one leaves, so
+            // the others take over at once) before the failure is
+            // reported, not in the background after it.
+            Err(e) => {
+                if let Err(left) = member.close().await {
+                    warn!(group = group.as_str(), error = %ErrorChain(&left), "leaving the group failed");
                 }
-            };
-            let stop = async {
-                tokio::select! {
-                    stop = ended => stop,
-                    reason = &mut shutdown => reason,
-                }
-            };
-            if generation.partitions.is_empty() {
-                // More members than partitions: wait for the next one.
-                stop.await
-            } else {
-                match job
-                    .generation(cluster, &generation.partitions, link, total, stop)
-                    .await
-                {
-                    Ok(stop) => stop,
-                    // The job failed: the member closes (a dynamic one
-                    // leaves, so the others take over at once) before the
-                    // failure is reported, not in the background after it.
-                    Err(e) => {
-                        if let Err(left) = member.close().await {
-                            warn!(group = group.as_str(), error = %ErrorChain(&left), "leaving the group failed");
-                        }
-                        return Err(e);
-                    }
-                }
+                return Err(e);
             }
         };
         if let Some(e) = failure {

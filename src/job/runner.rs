@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::member::{Cluster, Generations, Summary, Total, run_member};
+use super::member::{Cluster, Generations, Steer, Steered, Summary, Total, run_member};
+use super::rebalance::{self, Gained, Rebalance, Rebalances};
 use super::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::membership::{MemberLink, MembershipConfig};
@@ -165,6 +166,10 @@ pub struct Joined {
     pub commits: Option<CommitPlan>,
     /// As a member: its hold on `partitions`.
     pub member: Option<MemberLink>,
+    /// As a member whose job changes its partitions while it runs
+    /// ([`Reading::incremental`]): the changes cooperative rebalances
+    /// make.
+    pub rebalances: Option<Rebalances>,
 }
 
 impl Joined {
@@ -229,6 +234,14 @@ pub trait Reading {
     /// run starts (a member's are a share of them): what the job's
     /// sources are.
     fn selected(&mut self, _all: &[TopicPartition]) {}
+
+    /// Whether a run takes cooperative rebalances' changes of its
+    /// partitions while it runs ([`Joined::rebalances`]), reading on with
+    /// those it keeps; otherwise (the default) it stops and starts again
+    /// on the new assignment.
+    fn incremental(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `job` by `plan` until it ends or `shutdown` completes with its
@@ -300,7 +313,11 @@ async fn run_timed<J: Reading>(
                 let summary = run_member(&client, connection, membership, &mut runs, stop).await?;
                 total.add(summary)
             }
-            None => runs.once(cluster, None, None, &mut total, stop).await?,
+            None => {
+                let mut stop = std::pin::pin!(stop);
+                let mut steer = Steer::standalone(stop.as_mut());
+                runs.once(cluster, None, &mut total, &mut steer).await?
+            }
         };
         if reason != StopReason::TopicsChanged {
             break;
@@ -365,23 +382,19 @@ struct Runs<J> {
 
 impl<J: Reading> Runs<J> {
     /// One run: assign, open, read the commits, start the consumer, run.
-    /// `held` narrows the selection to a member's partitions. A `stop`
-    /// while it starts ends it before it reads. A run stopped because
-    /// `weir offsets set --force` moved its positions
-    /// ([`StopReason::Moved`]) starts again from the group's commits.
-    async fn once(
+    /// A member's run reads the partitions `steer` holds. A stop while it
+    /// starts ends it before it reads. A run stopped because `weir offsets
+    /// set --force` moved its positions ([`StopReason::Moved`]) starts
+    /// again from the group's commits.
+    async fn once<S: Future<Output = StopReason>>(
         &mut self,
         cluster: Cluster<'_>,
-        held: Option<&[TopicPartition]>,
         link: Option<MemberLink>,
         total: &mut Total<J::Summary>,
-        stop: impl Future<Output = StopReason>,
+        steer: &mut Steer<'_, S>,
     ) -> Result<StopReason, J::Error> {
-        let mut stop = std::pin::pin!(stop);
         loop {
-            let reason = self
-                .run(cluster, held, link.clone(), total, stop.as_mut())
-                .await?;
+            let reason = self.run(cluster, link.clone(), total, steer).await?;
             if reason != StopReason::Moved {
                 return Ok(reason);
             }
@@ -393,20 +406,32 @@ impl<J: Reading> Runs<J> {
     }
 
     /// One run of [`once`](Self::once).
-    async fn run(
+    async fn run<S: Future<Output = StopReason>>(
         &mut self,
         cluster: Cluster<'_>,
-        held: Option<&[TopicPartition]>,
         link: Option<MemberLink>,
         total: &mut Total<J::Summary>,
-        mut stop: std::pin::Pin<&mut impl Future<Output = StopReason>>,
+        steer: &mut Steer<'_, S>,
     ) -> Result<StopReason, J::Error> {
-        let (consumer, joined) = tokio::select! {
-            started = self.start(cluster, held, link) => started?,
-            reason = &mut stop => return Ok(total.add(J::Summary::empty(reason))),
+        let held = steer.held().map(<[TopicPartition]>::to_vec);
+        let (consumer, mut joined) = tokio::select! {
+            started = self.start(cluster, held.as_deref(), link) => started?,
+            reason = steer.stop() => return Ok(total.add(J::Summary::empty(reason))),
         };
-        let group = self.plan.group.as_ref();
-        match self.job.run(consumer, joined, total.so_far(), stop).await {
+        let incremental = self.job.incremental() && steer.is_member();
+        let (steering, rebalances) = rebalance::channel();
+        if incremental {
+            joined.rebalances = Some(rebalances);
+        }
+        let Self { plan, job } = self;
+        let mut failure = None;
+        let stop = steer_run(plan, cluster, steer, incremental, steering, &mut failure);
+        let ran = job.run(consumer, joined, total.so_far(), stop).await;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        let group = plan.group.as_ref();
+        match ran {
             Ok(summary) => Ok(total.add(summary)),
             // Another member was given this one's partitions (its session
             // expired while it was frozen, or a rebalance moved them), and
@@ -427,6 +452,98 @@ impl<J: Reading> Runs<J> {
             },
         }
     }
+}
+
+/// What a run hears while it runs: its stop, and for an `incremental`
+/// member the changes of its partitions, which it carries out with the
+/// job ([`rebalance`]): the job finishes with what was revoked, the
+/// coordinator is told, and what was gained is opened, resumed from the
+/// group's commits and handed to the job. A failure to do so stops the
+/// run as fenced, with the failure in `failure`.
+async fn steer_run<S: Future<Output = StopReason>>(
+    plan: &ReadPlan,
+    cluster: Cluster<'_>,
+    steer: &mut Steer<'_, S>,
+    incremental: bool,
+    steering: rebalance::Steering,
+    failure: &mut Option<JobError>,
+) -> StopReason {
+    loop {
+        let (revoked, gained) = match steer.next(incremental).await {
+            Steered::Stop(reason) => return reason,
+            Steered::Change { revoked, gained } => (revoked, gained),
+        };
+        crate::metrics::global()
+            .rebalances
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !revoked.is_empty() {
+            let (done, finished) = tokio::sync::oneshot::channel();
+            let change = Rebalance::Revoke {
+                partitions: revoked,
+                done,
+            };
+            // A job that stopped by itself meanwhile (or could not finish
+            // with them) ends the run on its own.
+            if steering.send(change).await.is_err() || finished.await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+        let held = match steer.released().await {
+            Ok(held) => held,
+            Err(e) => {
+                *failure = Some(e);
+                return StopReason::Fenced;
+            }
+        };
+        let gained: Vec<TopicPartition> =
+            gained.into_iter().filter(|tp| held.contains(tp)).collect();
+        if gained.is_empty() {
+            continue;
+        }
+        match gain(plan, cluster, &held, &gained).await {
+            Ok(gained) => {
+                if steering
+                    .send(Rebalance::Gain(Box::new(gained)))
+                    .await
+                    .is_err()
+                {
+                    return std::future::pending().await;
+                }
+            }
+            Err(e) => {
+                *failure = Some(e);
+                return StopReason::Fenced;
+            }
+        }
+    }
+}
+
+/// Opens `gained` and resumes them from the group's commits, with a new
+/// session of the offsets store for every partition `held`.
+async fn gain(
+    plan: &ReadPlan,
+    cluster: Cluster<'_>,
+    held: &[TopicPartition],
+    gained: &[TopicPartition],
+) -> Result<Gained, JobError> {
+    let mut assignments = assign(cluster.client, &plan.selection).await?;
+    assignments.retain(|a| held.contains(&a.topic_partition()));
+    let session = match &plan.group {
+        Some(g) => {
+            offsets::group::join(
+                cluster.client,
+                cluster.connection,
+                &g.store,
+                &g.name,
+                &mut assignments,
+            )
+            .await?
+        }
+        None => None,
+    };
+    assignments.retain(|a| gained.contains(&a.topic_partition()));
+    let fetchers = Consumer::prepare(cluster.client, assignments, &plan.consumer).await?;
+    Ok(Gained { fetchers, session })
 }
 
 impl<J: Reading> Runs<J> {
@@ -481,6 +598,7 @@ impl<J: Reading> Runs<J> {
             session,
             commits: group.and_then(|g| g.commits),
             member: link,
+            rebalances: None,
         };
         let consumer = Consumer::start(cluster.client, assignments, self.plan.consumer.clone())
             .await
@@ -493,15 +611,13 @@ impl<J: Reading> Generations for Runs<J> {
     type Error = J::Error;
     type Summary = J::Summary;
 
-    async fn generation(
+    async fn generation<S: Future<Output = StopReason>>(
         &mut self,
         cluster: Cluster<'_>,
-        partitions: &[TopicPartition],
         link: MemberLink,
         total: &mut Total<J::Summary>,
-        stop: impl Future<Output = StopReason>,
+        steer: &mut Steer<'_, S>,
     ) -> Result<StopReason, J::Error> {
-        self.once(cluster, Some(partitions), Some(link), total, stop)
-            .await
+        self.once(cluster, Some(link), total, steer).await
     }
 }

@@ -19,12 +19,13 @@
 //! `next_offset` of [`ConsumerEvent::Reached`], or the start of a
 //! partition it has seen nothing from ([`Consumer::positions`]).
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use rskafka::client::Client;
 use rskafka::client::partition::UnknownTopicHandling;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::TopicPartition;
@@ -36,15 +37,54 @@ use crate::read::fetch::{PartitionFetch, PartitionReader, PartitionTask, open_pa
 use crate::read::position::Until;
 use crate::read::start::{PartitionPosition, resolve};
 
+/// Opens `a`'s partition for reading.
+async fn reader(
+    client: &Client,
+    a: &Assignment,
+    config: &ConsumerConfig,
+) -> Result<PartitionReader, ConsumeError> {
+    // The partitions were just read from the metadata, so they exist.
+    // Each broker learns of new topics and partitions on its own, a
+    // little after the controller: the one asked next may not know them
+    // yet, and answers UNKNOWN_TOPIC_OR_PARTITION, which the Java client
+    // retries as any stale metadata. Once open, the leader knows the
+    // partition: an unknown topic from then on is reported at once, to be
+    // told apart from a deleted one (`PartitionTask::run`).
+    let mut pc = open_partition(client, &a.topic, a.partition, config.retry_timeout).await?;
+    pc.set_unknown_topic_handling(UnknownTopicHandling::Error);
+    // The fetch loop retries under the consumer's deadline, and sees
+    // (counts, reports) each failed attempt.
+    pc.set_caller_retries(true);
+    Ok(PartitionReader {
+        client: pc,
+        isolation: config.isolation,
+    })
+}
+
 /// A running consumer: read its events with [`next`](Self::next).
+///
+/// Partitions can be added ([`add`](Self::add)) and removed
+/// ([`remove`](Self::remove)) while it runs, as a cooperative rebalance
+/// moves them; the others read on.
 #[derive(Debug)]
 pub struct Consumer {
     events: mpsc::Receiver<ConsumerEvent>,
+    /// Events taken off the stream while partitions were removed, for
+    /// the partitions still read.
+    pending: VecDeque<ConsumerEvent>,
+    /// The sending side, for partitions added later; weak, so that the
+    /// stream ends once every task has.
+    sender: mpsc::WeakSender<ConsumerEvent>,
+    /// Every partition was removed: the stream waits for more rather
+    /// than ending.
+    emptied: bool,
+    config: ConsumerConfig,
     positions: Vec<PartitionPosition>,
-    stop: watch::Sender<bool>,
+    /// Each partition's task and the way to stop it.
+    tasks: HashMap<TopicPartition, (watch::Sender<bool>, JoinHandle<()>)>,
     /// Set by a partition that failed, before its event is sent.
     failed: watch::Receiver<bool>,
-    tasks: JoinSet<()>,
+    failed_tx: Arc<watch::Sender<bool>>,
 }
 
 impl Consumer {
@@ -61,24 +101,7 @@ impl Consumer {
     ) -> Result<Self, ConsumeError> {
         let mut fetchers = Vec::with_capacity(assignments.len());
         for a in assignments {
-            // The partitions were just read from the metadata, so they
-            // exist. Each broker learns of new topics and partitions on its
-            // own, a little after the controller: the one asked next may
-            // not know them yet, and answers UNKNOWN_TOPIC_OR_PARTITION,
-            // which the Java client retries as any stale metadata.
-            // Once open, the leader knows the partition: an unknown topic
-            // from then on is reported at once, to be told apart from a
-            // deleted one (`PartitionTask::run`).
-            let mut pc =
-                open_partition(client, &a.topic, a.partition, config.retry_timeout).await?;
-            pc.set_unknown_topic_handling(UnknownTopicHandling::Error);
-            // The fetch loop retries under the consumer's deadline, and
-            // sees (counts, reports) each failed attempt.
-            pc.set_caller_retries(true);
-            let reader = PartitionReader {
-                client: pc,
-                isolation: config.isolation,
-            };
+            let reader = reader(client, &a, &config).await?;
             fetchers.push((a, reader));
         }
         Self::start_with(fetchers, config).await
@@ -93,21 +116,90 @@ impl Consumer {
         fetchers: Vec<(Assignment, F)>,
         config: ConsumerConfig,
     ) -> Result<Self, ConsumeError> {
-        let resolved =
-            futures::future::try_join_all(fetchers.iter().map(|(a, f)| resolve(a, f, &config)))
-                .await?;
-        let (tx, events) = mpsc::channel(config.buffered_batches.max(1));
-        let (stop, stopped) = watch::channel(false);
+        let resolved = Self::resolve(fetchers, &config).await?;
+        let (sender, events) = mpsc::channel(config.buffered_batches.max(1));
         let (failed_tx, failed) = watch::channel(false);
-        let failed_tx = Arc::new(failed_tx);
-        let mut tasks = JoinSet::new();
-        for ((_, fetch), position) in fetchers.into_iter().zip(&resolved) {
+        let mut consumer = Self {
+            events,
+            pending: VecDeque::new(),
+            sender: sender.downgrade(),
+            emptied: false,
+            config,
+            positions: Vec::new(),
+            tasks: HashMap::new(),
+            failed,
+            failed_tx: Arc::new(failed_tx),
+        };
+        consumer.add(resolved);
+        drop(sender);
+        Ok(consumer)
+    }
+
+    /// Opens `assignments`' partitions and resolves where each starts, to
+    /// be [`add`](Self::add)ed to a running consumer.
+    ///
+    /// # Errors
+    ///
+    /// A partition that cannot be opened or whose watermarks cannot be
+    /// read.
+    pub async fn prepare(
+        client: &Client,
+        assignments: Vec<Assignment>,
+        config: &ConsumerConfig,
+    ) -> Result<Vec<(PartitionPosition, PartitionReader)>, ConsumeError> {
+        let mut fetchers = Vec::with_capacity(assignments.len());
+        for a in assignments {
+            let reader = reader(client, &a, config).await?;
+            fetchers.push((a, reader));
+        }
+        Self::resolve(fetchers, config).await
+    }
+
+    /// Where each of `fetchers` starts and stops.
+    async fn resolve<F: PartitionFetch>(
+        fetchers: Vec<(Assignment, F)>,
+        config: &ConsumerConfig,
+    ) -> Result<Vec<(PartitionPosition, F)>, ConsumeError> {
+        let resolved =
+            futures::future::try_join_all(fetchers.iter().map(|(a, f)| resolve(a, f, config)))
+                .await?;
+        Ok(resolved
+            .into_iter()
+            .zip(fetchers)
+            .map(|(position, (_, fetch))| (position, fetch))
+            .collect())
+    }
+
+    /// Starts reading `partitions` (resolved by [`prepare`](Self::prepare))
+    /// too. A partition read already is left as it is.
+    pub fn add<F: PartitionFetch>(&mut self, partitions: Vec<(PartitionPosition, F)>) {
+        let sender = match self.sender.upgrade() {
+            Some(sender) => sender,
+            // Every task had ended, and with them the stream: a new one,
+            // after what the old one still holds.
+            None => {
+                let (sender, events) = mpsc::channel(self.config.buffered_batches.max(1));
+                let mut old = std::mem::replace(&mut self.events, events);
+                while let Ok(event) = old.try_recv() {
+                    self.pending.push_back(event);
+                }
+                self.sender = sender.downgrade();
+                sender
+            }
+        };
+        for (position, fetch) in partitions {
+            let at = position.topic_partition();
+            if self.tasks.contains_key(&at) {
+                continue;
+            }
+            let config = &self.config;
             let metrics = if config.metered {
-                crate::metrics::global().input(&position.topic_partition())
+                crate::metrics::global().input(&at)
             } else {
                 Arc::default()
             };
             metrics.at(position.start, position.high);
+            let (stop, stopped) = watch::channel(false);
             let task = PartitionTask {
                 metrics,
                 fetch,
@@ -121,19 +213,71 @@ impl Consumer {
                     _ => None,
                 },
                 config: config.clone(),
-                events: tx.clone(),
-                stopped: stopped.clone(),
-                failed: Arc::clone(&failed_tx),
+                events: sender.clone(),
+                stopped,
+                failed: Arc::clone(&self.failed_tx),
             };
-            tasks.spawn(task.run());
+            self.tasks.insert(at, (stop, tokio::spawn(task.run())));
+            self.positions.push(position);
+            self.emptied = false;
         }
-        Ok(Self {
-            events,
-            positions: resolved,
-            stop,
-            failed,
-            tasks,
-        })
+    }
+
+    /// Stops reading `partitions`, once their tasks have ended: no event
+    /// of theirs comes after this (those not yet read are dropped); the
+    /// other partitions' events keep their order.
+    pub async fn remove(&mut self, partitions: &[TopicPartition]) {
+        let mut ending = Vec::new();
+        for at in partitions {
+            if let Some((stop, task)) = self.tasks.remove(at) {
+                let _ = stop.send(true);
+                ending.push(task);
+            }
+        }
+        self.positions
+            .retain(|p| !partitions.contains(&p.topic_partition()));
+        self.emptied = self.tasks.is_empty();
+        let removed = |event: &ConsumerEvent| match event {
+            ConsumerEvent::Records(records) => records
+                .first()
+                .is_some_and(|r| partitions.iter().any(|tp| r.topic_partition() == *tp)),
+            ConsumerEvent::Reached {
+                topic, partition, ..
+            }
+            | ConsumerEvent::CaughtUp {
+                topic, partition, ..
+            } => partitions
+                .iter()
+                .any(|tp| *tp.topic == **topic && tp.partition == *partition),
+            ConsumerEvent::Failed(ConsumeError::Fetch { at, .. }) => partitions.contains(at),
+            ConsumerEvent::Failed(_) => false,
+        };
+        self.pending.retain(|e| !removed(e));
+        // A task may wait to send: the stream is read while they end.
+        let mut ended = std::pin::pin!(futures::future::join_all(ending));
+        loop {
+            tokio::select! {
+                _ = &mut ended => break,
+                Some(event) = self.events.recv() => {
+                    if !removed(&event) {
+                        self.pending.push_back(event);
+                    }
+                }
+            }
+        }
+        while let Ok(event) = self.events.try_recv() {
+            if !removed(&event) {
+                self.pending.push_back(event);
+            }
+        }
+    }
+
+    /// The partitions read now.
+    pub fn partitions(&self) -> Vec<TopicPartition> {
+        self.positions
+            .iter()
+            .map(PartitionPosition::topic_partition)
+            .collect()
     }
 
     /// Where each partition started (and stops), in assignment order.
@@ -151,12 +295,22 @@ impl Consumer {
 
     /// The next event; `None` once every partition has stopped.
     pub async fn next(&mut self) -> Option<ConsumerEvent> {
+        if let Some(event) = self.pending.pop_front() {
+            return Some(event);
+        }
+        if self.emptied {
+            // Every partition was removed: nothing comes until some are
+            // added.
+            return std::future::pending().await;
+        }
         self.events.recv().await
     }
 
     /// The next event if one is ready now.
     pub fn try_next(&mut self) -> Option<ConsumerEvent> {
-        self.events.try_recv().ok()
+        self.pending
+            .pop_front()
+            .or_else(|| self.events.try_recv().ok())
     }
 
     /// Completes once a partition has failed, while its
@@ -177,11 +331,13 @@ impl Consumer {
 
     /// Stops every partition task; events not yet read are dropped.
     pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
+        for (stop, _) in self.tasks.values() {
+            let _ = stop.send(true);
+        }
         self.events.close();
         while self.events.try_recv().is_ok() {}
-        while let Some(result) = self.tasks.join_next().await {
-            if let Err(e) = result {
+        for (_, (_, task)) in self.tasks.drain() {
+            if let Err(e) = task.await {
                 if e.is_panic() {
                     warn!(error = %e, "a partition task panicked");
                 }

@@ -502,6 +502,10 @@ impl<F: PartitionFetch> PartitionTask<F> {
     /// Reports this partition's failure (counted as an error where it
     /// happened); the task ends after it.
     async fn fail(&self, cause: FetchFailure) {
+        // A partition taken away meanwhile fails nobody.
+        if *self.stopped.borrow() {
+            return;
+        }
         self.failed.send_replace(true);
         let _ = self
             .events

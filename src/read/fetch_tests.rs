@@ -434,3 +434,69 @@ async fn answers_that_contradict_the_watermarks_fail_after_the_retry_timeout() {
         }
     }
 }
+
+/// A partition removed from a running consumer sends nothing more, one
+/// added is read from its start, and the others read on in order.
+#[tokio::test]
+async fn partitions_are_added_and_removed_while_the_others_read_on() {
+    use crate::TopicPartition;
+    use crate::read::fake_log::NumberedLog;
+    use crate::read::start::PartitionPosition;
+
+    let len = 5_000;
+    let at = |p: i32| crate::read::Assignment {
+        topic: Arc::from("t"),
+        partition: p,
+        start: None,
+    };
+    let config = ConsumerConfig {
+        buffered_batches: 2,
+        ..config(StartOffset::Earliest, Until::End)
+    };
+    let mut consumer = Consumer::start_with(
+        vec![(at(0), NumberedLog { len }), (at(1), NumberedLog { len })],
+        config,
+    )
+    .await
+    .unwrap();
+    let mut seen: std::collections::BTreeMap<i32, Vec<i64>> = Default::default();
+    let note = |event: ConsumerEvent, seen: &mut std::collections::BTreeMap<i32, Vec<i64>>| {
+        if let ConsumerEvent::Records(records) = event {
+            let p = records[0].partition;
+            seen.entry(p)
+                .or_default()
+                .extend(records.iter().map(|r| r.offset));
+        }
+    };
+    while seen.get(&0).map_or(0, Vec::len) < 300 {
+        let event = consumer.next().await.unwrap();
+        note(event, &mut seen);
+    }
+    let zero = TopicPartition::new("t", 0);
+    consumer.remove(std::slice::from_ref(&zero)).await;
+    let removed_at = seen[&0].len();
+    assert_eq!(consumer.partitions(), vec![TopicPartition::new("t", 1)]);
+    let two = PartitionPosition {
+        topic: Arc::from("t"),
+        partition: 2,
+        low: 0,
+        high: len,
+        start: 10,
+        end: Some(len),
+    };
+    consumer.add(vec![(two, NumberedLog { len })]);
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("the consumer did not end")
+    {
+        note(event, &mut seen);
+    }
+    assert_eq!(
+        seen[&0].len(),
+        removed_at,
+        "partition 0 read on after its removal"
+    );
+    assert_eq!(seen[&0], (0..removed_at as i64).collect::<Vec<_>>());
+    assert_eq!(seen[&1], (0..len).collect::<Vec<_>>());
+    assert_eq!(seen[&2], (10..len).collect::<Vec<_>>());
+}

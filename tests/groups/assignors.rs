@@ -251,8 +251,8 @@ fn weir_members_rebalance_cooperatively_and_unmoved_partitions_keep_flowing() {
     wait(dir.path(), "a alone", || members(&cluster, &group) == [4]);
     cluster.fill(&topic, common::KEYED, records(0, 400));
 
-    // b joins: a gives up two, keeps two, and restarts once on them; b
-    // gets the two in the follow-up rebalance.
+    // b joins: a gives up two and reads on with the other two, never
+    // stopped; b gets the two in the follow-up rebalance.
     let b = weir_member(dir.path(), &cluster, "b", &topic, &group, &coop);
     wait(dir.path(), "a and b, two each", || {
         members(&cluster, &group) == [2, 2]
@@ -265,11 +265,19 @@ fn weir_members_rebalance_cooperatively_and_unmoved_partitions_keep_flowing() {
     assert_eq!(field(first, "kept"), "2", "{first}");
     assert_eq!(field(first, "revoked").split(',').count(), 2, "{first}");
     assert_eq!(field(first, "gained"), "none", "{first}");
-
-    // c joins: one of a and b keeps both of its partitions and is never
-    // stopped (it only logs that it reads on); the other gives one up.
     let handed = |m: &Member| m.stderr().matches("partitions handed back").count();
+    assert_eq!(handed(&a), 0, "a stopped its run\n{}", a.stderr());
+
+    // c joins: one of a and b keeps both of its partitions (it only logs
+    // that it reads on); the other gives one up; neither stops its run.
+    let changes = |m: &Member| {
+        rebalances(m)
+            .iter()
+            .filter(|l| l.contains("assignment changed"))
+            .count()
+    };
     let before = [handed(&a), handed(&b)];
+    let changed_before = [changes(&a), changes(&b)];
     let c = weir_member(dir.path(), &cluster, "c", &topic, &group, &coop);
     wait(dir.path(), "three members", || {
         let mut m = members(&cluster, &group);
@@ -281,10 +289,17 @@ fn weir_members_rebalance_cooperatively_and_unmoved_partitions_keep_flowing() {
         values(&a).len() + values(&b).len() + values(&c).len() >= 800
     });
     let after = [handed(&a), handed(&b)];
+    assert_eq!(
+        before,
+        after,
+        "a run stopped\n--- a\n{}\n--- b\n{}",
+        a.stderr(),
+        b.stderr()
+    );
     let unchanged: Vec<usize> = (0..2)
         .filter(|&i| {
             let m = [&a, &b][i];
-            before[i] == after[i]
+            changes(m) == changed_before[i]
                 && rebalances(m)
                     .iter()
                     .any(|l| l.contains("assignment unchanged"))

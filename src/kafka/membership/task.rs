@@ -59,6 +59,10 @@ enum Event {
     /// The current generation ended: a rebalance, or this member was
     /// fenced.
     Ended(Standing),
+    /// A cooperative rebalance changed the job's partitions: this is the
+    /// new assignment, known already (the job finishes with what it gave
+    /// up, then [`Command::Released`]).
+    Changed(Generation),
     /// The member failed for good.
     Failed(MembershipError),
 }
@@ -73,6 +77,9 @@ pub struct Membership {
     events: mpsc::UnboundedReceiver<Event>,
     lease: Lease,
     current: CurrentGeneration,
+    /// The assignment a cooperative rebalance changed to, once
+    /// [`ended`](Self::ended) said so.
+    changed: Option<Generation>,
     task: JoinHandle<()>,
 }
 
@@ -92,6 +99,7 @@ impl std::fmt::Debug for Event {
         match self {
             Self::Assigned(g) => write!(f, "Assigned({})", g.generation),
             Self::Ended(s) => write!(f, "Ended({s:?})"),
+            Self::Changed(g) => write!(f, "Changed({})", g.generation),
             Self::Failed(e) => write!(f, "Failed({e})"),
         }
     }
@@ -193,10 +201,16 @@ impl Membership {
                 events,
                 lease,
                 current,
+                changed: None,
                 task,
             },
             first,
         )
+    }
+
+    /// The group.
+    pub fn group(&self) -> &str {
+        &self.group
     }
 
     /// The member's lease: check it before writing for its partitions.
@@ -218,6 +232,10 @@ impl Membership {
         loop {
             match self.events.recv().await {
                 Some(Event::Ended(standing)) => return Ok(standing),
+                Some(Event::Changed(next)) => {
+                    self.changed = Some(next);
+                    return Ok(Standing::Rebalance);
+                }
                 Some(Event::Failed(e)) => return Err(e),
                 Some(Event::Assigned(g)) => {
                     debug!(
@@ -230,6 +248,14 @@ impl Membership {
         }
     }
 
+    /// After [`ended`](Self::ended) said [`Standing::Rebalance`] in a
+    /// cooperative generation: the new assignment, known already. The job
+    /// may finish with only the partitions it gives up and read on with
+    /// the rest, then [`released`](Self::released) hands it the same.
+    pub fn changed(&self) -> Option<&Generation> {
+        self.changed.as_ref()
+    }
+
     /// Rejoins after the job finished with its partitions, and returns
     /// the next generation.
     ///
@@ -237,12 +263,13 @@ impl Membership {
     ///
     /// The member could not rejoin.
     pub async fn released(&mut self) -> Result<Generation, MembershipError> {
+        self.changed = None;
         let _ = self.commands.send(Command::Released);
         loop {
             match self.events.recv().await {
                 Some(Event::Assigned(g)) => return Ok(g),
                 Some(Event::Failed(e)) => return Err(e),
-                Some(Event::Ended(_)) => {}
+                Some(Event::Ended(_) | Event::Changed(_)) => {}
                 None => return std::future::pending().await,
             }
         }
@@ -556,7 +583,7 @@ impl Task {
         );
         self.rejoin = !revoked.is_empty();
         self.told = true;
-        let _ = self.events.send(Event::Ended(Standing::Rebalance));
+        let _ = self.events.send(Event::Changed(generation(&self.member)));
     }
 
     /// Names the member's current generation for the job's commits.
