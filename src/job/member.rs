@@ -5,11 +5,13 @@
 //! Each generation runs the job on the partitions it assigns. When the
 //! group rebalances ([`StopReason::Revoked`]) the job finishes with them
 //! (flush, commit) and the member rejoins for the next generation. With
-//! `cooperative-sticky` the member rejoins while the job runs on: a run
-//! whose partitions stay the same is never stopped, and one whose
-//! partitions change stops only once the new assignment is known and
-//! starts again on it at once (the member then rejoins once more if it
-//! gave partitions up, so that their new owner gets them); a
+//! `cooperative-sticky` (and the consumer protocol) the member rejoins
+//! while the job runs on: a run whose partitions stay the same is never
+//! stopped, and one whose partitions change, once the new assignment is
+//! known, either changes them while it runs ([`Steer`], for jobs that
+//! can: the others read on) or stops and starts again on the new set at
+//! once (the member then rejoins once more if it gave partitions up, so
+//! that their new owner gets them); a
 //! member whose lease lapsed ([`StopReason::Fenced`]: frozen, cut off,
 //! its session expired) writes and commits nothing more for them, since
 //! they are someone else's by then. A stop of any other kind (a signal,

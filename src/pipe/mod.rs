@@ -24,11 +24,13 @@ use crate::consume::filter::{Filter, Verdict};
 use crate::consume::output::{OutputFormat, RecordWriter};
 use crate::job::Commits;
 use crate::job::member::Summary;
+use crate::job::rebalance::Rebalances;
 use crate::job::{self, Job, JobError, Step, StepError, StopReason};
 use crate::kafka::admin::AdminError;
 use crate::kafka::idempotence::ProducerIdError;
 use crate::kafka::membership::MemberLink;
 use crate::kafka::transaction::TransactionError;
+use crate::offsets::{GroupOffsets, GroupSession};
 use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
 use crate::read::Consumer;
 use crate::record::ConsumedRecord;
@@ -265,6 +267,18 @@ pub async fn run_job(
     job: &mut PipeJob,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<PipeSummary, PipeError> {
+    run_steered(consumer, job, shutdown, None).await
+}
+
+/// [`run_job`], taking the changes of partitions cooperative rebalances
+/// make while it runs (at least once only: exactly once, the lanes of the
+/// partitions gained are opened by a new run).
+pub(crate) async fn run_steered(
+    consumer: Consumer,
+    job: &mut PipeJob,
+    shutdown: impl Future<Output = StopReason>,
+    rebalances: Option<Rebalances>,
+) -> Result<PipeSummary, PipeError> {
     let started = Instant::now();
     let positions = consumer.starts();
     let interval = job.commits.as_ref().map(|c| c.interval);
@@ -278,6 +292,7 @@ pub async fn run_job(
         key_reader,
         value_reader,
         template: Vec::new(),
+        rebalances,
         positions: positions.clone(),
         acknowledged: positions,
         handed: 0,
@@ -318,6 +333,7 @@ struct Run<'a> {
     value_reader: Option<KeyReader>,
     /// A template's output, reused.
     template: Vec<u8>,
+    rebalances: Option<Rebalances>,
     /// Per input partition, the next offset after what was handed on (or
     /// skipped).
     positions: BTreeMap<TopicPartition, i64>,
@@ -374,6 +390,38 @@ impl Job for Run<'_> {
             return Ok(Some(StopReason::Moved));
         }
         Ok(None)
+    }
+
+    fn rebalances(&mut self) -> Option<Rebalances> {
+        self.rebalances.take()
+    }
+
+    async fn release(&mut self, revoked: &[TopicPartition]) -> Step<PipeError> {
+        // What was handed on from them is acknowledged and committed
+        // before the coordinator may give them to another member.
+        self.acknowledge().await?;
+        if !self.holds_partitions() {
+            return Ok(Some(StopReason::Fenced));
+        }
+        self.commit(true).await?;
+        self.positions.retain(|tp, _| !revoked.contains(tp));
+        self.acknowledged.retain(|tp, _| !revoked.contains(tp));
+        Ok(None)
+    }
+
+    fn adopt(
+        &mut self,
+        starts: BTreeMap<TopicPartition, i64>,
+        session: Option<(GroupSession, GroupOffsets)>,
+    ) {
+        self.positions.extend(starts.clone());
+        self.acknowledged.extend(starts);
+        if let (Some(commits), Some((mut session, _))) = (&mut self.job.commits, session) {
+            if let Some(member) = &self.job.member {
+                session.hold_while(member.lease());
+            }
+            commits.session = session;
+        }
     }
 
     async fn finish(&mut self, stop: StopReason) -> Step<PipeError> {

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{LanePlan, Lanes, PipeError, PipeJob, PipeOutput, PipeSummary, Transform, run_job};
+use super::{LanePlan, Lanes, PipeError, PipeJob, PipeOutput, PipeSummary, Transform};
 use crate::consume::filter::Filter;
 use crate::job::runner::{self, Joined, Opening, ReadPlan, Reading};
 use crate::job::{JobError, StopReason};
@@ -210,19 +210,27 @@ impl Reading for Pipe {
     async fn run(
         &mut self,
         consumer: Consumer,
-        joined: Joined,
+        mut joined: Joined,
         _so_far: Option<&PipeSummary>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<PipeSummary, PipeError> {
         let job = self.job.as_mut().expect("the job is made when a run opens");
         job.member = joined.member.clone();
+        let rebalances = joined.rebalances.take();
         job.commits = joined.into_commits();
         if self.to.exactly_once.is_some() && job.commits.is_none() {
             return Err(PipeError::Job(JobError::Offsets(OffsetsError::NoStore {
                 topic: self.store.clone().unwrap_or_default(),
             })));
         }
-        run_job(consumer, job, stop).await
+        super::run_steered(consumer, job, stop, rebalances).await
+    }
+
+    /// At least once: the producer serves any input partition. Exactly
+    /// once, each input partition has a transactional lane, opened (its
+    /// predecessor fenced) before the run.
+    fn incremental(&self) -> bool {
+        self.to.exactly_once.is_none()
     }
 
     fn partitions_lost(error: &PipeError) -> Option<&'static str> {

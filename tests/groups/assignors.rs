@@ -324,6 +324,71 @@ fn weir_members_rebalance_cooperatively_and_unmoved_partitions_keep_flowing() {
     }
 }
 
+/// `weir pipe` members (at least once) rebalance cooperatively too: the
+/// member that gives partitions up reads on with the rest, and the output
+/// holds every input record once (a clean handover commits what was
+/// acknowledged before the partitions move).
+#[test]
+fn pipe_members_hand_partitions_over_cooperatively_without_stopping() {
+    let cluster = Cluster::shared();
+    let input = random_topic("coop-pipe-in");
+    let output = random_topic("coop-pipe-out");
+    let group = random_topic("coop-pipe-group");
+    cluster.create_topic(&input, 4);
+    cluster.create_topic(&output, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let member = |name: &str| {
+        let args = [
+            "pipe",
+            "-t",
+            &input,
+            "--to",
+            &output,
+            "-g",
+            &group,
+            "--assignor",
+            "cooperative-sticky",
+            "--heartbeat-interval",
+            "500ms",
+            "--session-timeout",
+            "10s",
+            "--commit-interval",
+            "200ms",
+        ];
+        start(dir.path(), &cluster, name, &args)
+    };
+    let a = member("a");
+    wait(dir.path(), "a alone", || members(&cluster, &group) == [4]);
+    cluster.fill(&input, common::KEYED, records(0, 400));
+    let b = member("b");
+    wait(dir.path(), "a and b, two each", || {
+        members(&cluster, &group) == [2, 2]
+    });
+    cluster.fill(&input, common::KEYED, records(400, 800));
+    let piped = || -> Vec<String> {
+        cluster.read_all(&output, 1)[&0]
+            .iter()
+            .map(|r| String::from_utf8(r.record.value.clone().unwrap()).unwrap())
+            .collect()
+    };
+    wait(dir.path(), "every record piped", || piped().len() >= 800);
+    let handed = |m: &Member| m.stderr().matches("partitions handed back").count();
+    let changed = |m: &Member| m.stderr().matches("assignment changed").count();
+    assert!(
+        changed(&a) >= 1,
+        "a's assignment never changed\n{}",
+        a.stderr()
+    );
+    assert_eq!(handed(&a), 0, "a stopped its run\n{}", a.stderr());
+    let mut values = piped();
+    values.sort();
+    let mut all: Vec<String> = (0..800).map(|n| format!("v{n}")).collect();
+    all.sort();
+    assert_eq!(values, all, "every input record once in the output");
+    b.stop();
+    a.stop();
+}
+
 #[test]
 fn a_group_whose_members_offer_no_assignor_weir_offers_is_refused_naming_both() {
     let cluster = Cluster::shared();
