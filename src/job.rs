@@ -221,12 +221,18 @@ pub trait Job {
 
     /// A cooperative rebalance gave the job these partitions, read from
     /// `starts`, and a session of the offsets store that covers every
-    /// partition it holds now.
+    /// partition it holds now (with the commits it found, whose state the
+    /// job restores).
+    ///
+    /// # Errors
+    ///
+    /// Their saved state could not be restored.
     fn adopt(
         &mut self,
         _starts: BTreeMap<TopicPartition, i64>,
         _session: Option<(GroupSession, crate::offsets::GroupOffsets)>,
-    ) {
+    ) -> Result<(), StepError<Self::Error>> {
+        Ok(())
     }
 }
 
@@ -368,7 +374,7 @@ async fn rebalance<J: Job>(
         rebalance::Rebalance::Gain(gained) => {
             let gained = *gained;
             let starts = gained.starts();
-            job.adopt(starts, gained.session);
+            job.adopt(starts, gained.session)?;
             consumer.add(gained.fetchers);
             Ok(None)
         }

@@ -218,6 +218,14 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
         "--timeout",
         "30s",
     ];
+    // The count members rebalance cooperatively (changing their partitions
+    // while they count on) and the consume members eagerly (weir's
+    // default); WEIR_TEST_GROUP_ASSIGNOR=LIST gives both that list.
+    let assignor = std::env::var("WEIR_TEST_GROUP_ASSIGNOR").unwrap_or_default();
+    let (count_assignor, consume_assignor) = match assignor.is_empty() {
+        true => (vec!["--assignor", "cooperative-sticky"], Vec::new()),
+        false => (vec!["--assignor", &assignor], vec!["--assignor", &assignor]),
+    };
     let count_args: Vec<&str> = [
         &[
             "count",
@@ -234,15 +242,9 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
             "--no-stdout",
         ][..],
         &membership,
+        &count_assignor,
     ]
     .concat();
-    // WEIR_TEST_CONSUME_ASSIGNOR=cooperative-sticky runs the consume
-    // members with that assignor (the default is weir's, eager).
-    let assignor = std::env::var("WEIR_TEST_CONSUME_ASSIGNOR").unwrap_or_default();
-    let chosen: Vec<&str> = match assignor.is_empty() {
-        true => Vec::new(),
-        false => vec!["--assignor", &assignor],
-    };
     let consume_args: Vec<&str> = [
         &[
             "consume",
@@ -254,7 +256,7 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
             "{partition} {offset}\\n",
         ][..],
         &membership,
-        &chosen,
+        &consume_assignor,
     ]
     .concat();
     let start_both = |name: &str| {
@@ -371,6 +373,7 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
     }
     let consumed_b = consume_b.stop();
     let consumed_d = consume_d.stop();
+    let count_b_log = count_b.err.clone();
     count_b.stop();
     // D stops once it holds B's partitions too: a member stopped while it
     // rejoins holds no windows to emit (they stay in the group's state
@@ -384,7 +387,19 @@ fn members_share_partitions_and_survive_kills_freezes_joins_and_leaves() {
             last.is_some_and(|l| l.contains(&format!("partitions={}", 2 * PARTITIONS)))
         },
     );
+    let count_logs = [count_b_log, count_d.err.clone()];
     count_d.stop();
+    if count_assignor.contains(&"cooperative-sticky") {
+        // The count members changed their partitions while they ran.
+        let logs: String = count_logs
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+            .collect();
+        assert!(
+            logs.contains("reading on with the new assignment"),
+            "no count member changed its partitions while it ran:\n{logs}"
+        );
+    }
 
     // The frozen member, thawed, found its partitions gone and committed
     // nothing (no counts, no positions) until it had rejoined.

@@ -303,7 +303,7 @@ impl Reading for Count {
     async fn run(
         &mut self,
         consumer: Consumer,
-        joined: Joined,
+        mut joined: Joined,
         so_far: Option<&CountSummary>,
         stop: impl Future<Output = StopReason>,
     ) -> Result<CountSummary, CountError> {
@@ -330,7 +330,14 @@ impl Reading for Count {
         self.job.config.count = self
             .count
             .map(|n| n.saturating_sub(so_far.map_or(0, CountSummary::counted)));
-        run_job(consumer, &mut self.job, restored, stop).await
+        let rebalances = joined.rebalances.take();
+        run_job(consumer, &mut self.job, restored, stop, rebalances).await
+    }
+
+    /// Exactly once, the output's transactional id names the partitions:
+    /// a new set is a new run.
+    fn incremental(&self) -> bool {
+        self.output.as_ref().and_then(|o| o.exactly_once).is_none()
     }
 
     fn selected(&mut self, all: &[TopicPartition]) {

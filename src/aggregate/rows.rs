@@ -36,6 +36,23 @@ pub(super) struct Part {
     pub(super) sent: Option<(Option<i64>, bool, bool, Option<i64>)>,
 }
 
+impl Part {
+    /// A partition at `position` with its `counts` restored, as a run
+    /// finds it.
+    pub(super) fn resumed(counts: PartitionCounts, position: i64) -> Self {
+        Self {
+            idle: false,
+            last_record: Instant::now(),
+            counts,
+            position,
+            dirty: false,
+            records: 0,
+            ended: false,
+            sent: None,
+        }
+    }
+}
+
 /// Windows ending at or before the returned time have closed in every
 /// partition that holds windows back; `None` when one of those has no
 /// record yet, when none holds windows back, or without windows.

@@ -11,10 +11,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use tokio::time::Instant;
 
 use super::rows::{Part, RowShape, changed_rows, close_boundary, session_rows, window_rows};
-use super::{CountError, CountJob, CountSummary, EmitMode, RecordReader, Restored, Row};
+use super::{CountError, CountJob, CountSummary, EmitMode, RecordReader, Restored, Row, restore};
+use crate::job::rebalance::Rebalances;
 use crate::job::{self, Job, Step, StepError, StopReason, check_conflicts};
 use crate::kafka::membership::MemberLink;
-use crate::offsets::PartitionState;
+use crate::offsets::{GroupOffsets, GroupSession, PartitionState};
 use crate::record::ConsumedRecord;
 use crate::{Consumer, TopicPartition};
 
@@ -33,16 +34,18 @@ pub async fn run(
     restored: Restored,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<CountSummary, CountError> {
-    run_job(consumer, &mut job, restored, shutdown).await
+    run_job(consumer, &mut job, restored, shutdown, None).await
 }
 
 /// As [`run`], leaving the job (its sinks) to the caller for another run:
-/// a group member's next generation.
+/// a group member's next generation; taking the changes of partitions
+/// cooperative rebalances make while it runs.
 pub(super) async fn run_job(
     consumer: Consumer,
     job: &mut CountJob,
     mut restored: Restored,
     shutdown: impl Future<Output = StopReason>,
+    rebalances: Option<Rebalances>,
 ) -> Result<CountSummary, CountError> {
     let started = Instant::now();
     let internal = job.second_stage.as_ref().map(|s| Arc::clone(&s.topic));
@@ -56,17 +59,7 @@ pub(super) async fn run_job(
             continue;
         }
         let counts = restored.counts.remove(&at).unwrap_or_default();
-        let part = Part {
-            idle: false,
-            last_record: started,
-            counts,
-            position: p.start,
-            dirty: false,
-            records: 0,
-            ended: false,
-            sent: None,
-        };
-        parts.insert(at, part);
+        parts.insert(at, Part::resumed(counts, p.start));
     }
     let interval = job.config.checkpoint_interval;
     let reader = RecordReader::new(&job.config.by, job.config.aggs.fields().cloned());
@@ -75,6 +68,8 @@ pub(super) async fn run_job(
         reader,
         shape,
         job,
+        rebalances,
+        released: BTreeMap::new(),
         parts,
         merges,
         unparsed: 0,
@@ -97,12 +92,12 @@ pub(super) async fn run_job(
         }
         stop?
     };
+    let mut records = run.released;
+    for (at, p) in &run.parts {
+        *records.entry(at.clone()).or_default() += p.records;
+    }
     Ok(CountSummary {
-        records: run
-            .parts
-            .iter()
-            .map(|(at, p)| (at.clone(), p.records))
-            .collect(),
+        records,
         unparsed: run.unparsed,
         late: run.parts.values().map(|p| p.counts.late()).sum::<u64>()
             + run.merges.values().map(|m| m.counts.late()).sum::<u64>(),
@@ -134,6 +129,9 @@ impl CountJob {
 /// The job as the loop drives it.
 struct Run<'j> {
     job: &'j mut CountJob,
+    rebalances: Option<Rebalances>,
+    /// Records counted of partitions a cooperative rebalance took away.
+    released: BTreeMap<TopicPartition, u64>,
     parts: BTreeMap<TopicPartition, Part>,
     /// Across group members: the partitions of the internal topic this
     /// run merges ([`second`]).
@@ -213,6 +211,34 @@ impl Job for Run<'_> {
         Ok(stop)
     }
 
+    fn rebalances(&mut self) -> Option<Rebalances> {
+        self.rebalances.take()
+    }
+
+    /// As a handover at a stop: what is due emitted, every state
+    /// committed; the open windows of `revoked` go on at their next owner.
+    async fn release(&mut self, revoked: &[TopicPartition]) -> Step<CountError> {
+        if let Some(stop) = self.checkpoint(false, true).await? {
+            return Ok(Some(stop));
+        }
+        for at in revoked {
+            if let Some(part) = self.parts.remove(at) {
+                *self.released.entry(at.clone()).or_default() += part.records;
+            }
+            self.merges.remove(at);
+        }
+        self.report_windows();
+        Ok(None)
+    }
+
+    fn adopt(
+        &mut self,
+        starts: BTreeMap<TopicPartition, i64>,
+        session: Option<(GroupSession, GroupOffsets)>,
+    ) -> Result<(), StepError<CountError>> {
+        Ok(self.gain(starts, session)?)
+    }
+
     async fn finish(&mut self, stop: StopReason) -> Step<CountError> {
         match stop {
             // The partitions are someone else's: nothing more is written.
@@ -234,6 +260,45 @@ impl Job for Run<'_> {
 }
 
 impl Run<'_> {
+    /// What a cooperative rebalance gave: each partition's counts
+    /// restored from the commits `session` found, the internal topic's
+    /// into the second stage.
+    fn gain(
+        &mut self,
+        starts: BTreeMap<TopicPartition, i64>,
+        session: Option<(GroupSession, GroupOffsets)>,
+    ) -> Result<(), CountError> {
+        let internal = self.job.second_stage.as_ref().map(|s| Arc::clone(&s.topic));
+        let mut restored = Restored::default();
+        if let Some((mut session, offsets)) = session {
+            let gained: Vec<TopicPartition> = starts.keys().cloned().collect();
+            restored = restore(
+                &mut session,
+                &offsets,
+                &gained,
+                &self.job.config.aggs,
+                internal.as_deref(),
+            )?;
+            if let Some(member) = &self.job.member {
+                session.hold_while(member.lease());
+            }
+            if let Some(checkpoints) = &mut self.job.checkpoints {
+                checkpoints.session = session;
+            }
+        }
+        for (at, start) in starts {
+            if internal.as_ref().is_some_and(|t| **t == *at.topic) {
+                let counts = restored.merges.remove(&at).unwrap_or_default();
+                self.merges.insert(at, Merge::new(counts, start));
+                continue;
+            }
+            let counts = restored.counts.remove(&at).unwrap_or_default();
+            self.parts.insert(at, Part::resumed(counts, start));
+        }
+        self.report_windows();
+        Ok(())
+    }
+
     /// Counts one partition's records; true when `--count` is reached.
     fn apply(&mut self, records: &[ConsumedRecord]) -> bool {
         let config = &self.job.config;

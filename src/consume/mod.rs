@@ -273,7 +273,7 @@ impl<W: Write> Job for Run<'_, W> {
         &mut self,
         starts: BTreeMap<TopicPartition, i64>,
         session: Option<(GroupSession, GroupOffsets)>,
-    ) {
+    ) -> Result<(), StepError<Self::Error>> {
         self.state.positions.extend(starts.clone());
         self.state.flushed.extend(starts);
         if let (Some(commits), Some((mut session, _))) = (&mut self.job.commits, session) {
@@ -282,6 +282,7 @@ impl<W: Write> Job for Run<'_, W> {
             }
             commits.session = session;
         }
+        Ok(())
     }
 
     async fn finish(&mut self, stop: StopReason) -> Step<JobError> {

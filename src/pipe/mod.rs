@@ -413,7 +413,7 @@ impl Job for Run<'_> {
         &mut self,
         starts: BTreeMap<TopicPartition, i64>,
         session: Option<(GroupSession, GroupOffsets)>,
-    ) {
+    ) -> Result<(), StepError<Self::Error>> {
         self.positions.extend(starts.clone());
         self.acknowledged.extend(starts);
         if let (Some(commits), Some((mut session, _))) = (&mut self.job.commits, session) {
@@ -422,6 +422,7 @@ impl Job for Run<'_> {
             }
             commits.session = session;
         }
+        Ok(())
     }
 
     async fn finish(&mut self, stop: StopReason) -> Step<PipeError> {
