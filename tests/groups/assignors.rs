@@ -324,6 +324,74 @@ fn weir_members_rebalance_cooperatively_and_unmoved_partitions_keep_flowing() {
     }
 }
 
+/// KIP-848: three weir members and a Java consumer on the consumer
+/// protocol in one group, while a weir member joins and another leaves:
+/// the member that holds partitions throughout never stops its run (its
+/// partitions that do not move keep arriving; `rebalance_gap` measures
+/// the pauses), and every record is read once across the members.
+#[test]
+fn consumer_protocol_members_and_a_java_consumer_hand_over_without_stopping() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("kip848-in");
+    let group = random_topic("kip848-group");
+    cluster.create_topic(&topic, PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let protocol = ["--group-protocol", "consumer"];
+    let a = weir_member(dir.path(), &cluster, "a", &topic, &group, &protocol);
+    wait(dir.path(), "a alone", || {
+        members(&cluster, &group) == [PARTITIONS as usize]
+    });
+    let java = java(
+        dir.path(),
+        &cluster,
+        &topic,
+        &group,
+        &["--consumer-property", "group.protocol=consumer"],
+    );
+    let b = weir_member(dir.path(), &cluster, "b", &topic, &group, &protocol);
+    let (cluster_ref, group_ref) = (&cluster, group.as_str());
+    let holding = |n: usize| {
+        move || {
+            let m = members(cluster_ref, group_ref);
+            m.len() == n && m.iter().all(|&p| p > 0) && m.iter().sum::<usize>() == 6
+        }
+    };
+    wait(dir.path(), "three members holding partitions", holding(3));
+    cluster.fill(&topic, common::KEYED, records(0, 300));
+    let c = weir_member(dir.path(), &cluster, "c", &topic, &group, &protocol);
+    wait(dir.path(), "four members holding partitions", holding(4));
+    cluster.fill(&topic, common::KEYED, records(300, 600));
+    let read = || values(&a).len() + values(&b).len() + values(&c).len() + values(&java).len();
+    wait(dir.path(), "600 records read", || read() >= 600);
+    let b_read = values(&b);
+    b.stop();
+    wait(dir.path(), "three members again", holding(3));
+    cluster.fill(&topic, common::KEYED, records(600, 900));
+    wait(dir.path(), "every record read", || {
+        b_read.len() + values(&a).len() + values(&c).len() + values(&java).len() >= 900
+    });
+    let handed = |m: &Member| m.stderr().matches("partitions handed back").count();
+    assert_eq!(handed(&a), 0, "a stopped its run\n{}", a.stderr());
+    assert!(
+        a.stderr().contains("assignment changed"),
+        "a's assignment never changed\n{}",
+        a.stderr()
+    );
+    assert!(!java.stderr().contains("rror"), "{}", java.stderr());
+    let mut seen = BTreeSet::new();
+    for v in b_read
+        .into_iter()
+        .chain(values(&a))
+        .chain(values(&c))
+        .chain(values(&java))
+    {
+        assert!(seen.insert(v.clone()), "{v} read twice");
+    }
+    assert_eq!(seen, (0..900).map(|n| format!("v{n}")).collect());
+    c.stop();
+    a.stop();
+}
+
 /// `weir pipe` members (at least once) rebalance cooperatively too: the
 /// member that gives partitions up reads on with the rest, and the output
 /// holds every input record once (a clean handover commits what was
@@ -496,7 +564,7 @@ fn still_read(times: &BTreeMap<i64, Vec<Instant>>, end: Instant) -> Vec<i64> {
 
 /// Not a pass/fail test: how long partitions that do not move pause
 /// while members join, eager (`sticky`) against cooperative
-/// (`cooperative-sticky`), with records arriving at about 400 a second
+/// (`cooperative-sticky`) and the consumer protocol (KIP-848), with records arriving at about 400 a second
 /// over 4 partitions: b joins a (a gives up two of its four), then c
 /// joins a and b (one of them gives up one of its two, the other none).
 /// Run with `cargo test --test groups rebalance_gap -- --ignored --nocapture`.
@@ -505,7 +573,7 @@ fn still_read(times: &BTreeMap<i64, Vec<Instant>>, end: Instant) -> Vec<i64> {
 fn rebalance_gap() {
     use std::io::Write;
     let cluster = Cluster::shared();
-    for assignor in ["sticky", "cooperative-sticky"] {
+    for assignor in ["sticky", "cooperative-sticky", "consumer"] {
         let topic = random_topic("gap-in");
         let group = random_topic("gap-group");
         cluster.create_topic(&topic, 4);
@@ -533,16 +601,14 @@ fn rebalance_gap() {
         });
         // The Java consumer's timeouts (weir's defaults): a member hears
         // of a rebalance at its next heartbeat, within 3 s.
+        // "consumer": the consumer group protocol (KIP-848), the broker's
+        // uniform assignor.
+        let (flag, value) = match assignor {
+            "consumer" => ("--group-protocol", "consumer"),
+            _ => ("--assignor", assignor),
+        };
         let member = |name: &str| {
-            let args = [
-                "consume",
-                "-t",
-                &topic,
-                "-g",
-                &group,
-                "--assignor",
-                assignor,
-            ];
+            let args = ["consume", "-t", &topic, "-g", &group, flag, value];
             start(
                 dir.path(),
                 &cluster,
