@@ -174,3 +174,84 @@ fn a_static_member_restarted_with_its_id_resumes_without_a_rebalance() {
     }
     assert_eq!(last, reference, "final counts per (window, key)");
 }
+
+/// Static membership on the consumer protocol (KIP-848): a static member
+/// stopped with SIGTERM leaves with epoch -2, which keeps its assignment
+/// for it; restarted with its id, it reads exactly the partitions it had,
+/// and the other member's assignment never changes. (After a crash the
+/// coordinator holds the id until the old session ends,
+/// UNRELEASED_INSTANCE_ID, which the restarted member waits out.)
+#[test]
+fn a_static_member_on_the_consumer_protocol_restarted_takes_its_partitions_back() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("static848-in");
+    let group = random_topic("static848-group");
+    cluster.create_topic(&topic, PARTITIONS as u32);
+    let dir = tempfile::tempdir().unwrap();
+    let member = |name: &str, id: &str| {
+        let args = [
+            "consume",
+            "-t",
+            &topic,
+            "-g",
+            &group,
+            "--group-protocol",
+            "consumer",
+            "--group-instance-id",
+            id,
+            "--heartbeat-interval",
+            "500ms",
+            "--commit-interval",
+            "200ms",
+            "-f",
+            "{partition} {value}\\n",
+        ];
+        start(dir.path(), &cluster, name, &args)
+    };
+    // The partitions a member printed records of, from line `from` on.
+    let partitions = |m: &Member, from: usize| -> std::collections::BTreeSet<i32> {
+        std::fs::read_to_string(&m.out)
+            .unwrap_or_default()
+            .lines()
+            .skip(from)
+            .filter_map(|l| l.split(' ').next()?.parse().ok())
+            .collect()
+    };
+    let lines = |m: &Member| {
+        std::fs::read_to_string(&m.out)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let a = member("a", "a");
+    let b = member("b", "b");
+    wait(dir.path(), "two members, evenly", || {
+        balanced(&cluster, &group, 2, PARTITIONS as usize)
+    });
+    let fill = |from: usize| {
+        let records = (from..from + 600).map(|n| format!("k{n}:v{n}"));
+        cluster.fill(&topic, common::KEYED, records);
+    };
+    fill(0);
+    wait(dir.path(), "the first records read", || lines(&a) + lines(&b) >= 600);
+    let held = partitions(&a, 0);
+    assert_eq!(held.len(), PARTITIONS as usize / 2, "{held:?}");
+    let changes = |m: &Member| m.stderr().matches("assignment changed").count();
+    let b_changes = changes(&b);
+
+    let b_before = lines(&b);
+    a.stop();
+    let a = member("a-restarted", "a");
+    fill(600);
+    wait(dir.path(), "the new records read", || {
+        lines(&a) + lines(&b) - b_before >= 600
+    });
+    assert_eq!(partitions(&a, 0), held, "{}", a.stderr());
+    assert_eq!(changes(&b), b_changes, "b's assignment changed:\n{}", b.stderr());
+    assert!(
+        balanced(&cluster, &group, 2, PARTITIONS as usize),
+        "two members still"
+    );
+    b.stop();
+    a.stop();
+}

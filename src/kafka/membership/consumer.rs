@@ -208,9 +208,30 @@ impl Member {
                 ResponseError::UnsupportedAssignor => {
                     Attempt::Fatal(self.refused("ConsumerGroupHeartbeat", error))
                 }
+                // A later process took this member's instance id.
+                ResponseError::FencedInstanceId => {
+                    Attempt::Fatal(self.fenced_instance("ConsumerGroupHeartbeat"))
+                }
+                // The instance id is still held by a member that did not
+                // leave (a crash, or a second process): the coordinator
+                // frees it when that member's session ends. The Java
+                // consumer gives up; weir waits, so that a static member
+                // restarted after a crash comes back once it can.
+                ResponseError::UnreleasedInstanceId if joining => {
+                    if std::mem::replace(&mut self.told_unreleased, true) {
+                        return Err(Attempt::Retriable("instance id not released yet".to_owned()));
+                    }
+                    info!(
+                        group = self.config.group.as_str(),
+                        instance_id = self.config.instance_id.as_deref().unwrap_or_default(),
+                        "the group instance id is still held by a member that did not leave (UNRELEASED_INSTANCE_ID): waiting for its session to end (the broker's group.consumer.session.timeout.ms)"
+                    );
+                    Attempt::Retriable("instance id not released yet".to_owned())
+                }
                 e => self.judge("ConsumerGroupHeartbeat", e),
             });
         }
+        self.told_unreleased = false;
         if leaving {
             self.forget_epoch();
             return Ok(());

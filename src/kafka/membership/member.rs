@@ -52,6 +52,9 @@ pub struct Member {
     /// KIP-848: the subscribed topics by id, and when they were read.
     pub(super) topic_ids: std::collections::BTreeMap<uuid::Uuid, String>,
     pub(super) topic_ids_at: Instant,
+    /// Said that its instance id is still held (consumer protocol), once
+    /// per wait.
+    pub(super) told_unreleased: bool,
 }
 
 impl Member {
@@ -98,6 +101,7 @@ impl Member {
             target: None,
             topic_ids: std::collections::BTreeMap::new(),
             topic_ids_at: Instant::now(),
+            told_unreleased: false,
         })
     }
 
