@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use rskafka::client::Client;
-use rskafka::client::partition::Compression;
+use crate::produce::Compression;
 use tokio::time::Instant;
 
 use super::{BenchError, BenchReport, Mode};
@@ -44,7 +44,7 @@ pub async fn consume(
         Mode::Consume,
         &bench.topic,
         partitions,
-        Compression::NoCompression,
+        Compression::None,
     );
     let config = ConsumerConfig {
         start: StartOffset::Earliest,

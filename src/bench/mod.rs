@@ -36,7 +36,7 @@ mod produce;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rskafka::client::partition::Compression;
+use crate::produce::Compression;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -153,13 +153,7 @@ impl BenchReport {
 
 /// The name of a codec as `--compression` spells it.
 pub fn codec_name(compression: Compression) -> &'static str {
-    match compression {
-        Compression::NoCompression => "none",
-        Compression::Gzip => "gzip",
-        Compression::Lz4 => "lz4",
-        Compression::Snappy => "snappy",
-        Compression::Zstd => "zstd",
-    }
+    compression.name()
 }
 
 /// Errors of the benchmarks.

@@ -24,6 +24,7 @@ pub use crate::kafka::security::{
 use crate::kafka::wire::{self, WireError, WireOptions, WireTls};
 
 mod any_name;
+mod builder;
 mod tls_files;
 
 use tls_files::read_certs;

@@ -108,7 +108,7 @@ fn server_error(protocol_error: ProtocolError) -> rskafka::client::error::Error 
 /// A record whose value is `value`, queued now.
 fn pending(tag: u64, value: String) -> Pending {
     Pending {
-        tag,
+        tag: tag.into(),
         record: Record {
             key: None,
             value: Some(value.into_bytes()),

@@ -189,3 +189,17 @@ impl Consumer {
         }
     }
 }
+
+/// A consumer is a [`Stream`](futures::Stream) of its events, as
+/// [`next`](Consumer::next) reads them: it ends once every partition has
+/// stopped (at its [`Until`], or failed).
+impl futures::Stream for Consumer {
+    type Item = ConsumerEvent;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ConsumerEvent>> {
+        self.events.poll_recv(cx)
+    }
+}
