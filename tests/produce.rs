@@ -636,7 +636,8 @@ fn a_shared_future_producer_dropped_still_resolves_every_delivery() {
     weir_run(&["topics", "create", &topic, "--partitions", "3"]).ok();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let offsets = rt.block_on(async {
-        let connection = weir::ConnectionConfig::new([brokers()]).with_timeout(Duration::from_secs(20));
+        let connection =
+            weir::ConnectionConfig::new([brokers()]).with_timeout(Duration::from_secs(20));
         let client = std::sync::Arc::new(connection.client().await.unwrap());
         let config = ProducerConfig::default().with_linger(Duration::from_secs(2));
         let producer = FutureProducer::new(client, &topic, config).await.unwrap();
@@ -646,8 +647,8 @@ fn a_shared_future_producer_dropped_still_resolves_every_delivery() {
             senders.spawn(async move {
                 let mut deliveries = Vec::new();
                 for i in 0..250 {
-                    let record = ProduceRecord::new(format!("v{task}-{i}"))
-                        .with_key(format!("k{}", i % 17));
+                    let record =
+                        ProduceRecord::new(format!("v{task}-{i}")).with_key(format!("k{}", i % 17));
                     deliveries.push(producer.send(record).await.unwrap());
                 }
                 deliveries
@@ -680,7 +681,8 @@ fn a_future_producer_names_a_missing_topic_and_refuses_after_close() {
     let topic = random_topic("future-closed");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let connection = weir::ConnectionConfig::new([brokers()]).with_timeout(Duration::from_secs(20));
+        let connection =
+            weir::ConnectionConfig::new([brokers()]).with_timeout(Duration::from_secs(20));
         let client = std::sync::Arc::new(connection.client().await.unwrap());
         let missing = FutureProducer::new(client.clone(), &topic, ProducerConfig::default()).await;
         assert!(

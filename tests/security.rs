@@ -18,8 +18,7 @@ use common::{
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use weir::kafka::connect::{
-    BearerToken, ConnectionConfig, Password, SaslMechanism, SaslOptions, TlsOptions,
-    TokenSource,
+    BearerToken, ConnectionConfig, Password, SaslMechanism, SaslOptions, TlsOptions, TokenSource,
 };
 
 /// The SCRAM-SHA-256 user the shared node gets.

@@ -169,13 +169,11 @@ impl FetchFlags {
         if self.fetch_bytes < 1 {
             return Err(usage("--fetch-bytes must be at least 1"));
         }
-        Ok(ConsumerConfig {
-            fetch_bytes: self.fetch_bytes,
-            fetch_max_wait: self.fetch_max_wait,
-            retry_timeout: timeout,
-            isolation: self.isolation.into(),
-            ..ConsumerConfig::default()
-        })
+        Ok(ConsumerConfig::default()
+            .with_fetch_bytes(self.fetch_bytes)
+            .with_fetch_max_wait(self.fetch_max_wait)
+            .with_retry_timeout(timeout)
+            .with_isolation(self.isolation.into()))
     }
 }
 

@@ -270,4 +270,3 @@ impl ProduceRecord {
         encoded_size(self.key.as_deref(), self.value.as_deref(), &self.headers)
     }
 }
-
