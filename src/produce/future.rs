@@ -60,7 +60,8 @@ pub struct FutureProducer {
 
 #[derive(Debug)]
 struct Shared {
-    topic: String,
+    /// Shared with each record's future, for its error.
+    topic: Arc<str>,
     /// `None` once closed.
     producer: Mutex<Option<Producer>>,
     /// The next record's number, its delivery's tag.
@@ -113,7 +114,7 @@ impl FutureProducer {
     pub fn from_producer(producer: Producer) -> Self {
         Self {
             shared: Arc::new(Shared {
-                topic: producer.topic().to_owned(),
+                topic: producer.topic().into(),
                 producer: Mutex::new(Some(producer)),
                 next: AtomicU64::new(0),
             }),
@@ -138,7 +139,7 @@ impl FutureProducer {
         let (reply, delivery) = oneshot::channel();
         let mut producer = self.shared.producer.lock().await;
         let producer = producer.as_mut().ok_or_else(|| ProduceError::Closed {
-            topic: self.shared.topic.clone(),
+            topic: self.shared.topic.to_string(),
         })?;
         // Numbered under the lock: in the order records are queued.
         let id = self.shared.next.fetch_add(1, Ordering::Relaxed);
@@ -151,7 +152,7 @@ impl FutureProducer {
             delivery,
             id,
             partition,
-            topic: self.shared.topic.clone(),
+            topic: Arc::clone(&self.shared.topic),
         })
     }
 
@@ -176,7 +177,7 @@ pub struct DeliveryFuture {
     delivery: oneshot::Receiver<Delivery>,
     id: u64,
     partition: i32,
-    topic: String,
+    topic: Arc<str>,
 }
 
 impl DeliveryFuture {
@@ -197,7 +198,7 @@ impl Future for DeliveryFuture {
                 tag: self.id,
                 partition: self.partition,
                 result: Err(Arc::new(ProduceError::Closed {
-                    topic: self.topic.clone(),
+                    topic: self.topic.to_string(),
                 })),
             })
         })

@@ -50,6 +50,12 @@ use crate::timestamp::TimestampProblem;
 /// A producer for one topic. Send with [`send`](Self::send), read outcomes
 /// from the receiver [`new`](Self::new) returns, end with
 /// [`close`](Self::close).
+///
+/// This is the batched path the jobs use: one owner, a tag per record and
+/// one channel of deliveries, the least work per record. To share a
+/// producer between tasks and await each record's delivery, use
+/// [`FutureProducer`](crate::produce::FutureProducer) (made from one of
+/// these with [`from_producer`](crate::produce::FutureProducer::from_producer)).
 #[derive(Debug)]
 pub struct Producer {
     topic: String,
