@@ -72,7 +72,7 @@
 //!   [`input`](produce::input) (delimiters, key delimiter, fixed key and
 //!   headers, JSON lines with base64 fields and headers as an ordered list,
 //!   [`Header`]). A library user's producer is
-//!   [`FutureProducer`](produce::FutureProducer) (`produce/future.rs`):
+//!   [`FutureProducer`] (`produce/future.rs`):
 //!   the same producer shared by `Clone`, `send(&self)` returning each
 //!   record's [`DeliveryFuture`](produce::DeliveryFuture), the partition
 //!   count read from the metadata; [`ProducerConfig`] and

@@ -262,7 +262,7 @@ pub struct CountJob {
     /// mirror the commits to the broker's group offsets.
     pub member: Option<MemberLink>,
     /// Across group members: partial aggregates through the group's
-    /// internal topic, merged there into rows ([`merge`]).
+    /// internal topic, merged there into rows (`merge.rs`).
     pub second_stage: Option<SecondStage>,
 }
 

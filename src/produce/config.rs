@@ -48,16 +48,16 @@ pub struct ProducerConfig {
     /// The topic's `max.message.bytes` (the broker's `message.max.bytes`
     /// unless the topic sets it): the largest batch it stores. A record
     /// larger than [`batch_bytes`](Self::batch_bytes) goes alone in its
-    /// batch; one larger than this is refused by [`Producer::send`].
+    /// batch; one larger than this is refused by [`Producer::send`](super::Producer::send).
     /// [`prepare_topic`](crate::produce::prepare_topic) reads it.
     pub max_message_bytes: usize,
     /// The topic is compacted: a record without a key is refused by
-    /// [`Producer::send`] (the broker would refuse its whole batch).
+    /// [`Producer::send`](super::Producer::send) (the broker would refuse its whole batch).
     pub keys_required: bool,
     /// Batch compression.
     pub compression: Compression,
     /// Most bytes of records (in the batch size's estimate) held from
-    /// [`Producer::send`] until their batch is acknowledged or failed, in
+    /// [`Producer::send`](super::Producer::send) until their batch is acknowledged or failed, in
     /// every partition together; `send` waits for room, as the Java
     /// producer's `buffer.memory`. At least one batch's worth.
     pub buffer_bytes: usize,
@@ -70,7 +70,7 @@ pub struct ProducerConfig {
     /// How often the topic's partition count is read again.
     pub metadata_max_age: Duration,
     /// The create times the topic accepts; a record outside them is
-    /// refused by [`Producer::send`] rather than failing its batch.
+    /// refused by [`Producer::send`](super::Producer::send) rather than failing its batch.
     pub timestamps: TimestampLimits,
     /// The idempotent producer's id ([`init_producer_id`]): batches carry
     /// it with their sequence numbers, up to five on their way per

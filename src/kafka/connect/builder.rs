@@ -45,7 +45,7 @@ impl ConnectionConfig {
         self
     }
 
-    /// With SASL ([`sasl`](Self::sasl)).
+    /// With SASL authentication (the `sasl` field).
     #[must_use]
     pub fn with_sasl(mut self, sasl: SaslAuth) -> Self {
         self.sasl = Some(sasl);
