@@ -71,7 +71,13 @@
 //!   producer) and
 //!   [`input`](produce::input) (delimiters, key delimiter, fixed key and
 //!   headers, JSON lines with base64 fields and headers as an ordered list,
-//!   [`Header`]).
+//!   [`Header`]). A library user's producer is
+//!   [`FutureProducer`] (`produce/future.rs`):
+//!   the same producer shared by `Clone`, `send(&self)` returning each
+//!   record's [`DeliveryFuture`](produce::DeliveryFuture), the partition
+//!   count read from the metadata; [`ProducerConfig`] and
+//!   [`ProduceRecord`] with their builders are in `produce/config.rs`,
+//!   [`Compression`](produce::Compression) in `produce/compression.rs`.
 //! - [`read`]: the explicit per-partition [`Consumer`] that every reading
 //!   job uses, and that knows nothing of jobs:
 //!   [`position`](read::position) (where a partition starts and stops,
@@ -85,7 +91,7 @@
 //!   reads one partition: long polls, fetch sizes, retries within the retry
 //!   timeout, out-of-range offsets, deleted topics) and
 //!   [`consumer`](read::consumer) (one fetch task per partition merged
-//!   into one bounded stream), with its [`config`](read::config),
+//!   into one bounded stream, a [`futures::Stream`]), with its [`config`](read::config),
 //!   [`error`](read::error)s and [`event`](read::event)s in files of
 //!   their own.
 //! - [`consume`]: the `weir consume` job (filter, output, tally, the
@@ -166,6 +172,39 @@
 //!
 //! Errors are typed per module (`thiserror`) and name the broker, topic or
 //! partition involved; the binary adds context with `anyhow`.
+//!
+//! # Use as a library
+//!
+//! A [`ConnectionConfig`] makes the [`Client`]; a [`FutureProducer`] sends
+//! with `&self` and gives each record's delivery as a future; a
+//! [`Consumer`] is a [`futures::Stream`] of its partitions' records. The
+//! jobs the binary runs ([`aggregate::count`], [`pipe::pipe`],
+//! [`consume::consume`]) take typed configs and a shutdown future.
+//! `examples/` in the repository has a program for each, run against a
+//! broker by the tests.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use weir::read::{ConsumerConfig, ConsumerEvent, Selection, Until, assign};
+//! use weir::{ConnectionConfig, Consumer, FutureProducer, ProduceRecord, ProducerConfig};
+//!
+//! let client = Arc::new(ConnectionConfig::new(["127.0.0.1:9092"]).client().await?);
+//! let producer = FutureProducer::new(Arc::clone(&client), "events", ProducerConfig::default()).await?;
+//! let delivery = producer.send(ProduceRecord::new("hello").with_key("k")).await?;
+//! delivery.await.offset()?;
+//!
+//! let partitions = assign(&client, &Selection::new(["events"])).await?;
+//! let config = ConsumerConfig::default().with_until(Until::End);
+//! let mut consumer = Consumer::start(&client, partitions, config).await?;
+//! while let Some(event) = consumer.next().await {
+//!     if let ConsumerEvent::Records(records) = event {
+//!         println!("{} records", records.len());
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(rust_2018_idioms, unsafe_code)]
 #![warn(missing_debug_implementations, missing_docs)]
@@ -187,7 +226,13 @@ pub mod timestamp;
 
 pub use kafka::admin::Admin;
 pub use kafka::connect::ConnectionConfig;
+pub use produce::{FutureProducer, ProduceRecord, ProducerConfig};
 pub use read::Consumer;
+/// The Kafka client every job shares: made by
+/// [`ConnectionConfig::client`], taken by reference where a call only uses
+/// it (`&Client`: an `&Arc<Client>` derefs to it) and as `Arc<Client>`
+/// where the value keeps it (a producer, the offsets store).
+pub use rskafka::client::Client;
 
 /// A record header: its key and its value, `None` for a null value.
 ///

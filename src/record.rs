@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use crate::{Header, TopicPartition};
 
-/// One record read from a partition.
+/// One record read from a partition (what a [`Consumer`](crate::Consumer)
+/// yields; its fields grow without breaking readers).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConsumedRecord {
     /// The topic it was read from.
     pub topic: Arc<str>,

@@ -646,12 +646,7 @@ fn offsets_in_a_transaction_from_a_past_generation_are_refused() {
         let mut transactions = Transactions::init(&connection, &id, Duration::from_secs(10))
             .await
             .unwrap();
-        let zombie = GroupGeneration {
-            group: group.clone(),
-            generation: 1,
-            member_id: "a-member-the-group-dropped".to_owned(),
-            instance_id: None,
-        };
+        let zombie = GroupGeneration::new(group.clone(), 1, "a-member-the-group-dropped");
         let at = weir::TopicPartition::new(input.as_str(), 0);
         let refused = transactions.commit_offsets(&zombie, &[(at, 1)]).await;
         transactions.end(false).await.unwrap();

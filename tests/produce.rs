@@ -450,11 +450,7 @@ async fn send_all(
     values: &[String],
 ) -> Vec<Result<i64, String>> {
     for (tag, value) in values.iter().enumerate() {
-        let record = weir::produce::producer::ProduceRecord {
-            value: Some(value.clone().into_bytes()),
-            partition: Some(0),
-            ..Default::default()
-        };
+        let record = weir::produce::ProduceRecord::new(value.clone()).with_partition(0);
         producer.send(tag as u64, record).await.unwrap();
     }
     let mut outcomes = vec![Err("no report".to_owned()); values.len()];
@@ -500,11 +496,9 @@ fn a_refused_sequence_starts_a_new_epoch_and_writes_everything_once() {
         // One record to a batch: the leader keeps the last five batches
         // of a producer to answer retries, and the second producer's
         // first batch (sequence 0) must not be taken for one of them.
-        let config = ProducerConfig {
-            producer_id: Some(id),
-            batch_bytes: 150,
-            ..Default::default()
-        };
+        let config = ProducerConfig::default()
+            .with_producer_id(id)
+            .with_batch_bytes(150);
         let open = || Producer::new(std::sync::Arc::clone(&client), &topic, 1, config.clone());
         let (mut stale, mut stale_reports) = open().await.unwrap();
         let first = send_all(&mut stale, &mut stale_reports, &values("first", 10)).await;
@@ -606,18 +600,11 @@ fn a_producer_dropped_without_close_still_delivers_every_record() {
         };
         let client = std::sync::Arc::new(connection.client().await.unwrap());
         // A long linger: nothing has gone out when the producer is dropped.
-        let config = ProducerConfig {
-            linger: Duration::from_secs(2),
-            ..Default::default()
-        };
+        let config = ProducerConfig::default().with_linger(Duration::from_secs(2));
         let (mut producer, mut deliveries) =
             Producer::new(client, &topic, 3, config).await.unwrap();
         for tag in 0..1000_u64 {
-            let record = ProduceRecord {
-                key: Some(format!("k{}", tag % 17).into_bytes()),
-                value: Some(format!("v{tag}").into_bytes()),
-                ..Default::default()
-            };
+            let record = ProduceRecord::new(format!("v{tag}")).with_key(format!("k{}", tag % 17));
             producer.send(tag, record).await.unwrap();
         }
         drop(producer);
@@ -636,4 +623,80 @@ fn a_producer_dropped_without_close_still_delivers_every_record() {
     assert_eq!(delivered.len(), 1000);
     let stored: usize = read_all(&topic, 3).values().map(Vec::len).sum();
     assert_eq!(stored, 1000);
+}
+
+/// A `FutureProducer` shared by four tasks, every clone dropped with
+/// records still queued (a long linger: nothing has gone out): each
+/// record's own future still resolves to its offset, and every record is
+/// written once. The producer learnt the partition count itself.
+#[test]
+fn a_shared_future_producer_dropped_still_resolves_every_delivery() {
+    use weir::produce::{FutureProducer, ProduceRecord, ProducerConfig};
+    let topic = random_topic("future");
+    weir_run(&["topics", "create", &topic, "--partitions", "3"]).ok();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let offsets = rt.block_on(async {
+        let connection =
+            weir::ConnectionConfig::new([brokers()]).with_timeout(Duration::from_secs(20));
+        let client = std::sync::Arc::new(connection.client().await.unwrap());
+        let config = ProducerConfig::default().with_linger(Duration::from_secs(2));
+        let producer = FutureProducer::new(client, &topic, config).await.unwrap();
+        let mut senders = tokio::task::JoinSet::new();
+        for task in 0..4 {
+            let producer = producer.clone();
+            senders.spawn(async move {
+                let mut deliveries = Vec::new();
+                for i in 0..250 {
+                    let record =
+                        ProduceRecord::new(format!("v{task}-{i}")).with_key(format!("k{}", i % 17));
+                    deliveries.push(producer.send(record).await.unwrap());
+                }
+                deliveries
+            });
+        }
+        let mut deliveries = Vec::new();
+        while let Some(sent) = senders.join_next().await {
+            deliveries.extend(sent.unwrap());
+        }
+        drop(producer);
+        let all = futures::future::join_all(deliveries);
+        let delivered = tokio::time::timeout(common::STEP_TIMEOUT, all)
+            .await
+            .expect("every delivery in time");
+        delivered
+            .into_iter()
+            .map(|d| (d.partition, d.offset().expect("written")))
+            .collect::<std::collections::BTreeSet<_>>()
+    });
+    assert_eq!(offsets.len(), 1000, "each record at an offset of its own");
+    let stored: usize = read_all(&topic, 3).values().map(Vec::len).sum();
+    assert_eq!(stored, 1000);
+}
+
+/// A `FutureProducer` for a topic that does not exist fails at once with
+/// the topic's name; a closed one refuses more records.
+#[test]
+fn a_future_producer_names_a_missing_topic_and_refuses_after_close() {
+    use weir::produce::{FutureProducer, ProduceError, ProduceRecord, ProducerConfig};
+    let topic = random_topic("future-closed");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let connection =
+            weir::ConnectionConfig::new([brokers()]).with_timeout(Duration::from_secs(20));
+        let client = std::sync::Arc::new(connection.client().await.unwrap());
+        let missing = FutureProducer::new(client.clone(), &topic, ProducerConfig::default()).await;
+        assert!(
+            matches!(&missing, Err(ProduceError::UnknownTopic { topic: t }) if *t == topic),
+            "{missing:?}"
+        );
+        weir_run(&["topics", "create", &topic, "--partitions", "1"]).ok();
+        let producer = FutureProducer::new(client, &topic, ProducerConfig::default())
+            .await
+            .unwrap();
+        let first = producer.send(ProduceRecord::new("one")).await.unwrap();
+        producer.close().await;
+        assert_eq!(first.await.offset().unwrap(), 0);
+        let late = producer.send(ProduceRecord::new("two")).await;
+        assert!(matches!(late, Err(ProduceError::Closed { .. })), "{late:?}");
+    });
 }

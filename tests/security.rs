@@ -18,8 +18,7 @@ use common::{
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use weir::kafka::connect::{
-    BearerToken, ClientAuth, ConnectionConfig, Password, SaslMechanism, SaslOptions, TlsOptions,
-    TokenSource,
+    BearerToken, ConnectionConfig, Password, SaslMechanism, SaslOptions, TlsOptions, TokenSource,
 };
 
 /// The SCRAM-SHA-256 user the shared node gets.
@@ -448,14 +447,11 @@ fn tls_verifies_the_broker_with_tls_ca() {
     let config = ConnectionConfig {
         brokers: vec![secure.ssl.clone()],
         timeout: Duration::from_secs(20),
-        tls: Some(TlsOptions {
-            ca_file: Some(secure.ca.clone()),
-            client_auth: Some(ClientAuth {
-                cert_file: secure.client_cert.clone(),
-                key_file: secure.client_key.clone(),
-            }),
-            skip_hostname_check: false,
-        }),
+        tls: Some(
+            TlsOptions::default()
+                .with_ca_file(secure.ca.clone())
+                .with_client_auth(secure.client_cert.clone(), secure.client_key.clone()),
+        ),
         ..Default::default()
     };
     assert!(rskafka_topics(&config).contains(&topic));
@@ -559,11 +555,7 @@ fn mutual_tls_refuses_a_missing_or_unknown_client_certificate() {
     let config = ConnectionConfig {
         brokers: vec![secure.ssl.clone()],
         timeout: FAIL_TIMEOUT,
-        tls: Some(TlsOptions {
-            ca_file: Some(secure.ca.clone()),
-            client_auth: None,
-            skip_hostname_check: false,
-        }),
+        tls: Some(TlsOptions::default().with_ca_file(secure.ca.clone())),
         ..Default::default()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -45,6 +45,7 @@
 //!   run's side of it.
 
 mod acc;
+mod builder;
 mod emit;
 mod error;
 mod extract;
@@ -63,6 +64,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use acc::{AggPlan, Aggs};
+pub use builder::DEFAULT_CHECKPOINT_INTERVAL;
 pub use emit::{AggValues, JsonLines, Row, RowSink, Table, agg_table_line, table_line};
 pub use error::{CountError, StateProblem};
 pub use extract::{Extractor, KeyReader, RecordReader};
@@ -203,8 +205,21 @@ impl WindowSpec {
     }
 }
 
-/// What to count and when to emit.
+/// What to count and when to emit: [`Default`] (a running count per
+/// key), then `with_*` methods.
+///
+/// ```
+/// use std::time::Duration;
+/// use weir::aggregate::{CountConfig, Extractor, WindowSpec};
+///
+/// let by_user = CountConfig::default()
+///     .with_by(["json:/user".parse::<Extractor>()?])
+///     .with_windows(WindowSpec::tumbling(Duration::from_secs(60)))?;
+/// assert_eq!(by_user.windowing.size_ms, Some(60_000));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CountConfig {
     /// What each record is grouped under: one extractor, or several for
     /// a composite key.
@@ -247,7 +262,7 @@ pub struct CountJob {
     /// mirror the commits to the broker's group offsets.
     pub member: Option<MemberLink>,
     /// Across group members: partial aggregates through the group's
-    /// internal topic, merged there into rows ([`merge`]).
+    /// internal topic, merged there into rows (`merge.rs`).
     pub second_stage: Option<SecondStage>,
 }
 

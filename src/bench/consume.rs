@@ -4,8 +4,8 @@
 
 use std::future::Future;
 
+use crate::produce::Compression;
 use rskafka::client::Client;
-use rskafka::client::partition::Compression;
 use tokio::time::Instant;
 
 use super::{BenchError, BenchReport, Mode};
@@ -40,12 +40,7 @@ pub async fn consume(
     };
     let assignments = assign(client, &selection).await?;
     let partitions = i32::try_from(assignments.len()).unwrap_or(i32::MAX);
-    let mut report = BenchReport::new(
-        Mode::Consume,
-        &bench.topic,
-        partitions,
-        Compression::NoCompression,
-    );
+    let mut report = BenchReport::new(Mode::Consume, &bench.topic, partitions, Compression::None);
     let config = ConsumerConfig {
         start: StartOffset::Earliest,
         until: Until::End,

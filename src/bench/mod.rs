@@ -36,7 +36,7 @@ mod produce;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rskafka::client::partition::Compression;
+use crate::produce::Compression;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -128,7 +128,7 @@ impl BenchReport {
             mode,
             topic: topic.to_owned(),
             partitions,
-            compression: codec_name(compression),
+            compression: compression.name(),
             records: 0,
             bytes: 0,
             failed: 0,
@@ -148,17 +148,6 @@ impl BenchReport {
         self.elapsed_s = secs;
         self.records_per_sec = records as f64 / secs;
         self.mb_per_sec = bytes as f64 / secs / (1024.0 * 1024.0);
-    }
-}
-
-/// The name of a codec as `--compression` spells it.
-pub fn codec_name(compression: Compression) -> &'static str {
-    match compression {
-        Compression::NoCompression => "none",
-        Compression::Gzip => "gzip",
-        Compression::Lz4 => "lz4",
-        Compression::Snappy => "snappy",
-        Compression::Zstd => "zstd",
     }
 }
 
@@ -329,7 +318,7 @@ pub async fn run_latency(
 /// a fixed xorshift sequence, as `kafka-producer-perf-test` fills its
 /// payload with random letters. The baseline generates the same bytes, so
 /// compression sees the same data.
-pub fn payload(size: usize) -> Vec<u8> {
+pub(crate) fn payload(size: usize) -> Vec<u8> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..size)
         .map(|_| {

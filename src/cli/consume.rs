@@ -213,16 +213,14 @@ impl SelectionArgs {
                 quoted.join(", ")
             );
         }
-        let selection = Selection {
-            topics,
-            partitions: self.partitions.clone(),
-            instance,
-        };
-        let config = ConsumerConfig {
-            start,
-            until,
-            ..self.fetch.config(timeout)?
-        };
+        let mut selection = Selection::new(topics);
+        selection.partitions = self.partitions.clone();
+        selection.instance = instance;
+        let config = self
+            .fetch
+            .config(timeout)?
+            .with_start(start)
+            .with_until(until);
         Ok((selection, config))
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use weir::ConnectionConfig;
 use weir::aggregate::{
-    AggPlan, AggSpec, CountConfig, CountOutput, CountSummary, EmitMode, Extractor, JsonLines, Row,
-    RowSink, Table, WindowSpec, agg_table_line, count, table_line,
+    AggSpec, CountConfig, CountOutput, CountSummary, EmitMode, Extractor, JsonLines, Row, RowSink,
+    Table, WindowSpec, agg_table_line, count, table_line,
 };
 use weir::consume::output::stop_or_stdout_closed;
 use weir::job::StopReason;
@@ -173,15 +173,15 @@ impl CountArgs {
         });
         windows.live = live;
         let (windowing, emit) = windows.check().map_err(|e| usage(e.to_string()))?;
-        Ok(CountConfig {
-            by,
-            aggs: AggPlan::new(aggs),
-            windowing,
-            emit,
-            count: args.count,
-            checkpoint_interval: args.commit_interval,
-            idle_timeout: args.idle_timeout,
-        })
+        let mut config = CountConfig::default()
+            .with_by(by)
+            .with_aggs(aggs)
+            .with_checkpoint_interval(args.commit_interval);
+        config.windowing = windowing;
+        config.emit = emit;
+        config.count = args.count;
+        config.idle_timeout = args.idle_timeout;
+        Ok(config)
     }
 }
 

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use clap::ValueEnum;
-use rskafka::client::partition::{Compression, IsolationLevel};
+use rskafka::client::partition::IsolationLevel;
 
 use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
 use weir::kafka::idempotence::ProducerIdError;
 use weir::kafka::membership::assignors::UnknownAssignor;
 use weir::kafka::membership::{Assignor, GroupProtocol, MembershipConfig};
+use weir::produce::Compression;
 use weir::produce::producer::{
     DEFAULT_BATCH_BYTES, DEFAULT_BUFFER_BYTES, MAX_REQUEST_BYTES, ProducerConfig,
 };
@@ -99,14 +100,12 @@ impl BatchFlags {
                 self.batch_bytes
             )));
         }
-        Ok(ProducerConfig {
-            linger: self.linger,
-            batch_bytes: self.batch_bytes,
-            compression: self.compression.into(),
-            buffer_bytes: self.buffer_bytes,
-            delivery_timeout: timeout,
-            ..ProducerConfig::default()
-        })
+        Ok(ProducerConfig::default()
+            .with_linger(self.linger)
+            .with_batch_bytes(self.batch_bytes)
+            .with_compression(self.compression.into())
+            .with_buffer_bytes(self.buffer_bytes)
+            .with_delivery_timeout(timeout))
     }
 }
 
@@ -170,13 +169,11 @@ impl FetchFlags {
         if self.fetch_bytes < 1 {
             return Err(usage("--fetch-bytes must be at least 1"));
         }
-        Ok(ConsumerConfig {
-            fetch_bytes: self.fetch_bytes,
-            fetch_max_wait: self.fetch_max_wait,
-            retry_timeout: timeout,
-            isolation: self.isolation.into(),
-            ..ConsumerConfig::default()
-        })
+        Ok(ConsumerConfig::default()
+            .with_fetch_bytes(self.fetch_bytes)
+            .with_fetch_max_wait(self.fetch_max_wait)
+            .with_retry_timeout(timeout)
+            .with_isolation(self.isolation.into()))
     }
 }
 
@@ -365,7 +362,7 @@ pub enum Codec {
 impl From<Codec> for Compression {
     fn from(c: Codec) -> Self {
         match c {
-            Codec::None => Self::NoCompression,
+            Codec::None => Self::None,
             Codec::Gzip => Self::Gzip,
             Codec::Lz4 => Self::Lz4,
             Codec::Snappy => Self::Snappy,

@@ -9,7 +9,6 @@ use clap::ValueEnum;
 use weir::kafka::idempotence::ProducerIdError;
 use weir::produce::input::{InputFormat, RecordParser, unescape};
 use weir::produce::partitioner::PartitionerKind;
-use weir::produce::producer::ProducerConfig;
 use weir::produce::{
     self, InputSource, ProduceJob, ProducePlan, ProduceSummary, StartError, TopicError, TopicPlan,
     TransactionEnd,
@@ -250,11 +249,9 @@ impl ProduceArgs {
                         .unwrap_or(weir::kafka::admin::NewTopic::DEFAULT_REPLICATION),
                 )),
             },
-            ProducerConfig {
-                partitioner,
-                metadata_max_age: args.metadata_max_age,
-                ..batching
-            },
+            batching
+                .with_partitioner(partitioner)
+                .with_metadata_max_age(args.metadata_max_age),
         );
         plan.partition = args.partition;
         plan.idempotence = !args.batch.no_idempotence;

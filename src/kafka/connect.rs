@@ -24,6 +24,7 @@ pub use crate::kafka::security::{
 use crate::kafka::wire::{self, WireError, WireOptions, WireTls};
 
 mod any_name;
+mod builder;
 mod tls_files;
 
 use tls_files::read_certs;
@@ -369,7 +370,7 @@ pub async fn partition_client_within(
     }
 }
 
-/// An rskafka client error, shown as one sentence ([`client_error_text`]):
+/// An rskafka client error, shown as one sentence:
 /// the innermost failure, or the broker's refusal as Kafka names it.
 ///
 /// It has no `source`: rskafka's errors write their causes into their own
@@ -407,7 +408,7 @@ impl From<rskafka::client::error::Error> for ClientError {
 /// broker's own message; rskafka's text for it adds a `Debug` dump of its
 /// request context, which the caller's error, naming topic and partition,
 /// says better. A connection failure names its broker.
-pub fn client_error_text(e: &rskafka::client::error::Error) -> String {
+pub(crate) fn client_error_text(e: &rskafka::client::error::Error) -> String {
     use rskafka::client::error::{Error, ProtocolError};
 
     let mut innermost: &(dyn std::error::Error + 'static) = e;

@@ -131,6 +131,7 @@ fn fenced_hint(error: ResponseError) -> &'static str {
 /// A group member's place in its group, for offsets committed inside a
 /// transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupGeneration {
     /// The group.
     pub group: String,
@@ -140,6 +141,25 @@ pub struct GroupGeneration {
     pub member_id: String,
     /// Its group instance id, when it is a static member.
     pub instance_id: Option<String>,
+}
+
+impl GroupGeneration {
+    /// `member_id` of `group` in `generation`, a dynamic member.
+    pub fn new(group: impl Into<String>, generation: i32, member_id: impl Into<String>) -> Self {
+        Self {
+            group: group.into(),
+            generation,
+            member_id: member_id.into(),
+            instance_id: None,
+        }
+    }
+
+    /// A static member with this group instance id (KIP-345).
+    #[must_use]
+    pub fn with_instance_id(mut self, instance_id: impl Into<String>) -> Self {
+        self.instance_id = Some(instance_id.into());
+        self
+    }
 }
 
 /// One producer's transactions, through its transactional id's

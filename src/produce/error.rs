@@ -42,13 +42,27 @@ impl ProduceError {
 
 /// What happened to one record.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Delivery {
-    /// The caller's tag given to [`Producer::send`](crate::produce::producer::Producer::send) (e.g. an input line).
+    /// The caller's tag given to [`Producer::send`](crate::produce::producer::Producer::send) (e.g. an input line),
+    /// or, from a [`FutureProducer`](crate::produce::FutureProducer), the
+    /// record's number among those it was sent (from 0).
     pub tag: u64,
     /// The partition the record was routed to.
     pub partition: i32,
     /// Its offset, or why it was not written.
     pub result: Result<i64, Arc<ProduceError>>,
+}
+
+impl Delivery {
+    /// The record's offset.
+    ///
+    /// # Errors
+    ///
+    /// Why it was not written.
+    pub fn offset(&self) -> Result<i64, Arc<ProduceError>> {
+        self.result.clone()
+    }
 }
 
 /// Errors of the producer.
@@ -140,6 +154,22 @@ pub enum ProduceError {
         timestamp_ms: i64,
         /// What is wrong with it.
         problem: TimestampProblem,
+    },
+    /// The topic is not in the cluster's metadata.
+    #[error("topic \"{topic}\" does not exist")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// The cluster's metadata (the topic's partition count) could not be
+    /// read.
+    #[error("cannot read the metadata of topic \"{topic}\"")]
+    Metadata {
+        /// The topic.
+        topic: String,
+        /// Why.
+        #[source]
+        cause: ClientError,
     },
     /// The producer was closed.
     #[error("the producer for topic \"{topic}\" is closed")]

@@ -11,8 +11,11 @@
 //! reading stops: what was read is still delivered or failed, never lost
 //! silently.
 
+mod compression;
+mod config;
 mod error;
 mod failure;
+mod future;
 pub mod input;
 mod metadata;
 mod partition;
@@ -24,7 +27,13 @@ mod size;
 mod start;
 mod topic;
 
+pub use compression::Compression;
+pub use config::{ProduceRecord, ProducerConfig};
+pub use error::{Delivery, ProduceError, SendFailure};
 pub use failure::{InputReadError, LineCause, LineError, ProduceJobError};
+pub use future::{DeliveryFuture, FutureProducer};
+pub use partitioner::PartitionerKind;
+pub use producer::Producer;
 pub use start::{ProducePlan, StartError, Started, start};
 pub use topic::{TopicError, TopicLimits, TopicPlan, prepare_topic, topic_limits};
 
@@ -40,7 +49,6 @@ use tracing::warn;
 
 use crate::kafka::transaction::Transactions;
 use crate::produce::input::{DelimitedReader, ParseError, RecordParser};
-use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
 use crate::produce::report::{Report, write_report};
 
 /// Records read in one go by the input thread.

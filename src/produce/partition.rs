@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use rskafka::client::partition::{Compression, EncodedBatch, PartitionClient};
 use rskafka::record::Record;
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -79,7 +79,7 @@ impl Ratio {
 /// A batch ready to go: its records' tags, written and compressed, and
 /// its sizes.
 struct Ready {
-    tags: Vec<u64>,
+    tags: Vec<Tag>,
     /// The encoded batch, or why it could not be written.
     batch: Result<EncodedBatch, ClientError>,
     /// Bytes of keys and values, for the metrics.
@@ -145,9 +145,24 @@ impl PartitionProduce for PartitionClient {
     }
 }
 
+/// Where a record's [`Delivery`] goes: the producer's one channel, under
+/// the caller's tag (the batched path), or the record's own future
+/// ([`FutureProducer`](super::FutureProducer)).
+#[derive(Debug)]
+pub(super) struct Tag {
+    pub(super) id: u64,
+    pub(super) reply: Option<oneshot::Sender<Delivery>>,
+}
+
+impl From<u64> for Tag {
+    fn from(id: u64) -> Self {
+        Self { id, reply: None }
+    }
+}
+
 /// A record on its way to a partition task.
 pub(super) struct Pending {
-    pub(super) tag: u64,
+    pub(super) tag: Tag,
     pub(super) record: Record,
     /// When it was queued, for a record that found its queue empty: it may
     /// start a batch, and a batch's linger counts from its first record
@@ -486,12 +501,17 @@ impl PartitionTask {
         }
     }
 
-    fn report(&self, tag: u64, result: Result<i64, Arc<ProduceError>>) {
-        let _ = self.reports.send(Delivery {
-            tag,
+    fn report(&self, tag: Tag, result: Result<i64, Arc<ProduceError>>) {
+        let delivery = Delivery {
+            tag: tag.id,
             partition: self.partition,
             result,
-        });
+        };
+        // A caller that dropped its future or its receiver no longer asks.
+        let _ = match tag.reply {
+            Some(reply) => reply.send(delivery).ok(),
+            None => self.reports.send(delivery).ok(),
+        };
     }
 
     /// Sends one batch within the delivery timeout.

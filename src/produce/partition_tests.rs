@@ -108,7 +108,7 @@ fn server_error(protocol_error: ProtocolError) -> rskafka::client::error::Error 
 /// A record whose value is `value`, queued now.
 fn pending(tag: u64, value: String) -> Pending {
     Pending {
-        tag,
+        tag: tag.into(),
         record: Record {
             key: None,
             value: Some(value.into_bytes()),
@@ -381,7 +381,7 @@ fn incompressible(n: u64, size: usize) -> Vec<Pending> {
                 })
                 .collect();
             Pending {
-                tag,
+                tag: tag.into(),
                 record: Record {
                     key: None,
                     value: Some(value),
@@ -410,9 +410,10 @@ fn a_batch_too_large_once_compressed_is_cut_and_its_tail_carried_in_order() {
     let kept = ready.tags.len();
     // About 0.9 MiB of 10 KB records.
     assert!((80..=100).contains(&kept), "{kept}");
-    assert_eq!(ready.tags, (0..kept as u64).collect::<Vec<_>>());
+    let tags: Vec<u64> = ready.tags.iter().map(|t| t.id).collect();
+    assert_eq!(tags, (0..kept as u64).collect::<Vec<_>>());
     assert_eq!(ready.held, sizes[..kept].iter().sum::<usize>());
-    let carried: Vec<u64> = carry.iter().map(|p| p.tag).collect();
+    let carried: Vec<u64> = carry.iter().map(|p| p.tag.id).collect();
     let expected: Vec<u64> = (kept as u64..300).chain([1000]).collect();
     assert_eq!(carried, expected);
     // The next batch is collected for what this one showed.

@@ -23,138 +23,39 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::Client;
-use rskafka::client::partition::Compression;
 use rskafka::record::Record;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{info, instrument, warn};
 
-use crate::Header;
-use crate::kafka::idempotence::ProducerId;
+pub use crate::produce::compression::Compression;
+pub use crate::produce::config::{
+    DEFAULT_BUFFER_BYTES, DEFAULT_LINGER, DEFAULT_METADATA_MAX_AGE, ProduceRecord, ProducerConfig,
+};
 pub use crate::produce::error::{Delivery, ProduceError, SendFailure};
 pub use crate::produce::metadata::TopicMetadata;
 use crate::produce::metadata::refresh_partition_count;
-use crate::produce::partition::{PartitionTask, Pending, QUEUE_RECORDS};
+use crate::produce::partition::{PartitionTask, Pending, QUEUE_RECORDS, Tag};
 use crate::produce::partitioner::{Partitioner, PartitionerKind};
-use crate::produce::size::encoded_size;
 use crate::produce::size::{BATCH_HEADER_BYTES, record_limit};
 pub use crate::produce::size::{
     BROKER_MAX_REQUEST_BYTES, DEFAULT_BATCH_BYTES, DEFAULT_MAX_MESSAGE_BYTES, MAX_REQUEST_BYTES,
 };
-use crate::timestamp::{TimestampLimits, TimestampProblem};
-
-/// Default memory for records between `send` and their acknowledgement,
-/// as the Java producer's `buffer.memory` (32 MiB).
-pub const DEFAULT_BUFFER_BYTES: usize = 32 * 1024 * 1024;
-
-/// Default linger, as librdkafka's `linger.ms` (5 ms).
-pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
-
-/// Default time between partition-count refreshes, as the Java client's
-/// `metadata.max.age.ms` (5 minutes).
-pub const DEFAULT_METADATA_MAX_AGE: Duration = Duration::from_secs(300);
-
-/// How the producer batches and compresses.
-#[derive(Debug, Clone)]
-pub struct ProducerConfig {
-    /// How long a partition waits after its first record for more.
-    pub linger: Duration,
-    /// Largest batch as sent: records in their encoded size, or, when
-    /// compressing, compressed (as the Java producer's `batch.size`). A
-    /// compressing producer collects records by the ratio its last batch
-    /// of the partition compressed to (at most 2 MiB of them), and cuts a
-    /// batch that comes out above what the broker accepts.
-    pub batch_bytes: usize,
-    /// The topic's `max.message.bytes` (the broker's `message.max.bytes`
-    /// unless the topic sets it): the largest batch it stores. A record
-    /// larger than [`batch_bytes`](Self::batch_bytes) goes alone in its
-    /// batch; one larger than this is refused by [`Producer::send`].
-    /// [`prepare_topic`](crate::produce::prepare_topic) reads it.
-    pub max_message_bytes: usize,
-    /// The topic is compacted: a record without a key is refused by
-    /// [`Producer::send`] (the broker would refuse its whole batch).
-    pub keys_required: bool,
-    /// Batch compression.
-    pub compression: Compression,
-    /// Most bytes of records (in the batch size's estimate) held from
-    /// [`Producer::send`] until their batch is acknowledged or failed, in
-    /// every partition together; `send` waits for room, as the Java
-    /// producer's `buffer.memory`. At least one batch's worth.
-    pub buffer_bytes: usize,
-    /// How records without an explicit partition are placed.
-    pub partitioner: PartitionerKind,
-    /// How long one batch may take, retries included, before its records
-    /// fail. rskafka's own retry deadlines nest (a connect retry inside a
-    /// request retry), so weir bounds the whole send itself.
-    pub delivery_timeout: Duration,
-    /// How often the topic's partition count is read again.
-    pub metadata_max_age: Duration,
-    /// The create times the topic accepts; a record outside them is
-    /// refused by [`Producer::send`] rather than failing its batch.
-    pub timestamps: TimestampLimits,
-    /// The idempotent producer's id ([`init_producer_id`]): batches carry
-    /// it with their sequence numbers, up to five on their way per
-    /// partition. `None`: not idempotent, one batch at a time per
-    /// partition, and a batch retried after a lost acknowledgement may be
-    /// stored twice.
-    ///
-    /// [`init_producer_id`]: crate::kafka::idempotence::init_producer_id
-    pub producer_id: Option<ProducerId>,
-    /// The transactional id batches are written under (with the producer
-    /// id its coordinator gave, and every partition added to the open
-    /// transaction before records go to it).
-    pub transactional_id: Option<String>,
-}
-
-impl Default for ProducerConfig {
-    fn default() -> Self {
-        Self {
-            linger: DEFAULT_LINGER,
-            batch_bytes: DEFAULT_BATCH_BYTES,
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            keys_required: false,
-            compression: Compression::NoCompression,
-            buffer_bytes: DEFAULT_BUFFER_BYTES,
-            partitioner: PartitionerKind::Murmur2,
-            delivery_timeout: crate::kafka::connect::DEFAULT_TIMEOUT,
-            metadata_max_age: DEFAULT_METADATA_MAX_AGE,
-            timestamps: TimestampLimits::default(),
-            producer_id: None,
-            transactional_id: None,
-        }
-    }
-}
-
-/// A record to produce.
-#[derive(Debug, Clone, Default)]
-pub struct ProduceRecord {
-    /// Key; `None` is a null key (sticky partition).
-    pub key: Option<Vec<u8>>,
-    /// Value; `None` is a null value (a tombstone under compaction).
-    pub value: Option<Vec<u8>>,
-    /// Headers, in order; a key may repeat (see [`Header`]).
-    pub headers: Vec<Header>,
-    /// Create time in ms since the epoch; `None` means now.
-    pub timestamp_ms: Option<i64>,
-    /// Explicit partition, overriding the partitioner.
-    pub partition: Option<i32>,
-}
-
-impl ProduceRecord {
-    /// Upper estimate of the record's encoded size in a batch.
-    pub fn approximate_size(&self) -> usize {
-        encoded_size(self.key.as_deref(), self.value.as_deref(), &self.headers)
-    }
-}
+use crate::timestamp::TimestampProblem;
 
 /// A producer for one topic. Send with [`send`](Self::send), read outcomes
 /// from the receiver [`new`](Self::new) returns, end with
 /// [`close`](Self::close).
+///
+/// This is the batched path the jobs use: one owner, a tag per record and
+/// one channel of deliveries, the least work per record. To share a
+/// producer between tasks and await each record's delivery, use
+/// [`FutureProducer`](crate::produce::FutureProducer) (made from one of
+/// these with [`from_producer`](crate::produce::FutureProducer::from_producer)).
 #[derive(Debug)]
 pub struct Producer {
     topic: String,
@@ -292,7 +193,7 @@ impl Producer {
                 linger: self.config.linger,
                 batch_bytes: self.batch_bytes,
                 max_batch_bytes: self.record_limit + BATCH_HEADER_BYTES,
-                compression: self.config.compression,
+                compression: self.config.compression.into(),
                 delivery_timeout: self.config.delivery_timeout,
                 reports: self.reports.clone(),
                 batches_sent: Arc::clone(&batches_sent),
@@ -304,6 +205,11 @@ impl Producer {
             self.batches_sent.push(batches_sent);
         }
         Ok(())
+    }
+
+    /// The topic it writes to.
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// Number of partitions of the topic.
@@ -320,6 +226,21 @@ impl Producer {
     /// a create time the topic refuses) is refused here and gets no
     /// [`Delivery`].
     pub async fn send(&mut self, tag: u64, record: ProduceRecord) -> Result<i32, ProduceError> {
+        self.enqueue(Tag::from(tag), record).await
+    }
+
+    /// As [`send`](Self::send), the delivery going where `tag` says.
+    pub(super) async fn enqueue(
+        &mut self,
+        tag: Tag,
+        record: ProduceRecord,
+    ) -> Result<i32, ProduceError> {
+        if self.queues.is_empty() {
+            // Closed (see `finish`).
+            return Err(ProduceError::Closed {
+                topic: self.topic.clone(),
+            });
+        }
         let size = record.approximate_size();
         if record.key.is_none() && self.config.keys_required {
             return Err(ProduceError::NullKeyCompacted {
@@ -437,6 +358,12 @@ impl Producer {
     /// Sends what is queued and waits until every record has its
     /// [`Delivery`].
     pub async fn close(mut self) {
+        self.finish().await;
+    }
+
+    /// As [`close`](Self::close), in place: later sends fail with
+    /// [`ProduceError::Closed`].
+    pub(super) async fn finish(&mut self) {
         self.refresh.abort();
         self.queues.clear();
         while let Some(result) = self.tasks.join_next().await {
@@ -497,7 +424,7 @@ mod tests {
             let t = clock.now().timestamp_millis();
             let after = epoch_ms();
             assert!(before <= t && t <= after, "{before} <= {t} <= {after}");
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
 

@@ -51,8 +51,10 @@ impl Instance {
     }
 }
 
-/// Which partitions of which topics to read.
+/// Which partitions of which topics to read: [`new`](Self::new) with the
+/// topics, then `with_*` methods.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Selection {
     /// Topics; one beginning with `^` is a [pattern](super::pattern).
     pub topics: Vec<String>,
@@ -60,6 +62,31 @@ pub struct Selection {
     pub partitions: Option<Vec<i32>>,
     /// Only this instance's share of them.
     pub instance: Option<Instance>,
+}
+
+impl Selection {
+    /// Every partition of `topics` (a topic beginning with `^` is a
+    /// pattern).
+    pub fn new<T: Into<String>>(topics: impl IntoIterator<Item = T>) -> Self {
+        Self {
+            topics: topics.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Only these partitions of each topic.
+    #[must_use]
+    pub fn with_partitions(mut self, partitions: impl IntoIterator<Item = i32>) -> Self {
+        self.partitions = Some(partitions.into_iter().collect());
+        self
+    }
+
+    /// Only `instance`'s share of the partitions.
+    #[must_use]
+    pub fn with_instance(mut self, instance: Instance) -> Self {
+        self.instance = Some(instance);
+        self
+    }
 }
 
 /// One partition to read.

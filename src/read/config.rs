@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rskafka::client::partition::IsolationLevel;
+pub use rskafka::client::partition::IsolationLevel;
 
 use super::position::{StartOffset, Until};
 
@@ -39,8 +39,18 @@ pub const MIN_FETCH_BYTES: i32 = 16 * 1024;
 /// (500 ms). The broker answers as soon as one byte is there.
 pub const DEFAULT_FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
 
-/// How the consumer fetches.
+/// How the consumer fetches: [`Default`], then `with_*` methods.
+///
+/// ```
+/// use weir::read::{ConsumerConfig, StartOffset, Until};
+///
+/// let config = ConsumerConfig::default()
+///     .with_start(StartOffset::Latest)
+///     .with_until(Until::End);
+/// assert!(matches!(config.until, Until::End));
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConsumerConfig {
     /// Where partitions without an explicit start begin.
     pub start: StartOffset,
@@ -91,5 +101,64 @@ impl Default for ConsumerConfig {
             metered: true,
             follow: Vec::new(),
         }
+    }
+}
+
+/// `with_*` builders, each setting the field of its name.
+impl ConsumerConfig {
+    /// With [`start`](Self::start).
+    #[must_use]
+    pub fn with_start(mut self, start: StartOffset) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// With [`until`](Self::until).
+    #[must_use]
+    pub fn with_until(mut self, until: Until) -> Self {
+        self.until = until;
+        self
+    }
+
+    /// With [`fetch_bytes`](Self::fetch_bytes).
+    #[must_use]
+    pub fn with_fetch_bytes(mut self, bytes: i32) -> Self {
+        self.fetch_bytes = bytes;
+        self
+    }
+
+    /// With [`fetch_max_wait`](Self::fetch_max_wait).
+    #[must_use]
+    pub fn with_fetch_max_wait(mut self, wait: Duration) -> Self {
+        self.fetch_max_wait = wait;
+        self
+    }
+
+    /// With [`buffered_batches`](Self::buffered_batches).
+    #[must_use]
+    pub fn with_buffered_batches(mut self, batches: usize) -> Self {
+        self.buffered_batches = batches;
+        self
+    }
+
+    /// With [`retry_timeout`](Self::retry_timeout).
+    #[must_use]
+    pub fn with_retry_timeout(mut self, timeout: Duration) -> Self {
+        self.retry_timeout = timeout;
+        self
+    }
+
+    /// With [`isolation`](Self::isolation).
+    #[must_use]
+    pub fn with_isolation(mut self, isolation: IsolationLevel) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// With [`metered`](Self::metered).
+    #[must_use]
+    pub fn with_metered(mut self, metered: bool) -> Self {
+        self.metered = metered;
+        self
     }
 }

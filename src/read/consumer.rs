@@ -345,3 +345,42 @@ impl Consumer {
         }
     }
 }
+
+/// A consumer is a [`Stream`](futures::Stream) of its events, as
+/// [`next`](Consumer::next) reads them: it ends once every partition has
+/// stopped (at its [`Until`], or failed).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::StreamExt;
+/// use weir::ConnectionConfig;
+/// use weir::read::{Consumer, ConsumerConfig, ConsumerEvent, Selection, Until, assign};
+///
+/// let client = ConnectionConfig::new(["127.0.0.1:9092"]).client().await?;
+/// let partitions = assign(&client, &Selection::new(["events"])).await?;
+/// let config = ConsumerConfig::default().with_until(Until::End);
+/// let consumer = Consumer::start(&client, partitions, config).await?;
+/// // Records only, until every partition reached the end of its log.
+/// let records: Vec<_> = consumer
+///     .filter_map(|event| async move {
+///         match event {
+///             ConsumerEvent::Records(records) => Some(records),
+///             _ => None,
+///         }
+///     })
+///     .collect()
+///     .await;
+/// println!("{} batches", records.len());
+/// # Ok(())
+/// # }
+/// ```
+impl futures::Stream for Consumer {
+    type Item = ConsumerEvent;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ConsumerEvent>> {
+        self.events.poll_recv(cx)
+    }
+}

@@ -7,6 +7,7 @@ use crate::record::ConsumedRecord;
 
 /// What the stream yields.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ConsumerEvent {
     /// Records of one partition, in offset order.
     Records(Vec<ConsumedRecord>),

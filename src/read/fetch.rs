@@ -22,8 +22,12 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use rskafka::client::Client;
-use rskafka::client::partition::{IsolationLevel, OffsetAt, PartitionClient};
-use rskafka::record::RecordAndOffset;
+use rskafka::client::partition::IsolationLevel;
+/// The Kafka client's types in the [`PartitionFetch`] seam, for a fetch
+/// side of one's own.
+pub use rskafka::client::partition::{OffsetAt, PartitionClient};
+/// A record and its offset, as a [`PartitionFetch`] returns them.
+pub use rskafka::record::{Record, RecordAndOffset};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};

@@ -131,12 +131,13 @@ impl Effective {
             }
             (None, None) => None,
         };
-        let tls =
-            (self.tls.0 || self.tls_ca.is_some() || client_auth.is_some()).then(|| TlsOptions {
-                ca_file: self.tls_ca.as_ref().map(|(f, _)| f.clone()),
-                client_auth,
-                skip_hostname_check: self.tls_skip_hostname_check.0,
-            });
+        let tls = (self.tls.0 || self.tls_ca.is_some() || client_auth.is_some()).then(|| {
+            let mut tls =
+                TlsOptions::default().with_skip_hostname_check(self.tls_skip_hostname_check.0);
+            tls.ca_file = self.tls_ca.as_ref().map(|(f, _)| f.clone());
+            tls.client_auth = client_auth;
+            tls
+        });
 
         Ok(ConnectionConfig {
             brokers: brokers.clone(),

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use weir::produce::partitioner::murmur2_partition;
+use weir::produce::{Compression, ProduceRecord, ProducerConfig};
 use weir::{ConnectionConfig, ErrorChain, Header, TopicPartition};
 
 #[tokio::main]
@@ -18,6 +19,12 @@ async fn main() {
     assert_eq!(tp.to_string(), "topic \"orders\" partition 3");
     let header: Header = ("trace".to_owned(), None);
     assert!(header.1.is_none());
+    // A producer's options and records in weir's own types: no rskafka
+    // type to name (its crate is not a dependency here).
+    let config = ProducerConfig::default().with_compression(Compression::Zstd);
+    assert_eq!(config.compression.to_string(), "zstd");
+    let record = ProduceRecord::new("v").with_key("k").with_header("trace", "1");
+    assert_eq!(record.headers.len(), 1);
 
     // Nothing listens on port 1: connecting fails within the deadline with
     // weir's typed error.
