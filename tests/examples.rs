@@ -81,11 +81,16 @@ fn the_examples_produce_consume_count_and_pipe_exactly() {
     weir_run(&["topics", "create", &to, "--partitions", "1"]).ok();
     let out = run_example("pipe", &[brokers(), &topic, &to, &format!("{topic}-pipe")]);
     assert_eq!(out.trim(), "piped 10 records");
-    let piped = read_all(brokers(), &to, 1);
-    let values: BTreeSet<String> = piped[&0]
-        .iter()
-        .map(|r| String::from_utf8(r.record.value.clone().unwrap()).unwrap())
-        .collect();
+    // The transaction's commit markers are written after EndTxn answered:
+    // read_committed sees the records once they are.
+    let values = || -> BTreeSet<String> {
+        read_all(brokers(), &to, 1)[&0]
+            .iter()
+            .map(|r| String::from_utf8(r.record.value.clone().unwrap()).unwrap())
+            .collect()
+    };
+    common::wait_for("the piped records, committed", || !values().is_empty());
+    let values = values();
     assert_eq!(values.len(), 10);
     assert!(
         values.iter().all(|v| v.contains(r#""user":"u7""#)),

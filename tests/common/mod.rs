@@ -888,8 +888,10 @@ pub fn produce(args: &[&str], input: &[u8]) -> Run {
 }
 
 /// Every record of every partition of `topic` on `broker`, read with
-/// rskafka up to each partition's high watermark (read_committed: past
-/// transaction markers, waiting for open transactions).
+/// rskafka up to each partition's last stable offset (read_committed:
+/// past transaction markers). Right after a transaction's EndTxn answered
+/// its markers may not be written yet, and its records not read: wait for
+/// them ([`wait_for`]).
 pub fn read_all(
     brokers: &str,
     topic: &str,

@@ -233,7 +233,9 @@ fn a_static_member_on_the_consumer_protocol_restarted_takes_its_partitions_back(
         cluster.fill(&topic, common::KEYED, records);
     };
     fill(0);
-    wait(dir.path(), "the first records read", || lines(&a) + lines(&b) >= 600);
+    wait(dir.path(), "the first records read", || {
+        lines(&a) + lines(&b) >= 600
+    });
     let held = partitions(&a, 0);
     assert_eq!(held.len(), PARTITIONS as usize / 2, "{held:?}");
     let changes = |m: &Member| m.stderr().matches("assignment changed").count();
@@ -247,7 +249,12 @@ fn a_static_member_on_the_consumer_protocol_restarted_takes_its_partitions_back(
         lines(&a) + lines(&b) - b_before >= 600
     });
     assert_eq!(partitions(&a, 0), held, "{}", a.stderr());
-    assert_eq!(changes(&b), b_changes, "b's assignment changed:\n{}", b.stderr());
+    assert_eq!(
+        changes(&b),
+        b_changes,
+        "b's assignment changed:\n{}",
+        b.stderr()
+    );
     assert!(
         balanced(&cluster, &group, 2, PARTITIONS as usize),
         "two members still"

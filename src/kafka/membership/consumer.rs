@@ -219,7 +219,9 @@ impl Member {
                 // restarted after a crash comes back once it can.
                 ResponseError::UnreleasedInstanceId if joining => {
                     if std::mem::replace(&mut self.told_unreleased, true) {
-                        return Err(Attempt::Retriable("instance id not released yet".to_owned()));
+                        return Err(Attempt::Retriable(
+                            "instance id not released yet".to_owned(),
+                        ));
                     }
                     info!(
                         group = self.config.group.as_str(),
