@@ -183,6 +183,7 @@ pub mod pipe;
 pub mod produce;
 pub mod read;
 pub mod record;
+pub mod share;
 pub mod timestamp;
 
 pub use kafka::admin::Admin;
