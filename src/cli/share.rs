@@ -71,9 +71,5 @@ fn print_summary(summary: &ShareSummary) {
         (summary.filtered, "filtered out"),
         (summary.unparsed, "skipped as not JSON (--where)"),
     ];
-    super::eprint_summary(
-        head,
-        &figures,
-        summary.stop == Some(StopReason::Shutdown),
-    );
+    super::eprint_summary(head, &figures, summary.stop == Some(StopReason::Shutdown));
 }

@@ -159,7 +159,11 @@ impl ShareMember {
         assigned.sort();
         let changed = assigned != self.assignment;
         if changed {
-            debug!(group = self.group.as_str(), partitions = assigned.len(), "assignment");
+            debug!(
+                group = self.group.as_str(),
+                partitions = assigned.len(),
+                "assignment"
+            );
         }
         self.assignment = assigned;
         Ok(changed)

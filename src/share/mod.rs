@@ -441,7 +441,8 @@ fn write<W: Write>(
         let bytes: usize = records
             .iter()
             .map(|d| {
-                d.record.key.as_ref().map_or(0, Vec::len) + d.record.value.as_ref().map_or(0, Vec::len)
+                d.record.key.as_ref().map_or(0, Vec::len)
+                    + d.record.value.as_ref().map_or(0, Vec::len)
             })
             .sum();
         let next = records.last().map_or(-1, |d| d.record.offset + 1);
@@ -512,11 +513,14 @@ impl Sessions {
                 .remove(&tp)
                 .unwrap_or_else(|| crate::metrics::global().input(&tp).assign());
             assigned.insert(tp, held);
-            wanted.entry(leader.clone()).or_default().push(SharePartition {
-                topic_id,
-                topic: Arc::clone(topic),
-                partition,
-            });
+            wanted
+                .entry(leader.clone())
+                .or_default()
+                .push(SharePartition {
+                    topic_id,
+                    topic: Arc::clone(topic),
+                    partition,
+                });
         }
         self.assigned = assigned;
         for (leader, (_, partitions)) in &self.by_leader {

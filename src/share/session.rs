@@ -167,15 +167,16 @@ impl Session {
                         continue;
                     }
                     let fetched = match p.records.as_deref() {
-                        Some(bytes) => rskafka::client::partition::decode_records(bytes)
-                            .map_err(|e| {
+                        Some(bytes) => {
+                            rskafka::client::partition::decode_records(bytes).map_err(|e| {
                                 Ended::Failed(ShareError::Records {
                                     group: self.config.group.clone(),
                                     topic: at.topic.to_string(),
                                     partition: at.partition,
                                     reason: e.to_string(),
                                 })
-                            })?,
+                            })?
+                        }
                         None => Vec::new(),
                     };
                     let (delivered, gaps) = acquired(&at.topic, at.partition, fetched, &ranges);
@@ -198,7 +199,12 @@ impl Session {
                 .iter()
                 .map(|d| (d.record.topic_partition(), d.record.offset))
                 .collect::<Vec<_>>();
-            if self.deliveries.send(Delivery { records, done }).await.is_err() {
+            if self
+                .deliveries
+                .send(Delivery { records, done })
+                .await
+                .is_err()
+            {
                 self.owe_held(held, AckKind::Release);
                 return Ok(());
             }
@@ -299,7 +305,12 @@ impl Session {
         request: &ShareFetchRequest,
     ) -> Result<Option<kafka_protocol::messages::ShareFetchResponse>, Ended> {
         let retry = |this: &mut Self, why: String| {
-            debug!(group = this.config.group.as_str(), leader = this.leader.as_str(), why, "share session starts over");
+            debug!(
+                group = this.config.group.as_str(),
+                leader = this.leader.as_str(),
+                why,
+                "share session starts over"
+            );
             this.conn = None;
             this.epoch = 0;
             this.owed.clear();
@@ -410,16 +421,29 @@ impl Session {
         let conn = self.conn.as_mut().expect("checked above");
         match tokio::time::timeout(timeout, conn.request(&request)).await {
             Ok(Ok(r)) if r.error_code == 0 => {
-                debug!(group = self.config.group.as_str(), leader = self.leader.as_str(), "share session closed");
+                debug!(
+                    group = self.config.group.as_str(),
+                    leader = self.leader.as_str(),
+                    "share session closed"
+                );
             }
             Ok(Ok(r)) => {
-                warn!(group = self.config.group.as_str(), leader = self.leader.as_str(), code = r.error_code, "closing the share session was refused");
+                warn!(
+                    group = self.config.group.as_str(),
+                    leader = self.leader.as_str(),
+                    code = r.error_code,
+                    "closing the share session was refused"
+                );
             }
             Ok(Err(e)) => {
                 warn!(group = self.config.group.as_str(), leader = self.leader.as_str(), error = %crate::ErrorChain(&e), "closing the share session failed");
             }
             Err(_) => {
-                warn!(group = self.config.group.as_str(), leader = self.leader.as_str(), "closing the share session: no answer");
+                warn!(
+                    group = self.config.group.as_str(),
+                    leader = self.leader.as_str(),
+                    "closing the share session: no answer"
+                );
             }
         }
         self.owed.clear();

@@ -75,13 +75,29 @@ pub async fn set_start(
     if current.as_deref() == Some(start.as_str()) {
         return Ok(());
     }
-    let address = super::member::coordinator_address(&mut any, group, deadline)
-        .await
-        .map_err(wire_error)?;
-    let mut coordinator = wire::connect_to(&wire_options, &address, deadline)
-        .await
-        .map_err(wire_error)?;
-    if let Some(state) = group_state(&mut coordinator, group).await? {
+    // A coordinator that is still loading (a new cluster's group offsets
+    // topic) or moved is asked again until the deadline.
+    let state = loop {
+        let address = super::member::coordinator_address(&mut any, group, deadline)
+            .await
+            .map_err(wire_error)?;
+        let mut coordinator = wire::connect_to(&wire_options, &address, deadline)
+            .await
+            .map_err(wire_error)?;
+        match group_state(&mut coordinator, group).await {
+            Err(ShareError::Refused {
+                error:
+                    ResponseError::NotCoordinator
+                    | ResponseError::CoordinatorLoadInProgress
+                    | ResponseError::CoordinatorNotAvailable,
+                ..
+            }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            result => break result?,
+        }
+    };
+    if let Some(state) = state {
         return Err(ShareError::StartRefused {
             group: group.to_owned(),
             state: match current {
