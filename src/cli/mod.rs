@@ -18,6 +18,7 @@ pub mod examples;
 pub mod flags;
 pub mod log;
 pub mod offsets;
+pub mod offsets_share;
 pub mod pipe;
 pub mod produce;
 pub mod properties;

@@ -14,10 +14,13 @@
 //! - [`session`](self::session) (private): one ShareFetch session per
 //!   partition leader, acknowledgements carried by the next fetch;
 //! - [`acks`]: what is held and owed, with no I/O;
-//! - [`start`]: where a new share group starts (`share.auto.offset.reset`).
+//! - [`start`]: where a new share group starts (`share.auto.offset.reset`);
+//! - [`offsets`](self::offsets): `weir offsets show/set/delete` of a
+//!   share group.
 
 pub mod acks;
 mod member;
+pub mod offsets;
 mod session;
 pub mod start;
 

@@ -72,6 +72,10 @@ pub struct ListedGroup {
     pub protocol_type: String,
     /// Its state (ListGroups v4+; empty before).
     pub state: String,
+    /// Its type: `classic`, `consumer` (KIP-848), `share` (KIP-932) or
+    /// `streams` (ListGroups v5, Kafka 4.0+; `classic` before, the only
+    /// type there was).
+    pub group_type: String,
 }
 
 impl Admin {
@@ -173,6 +177,10 @@ impl Admin {
                 group: g.group_id.0.to_string(),
                 protocol_type: g.protocol_type.to_string(),
                 state: g.group_state.to_string(),
+                group_type: match g.group_type.as_str() {
+                    "" => "classic".to_owned(),
+                    t => t.to_lowercase(),
+                },
             }));
         }
         groups.sort_by(|a, b| a.group.cmp(&b.group));
