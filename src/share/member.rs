@@ -90,6 +90,17 @@ impl ShareMember {
         &self.assignment
     }
 
+    /// When to heartbeat next: at the coordinator's interval, or soon
+    /// while no partitions are assigned (a join's first answer has none:
+    /// the coordinator assigns after it), so that a new member starts
+    /// reading at once rather than an interval (5 s) later.
+    pub(super) fn next_heartbeat(&self) -> Duration {
+        match self.assignment.is_empty() {
+            true => self.interval.min(Duration::from_millis(200)),
+            false => self.interval,
+        }
+    }
+
     /// One heartbeat (a join when not a member); `true` when the
     /// assignment changed. A coordinator that cannot be reached now is
     /// not an error: the next heartbeat tries again.

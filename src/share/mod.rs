@@ -307,7 +307,7 @@ pub async fn consume<W: Write>(
     member.heartbeat().await?;
     sessions.route(member.assignment(), &topology);
     metrics.set_phase(crate::metrics::Phase::Running);
-    let mut next_heartbeat = Instant::now() + member.interval;
+    let mut next_heartbeat = Instant::now() + member.next_heartbeat();
     tokio::pin!(shutdown);
     let ended: Result<StopReason, ShareError> = loop {
         tokio::select! {
@@ -321,7 +321,7 @@ pub async fn consume<W: Write>(
                 }
             }
             () = tokio::time::sleep_until(next_heartbeat) => {
-                next_heartbeat = Instant::now() + member.interval;
+                next_heartbeat = Instant::now() + member.next_heartbeat();
                 match member.heartbeat().await {
                     Ok(true) => sessions.route(member.assignment(), &topology),
                     Ok(false) => {}

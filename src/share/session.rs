@@ -421,6 +421,13 @@ impl Session {
         let conn = self.conn.as_mut().expect("checked above");
         match tokio::time::timeout(timeout, conn.request(&request)).await {
             Ok(Ok(r)) if r.error_code == 0 => {
+                for t in &r.responses {
+                    for p in &t.partitions {
+                        if let Some(e) = ResponseError::try_from_code(p.error_code) {
+                            warn!(group = self.config.group.as_str(), partition = p.partition_index, error = ?e, "acknowledgement refused");
+                        }
+                    }
+                }
                 debug!(
                     group = self.config.group.as_str(),
                     leader = self.leader.as_str(),
