@@ -436,6 +436,7 @@ fn offsets_show_set_and_delete_a_share_group() {
         .find(|g| g["group"] == group.as_str())
         .unwrap_or_else(|| panic!("{listed}"));
     assert_eq!(ours["type"], "share", "{ours}");
+    assert_eq!(ours["protocol"], "simple", "{ours}");
 
     // Back to offset 7: the next member reads 7, 8, 9 as first deliveries.
     cluster

@@ -135,6 +135,9 @@ struct GroupRow<'a> {
     /// classic, consumer or share, for a group the broker knows.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     group_type: Option<&'a str>,
+    /// Its assignor, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'a str>,
 }
 
 /// One row of `show`: the library's report with its times as text.
@@ -340,6 +343,7 @@ fn print_groups(
             sources: &g.sources,
             state: g.state.as_deref(),
             group_type: g.group_type.as_deref(),
+            protocol: g.protocol.as_deref(),
         })
         .collect();
     if output == Output::Json {
@@ -349,16 +353,17 @@ fn print_groups(
     }
     writeln!(
         out,
-        "{:<30} {:<8} {:>10}  {:<24}  {:<11}  TOPICS",
-        "GROUP", "TYPE", "PARTITIONS", "LAST COMMIT", "OFFSETS IN"
+        "{:<30} {:<8} {:<16} {:>10}  {:<24}  {:<11}  TOPICS",
+        "GROUP", "TYPE", "PROTOCOL", "PARTITIONS", "LAST COMMIT", "OFFSETS IN"
     )?;
     for r in &rows {
         let sources: Vec<String> = r.sources.iter().map(ToString::to_string).collect();
         writeln!(
             out,
-            "{:<30} {:<8} {:>10}  {:<24}  {:<11}  {}",
+            "{:<30} {:<8} {:<16} {:>10}  {:<24}  {:<11}  {}",
             r.group,
             r.group_type.unwrap_or("-"),
+            r.protocol.unwrap_or("-"),
             r.partitions,
             r.last_commit.as_deref().unwrap_or("-"),
             sources.join(","),

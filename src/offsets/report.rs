@@ -39,6 +39,9 @@ pub struct GroupSummary {
     /// The group's type on the broker (`classic`, `consumer`, `share`),
     /// for a group the broker knows.
     pub group_type: Option<String>,
+    /// Its protocol: the assignor (a classic group's members' choice, or
+    /// the broker's for the consumer and share protocols), when known.
+    pub protocol: Option<String>,
 }
 
 /// A group's position in one partition, against the partition's log.
@@ -125,6 +128,7 @@ pub async fn list_groups(
                 sources: vec![ResumeSource::Weir],
                 state: None,
                 group_type: None,
+                protocol: None,
             };
             (group, (offsets.into_keys().collect(), summary))
         })
@@ -184,6 +188,7 @@ pub async fn list_groups(
                     sources: Vec::new(),
                     state: None,
                     group_type: None,
+                    protocol: None,
                 },
             )
         });
@@ -192,6 +197,16 @@ pub async fn list_groups(
         }
         summary.state = Some(listed.state.clone()).filter(|s| !s.is_empty());
         summary.group_type = Some(listed.group_type.clone());
+        summary.protocol = match admin
+            .group_protocol(&listed.group, &listed.group_type)
+            .await
+        {
+            Ok(protocol) => protocol,
+            Err(e) => {
+                tracing::debug!(group = listed.group, error = %crate::ErrorChain(&e), "protocol not known");
+                None
+            }
+        };
         partitions.extend(offsets);
     }
     Ok(summaries
