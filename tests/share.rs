@@ -463,3 +463,45 @@ fn offsets_show_set_and_delete_a_share_group() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_member_stopped_by_count_releases_what_it_did_not_write() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("share-release");
+    let group = random_topic("share-release-group");
+    cluster.create_topic(&topic, 1);
+    // One batch of 10: a member acquires it whole.
+    produce_numbers(&cluster, &topic, 0, 10);
+    let first = cluster.weir(&[
+        "consume",
+        "-t",
+        &topic,
+        "--share-group",
+        &group,
+        "--from",
+        "earliest",
+        "-c",
+        "3",
+        "-f",
+        FORMAT,
+    ]);
+    assert_eq!(first.ok().stdout, "0 1\n1 1\n2 1\n");
+    // "...; acknowledged 3 accept, 7 release, 0 reject"
+    let released: u64 = first
+        .stderr
+        .split([';', ','])
+        .find_map(|part| part.trim().strip_suffix(" release")?.parse().ok())
+        .unwrap_or_else(|| panic!("{}", first.stderr));
+    assert!(released <= 7, "{}", first.stderr);
+    // Released, not left to the locks (10 s): the next member gets the
+    // rest well before they would expire, as second deliveries when they
+    // were acquired before.
+    let mut next = Member::start(&cluster, &topic, &group, &["-c", "7"]);
+    let status = wait_until(&mut next.child, Duration::from_secs(8))
+        .unwrap_or_else(|| panic!("the rest did not come back at once: {}", next.stderr()));
+    assert!(status.success(), "{}", next.stderr());
+    let got: Vec<i64> = next.records().iter().map(|r| r.0).collect();
+    assert_eq!(got, (3..10).collect::<Vec<_>>(), "{}", next.stderr());
+    let second = next.records().iter().filter(|r| r.1 == 2).count() as u64;
+    assert_eq!(second, released, "{}", next.stderr());
+}
