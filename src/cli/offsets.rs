@@ -178,7 +178,11 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
                 return Ok(());
             }
             let rows = report::describe_group(&config, &store, &group, topic.as_deref()).await?;
-            print_positions(&mut out, args.output, &group, &rows)?;
+            let kind = match args.output {
+                Output::Json => report::group_kind(&config, &group).await?,
+                Output::Text => None,
+            };
+            print_positions(&mut out, args.output, &group, &rows, kind)?;
         }
         Verb::Set {
             group,
@@ -378,6 +382,7 @@ fn print_positions(
     output: Output,
     group: &str,
     reports: &[PartitionReport],
+    kind: Option<(String, Option<String>)>,
 ) -> anyhow::Result<()> {
     let rows: Vec<Row<'_>> = reports
         .iter()
@@ -401,7 +406,14 @@ fn print_positions(
     if output == Output::Json {
         serde_json::to_writer(
             &mut *out,
-            &serde_json::json!({ "group": group, "partitions": rows }),
+            &match kind {
+                // The group's type and protocol on the broker, when it
+                // knows the group.
+                Some((group_type, protocol)) => serde_json::json!({
+                    "group": group, "type": group_type, "protocol": protocol, "partitions": rows,
+                }),
+                None => serde_json::json!({ "group": group, "partitions": rows }),
+            },
         )?;
         writeln!(out)?;
         return Ok(());

@@ -221,6 +221,33 @@ pub async fn list_groups(
         .collect())
 }
 
+/// `group`'s type on the broker (`classic`, `consumer`, `share`) and
+/// protocol (its assignor, when known); `None` for a group the broker
+/// does not know.
+///
+/// # Errors
+///
+/// The cluster could not be reached or refused.
+pub async fn group_kind(
+    connection: &ConnectionConfig,
+    group: &str,
+) -> Result<Option<(String, Option<String>)>, GroupError> {
+    let mut admin = Admin::connect(connection).await?;
+    let Some(listed) = admin
+        .list_groups()
+        .await?
+        .into_iter()
+        .find(|g| g.group == group)
+    else {
+        return Ok(None);
+    };
+    let protocol = admin
+        .group_protocol(group, &listed.group_type)
+        .await
+        .unwrap_or_default();
+    Ok(Some((listed.group_type, protocol)))
+}
+
 /// `group`'s commits, weir's and the broker's (of `topic` only, when
 /// given), against each partition's watermarks, with where each partition
 /// resumes from; a partition of a described topic without a commit shows
