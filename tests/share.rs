@@ -505,3 +505,72 @@ fn a_member_stopped_by_count_releases_what_it_did_not_write() {
     let second = next.records().iter().filter(|r| r.1 == 2).count() as u64;
     assert_eq!(second, released, "{}", next.stderr());
 }
+
+/// `GET path` on `addr`: the status code and the body.
+fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some((status, body.to_owned()))
+}
+
+/// The value of the one sample of `name` in a `/metrics` body.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn a_share_member_is_ready_and_counts_what_it_acknowledged() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("share-metrics");
+    let group = random_topic("share-metrics-group");
+    cluster.create_topic(&topic, 1);
+    produce_numbers(&cluster, &topic, 0, 100);
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let member = Member::start(
+        &cluster,
+        &topic,
+        &group,
+        &["--from", "earliest", "--metrics-addr", &addr],
+    );
+    wait(
+        "100 records written",
+        Duration::from_secs(30),
+        &[&member],
+        || member.records().len() == 100,
+    );
+    wait("ready", Duration::from_secs(10), &[&member], || {
+        get(&addr, "/readyz").is_some_and(|(status, _)| status == 200)
+    });
+    // Accepted once written and flushed; the count shows once the
+    // delivery's acknowledgements were made.
+    let mut body = String::new();
+    wait("100 accepted", Duration::from_secs(10), &[&member], || {
+        body = get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
+        sample(&body, "weir_share_accepted_total") == Some(100.0)
+    });
+    assert_eq!(
+        sample(&body, "weir_records_in_total"),
+        Some(100.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "weir_share_released_total"),
+        Some(0.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "weir_share_redeliveries_total"),
+        Some(0.0),
+        "{body}"
+    );
+}
