@@ -303,6 +303,7 @@ pub async fn consume<W: Write>(
         deliveries,
         stop,
         assigned: BTreeMap::new(),
+        unrouted: 0,
     };
     member.heartbeat().await?;
     sessions.route(member.assignment(), &topology);
@@ -314,7 +315,7 @@ pub async fn consume<W: Write>(
             biased;
             reason = &mut shutdown => break Ok(reason),
             Some(delivery) = delivered.recv() => {
-                match write(delivery, &config, writer, &mut summary) {
+                match write(delivery, &config, writer, &mut summary, &stop_all) {
                     Ok(None) => {}
                     Ok(Some(stop)) => break Ok(stop),
                     Err(e) => break Err(e),
@@ -323,8 +324,20 @@ pub async fn consume<W: Write>(
             () = tokio::time::sleep_until(next_heartbeat) => {
                 next_heartbeat = Instant::now() + member.next_heartbeat();
                 match member.heartbeat().await {
-                    Ok(true) => sessions.route(member.assignment(), &topology),
-                    Ok(false) => {}
+                    Ok(changed) => {
+                        // Partitions without a known leader (a topic just
+                        // created, a leader being elected) are looked up
+                        // again at each heartbeat until they have one.
+                        if sessions.unrouted > 0 {
+                            match member.topology().await {
+                                Ok(t) => topology = t,
+                                Err(e) => break Err(e),
+                            }
+                        }
+                        if changed || sessions.unrouted > 0 {
+                            sessions.route(member.assignment(), &topology);
+                        }
+                    }
                     Err(e) => break Err(e),
                 }
             }
@@ -382,6 +395,7 @@ fn write<W: Write>(
     config: &ShareConfig,
     writer: &mut RecordWriter<W>,
     summary: &mut ShareSummary,
+    stop_all: &watch::Sender<bool>,
 ) -> Result<Option<StopReason>, ShareError> {
     let mut acks: BTreeMap<TopicPartition, Acks> = BTreeMap::new();
     let mut stop = None;
@@ -461,6 +475,11 @@ fn write<W: Write>(
         summary.released += a.count(AckKind::Release);
         summary.rejected += a.count(AckKind::Reject);
     }
+    if stop.is_some() || failed.is_some() {
+        // Before the answer: the session closes with these
+        // acknowledgements rather than fetching (and acquiring) more.
+        stop_all.send_replace(true);
+    }
     // The session may be gone (stopping): nothing to answer then.
     let _ = delivery.done.send(acks);
     match failed {
@@ -492,6 +511,8 @@ struct Sessions {
     stop: watch::Receiver<bool>,
     /// The assigned partitions as `/readyz` and the metrics see them.
     assigned: BTreeMap<TopicPartition, crate::metrics::Assigned>,
+    /// Assigned partitions the last routing found no leader for.
+    unrouted: usize,
 }
 
 impl Sessions {
@@ -501,13 +522,15 @@ impl Sessions {
     fn route(&mut self, assignment: &[(uuid::Uuid, i32)], topology: &Topology) {
         let mut wanted: BTreeMap<String, Vec<SharePartition>> = BTreeMap::new();
         let mut assigned = BTreeMap::new();
+        self.unrouted = 0;
         for &(topic_id, partition) in assignment {
             let (Some(topic), Some(leader)) = (
                 topology.names.get(&topic_id),
                 topology.leaders.get(&(topic_id, partition)),
             ) else {
-                // A topic the member did not name, or a partition with no
-                // leader now: the next routing picks it up.
+                // A topic not in the metadata yet, or a partition with no
+                // leader now: the next heartbeat looks again.
+                self.unrouted += 1;
                 continue;
             };
             let tp = TopicPartition::new(Arc::clone(topic), partition);
