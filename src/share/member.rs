@@ -333,29 +333,45 @@ fn check_share_groups(conn: &BrokerConnection, group: &str) -> Result<(), ShareE
 }
 
 fn unsupported(conn: &BrokerConnection, group: &str) -> Option<ShareError> {
-    let share_version = conn.feature("share.version");
-    let api = conn.api_range(ApiKey::ShareGroupHeartbeat as i16);
     let offered = conn.version_for::<ShareGroupHeartbeatRequest>().is_ok();
-    let enabled = share_version.is_some_and(|(_, finalized)| finalized.unwrap_or(0) >= 1);
-    if offered && (enabled || share_version.is_none()) {
-        return None;
-    }
-    let broker = match (share_version, api) {
-        (None, Some((_, 0))) => {
-            "Kafka 4.0, whose share groups are an early-access protocol (ShareGroupHeartbeat v0)"
-                .to_owned()
-        }
-        (None, _) => "Kafka 4.0 or older (it has no share.version feature)".to_owned(),
-        (Some((max, finalized)), _) => format!(
-            "Kafka 4.1 or later with share groups off (share.version {} of up to {max}; turn them on with `kafka-features.sh upgrade --feature share.version=1`)",
-            finalized.unwrap_or(0)
-        ),
-    };
+    let version = refusal(
+        conn.feature("share.version"),
+        conn.api_range(ApiKey::ShareGroupHeartbeat as i16),
+        offered,
+    )?;
     Some(ShareError::Unsupported {
         group: group.to_owned(),
         broker: conn.broker().to_owned(),
-        version: broker,
+        version,
     })
+}
+
+/// What a broker is that cannot be a share group's, from its ApiVersions
+/// answer: the `share.version` feature (highest supported, finalized) and
+/// its ShareGroupHeartbeat versions; `None` when it can.
+fn refusal(
+    share_version: Option<(i16, Option<i16>)>,
+    api: Option<(i16, i16)>,
+    offered: bool,
+) -> Option<String> {
+    let finalized = share_version.map(|(_, f)| f.unwrap_or(0));
+    match (share_version, finalized, api) {
+        // Brokers that list no features (not Kafka's own) are judged by
+        // the API alone.
+        (None, _, _) | (_, Some(1..), _) if offered => None,
+        (None, _, Some((_, 0))) => Some(
+            "Kafka 4.0, whose share groups are an early-access protocol (ShareGroupHeartbeat v0)"
+                .to_owned(),
+        ),
+        (None, _, _) => Some("Kafka 4.0 or older (it has no share.version feature)".to_owned()),
+        (Some(_), Some(1..), Some((min, max))) => Some(format!(
+            "a Kafka whose ShareGroupHeartbeat (versions {min}-{max}) weir does not speak (version 1)"
+        )),
+        (Some((max, _)), finalized, _) => Some(format!(
+            "Kafka 4.1 or later with share groups off (share.version {} of up to {max}; turn them on with `kafka-features.sh upgrade --feature share.version=1`)",
+            finalized.unwrap_or(0)
+        )),
+    }
 }
 
 /// The `host:port` of `group`'s coordinator, asked of `conn` again while
@@ -379,5 +395,40 @@ pub(super) async fn coordinator_address(
             }
             result => return result,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+
+    #[test]
+    fn a_broker_without_share_groups_is_named_by_what_it_is() {
+        // Kafka 4.4 with share groups on.
+        assert_eq!(refusal(Some((1, Some(1))), Some((1, 1)), true), None);
+        // 4.1+ with share.version 0: the API may be listed or not.
+        for api in [None, Some((1, 1))] {
+            let why = refusal(Some((1, Some(0))), api, api.is_some()).unwrap();
+            assert!(
+                why.contains("share groups off (share.version 0 of up to 1"),
+                "{why}"
+            );
+        }
+        let why = refusal(Some((1, None)), None, false).unwrap();
+        assert!(why.contains("share.version 0"), "{why}");
+        // 4.0: early access, v0 only.
+        let why = refusal(None, Some((0, 0)), false).unwrap();
+        assert!(
+            why.starts_with("Kafka 4.0, whose share groups are an early-access"),
+            "{why}"
+        );
+        // 3.9 and older.
+        let why = refusal(None, None, false).unwrap();
+        assert!(why.starts_with("Kafka 4.0 or older"), "{why}");
+        // A broker that lists no features but speaks the API.
+        assert_eq!(refusal(None, Some((1, 1)), true), None);
+        // A later Kafka that dropped version 1.
+        let why = refusal(Some((2, Some(2))), Some((2, 3)), false).unwrap();
+        assert!(why.contains("versions 2-3"), "{why}");
     }
 }
