@@ -141,6 +141,11 @@ transaction.state.log.replication.factor=$rf
 transaction.state.log.min.isr=$isr
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$isr
+# Share groups: a record a member acquired returns to the group when its
+# acquisition lock expires (Kafka: 30 s, at least 15 s); the tests kill
+# members and wait for their records, so 10 s.
+group.share.min.record.lock.duration.ms=1000
+group.share.record.lock.duration.ms=10000
 group.initial.rebalance.delay.ms=0
 EOF
         cat >"$node/log4j2.properties" <<EOF

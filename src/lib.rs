@@ -99,6 +99,12 @@
 //!   [`filter`](consume::filter) (regular expressions on keys and values,
 //!   JSON field matches) and [`output`](consume::output) (raw values,
 //!   templates, JSON lines).
+//! - [`share`]: share groups (KIP-932), `weir consume --share-group`:
+//!   membership by ShareGroupHeartbeat, a ShareFetch session per leader
+//!   with acknowledgements carried by the next fetch
+//!   ([`acks`](share::acks): what is held and owed, no I/O), where a new
+//!   group starts ([`start`](share::start)) and its offsets for `weir
+//!   offsets` ([`offsets`](share::offsets)).
 //! - [`pipe`]: `weir pipe`: records filtered, re-keyed and reshaped into
 //!   another topic, at least once (commits after the output acknowledged)
 //!   or exactly once ([`lanes`](pipe::lanes): a transaction per input
@@ -222,6 +228,7 @@ pub mod pipe;
 pub mod produce;
 pub mod read;
 pub mod record;
+pub mod share;
 pub mod timestamp;
 
 pub use kafka::admin::Admin;

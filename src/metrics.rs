@@ -138,6 +138,12 @@ pub struct InputPartition {
     unparsed: AtomicU64,
     /// Records for a window that had closed.
     late: AtomicU64,
+    /// Share groups: records acknowledged ACCEPT, RELEASE and REJECT.
+    accepted: AtomicU64,
+    released: AtomicU64,
+    rejected: AtomicU64,
+    /// Share groups: records delivered more than once (delivery count > 1).
+    redelivered: AtomicU64,
 }
 
 impl InputPartition {
@@ -163,6 +169,18 @@ impl InputPartition {
     /// Adds records the job has handled (written, left out or counted).
     pub fn handled(&self, records: usize) {
         self.handled.fetch_add(records as u64, Relaxed);
+    }
+
+    /// Share groups: adds records acknowledged ACCEPT, RELEASE and REJECT.
+    pub fn acknowledged(&self, accepted: u64, released: u64, rejected: u64) {
+        self.accepted.fetch_add(accepted, Relaxed);
+        self.released.fetch_add(released, Relaxed);
+        self.rejected.fetch_add(rejected, Relaxed);
+    }
+
+    /// Share groups: adds records delivered again (delivery count > 1).
+    pub fn redelivered(&self, records: u64) {
+        self.redelivered.fetch_add(records, Relaxed);
     }
 
     /// Records behind the end of the log: from the fetch position, and

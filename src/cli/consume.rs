@@ -41,14 +41,11 @@ pub struct SelectionArgs {
     pub instance: Option<String>,
 
     /// Where to start: earliest, latest, OFFSET, -N (N before the end),
-    /// @TIME (RFC 3339 or epoch ms), or a duration ago such as 15m.
-    #[arg(
-        short = 'o',
-        long,
-        default_value = "earliest",
-        allow_hyphen_values = true
-    )]
-    pub from: String,
+    /// @TIME (RFC 3339 or epoch ms), or a duration ago such as 15m
+    /// [default: earliest]. With --share-group: earliest or latest, where
+    /// a new share group starts (refused on an existing one).
+    #[arg(short = 'o', long, allow_hyphen_values = true)]
+    pub from: Option<String>,
 
     /// Where to stop: end (each partition's end at start: the last
     /// stable offset under read_committed, else the high watermark) or
@@ -107,6 +104,13 @@ pub struct ConsumeArgs {
     /// commit).
     #[arg(short, long)]
     pub group: Option<String>,
+
+    /// Read as a member of this share group (KIP-932, Kafka 4.1+): the
+    /// broker hands each record to one member; a record is acknowledged
+    /// (ACCEPT) once written and flushed, and given back (RELEASE) at a
+    /// stop. Templates and --json have the record's delivery count.
+    #[arg(long, value_name = "GROUP", conflicts_with_all = ["group", "partitions", "instance", "until", "exit_at_end"])]
+    pub share_group: Option<String>,
 
     /// Time between commits.
     #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true, requires = "group")]
@@ -183,6 +187,8 @@ impl SelectionArgs {
     pub fn plan(&self, timeout: Duration) -> anyhow::Result<(Selection, ConsumerConfig)> {
         let start: StartOffset = self
             .from
+            .as_deref()
+            .unwrap_or("earliest")
             .parse()
             .map_err(|e| usage(format!("--from: {e}")))?;
         let until = match (self.exit_at_end, self.until.as_deref()) {
@@ -239,7 +245,7 @@ fn repeated(topics: &[String]) -> Vec<&str> {
 }
 
 impl ConsumeArgs {
-    fn format(&self) -> anyhow::Result<OutputFormat> {
+    pub(super) fn format(&self) -> anyhow::Result<OutputFormat> {
         Ok(match (&self.format, self.json) {
             (_, true) => OutputFormat::Json,
             (Some(t), false) => OutputFormat::Template(
@@ -259,6 +265,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     super::require_stdout("the records")?;
+    if let Some(group) = &args.share_group {
+        return super::share::consume(&args, group, config, quiet, shutdown).await;
+    }
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
     let filter = Filter::new(args.filters.config()?);
     let format = args.format()?;

@@ -18,9 +18,11 @@ pub mod examples;
 pub mod flags;
 pub mod log;
 pub mod offsets;
+pub mod offsets_share;
 pub mod pipe;
 pub mod produce;
 pub mod properties;
+pub mod share;
 pub mod topics;
 
 /// A command line that parsed but makes no sense: exit code 2.
@@ -577,6 +579,6 @@ mod tests {
         let Command::Consume(args) = cli.command else {
             panic!("not consume");
         };
-        assert_eq!(args.selection.from, "-5");
+        assert_eq!(args.selection.from.as_deref(), Some("-5"));
     }
 }

@@ -132,6 +132,12 @@ struct GroupRow<'a> {
     sources: &'a [ResumeSource],
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<&'a str>,
+    /// classic, consumer or share, for a group the broker knows.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    group_type: Option<&'a str>,
+    /// Its assignor, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'a str>,
 }
 
 /// One row of `show`: the library's report with its times as text.
@@ -166,8 +172,17 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
             print_groups(&mut out, args.output, &groups)?;
         }
         Verb::Show { group, topic } => {
+            if let Some(r) = weir::share::offsets::show(&config, &group, topic.as_deref()).await? {
+                super::offsets_share::print_show(&mut out, args.output, &r)?;
+                out.flush()?;
+                return Ok(());
+            }
             let rows = report::describe_group(&config, &store, &group, topic.as_deref()).await?;
-            print_positions(&mut out, args.output, &group, &rows)?;
+            let kind = match args.output {
+                Output::Json => report::group_kind(&config, &group).await?,
+                Output::Text => None,
+            };
+            print_positions(&mut out, args.output, &group, &rows, kind)?;
         }
         Verb::Set {
             group,
@@ -178,6 +193,14 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
             force,
         } => {
             let start: StartOffset = to.parse().map_err(|e| usage(format!("--to: {e}")))?;
+            if weir::share::offsets::is_share_group(&config, &group).await? {
+                let rows =
+                    weir::share::offsets::set(&config, &group, &topic, partitions, start, dry_run)
+                        .await?;
+                super::offsets_share::print_changes(&mut out, args.output, &group, &rows, dry_run)?;
+                out.flush()?;
+                return Ok(());
+            }
             let rows = report::set_group_offsets(
                 &config, &store, &group, &topic, partitions, start, dry_run, force,
             )
@@ -189,6 +212,23 @@ pub async fn run(args: OffsetsArgs, config: ConnectionConfig) -> anyhow::Result<
             let mut admin = Admin::connect(&config).await?;
             let found = admin.offsets_for_time(&topic, at).await?;
             print_at(&mut out, args.output, &topic, at, &found)?;
+        }
+        Verb::Delete { group, topic }
+            if weir::share::offsets::is_share_group(&config, &group).await? =>
+        {
+            let deleted = weir::share::offsets::delete(&config, &group, topic.as_deref()).await?;
+            if args.output == Output::Json {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "group": group, "type": "share", "deleted": deleted }),
+                )?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "deleted the start offsets of {deleted} partitions of share group \"{group}\""
+                )?;
+            }
         }
         Verb::Delete { group, topic } => {
             let (deleted, internal) =
@@ -306,6 +346,8 @@ fn print_groups(
             last_commit: g.last_commit_ms.map(rfc3339_millis),
             sources: &g.sources,
             state: g.state.as_deref(),
+            group_type: g.group_type.as_deref(),
+            protocol: g.protocol.as_deref(),
         })
         .collect();
     if output == Output::Json {
@@ -315,15 +357,17 @@ fn print_groups(
     }
     writeln!(
         out,
-        "{:<30} {:>10}  {:<24}  {:<11}  TOPICS",
-        "GROUP", "PARTITIONS", "LAST COMMIT", "OFFSETS IN"
+        "{:<30} {:<8} {:<16} {:>10}  {:<24}  {:<11}  TOPICS",
+        "GROUP", "TYPE", "PROTOCOL", "PARTITIONS", "LAST COMMIT", "OFFSETS IN"
     )?;
     for r in &rows {
         let sources: Vec<String> = r.sources.iter().map(ToString::to_string).collect();
         writeln!(
             out,
-            "{:<30} {:>10}  {:<24}  {:<11}  {}",
+            "{:<30} {:<8} {:<16} {:>10}  {:<24}  {:<11}  {}",
             r.group,
+            r.group_type.unwrap_or("-"),
+            r.protocol.unwrap_or("-"),
             r.partitions,
             r.last_commit.as_deref().unwrap_or("-"),
             sources.join(","),
@@ -338,6 +382,7 @@ fn print_positions(
     output: Output,
     group: &str,
     reports: &[PartitionReport],
+    kind: Option<(String, Option<String>)>,
 ) -> anyhow::Result<()> {
     let rows: Vec<Row<'_>> = reports
         .iter()
@@ -361,7 +406,14 @@ fn print_positions(
     if output == Output::Json {
         serde_json::to_writer(
             &mut *out,
-            &serde_json::json!({ "group": group, "partitions": rows }),
+            &match kind {
+                // The group's type and protocol on the broker, when it
+                // knows the group.
+                Some((group_type, protocol)) => serde_json::json!({
+                    "group": group, "type": group_type, "protocol": protocol, "partitions": rows,
+                }),
+                None => serde_json::json!({ "group": group, "partitions": rows }),
+            },
         )?;
         writeln!(out)?;
         return Ok(());

@@ -102,6 +102,7 @@ enum Field {
     KeyLength,
     ValueLength,
     Headers,
+    DeliveryCount,
 }
 
 impl Field {
@@ -118,6 +119,7 @@ impl Field {
             "key" => Self::Key,
             "value" => Self::Value,
             "headers" => Self::Headers,
+            "delivery_count" => Self::DeliveryCount,
             _ => return None,
         })
     }
@@ -141,7 +143,9 @@ enum Piece {
 /// null marker, see [`RecordWriter::with_null`]), `{key_length}` and
 /// `{value_length}` (bytes; -1 for null, as kcat's `%K` and `%S`), and
 /// `{headers}` (`k=v` pairs in the record's order joined by `,`, raw bytes;
-/// a null value is the key alone, as `weir produce -H k` reads it).
+/// a null value is the key alone, as `weir produce -H k` reads it), and
+/// `{delivery_count}` (how often a share group delivered the record, 1
+/// the first time; nothing outside a share group).
 /// Escapes: `\n`, `\t`, `\r`, `\\`; `{{` and `}}` are literal braces.
 ///
 /// One record per line: unless the template ends with a newline (the `\n`
@@ -254,6 +258,8 @@ impl FromStr for Template {
 /// key as often as the record has it, each header `{"key":K,"value":V}`
 /// with `V` a string or `null`, or `{"key":K,"value_b64":B}` for a value
 /// that is not UTF-8, as for the record's own key and value.
+/// A share group's records end with `"delivery_count":N` (see
+/// [`set_delivery_count`](RecordWriter::set_delivery_count)).
 #[derive(Debug)]
 pub struct RecordWriter<W> {
     out: W,
@@ -265,6 +271,8 @@ pub struct RecordWriter<W> {
     line: Vec<u8>,
     /// What a null key or value writes in the value and template formats.
     null: Vec<u8>,
+    /// The delivery count of the records being written (share groups).
+    delivery_count: Option<i16>,
 }
 
 impl<W: Write> RecordWriter<W> {
@@ -276,7 +284,16 @@ impl<W: Write> RecordWriter<W> {
             b64: String::new(),
             line: Vec::new(),
             null: Vec::new(),
+            delivery_count: None,
         }
+    }
+
+    /// The delivery count (share groups: how often the broker delivered
+    /// the record) that the records written next carry, as
+    /// `{delivery_count}` and `"delivery_count"` in `--json`; `None`, the
+    /// default, leaves both out.
+    pub fn set_delivery_count(&mut self, count: Option<i16>) {
+        self.delivery_count = count;
     }
 
     /// What a null key or value writes in the value format and in a
@@ -301,10 +318,19 @@ impl<W: Write> RecordWriter<W> {
                 out.write_all(record.value.as_deref().unwrap_or(&self.null))?;
                 out.write_all(b"\n")
             }
-            OutputFormat::Template(template) => write_template(out, template, record, &self.null),
+            OutputFormat::Template(template) => {
+                write_template(out, template, record, &self.null, self.delivery_count)
+            }
             OutputFormat::Json => {
                 self.line.clear();
                 write_json(&mut self.line, &mut self.b64, record);
+                if let Some(count) = self.delivery_count {
+                    // Before the closing `}\n`.
+                    self.line.truncate(self.line.len() - 2);
+                    self.line.extend_from_slice(b",\"delivery_count\":");
+                    push_int(&mut self.line, count.into());
+                    self.line.extend_from_slice(b"}\n");
+                }
                 out.write_all(&self.line)
             }
         }
@@ -340,6 +366,7 @@ fn write_template(
     template: &Template,
     record: &ConsumedRecord,
     null: &[u8],
+    delivery_count: Option<i16>,
 ) -> io::Result<()> {
     let length = |bytes: &Option<Vec<u8>>| bytes.as_ref().map_or(-1, |b| b.len() as i64);
     for piece in &template.pieces {
@@ -360,6 +387,11 @@ fn write_template(
             Piece::Field(Field::Value) => out.write_all(record.value.as_deref().unwrap_or(null))?,
             Piece::Field(Field::KeyLength) => write_int(out, length(&record.key))?,
             Piece::Field(Field::ValueLength) => write_int(out, length(&record.value))?,
+            Piece::Field(Field::DeliveryCount) => {
+                if let Some(count) = delivery_count {
+                    write_int(out, count.into())?;
+                }
+            }
             Piece::Field(Field::Headers) => {
                 for (i, (k, v)) in record.headers.iter().enumerate() {
                     if i > 0 {

@@ -311,3 +311,23 @@ fn the_timestamp_type_and_dates_are_fields() {
     let err = "{length}".parse::<Template>().unwrap_err();
     assert!(err.to_string().contains("{key_length}"), "{err}");
 }
+
+#[test]
+fn a_share_groups_delivery_count_shows_in_templates_and_json() {
+    let r = record(Some(b"k"), Some(b"v"));
+    let delivered = |format: OutputFormat, count: Option<i16>| {
+        let mut w = RecordWriter::new(Vec::new(), format);
+        w.set_delivery_count(count);
+        w.write(&r).unwrap();
+        String::from_utf8(w.into_inner()).unwrap()
+    };
+    let t = || OutputFormat::Template("{offset}:{delivery_count}".parse().unwrap());
+    assert_eq!(delivered(t(), Some(3)), "42:3\n");
+    // Outside a share group the field writes nothing.
+    assert_eq!(delivered(t(), None), "42:\n");
+    let line: Value = serde_json::from_str(&delivered(OutputFormat::Json, Some(2))).unwrap();
+    assert_eq!(line["delivery_count"], 2);
+    assert_eq!(line["value"], "v");
+    let line: Value = serde_json::from_str(&delivered(OutputFormat::Json, None)).unwrap();
+    assert!(line.get("delivery_count").is_none(), "{line}");
+}

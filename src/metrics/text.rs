@@ -89,6 +89,32 @@ impl Metrics {
             "Records for a window that had closed (count/agg).",
             &|p| Some(p.late.load(Relaxed) as i64),
         );
+        for (name, help, value) in [
+            (
+                "share_accepted_total",
+                "Share groups: records acknowledged ACCEPT (processed).",
+                (|p| &p.accepted) as fn(&InputPartition) -> &std::sync::atomic::AtomicU64,
+            ),
+            (
+                "share_released_total",
+                "Share groups: records acknowledged RELEASE (given back unprocessed).",
+                |p| &p.released,
+            ),
+            (
+                "share_rejected_total",
+                "Share groups: records acknowledged REJECT (archived unprocessed).",
+                |p| &p.rejected,
+            ),
+            (
+                "share_redeliveries_total",
+                "Share groups: records delivered more than once (delivery count above 1).",
+                |p| &p.redelivered,
+            ),
+        ] {
+            per_input(&mut out, name, "counter", help, &|p| {
+                Some(value(p).load(Relaxed) as i64)
+            });
+        }
         per_output(
             &mut out,
             "records_out_total",

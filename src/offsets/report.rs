@@ -36,6 +36,12 @@ pub struct GroupSummary {
     /// The broker's state of the group (`Empty`, `Stable`, …), for a group
     /// the broker knows.
     pub state: Option<String>,
+    /// The group's type on the broker (`classic`, `consumer`, `share`),
+    /// for a group the broker knows.
+    pub group_type: Option<String>,
+    /// Its protocol: the assignor (a classic group's members' choice, or
+    /// the broker's for the consumer and share protocols), when known.
+    pub protocol: Option<String>,
 }
 
 /// A group's position in one partition, against the partition's log.
@@ -121,16 +127,45 @@ pub async fn list_groups(
                 last_commit_ms: offsets.values().map(|c| c.committed_at).max(),
                 sources: vec![ResumeSource::Weir],
                 state: None,
+                group_type: None,
+                protocol: None,
             };
             (group, (offsets.into_keys().collect(), summary))
         })
         .collect();
     for listed in admin.list_groups().await? {
-        // Consumer groups (classic or KIP-848), and groups of commits only.
-        if !matches!(listed.protocol_type.as_str(), "consumer" | "") {
+        // Consumer groups (classic or KIP-848), groups of commits only, and
+        // share groups (their start offsets).
+        let share = listed.group_type == "share";
+        if !share && !matches!(listed.protocol_type.as_str(), "consumer" | "") {
             continue;
         }
-        let offsets = match admin.fetch_group_offsets(&listed.group, None).await {
+        let offsets = match share {
+            true => admin
+                .share_group_offsets(&listed.group)
+                .await
+                .map(|topics| {
+                    topics
+                        .into_iter()
+                        .flat_map(|(topic, partitions)| {
+                            partitions
+                                .into_iter()
+                                .filter(|p| p.start_offset >= 0)
+                                .map(move |p| TopicPartition::new(topic.as_str(), p.partition))
+                        })
+                        .collect::<Vec<_>>()
+                }),
+            false => admin
+                .fetch_group_offsets(&listed.group, None)
+                .await
+                .map(|offsets| {
+                    offsets
+                        .iter()
+                        .map(|b| TopicPartition::new(b.topic.as_str(), b.partition))
+                        .collect()
+                }),
+        };
+        let offsets = match offsets {
             Ok(offsets) => offsets,
             Err(e) if e.refusal().is_some() => {
                 tracing::debug!(group = listed.group, error = %crate::ErrorChain(&e), "group skipped");
@@ -152,6 +187,8 @@ pub async fn list_groups(
                     last_commit_ms: None,
                     sources: Vec::new(),
                     state: None,
+                    group_type: None,
+                    protocol: None,
                 },
             )
         });
@@ -159,11 +196,18 @@ pub async fn list_groups(
             summary.sources.push(ResumeSource::Broker);
         }
         summary.state = Some(listed.state.clone()).filter(|s| !s.is_empty());
-        partitions.extend(
-            offsets
-                .iter()
-                .map(|b| TopicPartition::new(b.topic.as_str(), b.partition)),
-        );
+        summary.group_type = Some(listed.group_type.clone());
+        summary.protocol = match admin
+            .group_protocol(&listed.group, &listed.group_type)
+            .await
+        {
+            Ok(protocol) => protocol,
+            Err(e) => {
+                tracing::debug!(group = listed.group, error = %crate::ErrorChain(&e), "protocol not known");
+                None
+            }
+        };
+        partitions.extend(offsets);
     }
     Ok(summaries
         .into_values()
@@ -175,6 +219,33 @@ pub async fn list_groups(
             summary
         })
         .collect())
+}
+
+/// `group`'s type on the broker (`classic`, `consumer`, `share`) and
+/// protocol (its assignor, when known); `None` for a group the broker
+/// does not know.
+///
+/// # Errors
+///
+/// The cluster could not be reached or refused.
+pub async fn group_kind(
+    connection: &ConnectionConfig,
+    group: &str,
+) -> Result<Option<(String, Option<String>)>, GroupError> {
+    let mut admin = Admin::connect(connection).await?;
+    let Some(listed) = admin
+        .list_groups()
+        .await?
+        .into_iter()
+        .find(|g| g.group == group)
+    else {
+        return Ok(None);
+    };
+    let protocol = admin
+        .group_protocol(group, &listed.group_type)
+        .await
+        .unwrap_or_default();
+    Ok(Some((listed.group_type, protocol)))
 }
 
 /// `group`'s commits, weir's and the broker's (of `topic` only, when

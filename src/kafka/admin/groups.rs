@@ -13,7 +13,8 @@
 //! tells weir's mirrored commits from other clients' and knows when
 //! weir's were made ([`weir_commit_time`]).
 //!
-//! DescribeGroups and ListGroups are in `members`.
+//! DescribeGroups and ListGroups are in `members`; share groups'
+//! descriptions and offsets in `share`.
 
 use std::collections::BTreeMap;
 
@@ -37,10 +38,12 @@ use tokio::time::Instant;
 use super::{Admin, AdminError, BrokerRefusal, topic_name};
 
 mod members;
+mod share;
 
 use crate::kafka::connect::ConnectError;
 use crate::kafka::wire::WireError;
 pub use members::{GroupDescription, GroupMemberDescription, ListedGroup};
+pub use share::{ShareGroupDescription, ShareMemberDescription, ShareStartOffset};
 
 /// How weir's commits to a group's offsets begin their metadata string.
 const WEIR_METADATA: &str = "weir ";

@@ -34,7 +34,7 @@ const LEAVE_STATIC: i32 = -2;
 /// A member id for the consumer protocol: the member makes its own
 /// (random, kept for the process's life), as the Java consumer's
 /// `Uuid.randomUuid()`.
-fn new_member_id() -> String {
+pub(crate) fn new_member_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut id = String::with_capacity(22);
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

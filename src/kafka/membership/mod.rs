@@ -34,6 +34,7 @@ use tokio::time::Instant;
 pub mod assignor;
 pub mod assignors;
 mod consumer;
+pub(crate) use consumer::new_member_id;
 mod join;
 mod member;
 mod task;

@@ -84,6 +84,9 @@ pub struct BrokerConnection {
     answered: u64,
     /// Whether it authenticated with SASL.
     authenticated: bool,
+    /// Features by name (ApiVersions v3, KIP-584): the highest level the
+    /// broker supports and the cluster's finalized level, if finalized.
+    features: HashMap<String, (i16, Option<i16>)>,
 }
 
 impl fmt::Debug for BrokerConnection {
@@ -273,6 +276,7 @@ impl BrokerConnection {
             versions: HashMap::new(),
             answered: 0,
             authenticated: false,
+            features: HashMap::new(),
         };
         conn.sync_versions().await.map_err(|e| {
             tls::client_certificate_refused(e, options.tls.as_ref().map(|t| &t.files))
@@ -307,6 +311,15 @@ impl BrokerConnection {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
+        self.features = response
+            .supported_features
+            .iter()
+            .map(|f| (f.name.to_string(), (f.max_version, None)))
+            .collect();
+        for f in &response.finalized_features {
+            let entry = self.features.entry(f.name.to_string()).or_insert((0, None));
+            entry.1 = Some(f.max_version_level);
+        }
         Ok(())
     }
 
@@ -341,6 +354,19 @@ impl BrokerConnection {
     {
         let version = self.version_for::<R>()?;
         self.send(request, version.min(max)).await
+    }
+
+    /// A feature's levels (KIP-584) as the broker stated them in
+    /// ApiVersions: the highest it supports, and the cluster's finalized
+    /// level (`None` when not finalized); `None` when the broker does not
+    /// know the feature.
+    pub fn feature(&self, name: &str) -> Option<(i16, Option<i16>)> {
+        self.features.get(name).copied()
+    }
+
+    /// The broker's version range of the API `key`, if it offers it.
+    pub fn api_range(&self, key: i16) -> Option<(i16, i16)> {
+        self.versions.get(&key).copied()
     }
 
     /// The version [`request`](Self::request) would use for `R`.

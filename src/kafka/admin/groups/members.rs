@@ -72,6 +72,10 @@ pub struct ListedGroup {
     pub protocol_type: String,
     /// Its state (ListGroups v4+; empty before).
     pub state: String,
+    /// Its type: `classic`, `consumer` (KIP-848), `share` (KIP-932) or
+    /// `streams` (ListGroups v5, Kafka 4.0+; `classic` before, the only
+    /// type there was).
+    pub group_type: String,
 }
 
 impl Admin {
@@ -143,6 +147,47 @@ impl Admin {
         })
     }
 
+    /// `group`'s protocol, by its type: a classic group's assignor as its
+    /// members chose it (DescribeGroups; empty while it has none), a
+    /// consumer group's broker assignor (ConsumerGroupDescribe, KIP-848),
+    /// a share group's (ShareGroupDescribe); `None` for another type or a
+    /// group that is gone.
+    ///
+    /// # Errors
+    ///
+    /// The coordinator could not be found or refused.
+    pub async fn group_protocol(
+        &mut self,
+        group: &str,
+        group_type: &str,
+    ) -> Result<Option<String>, GroupAdminError> {
+        Ok(match group_type {
+            "classic" => {
+                let described = self.describe_group(group).await?;
+                Some(described.protocol).filter(|p| !p.is_empty())
+            }
+            "consumer" => {
+                let request = kafka_protocol::messages::ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![group_id(group)]);
+                let (response, _) = self
+                    .group_call(group, &request, |r| {
+                        r.groups
+                            .first()
+                            .and_then(|g| ResponseError::try_from_code(g.error_code))
+                            .is_some_and(coordinator_moved)
+                    })
+                    .await?;
+                response
+                    .groups
+                    .into_iter()
+                    .find(|g| g.error_code == 0)
+                    .map(|g| g.assignor_name.to_string())
+            }
+            "share" => self.describe_share_group(group).await?.map(|g| g.assignor),
+            _ => None,
+        })
+    }
+
     /// Every group the cluster's brokers coordinate, sorted by name.
     ///
     /// # Errors
@@ -173,6 +218,10 @@ impl Admin {
                 group: g.group_id.0.to_string(),
                 protocol_type: g.protocol_type.to_string(),
                 state: g.group_state.to_string(),
+                group_type: match g.group_type.as_str() {
+                    "" => "classic".to_owned(),
+                    t => t.to_lowercase(),
+                },
             }));
         }
         groups.sort_by(|a, b| a.group.cmp(&b.group));

@@ -1212,6 +1212,20 @@ fn process_fetch_response(
     Ok(response_partition)
 }
 
+/// weir: the records of the record batches in `data` (as a fetch or a
+/// ShareFetch response carries them), in offset order, control records
+/// left out; a last batch cut short (at the request's size limit) is
+/// dropped. For a caller that sends its own fetch requests (weir's share
+/// groups, whose ShareFetch rskafka does not know).
+///
+/// # Errors
+///
+/// A batch that cannot be parsed or decompressed.
+pub fn decode_records(data: &[u8]) -> Result<Vec<RecordAndOffset>> {
+    let batches = Records::parse(data).map_err(|e| Error::InvalidResponse(e.to_string()))?;
+    extract_records(batches.0, 0)
+}
+
 fn extract_records(
     partition_records: Vec<RecordBatch>,
     request_offset: i64,

@@ -848,7 +848,7 @@ where
 
 impl Records {
     /// weir: the batches in `data`, parsed in place.
-    fn parse(mut data: &[u8]) -> Result<Self, ReadError> {
+    pub(crate) fn parse(mut data: &[u8]) -> Result<Self, ReadError> {
         let mut batches = vec![];
         while !data.is_empty() {
             let (batch, len) = match RecordBatch::parse(data) {

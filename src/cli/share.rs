@@ -1,0 +1,75 @@
+//! `weir consume --share-group G`: the flags of `weir consume` turned into
+//! a [`ShareConfig`]; the job is [`weir::share`]'s.
+
+use std::future::Future;
+
+use weir::ConnectionConfig;
+use weir::consume::filter::Filter;
+use weir::consume::output::{RecordWriter, stop_or_stdout_closed};
+use weir::job::StopReason;
+use weir::share::{ShareConfig, ShareStart, ShareSummary};
+
+use super::consume::ConsumeArgs;
+use super::usage;
+
+/// Runs `weir consume --share-group G`.
+pub async fn consume(
+    args: &ConsumeArgs,
+    group: &str,
+    config: ConnectionConfig,
+    quiet: bool,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let start = match args.selection.from.as_deref() {
+        None => None,
+        Some("earliest") => Some(ShareStart::Earliest),
+        Some("latest") => Some(ShareStart::Latest),
+        Some(other) => {
+            return Err(usage(format!(
+                "--from \"{other}\" with --share-group: a share group starts at earliest or latest (move an existing one with `weir offsets set`)"
+            )));
+        }
+    };
+    let mut topics: Vec<String> = Vec::new();
+    for t in &args.selection.topics {
+        if !topics.contains(t) {
+            topics.push(t.clone());
+        }
+    }
+    let share = ShareConfig::new(group, topics)
+        .with_start(start)
+        .with_filter(Filter::new(args.filters.config()?))
+        .with_count(args.count)
+        .with_metrics_addr(args.metrics.addr()?);
+    let stdout = std::io::stdout().lock();
+    let mut writer = RecordWriter::new(
+        std::io::BufWriter::with_capacity(1 << 16, stdout),
+        args.format()?,
+    )
+    .with_null(args.null.clone().unwrap_or_default());
+    let stop = stop_or_stdout_closed(shutdown);
+    let summary = weir::share::consume(&config, share, &mut writer, stop).await?;
+    if !quiet && summary.stop != Some(StopReason::OutputClosed) {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+fn print_summary(summary: &ShareSummary) {
+    let secs = summary.elapsed.as_secs_f64().max(1e-9);
+    let head = format!(
+        "weir: acquired {} records in {secs:.2}s, {:.0} records/s; wrote {}; acknowledged {} accept, {} release, {} reject",
+        summary.records,
+        summary.records as f64 / secs,
+        summary.written,
+        summary.accepted,
+        summary.released,
+        summary.rejected,
+    );
+    let figures = [
+        (summary.redeliveries, "delivered before"),
+        (summary.filtered, "filtered out"),
+        (summary.unparsed, "skipped as not JSON (--where)"),
+    ];
+    super::eprint_summary(head, &figures, summary.stop == Some(StopReason::Shutdown));
+}
