@@ -146,7 +146,12 @@ async fn run_connected(
     match command {
         Command::Topics(args) => cli::topics::run(args, config).await,
         Command::Produce(args) => cli::produce::run(args, config, shutdown_signal()).await,
-        Command::Consume(args) => cli::consume::run(args, config, quiet, shutdown_signal()).await,
+        Command::Consume(args) => match args.share_group.clone() {
+            Some(group) => {
+                cli::share::consume(&args, &group, config, quiet, shutdown_signal()).await
+            }
+            None => cli::consume::run(args, config, quiet, shutdown_signal()).await,
+        },
         Command::Count(args) | Command::Agg(args) => {
             cli::count::run(args, config, quiet, shutdown_signal()).await
         }

@@ -265,9 +265,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     super::require_stdout("the records")?;
-    if let Some(group) = &args.share_group {
-        return super::share::consume(&args, group, config, quiet, shutdown).await;
-    }
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
     let filter = Filter::new(args.filters.config()?);
     let format = args.format()?;

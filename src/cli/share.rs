@@ -20,6 +20,7 @@ pub async fn consume(
     quiet: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    super::require_stdout("the records")?;
     let start = match args.selection.from.as_deref() {
         None => None,
         Some("earliest") => Some(ShareStart::Earliest),
