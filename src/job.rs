@@ -612,6 +612,16 @@ impl Commits {
         Ok(committed)
     }
 
+    /// Commits through `session` from now on (a cooperative rebalance's
+    /// session that covers the partitions gained), writing only while
+    /// `member` holds its partitions.
+    pub(crate) fn renew(&mut self, mut session: GroupSession, member: Option<&MemberLink>) {
+        if let Some(member) = member {
+            session.hold_while(member.lease());
+        }
+        self.session = session;
+    }
+
     /// Whether `weir offsets set --force` moved one of the positions: the
     /// job should stop with [`StopReason::Moved`].
     pub fn moved(&self) -> bool {

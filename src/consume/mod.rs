@@ -276,11 +276,8 @@ impl<W: Write> Job for Run<'_, W> {
     ) -> Result<(), StepError<Self::Error>> {
         self.state.positions.extend(starts.clone());
         self.state.flushed.extend(starts);
-        if let (Some(commits), Some((mut session, _))) = (&mut self.job.commits, session) {
-            if let Some(member) = &self.job.member {
-                session.hold_while(member.lease());
-            }
-            commits.session = session;
+        if let (Some(commits), Some((session, _))) = (&mut self.job.commits, session) {
+            commits.renew(session, self.job.member.as_ref());
         }
         Ok(())
     }

@@ -416,11 +416,8 @@ impl Job for Run<'_> {
     ) -> Result<(), StepError<Self::Error>> {
         self.positions.extend(starts.clone());
         self.acknowledged.extend(starts);
-        if let (Some(commits), Some((mut session, _))) = (&mut self.job.commits, session) {
-            if let Some(member) = &self.job.member {
-                session.hold_while(member.lease());
-            }
-            commits.session = session;
+        if let (Some(commits), Some((session, _))) = (&mut self.job.commits, session) {
+            commits.renew(session, self.job.member.as_ref());
         }
         Ok(())
     }
