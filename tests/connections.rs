@@ -17,8 +17,9 @@ const PARTITIONS: usize = 1_100;
 /// The process's file limit (`ulimit -n`).
 const FILE_LIMIT: u32 = 256;
 
-/// The most sockets a run may hold: per broker two fetch connections and
-/// one for every other request, one for metadata, and a spare.
+/// The most sockets to the broker a run may hold: one for cluster
+/// metadata and one for a partition's other requests, and two for fetches
+/// (consume) or up to three for produce requests (produce).
 const MOST_SOCKETS: usize = 5;
 
 /// A finished run under the file limit, and the most sockets it held at

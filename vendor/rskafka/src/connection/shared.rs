@@ -4,10 +4,12 @@
 //!
 //! Upstream opened one connection per partition client, so reading a
 //! topic of 1,000 partitions held 1,001 sockets. Here a client holds, per
-//! broker, at most [`FETCH_CONNECTIONS`] connections for fetches and one
-//! for every other request of a partition (produce, list offsets, delete
-//! records, the leader's own metadata), so that a produce never waits
-//! behind a fetch's long poll.
+//! broker, at most [`FETCH_CONNECTIONS`] connections for fetches,
+//! [`PRODUCE_CONNECTIONS`](super::shared_produce::PRODUCE_CONNECTIONS)
+//! for produce requests ([`super::shared_produce`]) and one for every
+//! other request of a partition (list offsets, delete records, the
+//! leader's own metadata), so that a produce never waits behind a fetch's
+//! long poll.
 //!
 //! A broker handles one request per connection at a time, so partitions
 //! cannot share a connection with a long poll each: a partition's fetch
@@ -63,6 +65,9 @@ pub enum Purpose {
     /// Fetch requests, on the connection of this index (below
     /// [`FETCH_CONNECTIONS`]).
     Fetch(usize),
+    /// Produce requests, on the connection of this index (below
+    /// [`PRODUCE_CONNECTIONS`](super::shared_produce::PRODUCE_CONNECTIONS)).
+    Produce(usize),
     /// Every other request of a partition client.
     Requests,
 }
@@ -74,7 +79,7 @@ type Slot = Arc<AsyncMutex<Option<BrokerConnection>>>;
 pub(crate) struct Shared {
     slots: Mutex<HashMap<(i32, Purpose), Slot>>,
     fetchers: Mutex<HashMap<i32, Arc<Fetcher>>>,
-    producers: Mutex<HashMap<i32, Arc<super::shared_produce::Producer>>>,
+    producers: Mutex<HashMap<(i32, usize), Arc<super::shared_produce::Producer>>>,
     /// Per broker and topic, the topic's metadata as that broker last
     /// answered it, and when.
     own_metadata: Mutex<HashMap<(i32, String), OwnMetadata>>,
@@ -91,8 +96,12 @@ impl Shared {
         Arc::clone(self.fetchers.lock().entry(broker).or_default())
     }
 
-    pub(super) fn producer(&self, broker: i32) -> Arc<super::shared_produce::Producer> {
-        Arc::clone(self.producers.lock().entry(broker).or_default())
+    pub(super) fn producer(
+        &self,
+        broker: i32,
+        index: usize,
+    ) -> Arc<super::shared_produce::Producer> {
+        Arc::clone(self.producers.lock().entry((broker, index)).or_default())
     }
 }
 
@@ -215,17 +224,26 @@ struct Ask {
     answer: oneshot::Sender<Answer>,
 }
 
+/// How long a fetch connection waits for the partitions it just answered
+/// to ask again before it sends the next request without them.
+pub const FETCH_LINGER: Duration = Duration::from_millis(2);
+
 /// The fetches queued for one broker, and which of its fetch connections
 /// have a request in flight (or are about to send one).
 #[derive(Debug, Default)]
 struct Fetcher {
     state: Mutex<FetcherState>,
+    /// Told of every fetch queued.
+    queued: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
 struct FetcherState {
     queue: VecDeque<Ask>,
     busy: [bool; FETCH_CONNECTIONS],
+    /// Partitions answered that have not asked again yet (as far as
+    /// counted: one that stops asking is forgotten after a linger).
+    awaited: usize,
 }
 
 impl Fetcher {
@@ -233,6 +251,8 @@ impl Fetcher {
     fn enqueue(self: &Arc<Self>, connector: &Arc<BrokerConnector>, broker_id: i32, ask: Ask) {
         let mut state = self.state.lock();
         state.queue.push_back(ask);
+        state.awaited = state.awaited.saturating_sub(1);
+        self.queued.notify_waiters();
         if let Some(index) = state.busy.iter().position(|b| !b) {
             state.busy[index] = true;
             tokio::spawn(Arc::clone(self).send_all(Arc::clone(connector), broker_id, index));
@@ -242,6 +262,7 @@ impl Fetcher {
     /// Sends what is queued on fetch connection `index` until nothing is.
     async fn send_all(self: Arc<Self>, connector: Arc<BrokerConnector>, broker_id: i32, index: usize) {
         loop {
+            self.linger().await;
             let asks = {
                 let mut state = self.state.lock();
                 let asks = take_request(&mut state.queue);
@@ -251,10 +272,32 @@ impl Fetcher {
                 }
                 asks
             };
+            let sent = asks.len();
             let requeue = self.send(&connector, broker_id, index, asks).await;
             let mut state = self.state.lock();
+            state.awaited += sent - requeue.len();
             for ask in requeue.into_iter().rev() {
                 state.queue.push_front(ask);
+            }
+        }
+    }
+
+    /// Waits, at most [`FETCH_LINGER`], for the partitions just answered
+    /// to ask again: they are usually back at once, and a request sent
+    /// before would leave them for the one after, so that partitions
+    /// with records would go one or two to a request.
+    async fn linger(&self) {
+        let deadline = Instant::now() + FETCH_LINGER;
+        loop {
+            let queued = self.queued.notified();
+            tokio::pin!(queued);
+            queued.as_mut().enable();
+            if self.state.lock().awaited == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, queued).await.is_err() {
+                self.state.lock().awaited = 0;
+                return;
             }
         }
     }

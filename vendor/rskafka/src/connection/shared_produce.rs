@@ -1,6 +1,6 @@
 //! weir: produce requests of the partitions led by one broker coalesced
-//! into multi-partition Produce requests on its shared connection (see
-//! [`super::shared`]).
+//! into multi-partition Produce requests on its shared produce connections
+//! (see [`super::shared`]).
 //!
 //! A partition's batch is queued; one sender per broker takes what is
 //! queued (one batch per partition, in queue order, with the same acks,
@@ -38,8 +38,14 @@ use crate::protocol::{
     record::RecordBatch,
 };
 
-/// Produce requests to one broker awaiting their responses at once.
+/// Produce requests on one connection awaiting their responses at once.
 pub const PRODUCE_IN_FLIGHT: usize = 5;
+
+/// Connections per broker for produce requests; a partition's batches
+/// always go on the same one (its number modulo this), so they stay in
+/// order. A broker handles one request per connection at a time: more
+/// than one lets it append large batches of several partitions at once.
+pub const PRODUCE_CONNECTIONS: usize = 3;
 
 /// What a queued batch gets: the broker's answer for its partition (or
 /// the request's failure), and the batch back.
@@ -107,26 +113,35 @@ impl BrokerConnector {
             batch,
             answer,
         };
-        let producer = self.shared.producer(broker_id);
-        producer.enqueue(self, broker_id, ask);
+        let index = partition.rem_euclid(PRODUCE_CONNECTIONS as i32) as usize;
+        let producer = self.shared.producer(broker_id, index);
+        producer.enqueue(self, broker_id, index, ask);
         answered.await.ok()
     }
 }
 
 impl Producer {
     /// Queues `ask`, and starts the sender unless it runs.
-    fn enqueue(self: &Arc<Self>, connector: &Arc<BrokerConnector>, broker_id: i32, ask: Ask) {
+    fn enqueue(
+        self: &Arc<Self>,
+        connector: &Arc<BrokerConnector>,
+        broker_id: i32,
+        index: usize,
+        ask: Ask,
+    ) {
         let mut state = self.state.lock();
         state.queue.push_back(ask);
         if !state.sending {
             state.sending = true;
-            tokio::spawn(Arc::clone(self).send_all(Arc::clone(connector), broker_id));
+            let sender = Arc::clone(self).send_all(Arc::clone(connector), broker_id, index);
+            tokio::spawn(sender);
         }
     }
 
     /// Sends what is queued until nothing is, at most
     /// [`PRODUCE_IN_FLIGHT`] requests awaiting responses.
-    async fn send_all(self: Arc<Self>, connector: Arc<BrokerConnector>, broker_id: i32) {
+    async fn send_all(self: Arc<Self>, connector: Arc<BrokerConnector>, broker_id: i32, index: usize) {
+        let purpose = Purpose::Produce(index);
         loop {
             let permit = Arc::clone(&self.in_flight)
                 .acquire_owned()
@@ -142,7 +157,7 @@ impl Producer {
                 asks
             };
             let connection = match connector
-                .shared_connection(broker_id, Purpose::Requests)
+                .shared_connection(broker_id, purpose)
                 .await
             {
                 Ok(Some(connection)) => connection,
@@ -181,7 +196,7 @@ impl Producer {
                     Ok(Err(e)) => fail_all_sent(asks, e),
                     Err(_) => {
                         connector
-                            .forget_shared(broker_id, Purpose::Requests, &connection)
+                            .forget_shared(broker_id, purpose, &connection)
                             .await;
                         let e = std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
