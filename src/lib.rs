@@ -214,6 +214,10 @@
 
 #![deny(rust_2018_idioms, unsafe_code)]
 #![warn(missing_debug_implementations, missing_docs)]
+// The futures of jobs that produce (a partition client's request inside its
+// retry loop inside a job's tasks) nest deeper than the compiler's default
+// query depth of 128 allows when it lays them out.
+#![recursion_limit = "256"]
 
 pub mod aggregate;
 pub mod bench;

@@ -23,8 +23,14 @@ use crate::{
 pub use self::transport::TlsConfig;
 pub use self::transport::{Credentials, OauthBearerCredentials, OauthCallback, SaslConfig};
 
+// weir: connections shared per broker, fetches coalesced.
+mod shared;
+mod shared_produce;
 mod topology;
 mod transport;
+
+pub use self::shared::Purpose;
+pub(crate) use self::shared_produce::ProduceKey;
 
 /// A connection to a broker
 pub type BrokerConnection = Arc<MessengerTransport>;
@@ -210,6 +216,10 @@ pub struct BrokerConnector {
 
     /// Maximum message size for framing protocol.
     max_message_size: usize,
+
+    /// weir: the connections shared per broker by the partition clients,
+    /// and their fetch queues.
+    shared: shared::Shared,
 }
 
 impl BrokerConnector {
@@ -233,6 +243,7 @@ impl BrokerConnector {
             socks5_proxy,
             sasl_config,
             max_message_size,
+            shared: Default::default(),
         }
     }
 

@@ -95,6 +95,56 @@ impl MessengerState {
     }
 }
 
+/// weir: the response to a request sent
+/// ([`Messenger::send_request`]), still to come.
+#[derive(Debug)]
+pub struct PendingResponse<B> {
+    rx: tokio::sync::oneshot::Receiver<Result<Response, RequestError>>,
+    api_key: ApiKey,
+    version: ApiVersion,
+    body: std::marker::PhantomData<fn() -> B>,
+}
+
+impl<B> PendingResponse<B>
+where
+    B: ReadVersionedType<Cursor<Vec<u8>>>,
+{
+    /// Waits for the response, and decodes it.
+    pub async fn response(self) -> Result<B, RequestError> {
+        let Self {
+            rx, api_key, version: body_api_version, ..
+        } = self;
+        let mut response = rx.await.expect("Who closed this channel?!")?;
+        // weir: a response that cannot be decoded says which one, and
+        // what was wrong, in Kafka's terms (`RequestError::Undecodable`).
+        let len = response.data.get_ref().len() as u64;
+        let undecodable = |problem: String, at: u64| RequestError::Undecodable {
+            api: api_key,
+            version: body_api_version.0.0,
+            problem,
+            at,
+            len,
+        };
+        let body = B::read_versioned(&mut response.data, body_api_version)
+            .map_err(|e| undecodable(decode_problem(&e), response.data.position().min(len)))?;
+
+        // check if we fully consumed the message, otherwise there might be a bug in our protocol code
+        // (`TooMuchData` as upstream: the version negotiation retries
+        // with an older version on it.)
+        let read_bytes = response.data.position();
+        if read_bytes != len {
+            return Err(RequestError::TooMuchData {
+                message_size: len,
+                read: read_bytes,
+                api_key,
+                api_version: body_api_version,
+            });
+        }
+
+        Ok(body)
+    }
+}
+
 /// A connection to a single broker
 ///
 /// Note: Requests to the same [`Messenger`] will be pipelined by Kafka
@@ -344,6 +394,13 @@ where
         self.version_ranges = ranges;
     }
 
+    /// weir: whether the connection is broken (every request on it fails
+    /// at once), so that a connection shared by many partitions is
+    /// replaced instead of used again.
+    pub fn is_poisoned(&self) -> bool {
+        matches!(*self.state.lock(), MessengerState::Poison(_))
+    }
+
     pub async fn request<R>(&self, msg: R) -> Result<R::ResponseBody, RequestError>
     where
         R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
@@ -353,11 +410,43 @@ where
             .await
     }
 
+    /// weir: sends `msg` now, and gives its response's future: requests
+    /// sent one after the other this way are on the wire in that order, so
+    /// that one task can pipeline requests on a shared connection (the
+    /// broker answers them in order).
+    pub async fn send_request<R>(
+        &self,
+        msg: R,
+    ) -> Result<PendingResponse<R::ResponseBody>, RequestError>
+    where
+        R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
+        R::ResponseBody: ReadVersionedType<Cursor<Vec<u8>>>,
+    {
+        self.send_with_version_ranges(msg, &self.version_ranges)
+            .await
+    }
+
     async fn request_with_version_ranges<R>(
         &self,
         msg: R,
         version_ranges: &HashMap<ApiKey, ApiVersionRange>,
     ) -> Result<R::ResponseBody, RequestError>
+    where
+        R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
+        R::ResponseBody: ReadVersionedType<Cursor<Vec<u8>>>,
+    {
+        self.send_with_version_ranges(msg, version_ranges)
+            .await?
+            .response()
+            .await
+    }
+
+    /// weir: the first half of upstream's `request_with_version_ranges`.
+    async fn send_with_version_ranges<R>(
+        &self,
+        msg: R,
+        version_ranges: &HashMap<ApiKey, ApiVersionRange>,
+    ) -> Result<PendingResponse<R::ResponseBody>, RequestError>
     where
         R: RequestBody + Send + WriteVersionedType<Vec<u8>>,
         R::ResponseBody: ReadVersionedType<Cursor<Vec<u8>>>,
@@ -427,34 +516,12 @@ where
         self.send_message(buf).await?;
         cleanup_on_cancel.message_sent();
 
-        let mut response = rx.await.expect("Who closed this channel?!")?;
-        // weir: a response that cannot be decoded says which one, and
-        // what was wrong, in Kafka's terms (`RequestError::Undecodable`).
-        let len = response.data.get_ref().len() as u64;
-        let undecodable = |problem: String, at: u64| RequestError::Undecodable {
-            api: R::API_KEY,
-            version: body_api_version.0.0,
-            problem,
-            at,
-            len,
-        };
-        let body = R::ResponseBody::read_versioned(&mut response.data, body_api_version)
-            .map_err(|e| undecodable(decode_problem(&e), response.data.position().min(len)))?;
-
-        // check if we fully consumed the message, otherwise there might be a bug in our protocol code
-        // (`TooMuchData` as upstream: the version negotiation retries
-        // with an older version on it.)
-        let read_bytes = response.data.position();
-        if read_bytes != len {
-            return Err(RequestError::TooMuchData {
-                message_size: len,
-                read: read_bytes,
-                api_key: R::API_KEY,
-                api_version: body_api_version,
-            });
-        }
-
-        Ok(body)
+        Ok(PendingResponse {
+            rx,
+            api_key: R::API_KEY,
+            version: body_api_version,
+            body: std::marker::PhantomData,
+        })
     }
 
     async fn send_message(&self, msg: Vec<u8>) -> Result<(), RequestError> {

@@ -3,15 +3,15 @@ use crate::{
     client::error::{Error, RequestContext, Result},
     connection::{
         BrokerCache, BrokerCacheGeneration, BrokerConnection, BrokerConnector, MessengerTransport,
-        MetadataLookupMode,
+        MetadataLookupMode, Purpose,
     },
     messenger::RequestError,
     protocol::{
         error::Error as ProtocolError,
         messages::{
             DeleteRecordsRequest, DeleteRecordsResponse, DeleteRequestPartition,
-            DeleteRequestTopic, DeleteResponsePartition, FetchRequest, FetchRequestPartition,
-            FetchRequestTopic, FetchResponse, FetchResponsePartition, ListOffsetsRequest,
+            DeleteRequestTopic, DeleteResponsePartition, FetchResponse,
+            FetchResponsePartition, ListOffsetsRequest,
             ListOffsetsRequestPartition, ListOffsetsRequestTopic, ListOffsetsResponse,
             ListOffsetsResponsePartition, NORMAL_CONSUMER, ProduceRequest,
             ProduceRequestPartitionData, ProduceRequestTopicData, ProduceResponse,
@@ -156,6 +156,10 @@ pub struct PartitionClient {
     /// weir: the address of the last leader found, for error messages.
     leader_address: parking_lot::Mutex<Option<String>>,
 
+    /// weir: the id of the last leader found, whose shared connections
+    /// carry this partition's requests.
+    leader_id: std::sync::atomic::AtomicI32,
+
     unknown_topic_handling: UnknownTopicHandling,
 
     /// weir: see [`set_caller_retries`](Self::set_caller_retries).
@@ -188,6 +192,7 @@ impl PartitionClient {
                 gen_leader_from_self: None,
             }),
             leader_address: parking_lot::Mutex::new(None),
+            leader_id: std::sync::atomic::AtomicI32::new(-1),
             unknown_topic_handling,
             caller_retries: false,
         };
@@ -321,14 +326,13 @@ impl PartitionClient {
                     };
                     let mut request = request.lock().await;
                     identity.stamp(&mut request);
-                    let (broker, r#gen) = self
+                    let (_broker, r#gen) = self
                         .get()
                         .await
                         .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
-                    let response = broker
-                        .request(&*request)
+                    let response = Box::pin(self.produce_shared(&mut request))
                         .await
-                        .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
+                        .map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))))?;
                     maybe_throttle(response.throttle_time_ms)?;
                     let answer = process_produce_response(self.partition, &self.topic, n, response);
                     let sequence_refusal = matches!(
@@ -373,7 +377,7 @@ impl PartitionClient {
         }
 
         let n = batch.records() as i64;
-        let request = &batch.into_request(self.partition, &self.topic);
+        let request = &Mutex::new(batch.into_request(self.partition, &self.topic));
 
         maybe_retry(
             &self.backoff_config,
@@ -382,20 +386,51 @@ impl PartitionClient {
             self,
             "produce",
             || async move {
-                let (broker, r#gen) = self
+                let (_broker, r#gen) = self
                     .get()
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
-                let response = broker
-                    .request(&request)
+                let mut request = request.lock().await;
+                let response = Box::pin(self.produce_shared(&mut request))
                     .await
-                    .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
+                    .map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))))?;
                 maybe_throttle(response.throttle_time_ms)?;
                 process_produce_response(self.partition, &self.topic, n, response)
                     .map_err(|e| ErrorOrThrottle::Error((e, Some(r#gen))))
             },
         )
         .await
+    }
+
+    /// weir: sends `request` (this partition's one batch) through the
+    /// leader's shared connection, in one Produce request with the other
+    /// partitions' batches to it; the batch is put back for a retry.
+    async fn produce_shared(&self, request: &mut ProduceRequest) -> Result<ProduceResponse> {
+        let leader = self.leader_id.load(std::sync::atomic::Ordering::Acquire);
+        let records = &mut request.topic_data[0].partition_data[0].records.0;
+        let batch = records.pop().expect("a produce request holds one batch");
+        let key = crate::connection::ProduceKey {
+            acks: request.acks.0,
+            timeout_ms: request.timeout_ms.0,
+            transactional_id: request.transactional_id.0.clone(),
+        };
+        // Boxed: a shallower future for callers that nest it deep.
+        let answer = Box::pin(self.brokers.produce_shared(
+            leader,
+            &self.topic,
+            self.partition,
+            key,
+            batch,
+        ))
+        .await;
+        let Some((response, batch)) = answer else {
+            return Err(Error::InvalidResponse(format!(
+                "the produce request to partition {} of \"{}\" was dropped",
+                self.partition, self.topic
+            )));
+        };
+        request.topic_data[0].partition_data[0].records.0.push(batch);
+        Ok(response?)
     }
 
     /// Fetch `bytes` bytes of record data starting at sequence number `offset`
@@ -434,15 +469,7 @@ impl PartitionClient {
         max_wait_ms: i32,
         isolation: IsolationLevel,
     ) -> Result<FetchedRecords> {
-        let request = &build_fetch_request(
-            offset,
-            bytes,
-            max_wait_ms,
-            self.partition,
-            &self.topic,
-            isolation,
-        );
-
+        let bytes = &bytes;
         let partition = maybe_retry(
             &self.backoff_config,
             self.unknown_topic_handling,
@@ -450,13 +477,23 @@ impl PartitionClient {
             self,
             "fetch_records",
             || async move {
-                let (broker, r#gen) = self
+                let (_broker, r#gen) = self
                     .get()
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
-                let response = broker
-                    .request(&request)
-                    .await
+                // weir: through the leader's shared fetch connections, in
+                // one Fetch request with its other partitions.
+                let leader = self.leader_id.load(std::sync::atomic::Ordering::Acquire);
+                let response = Box::pin(self.brokers.fetch_shared(
+                    leader,
+                    &self.topic,
+                    self.partition,
+                    offset,
+                    bytes.clone(),
+                    max_wait_ms,
+                    isolation,
+                ))
+                .await
                     .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
                 maybe_throttle(response.throttle_time_ms)?;
                 process_fetch_response(self.partition, &self.topic, response, offset)
@@ -578,7 +615,17 @@ impl PartitionClient {
             .brokers
             .request_metadata(&metadata_mode, Some(vec![self.topic.clone()]))
             .await?;
+        self.leader_in(metadata, r#gen, &metadata_mode.to_string())
+    }
 
+    /// weir: the second half of upstream's `get_leader`: the partition's
+    /// leader in `metadata`, got as `metadata_mode` says.
+    fn leader_in(
+        &self,
+        metadata: crate::protocol::messages::MetadataResponse,
+        r#gen: Option<MetadataCacheGeneration>,
+        metadata_mode: &str,
+    ) -> Result<(i32, Option<MetadataCacheGeneration>)> {
         let topic = metadata
             .topics
             .exactly_one()
@@ -676,7 +723,8 @@ impl BrokerCache for &PartitionClient {
         if let Some(address) = self.brokers.broker_address(leader).await {
             *self.leader_address.lock() = Some(address);
         }
-        let broker = match self.brokers.connect(leader).await {
+        // weir: the leader's connection shared by every partition client.
+        let broker = match self.brokers.shared_connection(leader, Purpose::Requests).await {
             Ok(Some(c)) => Ok(c),
             Ok(None) => {
                 if let Some(r#gen) = gen_leader_from_arbitrary {
@@ -712,9 +760,16 @@ impl BrokerCache for &PartitionClient {
         //
         // Because this check requires the most up-to-date metadata from a specific broker, do not accept a cached
         // metadata response.
-        let (leader_self, gen_leader_from_self) = self
-            .get_leader(MetadataLookupMode::SpecificBroker(Arc::clone(&broker)))
+        //
+        // weir: the partition clients of a topic checking one leader at
+        // once share one request (the connection is shared: a thousand
+        // such requests would queue on it ahead of every produce).
+        let metadata = self
+            .brokers
+            .own_metadata(leader, &broker, &self.topic)
             .await?;
+        let (leader_self, gen_leader_from_self) =
+            self.leader_in(metadata, None, "SpecificBroker")?;
         if leader != leader_self {
             // weir: upstream 2f67e11 (after v0.6.0): the generation to
             // invalidate is that of the cached metadata which named the
@@ -744,6 +799,8 @@ impl BrokerCache for &PartitionClient {
             });
         }
 
+        self.leader_id
+            .store(leader, std::sync::atomic::Ordering::Release);
         *current_broker = CurrentBroker {
             broker: Some(Arc::clone(&broker)),
             gen_broker: current_broker.gen_broker.bump(),
@@ -1133,32 +1190,6 @@ fn process_produce_response(
         None => Ok((0..num_records)
             .map(|x| x + response.base_offset.0)
             .collect()),
-    }
-}
-
-fn build_fetch_request(
-    offset: i64,
-    bytes: Range<i32>,
-    max_wait_ms: i32,
-    partition: i32,
-    topic: &str,
-    isolation: IsolationLevel,
-) -> FetchRequest {
-    FetchRequest {
-        replica_id: NORMAL_CONSUMER,
-        max_wait_ms: Int32(max_wait_ms),
-        min_bytes: Int32(bytes.start),
-        max_bytes: Some(Int32(bytes.end.saturating_sub(1))),
-        // weir: the caller's (upstream: always read committed).
-        isolation_level: Some(isolation),
-        topics: vec![FetchRequestTopic {
-            topic: String_(topic.to_string()),
-            partitions: vec![FetchRequestPartition {
-                partition: Int32(partition),
-                fetch_offset: Int64(offset),
-                partition_max_bytes: Int32(bytes.end.saturating_sub(1)),
-            }],
-        }],
     }
 }
 
