@@ -136,6 +136,14 @@ impl Membership {
         stop: S,
     ) -> Result<Result<(Self, Generation), S::Output>, MembershipError> {
         let group = config.group.clone();
+        let waiting_for = match config.protocol {
+            super::GroupProtocol::Classic => {
+                "the coordinator waits for the group's members to rejoin (each has up to its rebalance timeout, --max-poll-interval)"
+            }
+            super::GroupProtocol::Consumer => {
+                "the coordinator has not taken this member in yet (consumer protocol)"
+            }
+        };
         let mut member = Member::new(connection, config)?;
         let mut stop = std::pin::pin!(stop);
         let stopped = {
@@ -153,7 +161,7 @@ impl Membership {
                     _ = waiting.tick() => info!(
                         group = group.as_str(),
                         waited = %humantime::format_duration(std::time::Duration::from_secs(started.elapsed().as_secs())),
-                        "still joining: the coordinator waits for the group's members to rejoin (each has up to its rebalance timeout, --max-poll-interval)"
+                        "still joining: {waiting_for}"
                     ),
                 }
             }
