@@ -347,3 +347,19 @@ fn a_hop_longer_than_the_window_is_refused_in_one_line() {
         );
     }
 }
+
+/// A share group subscribes to topic names: a pattern is refused before
+/// anything is reached.
+#[test]
+fn a_topic_pattern_with_a_share_group_is_refused_in_one_line() {
+    let run = weir_at(
+        "127.0.0.1:9",
+        &["consume", "-t", "^logs-.*", "--share-group", "workers"],
+        &[],
+    );
+    let line = one_line(&run, 2, "pattern with --share-group");
+    assert!(
+        line.contains("topic pattern \"^logs-.*\" with --share-group"),
+        "{line}"
+    );
+}

@@ -33,6 +33,11 @@ pub async fn consume(
     };
     let mut topics: Vec<String> = Vec::new();
     for t in &args.selection.topics {
+        if weir::read::pattern::is_pattern(t) {
+            return Err(usage(format!(
+                "topic pattern \"{t}\" with --share-group: a share group subscribes to topic names (KIP-932 has no pattern subscription); name the topics"
+            )));
+        }
         if !topics.contains(t) {
             topics.push(t.clone());
         }

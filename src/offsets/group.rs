@@ -56,6 +56,20 @@ pub enum GroupError {
         /// Its members: client id (host), comma-separated.
         members: String,
     },
+    /// `weir offsets set` or `delete` of a share group with members: the
+    /// broker changes a share group's start offsets only while it is
+    /// empty.
+    #[error(
+        "share group \"{group}\" has members: {members}; its start offsets can only be changed while it has none (state {state}): stop them first"
+    )]
+    ShareGroupLive {
+        /// The group.
+        group: String,
+        /// Its state on the broker.
+        state: String,
+        /// Its members: client id (host), comma-separated.
+        members: String,
+    },
     /// `weir offsets set --force` of a group with
     /// live members that cannot pick the change up while they run.
     #[error(

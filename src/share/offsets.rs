@@ -107,7 +107,7 @@ pub async fn show(
 ///
 /// # Errors
 ///
-/// The group has members ([`GroupError::LiveMembers`]), the topic does
+/// The group has members ([`GroupError::ShareGroupLive`]), the topic does
 /// not exist, or the broker refused.
 pub async fn set(
     connection: &ConnectionConfig,
@@ -185,7 +185,7 @@ pub async fn set(
 ///
 /// # Errors
 ///
-/// The group has members ([`GroupError::LiveMembers`]) or the broker
+/// The group has members ([`GroupError::ShareGroupLive`]) or the broker
 /// refused.
 pub async fn delete(
     connection: &ConnectionConfig,
@@ -218,7 +218,7 @@ async fn refuse_members(admin: &mut Admin, group: &str) -> Result<(), GroupError
                 .iter()
                 .map(|m| format!("{} ({})", m.client_id, m.host))
                 .collect();
-            return Err(GroupError::LiveMembers {
+            return Err(GroupError::ShareGroupLive {
                 group: group.to_owned(),
                 state: described.state,
                 members: members.join(", "),
