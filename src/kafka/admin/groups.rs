@@ -155,6 +155,10 @@ impl BrokerOffset {
     }
 }
 
+/// How long a coordinator FindCoordinator named is tried before it is
+/// asked for again.
+const REACH_COORDINATOR: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Whether a group-level error code means "ask the coordinator again".
 fn coordinator_moved(error: ResponseError) -> bool {
     matches!(
@@ -174,7 +178,24 @@ impl Admin {
             let timeout = self.config.timeout;
             let conn = self.connection(&bootstrap, timeout).await?;
             let why = match conn.find_coordinator(group, 0).await {
-                Ok(address) => return Ok(address),
+                // A coordinator that cannot be reached (its broker died,
+                // and the controller has not moved its groups yet) is
+                // asked for again, as the Java admin client does, rather
+                // than tried until the whole timeout.
+                Ok(address) => {
+                    let limit =
+                        REACH_COORDINATOR.min(deadline.saturating_duration_since(Instant::now()));
+                    match self.connection(&address, limit).await {
+                        Ok(_) => return Ok(address),
+                        Err(e) if Instant::now() < deadline => {
+                            format!(
+                                "coordinator {address} unreachable: {}",
+                                crate::ErrorChain(&e)
+                            )
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Err(WireError::Broker { error, .. }) if coordinator_moved(error) => {
                     format!("{error:?}")
                 }
