@@ -338,6 +338,12 @@ async fn generations<G: Generations>(
                 group = group.as_str(),
                 "fenced: this member's partitions went to another (its session expired, or a rebalance moved them); rejoining"
             );
+        } else if empty {
+            // Nothing was held, so nothing was handed back.
+            info!(
+                group = group.as_str(),
+                "the rebalance ended this member's wait for partitions"
+            );
         } else {
             info!(
                 group = group.as_str(),
