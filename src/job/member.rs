@@ -318,9 +318,7 @@ async fn generations<G: Generations>(
             // the others take over at once) before the failure is
             // reported, not in the background after it.
             Err(e) => {
-                if let Err(left) = member.close().await {
-                    warn!(group = group.as_str(), error = %ErrorChain(&left), "leaving the group failed");
-                }
+                leave_after_failure(member, &group).await;
                 return Err(e);
             }
         };
@@ -366,6 +364,29 @@ async fn generations<G: Generations>(
         warn!(group = group.as_str(), error = %ErrorChain(&e), "leaving the group failed");
     }
     Ok(stop)
+}
+
+/// How long a member whose job failed tries to leave its group. The
+/// failure usually took `--timeout` already, and is often the brokers'
+/// (unreachable, silent): a leave given the whole `--timeout` again
+/// would double the wait for nothing, where a reachable coordinator
+/// answers within milliseconds.
+pub const LEAVE_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+/// Closes `member` (a dynamic one leaves) within [`LEAVE_AFTER_FAILURE`];
+/// the others take over after its session timeout if it could not.
+async fn leave_after_failure(member: Membership, group: &str) {
+    match tokio::time::timeout(LEAVE_AFTER_FAILURE, member.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(left)) => {
+            warn!(group, error = %ErrorChain(&left), "leaving the group failed");
+        }
+        Err(_) => warn!(
+            group,
+            "leaving the group failed: no answer within {}",
+            humantime::format_duration(LEAVE_AFTER_FAILURE)
+        ),
+    }
 }
 
 /// Counts a failure of the membership (`weir_errors_total{kind="membership"}`).

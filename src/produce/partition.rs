@@ -567,7 +567,7 @@ impl PartitionTask {
             leader: self.client.leader(),
             cause,
         });
-        warn!(error = %error, records = n, "batch failed");
+        warn!(error = %crate::ErrorChain(&*error), records = n, "batch failed");
         crate::metrics::global().error(crate::metrics::ErrorKind::Produce);
         self.stale.notify_one();
         error

@@ -142,6 +142,37 @@ impl Kafka {
         })
     }
 
+    /// One node per proxy, each with a listener for clients (`CLIENT`,
+    /// PLAINTEXT) that advertises its proxy, so that every connection a
+    /// client makes through the proxies' bootstrap list goes through
+    /// one; replication and the controllers talk directly, so a fault
+    /// injected at a proxy cuts clients off, not the cluster.
+    pub fn start_behind_proxies(proxies: &[proxy::Proxy]) -> Self {
+        Self::start_with(proxies.len(), |kafka| {
+            for (i, proxy) in proxies.iter().enumerate() {
+                let client_port = kafka.port(i) + 4;
+                proxy.forward_to(&format!("127.0.0.1:{client_port}"));
+                let path = kafka.node_dir(i).join("server.properties");
+                let mut config = String::new();
+                for line in std::fs::read_to_string(&path).unwrap().lines() {
+                    let line = if line.starts_with("listeners=") {
+                        format!("{line},CLIENT://127.0.0.1:{client_port}")
+                    } else if line.starts_with("advertised.listeners=") {
+                        format!("{line},CLIENT://{}", proxy.address())
+                    } else if line.starts_with("listener.security.protocol.map=") {
+                        format!("{line},CLIENT:PLAINTEXT")
+                    } else {
+                        line.to_owned()
+                    };
+                    config.push_str(&line);
+                    config.push('\n');
+                }
+                assert!(config.contains("CLIENT://"), "{config}");
+                std::fs::write(&path, config).unwrap();
+            }
+        })
+    }
+
     /// As [`Kafka::start`], with `configure` run on the prepared nodes
     /// before they start.
     fn start_with(nodes: usize, configure: impl FnOnce(&Self)) -> Self {
@@ -406,7 +437,9 @@ fn free_port_block(nodes: usize) -> u16 {
         // outgoing connection cannot take a port a node restarts on.
         let base = 20_000 + ((seed.wrapping_add(n * 7919)) % 1200) as u16 * 10;
         let free = (0..nodes).all(|i| {
-            (0..4).all(|k| TcpListener::bind(("127.0.0.1", base + 10 * i as u16 + k)).is_ok())
+            // PLAINTEXT, CONTROLLER, SASL_PLAINTEXT, SSL and CLIENT
+            // (behind proxies).
+            (0..5).all(|k| TcpListener::bind(("127.0.0.1", base + 10 * i as u16 + k)).is_ok())
         });
         if free {
             return base;
@@ -631,6 +664,21 @@ impl Cluster {
         let kafka = Kafka::start_behind(proxy);
         Self {
             address: kafka.address(),
+            own: Some(kafka),
+        }
+    }
+
+    /// One node per proxy, clients' connections through the proxies
+    /// ([`Kafka::start_behind_proxies`]); [`Cluster::address`] is the
+    /// proxies' bootstrap list.
+    pub fn start_behind_proxies(proxies: &[proxy::Proxy]) -> Self {
+        let kafka = Kafka::start_behind_proxies(proxies);
+        Self {
+            address: proxies
+                .iter()
+                .map(|p| p.address().to_owned())
+                .collect::<Vec<_>>()
+                .join(","),
             own: Some(kafka),
         }
     }

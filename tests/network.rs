@@ -1,0 +1,294 @@
+//! Network faults, not process faults: a three-node Kafka cluster whose
+//! every client connection goes through a fault-injecting proxy per node
+//! (`common::proxy`), while replication and the controllers talk
+//! directly. Each test switches faults on while weir runs and checks what
+//! weir promises under them: nothing lost, every wait bounded by
+//! `--timeout`, one line naming what failed.
+//!
+//! The tests share the cluster and take turns; each gets it with every
+//! proxy forwarding again.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
+use std::time::{Duration, Instant};
+
+use common::proxy::{Fault, Proxy};
+use common::{
+    Cluster, KAFKA_START_TIMEOUT, KEYED, Kafka, STEP_TIMEOUT, random_topic, wait_until, weir,
+};
+
+/// Three nodes behind their proxies, for as long as the test binary runs.
+struct Net {
+    proxies: Vec<Proxy>,
+    /// The proxies' bootstrap list.
+    address: String,
+}
+
+impl Net {
+    fn get() -> &'static Net {
+        static NET: OnceLock<Net> = OnceLock::new();
+        NET.get_or_init(|| {
+            let (ready, started) = mpsc::channel();
+            // The nodes die with the thread that spawned them: it lives
+            // as long as the binary.
+            std::thread::spawn(move || {
+                let proxies: Vec<Proxy> = (0..3).map(|_| Proxy::start()).collect();
+                let _kafka = Kafka::start_behind_proxies(&proxies);
+                ready.send(proxies).unwrap();
+                loop {
+                    std::thread::park();
+                }
+            });
+            let proxies = started
+                .recv_timeout(KAFKA_START_TIMEOUT + STEP_TIMEOUT)
+                .expect("the three nodes behind proxies did not start");
+            let address = proxies
+                .iter()
+                .map(|p| p.address().to_owned())
+                .collect::<Vec<_>>()
+                .join(",");
+            Net { proxies, address }
+        })
+    }
+
+    /// Every proxy in `fault`.
+    fn set_all(&self, fault: Fault) {
+        for p in &self.proxies {
+            p.set(fault);
+        }
+    }
+}
+
+/// The cluster for one test, every proxy forwarding; the other tests wait
+/// until the guard is dropped.
+fn net() -> (MutexGuard<'static, ()>, &'static Net) {
+    static TURN: Mutex<()> = Mutex::new(());
+    let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let net = Net::get();
+    net.set_all(Fault::None);
+    (turn, net)
+}
+
+/// A topic of `partitions` partitions, replication factor 3.
+fn create_topic(net: &Net, topic: &str, partitions: u32) {
+    let p = partitions.to_string();
+    Cluster::at(&net.address)
+        .weir(&[
+            "topics",
+            "create",
+            topic,
+            "--partitions",
+            &p,
+            "--replication-factor",
+            "3",
+        ])
+        .ok();
+}
+
+/// `lines` records `k{i}:v{i}` produced to `topic`.
+fn fill(net: &Net, topic: &str, lines: usize) {
+    Cluster::at(&net.address).fill(topic, KEYED, (0..lines).map(|i| format!("k{i}:v{i}")));
+}
+
+/// A weir job in the background: stdout read line by line, stderr kept.
+struct Job {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Job {
+    fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = dir.path().join("stderr");
+        let mut child = weir()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for `n` lines of output; returns them.
+    fn read(&mut self, n: usize, what: &str) -> Vec<String> {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => got.push(line),
+                Err(_) => panic!(
+                    "{what}: {} of {n} lines within {STEP_TIMEOUT:?}\n{}",
+                    got.len(),
+                    self.stderr()
+                ),
+            }
+        }
+        got
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits at most `limit` for the job to end; its exit code, or `None`
+    /// (then it is killed).
+    fn ends_within(&mut self, limit: Duration) -> Option<i32> {
+        let status = wait_until(&mut self.child, limit);
+        if status.is_none() {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+        status.map(|s| s.code().unwrap_or(-1))
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// weir's deadline in these tests.
+const TIMEOUT: Duration = Duration::from_secs(4);
+
+/// How long past `--timeout` a job may take to notice and say so: one
+/// poll, a commit's last attempt, the process's exit. Well below the 30 s
+/// a request without an answer would wait for a request timeout.
+const SLACK: Duration = Duration::from_secs(12);
+
+/// The lines of `stderr` that are weir's final error (`weir: ...`), not
+/// produce's summary (`weir: produced N records ...`).
+fn final_errors(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("weir: ") && !l.starts_with("weir: produced "))
+        .collect()
+}
+
+/// Every broker unreachable (silent, or half-open) for longer than
+/// `--timeout` under `consume -g`, `count -g`, `produce` and `offsets
+/// show`: each job ends within `--timeout` plus a poll, with one line
+/// naming what it waited for, and a non-zero exit.
+#[test]
+fn every_broker_unreachable_ends_each_job_in_one_line_within_its_timeout() {
+    let (_turn, net) = net();
+    for fault in [Fault::Blackhole, Fault::HalfOpen] {
+        net.set_all(Fault::None);
+        let topic = random_topic("unreachable");
+        create_topic(net, &topic, 3);
+        fill(net, &topic, 300);
+        let timeout = format!("{}s", TIMEOUT.as_secs());
+        let group = random_topic("unreachable-group");
+        let b = net.address.as_str();
+        let mut consume = Job::start(&[
+            "consume",
+            "-t",
+            &topic,
+            "-g",
+            &group,
+            "--timeout",
+            &timeout,
+            "-b",
+            b,
+        ]);
+        let count_group = format!("{group}-count");
+        let mut count = Job::start(&[
+            "count",
+            "-t",
+            &topic,
+            "-g",
+            &count_group,
+            "--by",
+            "key",
+            "--timeout",
+            &timeout,
+            "-b",
+            b,
+        ]);
+        let mut produce = Job::start(&[
+            "produce",
+            "-t",
+            &topic,
+            "-K",
+            ":",
+            "--timeout",
+            &timeout,
+            "-b",
+            b,
+        ]);
+        consume.read(300, "consume before the fault");
+        {
+            let stdin = produce.child.stdin.as_mut().unwrap();
+            writeln!(stdin, "k1:before").unwrap();
+            stdin.flush().unwrap();
+        }
+        // Wait until the produced line was read: every job is past its
+        // start and talking to the brokers.
+        consume.read(1, "the produced line");
+
+        net.set_all(fault);
+        let cut = Instant::now();
+        // The last line, then the end of the input: produce must give up
+        // on it and exit.
+        {
+            let mut stdin = produce.child.stdin.take().unwrap();
+            writeln!(stdin, "k2:during").unwrap();
+        }
+        let mut show = Job::start(&[
+            "offsets",
+            "show",
+            "-g",
+            &group,
+            "--timeout",
+            &timeout,
+            "-b",
+            b,
+        ]);
+        for (name, job) in [
+            ("consume -g", &mut consume),
+            ("count -g", &mut count),
+            ("produce", &mut produce),
+            ("offsets show", &mut show),
+        ] {
+            let limit = (TIMEOUT + SLACK).saturating_sub(cut.elapsed());
+            let code = job.ends_within(limit);
+            let stderr = job.stderr();
+            assert!(
+                code.is_some(),
+                "{fault:?}: {name} still ran {:?} after every broker went unreachable (--timeout {timeout})\n{stderr}",
+                cut.elapsed()
+            );
+            assert_ne!(code, Some(0), "{fault:?}: {name} exited 0\n{stderr}");
+            let errors = final_errors(&stderr);
+            assert_eq!(errors.len(), 1, "{fault:?}: {name}: not one line\n{stderr}");
+            println!(
+                "{fault:?}: {name} ended after {:?}: {}",
+                cut.elapsed(),
+                errors[0]
+            );
+        }
+        net.set_all(Fault::None);
+    }
+}
