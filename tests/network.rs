@@ -292,3 +292,115 @@ fn every_broker_unreachable_ends_each_job_in_one_line_within_its_timeout() {
         net.set_all(Fault::None);
     }
 }
+
+/// The node (index) leading `partition` of `topic`.
+fn leader(net: &Net, topic: &str, partition: usize) -> usize {
+    let run = Cluster::at(&net.address).weir(&["topics", "describe", topic, "--output", "json"]);
+    run.ok();
+    let description: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let id = description["partitions"][partition]["leader"]
+        .as_i64()
+        .unwrap();
+    Kafka::node_index(id as i32)
+}
+
+/// Input line `i` of a keyed run: one of [`KEYS`] keys, its value that
+/// key's count so far, so that each key's values read 0, 1, 2, ...
+fn counted(i: usize) -> String {
+    format!("k{}:{}", i % KEYS, i / KEYS)
+}
+
+/// Keys of [`counted`] lines.
+const KEYS: usize = 30;
+
+/// Checks that `topic` holds `lines` [`counted`] lines, each once and
+/// in order per key (a key's records are in one partition).
+fn check_counted(net: &Net, topic: &str, partitions: i32, lines: usize) {
+    let mut got = 0;
+    let mut records = Default::default();
+    common::wait_for(&format!("{lines} records in {topic}"), || {
+        records = common::read_all(&net.address, topic, partitions);
+        got = records.values().map(Vec::len).sum::<usize>();
+        got >= lines
+    });
+    let mut next = vec![0usize; KEYS];
+    for (partition, records) in &records {
+        for r in records {
+            let text = |b: Option<&Vec<u8>>| String::from_utf8_lossy(b.unwrap()).into_owned();
+            let key: usize = text(r.record.key.as_ref())[1..].parse().unwrap();
+            let value: usize = text(r.record.value.as_ref()).parse().unwrap();
+            assert_eq!(
+                value,
+                next[key],
+                "partition {partition} offset {}: key k{key} reads {value} after {}: a record is missing or repeated",
+                r.offset,
+                next[key] as i64 - 1
+            );
+            next[key] += 1;
+        }
+    }
+    assert_eq!(got, lines, "{topic}: {got} records for {lines} lines");
+}
+
+/// A partition leader silent (blackholed) for several seconds in the
+/// middle of `weir produce`, idempotent (the default) and with
+/// `--transactional-id`, then back: the run goes on once it answers,
+/// exits 0 and reports every record, and the topic holds each line once,
+/// in order.
+#[test]
+fn a_silent_leader_loses_and_repeats_nothing_under_idempotent_and_transactional_produce() {
+    let (_turn, net) = net();
+    const LINES: usize = 3000;
+    for transactional in [false, true] {
+        let topic = random_topic("silent-leader");
+        create_topic(net, &topic, 3);
+        let id = random_topic("silent-leader-txn");
+        let mut args = vec![
+            "produce",
+            "-t",
+            &topic,
+            "-K",
+            ":",
+            "--timeout",
+            "30s",
+            "-b",
+            &net.address,
+        ];
+        if transactional {
+            args.extend(["--transactional-id", &id]);
+        }
+        let mut produce = Job::start(&args);
+        let mut stdin = produce.child.stdin.take().unwrap();
+        let mut feed = |lines: std::ops::Range<usize>| {
+            for i in lines {
+                writeln!(stdin, "{}", counted(i)).unwrap();
+            }
+            stdin.flush().unwrap();
+        };
+        feed(0..LINES / 3);
+        common::wait_for("the first third stored", || {
+            common::high_watermarks(&net.address, &topic)
+                .values()
+                .sum::<i64>()
+                >= (LINES / 3) as i64
+        });
+        let silent = leader(net, &topic, 0);
+        net.proxies[silent].set(Fault::Blackhole);
+        feed(LINES / 3..2 * LINES / 3);
+        // The fault's length: longer than a fetch's wait and a
+        // connection's check, shorter than --timeout.
+        std::thread::sleep(Duration::from_secs(6));
+        net.proxies[silent].set(Fault::None);
+        feed(2 * LINES / 3..LINES);
+        drop(stdin);
+        let code = produce.ends_within(STEP_TIMEOUT);
+        let stderr = produce.stderr();
+        assert_eq!(code, Some(0), "transactional: {transactional}\n{stderr}");
+        assert!(
+            stderr.contains(&format!("produced {LINES} records")),
+            "transactional: {transactional}\n{stderr}"
+        );
+        check_counted(net, &topic, 3, LINES);
+        println!("transactional {transactional}: passed; node {silent} was silent\n{stderr}");
+    }
+}

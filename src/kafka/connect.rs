@@ -257,7 +257,8 @@ impl ConnectionConfig {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let mut builder = ClientBuilder::new(self.brokers.clone())
             .client_id(self.client_id.as_str())
-            .backoff_config(self.backoff(remaining));
+            .backoff_config(self.backoff(remaining))
+            .request_timeout(request_timeout(self.timeout));
         if let Some(tls) = tls {
             builder = builder.tls_config(tls);
         }
@@ -328,6 +329,16 @@ fn rskafka_sasl(sasl: SaslAuth) -> rskafka::client::SaslConfig {
             bearer_kvs: Vec::new(),
         }),
     }
+}
+
+/// How long a request may go without an answer (beyond a fetch's own
+/// wait) before weir closes its connection and retries it on a new one:
+/// a third of `--timeout`, at least 2 s and at most 30 s (the Java
+/// client's `request.timeout.ms`), so that a broker silent for a while
+/// (a lost route, a stalled process) costs a retry within the deadline,
+/// not the deadline. Produce requests ask the broker to answer within it.
+pub fn request_timeout(timeout: Duration) -> Duration {
+    (timeout / 3).clamp(Duration::from_secs(2), Duration::from_secs(30))
 }
 
 /// A partition whose leader could not be found.

@@ -29,7 +29,7 @@ mod shared_produce;
 mod topology;
 mod transport;
 
-pub use self::shared::Purpose;
+pub use self::shared::{Purpose, REQUEST_TIMEOUT};
 pub(crate) use self::shared_produce::ProduceKey;
 
 /// A connection to a broker
@@ -220,6 +220,11 @@ pub struct BrokerConnector {
     /// weir: the connections shared per broker by the partition clients,
     /// and their fetch queues.
     shared: shared::Shared,
+
+    /// weir: how long a request may wait for its answer beyond its own
+    /// wait (a fetch's long poll) before its connection is taken as
+    /// broken ([`BrokerConnector::within_request_timeout`]).
+    request_timeout: std::time::Duration,
 }
 
 impl BrokerConnector {
@@ -244,6 +249,35 @@ impl BrokerConnector {
             sasl_config,
             max_message_size,
             shared: Default::default(),
+            request_timeout: shared::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// weir: sets the request timeout ([`shared::REQUEST_TIMEOUT`] by
+    /// default).
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// weir: the request timeout.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.request_timeout
+    }
+
+    /// weir: `request`'s answer on `connection`, or, after the request
+    /// timeout without one, the connection broken for every request on
+    /// it (so that its next user makes a new one) and a timed-out I/O
+    /// error, which partition clients retry.
+    pub async fn within_request_timeout<T>(
+        &self,
+        connection: &BrokerConnection,
+        what: &str,
+        request: impl std::future::Future<Output = Result<T, crate::messenger::RequestError>>,
+    ) -> Result<T, crate::messenger::RequestError> {
+        match tokio::time::timeout(self.request_timeout, request).await {
+            Ok(answer) => answer,
+            Err(_) => Err(shared::timed_out(connection, what, self.request_timeout)),
         }
     }
 

@@ -401,6 +401,14 @@ where
         matches!(*self.state.lock(), MessengerState::Poison(_))
     }
 
+    /// weir: breaks the connection now with `error` (a request on it got
+    /// no answer within the request timeout): every request waiting on
+    /// it fails at once, and whoever shares it makes a new one, as the
+    /// Java client closes a connection whose request timed out.
+    pub fn poison_with(&self, error: RequestError) {
+        self.state.lock().poison(error);
+    }
+
     pub async fn request<R>(&self, msg: R) -> Result<R::ResponseBody, RequestError>
     where
         R: RequestBody + Send + WriteVersionedType<Vec<u8>>,

@@ -50,6 +50,8 @@ pub struct ClientBuilder {
     tls_config: TlsConfig,
     sasl_config: Option<SaslConfig>,
     backoff_config: Arc<BackoffConfig>,
+    /// weir: see [`ClientBuilder::request_timeout`].
+    request_timeout: std::time::Duration,
 }
 
 impl ClientBuilder {
@@ -63,7 +65,18 @@ impl ClientBuilder {
             tls_config: TlsConfig::default(),
             sasl_config: None,
             backoff_config: Default::default(),
+            request_timeout: crate::connection::REQUEST_TIMEOUT,
         }
+    }
+
+    /// weir: how long a request may go without an answer (beyond a
+    /// fetch's own wait) before its connection is closed and the request
+    /// failed for a retry on a new one (the Java client's
+    /// `request.timeout.ms`); produce requests ask the broker to answer
+    /// within it. 30 s by default.
+    pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// Sets client ID.
@@ -119,7 +132,8 @@ impl ClientBuilder {
             self.sasl_config,
             self.max_message_size,
             Arc::clone(&self.backoff_config),
-        ));
+        )
+        .with_request_timeout(self.request_timeout));
         brokers.refresh_metadata().await?;
 
         Ok(Client {

@@ -409,9 +409,13 @@ impl PartitionClient {
         let leader = self.leader_id.load(std::sync::atomic::Ordering::Acquire);
         let records = &mut request.topic_data[0].partition_data[0].records.0;
         let batch = records.pop().expect("a produce request holds one batch");
+        // weir: the broker is asked to answer within the request timeout,
+        // after which the client gives the request up.
+        let timeout_ms = i32::try_from(self.brokers.request_timeout().as_millis()).unwrap_or(i32::MAX);
+        request.timeout_ms.0 = timeout_ms;
         let key = crate::connection::ProduceKey {
             acks: request.acks.0,
-            timeout_ms: request.timeout_ms.0,
+            timeout_ms,
             transactional_id: request.transactional_id.0.clone(),
         };
         // Boxed: a shallower future for callers that nest it deep.
@@ -558,8 +562,11 @@ impl PartitionClient {
                     .get()
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
-                let response = broker
-                    .request(&request)
+                // weir: within the request timeout (a silent leader's
+                // connection is broken for a retry on a new one).
+                let response = self
+                    .brokers
+                    .within_request_timeout(&broker, "ListOffsets", broker.request(&request))
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
                 maybe_throttle(response.throttle_time_ms)?;
@@ -592,8 +599,11 @@ impl PartitionClient {
                     .get()
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e, None)))?;
-                let response = broker
-                    .request(&request)
+                // weir: within the request timeout (a silent leader's
+                // connection is broken for a retry on a new one).
+                let response = self
+                    .brokers
+                    .within_request_timeout(&broker, "DeleteRecords", broker.request(&request))
                     .await
                     .map_err(|e| ErrorOrThrottle::Error((e.into(), Some(r#gen))))?;
                 maybe_throttle(Some(response.throttle_time_ms))?;

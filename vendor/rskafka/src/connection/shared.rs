@@ -56,8 +56,21 @@ pub const FETCH_CONNECTIONS: usize = 2;
 pub const FETCH_MAX_BYTES: i32 = 50 * 1024 * 1024;
 
 /// How much longer than its wait a request may take before its connection
-/// is taken as broken (the Java client's `request.timeout.ms`).
+/// is taken as broken (the Java client's `request.timeout.ms`), unless
+/// the client was built with another
+/// ([`ClientBuilder::request_timeout`](crate::client::ClientBuilder::request_timeout)).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Breaks `connection` for every request on it, after `what` got no
+/// answer within `timeout`; the error to fail that request with.
+pub(crate) fn timed_out(connection: &BrokerConnection, what: &str, timeout: Duration) -> RequestError {
+    let text = format!("no {what} response within {timeout:?} (the request timeout)");
+    connection.poison_with(RequestError::IO(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        text.clone(),
+    )));
+    RequestError::IO(std::io::Error::new(std::io::ErrorKind::TimedOut, text))
+}
 
 /// What a shared connection carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,9 +168,18 @@ impl BrokerConnector {
                 return Ok(response.clone());
             }
             let mode = MetadataLookupMode::SpecificBroker(Arc::clone(connection));
-            let (response, _) = self
-                .request_metadata(&mode, Some(vec![topic.to_owned()]))
-                .await?;
+            let asking = self.request_metadata(&mode, Some(vec![topic.to_owned()]));
+            let (response, _) = match tokio::time::timeout(self.request_timeout(), asking).await {
+                Ok(answer) => answer?,
+                Err(_) => {
+                    let what = format!("Metadata from broker {broker_id}");
+                    return Err(super::Error::Metadata(timed_out(
+                        connection,
+                        &what,
+                        self.request_timeout(),
+                    )));
+                }
+            };
             *slot = Some((Instant::now(), response.clone()));
             Ok(response)
         })
@@ -332,26 +354,20 @@ impl Fetcher {
             .unwrap_or_default();
         let request = build_request(&asks, wait);
         debug!(broker_id, index, partitions = asks.len(), "shared fetch");
-        let response =
-            match tokio::time::timeout(wait + REQUEST_TIMEOUT, connection.request(request)).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(e)) => {
-                    fail_all(asks, e);
-                    return vec![];
-                }
-                Err(_) => {
-                    connector.forget_shared(broker_id, purpose, &connection).await;
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "no Fetch response from broker {broker_id} within {:?}",
-                            wait + REQUEST_TIMEOUT
-                        ),
-                    );
-                    fail_all(asks, RequestError::IO(e));
-                    return vec![];
-                }
-            };
+        let limit = wait + connector.request_timeout();
+        let response = match tokio::time::timeout(limit, connection.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                fail_all(asks, e);
+                return vec![];
+            }
+            Err(_) => {
+                connector.forget_shared(broker_id, purpose, &connection).await;
+                let what = format!("Fetch from broker {broker_id}");
+                fail_all(asks, timed_out(&connection, &what, limit));
+                return vec![];
+            }
+        };
         answer(asks, response)
     }
 }

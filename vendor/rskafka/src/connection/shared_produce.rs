@@ -17,7 +17,6 @@
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
-    time::Duration,
 };
 
 use parking_lot::Mutex;
@@ -26,7 +25,7 @@ use tracing::debug;
 
 use super::{
     BrokerConnector, Purpose,
-    shared::{REQUEST_TIMEOUT, share_error},
+    shared::{share_error, timed_out},
 };
 use crate::messenger::RequestError;
 use crate::protocol::{
@@ -183,11 +182,9 @@ impl Producer {
                     continue;
                 }
             };
-            let timeout = asks
-                .first()
-                .map(|(a, _)| Duration::from_millis(a.key.timeout_ms.max(0) as u64))
-                .unwrap_or_default()
-                + REQUEST_TIMEOUT;
+            // The broker was asked to answer within the request timeout
+            // (the request's own `timeout_ms`, as the Java producer asks).
+            let timeout = connector.request_timeout();
             let connector = Arc::clone(&connector);
             tokio::spawn(async move {
                 let _permit = permit;
@@ -198,11 +195,8 @@ impl Producer {
                         connector
                             .forget_shared(broker_id, purpose, &connection)
                             .await;
-                        let e = std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("no Produce response from broker {broker_id} within {timeout:?}"),
-                        );
-                        fail_all_sent(asks, RequestError::IO(e));
+                        let what = format!("Produce to broker {broker_id}");
+                        fail_all_sent(asks, timed_out(&connection, &what, timeout));
                     }
                 }
             });
