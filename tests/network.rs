@@ -404,3 +404,88 @@ fn a_silent_leader_loses_and_repeats_nothing_under_idempotent_and_transactional_
         println!("transactional {transactional}: passed; node {silent} was silent\n{stderr}");
     }
 }
+
+/// `weir consume -g` while connections are reset in the middle of
+/// responses (fetches among them) and a leader's connections hang
+/// half-open for a few seconds, with a producer writing through the same
+/// proxies: the consumer goes on, and prints every line once (a retried
+/// fetch starts where the broken one did), none missing.
+#[test]
+fn consume_reads_every_record_once_through_resets_and_half_open_connections() {
+    let (_turn, net) = net();
+    const LINES: usize = 6000;
+    let topic = random_topic("resets");
+    create_topic(net, &topic, 3);
+    fill_counted(net, &topic, 0..LINES / 2);
+    let group = random_topic("resets-group");
+    let b = net.address.as_str();
+    let mut consume = Job::start(&[
+        "consume",
+        "-t",
+        &topic,
+        "-g",
+        &group,
+        "-f",
+        "{key}:{value}",
+        "-b",
+        b,
+    ]);
+    let mut seen = consume.read(500, "consume before the faults");
+    let mut produce = Job::start(&["produce", "-t", &topic, "-K", ":", "-b", b]);
+    let mut stdin = produce.child.stdin.take().unwrap();
+    let mut resets = 0;
+    for round in 0..4 {
+        let lines = LINES / 2 + round * LINES / 8..LINES / 2 + (round + 1) * LINES / 8;
+        for i in lines {
+            writeln!(stdin, "{}", counted(i)).unwrap();
+        }
+        stdin.flush().unwrap();
+        // Reset every connection somewhere in its next responses.
+        let before = resets;
+        for (n, p) in net.proxies.iter().enumerate() {
+            p.reset_after(40 + 97 * (round as u64 + n as u64));
+        }
+        common::wait_for("a connection reset", || {
+            resets = net.proxies.iter().map(Proxy::resets).sum::<usize>();
+            resets > before
+        });
+        seen.extend(consume.read(200, "consume after resets"));
+    }
+    drop(stdin);
+    assert_eq!(
+        produce.ends_within(STEP_TIMEOUT),
+        Some(0),
+        "{}",
+        produce.stderr()
+    );
+    let silent = leader(net, &topic, 0);
+    net.proxies[silent].set(Fault::HalfOpen);
+    std::thread::sleep(Duration::from_secs(5));
+    net.proxies[silent].set(Fault::None);
+    seen.extend(consume.read(LINES - seen.len(), "consume after the faults"));
+    let mut sorted: Vec<(usize, usize)> = seen
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k[1..].parse().unwrap(), v.parse().unwrap())
+        })
+        .collect();
+    sorted.sort_unstable();
+    let expected: Vec<(usize, usize)> = {
+        let mut all: Vec<_> = (0..LINES).map(|i| (i % KEYS, i / KEYS)).collect();
+        all.sort_unstable();
+        all
+    };
+    assert_eq!(
+        sorted,
+        expected,
+        "lines missing or repeated\n{}",
+        consume.stderr()
+    );
+    println!("{resets} connections reset\n{}", consume.stderr());
+}
+
+/// [`counted`] lines `range` produced to `topic`.
+fn fill_counted(net: &Net, topic: &str, range: std::ops::Range<usize>) {
+    Cluster::at(&net.address).fill(topic, KEYED, range.map(counted));
+}
