@@ -489,3 +489,92 @@ fn consume_reads_every_record_once_through_resets_and_half_open_connections() {
 fn fill_counted(net: &Net, topic: &str, range: std::ops::Range<usize>) {
     Cluster::at(&net.address).fill(topic, KEYED, range.map(counted));
 }
+
+/// Kafka's API keys of the requests a group member sends its group
+/// coordinator: OffsetCommit, OffsetFetch, JoinGroup, Heartbeat,
+/// LeaveGroup, SyncGroup, ConsumerGroupHeartbeat.
+const GROUP_APIS: &[i16] = &[8, 9, 11, 12, 13, 14, 68];
+
+/// Two `weir pipe --exactly-once` members of a group; one is cut off from
+/// its group coordinator (its heartbeats and joins go unanswered) for
+/// longer than its session while its fetches and writes still reach the
+/// leaders: the group gives its partitions to the other, it stops writing
+/// for them (its open transaction is aborted when the other takes their
+/// transactional ids), rejoins once the coordinator answers again, and
+/// the output holds every input line once, in order per key.
+#[test]
+fn a_member_cut_off_from_its_coordinator_is_fenced_and_the_output_stays_exact() {
+    let (_turn, net) = net();
+    const LINES: usize = 9000;
+    let input = random_topic("cut-in");
+    let output = random_topic("cut-out");
+    create_topic(net, &input, 6);
+    create_topic(net, &output, 6);
+    let group = random_topic("cut-group");
+    let b = net.address.as_str();
+    let member = |name: &str| {
+        Job::start(&[
+            "pipe",
+            "-t",
+            &input,
+            "--to",
+            &output,
+            "-g",
+            &group,
+            "--exactly-once",
+            "--session-timeout",
+            "6s",
+            "--commit-interval",
+            "200ms",
+            "--client-id",
+            name,
+            "-b",
+            b,
+        ])
+    };
+    let a = member("weir-member-a");
+    let other = member("weir-member-b");
+    let mut produce = Job::start(&["produce", "-t", &input, "-K", ":", "-b", b]);
+    let mut stdin = produce.child.stdin.take().unwrap();
+    let mut feed = |lines: std::ops::Range<usize>| {
+        for i in lines {
+            writeln!(stdin, "{}", counted(i)).unwrap();
+        }
+        stdin.flush().unwrap();
+    };
+    let out = output.as_str();
+    let piped = |n: usize| {
+        move || {
+            common::high_watermarks(&net.address, out)
+                .values()
+                .sum::<i64>()
+                >= n as i64
+        }
+    };
+    feed(0..LINES / 3);
+    common::wait_for("the first third piped", piped(LINES / 3));
+    for p in &net.proxies {
+        p.cut("weir-member-a", GROUP_APIS);
+    }
+    feed(LINES / 3..2 * LINES / 3);
+    // Past the 6 s session: the coordinator drops the member.
+    std::thread::sleep(Duration::from_secs(12));
+    for p in &net.proxies {
+        p.uncut();
+    }
+    feed(2 * LINES / 3..LINES);
+    drop(stdin);
+    assert_eq!(
+        produce.ends_within(STEP_TIMEOUT),
+        Some(0),
+        "{}",
+        produce.stderr()
+    );
+    check_counted(net, &output, 6, LINES);
+    let cut_off = a.stderr();
+    assert!(
+        cut_off.contains("fenced: this member's partitions went to another"),
+        "the member cut off says it was fenced:\n{cut_off}"
+    );
+    println!("member a:\n{cut_off}\nmember b:\n{}", other.stderr());
+}

@@ -64,6 +64,8 @@ struct Shared {
     connections: Mutex<Vec<Arc<Connection>>>,
     /// Connections reset so far.
     resets: AtomicUsize,
+    /// Requests of this client id and these APIs are dropped, unanswered.
+    cut: Mutex<Option<(String, Vec<i16>)>>,
 }
 
 /// A fault a proxy can hold its connections in, until told otherwise.
@@ -115,6 +117,7 @@ impl Proxy {
             bytes_per_second: AtomicU64::new(0),
             connections: Mutex::new(Vec::new()),
             resets: AtomicUsize::new(0),
+            cut: Mutex::new(None),
         });
         let accepting = Arc::clone(&shared);
         std::thread::spawn(move || {
@@ -216,6 +219,19 @@ impl Proxy {
         }
     }
 
+    /// Drops, unanswered, every request of `apis` (Kafka API keys) from
+    /// clients that name themselves `client_id`, until [`Proxy::uncut`]:
+    /// one client cut off from, say, its group coordinator while its
+    /// fetches and produce requests go through.
+    pub fn cut(&self, client_id: &str, apis: &[i16]) {
+        *self.shared.cut.lock().unwrap() = Some((client_id.to_owned(), apis.to_vec()));
+    }
+
+    /// Ends [`Proxy::cut`].
+    pub fn uncut(&self) {
+        *self.shared.cut.lock().unwrap() = None;
+    }
+
     /// Connections reset so far.
     pub fn resets(&self) -> usize {
         self.shared.resets.load(Relaxed)
@@ -261,7 +277,7 @@ fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
             let Some(frame) = read_frame(&mut from_client) else {
                 break;
             };
-            if up_shared.fault() == Fault::Blackhole {
+            if up_shared.fault() == Fault::Blackhole || up_shared.is_cut(&frame) {
                 continue;
             }
             if frame.len() >= 8 {
@@ -310,6 +326,25 @@ impl Shared {
             3 => Fault::Refuse,
             _ => Fault::None,
         }
+    }
+
+    /// Whether request `frame` is of a client and API cut off
+    /// ([`Proxy::cut`]): its header holds the API key (2 bytes), version
+    /// (2), correlation id (4) and client id (a 2-byte length, then it).
+    fn is_cut(&self, frame: &[u8]) -> bool {
+        let cut = self.cut.lock().unwrap();
+        let Some((client_id, apis)) = cut.as_ref() else {
+            return false;
+        };
+        if frame.len() < 10 {
+            return false;
+        }
+        let api = i16::from_be_bytes([frame[0], frame[1]]);
+        let len = i16::from_be_bytes([frame[8], frame[9]]);
+        let name = usize::try_from(len)
+            .ok()
+            .and_then(|len| frame.get(10..10 + len));
+        apis.contains(&api) && name == Some(client_id.as_bytes())
     }
 
     /// Waits while connections are held half-open (or until this one is
