@@ -290,3 +290,28 @@ fn a_killed_pipe_members_records_come_back_to_another_member() {
         }
     }
 }
+
+#[test]
+fn exactly_once_with_a_share_group_is_refused_in_one_line() {
+    // Refused before any broker is asked.
+    let run = common::run(weir().args([
+        "pipe",
+        "-t",
+        "in",
+        "--to",
+        "out",
+        "--share-group",
+        "g",
+        "--exactly-once",
+        "-b",
+        "127.0.0.1:1",
+    ]));
+    run.expect_code(2);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].contains("share groups have no transactional acknowledgement"),
+        "{}",
+        run.stderr
+    );
+}

@@ -42,12 +42,24 @@ fn spawn(dir: &Path, name: &str, cmd: &mut Command) -> Member {
 
 /// A Java console consumer in `group` (its defaults, plus `extra`).
 fn java(dir: &Path, cluster: &Cluster, topic: &str, group: &str, extra: &[&str]) -> Member {
+    java_named(dir, cluster, topic, group, extra, "java")
+}
+
+/// As [`java`], its files named `name`.
+pub(super) fn java_named(
+    dir: &Path,
+    cluster: &Cluster,
+    topic: &str,
+    group: &str,
+    extra: &[&str],
+    name: &str,
+) -> Member {
     let mut cmd = Command::new(common::kafka_script());
     cmd.args(["tool", CONSOLE_CONSUMER, "--bootstrap-server"])
         .args([cluster.address(), "--topic", topic, "--group", group])
         .arg("--from-beginning")
         .args(extra);
-    spawn(dir, "java", &mut cmd)
+    spawn(dir, name, &mut cmd)
 }
 
 /// A confluent-kafka consumer on its defaults (`tests/py/group_member.py`).
@@ -59,7 +71,7 @@ fn librdkafka(dir: &Path, cluster: &Cluster, topic: &str, group: &str) -> Member
 }
 
 /// A `weir consume -g` member, with `extra` flags.
-fn weir_member(
+pub(super) fn weir_member(
     dir: &Path,
     cluster: &Cluster,
     name: &str,
@@ -499,14 +511,15 @@ fn a_group_whose_members_offer_no_assignor_weir_offers_is_refused_naming_both() 
 }
 
 /// Arrival times of a member's records, by partition, taken by tailing
-/// its `--json` output as it is written.
-struct Arrivals {
+/// its `--json` output (or the console consumer's, printed with
+/// `print.partition=true`) as it is written.
+pub(super) struct Arrivals {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<BTreeMap<i64, Vec<Instant>>>,
 }
 
 impl Arrivals {
-    fn tail(path: std::path::PathBuf) -> Self {
+    pub(super) fn tail(path: std::path::PathBuf) -> Self {
         use std::io::Read;
         let stop = Arc::new(AtomicBool::new(false));
         let done = stop.clone();
@@ -521,11 +534,14 @@ impl Arrivals {
                 partial.push_str(&chunk);
                 while let Some(end) = partial.find('\n') {
                     let line: String = partial.drain(..=end).collect();
-                    let record: serde_json::Value = serde_json::from_str(&line).unwrap();
-                    times
-                        .entry(record["partition"].as_i64().unwrap())
-                        .or_default()
-                        .push(now);
+                    let partition = match line.strip_prefix("Partition:") {
+                        Some(rest) => rest.split('\t').next().unwrap().trim().parse().unwrap(),
+                        None => {
+                            let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+                            record["partition"].as_i64().unwrap()
+                        }
+                    };
+                    times.entry(partition).or_default().push(now);
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -534,7 +550,7 @@ impl Arrivals {
         Self { stop, thread }
     }
 
-    fn finish(self) -> BTreeMap<i64, Vec<Instant>> {
+    pub(super) fn finish(self) -> BTreeMap<i64, Vec<Instant>> {
         self.stop.store(true, Relaxed);
         self.thread.join().unwrap()
     }
@@ -542,7 +558,7 @@ impl Arrivals {
 
 /// The longest pause, in ms, between records of one partition that
 /// arrived from `from` on, before `to`.
-fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> u128 {
+pub(super) fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> u128 {
     times
         .iter()
         .filter(|t| **t >= from && **t < to)
