@@ -315,3 +315,81 @@ fn exactly_once_with_a_share_group_is_refused_in_one_line() {
         run.stderr
     );
 }
+
+/// A `GET` of `path` at `addr`: status and body.
+fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some((status, body.to_owned()))
+}
+
+/// The value of the one sample of `name` in a `/metrics` body.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn a_pipe_member_counts_each_kind_of_acknowledgement() {
+    let cluster = Cluster::shared();
+    let input = random_topic("spipe-metrics-in");
+    let output = random_topic("spipe-metrics-out");
+    let group = random_topic("spipe-metrics-group");
+    cluster.create_topic(&input, 1);
+    cluster.create_topic(&output, 1);
+    // 100 JSON records, 10 of which the filter leaves out, and one that is
+    // not JSON (the filter cannot read it).
+    let mut lines: String = (0..100)
+        .map(|n| format!("{{\"n\":{n},\"keep\":{}}}\n", n % 10 != 0))
+        .collect();
+    lines.push_str("oops\n");
+    cluster.produce(&["-t", &input], lines.as_bytes()).ok();
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let mut member = Piper::start(
+        &cluster,
+        &input,
+        &output,
+        &group,
+        &[
+            "--from",
+            "earliest",
+            "--where",
+            "/keep=true",
+            "-f",
+            "{value}",
+            "--metrics-addr",
+            &addr,
+        ],
+    );
+    let mut body = String::new();
+    wait(
+        "every record acknowledged",
+        Duration::from_secs(30),
+        &[&member],
+        || {
+            body = get(&addr, "/metrics").map(|r| r.1).unwrap_or_default();
+            sample(&body, "weir_share_accepted_total") == Some(100.0)
+                && sample(&body, "weir_share_rejected_total") == Some(1.0)
+        },
+    );
+    assert_eq!(
+        sample(&body, "weir_share_released_total"),
+        Some(0.0),
+        "{body}"
+    );
+    let said = member.stop();
+    assert_eq!(Piper::acknowledged(&said), (100, 0, 1), "{said}");
+    assert!(said.contains("weir: piped 90 of 101"), "{said}");
+    assert!(said.contains("10 filtered out (accepted)"), "{said}");
+    let out = values(&cluster, &output);
+    assert_eq!(out.len(), 90, "{out:?}");
+}
