@@ -14,10 +14,9 @@
 //! acknowledged by the output topic, and one that cannot be transformed
 //! is rejected (archived, never delivered again).
 //!
-//! - [`run`](self::run) (private): the loop both jobs run (membership,
-//!   sessions, the stop), handing deliveries to a worker;
-//! - `writing`, `pipe` (private): the
-//!   workers of `consume` and `pipe`;
+//! - `run` (private): the loop both jobs run (membership, sessions, the
+//!   stop), handing deliveries to a worker;
+//! - `writing`, `pipe` (private): the workers of `consume` and `pipe`;
 //! - [`member`](self::member) (private): membership (ShareGroupHeartbeat)
 //!   and the topics' ids and leaders;
 //! - [`session`](self::session) (private): one ShareFetch session per
