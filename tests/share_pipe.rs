@@ -393,3 +393,42 @@ fn a_pipe_member_counts_each_kind_of_acknowledgement() {
     let out = values(&cluster, &output);
     assert_eq!(out.len(), 90, "{out:?}");
 }
+
+#[test]
+fn a_pipe_member_stops_after_count_and_releases_the_rest() {
+    let cluster = Cluster::shared();
+    let input = random_topic("spipe-count-in");
+    let output = random_topic("spipe-count-out");
+    let group = random_topic("spipe-count-group");
+    cluster.create_topic(&input, 1);
+    cluster.create_topic(&output, 1);
+    let lines: String = (0..100).map(|n| format!("{n}\n")).collect();
+    cluster
+        .produce(&small_batches(&input), lines.as_bytes())
+        .ok();
+    let run = |count: &str, extra: &[&str]| {
+        let mut member = Piper::start(
+            &cluster,
+            &input,
+            &output,
+            &group,
+            &[&["-c", count][..], extra].concat(),
+        );
+        let status = wait_until(&mut member.child, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("-c {count} did not stop: {}", member.stderr()));
+        assert!(status.success(), "{}", member.stderr());
+        member.stderr()
+    };
+    let said = run("30", &["--from", "earliest"]);
+    let (accepted, released, rejected) = Piper::acknowledged(&said);
+    assert_eq!((accepted, rejected), (30, 0), "{said}");
+    assert_eq!(values(&cluster, &output).len(), 30);
+    // What it acquired past 30 went back at once: the next member gets
+    // it without waiting for a lock to expire.
+    let said = run("70", &[]);
+    let (accepted, _, _) = Piper::acknowledged(&said);
+    assert_eq!(accepted, 70, "{said}");
+    let out = values(&cluster, &output);
+    assert!(out.values().all(|&n| n == 1), "{out:?}");
+    assert_eq!(out.len(), 100, "released before: {released}");
+}
