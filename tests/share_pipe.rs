@@ -4,7 +4,9 @@
 //! releases the rest, so that another member pipes every other record
 //! exactly once; a SIGKILLed member's records come back (after the
 //! acquisition lock's timeout, 10 s on the test broker) to another
-//! member, at least once.
+//! member, at least once; `-c N` accepts N and releases the rest; the
+//! metrics count each kind of acknowledgement; `--exactly-once` is
+//! refused in one line.
 
 mod common;
 
