@@ -99,7 +99,8 @@
 //!   [`filter`](consume::filter) (regular expressions on keys and values,
 //!   JSON field matches) and [`output`](consume::output) (raw values,
 //!   templates, JSON lines).
-//! - [`share`]: share groups (KIP-932), `weir consume --share-group`:
+//! - [`share`]: share groups (KIP-932), `weir consume --share-group` and
+//!   `weir pipe --share-group` ([`share::pipe()`]):
 //!   membership by ShareGroupHeartbeat, a ShareFetch session per leader
 //!   with acknowledgements carried by the next fetch
 //!   ([`acks`](share::acks): what is held and owed, no I/O), where a new

@@ -155,7 +155,10 @@ async fn run_connected(
         Command::Count(args) | Command::Agg(args) => {
             cli::count::run(args, config, quiet, shutdown_signal()).await
         }
-        Command::Pipe(args) => cli::pipe::run(args, config, quiet, shutdown_signal()).await,
+        Command::Pipe(args) => match args.share_group.clone() {
+            Some(group) => cli::share::pipe(&args, &group, config, quiet, shutdown_signal()).await,
+            None => cli::pipe::run(args, config, quiet, shutdown_signal()).await,
+        },
         Command::Offsets(args) => cli::offsets::run(args, config).await,
         Command::Bench(args) => cli::bench::run(args, config, shutdown_signal()).await,
         Command::Cluster(args) => cli::cluster::run(&args, &config).await,

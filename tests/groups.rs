@@ -22,6 +22,8 @@ mod assignors;
 mod common;
 #[path = "groups/joining.rs"]
 mod joining;
+#[path = "groups/pauses.rs"]
+mod pauses;
 #[path = "groups/static_members.rs"]
 mod static_members;
 

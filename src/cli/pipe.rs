@@ -21,6 +21,7 @@ use super::{usage, usage_for};
 
 /// Records of topics, filtered and reshaped, into another topic.
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("any_group").args(["group", "share_group"]))]
 pub struct PipeArgs {
     #[command(flatten)]
     pub selection: SelectionArgs,
@@ -62,6 +63,20 @@ pub struct PipeArgs {
     #[arg(short, long)]
     pub group: Option<String>,
 
+    /// Pipe as a member of this share group (KIP-932, Kafka 4.1+): the
+    /// broker hands each record to one member; it is acknowledged
+    /// (ACCEPT) once the output topic acknowledged its output record, a
+    /// record that cannot be transformed is rejected (REJECT: never
+    /// delivered again), and what is not yet written is given back
+    /// (RELEASE) at a stop. Templates have {delivery_count}.
+    #[arg(long, value_name = "GROUP", conflicts_with_all = ["group", "partitions", "instance", "until", "exit_at_end"])]
+    pub share_group: Option<String>,
+
+    /// With --share-group: stop after N records were handed to the
+    /// output (and acknowledged).
+    #[arg(short = 'c', long, value_parser = super::non_negative::<u64>, allow_negative_numbers = true, requires = "share_group")]
+    pub count: Option<u64>,
+
     /// Time between commits.
     #[arg(long, default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true, requires = "group")]
     pub commit_interval: Duration,
@@ -71,7 +86,7 @@ pub struct PipeArgs {
     /// read_committed see each input record's output once, across
     /// crashes and restarts. A restarted instance fences its predecessor
     /// and aborts what it left open.
-    #[arg(long, requires = "group", conflicts_with = "no_idempotence")]
+    #[arg(long, requires = "any_group", conflicts_with = "no_idempotence")]
     pub exactly_once: bool,
 
     /// How long the coordinator lets a transaction stay open before it
@@ -98,7 +113,19 @@ pub struct PipeArgs {
 }
 
 impl PipeArgs {
-    fn transform(&self) -> anyhow::Result<Transform> {
+    /// Where the records go.
+    pub(super) fn output(&self, timeout: Duration) -> anyhow::Result<PipeTo> {
+        let mut to = PipeTo::new(&self.to, self.batch.config(timeout)?);
+        if self.batch.no_idempotence {
+            to = to.without_idempotence();
+        }
+        if self.exactly_once {
+            to = to.exactly_once(self.transaction_timeout);
+        }
+        Ok(to)
+    }
+
+    pub(super) fn transform(&self) -> anyhow::Result<Transform> {
         let extractor = |flag: &str, text: &Option<String>| {
             text.as_deref()
                 .map(str::parse::<Extractor>)
@@ -131,13 +158,7 @@ pub async fn run(
     let (selection, consumer_config) = args.selection.plan(config.timeout)?;
     let filter = Filter::new(args.filters.config()?);
     let transform = args.transform()?;
-    let mut to = PipeTo::new(&args.to, args.batch.config(config.timeout)?);
-    if args.batch.no_idempotence {
-        to = to.without_idempotence();
-    }
-    if args.exactly_once {
-        to = to.exactly_once(args.transaction_timeout);
-    }
+    let to = args.output(config.timeout)?;
     let mut plan = ReadPlan::new(selection, consumer_config)
         .with_metrics_addr(args.metrics.addr()?)
         .with_pattern_refresh(args.selection.pattern_refresh);

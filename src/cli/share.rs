@@ -1,5 +1,6 @@
-//! `weir consume --share-group G`: the flags of `weir consume` turned into
-//! a [`ShareConfig`]; the job is [`weir::share`]'s.
+//! `weir consume --share-group G` and `weir pipe --share-group G`: the
+//! flags of `weir consume` and `weir pipe` turned into a [`ShareConfig`];
+//! the jobs are [`weir::share`]'s.
 
 use std::future::Future;
 
@@ -7,9 +8,10 @@ use weir::ConnectionConfig;
 use weir::consume::filter::Filter;
 use weir::consume::output::{RecordWriter, stop_or_stdout_closed};
 use weir::job::StopReason;
-use weir::share::{ShareConfig, ShareStart, ShareSummary};
+use weir::share::{ShareConfig, ShareError, ShareStart, ShareSummary};
 
-use super::consume::ConsumeArgs;
+use super::consume::{ConsumeArgs, SelectionArgs};
+use super::pipe::PipeArgs;
 use super::usage;
 
 /// Runs `weir consume --share-group G`.
@@ -21,29 +23,7 @@ pub async fn consume(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     super::require_stdout("the records")?;
-    let start = match args.selection.from.as_deref() {
-        None => None,
-        Some("earliest") => Some(ShareStart::Earliest),
-        Some("latest") => Some(ShareStart::Latest),
-        Some(other) => {
-            return Err(usage(format!(
-                "--from \"{other}\" with --share-group: a share group starts at earliest or latest (move an existing one with `weir offsets set`)"
-            )));
-        }
-    };
-    let mut topics: Vec<String> = Vec::new();
-    for t in &args.selection.topics {
-        if weir::read::pattern::is_pattern(t) {
-            return Err(usage(format!(
-                "topic pattern \"{t}\" with --share-group: a share group subscribes to topic names (KIP-932 has no pattern subscription); name the topics"
-            )));
-        }
-        if !topics.contains(t) {
-            topics.push(t.clone());
-        }
-    }
-    let share = ShareConfig::new(group, topics)
-        .with_start(start)
+    let share = share_config(&args.selection, group)?
         .with_filter(Filter::new(args.filters.config()?))
         .with_count(args.count)
         .with_metrics_addr(args.metrics.addr()?);
@@ -57,6 +37,86 @@ pub async fn consume(
     let summary = weir::share::consume(&config, share, &mut writer, stop).await?;
     if !quiet && summary.stop != Some(StopReason::OutputClosed) {
         print_summary(&summary);
+    }
+    Ok(())
+}
+
+/// The share group's side of `weir consume` or `weir pipe`: its topics
+/// (names, not patterns) and where a new group starts (`--from`).
+fn share_config(selection: &SelectionArgs, group: &str) -> anyhow::Result<ShareConfig> {
+    let start = match selection.from.as_deref() {
+        None => None,
+        Some("earliest") => Some(ShareStart::Earliest),
+        Some("latest") => Some(ShareStart::Latest),
+        Some(other) => {
+            return Err(usage(format!(
+                "--from \"{other}\" with --share-group: a share group starts at earliest or latest (move an existing one with `weir offsets set`)"
+            )));
+        }
+    };
+    let mut topics: Vec<String> = Vec::new();
+    for t in &selection.topics {
+        if weir::read::pattern::is_pattern(t) {
+            return Err(usage(format!(
+                "topic pattern \"{t}\" with --share-group: a share group subscribes to topic names (KIP-932 has no pattern subscription); name the topics"
+            )));
+        }
+        if !topics.contains(t) {
+            topics.push(t.clone());
+        }
+    }
+    Ok(ShareConfig::new(group, topics).with_start(start))
+}
+
+/// Runs `weir pipe --share-group G`.
+pub async fn pipe(
+    args: &PipeArgs,
+    group: &str,
+    config: ConnectionConfig,
+    quiet: bool,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    if args.exactly_once {
+        // The library refuses it too; here before anything is reached.
+        return Err(usage(
+            ShareError::ExactlyOnce {
+                group: group.to_owned(),
+            }
+            .to_string(),
+        ));
+    }
+    let share = share_config(&args.selection, group)?
+        .with_filter(Filter::new(args.filters.config()?))
+        .with_count(args.count)
+        .with_metrics_addr(args.metrics.addr()?);
+    let transform = args.transform()?;
+    let to = args.output(config.timeout)?;
+    let stop = async {
+        shutdown.await;
+        StopReason::Shutdown
+    };
+    let summary = weir::share::pipe(&config, share, transform, to, stop).await?;
+    if !quiet {
+        let secs = summary.elapsed.as_secs_f64().max(1e-9);
+        let head = format!(
+            "weir: piped {} of {} records acquired to topic \"{}\" in {secs:.2}s, {:.0} records/s; acknowledged {} accept, {} release, {} reject",
+            summary.written,
+            summary.records,
+            args.to,
+            summary.records as f64 / secs,
+            summary.accepted,
+            summary.released,
+            summary.rejected,
+        );
+        let figures = [
+            (summary.redeliveries, "delivered before"),
+            (summary.filtered, "filtered out (accepted)"),
+            (
+                summary.unparsed,
+                "rejected (no key, value or filter field could be read)",
+            ),
+        ];
+        super::eprint_summary(head, &figures, summary.stop == Some(StopReason::Shutdown));
     }
     Ok(())
 }

@@ -19,9 +19,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::aggregate::{Extractor, KeyReader};
+use crate::aggregate::Extractor;
 use crate::consume::filter::{Filter, Verdict};
-use crate::consume::output::{OutputFormat, RecordWriter};
+use crate::consume::output::OutputFormat;
 use crate::job::Commits;
 use crate::job::member::Summary;
 use crate::job::rebalance::Rebalances;
@@ -31,16 +31,19 @@ use crate::kafka::idempotence::ProducerIdError;
 use crate::kafka::membership::MemberLink;
 use crate::kafka::transaction::TransactionError;
 use crate::offsets::{GroupOffsets, GroupSession};
-use crate::produce::producer::{Delivery, ProduceError, ProduceRecord, Producer};
+use crate::produce::producer::{Delivery, ProduceError, Producer};
 use crate::read::Consumer;
 use crate::record::ConsumedRecord;
 use crate::{ErrorChain, TopicPartition};
 
 pub mod lanes;
 mod reading;
+mod transform;
 
 pub use lanes::{LanePlan, Lanes};
+pub(crate) use reading::open_output;
 pub use reading::{PipeTo, pipe};
+pub(crate) use transform::Reshaper;
 
 /// How an output record is made from an input record.
 #[derive(Debug)]
@@ -170,7 +173,7 @@ pub enum PipeError {
 impl PipeError {
     /// A record the output refused before sending, named by the input
     /// record it came from.
-    fn naming(self, record: &ConsumedRecord) -> Self {
+    pub(crate) fn naming(self, record: &ConsumedRecord) -> Self {
         match self {
             Self::Produce(source) if source.is_record_refusal() => Self::Record {
                 at: record.topic_partition(),
@@ -282,16 +285,10 @@ pub(crate) async fn run_steered(
     let started = Instant::now();
     let positions = consumer.starts();
     let interval = job.commits.as_ref().map(|c| c.interval);
-    let key_reader = job.transform.key.clone().map(KeyReader::new);
-    let value_reader = match &job.transform.value {
-        Some(ValueFrom::Extract(e)) => Some(KeyReader::new(e.clone())),
-        _ => None,
-    };
+    let reshaper = Reshaper::new(&job.transform);
     let mut run = Run {
         job,
-        key_reader,
-        value_reader,
-        template: Vec::new(),
+        reshaper,
         rebalances,
         positions: positions.clone(),
         acknowledged: positions,
@@ -329,10 +326,7 @@ pub(crate) async fn run_steered(
 /// The job as the loop drives it.
 struct Run<'a> {
     job: &'a mut PipeJob,
-    key_reader: Option<KeyReader>,
-    value_reader: Option<KeyReader>,
-    /// A template's output, reused.
-    template: Vec<u8>,
+    reshaper: Reshaper,
     rebalances: Option<Rebalances>,
     /// Per input partition, the next offset after what was handed on (or
     /// skipped).
@@ -455,7 +449,7 @@ impl Run<'_> {
                     continue;
                 }
             }
-            let Some(out) = self.transform(record) else {
+            let Some(out) = self.reshaper.apply(&self.job.transform, record, None) else {
                 self.unparsed += 1;
                 continue;
             };
@@ -488,46 +482,6 @@ impl Run<'_> {
 
     fn holds_partitions(&self) -> bool {
         self.job.member.as_ref().is_none_or(MemberLink::valid)
-    }
-
-    /// The output record for `record`; `None` when its key or value
-    /// cannot be read from it.
-    fn transform(&mut self, record: &ConsumedRecord) -> Option<ProduceRecord> {
-        let key = match &mut self.key_reader {
-            // The input key as it is, a null key included (the default's
-            // behaviour, spelled out).
-            _ if matches!(self.job.transform.key, Some(Extractor::Key)) => record.key.clone(),
-            Some(reader) => Some(reader.read(record)?.into_owned().into_bytes()),
-            None => record.key.clone(),
-        };
-        let value = match (&mut self.value_reader, &self.job.transform.value) {
-            (Some(reader), _) => Some(reader.read(record)?.into_owned().into_bytes()),
-            (None, Some(ValueFrom::Template(format))) => {
-                let mut writer =
-                    RecordWriter::new(std::mem::take(&mut self.template), format.clone());
-                writer.write(record).ok()?;
-                let mut bytes = writer.into_inner();
-                if bytes.last() == Some(&b'\n') {
-                    bytes.pop();
-                }
-                let value = bytes.clone();
-                bytes.clear();
-                self.template = bytes;
-                Some(value)
-            }
-            (None, _) => record.value.clone(),
-        };
-        Some(ProduceRecord {
-            key,
-            value,
-            headers: record.headers.clone(),
-            timestamp_ms: Some(record.timestamp_ms),
-            partition: self
-                .job
-                .transform
-                .keep_partition
-                .then_some(record.partition),
-        })
     }
 
     /// Waits until the output acknowledged every record handed to it;

@@ -22,7 +22,7 @@ use crate::kafka::admin::{Admin, AdminError};
 use crate::kafka::connect::ConnectionConfig;
 use crate::kafka::idempotence::producer_id;
 use crate::offsets::OffsetsError;
-use crate::produce::producer::{Producer, ProducerConfig};
+use crate::produce::producer::{Delivery, Producer, ProducerConfig};
 use crate::read::Consumer;
 
 /// Where a pipe's records go.
@@ -118,28 +118,61 @@ impl Pipe {
         if let Some(n) = self.partitions {
             return Ok(n);
         }
-        let mut admin = Admin::connect(connection).await.map_err(PipeError::Admin)?;
-        let n = match admin.partition_count(&self.to.topic).await {
-            Err(AdminError::UnknownTopic { .. }) => {
-                return Err(PipeError::NoOutputTopic {
-                    topic: self.to.topic.clone(),
-                });
-            }
-            found => found.map_err(PipeError::Admin)?,
-        };
-        let n = i32::try_from(n).unwrap_or(i32::MAX);
-        // Records up to what the output topic stores, alone in a batch
-        // when larger than one.
-        // Records the output topic refuses (outside its timestamp limits,
-        // without a key for a compacted one) are refused before they are
-        // sent, naming the input record, not with their batch.
-        let limits = crate::produce::topic_limits(&mut admin, &self.to.topic).await;
-        self.to.producer.max_message_bytes = limits.max_message_bytes;
-        self.to.producer.timestamps = limits.timestamps;
-        self.to.producer.keys_required = limits.compacted;
+        let n = output_partitions(connection, &mut self.to).await?;
         self.partitions = Some(n);
         Ok(n)
     }
+}
+
+/// The output topic's partition count; `to`'s producer takes the limits
+/// of the topic (largest record, timestamps, keys of a compacted topic).
+async fn output_partitions(
+    connection: &ConnectionConfig,
+    to: &mut PipeTo,
+) -> Result<i32, PipeError> {
+    let mut admin = Admin::connect(connection).await.map_err(PipeError::Admin)?;
+    let n = match admin.partition_count(&to.topic).await {
+        Err(AdminError::UnknownTopic { .. }) => {
+            return Err(PipeError::NoOutputTopic {
+                topic: to.topic.clone(),
+            });
+        }
+        found => found.map_err(PipeError::Admin)?,
+    };
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    // Records up to what the output topic stores, alone in a batch
+    // when larger than one.
+    // Records the output topic refuses (outside its timestamp limits,
+    // without a key for a compacted one) are refused before they are
+    // sent, naming the input record, not with their batch.
+    let limits = crate::produce::topic_limits(&mut admin, &to.topic).await;
+    to.producer.max_message_bytes = limits.max_message_bytes;
+    to.producer.timestamps = limits.timestamps;
+    to.producer.keys_required = limits.compacted;
+    Ok(n)
+}
+
+/// The at-least-once output of `to`: its producer (idempotent unless
+/// `to` says otherwise) and the producer's deliveries.
+///
+/// # Errors
+///
+/// The output topic does not exist or cannot be described, or the
+/// producer id cannot be had.
+pub(crate) async fn open_output(
+    connection: &ConnectionConfig,
+    client: &Arc<rskafka::client::Client>,
+    to: &mut PipeTo,
+) -> Result<(Producer, tokio::sync::mpsc::UnboundedReceiver<Delivery>), PipeError> {
+    let partitions = output_partitions(connection, to).await?;
+    let producer_id = producer_id(connection, to.idempotence).await?;
+    let config = ProducerConfig {
+        producer_id,
+        ..to.producer.clone()
+    };
+    Producer::new(Arc::clone(client), &to.topic, partitions, config)
+        .await
+        .map_err(|e| PipeError::Produce(Arc::new(e)))
 }
 
 impl Reading for Pipe {

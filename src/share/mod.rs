@@ -9,6 +9,14 @@
 //! them. There are no offsets of weir's own: the share-partition state
 //! lives in the broker.
 //!
+//! `weir pipe --share-group G` ([`pipe()`]) is the same member with
+//! another worker: a record is accepted once its output record was
+//! acknowledged by the output topic, and one that cannot be transformed
+//! is rejected (archived, never delivered again).
+//!
+//! - `run` (private): the loop both jobs run (membership, sessions, the
+//!   stop), handing deliveries to a worker;
+//! - `writing`, `pipe` (private): the workers of `consume` and `pipe`;
 //! - [`member`](self::member) (private): membership (ShareGroupHeartbeat)
 //!   and the topics' ids and leaders;
 //! - [`session`](self::session) (private): one ShareFetch session per
@@ -21,31 +29,29 @@
 pub mod acks;
 mod member;
 pub mod offsets;
+mod pipe;
+mod run;
 mod session;
 pub mod start;
+mod writing;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
-use tracing::{debug, warn};
 
 use crate::TopicPartition;
-use crate::consume::filter::{Filter, Verdict};
+use crate::consume::filter::Filter;
 use crate::consume::output::RecordWriter;
-use crate::job::{StopReason, is_broken_pipe};
+use crate::job::StopReason;
 use crate::kafka::connect::{ConnectError, ConnectionConfig};
 use crate::kafka::wire::WireError;
-use acks::{AckKind, Acks};
-use member::{ShareMember, Topology};
-use session::{Delivery, Ended, Session, SessionConfig, SharePartition};
+use crate::pipe::PipeError;
+use crate::produce::producer::ProduceError;
 
+pub use pipe::pipe;
 pub use start::ShareStart;
 
 /// What a share-group consumer does.
@@ -221,6 +227,47 @@ pub enum ShareError {
     /// The output could not be written.
     #[error("the output could not be written")]
     Output(#[source] std::io::Error),
+    /// `weir pipe --share-group --exactly-once`.
+    #[error(
+        "share group \"{group}\": --exactly-once is not possible with a share group: share groups have no transactional acknowledgement (KIP-932), so an output record and the acknowledgement of its input cannot be one transaction; without it each record is accepted once its output is acknowledged (at least once)"
+    )]
+    ExactlyOnce {
+        /// The group.
+        group: String,
+    },
+    /// A pipe's output could not be opened.
+    #[error(transparent)]
+    Pipe(Box<PipeError>),
+    /// A pipe's output topic did not take a record.
+    #[error(
+        "share group \"{group}\": writing to topic \"{topic}\" (records it did not acknowledge are released, to be delivered again)"
+    )]
+    Produce {
+        /// The group.
+        group: String,
+        /// The output topic.
+        topic: String,
+        /// Why.
+        #[source]
+        source: Arc<ProduceError>,
+    },
+    /// A pipe's output topic cannot take an input record (too large,
+    /// outside its timestamp limits, without a key for a compacted
+    /// topic); it was refused before it was sent.
+    #[error(
+        "share group \"{group}\": the record at {at} offset {offset} cannot be written to the output (it is released, to be delivered again)"
+    )]
+    Record {
+        /// The group.
+        group: String,
+        /// The input partition.
+        at: TopicPartition,
+        /// The input record's offset.
+        offset: i64,
+        /// Why.
+        #[source]
+        source: Arc<ProduceError>,
+    },
 }
 
 /// The end of a share-group job.
@@ -229,11 +276,13 @@ pub enum ShareError {
 pub struct ShareSummary {
     /// Records acquired.
     pub records: u64,
-    /// Records written.
+    /// Records written (of a pipe: acknowledged by the output topic).
     pub written: u64,
     /// Records the filter left out (accepted unwritten).
     pub filtered: u64,
-    /// Records a JSON filter could not parse (accepted unwritten).
+    /// Records a JSON filter could not parse (accepted unwritten); of a
+    /// pipe, records whose key, value or filter field could not be read
+    /// (rejected).
     pub unparsed: u64,
     /// Records acquired that had been delivered before.
     pub redeliveries: u64,
@@ -264,323 +313,9 @@ pub async fn consume<W: Write>(
     writer: &mut RecordWriter<W>,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<ShareSummary, ShareError> {
-    let started = Instant::now();
-    let metrics = crate::metrics::global();
-    let _server = match &config.metrics_addr {
-        Some(addr) => Some(crate::metrics::serve(addr, metrics).await?),
-        None => None,
+    let mut worker = writing::Writing {
+        config: &config,
+        writer,
     };
-    let mut member = ShareMember::connect(connection, &config.group, &config.topics).await?;
-    let mut topology = member.topology().await?;
-    if let Some(from) = config.start {
-        start::set_start(connection, &config.group, from).await?;
-    }
-    let mut summary = ShareSummary::default();
-    if config.count == Some(0) {
-        summary.stop = Some(StopReason::Count);
-        return Ok(summary);
-    }
-    let (deliveries, mut delivered) = mpsc::channel(4);
-    let (stop_all, stop) = watch::channel(false);
-    let mut sessions = Sessions {
-        config: SessionConfig {
-            wire: member.wire.clone(),
-            timeout: member.timeout,
-            group: config.group.clone(),
-            member_id: member.member_id.clone(),
-            // A member that stops after N records acquires no more than
-            // it can write: what it gives back at the stop counts as a
-            // delivery, and Kafka archives a record after 5
-            // (group.share.delivery.count.limit).
-            max_records: config.count.map_or(config.max_records, |n| {
-                i32::try_from(n).unwrap_or(i32::MAX).min(config.max_records)
-            }),
-            max_wait: config.max_wait,
-        },
-        by_leader: BTreeMap::new(),
-        tasks: JoinSet::new(),
-        next_id: 0,
-        deliveries,
-        stop,
-        assigned: BTreeMap::new(),
-        unrouted: 0,
-    };
-    member.heartbeat().await?;
-    sessions.route(member.assignment(), &topology);
-    metrics.set_phase(crate::metrics::Phase::Running);
-    let mut next_heartbeat = Instant::now() + member.next_heartbeat();
-    tokio::pin!(shutdown);
-    let ended: Result<StopReason, ShareError> = loop {
-        tokio::select! {
-            biased;
-            reason = &mut shutdown => break Ok(reason),
-            Some(delivery) = delivered.recv() => {
-                match write(delivery, &config, writer, &mut summary, &stop_all) {
-                    Ok(None) => {}
-                    Ok(Some(stop)) => break Ok(stop),
-                    Err(e) => break Err(e),
-                }
-            }
-            () = tokio::time::sleep_until(next_heartbeat) => {
-                next_heartbeat = Instant::now() + member.next_heartbeat();
-                match member.heartbeat().await {
-                    Ok(changed) => {
-                        // Partitions without a known leader (a topic just
-                        // created, a leader being elected) are looked up
-                        // again at each heartbeat until they have one.
-                        if sessions.unrouted > 0 {
-                            match member.topology().await {
-                                Ok(t) => topology = t,
-                                Err(e) => break Err(e),
-                            }
-                        }
-                        if changed || sessions.unrouted > 0 {
-                            sessions.route(member.assignment(), &topology);
-                        }
-                    }
-                    Err(e) => break Err(e),
-                }
-            }
-            Some(joined) = sessions.tasks.join_next() => {
-                let (leader, id, result) = joined.expect("session tasks do not panic");
-                sessions.ended(&leader, id);
-                match result {
-                    Ok(()) => {}
-                    Err(Ended::Reroute(why)) => {
-                        debug!(group = config.group.as_str(), leader, why, "routing again");
-                        match member.topology().await {
-                            Ok(t) => topology = t,
-                            Err(e) => break Err(e),
-                        }
-                        sessions.route(member.assignment(), &topology);
-                    }
-                    Err(Ended::Failed(e)) => break Err(e),
-                }
-            }
-        }
-    };
-    // Stop: each session finishes the fetch under way, gives back what it
-    // was not told to accept, and closes; the group is left last.
-    stop_all.send_replace(true);
-    metrics.set_phase(crate::metrics::Phase::Stopping);
-    let limit = config.max_wait + member.timeout * 2;
-    let drained = tokio::time::timeout(limit, async {
-        loop {
-            tokio::select! {
-                Some(delivery) = delivered.recv() => release(delivery, &mut summary),
-                joined = sessions.tasks.join_next() => if joined.is_none() { break },
-            }
-        }
-    })
-    .await;
-    if drained.is_err() {
-        warn!(
-            group = config.group.as_str(),
-            "share sessions did not close in time"
-        );
-        sessions.tasks.abort_all();
-    }
-    if let Err(e) = member.leave().await {
-        warn!(group = config.group.as_str(), error = %crate::ErrorChain(&e), "leaving the share group failed");
-    }
-    summary.elapsed = started.elapsed();
-    summary.stop = Some(ended?);
-    Ok(summary)
-}
-
-/// Writes a delivery's records that pass the filter, flushes, and
-/// answers with their acknowledgements; `Some` when the job is to stop.
-fn write<W: Write>(
-    delivery: Delivery,
-    config: &ShareConfig,
-    writer: &mut RecordWriter<W>,
-    summary: &mut ShareSummary,
-    stop_all: &watch::Sender<bool>,
-) -> Result<Option<StopReason>, ShareError> {
-    let mut acks: BTreeMap<TopicPartition, Acks> = BTreeMap::new();
-    let mut stop = None;
-    let mut failed = None;
-    let counted = config.filter.is_noop();
-    let metrics = crate::metrics::global();
-    for d in &delivery.records {
-        let record = &d.record;
-        let tp = record.topic_partition();
-        let owed = acks.entry(tp).or_default();
-        if stop.is_some() || failed.is_some() {
-            owed.add(record.offset, AckKind::Release);
-            continue;
-        }
-        summary.records += 1;
-        if d.delivery_count > 1 {
-            summary.redeliveries += 1;
-        }
-        let verdict = if counted {
-            Verdict::Pass
-        } else {
-            config.filter.check(record)
-        };
-        match verdict {
-            Verdict::Pass => {
-                writer.set_delivery_count(Some(d.delivery_count));
-                if let Err(e) = writer.write(record) {
-                    failed = Some(e);
-                    owed.add(record.offset, AckKind::Release);
-                    continue;
-                }
-                summary.written += 1;
-            }
-            Verdict::Reject => summary.filtered += 1,
-            Verdict::Unparsed => summary.unparsed += 1,
-        }
-        owed.add(record.offset, AckKind::Accept);
-        if config.count.is_some_and(|n| summary.written >= n) {
-            stop = Some(StopReason::Count);
-        }
-    }
-    if failed.is_none() {
-        if let Err(e) = writer.flush() {
-            failed = Some(e);
-        }
-    }
-    if failed.is_some() {
-        // Nothing of this delivery is known to be out: all go back.
-        for a in acks.values_mut() {
-            a.turn_all(AckKind::Release);
-        }
-    }
-    for (tp, a) in &acks {
-        let partition = metrics.input(tp);
-        let records: Vec<_> = delivery
-            .records
-            .iter()
-            .filter(|d| d.record.partition == tp.partition && d.record.topic == tp.topic)
-            .collect();
-        let bytes: usize = records
-            .iter()
-            .map(|d| {
-                d.record.key.as_ref().map_or(0, Vec::len)
-                    + d.record.value.as_ref().map_or(0, Vec::len)
-            })
-            .sum();
-        let next = records.last().map_or(-1, |d| d.record.offset + 1);
-        partition.fetched(records.len(), bytes, next);
-        partition.handled(records.len());
-        partition.redelivered(records.iter().filter(|d| d.delivery_count > 1).count() as u64);
-        partition.acknowledged(
-            a.count(AckKind::Accept),
-            a.count(AckKind::Release),
-            a.count(AckKind::Reject),
-        );
-        summary.accepted += a.count(AckKind::Accept);
-        summary.released += a.count(AckKind::Release);
-        summary.rejected += a.count(AckKind::Reject);
-    }
-    if stop.is_some() || failed.is_some() {
-        // Before the answer: the session closes with these
-        // acknowledgements rather than fetching (and acquiring) more.
-        stop_all.send_replace(true);
-    }
-    // The session may be gone (stopping): nothing to answer then.
-    let _ = delivery.done.send(acks);
-    match failed {
-        Some(e) if is_broken_pipe(&e) => Ok(Some(StopReason::OutputClosed)),
-        Some(e) => Err(ShareError::Output(e)),
-        None => Ok(stop),
-    }
-}
-
-/// Answers a delivery that arrived during the stop: all released.
-fn release(delivery: Delivery, summary: &mut ShareSummary) {
-    let mut acks: BTreeMap<TopicPartition, Acks> = BTreeMap::new();
-    for d in &delivery.records {
-        acks.entry(d.record.topic_partition())
-            .or_default()
-            .add(d.record.offset, AckKind::Release);
-    }
-    summary.released += delivery.records.len() as u64;
-    let _ = delivery.done.send(acks);
-}
-
-/// The sessions, one per leader of an assigned partition.
-struct Sessions {
-    config: SessionConfig,
-    by_leader: BTreeMap<String, (u64, watch::Sender<Vec<SharePartition>>)>,
-    tasks: JoinSet<(String, u64, Result<(), Ended>)>,
-    next_id: u64,
-    deliveries: mpsc::Sender<Delivery>,
-    stop: watch::Receiver<bool>,
-    /// The assigned partitions as `/readyz` and the metrics see them.
-    assigned: BTreeMap<TopicPartition, crate::metrics::Assigned>,
-    /// Assigned partitions the last routing found no leader for.
-    unrouted: usize,
-}
-
-impl Sessions {
-    /// Gives each leader's session its assigned partitions: a session
-    /// whose partitions all moved is left with none (and closes), a
-    /// leader with none yet gets a new one.
-    fn route(&mut self, assignment: &[(uuid::Uuid, i32)], topology: &Topology) {
-        let mut wanted: BTreeMap<String, Vec<SharePartition>> = BTreeMap::new();
-        let mut assigned = BTreeMap::new();
-        self.unrouted = 0;
-        for &(topic_id, partition) in assignment {
-            let (Some(topic), Some(leader)) = (
-                topology.names.get(&topic_id),
-                topology.leaders.get(&(topic_id, partition)),
-            ) else {
-                // A topic not in the metadata yet, or a partition with no
-                // leader now: the next heartbeat looks again.
-                self.unrouted += 1;
-                continue;
-            };
-            let tp = TopicPartition::new(Arc::clone(topic), partition);
-            let held = self
-                .assigned
-                .remove(&tp)
-                .unwrap_or_else(|| crate::metrics::global().input(&tp).assign());
-            assigned.insert(tp, held);
-            wanted
-                .entry(leader.clone())
-                .or_default()
-                .push(SharePartition {
-                    topic_id,
-                    topic: Arc::clone(topic),
-                    partition,
-                });
-        }
-        self.assigned = assigned;
-        for (leader, (_, partitions)) in &self.by_leader {
-            if !wanted.contains_key(leader) {
-                partitions.send_replace(Vec::new());
-            }
-        }
-        for (leader, partitions) in wanted {
-            if let Some((_, sender)) = self.by_leader.get(&leader) {
-                if sender.send(partitions.clone()).is_ok() {
-                    continue;
-                }
-            }
-            let (sender, receiver) = watch::channel(partitions);
-            let id = self.next_id;
-            self.next_id += 1;
-            let session = Session::new(
-                self.config.clone(),
-                leader.clone(),
-                receiver,
-                self.stop.clone(),
-                self.deliveries.clone(),
-            );
-            let name = leader.clone();
-            self.tasks
-                .spawn(async move { (name, id, session.run().await) });
-            self.by_leader.insert(leader, (id, sender));
-        }
-    }
-
-    /// The session `id` of `leader` ended.
-    fn ended(&mut self, leader: &str, id: u64) {
-        if self.by_leader.get(leader).is_some_and(|(i, _)| *i == id) {
-            self.by_leader.remove(leader);
-        }
-    }
+    run::run(connection, &config, &mut worker, shutdown).await
 }

@@ -8,13 +8,9 @@
 //! whose members offer nothing weir offers is refused with a message that
 //! names both sides.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
 
 use super::{Member, members, start, wait};
 use crate::common::{self, Cluster, random_topic};
@@ -42,12 +38,24 @@ fn spawn(dir: &Path, name: &str, cmd: &mut Command) -> Member {
 
 /// A Java console consumer in `group` (its defaults, plus `extra`).
 fn java(dir: &Path, cluster: &Cluster, topic: &str, group: &str, extra: &[&str]) -> Member {
+    java_named(dir, cluster, topic, group, extra, "java")
+}
+
+/// As [`java`], its files named `name`.
+pub(super) fn java_named(
+    dir: &Path,
+    cluster: &Cluster,
+    topic: &str,
+    group: &str,
+    extra: &[&str],
+    name: &str,
+) -> Member {
     let mut cmd = Command::new(common::kafka_script());
     cmd.args(["tool", CONSOLE_CONSUMER, "--bootstrap-server"])
         .args([cluster.address(), "--topic", topic, "--group", group])
         .arg("--from-beginning")
         .args(extra);
-    spawn(dir, "java", &mut cmd)
+    spawn(dir, name, &mut cmd)
 }
 
 /// A confluent-kafka consumer on its defaults (`tests/py/group_member.py`).
@@ -496,182 +504,4 @@ fn a_group_whose_members_offer_no_assignor_weir_offers_is_refused_naming_both() 
     ] {
         assert!(last.contains(needed), "{needed:?} not in: {last}");
     }
-}
-
-/// Arrival times of a member's records, by partition, taken by tailing
-/// its `--json` output as it is written.
-struct Arrivals {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<BTreeMap<i64, Vec<Instant>>>,
-}
-
-impl Arrivals {
-    fn tail(path: std::path::PathBuf) -> Self {
-        use std::io::Read;
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut times: BTreeMap<i64, Vec<_>> = BTreeMap::new();
-            let mut file = std::fs::File::open(&path).unwrap();
-            let mut partial = String::new();
-            while !done.load(Relaxed) {
-                let mut chunk = String::new();
-                file.read_to_string(&mut chunk).unwrap();
-                let now = Instant::now();
-                partial.push_str(&chunk);
-                while let Some(end) = partial.find('\n') {
-                    let line: String = partial.drain(..=end).collect();
-                    let record: serde_json::Value = serde_json::from_str(&line).unwrap();
-                    times
-                        .entry(record["partition"].as_i64().unwrap())
-                        .or_default()
-                        .push(now);
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            times
-        });
-        Self { stop, thread }
-    }
-
-    fn finish(self) -> BTreeMap<i64, Vec<Instant>> {
-        self.stop.store(true, Relaxed);
-        self.thread.join().unwrap()
-    }
-}
-
-/// The longest pause, in ms, between records of one partition that
-/// arrived from `from` on, before `to`.
-fn longest_gap(times: &[Instant], from: Instant, to: Instant) -> u128 {
-    times
-        .iter()
-        .filter(|t| **t >= from && **t < to)
-        .collect::<Vec<_>>()
-        .windows(2)
-        .map(|w| (*w[1] - *w[0]).as_millis())
-        .max()
-        .unwrap_or(0)
-}
-
-/// The partitions in `times` still arriving at the end.
-fn still_read(times: &BTreeMap<i64, Vec<Instant>>, end: Instant) -> Vec<i64> {
-    times
-        .iter()
-        .filter(|(_, t)| t.last().is_some_and(|t| end - *t < Duration::from_secs(1)))
-        .map(|(p, _)| *p)
-        .collect()
-}
-
-/// Not a pass/fail test: how long partitions that do not move pause
-/// while members join, eager (`sticky`) against cooperative
-/// (`cooperative-sticky`) and the consumer protocol (KIP-848), with records arriving at about 400 a second
-/// over 4 partitions: b joins a (a gives up two of its four), then c
-/// joins a and b (one of them gives up one of its two, the other none).
-/// Run with `cargo test --test groups rebalance_gap -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement: prints the pauses, asserts nothing about them"]
-fn rebalance_gap() {
-    use std::io::Write;
-    let cluster = Cluster::shared();
-    for assignor in ["sticky", "cooperative-sticky", "consumer"] {
-        let topic = random_topic("gap-in");
-        let group = random_topic("gap-group");
-        cluster.create_topic(&topic, 4);
-        let dir = tempfile::tempdir().unwrap();
-        let mut producer = common::weir()
-            .args(["produce", "-t", &topic, "-K", ":", "-b", cluster.address()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut input = producer.stdin.take().unwrap();
-        let producing = Arc::new(AtomicBool::new(true));
-        let on = producing.clone();
-        let pacer = std::thread::spawn(move || {
-            let mut n = 0u64;
-            while on.load(Relaxed) {
-                for _ in 0..5 {
-                    writeln!(input, "k{}:v{n}", n % 64).unwrap();
-                    n += 1;
-                }
-                input.flush().unwrap();
-                std::thread::sleep(Duration::from_millis(12));
-            }
-        });
-        // The Java consumer's timeouts (weir's defaults): a member hears
-        // of a rebalance at its next heartbeat, within 3 s.
-        // "consumer": the consumer group protocol (KIP-848), the broker's
-        // uniform assignor.
-        let (flag, value) = match assignor {
-            "consumer" => ("--group-protocol", "consumer"),
-            _ => ("--assignor", assignor),
-        };
-        let member = |name: &str| {
-            let args = ["consume", "-t", &topic, "-g", &group, flag, value];
-            start(
-                dir.path(),
-                &cluster,
-                name,
-                &[&args[..], &["--json"]].concat(),
-            )
-        };
-        let a = member("a");
-        wait(dir.path(), "a alone", || members(&cluster, &group) == [4]);
-        let a_times = Arrivals::tail(a.out.clone());
-        let started = Instant::now();
-        wait(dir.path(), "a reading", || lines(&a) > 400);
-        let settled = lines(&a) + 1000;
-        wait(dir.path(), "a reading on", || lines(&a) > settled);
-        let b_joins = Instant::now();
-        let b = member("b");
-        wait(dir.path(), "a and b, two each", || {
-            members(&cluster, &group) == [2, 2]
-        });
-        let b_times = Arrivals::tail(b.out.clone());
-        let settled = lines(&a) + 600;
-        wait(dir.path(), "a reading on", || lines(&a) > settled);
-        let c_joins = Instant::now();
-        let c = member("c");
-        wait(dir.path(), "three members", || {
-            let mut m = members(&cluster, &group);
-            m.sort();
-            m == [1, 1, 2]
-        });
-        let settled = lines(&c) + 300;
-        wait(dir.path(), "c reading", || lines(&c) > settled);
-        let (a_times, b_times) = (a_times.finish(), b_times.finish());
-        let end = Instant::now();
-        producing.store(false, Relaxed);
-        pacer.join().unwrap();
-        let _ = producer.wait();
-        for p in still_read(&a_times, end) {
-            println!(
-                "{assignor}: a alone, partition {p}: longest pause {} ms; b joins, a keeps it: longest pause {} ms",
-                longest_gap(&a_times[&p][..], started, b_joins),
-                longest_gap(&a_times[&p][..], b_joins, c_joins)
-            );
-        }
-        for (name, times) in [("a", &a_times), ("b", &b_times)] {
-            let kept = still_read(times, end);
-            for p in &kept {
-                println!(
-                    "{assignor}: c joins, {name} (keeping {} partitions) keeps partition {p}: longest pause {} ms",
-                    kept.len(),
-                    longest_gap(&times[p][..], c_joins, end)
-                );
-            }
-        }
-        c.stop();
-        b.stop();
-        a.stop();
-    }
-}
-
-/// How many records a `--json` member printed.
-fn lines(member: &Member) -> usize {
-    std::fs::read_to_string(&member.out)
-        .unwrap_or_default()
-        .lines()
-        .count()
 }
