@@ -578,3 +578,52 @@ fn a_member_cut_off_from_its_coordinator_is_fenced_and_the_output_stays_exact() 
     );
     println!("member a:\n{cut_off}\nmember b:\n{}", other.stderr());
 }
+
+/// Re-bootstrap (KIP-1102): a broker that moves (its advertised address
+/// changes, the bootstrap address stays) under a running `weir consume
+/// -g`. Once its old address refuses connections, weir asks the
+/// bootstrap address again, learns the new one and reads on; without,
+/// it would retry the old address until its deadline and fail.
+#[test]
+fn a_broker_that_moved_is_found_again_through_the_bootstrap_address() {
+    let (front, before, after) = (Proxy::start(), Proxy::start(), Proxy::start());
+    let kafka = Kafka::start_moving(&before, &after);
+    front.forward_to(&format!("127.0.0.1:{}", kafka.client_port()));
+    let cluster = Cluster::at(front.address());
+    let topic = random_topic("moved");
+    cluster.create_topic(&topic, 1);
+    cluster.fill(&topic, &[], (0..100).map(|i| format!("v{i}")));
+    let group = random_topic("moved-group");
+    let mut consume = Job::start(&[
+        "consume",
+        "-t",
+        &topic,
+        "-g",
+        &group,
+        "--timeout",
+        "30s",
+        "-b",
+        front.address(),
+    ]);
+    consume.read(100, "consume before the move");
+
+    // The move: the old address refuses, the bootstrap address now
+    // leads to the listener that advertises the new one.
+    front.forward_to(&format!("127.0.0.1:{}", kafka.moved_port()));
+    before.set(Fault::Refuse);
+    front.reset_all();
+    before.reset_all();
+    cluster.fill(&topic, &[], (100..200).map(|i| format!("v{i}")));
+    let after_move = consume.read(100, "consume after the move");
+    assert_eq!(
+        after_move,
+        (100..200).map(|i| format!("v{i}")).collect::<Vec<_>>(),
+        "{}",
+        consume.stderr()
+    );
+    assert!(
+        after.open_connections() > 0,
+        "nothing reached the new address"
+    );
+    println!("{}", consume.stderr());
+}

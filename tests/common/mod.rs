@@ -150,27 +150,58 @@ impl Kafka {
     pub fn start_behind_proxies(proxies: &[proxy::Proxy]) -> Self {
         Self::start_with(proxies.len(), |kafka| {
             for (i, proxy) in proxies.iter().enumerate() {
-                let client_port = kafka.port(i) + 4;
-                proxy.forward_to(&format!("127.0.0.1:{client_port}"));
-                let path = kafka.node_dir(i).join("server.properties");
-                let mut config = String::new();
-                for line in std::fs::read_to_string(&path).unwrap().lines() {
-                    let line = if line.starts_with("listeners=") {
-                        format!("{line},CLIENT://127.0.0.1:{client_port}")
-                    } else if line.starts_with("advertised.listeners=") {
-                        format!("{line},CLIENT://{}", proxy.address())
-                    } else if line.starts_with("listener.security.protocol.map=") {
-                        format!("{line},CLIENT:PLAINTEXT")
-                    } else {
-                        line.to_owned()
-                    };
-                    config.push_str(&line);
-                    config.push('\n');
-                }
-                assert!(config.contains("CLIENT://"), "{config}");
-                std::fs::write(&path, config).unwrap();
+                proxy.forward_to(&format!("127.0.0.1:{}", kafka.port(i) + 4));
+                kafka.add_listener(i, "CLIENT", 4, proxy.address());
             }
         })
+    }
+
+    /// One node with two listeners for clients, as a broker that moves:
+    /// `CLIENT` (port +4) advertising `before`, and `MOVED` (port +5)
+    /// advertising `after`; `before` forwards to the first, `after` to
+    /// the second. A client that bootstraps through a proxy forwarding to
+    /// `CLIENT` learns the broker at `before`; re-pointed to `MOVED`
+    /// ([`Kafka::moved_port`]), the same bootstrap address says `after`.
+    pub fn start_moving(before: &proxy::Proxy, after: &proxy::Proxy) -> Self {
+        Self::start_with(1, |kafka| {
+            before.forward_to(&format!("127.0.0.1:{}", kafka.port(0) + 4));
+            after.forward_to(&format!("127.0.0.1:{}", kafka.moved_port()));
+            kafka.add_listener(0, "CLIENT", 4, before.address());
+            kafka.add_listener(0, "MOVED", 5, after.address());
+        })
+    }
+
+    /// The `CLIENT` port of node 0 of [`Kafka::start_moving`].
+    pub fn client_port(&self) -> u16 {
+        self.port(0) + 4
+    }
+
+    /// The `MOVED` port of node 0 of [`Kafka::start_moving`].
+    pub fn moved_port(&self) -> u16 {
+        self.port(0) + 5
+    }
+
+    /// Adds PLAINTEXT listener `name` on port `offset` above node `i`'s
+    /// base, advertised as `advertised`, to its configuration.
+    fn add_listener(&self, i: usize, name: &str, offset: u16, advertised: &str) {
+        let port = self.port(i) + offset;
+        let path = self.node_dir(i).join("server.properties");
+        let mut config = String::new();
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let line = if line.starts_with("listeners=") {
+                format!("{line},{name}://127.0.0.1:{port}")
+            } else if line.starts_with("advertised.listeners=") {
+                format!("{line},{name}://{advertised}")
+            } else if line.starts_with("listener.security.protocol.map=") {
+                format!("{line},{name}:PLAINTEXT")
+            } else {
+                line.to_owned()
+            };
+            config.push_str(&line);
+            config.push('\n');
+        }
+        assert!(config.contains(&format!("{name}://")), "{config}");
+        std::fs::write(&path, config).unwrap();
     }
 
     /// As [`Kafka::start`], with `configure` run on the prepared nodes
@@ -437,9 +468,9 @@ fn free_port_block(nodes: usize) -> u16 {
         // outgoing connection cannot take a port a node restarts on.
         let base = 20_000 + ((seed.wrapping_add(n * 7919)) % 1200) as u16 * 10;
         let free = (0..nodes).all(|i| {
-            // PLAINTEXT, CONTROLLER, SASL_PLAINTEXT, SSL and CLIENT
-            // (behind proxies).
-            (0..5).all(|k| TcpListener::bind(("127.0.0.1", base + 10 * i as u16 + k)).is_ok())
+            // PLAINTEXT, CONTROLLER, SASL_PLAINTEXT, SSL, and CLIENT and
+            // MOVED (behind proxies).
+            (0..6).all(|k| TcpListener::bind(("127.0.0.1", base + 10 * i as u16 + k)).is_ok())
         });
         if free {
             return base;

@@ -395,22 +395,35 @@ impl BrokerConnector {
         }
     }
 
-    /// Either the topology or the bootstrap brokers to be used as a connection
+    /// The brokers to try for a connection, each group in random order
+    /// (so that clients spread over them): those of the topology, then
+    /// the bootstrap addresses.
+    ///
+    /// weir: upstream tried the bootstrap addresses only until the first
+    /// metadata answer, so a client whose known brokers had all moved
+    /// (new addresses behind the same bootstrap names, a cluster
+    /// replaced) retried the old addresses until its deadline. As the
+    /// Java client's re-bootstrap (KIP-899, KIP-1102, the default since
+    /// Kafka 4.0), the bootstrap addresses come after every known broker
+    /// failed, and are resolved again then.
     fn brokers(&self) -> Vec<BrokerRepresentation> {
-        if self.topology.is_empty() {
-            self.bootstrap_brokers
-                .iter()
-                .cloned()
-                .map(BrokerRepresentation::Bootstrap)
-                .collect()
-        } else {
-            self.topology
-                .get_brokers()
-                .iter()
-                .cloned()
-                .map(BrokerRepresentation::Topology)
-                .collect()
-        }
+        let mut known: Vec<BrokerRepresentation> = self
+            .topology
+            .get_brokers()
+            .iter()
+            .cloned()
+            .map(BrokerRepresentation::Topology)
+            .collect();
+        known.shuffle(&mut thread_rng());
+        let mut bootstrap: Vec<BrokerRepresentation> = self
+            .bootstrap_brokers
+            .iter()
+            .cloned()
+            .map(BrokerRepresentation::Bootstrap)
+            .collect();
+        bootstrap.shuffle(&mut thread_rng());
+        known.extend(bootstrap);
+        known
     }
 }
 
@@ -530,7 +543,7 @@ impl BrokerCache for &BrokerConnector {
 }
 
 async fn connect_to_a_broker_with_retry<B>(
-    mut brokers: Vec<B>,
+    brokers: Vec<B>,
     client_id: Arc<str>,
     backoff_config: &BackoffConfig,
     tls_config: TlsConfig,
@@ -541,9 +554,8 @@ async fn connect_to_a_broker_with_retry<B>(
 where
     B: ConnectionHandler + Send + Sync,
 {
-    // Randomise search order to encourage different clients to choose different brokers
-    brokers.shuffle(&mut thread_rng());
-
+    // weir: the caller orders them (known brokers first, each group in
+    // random order, [`BrokerConnector::brokers`]).
     let mut backoff = Backoff::new(backoff_config);
     backoff
         .retry_with_backoff("broker_connect", || async {
