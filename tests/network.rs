@@ -627,3 +627,171 @@ fn a_broker_that_moved_is_found_again_through_the_bootstrap_address() {
     );
     println!("{}", consume.stderr());
 }
+
+/// Responses damaged at a seeded rate (any API: metadata, produce,
+/// fetch, group and offsets requests alike; bytes flipped, lengths set
+/// to extremes, bodies cut) on every proxy, under `weir produce`, `weir
+/// count -g -e` and `weir offsets show`: no panic, no hang past
+/// `--timeout`. A run that succeeds is exact (produce stores every line
+/// once, count counts each once); one that fails says why in one line,
+/// and what it stored is stored once. (A flipped byte that still decodes
+/// can say anything, an error code among it, which no client can tell
+/// from the broker's word: that is the failure allowed.)
+#[test]
+fn damaged_responses_at_a_seeded_rate_lose_and_repeat_nothing() {
+    let (_turn, net) = net();
+    const LINES: usize = 3000;
+    let seed: u64 = std::env::var("WEIR_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::process::id() as u64);
+    println!("seed {seed} (WEIR_TEST_SEED to repeat)");
+    let damage = |one_in: u64| {
+        for (n, p) in net.proxies.iter().enumerate() {
+            p.corrupt_some(one_in, None, seed.wrapping_mul(31).wrapping_add(n as u64));
+        }
+    };
+    let heal = || {
+        for p in &net.proxies {
+            p.corrupt(0, None, 1);
+        }
+    };
+    let damaged = || net.proxies.iter().map(Proxy::corrupted).sum::<usize>();
+    let topic = random_topic("damaged");
+    create_topic(net, &topic, 3);
+    let b = net.address.as_str();
+
+    // Produce: every line stored once (a damaged produce response is a
+    // failed attempt, retried; the idempotent producer's sequence keeps
+    // the retry from storing it twice).
+    damage(4);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    for i in 0..LINES {
+        writeln!(file, "{}", counted(i)).unwrap();
+    }
+    let before = damaged();
+    let mut cmd = weir();
+    cmd.args([
+        "produce",
+        "-t",
+        &topic,
+        "-K",
+        ":",
+        "--timeout",
+        "30s",
+        "-b",
+        b,
+    ])
+    .stdin(std::fs::File::open(file.path()).unwrap());
+    let produced = common::run_within(&mut cmd, STEP_TIMEOUT, None);
+    heal();
+    println!(
+        "produce: exit {:?} after {:?}, {} responses damaged",
+        produced.code,
+        produced.elapsed,
+        damaged() - before
+    );
+    assert!(!produced.killed, "produce hung\n{}", produced.stderr);
+    println!("{}", produced.stderr.lines().last().unwrap_or_default());
+    match produced.code {
+        Some(0) => check_counted(net, &topic, 3, LINES),
+        Some(1) => {
+            assert_eq!(
+                final_errors(&produced.stderr).len(),
+                1,
+                "{}",
+                produced.stderr
+            );
+            check_no_repeats(net, &topic, 3);
+        }
+        other => panic!("produce exited {other:?}\n{}", produced.stderr),
+    }
+
+    // Count as a group member, to the end: every key counted LINES/KEYS
+    // times, each record once.
+    damage(4);
+    let group = random_topic("damaged-group");
+    let before = damaged();
+    let mut cmd = weir();
+    cmd.args([
+        "count", "-t", &topic, "--by", "key", "-e", "--json", "-g", &group,
+    ])
+    .args(["--timeout", "30s", "-b", b]);
+    let counted_run = common::run_within(&mut cmd, STEP_TIMEOUT, None);
+    heal();
+    println!(
+        "count: exit {:?} after {:?}, {} responses damaged",
+        counted_run.code,
+        counted_run.elapsed,
+        damaged() - before
+    );
+    assert!(!counted_run.killed, "count hung\n{}", counted_run.stderr);
+    println!("{}", counted_run.stderr.lines().last().unwrap_or_default());
+    match counted_run.code {
+        Some(0) => {}
+        Some(1) => {
+            assert_eq!(
+                final_errors(&counted_run.stderr).len(),
+                1,
+                "{}",
+                counted_run.stderr
+            );
+            heal();
+            return;
+        }
+        other => panic!("count exited {other:?}\n{}", counted_run.stderr),
+    }
+    let mut last = std::collections::BTreeMap::new();
+    for line in counted_run.stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        last.insert(
+            row["key"].as_str().unwrap().to_owned(),
+            row["count"].as_u64().unwrap(),
+        );
+    }
+    // What the topic holds: every line if produce succeeded.
+    let mut expected = std::collections::BTreeMap::<String, u64>::new();
+    for records in common::read_all(&net.address, &topic, 3).into_values() {
+        for r in records {
+            let key = String::from_utf8(r.record.key.unwrap()).unwrap();
+            *expected.entry(key).or_default() += 1;
+        }
+    }
+    assert_eq!(last, expected, "{}", counted_run.stderr);
+
+    // Offsets show, one response in three damaged: an answer, or one
+    // line within the deadline; never a panic or a hang.
+    damage(3);
+    for _ in 0..3 {
+        let mut cmd = weir();
+        cmd.args(["offsets", "show", "-g", &group, "--timeout", "5s", "-b", b]);
+        let shown = common::run_within(&mut cmd, STEP_TIMEOUT, None);
+        assert!(!shown.killed, "offsets show hung\n{}", shown.stderr);
+        match shown.code {
+            // An answer damaged into another valid one (an empty list
+            // of commits, say) cannot be told from the broker's word.
+            Some(0) => {}
+            Some(1) => assert_eq!(final_errors(&shown.stderr).len(), 1, "{}", shown.stderr),
+            other => panic!("offsets show exited {other:?}\n{}", shown.stderr),
+        }
+    }
+    heal();
+}
+
+/// Checks that no [`counted`] line is in `topic` twice (lines may be
+/// missing: those of a run that failed).
+fn check_no_repeats(net: &Net, topic: &str, partitions: i32) {
+    let mut seen = std::collections::BTreeSet::new();
+    for records in common::read_all(&net.address, topic, partitions).into_values() {
+        for r in records {
+            let key = r.record.key.clone().unwrap();
+            let value = r.record.value.clone().unwrap();
+            assert!(
+                seen.insert((key.clone(), value.clone())),
+                "{}:{} stored twice",
+                String::from_utf8_lossy(&key),
+                String::from_utf8_lossy(&value)
+            );
+        }
+    }
+}

@@ -150,7 +150,7 @@ const LEADER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether `e` says the broker could not be reached or stopped answering,
 /// rather than refused the request.
-fn unreachable(e: &AdminError) -> bool {
+pub(super) fn unreachable(e: &AdminError) -> bool {
     match e {
         AdminError::Connect(ConnectError::Wire(w)) | AdminError::Wire(w) => {
             matches!(w, WireError::Timeout { .. }) || w.is_retryable()

@@ -402,13 +402,23 @@ impl Admin {
     /// As [`create_topic`](Self::create_topic), but for
     /// [`AdminError::TopicExists`].
     pub async fn create_topic_if_missing(&mut self, topic: &NewTopic) -> Result<bool, AdminError> {
-        match self.create_topic(topic).await {
-            Ok(()) => Ok(true),
-            Err(AdminError::TopicExists { .. }) => {
-                self.wait_for(&topic.name, true).await?;
-                Ok(false)
+        // A request whose answer was lost or damaged is asked again
+        // within the deadline: if the first created the topic, the next
+        // is told it exists.
+        let deadline = Instant::now() + self.config.timeout;
+        loop {
+            match self.create_topic(topic).await {
+                Ok(()) => return Ok(true),
+                Err(AdminError::TopicExists { .. }) => {
+                    self.wait_for(&topic.name, true).await?;
+                    return Ok(false);
+                }
+                Err(e) if super::unreachable(&e) && Instant::now() < deadline => {
+                    debug!(topic = topic.name.as_str(), error = %crate::ErrorChain(&e), "creating the topic failed; asking again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
     }
 

@@ -147,6 +147,13 @@ impl WireError {
                 fault: ProtocolFault::ClosedAtOnce,
                 ..
             } => true,
+            // A damaged response (a cut or flipped frame, one out of step):
+            // a failed attempt like a broken connection, which is
+            // replaced. What answers and is not Kafka at all is `NotKafka`.
+            Self::Protocol {
+                fault: ProtocolFault::Decode(_) | ProtocolFault::Correlation { .. },
+                ..
+            } => true,
             Self::Broker { error, .. } => error.is_retriable(),
             _ => false,
         }

@@ -447,7 +447,24 @@ impl BrokerConnection {
             if matches!(prefix, [0x15 | 0x16, 0x03, ..]) {
                 return Err(protocol(ProtocolFault::TlsListener));
             }
-            return Err(self.not_kafka(prefix).await);
+            let answered = self.answered;
+            return Err(match self.not_kafka(prefix).await {
+                // A broker that answered on this connection before, or a
+                // length that is not text: a damaged frame, retried on a
+                // new connection. What answers text first (an HTTP
+                // server, an SSH banner) is not Kafka, and says so at once.
+                WireError::NotKafka { answer, .. } if answered > 0 || !answer.starts_with('"') => {
+                    let len = i32::from_be_bytes(prefix);
+                    WireError::Protocol {
+                        broker: self.broker.clone(),
+                        api: api.clone(),
+                        fault: ProtocolFault::Decode(
+                            format!("the response's length is {len} bytes ({answer})").into(),
+                        ),
+                    }
+                }
+                not_kafka => not_kafka,
+            });
         };
         let mut body = vec![0; len];
         self.stream.read_exact(&mut body).await.map_err(io)?;

@@ -622,8 +622,14 @@ where
 
                     ControlFlow::Break(Ok(response))
                 }
-                Err(e @ RequestError::Poisoned(_) | e @ RequestError::IO(_))
-                    if !matches!(metadata_mode, MetadataLookupMode::SpecificBroker(_)) =>
+                // weir: a response that cannot be decoded (a damaged frame)
+                // too, as a broken connection.
+                Err(
+                    e @ (RequestError::Poisoned(_)
+                    | RequestError::IO(_)
+                    | RequestError::Undecodable { .. }
+                    | RequestError::TooMuchData { .. }),
+                ) if !matches!(metadata_mode, MetadataLookupMode::SpecificBroker(_)) =>
                 {
                     if let Some(r#gen) = cache_gen {
                         arbitrary_broker_cache

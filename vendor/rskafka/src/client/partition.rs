@@ -934,7 +934,14 @@ where
             };
 
             let retry = match error {
-                Error::Request(RequestError::Poisoned(_) | RequestError::IO(_))
+                // weir: a response that cannot be decoded (a damaged
+                // frame) is a failed attempt like a broken connection.
+                Error::Request(
+                    RequestError::Poisoned(_)
+                    | RequestError::IO(_)
+                    | RequestError::Undecodable { .. }
+                    | RequestError::TooMuchData { .. },
+                )
                 | Error::Connection(_) => {
                     if let Some(cache_gen) = cache_gen {
                         broker_cache
@@ -1013,6 +1020,18 @@ where
                             .await;
                     }
                     unknown_topic_handling == UnknownTopicHandling::Retry
+                }
+                // weir: a response that decoded but does not answer the
+                // request (no part for this partition, a damaged count):
+                // the connection is suspect, and the request is retried
+                // on a new one, as after a broken connection.
+                Error::InvalidResponse(_) => {
+                    if let Some(cache_gen) = cache_gen {
+                        broker_cache
+                            .invalidate("partition client: invalid response", cache_gen)
+                            .await;
+                    }
+                    true
                 }
                 _ => false,
             };
