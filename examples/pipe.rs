@@ -34,10 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_group(GroupPlan::new(
         group,
         StoreConfig::default(),
-        Some(CommitPlan {
-            interval: Duration::from_secs(1),
-            exclusive: false,
-        }),
+        Some(CommitPlan::new(Duration::from_secs(1))),
     ));
     let filter = Filter::new(FilterConfig {
         wheres: vec!["user=u7".parse()?],

@@ -222,6 +222,7 @@
 pub mod aggregate;
 pub mod bench;
 pub mod consume;
+pub mod group;
 pub mod job;
 pub mod json_path;
 pub mod kafka;

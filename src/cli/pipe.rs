@@ -142,10 +142,7 @@ pub async fn run(
         .with_metrics_addr(args.metrics.addr()?)
         .with_pattern_refresh(args.selection.pattern_refresh);
     if let Some(group) = &args.group {
-        let commits = CommitPlan {
-            interval: args.commit_interval,
-            exclusive: args.exclusive,
-        };
+        let commits = CommitPlan::new(args.commit_interval).with_exclusive(args.exclusive);
         plan = plan.with_group(args.selection.group_plan(
             group,
             &args.store,

@@ -130,11 +130,36 @@ impl GroupPlan {
 
 /// How a job commits its positions.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct CommitPlan {
     /// Time between commits (checkpoints).
     pub interval: Duration,
     /// Fail when another instance commits one of these partitions.
     pub exclusive: bool,
+}
+
+impl CommitPlan {
+    /// Commits every `interval`, not exclusive.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            exclusive: false,
+        }
+    }
+
+    /// With [`exclusive`](Self::exclusive) (`--exclusive`).
+    #[must_use]
+    pub fn with_exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
+        self
+    }
+}
+
+impl Default for CommitPlan {
+    /// Every 5 s, as `--commit-interval`'s default.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(5))
+    }
 }
 
 /// What a run is started with, before the group's commits are read.
@@ -287,6 +312,24 @@ async fn run_timed<J: Reading>(
         client = connection.client() => Arc::new(client.map_err(JobError::from)?),
         reason = &mut shutdown => return Ok(J::Summary::empty(reason)),
     };
+    run_on(client, connection, plan, job, shutdown).await
+}
+
+/// [`run`] through `client`, a client the caller made (and shares) from
+/// `connection`, without the metrics server and the whole run's time:
+/// what a library user's group member ([`crate::group::Member`]) runs.
+///
+/// # Errors
+///
+/// As [`run`].
+pub(crate) async fn run_on<J: Reading>(
+    client: Arc<Client>,
+    connection: &ConnectionConfig,
+    plan: ReadPlan,
+    job: J,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<J::Summary, J::Error> {
+    let mut shutdown = std::pin::pin!(shutdown);
     let cluster = Cluster {
         client: &client,
         connection,
