@@ -241,9 +241,14 @@ pub use kafka::connect::ConnectionConfig;
 pub use produce::{FutureProducer, ProduceRecord, ProducerConfig};
 pub use read::Consumer;
 /// The Kafka client every job shares: made by
-/// [`ConnectionConfig::client`], taken by reference where a call only uses
-/// it (`&Client`: an `&Arc<Client>` derefs to it) and as `Arc<Client>`
-/// where the value keeps it (a producer, the offsets store).
+/// [`ConnectionConfig::client`] and shared as an `Arc<Client>`.
+///
+/// One rule across the public API: a call that only uses the client takes
+/// `&Client` (an `&Arc<Client>` derefs to it, so `&client` does), and one
+/// whose result keeps it (a producer, the offsets store and a group's
+/// session with it, a group member, a transactional output) takes an
+/// `Arc<Client>` (`Arc::clone(&client)`); no public item takes an
+/// `&Arc<Client>`.
 pub use rskafka::client::Client;
 
 /// A record header: its key and its value, `None` for a null value.

@@ -113,11 +113,10 @@ impl PipeArgs {
             ))),
             (None, None) => None,
         };
-        Ok(Transform {
-            key: extractor("--key-from", &self.key_from)?,
-            value,
-            keep_partition: self.keep_partition,
-        })
+        Ok(Transform::default()
+            .with_key(extractor("--key-from", &self.key_from)?)
+            .with_value(value)
+            .with_keep_partition(self.keep_partition))
     }
 }
 

@@ -353,7 +353,9 @@ pub(crate) async fn run_on<J: Reading>(
             Some(membership) => {
                 let mut membership = membership.clone();
                 membership.topics = matching(&client, &membership.topics).await?;
-                let summary = run_member(&client, connection, membership, &mut runs, stop).await?;
+                let summary =
+                    run_member(Arc::clone(&client), connection, membership, &mut runs, stop)
+                        .await?;
                 total.add(summary)
             }
             None => {
@@ -574,7 +576,7 @@ async fn gain(
     let session = match &plan.group {
         Some(g) => {
             offsets::group::join(
-                cluster.client,
+                Arc::clone(cluster.client),
                 cluster.connection,
                 &g.store,
                 &g.name,
@@ -626,7 +628,7 @@ impl<J: Reading> Runs<J> {
             .await?;
         let session = match group {
             Some(g) => offsets::group::join(
-                cluster.client,
+                Arc::clone(cluster.client),
                 cluster.connection,
                 &g.store,
                 &g.name,
