@@ -222,7 +222,16 @@ impl Member {
             shutdown.await;
             StopReason::Shutdown
         };
-        crate::job::runner::run_on(self.client, &self.connection, plan, job, shutdown).await
+        // Boxed: the runner's future (joining, the generations, the job
+        // loop) is large, and a caller's stack need not hold it.
+        Box::pin(crate::job::runner::run_on(
+            self.client,
+            &self.connection,
+            plan,
+            job,
+            shutdown,
+        ))
+        .await
     }
 }
 

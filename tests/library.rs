@@ -16,7 +16,7 @@ use weir::consume::output::{OutputFormat, RecordWriter};
 use weir::group::{GroupConfig, Member, MemberError};
 use weir::job::runner::ReadPlan;
 use weir::job::{JobError, StopReason};
-use weir::produce::ProduceError;
+use weir::produce::{ProduceError, ProducePlan, StartError, TopicError, TopicPlan};
 use weir::read::{Assignment, ConsumeError, Consumer, ConsumerConfig, Selection, Until, assign};
 use weir::{ConnectionConfig, FutureProducer, ProducerConfig};
 
@@ -54,6 +54,22 @@ fn an_unknown_topic_is_unknown_topic_from_every_entry_point() {
             other => panic!("producer: {other:?}"),
         }
         quick("the producer", started);
+
+        // The produce job's start (`weir produce`), which may create it.
+        let started = Instant::now();
+        let plan = ProducePlan::new(TopicPlan::new(&missing), ProducerConfig::default());
+        match timeout(
+            "produce start",
+            Box::pin(weir::produce::start(&connection, plan)),
+        )
+        .await
+        {
+            Err(StartError::Topic(TopicError::UnknownTopic { topic })) => {
+                assert_eq!(topic, missing)
+            }
+            other => panic!("produce start: {:?}", other.err()),
+        }
+        quick("the produce job", started);
 
         let started = Instant::now();
         let e = timeout("assign", assign(&client, &Selection::new([&missing])))
@@ -93,7 +109,7 @@ fn an_unknown_topic_is_unknown_topic_from_every_entry_point() {
             &mut writer,
             std::future::pending(),
         );
-        match timeout("consume", consumed).await {
+        match timeout("consume", Box::pin(consumed)).await {
             Err(JobError::Consumer(e)) => assert!(unknown(&e, &missing), "consume: {e:?}"),
             other => panic!("consume: {other:?}"),
         }
@@ -108,7 +124,7 @@ fn an_unknown_topic_is_unknown_topic_from_every_entry_point() {
             None,
             std::future::pending::<StopReason>(),
         );
-        match timeout("count", counted).await {
+        match timeout("count", Box::pin(counted)).await {
             Err(CountError::Job(JobError::Consumer(e))) => {
                 assert!(unknown(&e, &missing), "count: {e:?}")
             }

@@ -353,6 +353,14 @@ pub(crate) async fn run_on<J: Reading>(
             Some(membership) => {
                 let mut membership = membership.clone();
                 membership.topics = matching(&client, &membership.topics).await?;
+                // As a run standalone (its `assign`): a topic that does
+                // not exist fails here, rather than leave the member in
+                // the group waiting for partitions that never come.
+                if !membership.topics.is_empty() {
+                    assign(&client, &Selection::new(membership.topics.clone()))
+                        .await
+                        .map_err(JobError::from)?;
+                }
                 let summary =
                     run_member(Arc::clone(&client), connection, membership, &mut runs, stop)
                         .await?;
