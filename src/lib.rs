@@ -99,6 +99,11 @@
 //!   [`filter`](consume::filter) (regular expressions on keys and values,
 //!   JSON field matches) and [`output`](consume::output) (raw values,
 //!   templates, JSON lines).
+//! - [`group`]: a member of a consumer group from library code,
+//!   [`Member`](group::Member) with an async handler per record: the
+//!   runner of [`job::runner`] with the handler as its job (joining,
+//!   cooperative handover, commits after the handler's `Ok`, fencing),
+//!   in `group/handle.rs`.
 //! - [`share`]: share groups (KIP-932), `weir consume --share-group`:
 //!   membership by ShareGroupHeartbeat, a ShareFetch session per leader
 //!   with acknowledgements carried by the next fetch
@@ -183,7 +188,9 @@
 //!
 //! A [`ConnectionConfig`] makes the [`Client`]; a [`FutureProducer`] sends
 //! with `&self` and gives each record's delivery as a future; a
-//! [`Consumer`] is a [`futures::Stream`] of its partitions' records. The
+//! [`Consumer`] is a [`futures::Stream`] of its partitions' records; a
+//! [`group::Member`] calls an async handler for every record of the
+//! partitions its group assigns it. The
 //! jobs the binary runs ([`aggregate::count`], [`pipe::pipe`],
 //! [`consume::consume`]) take typed configs and a shutdown future.
 //! `examples/` in the repository has a program for each, run against a
