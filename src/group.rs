@@ -93,10 +93,14 @@ pub struct GroupConfig {
 
 impl GroupConfig {
     /// Membership of `group` reading `topics`, with the Java consumer's
-    /// timeouts and assignors (`cooperative-sticky` among them: see
-    /// [`with_assignors`](Self::with_assignors)), reading from the earliest
-    /// offset where the group has no commit, committing every
-    /// [`DEFAULT_COMMIT_INTERVAL`] to the default store.
+    /// timeouts and the assignors `weir consume -g` offers
+    /// ([`DEFAULT_ASSIGNORS`](crate::kafka::membership::DEFAULT_ASSIGNORS):
+    /// eager `sticky` first, `cooperative-sticky` last, so that the group
+    /// can take in other clients' members; see
+    /// [`with_assignors`](Self::with_assignors) for cooperative
+    /// rebalances), reading from the earliest offset where the group has
+    /// no commit, committing every [`DEFAULT_COMMIT_INTERVAL`] to the
+    /// default store.
     pub fn new<T: Into<String>>(
         group: impl Into<String>,
         topics: impl IntoIterator<Item = T>,
