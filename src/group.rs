@@ -6,7 +6,8 @@
 //! members), reads the partitions each generation assigns from where the
 //! group committed (weir's offsets store, else the broker's group offsets,
 //! else [`ConsumerConfig`]'s start), and calls the handler once per record,
-//! in offset order per partition. It is the runner the `weir consume -g`
+//! in offset order per partition ([`Member::run_batches`]: once per batch
+//! of a partition's records). It is the runner the `weir consume -g`
 //! command runs ([`crate::job::runner`]), with the handler in place of
 //! the output:
 //!
@@ -219,6 +220,41 @@ impl Member {
         H: FnMut(ConsumedRecord) -> F,
         F: Future<Output = Result<(), E>>,
         E: std::error::Error + 'static,
+    {
+        self.run_with(handle::PerRecord(handler), shutdown).await
+    }
+
+    /// As [`run`](Self::run), with a handler per batch: the records of
+    /// one partition that one fetch returned, in offset order. Their
+    /// offsets are committed once the handler returned `Ok` for the
+    /// batch; an error (reported at the batch's first offset) commits
+    /// none of them.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub async fn run_batches<H, F, E>(
+        self,
+        handler: H,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<MemberSummary, MemberError<E>>
+    where
+        H: FnMut(Vec<ConsumedRecord>) -> F,
+        F: Future<Output = Result<(), E>>,
+        E: std::error::Error + 'static,
+    {
+        self.run_with(handle::PerBatch(handler), shutdown).await
+    }
+
+    /// [`run`](Self::run) with either kind of handler.
+    async fn run_with<H>(
+        self,
+        handler: H,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<MemberSummary, MemberError<H::Error>>
+    where
+        H: handle::Handler,
+        H::Error: std::error::Error + 'static,
     {
         let plan = self.config.plan();
         let job = handle::Handlers::new(handler, self.config.group());

@@ -42,6 +42,53 @@ impl Summary for MemberSummary {
     }
 }
 
+/// A user's handler: called for one record at a time ([`PerRecord`]) or
+/// for a partition's batch of them ([`PerBatch`]).
+pub(super) trait Handler {
+    /// The handler's error.
+    type Error;
+
+    /// Whether it takes one record at a time.
+    const PER_RECORD: bool;
+
+    /// Handles `records` (one, [`PER_RECORD`](Self::PER_RECORD)), of one
+    /// partition in offset order.
+    fn call(&mut self, records: &[ConsumedRecord])
+    -> impl Future<Output = Result<(), Self::Error>>;
+}
+
+/// A handler per record.
+pub(super) struct PerRecord<H>(pub(super) H);
+
+impl<H, F, E> Handler for PerRecord<H>
+where
+    H: FnMut(ConsumedRecord) -> F,
+    F: Future<Output = Result<(), E>>,
+{
+    type Error = E;
+    const PER_RECORD: bool = true;
+
+    fn call(&mut self, records: &[ConsumedRecord]) -> impl Future<Output = Result<(), E>> {
+        (self.0)(records[0].clone())
+    }
+}
+
+/// A handler per batch of a partition's records.
+pub(super) struct PerBatch<H>(pub(super) H);
+
+impl<H, F, E> Handler for PerBatch<H>
+where
+    H: FnMut(Vec<ConsumedRecord>) -> F,
+    F: Future<Output = Result<(), E>>,
+{
+    type Error = E;
+    const PER_RECORD: bool = false;
+
+    fn call(&mut self, records: &[ConsumedRecord]) -> impl Future<Output = Result<(), E>> {
+        (self.0)(records.to_vec())
+    }
+}
+
 /// The user's handler, run after run (one per generation).
 pub(super) struct Handlers<H> {
     handler: H,
@@ -57,13 +104,12 @@ impl<H> Handlers<H> {
     }
 }
 
-impl<H, F, E> Reading for Handlers<H>
+impl<H> Reading for Handlers<H>
 where
-    H: FnMut(ConsumedRecord) -> F,
-    F: Future<Output = Result<(), E>>,
-    E: std::error::Error + 'static,
+    H: Handler,
+    H::Error: std::error::Error + 'static,
 {
-    type Error = MemberError<E>;
+    type Error = MemberError<H::Error>;
     type Summary = MemberSummary;
 
     async fn open(&mut self, _opening: Opening<'_>) -> Result<(), Self::Error> {
@@ -186,27 +232,25 @@ impl<'h, H, E> Run<'h, H, E> {
     }
 }
 
-impl<H, F, E> Job for Run<'_, H, E>
-where
-    H: FnMut(ConsumedRecord) -> F,
-    F: Future<Output = Result<(), E>>,
-{
+impl<H: Handler> Job for Run<'_, H, H::Error> {
     type Error = JobError;
 
     async fn records(&mut self, records: &[ConsumedRecord]) -> Step<JobError> {
-        for record in records {
+        let size = if H::PER_RECORD { 1 } else { records.len() };
+        for chunk in records.chunks(size.max(1)) {
             // A member frozen past its session (or in a long handler)
             // hands nothing more of partitions that are another's by now.
             if !self.holds_partitions() {
                 return Ok(Some(StopReason::Fenced));
             }
-            if let Err(e) = (self.handler)(record.clone()).await {
-                self.failure = Some((record.topic_partition(), record.offset, e));
+            let (first, last) = (&chunk[0], &chunk[chunk.len() - 1]);
+            if let Err(e) = self.handler.call(chunk).await {
+                self.failure = Some((first.topic_partition(), first.offset, e));
                 return Ok(Some(StopReason::Shutdown));
             }
-            self.handled += 1;
+            self.handled += chunk.len() as u64;
             self.positions
-                .insert(record.topic_partition(), record.offset + 1);
+                .insert(last.topic_partition(), last.offset + 1);
         }
         Ok(None)
     }
