@@ -99,11 +99,6 @@
 //!   [`filter`](consume::filter) (regular expressions on keys and values,
 //!   JSON field matches) and [`output`](consume::output) (raw values,
 //!   templates, JSON lines).
-//! - [`group`]: a member of a consumer group from library code,
-//!   [`Member`](group::Member) with an async handler per record: the
-//!   runner of [`job::runner`] with the handler as its job (joining,
-//!   cooperative handover, commits after the handler's `Ok`, fencing),
-//!   in `group/handle.rs`.
 //! - [`share`]: share groups (KIP-932), `weir consume --share-group`:
 //!   membership by ShareGroupHeartbeat, a ShareFetch session per leader
 //!   with acknowledgements carried by the next fetch
@@ -127,6 +122,12 @@
 //!   (outputs opened before the group's commits are read), the commits,
 //!   restore; [`job::member`]: the generations of a member of a group
 //!   (rebalances, fencing, leaving) and its summaries added up over them.
+//! - [`group`]: a member of a consumer group from library code,
+//!   [`Member`](group::Member) with an async handler per record
+//!   (or per batch): the
+//!   runner of [`job::runner`] with the handler as its job (joining,
+//!   cooperative handover, commits after the handler's `Ok`, fencing),
+//!   in `group/handle.rs`.
 //! - [`offsets`]: group offsets and aggregation state as records in a
 //!   compacted topic: the records (keys, commit values, a large state split
 //!   into chunks and joined back), the store
