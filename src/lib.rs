@@ -123,11 +123,10 @@
 //!   restore; [`job::member`]: the generations of a member of a group
 //!   (rebalances, fencing, leaving) and its summaries added up over them.
 //! - [`group`]: a member of a consumer group from library code,
-//!   [`Member`](group::Member) with an async handler per record
-//!   (or per batch): the
-//!   runner of [`job::runner`] with the handler as its job (joining,
-//!   cooperative handover, commits after the handler's `Ok`, fencing),
-//!   in `group/handle.rs`.
+//!   [`Member`](group::Member) with an async handler per record (or per
+//!   batch): the runner of [`job::runner`] with the handler as its job
+//!   (joining, cooperative handover, commits after the handler's `Ok`,
+//!   fencing), in `group/handle.rs`.
 //! - [`offsets`]: group offsets and aggregation state as records in a
 //!   compacted topic: the records (keys, commit values, a large state split
 //!   into chunks and joined back), the store
