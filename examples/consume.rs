@@ -30,7 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // earliest offset), to the end of its log as it is now.
     let mut partitions = assign(&client, &Selection::new([topic])).await?;
     let (mut session, _) = join(
-        &client,
+        Arc::clone(&client),
         &connection,
         &StoreConfig::default(),
         &group,

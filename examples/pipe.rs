@@ -34,21 +34,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_group(GroupPlan::new(
         group,
         StoreConfig::default(),
-        Some(CommitPlan {
-            interval: Duration::from_secs(1),
-            exclusive: false,
-        }),
+        Some(CommitPlan::new(Duration::from_secs(1))),
     ));
-    let filter = Filter::new(FilterConfig {
-        wheres: vec!["user=u7".parse()?],
-        ..FilterConfig::default()
-    });
+    let filter = Filter::new(FilterConfig::default().with_where("user=u7".parse()?));
     // Keys and values as they are.
-    let transform = Transform {
-        key: None,
-        value: None,
-        keep_partition: false,
-    };
+    let transform = Transform::default();
     let to = PipeTo::new(to, ProducerConfig::default()).exactly_once(Duration::from_secs(60));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

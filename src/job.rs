@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod member;
+mod plan;
 pub mod rebalance;
 pub mod runner;
 

@@ -123,6 +123,11 @@
 //!   (outputs opened before the group's commits are read), the commits,
 //!   restore; [`job::member`]: the generations of a member of a group
 //!   (rebalances, fencing, leaving) and its summaries added up over them.
+//! - [`group`]: a member of a consumer group from library code,
+//!   [`Member`](group::Member) with an async handler per record (or per
+//!   batch): the runner of [`job::runner`] with the handler as its job
+//!   (joining, cooperative handover, commits after the handler's `Ok`,
+//!   fencing), in `group/handle.rs`.
 //! - [`offsets`]: group offsets and aggregation state as records in a
 //!   compacted topic: the records (keys, commit values, a large state split
 //!   into chunks and joined back), the store
@@ -184,7 +189,9 @@
 //!
 //! A [`ConnectionConfig`] makes the [`Client`]; a [`FutureProducer`] sends
 //! with `&self` and gives each record's delivery as a future; a
-//! [`Consumer`] is a [`futures::Stream`] of its partitions' records. The
+//! [`Consumer`] is a [`futures::Stream`] of its partitions' records; a
+//! [`group::Member`] calls an async handler for every record of the
+//! partitions its group assigns it. The
 //! jobs the binary runs ([`aggregate::count`], [`pipe::pipe`],
 //! [`consume::consume`]) take typed configs and a shutdown future.
 //! `examples/` in the repository has a program for each, run against a
@@ -223,6 +230,7 @@
 pub mod aggregate;
 pub mod bench;
 pub mod consume;
+pub mod group;
 pub mod job;
 pub mod json_path;
 pub mod kafka;
@@ -241,9 +249,14 @@ pub use kafka::connect::ConnectionConfig;
 pub use produce::{FutureProducer, ProduceRecord, ProducerConfig};
 pub use read::Consumer;
 /// The Kafka client every job shares: made by
-/// [`ConnectionConfig::client`], taken by reference where a call only uses
-/// it (`&Client`: an `&Arc<Client>` derefs to it) and as `Arc<Client>`
-/// where the value keeps it (a producer, the offsets store).
+/// [`ConnectionConfig::client`] and shared as an `Arc<Client>`.
+///
+/// One rule across the public API: a call that only uses the client takes
+/// `&Client` (an `&Arc<Client>` derefs to it, so `&client` does), and one
+/// whose result keeps it (a producer, the offsets store and a group's
+/// session with it, a group member, a transactional output) takes an
+/// `Arc<Client>` (`Arc::clone(&client)`); no public item takes an
+/// `&Arc<Client>`.
 pub use rskafka::client::Client;
 
 /// A record header: its key and its value, `None` for a null value.

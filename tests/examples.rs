@@ -97,3 +97,28 @@ fn the_examples_produce_consume_count_and_pipe_exactly() {
         "{values:?}"
     );
 }
+
+/// Two members of one group in one process, each with a handler
+/// (`group`): every record of a 3-partition topic handled exactly once
+/// across both in a clean run, and a second run of the group handles only
+/// the records produced since, resumed from the commits.
+#[test]
+fn the_group_example_handles_every_record_once_across_two_members() {
+    let topic = random_topic("examples-group");
+    weir_run(&["topics", "create", &topic, "--partitions", "3"]).ok();
+    let out = run_example("produce", &[brokers(), &topic, "600"]);
+    assert_eq!(out.trim(), format!("written 600 records to {topic}"));
+
+    let group = format!("{topic}-members");
+    let out = run_example("group", &[brokers(), &topic, &group, "600"]);
+    assert_eq!(out.trim(), "handled 600 records, 600 distinct");
+
+    let out = run_example("produce", &[brokers(), &topic, "50"]);
+    assert_eq!(out.trim(), format!("written 50 records to {topic}"));
+    let again = run_example("group", &[brokers(), &topic, &group, "50"]);
+    assert_eq!(
+        again.trim(),
+        "handled 50 records, 50 distinct",
+        "resumed from the commits"
+    );
+}

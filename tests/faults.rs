@@ -202,11 +202,7 @@ fn in_sync_replicas(node: &str, topic: &str) -> Vec<usize> {
         .build()
         .unwrap();
     rt.block_on(common::timeout("a metadata request", async {
-        let config = weir::ConnectionConfig {
-            brokers: vec![node.to_owned()],
-            timeout: STEP_TIMEOUT,
-            ..Default::default()
-        };
+        let config = weir::ConnectionConfig::new([node.to_owned()]).with_timeout(STEP_TIMEOUT);
         let mut admin = weir::Admin::connect(&config).await.unwrap();
         let partitions = admin.partitions(topic).await.unwrap();
         partitions.into_iter().map(|p| p.isr.len()).collect()

@@ -639,11 +639,8 @@ fn offsets_in_a_transaction_from_a_past_generation_are_refused() {
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let refused = rt.block_on(async {
-        let connection = weir::ConnectionConfig {
-            brokers: vec![cluster.address().to_owned()],
-            timeout: Duration::from_secs(20),
-            ..Default::default()
-        };
+        let connection = weir::ConnectionConfig::new([cluster.address().to_owned()])
+            .with_timeout(Duration::from_secs(20));
         let id = format!("{group}-zombie");
         let mut transactions = Transactions::init(&connection, &id, Duration::from_secs(10))
             .await
@@ -704,11 +701,8 @@ impl Fencing {
             cluster.committed_total(&self.store, &self.group) == n
         };
         wait(dir, "the first checkpoint", || committed(100));
-        let connection = weir::ConnectionConfig {
-            brokers: vec![cluster.address().to_owned()],
-            timeout: Duration::from_secs(20),
-            ..Default::default()
-        };
+        let connection = weir::ConnectionConfig::new([cluster.address().to_owned()])
+            .with_timeout(Duration::from_secs(20));
         let rt = tokio::runtime::Runtime::new().unwrap();
         for id in ids {
             rt.block_on(Transactions::init(&connection, id, Duration::from_secs(10)))

@@ -1156,17 +1156,12 @@ fn group_members_split_partitions_through_the_coordinator_and_kafka_tools_see_th
         TOPIC_COMMAND,
         &["--create", "--topic", &topic, "--partitions", "6"],
     );
-    let connection = weir::ConnectionConfig {
-        brokers: vec![brokers().to_owned()],
-        timeout: Duration::from_secs(20),
-        ..Default::default()
-    };
-    let membership = MembershipConfig {
-        session_timeout: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_millis(300),
-        rebalance_timeout: Duration::from_secs(10),
-        ..MembershipConfig::new(group.clone(), vec![topic.clone()])
-    };
+    let connection =
+        weir::ConnectionConfig::new([brokers().to_owned()]).with_timeout(Duration::from_secs(20));
+    let membership = MembershipConfig::new(group.clone(), vec![topic.clone()])
+        .with_session_timeout(Duration::from_secs(10))
+        .with_heartbeat_interval(Duration::from_millis(300))
+        .with_rebalance_timeout(Duration::from_secs(10));
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // A alone has every partition.

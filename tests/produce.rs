@@ -484,11 +484,8 @@ fn a_refused_sequence_starts_a_new_epoch_and_writes_everything_once() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (first, second, stale) = rt.block_on(async {
-        let connection = weir::ConnectionConfig {
-            brokers: vec![brokers().to_owned()],
-            timeout: Duration::from_secs(20),
-            ..Default::default()
-        };
+        let connection = weir::ConnectionConfig::new([brokers().to_owned()])
+            .with_timeout(Duration::from_secs(20));
         let id = weir::kafka::idempotence::init_producer_id(&connection)
             .await
             .unwrap();
@@ -593,11 +590,8 @@ fn a_producer_dropped_without_close_still_delivers_every_record() {
     weir_run(&["topics", "create", &topic, "--partitions", "3"]).ok();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let delivered = rt.block_on(async {
-        let connection = weir::ConnectionConfig {
-            brokers: vec![brokers().to_owned()],
-            timeout: Duration::from_secs(20),
-            ..Default::default()
-        };
+        let connection = weir::ConnectionConfig::new([brokers().to_owned()])
+            .with_timeout(Duration::from_secs(20));
         let client = std::sync::Arc::new(connection.client().await.unwrap());
         // A long linger: nothing has gone out when the producer is dropped.
         let config = ProducerConfig::default().with_linger(Duration::from_secs(2));

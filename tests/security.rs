@@ -237,19 +237,16 @@ fn sasl_logs_in_and_refuses_a_wrong_password(mechanism: SaslMechanism, user: &st
     assert!(listed.stdout.contains(&topic), "{}", listed.stdout);
     outputs.push(listed);
 
-    let config = ConnectionConfig {
-        brokers: vec![secure.sasl.clone()],
-        timeout: Duration::from_secs(20),
-        sasl: Some(
+    let config = ConnectionConfig::new([secure.sasl.clone()])
+        .with_timeout(Duration::from_secs(20))
+        .with_sasl(
             SaslOptions {
                 mechanism,
                 username: user.to_owned(),
                 password: Password::new(password),
             }
             .into(),
-        ),
-        ..Default::default()
-    };
+        );
     assert!(rskafka_topics(&config).contains(&topic));
 
     let mut cmd = weir();
@@ -288,18 +285,14 @@ fn sasl_logs_in_and_refuses_a_wrong_password(mechanism: SaslMechanism, user: &st
     outputs.push(verbose);
 
     // rskafka's client is never built on a refused login.
-    let config = ConnectionConfig {
-        sasl: Some(
-            SaslOptions {
-                mechanism,
-                username: user.to_owned(),
-                password: Password::new(WRONG_PASSWORD),
-            }
-            .into(),
-        ),
-        timeout: FAIL_TIMEOUT,
-        ..config
-    };
+    let config = config.with_timeout(FAIL_TIMEOUT).with_sasl(
+        SaslOptions {
+            mechanism,
+            username: user.to_owned(),
+            password: Password::new(WRONG_PASSWORD),
+        }
+        .into(),
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let err = rt
         .block_on(common::timeout(
@@ -444,16 +437,13 @@ fn tls_verifies_the_broker_with_tls_ca() {
     assert!(listed.stdout.contains(&topic), "{}", listed.stdout);
 
     // rskafka's connection honours the same options.
-    let config = ConnectionConfig {
-        brokers: vec![secure.ssl.clone()],
-        timeout: Duration::from_secs(20),
-        tls: Some(
+    let config = ConnectionConfig::new([secure.ssl.clone()])
+        .with_timeout(Duration::from_secs(20))
+        .with_tls(
             TlsOptions::default()
                 .with_ca_file(secure.ca.clone())
                 .with_client_auth(secure.client_cert.clone(), secure.client_key.clone()),
-        ),
-        ..Default::default()
-    };
+        );
     assert!(rskafka_topics(&config).contains(&topic));
 
     // The default roots, and a CA that did not sign the broker's
@@ -552,12 +542,9 @@ fn mutual_tls_refuses_a_missing_or_unknown_client_certificate() {
 
     // rskafka's client is never built without an accepted certificate,
     // and the refusal is as quick.
-    let config = ConnectionConfig {
-        brokers: vec![secure.ssl.clone()],
-        timeout: FAIL_TIMEOUT,
-        tls: Some(TlsOptions::default().with_ca_file(secure.ca.clone())),
-        ..Default::default()
-    };
+    let config = ConnectionConfig::new([secure.ssl.clone()])
+        .with_timeout(FAIL_TIMEOUT)
+        .with_tls(TlsOptions::default().with_ca_file(secure.ca.clone()));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let start = Instant::now();
     let err = rt
@@ -736,12 +723,9 @@ fn oauthbearer_reads_a_rewritten_token_file_for_a_new_connection() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, unsecured_jwt("alice", 3600)).unwrap();
-    let config = ConnectionConfig {
-        brokers: vec![secure.sasl.clone()],
-        timeout: FAIL_TIMEOUT,
-        sasl: Some(BearerToken::new(TokenSource::File(token.clone())).into()),
-        ..Default::default()
-    };
+    let config = ConnectionConfig::new([secure.sasl.clone()])
+        .with_timeout(FAIL_TIMEOUT)
+        .with_sasl(BearerToken::new(TokenSource::File(token.clone())).into());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let connect = || {
         rt.block_on(common::timeout("connect with a token file", async {

@@ -107,11 +107,8 @@ async fn describe_reports_watermarks() {
     let topic = random_topic("marks");
     weir_run(&["topics", "create", &topic, "--partitions", "2"]).ok();
 
-    let config = weir::ConnectionConfig {
-        brokers: vec![common::brokers().to_owned()],
-        timeout: Duration::from_secs(10),
-        ..Default::default()
-    };
+    let config = weir::ConnectionConfig::new([common::brokers().to_owned()])
+        .with_timeout(Duration::from_secs(10));
     let client = timeout("connect", config.client()).await.unwrap();
     let partition = timeout(
         "partition client",
@@ -238,11 +235,7 @@ fn unreachable_broker_fails_within_timeout() {
 #[test]
 fn unreachable_broker_through_rskafka_client_fails_within_timeout() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let config = weir::ConnectionConfig {
-        brokers: vec!["127.0.0.1:1".into()],
-        timeout: Duration::from_secs(2),
-        ..Default::default()
-    };
+    let config = weir::ConnectionConfig::new(["127.0.0.1:1"]).with_timeout(Duration::from_secs(2));
     let start = std::time::Instant::now();
     let err = rt
         .block_on(timeout("client", config.client()))
@@ -268,11 +261,8 @@ fn now_ms() -> i64 {
 #[test]
 fn admin_requests_survive_a_broker_restart() {
     let mut kafka = Kafka::start(1);
-    let config = weir::ConnectionConfig {
-        brokers: vec![kafka.address()],
-        timeout: Duration::from_secs(90),
-        ..Default::default()
-    };
+    let config =
+        weir::ConnectionConfig::new([kafka.address()]).with_timeout(Duration::from_secs(90));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut admin = rt
         .block_on(timeout("connect", weir::Admin::connect(&config)))

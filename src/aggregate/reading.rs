@@ -287,7 +287,7 @@ impl Reading for Count {
         // Boxed: the admin, transaction and producer futures nest deep
         // enough to pass the compiler's layout query depth.
         let topic = Box::pin(open_output_topic(
-            opening.cluster.client,
+            opening.cluster.client(),
             opening.cluster.connection,
             &output.topic,
             output.input.as_deref(),

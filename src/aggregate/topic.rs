@@ -352,7 +352,7 @@ pub enum OutputTopicError {
 /// The topic cannot be described or created, or its producer cannot
 /// start.
 pub async fn open_output_topic(
-    client: &Arc<Client>,
+    client: Arc<Client>,
     config: &ConnectionConfig,
     name: &str,
     input: Option<&str>,
@@ -415,12 +415,12 @@ pub async fn open_output_topic(
     // producer under the same id and epoch (sequences are per partition).
     let partials = match (partials, &transactions) {
         (Some((topic, n)), Some(_)) => {
-            Some(Box::pin(sender(client, topic, n, producer_config.clone())).await?)
+            Some(Box::pin(sender(&client, topic, n, producer_config.clone())).await?)
         }
         _ => None,
     };
     let (producer, deliveries) = Box::pin(Producer::new(
-        Arc::clone(client),
+        client,
         name,
         i32::try_from(partitions).unwrap_or(1),
         producer_config,

@@ -283,10 +283,8 @@ pub async fn run(
         // --count 0 commits nothing, so it creates no offsets topic and
         // joins no group either.
         let writes = !args.no_commit && args.count != Some(0);
-        let commits = (!args.no_commit).then_some(CommitPlan {
-            interval: args.commit_interval,
-            exclusive: args.exclusive,
-        });
+        let commits = (!args.no_commit)
+            .then_some(CommitPlan::new(args.commit_interval).with_exclusive(args.exclusive));
         plan = plan.with_group(args.selection.group_plan(
             group,
             &args.store,

@@ -260,14 +260,12 @@ impl MembershipFlags {
                 humantime::format_duration(self.session_timeout)
             )));
         }
-        let config = MembershipConfig {
-            session_timeout: self.session_timeout,
-            heartbeat_interval: self.heartbeat_interval,
-            rebalance_timeout: self.max_poll_interval,
-            ..MembershipConfig::new(group, topics.to_vec())
-        }
-        .with_assignors(self.assignor.iter().copied())
-        .with_protocol(self.group_protocol, self.group_remote_assignor.clone());
+        let config = MembershipConfig::new(group, topics.to_vec())
+            .with_session_timeout(self.session_timeout)
+            .with_heartbeat_interval(self.heartbeat_interval)
+            .with_rebalance_timeout(self.max_poll_interval)
+            .with_assignors(self.assignor.iter().copied())
+            .with_protocol(self.group_protocol, self.group_remote_assignor.clone());
         Ok(match &self.group_instance_id {
             Some(id) => config.with_instance_id(instance_id(id)?),
             None => config,
@@ -330,17 +328,17 @@ impl FilterFlags {
                 .transpose()
                 .map_err(|e| usage_for(flag, e))
         };
-        Ok(FilterConfig {
-            grep: regex("--grep", &self.grep)?,
-            grep_key: regex("--grep-key", &self.grep_key)?,
-            wheres: self
-                .wheres
-                .iter()
-                .map(|w| w.parse::<WhereClause>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| usage_for("--where", e))?,
-            invert: self.invert,
-        })
+        let mut config = FilterConfig::default()
+            .with_grep(regex("--grep", &self.grep)?)
+            .with_grep_key(regex("--grep-key", &self.grep_key)?)
+            .with_invert(self.invert);
+        for clause in &self.wheres {
+            let clause = clause
+                .parse::<WhereClause>()
+                .map_err(|e| usage_for("--where", e))?;
+            config = config.with_where(clause);
+        }
+        Ok(config)
     }
 }
 

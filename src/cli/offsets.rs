@@ -35,11 +35,10 @@ impl StoreArgs {
         if self.offsets_partitions < 1 {
             return Err(usage("--offsets-partitions must be at least 1"));
         }
-        Ok(StoreConfig {
-            topic: self.offsets_topic.clone(),
-            partitions: self.offsets_partitions,
-            create,
-        })
+        Ok(StoreConfig::default()
+            .with_topic(&self.offsets_topic)
+            .with_partitions(self.offsets_partitions)
+            .with_create(create))
     }
 }
 

@@ -140,11 +140,10 @@ impl PipeArgs {
             ))),
             (None, None) => None,
         };
-        Ok(Transform {
-            key: extractor("--key-from", &self.key_from)?,
-            value,
-            keep_partition: self.keep_partition,
-        })
+        Ok(Transform::default()
+            .with_key(extractor("--key-from", &self.key_from)?)
+            .with_value(value)
+            .with_keep_partition(self.keep_partition))
     }
 }
 
@@ -163,10 +162,7 @@ pub async fn run(
         .with_metrics_addr(args.metrics.addr()?)
         .with_pattern_refresh(args.selection.pattern_refresh);
     if let Some(group) = &args.group {
-        let commits = CommitPlan {
-            interval: args.commit_interval,
-            exclusive: args.exclusive,
-        };
+        let commits = CommitPlan::new(args.commit_interval).with_exclusive(args.exclusive);
         plan = plan.with_group(args.selection.group_plan(
             group,
             &args.store,

@@ -241,14 +241,13 @@ impl ProduceArgs {
             )));
         }
         let mut plan = ProducePlan::new(
-            TopicPlan {
-                name: args.topic.clone(),
-                create: args.create_topic.then_some((
+            TopicPlan::new(&args.topic).with_create(
+                args.create_topic.then_some((
                     args.partitions,
                     args.replication_factor
                         .unwrap_or(weir::kafka::admin::NewTopic::DEFAULT_REPLICATION),
                 )),
-            },
+            ),
             batching
                 .with_partitioner(partitioner)
                 .with_metadata_max_age(args.metadata_max_age),
@@ -287,7 +286,7 @@ pub async fn run(
         produce::open_inputs(&inputs).map_err(|e| usage(weir::ErrorChain(&e).to_string()))?;
 
     let started = match produce::start(&config, plan).await {
-        Err(StartError::Topic(TopicError::Missing(topic))) => anyhow::bail!(
+        Err(StartError::Topic(TopicError::UnknownTopic { topic })) => anyhow::bail!(
             "topic \"{topic}\" does not exist (weir does not create topics on its own: pass \
              --create-topic --partitions N, or run weir topics create)"
         ),

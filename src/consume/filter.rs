@@ -193,6 +193,7 @@ impl fmt::Display for WhereClause {
 
 /// What to keep. The default keeps every record.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct FilterConfig {
     /// The value must match (`--grep`); a null value never matches.
     pub grep: Option<Regex>,
@@ -202,6 +203,38 @@ pub struct FilterConfig {
     pub wheres: Vec<WhereClause>,
     /// Keep the records the conditions reject instead (`--invert`).
     pub invert: bool,
+}
+
+/// `with_*` builders, each setting the field of its name.
+impl FilterConfig {
+    /// With [`grep`](Self::grep).
+    #[must_use]
+    pub fn with_grep(mut self, grep: Option<Regex>) -> Self {
+        self.grep = grep;
+        self
+    }
+
+    /// With [`grep_key`](Self::grep_key).
+    #[must_use]
+    pub fn with_grep_key(mut self, grep_key: Option<Regex>) -> Self {
+        self.grep_key = grep_key;
+        self
+    }
+
+    /// With one more of the [`wheres`](Self::wheres), all of which must
+    /// match.
+    #[must_use]
+    pub fn with_where(mut self, clause: WhereClause) -> Self {
+        self.wheres.push(clause);
+        self
+    }
+
+    /// With [`invert`](Self::invert).
+    #[must_use]
+    pub fn with_invert(mut self, invert: bool) -> Self {
+        self.invert = invert;
+        self
+    }
 }
 
 /// The outcome of [`Filter::check`].

@@ -99,9 +99,21 @@ impl<S: Summary> Total<S> {
 #[derive(Debug, Clone, Copy)]
 pub struct Cluster<'a> {
     /// The client the job reads (and writes) through.
-    pub client: &'a Arc<Client>,
+    pub(crate) client: &'a Arc<Client>,
     /// The connection's settings, for the offsets store and transactions.
-    pub connection: &'a ConnectionConfig,
+    pub(crate) connection: &'a ConnectionConfig,
+}
+
+impl<'a> Cluster<'a> {
+    /// The client the job reads (and writes) through, shared.
+    pub fn client(&self) -> Arc<Client> {
+        Arc::clone(self.client)
+    }
+
+    /// The connection's settings, for the offsets store and transactions.
+    pub fn connection(&self) -> &'a ConnectionConfig {
+        self.connection
+    }
 }
 
 /// A job that runs one generation at a time.
@@ -261,14 +273,17 @@ impl<'a, S: Future<Output = StopReason>> Steer<'a, S> {
 ///
 /// The group could not be joined or rejoined, or the job failed.
 pub async fn run_member<G: Generations>(
-    client: &Arc<Client>,
+    client: Arc<Client>,
     connection: &ConnectionConfig,
     membership: MembershipConfig,
     job: &mut G,
     shutdown: impl Future<Output = StopReason>,
 ) -> Result<G::Summary, G::Error> {
     let started = Instant::now();
-    let cluster = Cluster { client, connection };
+    let cluster = Cluster {
+        client: &client,
+        connection,
+    };
     let mut total = Total::default();
     let stop = generations(cluster, membership, job, &mut total, shutdown).await?;
     Ok(total.end(started.elapsed(), stop))

@@ -29,113 +29,12 @@ use super::member::{Cluster, Generations, Steer, Steered, Summary, Total, run_me
 use super::rebalance::{self, Gained, Rebalance, Rebalances};
 use super::{JobError, StopReason};
 use crate::kafka::connect::ConnectionConfig;
-use crate::kafka::membership::{MemberLink, MembershipConfig};
-use crate::offsets::{GroupOffsets, GroupSession, StoreConfig};
-use crate::read::{Assignment, ConsumeError, Consumer, ConsumerConfig, Selection, assign, pattern};
+use crate::kafka::membership::MemberLink;
+use crate::offsets::{GroupOffsets, GroupSession};
+use crate::read::{Assignment, ConsumeError, Consumer, Selection, assign, pattern};
 use crate::{ErrorChain, TopicPartition, offsets};
 
-/// How often topic patterns are matched again by default (the Java
-/// consumer's `metadata.max.age.ms` is five minutes).
-pub const DEFAULT_PATTERN_REFRESH: Duration = Duration::from_secs(30);
-
-/// What a reading job reads and how it keeps its place.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ReadPlan {
-    /// The topics and partitions.
-    pub selection: Selection,
-    /// How they are fetched, and where partitions without a commit start.
-    pub consumer: ConsumerConfig,
-    /// The group whose commits the job resumes from (and commits to).
-    pub group: Option<GroupPlan>,
-    /// Serve the metrics at this `HOST:PORT` while the job runs
-    /// (`--metrics-addr`).
-    pub metrics_addr: Option<String>,
-    /// How often topic patterns are matched again: a topic that begins or
-    /// ends matching starts the job again on the new set
-    /// (`--pattern-refresh`).
-    pub pattern_refresh: Duration,
-}
-
-impl ReadPlan {
-    /// Reads `selection` with `consumer`, in no group.
-    pub fn new(selection: Selection, consumer: ConsumerConfig) -> Self {
-        Self {
-            selection,
-            consumer,
-            group: None,
-            metrics_addr: None,
-            pattern_refresh: DEFAULT_PATTERN_REFRESH,
-        }
-    }
-
-    /// Matches topic patterns again every `every`.
-    #[must_use]
-    pub fn with_pattern_refresh(mut self, every: Duration) -> Self {
-        self.pattern_refresh = every;
-        self
-    }
-
-    /// Resumes from, and commits to, `group`'s offsets.
-    #[must_use]
-    pub fn with_group(mut self, group: GroupPlan) -> Self {
-        self.group = Some(group);
-        self
-    }
-
-    /// Serves the metrics at `addr` while the job runs.
-    #[must_use]
-    pub fn with_metrics_addr(mut self, addr: Option<String>) -> Self {
-        self.metrics_addr = addr;
-        self
-    }
-}
-
-/// A group's offsets for a reading job.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct GroupPlan {
-    /// The group.
-    pub name: String,
-    /// The offsets store (created when missing if `store.create`).
-    pub store: StoreConfig,
-    /// How the job commits; `None` reads the commits and never commits
-    /// (`--no-commit`).
-    pub commits: Option<CommitPlan>,
-    /// Join the broker's group, whose coordinator shares the partitions
-    /// among the members; `None` reads the selection's partitions.
-    pub membership: Option<MembershipConfig>,
-}
-
-impl GroupPlan {
-    /// `name`'s offsets in `store`, committed as `commits` says, the
-    /// partitions chosen by the selection.
-    pub fn new(name: impl Into<String>, store: StoreConfig, commits: Option<CommitPlan>) -> Self {
-        Self {
-            name: name.into(),
-            store,
-            commits,
-            membership: None,
-        }
-    }
-
-    /// As a member of the broker's group: its coordinator assigns the
-    /// partitions.
-    #[must_use]
-    pub fn with_membership(mut self, membership: MembershipConfig) -> Self {
-        self.membership = Some(membership);
-        self
-    }
-}
-
-/// How a job commits its positions.
-#[derive(Debug, Clone, Copy)]
-pub struct CommitPlan {
-    /// Time between commits (checkpoints).
-    pub interval: Duration,
-    /// Fail when another instance commits one of these partitions.
-    pub exclusive: bool,
-}
+pub use super::plan::{CommitPlan, DEFAULT_PATTERN_REFRESH, GroupPlan, ReadPlan};
 
 /// What a run is started with, before the group's commits are read.
 #[derive(Debug, Clone, Copy)]
@@ -287,6 +186,24 @@ async fn run_timed<J: Reading>(
         client = connection.client() => Arc::new(client.map_err(JobError::from)?),
         reason = &mut shutdown => return Ok(J::Summary::empty(reason)),
     };
+    run_on(client, connection, plan, job, shutdown).await
+}
+
+/// [`run`] through `client`, a client the caller made (and shares) from
+/// `connection`, without the metrics server and the whole run's time:
+/// what a library user's group member ([`crate::group::Member`]) runs.
+///
+/// # Errors
+///
+/// As [`run`].
+pub(crate) async fn run_on<J: Reading>(
+    client: Arc<Client>,
+    connection: &ConnectionConfig,
+    plan: ReadPlan,
+    job: J,
+    shutdown: impl Future<Output = StopReason>,
+) -> Result<J::Summary, J::Error> {
+    let mut shutdown = std::pin::pin!(shutdown);
     let cluster = Cluster {
         client: &client,
         connection,
@@ -310,7 +227,17 @@ async fn run_timed<J: Reading>(
             Some(membership) => {
                 let mut membership = membership.clone();
                 membership.topics = matching(&client, &membership.topics).await?;
-                let summary = run_member(&client, connection, membership, &mut runs, stop).await?;
+                // As a run standalone (its `assign`): a topic that does
+                // not exist fails here, rather than leave the member in
+                // the group waiting for partitions that never come.
+                if !membership.topics.is_empty() {
+                    assign(&client, &Selection::new(membership.topics.clone()))
+                        .await
+                        .map_err(JobError::from)?;
+                }
+                let summary =
+                    run_member(Arc::clone(&client), connection, membership, &mut runs, stop)
+                        .await?;
                 total.add(summary)
             }
             None => {
@@ -531,7 +458,7 @@ async fn gain(
     let session = match &plan.group {
         Some(g) => {
             offsets::group::join(
-                cluster.client,
+                Arc::clone(cluster.client),
                 cluster.connection,
                 &g.store,
                 &g.name,
@@ -583,7 +510,7 @@ impl<J: Reading> Runs<J> {
             .await?;
         let session = match group {
             Some(g) => offsets::group::join(
-                cluster.client,
+                Arc::clone(cluster.client),
                 cluster.connection,
                 &g.store,
                 &g.name,

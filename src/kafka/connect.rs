@@ -38,8 +38,11 @@ pub const DEFAULT_CLIENT_ID: &str = concat!("weir/", env!("CARGO_PKG_VERSION"));
 /// Default deadline for connecting and for retries (the issue's `--timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How weir reaches a Kafka cluster.
+/// How weir reaches a Kafka cluster: [`ConnectionConfig::new`] and its
+/// `with_*` builders (the struct is `#[non_exhaustive]`: a later field
+/// does not break a user's code).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConnectionConfig {
     /// Bootstrap brokers as `host:port`.
     pub brokers: Vec<String>,

@@ -102,12 +102,12 @@ pub enum GroupError {
 ///
 /// The store could not be found, created or checked.
 pub async fn open_store(
-    client: &Arc<Client>,
+    client: Arc<Client>,
     config: &ConnectionConfig,
     store: &StoreConfig,
 ) -> Result<Option<OffsetStore>, GroupError> {
     let mut admin = Admin::connect(config).await?;
-    match OffsetStore::open(Arc::clone(client), &mut admin, store, config.timeout).await {
+    match OffsetStore::open(client, &mut admin, store, config.timeout).await {
         Ok(store) => Ok(Some(store)),
         Err(OffsetsError::NoStore { .. }) => Ok(None),
         Err(e) => Err(e.into()),
@@ -257,19 +257,18 @@ fn first_time(
 /// The store could not be opened or read, or the broker's offsets not
 /// fetched.
 pub async fn join(
-    client: &Arc<Client>,
+    client: Arc<Client>,
     config: &ConnectionConfig,
     store: &StoreConfig,
     group: &str,
     assignments: &mut [Assignment],
 ) -> Result<Option<(GroupSession, GroupOffsets)>, GroupError> {
     let mut admin = Admin::connect(config).await?;
-    let opened =
-        match OffsetStore::open(Arc::clone(client), &mut admin, store, config.timeout).await {
-            Ok(store) => Some(store),
-            Err(OffsetsError::NoStore { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
+    let opened = match OffsetStore::open(client, &mut admin, store, config.timeout).await {
+        Ok(store) => Some(store),
+        Err(OffsetsError::NoStore { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
     let partitions: Vec<TopicPartition> = assignments
         .iter()
         .map(Assignment::topic_partition)

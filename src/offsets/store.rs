@@ -34,6 +34,7 @@ pub type GroupOffsets = BTreeMap<TopicPartition, Commit>;
 
 /// How the store is found or created.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StoreConfig {
     /// The store topic.
     pub topic: String,
@@ -51,6 +52,30 @@ impl Default for StoreConfig {
             partitions: DEFAULT_OFFSETS_PARTITIONS,
             create: true,
         }
+    }
+}
+
+/// `with_*` builders, each setting the field of its name.
+impl StoreConfig {
+    /// With [`topic`](Self::topic) (`--offsets-topic`).
+    #[must_use]
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = topic.into();
+        self
+    }
+
+    /// With [`partitions`](Self::partitions) (`--offsets-partitions`).
+    #[must_use]
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// With [`create`](Self::create).
+    #[must_use]
+    pub fn with_create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
     }
 }
 

@@ -86,7 +86,7 @@ impl Lanes {
     /// A coordinator could not be reached or refused, or the output topic
     /// could not be opened.
     pub async fn open(
-        client: &Arc<Client>,
+        client: Arc<Client>,
         connection: &ConnectionConfig,
         group: &str,
         plan: &LanePlan,
@@ -99,7 +99,7 @@ impl Lanes {
                 Transactions::init(connection, &id, plan.transaction_timeout).await?;
             let producer_id = transactions.producer_id();
             let (producer, deliveries) = Producer::new(
-                Arc::clone(client),
+                Arc::clone(&client),
                 &plan.topic,
                 plan.partitions,
                 ProducerConfig {

@@ -45,8 +45,10 @@ pub(crate) use reading::open_output;
 pub use reading::{PipeTo, pipe};
 pub(crate) use transform::Reshaper;
 
-/// How an output record is made from an input record.
-#[derive(Debug)]
+/// How an output record is made from an input record. The default keeps
+/// the key and the value, and places the record by its key.
+#[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Transform {
     /// The output key: `None` keeps the input's key.
     pub key: Option<Extractor>,
@@ -55,6 +57,30 @@ pub struct Transform {
     /// Write to the input record's partition number instead of placing
     /// by key.
     pub keep_partition: bool,
+}
+
+/// `with_*` builders, each setting the field of its name.
+impl Transform {
+    /// With [`key`](Self::key) (`--key-from`).
+    #[must_use]
+    pub fn with_key(mut self, key: Option<Extractor>) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// With [`value`](Self::value) (`--value` or `--format`).
+    #[must_use]
+    pub fn with_value(mut self, value: Option<ValueFrom>) -> Self {
+        self.value = value;
+        self
+    }
+
+    /// With [`keep_partition`](Self::keep_partition) (`--keep-partition`).
+    #[must_use]
+    pub fn with_keep_partition(mut self, keep: bool) -> Self {
+        self.keep_partition = keep;
+        self
+    }
 }
 
 /// Where an output value comes from.

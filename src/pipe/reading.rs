@@ -192,7 +192,7 @@ impl Reading for Pipe {
                     transaction_timeout: timeout,
                 };
                 let lanes = Lanes::open(
-                    opening.cluster.client,
+                    opening.cluster.client(),
                     connection,
                     group,
                     &plan,

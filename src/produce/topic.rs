@@ -9,6 +9,7 @@ use crate::timestamp::TimestampLimits;
 
 /// How a topic to produce to is found.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TopicPlan {
     /// The topic.
     pub name: String,
@@ -16,13 +17,35 @@ pub struct TopicPlan {
     pub create: Option<(i32, i16)>,
 }
 
+impl TopicPlan {
+    /// The topic `name`, which must exist.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            create: None,
+        }
+    }
+
+    /// With [`create`](Self::create): `Some((partitions, replicas))`
+    /// creates the topic when it is missing.
+    #[must_use]
+    pub fn with_create(mut self, create: Option<(i32, i16)>) -> Self {
+        self.create = create;
+        self
+    }
+}
+
 /// Errors finding the topic to produce to.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TopicError {
-    /// The topic does not exist, and was not to be created.
-    #[error("topic \"{0}\" does not exist (weir does not create topics on its own)")]
-    Missing(String),
+    /// The topic does not exist, and was not to be created: the same
+    /// words as every reader's and the producer's `UnknownTopic`.
+    #[error("topic \"{topic}\" does not exist")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
     /// An admin request failed.
     #[error(transparent)]
     Admin(#[from] AdminError),
@@ -84,7 +107,7 @@ impl TopicLimits {
 ///
 /// # Errors
 ///
-/// [`TopicError::Missing`], or the admin request's failure.
+/// [`TopicError::UnknownTopic`], or the admin request's failure.
 pub async fn prepare_topic(
     admin: &mut Admin,
     plan: &TopicPlan,
@@ -103,7 +126,7 @@ pub async fn prepare_topic(
                     .await?;
                 partitions
             }
-            None => return Err(TopicError::Missing(topic)),
+            None => return Err(TopicError::UnknownTopic { topic }),
         },
         Err(e) => return Err(e.into()),
     };

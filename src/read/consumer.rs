@@ -61,6 +61,50 @@ async fn reader(
     })
 }
 
+/// Checks `assignments` against the cluster's metadata: a topic that does
+/// not exist is [`ConsumeError::UnknownTopic`] at once, as from
+/// [`assign`](crate::read::assign), rather than a leader not found at the
+/// end of the retry timeout.
+async fn known(client: &Client, assignments: &[Assignment]) -> Result<(), ConsumeError> {
+    if assignments.is_empty() {
+        return Ok(());
+    }
+    let topics = client
+        .list_topics()
+        .await
+        .map_err(|e| ConsumeError::Metadata(e.into()))?;
+    check_known(assignments, |name| {
+        topics
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))
+    })
+}
+
+/// The first of `assignments` whose topic `partitions_of` does not know
+/// ([`ConsumeError::UnknownTopic`]) or whose partition is beyond its
+/// count ([`ConsumeError::PartitionOutOfRange`]), as `assign` reports them.
+fn check_known(
+    assignments: &[Assignment],
+    partitions_of: impl Fn(&str) -> Option<i32>,
+) -> Result<(), ConsumeError> {
+    for a in assignments {
+        let Some(partitions) = partitions_of(&a.topic) else {
+            return Err(ConsumeError::UnknownTopic {
+                topic: a.topic.to_string(),
+            });
+        };
+        if !(0..partitions).contains(&a.partition) {
+            return Err(ConsumeError::PartitionOutOfRange {
+                topic: a.topic.to_string(),
+                partition: a.partition,
+                partitions,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A running consumer: read its events with [`next`](Self::next).
 ///
 /// Partitions can be added ([`add`](Self::add)) and removed
@@ -99,6 +143,7 @@ impl Consumer {
         assignments: Vec<Assignment>,
         config: ConsumerConfig,
     ) -> Result<Self, ConsumeError> {
+        known(client, &assignments).await?;
         let mut fetchers = Vec::with_capacity(assignments.len());
         for a in assignments {
             let reader = reader(client, &a, &config).await?;
@@ -147,6 +192,7 @@ impl Consumer {
         assignments: Vec<Assignment>,
         config: &ConsumerConfig,
     ) -> Result<Vec<(PartitionPosition, PartitionReader)>, ConsumeError> {
+        known(client, &assignments).await?;
         let mut fetchers = Vec::with_capacity(assignments.len());
         for a in assignments {
             let reader = reader(client, &a, config).await?;
@@ -382,5 +428,35 @@ impl futures::Stream for Consumer {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<ConsumerEvent>> {
         self.events.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(topic: &str, partition: i32) -> Assignment {
+        Assignment {
+            topic: Arc::from(topic),
+            partition,
+            start: None,
+        }
+    }
+
+    #[test]
+    fn an_assignment_of_an_unknown_topic_is_unknown_topic_as_from_assign() {
+        let cluster = |name: &str| (name == "orders").then_some(3);
+        assert!(check_known(&[at("orders", 0), at("orders", 2)], cluster).is_ok());
+        let e = check_known(&[at("orders", 0), at("nosuch", 0)], cluster).unwrap_err();
+        assert!(
+            matches!(&e, ConsumeError::UnknownTopic { topic } if topic == "nosuch"),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "topic \"nosuch\" does not exist");
+        let e = check_known(&[at("orders", 3)], cluster).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "topic \"orders\" has 3 partitions, partition 3 is out of range"
+        );
     }
 }

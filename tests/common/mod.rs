@@ -437,11 +437,8 @@ fn remove_stale_kafka_dirs() {
 
 /// The ids of the brokers that `address` lists in its metadata.
 async fn broker_ids(address: &str) -> Result<Vec<i32>, String> {
-    let config = weir::ConnectionConfig {
-        brokers: vec![address.to_owned()],
-        timeout: Duration::from_secs(2),
-        ..Default::default()
-    };
+    let config =
+        weir::ConnectionConfig::new([address.to_owned()]).with_timeout(Duration::from_secs(2));
     let work = async {
         let mut admin = weir::Admin::connect(&config)
             .await
@@ -979,11 +976,8 @@ pub fn read_all(
     use rskafka::client::partition::{IsolationLevel, OffsetAt, UnknownTopicHandling};
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(timeout("read back", async {
-        let config = weir::ConnectionConfig {
-            brokers: brokers.split(',').map(str::to_owned).collect(),
-            timeout: Duration::from_secs(20),
-            ..Default::default()
-        };
+        let config =
+            weir::ConnectionConfig::new(brokers.split(',')).with_timeout(Duration::from_secs(20));
         let client = config.client().await.unwrap();
         let mut all = BTreeMap::new();
         for p in 0..partitions {

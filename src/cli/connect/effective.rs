@@ -139,13 +139,12 @@ impl Effective {
             tls
         });
 
-        Ok(ConnectionConfig {
-            brokers: brokers.clone(),
-            client_id: self.client_id.0.clone(),
-            timeout: self.timeout.0,
-            tls,
-            sasl: self.sasl()?,
-        })
+        let mut config = ConnectionConfig::new(brokers.iter().cloned())
+            .with_client_id(self.client_id.0.clone())
+            .with_timeout(self.timeout.0);
+        config.tls = tls;
+        config.sasl = self.sasl()?;
+        Ok(config)
     }
 
     fn mechanism(&self) -> anyhow::Result<Option<(SaslMechanism, Origin)>> {

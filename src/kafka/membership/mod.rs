@@ -59,6 +59,7 @@ pub const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 
 /// A group to join and how.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct MembershipConfig {
     /// The group id.
     pub group: String,
@@ -164,6 +165,28 @@ impl MembershipConfig {
     #[must_use]
     pub fn with_instance_id(mut self, id: impl Into<String>) -> Self {
         self.instance_id = Some(id.into());
+        self
+    }
+
+    /// With [`session_timeout`](Self::session_timeout).
+    #[must_use]
+    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// With [`heartbeat_interval`](Self::heartbeat_interval).
+    #[must_use]
+    pub fn with_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// With [`rebalance_timeout`](Self::rebalance_timeout) (the Java
+    /// consumer's `max.poll.interval.ms`).
+    #[must_use]
+    pub fn with_rebalance_timeout(mut self, timeout: Duration) -> Self {
+        self.rebalance_timeout = timeout;
         self
     }
 

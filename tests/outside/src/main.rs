@@ -28,11 +28,7 @@ async fn main() {
 
     // Nothing listens on port 1: connecting fails within the deadline with
     // weir's typed error.
-    let config = ConnectionConfig {
-        brokers: vec!["127.0.0.1:1".to_owned()],
-        timeout: Duration::from_millis(500),
-        ..ConnectionConfig::default()
-    };
+    let config = ConnectionConfig::new(["127.0.0.1:1".to_owned()]).with_timeout(Duration::from_millis(500));
     match config.client().await {
         Ok(_) => panic!("a client from a port nothing listens on"),
         Err(e) => println!("weir from outside: {}", ErrorChain(&e)),
