@@ -187,15 +187,15 @@ impl FetchFlags {
 pub struct MembershipFlags {
     /// A member not heard from for this long is removed and its
     /// partitions move to the others (session.timeout.ms) [default: 45s].
-    /// Classic protocol only: on the consumer protocol the broker's
-    /// group.consumer.session.timeout.ms decides.
+    /// Classic protocol only: on the consumer protocol the broker decides
+    /// (the group config consumer.session.timeout.ms).
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub session_timeout: Option<Duration>,
 
     /// How often a member heartbeats to the group coordinator
     /// (heartbeat.interval.ms) [default: 3s]. Classic protocol only: on
-    /// the consumer protocol, at the broker's
-    /// group.consumer.heartbeat.interval.ms.
+    /// the consumer protocol, as the broker says (the group config
+    /// consumer.heartbeat.interval.ms).
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub heartbeat_interval: Option<Duration>,
 
@@ -258,18 +258,18 @@ impl MembershipFlags {
     fn refuse_classic_flags(&self, group: &str) -> anyhow::Result<()> {
         let alter = |what: &str, key: &str| {
             format!(
-                "the broker decides the {what}: set the group's {key} instead (kafka-configs --bootstrap-server B --entity-type groups --entity-name {group} --alter --add-config {key}=MS)"
+                "the broker decides the {what} (its group.{key}): set the group's {key} instead (kafka-configs --bootstrap-server B --entity-type groups --entity-name {group} --alter --add-config {key}=MS)"
             )
         };
         let (flag, instead) = if self.session_timeout.is_some() {
             (
                 "--session-timeout",
-                alter("session timeout", "group.consumer.session.timeout.ms"),
+                alter("session timeout", "consumer.session.timeout.ms"),
             )
         } else if self.heartbeat_interval.is_some() {
             (
                 "--heartbeat-interval",
-                alter("heartbeat interval", "group.consumer.heartbeat.interval.ms"),
+                alter("heartbeat interval", "consumer.heartbeat.interval.ms"),
             )
         } else if self.assignor.is_some() {
             (

@@ -21,7 +21,10 @@ use tracing::{debug, info, warn};
 use super::Member;
 use super::member::Attempt;
 
-/// The group's session timeout on the consumer protocol.
+/// A group's session timeout on the consumer protocol, as a group config
+/// (`kafka-configs --entity-type groups`).
+const GROUP_SESSION_TIMEOUT: &str = "consumer.session.timeout.ms";
+/// The broker's session timeout for groups that set none.
 const SESSION_TIMEOUT: &str = "group.consumer.session.timeout.ms";
 /// The smallest session timeout the broker allows a group.
 const MIN_SESSION_TIMEOUT: &str = "group.consumer.min.session.timeout.ms";
@@ -81,9 +84,9 @@ impl Member {
         }
         let group = self.config.group.clone();
         let read = self
-            .describe(RESOURCE_GROUP, group.clone(), &[SESSION_TIMEOUT])
+            .describe(RESOURCE_GROUP, group.clone(), &[GROUP_SESSION_TIMEOUT])
             .await?;
-        let (session, from) = match millis(&read, SESSION_TIMEOUT) {
+        let (session, from) = match millis(&read, GROUP_SESSION_TIMEOUT) {
             Some(session) => (session, "group"),
             None => {
                 let broker = match self.coordinator_id().await? {
@@ -107,7 +110,7 @@ impl Member {
                         warn!(
                             group = group.as_str(),
                             session_timeout = %humantime::format_duration(session),
-                            "could not read {SESSION_TIMEOUT} of the group or its coordinator (DescribeConfigs): the lease on partitions assumes {}",
+                            "could not read the group's {GROUP_SESSION_TIMEOUT} or its coordinator's {SESSION_TIMEOUT} (DescribeConfigs): the lease on partitions assumes {}",
                             match min {
                                 Some(_) => "the smallest session the broker allows",
                                 None => "Kafka's default",
@@ -122,7 +125,7 @@ impl Member {
             group = group.as_str(),
             session_timeout = %humantime::format_duration(session),
             from,
-            "session timeout (consumer protocol): the broker's {SESSION_TIMEOUT}"
+            "session timeout (consumer protocol): the group's {GROUP_SESSION_TIMEOUT}, else the broker's {SESSION_TIMEOUT}"
         );
         self.broker.session = Some(session);
         Ok(())

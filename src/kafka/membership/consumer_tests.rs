@@ -24,10 +24,11 @@ const NODE: i32 = 7;
 /// What the coordinator says of the group's timings.
 #[derive(Debug, Clone, Copy)]
 struct Timings {
-    /// The group's `group.consumer.session.timeout.ms` (`None`: the group
+    /// The group's `consumer.session.timeout.ms` (`None`: the group
     /// resource is refused).
     group_session_ms: Option<i32>,
-    /// The coordinator broker's (`None`: refused).
+    /// The coordinator broker's `group.consumer.session.timeout.ms`
+    /// (`None`: refused).
     broker_session_ms: Option<i32>,
     /// HeartbeatIntervalMs in every answer.
     interval_ms: i32,
@@ -75,7 +76,10 @@ fn coordinator_848(timings: Timings) -> FakeBroker {
                             Some(ms) => result.with_configs(vec![
                                 DescribeConfigsResourceResult::default()
                                     .with_name(StrBytes::from_static_str(
-                                        "group.consumer.session.timeout.ms",
+                                        match resource.resource_type {
+                                            32 => "consumer.session.timeout.ms",
+                                            _ => "group.consumer.session.timeout.ms",
+                                        },
                                     ))
                                     .with_value(Some(StrBytes::from_string(ms.to_string()))),
                             ]),
