@@ -274,7 +274,14 @@ fn classic_timings_and_assignors_are_refused_on_the_consumer_protocol() {
     let broker = Untouched::new();
     let b = broker.address();
     let consumer = ["--group-protocol", "consumer"];
-    let cases: [(&[&str], Option<(&str, &str)>, &str, &str); 5] = [
+    // The flags, an environment variable, the flag named, what to set.
+    type Case = (
+        &'static [&'static str],
+        Option<(&'static str, &'static str)>,
+        &'static str,
+        &'static str,
+    );
+    let cases: [Case; 5] = [
         (
             &["--session-timeout", "60s"],
             None,
@@ -293,8 +300,18 @@ fn classic_timings_and_assignors_are_refused_on_the_consumer_protocol() {
             "--heartbeat-interval",
             "--add-config consumer.heartbeat.interval.ms=",
         ),
-        (&["--assignor", "range"], None, "--assignor", "--group-remote-assignor"),
-        (&[], Some(("WEIR_ASSIGNOR", "range")), "--assignor", "--group-remote-assignor"),
+        (
+            &["--assignor", "range"],
+            None,
+            "--assignor",
+            "--group-remote-assignor",
+        ),
+        (
+            &[],
+            Some(("WEIR_ASSIGNOR", "range")),
+            "--assignor",
+            "--group-remote-assignor",
+        ),
     ];
     for command in [
         &["consume", "-t", "in", "-g", "g"][..],
@@ -327,10 +344,24 @@ fn classic_timings_and_assignors_are_refused_on_the_consumer_protocol() {
         &consumer[..],
     ] {
         let mut cmd = weir();
-        cmd.args(["-b", &b, "--timeout", "1s", "consume", "-t", "in", "-g", "g"])
-            .args(flags);
+        cmd.args([
+            "-b",
+            &b,
+            "--timeout",
+            "1s",
+            "consume",
+            "-t",
+            "in",
+            "-g",
+            "g",
+        ])
+        .args(flags);
         let past = run(&mut cmd);
         assert_eq!(past.code, Some(1), "{flags:?}: {}", past.stderr);
-        assert!(!past.stderr.contains("classic protocol only"), "{}", past.stderr);
+        assert!(
+            !past.stderr.contains("classic protocol only"),
+            "{}",
+            past.stderr
+        );
     }
 }

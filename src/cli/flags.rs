@@ -10,8 +10,8 @@ use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
 use weir::kafka::idempotence::ProducerIdError;
 use weir::kafka::membership::assignors::UnknownAssignor;
 use weir::kafka::membership::{
-    Assignor, DEFAULT_ASSIGNORS, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SESSION_TIMEOUT, GroupProtocol,
-    MembershipConfig,
+    Assignor, DEFAULT_ASSIGNORS, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SESSION_TIMEOUT,
+    GroupProtocol, MembershipConfig,
 };
 use weir::produce::Compression;
 use weir::produce::producer::{

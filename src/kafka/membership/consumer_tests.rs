@@ -4,16 +4,12 @@
 //! the broker has it (the group's config, else the coordinator broker's,
 //! else Kafka's default), whatever weir's own settings say.
 
-use kafka_protocol::messages::consumer_group_heartbeat_response::{
-    Assignment, TopicPartitions,
-};
+use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
-use kafka_protocol::messages::{
-    BrokerId, ConsumerGroupHeartbeatResponse, DescribeConfigsResponse,
-};
+use kafka_protocol::messages::{BrokerId, ConsumerGroupHeartbeatResponse, DescribeConfigsResponse};
 
 use super::*;
 use crate::kafka::membership::GroupProtocol;
@@ -64,7 +60,8 @@ fn coordinator_848(timings: Timings) -> FakeBroker {
                     .resources
                     .iter()
                     .map(|resource| {
-                        let value = match (resource.resource_type, resource.resource_name.as_str()) {
+                        let value = match (resource.resource_type, resource.resource_name.as_str())
+                        {
                             (32, "g") => timings.group_session_ms,
                             (4, name) if name == NODE.to_string() => timings.broker_session_ms,
                             other => panic!("unexpected resource {other:?}"),
@@ -83,9 +80,8 @@ fn coordinator_848(timings: Timings) -> FakeBroker {
                                     ))
                                     .with_value(Some(StrBytes::from_string(ms.to_string()))),
                             ]),
-                            None => result.with_error_code(
-                                ResponseError::ClusterAuthorizationFailed.code(),
-                            ),
+                            None => result
+                                .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
                         }
                     })
                     .collect();
@@ -157,7 +153,10 @@ async fn the_lease_and_the_heartbeats_follow_the_brokers_timings() {
     assert_eq!(beats, 10, "heartbeats in 20 s");
     // Renewed by each, for 18 s from the last.
     let left = membership.lease().until().unwrap() - Instant::now();
-    assert!(left > Duration::from_secs(16) && left <= Duration::from_secs(18), "{left:?}");
+    assert!(
+        left > Duration::from_secs(16) && left <= Duration::from_secs(18),
+        "{left:?}"
+    );
     assert_eq!(broker.count(ApiKey::DescribeConfigs), 1, "read once");
     membership.leave().await.unwrap();
 }
