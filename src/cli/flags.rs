@@ -186,16 +186,16 @@ impl FetchFlags {
 #[derive(Debug, clap::Args)]
 pub struct MembershipFlags {
     /// A member not heard from for this long is removed and its
-    /// partitions move to the others (session.timeout.ms) [default: 45s].
-    /// Classic protocol only: on the consumer protocol the broker decides
-    /// (the group config consumer.session.timeout.ms).
+    /// partitions move to the others (session.timeout.ms). Classic
+    /// protocol only: on the consumer protocol the broker decides (the
+    /// group config consumer.session.timeout.ms) [default: 45s]
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub session_timeout: Option<Duration>,
 
     /// How often a member heartbeats to the group coordinator
-    /// (heartbeat.interval.ms) [default: 3s]. Classic protocol only: on
-    /// the consumer protocol, as the broker says (the group config
-    /// consumer.heartbeat.interval.ms).
+    /// (heartbeat.interval.ms). Classic protocol only: on the consumer
+    /// protocol, as the broker says (the group config
+    /// consumer.heartbeat.interval.ms) [default: 3s]
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub heartbeat_interval: Option<Duration>,
 

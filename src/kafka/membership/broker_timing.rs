@@ -55,7 +55,7 @@ impl Member {
 
     /// How often to heartbeat: on the consumer protocol the interval of
     /// the broker's last answer (the configured one until the first).
-    pub fn heartbeat_interval(&self) -> Duration {
+    pub(super) fn heartbeat_interval(&self) -> Duration {
         match self.broker.interval {
             Some(interval) if self.speaks_consumer_protocol() => interval,
             _ => self.config.heartbeat_interval,
