@@ -186,6 +186,21 @@ impl Member {
     }
 }
 
+/// Heartbeats at `member`'s interval from now on, if it changed (the
+/// broker's answer said so).
+pub(super) fn follow(ticks: &mut tokio::time::Interval, member: &Member) {
+    let every = member.heartbeat_interval();
+    if every != ticks.period() {
+        debug!(
+            group = member.group(),
+            every = %humantime::format_duration(every),
+            "heartbeat interval changed (the broker's)"
+        );
+        *ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+}
+
 /// `key`'s value in `configs` as milliseconds, if it is a positive number.
 fn millis(configs: &[(String, Option<String>)], key: &str) -> Option<Duration> {
     configs

@@ -474,16 +474,7 @@ async fn keep_alive(
             },
         }
         // KIP-848: the broker's answers say how often to heartbeat.
-        let every = task.member.heartbeat_interval();
-        if every != ticks.period() {
-            debug!(
-                group = task.member.group(),
-                every = %humantime::format_duration(every),
-                "heartbeat interval changed (the broker's)"
-            );
-            ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        }
+        super::broker_timing::follow(&mut ticks, &task.member);
     }
 }
 
