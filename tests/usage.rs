@@ -261,3 +261,107 @@ fn invalid_topic_names_are_usage_errors_before_any_request() {
     assert_eq!(past.code, Some(1), "{}", past.stderr);
     assert!(!past.stderr.contains("Kafka's rule"), "{}", past.stderr);
 }
+
+/// On the consumer protocol (KIP-848) the broker decides the session
+/// timeout, the heartbeat interval and the assignment, and the Java
+/// consumer refuses `session.timeout.ms`, `heartbeat.interval.ms` and
+/// `partition.assignment.strategy` with `group.protocol=consumer`: weir
+/// refuses their flags (given as flags, `-X` properties or, for
+/// `--assignor`, WEIR_ASSIGNOR), naming the broker-side config to set
+/// instead; its defaults stay allowed.
+#[test]
+fn classic_timings_and_assignors_are_refused_on_the_consumer_protocol() {
+    let broker = Untouched::new();
+    let b = broker.address();
+    let consumer = ["--group-protocol", "consumer"];
+    // The flags, an environment variable, the flag named, what to set.
+    type Case = (
+        &'static [&'static str],
+        Option<(&'static str, &'static str)>,
+        &'static str,
+        &'static str,
+    );
+    let cases: [Case; 5] = [
+        (
+            &["--session-timeout", "60s"],
+            None,
+            "--session-timeout",
+            "--entity-type groups --entity-name g --alter --add-config consumer.session.timeout.ms=",
+        ),
+        (
+            &["-X", "session.timeout.ms=60000"],
+            None,
+            "--session-timeout",
+            "its group.consumer.session.timeout.ms",
+        ),
+        (
+            &["--heartbeat-interval", "1s"],
+            None,
+            "--heartbeat-interval",
+            "--add-config consumer.heartbeat.interval.ms=",
+        ),
+        (
+            &["--assignor", "range"],
+            None,
+            "--assignor",
+            "--group-remote-assignor",
+        ),
+        (
+            &[],
+            Some(("WEIR_ASSIGNOR", "range")),
+            "--assignor",
+            "--group-remote-assignor",
+        ),
+    ];
+    for command in [
+        &["consume", "-t", "in", "-g", "g"][..],
+        &["pipe", "-t", "in", "--to", "out", "-g", "g"],
+        &["count", "-t", "in", "-g", "g", "--by", "key"],
+    ] {
+        for (flags, env, flag, instead) in cases {
+            let mut cmd = weir();
+            cmd.args(["-b", &b, "--timeout", "2s"])
+                .args(command)
+                .args(consumer)
+                .args(flags);
+            if let Some((var, value)) = env {
+                cmd.env(var, value);
+            }
+            let refused = run(&mut cmd);
+            let what = format!("{command:?} {flags:?} {env:?}");
+            let line = one_usage_line(&refused, &what);
+            says(line, &format!("{flag} is for the classic protocol only"));
+            says(line, "--group-protocol consumer");
+            says(line, instead);
+        }
+    }
+    broker.assert_untouched("classic flags on the consumer protocol");
+
+    // The same flags on the classic protocol, and the consumer protocol
+    // with weir's defaults, get past the check (to the listener).
+    for flags in [
+        &["--session-timeout", "60s", "--assignor", "range"][..],
+        &consumer[..],
+    ] {
+        let mut cmd = weir();
+        cmd.args([
+            "-b",
+            &b,
+            "--timeout",
+            "1s",
+            "consume",
+            "-t",
+            "in",
+            "-g",
+            "g",
+        ])
+        .args(flags);
+        let past = run(&mut cmd);
+        assert_eq!(past.code, Some(1), "{flags:?}: {}", past.stderr);
+        assert!(
+            !past.stderr.contains("classic protocol only"),
+            "{}",
+            past.stderr
+        );
+    }
+}

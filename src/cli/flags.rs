@@ -9,7 +9,10 @@ use rskafka::client::partition::IsolationLevel;
 use weir::consume::filter::{FilterConfig, WhereClause, parse_regex};
 use weir::kafka::idempotence::ProducerIdError;
 use weir::kafka::membership::assignors::UnknownAssignor;
-use weir::kafka::membership::{Assignor, GroupProtocol, MembershipConfig};
+use weir::kafka::membership::{
+    Assignor, DEFAULT_ASSIGNORS, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_SESSION_TIMEOUT,
+    GroupProtocol, MembershipConfig,
+};
 use weir::produce::Compression;
 use weir::produce::producer::{
     DEFAULT_BATCH_BYTES, DEFAULT_BUFFER_BYTES, MAX_REQUEST_BYTES, ProducerConfig,
@@ -183,14 +186,18 @@ impl FetchFlags {
 #[derive(Debug, clap::Args)]
 pub struct MembershipFlags {
     /// A member not heard from for this long is removed and its
-    /// partitions move to the others (session.timeout.ms).
-    #[arg(long, default_value = "45s", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub session_timeout: Duration,
+    /// partitions move to the others (session.timeout.ms). Classic
+    /// protocol only: on the consumer protocol the broker decides (the
+    /// group config consumer.session.timeout.ms) [default: 45s]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
+    pub session_timeout: Option<Duration>,
 
     /// How often a member heartbeats to the group coordinator
-    /// (heartbeat.interval.ms).
-    #[arg(long, default_value = "3s", value_parser = parse_duration, allow_hyphen_values = true)]
-    pub heartbeat_interval: Duration,
+    /// (heartbeat.interval.ms). Classic protocol only: on the consumer
+    /// protocol, as the broker says (the group config
+    /// consumer.heartbeat.interval.ms) [default: 3s]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
+    pub heartbeat_interval: Option<Duration>,
 
     /// How long a rebalance waits for members to finish with their
     /// partitions and rejoin (max.poll.interval.ms).
@@ -213,16 +220,16 @@ pub struct MembershipFlags {
     /// every member offers. The default shares a group with default Java
     /// and librdkafka consumers (range) and with older weir members
     /// (sticky); with cooperative-sticky first on every member, a
-    /// rebalance pauses only the partitions that move.
+    /// rebalance pauses only the partitions that move. Classic protocol
+    /// only [default: sticky,range,roundrobin,cooperative-sticky].
     #[arg(
         long,
         value_name = "LIST",
         env = "WEIR_ASSIGNOR",
         value_delimiter = ',',
-        default_value = "sticky,range,roundrobin,cooperative-sticky",
         value_parser = parse_assignor
     )]
-    pub assignor: Vec<Assignor>,
+    pub assignor: Option<Vec<Assignor>>,
 
     /// The group protocol (group.protocol): classic (JoinGroup and
     /// SyncGroup, every broker) or consumer (KIP-848, Kafka 4.0+: the
@@ -241,6 +248,43 @@ pub struct MembershipFlags {
     pub group_remote_assignor: Option<String>,
 }
 
+impl MembershipFlags {
+    /// On the consumer protocol the broker decides the session timeout,
+    /// the heartbeat interval and the assignment: the flags for them are
+    /// refused when given (as the Java consumer refuses
+    /// `session.timeout.ms`, `heartbeat.interval.ms` and
+    /// `partition.assignment.strategy` with `group.protocol=consumer`),
+    /// naming what to set instead.
+    fn refuse_classic_flags(&self, group: &str) -> anyhow::Result<()> {
+        let alter = |what: &str, key: &str| {
+            format!(
+                "the broker decides the {what} (its group.{key}): set the group's {key} instead (kafka-configs --bootstrap-server B --entity-type groups --entity-name {group} --alter --add-config {key}=MS)"
+            )
+        };
+        let (flag, instead) = if self.session_timeout.is_some() {
+            (
+                "--session-timeout",
+                alter("session timeout", "consumer.session.timeout.ms"),
+            )
+        } else if self.heartbeat_interval.is_some() {
+            (
+                "--heartbeat-interval",
+                alter("heartbeat interval", "consumer.heartbeat.interval.ms"),
+            )
+        } else if self.assignor.is_some() {
+            (
+                "--assignor",
+                "the broker assigns the partitions: choose its assignor with --group-remote-assignor uniform|range (the broker's group.consumer.assignors lists those it offers); WEIR_ASSIGNOR sets --assignor too".to_owned(),
+            )
+        } else {
+            return Ok(());
+        };
+        Err(usage(format!(
+            "{flag} is for the classic protocol only: with --group-protocol consumer {instead}"
+        )))
+    }
+}
+
 /// One `--assignor` name.
 fn parse_assignor(name: &str) -> Result<Assignor, String> {
     name.parse().map_err(|e: UnknownAssignor| e.to_string())
@@ -253,18 +297,31 @@ impl MembershipFlags {
     ///
     /// A heartbeat interval that is not below the session timeout.
     pub fn config(&self, group: &str, topics: &[String]) -> anyhow::Result<MembershipConfig> {
-        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.session_timeout {
+        if self.group_protocol == GroupProtocol::Consumer {
+            self.refuse_classic_flags(group)?;
+        }
+        let session_timeout = self.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
+        let heartbeat_interval = self
+            .heartbeat_interval
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL);
+        if heartbeat_interval.is_zero() || heartbeat_interval >= session_timeout {
             return Err(usage(format!(
                 "--heartbeat-interval {} must be above 0 and below --session-timeout {}",
-                humantime::format_duration(self.heartbeat_interval),
-                humantime::format_duration(self.session_timeout)
+                humantime::format_duration(heartbeat_interval),
+                humantime::format_duration(session_timeout)
             )));
         }
         let config = MembershipConfig::new(group, topics.to_vec())
-            .with_session_timeout(self.session_timeout)
-            .with_heartbeat_interval(self.heartbeat_interval)
+            .with_session_timeout(session_timeout)
+            .with_heartbeat_interval(heartbeat_interval)
             .with_rebalance_timeout(self.max_poll_interval)
-            .with_assignors(self.assignor.iter().copied())
+            .with_assignors(
+                self.assignor
+                    .as_deref()
+                    .unwrap_or(&DEFAULT_ASSIGNORS)
+                    .iter()
+                    .copied(),
+            )
             .with_protocol(self.group_protocol, self.group_remote_assignor.clone());
         Ok(match &self.group_instance_id {
             Some(id) => config.with_instance_id(instance_id(id)?),
@@ -375,11 +432,11 @@ mod tests {
 
     fn membership(id: Option<&str>) -> MembershipFlags {
         MembershipFlags {
-            session_timeout: Duration::from_secs(45),
-            heartbeat_interval: Duration::from_secs(3),
+            session_timeout: None,
+            heartbeat_interval: None,
             max_poll_interval: Duration::from_secs(300),
             group_instance_id: id.map(str::to_owned),
-            assignor: weir::kafka::membership::DEFAULT_ASSIGNORS.to_vec(),
+            assignor: None,
             group_protocol: GroupProtocol::Classic,
             group_remote_assignor: None,
         }

@@ -75,6 +75,11 @@ fn weir_member(
     group: &str,
     extra: &[&str],
 ) -> Member {
+    // The consumer protocol's timings are the broker's.
+    let classic = match extra.contains(&"consumer") {
+        true => &[][..],
+        false => &["--heartbeat-interval", "500ms", "--session-timeout", "10s"][..],
+    };
     let args = [
         &[
             "consume",
@@ -82,13 +87,10 @@ fn weir_member(
             topic,
             "-g",
             group,
-            "--heartbeat-interval",
-            "500ms",
-            "--session-timeout",
-            "10s",
             "--commit-interval",
             "200ms",
         ][..],
+        classic,
         extra,
     ]
     .concat();
@@ -397,6 +399,55 @@ fn consumer_protocol_members_and_a_java_consumer_hand_over_without_stopping() {
     }
     assert_eq!(seen, (0..900).map(|n| format!("v{n}")).collect());
     c.stop();
+    a.stop();
+}
+
+/// KIP-848: the session timeout and heartbeat interval are the broker's.
+/// With the group's own (set as a user would with `kafka-configs
+/// --entity-type groups`), a weir member on the consumer protocol holds
+/// its lease for the group's session timeout, not weir's 45 s, and
+/// heartbeats at the group's interval, as its join line says.
+#[test]
+fn a_consumer_protocol_member_uses_the_groups_session_timeout_and_heartbeat_interval() {
+    let cluster = Cluster::shared();
+    let topic = random_topic("kip848-timing-in");
+    let group = random_topic("kip848-timing-group");
+    cluster.create_topic(&topic, 2);
+    // Within the broker's bounds: sessions 45-60 s, heartbeats 5-15 s.
+    let set = common::kafka_tool(
+        "org.apache.kafka.tools.ConfigCommand",
+        &[
+            "--bootstrap-server",
+            cluster.address(),
+            "--entity-type",
+            "groups",
+            "--entity-name",
+            &group,
+            "--alter",
+            "--add-config",
+            "consumer.session.timeout.ms=50000,consumer.heartbeat.interval.ms=6000",
+        ],
+    );
+    assert_eq!(set.code, Some(0), "{}{}", set.stdout, set.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let protocol = ["--group-protocol", "consumer"];
+    let a = weir_member(dir.path(), &cluster, "a", &topic, &group, &protocol);
+    let joined = || {
+        a.stderr()
+            .lines()
+            .find(|l| l.contains("joined (consumer protocol)"))
+            .map(str::to_owned)
+    };
+    wait(dir.path(), "a joined", || joined().is_some());
+    let line = joined().unwrap();
+    assert_eq!(field(&line, "session_timeout"), "50s", "{line}");
+    assert_eq!(field(&line, "heartbeat_interval"), "6s", "{line}");
+    let stderr = a.stderr();
+    let read = stderr
+        .lines()
+        .find(|l| l.contains("session timeout (consumer protocol)"))
+        .unwrap_or_else(|| panic!("no session timeout line\n{stderr}"));
+    assert_eq!(field(read, "from"), "\"group\"", "{read}");
     a.stop();
 }
 

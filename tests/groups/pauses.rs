@@ -71,8 +71,8 @@ fn leave_and_kill_gap() {
             }
         });
         let member = |name: &str| match kind {
-            // weir's defaults, as the Java consumer's: heartbeats every
-            // 3 s (the Java consumer at the broker's 5 s).
+            // The broker's timings, as for the Java consumer: heartbeats
+            // every 5 s (group.consumer.heartbeat.interval.ms).
             "weir" => start(
                 dir.path(),
                 &cluster,

@@ -199,8 +199,6 @@ fn a_static_member_on_the_consumer_protocol_restarted_takes_its_partitions_back(
             "consumer",
             "--group-instance-id",
             id,
-            "--heartbeat-interval",
-            "500ms",
             "--commit-interval",
             "200ms",
             "-f",

@@ -78,12 +78,15 @@ impl Member {
             if version.is_err() {
                 return Err(Attempt::Fatal(unsupported(&self.config.group)));
             }
+            self.read_session_timeout().await?;
             self.consumer_heartbeat(JOIN).await?;
             info!(
                 group = self.config.group.as_str(),
                 member = self.member_id.as_str(),
                 epoch = self.generation,
                 partitions = self.assigned.len(),
+                session_timeout = %humantime::format_duration(self.session_timeout()),
+                heartbeat_interval = %humantime::format_duration(self.heartbeat_interval()),
                 "joined (consumer protocol)"
             );
             return Ok(());
@@ -234,6 +237,7 @@ impl Member {
             });
         }
         self.told_unreleased = false;
+        self.heard_interval(response.heartbeat_interval_ms);
         if leaving {
             self.forget_epoch();
             return Ok(());
@@ -280,7 +284,7 @@ impl Member {
     /// id), from the coordinator's metadata.
     async fn topic_ids(&mut self) -> Result<BTreeMap<uuid::Uuid, String>, Attempt> {
         if !self.topic_ids.is_empty()
-            && self.topic_ids_at.elapsed() < self.config.heartbeat_interval * 10
+            && self.topic_ids_at.elapsed() < self.heartbeat_interval() * 10
         {
             return Ok(self.topic_ids.clone());
         }

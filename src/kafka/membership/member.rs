@@ -55,6 +55,9 @@ pub struct Member {
     /// Said that its instance id is still held (consumer protocol), once
     /// per wait.
     pub(super) told_unreleased: bool,
+    /// KIP-848: the timings the broker decides (its session timeout, read
+    /// once at join, and the heartbeat interval of its last answer).
+    pub(super) broker: super::broker_timing::BrokerTiming,
 }
 
 impl Member {
@@ -102,6 +105,7 @@ impl Member {
             topic_ids: std::collections::BTreeMap::new(),
             topic_ids_at: Instant::now(),
             told_unreleased: false,
+            broker: super::broker_timing::BrokerTiming::default(),
         })
     }
 
@@ -169,10 +173,9 @@ impl Member {
         if self.lost {
             return;
         }
-        let margin = self.config.heartbeat_interval;
-        self.lease.set(Some(
-            sent + self.config.session_timeout.saturating_sub(margin),
-        ));
+        let margin = self.heartbeat_interval();
+        self.lease
+            .set(Some(sent + self.session_timeout().saturating_sub(margin)));
     }
 
     /// Joins again after a rebalance or fencing, offering the partitions
@@ -217,10 +220,9 @@ impl Member {
         Hold {
             lease: self.lease.clone(),
             span: self
-                .config
-                .session_timeout
-                .saturating_sub(self.config.heartbeat_interval),
-            every: self.config.heartbeat_interval,
+                .session_timeout()
+                .saturating_sub(self.heartbeat_interval()),
+            every: self.heartbeat_interval(),
             until: Instant::now() + self.config.rebalance_timeout,
         }
     }

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 pub mod assignor;
 pub mod assignors;
+mod broker_timing;
 mod consumer;
 pub(crate) use consumer::new_member_id;
 mod join;

@@ -181,7 +181,7 @@ impl Membership {
     /// Starts heartbeating for `member`, just joined: its first
     /// generation.
     fn start(member: Member) -> (Self, Generation) {
-        let interval = member.config.heartbeat_interval;
+        let interval = member.heartbeat_interval();
         let group = member.group().to_owned();
         let instance_id = member.instance_id().map(str::to_owned);
         let first = generation(&member);
@@ -400,7 +400,8 @@ fn generation(member: &Member) -> Generation {
     }
 }
 
-/// The member's task: heartbeats every `interval`, mirrors commits,
+/// The member's task: heartbeats every `interval` (on the consumer
+/// protocol, the broker's latest), mirrors commits,
 /// rejoins when released (or, in a cooperative generation, as soon as a
 /// rebalance starts), leaves or closes when told (closes when the handle
 /// is gone).
@@ -472,6 +473,8 @@ async fn keep_alive(
                 }
             },
         }
+        // KIP-848: the broker's answers say how often to heartbeat.
+        super::broker_timing::follow(&mut ticks, &task.member);
     }
 }
 

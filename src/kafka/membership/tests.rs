@@ -564,3 +564,6 @@ async fn a_join_refused_with_fenced_instance_id_fails_at_once() {
 
 #[path = "cooperative_tests.rs"]
 mod cooperative;
+
+#[path = "consumer_tests.rs"]
+mod consumer_protocol;

@@ -230,6 +230,8 @@ fn api_key(request: &RequestKind) -> ApiKey {
         Heartbeat,
         LeaveGroup,
         OffsetCommit,
+        ConsumerGroupHeartbeat,
+        DescribeConfigs,
         Metadata,
         ApiVersions,
         FindCoordinator
