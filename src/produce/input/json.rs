@@ -418,6 +418,7 @@ mod tests {
                 ("q\"\n", Some("é\u{1}".as_bytes())),
                 ("z", Some(b"3")),
             ]),
+            decoded: Default::default(),
         };
         let mut w = RecordWriter::new(Vec::new(), OutputFormat::Json);
         w.write(&record).unwrap();
