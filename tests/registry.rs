@@ -41,7 +41,15 @@ fn create(topic: &str) {
 
 /// `weir consume --json` of the whole topic with the registry: the records.
 fn consume_json(topic: &str, extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["consume", "-t", topic, "-e", "--registry", registry(), "--json"];
+    let mut args = vec![
+        "consume",
+        "-t",
+        topic,
+        "-e",
+        "--registry",
+        registry(),
+        "--json",
+    ];
     args.extend_from_slice(extra);
     let run = weir_run(&args);
     run.ok();
@@ -69,7 +77,16 @@ fn confluent_avro_is_read_as_the_values_written_and_filtered_by_its_fields() {
 
     // {value} prints the decoded value as JSON text.
     let run = weir_run(&[
-        "consume", "-t", &topic, "-e", "-c", "1", "--registry", registry(), "-f", "{value}",
+        "consume",
+        "-t",
+        &topic,
+        "-e",
+        "-c",
+        "1",
+        "--registry",
+        registry(),
+        "-f",
+        "{value}",
     ]);
     run.ok();
     let first: Value = serde_json::from_str(run.stdout.trim()).unwrap();
@@ -77,13 +94,26 @@ fn confluent_avro_is_read_as_the_values_written_and_filtered_by_its_fields() {
 
     // --where sees the decoded fields, nested ones too.
     let gold = consume_json(&topic, &["--where", "/customer/tier=GOLD"]);
-    let want_gold = expected.iter().filter(|v| v["customer"]["tier"] == "GOLD").count();
+    let want_gold = expected
+        .iter()
+        .filter(|v| v["customer"]["tier"] == "GOLD")
+        .count();
     assert_eq!(gold.len(), want_gold);
-    assert!(gold.iter().all(|r| r["value"]["customer"]["tier"] == "GOLD"));
+    assert!(
+        gold.iter()
+            .all(|r| r["value"]["customer"]["tier"] == "GOLD")
+    );
 
     // count --by json:/path groups by a decoded field, exactly.
     let run = weir_run(&[
-        "count", "-t", &topic, "-e", "--registry", registry(), "--by", "json:/customer/tier",
+        "count",
+        "-t",
+        &topic,
+        "-e",
+        "--registry",
+        registry(),
+        "--by",
+        "json:/customer/tier",
         "--json",
     ]);
     run.ok();
@@ -93,8 +123,15 @@ fn confluent_avro_is_read_as_the_values_written_and_filtered_by_its_fields() {
         counted.insert(row["key"].to_string(), row["count"].as_u64().unwrap());
     }
     for tier in ["GOLD", "SILVER", "BRONZE"] {
-        let want = expected.iter().filter(|v| v["customer"]["tier"] == tier).count() as u64;
-        assert_eq!(counted.get(&format!("\"{tier}\"")), Some(&want), "{tier}: {counted:?}");
+        let want = expected
+            .iter()
+            .filter(|v| v["customer"]["tier"] == tier)
+            .count() as u64;
+        assert_eq!(
+            counted.get(&format!("\"{tier}\"")),
+            Some(&want),
+            "{tier}: {counted:?}"
+        );
     }
 
     // --value-format raw leaves the bytes as stored.
@@ -115,11 +152,24 @@ fn weir_avro_is_read_by_confluent_unchanged() {
     let input: String = expected.iter().map(|v| format!("{v}\n")).collect();
     let subject = format!("{source}-value");
     let run = common::produce(
-        &["-t", &topic, "--registry", registry(), "--value-schema", &subject],
+        &[
+            "-t",
+            &topic,
+            "--registry",
+            registry(),
+            "--value-schema",
+            &subject,
+        ],
         input.as_bytes(),
     );
     run.ok();
-    let read = peer(&["consume", brokers(), registry(), &topic, &RECORDS.to_string()]);
+    let read = peer(&[
+        "consume",
+        brokers(),
+        registry(),
+        &topic,
+        &RECORDS.to_string(),
+    ]);
     assert_eq!(read.len(), RECORDS);
     for (i, (got, want)) in read.iter().zip(&expected).enumerate() {
         assert_eq!(got, want, "record {i}");
@@ -135,7 +185,12 @@ fn weir_avro_is_read_by_confluent_unchanged() {
     let first: String = expected[..10].iter().map(|v| format!("{v}\n")).collect();
     common::produce(
         &[
-            "-t", &filed, "--registry", registry(), "--value-schema", avsc.to_str().unwrap(),
+            "-t",
+            &filed,
+            "--registry",
+            registry(),
+            "--value-schema",
+            avsc.to_str().unwrap(),
             "--register",
         ],
         first.as_bytes(),
@@ -157,11 +212,21 @@ fn a_line_that_does_not_fit_the_schema_is_bad_input_naming_the_field() {
     let topic = random_topic("reg-fit");
     create(&topic);
     let subject = format!("{source}-value");
-    let args = ["-t", topic.as_str(), "--registry", registry(), "--value-schema", subject.as_str()];
+    let args = [
+        "-t",
+        topic.as_str(),
+        "--registry",
+        registry(),
+        "--value-schema",
+        subject.as_str(),
+    ];
     let run = common::produce(&args, input.as_bytes());
     assert_ne!(run.code, Some(0), "{}", run.stderr);
     assert!(
-        run.stderr.contains("line 2") && run.stderr.contains("/customer/tier"),
+        run.stderr.contains("-:2: the value does not fit schema id")
+            && run.stderr.contains(
+                "field /customer/tier: expected one of GOLD, SILVER, BRONZE, found \"PLATINUM\""
+            ),
         "{}",
         run.stderr
     );
@@ -174,15 +239,25 @@ fn a_line_that_does_not_fit_the_schema_is_bad_input_naming_the_field() {
     let mut skip = args.to_vec();
     skip.extend(["--on-error", "skip"]);
     common::produce(&skip, input.as_bytes()).ok();
-    let values: Vec<Value> = consume_json(&topic, &[]).into_iter().map(|r| r["value"].clone()).collect();
-    assert_eq!(values, [expected[0].clone(), expected[0].clone(), expected[2].clone()]);
+    let values: Vec<Value> = consume_json(&topic, &[])
+        .into_iter()
+        .map(|r| r["value"].clone())
+        .collect();
+    assert_eq!(
+        values,
+        [
+            expected[0].clone(),
+            expected[0].clone(),
+            expected[2].clone()
+        ]
+    );
 }
 
 #[test]
 fn an_unknown_schema_id_is_the_records_bad_input() {
     let topic = random_topic("reg-unknown");
     create(&topic);
-    // Framed with id 2147483000, which the registry does not have, between
+    // Framed with id 2147483256, which the registry does not have, between
     // two values that are not framed.
     let input = concat!(
         "{\"value\":\"plain\"}\n",
@@ -191,7 +266,13 @@ fn an_unknown_schema_id_is_the_records_bad_input() {
     );
     common::produce(&["-t", &topic, "--format", "json"], input.as_bytes()).ok();
     let run = weir_run(&[
-        "consume", "-t", &topic, "-e", "--registry", registry(), "--json",
+        "consume",
+        "-t",
+        &topic,
+        "-e",
+        "--registry",
+        registry(),
+        "--json",
     ]);
     run.ok();
     let values: Vec<Value> = run
@@ -200,17 +281,39 @@ fn an_unknown_schema_id_is_the_records_bad_input() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].clone())
         .collect();
     assert_eq!(values, ["plain", "after"]);
-    let warning: Vec<&str> = run.stderr.lines().filter(|l| l.contains("cannot decode")).collect();
+    let warning: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cannot decode"))
+        .collect();
     assert_eq!(warning.len(), 1, "{}", run.stderr);
-    for part in [topic.as_str(), "partition 0", "offset 1", "schema id 2147483000", "404", "AH///nh7AgM="] {
+    for part in [
+        topic.as_str(),
+        "partition 0",
+        "offset 1",
+        "schema id 2147483256",
+        "404",
+        "AH///nh7AgM=",
+    ] {
         assert!(warning[0].contains(part), "{part}: {}", warning[0]);
     }
 
     let run = weir_run(&[
-        "consume", "-t", &topic, "-e", "--registry", registry(), "--on-error", "fail",
+        "consume",
+        "-t",
+        &topic,
+        "-e",
+        "--registry",
+        registry(),
+        "--on-error",
+        "fail",
     ]);
     assert_ne!(run.code, Some(0));
-    assert!(run.stderr.contains("schema id 2147483000"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("schema id 2147483256"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -219,32 +322,79 @@ fn a_registry_that_is_down_fails_in_one_line_within_the_timeout() {
     create(&topic);
     let down = format!("http://127.0.0.1:{}", common::free_port());
     // Framed values: consume must ask the registry.
-    common::produce(&["-t", &topic, "--format", "json"], b"{\"value_b64\":\"AAAAAAECAw==\"}\n").ok();
+    common::produce(
+        &["-t", &topic, "--format", "json"],
+        b"{\"value_b64\":\"AAAAAAECAw==\"}\n",
+    )
+    .ok();
     let run = weir_run(&[
-        "consume", "-t", &topic, "-e", "--registry", &down, "--on-error", "fail", "--timeout", "5s",
+        "consume",
+        "-t",
+        &topic,
+        "-e",
+        "--registry",
+        &down,
+        "--on-error",
+        "fail",
+        "--timeout",
+        "5s",
     ]);
     assert_ne!(run.code, Some(0));
     assert!(run.elapsed < Duration::from_secs(30), "{:?}", run.elapsed);
-    assert!(run.stderr.contains(&down) && run.stderr.contains("cannot connect"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&down) && run.stderr.contains("cannot connect"),
+        "{}",
+        run.stderr
+    );
 
     // Nothing is produced when the schema cannot be had.
     let empty = random_topic("reg-down-out");
     create(&empty);
     let run = common::produce(
-        &["-t", &empty, "--registry", &down, "--value-schema", "orders-value", "--timeout", "5s"],
+        &[
+            "-t",
+            &empty,
+            "--registry",
+            &down,
+            "--value-schema",
+            "orders-value",
+            "--timeout",
+            "5s",
+        ],
         b"{\"id\":1}\n",
     );
     assert_ne!(run.code, Some(0));
-    assert!(run.stderr.contains(&down) && run.stderr.contains("subject \"orders-value\""), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&down) && run.stderr.contains("subject \"orders-value\""),
+        "{}",
+        run.stderr
+    );
     assert_eq!(common::topic_end(brokers(), &empty), 0);
 
     // A subject the registry does not have: its answer in one line.
     let run = common::produce(
-        &["-t", &empty, "--registry", registry(), "--value-schema", "no-such-subject", "--timeout", "5s"],
+        &[
+            "-t",
+            &empty,
+            "--registry",
+            registry(),
+            "--value-schema",
+            "no-such-subject",
+            "--timeout",
+            "5s",
+        ],
         b"{\"id\":1}\n",
     );
     assert_ne!(run.code, Some(0));
-    let line = run.stderr.lines().find(|l| l.contains("no-such-subject")).unwrap_or_default();
-    assert!(line.contains("HTTP 404") && line.contains(registry()), "{}", run.stderr);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("no-such-subject"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("HTTP 404") && line.contains(registry()),
+        "{}",
+        run.stderr
+    );
     assert_eq!(common::topic_end(brokers(), &empty), 0);
 }

@@ -374,7 +374,9 @@ async fn encoders(
 ) -> anyhow::Result<(Option<Arc<Encoder>>, Option<Arc<Encoder>>)> {
     if args.value_schema.is_none() && args.key_schema.is_none() {
         if args.register {
-            return Err(usage("--register registers the file given to --value-schema or --key-schema"));
+            return Err(usage(
+                "--register registers the file given to --value-schema or --key-schema",
+            ));
         }
         return Ok((None, None));
     }

@@ -22,12 +22,22 @@ pub struct RegistryArgs {
     /// Schema Registry URL (Confluent's API), e.g. http://127.0.0.1:8081
     /// or https://host/apis/ccompat/v6: values in its wire format are
     /// decoded (and written with --value-schema). Profile key `registry`.
-    #[arg(long, env = "WEIR_REGISTRY", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "WEIR_REGISTRY",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub registry: Option<String>,
 
     /// User for HTTP basic authentication to the registry; the password
     /// comes from --registry-password-file or WEIR_REGISTRY_PASSWORD.
-    #[arg(long, env = "WEIR_REGISTRY_USER", hide_env_values = true, requires = "registry")]
+    #[arg(
+        long,
+        env = "WEIR_REGISTRY_USER",
+        hide_env_values = true,
+        requires = "registry"
+    )]
     pub registry_user: Option<String>,
 
     /// File holding the registry user's password (its first line).
@@ -36,7 +46,12 @@ pub struct RegistryArgs {
 
     /// File holding a bearer token for the registry (its first line, read
     /// once at start).
-    #[arg(long, value_name = "FILE", requires = "registry", conflicts_with = "registry_user")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "registry",
+        conflicts_with = "registry_user"
+    )]
     pub registry_token_file: Option<PathBuf>,
 
     /// PEM file of the CAs that sign the registry's certificate (https).
@@ -47,7 +62,11 @@ pub struct RegistryArgs {
 impl RegistryArgs {
     /// The registry client, when --registry (or the profile's `registry`)
     /// names one; every request within `timeout`.
-    pub fn client(&self, profile_url: Option<&str>, timeout: Duration) -> anyhow::Result<Option<Arc<Registry>>> {
+    pub fn client(
+        &self,
+        profile_url: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<Arc<Registry>>> {
         let Some(url) = self.registry.as_deref().or(profile_url) else {
             return Ok(None);
         };
@@ -66,7 +85,9 @@ impl RegistryArgs {
                     password: Password::new(password),
                 }
             }
-            (None, Some(path)) => RegistryAuth::Bearer(Password::new(first_line(path, "--registry-token-file")?)),
+            (None, Some(path)) => {
+                RegistryAuth::Bearer(Password::new(first_line(path, "--registry-token-file")?))
+            }
             (None, None) => RegistryAuth::None,
         };
         let config = RegistryConfig::new(url)
@@ -129,9 +150,16 @@ pub enum OnErrorArg {
 impl DecodeArgs {
     /// The reader's decoding, when a registry is given and something is
     /// to be decoded.
-    pub fn decoding(&self, profile_url: Option<&str>, timeout: Duration) -> anyhow::Result<Option<Arc<Decoding>>> {
+    pub fn decoding(
+        &self,
+        profile_url: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<Arc<Decoding>>> {
         let Some(registry) = self.registry.client(profile_url, timeout)? else {
-            for (flag, f) in [("--value-format", self.value_format), ("--key-format", self.key_format)] {
+            for (flag, f) in [
+                ("--value-format", self.value_format),
+                ("--key-format", self.key_format),
+            ] {
                 if f == FormatArg::Avro {
                     return Err(usage(format!("{flag} avro needs --registry URL")));
                 }

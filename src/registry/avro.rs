@@ -153,7 +153,11 @@ impl AvroSchema {
     fn avro(&self, schema: &Schema, value: &Json, at: &mut String) -> Result<Avro, String> {
         let schema = self.named(schema);
         let wrong = |expected: &str, at: &str| {
-            let field = if at.is_empty() { "the value".to_owned() } else { format!("field {at}") };
+            let field = if at.is_empty() {
+                "the value".to_owned()
+            } else {
+                format!("field {at}")
+            };
             format!("{field}: expected {expected}, found {}", shown(value))
         };
         Ok(match schema {
@@ -161,21 +165,33 @@ impl AvroSchema {
                 Json::Null => Avro::Null,
                 _ => return Err(wrong("null", at)),
             },
-            Schema::Boolean => Avro::Boolean(value.as_bool().ok_or_else(|| wrong("a boolean", at))?),
+            Schema::Boolean => {
+                Avro::Boolean(value.as_bool().ok_or_else(|| wrong("a boolean", at))?)
+            }
             Schema::Int => Avro::Int(int(value).ok_or_else(|| wrong("an int", at))?),
-            Schema::Date => Avro::Date(int(value).ok_or_else(|| wrong("a date (days, an int)", at))?),
+            Schema::Date => {
+                Avro::Date(int(value).ok_or_else(|| wrong("a date (days, an int)", at))?)
+            }
             Schema::TimeMillis => {
                 Avro::TimeMillis(int(value).ok_or_else(|| wrong("a time-millis (an int)", at))?)
             }
             Schema::Long => Avro::Long(value.as_i64().ok_or_else(|| wrong("a long", at))?),
-            Schema::TimeMicros => Avro::TimeMicros(value.as_i64().ok_or_else(|| wrong("a long", at))?),
-            Schema::TimestampMillis => {
-                Avro::TimestampMillis(value.as_i64().ok_or_else(|| wrong("a timestamp-millis (a long)", at))?)
+            Schema::TimeMicros => {
+                Avro::TimeMicros(value.as_i64().ok_or_else(|| wrong("a long", at))?)
             }
-            Schema::TimestampMicros => {
-                Avro::TimestampMicros(value.as_i64().ok_or_else(|| wrong("a timestamp-micros (a long)", at))?)
+            Schema::TimestampMillis => Avro::TimestampMillis(
+                value
+                    .as_i64()
+                    .ok_or_else(|| wrong("a timestamp-millis (a long)", at))?,
+            ),
+            Schema::TimestampMicros => Avro::TimestampMicros(
+                value
+                    .as_i64()
+                    .ok_or_else(|| wrong("a timestamp-micros (a long)", at))?,
+            ),
+            Schema::TimestampNanos => {
+                Avro::TimestampNanos(value.as_i64().ok_or_else(|| wrong("a long", at))?)
             }
-            Schema::TimestampNanos => Avro::TimestampNanos(value.as_i64().ok_or_else(|| wrong("a long", at))?),
             Schema::LocalTimestampMillis => {
                 Avro::LocalTimestampMillis(value.as_i64().ok_or_else(|| wrong("a long", at))?)
             }
@@ -187,7 +203,12 @@ impl AvroSchema {
             }
             Schema::Float => Avro::Float(number(value).ok_or_else(|| wrong("a float", at))? as f32),
             Schema::Double => Avro::Double(number(value).ok_or_else(|| wrong("a double", at))?),
-            Schema::String => Avro::String(value.as_str().ok_or_else(|| wrong("a string", at))?.to_owned()),
+            Schema::String => Avro::String(
+                value
+                    .as_str()
+                    .ok_or_else(|| wrong("a string", at))?
+                    .to_owned(),
+            ),
             Schema::Uuid => {
                 let text = value.as_str().ok_or_else(|| wrong("a uuid string", at))?;
                 Avro::Uuid(uuid::Uuid::try_parse(text).map_err(|_| wrong("a uuid string", at))?)
@@ -201,7 +222,10 @@ impl AvroSchema {
                 Avro::Fixed(f.size, bytes)
             }
             Schema::Decimal(d) => {
-                let expected = format!("a decimal with at most {} digits after the point (a string)", d.scale);
+                let expected = format!(
+                    "a decimal with at most {} digits after the point (a string)",
+                    d.scale
+                );
                 let unscaled = value
                     .as_str()
                     .and_then(|s| unscaled(s, d.scale))
@@ -211,7 +235,11 @@ impl AvroSchema {
                     if bytes.len() > f.size {
                         return Err(wrong(&format!("a decimal that fits {} bytes", f.size), at));
                     }
-                    let fill = if unscaled.sign() == num_bigint::Sign::Minus { 0xff } else { 0 };
+                    let fill = if unscaled.sign() == num_bigint::Sign::Minus {
+                        0xff
+                    } else {
+                        0
+                    };
                     let mut padded = vec![fill; f.size - bytes.len()];
                     padded.extend_from_slice(&bytes);
                     bytes = padded;
@@ -239,7 +267,9 @@ impl AvroSchema {
                 Avro::Array(out)
             }
             Schema::Map(m) => {
-                let entries = value.as_object().ok_or_else(|| wrong("an object (a map)", at))?;
+                let entries = value
+                    .as_object()
+                    .ok_or_else(|| wrong("an object (a map)", at))?;
                 let mut out = HashMap::with_capacity(entries.len());
                 for (k, v) in entries {
                     let len = at.len();
@@ -297,11 +327,17 @@ impl AvroSchema {
                 });
             }
             Schema::BigDecimal => {
-                return Err(format!("field {at}: big-decimal values cannot be written yet"));
+                return Err(format!(
+                    "field {at}: big-decimal values cannot be written yet"
+                ));
             }
             Schema::Duration => {
                 let o = value.as_object();
-                let part = |k: &str| o.and_then(|o| o.get(k)).and_then(Json::as_u64).and_then(|n| u32::try_from(n).ok());
+                let part = |k: &str| {
+                    o.and_then(|o| o.get(k))
+                        .and_then(Json::as_u64)
+                        .and_then(|n| u32::try_from(n).ok())
+                };
                 match (part("months"), part("days"), part("millis")) {
                     (Some(m), Some(d), Some(ms)) => Avro::Duration(apache_avro::Duration::new(
                         apache_avro::Months::new(m),
@@ -311,7 +347,9 @@ impl AvroSchema {
                     _ => return Err(wrong("{\"months\":M,\"days\":D,\"millis\":MS}", at)),
                 }
             }
-            Schema::Ref { name } => return Err(format!("field {at}: unknown type {}", name.fullname(None))),
+            Schema::Ref { name } => {
+                return Err(format!("field {at}: unknown type {}", name.fullname(None)));
+            }
         })
     }
 
@@ -379,7 +417,11 @@ fn shown(value: &Json) -> String {
 /// The exact decimal text of `unscaled * 10^-scale`.
 pub fn decimal_text(unscaled: &BigInt, scale: usize) -> String {
     let digits = unscaled.magnitude().to_string();
-    let sign = if unscaled.sign() == num_bigint::Sign::Minus { "-" } else { "" };
+    let sign = if unscaled.sign() == num_bigint::Sign::Minus {
+        "-"
+    } else {
+        ""
+    };
     if scale == 0 {
         return format!("{sign}{digits}");
     }
@@ -401,7 +443,10 @@ pub fn unscaled(text: &str, scale: usize) -> Option<BigInt> {
     };
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty() && fraction.is_empty()
-        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
         || fraction.len() > scale
     {
         return None;
@@ -423,7 +468,11 @@ mod tests {
             ("7", 3, "7.000"),
             ("0.001", 3, "0.001"),
             ("-12", 0, "-12"),
-            ("98765432109876543210.123456789", 9, "98765432109876543210.123456789"),
+            (
+                "98765432109876543210.123456789",
+                9,
+                "98765432109876543210.123456789",
+            ),
         ] {
             let n = unscaled(text, scale).unwrap();
             assert_eq!(decimal_text(&n, scale), back, "{text}");
@@ -467,12 +516,17 @@ mod tests {
         assert_eq!(schema.to_json(&bytes).unwrap(), value);
         let mut missing = value.clone();
         missing.as_object_mut().unwrap().remove("note");
-        let back = schema.to_json(&schema.from_json(&missing).unwrap()).unwrap();
+        let back = schema
+            .to_json(&schema.from_json(&missing).unwrap())
+            .unwrap();
         assert_eq!(back["note"], Json::Null);
         let mut wrong = value.clone();
         wrong["customer"]["tier"] = "BRONZE".into();
         let e = schema.from_json(&wrong).unwrap_err();
-        assert!(e.starts_with("field /customer/tier: expected one of GOLD, SILVER"), "{e}");
+        assert!(
+            e.starts_with("field /customer/tier: expected one of GOLD, SILVER"),
+            "{e}"
+        );
         assert!(schema.to_json(&bytes[..bytes.len() - 1]).is_err());
     }
 }

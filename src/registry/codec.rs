@@ -67,7 +67,9 @@ pub enum DecodeError {
 /// A record whose key or value could not be decoded, with where it is and
 /// its bytes.
 #[derive(Debug, thiserror::Error)]
-#[error("topic {topic} partition {partition} offset {offset}: cannot decode its {part}: {error}; the {part} in base64: {raw}")]
+#[error(
+    "topic {topic} partition {partition} offset {offset}: cannot decode its {part}: {error}; the {part} in base64: {raw}"
+)]
 pub struct BadRecord {
     /// Its topic.
     pub topic: Arc<str>,
@@ -142,7 +144,11 @@ impl Decoding {
 }
 
 fn bad(record: &ConsumedRecord, part: &'static str, error: DecodeError) -> Box<BadRecord> {
-    let bytes = if part == "key" { &record.key } else { &record.value };
+    let bytes = if part == "key" {
+        &record.key
+    } else {
+        &record.value
+    };
     let bytes = bytes.as_deref().unwrap_or_default();
     let mut raw = BASE64.encode(&bytes[..bytes.len().min(4096)]);
     if bytes.len() > 4096 {
@@ -189,7 +195,9 @@ async fn decode_part(
     let json = avro
         .to_json(&bytes[5..])
         .map_err(|problem| DecodeError::Malformed { id, problem })?;
-    Ok(Some(serde_json::to_vec(&json).expect("JSON of a JSON value")))
+    Ok(Some(
+        serde_json::to_vec(&json).expect("JSON of a JSON value"),
+    ))
 }
 
 /// Which schema values are written with (`--value-schema`).
@@ -250,7 +258,7 @@ pub enum EncodeError {
         problem: String,
     },
     /// The value is not JSON.
-    #[error("not JSON: {0}")]
+    #[error("is not JSON: {0}")]
     NotJson(String),
     /// The value does not fit the schema (the message names the field).
     #[error("does not fit schema id {id}: {problem}")]
@@ -303,15 +311,15 @@ impl Encoder {
                 }
             }
         };
-        let schema = registry
-            .schema(id)
-            .await
-            .map_err(EncodeError::Schema)?;
+        let schema = registry.schema(id).await.map_err(EncodeError::Schema)?;
         if schema.avro.is_none() {
             return Err(EncodeError::Registry(RegistryError::Invalid {
                 url: registry.url().to_owned(),
                 what: format!("schema id {id}"),
-                problem: format!("it is {}; weir writes Avro only so far", schema.kind.as_str()),
+                problem: format!(
+                    "it is {}; weir writes Avro only so far",
+                    schema.kind.as_str()
+                ),
             }));
         }
         Ok(Self { id, schema })
@@ -340,10 +348,12 @@ impl Encoder {
     /// Not a value of the schema (naming the field).
     pub fn encode_value(&self, value: &serde_json::Value) -> Result<Vec<u8>, EncodeError> {
         let avro = self.schema.avro.as_ref().expect("checked in new");
-        let body = avro.from_json(value).map_err(|problem| EncodeError::Unfit {
-            id: self.id,
-            problem,
-        })?;
+        let body = avro
+            .from_json(value)
+            .map_err(|problem| EncodeError::Unfit {
+                id: self.id,
+                problem,
+            })?;
         let mut out = Vec::with_capacity(5 + body.len());
         out.push(MAGIC);
         out.extend_from_slice(&self.id.to_be_bytes());

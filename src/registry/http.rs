@@ -34,7 +34,10 @@ impl Endpoint {
             None => return Err("no scheme: expected http:// or https://".to_owned()),
         };
         let host = uri.host().ok_or("no host")?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         if uri.query().is_some() {
             return Err("a query has no place in the registry's URL".to_owned());
@@ -69,16 +72,20 @@ pub(super) async fn send(
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let host_header = if (endpoint.tls && endpoint.port == 443) || (!endpoint.tls && endpoint.port == 80) {
-        endpoint.host.clone()
-    } else {
-        format!("{}:{}", endpoint.host, endpoint.port)
-    };
+    let host_header =
+        if (endpoint.tls && endpoint.port == 443) || (!endpoint.tls && endpoint.port == 80) {
+            endpoint.host.clone()
+        } else {
+            format!("{}:{}", endpoint.host, endpoint.port)
+        };
     let mut request = Request::builder()
         .method(method)
         .uri(format!("{}{path}", endpoint.prefix))
         .header(HOST, host_header)
-        .header(ACCEPT, "application/vnd.schemaregistry.v1+json, application/json");
+        .header(
+            ACCEPT,
+            "application/vnd.schemaregistry.v1+json, application/json",
+        );
     if let Some(auth) = authorization {
         request = request.header(AUTHORIZATION, auth.clone());
     }

@@ -278,8 +278,9 @@ impl Registry {
         };
         let authorization = authorization
             .map(|a| {
-                let mut value = HeaderValue::from_str(&a)
-                    .map_err(|_| bad("the credentials hold characters a header cannot".to_owned()))?;
+                let mut value = HeaderValue::from_str(&a).map_err(|_| {
+                    bad("the credentials hold characters a header cannot".to_owned())
+                })?;
                 value.set_sensitive(true);
                 Ok(value)
             })
@@ -311,7 +312,10 @@ impl Registry {
             return found.clone();
         }
         let what = format!("schema id {id}");
-        let result = match self.get::<SchemaAnswer>(&format!("/schemas/ids/{id}"), &what).await {
+        let result = match self
+            .get::<SchemaAnswer>(&format!("/schemas/ids/{id}"), &what)
+            .await
+        {
             Ok(answer) => self
                 .parse(id, answer.schema_type.as_deref(), &answer.schema, &what)
                 .map(Arc::new)
@@ -342,7 +346,10 @@ impl Registry {
     ) -> Result<SubjectVersion, RegistryError> {
         let (v, what) = match version {
             Some(v) => (v.to_string(), format!("subject \"{subject}\" version {v}")),
-            None => ("latest".to_owned(), format!("subject \"{subject}\" latest version")),
+            None => (
+                "latest".to_owned(),
+                format!("subject \"{subject}\" latest version"),
+            ),
         };
         let path = format!("/subjects/{}/versions/{v}", http::path_segment(subject));
         self.get(&path, &what).await
@@ -394,7 +401,8 @@ impl Registry {
             .ok_or_else(|| invalid(format!("unknown schema type {}", kind.unwrap_or(""))))?;
         let avro = match kind {
             SchemaType::Avro => Some(
-                AvroSchema::parse(text).map_err(|e| invalid(format!("not an Avro schema weir can use: {e}")))?,
+                AvroSchema::parse(text)
+                    .map_err(|e| invalid(format!("not an Avro schema weir can use: {e}")))?,
             ),
             _ => None,
         };
@@ -468,7 +476,11 @@ fn error_message(body: &[u8]) -> String {
         return m.lines().next().unwrap_or_default().to_owned();
     }
     let text = String::from_utf8_lossy(body);
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("(no message)").trim();
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(no message)")
+        .trim();
     line.chars().take(200).collect()
 }
 
@@ -482,7 +494,10 @@ fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, St
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| format!("CA file \"{}\": {e}", path.display()))?;
             if certs.is_empty() {
-                return Err(format!("CA file \"{}\" holds no certificate", path.display()));
+                return Err(format!(
+                    "CA file \"{}\" holds no certificate",
+                    path.display()
+                ));
             }
             for cert in certs {
                 roots

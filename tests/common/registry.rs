@@ -70,7 +70,11 @@ pub fn registry() -> &'static str {
 fn subjects(port: u16) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {API}/subjects HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {API}/subjects HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut answer = String::new();
     s.read_to_string(&mut answer).ok()?;
     answer.starts_with("HTTP/1.1 200").then_some(answer)

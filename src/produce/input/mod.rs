@@ -90,12 +90,13 @@ pub enum ParseError {
 /// A key or value that does not fit its schema (`--value-schema`,
 /// `--key-schema`).
 #[derive(Debug, thiserror::Error)]
-#[error("the {part} {source}")]
+#[error("the {part} {error}")]
 pub struct SchemaMismatch {
     /// `key` or `value`.
     pub part: &'static str,
-    /// What does not fit (naming the field).
-    pub source: crate::registry::codec::EncodeError,
+    /// What does not fit (naming the field); part of this error's own
+    /// message, so not its source.
+    pub error: crate::registry::codec::EncodeError,
 }
 
 /// What is wrong with a JSON record as a whole.
@@ -131,7 +132,7 @@ impl RecordParser {
         if self.null_empty && record.value.as_ref().is_some_and(Vec::is_empty) {
             record.value = None;
         }
-        let schema = |part, source| ParseError::Schema(Box::new(SchemaMismatch { part, source }));
+        let schema = |part, error| ParseError::Schema(Box::new(SchemaMismatch { part, error }));
         if let (Some(encoder), Some(value)) = (&self.value_encoder, &record.value) {
             record.value = Some(encoder.encode(value).map_err(|e| schema("value", e))?);
         }
