@@ -198,6 +198,40 @@ fn weir_avro_is_read_by_confluent_unchanged() {
     .ok();
     let read = peer(&["consume", brokers(), registry(), &filed, "10"]);
     assert_eq!(read, expected[..10]);
+
+    // weir consume --json | weir produce --format json copies decoded
+    // records with their schema; the registry from a profile's key.
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[profiles.reg]\nregistry = \"{}\"\n", registry()),
+    )
+    .unwrap();
+    let profile = [
+        "--config-file",
+        config.to_str().unwrap(),
+        "--profile",
+        "reg",
+    ];
+    let mut args = vec!["consume", "-t", filed.as_str(), "-e", "--json"];
+    args.extend(profile);
+    let run = weir_run(&args);
+    run.ok();
+    let copy = random_topic("reg-copy");
+    create(&copy);
+    let subject = format!("{filed}-value");
+    let mut args = vec![
+        "-t",
+        copy.as_str(),
+        "--format",
+        "json",
+        "--value-schema",
+        subject.as_str(),
+    ];
+    args.extend(profile);
+    common::produce(&args, run.stdout.as_bytes()).ok();
+    let read = peer(&["consume", brokers(), registry(), &copy, "10"]);
+    assert_eq!(read, expected[..10]);
 }
 
 #[test]

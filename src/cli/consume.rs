@@ -230,7 +230,7 @@ impl SelectionArgs {
             .config(timeout)?
             .with_start(start)
             .with_until(until)
-            .with_decoding(self.decode.decoding(None, timeout)?);
+            .with_decoding(self.decode.decoding(timeout)?);
         Ok((selection, config))
     }
 }

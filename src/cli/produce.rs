@@ -380,7 +380,7 @@ async fn encoders(
         }
         return Ok((None, None));
     }
-    let Some(registry) = args.registry.client(None, timeout)? else {
+    let Some(registry) = args.registry.client(timeout)? else {
         return Err(usage("--value-schema and --key-schema need --registry URL"));
     };
     let mut encoders = [None, None];

@@ -60,14 +60,18 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// The registry client, when --registry (or the profile's `registry`)
-    /// names one; every request within `timeout`.
-    pub fn client(
-        &self,
-        profile_url: Option<&str>,
-        timeout: Duration,
-    ) -> anyhow::Result<Option<Arc<Registry>>> {
-        let Some(url) = self.registry.as_deref().or(profile_url) else {
+    /// Takes the profile's `registry` URL when none was given.
+    pub fn or_profile(&mut self, url: Option<String>) {
+        if self.registry.is_none() {
+            self.registry = url;
+        }
+    }
+
+    /// The registry client, when --registry (or the profile's `registry`,
+    /// [`or_profile`](Self::or_profile)) names one; every request within
+    /// `timeout`.
+    pub fn client(&self, timeout: Duration) -> anyhow::Result<Option<Arc<Registry>>> {
+        let Some(url) = self.registry.as_deref() else {
             return Ok(None);
         };
         let auth = match (&self.registry_user, &self.registry_token_file) {
@@ -150,12 +154,8 @@ pub enum OnErrorArg {
 impl DecodeArgs {
     /// The reader's decoding, when a registry is given and something is
     /// to be decoded.
-    pub fn decoding(
-        &self,
-        profile_url: Option<&str>,
-        timeout: Duration,
-    ) -> anyhow::Result<Option<Arc<Decoding>>> {
-        let Some(registry) = self.registry.client(profile_url, timeout)? else {
+    pub fn decoding(&self, timeout: Duration) -> anyhow::Result<Option<Arc<Decoding>>> {
+        let Some(registry) = self.registry.client(timeout)? else {
             for (flag, f) in [
                 ("--value-format", self.value_format),
                 ("--key-format", self.key_format),
