@@ -432,3 +432,64 @@ fn a_registry_that_is_down_fails_in_one_line_within_the_timeout() {
     );
     assert_eq!(common::topic_end(brokers(), &empty), 0);
 }
+
+#[test]
+fn an_https_registry_is_trusted_through_its_ca_file_only() {
+    let (url, ca) = common::registry::registry_tls();
+    let ca = ca.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let avsc = dir.path().join("point.avsc");
+    std::fs::write(
+        &avsc,
+        r#"{"type":"record","name":"Point","fields":[{"name":"x","type":"int"},{"name":"label","type":["null","string"]}]}"#,
+    )
+    .unwrap();
+    let topic = random_topic("reg-tls");
+    create(&topic);
+    let schema = ["--value-schema", avsc.to_str().unwrap(), "--register"];
+
+    // Without the CA file the Mozilla roots are asked, which do not sign
+    // it: one line naming the registry, nothing produced.
+    let mut args = vec![
+        "-t",
+        topic.as_str(),
+        "--registry",
+        url.as_str(),
+        "--timeout",
+        "10s",
+    ];
+    args.extend(schema);
+    let run = common::produce(&args, b"{\"x\":1,\"label\":\"a\"}\n");
+    assert_ne!(run.code, Some(0));
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains(url.as_str()))
+        .unwrap_or_default();
+    assert!(line.contains("TLS handshake failed"), "{}", run.stderr);
+    assert_eq!(common::topic_end(brokers(), &topic), 0);
+
+    args.extend(["--registry-ca", ca]);
+    common::produce(
+        &args,
+        b"{\"x\":1,\"label\":\"a\"}\n{\"x\":-2,\"label\":null}\n",
+    )
+    .ok();
+    let run = weir_run(&[
+        "consume",
+        "-t",
+        &topic,
+        "-e",
+        "--registry",
+        url,
+        "--registry-ca",
+        ca,
+        "-f",
+        "{value}",
+    ]);
+    run.ok();
+    assert_eq!(
+        run.stdout,
+        "{\"label\":\"a\",\"x\":1}\n{\"label\":null,\"x\":-2}\n"
+    );
+}

@@ -233,6 +233,10 @@ struct Registered {
     id: u32,
 }
 
+/// A schema as the cache keeps it: the error shared, as each record with
+/// that id reports it.
+type Cached = Result<Arc<Schema>, Arc<RegistryError>>;
+
 /// A Schema Registry client with its cache of schemas by id.
 #[derive(Debug)]
 pub struct Registry {
@@ -242,7 +246,7 @@ pub struct Registry {
     authorization: Option<HeaderValue>,
     timeout: Duration,
     /// Schemas by id, and the ids the registry said it does not have.
-    cache: Mutex<HashMap<u32, Result<Arc<Schema>, Arc<RegistryError>>>>,
+    cache: Mutex<HashMap<u32, Cached>>,
 }
 
 impl Registry {
