@@ -488,8 +488,9 @@ fn an_https_registry_is_trusted_through_its_ca_file_only() {
         "{value}",
     ]);
     run.ok();
+    // A record's fields in the schema's order.
     assert_eq!(
         run.stdout,
-        "{\"label\":\"a\",\"x\":1}\n{\"label\":null,\"x\":-2}\n"
+        "{\"x\":1,\"label\":\"a\"}\n{\"x\":-2,\"label\":null}\n"
     );
 }

@@ -21,6 +21,11 @@ pub async fn consume(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     super::require_stdout("the records")?;
+    if args.selection.decode.registry.registry.is_some() {
+        return Err(usage(
+            "--registry with --share-group: share groups do not decode through a schema registry yet",
+        ));
+    }
     let start = match args.selection.from.as_deref() {
         None => None,
         Some("earliest") => Some(ShareStart::Earliest),

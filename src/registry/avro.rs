@@ -62,6 +62,79 @@ impl AvroSchema {
         self.json(&self.schema, value)
     }
 
+    /// Decodes one value into JSON text: as [`to_json`](Self::to_json),
+    /// with a record's fields in the schema's order.
+    ///
+    /// # Errors
+    ///
+    /// Bytes that are not a value of this schema, or bytes left over.
+    pub fn to_json_text(&self, mut bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let value = apache_avro::from_avro_datum(&self.schema, &mut bytes, None)
+            .map_err(|e| format!("not Avro of its schema: {e}"))?;
+        if !bytes.is_empty() {
+            return Err(format!("{} bytes left after the value", bytes.len()));
+        }
+        let mut out = Vec::with_capacity(256);
+        self.write(&self.schema, value, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes `value` as JSON text: records field by field in order,
+    /// everything else as [`json`](Self::json) makes it.
+    fn write(&self, schema: &Schema, value: Avro, out: &mut Vec<u8>) -> Result<(), String> {
+        let schema = self.named(schema);
+        match (value, schema) {
+            (Avro::Record(fields), Schema::Record(r)) => {
+                out.push(b'{');
+                for (i, ((name, v), field)) in fields.into_iter().zip(&r.fields).enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, &name).map_err(|e| e.to_string())?;
+                    out.push(b':');
+                    self.write(&field.schema, v, out)?;
+                }
+                out.push(b'}');
+            }
+            (Avro::Union(i, inner), Schema::Union(u)) => {
+                let branch = u
+                    .variants()
+                    .get(i as usize)
+                    .ok_or_else(|| format!("union branch {i} is not in the schema"))?;
+                self.write(branch, *inner, out)?;
+            }
+            (Avro::Array(items), Schema::Array(a)) => {
+                out.push(b'[');
+                for (i, v) in items.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.write(&a.items, v, out)?;
+                }
+                out.push(b']');
+            }
+            (Avro::Map(entries), Schema::Map(m)) => {
+                let mut entries: Vec<_> = entries.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                out.push(b'{');
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, &k).map_err(|e| e.to_string())?;
+                    out.push(b':');
+                    self.write(&m.types, v, out)?;
+                }
+                out.push(b'}');
+            }
+            (v, s) => {
+                let json = self.json(s, v)?;
+                serde_json::to_writer(&mut *out, &json).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Encodes a JSON value into Avro (without the wire format's header).
     ///
     /// # Errors
@@ -514,6 +587,13 @@ mod tests {
         });
         let bytes = schema.from_json(&value).unwrap();
         assert_eq!(schema.to_json(&bytes).unwrap(), value);
+        // The text has the record's fields in the schema's order.
+        let text = String::from_utf8(schema.to_json_text(&bytes).unwrap()).unwrap();
+        assert!(
+            text.starts_with(r#"{"id":7,"customer":{"name":"ann","tier":"GOLD"},"note":"hi","#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Json>(&text).unwrap(), value);
         let mut missing = value.clone();
         missing.as_object_mut().unwrap().remove("note");
         let back = schema

@@ -193,11 +193,9 @@ async fn decode_part(
         (None, kind) => return Err(DecodeError::Unsupported { id, kind }),
     };
     let json = avro
-        .to_json(&bytes[5..])
+        .to_json_text(&bytes[5..])
         .map_err(|problem| DecodeError::Malformed { id, problem })?;
-    Ok(Some(
-        serde_json::to_vec(&json).expect("JSON of a JSON value"),
-    ))
+    Ok(Some(json))
 }
 
 /// Which schema values are written with (`--value-schema`).
