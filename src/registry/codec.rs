@@ -359,3 +359,36 @@ impl Encoder {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_choices_are_read_as_written() {
+        let parse = |s: &str| s.parse::<SchemaChoice>();
+        assert_eq!(
+            parse("orders-value"),
+            Ok(SchemaChoice::Latest("orders-value".into()))
+        );
+        assert_eq!(
+            parse("orders-value@3"),
+            Ok(SchemaChoice::Version("orders-value".into(), 3))
+        );
+        assert_eq!(parse("id:17"), Ok(SchemaChoice::Id(17)));
+        assert_eq!(
+            parse("s/order.avsc"),
+            Ok(SchemaChoice::File("s/order.avsc".into()))
+        );
+        assert!(parse("id:x").is_err());
+        assert!(parse("orders@latest").is_err());
+        assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn only_the_wire_format_has_an_id() {
+        assert_eq!(framed_id(&[0, 0, 0, 1, 2, 9]), Some(258));
+        assert_eq!(framed_id(&[0, 0, 0, 1]), None);
+        assert_eq!(framed_id(b"{\"a\":1}"), None);
+    }
+}

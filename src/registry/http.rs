@@ -72,12 +72,17 @@ pub(super) async fn send(
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let host_header =
-        if (endpoint.tls && endpoint.port == 443) || (!endpoint.tls && endpoint.port == 80) {
-            endpoint.host.clone()
-        } else {
-            format!("{}:{}", endpoint.host, endpoint.port)
-        };
+    let host = if endpoint.host.contains(':') {
+        format!("[{}]", endpoint.host)
+    } else {
+        endpoint.host.clone()
+    };
+    let default_port = if endpoint.tls { 443 } else { 80 };
+    let host_header = if endpoint.port == default_port {
+        host
+    } else {
+        format!("{host}:{}", endpoint.port)
+    };
     let mut request = Request::builder()
         .method(method)
         .uri(format!("{}{path}", endpoint.prefix))
@@ -148,4 +153,33 @@ pub(super) fn path_segment(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_scheme_host_port_and_prefix() {
+        let e = Endpoint::parse("https://registry.example.com/apis/ccompat/v6/").unwrap();
+        assert!(e.tls);
+        assert_eq!(
+            (e.host.as_str(), e.port, e.prefix.as_str()),
+            ("registry.example.com", 443, "/apis/ccompat/v6")
+        );
+        let e = Endpoint::parse("http://[::1]:8081").unwrap();
+        assert_eq!(
+            (e.tls, e.host.as_str(), e.port, e.prefix.as_str()),
+            (false, "::1", 8081, "")
+        );
+        for bad in ["127.0.0.1:8081", "ftp://h/", "http://h/?a=b", "not a url"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn subjects_are_percent_encoded_in_paths() {
+        assert_eq!(path_segment("orders-value"), "orders-value");
+        assert_eq!(path_segment("a b/c?é"), "a%20b%2Fc%3F%C3%A9");
+    }
 }

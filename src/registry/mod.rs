@@ -520,3 +520,61 @@ fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, St
     .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registrys_message_is_one_line() {
+        assert_eq!(
+            error_message(br#"{"error_code":40401,"message":"Subject 'x' not found.\nmore"}"#),
+            "Subject 'x' not found."
+        );
+        assert_eq!(
+            error_message(b"\n<html>Unauthorized</html>\n"),
+            "<html>Unauthorized</html>"
+        );
+        assert_eq!(error_message(b""), "(no message)");
+    }
+
+    #[test]
+    fn credentials_never_show_and_bad_urls_are_refused() {
+        let config = RegistryConfig::new("http://127.0.0.1:1").with_auth(RegistryAuth::Basic {
+            user: "u".into(),
+            password: Password::new("s3cret"),
+        });
+        let registry = Registry::new(&config).unwrap();
+        assert!(!format!("{registry:?}").contains("s3cret"));
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let e = Registry::new(&RegistryConfig::new("localhost:8081")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("schema registry localhost:8081: "),
+            "{e}"
+        );
+        let e = Registry::new(&RegistryConfig::new("http://h").with_ca_file(Some("ca.pem".into())))
+            .unwrap_err();
+        assert!(e.to_string().contains("https"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_one_line_naming_the_url_and_id() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let registry = Registry::new(&RegistryConfig::new(&url)).unwrap();
+        let e = registry.schema(7).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "schema registry {url}: schema id 7: cannot connect"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains('\n'));
+    }
+}
