@@ -134,6 +134,38 @@ fn confluent_avro_is_read_as_the_values_written_and_filtered_by_its_fields() {
         );
     }
 
+    // agg sums a decoded field per decoded key, exactly.
+    let run = weir_run(&[
+        "agg",
+        "-t",
+        &topic,
+        "-e",
+        "--registry",
+        registry(),
+        "--by",
+        "json:/customer/tier",
+        "--agg",
+        "count",
+        "--agg",
+        "sum:json:/id",
+        "--json",
+    ]);
+    run.ok();
+    let mut sums = std::collections::BTreeMap::new();
+    for line in run.stdout.lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        let tier = row["key"].as_str().unwrap().to_owned();
+        sums.insert(tier, row["sum(json:/id)"].as_i64().unwrap());
+    }
+    for tier in ["GOLD", "SILVER", "BRONZE"] {
+        let want: i64 = expected
+            .iter()
+            .filter(|v| v["customer"]["tier"] == tier)
+            .map(|v| v["id"].as_i64().unwrap())
+            .sum();
+        assert_eq!(sums.get(tier), Some(&want), "{tier}: {sums:?}");
+    }
+
     // --value-format raw leaves the bytes as stored.
     let raw = consume_json(&topic, &["-c", "1", "--value-format", "raw"]);
     assert!(raw[0].get("value_b64").is_some(), "{}", raw[0]);
