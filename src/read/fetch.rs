@@ -39,6 +39,7 @@ use crate::read::config::{
 use crate::read::error::{ConsumeError, FetchError, FetchFailure};
 use crate::read::event::ConsumerEvent;
 use crate::record::{ConsumedRecord, TimestampType};
+use crate::registry::codec::{Decoding, OnBadInput};
 use crate::timestamp::now_ms;
 
 /// What one fetch returned, as far as the loop cares.
@@ -501,20 +502,14 @@ impl<F: PartitionFetch> PartitionTask<F> {
     /// Decodes the batch's keys and values through the schema registry;
     /// an undecodable record is warned of and left out, or fails the
     /// partition (false: the task ends).
-    async fn decode(
-        &self,
-        decoding: &crate::registry::codec::Decoding,
-        batch: &mut Vec<ConsumedRecord>,
-    ) -> bool {
+    async fn decode(&self, decoding: &Decoding, batch: &mut Vec<ConsumedRecord>) -> bool {
         let mut kept = Vec::with_capacity(batch.len());
         for mut record in batch.drain(..) {
             match decoding.decode(&mut record).await {
                 Ok(()) => kept.push(record),
                 Err(bad) => match decoding.on_error {
-                    crate::registry::codec::OnBadInput::Skip => {
-                        tracing::warn!("{bad}; left out");
-                    }
-                    crate::registry::codec::OnBadInput::Fail => {
+                    OnBadInput::Skip => tracing::warn!("{bad}; left out"),
+                    OnBadInput::Fail => {
                         self.fail(FetchFailure::Undecodable(bad)).await;
                         return false;
                     }
