@@ -14,6 +14,10 @@ broker port="9092":
 cluster nodes="3" port="9092":
     scripts/kafka.sh cluster {{nodes}} {{port}}
 
+# Run one local Schema Registry (Apicurio, Confluent API at /apis/ccompat/v6, in memory) on 127.0.0.1:PORT in the foreground.
+registry port="8081":
+    scripts/registry.sh run {{port}}
+
 # The main job, end to end, against a local broker it starts itself.
 demo:
     scripts/demo.sh
@@ -21,6 +25,7 @@ demo:
 # Format and lint checks, the static builds, and every test against a real broker.
 test:
     scripts/kafka.sh install >/dev/null
+    scripts/registry.sh install >/dev/null
     cargo fmt --check
     cargo clippy --locked --all-targets -- -D warnings
     scripts/static.sh

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The Python virtualenv for the interoperability tests (tests/interop.rs):
 # confluent-kafka (which bundles librdkafka) and kafka-python, pinned below;
-# and for tests/metrics.rs, prometheus-client (its text format parser).
+# and for tests/metrics.rs, prometheus-client (its text format parser); for
+# tests/registry.rs, confluent-kafka's Avro serializer and registry client
+# (its avro and schemaregistry extras: fastavro, httpx).
 #
 #   scripts/pyenv.sh    create or update the venv if needed; print its python's path
 #
@@ -11,7 +13,7 @@
 # changing the pins below re-installs.
 set -euo pipefail
 
-PINS="confluent-kafka==2.16.1 kafka-python==3.0.12 prometheus-client==0.26.0"
+PINS="confluent-kafka[avro,schemaregistry]==2.16.1 kafka-python==3.0.12 prometheus-client==0.26.0"
 CACHE=${WEIR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/weir}
 VENV=$CACHE/venv
 PY=$VENV/bin/python

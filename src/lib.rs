@@ -241,6 +241,7 @@ pub mod pipe;
 pub mod produce;
 pub mod read;
 pub mod record;
+pub mod registry;
 pub mod share;
 pub mod timestamp;
 

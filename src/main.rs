@@ -142,7 +142,20 @@ async fn run_connected(
     connect: &cli::connect::ConnectArgs,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let config = connect.to_config()?;
+    let effective = connect.effective()?;
+    let registry = effective.registry.clone();
+    let config = effective.to_config()?;
+    let mut command = command;
+    // The profile's `registry` where --registry (or WEIR_REGISTRY) is not given.
+    match &mut command {
+        Command::Produce(args) => args.registry.or_profile(registry),
+        Command::Consume(args) => args.selection.decode.registry.or_profile(registry),
+        Command::Count(args) | Command::Agg(args) => {
+            args.selection.decode.registry.or_profile(registry);
+        }
+        Command::Pipe(args) => args.selection.decode.registry.or_profile(registry),
+        _ => {}
+    }
     match command {
         Command::Topics(args) => cli::topics::run(args, config).await,
         Command::Produce(args) => cli::produce::run(args, config, shutdown_signal()).await,

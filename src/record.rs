@@ -27,6 +27,20 @@ pub struct ConsumedRecord {
     pub value: Option<Vec<u8>>,
     /// Headers, in the record's order (see [`Header`]).
     pub headers: Vec<Header>,
+    /// Whether the key and value were decoded through a schema registry
+    /// into JSON text (`crate::registry::codec`).
+    pub decoded: Decoded,
+}
+
+/// Which of a record's key and value are JSON text decoded through a
+/// schema registry, not the bytes as stored: `--json` writes them as
+/// JSON, not as strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// The key is decoded JSON text.
+    pub key: bool,
+    /// The value is decoded JSON text.
+    pub value: bool,
 }
 
 /// Whose time a record's timestamp is (the topic's

@@ -212,6 +212,7 @@ mod tests {
             key: key.map(<[u8]>::to_vec),
             value: value.map(<[u8]>::to_vec),
             headers: Default::default(),
+            decoded: Default::default(),
         }
     }
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use weir::kafka::connect::{ConnectionConfig, DEFAULT_CLIENT_ID, TokenSource};
+use weir::kafka::connect::{DEFAULT_CLIENT_ID, TokenSource};
 use weir::kafka::profile::{self, ConfigFile, Profile};
 
 use super::usage;
@@ -395,18 +395,9 @@ impl ConnectArgs {
             ),
             password,
             token,
+            registry: p.registry.clone(),
             file,
         })
-    }
-
-    /// Validates the flags, environment and profile into a
-    /// [`ConnectionConfig`].
-    ///
-    /// # Errors
-    ///
-    /// A usage error naming the flag, variable or profile setting at fault.
-    pub fn to_config(&self) -> anyhow::Result<ConnectionConfig> {
-        self.effective()?.to_config()
     }
 }
 

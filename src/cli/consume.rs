@@ -59,6 +59,9 @@ pub struct SelectionArgs {
 
     #[command(flatten)]
     pub fetch: FetchFlags,
+
+    #[command(flatten)]
+    pub decode: super::registry::DecodeArgs,
 }
 
 /// Read records from topics, one task per partition, to stdout.
@@ -226,7 +229,8 @@ impl SelectionArgs {
             .fetch
             .config(timeout)?
             .with_start(start)
-            .with_until(until);
+            .with_until(until)
+            .with_decoding(self.decode.decoding(timeout)?);
         Ok((selection, config))
     }
 }

@@ -22,6 +22,7 @@ pub mod offsets_share;
 pub mod pipe;
 pub mod produce;
 pub mod properties;
+pub mod registry;
 pub mod share;
 pub mod topics;
 

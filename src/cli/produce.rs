@@ -18,6 +18,8 @@ use weir::{ConnectionConfig, Header};
 use super::connect::parse_duration;
 use super::flags::BatchFlags;
 use super::{non_negative, usage};
+use std::sync::Arc;
+use weir::registry::codec::{Encoder, SchemaChoice};
 
 /// Produce records, one per line (or per delimiter), to a topic.
 #[derive(Debug, clap::Args)]
@@ -108,6 +110,26 @@ pub struct ProduceArgs {
     #[arg(long, value_enum, default_value_t = OnError::Fail)]
     pub on_error: OnError,
 
+    #[command(flatten)]
+    pub registry: super::registry::RegistryArgs,
+
+    /// Write each value (a JSON value per line, or --format json's
+    /// "value" as JSON text) in Avro with this schema from --registry:
+    /// SUBJECT (its latest version), SUBJECT@VERSION, id:N, or FILE.avsc
+    /// with --register. A value that does not fit is bad input.
+    #[arg(long, value_name = "SUBJECT[@VERSION]|id:N|FILE.avsc")]
+    pub value_schema: Option<String>,
+
+    /// Write each key in Avro with this schema, as --value-schema.
+    #[arg(long, value_name = "SUBJECT[@VERSION]|id:N|FILE.avsc")]
+    pub key_schema: Option<String>,
+
+    /// Register a schema file given to --value-schema or --key-schema
+    /// under the topic's subject (TOPIC-value, TOPIC-key) first; the
+    /// registry answers the id it already has for the same schema.
+    #[arg(long)]
+    pub register: bool,
+
     /// Create the topic first if it does not exist.
     #[arg(long)]
     pub create_topic: bool,
@@ -184,6 +206,8 @@ impl ProduceArgs {
             null_empty: self.null_empty,
             partition: self.partition,
             ignore_json_partition: self.partition_from == PartitionFrom::None,
+            value_encoder: None,
+            key_encoder: None,
         })
     }
 
@@ -274,8 +298,9 @@ pub async fn run(
     // The summary's time is the whole run: reaching the cluster and the
     // producer's start too.
     let began = std::time::Instant::now();
-    let parser = args.parser()?;
+    let mut parser = args.parser()?;
     let plan = args.plan(config.timeout)?;
+    (parser.value_encoder, parser.key_encoder) = encoders(&args, config.timeout).await?;
     let delimiter = unescape(&args.delimiter);
     if delimiter.is_empty() {
         return Err(usage("--delimiter is empty"));
@@ -338,6 +363,41 @@ pub async fn run(
 
     print_summary(&summary, &args.topic, partitions);
     Ok(summary.outcome()?)
+}
+
+/// The value's and key's encoders (`--value-schema`, `--key-schema`),
+/// their schemas had from the registry before anything is read.
+async fn encoders(
+    args: &ProduceArgs,
+    timeout: Duration,
+) -> anyhow::Result<(Option<Arc<Encoder>>, Option<Arc<Encoder>>)> {
+    if args.value_schema.is_none() && args.key_schema.is_none() {
+        if args.register {
+            return Err(usage(
+                "--register registers the file given to --value-schema or --key-schema",
+            ));
+        }
+        return Ok((None, None));
+    }
+    let Some(registry) = args.registry.client(timeout)? else {
+        return Err(usage("--value-schema and --key-schema need --registry URL"));
+    };
+    let mut encoders = [None, None];
+    for (slot, (given, part)) in encoders
+        .iter_mut()
+        .zip([(&args.value_schema, "value"), (&args.key_schema, "key")])
+    {
+        let Some(given) = given else { continue };
+        let choice: SchemaChoice = given
+            .parse()
+            .map_err(|e| usage(format!("--{part}-schema {e}")))?;
+        let subject = format!("{}-{part}", args.topic);
+        *slot = Some(Arc::new(
+            Encoder::new(&registry, &choice, &subject, args.register).await?,
+        ));
+    }
+    let [value, key] = encoders;
+    Ok((value, key))
 }
 
 /// The run's one line on stderr.

@@ -44,6 +44,11 @@ pub async fn consume(
 /// The share group's side of `weir consume` or `weir pipe`: its topics
 /// (names, not patterns) and where a new group starts (`--from`).
 fn share_config(selection: &SelectionArgs, group: &str) -> anyhow::Result<ShareConfig> {
+    if selection.decode.registry.registry.is_some() {
+        return Err(usage(
+            "--registry with --share-group: share groups do not decode through a schema registry yet",
+        ));
+    }
     let start = match selection.from.as_deref() {
         None => None,
         Some("earliest") => Some(ShareStart::Earliest),

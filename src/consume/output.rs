@@ -421,8 +421,16 @@ fn write_json(out: &mut Vec<u8>, b64: &mut String, record: &ConsumedRecord) {
     push_int(out, record.offset);
     out.extend_from_slice(b",\"timestamp\":");
     push_int(out, record.timestamp_ms);
-    write_json_bytes(out, b64, "key", record.key.as_deref());
-    write_json_bytes(out, b64, "value", record.value.as_deref());
+    // A key or value decoded through a schema registry is JSON text
+    // already: written as it is, an object where the schema has a record.
+    match (record.decoded.key, record.key.as_deref()) {
+        (true, Some(json)) => write_json_raw(out, "key", json),
+        _ => write_json_bytes(out, b64, "key", record.key.as_deref()),
+    }
+    match (record.decoded.value, record.value.as_deref()) {
+        (true, Some(json)) => write_json_raw(out, "value", json),
+        _ => write_json_bytes(out, b64, "value", record.value.as_deref()),
+    }
 
     out.extend_from_slice(b",\"headers\":[");
     for (i, (k, v)) in record.headers.iter().enumerate() {
@@ -436,6 +444,14 @@ fn write_json(out: &mut Vec<u8>, b64: &mut String, record: &ConsumedRecord) {
     }
     out.push(b']');
     out.extend_from_slice(b"}\n");
+}
+
+/// Writes `,"name":` and `json`, JSON text already.
+fn write_json_raw(out: &mut Vec<u8>, name: &str, json: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(json);
 }
 
 /// Writes `,"name":` and a JSON string, `,"name_b64":` and base64, or

@@ -21,6 +21,7 @@ fn record(key: Option<&[u8]>, value: Option<&[u8]>) -> ConsumedRecord {
         key: key.map(<[u8]>::to_vec),
         value: value.map(<[u8]>::to_vec),
         headers: Vec::new(),
+        decoded: Default::default(),
     }
 }
 

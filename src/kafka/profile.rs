@@ -129,6 +129,8 @@ pub struct Profile {
     pub sasl_token_command: Option<String>,
     /// `sasl-token`: a secret in the file itself.
     pub sasl_token: Option<Password>,
+    /// `registry`: the Schema Registry's URL (`--registry`).
+    pub registry: Option<String>,
 }
 
 impl Profile {
@@ -311,6 +313,7 @@ fn read_profile(name: &str, settings: DeTable<'_>, folder: &Path) -> Result<Prof
             "sasl-token-file" => profile.sasl_token_file = Some(path(value)?),
             "sasl-token-command" => profile.sasl_token_command = Some(string(value)?),
             "sasl-token" => profile.sasl_token = Some(Password::new(string(value)?)),
+            "registry" => profile.registry = Some(string(value)?),
             _ => {
                 return Err((
                     at,

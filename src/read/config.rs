@@ -82,6 +82,9 @@ pub struct ConsumerConfig {
     /// offset where nothing was committed: the internal topic between two
     /// stages of a job, which never ends while a source may write to it.
     pub follow: Vec<String>,
+    /// Keys and values decoded through a schema registry as they are read
+    /// (`None`: as stored).
+    pub decoding: Option<std::sync::Arc<crate::registry::codec::Decoding>>,
 }
 
 impl Default for ConsumerConfig {
@@ -100,6 +103,7 @@ impl Default for ConsumerConfig {
             isolation: IsolationLevel::ReadCommitted,
             metered: true,
             follow: Vec::new(),
+            decoding: None,
         }
     }
 }
@@ -159,6 +163,16 @@ impl ConsumerConfig {
     #[must_use]
     pub fn with_metered(mut self, metered: bool) -> Self {
         self.metered = metered;
+        self
+    }
+
+    /// With [`decoding`](Self::decoding).
+    #[must_use]
+    pub fn with_decoding(
+        mut self,
+        decoding: Option<std::sync::Arc<crate::registry::codec::Decoding>>,
+    ) -> Self {
+        self.decoding = decoding;
         self
     }
 }

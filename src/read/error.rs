@@ -140,6 +140,10 @@ pub enum FetchFailure {
         #[source]
         last: FetchError,
     },
+    /// A record's key or value could not be decoded through the schema
+    /// registry, under `OnBadInput::Fail`.
+    #[error(transparent)]
+    Undecodable(Box<crate::registry::codec::BadRecord>),
     /// The broker answered that the offset is out of range, and the
     /// partition's watermarks could not be read to move into range.
     #[error("offset {offset} out of range, and its watermarks cannot be read")]

@@ -39,6 +39,7 @@ use crate::read::config::{
 use crate::read::error::{ConsumeError, FetchError, FetchFailure};
 use crate::read::event::ConsumerEvent;
 use crate::record::{ConsumedRecord, TimestampType};
+use crate::registry::codec::{Decoding, OnBadInput};
 use crate::timestamp::now_ms;
 
 /// What one fetch returned, as far as the loop cares.
@@ -463,7 +464,13 @@ impl<F: PartitionFetch> PartitionTask<F> {
                     key: r.record.key,
                     value: r.record.value,
                     headers: r.record.headers,
+                    decoded: Default::default(),
                 });
+            }
+            if let Some(decoding) = self.config.decoding.clone() {
+                if !self.decode(&decoding, &mut batch).await {
+                    return;
+                }
             }
             if !reached {
                 let next = next_offset.max(last + 1);
@@ -490,6 +497,27 @@ impl<F: PartitionFetch> PartitionTask<F> {
                 return;
             }
         }
+    }
+
+    /// Decodes the batch's keys and values through the schema registry;
+    /// an undecodable record is warned of and left out, or fails the
+    /// partition (false: the task ends).
+    async fn decode(&self, decoding: &Decoding, batch: &mut Vec<ConsumedRecord>) -> bool {
+        let mut kept = Vec::with_capacity(batch.len());
+        for mut record in batch.drain(..) {
+            match decoding.decode(&mut record).await {
+                Ok(()) => kept.push(record),
+                Err(bad) => match decoding.on_error {
+                    OnBadInput::Skip => tracing::warn!("{bad}; left out"),
+                    OnBadInput::Fail => {
+                        self.fail(FetchFailure::Undecodable(bad)).await;
+                        return false;
+                    }
+                },
+            }
+        }
+        *batch = kept;
+        true
     }
 
     async fn reached(&self) {

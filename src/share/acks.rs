@@ -89,6 +89,7 @@ pub fn acquired(
                         key: r.record.key,
                         value: r.record.value,
                         headers: r.record.headers,
+                        decoded: Default::default(),
                     },
                     delivery_count: range.delivery_count,
                 }),

@@ -21,6 +21,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -46,6 +46,9 @@ pub struct Effective {
     pub password: Option<(Secret, Origin)>,
     /// Where the OAUTHBEARER token is.
     pub token: Option<(TokenSource, Origin)>,
+    /// The profile's Schema Registry URL (`registry`), for commands whose
+    /// `--registry` is not given.
+    pub registry: Option<String>,
 }
 
 /// Where a password comes from.

@@ -17,11 +17,11 @@ use crate::produce::producer::ProduceRecord;
 #[serde(deny_unknown_fields)]
 struct JsonRecord {
     #[serde(default)]
-    key: Option<String>,
+    key: Option<TextOrJson>,
     #[serde(default)]
     key_b64: Option<String>,
     #[serde(default)]
-    value: Option<String>,
+    value: Option<TextOrJson>,
     #[serde(default)]
     value_b64: Option<String>,
     #[serde(default)]
@@ -38,6 +38,21 @@ struct JsonRecord {
     _topic: Option<serde::de::IgnoredAny>,
     #[serde(default, rename = "offset")]
     _offset: Option<serde::de::IgnoredAny>,
+}
+
+/// `key` or `value`: a string is its text; any other JSON (an object, an
+/// array, a number or a boolean, as `weir consume --registry --json`
+/// writes a decoded value) is its JSON text, for `--value-schema` to
+/// encode.
+struct TextOrJson(String);
+
+impl<'de> Deserialize<'de> for TextOrJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self(match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        }))
+    }
 }
 
 /// A header value as JSON input gives it, decoded later so that a bad
@@ -248,8 +263,8 @@ pub(super) fn parse(input: &[u8]) -> Result<ProduceRecord, ParseError> {
         headers.push((key, Some(value)));
     }
     Ok(ProduceRecord {
-        key: pick(json.key, json.key_b64, "key_b64")?,
-        value: pick(json.value, json.value_b64, "value_b64")?,
+        key: pick(json.key.map(|k| k.0), json.key_b64, "key_b64")?,
+        value: pick(json.value.map(|v| v.0), json.value_b64, "value_b64")?,
         headers,
         timestamp_ms: json.timestamp,
         partition: json.partition,
@@ -418,6 +433,7 @@ mod tests {
                 ("q\"\n", Some("é\u{1}".as_bytes())),
                 ("z", Some(b"3")),
             ]),
+            decoded: Default::default(),
         };
         let mut w = RecordWriter::new(Vec::new(), OutputFormat::Json);
         w.write(&record).unwrap();

@@ -47,6 +47,11 @@ pub struct RecordParser {
     /// it (copying into a topic with fewer partitions, or re-partitioning
     /// by key).
     pub ignore_json_partition: bool,
+    /// Encodes each value (JSON text) with a registry's schema
+    /// (`--value-schema`); a value that does not fit is bad input.
+    pub value_encoder: Option<std::sync::Arc<crate::registry::codec::Encoder>>,
+    /// Encodes each key likewise (`--key-schema`).
+    pub key_encoder: Option<std::sync::Arc<crate::registry::codec::Encoder>>,
 }
 
 /// Why an input record was refused. The caller adds the line number.
@@ -62,6 +67,9 @@ pub enum ParseError {
     /// Invalid JSON or a field of the wrong type.
     #[error("invalid JSON record")]
     Json(#[source] JsonProblem),
+    /// A key or value that does not fit its schema.
+    #[error(transparent)]
+    Schema(Box<SchemaMismatch>),
     /// A `*_b64` field that is not base64.
     #[error(
         "field \"{field}\" is not valid base64{}",
@@ -77,6 +85,18 @@ pub enum ParseError {
         #[source]
         source: base64::DecodeError,
     },
+}
+
+/// A key or value that does not fit its schema (`--value-schema`,
+/// `--key-schema`).
+#[derive(Debug, thiserror::Error)]
+#[error("the {part} {error}")]
+pub struct SchemaMismatch {
+    /// `key` or `value`.
+    pub part: &'static str,
+    /// What does not fit (naming the field); part of this error's own
+    /// message, so not its source.
+    pub error: crate::registry::codec::EncodeError,
 }
 
 /// What is wrong with a JSON record as a whole.
@@ -111,6 +131,13 @@ impl RecordParser {
         record.headers.extend(self.headers.iter().cloned());
         if self.null_empty && record.value.as_ref().is_some_and(Vec::is_empty) {
             record.value = None;
+        }
+        let schema = |part, error| ParseError::Schema(Box::new(SchemaMismatch { part, error }));
+        if let (Some(encoder), Some(value)) = (&self.value_encoder, &record.value) {
+            record.value = Some(encoder.encode(value).map_err(|e| schema("value", e))?);
+        }
+        if let (Some(encoder), Some(key)) = (&self.key_encoder, &record.key) {
+            record.key = Some(encoder.encode(key).map_err(|e| schema("key", e))?);
         }
         Ok(record)
     }
