@@ -118,10 +118,13 @@ pub async fn assign(
     client: &Client,
     selection: &Selection,
 ) -> Result<Vec<Assignment>, ConsumeError> {
-    let topics = client
-        .list_topics()
-        .await
-        .map_err(|e| ConsumeError::Metadata(e.into()))?;
+    let named: Vec<&str> = selection
+        .topics
+        .iter()
+        .filter(|t| !super::pattern::is_pattern(t))
+        .map(String::as_str)
+        .collect();
+    let topics = topics_with(client, &named).await?;
     let names = super::pattern::resolve(&selection.topics, topics.iter().map(|t| t.name.as_str()))?;
     let mut assigned = Vec::new();
     for name in &names {
@@ -185,5 +188,33 @@ mod tests {
         assert!("2/2".parse::<Instance>().is_err());
         assert!("1/0".parse::<Instance>().is_err());
         assert!("1".parse::<Instance>().is_err());
+    }
+}
+
+/// How long a topic missing from a broker's metadata is asked for again
+/// before it is taken as unknown: a topic just created (by this process,
+/// as a group's internal topic, or by another) reaches every broker's
+/// metadata a little after the controller's, and a broker that lags
+/// answers without it.
+pub const UNKNOWN_TOPIC_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The cluster's topics, asked again (every 200 ms, for at most
+/// [`UNKNOWN_TOPIC_GRACE`]) while any of `names` is missing; the last
+/// answer, which may still lack them.
+pub(crate) async fn topics_with(
+    client: &Client,
+    names: &[&str],
+) -> Result<Vec<rskafka::topic::Topic>, ConsumeError> {
+    let deadline = tokio::time::Instant::now() + UNKNOWN_TOPIC_GRACE;
+    loop {
+        let topics = client
+            .list_topics()
+            .await
+            .map_err(|e| ConsumeError::Metadata(e.into()))?;
+        let missing = names.iter().any(|n| !topics.iter().any(|t| t.name == *n));
+        if !missing || tokio::time::Instant::now() >= deadline {
+            return Ok(topics);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -69,10 +69,9 @@ async fn known(client: &Client, assignments: &[Assignment]) -> Result<(), Consum
     if assignments.is_empty() {
         return Ok(());
     }
-    let topics = client
-        .list_topics()
-        .await
-        .map_err(|e| ConsumeError::Metadata(e.into()))?;
+    let mut names: Vec<&str> = assignments.iter().map(|a| &*a.topic).collect();
+    names.dedup();
+    let topics = crate::read::assign::topics_with(client, &names).await?;
     check_known(assignments, |name| {
         topics
             .iter()
