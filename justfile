@@ -30,7 +30,8 @@ test:
     cargo clippy --locked --all-targets -- -D warnings
     scripts/static.sh
     scripts/cross.sh
-    WEIR_STATIC_BIN="$(scripts/static.sh)" WEIR_AARCH64_BIN="$(scripts/cross.sh)" cargo test --locked
+    # Every test binary and the doc tests; the two that start three Kafka nodes of their own run beside the others (scripts/test-lanes.sh says how).
+    WEIR_STATIC_BIN="$(scripts/static.sh)" WEIR_AARCH64_BIN="$(scripts/cross.sh)" scripts/test-lanes.sh
     # weir's changes to the vendored rskafka: its record batch codec (written ahead and read in place), frame and SASL mechanism tests, and every decoder weir uses fed random and damaged bytes (an error, never a panic).
     cargo test --locked --manifest-path vendor/rskafka/Cargo.toml --lib -- protocol::record protocol::primitives protocol::frame sasl:: protocol::fuzz_tests
     # weir as a library user gets it: tests/outside, a crate of its own outside the workspace, depends on weir by path without the `cli` feature and with no [patch]; built offline from weir's lock file into the same target directory (only weir, weir-rskafka and itself compile again), then run (no broker).
