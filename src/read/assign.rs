@@ -174,23 +174,6 @@ pub async fn assign(
     Ok(assigned)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instances_split_partitions() {
-        let a: Instance = "0/2".parse().unwrap();
-        let b: Instance = "1/2".parse().unwrap();
-        for p in 0..7 {
-            assert!(a.owns(p) != b.owns(p), "partition {p} has one owner");
-        }
-        assert!("2/2".parse::<Instance>().is_err());
-        assert!("1/0".parse::<Instance>().is_err());
-        assert!("1".parse::<Instance>().is_err());
-    }
-}
-
 /// How long a topic missing from a broker's metadata is asked for again
 /// before it is taken as unknown: a topic just created (by this process,
 /// as a group's internal topic, or by another) reaches every broker's
@@ -216,5 +199,22 @@ pub(crate) async fn topics_with(
             return Ok(topics);
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_split_partitions() {
+        let a: Instance = "0/2".parse().unwrap();
+        let b: Instance = "1/2".parse().unwrap();
+        for p in 0..7 {
+            assert!(a.owns(p) != b.owns(p), "partition {p} has one owner");
+        }
+        assert!("2/2".parse::<Instance>().is_err());
+        assert!("1/0".parse::<Instance>().is_err());
+        assert!("1".parse::<Instance>().is_err());
     }
 }
