@@ -34,15 +34,6 @@ const KAFKA_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
 const RESOURCE_BROKER: i8 = 4;
 const RESOURCE_GROUP: i8 = 32;
 
-/// The timings the broker decides for a consumer-protocol member.
-#[derive(Debug, Default)]
-pub(super) struct BrokerTiming {
-    /// The group's session timeout, read at join.
-    session: Option<Duration>,
-    /// The heartbeat interval of the last answer.
-    interval: Option<Duration>,
-}
-
 impl Member {
     /// The session timeout the coordinator applies: on the consumer
     /// protocol the broker's (once read), else the configured one.

@@ -57,7 +57,7 @@ pub struct Member {
     pub(super) told_unreleased: bool,
     /// KIP-848: the timings the broker decides (its session timeout, read
     /// once at join, and the heartbeat interval of its last answer).
-    pub(super) broker: super::broker_timing::BrokerTiming,
+    pub(super) broker: BrokerTiming,
 }
 
 impl Member {
@@ -105,7 +105,7 @@ impl Member {
             topic_ids: std::collections::BTreeMap::new(),
             topic_ids_at: Instant::now(),
             told_unreleased: false,
-            broker: super::broker_timing::BrokerTiming::default(),
+            broker: BrokerTiming::default(),
         })
     }
 
@@ -629,4 +629,14 @@ pub(super) fn topic_name(topic: &str) -> TopicName {
 
 pub(super) fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// The timings the broker decides for a consumer-protocol member (read
+/// and followed in `broker_timing`).
+#[derive(Debug, Default)]
+pub(super) struct BrokerTiming {
+    /// The group's session timeout, read at join.
+    pub(super) session: Option<std::time::Duration>,
+    /// The heartbeat interval of the last answer.
+    pub(super) interval: Option<std::time::Duration>,
 }
